@@ -1,0 +1,26 @@
+//! The command line: parse, dispatch, map errors to exit codes.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use hwprof::cli::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Export(_)
+        | Command::Report(_)
+        | Command::Collect(_)
+        | Command::Finalize(_)
+        | Command::Merge(_)
+        | Command::ListEvents
+        | Command::Doctor => Err(anyhow::anyhow!("not built yet")),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("hwprof: error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

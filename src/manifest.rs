@@ -1,0 +1,145 @@
+//! `DIR/manifest.json`: what was collected, how, and where it stands.
+//!
+//! ```json
+//! { "format_version": 1, "hwprof_version": "0.1.0", "mode": "hotspots",
+//!   "command": ["./app", "arg"], "hosts": ["node1"], "start_time_unix": 1764086400.0,
+//!   "duration_s": 1.23, "call_graph": "dwarf,8192", "frequency_hz": 999,
+//!   "events_requested": ["cycles"],
+//!   "events": [{"requested": "cycles", "opened": "cpu-clock",
+//!               "note": "no hardware PMU (ENOENT): sampling cpu-clock instead"}],
+//!   "kernel_samples": false, "kernel_note": "...", "mpi_job": null,
+//!   "world_size": null, "finalized": false, "exit_status": 0 }
+//! ```
+//!
+//! Each rank of an MPI job adds its own raw directory; only one writes the manifest.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Current results-directory format.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// An event as opened, with the reason when it is not what was asked for.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct OpenedEvent {
+    /// What the user or the mode asked for.
+    pub requested: String,
+    /// What was opened.
+    pub opened: String,
+    /// Why they differ, or other notes ("" when none).
+    #[serde(default)]
+    pub note: String,
+}
+
+/// The manifest.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Results-directory format.
+    pub format_version: u32,
+    /// hwprof that wrote it.
+    pub hwprof_version: String,
+    /// hotspots, memory or locks.
+    pub mode: String,
+    /// The command run, or `["-p", PID]`.
+    pub command: Vec<String>,
+    /// Hosts that added raw directories.
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    /// Wall-clock start, seconds since the epoch.
+    #[serde(default)]
+    pub start_time_unix: f64,
+    /// Collection time.
+    #[serde(default)]
+    pub duration_s: f64,
+    /// Call-graph mode (`dwarf,8192`, `fp`, `none`).
+    #[serde(default)]
+    pub call_graph: String,
+    /// Sampling frequency.
+    #[serde(default)]
+    pub frequency_hz: u64,
+    /// Events named by the user or mode.
+    #[serde(default)]
+    pub events_requested: Vec<String>,
+    /// Events opened.
+    #[serde(default)]
+    pub events: Vec<OpenedEvent>,
+    /// Whether kernel samples were collected.
+    #[serde(default)]
+    pub kernel_samples: bool,
+    /// Why not, when not.
+    #[serde(default)]
+    pub kernel_note: String,
+    /// How Python stacks were captured ("off", "agent", "remote", "perfmap", "none found").
+    #[serde(default)]
+    pub python: String,
+    /// The MPI job id, when under a launcher.
+    #[serde(default)]
+    pub mpi_job: Option<String>,
+    /// World size from the launcher.
+    #[serde(default)]
+    pub world_size: Option<u32>,
+    /// Whether profile.db was written.
+    #[serde(default)]
+    pub finalized: bool,
+    /// The target's exit status as hwprof returns it.
+    #[serde(default)]
+    pub exit_status: Option<i32>,
+    /// Notices printed during collection, kept for the report.
+    #[serde(default)]
+    pub notices: Vec<String>,
+}
+
+/// Errors reading a manifest.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    /// No manifest: not a results directory.
+    #[error(
+        "{0} is not an hwprof results directory (no manifest.json); give the directory that `hwprof collect -r DIR` wrote"
+    )]
+    Missing(PathBuf),
+    /// Unreadable or malformed.
+    #[error("{path}: {why}; the results directory is damaged")]
+    Bad {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        why: String,
+    },
+}
+
+impl Manifest {
+    /// Path of the manifest in DIR.
+    pub fn path(dir: &Path) -> PathBuf {
+        dir.join("manifest.json")
+    }
+
+    /// Read DIR/manifest.json.
+    pub fn load(dir: &Path) -> Result<Manifest, ManifestError> {
+        let path = Self::path(dir);
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                ManifestError::Missing(dir.to_path_buf())
+            } else {
+                ManifestError::Bad {
+                    path: path.clone(),
+                    why: e.to_string(),
+                }
+            }
+        })?;
+        serde_json::from_str(&text).map_err(|e| ManifestError::Bad {
+            path,
+            why: e.to_string(),
+        })
+    }
+
+    /// Write DIR/manifest.json atomically, mode 0600.
+    pub fn save(&self, dir: &Path) -> std::io::Result<()> {
+        let path = Self::path(dir);
+        let tmp = dir.join(format!(".manifest.json.{}", std::process::id()));
+        let text = serde_json::to_string_pretty(self).map_err(std::io::Error::other)?;
+        std::fs::write(&tmp, text + "\n")?;
+        crate::util::set_private_mode(&tmp);
+        std::fs::rename(&tmp, &path)
+    }
+}

@@ -1,0 +1,634 @@
+//! profile.db: the one place SQL lives.
+//!
+//! `finalize` writes it (through [`ProfileWriter`]), `report` and `export` read it
+//! (through [`Profile::load`]). The schema, also described in
+//! `docs/results-format.md`:
+//!
+//! ```sql
+//! meta(key TEXT PRIMARY KEY, value TEXT)           -- mode, metric, total, samples, ...
+//! events(id INTEGER PRIMARY KEY, name TEXT, requested TEXT, note TEXT)
+//! processes(id INTEGER PRIMARY KEY, host TEXT, rank INTEGER, pid INTEGER,
+//!           command TEXT, raw_dir TEXT)            -- rank NULL outside MPI
+//! threads(id INTEGER PRIMARY KEY, process INTEGER, tid INTEGER, name TEXT)
+//! functions(id INTEGER PRIMARY KEY, name TEXT, module TEXT, file TEXT,
+//!           start_line INTEGER, kind TEXT)         -- kind: native|python|kernel|unknown
+//! frames(id INTEGER PRIMARY KEY, function INTEGER, file TEXT, line INTEGER)
+//! stacks(id INTEGER PRIMARY KEY, parent INTEGER, frame INTEGER)
+//!                                                  -- a trie, parent NULL at the root
+//!                                                  -- (outermost frame); a stack is
+//!                                                  -- named by its leaf node
+//! samples(stack INTEGER, thread INTEGER, event INTEGER, count INTEGER, value INTEGER)
+//!                                                  -- aggregated: `count` samples with
+//!                                                  -- that stack, `value` in the metric
+//! rss(process INTEGER, time_ns INTEGER, rss_bytes INTEGER)
+//! ```
+//!
+//! The file is written to `profile.db.tmp` and renamed, so a reader never sees a
+//! half-written profile.
+
+pub mod stacks;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+/// Errors reading or writing profile.db.
+#[derive(Debug, thiserror::Error)]
+pub enum ProfileError {
+    /// SQLite failed.
+    #[error("profile database {path}: {source}")]
+    Sql {
+        /// The database file.
+        path: PathBuf,
+        /// What SQLite said.
+        source: rusqlite::Error,
+    },
+    /// The directory has no profile.db.
+    #[error(
+        "{0} has no profile.db: it was collected with --no-finalize or finalize did not finish; run `hwprof finalize {0}`"
+    )]
+    NotFinalized(PathBuf),
+    /// I/O around the database file.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+const SCHEMA: &str = "
+CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE events(id INTEGER PRIMARY KEY, name TEXT NOT NULL, requested TEXT, note TEXT);
+CREATE TABLE processes(id INTEGER PRIMARY KEY, host TEXT, rank INTEGER, pid INTEGER,
+                       command TEXT, raw_dir TEXT);
+CREATE TABLE threads(id INTEGER PRIMARY KEY, process INTEGER NOT NULL, tid INTEGER, name TEXT);
+CREATE TABLE functions(id INTEGER PRIMARY KEY, name TEXT NOT NULL, module TEXT NOT NULL,
+                       file TEXT, start_line INTEGER, kind TEXT NOT NULL);
+CREATE TABLE frames(id INTEGER PRIMARY KEY, function INTEGER NOT NULL, file TEXT, line INTEGER);
+CREATE TABLE stacks(id INTEGER PRIMARY KEY, parent INTEGER, frame INTEGER NOT NULL);
+CREATE TABLE samples(stack INTEGER, thread INTEGER NOT NULL, event INTEGER NOT NULL,
+                     count INTEGER NOT NULL, value INTEGER NOT NULL);
+CREATE TABLE rss(process INTEGER NOT NULL, time_ns INTEGER NOT NULL, rss_bytes INTEGER NOT NULL);
+";
+
+/// What kind of code a function is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum FrameKind {
+    /// Machine code from an ELF file (or an unresolved address).
+    Native,
+    /// A Python function, from the interpreter's code objects.
+    Python,
+    /// Kernel code.
+    Kernel,
+}
+
+impl FrameKind {
+    /// The name stored in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FrameKind::Native => "native",
+            FrameKind::Python => "python",
+            FrameKind::Kernel => "kernel",
+        }
+    }
+    fn parse(s: &str) -> Self {
+        match s {
+            "python" => FrameKind::Python,
+            "kernel" => FrameKind::Kernel,
+            _ => FrameKind::Native,
+        }
+    }
+}
+
+/// A function: what reports rank.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Function {
+    /// Demangled name (`Class.method` for Python).
+    pub name: String,
+    /// Module: the ELF file's name, `python`, or `[kernel]`.
+    pub module: String,
+    /// Source file, if known.
+    pub file: Option<String>,
+    /// First line of the function, if known.
+    pub start_line: Option<u32>,
+    /// Native, Python or kernel.
+    pub kind: FrameKind,
+}
+
+/// A frame: a function at a source line.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Frame {
+    /// Index into [`Profile::functions`].
+    pub function: usize,
+    /// Source file of the line (differs from the function's for inlined code).
+    pub file: Option<String>,
+    /// Source line, if known.
+    pub line: Option<u32>,
+}
+
+/// One process of the profile.
+#[derive(Clone, Debug, Default)]
+pub struct Process {
+    /// Host it ran on.
+    pub host: String,
+    /// MPI rank, None outside MPI.
+    pub rank: Option<u32>,
+    /// Process id.
+    pub pid: u32,
+    /// Command line, as far as known.
+    pub command: String,
+    /// The raw directory it came from, relative to the results directory.
+    pub raw_dir: String,
+}
+
+/// One thread of the profile.
+#[derive(Clone, Debug, Default)]
+pub struct Thread {
+    /// Index into [`Profile::processes`].
+    pub process: usize,
+    /// OS thread id.
+    pub tid: u32,
+    /// Thread name (comm).
+    pub name: String,
+}
+
+/// An aggregated sample row.
+#[derive(Clone, Copy, Debug)]
+pub struct SampleRow {
+    /// Leaf node in [`Profile::stacks`], None for a sample with no frames at all.
+    pub stack: Option<usize>,
+    /// Index into [`Profile::threads`].
+    pub thread: usize,
+    /// Index into [`Profile::events`].
+    pub event: usize,
+    /// Number of samples.
+    pub count: u64,
+    /// Weight in the mode's metric (samples, bytes or ns).
+    pub value: u64,
+}
+
+/// An event that was opened.
+#[derive(Clone, Debug, Default)]
+pub struct EventRow {
+    /// What was opened (`cpu-clock`).
+    pub name: String,
+    /// What was asked for (`cycles`).
+    pub requested: String,
+    /// Why they differ, or other notes.
+    pub note: String,
+}
+
+/// A node in the stack trie.
+#[derive(Clone, Copy, Debug)]
+pub struct StackNode {
+    /// The caller's node, None at the root.
+    pub parent: Option<usize>,
+    /// Index into [`Profile::frames`].
+    pub frame: usize,
+}
+
+/// One RSS reading.
+#[derive(Clone, Copy, Debug)]
+pub struct RssPoint {
+    /// Index into [`Profile::processes`].
+    pub process: usize,
+    /// CLOCK_MONOTONIC nanoseconds.
+    pub time_ns: u64,
+    /// Resident set size.
+    pub rss_bytes: u64,
+}
+
+/// A whole profile in memory.
+#[derive(Clone, Debug, Default)]
+pub struct Profile {
+    /// Key/value facts: mode, metric, total, samples, lost_samples, duration_s, ...
+    pub meta: HashMap<String, String>,
+    /// Events opened.
+    pub events: Vec<EventRow>,
+    /// Processes.
+    pub processes: Vec<Process>,
+    /// Threads.
+    pub threads: Vec<Thread>,
+    /// Functions.
+    pub functions: Vec<Function>,
+    /// Frames.
+    pub frames: Vec<Frame>,
+    /// Stack trie nodes.
+    pub stacks: Vec<StackNode>,
+    /// Aggregated samples.
+    pub samples: Vec<SampleRow>,
+    /// RSS timeline.
+    pub rss: Vec<RssPoint>,
+}
+
+fn sql_err(path: &Path) -> impl Fn(rusqlite::Error) -> ProfileError + '_ {
+    move |source| ProfileError::Sql {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn idx(v: i64) -> usize {
+    // Ids are written as index + 1 by ProfileWriter.
+    (v.max(1) - 1) as usize
+}
+
+impl Profile {
+    /// The database path inside a results directory.
+    pub fn db_path(dir: &Path) -> PathBuf {
+        dir.join("profile.db")
+    }
+
+    /// Read `DIR/profile.db` whole.
+    pub fn load(dir: &Path) -> Result<Profile, ProfileError> {
+        let path = Self::db_path(dir);
+        if !path.is_file() {
+            return Err(ProfileError::NotFinalized(dir.to_path_buf()));
+        }
+        let conn = Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map_err(sql_err(&path))?;
+        Self::read(&conn).map_err(sql_err(&path))
+    }
+
+    fn read(conn: &Connection) -> rusqlite::Result<Profile> {
+        let mut p = Profile::default();
+        let mut st = conn.prepare("SELECT key, value FROM meta")?;
+        for r in st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))? {
+            let (k, v) = r?;
+            p.meta.insert(k, v);
+        }
+        let mut st = conn.prepare("SELECT name, requested, note FROM events ORDER BY id")?;
+        for r in st.query_map([], |r| {
+            Ok(EventRow {
+                name: r.get(0)?,
+                requested: r.get::<_, Option<String>>(1)?.unwrap_or_default(),
+                note: r.get::<_, Option<String>>(2)?.unwrap_or_default(),
+            })
+        })? {
+            p.events.push(r?);
+        }
+        let mut st =
+            conn.prepare("SELECT host, rank, pid, command, raw_dir FROM processes ORDER BY id")?;
+        for r in st.query_map([], |r| {
+            Ok(Process {
+                host: r.get::<_, Option<String>>(0)?.unwrap_or_default(),
+                rank: r.get(1)?,
+                pid: r.get(2)?,
+                command: r.get::<_, Option<String>>(3)?.unwrap_or_default(),
+                raw_dir: r.get::<_, Option<String>>(4)?.unwrap_or_default(),
+            })
+        })? {
+            p.processes.push(r?);
+        }
+        let mut st = conn.prepare("SELECT process, tid, name FROM threads ORDER BY id")?;
+        for r in st.query_map([], |r| {
+            Ok(Thread {
+                process: idx(r.get(0)?),
+                tid: r.get(1)?,
+                name: r.get::<_, Option<String>>(2)?.unwrap_or_default(),
+            })
+        })? {
+            p.threads.push(r?);
+        }
+        let mut st =
+            conn.prepare("SELECT name, module, file, start_line, kind FROM functions ORDER BY id")?;
+        for r in st.query_map([], |r| {
+            Ok(Function {
+                name: r.get(0)?,
+                module: r.get(1)?,
+                file: r.get(2)?,
+                start_line: r.get(3)?,
+                kind: FrameKind::parse(&r.get::<_, String>(4)?),
+            })
+        })? {
+            p.functions.push(r?);
+        }
+        let mut st = conn.prepare("SELECT function, file, line FROM frames ORDER BY id")?;
+        for r in st.query_map([], |r| {
+            Ok(Frame {
+                function: idx(r.get(0)?),
+                file: r.get(1)?,
+                line: r.get(2)?,
+            })
+        })? {
+            p.frames.push(r?);
+        }
+        let mut st = conn.prepare("SELECT parent, frame FROM stacks ORDER BY id")?;
+        for r in st.query_map([], |r| {
+            Ok(StackNode {
+                parent: r.get::<_, Option<i64>>(0)?.map(idx),
+                frame: idx(r.get(1)?),
+            })
+        })? {
+            p.stacks.push(r?);
+        }
+        let mut st = conn.prepare("SELECT stack, thread, event, count, value FROM samples")?;
+        for r in st.query_map([], |r| {
+            Ok(SampleRow {
+                stack: r.get::<_, Option<i64>>(0)?.map(idx),
+                thread: idx(r.get(1)?),
+                event: idx(r.get(2)?),
+                count: r.get::<_, i64>(3)? as u64,
+                value: r.get::<_, i64>(4)? as u64,
+            })
+        })? {
+            p.samples.push(r?);
+        }
+        let mut st =
+            conn.prepare("SELECT process, time_ns, rss_bytes FROM rss ORDER BY time_ns")?;
+        for r in st.query_map([], |r| {
+            Ok(RssPoint {
+                process: idx(r.get(0)?),
+                time_ns: r.get::<_, i64>(1)? as u64,
+                rss_bytes: r.get::<_, i64>(2)? as u64,
+            })
+        })? {
+            p.rss.push(r?);
+        }
+        Ok(p)
+    }
+
+    /// The frames of a stack, outermost first.
+    pub fn stack_frames(&self, leaf: Option<usize>) -> Vec<usize> {
+        let mut out = Vec::new();
+        let mut node = leaf;
+        while let Some(n) = node {
+            let Some(s) = self.stacks.get(n) else { break };
+            out.push(s.frame);
+            node = s.parent;
+            if out.len() > self.stacks.len() {
+                break; // a cycle: never from ProfileWriter, but do not loop forever
+            }
+        }
+        out.reverse();
+        out
+    }
+
+    /// A meta value, or "".
+    pub fn meta_str(&self, key: &str) -> &str {
+        self.meta.get(key).map(String::as_str).unwrap_or("")
+    }
+
+    /// The mode's metric name: `samples`, `bytes` or `ns`.
+    pub fn metric(&self) -> &str {
+        match self.meta_str("metric") {
+            "" => "samples",
+            m => m,
+        }
+    }
+}
+
+/// Builds a profile in memory with interned functions, frames and stacks, then writes
+/// it in one transaction.
+#[derive(Default)]
+pub struct ProfileWriter {
+    /// The profile being built.
+    pub profile: Profile,
+    function_ids: HashMap<Function, usize>,
+    frame_ids: HashMap<Frame, usize>,
+    stack_ids: HashMap<(Option<usize>, usize), usize>,
+    sample_ids: HashMap<(Option<usize>, usize, usize), usize>,
+}
+
+impl ProfileWriter {
+    /// Intern a function.
+    pub fn function(&mut self, f: Function) -> usize {
+        if let Some(&id) = self.function_ids.get(&f) {
+            return id;
+        }
+        let id = self.profile.functions.len();
+        self.profile.functions.push(f.clone());
+        self.function_ids.insert(f, id);
+        id
+    }
+
+    /// Intern a frame.
+    pub fn frame(&mut self, f: Frame) -> usize {
+        if let Some(&id) = self.frame_ids.get(&f) {
+            return id;
+        }
+        let id = self.profile.frames.len();
+        self.profile.frames.push(f.clone());
+        self.frame_ids.insert(f, id);
+        id
+    }
+
+    /// Intern a stack given its frames outermost first; returns the leaf node.
+    pub fn stack(&mut self, frames_outermost_first: &[usize]) -> Option<usize> {
+        let mut parent = None;
+        for &frame in frames_outermost_first {
+            let key = (parent, frame);
+            let id = match self.stack_ids.get(&key) {
+                Some(&id) => id,
+                None => {
+                    let id = self.profile.stacks.len();
+                    self.profile.stacks.push(StackNode { parent, frame });
+                    self.stack_ids.insert(key, id);
+                    id
+                }
+            };
+            parent = Some(id);
+        }
+        parent
+    }
+
+    /// Add `count` samples of weight `value` to (stack, thread, event).
+    pub fn add_sample(
+        &mut self,
+        stack: Option<usize>,
+        thread: usize,
+        event: usize,
+        count: u64,
+        value: u64,
+    ) {
+        let key = (stack, thread, event);
+        match self.sample_ids.get(&key) {
+            Some(&i) => {
+                let row = &mut self.profile.samples[i];
+                row.count += count;
+                row.value += value;
+            }
+            None => {
+                self.sample_ids.insert(key, self.profile.samples.len());
+                self.profile.samples.push(SampleRow {
+                    stack,
+                    thread,
+                    event,
+                    count,
+                    value,
+                });
+            }
+        }
+    }
+
+    /// Write `DIR/profile.db` atomically (write `profile.db.tmp`, then rename).
+    pub fn write(&self, dir: &Path) -> Result<PathBuf, ProfileError> {
+        let path = Profile::db_path(dir);
+        let tmp = dir.join("profile.db.tmp");
+        if tmp.exists() {
+            std::fs::remove_file(&tmp).map_err(|source| ProfileError::Io {
+                path: tmp.clone(),
+                source,
+            })?;
+        }
+        let mut conn = Connection::open(&tmp).map_err(sql_err(&tmp))?;
+        write_all(&mut conn, &self.profile).map_err(sql_err(&tmp))?;
+        drop(conn);
+        crate::util::set_private_mode(&tmp);
+        std::fs::rename(&tmp, &path).map_err(|source| ProfileError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        Ok(path)
+    }
+}
+
+fn write_all(conn: &mut Connection, p: &Profile) -> rusqlite::Result<()> {
+    conn.execute_batch("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;")?;
+    let tx = conn.transaction()?;
+    tx.execute_batch(SCHEMA)?;
+    {
+        let mut st = tx.prepare("INSERT INTO meta VALUES (?1, ?2)")?;
+        let mut keys: Vec<_> = p.meta.iter().collect();
+        keys.sort();
+        for (k, v) in keys {
+            st.execute(params![k, v])?;
+        }
+        let mut st = tx.prepare("INSERT INTO events VALUES (?1, ?2, ?3, ?4)")?;
+        for (i, e) in p.events.iter().enumerate() {
+            st.execute(params![i as i64 + 1, e.name, e.requested, e.note])?;
+        }
+        let mut st = tx.prepare("INSERT INTO processes VALUES (?1, ?2, ?3, ?4, ?5, ?6)")?;
+        for (i, x) in p.processes.iter().enumerate() {
+            st.execute(params![
+                i as i64 + 1,
+                x.host,
+                x.rank,
+                x.pid,
+                x.command,
+                x.raw_dir
+            ])?;
+        }
+        let mut st = tx.prepare("INSERT INTO threads VALUES (?1, ?2, ?3, ?4)")?;
+        for (i, t) in p.threads.iter().enumerate() {
+            st.execute(params![i as i64 + 1, t.process as i64 + 1, t.tid, t.name])?;
+        }
+        let mut st = tx.prepare("INSERT INTO functions VALUES (?1, ?2, ?3, ?4, ?5, ?6)")?;
+        for (i, f) in p.functions.iter().enumerate() {
+            st.execute(params![
+                i as i64 + 1,
+                f.name,
+                f.module,
+                f.file,
+                f.start_line,
+                f.kind.as_str()
+            ])?;
+        }
+        let mut st = tx.prepare("INSERT INTO frames VALUES (?1, ?2, ?3, ?4)")?;
+        for (i, f) in p.frames.iter().enumerate() {
+            st.execute(params![i as i64 + 1, f.function as i64 + 1, f.file, f.line])?;
+        }
+        let mut st = tx.prepare("INSERT INTO stacks VALUES (?1, ?2, ?3)")?;
+        for (i, s) in p.stacks.iter().enumerate() {
+            st.execute(params![
+                i as i64 + 1,
+                s.parent.map(|x| x as i64 + 1),
+                s.frame as i64 + 1
+            ])?;
+        }
+        let mut st = tx.prepare("INSERT INTO samples VALUES (?1, ?2, ?3, ?4, ?5)")?;
+        for s in &p.samples {
+            st.execute(params![
+                s.stack.map(|x| x as i64 + 1),
+                s.thread as i64 + 1,
+                s.event as i64 + 1,
+                s.count as i64,
+                s.value as i64
+            ])?;
+        }
+        let mut st = tx.prepare("INSERT INTO rss VALUES (?1, ?2, ?3)")?;
+        for r in &p.rss {
+            st.execute(params![
+                r.process as i64 + 1,
+                r.time_ns as i64,
+                r.rss_bytes as i64
+            ])?;
+        }
+    }
+    tx.commit()
+}
+
+/// True when DIR holds a profile.db.
+pub fn is_finalized(dir: &Path) -> bool {
+    Profile::db_path(dir).is_file()
+}
+
+/// Read one meta value without loading the whole profile.
+pub fn read_meta(dir: &Path, key: &str) -> Result<Option<String>, ProfileError> {
+    let path = Profile::db_path(dir);
+    let conn = Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(sql_err(&path))?;
+    conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+        .optional()
+        .map_err(sql_err(&path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_keeps_stacks_and_weights() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = ProfileWriter::default();
+        w.profile.meta.insert("mode".into(), "hotspots".into());
+        w.profile.processes.push(Process {
+            pid: 7,
+            ..Default::default()
+        });
+        w.profile.threads.push(Thread {
+            process: 0,
+            tid: 7,
+            name: "a".into(),
+        });
+        w.profile.events.push(EventRow {
+            name: "cpu-clock".into(),
+            ..Default::default()
+        });
+        let f = |w: &mut ProfileWriter, n: &str| {
+            let fun = w.function(Function {
+                name: n.into(),
+                module: "m".into(),
+                file: None,
+                start_line: None,
+                kind: FrameKind::Native,
+            });
+            w.frame(Frame {
+                function: fun,
+                file: None,
+                line: Some(3),
+            })
+        };
+        let main = f(&mut w, "main");
+        let a = f(&mut w, "a");
+        let s1 = w.stack(&[main, a]);
+        let s2 = w.stack(&[main]);
+        w.add_sample(s1, 0, 0, 3, 3);
+        w.add_sample(s1, 0, 0, 1, 1);
+        w.add_sample(s2, 0, 0, 2, 2);
+        w.write(dir.path()).unwrap();
+        let p = Profile::load(dir.path()).unwrap();
+        assert_eq!(p.samples.len(), 2);
+        let row = p.samples.iter().find(|s| s.count == 4).unwrap();
+        let names: Vec<_> = p
+            .stack_frames(row.stack)
+            .iter()
+            .map(|&fr| p.functions[p.frames[fr].function].name.clone())
+            .collect();
+        assert_eq!(names, ["main", "a"]);
+        assert_eq!(p.meta_str("mode"), "hotspots");
+    }
+}
