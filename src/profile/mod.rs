@@ -129,6 +129,18 @@ pub struct Frame {
     pub line: Option<u32>,
 }
 
+/// A symbolized frame as finalize builds it, before interning: what the unwinder,
+/// the symbolizer and the Python merge exchange (stacks are leaf first there).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct FrameInfo {
+    /// The function.
+    pub function: Function,
+    /// Source file of this line.
+    pub file: Option<String>,
+    /// Source line.
+    pub line: Option<u32>,
+}
+
 /// One process of the profile.
 #[derive(Clone, Debug, Default)]
 pub struct Process {
