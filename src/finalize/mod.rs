@@ -342,10 +342,19 @@ fn add_raw_profile(
         } else {
             node_stack[*parent as usize]
         };
-        let frames: Vec<usize> = node_frames[n]
+        // addr2line gives inlined callees first, the containing function last.
+        let nf = &node_frames[n];
+        let frames: Vec<usize> = nf
             .iter()
+            .enumerate()
             .rev()
-            .map(|f| intern_frame(w, f))
+            .map(|(i, f)| {
+                let id = intern_frame(w, f);
+                if i + 1 < nf.len() && f.function.kind == FrameKind::Native {
+                    w.mark_inlined(id);
+                }
+                id
+            })
             .collect();
         node_stack.push(w.stack_from(parent_stack, &frames));
     }
