@@ -8,8 +8,8 @@ use hwprof::cli::{Cli, Command};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Export(_)
-        | Command::Report(_)
+        Command::Export(args) => hwprof::export::run(&args).map(|()| ExitCode::SUCCESS),
+        Command::Report(_)
         | Command::Collect(_)
         | Command::Finalize(_)
         | Command::Merge(_)
