@@ -430,7 +430,15 @@ impl ProfileWriter {
 
     /// Intern a stack given its frames outermost first; returns the leaf node.
     pub fn stack(&mut self, frames_outermost_first: &[usize]) -> Option<usize> {
-        let mut parent = None;
+        self.stack_from(None, frames_outermost_first)
+    }
+
+    /// Extend the stack ending at `parent` with more frames (outermost first).
+    pub fn stack_from(
+        &mut self,
+        mut parent: Option<usize>,
+        frames_outermost_first: &[usize],
+    ) -> Option<usize> {
         for &frame in frames_outermost_first {
             let key = (parent, frame);
             let id = match self.stack_ids.get(&key) {
