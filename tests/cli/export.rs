@@ -17,9 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command as StdCommand;
 
 use assert_cmd::Command;
-use hwprof::profile::{
-    EventRow, Frame, FrameKind, Function, Process, ProfileWriter, Thread,
-};
+use hwprof::profile::{EventRow, Frame, FrameKind, Function, Process, ProfileWriter, Thread};
 
 const PY_EVAL: &str = "_PyEval_EvalFrameDefault";
 
@@ -70,7 +68,13 @@ fn fixture() -> tempfile::TempDir {
     let main = frame("main", "sim", "sim.c", 10, FrameKind::Native);
     let a = frame("a", "sim", "sim.c", 20, FrameKind::Native);
     let b = frame("b", "sim", "sim.c", 30, FrameKind::Native);
-    let eval = frame(PY_EVAL, "libpython3.11.so.1.0", "ceval.c", 500, FrameKind::Native);
+    let eval = frame(
+        PY_EVAL,
+        "libpython3.11.so.1.0",
+        "ceval.c",
+        500,
+        FrameKind::Native,
+    );
     let module = frame("<module>", "python", "model.py", 1, FrameKind::Python);
     let step = frame("Model.step", "python", "model.py", 12, FrameKind::Python);
     let dgemm = frame("dgemm_", "libblas.so.3", "dgemm.f", 1, FrameKind::Native);
@@ -183,7 +187,12 @@ fn rank_filter_keeps_one_rank() {
 
     let out = Command::cargo_bin("hwprof")
         .unwrap()
-        .args(["export", dir.path().to_str().unwrap(), "--format", "collapsed"])
+        .args([
+            "export",
+            dir.path().to_str().unwrap(),
+            "--format",
+            "collapsed",
+        ])
         .args(["--rank", "7"])
         .output()
         .unwrap();
@@ -230,7 +239,10 @@ fn flamegraph_is_xml_with_names_and_total() {
     assert!(titles.contains("all (10 samples, 100%)"), "{titles}");
     assert!(titles.contains("a (5 samples, 50.00%)"), "{titles}");
     assert!(titles.contains("dgemm_ (4 samples, 40.00%)"), "{titles}");
-    assert!(titles.contains("Model.step (model.py:12) (4 samples, 40.00%)"), "{titles}");
+    assert!(
+        titles.contains("Model.step (model.py:12) (4 samples, 40.00%)"),
+        "{titles}"
+    );
 }
 
 /// speedscope's official schema: $HWPROF_SPEEDSCOPE_SCHEMA, or the npm package
@@ -254,7 +266,11 @@ fn speedscope_schema() -> PathBuf {
                 .arg("speedscope"),
         );
     }
-    assert!(schema.is_file(), "no {} in the speedscope package", schema.display());
+    assert!(
+        schema.is_file(),
+        "no {} in the speedscope package",
+        schema.display()
+    );
     schema
 }
 
@@ -278,7 +294,10 @@ fn speedscope_validates_against_the_official_schema() {
     let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
     let profiles = v["profiles"].as_array().unwrap();
     assert_eq!(profiles.len(), 3, "one profile per thread");
-    let ends: u64 = profiles.iter().map(|p| p["endValue"].as_u64().unwrap()).sum();
+    let ends: u64 = profiles
+        .iter()
+        .map(|p| p["endValue"].as_u64().unwrap())
+        .sum();
     assert_eq!(ends, 10);
     let frames = v["shared"]["frames"].as_array().unwrap();
     let step = frames.iter().find(|f| f["name"] == "Model.step").unwrap();
@@ -315,8 +334,17 @@ fn pprof_decodes_with_protoc() {
     let cpu: i64 = values.iter().skip(1).step_by(2).sum();
     assert_eq!(counts, 10, "{text}");
     assert_eq!(cpu, 10_000_000, "10 samples at 1000 Hz");
-    for name in ["\"main\"", "\"dgemm_\"", "\"Model.step\"", "\"model.py\"", "\"cpu\""] {
-        assert!(text.contains(&format!("string_table: {name}")), "{name} missing: {text}");
+    for name in [
+        "\"main\"",
+        "\"dgemm_\"",
+        "\"Model.step\"",
+        "\"model.py\"",
+        "\"cpu\"",
+    ] {
+        assert!(
+            text.contains(&format!("string_table: {name}")),
+            "{name} missing: {text}"
+        );
     }
 }
 
@@ -341,7 +369,10 @@ fn pstats_reads_in_python_and_gprof2dot() {
     assert!(close(&row("a")[5], 0.005), "a tt: {:?}", row("a"));
     assert!(close(&row("main")[6], 0.006), "main ct: {:?}", row("main"));
     let step = row("Model.step");
-    assert_eq!((step[0].as_str(), step[1].as_i64()), (Some("model.py"), Some(12)));
+    assert_eq!(
+        (step[0].as_str(), step[1].as_i64()),
+        (Some("model.py"), Some(12))
+    );
     assert!(close(&step[5], 0.0) && close(&step[6], 0.004), "{step:?}");
     assert_eq!(
         (row("main")[0].as_str(), row("main")[1].as_i64()),
@@ -361,7 +392,10 @@ fn pstats_reads_in_python_and_gprof2dot() {
     );
     let dot = std::fs::read_to_string(&dot).unwrap();
     for name in ["main", "dgemm_", "Model.step"] {
-        assert!(dot.contains(name), "{name} missing in gprof2dot output: {dot}");
+        assert!(
+            dot.contains(name),
+            "{name} missing in gprof2dot output: {dot}"
+        );
     }
 }
 
@@ -378,8 +412,12 @@ fn annotate_costs(text: &str) -> HashMap<String, u64> {
     let mut m = HashMap::new();
     for line in text.lines() {
         let line = line.trim();
-        let Some((cost, rest)) = line.split_once(' ') else { continue };
-        let Ok(cost) = cost.replace(',', "").parse::<u64>() else { continue };
+        let Some((cost, rest)) = line.split_once(' ') else {
+            continue;
+        };
+        let Ok(cost) = cost.replace(',', "").parse::<u64>() else {
+            continue;
+        };
         let rest = rest.trim_start();
         let rest = match rest.split_once(')') {
             Some((pct, r)) if pct.starts_with('(') => r.trim(),
@@ -387,10 +425,10 @@ fn annotate_costs(text: &str) -> HashMap<String, u64> {
         };
         if rest == "PROGRAM TOTALS" {
             m.insert(rest.to_string(), cost);
-        } else if let Some((file_fn, _)) = rest.split_once(" [") {
-            if let Some((_, f)) = file_fn.rsplit_once(':') {
-                m.insert(f.to_string(), cost);
-            }
+        } else if let Some((file_fn, _)) = rest.split_once(" [")
+            && let Some((_, f)) = file_fn.rsplit_once(':')
+        {
+            m.insert(f.to_string(), cost);
         }
     }
     m
@@ -419,7 +457,11 @@ fn callgrind_reads_in_callgrind_annotate() {
     let costs = annotate_costs(&text);
     assert_eq!(costs.get("main"), Some(&6), "{text}");
     assert_eq!(costs.get("Model.step"), Some(&4), "{text}");
-    assert_eq!(costs.get(PY_EVAL), Some(&4), "recursion counted once: {text}");
+    assert_eq!(
+        costs.get(PY_EVAL),
+        Some(&4),
+        "recursion counted once: {text}"
+    );
 }
 
 #[test]
@@ -445,7 +487,10 @@ fn firefox_profile_structure() {
         .iter()
         .map(|t| t["tid"].to_string().trim_matches('"').to_string())
         .collect();
-    assert!(tids.contains(&"101".into()) && tids.contains(&"200".into()), "{tids:?}");
+    assert!(
+        tids.contains(&"101".into()) && tids.contains(&"200".into()),
+        "{tids:?}"
+    );
     let text = String::from_utf8(bytes).unwrap();
     for name in ["\"dgemm_\"", "\"Model.step (model.py:12)\"", "\"main\""] {
         assert!(text.contains(name), "{name} missing");
@@ -457,12 +502,19 @@ fn html_renders_in_chromium() {
     let dir = fixture();
     let path = export_file(dir.path(), "html", "report.html");
     let html = std::fs::read_to_string(&path).unwrap();
-    assert!(!html.contains("http://") || !html.contains("src=\"http"), "no network");
+    assert!(
+        !html.contains("http://") || !html.contains("src=\"http"),
+        "no network"
+    );
     assert!(!html.contains("<script src"), "self-contained");
     assert!(html.contains("\"dgemm_\""));
-    let chromium = ["chromium", "chromium-browser"].into_iter().find(|c| have(c));
+    let chromium = ["chromium", "chromium-browser"]
+        .into_iter()
+        .find(|c| have(c));
     let Some(chromium) = chromium else {
-        eprintln!("html_renders_in_chromium: chromium is not installed; checked the static HTML only");
+        eprintln!(
+            "html_renders_in_chromium: chromium is not installed; checked the static HTML only"
+        );
         return;
     };
     let dom = run_ok(
@@ -483,7 +535,11 @@ fn html_renders_in_chromium() {
         "a first, self 50%: {}",
         rows[0]
     );
-    assert!(rows[1].starts_with(" data-function=\"dgemm_\""), "{}", rows[1]);
+    assert!(
+        rows[1].starts_with(" data-function=\"dgemm_\""),
+        "{}",
+        rows[1]
+    );
     assert!(dom.contains("class=\"node\" data-name=\"Model.step (model.py:12)\""));
     assert!(dom.contains("class=\"node\" data-name=\"all\""));
 }
@@ -558,7 +614,10 @@ fn collect_then_export_pstats_and_speedscope() {
     assert_eq!(rows[0].0, "hot_a", "{rows:?}");
     assert_eq!(rows[1].0, "hot_b", "{rows:?}");
     let share = rows[0].1 / (rows[0].1 + rows[1].1);
-    assert!((0.6..0.9).contains(&share), "hot_a share {share}, expected ~0.75");
+    assert!(
+        (0.6..0.9).contains(&share),
+        "hot_a share {share}, expected ~0.75"
+    );
     let total_tt: f64 = rows.iter().map(|r| r.1).sum();
     assert!(total_tt > 0.1, "{total_tt} s of samples for a ~0.5 s run");
 
