@@ -104,6 +104,7 @@ pub fn write(model: &Model, out: &mut dyn Write) -> Result<(), ExportError> {
     };
     let mut costs: Vec<FnCosts> = (0..idents.len()).map(|_| FnCosts::default()).collect();
     let mut total = 0u64;
+    let mut deepest: HashMap<usize, usize> = HashMap::new();
     for s in &model.stacks {
         total += s.value;
         let ids: Vec<usize> = s
@@ -117,9 +118,13 @@ pub fn write(model: &Model, out: &mut dyn Write) -> Result<(), ExportError> {
         let leaf_line = model.frames[leaf_frame].line.unwrap_or(0);
         let leaf = ids[ids.len() - 1];
         *costs[leaf].self_cost.entry(leaf_line).or_default() += s.value;
+        deepest.clear();
+        for (i, &id) in ids.iter().enumerate() {
+            deepest.insert(id, i);
+        }
         for i in 0..ids.len().saturating_sub(1) {
             let caller = ids[i];
-            if ids[i + 1..].contains(&caller) {
+            if deepest.get(&caller) != Some(&i) {
                 continue; // not the deepest occurrence
             }
             let site = model.frames[s.frames[i]].line.unwrap_or(0);

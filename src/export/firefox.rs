@@ -6,9 +6,11 @@
 //! - frames are labels (the format carries no file field for labels): a function's
 //!   name, `qualname (file:line)` for Python; categories `Native`, `Python`, `Kernel`;
 //! - one sample per aggregated stack row, with its weight in the metric: weight type
-//!   `samples` for samples, `bytes` for bytes, `tracing-ms` for ns (rounded to whole
-//!   milliseconds: the format's weights are 32-bit integers). A weight above 2^31-1
-//!   is split over several samples. Samples have no real times in profile.db (it is
+//!   `samples` for samples, `bytes` for bytes; for ns the weights are microseconds
+//!   under weight type `samples` (the format's weights are 32-bit integers, and its
+//!   only time unit, `tracing-ms`, would round sub-millisecond waits away), which the
+//!   product name says ("weights: µs"); a nonzero wait counts at least 1 µs. A weight
+//!   above 2^31-1 is split over several samples. Samples have no real times in profile.db (it is
 //!   aggregated), so they are laid one sampling interval apart in stack order.
 
 use std::collections::HashMap;
@@ -26,8 +28,12 @@ use crate::profile::FrameKind;
 /// Build the Firefox profile.
 pub fn build(model: &Model) -> Profile {
     let interval_ns = ((model.interval_s * 1e9) as u64).max(1);
+    let product = match model.metric {
+        Metric::Ns => format!("{} (weights: µs)", model.title()),
+        _ => model.title(),
+    };
     let mut p = Profile::new(
-        &model.title(),
+        &product,
         ReferenceTimestamp::from_millis_since_unix_epoch(0.0),
         SamplingInterval::from_nanos(interval_ns),
     );
@@ -37,7 +43,7 @@ pub fn build(model: &Model) -> Profile {
     let (weight_type, scale) = match model.metric {
         Metric::Samples => (WeightType::Samples, 1.0),
         Metric::Bytes => (WeightType::Bytes, 1.0),
-        Metric::Ns => (WeightType::TracingMs, 1e-6),
+        Metric::Ns => (WeightType::Samples, 1e-3),
     };
     let zero = Timestamp::from_nanos_since_reference(0);
     let mut processes = HashMap::new();
@@ -78,6 +84,9 @@ pub fn build(model: &Model) -> Profile {
             .collect();
         let stack = p.intern_stack_frames(thread, frames.into_iter());
         let mut weight = (s.value as f64 * scale).round() as u64;
+        if weight == 0 && s.value > 0 {
+            weight = 1;
+        }
         while weight > 0 {
             let w = weight.min(i32::MAX as u64);
             weight -= w;

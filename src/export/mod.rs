@@ -39,35 +39,36 @@ use crate::cli::{ExportArgs, ExportFormat};
 use crate::profile::stacks::StackFilter;
 use crate::profile::{FrameKind, Function, Profile};
 
-/// Errors writing an export.
+/// Errors writing an export. Each message carries its cause (none is chained as a
+/// `source`, so `{:#}` prints it once).
 #[derive(Debug, thiserror::Error)]
 pub enum ExportError {
     /// The output could not be written.
-    #[error("cannot write {path}: {source}")]
+    #[error("cannot write {path}: {cause}; check that its directory exists and is writable")]
     Io {
         /// Output path (`standard output` when writing there).
         path: PathBuf,
         /// Cause.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// Writing to the output stream failed.
     #[error("cannot write the export: {0}")]
-    Write(#[from] std::io::Error),
+    Write(std::io::Error),
     /// JSON serialization failed.
     #[error("cannot write the JSON export: {0}")]
-    Json(#[from] serde_json::Error),
+    Json(serde_json::Error),
     /// Nothing to draw.
     #[error(
         "the profile has no samples{0}, so there is nothing to draw; check the --rank and --frames options, or `hwprof report DIR --view summary`"
     )]
     NoSamples(String),
     /// `--rank N` names a rank that is not in the profile.
-    #[error("rank {rank} is not in this profile (ranks present: {present}); pick one of those")]
+    #[error("rank {rank} is not in this profile: {hint}")]
     NoSuchRank {
         /// The rank asked for.
         rank: u32,
-        /// The ranks present, or "none (not an MPI run)".
-        present: String,
+        /// The ranks present and what to do.
+        hint: String,
     },
     /// Binary output to a terminal.
     #[error(
@@ -79,6 +80,18 @@ pub enum ExportError {
         /// The suggested file name.
         file: &'static str,
     },
+}
+
+impl From<std::io::Error> for ExportError {
+    fn from(e: std::io::Error) -> Self {
+        ExportError::Write(e)
+    }
+}
+
+impl From<serde_json::Error> for ExportError {
+    fn from(e: serde_json::Error) -> Self {
+        ExportError::Json(e)
+    }
 }
 
 /// The file name a format is usually given (`-o` suggestion, docs).
@@ -148,9 +161,9 @@ pub fn run(args: &ExportArgs) -> anyhow::Result<()> {
         Some(path) => {
             let mut buf = Vec::new();
             export(&profile, args.format, filter, &mut buf)?;
-            std::fs::write(path, &buf).map_err(|source| ExportError::Io {
+            std::fs::write(path, &buf).map_err(|cause| ExportError::Io {
                 path: path.clone(),
-                source,
+                cause,
             })?;
         }
         None => {
@@ -169,10 +182,10 @@ pub fn run(args: &ExportArgs) -> anyhow::Result<()> {
                 Ok(()) => {}
                 // `hwprof export ... | head`: the reader is done, and so are we.
                 Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
-                Err(source) => {
+                Err(cause) => {
                     return Err(ExportError::Io {
                         path: PathBuf::from("standard output"),
-                        source,
+                        cause,
                     }
                     .into());
                 }
@@ -189,16 +202,13 @@ fn check_rank(profile: &Profile, rank: u32) -> Result<(), ExportError> {
     if ranks.contains(&rank) {
         return Ok(());
     }
-    let present = if ranks.is_empty() {
-        "none (not an MPI run)".to_string()
+    let hint = if ranks.is_empty() {
+        "it is not an MPI run; drop --rank".to_string()
     } else {
-        ranks
-            .iter()
-            .map(u32::to_string)
-            .collect::<Vec<_>>()
-            .join(", ")
+        let list: Vec<String> = ranks.iter().map(u32::to_string).collect();
+        format!("ranks present: {}; pick one of those", list.join(", "))
     };
-    Err(ExportError::NoSuchRank { rank, present })
+    Err(ExportError::NoSuchRank { rank, hint })
 }
 
 /// The mode's metric, as stored in meta `metric`.
@@ -632,6 +642,138 @@ pub(crate) mod testutil {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn with_metric(metric: &str) -> Model {
+        let mut p = testutil::sample_profile();
+        p.meta.insert("metric".into(), metric.into());
+        Model::new(&p, StackFilter::default())
+    }
+
+    #[test]
+    fn each_format_labels_the_metric() {
+        // ns: speedscope nanoseconds, pprof wait/nanoseconds, pstats seconds,
+        // firefox µs as samples, callgrind Wait_ns.
+        let m = with_metric("ns");
+        assert_eq!(m.metric, Metric::Ns);
+        let mut out = Vec::new();
+        speedscope::write(&m, &mut out).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["profiles"][0]["unit"], "nanoseconds");
+        let pb = pprof::build(&m);
+        let t = &pb.sample_type[1];
+        assert_eq!(
+            (
+                pb.string_table[t.r#type as usize].as_str(),
+                pb.string_table[t.unit as usize].as_str()
+            ),
+            ("wait", "nanoseconds")
+        );
+        assert_eq!(pb.sample.iter().map(|s| s.value[1]).sum::<i64>(), 8);
+        let mut out = Vec::new();
+        callgrind::write(&m, &mut out).unwrap();
+        assert!(
+            String::from_utf8(out)
+                .unwrap()
+                .contains("events: Wait_ns\n")
+        );
+        let mut out = Vec::new();
+        firefox::write(&m, &mut out).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(
+            v["threads"][0]["samples"]["weight"][0], 1,
+            "3 ns count as 1 µs"
+        );
+        assert!(
+            v["meta"]["product"]
+                .as_str()
+                .unwrap()
+                .ends_with("(weights: µs)")
+        );
+
+        let m = with_metric("bytes");
+        let pb = pprof::build(&m);
+        assert_eq!(pb.string_table[pb.sample_type[1].unit as usize], "bytes");
+        let mut out = Vec::new();
+        speedscope::write(&m, &mut out).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["profiles"][0]["unit"], "bytes");
+    }
+
+    #[test]
+    fn pstats_scale_follows_the_metric() {
+        use pstats::marshal::Value;
+        let tt_of_a = |m: &Model| {
+            let Value::Dict(entries) = pstats::stats(m) else {
+                panic!("not a dict")
+            };
+            entries
+                .into_iter()
+                .find_map(|(k, v)| match (k, v) {
+                    (Value::Tuple(k), Value::Tuple(v)) if k[2] == Value::Str("a".into()) => {
+                        Some(v[2].clone())
+                    }
+                    _ => None,
+                })
+                .unwrap()
+        };
+        assert_eq!(tt_of_a(&with_metric("ns")), Value::Float(5e-9));
+        assert_eq!(tt_of_a(&with_metric("bytes")), Value::Float(5.0));
+    }
+
+    #[test]
+    fn huge_weights_do_not_overflow() {
+        let mut p = testutil::sample_profile();
+        p.meta.insert("metric".into(), "bytes".into());
+        for s in &mut p.samples {
+            s.value = 5_000_000_000; // above i32::MAX: firefox splits the sample
+        }
+        let m = Model::new(&p, StackFilter::default());
+        let fx = firefox::build(&m);
+        let v = serde_json::to_value(&fx).unwrap();
+        let total: u64 = v["threads"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|t| t["samples"]["weight"].as_array().unwrap().clone())
+            .map(|w| w.as_u64().unwrap())
+            .sum();
+        assert_eq!(total, 4 * 5_000_000_000);
+        for format in [
+            ExportFormat::Collapsed,
+            ExportFormat::Pprof,
+            ExportFormat::Pstats,
+            ExportFormat::Callgrind,
+            ExportFormat::Html,
+        ] {
+            let mut out = Vec::new();
+            export(&p, format, StackFilter::default(), &mut out).unwrap();
+        }
+    }
+
+    #[test]
+    fn empty_profile_writes_valid_empty_outputs() {
+        let p = Profile::default();
+        for format in [
+            ExportFormat::Collapsed,
+            ExportFormat::Speedscope,
+            ExportFormat::Pprof,
+            ExportFormat::Pstats,
+            ExportFormat::Callgrind,
+            ExportFormat::Firefox,
+            ExportFormat::Html,
+        ] {
+            let mut out = Vec::new();
+            export(&p, format, StackFilter::default(), &mut out).unwrap();
+        }
+        let mut out = Vec::new();
+        let r = export(
+            &p,
+            ExportFormat::Flamegraph,
+            StackFilter::default(),
+            &mut out,
+        );
+        assert!(matches!(r, Err(ExportError::NoSamples(_))));
+    }
 
     #[test]
     fn totals_count_recursion_once() {

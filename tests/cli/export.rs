@@ -199,7 +199,9 @@ fn rank_filter_keeps_one_rank() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.starts_with("hwprof: error: rank 7 is not in this profile (ranks present: 0, 1)"),
+        err.starts_with(
+            "hwprof: error: rank 7 is not in this profile: ranks present: 0, 1; pick one of those"
+        ),
         "{err}"
     );
 }
