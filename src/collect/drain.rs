@@ -197,8 +197,9 @@ fn note_record(stats: &mut DrainStats, ty: u32, misc: u16, parts: &[&[u8]]) {
             }
             let build_id = (ty == PERF_RECORD_MMAP2 && misc & MISC_MMAP_BUILD_ID != 0)
                 .then(|| {
-                    let size = *body.get(40)? as usize;
-                    body.get(44..44 + size.min(20)).map(|b| b.to_vec())
+                    // pid, tid, addr, len, pgoff (32 bytes), then u8 size, 3 reserved, id[20].
+                    let size = *body.get(32)? as usize;
+                    body.get(36..36 + size.min(20)).map(|b| b.to_vec())
                 })
                 .flatten();
             let entry = stats.mapped_files.entry(name).or_insert(None);
@@ -333,8 +334,8 @@ mod tests {
     #[test]
     fn mmap2_build_ids_are_noted() {
         let mut body = vec![0u8; 64];
-        body[40] = 20;
-        body[44..64].copy_from_slice(&[7u8; 20]);
+        body[32] = 20;
+        body[36..56].copy_from_slice(&[7u8; 20]);
         body.extend_from_slice(b"/bin/x\0\0");
         let mut s = DrainStats::default();
         note_record(
@@ -344,7 +345,7 @@ mod tests {
             &[&body[..10], &body[10..]],
         );
         assert_eq!(
-            s.mapped_files.get(&b"/bin/x".to_vec()),
+            s.mapped_files.get(b"/bin/x".as_slice()),
             Some(&Some(vec![7u8; 20]))
         );
     }

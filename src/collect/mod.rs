@@ -192,6 +192,16 @@ impl CollectOptions {
     }
 }
 
+/// "ENOENT" rather than "No such file or directory (os error 2)" in notices.
+fn errno_name(e: &std::io::Error) -> String {
+    match e.raw_os_error() {
+        Some(libc::ENOENT) => "ENOENT".into(),
+        Some(libc::EOPNOTSUPP) => "EOPNOTSUPP".into(),
+        Some(libc::ENODEV) => "ENODEV".into(),
+        _ => e.to_string(),
+    }
+}
+
 fn local_timestamp() -> String {
     // YYYYmmdd-HHMMSS in local time, via libc's localtime_r.
     let now = std::time::SystemTime::now()
@@ -231,6 +241,13 @@ fn notice(quiet: bool, notices: &mut Vec<String>, msg: String) {
 /// Run a collection.
 pub fn run(opts: &CollectOptions) -> Result<CollectOutcome, CollectError> {
     let mut notices = Vec::new();
+    let exec = match &opts.target {
+        Target::Launch(cmd) => Some(prepare_exec(cmd)?),
+        Target::Attach(pid) => {
+            check_attach_target(*pid)?;
+            None
+        }
+    };
     prepare_result_dir(&opts.dir, &opts.mpi)?;
     let host = crate::util::hostname();
     let cpus = sys::online_cpus();
@@ -258,16 +275,15 @@ pub fn run(opts: &CollectOptions) -> Result<CollectOutcome, CollectError> {
     let wanted = requested_events(opts)?;
 
     // Launch: fork a child that waits for us, so events cover its first instruction.
-    let (mut child, target_pid, command) = match &opts.target {
-        Target::Launch(cmd) => {
-            let (path, argv, envp) = prepare_exec(cmd)?;
-            let c = sys::spawn_stopped(&path, &argv, &envp).map_err(io_err("fork"))?;
+    let (mut child, target_pid, command) = match (&opts.target, &exec) {
+        (Target::Launch(cmd), Some((path, argv, envp))) => {
+            let c = sys::spawn_stopped(path, argv, envp).map_err(io_err("fork"))?;
             let pid = c.pid;
             (Some(c), pid, cmd.clone())
         }
-        Target::Attach(pid) => {
-            check_attach_target(*pid)?;
-            (None, *pid, vec!["-p".into(), pid.to_string()])
+        (Target::Attach(pid), _) => (None, *pid, vec!["-p".into(), pid.to_string()]),
+        (Target::Launch(_), None) => {
+            return Err(CollectError::Usage("nothing to run".into()));
         }
     };
 
@@ -508,7 +524,7 @@ fn open_events(
                         "{} is not available here (no hardware PMU: {}); sampling {} instead",
                         spec.name,
                         match &e {
-                            OpenError::Unsupported { source, .. } => source.to_string(),
+                            OpenError::Unsupported { source, .. } => errno_name(source),
                             _ => String::new(),
                         },
                         fb.name

@@ -193,9 +193,8 @@ impl RingBuffer {
         let base = self.map.as_ptr();
         // SAFETY: the data area [data_offset, data_offset + data_size) is mapped; the
         // kernel does not write between tail and head until we publish the new tail.
-        let data = unsafe {
-            std::slice::from_raw_parts(base.add(self.data_offset) as *const u8, self.data_size)
-        };
+        let data =
+            unsafe { std::slice::from_raw_parts(base.add(self.data_offset), self.data_size) };
         let mask = self.data_size as u64 - 1;
         let mut n = 0;
         while tail + 8 <= head {

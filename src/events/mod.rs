@@ -352,6 +352,15 @@ pub fn mode_defaults(mode: crate::cli::Mode) -> Vec<ModeDefault> {
     }
 }
 
+/// `hwprof list-events` text (being built).
+pub fn list_events_text() -> String {
+    let mut s = String::from("Generic events:\n");
+    for g in GENERIC {
+        s.push_str(&format!("  {}\n", g.0));
+    }
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -381,13 +390,4 @@ mod tests {
         let t = resolve_in("sched:sched_switch", d.path()).unwrap();
         assert_eq!((t.type_, t.config), (2, 316));
     }
-}
-
-/// `hwprof list-events` text (being built).
-pub fn list_events_text() -> String {
-    let mut s = String::from("Generic events:\n");
-    for g in GENERIC {
-        s.push_str(&format!("  {}\n", g.0));
-    }
-    s
 }

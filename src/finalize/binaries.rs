@@ -82,13 +82,13 @@ pub fn load_elf(path: &Path) -> Option<LoadedElf> {
     let obj = object::File::parse(&*data).ok()?;
     let segments = obj
         .segments()
-        .filter_map(|s| {
+        .map(|s| {
             let (offset, filesz) = s.file_range();
-            Some(Segment {
+            Segment {
                 offset,
                 filesz,
                 vaddr: s.address(),
-            })
+            }
         })
         .collect();
     let sect = |name: &str| {

@@ -159,10 +159,8 @@ pub fn run(opts: &FinalizeOptions) -> Result<PathBuf, FinalizeError> {
         }
         if p.skipped_bytes > 0 && !opts.quiet {
             eprintln!(
-                "hwprof: {}: perf.data is cut short; read {} complete records, skipped the last {} bytes",
-                raw.name,
-                p.trie.len().max(1),
-                p.skipped_bytes
+                "hwprof: {}: perf.data is cut short; read up to its last complete record ({} samples), skipped the last {} bytes",
+                raw.name, p.sample_count, p.skipped_bytes
             );
         }
         add_raw_profile(&mut w, raw, p, &symbolized[i], &mut event_index, &manifest);
@@ -342,10 +340,19 @@ fn add_raw_profile(
         } else {
             node_stack[*parent as usize]
         };
-        let frames: Vec<usize> = node_frames[n]
+        // addr2line gives inlined callees first, the containing function last.
+        let nf = &node_frames[n];
+        let frames: Vec<usize> = nf
             .iter()
+            .enumerate()
             .rev()
-            .map(|f| intern_frame(w, f))
+            .map(|(i, f)| {
+                let id = intern_frame(w, f);
+                if i + 1 < nf.len() && f.function.kind == FrameKind::Native {
+                    w.mark_inlined(id);
+                }
+                id
+            })
             .collect();
         node_stack.push(w.stack_from(parent_stack, &frames));
     }

@@ -153,8 +153,11 @@ struct Builder<'a> {
     page_size: u64,
     /// Off-CPU: the last switch-out sample per tid, waiting for its switch-in.
     pending_off_cpu: HashMap<u32, (SampleKey, u64)>,
-    sample_hook: Option<&'a mut dyn FnMut(&SampleInfo) -> Option<u32>>,
+    sample_hook: Option<&'a mut SampleHook>,
 }
+
+/// Called per sample; returns the index of a Python stack joined to it.
+pub type SampleHook = dyn FnMut(&SampleInfo) -> Option<u32>;
 
 /// What the Python join sees of a sample.
 pub struct SampleInfo {
@@ -171,7 +174,7 @@ pub fn process_raw_dir<'a>(
     raw: &RawDir,
     search: &'a SearchPaths,
     weighting: Weighting,
-    sample_hook: Option<&'a mut dyn FnMut(&SampleInfo) -> Option<u32>>,
+    sample_hook: Option<&'a mut SampleHook>,
 ) -> Result<RawProfile, ProcessError> {
     let path = raw.path.join("perf.data");
     let file = TolerantPerfFile::open(&path)?;

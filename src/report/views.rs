@@ -17,7 +17,6 @@ struct Row {
     line: Option<u32>,
     self_value: u64,
     total_value: u64,
-    count: u64,
 }
 
 fn pct(v: u64, total: u64) -> f64 {
@@ -62,7 +61,7 @@ fn function_rows(p: &Profile, stacks: &[WeightedStack]) -> Vec<Row> {
     let acc = rank_by(stacks, |f| p.frames[f].function);
     let mut rows: Vec<Row> = acc
         .into_iter()
-        .map(|(fi, (s, t, c))| {
+        .map(|(fi, (s, t, _))| {
             let f = &p.functions[fi];
             Row {
                 function: f.name.clone(),
@@ -71,7 +70,6 @@ fn function_rows(p: &Profile, stacks: &[WeightedStack]) -> Vec<Row> {
                 line: f.start_line,
                 self_value: s,
                 total_value: t,
-                count: c,
             }
         })
         .collect();
@@ -234,7 +232,7 @@ pub fn lines(p: &Profile, format: ReportFormat, top: usize, filter: StackFilter)
     });
     let mut rows: Vec<Row> = acc
         .into_iter()
-        .map(|((fi, file, line), (s, t, c))| {
+        .map(|((fi, file, line), (s, t, _))| {
             let f = &p.functions[fi];
             Row {
                 function: f.name.clone(),
@@ -243,7 +241,6 @@ pub fn lines(p: &Profile, format: ReportFormat, top: usize, filter: StackFilter)
                 line,
                 self_value: s,
                 total_value: t,
-                count: c,
             }
         })
         .collect();
@@ -259,12 +256,12 @@ pub fn modules(p: &Profile, format: ReportFormat, top: usize, filter: StackFilte
     });
     let mut rows: Vec<Row> = acc
         .into_iter()
-        .map(|(m, (s, t, c))| Row {
+        .map(|(m, (s, t, _))| Row {
             function: m.clone(),
             module: m,
             self_value: s,
             total_value: t,
-            count: c,
+
             ..Default::default()
         })
         .collect();
@@ -389,7 +386,7 @@ pub fn callers(p: &Profile, format: ReportFormat, top: usize, filter: StackFilte
         }
         let sorted = |m: HashMap<usize, u64>| {
             let mut v: Vec<(usize, u64)> = m.into_iter().collect();
-            v.sort_by(|a, b| b.1.cmp(&a.1));
+            v.sort_by_key(|x| std::cmp::Reverse(x.1));
             v
         };
         let (callers, callees) = (sorted(callers), sorted(callees));
@@ -574,7 +571,7 @@ pub fn waits(p: &Profile, format: ReportFormat, top: usize, filter: StackFilter)
     for s in &stacks {
         let mut seen = HashSet::new();
         // The largest single wait an aggregated row can prove is its mean.
-        let per = if s.count > 0 { s.value / s.count } else { 0 };
+        let per = s.value.checked_div(s.count).unwrap_or(0);
         for &f in &s.frames {
             let fi = p.frames[f].function;
             if seen.insert(fi) {

@@ -11,8 +11,12 @@ static volatile double sink;
         for (long i = 0; i < (n); i++) sink += 1.0;               \
     } while (0)
 
-__attribute__((noinline)) void hot_a(long n) { SPIN(3 * n); }
-__attribute__((noinline)) void hot_b(long n) { SPIN(n); }
+/* Called once per hot_a/hot_b call so they are not leaf functions: compilers omit
+   the frame pointer of leaves even with -fno-omit-frame-pointer. */
+__attribute__((noinline)) void tick(void) { __asm__ volatile("" ::: "memory"); }
+
+__attribute__((noinline)) void hot_a(long n) { tick(); SPIN(3 * n); }
+__attribute__((noinline)) void hot_b(long n) { tick(); SPIN(n); }
 
 __attribute__((noinline)) void work(long rounds) {
     for (long r = 0; r < rounds; r++) {
