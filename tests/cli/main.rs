@@ -3,5 +3,6 @@
 
 mod common;
 mod errors;
+mod export;
 mod hotspots;
 mod symbols;
