@@ -235,7 +235,7 @@ pub fn process_raw_dir<'a>(
                     }
                     _ => None,
                 };
-                if m.protection & libc::PROT_EXEC as u32 != 0 || build_id.is_some() {
+                if m.protection & libc::PROT_EXEC as u32 != 0 {
                     let path = String::from_utf8_lossy(&m.path.as_slice()).into_owned();
                     b.mmap(
                         m.pid as u32,
