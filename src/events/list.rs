@@ -1,0 +1,2 @@
+//! `hwprof list-events`: what this machine can count and sample, and what each mode
+//! will use.
