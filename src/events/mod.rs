@@ -7,6 +7,7 @@
 
 pub mod group;
 pub mod list;
+pub use list::list_events_text;
 pub mod perfmon;
 pub mod sysfs;
 
@@ -99,8 +100,10 @@ pub struct EventSpec {
     pub scale: f64,
     /// Unit of the scaled count (`MiB`, `bytes`), empty for plain counts.
     pub unit: String,
-    /// Suggested sample period (`period=` term, perfmon `SampleAfterValue`).
-    pub period: Option<u64>,
+    /// Sample period for events sampled by occurrence rather than frequency (faults,
+    /// switches, tracepoints: 1, every one); for hardware events the suggested period
+    /// (`period=` term, perfmon `SampleAfterValue`) when sampling by period.
+    pub period: u64,
     /// Highest `precise_ip` the event supports (perfmon `PEBS`, `:p` modifiers); the
     /// opener lowers it on EINVAL/EOPNOTSUPP.
     pub precise: u8,
@@ -122,7 +125,7 @@ impl Default for EventSpec {
             pmu: String::new(),
             scale: 1.0,
             unit: String::new(),
-            period: None,
+            period: 1,
             precise: 0,
             cpus: Vec::new(),
         }
@@ -577,7 +580,7 @@ fn resolve_pmu_terms(name: &str, env: &EventEnv) -> Result<Vec<EventSpec>, Event
         let mut terms = Vec::new();
         let mut scale = 1.0;
         let mut unit = String::new();
-        let mut period = None;
+        let mut period: Option<u64> = None;
         let mut alias_name = None;
         for (k, v) in &user_terms {
             if k == "period" {
@@ -616,7 +619,7 @@ fn resolve_pmu_terms(name: &str, env: &EventEnv) -> Result<Vec<EventSpec>, Event
             pmu: b.clone(),
             scale,
             unit,
-            period,
+            period: period.unwrap_or(1).max(1),
             precise,
             cpus: pmu.cpus.clone(),
         });
@@ -642,7 +645,7 @@ fn encode_perfmon(
             config1,
             kind: EventKind::Hardware,
             pmu: "cpu".into(),
-            period: (ev.sample_after > 0).then_some(ev.sample_after),
+            period: ev.sample_after.max(1),
             // PEBS events take precise_ip 2 (perf's `:pp`); the opener lowers it if refused.
             precise: if ev.pebs > 0 { 2 } else { 0 },
             ..Default::default()
@@ -859,13 +862,13 @@ pub fn llc_miss_event(env: &EventEnv) -> Option<EventSpec> {
                 && let Ok(mut v) = encode_perfmon(ev, env)
                 && let Some(mut s) = v.pop()
             {
-                s.period = Some(LLC_MISS_PERIOD);
+                s.period = LLC_MISS_PERIOD;
                 return Some(s);
             }
         }
     }
     let mut g = generic("cache-misses")?;
-    g.period = Some(LLC_MISS_PERIOD);
+    g.period = LLC_MISS_PERIOD;
     g.precise = 0;
     Some(g)
 }
