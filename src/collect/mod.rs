@@ -7,6 +7,8 @@ pub mod drain;
 pub mod modules;
 pub mod open;
 pub mod perf_data;
+pub mod rss; // memory mode: RSS timeline (events worktree)
+pub mod uncore; // memory mode: uncore bandwidth counters (events worktree)
 pub mod sys;
 
 use std::ffi::CString;
