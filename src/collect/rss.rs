@@ -17,7 +17,8 @@
 //! - `rss_bytes`: resident set size, field 24 of `/proc/PID/stat` × the page size.
 //!
 //! A process that exits between two reads simply stops appearing (zombies are not
-//! written). A crash of hwprof loses at most the tick being written; [`read_rss_csv`]
+//! written, nor is a process whose RSS reads 0: its memory is already released on
+//! exit). A crash of hwprof loses at most the tick being written; [`read_rss_csv`]
 //! drops a cut last line.
 //!
 //! Cost: one `readdir(/proc)` per tick, one `stat` read per tree process, and one per
@@ -36,7 +37,9 @@ use std::time::Duration;
 #[derive(Debug, thiserror::Error)]
 pub enum RssError {
     /// The CSV file could not be created or written.
-    #[error("RSS timeline {path}: {source}; check that the results directory is writable and the disk not full")]
+    #[error(
+        "RSS timeline {path}: {source}; check that the results directory is writable and the disk not full"
+    )]
     Io {
         /// The file.
         path: PathBuf,
@@ -44,7 +47,9 @@ pub enum RssError {
         source: std::io::Error,
     },
     /// A line in the middle of the file is not `time_ns,pid,rss_bytes`.
-    #[error("RSS timeline {path} line {line}: '{text}' is not time_ns,pid,rss_bytes; the file is damaged")]
+    #[error(
+        "RSS timeline {path} line {line}: '{text}' is not time_ns,pid,rss_bytes; the file is damaged"
+    )]
     Bad {
         /// The file.
         path: PathBuf,
@@ -265,11 +270,13 @@ impl Tree {
             self.foreign.insert(pid, ());
         }
         // Members that are gone (or zombies) are dropped.
-        self.ours
-            .retain(|pid, start| stats.contains_key(pid) || *start == u64::MAX && present_set.contains(pid));
+        self.ours.retain(|pid, start| {
+            stats.contains_key(pid) || *start == u64::MAX && present_set.contains(pid)
+        });
         let mut rows: Vec<(u32, u64)> = stats
             .into_iter()
-            .filter(|(_, st)| st.state != b'Z' && st.state != b'X')
+            // Zombies, and exiting processes whose memory is already gone (RSS 0).
+            .filter(|(_, st)| st.state != b'Z' && st.state != b'X' && st.rss_pages > 0)
             .map(|(pid, st)| (pid, st.rss_pages))
             .collect();
         rows.sort_unstable();
@@ -443,7 +450,10 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("rss.csv");
         std::fs::write(&p, "time_ns,pid,rss_bytes\n10,1,4096\n20,1,8192\n30,1,81").unwrap();
-        assert_eq!(read_rss_csv(&p).unwrap(), vec![(10, 1, 4096), (20, 1, 8192)]);
+        assert_eq!(
+            read_rss_csv(&p).unwrap(),
+            vec![(10, 1, 4096), (20, 1, 8192)]
+        );
         std::fs::write(&p, "time_ns,pid,rss_bytes\n10,1,4096\n20,1\n30,1,8192\n").unwrap();
         let e = read_rss_csv(&p).unwrap_err().to_string();
         assert!(e.contains("line 3"), "{e}");
@@ -508,7 +518,8 @@ mod tests {
         // The forked helper (a descendant) was seen too.
         let pids: HashSet<u32> = rows.iter().map(|r| r.1).collect();
         assert!(pids.len() >= 2, "descendant not followed: {pids:?}");
-        let main: Vec<(u64, u32, u64)> = rows.iter().copied().filter(|r| r.1 == child.id()).collect();
+        let main: Vec<(u64, u32, u64)> =
+            rows.iter().copied().filter(|r| r.1 == child.id()).collect();
         let mib = 1u64 << 20;
         let (peak_t, peak) = main.iter().map(|r| (r.0, r.2)).max_by_key(|r| r.1).unwrap();
         assert!(

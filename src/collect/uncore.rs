@@ -185,7 +185,11 @@ impl UncoreSampler {
     /// Open what the plan lists (system-wide, counting) and start reading every
     /// `interval` into `path`. Nothing opens on a machine without uncore PMUs: the
     /// sampler then has only notices, writes no file, and `stop` returns 0.
-    pub fn start(plan: &BandwidthPlan, interval: Duration, path: &Path) -> Result<UncoreSampler, UncoreError> {
+    pub fn start(
+        plan: &BandwidthPlan,
+        interval: Duration,
+        path: &Path,
+    ) -> Result<UncoreSampler, UncoreError> {
         let mut notices = plan.notices.clone();
         let mut open = Vec::new();
         for c in &plan.counters {
@@ -194,9 +198,10 @@ impl UncoreSampler {
             'boxes: for s in &c.specs {
                 for &cpu in &s.cpus {
                     let mut attr = crate::events::group::attr_for(s);
-                    attr.read_format = (perf_event_open_sys::bindings::PERF_FORMAT_TOTAL_TIME_ENABLED
-                        | perf_event_open_sys::bindings::PERF_FORMAT_TOTAL_TIME_RUNNING)
-                        as u64;
+                    attr.read_format =
+                        (perf_event_open_sys::bindings::PERF_FORMAT_TOTAL_TIME_ENABLED
+                            | perf_event_open_sys::bindings::PERF_FORMAT_TOTAL_TIME_RUNNING)
+                            as u64;
                     let mut b = perf_event::Builder::new(perf_event::events::Software::DUMMY);
                     *b.attrs_mut() = attr;
                     b.any_pid().one_cpu(cpu as usize);
@@ -249,7 +254,8 @@ impl UncoreSampler {
             .open(path)
             .map_err(io)?;
         let mut out = BufWriter::new(file);
-        out.write_all(b"time_ns,counter,value,multiplexed\n").map_err(io)?;
+        out.write_all(b"time_ns,counter,value,multiplexed\n")
+            .map_err(io)?;
         let st = stop.clone();
         let path = path.to_path_buf();
         let interval = interval.max(Duration::from_millis(1));
@@ -440,7 +446,11 @@ pub fn bandwidth_summary(rows: &[CounterRow]) -> Vec<BandwidthSummary> {
         out.push(BandwidthSummary {
             counter: n.to_string(),
             total_bytes: total,
-            mean_gbs: if span > 0 { total as f64 / span as f64 } else { 0.0 },
+            mean_gbs: if span > 0 {
+                total as f64 / span as f64
+            } else {
+                0.0
+            },
             peak_gbs,
             peak_time_ns,
             multiplexed: rs.iter().any(|r| r.multiplexed),
@@ -471,7 +481,11 @@ mod tests {
         let r = &p.counters[0];
         assert_eq!(r.event, "uncore_imc/cas_count_read/");
         assert_eq!(r.specs.len(), 8);
-        assert!((r.bytes_per_count - 64.0).abs() < 1e-9, "{}", r.bytes_per_count);
+        assert!(
+            (r.bytes_per_count - 64.0).abs() < 1e-9,
+            "{}",
+            r.bytes_per_count
+        );
         assert_eq!(r.specs[0].cpus, vec![0, 16]);
         assert_eq!(p.counters[1].specs[5].config, 0x0c04);
     }
@@ -512,7 +526,10 @@ mod tests {
         assert!(!csv.exists(), "no file when nothing was counted");
         // This machine (no PMU) plans the same way.
         let here = bandwidth_plan(&EventEnv::system());
-        if !sysfs::pmu_names(Path::new("/sys")).iter().any(|p| p.starts_with("uncore_imc")) {
+        if !sysfs::pmu_names(Path::new("/sys"))
+            .iter()
+            .any(|p| p.starts_with("uncore_imc"))
+        {
             assert!(here.counters.is_empty());
             assert_eq!(here.notices.len(), 1);
         }
@@ -523,7 +540,8 @@ mod tests {
         // HSX fixture specs on this machine: the PMU type numbers do not exist here.
         let p = bandwidth_plan(&fixture("hsx"));
         let d = tempfile::tempdir().unwrap();
-        let s = UncoreSampler::start(&p, Duration::from_millis(10), &d.path().join("c.csv")).unwrap();
+        let s =
+            UncoreSampler::start(&p, Duration::from_millis(10), &d.path().join("c.csv")).unwrap();
         assert!(s.opened.is_empty());
         assert_eq!(s.notices.len(), 2, "{:?}", s.notices);
         assert!(s.notices[0].contains("dram_read_bytes"));

@@ -189,7 +189,7 @@ const HW_CACHE_LL: u64 = sys::PERF_COUNT_HW_CACHE_LL as u64;
 const HW_CACHE_DTLB: u64 = sys::PERF_COUNT_HW_CACHE_DTLB as u64;
 const HW_CACHE_MISS: u64 = (sys::PERF_COUNT_HW_CACHE_RESULT_MISS as u64) << 16;
 
-const GENERIC: &[(&str, u32, u64, EventKind)] = &[
+pub(crate) const GENERIC: &[(&str, u32, u64, EventKind)] = &[
     (
         "cycles",
         sys::PERF_TYPE_HARDWARE,
@@ -824,7 +824,7 @@ pub fn mode_defaults(mode: crate::cli::Mode) -> Vec<ModeDefault> {
         Mode::Locks => vec![ModeDefault {
             primary: "context-switches",
             fallback: None,
-            period: None,
+            period: Some(1),
             optional: false,
             precise: false,
             weight: SampleWeight::Nanoseconds,

@@ -3,8 +3,8 @@
 //! Reads only profile.db ([`Profile`]): the `rss` table (per-process RSS timeline from
 //! rss.csv), the page-fault samples (value = bytes faulted in = faults × page size,
 //! `minor-faults` and `major-faults` as separate events), and the meta keys
-//! `bandwidth` (JSON list of [`BandwidthSummary`], from counters.csv) and
-//! `memory_notices` (JSON list of strings: parts that could not be measured).
+//! `bandwidth` (JSON list of [`BandwidthSummary`], from counters.csv) and `notices`
+//! (the manifest's notices; those starting `memory:` name parts not measured).
 //!
 //! - text: peak RSS (summed over the processes at each instant) and when, per-process
 //!   peaks, a timeline summary, the functions and stacks that faulted most bytes, and
@@ -128,7 +128,12 @@ fn aggregate(p: &Profile) -> (Vec<FnRow>, Vec<StackRow>, u64) {
         }
     }
     let mut fns: Vec<FnRow> = fns.into_values().collect();
-    fns.sort_by(|a, b| b.total.cmp(&a.total).then(b.self_.cmp(&a.self_)).then(a.name.cmp(&b.name)));
+    fns.sort_by(|a, b| {
+        b.total
+            .cmp(&a.total)
+            .then(b.self_.cmp(&a.self_))
+            .then(a.name.cmp(&b.name))
+    });
     let mut stacks: Vec<StackRow> = stacks.into_values().collect();
     stacks.sort_by(|a, b| b.bytes.cmp(&a.bytes).then(a.frames.cmp(&b.frames)));
     (fns, stacks, total)
@@ -206,7 +211,10 @@ fn bandwidth(p: &Profile) -> Vec<BandwidthSummary> {
 }
 
 fn notices(p: &Profile) -> Vec<String> {
-    serde_json::from_str(p.meta_str("memory_notices")).unwrap_or_default()
+    let all: Vec<String> = serde_json::from_str(p.meta_str("notices")).unwrap_or_default();
+    all.into_iter()
+        .filter(|n| n.starts_with("memory:"))
+        .collect()
 }
 
 /// Render `report --view memory`.
@@ -285,7 +293,11 @@ pub fn memory_view(p: &Profile, format: ReportFormat, top: usize) -> String {
                     bytes_h(b),
                     secs(t),
                     process_peaks(p).len(),
-                    if process_peaks(p).len() == 1 { "" } else { "es" }
+                    if process_peaks(p).len() == 1 {
+                        ""
+                    } else {
+                        "es"
+                    }
                 )),
                 None => s.push_str("Peak RSS: not recorded (no RSS timeline in this profile)\n"),
             }
@@ -367,7 +379,11 @@ pub fn memory_view(p: &Profile, format: ReportFormat, top: usize) -> String {
                         b.peak_gbs,
                         secs(b.peak_time_ns),
                         bytes_h(b.total_bytes),
-                        if b.multiplexed { "  (multiplexed: scaled)" } else { "" }
+                        if b.multiplexed {
+                            "  (multiplexed: scaled)"
+                        } else {
+                            ""
+                        }
                     ));
                 }
             }
@@ -488,7 +504,10 @@ mod tests {
         assert_eq!(fns[1]["self"], 272 * mib);
         assert_eq!(fns[2]["function"], "big_alloc");
         assert_eq!(fns[2]["total"], 256 * mib);
-        assert_eq!(v["stacks"][0]["frames"], json!(["main", "big_alloc", "map_and_touch"]));
+        assert_eq!(
+            v["stacks"][0]["frames"],
+            json!(["main", "big_alloc", "map_and_touch"])
+        );
         assert_eq!(v["bandwidth"][0]["mean_gbs"], 7.5);
         assert_eq!(v["processes"].as_array().unwrap().len(), 2);
         assert_eq!(v["timeline"].as_array().unwrap().len(), 3);
@@ -505,7 +524,15 @@ mod tests {
             "function,module,file,line,self,self_pct,total,total_pct,minor_bytes,major_bytes"
         );
         let main = lines.next().unwrap();
-        assert_eq!(main, format!("main,touch256,,,{},1.45,{},100,0,{}", 4 << 20, 276u64 << 20, 4 << 20));
+        assert_eq!(
+            main,
+            format!(
+                "main,touch256,,,{},1.45,{},100,0,{}",
+                4 << 20,
+                276u64 << 20,
+                4 << 20
+            )
+        );
         assert_eq!(csv.lines().count(), 4);
     }
 
@@ -520,7 +547,8 @@ mod tests {
         let e = memory_view(&Profile::default(), ReportFormat::Text, 10);
         assert!(e.contains("not recorded"));
         let j: Value =
-            serde_json::from_str(&memory_view(&Profile::default(), ReportFormat::Json, 10)).unwrap();
+            serde_json::from_str(&memory_view(&Profile::default(), ReportFormat::Json, 10))
+                .unwrap();
         assert!(j["peak_rss_bytes"].is_null());
     }
 }
