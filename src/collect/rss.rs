@@ -375,7 +375,7 @@ pub fn read_rss_csv(path: &Path) -> Result<Vec<(u64, u32, u64)>, RssError> {
         })();
         let last = i + 1 == lines.len();
         match parsed {
-            Some(r) if !(last && !complete) => rows.push(r),
+            Some(r) if !last || complete => rows.push(r),
             _ if last => {} // cut by a crash mid-write
             _ => {
                 return Err(RssError::Bad {

@@ -382,7 +382,7 @@ pub fn read_counters_csv(path: &Path) -> Result<Vec<CounterRow>, UncoreError> {
             .flatten();
         let last = i + 1 == lines.len();
         match parsed {
-            Some(r) if !(last && !complete) => rows.push(r),
+            Some(r) if !last || complete => rows.push(r),
             _ if last => {}
             _ => {
                 return Err(UncoreError::Bad {
