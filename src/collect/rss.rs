@@ -14,16 +14,18 @@
 //! - `pid`: a process of the tree (the root and all its descendants, found each tick
 //!   from `/proc/*/stat` parent links; a process keeps being followed when its parent
 //!   exits and it is re-parented).
-//! - `rss_bytes`: resident set size, field 24 of `/proc/PID/stat` × the page size.
+//! - `rss_bytes`: resident set size, `resident` of `/proc/PID/statm` × the page size
+//!   (the same number as `VmRSS`).
 //!
 //! A process that exits between two reads simply stops appearing (zombies are not
 //! written, nor is a process whose RSS reads 0: its memory is already released on
 //! exit). A crash of hwprof loses at most the tick being written; [`read_rss_csv`]
 //! drops a cut last line.
 //!
-//! Cost: one `readdir(/proc)` per tick, one `stat` read per tree process, and one per
-//! process that appeared since the last tick (a process found not to be in the tree
-//! is remembered and not read again while it lives). Figures in docs/performance.md.
+//! Cost: one `readdir(/proc)` per tick, one `pread` of an open `/proc/PID/statm` per tree
+//! process, and one `/proc/PID/stat` read per process that appeared since the last tick
+//! (a process found not to be in the tree is remembered and not read again while it
+//! lives). Figures in docs/performance.md.
 
 use std::collections::{HashMap, HashSet};
 use std::io::{BufWriter, Write};
@@ -72,6 +74,9 @@ pub struct RssStats {
     pub rows: u64,
     /// Distinct processes seen.
     pub processes: u64,
+    /// Ticks that scanned `/proc` for new processes (a pid was allocated since the
+    /// last scan).
+    pub scans: u64,
     /// CPU time of the sampler thread, ns (CLOCK_THREAD_CPUTIME_ID).
     pub cpu_ns: u64,
     /// Wall time from start to stop, ns.
@@ -202,19 +207,88 @@ fn thread_cpu_ns() -> u64 {
     }
 }
 
-/// Follows a process tree through procfs.
+/// Follows a process tree through procfs. Members are read through an open
+/// `/proc/PID/statm` (one `pread` per tick; the descriptor stays bound to that process,
+/// so a reused pid is never mistaken for it and an exited one reads as an error).
 struct Tree {
     proc_root: PathBuf,
-    /// Tree members: pid → starttime.
-    ours: HashMap<u32, u64>,
-    /// Processes known not to be in the tree: pid → starttime.
-    foreign: HashMap<u32, ()>,
+    /// The root, until it is first seen.
+    root: Option<u32>,
+    /// Tree members and their statm files.
+    ours: HashMap<u32, std::fs::File>,
+    /// Processes known not to be in the tree (while their pid stays listed).
+    foreign: HashSet<u32>,
     seen: HashSet<u32>,
+    buf: Vec<u8>,
+    /// Last pid allocated (`/proc/loadavg`, 5th field) at the last discovery: when it
+    /// has not moved, no process was created and the `/proc` scan is skipped.
+    last_pid: Option<u64>,
+    scans: u64,
+    /// `/proc/loadavg`, kept open (one pread per tick).
+    loadavg: Option<std::fs::File>,
+}
+
+/// The most recently allocated pid, from `/proc/loadavg` text (`0.00 0.01 0.05 1/123 4567`).
+pub fn parse_loadavg_last_pid(text: &str) -> Option<u64> {
+    text.split_ascii_whitespace().nth(4)?.parse().ok()
+}
+
+/// Resident pages from `/proc/PID/statm` text (`size resident shared ...`).
+pub fn parse_statm_resident(text: &[u8]) -> Option<u64> {
+    let s = std::str::from_utf8(text).ok()?;
+    s.split_ascii_whitespace().nth(1)?.parse().ok()
 }
 
 impl Tree {
+    fn join(&mut self, pid: u32) {
+        if let Ok(f) = std::fs::File::open(self.proc_root.join(pid.to_string()).join("statm")) {
+            self.ours.insert(pid, f);
+        }
+    }
+
     /// One tick: discover new members, read every member. Returns (pid, rss pages).
     fn tick(&mut self) -> Vec<(u32, u64)> {
+        use std::os::unix::fs::FileExt;
+        if self.loadavg.is_none() {
+            self.loadavg = std::fs::File::open(self.proc_root.join("loadavg")).ok();
+        }
+        let mut lbuf = [0u8; 128];
+        let last_pid = self
+            .loadavg
+            .as_ref()
+            .and_then(|f| f.read_at(&mut lbuf, 0).ok())
+            .and_then(|n| std::str::from_utf8(&lbuf[..n]).ok())
+            .and_then(parse_loadavg_last_pid);
+        if last_pid.is_none() || last_pid != self.last_pid || self.root.is_some() {
+            self.discover();
+            self.scans += 1;
+            self.last_pid = last_pid;
+        }
+        let mut rows = Vec::with_capacity(self.ours.len());
+        let mut gone = Vec::new();
+        self.buf.resize(256, 0);
+        for (&pid, f) in &self.ours {
+            match f.read_at(&mut self.buf, 0) {
+                Ok(n) if n > 0 => match parse_statm_resident(&self.buf[..n]) {
+                    // RSS 0: a zombie or an exiting process whose memory is released.
+                    Some(pages) if pages > 0 => rows.push((pid, pages)),
+                    _ => {}
+                },
+                _ => gone.push(pid), // exited (ESRCH) between two reads
+            }
+        }
+        for pid in gone {
+            self.ours.remove(&pid);
+        }
+        rows.sort_unstable();
+        for (pid, _) in &rows {
+            self.seen.insert(*pid);
+        }
+        rows
+    }
+
+    /// Find the tree's new members by scanning `/proc`.
+    fn discover(&mut self) {
         let mut present = Vec::new();
         if let Ok(rd) = std::fs::read_dir(&self.proc_root) {
             for e in rd.flatten() {
@@ -223,67 +297,43 @@ impl Tree {
                 }
             }
         }
-        present.sort_unstable();
         let present_set: HashSet<u32> = present.iter().copied().collect();
-        self.foreign.retain(|p, _| present_set.contains(p));
-        // Read the stat of every member and every newcomer once.
-        let mut stats: HashMap<u32, ProcStat> = HashMap::new();
-        let mut newcomers = Vec::new();
-        for &pid in &present {
-            if self.foreign.contains_key(&pid) {
-                continue;
-            }
-            let Some(st) = read_stat(&self.proc_root, pid) else {
-                continue; // exited between readdir and read
-            };
-            match self.ours.get(&pid) {
-                Some(&start) if start == st.starttime || start == u64::MAX => {
-                    self.ours.insert(pid, st.starttime);
-                    stats.insert(pid, st);
-                }
-                Some(_) => {
-                    // pid reused by an unrelated process
-                    self.ours.remove(&pid);
-                    newcomers.push((pid, st));
-                }
-                None => newcomers.push((pid, st)),
-            }
+        self.foreign.retain(|p| present_set.contains(p));
+        self.ours.retain(|p, _| present_set.contains(p));
+        if let Some(r) = self.root
+            && present_set.contains(&r)
+        {
+            self.root = None;
+            self.join(r);
         }
-        // Newcomers join when their parent is a member; repeat for grandchildren
-        // created within the same tick.
+        // Newcomers: read their parent once; they join when it is a member (repeat for
+        // grandchildren created within the same tick).
+        let mut newcomers: Vec<(u32, u32)> = present
+            .iter()
+            .filter(|p| !self.ours.contains_key(p) && !self.foreign.contains(p))
+            .filter_map(|&pid| read_stat(&self.proc_root, pid).map(|st| (pid, st.ppid)))
+            .collect();
         loop {
             let before = newcomers.len();
-            newcomers.retain(|(pid, st)| {
-                if self.ours.contains_key(&st.ppid) {
-                    self.ours.insert(*pid, st.starttime);
-                    stats.insert(*pid, *st);
+            let mut joined = Vec::new();
+            newcomers.retain(|&(pid, ppid)| {
+                if self.ours.contains_key(&ppid) {
+                    joined.push(pid);
                     false
                 } else {
                     true
                 }
             });
+            for pid in joined {
+                self.join(pid);
+            }
             if newcomers.len() == before {
                 break;
             }
         }
         for (pid, _) in newcomers {
-            self.foreign.insert(pid, ());
+            self.foreign.insert(pid);
         }
-        // Members that are gone (or zombies) are dropped.
-        self.ours.retain(|pid, start| {
-            stats.contains_key(pid) || *start == u64::MAX && present_set.contains(pid)
-        });
-        let mut rows: Vec<(u32, u64)> = stats
-            .into_iter()
-            // Zombies, and exiting processes whose memory is already gone (RSS 0).
-            .filter(|(_, st)| st.state != b'Z' && st.state != b'X' && st.rss_pages > 0)
-            .map(|(pid, st)| (pid, st.rss_pages))
-            .collect();
-        rows.sort_unstable();
-        for (pid, _) in &rows {
-            self.seen.insert(*pid);
-        }
-        rows
     }
 }
 
@@ -303,10 +353,14 @@ fn run(
     let start = crate::util::monotonic_ns();
     let mut tree = Tree {
         proc_root: proc_root.to_path_buf(),
-        // u64::MAX: starttime not known yet (accept whatever the first read says).
-        ours: HashMap::from([(root, u64::MAX)]),
-        foreign: HashMap::new(),
+        root: Some(root),
+        ours: HashMap::new(),
+        foreign: HashSet::new(),
         seen: HashSet::new(),
+        buf: Vec::new(),
+        last_pid: None,
+        scans: 0,
+        loadavg: None,
     };
     let mut stats = RssStats::default();
     let mut line = String::with_capacity(64);
@@ -343,6 +397,7 @@ fn run(
         }
     }
     stats.processes = tree.seen.len() as u64;
+    stats.scans = tree.scans;
     stats.cpu_ns = thread_cpu_ns();
     stats.wall_ns = crate::util::monotonic_ns().saturating_sub(start);
     Ok(stats)
@@ -427,6 +482,25 @@ pub fn summed_peak<K: Copy + Eq + std::hash::Hash>(rows: &[(u64, K, u64)]) -> Op
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn loadavg_last_pid() {
+        assert_eq!(
+            parse_loadavg_last_pid("0.00 0.01 0.05 1/123 4567\n"),
+            Some(4567)
+        );
+        assert_eq!(parse_loadavg_last_pid("0.00"), None);
+    }
+
+    #[test]
+    fn statm_resident() {
+        assert_eq!(
+            parse_statm_resident(b"6123 321 200 10 0 500 0\n"),
+            Some(321)
+        );
+        assert_eq!(parse_statm_resident(b"6123"), None);
+        assert_eq!(parse_statm_resident(b"\xff\xfe"), None);
+    }
 
     #[test]
     fn stat_with_spaces_and_parens_in_comm() {

@@ -277,3 +277,49 @@ fn every_page_fault_is_sampled() {
         bytes / MIB
     );
 }
+
+/// RSS sampling cost (docs/performance.md, "memory"): a tree of 64 processes sampled at
+/// the default 50 ms for 3 s; the sampler thread's CPU time must stay under 1% of a core
+/// (release build: `cargo test --release --test cli rss_sampler -- --nocapture`).
+#[test]
+fn rss_sampler_costs_under_one_percent_of_a_core_for_64_processes() {
+    let t = shared_tempdir();
+    // Root shell + 63 sleeping children = 64 processes.
+    let mut root = Command::new("sh")
+        .args(["-c", "for i in $(seq 63); do sleep 6 & done; wait"])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let csv = t.path().join("rss.csv");
+    let s = hwprof::collect::rss::RssSampler::start(
+        root.id(),
+        std::time::Duration::from_millis(hwprof::collect::rss::DEFAULT_INTERVAL_MS),
+        &csv,
+    )
+    .unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let st = s.stop().unwrap();
+    let _ = root.kill();
+    let _ = Command::new("pkill")
+        .args(["-P", &root.id().to_string()])
+        .status();
+    let _ = root.wait();
+    let rows = hwprof::collect::rss::read_rss_csv(&csv).unwrap();
+    let last_t = rows.last().map(|r| r.0).unwrap_or(0);
+    let per_tick = rows.iter().filter(|r| r.0 == last_t).count();
+    assert_eq!(per_tick, 64, "processes per tick");
+    let pct = st.cpu_ns as f64 * 100.0 / st.wall_ns as f64;
+    eprintln!(
+        "rss sampler: {} processes, {} ticks ({} with a /proc scan) in {:.2} s, {:.3} ms CPU per tick, {:.3}% of a core",
+        per_tick,
+        st.ticks,
+        st.scans,
+        st.wall_ns as f64 / 1e9,
+        st.cpu_ns as f64 / 1e6 / st.ticks as f64,
+        pct
+    );
+    assert!(st.ticks >= 50, "{st:?}");
+    // The figure is for release builds (docs/performance.md); debug code is slower.
+    let limit = if cfg!(debug_assertions) { 2.5 } else { 1.0 };
+    assert!(pct < limit, "RSS sampler used {pct:.3}% of a core");
+}

@@ -5,7 +5,8 @@
  * the second half (RSS drops to ~128 MiB) and holds 300 ms, then small_alloc() maps
  * and touches 16 MiB more (4096 faults) and holds 200 ms.
  * Arguments: "wait" = read one byte from stdin before starting (so a profiler can
- * attach first); "fork" = fork a child that holds 8 MiB for 600 ms (a descendant).
+ * attach first); "fork" = fork a child that holds 8 MiB for 600 ms (a descendant);
+ * "nohold" = no holds (for overhead measurements: only the page touching remains).
  * Build: cc -O1 -g -fno-omit-frame-pointer -fno-inline -o touch256 touch256.c
  */
 #include <stdio.h>
@@ -18,7 +19,10 @@
 
 #define MIB (1024UL * 1024UL)
 
+static int no_hold;
+
 static void hold_ms(long ms) {
+    if (no_hold) return;
     struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
     while (nanosleep(&ts, &ts) != 0) {}
 }
@@ -39,6 +43,7 @@ int main(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "fork")) do_fork = 1;
         if (!strcmp(argv[i], "wait")) do_wait = 1;
+        if (!strcmp(argv[i], "nohold")) no_hold = 1;
     }
     if (do_wait) { char c; if (read(0, &c, 1) < 0) return 4; }
     pid_t kid = -1;
