@@ -15,7 +15,8 @@
 //! - JSON: `{mode, metric: "bytes", total, peak_rss_bytes, peak_time_ns, peak_time_s,
 //!   processes: [{pid, command, peak_rss_bytes, peak_time_s}], timeline: [{t_s,
 //!   rss_bytes}], functions: [...], stacks: [{frames, bytes, minor_bytes, major_bytes,
-//!   pct}], bandwidth: [...], notices: [...]}`. Times `*_s` are seconds since the first
+//!   pct}], llc_misses: [{event, function, module, samples}], bandwidth: [...],
+//!   notices: [...]}`. Times `*_s` are seconds since the first
 //!   RSS reading.
 
 use std::collections::HashMap;
@@ -170,6 +171,42 @@ fn csv_field(s: &str) -> String {
     }
 }
 
+/// Samples of non-fault events (LLC misses) by leaf function: (event, function,
+/// module, samples), most first.
+fn miss_rows(p: &Profile) -> Vec<(String, String, String, u64)> {
+    let mut m: HashMap<(usize, usize), u64> = HashMap::new();
+    for s in &p.samples {
+        let Some(ev) = p.events.get(s.event) else {
+            continue;
+        };
+        if ev.name.contains("fault") || p.events.len() == 1 {
+            continue;
+        }
+        let leaf = p
+            .stack_frames(s.stack)
+            .last()
+            .and_then(|&f| p.frames.get(f))
+            .map(|f| f.function)
+            .unwrap_or(usize::MAX);
+        *m.entry((s.event, leaf)).or_default() += s.count;
+    }
+    let mut v: Vec<(String, String, String, u64)> = m
+        .into_iter()
+        .map(|((e, f), c)| {
+            let func = p.functions.get(f);
+            (
+                p.events[e].name.clone(),
+                func.map(|x| x.name.clone())
+                    .unwrap_or_else(|| "[unknown]".into()),
+                func.map(|x| x.module.clone()).unwrap_or_default(),
+                c,
+            )
+        })
+        .collect();
+    v.sort_by(|a, b| b.3.cmp(&a.3).then(a.1.cmp(&b.1)));
+    v
+}
+
 /// Per-process peaks: (pid, command, peak bytes, time ns).
 fn process_peaks(p: &Profile) -> Vec<(u32, String, u64, u64)> {
     let mut best: HashMap<usize, (u64, u64)> = HashMap::new();
@@ -228,6 +265,7 @@ pub fn memory_view(p: &Profile, format: ReportFormat, top: usize) -> String {
     let peak = summed_peak(&rows);
     let bw = bandwidth(p);
     let notes = notices(p);
+    let misses = miss_rows(p);
     match format {
         ReportFormat::Csv => {
             let mut s = String::from(
@@ -275,6 +313,9 @@ pub fn memory_view(p: &Profile, format: ReportFormat, top: usize) -> String {
                 "stacks": stacks.iter().take(top).map(|s| json!({
                     "frames": s.frames, "bytes": s.bytes, "minor_bytes": s.minor,
                     "major_bytes": s.major, "pct": pct(s.bytes, total)
+                })).collect::<Vec<Value>>(),
+                "llc_misses": misses.iter().take(top).map(|(e, f, m, c)| json!({
+                    "event": e, "function": f, "module": m, "samples": c
                 })).collect::<Vec<Value>>(),
                 "bandwidth": bw.iter().map(|b| json!({
                     "counter": b.counter, "total_bytes": b.total_bytes,
@@ -369,6 +410,12 @@ pub fn memory_view(p: &Profile, format: ReportFormat, top: usize) -> String {
                     ));
                 }
             }
+            if !misses.is_empty() {
+                s.push_str("\nLLC-miss samples by function:\n");
+                for (e, f, m, c) in misses.iter().take(top) {
+                    s.push_str(&format!("  {c:>10}  {f} ({m})  [{e}]\n"));
+                }
+            }
             if !bw.is_empty() {
                 s.push_str("\nMemory bandwidth (GB/s = 1e9 bytes/s):\n");
                 for b in &bw {
@@ -452,6 +499,11 @@ mod tests {
         w.add_sample(s1, 0, 0, 65536, 256 * mib);
         w.add_sample(s2, 0, 0, 4096, 16 * mib);
         w.add_sample(s3, 0, 1, 1024, 4 * mib);
+        w.profile.events.push(EventRow {
+            name: "MEM_LOAD_UOPS_RETIRED.L3_MISS".into(),
+            ..Default::default()
+        });
+        w.add_sample(s1, 0, 2, 40, 0);
         for (t, p, b) in [
             (1_000_000_000u64, 0usize, 10 * mib),
             (1_000_000_000, 1, 8 * mib),
@@ -509,6 +561,8 @@ mod tests {
             json!(["main", "big_alloc", "map_and_touch"])
         );
         assert_eq!(v["bandwidth"][0]["mean_gbs"], 7.5);
+        assert_eq!(v["llc_misses"][0]["function"], "map_and_touch");
+        assert_eq!(v["llc_misses"][0]["samples"], 40);
         assert_eq!(v["processes"].as_array().unwrap().len(), 2);
         assert_eq!(v["timeline"].as_array().unwrap().len(), 3);
         assert_eq!(v["timeline"][2]["rss_bytes"], 138 * mib);
@@ -542,6 +596,7 @@ mod tests {
         assert!(t.contains("Peak RSS: 274.0 MiB at 0.050 s"), "{t}");
         assert!(t.contains("main > big_alloc > map_and_touch"), "{t}");
         assert!(t.contains("dram_read_bytes"), "{t}");
+        assert!(t.contains("LLC-miss samples by function"), "{t}");
         assert!(t.contains("minor 272.0 MiB, major 4.0 MiB"), "{t}");
         // An empty profile renders without panicking.
         let e = memory_view(&Profile::default(), ReportFormat::Text, 10);
