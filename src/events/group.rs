@@ -399,4 +399,90 @@ mod tests {
         // Ids match the members' own ids.
         assert_eq!(g.values[0].id, leader.id());
     }
+
+    /// PERF_SAMPLE_READ for real: each ring-buffer sample of a cpu-clock leader carries
+    /// the group's values (leader, page-faults, context-switches), decoded by
+    /// [`GroupRead::parse`] after the fixed sample fields.
+    #[test]
+    fn each_sample_carries_the_group_values() {
+        use std::io::Write;
+        let env = EventEnv::system();
+        let spec = |n: &str| resolve_all(n, &env).unwrap().remove(0);
+        let opts = GroupOptions {
+            sampling: Sampling::Period(2_000_000), // every 2 ms of CPU
+            ..Default::default()
+        };
+        let attrs = group_attrs(
+            &spec("cpu-clock"),
+            &[spec("page-faults"), spec("context-switches")],
+            &opts,
+        );
+        // Busy for ~150 ms of CPU while faulting pages in, after a byte on stdin.
+        let script = "import sys,time\nsys.stdin.read(1)\nb=bytearray(3000*4096)\nt=time.process_time()\ni=0\nwhile time.process_time()-t<0.15:\n    b[(i*4096)%len(b)]=1; i+=1\n";
+        let mut child = match std::process::Command::new("python3")
+            .args(["-c", script])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+        {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("skipping: python3 not runnable: {e}");
+                return;
+            }
+        };
+        let pid = child.id() as i32;
+        let build = |a: &sys::perf_event_attr| {
+            let mut b = perf_event::Builder::new(perf_event::events::Software::DUMMY);
+            *b.attrs_mut() = *a;
+            b.observe_pid(pid);
+            b.any_cpu();
+            b
+        };
+        let mut leader = build(&attrs[0]).build().unwrap();
+        let m1 = build(&attrs[1]).build_with_group(&mut leader).unwrap();
+        let m2 = build(&attrs[2]).build_with_group(&mut leader).unwrap();
+        let ids = [leader.id(), m1.id(), m2.id()];
+        let mut sampler = leader.sampled(1 << 18).unwrap();
+        sampler.enable_group().unwrap();
+        if let Some(mut stdin) = child.stdin.take() {
+            let _ = stdin.write_all(b"g");
+        }
+        let mut reads = Vec::new();
+        let mut done = false;
+        loop {
+            while let Some(r) = sampler.next_record() {
+                if r.ty() == sys::PERF_RECORD_SAMPLE {
+                    let body = r.to_vec();
+                    // IP, TID (pid+tid), TIME, CPU (cpu+res), PERIOD: 5 u64 before READ.
+                    let (g, _) = GroupRead::parse(&body[40..]).unwrap();
+                    reads.push(g);
+                }
+            }
+            if done {
+                break;
+            }
+            done = child.try_wait().unwrap().is_some();
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        assert!(reads.len() >= 20, "{} samples", reads.len());
+        for g in &reads {
+            assert_eq!(g.values.iter().map(|v| v.id).collect::<Vec<_>>(), ids);
+            assert!(!g.multiplexed());
+        }
+        // Counts only grow from sample to sample, and the faults cover the 3000 pages.
+        for w in reads.windows(2) {
+            let d = w[1].delta(&w[0]).unwrap();
+            assert!(d.time_enabled > 0);
+        }
+        let last = reads.last().unwrap();
+        assert!(
+            last.values[1].value >= 3000,
+            "faults {}",
+            last.values[1].value
+        );
+        // The leader's count (ns of CPU) advances at least one period per sample.
+        let first = &reads[0];
+        let per = (last.values[0].value - first.values[0].value) as f64 / (reads.len() - 1) as f64;
+        assert!(per >= 1_900_000.0, "ns per sample {per}");
+    }
 }
