@@ -480,6 +480,17 @@ impl Builder<'_> {
         };
         let value = match self.weighting {
             Weighting::Samples => 1,
+            // Memory mode (events worktree): faults weigh bytes; other events sampled
+            // alongside (LLC misses) weigh nothing in bytes, their `count` ranks them.
+            Weighting::FaultBytes
+                if !self
+                    .out
+                    .events
+                    .get(event as usize)
+                    .is_none_or(|n| n.contains("fault")) =>
+            {
+                0
+            }
             Weighting::FaultBytes => s.period.unwrap_or(1).max(1) * self.page_size,
             Weighting::OffCpuNs => {
                 self.pending_off_cpu.insert(tid, (key, time));

@@ -5,4 +5,5 @@ mod common;
 mod errors;
 mod export;
 mod hotspots;
+mod memory;
 mod symbols;
