@@ -299,6 +299,9 @@ pub fn spawn_stopped(
     if pid == 0 {
         // SAFETY: child side, see above.
         unsafe {
+            // Our copy of the write end must go, or the read below never sees EOF
+            // when the parent gives up.
+            libc::close(go_w.as_raw_fd());
             let mut byte = 0u8;
             let n = libc::read(go_r.as_raw_fd(), &mut byte as *mut u8 as *mut _, 1);
             if n != 1 {

@@ -4,7 +4,10 @@
 #include <pthread.h>
 #include <stdlib.h>
 
-static volatile double sink_a, sink_b;
+/* On separate cache lines: false sharing would make the threads' per-iteration cost
+   depend on whether the other one still runs. */
+static volatile double sink_a __attribute__((aligned(64)));
+static volatile double sink_b __attribute__((aligned(64)));
 static long rounds = 400;
 
 __attribute__((noinline)) void func_a(long n) { for (long i = 0; i < n; i++) sink_a += 1.0; }
