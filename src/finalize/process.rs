@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use framehop::x86_64::{CacheX86_64, UnwindRegsX86_64, UnwinderX86_64};
 use framehop::{ExplicitModuleSectionInfo, Module, Unwinder};
+use linux_perf_data::PerfFileReader;
 use linux_perf_data::linux_perf_event_reader::{EventRecord, SampleRecord};
-use linux_perf_data::{PerfFileReader, PerfFileRecord};
 
 use super::binaries::{LoadedElf, SearchPaths, load_elf};
 use crate::raw::{RawDir, TolerantPerfFile};
@@ -179,13 +179,11 @@ pub fn process_raw_dir<'a>(
     let path = raw.path.join("perf.data");
     let file = TolerantPerfFile::open(&path)?;
     let skipped = file.skipped_bytes;
-    let PerfFileReader {
-        mut perf_file,
-        mut record_iter,
-    } = PerfFileReader::parse_file(file).map_err(|e| ProcessError::Parse {
-        path: path.clone(),
-        why: e.to_string(),
-    })?;
+    let PerfFileReader { perf_file, .. } =
+        PerfFileReader::parse_file(file).map_err(|e| ProcessError::Parse {
+            path: path.clone(),
+            why: e.to_string(),
+        })?;
     let mut b = Builder {
         out: RawProfile {
             skipped_bytes: skipped,
@@ -208,99 +206,97 @@ pub fn process_raw_dir<'a>(
         pending_off_cpu: HashMap::new(),
         sample_hook,
     };
-    loop {
-        let rec = match record_iter.next_record(&mut perf_file) {
-            Ok(Some(r)) => r,
-            Ok(None) => break,
-            Err(e) => {
-                // A damaged record: keep what was read, say what stopped us.
-                eprintln!(
-                    "hwprof: {}: stopped reading at a damaged record: {e}",
-                    path.display()
-                );
-                break;
-            }
-        };
-        let PerfFileRecord::EventRecord { attr_index, record } = rec else {
-            continue;
-        };
-        let common = record.common_data().ok();
-        let Ok(parsed) = record.parse() else { continue };
-        match parsed {
-            EventRecord::Sample(s) => b.sample(&s, attr_index as u32),
-            EventRecord::Mmap2(m) => {
-                let build_id = match &m.file_id {
-                    linux_perf_data::linux_perf_event_reader::Mmap2FileId::BuildId(b) => {
-                        Some(b.clone())
+    let data_file = TolerantPerfFile::open(&path)?;
+    let attrs: Vec<_> = perf_file
+        .event_attributes()
+        .iter()
+        .map(|a| (a.attr.clone(), a.event_ids.clone()))
+        .collect();
+    crate::raw::records::for_each_sorted(
+        data_file.data_section(),
+        &attrs,
+        |attr_index, record| {
+            let common = record.common_data().ok();
+            let Ok(parsed) = record.parse() else { return };
+            match parsed {
+                EventRecord::Sample(s) => b.sample(&s, attr_index as u32),
+                EventRecord::Mmap2(m) => {
+                    let build_id = match &m.file_id {
+                        linux_perf_data::linux_perf_event_reader::Mmap2FileId::BuildId(b) => {
+                            Some(b.clone())
+                        }
+                        _ => None,
+                    };
+                    if m.protection & libc::PROT_EXEC as u32 != 0 {
+                        let path = String::from_utf8_lossy(&m.path.as_slice()).into_owned();
+                        b.mmap(
+                            m.pid as u32,
+                            m.address,
+                            m.length,
+                            m.page_offset,
+                            path,
+                            build_id,
+                        );
                     }
-                    _ => None,
-                };
-                if m.protection & libc::PROT_EXEC as u32 != 0 {
+                }
+                EventRecord::Mmap(m) => {
                     let path = String::from_utf8_lossy(&m.path.as_slice()).into_owned();
-                    b.mmap(
-                        m.pid as u32,
-                        m.address,
-                        m.length,
-                        m.page_offset,
-                        path,
-                        build_id,
-                    );
+                    if !m.is_executable {
+                        return;
+                    }
+                    b.mmap(m.pid as u32, m.address, m.length, m.page_offset, path, None);
                 }
-            }
-            EventRecord::Mmap(m) => {
-                let path = String::from_utf8_lossy(&m.path.as_slice()).into_owned();
-                if !m.is_executable {
-                    continue;
+                EventRecord::Comm(c) => {
+                    let name = String::from_utf8_lossy(&c.name.as_slice()).into_owned();
+                    let (pid, tid) = (c.pid as u32, c.tid as u32);
+                    if c.is_execve {
+                        b.procs.insert(pid, ProcState::default());
+                    }
+                    if pid == tid {
+                        b.out.processes.insert(pid, name.clone());
+                    }
+                    let t = b.thread(pid, tid);
+                    b.out.threads[t as usize].2 = name;
                 }
-                b.mmap(m.pid as u32, m.address, m.length, m.page_offset, path, None);
-            }
-            EventRecord::Comm(c) => {
-                let name = String::from_utf8_lossy(&c.name.as_slice()).into_owned();
-                let (pid, tid) = (c.pid as u32, c.tid as u32);
-                if c.is_execve {
-                    b.procs.insert(pid, ProcState::default());
-                }
-                if pid == tid {
-                    b.out.processes.insert(pid, name.clone());
-                }
-                let t = b.thread(pid, tid);
-                b.out.threads[t as usize].2 = name;
-            }
-            EventRecord::Fork(f) => {
-                let (pid, ppid) = (f.pid as u32, f.ppid as u32);
-                if pid != ppid {
-                    let parent = b.procs.get(&ppid).cloned().unwrap_or_default();
-                    b.procs.insert(pid, parent);
-                    if let Some(name) = b.out.processes.get(&ppid).cloned() {
-                        b.out.processes.entry(pid).or_insert(name);
+                EventRecord::Fork(f) => {
+                    let (pid, ppid) = (f.pid as u32, f.ppid as u32);
+                    if pid != ppid {
+                        let parent = b.procs.get(&ppid).cloned().unwrap_or_default();
+                        b.procs.insert(pid, parent);
+                        if let Some(name) = b.out.processes.get(&ppid).cloned() {
+                            b.out.processes.entry(pid).or_insert(name);
+                        }
+                    }
+                    let pname = b
+                        .thread_ids
+                        .get(&(ppid, f.ptid as u32))
+                        .map(|&i| b.out.threads[i as usize].2.clone())
+                        .unwrap_or_default();
+                    let t = b.thread(pid, f.tid as u32);
+                    if b.out.threads[t as usize].2.is_empty() {
+                        b.out.threads[t as usize].2 = pname;
                     }
                 }
-                let pname = b
-                    .thread_ids
-                    .get(&(ppid, f.ptid as u32))
-                    .map(|&i| b.out.threads[i as usize].2.clone())
-                    .unwrap_or_default();
-                let t = b.thread(pid, f.tid as u32);
-                if b.out.threads[t as usize].2.is_empty() {
-                    b.out.threads[t as usize].2 = pname;
+                EventRecord::Lost(l) => b.out.lost += l.count,
+                EventRecord::ContextSwitch(cs) => {
+                    if let (
+                        linux_perf_data::linux_perf_event_reader::ContextSwitchRecord::In {
+                            ..
+                        },
+                        Some(c),
+                    ) = (cs, common)
+                        && let (Some(tid), Some(t)) = (c.tid, c.timestamp)
+                        && let Some((key, out_time)) = b.pending_off_cpu.remove(&(tid as u32))
+                    {
+                        let e = b.out.samples.entry(key).or_insert((0, 0));
+                        e.1 += t.saturating_sub(out_time);
+                    }
                 }
+                _ => {}
             }
-            EventRecord::Lost(l) => b.out.lost += l.count,
-            EventRecord::ContextSwitch(cs) => {
-                if let (
-                    linux_perf_data::linux_perf_event_reader::ContextSwitchRecord::In { .. },
-                    Some(c),
-                ) = (cs, common)
-                    && let (Some(tid), Some(t)) = (c.tid, c.timestamp)
-                    && let Some((key, out_time)) = b.pending_off_cpu.remove(&(tid as u32))
-                {
-                    let e = b.out.samples.entry(key).or_insert((0, 0));
-                    e.1 += t.saturating_sub(out_time);
-                }
-            }
-            _ => {}
-        }
-    }
+        },
+        |offset| data_file.release_data_before(offset),
+    );
     Ok(b.out)
 }
 

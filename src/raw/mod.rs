@@ -7,6 +7,8 @@
 //! skipped is reported. Nothing in a results directory is trusted: sizes are checked
 //! against the file.
 
+pub mod records;
+
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
@@ -74,12 +76,16 @@ pub fn list_raw_dirs(dir: &Path) -> Result<Vec<RawDir>, RawError> {
 }
 
 /// A perf.data opened for reading, with the header patched to what is really there.
-/// Read through a buffered file, not a mapping, so finalize's memory does not grow with
-/// the size of the data.
+///
+/// The file is mapped, and the pages behind the read position are released as reading
+/// goes (`MADV_DONTNEED`), so finalize reads without a copy through the kernel yet its
+/// memory does not grow with the size of the data.
 pub struct TolerantPerfFile {
-    file: std::io::BufReader<std::fs::File>,
+    map: memmap2::Mmap,
     header: Vec<u8>,
     pos: u64,
+    released: usize,
+    data: std::ops::Range<usize>,
     /// Bytes of the data section not read because the file was cut short.
     pub skipped_bytes: u64,
 }
@@ -90,6 +96,9 @@ fn u64_at(b: &[u8], off: usize) -> u64 {
         .map(u64::from_le_bytes)
         .unwrap_or(0)
 }
+
+/// Release mapped pages in chunks of this size.
+const RELEASE_CHUNK: usize = 64 << 20;
 
 impl TolerantPerfFile {
     /// Open and validate `path`.
@@ -103,13 +112,15 @@ impl TolerantPerfFile {
             source,
         };
         let file = std::fs::File::open(path).map_err(io)?;
-        let len = file.metadata().map_err(io)?.len();
-        let mut file = std::io::BufReader::with_capacity(1 << 20, file);
-        let mut header = vec![0u8; 104];
+        // SAFETY: a results directory's file, not modified while finalize reads it;
+        // every access below is bounds-checked against the mapping's length.
+        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io)?;
+        let _ = map.advise(memmap2::Advice::Sequential);
+        let len = map.len() as u64;
         if len < 104 {
             return Err(bad("shorter than a perf.data header"));
         }
-        file.read_exact(&mut header).map_err(io)?;
+        let mut header = map[..104].to_vec();
         if &header[..8] != b"PERFILE2" {
             return Err(bad("bad magic; only little-endian PERFILE2 files are read"));
         }
@@ -130,60 +141,109 @@ impl TolerantPerfFile {
         let mut end = declared_end;
         if declared_end > len {
             // Cut short: walk the records to the last complete one.
-            end = last_complete_record(&mut file, data_off, len).map_err(io)?;
+            end = last_complete_record(&map, data_off, len);
             // Feature sections live after the data: gone when the file is cut.
             header[72..104].fill(0);
         }
         header[48..56].copy_from_slice(&(end - data_off).to_le_bytes());
-        file.seek(SeekFrom::Start(0)).map_err(io)?;
         Ok(TolerantPerfFile {
-            file,
+            map,
             header,
             pos: 0,
+            released: 0,
+            data: data_off as usize..end as usize,
             skipped_bytes: declared_end - end,
         })
+    }
+
+    /// The readable part of the data section (records with their headers).
+    pub fn data_section(&self) -> &[u8] {
+        &self.map[self.data.clone()]
+    }
+
+    /// Drop the mapped pages of the data section before `offset` (relative to the
+    /// data section) from our resident set; the page cache keeps them.
+    pub fn release_data_before(&self, offset: usize) {
+        let page = 4096;
+        let end = (self.data.start + offset.min(self.data.len())) / page * page;
+        let start = self.data.start / page * page;
+        if end > start + RELEASE_CHUNK {
+            // SAFETY: a read-only file mapping: released pages read back the same
+            // file contents if touched again.
+            let _ = unsafe {
+                self.map.unchecked_advise_range(
+                    memmap2::UncheckedAdvice::DontNeed,
+                    start,
+                    end - start,
+                )
+            };
+        }
     }
 }
 
 /// Offset just past the last record that lies entirely before `len`.
-fn last_complete_record(
-    f: &mut std::io::BufReader<std::fs::File>,
-    start: u64,
-    len: u64,
-) -> std::io::Result<u64> {
-    f.seek(SeekFrom::Start(start))?;
+fn last_complete_record(map: &[u8], start: u64, len: u64) -> u64 {
     let mut off = start;
-    let mut hdr = [0u8; 8];
     while off + 8 <= len {
-        f.read_exact(&mut hdr)?;
-        let size = u16::from_le_bytes([hdr[6], hdr[7]]) as u64;
+        let o = off as usize;
+        let size = u16::from_le_bytes([map[o + 6], map[o + 7]]) as u64;
         if size < 8 || off + size > len {
             break;
         }
-        f.seek_relative(size as i64 - 8)?;
         off += size;
     }
-    Ok(off)
+    off
 }
 
 impl Read for TolerantPerfFile {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.file.read(buf)?;
+        let len = self.map.len();
+        let pos = (self.pos as usize).min(len);
+        let n = buf.len().min(len - pos);
+        buf[..n].copy_from_slice(&self.map[pos..pos + n]);
         // The first bytes come from the patched header.
-        let h = self.header.len() as u64;
-        if self.pos < h {
-            let from = self.pos as usize;
-            let m = n.min(h as usize - from);
-            buf[..m].copy_from_slice(&self.header[from..from + m]);
+        let h = self.header.len();
+        if pos < h {
+            let m = n.min(h - pos);
+            buf[..m].copy_from_slice(&self.header[pos..pos + m]);
         }
         self.pos += n as u64;
+        // Drop what is behind us from our resident set (the page cache keeps it).
+        let behind = (self.pos as usize).saturating_sub(RELEASE_CHUNK) & !(RELEASE_CHUNK - 1);
+        if behind > self.released {
+            // SAFETY: the range lies inside our read-only file mapping; the data is
+            // read again from the file if it is touched later (e.g. after a seek back).
+            let _ = unsafe {
+                self.map.unchecked_advise_range(
+                    memmap2::UncheckedAdvice::DontNeed,
+                    self.released,
+                    behind - self.released,
+                )
+            };
+            self.released = behind;
+        }
         Ok(n)
     }
 }
 
 impl Seek for TolerantPerfFile {
     fn seek(&mut self, to: SeekFrom) -> std::io::Result<u64> {
-        self.pos = self.file.seek(to)?;
+        let len = self.map.len() as i128;
+        let new = match to {
+            SeekFrom::Start(p) => p as i128,
+            SeekFrom::End(d) => len + d as i128,
+            SeekFrom::Current(d) => self.pos as i128 + d as i128,
+        };
+        if new < 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "seek before start",
+            ));
+        }
+        self.pos = new as u64;
+        if (self.pos as usize) < self.released {
+            self.released = 0; // seeking back: pages will be read again; start over
+        }
         Ok(self.pos)
     }
 }
