@@ -1,0 +1,677 @@
+//! hwprof's agent: a small library that hwprof preloads (`LD_PRELOAD`) into the
+//! processes it launches, to capture each sampled thread's Python stack at the instant of
+//! the sample.
+//!
+//! At load (`.init_array`, after the dynamic loader has mapped the interpreter, before
+//! `main`), when `HWPROF_AGENT_SOCK` is set, the agent:
+//! 1. connects to the collector's socket and says hello (its pid);
+//! 2. receives a `Config`: whether this process is a CPython the collector understands,
+//!    the address of `_PyRuntime`, that version's struct layout, and a cookie;
+//! 3. if Python: opens `HWPROF_AGENT_DIR/python-<pid>.bin` and installs a SIGTRAP handler;
+//! 4. opens one sampling event per CPU on itself, from the attr bytes in
+//!    `HWPROF_AGENT_ATTR`, adding `inherit`, `remove_on_exec` and (if Python) `sigtrap`
+//!    with `sig_data` = cookie, clearing the side-band bits (mmap, comm, task, ...) that the
+//!    collector's own tracking event already records; and sends the fds to the collector
+//!    (`SCM_RIGHTS`), which mmaps and drains their rings.
+//!
+//! The kernel then delivers one synchronous SIGTRAP to the sampled thread per sample. The
+//! handler (async-signal-safe: no allocation, no locks, only `process_vm_readv`, `gettid`,
+//! `clock_gettime` and one `write`) finds the thread's `PyThreadState` (matching
+//! `thread_id` to `pthread_self()`), walks its frame chain, and appends one capture record
+//! (code object address, instruction offset, entry/shim markers, validation token) with
+//! tid and CLOCK_MONOTONIC time. Every read of interpreter memory goes through
+//! `process_vm_readv` on itself, so a torn or corrupt pointer gives an error, never a
+//! fault in the target. SIGTRAPs that are not ours (other `si_code` or cookie) go to the
+//! handler that was installed before. Names, files and lines are resolved later, outside
+//! the process, by the collector.
+//!
+//! Record formats: `src/python/wire.rs` (included below), documented in `docs/python.md`.
+//! Nothing here panics on purpose; any failure leaves the target running unprofiled.
+#![warn(missing_docs)]
+
+#[allow(dead_code)]
+#[path = "../../src/python/wire.rs"]
+mod wire;
+
+use std::ffi::{CString, c_int, c_void};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
+
+use wire::*;
+
+/// Set once at load, read by the handler.
+struct State {
+    layout: Layout,
+    runtime: u64,
+    cookie: u64,
+    /// Bytes of a frame struct to read (covers every field used).
+    frame_window: usize,
+    prev: libc::sigaction,
+}
+
+static STATE: OnceLock<State> = OnceLock::new();
+static OUT_FD: AtomicI32 = AtomicI32::new(-1);
+static SOCK_FD: AtomicI32 = AtomicI32::new(-1);
+static SOCK_PID: AtomicU32 = AtomicU32::new(0);
+/// Captures written (for tests and the exit message).
+static CAPTURES: AtomicU64 = AtomicU64::new(0);
+
+#[used]
+#[unsafe(link_section = ".init_array")]
+static INIT: extern "C" fn() = agent_init;
+
+extern "C" fn agent_init() {
+    // Never let anything escape into the target.
+    let _ = std::panic::catch_unwind(init);
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|s| !s.is_empty())
+}
+
+fn init() {
+    let Some(sock_path) = env("HWPROF_AGENT_SOCK") else {
+        return;
+    };
+    let Some(attr_hex) = env("HWPROF_AGENT_ATTR") else {
+        return;
+    };
+    let Some(attr) = parse_hex(&attr_hex) else {
+        return;
+    };
+    let Some(sock) = connect(&sock_path) else {
+        return;
+    };
+    let pid = std::process::id();
+    let hello = Hello {
+        magic: HELLO_MAGIC,
+        pid,
+        reserved: 0,
+    };
+    if !send_struct(sock, &hello, &[]) {
+        close(sock);
+        return;
+    }
+    let Some(cfg) = recv_config(sock) else {
+        close(sock);
+        return;
+    };
+    if cfg.no_events != 0 {
+        close(sock);
+        return;
+    }
+    let mut python = cfg.python != 0;
+    if python {
+        python = start_python(&cfg, pid);
+    }
+    let fds = open_events(&attr, python, cfg.cookie);
+    for chunk in fds.chunks(MAX_FDS_PER_MSG) {
+        let mut msg = EventsMsg {
+            magic: EVENTS_MAGIC,
+            pid,
+            count: chunk.len() as u32,
+            cpus: [0; MAX_FDS_PER_MSG],
+        };
+        for (slot, &(cpu, _)) in msg.cpus.iter_mut().zip(chunk) {
+            *slot = cpu;
+        }
+        let raw: Vec<c_int> = chunk.iter().map(|&(_, fd)| fd).collect();
+        send_struct(sock, &msg, &raw);
+    }
+    // The collector holds its own copies now; ours keep the events alive until exit,
+    // which is harmless, but close them so the count of open fds stays the target's.
+    for (_, fd) in fds {
+        close(fd);
+    }
+    SOCK_FD.store(sock, Ordering::SeqCst);
+    SOCK_PID.store(pid, Ordering::SeqCst);
+    // SAFETY: registering a plain extern "C" fn with atexit.
+    unsafe { libc::atexit(agent_exit) };
+}
+
+/// At exit of the process that connected: tell the collector and wait (at most 1 s) for
+/// its ack, so code objects seen in the last moments are read while the process lives.
+extern "C" fn agent_exit() {
+    let sock = SOCK_FD.load(Ordering::SeqCst);
+    if sock < 0 || SOCK_PID.load(Ordering::SeqCst) != std::process::id() {
+        return;
+    }
+    let bye = Bye {
+        magic: BYE_MAGIC,
+        pid: std::process::id(),
+        reserved: 0,
+    };
+    if send_struct(sock, &bye, &[]) {
+        set_timeout(sock, 1);
+        let mut b = [0u8; 8];
+        // SAFETY: reading into a local buffer of the stated length.
+        unsafe { libc::recv(sock, b.as_mut_ptr().cast(), b.len(), 0) };
+    }
+}
+
+fn parse_hex(s: &str) -> Option<Vec<u8>> {
+    let s = s.trim();
+    if s.len() % 2 != 0 || s.len() < 128 * 2 {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+fn close(fd: c_int) {
+    // SAFETY: closing an fd this module opened.
+    unsafe { libc::close(fd) };
+}
+
+fn set_timeout(sock: c_int, secs: i64) {
+    let tv = libc::timeval {
+        tv_sec: secs,
+        tv_usec: 0,
+    };
+    // SAFETY: valid socket option with a timeval of the stated size.
+    unsafe {
+        libc::setsockopt(
+            sock,
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            (&raw const tv).cast(),
+            size_of::<libc::timeval>() as u32,
+        )
+    };
+}
+
+fn connect(path: &str) -> Option<c_int> {
+    // SAFETY: plain socket creation.
+    let fd = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: sockaddr_un is plain data; zeroed is a valid value.
+    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    addr.sun_family = libc::AF_UNIX as u16;
+    let bytes = path.as_bytes();
+    if bytes.len() >= addr.sun_path.len() {
+        close(fd);
+        return None;
+    }
+    for (d, s) in addr.sun_path.iter_mut().zip(bytes) {
+        *d = *s as libc::c_char;
+    }
+    // SAFETY: addr is a valid sockaddr_un of the given size.
+    let r = unsafe {
+        libc::connect(
+            fd,
+            (&raw const addr).cast(),
+            size_of::<libc::sockaddr_un>() as u32,
+        )
+    };
+    if r != 0 {
+        close(fd);
+        return None;
+    }
+    set_timeout(fd, 2);
+    Some(fd)
+}
+
+fn send_struct<T: Copy>(sock: c_int, v: &T, fds: &[c_int]) -> bool {
+    let mut iov = libc::iovec {
+        iov_base: (v as *const T).cast_mut().cast(),
+        iov_len: size_of::<T>(),
+    };
+    let space = 64 * 4 + 64;
+    let mut cbuf = vec![0u64; space / 8 + 1];
+    // SAFETY: msghdr is plain data; zeroed is valid.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    if !fds.is_empty() {
+        let payload = size_of_val(fds) as u32;
+        // SAFETY: CMSG_SPACE/CMSG_LEN are pure computations; the control buffer is large
+        // enough for MAX_FDS_PER_MSG ints, and we write one header plus the fds into it.
+        unsafe {
+            msg.msg_control = cbuf.as_mut_ptr().cast();
+            msg.msg_controllen = libc::CMSG_SPACE(payload) as usize;
+            let c = libc::CMSG_FIRSTHDR(&msg);
+            if c.is_null() {
+                return false;
+            }
+            (*c).cmsg_level = libc::SOL_SOCKET;
+            (*c).cmsg_type = libc::SCM_RIGHTS;
+            (*c).cmsg_len = libc::CMSG_LEN(payload) as usize;
+            std::ptr::copy_nonoverlapping(fds.as_ptr(), libc::CMSG_DATA(c).cast(), fds.len());
+        }
+    }
+    // SAFETY: msg points to live buffers for the duration of the call.
+    let r = unsafe { libc::sendmsg(sock, &msg, libc::MSG_NOSIGNAL) };
+    r == size_of::<T>() as isize
+}
+
+fn recv_config(sock: c_int) -> Option<Config> {
+    let mut buf = [0u8; size_of::<Config>()];
+    // SAFETY: reading into a local buffer of the stated length.
+    let r = unsafe { libc::recv(sock, buf.as_mut_ptr().cast(), buf.len(), 0) };
+    if r != buf.len() as isize {
+        return None;
+    }
+    // SAFETY: Config is repr(C) plain integers; any bytes are a valid value.
+    let cfg: Config = unsafe { std::ptr::read_unaligned(buf.as_ptr().cast()) };
+    (cfg.magic == CONFIG_MAGIC).then_some(cfg)
+}
+
+fn start_python(cfg: &Config, pid: u32) -> bool {
+    let l = cfg.layout;
+    let mut window = 0u64;
+    for off in [
+        l.frame_previous,
+        l.frame_code,
+        l.frame_instr,
+        l.frame_is_entry,
+        l.frame_owner,
+        l.frame_lasti,
+    ] {
+        if off != NONE {
+            window = window.max(off + 8);
+        }
+    }
+    if l.minor < 11 && l.frame_localsplus != NONE {
+        window = window.max(l.frame_localsplus + 8);
+    }
+    if window == 0 || window > 1024 {
+        return false;
+    }
+    let Some(dir) = env("HWPROF_AGENT_DIR") else {
+        return false;
+    };
+    let Ok(path) = CString::new(format!("{dir}/python-{pid}.bin")) else {
+        return false;
+    };
+    // SAFETY: path is a valid C string.
+    let fd = unsafe {
+        libc::open(
+            path.as_ptr(),
+            libc::O_WRONLY | libc::O_CREAT | libc::O_APPEND | libc::O_CLOEXEC,
+            0o600,
+        )
+    };
+    if fd < 0 {
+        return false;
+    }
+    let header = FileHeader {
+        magic: FILE_MAGIC,
+        version: FILE_VERSION,
+        pid,
+        method: METHOD_AGENT,
+        minor: l.minor as u32,
+    };
+    if !write_all(fd, as_bytes(&header)) {
+        close(fd);
+        return false;
+    }
+    // SAFETY: sigaction is plain data; we fill handler, mask and flags.
+    let mut sa: libc::sigaction = unsafe { std::mem::zeroed() };
+    let mut prev: libc::sigaction = unsafe { std::mem::zeroed() };
+    sa.sa_sigaction = on_sigtrap as usize;
+    sa.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
+    // SAFETY: installing a handler for SIGTRAP with valid sigaction structs.
+    let r = unsafe {
+        libc::sigemptyset(&mut sa.sa_mask);
+        libc::sigaction(libc::SIGTRAP, &sa, &mut prev)
+    };
+    if r != 0 {
+        close(fd);
+        return false;
+    }
+    let state = State {
+        layout: l,
+        runtime: cfg.runtime,
+        cookie: cfg.cookie,
+        frame_window: window as usize,
+        prev,
+    };
+    if STATE.set(state).is_err() {
+        close(fd);
+        return false;
+    }
+    OUT_FD.store(fd, Ordering::SeqCst);
+    true
+}
+
+fn as_bytes<T: Copy>(v: &T) -> &[u8] {
+    // SAFETY: T is a repr(C) struct of integers without padding bytes that matter; we
+    // only copy its bytes out.
+    unsafe { std::slice::from_raw_parts((v as *const T).cast(), size_of::<T>()) }
+}
+
+fn write_all(fd: c_int, mut b: &[u8]) -> bool {
+    while !b.is_empty() {
+        // SAFETY: writing from a live slice.
+        let r = unsafe { libc::write(fd, b.as_ptr().cast(), b.len()) };
+        if r < 0 {
+            // SAFETY: reading errno.
+            if unsafe { *libc::__errno_location() } == libc::EINTR {
+                continue;
+            }
+            return false;
+        }
+        if r == 0 {
+            return false;
+        }
+        b = &b[r as usize..];
+    }
+    true
+}
+
+fn online_cpus() -> Vec<u32> {
+    let s = std::fs::read_to_string("/sys/devices/system/cpu/online").unwrap_or_default();
+    let mut cpus = Vec::new();
+    for part in s.trim().split(',') {
+        let mut it = part.splitn(2, '-');
+        let a = it.next().and_then(|x| x.parse::<u32>().ok());
+        let b = it.next().and_then(|x| x.parse::<u32>().ok());
+        match (a, b) {
+            (Some(a), Some(b)) if b >= a && b - a < 4096 => cpus.extend(a..=b),
+            (Some(a), None) => cpus.push(a),
+            _ => {}
+        }
+    }
+    if cpus.is_empty() {
+        // SAFETY: sysconf has no preconditions.
+        let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }.max(1) as u32;
+        cpus.extend(0..n);
+    }
+    cpus
+}
+
+/// perf_event_attr flag bits (in the u64 at offset 40).
+const BIT_DISABLED: u64 = 1 << 0;
+const BIT_INHERIT: u64 = 1 << 1;
+const BIT_MMAP: u64 = 1 << 8;
+const BIT_COMM: u64 = 1 << 9;
+const BIT_ENABLE_ON_EXEC: u64 = 1 << 12;
+const BIT_TASK: u64 = 1 << 13;
+const BIT_MMAP_DATA: u64 = 1 << 17;
+const BIT_MMAP2: u64 = 1 << 23;
+const BIT_COMM_EXEC: u64 = 1 << 24;
+const BIT_CONTEXT_SWITCH: u64 = 1 << 26;
+const BITS_NS_TO_TEXT_POKE: u64 = 0x3f << 28; // namespaces, ksymbol, bpf, aux, cgroup, text_poke
+const BIT_REMOVE_ON_EXEC: u64 = 1 << 36;
+const BIT_SIGTRAP: u64 = 1 << 37;
+
+fn open_events(attr: &[u8], python: bool, cookie: u64) -> Vec<(u32, c_int)> {
+    let mut a = attr.to_vec();
+    if a.len() < 128 {
+        return Vec::new();
+    }
+    let mut flags = u64::from_le_bytes(a[40..48].try_into().unwrap_or([0; 8]));
+    flags &= !(BIT_DISABLED
+        | BIT_MMAP
+        | BIT_COMM
+        | BIT_ENABLE_ON_EXEC
+        | BIT_TASK
+        | BIT_MMAP_DATA
+        | BIT_MMAP2
+        | BIT_COMM_EXEC
+        | BIT_CONTEXT_SWITCH
+        | BITS_NS_TO_TEXT_POKE);
+    flags |= BIT_INHERIT | BIT_REMOVE_ON_EXEC;
+    if python {
+        flags |= BIT_SIGTRAP;
+        a[120..128].copy_from_slice(&cookie.to_le_bytes());
+    }
+    a[40..48].copy_from_slice(&flags.to_le_bytes());
+    let size = (a.len() as u32).min(4096);
+    a[4..8].copy_from_slice(&size.to_le_bytes());
+    let mut out = Vec::new();
+    for cpu in online_cpus() {
+        // SAFETY: perf_event_open reads `size` bytes of attr, which we own.
+        let fd = unsafe {
+            libc::syscall(
+                libc::SYS_perf_event_open,
+                a.as_ptr(),
+                0 as libc::pid_t,
+                cpu as c_int,
+                -1 as c_int,
+                8 as libc::c_ulong, // PERF_FLAG_FD_CLOEXEC
+            )
+        };
+        if fd >= 0 {
+            out.push((cpu, fd as c_int));
+        }
+    }
+    out
+}
+
+// ---------------------------------------------------------------- the signal handler
+
+/// Reads `buf.len()` bytes at `addr` of this process; false on any failure.
+fn read_mem(pid: libc::pid_t, addr: u64, buf: &mut [u8]) -> bool {
+    if addr == 0 || addr == NONE {
+        return false;
+    }
+    let local = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    let remote = libc::iovec {
+        iov_base: addr as *mut c_void,
+        iov_len: buf.len(),
+    };
+    // SAFETY: process_vm_readv on ourselves copies into `buf` (owned, of that length) and
+    // reports EFAULT for unmapped remote addresses instead of faulting.
+    let r = unsafe { libc::process_vm_readv(pid, &local, 1, &remote, 1, 0) };
+    r == buf.len() as isize
+}
+
+fn read_u64(pid: libc::pid_t, addr: u64) -> Option<u64> {
+    let mut b = [0u8; 8];
+    read_mem(pid, addr, &mut b).then(|| u64::from_le_bytes(b))
+}
+
+fn word(b: &[u8], off: u64) -> u64 {
+    let o = off as usize;
+    b.get(o..o + 8)
+        .and_then(|s| s.try_into().ok())
+        .map(u64::from_le_bytes)
+        .unwrap_or(0)
+}
+
+fn add(a: u64, off: u64) -> u64 {
+    if off == NONE { 0 } else { a.wrapping_add(off) }
+}
+
+/// The `PyThreadState` whose `thread_id` is this thread's `pthread_self()`.
+fn find_tstate(st: &State, pid: libc::pid_t) -> u64 {
+    let l = &st.layout;
+    // SAFETY: pthread_self reads the thread pointer; always valid.
+    let me = unsafe { libc::pthread_self() } as u64;
+    let mut interp = read_u64(pid, add(st.runtime, l.runtime_interpreters_head)).unwrap_or(0);
+    let mut ni = 0;
+    while interp != 0 && ni < 64 {
+        let mut t = read_u64(pid, add(interp, l.interp_threads_head)).unwrap_or(0);
+        let mut nt = 0;
+        while t != 0 && nt < 4096 {
+            if read_u64(pid, add(t, l.tstate_thread_id)) == Some(me) {
+                return t;
+            }
+            t = read_u64(pid, add(t, l.tstate_next)).unwrap_or(0);
+            nt += 1;
+        }
+        interp = read_u64(pid, add(interp, l.interp_next)).unwrap_or(0);
+        ni += 1;
+    }
+    0
+}
+
+const REC_MAX: usize =
+    size_of::<RecordHeader>() + size_of::<Capture>() + MAX_FRAMES * size_of::<CapFrame>();
+
+extern "C" fn on_sigtrap(sig: c_int, info: *mut libc::siginfo_t, ctx: *mut c_void) {
+    // SAFETY: errno is thread-local; saved and restored around the handler.
+    let errno = unsafe { *libc::__errno_location() };
+    let Some(st) = STATE.get() else { return };
+    // siginfo for perf: si_code at 8, si_perf_data at 24, si_perf_flags at 36 (x86-64).
+    let (code, data, pflags) = if info.is_null() {
+        (0, 0, 0)
+    } else {
+        // SAFETY: the kernel passes a full siginfo_t (128 bytes) for SA_SIGINFO handlers.
+        unsafe {
+            let p = info as *const u8;
+            (
+                std::ptr::read_unaligned(p.add(8) as *const i32),
+                std::ptr::read_unaligned(p.add(24) as *const u64),
+                std::ptr::read_unaligned(p.add(36) as *const u32),
+            )
+        }
+    };
+    if code != libc::TRAP_PERF || data != st.cookie {
+        chain(st, sig, info, ctx);
+    } else {
+        capture(st, pflags & 1 != 0);
+    }
+    // SAFETY: see above.
+    unsafe { *libc::__errno_location() = errno };
+}
+
+/// Hands a SIGTRAP that is not ours to whoever had SIGTRAP before the agent.
+fn chain(st: &State, sig: c_int, info: *mut libc::siginfo_t, ctx: *mut c_void) {
+    let h = st.prev.sa_sigaction;
+    if h == libc::SIG_IGN {
+        return;
+    }
+    if h == libc::SIG_DFL {
+        // Re-raise with the default action (a debugger breakpoint, a real trap).
+        // SAFETY: restoring the previous disposition and re-raising is the documented way
+        // to fall back to the default action from a handler.
+        unsafe {
+            libc::sigaction(libc::SIGTRAP, &st.prev, std::ptr::null_mut());
+            libc::raise(sig);
+        }
+        return;
+    }
+    if st.prev.sa_flags & libc::SA_SIGINFO != 0 {
+        // SAFETY: the previous handler was installed with SA_SIGINFO, so it has this type.
+        let f: extern "C" fn(c_int, *mut libc::siginfo_t, *mut c_void) =
+            unsafe { std::mem::transmute(h) };
+        f(sig, info, ctx);
+    } else {
+        // SAFETY: a plain handler takes the signal number.
+        let f: extern "C" fn(c_int) = unsafe { std::mem::transmute(h) };
+        f(sig);
+    }
+}
+
+fn capture(st: &State, late: bool) {
+    let fd = OUT_FD.load(Ordering::Relaxed);
+    if fd < 0 {
+        return;
+    }
+    // SAFETY: getpid/gettid/clock_gettime are async-signal-safe syscalls (vDSO for time).
+    let (pid, tid, now) = unsafe {
+        let mut ts: libc::timespec = std::mem::zeroed();
+        libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts);
+        (
+            libc::getpid(),
+            libc::gettid(),
+            ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64,
+        )
+    };
+    let l = &st.layout;
+    let mut rec = [0u8; REC_MAX];
+    let hdr_len = size_of::<RecordHeader>() + size_of::<Capture>();
+    let mut n = 0usize;
+    let mut flags = if late { CAP_ASYNC } else { 0 };
+    let tstate = find_tstate(st, pid);
+    if tstate == 0 {
+        flags |= CAP_NO_TSTATE;
+    } else {
+        let mut frame = read_u64(pid, add(tstate, l.tstate_frame)).unwrap_or(0);
+        if l.cframe_current_frame != NONE && frame != 0 {
+            frame = read_u64(pid, add(frame, l.cframe_current_frame)).unwrap_or(0);
+        }
+        let mut fb = [0u8; 1024];
+        while frame != 0 {
+            if n == MAX_FRAMES {
+                flags |= CAP_TRUNCATED;
+                break;
+            }
+            let w = &mut fb[..st.frame_window];
+            if !read_mem(pid, frame, w) {
+                flags |= CAP_READ_FAILED;
+                break;
+            }
+            let code = word(w, l.frame_code);
+            let prev = word(w, l.frame_previous);
+            let mut f = CapFrame {
+                code,
+                ..CapFrame::default()
+            };
+            if l.frame_instr != NONE {
+                let ip = word(w, l.frame_instr);
+                let start = code.wrapping_add(l.code_code_adaptive);
+                let off = ip.wrapping_sub(start);
+                if ip == 0 || off >= 1 << 28 {
+                    f.flags |= FR_NO_OFFSET;
+                } else {
+                    f.offset = off as u32;
+                }
+            } else if l.frame_lasti != NONE {
+                let o = l.frame_lasti as usize;
+                let lasti = w
+                    .get(o..o + 4)
+                    .and_then(|s| s.try_into().ok())
+                    .map(i32::from_le_bytes)
+                    .unwrap_or(-1);
+                if lasti < 0 {
+                    f.flags |= FR_NO_OFFSET;
+                } else {
+                    f.offset = if l.minor >= 10 { lasti as u32 * 2 } else { lasti as u32 };
+                }
+            }
+            if l.frame_is_entry != NONE && w.get(l.frame_is_entry as usize) == Some(&1) {
+                f.flags |= FR_ENTRY;
+            }
+            if l.minor >= 12 && l.frame_owner != NONE && w.get(l.frame_owner as usize) == Some(&3)
+            {
+                f.flags |= FR_SHIM;
+            }
+            if l.minor < 11 && l.frame_localsplus != NONE {
+                let local0 = word(w, l.frame_localsplus);
+                if local0 != 0 {
+                    f.self_type = read_u64(pid, add(local0, l.object_type)).unwrap_or(0);
+                }
+            }
+            if f.flags & FR_SHIM == 0 {
+                let name = read_u64(pid, add(code, l.code_name)).unwrap_or(0);
+                let file = read_u64(pid, add(code, l.code_filename)).unwrap_or(0);
+                f.token = code_token(name, file);
+            }
+            let at = hdr_len + n * size_of::<CapFrame>();
+            rec[at..at + size_of::<CapFrame>()].copy_from_slice(as_bytes(&f));
+            n += 1;
+            if prev == frame {
+                flags |= CAP_READ_FAILED;
+                break;
+            }
+            frame = prev;
+        }
+    }
+    let len = hdr_len + n * size_of::<CapFrame>();
+    let h = RecordHeader {
+        len: len as u32,
+        kind: REC_CAPTURE,
+    };
+    let c = Capture {
+        pid: pid as u32,
+        tid: tid as u32,
+        time_ns: now,
+        flags,
+        nframes: n as u32,
+    };
+    rec[..size_of::<RecordHeader>()].copy_from_slice(as_bytes(&h));
+    rec[size_of::<RecordHeader>()..hdr_len].copy_from_slice(as_bytes(&c));
+    if write_all(fd, &rec[..len]) {
+        CAPTURES.fetch_add(1, Ordering::Relaxed);
+    }
+}
