@@ -1,8 +1,39 @@
 //! CPython knowledge: version detection, per-version layouts, the remote reader of code
 //! objects, line tables, and the python sidecar files.
 
+pub mod agent_link;
+pub mod code;
 pub mod layouts;
 pub mod linetable;
 pub mod memory;
+pub mod perfmap;
 pub mod process;
+pub mod sidecar;
+pub mod stacks;
+pub mod walker;
 pub mod wire;
+
+use std::path::PathBuf;
+
+pub use agent_link::{AgentEvents, AgentLink, LaunchMethod, LaunchPlan, plan_launch};
+pub use perfmap::perfmap_symbol;
+pub use stacks::{MergedStack, PyStack, PythonStacks, PythonSummary, merge};
+
+/// Errors of the Python side of hwprof.
+#[derive(Debug, thiserror::Error)]
+pub enum PyError {
+    /// The agent library is not installed.
+    #[error(
+        "libhwprof_agent.so not found next to hwprof: build it with `cargo build -p hwprof-agent` (or set HWPROF_AGENT_LIB), or use --python remote|off"
+    )]
+    NoAgent,
+    /// The agent socket could not be set up.
+    #[error("agent socket {0}: {1}; check that the results directory is writable")]
+    Socket(PathBuf, std::io::Error),
+    /// A file of the raw directory.
+    #[error("{0}: {1}")]
+    Io(PathBuf, std::io::Error),
+    /// A process could not be read.
+    #[error("python: {0}")]
+    Interp(#[from] process::InterpError),
+}

@@ -1,0 +1,371 @@
+//! Finalize's side: the Python stacks of a raw directory ([`PythonStacks`]), joined to
+//! samples by thread and time, and the merge of a native stack with a Python stack
+//! ([`merge`]).
+//!
+//! Join: a sample of thread `tid` at perf time `t` (CLOCK_MONOTONIC) gets the capture of
+//! that thread with time in `[t, next_t)`, where `next_t` is the time of that thread's
+//! next sample: the agent's SIGTRAP handler runs after the overflow that made the sample
+//! and before the next one, so exactly one capture falls in that window.
+//!
+//! Merge: each C-level call of the eval loop appears in the native stack as one
+//! `_PyEval_EvalFrameDefault` frame, and in the Python stack as one group of frames:
+//! one frame before 3.11; on 3.11 the frames up to and including an entry frame
+//! (`is_entry`); on 3.12+ the frames up to a shim frame (owned by the C stack). The i-th
+//! eval frame from the leaf is replaced by the i-th group. When the counts differ the
+//! sample keeps both halves (matched groups in place, the rest above the outermost native
+//! frame) and `merged` is false, to be counted and reported.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use super::PyError;
+use super::linetable::{TableKind, line_for_offset};
+use super::sidecar::{CaptureRec, CodeLine, read_captures, read_codes, unhex};
+use super::wire::{CAP_TORN, FR_ENTRY, FR_NO_OFFSET, FR_SHIM, METHOD_REMOTE};
+use crate::profile::{FrameInfo, FrameKind, Function};
+
+/// A Python stack, leaf first, split into eval-loop groups.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PyStack {
+    /// Python frames, leaf first (shim frames removed).
+    pub frames: Vec<FrameInfo>,
+    /// Sizes of the eval-loop groups, leaf first; they sum to `frames.len()`.
+    pub groups: Vec<usize>,
+}
+
+/// What was captured, for the report.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PythonSummary {
+    /// Interpreter versions seen.
+    pub versions: Vec<String>,
+    /// "agent", "remote" or "perfmap".
+    pub method: String,
+    /// Captures read.
+    pub captures: u64,
+    /// Stacks discarded as torn (remote sampler).
+    pub torn: u64,
+    /// Frames whose code object was never resolved.
+    pub unresolved: u64,
+    /// Processes whose interpreter was refused, with the reason.
+    pub refused: Vec<String>,
+    /// Bytes of torn record tails skipped in capture files.
+    pub skipped_bytes: u64,
+}
+
+struct Code {
+    name: String,
+    qualname: String,
+    file: String,
+    firstlineno: i64,
+    minor: u32,
+    table: Vec<u8>,
+    self_first: bool,
+}
+
+struct Cap {
+    time_ns: u64,
+    minor: u32,
+    rec: CaptureRec,
+}
+
+/// All Python captures of a raw directory, by thread.
+pub struct PythonStacks {
+    by_tid: HashMap<u32, Vec<Cap>>,
+    codes: HashMap<(u32, u64, u64), Code>,
+    types: HashMap<(u32, u64), String>,
+    summary: PythonSummary,
+}
+
+impl PythonStacks {
+    /// Reads `python-*.bin` and `python-codes.jsonl`; None when the raw dir has no
+    /// Python data.
+    pub fn load(raw_dir: &Path) -> Result<Option<PythonStacks>, PyError> {
+        let rd = std::fs::read_dir(raw_dir).map_err(|e| PyError::Io(raw_dir.to_path_buf(), e))?;
+        let mut by_tid: HashMap<u32, Vec<Cap>> = HashMap::new();
+        let mut summary = PythonSummary::default();
+        let mut any = false;
+        let mut remote = false;
+        for e in rd.flatten() {
+            let p = e.path();
+            let Some(name) = p.file_name().and_then(|n| n.to_str()) else { continue };
+            if !(name.starts_with("python-") && name.ends_with(".bin")) {
+                continue;
+            }
+            let Ok(Some(cf)) = read_captures(&p) else { continue };
+            any = true;
+            remote |= cf.method == METHOD_REMOTE;
+            summary.skipped_bytes += cf.skipped as u64;
+            for rec in cf.captures {
+                if rec.flags & CAP_TORN != 0 {
+                    summary.torn += 1;
+                    continue;
+                }
+                summary.captures += 1;
+                by_tid
+                    .entry(rec.tid)
+                    .or_default()
+                    .push(Cap { time_ns: rec.time_ns, minor: cf.minor, rec });
+            }
+        }
+        let lines = read_codes(raw_dir);
+        if !any && lines.is_empty() {
+            return Ok(None);
+        }
+        for v in by_tid.values_mut() {
+            v.sort_by_key(|c| c.time_ns);
+        }
+        let mut codes = HashMap::new();
+        let mut types = HashMap::new();
+        let mut methods = Vec::new();
+        for l in lines {
+            match l {
+                CodeLine::Process { version, method, .. } => {
+                    summary.versions.push(version);
+                    methods.push(method);
+                }
+                CodeLine::Refused { pid, reason } => summary.refused.push(format!("{pid}: {reason}")),
+                CodeLine::Code { pid, addr, token, name, qualname, file, firstlineno, minor, linetable, self_first } => {
+                    codes.insert(
+                        (pid, addr, token),
+                        Code { name, qualname, file, firstlineno, minor, table: unhex(&linetable).unwrap_or_default(), self_first },
+                    );
+                }
+                CodeLine::Selftype { pid, addr, name } => {
+                    types.insert((pid, addr), name);
+                }
+                CodeLine::Stats { torn, .. } => summary.torn += torn,
+            }
+        }
+        summary.versions.sort();
+        summary.versions.dedup();
+        methods.sort();
+        methods.dedup();
+        summary.method = if remote {
+            "remote".into()
+        } else {
+            methods.first().cloned().unwrap_or_else(|| "agent".into())
+        };
+        Ok(Some(PythonStacks { by_tid, codes, types, summary }))
+    }
+
+    /// The Python stack captured for the sample of `tid` at `sample_time_ns`: the
+    /// capture of that thread with time in `[sample_time_ns, next_sample_time_ns)`
+    /// (unbounded above when None). None when there is none, or it has no frames.
+    pub fn stack_for(&self, tid: u32, sample_time_ns: u64, next_sample_time_ns: Option<u64>) -> Option<PyStack> {
+        let caps = self.by_tid.get(&tid)?;
+        let i = caps.partition_point(|c| c.time_ns < sample_time_ns);
+        let c = caps.get(i)?;
+        if next_sample_time_ns.is_some_and(|n| c.time_ns >= n) {
+            return None;
+        }
+        let s = self.build(c);
+        (!s.frames.is_empty()).then_some(s)
+    }
+
+    /// Every capture as (tid, time, stack), in time order per thread.
+    pub fn all(&self) -> impl Iterator<Item = (u32, u64, PyStack)> + '_ {
+        self.by_tid
+            .iter()
+            .flat_map(move |(&tid, v)| v.iter().map(move |c| (tid, c.time_ns, self.build(c))))
+    }
+
+    fn build(&self, c: &Cap) -> PyStack {
+        let mut frames = Vec::new();
+        let mut groups = Vec::new();
+        let mut cur = 0usize;
+        for f in &c.rec.frames {
+            if f.flags & FR_SHIM != 0 {
+                if c.minor >= 12 && cur > 0 {
+                    groups.push(cur);
+                    cur = 0;
+                }
+                continue;
+            }
+            frames.push(self.frame(c.rec.pid, f));
+            cur += 1;
+            if c.minor < 11 || (c.minor == 11 && f.flags & FR_ENTRY != 0) {
+                groups.push(cur);
+                cur = 0;
+            }
+        }
+        if cur > 0 {
+            groups.push(cur);
+        }
+        PyStack { frames, groups }
+    }
+
+    fn frame(&self, pid: u32, f: &super::wire::CapFrame) -> FrameInfo {
+        let Some(code) = self.codes.get(&(pid, f.code, f.token)) else {
+            return FrameInfo {
+                function: Function {
+                    name: format!("<unresolved python code {:#x}>", f.code),
+                    module: "python".into(),
+                    file: None,
+                    start_line: None,
+                    kind: FrameKind::Python,
+                },
+                file: None,
+                line: None,
+            };
+        };
+        let mut name = code.qualname.clone();
+        if code.minor < 11
+            && code.self_first
+            && let Some(t) = self.types.get(&(pid, f.self_type))
+        {
+            name = format!("{t}.{}", code.name);
+        }
+        let line = if f.flags & FR_NO_OFFSET != 0 {
+            None
+        } else {
+            line_for_offset(TableKind::for_minor(code.minor), &code.table, code.firstlineno, f.offset)
+        };
+        let file = Some(code.file.clone());
+        FrameInfo {
+            function: Function {
+                name,
+                module: "python".into(),
+                file: file.clone(),
+                start_line: u32::try_from(code.firstlineno).ok(),
+                kind: FrameKind::Python,
+            },
+            file,
+            line,
+        }
+    }
+
+    /// What was captured.
+    pub fn summary(&self) -> PythonSummary {
+        let mut s = self.summary.clone();
+        s.unresolved = self
+            .by_tid
+            .values()
+            .flatten()
+            .flat_map(|c| c.rec.frames.iter().map(move |f| (c.rec.pid, f)))
+            .filter(|(pid, f)| f.flags & FR_SHIM == 0 && !self.codes.contains_key(&(*pid, f.code, f.token)))
+            .count() as u64;
+        s
+    }
+}
+
+/// A merged stack.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MergedStack {
+    /// Leaf first.
+    pub frames: Vec<FrameInfo>,
+    /// False when eval frames and Python groups did not match (both halves kept).
+    pub merged: bool,
+}
+
+/// Whether a native frame is a C-level call of the eval loop.
+pub fn is_eval_frame(f: &FrameInfo) -> bool {
+    f.function.kind == FrameKind::Native && f.function.name.starts_with("_PyEval_EvalFrameDefault")
+}
+
+/// Merges native leaf-first frames with the Python stack: each run of eval-loop frames is
+/// replaced by the Python frames it ran (see the module doc).
+pub fn merge(native_leaf_first: &[FrameInfo], py: &PyStack) -> MergedStack {
+    // Native eval-call positions (a run of adjacent eval frames counts once).
+    let mut runs: Vec<(usize, usize)> = Vec::new();
+    let mut i = 0;
+    while i < native_leaf_first.len() {
+        if is_eval_frame(&native_leaf_first[i]) {
+            let s = i;
+            while i < native_leaf_first.len() && is_eval_frame(&native_leaf_first[i]) {
+                i += 1;
+            }
+            runs.push((s, i));
+        } else {
+            i += 1;
+        }
+    }
+    let mut groups: Vec<&[FrameInfo]> = Vec::new();
+    let mut at = 0;
+    for &g in &py.groups {
+        let end = (at + g).min(py.frames.len());
+        groups.push(&py.frames[at..end]);
+        at = end;
+    }
+    let merged = runs.len() == groups.len();
+    let mut out = Vec::with_capacity(native_leaf_first.len() + py.frames.len());
+    let mut last = 0;
+    let mut gi = 0;
+    for &(s, e) in &runs {
+        out.extend_from_slice(&native_leaf_first[last..s]);
+        if let Some(g) = groups.get(gi) {
+            out.extend_from_slice(g);
+            gi += 1;
+        } else {
+            out.extend_from_slice(&native_leaf_first[s..e]);
+        }
+        last = e;
+    }
+    out.extend_from_slice(&native_leaf_first[last..]);
+    for g in groups.iter().skip(gi) {
+        out.extend_from_slice(g);
+    }
+    MergedStack { frames: out, merged }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nat(name: &str) -> FrameInfo {
+        FrameInfo {
+            function: Function { name: name.into(), module: "libpython".into(), file: None, start_line: None, kind: FrameKind::Native },
+            file: None,
+            line: None,
+        }
+    }
+    fn py(name: &str) -> FrameInfo {
+        FrameInfo {
+            function: Function { name: name.into(), module: "python".into(), file: None, start_line: None, kind: FrameKind::Python },
+            file: None,
+            line: None,
+        }
+    }
+    fn names(v: &[FrameInfo]) -> Vec<&str> {
+        v.iter().map(|f| f.function.name.as_str()).collect()
+    }
+
+    #[test]
+    fn merges_groups_at_eval_frames() {
+        // numpy-like: Python a -> b (one eval call, 3.11 style) -> C ext -> Python c.
+        let native = vec![
+            nat("dgemm"),
+            nat("_PyEval_EvalFrameDefault"),
+            nat("_PyFunction_Vectorcall"),
+            nat("ext_call"),
+            nat("_PyEval_EvalFrameDefault"),
+            nat("PyRun_SimpleFile"),
+            nat("main"),
+        ];
+        let stack = PyStack { frames: vec![py("c"), py("b"), py("a")], groups: vec![1, 2] };
+        let m = merge(&native, &stack);
+        assert!(m.merged);
+        assert_eq!(
+            names(&m.frames),
+            vec!["dgemm", "c", "_PyFunction_Vectorcall", "ext_call", "b", "a", "PyRun_SimpleFile", "main"]
+        );
+    }
+
+    #[test]
+    fn mismatch_keeps_both_halves() {
+        // Truncated native stack: one eval frame for two groups.
+        let native = vec![nat("leaf"), nat("_PyEval_EvalFrameDefault")];
+        let stack = PyStack { frames: vec![py("c"), py("b"), py("a")], groups: vec![1, 2] };
+        let m = merge(&native, &stack);
+        assert!(!m.merged);
+        assert_eq!(names(&m.frames), vec!["leaf", "c", "b", "a"]);
+        // No eval frame at all (native unwinding failed): Python above the native part.
+        let m = merge(&[nat("x")], &stack);
+        assert!(!m.merged);
+        assert_eq!(names(&m.frames), vec!["x", "c", "b", "a"]);
+        // More eval frames than groups: the extra ones stay native.
+        let native = vec![nat("_PyEval_EvalFrameDefault"), nat("f"), nat("_PyEval_EvalFrameDefault")];
+        let m = merge(&native, &PyStack { frames: vec![py("a")], groups: vec![1] });
+        assert!(!m.merged);
+        assert_eq!(names(&m.frames), vec!["a", "f", "_PyEval_EvalFrameDefault"]);
+    }
+}
