@@ -1,4 +1,6 @@
 //! The command line: parse, dispatch, map errors to exit codes.
+//! Usage errors exit 2 (clap's convention), hwprof's own failures 1, and `collect`
+//! exits with the target's status.
 
 use std::process::ExitCode;
 
@@ -7,20 +9,69 @@ use hwprof::cli::{Cli, Command};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Export(_)
-        | Command::Report(_)
-        | Command::Collect(_)
-        | Command::Finalize(_)
-        | Command::Merge(_)
-        | Command::ListEvents
-        | Command::Doctor => Err(anyhow::anyhow!("not built yet")),
-    };
-    match result {
+    match dispatch(cli.command) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("hwprof: error: {e:#}");
-            ExitCode::from(1)
+            let usage = e
+                .downcast_ref::<hwprof::collect::CollectError>()
+                .is_some_and(|c| matches!(c, hwprof::collect::CollectError::Usage(_)));
+            ExitCode::from(if usage { 2 } else { 1 })
+        }
+    }
+}
+
+fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Collect(args) => {
+            let opts = hwprof::collect::CollectOptions::from_args(&args)?;
+            let outcome = hwprof::collect::run(&opts)?;
+            if !args.no_finalize {
+                let fopts = hwprof::finalize::FinalizeOptions {
+                    dir: outcome.dir.clone(),
+                    search_dirs: Vec::new(),
+                    jobs: args.jobs,
+                    part: None,
+                    quiet: args.quiet,
+                };
+                hwprof::finalize::run(&fopts)?;
+                if !args.quiet {
+                    let summary = hwprof::report::summary_after_collect(&outcome.dir)?;
+                    eprint!("{summary}");
+                }
+            } else if !args.quiet {
+                eprintln!(
+                    "hwprof: raw data in {}; run `hwprof finalize {}`",
+                    outcome.dir.display(),
+                    outcome.dir.display()
+                );
+            }
+            Ok(ExitCode::from(outcome.exit_code.clamp(0, 255) as u8))
+        }
+        Command::Finalize(args) => {
+            let opts = hwprof::finalize::FinalizeOptions::from_args(&args)?;
+            hwprof::finalize::run(&opts)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Merge(args) => {
+            hwprof::finalize::merge(&args.dir)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Report(args) => {
+            hwprof::report::run(&args)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Export(args) => {
+            hwprof::export::run(&args)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::ListEvents => {
+            print!("{}", hwprof::events::list_events_text());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Doctor => {
+            print!("{}", hwprof::doctor::doctor_text());
+            Ok(ExitCode::SUCCESS)
         }
     }
 }

@@ -1,1 +1,761 @@
-//! (being built)
+//! Live collection: launch (or attach to) the target, open per-CPU perf events on it,
+//! drain the rings into `raw/<host>.<rank>.<pid>/perf.data`, and record the sidecars
+//! (modules.json, kallsyms, manifest). Collection is cheap and dumb: no unwinding, no
+//! symbols; that is finalize's job.
+
+pub mod drain;
+pub mod modules;
+pub mod open;
+pub mod perf_data;
+pub mod sys;
+
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::cli::{CollectArgs, Mode, PythonCapture};
+use crate::events::{self, EventKind, EventSpec};
+use crate::manifest::{FORMAT_VERSION, Manifest, OpenedEvent};
+use crate::mpi::{self, MpiContext};
+use open::{OpenConfig, OpenError};
+use perf_data::{FileAttr, HostInfo, PerfDataWriter};
+
+/// Call stacks to record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CallGraph {
+    /// Registers and this many bytes of user stack, unwound at finalize.
+    Dwarf(u32),
+    /// Kernel-walked frame pointers.
+    Fp,
+    /// Only the sampled IP.
+    None,
+}
+
+impl CallGraph {
+    /// Parse `dwarf[,BYTES]|fp|none`.
+    pub fn parse(s: &str) -> Result<Self, CollectError> {
+        let bad = || {
+            CollectError::Usage(format!(
+                "--call-graph '{s}': expected dwarf[,BYTES], fp or none"
+            ))
+        };
+        match s.split_once(',') {
+            None if s == "dwarf" => Ok(CallGraph::Dwarf(8192)),
+            None if s == "fp" => Ok(CallGraph::Fp),
+            None if s == "none" => Ok(CallGraph::None),
+            Some(("dwarf", n)) => {
+                let n: u32 = n.trim().parse().map_err(|_| bad())?;
+                if n == 0 || n > 65528 {
+                    return Err(CollectError::Usage(format!(
+                        "--call-graph dwarf,{n}: the stack copy must be 8..65528 bytes"
+                    )));
+                }
+                Ok(CallGraph::Dwarf(n.div_ceil(8) * 8))
+            }
+            _ => Err(bad()),
+        }
+    }
+
+    /// As written in the manifest.
+    pub fn describe(self) -> String {
+        match self {
+            CallGraph::Dwarf(n) => format!("dwarf,{n}"),
+            CallGraph::Fp => "fp".into(),
+            CallGraph::None => "none".into(),
+        }
+    }
+}
+
+/// Errors of collection.
+#[derive(Debug, thiserror::Error)]
+pub enum CollectError {
+    /// Bad combination of options.
+    #[error("{0}")]
+    Usage(String),
+    /// The command cannot be run.
+    #[error("cannot run '{command}': {why}")]
+    Command {
+        /// The command.
+        command: String,
+        /// Why.
+        why: String,
+    },
+    /// The results directory cannot be used.
+    #[error("{0}")]
+    ResultDir(String),
+    /// An event could not be resolved.
+    #[error(transparent)]
+    Event(#[from] events::EventError),
+    /// An event could not be opened.
+    #[error(transparent)]
+    Open(#[from] OpenError),
+    /// I/O on the results directory.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// Cause.
+        source: std::io::Error,
+    },
+}
+
+fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> CollectError {
+    let what = what.into();
+    move |source| CollectError::Io { what, source }
+}
+
+/// What to collect, resolved from the command line.
+#[derive(Clone, Debug)]
+pub struct CollectOptions {
+    /// Mode.
+    pub mode: Mode,
+    /// Results directory.
+    pub dir: PathBuf,
+    /// Sampling frequency.
+    pub freq: u64,
+    /// Events named with -e (empty: the mode's defaults).
+    pub events: Vec<String>,
+    /// Stacks.
+    pub call_graph: CallGraph,
+    /// Python capture.
+    pub python: PythonCapture,
+    /// RSS interval.
+    pub rss_interval: Duration,
+    /// Copy ELF files into the results directory.
+    pub archive: bool,
+    /// Stop after this long.
+    pub duration: Option<Duration>,
+    /// Launch or attach.
+    pub target: Target,
+    /// Print less.
+    pub quiet: bool,
+    /// MPI context.
+    pub mpi: MpiContext,
+}
+
+/// What to profile.
+#[derive(Clone, Debug)]
+pub enum Target {
+    /// Run this command.
+    Launch(Vec<String>),
+    /// Attach to this process.
+    Attach(i32),
+}
+
+impl CollectOptions {
+    /// Resolve defaults and check combinations.
+    pub fn from_args(a: &CollectArgs) -> Result<Self, CollectError> {
+        let target = match (a.pid, a.command.is_empty()) {
+            (Some(pid), true) => Target::Attach(pid as i32),
+            (None, false) => Target::Launch(a.command.clone()),
+            (Some(_), false) => {
+                return Err(CollectError::Usage(
+                    "give either -p PID or -- COMMAND, not both".into(),
+                ));
+            }
+            (None, true) => {
+                return Err(CollectError::Usage(
+                    "nothing to profile: give -- COMMAND [ARGS...] or -p PID".into(),
+                ));
+            }
+        };
+        if a.freq == 0 || a.freq > 100_000 {
+            return Err(CollectError::Usage(format!(
+                "-F {}: the frequency must be 1..100000 Hz",
+                a.freq
+            )));
+        }
+        if let Some(d) = a.duration
+            && !(d > 0.0 && d.is_finite())
+        {
+            return Err(CollectError::Usage(format!("-d {d}: expected seconds > 0")));
+        }
+        let dir = match &a.result_dir {
+            Some(d) => d.clone(),
+            None => PathBuf::from(format!("hwprof-{}-{}", a.mode.as_str(), local_timestamp())),
+        };
+        Ok(CollectOptions {
+            mode: a.mode,
+            dir,
+            freq: a.freq,
+            events: a.events.clone(),
+            call_graph: CallGraph::parse(&a.call_graph)?,
+            python: a.python,
+            rss_interval: Duration::from_millis(a.rss_interval.max(1)),
+            archive: a.archive,
+            duration: a.duration.map(Duration::from_secs_f64),
+            target,
+            quiet: a.quiet,
+            mpi: MpiContext::from_env(),
+        })
+    }
+}
+
+/// "ENOENT" rather than "No such file or directory (os error 2)" in notices.
+fn errno_name(e: &std::io::Error) -> String {
+    match e.raw_os_error() {
+        Some(libc::ENOENT) => "ENOENT".into(),
+        Some(libc::EOPNOTSUPP) => "EOPNOTSUPP".into(),
+        Some(libc::ENODEV) => "ENODEV".into(),
+        _ => e.to_string(),
+    }
+}
+
+fn local_timestamp() -> String {
+    // YYYYmmdd-HHMMSS in local time, via libc's localtime_r.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let tm = sys::local_time(now);
+    format!(
+        "{:04}{:02}{:02}-{:02}{:02}{:02}",
+        tm.0, tm.1, tm.2, tm.3, tm.4, tm.5
+    )
+}
+
+/// What collection produced.
+pub struct CollectOutcome {
+    /// The results directory.
+    pub dir: PathBuf,
+    /// hwprof's exit code: the target's status (128+N when killed by signal N).
+    pub exit_code: i32,
+}
+
+/// An event with what it replaced.
+struct ChosenEvent {
+    spec: EventSpec,
+    requested: String,
+    note: String,
+}
+
+/// Print a one-line notice (kept in the manifest too).
+fn notice(quiet: bool, notices: &mut Vec<String>, msg: String) {
+    if !quiet {
+        eprintln!("hwprof: {msg}");
+    }
+    notices.push(msg);
+}
+
+/// Run a collection.
+pub fn run(opts: &CollectOptions) -> Result<CollectOutcome, CollectError> {
+    let mut notices = Vec::new();
+    let exec = match &opts.target {
+        Target::Launch(cmd) => Some(prepare_exec(cmd)?),
+        Target::Attach(pid) => {
+            check_attach_target(*pid)?;
+            None
+        }
+    };
+    prepare_result_dir(&opts.dir, &opts.mpi)?;
+    let host = crate::util::hostname();
+    let cpus = sys::online_cpus();
+
+    let exclude_kernel = !sys::may_sample_kernel();
+    if exclude_kernel {
+        notice(
+            opts.quiet,
+            &mut notices,
+            format!(
+                "kernel samples excluded (perf_event_paranoid={} and no CAP_PERFMON); user-space profiling is complete",
+                sys::paranoid_level()
+                    .map(|p| p.to_string())
+                    .unwrap_or("?".into())
+            ),
+        );
+    }
+    let cfg = OpenConfig {
+        freq: opts.freq,
+        call_graph: opts.call_graph,
+        enable_on_exec: matches!(opts.target, Target::Launch(_)),
+        exclude_kernel,
+        context_switch: opts.mode == Mode::Locks,
+    };
+    let wanted = requested_events(opts)?;
+
+    // Launch: fork a child that waits for us, so events cover its first instruction.
+    let (mut child, target_pid, command) = match (&opts.target, &exec) {
+        (Target::Launch(cmd), Some((path, argv, envp))) => {
+            let c = sys::spawn_stopped(path, argv, envp).map_err(io_err("fork"))?;
+            let pid = c.pid;
+            (Some(c), pid, cmd.clone())
+        }
+        (Target::Attach(pid), _) => (None, *pid, vec!["-p".into(), pid.to_string()]),
+        (Target::Launch(_), None) => {
+            return Err(CollectError::Usage("nothing to run".into()));
+        }
+    };
+
+    let raw_name = mpi::raw_dir_name(&host, opts.mpi.rank, target_pid as u32);
+    let raw_dir = opts.dir.join("raw").join(&raw_name);
+    crate::util::create_private_dir(&raw_dir)
+        .map_err(io_err(format!("create {}", raw_dir.display())))?;
+
+    let threads = match opts.target {
+        Target::Attach(pid) => list_threads(pid),
+        Target::Launch(_) => vec![target_pid],
+    };
+    let opened = open_events(&wanted, &cfg, &threads, &cpus, opts.quiet, &mut notices)?;
+    let mut writer = PerfDataWriter::create(&raw_dir.join("perf.data"), opened.file_attrs.clone())
+        .map_err(io_err("create perf.data"))?;
+    if let Target::Attach(pid) = opts.target {
+        drain::synthesize_existing(
+            &mut writer,
+            pid,
+            opened.tracking_id,
+            &opened.file_attrs[0].attr,
+        )
+        .map_err(io_err("write perf.data"))?;
+    }
+    if !exclude_kernel {
+        copy_kallsyms(&raw_dir);
+    }
+
+    let start_unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0);
+    let started = Instant::now();
+    let signals = sys::install_stop_signals();
+
+    if let Some(c) = child.as_mut()
+        && let Err(e) = c.release()
+    {
+        let _ = std::fs::remove_dir_all(&raw_dir);
+        let _ = std::fs::remove_dir(opts.dir.join("raw"));
+        let _ = std::fs::remove_dir(&opts.dir);
+        return Err(CollectError::Command {
+            command: command.join(" "),
+            why: e.to_string(),
+        });
+    }
+
+    let mut session = drain::Session::new(opened.rings, opened.redirected, writer);
+    let ended = session
+        .run(drain::StopWhen {
+            child: child.as_ref().map(|c| c.pid),
+            attach_pid: match opts.target {
+                Target::Attach(p) => Some(p),
+                _ => None,
+            },
+            deadline: opts.duration.map(|d| started + d),
+            signals: &signals,
+            quiet: opts.quiet,
+        })
+        .map_err(io_err("write perf.data"))?;
+    if let Some(c) = child.as_mut() {
+        c.mark_released();
+    }
+    let stats = session
+        .finish(&HostInfo::current(std::env::args().collect()))
+        .map_err(io_err("finish perf.data"))?;
+    let complete = raw_dir.join("complete");
+    if std::fs::write(&complete, b"").is_ok() {
+        crate::util::set_private_mode(&complete);
+    }
+    if stats.lost > 0 {
+        notice(
+            opts.quiet,
+            &mut notices,
+            format!(
+                "{} samples lost: the ring buffer overflowed (lower -F or use --call-graph dwarf with fewer bytes)",
+                stats.lost
+            ),
+        );
+    }
+    if stats.throttled > 0 {
+        notice(
+            opts.quiet,
+            &mut notices,
+            format!(
+                "the kernel throttled sampling {} times (kernel.perf_event_max_sample_rate)",
+                stats.throttled
+            ),
+        );
+    }
+    modules::write_modules(&raw_dir, &stats.mapped_files, opts.archive, &opts.dir)
+        .map_err(io_err("write modules.json"))?;
+
+    let manifest = Manifest {
+        format_version: FORMAT_VERSION,
+        hwprof_version: env!("CARGO_PKG_VERSION").into(),
+        mode: opts.mode.as_str().into(),
+        command,
+        hosts: vec![host],
+        start_time_unix: start_unix,
+        duration_s: started.elapsed().as_secs_f64(),
+        call_graph: opts.call_graph.describe(),
+        frequency_hz: opts.freq,
+        events_requested: wanted.iter().map(|w| w.requested.clone()).collect(),
+        events: opened
+            .chosen
+            .iter()
+            .map(|c| OpenedEvent {
+                requested: c.requested.clone(),
+                opened: c.spec.name.clone(),
+                note: c.note.clone(),
+            })
+            .collect(),
+        kernel_samples: !exclude_kernel,
+        kernel_note: if exclude_kernel {
+            "excluded: perf_event_paranoid >= 2 without CAP_PERFMON".into()
+        } else {
+            String::new()
+        },
+        python: "off".into(),
+        mpi_job: opts.mpi.job.clone(),
+        world_size: opts.mpi.world_size,
+        finalized: false,
+        exit_status: None,
+        notices,
+    };
+    write_manifest(&opts.dir, manifest.clone(), &opts.mpi)
+        .map_err(io_err("write manifest.json"))?;
+    // Stopped early (-d, or attached): the launched target runs on; results are written.
+    let exit_code = match (ended, child.as_ref()) {
+        (drain::Ended::ChildExited(code), _) => code,
+        (drain::Ended::Stopped, Some(c)) => {
+            if !opts.quiet {
+                eprintln!("hwprof: collection stopped; waiting for the target to exit");
+            }
+            sys::wait_blocking(c.pid)
+        }
+        (drain::Ended::Stopped, None) => 0,
+    };
+    let mut manifest = manifest;
+    manifest.exit_status = Some(exit_code);
+    write_manifest(&opts.dir, manifest, &opts.mpi).map_err(io_err("write manifest.json"))?;
+    Ok(CollectOutcome {
+        dir: opts.dir.clone(),
+        exit_code,
+    })
+}
+
+/// Events to open: -e names, or the mode's defaults (with their fallbacks).
+fn requested_events(opts: &CollectOptions) -> Result<Vec<ChosenEventRequest>, CollectError> {
+    if opts.events.is_empty() {
+        return events::mode_defaults(opts.mode)
+            .into_iter()
+            .map(|d| {
+                Ok(ChosenEventRequest {
+                    requested: d.primary.to_string(),
+                    spec: events::resolve(d.primary)?,
+                    fallback: d.fallback.map(events::resolve).transpose()?,
+                })
+            })
+            .collect();
+    }
+    opts.events
+        .iter()
+        .map(|name| {
+            let spec = events::resolve(name)?;
+            // A generic hardware event the machine lacks falls back like the default.
+            let fallback = if spec.kind == EventKind::Hardware && opts.mode == Mode::Hotspots {
+                Some(events::resolve("cpu-clock")?)
+            } else {
+                None
+            };
+            Ok(ChosenEventRequest {
+                requested: name.clone(),
+                spec,
+                fallback,
+            })
+        })
+        .collect()
+}
+
+struct ChosenEventRequest {
+    requested: String,
+    spec: EventSpec,
+    fallback: Option<EventSpec>,
+}
+
+struct OpenedEvents {
+    chosen: Vec<ChosenEvent>,
+    file_attrs: Vec<FileAttr>,
+    rings: Vec<sys::RingBuffer>,
+    /// Events whose output goes to another ring: kept open for them to live.
+    redirected: Vec<std::os::fd::OwnedFd>,
+    tracking_id: u64,
+}
+
+fn ring_pages(call_graph: CallGraph) -> usize {
+    // 512 KiB of data per CPU fits the unprivileged mlock budget (perf_event_mlock_kb =
+    // 516); root gets more room for DWARF stack copies.
+    let kib = if nix::unistd::geteuid().is_root() && matches!(call_graph, CallGraph::Dwarf(_)) {
+        4096
+    } else {
+        512
+    };
+    (kib * 1024 / sys::page_size()).next_power_of_two()
+}
+
+fn open_events(
+    wanted: &[ChosenEventRequest],
+    cfg: &OpenConfig,
+    threads: &[i32],
+    cpus: &[u32],
+    quiet: bool,
+    notices: &mut Vec<String>,
+) -> Result<OpenedEvents, CollectError> {
+    let mut chosen = Vec::new();
+    let mut file_attrs = Vec::new();
+    // One ring per CPU: the first fd opened on a CPU owns it, the others (other events,
+    // other threads when attaching) redirect their output into it.
+    let mut slot_leaders: Vec<(u32, std::os::fd::OwnedFd)> = Vec::new();
+    let mut others: Vec<std::os::fd::OwnedFd> = Vec::new();
+    for (i, w) in wanted.iter().enumerate() {
+        let tracking = i == 0;
+        let mut spec = w.spec.clone();
+        let mut note = String::new();
+        let mut fds = Vec::new();
+        for &tid in threads {
+            let mut attr = open::build_attr(&spec, cfg, tracking);
+            match open::open_per_cpu(&mut attr, &spec.name, tid, cpus) {
+                Ok(f) => fds.push((tid, attr, f)),
+                Err(e)
+                    if open::is_missing_hardware(&e) && w.fallback.is_some() && fds.is_empty() =>
+                {
+                    let Some(fb) = w.fallback.clone() else {
+                        unreachable!()
+                    };
+                    note = format!(
+                        "{} is not available here (no hardware PMU: {}); sampling {} instead",
+                        spec.name,
+                        match &e {
+                            OpenError::Unsupported { source, .. } => errno_name(source),
+                            _ => String::new(),
+                        },
+                        fb.name
+                    );
+                    notice(quiet, notices, note.clone());
+                    spec = fb;
+                    let mut attr = open::build_attr(&spec, cfg, tracking);
+                    let f = open::open_per_cpu(&mut attr, &spec.name, tid, cpus)?;
+                    fds.push((tid, attr, f));
+                }
+                Err(OpenError::NoProcess { .. }) if threads.len() > 1 => continue, // thread ended
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let Some(attr) = fds.first().map(|f| f.1) else {
+            return Err(OpenError::NoProcess {
+                pid: threads.first().copied().unwrap_or(0),
+            }
+            .into());
+        };
+        let mut ids = Vec::new();
+        for (_, _, per_cpu) in fds {
+            for (cpu, fd) in per_cpu {
+                ids.push(sys::event_id(&fd).map_err(io_err("read event id"))?);
+                match slot_leaders.iter().find(|(k, _)| *k == cpu) {
+                    Some((_, leader)) => {
+                        sys::set_output(&fd, leader).map_err(io_err("redirect event output"))?;
+                        others.push(fd);
+                    }
+                    None => slot_leaders.push((cpu, fd)),
+                }
+            }
+        }
+        file_attrs.push(FileAttr {
+            attr: sys::attr_bytes(&attr),
+            name: spec.name.clone(),
+            ids,
+        });
+        chosen.push(ChosenEvent {
+            spec,
+            requested: w.requested.clone(),
+            note,
+        });
+    }
+    let tracking_id = file_attrs
+        .first()
+        .and_then(|a| a.ids.first().copied())
+        .unwrap_or(0);
+    let pages = ring_pages(cfg.call_graph);
+    let mut rings = Vec::new();
+    for (_, fd) in slot_leaders {
+        rings.push(map_ring(fd, pages)?);
+    }
+    Ok(OpenedEvents {
+        chosen,
+        file_attrs,
+        rings,
+        redirected: others,
+        tracking_id,
+    })
+}
+
+/// Map a ring, halving its size while the locked-memory budget refuses it.
+fn map_ring(fd: std::os::fd::OwnedFd, mut pages: usize) -> Result<sys::RingBuffer, CollectError> {
+    loop {
+        match sys::RingBuffer::map(fd.try_clone().map_err(io_err("dup"))?, pages) {
+            Ok(r) => return Ok(r),
+            Err(e) if e.raw_os_error() == Some(libc::EPERM) && pages > 4 => pages /= 2,
+            Err(e) => {
+                return Err(CollectError::Io {
+                    what:
+                        "map the perf ring buffer (raise kernel.perf_event_mlock_kb or `ulimit -l`)"
+                            .into(),
+                    source: e,
+                });
+            }
+        }
+    }
+}
+
+/// Refuse a non-empty results directory, except the ranks of one MPI job.
+fn prepare_result_dir(dir: &Path, mpi: &MpiContext) -> Result<(), CollectError> {
+    if dir.exists() {
+        if !dir.is_dir() {
+            return Err(CollectError::ResultDir(format!(
+                "{} exists and is not a directory; choose another -r",
+                dir.display()
+            )));
+        }
+        let empty = std::fs::read_dir(dir)
+            .map_err(io_err(format!("read {}", dir.display())))?
+            .next()
+            .is_none();
+        if !empty {
+            let same_job =
+                mpi.job.is_some() && Manifest::load(dir).ok().and_then(|m| m.mpi_job) == mpi.job;
+            let sibling_rank =
+                mpi.job.is_some() && mpi.rank.is_some() && !Manifest::path(dir).exists();
+            if !(same_job || sibling_rank) {
+                return Err(CollectError::ResultDir(format!(
+                    "results directory {} exists and is not empty; hwprof never overwrites results: choose another -r or remove it",
+                    dir.display()
+                )));
+            }
+        }
+    }
+    crate::util::create_private_dir(dir).map_err(io_err(format!("create {}", dir.display())))
+}
+
+/// Only the first rank (or a non-MPI run) writes the manifest; others add hosts.
+fn write_manifest(dir: &Path, mut m: Manifest, mpi: &MpiContext) -> std::io::Result<()> {
+    if mpi.rank.is_some_and(|r| r != 0) {
+        return Ok(());
+    }
+    if let Ok(old) = Manifest::load(dir) {
+        for h in old.hosts {
+            if !m.hosts.contains(&h) {
+                m.hosts.push(h);
+            }
+        }
+    }
+    m.save(dir)
+}
+
+/// Resolve the command on PATH and build execve's arguments.
+fn prepare_exec(cmd: &[String]) -> Result<(CString, Vec<CString>, Vec<CString>), CollectError> {
+    let first = &cmd[0];
+    let path = resolve_command(first).ok_or_else(|| CollectError::Command {
+        command: first.clone(),
+        why: if first.contains('/') {
+            "no such file".into()
+        } else {
+            "command not found on PATH".into()
+        },
+    })?;
+    let meta = std::fs::metadata(&path).map_err(|e| CollectError::Command {
+        command: first.clone(),
+        why: e.to_string(),
+    })?;
+    use std::os::unix::fs::PermissionsExt;
+    if meta.is_dir() || meta.permissions().mode() & 0o111 == 0 {
+        return Err(CollectError::Command {
+            command: first.clone(),
+            why: format!("{} is not an executable file (chmod +x?)", path.display()),
+        });
+    }
+    let c = |s: &[u8]| {
+        CString::new(s).map_err(|_| CollectError::Command {
+            command: first.clone(),
+            why: "argument contains a NUL byte".into(),
+        })
+    };
+    let path_c = c(path.as_os_str().as_bytes())?;
+    let argv = cmd
+        .iter()
+        .map(|a| c(a.as_bytes()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let envp = std::env::vars_os()
+        .map(|(k, v)| {
+            let mut kv = k.as_bytes().to_vec();
+            kv.push(b'=');
+            kv.extend_from_slice(v.as_bytes());
+            c(&kv)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((path_c, argv, envp))
+}
+
+fn resolve_command(name: &str) -> Option<PathBuf> {
+    if name.contains('/') {
+        let p = PathBuf::from(name);
+        return p.exists().then_some(p);
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+fn check_attach_target(pid: i32) -> Result<(), CollectError> {
+    if pid <= 0 || !Path::new(&format!("/proc/{pid}")).exists() {
+        return Err(CollectError::Command {
+            command: format!("-p {pid}"),
+            why: "no such process".into(),
+        });
+    }
+    Ok(())
+}
+
+/// Thread ids of a process.
+pub fn list_threads(pid: i32) -> Vec<i32> {
+    let mut tids: Vec<i32> = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|rd| {
+            rd.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    tids.sort();
+    if tids.is_empty() {
+        tids.push(pid);
+    }
+    tids
+}
+
+fn copy_kallsyms(raw_dir: &Path) {
+    // Kernel symbols for finalize on another machine; only meaningful when readable.
+    if let Ok(k) = std::fs::read("/proc/kallsyms")
+        && k.split(|&b| b == b'\n')
+            .take(3)
+            .any(|l| !l.starts_with(b"0000000000000000"))
+    {
+        let p = raw_dir.join("kallsyms");
+        if std::fs::write(&p, k).is_ok() {
+            crate::util::set_private_mode(&p);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn call_graph_parsing() {
+        assert_eq!(CallGraph::parse("dwarf").unwrap(), CallGraph::Dwarf(8192));
+        assert_eq!(
+            CallGraph::parse("dwarf,4000").unwrap(),
+            CallGraph::Dwarf(4000)
+        );
+        assert_eq!(CallGraph::parse("fp").unwrap(), CallGraph::Fp);
+        assert!(CallGraph::parse("lbr").is_err());
+        assert!(CallGraph::parse("dwarf,x").is_err());
+    }
+}

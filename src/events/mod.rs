@@ -70,6 +70,8 @@ pub struct EventSpec {
     pub kind: EventKind,
     /// True for events whose period is time (cpu-clock, task-clock).
     pub time_based: bool,
+    /// Sample period for events counted by occurrence (faults, switches, tracepoints).
+    pub period: u64,
 }
 
 const GENERIC: &[(&str, u32, u64, EventKind)] = &[
@@ -240,6 +242,7 @@ pub fn resolve_in(name: &str, tracefs: &Path) -> Result<EventSpec, EventError> {
             config2: 0,
             kind,
             time_based: matches!(n, "cpu-clock" | "task-clock"),
+            period: 1,
         });
     }
     if let Some(hex) = lower.strip_prefix('r')
@@ -255,6 +258,7 @@ pub fn resolve_in(name: &str, tracefs: &Path) -> Result<EventSpec, EventError> {
             config2: 0,
             kind: EventKind::Hardware,
             time_based: false,
+            period: 1,
         });
     }
     if let Some((sys_name, ev)) = lower.split_once(':')
@@ -284,6 +288,7 @@ pub fn resolve_in(name: &str, tracefs: &Path) -> Result<EventSpec, EventError> {
             config2: 0,
             kind: EventKind::Tracepoint,
             time_based: false,
+            period: 1,
         });
     }
     Err(EventError::Unknown {
@@ -345,6 +350,15 @@ pub fn mode_defaults(mode: crate::cli::Mode) -> Vec<ModeDefault> {
             fallback: None,
         }],
     }
+}
+
+/// `hwprof list-events` text (being built).
+pub fn list_events_text() -> String {
+    let mut s = String::from("Generic events:\n");
+    for g in GENERIC {
+        s.push_str(&format!("  {}\n", g.0));
+    }
+    s
 }
 
 #[cfg(test)]

@@ -31,3 +31,19 @@ pub fn export(
 ) -> Result<(), ExportError> {
     Err(ExportError::Unsupported(format))
 }
+
+/// `hwprof export` (being built).
+pub fn run(args: &crate::cli::ExportArgs) -> anyhow::Result<()> {
+    let p = Profile::load(&args.dir)?;
+    let mut out = std::io::stdout();
+    export(
+        &p,
+        args.format,
+        StackFilter {
+            frames: args.frames,
+            rank: args.rank,
+        },
+        &mut out,
+    )?;
+    Ok(())
+}

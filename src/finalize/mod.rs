@@ -1,1 +1,498 @@
-//! (being built)
+//! Finalize: raw results directory → profile.db. Reads each raw directory's perf.data
+//! (in parallel across directories), unwinds and aggregates ([`process`]), finds the
+//! binaries and debug info ([`binaries`]), symbolizes each distinct address once (in
+//! parallel across modules, [`symbols`]), and writes profile.db atomically.
+//! The same code serves perf.data from our collector and from `perf record`.
+
+pub mod binaries;
+pub mod process;
+pub mod symbols;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+
+use crate::cli::FinalizeArgs;
+use crate::manifest::Manifest;
+use crate::profile::{EventRow, FrameInfo, FrameKind, Process, ProfileWriter, Thread};
+use binaries::SearchPaths;
+use process::{Loc, NO_NODE, RawProfile, Weighting};
+
+/// Errors of finalize.
+#[derive(Debug, thiserror::Error)]
+pub enum FinalizeError {
+    /// Bad options.
+    #[error("{0}")]
+    Usage(String),
+    /// Not a results directory.
+    #[error(transparent)]
+    Manifest(#[from] crate::manifest::ManifestError),
+    /// Raw data unreadable.
+    #[error(transparent)]
+    Raw(#[from] crate::raw::RawError),
+    /// A perf.data could not be read at all.
+    #[error(transparent)]
+    Process(#[from] process::ProcessError),
+    /// Writing profile.db failed.
+    #[error(transparent)]
+    Profile(#[from] crate::profile::ProfileError),
+    /// Nothing to finalize.
+    #[error(
+        "{0} has no raw data (raw/*/perf.data); was the collection interrupted before it started?"
+    )]
+    Empty(PathBuf),
+}
+
+/// Resolved finalize options.
+#[derive(Clone, Debug)]
+pub struct FinalizeOptions {
+    /// Results directory.
+    pub dir: PathBuf,
+    /// Extra places to find binaries.
+    pub search_dirs: Vec<PathBuf>,
+    /// Threads.
+    pub jobs: Option<usize>,
+    /// Slice (I, N), 1-based.
+    pub part: Option<(usize, usize)>,
+    /// Print less.
+    pub quiet: bool,
+}
+
+impl FinalizeOptions {
+    /// From the command line.
+    pub fn from_args(a: &FinalizeArgs) -> Result<Self, FinalizeError> {
+        let part = match &a.part {
+            None => None,
+            Some(s) => {
+                let bad =
+                    || FinalizeError::Usage(format!("--part {s}: expected I/N with 1 <= I <= N"));
+                let (i, n) = s.split_once('/').ok_or_else(bad)?;
+                let (i, n): (usize, usize) =
+                    (i.parse().map_err(|_| bad())?, n.parse().map_err(|_| bad())?);
+                if i == 0 || i > n {
+                    return Err(bad());
+                }
+                Some((i, n))
+            }
+        };
+        Ok(FinalizeOptions {
+            dir: a.dir.clone(),
+            search_dirs: a.search_dirs.clone(),
+            jobs: a.jobs,
+            part,
+            quiet: a.quiet,
+        })
+    }
+}
+
+fn weighting(mode: &str) -> (Weighting, &'static str) {
+    match mode {
+        "memory" => (Weighting::FaultBytes, "bytes"),
+        "locks" => (Weighting::OffCpuNs, "ns"),
+        _ => (Weighting::Samples, "samples"),
+    }
+}
+
+/// Run finalize.
+pub fn run(opts: &FinalizeOptions) -> Result<PathBuf, FinalizeError> {
+    let manifest = Manifest::load(&opts.dir)?;
+    let mut raws = crate::raw::list_raw_dirs(&opts.dir)?;
+    raws.retain(|r| r.path.join("perf.data").is_file());
+    if let Some((i, n)) = opts.part {
+        raws = raws
+            .into_iter()
+            .enumerate()
+            .filter(|(k, _)| k % n == i - 1)
+            .map(|(_, r)| r)
+            .collect();
+    }
+    if raws.is_empty() && opts.part.is_none() {
+        return Err(FinalizeError::Empty(opts.dir.clone()));
+    }
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(opts.jobs.unwrap_or(0))
+        .build()
+        .map_err(|e| FinalizeError::Usage(format!("-j: {e}")))?;
+    let search = SearchPaths {
+        search_dirs: opts.search_dirs.clone(),
+        results_dir: opts.dir.clone(),
+        debug_roots: vec![PathBuf::from("/usr/lib/debug")],
+    };
+    let (weighting, metric) = weighting(&manifest.mode);
+    let pb = crate::util::progress_bar(raws.len() as u64, "unwinding", opts.quiet);
+    let results: Vec<Result<RawProfile, process::ProcessError>> = pool.install(|| {
+        raws.par_iter()
+            .map(|r| {
+                let res = process::process_raw_dir(r, &search, weighting, None);
+                pb.inc(1);
+                res
+            })
+            .collect()
+    });
+    pb.finish_and_clear();
+    let mut profiles = Vec::new();
+    for (raw, res) in raws.iter().zip(results) {
+        match res {
+            Ok(p) => profiles.push((raw.clone(), p)),
+            // One unreadable rank must not lose the others; a lone one is an error.
+            Err(e) if raws.len() > 1 => eprintln!("hwprof: skipping {}: {e}", raw.name),
+            Err(e) => return Err(e.into()),
+        }
+    }
+
+    let symbolized = pool.install(|| symbolize_all(&profiles, &search, opts.quiet));
+    let mut w = ProfileWriter::default();
+    let mut total_samples = 0u64;
+    let mut lost = 0u64;
+    let mut truncated = 0u64;
+    let mut skipped = 0u64;
+    let mut times: Option<(u64, u64)> = None;
+    let mut event_index: HashMap<String, usize> = HashMap::new();
+    for (i, (raw, p)) in profiles.iter().enumerate() {
+        total_samples += p.sample_count;
+        lost += p.lost;
+        truncated += p.unwind_truncated;
+        skipped += p.skipped_bytes;
+        if let Some((a, b)) = p.time_range {
+            times = Some(times.map_or((a, b), |(x, y)| (x.min(a), y.max(b))));
+        }
+        if p.skipped_bytes > 0 && !opts.quiet {
+            eprintln!(
+                "hwprof: {}: perf.data is cut short; read {} complete records, skipped the last {} bytes",
+                raw.name,
+                p.trie.len().max(1),
+                p.skipped_bytes
+            );
+        }
+        add_raw_profile(&mut w, raw, p, &symbolized[i], &mut event_index, &manifest);
+    }
+    let total: u64 = w.profile.samples.iter().map(|s| s.value).sum();
+    let meta = &mut w.profile.meta;
+    meta.insert("mode".into(), manifest.mode.clone());
+    meta.insert("metric".into(), metric.into());
+    meta.insert("total".into(), total.to_string());
+    meta.insert("samples".into(), total_samples.to_string());
+    meta.insert("lost_samples".into(), lost.to_string());
+    meta.insert("unwind_truncated".into(), truncated.to_string());
+    meta.insert("skipped_bytes".into(), skipped.to_string());
+    meta.insert("duration_s".into(), format!("{:.3}", manifest.duration_s));
+    meta.insert("frequency_hz".into(), manifest.frequency_hz.to_string());
+    meta.insert("call_graph".into(), manifest.call_graph.clone());
+    meta.insert("command".into(), manifest.command.join(" "));
+    meta.insert("kernel_samples".into(), manifest.kernel_samples.to_string());
+    meta.insert("python".into(), manifest.python.clone());
+    meta.insert(
+        "events".into(),
+        serde_json::to_string(&manifest.events).unwrap_or_default(),
+    );
+    meta.insert(
+        "notices".into(),
+        serde_json::to_string(&manifest.notices).unwrap_or_default(),
+    );
+    if let Some((a, b)) = times {
+        meta.insert("first_sample_ns".into(), a.to_string());
+        meta.insert("last_sample_ns".into(), b.to_string());
+    }
+    let out = match opts.part {
+        Some((i, n)) => {
+            let parts = opts.dir.join("parts").join(format!("{i}-of-{n}"));
+            crate::util::create_private_dir(&parts).map_err(|source| {
+                crate::profile::ProfileError::Io {
+                    path: parts.clone(),
+                    source,
+                }
+            })?;
+            w.write(&parts)?
+        }
+        None => {
+            let path = w.write(&opts.dir)?;
+            let mut m = manifest;
+            m.finalized = true;
+            let _ = m.save(&opts.dir);
+            path
+        }
+    };
+    Ok(out)
+}
+
+/// Per raw profile: frames (leaf first) for each trie node's location.
+type NodeFrames = Vec<Vec<FrameInfo>>;
+
+fn symbolize_all(
+    profiles: &[(crate::raw::RawDir, RawProfile)],
+    search: &SearchPaths,
+    quiet: bool,
+) -> Vec<NodeFrames> {
+    // Distinct addresses per (profile, module).
+    let mut groups: Vec<(usize, u32, Vec<u64>)> = Vec::new();
+    for (pi, (_, p)) in profiles.iter().enumerate() {
+        let mut per_module: HashMap<u32, Vec<u64>> = HashMap::new();
+        for (_, loc) in &p.trie {
+            if let Loc::Module { module, svma } = loc {
+                per_module.entry(*module).or_default().push(*svma);
+            }
+        }
+        for (m, mut v) in per_module {
+            v.sort_unstable();
+            v.dedup();
+            groups.push((pi, m, v));
+        }
+    }
+    let pb = crate::util::progress_bar(groups.len() as u64, "symbols", quiet);
+    let resolved: Vec<HashMap<u64, Vec<FrameInfo>>> = groups
+        .par_iter()
+        .map(|(pi, m, addrs)| {
+            let rec = &profiles[*pi].1.modules[*m as usize];
+            let name = rec.name();
+            let elf_path = rec.elf.as_ref().map(|e| e.path.clone());
+            let debug = rec.elf.as_ref().and_then(|e| search.find_debug_file(e));
+            let frames =
+                symbols::symbolize_module(&name, elf_path.as_deref(), debug.as_deref(), addrs);
+            pb.inc(1);
+            addrs.iter().copied().zip(frames).collect()
+        })
+        .collect();
+    pb.finish_and_clear();
+    let mut by_key: HashMap<(usize, u32), HashMap<u64, Vec<FrameInfo>>> = HashMap::new();
+    for ((pi, m, _), map) in groups.into_iter().zip(resolved) {
+        by_key.insert((pi, m), map);
+    }
+    profiles
+        .iter()
+        .enumerate()
+        .map(|(pi, (raw, p))| {
+            let kernel = symbols::KernelSymbols::load(&raw.path);
+            p.trie
+                .iter()
+                .map(|(_, loc)| match loc {
+                    Loc::Module { module, svma } => by_key
+                        .get(&(pi, *module))
+                        .and_then(|m| m.get(svma))
+                        .cloned()
+                        .unwrap_or_else(|| {
+                            vec![symbols::unresolved(
+                                &p.modules[*module as usize].name(),
+                                *svma,
+                                FrameKind::Native,
+                            )]
+                        }),
+                    Loc::Kernel(a) => vec![kernel.frame(*a)],
+                    Loc::Unknown(a) => {
+                        vec![symbols::unresolved("[unknown]", *a, FrameKind::Native)]
+                    }
+                })
+                .collect()
+        })
+        .collect()
+}
+
+fn add_raw_profile(
+    w: &mut ProfileWriter,
+    raw: &crate::raw::RawDir,
+    p: &RawProfile,
+    node_frames: &NodeFrames,
+    event_index: &mut HashMap<String, usize>,
+    manifest: &Manifest,
+) {
+    // Processes and threads.
+    let mut proc_index: HashMap<u32, usize> = HashMap::new();
+    let mut thread_index = Vec::with_capacity(p.threads.len());
+    for (pid, tid, name) in &p.threads {
+        let pi = *proc_index.entry(*pid).or_insert_with(|| {
+            w.profile.processes.push(Process {
+                host: raw.host.clone(),
+                rank: raw.rank,
+                pid: *pid,
+                command: p.processes.get(pid).cloned().unwrap_or_default(),
+                raw_dir: format!("raw/{}", raw.name),
+            });
+            w.profile.processes.len() - 1
+        });
+        w.profile.threads.push(Thread {
+            process: pi,
+            tid: *tid,
+            name: name.clone(),
+        });
+        thread_index.push(w.profile.threads.len() - 1);
+    }
+    // Events, shared by name across raw directories.
+    let events: Vec<usize> = p
+        .events
+        .iter()
+        .map(|name| {
+            *event_index.entry(name.clone()).or_insert_with(|| {
+                let m = manifest.events.iter().find(|e| &e.opened == name);
+                w.profile.events.push(EventRow {
+                    name: name.clone(),
+                    requested: m
+                        .map(|e| e.requested.clone())
+                        .unwrap_or_else(|| name.clone()),
+                    note: m.map(|e| e.note.clone()).unwrap_or_default(),
+                });
+                w.profile.events.len() - 1
+            })
+        })
+        .collect();
+    // Trie nodes → writer stack ids (native only), memoized; parents precede children.
+    let mut node_stack: Vec<Option<usize>> = Vec::with_capacity(p.trie.len());
+    for (n, (parent, _)) in p.trie.iter().enumerate() {
+        let parent_stack = if *parent == NO_NODE {
+            None
+        } else {
+            node_stack[*parent as usize]
+        };
+        // addr2line gives inlined callees first, the containing function last.
+        let nf = &node_frames[n];
+        let frames: Vec<usize> = nf
+            .iter()
+            .enumerate()
+            .rev()
+            .map(|(i, f)| {
+                let id = intern_frame(w, f);
+                if i + 1 < nf.len() && f.function.kind == FrameKind::Native {
+                    w.mark_inlined(id);
+                }
+                id
+            })
+            .collect();
+        node_stack.push(w.stack_from(parent_stack, &frames));
+    }
+    let mut keys: Vec<_> = p.samples.iter().collect();
+    keys.sort_by_key(|(k, _)| (k.thread, k.leaf, k.python, k.event));
+    for (key, &(count, value)) in keys {
+        let stack = if key.python == NO_NODE {
+            if key.leaf == NO_NODE {
+                None
+            } else {
+                node_stack[key.leaf as usize]
+            }
+        } else {
+            let native = native_leaf_first(p, node_frames, key.leaf);
+            let py = p
+                .python_stacks
+                .get(key.python as usize)
+                .cloned()
+                .unwrap_or_default();
+            let merged = crate::python::merge_for_finalize(&native, &py);
+            let ids: Vec<usize> = merged.iter().rev().map(|f| intern_frame(w, f)).collect();
+            w.stack(&ids)
+        };
+        let thread = thread_index.get(key.thread as usize).copied().unwrap_or(0);
+        let event = events.get(key.event as usize).copied().unwrap_or(0);
+        w.add_sample(stack, thread, event, count, value);
+    }
+}
+
+fn native_leaf_first(p: &RawProfile, node_frames: &NodeFrames, leaf: u32) -> Vec<FrameInfo> {
+    let mut out = Vec::new();
+    let mut n = leaf;
+    while n != NO_NODE {
+        out.extend(node_frames[n as usize].iter().cloned());
+        n = p.trie[n as usize].0;
+    }
+    out
+}
+
+fn intern_frame(w: &mut ProfileWriter, f: &FrameInfo) -> usize {
+    let function = w.function(f.function.clone());
+    w.frame(crate::profile::Frame {
+        function,
+        file: f.file.clone(),
+        line: f.line,
+    })
+}
+
+/// `hwprof merge DIR`: combine `DIR/parts/*/profile.db` into `DIR/profile.db`.
+pub fn merge(dir: &Path) -> Result<PathBuf, FinalizeError> {
+    let parts_dir = dir.join("parts");
+    let mut parts: Vec<PathBuf> = std::fs::read_dir(&parts_dir)
+        .map_err(|source| crate::raw::RawError::Io {
+            path: parts_dir.clone(),
+            source,
+        })?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.join("profile.db").is_file())
+        .collect();
+    parts.sort();
+    if parts.is_empty() {
+        return Err(FinalizeError::Usage(format!(
+            "{} has no finalized parts; run `hwprof finalize {} --part I/N` first",
+            parts_dir.display(),
+            dir.display()
+        )));
+    }
+    let mut w = ProfileWriter::default();
+    let mut sums: HashMap<&str, u64> = HashMap::new();
+    let loaded: Vec<_> = parts
+        .iter()
+        .map(|p| crate::profile::Profile::load(p))
+        .collect::<Result<_, _>>()?;
+    for p in &loaded {
+        for k in [
+            "samples",
+            "lost_samples",
+            "unwind_truncated",
+            "skipped_bytes",
+        ] {
+            *sums.entry(k).or_default() += p.meta_str(k).parse::<u64>().unwrap_or(0);
+        }
+        for (k, v) in &p.meta {
+            w.profile.meta.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+        let proc_base = w.profile.processes.len();
+        w.profile.processes.extend(p.processes.iter().cloned());
+        let thread_base = w.profile.threads.len();
+        for t in &p.threads {
+            let mut t = t.clone();
+            t.process += proc_base;
+            w.profile.threads.push(t);
+        }
+        let mut ev_map = Vec::new();
+        for e in &p.events {
+            let i = match w.profile.events.iter().position(|x| x.name == e.name) {
+                Some(i) => i,
+                None => {
+                    w.profile.events.push(e.clone());
+                    w.profile.events.len() - 1
+                }
+            };
+            ev_map.push(i);
+        }
+        for s in &p.samples {
+            let ids: Vec<usize> = p
+                .stack_frames(s.stack)
+                .iter()
+                .map(|&f| {
+                    let fr = &p.frames[f];
+                    let func = w.function(p.functions[fr.function].clone());
+                    w.frame(crate::profile::Frame {
+                        function: func,
+                        file: fr.file.clone(),
+                        line: fr.line,
+                    })
+                })
+                .collect();
+            let stack = w.stack(&ids);
+            let ev = ev_map.get(s.event).copied().unwrap_or(0);
+            w.add_sample(stack, s.thread + thread_base, ev, s.count, s.value);
+        }
+        for r in &p.rss {
+            let mut r = *r;
+            r.process += proc_base;
+            w.profile.rss.push(r);
+        }
+    }
+    for (k, v) in sums {
+        w.profile.meta.insert(k.into(), v.to_string());
+    }
+    let total: u64 = w.profile.samples.iter().map(|s| s.value).sum();
+    w.profile.meta.insert("total".into(), total.to_string());
+    let path = w.write(dir)?;
+    if let Ok(mut m) = Manifest::load(dir) {
+        m.finalized = true;
+        let _ = m.save(dir);
+    }
+    Ok(path)
+}

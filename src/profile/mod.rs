@@ -12,7 +12,8 @@
 //! threads(id INTEGER PRIMARY KEY, process INTEGER, tid INTEGER, name TEXT)
 //! functions(id INTEGER PRIMARY KEY, name TEXT, module TEXT, file TEXT,
 //!           start_line INTEGER, kind TEXT)         -- kind: native|python|kernel|unknown
-//! frames(id INTEGER PRIMARY KEY, function INTEGER, file TEXT, line INTEGER)
+//! frames(id INTEGER PRIMARY KEY, function INTEGER, file TEXT, line INTEGER,
+//!        inlined INTEGER)                          -- 1: inlined into the frame above
 //! stacks(id INTEGER PRIMARY KEY, parent INTEGER, frame INTEGER)
 //!                                                  -- a trie, parent NULL at the root
 //!                                                  -- (outermost frame); a stack is
@@ -67,7 +68,8 @@ CREATE TABLE processes(id INTEGER PRIMARY KEY, host TEXT, rank INTEGER, pid INTE
 CREATE TABLE threads(id INTEGER PRIMARY KEY, process INTEGER NOT NULL, tid INTEGER, name TEXT);
 CREATE TABLE functions(id INTEGER PRIMARY KEY, name TEXT NOT NULL, module TEXT NOT NULL,
                        file TEXT, start_line INTEGER, kind TEXT NOT NULL);
-CREATE TABLE frames(id INTEGER PRIMARY KEY, function INTEGER NOT NULL, file TEXT, line INTEGER);
+CREATE TABLE frames(id INTEGER PRIMARY KEY, function INTEGER NOT NULL, file TEXT, line INTEGER,
+                    inlined INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE stacks(id INTEGER PRIMARY KEY, parent INTEGER, frame INTEGER NOT NULL);
 CREATE TABLE samples(stack INTEGER, thread INTEGER NOT NULL, event INTEGER NOT NULL,
                      count INTEGER NOT NULL, value INTEGER NOT NULL);
@@ -228,6 +230,8 @@ pub struct Profile {
     pub functions: Vec<Function>,
     /// Frames.
     pub frames: Vec<Frame>,
+    /// Per frame: inlined into its caller (the frame above it on every stack it is on).
+    pub frame_inlined: Vec<bool>,
     /// Stack trie nodes.
     pub stacks: Vec<StackNode>,
     /// Aggregated samples.
@@ -318,15 +322,21 @@ impl Profile {
         })? {
             p.functions.push(r?);
         }
-        let mut st = conn.prepare("SELECT function, file, line FROM frames ORDER BY id")?;
+        let mut st =
+            conn.prepare("SELECT function, file, line, inlined FROM frames ORDER BY id")?;
         for r in st.query_map([], |r| {
-            Ok(Frame {
-                function: idx(r.get(0)?),
-                file: r.get(1)?,
-                line: r.get(2)?,
-            })
+            Ok((
+                Frame {
+                    function: idx(r.get(0)?),
+                    file: r.get(1)?,
+                    line: r.get(2)?,
+                },
+                r.get::<_, i64>(3)? != 0,
+            ))
         })? {
-            p.frames.push(r?);
+            let (f, inl) = r?;
+            p.frames.push(f);
+            p.frame_inlined.push(inl);
         }
         let mut st = conn.prepare("SELECT parent, frame FROM stacks ORDER BY id")?;
         for r in st.query_map([], |r| {
@@ -424,13 +434,29 @@ impl ProfileWriter {
         }
         let id = self.profile.frames.len();
         self.profile.frames.push(f.clone());
+        self.profile.frame_inlined.push(false);
         self.frame_ids.insert(f, id);
         id
     }
 
+    /// Mark a frame as inlined into its caller.
+    pub fn mark_inlined(&mut self, frame: usize) {
+        if let Some(x) = self.profile.frame_inlined.get_mut(frame) {
+            *x = true;
+        }
+    }
+
     /// Intern a stack given its frames outermost first; returns the leaf node.
     pub fn stack(&mut self, frames_outermost_first: &[usize]) -> Option<usize> {
-        let mut parent = None;
+        self.stack_from(None, frames_outermost_first)
+    }
+
+    /// Extend the stack ending at `parent` with more frames (outermost first).
+    pub fn stack_from(
+        &mut self,
+        mut parent: Option<usize>,
+        frames_outermost_first: &[usize],
+    ) -> Option<usize> {
         for &frame in frames_outermost_first {
             let key = (parent, frame);
             let id = match self.stack_ids.get(&key) {
@@ -539,9 +565,16 @@ fn write_all(conn: &mut Connection, p: &Profile) -> rusqlite::Result<()> {
                 f.kind.as_str()
             ])?;
         }
-        let mut st = tx.prepare("INSERT INTO frames VALUES (?1, ?2, ?3, ?4)")?;
+        let mut st = tx.prepare("INSERT INTO frames VALUES (?1, ?2, ?3, ?4, ?5)")?;
         for (i, f) in p.frames.iter().enumerate() {
-            st.execute(params![i as i64 + 1, f.function as i64 + 1, f.file, f.line])?;
+            let inlined = p.frame_inlined.get(i).copied().unwrap_or(false);
+            st.execute(params![
+                i as i64 + 1,
+                f.function as i64 + 1,
+                f.file,
+                f.line,
+                inlined as i64
+            ])?;
         }
         let mut st = tx.prepare("INSERT INTO stacks VALUES (?1, ?2, ?3)")?;
         for (i, s) in p.stacks.iter().enumerate() {

@@ -1,0 +1,352 @@
+//! The drain loop: wait on the rings, copy their records into perf.data, count what
+//! the kernel lost or throttled, note every mapped file, and decide when to stop
+//! (target exit, signal, duration).
+
+use std::collections::BTreeMap;
+use std::os::fd::OwnedFd;
+use std::time::Instant;
+
+use super::perf_data::{HostInfo, PerfDataWriter};
+use super::sys::{self, RingBuffer, StopSignals};
+
+const PERF_RECORD_MMAP: u32 = 1;
+const PERF_RECORD_LOST: u32 = 2;
+const PERF_RECORD_COMM: u32 = 3;
+const PERF_RECORD_THROTTLE: u32 = 5;
+const PERF_RECORD_MMAP2: u32 = 10;
+const MISC_USER: u16 = 2;
+const MISC_MMAP_BUILD_ID: u16 = 1 << 14;
+
+/// When to stop collecting.
+pub struct StopWhen<'a> {
+    /// The launched child: stop when it exits.
+    pub child: Option<i32>,
+    /// The attached process: stop when it is gone.
+    pub attach_pid: Option<i32>,
+    /// Stop at this instant (-d).
+    pub deadline: Option<Instant>,
+    /// SIGINT/SIGTERM/SIGHUP received by hwprof.
+    pub signals: &'a StopSignals,
+    /// Print less.
+    pub quiet: bool,
+}
+
+/// How collection ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ended {
+    /// The launched child exited with this hwprof exit code.
+    ChildExited(i32),
+    /// Stopped by signal, duration, or the attached process ending.
+    Stopped,
+}
+
+/// What the drain saw.
+#[derive(Debug, Default)]
+pub struct DrainStats {
+    /// Samples the kernel dropped (PERF_RECORD_LOST).
+    pub lost: u64,
+    /// Throttle records.
+    pub throttled: u64,
+    /// Records written.
+    pub records: u64,
+    /// Every file mapped by the target, with the build id the kernel gave.
+    pub mapped_files: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+}
+
+/// A collection in progress.
+pub struct Session {
+    rings: Vec<RingBuffer>,
+    _redirected: Vec<OwnedFd>,
+    writer: PerfDataWriter,
+    stats: DrainStats,
+}
+
+impl Session {
+    /// Start draining these rings into `writer`.
+    pub fn new(rings: Vec<RingBuffer>, redirected: Vec<OwnedFd>, writer: PerfDataWriter) -> Self {
+        Session {
+            rings,
+            _redirected: redirected,
+            writer,
+            stats: DrainStats::default(),
+        }
+    }
+
+    /// Add rings opened later (e.g. by an in-process agent).
+    pub fn add_ring(&mut self, ring: RingBuffer) {
+        self.rings.push(ring);
+    }
+
+    /// The perf.data writer (to register ids of events added later).
+    pub fn writer_mut(&mut self) -> &mut PerfDataWriter {
+        &mut self.writer
+    }
+
+    /// One pass over every ring. Returns the records copied.
+    pub fn drain_once(&mut self) -> std::io::Result<usize> {
+        let mut n = 0;
+        let mut err = None;
+        let Session {
+            rings,
+            writer,
+            stats,
+            ..
+        } = self;
+        for ring in rings.iter_mut() {
+            n += ring.drain(|ty, misc, body| {
+                note_record(stats, ty, misc, body);
+                if err.is_none()
+                    && let Err(e) = writer.write_record(ty, misc, body)
+                {
+                    err = Some(e);
+                }
+            });
+        }
+        if let Some(e) = err {
+            return Err(e);
+        }
+        writer.finish_round()?;
+        Ok(n)
+    }
+
+    /// Drain until a stop condition holds.
+    pub fn run(&mut self, stop: StopWhen) -> std::io::Result<Ended> {
+        let mut forwarded = 0;
+        loop {
+            {
+                let fds: Vec<&OwnedFd> = self.rings.iter().map(|r| r.fd()).collect();
+                sys::poll_readable(&fds, 50);
+            }
+            self.drain_once()?;
+            if let Some(pid) = stop.child
+                && let Some(code) = sys::try_wait(pid)
+            {
+                self.drain_once()?;
+                return Ok(Ended::ChildExited(code));
+            }
+            if let Some(pid) = stop.attach_pid
+                && !sys::process_alive(pid)
+            {
+                self.drain_once()?;
+                return Ok(Ended::Stopped);
+            }
+            if stop.deadline.is_some_and(|d| Instant::now() >= d) {
+                self.drain_once()?;
+                return Ok(Ended::Stopped);
+            }
+            let received = stop.signals.count();
+            if received > forwarded {
+                forwarded = received;
+                match stop.child {
+                    // Launch: the target decides when it is done; a signal sent to hwprof
+                    // alone (not by the terminal, which signals both) is passed on, and a
+                    // second one kills it.
+                    Some(pid) => {
+                        let sig = stop.signals.last_signal();
+                        if received >= 2 {
+                            sys::kill(pid, libc::SIGKILL);
+                        } else if !stop.signals.last_from_terminal() {
+                            sys::kill(pid, sig);
+                        }
+                        if !stop.quiet && received == 1 {
+                            eprintln!("hwprof: waiting for the target to exit (again to kill it)");
+                        }
+                    }
+                    None => {
+                        self.drain_once()?;
+                        return Ok(Ended::Stopped);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Write the feature sections and return what was seen.
+    pub fn finish(mut self, host: &HostInfo) -> std::io::Result<DrainStats> {
+        self.drain_once()?;
+        self.stats.records = self.writer.records();
+        self.writer.finish(host)?;
+        Ok(self.stats)
+    }
+}
+
+fn read_u64(b: &[u8], off: usize) -> u64 {
+    b.get(off..off + 8)
+        .and_then(|s| s.try_into().ok())
+        .map(u64::from_le_bytes)
+        .unwrap_or(0)
+}
+
+/// Bookkeeping on the few record types the collector cares about.
+fn note_record(stats: &mut DrainStats, ty: u32, misc: u16, parts: &[&[u8]]) {
+    match ty {
+        PERF_RECORD_LOST => {
+            let body = join(parts);
+            stats.lost += read_u64(&body, 8);
+        }
+        PERF_RECORD_THROTTLE => stats.throttled += 1,
+        PERF_RECORD_MMAP | PERF_RECORD_MMAP2 => {
+            let body = join(parts);
+            let name_off = if ty == PERF_RECORD_MMAP { 32 } else { 64 };
+            let Some(rest) = body.get(name_off..) else {
+                return;
+            };
+            let name: Vec<u8> = rest.iter().take_while(|&&c| c != 0).copied().collect();
+            if name.first() != Some(&b'/') {
+                return; // [vdso], [heap], anonymous
+            }
+            let build_id = (ty == PERF_RECORD_MMAP2 && misc & MISC_MMAP_BUILD_ID != 0)
+                .then(|| {
+                    // pid, tid, addr, len, pgoff (32 bytes), then u8 size, 3 reserved, id[20].
+                    let size = *body.get(32)? as usize;
+                    body.get(36..36 + size.min(20)).map(|b| b.to_vec())
+                })
+                .flatten();
+            let entry = stats.mapped_files.entry(name).or_insert(None);
+            if entry.is_none() {
+                *entry = build_id;
+            }
+        }
+        _ => {}
+    }
+}
+
+fn join<'a>(parts: &[&'a [u8]]) -> std::borrow::Cow<'a, [u8]> {
+    match parts {
+        [one] => std::borrow::Cow::Borrowed(one),
+        _ => std::borrow::Cow::Owned(parts.concat()),
+    }
+}
+
+/// For `-p`: describe what the process already has mapped and its threads' names, as
+/// perf does, since the kernel only reports what happens after the events open.
+pub fn synthesize_existing(
+    w: &mut PerfDataWriter,
+    pid: i32,
+    id: u64,
+    _attr: &[u8],
+) -> std::io::Result<()> {
+    // sample_id_all trailer for IDENTIFIER|TID|TIME|CPU: pid, tid, time, cpu, res, id.
+    let trailer = |tid: u32| {
+        let mut t = Vec::with_capacity(32);
+        t.extend_from_slice(&(pid as u32).to_le_bytes());
+        t.extend_from_slice(&tid.to_le_bytes());
+        t.extend_from_slice(&0u64.to_le_bytes());
+        t.extend_from_slice(&0u64.to_le_bytes());
+        t.extend_from_slice(&id.to_le_bytes());
+        t
+    };
+    for tid in super::list_threads(pid) {
+        let comm =
+            std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/comm")).unwrap_or_default();
+        let mut body = Vec::new();
+        body.extend_from_slice(&(pid as u32).to_le_bytes());
+        body.extend_from_slice(&(tid as u32).to_le_bytes());
+        body.extend_from_slice(&padded_cstr(comm.trim_end().as_bytes()));
+        body.extend_from_slice(&trailer(tid as u32));
+        w.write_record(PERF_RECORD_COMM, MISC_USER, &[&body])?;
+    }
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default();
+    for line in maps.lines() {
+        let Some(m) = parse_maps_line(line) else {
+            continue;
+        };
+        if !m.exec {
+            continue;
+        }
+        let mut body = Vec::new();
+        body.extend_from_slice(&(pid as u32).to_le_bytes());
+        body.extend_from_slice(&(pid as u32).to_le_bytes());
+        body.extend_from_slice(&m.start.to_le_bytes());
+        body.extend_from_slice(&(m.end - m.start).to_le_bytes());
+        body.extend_from_slice(&m.offset.to_le_bytes());
+        body.extend_from_slice(&m.major.to_le_bytes());
+        body.extend_from_slice(&m.minor.to_le_bytes());
+        body.extend_from_slice(&m.inode.to_le_bytes());
+        body.extend_from_slice(&0u64.to_le_bytes());
+        body.extend_from_slice(&(libc::PROT_READ | libc::PROT_EXEC).to_le_bytes());
+        body.extend_from_slice(&(libc::MAP_PRIVATE).to_le_bytes());
+        body.extend_from_slice(&padded_cstr(m.path.as_bytes()));
+        body.extend_from_slice(&trailer(pid as u32));
+        w.write_record(PERF_RECORD_MMAP2, MISC_USER, &[&body])?;
+    }
+    w.finish_round()
+}
+
+fn padded_cstr(s: &[u8]) -> Vec<u8> {
+    let mut v = s.to_vec();
+    v.push(0);
+    v.resize(v.len().div_ceil(8) * 8, 0);
+    v
+}
+
+struct MapsLine {
+    start: u64,
+    end: u64,
+    offset: u64,
+    major: u32,
+    minor: u32,
+    inode: u64,
+    exec: bool,
+    path: String,
+}
+
+fn parse_maps_line(line: &str) -> Option<MapsLine> {
+    let mut it = line.split_ascii_whitespace();
+    let (s, e) = it.next()?.split_once('-')?;
+    let perms = it.next()?;
+    let offset = u64::from_str_radix(it.next()?, 16).ok()?;
+    let (maj, min) = it.next()?.split_once(':')?;
+    let inode = it.next()?.parse().ok()?;
+    let path: String = it.collect::<Vec<_>>().join(" ");
+    if !path.starts_with('/') && path != "[vdso]" {
+        return None;
+    }
+    Some(MapsLine {
+        start: u64::from_str_radix(s, 16).ok()?,
+        end: u64::from_str_radix(e, 16).ok()?,
+        offset,
+        major: u32::from_str_radix(maj, 16).ok()?,
+        minor: u32::from_str_radix(min, 16).ok()?,
+        inode,
+        exec: perms.contains('x'),
+        path,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn maps_lines() {
+        let m = parse_maps_line("7f00a000-7f00b000 r-xp 00002000 fd:01 1234   /usr/lib/libc.so.6")
+            .unwrap();
+        assert_eq!(
+            (m.start, m.end, m.offset, m.inode),
+            (0x7f00a000, 0x7f00b000, 0x2000, 1234)
+        );
+        assert!(m.exec);
+        assert_eq!(m.path, "/usr/lib/libc.so.6");
+        assert!(parse_maps_line("7f00a000-7f00b000 rw-p 00000000 00:00 0").is_none());
+    }
+
+    #[test]
+    fn mmap2_build_ids_are_noted() {
+        let mut body = vec![0u8; 64];
+        body[32] = 20;
+        body[36..56].copy_from_slice(&[7u8; 20]);
+        body.extend_from_slice(b"/bin/x\0\0");
+        let mut s = DrainStats::default();
+        note_record(
+            &mut s,
+            PERF_RECORD_MMAP2,
+            MISC_MMAP_BUILD_ID,
+            &[&body[..10], &body[10..]],
+        );
+        assert_eq!(
+            s.mapped_files.get(b"/bin/x".as_slice()),
+            Some(&Some(vec![7u8; 20]))
+        );
+    }
+}

@@ -1,0 +1,511 @@
+//! The kernel's perf ABI: opening events, their ioctls and ring buffers.
+//! All of collect's `unsafe` lives here.
+//!
+//! The ring reader is our own rather than perf-event2's `Sampler` because rings also
+//! come from file descriptors that other processes opened and sent us (the Python
+//! agent), and perf-event2 builds samplers only from events it opened itself.
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use perf_event_open_sys::bindings as b;
+pub use perf_event_open_sys::bindings::perf_event_attr as PerfEventAttr;
+
+/// Size we give the kernel: PERF_ATTR_SIZE_VER7 (through `sig_data`), which perf 6.1
+/// reads without complaint.
+pub const ATTR_SIZE: u32 = 128;
+
+/// x86-64 user registers perf samples for DWARF unwinding (PERF_REGS_MASK: all but
+/// the segment registers), in the kernel's order.
+pub const X86_64_REGS_MASK: u64 = 0xff0fff;
+
+/// A zeroed attr with the size set.
+pub fn new_attr() -> PerfEventAttr {
+    // SAFETY: perf_event_attr is plain old data; all-zero is its documented default.
+    let mut a: PerfEventAttr = unsafe { std::mem::zeroed() };
+    a.size = ATTR_SIZE;
+    a
+}
+
+/// The attr's bytes as perf.data stores them (`ATTR_SIZE` bytes).
+pub fn attr_bytes(attr: &PerfEventAttr) -> Vec<u8> {
+    let len = (attr.size as usize).min(std::mem::size_of::<PerfEventAttr>());
+    // SAFETY: the struct is repr(C) plain data at least `len` bytes long.
+    let bytes = unsafe { std::slice::from_raw_parts(attr as *const _ as *const u8, len) };
+    bytes.to_vec()
+}
+
+/// `perf_event_open(attr, pid, cpu, group_fd, FD_CLOEXEC)`.
+pub fn perf_event_open(
+    attr: &PerfEventAttr,
+    pid: i32,
+    cpu: i32,
+    group_fd: Option<&OwnedFd>,
+) -> io::Result<OwnedFd> {
+    let mut a = *attr;
+    let group = group_fd.map(|f| f.as_raw_fd()).unwrap_or(-1);
+    // SAFETY: `a` is a valid attr whose size field does not exceed the struct.
+    let fd = unsafe {
+        perf_event_open_sys::perf_event_open(
+            &mut a,
+            pid,
+            cpu,
+            group,
+            b::PERF_FLAG_FD_CLOEXEC as libc::c_ulong,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just returned this fd to us; we own it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+fn check(ret: libc::c_int) -> io::Result<()> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// The kernel's id of an event (what PERF_SAMPLE_IDENTIFIER carries).
+pub fn event_id(fd: &OwnedFd) -> io::Result<u64> {
+    let mut id = 0u64;
+    // SAFETY: ID writes one u64 through the pointer.
+    check(unsafe { perf_event_open_sys::ioctls::ID(fd.as_raw_fd(), &mut id) })?;
+    Ok(id)
+}
+
+/// Send `fd`'s records into `target`'s ring (same CPU).
+pub fn set_output(fd: &OwnedFd, target: &OwnedFd) -> io::Result<()> {
+    // SAFETY: both are perf event fds we own.
+    check(unsafe { perf_event_open_sys::ioctls::SET_OUTPUT(fd.as_raw_fd(), target.as_raw_fd()) })
+}
+
+/// Enable an event (and its inherited children).
+pub fn enable(fd: &OwnedFd) -> io::Result<()> {
+    // SAFETY: plain ioctl on an fd we own.
+    check(unsafe { perf_event_open_sys::ioctls::ENABLE(fd.as_raw_fd(), 0) })
+}
+
+/// Disable an event (and its inherited children).
+pub fn disable(fd: &OwnedFd) -> io::Result<()> {
+    // SAFETY: plain ioctl on an fd we own.
+    check(unsafe { perf_event_open_sys::ioctls::DISABLE(fd.as_raw_fd(), 0) })
+}
+
+/// Online CPUs, from sysfs (falls back to 0..nproc).
+pub fn online_cpus() -> Vec<u32> {
+    if let Ok(s) = std::fs::read_to_string("/sys/devices/system/cpu/online")
+        && let Some(v) = parse_cpu_list(s.trim())
+    {
+        return v;
+    }
+    let n = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    (0..n as u32).collect()
+}
+
+/// Parse "0-3,5,7-8".
+pub fn parse_cpu_list(s: &str) -> Option<Vec<u32>> {
+    let mut out = Vec::new();
+    for part in s.split(',').filter(|p| !p.is_empty()) {
+        match part.split_once('-') {
+            Some((a, b)) => out.extend(a.trim().parse::<u32>().ok()?..=b.trim().parse().ok()?),
+            None => out.push(part.trim().parse().ok()?),
+        }
+    }
+    Some(out)
+}
+
+/// A perf ring buffer mapped from an event fd.
+pub struct RingBuffer {
+    map: memmap2::MmapRaw,
+    data_offset: usize,
+    data_size: usize,
+    fd: OwnedFd,
+}
+
+// Offsets in perf_event_mmap_page.
+const DATA_HEAD: usize = 1024;
+const DATA_TAIL: usize = 1032;
+const DATA_OFFSET: usize = 1040;
+const DATA_SIZE: usize = 1048;
+
+impl RingBuffer {
+    /// Map `data_pages` (a power of two) pages of ring after the control page.
+    pub fn map(fd: OwnedFd, data_pages: usize) -> io::Result<RingBuffer> {
+        let page = page_size();
+        let len = page * (1 + data_pages);
+        let map = memmap2::MmapOptions::new().len(len).map_raw(&fd)?;
+        let ptr = map.as_ptr();
+        // SAFETY: the control page is mapped and these u64 fields are aligned.
+        let (off, size) = unsafe {
+            (
+                std::ptr::read_volatile(ptr.add(DATA_OFFSET) as *const u64) as usize,
+                std::ptr::read_volatile(ptr.add(DATA_SIZE) as *const u64) as usize,
+            )
+        };
+        let (data_offset, data_size) = if size == 0 {
+            (page, page * data_pages)
+        } else {
+            (off, size)
+        };
+        if data_offset + data_size > len || !data_size.is_power_of_two() {
+            return Err(io::Error::other(
+                "perf ring buffer has an unexpected layout",
+            ));
+        }
+        Ok(RingBuffer {
+            map,
+            data_offset,
+            data_size,
+            fd,
+        })
+    }
+
+    /// The event fd behind the ring.
+    pub fn fd(&self) -> &OwnedFd {
+        &self.fd
+    }
+
+    fn head_tail(&self) -> (&AtomicU64, &AtomicU64) {
+        let p = self.map.as_ptr();
+        // SAFETY: data_head/data_tail are aligned u64s in the mapped control page,
+        // shared with the kernel, hence accessed atomically.
+        unsafe {
+            (
+                &*(p.add(DATA_HEAD) as *const AtomicU64),
+                &*(p.add(DATA_TAIL) as *const AtomicU64),
+            )
+        }
+    }
+
+    /// Call `f(type, misc, body_parts)` for every record now in the ring, then release
+    /// the space. Returns the number of records.
+    pub fn drain(&mut self, mut f: impl FnMut(u32, u16, &[&[u8]])) -> usize {
+        let (head_a, tail_a) = self.head_tail();
+        let head = head_a.load(Ordering::Acquire);
+        let mut tail = tail_a.load(Ordering::Relaxed);
+        let base = self.map.as_ptr();
+        // SAFETY: the data area [data_offset, data_offset + data_size) is mapped; the
+        // kernel does not write between tail and head until we publish the new tail.
+        let data =
+            unsafe { std::slice::from_raw_parts(base.add(self.data_offset), self.data_size) };
+        let mask = self.data_size as u64 - 1;
+        let mut n = 0;
+        while tail + 8 <= head {
+            let start = (tail & mask) as usize;
+            let mut hdr = [0u8; 8];
+            copy_wrapped(data, start, &mut hdr);
+            let ty = u32::from_le_bytes([hdr[0], hdr[1], hdr[2], hdr[3]]);
+            let misc = u16::from_le_bytes([hdr[4], hdr[5]]);
+            let size = u16::from_le_bytes([hdr[6], hdr[7]]) as u64;
+            if size < 8 || tail + size > head {
+                break; // corrupt or incomplete: never read past head
+            }
+            let body_start = (start + 8) % self.data_size;
+            let body_len = size as usize - 8;
+            if body_start + body_len <= self.data_size {
+                f(ty, misc, &[&data[body_start..body_start + body_len]]);
+            } else {
+                let first = self.data_size - body_start;
+                f(ty, misc, &[&data[body_start..], &data[..body_len - first]]);
+            }
+            tail += size;
+            n += 1;
+        }
+        tail_a.store(tail, Ordering::Release);
+        n
+    }
+}
+
+fn copy_wrapped(data: &[u8], start: usize, out: &mut [u8]) {
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = data[(start + i) % data.len()];
+    }
+}
+
+/// The system page size.
+pub fn page_size() -> usize {
+    // SAFETY: sysconf has no preconditions.
+    let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if p > 0 { p as usize } else { 4096 }
+}
+
+/// Current `kernel.perf_event_paranoid`.
+pub fn paranoid_level() -> Option<i32> {
+    std::fs::read_to_string("/proc/sys/kernel/perf_event_paranoid")
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Whether this process may sample kernel code: root, CAP_PERFMON/CAP_SYS_ADMIN, or
+/// paranoid < 2.
+pub fn may_sample_kernel() -> bool {
+    if nix::unistd::geteuid().is_root() {
+        return true;
+    }
+    if has_capability(38) || has_capability(21) {
+        return true; // CAP_PERFMON, CAP_SYS_ADMIN
+    }
+    paranoid_level().is_some_and(|p| p < 2)
+}
+
+/// Whether the effective capability set holds `cap`.
+pub fn has_capability(cap: u32) -> bool {
+    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
+        return false;
+    };
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .is_some_and(|mask| mask & (1 << cap) != 0)
+}
+
+/// A forked child waiting on a pipe before it execs: events can be opened on its pid
+/// first, so they cover the program from its first instruction (perf's way).
+pub struct StoppedChild {
+    /// The child's pid.
+    pub pid: i32,
+    go: Option<OwnedFd>,
+    exec_err: OwnedFd,
+}
+
+/// Fork a child that will `execve(path, argv, envp)` once released.
+pub fn spawn_stopped(
+    path: &std::ffi::CStr,
+    argv: &[std::ffi::CString],
+    envp: &[std::ffi::CString],
+) -> io::Result<StoppedChild> {
+    let (go_r, go_w) = pipe()?;
+    let (err_r, err_w) = pipe()?;
+    let mut argv_p: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
+    argv_p.push(std::ptr::null());
+    let mut envp_p: Vec<*const libc::c_char> = envp.iter().map(|a| a.as_ptr()).collect();
+    envp_p.push(std::ptr::null());
+    // SAFETY: after fork the child only calls async-signal-safe functions (read,
+    // execve, write, _exit) on memory prepared before the fork.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if pid == 0 {
+        // SAFETY: child side, see above.
+        unsafe {
+            let mut byte = 0u8;
+            let n = libc::read(go_r.as_raw_fd(), &mut byte as *mut u8 as *mut _, 1);
+            if n != 1 {
+                libc::_exit(127); // the parent gave up before releasing us
+            }
+            libc::execve(path.as_ptr(), argv_p.as_ptr(), envp_p.as_ptr());
+            let errno = *libc::__errno_location();
+            libc::write(err_w.as_raw_fd(), &errno as *const i32 as *const _, 4);
+            libc::_exit(127);
+        }
+    }
+    drop(go_r);
+    drop(err_w);
+    Ok(StoppedChild {
+        pid,
+        go: Some(go_w),
+        exec_err: err_r,
+    })
+}
+
+impl StoppedChild {
+    /// Let the child exec; returns the exec error if exec failed.
+    pub fn release(&mut self) -> io::Result<()> {
+        if let Some(go) = self.go.take() {
+            // SAFETY: writing one byte from a valid buffer to a pipe we own.
+            let n = unsafe { libc::write(go.as_raw_fd(), b"g".as_ptr() as *const _, 1) };
+            if n != 1 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        let mut errno = 0i32;
+        // SAFETY: reading at most 4 bytes into a valid i32.
+        let n = unsafe {
+            libc::read(
+                self.exec_err.as_raw_fd(),
+                &mut errno as *mut i32 as *mut _,
+                4,
+            )
+        };
+        if n == 4 {
+            return Err(io::Error::from_raw_os_error(errno));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for StoppedChild {
+    fn drop(&mut self) {
+        // Never released: closing the pipe makes the child exit(127); reap it.
+        if self.go.take().is_some() {
+            let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(self.pid), None);
+        }
+    }
+}
+
+fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(io::Error::from)?;
+    Ok((r, w))
+}
+
+/// Wait until any fd is readable or `timeout_ms` passes.
+pub fn poll_readable(fds: &[&OwnedFd], timeout_ms: i32) {
+    let mut p: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|f| libc::pollfd {
+            fd: f.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    // SAFETY: `p` is a valid array of pollfd of the given length.
+    unsafe { libc::poll(p.as_mut_ptr(), p.len() as libc::nfds_t, timeout_ms) };
+}
+
+impl StoppedChild {
+    /// The child has been released and will be reaped by `try_wait`/`wait_blocking`.
+    pub fn mark_released(&mut self) {
+        self.go = None;
+    }
+}
+
+/// Reap `pid` if it exited: Some(hwprof exit code) — its status, or 128+N when killed
+/// by signal N.
+pub fn try_wait(pid: i32) -> Option<i32> {
+    use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+    match waitpid(nix::unistd::Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG)) {
+        Ok(WaitStatus::Exited(_, code)) => Some(code),
+        Ok(WaitStatus::Signaled(_, sig, _)) => Some(128 + sig as i32),
+        Ok(_) => None,
+        Err(nix::errno::Errno::ECHILD) => Some(0),
+        Err(_) => None,
+    }
+}
+
+/// Wait for `pid` to exit; its hwprof exit code.
+pub fn wait_blocking(pid: i32) -> i32 {
+    use nix::sys::wait::{WaitStatus, waitpid};
+    loop {
+        match waitpid(nix::unistd::Pid::from_raw(pid), None) {
+            Ok(WaitStatus::Exited(_, code)) => return code,
+            Ok(WaitStatus::Signaled(_, sig, _)) => return 128 + sig as i32,
+            Ok(_) => continue,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => return 0,
+        }
+    }
+}
+
+/// Whether a process exists (and is not a zombie).
+pub fn process_alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => s
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state != "Z" && state != "X"),
+        Err(_) => false,
+    }
+}
+
+/// Send a signal, ignoring a vanished target.
+pub fn kill(pid: i32, sig: i32) {
+    // SAFETY: kill has no memory-safety preconditions.
+    unsafe { libc::kill(pid, sig) };
+}
+
+/// Local calendar time of a Unix time: (year, month, day, hour, minute, second).
+pub fn local_time(t: i64) -> (i32, u32, u32, u32, u32, u32) {
+    // SAFETY: localtime_r writes only into the tm we pass.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    let tt = t as libc::time_t;
+    // SAFETY: valid pointers to a time_t and a tm.
+    unsafe { libc::localtime_r(&tt, &mut tm) };
+    (
+        tm.tm_year + 1900,
+        (tm.tm_mon + 1) as u32,
+        tm.tm_mday as u32,
+        tm.tm_hour as u32,
+        tm.tm_min as u32,
+        tm.tm_sec as u32,
+    )
+}
+
+static SIGNAL_COUNT: AtomicU64 = AtomicU64::new(0);
+static LAST_SIGNAL: AtomicU64 = AtomicU64::new(0);
+static LAST_FROM_TERMINAL: AtomicU64 = AtomicU64::new(0);
+
+extern "C" fn on_stop_signal(sig: libc::c_int, info: *mut libc::siginfo_t, _: *mut libc::c_void) {
+    // SAFETY: the kernel passes a valid siginfo to SA_SIGINFO handlers.
+    let code = if info.is_null() {
+        0
+    } else {
+        unsafe { (*info).si_code }
+    };
+    LAST_SIGNAL.store(sig as u64, Ordering::SeqCst);
+    LAST_FROM_TERMINAL.store(u64::from(code == libc::SI_KERNEL), Ordering::SeqCst);
+    SIGNAL_COUNT.fetch_add(1, Ordering::SeqCst);
+}
+
+/// SIGINT/SIGTERM/SIGHUP as seen by the drain loop. A terminal's Ctrl-C reaches the
+/// whole foreground group (target included) with si_code SI_KERNEL; a `kill` aimed at
+/// hwprof alone has SI_USER, and is forwarded.
+pub struct StopSignals(());
+
+impl StopSignals {
+    /// Signals received so far.
+    pub fn count(&self) -> u64 {
+        SIGNAL_COUNT.load(Ordering::SeqCst)
+    }
+    /// The last signal number.
+    pub fn last_signal(&self) -> i32 {
+        LAST_SIGNAL.load(Ordering::SeqCst) as i32
+    }
+    /// Whether the last signal came from the terminal (so the target got it too).
+    pub fn last_from_terminal(&self) -> bool {
+        LAST_FROM_TERMINAL.load(Ordering::SeqCst) == 1
+    }
+}
+
+/// Install the handlers (once per process).
+pub fn install_stop_signals() -> StopSignals {
+    use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
+    let act = SigAction::new(
+        SigHandler::SigAction(on_stop_signal),
+        SaFlags::SA_RESTART | SaFlags::SA_SIGINFO,
+        SigSet::empty(),
+    );
+    for sig in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+        // SAFETY: the handler only touches atomics (async-signal-safe).
+        let _ = unsafe { sigaction(sig, &act) };
+    }
+    StopSignals(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_lists() {
+        assert_eq!(parse_cpu_list("0-3,5"), Some(vec![0, 1, 2, 3, 5]));
+        assert_eq!(parse_cpu_list("0"), Some(vec![0]));
+        assert_eq!(parse_cpu_list("x"), None);
+    }
+
+    #[test]
+    fn attr_bytes_have_the_declared_size() {
+        let a = new_attr();
+        assert_eq!(attr_bytes(&a).len(), ATTR_SIZE as usize);
+    }
+}

@@ -1,0 +1,209 @@
+//! Finding and loading the ELF files a profile needs: the binary itself (where the
+//! target mapped it, an `--archive` copy, or a `--search-dir`), checked against the
+//! build id recorded at collection, and its debug info (by build id under
+//! /usr/lib/debug/.build-id, or by `.gnu_debuglink`).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use object::{Object, ObjectSection, ObjectSegment};
+
+/// Where to look.
+#[derive(Clone, Debug, Default)]
+pub struct SearchPaths {
+    /// `--search-dir`s.
+    pub search_dirs: Vec<PathBuf>,
+    /// The results directory (for `symbols/<build-id>/`).
+    pub results_dir: PathBuf,
+    /// Debug roots (normally /usr/lib/debug).
+    pub debug_roots: Vec<PathBuf>,
+}
+
+/// A loadable segment: file offset range and the address it is linked at.
+#[derive(Clone, Copy, Debug)]
+pub struct Segment {
+    /// File offset.
+    pub offset: u64,
+    /// Size in the file.
+    pub filesz: u64,
+    /// Linked address (SVMA).
+    pub vaddr: u64,
+}
+
+/// What finalize keeps of an ELF file.
+pub struct LoadedElf {
+    /// The file used.
+    pub path: PathBuf,
+    /// Its segments.
+    pub segments: Vec<Segment>,
+    /// Unwind sections for framehop.
+    pub unwind: UnwindSections,
+    /// Build id, if any.
+    pub build_id: Option<Vec<u8>>,
+    /// `.gnu_debuglink` file name.
+    pub debuglink: Option<String>,
+}
+
+/// Section data framehop needs.
+#[derive(Clone, Default)]
+pub struct UnwindSections {
+    /// `.text` address range and bytes.
+    pub text: Option<(std::ops::Range<u64>, Arc<[u8]>)>,
+    /// `.eh_frame`.
+    pub eh_frame: Option<(std::ops::Range<u64>, Arc<[u8]>)>,
+    /// `.eh_frame_hdr`.
+    pub eh_frame_hdr: Option<(std::ops::Range<u64>, Arc<[u8]>)>,
+    /// `.debug_frame` bytes.
+    pub debug_frame: Option<Arc<[u8]>>,
+    /// `.got` address range.
+    pub got: Option<std::ops::Range<u64>>,
+}
+
+impl LoadedElf {
+    /// SVMA of a file offset, from the segment containing it.
+    pub fn svma_of_offset(&self, offset: u64) -> Option<u64> {
+        self.segments
+            .iter()
+            .find(|s| offset >= s.offset && offset < s.offset + s.filesz.max(1))
+            .map(|s| offset - s.offset + s.vaddr)
+    }
+}
+
+fn read_file(path: &Path) -> Option<memmap2::Mmap> {
+    let f = std::fs::File::open(path).ok()?;
+    // SAFETY: read-only mapping of a binary; a binary rewritten during finalize could
+    // give wrong symbols but object's parser bounds-checks every access.
+    unsafe { memmap2::Mmap::map(&f) }.ok()
+}
+
+/// Parse an ELF file's segments and unwind sections.
+pub fn load_elf(path: &Path) -> Option<LoadedElf> {
+    let data = read_file(path)?;
+    let obj = object::File::parse(&*data).ok()?;
+    let segments = obj
+        .segments()
+        .map(|s| {
+            let (offset, filesz) = s.file_range();
+            Segment {
+                offset,
+                filesz,
+                vaddr: s.address(),
+            }
+        })
+        .collect();
+    let sect = |name: &str| {
+        let s = obj.section_by_name(name)?;
+        let bytes = s.uncompressed_data().ok()?;
+        Some((
+            s.address()..s.address() + s.size(),
+            Arc::<[u8]>::from(&*bytes),
+        ))
+    };
+    let unwind = UnwindSections {
+        text: sect(".text"),
+        eh_frame: sect(".eh_frame"),
+        eh_frame_hdr: sect(".eh_frame_hdr"),
+        debug_frame: sect(".debug_frame").map(|s| s.1),
+        got: obj
+            .section_by_name(".got")
+            .map(|s| s.address()..s.address() + s.size()),
+    };
+    let debuglink = obj
+        .gnu_debuglink()
+        .ok()
+        .flatten()
+        .map(|(name, _crc)| String::from_utf8_lossy(name).into_owned());
+    Some(LoadedElf {
+        path: path.to_path_buf(),
+        segments,
+        unwind,
+        build_id: obj.build_id().ok().flatten().map(|b| b.to_vec()),
+        debuglink,
+    })
+}
+
+fn build_id_of(path: &Path) -> Option<Vec<u8>> {
+    let data = read_file(path)?;
+    let obj = object::File::parse(&*data).ok()?;
+    obj.build_id().ok().flatten().map(|b| b.to_vec())
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+impl SearchPaths {
+    /// Find the binary that was mapped at `path` with `build_id`. A candidate whose
+    /// build id differs from the recorded one is rejected.
+    pub fn find_binary(&self, path: &str, build_id: Option<&[u8]>) -> Option<PathBuf> {
+        let original = Path::new(path);
+        let name = original.file_name()?;
+        let mut candidates = Vec::new();
+        if let Some(b) = build_id {
+            let dir = self.results_dir.join("symbols").join(hex(b));
+            candidates.push(dir.join(name));
+        }
+        for d in &self.search_dirs {
+            candidates.push(d.join(name));
+            candidates.push(d.join(path.trim_start_matches('/')));
+        }
+        candidates.push(original.to_path_buf());
+        for d in &self.search_dirs {
+            candidates.extend(find_by_name(d, name, 3));
+        }
+        candidates.into_iter().find(|c| {
+            c.is_file()
+                && match build_id {
+                    Some(want) => build_id_of(c).as_deref() == Some(want),
+                    None => true,
+                }
+        })
+    }
+
+    /// Find separate debug info for a binary.
+    pub fn find_debug_file(&self, elf: &LoadedElf) -> Option<PathBuf> {
+        let mut roots = self.debug_roots.clone();
+        roots.extend(self.search_dirs.iter().cloned());
+        if let Some(b) = &elf.build_id
+            && b.len() > 1
+        {
+            let h = hex(b);
+            for r in &roots {
+                let p = r
+                    .join(".build-id")
+                    .join(&h[..2])
+                    .join(format!("{}.debug", &h[2..]));
+                if p.is_file() {
+                    return Some(p);
+                }
+            }
+        }
+        let link = elf.debuglink.as_ref()?;
+        let dir = elf.path.parent()?;
+        let mut candidates = vec![dir.join(link), dir.join(".debug").join(link)];
+        for r in &roots {
+            candidates.push(r.join(dir.strip_prefix("/").unwrap_or(dir)).join(link));
+            candidates.push(r.join(link));
+        }
+        candidates
+            .into_iter()
+            .find(|c| c.is_file() && c != &elf.path)
+    }
+}
+
+fn find_by_name(dir: &Path, name: &std::ffi::OsStr, depth: u32) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in rd.flatten() {
+        let p = e.path();
+        let Ok(t) = e.file_type() else { continue };
+        if t.is_dir() && depth > 0 {
+            out.extend(find_by_name(&p, name, depth - 1));
+        } else if t.is_file() && p.file_name() == Some(name) {
+            out.push(p);
+        }
+    }
+    out
+}

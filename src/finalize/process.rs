@@ -1,0 +1,543 @@
+//! One raw directory's perf.data, in time order: follow processes (fork, exec, exit),
+//! their mappings and threads' names; unwind each sample (kernel call chain, then
+//! frame pointers or framehop over the copied user stack); aggregate identical stacks.
+//! The result holds addresses as (module, SVMA) so symbolization happens once per
+//! distinct address afterwards, in parallel.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use framehop::x86_64::{CacheX86_64, UnwindRegsX86_64, UnwinderX86_64};
+use framehop::{ExplicitModuleSectionInfo, Module, Unwinder};
+use linux_perf_data::linux_perf_event_reader::{EventRecord, SampleRecord};
+use linux_perf_data::{PerfFileReader, PerfFileRecord};
+
+use super::binaries::{LoadedElf, SearchPaths, load_elf};
+use crate::raw::{RawDir, TolerantPerfFile};
+
+/// Errors reading one raw directory.
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessError {
+    /// The perf.data could not be opened.
+    #[error(transparent)]
+    Raw(#[from] crate::raw::RawError),
+    /// linux-perf-data refused it.
+    #[error("{path}: {why}")]
+    Parse {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        why: String,
+    },
+}
+
+/// An address, named by where it lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Loc {
+    /// In a mapped file: module index and linked address (already adjusted for lookup).
+    Module {
+        /// Index into [`RawProfile::modules`].
+        module: u32,
+        /// SVMA to look up.
+        svma: u64,
+    },
+    /// Kernel address.
+    Kernel(u64),
+    /// Outside every known mapping.
+    Unknown(u64),
+}
+
+/// A mapped file.
+pub struct ModuleRec {
+    /// Path as mapped.
+    pub path: String,
+    /// Build id from the mmap record.
+    pub build_id: Option<Vec<u8>>,
+    /// The file found for it (None: not found or build id mismatch).
+    pub elf: Option<Arc<LoadedElf>>,
+}
+
+impl ModuleRec {
+    /// Module name shown in reports: the file name.
+    pub fn name(&self) -> String {
+        Path::new(&self.path)
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_else(|| self.path.clone())
+    }
+}
+
+/// Key of an aggregated sample.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SampleKey {
+    /// Leaf node in the address trie (`NO_NODE` for an empty stack).
+    pub leaf: u32,
+    /// Python stack index (`NO_NODE` for none).
+    pub python: u32,
+    /// Thread index.
+    pub thread: u32,
+    /// Event (attr) index.
+    pub event: u32,
+}
+
+/// Marks "no node".
+pub const NO_NODE: u32 = u32::MAX;
+
+/// Everything one raw directory contributes.
+#[derive(Default)]
+pub struct RawProfile {
+    /// Mapped files.
+    pub modules: Vec<ModuleRec>,
+    /// Address trie: (parent, loc); parent `NO_NODE` at the root (outermost frame).
+    pub trie: Vec<(u32, Loc)>,
+    /// Aggregated samples: (count, value).
+    pub samples: HashMap<SampleKey, (u64, u64)>,
+    /// Threads: (pid, tid, name).
+    pub threads: Vec<(u32, u32, String)>,
+    /// Process command names by pid.
+    pub processes: HashMap<u32, String>,
+    /// Event names by attr index.
+    pub events: Vec<String>,
+    /// Python stacks (leaf first), joined to samples by the Python module.
+    pub python_stacks: Vec<Vec<crate::profile::FrameInfo>>,
+    /// Samples read.
+    pub sample_count: u64,
+    /// Samples whose user stack could not be unwound past the first frame.
+    pub unwind_truncated: u64,
+    /// PERF_RECORD_LOST totals.
+    pub lost: u64,
+    /// Bytes skipped at the end of a cut perf.data.
+    pub skipped_bytes: u64,
+    /// First and last sample time.
+    pub time_range: Option<(u64, u64)>,
+}
+
+struct Mapping {
+    start: u64,
+    end: u64,
+    module: u32,
+    /// avma - svma for this mapping.
+    bias: i64,
+}
+
+#[derive(Clone, Default)]
+struct ProcState {
+    mappings: Arc<Vec<MappingShared>>,
+    unwinder: UnwinderX86_64<Arc<[u8]>>,
+}
+
+#[derive(Clone)]
+struct MappingShared(Arc<Mapping>);
+
+/// What the metric of a sample is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Weighting {
+    /// One per sample.
+    Samples,
+    /// period × page size (page faults).
+    FaultBytes,
+    /// Off-CPU nanoseconds until the thread is switched back in.
+    OffCpuNs,
+}
+
+struct Builder<'a> {
+    out: RawProfile,
+    search: &'a SearchPaths,
+    procs: HashMap<u32, ProcState>,
+    module_ids: HashMap<(String, Option<Vec<u8>>), u32>,
+    trie_ids: HashMap<(u32, Loc), u32>,
+    thread_ids: HashMap<(u32, u32), u32>,
+    cache: CacheX86_64,
+    weighting: Weighting,
+    page_size: u64,
+    /// Off-CPU: the last switch-out sample per tid, waiting for its switch-in.
+    pending_off_cpu: HashMap<u32, (SampleKey, u64)>,
+    sample_hook: Option<&'a mut SampleHook>,
+}
+
+/// Called per sample; returns the index of a Python stack joined to it.
+pub type SampleHook = dyn FnMut(&SampleInfo) -> Option<u32>;
+
+/// What the Python join sees of a sample.
+pub struct SampleInfo {
+    /// Process.
+    pub pid: u32,
+    /// Thread.
+    pub tid: u32,
+    /// CLOCK_MONOTONIC time.
+    pub time: u64,
+}
+
+/// Read one raw directory.
+pub fn process_raw_dir<'a>(
+    raw: &RawDir,
+    search: &'a SearchPaths,
+    weighting: Weighting,
+    sample_hook: Option<&'a mut SampleHook>,
+) -> Result<RawProfile, ProcessError> {
+    let path = raw.path.join("perf.data");
+    let file = TolerantPerfFile::open(&path)?;
+    let skipped = file.skipped_bytes;
+    let PerfFileReader {
+        mut perf_file,
+        mut record_iter,
+    } = PerfFileReader::parse_file(file).map_err(|e| ProcessError::Parse {
+        path: path.clone(),
+        why: e.to_string(),
+    })?;
+    let mut b = Builder {
+        out: RawProfile {
+            skipped_bytes: skipped,
+            events: perf_file
+                .event_attributes()
+                .iter()
+                .enumerate()
+                .map(|(i, a)| a.name.clone().unwrap_or_else(|| format!("event{i}")))
+                .collect(),
+            ..Default::default()
+        },
+        search,
+        procs: HashMap::new(),
+        module_ids: HashMap::new(),
+        trie_ids: HashMap::new(),
+        thread_ids: HashMap::new(),
+        cache: CacheX86_64::new(),
+        weighting,
+        page_size: crate::collect::sys::page_size() as u64,
+        pending_off_cpu: HashMap::new(),
+        sample_hook,
+    };
+    loop {
+        let rec = match record_iter.next_record(&mut perf_file) {
+            Ok(Some(r)) => r,
+            Ok(None) => break,
+            Err(e) => {
+                // A damaged record: keep what was read, say what stopped us.
+                eprintln!(
+                    "hwprof: {}: stopped reading at a damaged record: {e}",
+                    path.display()
+                );
+                break;
+            }
+        };
+        let PerfFileRecord::EventRecord { attr_index, record } = rec else {
+            continue;
+        };
+        let common = record.common_data().ok();
+        let Ok(parsed) = record.parse() else { continue };
+        match parsed {
+            EventRecord::Sample(s) => b.sample(&s, attr_index as u32),
+            EventRecord::Mmap2(m) => {
+                let build_id = match &m.file_id {
+                    linux_perf_data::linux_perf_event_reader::Mmap2FileId::BuildId(b) => {
+                        Some(b.clone())
+                    }
+                    _ => None,
+                };
+                if m.protection & libc::PROT_EXEC as u32 != 0 || build_id.is_some() {
+                    let path = String::from_utf8_lossy(&m.path.as_slice()).into_owned();
+                    b.mmap(
+                        m.pid as u32,
+                        m.address,
+                        m.length,
+                        m.page_offset,
+                        path,
+                        build_id,
+                    );
+                }
+            }
+            EventRecord::Mmap(m) => {
+                let path = String::from_utf8_lossy(&m.path.as_slice()).into_owned();
+                if !m.is_executable {
+                    continue;
+                }
+                b.mmap(m.pid as u32, m.address, m.length, m.page_offset, path, None);
+            }
+            EventRecord::Comm(c) => {
+                let name = String::from_utf8_lossy(&c.name.as_slice()).into_owned();
+                let (pid, tid) = (c.pid as u32, c.tid as u32);
+                if c.is_execve {
+                    b.procs.insert(pid, ProcState::default());
+                }
+                if pid == tid {
+                    b.out.processes.insert(pid, name.clone());
+                }
+                let t = b.thread(pid, tid);
+                b.out.threads[t as usize].2 = name;
+            }
+            EventRecord::Fork(f) => {
+                let (pid, ppid) = (f.pid as u32, f.ppid as u32);
+                if pid != ppid {
+                    let parent = b.procs.get(&ppid).cloned().unwrap_or_default();
+                    b.procs.insert(pid, parent);
+                    if let Some(name) = b.out.processes.get(&ppid).cloned() {
+                        b.out.processes.entry(pid).or_insert(name);
+                    }
+                }
+                let pname = b
+                    .thread_ids
+                    .get(&(ppid, f.ptid as u32))
+                    .map(|&i| b.out.threads[i as usize].2.clone())
+                    .unwrap_or_default();
+                let t = b.thread(pid, f.tid as u32);
+                if b.out.threads[t as usize].2.is_empty() {
+                    b.out.threads[t as usize].2 = pname;
+                }
+            }
+            EventRecord::Lost(l) => b.out.lost += l.count,
+            EventRecord::ContextSwitch(cs) => {
+                if let (
+                    linux_perf_data::linux_perf_event_reader::ContextSwitchRecord::In { .. },
+                    Some(c),
+                ) = (cs, common)
+                    && let (Some(tid), Some(t)) = (c.tid, c.timestamp)
+                    && let Some((key, out_time)) = b.pending_off_cpu.remove(&(tid as u32))
+                {
+                    let e = b.out.samples.entry(key).or_insert((0, 0));
+                    e.1 += t.saturating_sub(out_time);
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(b.out)
+}
+
+const PERF_CONTEXT_MAX: u64 = (-4095i64) as u64;
+const PERF_CONTEXT_USER: u64 = (-512i64) as u64;
+
+impl Builder<'_> {
+    fn thread(&mut self, pid: u32, tid: u32) -> u32 {
+        if let Some(&i) = self.thread_ids.get(&(pid, tid)) {
+            return i;
+        }
+        let i = self.out.threads.len() as u32;
+        self.out.threads.push((pid, tid, String::new()));
+        self.thread_ids.insert((pid, tid), i);
+        i
+    }
+
+    fn module(&mut self, path: String, build_id: Option<Vec<u8>>) -> u32 {
+        let key = (path.clone(), build_id.clone());
+        if let Some(&i) = self.module_ids.get(&key) {
+            return i;
+        }
+        let elf = if path.starts_with('/') {
+            self.search
+                .find_binary(&path, build_id.as_deref())
+                .and_then(|p| load_elf(&p))
+                .map(Arc::new)
+        } else {
+            None
+        };
+        let i = self.out.modules.len() as u32;
+        self.out.modules.push(ModuleRec {
+            path,
+            build_id,
+            elf,
+        });
+        self.module_ids.insert(key, i);
+        i
+    }
+
+    fn mmap(
+        &mut self,
+        pid: u32,
+        start: u64,
+        len: u64,
+        pgoff: u64,
+        path: String,
+        bid: Option<Vec<u8>>,
+    ) {
+        if len == 0 || !(path.starts_with('/') || path == "[vdso]") {
+            return;
+        }
+        let module = self.module(path.clone(), bid);
+        let elf = self.out.modules[module as usize].elf.clone();
+        let svma_start = elf
+            .as_ref()
+            .and_then(|e| e.svma_of_offset(pgoff))
+            .unwrap_or(pgoff);
+        let bias = start as i64 - svma_start as i64;
+        let end = start.saturating_add(len);
+        let proc = self.procs.entry(pid).or_default();
+        let mut maps: Vec<MappingShared> = proc
+            .mappings
+            .iter()
+            .filter(|m| m.0.end <= start || m.0.start >= end)
+            .cloned()
+            .collect();
+        maps.push(MappingShared(Arc::new(Mapping {
+            start,
+            end,
+            module,
+            bias,
+        })));
+        maps.sort_by_key(|m| m.0.start);
+        proc.mappings = Arc::new(maps);
+        if let Some(elf) = elf {
+            let u = &elf.unwind;
+            let info = ExplicitModuleSectionInfo {
+                base_svma: 0,
+                text_svma: u.text.as_ref().map(|t| t.0.clone()),
+                text: u.text.as_ref().map(|t| t.1.clone()),
+                eh_frame_svma: u.eh_frame.as_ref().map(|t| t.0.clone()),
+                eh_frame: u.eh_frame.as_ref().map(|t| t.1.clone()),
+                eh_frame_hdr_svma: u.eh_frame_hdr.as_ref().map(|t| t.0.clone()),
+                eh_frame_hdr: u.eh_frame_hdr.as_ref().map(|t| t.1.clone()),
+                debug_frame: u.debug_frame.clone(),
+                got_svma: u.got.clone(),
+                ..Default::default()
+            };
+            proc.unwinder.remove_module(start);
+            proc.unwinder
+                .add_module(Module::new(path, start..end, bias as u64, info));
+        }
+    }
+
+    fn loc(&self, pid: u32, avma: u64) -> Loc {
+        if avma >= 0xffff_8000_0000_0000 {
+            return Loc::Kernel(avma);
+        }
+        let Some(proc) = self.procs.get(&pid) else {
+            return Loc::Unknown(avma);
+        };
+        let maps = &proc.mappings;
+        let i = maps.partition_point(|m| m.0.start <= avma);
+        match i.checked_sub(1).map(|i| &maps[i].0) {
+            Some(m) if avma < m.end => Loc::Module {
+                module: m.module,
+                svma: (avma as i64 - m.bias) as u64,
+            },
+            _ => Loc::Unknown(avma),
+        }
+    }
+
+    fn sample(&mut self, s: &SampleRecord, event: u32) {
+        let pid = s.pid.unwrap_or(0) as u32;
+        let tid = s.tid.unwrap_or(0) as u32;
+        let time = s.timestamp.unwrap_or(0);
+        self.out.sample_count += 1;
+        self.out.time_range = Some(match self.out.time_range {
+            None => (time, time),
+            Some((a, b)) => (a.min(time), b.max(time)),
+        });
+        // Leaf first.
+        let mut addrs: Vec<Loc> = Vec::with_capacity(32);
+        let mut user_from_chain = false;
+        if let Some(chain) = &s.callchain {
+            let mut in_user = false;
+            let mut first_user = true;
+            for i in 0..chain.len() {
+                let Some(a) = chain.get(i) else { break };
+                if a >= PERF_CONTEXT_MAX {
+                    in_user = a == PERF_CONTEXT_USER;
+                    continue;
+                }
+                if in_user {
+                    user_from_chain = true;
+                    let lookup = if first_user { a } else { a.saturating_sub(1) };
+                    first_user = false;
+                    addrs.push(self.loc(pid, lookup));
+                } else {
+                    addrs.push(Loc::Kernel(a));
+                }
+            }
+        }
+        if !user_from_chain {
+            if let (Some(regs), Some((stack, _dyn_size))) = (&s.user_regs, &s.user_stack) {
+                self.unwind_user(pid, regs, stack.as_slice().as_ref(), &mut addrs);
+            } else if let Some(ip) = s.ip
+                && addrs.is_empty()
+            {
+                addrs.push(self.loc(pid, ip));
+            }
+        }
+        let mut leaf = NO_NODE;
+        for &loc in addrs.iter().rev() {
+            let key = (leaf, loc);
+            leaf = match self.trie_ids.get(&key) {
+                Some(&n) => n,
+                None => {
+                    let n = self.out.trie.len() as u32;
+                    self.out.trie.push(key);
+                    self.trie_ids.insert(key, n);
+                    n
+                }
+            };
+        }
+        let thread = self.thread(pid, tid);
+        let python = match self.sample_hook.as_mut() {
+            Some(h) => h(&SampleInfo { pid, tid, time }).unwrap_or(NO_NODE),
+            None => NO_NODE,
+        };
+        let key = SampleKey {
+            leaf,
+            python,
+            thread,
+            event,
+        };
+        let value = match self.weighting {
+            Weighting::Samples => 1,
+            Weighting::FaultBytes => s.period.unwrap_or(1).max(1) * self.page_size,
+            Weighting::OffCpuNs => {
+                self.pending_off_cpu.insert(tid, (key, time));
+                0
+            }
+        };
+        let e = self.out.samples.entry(key).or_insert((0, 0));
+        e.0 += 1;
+        e.1 += value;
+    }
+
+    fn unwind_user(
+        &mut self,
+        pid: u32,
+        regs: &linux_perf_data::linux_perf_event_reader::Regs,
+        stack: &[u8],
+        out: &mut Vec<Loc>,
+    ) {
+        // perf's x86-64 register numbers.
+        let (Some(ip), Some(sp), Some(bp)) = (regs.get(8), regs.get(7), regs.get(6)) else {
+            return;
+        };
+        let Some(proc) = self.procs.get(&pid) else {
+            out.push(Loc::Unknown(ip));
+            return;
+        };
+        let unwinder = &proc.unwinder;
+        let mut avmas = Vec::with_capacity(64);
+        let mut truncated = false;
+        let mut read_stack = |addr: u64| -> Result<u64, ()> {
+            let off = addr.checked_sub(sp).ok_or(())? as usize;
+            let bytes = stack.get(off..off + 8).ok_or(())?;
+            Ok(u64::from_le_bytes(bytes.try_into().map_err(|_| ())?))
+        };
+        let mut iter = unwinder.iter_frames(
+            ip,
+            UnwindRegsX86_64::new(ip, sp, bp),
+            &mut self.cache,
+            &mut read_stack,
+        );
+        loop {
+            match iter.next() {
+                Ok(Some(f)) => {
+                    avmas.push(f.address_for_lookup());
+                    if avmas.len() >= 512 {
+                        break;
+                    }
+                }
+                Ok(None) => break,
+                Err(_) => {
+                    truncated = avmas.len() <= 1;
+                    break;
+                }
+            }
+        }
+        self.out.unwind_truncated += u64::from(truncated);
+        for a in avmas {
+            out.push(self.loc(pid, a));
+        }
+    }
+}

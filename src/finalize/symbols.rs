@@ -1,0 +1,182 @@
+//! Addresses to functions, files and lines: DWARF (with inlined frames) through
+//! addr2line, the ELF symbol table when there is no DWARF, demangled Rust and C++
+//! names, kernel symbols from the kallsyms copy. An address nothing resolves becomes
+//! `module+0xoffset`: it never disappears.
+
+use std::path::Path;
+
+use crate::profile::{FrameInfo, FrameKind, Function};
+
+/// Demangle Rust and C++ names; others as they are.
+pub fn demangle(name: &str) -> String {
+    let d = symbolic_demangle::demangle(name);
+    // Rust legacy names end with a hash suffix `::h0123456789abcdef`: drop it.
+    match d.rfind("::h") {
+        Some(i) if d.len() - i == 19 && d[i + 3..].chars().all(|c| c.is_ascii_hexdigit()) => {
+            d[..i].to_string()
+        }
+        _ => d.into_owned(),
+    }
+}
+
+/// Placeholder frame for an address without a symbol.
+pub fn unresolved(module: &str, offset: u64, kind: FrameKind) -> FrameInfo {
+    FrameInfo {
+        function: Function {
+            name: format!("{module}+{offset:#x}"),
+            module: module.to_string(),
+            file: None,
+            start_line: None,
+            kind,
+        },
+        file: None,
+        line: None,
+    }
+}
+
+/// Symbolize `svmas` (lookup addresses) of one module. `debug_file` holds DWARF when
+/// found; `elf_file` is the binary itself. Each result is leaf first (inlined frames
+/// before the function that contains them).
+pub fn symbolize_module(
+    module: &str,
+    elf_file: Option<&Path>,
+    debug_file: Option<&Path>,
+    svmas: &[u64],
+) -> Vec<Vec<FrameInfo>> {
+    let main = elf_file.and_then(|p| addr2line::Loader::new(p).ok());
+    let debug = debug_file.and_then(|p| addr2line::Loader::new(p).ok());
+    svmas
+        .iter()
+        .map(|&a| {
+            let frames = debug
+                .as_ref()
+                .map(|l| dwarf_frames(l, module, a))
+                .filter(|f| !f.is_empty())
+                .or_else(|| main.as_ref().map(|l| dwarf_frames(l, module, a)))
+                .unwrap_or_default();
+            if !frames.is_empty() {
+                return frames;
+            }
+            let sym = debug
+                .as_ref()
+                .and_then(|l| l.find_symbol(a))
+                .or_else(|| main.as_ref().and_then(|l| l.find_symbol(a)));
+            match sym {
+                Some(name) => vec![FrameInfo {
+                    function: Function {
+                        name: demangle(name),
+                        module: module.to_string(),
+                        file: None,
+                        start_line: None,
+                        kind: FrameKind::Native,
+                    },
+                    file: None,
+                    line: None,
+                }],
+                None => vec![unresolved(module, a, FrameKind::Native)],
+            }
+        })
+        .collect()
+}
+
+fn dwarf_frames(loader: &addr2line::Loader, module: &str, addr: u64) -> Vec<FrameInfo> {
+    let mut out = Vec::new();
+    let Ok(mut iter) = loader.find_frames(addr) else {
+        return out;
+    };
+    let symbol = loader.find_symbol(addr).map(demangle);
+    while let Ok(Some(frame)) = iter.next() {
+        let name = frame
+            .function
+            .as_ref()
+            .and_then(|f| f.raw_name().ok().map(|n| demangle(&n)));
+        let Some(name) = name.or_else(|| symbol.clone()) else {
+            continue;
+        };
+        let (file, line) = match &frame.location {
+            Some(l) => (l.file.map(str::to_string), l.line),
+            None => (None, None),
+        };
+        out.push(FrameInfo {
+            function: Function {
+                name,
+                module: module.to_string(),
+                file: file.clone(),
+                start_line: None,
+                kind: FrameKind::Native,
+            },
+            file,
+            line,
+        });
+    }
+    // A function's "file" is where its own code is; for an inlined callee that is the
+    // callee's file, which the frame above carries. Keep function identity stable by
+    // not varying the function's file with each line's file.
+    for f in &mut out {
+        f.function.file = f.file.clone();
+    }
+    out
+}
+
+/// Kernel symbols from a kallsyms copy, sorted by address.
+#[derive(Default)]
+pub struct KernelSymbols {
+    syms: Vec<(u64, String)>,
+}
+
+impl KernelSymbols {
+    /// Parse `raw_dir/kallsyms` (absent: every kernel address shows as `[kernel]+0x...`).
+    pub fn load(raw_dir: &Path) -> Self {
+        let Ok(text) = std::fs::read_to_string(raw_dir.join("kallsyms")) else {
+            return Self::default();
+        };
+        let mut syms: Vec<(u64, String)> = text
+            .lines()
+            .filter_map(|l| {
+                let mut it = l.split_ascii_whitespace();
+                let addr = u64::from_str_radix(it.next()?, 16).ok()?;
+                let ty = it.next()?;
+                if !matches!(ty, "t" | "T" | "w" | "W") || addr == 0 {
+                    return None;
+                }
+                Some((addr, it.next()?.to_string()))
+            })
+            .collect();
+        syms.sort_unstable();
+        KernelSymbols { syms }
+    }
+
+    /// The frame for a kernel address.
+    pub fn frame(&self, addr: u64) -> FrameInfo {
+        let i = self.syms.partition_point(|s| s.0 <= addr);
+        match i.checked_sub(1).and_then(|i| self.syms.get(i)) {
+            Some((_, name)) => FrameInfo {
+                function: Function {
+                    name: name.clone(),
+                    module: "[kernel]".into(),
+                    file: None,
+                    start_line: None,
+                    kind: FrameKind::Kernel,
+                },
+                file: None,
+                line: None,
+            },
+            None => unresolved("[kernel]", addr, FrameKind::Kernel),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn demangles_rust_and_cpp() {
+        assert_eq!(
+            demangle("_ZN4core3fmt5write17h0123456789abcdefE"),
+            "core::fmt::write"
+        );
+        assert_eq!(demangle("_Z3fooi"), "foo(int)");
+        assert_eq!(demangle("main"), "main");
+    }
+}

@@ -1,0 +1,785 @@
+//! The views. Each computes rows from the filtered weighted stacks, then formats them.
+
+use std::collections::{HashMap, HashSet};
+
+use serde_json::{Value, json};
+
+use crate::cli::ReportFormat;
+use crate::profile::Profile;
+use crate::profile::stacks::{StackFilter, WeightedStack};
+
+/// A ranked row of functions, lines or modules.
+#[derive(Clone, Debug, Default)]
+struct Row {
+    function: String,
+    module: String,
+    file: String,
+    line: Option<u32>,
+    self_value: u64,
+    total_value: u64,
+}
+
+fn pct(v: u64, total: u64) -> f64 {
+    if total == 0 {
+        0.0
+    } else {
+        v as f64 * 100.0 / total as f64
+    }
+}
+
+fn metric_label(p: &Profile) -> &str {
+    p.metric()
+}
+
+/// Group stacks by a key of each frame; self goes to the leaf's key, total to every
+/// distinct key on the stack (once per stack, so recursion is not double counted).
+fn rank_by<K: std::hash::Hash + Eq + Clone>(
+    stacks: &[WeightedStack],
+    key: impl Fn(usize) -> K,
+) -> HashMap<K, (u64, u64, u64)> {
+    let mut acc: HashMap<K, (u64, u64, u64)> = HashMap::new();
+    let mut seen = HashSet::new();
+    for s in stacks {
+        seen.clear();
+        if let Some(&leaf) = s.frames.last() {
+            let e = acc.entry(key(leaf)).or_default();
+            e.0 += s.value;
+        }
+        for &f in &s.frames {
+            let k = key(f);
+            if seen.insert(k.clone()) {
+                let e = acc.entry(k).or_default();
+                e.1 += s.value;
+                e.2 += s.count;
+            }
+        }
+    }
+    acc
+}
+
+fn function_rows(p: &Profile, stacks: &[WeightedStack]) -> Vec<Row> {
+    let acc = rank_by(stacks, |f| p.frames[f].function);
+    let mut rows: Vec<Row> = acc
+        .into_iter()
+        .map(|(fi, (s, t, _))| {
+            let f = &p.functions[fi];
+            Row {
+                function: f.name.clone(),
+                module: f.module.clone(),
+                file: f.file.clone().unwrap_or_default(),
+                line: f.start_line,
+                self_value: s,
+                total_value: t,
+            }
+        })
+        .collect();
+    sort_rows(&mut rows);
+    rows
+}
+
+fn sort_rows(rows: &mut [Row]) {
+    rows.sort_by(|a, b| {
+        b.self_value
+            .cmp(&a.self_value)
+            .then(b.total_value.cmp(&a.total_value))
+            .then(a.function.cmp(&b.function))
+    });
+}
+
+fn csv_line(fields: &[String]) -> String {
+    let mut w = csv::WriterBuilder::new().from_writer(Vec::new());
+    let _ = w.write_record(fields);
+    String::from_utf8(w.into_inner().unwrap_or_default()).unwrap_or_default()
+}
+
+fn format_rows(p: &Profile, rows: &[Row], format: ReportFormat, top: usize, title: &str) -> String {
+    let total = p.total_value(None).max(rows_total(rows));
+    let rows = &rows[..rows.len().min(top)];
+    match format {
+        ReportFormat::Csv => {
+            let mut s = csv_line(
+                &[
+                    "function",
+                    "module",
+                    "file",
+                    "line",
+                    "self",
+                    "self_pct",
+                    "total",
+                    "total_pct",
+                ]
+                .map(String::from),
+            );
+            for r in rows {
+                s.push_str(&csv_line(&[
+                    r.function.clone(),
+                    r.module.clone(),
+                    r.file.clone(),
+                    r.line.map(|l| l.to_string()).unwrap_or_default(),
+                    r.self_value.to_string(),
+                    format!("{:.2}", pct(r.self_value, total)),
+                    r.total_value.to_string(),
+                    format!("{:.2}", pct(r.total_value, total)),
+                ]));
+            }
+            s
+        }
+        ReportFormat::Json => {
+            let v: Vec<Value> = rows
+                .iter()
+                .map(|r| {
+                    json!({"function": r.function, "module": r.module, "file": r.file,
+                           "line": r.line, "self": r.self_value,
+                           "self_pct": round2(pct(r.self_value, total)),
+                           "total": r.total_value,
+                           "total_pct": round2(pct(r.total_value, total))})
+                })
+                .collect();
+            let mut s = serde_json::to_string_pretty(
+                &json!({"metric": metric_label(p), "total": total, "rows": v}),
+            )
+            .unwrap_or_default();
+            s.push('\n');
+            s
+        }
+        ReportFormat::Text => {
+            let mut s = format!(
+                "{title} by self {} (total {})\n{:>8} {:>7} {:>8} {:>7}  {}\n",
+                metric_label(p),
+                human(total, metric_label(p)),
+                "self",
+                "self%",
+                "total",
+                "total%",
+                "function (module) file:line"
+            );
+            for r in rows {
+                let loc = match (&r.file, r.line) {
+                    (f, Some(l)) if !f.is_empty() => format!(" {f}:{l}"),
+                    (f, None) if !f.is_empty() => format!(" {f}"),
+                    _ => String::new(),
+                };
+                s.push_str(&format!(
+                    "{:>8} {:>6.2}% {:>8} {:>6.2}%  {} ({}){}\n",
+                    human(r.self_value, metric_label(p)),
+                    pct(r.self_value, total),
+                    human(r.total_value, metric_label(p)),
+                    pct(r.total_value, total),
+                    r.function,
+                    r.module,
+                    loc
+                ));
+            }
+            s
+        }
+    }
+}
+
+fn rows_total(rows: &[Row]) -> u64 {
+    rows.iter().map(|r| r.self_value).sum()
+}
+
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+/// A value in the metric's unit, short.
+pub fn human(v: u64, metric: &str) -> String {
+    match metric {
+        "bytes" => {
+            let units = ["B", "KiB", "MiB", "GiB", "TiB"];
+            let mut x = v as f64;
+            let mut u = 0;
+            while x >= 1024.0 && u < units.len() - 1 {
+                x /= 1024.0;
+                u += 1;
+            }
+            if u == 0 {
+                format!("{v}B")
+            } else {
+                format!("{x:.1}{}", units[u])
+            }
+        }
+        "ns" => {
+            let x = v as f64;
+            if x >= 1e9 {
+                format!("{:.2}s", x / 1e9)
+            } else if x >= 1e6 {
+                format!("{:.1}ms", x / 1e6)
+            } else if x >= 1e3 {
+                format!("{:.1}us", x / 1e3)
+            } else {
+                format!("{v}ns")
+            }
+        }
+        _ => v.to_string(),
+    }
+}
+
+/// `--view hotspots`.
+pub fn hotspots(p: &Profile, format: ReportFormat, top: usize, filter: StackFilter) -> String {
+    let stacks = p.weighted_stacks(filter);
+    let rows = function_rows(p, &stacks);
+    format_rows(p, &rows, format, top, "Functions")
+}
+
+/// `--view lines`: one row per source line; total counts every stack through the line.
+pub fn lines(p: &Profile, format: ReportFormat, top: usize, filter: StackFilter) -> String {
+    let stacks = p.weighted_stacks(filter);
+    let acc = rank_by(&stacks, |f| {
+        let fr = &p.frames[f];
+        (fr.function, fr.file.clone(), fr.line)
+    });
+    let mut rows: Vec<Row> = acc
+        .into_iter()
+        .map(|((fi, file, line), (s, t, _))| {
+            let f = &p.functions[fi];
+            Row {
+                function: f.name.clone(),
+                module: f.module.clone(),
+                file: file.or_else(|| f.file.clone()).unwrap_or_default(),
+                line,
+                self_value: s,
+                total_value: t,
+            }
+        })
+        .collect();
+    sort_rows(&mut rows);
+    format_rows(p, &rows, format, top, "Lines")
+}
+
+/// `--view modules`.
+pub fn modules(p: &Profile, format: ReportFormat, top: usize, filter: StackFilter) -> String {
+    let stacks = p.weighted_stacks(filter);
+    let acc = rank_by(&stacks, |f| {
+        p.functions[p.frames[f].function].module.clone()
+    });
+    let mut rows: Vec<Row> = acc
+        .into_iter()
+        .map(|(m, (s, t, _))| Row {
+            function: m.clone(),
+            module: m,
+            self_value: s,
+            total_value: t,
+
+            ..Default::default()
+        })
+        .collect();
+    sort_rows(&mut rows);
+    format_rows(p, &rows, format, top, "Modules")
+}
+
+/// `--view threads`: `pid,tid,name,rank,total,total_pct`.
+pub fn threads(p: &Profile, format: ReportFormat, top: usize, filter: StackFilter) -> String {
+    let stacks = p.weighted_stacks(filter);
+    let mut acc: HashMap<usize, u64> = HashMap::new();
+    for s in &stacks {
+        *acc.entry(s.thread).or_default() += s.value;
+    }
+    let total: u64 = acc.values().sum();
+    let mut rows: Vec<(usize, u64)> = acc.into_iter().collect();
+    rows.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    rows.truncate(top);
+    let info = |t: usize| {
+        let th = &p.threads[t];
+        let pr = &p.processes[th.process];
+        (pr.pid, th.tid, th.name.clone(), pr.rank)
+    };
+    match format {
+        ReportFormat::Csv => {
+            let mut s =
+                csv_line(&["pid", "tid", "name", "rank", "total", "total_pct"].map(String::from));
+            for (t, v) in rows {
+                let (pid, tid, name, rank) = info(t);
+                s.push_str(&csv_line(&[
+                    pid.to_string(),
+                    tid.to_string(),
+                    name,
+                    rank.map(|r| r.to_string()).unwrap_or_default(),
+                    v.to_string(),
+                    format!("{:.2}", pct(v, total)),
+                ]));
+            }
+            s
+        }
+        ReportFormat::Json => {
+            let v: Vec<Value> = rows
+                .into_iter()
+                .map(|(t, v)| {
+                    let (pid, tid, name, rank) = info(t);
+                    json!({"pid": pid, "tid": tid, "name": name, "rank": rank, "total": v,
+                           "total_pct": round2(pct(v, total))})
+                })
+                .collect();
+            format!(
+                "{}\n",
+                serde_json::to_string_pretty(
+                    &json!({"metric": p.metric(), "total": total, "rows": v})
+                )
+                .unwrap_or_default()
+            )
+        }
+        ReportFormat::Text => {
+            let mut s = format!(
+                "Threads by {} (total {})\n{:>8} {:>8} {:>5} {:>10} {:>7}  name\n",
+                p.metric(),
+                human(total, p.metric()),
+                "pid",
+                "tid",
+                "rank",
+                "total",
+                "total%"
+            );
+            for (t, v) in rows {
+                let (pid, tid, name, rank) = info(t);
+                s.push_str(&format!(
+                    "{:>8} {:>8} {:>5} {:>10} {:>6.2}%  {}\n",
+                    pid,
+                    tid,
+                    rank.map(|r| r.to_string()).unwrap_or("-".into()),
+                    human(v, p.metric()),
+                    pct(v, total),
+                    name
+                ));
+            }
+            s
+        }
+    }
+}
+
+/// `--view callers`: for each top function, who calls it and what it calls.
+pub fn callers(p: &Profile, format: ReportFormat, top: usize, filter: StackFilter) -> String {
+    let stacks = p.weighted_stacks(filter);
+    let rows = function_rows(p, &stacks);
+    let total = p.total_value(filter.rank);
+    let name_of = |fi: usize| p.functions[fi].name.clone();
+    let index: HashMap<String, usize> = p
+        .functions
+        .iter()
+        .enumerate()
+        .map(|(i, f)| (f.name.clone(), i))
+        .collect();
+    let mut out_json = Vec::new();
+    let mut text = String::new();
+    let mut csv = csv_line(&["function", "relation", "other", "value", "pct"].map(String::from));
+    for r in rows.iter().take(top) {
+        let Some(&fi) = index.get(&r.function) else {
+            continue;
+        };
+        let mut callers: HashMap<usize, u64> = HashMap::new();
+        let mut callees: HashMap<usize, u64> = HashMap::new();
+        for s in &stacks {
+            let funcs: Vec<usize> = s.frames.iter().map(|&f| p.frames[f].function).collect();
+            let mut seen_caller = HashSet::new();
+            let mut seen_callee = HashSet::new();
+            for (i, &f) in funcs.iter().enumerate() {
+                if f != fi {
+                    continue;
+                }
+                if i > 0 && seen_caller.insert(funcs[i - 1]) {
+                    *callers.entry(funcs[i - 1]).or_default() += s.value;
+                }
+                if i + 1 < funcs.len() && seen_callee.insert(funcs[i + 1]) {
+                    *callees.entry(funcs[i + 1]).or_default() += s.value;
+                }
+            }
+        }
+        let sorted = |m: HashMap<usize, u64>| {
+            let mut v: Vec<(usize, u64)> = m.into_iter().collect();
+            v.sort_by_key(|x| std::cmp::Reverse(x.1));
+            v
+        };
+        let (callers, callees) = (sorted(callers), sorted(callees));
+        text.push_str(&format!(
+            "{} ({})  self {:.2}%  total {:.2}%\n",
+            r.function,
+            r.module,
+            pct(r.self_value, total),
+            pct(r.total_value, total)
+        ));
+        for (c, v) in &callers {
+            text.push_str(&format!(
+                "    <- {:>6.2}%  {}\n",
+                pct(*v, total),
+                name_of(*c)
+            ));
+            csv.push_str(&csv_line(&[
+                r.function.clone(),
+                "caller".into(),
+                name_of(*c),
+                v.to_string(),
+                format!("{:.2}", pct(*v, total)),
+            ]));
+        }
+        for (c, v) in &callees {
+            text.push_str(&format!(
+                "    -> {:>6.2}%  {}\n",
+                pct(*v, total),
+                name_of(*c)
+            ));
+            csv.push_str(&csv_line(&[
+                r.function.clone(),
+                "callee".into(),
+                name_of(*c),
+                v.to_string(),
+                format!("{:.2}", pct(*v, total)),
+            ]));
+        }
+        out_json.push(json!({
+            "function": r.function, "module": r.module, "self": r.self_value, "total": r.total_value,
+            "callers": callers.iter().map(|(c, v)| json!({"function": name_of(*c), "value": v})).collect::<Vec<_>>(),
+            "callees": callees.iter().map(|(c, v)| json!({"function": name_of(*c), "value": v})).collect::<Vec<_>>(),
+        }));
+    }
+    match format {
+        ReportFormat::Text => text,
+        ReportFormat::Csv => csv,
+        ReportFormat::Json => format!(
+            "{}\n",
+            serde_json::to_string_pretty(
+                &json!({"metric": p.metric(), "total": total, "functions": out_json})
+            )
+            .unwrap_or_default()
+        ),
+    }
+}
+
+fn is_mpi_module(m: &str) -> bool {
+    let m = m.to_ascii_lowercase();
+    m.starts_with("libmpi")
+        || m.starts_with("libpmpi")
+        || m.contains("mpich")
+        || m.starts_with("libopen-pal")
+        || m.starts_with("libopen-rte")
+        || m.starts_with("libfabric")
+        || m.starts_with("libucp")
+        || m.starts_with("libuct")
+        || m.starts_with("libpsm")
+}
+
+/// `--view ranks`: `rank,host,pid,total,work,pct_of_mean,mpi_pct,idle`.
+pub fn ranks(p: &Profile, format: ReportFormat, filter: StackFilter) -> String {
+    let stacks = p.weighted_stacks(StackFilter {
+        rank: None,
+        ..filter
+    });
+    // Per process (a rank is a process tree's root).
+    let mut acc: HashMap<usize, (u64, u64)> = HashMap::new();
+    for s in &stacks {
+        let proc_i = p.threads[s.thread].process;
+        let in_mpi = s
+            .frames
+            .iter()
+            .any(|&f| is_mpi_module(&p.functions[p.frames[f].function].module));
+        let e = acc.entry(proc_i).or_default();
+        e.0 += s.value;
+        if in_mpi {
+            e.1 += s.value;
+        }
+    }
+    // Group processes of one raw dir (one rank) together.
+    let mut by_rank: HashMap<String, (Option<u32>, String, u32, u64, u64)> = HashMap::new();
+    for (pi, proc) in p.processes.iter().enumerate() {
+        let (t, m) = acc.get(&pi).copied().unwrap_or((0, 0));
+        let e = by_rank.entry(proc.raw_dir.clone()).or_insert((
+            proc.rank,
+            proc.host.clone(),
+            proc.pid,
+            0,
+            0,
+        ));
+        e.3 += t;
+        e.4 += m;
+        if let Some(root) = proc.raw_dir.rsplit('.').next().and_then(|s| s.parse().ok()) {
+            e.2 = root;
+        }
+    }
+    let mut rows: Vec<_> = by_rank.into_values().collect();
+    rows.sort_by_key(|r| (r.0, r.2));
+    let works: Vec<u64> = rows.iter().map(|r| r.3 - r.4).collect();
+    let mean = if works.is_empty() {
+        0.0
+    } else {
+        works.iter().sum::<u64>() as f64 / works.len() as f64
+    };
+    let mut csv = csv_line(
+        &[
+            "rank",
+            "host",
+            "pid",
+            "total",
+            "work",
+            "pct_of_mean",
+            "mpi_pct",
+            "idle",
+        ]
+        .map(String::from),
+    );
+    let mut text = format!(
+        "Ranks by {}\n{:>5} {:>12} {:>8} {:>10} {:>10} {:>8} {:>6}  idle\n",
+        p.metric(),
+        "rank",
+        "host",
+        "pid",
+        "total",
+        "work",
+        "%mean",
+        "mpi%"
+    );
+    let mut js = Vec::new();
+    for (r, work) in rows.iter().zip(works) {
+        let pom = if mean > 0.0 {
+            work as f64 * 100.0 / mean
+        } else {
+            0.0
+        };
+        let idle = pom < 10.0;
+        let mpi_pct = pct(r.4, r.3);
+        let rank = r.0.map(|x| x.to_string()).unwrap_or("-".into());
+        csv.push_str(&csv_line(&[
+            rank.clone(),
+            r.1.clone(),
+            r.2.to_string(),
+            r.3.to_string(),
+            work.to_string(),
+            format!("{pom:.2}"),
+            format!("{mpi_pct:.2}"),
+            idle.to_string(),
+        ]));
+        text.push_str(&format!(
+            "{:>5} {:>12} {:>8} {:>10} {:>10} {:>7.1}% {:>5.1}%  {}\n",
+            rank, r.1, r.2, r.3, work, pom, mpi_pct, idle
+        ));
+        js.push(json!({"rank": r.0, "host": r.1, "pid": r.2, "total": r.3, "work": work, "pct_of_mean": round2(pom), "mpi_pct": round2(mpi_pct), "idle": idle}));
+    }
+    match format {
+        ReportFormat::Text => text,
+        ReportFormat::Csv => csv,
+        ReportFormat::Json => format!(
+            "{}\n",
+            serde_json::to_string_pretty(&json!({"metric": p.metric(), "ranks": js}))
+                .unwrap_or_default()
+        ),
+    }
+}
+
+/// `--view waits`: `function,module,file,line,wait_ns,wait_pct,count,max_ns`, inclusive.
+pub fn waits(p: &Profile, format: ReportFormat, top: usize, filter: StackFilter) -> String {
+    let stacks = p.weighted_stacks(filter);
+    let total: u64 = stacks.iter().map(|s| s.value).sum();
+    let mut acc: HashMap<usize, (u64, u64, u64)> = HashMap::new();
+    for s in &stacks {
+        let mut seen = HashSet::new();
+        // The largest single wait an aggregated row can prove is its mean.
+        let per = s.value.checked_div(s.count).unwrap_or(0);
+        for &f in &s.frames {
+            let fi = p.frames[f].function;
+            if seen.insert(fi) {
+                let e = acc.entry(fi).or_default();
+                e.0 += s.value;
+                e.1 += s.count;
+                e.2 = e.2.max(per);
+            }
+        }
+    }
+    let mut rows: Vec<_> = acc.into_iter().collect();
+    rows.sort_by(|a, b| b.1.0.cmp(&a.1.0).then(a.0.cmp(&b.0)));
+    rows.truncate(top);
+    let mut csv = csv_line(
+        &[
+            "function", "module", "file", "line", "wait_ns", "wait_pct", "count", "max_ns",
+        ]
+        .map(String::from),
+    );
+    let mut text = format!(
+        "Waits (off-CPU time, inclusive; total {})\n{:>10} {:>7} {:>8}  function (module)\n",
+        human(total, "ns"),
+        "wait",
+        "wait%",
+        "count"
+    );
+    let mut js = Vec::new();
+    for (fi, (w, c, m)) in rows {
+        let f = &p.functions[fi];
+        let file = f.file.clone().unwrap_or_default();
+        let line = f.start_line.map(|l| l.to_string()).unwrap_or_default();
+        csv.push_str(&csv_line(&[
+            f.name.clone(),
+            f.module.clone(),
+            file.clone(),
+            line.clone(),
+            w.to_string(),
+            format!("{:.2}", pct(w, total)),
+            c.to_string(),
+            m.to_string(),
+        ]));
+        text.push_str(&format!(
+            "{:>10} {:>6.2}% {:>8}  {} ({})\n",
+            human(w, "ns"),
+            pct(w, total),
+            c,
+            f.name,
+            f.module
+        ));
+        js.push(json!({"function": f.name, "module": f.module, "file": file, "line": f.start_line, "wait_ns": w, "wait_pct": round2(pct(w, total)), "count": c, "max_ns": m}));
+    }
+    match format {
+        ReportFormat::Text => text,
+        ReportFormat::Csv => csv,
+        ReportFormat::Json => format!(
+            "{}\n",
+            serde_json::to_string_pretty(&json!({"metric": "ns", "total": total, "rows": js}))
+                .unwrap_or_default()
+        ),
+    }
+}
+
+/// `--view memory` (peak RSS and timeline; growth stacks via hotspots).
+pub fn memory(p: &Profile, format: ReportFormat, top: usize) -> String {
+    let peak = peak_rss(p);
+    match format {
+        ReportFormat::Json => format!(
+            "{}\n",
+            json!({"peak_rss_bytes": peak.map(|x| x.0), "peak_time_ns": peak.map(|x| x.1), "rss_points": p.rss.len()})
+        ),
+        ReportFormat::Csv => {
+            let mut s = csv_line(&["time_ns", "pid", "rss_bytes"].map(String::from));
+            for r in &p.rss {
+                s.push_str(&csv_line(&[
+                    r.time_ns.to_string(),
+                    p.processes
+                        .get(r.process)
+                        .map(|x| x.pid)
+                        .unwrap_or(0)
+                        .to_string(),
+                    r.rss_bytes.to_string(),
+                ]));
+            }
+            s
+        }
+        ReportFormat::Text => {
+            let mut s = match peak {
+                Some((b, _)) => format!("Peak RSS: {}\n", human(b, "bytes")),
+                None => "Peak RSS: not recorded\n".to_string(),
+            };
+            s.push_str(&hotspots(
+                p,
+                ReportFormat::Text,
+                top,
+                StackFilter::default(),
+            ));
+            s
+        }
+    }
+}
+
+/// Peak of the summed RSS of all processes, and when.
+pub fn peak_rss(p: &Profile) -> Option<(u64, u64)> {
+    if p.rss.is_empty() {
+        return None;
+    }
+    let mut current: HashMap<usize, u64> = HashMap::new();
+    let mut best = (0u64, 0u64);
+    for r in &p.rss {
+        current.insert(r.process, r.rss_bytes);
+        let sum: u64 = current.values().sum();
+        if sum > best.0 {
+            best = (sum, r.time_ns);
+        }
+    }
+    Some(best)
+}
+
+/// `--view summary`.
+pub fn summary(p: &Profile, format: ReportFormat, top: usize, filter: StackFilter) -> String {
+    let stacks = p.weighted_stacks(filter);
+    let rows = function_rows(p, &stacks);
+    let total: u64 = stacks.iter().map(|s| s.value).sum();
+    let num = |k: &str| p.meta_str(k).parse::<u64>().unwrap_or(0);
+    let events: Value = serde_json::from_str(p.meta_str("events")).unwrap_or(json!([]));
+    let mut ranks: Vec<u32> = p.processes.iter().filter_map(|x| x.rank).collect();
+    ranks.sort_unstable();
+    ranks.dedup();
+    match format {
+        ReportFormat::Json | ReportFormat::Csv => {
+            let mut v = json!({
+                "mode": p.meta_str("mode"),
+                "metric": p.metric(),
+                "total": total,
+                "samples": num("samples"),
+                "lost_samples": num("lost_samples"),
+                "unwind_truncated": num("unwind_truncated"),
+                "duration_s": p.meta_str("duration_s").parse::<f64>().unwrap_or(0.0),
+                "events": events,
+                "ranks": ranks,
+                "processes": p.processes.len(),
+                "threads": p.threads.len(),
+                "python": p.meta_str("python"),
+                "command": p.meta_str("command"),
+                "top": rows.iter().take(top).map(|r| json!({"function": r.function, "module": r.module,
+                    "self": r.self_value, "self_pct": round2(pct(r.self_value, total)),
+                    "total": r.total_value, "total_pct": round2(pct(r.total_value, total))})).collect::<Vec<_>>(),
+            });
+            if p.meta_str("mode") == "memory" {
+                v["peak_rss_bytes"] = json!(peak_rss(p).map(|x| x.0));
+            }
+            if format == ReportFormat::Csv {
+                let mut s = csv_line(&["key", "value"].map(String::from));
+                if let Some(o) = v.as_object() {
+                    for (k, x) in o {
+                        if k != "top" && k != "events" {
+                            s.push_str(&csv_line(&[
+                                k.clone(),
+                                x.to_string().trim_matches('"').to_string(),
+                            ]));
+                        }
+                    }
+                }
+                return s;
+            }
+            format!("{}\n", serde_json::to_string_pretty(&v).unwrap_or_default())
+        }
+        ReportFormat::Text => {
+            let mut s = format!(
+                "hwprof {} profile: {} — {} samples over {} s, {} processes, {} threads\n",
+                p.meta_str("mode"),
+                p.meta_str("command"),
+                num("samples"),
+                p.meta_str("duration_s"),
+                p.processes.len(),
+                p.threads.len()
+            );
+            if let Some(arr) = events.as_array() {
+                for e in arr {
+                    let note = e["note"].as_str().unwrap_or("");
+                    s.push_str(&format!(
+                        "  event: {}{}\n",
+                        e["opened"].as_str().unwrap_or("?"),
+                        if note.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" ({note})")
+                        }
+                    ));
+                }
+            }
+            if num("lost_samples") > 0 {
+                s.push_str(&format!("  lost samples: {}\n", num("lost_samples")));
+            }
+            if p.meta_str("mode") == "memory"
+                && let Some((b, _)) = peak_rss(p)
+            {
+                s.push_str(&format!("  peak RSS: {}\n", human(b, "bytes")));
+            }
+            s.push('\n');
+            s.push_str(&format_rows(
+                p,
+                &rows,
+                ReportFormat::Text,
+                top,
+                "Top functions",
+            ));
+            s
+        }
+    }
+}

@@ -1,0 +1,139 @@
+//! Helpers: build the test programs, run hwprof, read its CSV reports.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The hwprof binary under test.
+pub fn hwprof_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_hwprof"))
+}
+
+/// `hwprof ARGS`, capturing output.
+pub fn hwprof(args: &[&str]) -> Output {
+    Command::new(hwprof_bin())
+        .args(args)
+        .output()
+        .expect("run hwprof")
+}
+
+/// Path of a test program's source.
+pub fn program_source(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/programs")
+        .join(name)
+}
+
+/// Build `tests/programs/<name>` into `dir` with extra flags; returns the binary.
+pub fn build_c(dir: &Path, name: &str, out: &str, flags: &[&str]) -> PathBuf {
+    let bin = dir.join(out);
+    let status = Command::new("cc")
+        .args(["-O2", "-g"])
+        .args(flags)
+        .arg(program_source(name))
+        .arg("-o")
+        .arg(&bin)
+        .arg("-lpthread")
+        .status()
+        .expect("run cc");
+    assert!(status.success(), "cc failed for {name}");
+    bin
+}
+
+/// A temporary directory that an unprivileged user can use too.
+pub fn shared_tempdir() -> tempfile::TempDir {
+    let d = tempfile::Builder::new()
+        .prefix("hwprof-test")
+        .tempdir_in("/tmp")
+        .expect("tempdir");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    d
+}
+
+/// Assert success and show stderr when not.
+pub fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "hwprof failed ({:?}):\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A hotspots CSV row.
+#[derive(Debug, Clone)]
+pub struct Hot {
+    pub function: String,
+    pub module: String,
+    pub self_pct: f64,
+    pub total_pct: f64,
+    pub self_value: u64,
+}
+
+/// `hwprof report DIR --view hotspots --format csv` as rows keyed by function.
+pub fn hotspots(dir: &Path, extra: &[&str]) -> HashMap<String, Hot> {
+    let mut args = vec![
+        "report",
+        dir.to_str().unwrap(),
+        "--view",
+        "hotspots",
+        "--format",
+        "csv",
+        "--top",
+        "1000",
+    ];
+    args.extend_from_slice(extra);
+    let text = ok(&hwprof(&args));
+    parse_hotspots_csv(&text)
+}
+
+/// Parse the contract's hotspots CSV.
+pub fn parse_hotspots_csv(text: &str) -> HashMap<String, Hot> {
+    let mut r = csv::Reader::from_reader(text.as_bytes());
+    let headers = r.headers().unwrap().clone();
+    assert_eq!(
+        headers.iter().take(8).collect::<Vec<_>>(),
+        [
+            "function",
+            "module",
+            "file",
+            "line",
+            "self",
+            "self_pct",
+            "total",
+            "total_pct"
+        ]
+    );
+    r.records()
+        .map(|rec| {
+            let rec = rec.unwrap();
+            let h = Hot {
+                function: rec[0].to_string(),
+                module: rec[1].to_string(),
+                self_value: rec[4].parse().unwrap(),
+                self_pct: rec[5].parse().unwrap(),
+                total_pct: rec[7].parse().unwrap(),
+            };
+            (h.function.clone(), h)
+        })
+        .collect()
+}
+
+/// Self share of a function, 0 when absent.
+pub fn self_pct(rows: &HashMap<String, Hot>, f: &str) -> f64 {
+    rows.get(f).map(|h| h.self_pct).unwrap_or(0.0)
+}
+
+/// Whether `perf` is installed.
+pub fn have_perf() -> bool {
+    Command::new("perf")
+        .arg("--version")
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}

@@ -1,0 +1,202 @@
+//! Bad input: a clear `hwprof: error: ...`, the right exit code, never a panic.
+
+use std::process::Command;
+
+use crate::common::*;
+
+fn err_of(out: &std::process::Output) -> String {
+    let e = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!e.contains("panicked"), "panic: {e}");
+    e
+}
+
+#[test]
+fn missing_command() {
+    let t = shared_tempdir();
+    let out = hwprof(&[
+        "collect",
+        "-r",
+        t.path().join("r").to_str().unwrap(),
+        "--",
+        "no-such-cmd-xyz",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let e = err_of(&out);
+    assert!(
+        e.contains("hwprof: error: cannot run 'no-such-cmd-xyz': command not found"),
+        "{e}"
+    );
+    assert!(!t.path().join("r").exists(), "no results dir left behind");
+}
+
+#[test]
+fn non_executable_command() {
+    let t = shared_tempdir();
+    let f = t.path().join("data.txt");
+    std::fs::write(&f, "x").unwrap();
+    let out = hwprof(&[
+        "collect",
+        "-r",
+        t.path().join("r").to_str().unwrap(),
+        "--",
+        f.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        err_of(&out).contains("not an executable"),
+        "{}",
+        err_of(&out)
+    );
+}
+
+#[test]
+fn unknown_event_lists_close_matches() {
+    let t = shared_tempdir();
+    let out = hwprof(&[
+        "collect",
+        "-r",
+        t.path().join("r").to_str().unwrap(),
+        "-e",
+        "cpu-clok",
+        "--",
+        "true",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let e = err_of(&out);
+    assert!(
+        e.contains("unknown event 'cpu-clok'") && e.contains("cpu-clock"),
+        "{e}"
+    );
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let out = hwprof(&["collect"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(err_of(&out).contains("nothing to profile"));
+    let out = hwprof(&["collect", "--call-graph", "lbr", "--", "true"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = hwprof(&["report"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn existing_results_dir_is_never_overwritten() {
+    let t = shared_tempdir();
+    let d = t.path().join("r");
+    std::fs::create_dir(&d).unwrap();
+    std::fs::write(d.join("precious"), "keep").unwrap();
+    let out = hwprof(&["collect", "-r", d.to_str().unwrap(), "--", "true"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(err_of(&out).contains("exists and is not empty"));
+    assert_eq!(std::fs::read_to_string(d.join("precious")).unwrap(), "keep");
+}
+
+#[test]
+fn finalize_and_report_on_a_non_results_dir() {
+    let t = shared_tempdir();
+    for cmd in ["finalize", "report"] {
+        let out = hwprof(&[cmd, t.path().to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(1), "{cmd}");
+        let e = err_of(&out);
+        assert!(
+            e.contains("not an hwprof results directory") || e.contains("has no profile.db"),
+            "{cmd}: {e}"
+        );
+    }
+}
+
+#[test]
+fn permission_denied_names_the_fix() {
+    // An ordinary user may not attach to init.
+    let t = shared_tempdir();
+    let hw = t.path().join("hwprof");
+    std::fs::copy(hwprof_bin(), &hw).unwrap();
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&hw)
+        .args([
+            "collect",
+            "-r",
+            t.path().join("r").to_str().unwrap(),
+            "-p",
+            "1",
+            "-d",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let e = err_of(&out);
+    assert!(
+        e.contains("permission denied") && e.contains("perf_event_paranoid"),
+        "{e}"
+    );
+}
+
+fn collect_raw(t: &std::path::Path) -> std::path::PathBuf {
+    let bin = build_c(t, "hot.c", "hot", &[]);
+    let dir = t.join("run");
+    ok(&hwprof(&[
+        "collect",
+        "-q",
+        "--no-finalize",
+        "-r",
+        dir.to_str().unwrap(),
+        "--",
+        bin.to_str().unwrap(),
+        "400",
+    ]));
+    dir
+}
+
+fn perf_data(dir: &std::path::Path) -> std::path::PathBuf {
+    std::fs::read_dir(dir.join("raw"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path()
+        .join("perf.data")
+}
+
+#[test]
+fn truncated_perf_data_is_read_up_to_the_last_complete_record() {
+    let t = shared_tempdir();
+    let dir = collect_raw(t.path());
+    let p = perf_data(&dir);
+    let len = std::fs::metadata(&p).unwrap().len();
+    // Cut in the middle of the data section.
+    let f = std::fs::OpenOptions::new().write(true).open(&p).unwrap();
+    f.set_len(len * 6 / 10 + 3).unwrap();
+    let out = hwprof(&["finalize", dir.to_str().unwrap()]);
+    let e = err_of(&out);
+    assert!(out.status.success(), "{e}");
+    assert!(e.contains("cut short") && e.contains("skipped"), "{e}");
+    let rows = hotspots(&dir, &[]);
+    assert!(self_pct(&rows, "hot_a") > 60.0, "{rows:#?}");
+}
+
+#[test]
+fn garbage_perf_data_is_refused_clearly() {
+    let t = shared_tempdir();
+    let dir = collect_raw(t.path());
+    std::fs::write(perf_data(&dir), vec![0x5au8; 10000]).unwrap();
+    let out = hwprof(&["finalize", dir.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        err_of(&out).contains("is not a perf.data file"),
+        "{}",
+        err_of(&out)
+    );
+}
+
+#[test]
+fn damaged_manifest_is_reported() {
+    let t = shared_tempdir();
+    let dir = collect_raw(t.path());
+    std::fs::write(dir.join("manifest.json"), "{not json").unwrap();
+    let out = hwprof(&["finalize", dir.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(err_of(&out).contains("damaged"), "{}", err_of(&out));
+}

@@ -1,0 +1,492 @@
+//! Hotspots end to end: shares against designed ground truth, threads, forks, attach,
+//! deferred finalize after moving everything, perf as the reference reader, and an
+//! ordinary user.
+
+use std::process::Command;
+
+use crate::common::*;
+use hwprof::profile::Profile;
+
+fn collect(dir: &std::path::Path, extra: &[&str], cmd: &[&str]) -> std::process::Output {
+    let mut args = vec!["collect", "-q", "-r", dir.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    args.push("--");
+    args.extend_from_slice(cmd);
+    hwprof(&args)
+}
+
+fn assert_hot_shares(dir: &std::path::Path) {
+    let rows = hotspots(dir, &[]);
+    let a = self_pct(&rows, "hot_a");
+    let b = self_pct(&rows, "hot_b");
+    assert!(
+        (a - 75.0).abs() <= 5.0,
+        "hot_a self {a}% (want 75±5): {rows:#?}"
+    );
+    assert!(
+        (b - 25.0).abs() <= 5.0,
+        "hot_b self {b}% (want 25±5): {rows:#?}"
+    );
+    let work = rows.get("work").map(|h| h.total_pct).unwrap_or(0.0);
+    assert!(work >= 95.0, "work total {work}% (want >= 95)");
+    let main = rows.get("main").map(|h| h.total_pct).unwrap_or(0.0);
+    assert!(
+        main >= 95.0,
+        "main total {main}% (want >= 95): stacks reach main"
+    );
+}
+
+#[test]
+fn dwarf_stacks_without_frame_pointers_give_designed_shares() {
+    let t = shared_tempdir();
+    let bin = build_c(t.path(), "hot.c", "hot", &["-fomit-frame-pointer"]);
+    let dir = t.path().join("run");
+    ok(&collect(
+        &dir,
+        &["--call-graph", "dwarf"],
+        &[bin.to_str().unwrap(), "600"],
+    ));
+    assert_hot_shares(&dir);
+}
+
+#[test]
+fn frame_pointer_stacks_give_designed_shares() {
+    let t = shared_tempdir();
+    let bin = build_c(
+        t.path(),
+        "hot.c",
+        "hotfp",
+        &["-fno-omit-frame-pointer", "-fno-shrink-wrap"],
+    );
+    let dir = t.path().join("run");
+    ok(&collect(
+        &dir,
+        &["--call-graph", "fp"],
+        &[bin.to_str().unwrap(), "600"],
+    ));
+    assert_hot_shares(&dir);
+}
+
+#[test]
+fn each_thread_gets_its_own_work() {
+    let t = shared_tempdir();
+    let bin = build_c(t.path(), "threads.c", "threads", &[]);
+    let dir = t.path().join("run");
+    ok(&collect(&dir, &[], &[bin.to_str().unwrap(), "300"]));
+    let p = Profile::load(&dir).unwrap();
+    let mut by_thread: std::collections::HashMap<(String, String), u64> = Default::default();
+    for s in &p.samples {
+        let frames = p.stack_frames(s.stack);
+        let Some(&leaf) = frames.last() else { continue };
+        let f = &p.functions[p.frames[leaf].function].name;
+        let t = &p.threads[s.thread].name;
+        *by_thread.entry((t.clone(), f.clone())).or_default() += s.count;
+    }
+    let get = |t: &str, f: &str| by_thread.get(&(t.into(), f.into())).copied().unwrap_or(0);
+    assert!(get("worker_a", "func_a") > 50, "{by_thread:?}");
+    assert!(get("worker_b", "func_b") > 100, "{by_thread:?}");
+    assert_eq!(get("worker_a", "func_b"), 0, "{by_thread:?}");
+    assert_eq!(get("worker_b", "func_a"), 0, "{by_thread:?}");
+    // worker_b does twice the work of worker_a.
+    let ratio = get("worker_b", "func_b") as f64 / get("worker_a", "func_a") as f64;
+    assert!((1.6..2.5).contains(&ratio), "b/a = {ratio}");
+    // The threads view names both threads with their shares.
+    let csv = ok(&hwprof(&[
+        "report",
+        dir.to_str().unwrap(),
+        "--view",
+        "threads",
+        "--format",
+        "csv",
+    ]));
+    assert!(
+        csv.starts_with("pid,tid,name,rank,total,total_pct"),
+        "{csv}"
+    );
+    assert!(
+        csv.contains("worker_a") && csv.contains("worker_b"),
+        "{csv}"
+    );
+}
+
+#[test]
+fn forked_child_is_followed() {
+    let t = shared_tempdir();
+    let bin = build_c(t.path(), "forks.c", "forks", &[]);
+    let dir = t.path().join("run");
+    ok(&collect(&dir, &[], &[bin.to_str().unwrap(), "300"]));
+    let rows = hotspots(&dir, &[]);
+    let c = self_pct(&rows, "child_work");
+    let p = self_pct(&rows, "parent_work");
+    assert!(c > 35.0 && p > 35.0, "child {c}% parent {p}%: {rows:#?}");
+    let prof = Profile::load(&dir).unwrap();
+    let pids: std::collections::HashSet<u32> = prof.processes.iter().map(|p| p.pid).collect();
+    assert!(pids.len() >= 2, "child has its own process: {pids:?}");
+}
+
+#[test]
+fn attach_to_a_running_program_finds_its_hot_function() {
+    let t = shared_tempdir();
+    let bin = build_c(t.path(), "hot.c", "hot", &[]);
+    let mut child = Command::new(&bin).arg("100000").spawn().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let dir = t.path().join("run");
+    let pid = child.id().to_string();
+    let out = hwprof(&[
+        "collect",
+        "-q",
+        "-r",
+        dir.to_str().unwrap(),
+        "-p",
+        &pid,
+        "-d",
+        "1.5",
+    ]);
+    let _ = child.kill();
+    let _ = child.wait();
+    ok(&out);
+    let rows = hotspots(&dir, &[]);
+    let a = self_pct(&rows, "hot_a");
+    assert!((a - 75.0).abs() <= 7.0, "hot_a {a}%: {rows:#?}");
+}
+
+#[test]
+fn deferred_finalize_after_moving_results_and_binary() {
+    let t = shared_tempdir();
+    let build = t.path().join("build");
+    std::fs::create_dir(&build).unwrap();
+    let bin = build_c(&build, "hot.c", "hot", &[]);
+    let dir = t.path().join("run1");
+    let out = collect(&dir, &["--no-finalize"], &[bin.to_str().unwrap(), "500"]);
+    ok(&out);
+    assert!(
+        !dir.join("profile.db").exists(),
+        "--no-finalize wrote a profile"
+    );
+    // Move the results and the binary: finalize must find it through --search-dir.
+    let moved = t.path().join("elsewhere/run1");
+    std::fs::create_dir_all(moved.parent().unwrap()).unwrap();
+    std::fs::rename(&dir, &moved).unwrap();
+    let bins = t.path().join("bins/x86");
+    std::fs::create_dir_all(&bins).unwrap();
+    std::fs::rename(&bin, bins.join("hot")).unwrap();
+    // Without the search dir the addresses stay, as module+offset.
+    ok(&hwprof(&["finalize", "-q", moved.to_str().unwrap()]));
+    let rows = hotspots(&moved, &[]);
+    assert!(
+        rows.keys().any(|k| k.starts_with("hot+0x")),
+        "unresolved kept: {rows:#?}"
+    );
+    std::fs::remove_file(moved.join("profile.db")).unwrap();
+    ok(&hwprof(&[
+        "finalize",
+        "-q",
+        moved.to_str().unwrap(),
+        "--search-dir",
+        t.path().join("bins").to_str().unwrap(),
+    ]));
+    assert_hot_shares(&moved);
+}
+
+#[test]
+fn archive_makes_results_self_contained() {
+    let t = shared_tempdir();
+    let bin = build_c(t.path(), "hot.c", "hot", &[]);
+    let dir = t.path().join("run");
+    ok(&collect(
+        &dir,
+        &["--no-finalize", "--archive"],
+        &[bin.to_str().unwrap(), "500"],
+    ));
+    std::fs::remove_file(&bin).unwrap();
+    ok(&hwprof(&["finalize", "-q", dir.to_str().unwrap()]));
+    assert_hot_shares(&dir);
+}
+
+#[test]
+fn perf_reads_our_perf_data_and_agrees() {
+    if !have_perf() {
+        eprintln!("SKIPPED: perf is not installed");
+        return;
+    }
+    let t = shared_tempdir();
+    let bin = build_c(t.path(), "hot.c", "hot", &[]);
+    let dir = t.path().join("run");
+    ok(&collect(&dir, &[], &[bin.to_str().unwrap(), "600"]));
+    let data = std::fs::read_dir(dir.join("raw"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path()
+        .join("perf.data");
+    let rep = Command::new("perf")
+        .args(["report", "--stdio", "--no-children", "--sort", "sym", "-i"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(
+        rep.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rep.stderr)
+    );
+    let perf_shares = parse_perf_report(&String::from_utf8_lossy(&rep.stdout));
+    let ours = hotspots(&dir, &[]);
+    for f in ["hot_a", "hot_b"] {
+        let p = perf_shares.get(f).copied().unwrap_or(-100.0);
+        let o = self_pct(&ours, f);
+        assert!((p - o).abs() <= 0.5, "{f}: perf {p}% hwprof {o}%");
+    }
+    let script = Command::new("perf")
+        .args(["script", "-i"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(
+        script.status.success(),
+        "{}",
+        String::from_utf8_lossy(&script.stderr)
+    );
+    assert!(String::from_utf8_lossy(&script.stdout).contains("hot_a"));
+}
+
+/// `perf report --stdio --no-children --sort sym`: "  75.12%  [.] hot_a".
+pub fn parse_perf_report(text: &str) -> std::collections::HashMap<String, f64> {
+    let mut m = std::collections::HashMap::new();
+    for line in text.lines() {
+        let l = line.trim_start();
+        let Some((pct, rest)) = l.split_once('%') else {
+            continue;
+        };
+        let Ok(pct) = pct.trim().parse::<f64>() else {
+            continue;
+        };
+        let rest = rest.trim();
+        let Some(sym) = rest
+            .strip_prefix("[.] ")
+            .or_else(|| rest.strip_prefix("[k] "))
+        else {
+            continue;
+        };
+        *m.entry(sym.trim().to_string()).or_insert(0.0) += pct;
+    }
+    m
+}
+
+#[test]
+fn an_interpreter_at_work_agrees_with_perf_report() {
+    // A real program no one here wrote: CPython's eval loop running a pure-Python loop.
+    if !have_perf() {
+        eprintln!("SKIPPED: perf is not installed");
+        return;
+    }
+    let t = shared_tempdir();
+    let dir = t.path().join("run");
+    let script = "d={}\nfor i in range(1500000):\n    d[str(i%1000)]=d.get(str(i%997),0)+i*2.5\n";
+    ok(&collect(
+        &dir,
+        &["--python", "off"],
+        &["python3", "-c", script],
+    ));
+    let data = std::fs::read_dir(dir.join("raw"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path()
+        .join("perf.data");
+    let rep = Command::new("perf")
+        .args(["report", "--stdio", "--no-children", "--sort", "sym", "-i"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(rep.status.success());
+    let text = String::from_utf8_lossy(&rep.stdout).into_owned();
+    let perf_user: Vec<(String, f64)> = {
+        let mut v: Vec<(String, f64)> = text
+            .lines()
+            .filter(|l| l.contains("[.] "))
+            .filter_map(|l| {
+                let (pct, rest) = l.trim_start().split_once('%')?;
+                Some((
+                    rest.trim().strip_prefix("[.] ")?.trim().to_string(),
+                    pct.trim().parse().ok()?,
+                ))
+            })
+            .collect();
+        v.sort_by(|a, b| b.1.partial_cmp(&a.1).unwrap());
+        v
+    };
+    // perf's `sym` is the ELF symbol: self time of inlined code counts for the function
+    // it is inlined into. Compute hwprof's share the same way from profile.db.
+    let prof = Profile::load(&dir).unwrap();
+    let total: u64 = prof.samples.iter().map(|s| s.value).sum();
+    let mut by_symbol: std::collections::HashMap<String, u64> = Default::default();
+    for s in &prof.samples {
+        let frames = prof.stack_frames(s.stack);
+        let mut i = frames.len();
+        while i > 1 && prof.frame_inlined[frames[i - 1]] {
+            i -= 1;
+        }
+        if let Some(&f) = frames.get(i.wrapping_sub(1)) {
+            *by_symbol
+                .entry(prof.functions[prof.frames[f].function].name.clone())
+                .or_default() += s.value;
+        }
+    }
+    assert!(perf_user.len() >= 5, "{text}");
+    for (sym, p) in perf_user.iter().take(5) {
+        let o = by_symbol.get(sym).copied().unwrap_or(0) as f64 * 100.0 / total as f64;
+        assert!((p - o).abs() <= 1.5, "{sym}: perf {p}% hwprof {o}%\n{text}");
+    }
+}
+
+#[test]
+fn an_ordinary_user_gets_the_same_hot_functions() {
+    let t = shared_tempdir();
+    let bin = build_c(t.path(), "hot.c", "hot", &[]);
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    // The hwprof binary must be reachable by uid 65534: copy it next to the program.
+    let hw = t.path().join("hwprof");
+    std::fs::copy(hwprof_bin(), &hw).unwrap();
+    let dir = t.path().join("run");
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&hw)
+        .args(["collect", "-r", dir.to_str().unwrap(), "--"])
+        .arg(&bin)
+        .arg("600")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("kernel samples excluded"),
+        "one-line notice: {err}"
+    );
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(m["kernel_samples"], false);
+    assert_hot_shares(&dir);
+}
+
+#[test]
+fn exit_status_is_the_targets() {
+    let t = shared_tempdir();
+    let bin = build_c(t.path(), "exits.c", "exits", &[]);
+    let out = collect(&t.path().join("a"), &[], &[bin.to_str().unwrap(), "3"]);
+    assert_eq!(out.status.code(), Some(3));
+    let out = collect(
+        &t.path().join("b"),
+        &[],
+        &[bin.to_str().unwrap(), "signal", "15"],
+    );
+    assert_eq!(out.status.code(), Some(128 + 15));
+    assert!(t.path().join("b/profile.db").exists());
+}
+
+#[test]
+fn sigint_to_hwprof_reaches_the_target_and_results_are_complete() {
+    let t = shared_tempdir();
+    let bin = build_c(t.path(), "exits.c", "exits", &[]);
+    let dir = t.path().join("run");
+    let child = Command::new(hwprof_bin())
+        .args(["collect", "-q", "-r", dir.to_str().unwrap(), "--"])
+        .arg(&bin)
+        .args(["sleep", "30"])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "target killed by SIGINT");
+    assert!(dir.join("profile.db").exists());
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(m["exit_status"], 130);
+}
+
+#[test]
+fn summary_json_has_the_contract_fields() {
+    let t = shared_tempdir();
+    let bin = build_c(t.path(), "hot.c", "hot", &[]);
+    let dir = t.path().join("run");
+    ok(&collect(
+        &dir,
+        &["-F", "499"],
+        &[bin.to_str().unwrap(), "300"],
+    ));
+    let j: serde_json::Value = serde_json::from_str(&ok(&hwprof(&[
+        "report",
+        dir.to_str().unwrap(),
+        "--view",
+        "summary",
+        "--format",
+        "json",
+    ])))
+    .unwrap();
+    for k in [
+        "mode",
+        "metric",
+        "total",
+        "samples",
+        "lost_samples",
+        "duration_s",
+        "events",
+        "ranks",
+    ] {
+        assert!(j.get(k).is_some(), "missing {k}: {j}");
+    }
+    assert_eq!(j["mode"], "hotspots");
+    assert_eq!(j["metric"], "samples");
+    let opened = j["events"][0]["opened"].as_str().unwrap();
+    let has_pmu = Command::new("perf")
+        .args(["stat", "-e", "instructions", "true"])
+        .output()
+        .map(|o| !String::from_utf8_lossy(&o.stderr).contains("not supported"))
+        .unwrap_or(false);
+    if has_pmu {
+        assert_eq!(opened, "cycles");
+    } else {
+        assert_eq!(opened, "cpu-clock");
+        assert!(j["events"][0]["note"].as_str().unwrap().contains("cycles"));
+    }
+    // ~0.2 s of CPU at 499 Hz.
+    let samples = j["samples"].as_u64().unwrap();
+    assert!(samples > 40, "{samples}");
+}
+
+#[test]
+fn callers_and_modules_views() {
+    let t = shared_tempdir();
+    let bin = build_c(t.path(), "hot.c", "hot", &[]);
+    let dir = t.path().join("run");
+    ok(&collect(&dir, &[], &[bin.to_str().unwrap(), "300"]));
+    let j: serde_json::Value = serde_json::from_str(&ok(&hwprof(&[
+        "report",
+        dir.to_str().unwrap(),
+        "--view",
+        "callers",
+        "--format",
+        "json",
+    ])))
+    .unwrap();
+    let hot_a = j["functions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["function"] == "hot_a")
+        .unwrap();
+    assert_eq!(hot_a["callers"][0]["function"], "work");
+    let m = ok(&hwprof(&[
+        "report",
+        dir.to_str().unwrap(),
+        "--view",
+        "modules",
+        "--format",
+        "csv",
+    ]));
+    let first = m.lines().nth(1).unwrap();
+    assert!(first.starts_with("hot,"), "{m}");
+}

@@ -1,0 +1,6 @@
+//! End-to-end tests: real programs under real perf events, asserted against the ground
+//! truth designed into them. One test binary, one module per topic.
+
+mod common;
+mod errors;
+mod hotspots;
