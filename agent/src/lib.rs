@@ -73,12 +73,6 @@ fn init() {
     let Some(sock_path) = env("HWPROF_AGENT_SOCK") else {
         return;
     };
-    let Some(attr_hex) = env("HWPROF_AGENT_ATTR") else {
-        return;
-    };
-    let Some(attr) = parse_hex(&attr_hex) else {
-        return;
-    };
     let Some(sock) = connect(&sock_path) else {
         return;
     };
@@ -92,19 +86,31 @@ fn init() {
         close(sock);
         return;
     }
-    let Some(cfg) = recv_config(sock) else {
+    let Some((cfg, out_fd)) = recv_config(sock) else {
         close(sock);
         return;
     };
-    if cfg.no_events != 0 {
-        close(sock);
+    SOCK_FD.store(sock, Ordering::SeqCst);
+    SOCK_PID.store(pid, Ordering::SeqCst);
+    // SAFETY: registering a plain extern "C" fn with atexit.
+    unsafe { libc::atexit(agent_exit) };
+    let attr = match cfg.attr_len as usize {
+        n @ 128..=MAX_ATTR => cfg.attr[..n].to_vec(),
+        _ => match env("HWPROF_AGENT_ATTR").and_then(|h| parse_hex(&h)) {
+            Some(a) => a,
+            None => return,
+        },
+    };
+    if cfg.no_events != 0 || cfg.python == 0 {
+        if out_fd >= 0 {
+            close(out_fd);
+        }
         return;
     }
-    let mut python = cfg.python != 0;
-    if python {
-        python = start_python(&cfg, pid);
+    if !start_python(&cfg, pid, out_fd) {
+        return;
     }
-    let fds = open_events(&attr, python, cfg.cookie);
+    let fds = open_events(&attr, true, cfg.cookie);
     for chunk in fds.chunks(MAX_FDS_PER_MSG) {
         let mut msg = EventsMsg {
             magic: EVENTS_MAGIC,
@@ -118,15 +124,11 @@ fn init() {
         let raw: Vec<c_int> = chunk.iter().map(|&(_, fd)| fd).collect();
         send_struct(sock, &msg, &raw);
     }
-    // The collector holds its own copies now; ours keep the events alive until exit,
-    // which is harmless, but close them so the count of open fds stays the target's.
+    // The collector holds its own copies now; close ours so the target's fd count is
+    // its own.
     for (_, fd) in fds {
         close(fd);
     }
-    SOCK_FD.store(sock, Ordering::SeqCst);
-    SOCK_PID.store(pid, Ordering::SeqCst);
-    // SAFETY: registering a plain extern "C" fn with atexit.
-    unsafe { libc::atexit(agent_exit) };
 }
 
 /// At exit of the process that connected: tell the collector and wait (at most 1 s) for
@@ -248,19 +250,50 @@ fn send_struct<T: Copy>(sock: c_int, v: &T, fds: &[c_int]) -> bool {
     r == size_of::<T>() as isize
 }
 
-fn recv_config(sock: c_int) -> Option<Config> {
+fn recv_config(sock: c_int) -> Option<(Config, c_int)> {
     let mut buf = [0u8; size_of::<Config>()];
-    // SAFETY: reading into a local buffer of the stated length.
-    let r = unsafe { libc::recv(sock, buf.as_mut_ptr().cast(), buf.len(), 0) };
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    let mut cbuf = [0u64; 8];
+    // SAFETY: msghdr is plain data; zeroed is valid.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cbuf.as_mut_ptr().cast();
+    msg.msg_controllen = size_of_val(&cbuf);
+    // SAFETY: msg points to live local buffers of the stated sizes.
+    let r = unsafe { libc::recvmsg(sock, &mut msg, libc::MSG_CMSG_CLOEXEC) };
+    let mut fd = -1;
+    // SAFETY: walking the control messages the kernel wrote into cbuf.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(&msg);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS {
+                fd = std::ptr::read_unaligned(libc::CMSG_DATA(c) as *const c_int);
+            }
+            c = libc::CMSG_NXTHDR(&msg, c);
+        }
+    }
     if r != buf.len() as isize {
+        if fd >= 0 {
+            close(fd);
+        }
         return None;
     }
     // SAFETY: Config is repr(C) plain integers; any bytes are a valid value.
     let cfg: Config = unsafe { std::ptr::read_unaligned(buf.as_ptr().cast()) };
-    (cfg.magic == CONFIG_MAGIC).then_some(cfg)
+    if cfg.magic != CONFIG_MAGIC {
+        if fd >= 0 {
+            close(fd);
+        }
+        return None;
+    }
+    Some((cfg, fd))
 }
 
-fn start_python(cfg: &Config, pid: u32) -> bool {
+fn start_python(cfg: &Config, pid: u32, given_fd: c_int) -> bool {
     let l = cfg.layout;
     let mut window = 0u64;
     for off in [
@@ -279,21 +312,28 @@ fn start_python(cfg: &Config, pid: u32) -> bool {
         window = window.max(l.frame_localsplus + 8);
     }
     if window == 0 || window > 1024 {
+        if given_fd >= 0 {
+            close(given_fd);
+        }
         return false;
     }
-    let Some(dir) = env("HWPROF_AGENT_DIR") else {
-        return false;
-    };
-    let Ok(path) = CString::new(format!("{dir}/python-{pid}.bin")) else {
-        return false;
-    };
-    // SAFETY: path is a valid C string.
-    let fd = unsafe {
-        libc::open(
-            path.as_ptr(),
-            libc::O_WRONLY | libc::O_CREAT | libc::O_APPEND | libc::O_CLOEXEC,
-            0o600,
-        )
+    let fd = if given_fd >= 0 {
+        given_fd
+    } else {
+        let Some(dir) = env("HWPROF_AGENT_DIR") else {
+            return false;
+        };
+        let Ok(path) = CString::new(format!("{dir}/python-{pid}.bin")) else {
+            return false;
+        };
+        // SAFETY: path is a valid C string.
+        unsafe {
+            libc::open(
+                path.as_ptr(),
+                libc::O_WRONLY | libc::O_CREAT | libc::O_APPEND | libc::O_CLOEXEC,
+                0o600,
+            )
+        }
     };
     if fd < 0 {
         return false;
@@ -312,7 +352,7 @@ fn start_python(cfg: &Config, pid: u32) -> bool {
     // SAFETY: sigaction is plain data; we fill handler, mask and flags.
     let mut sa: libc::sigaction = unsafe { std::mem::zeroed() };
     let mut prev: libc::sigaction = unsafe { std::mem::zeroed() };
-    sa.sa_sigaction = on_sigtrap as usize;
+    sa.sa_sigaction = on_sigtrap as extern "C" fn(c_int, *mut libc::siginfo_t, *mut c_void) as usize;
     sa.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
     // SAFETY: installing a handler for SIGTRAP with valid sigaction structs.
     let r = unsafe {

@@ -146,6 +146,10 @@ pub fn agent_library() -> Option<PathBuf> {
 struct Shared {
     events: Vec<AgentEvents>,
     notices: Vec<String>,
+    /// Raw dir and sampling attr, once known.
+    target: Option<(PathBuf, Vec<u8>)>,
+    /// Event ids noted by the collector, to be written out.
+    ids: Vec<(u32, Vec<u64>)>,
 }
 
 /// The per-process-tree link between the collector and the agents.
@@ -162,17 +166,28 @@ impl AgentLink {
     /// thread that serves it. `sampling_attr` is the `perf_event_attr` (bytes) the
     /// collector samples with; agents open the same event on themselves.
     pub fn bind(plan: &LaunchPlan, raw_dir: &Path, sampling_attr: &[u8]) -> Result<AgentLink, PyError> {
+        let link = Self::bind_early(plan, raw_dir.parent().unwrap_or(raw_dir))?;
+        link.set_target(raw_dir, sampling_attr)?;
+        Ok(link)
+    }
+
+    /// Binds the socket before the raw dir and the sampling attr are known (the
+    /// environment must reach the target before the fork); [`AgentLink::set_target`]
+    /// must follow before the target is released to exec. The socket goes into
+    /// `sock_dir` (or the temp dir when that path is too long for a socket).
+    pub fn bind_early(plan: &LaunchPlan, sock_dir: &Path) -> Result<AgentLink, PyError> {
         let lib = agent_library().ok_or(PyError::NoAgent)?;
-        let mut sock_path = raw_dir.join("agent.sock");
-        if sock_path.as_os_str().len() >= 100 {
-            sock_path = std::env::temp_dir().join(format!(
-                "hwprof-agent-{}-{}.sock",
-                std::process::id(),
-                SystemTime::now()
-                    .duration_since(SystemTime::UNIX_EPOCH)
-                    .map(|d| d.as_nanos() as u64)
-                    .unwrap_or(0)
-            ));
+        let unique = format!(
+            "hwprof-agent-{}-{}.sock",
+            std::process::id(),
+            SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64 % 1_000_000_000)
+                .unwrap_or(0)
+        );
+        let mut sock_path = sock_dir.join(&unique);
+        if sock_path.as_os_str().len() >= 100 || !sock_dir.is_dir() {
+            sock_path = std::env::temp_dir().join(&unique);
         }
         let _ = std::fs::remove_file(&sock_path);
         let io = |e: nix::Error| PyError::Socket(sock_path.clone(), std::io::Error::from(e));
@@ -186,17 +201,7 @@ impl AgentLink {
         let addr = UnixAddr::new(&sock_path).map_err(io)?;
         bind(listener.as_raw_fd(), &addr).map_err(io)?;
         listen(&listener, Backlog::new(64).map_err(io)?).map_err(io)?;
-        let mut attr = sampling_attr.to_vec();
-        if attr.len() < 128 {
-            attr.resize(128, 0);
-        }
-        let attr_len = attr.len() as u32;
-        attr[4..8].copy_from_slice(&attr_len.to_le_bytes());
-        let mut env = vec![
-            ("HWPROF_AGENT_SOCK".to_string(), sock_path.display().to_string()),
-            ("HWPROF_AGENT_DIR".to_string(), raw_dir.display().to_string()),
-            ("HWPROF_AGENT_ATTR".to_string(), hex(&attr)),
-        ];
+        let mut env = vec![("HWPROF_AGENT_SOCK".to_string(), sock_path.display().to_string())];
         let preload = match std::env::var("LD_PRELOAD") {
             Ok(old) if !old.is_empty() => format!("{} {old}", lib.display()),
             _ => lib.display().to_string(),
@@ -210,12 +215,13 @@ impl AgentLink {
         let mut server = Server {
             listener,
             conns: Vec::new(),
-            raw_dir: raw_dir.to_path_buf(),
+            raw_dir: None,
+            attr: Vec::new(),
             method: plan.method,
             cookie: cookie(),
             procs: HashMap::new(),
             files: HashMap::new(),
-            writer: CodeWriter::open(raw_dir).map_err(|e| PyError::Io(raw_dir.join("python-codes.jsonl"), e))?,
+            writer: Out(None),
             shared: shared.clone(),
             started: SystemTime::now(),
             captures: 0,
@@ -225,8 +231,33 @@ impl AgentLink {
         let thread = std::thread::Builder::new()
             .name("hwprof-python".into())
             .spawn(move || server.run(&stop2))
-            .map_err(|e| PyError::Io(raw_dir.to_path_buf(), e))?;
+            .map_err(|e| PyError::Io(sock_path.clone(), e))?;
         Ok(AgentLink { env, shared, stop, thread: Some(thread), sock_path })
+    }
+
+    /// Where the agents' files go and what they sample with (see [`AgentLink::bind_early`]).
+    pub fn set_target(&self, raw_dir: &Path, sampling_attr: &[u8]) -> Result<(), PyError> {
+        CodeWriter::open(raw_dir).map_err(|e| PyError::Io(raw_dir.join("python-codes.jsonl"), e))?;
+        let mut attr = sampling_attr.to_vec();
+        if attr.len() < 128 {
+            attr.resize(128, 0);
+        }
+        attr.truncate(super::wire::MAX_ATTR);
+        let n = attr.len() as u32;
+        attr[4..8].copy_from_slice(&n.to_le_bytes());
+        if let Ok(mut s) = self.shared.lock() {
+            s.target = Some((raw_dir.to_path_buf(), attr));
+        }
+        Ok(())
+    }
+
+    /// Records the perf event ids of an agent's events (the collector reads them with
+    /// `PERF_EVENT_IOC_ID`), so finalize can tell the agent's samples from the
+    /// collector's own (see [`super::PythonStacks::agent_ids`]).
+    pub fn note_event_ids(&self, pid: u32, ids: &[u64]) {
+        if let Ok(mut s) = self.shared.lock() {
+            s.ids.push((pid, ids.to_vec()));
+        }
     }
 
     /// The environment the target must get.
@@ -283,15 +314,32 @@ pub(crate) struct FileTail {
     pending: Vec<u8>,
 }
 
+/// The codes file, once the raw dir is known.
+struct Out(Option<CodeWriter>);
+
+impl Out {
+    fn put(&mut self, l: &CodeLine) {
+        if let Some(w) = self.0.as_mut() {
+            w.put(l);
+        }
+    }
+    fn flush(&mut self) {
+        if let Some(w) = self.0.as_mut() {
+            w.flush();
+        }
+    }
+}
+
 struct Server {
     listener: OwnedFd,
     conns: Vec<(OwnedFd, Option<u32>)>,
-    raw_dir: PathBuf,
+    raw_dir: Option<PathBuf>,
+    attr: Vec<u8>,
     method: LaunchMethod,
     cookie: u64,
     procs: HashMap<u32, ProcState>,
     files: HashMap<PathBuf, FileTail>,
-    writer: CodeWriter,
+    writer: Out,
     shared: Arc<Mutex<Shared>>,
     started: SystemTime,
     captures: u64,
@@ -299,10 +347,27 @@ struct Server {
 }
 
 impl Server {
+    /// Takes what the collector handed over: the raw dir and attr, event ids.
+    fn sync(&mut self) {
+        let (target, ids) = match self.shared.lock() {
+            Ok(mut s) => (s.target.take(), std::mem::take(&mut s.ids)),
+            Err(_) => return,
+        };
+        if let Some((dir, attr)) = target {
+            self.writer = Out(CodeWriter::open(&dir).ok());
+            self.raw_dir = Some(dir);
+            self.attr = attr;
+        }
+        for (pid, ids) in ids {
+            self.writer.put(&CodeLine::Events { pid, ids });
+        }
+    }
+
     fn run(&mut self, stop: &AtomicBool) {
         let mut last = Instant::now();
         loop {
             let stopping = stop.load(Ordering::SeqCst);
+            self.sync();
             self.serve();
             if stopping || last.elapsed() >= Duration::from_millis(10) {
                 self.resolve(None);
@@ -379,12 +444,37 @@ impl Server {
         match magic {
             Some(HELLO_MAGIC) => {
                 self.conns[i].1 = Some(pid);
-                let cfg = self.config_for(pid);
+                self.sync();
+                let mut cfg = self.config_for(pid);
+                let n = self.attr.len().min(cfg.attr.len());
+                cfg.attr[..n].copy_from_slice(&self.attr[..n]);
+                cfg.attr_len = n as u32;
+                // The capture file, created here (0600) so the agent needs no path.
+                let file = match (&self.raw_dir, cfg.python) {
+                    (Some(dir), 1) => {
+                        use std::os::unix::fs::OpenOptionsExt;
+                        std::fs::OpenOptions::new()
+                            .create(true)
+                            .append(true)
+                            .mode(0o600)
+                            .open(dir.join(format!("python-{pid}.bin")))
+                            .ok()
+                    }
+                    _ => None,
+                };
+                cfg.has_fd = u32::from(file.is_some());
                 // SAFETY: Config is repr(C) integers; viewing its bytes to send them.
                 let bytes = unsafe {
                     std::slice::from_raw_parts((&raw const cfg).cast::<u8>(), size_of::<Config>())
                 };
-                let _ = send(fd, bytes, MsgFlags::MSG_NOSIGNAL);
+                let iov = [std::io::IoSlice::new(bytes)];
+                let raw: Vec<std::os::fd::RawFd> = file.iter().map(|f| f.as_raw_fd()).collect();
+                let cmsg: Vec<nix::sys::socket::ControlMessage> = if raw.is_empty() {
+                    Vec::new()
+                } else {
+                    vec![nix::sys::socket::ControlMessage::ScmRights(&raw)]
+                };
+                let _ = nix::sys::socket::sendmsg::<()>(fd, &iov, &cmsg, MsgFlags::MSG_NOSIGNAL, None);
             }
             Some(EVENTS_MAGIC) => {
                 let count = msg.get(12..16).and_then(|b| b.try_into().ok()).map(u32::from_le_bytes).unwrap_or(0);
@@ -471,13 +561,17 @@ impl Server {
             cookie,
             runtime,
             layout,
+            attr_len: 0,
+            has_fd: 0,
+            attr: [0; super::wire::MAX_ATTR],
         }
     }
 
     /// Reads new capture records and resolves their code objects (only `only_pid`'s
     /// when given).
     fn resolve(&mut self, only_pid: Option<u32>) {
-        let Ok(rd) = std::fs::read_dir(&self.raw_dir) else { return };
+        let Some(dir) = self.raw_dir.clone() else { return };
+        let Ok(rd) = std::fs::read_dir(&dir) else { return };
         let files: Vec<PathBuf> = rd
             .flatten()
             .map(|e| e.path())
@@ -536,7 +630,9 @@ impl Server {
         }
         let pids: Vec<u32> = self.conns.iter().filter_map(|c| c.1).collect();
         for pid in pids {
-            super::perfmap::copy_map(pid, &self.raw_dir, self.started);
+            if let Some(dir) = &self.raw_dir {
+                super::perfmap::copy_map(pid, dir, self.started);
+            }
         }
     }
 

@@ -12,6 +12,8 @@
 //!     "firstlineno":N,"minor":M,"linetable":"<hex>","self_first":bool}`
 //!   - `{"type":"selftype","pid":P,"addr":A,"name":"Class"}` (tp_name of a captured
 //!     first-local type, < 3.11)
+//!   - `{"type":"events","pid":P,"ids":[..]}` (perf event ids of the agent's events:
+//!     finalize keeps those samples and drops the collector's own for that process)
 //!   - `{"type":"stats","pid":P,"torn":N,"captures":N}` (remote sampler counts)
 //!   A line that does not parse (a torn last line) is skipped.
 
@@ -153,6 +155,13 @@ pub enum CodeLine {
         addr: u64,
         /// tp_name.
         name: String,
+    },
+    /// Perf event ids of an agent's sampling events (its samples in perf.data).
+    Events {
+        /// Process.
+        pid: u32,
+        /// Kernel ids.
+        ids: Vec<u64>,
     },
     /// Sampler counts.
     Stats {

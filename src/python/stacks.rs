@@ -74,6 +74,8 @@ pub struct PythonStacks {
     codes: HashMap<(u32, u64, u64), Code>,
     types: HashMap<(u32, u64), String>,
     summary: PythonSummary,
+    agent_ids: std::collections::HashSet<u64>,
+    agent_pids: std::collections::HashSet<u32>,
 }
 
 impl PythonStacks {
@@ -114,9 +116,14 @@ impl PythonStacks {
         for v in by_tid.values_mut() {
             v.sort_by_key(|c| c.time_ns);
         }
+        // Processes with captures (forked children included: they share the agent's
+        // inherited events) are sampled by the agent.
+        let mut agent_pids: std::collections::HashSet<u32> =
+            by_tid.values().flatten().map(|c| c.rec.pid).collect();
         let mut codes = HashMap::new();
         let mut types = HashMap::new();
         let mut methods = Vec::new();
+        let mut agent_ids = std::collections::HashSet::new();
         for l in lines {
             match l {
                 CodeLine::Process { version, method, .. } => {
@@ -134,6 +141,10 @@ impl PythonStacks {
                     types.insert((pid, addr), name);
                 }
                 CodeLine::Stats { torn, .. } => summary.torn += torn,
+                CodeLine::Events { pid, ids } => {
+                    agent_ids.extend(ids);
+                    agent_pids.insert(pid);
+                }
             }
         }
         summary.versions.sort();
@@ -145,7 +156,7 @@ impl PythonStacks {
         } else {
             methods.first().cloned().unwrap_or_else(|| "agent".into())
         };
-        Ok(Some(PythonStacks { by_tid, codes, types, summary }))
+        Ok(Some(PythonStacks { by_tid, codes, types, summary, agent_ids, agent_pids }))
     }
 
     /// The Python stack captured for the sample of `tid` at `sample_time_ns`: the
@@ -160,6 +171,25 @@ impl PythonStacks {
         }
         let s = self.build(c);
         (!s.frames.is_empty()).then_some(s)
+    }
+
+    /// Whether finalize should keep a sample: samples of the agent's events are kept;
+    /// the collector's own samples of a process whose agent opened events are dropped
+    /// (both sample it; the agent's carry the Python stack). `id` is the sample's event
+    /// id (PERF_SAMPLE_IDENTIFIER); samples of other processes are always kept.
+    pub fn keep_sample(&self, pid: u32, id: Option<u64>) -> bool {
+        if self.agent_ids.is_empty() {
+            return true;
+        }
+        match id {
+            Some(id) if self.agent_ids.contains(&id) => true,
+            _ => !self.agent_pids.contains(&pid),
+        }
+    }
+
+    /// Event ids of the agents' sampling events.
+    pub fn agent_ids(&self) -> &std::collections::HashSet<u64> {
+        &self.agent_ids
     }
 
     /// Every capture as (tid, time, stack), in time order per thread.

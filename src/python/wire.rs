@@ -8,8 +8,10 @@
 //!
 //! 1. agent → collector: [`Hello`] (`magic` = [`HELLO_MAGIC`], the agent's pid).
 //! 2. collector → agent: [`Config`]: whether to capture Python frames, the `sig_data`
-//!    cookie, the address of `_PyRuntime` and the [`Layout`] of that interpreter.
-//!    The agent waits at most 2 s for it; without it, no Python capture.
+//!    cookie, the address of `_PyRuntime`, the [`Layout`] of that interpreter, the
+//!    sampling `perf_event_attr`, and (`SCM_RIGHTS`) the fd of `python-<pid>.bin` that the
+//!    collector created in the raw dir. The agent waits at most 2 s for it; without it,
+//!    no Python capture.
 //! 3. agent → collector: [`EventsMsg`] listing the CPU of each perf event fd, with the
 //!    fds attached (`SCM_RIGHTS`), at most [`MAX_FDS_PER_MSG`] per message.
 //! 4. at exit (the connecting process only): agent → [`Bye`]; collector → one byte of
@@ -145,7 +147,17 @@ pub struct Config {
     pub runtime: u64,
     /// The interpreter's layout.
     pub layout: Layout,
+    /// Bytes of `attr` used (0: take `HWPROF_AGENT_ATTR` from the environment).
+    pub attr_len: u32,
+    /// 1 when the message carries (SCM_RIGHTS) the fd of `python-<pid>.bin`, opened by
+    /// the collector in the raw dir (else the agent opens `HWPROF_AGENT_DIR/python-<pid>.bin`).
+    pub has_fd: u32,
+    /// The `perf_event_attr` to sample with (the collector's sampling event).
+    pub attr: [u8; MAX_ATTR],
 }
+
+/// Largest `perf_event_attr` carried in a [`Config`].
+pub const MAX_ATTR: usize = 256;
 
 /// Agent → collector: the CPUs of the attached fds, in order.
 #[repr(C)]
