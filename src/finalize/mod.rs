@@ -124,7 +124,29 @@ pub fn run(opts: &FinalizeOptions) -> Result<PathBuf, FinalizeError> {
     let results: Vec<Result<RawProfile, process::ProcessError>> = pool.install(|| {
         raws.par_iter()
             .map(|r| {
-                let res = process::process_raw_dir(r, &search, weighting, None);
+                // [python] Join each sample to the Python stack captured at its instant.
+                let py = crate::python::PythonStacks::load(&r.path).ok().flatten();
+                let has_py = py.is_some();
+                let joined = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+                let sink = joined.clone();
+                let mut hook = move |s: &process::SampleInfo| -> Option<u32> {
+                    let py = py.as_ref()?;
+                    if !py.keep_sample(s.pid, s.id) {
+                        return Some(process::DROP_SAMPLE);
+                    }
+                    let stack = py.stack_for(s.tid, s.time, None)?;
+                    let mut j = sink.borrow_mut();
+                    j.push(stack);
+                    Some(j.len() as u32 - 1)
+                };
+                let hook_ref: Option<&mut process::SampleHook> = match has_py {
+                    true => Some(&mut hook),
+                    false => None,
+                };
+                let mut res = process::process_raw_dir(r, &search, weighting, hook_ref);
+                if let Ok(p) = res.as_mut() {
+                    p.python_stacks = joined.take();
+                }
                 pb.inc(1);
                 res
             })
@@ -374,8 +396,14 @@ fn add_raw_profile(
                 .get(key.python as usize)
                 .cloned()
                 .unwrap_or_default();
-            let merged = crate::python::merge_for_finalize(&native, &py);
-            let ids: Vec<usize> = merged.iter().rev().map(|f| intern_frame(w, f)).collect();
+            // [python] Native and Python stacks meet at the eval-loop frames.
+            let merged = crate::python::merge(&native, &py);
+            if !merged.merged {
+                *w.profile.meta.entry("python_merge_failures".into()).or_insert_with(|| "0".into()) =
+                    (w.profile.meta.get("python_merge_failures").and_then(|v| v.parse::<u64>().ok()).unwrap_or(0) + count)
+                        .to_string();
+            }
+            let ids: Vec<usize> = merged.frames.iter().rev().map(|f| intern_frame(w, f)).collect();
             w.stack(&ids)
         };
         let thread = thread_index.get(key.thread as usize).copied().unwrap_or(0);

@@ -265,6 +265,11 @@ impl AgentLink {
         self.env.clone()
     }
 
+    /// "agent" or "perfmap", for the manifest.
+    pub fn method_name(&self) -> &'static str {
+        if self.env.iter().any(|(k, _)| k == "PYTHONPERFSUPPORT") { "perfmap" } else { "agent" }
+    }
+
     /// Non-blocking: sampling events opened by agents since the last call.
     pub fn poll_new_events(&mut self) -> Vec<AgentEvents> {
         self.shared.lock().map(|mut s| std::mem::take(&mut s.events)).unwrap_or_default()
@@ -445,6 +450,8 @@ impl Server {
             Some(HELLO_MAGIC) => {
                 self.conns[i].1 = Some(pid);
                 self.sync();
+                // A hello after exec: same pid, new program.
+                self.procs.remove(&pid);
                 let mut cfg = self.config_for(pid);
                 let n = self.attr.len().min(cfg.attr.len());
                 cfg.attr[..n].copy_from_slice(&self.attr[..n]);

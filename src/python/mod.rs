@@ -8,6 +8,7 @@ pub mod linetable;
 pub mod memory;
 pub mod perfmap;
 pub mod process;
+pub mod remote;
 pub mod sidecar;
 pub mod stacks;
 pub mod walker;
@@ -19,6 +20,7 @@ use crate::profile::FrameInfo;
 
 pub use agent_link::{AgentEvents, AgentLink, LaunchMethod, LaunchPlan, plan_launch};
 pub use perfmap::perfmap_symbol;
+pub use remote::RemoteSampler;
 pub use stacks::{MergedStack, PyStack, PythonStacks, PythonSummary, merge};
 
 /// Errors of the Python side of hwprof.

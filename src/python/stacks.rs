@@ -25,13 +25,16 @@ use super::wire::{CAP_TORN, FR_ENTRY, FR_NO_OFFSET, FR_SHIM, METHOD_REMOTE};
 use crate::profile::{FrameInfo, FrameKind, Function};
 
 /// A Python stack, leaf first, split into eval-loop groups.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PyStack {
     /// Python frames, leaf first (shim frames removed).
     pub frames: Vec<FrameInfo>,
     /// Sizes of the eval-loop groups, leaf first; they sum to `frames.len()`.
     pub groups: Vec<usize>,
 }
+
+/// Longest delay from a sample to its capture when the next sample's time is unknown.
+pub const MAX_DELAY_NS: u64 = 50_000_000;
 
 /// What was captured, for the report.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -166,7 +169,10 @@ impl PythonStacks {
         let caps = self.by_tid.get(&tid)?;
         let i = caps.partition_point(|c| c.time_ns < sample_time_ns);
         let c = caps.get(i)?;
-        if next_sample_time_ns.is_some_and(|n| c.time_ns >= n) {
+        // Without the next sample's time, a capture more than MAX_DELAY_NS after the
+        // sample is not taken (the agent's capture follows its sample by microseconds).
+        let end = next_sample_time_ns.unwrap_or(sample_time_ns.saturating_add(MAX_DELAY_NS));
+        if c.time_ns >= end {
             return None;
         }
         let s = self.build(c);
