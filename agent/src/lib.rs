@@ -35,7 +35,7 @@ mod wire;
 
 use std::ffi::{CString, c_int, c_void};
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use wire::*;
 
@@ -46,7 +46,84 @@ struct State {
     cookie: u64,
     /// Bytes of a frame struct to read (covers every field used).
     frame_window: usize,
-    prev: libc::sigaction,
+}
+
+/// The target's own SIGTRAP disposition (what it installed before or after the agent):
+/// handler (`sa_sigaction`) and flags. Perf SIGTRAPs are ours; any other goes there.
+static USER_HANDLER: AtomicUsize = AtomicUsize::new(libc::SIG_DFL);
+static USER_FLAGS: AtomicI32 = AtomicI32::new(0);
+/// Our SIGTRAP handler is installed (the interposed `sigaction`/`signal` then keep it).
+static INSTALLED: AtomicBool = AtomicBool::new(false);
+static REAL_SIGACTION: AtomicUsize = AtomicUsize::new(0);
+static REAL_SIGNAL: AtomicUsize = AtomicUsize::new(0);
+
+type SigactionFn = unsafe extern "C" fn(c_int, *const libc::sigaction, *mut libc::sigaction) -> c_int;
+type SignalFn = unsafe extern "C" fn(c_int, libc::sighandler_t) -> libc::sighandler_t;
+
+fn next_symbol(cache: &AtomicUsize, name: &std::ffi::CStr) -> usize {
+    let v = cache.load(Ordering::Acquire);
+    if v != 0 {
+        return v;
+    }
+    // SAFETY: dlsym with RTLD_NEXT and a NUL-terminated name; returns null if absent.
+    let p = unsafe { libc::dlsym(libc::RTLD_NEXT, name.as_ptr()) } as usize;
+    cache.store(p, Ordering::Release);
+    p
+}
+
+/// libc's `sigaction` (ours below interposes it).
+fn real_sigaction(sig: c_int, act: *const libc::sigaction, old: *mut libc::sigaction) -> c_int {
+    let p = next_symbol(&REAL_SIGACTION, c"sigaction");
+    if p == 0 {
+        return -1;
+    }
+    // SAFETY: p is libc's sigaction, of this type; the pointers come from our caller.
+    unsafe { std::mem::transmute::<usize, SigactionFn>(p)(sig, act, old) }
+}
+
+/// Interposes libc's `sigaction` so that a target installing its own SIGTRAP handler
+/// (or resetting it) does not remove the agent's: the target's disposition is recorded
+/// and chained to for every SIGTRAP that is not a perf sample of the agent, and the
+/// target reads back what it set. Everything else goes to libc unchanged.
+///
+/// # Safety
+/// Same contract as libc's `sigaction`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn sigaction(sig: c_int, act: *const libc::sigaction, old: *mut libc::sigaction) -> c_int {
+    if sig == libc::SIGTRAP && INSTALLED.load(Ordering::SeqCst) {
+        // SAFETY: the caller passes valid (or null) sigaction pointers.
+        unsafe {
+            if !old.is_null() {
+                *old = std::mem::zeroed();
+                (*old).sa_sigaction = USER_HANDLER.load(Ordering::SeqCst);
+                (*old).sa_flags = USER_FLAGS.load(Ordering::SeqCst);
+            }
+            if !act.is_null() {
+                USER_FLAGS.store((*act).sa_flags, Ordering::SeqCst);
+                USER_HANDLER.store((*act).sa_sigaction, Ordering::SeqCst);
+            }
+        }
+        return 0;
+    }
+    real_sigaction(sig, act, old)
+}
+
+/// Interposes libc's `signal` for the same reason as [`sigaction`].
+///
+/// # Safety
+/// Same contract as libc's `signal`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn signal(sig: c_int, handler: libc::sighandler_t) -> libc::sighandler_t {
+    if sig == libc::SIGTRAP && INSTALLED.load(Ordering::SeqCst) {
+        USER_FLAGS.store(libc::SA_RESTART, Ordering::SeqCst);
+        return USER_HANDLER.swap(handler, Ordering::SeqCst);
+    }
+    let p = next_symbol(&REAL_SIGNAL, c"signal");
+    if p == 0 {
+        return libc::SIG_ERR;
+    }
+    // SAFETY: p is libc's signal, of this type.
+    unsafe { std::mem::transmute::<usize, SignalFn>(p)(sig, handler) }
 }
 
 static STATE: OnceLock<State> = OnceLock::new();
@@ -355,10 +432,8 @@ fn start_python(cfg: &Config, pid: u32, given_fd: c_int) -> bool {
     sa.sa_sigaction = on_sigtrap as extern "C" fn(c_int, *mut libc::siginfo_t, *mut c_void) as usize;
     sa.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
     // SAFETY: installing a handler for SIGTRAP with valid sigaction structs.
-    let r = unsafe {
-        libc::sigemptyset(&mut sa.sa_mask);
-        libc::sigaction(libc::SIGTRAP, &sa, &mut prev)
-    };
+    unsafe { libc::sigemptyset(&mut sa.sa_mask) };
+    let r = real_sigaction(libc::SIGTRAP, &sa, &mut prev);
     if r != 0 {
         close(fd);
         return false;
@@ -368,12 +443,14 @@ fn start_python(cfg: &Config, pid: u32, given_fd: c_int) -> bool {
         runtime: cfg.runtime,
         cookie: cfg.cookie,
         frame_window: window as usize,
-        prev,
     };
+    USER_HANDLER.store(prev.sa_sigaction, Ordering::SeqCst);
+    USER_FLAGS.store(prev.sa_flags, Ordering::SeqCst);
     if STATE.set(state).is_err() {
         close(fd);
         return false;
     }
+    INSTALLED.store(true, Ordering::SeqCst);
     OUT_FD.store(fd, Ordering::SeqCst);
     true
 }
@@ -574,24 +651,27 @@ extern "C" fn on_sigtrap(sig: c_int, info: *mut libc::siginfo_t, ctx: *mut c_voi
     unsafe { *libc::__errno_location() = errno };
 }
 
-/// Hands a SIGTRAP that is not ours to whoever had SIGTRAP before the agent.
-fn chain(st: &State, sig: c_int, info: *mut libc::siginfo_t, ctx: *mut c_void) {
-    let h = st.prev.sa_sigaction;
+/// Hands a SIGTRAP that is not ours to the target's own disposition.
+fn chain(_st: &State, sig: c_int, info: *mut libc::siginfo_t, ctx: *mut c_void) {
+    let h = USER_HANDLER.load(Ordering::SeqCst);
+    let flags = USER_FLAGS.load(Ordering::SeqCst);
     if h == libc::SIG_IGN {
         return;
     }
     if h == libc::SIG_DFL {
-        // Re-raise with the default action (a debugger breakpoint, a real trap).
-        // SAFETY: restoring the previous disposition and re-raising is the documented way
-        // to fall back to the default action from a handler.
+        // A real trap (breakpoint without a debugger): the default action, as without
+        // the agent. Our events are stopped first so nothing else arrives.
+        INSTALLED.store(false, Ordering::SeqCst);
+        // SAFETY: sigaction struct zeroed = SIG_DFL; re-raising applies the default action.
         unsafe {
-            libc::sigaction(libc::SIGTRAP, &st.prev, std::ptr::null_mut());
+            let dfl: libc::sigaction = std::mem::zeroed();
+            real_sigaction(libc::SIGTRAP, &dfl, std::ptr::null_mut());
             libc::raise(sig);
         }
         return;
     }
-    if st.prev.sa_flags & libc::SA_SIGINFO != 0 {
-        // SAFETY: the previous handler was installed with SA_SIGINFO, so it has this type.
+    if flags & libc::SA_SIGINFO != 0 {
+        // SAFETY: the target installed this handler with SA_SIGINFO, so it has this type.
         let f: extern "C" fn(c_int, *mut libc::siginfo_t, *mut c_void) =
             unsafe { std::mem::transmute(h) };
         f(sig, info, ctx);

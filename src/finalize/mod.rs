@@ -125,27 +125,29 @@ pub fn run(opts: &FinalizeOptions) -> Result<PathBuf, FinalizeError> {
         raws.par_iter()
             .map(|r| {
                 // [python] Join each sample to the Python stack captured at its instant.
-                let py = crate::python::PythonStacks::load(&r.path).ok().flatten();
-                let has_py = py.is_some();
-                let joined = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
-                let sink = joined.clone();
+                let joiner = crate::python::PythonStacks::load(&r.path)
+                    .ok()
+                    .flatten()
+                    .map(crate::python::Joiner::new);
+                let has_py = joiner.is_some();
+                let joiner = std::rc::Rc::new(std::cell::RefCell::new(joiner));
+                let sink = joiner.clone();
                 let mut hook = move |s: &process::SampleInfo| -> Option<u32> {
-                    let py = py.as_ref()?;
-                    if !py.keep_sample(s.pid, s.id) {
-                        return Some(process::DROP_SAMPLE);
-                    }
-                    let stack = py.stack_for(s.tid, s.time, None)?;
                     let mut j = sink.borrow_mut();
-                    j.push(stack);
-                    Some(j.len() as u32 - 1)
+                    match j.as_mut()?.sample(s.pid, s.tid, s.time, s.id)? {
+                        crate::python::stacks::DROP => Some(process::DROP_SAMPLE),
+                        i => Some(i),
+                    }
                 };
                 let hook_ref: Option<&mut process::SampleHook> = match has_py {
                     true => Some(&mut hook),
                     false => None,
                 };
                 let mut res = process::process_raw_dir(r, &search, weighting, hook_ref);
+                drop(hook);
+                let stacks = joiner.take().map(|j| j.finish()).unwrap_or_default();
                 if let Ok(p) = res.as_mut() {
-                    p.python_stacks = joined.take();
+                    dedup_python_stacks(p, stacks);
                 }
                 pb.inc(1);
                 res
@@ -410,6 +412,35 @@ fn add_raw_profile(
         let event = events.get(key.event as usize).copied().unwrap_or(0);
         w.add_sample(stack, thread, event, count, value);
     }
+}
+
+/// [python] One slot per joined sample becomes one entry per distinct Python stack, and
+/// the sample keys are remapped (empty stacks: no Python stack).
+fn dedup_python_stacks(p: &mut RawProfile, slots: Vec<crate::python::PyStack>) {
+    let mut index: HashMap<crate::python::PyStack, u32> = HashMap::new();
+    let mut unique = Vec::new();
+    let remap: Vec<u32> = slots
+        .into_iter()
+        .map(|s| {
+            if s.frames.is_empty() {
+                return NO_NODE;
+            }
+            *index.entry(s.clone()).or_insert_with(|| {
+                unique.push(s);
+                unique.len() as u32 - 1
+            })
+        })
+        .collect();
+    let old = std::mem::take(&mut p.samples);
+    for (mut k, (c, v)) in old {
+        if k.python != NO_NODE {
+            k.python = remap.get(k.python as usize).copied().unwrap_or(NO_NODE);
+        }
+        let e = p.samples.entry(k).or_insert((0, 0));
+        e.0 += c;
+        e.1 += v;
+    }
+    p.python_stacks = unique;
 }
 
 fn native_leaf_first(p: &RawProfile, node_frames: &NodeFrames, leaf: u32) -> Vec<FrameInfo> {

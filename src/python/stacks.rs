@@ -21,11 +21,11 @@ use std::path::Path;
 use super::PyError;
 use super::linetable::{TableKind, line_for_offset};
 use super::sidecar::{CaptureRec, CodeLine, read_captures, read_codes, unhex};
-use super::wire::{CAP_TORN, FR_ENTRY, FR_NO_OFFSET, FR_SHIM, METHOD_REMOTE};
+use super::wire::{CAP_ASYNC, CAP_TORN, FR_ENTRY, FR_NO_OFFSET, FR_SHIM, METHOD_REMOTE};
 use crate::profile::{FrameInfo, FrameKind, Function};
 
 /// A Python stack, leaf first, split into eval-loop groups.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct PyStack {
     /// Python frames, leaf first (shim frames removed).
     pub frames: Vec<FrameInfo>,
@@ -169,6 +169,11 @@ impl PythonStacks {
         let caps = self.by_tid.get(&tid)?;
         let i = caps.partition_point(|c| c.time_ns < sample_time_ns);
         let c = caps.get(i)?;
+        // A capture delivered late (SIGTRAP was blocked) shows where the signal was
+        // unblocked, not the sampled instant: not used.
+        if c.rec.flags & CAP_ASYNC != 0 {
+            return None;
+        }
         // Without the next sample's time, a capture more than MAX_DELAY_NS after the
         // sample is not taken (the agent's capture follows its sample by microseconds).
         let end = next_sample_time_ns.unwrap_or(sample_time_ns.saturating_add(MAX_DELAY_NS));
@@ -284,6 +289,53 @@ impl PythonStacks {
     }
 }
 
+/// Joins samples to captures in one pass over samples in time order, as finalize reads
+/// them: each sample of a thread with captures gets a slot, resolved once the thread's
+/// next sample (the end of its window) is seen.
+pub struct Joiner {
+    stacks: PythonStacks,
+    slots: Vec<(u32, u64, Option<u64>)>,
+    last: HashMap<u32, usize>,
+}
+
+/// [`Joiner::sample`] answer for a sample to leave out (a duplicate).
+pub const DROP: u32 = u32::MAX - 1;
+
+impl Joiner {
+    /// A joiner over these captures.
+    pub fn new(stacks: PythonStacks) -> Joiner {
+        Joiner { stacks, slots: Vec::new(), last: HashMap::new() }
+    }
+
+    /// One sample: None (no Python stack), [`DROP`], or a slot index into what
+    /// [`Joiner::finish`] returns.
+    pub fn sample(&mut self, pid: u32, tid: u32, time_ns: u64, id: Option<u64>) -> Option<u32> {
+        if !self.stacks.keep_sample(pid, id) {
+            return Some(DROP);
+        }
+        if !self.stacks.by_tid.contains_key(&tid) {
+            return None;
+        }
+        let i = self.slots.len();
+        self.slots.push((tid, time_ns, None));
+        if let Some(prev) = self.last.insert(tid, i)
+            && let Some(slot) = self.slots.get_mut(prev)
+            && time_ns >= slot.1
+        {
+            slot.2 = Some(time_ns);
+        }
+        u32::try_from(i).ok().filter(|&i| i < DROP)
+    }
+
+    /// The stack of every slot (empty when the sample had no capture).
+    pub fn finish(self) -> Vec<PyStack> {
+        self.slots
+            .iter()
+            .map(|&(tid, t, next)| self.stacks.stack_for(tid, t, next).unwrap_or_default())
+            .collect()
+    }
+}
+
 /// A merged stack.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MergedStack {
@@ -301,6 +353,9 @@ pub fn is_eval_frame(f: &FrameInfo) -> bool {
 /// Merges native leaf-first frames with the Python stack: each run of eval-loop frames is
 /// replaced by the Python frames it ran (see the module doc).
 pub fn merge(native_leaf_first: &[FrameInfo], py: &PyStack) -> MergedStack {
+    if py.frames.is_empty() {
+        return MergedStack { frames: native_leaf_first.to_vec(), merged: true };
+    }
     // Native eval-call positions (a run of adjacent eval frames counts once).
     let mut runs: Vec<(usize, usize)> = Vec::new();
     let mut i = 0;
