@@ -345,6 +345,24 @@ pub struct MergedStack {
     pub merged: bool,
 }
 
+/// Whether a native stack stops before its root (`_start`, `main`, a thread start): it
+/// was cut by the unwinder's stack limit.
+fn native_is_cut(native_leaf_first: &[FrameInfo]) -> bool {
+    const ROOTS: [&str; 8] = [
+        "_start",
+        "main",
+        "__libc_start_main",
+        "__libc_start_call_main",
+        "start_thread",
+        "clone",
+        "clone3",
+        "Py_BytesMain",
+    ];
+    native_leaf_first
+        .last()
+        .is_some_and(|f| !ROOTS.iter().any(|r| f.function.name == *r))
+}
+
 /// Whether a native frame is a C-level call of the eval loop.
 pub fn is_eval_frame(f: &FrameInfo) -> bool {
     f.function.kind == FrameKind::Native && f.function.name.starts_with("_PyEval_EvalFrameDefault")
@@ -377,7 +395,10 @@ pub fn merge(native_leaf_first: &[FrameInfo], py: &PyStack) -> MergedStack {
         groups.push(&py.frames[at..end]);
         at = end;
     }
-    let merged = runs.len() == groups.len();
+    // Fewer eval frames than groups is still a correct merge when the native stack was
+    // cut (stack copy limit): the outer groups go above it, where the cut native frames were.
+    let merged = runs.len() == groups.len()
+        || (runs.len() < groups.len() && native_is_cut(native_leaf_first));
     let mut out = Vec::with_capacity(native_leaf_first.len() + py.frames.len());
     let mut last = 0;
     let mut gi = 0;
@@ -443,20 +464,25 @@ mod tests {
 
     #[test]
     fn mismatch_keeps_both_halves() {
-        // Truncated native stack: one eval frame for two groups.
+        // Cut native stack (no root): one eval frame for two groups is a correct merge.
         let native = vec![nat("leaf"), nat("_PyEval_EvalFrameDefault")];
         let stack = PyStack { frames: vec![py("c"), py("b"), py("a")], groups: vec![1, 2] };
         let m = merge(&native, &stack);
-        assert!(!m.merged);
+        assert!(m.merged);
         assert_eq!(names(&m.frames), vec!["leaf", "c", "b", "a"]);
-        // No eval frame at all (native unwinding failed): Python above the native part.
-        let m = merge(&[nat("x")], &stack);
+        // A complete native stack with a missing eval frame is a failure: both halves kept.
+        let native = vec![nat("leaf"), nat("_PyEval_EvalFrameDefault"), nat("main")];
+        let m = merge(&native, &stack);
         assert!(!m.merged);
-        assert_eq!(names(&m.frames), vec!["x", "c", "b", "a"]);
+        assert_eq!(names(&m.frames), vec!["leaf", "c", "main", "b", "a"]);
+        // No eval frame at all (native unwinding failed): Python above the native part.
+        let m = merge(&[nat("x"), nat("main")], &stack);
+        assert!(!m.merged);
+        assert_eq!(names(&m.frames), vec!["x", "main", "c", "b", "a"]);
         // More eval frames than groups: the extra ones stay native.
-        let native = vec![nat("_PyEval_EvalFrameDefault"), nat("f"), nat("_PyEval_EvalFrameDefault")];
+        let native = vec![nat("_PyEval_EvalFrameDefault"), nat("f"), nat("_PyEval_EvalFrameDefault"), nat("main")];
         let m = merge(&native, &PyStack { frames: vec![py("a")], groups: vec![1] });
         assert!(!m.merged);
-        assert_eq!(names(&m.frames), vec!["a", "f", "_PyEval_EvalFrameDefault"]);
+        assert_eq!(names(&m.frames), vec!["a", "f", "_PyEval_EvalFrameDefault", "main"]);
     }
 }
