@@ -4,3 +4,4 @@
 mod common;
 mod errors;
 mod hotspots;
+mod python;
