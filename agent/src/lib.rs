@@ -8,7 +8,8 @@
 //! 2. receives a `Config`: whether this process is a CPython the collector understands,
 //!    the address of `_PyRuntime`, that version's struct layout, and a cookie;
 //! 3. if Python: opens `HWPROF_AGENT_DIR/python-<pid>.bin` and installs a SIGTRAP handler;
-//! 4. opens one sampling event per CPU on itself, from the attr bytes in
+//! 4. opens one sampling event per CPU on itself (disabled: the collector enables each
+//!    once its ring is mapped), from the attr bytes in
 //!    `HWPROF_AGENT_ATTR`, adding `inherit`, `remove_on_exec` and (if Python) `sigtrap`
 //!    with `sig_data` = cookie, clearing the side-band bits (mmap, comm, task, ...) that the
 //!    collector's own tracking event already records; and sends the fds to the collector
@@ -532,7 +533,9 @@ fn open_events(attr: &[u8], python: bool, cookie: u64) -> Vec<(u32, c_int)> {
         | BIT_COMM_EXEC
         | BIT_CONTEXT_SWITCH
         | BITS_NS_TO_TEXT_POKE);
-    flags |= BIT_INHERIT | BIT_REMOVE_ON_EXEC;
+    // Disabled until the collector has mapped the ring and enables it: no sample (and so
+    // no SIGTRAP capture) is taken that has nowhere to go.
+    flags |= BIT_INHERIT | BIT_REMOVE_ON_EXEC | BIT_DISABLED;
     if python {
         flags |= BIT_SIGTRAP;
         a[120..128].copy_from_slice(&cookie.to_le_bytes());

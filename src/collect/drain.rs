@@ -166,8 +166,8 @@ impl Session {
         }
     }
 
-    /// [python] Maps the rings of sampling events opened by agents and registers their
-    /// ids under attr 0 (they sample with that attr), noting the ids for finalize.
+    /// [python] Maps the rings of sampling events opened by agents, enables them, and
+    /// registers their ids under attr 0 (they sample with that attr), noting the ids for finalize.
     pub fn add_agent_events(&mut self, link: &mut crate::python::AgentLink) -> std::io::Result<()> {
         for ev in link.poll_new_events() {
             let mut ids = Vec::new();
@@ -175,7 +175,11 @@ impl Session {
                 let Ok(id) = sys::event_id(&fd) else { continue };
                 match super::map_ring(fd, 16) {
                     Ok(ring) => {
-                        ids.push(id);
+                        // The agent opens its events disabled; sampling starts now that
+                        // the ring exists.
+                        if sys::enable(ring.fd()).is_ok() {
+                            ids.push(id);
+                        }
                         self.rings.push(ring);
                     }
                     Err(e) => eprintln!("hwprof: python agent of {}: {e}", ev.pid),

@@ -145,8 +145,12 @@ pub fn run(opts: &FinalizeOptions) -> Result<PathBuf, FinalizeError> {
                 };
                 let mut res = process::process_raw_dir(r, &search, weighting, hook_ref);
                 drop(hook);
-                let stacks = joiner.take().map(|j| j.finish()).unwrap_or_default();
+                let joiner = joiner.take();
+                let summary = joiner.as_ref().map(|j| j.summary());
+                let (stacks, counts) = joiner.map(|j| j.finish()).unwrap_or_default();
                 if let Ok(p) = res.as_mut() {
+                    p.python_summary = summary;
+                    p.python_join_counts = counts;
                     dedup_python_stacks(p, stacks);
                 }
                 pb.inc(1);
@@ -173,6 +177,19 @@ pub fn run(opts: &FinalizeOptions) -> Result<PathBuf, FinalizeError> {
     let mut skipped = 0u64;
     let mut times: Option<(u64, u64)> = None;
     let mut event_index: HashMap<String, usize> = HashMap::new();
+    // [python] Join and capture counts, for the report.
+    let mut py_joined = (0u64, 0u64);
+    let mut py_agent = (0u64, 0u64);
+    let mut py_summaries = Vec::new();
+    for (_, p) in &profiles {
+        py_agent.0 += p.python_join_counts.agent_samples;
+        py_agent.1 += p.python_join_counts.agent_with_capture;
+        py_joined.0 += p.python_joined.0;
+        py_joined.1 += p.python_joined.1;
+        if let Some(s) = &p.python_summary {
+            py_summaries.push(s.clone());
+        }
+    }
     for (i, (raw, p)) in profiles.iter().enumerate() {
         total_samples += p.sample_count;
         lost += p.lost;
@@ -206,6 +223,16 @@ pub fn run(opts: &FinalizeOptions) -> Result<PathBuf, FinalizeError> {
     meta.insert("command".into(), manifest.command.join(" "));
     meta.insert("kernel_samples".into(), manifest.kernel_samples.to_string());
     meta.insert("python".into(), manifest.python.clone());
+    if !py_summaries.is_empty() {
+        meta.insert("python_samples_joined".into(), py_joined.0.to_string());
+        meta.insert("python_samples_without_stack".into(), py_joined.1.to_string());
+        meta.insert("python_agent_samples".into(), py_agent.0.to_string());
+        meta.insert("python_agent_samples_with_capture".into(), py_agent.1.to_string());
+        meta.insert(
+            "python_summary".into(),
+            crate::python::stacks::summary_json(&py_summaries),
+        );
+    }
     meta.insert(
         "events".into(),
         serde_json::to_string(&manifest.events).unwrap_or_default(),
@@ -419,6 +446,8 @@ fn add_raw_profile(
 fn dedup_python_stacks(p: &mut RawProfile, slots: Vec<crate::python::PyStack>) {
     let mut index: HashMap<crate::python::PyStack, u32> = HashMap::new();
     let mut unique = Vec::new();
+    let joined = slots.iter().filter(|s| !s.frames.is_empty()).count() as u64;
+    p.python_joined = (joined, slots.len() as u64 - joined);
     let remap: Vec<u32> = slots
         .into_iter()
         .map(|s| {

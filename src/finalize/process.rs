@@ -101,6 +101,12 @@ pub struct RawProfile {
     pub events: Vec<String>,
     /// Python stacks (leaf first), joined to samples by the Python module.
     pub python_stacks: Vec<crate::python::PyStack>,
+    /// [python] Samples of Python threads joined to a Python stack / without one.
+    pub python_joined: (u64, u64),
+    /// [python] The agent's samples and how many found their capture.
+    pub python_join_counts: crate::python::JoinCounts,
+    /// [python] What the raw dir's Python data holds (version, method, counts).
+    pub python_summary: Option<crate::python::PythonSummary>,
     /// Samples read.
     pub sample_count: u64,
     /// Samples whose user stack could not be unwound past the first frame.

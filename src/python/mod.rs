@@ -21,7 +21,7 @@ use crate::profile::FrameInfo;
 pub use agent_link::{AgentEvents, AgentLink, LaunchMethod, LaunchPlan, plan_launch};
 pub use perfmap::perfmap_symbol;
 pub use remote::RemoteSampler;
-pub use stacks::{Joiner, MergedStack, PyStack, PythonStacks, PythonSummary, merge};
+pub use stacks::{JoinCounts, Joiner, MergedStack, PyStack, PythonStacks, PythonSummary, merge};
 
 /// Errors of the Python side of hwprof.
 #[derive(Debug, thiserror::Error)]

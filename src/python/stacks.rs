@@ -78,7 +78,8 @@ pub struct PythonStacks {
     types: HashMap<(u32, u64), String>,
     summary: PythonSummary,
     agent_ids: std::collections::HashSet<u64>,
-    agent_pids: std::collections::HashSet<u32>,
+    /// Per process, the time of its first capture.
+    agent_start: HashMap<u32, u64>,
 }
 
 impl PythonStacks {
@@ -121,8 +122,11 @@ impl PythonStacks {
         }
         // Processes with captures (forked children included: they share the agent's
         // inherited events) are sampled by the agent.
-        let mut agent_pids: std::collections::HashSet<u32> =
-            by_tid.values().flatten().map(|c| c.rec.pid).collect();
+        let mut agent_start: HashMap<u32, u64> = HashMap::new();
+        for c in by_tid.values().flatten() {
+            let t = agent_start.entry(c.rec.pid).or_insert(c.time_ns);
+            *t = (*t).min(c.time_ns);
+        }
         let mut codes = HashMap::new();
         let mut types = HashMap::new();
         let mut methods = Vec::new();
@@ -144,10 +148,7 @@ impl PythonStacks {
                     types.insert((pid, addr), name);
                 }
                 CodeLine::Stats { torn, .. } => summary.torn += torn,
-                CodeLine::Events { pid, ids } => {
-                    agent_ids.extend(ids);
-                    agent_pids.insert(pid);
-                }
+                CodeLine::Events { ids, .. } => agent_ids.extend(ids),
             }
         }
         summary.versions.sort();
@@ -159,7 +160,7 @@ impl PythonStacks {
         } else {
             methods.first().cloned().unwrap_or_else(|| "agent".into())
         };
-        Ok(Some(PythonStacks { by_tid, codes, types, summary, agent_ids, agent_pids }))
+        Ok(Some(PythonStacks { by_tid, codes, types, summary, agent_ids, agent_start }))
     }
 
     /// The Python stack captured for the sample of `tid` at `sample_time_ns`: the
@@ -185,16 +186,19 @@ impl PythonStacks {
     }
 
     /// Whether finalize should keep a sample: samples of the agent's events are kept;
-    /// the collector's own samples of a process whose agent opened events are dropped
-    /// (both sample it; the agent's carry the Python stack). `id` is the sample's event
+    /// the collector's own samples of a process whose agent samples it are dropped from
+    /// the agent's first capture on (both sample it; the agent's carry the Python stack). `id` is the sample's event
     /// id (PERF_SAMPLE_IDENTIFIER); samples of other processes are always kept.
-    pub fn keep_sample(&self, pid: u32, id: Option<u64>) -> bool {
+    pub fn keep_sample(&self, pid: u32, id: Option<u64>, time_ns: u64) -> bool {
         if self.agent_ids.is_empty() {
             return true;
         }
         match id {
             Some(id) if self.agent_ids.contains(&id) => true,
-            _ => !self.agent_pids.contains(&pid),
+            // The collector's sample: a duplicate once the agent samples this process
+            // (from its first capture on); before that (interpreter start-up) it is the
+            // only sample and is kept.
+            _ => !self.agent_start.get(&pid).is_some_and(|&t| time_ns >= t),
         }
     }
 
@@ -296,6 +300,10 @@ pub struct Joiner {
     stacks: PythonStacks,
     slots: Vec<(u32, u64, Option<u64>)>,
     last: HashMap<u32, usize>,
+    /// Slots of the agent's own samples.
+    agent_slots: Vec<usize>,
+    /// Agent samples seen (each should have exactly one capture).
+    pub agent_samples: u64,
 }
 
 /// [`Joiner::sample`] answer for a sample to leave out (a duplicate).
@@ -304,19 +312,24 @@ pub const DROP: u32 = u32::MAX - 1;
 impl Joiner {
     /// A joiner over these captures.
     pub fn new(stacks: PythonStacks) -> Joiner {
-        Joiner { stacks, slots: Vec::new(), last: HashMap::new() }
+        Joiner { stacks, slots: Vec::new(), last: HashMap::new(), agent_slots: Vec::new(), agent_samples: 0 }
     }
 
     /// One sample: None (no Python stack), [`DROP`], or a slot index into what
     /// [`Joiner::finish`] returns.
     pub fn sample(&mut self, pid: u32, tid: u32, time_ns: u64, id: Option<u64>) -> Option<u32> {
-        if !self.stacks.keep_sample(pid, id) {
+        if !self.stacks.keep_sample(pid, id, time_ns) {
             return Some(DROP);
         }
+        let agent = id.is_some_and(|id| self.stacks.agent_ids.contains(&id));
+        self.agent_samples += u64::from(agent);
         if !self.stacks.by_tid.contains_key(&tid) {
             return None;
         }
         let i = self.slots.len();
+        if agent {
+            self.agent_slots.push(i);
+        }
         self.slots.push((tid, time_ns, None));
         if let Some(prev) = self.last.insert(tid, i)
             && let Some(slot) = self.slots.get_mut(prev)
@@ -327,13 +340,69 @@ impl Joiner {
         u32::try_from(i).ok().filter(|&i| i < DROP)
     }
 
-    /// The stack of every slot (empty when the sample had no capture).
-    pub fn finish(self) -> Vec<PyStack> {
-        self.slots
+    /// What the captures hold.
+    pub fn summary(&self) -> PythonSummary {
+        self.stacks.summary()
+    }
+
+    /// The stack of every slot (empty when the sample had no capture), and how many of
+    /// the agent's samples found their capture (whether or not it had Python frames).
+    pub fn finish(self) -> (Vec<PyStack>, JoinCounts) {
+        let stacks: Vec<PyStack> = self
+            .slots
             .iter()
             .map(|&(tid, t, next)| self.stacks.stack_for(tid, t, next).unwrap_or_default())
-            .collect()
+            .collect();
+        let with_capture = self
+            .agent_slots
+            .iter()
+            .filter(|&&i| {
+                let (tid, t, next) = self.slots[i];
+                self.stacks.capture_in(tid, t, next)
+            })
+            .count() as u64;
+        (stacks, JoinCounts { agent_samples: self.agent_samples, agent_with_capture: with_capture })
     }
+}
+
+/// How the agent's samples met their captures.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct JoinCounts {
+    /// Samples of the agent's events.
+    pub agent_samples: u64,
+    /// Of those, samples with a capture in their window.
+    pub agent_with_capture: u64,
+}
+
+impl PythonStacks {
+    /// Whether `tid` has a capture in `[t, next)` (any, even without Python frames).
+    pub fn capture_in(&self, tid: u32, t: u64, next: Option<u64>) -> bool {
+        let Some(caps) = self.by_tid.get(&tid) else { return false };
+        let i = caps.partition_point(|c| c.time_ns < t);
+        let end = next.unwrap_or(t.saturating_add(MAX_DELAY_NS));
+        caps.get(i).is_some_and(|c| c.time_ns < end)
+    }
+}
+
+/// The summaries of several raw dirs as one JSON object (versions, method, captures,
+/// torn, unresolved, refused), for profile.db's `meta.python_summary`.
+pub fn summary_json(all: &[PythonSummary]) -> String {
+    let mut versions: Vec<&String> = all.iter().flat_map(|s| &s.versions).collect();
+    versions.sort();
+    versions.dedup();
+    let mut methods: Vec<&String> = all.iter().map(|s| &s.method).collect();
+    methods.sort();
+    methods.dedup();
+    serde_json::json!({
+        "versions": versions,
+        "method": methods,
+        "captures": all.iter().map(|s| s.captures).sum::<u64>(),
+        "torn": all.iter().map(|s| s.torn).sum::<u64>(),
+        "unresolved_frames": all.iter().map(|s| s.unresolved).sum::<u64>(),
+        "refused": all.iter().flat_map(|s| &s.refused).collect::<Vec<_>>(),
+        "skipped_bytes": all.iter().map(|s| s.skipped_bytes).sum::<u64>(),
+    })
+    .to_string()
 }
 
 /// A merged stack.

@@ -153,6 +153,20 @@ fn assert_work_truth(dir: &Path, label: &str) {
     assert!(h.total_pct > h.self_pct, "{label}: no native frames below Worker.heavy");
     let s = summary_json(dir);
     assert_eq!(s["python"], "agent", "{label}: summary python field");
+    // One capture per agent sample, in that sample's window (same thread, before the
+    // thread's next sample).
+    let db = rusqlite::Connection::open(dir.join("profile.db")).expect("open profile.db");
+    let meta = |k: &str| -> String {
+        db.query_row("SELECT value FROM meta WHERE key = ?1", [k], |r| r.get(0))
+            .unwrap_or_default()
+    };
+    let agent: u64 = meta("python_agent_samples").parse().unwrap_or(0);
+    let with: u64 = meta("python_agent_samples_with_capture").parse().unwrap_or(0);
+    let summary: serde_json::Value = serde_json::from_str(&meta("python_summary")).unwrap_or_default();
+    let captures = summary["captures"].as_u64().unwrap_or(0);
+    eprintln!("{label}: {captures} captures, {agent} agent samples, {with} with their capture");
+    assert!(agent > 0 && captures == agent, "{label}: {captures} captures for {agent} agent samples");
+    assert_eq!(with, agent, "{label}: agent samples without their capture");
 }
 
 #[test]
