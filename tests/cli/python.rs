@@ -466,3 +466,45 @@ fn corrupt_python_sidecars_do_not_break_finalize() {
     let rows = hotspots(&dir, &["--frames", "python"]);
     assert!(rows.contains_key("Worker.heavy") || rows.values().any(|h| h.function.contains("unresolved")) || !rows.is_empty());
 }
+
+const THREADS: &str = r#"import hashlib, threading
+data = b"x" * (1 << 20)
+def hasher():
+    for _ in range(250):
+        hashlib.sha256(data).digest()
+def pyloop():
+    s = 0
+    for i in range(6_000_000):
+        s += i
+t = threading.Thread(target=hasher)
+t.start()
+pyloop()
+t.join()
+"#;
+
+/// Each sample gets its own thread's Python stack: a thread hashing in C (GIL released)
+/// keeps its `hasher` frame while the other runs Python code (`pyloop`). Taking the
+/// GIL holder's stack instead would blame `pyloop` for the hashing thread's samples.
+#[test]
+fn each_thread_gets_its_own_python_stack() {
+    let tmp = shared_tempdir();
+    let script = write_script(tmp.path(), "threads.py", THREADS);
+    let Some(py) = pyenv("3.11.7") else { panic!("pyenv 3.11.7 is required") };
+    let dir = tmp.path().join("r");
+    ok(&collect(&dir, &[], &[py.to_str().unwrap_or(""), script.to_str().unwrap_or("")]));
+    let rows = hotspots(&dir, &["--frames", "python"]);
+    let hasher = rows.get("hasher").map_or(0.0, |h| h.self_pct);
+    let pyloop = rows.get("pyloop").map_or(0.0, |h| h.self_pct);
+    eprintln!("threads: hasher {hasher:.1}%, pyloop {pyloop:.1}%");
+    assert!(hasher > 15.0 && pyloop > 15.0, "hasher {hasher}%, pyloop {pyloop}%");
+    // The hashing thread's native leaf (sha256 code) sits under `hasher`, not `pyloop`.
+    let all = hotspots(&dir, &[]);
+    let sha: f64 = all
+        .values()
+        .filter(|h| h.module.contains("libcrypto") || h.function.to_lowercase().contains("sha256"))
+        .map(|h| h.self_pct)
+        .sum();
+    eprintln!("threads: libcrypto self {sha:.1}%");
+    assert!(sha > 10.0, "no libcrypto native time");
+    assert!(hasher >= sha * 0.9, "sha256 time ({sha}%) not under hasher ({hasher}%)");
+}
