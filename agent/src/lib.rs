@@ -131,8 +131,10 @@ static STATE: OnceLock<State> = OnceLock::new();
 static OUT_FD: AtomicI32 = AtomicI32::new(-1);
 static SOCK_FD: AtomicI32 = AtomicI32::new(-1);
 static SOCK_PID: AtomicU32 = AtomicU32::new(0);
-/// Captures written (for tests and the exit message).
+/// Captures written and nanoseconds spent capturing (printed at exit when
+/// `HWPROF_AGENT_STATS` is set: the per-sample cost figure of docs/python.md).
 static CAPTURES: AtomicU64 = AtomicU64::new(0);
+static CAPTURE_NS: AtomicU64 = AtomicU64::new(0);
 
 #[used]
 #[unsafe(link_section = ".init_array")]
@@ -212,6 +214,15 @@ fn init() {
 /// At exit of the process that connected: tell the collector and wait (at most 1 s) for
 /// its ack, so code objects seen in the last moments are read while the process lives.
 extern "C" fn agent_exit() {
+    if std::env::var_os("HWPROF_AGENT_STATS").is_some() {
+        let n = CAPTURES.load(Ordering::Relaxed);
+        let ns = CAPTURE_NS.load(Ordering::Relaxed);
+        eprintln!(
+            "hwprof-agent: pid {}: {n} captures, {:.1} us each",
+            std::process::id(),
+            ns as f64 / 1000.0 / n.max(1) as f64
+        );
+    }
     let sock = SOCK_FD.load(Ordering::SeqCst);
     if sock < 0 || SOCK_PID.load(Ordering::SeqCst) != std::process::id() {
         return;
@@ -624,6 +635,199 @@ fn find_tstate(st: &State, pid: libc::pid_t) -> u64 {
     0
 }
 
+/// Reads several regions (at most 4) with one `process_vm_readv`, skipping requests at
+/// address 0 or NONE; returns a bit mask of the requests read completely.
+fn read_multi(pid: libc::pid_t, reqs: &mut [(u64, &mut [u8])]) -> u32 {
+    let mut local = [libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; 4];
+    let mut remote = [libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; 4];
+    let mut which = [0usize; 4];
+    let mut k = 0;
+    for (i, (addr, buf)) in reqs.iter_mut().enumerate() {
+        if k == 4 || *addr == 0 || *addr == NONE {
+            continue;
+        }
+        local[k] = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
+        remote[k] = libc::iovec { iov_base: *addr as *mut c_void, iov_len: buf.len() };
+        which[k] = i;
+        k += 1;
+    }
+    if k == 0 {
+        return 0;
+    }
+    // SAFETY: as in read_mem; every local iovec points into a live buffer of its length.
+    let r = unsafe { libc::process_vm_readv(pid, local.as_ptr(), k as _, remote.as_ptr(), k as _, 0) };
+    let mut got = if r < 0 { 0 } else { r as usize };
+    let mut mask = 0;
+    for (l, &i) in local[..k].iter().zip(&which) {
+        if got < l.iov_len {
+            break;
+        }
+        got -= l.iov_len;
+        mask |= 1 << i;
+    }
+    mask
+}
+
+/// Per-thread cache of `PyThreadState` addresses, keyed by `pthread_self()`; validated
+/// on every use (the thread state's `thread_id` must still be this thread).
+const TCACHE: usize = 64;
+static TKEYS: [AtomicU64; TCACHE] = [const { AtomicU64::new(0) }; TCACHE];
+static TVALS: [AtomicU64; TCACHE] = [const { AtomicU64::new(0) }; TCACHE];
+
+/// The innermost frame of the current thread (0 when it runs no Python code), None
+/// when the thread has no Python thread state.
+fn current_frame(st: &State, pid: libc::pid_t) -> Option<u64> {
+    let l = &st.layout;
+    // SAFETY: pthread_self reads the thread pointer; always valid.
+    let me = unsafe { libc::pthread_self() } as u64;
+    let slot = ((me >> 12) ^ (me >> 21)) as usize % TCACHE;
+    let lo = l.tstate_frame.min(l.tstate_thread_id);
+    let hi = l.tstate_frame.max(l.tstate_thread_id) + 8;
+    if hi - lo > 512 {
+        return None;
+    }
+    let mut win = [0u8; 512];
+    let read_state = |t: u64, win: &mut [u8; 512]| -> Option<u64> {
+        let w = &mut win[..(hi - lo) as usize];
+        let mut reqs = [(t.wrapping_add(lo), w)];
+        if read_multi(pid, &mut reqs) & 1 == 0 {
+            return None;
+        }
+        let w = &*reqs[0].1;
+        (word(w, l.tstate_thread_id - lo) == me).then(|| word(w, l.tstate_frame - lo))
+    };
+    let mut found = None;
+    if TKEYS[slot].load(Ordering::Acquire) == me {
+        let t = TVALS[slot].load(Ordering::Acquire);
+        found = read_state(t, &mut win);
+    }
+    if found.is_none() {
+        let t = find_tstate(st, pid);
+        if t == 0 {
+            return None;
+        }
+        found = read_state(t, &mut win);
+        if found.is_some() {
+            TVALS[slot].store(t, Ordering::Release);
+            TKEYS[slot].store(me, Ordering::Release);
+        }
+    }
+    let mut frame = found?;
+    if l.cframe_current_frame != NONE && frame != 0 {
+        frame = read_u64(pid, add(frame, l.cframe_current_frame)).unwrap_or(0);
+    }
+    Some(frame)
+}
+
+/// Walks the frame chain from `frame`, one `process_vm_readv` per frame: each call reads
+/// this frame and the previous frame's code-object fields (and, before 3.11, the type of
+/// its first local). Returns the frame count and `CAP_*` flags.
+fn walk_frames(
+    st: &State,
+    pid: libc::pid_t,
+    mut frame: u64,
+    out: &mut [CapFrame; MAX_FRAMES],
+) -> (usize, u32) {
+    let l = &st.layout;
+    let c_lo = l.code_name.min(l.code_filename);
+    let c_len = (l.code_name.max(l.code_filename) + 8 - c_lo) as usize;
+    if c_len > 64 {
+        return (0, CAP_READ_FAILED);
+    }
+    let mut n = 0usize;
+    let mut flags = 0;
+    // Pending reads for frame n-1: its code object's fields, its first local's type.
+    let mut pend_code = 0u64;
+    let mut pend_local = 0u64;
+    let mut fb = [0u8; 1024];
+    let mut cb = [0u8; 64];
+    let mut tb = [0u8; 8];
+    loop {
+        let more = frame != 0 && n < MAX_FRAMES;
+        if frame != 0 && n == MAX_FRAMES {
+            flags |= CAP_TRUNCATED;
+        }
+        // Order: code fields and local type of frame n-1 first (their success must not
+        // depend on this frame's), then this frame.
+        let mut reqs: [(u64, &mut [u8]); 3] = [
+            (if pend_code != 0 { pend_code.wrapping_add(c_lo) } else { NONE }, &mut cb[..c_len]),
+            (if pend_local != 0 { add(pend_local, l.object_type) } else { NONE }, &mut tb[..]),
+            (if more { frame } else { NONE }, &mut fb[..st.frame_window]),
+        ];
+        if reqs.iter().all(|r| r.0 == NONE) {
+            break;
+        }
+        let mask = read_multi(pid, &mut reqs);
+        let done = |i: usize| mask & (1 << i) != 0;
+        if n > 0 {
+            let prev = &mut out[n - 1];
+            if pend_code != 0 {
+                if done(0) {
+                    let w = &cb[..c_len];
+                    prev.token = code_token(word(w, l.code_name - c_lo), word(w, l.code_filename - c_lo));
+                } else {
+                    flags |= CAP_READ_FAILED;
+                }
+            }
+            if pend_local != 0 && done(1) {
+                prev.self_type = u64::from_le_bytes(tb);
+            }
+        }
+        pend_code = 0;
+        pend_local = 0;
+        if !more {
+            break;
+        }
+        // An earlier request of the batch failing stops the batch: read the frame alone.
+        if !done(2) && !read_mem(pid, frame, &mut fb[..st.frame_window]) {
+            flags |= CAP_READ_FAILED;
+            break;
+        }
+        let w = &fb[..st.frame_window];
+        let code = word(w, l.frame_code);
+        let prev = word(w, l.frame_previous);
+        let mut f = CapFrame { code, ..CapFrame::default() };
+        if l.frame_instr != NONE {
+            let ip = word(w, l.frame_instr);
+            let off = ip.wrapping_sub(code.wrapping_add(l.code_code_adaptive));
+            if ip == 0 || off >= 1 << 28 {
+                f.flags |= FR_NO_OFFSET;
+            } else {
+                f.offset = off as u32;
+            }
+        } else if l.frame_lasti != NONE {
+            let o = l.frame_lasti as usize;
+            let lasti = w.get(o..o + 4).and_then(|s| s.try_into().ok()).map(i32::from_le_bytes).unwrap_or(-1);
+            if lasti < 0 {
+                f.flags |= FR_NO_OFFSET;
+            } else {
+                f.offset = if l.minor >= 10 { lasti as u32 * 2 } else { lasti as u32 };
+            }
+        }
+        if l.frame_is_entry != NONE && w.get(l.frame_is_entry as usize) == Some(&1) {
+            f.flags |= FR_ENTRY;
+        }
+        if l.minor >= 12 && l.frame_owner != NONE && w.get(l.frame_owner as usize) == Some(&3) {
+            f.flags |= FR_SHIM;
+        }
+        if l.minor < 11 && l.frame_localsplus != NONE {
+            pend_local = word(w, l.frame_localsplus);
+        }
+        if f.flags & FR_SHIM == 0 {
+            pend_code = code;
+        }
+        out[n] = f;
+        n += 1;
+        if prev == frame {
+            flags |= CAP_READ_FAILED;
+            frame = 0;
+        } else {
+            frame = prev;
+        }
+    }
+    (n, flags)
+}
+
 const REC_MAX: usize =
     size_of::<RecordHeader>() + size_of::<Capture>() + MAX_FRAMES * size_of::<CapFrame>();
 
@@ -700,85 +904,23 @@ fn capture(st: &State, late: bool) {
             ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64,
         )
     };
-    let l = &st.layout;
     let mut rec = [0u8; REC_MAX];
     let hdr_len = size_of::<RecordHeader>() + size_of::<Capture>();
     let mut n = 0usize;
     let mut flags = if late { CAP_ASYNC } else { 0 };
-    let tstate = find_tstate(st, pid);
-    if tstate == 0 {
-        flags |= CAP_NO_TSTATE;
-    } else {
-        let mut frame = read_u64(pid, add(tstate, l.tstate_frame)).unwrap_or(0);
-        if l.cframe_current_frame != NONE && frame != 0 {
-            frame = read_u64(pid, add(frame, l.cframe_current_frame)).unwrap_or(0);
+    let mut frames = [CapFrame::default(); MAX_FRAMES];
+    let top = current_frame(st, pid);
+    match top {
+        None => flags |= CAP_NO_TSTATE,
+        Some(frame) => {
+            let (count, f) = walk_frames(st, pid, frame, &mut frames);
+            n = count;
+            flags |= f;
         }
-        let mut fb = [0u8; 1024];
-        while frame != 0 {
-            if n == MAX_FRAMES {
-                flags |= CAP_TRUNCATED;
-                break;
-            }
-            let w = &mut fb[..st.frame_window];
-            if !read_mem(pid, frame, w) {
-                flags |= CAP_READ_FAILED;
-                break;
-            }
-            let code = word(w, l.frame_code);
-            let prev = word(w, l.frame_previous);
-            let mut f = CapFrame {
-                code,
-                ..CapFrame::default()
-            };
-            if l.frame_instr != NONE {
-                let ip = word(w, l.frame_instr);
-                let start = code.wrapping_add(l.code_code_adaptive);
-                let off = ip.wrapping_sub(start);
-                if ip == 0 || off >= 1 << 28 {
-                    f.flags |= FR_NO_OFFSET;
-                } else {
-                    f.offset = off as u32;
-                }
-            } else if l.frame_lasti != NONE {
-                let o = l.frame_lasti as usize;
-                let lasti = w
-                    .get(o..o + 4)
-                    .and_then(|s| s.try_into().ok())
-                    .map(i32::from_le_bytes)
-                    .unwrap_or(-1);
-                if lasti < 0 {
-                    f.flags |= FR_NO_OFFSET;
-                } else {
-                    f.offset = if l.minor >= 10 { lasti as u32 * 2 } else { lasti as u32 };
-                }
-            }
-            if l.frame_is_entry != NONE && w.get(l.frame_is_entry as usize) == Some(&1) {
-                f.flags |= FR_ENTRY;
-            }
-            if l.minor >= 12 && l.frame_owner != NONE && w.get(l.frame_owner as usize) == Some(&3)
-            {
-                f.flags |= FR_SHIM;
-            }
-            if l.minor < 11 && l.frame_localsplus != NONE {
-                let local0 = word(w, l.frame_localsplus);
-                if local0 != 0 {
-                    f.self_type = read_u64(pid, add(local0, l.object_type)).unwrap_or(0);
-                }
-            }
-            if f.flags & FR_SHIM == 0 {
-                let name = read_u64(pid, add(code, l.code_name)).unwrap_or(0);
-                let file = read_u64(pid, add(code, l.code_filename)).unwrap_or(0);
-                f.token = code_token(name, file);
-            }
-            let at = hdr_len + n * size_of::<CapFrame>();
-            rec[at..at + size_of::<CapFrame>()].copy_from_slice(as_bytes(&f));
-            n += 1;
-            if prev == frame {
-                flags |= CAP_READ_FAILED;
-                break;
-            }
-            frame = prev;
-        }
+    }
+    for (i, f) in frames[..n].iter().enumerate() {
+        let at = hdr_len + i * size_of::<CapFrame>();
+        rec[at..at + size_of::<CapFrame>()].copy_from_slice(as_bytes(f));
     }
     let len = hdr_len + n * size_of::<CapFrame>();
     let h = RecordHeader {
@@ -796,5 +938,12 @@ fn capture(st: &State, late: bool) {
     rec[size_of::<RecordHeader>()..hdr_len].copy_from_slice(as_bytes(&c));
     if write_all(fd, &rec[..len]) {
         CAPTURES.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: clock_gettime (vDSO) is async-signal-safe.
+        let end = unsafe {
+            let mut ts: libc::timespec = std::mem::zeroed();
+            libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts);
+            ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+        };
+        CAPTURE_NS.fetch_add(end.saturating_sub(now), Ordering::Relaxed);
     }
 }
