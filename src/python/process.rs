@@ -41,11 +41,18 @@ pub struct Interpreter {
 }
 
 impl Interpreter {
-    /// "3.11.7".
+    /// "3.11.7", or "3.8" when the micro version is unknown (before 3.11 the version
+    /// comes from the file name).
     pub fn version_string(&self) -> String {
-        format!("{}.{}.{}", self.version.0, self.version.1, self.version.2)
+        match self.version.2 {
+            UNKNOWN_MICRO => format!("{}.{}", self.version.0, self.version.1),
+            m => format!("{}.{}.{m}", self.version.0, self.version.1),
+        }
     }
 }
+
+/// `Interpreter::version.2` when the micro version is not known.
+pub const UNKNOWN_MICRO: u32 = u32::MAX;
 
 /// One mapping of /proc/PID/maps with a file.
 #[derive(Debug, Clone)]
@@ -184,13 +191,13 @@ pub fn find_interpreter(
             .filter(|&v| v >> 24 == 3);
         let (major, minor, micro) = match (from_mem, &name_ver) {
             (Some(v), _) => (v >> 24, (v >> 16) & 0xff, (v >> 8) & 0xff),
-            (None, Some((a, b, _))) => (*a, *b, 0),
+            (None, Some((a, b, _))) => (*a, *b, UNKNOWN_MICRO),
             (None, None) => return Err(InterpError::Unsupported("of unknown version".into())),
         };
-        let vs = if micro > 0 || from_mem.is_some() {
-            format!("{major}.{minor}.{micro}")
-        } else {
+        let vs = if micro == UNKNOWN_MICRO {
             format!("{major}.{minor}")
+        } else {
+            format!("{major}.{minor}.{micro}")
         };
         if let Some((_, _, flags)) = &name_ver {
             if flags.contains('t') {
@@ -222,4 +229,48 @@ pub fn find_interpreter(
         });
     }
     Err(InterpError::NotPython(pid))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_from_names() {
+        let v = |p: &str| version_from_name(Path::new(p));
+        assert_eq!(v("/usr/bin/python3.11"), Some((3, 11, String::new())));
+        assert_eq!(v("/x/libpython3.8.so.1.0"), Some((3, 8, String::new())));
+        assert_eq!(v("/x/python3.13t"), Some((3, 13, "t".into())));
+        assert_eq!(v("/x/libpython3.10d.so"), Some((3, 10, "d".into())));
+        assert_eq!(v("/bin/bash"), None);
+        assert!(is_python_name(Path::new("/root/.pyenv/shims/python3")));
+        assert!(!is_python_name(Path::new("/usr/bin/pythonista")));
+    }
+
+    #[test]
+    fn maps_lines() {
+        let m = parse_maps(
+            "7f00-7f10 r--p 00000000 08:01 12 /usr/lib/libpython3.11.so.1.0\n\
+             7f10-7f20 r-xp 00010000 08:01 12 /usr/lib/libpython3.11.so.1.0\n\
+             7f30-7f40 rw-p 00000000 00:00 0 \n\
+             garbage\n",
+        );
+        assert_eq!(m.len(), 2);
+        assert_eq!((m[0].start, m[1].offset), (0x7f00, 0x10000));
+    }
+
+    #[test]
+    fn free_threaded_and_unknown_debug_offsets_are_refused() {
+        use crate::python::layouts::{DEBUG_OFFSETS_SIZE, DebugOffsetsError, from_debug_offsets};
+        let mut b = vec![0u8; DEBUG_OFFSETS_SIZE];
+        assert_eq!(from_debug_offsets(&b), Err(DebugOffsetsError::NoCookie));
+        b[..8].copy_from_slice(b"xdebugpy");
+        b[8..16].copy_from_slice(&0x030d00f0u64.to_le_bytes());
+        b[16] = 1;
+        assert_eq!(from_debug_offsets(&b), Err(DebugOffsetsError::FreeThreaded(3, 13)));
+        b[16] = 0;
+        assert!(from_debug_offsets(&b).is_ok());
+        b[8..16].copy_from_slice(&0x030e00f0u64.to_le_bytes());
+        assert_eq!(from_debug_offsets(&b), Err(DebugOffsetsError::UnknownVersion(3, 14)));
+    }
 }
