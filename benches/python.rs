@@ -49,7 +49,9 @@ fn benches(c: &mut Criterion) {
     }
     native.push(frame("main", FrameKind::Native));
     let py = PyStack {
-        frames: (0..20).map(|i| frame(&format!("p{i}"), FrameKind::Python)).collect(),
+        frames: (0..20)
+            .map(|i| frame(&format!("p{i}"), FrameKind::Python))
+            .collect(),
         groups: vec![2; 10],
     };
     c.bench_function("python merge (21 native, 20 Python frames)", |b| {

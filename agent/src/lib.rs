@@ -58,7 +58,8 @@ static INSTALLED: AtomicBool = AtomicBool::new(false);
 static REAL_SIGACTION: AtomicUsize = AtomicUsize::new(0);
 static REAL_SIGNAL: AtomicUsize = AtomicUsize::new(0);
 
-type SigactionFn = unsafe extern "C" fn(c_int, *const libc::sigaction, *mut libc::sigaction) -> c_int;
+type SigactionFn =
+    unsafe extern "C" fn(c_int, *const libc::sigaction, *mut libc::sigaction) -> c_int;
 type SignalFn = unsafe extern "C" fn(c_int, libc::sighandler_t) -> libc::sighandler_t;
 
 fn next_symbol(cache: &AtomicUsize, name: &std::ffi::CStr) -> usize {
@@ -90,7 +91,11 @@ fn real_sigaction(sig: c_int, act: *const libc::sigaction, old: *mut libc::sigac
 /// # Safety
 /// Same contract as libc's `sigaction`.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn sigaction(sig: c_int, act: *const libc::sigaction, old: *mut libc::sigaction) -> c_int {
+pub unsafe extern "C" fn sigaction(
+    sig: c_int,
+    act: *const libc::sigaction,
+    old: *mut libc::sigaction,
+) -> c_int {
     if sig == libc::SIGTRAP && INSTALLED.load(Ordering::SeqCst) {
         // SAFETY: the caller passes valid (or null) sigaction pointers.
         unsafe {
@@ -242,7 +247,7 @@ extern "C" fn agent_exit() {
 
 fn parse_hex(s: &str) -> Option<Vec<u8>> {
     let s = s.trim();
-    if s.len() % 2 != 0 || s.len() < 128 * 2 {
+    if !s.len().is_multiple_of(2) || s.len() < 128 * 2 {
         return None;
     }
     (0..s.len())
@@ -441,7 +446,8 @@ fn start_python(cfg: &Config, pid: u32, given_fd: c_int) -> bool {
     // SAFETY: sigaction is plain data; we fill handler, mask and flags.
     let mut sa: libc::sigaction = unsafe { std::mem::zeroed() };
     let mut prev: libc::sigaction = unsafe { std::mem::zeroed() };
-    sa.sa_sigaction = on_sigtrap as extern "C" fn(c_int, *mut libc::siginfo_t, *mut c_void) as usize;
+    sa.sa_sigaction =
+        on_sigtrap as extern "C" fn(c_int, *mut libc::siginfo_t, *mut c_void) as usize;
     sa.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
     // SAFETY: installing a handler for SIGTRAP with valid sigaction structs.
     unsafe { libc::sigemptyset(&mut sa.sa_mask) };
@@ -638,16 +644,28 @@ fn find_tstate(st: &State, pid: libc::pid_t) -> u64 {
 /// Reads several regions (at most 4) with one `process_vm_readv`, skipping requests at
 /// address 0 or NONE; returns a bit mask of the requests read completely.
 fn read_multi(pid: libc::pid_t, reqs: &mut [(u64, &mut [u8])]) -> u32 {
-    let mut local = [libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; 4];
-    let mut remote = [libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; 4];
+    let mut local = [libc::iovec {
+        iov_base: std::ptr::null_mut(),
+        iov_len: 0,
+    }; 4];
+    let mut remote = [libc::iovec {
+        iov_base: std::ptr::null_mut(),
+        iov_len: 0,
+    }; 4];
     let mut which = [0usize; 4];
     let mut k = 0;
     for (i, (addr, buf)) in reqs.iter_mut().enumerate() {
         if k == 4 || *addr == 0 || *addr == NONE {
             continue;
         }
-        local[k] = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
-        remote[k] = libc::iovec { iov_base: *addr as *mut c_void, iov_len: buf.len() };
+        local[k] = libc::iovec {
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: buf.len(),
+        };
+        remote[k] = libc::iovec {
+            iov_base: *addr as *mut c_void,
+            iov_len: buf.len(),
+        };
         which[k] = i;
         k += 1;
     }
@@ -655,7 +673,8 @@ fn read_multi(pid: libc::pid_t, reqs: &mut [(u64, &mut [u8])]) -> u32 {
         return 0;
     }
     // SAFETY: as in read_mem; every local iovec points into a live buffer of its length.
-    let r = unsafe { libc::process_vm_readv(pid, local.as_ptr(), k as _, remote.as_ptr(), k as _, 0) };
+    let r =
+        unsafe { libc::process_vm_readv(pid, local.as_ptr(), k as _, remote.as_ptr(), k as _, 0) };
     let mut got = if r < 0 { 0 } else { r as usize };
     let mut mask = 0;
     for (l, &i) in local[..k].iter().zip(&which) {
@@ -750,8 +769,22 @@ fn walk_frames(
         // Order: code fields and local type of frame n-1 first (their success must not
         // depend on this frame's), then this frame.
         let mut reqs: [(u64, &mut [u8]); 3] = [
-            (if pend_code != 0 { pend_code.wrapping_add(c_lo) } else { NONE }, &mut cb[..c_len]),
-            (if pend_local != 0 { add(pend_local, l.object_type) } else { NONE }, &mut tb[..]),
+            (
+                if pend_code != 0 {
+                    pend_code.wrapping_add(c_lo)
+                } else {
+                    NONE
+                },
+                &mut cb[..c_len],
+            ),
+            (
+                if pend_local != 0 {
+                    add(pend_local, l.object_type)
+                } else {
+                    NONE
+                },
+                &mut tb[..],
+            ),
             (if more { frame } else { NONE }, &mut fb[..st.frame_window]),
         ];
         if reqs.iter().all(|r| r.0 == NONE) {
@@ -764,7 +797,8 @@ fn walk_frames(
             if pend_code != 0 {
                 if done(0) {
                     let w = &cb[..c_len];
-                    prev.token = code_token(word(w, l.code_name - c_lo), word(w, l.code_filename - c_lo));
+                    prev.token =
+                        code_token(word(w, l.code_name - c_lo), word(w, l.code_filename - c_lo));
                 } else {
                     flags |= CAP_READ_FAILED;
                 }
@@ -786,7 +820,10 @@ fn walk_frames(
         let w = &fb[..st.frame_window];
         let code = word(w, l.frame_code);
         let prev = word(w, l.frame_previous);
-        let mut f = CapFrame { code, ..CapFrame::default() };
+        let mut f = CapFrame {
+            code,
+            ..CapFrame::default()
+        };
         if l.frame_instr != NONE {
             let ip = word(w, l.frame_instr);
             let off = ip.wrapping_sub(code.wrapping_add(l.code_code_adaptive));
@@ -797,11 +834,19 @@ fn walk_frames(
             }
         } else if l.frame_lasti != NONE {
             let o = l.frame_lasti as usize;
-            let lasti = w.get(o..o + 4).and_then(|s| s.try_into().ok()).map(i32::from_le_bytes).unwrap_or(-1);
+            let lasti = w
+                .get(o..o + 4)
+                .and_then(|s| s.try_into().ok())
+                .map(i32::from_le_bytes)
+                .unwrap_or(-1);
             if lasti < 0 {
                 f.flags |= FR_NO_OFFSET;
             } else {
-                f.offset = if l.minor >= 10 { lasti as u32 * 2 } else { lasti as u32 };
+                f.offset = if l.minor >= 10 {
+                    lasti as u32 * 2
+                } else {
+                    lasti as u32
+                };
             }
         }
         if l.frame_is_entry != NONE && w.get(l.frame_is_entry as usize) == Some(&1) {

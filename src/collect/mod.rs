@@ -250,7 +250,11 @@ pub fn run(opts: &CollectOptions) -> Result<CollectOutcome, CollectError> {
                 match crate::python::AgentLink::bind_early(&plan, &std::env::temp_dir()) {
                     Ok(l) => Some(l),
                     Err(e) => {
-                        notice(opts.quiet, &mut notices, format!("python: {e}; native frames only"));
+                        notice(
+                            opts.quiet,
+                            &mut notices,
+                            format!("python: {e}; native frames only"),
+                        );
                         None
                     }
                 }
@@ -318,13 +322,18 @@ pub fn run(opts: &CollectOptions) -> Result<CollectOutcome, CollectError> {
     if let (Some(link), Some(fa)) = (py_link.as_ref(), opened.file_attrs.first())
         && let Err(e) = link.set_target(&raw_dir, &fa.attr)
     {
-        notice(opts.quiet, &mut notices, format!("python: {e}; native frames only"));
+        notice(
+            opts.quiet,
+            &mut notices,
+            format!("python: {e}; native frames only"),
+        );
     }
     // [python] -p on a Python process: the remote sampler (no agent in a running process).
     let py_remote = match (opts.target.clone(), opts.python) {
-        (Target::Attach(pid), crate::cli::PythonCapture::Auto | crate::cli::PythonCapture::Remote) => {
-            crate::python::RemoteSampler::start(pid as u32, &raw_dir, opts.freq).ok()
-        }
+        (
+            Target::Attach(pid),
+            crate::cli::PythonCapture::Auto | crate::cli::PythonCapture::Remote,
+        ) => crate::python::RemoteSampler::start(pid as u32, &raw_dir, opts.freq).ok(),
         _ => None,
     };
     let mut writer = PerfDataWriter::create(&raw_dir.join("perf.data"), opened.file_attrs.clone())
@@ -734,7 +743,11 @@ fn prepare_exec(
     let envp = std::env::vars_os()
         .filter(|(k, _)| !extra_env.iter().any(|(e, _)| k.as_bytes() == e.as_bytes()))
         .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
-        .chain(extra_env.iter().map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec())))
+        .chain(
+            extra_env
+                .iter()
+                .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec())),
+        )
         .map(|(k, v)| {
             let mut kv = k;
             kv.push(b'=');

@@ -225,9 +225,15 @@ pub fn run(opts: &FinalizeOptions) -> Result<PathBuf, FinalizeError> {
     meta.insert("python".into(), manifest.python.clone());
     if !py_summaries.is_empty() {
         meta.insert("python_samples_joined".into(), py_joined.0.to_string());
-        meta.insert("python_samples_without_stack".into(), py_joined.1.to_string());
+        meta.insert(
+            "python_samples_without_stack".into(),
+            py_joined.1.to_string(),
+        );
         meta.insert("python_agent_samples".into(), py_agent.0.to_string());
-        meta.insert("python_agent_samples_with_capture".into(), py_agent.1.to_string());
+        meta.insert(
+            "python_agent_samples_with_capture".into(),
+            py_agent.1.to_string(),
+        );
         meta.insert(
             "python_summary".into(),
             crate::python::stacks::summary_json(&py_summaries),
@@ -428,11 +434,24 @@ fn add_raw_profile(
             // [python] Native and Python stacks meet at the eval-loop frames.
             let merged = crate::python::merge(&native, &py);
             if !merged.merged {
-                *w.profile.meta.entry("python_merge_failures".into()).or_insert_with(|| "0".into()) =
-                    (w.profile.meta.get("python_merge_failures").and_then(|v| v.parse::<u64>().ok()).unwrap_or(0) + count)
-                        .to_string();
+                *w.profile
+                    .meta
+                    .entry("python_merge_failures".into())
+                    .or_insert_with(|| "0".into()) = (w
+                    .profile
+                    .meta
+                    .get("python_merge_failures")
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .unwrap_or(0)
+                    + count)
+                    .to_string();
             }
-            let ids: Vec<usize> = merged.frames.iter().rev().map(|f| intern_frame(w, f)).collect();
+            let ids: Vec<usize> = merged
+                .frames
+                .iter()
+                .rev()
+                .map(|f| intern_frame(w, f))
+                .collect();
             w.stack(&ids)
         };
         let thread = thread_index.get(key.thread as usize).copied().unwrap_or(0);

@@ -433,7 +433,13 @@ impl Builder<'_> {
         let time = s.timestamp.unwrap_or(0);
         // [python] Join the Python stack first: the hook may drop a duplicate sample.
         let python = match self.sample_hook.as_mut() {
-            Some(h) => h(&SampleInfo { pid, tid, time, id: s.id }).unwrap_or(NO_NODE),
+            Some(h) => h(&SampleInfo {
+                pid,
+                tid,
+                time,
+                id: s.id,
+            })
+            .unwrap_or(NO_NODE),
             None => NO_NODE,
         };
         if python == DROP_SAMPLE {

@@ -30,8 +30,7 @@ use super::memory::LiveMemory;
 use super::process::{self, InterpError, Interpreter};
 use super::sidecar::{CodeLine, CodeWriter, hex, parse_captures};
 use super::wire::{
-    BYE_MAGIC, CONFIG_MAGIC, Config, EVENTS_MAGIC, FR_SHIM, FileHeader, HELLO_MAGIC, Layout,
-    NONE,
+    BYE_MAGIC, CONFIG_MAGIC, Config, EVENTS_MAGIC, FR_SHIM, FileHeader, HELLO_MAGIC, Layout, NONE,
 };
 use crate::cli::PythonCapture;
 
@@ -87,7 +86,9 @@ pub fn looks_like_python(path: &Path) -> bool {
     }
     if head.starts_with(b"\x7fELF") {
         use object::Object;
-        let Ok(data) = std::fs::read(&real) else { return false };
+        let Ok(data) = std::fs::read(&real) else {
+            return false;
+        };
         if let Ok(obj) = object::File::parse(&*data)
             && let Ok(libs) = obj.import_libraries()
         {
@@ -165,7 +166,11 @@ impl AgentLink {
     /// Binds a unix socket for the agents of one collected process tree and starts the
     /// thread that serves it. `sampling_attr` is the `perf_event_attr` (bytes) the
     /// collector samples with; agents open the same event on themselves.
-    pub fn bind(plan: &LaunchPlan, raw_dir: &Path, sampling_attr: &[u8]) -> Result<AgentLink, PyError> {
+    pub fn bind(
+        plan: &LaunchPlan,
+        raw_dir: &Path,
+        sampling_attr: &[u8],
+    ) -> Result<AgentLink, PyError> {
         let link = Self::bind_early(plan, raw_dir.parent().unwrap_or(raw_dir))?;
         link.set_target(raw_dir, sampling_attr)?;
         Ok(link)
@@ -201,7 +206,10 @@ impl AgentLink {
         let addr = UnixAddr::new(&sock_path).map_err(io)?;
         bind(listener.as_raw_fd(), &addr).map_err(io)?;
         listen(&listener, Backlog::new(64).map_err(io)?).map_err(io)?;
-        let mut env = vec![("HWPROF_AGENT_SOCK".to_string(), sock_path.display().to_string())];
+        let mut env = vec![(
+            "HWPROF_AGENT_SOCK".to_string(),
+            sock_path.display().to_string(),
+        )];
         let preload = match std::env::var("LD_PRELOAD") {
             Ok(old) if !old.is_empty() => format!("{} {old}", lib.display()),
             _ => lib.display().to_string(),
@@ -232,12 +240,19 @@ impl AgentLink {
             .name("hwprof-python".into())
             .spawn(move || server.run(&stop2))
             .map_err(|e| PyError::Io(sock_path.clone(), e))?;
-        Ok(AgentLink { env, shared, stop, thread: Some(thread), sock_path })
+        Ok(AgentLink {
+            env,
+            shared,
+            stop,
+            thread: Some(thread),
+            sock_path,
+        })
     }
 
     /// Where the agents' files go and what they sample with (see [`AgentLink::bind_early`]).
     pub fn set_target(&self, raw_dir: &Path, sampling_attr: &[u8]) -> Result<(), PyError> {
-        CodeWriter::open(raw_dir).map_err(|e| PyError::Io(raw_dir.join("python-codes.jsonl"), e))?;
+        CodeWriter::open(raw_dir)
+            .map_err(|e| PyError::Io(raw_dir.join("python-codes.jsonl"), e))?;
         let mut attr = sampling_attr.to_vec();
         if attr.len() < 128 {
             attr.resize(128, 0);
@@ -267,12 +282,19 @@ impl AgentLink {
 
     /// "agent" or "perfmap", for the manifest.
     pub fn method_name(&self) -> &'static str {
-        if self.env.iter().any(|(k, _)| k == "PYTHONPERFSUPPORT") { "perfmap" } else { "agent" }
+        if self.env.iter().any(|(k, _)| k == "PYTHONPERFSUPPORT") {
+            "perfmap"
+        } else {
+            "agent"
+        }
     }
 
     /// Non-blocking: sampling events opened by agents since the last call.
     pub fn poll_new_events(&mut self) -> Vec<AgentEvents> {
-        self.shared.lock().map(|mut s| std::mem::take(&mut s.events)).unwrap_or_default()
+        self.shared
+            .lock()
+            .map(|mut s| std::mem::take(&mut s.events))
+            .unwrap_or_default()
     }
 
     /// Resolution runs on the link's own thread (every ~10 ms and at each agent's exit),
@@ -286,7 +308,10 @@ impl AgentLink {
             let _ = t.join();
         }
         let _ = std::fs::remove_file(&self.sock_path);
-        self.shared.lock().map(|mut s| std::mem::take(&mut s.notices)).unwrap_or_default()
+        self.shared
+            .lock()
+            .map(|mut s| std::mem::take(&mut s.notices))
+            .unwrap_or_default()
     }
 }
 
@@ -422,7 +447,12 @@ impl Server {
         let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 64]);
         let (n, fds) = {
             let mut iov = [IoSliceMut::new(&mut buf)];
-            match recvmsg::<()>(fd, &mut iov, Some(&mut cmsg), MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_CMSG_CLOEXEC) {
+            match recvmsg::<()>(
+                fd,
+                &mut iov,
+                Some(&mut cmsg),
+                MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_CMSG_CLOEXEC,
+            ) {
                 Ok(m) => {
                     let mut fds = Vec::new();
                     if let Ok(cm) = m.cmsgs() {
@@ -430,7 +460,9 @@ impl Server {
                             if let ControlMessageOwned::ScmRights(v) = c {
                                 // SAFETY: the kernel just installed these fds for us
                                 // (SCM_RIGHTS); each is owned by nothing else.
-                                fds.extend(v.into_iter().map(|r| unsafe { OwnedFd::from_raw_fd(r) }));
+                                fds.extend(
+                                    v.into_iter().map(|r| unsafe { OwnedFd::from_raw_fd(r) }),
+                                );
                             }
                         }
                     }
@@ -444,8 +476,15 @@ impl Server {
             return false;
         }
         let msg = &buf[..n];
-        let magic = msg.get(..8).and_then(|b| b.try_into().ok()).map(u64::from_le_bytes);
-        let pid = msg.get(8..12).and_then(|b| b.try_into().ok()).map(u32::from_le_bytes).unwrap_or(0);
+        let magic = msg
+            .get(..8)
+            .and_then(|b| b.try_into().ok())
+            .map(u64::from_le_bytes);
+        let pid = msg
+            .get(8..12)
+            .and_then(|b| b.try_into().ok())
+            .map(u32::from_le_bytes)
+            .unwrap_or(0);
         match magic {
             Some(HELLO_MAGIC) => {
                 self.conns[i].1 = Some(pid);
@@ -481,10 +520,15 @@ impl Server {
                 } else {
                     vec![nix::sys::socket::ControlMessage::ScmRights(&raw)]
                 };
-                let _ = nix::sys::socket::sendmsg::<()>(fd, &iov, &cmsg, MsgFlags::MSG_NOSIGNAL, None);
+                let _ =
+                    nix::sys::socket::sendmsg::<()>(fd, &iov, &cmsg, MsgFlags::MSG_NOSIGNAL, None);
             }
             Some(EVENTS_MAGIC) => {
-                let count = msg.get(12..16).and_then(|b| b.try_into().ok()).map(u32::from_le_bytes).unwrap_or(0);
+                let count = msg
+                    .get(12..16)
+                    .and_then(|b| b.try_into().ok())
+                    .map(u32::from_le_bytes)
+                    .unwrap_or(0);
                 let cpus: Vec<u32> = (0..count as usize)
                     .filter_map(|k| msg.get(16 + 4 * k..20 + 4 * k))
                     .filter_map(|b| b.try_into().ok().map(u32::from_le_bytes))
@@ -514,28 +558,43 @@ impl Server {
         let method = self.method;
         self.procs.entry(pid).or_insert_with(|| {
             let mem = LiveMemory { pid };
-            let interp = match process::read_maps(pid).and_then(|m| process::find_interpreter(pid, &m, &mem)) {
+            let interp = match process::read_maps(pid)
+                .and_then(|m| process::find_interpreter(pid, &m, &mem))
+            {
                 Ok(i) => {
                     writer.put(&CodeLine::Process {
                         pid,
                         version: i.version_string(),
-                        method: if method == LaunchMethod::Perfmap { "perfmap" } else { "agent" }.into(),
+                        method: if method == LaunchMethod::Perfmap {
+                            "perfmap"
+                        } else {
+                            "agent"
+                        }
+                        .into(),
                     });
                     Some(i)
                 }
                 Err(e @ (InterpError::Unsupported(_) | InterpError::FreeThreaded(_))) => {
                     let reason = e.to_string();
-                    writer.put(&CodeLine::Refused { pid, reason: reason.clone() });
+                    writer.put(&CodeLine::Refused {
+                        pid,
+                        reason: reason.clone(),
+                    });
                     if refused.insert(reason.clone())
                         && let Ok(mut s) = shared.lock()
                     {
-                        s.notices.push(format!("python: {reason}; native frames only for process {pid}"));
+                        s.notices.push(format!(
+                            "python: {reason}; native frames only for process {pid}"
+                        ));
                     }
                     None
                 }
                 Err(_) => None,
             };
-            ProcState { interp, cache: CodeCache::default() }
+            ProcState {
+                interp,
+                cache: CodeCache::default(),
+            }
         })
     }
 
@@ -544,16 +603,41 @@ impl Server {
         let cookie = self.cookie;
         let st = self.interp(pid);
         let zero = Layout {
-            major: 0, minor: 0, runtime_interpreters_head: NONE, interp_threads_head: NONE,
-            interp_next: NONE, tstate_next: NONE, tstate_thread_id: NONE,
-            tstate_native_thread_id: NONE, tstate_frame: NONE, cframe_current_frame: NONE,
-            frame_previous: NONE, frame_code: NONE, frame_instr: NONE, frame_is_entry: NONE,
-            frame_owner: NONE, frame_localsplus: NONE, frame_lasti: NONE, code_qualname: NONE,
-            code_linetable: NONE, code_varnames: NONE, code_code_adaptive: NONE,
-            code_argcount: NONE, code_firstlineno: NONE, code_name: NONE, code_filename: NONE,
-            object_type: NONE, type_name: NONE, tuple_size: NONE, tuple_items: NONE,
-            bytes_size: NONE, bytes_data: NONE, unicode_length: NONE, unicode_state: NONE,
-            unicode_ascii_size: NONE, unicode_compact_size: NONE,
+            major: 0,
+            minor: 0,
+            runtime_interpreters_head: NONE,
+            interp_threads_head: NONE,
+            interp_next: NONE,
+            tstate_next: NONE,
+            tstate_thread_id: NONE,
+            tstate_native_thread_id: NONE,
+            tstate_frame: NONE,
+            cframe_current_frame: NONE,
+            frame_previous: NONE,
+            frame_code: NONE,
+            frame_instr: NONE,
+            frame_is_entry: NONE,
+            frame_owner: NONE,
+            frame_localsplus: NONE,
+            frame_lasti: NONE,
+            code_qualname: NONE,
+            code_linetable: NONE,
+            code_varnames: NONE,
+            code_code_adaptive: NONE,
+            code_argcount: NONE,
+            code_firstlineno: NONE,
+            code_name: NONE,
+            code_filename: NONE,
+            object_type: NONE,
+            type_name: NONE,
+            tuple_size: NONE,
+            tuple_items: NONE,
+            bytes_size: NONE,
+            bytes_data: NONE,
+            unicode_length: NONE,
+            unicode_state: NONE,
+            unicode_ascii_size: NONE,
+            unicode_compact_size: NONE,
         };
         let (python, runtime, layout) = match (&st.interp, method) {
             (Some(i), LaunchMethod::Agent) => (1, i.runtime, i.layout),
@@ -577,8 +661,12 @@ impl Server {
     /// Reads new capture records and resolves their code objects (only `only_pid`'s
     /// when given).
     fn resolve(&mut self, only_pid: Option<u32>) {
-        let Some(dir) = self.raw_dir.clone() else { return };
-        let Ok(rd) = std::fs::read_dir(&dir) else { return };
+        let Some(dir) = self.raw_dir.clone() else {
+            return;
+        };
+        let Ok(rd) = std::fs::read_dir(&dir) else {
+            return;
+        };
         let files: Vec<PathBuf> = rd
             .flatten()
             .map(|e| e.path())
@@ -589,7 +677,11 @@ impl Server {
             })
             .collect();
         for path in files {
-            let tail = self.files.entry(path.clone()).or_insert(FileTail { offset: 0, header: None, pending: Vec::new() });
+            let tail = self.files.entry(path.clone()).or_insert(FileTail {
+                offset: 0,
+                header: None,
+                pending: Vec::new(),
+            });
             let caps = read_new(&path, tail);
             // Records of all processes are resolved in file order; `only_pid` (an exiting
             // process) just triggers the pass early.
@@ -598,11 +690,18 @@ impl Server {
                 self.captures += 1;
                 let pid = c.pid;
                 self.interp(pid);
-                let Some(st) = self.procs.get_mut(&pid) else { continue };
-                let Some(interp) = st.interp.clone() else { continue };
+                let Some(st) = self.procs.get_mut(&pid) else {
+                    continue;
+                };
+                let Some(interp) = st.interp.clone() else {
+                    continue;
+                };
                 let mem = LiveMemory { pid };
                 for f in c.frames.iter().filter(|f| f.flags & FR_SHIM == 0) {
-                    let fresh = st.cache.get(&mem, &interp.layout, f.code, f.token).map(|(ci, fresh)| (ci.clone(), fresh));
+                    let fresh = st
+                        .cache
+                        .get(&mem, &interp.layout, f.code, f.token)
+                        .map(|(ci, fresh)| (ci.clone(), fresh));
                     let Some((ci, fresh)) = fresh else { continue };
                     if fresh {
                         self.writer.put(&CodeLine::Code {
@@ -621,7 +720,11 @@ impl Server {
                     if ci.self_first && f.self_type != 0 {
                         let (name, fresh) = st.cache.type_name(&mem, &interp.layout, f.self_type);
                         if fresh && let Some(name) = name {
-                            self.writer.put(&CodeLine::Selftype { pid, addr: f.self_type, name });
+                            self.writer.put(&CodeLine::Selftype {
+                                pid,
+                                addr: f.self_type,
+                                name,
+                            });
                         }
                     }
                 }
@@ -676,7 +779,9 @@ impl Server {
 
 /// New complete captures of a file since the last call.
 pub(crate) fn read_new(path: &Path, tail: &mut FileTail) -> Vec<super::sidecar::CaptureRec> {
-    let Ok(mut f) = std::fs::File::open(path) else { return Vec::new() };
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return Vec::new();
+    };
     if f.seek(SeekFrom::Start(tail.offset)).is_err() {
         return Vec::new();
     }
@@ -698,13 +803,17 @@ pub(crate) fn read_new(path: &Path, tail: &mut FileTail) -> Vec<super::sidecar::
         tail.header = Some(unsafe { std::ptr::read_unaligned(tail.pending.as_ptr().cast()) });
         tail.pending.drain(..hsize);
     }
-    let Some(h) = tail.header else { return Vec::new() };
+    let Some(h) = tail.header else {
+        return Vec::new();
+    };
     // Re-prefix the header so the shared parser can be used.
     // SAFETY: viewing a repr(C) header's bytes.
     let hb = unsafe { std::slice::from_raw_parts((&raw const h).cast::<u8>(), hsize) };
     let mut all = hb.to_vec();
     all.extend_from_slice(&tail.pending);
-    let Some(cf) = parse_captures(&all) else { return Vec::new() };
+    let Some(cf) = parse_captures(&all) else {
+        return Vec::new();
+    };
     let used = all.len() - hsize - cf.skipped;
     tail.pending.drain(..used.min(tail.pending.len()));
     cf.captures

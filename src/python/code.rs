@@ -52,17 +52,26 @@ pub fn read_unicode(m: &dyn ProcessMemory, l: &Layout, addr: u64) -> Result<Stri
     if !compact || len > MAX_STR || !matches!(kind, 1 | 2 | 4) {
         return Err(err);
     }
-    let data = addr.wrapping_add(if ascii { l.unicode_ascii_size } else { l.unicode_compact_size });
+    let data = addr.wrapping_add(if ascii {
+        l.unicode_ascii_size
+    } else {
+        l.unicode_compact_size
+    });
     let raw = m.read_vec(data, len * kind as usize, MAX_STR * 4)?;
     Ok(match kind {
         1 => raw.iter().map(|&b| b as char).collect(),
         2 => {
-            let u: Vec<u16> = raw.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect();
+            let u: Vec<u16> = raw
+                .chunks_exact(2)
+                .map(|c| u16::from_le_bytes([c[0], c[1]]))
+                .collect();
             String::from_utf16_lossy(&u)
         }
         _ => raw
             .chunks_exact(4)
-            .map(|c| char::from_u32(u32::from_le_bytes([c[0], c[1], c[2], c[3]])).unwrap_or('\u{fffd}'))
+            .map(|c| {
+                char::from_u32(u32::from_le_bytes([c[0], c[1], c[2], c[3]])).unwrap_or('\u{fffd}')
+            })
             .collect(),
     })
 }
@@ -157,7 +166,12 @@ impl CodeCache {
     }
 
     /// `tp_name` of a type, cached; the bool is true when read now.
-    pub fn type_name(&mut self, m: &dyn ProcessMemory, l: &Layout, ty: u64) -> (Option<String>, bool) {
+    pub fn type_name(
+        &mut self,
+        m: &dyn ProcessMemory,
+        l: &Layout,
+        ty: u64,
+    ) -> (Option<String>, bool) {
         if let Some(n) = self.types.get(&ty) {
             return (n.clone(), false);
         }

@@ -31,7 +31,12 @@ impl TableKind {
 
 /// The source line of the instruction at byte `offset`, None when the table says the
 /// instruction has no line (or is out of the table).
-pub fn line_for_offset(kind: TableKind, table: &[u8], firstlineno: i64, offset: u32) -> Option<u32> {
+pub fn line_for_offset(
+    kind: TableKind,
+    table: &[u8],
+    firstlineno: i64,
+    offset: u32,
+) -> Option<u32> {
     let line = match kind {
         TableKind::Lnotab => lnotab(table, firstlineno, offset),
         TableKind::Linetable310 => linetable310(table, firstlineno, offset),
@@ -100,7 +105,11 @@ impl Reader<'_> {
     }
     fn svarint(&mut self) -> Option<i64> {
         let u = self.varint()?;
-        Some(if u & 1 != 0 { -((u >> 1) as i64) } else { (u >> 1) as i64 })
+        Some(if u & 1 != 0 {
+            -((u >> 1) as i64)
+        } else {
+            (u >> 1) as i64
+        })
     }
 }
 
@@ -215,8 +224,16 @@ for c in walk(top):
                 eprintln!("skip: {py} missing");
                 continue;
             };
-            assert!(out.status.success(), "{ver}: {}", String::from_utf8_lossy(&out.stderr));
-            let minor: u32 = ver.split('.').nth(1).and_then(|m| m.parse().ok()).unwrap_or(0);
+            assert!(
+                out.status.success(),
+                "{ver}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let minor: u32 = ver
+                .split('.')
+                .nth(1)
+                .and_then(|m| m.parse().ok())
+                .unwrap_or(0);
             let kind = TableKind::for_minor(minor);
             let text = String::from_utf8_lossy(&out.stdout);
             let mut checked = 0;
@@ -230,7 +247,9 @@ for c in walk(top):
                         .collect()
                 };
                 for p in it {
-                    let Some((o, e)) = p.split_once(':') else { continue };
+                    let Some((o, e)) = p.split_once(':') else {
+                        continue;
+                    };
                     let o: u32 = o.parse().unwrap_or(0);
                     let expect: Option<u32> = e.parse().ok().filter(|&l: &u32| l > 0);
                     let got = line_for_offset(kind, &tab, first, o);
@@ -249,7 +268,11 @@ for c in walk(top):
     #[test]
     fn corrupt_tables_do_not_panic() {
         let junk: Vec<u8> = (0..200u32).map(|i| (i * 37 % 256) as u8).collect();
-        for k in [TableKind::Lnotab, TableKind::Linetable310, TableKind::Locations] {
+        for k in [
+            TableKind::Lnotab,
+            TableKind::Linetable310,
+            TableKind::Locations,
+        ] {
             for o in (0..500).step_by(2) {
                 let _ = line_for_offset(k, &junk, 1, o);
                 let _ = line_for_offset(k, &junk[..3], i64::MAX - 1, o);

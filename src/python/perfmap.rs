@@ -56,7 +56,10 @@ impl PerfMap {
     /// The frame for `addr`: a Python frame for `py::qualname:file` trampolines, a native
     /// frame named as in the map otherwise.
     pub fn symbol(&self, addr: u64) -> Option<FrameInfo> {
-        let i = self.entries.partition_point(|e| e.0 <= addr).checked_sub(1)?;
+        let i = self
+            .entries
+            .partition_point(|e| e.0 <= addr)
+            .checked_sub(1)?;
         let (start, size, name) = &self.entries[i];
         if addr >= start.saturating_add((*size).max(1)) {
             return None;
@@ -64,7 +67,12 @@ impl PerfMap {
         let (function, file, kind, module) = match name.strip_prefix("py::") {
             Some(rest) => {
                 let (q, f) = rest.rsplit_once(':').unwrap_or((rest, ""));
-                (q.to_string(), (!f.is_empty()).then(|| f.to_string()), FrameKind::Python, "python")
+                (
+                    q.to_string(),
+                    (!f.is_empty()).then(|| f.to_string()),
+                    FrameKind::Python,
+                    "python",
+                )
             }
             None => (name.clone(), None, FrameKind::Native, "[perf-map]"),
         };
@@ -98,7 +106,10 @@ mod tests {
         assert_eq!(f.function.name, "Outer.work");
         assert_eq!(f.function.kind, FrameKind::Python);
         assert_eq!(f.file.as_deref(), Some("/tmp/x.py"));
-        assert_eq!(m.symbol(0x7f85).map(|f| f.function.kind), Some(FrameKind::Native));
+        assert_eq!(
+            m.symbol(0x7f85).map(|f| f.function.kind),
+            Some(FrameKind::Native)
+        );
         assert!(m.symbol(0x7f50).is_none());
         assert!(m.symbol(0x10).is_none());
     }

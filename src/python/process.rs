@@ -77,9 +77,14 @@ pub fn parse_maps(text: &str) -> Vec<Mapping> {
     let mut out = Vec::new();
     for line in text.lines() {
         let mut it = line.split_whitespace();
-        let (Some(range), _, Some(off), _, _, Some(path)) =
-            (it.next(), it.next(), it.next(), it.next(), it.next(), it.next())
-        else {
+        let (Some(range), _, Some(off), _, _, Some(path)) = (
+            it.next(),
+            it.next(),
+            it.next(),
+            it.next(),
+            it.next(),
+            it.next(),
+        ) else {
             continue;
         };
         if !path.starts_with('/') {
@@ -105,7 +110,10 @@ pub fn parse_maps(text: &str) -> Vec<Mapping> {
 /// marks a free-threaded build, `d` a debug build). (major, minor, flags).
 pub fn version_from_name(path: &Path) -> Option<(u32, u32, String)> {
     let name = path.file_name()?.to_str()?;
-    let rest = name.strip_prefix("lib").unwrap_or(name).strip_prefix("python")?;
+    let rest = name
+        .strip_prefix("lib")
+        .unwrap_or(name)
+        .strip_prefix("python")?;
     let rest = rest.split(".so").next()?;
     let (maj, tail) = rest.split_once('.')?;
     let digits: String = tail.chars().take_while(|c| c.is_ascii_digit()).collect();
@@ -134,12 +142,7 @@ fn elf_symbols(path: &Path) -> Option<Symbols> {
     let mut s = Symbols {
         runtime: None,
         py_version: None,
-        min_vaddr: file
-            .segments()
-            .map(|seg| seg.address())
-            .min()
-            .unwrap_or(0)
-            & !0xfff,
+        min_vaddr: file.segments().map(|seg| seg.address()).min().unwrap_or(0) & !0xfff,
     };
     for sym in file.dynamic_symbols().chain(file.symbols()) {
         match sym.name() {
@@ -182,8 +185,8 @@ pub fn find_interpreter(
         let Some(rt) = syms.runtime else { continue };
         let bias = m.start.wrapping_sub(syms.min_vaddr);
         let runtime = rt.wrapping_add(bias);
-        let name_ver = version_from_name(&m.path)
-            .or_else(|| exe.as_deref().and_then(version_from_name));
+        let name_ver =
+            version_from_name(&m.path).or_else(|| exe.as_deref().and_then(version_from_name));
         let from_mem = syms
             .py_version
             .and_then(|a| mem.read_u64(a.wrapping_add(bias)).ok())
@@ -219,7 +222,8 @@ pub fn find_interpreter(
                 Err(_) => return Err(InterpError::Unsupported(vs)),
             }
         } else {
-            layouts::for_version(major, minor).ok_or_else(|| InterpError::Unsupported(vs.clone()))?
+            layouts::for_version(major, minor)
+                .ok_or_else(|| InterpError::Unsupported(vs.clone()))?
         };
         return Ok(Interpreter {
             version: (major, minor, micro),
@@ -267,10 +271,16 @@ mod tests {
         b[..8].copy_from_slice(b"xdebugpy");
         b[8..16].copy_from_slice(&0x030d00f0u64.to_le_bytes());
         b[16] = 1;
-        assert_eq!(from_debug_offsets(&b), Err(DebugOffsetsError::FreeThreaded(3, 13)));
+        assert_eq!(
+            from_debug_offsets(&b),
+            Err(DebugOffsetsError::FreeThreaded(3, 13))
+        );
         b[16] = 0;
         assert!(from_debug_offsets(&b).is_ok());
         b[8..16].copy_from_slice(&0x030e00f0u64.to_le_bytes());
-        assert_eq!(from_debug_offsets(&b), Err(DebugOffsetsError::UnknownVersion(3, 14)));
+        assert_eq!(
+            from_debug_offsets(&b),
+            Err(DebugOffsetsError::UnknownVersion(3, 14))
+        );
     }
 }

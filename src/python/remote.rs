@@ -43,8 +43,13 @@ impl RemoteSampler {
         let mem = LiveMemory { pid };
         let maps = process::read_maps(pid)?;
         let interp = process::find_interpreter(pid, &maps, &mem)?;
-        let mut codes = CodeWriter::open(raw_dir).map_err(|e| PyError::Io(raw_dir.to_path_buf(), e))?;
-        codes.put(&CodeLine::Process { pid, version: interp.version_string(), method: "remote".into() });
+        let mut codes =
+            CodeWriter::open(raw_dir).map_err(|e| PyError::Io(raw_dir.to_path_buf(), e))?;
+        codes.put(&CodeLine::Process {
+            pid,
+            version: interp.version_string(),
+            method: "remote".into(),
+        });
         codes.flush();
         let path = raw_dir.join(format!("python-{pid}.bin"));
         let stop = Arc::new(AtomicBool::new(false));
@@ -55,13 +60,20 @@ impl RemoteSampler {
             .name("hwprof-pyremote".into())
             .spawn(move || sample_loop(pid, interp, path, codes, period, &stop2, &caps2))
             .map_err(|e| PyError::Io(raw_dir.to_path_buf(), e))?;
-        Ok(RemoteSampler { stop, thread: Some(thread), captures })
+        Ok(RemoteSampler {
+            stop,
+            thread: Some(thread),
+            captures,
+        })
     }
 
     /// Stops; returns the notices (method, counts).
     pub fn finish(mut self) -> Vec<String> {
         self.stop.store(true, Ordering::SeqCst);
-        self.thread.take().and_then(|t| t.join().ok()).unwrap_or_default()
+        self.thread
+            .take()
+            .and_then(|t| t.join().ok())
+            .unwrap_or_default()
     }
 }
 
@@ -86,7 +98,11 @@ fn bytes_of<T: Copy>(v: &T) -> &[u8] {
 }
 
 /// One consistent stack of a thread, or None when torn (top changed during the walk).
-pub fn read_stack(m: &dyn ProcessMemory, interp: &Interpreter, tstate: u64) -> Option<(Vec<CapFrame>, u32)> {
+pub fn read_stack(
+    m: &dyn ProcessMemory,
+    interp: &Interpreter,
+    tstate: u64,
+) -> Option<(Vec<CapFrame>, u32)> {
     let l = &interp.layout;
     let top = walker::top_frame(m, l, tstate).ok()?;
     let (frames, end) = walker::walk(m, l, top);
@@ -120,7 +136,12 @@ fn sample_loop(
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mem = LiveMemory { pid };
-    let Ok(mut out) = std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(&path) else {
+    let Ok(mut out) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(&path)
+    else {
         return vec![format!("python: cannot write {}", path.display())];
     };
     let header = FileHeader {
@@ -145,10 +166,21 @@ fn sample_loop(
                 torn += 1;
                 continue;
             };
-            let len = size_of::<RecordHeader>() + size_of::<Capture>() + frames.len() * size_of::<CapFrame>();
+            let len = size_of::<RecordHeader>()
+                + size_of::<Capture>()
+                + frames.len() * size_of::<CapFrame>();
             let mut rec = Vec::with_capacity(len);
-            rec.extend_from_slice(bytes_of(&RecordHeader { len: len as u32, kind: REC_CAPTURE }));
-            rec.extend_from_slice(bytes_of(&Capture { pid, tid, time_ns, flags, nframes: frames.len() as u32 }));
+            rec.extend_from_slice(bytes_of(&RecordHeader {
+                len: len as u32,
+                kind: REC_CAPTURE,
+            }));
+            rec.extend_from_slice(bytes_of(&Capture {
+                pid,
+                tid,
+                time_ns,
+                flags,
+                nframes: frames.len() as u32,
+            }));
             for f in &frames {
                 rec.extend_from_slice(bytes_of(f));
             }
@@ -173,7 +205,11 @@ fn sample_loop(
                 if f.self_type != 0
                     && let (Some(name), true) = cache.type_name(&mem, &interp.layout, f.self_type)
                 {
-                    codes.put(&CodeLine::Selftype { pid, addr: f.self_type, name });
+                    codes.put(&CodeLine::Selftype {
+                        pid,
+                        addr: f.self_type,
+                        name,
+                    });
                 }
             }
         }
@@ -187,7 +223,11 @@ fn sample_loop(
         }
     }
     let n = captures.load(Ordering::Relaxed);
-    codes.put(&CodeLine::Stats { pid, torn, captures: n });
+    codes.put(&CodeLine::Stats {
+        pid,
+        torn,
+        captures: n,
+    });
     codes.flush();
     vec![format!(
         "python: {} (pid {pid}), remote reads without stopping the target (approximate instant): {n} stacks, {torn} torn stacks discarded",

@@ -15,6 +15,7 @@
 //!   - `{"type":"events","pid":P,"ids":[..]}` (perf event ids of the agent's events:
 //!     finalize keeps those samples and drops the collector's own for that process)
 //!   - `{"type":"stats","pid":P,"torn":N,"captures":N}` (remote sampler counts)
+//!
 //!   A line that does not parse (a torn last line) is skipped.
 
 use std::io::Write;
@@ -67,11 +68,17 @@ pub fn parse_captures(b: &[u8]) -> Option<CaptureFile> {
     if h.magic != FILE_MAGIC {
         return None;
     }
-    let mut out = CaptureFile { method: h.method, minor: h.minor, ..Default::default() };
+    let mut out = CaptureFile {
+        method: h.method,
+        minor: h.minor,
+        ..Default::default()
+    };
     let mut i = size_of::<FileHeader>();
     let hl = size_of::<RecordHeader>();
     while i < b.len() {
-        let Some(r) = pod::<RecordHeader>(&b[i..]) else { break };
+        let Some(r) = pod::<RecordHeader>(&b[i..]) else {
+            break;
+        };
         let len = r.len as usize;
         if len < hl || i + len > b.len() {
             break;
@@ -188,7 +195,9 @@ impl CodeWriter {
             .append(true)
             .mode(0o600)
             .open(raw_dir.join("python-codes.jsonl"))?;
-        Ok(CodeWriter { file: std::io::BufWriter::new(f) })
+        Ok(CodeWriter {
+            file: std::io::BufWriter::new(f),
+        })
     }
 
     /// Adds a line.
@@ -209,7 +218,9 @@ pub fn read_codes(raw_dir: &Path) -> Vec<CodeLine> {
     let Ok(text) = std::fs::read_to_string(raw_dir.join("python-codes.jsonl")) else {
         return Vec::new();
     };
-    text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
+    text.lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
 }
 
 /// Hex encoding.
@@ -219,10 +230,12 @@ pub fn hex(b: &[u8]) -> String {
 
 /// Hex decoding (None on bad input).
 pub fn unhex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
-    (0..s.len() / 2).map(|i| u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()).collect()
+    (0..s.len() / 2)
+        .map(|i| u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok())
+        .collect()
 }
 
 #[cfg(test)]
@@ -237,12 +250,33 @@ mod tests {
 
     #[test]
     fn captures_round_trip_and_torn_tail() {
-        let mut b = bytes_of(&FileHeader { magic: FILE_MAGIC, version: 1, pid: 7, method: 1, minor: 11 });
+        let mut b = bytes_of(&FileHeader {
+            magic: FILE_MAGIC,
+            version: 1,
+            pid: 7,
+            method: 1,
+            minor: 11,
+        });
         for t in 0..3u64 {
-            let f = CapFrame { code: 0x100 + t, token: 5, self_type: 0, offset: 4, flags: 0 };
+            let f = CapFrame {
+                code: 0x100 + t,
+                token: 5,
+                self_type: 0,
+                offset: 4,
+                flags: 0,
+            };
             let len = size_of::<RecordHeader>() + size_of::<Capture>() + size_of::<CapFrame>();
-            b.extend(bytes_of(&RecordHeader { len: len as u32, kind: REC_CAPTURE }));
-            b.extend(bytes_of(&Capture { pid: 7, tid: 8, time_ns: 1000 + t, flags: 0, nframes: 1 }));
+            b.extend(bytes_of(&RecordHeader {
+                len: len as u32,
+                kind: REC_CAPTURE,
+            }));
+            b.extend(bytes_of(&Capture {
+                pid: 7,
+                tid: 8,
+                time_ns: 1000 + t,
+                flags: 0,
+                nframes: 1,
+            }));
             b.extend(bytes_of(&f));
         }
         let full = parse_captures(&b).unwrap_or_default();

@@ -93,11 +93,15 @@ impl PythonStacks {
         let mut remote = false;
         for e in rd.flatten() {
             let p = e.path();
-            let Some(name) = p.file_name().and_then(|n| n.to_str()) else { continue };
+            let Some(name) = p.file_name().and_then(|n| n.to_str()) else {
+                continue;
+            };
             if !(name.starts_with("python-") && name.ends_with(".bin")) {
                 continue;
             }
-            let Ok(Some(cf)) = read_captures(&p) else { continue };
+            let Ok(Some(cf)) = read_captures(&p) else {
+                continue;
+            };
             any = true;
             remote |= cf.method == METHOD_REMOTE;
             summary.skipped_bytes += cf.skipped as u64;
@@ -107,10 +111,11 @@ impl PythonStacks {
                     continue;
                 }
                 summary.captures += 1;
-                by_tid
-                    .entry(rec.tid)
-                    .or_default()
-                    .push(Cap { time_ns: rec.time_ns, minor: cf.minor, rec });
+                by_tid.entry(rec.tid).or_default().push(Cap {
+                    time_ns: rec.time_ns,
+                    minor: cf.minor,
+                    rec,
+                });
             }
         }
         let lines = read_codes(raw_dir);
@@ -133,15 +138,38 @@ impl PythonStacks {
         let mut agent_ids = std::collections::HashSet::new();
         for l in lines {
             match l {
-                CodeLine::Process { version, method, .. } => {
+                CodeLine::Process {
+                    version, method, ..
+                } => {
                     summary.versions.push(version);
                     methods.push(method);
                 }
-                CodeLine::Refused { pid, reason } => summary.refused.push(format!("{pid}: {reason}")),
-                CodeLine::Code { pid, addr, token, name, qualname, file, firstlineno, minor, linetable, self_first } => {
+                CodeLine::Refused { pid, reason } => {
+                    summary.refused.push(format!("{pid}: {reason}"))
+                }
+                CodeLine::Code {
+                    pid,
+                    addr,
+                    token,
+                    name,
+                    qualname,
+                    file,
+                    firstlineno,
+                    minor,
+                    linetable,
+                    self_first,
+                } => {
                     codes.insert(
                         (pid, addr, token),
-                        Code { name, qualname, file, firstlineno, minor, table: unhex(&linetable).unwrap_or_default(), self_first },
+                        Code {
+                            name,
+                            qualname,
+                            file,
+                            firstlineno,
+                            minor,
+                            table: unhex(&linetable).unwrap_or_default(),
+                            self_first,
+                        },
                     );
                 }
                 CodeLine::Selftype { pid, addr, name } => {
@@ -160,13 +188,25 @@ impl PythonStacks {
         } else {
             methods.first().cloned().unwrap_or_else(|| "agent".into())
         };
-        Ok(Some(PythonStacks { by_tid, codes, types, summary, agent_ids, agent_start }))
+        Ok(Some(PythonStacks {
+            by_tid,
+            codes,
+            types,
+            summary,
+            agent_ids,
+            agent_start,
+        }))
     }
 
     /// The Python stack captured for the sample of `tid` at `sample_time_ns`: the
     /// capture of that thread with time in `[sample_time_ns, next_sample_time_ns)`
     /// (unbounded above when None). None when there is none, or it has no frames.
-    pub fn stack_for(&self, tid: u32, sample_time_ns: u64, next_sample_time_ns: Option<u64>) -> Option<PyStack> {
+    pub fn stack_for(
+        &self,
+        tid: u32,
+        sample_time_ns: u64,
+        next_sample_time_ns: Option<u64>,
+    ) -> Option<PyStack> {
         let caps = self.by_tid.get(&tid)?;
         let i = caps.partition_point(|c| c.time_ns < sample_time_ns);
         let c = caps.get(i)?;
@@ -198,7 +238,7 @@ impl PythonStacks {
             // The collector's sample: a duplicate once the agent samples this process
             // (from its first capture on); before that (interpreter start-up) it is the
             // only sample and is kept.
-            _ => !self.agent_start.get(&pid).is_some_and(|&t| time_ns >= t),
+            _ => self.agent_start.get(&pid).is_none_or(|&t| time_ns < t),
         }
     }
 
@@ -263,7 +303,12 @@ impl PythonStacks {
         let line = if f.flags & FR_NO_OFFSET != 0 {
             None
         } else {
-            line_for_offset(TableKind::for_minor(code.minor), &code.table, code.firstlineno, f.offset)
+            line_for_offset(
+                TableKind::for_minor(code.minor),
+                &code.table,
+                code.firstlineno,
+                f.offset,
+            )
         };
         let file = Some(code.file.clone());
         FrameInfo {
@@ -287,7 +332,9 @@ impl PythonStacks {
             .values()
             .flatten()
             .flat_map(|c| c.rec.frames.iter().map(move |f| (c.rec.pid, f)))
-            .filter(|(pid, f)| f.flags & FR_SHIM == 0 && !self.codes.contains_key(&(*pid, f.code, f.token)))
+            .filter(|(pid, f)| {
+                f.flags & FR_SHIM == 0 && !self.codes.contains_key(&(*pid, f.code, f.token))
+            })
             .count() as u64;
         s
     }
@@ -312,7 +359,13 @@ pub const DROP: u32 = u32::MAX - 1;
 impl Joiner {
     /// A joiner over these captures.
     pub fn new(stacks: PythonStacks) -> Joiner {
-        Joiner { stacks, slots: Vec::new(), last: HashMap::new(), agent_slots: Vec::new(), agent_samples: 0 }
+        Joiner {
+            stacks,
+            slots: Vec::new(),
+            last: HashMap::new(),
+            agent_slots: Vec::new(),
+            agent_samples: 0,
+        }
     }
 
     /// One sample: None (no Python stack), [`DROP`], or a slot index into what
@@ -361,7 +414,13 @@ impl Joiner {
                 self.stacks.capture_in(tid, t, next)
             })
             .count() as u64;
-        (stacks, JoinCounts { agent_samples: self.agent_samples, agent_with_capture: with_capture })
+        (
+            stacks,
+            JoinCounts {
+                agent_samples: self.agent_samples,
+                agent_with_capture: with_capture,
+            },
+        )
     }
 }
 
@@ -377,7 +436,9 @@ pub struct JoinCounts {
 impl PythonStacks {
     /// Whether `tid` has a capture in `[t, next)` (any, even without Python frames).
     pub fn capture_in(&self, tid: u32, t: u64, next: Option<u64>) -> bool {
-        let Some(caps) = self.by_tid.get(&tid) else { return false };
+        let Some(caps) = self.by_tid.get(&tid) else {
+            return false;
+        };
         let i = caps.partition_point(|c| c.time_ns < t);
         let end = next.unwrap_or(t.saturating_add(MAX_DELAY_NS));
         caps.get(i).is_some_and(|c| c.time_ns < end)
@@ -441,7 +502,10 @@ pub fn is_eval_frame(f: &FrameInfo) -> bool {
 /// replaced by the Python frames it ran (see the module doc).
 pub fn merge(native_leaf_first: &[FrameInfo], py: &PyStack) -> MergedStack {
     if py.frames.is_empty() {
-        return MergedStack { frames: native_leaf_first.to_vec(), merged: true };
+        return MergedStack {
+            frames: native_leaf_first.to_vec(),
+            merged: true,
+        };
     }
     // Native eval-call positions (a run of adjacent eval frames counts once).
     let mut runs: Vec<(usize, usize)> = Vec::new();
@@ -485,7 +549,10 @@ pub fn merge(native_leaf_first: &[FrameInfo], py: &PyStack) -> MergedStack {
     for g in groups.iter().skip(gi) {
         out.extend_from_slice(g);
     }
-    MergedStack { frames: out, merged }
+    MergedStack {
+        frames: out,
+        merged,
+    }
 }
 
 #[cfg(test)]
@@ -494,14 +561,26 @@ mod tests {
 
     fn nat(name: &str) -> FrameInfo {
         FrameInfo {
-            function: Function { name: name.into(), module: "libpython".into(), file: None, start_line: None, kind: FrameKind::Native },
+            function: Function {
+                name: name.into(),
+                module: "libpython".into(),
+                file: None,
+                start_line: None,
+                kind: FrameKind::Native,
+            },
             file: None,
             line: None,
         }
     }
     fn py(name: &str) -> FrameInfo {
         FrameInfo {
-            function: Function { name: name.into(), module: "python".into(), file: None, start_line: None, kind: FrameKind::Python },
+            function: Function {
+                name: name.into(),
+                module: "python".into(),
+                file: None,
+                start_line: None,
+                kind: FrameKind::Python,
+            },
             file: None,
             line: None,
         }
@@ -522,12 +601,24 @@ mod tests {
             nat("PyRun_SimpleFile"),
             nat("main"),
         ];
-        let stack = PyStack { frames: vec![py("c"), py("b"), py("a")], groups: vec![1, 2] };
+        let stack = PyStack {
+            frames: vec![py("c"), py("b"), py("a")],
+            groups: vec![1, 2],
+        };
         let m = merge(&native, &stack);
         assert!(m.merged);
         assert_eq!(
             names(&m.frames),
-            vec!["dgemm", "c", "_PyFunction_Vectorcall", "ext_call", "b", "a", "PyRun_SimpleFile", "main"]
+            vec![
+                "dgemm",
+                "c",
+                "_PyFunction_Vectorcall",
+                "ext_call",
+                "b",
+                "a",
+                "PyRun_SimpleFile",
+                "main"
+            ]
         );
     }
 
@@ -535,7 +626,10 @@ mod tests {
     fn mismatch_keeps_both_halves() {
         // Cut native stack (no root): one eval frame for two groups is a correct merge.
         let native = vec![nat("leaf"), nat("_PyEval_EvalFrameDefault")];
-        let stack = PyStack { frames: vec![py("c"), py("b"), py("a")], groups: vec![1, 2] };
+        let stack = PyStack {
+            frames: vec![py("c"), py("b"), py("a")],
+            groups: vec![1, 2],
+        };
         let m = merge(&native, &stack);
         assert!(m.merged);
         assert_eq!(names(&m.frames), vec!["leaf", "c", "b", "a"]);
@@ -549,9 +643,23 @@ mod tests {
         assert!(!m.merged);
         assert_eq!(names(&m.frames), vec!["x", "main", "c", "b", "a"]);
         // More eval frames than groups: the extra ones stay native.
-        let native = vec![nat("_PyEval_EvalFrameDefault"), nat("f"), nat("_PyEval_EvalFrameDefault"), nat("main")];
-        let m = merge(&native, &PyStack { frames: vec![py("a")], groups: vec![1] });
+        let native = vec![
+            nat("_PyEval_EvalFrameDefault"),
+            nat("f"),
+            nat("_PyEval_EvalFrameDefault"),
+            nat("main"),
+        ];
+        let m = merge(
+            &native,
+            &PyStack {
+                frames: vec![py("a")],
+                groups: vec![1],
+            },
+        );
         assert!(!m.merged);
-        assert_eq!(names(&m.frames), vec!["a", "f", "_PyEval_EvalFrameDefault", "main"]);
+        assert_eq!(
+            names(&m.frames),
+            vec!["a", "f", "_PyEval_EvalFrameDefault", "main"]
+        );
     }
 }

@@ -46,21 +46,29 @@ const GLIBC_PTHREAD_TID: u64 = 0x2d0;
 pub fn threads(m: &dyn ProcessMemory, l: &Layout, runtime: u64) -> Vec<PyThread> {
     let mut out = Vec::new();
     let mut seen = HashSet::new();
-    let mut interp = m.read_u64(at(runtime, l.runtime_interpreters_head)).unwrap_or(0);
+    let mut interp = m
+        .read_u64(at(runtime, l.runtime_interpreters_head))
+        .unwrap_or(0);
     let mut ni = 0;
     while interp != 0 && ni < 64 && seen.insert(interp) {
         let mut t = m.read_u64(at(interp, l.interp_threads_head)).unwrap_or(0);
         while t != 0 && out.len() < MAX_THREADS && seen.insert(t) {
             let pthread = m.read_u64(at(t, l.tstate_thread_id)).unwrap_or(0);
             let tid = if l.tstate_native_thread_id != NONE {
-                m.read_u64(at(t, l.tstate_native_thread_id)).ok().map(|v| v as u32)
+                m.read_u64(at(t, l.tstate_native_thread_id))
+                    .ok()
+                    .map(|v| v as u32)
             } else {
                 m.read_i32(pthread.wrapping_add(GLIBC_PTHREAD_TID))
                     .ok()
                     .filter(|&v| v > 0)
                     .map(|v| v as u32)
             };
-            out.push(PyThread { tstate: t, pthread, tid });
+            out.push(PyThread {
+                tstate: t,
+                pthread,
+                tid,
+            });
             t = m.read_u64(at(t, l.tstate_next)).unwrap_or(0);
         }
         interp = m.read_u64(at(interp, l.interp_next)).unwrap_or(0);
@@ -95,7 +103,10 @@ pub fn walk(m: &dyn ProcessMemory, l: &Layout, mut frame: u64) -> (Vec<CapFrame>
         let Ok(prev) = m.read_u64(at(frame, l.frame_previous)) else {
             return (out, WalkEnd::ReadFailed);
         };
-        let mut f = CapFrame { code, ..CapFrame::default() };
+        let mut f = CapFrame {
+            code,
+            ..CapFrame::default()
+        };
         if l.frame_instr != NONE {
             let ip = m.read_u64(at(frame, l.frame_instr)).unwrap_or(0);
             let off = ip.wrapping_sub(code.wrapping_add(l.code_code_adaptive));
@@ -106,12 +117,21 @@ pub fn walk(m: &dyn ProcessMemory, l: &Layout, mut frame: u64) -> (Vec<CapFrame>
             }
         } else {
             match m.read_i32(at(frame, l.frame_lasti)) {
-                Ok(v) if v >= 0 => f.offset = if l.minor >= 10 { v as u32 * 2 } else { v as u32 },
+                Ok(v) if v >= 0 => {
+                    f.offset = if l.minor >= 10 {
+                        v as u32 * 2
+                    } else {
+                        v as u32
+                    }
+                }
                 _ => f.flags |= FR_NO_OFFSET,
             }
         }
         let mut b = [0u8; 1];
-        if l.frame_is_entry != NONE && m.read(at(frame, l.frame_is_entry), &mut b).is_ok() && b[0] == 1 {
+        if l.frame_is_entry != NONE
+            && m.read(at(frame, l.frame_is_entry), &mut b).is_ok()
+            && b[0] == 1
+        {
             f.flags |= FR_ENTRY;
         }
         if l.minor >= 12 && m.read(at(frame, l.frame_owner), &mut b).is_ok() && b[0] == 3 {
@@ -148,7 +168,11 @@ mod tests {
         for i in 0..n {
             let a = 0x1000 + i * 0x100;
             img.insert(a, vec![0u8; 0x100]);
-            let next = if i + 1 < n { a + 0x100 } else { cycle_to.map_or(0, |c| 0x1000 + c * 0x100) };
+            let next = if i + 1 < n {
+                a + 0x100
+            } else {
+                cycle_to.map_or(0, |c| 0x1000 + c * 0x100)
+            };
             img.put_u64(a + l.frame_previous, next);
             img.put_u64(a + l.frame_code, 0x9000);
             img.put_u64(a + l.frame_instr, 0x9000 + l.code_code_adaptive + 2 * i);
@@ -162,7 +186,10 @@ mod tests {
         let (frames, end) = walk(&img, &l, 0x1000);
         assert_eq!(end, WalkEnd::Complete);
         assert_eq!(frames.len(), 5);
-        assert_eq!(frames.iter().map(|f| f.offset).collect::<Vec<_>>(), vec![0, 2, 4, 6, 8]);
+        assert_eq!(
+            frames.iter().map(|f| f.offset).collect::<Vec<_>>(),
+            vec![0, 2, 4, 6, 8]
+        );
     }
 
     #[test]

@@ -47,7 +47,10 @@ const VERSIONS: [&str; 6] = ["3.8.18", "3.9.18", "3.10.13", "3.11.7", "3.12.1", 
 
 fn pyenv(ver: &str) -> Option<PathBuf> {
     let home = std::env::var("HOME").ok()?;
-    let p = PathBuf::from(home).join(".pyenv/versions").join(ver).join("bin/python3");
+    let p = PathBuf::from(home)
+        .join(".pyenv/versions")
+        .join(ver)
+        .join("bin/python3");
     p.is_file().then_some(p)
 }
 
@@ -59,7 +62,11 @@ fn agent_lib() -> PathBuf {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
         let newest_src = ["agent/src/lib.rs", "src/python/wire.rs"]
             .iter()
-            .filter_map(|s| std::fs::metadata(root.join(s)).and_then(|m| m.modified()).ok())
+            .filter_map(|s| {
+                std::fs::metadata(root.join(s))
+                    .and_then(|m| m.modified())
+                    .ok()
+            })
             .max();
         let beside = hwprof_bin().with_file_name("libhwprof_agent.so");
         let fresh = |p: &Path| {
@@ -93,7 +100,13 @@ fn write_script(dir: &Path, name: &str, text: &str) -> PathBuf {
 
 fn collect(dir: &Path, extra: &[&str], cmd: &[&str]) -> std::process::Output {
     let mut c = Command::new(hwprof_bin());
-    c.arg("collect").arg("-r").arg(dir).arg("-q").args(extra).arg("--").args(cmd);
+    c.arg("collect")
+        .arg("-r")
+        .arg(dir)
+        .arg("-q")
+        .args(extra)
+        .arg("--")
+        .args(cmd);
     c.env("HWPROF_AGENT_LIB", agent_lib());
     c.output().expect("run hwprof collect")
 }
@@ -115,7 +128,10 @@ fn summary_json(dir: &Path) -> serde_json::Value {
 
 /// (line, self) rows of one function in `--view lines`.
 fn lines_of(dir: &Path, function: &str) -> Vec<(u32, u64)> {
-    let text = csv(dir, &["--view", "lines", "--format", "csv", "--frames", "python"]);
+    let text = csv(
+        dir,
+        &["--view", "lines", "--format", "csv", "--frames", "python"],
+    );
     let mut rdr = csv::Reader::from_reader(text.as_bytes());
     rdr.records()
         .flatten()
@@ -130,10 +146,16 @@ fn assert_work_truth(dir: &Path, label: &str) {
     let heavy = rows.get("Worker.heavy").map_or(0, |h| h.self_value);
     let light = rows.get("Worker.light").map_or(0, |h| h.self_value);
     let names: Vec<&String> = rows.keys().collect();
-    assert!(heavy + light >= 150, "{label}: too few Python samples ({heavy}+{light}); functions: {names:?}");
+    assert!(
+        heavy + light >= 150,
+        "{label}: too few Python samples ({heavy}+{light}); functions: {names:?}"
+    );
     let share = 100.0 * heavy as f64 / (heavy + light) as f64;
     eprintln!("{label}: Worker.heavy {heavy}, Worker.light {light}: {share:.1}% (designed 75%)");
-    assert!((70.0..=80.0).contains(&share), "{label}: heavy share {share:.1}% not 75±5");
+    assert!(
+        (70.0..=80.0).contains(&share),
+        "{label}: heavy share {share:.1}% not 75±5"
+    );
     for h in rows.values().filter(|h| h.function.starts_with("Worker.")) {
         assert_eq!(h.module, "python", "{label}: {}", h.function);
     }
@@ -149,8 +171,13 @@ fn assert_work_truth(dir: &Path, label: &str) {
     }
     // Merged stacks: in --frames all, native code runs below the Python frame.
     let all = hotspots(dir, &[]);
-    let h = all.get("Worker.heavy").expect("Worker.heavy in --frames all");
-    assert!(h.total_pct > h.self_pct, "{label}: no native frames below Worker.heavy");
+    let h = all
+        .get("Worker.heavy")
+        .expect("Worker.heavy in --frames all");
+    assert!(
+        h.total_pct > h.self_pct,
+        "{label}: no native frames below Worker.heavy"
+    );
     let s = summary_json(dir);
     assert_eq!(s["python"], "agent", "{label}: summary python field");
     // One capture per agent sample, in that sample's window (same thread, before the
@@ -161,11 +188,17 @@ fn assert_work_truth(dir: &Path, label: &str) {
             .unwrap_or_default()
     };
     let agent: u64 = meta("python_agent_samples").parse().unwrap_or(0);
-    let with: u64 = meta("python_agent_samples_with_capture").parse().unwrap_or(0);
-    let summary: serde_json::Value = serde_json::from_str(&meta("python_summary")).unwrap_or_default();
+    let with: u64 = meta("python_agent_samples_with_capture")
+        .parse()
+        .unwrap_or(0);
+    let summary: serde_json::Value =
+        serde_json::from_str(&meta("python_summary")).unwrap_or_default();
     let captures = summary["captures"].as_u64().unwrap_or(0);
     eprintln!("{label}: {captures} captures, {agent} agent samples, {with} with their capture");
-    assert!(agent > 0 && captures == agent, "{label}: {captures} captures for {agent} agent samples");
+    assert!(
+        agent > 0 && captures == agent,
+        "{label}: {captures} captures for {agent} agent samples"
+    );
     assert_eq!(with, agent, "{label}: agent samples without their capture");
 }
 
@@ -181,7 +214,15 @@ fn agent_captures_designed_shares_names_and_lines_on_each_version() {
             continue;
         };
         let dir = tmp.path().join(format!("r{ver}"));
-        let out = collect(&dir, &[], &[py.to_str().unwrap_or(""), script.to_str().unwrap_or(""), "12"]);
+        let out = collect(
+            &dir,
+            &[],
+            &[
+                py.to_str().unwrap_or(""),
+                script.to_str().unwrap_or(""),
+                "12",
+            ],
+        );
         ok(&out);
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!err.contains("panick"), "{err}");
@@ -197,7 +238,11 @@ fn pyenv_shim_and_ordinary_user() {
     let script = write_script(tmp.path(), "work.py", WORK);
     // `python3` on PATH (a pyenv shim here: a bash script that execs the interpreter).
     let dir = tmp.path().join("shim");
-    ok(&collect(&dir, &[], &["python3", script.to_str().unwrap_or(""), "12"]));
+    ok(&collect(
+        &dir,
+        &[],
+        &["python3", script.to_str().unwrap_or(""), "12"],
+    ));
     assert_work_truth(&dir, "python3 on PATH");
 
     // An ordinary user (uid 65534, paranoid 2, no capabilities) with the system python.
@@ -254,26 +299,52 @@ sys.exit(7)
 fn target_sigtrap_handler_blocked_signal_and_exit_status_survive() {
     let tmp = shared_tempdir();
     let script = write_script(tmp.path(), "sigs.py", SIGNALS);
-    let Some(py) = pyenv("3.11.7") else { panic!("pyenv 3.11.7 is required") };
+    let Some(py) = pyenv("3.11.7") else {
+        panic!("pyenv 3.11.7 is required")
+    };
     let plain = Command::new(&py).arg(&script).output().expect("run python");
     let expect = String::from_utf8_lossy(&plain.stdout).into_owned();
     assert!(expect.starts_with("count=3 "), "{expect}");
     let dir = tmp.path().join("r");
-    let out = collect(&dir, &[], &[py.to_str().unwrap_or(""), script.to_str().unwrap_or("")]);
-    assert_eq!(out.status.code(), Some(7), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = collect(
+        &dir,
+        &[],
+        &[py.to_str().unwrap_or(""), script.to_str().unwrap_or("")],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(7),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(String::from_utf8_lossy(&out.stdout), expect);
     let rows = hotspots(&dir, &["--frames", "python"]);
-    assert!(rows.contains_key("work"), "{:?}", rows.keys().collect::<Vec<_>>());
+    assert!(
+        rows.contains_key("work"),
+        "{:?}",
+        rows.keys().collect::<Vec<_>>()
+    );
     // The blocked stretch (~30% of the work) must not be blamed on pthread_sigmask.
     let masked = rows.get("pthread_sigmask").map_or(0.0, |h| h.self_pct);
-    assert!(masked < 5.0, "late captures were joined: pthread_sigmask {masked}%");
+    assert!(
+        masked < 5.0,
+        "late captures were joined: pthread_sigmask {masked}%"
+    );
 }
 
 #[test]
 fn non_python_target_gets_a_native_profile() {
     let tmp = shared_tempdir();
     let dir = tmp.path().join("r");
-    let out = collect(&dir, &[], &["/bin/sh", "-c", "i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done"]);
+    let out = collect(
+        &dir,
+        &[],
+        &[
+            "/bin/sh",
+            "-c",
+            "i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done",
+        ],
+    );
     ok(&out);
     let s = summary_json(&dir);
     assert_eq!(s["python"], "off");
@@ -317,7 +388,11 @@ fn remote_reader_walks_live_interpreters_and_a_recorded_image() {
         let result = (|| {
             let maps = process::read_maps(pid).map_err(|e| e.to_string())?;
             let interp = process::find_interpreter(pid, &maps, &mem).map_err(|e| e.to_string())?;
-            let minor: u32 = ver.split('.').nth(1).and_then(|m| m.parse().ok()).unwrap_or(0);
+            let minor: u32 = ver
+                .split('.')
+                .nth(1)
+                .and_then(|m| m.parse().ok())
+                .unwrap_or(0);
             if interp.version.1 != minor {
                 return Err(format!("version {:?}", interp.version));
             }
@@ -329,13 +404,20 @@ fn remote_reader_walks_live_interpreters_and_a_recorded_image() {
             // Read until a consistent stack with the expected shape is seen.
             for _ in 0..200 {
                 let rec = Recorder::new(&mem);
-                let top = walker::top_frame(&rec, &interp.layout, main.tstate).map_err(|e| e.to_string())?;
+                let top = walker::top_frame(&rec, &interp.layout, main.tstate)
+                    .map_err(|e| e.to_string())?;
                 let (frames, _) = walker::walk(&rec, &interp.layout, top);
                 let mut names = Vec::new();
-                for f in frames.iter().filter(|f| f.flags & hwprof::python::wire::FR_SHIM == 0) {
-                    let Ok(c) = code::read_code(&rec, &interp.layout, f.code) else { continue };
+                for f in frames
+                    .iter()
+                    .filter(|f| f.flags & hwprof::python::wire::FR_SHIM == 0)
+                {
+                    let Ok(c) = code::read_code(&rec, &interp.layout, f.code) else {
+                        continue;
+                    };
                     let name = if c.self_first && f.self_type != 0 {
-                        let t = code::read_type_name(&rec, &interp.layout, f.self_type).unwrap_or_default();
+                        let t = code::read_type_name(&rec, &interp.layout, f.self_type)
+                            .unwrap_or_default();
                         format!("{t}.{}", c.name)
                     } else {
                         c.qualname.clone()
@@ -379,7 +461,9 @@ fn remote_reader_walks_live_interpreters_and_a_recorded_image() {
 fn remote_sampler_for_attach() {
     let tmp = shared_tempdir();
     let script = write_script(tmp.path(), "work.py", WORK);
-    let Some(py) = pyenv("3.11.7") else { panic!("pyenv 3.11.7 is required") };
+    let Some(py) = pyenv("3.11.7") else {
+        panic!("pyenv 3.11.7 is required")
+    };
     let mut child = Command::new(&py)
         .arg(&script)
         .arg("400")
@@ -405,7 +489,10 @@ fn remote_sampler_for_attach() {
     assert!(heavy + light > 50, "{heavy} + {light}");
     let share = 100.0 * heavy as f64 / (heavy + light) as f64;
     eprintln!("remote: heavy {share:.1}%");
-    assert!((60.0..=90.0).contains(&share), "remote heavy share {share:.1}%");
+    assert!(
+        (60.0..=90.0).contains(&share),
+        "remote heavy share {share:.1}%"
+    );
 }
 
 #[test]
@@ -417,18 +504,38 @@ fn perfmap_mode_copies_the_interpreters_map() {
     let tmp = shared_tempdir();
     let script = write_script(tmp.path(), "work.py", WORK);
     let dir = tmp.path().join("r");
-    let out = collect(&dir, &["--python", "perfmap"], &[py.to_str().unwrap_or(""), script.to_str().unwrap_or(""), "3"]);
+    let out = collect(
+        &dir,
+        &["--python", "perfmap"],
+        &[
+            py.to_str().unwrap_or(""),
+            script.to_str().unwrap_or(""),
+            "3",
+        ],
+    );
     ok(&out);
-    let raw = std::fs::read_dir(dir.join("raw")).expect("raw").flatten().next().expect("raw dir").path();
+    let raw = std::fs::read_dir(dir.join("raw"))
+        .expect("raw")
+        .flatten()
+        .next()
+        .expect("raw dir")
+        .path();
     let map = std::fs::read_dir(&raw)
         .expect("read raw")
         .flatten()
         .map(|e| e.path())
-        .find(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("perf-") && n.ends_with(".map")))
+        .find(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("perf-") && n.ends_with(".map"))
+        })
         .expect("perf-PID.map copied into the raw dir");
     let text = std::fs::read_to_string(&map).expect("read map");
     let m = hwprof::python::perfmap::PerfMap::parse(&text);
-    let line = text.lines().find(|l| l.contains("py::Worker.heavy")).expect("Worker.heavy trampoline");
+    let line = text
+        .lines()
+        .find(|l| l.contains("py::Worker.heavy"))
+        .expect("Worker.heavy trampoline");
     let addr = u64::from_str_radix(line.split(' ').next().unwrap_or("0"), 16).unwrap_or(0);
     let f = m.symbol(addr + 1).expect("symbol");
     assert_eq!(f.function.name, "Worker.heavy");
@@ -440,13 +547,32 @@ fn perfmap_mode_copies_the_interpreters_map() {
 fn corrupt_python_sidecars_do_not_break_finalize() {
     let tmp = shared_tempdir();
     let script = write_script(tmp.path(), "work.py", WORK);
-    let Some(py) = pyenv("3.11.7") else { panic!("pyenv 3.11.7 is required") };
+    let Some(py) = pyenv("3.11.7") else {
+        panic!("pyenv 3.11.7 is required")
+    };
     let dir = tmp.path().join("r");
-    ok(&collect(&dir, &["--no-finalize"], &[py.to_str().unwrap_or(""), script.to_str().unwrap_or(""), "3"]));
-    let raw = std::fs::read_dir(dir.join("raw")).expect("raw").flatten().next().expect("raw dir").path();
+    ok(&collect(
+        &dir,
+        &["--no-finalize"],
+        &[
+            py.to_str().unwrap_or(""),
+            script.to_str().unwrap_or(""),
+            "3",
+        ],
+    ));
+    let raw = std::fs::read_dir(dir.join("raw"))
+        .expect("raw")
+        .flatten()
+        .next()
+        .expect("raw dir")
+        .path();
     for e in std::fs::read_dir(&raw).expect("raw").flatten() {
         let p = e.path();
-        let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("").to_string();
+        let name = p
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("")
+            .to_string();
         if name.starts_with("python-") && name.ends_with(".bin") {
             let mut b = std::fs::read(&p).expect("read");
             let cut = b.len() * 2 / 3;
@@ -461,10 +587,18 @@ fn corrupt_python_sidecars_do_not_break_finalize() {
             std::fs::write(&p, t).expect("write");
         }
     }
-    let out = Command::new(hwprof_bin()).arg("finalize").arg(&dir).output().expect("finalize");
+    let out = Command::new(hwprof_bin())
+        .arg("finalize")
+        .arg(&dir)
+        .output()
+        .expect("finalize");
     ok(&out);
     let rows = hotspots(&dir, &["--frames", "python"]);
-    assert!(rows.contains_key("Worker.heavy") || rows.values().any(|h| h.function.contains("unresolved")) || !rows.is_empty());
+    assert!(
+        rows.contains_key("Worker.heavy")
+            || rows.values().any(|h| h.function.contains("unresolved"))
+            || !rows.is_empty()
+    );
 }
 
 const THREADS: &str = r#"import hashlib, threading
@@ -489,14 +623,23 @@ t.join()
 fn each_thread_gets_its_own_python_stack() {
     let tmp = shared_tempdir();
     let script = write_script(tmp.path(), "threads.py", THREADS);
-    let Some(py) = pyenv("3.11.7") else { panic!("pyenv 3.11.7 is required") };
+    let Some(py) = pyenv("3.11.7") else {
+        panic!("pyenv 3.11.7 is required")
+    };
     let dir = tmp.path().join("r");
-    ok(&collect(&dir, &[], &[py.to_str().unwrap_or(""), script.to_str().unwrap_or("")]));
+    ok(&collect(
+        &dir,
+        &[],
+        &[py.to_str().unwrap_or(""), script.to_str().unwrap_or("")],
+    ));
     let rows = hotspots(&dir, &["--frames", "python"]);
     let hasher = rows.get("hasher").map_or(0.0, |h| h.self_pct);
     let pyloop = rows.get("pyloop").map_or(0.0, |h| h.self_pct);
     eprintln!("threads: hasher {hasher:.1}%, pyloop {pyloop:.1}%");
-    assert!(hasher > 15.0 && pyloop > 15.0, "hasher {hasher}%, pyloop {pyloop}%");
+    assert!(
+        hasher > 15.0 && pyloop > 15.0,
+        "hasher {hasher}%, pyloop {pyloop}%"
+    );
     // The hashing thread's native leaf (sha256 code) sits under `hasher`, not `pyloop`.
     let all = hotspots(&dir, &[]);
     let sha: f64 = all
@@ -506,5 +649,8 @@ fn each_thread_gets_its_own_python_stack() {
         .sum();
     eprintln!("threads: libcrypto self {sha:.1}%");
     assert!(sha > 10.0, "no libcrypto native time");
-    assert!(hasher >= sha * 0.9, "sha256 time ({sha}%) not under hasher ({hasher}%)");
+    assert!(
+        hasher >= sha * 0.9,
+        "sha256 time ({sha}%) not under hasher ({hasher}%)"
+    );
 }
