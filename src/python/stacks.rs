@@ -2,10 +2,12 @@
 //! samples by thread and time, and the merge of a native stack with a Python stack
 //! ([`merge`]).
 //!
-//! Join: a sample of thread `tid` at perf time `t` (CLOCK_MONOTONIC) gets the capture of
-//! that thread with time in `[t, next_t)`, where `next_t` is the time of that thread's
-//! next sample: the agent's SIGTRAP handler runs after the overflow that made the sample
-//! and before the next one, so exactly one capture falls in that window.
+//! Join: an agent sample of thread `tid` at perf time `t` (CLOCK_MONOTONIC) gets that
+//! thread's first capture at or after `t`: the agent's SIGTRAP handler runs after the
+//! overflow that made the sample, and no user code runs in between, so that capture is
+//! the stack of the sampled instant (two samples microseconds apart whose SIGTRAPs the
+//! kernel merged share it). [`PythonStacks::stack_for`] takes the window
+//! `[t, next_t)`, `next_t` the thread's next sample, as used for remote captures.
 //!
 //! Merge: each C-level call of the eval loop appears in the native stack as one
 //! `_PyEval_EvalFrameDefault` frame, and in the Python stack as one group of frames:
@@ -341,8 +343,9 @@ impl PythonStacks {
 }
 
 /// Joins samples to captures in one pass over samples in time order, as finalize reads
-/// them: each sample of a thread with captures gets a slot, resolved once the thread's
-/// next sample (the end of its window) is seen.
+/// them. An agent sample gets the thread's first capture at or after it (at most
+/// [`MAX_DELAY_NS`] later); a remote-sampler capture must also fall before the thread's
+/// next sample, resolved once that sample is seen.
 pub struct Joiner {
     stacks: PythonStacks,
     slots: Vec<(u32, u64, Option<u64>)>,
@@ -381,8 +384,20 @@ impl Joiner {
         }
         let i = self.slots.len();
         if agent {
+            // The agent's sample: its capture is the thread's first one at or after it.
+            // No user code runs between the overflow and the handler, so the capture
+            // holds the sample's Python stack even when the kernel merged the SIGTRAPs
+            // of two close samples (a thread migrating between two per-CPU events)
+            // into one; the next sample's time is not a bound here.
             self.agent_slots.push(i);
+            self.slots.push((tid, time_ns, None));
+            return u32::try_from(i).ok().filter(|&i| i < DROP);
         }
+        if !self.stacks.agent_ids.is_empty() {
+            // The collector's own sample before the agent started: no capture is its.
+            return None;
+        }
+        // Remote captures: the first one in [t, next sample of the thread).
         self.slots.push((tid, time_ns, None));
         if let Some(prev) = self.last.insert(tid, i)
             && let Some(slot) = self.slots.get_mut(prev)

@@ -194,10 +194,17 @@ fn assert_work_truth(dir: &Path, label: &str) {
     let summary: serde_json::Value =
         serde_json::from_str(&meta("python_summary")).unwrap_or_default();
     let captures = summary["captures"].as_u64().unwrap_or(0);
-    eprintln!("{label}: {captures} captures, {agent} agent samples, {with} with their capture");
+    let lost = s["lost_samples"].as_u64().unwrap_or(0);
+    eprintln!(
+        "{label}: {captures} captures, {agent} agent samples ({lost} lost), {with} with their capture"
+    );
+    // One SIGTRAP per sample; a sample the kernel could not write (ring full, counted
+    // as lost) still had its capture, and the kernel may merge the SIGTRAPs of two
+    // samples a few microseconds apart (a thread moving between per-CPU events) into
+    // one capture, which then holds the stack of both.
     assert!(
-        agent > 0 && captures == agent,
-        "{label}: {captures} captures for {agent} agent samples"
+        agent > 0 && captures <= agent + lost && captures * 100 >= agent * 98,
+        "{label}: {captures} captures for {agent} agent samples, {lost} lost"
     );
     assert_eq!(with, agent, "{label}: agent samples without their capture");
 }
