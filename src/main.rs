@@ -26,7 +26,14 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Collect(args) => {
             let opts = hwprof::collect::CollectOptions::from_args(&args)?;
             let outcome = hwprof::collect::run(&opts)?;
-            if !args.no_finalize {
+            let finalize_here = !args.no_finalize
+                && hwprof::collect::should_finalize(
+                    &outcome.dir,
+                    &opts.mpi,
+                    std::time::Duration::from_secs(120),
+                    args.quiet,
+                );
+            if finalize_here {
                 let fopts = hwprof::finalize::FinalizeOptions {
                     dir: outcome.dir.clone(),
                     search_dirs: Vec::new(),
@@ -39,7 +46,7 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                     let summary = hwprof::report::summary_after_collect(&outcome.dir)?;
                     eprint!("{summary}");
                 }
-            } else if !args.quiet {
+            } else if !args.quiet && opts.mpi.rank.is_none_or(|r| r == 0) {
                 eprintln!(
                     "hwprof: raw data in {}; run `hwprof finalize {}`",
                     outcome.dir.display(),

@@ -486,6 +486,41 @@ pub fn run(opts: &CollectOptions) -> Result<CollectOutcome, CollectError> {
     })
 }
 
+/// Whether this process should finalize after collecting: outside MPI always; in an
+/// MPI job only rank 0, once every rank's raw directory is complete (or after
+/// `timeout`, naming the missing ranks).
+pub fn should_finalize(dir: &Path, mpi: &MpiContext, timeout: Duration, quiet: bool) -> bool {
+    let Some(rank) = mpi.rank else { return true };
+    if rank != 0 {
+        return false;
+    }
+    let Some(size) = mpi.world_size else { return true };
+    let deadline = Instant::now() + timeout;
+    loop {
+        let done: Vec<u32> = crate::raw::list_raw_dirs(dir)
+            .unwrap_or_default()
+            .iter()
+            .filter(|r| r.path.join("complete").exists())
+            .filter_map(|r| r.rank)
+            .collect();
+        let missing: Vec<u32> = (0..size).filter(|r| !done.contains(r)).collect();
+        if missing.is_empty() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            if !quiet {
+                eprintln!(
+                    "hwprof: ranks {missing:?} did not complete within {}s; finalizing without them (run `hwprof finalize {}` again later)",
+                    timeout.as_secs(),
+                    dir.display()
+                );
+            }
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 /// Events to open: -e names, or the mode's defaults (with their fallbacks).
 fn requested_events(opts: &CollectOptions) -> Result<Vec<ChosenEventRequest>, CollectError> {
     if opts.events.is_empty() {
@@ -688,9 +723,10 @@ fn prepare_result_dir(dir: &Path, mpi: &MpiContext) -> Result<(), CollectError> 
     crate::util::create_private_dir(dir).map_err(io_err(format!("create {}", dir.display())))
 }
 
-/// Only the first rank (or a non-MPI run) writes the manifest; others add hosts.
+/// Rank 0 (or a non-MPI run) writes the manifest; another rank writes it only when
+/// none exists yet, so a results directory is never without one.
 fn write_manifest(dir: &Path, mut m: Manifest, mpi: &MpiContext) -> std::io::Result<()> {
-    if mpi.rank.is_some_and(|r| r != 0) {
+    if mpi.rank.is_some_and(|r| r != 0) && Manifest::path(dir).exists() {
         return Ok(());
     }
     if let Ok(old) = Manifest::load(dir) {

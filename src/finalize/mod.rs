@@ -200,10 +200,8 @@ pub fn run(opts: &FinalizeOptions) -> Result<PathBuf, FinalizeError> {
         }
         if p.skipped_bytes > 0 && !opts.quiet {
             eprintln!(
-                "hwprof: {}: perf.data is cut short; read {} complete records, skipped the last {} bytes",
-                raw.name,
-                p.trie.len().max(1),
-                p.skipped_bytes
+                "hwprof: {}: perf.data is cut short; read up to its last complete record ({} samples), skipped the last {} bytes",
+                raw.name, p.sample_count, p.skipped_bytes
             );
         }
         add_raw_profile(&mut w, raw, p, &symbolized[i], &mut event_index, &manifest);

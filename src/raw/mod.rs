@@ -74,14 +74,14 @@ pub fn list_raw_dirs(dir: &Path) -> Result<Vec<RawDir>, RawError> {
 }
 
 /// A perf.data opened for reading, with the header patched to what is really there.
+/// Read through a buffered file, not a mapping, so finalize's memory does not grow with
+/// the size of the data.
 pub struct TolerantPerfFile {
-    map: memmap2::Mmap,
+    file: std::io::BufReader<std::fs::File>,
     header: Vec<u8>,
     pos: u64,
     /// Bytes of the data section not read because the file was cut short.
     pub skipped_bytes: u64,
-    /// Records in the readable part of the data section.
-    pub complete_records: u64,
 }
 
 fn u64_at(b: &[u8], off: usize) -> u64 {
@@ -98,82 +98,83 @@ impl TolerantPerfFile {
             path: path.to_path_buf(),
             why: why.to_string(),
         };
-        let file = std::fs::File::open(path).map_err(|source| RawError::Io {
+        let io = |source| RawError::Io {
             path: path.to_path_buf(),
             source,
-        })?;
-        // SAFETY: the file is ours (a results directory) and not modified while read;
-        // every access below is bounds-checked against the mapping's length.
-        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|source| RawError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        if map.len() < 104 {
+        };
+        let file = std::fs::File::open(path).map_err(io)?;
+        let len = file.metadata().map_err(io)?.len();
+        let mut file = std::io::BufReader::with_capacity(1 << 20, file);
+        let mut header = vec![0u8; 104];
+        if len < 104 {
             return Err(bad("shorter than a perf.data header"));
         }
-        if &map[..8] != b"PERFILE2" {
+        file.read_exact(&mut header).map_err(io)?;
+        if &header[..8] != b"PERFILE2" {
             return Err(bad("bad magic; only little-endian PERFILE2 files are read"));
         }
-        let header_size = u64_at(&map, 8);
-        if header_size != 104 {
+        if u64_at(&header, 8) != 104 {
             return Err(bad("unexpected header size"));
         }
-        let len = map.len() as u64;
-        let attrs_off = u64_at(&map, 24);
-        let attrs_size = u64_at(&map, 32);
+        let attrs_off = u64_at(&header, 24);
+        let attrs_size = u64_at(&header, 32);
         if attrs_off.checked_add(attrs_size).is_none_or(|e| e > len) || attrs_size == 0 {
             return Err(bad("attribute section outside the file"));
         }
-        let data_off = u64_at(&map, 40);
-        let data_size = u64_at(&map, 48);
+        let data_off = u64_at(&header, 40);
+        let data_size = u64_at(&header, 48);
         if data_off > len {
             return Err(bad("data section outside the file"));
         }
         let declared_end = data_off.saturating_add(data_size);
-        let available_end = declared_end.min(len);
-        // Walk the records to the last complete one.
-        let mut off = data_off;
-        let mut records = 0u64;
-        while off + 8 <= available_end {
-            let size = u16::from_le_bytes([map[off as usize + 6], map[off as usize + 7]]) as u64;
-            if size < 8 || off + size > available_end {
-                break;
-            }
-            off += size;
-            records += 1;
-        }
-        let mut header = map[..104].to_vec();
-        let truncated = off < declared_end;
-        header[48..56].copy_from_slice(&(off - data_off).to_le_bytes());
-        let features_end_ok = !truncated && len > declared_end;
-        if !features_end_ok {
-            // Feature sections live after the data: gone or unreliable when cut.
+        let mut end = declared_end;
+        if declared_end > len {
+            // Cut short: walk the records to the last complete one.
+            end = last_complete_record(&mut file, data_off, len).map_err(io)?;
+            // Feature sections live after the data: gone when the file is cut.
             header[72..104].fill(0);
         }
+        header[48..56].copy_from_slice(&(end - data_off).to_le_bytes());
+        file.seek(SeekFrom::Start(0)).map_err(io)?;
         Ok(TolerantPerfFile {
-            map,
+            file,
             header,
             pos: 0,
-            skipped_bytes: declared_end - off,
-            complete_records: records,
+            skipped_bytes: declared_end - end,
         })
     }
 }
 
+/// Offset just past the last record that lies entirely before `len`.
+fn last_complete_record(
+    f: &mut std::io::BufReader<std::fs::File>,
+    start: u64,
+    len: u64,
+) -> std::io::Result<u64> {
+    f.seek(SeekFrom::Start(start))?;
+    let mut off = start;
+    let mut hdr = [0u8; 8];
+    while off + 8 <= len {
+        f.read_exact(&mut hdr)?;
+        let size = u16::from_le_bytes([hdr[6], hdr[7]]) as u64;
+        if size < 8 || off + size > len {
+            break;
+        }
+        f.seek_relative(size as i64 - 8)?;
+        off += size;
+    }
+    Ok(off)
+}
+
 impl Read for TolerantPerfFile {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let len = self.map.len() as u64;
-        if self.pos >= len {
-            return Ok(0);
-        }
-        let pos = self.pos as usize;
-        let n = buf.len().min(len as usize - pos);
-        buf[..n].copy_from_slice(&self.map[pos..pos + n]);
+        let n = self.file.read(buf)?;
         // The first bytes come from the patched header.
-        let h = self.header.len();
-        if pos < h {
-            let m = n.min(h - pos);
-            buf[..m].copy_from_slice(&self.header[pos..pos + m]);
+        let h = self.header.len() as u64;
+        if self.pos < h {
+            let from = self.pos as usize;
+            let m = n.min(h as usize - from);
+            buf[..m].copy_from_slice(&self.header[from..from + m]);
         }
         self.pos += n as u64;
         Ok(n)
@@ -182,19 +183,7 @@ impl Read for TolerantPerfFile {
 
 impl Seek for TolerantPerfFile {
     fn seek(&mut self, to: SeekFrom) -> std::io::Result<u64> {
-        let len = self.map.len() as i128;
-        let new = match to {
-            SeekFrom::Start(p) => p as i128,
-            SeekFrom::End(d) => len + d as i128,
-            SeekFrom::Current(d) => self.pos as i128 + d as i128,
-        };
-        if new < 0 {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                "seek before start",
-            ));
-        }
-        self.pos = new as u64;
+        self.pos = self.file.seek(to)?;
         Ok(self.pos)
     }
 }

@@ -3,5 +3,7 @@
 
 mod common;
 mod errors;
+mod export;
 mod hotspots;
 mod python;
+mod symbols;

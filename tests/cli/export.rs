@@ -1,0 +1,638 @@
+//! `hwprof export`: every format fed to its real reader (DESIGN section 8).
+//!
+//! The fixture is a profile.db built with `ProfileWriter`, with designed ground truth
+//! (metric samples at 1000 Hz, so one sample is 1 ms):
+//!
+//! | rank | tid | stack (outermost first)                                          | samples |
+//! |------|-----|------------------------------------------------------------------|---------|
+//! | 0    | 100 | main → a                                                         | 3       |
+//! | 0    | 100 | main → b                                                         | 1       |
+//! | 0    | 101 | _PyEval → `<module>` (py) → _PyEval → Model.step (py) → dgemm_    | 4       |
+//! | 1    | 200 | main → a                                                         | 2       |
+//!
+//! Self: a 5, dgemm_ 4, b 1 (total 10). Total: main 6, Model.step 4.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command as StdCommand;
+
+use assert_cmd::Command;
+use hwprof::profile::{EventRow, Frame, FrameKind, Function, Process, ProfileWriter, Thread};
+
+const PY_EVAL: &str = "_PyEval_EvalFrameDefault";
+
+fn fixture() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = ProfileWriter::default();
+    for (k, v) in [
+        ("mode", "hotspots"),
+        ("metric", "samples"),
+        ("frequency_hz", "1000"),
+    ] {
+        w.profile.meta.insert(k.into(), v.into());
+    }
+    w.profile.events.push(EventRow {
+        name: "cpu-clock".into(),
+        ..Default::default()
+    });
+    for (pid, rank) in [(100, 0), (200, 1)] {
+        w.profile.processes.push(Process {
+            host: "node1".into(),
+            rank: Some(rank),
+            pid,
+            command: "./sim".into(),
+            raw_dir: String::new(),
+        });
+    }
+    for (process, tid, name) in [(0, 100, "sim"), (0, 101, "worker"), (1, 200, "sim")] {
+        w.profile.threads.push(Thread {
+            process,
+            tid,
+            name: name.into(),
+        });
+    }
+    let mut frame = |name: &str, module: &str, file: &str, line: u32, kind: FrameKind| {
+        let function = w.function(Function {
+            name: name.into(),
+            module: module.into(),
+            file: Some(file.into()),
+            start_line: Some(line),
+            kind,
+        });
+        w.frame(Frame {
+            function,
+            file: Some(file.into()),
+            line: Some(line + 2),
+        })
+    };
+    let main = frame("main", "sim", "sim.c", 10, FrameKind::Native);
+    let a = frame("a", "sim", "sim.c", 20, FrameKind::Native);
+    let b = frame("b", "sim", "sim.c", 30, FrameKind::Native);
+    let eval = frame(
+        PY_EVAL,
+        "libpython3.11.so.1.0",
+        "ceval.c",
+        500,
+        FrameKind::Native,
+    );
+    let module = frame("<module>", "python", "model.py", 1, FrameKind::Python);
+    let step = frame("Model.step", "python", "model.py", 12, FrameKind::Python);
+    let dgemm = frame("dgemm_", "libblas.so.3", "dgemm.f", 1, FrameKind::Native);
+    let s = w.stack(&[main, a]);
+    w.add_sample(s, 0, 0, 3, 3);
+    let s = w.stack(&[main, b]);
+    w.add_sample(s, 0, 0, 1, 1);
+    let s = w.stack(&[eval, module, eval, step, dgemm]);
+    w.add_sample(s, 1, 0, 4, 4);
+    let s = w.stack(&[main, a]);
+    w.add_sample(s, 2, 0, 2, 2);
+    w.write(dir.path()).unwrap();
+    dir
+}
+
+/// Run `hwprof export DIR --format F [extra...]` and return its stdout (must succeed).
+fn export(dir: &Path, format: &str, extra: &[&str]) -> Vec<u8> {
+    let out = Command::cargo_bin("hwprof")
+        .unwrap()
+        .arg("export")
+        .arg(dir)
+        .args(["--format", format])
+        .args(extra)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "export --format {format} {extra:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// Export to a file with -o and return its path.
+fn export_file(dir: &Path, format: &str, name: &str) -> PathBuf {
+    let path = dir.join(name);
+    let stdout = export(dir, format, &["-o", path.to_str().unwrap()]);
+    assert!(stdout.is_empty(), "-o also wrote to stdout");
+    assert!(path.is_file(), "{} not written", path.display());
+    path
+}
+
+fn have(tool: &str) -> bool {
+    StdCommand::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+/// Tools that .ci/run installs: a missing one is a failure, with the package to install.
+fn require(tool: &str, package: &str) {
+    assert!(
+        have(tool),
+        "{tool} is not installed: install {package} (.ci/run does)"
+    );
+}
+
+fn run_ok(cmd: &mut StdCommand) -> String {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Folded lines → weight per leaf label.
+fn per_leaf(folded: &str) -> HashMap<String, u64> {
+    let mut m = HashMap::new();
+    for line in folded.lines() {
+        let (stack, n) = line.rsplit_once(' ').expect("no weight on a folded line");
+        let leaf = stack.rsplit(';').next().unwrap().to_string();
+        *m.entry(leaf).or_default() += n.parse::<u64>().expect("weight is not a number");
+    }
+    m
+}
+
+#[test]
+fn collapsed_totals_per_leaf() {
+    let dir = fixture();
+    let text = String::from_utf8(export(dir.path(), "collapsed", &[])).unwrap();
+    let leaves = per_leaf(&text);
+    assert_eq!(leaves["a"], 5, "{text}");
+    assert_eq!(leaves["dgemm_"], 4, "{text}");
+    assert_eq!(leaves["b"], 1, "{text}");
+    assert_eq!(leaves.values().sum::<u64>(), 10);
+    assert!(
+        text.contains(&format!(
+            "{PY_EVAL};<module> (model.py:1);{PY_EVAL};Model.step (model.py:12);dgemm_ 4\n"
+        )),
+        "{text}"
+    );
+    // inferno reads it back (flamegraph.pl semantics).
+    let mut svg = Vec::new();
+    let mut opts = inferno::flamegraph::Options::default();
+    inferno::flamegraph::from_lines(&mut opts, text.lines(), &mut svg).unwrap();
+    assert!(String::from_utf8_lossy(&svg).contains("all (10 samples, 100%)"));
+}
+
+#[test]
+fn rank_filter_keeps_one_rank() {
+    let dir = fixture();
+    let text = String::from_utf8(export(dir.path(), "collapsed", &["--rank", "1"])).unwrap();
+    assert_eq!(text, "main;a 2\n");
+    let text = String::from_utf8(export(dir.path(), "collapsed", &["--rank", "0"])).unwrap();
+    assert_eq!(per_leaf(&text).values().sum::<u64>(), 8);
+
+    let out = Command::cargo_bin("hwprof")
+        .unwrap()
+        .args([
+            "export",
+            dir.path().to_str().unwrap(),
+            "--format",
+            "collapsed",
+        ])
+        .args(["--rank", "7"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with(
+            "hwprof: error: rank 7 is not in this profile: ranks present: 0, 1; pick one of those"
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn frames_filter_python_and_native() {
+    let dir = fixture();
+    let py = String::from_utf8(export(dir.path(), "collapsed", &["--frames", "python"])).unwrap();
+    // Native frames below Model.step fold into it; stacks without Python stay native.
+    assert!(
+        py.contains("<module> (model.py:1);Model.step (model.py:12) 4\n"),
+        "{py}"
+    );
+    assert!(py.contains("main;a 5\n"), "{py}");
+    let native =
+        String::from_utf8(export(dir.path(), "collapsed", &["--frames", "native"])).unwrap();
+    assert!(
+        native.contains(&format!("{PY_EVAL};{PY_EVAL};dgemm_ 4\n")),
+        "{native}"
+    );
+    assert!(!native.contains("model.py"), "{native}");
+}
+
+#[test]
+fn flamegraph_is_xml_with_names_and_total() {
+    let dir = fixture();
+    let path = export_file(dir.path(), "flamegraph", "fg.svg");
+    require("python3", "python3");
+    // Parse with a real XML parser and list the <title> tooltips.
+    let titles = run_ok(StdCommand::new("python3").args([
+        "-c",
+        "import sys, xml.etree.ElementTree as ET\n\
+         root = ET.parse(sys.argv[1]).getroot()\n\
+         for t in root.iter('{http://www.w3.org/2000/svg}title'): print(t.text)",
+        path.to_str().unwrap(),
+    ]));
+    assert!(titles.contains("all (10 samples, 100%)"), "{titles}");
+    assert!(titles.contains("a (5 samples, 50.00%)"), "{titles}");
+    assert!(titles.contains("dgemm_ (4 samples, 40.00%)"), "{titles}");
+    assert!(
+        titles.contains("Model.step (model.py:12) (4 samples, 40.00%)"),
+        "{titles}"
+    );
+}
+
+/// speedscope's official schema: $HWPROF_SPEEDSCOPE_SCHEMA, or the npm package
+/// installed once under the test target directory.
+fn speedscope_schema() -> PathBuf {
+    // Two tests may ask at once: one npm install at a time.
+    static INSTALL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(p) = std::env::var_os("HWPROF_SPEEDSCOPE_SCHEMA") {
+        return PathBuf::from(p);
+    }
+    let prefix = Path::new(env!("CARGO_TARGET_TMPDIR")).join("speedscope-npm");
+    let schema = prefix.join("node_modules/speedscope/dist/release/file-format-schema.json");
+    if !schema.is_file() {
+        require("npm", "npm");
+        std::fs::create_dir_all(&prefix).unwrap();
+        run_ok(
+            StdCommand::new("npm")
+                .args(["install", "--no-audit", "--no-fund", "--prefix"])
+                .arg(&prefix)
+                .arg("speedscope"),
+        );
+    }
+    assert!(
+        schema.is_file(),
+        "no {} in the speedscope package",
+        schema.display()
+    );
+    schema
+}
+
+fn validate_speedscope(path: &Path) {
+    let schema = speedscope_schema();
+    run_ok(StdCommand::new("python3").args([
+        "-c",
+        "import json, sys, jsonschema\n\
+         schema = json.load(open(sys.argv[1]))\n\
+         jsonschema.validate(json.load(open(sys.argv[2])), schema)",
+        schema.to_str().unwrap(),
+        path.to_str().unwrap(),
+    ]));
+}
+
+#[test]
+fn speedscope_validates_against_the_official_schema() {
+    let dir = fixture();
+    let path = export_file(dir.path(), "speedscope", "p.speedscope.json");
+    validate_speedscope(&path);
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let profiles = v["profiles"].as_array().unwrap();
+    assert_eq!(profiles.len(), 3, "one profile per thread");
+    let ends: u64 = profiles
+        .iter()
+        .map(|p| p["endValue"].as_u64().unwrap())
+        .sum();
+    assert_eq!(ends, 10);
+    let frames = v["shared"]["frames"].as_array().unwrap();
+    let step = frames.iter().find(|f| f["name"] == "Model.step").unwrap();
+    assert_eq!(step["file"], "model.py");
+    assert_eq!(step["line"], 12);
+}
+
+#[test]
+fn pprof_decodes_with_protoc() {
+    let dir = fixture();
+    let path = export_file(dir.path(), "pprof", "p.pb.gz");
+    require("protoc", "protobuf-compiler");
+    let proto_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/export");
+    let gz = std::fs::read(&path).unwrap();
+    let mut raw = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gz[..]), &mut raw)
+        .expect("pprof output is not gzip");
+    let raw_path = dir.path().join("p.pb");
+    std::fs::write(&raw_path, &raw).unwrap();
+    let text = run_ok(
+        StdCommand::new("protoc")
+            .arg(format!("--proto_path={}", proto_dir.display()))
+            .arg("--decode=perftools.profiles.Profile")
+            .arg("profile.proto")
+            .stdin(std::fs::File::open(&raw_path).unwrap()),
+    );
+    // Sample values come in pairs: (samples/count, cpu/nanoseconds).
+    let values: Vec<i64> = text
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("value: "))
+        .map(|v| v.parse().unwrap())
+        .collect();
+    let counts: i64 = values.iter().step_by(2).sum();
+    let cpu: i64 = values.iter().skip(1).step_by(2).sum();
+    assert_eq!(counts, 10, "{text}");
+    assert_eq!(cpu, 10_000_000, "10 samples at 1000 Hz");
+    for name in [
+        "\"main\"",
+        "\"dgemm_\"",
+        "\"Model.step\"",
+        "\"model.py\"",
+        "\"cpu\"",
+    ] {
+        assert!(
+            text.contains(&format!("string_table: {name}")),
+            "{name} missing: {text}"
+        );
+    }
+}
+
+#[test]
+fn pstats_reads_in_python_and_gprof2dot() {
+    let dir = fixture();
+    let path = export_file(dir.path(), "pstats", "p.prof");
+    require("python3", "python3");
+    let rows = run_ok(StdCommand::new("python3").args([
+        "-c",
+        "import json, pstats, sys\n\
+         s = pstats.Stats(sys.argv[1]); s.sort_stats('tottime')\n\
+         print(json.dumps([[k[0], k[1], k[2], s.stats[k][0], s.stats[k][1], s.stats[k][2], s.stats[k][3], len(s.stats[k][4])] for k in s.fcn_list]))",
+        path.to_str().unwrap(),
+    ]));
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&rows).unwrap();
+    let names: Vec<&str> = rows.iter().map(|r| r[2].as_str().unwrap()).collect();
+    // hwprof's self ranking: a (5), dgemm_ (4), b (1).
+    assert_eq!(&names[..3], ["a", "dgemm_", "b"], "{rows:?}");
+    let row = |n: &str| rows.iter().find(|r| r[2] == n).unwrap().clone();
+    let close = |v: &serde_json::Value, want: f64| (v.as_f64().unwrap() - want).abs() < 1e-9;
+    assert!(close(&row("a")[5], 0.005), "a tt: {:?}", row("a"));
+    assert!(close(&row("main")[6], 0.006), "main ct: {:?}", row("main"));
+    let step = row("Model.step");
+    assert_eq!(
+        (step[0].as_str(), step[1].as_i64()),
+        (Some("model.py"), Some(12))
+    );
+    assert!(close(&step[5], 0.0) && close(&step[6], 0.004), "{step:?}");
+    assert_eq!(
+        (row("main")[0].as_str(), row("main")[1].as_i64()),
+        (Some("sim"), Some(0)),
+        "native key is (module, 0, name)"
+    );
+    assert_eq!(row("a")[7], 1, "a has one caller (main)");
+
+    require("gprof2dot", "the gprof2dot pip package");
+    let dot = dir.path().join("p.dot");
+    run_ok(
+        StdCommand::new("gprof2dot")
+            .args(["-f", "pstats", "--node-thres=0", "--edge-thres=0"])
+            .arg(&path)
+            .arg("-o")
+            .arg(&dot),
+    );
+    let dot = std::fs::read_to_string(&dot).unwrap();
+    for name in ["main", "dgemm_", "Model.step"] {
+        assert!(
+            dot.contains(name),
+            "{name} missing in gprof2dot output: {dot}"
+        );
+    }
+}
+
+#[test]
+fn pstats_goes_to_a_pipe() {
+    // assert_cmd's stdout is a pipe, not a terminal: binary output is allowed there.
+    let dir = fixture();
+    let bytes = export(dir.path(), "pstats", &[]);
+    assert_eq!(bytes.first(), Some(&b'{'), "a marshal dict");
+}
+
+/// callgrind_annotate output → cost per function.
+fn annotate_costs(text: &str) -> HashMap<String, u64> {
+    let mut m = HashMap::new();
+    for line in text.lines() {
+        let line = line.trim();
+        let Some((cost, rest)) = line.split_once(' ') else {
+            continue;
+        };
+        let Ok(cost) = cost.replace(',', "").parse::<u64>() else {
+            continue;
+        };
+        let rest = rest.trim_start();
+        let rest = match rest.split_once(')') {
+            Some((pct, r)) if pct.starts_with('(') => r.trim(),
+            _ => rest,
+        };
+        if rest == "PROGRAM TOTALS" {
+            m.insert(rest.to_string(), cost);
+        } else if let Some((file_fn, _)) = rest.split_once(" [")
+            && let Some((_, f)) = file_fn.rsplit_once(':')
+        {
+            m.insert(f.to_string(), cost);
+        }
+    }
+    m
+}
+
+#[test]
+fn callgrind_reads_in_callgrind_annotate() {
+    let dir = fixture();
+    let path = export_file(dir.path(), "callgrind", "callgrind.out.1");
+    require("callgrind_annotate", "valgrind");
+    let text = run_ok(
+        StdCommand::new("callgrind_annotate")
+            .args(["--threshold=100", "--auto=no"])
+            .arg(&path),
+    );
+    let costs = annotate_costs(&text);
+    assert_eq!(costs.get("PROGRAM TOTALS"), Some(&10), "{text}");
+    assert_eq!(costs.get("a"), Some(&5), "{text}");
+    assert_eq!(costs.get("dgemm_"), Some(&4), "{text}");
+    assert_eq!(costs.get("b"), Some(&1), "{text}");
+    let text = run_ok(
+        StdCommand::new("callgrind_annotate")
+            .args(["--threshold=100", "--auto=no", "--inclusive=yes"])
+            .arg(&path),
+    );
+    let costs = annotate_costs(&text);
+    assert_eq!(costs.get("main"), Some(&6), "{text}");
+    assert_eq!(costs.get("Model.step"), Some(&4), "{text}");
+    assert_eq!(
+        costs.get(PY_EVAL),
+        Some(&4),
+        "recursion counted once: {text}"
+    );
+}
+
+#[test]
+fn firefox_profile_structure() {
+    let dir = fixture();
+    let bytes = export(dir.path(), "firefox", &[]);
+    let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    assert!(v["meta"]["version"].is_number());
+    assert_eq!(v["meta"]["interval"], 1.0, "1000 Hz");
+    let threads = v["threads"].as_array().unwrap();
+    assert_eq!(threads.len(), 3);
+    let mut total = 0;
+    for t in threads {
+        let samples = &t["samples"];
+        assert_eq!(samples["weightType"], "samples");
+        let weights = samples["weight"].as_array().unwrap();
+        assert_eq!(weights.len() as u64, samples["length"].as_u64().unwrap());
+        total += weights.iter().map(|w| w.as_u64().unwrap()).sum::<u64>();
+    }
+    assert_eq!(total, 10);
+    // The processed format writes tids as strings or numbers depending on its version.
+    let tids: Vec<String> = threads
+        .iter()
+        .map(|t| t["tid"].to_string().trim_matches('"').to_string())
+        .collect();
+    assert!(
+        tids.contains(&"101".into()) && tids.contains(&"200".into()),
+        "{tids:?}"
+    );
+    let text = String::from_utf8(bytes).unwrap();
+    for name in ["\"dgemm_\"", "\"Model.step (model.py:12)\"", "\"main\""] {
+        assert!(text.contains(name), "{name} missing");
+    }
+}
+
+#[test]
+fn html_renders_in_chromium() {
+    let dir = fixture();
+    let path = export_file(dir.path(), "html", "report.html");
+    let html = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        !html.contains("http://") || !html.contains("src=\"http"),
+        "no network"
+    );
+    assert!(!html.contains("<script src"), "self-contained");
+    assert!(html.contains("\"dgemm_\""));
+    let chromium = ["chromium", "chromium-browser"]
+        .into_iter()
+        .find(|c| have(c));
+    let Some(chromium) = chromium else {
+        eprintln!(
+            "html_renders_in_chromium: chromium is not installed; checked the static HTML only"
+        );
+        return;
+    };
+    let dom = run_ok(
+        StdCommand::new(chromium)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--dump-dom",
+            ])
+            .arg(&path),
+    );
+    let rows: Vec<&str> = dom.split("<tr class=\"fn-row\"").skip(1).collect();
+    assert_eq!(rows.len(), 7, "one row per function: {dom}");
+    assert!(
+        rows[0].starts_with(" data-function=\"a\"") && rows[0].contains("<td>50.00"),
+        "a first, self 50%: {}",
+        rows[0]
+    );
+    assert!(
+        rows[1].starts_with(" data-function=\"dgemm_\""),
+        "{}",
+        rows[1]
+    );
+    assert!(dom.contains("class=\"node\" data-name=\"Model.step (model.py:12)\""));
+    assert!(dom.contains("class=\"node\" data-name=\"all\""));
+}
+
+#[test]
+fn not_finalized_says_how_to_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::cargo_bin("hwprof")
+        .unwrap()
+        .args(["export", dir.path().to_str().unwrap(), "--format", "pstats"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.starts_with("hwprof: error: "), "{err}");
+    assert!(err.contains("hwprof finalize"), "{err}");
+}
+
+#[test]
+fn corrupt_profile_db_is_an_error_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("profile.db"), b"not a database").unwrap();
+    let out = Command::cargo_bin("hwprof")
+        .unwrap()
+        .args(["export", dir.path().to_str().unwrap(), "--format", "html"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.starts_with("hwprof: error: "), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+/// Collect a real C program (tests/programs/hot.c: hot_a does 3/4 of the work, hot_b
+/// 1/4) and export it to pstats and speedscope.
+#[test]
+fn collect_then_export_pstats_and_speedscope() {
+    require("cc", "gcc");
+    let tmp = tempfile::tempdir().unwrap();
+    let exe = tmp.path().join("hot");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/programs/hot.c");
+    run_ok(
+        StdCommand::new("cc")
+            .args(["-O1", "-g", "-fno-omit-frame-pointer", "-o"])
+            .arg(&exe)
+            .arg(&src),
+    );
+    let results = tmp.path().join("results");
+    let out = Command::cargo_bin("hwprof")
+        .unwrap()
+        .args(["collect", "-r"])
+        .arg(&results)
+        .arg("--")
+        .arg(&exe)
+        .arg("300")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "collect failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let prof = export_file(&results, "pstats", "hot.prof");
+    let rows = run_ok(StdCommand::new("python3").args([
+        "-c",
+        "import json, pstats, sys\n\
+         s = pstats.Stats(sys.argv[1]); s.sort_stats('tottime')\n\
+         print(json.dumps([[k[2], s.stats[k][2]] for k in s.fcn_list]))",
+        prof.to_str().unwrap(),
+    ]));
+    let rows: Vec<(String, f64)> = serde_json::from_str(&rows).unwrap();
+    assert_eq!(rows[0].0, "hot_a", "{rows:?}");
+    assert_eq!(rows[1].0, "hot_b", "{rows:?}");
+    let share = rows[0].1 / (rows[0].1 + rows[1].1);
+    assert!(
+        (0.6..0.9).contains(&share),
+        "hot_a share {share}, expected ~0.75"
+    );
+    let total_tt: f64 = rows.iter().map(|r| r.1).sum();
+    assert!(total_tt > 0.1, "{total_tt} s of samples for a ~0.5 s run");
+
+    let ss = export_file(&results, "speedscope", "hot.speedscope.json");
+    validate_speedscope(&ss);
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&ss).unwrap()).unwrap();
+    let names: Vec<&str> = v["shared"]["frames"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap())
+        .collect();
+    for n in ["main", "work", "hot_a", "hot_b"] {
+        assert!(names.contains(&n), "{n} missing from {names:?}");
+    }
+}

@@ -1,0 +1,207 @@
+//! Symbolization: C++ demangling and inlined frames, separate debug info found by
+//! `.gnu_debuglink` and by build id, build-id checks, and event / rank plumbing.
+
+use std::process::Command;
+
+use crate::common::*;
+use hwprof::profile::Profile;
+
+fn collect(dir: &std::path::Path, extra: &[&str], cmd: &[&str]) -> std::process::Output {
+    let mut args = vec!["collect", "-q", "-r", dir.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    args.push("--");
+    args.extend_from_slice(cmd);
+    hwprof(&args)
+}
+
+fn build_cpp(dir: &std::path::Path) -> std::path::PathBuf {
+    let bin = dir.join("inline");
+    let ok = Command::new("g++")
+        .args(["-O2", "-g"])
+        .arg(program_source("inline.cpp"))
+        .arg("-o")
+        .arg(&bin)
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(ok, "g++ failed");
+    bin
+}
+
+#[test]
+fn cpp_names_are_demangled_and_inlined_frames_kept() {
+    let t = shared_tempdir();
+    let bin = build_cpp(t.path());
+    let dir = t.path().join("run");
+    ok(&collect(&dir, &[], &[bin.to_str().unwrap(), "1500"]));
+    let rows = hotspots(&dir, &[]);
+    let run = rows
+        .keys()
+        .find(|k| k.contains("ns::Solver<double>::run"))
+        .unwrap_or_else(|| panic!("demangled method missing: {rows:#?}"));
+    assert!(rows[run].total_pct > 95.0, "{rows:#?}");
+    // DWARF names an inlined static function without its namespace.
+    let kernel = rows.keys().find(|k| k.ends_with("kernel")).unwrap_or_else(|| panic!("{rows:#?}"));
+    assert!(rows[kernel].self_pct > 90.0, "inlined kernel gets the self time: {rows:#?}");
+    // The inlined frame is marked as such, below the function it is inlined into.
+    let p = Profile::load(&dir).unwrap();
+    let inlined: Vec<&str> = p
+        .frames
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| p.frame_inlined[*i])
+        .map(|(_, f)| p.functions[f.function].name.as_str())
+        .collect();
+    assert!(inlined.iter().any(|n| n.ends_with("kernel")), "{inlined:?}");
+    // Lines: the loop line of kernel is the hottest line.
+    let lines = ok(&hwprof(&["report", dir.to_str().unwrap(), "--view", "lines", "--format", "csv"]));
+    let first = lines.lines().nth(1).unwrap();
+    assert!(first.contains("inline.cpp") && first.contains(",10,"), "{lines}");
+}
+
+fn split_debug(bin: &std::path::Path) -> std::path::PathBuf {
+    let debug = bin.with_extension("debug");
+    let run = |args: &[&str]| {
+        let s = Command::new("objcopy").args(args).status().unwrap();
+        assert!(s.success(), "objcopy {args:?}");
+    };
+    run(&["--only-keep-debug", bin.to_str().unwrap(), debug.to_str().unwrap()]);
+    run(&["--strip-all", bin.to_str().unwrap()]);
+    let name = debug.file_name().unwrap().to_str().unwrap();
+    let cwd = bin.parent().unwrap();
+    let s = Command::new("objcopy")
+        .current_dir(cwd)
+        .args([&format!("--add-gnu-debuglink={name}"), bin.to_str().unwrap()])
+        .status()
+        .unwrap();
+    assert!(s.success());
+    debug
+}
+
+#[test]
+fn debug_info_found_by_debuglink() {
+    let t = shared_tempdir();
+    let bin = build_c(t.path(), "hot.c", "hot", &[]);
+    split_debug(&bin);
+    let dir = t.path().join("run");
+    ok(&collect(&dir, &[], &[bin.to_str().unwrap(), "500"]));
+    let rows = hotspots(&dir, &[]);
+    assert!(self_pct(&rows, "hot_a") > 65.0, "{rows:#?}");
+    let lines = ok(&hwprof(&["report", dir.to_str().unwrap(), "--view", "lines", "--format", "csv"]));
+    assert!(lines.lines().nth(1).unwrap().contains("hot.c"), "file:line from the .debug file: {lines}");
+}
+
+#[test]
+fn debug_info_found_by_build_id_in_a_search_dir() {
+    let t = shared_tempdir();
+    let bin = build_c(t.path(), "hot.c", "hot", &[]);
+    let debug = split_debug(&bin);
+    // Move the debug file into a .build-id tree, as distributions lay them out.
+    let out = Command::new("readelf").args(["-n"]).arg(&bin).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let id = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Build ID: "))
+        .expect("build id")
+        .trim()
+        .to_string();
+    let root = t.path().join("debugroot");
+    let d = root.join(".build-id").join(&id[..2]);
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::rename(&debug, d.join(format!("{}.debug", &id[2..]))).unwrap();
+    let dir = t.path().join("run");
+    ok(&collect(&dir, &["--no-finalize"], &[bin.to_str().unwrap(), "500"]));
+    ok(&hwprof(&["finalize", "-q", dir.to_str().unwrap(), "--search-dir", root.to_str().unwrap()]));
+    let lines = ok(&hwprof(&["report", dir.to_str().unwrap(), "--view", "lines", "--format", "csv"]));
+    assert!(lines.lines().nth(1).unwrap().contains("hot.c"), "{lines}");
+}
+
+#[test]
+fn a_rebuilt_binary_with_another_build_id_is_not_used() {
+    let t = shared_tempdir();
+    let bin = build_c(t.path(), "hot.c", "hot", &[]);
+    let dir = t.path().join("run");
+    ok(&collect(&dir, &["--no-finalize"], &[bin.to_str().unwrap(), "400"]));
+    // Same path, different code: symbols from it would be wrong.
+    build_c(t.path(), "threads.c", "hot", &[]);
+    ok(&hwprof(&["finalize", "-q", dir.to_str().unwrap()]));
+    let rows = hotspots(&dir, &[]);
+    assert!(!rows.contains_key("func_a") && !rows.contains_key("func_b"), "{rows:#?}");
+    assert!(rows.keys().any(|k| k.starts_with("hot+0x")), "kept as module+offset: {rows:#?}");
+}
+
+#[test]
+fn tracepoint_and_software_events_by_name() {
+    let t = shared_tempdir();
+    let bin = build_c(t.path(), "exits.c", "exits", &[]);
+    let dir = t.path().join("run");
+    let tracefs = std::path::Path::new("/sys/kernel/tracing/events/sched/sched_switch");
+    if !tracefs.exists() {
+        eprintln!("SKIPPED: tracefs is not mounted");
+        return;
+    }
+    ok(&collect(&dir, &["-e", "sched:sched_switch", "-e", "page-faults"], &[bin.to_str().unwrap(), "sleep", "1"]));
+    let p = Profile::load(&dir).unwrap();
+    let names: Vec<&str> = p.events.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(names, ["sched:sched_switch", "page-faults"]);
+    let switches: u64 = p.samples.iter().filter(|s| s.event == 0).map(|s| s.count).sum();
+    // The program sleeps in 10 steps of 100 ms: at least 10 switches out.
+    assert!(switches >= 10, "{switches}");
+    let rows = hotspots(&dir, &[]);
+    assert!(rows.contains_key("main"), "switch stacks reach main: {rows:#?}");
+}
+
+#[test]
+fn mpi_rank_from_the_launcher_environment() {
+    let t = shared_tempdir();
+    let bin = build_c(t.path(), "hot.c", "hot", &[]);
+    let dir = t.path().join("run");
+    let out = Command::new(hwprof_bin())
+        .env("PMI_RANK", "3")
+        .env("PMI_SIZE", "4")
+        .args(["collect", "-q", "-r", dir.to_str().unwrap(), "--"])
+        .arg(&bin)
+        .arg("200")
+        .output()
+        .unwrap();
+    ok(&out);
+    let raw: Vec<String> = std::fs::read_dir(dir.join("raw"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(raw.len(), 1);
+    assert!(raw[0].contains(".3."), "{raw:?}");
+    let csv = ok(&hwprof(&["report", dir.to_str().unwrap(), "--view", "ranks", "--format", "csv"]));
+    assert!(csv.starts_with("rank,host,pid,total,work,pct_of_mean,mpi_pct,idle"), "{csv}");
+    assert!(csv.lines().nth(1).unwrap().starts_with("3,"), "{csv}");
+}
+
+#[test]
+fn an_ordinary_user_attaches_to_their_own_process() {
+    let t = shared_tempdir();
+    let bin = build_c(t.path(), "hot.c", "hot", &[]);
+    let hw = t.path().join("hwprof");
+    std::fs::copy(hwprof_bin(), &hw).unwrap();
+    let as_user = |cmd: &mut Command| {
+        cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"]);
+    };
+    let mut target = Command::new("setpriv");
+    as_user(&mut target);
+    let mut target = target.arg(&bin).arg("100000").spawn().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    // setpriv execs the program: same pid.
+    let pid = target.id().to_string();
+    let dir = t.path().join("run");
+    let mut c = Command::new("setpriv");
+    as_user(&mut c);
+    let out = c
+        .arg(&hw)
+        .args(["collect", "-q", "-r", dir.to_str().unwrap(), "-p", &pid, "-d", "1"])
+        .output()
+        .unwrap();
+    let _ = target.kill();
+    let _ = target.wait();
+    ok(&out);
+    let rows = hotspots(&dir, &[]);
+    assert!(self_pct(&rows, "hot_a") > 60.0, "{rows:#?}");
+}
