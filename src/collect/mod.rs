@@ -494,7 +494,9 @@ pub fn should_finalize(dir: &Path, mpi: &MpiContext, timeout: Duration, quiet: b
     if rank != 0 {
         return false;
     }
-    let Some(size) = mpi.world_size else { return true };
+    let Some(size) = mpi.world_size else {
+        return true;
+    };
     let deadline = Instant::now() + timeout;
     loop {
         let done: Vec<u32> = crate::raw::list_raw_dirs(dir)

@@ -318,6 +318,8 @@ fn symbolize_all(
         .enumerate()
         .map(|(pi, (raw, p))| {
             let kernel = symbols::KernelSymbols::load(&raw.path);
+            // [python] --python perfmap: JIT trampolines named in the copied perf maps.
+            let perfmap = crate::python::perfmap::PerfMap::load_all(&raw.path);
             p.trie
                 .iter()
                 .map(|(_, loc)| match loc {
@@ -333,9 +335,14 @@ fn symbolize_all(
                             )]
                         }),
                     Loc::Kernel(a) => vec![kernel.frame(*a)],
-                    Loc::Unknown(a) => {
-                        vec![symbols::unresolved("[unknown]", *a, FrameKind::Native)]
-                    }
+                    Loc::Unknown(a) => vec![
+                        perfmap
+                            .as_ref()
+                            .and_then(|m| m.symbol(*a))
+                            .unwrap_or_else(|| {
+                                symbols::unresolved("[unknown]", *a, FrameKind::Native)
+                            }),
+                    ],
                 })
                 .collect()
         })

@@ -38,6 +38,23 @@ impl PerfMap {
         Some(Self::parse(&text))
     }
 
+    /// All `perf-<pid>.map` files of a raw dir as one map (trampolines of forked
+    /// children are the parent's); None when there is none.
+    pub fn load_all(raw_dir: &Path) -> Option<PerfMap> {
+        let mut all = PerfMap::default();
+        for e in std::fs::read_dir(raw_dir).ok()?.flatten() {
+            let name = e.file_name();
+            let Some(n) = name.to_str() else { continue };
+            if n.starts_with("perf-") && n.ends_with(".map") {
+                if let Ok(text) = std::fs::read_to_string(e.path()) {
+                    all.entries.extend(Self::parse(&text).entries);
+                }
+            }
+        }
+        all.entries.sort_by_key(|e| e.0);
+        (!all.entries.is_empty()).then_some(all)
+    }
+
     /// Parses the text of a perf map; malformed lines are skipped.
     pub fn parse(text: &str) -> PerfMap {
         let mut entries: Vec<(u64, u64, String)> = text

@@ -41,8 +41,14 @@ fn cpp_names_are_demangled_and_inlined_frames_kept() {
         .unwrap_or_else(|| panic!("demangled method missing: {rows:#?}"));
     assert!(rows[run].total_pct > 95.0, "{rows:#?}");
     // DWARF names an inlined static function without its namespace.
-    let kernel = rows.keys().find(|k| k.ends_with("kernel")).unwrap_or_else(|| panic!("{rows:#?}"));
-    assert!(rows[kernel].self_pct > 90.0, "inlined kernel gets the self time: {rows:#?}");
+    let kernel = rows
+        .keys()
+        .find(|k| k.ends_with("kernel"))
+        .unwrap_or_else(|| panic!("{rows:#?}"));
+    assert!(
+        rows[kernel].self_pct > 90.0,
+        "inlined kernel gets the self time: {rows:#?}"
+    );
     // The inlined frame is marked as such, below the function it is inlined into.
     let p = Profile::load(&dir).unwrap();
     let inlined: Vec<&str> = p
@@ -54,9 +60,19 @@ fn cpp_names_are_demangled_and_inlined_frames_kept() {
         .collect();
     assert!(inlined.iter().any(|n| n.ends_with("kernel")), "{inlined:?}");
     // Lines: the loop line of kernel is the hottest line.
-    let lines = ok(&hwprof(&["report", dir.to_str().unwrap(), "--view", "lines", "--format", "csv"]));
+    let lines = ok(&hwprof(&[
+        "report",
+        dir.to_str().unwrap(),
+        "--view",
+        "lines",
+        "--format",
+        "csv",
+    ]));
     let first = lines.lines().nth(1).unwrap();
-    assert!(first.contains("inline.cpp") && first.contains(",10,"), "{lines}");
+    assert!(
+        first.contains("inline.cpp") && first.contains(",10,"),
+        "{lines}"
+    );
 }
 
 fn split_debug(bin: &std::path::Path) -> std::path::PathBuf {
@@ -65,13 +81,20 @@ fn split_debug(bin: &std::path::Path) -> std::path::PathBuf {
         let s = Command::new("objcopy").args(args).status().unwrap();
         assert!(s.success(), "objcopy {args:?}");
     };
-    run(&["--only-keep-debug", bin.to_str().unwrap(), debug.to_str().unwrap()]);
+    run(&[
+        "--only-keep-debug",
+        bin.to_str().unwrap(),
+        debug.to_str().unwrap(),
+    ]);
     run(&["--strip-all", bin.to_str().unwrap()]);
     let name = debug.file_name().unwrap().to_str().unwrap();
     let cwd = bin.parent().unwrap();
     let s = Command::new("objcopy")
         .current_dir(cwd)
-        .args([&format!("--add-gnu-debuglink={name}"), bin.to_str().unwrap()])
+        .args([
+            &format!("--add-gnu-debuglink={name}"),
+            bin.to_str().unwrap(),
+        ])
         .status()
         .unwrap();
     assert!(s.success());
@@ -87,8 +110,18 @@ fn debug_info_found_by_debuglink() {
     ok(&collect(&dir, &[], &[bin.to_str().unwrap(), "500"]));
     let rows = hotspots(&dir, &[]);
     assert!(self_pct(&rows, "hot_a") > 65.0, "{rows:#?}");
-    let lines = ok(&hwprof(&["report", dir.to_str().unwrap(), "--view", "lines", "--format", "csv"]));
-    assert!(lines.lines().nth(1).unwrap().contains("hot.c"), "file:line from the .debug file: {lines}");
+    let lines = ok(&hwprof(&[
+        "report",
+        dir.to_str().unwrap(),
+        "--view",
+        "lines",
+        "--format",
+        "csv",
+    ]));
+    assert!(
+        lines.lines().nth(1).unwrap().contains("hot.c"),
+        "file:line from the .debug file: {lines}"
+    );
 }
 
 #[test]
@@ -97,7 +130,11 @@ fn debug_info_found_by_build_id_in_a_search_dir() {
     let bin = build_c(t.path(), "hot.c", "hot", &[]);
     let debug = split_debug(&bin);
     // Move the debug file into a .build-id tree, as distributions lay them out.
-    let out = Command::new("readelf").args(["-n"]).arg(&bin).output().unwrap();
+    let out = Command::new("readelf")
+        .args(["-n"])
+        .arg(&bin)
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     let id = text
         .lines()
@@ -110,9 +147,26 @@ fn debug_info_found_by_build_id_in_a_search_dir() {
     std::fs::create_dir_all(&d).unwrap();
     std::fs::rename(&debug, d.join(format!("{}.debug", &id[2..]))).unwrap();
     let dir = t.path().join("run");
-    ok(&collect(&dir, &["--no-finalize"], &[bin.to_str().unwrap(), "500"]));
-    ok(&hwprof(&["finalize", "-q", dir.to_str().unwrap(), "--search-dir", root.to_str().unwrap()]));
-    let lines = ok(&hwprof(&["report", dir.to_str().unwrap(), "--view", "lines", "--format", "csv"]));
+    ok(&collect(
+        &dir,
+        &["--no-finalize"],
+        &[bin.to_str().unwrap(), "500"],
+    ));
+    ok(&hwprof(&[
+        "finalize",
+        "-q",
+        dir.to_str().unwrap(),
+        "--search-dir",
+        root.to_str().unwrap(),
+    ]));
+    let lines = ok(&hwprof(&[
+        "report",
+        dir.to_str().unwrap(),
+        "--view",
+        "lines",
+        "--format",
+        "csv",
+    ]));
     assert!(lines.lines().nth(1).unwrap().contains("hot.c"), "{lines}");
 }
 
@@ -121,13 +175,23 @@ fn a_rebuilt_binary_with_another_build_id_is_not_used() {
     let t = shared_tempdir();
     let bin = build_c(t.path(), "hot.c", "hot", &[]);
     let dir = t.path().join("run");
-    ok(&collect(&dir, &["--no-finalize"], &[bin.to_str().unwrap(), "400"]));
+    ok(&collect(
+        &dir,
+        &["--no-finalize"],
+        &[bin.to_str().unwrap(), "400"],
+    ));
     // Same path, different code: symbols from it would be wrong.
     build_c(t.path(), "threads.c", "hot", &[]);
     ok(&hwprof(&["finalize", "-q", dir.to_str().unwrap()]));
     let rows = hotspots(&dir, &[]);
-    assert!(!rows.contains_key("func_a") && !rows.contains_key("func_b"), "{rows:#?}");
-    assert!(rows.keys().any(|k| k.starts_with("hot+0x")), "kept as module+offset: {rows:#?}");
+    assert!(
+        !rows.contains_key("func_a") && !rows.contains_key("func_b"),
+        "{rows:#?}"
+    );
+    assert!(
+        rows.keys().any(|k| k.starts_with("hot+0x")),
+        "kept as module+offset: {rows:#?}"
+    );
 }
 
 #[test]
@@ -140,15 +204,27 @@ fn tracepoint_and_software_events_by_name() {
         eprintln!("SKIPPED: tracefs is not mounted");
         return;
     }
-    ok(&collect(&dir, &["-e", "sched:sched_switch", "-e", "page-faults"], &[bin.to_str().unwrap(), "sleep", "1"]));
+    ok(&collect(
+        &dir,
+        &["-e", "sched:sched_switch", "-e", "page-faults"],
+        &[bin.to_str().unwrap(), "sleep", "1"],
+    ));
     let p = Profile::load(&dir).unwrap();
     let names: Vec<&str> = p.events.iter().map(|e| e.name.as_str()).collect();
     assert_eq!(names, ["sched:sched_switch", "page-faults"]);
-    let switches: u64 = p.samples.iter().filter(|s| s.event == 0).map(|s| s.count).sum();
+    let switches: u64 = p
+        .samples
+        .iter()
+        .filter(|s| s.event == 0)
+        .map(|s| s.count)
+        .sum();
     // The program sleeps in 10 steps of 100 ms: at least 10 switches out.
     assert!(switches >= 10, "{switches}");
     let rows = hotspots(&dir, &[]);
-    assert!(rows.contains_key("main"), "switch stacks reach main: {rows:#?}");
+    assert!(
+        rows.contains_key("main"),
+        "switch stacks reach main: {rows:#?}"
+    );
 }
 
 #[test]
@@ -171,8 +247,18 @@ fn mpi_rank_from_the_launcher_environment() {
         .collect();
     assert_eq!(raw.len(), 1);
     assert!(raw[0].contains(".3."), "{raw:?}");
-    let csv = ok(&hwprof(&["report", dir.to_str().unwrap(), "--view", "ranks", "--format", "csv"]));
-    assert!(csv.starts_with("rank,host,pid,total,work,pct_of_mean,mpi_pct,idle"), "{csv}");
+    let csv = ok(&hwprof(&[
+        "report",
+        dir.to_str().unwrap(),
+        "--view",
+        "ranks",
+        "--format",
+        "csv",
+    ]));
+    assert!(
+        csv.starts_with("rank,host,pid,total,work,pct_of_mean,mpi_pct,idle"),
+        "{csv}"
+    );
     assert!(csv.lines().nth(1).unwrap().starts_with("3,"), "{csv}");
 }
 
@@ -196,7 +282,16 @@ fn an_ordinary_user_attaches_to_their_own_process() {
     as_user(&mut c);
     let out = c
         .arg(&hw)
-        .args(["collect", "-q", "-r", dir.to_str().unwrap(), "-p", &pid, "-d", "1"])
+        .args([
+            "collect",
+            "-q",
+            "-r",
+            dir.to_str().unwrap(),
+            "-p",
+            &pid,
+            "-d",
+            "1",
+        ])
         .output()
         .unwrap();
     let _ = target.kill();
