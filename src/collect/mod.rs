@@ -393,8 +393,9 @@ pub fn run(opts: &CollectOptions) -> Result<CollectOutcome, CollectError> {
     // [python] Last code-object resolution; the capture method goes into the manifest.
     let mut python_method = "off".to_string();
     if let Some(link) = py_link.take() {
-        python_method = link.method_name().into();
-        for n in link.finish() {
+        let notices_of_link = link.finish_keep_method();
+        python_method = notices_of_link.0.into();
+        for n in notices_of_link.1 {
             notice(opts.quiet, &mut notices, n);
         }
     }

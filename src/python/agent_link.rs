@@ -151,6 +151,8 @@ struct Shared {
     target: Option<(PathBuf, Vec<u8>)>,
     /// Event ids noted by the collector, to be written out.
     ids: Vec<(u32, Vec<u64>)>,
+    /// Processes with a supported interpreter.
+    accepted: u32,
 }
 
 /// The per-process-tree link between the collector and the agents.
@@ -280,9 +282,13 @@ impl AgentLink {
         self.env.clone()
     }
 
-    /// "agent" or "perfmap", for the manifest.
+    /// "agent" or "perfmap" once a supported interpreter reported, else "off", for
+    /// the manifest.
     pub fn method_name(&self) -> &'static str {
-        if self.env.iter().any(|(k, _)| k == "PYTHONPERFSUPPORT") {
+        let accepted = self.shared.lock().map(|s| s.accepted).unwrap_or(0);
+        if accepted == 0 {
+            "off"
+        } else if self.env.iter().any(|(k, _)| k == "PYTHONPERFSUPPORT") {
             "perfmap"
         } else {
             "agent"
@@ -300,6 +306,17 @@ impl AgentLink {
     /// Resolution runs on the link's own thread (every ~10 ms and at each agent's exit),
     /// so this is a cheap no-op kept for the collector's drain loop.
     pub fn poll(&mut self) {}
+
+    /// [`AgentLink::finish`], also returning [`AgentLink::method_name`] as it stood at
+    /// the end.
+    pub fn finish_keep_method(mut self) -> (&'static str, Vec<String>) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        let method = self.method_name();
+        (method, self.finish())
+    }
 
     /// Stops the thread after a last resolution pass; returns the notices.
     pub fn finish(mut self) -> Vec<String> {
@@ -562,6 +579,9 @@ impl Server {
                 .and_then(|m| process::find_interpreter(pid, &m, &mem))
             {
                 Ok(i) => {
+                    if let Ok(mut s) = shared.lock() {
+                        s.accepted += 1;
+                    }
                     writer.put(&CodeLine::Process {
                         pid,
                         version: i.version_string(),
