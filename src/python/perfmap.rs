@@ -45,10 +45,11 @@ impl PerfMap {
         for e in std::fs::read_dir(raw_dir).ok()?.flatten() {
             let name = e.file_name();
             let Some(n) = name.to_str() else { continue };
-            if n.starts_with("perf-") && n.ends_with(".map") {
-                if let Ok(text) = std::fs::read_to_string(e.path()) {
-                    all.entries.extend(Self::parse(&text).entries);
-                }
+            if n.starts_with("perf-")
+                && n.ends_with(".map")
+                && let Ok(text) = std::fs::read_to_string(e.path())
+            {
+                all.entries.extend(Self::parse(&text).entries);
             }
         }
         all.entries.sort_by_key(|e| e.0);
