@@ -666,3 +666,64 @@ fn each_thread_gets_its_own_python_stack() {
         "sha256 time ({sha}%) not under hasher ({hasher}%)"
     );
 }
+
+/// An interpreter outside 3.8-3.13: one notice, a native profile, no error.
+#[test]
+fn unsupported_version_gets_one_notice_and_a_native_profile() {
+    let Some(py) = pyenv("3.7.16") else {
+        eprintln!("skip: pyenv 3.7.16 missing");
+        return;
+    };
+    let tmp = shared_tempdir();
+    let script = write_script(tmp.path(), "work.py", WORK);
+    let dir = tmp.path().join("r");
+    let out = Command::new(hwprof_bin())
+        .arg("collect")
+        .arg("-r")
+        .arg(&dir)
+        .arg("--")
+        .arg(&py)
+        .arg(&script)
+        .arg("3")
+        .env("HWPROF_AGENT_LIB", agent_lib())
+        .output()
+        .expect("collect");
+    ok(&out);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.matches("3.7 is not supported").count(), 1, "{err}");
+    let s = summary_json(&dir);
+    assert_eq!(s["python"], "off");
+    assert!(s["samples"].as_u64().unwrap_or(0) > 10);
+}
+
+/// `-p` on a Python process that exits while being read: collection ends cleanly.
+#[test]
+fn attached_python_exiting_mid_read() {
+    let Some(py) = pyenv("3.11.7") else {
+        panic!("pyenv 3.11.7 is required")
+    };
+    let tmp = shared_tempdir();
+    let script = write_script(tmp.path(), "work.py", WORK);
+    let mut child = Command::new(&py)
+        .arg(&script)
+        .arg("12")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    std::thread::sleep(std::time::Duration::from_millis(150));
+    let dir = tmp.path().join("r");
+    let started = std::time::Instant::now();
+    let out = Command::new(hwprof_bin())
+        .args(["collect", "-q", "-d", "20", "-r"])
+        .arg(&dir)
+        .args(["-p", &child.id().to_string()])
+        .output()
+        .expect("hwprof -p");
+    let _ = child.wait();
+    ok(&out);
+    assert!(
+        started.elapsed().as_secs() < 15,
+        "collection did not end with the target"
+    );
+    assert_eq!(summary_json(&dir)["python"], "remote");
+}
