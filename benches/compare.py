@@ -17,6 +17,7 @@ Results go to stdout as a Markdown table, ready for docs/performance.md.
 """
 
 import argparse
+import json
 import os
 import resource
 import shutil
@@ -103,9 +104,9 @@ def finalize(args):
     if os.path.exists(os.path.join(run, "profile.db")):
         os.remove(os.path.join(run, "profile.db"))
     h_wall, h_rss = peak_rss_of([HWPROF, "finalize", "-q", run])
-    samples = int(subprocess.run([HWPROF, "report", run, "--view", "summary", "--format", "csv"],
-                                 capture_output=True, text=True, check=True).stdout
-                  .split("samples,")[1].split()[0])
+    summary = subprocess.run([HWPROF, "report", run, "--view", "summary", "--format", "json"],
+                             capture_output=True, text=True, check=True).stdout
+    samples = json.loads(summary)["samples"]
     p_wall, p_rss = peak_rss_of(["perf", "report", "--stdio", "-i", raw])
     print(f"perf.data: {size / 2**20:.0f} MiB, {samples} dwarf samples (2 KiB stacks)\n")
     print("| tool | wall (s) | samples/s | peak RSS (MiB) |")

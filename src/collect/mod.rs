@@ -7,7 +7,9 @@ pub mod drain;
 pub mod modules;
 pub mod open;
 pub mod perf_data;
+pub mod rss; // memory mode: RSS timeline (events worktree)
 pub mod sys;
+pub mod uncore; // memory mode: uncore bandwidth counters (events worktree)
 
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
@@ -293,7 +295,7 @@ pub fn run(opts: &CollectOptions) -> Result<CollectOutcome, CollectError> {
         exclude_kernel,
         context_switch: opts.mode == Mode::Locks,
     };
-    let wanted = requested_events(opts)?;
+    let wanted = requested_events(opts, &mut notices)?;
 
     // Launch: fork a child that waits for us, so events cover its first instruction.
     let (mut child, target_pid, command) = match (&opts.target, &exec) {
@@ -358,6 +360,18 @@ pub fn run(opts: &CollectOptions) -> Result<CollectOutcome, CollectError> {
     let started = Instant::now();
     let signals = sys::install_stop_signals();
 
+    // Memory mode (events worktree): RSS timeline of the tree and uncore bandwidth.
+    let memory_samplers = if opts.mode == Mode::Memory {
+        Some(start_memory_samplers(
+            opts,
+            target_pid as u32,
+            &raw_dir,
+            &mut notices,
+        )?)
+    } else {
+        None
+    };
+
     if let Some(c) = child.as_mut()
         && let Err(e) = c.release()
     {
@@ -386,6 +400,9 @@ pub fn run(opts: &CollectOptions) -> Result<CollectOutcome, CollectError> {
         .map_err(io_err("write perf.data"))?;
     if let Some(c) = child.as_mut() {
         c.mark_released();
+    }
+    if let Some(m) = memory_samplers {
+        stop_memory_samplers(m, opts.quiet, &mut notices);
     }
     let stats = session
         .finish(&HostInfo::current(std::env::args().collect()))
@@ -487,6 +504,50 @@ pub fn run(opts: &CollectOptions) -> Result<CollectOutcome, CollectError> {
     })
 }
 
+/// The memory-mode samplers running beside the perf events (events worktree).
+struct MemorySamplers {
+    rss: rss::RssSampler,
+    uncore: uncore::UncoreSampler,
+}
+
+fn start_memory_samplers(
+    opts: &CollectOptions,
+    root_pid: u32,
+    raw_dir: &Path,
+    notices: &mut Vec<String>,
+) -> Result<MemorySamplers, CollectError> {
+    let rss = rss::RssSampler::start(root_pid, opts.rss_interval, &raw_dir.join("rss.csv"))
+        .map_err(|e| CollectError::ResultDir(e.to_string()))?;
+    let plan = uncore::bandwidth_plan(&events::EventEnv::system());
+    let uncore = uncore::UncoreSampler::start(
+        &plan,
+        opts.rss_interval.max(Duration::from_millis(100)),
+        &raw_dir.join("counters.csv"),
+    )
+    .map_err(|e| CollectError::ResultDir(e.to_string()))?;
+    for n in &uncore.notices {
+        notice(opts.quiet, notices, n.clone());
+    }
+    Ok(MemorySamplers { rss, uncore })
+}
+
+fn stop_memory_samplers(m: MemorySamplers, quiet: bool, notices: &mut Vec<String>) {
+    if let Err(e) = m.rss.stop() {
+        notice(
+            quiet,
+            notices,
+            format!("memory: RSS timeline incomplete: {e}"),
+        );
+    }
+    if let Err(e) = m.uncore.stop() {
+        notice(
+            quiet,
+            notices,
+            format!("memory: bandwidth timeline incomplete: {e}"),
+        );
+    }
+}
+
 /// Whether this process should finalize after collecting: outside MPI always; in an
 /// MPI job only rank 0, once every rank's raw directory is complete (or after
 /// `timeout`, naming the missing ranks).
@@ -525,16 +586,47 @@ pub fn should_finalize(dir: &Path, mpi: &MpiContext, timeout: Duration, quiet: b
 }
 
 /// Events to open: -e names, or the mode's defaults (with their fallbacks).
-fn requested_events(opts: &CollectOptions) -> Result<Vec<ChosenEventRequest>, CollectError> {
+fn requested_events(
+    opts: &CollectOptions,
+    notices: &mut Vec<String>,
+) -> Result<Vec<ChosenEventRequest>, CollectError> {
     if opts.events.is_empty() {
         return events::mode_defaults(opts.mode)
             .into_iter()
-            .map(|d| {
-                Ok(ChosenEventRequest {
-                    requested: d.primary.to_string(),
-                    spec: events::resolve(d.primary)?,
-                    fallback: d.fallback.map(events::resolve).transpose()?,
-                })
+            .filter_map(|d| {
+                // Optional defaults (memory mode's LLC-miss sampling; events worktree):
+                // the CPU's precise event when the PMU has it, else skipped with a notice.
+                if d.optional {
+                    let env = events::EventEnv::system();
+                    return match events::llc_miss_event(&env)
+                        .filter(|s| events::list::probe(s).is_ok())
+                    {
+                        Some(spec) => Some(Ok(ChosenEventRequest {
+                            requested: d.primary.to_string(),
+                            spec,
+                            fallback: None,
+                        })),
+                        None => {
+                            notice(
+                                opts.quiet,
+                                notices,
+                                "memory: LLC-miss sampling skipped: this machine has no hardware PMU (cache-misses: ENOENT); page faults, RSS and the rest are collected".into(),
+                            );
+                            None
+                        }
+                    };
+                }
+                Some((|| {
+                    let mut spec = events::resolve(d.primary)?;
+                    if let Some(p) = d.period {
+                        spec.period = p;
+                    }
+                    Ok(ChosenEventRequest {
+                        requested: d.primary.to_string(),
+                        spec,
+                        fallback: d.fallback.map(events::resolve).transpose()?,
+                    })
+                })())
             })
             .collect();
     }
@@ -597,6 +689,8 @@ fn open_events(
     // other threads when attaching) redirect their output into it.
     let mut slot_leaders: Vec<(u32, std::os::fd::OwnedFd)> = Vec::new();
     let mut others: Vec<std::os::fd::OwnedFd> = Vec::new();
+    let pages = ring_pages(cfg.call_graph);
+    let mut rings = Vec::new();
     for (i, w) in wanted.iter().enumerate() {
         let tracking = i == 0;
         let mut spec = w.spec.clone();
@@ -646,7 +740,13 @@ fn open_events(
                         sys::set_output(&fd, leader).map_err(io_err("redirect event output"))?;
                         others.push(fd);
                     }
-                    None => slot_leaders.push((cpu, fd)),
+                    None => {
+                        // Map the leader's ring now: PERF_EVENT_IOC_SET_OUTPUT onto an
+                        // event without a ring fails with EINVAL (kernel
+                        // perf_event_set_output), which broke every run with two events.
+                        rings.push(map_ring(fd.try_clone().map_err(io_err("dup"))?, pages)?);
+                        slot_leaders.push((cpu, fd));
+                    }
                 }
             }
         }
@@ -665,11 +765,7 @@ fn open_events(
         .first()
         .and_then(|a| a.ids.first().copied())
         .unwrap_or(0);
-    let pages = ring_pages(cfg.call_graph);
-    let mut rings = Vec::new();
-    for (_, fd) in slot_leaders {
-        rings.push(map_ring(fd, pages)?);
-    }
+    drop(slot_leaders); // their rings hold their own descriptors
     Ok(OpenedEvents {
         chosen,
         file_attrs,

@@ -118,6 +118,9 @@ pub fn build_attr(spec: &EventSpec, cfg: &OpenConfig, tracking: bool) -> PerfEve
         a.set_comm_exec(1);
         a.set_task(1);
         a.set_build_id(1);
+        // perf report unwinds DWARF stacks by reading .eh_frame_hdr and data through the
+        // non-executable mappings too, as `perf record --call-graph dwarf` records them.
+        a.set_mmap_data(u64::from(matches!(cfg.call_graph, CallGraph::Dwarf(_))));
         a.set_context_switch(u64::from(cfg.context_switch));
     }
     a

@@ -245,6 +245,26 @@ pub fn run(opts: &FinalizeOptions) -> Result<PathBuf, FinalizeError> {
         "notices".into(),
         serde_json::to_string(&manifest.notices).unwrap_or_default(),
     );
+    // Memory mode (events worktree): bandwidth from counters.csv, one raw dir per host
+    // (uncore counts are the node's, every rank on a node would repeat them).
+    let mut bw_hosts = std::collections::HashSet::new();
+    let mut bandwidth = Vec::new();
+    for (raw, _) in &profiles {
+        let path = raw.path.join("counters.csv");
+        if path.is_file() && bw_hosts.insert(raw.host.clone()) {
+            match crate::collect::uncore::read_counters_csv(&path) {
+                Ok(rows) => bandwidth.extend(crate::collect::uncore::bandwidth_summary(&rows)),
+                Err(e) if !opts.quiet => eprintln!("hwprof: {e}"),
+                Err(_) => {}
+            }
+        }
+    }
+    if !bandwidth.is_empty() {
+        meta.insert(
+            "bandwidth".into(),
+            serde_json::to_string(&bandwidth).unwrap_or_default(),
+        );
+    }
     if let Some((a, b)) = times {
         meta.insert("first_sample_ns".into(), a.to_string());
         meta.insert("last_sample_ns".into(), b.to_string());
@@ -377,6 +397,27 @@ fn add_raw_profile(
             name: name.clone(),
         });
         thread_index.push(w.profile.threads.len() - 1);
+    }
+    // Memory mode (events worktree): the RSS timeline of every process of the tree,
+    // including processes that took no sample.
+    if let Ok(rows) = crate::collect::rss::read_rss_csv(&raw.path.join("rss.csv")) {
+        for (time_ns, pid, rss_bytes) in rows {
+            let process = *proc_index.entry(pid).or_insert_with(|| {
+                w.profile.processes.push(Process {
+                    host: raw.host.clone(),
+                    rank: raw.rank,
+                    pid,
+                    command: p.processes.get(&pid).cloned().unwrap_or_default(),
+                    raw_dir: format!("raw/{}", raw.name),
+                });
+                w.profile.processes.len() - 1
+            });
+            w.profile.rss.push(crate::profile::RssPoint {
+                process,
+                time_ns,
+                rss_bytes,
+            });
+        }
     }
     // Events, shared by name across raw directories.
     let events: Vec<usize> = p

@@ -248,7 +248,7 @@ pub fn process_raw_dir<'a>(
                     }
                     _ => None,
                 };
-                if m.protection & libc::PROT_EXEC as u32 != 0 || build_id.is_some() {
+                if m.protection & libc::PROT_EXEC as u32 != 0 {
                     let path = String::from_utf8_lossy(&m.path.as_slice()).into_owned();
                     b.mmap(
                         m.pid as u32,
@@ -503,6 +503,17 @@ impl Builder<'_> {
         };
         let value = match self.weighting {
             Weighting::Samples => 1,
+            // Memory mode (events worktree): faults weigh bytes; other events sampled
+            // alongside (LLC misses) weigh nothing in bytes, their `count` ranks them.
+            Weighting::FaultBytes
+                if !self
+                    .out
+                    .events
+                    .get(event as usize)
+                    .is_none_or(|n| n.contains("fault")) =>
+            {
+                0
+            }
             Weighting::FaultBytes => s.period.unwrap_or(1).max(1) * self.page_size,
             Weighting::OffCpuNs => {
                 self.pending_off_cpu.insert(tid, (key, time));

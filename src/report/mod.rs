@@ -1,6 +1,7 @@
 //! Views over profile.db: tables for a terminal, CSV with the contract's leading columns
 //! (DESIGN section 2), and JSON. Every view ranks by the mode's metric.
 
+pub mod memory; // --view memory (events worktree)
 pub mod views;
 
 use std::io::Write;
@@ -47,7 +48,7 @@ pub fn render(
         View::Callers => views::callers(p, format, top, filter),
         View::Ranks => views::ranks(p, format, filter),
         View::Waits => views::waits(p, format, top, filter),
-        View::Memory => views::memory(p, format, top),
+        View::Memory => memory::memory_view(p, format, top), // events worktree
     })
 }
 

@@ -675,19 +675,8 @@ pub fn memory(p: &Profile, format: ReportFormat, top: usize) -> String {
 
 /// Peak of the summed RSS of all processes, and when.
 pub fn peak_rss(p: &Profile) -> Option<(u64, u64)> {
-    if p.rss.is_empty() {
-        return None;
-    }
-    let mut current: HashMap<usize, u64> = HashMap::new();
-    let mut best = (0u64, 0u64);
-    for r in &p.rss {
-        current.insert(r.process, r.rss_bytes);
-        let sum: u64 = current.values().sum();
-        if sum > best.0 {
-            best = (sum, r.time_ns);
-        }
-    }
-    Some(best)
+    // Summed over live processes at each instant (an exited process no longer counts).
+    super::memory::peak_rss(p)
 }
 
 /// `--view summary`.

@@ -237,6 +237,19 @@ fn perf_reads_our_perf_data_and_agrees() {
         let o = self_pct(&ours, f);
         assert!((p - o).abs() <= 0.5, "{f}: perf {p}% hwprof {o}%");
     }
+    // perf unwinds our DWARF stack copies too: `work` is on every stack.
+    let children = Command::new("perf")
+        .args(["report", "--stdio", "--children", "--sort", "sym", "-g", "none", "-i"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&children.stdout);
+    let work_children = text
+        .lines()
+        .find(|l| l.trim_end().ends_with("[.] work"))
+        .and_then(|l| l.trim_start().split('%').next()?.trim().parse::<f64>().ok())
+        .unwrap_or(0.0);
+    assert!(work_children >= 95.0, "perf's children of work: {work_children}\n{text}");
     let script = Command::new("perf")
         .args(["script", "-i"])
         .arg(&data)

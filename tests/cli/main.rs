@@ -5,5 +5,6 @@ mod common;
 mod errors;
 mod export;
 mod hotspots;
+mod memory;
 mod python;
 mod symbols;

@@ -1,0 +1,630 @@
+//! RSS timeline of a process tree, sampled from procfs: `raw/<host>.<rank>.<pid>/rss.csv`.
+//!
+//! Format (CSV, one header line, append-only, flushed after every tick):
+//!
+//! ```text
+//! time_ns,pid,rss_bytes
+//! 81234567890123,4242,1409024
+//! 81234567890123,4250,268582912
+//! ```
+//!
+//! - `time_ns`: CLOCK_MONOTONIC nanoseconds ([`crate::util::monotonic_ns`]), the clock
+//!   of the perf samples; every row of one tick carries the same time, so the tree's
+//!   total at an instant is the sum of the rows with that time.
+//! - `pid`: a process of the tree (the root and all its descendants, found each tick
+//!   from `/proc/*/stat` parent links; a process keeps being followed when its parent
+//!   exits and it is re-parented).
+//! - `rss_bytes`: resident set size, `resident` of `/proc/PID/statm` × the page size
+//!   (the same number as `VmRSS`).
+//!
+//! A process that exits between two reads simply stops appearing (zombies are not
+//! written, nor is a process whose RSS reads 0: its memory is already released on
+//! exit). A crash of hwprof loses at most the tick being written; [`read_rss_csv`]
+//! drops a cut last line.
+//!
+//! Cost: one `readdir(/proc)` per tick, one `pread` of an open `/proc/PID/statm` per tree
+//! process, and one `/proc/PID/stat` read per process that appeared since the last tick
+//! (a process found not to be in the tree is remembered and not read again while it
+//! lives). Figures in docs/performance.md.
+
+use std::collections::{HashMap, HashSet};
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// Errors of the RSS sampler and reader.
+#[derive(Debug, thiserror::Error)]
+pub enum RssError {
+    /// The CSV file could not be created or written.
+    #[error(
+        "RSS timeline {path}: {source}; check that the results directory is writable and the disk not full"
+    )]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A line in the middle of the file is not `time_ns,pid,rss_bytes`.
+    #[error(
+        "RSS timeline {path} line {line}: '{text}' is not time_ns,pid,rss_bytes; the file is damaged"
+    )]
+    Bad {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: usize,
+        /// The line.
+        text: String,
+    },
+    /// The sampler thread panicked (a bug).
+    #[error("the RSS sampler thread stopped abnormally; the timeline may be incomplete")]
+    Thread,
+}
+
+/// What the sampler did, returned by [`RssSampler::stop`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RssStats {
+    /// Ticks taken.
+    pub ticks: u64,
+    /// Rows written.
+    pub rows: u64,
+    /// Distinct processes seen.
+    pub processes: u64,
+    /// Ticks that scanned `/proc` for new processes (a pid was allocated since the
+    /// last scan).
+    pub scans: u64,
+    /// CPU time of the sampler thread, ns (CLOCK_THREAD_CPUTIME_ID).
+    pub cpu_ns: u64,
+    /// Wall time from start to stop, ns.
+    pub wall_ns: u64,
+}
+
+/// Samples the RSS of a process tree every `interval` into a CSV file, on its own
+/// thread, until [`stop`](Self::stop).
+pub struct RssSampler {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<Result<RssStats, RssError>>>,
+}
+
+/// The default interval (`--rss-interval`), ms: small enough to see a 200 ms phase.
+pub const DEFAULT_INTERVAL_MS: u64 = 50;
+
+impl RssSampler {
+    /// Create `path` (mode 0600, refusing to overwrite) and start sampling the tree
+    /// rooted at `root`.
+    pub fn start(root: u32, interval: Duration, path: &Path) -> Result<RssSampler, RssError> {
+        Self::start_in(root, interval, path, Path::new("/proc"))
+    }
+
+    /// As [`start`](Self::start), with another procfs root (tests).
+    pub fn start_in(
+        root: u32,
+        interval: Duration,
+        path: &Path,
+        proc_root: &Path,
+    ) -> Result<RssSampler, RssError> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let io = |source| RssError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(io)?;
+        let mut out = BufWriter::new(file);
+        out.write_all(b"time_ns,pid,rss_bytes\n").map_err(io)?;
+        out.flush().map_err(io)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let st = stop.clone();
+        let path = path.to_path_buf();
+        let proc_root = proc_root.to_path_buf();
+        let interval = interval.max(Duration::from_millis(1));
+        let thread = std::thread::Builder::new()
+            .name("hwprof-rss".into())
+            .spawn(move || run(root, interval, out, &path, &proc_root, &st))
+            .map_err(|e| RssError::Io {
+                path: PathBuf::from("(thread)"),
+                source: e,
+            })?;
+        Ok(RssSampler {
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// Take a last reading, flush and close the file, and return what was done.
+    pub fn stop(mut self) -> Result<RssStats, RssError> {
+        self.stop.store(true, Ordering::Release);
+        match self.thread.take() {
+            Some(t) => {
+                t.thread().unpark();
+                t.join().map_err(|_| RssError::Thread)?
+            }
+            None => Err(RssError::Thread),
+        }
+    }
+}
+
+impl Drop for RssSampler {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            t.thread().unpark();
+            let _ = t.join();
+        }
+    }
+}
+
+/// One parsed `/proc/PID/stat`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProcStat {
+    /// State letter (`R`, `S`, `Z`).
+    pub state: u8,
+    /// Parent pid.
+    pub ppid: u32,
+    /// Start time, clock ticks after boot (tells a reused pid apart).
+    pub starttime: u64,
+    /// Resident pages.
+    pub rss_pages: u64,
+}
+
+/// Parse `/proc/PID/stat` text (the command may hold spaces and parentheses: fields
+/// are counted after the last `)`).
+pub fn parse_stat(text: &str) -> Option<ProcStat> {
+    let after = &text[text.rfind(')')? + 1..];
+    let f: Vec<&str> = after.split_ascii_whitespace().collect();
+    // after ')' : [0]=state(3) [1]=ppid(4) ... [19]=starttime(22) [21]=rss(24)
+    Some(ProcStat {
+        state: *f.first()?.as_bytes().first()?,
+        ppid: f.get(1)?.parse().ok()?,
+        starttime: f.get(19)?.parse().ok()?,
+        rss_pages: f.get(21)?.parse::<i64>().ok()?.max(0) as u64,
+    })
+}
+
+fn read_stat(proc_root: &Path, pid: u32) -> Option<ProcStat> {
+    let text = std::fs::read_to_string(proc_root.join(pid.to_string()).join("stat")).ok()?;
+    parse_stat(&text)
+}
+
+fn page_size() -> u64 {
+    // SAFETY: sysconf has no memory effects; a negative return means unknown.
+    let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if p > 0 { p as u64 } else { 4096 }
+}
+
+fn thread_cpu_ns() -> u64 {
+    match nix::time::clock_gettime(nix::time::ClockId::CLOCK_THREAD_CPUTIME_ID) {
+        Ok(ts) => ts.tv_sec() as u64 * 1_000_000_000 + ts.tv_nsec() as u64,
+        Err(_) => 0,
+    }
+}
+
+/// Follows a process tree through procfs. Members are read through an open
+/// `/proc/PID/statm` (one `pread` per tick; the descriptor stays bound to that process,
+/// so a reused pid is never mistaken for it and an exited one reads as an error).
+struct Tree {
+    proc_root: PathBuf,
+    /// The root, until it is first seen.
+    root: Option<u32>,
+    /// Tree members and their statm files.
+    ours: HashMap<u32, std::fs::File>,
+    /// Processes known not to be in the tree (while their pid stays listed).
+    foreign: HashSet<u32>,
+    seen: HashSet<u32>,
+    buf: Vec<u8>,
+    /// Last pid allocated (`/proc/loadavg`, 5th field) at the last discovery: when it
+    /// has not moved, no process was created and the `/proc` scan is skipped.
+    last_pid: Option<u64>,
+    scans: u64,
+    /// `/proc/loadavg`, kept open (one pread per tick).
+    loadavg: Option<std::fs::File>,
+}
+
+/// The most recently allocated pid, from `/proc/loadavg` text (`0.00 0.01 0.05 1/123 4567`).
+pub fn parse_loadavg_last_pid(text: &str) -> Option<u64> {
+    text.split_ascii_whitespace().nth(4)?.parse().ok()
+}
+
+/// Resident pages from `/proc/PID/statm` text (`size resident shared ...`).
+pub fn parse_statm_resident(text: &[u8]) -> Option<u64> {
+    let s = std::str::from_utf8(text).ok()?;
+    s.split_ascii_whitespace().nth(1)?.parse().ok()
+}
+
+impl Tree {
+    fn join(&mut self, pid: u32) {
+        if let Ok(f) = std::fs::File::open(self.proc_root.join(pid.to_string()).join("statm")) {
+            self.ours.insert(pid, f);
+        }
+    }
+
+    /// One tick: discover new members, read every member. Returns (pid, rss pages).
+    fn tick(&mut self) -> Vec<(u32, u64)> {
+        use std::os::unix::fs::FileExt;
+        if self.loadavg.is_none() {
+            self.loadavg = std::fs::File::open(self.proc_root.join("loadavg")).ok();
+        }
+        let mut lbuf = [0u8; 128];
+        let last_pid = self
+            .loadavg
+            .as_ref()
+            .and_then(|f| f.read_at(&mut lbuf, 0).ok())
+            .and_then(|n| std::str::from_utf8(&lbuf[..n]).ok())
+            .and_then(parse_loadavg_last_pid);
+        if last_pid.is_none() || last_pid != self.last_pid || self.root.is_some() {
+            self.discover();
+            self.scans += 1;
+            self.last_pid = last_pid;
+        }
+        let mut rows = Vec::with_capacity(self.ours.len());
+        let mut gone = Vec::new();
+        self.buf.resize(256, 0);
+        for (&pid, f) in &self.ours {
+            match f.read_at(&mut self.buf, 0) {
+                Ok(n) if n > 0 => match parse_statm_resident(&self.buf[..n]) {
+                    // RSS 0: a zombie or an exiting process whose memory is released.
+                    Some(pages) if pages > 0 => rows.push((pid, pages)),
+                    _ => {}
+                },
+                _ => gone.push(pid), // exited (ESRCH) between two reads
+            }
+        }
+        for pid in gone {
+            self.ours.remove(&pid);
+        }
+        rows.sort_unstable();
+        for (pid, _) in &rows {
+            self.seen.insert(*pid);
+        }
+        rows
+    }
+
+    /// Find the tree's new members by scanning `/proc`.
+    fn discover(&mut self) {
+        let mut present = Vec::new();
+        if let Ok(rd) = std::fs::read_dir(&self.proc_root) {
+            for e in rd.flatten() {
+                if let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) {
+                    present.push(pid);
+                }
+            }
+        }
+        let present_set: HashSet<u32> = present.iter().copied().collect();
+        self.foreign.retain(|p| present_set.contains(p));
+        self.ours.retain(|p, _| present_set.contains(p));
+        if let Some(r) = self.root
+            && present_set.contains(&r)
+        {
+            self.root = None;
+            self.join(r);
+        }
+        // Newcomers: read their parent once; they join when it is a member (repeat for
+        // grandchildren created within the same tick).
+        let mut newcomers: Vec<(u32, u32)> = present
+            .iter()
+            .filter(|p| !self.ours.contains_key(p) && !self.foreign.contains(p))
+            .filter_map(|&pid| read_stat(&self.proc_root, pid).map(|st| (pid, st.ppid)))
+            .collect();
+        loop {
+            let before = newcomers.len();
+            let mut joined = Vec::new();
+            newcomers.retain(|&(pid, ppid)| {
+                if self.ours.contains_key(&ppid) {
+                    joined.push(pid);
+                    false
+                } else {
+                    true
+                }
+            });
+            for pid in joined {
+                self.join(pid);
+            }
+            if newcomers.len() == before {
+                break;
+            }
+        }
+        for (pid, _) in newcomers {
+            self.foreign.insert(pid);
+        }
+    }
+}
+
+fn run(
+    root: u32,
+    interval: Duration,
+    mut out: BufWriter<std::fs::File>,
+    path: &Path,
+    proc_root: &Path,
+    stop: &AtomicBool,
+) -> Result<RssStats, RssError> {
+    let io = |source| RssError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let page = page_size();
+    let start = crate::util::monotonic_ns();
+    let mut tree = Tree {
+        proc_root: proc_root.to_path_buf(),
+        root: Some(root),
+        ours: HashMap::new(),
+        foreign: HashSet::new(),
+        seen: HashSet::new(),
+        buf: Vec::new(),
+        last_pid: None,
+        scans: 0,
+        loadavg: None,
+    };
+    let mut stats = RssStats::default();
+    let mut line = String::with_capacity(64);
+    let mut next = start;
+    loop {
+        let last = stop.load(Ordering::Acquire);
+        let t = crate::util::monotonic_ns();
+        let rows = tree.tick();
+        for (pid, pages) in &rows {
+            use std::fmt::Write as _;
+            line.clear();
+            let _ = writeln!(line, "{t},{pid},{}", pages * page);
+            out.write_all(line.as_bytes()).map_err(io)?;
+        }
+        out.flush().map_err(io)?;
+        stats.ticks += 1;
+        stats.rows += rows.len() as u64;
+        if last {
+            break;
+        }
+        // Fixed-rate schedule; a late tick is not made up for with a burst.
+        next += interval.as_nanos() as u64;
+        let now = crate::util::monotonic_ns();
+        if next <= now {
+            next = now + interval.as_nanos() as u64 / 2;
+        }
+        // Sleep until the next tick or until stop() unparks us.
+        while !stop.load(Ordering::Acquire) {
+            let now = crate::util::monotonic_ns();
+            if now >= next {
+                break;
+            }
+            std::thread::park_timeout(Duration::from_nanos(next - now));
+        }
+    }
+    stats.processes = tree.seen.len() as u64;
+    stats.scans = tree.scans;
+    stats.cpu_ns = thread_cpu_ns();
+    stats.wall_ns = crate::util::monotonic_ns().saturating_sub(start);
+    Ok(stats)
+}
+
+/// Read an rss.csv: `(time_ns, pid, rss_bytes)` rows in file order. A cut last line
+/// (no newline, or not three numbers) is dropped; a bad line elsewhere is an error.
+pub fn read_rss_csv(path: &Path) -> Result<Vec<(u64, u32, u64)>, RssError> {
+    let bytes = std::fs::read(path).map_err(|source| RssError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let text = String::from_utf8_lossy(&bytes);
+    let complete = text.ends_with('\n');
+    let lines: Vec<&str> = text.lines().collect();
+    let mut rows = Vec::with_capacity(lines.len());
+    for (i, l) in lines.iter().enumerate() {
+        if i == 0 && l.starts_with("time_ns") {
+            continue;
+        }
+        if l.trim().is_empty() {
+            continue;
+        }
+        let mut f = l.split(',');
+        let parsed = (|| {
+            let t = f.next()?.trim().parse::<u64>().ok()?;
+            let p = f.next()?.trim().parse::<u32>().ok()?;
+            let r = f.next()?.trim().parse::<u64>().ok()?;
+            Some((t, p, r))
+        })();
+        let last = i + 1 == lines.len();
+        match parsed {
+            Some(r) if !last || complete => rows.push(r),
+            _ if last => {} // cut by a crash mid-write
+            _ => {
+                return Err(RssError::Bad {
+                    path: path.to_path_buf(),
+                    line: i + 1,
+                    text: l.chars().take(80).collect(),
+                });
+            }
+        }
+    }
+    Ok(rows)
+}
+
+/// The tree's total RSS over time from per-process readings `(time_ns, process,
+/// rss_bytes)` (any order): at each instant, the sum of each live process's latest
+/// reading, a process being live from its first to its last reading. Sorted by time.
+pub fn summed_timeline<K: Copy + Eq + std::hash::Hash>(rows: &[(u64, K, u64)]) -> Vec<(u64, u64)> {
+    let mut sorted: Vec<(u64, K, u64)> = rows.to_vec();
+    sorted.sort_by_key(|r| r.0);
+    let mut last_seen: HashMap<K, u64> = HashMap::new();
+    for &(t, k, _) in &sorted {
+        last_seen.insert(k, t);
+    }
+    let mut current: HashMap<K, u64> = HashMap::new();
+    let mut out: Vec<(u64, u64)> = Vec::new();
+    let mut i = 0;
+    while i < sorted.len() {
+        let t = sorted[i].0;
+        while i < sorted.len() && sorted[i].0 == t {
+            current.insert(sorted[i].1, sorted[i].2);
+            i += 1;
+        }
+        current.retain(|k, _| last_seen.get(k).is_some_and(|&l| l >= t));
+        out.push((t, current.values().sum()));
+    }
+    out
+}
+
+/// Peak of [`summed_timeline`]: (bytes, time_ns), the first instant it was reached.
+pub fn summed_peak<K: Copy + Eq + std::hash::Hash>(rows: &[(u64, K, u64)]) -> Option<(u64, u64)> {
+    summed_timeline(rows)
+        .into_iter()
+        .fold(None, |best: Option<(u64, u64)>, (t, v)| match best {
+            Some((b, _)) if b >= v => best,
+            _ => Some((v, t)),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loadavg_last_pid() {
+        assert_eq!(
+            parse_loadavg_last_pid("0.00 0.01 0.05 1/123 4567\n"),
+            Some(4567)
+        );
+        assert_eq!(parse_loadavg_last_pid("0.00"), None);
+    }
+
+    #[test]
+    fn statm_resident() {
+        assert_eq!(
+            parse_statm_resident(b"6123 321 200 10 0 500 0\n"),
+            Some(321)
+        );
+        assert_eq!(parse_statm_resident(b"6123"), None);
+        assert_eq!(parse_statm_resident(b"\xff\xfe"), None);
+    }
+
+    #[test]
+    fn stat_with_spaces_and_parens_in_comm() {
+        let s = "4242 (a) b (c)) S 4241 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 10000000 321 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0\n";
+        let st = parse_stat(s).unwrap();
+        assert_eq!(
+            st,
+            ProcStat {
+                state: b'S',
+                ppid: 4241,
+                starttime: 987654,
+                rss_pages: 321
+            }
+        );
+        assert!(parse_stat("garbage").is_none());
+        assert!(parse_stat("1 (x) S 0").is_none());
+    }
+
+    #[test]
+    fn reader_drops_a_cut_last_line_only() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("rss.csv");
+        std::fs::write(&p, "time_ns,pid,rss_bytes\n10,1,4096\n20,1,8192\n30,1,81").unwrap();
+        assert_eq!(
+            read_rss_csv(&p).unwrap(),
+            vec![(10, 1, 4096), (20, 1, 8192)]
+        );
+        std::fs::write(&p, "time_ns,pid,rss_bytes\n10,1,4096\n20,1\n30,1,8192\n").unwrap();
+        let e = read_rss_csv(&p).unwrap_err().to_string();
+        assert!(e.contains("line 3"), "{e}");
+        std::fs::write(&p, "time_ns,pid,rss_bytes\n10,1,4096\n20,").unwrap();
+        assert_eq!(read_rss_csv(&p).unwrap(), vec![(10, 1, 4096)]);
+    }
+
+    #[test]
+    fn summed_timeline_follows_processes_coming_and_going() {
+        let rows = [
+            (10, 1u32, 100),
+            (20, 1, 100),
+            (20, 2, 50),
+            (30, 1, 120),
+            (30, 2, 60),
+            (40, 1, 90), // 2 exited after 30
+        ];
+        assert_eq!(
+            summed_timeline(&rows),
+            vec![(10, 100), (20, 150), (30, 180), (40, 90)]
+        );
+        assert_eq!(summed_peak(&rows), Some((180, 30)));
+        assert_eq!(summed_peak::<u32>(&[]), None);
+    }
+
+    fn build_touch256(dir: &Path) -> Option<PathBuf> {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/programs/touch256.c");
+        let exe = dir.join("touch256");
+        let st = std::process::Command::new("cc")
+            .args(["-O1", "-g", "-fno-omit-frame-pointer", "-fno-inline", "-o"])
+            .arg(&exe)
+            .arg(&src)
+            .status();
+        match st {
+            Ok(s) if s.success() => Some(exe),
+            other => {
+                eprintln!("skipping: cannot build touch256.c with cc: {other:?}");
+                None
+            }
+        }
+    }
+
+    /// Ground truth by design: touch256 holds 256 MiB for 300 ms, then 128 MiB, then
+    /// adds 16 MiB. The sampler must see the peak within 10% and the drop.
+    #[test]
+    fn sampler_sees_peak_and_drop_of_touch256() {
+        let d = tempfile::tempdir().unwrap();
+        let Some(exe) = build_touch256(d.path()) else {
+            return;
+        };
+        let mut child = std::process::Command::new(&exe)
+            .arg("fork")
+            .spawn()
+            .unwrap();
+        let csv = d.path().join("rss.csv");
+        let s = RssSampler::start(child.id(), Duration::from_millis(50), &csv).unwrap();
+        assert!(child.wait().unwrap().success());
+        std::thread::sleep(Duration::from_millis(60));
+        let stats = s.stop().unwrap();
+        let rows = read_rss_csv(&csv).unwrap();
+        assert!(stats.ticks >= 10, "{stats:?}");
+        // The forked helper (a descendant) was seen too.
+        let pids: HashSet<u32> = rows.iter().map(|r| r.1).collect();
+        assert!(pids.len() >= 2, "descendant not followed: {pids:?}");
+        let main: Vec<(u64, u32, u64)> =
+            rows.iter().copied().filter(|r| r.1 == child.id()).collect();
+        let mib = 1u64 << 20;
+        let (peak_t, peak) = main.iter().map(|r| (r.0, r.2)).max_by_key(|r| r.1).unwrap();
+        assert!(
+            peak as f64 >= 256.0 * 0.9 * mib as f64 && peak as f64 <= 256.0 * 1.1 * mib as f64,
+            "peak {} MiB",
+            peak / mib
+        );
+        // After the peak, a reading near 128 MiB (the unmapped half is gone) ...
+        let after: Vec<u64> = main.iter().filter(|r| r.0 > peak_t).map(|r| r.2).collect();
+        assert!(
+            after.iter().any(|&r| r > 110 * mib && r < 150 * mib),
+            "no drop to ~128 MiB after the peak: {:?}",
+            after.iter().map(|r| r / mib).collect::<Vec<_>>()
+        );
+        // ... and the summed peak covers the tree.
+        let (sum_peak, _) = summed_peak(&rows).unwrap();
+        assert!(sum_peak >= peak);
+    }
+
+    #[test]
+    fn missing_root_is_not_an_error() {
+        let d = tempfile::tempdir().unwrap();
+        let csv = d.path().join("rss.csv");
+        // A pid that cannot exist (above pid_max).
+        let s = RssSampler::start(u32::MAX - 1, Duration::from_millis(5), &csv).unwrap();
+        std::thread::sleep(Duration::from_millis(30));
+        let st = s.stop().unwrap();
+        assert_eq!(st.rows, 0);
+        assert!(st.ticks >= 2);
+        assert!(read_rss_csv(&csv).unwrap().is_empty());
+        // Refuses to overwrite.
+        assert!(RssSampler::start(1, Duration::from_millis(5), &csv).is_err());
+    }
+}

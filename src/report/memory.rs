@@ -1,0 +1,609 @@
+//! `report --view memory`: where the memory goes and how hard memory is pushed.
+//!
+//! Reads only profile.db ([`Profile`]): the `rss` table (per-process RSS timeline from
+//! rss.csv), the page-fault samples (value = bytes faulted in = faults × page size,
+//! `minor-faults` and `major-faults` as separate events), and the meta keys
+//! `bandwidth` (JSON list of [`BandwidthSummary`], from counters.csv) and `notices`
+//! (the manifest's notices; those starting `memory:` name parts not measured).
+//!
+//! - text: peak RSS (summed over the processes at each instant) and when, per-process
+//!   peaks, a timeline summary, the functions and stacks that faulted most bytes, and
+//!   bandwidth in GB/s;
+//! - CSV: one row per function, the hotspots columns in bytes
+//!   `function,module,file,line,self,self_pct,total,total_pct` then
+//!   `minor_bytes,major_bytes` (self, by fault kind);
+//! - JSON: `{mode, metric: "bytes", total, peak_rss_bytes, peak_time_ns, peak_time_s,
+//!   processes: [{pid, command, peak_rss_bytes, peak_time_s}], timeline: [{t_s,
+//!   rss_bytes}], functions: [...], stacks: [{frames, bytes, minor_bytes, major_bytes,
+//!   pct}], llc_misses: [{event, function, module, samples}], bandwidth: [...],
+//!   notices: [...]}`. Times `*_s` are seconds since the first
+//!   RSS reading.
+
+use std::collections::HashMap;
+
+use serde_json::{Value, json};
+
+use crate::cli::ReportFormat;
+use crate::collect::rss::{summed_peak, summed_timeline};
+use crate::collect::uncore::BandwidthSummary;
+use crate::profile::Profile;
+
+/// Peak of the RSS summed across processes at each instant: (bytes, time_ns).
+pub fn peak_rss(p: &Profile) -> Option<(u64, u64)> {
+    summed_peak(&rss_rows(p))
+}
+
+fn rss_rows(p: &Profile) -> Vec<(u64, usize, u64)> {
+    p.rss
+        .iter()
+        .map(|r| (r.time_ns, r.process, r.rss_bytes))
+        .collect()
+}
+
+fn is_major(p: &Profile, event: usize) -> bool {
+    p.events
+        .get(event)
+        .is_some_and(|e| e.name.contains("major") || e.name.contains("maj"))
+}
+
+/// A function's bytes.
+#[derive(Clone, Debug, Default)]
+struct FnRow {
+    name: String,
+    module: String,
+    file: Option<String>,
+    line: Option<u32>,
+    self_: u64,
+    total: u64,
+    minor: u64,
+    major: u64,
+}
+
+/// One stack's bytes.
+#[derive(Clone, Debug, Default)]
+struct StackRow {
+    frames: Vec<String>,
+    bytes: u64,
+    minor: u64,
+    major: u64,
+}
+
+fn fault_samples(p: &Profile) -> impl Iterator<Item = &crate::profile::SampleRow> {
+    // Only fault events weigh bytes; LLC-miss samples (counts) are ranked apart.
+    p.samples.iter().filter(|s| {
+        p.events
+            .get(s.event)
+            .is_none_or(|e| e.name.contains("fault") || p.events.len() == 1)
+    })
+}
+
+fn aggregate(p: &Profile) -> (Vec<FnRow>, Vec<StackRow>, u64) {
+    let mut fns: HashMap<usize, FnRow> = HashMap::new();
+    let mut stacks: HashMap<Option<usize>, StackRow> = HashMap::new();
+    let mut total = 0u64;
+    for s in fault_samples(p) {
+        total += s.value;
+        let major = is_major(p, s.event);
+        let frames = p.stack_frames(s.stack);
+        let funcs: Vec<usize> = frames
+            .iter()
+            .filter_map(|&f| p.frames.get(f).map(|fr| fr.function))
+            .collect();
+        let mut seen = std::collections::HashSet::new();
+        for (i, &f) in funcs.iter().enumerate() {
+            let leaf = i + 1 == funcs.len();
+            let e = fns.entry(f).or_insert_with(|| {
+                let func = p.functions.get(f);
+                FnRow {
+                    name: func.map(|x| x.name.clone()).unwrap_or_default(),
+                    module: func.map(|x| x.module.clone()).unwrap_or_default(),
+                    file: func.and_then(|x| x.file.clone()),
+                    line: func.and_then(|x| x.start_line),
+                    ..Default::default()
+                }
+            });
+            if seen.insert(f) {
+                e.total += s.value;
+            }
+            if leaf {
+                e.self_ += s.value;
+                if major {
+                    e.major += s.value;
+                } else {
+                    e.minor += s.value;
+                }
+            }
+        }
+        let st = stacks.entry(s.stack).or_insert_with(|| StackRow {
+            frames: funcs
+                .iter()
+                .filter_map(|&f| p.functions.get(f).map(|x| x.name.clone()))
+                .collect(),
+            ..Default::default()
+        });
+        st.bytes += s.value;
+        if major {
+            st.major += s.value;
+        } else {
+            st.minor += s.value;
+        }
+    }
+    let mut fns: Vec<FnRow> = fns.into_values().collect();
+    fns.sort_by(|a, b| {
+        b.total
+            .cmp(&a.total)
+            .then(b.self_.cmp(&a.self_))
+            .then(a.name.cmp(&b.name))
+    });
+    let mut stacks: Vec<StackRow> = stacks.into_values().collect();
+    stacks.sort_by(|a, b| b.bytes.cmp(&a.bytes).then(a.frames.cmp(&b.frames)));
+    (fns, stacks, total)
+}
+
+fn pct(v: u64, total: u64) -> f64 {
+    if total == 0 {
+        0.0
+    } else {
+        (v as f64 * 10000.0 / total as f64).round() / 100.0
+    }
+}
+
+fn bytes_h(b: u64) -> String {
+    const U: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = b as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i + 1 < U.len() {
+        v /= 1024.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{b} B")
+    } else {
+        format!("{v:.1} {}", U[i])
+    }
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+/// Samples of non-fault events (LLC misses) by leaf function: (event, function,
+/// module, samples), most first.
+fn miss_rows(p: &Profile) -> Vec<(String, String, String, u64)> {
+    let mut m: HashMap<(usize, usize), u64> = HashMap::new();
+    for s in &p.samples {
+        let Some(ev) = p.events.get(s.event) else {
+            continue;
+        };
+        if ev.name.contains("fault") || p.events.len() == 1 {
+            continue;
+        }
+        let leaf = p
+            .stack_frames(s.stack)
+            .last()
+            .and_then(|&f| p.frames.get(f))
+            .map(|f| f.function)
+            .unwrap_or(usize::MAX);
+        *m.entry((s.event, leaf)).or_default() += s.count;
+    }
+    let mut v: Vec<(String, String, String, u64)> = m
+        .into_iter()
+        .map(|((e, f), c)| {
+            let func = p.functions.get(f);
+            (
+                p.events[e].name.clone(),
+                func.map(|x| x.name.clone())
+                    .unwrap_or_else(|| "[unknown]".into()),
+                func.map(|x| x.module.clone()).unwrap_or_default(),
+                c,
+            )
+        })
+        .collect();
+    v.sort_by(|a, b| b.3.cmp(&a.3).then(a.1.cmp(&b.1)));
+    v
+}
+
+/// Per-process peaks: (pid, command, peak bytes, time ns).
+fn process_peaks(p: &Profile) -> Vec<(u32, String, u64, u64)> {
+    let mut best: HashMap<usize, (u64, u64)> = HashMap::new();
+    for r in &p.rss {
+        let e = best.entry(r.process).or_insert((0, r.time_ns));
+        if r.rss_bytes > e.0 {
+            *e = (r.rss_bytes, r.time_ns);
+        }
+    }
+    let mut v: Vec<(u32, String, u64, u64)> = best
+        .into_iter()
+        .map(|(i, (b, t))| {
+            let pr = p.processes.get(i);
+            (
+                pr.map(|x| x.pid).unwrap_or(0),
+                pr.map(|x| x.command.clone()).unwrap_or_default(),
+                b,
+                t,
+            )
+        })
+        .collect();
+    v.sort_by(|a, b| b.2.cmp(&a.2).then(a.0.cmp(&b.0)));
+    v
+}
+
+/// At most `n` points of the summed timeline, keeping each bucket's maximum.
+fn downsample(tl: &[(u64, u64)], n: usize) -> Vec<(u64, u64)> {
+    if tl.len() <= n || n == 0 {
+        return tl.to_vec();
+    }
+    let per = tl.len().div_ceil(n);
+    tl.chunks(per)
+        .filter_map(|c| c.iter().copied().max_by_key(|x| x.1))
+        .collect()
+}
+
+fn bandwidth(p: &Profile) -> Vec<BandwidthSummary> {
+    serde_json::from_str(p.meta_str("bandwidth")).unwrap_or_default()
+}
+
+fn notices(p: &Profile) -> Vec<String> {
+    let all: Vec<String> = serde_json::from_str(p.meta_str("notices")).unwrap_or_default();
+    all.into_iter()
+        .filter(|n| n.starts_with("memory:"))
+        .collect()
+}
+
+/// Render `report --view memory`.
+pub fn memory_view(p: &Profile, format: ReportFormat, top: usize) -> String {
+    let top = top.max(1);
+    let (fns, stacks, total) = aggregate(p);
+    let rows = rss_rows(p);
+    let timeline = summed_timeline(&rows);
+    let t0 = timeline.first().map(|x| x.0).unwrap_or(0);
+    let secs = |t: u64| (t.saturating_sub(t0) as f64 / 1e9 * 1000.0).round() / 1000.0;
+    let peak = summed_peak(&rows);
+    let bw = bandwidth(p);
+    let notes = notices(p);
+    let misses = miss_rows(p);
+    match format {
+        ReportFormat::Csv => {
+            let mut s = String::from(
+                "function,module,file,line,self,self_pct,total,total_pct,minor_bytes,major_bytes\n",
+            );
+            for f in fns.iter().take(top) {
+                s.push_str(&format!(
+                    "{},{},{},{},{},{},{},{},{},{}\n",
+                    csv_field(&f.name),
+                    csv_field(&f.module),
+                    csv_field(f.file.as_deref().unwrap_or("")),
+                    f.line.map(|l| l.to_string()).unwrap_or_default(),
+                    f.self_,
+                    pct(f.self_, total),
+                    f.total,
+                    pct(f.total, total),
+                    f.minor,
+                    f.major
+                ));
+            }
+            s
+        }
+        ReportFormat::Json => {
+            let v = json!({
+                "mode": p.meta_str("mode"),
+                "metric": "bytes",
+                "total": total,
+                "minor_bytes": stacks.iter().map(|s| s.minor).sum::<u64>(),
+                "major_bytes": stacks.iter().map(|s| s.major).sum::<u64>(),
+                "peak_rss_bytes": peak.map(|x| x.0),
+                "peak_time_ns": peak.map(|x| x.1),
+                "peak_time_s": peak.map(|x| secs(x.1)),
+                "processes": process_peaks(p).iter().map(|(pid, cmd, b, t)| json!({
+                    "pid": pid, "command": cmd, "peak_rss_bytes": b, "peak_time_s": secs(*t)
+                })).collect::<Vec<Value>>(),
+                "timeline": downsample(&timeline, 500).iter().map(|(t, b)| json!({
+                    "t_s": secs(*t), "rss_bytes": b
+                })).collect::<Vec<Value>>(),
+                "functions": fns.iter().take(top).map(|f| json!({
+                    "function": f.name, "module": f.module, "file": f.file, "line": f.line,
+                    "self": f.self_, "self_pct": pct(f.self_, total),
+                    "total": f.total, "total_pct": pct(f.total, total),
+                    "minor_bytes": f.minor, "major_bytes": f.major
+                })).collect::<Vec<Value>>(),
+                "stacks": stacks.iter().take(top).map(|s| json!({
+                    "frames": s.frames, "bytes": s.bytes, "minor_bytes": s.minor,
+                    "major_bytes": s.major, "pct": pct(s.bytes, total)
+                })).collect::<Vec<Value>>(),
+                "llc_misses": misses.iter().take(top).map(|(e, f, m, c)| json!({
+                    "event": e, "function": f, "module": m, "samples": c
+                })).collect::<Vec<Value>>(),
+                "bandwidth": bw.iter().map(|b| json!({
+                    "counter": b.counter, "total_bytes": b.total_bytes,
+                    "mean_gbs": b.mean_gbs, "peak_gbs": b.peak_gbs,
+                    "peak_time_s": secs(b.peak_time_ns), "multiplexed": b.multiplexed
+                })).collect::<Vec<Value>>(),
+                "notices": notes,
+            });
+            format!("{}\n", serde_json::to_string_pretty(&v).unwrap_or_default())
+        }
+        ReportFormat::Text => {
+            let mut s = String::new();
+            match peak {
+                Some((b, t)) => s.push_str(&format!(
+                    "Peak RSS: {} at {:.3} s (summed over {} process{})\n",
+                    bytes_h(b),
+                    secs(t),
+                    process_peaks(p).len(),
+                    if process_peaks(p).len() == 1 {
+                        ""
+                    } else {
+                        "es"
+                    }
+                )),
+                None => s.push_str("Peak RSS: not recorded (no RSS timeline in this profile)\n"),
+            }
+            let peaks = process_peaks(p);
+            if peaks.len() > 1 {
+                s.push_str("  per process:\n");
+                for (pid, cmd, b, t) in peaks.iter().take(top) {
+                    s.push_str(&format!(
+                        "    pid {pid:<8} {:>12} at {:>8.3} s  {}\n",
+                        bytes_h(*b),
+                        secs(*t),
+                        cmd
+                    ));
+                }
+            }
+            if timeline.len() >= 2 {
+                let dur = secs(timeline.last().map(|x| x.0).unwrap_or(t0));
+                s.push_str(&format!(
+                    "\nRSS timeline: {} readings over {:.3} s; start {}, end {}\n",
+                    timeline.len(),
+                    dur,
+                    bytes_h(timeline[0].1),
+                    bytes_h(timeline.last().map(|x| x.1).unwrap_or(0))
+                ));
+                let width = 40.0;
+                let max = peak.map(|x| x.0).unwrap_or(1).max(1) as f64;
+                for (t, b) in downsample(&timeline, 12) {
+                    let bar = "#".repeat(((b as f64 / max) * width).round() as usize);
+                    s.push_str(&format!("  {:>8.3} s {:>11}  {bar}\n", secs(t), bytes_h(b)));
+                }
+            }
+            let minor: u64 = stacks.iter().map(|x| x.minor).sum();
+            let major: u64 = stacks.iter().map(|x| x.major).sum();
+            s.push_str(&format!(
+                "\nBytes faulted in: {} (minor {}, major {})\n",
+                bytes_h(total),
+                bytes_h(minor),
+                bytes_h(major)
+            ));
+            if total > 0 {
+                s.push_str(&format!(
+                    "{:>11} {:>7} {:>11} {:>7}  function (module)\n",
+                    "total", "total%", "self", "self%"
+                ));
+                for f in fns.iter().take(top) {
+                    s.push_str(&format!(
+                        "{:>11} {:>6.2}% {:>11} {:>6.2}%  {} ({})\n",
+                        bytes_h(f.total),
+                        pct(f.total, total),
+                        bytes_h(f.self_),
+                        pct(f.self_, total),
+                        f.name,
+                        f.module
+                    ));
+                }
+                s.push_str("\nTop growth stacks (outermost first):\n");
+                for st in stacks.iter().take(top.min(5)) {
+                    s.push_str(&format!(
+                        "{:>11} {:>6.2}%  (minor {}, major {})\n      {}\n",
+                        bytes_h(st.bytes),
+                        pct(st.bytes, total),
+                        bytes_h(st.minor),
+                        bytes_h(st.major),
+                        if st.frames.is_empty() {
+                            "[no frames]".to_string()
+                        } else {
+                            st.frames.join(" > ")
+                        }
+                    ));
+                }
+            }
+            if !misses.is_empty() {
+                s.push_str("\nLLC-miss samples by function:\n");
+                for (e, f, m, c) in misses.iter().take(top) {
+                    s.push_str(&format!("  {c:>10}  {f} ({m})  [{e}]\n"));
+                }
+            }
+            if !bw.is_empty() {
+                s.push_str("\nMemory bandwidth (GB/s = 1e9 bytes/s):\n");
+                for b in &bw {
+                    s.push_str(&format!(
+                        "  {:<20} mean {:>7.2}  peak {:>7.2} at {:.3} s  total {}{}\n",
+                        b.counter,
+                        b.mean_gbs,
+                        b.peak_gbs,
+                        secs(b.peak_time_ns),
+                        bytes_h(b.total_bytes),
+                        if b.multiplexed {
+                            "  (multiplexed: scaled)"
+                        } else {
+                            ""
+                        }
+                    ));
+                }
+            }
+            for n in &notes {
+                s.push_str(&format!("notice: {n}\n"));
+            }
+            s
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::profile::{EventRow, FrameKind, Function, Process, RssPoint, Thread};
+
+    /// A profile with known bytes: main>big_alloc>touch 256 MiB minor, main>small_alloc>
+    /// touch 16 MiB minor, main 4 MiB major; RSS of two processes.
+    fn fixture() -> Profile {
+        let mut w = crate::profile::ProfileWriter::default();
+        let f = |w: &mut crate::profile::ProfileWriter, n: &str| {
+            let func = w.function(Function {
+                name: n.into(),
+                module: "touch256".into(),
+                file: None,
+                start_line: None,
+                kind: FrameKind::Native,
+            });
+            w.frame(crate::profile::Frame {
+                function: func,
+                file: None,
+                line: None,
+            })
+        };
+        let main = f(&mut w, "main");
+        let big = f(&mut w, "big_alloc");
+        let small = f(&mut w, "small_alloc");
+        let touch = f(&mut w, "map_and_touch");
+        w.profile.events.push(EventRow {
+            name: "minor-faults".into(),
+            ..Default::default()
+        });
+        w.profile.events.push(EventRow {
+            name: "major-faults".into(),
+            ..Default::default()
+        });
+        w.profile.processes.push(Process {
+            pid: 100,
+            command: "touch256".into(),
+            ..Default::default()
+        });
+        w.profile.processes.push(Process {
+            pid: 101,
+            command: "touch256".into(),
+            ..Default::default()
+        });
+        w.profile.threads.push(Thread {
+            process: 0,
+            tid: 100,
+            name: "touch256".into(),
+        });
+        let mib = 1u64 << 20;
+        let s1 = w.stack(&[main, big, touch]);
+        let s2 = w.stack(&[main, small, touch]);
+        let s3 = w.stack(&[main]);
+        w.add_sample(s1, 0, 0, 65536, 256 * mib);
+        w.add_sample(s2, 0, 0, 4096, 16 * mib);
+        w.add_sample(s3, 0, 1, 1024, 4 * mib);
+        w.profile.events.push(EventRow {
+            name: "MEM_LOAD_UOPS_RETIRED.L3_MISS".into(),
+            ..Default::default()
+        });
+        w.add_sample(s1, 0, 2, 40, 0);
+        for (t, p, b) in [
+            (1_000_000_000u64, 0usize, 10 * mib),
+            (1_000_000_000, 1, 8 * mib),
+            (1_050_000_000, 0, 266 * mib),
+            (1_050_000_000, 1, 8 * mib),
+            (1_100_000_000, 0, 138 * mib),
+        ] {
+            w.profile.rss.push(RssPoint {
+                process: p,
+                time_ns: t,
+                rss_bytes: b,
+            });
+        }
+        w.profile.meta.insert("mode".into(), "memory".into());
+        w.profile.meta.insert(
+            "bandwidth".into(),
+            serde_json::to_string(&vec![BandwidthSummary {
+                counter: "dram_read_bytes".into(),
+                total_bytes: 1_500_000_000,
+                mean_gbs: 7.5,
+                peak_gbs: 10.0,
+                peak_time_ns: 1_100_000_000,
+                multiplexed: false,
+                timeline: vec![],
+            }])
+            .unwrap(),
+        );
+        w.profile.clone()
+    }
+
+    #[test]
+    fn peak_is_summed_across_processes() {
+        let p = fixture();
+        assert_eq!(peak_rss(&p), Some((274 << 20, 1_050_000_000)));
+    }
+
+    #[test]
+    fn json_ranks_big_alloc_and_splits_minor_major() {
+        let p = fixture();
+        let v: Value = serde_json::from_str(&memory_view(&p, ReportFormat::Json, 10)).unwrap();
+        let mib = 1u64 << 20;
+        assert_eq!(v["total"], 276 * mib);
+        assert_eq!(v["peak_rss_bytes"], 274 * mib);
+        assert_eq!(v["peak_time_s"], 0.05);
+        assert_eq!(v["major_bytes"], 4 * mib);
+        let fns = v["functions"].as_array().unwrap();
+        assert_eq!(fns[0]["function"], "main");
+        assert_eq!(fns[0]["total"], 276 * mib);
+        assert_eq!(fns[1]["function"], "map_and_touch");
+        assert_eq!(fns[1]["self"], 272 * mib);
+        assert_eq!(fns[2]["function"], "big_alloc");
+        assert_eq!(fns[2]["total"], 256 * mib);
+        assert_eq!(
+            v["stacks"][0]["frames"],
+            json!(["main", "big_alloc", "map_and_touch"])
+        );
+        assert_eq!(v["bandwidth"][0]["mean_gbs"], 7.5);
+        assert_eq!(v["llc_misses"][0]["function"], "map_and_touch");
+        assert_eq!(v["llc_misses"][0]["samples"], 40);
+        assert_eq!(v["processes"].as_array().unwrap().len(), 2);
+        assert_eq!(v["timeline"].as_array().unwrap().len(), 3);
+        assert_eq!(v["timeline"][2]["rss_bytes"], 138 * mib);
+    }
+
+    #[test]
+    fn csv_has_hotspots_columns_in_bytes() {
+        let p = fixture();
+        let csv = memory_view(&p, ReportFormat::Csv, 3);
+        let mut lines = csv.lines();
+        assert_eq!(
+            lines.next().unwrap(),
+            "function,module,file,line,self,self_pct,total,total_pct,minor_bytes,major_bytes"
+        );
+        let main = lines.next().unwrap();
+        assert_eq!(
+            main,
+            format!(
+                "main,touch256,,,{},1.45,{},100,0,{}",
+                4 << 20,
+                276u64 << 20,
+                4 << 20
+            )
+        );
+        assert_eq!(csv.lines().count(), 4);
+    }
+
+    #[test]
+    fn text_names_peak_stacks_and_bandwidth() {
+        let t = memory_view(&fixture(), ReportFormat::Text, 10);
+        assert!(t.contains("Peak RSS: 274.0 MiB at 0.050 s"), "{t}");
+        assert!(t.contains("main > big_alloc > map_and_touch"), "{t}");
+        assert!(t.contains("dram_read_bytes"), "{t}");
+        assert!(t.contains("LLC-miss samples by function"), "{t}");
+        assert!(t.contains("minor 272.0 MiB, major 4.0 MiB"), "{t}");
+        // An empty profile renders without panicking.
+        let e = memory_view(&Profile::default(), ReportFormat::Text, 10);
+        assert!(e.contains("not recorded"));
+        let j: Value =
+            serde_json::from_str(&memory_view(&Profile::default(), ReportFormat::Json, 10))
+                .unwrap();
+        assert!(j["peak_rss_bytes"].is_null());
+    }
+}

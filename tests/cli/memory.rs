@@ -1,0 +1,376 @@
+//! Memory mode end to end on touch256 (tests/programs/touch256.c): big_alloc() faults in
+//! 256 MiB, half is unmapped, small_alloc() faults in 16 MiB more. Ground truth: big_alloc
+//! owns ≥ 85% of the bytes faulted in, the peak RSS is 256 MiB (+ the program's ~1 MiB),
+//! and the RSS drop to ~128 MiB is visible in the timeline.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+use super::common::*;
+
+const MIB: f64 = 1048576.0;
+
+fn build_touch256(dir: &Path) -> PathBuf {
+    // -O1 after the helper's -O2; no sibling calls, so big_alloc stays on the stack.
+    let bin = build_c(
+        dir,
+        "touch256.c",
+        "touch256",
+        &[
+            "-O1",
+            "-fno-omit-frame-pointer",
+            "-fno-inline",
+            "-fno-optimize-sibling-calls",
+        ],
+    );
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    bin
+}
+
+fn report_json(dir: &Path, view: &str) -> Value {
+    let out = hwprof(&[
+        "report",
+        dir.to_str().unwrap(),
+        "--view",
+        view,
+        "--format",
+        "json",
+    ]);
+    serde_json::from_str(&ok(&out)).unwrap()
+}
+
+fn check_memory_profile(dir: &Path) {
+    let v = report_json(dir, "memory");
+    let total = v["total"].as_f64().unwrap();
+    assert!(total >= 272.0 * MIB * 0.5, "bytes faulted in: {total}");
+    let big = v["functions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["function"] == "big_alloc")
+        .unwrap_or_else(|| panic!("big_alloc not ranked: {v:#}"));
+    let share = big["total"].as_f64().unwrap() / total;
+    assert!(
+        share >= 0.85,
+        "big_alloc has {:.1}% of faulted bytes",
+        share * 100.0
+    );
+    let small = v["functions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["function"] == "small_alloc")
+        .expect("small_alloc ranked");
+    let small_share = small["total"].as_f64().unwrap() / total;
+    assert!(
+        (0.03..0.09).contains(&small_share),
+        "small_alloc {small_share}"
+    );
+    assert_eq!(
+        v["stacks"][0]["frames"].as_array().unwrap().last().unwrap(),
+        "map_and_touch"
+    );
+    // Peak RSS within 10% of 256 MiB (+1 MiB of program), summed over the tree.
+    let peak = v["peak_rss_bytes"].as_f64().unwrap();
+    assert!(
+        (peak - 257.0 * MIB).abs() <= 25.7 * MIB,
+        "peak RSS {} MiB",
+        peak / MIB
+    );
+    // The drop to ~128 MiB after the peak is in the timeline.
+    let peak_t = v["peak_time_s"].as_f64().unwrap();
+    let tl = v["timeline"].as_array().unwrap();
+    assert!(
+        tl.iter().any(|p| p["t_s"].as_f64().unwrap() > peak_t
+            && (110.0 * MIB..150.0 * MIB).contains(&p["rss_bytes"].as_f64().unwrap())),
+        "no drop in {tl:?}"
+    );
+    // The summary carries the peak too, and the metric is bytes.
+    let s = report_json(dir, "summary");
+    assert_eq!(s["metric"], "bytes");
+    assert_eq!(s["peak_rss_bytes"].as_f64().unwrap(), peak);
+    // CSV: hotspots columns in bytes.
+    let out = hwprof(&[
+        "report",
+        dir.to_str().unwrap(),
+        "--view",
+        "memory",
+        "--format",
+        "csv",
+    ]);
+    let csv = ok(&out);
+    assert!(csv.starts_with(
+        "function,module,file,line,self,self_pct,total,total_pct,minor_bytes,major_bytes\n"
+    ));
+    // Text.
+    let out = hwprof(&["report", dir.to_str().unwrap(), "--view", "memory"]);
+    let text = ok(&out);
+    assert!(
+        text.contains("Peak RSS:") && text.contains("big_alloc > map_and_touch"),
+        "{text}"
+    );
+}
+
+#[test]
+fn memory_mode_end_to_end_on_touch256() {
+    let t = shared_tempdir();
+    let bin = build_touch256(t.path());
+    let dir = t.path().join("run");
+    let out = Command::new(hwprof_bin())
+        .args([
+            "collect",
+            "-m",
+            "memory",
+            "-q",
+            "-r",
+            dir.to_str().unwrap(),
+            "--",
+        ])
+        .arg(&bin)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    check_memory_profile(&dir);
+    let raw = std::fs::read_dir(dir.join("raw"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let rows = hwprof::collect::rss::read_rss_csv(&raw.join("rss.csv")).unwrap();
+    assert!(rows.len() >= 10, "{} RSS rows", rows.len());
+    // Without a PMU, the missing parts are named once each in the manifest.
+    let m: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap();
+    let notices: Vec<String> = m["notices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|n| n.as_str().map(String::from))
+        .collect();
+    let no_pmu = !std::fs::read_dir("/sys/bus/event_source/devices")
+        .unwrap()
+        .flatten()
+        .any(|e| e.file_name() == "cpu");
+    if no_pmu {
+        assert_eq!(
+            notices.iter().filter(|n| n.contains("LLC-miss")).count(),
+            1,
+            "{notices:?}"
+        );
+        assert_eq!(
+            notices.iter().filter(|n| n.contains("bandwidth")).count(),
+            1,
+            "{notices:?}"
+        );
+        assert!(!raw.join("counters.csv").exists(), "nothing faked");
+    }
+}
+
+#[test]
+fn memory_mode_as_an_ordinary_user_with_a_child_process() {
+    let t = shared_tempdir();
+    let bin = build_touch256(t.path());
+    let hw = t.path().join("hwprof");
+    std::fs::copy(hwprof_bin(), &hw).unwrap();
+    let dir = t.path().join("run");
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&hw)
+        .args([
+            "collect",
+            "-m",
+            "memory",
+            "--call-graph",
+            "fp",
+            "-r",
+            dir.to_str().unwrap(),
+            "--",
+        ])
+        .arg(&bin)
+        .arg("fork")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let v = report_json(&dir, "memory");
+    let procs = v["processes"].as_array().unwrap();
+    assert_eq!(procs.len(), 2, "parent and forked child: {procs:?}");
+    // The child holds 8 MiB (+ its copy of the parent's pages).
+    assert!(
+        procs
+            .iter()
+            .any(|p| (8.0 * MIB..16.0 * MIB).contains(&p["peak_rss_bytes"].as_f64().unwrap()))
+    );
+    // Summed peak: both processes alive while the parent holds 256 MiB.
+    let peak = v["peak_rss_bytes"].as_f64().unwrap();
+    assert!(
+        (257.0 * MIB..=1.1 * 266.0 * MIB).contains(&peak),
+        "{}",
+        peak / MIB
+    );
+}
+
+/// Page-fault sampling with perf-event2 directly: every minor fault of touch256 is a
+/// sample (period 1); samples × 4096 must be the 272 MiB touched, within 10%.
+#[test]
+fn every_page_fault_is_sampled() {
+    use perf_event::events::Software;
+    use perf_event::{Builder, SampleFlag};
+    use std::io::Write;
+    let t = shared_tempdir();
+    let bin = build_touch256(t.path());
+    let mut child = Command::new(&bin)
+        .arg("wait")
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut b = Builder::new(Software::PAGE_FAULTS_MIN);
+    b.observe_pid(child.id() as i32)
+        .any_cpu()
+        .sample_period(1)
+        .sample(SampleFlag::IP | SampleFlag::TID)
+        .exclude_kernel(true)
+        .enabled(true);
+    // 8 MiB of ring: 350k samples of 24 bytes, room for the whole run if the test
+    // thread is starved on shared cores.
+    let mut sampler = b.build().unwrap().sampled(8 << 20).unwrap();
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(b"g").unwrap();
+    }
+    let (mut samples, mut lost) = (0u64, 0u64);
+    let mut done = false;
+    loop {
+        while let Some(r) = sampler.next_record() {
+            match r.ty() {
+                9 => samples += 1, // PERF_RECORD_SAMPLE
+                2 => {
+                    // PERF_RECORD_LOST body (after the header): u64 id, u64 lost
+                    let bytes = r.to_vec();
+                    if bytes.len() >= 16 {
+                        lost += u64::from_ne_bytes(bytes[8..16].try_into().unwrap());
+                    }
+                }
+                _ => {}
+            }
+        }
+        if done {
+            break;
+        }
+        if child.try_wait().unwrap().is_some() {
+            done = true; // one more drain
+        } else {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+    assert_eq!(lost, 0, "ring overflowed");
+    let bytes = samples as f64 * 4096.0;
+    let want = 272.0 * MIB;
+    assert!(
+        (bytes - want).abs() <= 0.1 * want,
+        "{samples} faults = {:.1} MiB, want ~272 MiB",
+        bytes / MIB
+    );
+}
+
+/// RSS sampling cost (docs/performance.md, "memory"): a tree of 64 processes sampled at
+/// the default 50 ms for 3 s; the sampler thread's CPU time must stay under 1% of a core
+/// (release build: `cargo test --release --test cli rss_sampler -- --nocapture`).
+#[test]
+fn rss_sampler_costs_under_one_percent_of_a_core_for_64_processes() {
+    let t = shared_tempdir();
+    // Root shell + 63 sleeping children = 64 processes.
+    let mut root = Command::new("sh")
+        .args(["-c", "for i in $(seq 63); do sleep 6 & done; wait"])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let csv = t.path().join("rss.csv");
+    let s = hwprof::collect::rss::RssSampler::start(
+        root.id(),
+        std::time::Duration::from_millis(hwprof::collect::rss::DEFAULT_INTERVAL_MS),
+        &csv,
+    )
+    .unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let st = s.stop().unwrap();
+    let _ = root.kill();
+    let _ = Command::new("pkill")
+        .args(["-P", &root.id().to_string()])
+        .status();
+    let _ = root.wait();
+    let rows = hwprof::collect::rss::read_rss_csv(&csv).unwrap();
+    let last_t = rows.last().map(|r| r.0).unwrap_or(0);
+    let per_tick = rows.iter().filter(|r| r.0 == last_t).count();
+    assert_eq!(per_tick, 64, "processes per tick");
+    let pct = st.cpu_ns as f64 * 100.0 / st.wall_ns as f64;
+    eprintln!(
+        "rss sampler: {} processes, {} ticks ({} with a /proc scan) in {:.2} s, {:.3} ms CPU per tick, {:.3}% of a core",
+        per_tick,
+        st.ticks,
+        st.scans,
+        st.wall_ns as f64 / 1e9,
+        st.cpu_ns as f64 / 1e6 / st.ticks as f64,
+        pct
+    );
+    assert!(st.ticks >= 50, "{st:?}");
+    // The figure is for release builds (docs/performance.md); debug code is slower.
+    // The suite runs tests two at a time on shared cores: allow some noise over the
+    // 0.85% measured alone (docs/performance.md, "memory").
+    let limit = if cfg!(debug_assertions) { 2.5 } else { 1.5 };
+    assert!(pct < limit, "RSS sampler used {pct:.3}% of a core");
+}
+
+#[test]
+fn list_events_and_doctor_describe_this_machine() {
+    let t = ok(&hwprof(&["list-events"]));
+    assert!(t.contains("What each mode uses here:"), "{t}");
+    let pf = t
+        .lines()
+        .find(|l| l.trim_start().starts_with("page-faults "))
+        .expect("page-faults listed");
+    assert!(pf.contains("available"), "{pf}");
+    assert!(
+        t.contains("minor-faults, every 1") && t.contains("major-faults, every 1"),
+        "{t}"
+    );
+    let d = ok(&hwprof(&["doctor"]));
+    let paranoid = std::fs::read_to_string("/proc/sys/kernel/perf_event_paranoid").unwrap();
+    assert!(
+        d.contains(&format!("kernel.perf_event_paranoid = {}", paranoid.trim())),
+        "{d}"
+    );
+    for section in [
+        "System",
+        "Pythons",
+        "Modes",
+        "hotspots:",
+        "memory:",
+        "locks:",
+    ] {
+        assert!(d.contains(section), "{section} missing:\n{d}");
+    }
+    // An ordinary user gets the fix for kernel samples at paranoid 2.
+    if paranoid.trim() == "2" {
+        let tmp = shared_tempdir();
+        let hw = tmp.path().join("hwprof");
+        std::fs::copy(hwprof_bin(), &hw).unwrap();
+        let out = Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(&hw)
+            .arg("doctor")
+            .output()
+            .unwrap();
+        let d = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success());
+        assert!(d.contains("kernel samples are excluded (fix:"), "{d}");
+        assert!(d.contains("memory: page faults with call stacks"), "{d}");
+    }
+}
