@@ -1,5 +1,25 @@
 //! CPython knowledge: version detection, per-version layouts, the remote reader of code
-//! objects, line tables, and the python sidecar files.
+//! objects, line tables, the Python sidecar files, the collector's link to the preloaded
+//! agent (`agent/`), the remote sampler for `-p`, and finalize's join and merge.
+//! The mechanism, its cost and the file formats are described in `docs/python.md`.
+//!
+//! Collector side (called from `collect::run`, marked `[python]` there):
+//! - [`plan_launch`]`(command, --python)` → [`LaunchPlan`] when the command is CPython;
+//! - [`AgentLink::bind_early`] before the fork (its [`AgentLink::env`] goes into the
+//!   target's environment), [`AgentLink::set_target`]`(raw_dir, sampling attr bytes)`
+//!   before the target is released ([`AgentLink::bind`] does both when the raw dir is
+//!   known first);
+//! - every drain cycle: [`AgentLink::poll_new_events`] (fds of the agents' sampling
+//!   events: the collector maps, enables and drains them, and reports their ids with
+//!   [`AgentLink::note_event_ids`]); [`AgentLink::poll`] is a no-op (resolution runs on
+//!   the link's thread);
+//! - at the end: [`AgentLink::finish`] (notices) or `finish_keep_method`;
+//! - `-p PID`: [`RemoteSampler::start`] / [`RemoteSampler::finish`].
+//!
+//! Finalize side: [`PythonStacks::load`]`(raw_dir)`, a [`Joiner`] over it fed every sample
+//! in time order (it also says which of the collector's samples are duplicates of the
+//! agent's), [`merge`] of a native leaf-first stack with the joined [`PyStack`], and
+//! [`perfmap_symbol`] / `perfmap::PerfMap` for `--python perfmap` trampolines.
 
 pub mod agent_link;
 pub mod code;

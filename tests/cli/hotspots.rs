@@ -239,7 +239,16 @@ fn perf_reads_our_perf_data_and_agrees() {
     }
     // perf unwinds our DWARF stack copies too: `work` is on every stack.
     let children = Command::new("perf")
-        .args(["report", "--stdio", "--children", "--sort", "sym", "-g", "none", "-i"])
+        .args([
+            "report",
+            "--stdio",
+            "--children",
+            "--sort",
+            "sym",
+            "-g",
+            "none",
+            "-i",
+        ])
         .arg(&data)
         .output()
         .unwrap();
@@ -249,7 +258,10 @@ fn perf_reads_our_perf_data_and_agrees() {
         .find(|l| l.trim_end().ends_with("[.] work"))
         .and_then(|l| l.trim_start().split('%').next()?.trim().parse::<f64>().ok())
         .unwrap_or(0.0);
-    assert!(work_children >= 95.0, "perf's children of work: {work_children}\n{text}");
+    assert!(
+        work_children >= 95.0,
+        "perf's children of work: {work_children}\n{text}"
+    );
     let script = Command::new("perf")
         .args(["script", "-i"])
         .arg(&data)
