@@ -29,7 +29,7 @@ pub struct StopWhen<'a> {
     pub signals: &'a StopSignals,
     /// Print less.
     pub quiet: bool,
-    /// [python] The agents' link: their sampling events are added as they report.
+    /// (python) The agents' link: their sampling events are added as they report.
     pub agents: Option<&'a mut crate::python::AgentLink>,
 }
 
@@ -166,7 +166,7 @@ impl Session {
         }
     }
 
-    /// [python] Maps the rings of sampling events opened by agents, enables them, and
+    /// (python) Maps the rings of sampling events opened by agents, enables them, and
     /// registers their ids under attr 0 (they sample with that attr), noting the ids for finalize.
     pub fn add_agent_events(&mut self, link: &mut crate::python::AgentLink) -> std::io::Result<()> {
         for ev in link.poll_new_events() {

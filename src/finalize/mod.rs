@@ -506,7 +506,7 @@ fn add_raw_profile(
     }
 }
 
-/// [python] One slot per joined sample becomes one entry per distinct Python stack, and
+/// (python) One slot per joined sample becomes one entry per distinct Python stack, and
 /// the sample keys are remapped (empty stacks: no Python stack).
 fn dedup_python_stacks(p: &mut RawProfile, slots: Vec<crate::python::PyStack>) {
     let mut index: HashMap<crate::python::PyStack, u32> = HashMap::new();

@@ -101,11 +101,11 @@ pub struct RawProfile {
     pub events: Vec<String>,
     /// Python stacks (leaf first), joined to samples by the Python module.
     pub python_stacks: Vec<crate::python::PyStack>,
-    /// [python] Samples of Python threads joined to a Python stack / without one.
+    /// (python) Samples of Python threads joined to a Python stack / without one.
     pub python_joined: (u64, u64),
-    /// [python] The agent's samples and how many found their capture.
+    /// (python) The agent's samples and how many found their capture.
     pub python_join_counts: crate::python::JoinCounts,
-    /// [python] What the raw dir's Python data holds (version, method, counts).
+    /// (python) What the raw dir's Python data holds (version, method, counts).
     pub python_summary: Option<crate::python::PythonSummary>,
     /// Samples read.
     pub sample_count: u64,
@@ -166,7 +166,7 @@ struct Builder<'a> {
 /// [`DROP_SAMPLE`] to leave the sample out.
 pub type SampleHook = dyn FnMut(&SampleInfo) -> Option<u32>;
 
-/// [python] Hook answer: the sample is a duplicate (the collector's own sample of a
+/// (python) Hook answer: the sample is a duplicate (the collector's own sample of a
 /// process that the Python agent samples) and is left out.
 pub const DROP_SAMPLE: u32 = u32::MAX - 1;
 
@@ -178,7 +178,7 @@ pub struct SampleInfo {
     pub tid: u32,
     /// CLOCK_MONOTONIC time.
     pub time: u64,
-    /// [python] Event id (PERF_SAMPLE_IDENTIFIER), to tell the agent's samples apart.
+    /// (python) Event id (PERF_SAMPLE_IDENTIFIER), to tell the agent's samples apart.
     pub id: Option<u64>,
 }
 
