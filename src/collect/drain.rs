@@ -29,6 +29,8 @@ pub struct StopWhen<'a> {
     pub signals: &'a StopSignals,
     /// Print less.
     pub quiet: bool,
+    /// (python) The agents' link: their sampling events are added as they report.
+    pub agents: Option<&'a mut crate::python::AgentLink>,
 }
 
 /// How collection ended.
@@ -110,12 +112,15 @@ impl Session {
     }
 
     /// Drain until a stop condition holds.
-    pub fn run(&mut self, stop: StopWhen) -> std::io::Result<Ended> {
+    pub fn run(&mut self, mut stop: StopWhen) -> std::io::Result<Ended> {
         let mut forwarded = 0;
         loop {
             {
                 let fds: Vec<&OwnedFd> = self.rings.iter().map(|r| r.fd()).collect();
-                sys::poll_readable(&fds, 50);
+                sys::poll_readable(&fds, if stop.agents.is_some() { 10 } else { 50 });
+            }
+            if let Some(link) = stop.agents.as_deref_mut() {
+                self.add_agent_events(link)?;
             }
             self.drain_once()?;
             if let Some(pid) = stop.child
@@ -159,6 +164,31 @@ impl Session {
                 }
             }
         }
+    }
+
+    /// (python) Maps the rings of sampling events opened by agents, enables them, and
+    /// registers their ids under attr 0 (they sample with that attr), noting the ids for finalize.
+    pub fn add_agent_events(&mut self, link: &mut crate::python::AgentLink) -> std::io::Result<()> {
+        for ev in link.poll_new_events() {
+            let mut ids = Vec::new();
+            for (_cpu, fd) in ev.fds {
+                let Ok(id) = sys::event_id(&fd) else { continue };
+                match super::map_ring(fd, 16) {
+                    Ok(ring) => {
+                        // The agent opens its events disabled; sampling starts now that
+                        // the ring exists.
+                        if sys::enable(ring.fd()).is_ok() {
+                            ids.push(id);
+                        }
+                        self.rings.push(ring);
+                    }
+                    Err(e) => eprintln!("hwprof: python agent of {}: {e}", ev.pid),
+                }
+            }
+            self.writer.add_ids(0, &ids)?;
+            link.note_event_ids(ev.pid, &ids);
+        }
+        Ok(())
     }
 
     /// Write the feature sections and return what was seen.

@@ -243,8 +243,29 @@ fn notice(quiet: bool, notices: &mut Vec<String>, msg: String) {
 /// Run a collection.
 pub fn run(opts: &CollectOptions) -> Result<CollectOutcome, CollectError> {
     let mut notices = Vec::new();
+    // [python] In-process capture: decide, and bind the agents' socket before the fork so
+    // its environment (LD_PRELOAD, HWPROF_AGENT_SOCK) reaches the target.
+    let mut py_link = match &opts.target {
+        Target::Launch(cmd) => crate::python::plan_launch(cmd, opts.python)
+            .filter(|p| p.method != crate::python::LaunchMethod::Remote)
+            .and_then(|plan| {
+                match crate::python::AgentLink::bind_early(&plan, &std::env::temp_dir()) {
+                    Ok(l) => Some(l),
+                    Err(e) => {
+                        notice(
+                            opts.quiet,
+                            &mut notices,
+                            format!("python: {e}; native frames only"),
+                        );
+                        None
+                    }
+                }
+            }),
+        Target::Attach(_) => None,
+    };
+    let py_env = py_link.as_ref().map(|l| l.env()).unwrap_or_default();
     let exec = match &opts.target {
-        Target::Launch(cmd) => Some(prepare_exec(cmd)?),
+        Target::Launch(cmd) => Some(prepare_exec(cmd, &py_env)?),
         Target::Attach(pid) => {
             check_attach_target(*pid)?;
             None
@@ -299,6 +320,24 @@ pub fn run(opts: &CollectOptions) -> Result<CollectOutcome, CollectError> {
         Target::Launch(_) => vec![target_pid],
     };
     let opened = open_events(&wanted, &cfg, &threads, &cpus, opts.quiet, &mut notices)?;
+    // [python] The agents write into this raw dir and sample with the first event's attr.
+    if let (Some(link), Some(fa)) = (py_link.as_ref(), opened.file_attrs.first())
+        && let Err(e) = link.set_target(&raw_dir, &fa.attr)
+    {
+        notice(
+            opts.quiet,
+            &mut notices,
+            format!("python: {e}; native frames only"),
+        );
+    }
+    // [python] -p on a Python process: the remote sampler (no agent in a running process).
+    let py_remote = match (opts.target.clone(), opts.python) {
+        (
+            Target::Attach(pid),
+            crate::cli::PythonCapture::Auto | crate::cli::PythonCapture::Remote,
+        ) => crate::python::RemoteSampler::start(pid as u32, &raw_dir, opts.freq).ok(),
+        _ => None,
+    };
     let mut writer = PerfDataWriter::create(&raw_dir.join("perf.data"), opened.file_attrs.clone())
         .map_err(io_err("create perf.data"))?;
     if let Target::Attach(pid) = opts.target {
@@ -356,6 +395,7 @@ pub fn run(opts: &CollectOptions) -> Result<CollectOutcome, CollectError> {
             deadline: opts.duration.map(|d| started + d),
             signals: &signals,
             quiet: opts.quiet,
+            agents: py_link.as_mut(),
         })
         .map_err(io_err("write perf.data"))?;
     if let Some(c) = child.as_mut() {
@@ -367,6 +407,21 @@ pub fn run(opts: &CollectOptions) -> Result<CollectOutcome, CollectError> {
     let stats = session
         .finish(&HostInfo::current(std::env::args().collect()))
         .map_err(io_err("finish perf.data"))?;
+    // [python] Last code-object resolution; the capture method goes into the manifest.
+    let mut python_method = "off".to_string();
+    if let Some(link) = py_link.take() {
+        let notices_of_link = link.finish_keep_method();
+        python_method = notices_of_link.0.into();
+        for n in notices_of_link.1 {
+            notice(opts.quiet, &mut notices, n);
+        }
+    }
+    if let Some(rs) = py_remote {
+        python_method = "remote".into();
+        for n in rs.finish() {
+            notice(opts.quiet, &mut notices, n);
+        }
+    }
     let complete = raw_dir.join("complete");
     if std::fs::write(&complete, b"").is_ok() {
         crate::util::set_private_mode(&complete);
@@ -420,7 +475,7 @@ pub fn run(opts: &CollectOptions) -> Result<CollectOutcome, CollectError> {
         } else {
             String::new()
         },
-        python: "off".into(),
+        python: python_method,
         mpi_job: opts.mpi.job.clone(),
         world_size: opts.mpi.world_size,
         finalized: false,
@@ -784,7 +839,10 @@ fn write_manifest(dir: &Path, mut m: Manifest, mpi: &MpiContext) -> std::io::Res
 }
 
 /// Resolve the command on PATH and build execve's arguments.
-fn prepare_exec(cmd: &[String]) -> Result<(CString, Vec<CString>, Vec<CString>), CollectError> {
+fn prepare_exec(
+    cmd: &[String],
+    extra_env: &[(String, String)],
+) -> Result<(CString, Vec<CString>, Vec<CString>), CollectError> {
     let first = &cmd[0];
     let path = resolve_command(first).ok_or_else(|| CollectError::Command {
         command: first.clone(),
@@ -816,11 +874,19 @@ fn prepare_exec(cmd: &[String]) -> Result<(CString, Vec<CString>, Vec<CString>),
         .iter()
         .map(|a| c(a.as_bytes()))
         .collect::<Result<Vec<_>, _>>()?;
+    // [python] extra_env (the agent's variables) replaces same-named variables.
     let envp = std::env::vars_os()
+        .filter(|(k, _)| !extra_env.iter().any(|(e, _)| k.as_bytes() == e.as_bytes()))
+        .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
+        .chain(
+            extra_env
+                .iter()
+                .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec())),
+        )
         .map(|(k, v)| {
-            let mut kv = k.as_bytes().to_vec();
+            let mut kv = k;
             kv.push(b'=');
-            kv.extend_from_slice(v.as_bytes());
+            kv.extend_from_slice(&v);
             c(&kv)
         })
         .collect::<Result<Vec<_>, _>>()?;

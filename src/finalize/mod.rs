@@ -124,7 +124,35 @@ pub fn run(opts: &FinalizeOptions) -> Result<PathBuf, FinalizeError> {
     let results: Vec<Result<RawProfile, process::ProcessError>> = pool.install(|| {
         raws.par_iter()
             .map(|r| {
-                let res = process::process_raw_dir(r, &search, weighting, None);
+                // [python] Join each sample to the Python stack captured at its instant.
+                let joiner = crate::python::PythonStacks::load(&r.path)
+                    .ok()
+                    .flatten()
+                    .map(crate::python::Joiner::new);
+                let has_py = joiner.is_some();
+                let joiner = std::rc::Rc::new(std::cell::RefCell::new(joiner));
+                let sink = joiner.clone();
+                let mut hook = move |s: &process::SampleInfo| -> Option<u32> {
+                    let mut j = sink.borrow_mut();
+                    match j.as_mut()?.sample(s.pid, s.tid, s.time, s.id)? {
+                        crate::python::stacks::DROP => Some(process::DROP_SAMPLE),
+                        i => Some(i),
+                    }
+                };
+                let hook_ref: Option<&mut process::SampleHook> = match has_py {
+                    true => Some(&mut hook),
+                    false => None,
+                };
+                let mut res = process::process_raw_dir(r, &search, weighting, hook_ref);
+                drop(hook);
+                let joiner = joiner.take();
+                let summary = joiner.as_ref().map(|j| j.summary());
+                let (stacks, counts) = joiner.map(|j| j.finish()).unwrap_or_default();
+                if let Ok(p) = res.as_mut() {
+                    p.python_summary = summary;
+                    p.python_join_counts = counts;
+                    dedup_python_stacks(p, stacks);
+                }
                 pb.inc(1);
                 res
             })
@@ -149,6 +177,19 @@ pub fn run(opts: &FinalizeOptions) -> Result<PathBuf, FinalizeError> {
     let mut skipped = 0u64;
     let mut times: Option<(u64, u64)> = None;
     let mut event_index: HashMap<String, usize> = HashMap::new();
+    // [python] Join and capture counts, for the report.
+    let mut py_joined = (0u64, 0u64);
+    let mut py_agent = (0u64, 0u64);
+    let mut py_summaries = Vec::new();
+    for (_, p) in &profiles {
+        py_agent.0 += p.python_join_counts.agent_samples;
+        py_agent.1 += p.python_join_counts.agent_with_capture;
+        py_joined.0 += p.python_joined.0;
+        py_joined.1 += p.python_joined.1;
+        if let Some(s) = &p.python_summary {
+            py_summaries.push(s.clone());
+        }
+    }
     for (i, (raw, p)) in profiles.iter().enumerate() {
         total_samples += p.sample_count;
         lost += p.lost;
@@ -180,6 +221,22 @@ pub fn run(opts: &FinalizeOptions) -> Result<PathBuf, FinalizeError> {
     meta.insert("command".into(), manifest.command.join(" "));
     meta.insert("kernel_samples".into(), manifest.kernel_samples.to_string());
     meta.insert("python".into(), manifest.python.clone());
+    if !py_summaries.is_empty() {
+        meta.insert("python_samples_joined".into(), py_joined.0.to_string());
+        meta.insert(
+            "python_samples_without_stack".into(),
+            py_joined.1.to_string(),
+        );
+        meta.insert("python_agent_samples".into(), py_agent.0.to_string());
+        meta.insert(
+            "python_agent_samples_with_capture".into(),
+            py_agent.1.to_string(),
+        );
+        meta.insert(
+            "python_summary".into(),
+            crate::python::stacks::summary_json(&py_summaries),
+        );
+    }
     meta.insert(
         "events".into(),
         serde_json::to_string(&manifest.events).unwrap_or_default(),
@@ -281,6 +338,8 @@ fn symbolize_all(
         .enumerate()
         .map(|(pi, (raw, p))| {
             let kernel = symbols::KernelSymbols::load(&raw.path);
+            // [python] --python perfmap: JIT trampolines named in the copied perf maps.
+            let perfmap = crate::python::perfmap::PerfMap::load_all(&raw.path);
             p.trie
                 .iter()
                 .map(|(_, loc)| match loc {
@@ -296,9 +355,14 @@ fn symbolize_all(
                             )]
                         }),
                     Loc::Kernel(a) => vec![kernel.frame(*a)],
-                    Loc::Unknown(a) => {
-                        vec![symbols::unresolved("[unknown]", *a, FrameKind::Native)]
-                    }
+                    Loc::Unknown(a) => vec![
+                        perfmap
+                            .as_ref()
+                            .and_then(|m| m.symbol(*a))
+                            .unwrap_or_else(|| {
+                                symbols::unresolved("[unknown]", *a, FrameKind::Native)
+                            }),
+                    ],
                 })
                 .collect()
         })
@@ -413,14 +477,64 @@ fn add_raw_profile(
                 .get(key.python as usize)
                 .cloned()
                 .unwrap_or_default();
-            let merged = crate::python::merge_for_finalize(&native, &py);
-            let ids: Vec<usize> = merged.iter().rev().map(|f| intern_frame(w, f)).collect();
+            // [python] Native and Python stacks meet at the eval-loop frames.
+            let merged = crate::python::merge(&native, &py);
+            if !merged.merged {
+                *w.profile
+                    .meta
+                    .entry("python_merge_failures".into())
+                    .or_insert_with(|| "0".into()) = (w
+                    .profile
+                    .meta
+                    .get("python_merge_failures")
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .unwrap_or(0)
+                    + count)
+                    .to_string();
+            }
+            let ids: Vec<usize> = merged
+                .frames
+                .iter()
+                .rev()
+                .map(|f| intern_frame(w, f))
+                .collect();
             w.stack(&ids)
         };
         let thread = thread_index.get(key.thread as usize).copied().unwrap_or(0);
         let event = events.get(key.event as usize).copied().unwrap_or(0);
         w.add_sample(stack, thread, event, count, value);
     }
+}
+
+/// (python) One slot per joined sample becomes one entry per distinct Python stack, and
+/// the sample keys are remapped (empty stacks: no Python stack).
+fn dedup_python_stacks(p: &mut RawProfile, slots: Vec<crate::python::PyStack>) {
+    let mut index: HashMap<crate::python::PyStack, u32> = HashMap::new();
+    let mut unique = Vec::new();
+    let joined = slots.iter().filter(|s| !s.frames.is_empty()).count() as u64;
+    p.python_joined = (joined, slots.len() as u64 - joined);
+    let remap: Vec<u32> = slots
+        .into_iter()
+        .map(|s| {
+            if s.frames.is_empty() {
+                return NO_NODE;
+            }
+            *index.entry(s.clone()).or_insert_with(|| {
+                unique.push(s);
+                unique.len() as u32 - 1
+            })
+        })
+        .collect();
+    let old = std::mem::take(&mut p.samples);
+    for (mut k, (c, v)) in old {
+        if k.python != NO_NODE {
+            k.python = remap.get(k.python as usize).copied().unwrap_or(NO_NODE);
+        }
+        let e = p.samples.entry(k).or_insert((0, 0));
+        e.0 += c;
+        e.1 += v;
+    }
+    p.python_stacks = unique;
 }
 
 fn native_leaf_first(p: &RawProfile, node_frames: &NodeFrames, leaf: u32) -> Vec<FrameInfo> {

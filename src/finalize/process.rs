@@ -100,7 +100,13 @@ pub struct RawProfile {
     /// Event names by attr index.
     pub events: Vec<String>,
     /// Python stacks (leaf first), joined to samples by the Python module.
-    pub python_stacks: Vec<Vec<crate::profile::FrameInfo>>,
+    pub python_stacks: Vec<crate::python::PyStack>,
+    /// (python) Samples of Python threads joined to a Python stack / without one.
+    pub python_joined: (u64, u64),
+    /// (python) The agent's samples and how many found their capture.
+    pub python_join_counts: crate::python::JoinCounts,
+    /// (python) What the raw dir's Python data holds (version, method, counts).
+    pub python_summary: Option<crate::python::PythonSummary>,
     /// Samples read.
     pub sample_count: u64,
     /// Samples whose user stack could not be unwound past the first frame.
@@ -156,8 +162,13 @@ struct Builder<'a> {
     sample_hook: Option<&'a mut SampleHook>,
 }
 
-/// Called per sample; returns the index of a Python stack joined to it.
+/// Called per sample; returns the index of a Python stack joined to it, or
+/// [`DROP_SAMPLE`] to leave the sample out.
 pub type SampleHook = dyn FnMut(&SampleInfo) -> Option<u32>;
+
+/// (python) Hook answer: the sample is a duplicate (the collector's own sample of a
+/// process that the Python agent samples) and is left out.
+pub const DROP_SAMPLE: u32 = u32::MAX - 1;
 
 /// What the Python join sees of a sample.
 pub struct SampleInfo {
@@ -167,6 +178,8 @@ pub struct SampleInfo {
     pub tid: u32,
     /// CLOCK_MONOTONIC time.
     pub time: u64,
+    /// (python) Event id (PERF_SAMPLE_IDENTIFIER), to tell the agent's samples apart.
+    pub id: Option<u64>,
 }
 
 /// Read one raw directory.
@@ -414,6 +427,20 @@ impl Builder<'_> {
         let pid = s.pid.unwrap_or(0) as u32;
         let tid = s.tid.unwrap_or(0) as u32;
         let time = s.timestamp.unwrap_or(0);
+        // [python] Join the Python stack first: the hook may drop a duplicate sample.
+        let python = match self.sample_hook.as_mut() {
+            Some(h) => h(&SampleInfo {
+                pid,
+                tid,
+                time,
+                id: s.id,
+            })
+            .unwrap_or(NO_NODE),
+            None => NO_NODE,
+        };
+        if python == DROP_SAMPLE {
+            return;
+        }
         self.out.sample_count += 1;
         self.out.time_range = Some(match self.out.time_range {
             None => (time, time),
@@ -464,10 +491,6 @@ impl Builder<'_> {
             };
         }
         let thread = self.thread(pid, tid);
-        let python = match self.sample_hook.as_mut() {
-            Some(h) => h(&SampleInfo { pid, tid, time }).unwrap_or(NO_NODE),
-            None => NO_NODE,
-        };
         let key = SampleKey {
             leaf,
             python,

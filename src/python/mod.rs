@@ -1,15 +1,78 @@
 //! CPython knowledge: version detection, per-version layouts, the remote reader of code
-//! objects, line tables, and the python.bin sidecar. (Being built.)
+//! objects, line tables, the Python sidecar files, the collector's link to the preloaded
+//! agent (`agent/`), the remote sampler for `-p`, and finalize's join and merge.
+//! The mechanism, its cost and the file formats are described in `docs/python.md`.
+//!
+//! Collector side (called from `collect::run`, marked `[python]` there):
+//! - [`plan_launch`]`(command, --python)` → [`LaunchPlan`] when the command is CPython;
+//! - [`AgentLink::bind_early`] before the fork (its [`AgentLink::env`] goes into the
+//!   target's environment), [`AgentLink::set_target`]`(raw_dir, sampling attr bytes)`
+//!   before the target is released ([`AgentLink::bind`] does both when the raw dir is
+//!   known first);
+//! - every drain cycle: [`AgentLink::poll_new_events`] (fds of the agents' sampling
+//!   events: the collector maps, enables and drains them, and reports their ids with
+//!   [`AgentLink::note_event_ids`]); [`AgentLink::poll`] is a no-op (resolution runs on
+//!   the link's thread);
+//! - at the end: [`AgentLink::finish`] (notices) or `finish_keep_method`;
+//! - `-p PID`: [`RemoteSampler::start`] / [`RemoteSampler::finish`].
+//!
+//! Finalize side: [`PythonStacks::load`]`(raw_dir)`, a [`Joiner`] over it fed every sample
+//! in time order (it also says which of the collector's samples are duplicates of the
+//! agent's), [`merge`] of a native leaf-first stack with the joined [`PyStack`], and
+//! [`perfmap_symbol`] / `perfmap::PerfMap` for `--python perfmap` trampolines.
+
+pub mod agent_link;
+pub mod code;
+pub mod layouts;
+pub mod linetable;
+pub mod memory;
+pub mod perfmap;
+pub mod process;
+pub mod remote;
+pub mod sidecar;
+pub mod stacks;
+pub mod walker;
+pub mod wire;
+
+use std::path::PathBuf;
 
 use crate::profile::FrameInfo;
 
-/// Merge a sample's native stack (leaf first) with its Python stack (leaf first).
-/// Until the interpreter-frame merge lands, Python frames go above the native ones.
+pub use agent_link::{AgentEvents, AgentLink, LaunchMethod, LaunchPlan, plan_launch};
+pub use perfmap::perfmap_symbol;
+pub use remote::RemoteSampler;
+pub use stacks::{JoinCounts, Joiner, MergedStack, PyStack, PythonStacks, PythonSummary, merge};
+
+/// Errors of the Python side of hwprof.
+#[derive(Debug, thiserror::Error)]
+pub enum PyError {
+    /// The agent library is not installed.
+    #[error(
+        "libhwprof_agent.so not found next to hwprof: build it with `cargo build -p hwprof-agent` (or set HWPROF_AGENT_LIB), or use --python remote|off"
+    )]
+    NoAgent,
+    /// The agent socket could not be set up.
+    #[error("agent socket {0}: {1}; check that the results directory is writable")]
+    Socket(PathBuf, std::io::Error),
+    /// A file of the raw directory.
+    #[error("{0}: {1}")]
+    Io(PathBuf, std::io::Error),
+    /// A process could not be read.
+    #[error("python: {0}")]
+    Interp(#[from] process::InterpError),
+}
+
+/// Merge a sample's native stack (leaf first) with its Python stack (leaf first), for
+/// finalize's placeholder call: the Python stack is taken as one eval-loop group per
+/// frame (the pre-3.11 shape). Prefer [`merge`] with the [`PyStack`] from
+/// [`PythonStacks::stack_for`], which knows the real groups.
 pub fn merge_for_finalize(
     native_leaf_first: &[FrameInfo],
     py_leaf_first: &[FrameInfo],
 ) -> Vec<FrameInfo> {
-    let mut v = py_leaf_first.to_vec();
-    v.extend_from_slice(native_leaf_first);
-    v
+    let py = PyStack {
+        frames: py_leaf_first.to_vec(),
+        groups: vec![1; py_leaf_first.len()],
+    };
+    merge(native_leaf_first, &py).frames
 }

@@ -6,4 +6,5 @@ mod errors;
 mod export;
 mod hotspots;
 mod memory;
+mod python;
 mod symbols;

@@ -1,0 +1,994 @@
+//! hwprof's agent: a small library that hwprof preloads (`LD_PRELOAD`) into the
+//! processes it launches, to capture each sampled thread's Python stack at the instant of
+//! the sample.
+//!
+//! At load (`.init_array`, after the dynamic loader has mapped the interpreter, before
+//! `main`), when `HWPROF_AGENT_SOCK` is set, the agent:
+//! 1. connects to the collector's socket and says hello (its pid);
+//! 2. receives a `Config`: whether this process is a CPython the collector understands,
+//!    the address of `_PyRuntime`, that version's struct layout, and a cookie;
+//! 3. if Python: opens `HWPROF_AGENT_DIR/python-<pid>.bin` and installs a SIGTRAP handler;
+//! 4. opens one sampling event per CPU on itself (disabled: the collector enables each
+//!    once its ring is mapped), from the attr bytes in
+//!    `HWPROF_AGENT_ATTR`, adding `inherit`, `remove_on_exec` and (if Python) `sigtrap`
+//!    with `sig_data` = cookie, clearing the side-band bits (mmap, comm, task, ...) that the
+//!    collector's own tracking event already records; and sends the fds to the collector
+//!    (`SCM_RIGHTS`), which mmaps and drains their rings.
+//!
+//! The kernel then delivers one synchronous SIGTRAP to the sampled thread per sample. The
+//! handler (async-signal-safe: no allocation, no locks, only `process_vm_readv`, `gettid`,
+//! `clock_gettime` and one `write`) finds the thread's `PyThreadState` (matching
+//! `thread_id` to `pthread_self()`), walks its frame chain, and appends one capture record
+//! (code object address, instruction offset, entry/shim markers, validation token) with
+//! tid and CLOCK_MONOTONIC time. Every read of interpreter memory goes through
+//! `process_vm_readv` on itself, so a torn or corrupt pointer gives an error, never a
+//! fault in the target. SIGTRAPs that are not ours (other `si_code` or cookie) go to the
+//! handler that was installed before. Names, files and lines are resolved later, outside
+//! the process, by the collector.
+//!
+//! Record formats: `src/python/wire.rs` (included below), documented in `docs/python.md`.
+//! Nothing here panics on purpose; any failure leaves the target running unprofiled.
+#![warn(missing_docs)]
+
+#[allow(dead_code)]
+#[path = "../../src/python/wire.rs"]
+mod wire;
+
+use std::ffi::{CString, c_int, c_void};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+
+use wire::*;
+
+/// Set once at load, read by the handler.
+struct State {
+    layout: Layout,
+    runtime: u64,
+    cookie: u64,
+    /// Bytes of a frame struct to read (covers every field used).
+    frame_window: usize,
+}
+
+/// The target's own SIGTRAP disposition (what it installed before or after the agent):
+/// handler (`sa_sigaction`) and flags. Perf SIGTRAPs are ours; any other goes there.
+static USER_HANDLER: AtomicUsize = AtomicUsize::new(libc::SIG_DFL);
+static USER_FLAGS: AtomicI32 = AtomicI32::new(0);
+/// Our SIGTRAP handler is installed (the interposed `sigaction`/`signal` then keep it).
+static INSTALLED: AtomicBool = AtomicBool::new(false);
+static REAL_SIGACTION: AtomicUsize = AtomicUsize::new(0);
+static REAL_SIGNAL: AtomicUsize = AtomicUsize::new(0);
+
+type SigactionFn =
+    unsafe extern "C" fn(c_int, *const libc::sigaction, *mut libc::sigaction) -> c_int;
+type SignalFn = unsafe extern "C" fn(c_int, libc::sighandler_t) -> libc::sighandler_t;
+
+fn next_symbol(cache: &AtomicUsize, name: &std::ffi::CStr) -> usize {
+    let v = cache.load(Ordering::Acquire);
+    if v != 0 {
+        return v;
+    }
+    // SAFETY: dlsym with RTLD_NEXT and a NUL-terminated name; returns null if absent.
+    let p = unsafe { libc::dlsym(libc::RTLD_NEXT, name.as_ptr()) } as usize;
+    cache.store(p, Ordering::Release);
+    p
+}
+
+/// libc's `sigaction` (ours below interposes it).
+fn real_sigaction(sig: c_int, act: *const libc::sigaction, old: *mut libc::sigaction) -> c_int {
+    let p = next_symbol(&REAL_SIGACTION, c"sigaction");
+    if p == 0 {
+        return -1;
+    }
+    // SAFETY: p is libc's sigaction, of this type; the pointers come from our caller.
+    unsafe { std::mem::transmute::<usize, SigactionFn>(p)(sig, act, old) }
+}
+
+/// Interposes libc's `sigaction` so that a target installing its own SIGTRAP handler
+/// (or resetting it) does not remove the agent's: the target's disposition is recorded
+/// and chained to for every SIGTRAP that is not a perf sample of the agent, and the
+/// target reads back what it set. Everything else goes to libc unchanged.
+///
+/// # Safety
+/// Same contract as libc's `sigaction`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn sigaction(
+    sig: c_int,
+    act: *const libc::sigaction,
+    old: *mut libc::sigaction,
+) -> c_int {
+    if sig == libc::SIGTRAP && INSTALLED.load(Ordering::SeqCst) {
+        // SAFETY: the caller passes valid (or null) sigaction pointers.
+        unsafe {
+            if !old.is_null() {
+                *old = std::mem::zeroed();
+                (*old).sa_sigaction = USER_HANDLER.load(Ordering::SeqCst);
+                (*old).sa_flags = USER_FLAGS.load(Ordering::SeqCst);
+            }
+            if !act.is_null() {
+                USER_FLAGS.store((*act).sa_flags, Ordering::SeqCst);
+                USER_HANDLER.store((*act).sa_sigaction, Ordering::SeqCst);
+            }
+        }
+        return 0;
+    }
+    real_sigaction(sig, act, old)
+}
+
+/// Interposes libc's `signal` for the same reason as [`sigaction`].
+///
+/// # Safety
+/// Same contract as libc's `signal`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn signal(sig: c_int, handler: libc::sighandler_t) -> libc::sighandler_t {
+    if sig == libc::SIGTRAP && INSTALLED.load(Ordering::SeqCst) {
+        USER_FLAGS.store(libc::SA_RESTART, Ordering::SeqCst);
+        return USER_HANDLER.swap(handler, Ordering::SeqCst);
+    }
+    let p = next_symbol(&REAL_SIGNAL, c"signal");
+    if p == 0 {
+        return libc::SIG_ERR;
+    }
+    // SAFETY: p is libc's signal, of this type.
+    unsafe { std::mem::transmute::<usize, SignalFn>(p)(sig, handler) }
+}
+
+static STATE: OnceLock<State> = OnceLock::new();
+static OUT_FD: AtomicI32 = AtomicI32::new(-1);
+static SOCK_FD: AtomicI32 = AtomicI32::new(-1);
+static SOCK_PID: AtomicU32 = AtomicU32::new(0);
+/// Captures written and nanoseconds spent capturing (printed at exit when
+/// `HWPROF_AGENT_STATS` is set: the per-sample cost figure of docs/python.md).
+static CAPTURES: AtomicU64 = AtomicU64::new(0);
+static CAPTURE_NS: AtomicU64 = AtomicU64::new(0);
+
+#[used]
+#[unsafe(link_section = ".init_array")]
+static INIT: extern "C" fn() = agent_init;
+
+extern "C" fn agent_init() {
+    // Never let anything escape into the target.
+    let _ = std::panic::catch_unwind(init);
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|s| !s.is_empty())
+}
+
+fn init() {
+    let Some(sock_path) = env("HWPROF_AGENT_SOCK") else {
+        return;
+    };
+    let Some(sock) = connect(&sock_path) else {
+        return;
+    };
+    let pid = std::process::id();
+    let hello = Hello {
+        magic: HELLO_MAGIC,
+        pid,
+        reserved: 0,
+    };
+    if !send_struct(sock, &hello, &[]) {
+        close(sock);
+        return;
+    }
+    let Some((cfg, out_fd)) = recv_config(sock) else {
+        close(sock);
+        return;
+    };
+    SOCK_FD.store(sock, Ordering::SeqCst);
+    SOCK_PID.store(pid, Ordering::SeqCst);
+    // SAFETY: registering a plain extern "C" fn with atexit.
+    unsafe { libc::atexit(agent_exit) };
+    let attr = match cfg.attr_len as usize {
+        n @ 128..=MAX_ATTR => cfg.attr[..n].to_vec(),
+        _ => match env("HWPROF_AGENT_ATTR").and_then(|h| parse_hex(&h)) {
+            Some(a) => a,
+            None => return,
+        },
+    };
+    if cfg.no_events != 0 || cfg.python == 0 {
+        if out_fd >= 0 {
+            close(out_fd);
+        }
+        return;
+    }
+    if !start_python(&cfg, pid, out_fd) {
+        return;
+    }
+    let fds = open_events(&attr, true, cfg.cookie);
+    for chunk in fds.chunks(MAX_FDS_PER_MSG) {
+        let mut msg = EventsMsg {
+            magic: EVENTS_MAGIC,
+            pid,
+            count: chunk.len() as u32,
+            cpus: [0; MAX_FDS_PER_MSG],
+        };
+        for (slot, &(cpu, _)) in msg.cpus.iter_mut().zip(chunk) {
+            *slot = cpu;
+        }
+        let raw: Vec<c_int> = chunk.iter().map(|&(_, fd)| fd).collect();
+        send_struct(sock, &msg, &raw);
+    }
+    // The collector holds its own copies now; close ours so the target's fd count is
+    // its own.
+    for (_, fd) in fds {
+        close(fd);
+    }
+}
+
+/// At exit of the process that connected: tell the collector and wait (at most 1 s) for
+/// its ack, so code objects seen in the last moments are read while the process lives.
+extern "C" fn agent_exit() {
+    if std::env::var_os("HWPROF_AGENT_STATS").is_some() {
+        let n = CAPTURES.load(Ordering::Relaxed);
+        let ns = CAPTURE_NS.load(Ordering::Relaxed);
+        eprintln!(
+            "hwprof-agent: pid {}: {n} captures, {:.1} us each",
+            std::process::id(),
+            ns as f64 / 1000.0 / n.max(1) as f64
+        );
+    }
+    let sock = SOCK_FD.load(Ordering::SeqCst);
+    if sock < 0 || SOCK_PID.load(Ordering::SeqCst) != std::process::id() {
+        return;
+    }
+    let bye = Bye {
+        magic: BYE_MAGIC,
+        pid: std::process::id(),
+        reserved: 0,
+    };
+    if send_struct(sock, &bye, &[]) {
+        set_timeout(sock, 1);
+        let mut b = [0u8; 8];
+        // SAFETY: reading into a local buffer of the stated length.
+        unsafe { libc::recv(sock, b.as_mut_ptr().cast(), b.len(), 0) };
+    }
+}
+
+fn parse_hex(s: &str) -> Option<Vec<u8>> {
+    let s = s.trim();
+    if !s.len().is_multiple_of(2) || s.len() < 128 * 2 {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+fn close(fd: c_int) {
+    // SAFETY: closing an fd this module opened.
+    unsafe { libc::close(fd) };
+}
+
+fn set_timeout(sock: c_int, secs: i64) {
+    let tv = libc::timeval {
+        tv_sec: secs,
+        tv_usec: 0,
+    };
+    // SAFETY: valid socket option with a timeval of the stated size.
+    unsafe {
+        libc::setsockopt(
+            sock,
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            (&raw const tv).cast(),
+            size_of::<libc::timeval>() as u32,
+        )
+    };
+}
+
+fn connect(path: &str) -> Option<c_int> {
+    // SAFETY: plain socket creation.
+    let fd = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: sockaddr_un is plain data; zeroed is a valid value.
+    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    addr.sun_family = libc::AF_UNIX as u16;
+    let bytes = path.as_bytes();
+    if bytes.len() >= addr.sun_path.len() {
+        close(fd);
+        return None;
+    }
+    for (d, s) in addr.sun_path.iter_mut().zip(bytes) {
+        *d = *s as libc::c_char;
+    }
+    // SAFETY: addr is a valid sockaddr_un of the given size.
+    let r = unsafe {
+        libc::connect(
+            fd,
+            (&raw const addr).cast(),
+            size_of::<libc::sockaddr_un>() as u32,
+        )
+    };
+    if r != 0 {
+        close(fd);
+        return None;
+    }
+    set_timeout(fd, 2);
+    Some(fd)
+}
+
+fn send_struct<T: Copy>(sock: c_int, v: &T, fds: &[c_int]) -> bool {
+    let mut iov = libc::iovec {
+        iov_base: (v as *const T).cast_mut().cast(),
+        iov_len: size_of::<T>(),
+    };
+    let space = 64 * 4 + 64;
+    let mut cbuf = vec![0u64; space / 8 + 1];
+    // SAFETY: msghdr is plain data; zeroed is valid.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    if !fds.is_empty() {
+        let payload = size_of_val(fds) as u32;
+        // SAFETY: CMSG_SPACE/CMSG_LEN are pure computations; the control buffer is large
+        // enough for MAX_FDS_PER_MSG ints, and we write one header plus the fds into it.
+        unsafe {
+            msg.msg_control = cbuf.as_mut_ptr().cast();
+            msg.msg_controllen = libc::CMSG_SPACE(payload) as usize;
+            let c = libc::CMSG_FIRSTHDR(&msg);
+            if c.is_null() {
+                return false;
+            }
+            (*c).cmsg_level = libc::SOL_SOCKET;
+            (*c).cmsg_type = libc::SCM_RIGHTS;
+            (*c).cmsg_len = libc::CMSG_LEN(payload) as usize;
+            std::ptr::copy_nonoverlapping(fds.as_ptr(), libc::CMSG_DATA(c).cast(), fds.len());
+        }
+    }
+    // SAFETY: msg points to live buffers for the duration of the call.
+    let r = unsafe { libc::sendmsg(sock, &msg, libc::MSG_NOSIGNAL) };
+    r == size_of::<T>() as isize
+}
+
+fn recv_config(sock: c_int) -> Option<(Config, c_int)> {
+    let mut buf = [0u8; size_of::<Config>()];
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    let mut cbuf = [0u64; 8];
+    // SAFETY: msghdr is plain data; zeroed is valid.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cbuf.as_mut_ptr().cast();
+    msg.msg_controllen = size_of_val(&cbuf);
+    // SAFETY: msg points to live local buffers of the stated sizes.
+    let r = unsafe { libc::recvmsg(sock, &mut msg, libc::MSG_CMSG_CLOEXEC) };
+    let mut fd = -1;
+    // SAFETY: walking the control messages the kernel wrote into cbuf.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(&msg);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS {
+                fd = std::ptr::read_unaligned(libc::CMSG_DATA(c) as *const c_int);
+            }
+            c = libc::CMSG_NXTHDR(&msg, c);
+        }
+    }
+    if r != buf.len() as isize {
+        if fd >= 0 {
+            close(fd);
+        }
+        return None;
+    }
+    // SAFETY: Config is repr(C) plain integers; any bytes are a valid value.
+    let cfg: Config = unsafe { std::ptr::read_unaligned(buf.as_ptr().cast()) };
+    if cfg.magic != CONFIG_MAGIC {
+        if fd >= 0 {
+            close(fd);
+        }
+        return None;
+    }
+    Some((cfg, fd))
+}
+
+fn start_python(cfg: &Config, pid: u32, given_fd: c_int) -> bool {
+    let l = cfg.layout;
+    let mut window = 0u64;
+    for off in [
+        l.frame_previous,
+        l.frame_code,
+        l.frame_instr,
+        l.frame_is_entry,
+        l.frame_owner,
+        l.frame_lasti,
+    ] {
+        if off != NONE {
+            window = window.max(off + 8);
+        }
+    }
+    if l.minor < 11 && l.frame_localsplus != NONE {
+        window = window.max(l.frame_localsplus + 8);
+    }
+    if window == 0 || window > 1024 {
+        if given_fd >= 0 {
+            close(given_fd);
+        }
+        return false;
+    }
+    let fd = if given_fd >= 0 {
+        given_fd
+    } else {
+        let Some(dir) = env("HWPROF_AGENT_DIR") else {
+            return false;
+        };
+        let Ok(path) = CString::new(format!("{dir}/python-{pid}.bin")) else {
+            return false;
+        };
+        // SAFETY: path is a valid C string.
+        unsafe {
+            libc::open(
+                path.as_ptr(),
+                libc::O_WRONLY | libc::O_CREAT | libc::O_APPEND | libc::O_CLOEXEC,
+                0o600,
+            )
+        }
+    };
+    if fd < 0 {
+        return false;
+    }
+    let header = FileHeader {
+        magic: FILE_MAGIC,
+        version: FILE_VERSION,
+        pid,
+        method: METHOD_AGENT,
+        minor: l.minor as u32,
+    };
+    if !write_all(fd, as_bytes(&header)) {
+        close(fd);
+        return false;
+    }
+    // SAFETY: sigaction is plain data; we fill handler, mask and flags.
+    let mut sa: libc::sigaction = unsafe { std::mem::zeroed() };
+    let mut prev: libc::sigaction = unsafe { std::mem::zeroed() };
+    sa.sa_sigaction =
+        on_sigtrap as extern "C" fn(c_int, *mut libc::siginfo_t, *mut c_void) as usize;
+    sa.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
+    // SAFETY: installing a handler for SIGTRAP with valid sigaction structs.
+    unsafe { libc::sigemptyset(&mut sa.sa_mask) };
+    let r = real_sigaction(libc::SIGTRAP, &sa, &mut prev);
+    if r != 0 {
+        close(fd);
+        return false;
+    }
+    let state = State {
+        layout: l,
+        runtime: cfg.runtime,
+        cookie: cfg.cookie,
+        frame_window: window as usize,
+    };
+    USER_HANDLER.store(prev.sa_sigaction, Ordering::SeqCst);
+    USER_FLAGS.store(prev.sa_flags, Ordering::SeqCst);
+    if STATE.set(state).is_err() {
+        close(fd);
+        return false;
+    }
+    INSTALLED.store(true, Ordering::SeqCst);
+    OUT_FD.store(fd, Ordering::SeqCst);
+    true
+}
+
+fn as_bytes<T: Copy>(v: &T) -> &[u8] {
+    // SAFETY: T is a repr(C) struct of integers without padding bytes that matter; we
+    // only copy its bytes out.
+    unsafe { std::slice::from_raw_parts((v as *const T).cast(), size_of::<T>()) }
+}
+
+fn write_all(fd: c_int, mut b: &[u8]) -> bool {
+    while !b.is_empty() {
+        // SAFETY: writing from a live slice.
+        let r = unsafe { libc::write(fd, b.as_ptr().cast(), b.len()) };
+        if r < 0 {
+            // SAFETY: reading errno.
+            if unsafe { *libc::__errno_location() } == libc::EINTR {
+                continue;
+            }
+            return false;
+        }
+        if r == 0 {
+            return false;
+        }
+        b = &b[r as usize..];
+    }
+    true
+}
+
+fn online_cpus() -> Vec<u32> {
+    let s = std::fs::read_to_string("/sys/devices/system/cpu/online").unwrap_or_default();
+    let mut cpus = Vec::new();
+    for part in s.trim().split(',') {
+        let mut it = part.splitn(2, '-');
+        let a = it.next().and_then(|x| x.parse::<u32>().ok());
+        let b = it.next().and_then(|x| x.parse::<u32>().ok());
+        match (a, b) {
+            (Some(a), Some(b)) if b >= a && b - a < 4096 => cpus.extend(a..=b),
+            (Some(a), None) => cpus.push(a),
+            _ => {}
+        }
+    }
+    if cpus.is_empty() {
+        // SAFETY: sysconf has no preconditions.
+        let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }.max(1) as u32;
+        cpus.extend(0..n);
+    }
+    cpus
+}
+
+/// perf_event_attr flag bits (in the u64 at offset 40).
+const BIT_DISABLED: u64 = 1 << 0;
+const BIT_INHERIT: u64 = 1 << 1;
+const BIT_MMAP: u64 = 1 << 8;
+const BIT_COMM: u64 = 1 << 9;
+const BIT_ENABLE_ON_EXEC: u64 = 1 << 12;
+const BIT_TASK: u64 = 1 << 13;
+const BIT_MMAP_DATA: u64 = 1 << 17;
+const BIT_MMAP2: u64 = 1 << 23;
+const BIT_COMM_EXEC: u64 = 1 << 24;
+const BIT_CONTEXT_SWITCH: u64 = 1 << 26;
+const BITS_NS_TO_TEXT_POKE: u64 = 0x3f << 28; // namespaces, ksymbol, bpf, aux, cgroup, text_poke
+const BIT_REMOVE_ON_EXEC: u64 = 1 << 36;
+const BIT_SIGTRAP: u64 = 1 << 37;
+
+fn open_events(attr: &[u8], python: bool, cookie: u64) -> Vec<(u32, c_int)> {
+    let mut a = attr.to_vec();
+    if a.len() < 128 {
+        return Vec::new();
+    }
+    let mut flags = u64::from_le_bytes(a[40..48].try_into().unwrap_or([0; 8]));
+    flags &= !(BIT_DISABLED
+        | BIT_MMAP
+        | BIT_COMM
+        | BIT_ENABLE_ON_EXEC
+        | BIT_TASK
+        | BIT_MMAP_DATA
+        | BIT_MMAP2
+        | BIT_COMM_EXEC
+        | BIT_CONTEXT_SWITCH
+        | BITS_NS_TO_TEXT_POKE);
+    // Disabled until the collector has mapped the ring and enables it: no sample (and so
+    // no SIGTRAP capture) is taken that has nowhere to go.
+    flags |= BIT_INHERIT | BIT_REMOVE_ON_EXEC | BIT_DISABLED;
+    if python {
+        flags |= BIT_SIGTRAP;
+        a[120..128].copy_from_slice(&cookie.to_le_bytes());
+    }
+    a[40..48].copy_from_slice(&flags.to_le_bytes());
+    let size = (a.len() as u32).min(4096);
+    a[4..8].copy_from_slice(&size.to_le_bytes());
+    let mut out = Vec::new();
+    for cpu in online_cpus() {
+        // SAFETY: perf_event_open reads `size` bytes of attr, which we own.
+        let fd = unsafe {
+            libc::syscall(
+                libc::SYS_perf_event_open,
+                a.as_ptr(),
+                0 as libc::pid_t,
+                cpu as c_int,
+                -1 as c_int,
+                8 as libc::c_ulong, // PERF_FLAG_FD_CLOEXEC
+            )
+        };
+        if fd >= 0 {
+            out.push((cpu, fd as c_int));
+        }
+    }
+    out
+}
+
+// ---------------------------------------------------------------- the signal handler
+
+/// Reads `buf.len()` bytes at `addr` of this process; false on any failure.
+fn read_mem(pid: libc::pid_t, addr: u64, buf: &mut [u8]) -> bool {
+    if addr == 0 || addr == NONE {
+        return false;
+    }
+    let local = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    let remote = libc::iovec {
+        iov_base: addr as *mut c_void,
+        iov_len: buf.len(),
+    };
+    // SAFETY: process_vm_readv on ourselves copies into `buf` (owned, of that length) and
+    // reports EFAULT for unmapped remote addresses instead of faulting.
+    let r = unsafe { libc::process_vm_readv(pid, &local, 1, &remote, 1, 0) };
+    r == buf.len() as isize
+}
+
+fn read_u64(pid: libc::pid_t, addr: u64) -> Option<u64> {
+    let mut b = [0u8; 8];
+    read_mem(pid, addr, &mut b).then(|| u64::from_le_bytes(b))
+}
+
+fn word(b: &[u8], off: u64) -> u64 {
+    let o = off as usize;
+    b.get(o..o + 8)
+        .and_then(|s| s.try_into().ok())
+        .map(u64::from_le_bytes)
+        .unwrap_or(0)
+}
+
+fn add(a: u64, off: u64) -> u64 {
+    if off == NONE { 0 } else { a.wrapping_add(off) }
+}
+
+/// The `PyThreadState` whose `thread_id` is this thread's `pthread_self()`.
+fn find_tstate(st: &State, pid: libc::pid_t) -> u64 {
+    let l = &st.layout;
+    // SAFETY: pthread_self reads the thread pointer; always valid.
+    let me = unsafe { libc::pthread_self() } as u64;
+    let mut interp = read_u64(pid, add(st.runtime, l.runtime_interpreters_head)).unwrap_or(0);
+    let mut ni = 0;
+    while interp != 0 && ni < 64 {
+        let mut t = read_u64(pid, add(interp, l.interp_threads_head)).unwrap_or(0);
+        let mut nt = 0;
+        while t != 0 && nt < 4096 {
+            if read_u64(pid, add(t, l.tstate_thread_id)) == Some(me) {
+                return t;
+            }
+            t = read_u64(pid, add(t, l.tstate_next)).unwrap_or(0);
+            nt += 1;
+        }
+        interp = read_u64(pid, add(interp, l.interp_next)).unwrap_or(0);
+        ni += 1;
+    }
+    0
+}
+
+/// Reads several regions (at most 4) with one `process_vm_readv`, skipping requests at
+/// address 0 or NONE; returns a bit mask of the requests read completely.
+fn read_multi(pid: libc::pid_t, reqs: &mut [(u64, &mut [u8])]) -> u32 {
+    let mut local = [libc::iovec {
+        iov_base: std::ptr::null_mut(),
+        iov_len: 0,
+    }; 4];
+    let mut remote = [libc::iovec {
+        iov_base: std::ptr::null_mut(),
+        iov_len: 0,
+    }; 4];
+    let mut which = [0usize; 4];
+    let mut k = 0;
+    for (i, (addr, buf)) in reqs.iter_mut().enumerate() {
+        if k == 4 || *addr == 0 || *addr == NONE {
+            continue;
+        }
+        local[k] = libc::iovec {
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: buf.len(),
+        };
+        remote[k] = libc::iovec {
+            iov_base: *addr as *mut c_void,
+            iov_len: buf.len(),
+        };
+        which[k] = i;
+        k += 1;
+    }
+    if k == 0 {
+        return 0;
+    }
+    // SAFETY: as in read_mem; every local iovec points into a live buffer of its length.
+    let r =
+        unsafe { libc::process_vm_readv(pid, local.as_ptr(), k as _, remote.as_ptr(), k as _, 0) };
+    let mut got = if r < 0 { 0 } else { r as usize };
+    let mut mask = 0;
+    for (l, &i) in local[..k].iter().zip(&which) {
+        if got < l.iov_len {
+            break;
+        }
+        got -= l.iov_len;
+        mask |= 1 << i;
+    }
+    mask
+}
+
+/// Per-thread cache of `PyThreadState` addresses, keyed by `pthread_self()`; validated
+/// on every use (the thread state's `thread_id` must still be this thread).
+const TCACHE: usize = 64;
+static TKEYS: [AtomicU64; TCACHE] = [const { AtomicU64::new(0) }; TCACHE];
+static TVALS: [AtomicU64; TCACHE] = [const { AtomicU64::new(0) }; TCACHE];
+
+/// The innermost frame of the current thread (0 when it runs no Python code), None
+/// when the thread has no Python thread state.
+fn current_frame(st: &State, pid: libc::pid_t) -> Option<u64> {
+    let l = &st.layout;
+    // SAFETY: pthread_self reads the thread pointer; always valid.
+    let me = unsafe { libc::pthread_self() } as u64;
+    let slot = ((me >> 12) ^ (me >> 21)) as usize % TCACHE;
+    let lo = l.tstate_frame.min(l.tstate_thread_id);
+    let hi = l.tstate_frame.max(l.tstate_thread_id) + 8;
+    if hi - lo > 512 {
+        return None;
+    }
+    let mut win = [0u8; 512];
+    let read_state = |t: u64, win: &mut [u8; 512]| -> Option<u64> {
+        let w = &mut win[..(hi - lo) as usize];
+        let mut reqs = [(t.wrapping_add(lo), w)];
+        if read_multi(pid, &mut reqs) & 1 == 0 {
+            return None;
+        }
+        let w = &*reqs[0].1;
+        (word(w, l.tstate_thread_id - lo) == me).then(|| word(w, l.tstate_frame - lo))
+    };
+    let mut found = None;
+    if TKEYS[slot].load(Ordering::Acquire) == me {
+        let t = TVALS[slot].load(Ordering::Acquire);
+        found = read_state(t, &mut win);
+    }
+    if found.is_none() {
+        let t = find_tstate(st, pid);
+        if t == 0 {
+            return None;
+        }
+        found = read_state(t, &mut win);
+        if found.is_some() {
+            TVALS[slot].store(t, Ordering::Release);
+            TKEYS[slot].store(me, Ordering::Release);
+        }
+    }
+    let mut frame = found?;
+    if l.cframe_current_frame != NONE && frame != 0 {
+        frame = read_u64(pid, add(frame, l.cframe_current_frame)).unwrap_or(0);
+    }
+    Some(frame)
+}
+
+/// Walks the frame chain from `frame`, one `process_vm_readv` per frame: each call reads
+/// this frame and the previous frame's code-object fields (and, before 3.11, the type of
+/// its first local). Returns the frame count and `CAP_*` flags.
+fn walk_frames(
+    st: &State,
+    pid: libc::pid_t,
+    mut frame: u64,
+    out: &mut [CapFrame; MAX_FRAMES],
+) -> (usize, u32) {
+    let l = &st.layout;
+    let c_lo = l.code_name.min(l.code_filename);
+    let c_len = (l.code_name.max(l.code_filename) + 8 - c_lo) as usize;
+    if c_len > 64 {
+        return (0, CAP_READ_FAILED);
+    }
+    let mut n = 0usize;
+    let mut flags = 0;
+    // Pending reads for frame n-1: its code object's fields, its first local's type.
+    let mut pend_code = 0u64;
+    let mut pend_local = 0u64;
+    let mut fb = [0u8; 1024];
+    let mut cb = [0u8; 64];
+    let mut tb = [0u8; 8];
+    loop {
+        let more = frame != 0 && n < MAX_FRAMES;
+        if frame != 0 && n == MAX_FRAMES {
+            flags |= CAP_TRUNCATED;
+        }
+        // Order: code fields and local type of frame n-1 first (their success must not
+        // depend on this frame's), then this frame.
+        let mut reqs: [(u64, &mut [u8]); 3] = [
+            (
+                if pend_code != 0 {
+                    pend_code.wrapping_add(c_lo)
+                } else {
+                    NONE
+                },
+                &mut cb[..c_len],
+            ),
+            (
+                if pend_local != 0 {
+                    add(pend_local, l.object_type)
+                } else {
+                    NONE
+                },
+                &mut tb[..],
+            ),
+            (if more { frame } else { NONE }, &mut fb[..st.frame_window]),
+        ];
+        if reqs.iter().all(|r| r.0 == NONE) {
+            break;
+        }
+        let mask = read_multi(pid, &mut reqs);
+        let done = |i: usize| mask & (1 << i) != 0;
+        if n > 0 {
+            let prev = &mut out[n - 1];
+            if pend_code != 0 {
+                if done(0) {
+                    let w = &cb[..c_len];
+                    prev.token =
+                        code_token(word(w, l.code_name - c_lo), word(w, l.code_filename - c_lo));
+                } else {
+                    flags |= CAP_READ_FAILED;
+                }
+            }
+            if pend_local != 0 && done(1) {
+                prev.self_type = u64::from_le_bytes(tb);
+            }
+        }
+        pend_code = 0;
+        pend_local = 0;
+        if !more {
+            break;
+        }
+        // An earlier request of the batch failing stops the batch: read the frame alone.
+        if !done(2) && !read_mem(pid, frame, &mut fb[..st.frame_window]) {
+            flags |= CAP_READ_FAILED;
+            break;
+        }
+        let w = &fb[..st.frame_window];
+        let code = word(w, l.frame_code);
+        let prev = word(w, l.frame_previous);
+        let mut f = CapFrame {
+            code,
+            ..CapFrame::default()
+        };
+        if l.frame_instr != NONE {
+            let ip = word(w, l.frame_instr);
+            let off = ip.wrapping_sub(code.wrapping_add(l.code_code_adaptive));
+            if ip == 0 || off >= 1 << 28 {
+                f.flags |= FR_NO_OFFSET;
+            } else {
+                f.offset = off as u32;
+            }
+        } else if l.frame_lasti != NONE {
+            let o = l.frame_lasti as usize;
+            let lasti = w
+                .get(o..o + 4)
+                .and_then(|s| s.try_into().ok())
+                .map(i32::from_le_bytes)
+                .unwrap_or(-1);
+            if lasti < 0 {
+                f.flags |= FR_NO_OFFSET;
+            } else {
+                f.offset = if l.minor >= 10 {
+                    lasti as u32 * 2
+                } else {
+                    lasti as u32
+                };
+            }
+        }
+        if l.frame_is_entry != NONE && w.get(l.frame_is_entry as usize) == Some(&1) {
+            f.flags |= FR_ENTRY;
+        }
+        if l.minor >= 12 && l.frame_owner != NONE && w.get(l.frame_owner as usize) == Some(&3) {
+            f.flags |= FR_SHIM;
+        }
+        if l.minor < 11 && l.frame_localsplus != NONE {
+            pend_local = word(w, l.frame_localsplus);
+        }
+        if f.flags & FR_SHIM == 0 {
+            pend_code = code;
+        }
+        out[n] = f;
+        n += 1;
+        if prev == frame {
+            flags |= CAP_READ_FAILED;
+            frame = 0;
+        } else {
+            frame = prev;
+        }
+    }
+    (n, flags)
+}
+
+const REC_MAX: usize =
+    size_of::<RecordHeader>() + size_of::<Capture>() + MAX_FRAMES * size_of::<CapFrame>();
+
+extern "C" fn on_sigtrap(sig: c_int, info: *mut libc::siginfo_t, ctx: *mut c_void) {
+    // SAFETY: errno is thread-local; saved and restored around the handler.
+    let errno = unsafe { *libc::__errno_location() };
+    let Some(st) = STATE.get() else { return };
+    // siginfo for perf: si_code at 8, si_perf_data at 24, si_perf_flags at 36 (x86-64).
+    let (code, data, pflags) = if info.is_null() {
+        (0, 0, 0)
+    } else {
+        // SAFETY: the kernel passes a full siginfo_t (128 bytes) for SA_SIGINFO handlers.
+        unsafe {
+            let p = info as *const u8;
+            (
+                std::ptr::read_unaligned(p.add(8) as *const i32),
+                std::ptr::read_unaligned(p.add(24) as *const u64),
+                std::ptr::read_unaligned(p.add(36) as *const u32),
+            )
+        }
+    };
+    if code != libc::TRAP_PERF || data != st.cookie {
+        chain(st, sig, info, ctx);
+    } else {
+        capture(st, pflags & 1 != 0);
+    }
+    // SAFETY: see above.
+    unsafe { *libc::__errno_location() = errno };
+}
+
+/// Hands a SIGTRAP that is not ours to the target's own disposition.
+fn chain(_st: &State, sig: c_int, info: *mut libc::siginfo_t, ctx: *mut c_void) {
+    let h = USER_HANDLER.load(Ordering::SeqCst);
+    let flags = USER_FLAGS.load(Ordering::SeqCst);
+    if h == libc::SIG_IGN {
+        return;
+    }
+    if h == libc::SIG_DFL {
+        // A real trap (breakpoint without a debugger): the default action, as without
+        // the agent. Our events are stopped first so nothing else arrives.
+        INSTALLED.store(false, Ordering::SeqCst);
+        // SAFETY: sigaction struct zeroed = SIG_DFL; re-raising applies the default action.
+        unsafe {
+            let dfl: libc::sigaction = std::mem::zeroed();
+            real_sigaction(libc::SIGTRAP, &dfl, std::ptr::null_mut());
+            libc::raise(sig);
+        }
+        return;
+    }
+    if flags & libc::SA_SIGINFO != 0 {
+        // SAFETY: the target installed this handler with SA_SIGINFO, so it has this type.
+        let f: extern "C" fn(c_int, *mut libc::siginfo_t, *mut c_void) =
+            unsafe { std::mem::transmute(h) };
+        f(sig, info, ctx);
+    } else {
+        // SAFETY: a plain handler takes the signal number.
+        let f: extern "C" fn(c_int) = unsafe { std::mem::transmute(h) };
+        f(sig);
+    }
+}
+
+fn capture(st: &State, late: bool) {
+    let fd = OUT_FD.load(Ordering::Relaxed);
+    if fd < 0 {
+        return;
+    }
+    // SAFETY: getpid/gettid/clock_gettime are async-signal-safe syscalls (vDSO for time).
+    let (pid, tid, now) = unsafe {
+        let mut ts: libc::timespec = std::mem::zeroed();
+        libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts);
+        (
+            libc::getpid(),
+            libc::gettid(),
+            ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64,
+        )
+    };
+    let mut rec = [0u8; REC_MAX];
+    let hdr_len = size_of::<RecordHeader>() + size_of::<Capture>();
+    let mut n = 0usize;
+    let mut flags = if late { CAP_ASYNC } else { 0 };
+    let mut frames = [CapFrame::default(); MAX_FRAMES];
+    let top = current_frame(st, pid);
+    match top {
+        None => flags |= CAP_NO_TSTATE,
+        Some(frame) => {
+            let (count, f) = walk_frames(st, pid, frame, &mut frames);
+            n = count;
+            flags |= f;
+        }
+    }
+    for (i, f) in frames[..n].iter().enumerate() {
+        let at = hdr_len + i * size_of::<CapFrame>();
+        rec[at..at + size_of::<CapFrame>()].copy_from_slice(as_bytes(f));
+    }
+    let len = hdr_len + n * size_of::<CapFrame>();
+    let h = RecordHeader {
+        len: len as u32,
+        kind: REC_CAPTURE,
+    };
+    let c = Capture {
+        pid: pid as u32,
+        tid: tid as u32,
+        time_ns: now,
+        flags,
+        nframes: n as u32,
+    };
+    rec[..size_of::<RecordHeader>()].copy_from_slice(as_bytes(&h));
+    rec[size_of::<RecordHeader>()..hdr_len].copy_from_slice(as_bytes(&c));
+    if write_all(fd, &rec[..len]) {
+        CAPTURES.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: clock_gettime (vDSO) is async-signal-safe.
+        let end = unsafe {
+            let mut ts: libc::timespec = std::mem::zeroed();
+            libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts);
+            ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+        };
+        CAPTURE_NS.fetch_add(end.saturating_sub(now), Ordering::Relaxed);
+    }
+}

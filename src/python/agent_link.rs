@@ -1,0 +1,840 @@
+//! The collector's side of the agent: deciding to use it ([`plan_launch`]), the socket
+//! the agents connect to ([`AgentLink`]), and the resolver that tails the agents'
+//! capture files and reads the code objects they name while the processes live.
+//!
+//! One thread per [`AgentLink`] serves the socket (protocol in [`super::wire`]): on each
+//! hello it finds the process's interpreter (`/proc/PID/maps`, `_PyRuntime`, version) and
+//! answers with that version's layout, or with "no Python" (a non-Python exec'd child,
+//! which then opens plain sampling events so it is still sampled; or a refused
+//! interpreter, noted once). Every ~10 ms it reads new records of `python-*.bin` and
+//! resolves code objects not seen before into `python-codes.jsonl`. On an agent's
+//! goodbye it resolves that process's last captures, then acks.
+
+use std::collections::{HashMap, HashSet};
+use std::io::{IoSliceMut, Read, Seek, SeekFrom};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime};
+
+use nix::sys::socket::{
+    AddressFamily, Backlog, ControlMessageOwned, MsgFlags, SockFlag, SockType, UnixAddr, accept4,
+    bind, listen, recvmsg, send, socket,
+};
+
+use super::PyError;
+use super::code::CodeCache;
+use super::memory::LiveMemory;
+use super::process::{self, InterpError, Interpreter};
+use super::sidecar::{CodeLine, CodeWriter, hex, parse_captures};
+use super::wire::{
+    BYE_MAGIC, CONFIG_MAGIC, Config, EVENTS_MAGIC, FR_SHIM, FileHeader, HELLO_MAGIC, Layout, NONE,
+};
+use crate::cli::PythonCapture;
+
+/// How a launched Python program's frames are captured.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LaunchMethod {
+    /// The preloaded agent captures at each sample's instant.
+    Agent,
+    /// CPython 3.12+ perf trampolines; perf maps copied into the raw dir.
+    Perfmap,
+    /// The remote sampler reads the frame chains from outside ([`super::RemoteSampler`]).
+    Remote,
+}
+
+/// What [`plan_launch`] decided.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LaunchPlan {
+    /// Capture method.
+    pub method: LaunchMethod,
+    /// The resolved program (argv\[0\] on PATH).
+    pub program: PathBuf,
+}
+
+fn resolve_program(arg0: &str) -> Option<PathBuf> {
+    if arg0.contains('/') {
+        return Some(PathBuf::from(arg0));
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(arg0))
+        .find(|p| p.is_file())
+}
+
+/// Whether `path` is a CPython program: a python-named executable, a script whose
+/// shebang names python, or an ELF that links libpython.
+pub fn looks_like_python(path: &Path) -> bool {
+    if process::is_python_name(path) {
+        return true;
+    }
+    let real = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    if process::is_python_name(&real) {
+        return true;
+    }
+    let Ok(mut f) = std::fs::File::open(&real) else {
+        return false;
+    };
+    let mut head = [0u8; 256];
+    let n = f.read(&mut head).unwrap_or(0);
+    let head = &head[..n];
+    if head.starts_with(b"#!") {
+        let line = head.split(|&c| c == b'\n').next().unwrap_or(b"");
+        return String::from_utf8_lossy(line).contains("python");
+    }
+    if head.starts_with(b"\x7fELF") {
+        use object::Object;
+        let Ok(data) = std::fs::read(&real) else {
+            return false;
+        };
+        if let Ok(obj) = object::File::parse(&*data)
+            && let Ok(libs) = obj.import_libraries()
+        {
+            return libs
+                .flatten()
+                .any(|l| String::from_utf8_lossy(l.name()).starts_with("libpython"));
+        }
+    }
+    false
+}
+
+/// Decides whether to use the agent for this command (argv\[0\] resolves to a CPython
+/// executable, a script with a python shebang, or an ELF linking libpython) and how.
+/// None: not Python, or `--python off`.
+pub fn plan_launch(command: &[String], capture: PythonCapture) -> Option<LaunchPlan> {
+    let program = resolve_program(command.first()?)?;
+    if capture == PythonCapture::Off || !looks_like_python(&program) {
+        return None;
+    }
+    let method = match capture {
+        PythonCapture::Perfmap => LaunchMethod::Perfmap,
+        PythonCapture::Remote => LaunchMethod::Remote,
+        _ => LaunchMethod::Agent,
+    };
+    Some(LaunchPlan { method, program })
+}
+
+/// Sampling events opened by one agent (fds received with `SCM_RIGHTS`).
+#[derive(Debug)]
+pub struct AgentEvents {
+    /// The agent's process.
+    pub pid: u32,
+    /// (cpu, event fd), one per CPU.
+    pub fds: Vec<(u32, OwnedFd)>,
+}
+
+/// Where the agent library is: `HWPROF_AGENT_LIB`, else `libhwprof_agent.so` beside the
+/// hwprof executable (or one directory up, for cargo's `deps/`), else
+/// `../lib/hwprof/libhwprof_agent.so` relative to it.
+pub fn agent_library() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("HWPROF_AGENT_LIB") {
+        return Some(PathBuf::from(p)).filter(|p| p.is_file());
+    }
+    let exe = std::env::current_exe().ok()?;
+    let dir = exe.parent()?;
+    [
+        dir.join("libhwprof_agent.so"),
+        dir.join("../libhwprof_agent.so"),
+        dir.join("../lib/hwprof/libhwprof_agent.so"),
+    ]
+    .into_iter()
+    .find(|p| p.is_file())
+}
+
+#[derive(Default)]
+struct Shared {
+    events: Vec<AgentEvents>,
+    notices: Vec<String>,
+    /// Raw dir and sampling attr, once known.
+    target: Option<(PathBuf, Vec<u8>)>,
+    /// Event ids noted by the collector, to be written out.
+    ids: Vec<(u32, Vec<u64>)>,
+    /// Processes with a supported interpreter.
+    accepted: u32,
+}
+
+/// The per-process-tree link between the collector and the agents.
+pub struct AgentLink {
+    env: Vec<(String, String)>,
+    shared: Arc<Mutex<Shared>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+    sock_path: PathBuf,
+}
+
+impl AgentLink {
+    /// Binds a unix socket for the agents of one collected process tree and starts the
+    /// thread that serves it. `sampling_attr` is the `perf_event_attr` (bytes) the
+    /// collector samples with; agents open the same event on themselves.
+    pub fn bind(
+        plan: &LaunchPlan,
+        raw_dir: &Path,
+        sampling_attr: &[u8],
+    ) -> Result<AgentLink, PyError> {
+        let link = Self::bind_early(plan, raw_dir.parent().unwrap_or(raw_dir))?;
+        link.set_target(raw_dir, sampling_attr)?;
+        Ok(link)
+    }
+
+    /// Binds the socket before the raw dir and the sampling attr are known (the
+    /// environment must reach the target before the fork); [`AgentLink::set_target`]
+    /// must follow before the target is released to exec. The socket goes into
+    /// `sock_dir` (or the temp dir when that path is too long for a socket).
+    pub fn bind_early(plan: &LaunchPlan, sock_dir: &Path) -> Result<AgentLink, PyError> {
+        let lib = agent_library().ok_or(PyError::NoAgent)?;
+        let unique = format!(
+            "hwprof-agent-{}-{}.sock",
+            std::process::id(),
+            SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64 % 1_000_000_000)
+                .unwrap_or(0)
+        );
+        let mut sock_path = sock_dir.join(&unique);
+        if sock_path.as_os_str().len() >= 100 || !sock_dir.is_dir() {
+            sock_path = std::env::temp_dir().join(&unique);
+        }
+        let _ = std::fs::remove_file(&sock_path);
+        let io = |e: nix::Error| PyError::Socket(sock_path.clone(), std::io::Error::from(e));
+        let listener = socket(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
+            None,
+        )
+        .map_err(io)?;
+        let addr = UnixAddr::new(&sock_path).map_err(io)?;
+        bind(listener.as_raw_fd(), &addr).map_err(io)?;
+        listen(&listener, Backlog::new(64).map_err(io)?).map_err(io)?;
+        let mut env = vec![(
+            "HWPROF_AGENT_SOCK".to_string(),
+            sock_path.display().to_string(),
+        )];
+        let preload = match std::env::var("LD_PRELOAD") {
+            Ok(old) if !old.is_empty() => format!("{} {old}", lib.display()),
+            _ => lib.display().to_string(),
+        };
+        env.push(("LD_PRELOAD".to_string(), preload));
+        if plan.method == LaunchMethod::Perfmap {
+            env.push(("PYTHONPERFSUPPORT".to_string(), "1".to_string()));
+        }
+        let shared = Arc::new(Mutex::new(Shared::default()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut server = Server {
+            listener,
+            conns: Vec::new(),
+            raw_dir: None,
+            attr: Vec::new(),
+            method: plan.method,
+            cookie: cookie(),
+            procs: HashMap::new(),
+            files: HashMap::new(),
+            writer: Out(None),
+            shared: shared.clone(),
+            started: SystemTime::now(),
+            captures: 0,
+            refused: HashSet::new(),
+        };
+        let stop2 = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("hwprof-python".into())
+            .spawn(move || server.run(&stop2))
+            .map_err(|e| PyError::Io(sock_path.clone(), e))?;
+        Ok(AgentLink {
+            env,
+            shared,
+            stop,
+            thread: Some(thread),
+            sock_path,
+        })
+    }
+
+    /// Where the agents' files go and what they sample with (see [`AgentLink::bind_early`]).
+    pub fn set_target(&self, raw_dir: &Path, sampling_attr: &[u8]) -> Result<(), PyError> {
+        CodeWriter::open(raw_dir)
+            .map_err(|e| PyError::Io(raw_dir.join("python-codes.jsonl"), e))?;
+        let mut attr = sampling_attr.to_vec();
+        if attr.len() < 128 {
+            attr.resize(128, 0);
+        }
+        attr.truncate(super::wire::MAX_ATTR);
+        let n = attr.len() as u32;
+        attr[4..8].copy_from_slice(&n.to_le_bytes());
+        if let Ok(mut s) = self.shared.lock() {
+            s.target = Some((raw_dir.to_path_buf(), attr));
+        }
+        Ok(())
+    }
+
+    /// Records the perf event ids of an agent's events (the collector reads them with
+    /// `PERF_EVENT_IOC_ID`), so finalize can tell the agent's samples from the
+    /// collector's own (see [`super::PythonStacks::agent_ids`]).
+    pub fn note_event_ids(&self, pid: u32, ids: &[u64]) {
+        if let Ok(mut s) = self.shared.lock() {
+            s.ids.push((pid, ids.to_vec()));
+        }
+    }
+
+    /// The environment the target must get.
+    pub fn env(&self) -> Vec<(String, String)> {
+        self.env.clone()
+    }
+
+    /// "agent" or "perfmap" once a supported interpreter reported, else "off", for
+    /// the manifest.
+    pub fn method_name(&self) -> &'static str {
+        let accepted = self.shared.lock().map(|s| s.accepted).unwrap_or(0);
+        if accepted == 0 {
+            "off"
+        } else if self.env.iter().any(|(k, _)| k == "PYTHONPERFSUPPORT") {
+            "perfmap"
+        } else {
+            "agent"
+        }
+    }
+
+    /// Non-blocking: sampling events opened by agents since the last call.
+    pub fn poll_new_events(&mut self) -> Vec<AgentEvents> {
+        self.shared
+            .lock()
+            .map(|mut s| std::mem::take(&mut s.events))
+            .unwrap_or_default()
+    }
+
+    /// Resolution runs on the link's own thread (every ~10 ms and at each agent's exit),
+    /// so this is a cheap no-op kept for the collector's drain loop.
+    pub fn poll(&mut self) {}
+
+    /// [`AgentLink::finish`], also returning [`AgentLink::method_name`] as it stood at
+    /// the end.
+    pub fn finish_keep_method(mut self) -> (&'static str, Vec<String>) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        let method = self.method_name();
+        (method, self.finish())
+    }
+
+    /// Stops the thread after a last resolution pass; returns the notices.
+    pub fn finish(mut self) -> Vec<String> {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        let _ = std::fs::remove_file(&self.sock_path);
+        self.shared
+            .lock()
+            .map(|mut s| std::mem::take(&mut s.notices))
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for AgentLink {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn cookie() -> u64 {
+    let t = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    (t ^ ((std::process::id() as u64) << 40)) | 1
+}
+
+/// What the resolver knows about one process.
+pub(crate) struct ProcState {
+    pub(crate) interp: Option<Interpreter>,
+    pub(crate) cache: CodeCache,
+}
+
+pub(crate) struct FileTail {
+    offset: u64,
+    header: Option<FileHeader>,
+    pending: Vec<u8>,
+}
+
+/// The codes file, once the raw dir is known.
+struct Out(Option<CodeWriter>);
+
+impl Out {
+    fn put(&mut self, l: &CodeLine) {
+        if let Some(w) = self.0.as_mut() {
+            w.put(l);
+        }
+    }
+    fn flush(&mut self) {
+        if let Some(w) = self.0.as_mut() {
+            w.flush();
+        }
+    }
+}
+
+struct Server {
+    listener: OwnedFd,
+    conns: Vec<(OwnedFd, Option<u32>)>,
+    raw_dir: Option<PathBuf>,
+    attr: Vec<u8>,
+    method: LaunchMethod,
+    cookie: u64,
+    procs: HashMap<u32, ProcState>,
+    files: HashMap<PathBuf, FileTail>,
+    writer: Out,
+    shared: Arc<Mutex<Shared>>,
+    started: SystemTime,
+    captures: u64,
+    refused: HashSet<String>,
+}
+
+impl Server {
+    /// Takes what the collector handed over: the raw dir and attr, event ids.
+    fn sync(&mut self) {
+        let (target, ids) = match self.shared.lock() {
+            Ok(mut s) => (s.target.take(), std::mem::take(&mut s.ids)),
+            Err(_) => return,
+        };
+        if let Some((dir, attr)) = target {
+            self.writer = Out(CodeWriter::open(&dir).ok());
+            self.raw_dir = Some(dir);
+            self.attr = attr;
+        }
+        for (pid, ids) in ids {
+            self.writer.put(&CodeLine::Events { pid, ids });
+        }
+    }
+
+    fn run(&mut self, stop: &AtomicBool) {
+        let mut last = Instant::now();
+        loop {
+            let stopping = stop.load(Ordering::SeqCst);
+            self.sync();
+            self.serve();
+            if stopping || last.elapsed() >= Duration::from_millis(10) {
+                self.resolve(None);
+                self.copy_perf_maps();
+                self.writer.flush();
+                last = Instant::now();
+            }
+            if stopping {
+                break;
+            }
+        }
+        self.summarize();
+    }
+
+    fn serve(&mut self) {
+        use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+        let mut fds = vec![PollFd::new(self.listener.as_fd(), PollFlags::POLLIN)];
+        for (c, _) in &self.conns {
+            fds.push(PollFd::new(c.as_fd(), PollFlags::POLLIN));
+        }
+        let _ = poll(&mut fds, PollTimeout::from(10u16));
+        let ready: Vec<bool> = fds
+            .iter()
+            .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
+            .collect();
+        drop(fds);
+        if ready[0] {
+            while let Ok(c) = accept4(self.listener.as_fd(), SockFlag::SOCK_CLOEXEC) {
+                self.conns.push((c, None));
+            }
+        }
+        let mut dead = Vec::new();
+        for i in 0..self.conns.len() {
+            if ready.get(i + 1) == Some(&true) && !self.handle(i) {
+                dead.push(i);
+            }
+        }
+        for i in dead.into_iter().rev() {
+            self.conns.remove(i);
+        }
+    }
+
+    /// One message from connection `i`; false when it closed.
+    fn handle(&mut self, i: usize) -> bool {
+        let fd = self.conns[i].0.as_raw_fd();
+        let mut buf = vec![0u8; 1024];
+        let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 64]);
+        let (n, fds) = {
+            let mut iov = [IoSliceMut::new(&mut buf)];
+            match recvmsg::<()>(
+                fd,
+                &mut iov,
+                Some(&mut cmsg),
+                MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_CMSG_CLOEXEC,
+            ) {
+                Ok(m) => {
+                    let mut fds = Vec::new();
+                    if let Ok(cm) = m.cmsgs() {
+                        for c in cm {
+                            if let ControlMessageOwned::ScmRights(v) = c {
+                                // SAFETY: the kernel just installed these fds for us
+                                // (SCM_RIGHTS); each is owned by nothing else.
+                                fds.extend(
+                                    v.into_iter().map(|r| unsafe { OwnedFd::from_raw_fd(r) }),
+                                );
+                            }
+                        }
+                    }
+                    (m.bytes, fds)
+                }
+                Err(nix::Error::EAGAIN) => return true,
+                Err(_) => return false,
+            }
+        };
+        if n == 0 {
+            return false;
+        }
+        let msg = &buf[..n];
+        let magic = msg
+            .get(..8)
+            .and_then(|b| b.try_into().ok())
+            .map(u64::from_le_bytes);
+        let pid = msg
+            .get(8..12)
+            .and_then(|b| b.try_into().ok())
+            .map(u32::from_le_bytes)
+            .unwrap_or(0);
+        match magic {
+            Some(HELLO_MAGIC) => {
+                self.conns[i].1 = Some(pid);
+                self.sync();
+                // A hello after exec: same pid, new program.
+                self.procs.remove(&pid);
+                let mut cfg = self.config_for(pid);
+                let n = self.attr.len().min(cfg.attr.len());
+                cfg.attr[..n].copy_from_slice(&self.attr[..n]);
+                cfg.attr_len = n as u32;
+                // The capture file, created here (0600) so the agent needs no path.
+                let file = match (&self.raw_dir, cfg.python) {
+                    (Some(dir), 1) => {
+                        use std::os::unix::fs::OpenOptionsExt;
+                        std::fs::OpenOptions::new()
+                            .create(true)
+                            .append(true)
+                            .mode(0o600)
+                            .open(dir.join(format!("python-{pid}.bin")))
+                            .ok()
+                    }
+                    _ => None,
+                };
+                cfg.has_fd = u32::from(file.is_some());
+                // SAFETY: Config is repr(C) integers; viewing its bytes to send them.
+                let bytes = unsafe {
+                    std::slice::from_raw_parts((&raw const cfg).cast::<u8>(), size_of::<Config>())
+                };
+                let iov = [std::io::IoSlice::new(bytes)];
+                let raw: Vec<std::os::fd::RawFd> = file.iter().map(|f| f.as_raw_fd()).collect();
+                let cmsg: Vec<nix::sys::socket::ControlMessage> = if raw.is_empty() {
+                    Vec::new()
+                } else {
+                    vec![nix::sys::socket::ControlMessage::ScmRights(&raw)]
+                };
+                let _ =
+                    nix::sys::socket::sendmsg::<()>(fd, &iov, &cmsg, MsgFlags::MSG_NOSIGNAL, None);
+            }
+            Some(EVENTS_MAGIC) => {
+                let count = msg
+                    .get(12..16)
+                    .and_then(|b| b.try_into().ok())
+                    .map(u32::from_le_bytes)
+                    .unwrap_or(0);
+                let cpus: Vec<u32> = (0..count as usize)
+                    .filter_map(|k| msg.get(16 + 4 * k..20 + 4 * k))
+                    .filter_map(|b| b.try_into().ok().map(u32::from_le_bytes))
+                    .collect();
+                let fds: Vec<(u32, OwnedFd)> = cpus.into_iter().zip(fds).collect();
+                if !fds.is_empty()
+                    && let Ok(mut s) = self.shared.lock()
+                {
+                    s.events.push(AgentEvents { pid, fds });
+                }
+            }
+            Some(BYE_MAGIC) => {
+                self.resolve(Some(pid));
+                self.copy_perf_maps();
+                self.writer.flush();
+                let _ = send(fd, &[1u8], MsgFlags::MSG_NOSIGNAL);
+            }
+            _ => {}
+        }
+        true
+    }
+
+    fn interp(&mut self, pid: u32) -> &mut ProcState {
+        let writer = &mut self.writer;
+        let refused = &mut self.refused;
+        let shared = &self.shared;
+        let method = self.method;
+        self.procs.entry(pid).or_insert_with(|| {
+            let mem = LiveMemory { pid };
+            let interp = match process::read_maps(pid)
+                .and_then(|m| process::find_interpreter(pid, &m, &mem))
+            {
+                Ok(i) => {
+                    if let Ok(mut s) = shared.lock() {
+                        s.accepted += 1;
+                    }
+                    writer.put(&CodeLine::Process {
+                        pid,
+                        version: i.version_string(),
+                        method: if method == LaunchMethod::Perfmap {
+                            "perfmap"
+                        } else {
+                            "agent"
+                        }
+                        .into(),
+                    });
+                    Some(i)
+                }
+                Err(e @ (InterpError::Unsupported(_) | InterpError::FreeThreaded(_))) => {
+                    let reason = e.to_string();
+                    writer.put(&CodeLine::Refused {
+                        pid,
+                        reason: reason.clone(),
+                    });
+                    if refused.insert(reason.clone())
+                        && let Ok(mut s) = shared.lock()
+                    {
+                        s.notices.push(format!(
+                            "python: {reason}; native frames only for process {pid}"
+                        ));
+                    }
+                    None
+                }
+                Err(_) => None,
+            };
+            ProcState {
+                interp,
+                cache: CodeCache::default(),
+            }
+        })
+    }
+
+    fn config_for(&mut self, pid: u32) -> Config {
+        let method = self.method;
+        let cookie = self.cookie;
+        let st = self.interp(pid);
+        let zero = Layout {
+            major: 0,
+            minor: 0,
+            runtime_interpreters_head: NONE,
+            interp_threads_head: NONE,
+            interp_next: NONE,
+            tstate_next: NONE,
+            tstate_thread_id: NONE,
+            tstate_native_thread_id: NONE,
+            tstate_frame: NONE,
+            cframe_current_frame: NONE,
+            frame_previous: NONE,
+            frame_code: NONE,
+            frame_instr: NONE,
+            frame_is_entry: NONE,
+            frame_owner: NONE,
+            frame_localsplus: NONE,
+            frame_lasti: NONE,
+            code_qualname: NONE,
+            code_linetable: NONE,
+            code_varnames: NONE,
+            code_code_adaptive: NONE,
+            code_argcount: NONE,
+            code_firstlineno: NONE,
+            code_name: NONE,
+            code_filename: NONE,
+            object_type: NONE,
+            type_name: NONE,
+            tuple_size: NONE,
+            tuple_items: NONE,
+            bytes_size: NONE,
+            bytes_data: NONE,
+            unicode_length: NONE,
+            unicode_state: NONE,
+            unicode_ascii_size: NONE,
+            unicode_compact_size: NONE,
+        };
+        let (python, runtime, layout) = match (&st.interp, method) {
+            (Some(i), LaunchMethod::Agent) => (1, i.runtime, i.layout),
+            _ => (0, 0, zero),
+        };
+        Config {
+            magic: CONFIG_MAGIC,
+            python,
+            // perfmap: the collector's own inherited events sample; the agent only
+            // reports pids (for the perf maps) and waits at exit.
+            no_events: u32::from(method == LaunchMethod::Perfmap),
+            cookie,
+            runtime,
+            layout,
+            attr_len: 0,
+            has_fd: 0,
+            attr: [0; super::wire::MAX_ATTR],
+        }
+    }
+
+    /// Reads new capture records and resolves their code objects (only `only_pid`'s
+    /// when given).
+    fn resolve(&mut self, only_pid: Option<u32>) {
+        let Some(dir) = self.raw_dir.clone() else {
+            return;
+        };
+        let Ok(rd) = std::fs::read_dir(&dir) else {
+            return;
+        };
+        let files: Vec<PathBuf> = rd
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("python-") && n.ends_with(".bin"))
+            })
+            .collect();
+        for path in files {
+            let tail = self.files.entry(path.clone()).or_insert(FileTail {
+                offset: 0,
+                header: None,
+                pending: Vec::new(),
+            });
+            let caps = read_new(&path, tail);
+            // Records of all processes are resolved in file order; `only_pid` (an exiting
+            // process) just triggers the pass early.
+            let _ = only_pid;
+            for c in caps {
+                self.captures += 1;
+                let pid = c.pid;
+                self.interp(pid);
+                let Some(st) = self.procs.get_mut(&pid) else {
+                    continue;
+                };
+                let Some(interp) = st.interp.clone() else {
+                    continue;
+                };
+                let mem = LiveMemory { pid };
+                for f in c.frames.iter().filter(|f| f.flags & FR_SHIM == 0) {
+                    let fresh = st
+                        .cache
+                        .get(&mem, &interp.layout, f.code, f.token)
+                        .map(|(ci, fresh)| (ci.clone(), fresh));
+                    let Some((ci, fresh)) = fresh else { continue };
+                    if fresh {
+                        self.writer.put(&CodeLine::Code {
+                            pid,
+                            addr: f.code,
+                            token: f.token,
+                            name: ci.name.clone(),
+                            qualname: ci.qualname.clone(),
+                            file: ci.filename.clone(),
+                            firstlineno: ci.firstlineno,
+                            minor: interp.version.1,
+                            linetable: hex(&ci.linetable),
+                            self_first: ci.self_first,
+                        });
+                    }
+                    if ci.self_first && f.self_type != 0 {
+                        let (name, fresh) = st.cache.type_name(&mem, &interp.layout, f.self_type);
+                        if fresh && let Some(name) = name {
+                            self.writer.put(&CodeLine::Selftype {
+                                pid,
+                                addr: f.self_type,
+                                name,
+                            });
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// `--python perfmap`: copies `/tmp/perf-<pid>.map` of the agents' processes, when it
+    /// was written after this collection started (not a stale map of a reused pid).
+    fn copy_perf_maps(&mut self) {
+        if self.method != LaunchMethod::Perfmap {
+            return;
+        }
+        let pids: Vec<u32> = self.conns.iter().filter_map(|c| c.1).collect();
+        for pid in pids {
+            if let Some(dir) = &self.raw_dir {
+                super::perfmap::copy_map(pid, dir, self.started);
+            }
+        }
+    }
+
+    fn summarize(&mut self) {
+        let versions: Vec<String> = {
+            let mut v: Vec<String> = self
+                .procs
+                .values()
+                .filter_map(|p| p.interp.as_ref().map(|i| i.version_string()))
+                .collect();
+            v.sort();
+            v.dedup();
+            v
+        };
+        if versions.is_empty() {
+            return;
+        }
+        let unresolved: u64 = self.procs.values().map(|p| p.cache.failed).sum();
+        let method = match self.method {
+            LaunchMethod::Perfmap => "perf trampolines (perfmap)",
+            _ => "agent, captured at each sample's instant",
+        };
+        let line = format!(
+            "python: {}, {method}, {} captures, {} code-object reads failed",
+            versions.join(", "),
+            self.captures,
+            unresolved
+        );
+        if let Ok(mut s) = self.shared.lock() {
+            s.notices.push(line);
+        }
+    }
+}
+
+/// New complete captures of a file since the last call.
+pub(crate) fn read_new(path: &Path, tail: &mut FileTail) -> Vec<super::sidecar::CaptureRec> {
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return Vec::new();
+    };
+    if f.seek(SeekFrom::Start(tail.offset)).is_err() {
+        return Vec::new();
+    }
+    let mut buf = Vec::new();
+    let _ = f.by_ref().take(64 << 20).read_to_end(&mut buf);
+    tail.offset += buf.len() as u64;
+    tail.pending.extend_from_slice(&buf);
+    let hsize = size_of::<FileHeader>();
+    if tail.header.is_none() {
+        if tail.pending.len() < hsize {
+            return Vec::new();
+        }
+        let Some(cf) = parse_captures(&tail.pending[..hsize]) else {
+            tail.pending.clear();
+            return Vec::new();
+        };
+        let _ = cf;
+        // SAFETY: FileHeader is repr(C) integers/bytes; length checked above.
+        tail.header = Some(unsafe { std::ptr::read_unaligned(tail.pending.as_ptr().cast()) });
+        tail.pending.drain(..hsize);
+    }
+    let Some(h) = tail.header else {
+        return Vec::new();
+    };
+    // Re-prefix the header so the shared parser can be used.
+    // SAFETY: viewing a repr(C) header's bytes.
+    let hb = unsafe { std::slice::from_raw_parts((&raw const h).cast::<u8>(), hsize) };
+    let mut all = hb.to_vec();
+    all.extend_from_slice(&tail.pending);
+    let Some(cf) = parse_captures(&all) else {
+        return Vec::new();
+    };
+    let used = all.len() - hsize - cf.skipped;
+    tail.pending.drain(..used.min(tail.pending.len()));
+    cf.captures
+}

@@ -1,0 +1,134 @@
+//! `--python perfmap` (CPython 3.12+ with `PYTHONPERFSUPPORT=1`): the interpreter writes
+//! `/tmp/perf-<pid>.map` (lines `START SIZE name`, hex addresses) naming its trampolines
+//! `py::qualname:file`. The collector copies the map into the raw dir while the process
+//! lives ([`copy_map`]); finalize names trampoline frames as Python functions
+//! ([`PerfMap::symbol`]).
+
+use std::path::Path;
+use std::time::SystemTime;
+
+use crate::profile::{FrameInfo, FrameKind, Function};
+
+/// Copies `/tmp/perf-<pid>.map` to `raw_dir/perf-<pid>.map` when the map was modified
+/// at or after `since` (a map older than the collection belongs to an earlier process
+/// that had the same pid). Returns whether it copied.
+pub fn copy_map(pid: u32, raw_dir: &Path, since: SystemTime) -> bool {
+    let src = std::env::temp_dir().join(format!("perf-{pid}.map"));
+    let fresh = std::fs::metadata(&src)
+        .and_then(|m| m.modified())
+        .is_ok_and(|t| t >= since);
+    if !fresh {
+        return false;
+    }
+    let dst = raw_dir.join(format!("perf-{pid}.map"));
+    let tmp = raw_dir.join(format!(".perf-{pid}.map.tmp"));
+    std::fs::copy(&src, &tmp).is_ok() && std::fs::rename(&tmp, &dst).is_ok()
+}
+
+/// A parsed perf map.
+#[derive(Debug, Default, Clone)]
+pub struct PerfMap {
+    entries: Vec<(u64, u64, String)>,
+}
+
+impl PerfMap {
+    /// Reads `raw_dir/perf-<pid>.map`; None when absent.
+    pub fn load(raw_dir: &Path, pid: u32) -> Option<PerfMap> {
+        let text = std::fs::read_to_string(raw_dir.join(format!("perf-{pid}.map"))).ok()?;
+        Some(Self::parse(&text))
+    }
+
+    /// All `perf-<pid>.map` files of a raw dir as one map (trampolines of forked
+    /// children are the parent's); None when there is none.
+    pub fn load_all(raw_dir: &Path) -> Option<PerfMap> {
+        let mut all = PerfMap::default();
+        for e in std::fs::read_dir(raw_dir).ok()?.flatten() {
+            let name = e.file_name();
+            let Some(n) = name.to_str() else { continue };
+            if n.starts_with("perf-")
+                && n.ends_with(".map")
+                && let Ok(text) = std::fs::read_to_string(e.path())
+            {
+                all.entries.extend(Self::parse(&text).entries);
+            }
+        }
+        all.entries.sort_by_key(|e| e.0);
+        (!all.entries.is_empty()).then_some(all)
+    }
+
+    /// Parses the text of a perf map; malformed lines are skipped.
+    pub fn parse(text: &str) -> PerfMap {
+        let mut entries: Vec<(u64, u64, String)> = text
+            .lines()
+            .filter_map(|l| {
+                let mut it = l.splitn(3, ' ');
+                let start = u64::from_str_radix(it.next()?.trim_start_matches("0x"), 16).ok()?;
+                let size = u64::from_str_radix(it.next()?.trim_start_matches("0x"), 16).ok()?;
+                Some((start, size, it.next()?.trim().to_string()))
+            })
+            .collect();
+        entries.sort_by_key(|e| e.0);
+        PerfMap { entries }
+    }
+
+    /// The frame for `addr`: a Python frame for `py::qualname:file` trampolines, a native
+    /// frame named as in the map otherwise.
+    pub fn symbol(&self, addr: u64) -> Option<FrameInfo> {
+        let i = self
+            .entries
+            .partition_point(|e| e.0 <= addr)
+            .checked_sub(1)?;
+        let (start, size, name) = &self.entries[i];
+        if addr >= start.saturating_add((*size).max(1)) {
+            return None;
+        }
+        let (function, file, kind, module) = match name.strip_prefix("py::") {
+            Some(rest) => {
+                let (q, f) = rest.rsplit_once(':').unwrap_or((rest, ""));
+                (
+                    q.to_string(),
+                    (!f.is_empty()).then(|| f.to_string()),
+                    FrameKind::Python,
+                    "python",
+                )
+            }
+            None => (name.clone(), None, FrameKind::Native, "[perf-map]"),
+        };
+        Some(FrameInfo {
+            function: Function {
+                name: function,
+                module: module.to_string(),
+                file: file.clone(),
+                start_line: None,
+                kind,
+            },
+            file,
+            line: None,
+        })
+    }
+}
+
+/// The perf-map frame of `addr` in process `pid` of a raw dir (see [`PerfMap`]).
+pub fn perfmap_symbol(raw_dir: &Path, pid: u32, addr: u64) -> Option<FrameInfo> {
+    PerfMap::load(raw_dir, pid)?.symbol(addr)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_trampolines() {
+        let m = PerfMap::parse("7f00 40 py::Outer.work:/tmp/x.py\n7f80 10 other\nbad line\n");
+        let f = m.symbol(0x7f10).unwrap_or_else(|| unreachable!());
+        assert_eq!(f.function.name, "Outer.work");
+        assert_eq!(f.function.kind, FrameKind::Python);
+        assert_eq!(f.file.as_deref(), Some("/tmp/x.py"));
+        assert_eq!(
+            m.symbol(0x7f85).map(|f| f.function.kind),
+            Some(FrameKind::Native)
+        );
+        assert!(m.symbol(0x7f50).is_none());
+        assert!(m.symbol(0x10).is_none());
+    }
+}

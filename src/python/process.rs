@@ -1,0 +1,286 @@
+//! Finding the CPython interpreter in a process: `_PyRuntime` (dynamic or static symbol,
+//! or the `.PyRuntime` section), the version (`Py_Version` on 3.11+, else the library or
+//! executable name, cross-checked with `_Py_DebugOffsets` on 3.13+), and the layout for
+//! it. Unknown, debug and free-threaded builds are refused with a reason.
+
+use std::path::{Path, PathBuf};
+
+use object::{Object, ObjectSection, ObjectSegment, ObjectSymbol};
+
+use super::layouts::{self, Layout};
+use super::memory::ProcessMemory;
+
+/// Why a process's interpreter cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InterpError {
+    /// No libpython / python executable with `_PyRuntime` mapped.
+    #[error("no CPython interpreter found in process {0}")]
+    NotPython(u32),
+    /// A version outside 3.8-3.13, or a build this hwprof does not know.
+    #[error("CPython {0} is not supported (3.8-3.13 release builds are)")]
+    Unsupported(String),
+    /// A free-threaded build.
+    #[error("CPython {0} is a free-threaded (no-GIL) build, which hwprof does not read")]
+    FreeThreaded(String),
+    /// /proc could not be read.
+    #[error("cannot read /proc/{0}/maps: {1}")]
+    Proc(u32, String),
+}
+
+/// The interpreter of one process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Interpreter {
+    /// (major, minor, micro).
+    pub version: (u32, u32, u32),
+    /// Address of `_PyRuntime`.
+    pub runtime: u64,
+    /// Struct offsets for this version.
+    pub layout: Layout,
+    /// File holding the runtime (libpython or the executable).
+    pub binary: PathBuf,
+}
+
+impl Interpreter {
+    /// "3.11.7", or "3.8" when the micro version is unknown (before 3.11 the version
+    /// comes from the file name).
+    pub fn version_string(&self) -> String {
+        match self.version.2 {
+            UNKNOWN_MICRO => format!("{}.{}", self.version.0, self.version.1),
+            m => format!("{}.{}.{m}", self.version.0, self.version.1),
+        }
+    }
+}
+
+/// `Interpreter::version.2` when the micro version is not known.
+pub const UNKNOWN_MICRO: u32 = u32::MAX;
+
+/// One mapping of /proc/PID/maps with a file.
+#[derive(Debug, Clone)]
+pub struct Mapping {
+    /// Start address.
+    pub start: u64,
+    /// File offset.
+    pub offset: u64,
+    /// File path.
+    pub path: PathBuf,
+}
+
+/// File-backed mappings of a process.
+pub fn read_maps(pid: u32) -> Result<Vec<Mapping>, InterpError> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/maps"))
+        .map_err(|e| InterpError::Proc(pid, e.to_string()))?;
+    Ok(parse_maps(&text))
+}
+
+/// Parses the text of /proc/PID/maps (file-backed lines only).
+pub fn parse_maps(text: &str) -> Vec<Mapping> {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let mut it = line.split_whitespace();
+        let (Some(range), _, Some(off), _, _, Some(path)) = (
+            it.next(),
+            it.next(),
+            it.next(),
+            it.next(),
+            it.next(),
+            it.next(),
+        ) else {
+            continue;
+        };
+        if !path.starts_with('/') {
+            continue;
+        }
+        let Some((a, _)) = range.split_once('-') else {
+            continue;
+        };
+        let (Ok(start), Ok(offset)) = (u64::from_str_radix(a, 16), u64::from_str_radix(off, 16))
+        else {
+            continue;
+        };
+        out.push(Mapping {
+            start,
+            offset,
+            path: PathBuf::from(path),
+        });
+    }
+    out
+}
+
+/// Version from a file name: `python3.11`, `libpython3.8.so.1.0`, `python3.13t` (the `t`
+/// marks a free-threaded build, `d` a debug build). (major, minor, flags).
+pub fn version_from_name(path: &Path) -> Option<(u32, u32, String)> {
+    let name = path.file_name()?.to_str()?;
+    let rest = name
+        .strip_prefix("lib")
+        .unwrap_or(name)
+        .strip_prefix("python")?;
+    let rest = rest.split(".so").next()?;
+    let (maj, tail) = rest.split_once('.')?;
+    let digits: String = tail.chars().take_while(|c| c.is_ascii_digit()).collect();
+    let flags: String = tail[digits.len()..].to_string();
+    Some((maj.parse().ok()?, digits.parse().ok()?, flags))
+}
+
+/// Whether the path names a CPython executable or library.
+pub fn is_python_name(path: &Path) -> bool {
+    version_from_name(path).is_some()
+        || path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n == "python" || n == "python3")
+}
+
+struct Symbols {
+    runtime: Option<u64>,
+    py_version: Option<u64>,
+    min_vaddr: u64,
+}
+
+fn elf_symbols(path: &Path) -> Option<Symbols> {
+    let data = std::fs::read(path).ok()?;
+    let file = object::File::parse(&*data).ok()?;
+    let mut s = Symbols {
+        runtime: None,
+        py_version: None,
+        min_vaddr: file.segments().map(|seg| seg.address()).min().unwrap_or(0) & !0xfff,
+    };
+    for sym in file.dynamic_symbols().chain(file.symbols()) {
+        match sym.name() {
+            Ok("_PyRuntime") if s.runtime.is_none() => s.runtime = Some(sym.address()),
+            Ok("Py_Version") if s.py_version.is_none() => s.py_version = Some(sym.address()),
+            _ => {}
+        }
+    }
+    if s.runtime.is_none()
+        && let Some(sec) = file.section_by_name(".PyRuntime")
+    {
+        s.runtime = Some(sec.address());
+    }
+    Some(s)
+}
+
+/// Finds and checks the interpreter of a process, from its maps and memory.
+pub fn find_interpreter(
+    pid: u32,
+    maps: &[Mapping],
+    mem: &dyn ProcessMemory,
+) -> Result<Interpreter, InterpError> {
+    // Candidates: libpython first, then any python-named file, then the executable.
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok();
+    let mut cands: Vec<&Mapping> = maps
+        .iter()
+        .filter(|m| m.offset == 0)
+        .filter(|m| {
+            m.path.to_string_lossy().contains("libpython")
+                || is_python_name(&m.path)
+                || exe.as_deref() == Some(m.path.as_path())
+        })
+        .collect();
+    cands.sort_by_key(|m| !m.path.to_string_lossy().contains("libpython"));
+    cands.dedup_by(|a, b| a.path == b.path);
+    for m in cands {
+        let Some(syms) = elf_symbols(&m.path) else {
+            continue;
+        };
+        let Some(rt) = syms.runtime else { continue };
+        let bias = m.start.wrapping_sub(syms.min_vaddr);
+        let runtime = rt.wrapping_add(bias);
+        let name_ver =
+            version_from_name(&m.path).or_else(|| exe.as_deref().and_then(version_from_name));
+        let from_mem = syms
+            .py_version
+            .and_then(|a| mem.read_u64(a.wrapping_add(bias)).ok())
+            .map(|v| v as u32)
+            .filter(|&v| v >> 24 == 3);
+        let (major, minor, micro) = match (from_mem, &name_ver) {
+            (Some(v), _) => (v >> 24, (v >> 16) & 0xff, (v >> 8) & 0xff),
+            (None, Some((a, b, _))) => (*a, *b, UNKNOWN_MICRO),
+            (None, None) => return Err(InterpError::Unsupported("of unknown version".into())),
+        };
+        let vs = if micro == UNKNOWN_MICRO {
+            format!("{major}.{minor}")
+        } else {
+            format!("{major}.{minor}.{micro}")
+        };
+        if let Some((_, _, flags)) = &name_ver {
+            if flags.contains('t') {
+                return Err(InterpError::FreeThreaded(vs));
+            }
+            if flags.contains('d') {
+                return Err(InterpError::Unsupported(format!("{vs} (debug build)")));
+            }
+        }
+        let layout = if (major, minor) >= (3, 13) {
+            let b = mem
+                .read_vec(runtime, layouts::DEBUG_OFFSETS_SIZE, 4096)
+                .map_err(|_| InterpError::Unsupported(vs.clone()))?;
+            match layouts::from_debug_offsets(&b) {
+                Ok(l) => l,
+                Err(layouts::DebugOffsetsError::FreeThreaded(..)) => {
+                    return Err(InterpError::FreeThreaded(vs));
+                }
+                Err(_) => return Err(InterpError::Unsupported(vs)),
+            }
+        } else {
+            layouts::for_version(major, minor)
+                .ok_or_else(|| InterpError::Unsupported(vs.clone()))?
+        };
+        return Ok(Interpreter {
+            version: (major, minor, micro),
+            runtime,
+            layout,
+            binary: m.path.clone(),
+        });
+    }
+    Err(InterpError::NotPython(pid))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_from_names() {
+        let v = |p: &str| version_from_name(Path::new(p));
+        assert_eq!(v("/usr/bin/python3.11"), Some((3, 11, String::new())));
+        assert_eq!(v("/x/libpython3.8.so.1.0"), Some((3, 8, String::new())));
+        assert_eq!(v("/x/python3.13t"), Some((3, 13, "t".into())));
+        assert_eq!(v("/x/libpython3.10d.so"), Some((3, 10, "d".into())));
+        assert_eq!(v("/bin/bash"), None);
+        assert!(is_python_name(Path::new("/root/.pyenv/shims/python3")));
+        assert!(!is_python_name(Path::new("/usr/bin/pythonista")));
+    }
+
+    #[test]
+    fn maps_lines() {
+        let m = parse_maps(
+            "7f00-7f10 r--p 00000000 08:01 12 /usr/lib/libpython3.11.so.1.0\n\
+             7f10-7f20 r-xp 00010000 08:01 12 /usr/lib/libpython3.11.so.1.0\n\
+             7f30-7f40 rw-p 00000000 00:00 0 \n\
+             garbage\n",
+        );
+        assert_eq!(m.len(), 2);
+        assert_eq!((m[0].start, m[1].offset), (0x7f00, 0x10000));
+    }
+
+    #[test]
+    fn free_threaded_and_unknown_debug_offsets_are_refused() {
+        use crate::python::layouts::{DEBUG_OFFSETS_SIZE, DebugOffsetsError, from_debug_offsets};
+        let mut b = vec![0u8; DEBUG_OFFSETS_SIZE];
+        assert_eq!(from_debug_offsets(&b), Err(DebugOffsetsError::NoCookie));
+        b[..8].copy_from_slice(b"xdebugpy");
+        b[8..16].copy_from_slice(&0x030d00f0u64.to_le_bytes());
+        b[16] = 1;
+        assert_eq!(
+            from_debug_offsets(&b),
+            Err(DebugOffsetsError::FreeThreaded(3, 13))
+        );
+        b[16] = 0;
+        assert!(from_debug_offsets(&b).is_ok());
+        b[8..16].copy_from_slice(&0x030e00f0u64.to_le_bytes());
+        assert_eq!(
+            from_debug_offsets(&b),
+            Err(DebugOffsetsError::UnknownVersion(3, 14))
+        );
+    }
+}

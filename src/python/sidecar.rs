@@ -1,0 +1,293 @@
+//! The Python sidecar files of a raw directory.
+//!
+//! - `python-<pid>.bin`: captures, written by the agent (or the remote sampler); binary
+//!   layout in [`super::wire`] (file header, then `{len, kind}` records; a capture is a
+//!   `Capture` and `nframes` × `CapFrame`, leaf first). Read with [`read_captures`], which
+//!   stops at the first incomplete or malformed record and says how many bytes it skipped.
+//! - `python-codes.jsonl`: written by the collector, one JSON object per line, appended
+//!   and flushed as code objects are resolved:
+//!   - `{"type":"process","pid":P,"version":"3.11.7","method":"agent"|"remote"}`
+//!   - `{"type":"refused","pid":P,"reason":"..."}` (unsupported or free-threaded)
+//!   - `{"type":"code","pid":P,"addr":A,"token":T,"name":..,"qualname":..,"file":..,
+//!     "firstlineno":N,"minor":M,"linetable":"<hex>","self_first":bool}`
+//!   - `{"type":"selftype","pid":P,"addr":A,"name":"Class"}` (tp_name of a captured
+//!     first-local type, < 3.11)
+//!   - `{"type":"events","pid":P,"ids":[..]}` (perf event ids of the agent's events:
+//!     finalize keeps those samples and drops the collector's own for that process)
+//!   - `{"type":"stats","pid":P,"torn":N,"captures":N}` (remote sampler counts)
+//!
+//!   A line that does not parse (a torn last line) is skipped.
+
+use std::io::Write;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::wire::{CapFrame, Capture, FILE_MAGIC, FileHeader, REC_CAPTURE, RecordHeader};
+
+/// One capture read back.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CaptureRec {
+    /// Process.
+    pub pid: u32,
+    /// Thread.
+    pub tid: u32,
+    /// CLOCK_MONOTONIC ns.
+    pub time_ns: u64,
+    /// `CAP_*` bits.
+    pub flags: u32,
+    /// Frames, leaf first.
+    pub frames: Vec<CapFrame>,
+}
+
+/// A capture file's contents.
+#[derive(Clone, Debug, Default)]
+pub struct CaptureFile {
+    /// Method from the header (`wire::METHOD_*`).
+    pub method: u32,
+    /// Python minor version from the header.
+    pub minor: u32,
+    /// Captures, in file order.
+    pub captures: Vec<CaptureRec>,
+    /// Bytes after the last complete record (a torn tail).
+    pub skipped: usize,
+}
+
+fn pod<T: Copy>(b: &[u8]) -> Option<T> {
+    if b.len() < size_of::<T>() {
+        return None;
+    }
+    // SAFETY: T is one of the wire structs: repr(C), integers only, every bit pattern is
+    // valid; the length was checked and read_unaligned has no alignment requirement.
+    Some(unsafe { std::ptr::read_unaligned(b.as_ptr().cast::<T>()) })
+}
+
+/// Parses the bytes of a capture file.
+pub fn parse_captures(b: &[u8]) -> Option<CaptureFile> {
+    let h: FileHeader = pod(b)?;
+    if h.magic != FILE_MAGIC {
+        return None;
+    }
+    let mut out = CaptureFile {
+        method: h.method,
+        minor: h.minor,
+        ..Default::default()
+    };
+    let mut i = size_of::<FileHeader>();
+    let hl = size_of::<RecordHeader>();
+    while i < b.len() {
+        let Some(r) = pod::<RecordHeader>(&b[i..]) else {
+            break;
+        };
+        let len = r.len as usize;
+        if len < hl || i + len > b.len() {
+            break;
+        }
+        let body = &b[i + hl..i + len];
+        if r.kind == REC_CAPTURE
+            && let Some(c) = pod::<Capture>(body)
+        {
+            let fs = &body[size_of::<Capture>()..];
+            let n = (c.nframes as usize).min(fs.len() / size_of::<CapFrame>());
+            let frames = (0..n)
+                .filter_map(|k| pod::<CapFrame>(&fs[k * size_of::<CapFrame>()..]))
+                .collect();
+            out.captures.push(CaptureRec {
+                pid: c.pid,
+                tid: c.tid,
+                time_ns: c.time_ns,
+                flags: c.flags,
+                frames,
+            });
+        }
+        i += len;
+    }
+    out.skipped = b.len() - i.min(b.len());
+    Some(out)
+}
+
+/// Reads `python-<pid>.bin`.
+pub fn read_captures(path: &Path) -> std::io::Result<Option<CaptureFile>> {
+    Ok(parse_captures(&std::fs::read(path)?))
+}
+
+/// One line of `python-codes.jsonl`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum CodeLine {
+    /// A Python process and how it was captured.
+    Process {
+        /// Process.
+        pid: u32,
+        /// "3.11.7".
+        version: String,
+        /// "agent" or "remote".
+        method: String,
+    },
+    /// A process whose interpreter was refused.
+    Refused {
+        /// Process.
+        pid: u32,
+        /// Why.
+        reason: String,
+    },
+    /// A resolved code object.
+    Code {
+        /// Process.
+        pid: u32,
+        /// Address.
+        addr: u64,
+        /// Token at read time.
+        token: u64,
+        /// co_name.
+        name: String,
+        /// co_qualname (or co_name before 3.11).
+        qualname: String,
+        /// co_filename.
+        file: String,
+        /// co_firstlineno.
+        firstlineno: i64,
+        /// Interpreter minor version (selects the line-table format).
+        minor: u32,
+        /// Hex of the line table.
+        linetable: String,
+        /// First parameter named `self`.
+        self_first: bool,
+    },
+    /// A type's name.
+    Selftype {
+        /// Process.
+        pid: u32,
+        /// Type object address.
+        addr: u64,
+        /// tp_name.
+        name: String,
+    },
+    /// Perf event ids of an agent's sampling events (its samples in perf.data).
+    Events {
+        /// Process.
+        pid: u32,
+        /// Kernel ids.
+        ids: Vec<u64>,
+    },
+    /// Sampler counts.
+    Stats {
+        /// Process.
+        pid: u32,
+        /// Stacks discarded as torn.
+        torn: u64,
+        /// Captures written.
+        captures: u64,
+    },
+}
+
+/// Appends lines to `python-codes.jsonl` (mode 0600).
+pub struct CodeWriter {
+    file: std::io::BufWriter<std::fs::File>,
+}
+
+impl CodeWriter {
+    /// Opens (appending) the file in `raw_dir`.
+    pub fn open(raw_dir: &Path) -> std::io::Result<Self> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(raw_dir.join("python-codes.jsonl"))?;
+        Ok(CodeWriter {
+            file: std::io::BufWriter::new(f),
+        })
+    }
+
+    /// Adds a line.
+    pub fn put(&mut self, l: &CodeLine) {
+        if let Ok(s) = serde_json::to_string(l) {
+            let _ = writeln!(self.file, "{s}");
+        }
+    }
+
+    /// Flushes to the file.
+    pub fn flush(&mut self) {
+        let _ = self.file.flush();
+    }
+}
+
+/// Reads `python-codes.jsonl`, skipping unparsable lines.
+pub fn read_codes(raw_dir: &Path) -> Vec<CodeLine> {
+    let Ok(text) = std::fs::read_to_string(raw_dir.join("python-codes.jsonl")) else {
+        return Vec::new();
+    };
+    text.lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// Hex encoding.
+pub fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Hex decoding (None on bad input).
+pub fn unhex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len() / 2)
+        .map(|i| u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::python::wire::*;
+
+    fn bytes_of<T: Copy>(v: &T) -> Vec<u8> {
+        // SAFETY: test-only view of a repr(C) wire struct's bytes.
+        unsafe { std::slice::from_raw_parts((v as *const T).cast::<u8>(), size_of::<T>()) }.to_vec()
+    }
+
+    #[test]
+    fn captures_round_trip_and_torn_tail() {
+        let mut b = bytes_of(&FileHeader {
+            magic: FILE_MAGIC,
+            version: 1,
+            pid: 7,
+            method: 1,
+            minor: 11,
+        });
+        for t in 0..3u64 {
+            let f = CapFrame {
+                code: 0x100 + t,
+                token: 5,
+                self_type: 0,
+                offset: 4,
+                flags: 0,
+            };
+            let len = size_of::<RecordHeader>() + size_of::<Capture>() + size_of::<CapFrame>();
+            b.extend(bytes_of(&RecordHeader {
+                len: len as u32,
+                kind: REC_CAPTURE,
+            }));
+            b.extend(bytes_of(&Capture {
+                pid: 7,
+                tid: 8,
+                time_ns: 1000 + t,
+                flags: 0,
+                nframes: 1,
+            }));
+            b.extend(bytes_of(&f));
+        }
+        let full = parse_captures(&b).unwrap_or_default();
+        assert_eq!(full.captures.len(), 3);
+        assert_eq!(full.captures[2].frames[0].code, 0x102);
+        let cut = parse_captures(&b[..b.len() - 5]).unwrap_or_default();
+        assert_eq!(cut.captures.len(), 2);
+        assert!(cut.skipped > 0);
+        // Garbage after the header never panics.
+        let mut g = b[..size_of::<FileHeader>()].to_vec();
+        g.extend((0..999u32).map(|i| (i * 7919 % 251) as u8));
+        let _ = parse_captures(&g);
+    }
+}

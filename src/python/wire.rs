@@ -1,0 +1,284 @@
+//! The bytes shared by the collector and the preloaded agent (`agent/`, which includes
+//! this file with `#[path]`): the interpreter [`Layout`] sent to the agent, the socket
+//! messages, and the capture records of `python-<pid>.bin`. Plain `repr(C)` structs of
+//! fixed-size integers, little-endian (x86-64), no dependencies, so that both sides
+//! compile the same definition.
+//!
+//! # Socket protocol (`HWPROF_AGENT_SOCK`, `SOCK_SEQPACKET`)
+//!
+//! 1. agent → collector: [`Hello`] (`magic` = [`HELLO_MAGIC`], the agent's pid).
+//! 2. collector → agent: [`Config`]: whether to capture Python frames, the `sig_data`
+//!    cookie, the address of `_PyRuntime`, the [`Layout`] of that interpreter, the
+//!    sampling `perf_event_attr`, and (`SCM_RIGHTS`) the fd of `python-<pid>.bin` that the
+//!    collector created in the raw dir. The agent waits at most 2 s for it; without it,
+//!    no Python capture.
+//! 3. agent → collector: [`EventsMsg`] listing the CPU of each perf event fd, with the
+//!    fds attached (`SCM_RIGHTS`), at most [`MAX_FDS_PER_MSG`] per message.
+//! 4. at exit (the connecting process only): agent → [`Bye`]; collector → one byte of
+//!    ack once it has resolved that process's pending code objects. The agent waits at
+//!    most 1 s.
+//!
+//! # `python-<pid>.bin` (written by the agent, or by the remote sampler)
+//!
+//! A [`FileHeader`] (magic `HWPYCAP1`, version, writer pid, method: 1 agent, 2 remote),
+//! then records. Each record starts with a [`RecordHeader`] `{len: u32, kind: u32}`,
+//! `len` counting the whole record; a reader stops at the first incomplete record.
+//! Kind [`REC_CAPTURE`]: a [`Capture`] followed by `nframes` [`CapFrame`], leaf first.
+//! Each record is written with a single `write(2)` on an `O_APPEND` descriptor, so
+//! records of concurrent threads (and of forked children, which keep the descriptor) never
+//! interleave, and a killed process loses nothing already written.
+
+/// "Absent in this version" in a [`Layout`].
+pub const NONE: u64 = u64::MAX;
+
+/// Struct offsets of one CPython version (x86-64), everything the frame walker needs.
+/// 3.8-3.12 come from generated tables, 3.13+ from `_Py_DebugOffsets`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Layout {
+    /// Major version (3).
+    pub major: u64,
+    /// Minor version.
+    pub minor: u64,
+    /// `_PyRuntime.interpreters.head`.
+    pub runtime_interpreters_head: u64,
+    /// `PyInterpreterState.tstate_head` / `threads.head`.
+    pub interp_threads_head: u64,
+    /// `PyInterpreterState.next`.
+    pub interp_next: u64,
+    /// `PyThreadState.next`.
+    pub tstate_next: u64,
+    /// `PyThreadState.thread_id` (a `pthread_t`).
+    pub tstate_thread_id: u64,
+    /// `PyThreadState.native_thread_id` (3.11+).
+    pub tstate_native_thread_id: u64,
+    /// `PyThreadState.frame` (<3.11), `.cframe` (3.11, 3.12), `.current_frame` (3.13+).
+    pub tstate_frame: u64,
+    /// `_PyCFrame.current_frame` (3.11, 3.12); NONE when `tstate_frame` is the frame.
+    pub cframe_current_frame: u64,
+    /// `f_back` / `previous`.
+    pub frame_previous: u64,
+    /// `f_code` / `f_executable`.
+    pub frame_code: u64,
+    /// `prev_instr` / `instr_ptr` (3.11+).
+    pub frame_instr: u64,
+    /// `is_entry` (3.11 only).
+    pub frame_is_entry: u64,
+    /// `owner` (3.11+; 3 = owned by the C stack, the shim frame of 3.12+).
+    pub frame_owner: u64,
+    /// `f_localsplus` / `localsplus`.
+    pub frame_localsplus: u64,
+    /// `f_lasti` (<3.11, an `int`; 3.10 counts code units).
+    pub frame_lasti: u64,
+    /// `co_qualname` (3.11+).
+    pub code_qualname: u64,
+    /// `co_lnotab` (<3.10) / `co_linetable`.
+    pub code_linetable: u64,
+    /// `co_varnames` / `co_localsplusnames`.
+    pub code_varnames: u64,
+    /// `co_code_adaptive` (3.11+).
+    pub code_code_adaptive: u64,
+    /// `co_argcount` (int).
+    pub code_argcount: u64,
+    /// `co_firstlineno` (int).
+    pub code_firstlineno: u64,
+    /// `co_name`.
+    pub code_name: u64,
+    /// `co_filename`.
+    pub code_filename: u64,
+    /// `ob_type`.
+    pub object_type: u64,
+    /// `tp_name` (a C string pointer).
+    pub type_name: u64,
+    /// `PyTupleObject.ob_size`.
+    pub tuple_size: u64,
+    /// `PyTupleObject.ob_item`.
+    pub tuple_items: u64,
+    /// `PyBytesObject.ob_size`.
+    pub bytes_size: u64,
+    /// `PyBytesObject.ob_sval`.
+    pub bytes_data: u64,
+    /// `PyASCIIObject.length`.
+    pub unicode_length: u64,
+    /// `PyASCIIObject.state` (bitfield: kind bits 2-4, compact bit 5, ascii bit 6).
+    pub unicode_state: u64,
+    /// `sizeof(PyASCIIObject)`: where compact ASCII data starts.
+    pub unicode_ascii_size: u64,
+    /// `sizeof(PyCompactUnicodeObject)`: where other compact data starts.
+    pub unicode_compact_size: u64,
+}
+
+/// `Hello.magic`.
+pub const HELLO_MAGIC: u64 = u64::from_le_bytes(*b"HWPAHELO");
+/// `Config.magic`.
+pub const CONFIG_MAGIC: u64 = u64::from_le_bytes(*b"HWPACONF");
+/// `EventsMsg.magic`.
+pub const EVENTS_MAGIC: u64 = u64::from_le_bytes(*b"HWPAEVTS");
+/// `Bye.magic`.
+pub const BYE_MAGIC: u64 = u64::from_le_bytes(*b"HWPABYE.");
+/// Most fds sent in one message.
+pub const MAX_FDS_PER_MSG: usize = 64;
+
+/// Agent → collector, first message.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct Hello {
+    /// [`HELLO_MAGIC`].
+    pub magic: u64,
+    /// The agent's process id.
+    pub pid: u32,
+    /// Reserved, 0.
+    pub reserved: u32,
+}
+
+/// Collector → agent.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct Config {
+    /// [`CONFIG_MAGIC`].
+    pub magic: u64,
+    /// 1: capture Python frames on SIGTRAP; 0: open plain sampling events only.
+    pub python: u32,
+    /// 1: do not open sampling events at all (the collector samples this process).
+    pub no_events: u32,
+    /// `sig_data` of the agent's events; the handler ignores other SIGTRAPs.
+    pub cookie: u64,
+    /// Address of `_PyRuntime` in the agent's process.
+    pub runtime: u64,
+    /// The interpreter's layout.
+    pub layout: Layout,
+    /// Bytes of `attr` used (0: take `HWPROF_AGENT_ATTR` from the environment).
+    pub attr_len: u32,
+    /// 1 when the message carries (SCM_RIGHTS) the fd of `python-<pid>.bin`, opened by
+    /// the collector in the raw dir (else the agent opens `HWPROF_AGENT_DIR/python-<pid>.bin`).
+    pub has_fd: u32,
+    /// The `perf_event_attr` to sample with (the collector's sampling event).
+    pub attr: [u8; MAX_ATTR],
+}
+
+/// Largest `perf_event_attr` carried in a [`Config`].
+pub const MAX_ATTR: usize = 256;
+
+/// Agent → collector: the CPUs of the attached fds, in order.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct EventsMsg {
+    /// [`EVENTS_MAGIC`].
+    pub magic: u64,
+    /// The agent's pid.
+    pub pid: u32,
+    /// Number of valid entries in `cpus` (= fds attached).
+    pub count: u32,
+    /// CPU number of each fd.
+    pub cpus: [u32; MAX_FDS_PER_MSG],
+}
+
+/// Agent → collector at exit.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct Bye {
+    /// [`BYE_MAGIC`].
+    pub magic: u64,
+    /// The exiting pid.
+    pub pid: u32,
+    /// Reserved, 0.
+    pub reserved: u32,
+}
+
+/// `FileHeader.magic`.
+pub const FILE_MAGIC: [u8; 8] = *b"HWPYCAP1";
+/// Format version in [`FileHeader`].
+pub const FILE_VERSION: u32 = 1;
+/// Captured in-process by the agent at the sample's instant.
+pub const METHOD_AGENT: u32 = 1;
+/// Read from outside by the remote sampler (torn stacks discarded).
+pub const METHOD_REMOTE: u32 = 2;
+
+/// Start of `python-<pid>.bin`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct FileHeader {
+    /// [`FILE_MAGIC`].
+    pub magic: [u8; 8],
+    /// [`FILE_VERSION`].
+    pub version: u32,
+    /// Process that created the file.
+    pub pid: u32,
+    /// [`METHOD_AGENT`] or [`METHOD_REMOTE`].
+    pub method: u32,
+    /// Python minor version (3.x), 0 when unknown.
+    pub minor: u32,
+}
+
+/// Precedes every record.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct RecordHeader {
+    /// Whole record length in bytes, header included.
+    pub len: u32,
+    /// Record kind.
+    pub kind: u32,
+}
+
+/// A Python stack capture.
+pub const REC_CAPTURE: u32 = 1;
+
+/// The signal arrived while SIGTRAP was blocked: captured later than the sample.
+pub const CAP_ASYNC: u32 = 1;
+/// Stack deeper than the limit, outer frames cut.
+pub const CAP_TRUNCATED: u32 = 2;
+/// The thread has no Python thread state (a native thread).
+pub const CAP_NO_TSTATE: u32 = 4;
+/// A memory read failed mid-walk (stack kept up to there).
+pub const CAP_READ_FAILED: u32 = 8;
+/// Remote sampler: the stack changed while being read and was discarded.
+pub const CAP_TORN: u32 = 16;
+
+/// Body of a [`REC_CAPTURE`] record, followed by `nframes` [`CapFrame`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct Capture {
+    /// Process id.
+    pub pid: u32,
+    /// Thread id (kernel tid).
+    pub tid: u32,
+    /// CLOCK_MONOTONIC nanoseconds when captured.
+    pub time_ns: u64,
+    /// `CAP_*` bits.
+    pub flags: u32,
+    /// Frames that follow.
+    pub nframes: u32,
+}
+
+/// The frame is an entry frame (3.11 `is_entry`: the outermost frame of one C-level call
+/// of the eval loop).
+pub const FR_ENTRY: u32 = 1;
+/// The frame is owned by the C stack (3.12+ shim frame): it separates eval-loop calls
+/// and is not a Python function.
+pub const FR_SHIM: u32 = 2;
+/// `offset` unknown.
+pub const FR_NO_OFFSET: u32 = 4;
+
+/// One captured frame.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CapFrame {
+    /// Address of the code object.
+    pub code: u64,
+    /// Validation token: `co_name` pointer xor `co_filename` pointer rotated by 32.
+    pub token: u64,
+    /// Type of the first local (`self`), <3.11 only (for `Class.method`), else 0.
+    pub self_type: u64,
+    /// Byte offset of the current instruction in the bytecode.
+    pub offset: u32,
+    /// `FR_*` bits.
+    pub flags: u32,
+}
+
+/// Most frames captured per stack.
+pub const MAX_FRAMES: usize = 128;
+
+/// The token of a code object from its name and filename pointers.
+pub fn code_token(name_ptr: u64, filename_ptr: u64) -> u64 {
+    name_ptr ^ filename_ptr.rotate_left(32)
+}

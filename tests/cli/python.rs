@@ -1,0 +1,729 @@
+//! Python frames end to end: the preloaded agent captures each sampled thread's Python
+//! stack at the sample's instant (3.8-3.13), the remote reader, the remote sampler for
+//! `-p`, targets that handle SIGTRAP themselves, non-Python targets, ordinary users.
+//!
+//! Ground truth: `work.py` below spends 3/4 of its time in `Worker.heavy` and 1/4 in
+//! `Worker.light` (same loop, 3n vs n iterations), whose hot lines are the loop's two
+//! lines.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use hwprof::python::memory::{LiveMemory, MemoryImage, Recorder};
+use hwprof::python::{code, process, walker};
+
+use crate::common::{hotspots, hwprof_bin, ok, shared_tempdir};
+
+const WORK: &str = r#"import sys
+class Worker:
+    def heavy(self, n):
+        s = 0
+        for i in range(n):
+            s += i * i
+        return s
+
+    def light(self, n):
+        s = 0
+        for i in range(n):
+            s += i * i
+        return s
+
+    def run(self, rounds, n):
+        t = 0
+        for _ in range(rounds):
+            t += self.heavy(3 * n)
+            t += self.light(n)
+        return t
+
+print(Worker().run(int(sys.argv[1]), 100000))
+"#;
+
+/// Lines of the two loops (`for`, body) in WORK.
+const HEAVY_LINES: [u32; 2] = [5, 6];
+const LIGHT_LINES: [u32; 2] = [11, 12];
+
+const VERSIONS: [&str; 6] = ["3.8.18", "3.9.18", "3.10.13", "3.11.7", "3.12.1", "3.13.0"];
+
+fn pyenv(ver: &str) -> Option<PathBuf> {
+    let home = std::env::var("HOME").ok()?;
+    let p = PathBuf::from(home)
+        .join(".pyenv/versions")
+        .join(ver)
+        .join("bin/python3");
+    p.is_file().then_some(p)
+}
+
+/// The agent library: target/debug's when it is newer than its sources, else built into
+/// this test's own target dir (so no cargo lock is shared with the running `cargo test`).
+fn agent_lib() -> PathBuf {
+    static LIB: OnceLock<PathBuf> = OnceLock::new();
+    LIB.get_or_init(|| {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let newest_src = ["agent/src/lib.rs", "src/python/wire.rs"]
+            .iter()
+            .filter_map(|s| {
+                std::fs::metadata(root.join(s))
+                    .and_then(|m| m.modified())
+                    .ok()
+            })
+            .max();
+        let beside = hwprof_bin().with_file_name("libhwprof_agent.so");
+        let fresh = |p: &Path| {
+            std::fs::metadata(p)
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| newest_src.is_none_or(|s| t >= s))
+        };
+        if fresh(&beside) {
+            return beside;
+        }
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("agent");
+        let st = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args(["build", "-p", "hwprof-agent", "--target-dir"])
+            .arg(&dir)
+            .current_dir(root)
+            .status()
+            .expect("run cargo build -p hwprof-agent");
+        assert!(st.success(), "cargo build -p hwprof-agent failed");
+        dir.join("debug/libhwprof_agent.so")
+    })
+    .clone()
+}
+
+fn write_script(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).expect("write script");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    p
+}
+
+fn collect(dir: &Path, extra: &[&str], cmd: &[&str]) -> std::process::Output {
+    let mut c = Command::new(hwprof_bin());
+    c.arg("collect")
+        .arg("-r")
+        .arg(dir)
+        .arg("-q")
+        .args(extra)
+        .arg("--")
+        .args(cmd);
+    c.env("HWPROF_AGENT_LIB", agent_lib());
+    c.output().expect("run hwprof collect")
+}
+
+fn csv(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new(hwprof_bin())
+        .arg("report")
+        .arg(dir)
+        .args(args)
+        .output()
+        .expect("run hwprof report");
+    ok(&out)
+}
+
+fn summary_json(dir: &Path) -> serde_json::Value {
+    let text = csv(dir, &["--view", "summary", "--format", "json"]);
+    serde_json::from_str(&text).expect("summary json")
+}
+
+/// (line, self) rows of one function in `--view lines`.
+fn lines_of(dir: &Path, function: &str) -> Vec<(u32, u64)> {
+    let text = csv(
+        dir,
+        &["--view", "lines", "--format", "csv", "--frames", "python"],
+    );
+    let mut rdr = csv::Reader::from_reader(text.as_bytes());
+    rdr.records()
+        .flatten()
+        .filter(|r| r.get(0) == Some(function))
+        .filter_map(|r| Some((r.get(3)?.parse().ok()?, r.get(4)?.parse().ok()?)))
+        .collect()
+}
+
+/// Checks the designed ground truth on a finalized result.
+fn assert_work_truth(dir: &Path, label: &str) {
+    let rows = hotspots(dir, &["--frames", "python"]);
+    let heavy = rows.get("Worker.heavy").map_or(0, |h| h.self_value);
+    let light = rows.get("Worker.light").map_or(0, |h| h.self_value);
+    let names: Vec<&String> = rows.keys().collect();
+    assert!(
+        heavy + light >= 150,
+        "{label}: too few Python samples ({heavy}+{light}); functions: {names:?}"
+    );
+    let share = 100.0 * heavy as f64 / (heavy + light) as f64;
+    eprintln!("{label}: Worker.heavy {heavy}, Worker.light {light}: {share:.1}% (designed 75%)");
+    assert!(
+        (70.0..=80.0).contains(&share),
+        "{label}: heavy share {share:.1}% not 75±5"
+    );
+    for h in rows.values().filter(|h| h.function.starts_with("Worker.")) {
+        assert_eq!(h.module, "python", "{label}: {}", h.function);
+    }
+    // The hot lines are the loop lines.
+    for (f, want) in [("Worker.heavy", HEAVY_LINES), ("Worker.light", LIGHT_LINES)] {
+        let ls = lines_of(dir, f);
+        let total: u64 = ls.iter().map(|l| l.1).sum();
+        let in_loop: u64 = ls.iter().filter(|l| want.contains(&l.0)).map(|l| l.1).sum();
+        assert!(
+            total > 0 && in_loop * 100 >= total * 90,
+            "{label}: {f} lines {ls:?}, want mostly {want:?}"
+        );
+    }
+    // Merged stacks: in --frames all, native code runs below the Python frame.
+    let all = hotspots(dir, &[]);
+    let h = all
+        .get("Worker.heavy")
+        .expect("Worker.heavy in --frames all");
+    assert!(
+        h.total_pct > h.self_pct,
+        "{label}: no native frames below Worker.heavy"
+    );
+    let s = summary_json(dir);
+    assert_eq!(s["python"], "agent", "{label}: summary python field");
+    // One capture per agent sample, in that sample's window (same thread, before the
+    // thread's next sample).
+    let db = rusqlite::Connection::open(dir.join("profile.db")).expect("open profile.db");
+    let meta = |k: &str| -> String {
+        db.query_row("SELECT value FROM meta WHERE key = ?1", [k], |r| r.get(0))
+            .unwrap_or_default()
+    };
+    let agent: u64 = meta("python_agent_samples").parse().unwrap_or(0);
+    let with: u64 = meta("python_agent_samples_with_capture")
+        .parse()
+        .unwrap_or(0);
+    let summary: serde_json::Value =
+        serde_json::from_str(&meta("python_summary")).unwrap_or_default();
+    let captures = summary["captures"].as_u64().unwrap_or(0);
+    let lost = s["lost_samples"].as_u64().unwrap_or(0);
+    eprintln!(
+        "{label}: {captures} captures, {agent} agent samples ({lost} lost), {with} with their capture"
+    );
+    // One SIGTRAP per sample; a sample the kernel could not write (ring full, counted
+    // as lost) still had its capture, and the kernel may merge the SIGTRAPs of two
+    // samples a few microseconds apart (a thread moving between per-CPU events) into
+    // one capture, which then holds the stack of both.
+    assert!(
+        agent > 0 && captures <= agent + lost && captures * 100 >= agent * 98,
+        "{label}: {captures} captures for {agent} agent samples, {lost} lost"
+    );
+    // A sample taken just before a thread exits can lose its SIGTRAP with the thread.
+    assert!(
+        with + 2 >= agent,
+        "{label}: {} agent samples without their capture",
+        agent - with
+    );
+}
+
+#[test]
+fn agent_captures_designed_shares_names_and_lines_on_each_version() {
+    let tmp = shared_tempdir();
+    let script = write_script(tmp.path(), "work.py", WORK);
+    let mut ran = 0;
+    for ver in VERSIONS {
+        let Some(py) = pyenv(ver) else {
+            assert_ne!(ver, "3.11.7", "pyenv 3.11.7 is required");
+            eprintln!("skip: pyenv python {ver} missing");
+            continue;
+        };
+        let dir = tmp.path().join(format!("r{ver}"));
+        let out = collect(
+            &dir,
+            &[],
+            &[
+                py.to_str().unwrap_or(""),
+                script.to_str().unwrap_or(""),
+                "12",
+            ],
+        );
+        ok(&out);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("panick"), "{err}");
+        assert_work_truth(&dir, ver);
+        ran += 1;
+    }
+    assert!(ran >= 1);
+}
+
+#[test]
+fn pyenv_shim_and_ordinary_user() {
+    let tmp = shared_tempdir();
+    let script = write_script(tmp.path(), "work.py", WORK);
+    // `python3` on PATH (a pyenv shim here: a bash script that execs the interpreter).
+    let dir = tmp.path().join("shim");
+    ok(&collect(
+        &dir,
+        &[],
+        &["python3", script.to_str().unwrap_or(""), "12"],
+    ));
+    assert_work_truth(&dir, "python3 on PATH");
+
+    // An ordinary user (uid 65534, paranoid 2, no capabilities) with the system python.
+    let sys_py = Path::new("/usr/bin/python3");
+    if !sys_py.exists() || Command::new("setpriv").arg("--help").output().is_err() {
+        eprintln!("skip: /usr/bin/python3 or setpriv missing");
+        return;
+    }
+    let dir = tmp.path().join("user");
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(hwprof_bin())
+        .arg("collect")
+        .arg("-r")
+        .arg(&dir)
+        .arg("-q")
+        .arg("--")
+        .arg(sys_py)
+        .arg(&script)
+        .arg("12")
+        .env("HWPROF_AGENT_LIB", agent_lib())
+        .output()
+        .expect("setpriv");
+    ok(&out);
+    assert_work_truth(&dir, "uid 65534, /usr/bin/python3");
+}
+
+const SIGNALS: &str = r#"import os, signal, sys
+count = 0
+def on_trap(sig, frame):
+    global count
+    count += 1
+signal.signal(signal.SIGTRAP, on_trap)
+def work(n):
+    s = 0
+    for i in range(n):
+        s += i % 7
+    return s
+total = work(1_500_000)
+for _ in range(3):
+    os.kill(os.getpid(), signal.SIGTRAP)
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTRAP})
+total += work(800_000)
+signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTRAP})
+total += work(400_000)
+print("count=%d total=%d ours=%s" % (count, total, signal.getsignal(signal.SIGTRAP) is on_trap))
+sys.exit(7)
+"#;
+
+/// Regression: a target with its own SIGTRAP handler must see exactly its own three
+/// SIGTRAPs (not the agent's), keep its handler, survive a blocked SIGTRAP, and exit with
+/// its own status; samples taken while SIGTRAP was blocked get no (wrong) Python stack.
+#[test]
+fn target_sigtrap_handler_blocked_signal_and_exit_status_survive() {
+    let tmp = shared_tempdir();
+    let script = write_script(tmp.path(), "sigs.py", SIGNALS);
+    let Some(py) = pyenv("3.11.7") else {
+        panic!("pyenv 3.11.7 is required")
+    };
+    let plain = Command::new(&py).arg(&script).output().expect("run python");
+    let expect = String::from_utf8_lossy(&plain.stdout).into_owned();
+    assert!(expect.starts_with("count=3 "), "{expect}");
+    let dir = tmp.path().join("r");
+    let out = collect(
+        &dir,
+        &[],
+        &[py.to_str().unwrap_or(""), script.to_str().unwrap_or("")],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(7),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), expect);
+    let rows = hotspots(&dir, &["--frames", "python"]);
+    assert!(
+        rows.contains_key("work"),
+        "{:?}",
+        rows.keys().collect::<Vec<_>>()
+    );
+    // The blocked stretch (~30% of the work) must not be blamed on pthread_sigmask.
+    let masked = rows.get("pthread_sigmask").map_or(0.0, |h| h.self_pct);
+    assert!(
+        masked < 5.0,
+        "late captures were joined: pthread_sigmask {masked}%"
+    );
+}
+
+#[test]
+fn non_python_target_gets_a_native_profile() {
+    let tmp = shared_tempdir();
+    let dir = tmp.path().join("r");
+    let out = collect(
+        &dir,
+        &[],
+        &[
+            "/bin/sh",
+            "-c",
+            "i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done",
+        ],
+    );
+    ok(&out);
+    let s = summary_json(&dir);
+    assert_eq!(s["python"], "off");
+    assert!(s["samples"].as_u64().unwrap_or(0) > 20);
+}
+
+const DEEP: &str = r#"import sys, time
+class Inner:
+    def spin(self):
+        while True:
+            x = sum(range(1000))
+def outer():
+    Inner().spin()
+sys.stdout.write("ready\n"); sys.stdout.flush()
+outer()
+"#;
+
+/// Reads a live interpreter from outside (each version), then replays the same walk on
+/// the recorded memory image.
+#[test]
+fn remote_reader_walks_live_interpreters_and_a_recorded_image() {
+    use std::io::BufRead;
+    let tmp = shared_tempdir();
+    let script = write_script(tmp.path(), "deep.py", DEEP);
+    for ver in VERSIONS {
+        let Some(py) = pyenv(ver) else {
+            eprintln!("skip: pyenv python {ver} missing");
+            continue;
+        };
+        let mut child = Command::new(&py)
+            .arg(&script)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn python");
+        let mut line = String::new();
+        if let Some(out) = child.stdout.take() {
+            let _ = std::io::BufReader::new(out).read_line(&mut line);
+        }
+        let pid = child.id();
+        let mem = LiveMemory { pid };
+        let result = (|| {
+            let maps = process::read_maps(pid).map_err(|e| e.to_string())?;
+            let interp = process::find_interpreter(pid, &maps, &mem).map_err(|e| e.to_string())?;
+            let minor: u32 = ver
+                .split('.')
+                .nth(1)
+                .and_then(|m| m.parse().ok())
+                .unwrap_or(0);
+            if interp.version.1 != minor {
+                return Err(format!("version {:?}", interp.version));
+            }
+            let threads = walker::threads(&mem, &interp.layout, interp.runtime);
+            let main = threads.first().ok_or("no thread")?;
+            if main.tid != Some(pid) {
+                return Err(format!("main thread tid {:?} != pid {pid}", main.tid));
+            }
+            // Read until a consistent stack with the expected shape is seen.
+            for _ in 0..200 {
+                let rec = Recorder::new(&mem);
+                let top = walker::top_frame(&rec, &interp.layout, main.tstate)
+                    .map_err(|e| e.to_string())?;
+                let (frames, _) = walker::walk(&rec, &interp.layout, top);
+                let mut names = Vec::new();
+                for f in frames
+                    .iter()
+                    .filter(|f| f.flags & hwprof::python::wire::FR_SHIM == 0)
+                {
+                    let Ok(c) = code::read_code(&rec, &interp.layout, f.code) else {
+                        continue;
+                    };
+                    let name = if c.self_first && f.self_type != 0 {
+                        let t = code::read_type_name(&rec, &interp.layout, f.self_type)
+                            .unwrap_or_default();
+                        format!("{t}.{}", c.name)
+                    } else {
+                        c.qualname.clone()
+                    };
+                    let line = hwprof::python::linetable::line_for_offset(
+                        hwprof::python::linetable::TableKind::for_minor(minor),
+                        &c.linetable,
+                        c.firstlineno,
+                        f.offset,
+                    );
+                    names.push((name, line));
+                }
+                let idx = names.iter().position(|n| n.0 == "Inner.spin");
+                let Some(i) = idx else { continue };
+                if names.get(i + 1).map(|n| n.0.as_str()) != Some("outer")
+                    || !matches!(names[i].1, Some(4) | Some(5))
+                    || names.last().map(|n| n.0.as_str()) != Some("<module>")
+                {
+                    continue;
+                }
+                // Replay: the recorded image gives the same frames.
+                let image: MemoryImage = rec.image.borrow().clone();
+                let (again, _) = walker::walk(&image, &interp.layout, top);
+                if again != frames {
+                    return Err("replay differs".into());
+                }
+                eprintln!("{ver}: {names:?}");
+                return Ok(());
+            }
+            Err("never saw Inner.spin <- outer <- <module> at the loop lines".into())
+        })();
+        let _ = child.kill();
+        let _ = child.wait();
+        if let Err(e) = result {
+            panic!("{ver}: {e}");
+        }
+    }
+}
+
+#[test]
+fn remote_sampler_for_attach() {
+    let tmp = shared_tempdir();
+    let script = write_script(tmp.path(), "work.py", WORK);
+    let Some(py) = pyenv("3.11.7") else {
+        panic!("pyenv 3.11.7 is required")
+    };
+    let mut child = Command::new(&py)
+        .arg(&script)
+        .arg("400")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let dir = tmp.path().join("r");
+    let out = Command::new(hwprof_bin())
+        .args(["collect", "-q", "-d", "2", "-r"])
+        .arg(&dir)
+        .args(["-p", &child.id().to_string()])
+        .output()
+        .expect("hwprof -p");
+    let _ = child.kill();
+    let _ = child.wait();
+    ok(&out);
+    let s = summary_json(&dir);
+    assert_eq!(s["python"], "remote");
+    let rows = hotspots(&dir, &["--frames", "python"]);
+    let heavy = rows.get("Worker.heavy").map_or(0, |h| h.self_value);
+    let light = rows.get("Worker.light").map_or(0, |h| h.self_value);
+    assert!(heavy + light > 50, "{heavy} + {light}");
+    let share = 100.0 * heavy as f64 / (heavy + light) as f64;
+    eprintln!("remote: heavy {share:.1}%");
+    assert!(
+        (60.0..=90.0).contains(&share),
+        "remote heavy share {share:.1}%"
+    );
+}
+
+#[test]
+fn perfmap_mode_copies_the_interpreters_map() {
+    let Some(py) = pyenv("3.12.1") else {
+        eprintln!("skip: pyenv 3.12.1 missing");
+        return;
+    };
+    let tmp = shared_tempdir();
+    let script = write_script(tmp.path(), "work.py", WORK);
+    let dir = tmp.path().join("r");
+    let out = collect(
+        &dir,
+        &["--python", "perfmap"],
+        &[
+            py.to_str().unwrap_or(""),
+            script.to_str().unwrap_or(""),
+            "3",
+        ],
+    );
+    ok(&out);
+    let raw = std::fs::read_dir(dir.join("raw"))
+        .expect("raw")
+        .flatten()
+        .next()
+        .expect("raw dir")
+        .path();
+    let map = std::fs::read_dir(&raw)
+        .expect("read raw")
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("perf-") && n.ends_with(".map"))
+        })
+        .expect("perf-PID.map copied into the raw dir");
+    let text = std::fs::read_to_string(&map).expect("read map");
+    let m = hwprof::python::perfmap::PerfMap::parse(&text);
+    let line = text
+        .lines()
+        .find(|l| l.contains("py::Worker.heavy"))
+        .expect("Worker.heavy trampoline");
+    let addr = u64::from_str_radix(line.split(' ').next().unwrap_or("0"), 16).unwrap_or(0);
+    let f = m.symbol(addr + 1).expect("symbol");
+    assert_eq!(f.function.name, "Worker.heavy");
+    assert_eq!(f.function.kind, hwprof::profile::FrameKind::Python);
+}
+
+/// Bad input: cut and corrupt sidecars never break finalize.
+#[test]
+fn corrupt_python_sidecars_do_not_break_finalize() {
+    let tmp = shared_tempdir();
+    let script = write_script(tmp.path(), "work.py", WORK);
+    let Some(py) = pyenv("3.11.7") else {
+        panic!("pyenv 3.11.7 is required")
+    };
+    let dir = tmp.path().join("r");
+    ok(&collect(
+        &dir,
+        &["--no-finalize"],
+        &[
+            py.to_str().unwrap_or(""),
+            script.to_str().unwrap_or(""),
+            "3",
+        ],
+    ));
+    let raw = std::fs::read_dir(dir.join("raw"))
+        .expect("raw")
+        .flatten()
+        .next()
+        .expect("raw dir")
+        .path();
+    for e in std::fs::read_dir(&raw).expect("raw").flatten() {
+        let p = e.path();
+        let name = p
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("")
+            .to_string();
+        if name.starts_with("python-") && name.ends_with(".bin") {
+            let mut b = std::fs::read(&p).expect("read");
+            let cut = b.len() * 2 / 3;
+            b.truncate(cut);
+            b.extend((0..5000u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8));
+            std::fs::write(&p, b).expect("write");
+        }
+        if name == "python-codes.jsonl" {
+            let mut t = std::fs::read_to_string(&p).expect("read");
+            t.push_str("{\"type\":\"code\",\"pid\":1,\"addr\":\n{not json\n");
+            t = t.replace("\"linetable\":\"", "\"linetable\":\"zz");
+            std::fs::write(&p, t).expect("write");
+        }
+    }
+    let out = Command::new(hwprof_bin())
+        .arg("finalize")
+        .arg(&dir)
+        .output()
+        .expect("finalize");
+    ok(&out);
+    let rows = hotspots(&dir, &["--frames", "python"]);
+    assert!(
+        rows.contains_key("Worker.heavy")
+            || rows.values().any(|h| h.function.contains("unresolved"))
+            || !rows.is_empty()
+    );
+}
+
+const THREADS: &str = r#"import hashlib, threading
+data = b"x" * (1 << 20)
+def hasher():
+    for _ in range(250):
+        hashlib.sha256(data).digest()
+def pyloop():
+    s = 0
+    for i in range(6_000_000):
+        s += i
+t = threading.Thread(target=hasher)
+t.start()
+pyloop()
+t.join()
+"#;
+
+/// Each sample gets its own thread's Python stack: a thread hashing in C (GIL released)
+/// keeps its `hasher` frame while the other runs Python code (`pyloop`). Taking the
+/// GIL holder's stack instead would blame `pyloop` for the hashing thread's samples.
+#[test]
+fn each_thread_gets_its_own_python_stack() {
+    let tmp = shared_tempdir();
+    let script = write_script(tmp.path(), "threads.py", THREADS);
+    let Some(py) = pyenv("3.11.7") else {
+        panic!("pyenv 3.11.7 is required")
+    };
+    let dir = tmp.path().join("r");
+    ok(&collect(
+        &dir,
+        &[],
+        &[py.to_str().unwrap_or(""), script.to_str().unwrap_or("")],
+    ));
+    let rows = hotspots(&dir, &["--frames", "python"]);
+    let hasher = rows.get("hasher").map_or(0.0, |h| h.self_pct);
+    let pyloop = rows.get("pyloop").map_or(0.0, |h| h.self_pct);
+    eprintln!("threads: hasher {hasher:.1}%, pyloop {pyloop:.1}%");
+    assert!(
+        hasher > 15.0 && pyloop > 15.0,
+        "hasher {hasher}%, pyloop {pyloop}%"
+    );
+    // The hashing thread's native leaf (sha256 code) sits under `hasher`, not `pyloop`.
+    let all = hotspots(&dir, &[]);
+    let sha: f64 = all
+        .values()
+        .filter(|h| h.module.contains("libcrypto") || h.function.to_lowercase().contains("sha256"))
+        .map(|h| h.self_pct)
+        .sum();
+    eprintln!("threads: libcrypto self {sha:.1}%");
+    assert!(sha > 10.0, "no libcrypto native time");
+    assert!(
+        hasher >= sha * 0.9,
+        "sha256 time ({sha}%) not under hasher ({hasher}%)"
+    );
+}
+
+/// An interpreter outside 3.8-3.13: one notice, a native profile, no error.
+#[test]
+fn unsupported_version_gets_one_notice_and_a_native_profile() {
+    let Some(py) = pyenv("3.7.16") else {
+        eprintln!("skip: pyenv 3.7.16 missing");
+        return;
+    };
+    let tmp = shared_tempdir();
+    let script = write_script(tmp.path(), "work.py", WORK);
+    let dir = tmp.path().join("r");
+    let out = Command::new(hwprof_bin())
+        .arg("collect")
+        .arg("-r")
+        .arg(&dir)
+        .arg("--")
+        .arg(&py)
+        .arg(&script)
+        .arg("3")
+        .env("HWPROF_AGENT_LIB", agent_lib())
+        .output()
+        .expect("collect");
+    ok(&out);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.matches("3.7 is not supported").count(), 1, "{err}");
+    let s = summary_json(&dir);
+    assert_eq!(s["python"], "off");
+    assert!(s["samples"].as_u64().unwrap_or(0) > 10);
+}
+
+/// `-p` on a Python process that exits while being read: collection ends cleanly.
+#[test]
+fn attached_python_exiting_mid_read() {
+    let Some(py) = pyenv("3.11.7") else {
+        panic!("pyenv 3.11.7 is required")
+    };
+    let tmp = shared_tempdir();
+    let script = write_script(tmp.path(), "work.py", WORK);
+    let mut child = Command::new(&py)
+        .arg(&script)
+        .arg("12")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    std::thread::sleep(std::time::Duration::from_millis(150));
+    let dir = tmp.path().join("r");
+    let started = std::time::Instant::now();
+    let out = Command::new(hwprof_bin())
+        .args(["collect", "-q", "-d", "20", "-r"])
+        .arg(&dir)
+        .args(["-p", &child.id().to_string()])
+        .output()
+        .expect("hwprof -p");
+    let _ = child.wait();
+    ok(&out);
+    assert!(
+        started.elapsed().as_secs() < 15,
+        "collection did not end with the target"
+    );
+    assert_eq!(summary_json(&dir)["python"], "remote");
+}
