@@ -223,7 +223,7 @@ pub fn process_raw_dir<'a>(
     let attrs: Vec<_> = perf_file
         .event_attributes()
         .iter()
-        .map(|a| (a.attr.clone(), a.event_ids.clone()))
+        .map(|a| (a.attr, a.event_ids.clone()))
         .collect();
     crate::raw::records::for_each_sorted(
         data_file.data_section(),

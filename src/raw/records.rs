@@ -40,7 +40,7 @@ pub fn for_each_sorted<'a>(
         .iter()
         .map(|(a, _)| RecordParseInfo::new(a, Endianness::LittleEndian))
         .collect();
-    let Some(first) = infos.first().cloned() else {
+    let Some(&first) = infos.first() else {
         return;
     };
     let mut by_id: std::collections::HashMap<u64, usize> = Default::default();
@@ -58,7 +58,7 @@ pub fn for_each_sorted<'a>(
         let body = RawData::Single(&data[p.offset..p.offset + p.len]);
         f(
             p.attr,
-            RawEventRecord::new(RecordType(p.ty), p.misc, body, infos[p.attr].clone()),
+            RawEventRecord::new(RecordType(p.ty), p.misc, body, infos[p.attr]),
         );
     };
     while off + 8 <= data.len() {
@@ -83,19 +83,15 @@ pub fn for_each_sorted<'a>(
             let attr = if attrs.len() == 1 {
                 0
             } else {
-                RawEventRecord::new(RecordType(ty), misc, RawData::Single(body), first.clone())
+                RawEventRecord::new(RecordType(ty), misc, RawData::Single(body), first)
                     .id()
                     .and_then(|id| by_id.get(&id).copied())
                     .unwrap_or(0)
             };
-            let time = RawEventRecord::new(
-                RecordType(ty),
-                misc,
-                RawData::Single(body),
-                infos[attr].clone(),
-            )
-            .timestamp()
-            .unwrap_or(0);
+            let time =
+                RawEventRecord::new(RecordType(ty), misc, RawData::Single(body), infos[attr])
+                    .timestamp()
+                    .unwrap_or(0);
             round.push(Pending {
                 time,
                 seq,
