@@ -87,9 +87,10 @@ pub struct CollectArgs {
     /// Event to sample (repeatable): perf names, pmu/event/, perfmon names, rUUEE, sys:name.
     #[arg(short = 'e', long = "event")]
     pub events: Vec<String>,
-    /// Call stacks: dwarf[,BYTES] (stack copy, unwound at finalize), fp or none.
-    #[arg(long = "call-graph", default_value = "dwarf")]
-    pub call_graph: String,
+    /// Call stacks: dwarf[,BYTES] (stack copy, unwound at finalize), fp or none
+    /// [default: dwarf; fp in memory mode, where every page fault is a sample].
+    #[arg(long = "call-graph")]
+    pub call_graph: Option<String>,
     /// Python frame capture.
     #[arg(long, value_enum, default_value = "auto")]
     pub python: PythonCapture,

@@ -182,7 +182,13 @@ impl CollectOptions {
             dir,
             freq: a.freq,
             events: a.events.clone(),
-            call_graph: CallGraph::parse(&a.call_graph)?,
+            // Memory mode samples every page fault: an 8 KiB stack copy per fault would
+            // overflow the rings of a program that faults in gigabytes.
+            call_graph: match (&a.call_graph, a.mode) {
+                (Some(s), _) => CallGraph::parse(s)?,
+                (None, Mode::Memory) => CallGraph::Fp,
+                (None, _) => CallGraph::Dwarf(8192),
+            },
             python: a.python,
             rss_interval: Duration::from_millis(a.rss_interval.max(1)),
             archive: a.archive,
