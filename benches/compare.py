@@ -96,7 +96,7 @@ def finalize(args):
     if not os.path.exists(run):
         prog = build(tmp, "threads.c", "threads")
         # ~14 k samples/s across two threads at 10 kHz.
-        rounds = str(max(100, args.samples * 77000 // 1_000_000))
+        rounds = str(max(100, args.samples * 90000 // 1_000_000))
         subprocess.run([HWPROF, "collect", "-q", "--no-finalize", "-F", "10000",
                         "--call-graph", "dwarf,2048", "-r", run, "--", prog, rounds], check=True)
     raw = os.path.join(run, "raw", os.listdir(os.path.join(run, "raw"))[0], "perf.data")

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use framehop::x86_64::{CacheX86_64, UnwindRegsX86_64, UnwinderX86_64};
 use framehop::{ExplicitModuleSectionInfo, Module, Unwinder};
 use linux_perf_data::PerfFileReader;
-use linux_perf_data::linux_perf_event_reader::{EventRecord, SampleRecord};
+use linux_perf_data::linux_perf_event_reader::{EventRecord, RawEventRecord, SampleRecord};
 
 use super::binaries::{LoadedElf, SearchPaths, load_elf};
 use crate::raw::{RawDir, TolerantPerfFile};
@@ -188,6 +188,7 @@ pub fn process_raw_dir<'a>(
     search: &'a SearchPaths,
     weighting: Weighting,
     sample_hook: Option<&'a mut SampleHook>,
+    pipelined: bool,
 ) -> Result<RawProfile, ProcessError> {
     let path = raw.path.join("perf.data");
     let file = TolerantPerfFile::open(&path)?;
@@ -225,98 +226,147 @@ pub fn process_raw_dir<'a>(
         .iter()
         .map(|a| (a.attr, a.event_ids.clone()))
         .collect();
-    crate::raw::records::for_each_sorted(
-        data_file.data_section(),
-        &attrs,
-        |attr_index, record| {
-            let common = record.common_data().ok();
-            let Ok(parsed) = record.parse() else { return };
-            match parsed {
-                EventRecord::Sample(s) => b.sample(&s, attr_index as u32),
-                EventRecord::Mmap2(m) => {
-                    let build_id = match &m.file_id {
-                        linux_perf_data::linux_perf_event_reader::Mmap2FileId::BuildId(b) => {
-                            Some(b.clone())
-                        }
-                        _ => None,
-                    };
-                    if m.protection & libc::PROT_EXEC as u32 != 0 {
-                        let path = String::from_utf8_lossy(&m.path.as_slice()).into_owned();
-                        b.mmap(
-                            m.pid as u32,
-                            m.address,
-                            m.length,
-                            m.page_offset,
-                            path,
-                            build_id,
-                        );
+    // Two stages on two threads: one orders the records by time, the other unwinds and
+    // aggregates them. Records are handed over in batches, each with the offset behind
+    // which the file's pages may be released once the batch is done.
+    let data = data_file.data_section();
+    if !pipelined {
+        crate::raw::records::for_each_sorted(
+            data,
+            &attrs,
+            |attr_index, record| b.handle(attr_index, record),
+            |offset| data_file.advance_data(offset),
+        );
+        return Ok(b.out);
+    }
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<RecordBatch<'_>>(8);
+        scope.spawn(move || {
+            let batch = std::cell::RefCell::new(Vec::with_capacity(BATCH));
+            crate::raw::records::for_each_sorted(
+                data,
+                &attrs,
+                |attr_index, record| {
+                    let mut v = batch.borrow_mut();
+                    v.push((attr_index, record));
+                    if v.len() >= BATCH {
+                        let records = std::mem::replace(&mut *v, Vec::with_capacity(BATCH));
+                        let _ = tx.send(RecordBatch { records, release: None });
                     }
-                }
-                EventRecord::Mmap(m) => {
-                    let path = String::from_utf8_lossy(&m.path.as_slice()).into_owned();
-                    if !m.is_executable {
-                        return;
-                    }
-                    b.mmap(m.pid as u32, m.address, m.length, m.page_offset, path, None);
-                }
-                EventRecord::Comm(c) => {
-                    let name = String::from_utf8_lossy(&c.name.as_slice()).into_owned();
-                    let (pid, tid) = (c.pid as u32, c.tid as u32);
-                    if c.is_execve {
-                        b.procs.insert(pid, ProcState::default());
-                    }
-                    if pid == tid {
-                        b.out.processes.insert(pid, name.clone());
-                    }
-                    let t = b.thread(pid, tid);
-                    b.out.threads[t as usize].2 = name;
-                }
-                EventRecord::Fork(f) => {
-                    let (pid, ppid) = (f.pid as u32, f.ppid as u32);
-                    if pid != ppid {
-                        let parent = b.procs.get(&ppid).cloned().unwrap_or_default();
-                        b.procs.insert(pid, parent);
-                        if let Some(name) = b.out.processes.get(&ppid).cloned() {
-                            b.out.processes.entry(pid).or_insert(name);
-                        }
-                    }
-                    let pname = b
-                        .thread_ids
-                        .get(&(ppid, f.ptid as u32))
-                        .map(|&i| b.out.threads[i as usize].2.clone())
-                        .unwrap_or_default();
-                    let t = b.thread(pid, f.tid as u32);
-                    if b.out.threads[t as usize].2.is_empty() {
-                        b.out.threads[t as usize].2 = pname;
-                    }
-                }
-                EventRecord::Lost(l) => b.out.lost += l.count,
-                EventRecord::ContextSwitch(cs) => {
-                    if let (
-                        linux_perf_data::linux_perf_event_reader::ContextSwitchRecord::In {
-                            ..
-                        },
-                        Some(c),
-                    ) = (cs, common)
-                        && let (Some(tid), Some(t)) = (c.tid, c.timestamp)
-                        && let Some((key, out_time)) = b.pending_off_cpu.remove(&(tid as u32))
-                    {
-                        let e = b.out.samples.entry(key).or_insert((0, 0));
-                        e.1 += t.saturating_sub(out_time);
-                    }
-                }
-                _ => {}
+                },
+                |offset| {
+                    let records = std::mem::take(&mut *batch.borrow_mut());
+                    let _ = tx.send(RecordBatch { records, release: Some(offset) });
+                },
+            );
+            let records = batch.into_inner();
+            let _ = tx.send(RecordBatch { records, release: None });
+        });
+        for batch in rx {
+            for (attr_index, record) in batch.records {
+                b.handle(attr_index, record);
             }
-        },
-        |offset| data_file.release_data_before(offset),
-    );
+            if let Some(offset) = batch.release {
+                data_file.advance_data(offset);
+            }
+        }
+    });
     Ok(b.out)
+}
+
+/// Records handed from the ordering thread to the unwinding one per batch.
+const BATCH: usize = 4096;
+
+struct RecordBatch<'a> {
+    records: Vec<(usize, RawEventRecord<'a>)>,
+    release: Option<usize>,
 }
 
 const PERF_CONTEXT_MAX: u64 = (-4095i64) as u64;
 const PERF_CONTEXT_USER: u64 = (-512i64) as u64;
 
 impl Builder<'_> {
+    fn handle(&mut self, attr_index: usize, record: RawEventRecord) {
+        let common = record.common_data().ok();
+        let Ok(parsed) = record.parse() else { return };
+        match parsed {
+            EventRecord::Sample(s) => self.sample(&s, attr_index as u32),
+            EventRecord::Mmap2(m) => {
+                let build_id = match &m.file_id {
+                    linux_perf_data::linux_perf_event_reader::Mmap2FileId::BuildId(b) => {
+                        Some(b.clone())
+                    }
+                    _ => None,
+                };
+                if m.protection & libc::PROT_EXEC as u32 != 0 {
+                    let path = String::from_utf8_lossy(&m.path.as_slice()).into_owned();
+                    self.mmap(
+                        m.pid as u32,
+                        m.address,
+                        m.length,
+                        m.page_offset,
+                        path,
+                        build_id,
+                    );
+                }
+            }
+            EventRecord::Mmap(m) => {
+                let path = String::from_utf8_lossy(&m.path.as_slice()).into_owned();
+                if !m.is_executable {
+                    return;
+                }
+                self.mmap(m.pid as u32, m.address, m.length, m.page_offset, path, None);
+            }
+            EventRecord::Comm(c) => {
+                let name = String::from_utf8_lossy(&c.name.as_slice()).into_owned();
+                let (pid, tid) = (c.pid as u32, c.tid as u32);
+                if c.is_execve {
+                    self.procs.insert(pid, ProcState::default());
+                }
+                if pid == tid {
+                    self.out.processes.insert(pid, name.clone());
+                }
+                let t = self.thread(pid, tid);
+                self.out.threads[t as usize].2 = name;
+            }
+            EventRecord::Fork(f) => {
+                let (pid, ppid) = (f.pid as u32, f.ppid as u32);
+                if pid != ppid {
+                    let parent = self.procs.get(&ppid).cloned().unwrap_or_default();
+                    self.procs.insert(pid, parent);
+                    if let Some(name) = self.out.processes.get(&ppid).cloned() {
+                        self.out.processes.entry(pid).or_insert(name);
+                    }
+                }
+                let pname = self
+                    .thread_ids
+                    .get(&(ppid, f.ptid as u32))
+                    .map(|&i| self.out.threads[i as usize].2.clone())
+                    .unwrap_or_default();
+                let t = self.thread(pid, f.tid as u32);
+                if self.out.threads[t as usize].2.is_empty() {
+                    self.out.threads[t as usize].2 = pname;
+                }
+            }
+            EventRecord::Lost(l) => self.out.lost += l.count,
+            EventRecord::ContextSwitch(cs) => {
+                if let (
+                    linux_perf_data::linux_perf_event_reader::ContextSwitchRecord::In {
+                        ..
+                    },
+                    Some(c),
+                ) = (cs, common)
+                    && let (Some(tid), Some(t)) = (c.tid, c.timestamp)
+                    && let Some((key, out_time)) = self.pending_off_cpu.remove(&(tid as u32))
+                {
+                    let e = self.out.samples.entry(key).or_insert((0, 0));
+                    e.1 += t.saturating_sub(out_time);
+                }
+            }
+            _ => {}
+        }
+    }
+
     fn thread(&mut self, pid: u32, tid: u32) -> u32 {
         if let Some(&i) = self.thread_ids.get(&(pid, tid)) {
             return i;
