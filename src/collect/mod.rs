@@ -294,6 +294,13 @@ pub fn run(opts: &CollectOptions) -> Result<CollectOutcome, CollectError> {
             ),
         );
     }
+    if exclude_kernel && opts.mode == Mode::Locks && opts.events.is_empty() {
+        notice(
+            opts.quiet,
+            &mut notices,
+            "locks mode counts context switches in the kernel, which perf_event_paranoid >= 2 hides from ordinary users: off-CPU time will be empty; run with kernel.perf_event_paranoid=1 or CAP_PERFMON".into(),
+        );
+    }
     let cfg = OpenConfig {
         freq: opts.freq,
         call_graph: opts.call_graph,

@@ -146,8 +146,7 @@ pub fn run(opts: &FinalizeOptions) -> Result<PathBuf, FinalizeError> {
                     true => Some(&mut hook),
                     false => None,
                 };
-                let mut res =
-                    process::process_raw_dir(r, &search, weighting, hook_ref, pipelined);
+                let mut res = process::process_raw_dir(r, &search, weighting, hook_ref, pipelined);
                 drop(hook);
                 let joiner = joiner.take();
                 let summary = joiner.as_ref().map(|j| j.summary());

@@ -251,16 +251,25 @@ pub fn process_raw_dir<'a>(
                     v.push((attr_index, record));
                     if v.len() >= BATCH {
                         let records = std::mem::replace(&mut *v, Vec::with_capacity(BATCH));
-                        let _ = tx.send(RecordBatch { records, release: None });
+                        let _ = tx.send(RecordBatch {
+                            records,
+                            release: None,
+                        });
                     }
                 },
                 |offset| {
                     let records = std::mem::take(&mut *batch.borrow_mut());
-                    let _ = tx.send(RecordBatch { records, release: Some(offset) });
+                    let _ = tx.send(RecordBatch {
+                        records,
+                        release: Some(offset),
+                    });
                 },
             );
             let records = batch.into_inner();
-            let _ = tx.send(RecordBatch { records, release: None });
+            let _ = tx.send(RecordBatch {
+                records,
+                release: None,
+            });
         });
         for batch in rx {
             for (attr_index, record) in batch.records {
@@ -351,9 +360,7 @@ impl Builder<'_> {
             EventRecord::Lost(l) => self.out.lost += l.count,
             EventRecord::ContextSwitch(cs) => {
                 if let (
-                    linux_perf_data::linux_perf_event_reader::ContextSwitchRecord::In {
-                        ..
-                    },
+                    linux_perf_data::linux_perf_event_reader::ContextSwitchRecord::In { .. },
                     Some(c),
                 ) = (cs, common)
                     && let (Some(tid), Some(t)) = (c.tid, c.timestamp)

@@ -5,6 +5,7 @@ mod common;
 mod errors;
 mod export;
 mod hotspots;
+mod locks;
 mod memory;
 mod python;
 mod symbols;
