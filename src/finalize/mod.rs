@@ -122,9 +122,6 @@ pub fn run(opts: &FinalizeOptions) -> Result<PathBuf, FinalizeError> {
     let (weighting, metric) = weighting(&manifest.mode);
     let pb = crate::util::progress_bar(raws.len() as u64, "unwinding", opts.quiet);
     let results: Vec<Result<RawProfile, process::ProcessError>> = pool.install(|| {
-        // Fewer process trees than threads: read each one with a second thread that
-        // orders its records while the first unwinds.
-        let pipelined = rayon::current_num_threads() > raws.len();
         raws.par_iter()
             .map(|r| {
                 // [python] Join each sample to the Python stack captured at its instant.
@@ -146,7 +143,7 @@ pub fn run(opts: &FinalizeOptions) -> Result<PathBuf, FinalizeError> {
                     true => Some(&mut hook),
                     false => None,
                 };
-                let mut res = process::process_raw_dir(r, &search, weighting, hook_ref, pipelined);
+                let mut res = process::process_raw_dir(r, &search, weighting, hook_ref);
                 drop(hook);
                 let joiner = joiner.take();
                 let summary = joiner.as_ref().map(|j| j.summary());

@@ -5,6 +5,8 @@
 //! distinct address afterwards, in parallel.
 
 use std::collections::HashMap;
+
+use rustc_hash::FxHashMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -92,7 +94,7 @@ pub struct RawProfile {
     /// Address trie: (parent, loc); parent `NO_NODE` at the root (outermost frame).
     pub trie: Vec<(u32, Loc)>,
     /// Aggregated samples: (count, value).
-    pub samples: HashMap<SampleKey, (u64, u64)>,
+    pub samples: FxHashMap<SampleKey, (u64, u64)>,
     /// Threads: (pid, tid, name).
     pub threads: Vec<(u32, u32, String)>,
     /// Process command names by pid.
@@ -150,15 +152,15 @@ pub enum Weighting {
 struct Builder<'a> {
     out: RawProfile,
     search: &'a SearchPaths,
-    procs: HashMap<u32, ProcState>,
-    module_ids: HashMap<(String, Option<Vec<u8>>), u32>,
-    trie_ids: HashMap<(u32, Loc), u32>,
-    thread_ids: HashMap<(u32, u32), u32>,
+    procs: FxHashMap<u32, ProcState>,
+    module_ids: FxHashMap<(String, Option<Vec<u8>>), u32>,
+    trie_ids: FxHashMap<(u32, Loc), u32>,
+    thread_ids: FxHashMap<(u32, u32), u32>,
     cache: CacheX86_64,
     weighting: Weighting,
     page_size: u64,
     /// Off-CPU: the last switch-out sample per tid, waiting for its switch-in.
-    pending_off_cpu: HashMap<u32, (SampleKey, u64)>,
+    pending_off_cpu: FxHashMap<u32, (SampleKey, u64)>,
     sample_hook: Option<&'a mut SampleHook>,
 }
 
@@ -188,7 +190,6 @@ pub fn process_raw_dir<'a>(
     search: &'a SearchPaths,
     weighting: Weighting,
     sample_hook: Option<&'a mut SampleHook>,
-    pipelined: bool,
 ) -> Result<RawProfile, ProcessError> {
     let path = raw.path.join("perf.data");
     let file = TolerantPerfFile::open(&path)?;
@@ -210,14 +211,14 @@ pub fn process_raw_dir<'a>(
             ..Default::default()
         },
         search,
-        procs: HashMap::new(),
-        module_ids: HashMap::new(),
-        trie_ids: HashMap::new(),
-        thread_ids: HashMap::new(),
+        procs: FxHashMap::default(),
+        module_ids: FxHashMap::default(),
+        trie_ids: FxHashMap::default(),
+        thread_ids: FxHashMap::default(),
         cache: CacheX86_64::new(),
         weighting,
         page_size: crate::collect::sys::page_size() as u64,
-        pending_off_cpu: HashMap::new(),
+        pending_off_cpu: FxHashMap::default(),
         sample_hook,
     };
     let data_file = TolerantPerfFile::open(&path)?;
@@ -226,69 +227,13 @@ pub fn process_raw_dir<'a>(
         .iter()
         .map(|a| (a.attr, a.event_ids.clone()))
         .collect();
-    // Two stages on two threads: one orders the records by time, the other unwinds and
-    // aggregates them. Records are handed over in batches, each with the offset behind
-    // which the file's pages may be released once the batch is done.
-    let data = data_file.data_section();
-    if !pipelined {
-        crate::raw::records::for_each_sorted(
-            data,
-            &attrs,
-            |attr_index, record| b.handle(attr_index, record),
-            |offset| data_file.advance_data(offset),
-        );
-        return Ok(b.out);
-    }
-    std::thread::scope(|scope| {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<RecordBatch<'_>>(8);
-        scope.spawn(move || {
-            let batch = std::cell::RefCell::new(Vec::with_capacity(BATCH));
-            crate::raw::records::for_each_sorted(
-                data,
-                &attrs,
-                |attr_index, record| {
-                    let mut v = batch.borrow_mut();
-                    v.push((attr_index, record));
-                    if v.len() >= BATCH {
-                        let records = std::mem::replace(&mut *v, Vec::with_capacity(BATCH));
-                        let _ = tx.send(RecordBatch {
-                            records,
-                            release: None,
-                        });
-                    }
-                },
-                |offset| {
-                    let records = std::mem::take(&mut *batch.borrow_mut());
-                    let _ = tx.send(RecordBatch {
-                        records,
-                        release: Some(offset),
-                    });
-                },
-            );
-            let records = batch.into_inner();
-            let _ = tx.send(RecordBatch {
-                records,
-                release: None,
-            });
-        });
-        for batch in rx {
-            for (attr_index, record) in batch.records {
-                b.handle(attr_index, record);
-            }
-            if let Some(offset) = batch.release {
-                data_file.advance_data(offset);
-            }
-        }
-    });
+    crate::raw::records::for_each_sorted(
+        data_file.data_section(),
+        &attrs,
+        |attr_index, record| b.handle(attr_index, record),
+        |offset| data_file.advance_data(offset),
+    );
     Ok(b.out)
-}
-
-/// Records handed from the ordering thread to the unwinding one per batch.
-const BATCH: usize = 4096;
-
-struct RecordBatch<'a> {
-    records: Vec<(usize, RawEventRecord<'a>)>,
-    release: Option<usize>,
 }
 
 const PERF_CONTEXT_MAX: u64 = (-4095i64) as u64;
