@@ -362,9 +362,11 @@ pub fn run(opts: &CollectOptions) -> Result<CollectOutcome, CollectError> {
         )
         .map_err(io_err("write perf.data"))?;
     }
-    if !exclude_kernel {
-        copy_kallsyms(&raw_dir);
-    }
+    // Reading /proc/kallsyms takes tens of milliseconds: do it beside the target.
+    let kallsyms = (!exclude_kernel).then(|| {
+        let dir = raw_dir.clone();
+        std::thread::spawn(move || copy_kallsyms(&dir))
+    });
 
     let start_unix = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -416,6 +418,9 @@ pub fn run(opts: &CollectOptions) -> Result<CollectOutcome, CollectError> {
     }
     if let Some(m) = memory_samplers {
         stop_memory_samplers(m, opts.quiet, &mut notices);
+    }
+    if let Some(t) = kallsyms {
+        let _ = t.join();
     }
     let stats = session
         .finish(&HostInfo::current(std::env::args().collect()))
