@@ -137,3 +137,27 @@ pub fn have_perf() -> bool {
         .map(|o| o.status.success())
         .unwrap_or(false)
 }
+
+/// `hwprof collect -q -r DIR EXTRA... -- CMD...`.
+pub fn collect(dir: &Path, extra: &[&str], cmd: &[&str]) -> Output {
+    let mut args = vec!["collect", "-q", "-r", dir.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    args.push("--");
+    args.extend_from_slice(cmd);
+    hwprof(&args)
+}
+
+/// A command that runs as the ordinary user 65534 (as our users live).
+pub fn as_nobody(program: &Path) -> Command {
+    let mut c = Command::new("setpriv");
+    c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(program);
+    c
+}
+
+/// A copy of the hwprof binary that uid 65534 can run, inside `dir`.
+pub fn hwprof_for_nobody(dir: &Path) -> PathBuf {
+    let hw = dir.join("hwprof");
+    std::fs::copy(hwprof_bin(), &hw).unwrap();
+    hw
+}

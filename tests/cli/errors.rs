@@ -1,7 +1,5 @@
 //! Bad input: a clear `hwprof: error: ...`, the right exit code, never a panic.
 
-use std::process::Command;
-
 use crate::common::*;
 
 fn err_of(out: &std::process::Output) -> String {
@@ -110,11 +108,8 @@ fn finalize_and_report_on_a_non_results_dir() {
 fn permission_denied_names_the_fix() {
     // An ordinary user may not attach to init.
     let t = shared_tempdir();
-    let hw = t.path().join("hwprof");
-    std::fs::copy(hwprof_bin(), &hw).unwrap();
-    let out = Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-        .arg(&hw)
+    let hw = hwprof_for_nobody(t.path());
+    let out = as_nobody(&hw)
         .args([
             "collect",
             "-r",

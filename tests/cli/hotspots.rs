@@ -7,14 +7,6 @@ use std::process::Command;
 use crate::common::*;
 use hwprof::profile::Profile;
 
-fn collect(dir: &std::path::Path, extra: &[&str], cmd: &[&str]) -> std::process::Output {
-    let mut args = vec!["collect", "-q", "-r", dir.to_str().unwrap()];
-    args.extend_from_slice(extra);
-    args.push("--");
-    args.extend_from_slice(cmd);
-    hwprof(&args)
-}
-
 fn assert_hot_shares(dir: &std::path::Path) {
     let rows = hotspots(dir, &[]);
     let a = self_pct(&rows, "hot_a");
@@ -372,13 +364,9 @@ fn an_ordinary_user_gets_the_same_hot_functions() {
     let bin = build_c(t.path(), "hot.c", "hot", &[]);
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
-    // The hwprof binary must be reachable by uid 65534: copy it next to the program.
-    let hw = t.path().join("hwprof");
-    std::fs::copy(hwprof_bin(), &hw).unwrap();
+    let hw = hwprof_for_nobody(t.path());
     let dir = t.path().join("run");
-    let out = Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-        .arg(&hw)
+    let out = as_nobody(&hw)
         .args(["collect", "-r", dir.to_str().unwrap(), "--"])
         .arg(&bin)
         .arg("600")

@@ -1,7 +1,5 @@
 //! Locks mode: off-CPU time from switch-out to switch-in, with known sleeps as truth.
 
-use std::process::Command;
-
 use crate::common::*;
 
 fn waits_csv(dir: &std::path::Path) -> Vec<csv::StringRecord> {
@@ -71,12 +69,9 @@ fn off_cpu_time_of_known_sleeps() {
 fn an_ordinary_user_is_told_why_locks_mode_is_empty() {
     let t = shared_tempdir();
     let bin = build_c(t.path(), "exits.c", "exits", &[]);
-    let hw = t.path().join("hwprof");
-    std::fs::copy(hwprof_bin(), &hw).unwrap();
+    let hw = hwprof_for_nobody(t.path());
     let dir = t.path().join("run");
-    let out = Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-        .arg(&hw)
+    let out = as_nobody(&hw)
         .args(["collect", "-m", "locks", "-r", dir.to_str().unwrap(), "--"])
         .arg(&bin)
         .args(["sleep", "1"])

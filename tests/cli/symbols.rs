@@ -6,14 +6,6 @@ use std::process::Command;
 use crate::common::*;
 use hwprof::profile::Profile;
 
-fn collect(dir: &std::path::Path, extra: &[&str], cmd: &[&str]) -> std::process::Output {
-    let mut args = vec!["collect", "-q", "-r", dir.to_str().unwrap()];
-    args.extend_from_slice(extra);
-    args.push("--");
-    args.extend_from_slice(cmd);
-    hwprof(&args)
-}
-
 fn build_cpp(dir: &std::path::Path) -> std::path::PathBuf {
     let bin = dir.join("inline");
     let ok = Command::new("g++")
@@ -269,22 +261,13 @@ fn mpi_rank_from_the_launcher_environment() {
 fn an_ordinary_user_attaches_to_their_own_process() {
     let t = shared_tempdir();
     let bin = build_c(t.path(), "hot.c", "hot", &[]);
-    let hw = t.path().join("hwprof");
-    std::fs::copy(hwprof_bin(), &hw).unwrap();
-    let as_user = |cmd: &mut Command| {
-        cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"]);
-    };
-    let mut target = Command::new("setpriv");
-    as_user(&mut target);
-    let mut target = target.arg(&bin).arg("100000").spawn().unwrap();
+    let hw = hwprof_for_nobody(t.path());
+    let mut target = as_nobody(&bin).arg("100000").spawn().unwrap();
     std::thread::sleep(std::time::Duration::from_millis(300));
     // setpriv execs the program: same pid.
     let pid = target.id().to_string();
     let dir = t.path().join("run");
-    let mut c = Command::new("setpriv");
-    as_user(&mut c);
-    let out = c
-        .arg(&hw)
+    let out = as_nobody(&hw)
         .args([
             "collect",
             "-q",
