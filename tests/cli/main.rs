@@ -7,4 +7,5 @@ mod export;
 mod hotspots;
 mod memory;
 mod python;
+mod python_accuracy;
 mod symbols;
