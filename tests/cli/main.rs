@@ -8,4 +8,5 @@ mod hotspots;
 mod locks;
 mod memory;
 mod python;
+mod python_accuracy;
 mod symbols;

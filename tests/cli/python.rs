@@ -56,7 +56,7 @@ fn pyenv(ver: &str) -> Option<PathBuf> {
 
 /// The agent library: target/debug's when it is newer than its sources, else built into
 /// this test's own target dir (so no cargo lock is shared with the running `cargo test`).
-fn agent_lib() -> PathBuf {
+pub(crate) fn agent_lib() -> PathBuf {
     static LIB: OnceLock<PathBuf> = OnceLock::new();
     LIB.get_or_init(|| {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));

@@ -1,0 +1,80 @@
+#!/usr/bin/env python3
+"""Wall-time overhead of profiling Python at 999 Hz, on pyperformance benchmarks.
+
+Usage: cargo build --release --workspace && python3 benches/python_overhead.py [RUNS]
+
+Runs chaos, go and richards (pyperformance's scripts, one pyperf worker process of
+~2.5 s each: `run_benchmark.py --worker -l 1 -n N -w 0`) with the interpreter that
+`python3` resolves to, in alternating rounds (every configuration once per round, RUNS
+rounds, default 5):
+
+  bare              python3 bm.py ...
+  hwprof            hwprof collect -q -F 999 --no-finalize -- python3 bm.py ...
+  hwprof-nopy       the same with --python off (native stacks only, no agent)
+  py-spy            py-spy record --rate 999 --format raw (default: stops the process)
+  py-spy-nonblock   the same with --nonblocking
+
+Prints the median wall time of each and its ratio to bare, as a Markdown table.
+Needs pyperformance, pyperf and py-spy (pip install -r .ci/requirements.txt).
+"""
+import os, shutil, statistics, subprocess, sys, tempfile, time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HW = os.path.join(ROOT, "target/release/hwprof")
+AGENT = os.path.join(ROOT, "target/release/libhwprof_agent.so")
+RUNS = int(sys.argv[1]) if len(sys.argv) > 1 else 5
+PY = sys.executable
+SPY = shutil.which("py-spy", path=os.path.dirname(PY)) or shutil.which("py-spy")
+try:
+    import pyperformance
+except ImportError:
+    sys.exit("pyperformance is not installed (pip install -r .ci/requirements.txt)")
+if not SPY:
+    sys.exit("py-spy is not installed (pip install -r .ci/requirements.txt)")
+BENCH = os.path.join(os.path.dirname(pyperformance.__file__), "data-files", "benchmarks")
+# values of one loop each: ~2.5 s bare on the 2-core VM
+BENCHES = {"chaos": 40, "go": 20, "richards": 60}
+
+tmp = tempfile.mkdtemp(prefix="hwprof-pyov")
+out_dir = os.path.join(tmp, "run")
+spy_out = os.path.join(tmp, "spy.txt")
+
+
+def configs(cmd):
+    hw = [HW, "collect", "-q", "-F", "999", "--no-finalize", "-r", out_dir]
+    spy = [SPY, "record", "--rate", "999", "--format", "raw", "-o", spy_out]
+    return {
+        "bare": cmd,
+        "hwprof": hw + ["--"] + cmd,
+        "hwprof-nopy": hw + ["--python", "off", "--"] + cmd,
+        "py-spy": spy + ["--"] + cmd,
+        "py-spy-nonblock": spy + ["--nonblocking", "--"] + cmd,
+    }
+
+
+env = dict(os.environ, HWPROF_AGENT_LIB=AGENT)
+times = {}
+for r in range(RUNS):
+    for name, n in BENCHES.items():
+        cmd = [PY, os.path.join(BENCH, f"bm_{name}", "run_benchmark.py"),
+               "--worker", "-l", "1", "-n", str(n), "-w", "0"]
+        for cfg, argv in configs(cmd).items():
+            shutil.rmtree(out_dir, ignore_errors=True)
+            t = time.perf_counter()
+            subprocess.run(argv, check=True, env=env,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            times.setdefault((name, cfg), []).append(time.perf_counter() - t)
+    print(f"round {r + 1}/{RUNS} done", file=sys.stderr)
+
+cfgs = list(configs([]).keys())
+print(f"Python {sys.version.split()[0]}, 999 Hz, {RUNS} alternating rounds, median wall time (ratio to bare)\n")
+print("| benchmark | " + " | ".join(cfgs) + " |")
+print("|---|" + "---|" * len(cfgs))
+for name in BENCHES:
+    bare = statistics.median(times[(name, "bare")])
+    cells = []
+    for cfg in cfgs:
+        m = statistics.median(times[(name, cfg)])
+        cells.append(f"{m:.3f} s ({m / bare:.3f})")
+    print(f"| {name} | " + " | ".join(cells) + " |")
+shutil.rmtree(tmp, ignore_errors=True)

@@ -1,0 +1,705 @@
+//! Python accuracy end to end, against references and real programs:
+//!
+//! - pyperformance benchmarks (chaos, go, richards): the self shares of the hottest
+//!   Python functions agree within 3 points with py-spy's default, stopping mode (the
+//!   accurate but costly reference of DESIGN section 6), and torn or partial stacks are
+//!   under 1%;
+//! - a C extension (numpy, OpenBLAS): native frames sit under the Python function that
+//!   called them, and with `--frames python` that time is the caller's self time;
+//! - `multiprocessing.Pool` workers (fork and spawn start methods) get their Python
+//!   stacks;
+//! - `export --format pstats` read back by Python's own `pstats`.
+//!
+//! Ground truth is designed into each script (documented next to it); the references
+//! are py-spy and pstats themselves. py-spy and pyperformance come from
+//! `.ci/requirements.txt`; a test that cannot find them says so on stderr and returns.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use hwprof::cli::FramesFilter;
+use hwprof::profile::Profile;
+use hwprof::profile::stacks::StackFilter;
+
+use crate::common::{hwprof_bin, ok, shared_tempdir};
+use crate::python::agent_lib;
+
+/// The interpreter `python3` on PATH resolves to (through a pyenv shim), once.
+fn python() -> PathBuf {
+    static PY: OnceLock<PathBuf> = OnceLock::new();
+    PY.get_or_init(|| {
+        let out = Command::new("python3")
+            .args(["-c", "import sys; print(sys.executable)"])
+            .output()
+            .expect("python3 is required on PATH");
+        assert!(out.status.success(), "python3 -c failed");
+        PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+    })
+    .clone()
+}
+
+/// Output of `python -c CODE`, when it succeeds.
+fn py_eval(code: &str) -> Option<String> {
+    let out = Command::new(python()).args(["-c", code]).output().ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// pyperformance's benchmark directory, or None (with a notice) when missing.
+fn pyperformance_benchmarks() -> Option<PathBuf> {
+    let dir = py_eval(
+        "import os, pyperformance, pyperf; \
+         print(os.path.join(os.path.dirname(pyperformance.__file__), 'data-files', 'benchmarks'))",
+    );
+    match dir {
+        Some(d) if Path::new(&d).is_dir() => Some(PathBuf::from(d)),
+        _ => {
+            eprintln!(
+                "skip: pyperformance/pyperf not importable by {} (pip install -r .ci/requirements.txt)",
+                python().display()
+            );
+            None
+        }
+    }
+}
+
+/// The py-spy executable (next to the interpreter, else on PATH), or None with a notice.
+fn py_spy() -> Option<PathBuf> {
+    let beside = python().with_file_name("py-spy");
+    for cand in [beside, PathBuf::from("py-spy")] {
+        let works = Command::new(&cand)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if works {
+            return Some(cand);
+        }
+    }
+    eprintln!("skip: py-spy not found (pip install -r .ci/requirements.txt)");
+    None
+}
+
+fn need_numpy() {
+    assert!(
+        py_eval("import numpy").is_some(),
+        "numpy is required by {} (pip install -r .ci/requirements.txt)",
+        python().display()
+    );
+}
+
+fn write_script(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).expect("write script");
+    p
+}
+
+/// `hwprof collect -q -r DIR -- CMD` with the agent of this tree.
+fn collect(dir: &Path, cmd: &[&str], env: &[(&str, &str)]) {
+    let mut c = Command::new(hwprof_bin());
+    c.arg("collect")
+        .arg("-q")
+        .arg("-r")
+        .arg(dir)
+        .arg("--")
+        .args(cmd)
+        .env("HWPROF_AGENT_LIB", agent_lib());
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    ok(&c.output().expect("run hwprof collect"));
+}
+
+fn report(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new(hwprof_bin())
+        .arg("report")
+        .arg(dir)
+        .args(args)
+        .output()
+        .expect("run hwprof report");
+    ok(&out)
+}
+
+/// One hotspots row, keeping the file (function names alone collide across files).
+#[derive(Debug, Clone)]
+struct Row {
+    function: String,
+    module: String,
+    file: String,
+    self_value: u64,
+    self_pct: f64,
+    total_pct: f64,
+}
+
+fn hot_rows(dir: &Path, frames: &str) -> Vec<Row> {
+    let text = report(
+        dir,
+        &[
+            "--view", "hotspots", "--format", "csv", "--frames", frames, "--top", "100000",
+        ],
+    );
+    let mut r = csv::Reader::from_reader(text.as_bytes());
+    r.records()
+        .flatten()
+        .filter_map(|rec| {
+            Some(Row {
+                function: rec.get(0)?.to_string(),
+                module: rec.get(1)?.to_string(),
+                file: rec.get(2)?.to_string(),
+                self_value: rec.get(4)?.parse().ok()?,
+                self_pct: rec.get(5)?.parse().ok()?,
+                total_pct: rec.get(7)?.parse().ok()?,
+            })
+        })
+        .collect()
+}
+
+fn row<'a>(rows: &'a [Row], function: &str) -> Option<&'a Row> {
+    rows.iter()
+        .filter(|r| r.function == function && r.module == "python")
+        .max_by_key(|r| r.self_value)
+}
+
+/// A Python function as both tools can name it: qualified name and file base name.
+type Key = (String, String);
+
+fn base(file: &str) -> String {
+    file.rsplit('/').next().unwrap_or(file).to_string()
+}
+
+/// Self shares (percent of the samples that have a Python stack) of hwprof's
+/// `--frames python` hotspots.
+fn hwprof_python_shares(dir: &Path) -> HashMap<Key, f64> {
+    let rows = hot_rows(dir, "python");
+    let py: Vec<&Row> = rows.iter().filter(|r| r.module == "python").collect();
+    let total: u64 = py.iter().map(|r| r.self_value).sum();
+    let mut out = HashMap::new();
+    for r in py {
+        *out.entry((r.function.clone(), base(&r.file)))
+            .or_insert(0.0) += 100.0 * r.self_value as f64 / total.max(1) as f64;
+    }
+    out
+}
+
+/// Self shares of the leaf functions of py-spy's raw (collapsed) output, whose frames
+/// read `qualname (file:line)`; returns the shares and the sample count.
+fn py_spy_shares(raw: &str) -> (HashMap<Key, f64>, u64) {
+    let mut counts: HashMap<Key, u64> = HashMap::new();
+    let mut total = 0u64;
+    for line in raw.lines() {
+        let Some((stack, n)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let Ok(n) = n.parse::<u64>() else { continue };
+        let leaf = stack.rsplit(';').next().unwrap_or(stack);
+        let (name, loc) = leaf.rsplit_once(" (").unwrap_or((leaf, ""));
+        let file = loc.trim_end_matches(')');
+        let file = file.rsplit_once(':').map_or(file, |(f, _)| f);
+        *counts.entry((name.to_string(), base(file))).or_insert(0) += n;
+        total += n;
+    }
+    let shares = counts
+        .into_iter()
+        .map(|(k, n)| (k, 100.0 * n as f64 / total.max(1) as f64))
+        .collect();
+    (shares, total)
+}
+
+fn top(shares: &HashMap<Key, f64>, n: usize) -> Vec<Key> {
+    let mut v: Vec<(&Key, &f64)> = shares.iter().collect();
+    v.sort_by(|a, b| b.1.total_cmp(a.1));
+    v.into_iter().take(n).map(|(k, _)| k.clone()).collect()
+}
+
+fn meta_u64(p: &Profile, key: &str) -> u64 {
+    p.meta.get(key).and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
+/// hwprof vs py-spy (stopping mode) on one pyperformance benchmark run for `values`
+/// values of one loop each in a single pyperf worker process (~7 s without profiler).
+fn accuracy_against_py_spy(bench: &str, values: u32) {
+    let (Some(benchmarks), Some(spy)) = (pyperformance_benchmarks(), py_spy()) else {
+        return;
+    };
+    let script = benchmarks
+        .join(format!("bm_{bench}"))
+        .join("run_benchmark.py");
+    assert!(script.is_file(), "{} missing", script.display());
+    let t = shared_tempdir();
+    let values = values.to_string();
+    let py = python();
+    let cmd = [
+        py.to_str().unwrap_or(""),
+        script.to_str().unwrap_or(""),
+        "--worker",
+        "-l",
+        "1",
+        "-n",
+        &values,
+        "-w",
+        "0",
+    ];
+
+    let dir = t.path().join("hw");
+    collect(&dir, &cmd, &[]);
+    let hw = hwprof_python_shares(&dir);
+
+    let raw = t.path().join("spy.txt");
+    let out = Command::new(&spy)
+        .args(["record", "--rate", "999", "--format", "raw", "-o"])
+        .arg(&raw)
+        .arg("--")
+        .args(cmd)
+        .output()
+        .expect("run py-spy");
+    assert!(
+        out.status.success(),
+        "py-spy failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (spy_shares, spy_n) = py_spy_shares(&std::fs::read_to_string(&raw).unwrap_or_default());
+
+    // Enough samples that sampling noise, sqrt(p(1-p)/n) <= 0.5/sqrt(n), is well below
+    // one point on each side.
+    let prof = Profile::load(&dir).expect("load profile.db");
+    let agent = meta_u64(&prof, "python_agent_samples");
+    assert!(
+        agent >= 4000 && spy_n >= 4000,
+        "{bench}: too few samples (hwprof {agent}, py-spy {spy_n})"
+    );
+
+    let mut keys = top(&hw, 5);
+    for k in top(&spy_shares, 5) {
+        if !keys.contains(&k) {
+            keys.push(k);
+        }
+    }
+    let mut worst = 0.0f64;
+    for k in &keys {
+        let a = hw.get(k).copied().unwrap_or(0.0);
+        let b = spy_shares.get(k).copied().unwrap_or(0.0);
+        eprintln!(
+            "{bench}: {:<40} hwprof {a:5.2}%  py-spy {b:5.2}%  diff {:+.2}",
+            format!("{} ({})", k.0, k.1),
+            a - b
+        );
+        worst = worst.max((a - b).abs());
+    }
+    eprintln!(
+        "{bench}: {agent} hwprof agent samples, {spy_n} py-spy samples, worst diff {worst:.2}"
+    );
+    for k in &keys {
+        let a = hw.get(k).copied().unwrap_or(0.0);
+        let b = spy_shares.get(k).copied().unwrap_or(0.0);
+        assert!(
+            (a - b).abs() <= 3.0,
+            "{bench}: {k:?} hwprof {a:.2}% vs py-spy {b:.2}% (> 3 points)"
+        );
+    }
+
+    // Torn or partial stacks: agent samples without a Python stack, native/Python
+    // merges that failed, torn captures, frames whose code object stayed unresolved.
+    let without = meta_u64(&prof, "python_samples_without_stack");
+    let merge = meta_u64(&prof, "python_merge_failures");
+    let summary: serde_json::Value = prof
+        .meta
+        .get("python_summary")
+        .and_then(|s| serde_json::from_str(s).ok())
+        .unwrap_or_default();
+    let torn = summary["torn"].as_u64().unwrap_or(u64::MAX);
+    let captures = summary["captures"].as_u64().unwrap_or(0);
+    let unresolved: f64 = hot_rows(&dir, "python")
+        .iter()
+        .filter(|r| r.function.starts_with("<unresolved python code"))
+        .map(|r| r.self_pct)
+        .sum();
+    eprintln!(
+        "{bench}: {captures} captures, {without} samples without stack, {merge} merge failures, \
+         {torn} torn, unresolved leaf {unresolved:.2}%"
+    );
+    assert_eq!(prof.meta.get("python").map(String::as_str), Some("agent"));
+    assert!(
+        (without + merge) * 100 < agent,
+        "{bench}: {without} without stack + {merge} merge failures of {agent} samples (>= 1%)"
+    );
+    assert!(
+        torn * 100 < captures.max(1),
+        "{bench}: {torn} torn captures"
+    );
+    assert!(
+        unresolved < 1.0,
+        "{bench}: unresolved leaves {unresolved:.2}%"
+    );
+}
+
+#[test]
+fn pyperformance_chaos_matches_stopping_py_spy() {
+    accuracy_against_py_spy("chaos", 110);
+}
+
+#[test]
+fn pyperformance_go_matches_stopping_py_spy() {
+    accuracy_against_py_spy("go", 56);
+}
+
+#[test]
+fn pyperformance_richards_matches_stopping_py_spy() {
+    accuracy_against_py_spy("richards", 170);
+}
+
+/// Ground truth: `matmul_work` calls `ndarray.dot` (OpenBLAS dgemm, one thread),
+/// `sort_work` calls `ndarray.sort` (numpy's `_multiarray_umath`), both C methods called
+/// straight from the Python function; `python_work` is pure Python.
+const NUMPY_WORK: &str = r#"import sys
+import numpy as np
+
+
+def matmul_work(a, b, n):
+    s = 0.0
+    for _ in range(n):
+        s += float(a.dot(b)[0, 0])
+    return s
+
+
+def sort_work(x, n):
+    s = 0.0
+    for _ in range(n):
+        y = x.copy()
+        y.sort()
+        s += float(y[0])
+    return s
+
+
+def python_work(n):
+    s = 0
+    for i in range(n):
+        s += i * i % 7
+    return s
+
+
+rng = np.random.default_rng(1)
+a = rng.random((300, 300))
+b = rng.random((300, 300))
+x = rng.random(200_000)
+for _ in range(int(sys.argv[1])):
+    matmul_work(a, b, 40)
+    sort_work(x, 10)
+    python_work(100_000)
+"#;
+
+#[test]
+fn numpy_native_frames_sit_under_their_python_caller() {
+    need_numpy();
+    let t = shared_tempdir();
+    let script = write_script(t.path(), "np_work.py", NUMPY_WORK);
+    let dir = t.path().join("run");
+    let py = python();
+    collect(
+        &dir,
+        &[
+            py.to_str().unwrap_or(""),
+            script.to_str().unwrap_or(""),
+            "12",
+        ],
+        &[("OPENBLAS_NUM_THREADS", "1"), ("OMP_NUM_THREADS", "1")],
+    );
+
+    // --frames all: for every sample whose stack holds a frame of OpenBLAS or of numpy's
+    // `_multiarray_umath`, the nearest Python frame above it is the designed caller.
+    let prof = Profile::load(&dir).expect("load profile.db");
+    let stacks = prof.weighted_stacks(StackFilter {
+        frames: FramesFilter::All,
+        rank: None,
+    });
+    let fname = |f: usize| -> (&str, &str, bool) {
+        let func = prof
+            .frames
+            .get(f)
+            .and_then(|fr| prof.functions.get(fr.function));
+        match func {
+            Some(func) => (
+                func.name.as_str(),
+                func.module.as_str(),
+                func.module == "python",
+            ),
+            None => ("?", "?", false),
+        }
+    };
+    // (library, designed caller) -> (samples under the caller, samples in the library)
+    let mut seen: HashMap<(&str, &str), (u64, u64)> = HashMap::new();
+    for s in &stacks {
+        // Innermost native frame of the library, then the nearest Python frame outside it.
+        for (lib, caller) in [
+            ("openblas", "matmul_work"),
+            ("_multiarray_umath", "sort_work"),
+        ] {
+            let Some(pos) = s.frames.iter().rposition(|&f| fname(f).1.contains(lib)) else {
+                continue;
+            };
+            let py_above = s.frames[..pos]
+                .iter()
+                .rev()
+                .map(|&f| fname(f))
+                .find(|f| f.2)
+                .map(|f| f.0);
+            let e = seen.entry((lib, caller)).or_insert((0, 0));
+            e.1 += s.count;
+            if py_above == Some(caller) {
+                e.0 += s.count;
+            }
+        }
+    }
+    for ((lib, caller), (under, all)) in &seen {
+        eprintln!("numpy: {all} samples in {lib}, {under} under {caller}");
+    }
+    for (lib, caller) in [
+        ("openblas", "matmul_work"),
+        ("_multiarray_umath", "sort_work"),
+    ] {
+        let (under, all) = seen.get(&(lib, caller)).copied().unwrap_or((0, 0));
+        assert!(all >= 100, "numpy: only {all} samples in {lib}");
+        // The library's own start-up (numpy import, OpenBLAS init) runs under the
+        // import's frames, not the caller's: a few percent.
+        assert!(
+            under * 100 >= all * 90,
+            "numpy: {under} of {all} {lib} samples under {caller}"
+        );
+    }
+    let (blas_under, _) = seen
+        .get(&("openblas", "matmul_work"))
+        .copied()
+        .unwrap_or_default();
+
+    // --frames python: that native time is the caller's self time.
+    let py_rows = hot_rows(&dir, "python");
+    let all_rows = hot_rows(&dir, "all");
+    let m = row(&py_rows, "matmul_work").expect("matmul_work in --frames python");
+    let m_all = row(&all_rows, "matmul_work").expect("matmul_work in --frames all");
+    let srt = row(&py_rows, "sort_work").expect("sort_work in --frames python");
+    eprintln!(
+        "numpy: matmul_work self {:.2}% (all: self {:.2}%, total {:.2}%), sort_work self {:.2}%",
+        m.self_pct, m_all.self_pct, m_all.total_pct, srt.self_pct
+    );
+    assert!(
+        m.self_value >= blas_under,
+        "numpy: matmul_work self {} < {blas_under} OpenBLAS samples under it",
+        m.self_value
+    );
+    assert!(
+        (m.self_pct - m_all.total_pct).abs() <= 1.0,
+        "numpy: matmul_work self {:.2}% in --frames python, total {:.2}% in --frames all",
+        m.self_pct,
+        m_all.total_pct
+    );
+    assert!(
+        m_all.self_pct < m.self_pct / 2.0,
+        "numpy: matmul_work's native time is not below it in --frames all"
+    );
+    // No numpy or OpenBLAS function of its own in the Python view.
+    for r in &py_rows {
+        assert!(
+            !(r.module.contains("openblas") || r.module.contains("_multiarray_umath"))
+                || r.self_pct < 0.5,
+            "numpy: native row {r:?} in --frames python"
+        );
+    }
+}
+
+/// Ground truth: the pool's workers run `worker_task` (all the CPU of the run but the
+/// parent's short `parent_task`); the parent waits in `Pool.map`.
+const MP_WORK: &str = r#"import multiprocessing as mp
+import sys
+
+
+def worker_task(n):
+    s = 0
+    for i in range(n):
+        s += i * i % 7
+    return s
+
+
+def parent_task(n):
+    s = 0
+    for i in range(n):
+        s += i * i % 7
+    return s
+
+
+if __name__ == "__main__":
+    ctx = mp.get_context(sys.argv[1])
+    with ctx.Pool(2) as pool:
+        total = sum(pool.map(worker_task, [4_000_000] * 8, chunksize=1))
+    print(total + parent_task(300_000))
+"#;
+
+#[test]
+fn multiprocessing_pool_workers_fork_and_spawn() {
+    let t = shared_tempdir();
+    let script = write_script(t.path(), "mp_work.py", MP_WORK);
+    let py = python();
+    for method in ["fork", "spawn"] {
+        let dir = t.path().join(method);
+        collect(
+            &dir,
+            &[
+                py.to_str().unwrap_or(""),
+                script.to_str().unwrap_or(""),
+                method,
+            ],
+            &[],
+        );
+        let rows = hot_rows(&dir, "python");
+        let w = row(&rows, "worker_task").map_or(0.0, |r| r.self_pct);
+        let p = row(&rows, "parent_task").map_or(0.0, |r| r.self_pct);
+        let prof = Profile::load(&dir).expect("load profile.db");
+        // Processes with Python stacks, and those running worker_task.
+        let mut with_python = std::collections::HashSet::new();
+        let mut with_worker = std::collections::HashSet::new();
+        for s in &prof.samples {
+            let Some(process) = prof.threads.get(s.thread).map(|t| t.process) else {
+                continue;
+            };
+            for f in prof.stack_frames(s.stack) {
+                if prof.frame_kind(f) != hwprof::profile::FrameKind::Python {
+                    continue;
+                }
+                with_python.insert(process);
+                let name = prof
+                    .frames
+                    .get(f)
+                    .and_then(|fr| prof.functions.get(fr.function))
+                    .map(|func| func.name.as_str());
+                if name == Some("worker_task") {
+                    with_worker.insert(process);
+                }
+            }
+        }
+        eprintln!(
+            "multiprocessing {method}: worker_task {w:.2}%, parent_task {p:.2}%, \
+             {} processes, {} with Python stacks, {} running worker_task",
+            prof.processes.len(),
+            with_python.len(),
+            with_worker.len()
+        );
+        // 8 x 4M iterations in the workers vs 0.3M in the parent: 99% of the loops;
+        // spawned workers also start an interpreter and import (~0.15 s each).
+        assert!(
+            w >= 80.0,
+            "{method}: worker_task {w:.2}% (designed ~99% of the loops)"
+        );
+        assert!(p > 0.0 && p < 10.0, "{method}: parent_task {p:.2}%");
+        assert!(
+            with_python.len() >= 3,
+            "{method}: Python stacks in {} processes (parent + 2 workers)",
+            with_python.len()
+        );
+        assert_eq!(
+            with_worker.len(),
+            2,
+            "{method}: worker_task in both workers"
+        );
+    }
+}
+
+/// Ground truth: `hot_function` runs 3n iterations for `cold_function`'s n, of the same
+/// small-int work (`i & 1023`: no multi-digit ints for larger i). Exported with
+/// `--frames python`, so the interpreter's native time is in each function's `tottime`
+/// (as a Python user reads it); with `--frames all` `tottime` is only the eval loop's
+/// own samples and the C functions of libpython are rows of their own.
+const PSTATS_WORK: &str = r#"import sys
+
+
+def hot_function(n):
+    s = 0
+    for i in range(n):
+        s += (i & 1023) * 3 % 7
+    return s
+
+
+def cold_function(n):
+    s = 0
+    for i in range(n):
+        s += (i & 1023) * 3 % 7
+    return s
+
+
+def main(rounds):
+    t = 0
+    for _ in range(rounds):
+        t += hot_function(300_000)
+        t += cold_function(100_000)
+    return t
+
+
+print(main(int(sys.argv[1])))
+"#;
+
+#[test]
+fn pstats_export_read_by_python_lists_the_hot_function_first() {
+    let t = shared_tempdir();
+    let script = write_script(t.path(), "ps_work.py", PSTATS_WORK);
+    let dir = t.path().join("run");
+    let py = python();
+    collect(
+        &dir,
+        &[
+            py.to_str().unwrap_or(""),
+            script.to_str().unwrap_or(""),
+            "60",
+        ],
+        &[],
+    );
+    let prof_file = t.path().join("f.prof");
+    let out = Command::new(hwprof_bin())
+        .arg("export")
+        .arg(&dir)
+        .args(["--format", "pstats", "--frames", "python", "-o"])
+        .arg(&prof_file)
+        .output()
+        .expect("run hwprof export");
+    ok(&out);
+    let out = Command::new(&py)
+        .arg("-c")
+        .arg(
+            "import pstats, sys; pstats.Stats(sys.argv[1]).sort_stats('tottime').print_stats(5); \
+             s = pstats.Stats(sys.argv[1]).stats; \
+             tt = {k[2]: v[2] for k, v in s.items()}; \
+             print('TT', tt.get('hot_function', 0), tt.get('cold_function', 0))",
+        )
+        .arg(&prof_file)
+        .output()
+        .expect("run python pstats");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "pstats failed: {}\n{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("{text}");
+    let mut lines = text
+        .lines()
+        .skip_while(|l| !l.contains("filename:lineno(function)"));
+    let _header = lines.next();
+    let first = lines.find(|l| !l.trim().is_empty()).unwrap_or("");
+    assert!(
+        first.contains("ps_work.py") && first.ends_with("(hot_function)"),
+        "first pstats row: {first:?}\n{text}"
+    );
+    // Designed 3:1 between the two functions' own times.
+    let tt: Vec<f64> = text
+        .lines()
+        .find_map(|l| l.strip_prefix("TT "))
+        .unwrap_or("")
+        .split_whitespace()
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    assert_eq!(tt.len(), 2, "{text}");
+    let share = 100.0 * tt[0] / (tt[0] + tt[1]).max(1e-9);
+    eprintln!(
+        "pstats: hot_function {:.3} s, cold_function {:.3} s: {share:.1}% (designed 75%)",
+        tt[0], tt[1]
+    );
+    assert!((68.0..=82.0).contains(&share), "hot share {share:.1}%");
+}
