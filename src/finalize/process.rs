@@ -241,7 +241,6 @@ const PERF_CONTEXT_USER: u64 = (-512i64) as u64;
 
 impl Builder<'_> {
     fn handle(&mut self, attr_index: usize, record: RawEventRecord) {
-        let common = record.common_data().ok();
         let Ok(parsed) = record.parse() else { return };
         match parsed {
             EventRecord::Sample(s) => self.sample(&s, attr_index as u32),
@@ -307,7 +306,7 @@ impl Builder<'_> {
                 if let (
                     linux_perf_data::linux_perf_event_reader::ContextSwitchRecord::In { .. },
                     Some(c),
-                ) = (cs, common)
+                ) = (cs, record.common_data().ok())
                     && let (Some(tid), Some(t)) = (c.tid, c.timestamp)
                     && let Some((key, out_time)) = self.pending_off_cpu.remove(&(tid as u32))
                 {
