@@ -712,6 +712,22 @@ pub fn summary(p: &Profile, format: ReportFormat, top: usize, filter: StackFilte
             if p.meta_str("mode") == "memory" {
                 v["peak_rss_bytes"] = json!(peak_rss(p).map(|x| x.0));
             }
+            // How Python stacks were joined: captures, samples left without a Python
+            // stack, and native/Python merges that failed (both halves kept).
+            for k in [
+                "python_agent_samples",
+                "python_agent_samples_with_capture",
+                "python_samples_joined",
+                "python_samples_without_stack",
+                "python_merge_failures",
+            ] {
+                if let Ok(n) = p.meta_str(k).parse::<u64>() {
+                    v[k] = json!(n);
+                }
+            }
+            if let Ok(s) = serde_json::from_str::<Value>(p.meta_str("python_summary")) {
+                v["python_summary"] = s;
+            }
             if format == ReportFormat::Csv {
                 let mut s = csv_line(&["key", "value"].map(String::from));
                 if let Some(o) = v.as_object() {
@@ -754,6 +770,14 @@ pub fn summary(p: &Profile, format: ReportFormat, top: usize, filter: StackFilte
             }
             if num("lost_samples") > 0 {
                 s.push_str(&format!("  lost samples: {}\n", num("lost_samples")));
+            }
+            if num("python_agent_samples") > 0 {
+                s.push_str(&format!(
+                    "  python: {} of {} samples with the Python stack of their instant; {} merges failed (both halves kept)\n",
+                    num("python_samples_joined"),
+                    num("python_agent_samples"),
+                    num("python_merge_failures")
+                ));
             }
             if p.meta_str("mode") == "memory"
                 && let Some((b, _)) = peak_rss(p)
