@@ -120,7 +120,18 @@ pub fn run(opts: &FinalizeOptions) -> Result<PathBuf, FinalizeError> {
         debug_roots: vec![PathBuf::from("/usr/lib/debug")],
     };
     let (weighting, metric) = weighting(&manifest.mode);
-    let pb = crate::util::progress_bar(raws.len() as u64, "unwinding", opts.quiet);
+    // Progress in bytes of perf.data read: one huge recording moves the bar too.
+    let total_bytes: u64 = raws
+        .iter()
+        .filter_map(|r| std::fs::metadata(r.path.join("perf.data")).ok())
+        .map(|m| m.len())
+        .sum();
+    let pb = crate::util::progress_bar(total_bytes, "unwinding", opts.quiet);
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{msg:>12} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+    ) {
+        pb.set_style(style.progress_chars("=> "));
+    }
     let results: Vec<Result<RawProfile, process::ProcessError>> = pool.install(|| {
         raws.par_iter()
             .map(|r| {
@@ -143,7 +154,7 @@ pub fn run(opts: &FinalizeOptions) -> Result<PathBuf, FinalizeError> {
                     true => Some(&mut hook),
                     false => None,
                 };
-                let mut res = process::process_raw_dir(r, &search, weighting, hook_ref);
+                let mut res = process::process_raw_dir(r, &search, weighting, hook_ref, &pb);
                 drop(hook);
                 let joiner = joiner.take();
                 let summary = joiner.as_ref().map(|j| j.summary());
@@ -153,7 +164,6 @@ pub fn run(opts: &FinalizeOptions) -> Result<PathBuf, FinalizeError> {
                     p.python_join_counts = counts;
                     dedup_python_stacks(p, stacks);
                 }
-                pb.inc(1);
                 res
             })
             .collect()

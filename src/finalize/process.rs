@@ -190,6 +190,7 @@ pub fn process_raw_dir<'a>(
     search: &'a SearchPaths,
     weighting: Weighting,
     sample_hook: Option<&'a mut SampleHook>,
+    progress: &indicatif::ProgressBar,
 ) -> Result<RawProfile, ProcessError> {
     let path = raw.path.join("perf.data");
     let file = TolerantPerfFile::open(&path)?;
@@ -227,11 +228,15 @@ pub fn process_raw_dir<'a>(
         .iter()
         .map(|a| (a.attr, a.event_ids.clone()))
         .collect();
+    let reported = std::cell::Cell::new(0u64);
     crate::raw::records::for_each_sorted(
         data_file.data_section(),
         &attrs,
         |attr_index, record| b.handle(attr_index, record),
-        |offset| data_file.advance_data(offset),
+        |offset| {
+            data_file.advance_data(offset);
+            progress.inc((offset as u64).saturating_sub(reported.replace(offset as u64)));
+        },
     );
     Ok(b.out)
 }
