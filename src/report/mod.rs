@@ -63,3 +63,97 @@ pub fn summary_after_collect(dir: &Path) -> anyhow::Result<String> {
     ));
     Ok(s)
 }
+
+#[cfg(test)]
+mod tests {
+    //! Snapshots of the text views on a small profile with designed numbers: a reviewer
+    //! reads the diff when a view's layout changes.
+    use super::*;
+    use crate::cli::FramesFilter;
+    use crate::profile::{EventRow, Frame, FrameKind, Function, Process, ProfileWriter, Thread};
+
+    fn designed_profile() -> Profile {
+        let mut w = ProfileWriter::default();
+        let meta = [
+            ("mode", "hotspots"),
+            ("metric", "samples"),
+            ("samples", "100"),
+            ("lost_samples", "0"),
+            ("duration_s", "0.100"),
+            ("command", "./app"),
+            (
+                "events",
+                r#"[{"requested":"cycles","opened":"cpu-clock","note":"no PMU"}]"#,
+            ),
+        ];
+        for (k, v) in meta {
+            w.profile.meta.insert(k.into(), v.into());
+        }
+        w.profile.events.push(EventRow {
+            name: "cpu-clock".into(),
+            ..Default::default()
+        });
+        w.profile.processes.push(Process {
+            host: "node1".into(),
+            rank: None,
+            pid: 10,
+            command: "app".into(),
+            raw_dir: "raw/node1.-.10".into(),
+        });
+        for (tid, name) in [(10, "app"), (11, "worker")] {
+            w.profile.threads.push(Thread {
+                process: 0,
+                tid,
+                name: name.into(),
+            });
+        }
+        let mut frame = |w: &mut ProfileWriter, name: &str, kind: FrameKind, line: u32| {
+            let module = if kind == FrameKind::Python {
+                "python"
+            } else {
+                "app"
+            };
+            let function = w.function(Function {
+                name: name.into(),
+                module: module.into(),
+                file: Some("app.c".into()),
+                start_line: Some(line),
+                kind,
+            });
+            w.frame(Frame {
+                function,
+                file: Some("app.c".into()),
+                line: Some(line + 2),
+            })
+        };
+        let main = frame(&mut w, "main", FrameKind::Native, 1);
+        let solve = frame(&mut w, "Solver.solve", FrameKind::Python, 10);
+        let dgemm = frame(&mut w, "dgemm_", FrameKind::Native, 20);
+        let io = frame(&mut w, "write_output", FrameKind::Native, 30);
+        let s1 = w.stack(&[main, solve, dgemm]);
+        let s2 = w.stack(&[main, solve]);
+        let s3 = w.stack(&[main, io]);
+        w.add_sample(s1, 0, 0, 60, 60);
+        w.add_sample(s2, 0, 0, 15, 15);
+        w.add_sample(s3, 1, 0, 25, 25);
+        w.profile.clone()
+    }
+
+    fn view(v: View, frames: FramesFilter) -> String {
+        let filter = StackFilter { frames, rank: None };
+        render(&designed_profile(), v, ReportFormat::Text, 10, filter).unwrap()
+    }
+
+    #[test]
+    fn text_views() {
+        insta::assert_snapshot!("summary", view(View::Summary, FramesFilter::All));
+        insta::assert_snapshot!("hotspots", view(View::Hotspots, FramesFilter::All));
+        insta::assert_snapshot!(
+            "hotspots_python",
+            view(View::Hotspots, FramesFilter::Python)
+        );
+        insta::assert_snapshot!("callers", view(View::Callers, FramesFilter::All));
+        insta::assert_snapshot!("threads", view(View::Threads, FramesFilter::All));
+        insta::assert_snapshot!("lines", view(View::Lines, FramesFilter::All));
+    }
+}
