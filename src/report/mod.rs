@@ -107,7 +107,7 @@ mod tests {
                 name: name.into(),
             });
         }
-        let mut frame = |w: &mut ProfileWriter, name: &str, kind: FrameKind, line: u32| {
+        let frame = |w: &mut ProfileWriter, name: &str, kind: FrameKind, line: u32| {
             let module = if kind == FrameKind::Python {
                 "python"
             } else {
