@@ -50,3 +50,28 @@ pub fn monotonic_ns() -> u64 {
         Err(_) => 0,
     }
 }
+
+/// Create a new file, mode 0600, failing if it exists (raw data is never overwritten).
+pub fn create_private_file(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+}
+
+/// Lower-case hex of bytes (build ids).
+pub fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// The GNU build id of an ELF file, from its notes.
+pub fn elf_build_id(path: &Path) -> Option<Vec<u8>> {
+    use object::Object;
+    let file = std::fs::File::open(path).ok()?;
+    // SAFETY: a read-only mapping of a binary; object's parser bounds-checks every access.
+    let data = unsafe { memmap2::Mmap::map(&file) }.ok()?;
+    let obj = object::File::parse(&*data).ok()?;
+    obj.build_id().ok().flatten().map(|b| b.to_vec())
+}

@@ -32,29 +32,6 @@ pub struct ModuleEntry {
     pub archived: Option<String>,
 }
 
-/// Hex of bytes.
-pub fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-/// The GNU build id of an ELF file, read from its notes.
-pub fn read_build_id(path: &Path) -> Option<Vec<u8>> {
-    use object::Object;
-    let file = std::fs::File::open(path).ok()?;
-    // SAFETY-free: memmap2's map is unsafe only if the file changes underneath; reading
-    // into memory instead keeps this module safe. Build ids sit in the first pages.
-    let data = read_prefix(&file, 64 * 1024 * 1024)?;
-    let obj = object::File::parse(&*data).ok()?;
-    obj.build_id().ok().flatten().map(|b| b.to_vec())
-}
-
-fn read_prefix(file: &std::fs::File, max: u64) -> Option<Vec<u8>> {
-    use std::io::Read;
-    let mut v = Vec::new();
-    file.take(max).read_to_end(&mut v).ok()?;
-    Some(v)
-}
-
 /// Write `raw_dir/modules.json`; archive the files under `results_dir/symbols/`.
 pub fn write_modules(
     raw_dir: &Path,
@@ -69,12 +46,15 @@ pub fn write_modules(
         let meta = std::fs::metadata(path).ok();
         let build_id = match build_id {
             Some(b) => Some(b.clone()),
-            None if meta.is_some() => read_build_id(path),
+            None if meta.is_some() => crate::util::elf_build_id(path),
             None => None,
         };
         let mut e = ModuleEntry {
             path: path.to_string_lossy().into_owned(),
-            build_id: build_id.as_deref().map(hex).unwrap_or_default(),
+            build_id: build_id
+                .as_deref()
+                .map(crate::util::hex)
+                .unwrap_or_default(),
             size: meta.as_ref().map(|m| m.len()).unwrap_or(0),
             mtime: meta.as_ref().map(|m| m.mtime()).unwrap_or(0),
             archived: None,

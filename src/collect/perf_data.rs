@@ -102,12 +102,7 @@ pub struct PerfDataWriter {
 impl PerfDataWriter {
     /// Create `path` (mode 0600) with the given attrs.
     pub fn create(path: &Path, attrs: Vec<FileAttr>) -> std::io::Result<Self> {
-        use std::os::unix::fs::OpenOptionsExt;
-        let file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(path)?;
+        let file = crate::util::create_private_file(path)?;
         let mut w = PerfDataWriter {
             file: BufWriter::with_capacity(1 << 20, file),
             attrs,

@@ -107,17 +107,11 @@ impl RssSampler {
         path: &Path,
         proc_root: &Path,
     ) -> Result<RssSampler, RssError> {
-        use std::os::unix::fs::OpenOptionsExt;
         let io = |source| RssError::Io {
             path: path.to_path_buf(),
             source,
         };
-        let file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(path)
-            .map_err(io)?;
+        let file = crate::util::create_private_file(path).map_err(io)?;
         let mut out = BufWriter::new(file);
         out.write_all(b"time_ns,pid,rss_bytes\n").map_err(io)?;
         out.flush().map_err(io)?;

@@ -242,17 +242,11 @@ impl UncoreSampler {
                 opened,
             });
         }
-        use std::os::unix::fs::OpenOptionsExt;
         let io = |source| UncoreError::Io {
             path: path.to_path_buf(),
             source,
         };
-        let file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(path)
-            .map_err(io)?;
+        let file = crate::util::create_private_file(path).map_err(io)?;
         let mut out = BufWriter::new(file);
         out.write_all(b"time_ns,counter,value,multiplexed\n")
             .map_err(io)?;

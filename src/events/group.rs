@@ -310,6 +310,31 @@ mod tests {
     /// The group machinery for real: a cpu-clock leader with page-faults and
     /// context-switches members, opened with perf-event2 on a child process that
     /// faults in a known number of pages and sleeps a known number of times.
+    /// python3 running `script`, which first waits for a byte on stdin (so events can
+    /// be opened before it does anything). None, with a note, when python3 is missing.
+    fn python_waiting_on_stdin(script: &str) -> Option<std::process::Child> {
+        match std::process::Command::new("python3")
+            .args(["-c", script])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+        {
+            Ok(c) => Some(c),
+            Err(e) => {
+                eprintln!("skipping: python3 not runnable: {e}");
+                None
+            }
+        }
+    }
+
+    /// A perf-event2 builder for exactly `attr`, on `pid`, any CPU.
+    fn builder_for(attr: &sys::perf_event_attr, pid: i32) -> perf_event::Builder<'static> {
+        let mut b = perf_event::Builder::new(perf_event::events::Software::DUMMY);
+        *b.attrs_mut() = *attr;
+        b.observe_pid(pid);
+        b.any_cpu();
+        b
+    }
+
     #[test]
     fn software_group_on_a_child_counts_its_faults_and_switches() {
         use std::io::Read;
@@ -332,25 +357,11 @@ mod tests {
         // The child waits for a byte on stdin, touches 2000 fresh pages (python3 writes
         // into a bytearray), then sleeps 20 times.
         let script = "import sys,time\nsys.stdin.read(1)\nb=bytearray(2000*4096)\nfor i in range(0,len(b),4096): b[i]=1\nfor _ in range(20): time.sleep(0.002)\n";
-        let mut child = match std::process::Command::new("python3")
-            .args(["-c", script])
-            .stdin(std::process::Stdio::piped())
-            .spawn()
-        {
-            Ok(c) => c,
-            Err(e) => {
-                eprintln!("skipping: python3 not runnable: {e}");
-                return;
-            }
+        let Some(mut child) = python_waiting_on_stdin(script) else {
+            return;
         };
         let pid = child.id() as i32;
-        let build = |a: &sys::perf_event_attr| {
-            let mut b = perf_event::Builder::new(perf_event::events::Software::DUMMY);
-            *b.attrs_mut() = *a;
-            b.observe_pid(pid);
-            b.any_cpu();
-            b
-        };
+        let build = |a: &sys::perf_event_attr| builder_for(a, pid);
         // Open on the running child: enable_on_exec does not apply, enable by ioctl.
         let mut leader = match build(&attrs[0]).build() {
             Ok(l) => l,
@@ -419,25 +430,11 @@ mod tests {
         );
         // Busy for ~150 ms of CPU while faulting pages in, after a byte on stdin.
         let script = "import sys,time\nsys.stdin.read(1)\nb=bytearray(3000*4096)\nt=time.process_time()\ni=0\nwhile time.process_time()-t<0.15:\n    b[(i*4096)%len(b)]=1; i+=1\n";
-        let mut child = match std::process::Command::new("python3")
-            .args(["-c", script])
-            .stdin(std::process::Stdio::piped())
-            .spawn()
-        {
-            Ok(c) => c,
-            Err(e) => {
-                eprintln!("skipping: python3 not runnable: {e}");
-                return;
-            }
+        let Some(mut child) = python_waiting_on_stdin(script) else {
+            return;
         };
         let pid = child.id() as i32;
-        let build = |a: &sys::perf_event_attr| {
-            let mut b = perf_event::Builder::new(perf_event::events::Software::DUMMY);
-            *b.attrs_mut() = *a;
-            b.observe_pid(pid);
-            b.any_cpu();
-            b
-        };
+        let build = |a: &sys::perf_event_attr| builder_for(a, pid);
         let mut leader = build(&attrs[0]).build().unwrap();
         let m1 = build(&attrs[1]).build_with_group(&mut leader).unwrap();
         let m2 = build(&attrs[2]).build_with_group(&mut leader).unwrap();

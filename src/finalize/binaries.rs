@@ -122,16 +122,6 @@ pub fn load_elf(path: &Path) -> Option<LoadedElf> {
     })
 }
 
-fn build_id_of(path: &Path) -> Option<Vec<u8>> {
-    let data = read_file(path)?;
-    let obj = object::File::parse(&*data).ok()?;
-    obj.build_id().ok().flatten().map(|b| b.to_vec())
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
 impl SearchPaths {
     /// Find the binary that was mapped at `path` with `build_id`. A candidate whose
     /// build id differs from the recorded one is rejected.
@@ -140,7 +130,7 @@ impl SearchPaths {
         let name = original.file_name()?;
         let mut candidates = Vec::new();
         if let Some(b) = build_id {
-            let dir = self.results_dir.join("symbols").join(hex(b));
+            let dir = self.results_dir.join("symbols").join(crate::util::hex(b));
             candidates.push(dir.join(name));
         }
         for d in &self.search_dirs {
@@ -154,7 +144,7 @@ impl SearchPaths {
         candidates.into_iter().find(|c| {
             c.is_file()
                 && match build_id {
-                    Some(want) => build_id_of(c).as_deref() == Some(want),
+                    Some(want) => crate::util::elf_build_id(c).as_deref() == Some(want),
                     None => true,
                 }
         })
@@ -167,7 +157,7 @@ impl SearchPaths {
         if let Some(b) = &elf.build_id
             && b.len() > 1
         {
-            let h = hex(b);
+            let h = crate::util::hex(b);
             for r in &roots {
                 let p = r
                     .join(".build-id")

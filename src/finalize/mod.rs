@@ -309,25 +309,34 @@ fn symbolize_all(
     search: &SearchPaths,
     quiet: bool,
 ) -> Vec<NodeFrames> {
-    // Distinct addresses per (profile, module).
-    let mut groups: Vec<(usize, u32, Vec<u64>)> = Vec::new();
+    // Distinct addresses per module file: the ranks of an MPI job map the same binaries,
+    // which are symbolized once for all of them.
+    let mut group_of: HashMap<(Option<PathBuf>, &str), usize> = HashMap::new();
+    let mut groups: Vec<((usize, u32), Vec<u64>)> = Vec::new();
+    let mut module_group: HashMap<(usize, u32), usize> = HashMap::new();
     for (pi, (_, p)) in profiles.iter().enumerate() {
-        let mut per_module: HashMap<u32, Vec<u64>> = HashMap::new();
         for (_, loc) in &p.trie {
             if let Loc::Module { module, svma } = loc {
-                per_module.entry(*module).or_default().push(*svma);
+                let g = *module_group.entry((pi, *module)).or_insert_with(|| {
+                    let rec = &p.modules[*module as usize];
+                    let key = (rec.elf.as_ref().map(|e| e.path.clone()), rec.path.as_str());
+                    *group_of.entry(key).or_insert_with(|| {
+                        groups.push(((pi, *module), Vec::new()));
+                        groups.len() - 1
+                    })
+                });
+                groups[g].1.push(*svma);
             }
         }
-        for (m, mut v) in per_module {
-            v.sort_unstable();
-            v.dedup();
-            groups.push((pi, m, v));
-        }
+    }
+    for (_, v) in &mut groups {
+        v.sort_unstable();
+        v.dedup();
     }
     let pb = crate::util::progress_bar(groups.len() as u64, "symbols", quiet);
     let resolved: Vec<HashMap<u64, Vec<FrameInfo>>> = groups
         .par_iter()
-        .map(|(pi, m, addrs)| {
+        .map(|((pi, m), addrs)| {
             let rec = &profiles[*pi].1.modules[*m as usize];
             let name = rec.name();
             let elf_path = rec.elf.as_ref().map(|e| e.path.clone());
@@ -339,10 +348,7 @@ fn symbolize_all(
         })
         .collect();
     pb.finish_and_clear();
-    let mut by_key: HashMap<(usize, u32), HashMap<u64, Vec<FrameInfo>>> = HashMap::new();
-    for ((pi, m, _), map) in groups.into_iter().zip(resolved) {
-        by_key.insert((pi, m), map);
-    }
+    let by_key = |pi: usize, m: u32| module_group.get(&(pi, m)).map(|&g| &resolved[g]);
     profiles
         .iter()
         .enumerate()
@@ -353,8 +359,7 @@ fn symbolize_all(
             p.trie
                 .iter()
                 .map(|(_, loc)| match loc {
-                    Loc::Module { module, svma } => by_key
-                        .get(&(pi, *module))
+                    Loc::Module { module, svma } => by_key(pi, *module)
                         .and_then(|m| m.get(svma))
                         .cloned()
                         .unwrap_or_else(|| {
