@@ -467,11 +467,8 @@ fn add_raw_profile(
             .enumerate()
             .rev()
             .map(|(i, f)| {
-                let id = intern_frame(w, f);
-                if i + 1 < nf.len() && f.function.kind == FrameKind::Native {
-                    w.mark_inlined(id);
-                }
-                id
+                let inlined = i + 1 < nf.len() && f.function.kind == FrameKind::Native;
+                intern_frame_with(w, f, inlined)
             })
             .collect();
         node_stack.push(w.stack_from(parent_stack, &frames));
@@ -563,12 +560,17 @@ fn native_leaf_first(p: &RawProfile, node_frames: &NodeFrames, leaf: u32) -> Vec
 }
 
 fn intern_frame(w: &mut ProfileWriter, f: &FrameInfo) -> usize {
+    intern_frame_with(w, f, false)
+}
+
+fn intern_frame_with(w: &mut ProfileWriter, f: &FrameInfo, inlined: bool) -> usize {
     let function = w.function(f.function.clone());
-    w.frame(crate::profile::Frame {
+    let frame = crate::profile::Frame {
         function,
         file: f.file.clone(),
         line: f.line,
-    })
+    };
+    w.frame_with(frame, inlined)
 }
 
 /// `hwprof merge DIR`: combine `DIR/parts/*/profile.db` into `DIR/profile.db`.
@@ -635,11 +637,12 @@ pub fn merge(dir: &Path) -> Result<PathBuf, FinalizeError> {
                 .map(|&f| {
                     let fr = &p.frames[f];
                     let func = w.function(p.functions[fr.function].clone());
-                    w.frame(crate::profile::Frame {
+                    let frame = crate::profile::Frame {
                         function: func,
                         file: fr.file.clone(),
                         line: fr.line,
-                    })
+                    };
+                    w.frame_with(frame, p.frame_inlined.get(f).copied().unwrap_or(false))
                 })
                 .collect();
             let stack = w.stack(&ids);

@@ -410,7 +410,7 @@ pub struct ProfileWriter {
     /// The profile being built.
     pub profile: Profile,
     function_ids: HashMap<Function, usize>,
-    frame_ids: HashMap<Frame, usize>,
+    frame_ids: HashMap<(Frame, bool), usize>,
     stack_ids: HashMap<(Option<usize>, usize), usize>,
     sample_ids: HashMap<(Option<usize>, usize, usize), usize>,
 }
@@ -427,23 +427,23 @@ impl ProfileWriter {
         id
     }
 
-    /// Intern a frame.
+    /// Intern a frame (not inlined).
     pub fn frame(&mut self, f: Frame) -> usize {
-        if let Some(&id) = self.frame_ids.get(&f) {
+        self.frame_with(f, false)
+    }
+
+    /// Intern a frame; `inlined` is part of its identity, since the same function and
+    /// line can run inlined into a caller on one stack and out of line on another.
+    pub fn frame_with(&mut self, f: Frame, inlined: bool) -> usize {
+        let key = (f, inlined);
+        if let Some(&id) = self.frame_ids.get(&key) {
             return id;
         }
         let id = self.profile.frames.len();
-        self.profile.frames.push(f.clone());
-        self.profile.frame_inlined.push(false);
-        self.frame_ids.insert(f, id);
+        self.profile.frames.push(key.0.clone());
+        self.profile.frame_inlined.push(inlined);
+        self.frame_ids.insert(key, id);
         id
-    }
-
-    /// Mark a frame as inlined into its caller.
-    pub fn mark_inlined(&mut self, frame: usize) {
-        if let Some(x) = self.profile.frame_inlined.get_mut(frame) {
-            *x = true;
-        }
     }
 
     /// Intern a stack given its frames outermost first; returns the leaf node.
