@@ -107,7 +107,10 @@ impl Session {
         if let Some(e) = err {
             return Err(e);
         }
-        writer.finish_round()?;
+        // An idle pass (the target sleeping) writes nothing: no empty rounds, no header.
+        if n > 0 {
+            writer.finish_round()?;
+        }
         Ok(n)
     }
 
