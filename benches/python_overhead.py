@@ -14,6 +14,7 @@ rounds, default 5):
   py-spy            py-spy record --rate 999 --format raw (default: stops the process)
   py-spy-nonblock   the same with --nonblocking
 
+HWPROF_BENCH_CONFIGS=bare,hwprof,... runs only those configurations.
 Prints the median wall time of each and its ratio to bare, as a Markdown table.
 Needs pyperformance, pyperf and py-spy (pip install -r .ci/requirements.txt).
 """
@@ -40,16 +41,20 @@ out_dir = os.path.join(tmp, "run")
 spy_out = os.path.join(tmp, "spy.txt")
 
 
+ONLY = [c for c in os.environ.get("HWPROF_BENCH_CONFIGS", "").split(",") if c]
+
+
 def configs(cmd):
     hw = [HW, "collect", "-q", "-F", "999", "--no-finalize", "-r", out_dir]
     spy = [SPY, "record", "--rate", "999", "--format", "raw", "-o", spy_out]
-    return {
+    every = {
         "bare": cmd,
         "hwprof": hw + ["--"] + cmd,
         "hwprof-nopy": hw + ["--python", "off", "--"] + cmd,
         "py-spy": spy + ["--"] + cmd,
         "py-spy-nonblock": spy + ["--nonblocking", "--"] + cmd,
     }
+    return {k: v for k, v in every.items() if not ONLY or k in ONLY}
 
 
 env = dict(os.environ, HWPROF_AGENT_LIB=AGENT)

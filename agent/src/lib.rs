@@ -8,7 +8,8 @@
 //! 2. receives a `Config`: whether this process is a CPython the collector understands,
 //!    the address of `_PyRuntime`, that version's struct layout, and a cookie;
 //! 3. if Python: opens `HWPROF_AGENT_DIR/python-<pid>.bin` and installs a SIGTRAP handler;
-//! 4. opens one sampling event per CPU on itself (disabled: the collector enables each
+//! 4. unless the config says the collector samples this process itself
+//!    (`Config::sampling`), opens one sampling event per CPU on itself (disabled: the collector enables each
 //!    once its ring is mapped), from the attr bytes in
 //!    `HWPROF_AGENT_ATTR`, adding `inherit`, `remove_on_exec` and (if Python) `sigtrap`
 //!    with `sig_data` = cookie, clearing the side-band bits (mmap, comm, task, ...) that the
@@ -17,12 +18,13 @@
 //!
 //! The kernel then delivers one synchronous SIGTRAP to the sampled thread per sample. The
 //! handler (async-signal-safe: no allocation, no locks, only `process_vm_readv`, `gettid`,
-//! `clock_gettime` and one `write`) finds the thread's `PyThreadState` (matching
+//! `clock_gettime`, one `write`, and now and then a re-read of `/proc/self/maps`) finds the thread's `PyThreadState` (matching
 //! `thread_id` to `pthread_self()`), walks its frame chain, and appends one capture record
 //! (code object address, instruction offset, entry/shim markers, validation token) with
-//! tid and CLOCK_MONOTONIC time. Every read of interpreter memory goes through
-//! `process_vm_readv` on itself, so a torn or corrupt pointer gives an error, never a
-//! fault in the target. SIGTRAPs that are not ours (other `si_code` or cookie) go to the
+//! tid and CLOCK_MONOTONIC time. A read of interpreter memory is a plain copy when it
+//! lies in a private read-write mapping of the process (a table refreshed from
+//! `/proc/self/maps`, see `Ranges`), and otherwise goes through `process_vm_readv` on
+//! itself, so a torn or corrupt pointer gives an error, never a fault in the target. SIGTRAPs that are not ours (other `si_code` or cookie) go to the
 //! handler that was installed before. Names, files and lines are resolved later, outside
 //! the process, by the collector.
 //!
@@ -186,16 +188,20 @@ fn init() {
             None => return,
         },
     };
-    if cfg.no_events != 0 || cfg.python == 0 {
-        if out_fd >= 0 {
-            close(out_fd);
-        }
+    // start_python takes the capture file (and closes it on failure).
+    let python = cfg.python != 0 && cfg.sampling != SAMPLE_NONE && start_python(&cfg, pid, out_fd);
+    if !python && cfg.python == 0 && out_fd >= 0 {
+        close(out_fd);
+    }
+    let sample = match cfg.sampling {
+        SAMPLE_ALWAYS => true,
+        SAMPLE_IF_PYTHON => python,
+        _ => false,
+    };
+    if !sample {
         return;
     }
-    if !start_python(&cfg, pid, out_fd) {
-        return;
-    }
-    let fds = open_events(&attr, true, cfg.cookie);
+    let fds = open_events(&attr, python, cfg.cookie);
     for chunk in fds.chunks(MAX_FDS_PER_MSG) {
         let mut msg = EventsMsg {
             magic: EVENTS_MAGIC,
@@ -223,9 +229,11 @@ extern "C" fn agent_exit() {
         let n = CAPTURES.load(Ordering::Relaxed);
         let ns = CAPTURE_NS.load(Ordering::Relaxed);
         eprintln!(
-            "hwprof-agent: pid {}: {n} captures, {:.1} us each",
+            "hwprof-agent: pid {}: {n} captures, {:.1} us each; {} direct reads, {} through process_vm_readv",
             std::process::id(),
-            ns as f64 / 1000.0 / n.max(1) as f64
+            ns as f64 / 1000.0 / n.max(1) as f64,
+            DIRECT_READS.load(Ordering::Relaxed),
+            SLOW_READS.load(Ordering::Relaxed),
         );
     }
     let sock = SOCK_FD.load(Ordering::SeqCst);
@@ -468,6 +476,7 @@ fn start_python(cfg: &Config, pid: u32, given_fd: c_int) -> bool {
         close(fd);
         return false;
     }
+    refresh_ranges();
     INSTALLED.store(true, Ordering::SeqCst);
     OUT_FD.store(fd, Ordering::SeqCst);
     true
@@ -582,8 +591,16 @@ fn open_events(attr: &[u8], python: bool, cookie: u64) -> Vec<(u32, c_int)> {
 
 // ---------------------------------------------------------------- the signal handler
 
-/// Reads `buf.len()` bytes at `addr` of this process; false on any failure.
+/// Reads `buf.len()` bytes at `addr` of this process; false on any failure. A plain copy
+/// when the bytes lie in a known private read-write mapping (see [`Ranges`]), else one
+/// `process_vm_readv`.
 fn read_mem(pid: libc::pid_t, addr: u64, buf: &mut [u8]) -> bool {
+    read_direct(addr, buf) || read_careful(pid, addr, buf)
+}
+
+/// Reads through `process_vm_readv` only: for memory this thread does not own (other
+/// threads' states, which may be freed while we read).
+fn read_careful(pid: libc::pid_t, addr: u64, buf: &mut [u8]) -> bool {
     if addr == 0 || addr == NONE {
         return false;
     }
@@ -599,6 +616,211 @@ fn read_mem(pid: libc::pid_t, addr: u64, buf: &mut [u8]) -> bool {
     // reports EFAULT for unmapped remote addresses instead of faulting.
     let r = unsafe { libc::process_vm_readv(pid, &local, 1, &remote, 1, 0) };
     r == buf.len() as isize
+}
+
+fn read_u64_careful(pid: libc::pid_t, addr: u64) -> Option<u64> {
+    let mut b = [0u8; 8];
+    read_careful(pid, addr, &mut b).then(|| u64::from_le_bytes(b))
+}
+
+// ------------------------------------------------ direct reads of our own memory
+
+/// The private read-write mappings of this process (from `/proc/self/maps`, merged and
+/// sorted): where the interpreter's runtime state, thread states, frames and code objects
+/// live. The handler copies from an address inside one of them with a plain load, which
+/// costs nanoseconds where a `process_vm_readv` costs a microsecond or more; anything
+/// else (a pointer outside every range, or a read while the table is rewritten) goes
+/// through `process_vm_readv`, which cannot fault.
+///
+/// Why a plain load is safe here: the handler runs on the sampled thread, and it reads
+/// only that thread's own frame chain and the objects the chain references, which stay
+/// alive (and mapped) while the thread is stopped in the handler. A torn chain pointer
+/// that lands outside the table is caught by the check. The residual risk, a garbage
+/// pointer into a range that another thread unmaps between the check and the load, is
+/// documented in docs/python.md. Other threads' states are read with
+/// [`read_careful`] only.
+///
+/// A seqlock (odd while rewritten) lets handlers on several threads read the table while
+/// one of them refreshes it; refreshes happen after misses, rate-limited with backoff.
+struct Ranges {
+    seq: AtomicU64,
+    n: AtomicUsize,
+    lo: [AtomicU64; MAX_RANGES],
+    hi: [AtomicU64; MAX_RANGES],
+    busy: AtomicBool,
+    misses: AtomicU64,
+    next_refresh_ns: AtomicU64,
+    interval_ns: AtomicU64,
+}
+
+const MAX_RANGES: usize = 4096;
+const FIRST_REFRESH_INTERVAL_NS: u64 = 10_000_000;
+const MAX_REFRESH_INTERVAL_NS: u64 = 1_000_000_000;
+
+static RANGES: Ranges = Ranges {
+    seq: AtomicU64::new(0),
+    n: AtomicUsize::new(0),
+    lo: [const { AtomicU64::new(0) }; MAX_RANGES],
+    hi: [const { AtomicU64::new(0) }; MAX_RANGES],
+    busy: AtomicBool::new(false),
+    misses: AtomicU64::new(0),
+    next_refresh_ns: AtomicU64::new(0),
+    interval_ns: AtomicU64::new(FIRST_REFRESH_INTERVAL_NS),
+};
+/// Reads served by a plain copy / by `process_vm_readv` (HWPROF_AGENT_STATS).
+static DIRECT_READS: AtomicU64 = AtomicU64::new(0);
+static SLOW_READS: AtomicU64 = AtomicU64::new(0);
+
+/// Whether `[addr, addr+len)` lies inside one known range (false while the table is
+/// being rewritten).
+fn in_ranges(addr: u64, len: usize) -> bool {
+    let r = &RANGES;
+    let s1 = r.seq.load(Ordering::Acquire);
+    if s1 & 1 == 1 {
+        return false;
+    }
+    let n = r.n.load(Ordering::Relaxed).min(MAX_RANGES);
+    let end = match addr.checked_add(len as u64) {
+        Some(e) => e,
+        None => return false,
+    };
+    // The last range starting at or below addr.
+    let (mut a, mut b) = (0usize, n);
+    while a < b {
+        let m = (a + b) / 2;
+        if r.lo[m].load(Ordering::Relaxed) <= addr {
+            a = m + 1;
+        } else {
+            b = m;
+        }
+    }
+    let ok = a > 0 && end <= r.hi[a - 1].load(Ordering::Relaxed);
+    std::sync::atomic::fence(Ordering::Acquire);
+    ok && r.seq.load(Ordering::Relaxed) == s1
+}
+
+/// Copies `buf.len()` bytes at `addr` when they lie in a known range.
+fn read_direct(addr: u64, buf: &mut [u8]) -> bool {
+    if addr == 0 || addr == NONE || !in_ranges(addr, buf.len()) {
+        if addr != 0 && addr != NONE {
+            RANGES.misses.fetch_add(1, Ordering::Relaxed);
+            SLOW_READS.fetch_add(1, Ordering::Relaxed);
+        }
+        return false;
+    }
+    // SAFETY: the range check above says these bytes are in a private read-write mapping
+    // of this process (see `Ranges` for why it is still mapped); buf is ours.
+    unsafe { std::ptr::copy_nonoverlapping(addr as *const u8, buf.as_mut_ptr(), buf.len()) };
+    DIRECT_READS.fetch_add(1, Ordering::Relaxed);
+    true
+}
+
+/// Re-reads the table when reads missed it and the (backed-off) interval has passed.
+/// Async-signal-safe: open/read/close and no allocation.
+fn maybe_refresh_ranges(now_ns: u64) {
+    let r = &RANGES;
+    if r.misses.load(Ordering::Relaxed) == 0 || now_ns < r.next_refresh_ns.load(Ordering::Relaxed) {
+        return;
+    }
+    let interval = r.interval_ns.load(Ordering::Relaxed);
+    r.next_refresh_ns
+        .store(now_ns + interval, Ordering::Relaxed);
+    r.interval_ns.store(
+        (interval * 2).min(MAX_REFRESH_INTERVAL_NS),
+        Ordering::Relaxed,
+    );
+    r.misses.store(0, Ordering::Relaxed);
+    refresh_ranges();
+}
+
+/// Rewrites the table from `/proc/self/maps`: private read-write mappings that are not
+/// devices, adjacent ones merged. One refresher at a time; the others keep reading
+/// through `process_vm_readv` meanwhile.
+fn refresh_ranges() {
+    let r = &RANGES;
+    if r.busy.swap(true, Ordering::Acquire) {
+        return;
+    }
+    // SAFETY: opening a constant path read-only.
+    let fd = unsafe {
+        libc::open(
+            c"/proc/self/maps".as_ptr(),
+            libc::O_RDONLY | libc::O_CLOEXEC,
+        )
+    };
+    if fd >= 0 {
+        r.seq.fetch_add(1, Ordering::AcqRel);
+        let mut n = 0usize;
+        let mut line = [0u8; 512];
+        let mut len = 0usize;
+        let mut chunk = [0u8; 4096];
+        let push = |l: &[u8], n: &mut usize| {
+            if let Some((lo, hi)) = parse_maps_line(l) {
+                if *n > 0 && r.hi[*n - 1].load(Ordering::Relaxed) == lo {
+                    r.hi[*n - 1].store(hi, Ordering::Relaxed);
+                } else if *n < MAX_RANGES {
+                    r.lo[*n].store(lo, Ordering::Relaxed);
+                    r.hi[*n].store(hi, Ordering::Relaxed);
+                    *n += 1;
+                }
+            }
+        };
+        loop {
+            // SAFETY: reading into a local buffer of the stated length.
+            let got = unsafe { libc::read(fd, chunk.as_mut_ptr().cast(), chunk.len()) };
+            if got <= 0 {
+                break;
+            }
+            for &c in &chunk[..got as usize] {
+                if c == b'\n' {
+                    push(&line[..len], &mut n);
+                    len = 0;
+                } else if len < line.len() {
+                    line[len] = c;
+                    len += 1;
+                }
+            }
+        }
+        if len > 0 {
+            push(&line[..len], &mut n);
+        }
+        close(fd);
+        r.n.store(n, Ordering::Relaxed);
+        r.seq.fetch_add(1, Ordering::AcqRel);
+    }
+    r.busy.store(false, Ordering::Release);
+}
+
+/// `start-end rw-p offset dev inode [path]` → (start, end) for private read-write
+/// mappings that are not device files.
+fn parse_maps_line(l: &[u8]) -> Option<(u64, u64)> {
+    let mut fields = l.splitn(6, |&c| c == b' ');
+    let span = fields.next()?;
+    let perms = fields.next()?;
+    if perms.get(..4) != Some(b"rw-p".as_slice()) {
+        return None;
+    }
+    let path = fields.nth(3).unwrap_or(&[]);
+    let path = path.trim_ascii_start();
+    if path.starts_with(b"/dev/") {
+        return None;
+    }
+    let dash = span.iter().position(|&c| c == b'-')?;
+    let lo = hex_u64(&span[..dash])?;
+    let hi = hex_u64(&span[dash + 1..])?;
+    (lo < hi).then_some((lo, hi))
+}
+
+fn hex_u64(s: &[u8]) -> Option<u64> {
+    if s.is_empty() || s.len() > 16 {
+        return None;
+    }
+    let mut v = 0u64;
+    for &c in s {
+        let d = (c as char).to_digit(16)?;
+        v = (v << 4) | d as u64;
+    }
+    Some(v)
 }
 
 fn read_u64(pid: libc::pid_t, addr: u64) -> Option<u64> {
@@ -623,26 +845,28 @@ fn find_tstate(st: &State, pid: libc::pid_t) -> u64 {
     let l = &st.layout;
     // SAFETY: pthread_self reads the thread pointer; always valid.
     let me = unsafe { libc::pthread_self() } as u64;
-    let mut interp = read_u64(pid, add(st.runtime, l.runtime_interpreters_head)).unwrap_or(0);
+    let mut interp =
+        read_u64_careful(pid, add(st.runtime, l.runtime_interpreters_head)).unwrap_or(0);
     let mut ni = 0;
     while interp != 0 && ni < 64 {
-        let mut t = read_u64(pid, add(interp, l.interp_threads_head)).unwrap_or(0);
+        let mut t = read_u64_careful(pid, add(interp, l.interp_threads_head)).unwrap_or(0);
         let mut nt = 0;
         while t != 0 && nt < 4096 {
-            if read_u64(pid, add(t, l.tstate_thread_id)) == Some(me) {
+            if read_u64_careful(pid, add(t, l.tstate_thread_id)) == Some(me) {
                 return t;
             }
-            t = read_u64(pid, add(t, l.tstate_next)).unwrap_or(0);
+            t = read_u64_careful(pid, add(t, l.tstate_next)).unwrap_or(0);
             nt += 1;
         }
-        interp = read_u64(pid, add(interp, l.interp_next)).unwrap_or(0);
+        interp = read_u64_careful(pid, add(interp, l.interp_next)).unwrap_or(0);
         ni += 1;
     }
     0
 }
 
-/// Reads several regions (at most 4) with one `process_vm_readv`, skipping requests at
-/// address 0 or NONE; returns a bit mask of the requests read completely.
+/// Reads several regions (at most 4): each directly when it lies in a known range, the
+/// rest with one `process_vm_readv`, skipping requests at address 0 or NONE; returns a
+/// bit mask of the requests read completely.
 fn read_multi(pid: libc::pid_t, reqs: &mut [(u64, &mut [u8])]) -> u32 {
     let mut local = [libc::iovec {
         iov_base: std::ptr::null_mut(),
@@ -654,8 +878,13 @@ fn read_multi(pid: libc::pid_t, reqs: &mut [(u64, &mut [u8])]) -> u32 {
     }; 4];
     let mut which = [0usize; 4];
     let mut k = 0;
+    let mut direct = 0u32;
     for (i, (addr, buf)) in reqs.iter_mut().enumerate() {
         if k == 4 || *addr == 0 || *addr == NONE {
+            continue;
+        }
+        if read_direct(*addr, buf) {
+            direct |= 1 << i;
             continue;
         }
         local[k] = libc::iovec {
@@ -670,7 +899,7 @@ fn read_multi(pid: libc::pid_t, reqs: &mut [(u64, &mut [u8])]) -> u32 {
         k += 1;
     }
     if k == 0 {
-        return 0;
+        return direct;
     }
     // SAFETY: as in read_mem; every local iovec points into a live buffer of its length.
     let r =
@@ -684,7 +913,7 @@ fn read_multi(pid: libc::pid_t, reqs: &mut [(u64, &mut [u8])]) -> u32 {
         got -= l.iov_len;
         mask |= 1 << i;
     }
-    mask
+    mask | direct
 }
 
 /// Per-thread cache of `PyThreadState` addresses, keyed by `pthread_self()`; validated
@@ -707,12 +936,13 @@ fn current_frame(st: &State, pid: libc::pid_t) -> Option<u64> {
     }
     let mut win = [0u8; 512];
     let read_state = |t: u64, win: &mut [u8; 512]| -> Option<u64> {
+        // Careful: a cached state may belong to a thread that ended (pthread ids are
+        // reused), and its memory may be gone.
         let w = &mut win[..(hi - lo) as usize];
-        let mut reqs = [(t.wrapping_add(lo), w)];
-        if read_multi(pid, &mut reqs) & 1 == 0 {
+        if !read_careful(pid, t.wrapping_add(lo), w) {
             return None;
         }
-        let w = &*reqs[0].1;
+        let w = &*w;
         (word(w, l.tstate_thread_id - lo) == me).then(|| word(w, l.tstate_frame - lo))
     };
     let mut found = None;
@@ -991,4 +1221,5 @@ fn capture(st: &State, late: bool) {
         };
         CAPTURE_NS.fetch_add(end.saturating_sub(now), Ordering::Relaxed);
     }
+    maybe_refresh_ranges(now);
 }

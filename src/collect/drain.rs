@@ -57,26 +57,34 @@ pub struct DrainStats {
 
 /// A collection in progress.
 pub struct Session {
-    rings: Vec<RingBuffer>,
+    rings: Vec<Ring>,
     _redirected: Vec<OwnedFd>,
     writer: PerfDataWriter,
     stats: DrainStats,
+    agent_ring_pages: usize,
 }
 
 impl Session {
     /// Start draining these rings into `writer`.
     pub fn new(rings: Vec<RingBuffer>, redirected: Vec<OwnedFd>, writer: PerfDataWriter) -> Self {
         Session {
-            rings,
+            rings: rings.into_iter().map(|buf| Ring::new(buf, false)).collect(),
             _redirected: redirected,
             writer,
             stats: DrainStats::default(),
+            agent_ring_pages: 16,
         }
+    }
+
+    /// Data pages of each agent ring (16 by default: the agents' events only add the
+    /// Python processes' samples to ours; more when they are the only samplers).
+    pub fn set_agent_ring_pages(&mut self, pages: usize) {
+        self.agent_ring_pages = pages.next_power_of_two().max(4);
     }
 
     /// Add rings opened later (e.g. by an in-process agent).
     pub fn add_ring(&mut self, ring: RingBuffer) {
-        self.rings.push(ring);
+        self.rings.push(Ring::new(ring, true));
     }
 
     /// The perf.data writer (to register ids of events added later).
@@ -95,7 +103,7 @@ impl Session {
             ..
         } = self;
         for ring in rings.iter_mut() {
-            n += ring.drain(|ty, misc, body| {
+            n += ring.buf.drain(|ty, misc, body| {
                 note_record(stats, ty, misc, body);
                 if err.is_none()
                     && let Err(e) = writer.write_record(ty, misc, body)
@@ -117,15 +125,30 @@ impl Session {
     /// Drain until a stop condition holds.
     pub fn run(&mut self, mut stop: StopWhen) -> std::io::Result<Ended> {
         let mut forwarded = 0;
+        // Readable when the launched process exits: the loop then ends without waiting
+        // out its poll timeout.
+        let exited = stop.child.and_then(sys::pidfd_open);
         loop {
             {
-                let fds: Vec<&OwnedFd> = self.rings.iter().map(|r| r.fd()).collect();
-                sys::poll_readable(&fds, if stop.agents.is_some() { 10 } else { 50 });
+                // A ring whose event hung up (its task exited or exec'd, no inherited
+                // copies left) polls ready forever: it is drained, not polled.
+                let live: Vec<usize> = (0..self.rings.len())
+                    .filter(|&i| !self.rings[i].hung_up)
+                    .collect();
+                let mut fds: Vec<&OwnedFd> = live.iter().map(|&i| self.rings[i].buf.fd()).collect();
+                fds.extend(exited.as_ref());
+                let hup = sys::poll_readable(&fds, if stop.agents.is_some() { 10 } else { 50 });
+                for (&i, h) in live.iter().zip(hup) {
+                    self.rings[i].hung_up |= h;
+                }
             }
             if let Some(link) = stop.agents.as_deref_mut() {
                 self.add_agent_events(link)?;
             }
             self.drain_once()?;
+            // An agent's ring that hung up has nothing more to come: unmapping it
+            // returns its locked pages to the budget of the processes still starting.
+            self.rings.retain(|r| !(r.hung_up && r.from_agent));
             if let Some(pid) = stop.child
                 && let Some(code) = sys::try_wait(pid)
             {
@@ -176,14 +199,14 @@ impl Session {
             let mut ids = Vec::new();
             for (_cpu, fd) in ev.fds {
                 let Ok(id) = sys::event_id(&fd) else { continue };
-                match super::map_ring(fd, 16) {
+                match super::map_ring(fd, self.agent_ring_pages) {
                     Ok(ring) => {
                         // The agent opens its events disabled; sampling starts now that
                         // the ring exists.
                         if sys::enable(ring.fd()).is_ok() {
                             ids.push(id);
                         }
-                        self.rings.push(ring);
+                        self.rings.push(Ring::new(ring, true));
                     }
                     Err(e) => eprintln!("hwprof: python agent of {}: {e}", ev.pid),
                 }
@@ -200,6 +223,25 @@ impl Session {
         self.stats.records = self.writer.records();
         self.writer.finish(host)?;
         Ok(self.stats)
+    }
+}
+
+/// A ring being drained.
+struct Ring {
+    buf: RingBuffer,
+    /// Opened by an in-process agent (nothing else writes into it).
+    from_agent: bool,
+    /// Its event hung up: no new data will come from its own task.
+    hung_up: bool,
+}
+
+impl Ring {
+    fn new(buf: RingBuffer, from_agent: bool) -> Ring {
+        Ring {
+            buf,
+            from_agent,
+            hung_up: false,
+        }
     }
 }
 

@@ -362,8 +362,20 @@ fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok((r, w))
 }
 
-/// Wait until any fd is readable or `timeout_ms` passes.
-pub fn poll_readable(fds: &[&OwnedFd], timeout_ms: i32) {
+/// A pidfd for `pid` (Linux 5.3+), readable once the process exits; None where the
+/// kernel lacks it (the caller then polls with a timeout only).
+pub fn pidfd_open(pid: i32) -> Option<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: the kernel just returned this fd to us; nothing else owns it.
+    Some(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd as i32) })
+}
+
+/// Wait until any fd is readable or `timeout_ms` passes; for each fd, whether it hung up.
+pub fn poll_readable(fds: &[&OwnedFd], timeout_ms: i32) -> Vec<bool> {
     let mut p: Vec<libc::pollfd> = fds
         .iter()
         .map(|f| libc::pollfd {
@@ -373,7 +385,10 @@ pub fn poll_readable(fds: &[&OwnedFd], timeout_ms: i32) {
         })
         .collect();
     // SAFETY: `p` is a valid array of pollfd of the given length.
-    unsafe { libc::poll(p.as_mut_ptr(), p.len() as libc::nfds_t, timeout_ms) };
+    let r = unsafe { libc::poll(p.as_mut_ptr(), p.len() as libc::nfds_t, timeout_ms) };
+    p.iter()
+        .map(|x| r > 0 && x.revents & (libc::POLLHUP | libc::POLLERR) != 0)
+        .collect()
 }
 
 impl StoppedChild {

@@ -147,8 +147,8 @@ pub fn agent_library() -> Option<PathBuf> {
 struct Shared {
     events: Vec<AgentEvents>,
     notices: Vec<String>,
-    /// Raw dir and sampling attr, once known.
-    target: Option<(PathBuf, Vec<u8>)>,
+    /// Raw dir, sampling attr and whether the agents are the only samplers, once known.
+    target: Option<(PathBuf, Vec<u8>, bool)>,
     /// Event ids noted by the collector, to be written out.
     ids: Vec<(u32, Vec<u64>)>,
     /// Processes with a supported interpreter.
@@ -162,6 +162,9 @@ pub struct AgentLink {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
     sock_path: PathBuf,
+    method: LaunchMethod,
+    /// Write end of the pipe that wakes the thread's poll.
+    wake: OwnedFd,
 }
 
 impl AgentLink {
@@ -174,7 +177,7 @@ impl AgentLink {
         sampling_attr: &[u8],
     ) -> Result<AgentLink, PyError> {
         let link = Self::bind_early(plan, raw_dir.parent().unwrap_or(raw_dir))?;
-        link.set_target(raw_dir, sampling_attr)?;
+        link.set_target(raw_dir, sampling_attr, false)?;
         Ok(link)
     }
 
@@ -222,11 +225,16 @@ impl AgentLink {
         }
         let shared = Arc::new(Mutex::new(Shared::default()));
         let stop = Arc::new(AtomicBool::new(false));
+        let (wake_rx, wake) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK)
+                .map_err(|e| PyError::Socket(sock_path.clone(), std::io::Error::from(e)))?;
         let mut server = Server {
             listener,
+            wake: wake_rx,
             conns: Vec::new(),
             raw_dir: None,
             attr: Vec::new(),
+            agents_sample: false,
             method: plan.method,
             cookie: cookie(),
             procs: HashMap::new(),
@@ -248,11 +256,25 @@ impl AgentLink {
             stop,
             thread: Some(thread),
             sock_path,
+            method: plan.method,
+            wake,
         })
     }
 
+    /// How this launch captures Python frames.
+    pub fn method(&self) -> LaunchMethod {
+        self.method
+    }
+
     /// Where the agents' files go and what they sample with (see [`AgentLink::bind_early`]).
-    pub fn set_target(&self, raw_dir: &Path, sampling_attr: &[u8]) -> Result<(), PyError> {
+    /// `agents_sample`: the collector opened tracking events only, so every agent
+    /// samples its process, Python or not (see `Config::sampling`).
+    pub fn set_target(
+        &self,
+        raw_dir: &Path,
+        sampling_attr: &[u8],
+        agents_sample: bool,
+    ) -> Result<(), PyError> {
         CodeWriter::open(raw_dir)
             .map_err(|e| PyError::Io(raw_dir.join("python-codes.jsonl"), e))?;
         let mut attr = sampling_attr.to_vec();
@@ -263,7 +285,7 @@ impl AgentLink {
         let n = attr.len() as u32;
         attr[4..8].copy_from_slice(&n.to_le_bytes());
         if let Ok(mut s) = self.shared.lock() {
-            s.target = Some((raw_dir.to_path_buf(), attr));
+            s.target = Some((raw_dir.to_path_buf(), attr, agents_sample));
         }
         Ok(())
     }
@@ -310,20 +332,14 @@ impl AgentLink {
     /// [`AgentLink::finish`], also returning [`AgentLink::method_name`] as it stood at
     /// the end.
     pub fn finish_keep_method(mut self) -> (&'static str, Vec<String>) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        self.stop_thread();
         let method = self.method_name();
         (method, self.finish())
     }
 
     /// Stops the thread after a last resolution pass; returns the notices.
     pub fn finish(mut self) -> Vec<String> {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        self.stop_thread();
         let _ = std::fs::remove_file(&self.sock_path);
         self.shared
             .lock()
@@ -332,12 +348,21 @@ impl AgentLink {
     }
 }
 
-impl Drop for AgentLink {
-    fn drop(&mut self) {
+impl AgentLink {
+    /// Stops the link's thread after its last resolution pass; the wake pipe ends its
+    /// poll at once, so the collector does not wait out a poll timeout.
+    fn stop_thread(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
+        let _ = nix::unistd::write(&self.wake, &[1u8]);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+}
+
+impl Drop for AgentLink {
+    fn drop(&mut self) {
+        self.stop_thread();
     }
 }
 
@@ -379,9 +404,12 @@ impl Out {
 
 struct Server {
     listener: OwnedFd,
+    /// Read end of [`AgentLink`]'s wake pipe.
+    wake: OwnedFd,
     conns: Vec<(OwnedFd, Option<u32>)>,
     raw_dir: Option<PathBuf>,
     attr: Vec<u8>,
+    agents_sample: bool,
     method: LaunchMethod,
     cookie: u64,
     procs: HashMap<u32, ProcState>,
@@ -400,10 +428,11 @@ impl Server {
             Ok(mut s) => (s.target.take(), std::mem::take(&mut s.ids)),
             Err(_) => return,
         };
-        if let Some((dir, attr)) = target {
+        if let Some((dir, attr, agents_sample)) = target {
             self.writer = Out(CodeWriter::open(&dir).ok());
             self.raw_dir = Some(dir);
             self.attr = attr;
+            self.agents_sample = agents_sample;
         }
         for (pid, ids) in ids {
             self.writer.put(&CodeLine::Events { pid, ids });
@@ -431,16 +460,23 @@ impl Server {
 
     fn serve(&mut self) {
         use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-        let mut fds = vec![PollFd::new(self.listener.as_fd(), PollFlags::POLLIN)];
+        let mut fds = vec![
+            PollFd::new(self.listener.as_fd(), PollFlags::POLLIN),
+            PollFd::new(self.wake.as_fd(), PollFlags::POLLIN),
+        ];
         for (c, _) in &self.conns {
             fds.push(PollFd::new(c.as_fd(), PollFlags::POLLIN));
         }
         let _ = poll(&mut fds, PollTimeout::from(10u16));
-        let ready: Vec<bool> = fds
+        let mut ready: Vec<bool> = fds
             .iter()
             .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
             .collect();
         drop(fds);
+        if ready.remove(1) {
+            let mut b = [0u8; 16];
+            let _ = nix::unistd::read(&self.wake, &mut b);
+        }
         if ready[0] {
             while let Ok(c) = accept4(self.listener.as_fd(), SockFlag::SOCK_CLOEXEC) {
                 self.conns.push((c, None));
@@ -621,6 +657,11 @@ impl Server {
     fn config_for(&mut self, pid: u32) -> Config {
         let method = self.method;
         let cookie = self.cookie;
+        let sampling = match (method, self.agents_sample) {
+            (LaunchMethod::Perfmap, _) => super::wire::SAMPLE_NONE,
+            (_, true) => super::wire::SAMPLE_ALWAYS,
+            (_, false) => super::wire::SAMPLE_IF_PYTHON,
+        };
         let st = self.interp(pid);
         let zero = Layout {
             major: 0,
@@ -668,7 +709,7 @@ impl Server {
             python,
             // perfmap: the collector's own inherited events sample; the agent only
             // reports pids (for the perf maps) and waits at exit.
-            no_events: u32::from(method == LaunchMethod::Perfmap),
+            sampling,
             cookie,
             runtime,
             layout,

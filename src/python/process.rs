@@ -130,26 +130,62 @@ pub fn is_python_name(path: &Path) -> bool {
             .is_some_and(|n| n == "python" || n == "python3")
 }
 
+#[derive(Clone, Copy)]
 struct Symbols {
     runtime: Option<u64>,
     py_version: Option<u64>,
     min_vaddr: u64,
 }
 
+/// The symbols of an interpreter binary, looked up once per file (by path, size and
+/// mtime) for all the processes of a collection: multiprocessing starts many.
 fn elf_symbols(path: &Path) -> Option<Symbols> {
-    let data = std::fs::read(path).ok()?;
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+    type Key = (std::path::PathBuf, u64, Option<std::time::SystemTime>);
+    static CACHE: Mutex<Option<HashMap<Key, Option<Symbols>>>> = Mutex::new(None);
+    let meta = std::fs::metadata(path).ok()?;
+    let key = (path.to_path_buf(), meta.len(), meta.modified().ok());
+    if let Ok(c) = CACHE.lock()
+        && let Some(s) = c.as_ref().and_then(|m| m.get(&key))
+    {
+        return *s;
+    }
+    let found = read_elf_symbols(path);
+    if let Ok(mut c) = CACHE.lock() {
+        c.get_or_insert_with(HashMap::new).insert(key, found);
+    }
+    found
+}
+
+/// Mapped, not read: only the dynamic symbol table is touched when it has the symbols
+/// (a static python binary with debug info is tens of MB).
+fn read_elf_symbols(path: &Path) -> Option<Symbols> {
+    let file = std::fs::File::open(path).ok()?;
+    // SAFETY: a read-only private mapping of a file; a binary replaced under us gives
+    // wrong bytes (bounds-checked by `object`), not undefined behaviour we rely on.
+    let data = unsafe { memmap2::Mmap::map(&file) }.ok()?;
     let file = object::File::parse(&*data).ok()?;
     let mut s = Symbols {
         runtime: None,
         py_version: None,
         min_vaddr: file.segments().map(|seg| seg.address()).min().unwrap_or(0) & !0xfff,
     };
-    for sym in file.dynamic_symbols().chain(file.symbols()) {
-        match sym.name() {
-            Ok("_PyRuntime") if s.runtime.is_none() => s.runtime = Some(sym.address()),
-            Ok("Py_Version") if s.py_version.is_none() => s.py_version = Some(sym.address()),
-            _ => {}
+    fn scan<'d, S: ObjectSymbol<'d>>(s: &mut Symbols, syms: impl Iterator<Item = S>) {
+        for sym in syms {
+            match sym.name() {
+                Ok("_PyRuntime") if s.runtime.is_none() => s.runtime = Some(sym.address()),
+                Ok("Py_Version") if s.py_version.is_none() => s.py_version = Some(sym.address()),
+                _ => {}
+            }
+            if s.runtime.is_some() && s.py_version.is_some() {
+                break;
+            }
         }
+    }
+    scan(&mut s, file.dynamic_symbols());
+    if s.runtime.is_none() || s.py_version.is_none() {
+        scan(&mut s, file.symbols());
     }
     if s.runtime.is_none()
         && let Some(sec) = file.section_by_name(".PyRuntime")

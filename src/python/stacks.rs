@@ -388,9 +388,11 @@ impl Joiner {
             // No user code runs between the overflow and the handler, so the capture
             // holds the sample's Python stack even when the kernel merged the SIGTRAPs
             // of two close samples (a thread migrating between two per-CPU events)
-            // into one; the next sample's time is not a bound here.
+            // into one; the next sample's time is not a bound here. Nor is time: a
+            // switch-out sample (locks mode) gets its SIGTRAP when the thread runs again,
+            // however long it slept, still before any of its Python code runs.
             self.agent_slots.push(i);
-            self.slots.push((tid, time_ns, None));
+            self.slots.push((tid, time_ns, Some(u64::MAX)));
             return u32::try_from(i).ok().filter(|&i| i < DROP);
         }
         if !self.stacks.agent_ids.is_empty() {

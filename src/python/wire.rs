@@ -137,10 +137,12 @@ pub struct Hello {
 pub struct Config {
     /// [`CONFIG_MAGIC`].
     pub magic: u64,
-    /// 1: capture Python frames on SIGTRAP; 0: open plain sampling events only.
+    /// 1: this process is a CPython the collector understands: capture its frames on
+    /// SIGTRAP.
     pub python: u32,
-    /// 1: do not open sampling events at all (the collector samples this process).
-    pub no_events: u32,
+    /// Who samples this process: [`SAMPLE_NONE`], [`SAMPLE_IF_PYTHON`] or
+    /// [`SAMPLE_ALWAYS`].
+    pub sampling: u32,
     /// `sig_data` of the agent's events; the handler ignores other SIGTRAPs.
     pub cookie: u64,
     /// Address of `_PyRuntime` in the agent's process.
@@ -155,6 +157,17 @@ pub struct Config {
     /// The `perf_event_attr` to sample with (the collector's sampling event).
     pub attr: [u8; MAX_ATTR],
 }
+
+/// [`Config::sampling`]: the agent opens no events (the collector's own events sample
+/// this process; `--python perfmap`).
+pub const SAMPLE_NONE: u32 = 0;
+/// [`Config::sampling`]: the agent opens SIGTRAP sampling events when it captures Python
+/// frames; other processes are sampled by the collector's inherited events.
+pub const SAMPLE_IF_PYTHON: u32 = 1;
+/// [`Config::sampling`]: the agent's events are this process's only sampling events (a
+/// Python launch, where the collector opens tracking events only): SIGTRAP events when
+/// Python, plain ones otherwise.
+pub const SAMPLE_ALWAYS: u32 = 2;
 
 /// Largest `perf_event_attr` carried in a [`Config`].
 pub const MAX_ATTR: usize = 256;

@@ -729,3 +729,86 @@ fn attached_python_exiting_mid_read() {
     );
     assert_eq!(summary_json(&dir)["python"], "remote");
 }
+
+/// `sleeper` blocks in `time.sleep` at line 6, 20 × 50 ms, in its own thread, while the
+/// main thread spins: locks mode must put ≥ 0.9 s of off-CPU time at exactly that line,
+/// on the thread whose OS id the script wrote down.
+const SLEEPER: &str = r#"import sys, threading, time
+
+def sleeper(path):
+    open(path, "w").write(str(threading.get_native_id()))
+    for _ in range(20):
+        time.sleep(0.05)
+
+def spinner():
+    t = time.time()
+    x = 0
+    while time.time() - t < 1.0:
+        x += 1
+
+t = threading.Thread(target=sleeper, args=(sys.argv[1],))
+t.start()
+spinner()
+t.join()
+"#;
+const SLEEP_LINE: u32 = 6;
+
+#[test]
+fn blocked_thread_is_reported_at_its_sleep_line_with_its_os_tid() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!(
+            "skipped: locks mode needs kernel context-switch samples (root or perf_event_paranoid <= 1)"
+        );
+        return;
+    }
+    let tmp = shared_tempdir();
+    let script = write_script(tmp.path(), "sleeper.py", SLEEPER);
+    let tid_file = tmp.path().join("sleeper.tid");
+    let Some(py) = pyenv("3.11.7") else {
+        panic!("pyenv 3.11.7 is required")
+    };
+    let dir = tmp.path().join("r");
+    ok(&collect(
+        &dir,
+        &["-m", "locks"],
+        &[
+            py.to_str().unwrap_or(""),
+            script.to_str().unwrap_or(""),
+            tid_file.to_str().unwrap_or(""),
+        ],
+    ));
+    let tid: u64 = std::fs::read_to_string(&tid_file)
+        .expect("the script wrote its thread id")
+        .trim()
+        .parse()
+        .expect("a thread id");
+    let lines = lines_of(&dir, "sleeper");
+    let at_line: u64 = lines
+        .iter()
+        .filter(|(l, _)| *l == SLEEP_LINE)
+        .map(|(_, v)| v)
+        .sum();
+    let elsewhere: u64 = lines
+        .iter()
+        .filter(|(l, _)| *l != SLEEP_LINE)
+        .map(|(_, v)| v)
+        .sum();
+    eprintln!("sleeper: {at_line} ns at line {SLEEP_LINE}, {elsewhere} ns elsewhere");
+    assert!(
+        at_line >= 900_000_000,
+        "only {at_line} ns off-CPU at the sleep line: {lines:?}"
+    );
+    assert!(elsewhere * 20 < at_line, "waits on other lines: {lines:?}");
+    let threads = csv(&dir, &["--view", "threads", "--format", "csv"]);
+    let row = threads
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').collect::<Vec<_>>())
+        .find(|f| f.get(1).and_then(|t| t.parse::<u64>().ok()) == Some(tid))
+        .unwrap_or_else(|| panic!("thread {tid} not in the threads view:\n{threads}"));
+    let total: u64 = row.get(4).and_then(|v| v.parse().ok()).unwrap_or(0);
+    assert!(
+        total >= 900_000_000,
+        "thread {tid} waited {total} ns: {row:?}"
+    );
+}
