@@ -159,6 +159,69 @@ pub struct GroupRead {
 }
 
 impl GroupRead {
+    /// Decode read values laid out per `read_format` (perf_event_open(2), "Reading
+    /// results"): with `PERF_FORMAT_GROUP`, `nr, [time_enabled], [time_running],
+    /// {value, [id], [lost]}[nr]`; without it, `value, [time_enabled], [time_running],
+    /// [id], [lost]` (one value). Absent times read as 0, an absent id as 0. Returns the
+    /// values and the bytes consumed.
+    pub fn parse_format(
+        buf: &[u8],
+        read_format: u64,
+    ) -> Result<(GroupRead, usize), GroupReadError> {
+        let has = |bit: u32| read_format & bit as u64 != 0;
+        let mut pos = 0usize;
+        let mut next = || -> Result<u64, GroupReadError> {
+            let b = buf.get(pos..pos + 8).ok_or(GroupReadError::Short {
+                have: buf.len(),
+                need: pos + 8,
+            })?;
+            pos += 8;
+            let mut a = [0u8; 8];
+            a.copy_from_slice(b);
+            Ok(u64::from_ne_bytes(a))
+        };
+        let group = has(sys::PERF_FORMAT_GROUP);
+        let first = next()?;
+        let (nr, single) = if group {
+            if first > 64 {
+                return Err(GroupReadError::TooMany(first));
+            }
+            (first as usize, None)
+        } else {
+            (1, Some(first))
+        };
+        let time_enabled = if has(sys::PERF_FORMAT_TOTAL_TIME_ENABLED) {
+            next()?
+        } else {
+            0
+        };
+        let time_running = if has(sys::PERF_FORMAT_TOTAL_TIME_RUNNING) {
+            next()?
+        } else {
+            0
+        };
+        let mut values = Vec::with_capacity(nr);
+        for _ in 0..nr {
+            let value = match single {
+                Some(v) => v,
+                None => next()?,
+            };
+            let id = if has(sys::PERF_FORMAT_ID) { next()? } else { 0 };
+            if has(sys::PERF_FORMAT_LOST) {
+                next()?;
+            }
+            values.push(GroupValue { value, id });
+        }
+        Ok((
+            GroupRead {
+                time_enabled,
+                time_running,
+                values,
+            },
+            pos,
+        ))
+    }
+
     /// Decode from native-endian bytes; returns the values and the bytes consumed.
     pub fn parse(buf: &[u8]) -> Result<(GroupRead, usize), GroupReadError> {
         let word = |i: usize| -> Result<u64, GroupReadError> {
@@ -246,6 +309,108 @@ impl GroupRead {
             values,
         })
     }
+}
+
+/// perf's brace syntax for a group, `{leader,member,...}` (an optional `:S` or other
+/// modifier after the brace is accepted: the leader always samples and the members are
+/// always read with each sample). Commas inside `pmu/.../` terms do not split. None
+/// when `arg` is not a group; an error message for a malformed one.
+pub fn parse_group_syntax(arg: &str) -> Option<Result<Vec<String>, String>> {
+    let a = arg.trim();
+    let inner = a.strip_prefix('{')?;
+    let Some(close) = inner.rfind('}') else {
+        return Some(Err(format!(
+            "-e '{arg}': a group opened with '{{' needs a closing '}}'"
+        )));
+    };
+    let after = &inner[close + 1..];
+    if !(after.is_empty() || after.starts_with(':')) {
+        return Some(Err(format!(
+            "-e '{arg}': unexpected '{after}' after the group; write {{leader,member,...}}"
+        )));
+    }
+    let body = &inner[..close];
+    let mut names = Vec::new();
+    let mut cur = String::new();
+    let mut slashes = 0usize;
+    for c in body.chars() {
+        match c {
+            '/' => {
+                slashes += 1;
+                cur.push(c);
+            }
+            // Inside pmu/terms/ (an odd number of slashes so far) a comma separates terms.
+            ',' if slashes % 2 == 0 => names.push(std::mem::take(&mut cur)),
+            _ => cur.push(c),
+        }
+    }
+    names.push(cur);
+    let names: Vec<String> = names.iter().map(|n| n.trim().to_string()).collect();
+    if names.iter().any(|n| n.is_empty()) {
+        return Some(Err(format!(
+            "-e '{arg}': empty event name in the group; write {{leader,member,...}}"
+        )));
+    }
+    if names.len() < 2 {
+        return Some(Err(format!(
+            "-e '{arg}': a group needs a sampling leader and at least one member read with each sample"
+        )));
+    }
+    Some(Ok(names))
+}
+
+/// The read block of one `PERF_RECORD_SAMPLE`: where it sits in the record body and
+/// what it holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SampleRead {
+    /// Byte range of the block within the record body (after the 8-byte header).
+    pub range: std::ops::Range<usize>,
+    /// The values.
+    pub read: GroupRead,
+}
+
+/// Byte offset of the `PERF_SAMPLE_READ` block in a sample body with this
+/// `sample_type`: it follows IDENTIFIER, IP, TID, TIME, ADDR, ID, STREAM_ID, CPU and
+/// PERIOD (one u64 each when present) and precedes CALLCHAIN (perf_event_open(2),
+/// "PERF_RECORD_SAMPLE").
+pub fn read_block_offset(sample_type: u64) -> usize {
+    [
+        sys::PERF_SAMPLE_IDENTIFIER,
+        sys::PERF_SAMPLE_IP,
+        sys::PERF_SAMPLE_TID,
+        sys::PERF_SAMPLE_TIME,
+        sys::PERF_SAMPLE_ADDR,
+        sys::PERF_SAMPLE_ID,
+        sys::PERF_SAMPLE_STREAM_ID,
+        sys::PERF_SAMPLE_CPU,
+        sys::PERF_SAMPLE_PERIOD,
+    ]
+    .iter()
+    .filter(|&&bit| sample_type & bit as u64 != 0)
+    .count()
+        * 8
+}
+
+/// The read block of a sample body (record header excluded), or None when the
+/// sample type has no `PERF_SAMPLE_READ`.
+pub fn sample_read(
+    body: &[u8],
+    sample_type: u64,
+    read_format: u64,
+) -> Result<Option<SampleRead>, GroupReadError> {
+    if sample_type & sys::PERF_SAMPLE_READ as u64 == 0 {
+        return Ok(None);
+    }
+    let start = read_block_offset(sample_type);
+    let rest = body.get(start..).ok_or(GroupReadError::Short {
+        have: body.len(),
+        need: start,
+    })?;
+    let (read, used) = GroupRead::parse_format(rest, read_format)?;
+    Ok(Some(SampleRead {
+        range: start..start + used,
+        read,
+    }))
 }
 
 #[cfg(test)]

@@ -13,9 +13,14 @@ use std::sync::Arc;
 use framehop::x86_64::{CacheX86_64, UnwindRegsX86_64, UnwinderX86_64};
 use framehop::{ExplicitModuleSectionInfo, Module, Unwinder};
 use linux_perf_data::PerfFileReader;
-use linux_perf_data::linux_perf_event_reader::{EventRecord, RawEventRecord, SampleRecord};
+use linux_perf_data::linux_perf_event_reader::{
+    EventRecord, RawData, RawEventRecord, SampleFormat, SampleRecord,
+};
+
+use crate::events::group::GroupRead;
 
 use super::binaries::{LoadedElf, SearchPaths, load_elf};
+use super::group_reads::GroupTracker;
 use crate::raw::{RawDir, TolerantPerfFile};
 
 /// Errors reading one raw directory.
@@ -119,6 +124,26 @@ pub struct RawProfile {
     pub skipped_bytes: u64,
     /// First and last sample time.
     pub time_range: Option<(u64, u64)>,
+    /// Counter-group values read with the samples (`PERF_SAMPLE_READ`): per sample key
+    /// and counted event (attr index), the counts attributed to that key, scaled when
+    /// the thread's group was multiplexed (see [`super::group_reads`]).
+    pub counts: FxHashMap<(SampleKey, u32), f64>,
+    /// Counter-group facts of this raw directory.
+    pub group: GroupStats,
+}
+
+/// What the samples' group reads amounted to.
+#[derive(Clone, Debug, Default)]
+pub struct GroupStats {
+    /// Samples that carried group values.
+    pub samples_with_read: u64,
+    /// Of those, samples of threads whose group the PMU multiplexed (their counts
+    /// are scaled by time_enabled/time_running).
+    pub multiplexed_samples: u64,
+    /// Samples whose read block could not be decoded (counted, left out of counts).
+    pub bad_reads: u64,
+    /// Counts read by samples left out (Python duplicates): per attr index.
+    pub unattributed: FxHashMap<u32, u64>,
 }
 
 struct Mapping {
@@ -162,6 +187,15 @@ struct Builder<'a> {
     /// Off-CPU: the last switch-out sample per tid, waiting for its switch-in.
     pending_off_cpu: FxHashMap<u32, (SampleKey, u64)>,
     sample_hook: Option<&'a mut SampleHook>,
+    /// Per attr: (sample_type, read_format) when its samples carry PERF_SAMPLE_READ.
+    reads: Vec<Option<(u64, u64)>>,
+    /// Attr index of every event id.
+    attr_of_id: FxHashMap<u64, u32>,
+    /// Per attr: a software event (never multiplexed).
+    software: Vec<bool>,
+    groups: GroupTracker,
+    /// Unscaled counts per (sample key, counted attr); scaled at the end.
+    raw_counts: FxHashMap<(SampleKey, u32), u64>,
 }
 
 /// Called per sample; returns the index of a Python stack joined to it, or
@@ -221,6 +255,11 @@ pub fn process_raw_dir<'a>(
         page_size: crate::collect::sys::page_size() as u64,
         pending_off_cpu: FxHashMap::default(),
         sample_hook,
+        reads: Vec::new(),
+        attr_of_id: FxHashMap::default(),
+        software: Vec::new(),
+        groups: GroupTracker::default(),
+        raw_counts: FxHashMap::default(),
     };
     let data_file = TolerantPerfFile::open(&path)?;
     let attrs: Vec<_> = perf_file
@@ -228,6 +267,20 @@ pub fn process_raw_dir<'a>(
         .iter()
         .map(|a| (a.attr, a.event_ids.clone()))
         .collect();
+    for (i, (a, ids)) in attrs.iter().enumerate() {
+        let st = a.sample_format.bits();
+        b.reads.push(
+            (st & perf_event_open_sys::bindings::PERF_SAMPLE_READ as u64 != 0)
+                .then_some((st, a.read_format.bits())),
+        );
+        b.software.push(matches!(
+            a.type_,
+            linux_perf_data::linux_perf_event_reader::PerfEventType::Software(_)
+        ));
+        for id in ids {
+            b.attr_of_id.insert(*id, i as u32);
+        }
+    }
     let reported = std::cell::Cell::new(0u64);
     crate::raw::records::for_each_sorted(
         data_file.data_section(),
@@ -238,17 +291,45 @@ pub fn process_raw_dir<'a>(
             progress.inc((offset as u64).saturating_sub(reported.replace(offset as u64)));
         },
     );
+    b.finish_counts();
     Ok(b.out)
 }
 
+const PERF_RECORD_SAMPLE: u32 = 9;
 const PERF_CONTEXT_MAX: u64 = (-4095i64) as u64;
 const PERF_CONTEXT_USER: u64 = (-512i64) as u64;
 
 impl Builder<'_> {
     fn handle(&mut self, attr_index: usize, record: RawEventRecord) {
+        // Samples with group values: linux-perf-event-reader 0.10 misreads a
+        // PERF_FORMAT_GROUP read block, so it is cut out here and decoded by
+        // events::group; the rest of the sample parses as if READ were not set.
+        if record.record_type.0 == PERF_RECORD_SAMPLE
+            && let Some(Some((st, rf))) = self.reads.get(attr_index).copied()
+        {
+            let body = record.data.as_slice();
+            match crate::events::group::sample_read(&body, st, rf) {
+                Ok(Some(r)) => {
+                    let (head, tail) = (&body[..r.range.start], &body[r.range.end..]);
+                    let mut info = record.parse_info;
+                    info.sample_format.remove(SampleFormat::READ);
+                    let stripped = RawEventRecord::new(
+                        record.record_type,
+                        record.misc,
+                        RawData::Split(head, tail),
+                        info,
+                    );
+                    if let Ok(EventRecord::Sample(s)) = stripped.parse() {
+                        self.sample(&s, attr_index as u32, Some(r.read));
+                    }
+                }
+                _ => self.out.group.bad_reads += 1,
+            }
+            return;
+        }
         let Ok(parsed) = record.parse() else { return };
         match parsed {
-            EventRecord::Sample(s) => self.sample(&s, attr_index as u32),
+            EventRecord::Sample(s) => self.sample(&s, attr_index as u32, None),
             EventRecord::Mmap2(m) => {
                 let build_id = match &m.file_id {
                     linux_perf_data::linux_perf_event_reader::Mmap2FileId::BuildId(b) => {
@@ -429,10 +510,29 @@ impl Builder<'_> {
         }
     }
 
-    fn sample(&mut self, s: &SampleRecord, event: u32) {
+    fn sample(&mut self, s: &SampleRecord, event: u32, read: Option<GroupRead>) {
         let pid = s.pid.unwrap_or(0) as u32;
         let tid = s.tid.unwrap_or(0) as u32;
         let time = s.timestamp.unwrap_or(0);
+        // Group values: counts since this instance's previous sample (every sample,
+        // including one left out below, moves its instance on).
+        let deltas = read.map(|r| {
+            let software_only = r.values.iter().all(|v| {
+                self.attr_of_id
+                    .get(&v.id)
+                    .and_then(|&a| self.software.get(a as usize))
+                    .copied()
+                    .unwrap_or(false)
+            });
+            let leader = s.id.or(r.values.first().map(|v| v.id)).unwrap_or(0);
+            self.out.group.samples_with_read += 1;
+            self.groups.on_sample(
+                (leader, tid, s.cpu.unwrap_or(0)),
+                (tid, event),
+                software_only,
+                r,
+            )
+        });
         // [python] Join the Python stack first: the hook may drop a duplicate sample.
         let python = match self.sample_hook.as_mut() {
             Some(h) => h(&SampleInfo {
@@ -445,6 +545,10 @@ impl Builder<'_> {
             None => NO_NODE,
         };
         if python == DROP_SAMPLE {
+            for (id, d) in deltas.unwrap_or_default() {
+                let a = self.attr_of_id.get(&id).copied().unwrap_or(event);
+                *self.out.group.unattributed.entry(a).or_default() += d;
+            }
             return;
         }
         self.out.sample_count += 1;
@@ -525,6 +629,35 @@ impl Builder<'_> {
         let e = self.out.samples.entry(key).or_insert((0, 0));
         e.0 += 1;
         e.1 += value;
+        for (id, d) in deltas.unwrap_or_default() {
+            // An id not in perf.data's id arrays cannot be named: leave it out.
+            if let Some(&a) = self.attr_of_id.get(&id) {
+                *self.raw_counts.entry((key, a)).or_default() += d;
+            }
+        }
+    }
+
+    /// Scale the group counts of multiplexed threads and flag their samples.
+    fn finish_counts(&mut self) {
+        let scales = self.groups.scales();
+        self.out.group.multiplexed_samples = scales
+            .values()
+            .filter(|s| s.multiplexed)
+            .map(|s| s.samples)
+            .sum();
+        for ((key, a), v) in std::mem::take(&mut self.raw_counts) {
+            let tid = self
+                .out
+                .threads
+                .get(key.thread as usize)
+                .map(|t| t.1)
+                .unwrap_or(0);
+            let f = scales
+                .get(&(tid, key.event))
+                .map(|s| s.factor)
+                .unwrap_or(1.0);
+            *self.out.counts.entry((key, a)).or_default() += v as f64 * f;
+        }
     }
 
     fn unwind_user(
