@@ -150,10 +150,21 @@ pub fn open_on(
     pid: i32,
     cpus: &[(u32, Option<&OwnedFd>)],
 ) -> Result<Vec<(u32, OwnedFd)>, OpenError> {
+    open_on_with(attr, name, pid, cpus, sys::perf_event_open)
+}
+
+/// [`open_on`] with the system call given (tests replay the kernel's answers).
+fn open_on_with(
+    attr: &mut PerfEventAttr,
+    name: &str,
+    pid: i32,
+    cpus: &[(u32, Option<&OwnedFd>)],
+    mut open: impl FnMut(&PerfEventAttr, i32, i32, Option<&OwnedFd>) -> io::Result<OwnedFd>,
+) -> Result<Vec<(u32, OwnedFd)>, OpenError> {
     let mut out = Vec::with_capacity(cpus.len());
     for &(cpu, leader) in cpus {
         let fd = loop {
-            match sys::perf_event_open(attr, pid, cpu as i32, leader) {
+            match open(attr, pid, cpu as i32, leader) {
                 Ok(fd) => break fd,
                 Err(e) if e.raw_os_error() == Some(libc::EINVAL) && attr.build_id() == 1 => {
                     attr.set_build_id(0);
@@ -352,5 +363,86 @@ fn errno_short(n: i32) -> String {
         libc::ENODEV => "ENODEV".into(),
         libc::EINVAL => "EINVAL".into(),
         n => std::io::Error::from_raw_os_error(n).to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::{self, EventEnv, resolve_all};
+
+    fn cfg() -> OpenConfig {
+        OpenConfig {
+            freq: 999,
+            call_graph: CallGraph::Fp,
+            enable_on_exec: true,
+            exclude_kernel: true,
+            context_switch: false,
+        }
+    }
+
+    #[test]
+    fn attr_takes_precise_level_and_period_from_the_spec() {
+        let env = EventEnv::system();
+        let spec = |n: &str| resolve_all(n, &env).unwrap().remove(0);
+        // cycles: by frequency, not precise.
+        let a = build_attr(&spec("cycles"), &cfg(), true);
+        assert_eq!((a.freq(), a.precise_ip()), (1, 0));
+        // 'cycles:pp' asks for precise_ip 2.
+        let a = build_attr(&spec("cycles:pp"), &cfg(), false);
+        assert_eq!((a.freq(), a.precise_ip()), (1, 2));
+        // LLC misses as memory mode samples them: every 10007 misses, precise.
+        let mut llc = spec("cache-misses");
+        llc.period = events::LLC_MISS_PERIOD;
+        llc.precise = 2;
+        let a = build_attr(&llc, &cfg(), false);
+        assert_eq!(a.freq(), 0);
+        // SAFETY: reading a u64 out of a union of two u64s.
+        assert_eq!(unsafe { a.__bindgen_anon_1.sample_period }, 10007);
+        assert_eq!(a.precise_ip(), 2);
+        // Software counts sample every occurrence.
+        let a = build_attr(&spec("page-faults"), &cfg(), false);
+        // SAFETY: as above.
+        assert_eq!(
+            (a.freq(), unsafe { a.__bindgen_anon_1.sample_period }),
+            (0, 1)
+        );
+    }
+
+    #[test]
+    fn precise_ip_is_lowered_until_the_kernel_accepts_it() {
+        let env = EventEnv::system();
+        let spec = resolve_all("cycles:ppp", &env).unwrap().remove(0);
+        let mut attr = build_attr(&spec, &cfg(), false);
+        assert_eq!(attr.precise_ip(), 3);
+        // A kernel that takes at most precise_ip 1 (EOPNOTSUPP above, as x86 says).
+        let mut tried = Vec::new();
+        let fds = open_on_with(
+            &mut attr,
+            "cycles:ppp",
+            1,
+            &[(0, None), (1, None)],
+            |a, _, _, _| {
+                tried.push(a.precise_ip());
+                if a.precise_ip() > 1 {
+                    Err(io::Error::from_raw_os_error(libc::EOPNOTSUPP))
+                } else {
+                    Ok(std::fs::File::open("/dev/null")?.into())
+                }
+            },
+        )
+        .unwrap();
+        assert_eq!(fds.len(), 2);
+        assert_eq!(attr.precise_ip(), 1);
+        // 3, 2 refused, 1 taken on cpu 0; cpu 1 starts at the level reached.
+        assert_eq!(tried, [3, 2, 1, 1]);
+        // At 0 a refusal is the event's error, not another retry.
+        let mut attr = build_attr(&spec, &cfg(), false);
+        let e = open_on_with(&mut attr, "cycles:ppp", 1, &[(0, None)], |_, _, _, _| {
+            Err(io::Error::from_raw_os_error(libc::EOPNOTSUPP))
+        })
+        .unwrap_err();
+        assert!(is_missing_hardware(&e));
+        assert_eq!(attr.precise_ip(), 0);
     }
 }

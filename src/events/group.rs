@@ -442,6 +442,101 @@ mod tests {
         assert_eq!(g.scaled(0), None);
     }
 
+    const S_IDENT: u32 = sys::PERF_SAMPLE_IDENTIFIER;
+    const S_READ: u32 = sys::PERF_SAMPLE_READ;
+
+    #[test]
+    fn sample_read_block_after_the_fixed_fields_multiplexed_group() {
+        // IDENTIFIER IP TID TIME CPU PERIOD READ CALLCHAIN, the collector's layout.
+        let st = (S_IDENT
+            | sys::PERF_SAMPLE_IP
+            | sys::PERF_SAMPLE_TID
+            | sys::PERF_SAMPLE_TIME
+            | sys::PERF_SAMPLE_CPU
+            | sys::PERF_SAMPLE_PERIOD
+            | S_READ
+            | sys::PERF_SAMPLE_CALLCHAIN) as u64;
+        let tid = (7u64 << 32) | 7; // pid, tid as two u32s
+        let fixed = [11, 0x401000, tid, 123_456, 1, 1_000_000];
+        // Group of 3, enabled 1000 ns, running 400 ns: multiplexed.
+        let read = [3, 1000, 400, 5000, 11, 800, 12, 9, 13];
+        let chain = [2, 0x401000, 0x402000];
+        let body = bytes(&[&fixed[..], &read, &chain].concat());
+        let r = sample_read(&body, st, GROUP_READ_FORMAT).unwrap().unwrap();
+        assert_eq!(r.range, 48..48 + 72);
+        assert!(r.read.multiplexed());
+        assert_eq!(r.read.by_id(12), Some(800));
+        assert_eq!(r.read.scaled(1), Some(2000.0));
+        assert_eq!(
+            r.read.values.iter().map(|v| v.id).collect::<Vec<_>>(),
+            [11, 12, 13]
+        );
+        // What follows the block is the call chain.
+        assert_eq!(&body[r.range.end..r.range.end + 8], &2u64.to_ne_bytes());
+    }
+
+    #[test]
+    fn sample_read_offsets_follow_every_field_before_read() {
+        // IP TID ADDR ID STREAM_ID READ (no IDENTIFIER, no TIME): 5 words before READ.
+        let st = (sys::PERF_SAMPLE_IP
+            | sys::PERF_SAMPLE_TID
+            | sys::PERF_SAMPLE_ADDR
+            | sys::PERF_SAMPLE_ID
+            | sys::PERF_SAMPLE_STREAM_ID
+            | S_READ) as u64;
+        assert_eq!(read_block_offset(st), 40);
+        // Single value (no GROUP) with enabled time and id.
+        let rf = (sys::PERF_FORMAT_TOTAL_TIME_ENABLED | sys::PERF_FORMAT_ID) as u64;
+        let body = bytes(&[1, 2, 3, 4, 5, 777, 900, 42, 0xabc]);
+        let r = sample_read(&body, st, rf).unwrap().unwrap();
+        assert_eq!(r.range, 40..64);
+        assert_eq!(r.read.values, [GroupValue { value: 777, id: 42 }]);
+        assert_eq!((r.read.time_enabled, r.read.time_running), (900, 0));
+        // GROUP with LOST counts (kernel 6.0+): value, id, lost per member.
+        let rf = (sys::PERF_FORMAT_GROUP | sys::PERF_FORMAT_ID | sys::PERF_FORMAT_LOST) as u64;
+        let st = (sys::PERF_SAMPLE_TID | S_READ) as u64;
+        let body = bytes(&[9, 2, 10, 1, 0, 20, 2, 5, 0xfeed]);
+        let r = sample_read(&body, st, rf).unwrap().unwrap();
+        assert_eq!(r.range, 8..64);
+        assert_eq!(r.read.by_id(2), Some(20));
+        assert!(!r.read.multiplexed());
+        // No READ in the sample type: nothing to decode.
+        assert_eq!(
+            sample_read(&body, sys::PERF_SAMPLE_TID as u64, rf).unwrap(),
+            None
+        );
+        // Cut short: an error, never a panic.
+        assert!(sample_read(&body[..40], st, rf).is_err());
+        assert!(sample_read(&body[..4], (S_IDENT | S_READ) as u64, rf).is_err());
+    }
+
+    #[test]
+    fn group_syntax() {
+        assert_eq!(parse_group_syntax("cpu-clock"), None);
+        assert_eq!(
+            parse_group_syntax("{cpu-clock,page-faults,context-switches}"),
+            Some(Ok(vec![
+                "cpu-clock".to_string(),
+                "page-faults".into(),
+                "context-switches".into()
+            ]))
+        );
+        // perf's :S and commas inside pmu terms.
+        assert_eq!(
+            parse_group_syntax(" {cpu/event=0x3c,umask=0x0/, instructions}:S "),
+            Some(Ok(vec![
+                "cpu/event=0x3c,umask=0x0/".to_string(),
+                "instructions".into()
+            ]))
+        );
+        for bad in ["{cycles", "{cycles}", "{cycles,,instructions}", "{a,b}x"] {
+            assert!(
+                matches!(parse_group_syntax(bad), Some(Err(_))),
+                "{bad} accepted"
+            );
+        }
+    }
+
     #[test]
     fn parse_rejects_truncated_and_corrupt() {
         let b = bytes(&[2, 10, 10, 1, 1]);

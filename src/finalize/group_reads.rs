@@ -32,8 +32,9 @@ pub const MULTIPLEX_THRESHOLD: f64 = 0.95;
 /// One instance of a group: (leader id, tid, cpu).
 pub type InstanceKey = (u64, u32, u32);
 
-/// A thread's group: (tid, leader attr index).
-pub type ThreadGroupKey = (u32, u32);
+/// A thread's group: (tid, leader attr index, number of values read). The Python
+/// agent's events share the leader's attr but read alone (one value): a family apart.
+pub type ThreadGroupKey = (u32, u32, u32);
 
 /// Follows the cumulative group values of every instance.
 #[derive(Default)]
@@ -147,10 +148,88 @@ mod tests {
         }
     }
 
+    /// A whole sample with a group read and a call chain: the read values come from
+    /// our parser, everything else (including the call chain after the block, which
+    /// linux-perf-event-reader 0.10 would misplace) from the library.
+    #[test]
+    fn sample_with_read_keeps_the_fields_around_the_block() {
+        use linux_perf_data::linux_perf_event_reader::{
+            BranchSampleFormat, Endianness, ReadFormat, RecordIdParseInfo, RecordParseInfo,
+            SampleFormat,
+        };
+        use perf_event_open_sys::bindings as b;
+        let st = (b::PERF_SAMPLE_IDENTIFIER
+            | b::PERF_SAMPLE_IP
+            | b::PERF_SAMPLE_TID
+            | b::PERF_SAMPLE_TIME
+            | b::PERF_SAMPLE_CPU
+            | b::PERF_SAMPLE_PERIOD
+            | b::PERF_SAMPLE_READ
+            | b::PERF_SAMPLE_CALLCHAIN) as u64;
+        let rf = crate::events::group::GROUP_READ_FORMAT;
+        let info = RecordParseInfo {
+            endian: Endianness::LittleEndian,
+            sample_format: SampleFormat::from_bits_truncate(st),
+            branch_sample_format: BranchSampleFormat::empty(),
+            read_format: ReadFormat::from_bits_truncate(rf),
+            common_data_offset_from_end: None,
+            sample_regs_user: 0,
+            user_regs_count: 0,
+            sample_regs_intr: 0,
+            intr_regs_count: 0,
+            id_parse_info: RecordIdParseInfo {
+                nonsample_record_id_offset_from_end: None,
+                sample_record_id_offset_from_start: Some(0),
+            },
+            nonsample_record_time_offset_from_end: None,
+            sample_record_time_offset_from_start: Some(24),
+        };
+        let words: Vec<u64> = vec![
+            11,            // identifier
+            0x401000,      // ip
+            (8 << 32) | 7, // pid 7, tid 8
+            5_000,         // time
+            1,             // cpu 1, res 0
+            250_000,       // period
+            3,
+            900,
+            300, // group: nr, enabled, running
+            1_000_000,
+            11, // leader
+            4_000,
+            12, // member 1
+            17,
+            13, // member 2
+            3,
+            0x401000,
+            0x402000,
+            0x403000, // callchain
+        ];
+        let body: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+        let (s, read) = crate::finalize::process::sample_with_read(&body, 2, info, st, rf).unwrap();
+        assert_eq!((s.pid, s.tid, s.cpu), (Some(7), Some(8), Some(1)));
+        assert_eq!(
+            (s.id, s.timestamp, s.period),
+            (Some(11), Some(5_000), Some(250_000))
+        );
+        let chain: Vec<u64> = (0..3)
+            .filter_map(|i| s.callchain.as_ref()?.get(i))
+            .collect();
+        assert_eq!(chain, [0x401000, 0x402000, 0x403000]);
+        assert_eq!(read.values.len(), 3);
+        assert_eq!(read.by_id(12), Some(4_000));
+        assert!(read.multiplexed());
+        // A block that announces more members than the record holds: refused.
+        let mut bad = words.clone();
+        bad[6] = 9;
+        let body: Vec<u8> = bad.iter().flat_map(|w| w.to_le_bytes()).collect();
+        assert!(crate::finalize::process::sample_with_read(&body, 2, info, st, rf).is_none());
+    }
+
     #[test]
     fn deltas_per_instance_first_gets_full_value() {
         let mut t = GroupTracker::default();
-        let th = (100, 0);
+        let th = (100, 0, 2);
         // Instance on cpu 0 and on cpu 1 of the same thread: independent counters.
         let d = t.on_sample((7, 100, 0), th, true, read(10, 10, &[(7, 1000), (8, 5)]));
         assert_eq!(d, [(7, 1000), (8, 5)]);
@@ -159,7 +238,12 @@ mod tests {
         let d = t.on_sample((7, 100, 0), th, true, read(30, 20, &[(7, 2500), (8, 45)]));
         assert_eq!(d, [(7, 1500), (8, 40)]);
         // Another thread's instance of the same event id starts from its own zero.
-        let d = t.on_sample((7, 101, 0), (101, 0), true, read(5, 5, &[(7, 300), (8, 1)]));
+        let d = t.on_sample(
+            (7, 101, 0),
+            (101, 0, 2),
+            true,
+            read(5, 5, &[(7, 300), (8, 1)]),
+        );
         assert_eq!(d, [(7, 300), (8, 1)]);
         // Values going backwards (a reused tid): a new instance, full values.
         let d = t.on_sample((7, 100, 0), th, true, read(1, 1, &[(7, 50), (8, 0)]));
@@ -171,7 +255,7 @@ mod tests {
         // A thread that ran 30 ns on cpu 0 and 20 ns on cpu 1: each instance alone
         // looks "multiplexed" (20/50, 30/50) but together they ran all the time.
         let mut t = GroupTracker::default();
-        let th = (100, 0);
+        let th = (100, 0, 2);
         t.on_sample((7, 100, 0), th, true, read(40, 30, &[(7, 1), (8, 1)]));
         t.on_sample((9, 100, 1), th, true, read(50, 20, &[(9, 1), (10, 1)]));
         let s = t.scales()[&th];
@@ -183,7 +267,7 @@ mod tests {
     #[test]
     fn hardware_group_on_the_pmu_half_the_time_is_scaled_by_two() {
         let mut t = GroupTracker::default();
-        let th = (100, 0);
+        let th = (100, 0, 2);
         // 100 ns of thread time; on the PMU 30 ns on cpu 0 and 20 ns on cpu 1.
         t.on_sample((7, 100, 0), th, false, read(80, 30, &[(7, 3000), (8, 60)]));
         t.on_sample(

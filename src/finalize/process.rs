@@ -20,7 +20,7 @@ use linux_perf_data::linux_perf_event_reader::{
 use crate::events::group::GroupRead;
 
 use super::binaries::{LoadedElf, SearchPaths, load_elf};
-use super::group_reads::GroupTracker;
+use super::group_reads::{GroupTracker, ThreadGroupKey};
 use crate::raw::{RawDir, TolerantPerfFile};
 
 /// Errors reading one raw directory.
@@ -142,7 +142,8 @@ pub struct GroupStats {
     pub multiplexed_samples: u64,
     /// Samples whose read block could not be decoded (counted, left out of counts).
     pub bad_reads: u64,
-    /// Counts read by samples left out (Python duplicates): per attr index.
+    /// Counts read by samples left out (Python duplicates) that no later sample of
+    /// their thread took: per attr index.
     pub unattributed: FxHashMap<u32, u64>,
 }
 
@@ -194,8 +195,10 @@ struct Builder<'a> {
     /// Per attr: a software event (never multiplexed).
     software: Vec<bool>,
     groups: GroupTracker,
-    /// Unscaled counts per (sample key, counted attr); scaled at the end.
-    raw_counts: FxHashMap<(SampleKey, u32), u64>,
+    /// Unscaled counts per (sample key, counted attr, thread group); scaled at the end.
+    raw_counts: FxHashMap<(SampleKey, u32, ThreadGroupKey), u64>,
+    /// (python) Per tid: counts of left-out samples waiting for the next kept sample.
+    pending_counts: FxHashMap<u32, Vec<(ThreadGroupKey, u32, u64)>>,
 }
 
 /// Called per sample; returns the index of a Python stack joined to it, or
@@ -260,6 +263,7 @@ pub fn process_raw_dir<'a>(
         software: Vec::new(),
         groups: GroupTracker::default(),
         raw_counts: FxHashMap::default(),
+        pending_counts: FxHashMap::default(),
     };
     let data_file = TolerantPerfFile::open(&path)?;
     let attrs: Vec<_> = perf_file
@@ -296,6 +300,33 @@ pub fn process_raw_dir<'a>(
 }
 
 const PERF_RECORD_SAMPLE: u32 = 9;
+
+/// A sample body whose type has PERF_SAMPLE_READ: its read values decoded by
+/// [`crate::events::group::sample_read`], and the rest parsed by
+/// linux-perf-event-reader as a sample without READ (the block cut out, no copy).
+/// None when either part is malformed.
+pub fn sample_with_read<'b>(
+    body: &'b [u8],
+    misc: u16,
+    parse_info: linux_perf_data::linux_perf_event_reader::RecordParseInfo,
+    sample_type: u64,
+    read_format: u64,
+) -> Option<(SampleRecord<'b>, GroupRead)> {
+    let r = crate::events::group::sample_read(body, sample_type, read_format).ok()??;
+    let (head, tail) = (body.get(..r.range.start)?, body.get(r.range.end..)?);
+    let mut info = parse_info;
+    info.sample_format.remove(SampleFormat::READ);
+    let stripped = RawEventRecord::new(
+        linux_perf_data::linux_perf_event_reader::RecordType(PERF_RECORD_SAMPLE),
+        misc,
+        RawData::Split(head, tail),
+        info,
+    );
+    match stripped.parse() {
+        Ok(EventRecord::Sample(s)) => Some((s, r.read)),
+        _ => None,
+    }
+}
 const PERF_CONTEXT_MAX: u64 = (-4095i64) as u64;
 const PERF_CONTEXT_USER: u64 = (-512i64) as u64;
 
@@ -308,22 +339,9 @@ impl Builder<'_> {
             && let Some(Some((st, rf))) = self.reads.get(attr_index).copied()
         {
             let body = record.data.as_slice();
-            match crate::events::group::sample_read(&body, st, rf) {
-                Ok(Some(r)) => {
-                    let (head, tail) = (&body[..r.range.start], &body[r.range.end..]);
-                    let mut info = record.parse_info;
-                    info.sample_format.remove(SampleFormat::READ);
-                    let stripped = RawEventRecord::new(
-                        record.record_type,
-                        record.misc,
-                        RawData::Split(head, tail),
-                        info,
-                    );
-                    if let Ok(EventRecord::Sample(s)) = stripped.parse() {
-                        self.sample(&s, attr_index as u32, Some(r.read));
-                    }
-                }
-                _ => self.out.group.bad_reads += 1,
+            match sample_with_read(&body, record.misc, record.parse_info, st, rf) {
+                Some((s, read)) => self.sample(&s, attr_index as u32, Some(read)),
+                None => self.out.group.bad_reads += 1,
             }
             return;
         }
@@ -516,7 +534,10 @@ impl Builder<'_> {
         let time = s.timestamp.unwrap_or(0);
         // Group values: counts since this instance's previous sample (every sample,
         // including one left out below, moves its instance on).
-        let deltas = read.map(|r| {
+        // A read of one value is an event read alone (the Python agent's events share
+        // the leader's attr): its count is the leader's own, already in the collector's
+        // group reads, so it is left out rather than counted twice.
+        let deltas = read.filter(|r| r.values.len() > 1).map(|r| {
             let software_only = r.values.iter().all(|v| {
                 self.attr_of_id
                     .get(&v.id)
@@ -526,12 +547,17 @@ impl Builder<'_> {
             });
             let leader = s.id.or(r.values.first().map(|v| v.id)).unwrap_or(0);
             self.out.group.samples_with_read += 1;
-            self.groups.on_sample(
-                (leader, tid, s.cpu.unwrap_or(0)),
-                (tid, event),
-                software_only,
-                r,
-            )
+            // The Python agent's events (same attr, read alone) are their own family.
+            let family = (tid, event, r.values.len() as u32);
+            let d =
+                self.groups
+                    .on_sample((leader, tid, s.cpu.unwrap_or(0)), family, software_only, r);
+            let named: Vec<(u32, u64)> = d
+                .into_iter()
+                // An id not in perf.data's id arrays cannot be named: leave it out.
+                .filter_map(|(id, d)| Some((*self.attr_of_id.get(&id)?, d)))
+                .collect();
+            (family, named)
         });
         // [python] Join the Python stack first: the hook may drop a duplicate sample.
         let python = match self.sample_hook.as_mut() {
@@ -545,9 +571,12 @@ impl Builder<'_> {
             None => NO_NODE,
         };
         if python == DROP_SAMPLE {
-            for (id, d) in deltas.unwrap_or_default() {
-                let a = self.attr_of_id.get(&id).copied().unwrap_or(event);
-                *self.out.group.unattributed.entry(a).or_default() += d;
+            // (python) The collector's duplicate of a sample the agent takes: its group
+            // counts go to the thread's next kept sample (the agent's), so they land
+            // on the Python stack of about the same instant.
+            if let Some((family, named)) = deltas {
+                let p = self.pending_counts.entry(tid).or_default();
+                p.extend(named.into_iter().map(|(a, d)| (family, a, d)));
             }
             return;
         }
@@ -629,10 +658,14 @@ impl Builder<'_> {
         let e = self.out.samples.entry(key).or_insert((0, 0));
         e.0 += 1;
         e.1 += value;
-        for (id, d) in deltas.unwrap_or_default() {
-            // An id not in perf.data's id arrays cannot be named: leave it out.
-            if let Some(&a) = self.attr_of_id.get(&id) {
-                *self.raw_counts.entry((key, a)).or_default() += d;
+        if let Some((family, named)) = deltas {
+            for (a, d) in named {
+                *self.raw_counts.entry((key, a, family)).or_default() += d;
+            }
+        }
+        if let Some(pending) = self.pending_counts.remove(&tid) {
+            for (family, a, d) in pending {
+                *self.raw_counts.entry((key, a, family)).or_default() += d;
             }
         }
     }
@@ -645,18 +678,15 @@ impl Builder<'_> {
             .filter(|s| s.multiplexed)
             .map(|s| s.samples)
             .sum();
-        for ((key, a), v) in std::mem::take(&mut self.raw_counts) {
-            let tid = self
-                .out
-                .threads
-                .get(key.thread as usize)
-                .map(|t| t.1)
-                .unwrap_or(0);
-            let f = scales
-                .get(&(tid, key.event))
-                .map(|s| s.factor)
-                .unwrap_or(1.0);
+        for ((key, a, family), v) in std::mem::take(&mut self.raw_counts) {
+            let f = scales.get(&family).map(|s| s.factor).unwrap_or(1.0);
             *self.out.counts.entry((key, a)).or_default() += v as f64 * f;
+        }
+        // Counts of left-out samples that no later sample of their thread took.
+        for (_, pending) in std::mem::take(&mut self.pending_counts) {
+            for (_, a, d) in pending {
+                *self.out.group.unattributed.entry(a).or_default() += d;
+            }
         }
     }
 
