@@ -768,6 +768,43 @@ pub fn merge(dir: &Path) -> Result<PathBuf, FinalizeError> {
     for (k, v) in sums {
         w.profile.meta.insert(k.into(), v.to_string());
     }
+    // Counter group: sample counts summed over the parts, totals from the merged counts.
+    let groups: Vec<serde_json::Value> = loaded
+        .iter()
+        .filter_map(|p| serde_json::from_str(p.meta_str("group")).ok())
+        .collect();
+    if !groups.is_empty() {
+        let sum = |k: &str| groups.iter().map(|g| g[k].as_u64().unwrap_or(0)).sum::<u64>();
+        let mut totals: std::collections::BTreeMap<String, f64> = Default::default();
+        for c in &w.profile.counts {
+            if let Some(e) = w.profile.events.get(c.event) {
+                *totals.entry(e.name.clone()).or_default() += c.value;
+            }
+        }
+        let mut unattributed: std::collections::BTreeMap<String, u64> = Default::default();
+        for g in &groups {
+            for (k, v) in g["unattributed"].as_object().into_iter().flatten() {
+                *unattributed.entry(k.clone()).or_default() += v.as_u64().unwrap_or(0);
+            }
+        }
+        let multiplexed = sum("multiplexed_samples");
+        let totals: serde_json::Map<String, serde_json::Value> = totals
+            .into_iter()
+            .map(|(k, v)| (k, serde_json::json!(v.round() as u64)))
+            .collect();
+        w.profile.meta.insert(
+            "group".into(),
+            serde_json::json!({
+                "samples_with_read": sum("samples_with_read"),
+                "multiplexed": multiplexed > 0,
+                "multiplexed_samples": multiplexed,
+                "unreadable_samples": sum("unreadable_samples"),
+                "totals": totals,
+                "unattributed": unattributed,
+            })
+            .to_string(),
+        );
+    }
     let total: u64 = w.profile.samples.iter().map(|s| s.value).sum();
     w.profile.meta.insert("total".into(), total.to_string());
     let path = w.write(dir)?;
