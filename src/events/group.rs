@@ -17,6 +17,12 @@
 //! time_enabled`; counts are then scaled by `time_enabled / time_running` and flagged
 //! as estimates of the full-time count, as perf does. Nothing is scaled when the group
 //! ran the whole time, and a group that never ran gives no value rather than zero.
+//! (Per-sample attribution and the per-thread multiplexing ratio of per-CPU inherited
+//! events are finalize's: `finalize::group_reads`.)
+//!
+//! Also here: [`parse_group_syntax`] (perf's `{leader,member,...}` for `-e`),
+//! [`GroupRead::parse_format`] (read values for any `read_format`), and
+//! [`sample_read`] (the read block inside a `PERF_RECORD_SAMPLE` body).
 
 use perf_event_open_sys::bindings as sys;
 
@@ -340,7 +346,7 @@ pub fn parse_group_syntax(arg: &str) -> Option<Result<Vec<String>, String>> {
                 cur.push(c);
             }
             // Inside pmu/terms/ (an odd number of slashes so far) a comma separates terms.
-            ',' if slashes % 2 == 0 => names.push(std::mem::take(&mut cur)),
+            ',' if slashes.is_multiple_of(2) => names.push(std::mem::take(&mut cur)),
             _ => cur.push(c),
         }
     }

@@ -774,7 +774,12 @@ pub fn merge(dir: &Path) -> Result<PathBuf, FinalizeError> {
         .filter_map(|p| serde_json::from_str(p.meta_str("group")).ok())
         .collect();
     if !groups.is_empty() {
-        let sum = |k: &str| groups.iter().map(|g| g[k].as_u64().unwrap_or(0)).sum::<u64>();
+        let sum = |k: &str| {
+            groups
+                .iter()
+                .map(|g| g[k].as_u64().unwrap_or(0))
+                .sum::<u64>()
+        };
         let mut totals: std::collections::BTreeMap<String, f64> = Default::default();
         for c in &w.profile.counts {
             if let Some(e) = w.profile.events.get(c.event) {
