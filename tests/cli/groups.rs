@@ -10,7 +10,7 @@ use std::process::Command;
 use crate::common::*;
 
 /// Pages `faults.c` touches in `toucher` (one minor fault each).
-const DESIGNED_PAGES: f64 = 4000.0;
+const DESIGNED_PAGES: f64 = 2000.0;
 const GROUP: &str = "{cpu-clock,page-faults,context-switches}";
 
 /// Hotspots CSV as rows of named columns, keyed by function.

@@ -1,20 +1,20 @@
 /* Ground truth for counter groups read per sample.
  *
- * toucher() maps PAGES (4000) fresh anonymous pages (THP off: one minor fault per
+ * toucher() maps PAGES (2000) fresh anonymous pages (THP off: one minor fault per
  * page) and touches them one by one, spinning SPIN_PER_PAGE iterations after each
  * touch; spinner() then only spins, three times as many iterations in all. Self time:
- * toucher 25%, spinner 75% (the faults themselves add ~3% of kernel time under
- * toucher). Page faults: PAGES, all in toucher (plus the ~100-300 of program start-up,
+ * toucher 25%, spinner 75% (the faults themselves add ~2% of kernel time under
+ * toucher). Page faults: PAGES, all in toucher (plus the ~50 of program start-up,
  * before either runs). Each phase is one long stretch, so the counts read by the last
  * sample of a phase spill at most one sampling interval into the next.
- * Argument: a scale for the spinning (default 1 = ~1.3 s here).
+ * Argument: a scale for the spinning (default 1 = ~1.1 s here).
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/mman.h>
 
-#define PAGES 4000L
-#define SPIN_PER_PAGE 10000L
+#define PAGES 2000L
+#define SPIN_PER_PAGE 40000L
 
 static volatile double sink;
 
