@@ -355,6 +355,7 @@ pub fn run(opts: &CollectOptions) -> Result<CollectOutcome, CollectError> {
     };
     let mut writer = PerfDataWriter::create(&raw_dir.join("perf.data"), opened.file_attrs.clone())
         .map_err(io_err("create perf.data"))?;
+    writer.set_groups(opened.perf_groups.clone());
     if let Target::Attach(pid) = opts.target {
         drain::synthesize_existing(
             &mut writer,
@@ -720,6 +721,8 @@ struct OpenedEvents {
     tracking_id: u64,
     /// Counter groups as opened.
     groups: Vec<GroupRecord>,
+    /// The same for perf.data's GROUP_DESC: (name, leader attr index, events).
+    perf_groups: Vec<(String, u32, u32)>,
 }
 
 fn ring_pages(call_graph: CallGraph) -> usize {
@@ -750,6 +753,7 @@ fn open_events(
     let pages = ring_pages(cfg.call_graph);
     let mut rings = Vec::new();
     let mut groups = Vec::new();
+    let mut perf_groups = Vec::new();
     for (i, w) in wanted.iter().enumerate() {
         let tracking = i == 0;
         let mut spec = w.spec.clone();
@@ -874,6 +878,14 @@ fn open_events(
             ids,
         });
         let leader_name = spec.name.clone();
+        if in_group && !member_files.is_empty() {
+            // perf's name for a group without one of its own; it prints the members.
+            perf_groups.push((
+                "{anon_group}".to_string(),
+                file_attrs.len() as u32 - 1,
+                member_files.len() as u32 + 1,
+            ));
+        }
         chosen.push(ChosenEvent {
             spec,
             requested: w.requested.clone(),
@@ -912,6 +924,7 @@ fn open_events(
         redirected: others,
         tracking_id,
         groups,
+        perf_groups,
     })
 }
 

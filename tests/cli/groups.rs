@@ -189,6 +189,17 @@ fn software_group_puts_page_faults_in_the_faulting_function() {
         perf_faults, ours,
         "perf script's page-fault periods vs hwprof"
     );
+    // GROUP_DESC: perf knows the group without being told.
+    let head = Command::new("perf")
+        .args(["report", "--header-only", "-i"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    let head = String::from_utf8_lossy(&head.stdout);
+    assert!(
+        head.contains("# group: {cpu-clock,page-faults,context-switches}"),
+        "{head}"
+    );
     let rep = Command::new("perf")
         .args([
             "report", "--stdio", "--group", "--sort", "sym", "-g", "none", "-i",
