@@ -750,4 +750,26 @@ mod tests {
         assert_eq!(names, ["main", "a"]);
         assert_eq!(p.meta_str("mode"), "hotspots");
     }
+
+    #[test]
+    fn counts_round_trip_and_older_databases_load_without_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = ProfileWriter::default();
+        w.profile.threads.push(Thread::default());
+        w.profile.events.push(EventRow {
+            name: "page-faults".into(),
+            ..Default::default()
+        });
+        w.add_count(None, 0, 0, 1.5);
+        w.add_count(None, 0, 0, 2.0);
+        w.write(dir.path()).unwrap();
+        let p = Profile::load(dir.path()).unwrap();
+        assert_eq!(p.counts.len(), 1);
+        assert_eq!(p.counts[0].value, 3.5);
+        // A profile.db written before counter groups has no counts table.
+        let conn = Connection::open(Profile::db_path(dir.path())).unwrap();
+        conn.execute_batch("DROP TABLE counts").unwrap();
+        drop(conn);
+        assert!(Profile::load(dir.path()).unwrap().counts.is_empty());
+    }
 }
