@@ -30,6 +30,29 @@ pub struct OpenedEvent {
     /// Why they differ, or other notes ("" when none).
     #[serde(default)]
     pub note: String,
+    /// For events that asked for precise IPs: the `precise_ip` level the kernel took.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub precise_ip: Option<u8>,
+}
+
+/// A counter group: a sampling leader whose members are read with each sample.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct GroupRecord {
+    /// The sampling leader as opened.
+    pub leader: String,
+    /// Members opened (read with each sample).
+    #[serde(default)]
+    pub members: Vec<String>,
+    /// Members dropped, with the reason (`instructions: not available here (ENOENT)`).
+    #[serde(default)]
+    pub dropped: Vec<String>,
+    /// Whether samples carry the group's values (false: the kernel refused, the leader
+    /// samples alone).
+    #[serde(default)]
+    pub read_per_sample: bool,
+    /// Why not, when not.
+    #[serde(default)]
+    pub note: String,
 }
 
 /// The manifest.
@@ -88,6 +111,9 @@ pub struct Manifest {
     /// Notices printed during collection, kept for the report.
     #[serde(default)]
     pub notices: Vec<String>,
+    /// Counter groups (hotspots with a PMU; `-e '{leader,member,...}'`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<GroupRecord>,
 }
 
 /// Errors reading a manifest.

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use crate::cli::{CollectArgs, Mode, PythonCapture};
 use crate::events::{self, EventKind, EventSpec};
-use crate::manifest::{FORMAT_VERSION, Manifest, OpenedEvent};
+use crate::manifest::{FORMAT_VERSION, GroupRecord, Manifest, OpenedEvent};
 use crate::mpi::{self, MpiContext};
 use open::{OpenConfig, OpenError};
 use perf_data::{FileAttr, HostInfo, PerfDataWriter};
@@ -236,6 +236,8 @@ struct ChosenEvent {
     spec: EventSpec,
     requested: String,
     note: String,
+    /// The precise_ip level opened, for events that asked for one.
+    precise_ip: Option<u8>,
 }
 
 /// Print a one-line notice (kept in the manifest too).
@@ -335,12 +337,14 @@ pub fn run(opts: &CollectOptions) -> Result<CollectOutcome, CollectError> {
     // [python] A Python launch in hotspots mode is sampled by the agents alone (each
     // process of the tree opens the sampling event on itself, with SIGTRAP when it is
     // Python): sampling it twice, by our inherited events too, cost ~5% of its run time.
-    // Our events then only track (mmap, comm, task).
+    // Our events then only track (mmap, comm, task). A counter group (PMU machines)
+    // keeps our sampling events: its members are read with the samples we take.
     let agents_sample = py_link
         .as_ref()
         .is_some_and(|l| l.method() == crate::python::LaunchMethod::Agent)
         && opts.mode == Mode::Hotspots
         && wanted.len() == 1
+        && wanted[0].members.is_empty()
         && std::env::var_os("HWPROF_COLLECTOR_SAMPLES").is_none();
     let opened = open_events(
         &wanted,
@@ -371,6 +375,7 @@ pub fn run(opts: &CollectOptions) -> Result<CollectOutcome, CollectError> {
     };
     let mut writer = PerfDataWriter::create(&raw_dir.join("perf.data"), opened.file_attrs.clone())
         .map_err(io_err("create perf.data"))?;
+    writer.set_groups(opened.perf_groups.clone());
     if let Target::Attach(pid) = opts.target {
         drain::synthesize_existing(
             &mut writer,
@@ -507,8 +512,10 @@ pub fn run(opts: &CollectOptions) -> Result<CollectOutcome, CollectError> {
                 requested: c.requested.clone(),
                 opened: c.spec.name.clone(),
                 note: c.note.clone(),
+                precise_ip: c.precise_ip,
             })
             .collect(),
+        groups: opened.groups.clone(),
         kernel_samples: !exclude_kernel,
         kernel_note: if exclude_kernel {
             "excluded: perf_event_paranoid >= 2 without CAP_PERFMON".into()
@@ -645,6 +652,8 @@ fn requested_events(
                             requested: d.primary.to_string(),
                             spec,
                             fallback: None,
+                            members: Vec::new(),
+                            group_on_fallback: false,
                         })),
                         None => {
                             notice(
@@ -661,10 +670,22 @@ fn requested_events(
                     if let Some(p) = d.period {
                         spec.period = p;
                     }
+                    // Hotspots with a PMU: cycles leads instructions and cache-misses,
+                    // read with each sample; on the software fallback there is no group.
+                    let members = if opts.mode == Mode::Hotspots {
+                        events::HOTSPOT_GROUP_MEMBERS
+                            .iter()
+                            .filter_map(|m| events::resolve(m).ok().map(|s| (m.to_string(), s)))
+                            .collect()
+                    } else {
+                        Vec::new()
+                    };
                     Ok(ChosenEventRequest {
                         requested: d.primary.to_string(),
                         spec,
                         fallback: d.fallback.map(events::resolve).transpose()?,
+                        members,
+                        group_on_fallback: false,
                     })
                 })())
             })
@@ -672,8 +693,21 @@ fn requested_events(
     }
     opts.events
         .iter()
-        .map(|name| {
-            let spec = events::resolve(name)?;
+        .map(|arg| {
+            // `{leader,member,...}`: the leader samples, the members are read with it.
+            let (name, members) = match events::group::parse_group_syntax(arg) {
+                None => (arg.clone(), Vec::new()),
+                Some(Err(e)) => return Err(CollectError::Usage(e)),
+                Some(Ok(mut names)) => {
+                    let leader = names.remove(0);
+                    let members = names
+                        .into_iter()
+                        .map(|m| Ok((m.clone(), events::resolve(&m)?)))
+                        .collect::<Result<Vec<_>, CollectError>>()?;
+                    (leader, members)
+                }
+            };
+            let spec = events::resolve(&name)?;
             // A generic hardware event the machine lacks falls back like the default.
             let fallback = if spec.kind == EventKind::Hardware && opts.mode == Mode::Hotspots {
                 Some(events::resolve("cpu-clock")?)
@@ -681,9 +715,11 @@ fn requested_events(
                 None
             };
             Ok(ChosenEventRequest {
-                requested: name.clone(),
+                requested: arg.clone(),
                 spec,
                 fallback,
+                members,
+                group_on_fallback: true,
             })
         })
         .collect()
@@ -693,6 +729,11 @@ struct ChosenEventRequest {
     requested: String,
     spec: EventSpec,
     fallback: Option<EventSpec>,
+    /// Counter-group members read with each sample: (as requested, spec).
+    members: Vec<(String, EventSpec)>,
+    /// Keep the group when the leader falls back to its software replacement (a
+    /// user's group: yes; hotspots' default hardware group: no).
+    group_on_fallback: bool,
 }
 
 struct OpenedEvents {
@@ -702,6 +743,10 @@ struct OpenedEvents {
     /// Events whose output goes to another ring: kept open for them to live.
     redirected: Vec<std::os::fd::OwnedFd>,
     tracking_id: u64,
+    /// Counter groups as opened.
+    groups: Vec<GroupRecord>,
+    /// The same for perf.data's GROUP_DESC: (name, leader attr index, events).
+    perf_groups: Vec<(String, u32, u32)>,
 }
 
 fn ring_pages(call_graph: CallGraph) -> usize {
@@ -736,39 +781,54 @@ fn open_events(
     let mut others: Vec<std::os::fd::OwnedFd> = Vec::new();
     let pages = ring_pages(cfg.call_graph);
     let mut rings = Vec::new();
+    let mut groups = Vec::new();
+    let mut perf_groups = Vec::new();
     for (i, w) in wanted.iter().enumerate() {
         let tracking = i == 0;
         let mut spec = w.spec.clone();
         let mut note = String::new();
         let mut fds = Vec::new();
+        // Counter-group members read with each sample of this event.
+        let mut members = w.members.clone();
+        let mut group_note = String::new();
         for &tid in threads {
-            let mut attr = open::build_attr(&spec, cfg, tracking);
-            match open::open_per_cpu(&mut attr, &spec.name, tid, cpus) {
-                Ok(f) => fds.push((tid, attr, f)),
-                Err(e)
-                    if open::is_missing_hardware(&e) && w.fallback.is_some() && fds.is_empty() =>
-                {
-                    let Some(fb) = w.fallback.clone() else {
-                        unreachable!()
-                    };
-                    note = format!(
-                        "{} is not available here (no hardware PMU: {}); sampling {} instead",
-                        spec.name,
-                        match &e {
-                            OpenError::Unsupported { source, .. } => errno_name(source),
-                            _ => String::new(),
-                        },
-                        fb.name
-                    );
-                    notice(quiet, notices, note.clone());
-                    spec = fb;
-                    let mut attr = open::build_attr(&spec, cfg, tracking);
-                    let f = open::open_per_cpu(&mut attr, &spec.name, tid, cpus)?;
-                    fds.push((tid, attr, f));
-                }
-                Err(OpenError::NoProcess { .. }) if threads.len() > 1 => continue, // thread ended
-                Err(e) => return Err(e.into()),
+            let opened =
+                match open::open_leader(&spec, cfg, tracking, !members.is_empty(), tid, cpus) {
+                    Ok(o) => o,
+                    Err(e)
+                        if open::is_missing_hardware(&e)
+                            && w.fallback.is_some()
+                            && fds.is_empty() =>
+                    {
+                        let Some(fb) = w.fallback.clone() else {
+                            unreachable!()
+                        };
+                        note = format!(
+                            "{} is not available here (no hardware PMU: {}); sampling {} instead",
+                            spec.name,
+                            match &e {
+                                OpenError::Unsupported { source, .. } => errno_name(source),
+                                _ => String::new(),
+                            },
+                            fb.name
+                        );
+                        notice(quiet, notices, note.clone());
+                        spec = fb;
+                        // hotspots' default group needs the PMU; a user's group goes on.
+                        if !w.group_on_fallback {
+                            members.clear();
+                        }
+                        open::open_leader(&spec, cfg, tracking, !members.is_empty(), tid, cpus)?
+                    }
+                    Err(OpenError::NoProcess { .. }) if threads.len() > 1 => continue, // thread ended
+                    Err(e) => return Err(e.into()),
+                };
+            if let Some(why) = opened.group_refused {
+                group_note = why.clone();
+                notice(quiet, notices, format!("counter group: {why}"));
+                members.clear();
             }
+            fds.push((tid, opened.attr, opened.fds));
         }
         let Some(attr) = fds.first().map(|f| f.1) else {
             return Err(OpenError::NoProcess {
@@ -790,6 +850,38 @@ fn open_events(
             }
             fds = tracked;
         }
+        // Precise IPs: the level the kernel accepted.
+        let precise_ip = (spec.precise > 0).then(|| attr.precise_ip() as u8);
+        if let Some(got) = precise_ip
+            && got < spec.precise
+        {
+            let n = format!(
+                "{}: precise_ip {} refused; sampling with precise_ip {got}",
+                spec.name, spec.precise
+            );
+            notice(quiet, notices, n.clone());
+            note = if note.is_empty() {
+                n
+            } else {
+                format!("{note}; {n}")
+            };
+        }
+        // Members join each leader descriptor's group; the ones this machine lacks are
+        // dropped with a notice.
+        let (member_files, dropped) = if members.is_empty() {
+            (Vec::new(), Vec::new())
+        } else {
+            let leaders: Vec<(i32, &[(u32, std::os::fd::OwnedFd)])> =
+                fds.iter().map(|(t, _, f)| (*t, f.as_slice())).collect();
+            open::open_members(&members, &attr, &leaders)
+        };
+        for (name, why) in &dropped {
+            notice(
+                quiet,
+                notices,
+                format!("counter group: {name} dropped: {why}"),
+            );
+        }
         let mut ids = Vec::new();
         for (_, _, per_cpu) in fds {
             for (cpu, fd) in per_cpu {
@@ -810,16 +902,59 @@ fn open_events(
                 }
             }
         }
+        let in_group =
+            attr.sample_type & perf_event_open_sys::bindings::PERF_SAMPLE_READ as u64 != 0;
+        if !w.members.is_empty() && (in_group || !group_note.is_empty()) {
+            groups.push(GroupRecord {
+                leader: spec.name.clone(),
+                members: member_files.iter().map(|m| m.spec.name.clone()).collect(),
+                dropped: dropped
+                    .iter()
+                    .map(|(n, why)| format!("{n}: {why}"))
+                    .collect(),
+                read_per_sample: in_group,
+                note: group_note,
+            });
+        }
         file_attrs.push(FileAttr {
             attr: sys::attr_bytes(&attr),
             name: spec.name.clone(),
             ids,
         });
+        let leader_name = spec.name.clone();
+        if in_group && !member_files.is_empty() {
+            // perf's name for a group without one of its own; it prints the members.
+            perf_groups.push((
+                "{anon_group}".to_string(),
+                file_attrs.len() as u32 - 1,
+                member_files.len() as u32 + 1,
+            ));
+        }
         chosen.push(ChosenEvent {
             spec,
             requested: w.requested.clone(),
             note,
+            precise_ip,
         });
+        // Members follow their leader in perf.data (perf's group layout).
+        for m in member_files {
+            let mut ids = Vec::with_capacity(m.fds.len());
+            for fd in m.fds {
+                ids.push(sys::event_id(&fd).map_err(io_err("read event id"))?);
+                others.push(fd);
+            }
+            file_attrs.push(FileAttr {
+                attr: sys::attr_bytes(&m.attr),
+                name: m.spec.name.clone(),
+                ids,
+            });
+            chosen.push(ChosenEvent {
+                note: format!("counter group member: read with each sample of {leader_name}"),
+                spec: m.spec,
+                requested: m.requested,
+                precise_ip: None,
+            });
+        }
     }
     let tracking_id = file_attrs
         .first()
@@ -832,6 +967,8 @@ fn open_events(
         rings,
         redirected: others,
         tracking_id,
+        groups,
+        perf_groups,
     })
 }
 

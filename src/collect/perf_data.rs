@@ -12,7 +12,10 @@
 //!         PERF_RECORD_FINISHED_ROUND after each drain pass, so readers can sort by
 //!         time in bounded memory.
 //! end     feature sections (written by `finish`): an array of {offset,size} for each
-//!         bit set, then HOSTNAME, OSRELEASE, VERSION, ARCH, NRCPUS, CMDLINE, EVENT_DESC.
+//!         bit set, then HOSTNAME, OSRELEASE, VERSION, ARCH, NRCPUS, CMDLINE, EVENT_DESC,
+//!         and GROUP_DESC when events form counter groups (u32 nr_groups, then per
+//!         group: name as a perf string, u32 leader attr index, u32 nr_members counting
+//!         the leader; members are the attrs right after their leader).
 //! ```
 //!
 //! The header (with the current data size) is rewritten after every drain pass, so a
@@ -38,6 +41,7 @@ const FEAT_ARCH: usize = 6;
 const FEAT_NRCPUS: usize = 7;
 const FEAT_CMDLINE: usize = 11;
 const FEAT_EVENT_DESC: usize = 12;
+const FEAT_GROUP_DESC: usize = 17;
 
 /// One event as perf.data describes it.
 #[derive(Clone, Debug)]
@@ -97,6 +101,7 @@ pub struct PerfDataWriter {
     attrs: Vec<FileAttr>,
     data_len: u64,
     records: u64,
+    groups: Vec<(String, u32, u32)>,
 }
 
 impl PerfDataWriter {
@@ -108,11 +113,18 @@ impl PerfDataWriter {
             attrs,
             data_len: 0,
             records: 0,
+            groups: Vec::new(),
         };
         w.write_attrs()?;
         w.file.seek(SeekFrom::Start(HEADER_SIZE + ATTR_REGION))?;
         w.write_header(&[0u64; 4])?;
         Ok(w)
+    }
+
+    /// Counter groups for the GROUP_DESC feature: (name, leader attr index, number of
+    /// events counting the leader).
+    pub fn set_groups(&mut self, groups: Vec<(String, u32, u32)>) {
+        self.groups = groups;
     }
 
     /// The attrs as written.
@@ -229,6 +241,15 @@ impl PerfDataWriter {
             }),
             (FEAT_EVENT_DESC, self.event_desc()),
         ];
+        if !self.groups.is_empty() {
+            let mut v = (self.groups.len() as u32).to_le_bytes().to_vec();
+            for (name, leader, nr) in &self.groups {
+                v.extend_from_slice(&perf_string(name));
+                v.extend_from_slice(&leader.to_le_bytes());
+                v.extend_from_slice(&nr.to_le_bytes());
+            }
+            sections.push((FEAT_GROUP_DESC, v));
+        }
         sections.sort_by_key(|s| s.0);
         let mut features = [0u64; 4];
         for (bit, _) in &sections {

@@ -17,6 +17,12 @@
 //! time_enabled`; counts are then scaled by `time_enabled / time_running` and flagged
 //! as estimates of the full-time count, as perf does. Nothing is scaled when the group
 //! ran the whole time, and a group that never ran gives no value rather than zero.
+//! (Per-sample attribution and the per-thread multiplexing ratio of per-CPU inherited
+//! events are finalize's: `finalize::group_reads`.)
+//!
+//! Also here: [`parse_group_syntax`] (perf's `{leader,member,...}` for `-e`),
+//! [`GroupRead::parse_format`] (read values for any `read_format`), and
+//! [`sample_read`] (the read block inside a `PERF_RECORD_SAMPLE` body).
 
 use perf_event_open_sys::bindings as sys;
 
@@ -159,6 +165,69 @@ pub struct GroupRead {
 }
 
 impl GroupRead {
+    /// Decode read values laid out per `read_format` (perf_event_open(2), "Reading
+    /// results"): with `PERF_FORMAT_GROUP`, `nr, [time_enabled], [time_running],
+    /// {value, [id], [lost]}[nr]`; without it, `value, [time_enabled], [time_running],
+    /// [id], [lost]` (one value). Absent times read as 0, an absent id as 0. Returns the
+    /// values and the bytes consumed.
+    pub fn parse_format(
+        buf: &[u8],
+        read_format: u64,
+    ) -> Result<(GroupRead, usize), GroupReadError> {
+        let has = |bit: u32| read_format & bit as u64 != 0;
+        let mut pos = 0usize;
+        let mut next = || -> Result<u64, GroupReadError> {
+            let b = buf.get(pos..pos + 8).ok_or(GroupReadError::Short {
+                have: buf.len(),
+                need: pos + 8,
+            })?;
+            pos += 8;
+            let mut a = [0u8; 8];
+            a.copy_from_slice(b);
+            Ok(u64::from_ne_bytes(a))
+        };
+        let group = has(sys::PERF_FORMAT_GROUP);
+        let first = next()?;
+        let (nr, single) = if group {
+            if first > 64 {
+                return Err(GroupReadError::TooMany(first));
+            }
+            (first as usize, None)
+        } else {
+            (1, Some(first))
+        };
+        let time_enabled = if has(sys::PERF_FORMAT_TOTAL_TIME_ENABLED) {
+            next()?
+        } else {
+            0
+        };
+        let time_running = if has(sys::PERF_FORMAT_TOTAL_TIME_RUNNING) {
+            next()?
+        } else {
+            0
+        };
+        let mut values = Vec::with_capacity(nr);
+        for _ in 0..nr {
+            let value = match single {
+                Some(v) => v,
+                None => next()?,
+            };
+            let id = if has(sys::PERF_FORMAT_ID) { next()? } else { 0 };
+            if has(sys::PERF_FORMAT_LOST) {
+                next()?;
+            }
+            values.push(GroupValue { value, id });
+        }
+        Ok((
+            GroupRead {
+                time_enabled,
+                time_running,
+                values,
+            },
+            pos,
+        ))
+    }
+
     /// Decode from native-endian bytes; returns the values and the bytes consumed.
     pub fn parse(buf: &[u8]) -> Result<(GroupRead, usize), GroupReadError> {
         let word = |i: usize| -> Result<u64, GroupReadError> {
@@ -248,6 +317,108 @@ impl GroupRead {
     }
 }
 
+/// perf's brace syntax for a group, `{leader,member,...}` (an optional `:S` or other
+/// modifier after the brace is accepted: the leader always samples and the members are
+/// always read with each sample). Commas inside `pmu/.../` terms do not split. None
+/// when `arg` is not a group; an error message for a malformed one.
+pub fn parse_group_syntax(arg: &str) -> Option<Result<Vec<String>, String>> {
+    let a = arg.trim();
+    let inner = a.strip_prefix('{')?;
+    let Some(close) = inner.rfind('}') else {
+        return Some(Err(format!(
+            "-e '{arg}': a group opened with '{{' needs a closing '}}'"
+        )));
+    };
+    let after = &inner[close + 1..];
+    if !(after.is_empty() || after.starts_with(':')) {
+        return Some(Err(format!(
+            "-e '{arg}': unexpected '{after}' after the group; write {{leader,member,...}}"
+        )));
+    }
+    let body = &inner[..close];
+    let mut names = Vec::new();
+    let mut cur = String::new();
+    let mut slashes = 0usize;
+    for c in body.chars() {
+        match c {
+            '/' => {
+                slashes += 1;
+                cur.push(c);
+            }
+            // Inside pmu/terms/ (an odd number of slashes so far) a comma separates terms.
+            ',' if slashes.is_multiple_of(2) => names.push(std::mem::take(&mut cur)),
+            _ => cur.push(c),
+        }
+    }
+    names.push(cur);
+    let names: Vec<String> = names.iter().map(|n| n.trim().to_string()).collect();
+    if names.iter().any(|n| n.is_empty()) {
+        return Some(Err(format!(
+            "-e '{arg}': empty event name in the group; write {{leader,member,...}}"
+        )));
+    }
+    if names.len() < 2 {
+        return Some(Err(format!(
+            "-e '{arg}': a group needs a sampling leader and at least one member read with each sample"
+        )));
+    }
+    Some(Ok(names))
+}
+
+/// The read block of one `PERF_RECORD_SAMPLE`: where it sits in the record body and
+/// what it holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SampleRead {
+    /// Byte range of the block within the record body (after the 8-byte header).
+    pub range: std::ops::Range<usize>,
+    /// The values.
+    pub read: GroupRead,
+}
+
+/// Byte offset of the `PERF_SAMPLE_READ` block in a sample body with this
+/// `sample_type`: it follows IDENTIFIER, IP, TID, TIME, ADDR, ID, STREAM_ID, CPU and
+/// PERIOD (one u64 each when present) and precedes CALLCHAIN (perf_event_open(2),
+/// "PERF_RECORD_SAMPLE").
+pub fn read_block_offset(sample_type: u64) -> usize {
+    [
+        sys::PERF_SAMPLE_IDENTIFIER,
+        sys::PERF_SAMPLE_IP,
+        sys::PERF_SAMPLE_TID,
+        sys::PERF_SAMPLE_TIME,
+        sys::PERF_SAMPLE_ADDR,
+        sys::PERF_SAMPLE_ID,
+        sys::PERF_SAMPLE_STREAM_ID,
+        sys::PERF_SAMPLE_CPU,
+        sys::PERF_SAMPLE_PERIOD,
+    ]
+    .iter()
+    .filter(|&&bit| sample_type & bit as u64 != 0)
+    .count()
+        * 8
+}
+
+/// The read block of a sample body (record header excluded), or None when the
+/// sample type has no `PERF_SAMPLE_READ`.
+pub fn sample_read(
+    body: &[u8],
+    sample_type: u64,
+    read_format: u64,
+) -> Result<Option<SampleRead>, GroupReadError> {
+    if sample_type & sys::PERF_SAMPLE_READ as u64 == 0 {
+        return Ok(None);
+    }
+    let start = read_block_offset(sample_type);
+    let rest = body.get(start..).ok_or(GroupReadError::Short {
+        have: body.len(),
+        need: start,
+    })?;
+    let (read, used) = GroupRead::parse_format(rest, read_format)?;
+    Ok(Some(SampleRead {
+        range: start..start + used,
+        read,
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -275,6 +446,101 @@ mod tests {
         // Never ran: no value, not zero.
         let (g, _) = GroupRead::parse(&bytes(&[1, 500, 0, 0, 1])).unwrap();
         assert_eq!(g.scaled(0), None);
+    }
+
+    const S_IDENT: u32 = sys::PERF_SAMPLE_IDENTIFIER;
+    const S_READ: u32 = sys::PERF_SAMPLE_READ;
+
+    #[test]
+    fn sample_read_block_after_the_fixed_fields_multiplexed_group() {
+        // IDENTIFIER IP TID TIME CPU PERIOD READ CALLCHAIN, the collector's layout.
+        let st = (S_IDENT
+            | sys::PERF_SAMPLE_IP
+            | sys::PERF_SAMPLE_TID
+            | sys::PERF_SAMPLE_TIME
+            | sys::PERF_SAMPLE_CPU
+            | sys::PERF_SAMPLE_PERIOD
+            | S_READ
+            | sys::PERF_SAMPLE_CALLCHAIN) as u64;
+        let tid = (7u64 << 32) | 7; // pid, tid as two u32s
+        let fixed = [11, 0x401000, tid, 123_456, 1, 1_000_000];
+        // Group of 3, enabled 1000 ns, running 400 ns: multiplexed.
+        let read = [3, 1000, 400, 5000, 11, 800, 12, 9, 13];
+        let chain = [2, 0x401000, 0x402000];
+        let body = bytes(&[&fixed[..], &read, &chain].concat());
+        let r = sample_read(&body, st, GROUP_READ_FORMAT).unwrap().unwrap();
+        assert_eq!(r.range, 48..48 + 72);
+        assert!(r.read.multiplexed());
+        assert_eq!(r.read.by_id(12), Some(800));
+        assert_eq!(r.read.scaled(1), Some(2000.0));
+        assert_eq!(
+            r.read.values.iter().map(|v| v.id).collect::<Vec<_>>(),
+            [11, 12, 13]
+        );
+        // What follows the block is the call chain.
+        assert_eq!(&body[r.range.end..r.range.end + 8], &2u64.to_ne_bytes());
+    }
+
+    #[test]
+    fn sample_read_offsets_follow_every_field_before_read() {
+        // IP TID ADDR ID STREAM_ID READ (no IDENTIFIER, no TIME): 5 words before READ.
+        let st = (sys::PERF_SAMPLE_IP
+            | sys::PERF_SAMPLE_TID
+            | sys::PERF_SAMPLE_ADDR
+            | sys::PERF_SAMPLE_ID
+            | sys::PERF_SAMPLE_STREAM_ID
+            | S_READ) as u64;
+        assert_eq!(read_block_offset(st), 40);
+        // Single value (no GROUP) with enabled time and id.
+        let rf = (sys::PERF_FORMAT_TOTAL_TIME_ENABLED | sys::PERF_FORMAT_ID) as u64;
+        let body = bytes(&[1, 2, 3, 4, 5, 777, 900, 42, 0xabc]);
+        let r = sample_read(&body, st, rf).unwrap().unwrap();
+        assert_eq!(r.range, 40..64);
+        assert_eq!(r.read.values, [GroupValue { value: 777, id: 42 }]);
+        assert_eq!((r.read.time_enabled, r.read.time_running), (900, 0));
+        // GROUP with LOST counts (kernel 6.0+): value, id, lost per member.
+        let rf = (sys::PERF_FORMAT_GROUP | sys::PERF_FORMAT_ID | sys::PERF_FORMAT_LOST) as u64;
+        let st = (sys::PERF_SAMPLE_TID | S_READ) as u64;
+        let body = bytes(&[9, 2, 10, 1, 0, 20, 2, 5, 0xfeed]);
+        let r = sample_read(&body, st, rf).unwrap().unwrap();
+        assert_eq!(r.range, 8..64);
+        assert_eq!(r.read.by_id(2), Some(20));
+        assert!(!r.read.multiplexed());
+        // No READ in the sample type: nothing to decode.
+        assert_eq!(
+            sample_read(&body, sys::PERF_SAMPLE_TID as u64, rf).unwrap(),
+            None
+        );
+        // Cut short: an error, never a panic.
+        assert!(sample_read(&body[..40], st, rf).is_err());
+        assert!(sample_read(&body[..4], (S_IDENT | S_READ) as u64, rf).is_err());
+    }
+
+    #[test]
+    fn group_syntax() {
+        assert_eq!(parse_group_syntax("cpu-clock"), None);
+        assert_eq!(
+            parse_group_syntax("{cpu-clock,page-faults,context-switches}"),
+            Some(Ok(vec![
+                "cpu-clock".to_string(),
+                "page-faults".into(),
+                "context-switches".into()
+            ]))
+        );
+        // perf's :S and commas inside pmu terms.
+        assert_eq!(
+            parse_group_syntax(" {cpu/event=0x3c,umask=0x0/, instructions}:S "),
+            Some(Ok(vec![
+                "cpu/event=0x3c,umask=0x0/".to_string(),
+                "instructions".into()
+            ]))
+        );
+        for bad in ["{cycles", "{cycles}", "{cycles,,instructions}", "{a,b}x"] {
+            assert!(
+                matches!(parse_group_syntax(bad), Some(Err(_))),
+                "{bad} accepted"
+            );
+        }
     }
 
     #[test]

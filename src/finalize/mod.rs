@@ -5,6 +5,7 @@
 //! The same code serves perf.data from our collector and from `perf record`.
 
 pub mod binaries;
+pub mod group_reads;
 pub mod process;
 pub mod symbols;
 
@@ -216,6 +217,9 @@ pub fn run(opts: &FinalizeOptions) -> Result<PathBuf, FinalizeError> {
         }
         add_raw_profile(&mut w, raw, p, &symbolized[i], &mut event_index, &manifest);
     }
+    if let Some(g) = group_meta(&mut w, &profiles) {
+        w.profile.meta.insert("group".into(), g);
+    }
     let total: u64 = w.profile.samples.iter().map(|s| s.value).sum();
     let meta = &mut w.profile.meta;
     meta.insert("mode".into(), manifest.mode.clone());
@@ -299,6 +303,71 @@ pub fn run(opts: &FinalizeOptions) -> Result<PathBuf, FinalizeError> {
         }
     };
     Ok(out)
+}
+
+/// The `group` meta value (JSON): samples that read a counter group, how many were
+/// multiplexed (scaled), and the total count per event; None without group reads.
+/// Flags the counted events' notes when multiplexed.
+fn group_meta(
+    w: &mut ProfileWriter,
+    profiles: &[(crate::raw::RawDir, RawProfile)],
+) -> Option<String> {
+    let with_read: u64 = profiles
+        .iter()
+        .map(|(_, p)| p.group.samples_with_read)
+        .sum();
+    if with_read == 0 {
+        return None;
+    }
+    let multiplexed: u64 = profiles
+        .iter()
+        .map(|(_, p)| p.group.multiplexed_samples)
+        .sum();
+    let bad: u64 = profiles.iter().map(|(_, p)| p.group.bad_reads).sum();
+    let mut totals: std::collections::BTreeMap<String, f64> = Default::default();
+    let mut counted = std::collections::BTreeSet::new();
+    for c in &w.profile.counts {
+        if let Some(e) = w.profile.events.get(c.event) {
+            *totals.entry(e.name.clone()).or_default() += c.value;
+            counted.insert(c.event);
+        }
+    }
+    let mut unattributed: std::collections::BTreeMap<String, u64> = Default::default();
+    for (_, p) in profiles {
+        for (a, v) in &p.group.unattributed {
+            if let Some(name) = p.events.get(*a as usize) {
+                *unattributed.entry(name.clone()).or_default() += v;
+            }
+        }
+    }
+    if multiplexed > 0 {
+        for e in counted {
+            let note = &mut w.profile.events[e].note;
+            let flag = format!(
+                "multiplexed: counts of {multiplexed} samples scaled by time_enabled/time_running"
+            );
+            *note = if note.is_empty() {
+                flag
+            } else {
+                format!("{note}; {flag}")
+            };
+        }
+    }
+    let totals: serde_json::Map<String, serde_json::Value> = totals
+        .into_iter()
+        .map(|(k, v)| (k, serde_json::json!(v.round() as u64)))
+        .collect();
+    Some(
+        serde_json::json!({
+            "samples_with_read": with_read,
+            "multiplexed": multiplexed > 0,
+            "multiplexed_samples": multiplexed,
+            "unreadable_samples": bad,
+            "totals": totals,
+            "unattributed": unattributed,
+        })
+        .to_string(),
+    )
 }
 
 /// Per raw profile: frames (leaf first) for each trie node's location.
@@ -475,6 +544,8 @@ fn add_raw_profile(
     }
     let mut keys: Vec<_> = p.samples.iter().collect();
     keys.sort_by_key(|(k, _)| (k.thread, k.leaf, k.python, k.event));
+    // Counter-group counts go to the stack their sample went to.
+    let mut count_stacks: HashMap<process::SampleKey, Option<usize>> = HashMap::new();
     for (key, &(count, value)) in keys {
         let stack = if key.python == NO_NODE {
             if key.leaf == NO_NODE {
@@ -515,6 +586,19 @@ fn add_raw_profile(
         let thread = thread_index.get(key.thread as usize).copied().unwrap_or(0);
         let event = events.get(key.event as usize).copied().unwrap_or(0);
         w.add_sample(stack, thread, event, count, value);
+        if !p.counts.is_empty() {
+            count_stacks.insert(*key, stack);
+        }
+    }
+    let mut counts: Vec<_> = p.counts.iter().collect();
+    counts.sort_by_key(|((k, a), _)| (k.thread, k.leaf, k.python, k.event, *a));
+    for ((key, attr), &value) in counts {
+        let Some(&stack) = count_stacks.get(key) else {
+            continue;
+        };
+        let thread = thread_index.get(key.thread as usize).copied().unwrap_or(0);
+        let event = events.get(*attr as usize).copied().unwrap_or(0);
+        w.add_count(stack, thread, event, value);
     }
 }
 
@@ -545,6 +629,13 @@ fn dedup_python_stacks(p: &mut RawProfile, slots: Vec<crate::python::PyStack>) {
         let e = p.samples.entry(k).or_insert((0, 0));
         e.0 += c;
         e.1 += v;
+    }
+    let old = std::mem::take(&mut p.counts);
+    for ((mut k, a), v) in old {
+        if k.python != NO_NODE {
+            k.python = remap.get(k.python as usize).copied().unwrap_or(NO_NODE);
+        }
+        *p.counts.entry((k, a)).or_default() += v;
     }
     p.python_stacks = unique;
 }
@@ -649,6 +740,25 @@ pub fn merge(dir: &Path) -> Result<PathBuf, FinalizeError> {
             let ev = ev_map.get(s.event).copied().unwrap_or(0);
             w.add_sample(stack, s.thread + thread_base, ev, s.count, s.value);
         }
+        for c in &p.counts {
+            let ids: Vec<usize> = p
+                .stack_frames(c.stack)
+                .iter()
+                .map(|&f| {
+                    let fr = &p.frames[f];
+                    let func = w.function(p.functions[fr.function].clone());
+                    let frame = crate::profile::Frame {
+                        function: func,
+                        file: fr.file.clone(),
+                        line: fr.line,
+                    };
+                    w.frame_with(frame, p.frame_inlined.get(f).copied().unwrap_or(false))
+                })
+                .collect();
+            let stack = w.stack(&ids);
+            let ev = ev_map.get(c.event).copied().unwrap_or(0);
+            w.add_count(stack, c.thread + thread_base, ev, c.value);
+        }
         for r in &p.rss {
             let mut r = *r;
             r.process += proc_base;
@@ -657,6 +767,48 @@ pub fn merge(dir: &Path) -> Result<PathBuf, FinalizeError> {
     }
     for (k, v) in sums {
         w.profile.meta.insert(k.into(), v.to_string());
+    }
+    // Counter group: sample counts summed over the parts, totals from the merged counts.
+    let groups: Vec<serde_json::Value> = loaded
+        .iter()
+        .filter_map(|p| serde_json::from_str(p.meta_str("group")).ok())
+        .collect();
+    if !groups.is_empty() {
+        let sum = |k: &str| {
+            groups
+                .iter()
+                .map(|g| g[k].as_u64().unwrap_or(0))
+                .sum::<u64>()
+        };
+        let mut totals: std::collections::BTreeMap<String, f64> = Default::default();
+        for c in &w.profile.counts {
+            if let Some(e) = w.profile.events.get(c.event) {
+                *totals.entry(e.name.clone()).or_default() += c.value;
+            }
+        }
+        let mut unattributed: std::collections::BTreeMap<String, u64> = Default::default();
+        for g in &groups {
+            for (k, v) in g["unattributed"].as_object().into_iter().flatten() {
+                *unattributed.entry(k.clone()).or_default() += v.as_u64().unwrap_or(0);
+            }
+        }
+        let multiplexed = sum("multiplexed_samples");
+        let totals: serde_json::Map<String, serde_json::Value> = totals
+            .into_iter()
+            .map(|(k, v)| (k, serde_json::json!(v.round() as u64)))
+            .collect();
+        w.profile.meta.insert(
+            "group".into(),
+            serde_json::json!({
+                "samples_with_read": sum("samples_with_read"),
+                "multiplexed": multiplexed > 0,
+                "multiplexed_samples": multiplexed,
+                "unreadable_samples": sum("unreadable_samples"),
+                "totals": totals,
+                "unattributed": unattributed,
+            })
+            .to_string(),
+        );
     }
     let total: u64 = w.profile.samples.iter().map(|s| s.value).sum();
     w.profile.meta.insert("total".into(), total.to_string());

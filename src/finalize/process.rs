@@ -13,9 +13,14 @@ use std::sync::Arc;
 use framehop::x86_64::{CacheX86_64, UnwindRegsX86_64, UnwinderX86_64};
 use framehop::{ExplicitModuleSectionInfo, Module, Unwinder};
 use linux_perf_data::PerfFileReader;
-use linux_perf_data::linux_perf_event_reader::{EventRecord, RawEventRecord, SampleRecord};
+use linux_perf_data::linux_perf_event_reader::{
+    EventRecord, RawData, RawEventRecord, SampleFormat, SampleRecord,
+};
+
+use crate::events::group::GroupRead;
 
 use super::binaries::{LoadedElf, SearchPaths, load_elf};
+use super::group_reads::{GroupTracker, ThreadGroupKey};
 use crate::raw::{RawDir, TolerantPerfFile};
 
 /// Errors reading one raw directory.
@@ -119,6 +124,27 @@ pub struct RawProfile {
     pub skipped_bytes: u64,
     /// First and last sample time.
     pub time_range: Option<(u64, u64)>,
+    /// Counter-group values read with the samples (`PERF_SAMPLE_READ`): per sample key
+    /// and counted event (attr index), the counts attributed to that key, scaled when
+    /// the thread's group was multiplexed (see [`super::group_reads`]).
+    pub counts: FxHashMap<(SampleKey, u32), f64>,
+    /// Counter-group facts of this raw directory.
+    pub group: GroupStats,
+}
+
+/// What the samples' group reads amounted to.
+#[derive(Clone, Debug, Default)]
+pub struct GroupStats {
+    /// Samples that carried group values.
+    pub samples_with_read: u64,
+    /// Of those, samples of threads whose group the PMU multiplexed (their counts
+    /// are scaled by time_enabled/time_running).
+    pub multiplexed_samples: u64,
+    /// Samples whose read block could not be decoded (counted, left out of counts).
+    pub bad_reads: u64,
+    /// Counts read by samples left out (Python duplicates) that no later sample of
+    /// their thread took: per attr index.
+    pub unattributed: FxHashMap<u32, u64>,
 }
 
 struct Mapping {
@@ -162,6 +188,17 @@ struct Builder<'a> {
     /// Off-CPU: the last switch-out sample per tid, waiting for its switch-in.
     pending_off_cpu: FxHashMap<u32, (SampleKey, u64)>,
     sample_hook: Option<&'a mut SampleHook>,
+    /// Per attr: (sample_type, read_format) when its samples carry PERF_SAMPLE_READ.
+    reads: Vec<Option<(u64, u64)>>,
+    /// Attr index of every event id.
+    attr_of_id: FxHashMap<u64, u32>,
+    /// Per attr: a software event (never multiplexed).
+    software: Vec<bool>,
+    groups: GroupTracker,
+    /// Unscaled counts per (sample key, counted attr, thread group); scaled at the end.
+    raw_counts: FxHashMap<(SampleKey, u32, ThreadGroupKey), u64>,
+    /// (python) Per tid: counts of left-out samples waiting for the next kept sample.
+    pending_counts: FxHashMap<u32, Vec<(ThreadGroupKey, u32, u64)>>,
 }
 
 /// Called per sample; returns the index of a Python stack joined to it, or
@@ -221,6 +258,12 @@ pub fn process_raw_dir<'a>(
         page_size: crate::collect::sys::page_size() as u64,
         pending_off_cpu: FxHashMap::default(),
         sample_hook,
+        reads: Vec::new(),
+        attr_of_id: FxHashMap::default(),
+        software: Vec::new(),
+        groups: GroupTracker::default(),
+        raw_counts: FxHashMap::default(),
+        pending_counts: FxHashMap::default(),
     };
     let data_file = TolerantPerfFile::open(&path)?;
     let attrs: Vec<_> = perf_file
@@ -228,6 +271,20 @@ pub fn process_raw_dir<'a>(
         .iter()
         .map(|a| (a.attr, a.event_ids.clone()))
         .collect();
+    for (i, (a, ids)) in attrs.iter().enumerate() {
+        let st = a.sample_format.bits();
+        b.reads.push(
+            (st & perf_event_open_sys::bindings::PERF_SAMPLE_READ as u64 != 0)
+                .then_some((st, a.read_format.bits())),
+        );
+        b.software.push(matches!(
+            a.type_,
+            linux_perf_data::linux_perf_event_reader::PerfEventType::Software(_)
+        ));
+        for id in ids {
+            b.attr_of_id.insert(*id, i as u32);
+        }
+    }
     let reported = std::cell::Cell::new(0u64);
     crate::raw::records::for_each_sorted(
         data_file.data_section(),
@@ -238,17 +295,59 @@ pub fn process_raw_dir<'a>(
             progress.inc((offset as u64).saturating_sub(reported.replace(offset as u64)));
         },
     );
+    b.finish_counts();
     Ok(b.out)
 }
 
+const PERF_RECORD_SAMPLE: u32 = 9;
+
+/// A sample body whose type has PERF_SAMPLE_READ: its read values decoded by
+/// [`crate::events::group::sample_read`], and the rest parsed by
+/// linux-perf-event-reader as a sample without READ (the block cut out, no copy).
+/// None when either part is malformed.
+pub fn sample_with_read<'b>(
+    body: &'b [u8],
+    misc: u16,
+    parse_info: linux_perf_data::linux_perf_event_reader::RecordParseInfo,
+    sample_type: u64,
+    read_format: u64,
+) -> Option<(SampleRecord<'b>, GroupRead)> {
+    let r = crate::events::group::sample_read(body, sample_type, read_format).ok()??;
+    let (head, tail) = (body.get(..r.range.start)?, body.get(r.range.end..)?);
+    let mut info = parse_info;
+    info.sample_format.remove(SampleFormat::READ);
+    let stripped = RawEventRecord::new(
+        linux_perf_data::linux_perf_event_reader::RecordType(PERF_RECORD_SAMPLE),
+        misc,
+        RawData::Split(head, tail),
+        info,
+    );
+    match stripped.parse() {
+        Ok(EventRecord::Sample(s)) => Some((s, r.read)),
+        _ => None,
+    }
+}
 const PERF_CONTEXT_MAX: u64 = (-4095i64) as u64;
 const PERF_CONTEXT_USER: u64 = (-512i64) as u64;
 
 impl Builder<'_> {
     fn handle(&mut self, attr_index: usize, record: RawEventRecord) {
+        // Samples with group values: linux-perf-event-reader 0.10 misreads a
+        // PERF_FORMAT_GROUP read block, so it is cut out here and decoded by
+        // events::group; the rest of the sample parses as if READ were not set.
+        if record.record_type.0 == PERF_RECORD_SAMPLE
+            && let Some(Some((st, rf))) = self.reads.get(attr_index).copied()
+        {
+            let body = record.data.as_slice();
+            match sample_with_read(&body, record.misc, record.parse_info, st, rf) {
+                Some((s, read)) => self.sample(&s, attr_index as u32, Some(read)),
+                None => self.out.group.bad_reads += 1,
+            }
+            return;
+        }
         let Ok(parsed) = record.parse() else { return };
         match parsed {
-            EventRecord::Sample(s) => self.sample(&s, attr_index as u32),
+            EventRecord::Sample(s) => self.sample(&s, attr_index as u32, None),
             EventRecord::Mmap2(m) => {
                 let build_id = match &m.file_id {
                     linux_perf_data::linux_perf_event_reader::Mmap2FileId::BuildId(b) => {
@@ -429,10 +528,37 @@ impl Builder<'_> {
         }
     }
 
-    fn sample(&mut self, s: &SampleRecord, event: u32) {
+    fn sample(&mut self, s: &SampleRecord, event: u32, read: Option<GroupRead>) {
         let pid = s.pid.unwrap_or(0) as u32;
         let tid = s.tid.unwrap_or(0) as u32;
         let time = s.timestamp.unwrap_or(0);
+        // Group values: counts since this instance's previous sample (every sample,
+        // including one left out below, moves its instance on).
+        // A read of one value is an event read alone (the Python agent's events share
+        // the leader's attr): its count is the leader's own, already in the collector's
+        // group reads, so it is left out rather than counted twice.
+        let deltas = read.filter(|r| r.values.len() > 1).map(|r| {
+            let software_only = r.values.iter().all(|v| {
+                self.attr_of_id
+                    .get(&v.id)
+                    .and_then(|&a| self.software.get(a as usize))
+                    .copied()
+                    .unwrap_or(false)
+            });
+            let leader = s.id.or(r.values.first().map(|v| v.id)).unwrap_or(0);
+            self.out.group.samples_with_read += 1;
+            // The Python agent's events (same attr, read alone) are their own family.
+            let family = (tid, event, r.values.len() as u32);
+            let d =
+                self.groups
+                    .on_sample((leader, tid, s.cpu.unwrap_or(0)), family, software_only, r);
+            let named: Vec<(u32, u64)> = d
+                .into_iter()
+                // An id not in perf.data's id arrays cannot be named: leave it out.
+                .filter_map(|(id, d)| Some((*self.attr_of_id.get(&id)?, d)))
+                .collect();
+            (family, named)
+        });
         // [python] Join the Python stack first: the hook may drop a duplicate sample.
         let python = match self.sample_hook.as_mut() {
             Some(h) => h(&SampleInfo {
@@ -445,6 +571,13 @@ impl Builder<'_> {
             None => NO_NODE,
         };
         if python == DROP_SAMPLE {
+            // (python) The collector's duplicate of a sample the agent takes: its group
+            // counts go to the thread's next kept sample (the agent's), so they land
+            // on the Python stack of about the same instant.
+            if let Some((family, named)) = deltas {
+                let p = self.pending_counts.entry(tid).or_default();
+                p.extend(named.into_iter().map(|(a, d)| (family, a, d)));
+            }
             return;
         }
         self.out.sample_count += 1;
@@ -525,6 +658,36 @@ impl Builder<'_> {
         let e = self.out.samples.entry(key).or_insert((0, 0));
         e.0 += 1;
         e.1 += value;
+        if let Some((family, named)) = deltas {
+            for (a, d) in named {
+                *self.raw_counts.entry((key, a, family)).or_default() += d;
+            }
+        }
+        if let Some(pending) = self.pending_counts.remove(&tid) {
+            for (family, a, d) in pending {
+                *self.raw_counts.entry((key, a, family)).or_default() += d;
+            }
+        }
+    }
+
+    /// Scale the group counts of multiplexed threads and flag their samples.
+    fn finish_counts(&mut self) {
+        let scales = self.groups.scales();
+        self.out.group.multiplexed_samples = scales
+            .values()
+            .filter(|s| s.multiplexed)
+            .map(|s| s.samples)
+            .sum();
+        for ((key, a, family), v) in std::mem::take(&mut self.raw_counts) {
+            let f = scales.get(&family).map(|s| s.factor).unwrap_or(1.0);
+            *self.out.counts.entry((key, a)).or_default() += v as f64 * f;
+        }
+        // Counts of left-out samples that no later sample of their thread took.
+        for (_, pending) in std::mem::take(&mut self.pending_counts) {
+            for (_, a, d) in pending {
+                *self.out.group.unattributed.entry(a).or_default() += d;
+            }
+        }
     }
 
     fn unwind_user(

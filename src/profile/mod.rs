@@ -22,6 +22,15 @@
 //!                                                  -- aggregated: `count` samples with
 //!                                                  -- that stack, `value` in the metric
 //! rss(process INTEGER, time_ns INTEGER, rss_bytes INTEGER)
+//! counts(stack INTEGER, thread INTEGER, event INTEGER, value REAL)
+//!                                                  -- counter-group values read with
+//!                                                  -- the samples (PERF_SAMPLE_READ):
+//!                                                  -- per stack and thread, the count of
+//!                                                  -- `event` (a group member, or the
+//!                                                  -- leader's own count) over those
+//!                                                  -- samples; scaled when multiplexed.
+//!                                                  -- Not in the metric: `samples` alone
+//!                                                  -- ranks; views add them as columns
 //! ```
 //!
 //! The file is written to `profile.db.tmp` and renamed, so a reader never sees a
@@ -74,6 +83,8 @@ CREATE TABLE stacks(id INTEGER PRIMARY KEY, parent INTEGER, frame INTEGER NOT NU
 CREATE TABLE samples(stack INTEGER, thread INTEGER NOT NULL, event INTEGER NOT NULL,
                      count INTEGER NOT NULL, value INTEGER NOT NULL);
 CREATE TABLE rss(process INTEGER NOT NULL, time_ns INTEGER NOT NULL, rss_bytes INTEGER NOT NULL);
+CREATE TABLE counts(stack INTEGER, thread INTEGER NOT NULL, event INTEGER NOT NULL,
+                    value REAL NOT NULL);
 ";
 
 /// What kind of code a function is.
@@ -184,6 +195,19 @@ pub struct SampleRow {
     pub value: u64,
 }
 
+/// Counter-group values read with samples, aggregated per (stack, thread, event).
+#[derive(Clone, Copy, Debug)]
+pub struct CountRow {
+    /// Leaf node in [`Profile::stacks`] of the samples that read them.
+    pub stack: Option<usize>,
+    /// Index into [`Profile::threads`].
+    pub thread: usize,
+    /// Index into [`Profile::events`]: the event counted.
+    pub event: usize,
+    /// The count (scaled by time_enabled/time_running where multiplexed).
+    pub value: f64,
+}
+
 /// An event that was opened.
 #[derive(Clone, Debug, Default)]
 pub struct EventRow {
@@ -238,6 +262,8 @@ pub struct Profile {
     pub samples: Vec<SampleRow>,
     /// RSS timeline.
     pub rss: Vec<RssPoint>,
+    /// Counter-group values read with the samples (empty without a group).
+    pub counts: Vec<CountRow>,
 }
 
 fn sql_err(path: &Path) -> impl Fn(rusqlite::Error) -> ProfileError + '_ {
@@ -370,6 +396,27 @@ impl Profile {
         })? {
             p.rss.push(r?);
         }
+        // Profiles written before counter groups have no counts table.
+        let has_counts: bool = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type='table' AND name='counts'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n > 0)?;
+        if has_counts {
+            let mut st = conn.prepare("SELECT stack, thread, event, value FROM counts")?;
+            for r in st.query_map([], |r| {
+                Ok(CountRow {
+                    stack: r.get::<_, Option<i64>>(0)?.map(idx),
+                    thread: idx(r.get(1)?),
+                    event: idx(r.get(2)?),
+                    value: r.get(3)?,
+                })
+            })? {
+                p.counts.push(r?);
+            }
+        }
         Ok(p)
     }
 
@@ -413,6 +460,7 @@ pub struct ProfileWriter {
     frame_ids: HashMap<(Frame, bool), usize>,
     stack_ids: HashMap<(Option<usize>, usize), usize>,
     sample_ids: HashMap<(Option<usize>, usize, usize), usize>,
+    count_ids: HashMap<(Option<usize>, usize, usize), usize>,
 }
 
 impl ProfileWriter {
@@ -496,6 +544,23 @@ impl ProfileWriter {
                     thread,
                     event,
                     count,
+                    value,
+                });
+            }
+        }
+    }
+
+    /// Add a counter-group count of `event` to (stack, thread).
+    pub fn add_count(&mut self, stack: Option<usize>, thread: usize, event: usize, value: f64) {
+        let key = (stack, thread, event);
+        match self.count_ids.get(&key) {
+            Some(&i) => self.profile.counts[i].value += value,
+            None => {
+                self.count_ids.insert(key, self.profile.counts.len());
+                self.profile.counts.push(CountRow {
+                    stack,
+                    thread,
+                    event,
                     value,
                 });
             }
@@ -602,6 +667,15 @@ fn write_all(conn: &mut Connection, p: &Profile) -> rusqlite::Result<()> {
                 r.rss_bytes as i64
             ])?;
         }
+        let mut st = tx.prepare("INSERT INTO counts VALUES (?1, ?2, ?3, ?4)")?;
+        for c in &p.counts {
+            st.execute(params![
+                c.stack.map(|x| x as i64 + 1),
+                c.thread as i64 + 1,
+                c.event as i64 + 1,
+                c.value
+            ])?;
+        }
     }
     tx.commit()
 }
@@ -675,5 +749,27 @@ mod tests {
             .collect();
         assert_eq!(names, ["main", "a"]);
         assert_eq!(p.meta_str("mode"), "hotspots");
+    }
+
+    #[test]
+    fn counts_round_trip_and_older_databases_load_without_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = ProfileWriter::default();
+        w.profile.threads.push(Thread::default());
+        w.profile.events.push(EventRow {
+            name: "page-faults".into(),
+            ..Default::default()
+        });
+        w.add_count(None, 0, 0, 1.5);
+        w.add_count(None, 0, 0, 2.0);
+        w.write(dir.path()).unwrap();
+        let p = Profile::load(dir.path()).unwrap();
+        assert_eq!(p.counts.len(), 1);
+        assert_eq!(p.counts[0].value, 3.5);
+        // A profile.db written before counter groups has no counts table.
+        let conn = Connection::open(Profile::db_path(dir.path())).unwrap();
+        conn.execute_batch("DROP TABLE counts").unwrap();
+        drop(conn);
+        assert!(Profile::load(dir.path()).unwrap().counts.is_empty());
     }
 }

@@ -63,6 +63,22 @@ impl Profile {
         out
     }
 
+    /// Counter-group counts as stacks (same filters as [`Profile::weighted_stacks`]):
+    /// (frames outermost first, event index, count).
+    pub fn weighted_counts(&self, filter: StackFilter) -> Vec<(Vec<usize>, usize, f64)> {
+        let mut out = Vec::with_capacity(self.counts.len());
+        for c in &self.counts {
+            if let Some(rank) = filter.rank
+                && self.thread_rank(c.thread) != Some(rank)
+            {
+                continue;
+            }
+            let frames = apply_frames_filter(self, self.stack_frames(c.stack), filter.frames);
+            out.push((frames, c.event, c.value));
+        }
+        out
+    }
+
     /// Sum of the metric over all samples passing the rank filter.
     pub fn total_value(&self, rank: Option<u32>) -> u64 {
         self.samples

@@ -144,6 +144,69 @@ mod tests {
         render(&designed_profile(), v, ReportFormat::Text, 10, filter).unwrap()
     }
 
+    /// Counter-group columns on designed counts: cycles leads instructions and
+    /// cache-misses; dgemm_ runs at IPC 2.5, write_output at 0.5.
+    #[test]
+    fn group_columns_and_ipc() {
+        let mut p = designed_profile();
+        for name in ["instructions", "cache-misses"] {
+            p.events.push(EventRow {
+                name: name.into(),
+                ..Default::default()
+            });
+        }
+        p.events[0].name = "cycles".into();
+        let rows: Vec<_> = p.samples.clone();
+        for s in rows {
+            // 60 samples of dgemm_, 15 of Solver.solve, 25 of write_output.
+            let (cyc, ins, miss) = match s.count {
+                60 => (6_000.0, 15_000.0, 300.0),
+                15 => (1_500.0, 1_500.0, 0.0),
+                _ => (2_500.0, 1_250.0, 50.0),
+            };
+            for (e, v) in [(0, cyc), (1, ins), (2, miss)] {
+                p.counts.push(crate::profile::CountRow {
+                    stack: s.stack,
+                    thread: s.thread,
+                    event: e,
+                    value: v,
+                });
+            }
+        }
+        let filter = StackFilter::default();
+        let csv = render(&p, View::Hotspots, ReportFormat::Csv, 10, filter).unwrap();
+        let mut lines = csv.lines();
+        assert_eq!(
+            lines.next().unwrap(),
+            "function,module,file,line,self,self_pct,total,total_pct,instructions,cache_misses,ipc"
+        );
+        let row = |f: &str| csv.lines().find(|l| l.starts_with(f)).unwrap().to_string();
+        assert!(row("dgemm_").ends_with(",15000,300,2.50"), "{csv}");
+        assert!(row("write_output").ends_with(",1250,50,0.50"), "{csv}");
+        // main has no self samples: zero counts, no ipc.
+        assert!(row("main").ends_with(",0,0,"), "{csv}");
+        let js = render(&p, View::Lines, ReportFormat::Json, 10, filter).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&js).unwrap();
+        let d = v["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["function"] == "dgemm_")
+            .unwrap();
+        assert_eq!(
+            (d["ipc"].as_f64(), d["instructions"].as_u64()),
+            (Some(2.5), Some(15000))
+        );
+        let text = render(&p, View::Hotspots, ReportFormat::Text, 10, filter).unwrap();
+        assert!(
+            text.lines()
+                .nth(1)
+                .unwrap()
+                .contains("instructions cache_misses          ipc"),
+            "{text}"
+        );
+    }
+
     #[test]
     fn text_views() {
         insta::assert_snapshot!("summary", view(View::Summary, FramesFilter::All));

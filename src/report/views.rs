@@ -17,6 +17,127 @@ struct Row {
     line: Option<u32>,
     self_value: u64,
     total_value: u64,
+    /// Counter-group columns (see [`GroupColumns`]): self counts of each member, then
+    /// `ipc` when present; None where not computable.
+    extra: Vec<Option<f64>>,
+}
+
+/// The extra columns of hotspots and lines when the samples read a counter group: the
+/// self count of every group member (events with counts but no samples of their
+/// own), then `ipc` (instructions / cycles over the self samples) when both cycles
+/// and instructions were read. Empty without a group: the views are unchanged.
+#[derive(Clone, Debug, Default)]
+struct GroupColumns {
+    /// Column names (`page_faults`, `cache_misses`, `ipc`).
+    names: Vec<String>,
+    /// Event index of each member column.
+    members: Vec<usize>,
+    /// (cycles, instructions) event indices when both were read.
+    ipc: Option<(usize, usize)>,
+}
+
+impl GroupColumns {
+    fn of(p: &Profile) -> GroupColumns {
+        if p.counts.is_empty() {
+            return GroupColumns::default();
+        }
+        let sampled: HashSet<usize> = p.samples.iter().map(|s| s.event).collect();
+        let counted: std::collections::BTreeSet<usize> = p.counts.iter().map(|c| c.event).collect();
+        let members: Vec<usize> = counted
+            .iter()
+            .copied()
+            .filter(|e| !sampled.contains(e))
+            .collect();
+        let find = |names: &[&str]| {
+            counted.iter().copied().find(|&e| {
+                p.events
+                    .get(e)
+                    .is_some_and(|x| names.contains(&x.name.as_str()))
+            })
+        };
+        let ipc = find(&["cycles", "cpu-cycles"]).zip(find(&["instructions"]));
+        let mut names: Vec<String> = members
+            .iter()
+            .map(|&e| column_name(p.events.get(e).map(|x| x.name.as_str()).unwrap_or("event")))
+            .collect();
+        if ipc.is_some() {
+            names.push("ipc".into());
+        }
+        GroupColumns {
+            names,
+            members,
+            ipc,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+
+    /// Per key of the leaf frame: the self count of every event involved.
+    fn self_counts<K: std::hash::Hash + Eq>(
+        &self,
+        p: &Profile,
+        filter: StackFilter,
+        key: impl Fn(usize) -> K,
+    ) -> HashMap<K, HashMap<usize, f64>> {
+        let mut acc: HashMap<K, HashMap<usize, f64>> = HashMap::new();
+        if self.is_empty() {
+            return acc;
+        }
+        for (frames, event, value) in p.weighted_counts(filter) {
+            if let Some(&leaf) = frames.last() {
+                *acc.entry(key(leaf)).or_default().entry(event).or_default() += value;
+            }
+        }
+        acc
+    }
+
+    /// The extra cells of a row from its self counts.
+    fn cells(&self, counts: Option<&HashMap<usize, f64>>) -> Vec<Option<f64>> {
+        if self.is_empty() {
+            return Vec::new();
+        }
+        let get = |e: usize| counts.and_then(|c| c.get(&e)).copied().unwrap_or(0.0);
+        let mut v: Vec<Option<f64>> = self.members.iter().map(|&e| Some(get(e))).collect();
+        if let Some((cyc, ins)) = self.ipc {
+            let c = get(cyc);
+            v.push((c > 0.0).then(|| get(ins) / c));
+        }
+        v
+    }
+
+    /// A cell as text: counts as integers, ipc with two decimals, empty when unknown.
+    fn format(&self, i: usize, v: Option<f64>) -> String {
+        match v {
+            None => String::new(),
+            Some(x) if self.ipc.is_some() && i + 1 == self.names.len() => format!("{x:.2}"),
+            Some(x) => format!("{}", x.round() as u64),
+        }
+    }
+
+    fn json(&self, i: usize, v: Option<f64>) -> Value {
+        match v {
+            None => Value::Null,
+            Some(x) if self.ipc.is_some() && i + 1 == self.names.len() => json!(round2(x)),
+            Some(x) => json!(x.round() as u64),
+        }
+    }
+}
+
+/// `page-faults` → `page_faults`, `MEM_LOAD_RETIRED.L3_MISS` → `mem_load_retired_l3_miss`.
+fn column_name(event: &str) -> String {
+    let s: String = event
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    s.trim_matches('_').to_string()
 }
 
 fn pct(v: u64, total: u64) -> f64 {
@@ -58,7 +179,17 @@ fn rank_by<K: std::hash::Hash + Eq + Clone>(
 }
 
 fn function_rows(p: &Profile, stacks: &[WeightedStack]) -> Vec<Row> {
+    function_rows_with(p, stacks, &GroupColumns::default(), StackFilter::default())
+}
+
+fn function_rows_with(
+    p: &Profile,
+    stacks: &[WeightedStack],
+    cols: &GroupColumns,
+    filter: StackFilter,
+) -> Vec<Row> {
     let acc = rank_by(stacks, |f| p.frames[f].function);
+    let counts = cols.self_counts(p, filter, |f| p.frames[f].function);
     let mut rows: Vec<Row> = acc
         .into_iter()
         .map(|(fi, (s, t, _))| {
@@ -70,6 +201,7 @@ fn function_rows(p: &Profile, stacks: &[WeightedStack]) -> Vec<Row> {
                 line: f.start_line,
                 self_value: s,
                 total_value: t,
+                extra: cols.cells(counts.get(&fi)),
             }
         })
         .collect();
@@ -93,25 +225,37 @@ fn csv_line(fields: &[String]) -> String {
 }
 
 fn format_rows(p: &Profile, rows: &[Row], format: ReportFormat, top: usize, title: &str) -> String {
+    format_rows_with(p, rows, format, top, title, &GroupColumns::default())
+}
+
+fn format_rows_with(
+    p: &Profile,
+    rows: &[Row],
+    format: ReportFormat,
+    top: usize,
+    title: &str,
+    cols: &GroupColumns,
+) -> String {
     let total = p.total_value(None).max(rows_total(rows));
     let rows = &rows[..rows.len().min(top)];
     match format {
         ReportFormat::Csv => {
-            let mut s = csv_line(
-                &[
-                    "function",
-                    "module",
-                    "file",
-                    "line",
-                    "self",
-                    "self_pct",
-                    "total",
-                    "total_pct",
-                ]
-                .map(String::from),
-            );
+            let mut header: Vec<String> = [
+                "function",
+                "module",
+                "file",
+                "line",
+                "self",
+                "self_pct",
+                "total",
+                "total_pct",
+            ]
+            .map(String::from)
+            .to_vec();
+            header.extend(cols.names.iter().cloned());
+            let mut s = csv_line(&header);
             for r in rows {
-                s.push_str(&csv_line(&[
+                let mut fields = vec![
                     r.function.clone(),
                     r.module.clone(),
                     r.file.clone(),
@@ -120,7 +264,9 @@ fn format_rows(p: &Profile, rows: &[Row], format: ReportFormat, top: usize, titl
                     format!("{:.2}", pct(r.self_value, total)),
                     r.total_value.to_string(),
                     format!("{:.2}", pct(r.total_value, total)),
-                ]));
+                ];
+                fields.extend(r.extra.iter().enumerate().map(|(i, v)| cols.format(i, *v)));
+                s.push_str(&csv_line(&fields));
             }
             s
         }
@@ -128,11 +274,15 @@ fn format_rows(p: &Profile, rows: &[Row], format: ReportFormat, top: usize, titl
             let v: Vec<Value> = rows
                 .iter()
                 .map(|r| {
-                    json!({"function": r.function, "module": r.module, "file": r.file,
+                    let mut o = json!({"function": r.function, "module": r.module, "file": r.file,
                            "line": r.line, "self": r.self_value,
                            "self_pct": round2(pct(r.self_value, total)),
                            "total": r.total_value,
-                           "total_pct": round2(pct(r.total_value, total))})
+                           "total_pct": round2(pct(r.total_value, total))});
+                    for (i, (name, x)) in cols.names.iter().zip(&r.extra).enumerate() {
+                        o[name.as_str()] = cols.json(i, *x);
+                    }
+                    o
                 })
                 .collect();
             let mut s = serde_json::to_string_pretty(
@@ -143,8 +293,13 @@ fn format_rows(p: &Profile, rows: &[Row], format: ReportFormat, top: usize, titl
             s
         }
         ReportFormat::Text => {
+            let extra_head: String = cols
+                .names
+                .iter()
+                .map(|n| format!(" {n:>w$}", w = n.len().max(12)))
+                .collect();
             let mut s = format!(
-                "{title} by self {} (total {})\n{:>8} {:>7} {:>8} {:>7}  {}\n",
+                "{title} by self {} (total {})\n{:>8} {:>7} {:>8} {:>7}{extra_head}  {}\n",
                 metric_label(p),
                 human(total, metric_label(p)),
                 "self",
@@ -159,8 +314,17 @@ fn format_rows(p: &Profile, rows: &[Row], format: ReportFormat, top: usize, titl
                     (f, None) if !f.is_empty() => format!(" {f}"),
                     _ => String::new(),
                 };
+                let extra: String = r
+                    .extra
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| {
+                        let w = cols.names.get(i).map_or(12, |n| n.len().max(12));
+                        format!(" {:>w$}", cols.format(i, *v))
+                    })
+                    .collect();
                 s.push_str(&format!(
-                    "{:>8} {:>6.2}% {:>8} {:>6.2}%  {} ({}){}\n",
+                    "{:>8} {:>6.2}% {:>8} {:>6.2}%{extra}  {} ({}){}\n",
                     human(r.self_value, metric_label(p)),
                     pct(r.self_value, total),
                     human(r.total_value, metric_label(p)),
@@ -219,20 +383,26 @@ pub fn human(v: u64, metric: &str) -> String {
 /// `--view hotspots`.
 pub fn hotspots(p: &Profile, format: ReportFormat, top: usize, filter: StackFilter) -> String {
     let stacks = p.weighted_stacks(filter);
-    let rows = function_rows(p, &stacks);
-    format_rows(p, &rows, format, top, "Functions")
+    let cols = GroupColumns::of(p);
+    let rows = function_rows_with(p, &stacks, &cols, filter);
+    format_rows_with(p, &rows, format, top, "Functions", &cols)
 }
 
 /// `--view lines`: one row per source line; total counts every stack through the line.
 pub fn lines(p: &Profile, format: ReportFormat, top: usize, filter: StackFilter) -> String {
     let stacks = p.weighted_stacks(filter);
-    let acc = rank_by(&stacks, |f| {
+    let line_key = |f: usize| {
         let fr = &p.frames[f];
         (fr.function, fr.file.clone(), fr.line)
-    });
+    };
+    let acc = rank_by(&stacks, line_key);
+    let cols = GroupColumns::of(p);
+    let counts = cols.self_counts(p, filter, line_key);
     let mut rows: Vec<Row> = acc
         .into_iter()
-        .map(|((fi, file, line), (s, t, _))| {
+        .map(|(k, (s, t, _))| {
+            let extra = cols.cells(counts.get(&k));
+            let (fi, file, line) = k;
             let f = &p.functions[fi];
             Row {
                 function: f.name.clone(),
@@ -241,11 +411,12 @@ pub fn lines(p: &Profile, format: ReportFormat, top: usize, filter: StackFilter)
                 line,
                 self_value: s,
                 total_value: t,
+                extra,
             }
         })
         .collect();
     sort_rows(&mut rows);
-    format_rows(p, &rows, format, top, "Lines")
+    format_rows_with(p, &rows, format, top, "Lines", &cols)
 }
 
 /// `--view modules`.
@@ -679,6 +850,27 @@ pub fn peak_rss(p: &Profile) -> Option<(u64, u64)> {
     super::memory::peak_rss(p)
 }
 
+/// The summary's counter-group line: totals per event and whether multiplexed.
+fn group_summary_line(g: &Value) -> String {
+    let totals: Vec<String> = g["totals"]
+        .as_object()
+        .map(|o| {
+            o.iter()
+                .map(|(k, v)| format!("{k} {}", v.as_u64().unwrap_or(0)))
+                .collect()
+        })
+        .unwrap_or_default();
+    let multiplexed = match g["multiplexed_samples"].as_u64().unwrap_or(0) {
+        0 => "not multiplexed".to_string(),
+        n => format!("multiplexed: counts of {n} samples scaled by time_enabled/time_running"),
+    };
+    format!(
+        "  counter group read with {} samples: {}; {multiplexed}\n",
+        g["samples_with_read"].as_u64().unwrap_or(0),
+        totals.join(", ")
+    )
+}
+
 /// `--view summary`.
 pub fn summary(p: &Profile, format: ReportFormat, top: usize, filter: StackFilter) -> String {
     let stacks = p.weighted_stacks(filter);
@@ -728,6 +920,10 @@ pub fn summary(p: &Profile, format: ReportFormat, top: usize, filter: StackFilte
             if let Ok(s) = serde_json::from_str::<Value>(p.meta_str("python_summary")) {
                 v["python_summary"] = s;
             }
+            // Counter group read with the samples: totals per event, multiplexing.
+            if let Ok(g) = serde_json::from_str::<Value>(p.meta_str("group")) {
+                v["group"] = g;
+            }
             if format == ReportFormat::Csv {
                 let mut s = csv_line(&["key", "value"].map(String::from));
                 if let Some(o) = v.as_object() {
@@ -770,6 +966,9 @@ pub fn summary(p: &Profile, format: ReportFormat, top: usize, filter: StackFilte
             }
             if num("lost_samples") > 0 {
                 s.push_str(&format!("  lost samples: {}\n", num("lost_samples")));
+            }
+            if let Ok(g) = serde_json::from_str::<Value>(p.meta_str("group")) {
+                s.push_str(&group_summary_line(&g));
             }
             if num("python_agent_samples") > 0 {
                 s.push_str(&format!(

@@ -278,7 +278,10 @@ pub fn parse_perf_report(text: &str) -> std::collections::HashMap<String, f64> {
         let Ok(pct) = pct.trim().parse::<f64>() else {
             continue;
         };
-        let rest = rest.trim();
+        // With a PMU the samples read a counter group, which perf shows as one column
+        // per event: the first (the sampling leader's) is the share; the symbol
+        // follows the last column.
+        let rest = rest.rsplit('%').next().unwrap_or("").trim();
         let Some(sym) = rest
             .strip_prefix("[.] ")
             .or_else(|| rest.strip_prefix("[k] "))
@@ -325,6 +328,8 @@ fn an_interpreter_at_work_agrees_with_perf_report() {
             .filter(|l| l.contains("[.] "))
             .filter_map(|l| {
                 let (pct, rest) = l.trim_start().split_once('%')?;
+                // Group columns (with a PMU): the leader's share first, symbol last.
+                let rest = rest.rsplit('%').next()?;
                 Some((
                     rest.trim().strip_prefix("[.] ")?.trim().to_string(),
                     pct.trim().parse().ok()?,

@@ -4,6 +4,7 @@
 mod common;
 mod errors;
 mod export;
+mod groups;
 mod hotspots;
 mod locks;
 mod memory;
