@@ -160,6 +160,14 @@ fn init() {
     let Some(sock_path) = env("HWPROF_AGENT_SOCK") else {
         return;
     };
+    // Preloaded into a whole process tree (`sh -c "python ..."`): only processes with an
+    // interpreter linked in talk to the collector.
+    // SAFETY: dlsym with RTLD_DEFAULT and a NUL-terminated name; null when absent.
+    if env("HWPROF_AGENT_PYTHON_ONLY").is_some()
+        && unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"Py_Initialize".as_ptr()) }.is_null()
+    {
+        return;
+    }
     let Some(sock) = connect(&sock_path) else {
         return;
     };

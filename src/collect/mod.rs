@@ -341,7 +341,7 @@ pub fn run(opts: &CollectOptions) -> Result<CollectOutcome, CollectError> {
     // keeps our sampling events: its members are read with the samples we take.
     let agents_sample = py_link
         .as_ref()
-        .is_some_and(|l| l.method() == crate::python::LaunchMethod::Agent)
+        .is_some_and(|l| l.method() == crate::python::LaunchMethod::Agent && l.python_program())
         && opts.mode == Mode::Hotspots
         && wanted.len() == 1
         && wanted[0].members.is_empty()

@@ -52,6 +52,10 @@ pub struct LaunchPlan {
     pub method: LaunchMethod,
     /// The resolved program (argv\[0\] on PATH).
     pub program: PathBuf,
+    /// The program itself is Python. When it is not (`sh -c "python ..."`, `env X=1
+    /// python ...`, `mpirun python ...`), the agent is still preloaded into the tree and
+    /// wakes only in processes that turn out to be Python.
+    pub python: bool,
 }
 
 fn resolve_program(arg0: &str) -> Option<PathBuf> {
@@ -86,7 +90,8 @@ pub fn looks_like_python(path: &Path) -> bool {
     }
     if head.starts_with(b"\x7fELF") {
         use object::Object;
-        let Ok(data) = std::fs::read(&real) else {
+        // SAFETY: a read-only private mapping; `object` bounds-checks what it reads.
+        let Ok(data) = (unsafe { memmap2::Mmap::map(&f) }) else {
             return false;
         };
         if let Ok(obj) = object::File::parse(&*data)
@@ -100,12 +105,18 @@ pub fn looks_like_python(path: &Path) -> bool {
     false
 }
 
-/// Decides whether to use the agent for this command (argv\[0\] resolves to a CPython
-/// executable, a script with a python shebang, or an ELF linking libpython) and how.
-/// None: not Python, or `--python off`.
+/// Decides whether to use the agent for this command and how. argv\[0\] that resolves
+/// to a CPython executable, a script with a python shebang, or an ELF linking libpython
+/// is Python; with `--python auto` any other command still gets the agent (when it is
+/// installed) for the Python processes it may start. None: `--python off`, or
+/// `perfmap`/`remote` asked for a program that is not Python.
 pub fn plan_launch(command: &[String], capture: PythonCapture) -> Option<LaunchPlan> {
     let program = resolve_program(command.first()?)?;
-    if capture == PythonCapture::Off || !looks_like_python(&program) {
+    if capture == PythonCapture::Off {
+        return None;
+    }
+    let python = looks_like_python(&program);
+    if !python && (capture != PythonCapture::Auto || agent_library().is_none()) {
         return None;
     }
     let method = match capture {
@@ -113,7 +124,11 @@ pub fn plan_launch(command: &[String], capture: PythonCapture) -> Option<LaunchP
         PythonCapture::Remote => LaunchMethod::Remote,
         _ => LaunchMethod::Agent,
     };
-    Some(LaunchPlan { method, program })
+    Some(LaunchPlan {
+        method,
+        program,
+        python,
+    })
 }
 
 /// Sampling events opened by one agent (fds received with `SCM_RIGHTS`).
@@ -163,6 +178,7 @@ pub struct AgentLink {
     thread: Option<JoinHandle<()>>,
     sock_path: PathBuf,
     method: LaunchMethod,
+    python_program: bool,
     /// Write end of the pipe that wakes the thread's poll.
     wake: OwnedFd,
 }
@@ -223,6 +239,10 @@ impl AgentLink {
         if plan.method == LaunchMethod::Perfmap {
             env.push(("PYTHONPERFSUPPORT".to_string(), "1".to_string()));
         }
+        if !plan.python {
+            // The agent stays silent (no connection) in processes without an interpreter.
+            env.push(("HWPROF_AGENT_PYTHON_ONLY".to_string(), "1".to_string()));
+        }
         let shared = Arc::new(Mutex::new(Shared::default()));
         let stop = Arc::new(AtomicBool::new(false));
         let (wake_rx, wake) =
@@ -257,6 +277,7 @@ impl AgentLink {
             thread: Some(thread),
             sock_path,
             method: plan.method,
+            python_program: plan.python,
             wake,
         })
     }
@@ -264,6 +285,11 @@ impl AgentLink {
     /// How this launch captures Python frames.
     pub fn method(&self) -> LaunchMethod {
         self.method
+    }
+
+    /// Whether the launched program itself is Python (see [`LaunchPlan::python`]).
+    pub fn python_program(&self) -> bool {
+        self.python_program
     }
 
     /// Where the agents' files go and what they sample with (see [`AgentLink::bind_early`]).

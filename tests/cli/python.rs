@@ -812,3 +812,31 @@ fn blocked_thread_is_reported_at_its_sleep_line_with_its_os_tid() {
         "thread {tid} waited {total} ns: {row:?}"
     );
 }
+
+/// Python started by a shell or by `env`: argv[0] is not Python, the agent is preloaded
+/// into the whole tree and wakes in the interpreter only.
+#[test]
+fn python_started_by_sh_c_or_env_gets_its_frames() {
+    let tmp = shared_tempdir();
+    let script = write_script(tmp.path(), "work.py", WORK);
+    let Some(py) = pyenv("3.11.7") else {
+        panic!("pyenv 3.11.7 is required")
+    };
+    let line = format!("{} {} 12", py.display(), script.display());
+    let dir = tmp.path().join("sh");
+    ok(&collect(&dir, &[], &["sh", "-c", &line]));
+    assert_work_truth(&dir, "sh -c");
+    let dir = tmp.path().join("env");
+    ok(&collect(
+        &dir,
+        &[],
+        &[
+            "env",
+            "HWPROF_TEST=1",
+            py.to_str().unwrap_or(""),
+            script.to_str().unwrap_or(""),
+            "12",
+        ],
+    ));
+    assert_work_truth(&dir, "env X=1");
+}
