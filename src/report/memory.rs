@@ -15,7 +15,7 @@
 //! - JSON: `{mode, metric: "bytes", total, peak_rss_bytes, peak_time_ns, peak_time_s,
 //!   processes: [{pid, command, peak_rss_bytes, peak_time_s}], timeline: [{t_s,
 //!   rss_bytes}], functions: [...], stacks: [{frames, bytes, minor_bytes, major_bytes,
-//!   pct}], llc_misses: [{event, function, module, samples}], bandwidth: [...],
+//!   pct}], llc_misses: [{event, function, module, file, line, samples}], bandwidth: [...],
 //!   notices: [...]}`. Times `*_s` are seconds since the first
 //!   RSS reading.
 
@@ -171,9 +171,19 @@ fn csv_field(s: &str) -> String {
     }
 }
 
-/// Samples of non-fault events (LLC misses) by leaf function: (event, function,
-/// module, samples), most first.
-fn miss_rows(p: &Profile) -> Vec<(String, String, String, u64)> {
+/// Samples of non-fault events (LLC misses) by leaf source line, most first.
+struct MissRow {
+    event: String,
+    function: String,
+    module: String,
+    file: Option<String>,
+    line: Option<u32>,
+    samples: u64,
+}
+
+/// Samples of non-fault events (LLC misses), by the leaf frame: its function and
+/// source line (precise events put the sample at the missing load).
+fn miss_rows(p: &Profile) -> Vec<MissRow> {
     let mut m: HashMap<(usize, usize), u64> = HashMap::new();
     for s in &p.samples {
         let Some(ev) = p.events.get(s.event) else {
@@ -185,25 +195,33 @@ fn miss_rows(p: &Profile) -> Vec<(String, String, String, u64)> {
         let leaf = p
             .stack_frames(s.stack)
             .last()
-            .and_then(|&f| p.frames.get(f))
-            .map(|f| f.function)
+            .copied()
             .unwrap_or(usize::MAX);
         *m.entry((s.event, leaf)).or_default() += s.count;
     }
-    let mut v: Vec<(String, String, String, u64)> = m
+    let mut v: Vec<MissRow> = m
         .into_iter()
-        .map(|((e, f), c)| {
-            let func = p.functions.get(f);
-            (
-                p.events[e].name.clone(),
-                func.map(|x| x.name.clone())
+        .map(|((e, fr), c)| {
+            let frame = p.frames.get(fr);
+            let func = frame.and_then(|f| p.functions.get(f.function));
+            MissRow {
+                event: p.events[e].name.clone(),
+                function: func
+                    .map(|x| x.name.clone())
                     .unwrap_or_else(|| "[unknown]".into()),
-                func.map(|x| x.module.clone()).unwrap_or_default(),
-                c,
-            )
+                module: func.map(|x| x.module.clone()).unwrap_or_default(),
+                file: frame.and_then(|f| f.file.clone()),
+                line: frame.and_then(|f| f.line),
+                samples: c,
+            }
         })
         .collect();
-    v.sort_by(|a, b| b.3.cmp(&a.3).then(a.1.cmp(&b.1)));
+    v.sort_by(|a, b| {
+        b.samples
+            .cmp(&a.samples)
+            .then(a.function.cmp(&b.function))
+            .then(a.line.cmp(&b.line))
+    });
     v
 }
 
@@ -314,8 +332,9 @@ pub fn memory_view(p: &Profile, format: ReportFormat, top: usize) -> String {
                     "frames": s.frames, "bytes": s.bytes, "minor_bytes": s.minor,
                     "major_bytes": s.major, "pct": pct(s.bytes, total)
                 })).collect::<Vec<Value>>(),
-                "llc_misses": misses.iter().take(top).map(|(e, f, m, c)| json!({
-                    "event": e, "function": f, "module": m, "samples": c
+                "llc_misses": misses.iter().take(top).map(|r| json!({
+                    "event": r.event, "function": r.function, "module": r.module,
+                    "file": r.file, "line": r.line, "samples": r.samples
                 })).collect::<Vec<Value>>(),
                 "bandwidth": bw.iter().map(|b| json!({
                     "counter": b.counter, "total_bytes": b.total_bytes,
@@ -411,9 +430,16 @@ pub fn memory_view(p: &Profile, format: ReportFormat, top: usize) -> String {
                 }
             }
             if !misses.is_empty() {
-                s.push_str("\nLLC-miss samples by function:\n");
-                for (e, f, m, c) in misses.iter().take(top) {
-                    s.push_str(&format!("  {c:>10}  {f} ({m})  [{e}]\n"));
+                s.push_str("\nLLC-miss samples by function and line:\n");
+                for r in misses.iter().take(top) {
+                    let at = match (&r.file, r.line) {
+                        (Some(f), Some(l)) => format!(" {f}:{l}"),
+                        _ => String::new(),
+                    };
+                    s.push_str(&format!(
+                        "  {:>10}  {} ({}){at}  [{}]\n",
+                        r.samples, r.function, r.module, r.event
+                    ));
                 }
             }
             if !bw.is_empty() {
@@ -596,7 +622,7 @@ mod tests {
         assert!(t.contains("Peak RSS: 274.0 MiB at 0.050 s"), "{t}");
         assert!(t.contains("main > big_alloc > map_and_touch"), "{t}");
         assert!(t.contains("dram_read_bytes"), "{t}");
-        assert!(t.contains("LLC-miss samples by function"), "{t}");
+        assert!(t.contains("LLC-miss samples by function and line"), "{t}");
         assert!(t.contains("minor 272.0 MiB, major 4.0 MiB"), "{t}");
         // An empty profile renders without panicking.
         let e = memory_view(&Profile::default(), ReportFormat::Text, 10);
