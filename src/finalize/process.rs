@@ -467,6 +467,22 @@ impl Builder<'_> {
         if len == 0 || !(path.starts_with('/') || path == "[vdso]") {
             return;
         }
+        let end = start.saturating_add(len);
+        if path.starts_with("//anon") {
+            // Anonymous code (JIT, CPython 3.12's perf trampolines): no module; its
+            // addresses stay absolute so the copied perf maps can name them. It replaces
+            // whatever was mapped there.
+            if let Some(proc) = self.procs.get_mut(&pid) {
+                let maps: Vec<MappingShared> = proc
+                    .mappings
+                    .iter()
+                    .filter(|m| m.0.end <= start || m.0.start >= end)
+                    .cloned()
+                    .collect();
+                proc.mappings = Arc::new(maps);
+            }
+            return;
+        }
         let module = self.module(path.clone(), bid);
         let elf = self.out.modules[module as usize].elf.clone();
         let svma_start = elf
@@ -474,7 +490,6 @@ impl Builder<'_> {
             .and_then(|e| e.svma_of_offset(pgoff))
             .unwrap_or(pgoff);
         let bias = start as i64 - svma_start as i64;
-        let end = start.saturating_add(len);
         let proc = self.procs.entry(pid).or_default();
         let mut maps: Vec<MappingShared> = proc
             .mappings

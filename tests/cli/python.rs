@@ -554,6 +554,20 @@ fn perfmap_mode_copies_the_interpreters_map() {
     let f = m.symbol(addr + 1).expect("symbol");
     assert_eq!(f.function.name, "Worker.heavy");
     assert_eq!(f.function.kind, hwprof::profile::FrameKind::Python);
+    // Finalize names the trampoline frames the unwinder reaches (the innermost Python
+    // function: without frame pointers in the interpreter, perf too stops there): the
+    // designed 3:1 split shows in `--frames python`.
+    let rows = hotspots(&dir, &["--frames", "python"]);
+    let heavy = rows.get("Worker.heavy").map_or(0.0, |h| h.self_pct);
+    let light = rows.get("Worker.light").map_or(0.0, |h| h.self_pct);
+    eprintln!("perfmap: Worker.heavy {heavy:.1}%, Worker.light {light:.1}%");
+    assert!(heavy + light > 50.0, "trampolines not named: {rows:?}");
+    let share = 100.0 * heavy / (heavy + light);
+    assert!(
+        (70.0..=80.0).contains(&share),
+        "perfmap: heavy share {share:.1}% not 75±5"
+    );
+    assert_eq!(rows["Worker.heavy"].module, "python");
 }
 
 /// Bad input: cut and corrupt sidecars never break finalize.
