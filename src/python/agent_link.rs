@@ -470,7 +470,8 @@ impl Server {
         loop {
             let stopping = stop.load(Ordering::SeqCst);
             self.sync();
-            self.serve();
+            // Stopping: one last look at the sockets, without waiting.
+            self.serve(if stopping { 0 } else { 10 });
             if stopping || last.elapsed() >= Duration::from_millis(10) {
                 self.resolve(None);
                 self.copy_perf_maps();
@@ -484,7 +485,7 @@ impl Server {
         self.summarize();
     }
 
-    fn serve(&mut self) {
+    fn serve(&mut self, timeout_ms: u16) {
         use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
         let mut fds = vec![
             PollFd::new(self.listener.as_fd(), PollFlags::POLLIN),
@@ -493,7 +494,7 @@ impl Server {
         for (c, _) in &self.conns {
             fds.push(PollFd::new(c.as_fd(), PollFlags::POLLIN));
         }
-        let _ = poll(&mut fds, PollTimeout::from(10u16));
+        let _ = poll(&mut fds, PollTimeout::from(timeout_ms));
         let mut ready: Vec<bool> = fds
             .iter()
             .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
