@@ -141,6 +141,19 @@ static SOCK_PID: AtomicU32 = AtomicU32::new(0);
 /// Captures written and nanoseconds spent capturing (printed at exit when
 /// `HWPROF_AGENT_STATS` is set: the per-sample cost figure of docs/python.md).
 static CAPTURES: AtomicU64 = AtomicU64::new(0);
+/// Nanoseconds in the handler for our SIGTRAPs, and `/proc/self/maps` re-reads
+/// (HWPROF_AGENT_STATS).
+static HANDLER_NS: AtomicU64 = AtomicU64::new(0);
+static REFRESHES: AtomicU64 = AtomicU64::new(0);
+
+fn now_ns() -> u64 {
+    // SAFETY: clock_gettime (vDSO) is async-signal-safe.
+    unsafe {
+        let mut ts: libc::timespec = std::mem::zeroed();
+        libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts);
+        ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+    }
+}
 static CAPTURE_NS: AtomicU64 = AtomicU64::new(0);
 
 #[used]
@@ -237,11 +250,13 @@ extern "C" fn agent_exit() {
         let n = CAPTURES.load(Ordering::Relaxed);
         let ns = CAPTURE_NS.load(Ordering::Relaxed);
         eprintln!(
-            "hwprof-agent: pid {}: {n} captures, {:.1} us each; {} direct reads, {} through process_vm_readv",
+            "hwprof-agent: pid {}: {n} captures, {:.1} us each ({:.1} us in the handler); {} direct reads, {} through process_vm_readv, {} maps refreshes",
             std::process::id(),
             ns as f64 / 1000.0 / n.max(1) as f64,
+            HANDLER_NS.load(Ordering::Relaxed) as f64 / 1000.0 / n.max(1) as f64,
             DIRECT_READS.load(Ordering::Relaxed),
             SLOW_READS.load(Ordering::Relaxed),
+            REFRESHES.load(Ordering::Relaxed),
         );
     }
     let sock = SOCK_FD.load(Ordering::SeqCst);
@@ -738,6 +753,7 @@ fn maybe_refresh_ranges(now_ns: u64) {
         Ordering::Relaxed,
     );
     r.misses.store(0, Ordering::Relaxed);
+    REFRESHES.fetch_add(1, Ordering::Relaxed);
     refresh_ranges();
 }
 
@@ -1135,7 +1151,9 @@ extern "C" fn on_sigtrap(sig: c_int, info: *mut libc::siginfo_t, ctx: *mut c_voi
     if code != libc::TRAP_PERF || data != st.cookie {
         chain(st, sig, info, ctx);
     } else {
+        let t0 = now_ns();
         capture(st, pflags & 1 != 0);
+        HANDLER_NS.fetch_add(now_ns().saturating_sub(t0), Ordering::Relaxed);
     }
     // SAFETY: see above.
     unsafe { *libc::__errno_location() = errno };

@@ -82,11 +82,6 @@ impl Session {
         self.agent_ring_pages = pages.next_power_of_two().max(4);
     }
 
-    /// Add rings opened later (e.g. by an in-process agent).
-    pub fn add_ring(&mut self, ring: RingBuffer) {
-        self.rings.push(Ring::new(ring, true));
-    }
-
     /// The perf.data writer (to register ids of events added later).
     pub fn writer_mut(&mut self) -> &mut PerfDataWriter {
         &mut self.writer
