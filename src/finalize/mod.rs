@@ -664,6 +664,30 @@ fn intern_frame_with(w: &mut ProfileWriter, f: &FrameInfo, inlined: bool) -> usi
     w.frame_with(frame, inlined)
 }
 
+/// The stack `stack` of a loaded profile, rebuilt in `w` (functions, frames and stack
+/// nodes get `w`'s ids).
+fn copy_stack(
+    w: &mut ProfileWriter,
+    p: &crate::profile::Profile,
+    stack: Option<usize>,
+) -> Option<usize> {
+    let ids: Vec<usize> = p
+        .stack_frames(stack)
+        .iter()
+        .map(|&f| {
+            let fr = &p.frames[f];
+            let func = w.function(p.functions[fr.function].clone());
+            let frame = crate::profile::Frame {
+                function: func,
+                file: fr.file.clone(),
+                line: fr.line,
+            };
+            w.frame_with(frame, p.frame_inlined.get(f).copied().unwrap_or(false))
+        })
+        .collect();
+    w.stack(&ids)
+}
+
 /// `hwprof merge DIR`: combine `DIR/parts/*/profile.db` into `DIR/profile.db`.
 pub fn merge(dir: &Path) -> Result<PathBuf, FinalizeError> {
     let parts_dir = dir.join("parts");
@@ -722,40 +746,12 @@ pub fn merge(dir: &Path) -> Result<PathBuf, FinalizeError> {
             ev_map.push(i);
         }
         for s in &p.samples {
-            let ids: Vec<usize> = p
-                .stack_frames(s.stack)
-                .iter()
-                .map(|&f| {
-                    let fr = &p.frames[f];
-                    let func = w.function(p.functions[fr.function].clone());
-                    let frame = crate::profile::Frame {
-                        function: func,
-                        file: fr.file.clone(),
-                        line: fr.line,
-                    };
-                    w.frame_with(frame, p.frame_inlined.get(f).copied().unwrap_or(false))
-                })
-                .collect();
-            let stack = w.stack(&ids);
+            let stack = copy_stack(&mut w, p, s.stack);
             let ev = ev_map.get(s.event).copied().unwrap_or(0);
             w.add_sample(stack, s.thread + thread_base, ev, s.count, s.value);
         }
         for c in &p.counts {
-            let ids: Vec<usize> = p
-                .stack_frames(c.stack)
-                .iter()
-                .map(|&f| {
-                    let fr = &p.frames[f];
-                    let func = w.function(p.functions[fr.function].clone());
-                    let frame = crate::profile::Frame {
-                        function: func,
-                        file: fr.file.clone(),
-                        line: fr.line,
-                    };
-                    w.frame_with(frame, p.frame_inlined.get(f).copied().unwrap_or(false))
-                })
-                .collect();
-            let stack = w.stack(&ids);
+            let stack = copy_stack(&mut w, p, c.stack);
             let ev = ev_map.get(c.event).copied().unwrap_or(0);
             w.add_count(stack, c.thread + thread_base, ev, c.value);
         }

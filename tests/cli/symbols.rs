@@ -286,3 +286,66 @@ fn an_ordinary_user_attaches_to_their_own_process() {
     let rows = hotspots(&dir, &[]);
     assert!(self_pct(&rows, "hot_a") > 60.0, "{rows:#?}");
 }
+
+/// `finalize --part I/N` on two ranks of one job, then `merge`: the merged profile has
+/// both ranks and the same totals as finalizing the directory whole.
+#[test]
+fn parts_finalized_apart_merge_into_the_whole() {
+    let t = shared_tempdir();
+    let bin = build_c(t.path(), "hot.c", "hot", &[]);
+    let dir = t.path().join("run");
+    let d = dir.to_str().unwrap();
+    for rank in ["1", "2"] {
+        let out = Command::new(hwprof_bin())
+            .env("PMI_RANK", rank)
+            .env("PMI_SIZE", "3")
+            .env("SLURM_JOB_ID", "4242")
+            .args(["collect", "-q", "--no-finalize", "-r", d, "--"])
+            .arg(&bin)
+            .arg("200")
+            .output()
+            .unwrap();
+        ok(&out);
+    }
+    ok(&hwprof(&["finalize", "-q", d, "--part", "1/2"]));
+    ok(&hwprof(&["finalize", "-q", d, "--part", "2/2"]));
+    ok(&hwprof(&["merge", d]));
+    let ranks = |dir: &str| -> Vec<(String, u64)> {
+        let csv = ok(&hwprof(&[
+            "report", dir, "--view", "ranks", "--format", "csv",
+        ]));
+        let mut v: Vec<(String, u64)> = csv
+            .lines()
+            .skip(1)
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split(',').collect();
+                Some((f.first()?.to_string(), f.get(3)?.parse().ok()?))
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let merged = ranks(d);
+    assert_eq!(
+        merged.iter().map(|r| r.0.as_str()).collect::<Vec<_>>(),
+        ["1", "2"],
+        "{merged:?}"
+    );
+    assert!(merged.iter().all(|r| r.1 > 100), "{merged:?}");
+    let merged_hot = hotspots(&dir, &[]);
+    // The whole directory finalized at once gives the same per-rank totals.
+    let whole = t.path().join("whole");
+    std::fs::create_dir(&whole).unwrap();
+    std::fs::rename(dir.join("raw"), whole.join("raw")).unwrap();
+    std::fs::copy(dir.join("manifest.json"), whole.join("manifest.json")).unwrap();
+    ok(&hwprof(&["finalize", "-q", whole.to_str().unwrap()]));
+    assert_eq!(ranks(whole.to_str().unwrap()), merged);
+    let whole_hot = hotspots(&whole, &[]);
+    for f in ["hot_a", "hot_b"] {
+        assert_eq!(
+            merged_hot.get(f).map(|h| h.self_value),
+            whole_hot.get(f).map(|h| h.self_value),
+            "{f}"
+        );
+    }
+}
