@@ -222,7 +222,7 @@ fn init() {
     if !sample {
         return;
     }
-    let fds = open_events(&attr, python, cfg.cookie);
+    let fds = open_events(&attr, python, cfg.sampling == SAMPLE_ALWAYS, cfg.cookie);
     for chunk in fds.chunks(MAX_FDS_PER_MSG) {
         let mut msg = EventsMsg {
             magic: EVENTS_MAGIC,
@@ -566,7 +566,7 @@ const BITS_NS_TO_TEXT_POKE: u64 = 0x3f << 28; // namespaces, ksymbol, bpf, aux, 
 const BIT_REMOVE_ON_EXEC: u64 = 1 << 36;
 const BIT_SIGTRAP: u64 = 1 << 37;
 
-fn open_events(attr: &[u8], python: bool, cookie: u64) -> Vec<(u32, c_int)> {
+fn open_events(attr: &[u8], python: bool, only_sampler: bool, cookie: u64) -> Vec<(u32, c_int)> {
     let mut a = attr.to_vec();
     if a.len() < 128 {
         return Vec::new();
@@ -592,6 +592,19 @@ fn open_events(attr: &[u8], python: bool, cookie: u64) -> Vec<(u32, c_int)> {
     a[40..48].copy_from_slice(&flags.to_le_bytes());
     let size = (a.len() as u32).min(4096);
     a[4..8].copy_from_slice(&size.to_le_bytes());
+    let out = open_on_cpus(&a);
+    if out.is_empty() && python && only_sampler {
+        // A kernel without `sigtrap` (before 5.13), when nothing else samples this
+        // process: sample it all the same, native frames only, rather than not at all.
+        let plain = flags & !(BIT_SIGTRAP | BIT_REMOVE_ON_EXEC);
+        a[40..48].copy_from_slice(&plain.to_le_bytes());
+        return open_on_cpus(&a);
+    }
+    out
+}
+
+/// One event per online CPU on this process, with the attr bytes given.
+fn open_on_cpus(a: &[u8]) -> Vec<(u32, c_int)> {
     let mut out = Vec::new();
     for cpu in online_cpus() {
         // SAFETY: perf_event_open reads `size` bytes of attr, which we own.

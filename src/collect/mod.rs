@@ -345,7 +345,9 @@ pub fn run(opts: &CollectOptions) -> Result<CollectOutcome, CollectError> {
         && opts.mode == Mode::Hotspots
         && wanted.len() == 1
         && wanted[0].members.is_empty()
-        && std::env::var_os("HWPROF_COLLECTOR_SAMPLES").is_none();
+        && std::env::var_os("HWPROF_COLLECTOR_SAMPLES").is_none()
+        // Older kernels: the agents could not sample; ours must.
+        && sys::kernel_has_sigtrap_events();
     let opened = open_events(
         &wanted,
         &cfg,

@@ -362,6 +362,21 @@ fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok((r, w))
 }
 
+/// Whether this kernel has `sigtrap` and `remove_on_exec` events (Linux 5.13+), which
+/// the Python agent samples with: probed with a disabled dummy event on ourselves.
+pub fn kernel_has_sigtrap_events() -> bool {
+    use perf_event_open_sys::bindings as b;
+    let mut a = new_attr();
+    a.type_ = b::PERF_TYPE_SOFTWARE;
+    a.config = b::PERF_COUNT_SW_DUMMY as u64;
+    a.set_disabled(1);
+    a.set_exclude_kernel(1);
+    a.set_exclude_hv(1);
+    a.set_remove_on_exec(1);
+    a.set_sigtrap(1);
+    perf_event_open(&a, 0, -1, None).is_ok()
+}
+
 /// A pidfd for `pid` (Linux 5.3+), readable once the process exits; None where the
 /// kernel lacks it (the caller then polls with a timeout only).
 pub fn pidfd_open(pid: i32) -> Option<OwnedFd> {
@@ -513,6 +528,23 @@ pub fn install_stop_signals() -> StopSignals {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sigtrap_events_probe_follows_the_kernel_version() {
+        // sigtrap and remove_on_exec came in Linux 5.13.
+        let release = nix::sys::utsname::uname()
+            .map(|u| u.release().to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let mut it = release
+            .split(['.', '-'])
+            .map(|x| x.parse::<u32>().unwrap_or(0));
+        let (major, minor) = (it.next().unwrap_or(0), it.next().unwrap_or(0));
+        assert_eq!(
+            kernel_has_sigtrap_events(),
+            (major, minor) >= (5, 13),
+            "kernel {release}"
+        );
+    }
 
     #[test]
     fn cpu_lists() {

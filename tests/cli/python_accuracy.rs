@@ -207,6 +207,20 @@ fn py_spy_shares(raw: &str) -> (HashMap<Key, f64>, u64) {
     (shares, total)
 }
 
+/// The shares of the functions of one file, renormalized to 100 among them.
+fn within_file(shares: HashMap<Key, f64>, file: &str) -> HashMap<Key, f64> {
+    let total: f64 = shares
+        .iter()
+        .filter(|(k, _)| k.1 == file)
+        .map(|(_, v)| v)
+        .sum();
+    shares
+        .into_iter()
+        .filter(|(k, _)| k.1 == file)
+        .map(|(k, v)| (k, 100.0 * v / total.max(f64::MIN_POSITIVE)))
+        .collect()
+}
+
 fn top(shares: &HashMap<Key, f64>, n: usize) -> Vec<Key> {
     let mut v: Vec<(&Key, &f64)> = shares.iter().collect();
     v.sort_by(|a, b| b.1.total_cmp(a.1));
@@ -215,6 +229,26 @@ fn top(shares: &HashMap<Key, f64>, n: usize) -> Vec<Key> {
 
 fn meta_u64(p: &Profile, key: &str) -> u64 {
     p.meta.get(key).and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
+/// The pid of `parent`'s child once it runs `marker` (the launched interpreter).
+fn child_running(parent: u32, marker: &str) -> Option<u32> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::time::Instant::now() < deadline {
+        let kids = std::fs::read_to_string(format!("/proc/{parent}/task/{parent}/children"))
+            .unwrap_or_default();
+        for pid in kids
+            .split_whitespace()
+            .filter_map(|p| p.parse::<u32>().ok())
+        {
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            if String::from_utf8_lossy(&cmd).contains(marker) {
+                return Some(pid);
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    None
 }
 
 /// hwprof vs py-spy (stopping mode) on one pyperformance benchmark run for `values`
@@ -242,23 +276,39 @@ fn accuracy_against_py_spy(bench: &str, values: u32) {
         "0",
     ];
 
+    // Both profilers watch the same run: hwprof launches the benchmark and py-spy (its
+    // default mode, which stops the process for each read) attaches to it. Two separate
+    // runs differ by more than the profilers do: with address-space randomization the
+    // functions' relative speed moves from run to run (richards'
+    // `TaskState.isTaskHoldingOrWaiting` took 13.0% or 16.1% in three runs of the same
+    // profiler). While py-spy holds the process stopped it runs no code, so hwprof's
+    // CPU-time samples and py-spy's reads see the same execution.
     let dir = t.path().join("hw");
-    collect(&dir, &cmd, &[]);
-    let hw = hwprof_python_shares(&dir);
-
+    let mut hwc = Command::new(hwprof_bin())
+        .args(["collect", "-q", "-r"])
+        .arg(&dir)
+        .arg("--")
+        .args(cmd)
+        .env("HWPROF_AGENT_LIB", agent_lib())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("run hwprof collect");
+    let target = child_running(hwc.id(), "run_benchmark.py").expect("benchmark started");
     let raw = t.path().join("spy.txt");
     let out = Command::new(&spy)
         .args(["record", "--rate", "999", "--format", "raw", "-o"])
         .arg(&raw)
-        .arg("--")
-        .args(cmd)
+        .args(["--pid", &target.to_string()])
         .output()
         .expect("run py-spy");
+    let st = hwc.wait().expect("wait for hwprof");
+    assert!(st.success(), "hwprof collect failed: {st}");
     assert!(
         out.status.success(),
         "py-spy failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let hw = hwprof_python_shares(&dir);
     let (spy_shares, spy_n) = py_spy_shares(&std::fs::read_to_string(&raw).unwrap_or_default());
 
     // Enough samples that sampling noise, sqrt(p(1-p)/n) <= 0.5/sqrt(n), is well below
@@ -270,6 +320,10 @@ fn accuracy_against_py_spy(bench: &str, values: u32) {
         "{bench}: too few samples (hwprof {agent}, py-spy {spy_n})"
     );
 
+    // Shares among the benchmark's own functions: what either profiler puts in the
+    // harness around them (pyperf, start-up, exit) does not dilute the comparison.
+    let hw = within_file(hw, "run_benchmark.py");
+    let spy_shares = within_file(spy_shares, "run_benchmark.py");
     let mut keys = top(&hw, 5);
     for k in top(&spy_shares, 5) {
         if !keys.contains(&k) {
@@ -320,13 +374,17 @@ fn accuracy_against_py_spy(bench: &str, values: u32) {
          {torn} torn, unresolved leaf {unresolved:.2}%"
     );
     assert_eq!(prof.meta.get("python").map(String::as_str), Some("agent"));
+    // Partial stacks (a failed native/Python merge) and torn ones stay under 1%. A sample
+    // without its capture is counted apart: py-spy, attached to the same process, stops
+    // it with ptrace and detaches without passing on a SIGTRAP that arrived meanwhile
+    // (0.2-0.9% here; hwprof alone finds 98% and more of its captures, see python.rs).
     assert!(
-        (without + merge) * 100 < agent,
-        "{bench}: {without} without stack + {merge} merge failures of {agent} samples (>= 1%)"
+        (merge + torn) * 100 < agent,
+        "{bench}: {merge} merge failures + {torn} torn of {agent} samples (>= 1%)"
     );
     assert!(
-        torn * 100 < captures.max(1),
-        "{bench}: {torn} torn captures"
+        without * 100 < agent * 2,
+        "{bench}: {without} of {agent} samples without their Python stack (>= 2%)"
     );
     assert!(
         unresolved < 1.0,
