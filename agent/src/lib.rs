@@ -530,6 +530,42 @@ fn write_all(fd: c_int, mut b: &[u8]) -> bool {
     true
 }
 
+/// Writes the slices in order with `writev`, finishing a short write piece by piece.
+fn writev_all(fd: c_int, parts: &[&[u8]]) -> bool {
+    let mut iov = [libc::iovec {
+        iov_base: std::ptr::null_mut(),
+        iov_len: 0,
+    }; 4];
+    if parts.len() > iov.len() {
+        return false;
+    }
+    for (v, p) in iov.iter_mut().zip(parts) {
+        v.iov_base = p.as_ptr().cast_mut().cast();
+        v.iov_len = p.len();
+    }
+    let total: usize = parts.iter().map(|p| p.len()).sum();
+    // SAFETY: every iovec points into a live slice of its length.
+    let r = unsafe { libc::writev(fd, iov.as_ptr(), parts.len() as c_int) };
+    if r < 0 {
+        return false;
+    }
+    let mut done = r as usize;
+    if done == total {
+        return true;
+    }
+    for p in parts {
+        if done >= p.len() {
+            done -= p.len();
+            continue;
+        }
+        if !write_all(fd, &p[done..]) {
+            return false;
+        }
+        done = 0;
+    }
+    true
+}
+
 fn online_cpus() -> Vec<u32> {
     let s = std::fs::read_to_string("/sys/devices/system/cpu/online").unwrap_or_default();
     let mut cpus = Vec::new();
@@ -1140,9 +1176,6 @@ fn walk_frames(
     (n, flags)
 }
 
-const REC_MAX: usize =
-    size_of::<RecordHeader>() + size_of::<Capture>() + MAX_FRAMES * size_of::<CapFrame>();
-
 extern "C" fn on_sigtrap(sig: c_int, info: *mut libc::siginfo_t, ctx: *mut c_void) {
     // SAFETY: errno is thread-local; saved and restored around the handler.
     let errno = unsafe { *libc::__errno_location() };
@@ -1218,8 +1251,6 @@ fn capture(st: &State, late: bool) {
             ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64,
         )
     };
-    let mut rec = [0u8; REC_MAX];
-    let hdr_len = size_of::<RecordHeader>() + size_of::<Capture>();
     let mut n = 0usize;
     let mut flags = if late { CAP_ASYNC } else { 0 };
     let mut frames = [CapFrame::default(); MAX_FRAMES];
@@ -1232,11 +1263,12 @@ fn capture(st: &State, late: bool) {
             flags |= f;
         }
     }
-    for (i, f) in frames[..n].iter().enumerate() {
-        let at = hdr_len + i * size_of::<CapFrame>();
-        rec[at..at + size_of::<CapFrame>()].copy_from_slice(as_bytes(f));
-    }
-    let len = hdr_len + n * size_of::<CapFrame>();
+    let frame_bytes = {
+        let used = &frames[..n];
+        // SAFETY: CapFrame is repr(C) plain integers; viewing the used ones as bytes.
+        unsafe { std::slice::from_raw_parts(used.as_ptr().cast::<u8>(), size_of_val(used)) }
+    };
+    let len = size_of::<RecordHeader>() + size_of::<Capture>() + frame_bytes.len();
     let h = RecordHeader {
         len: len as u32,
         kind: REC_CAPTURE,
@@ -1248,9 +1280,8 @@ fn capture(st: &State, late: bool) {
         flags,
         nframes: n as u32,
     };
-    rec[..size_of::<RecordHeader>()].copy_from_slice(as_bytes(&h));
-    rec[size_of::<RecordHeader>()..hdr_len].copy_from_slice(as_bytes(&c));
-    if write_all(fd, &rec[..len]) {
+    // One writev: the record goes out whole (O_APPEND), between other threads' records.
+    if writev_all(fd, &[as_bytes(&h), as_bytes(&c), frame_bytes]) {
         CAPTURES.fetch_add(1, Ordering::Relaxed);
         // SAFETY: clock_gettime (vDSO) is async-signal-safe.
         let end = unsafe {
