@@ -28,7 +28,7 @@ use super::PyError;
 use super::code::CodeCache;
 use super::memory::LiveMemory;
 use super::process::{self, InterpError, Interpreter};
-use super::sidecar::{CodeLine, CodeWriter, hex, parse_captures};
+use super::sidecar::{CodeLine, CodeWriter, parse_captures};
 use super::wire::{
     BYE_MAGIC, CONFIG_MAGIC, Config, EVENTS_MAGIC, FR_SHIM, FileHeader, HELLO_MAGIC, Layout, NONE,
 };
@@ -792,18 +792,8 @@ impl Server {
                         .map(|(ci, fresh)| (ci.clone(), fresh));
                     let Some((ci, fresh)) = fresh else { continue };
                     if fresh {
-                        self.writer.put(&CodeLine::Code {
-                            pid,
-                            addr: f.code,
-                            token: f.token,
-                            name: ci.name.clone(),
-                            qualname: ci.qualname.clone(),
-                            file: ci.filename.clone(),
-                            firstlineno: ci.firstlineno,
-                            minor: interp.version.1,
-                            linetable: hex(&ci.linetable),
-                            self_first: ci.self_first,
-                        });
+                        self.writer
+                            .put(&CodeLine::code(pid, f.code, &ci, interp.version.1));
                     }
                     if ci.self_first && f.self_type != 0 {
                         let (name, fresh) = st.cache.type_name(&mem, &interp.layout, f.self_type);

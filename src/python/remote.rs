@@ -18,7 +18,7 @@ use super::PyError;
 use super::code::CodeCache;
 use super::memory::{LiveMemory, ProcessMemory};
 use super::process::{self, Interpreter};
-use super::sidecar::{CodeLine, CodeWriter, hex};
+use super::sidecar::{CodeLine, CodeWriter};
 use super::walker::{self, WalkEnd};
 use super::wire::{
     CAP_READ_FAILED, CAP_TRUNCATED, CapFrame, Capture, FILE_MAGIC, FILE_VERSION, FR_SHIM,
@@ -189,18 +189,7 @@ fn sample_loop(
             }
             for f in frames.iter().filter(|f| f.flags & FR_SHIM == 0) {
                 if let Some((ci, true)) = cache.get(&mem, &interp.layout, f.code, f.token) {
-                    codes.put(&CodeLine::Code {
-                        pid,
-                        addr: f.code,
-                        token: f.token,
-                        name: ci.name.clone(),
-                        qualname: ci.qualname.clone(),
-                        file: ci.filename.clone(),
-                        firstlineno: ci.firstlineno,
-                        minor: interp.version.1,
-                        linetable: hex(&ci.linetable),
-                        self_first: ci.self_first,
-                    });
+                    codes.put(&CodeLine::code(pid, f.code, ci, interp.version.1));
                 }
                 if f.self_type != 0
                     && let (Some(name), true) = cache.type_name(&mem, &interp.layout, f.self_type)

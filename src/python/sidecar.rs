@@ -223,6 +223,24 @@ pub fn read_codes(raw_dir: &Path) -> Vec<CodeLine> {
         .collect()
 }
 
+impl CodeLine {
+    /// The line for a code object read at `addr` in process `pid` (interpreter 3.`minor`).
+    pub fn code(pid: u32, addr: u64, ci: &super::code::CodeInfo, minor: u32) -> CodeLine {
+        CodeLine::Code {
+            pid,
+            addr,
+            token: ci.token,
+            name: ci.name.clone(),
+            qualname: ci.qualname.clone(),
+            file: ci.filename.clone(),
+            firstlineno: ci.firstlineno,
+            minor,
+            linetable: hex(&ci.linetable),
+            self_first: ci.self_first,
+        }
+    }
+}
+
 /// Hex encoding.
 pub fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
