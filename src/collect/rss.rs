@@ -404,38 +404,18 @@ pub fn read_rss_csv(path: &Path) -> Result<Vec<(u64, u32, u64)>, RssError> {
         path: path.to_path_buf(),
         source,
     })?;
-    let text = String::from_utf8_lossy(&bytes);
-    let complete = text.ends_with('\n');
-    let lines: Vec<&str> = text.lines().collect();
-    let mut rows = Vec::with_capacity(lines.len());
-    for (i, l) in lines.iter().enumerate() {
-        if i == 0 && l.starts_with("time_ns") {
-            continue;
-        }
-        if l.trim().is_empty() {
-            continue;
-        }
+    crate::util::tolerant_csv_rows(&String::from_utf8_lossy(&bytes), |l| {
         let mut f = l.split(',');
-        let parsed = (|| {
-            let t = f.next()?.trim().parse::<u64>().ok()?;
-            let p = f.next()?.trim().parse::<u32>().ok()?;
-            let r = f.next()?.trim().parse::<u64>().ok()?;
-            Some((t, p, r))
-        })();
-        let last = i + 1 == lines.len();
-        match parsed {
-            Some(r) if !last || complete => rows.push(r),
-            _ if last => {} // cut by a crash mid-write
-            _ => {
-                return Err(RssError::Bad {
-                    path: path.to_path_buf(),
-                    line: i + 1,
-                    text: l.chars().take(80).collect(),
-                });
-            }
-        }
-    }
-    Ok(rows)
+        let t = f.next()?.trim().parse::<u64>().ok()?;
+        let p = f.next()?.trim().parse::<u32>().ok()?;
+        let r = f.next()?.trim().parse::<u64>().ok()?;
+        Some((t, p, r))
+    })
+    .map_err(|(line, text)| RssError::Bad {
+        path: path.to_path_buf(),
+        line,
+        text,
+    })
 }
 
 /// The tree's total RSS over time from per-process readings `(time_ns, process,

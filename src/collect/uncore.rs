@@ -355,39 +355,21 @@ pub fn read_counters_csv(path: &Path) -> Result<Vec<CounterRow>, UncoreError> {
         path: path.to_path_buf(),
         source,
     })?;
-    let text = String::from_utf8_lossy(&bytes);
-    let complete = text.ends_with('\n');
-    let lines: Vec<&str> = text.lines().collect();
-    let mut rows = Vec::new();
-    for (i, l) in lines.iter().enumerate() {
-        if (i == 0 && l.starts_with("time_ns")) || l.trim().is_empty() {
-            continue;
-        }
+    crate::util::tolerant_csv_rows(&String::from_utf8_lossy(&bytes), |l| {
         let f: Vec<&str> = l.split(',').collect();
-        let parsed = (f.len() == 4)
-            .then(|| {
-                Some(CounterRow {
-                    time_ns: f[0].parse().ok()?,
-                    counter: f[1].to_string(),
-                    value: f[2].parse().ok()?,
-                    multiplexed: f[3].trim() == "1",
-                })
-            })
-            .flatten();
-        let last = i + 1 == lines.len();
-        match parsed {
-            Some(r) if !last || complete => rows.push(r),
-            _ if last => {}
-            _ => {
-                return Err(UncoreError::Bad {
-                    path: path.to_path_buf(),
-                    line: i + 1,
-                    text: l.chars().take(80).collect(),
-                });
-            }
-        }
-    }
-    Ok(rows)
+        (f.len() == 4).then_some(())?;
+        Some(CounterRow {
+            time_ns: f[0].parse().ok()?,
+            counter: f[1].to_string(),
+            value: f[2].parse().ok()?,
+            multiplexed: f[3].trim() == "1",
+        })
+    })
+    .map_err(|(line, text)| UncoreError::Bad {
+        path: path.to_path_buf(),
+        line,
+        text,
+    })
 }
 
 /// Bandwidth of one counter over the run.

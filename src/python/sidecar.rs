@@ -235,15 +235,10 @@ impl CodeLine {
             file: ci.filename.clone(),
             firstlineno: ci.firstlineno,
             minor,
-            linetable: hex(&ci.linetable),
+            linetable: crate::util::hex(&ci.linetable),
             self_first: ci.self_first,
         }
     }
-}
-
-/// Hex encoding.
-pub fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 /// Hex decoding (None on bad input).
