@@ -468,28 +468,21 @@ impl Builder<'_> {
             return;
         }
         let end = start.saturating_add(len);
-        if path.starts_with("//anon") {
-            // Anonymous code (JIT, CPython 3.12's perf trampolines): no module; its
-            // addresses stay absolute so the copied perf maps can name them. It replaces
-            // whatever was mapped there.
-            if let Some(proc) = self.procs.get_mut(&pid) {
-                let maps: Vec<MappingShared> = proc
-                    .mappings
-                    .iter()
-                    .filter(|m| m.0.end <= start || m.0.start >= end)
-                    .cloned()
-                    .collect();
-                proc.mappings = Arc::new(maps);
-            }
-            return;
-        }
-        let module = self.module(path.clone(), bid);
-        let elf = self.out.modules[module as usize].elf.clone();
-        let svma_start = elf
-            .as_ref()
-            .and_then(|e| e.svma_of_offset(pgoff))
-            .unwrap_or(pgoff);
-        let bias = start as i64 - svma_start as i64;
+        // Anonymous code (JIT, CPython 3.12's perf trampolines) gets no module: its
+        // addresses stay absolute so the copied perf maps can name them. Either way the
+        // new mapping replaces whatever was mapped there.
+        let anon = path.starts_with("//anon");
+        let (module, elf, bias) = if anon {
+            (0, None, 0)
+        } else {
+            let module = self.module(path.clone(), bid);
+            let elf = self.out.modules[module as usize].elf.clone();
+            let svma_start = elf
+                .as_ref()
+                .and_then(|e| e.svma_of_offset(pgoff))
+                .unwrap_or(pgoff);
+            (module, elf, start as i64 - svma_start as i64)
+        };
         let proc = self.procs.entry(pid).or_default();
         let mut maps: Vec<MappingShared> = proc
             .mappings
@@ -497,12 +490,14 @@ impl Builder<'_> {
             .filter(|m| m.0.end <= start || m.0.start >= end)
             .cloned()
             .collect();
-        maps.push(MappingShared(Arc::new(Mapping {
-            start,
-            end,
-            module,
-            bias,
-        })));
+        if !anon {
+            maps.push(MappingShared(Arc::new(Mapping {
+                start,
+                end,
+                module,
+                bias,
+            })));
+        }
         maps.sort_by_key(|m| m.0.start);
         proc.mappings = Arc::new(maps);
         if let Some(elf) = elf {
