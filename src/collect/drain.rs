@@ -207,7 +207,7 @@ impl Session {
                 }
             }
             self.writer.add_ids(0, &ids)?;
-            link.note_event_ids(ev.pid, &ids);
+            link.note_event_ids(ev.pid, &ids, ev.captures);
         }
         Ok(())
     }

@@ -674,7 +674,11 @@ fn requested_events(
                     }
                     // Hotspots with a PMU: cycles leads instructions and cache-misses,
                     // read with each sample; on the software fallback there is no group.
-                    let members = if opts.mode == Mode::Hotspots {
+                    // Decided here, not when opening, because a Python launch without a
+                    // group is sampled by the agents alone (see `agents_sample`).
+                    let members = if opts.mode == Mode::Hotspots
+                        && events::list::probe(&spec).is_ok()
+                    {
                         events::HOTSPOT_GROUP_MEMBERS
                             .iter()
                             .filter_map(|m| events::resolve(m).ok().map(|s| (m.to_string(), s)))

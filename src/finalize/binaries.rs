@@ -28,9 +28,12 @@ pub struct Segment {
     pub filesz: u64,
     /// Linked address (SVMA).
     pub vaddr: u64,
+    /// Mapped executable (PF_X).
+    pub executable: bool,
 }
 
 /// What finalize keeps of an ELF file.
+#[derive(Default)]
 pub struct LoadedElf {
     /// The file used.
     pub path: PathBuf,
@@ -60,12 +63,27 @@ pub struct UnwindSections {
 }
 
 impl LoadedElf {
-    /// SVMA of a file offset, from the segment containing it.
+    /// SVMA of the start of an executable mapping at file offset `offset` (mmap's
+    /// page-aligned pgoff).
+    ///
+    /// The loader maps each segment from its offset rounded down to a page, and that
+    /// page may also hold the previous segment: lld (clang, Rust) puts the read-only
+    /// segment at offset 0 and `.text` at offset 0x710, address 0x1710, in one page. So
+    /// the mapped segment is the executable one starting in that page, not the first
+    /// one containing the offset.
     pub fn svma_of_offset(&self, offset: u64) -> Option<u64> {
+        // x86-64 pages are 4 KiB whatever the segment alignment (ld.so rounds p_offset
+        // down to the page size); finalize may run on another machine.
+        const PAGE: u64 = 4096;
         self.segments
             .iter()
-            .find(|s| offset >= s.offset && offset < s.offset + s.filesz.max(1))
-            .map(|s| offset - s.offset + s.vaddr)
+            .find(|s| s.executable && s.offset & !(PAGE - 1) == offset)
+            .or_else(|| {
+                self.segments
+                    .iter()
+                    .find(|s| offset >= s.offset && offset < s.offset + s.filesz.max(1))
+            })
+            .map(|s| s.vaddr.wrapping_sub(s.offset).wrapping_add(offset))
     }
 }
 
@@ -88,6 +106,8 @@ pub fn load_elf(path: &Path) -> Option<LoadedElf> {
                 offset,
                 filesz,
                 vaddr: s.address(),
+                executable: matches!(s.flags(), object::SegmentFlags::Elf { p_flags, .. }
+                    if p_flags.contains(object::elf::PF_X)),
             }
         })
         .collect();
@@ -196,4 +216,57 @@ fn find_by_name(dir: &Path, name: &std::ffi::OsStr, depth: u32) -> Vec<PathBuf> 
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn elf(segments: Vec<Segment>) -> LoadedElf {
+        LoadedElf {
+            segments,
+            ..Default::default()
+        }
+    }
+
+    fn seg(offset: u64, filesz: u64, vaddr: u64, executable: bool) -> Segment {
+        Segment {
+            offset,
+            filesz,
+            vaddr,
+            executable,
+        }
+    }
+
+    #[test]
+    fn lld_text_sharing_the_first_page_maps_at_its_own_address() {
+        // `gcc -fuse-ld=lld` of tests/programs/hot.c (readelf -l).
+        let e = elf(vec![
+            seg(0, 0x708, 0, false),
+            seg(0x710, 0x270, 0x1710, true),
+            seg(0x980, 0x1d8, 0x2980, false),
+        ]);
+        assert_eq!(e.svma_of_offset(0), Some(0x1000));
+        // Rust's cdylib (the agent): .text from offset 0x13e38 at 0x14e38.
+        let e = elf(vec![
+            seg(0, 0x13e38, 0, false),
+            seg(0x13e38, 0x43178, 0x14e38, true),
+        ]);
+        assert_eq!(e.svma_of_offset(0x13000), Some(0x14000));
+    }
+
+    #[test]
+    fn gnu_ld_layouts_are_unchanged() {
+        // libpython: offset == address for every segment.
+        let e = elf(vec![
+            seg(0, 0xf4188, 0, false),
+            seg(0xf5000, 0x23b6d9, 0xf5000, true),
+        ]);
+        assert_eq!(e.svma_of_offset(0xf5000), Some(0xf5000));
+        // A whole file mapped executable from 0 (old single-segment layouts).
+        let e = elf(vec![seg(0, 0x5000, 0x400000, true)]);
+        assert_eq!(e.svma_of_offset(0), Some(0x400000));
+        // A mapping inside a segment (a later part mapped on its own).
+        assert_eq!(e.svma_of_offset(0x2000), Some(0x402000));
+    }
 }

@@ -138,6 +138,8 @@ pub struct AgentEvents {
     pub pid: u32,
     /// (cpu, event fd), one per CPU.
     pub fds: Vec<(u32, OwnedFd)>,
+    /// The process is a Python the agent captures in (its events carry SIGTRAP).
+    pub captures: bool,
 }
 
 /// Where the agent library is: `HWPROF_AGENT_LIB`, else `libhwprof_agent.so` beside the
@@ -165,7 +167,7 @@ struct Shared {
     /// Raw dir, sampling attr and whether the agents are the only samplers, once known.
     target: Option<(PathBuf, Vec<u8>, bool)>,
     /// Event ids noted by the collector, to be written out.
-    ids: Vec<(u32, Vec<u64>)>,
+    ids: Vec<(u32, Vec<u64>, bool)>,
     /// Processes with a supported interpreter.
     accepted: u32,
 }
@@ -319,9 +321,9 @@ impl AgentLink {
     /// Records the perf event ids of an agent's events (the collector reads them with
     /// `PERF_EVENT_IOC_ID`), so finalize can tell the agent's samples from the
     /// collector's own (see [`super::PythonStacks::agent_ids`]).
-    pub fn note_event_ids(&self, pid: u32, ids: &[u64]) {
+    pub fn note_event_ids(&self, pid: u32, ids: &[u64], captures: bool) {
         if let Ok(mut s) = self.shared.lock() {
-            s.ids.push((pid, ids.to_vec()));
+            s.ids.push((pid, ids.to_vec(), captures));
         }
     }
 
@@ -460,8 +462,8 @@ impl Server {
             self.attr = attr;
             self.agents_sample = agents_sample;
         }
-        for (pid, ids) in ids {
-            self.writer.put(&CodeLine::Events { pid, ids });
+        for (pid, ids, captures) in ids {
+            self.writer.put(&CodeLine::Events { pid, ids, captures });
         }
     }
 
@@ -614,10 +616,12 @@ impl Server {
                     .filter_map(|b| b.try_into().ok().map(u32::from_le_bytes))
                     .collect();
                 let fds: Vec<(u32, OwnedFd)> = cpus.into_iter().zip(fds).collect();
+                // This connection's process, as configured at its hello.
+                let captures = self.procs.get(&pid).is_some_and(|p| p.interp.is_some());
                 if !fds.is_empty()
                     && let Ok(mut s) = self.shared.lock()
                 {
-                    s.events.push(AgentEvents { pid, fds });
+                    s.events.push(AgentEvents { pid, fds, captures });
                 }
             }
             Some(BYE_MAGIC) => {

@@ -169,6 +169,11 @@ pub enum CodeLine {
         pid: u32,
         /// Kernel ids.
         ids: Vec<u64>,
+        /// The events deliver a SIGTRAP capture per sample (the agent of a Python
+        /// process); false for an agent sampling a non-Python process of the tree
+        /// (a launcher such as pyenv's shim, before it execs Python).
+        #[serde(default = "yes")]
+        captures: bool,
     },
     /// Sampler counts.
     Stats {
@@ -249,6 +254,11 @@ pub fn unhex(s: &str) -> Option<Vec<u8>> {
     (0..s.len() / 2)
         .map(|i| u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok())
         .collect()
+}
+
+/// serde default of [`CodeLine::Events::captures`] (files written before it existed).
+fn yes() -> bool {
+    true
 }
 
 #[cfg(test)]

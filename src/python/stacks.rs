@@ -80,6 +80,8 @@ pub struct PythonStacks {
     types: HashMap<(u32, u64), String>,
     summary: PythonSummary,
     agent_ids: std::collections::HashSet<u64>,
+    /// The agents' events that deliver a capture per sample (Python processes).
+    capture_ids: std::collections::HashSet<u64>,
     /// Per process, the time of its first capture.
     agent_start: HashMap<u32, u64>,
 }
@@ -138,6 +140,7 @@ impl PythonStacks {
         let mut types = HashMap::new();
         let mut methods = Vec::new();
         let mut agent_ids = std::collections::HashSet::new();
+        let mut capture_ids = std::collections::HashSet::new();
         for l in lines {
             match l {
                 CodeLine::Process {
@@ -178,7 +181,12 @@ impl PythonStacks {
                     types.insert((pid, addr), name);
                 }
                 CodeLine::Stats { torn, .. } => summary.torn += torn,
-                CodeLine::Events { ids, .. } => agent_ids.extend(ids),
+                CodeLine::Events { ids, captures, .. } => {
+                    if captures {
+                        capture_ids.extend(ids.iter().copied());
+                    }
+                    agent_ids.extend(ids);
+                }
             }
         }
         summary.versions.sort();
@@ -196,6 +204,7 @@ impl PythonStacks {
             types,
             summary,
             agent_ids,
+            capture_ids,
             agent_start,
         }))
     }
@@ -377,7 +386,9 @@ impl Joiner {
         if !self.stacks.keep_sample(pid, id, time_ns) {
             return Some(DROP);
         }
-        let agent = id.is_some_and(|id| self.stacks.agent_ids.contains(&id));
+        // A sample of an agent's capturing events (a non-Python process's agent samples
+        // without captures, like the collector).
+        let agent = id.is_some_and(|id| self.stacks.capture_ids.contains(&id));
         self.agent_samples += u64::from(agent);
         if !self.stacks.by_tid.contains_key(&tid) {
             return None;

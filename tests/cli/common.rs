@@ -161,3 +161,32 @@ pub fn hwprof_for_nobody(dir: &Path) -> PathBuf {
     std::fs::copy(hwprof_bin(), &hw).unwrap();
     hw
 }
+
+/// The event id (PERF_SAMPLE_IDENTIFIER, the first word) of every SAMPLE record in the
+/// raw perf.data files of a run.
+pub fn perf_data_sample_ids(dir: &Path) -> Vec<u64> {
+    use linux_perf_data::linux_perf_event_reader::RecordType;
+    use linux_perf_data::{PerfFileReader, PerfFileRecord};
+    let mut ids = Vec::new();
+    for entry in std::fs::read_dir(dir.join("raw")).expect("raw dir") {
+        let path = entry.expect("raw entry").path().join("perf.data");
+        let file = std::fs::File::open(&path).expect("open perf.data");
+        let PerfFileReader {
+            mut perf_file,
+            mut record_iter,
+        } = PerfFileReader::parse_file(std::io::BufReader::new(file)).expect("parse perf.data");
+        while let Some(r) = record_iter.next_record(&mut perf_file).expect("record") {
+            if let PerfFileRecord::EventRecord { record, .. } = r
+                && record.record_type == RecordType::SAMPLE
+            {
+                let body = record.data.as_slice();
+                let id = body
+                    .get(..8)
+                    .and_then(|b| b.try_into().ok())
+                    .map(u64::from_le_bytes);
+                ids.push(id.expect("sample id"));
+            }
+        }
+    }
+    ids
+}

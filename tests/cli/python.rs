@@ -13,7 +13,7 @@ use std::sync::OnceLock;
 use hwprof::python::memory::{LiveMemory, MemoryImage, Recorder};
 use hwprof::python::{code, process, walker};
 
-use crate::common::{hotspots, hwprof_bin, ok, shared_tempdir};
+use crate::common::{hotspots, hwprof_bin, ok, perf_data_sample_ids, shared_tempdir};
 
 // Small integers in both loops: `i * i` grows past one 30-bit digit in the longer loop
 // only, making its iterations slower and the designed 3:1 split read as ~79:21.
@@ -143,7 +143,25 @@ fn lines_of(dir: &Path, function: &str) -> Vec<(u32, u64)> {
 }
 
 /// Checks the designed ground truth on a finalized result.
-fn assert_work_truth(dir: &Path, label: &str) {
+/// Event ids of every agent's sampling events (`python-codes.jsonl` "events" lines).
+fn agent_event_ids(dir: &Path) -> std::collections::HashSet<u64> {
+    let mut ids = std::collections::HashSet::new();
+    for entry in std::fs::read_dir(dir.join("raw")).expect("raw dir") {
+        let text =
+            std::fs::read_to_string(entry.expect("raw entry").path().join("python-codes.jsonl"))
+                .unwrap_or_default();
+        for line in text.lines() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap_or_default();
+            if let Some(list) = v["ids"].as_array() {
+                ids.extend(list.iter().filter_map(|x| x.as_u64()));
+            }
+        }
+    }
+    ids
+}
+
+/// `agent_alone`: a launch whose argv[0] is Python, sampled by its agent only.
+fn assert_work_truth(dir: &Path, label: &str, agent_alone: bool) {
     let rows = hotspots(dir, &["--frames", "python"]);
     let heavy = rows.get("Worker.heavy").map_or(0, |h| h.self_value);
     let light = rows.get("Worker.light").map_or(0, |h| h.self_value);
@@ -200,6 +218,19 @@ fn assert_work_truth(dir: &Path, label: &str) {
     eprintln!(
         "{label}: {captures} captures, {agent} agent samples ({lost} lost), {with} with their capture"
     );
+    // A Python launch on the default events is sampled by its agents alone: a second
+    // sampling by the collector's own events doubled the kernel's work per sample.
+    // (perf.data holds every sample taken; finalize keeps one stream per process.)
+    if agent_alone {
+        let agents: std::collections::HashSet<u64> = agent_event_ids(dir);
+        let ids = perf_data_sample_ids(dir);
+        let ours = ids.iter().filter(|id| !agents.contains(id)).count();
+        assert!(
+            !ids.is_empty() && ours == 0,
+            "{label}: {ours} of {} samples in perf.data were the collector's: it sampled the Python launch too",
+            ids.len()
+        );
+    }
     // One SIGTRAP per sample; a sample the kernel could not write (ring full, counted
     // as lost) still had its capture, and the kernel may merge the SIGTRAPs of two
     // samples a few microseconds apart (a thread moving between per-CPU events) into
@@ -240,7 +271,7 @@ fn agent_captures_designed_shares_names_and_lines_on_each_version() {
         ok(&out);
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!err.contains("panick"), "{err}");
-        assert_work_truth(&dir, ver);
+        assert_work_truth(&dir, ver, true);
         ran += 1;
     }
     assert!(ran >= 1);
@@ -257,7 +288,7 @@ fn pyenv_shim_and_ordinary_user() {
         &[],
         &["python3", script.to_str().unwrap_or(""), "12"],
     ));
-    assert_work_truth(&dir, "python3 on PATH");
+    assert_work_truth(&dir, "python3 on PATH", true);
 
     // An ordinary user (uid 65534, paranoid 2, no capabilities) with the system python.
     let sys_py = Path::new("/usr/bin/python3");
@@ -281,7 +312,7 @@ fn pyenv_shim_and_ordinary_user() {
         .output()
         .expect("setpriv");
     ok(&out);
-    assert_work_truth(&dir, "uid 65534, /usr/bin/python3");
+    assert_work_truth(&dir, "uid 65534, /usr/bin/python3", true);
 }
 
 const SIGNALS: &str = r#"import os, signal, sys
@@ -839,7 +870,7 @@ fn python_started_by_sh_c_or_env_gets_its_frames() {
     let line = format!("{} {} 12", py.display(), script.display());
     let dir = tmp.path().join("sh");
     ok(&collect(&dir, &[], &["sh", "-c", &line]));
-    assert_work_truth(&dir, "sh -c");
+    assert_work_truth(&dir, "sh -c", false);
     let dir = tmp.path().join("env");
     ok(&collect(
         &dir,
@@ -852,5 +883,5 @@ fn python_started_by_sh_c_or_env_gets_its_frames() {
             "12",
         ],
     ));
-    assert_work_truth(&dir, "env X=1");
+    assert_work_truth(&dir, "env X=1", false);
 }

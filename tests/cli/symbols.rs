@@ -67,6 +67,50 @@ fn cpp_names_are_demangled_and_inlined_frames_kept() {
     );
 }
 
+/// The `ld.lld` that rustup ships (`gcc-ld/` of the toolchain), as a `cc -B` directory.
+fn rust_lld_dir() -> Option<std::path::PathBuf> {
+    let out = Command::new("rustc")
+        .args(["--print", "sysroot"])
+        .output()
+        .ok()?;
+    let sysroot = String::from_utf8(out.stdout).ok()?;
+    let host = Command::new("rustc").arg("-vV").output().ok()?;
+    let host = String::from_utf8(host.stdout).ok()?;
+    let triple = host.lines().find_map(|l| l.strip_prefix("host: "))?;
+    let dir = std::path::Path::new(sysroot.trim())
+        .join("lib/rustlib")
+        .join(triple)
+        .join("bin/gcc-ld");
+    dir.join("ld.lld").exists().then_some(dir)
+}
+
+#[test]
+fn lld_linked_binary_is_symbolized_and_unwound() {
+    // lld (clang's and Rust's linker) starts .text in the same file page as the
+    // read-only segment, at another address (offset 0x710, address 0x1710): the
+    // mapping's pgoff is 0 for both. Mistaking one for the other named nothing.
+    let Some(lld) = rust_lld_dir() else {
+        eprintln!("SKIPPED: no ld.lld in the Rust toolchain (rustup's gcc-ld)");
+        return;
+    };
+    let t = shared_tempdir();
+    let b = format!("-B{}", lld.display());
+    let bin = build_c(t.path(), "hot.c", "hot_lld", &[&b, "-fuse-ld=lld"]);
+    let dir = t.path().join("run");
+    ok(&collect(&dir, &[], &[bin.to_str().unwrap(), "300"]));
+    let rows = hotspots(&dir, &[]);
+    let (a, b) = (self_pct(&rows, "hot_a"), self_pct(&rows, "hot_b"));
+    eprintln!("lld: hot_a {a:.1}%, hot_b {b:.1}% (designed 3:1)");
+    let share = 100.0 * a / (a + b).max(1e-9);
+    assert!(
+        a + b > 90.0 && (70.0..=80.0).contains(&share),
+        "hot_a {a}, hot_b {b}: {rows:#?}"
+    );
+    // Unwound through the lld-linked frames up to main.
+    let work = rows.get("work").map(|h| h.total_pct).unwrap_or(0.0);
+    assert!(work > 90.0, "work total {work}: {rows:#?}");
+}
+
 fn split_debug(bin: &std::path::Path) -> std::path::PathBuf {
     let debug = bin.with_extension("debug");
     let run = |args: &[&str]| {
