@@ -7,7 +7,8 @@
 //! 1. connects to the collector's socket and says hello (its pid);
 //! 2. receives a `Config`: whether this process is a CPython the collector understands,
 //!    the address of `_PyRuntime`, that version's struct layout, and a cookie;
-//! 3. if Python: opens `HWPROF_AGENT_DIR/python-<pid>.bin` and installs a SIGTRAP handler;
+//! 3. if Python: maps the capture ring the collector sent (a memfd, see `ring.rs`) and
+//!    installs a SIGTRAP handler;
 //! 4. unless the config says the collector samples this process itself
 //!    (`Config::sampling`), opens one sampling event per CPU on itself (disabled: the collector enables each
 //!    once its ring is mapped), from the attr bytes in
@@ -18,8 +19,9 @@
 //!
 //! The kernel then delivers one synchronous SIGTRAP to the sampled thread per sample. The
 //! handler (async-signal-safe: no allocation, no locks, only `process_vm_readv`, `gettid`,
-//! `clock_gettime`, one `write`, and now and then a re-read of `/proc/self/maps`) finds the thread's `PyThreadState` (matching
-//! `thread_id` to `pthread_self()`), walks its frame chain, and appends one capture record
+//! `clock_gettime`, and now and then a re-read of `/proc/self/maps`) finds the thread's
+//! `PyThreadState` (matching `thread_id` to `pthread_self()`), walks its frame chain, and
+//! appends one capture record to the ring
 //! (code object address, instruction offset, entry/shim markers, validation token) with
 //! tid and CLOCK_MONOTONIC time. A read of interpreter memory is a plain copy when it
 //! lies in a private read-write mapping of the process (a table refreshed from
@@ -33,10 +35,13 @@
 #![warn(missing_docs)]
 
 #[allow(dead_code)]
+#[path = "../../src/python/ring.rs"]
+mod ring;
+#[allow(dead_code)]
 #[path = "../../src/python/wire.rs"]
 mod wire;
 
-use std::ffi::{CString, c_int, c_void};
+use std::ffi::{c_int, c_void};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
@@ -135,7 +140,8 @@ pub unsafe extern "C" fn signal(sig: c_int, handler: libc::sighandler_t) -> libc
 }
 
 static STATE: OnceLock<State> = OnceLock::new();
-static OUT_FD: AtomicI32 = AtomicI32::new(-1);
+/// The capture ring (shared with the collector), once mapped.
+static RING: OnceLock<ring::Ring> = OnceLock::new();
 static SOCK_FD: AtomicI32 = AtomicI32::new(-1);
 static SOCK_PID: AtomicU32 = AtomicU32::new(0);
 /// Captures written and nanoseconds spent capturing (printed at exit when
@@ -442,38 +448,14 @@ fn start_python(cfg: &Config, pid: u32, given_fd: c_int) -> bool {
         }
         return false;
     }
-    let fd = if given_fd >= 0 {
-        given_fd
-    } else {
-        let Some(dir) = env("HWPROF_AGENT_DIR") else {
-            return false;
-        };
-        let Ok(path) = CString::new(format!("{dir}/python-{pid}.bin")) else {
-            return false;
-        };
-        // SAFETY: path is a valid C string.
-        unsafe {
-            libc::open(
-                path.as_ptr(),
-                libc::O_WRONLY | libc::O_CREAT | libc::O_APPEND | libc::O_CLOEXEC,
-                0o600,
-            )
-        }
-    };
-    if fd < 0 {
+    // The collector's capture ring (a memfd): mapped, then the fd is not needed.
+    if given_fd < 0 {
         return false;
     }
-    let header = FileHeader {
-        magic: FILE_MAGIC,
-        version: FILE_VERSION,
-        pid,
-        method: METHOD_AGENT,
-        minor: l.minor as u32,
-    };
-    if !write_all(fd, as_bytes(&header)) {
-        close(fd);
+    let Some(ring) = map_ring(given_fd) else {
         return false;
-    }
+    };
+    let _ = pid;
     // SAFETY: sigaction is plain data; we fill handler, mask and flags.
     let mut sa: libc::sigaction = unsafe { std::mem::zeroed() };
     let mut prev: libc::sigaction = unsafe { std::mem::zeroed() };
@@ -484,7 +466,6 @@ fn start_python(cfg: &Config, pid: u32, given_fd: c_int) -> bool {
     unsafe { libc::sigemptyset(&mut sa.sa_mask) };
     let r = real_sigaction(libc::SIGTRAP, &sa, &mut prev);
     if r != 0 {
-        close(fd);
         return false;
     }
     let state = State {
@@ -495,75 +476,52 @@ fn start_python(cfg: &Config, pid: u32, given_fd: c_int) -> bool {
     };
     USER_HANDLER.store(prev.sa_sigaction, Ordering::SeqCst);
     USER_FLAGS.store(prev.sa_flags, Ordering::SeqCst);
-    if STATE.set(state).is_err() {
-        close(fd);
+    if STATE.set(state).is_err() || RING.set(ring).is_err() {
         return false;
     }
     refresh_ranges();
     INSTALLED.store(true, Ordering::SeqCst);
-    OUT_FD.store(fd, Ordering::SeqCst);
     true
+}
+
+/// Maps the collector's capture ring from its memfd (closed here either way).
+fn map_ring(fd: c_int) -> Option<ring::Ring> {
+    // SAFETY: fstat into a zeroed struct of the right type.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    let size = if unsafe { libc::fstat(fd, &mut st) } == 0 {
+        st.st_size as usize
+    } else {
+        0
+    };
+    // SAFETY: a shared read-write mapping of the whole memfd; checked below.
+    let base = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            size,
+            libc::PROT_READ | libc::PROT_WRITE,
+            // Populated now: a first touch in the handler would be a page fault.
+            libc::MAP_SHARED | libc::MAP_POPULATE,
+            fd,
+            0,
+        )
+    };
+    close(fd);
+    if size == 0 || base == libc::MAP_FAILED {
+        return None;
+    }
+    // SAFETY: `size` bytes mapped at base for the life of the process.
+    let r = unsafe { ring::Ring::attach(base.cast(), size) };
+    if r.is_none() {
+        // SAFETY: unmapping what we just mapped.
+        unsafe { libc::munmap(base, size) };
+    }
+    r
 }
 
 fn as_bytes<T: Copy>(v: &T) -> &[u8] {
     // SAFETY: T is a repr(C) struct of integers without padding bytes that matter; we
     // only copy its bytes out.
     unsafe { std::slice::from_raw_parts((v as *const T).cast(), size_of::<T>()) }
-}
-
-fn write_all(fd: c_int, mut b: &[u8]) -> bool {
-    while !b.is_empty() {
-        // SAFETY: writing from a live slice.
-        let r = unsafe { libc::write(fd, b.as_ptr().cast(), b.len()) };
-        if r < 0 {
-            // SAFETY: reading errno.
-            if unsafe { *libc::__errno_location() } == libc::EINTR {
-                continue;
-            }
-            return false;
-        }
-        if r == 0 {
-            return false;
-        }
-        b = &b[r as usize..];
-    }
-    true
-}
-
-/// Writes the slices in order with `writev`, finishing a short write piece by piece.
-fn writev_all(fd: c_int, parts: &[&[u8]]) -> bool {
-    let mut iov = [libc::iovec {
-        iov_base: std::ptr::null_mut(),
-        iov_len: 0,
-    }; 4];
-    if parts.len() > iov.len() {
-        return false;
-    }
-    for (v, p) in iov.iter_mut().zip(parts) {
-        v.iov_base = p.as_ptr().cast_mut().cast();
-        v.iov_len = p.len();
-    }
-    let total: usize = parts.iter().map(|p| p.len()).sum();
-    // SAFETY: every iovec points into a live slice of its length.
-    let r = unsafe { libc::writev(fd, iov.as_ptr(), parts.len() as c_int) };
-    if r < 0 {
-        return false;
-    }
-    let mut done = r as usize;
-    if done == total {
-        return true;
-    }
-    for p in parts {
-        if done >= p.len() {
-            done -= p.len();
-            continue;
-        }
-        if !write_all(fd, &p[done..]) {
-            return false;
-        }
-        done = 0;
-    }
-    true
 }
 
 fn online_cpus() -> Vec<u32> {
@@ -1237,10 +1195,7 @@ fn chain(_st: &State, sig: c_int, info: *mut libc::siginfo_t, ctx: *mut c_void) 
 }
 
 fn capture(st: &State, late: bool) {
-    let fd = OUT_FD.load(Ordering::Relaxed);
-    if fd < 0 {
-        return;
-    }
+    let Some(ring) = RING.get() else { return };
     // SAFETY: getpid/gettid/clock_gettime are async-signal-safe syscalls (vDSO for time).
     let (pid, tid, now) = unsafe {
         let mut ts: libc::timespec = std::mem::zeroed();
@@ -1280,8 +1235,7 @@ fn capture(st: &State, late: bool) {
         flags,
         nframes: n as u32,
     };
-    // One writev: the record goes out whole (O_APPEND), between other threads' records.
-    if writev_all(fd, &[as_bytes(&h), as_bytes(&c), frame_bytes]) {
+    if ring.write(&[as_bytes(&h), as_bytes(&c), frame_bytes]) {
         CAPTURES.fetch_add(1, Ordering::Relaxed);
         // SAFETY: clock_gettime (vDSO) is async-signal-safe.
         let end = unsafe {

@@ -28,9 +28,11 @@ use super::PyError;
 use super::code::CodeCache;
 use super::memory::LiveMemory;
 use super::process::{self, InterpError, Interpreter};
+use super::ring::{RING_DATA_BYTES, RING_HEADER_BYTES, Ring};
 use super::sidecar::{CodeLine, CodeWriter, parse_captures};
 use super::wire::{
-    BYE_MAGIC, CONFIG_MAGIC, Config, EVENTS_MAGIC, FR_SHIM, FileHeader, HELLO_MAGIC, Layout, NONE,
+    BYE_MAGIC, CONFIG_MAGIC, Config, EVENTS_MAGIC, FILE_MAGIC, FILE_VERSION, FR_SHIM, FileHeader,
+    HELLO_MAGIC, Layout, METHOD_AGENT, NONE,
 };
 use crate::cli::PythonCapture;
 
@@ -261,6 +263,8 @@ impl AgentLink {
             cookie: cookie(),
             procs: HashMap::new(),
             files: HashMap::new(),
+            rings: Vec::new(),
+            lost: 0,
             writer: Out(None),
             shared: shared.clone(),
             started: SystemTime::now(),
@@ -414,6 +418,75 @@ pub(crate) struct FileTail {
     pending: Vec<u8>,
 }
 
+/// A Python process's capture ring (shared memory, see `ring.rs`) and the capture file
+/// its records are copied to.
+struct CaptureRing {
+    pid: u32,
+    ring: Ring,
+    /// Keeps the ring mapped.
+    _map: memmap2::MmapMut,
+    file: std::fs::File,
+    buf: Vec<u8>,
+}
+
+impl CaptureRing {
+    /// A new ring for `pid` and its file `python-<pid>.bin` (0600, appended to: a program
+    /// exec'd by the same pid adds its own header); returns the memfd for the agent.
+    fn create(dir: &Path, pid: u32, minor: u32) -> std::io::Result<(CaptureRing, OwnedFd)> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        // SAFETY: memfd_create with a constant name; returns a new fd or -1.
+        let fd = unsafe { libc::memfd_create(c"hwprof-python-ring".as_ptr(), libc::MFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: a new fd that nothing else owns.
+        let memfd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let shm = std::fs::File::from(memfd.try_clone()?);
+        shm.set_len((RING_HEADER_BYTES + RING_DATA_BYTES) as u64)?;
+        // SAFETY: our own memfd, mapped shared; the agent maps the same pages.
+        let mut map = unsafe { memmap2::MmapMut::map_mut(&shm)? };
+        // SAFETY: the mapping is page-aligned, zeroed, of header + data bytes, and lives
+        // in `_map` as long as the ring.
+        let ring = unsafe { Ring::init(map.as_mut_ptr(), RING_DATA_BYTES as u64) }
+            .ok_or_else(|| std::io::Error::other("bad ring size"))?;
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(dir.join(format!("python-{pid}.bin")))?;
+        let header = FileHeader {
+            magic: FILE_MAGIC,
+            version: FILE_VERSION,
+            pid,
+            method: METHOD_AGENT,
+            minor,
+        };
+        // SAFETY: FileHeader is repr(C) integers; viewing its bytes.
+        file.write_all(unsafe {
+            std::slice::from_raw_parts((&raw const header).cast::<u8>(), size_of::<FileHeader>())
+        })?;
+        Ok((
+            CaptureRing {
+                pid,
+                ring,
+                _map: map,
+                file,
+                buf: Vec::new(),
+            },
+            memfd,
+        ))
+    }
+
+    fn drain(&mut self) {
+        use std::io::Write;
+        self.buf.clear();
+        if self.ring.drain(&mut self.buf) > 0 {
+            let _ = self.file.write_all(&self.buf);
+        }
+    }
+}
+
 /// The codes file, once the raw dir is known.
 struct Out(Option<CodeWriter>);
 
@@ -442,6 +515,10 @@ struct Server {
     cookie: u64,
     procs: HashMap<u32, ProcState>,
     files: HashMap<PathBuf, FileTail>,
+    /// One per Python process (forked children share their parent's).
+    rings: Vec<CaptureRing>,
+    /// Captures dropped by rings already closed.
+    lost: u64,
     writer: Out,
     shared: Arc<Mutex<Shared>>,
     started: SystemTime,
@@ -518,7 +595,24 @@ impl Server {
             }
         }
         for i in dead.into_iter().rev() {
-            self.conns.remove(i);
+            let (_, pid) = self.conns.remove(i);
+            // Closed when the process and the forked children sharing its socket (and
+            // ring) have all exited: nothing more comes, the ring's memory is returned.
+            if let Some(pid) = pid
+                && !self.conns.iter().any(|c| c.1 == Some(pid))
+            {
+                for r in self.rings.iter_mut().filter(|r| r.pid == pid) {
+                    r.drain();
+                }
+                let lost: u64 = self
+                    .rings
+                    .iter()
+                    .filter(|r| r.pid == pid)
+                    .map(|r| r.ring.lost())
+                    .sum();
+                self.lost += lost;
+                self.rings.retain(|r| r.pid != pid);
+            }
         }
     }
 
@@ -577,16 +671,22 @@ impl Server {
                 let n = self.attr.len().min(cfg.attr.len());
                 cfg.attr[..n].copy_from_slice(&self.attr[..n]);
                 cfg.attr_len = n as u32;
-                // The capture file, created here (0600) so the agent needs no path.
-                let file = match (&self.raw_dir, cfg.python) {
+                // The capture ring the agent writes into; we copy it to the capture file.
+                let file = match (self.raw_dir.clone(), cfg.python) {
                     (Some(dir), 1) => {
-                        use std::os::unix::fs::OpenOptionsExt;
-                        std::fs::OpenOptions::new()
-                            .create(true)
-                            .append(true)
-                            .mode(0o600)
-                            .open(dir.join(format!("python-{pid}.bin")))
-                            .ok()
+                        // Records of the program before an exec (same pid) come first.
+                        self.drain_rings();
+                        self.rings.retain(|r| r.pid != pid);
+                        match CaptureRing::create(&dir, pid, cfg.layout.minor as u32) {
+                            Ok((ring, memfd)) => {
+                                self.rings.push(ring);
+                                Some(memfd)
+                            }
+                            Err(e) => {
+                                self.note(format!("python: capture ring for {pid}: {e}"));
+                                None
+                            }
+                        }
                     }
                     _ => None,
                 };
@@ -750,9 +850,25 @@ impl Server {
         }
     }
 
+    /// Copies what the agents put in their rings to their capture files.
+    fn drain_rings(&mut self) {
+        for r in &mut self.rings {
+            r.drain();
+        }
+    }
+
+    fn note(&mut self, line: String) {
+        if self.refused.insert(line.clone())
+            && let Ok(mut s) = self.shared.lock()
+        {
+            s.notices.push(line);
+        }
+    }
+
     /// Reads new capture records and resolves their code objects (only `only_pid`'s
     /// when given).
     fn resolve(&mut self, only_pid: Option<u32>) {
+        self.drain_rings();
         let Some(dir) = self.raw_dir.clone() else {
             return;
         };
@@ -843,6 +959,14 @@ impl Server {
             return;
         }
         let unresolved: u64 = self.procs.values().map(|p| p.cache.failed).sum();
+        let lost = self.lost + self.rings.iter().map(|r| r.ring.lost()).sum::<u64>();
+        if lost > 0
+            && let Ok(mut s) = self.shared.lock()
+        {
+            s.notices.push(format!(
+                "python: {lost} captures dropped: the capture ring was full (the collector fell behind); those samples have native frames only"
+            ));
+        }
         let method = match self.method {
             LaunchMethod::Perfmap => "perf trampolines (perfmap)",
             _ => "agent, captured at each sample's instant",

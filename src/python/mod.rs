@@ -29,6 +29,7 @@ pub mod memory;
 pub mod perfmap;
 pub mod process;
 pub mod remote;
+pub mod ring;
 pub mod sidecar;
 pub mod stacks;
 pub mod walker;

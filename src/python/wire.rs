@@ -151,8 +151,9 @@ pub struct Config {
     pub layout: Layout,
     /// Bytes of `attr` used (0: take `HWPROF_AGENT_ATTR` from the environment).
     pub attr_len: u32,
-    /// 1 when the message carries (SCM_RIGHTS) the fd of `python-<pid>.bin`, opened by
-    /// the collector in the raw dir (else the agent opens `HWPROF_AGENT_DIR/python-<pid>.bin`).
+    /// 1 when the message carries (SCM_RIGHTS) the memfd of the capture ring (`ring.rs`),
+    /// which the collector copies to `python-<pid>.bin`; without it the agent captures
+    /// nothing.
     pub has_fd: u32,
     /// The `perf_event_attr` to sample with (the collector's sampling event).
     pub attr: [u8; MAX_ATTR],
