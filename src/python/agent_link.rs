@@ -798,6 +798,7 @@ impl Server {
             major: 0,
             minor: 0,
             runtime_interpreters_head: NONE,
+            runtime_tstate_current: NONE,
             interp_threads_head: NONE,
             interp_next: NONE,
             tstate_next: NONE,

@@ -42,6 +42,9 @@ pub struct Layout {
     pub minor: u64,
     /// `_PyRuntime.interpreters.head`.
     pub runtime_interpreters_head: u64,
+    /// `_PyRuntime.gilstate.tstate_current`, the GIL holder's thread state (3.8-3.11;
+    /// 3.12+ keep it in a thread-local).
+    pub runtime_tstate_current: u64,
     /// `PyInterpreterState.tstate_head` / `threads.head`.
     pub interp_threads_head: u64,
     /// `PyInterpreterState.next`.

@@ -69,6 +69,7 @@ pub fn from_debug_offsets(b: &[u8]) -> Result<Layout, DebugOffsetsError> {
         major: major as u64,
         minor: minor as u64,
         runtime_interpreters_head: g(40),
+        runtime_tstate_current: NONE,
         interp_threads_head: g(72),
         interp_next: g(64),
         tstate_next: g(168),

@@ -32,6 +32,11 @@ int main(void) {
     P("major", PY_MAJOR_VERSION);
     P("minor", PY_MINOR_VERSION);
     P("runtime_interpreters_head", offsetof(_PyRuntimeState, interpreters.head));
+#if PY_VERSION_HEX < 0x030C0000
+    P("runtime_tstate_current", offsetof(_PyRuntimeState, gilstate.tstate_current));
+#else
+    NONE("runtime_tstate_current");
+#endif
 #if PY_VERSION_HEX >= 0x030B0000
     P("interp_threads_head", offsetof(PyInterpreterState, threads.head));
 #else

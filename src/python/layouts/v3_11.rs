@@ -7,6 +7,7 @@ pub const LAYOUT: Layout = Layout {
     major: 3,
     minor: 11,
     runtime_interpreters_head: 40,
+    runtime_tstate_current: 576,
     interp_threads_head: 16,
     interp_next: 0,
     tstate_next: 8,

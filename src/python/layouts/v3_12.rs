@@ -7,6 +7,7 @@ pub const LAYOUT: Layout = Layout {
     major: 3,
     minor: 12,
     runtime_interpreters_head: 40,
+    runtime_tstate_current: NONE,
     interp_threads_head: 72,
     interp_next: 0,
     tstate_next: 8,

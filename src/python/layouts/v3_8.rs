@@ -7,6 +7,7 @@ pub const LAYOUT: Layout = Layout {
     major: 3,
     minor: 8,
     runtime_interpreters_head: 32,
+    runtime_tstate_current: 1368,
     interp_threads_head: 8,
     interp_next: 0,
     tstate_next: 8,
