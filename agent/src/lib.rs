@@ -10,8 +10,9 @@
 //! 3. if Python: maps the capture ring the collector sent (a memfd, see `ring.rs`) and
 //!    installs a SIGTRAP handler;
 //! 4. unless the config says the collector samples this process itself
-//!    (`Config::sampling`), opens one sampling event per CPU on itself (disabled: the collector enables each
-//!    once its ring is mapped), from the attr bytes in
+//!    (`Config::sampling`), opens one sampling event per CPU on itself (disabled until
+//!    its ring is mapped: here, with `Config::ring_pages`, then enabled at once), from
+//!    the attr bytes in
 //!    `HWPROF_AGENT_ATTR`, adding `inherit`, `remove_on_exec` and (if Python) `sigtrap`
 //!    with `sig_data` = cookie, clearing the side-band bits (mmap, comm, task, ...) that the
 //!    collector's own tracking event already records; and sends the fds to the collector
@@ -229,6 +230,7 @@ fn init() {
         return;
     }
     let fds = open_events(&attr, python, cfg.sampling == SAMPLE_ALWAYS, cfg.cookie);
+    start_sampling(&fds, cfg.ring_pages);
     for chunk in fds.chunks(MAX_FDS_PER_MSG) {
         let mut msg = EventsMsg {
             magic: EVENTS_MAGIC,
@@ -576,8 +578,8 @@ fn open_events(attr: &[u8], python: bool, only_sampler: bool, cookie: u64) -> Ve
         | BIT_COMM_EXEC
         | BIT_CONTEXT_SWITCH
         | BITS_NS_TO_TEXT_POKE);
-    // Disabled until the collector has mapped the ring and enables it: no sample (and so
-    // no SIGTRAP capture) is taken that has nowhere to go.
+    // Disabled until a ring is mapped (by `start_sampling` here, else by the collector):
+    // no sample (and so no SIGTRAP capture) is taken that has nowhere to go.
     flags |= BIT_INHERIT | BIT_REMOVE_ON_EXEC | BIT_DISABLED;
     if python {
         flags |= BIT_SIGTRAP;
@@ -596,6 +598,42 @@ fn open_events(attr: &[u8], python: bool, only_sampler: bool, cookie: u64) -> Ve
     }
     out
 }
+
+/// Maps each event's ring (`pages` data pages, the size the collector maps too) and
+/// enables the event, so that sampling starts now rather than when the collector gets
+/// to it (on a loaded machine that was tens of milliseconds of the program unsampled).
+/// The mapping stays for the life of the program: the kernel keeps one ring per event
+/// and both mappings share it. An event whose ring cannot be mapped here stays disabled
+/// for the collector to map and enable.
+fn start_sampling(fds: &[(u32, c_int)], pages: u32) {
+    if pages == 0 || !pages.is_power_of_two() {
+        return;
+    }
+    // SAFETY: sysconf is always safe to call.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as usize;
+    let len = (pages as usize + 1) * page;
+    for &(_, fd) in fds {
+        // SAFETY: mapping a perf event's ring read-write (the collector, the consumer,
+        // moves its tail); checked below.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd,
+                0,
+            )
+        };
+        if base != libc::MAP_FAILED {
+            // SAFETY: PERF_EVENT_IOC_ENABLE on our own event fd.
+            unsafe { libc::ioctl(fd, PERF_EVENT_IOC_ENABLE, 0) };
+        }
+    }
+}
+
+/// `_IO('$', 0)`.
+const PERF_EVENT_IOC_ENABLE: libc::c_ulong = 0x2400;
 
 /// One event per online CPU on this process, with the attr bytes given.
 fn open_on_cpus(a: &[u8]) -> Vec<(u32, c_int)> {

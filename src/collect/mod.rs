@@ -357,9 +357,16 @@ pub fn run(opts: &CollectOptions) -> Result<CollectOutcome, CollectError> {
         opts.quiet,
         &mut notices,
     )?;
-    // [python] The agents write into this raw dir and sample with the first event's attr.
+    // [python] The agents write into this raw dir and sample with the first event's attr,
+    // into rings of this many pages. When they are the only samplers, their rings carry
+    // every sample (ours only mmap/comm/task records).
+    let agent_ring_pages = if agents_sample {
+        (ring_pages(opts.call_graph) / 2).next_power_of_two().max(4)
+    } else {
+        16
+    };
     if let (Some(link), Some(fa)) = (py_link.as_ref(), opened.file_attrs.first())
-        && let Err(e) = link.set_target(&raw_dir, &fa.attr, agents_sample)
+        && let Err(e) = link.set_target(&raw_dir, &fa.attr, agents_sample, agent_ring_pages)
     {
         notice(
             opts.quiet,
@@ -425,10 +432,7 @@ pub fn run(opts: &CollectOptions) -> Result<CollectOutcome, CollectError> {
     }
 
     let mut session = drain::Session::new(opened.rings, opened.redirected, writer);
-    if agents_sample {
-        // The agents' rings carry every sample; ours only mmap/comm/task records.
-        session.set_agent_ring_pages(ring_pages(opts.call_graph) / 2);
-    }
+    session.set_agent_ring_pages(agent_ring_pages);
     let ended = session
         .run(drain::StopWhen {
             child: child.as_ref().map(|c| c.pid),

@@ -167,7 +167,7 @@ struct Shared {
     events: Vec<AgentEvents>,
     notices: Vec<String>,
     /// Raw dir, sampling attr and whether the agents are the only samplers, once known.
-    target: Option<(PathBuf, Vec<u8>, bool)>,
+    target: Option<(PathBuf, Vec<u8>, bool, usize)>,
     /// Event ids noted by the collector, to be written out.
     ids: Vec<(u32, Vec<u64>, bool)>,
     /// Processes with a supported interpreter.
@@ -197,7 +197,8 @@ impl AgentLink {
         sampling_attr: &[u8],
     ) -> Result<AgentLink, PyError> {
         let link = Self::bind_early(plan, raw_dir.parent().unwrap_or(raw_dir))?;
-        link.set_target(raw_dir, sampling_attr, false)?;
+        // The collector maps and enables the agents' events (ring_pages 0).
+        link.set_target(raw_dir, sampling_attr, false, 0)?;
         Ok(link)
     }
 
@@ -259,6 +260,7 @@ impl AgentLink {
             raw_dir: None,
             attr: Vec::new(),
             agents_sample: false,
+            ring_pages: 0,
             method: plan.method,
             cookie: cookie(),
             procs: HashMap::new(),
@@ -306,6 +308,7 @@ impl AgentLink {
         raw_dir: &Path,
         sampling_attr: &[u8],
         agents_sample: bool,
+        ring_pages: usize,
     ) -> Result<(), PyError> {
         CodeWriter::open(raw_dir)
             .map_err(|e| PyError::Io(raw_dir.join("python-codes.jsonl"), e))?;
@@ -317,7 +320,7 @@ impl AgentLink {
         let n = attr.len() as u32;
         attr[4..8].copy_from_slice(&n.to_le_bytes());
         if let Ok(mut s) = self.shared.lock() {
-            s.target = Some((raw_dir.to_path_buf(), attr, agents_sample));
+            s.target = Some((raw_dir.to_path_buf(), attr, agents_sample, ring_pages));
         }
         Ok(())
     }
@@ -511,6 +514,8 @@ struct Server {
     raw_dir: Option<PathBuf>,
     attr: Vec<u8>,
     agents_sample: bool,
+    /// Data pages of the agents' event rings.
+    ring_pages: usize,
     method: LaunchMethod,
     cookie: u64,
     procs: HashMap<u32, ProcState>,
@@ -533,7 +538,8 @@ impl Server {
             Ok(mut s) => (s.target.take(), std::mem::take(&mut s.ids)),
             Err(_) => return,
         };
-        if let Some((dir, attr, agents_sample)) = target {
+        if let Some((dir, attr, agents_sample, ring_pages)) = target {
+            self.ring_pages = ring_pages;
             self.writer = Out(CodeWriter::open(&dir).ok());
             self.raw_dir = Some(dir);
             self.attr = attr;
@@ -671,6 +677,7 @@ impl Server {
                 let n = self.attr.len().min(cfg.attr.len());
                 cfg.attr[..n].copy_from_slice(&self.attr[..n]);
                 cfg.attr_len = n as u32;
+                cfg.ring_pages = self.ring_pages as u32;
                 // The capture ring the agent writes into; we copy it to the capture file.
                 let file = match (self.raw_dir.clone(), cfg.python) {
                     (Some(dir), 1) => {
@@ -847,6 +854,8 @@ impl Server {
             layout,
             attr_len: 0,
             has_fd: 0,
+            ring_pages: 0,
+            reserved: 0,
             attr: [0; super::wire::MAX_ATTR],
         }
     }

@@ -202,13 +202,20 @@ impl Ring {
                 h.tail.store(tail, Ordering::Release);
                 break;
             }
-            for k in 0..len {
-                let p = ((tail + k) & self.mask) as usize;
-                // SAFETY: inside the data; committed bytes the producer no longer writes.
+            // At most two pieces: up to the end of the data, then from its start.
+            let mut left = len as usize;
+            let mut at = at;
+            while left > 0 {
+                let n = left.min(size as usize - at);
+                // SAFETY: [at, at+n) is inside the data; committed bytes the producer no
+                // longer writes, and no other producer reserves before tail moves.
                 unsafe {
-                    out.push(*self.data().add(p));
-                    *self.data().add(p) = 0;
+                    let p = self.data().add(at);
+                    out.extend_from_slice(std::slice::from_raw_parts(p, n));
+                    std::ptr::write_bytes(p, 0, n);
                 }
+                left -= n;
+                at = 0;
             }
             tail += len;
             h.tail.store(tail, Ordering::Release);

@@ -158,6 +158,13 @@ pub struct Config {
     /// which the collector copies to `python-<pid>.bin`; without it the agent captures
     /// nothing.
     pub has_fd: u32,
+    /// Data pages of each sampling event's ring (a power of two; 0: the collector maps
+    /// and enables the agent's events). The agent maps each ring with this size and
+    /// enables the event itself, so sampling starts before `main` however late the
+    /// collector gets to it; the collector maps the same rings (same size) to drain them.
+    pub ring_pages: u32,
+    /// Reserved, 0.
+    pub reserved: u32,
     /// The `perf_event_attr` to sample with (the collector's sampling event).
     pub attr: [u8; MAX_ATTR],
 }
