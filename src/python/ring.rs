@@ -134,7 +134,8 @@ impl Ring {
         let mut start = h.head.load(Ordering::Relaxed);
         loop {
             let tail = h.tail.load(Ordering::Acquire);
-            if start + len as u64 - tail > size {
+            // Wrapping: a tail scribbled over by the program must not panic in a handler.
+            if (start + len as u64).wrapping_sub(tail) > size {
                 h.lost.fetch_add(1, Ordering::Relaxed);
                 return false;
             }
