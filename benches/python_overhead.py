@@ -11,10 +11,14 @@ rounds, default 5):
   bare              python3 bm.py ...
   hwprof            hwprof collect -q -F 999 --no-finalize -- python3 bm.py ...
   hwprof-nopy       the same with --python off (native stacks only, no agent)
+  perf-record       perf record -F 999 --call-graph dwarf (8 KiB stacks, as hwprof)
+                    --no-bpf-event (perf 6.1's BPF side-band thread otherwise holds
+                    every run's exit until its 1 s poll times out: `true` takes 1.1 s)
   py-spy            py-spy record --rate 999 --format raw (default: stops the process)
   py-spy-nonblock   the same with --nonblocking
 
-HWPROF_BENCH_CONFIGS=bare,hwprof,... runs only those configurations.
+HWPROF_BENCH_CONFIGS=bare,hwprof,... runs only those configurations and
+HWPROF_BENCHES=go,... only those benchmarks.
 Prints the median wall time of each and its ratio to bare, as a Markdown table.
 Needs pyperformance, pyperf and py-spy (pip install -r .ci/requirements.txt).
 """
@@ -35,10 +39,14 @@ if not SPY:
 BENCH = os.path.join(os.path.dirname(pyperformance.__file__), "data-files", "benchmarks")
 # values of one loop each: ~2.5 s bare on the 2-core VM
 BENCHES = {"chaos": 40, "go": 20, "richards": 60}
+if os.environ.get("HWPROF_BENCHES"):
+    BENCHES = {k: v for k, v in BENCHES.items() if k in os.environ["HWPROF_BENCHES"].split(",")}
+PERF = shutil.which("perf")
 
 tmp = tempfile.mkdtemp(prefix="hwprof-pyov")
 out_dir = os.path.join(tmp, "run")
 spy_out = os.path.join(tmp, "spy.txt")
+perf_out = os.path.join(tmp, "perf.data")
 
 
 ONLY = [c for c in os.environ.get("HWPROF_BENCH_CONFIGS", "").split(",") if c]
@@ -51,9 +59,13 @@ def configs(cmd):
         "bare": cmd,
         "hwprof": hw + ["--"] + cmd,
         "hwprof-nopy": hw + ["--python", "off", "--"] + cmd,
+        "perf-record": [PERF, "record", "-q", "-F", "999", "--call-graph", "dwarf",
+                        "--no-bpf-event", "-o", perf_out, "--"] + cmd,
         "py-spy": spy + ["--"] + cmd,
         "py-spy-nonblock": spy + ["--nonblocking", "--"] + cmd,
     }
+    if not PERF:
+        del every["perf-record"]
     return {k: v for k, v in every.items() if not ONLY or k in ONLY}
 
 
