@@ -551,14 +551,32 @@ impl Server {
     }
 
     fn run(&mut self, stop: &AtomicBool) {
+        // Captures are read every 10 ms, and every millisecond for a while after they
+        // brought code objects not seen before: those come in bursts (imports, first
+        // calls), and a module's body is freed as soon as it has run, often before a
+        // 10 ms pass could read it (then its frames stay unresolved).
+        const QUIET: Duration = Duration::from_millis(10);
+        const BUSY: Duration = Duration::from_millis(1);
+        const BUSY_FOR: Duration = Duration::from_millis(200);
         let mut last = Instant::now();
+        let mut last_new_code: Option<Instant> = None;
         loop {
             let stopping = stop.load(Ordering::SeqCst);
+            let interval = match last_new_code {
+                Some(t) if t.elapsed() < BUSY_FOR => BUSY,
+                _ => QUIET,
+            };
             self.sync();
             // Stopping: one last look at the sockets, without waiting.
-            self.serve(if stopping { 0 } else { 10 });
-            if stopping || last.elapsed() >= Duration::from_millis(10) {
-                self.resolve(None);
+            self.serve(if stopping {
+                0
+            } else {
+                interval.as_millis() as u16
+            });
+            if stopping || last.elapsed() >= interval {
+                if self.resolve(None) {
+                    last_new_code = Some(Instant::now());
+                }
                 self.copy_perf_maps();
                 self.writer.flush();
                 last = Instant::now();
@@ -732,7 +750,7 @@ impl Server {
                 }
             }
             Some(BYE_MAGIC) => {
-                self.resolve(Some(pid));
+                let _ = self.resolve(Some(pid));
                 self.copy_perf_maps();
                 self.writer.flush();
                 let _ = send(fd, &[1u8], MsgFlags::MSG_NOSIGNAL);
@@ -875,16 +893,17 @@ impl Server {
         }
     }
 
-    /// Reads new capture records and resolves their code objects (only `only_pid`'s
-    /// when given).
-    fn resolve(&mut self, only_pid: Option<u32>) {
+    /// Reads new capture records and resolves their code objects; true when some code
+    /// object was not in the cache (read now, or already gone).
+    fn resolve(&mut self, only_pid: Option<u32>) -> bool {
         self.drain_rings();
         let Some(dir) = self.raw_dir.clone() else {
-            return;
+            return false;
         };
         let Ok(rd) = std::fs::read_dir(&dir) else {
-            return;
+            return false;
         };
+        let mut new_code = false;
         let files: Vec<PathBuf> = rd
             .flatten()
             .map(|e| e.path())
@@ -920,7 +939,11 @@ impl Server {
                         .cache
                         .get(&mem, &interp.layout, f.code, f.token)
                         .map(|(ci, fresh)| (ci.clone(), fresh));
-                    let Some((ci, fresh)) = fresh else { continue };
+                    let Some((ci, fresh)) = fresh else {
+                        new_code = true;
+                        continue;
+                    };
+                    new_code |= fresh;
                     if fresh {
                         self.writer
                             .put(&CodeLine::code(pid, f.code, &ci, interp.version.1));
@@ -938,6 +961,7 @@ impl Server {
                 }
             }
         }
+        new_code
     }
 
     /// `--python perfmap`: copies `/tmp/perf-<pid>.map` of the agents' processes, when it

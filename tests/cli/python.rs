@@ -714,6 +714,69 @@ fn each_thread_gets_its_own_python_stack() {
     );
 }
 
+/// Each module's body runs ~4 ms of work at import and is freed right after: the
+/// collector must read those code objects while they live (it reads captures every
+/// millisecond while they bring new code objects; at a fixed 10 ms, 31-41% resolved).
+#[test]
+fn module_bodies_run_at_import_are_resolved() {
+    let tmp = shared_tempdir();
+    let mods = tmp.path().join("mods");
+    std::fs::create_dir_all(&mods).expect("mkdir");
+    for i in 0..40 {
+        write_script(
+            &mods,
+            &format!("m{i}.py"),
+            "import time\nt = time.perf_counter()\nwhile time.perf_counter() - t < 0.004:\n    pass\n",
+        );
+    }
+    let main = write_script(
+        tmp.path(),
+        "importer.py",
+        "import importlib, sys\nsys.path.insert(0, sys.argv[1])\nfor i in range(40):\n    importlib.import_module(f\"m{i}\")\n",
+    );
+    let Some(py) = pyenv("3.11.7") else {
+        panic!("pyenv 3.11.7 is required")
+    };
+    let dir = tmp.path().join("r");
+    ok(&collect(
+        &dir,
+        &[],
+        &[
+            py.to_str().unwrap_or(""),
+            main.to_str().unwrap_or(""),
+            mods.to_str().unwrap_or(""),
+        ],
+    ));
+    let text = csv(
+        &dir,
+        &[
+            "--view", "hotspots", "--format", "csv", "--frames", "python", "--top", "1000",
+        ],
+    );
+    let (mut bodies, mut unresolved) = (0u64, 0u64);
+    let mut r = ::csv::Reader::from_reader(text.as_bytes());
+    for rec in r.records().flatten() {
+        let self_samples: u64 = rec[4].parse().unwrap_or(0);
+        let in_mods = Path::new(&rec[2]).parent() == Some(mods.as_path());
+        if &rec[0] == "<module>" && in_mods {
+            bodies += self_samples;
+        } else if rec[0].starts_with("<unresolved python code") {
+            unresolved += self_samples;
+        }
+    }
+    eprintln!("import: {bodies} samples in module bodies, {unresolved} unresolved");
+    // 40 x 4 ms at 1 kHz: ~160 samples in the bodies.
+    assert!(
+        bodies + unresolved >= 100,
+        "{bodies} + {unresolved} samples"
+    );
+    assert!(
+        bodies as f64 >= 0.8 * (bodies + unresolved) as f64,
+        "{unresolved} of {} module-body samples unresolved",
+        bodies + unresolved
+    );
+}
+
 /// An interpreter outside 3.8-3.13: one notice, a native profile, no error.
 #[test]
 fn unsupported_version_gets_one_notice_and_a_native_profile() {
