@@ -92,6 +92,11 @@ pub(crate) fn agent_lib() -> PathBuf {
     .clone()
 }
 
+/// The 3.11 interpreter every machine of ours has (pyenv), which the tests always run.
+fn python311() -> PathBuf {
+    pyenv("3.11.7").expect("pyenv 3.11.7 is required")
+}
+
 fn write_script(dir: &Path, name: &str, text: &str) -> PathBuf {
     let p = dir.join(name);
     std::fs::write(&p, text).expect("write script");
@@ -344,9 +349,7 @@ sys.exit(7)
 fn target_sigtrap_handler_blocked_signal_and_exit_status_survive() {
     let tmp = shared_tempdir();
     let script = write_script(tmp.path(), "sigs.py", SIGNALS);
-    let Some(py) = pyenv("3.11.7") else {
-        panic!("pyenv 3.11.7 is required")
-    };
+    let py = python311();
     let plain = Command::new(&py).arg(&script).output().expect("run python");
     let expect = String::from_utf8_lossy(&plain.stdout).into_owned();
     assert!(expect.starts_with("count=3 "), "{expect}");
@@ -506,9 +509,7 @@ fn remote_reader_walks_live_interpreters_and_a_recorded_image() {
 fn remote_sampler_for_attach() {
     let tmp = shared_tempdir();
     let script = write_script(tmp.path(), "work.py", WORK);
-    let Some(py) = pyenv("3.11.7") else {
-        panic!("pyenv 3.11.7 is required")
-    };
+    let py = python311();
     let mut child = Command::new(&py)
         .arg(&script)
         .arg("400")
@@ -606,9 +607,7 @@ fn perfmap_mode_copies_the_interpreters_map() {
 fn corrupt_python_sidecars_do_not_break_finalize() {
     let tmp = shared_tempdir();
     let script = write_script(tmp.path(), "work.py", WORK);
-    let Some(py) = pyenv("3.11.7") else {
-        panic!("pyenv 3.11.7 is required")
-    };
+    let py = python311();
     let dir = tmp.path().join("r");
     ok(&collect(
         &dir,
@@ -682,9 +681,7 @@ t.join()
 fn each_thread_gets_its_own_python_stack() {
     let tmp = shared_tempdir();
     let script = write_script(tmp.path(), "threads.py", THREADS);
-    let Some(py) = pyenv("3.11.7") else {
-        panic!("pyenv 3.11.7 is required")
-    };
+    let py = python311();
     let dir = tmp.path().join("r");
     ok(&collect(
         &dir,
@@ -734,9 +731,7 @@ fn module_bodies_run_at_import_are_resolved() {
         "importer.py",
         "import importlib, sys\nsys.path.insert(0, sys.argv[1])\nfor i in range(40):\n    importlib.import_module(f\"m{i}\")\n",
     );
-    let Some(py) = pyenv("3.11.7") else {
-        panic!("pyenv 3.11.7 is required")
-    };
+    let py = python311();
     let dir = tmp.path().join("r");
     ok(&collect(
         &dir,
@@ -809,9 +804,7 @@ fn unsupported_version_gets_one_notice_and_a_native_profile() {
 /// `-p` on a Python process that exits while being read: collection ends cleanly.
 #[test]
 fn attached_python_exiting_mid_read() {
-    let Some(py) = pyenv("3.11.7") else {
-        panic!("pyenv 3.11.7 is required")
-    };
+    let py = python311();
     let tmp = shared_tempdir();
     let script = write_script(tmp.path(), "work.py", WORK);
     let mut child = Command::new(&py)
@@ -872,9 +865,7 @@ fn blocked_thread_is_reported_at_its_sleep_line_with_its_os_tid() {
     let tmp = shared_tempdir();
     let script = write_script(tmp.path(), "sleeper.py", SLEEPER);
     let tid_file = tmp.path().join("sleeper.tid");
-    let Some(py) = pyenv("3.11.7") else {
-        panic!("pyenv 3.11.7 is required")
-    };
+    let py = python311();
     let dir = tmp.path().join("r");
     ok(&collect(
         &dir,
@@ -927,9 +918,7 @@ fn blocked_thread_is_reported_at_its_sleep_line_with_its_os_tid() {
 fn python_started_by_sh_c_or_env_gets_its_frames() {
     let tmp = shared_tempdir();
     let script = write_script(tmp.path(), "work.py", WORK);
-    let Some(py) = pyenv("3.11.7") else {
-        panic!("pyenv 3.11.7 is required")
-    };
+    let py = python311();
     let line = format!("{} {} 12", py.display(), script.display());
     let dir = tmp.path().join("sh");
     ok(&collect(&dir, &[], &["sh", "-c", &line]));
