@@ -930,26 +930,23 @@ impl Server {
                 let Some(st) = self.procs.get_mut(&pid) else {
                     continue;
                 };
-                let Some(interp) = st.interp.clone() else {
+                let Some((layout, minor)) = st.interp.as_ref().map(|i| (i.layout, i.version.1))
+                else {
                     continue;
                 };
                 let mem = LiveMemory { pid };
                 for f in c.frames.iter().filter(|f| f.flags & FR_SHIM == 0) {
-                    let fresh = st
-                        .cache
-                        .get(&mem, &interp.layout, f.code, f.token)
-                        .map(|(ci, fresh)| (ci.clone(), fresh));
-                    let Some((ci, fresh)) = fresh else {
+                    // Most frames hit the cache: nothing is copied for them.
+                    let Some((ci, fresh)) = st.cache.get(&mem, &layout, f.code, f.token) else {
                         new_code = true;
                         continue;
                     };
                     new_code |= fresh;
                     if fresh {
-                        self.writer
-                            .put(&CodeLine::code(pid, f.code, &ci, interp.version.1));
+                        self.writer.put(&CodeLine::code(pid, f.code, ci, minor));
                     }
                     if ci.self_first && f.self_type != 0 {
-                        let (name, fresh) = st.cache.type_name(&mem, &interp.layout, f.self_type);
+                        let (name, fresh) = st.cache.type_name(&mem, &layout, f.self_type);
                         if fresh && let Some(name) = name {
                             self.writer.put(&CodeLine::Selftype {
                                 pid,
