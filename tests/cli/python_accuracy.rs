@@ -408,7 +408,8 @@ fn pyperformance_richards_matches_stopping_py_spy() {
 }
 
 /// Ground truth: `matmul_work` calls `ndarray.dot` (OpenBLAS dgemm, one thread),
-/// `sort_work` calls `ndarray.sort` (numpy's `_multiarray_umath`), both C methods called
+/// `sort_work` calls `ndarray.copy` and `ndarray.sort` (numpy's `_multiarray_umath`
+/// entered at `array_copy` / `array_sort`), all C methods called
 /// straight from the Python function; `python_work` is pure Python.
 const NUMPY_WORK: &str = r#"import sys
 import numpy as np
@@ -496,6 +497,19 @@ fn numpy_native_frames_sit_under_their_python_caller() {
             let Some(pos) = s.frames.iter().rposition(|&f| fname(f).1.contains(lib)) else {
                 continue;
             };
+            // numpy's `_multiarray_umath` is entered from every caller (import-time init,
+            // `array_dot` and indexing in matmul_work, array deallocation in <module>):
+            // the designed caller is that of the methods sort_work calls, so only samples
+            // that entered the library through them count.
+            if lib == "_multiarray_umath" {
+                let entry = s.frames.iter().find(|&&f| fname(f).1.contains(lib));
+                // (`quicksort_double` when the unwinder stopped inside the sort's deep
+                // recursion: only sort_work sorts.)
+                let entered = |f: usize| fname(f).0 == "array_copy" || fname(f).0.contains("sort");
+                if !entry.is_some_and(|&f| entered(f)) {
+                    continue;
+                }
+            }
             // numpy's own frames also sit above OpenBLAS (`array_dot` calls dgemm): those
             // samples are matmul_work's, counted with OpenBLAS.
             if lib != "openblas" && s.frames.iter().any(|&f| fname(f).1.contains("openblas")) {
@@ -523,10 +537,10 @@ fn numpy_native_frames_sit_under_their_python_caller() {
     ] {
         let (under, all) = seen.get(&(lib, caller)).copied().unwrap_or((0, 0));
         assert!(all >= 100, "numpy: only {all} samples in {lib}");
-        // The library's own start-up (numpy import, OpenBLAS init) runs under the
-        // import's frames, not the caller's: a few percent.
+        // Outside imports every sample in the library is its caller's; a few may lose
+        // their Python half (a torn join), hence not 100%.
         assert!(
-            under * 100 >= all * 90,
+            under * 100 >= all * 97,
             "numpy: {under} of {all} {lib} samples under {caller}"
         );
     }
