@@ -159,6 +159,15 @@ fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
 
+/// ` file:line`, ` file` or nothing.
+fn location(r: &DiffRow) -> String {
+    match (r.file.as_str(), r.line) {
+        ("", _) => String::new(),
+        (f, Some(l)) => format!(" {f}:{l}"),
+        (f, None) => format!(" {f}"),
+    }
+}
+
 /// Unmatched rows listed under the table, at most this many per side.
 const UNMATCHED_LISTED: usize = 20;
 
@@ -190,14 +199,9 @@ fn text(t: &DiffTable, rows: &[DiffRow]) -> String {
         "base_self", "new_self", "delta", "ratio", "base_total", "new_total", "ratio", "name"
     ));
     for r in rows {
-        let loc = match (&r.file, r.line) {
-            (f, Some(l)) if !f.is_empty() => format!(" {f}:{l}"),
-            (f, None) if !f.is_empty() => format!(" {f}"),
-            _ => String::new(),
-        };
         let name = match t.view {
             "modules" | "ranks" => r.function.clone(),
-            _ => format!("{} ({}){loc}", r.function, r.module),
+            _ => format!("{} ({}){}", r.function, r.module, location(r)),
         };
         let mark = match r.presence {
             Presence::Both => "",
@@ -241,11 +245,7 @@ fn text(t: &DiffTable, rows: &[DiffRow]) -> String {
                 value_text(v, u),
                 r.function,
                 r.module,
-                if r.file.is_empty() {
-                    String::new()
-                } else {
-                    format!(" {}", r.file)
-                }
+                location(r)
             ));
         }
         if list.len() > UNMATCHED_LISTED {
