@@ -188,7 +188,7 @@ fn text(t: &DiffTable, rows: &[DiffRow]) -> String {
         _ => "Functions",
     };
     let mut s = format!(
-        "{what} by change of self ({} in {u}, normalize {}): base total {}, new total {}{change}\n",
+        "{what} by change of self, in {u} ({}, normalize {}): base total {}, new total {}{change}\n",
         t.metric,
         t.normalize,
         value_text(t.base_total, u),
