@@ -256,7 +256,8 @@ pub struct ExportArgs {
     #[arg(short = 'o', long = "output")]
     pub output: Option<PathBuf>,
     /// Differential export of two results directories: NEW's stacks colored by the
-    /// change from BASE (flamegraph), or the two-column folded format (collapsed).
+    /// change from BASE (flamegraph), the two-column folded format (collapsed), or NEW
+    /// plus BASE negated as `pprof -diff_base` builds it (pprof).
     #[arg(long, num_args = 2, value_names = ["BASE", "NEW"], conflicts_with = "dir")]
     pub diff: Vec<PathBuf>,
     /// With --diff: how the two profiles are put on one scale.

@@ -13,14 +13,21 @@
 //!   (stacks only in BASE have no width), each frame colored by the change of its self
 //!   value, red where it grew, blue where it shrank, white where equal; each frame's
 //!   tooltip gives both profiles' values (total through the frame and self).
+//! - `pprof`: one profile holding NEW's samples and BASE's samples negated and labelled
+//!   `pprof::base=true`, which is what `pprof -diff_base BASE NEW` builds in memory
+//!   before it shows the difference: `pprof -top diff.pb.gz` shows NEW − BASE. Values
+//!   are each side's own (samples, CPU nanoseconds at each side's own interval, bytes,
+//!   ns); with `--normalize percent` BASE's values are scaled to NEW's totals.
 
 use std::collections::HashMap;
 use std::io::Write;
 
 use inferno::flamegraph::{self, Options};
 
-use super::ExportError;
 use super::collapsed::sanitize;
+use super::pprof::{self as pb, PbProfile};
+use super::{ExportError, Model};
+use crate::cli::Normalize;
 use crate::diff::{StackDiff, StackPair};
 
 /// One stack in whole units of NEW's metric.
@@ -87,6 +94,143 @@ pub fn write_flamegraph(
     let svg = String::from_utf8_lossy(&svg);
     out.write_all(with_both_values(&svg, &stacks, metric).as_bytes())?;
     Ok(())
+}
+
+/// Write BASE (negated, labelled `pprof::base`) and NEW in one gzipped pprof profile.
+pub fn write_pprof(
+    base: &Model,
+    new: &Model,
+    normalize: Normalize,
+    out: &mut dyn Write,
+) -> Result<(), ExportError> {
+    use prost::Message;
+    let merged = merge_pprof(pb::build(base), pb::build(new), normalize);
+    let mut gz = flate2::write::GzEncoder::new(out, flate2::Compression::default());
+    gz.write_all(&merged.encode_to_vec())?;
+    gz.finish()?;
+    Ok(())
+}
+
+/// NEW plus BASE's samples negated, every id and string of BASE renumbered into NEW's.
+pub fn merge_pprof(base: PbProfile, mut new: PbProfile, normalize: Normalize) -> PbProfile {
+    let mut st = StringTable::of(std::mem::take(&mut new.string_table));
+    let remap = |st: &mut StringTable, i: i64| {
+        st.get(base.string_table.get(i as usize).map_or("", String::as_str))
+    };
+    let (f_off, m_off, l_off) = (
+        new.function.len() as u64,
+        new.mapping.len() as u64,
+        new.location.len() as u64,
+    );
+    for f in &base.function {
+        let name = remap(&mut st, f.name);
+        new.function.push(pb::PbFunction {
+            id: f.id + f_off,
+            name,
+            system_name: name,
+            filename: remap(&mut st, f.filename),
+            start_line: f.start_line,
+        });
+    }
+    for m in &base.mapping {
+        new.mapping.push(pb::PbMapping {
+            id: m.id + m_off,
+            filename: remap(&mut st, m.filename),
+            ..m.clone()
+        });
+    }
+    for l in &base.location {
+        new.location.push(pb::PbLocation {
+            id: l.id + l_off,
+            mapping_id: if l.mapping_id == 0 {
+                0
+            } else {
+                l.mapping_id + m_off
+            },
+            line: l
+                .line
+                .iter()
+                .map(|x| pb::PbLine {
+                    function_id: x.function_id + f_off,
+                    line: x.line,
+                })
+                .collect(),
+        });
+    }
+    // With percent, BASE's values are scaled to NEW's totals, per value type.
+    let total = |p: &PbProfile, i: usize| -> f64 {
+        p.sample
+            .iter()
+            .filter_map(|s| s.value.get(i))
+            .map(|&v| v as f64)
+            .sum()
+    };
+    let factors: Vec<f64> = (0..new.sample_type.len())
+        .map(|i| match normalize {
+            Normalize::Percent if total(&base, i) > 0.0 => total(&new, i) / total(&base, i),
+            _ => 1.0,
+        })
+        .collect();
+    let key = st.get("pprof::base");
+    let yes = st.get("true");
+    for s in &base.sample {
+        let mut label: Vec<pb::PbLabel> = s
+            .label
+            .iter()
+            .map(|l| pb::PbLabel {
+                key: remap(&mut st, l.key),
+                str: if l.str == 0 { 0 } else { remap(&mut st, l.str) },
+                num: l.num,
+            })
+            .collect();
+        label.push(pb::PbLabel {
+            key,
+            str: yes,
+            num: 0,
+        });
+        let value = s
+            .value
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| {
+                let f = factors.get(i).copied().unwrap_or(1.0);
+                -((v as f64 * f).round() as i64)
+            })
+            .collect();
+        new.sample.push(pb::PbSample {
+            location_id: s.location_id.iter().map(|l| l + l_off).collect(),
+            value,
+            label,
+        });
+    }
+    new.string_table = st.table;
+    new
+}
+
+/// A pprof string table being extended.
+struct StringTable {
+    table: Vec<String>,
+    ids: HashMap<String, i64>,
+}
+
+impl StringTable {
+    fn of(table: Vec<String>) -> Self {
+        let ids = table
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.clone(), i as i64))
+            .collect();
+        StringTable { table, ids }
+    }
+    fn get(&mut self, s: &str) -> i64 {
+        if let Some(&i) = self.ids.get(s) {
+            return i;
+        }
+        let i = self.table.len() as i64;
+        self.table.push(s.to_string());
+        self.ids.insert(s.to_string(), i);
+        i
+    }
 }
 
 /// Per frame (a stack prefix): (base total, new total, base self, new self).
@@ -236,6 +380,49 @@ mod tests {
                 })
                 .collect(),
         }
+    }
+
+    #[test]
+    fn pprof_holds_new_and_base_negated_with_the_base_label() {
+        use crate::export::testutil::sample_profile;
+        use crate::profile::stacks::StackFilter;
+        use prost::Message;
+        let p = sample_profile();
+        let m = Model::new(&p, StackFilter::default());
+        let mut out = Vec::new();
+        write_pprof(&m, &m, Normalize::Time, &mut out).unwrap();
+        let mut raw = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&out[..]), &mut raw).unwrap();
+        let d = PbProfile::decode(&raw[..]).unwrap();
+        // The same profile against itself: every value cancels.
+        let sum: i64 = d.sample.iter().map(|s| s.value[0]).sum();
+        assert_eq!(sum, 0);
+        let key = d
+            .string_table
+            .iter()
+            .position(|s| s == "pprof::base")
+            .unwrap() as i64;
+        let based: Vec<_> = d
+            .sample
+            .iter()
+            .filter(|s| s.label.iter().any(|l| l.key == key))
+            .collect();
+        assert_eq!(based.len() * 2, d.sample.len());
+        assert!(based.iter().all(|s| s.value[0] < 0));
+        // Base locations name the same functions as NEW's.
+        let name_of = |loc: u64| {
+            let l = &d.location[loc as usize - 1];
+            let f = &d.function[l.line[0].function_id as usize - 1];
+            d.string_table[f.name as usize].clone()
+        };
+        let leaf = name_of(based[0].location_id[0]);
+        assert!(
+            d.function
+                .iter()
+                .filter(|f| d.string_table[f.name as usize] == leaf)
+                .count()
+                == 2
+        );
     }
 
     #[test]

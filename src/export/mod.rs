@@ -229,9 +229,21 @@ fn run_diff(args: &ExportArgs) -> anyhow::Result<()> {
             );
             diff::write_flamegraph(&pairs, &title, new_profile.metric(), &mut buf)?
         }
+        ExportFormat::Pprof => {
+            let model = |s: &crate::diff::Side| {
+                Model::new(
+                    s.profile,
+                    StackFilter {
+                        frames: args.frames,
+                        rank: s.rank,
+                    },
+                )
+            };
+            diff::write_pprof(&model(&base), &model(&new), args.normalize, &mut buf)?
+        }
         other => {
             return Err(crate::diff::DiffError::Usage(format!(
-                "export --diff writes flamegraph or collapsed, not {}; for pprof, export both profiles and run `pprof -diff_base BASE.pb.gz NEW.pb.gz` (docs/diff.md)",
+                "export --diff writes flamegraph, collapsed or pprof, not {}",
                 format_name(other)
             ))
             .into());
@@ -243,6 +255,13 @@ fn run_diff(args: &ExportArgs) -> anyhow::Result<()> {
             cause,
         })?,
         None => {
+            if is_binary(args.format) && std::io::stdout().is_terminal() {
+                return Err(ExportError::BinaryToTerminal {
+                    format: format_name(args.format),
+                    file: default_file_name(args.format),
+                }
+                .into());
+            }
             let mut lock = std::io::stdout().lock();
             match lock.write_all(&buf).and_then(|()| lock.flush()) {
                 Ok(()) => {}

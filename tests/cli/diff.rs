@@ -289,6 +289,31 @@ fn hot_b_doubled_shows_as_twice_the_time_and_trips_the_gate() {
     let (r, _, bl) = frame_fill(&frames, "hot_b");
     assert!(r > bl + 40, "hot_b grew, should be red: rgb({r},_,{bl})");
 
+    // pprof: NEW's samples plus BASE's negated under `pprof::base`, as `pprof
+    // -diff_base` builds it: per leaf, hot_b's NEW ≈ 2× its BASE.
+    let pb_path = t.path().join("d.pb.gz");
+    ok(&hwprof(&[
+        "export",
+        "--diff",
+        b,
+        n,
+        "--format",
+        "pprof",
+        "-o",
+        s(&pb_path),
+    ]));
+    let (base_b, new_b) = pprof_leaf_samples(&pb_path, "hot_b");
+    let (base_a, new_a) = pprof_leaf_samples(&pb_path, "hot_a");
+    eprintln!("pprof: hot_b {base_b} -> {new_b}, hot_a {base_a} -> {new_a}");
+    assert!(
+        (1.8..=2.2).contains(&(new_b / base_b)),
+        "pprof hot_b {base_b} -> {new_b}"
+    );
+    assert!(
+        (0.9..=1.1).contains(&(new_a / base_a)),
+        "pprof hot_a {base_a} -> {new_a}"
+    );
+
     // Two-column folded: the hot_b stack's new value is about twice its base.
     let folded = ok(&hwprof(&[
         "export",
@@ -309,6 +334,37 @@ fn hot_b_doubled_shows_as_twice_the_time_and_trips_the_gate() {
         .collect();
     let (new_v, base_v) = (nums[0], nums[1]);
     assert!((1.8..=2.2).contains(&(new_v / base_v)), "{line}");
+}
+
+/// (BASE, NEW) samples whose leaf is `function` in a differential pprof export: BASE's
+/// are the negative ones labelled `pprof::base`.
+fn pprof_leaf_samples(path: &Path, function: &str) -> (f64, f64) {
+    use hwprof::export::pprof::PbProfile;
+    use prost::Message;
+    let gz = std::fs::read(path).unwrap();
+    let mut raw = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gz[..]), &mut raw).unwrap();
+    let p = PbProfile::decode(&raw[..]).expect("a pprof protobuf");
+    let key = p.string_table.iter().position(|s| s == "pprof::base");
+    let (mut base, mut new) = (0.0, 0.0);
+    for s in &p.sample {
+        let Some(&leaf) = s.location_id.first() else {
+            continue;
+        };
+        let loc = &p.location[leaf as usize - 1];
+        let f = &p.function[loc.line[0].function_id as usize - 1];
+        if p.string_table[f.name as usize] != function {
+            continue;
+        }
+        let is_base = s.label.iter().any(|l| Some(l.key as usize) == key);
+        if is_base {
+            assert!(s.value[0] <= 0, "BASE samples are negated");
+            base -= s.value[0] as f64;
+        } else {
+            new += s.value[0] as f64;
+        }
+    }
+    (base, new)
 }
 
 const SCRIPT: &str = r#"import sys
