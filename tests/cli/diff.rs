@@ -90,6 +90,11 @@ fn by_function(rows: &[Row]) -> HashMap<String, Row> {
         .collect()
 }
 
+/// The first rows, for failure messages.
+fn head(rows: &[Row]) -> String {
+    format!("{:#?}", &rows[..rows.len().min(8)])
+}
+
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
@@ -169,11 +174,19 @@ fn hot_b_doubled_shows_as_twice_the_time_and_trips_the_gate() {
     let hb = f["hot_b"].ratio_self.unwrap();
     let ha = f["hot_a"].ratio_self.unwrap();
     eprintln!("time: hot_b ratio {hb:.3}, hot_a ratio {ha:.3}");
-    assert!((1.8..=2.2).contains(&hb), "hot_b ratio {hb}: {rows:#?}");
-    assert!((0.9..=1.1).contains(&ha), "hot_a ratio {ha}: {rows:#?}");
+    assert!(
+        (1.8..=2.2).contains(&hb),
+        "hot_b ratio {hb}: {}",
+        head(&rows)
+    );
+    assert!(
+        (0.9..=1.1).contains(&ha),
+        "hot_a ratio {ha}: {}",
+        head(&rows)
+    );
     assert_eq!(f["hot_b"].presence, "both");
     // Sorted by absolute change: hot_b's is the largest.
-    assert_eq!(rows[0].function, "hot_b", "{rows:#?}");
+    assert_eq!(rows[0].function, "hot_b", "{}", head(&rows));
 
     // Shares: hot_a 75% -> 60%, hot_b 25% -> 40% (ratios 0.8 and 1.6).
     let f = by_function(&diff_rows(&[b, n, "--normalize", "percent"]));
@@ -235,7 +248,7 @@ fn hot_b_doubled_shows_as_twice_the_time_and_trips_the_gate() {
     // Lines: hot_b's loop line carries the change.
     let rows = diff_rows(&[b, n, "--view", "lines"]);
     let top = &rows[0];
-    assert_eq!(top.function, "hot_b", "{rows:#?}");
+    assert_eq!(top.function, "hot_b", "{}", head(&rows));
     assert!(
         top.file.ends_with("hot.c") && !top.line.is_empty(),
         "{top:?}"
@@ -426,16 +439,20 @@ fn python_function_with_a_doubled_loop_carries_the_delta_at_its_line() {
         grow.ratio_self, steady.ratio_self
     );
     assert_eq!(grow.file, s(&script), "Python rows carry their file");
-    // CPU seconds of two separate runs move with the machine's load (caches shared
-    // with other jobs), so these bounds are loose; the shares below are tight.
-    let g = grow.ratio_self.unwrap();
-    assert!((1.6..=2.5).contains(&g), "Work.grow ratio {g}: {rows:#?}");
-    let st = steady.ratio_self.unwrap();
+    // CPU seconds of two separate runs of a Python loop move with the machine's load
+    // (steady's, with unchanged work, measured up to x1.35 on a loaded machine): the
+    // per-function ratios in time are only checked for direction, the ratio of the two
+    // functions (from 1:1 to 2:1, independent of load and normalization) is checked
+    // with a margin, below.
+    let (g, st) = (grow.ratio_self.unwrap(), steady.ratio_self.unwrap());
+    assert!(g > 1.3, "Work.grow ratio {g}: {}", head(&rows));
     assert!(
-        (0.8..=1.25).contains(&st),
-        "Work.steady ratio {st}: {rows:#?}"
+        (1.7..=2.5).contains(&(g / st)),
+        "grow/steady changed x{}: {}",
+        g / st,
+        head(&rows)
     );
-    assert_eq!(rows[0].function, "Work.grow", "{rows:#?}");
+    assert_eq!(rows[0].function, "Work.grow", "{}", head(&rows));
     // Shares: grow's rises and steady's falls. Both shares are of the whole run,
     // interpreter start-up included, so their ratios depend on it; the ratio of the two
     // does not: grow/steady goes from 1:1 to 2:1, under any normalization.
@@ -468,7 +485,8 @@ fn python_function_with_a_doubled_loop_carries_the_delta_at_its_line() {
     assert_eq!(
         (top.function.as_str(), top.file.as_str()),
         ("Work.grow", s(&script)),
-        "{rows:#?}"
+        "{}",
+        head(&rows)
     );
     assert!(GROW_LOOP_LINES.contains(&top.line.as_str()), "{top:?}");
     assert!(top.new_self > 1.5 * top.base_self, "{top:?}");
@@ -518,7 +536,8 @@ fn rank_against_rank_of_one_job() {
         eprintln!("ranks: {func} ratio {r:.3}");
         assert!(
             (1.8..=2.2).contains(&r),
-            "{func} rank 1 / rank 0 = {r}: {rows:#?}"
+            "{func} rank 1 / rank 0 = {r}: {}",
+            head(&rows)
         );
     }
     // The ranks view of the run against itself: both ranks, unchanged.
@@ -559,9 +578,9 @@ fn unmatched_functions_are_listed_not_dropped() {
     ok(&collect(&new, &[], &[s(&bin), "100"]));
     let rows = diff_rows(&[s(&base), s(&new)]);
     let f = by_function(&rows);
-    assert_eq!(f["hot_a"].presence, "base_only", "{rows:#?}");
+    assert_eq!(f["hot_a"].presence, "base_only", "{}", head(&rows));
     assert_eq!(f["hot_a"].new_self, 0.0);
-    assert_eq!(f["func_b"].presence, "new_only", "{rows:#?}");
+    assert_eq!(f["func_b"].presence, "new_only", "{}", head(&rows));
     assert!(f["hot_a"].ratio_total.is_some_and(|r| r == 0.0));
     let text = ok(&diff(&[s(&base), s(&new)]));
     assert!(
