@@ -28,6 +28,8 @@ pub enum Command {
     Report(ReportArgs),
     /// Write a finalized profile in another tool's format.
     Export(ExportArgs),
+    /// Compare two profiles (or two ranks of one): what grew, what shrank; a CI gate.
+    Diff(DiffArgs),
     /// List what this machine can count and sample, per mode.
     ListEvents,
     /// Check this machine: paranoid level, PMUs, tracefs, ptrace scope, Pythons.
@@ -238,8 +240,9 @@ pub enum ExportFormat {
 /// `hwprof export`.
 #[derive(Args, Debug)]
 pub struct ExportArgs {
-    /// The results directory.
-    pub dir: PathBuf,
+    /// The results directory (omitted with --diff).
+    #[arg(required_unless_present = "diff")]
+    pub dir: Option<PathBuf>,
     /// Output format.
     #[arg(long, value_enum)]
     pub format: ExportFormat,
@@ -250,6 +253,88 @@ pub struct ExportArgs {
     #[arg(long, value_enum, default_value = "all")]
     pub frames: FramesFilter,
     /// Output file [default: standard output, or DIR/profile.<ext> for binary formats].
+    #[arg(short = 'o', long = "output")]
+    pub output: Option<PathBuf>,
+    /// Differential export of two results directories: NEW's stacks colored by the
+    /// change from BASE (flamegraph), the two-column folded format (collapsed), or NEW
+    /// plus BASE negated as `pprof -diff_base` builds it (pprof).
+    #[arg(long, num_args = 2, value_names = ["BASE", "NEW"], conflicts_with = "dir")]
+    pub diff: Vec<PathBuf>,
+    /// With --diff: how the two profiles are put on one scale.
+    #[arg(long, value_enum, default_value = "time", requires = "diff")]
+    pub normalize: Normalize,
+}
+
+/// What `diff` compares.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DiffView {
+    /// Functions: native by (name, module), Python by (qualname, file).
+    Hotspots,
+    /// Source lines, by (file, line).
+    Lines,
+    /// Modules (ELF files, python), by name.
+    Modules,
+    /// MPI ranks, by rank number.
+    Ranks,
+}
+
+/// How `diff` puts two profiles on one scale.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Normalize {
+    /// Samples as seconds of CPU time (samples / sampling frequency); bytes and ns as
+    /// they are.
+    Time,
+    /// Each profile's share of its own total, 0-100.
+    Percent,
+    /// The raw metric (samples, bytes, ns).
+    None,
+}
+
+/// `hwprof diff`.
+#[derive(Args, Debug)]
+#[command(after_help = "Examples:
+  hwprof diff run-before run-after                      what changed, by function
+  hwprof diff old new --view lines --format csv         by source line, as CSV
+  hwprof diff old new --fail-above 5%                   exit 3 if the total grew > 5%
+  hwprof diff old new --fail-above 10 --function solve  exit 3 if solve grew > 10%
+  hwprof diff run --base-rank 0 --new-rank 3            rank 3 against rank 0 of one run")]
+pub struct DiffArgs {
+    /// The base results directory.
+    pub base: PathBuf,
+    /// The new results directory [default: BASE, to compare two ranks of one run].
+    pub new: Option<PathBuf>,
+    /// What to compare.
+    #[arg(long, value_enum, default_value = "hotspots")]
+    pub view: DiffView,
+    /// Scale: seconds of CPU time (samples / frequency), percent of each total, or raw.
+    #[arg(long, value_enum, default_value = "time")]
+    pub normalize: Normalize,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: ReportFormat,
+    /// Which frames to compare.
+    #[arg(long, value_enum, default_value = "all")]
+    pub frames: FramesFilter,
+    /// Rows to show [default: 20 in text, all in CSV and JSON].
+    #[arg(long)]
+    pub top: Option<usize>,
+    /// Only this MPI rank, in both profiles.
+    #[arg(long, conflicts_with_all = ["base_rank", "new_rank"])]
+    pub rank: Option<u32>,
+    /// Only this MPI rank of BASE.
+    #[arg(long = "base-rank")]
+    pub base_rank: Option<u32>,
+    /// Only this MPI rank of NEW.
+    #[arg(long = "new-rank")]
+    pub new_rank: Option<u32>,
+    /// Regression gate: exit 3 when the total (or --function's total) grew by more
+    /// than PCT percent (`5` or `5%`).
+    #[arg(long = "fail-above", value_name = "PCT")]
+    pub fail_above: Option<String>,
+    /// With --fail-above: gate on this function's inclusive value instead of the total.
+    #[arg(long, requires = "fail_above")]
+    pub function: Option<String>,
+    /// Write to FILE instead of standard output.
     #[arg(short = 'o', long = "output")]
     pub output: Option<PathBuf>,
 }

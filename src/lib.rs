@@ -8,6 +8,7 @@
 
 pub mod cli;
 pub mod collect;
+pub mod diff;
 pub mod doctor;
 pub mod events;
 pub mod export;

@@ -15,7 +15,9 @@ fn main() -> ExitCode {
             eprintln!("hwprof: error: {e:#}");
             let usage = e
                 .downcast_ref::<hwprof::collect::CollectError>()
-                .is_some_and(|c| matches!(c, hwprof::collect::CollectError::Usage(_)));
+                .is_some_and(|c| matches!(c, hwprof::collect::CollectError::Usage(_)))
+                || e.downcast_ref::<hwprof::diff::DiffError>()
+                    .is_some_and(|d| matches!(d, hwprof::diff::DiffError::Usage(_)));
             ExitCode::from(if usage { 2 } else { 1 })
         }
     }
@@ -72,6 +74,7 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             hwprof::export::run(&args)?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Diff(args) => Ok(ExitCode::from(hwprof::diff::run(&args)?)),
         Command::ListEvents => {
             print!("{}", hwprof::events::list_events_text());
             Ok(ExitCode::SUCCESS)

@@ -24,6 +24,7 @@
 
 pub mod callgrind;
 pub mod collapsed;
+pub mod diff;
 pub mod firefox;
 pub mod flamegraph;
 pub mod html;
@@ -149,7 +150,13 @@ pub fn export(
 
 /// `hwprof export`: load DIR's profile, filter, write to `-o FILE` or standard output.
 pub fn run(args: &ExportArgs) -> anyhow::Result<()> {
-    let profile = Profile::load(&args.dir)?;
+    if !args.diff.is_empty() {
+        return run_diff(args);
+    }
+    let Some(dir) = args.dir.as_deref() else {
+        anyhow::bail!("hwprof export needs a results directory (or --diff BASE NEW)");
+    };
+    let profile = Profile::load(dir)?;
     if let Some(rank) = args.rank {
         check_rank(&profile, rank)?;
     }
@@ -181,6 +188,83 @@ pub fn run(args: &ExportArgs) -> anyhow::Result<()> {
             match lock.write_all(&buf).and_then(|()| lock.flush()) {
                 Ok(()) => {}
                 // `hwprof export ... | head`: the reader is done, and so are we.
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+                Err(cause) => {
+                    return Err(ExportError::Io {
+                        path: PathBuf::from("standard output"),
+                        cause,
+                    }
+                    .into());
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `hwprof export --diff BASE NEW`: see [`diff`].
+fn run_diff(args: &ExportArgs) -> anyhow::Result<()> {
+    let (Some(base_dir), Some(new_dir)) = (args.diff.first(), args.diff.get(1)) else {
+        anyhow::bail!("--diff needs two results directories: --diff BASE NEW");
+    };
+    let base_profile = Profile::load(base_dir)?;
+    let new_profile = Profile::load(new_dir)?;
+    let side = |profile, dir| crate::diff::Side {
+        profile,
+        dir,
+        rank: args.rank,
+    };
+    let base = side(&base_profile, base_dir.as_path());
+    let new = side(&new_profile, new_dir.as_path());
+    let pairs = crate::diff::stack_pairs(&base, &new, args.normalize, args.frames)?;
+    let mut buf = Vec::new();
+    match args.format {
+        ExportFormat::Collapsed => diff::write_collapsed(&pairs, &mut buf)?,
+        ExportFormat::Flamegraph => {
+            let title = format!(
+                "hwprof differential flame graph: {} -> {} (normalize {})",
+                base_dir.display(),
+                new_dir.display(),
+                crate::diff::normalize_name(args.normalize)
+            );
+            diff::write_flamegraph(&pairs, &title, new_profile.metric(), &mut buf)?
+        }
+        ExportFormat::Pprof => {
+            let model = |s: &crate::diff::Side| {
+                Model::new(
+                    s.profile,
+                    StackFilter {
+                        frames: args.frames,
+                        rank: s.rank,
+                    },
+                )
+            };
+            diff::write_pprof(&model(&base), &model(&new), args.normalize, &mut buf)?
+        }
+        other => {
+            return Err(crate::diff::DiffError::Usage(format!(
+                "export --diff writes flamegraph, collapsed or pprof, not {}",
+                format_name(other)
+            ))
+            .into());
+        }
+    }
+    match &args.output {
+        Some(path) => std::fs::write(path, &buf).map_err(|cause| ExportError::Io {
+            path: path.clone(),
+            cause,
+        })?,
+        None => {
+            if is_binary(args.format) && std::io::stdout().is_terminal() {
+                return Err(ExportError::BinaryToTerminal {
+                    format: format_name(args.format),
+                    file: default_file_name(args.format),
+                }
+                .into());
+            }
+            let mut lock = std::io::stdout().lock();
+            match lock.write_all(&buf).and_then(|()| lock.flush()) {
+                Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
                 Err(cause) => {
                     return Err(ExportError::Io {

@@ -154,7 +154,7 @@ fn metric_label(p: &Profile) -> &str {
 
 /// Group stacks by a key of each frame; self goes to the leaf's key, total to every
 /// distinct key on the stack (once per stack, so recursion is not double counted).
-fn rank_by<K: std::hash::Hash + Eq + Clone>(
+pub(crate) fn rank_by<K: std::hash::Hash + Eq + Clone>(
     stacks: &[WeightedStack],
     key: impl Fn(usize) -> K,
 ) -> HashMap<K, (u64, u64, u64)> {
@@ -218,7 +218,7 @@ fn sort_rows(rows: &mut [Row]) {
     });
 }
 
-fn csv_line(fields: &[String]) -> String {
+pub(crate) fn csv_line(fields: &[String]) -> String {
     let mut w = csv::WriterBuilder::new().from_writer(Vec::new());
     let _ = w.write_record(fields);
     String::from_utf8(w.into_inner().unwrap_or_default()).unwrap_or_default()
@@ -343,7 +343,7 @@ fn rows_total(rows: &[Row]) -> u64 {
     rows.iter().map(|r| r.self_value).sum()
 }
 
-fn round2(x: f64) -> f64 {
+pub(crate) fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }
 

@@ -2,6 +2,7 @@
 //! truth designed into them. One test binary, one module per topic.
 
 mod common;
+mod diff;
 mod errors;
 mod export;
 mod groups;

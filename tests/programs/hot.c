@@ -1,5 +1,6 @@
 /* Ground truth: under work(), hot_a does 3/4 of the work and hot_b 1/4.
-   Run time scales with argv[1] (default 300 = ~1 s on this machine). */
+   Run time scales with argv[1] (default 300 = ~1 s on this machine).
+   -DHOT_B_FACTOR=2 makes hot_b do twice its work (the diff tests' second build). */
 #include <stdlib.h>
 #include <stdio.h>
 
@@ -16,7 +17,10 @@ static volatile double sink;
 __attribute__((noinline)) void tick(void) { __asm__ volatile("" ::: "memory"); }
 
 __attribute__((noinline)) void hot_a(long n) { tick(); SPIN(3 * n); }
-__attribute__((noinline)) void hot_b(long n) { tick(); SPIN(n); }
+#ifndef HOT_B_FACTOR
+#define HOT_B_FACTOR 1
+#endif
+__attribute__((noinline)) void hot_b(long n) { tick(); SPIN(HOT_B_FACTOR * n); }
 
 __attribute__((noinline)) void work(long rounds) {
     for (long r = 0; r < rounds; r++) {
