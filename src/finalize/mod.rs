@@ -259,6 +259,14 @@ pub fn run(opts: &FinalizeOptions) -> Result<PathBuf, FinalizeError> {
         "notices".into(),
         serde_json::to_string(&manifest.notices).unwrap_or_default(),
     );
+    // MPI: every rank's notices (from its own manifest), each once with its rank count.
+    let rank_notices = crate::mpi::job_notices(&opts.dir, manifest.world_size);
+    if !rank_notices.is_empty() {
+        meta.insert(
+            "rank_notices".into(),
+            serde_json::to_string(&rank_notices).unwrap_or_default(),
+        );
+    }
     // Memory mode (events worktree): bandwidth from counters.csv, one raw dir per host
     // (uncore counts are the node's, every rank on a node would repeat them).
     let mut bw_hosts = std::collections::HashSet::new();
