@@ -116,6 +116,8 @@ pub struct JobNotice {
     pub of: usize,
     /// The ranks' notices differ in their figures: `notice` is the lowest rank's.
     pub figures_vary: bool,
+    /// Ranks whose manifest was read (fewer than `of` while ranks still run).
+    pub finished: usize,
 }
 
 impl JobNotice {
@@ -181,6 +183,7 @@ pub fn job_notices(dir: &std::path::Path, world: Option<u32>) -> Vec<JobNotice> 
                         count: 1,
                         of: 0,
                         figures_vary: false,
+                        finished: 0,
                     });
                 }
             }
@@ -189,6 +192,7 @@ pub fn job_notices(dir: &std::path::Path, world: Option<u32>) -> Vec<JobNotice> 
     let of = read.max(world.unwrap_or(0) as usize);
     for n in &mut out {
         n.of = of;
+        n.finished = read;
     }
     out
 }

@@ -8,6 +8,7 @@ mod groups;
 mod hotspots;
 mod locks;
 mod memory;
+mod mpi;
 mod python;
 mod python_accuracy;
 mod symbols;
