@@ -319,7 +319,7 @@ fn srun_on_two_simulated_hosts_shares_one_directory() {
     raw.sort();
     let prefixes: Vec<String> = raw
         .iter()
-        .map(|n| n.rsplitn(2, '.').nth(1).unwrap().to_string())
+        .map(|n| n.rsplit_once('.').unwrap().0.to_string())
         .collect();
     assert_eq!(
         prefixes,
