@@ -171,6 +171,7 @@ fn mpi4py_rank_2_three_times_longer() {
 
     let summary = json(&dir, &["--view", "summary"]);
     let lb = summary["pop"]["load_balance"].as_f64().unwrap();
+    eprintln!("mpi4py: imbalance {got} (designed {designed}), load balance {lb}");
     assert!((lb - 0.5).abs() <= 0.05, "load balance {lb}: {summary:#}");
     let pe = summary["pop"]["parallel_efficiency"].as_f64().unwrap();
     let ce = summary["pop"]["communication_efficiency"].as_f64().unwrap();
@@ -262,6 +263,7 @@ fn mpicc_program_with_an_idle_rank() {
     );
     let summary = json(&dir, &["--view", "summary"]);
     let lb = summary["pop"]["load_balance"].as_f64().unwrap();
+    eprintln!("mpicc: load balance {lb}; ranks {}", ranks["ranks"]);
     assert!((lb - 0.75).abs() <= 0.05, "load balance {lb}: {summary:#}");
     assert_one_line_per_notice(&out, &summary, 4);
     let csv = report(
