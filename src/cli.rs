@@ -21,6 +21,7 @@ pub enum Command {
     /// Run a program (or attach to one) and sample it.
     Collect(CollectArgs),
     /// Turn a results directory's raw data into profile.db.
+    #[command(after_help = FINALIZE_SLURM_RECIPE)]
     Finalize(FinalizeArgs),
     /// Combine the outputs of `finalize --part I/N`.
     Merge(MergeArgs),
@@ -119,6 +120,22 @@ pub struct CollectArgs {
     pub command: Vec<String>,
 }
 
+/// Printed by `hwprof finalize --help`: finalize a large MPI run in parallel.
+pub const FINALIZE_SLURM_RECIPE: &str = "\
+Finalizing a large MPI run in parallel (Slurm array job; each task takes every Nth raw
+directory, then one merge combines the parts into DIR/profile.db):
+
+  #!/bin/bash
+  #SBATCH --array=1-8 --cpus-per-task=8
+  hwprof finalize run1 --part ${SLURM_ARRAY_TASK_ID}/${SLURM_ARRAY_TASK_COUNT} -j ${SLURM_CPUS_PER_TASK} -q
+
+  # after the array job (sbatch --dependency=afterok:<array job id>):
+  hwprof merge run1
+
+The same with srun inside one allocation:
+  srun -n 8 bash -c 'hwprof finalize run1 --part $((SLURM_PROCID+1))/$SLURM_NTASKS -q'
+  hwprof merge run1";
+
 /// `hwprof finalize`.
 #[derive(Args, Debug)]
 pub struct FinalizeArgs {
@@ -162,6 +179,8 @@ pub enum View {
     Threads,
     /// MPI ranks: total, work, share in MPI, idle ranks.
     Ranks,
+    /// Per function across ranks: mean, min, max, std, CoV, imbalance (max - mean).
+    Imbalance,
     /// Peak RSS, timeline, growth stacks, bandwidth.
     Memory,
     /// Off-CPU time by function.
@@ -177,6 +196,16 @@ pub enum ReportFormat {
     Csv,
     /// JSON.
     Json,
+}
+
+/// Rows of `--view imbalance`.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum ImbalanceBy {
+    /// One row per function.
+    #[default]
+    Function,
+    /// One row per source line.
+    Line,
 }
 
 /// Which frames a view shows.
@@ -208,9 +237,15 @@ pub struct ReportArgs {
     /// Only this MPI rank.
     #[arg(long)]
     pub rank: Option<u32>,
+    /// Only these MPI ranks: `0-3,8`.
+    #[arg(long, value_parser = crate::profile::stacks::RankSet::parse)]
+    pub ranks: Option<crate::profile::stacks::RankSet>,
     /// Which frames to show.
     #[arg(long, value_enum, default_value = "all")]
     pub frames: FramesFilter,
+    /// Rows of `--view imbalance`: one per function or one per source line.
+    #[arg(long, value_enum, default_value = "function")]
+    pub by: ImbalanceBy,
     /// Write to FILE instead of standard output.
     #[arg(short = 'o', long = "output")]
     pub output: Option<PathBuf>,
@@ -249,6 +284,9 @@ pub struct ExportArgs {
     /// Only this MPI rank.
     #[arg(long)]
     pub rank: Option<u32>,
+    /// Only these MPI ranks: `0-3,8`.
+    #[arg(long, value_parser = crate::profile::stacks::RankSet::parse)]
+    pub ranks: Option<crate::profile::stacks::RankSet>,
     /// Which frames to export.
     #[arg(long, value_enum, default_value = "all")]
     pub frames: FramesFilter,

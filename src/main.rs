@@ -35,6 +35,11 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                     std::time::Duration::from_secs(120),
                     args.quiet,
                 );
+            // MPI: rank 0 prints each distinct notice of the job once (after the wait
+            // above, so the other ranks' notices are in).
+            if !args.quiet {
+                hwprof::collect::print_job_notices(&outcome.dir, &opts.mpi);
+            }
             if finalize_here {
                 let fopts = hwprof::finalize::FinalizeOptions {
                     dir: outcome.dir.clone(),

@@ -1,8 +1,12 @@
 //! MPI rank detection and the multi-rank layout of a results directory.
 //!
 //! The rank comes from the launcher's environment (first found of
-//! `OMPI_COMM_WORLD_RANK`, `PMI_RANK`, `PMIX_RANK`, `SLURM_PROCID`,
-//! `MV2_COMM_WORLD_RANK`); each rank writes only `raw/<host>.<rank>.<pid>/`.
+//! `OMPI_COMM_WORLD_RANK` (Open MPI), `PMI_RANK` (MPICH and Intel MPI's Hydra),
+//! `PMIX_RANK` (PMIx launchers, Open MPI 5), `SLURM_PROCID` (srun), `MV2_COMM_WORLD_RANK`
+//! (MVAPICH)); each rank writes only `raw/<host>.<rank>.<pid>/`, including its own
+//! `manifest.json` with its notices. Only one process writes the top-level manifest
+//! (see `collect`). Notices are printed once for the whole job, by rank 0, with the
+//! number of ranks each applies to ([`job_notices`]).
 
 /// Rank variables, in the order they are tried.
 pub const RANK_VARS: &[&str] = &[
@@ -28,7 +32,24 @@ pub const JOB_VARS: &[&str] = &[
     "OMPI_MCA_orte_ess_jobid",
     "PMIX_NAMESPACE",
     "PMI_JOBID",
+    "PMI_KVSNAME",
 ];
+
+/// Rank-on-this-node variables.
+pub const LOCAL_RANK_VARS: &[&str] = &[
+    "OMPI_COMM_WORLD_LOCAL_RANK",
+    "MPI_LOCALRANKID",
+    "PMIX_LOCAL_RANK",
+    "SLURM_LOCALID",
+    "MV2_COMM_WORLD_LOCAL_RANK",
+];
+
+/// Node-index variables (which node of the job this is).
+pub const NODE_VARS: &[&str] = &["SLURM_NODEID"];
+
+/// Overrides the host name in raw directory names and the manifest: for containers
+/// whose host names collide, and for tests that simulate several hosts on one.
+pub const HOSTNAME_VAR: &str = "HWPROF_HOSTNAME";
 
 /// Where this process sits in an MPI job.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -39,6 +60,10 @@ pub struct MpiContext {
     pub world_size: Option<u32>,
     /// Job id when the launcher says.
     pub job: Option<String>,
+    /// Rank on this node when the launcher says.
+    pub local_rank: Option<u32>,
+    /// Index of this node in the job when the launcher says (Slurm).
+    pub node: Option<u32>,
 }
 
 impl MpiContext {
@@ -60,18 +85,129 @@ impl MpiContext {
                 .iter()
                 .find_map(|v| get(v))
                 .filter(|s| !s.is_empty()),
+            local_rank: first(LOCAL_RANK_VARS),
+            node: first(NODE_VARS),
         }
     }
+
+    /// Whether this process prints notices as they happen: outside MPI yes; in a job
+    /// no, rank 0 prints each distinct notice once at the end ([`job_notices`]).
+    pub fn prints_notices_live(&self) -> bool {
+        self.rank.is_none()
+    }
+}
+
+/// This host's name as written in raw directory names: `HWPROF_HOSTNAME` when set.
+pub fn host_name() -> String {
+    match std::env::var(HOSTNAME_VAR) {
+        Ok(h) if !h.trim().is_empty() => h.trim().to_string(),
+        _ => crate::util::hostname(),
+    }
+}
+
+/// One distinct notice of a job and how many ranks gave it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct JobNotice {
+    /// The notice.
+    pub notice: String,
+    /// Ranks whose manifest has it.
+    pub count: usize,
+    /// Ranks whose manifest was read (or the world size when larger).
+    pub of: usize,
+    /// The ranks' notices differ in their figures: `notice` is the lowest rank's.
+    pub figures_vary: bool,
+    /// Ranks whose manifest was read (fewer than `of` while ranks still run).
+    pub finished: usize,
+}
+
+impl JobNotice {
+    /// One line for a terminal: `NOTICE [3 of 4 ranks]`.
+    pub fn line(&self) -> String {
+        let vary = if self.figures_vary {
+            "; figures of the lowest rank"
+        } else {
+            ""
+        };
+        format!(
+            "{} [{} of {} ranks{vary}]",
+            self.notice, self.count, self.of
+        )
+    }
+}
+
+/// A notice with its figures masked: the ranks' "1254 captures" and "1009 captures"
+/// notices are one notice for the job.
+fn notice_shape(n: &str) -> String {
+    let mut out = String::with_capacity(n.len());
+    for c in n.chars() {
+        if c.is_ascii_digit() {
+            if !out.ends_with('#') {
+                out.push('#');
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The distinct notices of the ranks' own manifests (`raw/*/manifest.json`), in the
+/// order first seen by rank, with how many ranks each applies to. `world` is the
+/// launcher's world size, when known, for the "of N ranks" part.
+pub fn job_notices(dir: &std::path::Path, world: Option<u32>) -> Vec<JobNotice> {
+    let raws = crate::raw::list_raw_dirs(dir).unwrap_or_default();
+    let mut ranked: Vec<_> = raws.iter().filter(|r| r.rank.is_some()).collect();
+    ranked.sort_by_key(|r| (r.rank, r.pid));
+    let mut out: Vec<JobNotice> = Vec::new();
+    let mut shapes: Vec<String> = Vec::new();
+    let mut read = 0;
+    for r in ranked {
+        let Ok(m) = crate::manifest::Manifest::load(&r.path) else {
+            continue;
+        };
+        read += 1;
+        let mut mine: Vec<(String, &String)> =
+            m.notices.iter().map(|n| (notice_shape(n), n)).collect();
+        mine.sort();
+        mine.dedup_by(|a, b| a.0 == b.0);
+        for (shape, n) in mine {
+            match shapes.iter().position(|x| *x == shape) {
+                Some(i) => {
+                    out[i].count += 1;
+                    out[i].figures_vary |= &out[i].notice != n;
+                }
+                None => {
+                    shapes.push(shape);
+                    out.push(JobNotice {
+                        notice: n.clone(),
+                        count: 1,
+                        of: 0,
+                        figures_vary: false,
+                        finished: 0,
+                    });
+                }
+            }
+        }
+    }
+    let of = read.max(world.unwrap_or(0) as usize);
+    for n in &mut out {
+        n.of = of;
+        n.finished = read;
+    }
+    out
 }
 
 /// Name of a raw directory: `<host>.<rank>.<pid>`, rank `-` outside MPI.
 pub fn raw_dir_name(host: &str, rank: Option<u32>, pid: u32) -> String {
     let rank = rank.map(|r| r.to_string()).unwrap_or_else(|| "-".into());
-    let host: String = host
-        .chars()
+    format!("{}.{rank}.{pid}", host_label(host))
+}
+
+/// A host name as it appears in raw directory names (no `.` or `/`).
+pub fn host_label(host: &str) -> String {
+    host.chars()
         .map(|c| if c == '/' || c == '.' { '_' } else { c })
-        .collect();
-    format!("{host}.{rank}.{pid}")
+        .collect()
 }
 
 /// Parse a raw directory name back into (host, rank, pid).
@@ -100,6 +236,88 @@ mod tests {
         let c = MpiContext::from_lookup(|k| env.get(k).map(|s| s.to_string()));
         assert_eq!(c.rank, Some(3));
         assert_eq!(c.world_size, Some(8));
+    }
+
+    /// Each launcher's variables, as they set them.
+    #[test]
+    fn launchers_are_recognised() {
+        let cases: &[(&[(&str, &str)], MpiContext)] = &[
+            (
+                &[
+                    ("OMPI_COMM_WORLD_RANK", "1"),
+                    ("OMPI_COMM_WORLD_SIZE", "4"),
+                    ("OMPI_COMM_WORLD_LOCAL_RANK", "1"),
+                    ("OMPI_MCA_orte_ess_jobid", "123"),
+                ],
+                MpiContext {
+                    rank: Some(1),
+                    world_size: Some(4),
+                    job: Some("123".into()),
+                    local_rank: Some(1),
+                    node: None,
+                },
+            ),
+            (
+                // MPICH and Intel MPI (Hydra).
+                &[
+                    ("PMI_RANK", "2"),
+                    ("PMI_SIZE", "8"),
+                    ("MPI_LOCALRANKID", "0"),
+                    ("PMI_KVSNAME", "kvs_77_0"),
+                ],
+                MpiContext {
+                    rank: Some(2),
+                    world_size: Some(8),
+                    job: Some("kvs_77_0".into()),
+                    local_rank: Some(0),
+                    node: None,
+                },
+            ),
+            (
+                &[
+                    ("PMIX_RANK", "5"),
+                    ("PMIX_NAMESPACE", "prterun-x-1@1"),
+                    ("PMIX_LOCAL_RANK", "1"),
+                ],
+                MpiContext {
+                    rank: Some(5),
+                    world_size: None,
+                    job: Some("prterun-x-1@1".into()),
+                    local_rank: Some(1),
+                    node: None,
+                },
+            ),
+            (
+                &[
+                    ("SLURM_PROCID", "9"),
+                    ("SLURM_NTASKS", "16"),
+                    ("SLURM_LOCALID", "1"),
+                    ("SLURM_JOB_ID", "4242"),
+                    ("SLURM_NODEID", "1"),
+                ],
+                MpiContext {
+                    rank: Some(9),
+                    world_size: Some(16),
+                    job: Some("4242".into()),
+                    local_rank: Some(1),
+                    node: Some(1),
+                },
+            ),
+        ];
+        for (vars, want) in cases {
+            let env: HashMap<&str, &str> = vars.iter().copied().collect();
+            let c = MpiContext::from_lookup(|k| env.get(k).map(|s| s.to_string()));
+            assert_eq!(&c, want, "{vars:?}");
+        }
+    }
+
+    #[test]
+    fn notices_differing_in_figures_are_one() {
+        assert_eq!(
+            notice_shape("python: 3.11.7, 1254 captures"),
+            notice_shape("python: 3.11.7, 1009 captures")
+        );
+        assert_ne!(notice_shape("a 1"), notice_shape("b 1"));
     }
 
     #[test]

@@ -240,12 +240,24 @@ struct ChosenEvent {
     precise_ip: Option<u8>,
 }
 
-/// Print a one-line notice (kept in the manifest too).
+/// Print a one-line notice (kept in the manifest too). The ranks of an MPI job keep
+/// theirs silent: rank 0 prints each distinct one once at the end ([`print_job_notices`]).
 fn notice(quiet: bool, notices: &mut Vec<String>, msg: String) {
-    if !quiet {
+    if !quiet && MpiContext::from_env().prints_notices_live() {
         eprintln!("hwprof: {msg}");
     }
     notices.push(msg);
+}
+
+/// Rank 0 of an MPI job: print each distinct notice of the job's ranks once, with how
+/// many ranks it applies to (from the ranks' own manifests in their raw directories).
+pub fn print_job_notices(dir: &Path, mpi: &MpiContext) {
+    if mpi.rank != Some(0) {
+        return;
+    }
+    for n in mpi::job_notices(dir, mpi.world_size) {
+        eprintln!("hwprof: {}", n.line());
+    }
 }
 
 /// Run a collection.
@@ -280,7 +292,7 @@ pub fn run(opts: &CollectOptions) -> Result<CollectOutcome, CollectError> {
         }
     };
     prepare_result_dir(&opts.dir, &opts.mpi)?;
-    let host = crate::util::hostname();
+    let host = mpi::host_name();
     let cpus = sys::online_cpus();
 
     let exclude_kernel = !sys::may_sample_kernel();
@@ -473,10 +485,6 @@ pub fn run(opts: &CollectOptions) -> Result<CollectOutcome, CollectError> {
             notice(opts.quiet, &mut notices, n);
         }
     }
-    let complete = raw_dir.join("complete");
-    if std::fs::write(&complete, b"").is_ok() {
-        crate::util::set_private_mode(&complete);
-    }
     if stats.lost > 0 {
         notice(
             opts.quiet,
@@ -535,6 +543,17 @@ pub fn run(opts: &CollectOptions) -> Result<CollectOutcome, CollectError> {
         exit_status: None,
         notices,
     };
+    // This rank's own manifest (its notices) beside its data; then the raw directory
+    // is complete: rank 0 may finalize it, so everything above is written first.
+    if opts.mpi.rank.is_some() {
+        manifest
+            .save(&raw_dir)
+            .map_err(io_err("write the rank's manifest.json"))?;
+    }
+    let complete = raw_dir.join("complete");
+    if std::fs::write(&complete, b"").is_ok() {
+        crate::util::set_private_mode(&complete);
+    }
     write_manifest(&opts.dir, manifest.clone(), &opts.mpi)
         .map_err(io_err("write manifest.json"))?;
     // Stopped early (-d, or attached): the launched target runs on; results are written.
@@ -1029,20 +1048,42 @@ fn prepare_result_dir(dir: &Path, mpi: &MpiContext) -> Result<(), CollectError> 
     crate::util::create_private_dir(dir).map_err(io_err(format!("create {}", dir.display())))
 }
 
-/// Rank 0 (or a non-MPI run) writes the manifest; another rank writes it only when
-/// none exists yet, so a results directory is never without one.
+/// Rank 0 (or a non-MPI run) writes the manifest, atomically (rename). Another rank
+/// writes it only when none exists yet, so a results directory is never without one:
+/// it creates it with a hard link from its own temporary file, which fails when the
+/// file exists, so of several ranks (on several hosts of a shared file system) exactly
+/// one wins and nobody's half-written file is ever seen. The hosts are those of the raw
+/// directories present, so the manifest does not depend on which rank wrote last.
 fn write_manifest(dir: &Path, mut m: Manifest, mpi: &MpiContext) -> std::io::Result<()> {
-    if mpi.rank.is_some_and(|r| r != 0) && Manifest::path(dir).exists() {
-        return Ok(());
-    }
-    if let Ok(old) = Manifest::load(dir) {
-        for h in old.hosts {
-            if !m.hosts.contains(&h) {
-                m.hosts.push(h);
-            }
+    let labels: Vec<String> = m.hosts.iter().map(|h| mpi::host_label(h)).collect();
+    for r in crate::raw::list_raw_dirs(dir).unwrap_or_default() {
+        if !m.hosts.contains(&r.host) && !labels.contains(&r.host) {
+            m.hosts.push(r.host);
         }
     }
-    m.save(dir)
+    m.hosts.sort();
+    m.hosts.dedup();
+    if mpi.rank.is_none_or(|r| r == 0) {
+        return m.save(dir);
+    }
+    let path = Manifest::path(dir);
+    if path.exists() {
+        return Ok(());
+    }
+    let tmp = dir.join(format!(
+        ".manifest.json.{}.{}",
+        mpi::host_name(),
+        std::process::id()
+    ));
+    let text = serde_json::to_string_pretty(&m).map_err(std::io::Error::other)?;
+    std::fs::write(&tmp, text + "\n")?;
+    crate::util::set_private_mode(&tmp);
+    let linked = std::fs::hard_link(&tmp, &path);
+    let _ = std::fs::remove_file(&tmp);
+    match linked {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => Err(e),
+        _ => Ok(()),
+    }
 }
 
 /// Resolve the command on PATH and build execve's arguments.

@@ -163,6 +163,7 @@ pub fn run(args: &ExportArgs) -> anyhow::Result<()> {
     let filter = StackFilter {
         frames: args.frames,
         rank: args.rank,
+        ranks: args.ranks,
     };
     match &args.output {
         Some(path) => {
@@ -473,8 +474,8 @@ impl Model {
             .map(|p| p.command.clone())
             .unwrap_or_default();
         let mut notes = Vec::new();
-        if let Some(r) = filter.rank {
-            notes.push(format!("rank {r}"));
+        if filter.has_rank_filter() {
+            notes.push(filter.rank_note());
         }
         match filter.frames {
             crate::cli::FramesFilter::All => {}

@@ -17,6 +17,44 @@ pub struct SearchPaths {
     pub results_dir: PathBuf,
     /// Debug roots (normally /usr/lib/debug).
     pub debug_roots: Vec<PathBuf>,
+    /// ELF files loaded so far, shared by all raw directories.
+    pub elf_cache: ElfCache,
+}
+
+/// The ELF files finalize has loaded, by path, size and modification time: the ranks of
+/// an MPI job map the same binaries, whose text and unwind sections (megabytes for
+/// libc or libpython) were loaded and held once per rank, so finalize's memory grew by
+/// ~2 MB per rank. Shared, it stays flat.
+/// Clones share one cache.
+#[derive(Clone, Default)]
+pub struct ElfCache {
+    loaded: Arc<std::sync::Mutex<ElfMap>>,
+}
+
+type ElfMap = std::collections::HashMap<(PathBuf, u64, i64), Arc<LoadedElf>>;
+
+impl std::fmt::Debug for ElfCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ElfCache")
+    }
+}
+
+impl ElfCache {
+    /// `path` loaded, once for all callers while the file is unchanged.
+    pub fn load(&self, path: &Path) -> Option<Arc<LoadedElf>> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(path).ok()?;
+        let key = (path.to_path_buf(), meta.len(), meta.mtime());
+        if let Some(e) = self.loaded.lock().ok()?.get(&key) {
+            return Some(e.clone());
+        }
+        // Loaded outside the lock: two threads may load the same file once each.
+        let elf = Arc::new(load_elf(path)?);
+        if let Ok(mut m) = self.loaded.lock() {
+            m.insert(key, elf.clone());
+        }
+        Some(elf)
+    }
 }
 
 /// A loadable segment: file offset range and the address it is linked at.

@@ -119,6 +119,7 @@ pub fn run(opts: &FinalizeOptions) -> Result<PathBuf, FinalizeError> {
         search_dirs: opts.search_dirs.clone(),
         results_dir: opts.dir.clone(),
         debug_roots: vec![PathBuf::from("/usr/lib/debug")],
+        elf_cache: Default::default(),
     };
     let (weighting, metric) = weighting(&manifest.mode);
     // Progress in bytes of perf.data read: one huge recording moves the bar too.
@@ -259,6 +260,14 @@ pub fn run(opts: &FinalizeOptions) -> Result<PathBuf, FinalizeError> {
         "notices".into(),
         serde_json::to_string(&manifest.notices).unwrap_or_default(),
     );
+    // MPI: every rank's notices (from its own manifest), each once with its rank count.
+    let rank_notices = crate::mpi::job_notices(&opts.dir, manifest.world_size);
+    if !rank_notices.is_empty() {
+        meta.insert(
+            "rank_notices".into(),
+            serde_json::to_string(&rank_notices).unwrap_or_default(),
+        );
+    }
     // Memory mode (events worktree): bandwidth from counters.csv, one raw dir per host
     // (uncore counts are the node's, every rank on a node would repeat them).
     let mut bw_hosts = std::collections::HashSet::new();
@@ -418,11 +427,12 @@ fn symbolize_all(
         .collect();
     pb.finish_and_clear();
     let by_key = |pi: usize, m: u32| module_group.get(&(pi, m)).map(|&g| &resolved[g]);
+    let kernels = kernel_symbols(profiles);
     profiles
-        .iter()
+        .par_iter()
         .enumerate()
         .map(|(pi, (raw, p))| {
-            let kernel = symbols::KernelSymbols::load(&raw.path);
+            let kernel = &kernels[pi];
             // [python] --python perfmap: JIT trampolines named in the copied perf maps.
             let perfmap = crate::python::perfmap::PerfMap::load_all(&raw.path);
             p.trie
@@ -449,6 +459,38 @@ fn symbolize_all(
                     ],
                 })
                 .collect()
+        })
+        .collect()
+}
+
+/// The kernel symbols of each raw directory with kernel samples. Ranks on one host copy
+/// the same kallsyms (megabytes, 100k+ lines): each distinct copy is parsed once, not
+/// once per rank (at 1,024 ranks that parse was most of finalize's time and memory).
+fn kernel_symbols(
+    profiles: &[(crate::raw::RawDir, RawProfile)],
+) -> Vec<std::sync::Arc<symbols::KernelSymbols>> {
+    use std::hash::{Hash, Hasher};
+    let mut by_content: HashMap<(u64, usize), std::sync::Arc<symbols::KernelSymbols>> =
+        HashMap::new();
+    profiles
+        .iter()
+        .map(|(raw, p)| {
+            if !p.trie.iter().any(|(_, l)| matches!(l, Loc::Kernel(_))) {
+                return Default::default();
+            }
+            let Ok(bytes) = std::fs::read(raw.path.join("kallsyms")) else {
+                return Default::default();
+            };
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            bytes.hash(&mut h);
+            by_content
+                .entry((h.finish(), bytes.len()))
+                .or_insert_with(|| {
+                    std::sync::Arc::new(symbols::KernelSymbols::parse(&String::from_utf8_lossy(
+                        &bytes,
+                    )))
+                })
+                .clone()
         })
         .collect()
 }

@@ -19,7 +19,7 @@ use linux_perf_data::linux_perf_event_reader::{
 
 use crate::events::group::GroupRead;
 
-use super::binaries::{LoadedElf, SearchPaths, load_elf};
+use super::binaries::{LoadedElf, SearchPaths};
 use super::group_reads::{GroupTracker, ThreadGroupKey};
 use crate::raw::{RawDir, TolerantPerfFile};
 
@@ -440,8 +440,7 @@ impl Builder<'_> {
         let elf = if path.starts_with('/') {
             self.search
                 .find_binary(&path, build_id.as_deref())
-                .and_then(|p| load_elf(&p))
-                .map(Arc::new)
+                .and_then(|p| self.search.elf_cache.load(&p))
         } else {
             None
         };

@@ -130,6 +130,11 @@ impl KernelSymbols {
         let Ok(text) = std::fs::read_to_string(raw_dir.join("kallsyms")) else {
             return Self::default();
         };
+        Self::parse(&text)
+    }
+
+    /// Parse the text of a kallsyms copy.
+    pub fn parse(text: &str) -> Self {
         let mut syms: Vec<(u64, String)> = text
             .lines()
             .filter_map(|l| {

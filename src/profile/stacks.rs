@@ -24,6 +24,108 @@ pub struct StackFilter {
     pub frames: FramesFilter,
     /// Only this MPI rank.
     pub rank: Option<u32>,
+    /// Only these MPI ranks (`--ranks 0-3,8`); both filters apply when both are given.
+    pub ranks: Option<RankSet>,
+}
+
+impl StackFilter {
+    /// Whether samples of a process with this rank pass the rank filters.
+    pub fn selects_rank(&self, rank: Option<u32>) -> bool {
+        let one = self.rank.is_none_or(|r| rank == Some(r));
+        let set = self
+            .ranks
+            .is_none_or(|set| rank.is_some_and(|r| set.contains(r)));
+        one && set
+    }
+
+    /// Whether any rank filter is set.
+    pub fn has_rank_filter(&self) -> bool {
+        self.rank.is_some() || self.ranks.is_some()
+    }
+
+    /// The rank filters as written on the command line, for titles ("" when none).
+    pub fn rank_note(&self) -> String {
+        match (self.rank, self.ranks) {
+            (Some(r), None) => format!("rank {r}"),
+            (None, Some(s)) => format!("ranks {s}"),
+            (Some(r), Some(s)) => format!("rank {r} of ranks {s}"),
+            (None, None) => String::new(),
+        }
+    }
+}
+
+/// Most ranges a `--ranks` list may have: the set stays a small `Copy` value.
+pub const MAX_RANK_RANGES: usize = 32;
+
+/// A set of MPI ranks as inclusive ranges, parsed from `0-3,8`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RankSet {
+    ranges: [(u32, u32); MAX_RANK_RANGES],
+    len: usize,
+}
+
+impl RankSet {
+    /// Parse `A`, `A-B`, comma separated (`0-3,8`).
+    pub fn parse(s: &str) -> Result<RankSet, String> {
+        let mut set = RankSet {
+            ranges: [(0, 0); MAX_RANK_RANGES],
+            len: 0,
+        };
+        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let bad = || format!("--ranks {s}: '{part}' is not a rank or a range like 0-3");
+            let (a, b) = match part.split_once('-') {
+                Some((a, b)) => (a.trim(), b.trim()),
+                None => (part, part),
+            };
+            let (a, b): (u32, u32) = (a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?);
+            if a > b {
+                return Err(format!(
+                    "--ranks {s}: range {part} runs backwards; write {b}-{a}"
+                ));
+            }
+            if set.len == MAX_RANK_RANGES {
+                return Err(format!(
+                    "--ranks {s}: more than {MAX_RANK_RANGES} ranges; join neighbouring ranks into ranges like 0-63"
+                ));
+            }
+            set.ranges[set.len] = (a, b);
+            set.len += 1;
+        }
+        if set.len == 0 {
+            return Err(format!("--ranks '{s}': expected ranks like 0-3,8"));
+        }
+        Ok(set)
+    }
+
+    /// Whether `rank` is in the set.
+    pub fn contains(&self, rank: u32) -> bool {
+        self.ranges[..self.len]
+            .iter()
+            .any(|&(a, b)| (a..=b).contains(&rank))
+    }
+}
+
+impl std::fmt::Display for RankSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, &(a, b)) in self.ranges[..self.len].iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            if a == b {
+                write!(f, "{a}")?;
+            } else {
+                write!(f, "{a}-{b}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::str::FromStr for RankSet {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        RankSet::parse(s)
+    }
 }
 
 impl Profile {
@@ -46,9 +148,7 @@ impl Profile {
     pub fn weighted_stacks(&self, filter: StackFilter) -> Vec<WeightedStack> {
         let mut out = Vec::with_capacity(self.samples.len());
         for s in &self.samples {
-            if let Some(rank) = filter.rank
-                && self.thread_rank(s.thread) != Some(rank)
-            {
+            if filter.has_rank_filter() && !filter.selects_rank(self.thread_rank(s.thread)) {
                 continue;
             }
             let frames = self.stack_frames(s.stack);
@@ -68,9 +168,7 @@ impl Profile {
     pub fn weighted_counts(&self, filter: StackFilter) -> Vec<(Vec<usize>, usize, f64)> {
         let mut out = Vec::with_capacity(self.counts.len());
         for c in &self.counts {
-            if let Some(rank) = filter.rank
-                && self.thread_rank(c.thread) != Some(rank)
-            {
+            if filter.has_rank_filter() && !filter.selects_rank(self.thread_rank(c.thread)) {
                 continue;
             }
             let frames = apply_frames_filter(self, self.stack_frames(c.stack), filter.frames);
@@ -109,5 +207,27 @@ fn apply_frames_filter(p: &Profile, frames: Vec<usize>, filter: FramesFilter) ->
                 frames
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rank_sets_parse_and_select() {
+        let s = RankSet::parse("0-3, 8").unwrap();
+        assert_eq!(s.to_string(), "0-3,8");
+        assert!((0..4).all(|r| s.contains(r)) && s.contains(8));
+        assert!(!s.contains(4) && !s.contains(9));
+        assert!(RankSet::parse("3-1").unwrap_err().contains("backwards"));
+        assert!(RankSet::parse("a").is_err() && RankSet::parse("").is_err());
+        let f = StackFilter {
+            ranks: Some(s),
+            ..Default::default()
+        };
+        assert!(f.selects_rank(Some(2)) && !f.selects_rank(Some(5)) && !f.selects_rank(None));
+        let both = StackFilter { rank: Some(2), ..f };
+        assert!(both.selects_rank(Some(2)) && !both.selects_rank(Some(1)));
     }
 }

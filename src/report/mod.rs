@@ -1,7 +1,9 @@
 //! Views over profile.db: tables for a terminal, CSV with the contract's leading columns
 //! (DESIGN section 2), and JSON. Every view ranks by the mode's metric.
 
+pub mod imbalance; // --view imbalance (MPI worktree)
 pub mod memory; // --view memory (events worktree)
+pub mod pop; // POP efficiencies in the summary (MPI worktree)
 pub mod views;
 
 use std::io::Write;
@@ -17,8 +19,12 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<()> {
     let filter = StackFilter {
         frames: args.frames,
         rank: args.rank,
+        ranks: args.ranks,
     };
-    let text = render(&profile, args.view, args.format, args.top, filter)?;
+    let text = match args.view {
+        View::Imbalance => imbalance::imbalance(&profile, args.format, args.top, filter, args.by),
+        view => render(&profile, view, args.format, args.top, filter)?,
+    };
     match &args.output {
         Some(path) => std::fs::write(path, text)
             .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?,
@@ -47,6 +53,9 @@ pub fn render(
         View::Threads => views::threads(p, format, top, filter),
         View::Callers => views::callers(p, format, top, filter),
         View::Ranks => views::ranks(p, format, filter),
+        View::Imbalance => {
+            imbalance::imbalance(p, format, top, filter, crate::cli::ImbalanceBy::Function)
+        }
         View::Waits => views::waits(p, format, top, filter),
         View::Memory => memory::memory_view(p, format, top), // events worktree
     })
@@ -140,7 +149,10 @@ mod tests {
     }
 
     fn view(v: View, frames: FramesFilter) -> String {
-        let filter = StackFilter { frames, rank: None };
+        let filter = StackFilter {
+            frames,
+            ..Default::default()
+        };
         render(&designed_profile(), v, ReportFormat::Text, 10, filter).unwrap()
     }
 

@@ -522,7 +522,7 @@ pub fn threads(p: &Profile, format: ReportFormat, top: usize, filter: StackFilte
 pub fn callers(p: &Profile, format: ReportFormat, top: usize, filter: StackFilter) -> String {
     let stacks = p.weighted_stacks(filter);
     let rows = function_rows(p, &stacks);
-    let total = p.total_value(filter.rank);
+    let total: u64 = stacks.iter().map(|s| s.value).sum();
     let name_of = |fi: usize| p.functions[fi].name.clone();
     let index: HashMap<String, usize> = p
         .functions
@@ -615,7 +615,8 @@ pub fn callers(p: &Profile, format: ReportFormat, top: usize, filter: StackFilte
     }
 }
 
-fn is_mpi_module(m: &str) -> bool {
+/// Whether a module is an MPI library or its transport (Open MPI, MPICH, libfabric, UCX, PSM).
+pub(crate) fn is_mpi_module(m: &str) -> bool {
     let m = m.to_ascii_lowercase();
     m.starts_with("libmpi")
         || m.starts_with("libpmpi")
@@ -626,12 +627,18 @@ fn is_mpi_module(m: &str) -> bool {
         || m.starts_with("libucp")
         || m.starts_with("libuct")
         || m.starts_with("libpsm")
+        // Open MPI's components (mca_pml_ob1.so, mca_btl_vader.so ...) and PMIx.
+        || m.starts_with("mca_")
+        || m.starts_with("libmca_")
+        || m.starts_with("libpmix")
+        || m.starts_with("libucs")
 }
 
 /// `--view ranks`: `rank,host,pid,total,work,pct_of_mean,mpi_pct,idle`.
 pub fn ranks(p: &Profile, format: ReportFormat, filter: StackFilter) -> String {
     let stacks = p.weighted_stacks(StackFilter {
         rank: None,
+        ranks: None,
         ..filter
     });
     // Per process (a rank is a process tree's root).
@@ -651,6 +658,9 @@ pub fn ranks(p: &Profile, format: ReportFormat, filter: StackFilter) -> String {
     // Group processes of one raw dir (one rank) together.
     let mut by_rank: HashMap<String, (Option<u32>, String, u32, u64, u64)> = HashMap::new();
     for (pi, proc) in p.processes.iter().enumerate() {
+        if filter.has_rank_filter() && !filter.selects_rank(proc.rank) {
+            continue;
+        }
         let (t, m) = acc.get(&pi).copied().unwrap_or((0, 0));
         let e = by_rank.entry(proc.raw_dir.clone()).or_insert((
             proc.rank,
@@ -871,6 +881,29 @@ fn group_summary_line(g: &Value) -> String {
     )
 }
 
+/// The summary's lines for the notices of an MPI job: each distinct notice once, with
+/// the ranks it applies to (from every rank's own manifest, `rank_notices` meta).
+fn rank_notices_text(p: &Profile) -> String {
+    let Ok(Value::Array(list)) = serde_json::from_str::<Value>(p.meta_str("rank_notices")) else {
+        return String::new();
+    };
+    list.iter()
+        .map(|n| {
+            format!(
+                "  notice ({} of {} ranks{}): {}\n",
+                n["count"].as_u64().unwrap_or(0),
+                n["of"].as_u64().unwrap_or(0),
+                if n["figures_vary"].as_bool() == Some(true) {
+                    "; figures of the lowest rank"
+                } else {
+                    ""
+                },
+                n["notice"].as_str().unwrap_or("")
+            )
+        })
+        .collect()
+}
+
 /// `--view summary`.
 pub fn summary(p: &Profile, format: ReportFormat, top: usize, filter: StackFilter) -> String {
     let stacks = p.weighted_stacks(filter);
@@ -923,6 +956,13 @@ pub fn summary(p: &Profile, format: ReportFormat, top: usize, filter: StackFilte
             // Counter group read with the samples: totals per event, multiplexing.
             if let Ok(g) = serde_json::from_str::<Value>(p.meta_str("group")) {
                 v["group"] = g;
+            }
+            // MPI: POP efficiencies, and every rank's notices with the ranks they apply to.
+            if let Some(pop) = super::pop::pop_json(p, filter) {
+                v["pop"] = pop;
+            }
+            if let Ok(n) = serde_json::from_str::<Value>(p.meta_str("rank_notices")) {
+                v["rank_notices"] = n;
             }
             if format == ReportFormat::Csv {
                 let mut s = csv_line(&["key", "value"].map(String::from));
@@ -983,6 +1023,8 @@ pub fn summary(p: &Profile, format: ReportFormat, top: usize, filter: StackFilte
             {
                 s.push_str(&format!("  peak RSS: {}\n", human(b, "bytes")));
             }
+            s.push_str(&super::pop::pop_text(p, filter));
+            s.push_str(&rank_notices_text(p));
             s.push('\n');
             s.push_str(&format_rows(
                 p,

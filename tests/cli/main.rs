@@ -10,6 +10,7 @@ mod hotspots;
 mod locks;
 mod memory;
 mod project;
+mod mpi;
 mod python;
 mod python_accuracy;
 mod symbols;

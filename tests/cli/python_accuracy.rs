@@ -471,6 +471,7 @@ fn numpy_native_frames_sit_under_their_python_caller() {
     let stacks = prof.weighted_stacks(StackFilter {
         frames: FramesFilter::All,
         rank: None,
+        ranks: None,
     });
     let fname = |f: usize| -> (&str, &str, bool) {
         let func = prof
