@@ -153,6 +153,7 @@ impl Side<'_> {
         StackFilter {
             frames,
             rank: self.rank,
+            ranks: None,
         }
     }
 

@@ -237,6 +237,7 @@ fn run_diff(args: &ExportArgs) -> anyhow::Result<()> {
                     StackFilter {
                         frames: args.frames,
                         rank: s.rank,
+                        ranks: None,
                     },
                 )
             };
