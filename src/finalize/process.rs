@@ -133,6 +133,8 @@ pub struct RawProfile {
     /// Memory mode: bytes faulted in pages larger than the base page (transparent
     /// huge pages), as the samples' data page size says.
     pub huge_page_bytes: u64,
+    /// Samples found twice in perf.data (same event, thread, instant), counted once.
+    pub duplicate_samples: u64,
 }
 
 /// What the samples' group reads amounted to.
@@ -197,6 +199,8 @@ struct Builder<'a> {
     attr_of_id: FxHashMap<u64, u32>,
     /// Per attr: a software event (never multiplexed).
     software: Vec<bool>,
+    /// Per tid: (event id, time) of its last sample, to drop repeated records.
+    last_sample: FxHashMap<u32, (u64, u64)>,
     /// Per attr: its fixed sampling period (1 for frequency-sampled events), the
     /// weight of a sample that carries no period of its own.
     attr_period: Vec<u64>,
@@ -268,6 +272,7 @@ pub fn process_raw_dir<'a>(
         attr_of_id: FxHashMap::default(),
         software: Vec::new(),
         attr_period: Vec::new(),
+        last_sample: FxHashMap::default(),
         groups: GroupTracker::default(),
         raw_counts: FxHashMap::default(),
         pending_counts: FxHashMap::default(),
@@ -555,6 +560,15 @@ impl Builder<'_> {
         let pid = s.pid.unwrap_or(0) as u32;
         let tid = s.tid.unwrap_or(0) as u32;
         let time = s.timestamp.unwrap_or(0);
+        // The same sample twice (same event, thread and instant): the rings of a Python
+        // agent's page-fault events hand some samples over twice (measured in memory
+        // mode, docs/memory.md); a thread cannot fault twice in one nanosecond.
+        if let Some(id) = s.id
+            && self.last_sample.insert(tid, (id, time)) == Some((id, time))
+        {
+            self.out.duplicate_samples += 1;
+            return;
+        }
         // Group values: counts since this instance's previous sample (every sample,
         // including one left out below, moves its instance on).
         // A read of one value is an event read alone (the Python agent's events share
