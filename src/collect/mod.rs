@@ -518,6 +518,17 @@ pub fn run(opts: &CollectOptions) -> Result<CollectOutcome, CollectError> {
             ),
         );
     }
+    // Memory mode: the launched process's exact peak RSS (the timeline is polled).
+    if opts.mode == Mode::Memory
+        && let Some(bytes) = stats.child_maxrss
+        && let Err(e) = rss::write_peak_csv(&raw_dir.join("peak.csv"), target_pid as u32, bytes)
+    {
+        notice(
+            opts.quiet,
+            &mut notices,
+            format!("memory: peak RSS of the launched process not written: {e}"),
+        );
+    }
     modules::write_modules(&raw_dir, &stats.mapped_files, opts.archive, &opts.dir)
         .map_err(io_err("write modules.json"))?;
 
