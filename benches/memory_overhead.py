@@ -5,7 +5,7 @@ Usage: cargo build --release && python3 benches/memory_overhead.py [RUNS]
 
 Part 2 (the default memory mode, issue 14): tests/programs/fill_buffers.c built plainly
 (-O1 -g, no frame pointers; 336 MiB faulted through memset, ~86,000 faults), bare and
-under `hwprof collect -m memory --no-finalize` at the defaults (dwarf,2048, one fault in
+under `hwprof collect -m memory --no-finalize` at the defaults (dwarf,1024, one fault in
 4) and at --fault-period 1 / --call-graph fp, runs alternated (bare, tool, bare, ...),
 medians, with the disk used and the samples lost.
 
@@ -60,7 +60,8 @@ subprocess.run(["cc", "-O2", "-g", "-O1", "-o", fill,
                 os.path.join(ROOT, "tests/programs/fill_buffers.c")], check=True)
 configs = {
     "bare": None,
-    "default (dwarf,2048, period 4)": [],
+    "default (dwarf,1024, period 4)": [],
+    "--call-graph dwarf,2048": ["--call-graph", "dwarf,2048"],
     "--fault-period 1": ["--fault-period", "1"],
     "--call-graph fp --fault-period 1": ["--call-graph", "fp", "--fault-period", "1"],
 }

@@ -73,7 +73,7 @@ impl CallGraph {
 pub const DEFAULT_FAULT_PERIOD: u64 = 4;
 
 /// Memory mode's default DWARF stack copy: enough for memset and its callers' frames.
-pub const MEMORY_STACK_BYTES: u32 = 2048;
+pub const MEMORY_STACK_BYTES: u32 = 1024;
 
 /// Errors of collection.
 #[derive(Debug, thiserror::Error)]
