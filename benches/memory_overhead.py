@@ -3,6 +3,12 @@
 
 Usage: cargo build --release && python3 benches/memory_overhead.py [RUNS]
 
+Part 2 (the default memory mode, issue 14): tests/programs/fill_buffers.c built plainly
+(-O1 -g, no frame pointers; 336 MiB faulted through memset, ~86,000 faults), bare and
+under `hwprof collect -m memory --no-finalize` at the defaults (dwarf,1024, one fault in
+4) and at --fault-period 1 / --call-graph fp, runs alternated (bare, tool, bare, ...),
+medians, with the disk used and the samples lost.
+
 Builds tests/programs/touch256.c, runs `touch256 nohold` (maps and touches 272 MiB:
 ~69,700 minor faults, no sleeps) bare and under `hwprof collect -m memory --no-finalize`
 with --call-graph fp and dwarf, and `-e cpu-clock` as the reference of hwprof's fixed
@@ -47,4 +53,39 @@ for cg in ["fp", "dwarf"]:
                      "-r", out, "--", exe, "nohold"])
     print(f"memory mode --call-graph {cg}: {t * 1000:.0f} ms (x{t / bare:.2f}), "
           f"{(t - ref) / faults * 1e6:.1f} us per fault over the reference, lost samples {lost:.0f}")
+
+# Part 2: the default memory mode on fill_buffers (no frame pointers), alternated.
+fill = os.path.join(tmp, "fill_buffers")
+subprocess.run(["cc", "-O2", "-g", "-O1", "-o", fill,
+                os.path.join(ROOT, "tests/programs/fill_buffers.c")], check=True)
+configs = {
+    "bare": None,
+    "default (dwarf,1024, period 4)": [],
+    "--call-graph dwarf,2048": ["--call-graph", "dwarf,2048"],
+    "--fault-period 1": ["--fault-period", "1"],
+    "--call-graph fp --fault-period 1": ["--call-graph", "fp", "--fault-period", "1"],
+}
+times = {k: [] for k in configs}
+disk = {k: 0 for k in configs}
+lost = {k: [] for k in configs}
+for _ in range(RUNS):
+    for name, extra in configs.items():
+        shutil.rmtree(out, ignore_errors=True)
+        cmd = [fill] if extra is None else [HW, "collect", "-m", "memory", "-q", "--no-finalize",
+                                            *extra, "-r", out, "--", fill]
+        t = time.perf_counter()
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        times[name].append(time.perf_counter() - t)
+        if extra is not None:
+            disk[name] = sum(os.path.getsize(os.path.join(d, f))
+                             for d, _, fs in os.walk(out) for f in fs)
+            notes = json.load(open(os.path.join(out, "manifest.json"))).get("notices", [])
+            lost[name].append(sum(int(n.split()[0]) for n in notes if "samples lost" in n))
+bare2 = statistics.median(times["bare"])
+print(f"fill_buffers bare: {bare2 * 1000:.0f} ms")
+for name in list(configs)[1:]:
+    t = statistics.median(times[name])
+    print(f"memory mode {name}: {t * 1000:.0f} ms (x{t / bare2:.2f}), "
+          f"{(t - bare2) / 86000 * 1e6:.1f} us per fault, {disk[name] / 1e6:.0f} MB on disk, "
+          f"lost samples (median) {statistics.median(lost[name]):.0f}")
 shutil.rmtree(tmp, ignore_errors=True)

@@ -100,6 +100,10 @@ pub struct CollectArgs {
     /// RSS sampling interval in milliseconds.
     #[arg(long = "rss-interval", default_value_t = 50)]
     pub rss_interval: u64,
+    /// Memory mode: sample one page fault in N (each sample weighs N faults; see
+    /// docs/memory.md). Default 4.
+    #[arg(long = "fault-period")]
+    pub fault_period: Option<u64>,
     /// Copy the ELF files needed for symbols into the results directory.
     #[arg(long)]
     pub archive: bool,

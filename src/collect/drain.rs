@@ -53,6 +53,8 @@ pub struct DrainStats {
     pub records: u64,
     /// Every file mapped by the target, with the build id the kernel gave.
     pub mapped_files: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    /// The launched child's peak RSS in bytes (`ru_maxrss` when it was reaped).
+    pub child_maxrss: Option<u64>,
 }
 
 /// A collection in progress.
@@ -145,8 +147,9 @@ impl Session {
             // returns its locked pages to the budget of the processes still starting.
             self.rings.retain(|r| !(r.hung_up && r.from_agent));
             if let Some(pid) = stop.child
-                && let Some(code) = sys::try_wait(pid)
+                && let Some((code, maxrss)) = sys::try_wait_maxrss(pid)
             {
+                self.stats.child_maxrss = maxrss;
                 self.drain_once()?;
                 return Ok(Ended::ChildExited(code));
             }

@@ -69,6 +69,12 @@ impl CallGraph {
     }
 }
 
+/// Memory mode's default page-fault sampling period (see docs/memory.md "Cost").
+pub const DEFAULT_FAULT_PERIOD: u64 = 4;
+
+/// Memory mode's default DWARF stack copy: enough for memset and its callers' frames.
+pub const MEMORY_STACK_BYTES: u32 = 1024;
+
 /// Errors of collection.
 #[derive(Debug, thiserror::Error)]
 pub enum CollectError {
@@ -124,6 +130,8 @@ pub struct CollectOptions {
     pub python: PythonCapture,
     /// RSS interval.
     pub rss_interval: Duration,
+    /// Memory mode: one page-fault sample every this many faults.
+    pub fault_period: u64,
     /// Copy ELF files into the results directory.
     pub archive: bool,
     /// Stop after this long.
@@ -182,15 +190,25 @@ impl CollectOptions {
             dir,
             freq: a.freq,
             events: a.events.clone(),
-            // Memory mode samples every page fault: an 8 KiB stack copy per fault would
-            // overflow the rings of a program that faults in gigabytes.
+            // Memory mode: frame pointers lose the caller of libc's memset (a leaf
+            // without a frame) in code built without them; a small DWARF copy finds it,
+            // and one fault in DEFAULT_FAULT_PERIOD is sampled (docs/memory.md "Cost").
             call_graph: match (&a.call_graph, a.mode) {
                 (Some(s), _) => CallGraph::parse(s)?,
-                (None, Mode::Memory) => CallGraph::Fp,
+                (None, Mode::Memory) => CallGraph::Dwarf(MEMORY_STACK_BYTES),
                 (None, _) => CallGraph::Dwarf(8192),
             },
             python: a.python,
             rss_interval: Duration::from_millis(a.rss_interval.max(1)),
+            fault_period: match a.fault_period {
+                Some(0) => {
+                    return Err(CollectError::Usage(
+                        "--fault-period 0: expected 1 or more faults per sample".into(),
+                    ));
+                }
+                Some(n) => n,
+                None => DEFAULT_FAULT_PERIOD,
+            },
             archive: a.archive,
             duration: a.duration.map(Duration::from_secs_f64),
             target,
@@ -372,7 +390,10 @@ pub fn run(opts: &CollectOptions) -> Result<CollectOutcome, CollectError> {
     // [python] The agents write into this raw dir and sample with the first event's attr,
     // into rings of this many pages. When they are the only samplers, their rings carry
     // every sample (ours only mmap/comm/task records).
-    let agent_ring_pages = if agents_sample {
+    // Memory mode: an agent samples its Python process's faults (the collector's
+    // samples of it are dropped at finalize from the agent's first capture on, so each
+    // fault counts once); fault storms need the big rings too.
+    let agent_ring_pages = if agents_sample || opts.mode == Mode::Memory {
         (ring_pages(opts.call_graph) / 2).next_power_of_two().max(4)
     } else {
         16
@@ -503,6 +524,17 @@ pub fn run(opts: &CollectOptions) -> Result<CollectOutcome, CollectError> {
                 "the kernel throttled sampling {} times (kernel.perf_event_max_sample_rate)",
                 stats.throttled
             ),
+        );
+    }
+    // Memory mode: the launched process's exact peak RSS (the timeline is polled).
+    if opts.mode == Mode::Memory
+        && let Some(bytes) = stats.child_maxrss
+        && let Err(e) = rss::write_peak_csv(&raw_dir.join("peak.csv"), target_pid as u32, bytes)
+    {
+        notice(
+            opts.quiet,
+            &mut notices,
+            format!("memory: peak RSS of the launched process not written: {e}"),
         );
     }
     modules::write_modules(&raw_dir, &stats.mapped_files, opts.archive, &opts.dir)
@@ -695,6 +727,9 @@ fn requested_events(
                     if let Some(p) = d.period {
                         spec.period = p;
                     }
+                    if d.weight == events::SampleWeight::PageBytes {
+                        spec.period = opts.fault_period;
+                    }
                     // Hotspots with a PMU: cycles leads instructions and cache-misses,
                     // read with each sample; on the software fallback there is no group.
                     // Decided here, not when opening, because a Python launch without a
@@ -781,10 +816,13 @@ struct OpenedEvents {
 fn ring_pages(call_graph: CallGraph) -> usize {
     // 512 KiB of data per CPU fits the unprivileged mlock budget (perf_event_mlock_kb =
     // 516); root gets more room for DWARF stack copies.
-    let kib = if nix::unistd::geteuid().is_root() && matches!(call_graph, CallGraph::Dwarf(_)) {
-        4096
-    } else {
-        512
+    // An ordinary user's DWARF rings ask for 2 MiB too: the kernel also counts
+    // RLIMIT_MEMLOCK (8 MiB by default) and map_ring halves what it refuses; memory
+    // mode's fault storms lost 1-3% of samples with 512 KiB.
+    let kib = match (nix::unistd::geteuid().is_root(), call_graph) {
+        (true, CallGraph::Dwarf(_)) => 4096,
+        (false, CallGraph::Dwarf(_)) => 2048,
+        _ => 512,
     };
     (kib * 1024 / sys::page_size()).next_power_of_two()
 }

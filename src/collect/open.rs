@@ -104,6 +104,20 @@ pub fn build_attr(spec: &EventSpec, cfg: &OpenConfig, tracking: bool) -> PerfEve
         a.__bindgen_anon_1.sample_freq = cfg.freq.max(1);
     } else {
         a.__bindgen_anon_1.sample_period = spec.period.max(1);
+        // A software event with PERF_SAMPLE_PERIOD samples every occurrence whatever
+        // its period (kernel perf_swevent_event): without it, one in `period` is
+        // sampled, and finalize weighs each sample by the attr's period.
+        if spec.period > 1 && spec.type_ == b::PERF_TYPE_SOFTWARE {
+            a.sample_type &= !(b::PERF_SAMPLE_PERIOD as u64);
+        }
+    }
+    // Page faults: the faulting address and the size of the page it now maps (a
+    // transparent huge page weighs 2 MiB, not 4 KiB). Linux 5.11+; open_on_with drops
+    // it on older kernels.
+    if is_page_fault_event(spec) {
+        a.sample_type |= (b::PERF_SAMPLE_ADDR | b::PERF_SAMPLE_DATA_PAGE_SIZE) as u64;
+        // The kernel part of a fault's stack is always the fault handler: not walked.
+        a.set_exclude_callchain_kernel(1);
     }
     a.set_disabled(u64::from(cfg.enable_on_exec));
     a.set_enable_on_exec(u64::from(cfg.enable_on_exec));
@@ -128,6 +142,21 @@ pub fn build_attr(spec: &EventSpec, cfg: &OpenConfig, tracking: bool) -> PerfEve
         a.set_context_switch(u64::from(cfg.context_switch));
     }
     a
+}
+
+const DATA_PAGE_SIZE: u64 = perf_event_open_sys::bindings::PERF_SAMPLE_DATA_PAGE_SIZE as u64;
+
+/// Whether `spec` counts page faults (memory mode's events).
+pub fn is_page_fault_event(spec: &EventSpec) -> bool {
+    use perf_event_open_sys::bindings as b;
+    spec.type_ == b::PERF_TYPE_SOFTWARE
+        && [
+            b::PERF_COUNT_SW_PAGE_FAULTS,
+            b::PERF_COUNT_SW_PAGE_FAULTS_MIN,
+            b::PERF_COUNT_SW_PAGE_FAULTS_MAJ,
+        ]
+        .iter()
+        .any(|&c| spec.config == c as u64)
 }
 
 /// Open `attr` on every CPU for `pid`. Retries without the build-id bit on kernels that
@@ -168,6 +197,12 @@ fn open_on_with(
                 Ok(fd) => break fd,
                 Err(e) if e.raw_os_error() == Some(libc::EINVAL) && attr.build_id() == 1 => {
                     attr.set_build_id(0);
+                }
+                Err(e)
+                    if e.raw_os_error() == Some(libc::EINVAL)
+                        && attr.sample_type & DATA_PAGE_SIZE != 0 =>
+                {
+                    attr.sample_type &= !DATA_PAGE_SIZE;
                 }
                 Err(e)
                     if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::EOPNOTSUPP))

@@ -418,6 +418,29 @@ pub fn read_rss_csv(path: &Path) -> Result<Vec<(u64, u32, u64)>, RssError> {
     })
 }
 
+/// Write `peak.csv`: `pid,maxrss_bytes`, the kernel's high-water mark of a process
+/// reaped by the collector (`ru_maxrss`).
+pub fn write_peak_csv(path: &Path, pid: u32, bytes: u64) -> std::io::Result<()> {
+    std::fs::write(path, format!("pid,maxrss_bytes\n{pid},{bytes}\n"))?;
+    crate::util::set_private_mode(path);
+    Ok(())
+}
+
+/// Read a `peak.csv` written by [`write_peak_csv`]: `(pid, bytes)` rows; a missing or
+/// unreadable file gives none (older results directories have none).
+pub fn read_peak_csv(path: &Path) -> Vec<(u32, u64)> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Vec::new();
+    };
+    text.lines()
+        .skip(1)
+        .filter_map(|l| {
+            let (p, b) = l.split_once(',')?;
+            Some((p.trim().parse().ok()?, b.trim().parse().ok()?))
+        })
+        .collect()
+}
+
 /// The tree's total RSS over time from per-process readings `(time_ns, process,
 /// rss_bytes)` (any order): at each instant, the sum of each live process's latest
 /// reading, a process being live from its first to its last reading. Sorted by time.

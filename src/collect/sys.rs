@@ -426,6 +426,31 @@ pub fn try_wait(pid: i32) -> Option<i32> {
     }
 }
 
+/// [`try_wait`] that also returns the child's peak RSS in bytes (`ru_maxrss` of
+/// wait4: the kernel's high-water mark, what GNU time prints).
+pub fn try_wait_maxrss(pid: i32) -> Option<(i32, Option<u64>)> {
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is a valid value for wait4 to fill.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: wait4 writes only into `status` and `ru`, which we own.
+    let r = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut ru) };
+    if r == pid {
+        let code = if libc::WIFEXITED(status) {
+            libc::WEXITSTATUS(status)
+        } else if libc::WIFSIGNALED(status) {
+            128 + libc::WTERMSIG(status)
+        } else {
+            return None; // stopped or continued: still running
+        };
+        let maxrss = u64::try_from(ru.ru_maxrss).ok().map(|kib| kib * 1024);
+        return Some((code, maxrss));
+    }
+    if r < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ECHILD) {
+        return Some((0, None));
+    }
+    None
+}
+
 /// Wait for `pid` to exit; its hwprof exit code.
 pub fn wait_blocking(pid: i32) -> i32 {
     use nix::sys::wait::{WaitStatus, waitpid};

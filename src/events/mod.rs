@@ -780,8 +780,8 @@ pub enum SampleWeight {
 
 /// Default sampling events of a mode.
 ///
-/// Memory mode samples every page fault (period 1), minor and major apart, so the
-/// faulted bytes per stack are exact (faults × page size), and samples LLC misses when
+/// Memory mode samples one page fault in DEFAULT_FAULT_PERIOD, minor and major apart (each
+/// sample weighs period × the page it mapped), and samples LLC misses when
 /// the CPU has a PMU (optional; [`llc_miss_event`] picks the precise perfmon event of
 /// the running CPU, `cache-misses` elsewhere).
 pub fn mode_defaults(mode: crate::cli::Mode) -> Vec<ModeDefault> {
@@ -799,7 +799,7 @@ pub fn mode_defaults(mode: crate::cli::Mode) -> Vec<ModeDefault> {
             ModeDefault {
                 primary: "minor-faults",
                 fallback: None,
-                period: Some(1),
+                period: Some(crate::collect::DEFAULT_FAULT_PERIOD),
                 optional: false,
                 precise: false,
                 weight: SampleWeight::PageBytes,
@@ -807,7 +807,7 @@ pub fn mode_defaults(mode: crate::cli::Mode) -> Vec<ModeDefault> {
             ModeDefault {
                 primary: "major-faults",
                 fallback: None,
-                period: Some(1),
+                period: Some(crate::collect::DEFAULT_FAULT_PERIOD),
                 optional: false,
                 precise: false,
                 weight: SampleWeight::PageBytes,

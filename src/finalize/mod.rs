@@ -222,7 +222,11 @@ pub fn run(opts: &FinalizeOptions) -> Result<PathBuf, FinalizeError> {
         w.profile.meta.insert("group".into(), g);
     }
     let total: u64 = w.profile.samples.iter().map(|s| s.value).sum();
+    let huge: u64 = profiles.iter().map(|(_, p)| p.huge_page_bytes).sum();
     let meta = &mut w.profile.meta;
+    if manifest.mode == "memory" {
+        meta.insert("huge_page_bytes".into(), huge.to_string());
+    }
     meta.insert("mode".into(), manifest.mode.clone());
     meta.insert("metric".into(), metric.into());
     meta.insert("total".into(), total.to_string());
@@ -526,6 +530,23 @@ fn add_raw_profile(
     }
     // Memory mode (events worktree): the RSS timeline of every process of the tree,
     // including processes that took no sample.
+    // Memory mode: the kernel's high-water marks (peak.csv), per pid, kept in meta
+    // `peak_rss_hwm` as {"pid": bytes} across raw directories.
+    let hwm = crate::collect::rss::read_peak_csv(&raw.path.join("peak.csv"));
+    if !hwm.is_empty() {
+        let mut all: std::collections::BTreeMap<String, u64> = w
+            .profile
+            .meta
+            .get("peak_rss_hwm")
+            .and_then(|s| serde_json::from_str(s).ok())
+            .unwrap_or_default();
+        for (pid, bytes) in hwm {
+            all.insert(pid.to_string(), bytes);
+        }
+        if let Ok(j) = serde_json::to_string(&all) {
+            w.profile.meta.insert("peak_rss_hwm".into(), j);
+        }
+    }
     if let Ok(rows) = crate::collect::rss::read_rss_csv(&raw.path.join("rss.csv")) {
         for (time_ns, pid, rss_bytes) in rows {
             let process = *proc_index.entry(pid).or_insert_with(|| {

@@ -130,6 +130,11 @@ pub struct RawProfile {
     pub counts: FxHashMap<(SampleKey, u32), f64>,
     /// Counter-group facts of this raw directory.
     pub group: GroupStats,
+    /// Memory mode: bytes faulted in pages larger than the base page (transparent
+    /// huge pages), as the samples' data page size says.
+    pub huge_page_bytes: u64,
+    /// Samples found twice in perf.data (same event, thread, instant), counted once.
+    pub duplicate_samples: u64,
 }
 
 /// What the samples' group reads amounted to.
@@ -194,6 +199,11 @@ struct Builder<'a> {
     attr_of_id: FxHashMap<u64, u32>,
     /// Per attr: a software event (never multiplexed).
     software: Vec<bool>,
+    /// Per tid: (event id, time) of its last sample, to drop repeated records.
+    last_sample: FxHashMap<u32, (u64, u64)>,
+    /// Per attr: its fixed sampling period (1 for frequency-sampled events), the
+    /// weight of a sample that carries no period of its own.
+    attr_period: Vec<u64>,
     groups: GroupTracker,
     /// Unscaled counts per (sample key, counted attr, thread group); scaled at the end.
     raw_counts: FxHashMap<(SampleKey, u32, ThreadGroupKey), u64>,
@@ -261,6 +271,8 @@ pub fn process_raw_dir<'a>(
         reads: Vec::new(),
         attr_of_id: FxHashMap::default(),
         software: Vec::new(),
+        attr_period: Vec::new(),
+        last_sample: FxHashMap::default(),
         groups: GroupTracker::default(),
         raw_counts: FxHashMap::default(),
         pending_counts: FxHashMap::default(),
@@ -277,6 +289,10 @@ pub fn process_raw_dir<'a>(
             (st & perf_event_open_sys::bindings::PERF_SAMPLE_READ as u64 != 0)
                 .then_some((st, a.read_format.bits())),
         );
+        b.attr_period.push(match a.sampling_policy {
+            linux_perf_data::linux_perf_event_reader::SamplingPolicy::Period(p) => p.get(),
+            _ => 1,
+        });
         b.software.push(matches!(
             a.type_,
             linux_perf_data::linux_perf_event_reader::PerfEventType::Software(_)
@@ -327,6 +343,8 @@ pub fn sample_with_read<'b>(
         _ => None,
     }
 }
+/// The largest page a fault can map (1 GiB); a larger data page size is not believed.
+const MAX_PAGE_SIZE: u64 = 1 << 30;
 const PERF_CONTEXT_MAX: u64 = (-4095i64) as u64;
 const PERF_CONTEXT_USER: u64 = (-512i64) as u64;
 
@@ -541,6 +559,15 @@ impl Builder<'_> {
         let pid = s.pid.unwrap_or(0) as u32;
         let tid = s.tid.unwrap_or(0) as u32;
         let time = s.timestamp.unwrap_or(0);
+        // The same sample twice (same event, thread and instant): the rings of a Python
+        // agent's page-fault events hand some samples over twice (measured in memory
+        // mode, docs/memory.md); a thread cannot fault twice in one nanosecond.
+        if let Some(id) = s.id
+            && self.last_sample.insert(tid, (id, time)) == Some((id, time))
+        {
+            self.out.duplicate_samples += 1;
+            return;
+        }
         // Group values: counts since this instance's previous sample (every sample,
         // including one left out below, moves its instance on).
         // A read of one value is an event read alone (the Python agent's events share
@@ -658,7 +685,25 @@ impl Builder<'_> {
             {
                 0
             }
-            Weighting::FaultBytes => s.period.unwrap_or(1).max(1) * self.page_size,
+            // Each sample stands for `period` faults (the sample's own period, else its
+            // attr's: page faults sampled one in N carry none), each of the size of the
+            // page it mapped.
+            Weighting::FaultBytes => {
+                let period = s
+                    .period
+                    .or_else(|| self.attr_period.get(event as usize).copied())
+                    .unwrap_or(1)
+                    .max(1);
+                let page = s
+                    .data_page_size
+                    .filter(|&p| p >= self.page_size && p <= MAX_PAGE_SIZE)
+                    .unwrap_or(self.page_size);
+                let bytes = period.saturating_mul(page);
+                if page > self.page_size {
+                    self.out.huge_page_bytes += bytes;
+                }
+                bytes
+            }
             Weighting::OffCpuNs => {
                 self.pending_off_cpu.insert(tid, (key, time));
                 0

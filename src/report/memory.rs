@@ -225,6 +225,17 @@ fn miss_rows(p: &Profile) -> Vec<MissRow> {
     v
 }
 
+/// Bytes faulted in pages larger than the base page (meta `huge_page_bytes`).
+fn huge_page_bytes(p: &Profile) -> u64 {
+    p.meta_str("huge_page_bytes").parse().unwrap_or(0)
+}
+
+/// The kernel's high-water mark of `pid`, where the collector reaped it.
+fn hwm_of(p: &Profile, pid: u32) -> Option<u64> {
+    let m: HashMap<String, u64> = serde_json::from_str(p.meta_str("peak_rss_hwm")).ok()?;
+    m.get(&pid.to_string()).copied()
+}
+
 /// Per-process peaks: (pid, command, peak bytes, time ns).
 fn process_peaks(p: &Profile) -> Vec<(u32, String, u64, u64)> {
     let mut best: HashMap<usize, (u64, u64)> = HashMap::new();
@@ -246,6 +257,22 @@ fn process_peaks(p: &Profile) -> Vec<(u32, String, u64, u64)> {
             )
         })
         .collect();
+    // The kernel's high-water mark where the collector reaped the process (exact; the
+    // timeline is polled), at the process's last reading.
+    for e in v.iter_mut() {
+        if let Some(b) = hwm_of(p, e.0)
+            && b > e.2
+        {
+            e.2 = b;
+            e.3 = p
+                .rss
+                .iter()
+                .filter(|r| p.processes.get(r.process).is_some_and(|x| x.pid == e.0))
+                .map(|r| r.time_ns)
+                .max()
+                .unwrap_or(e.3);
+        }
+    }
     v.sort_by(|a, b| b.2.cmp(&a.2).then(a.0.cmp(&b.0)));
     v
 }
@@ -330,8 +357,11 @@ pub fn memory_view(p: &Profile, format: ReportFormat, top: usize) -> String {
                 })).collect::<Vec<Value>>(),
                 "stacks": stacks.iter().take(top).map(|s| json!({
                     "frames": s.frames, "bytes": s.bytes, "minor_bytes": s.minor,
-                    "major_bytes": s.major, "pct": pct(s.bytes, total)
+                    "major_bytes": s.major, "pct": pct(s.bytes, total),
+                    "peak_pct": peak.map(|x| pct(s.bytes, x.0))
                 })).collect::<Vec<Value>>(),
+                "huge_page_bytes": huge_page_bytes(p),
+                "peak_rss_source": "timeline: summed over the processes alive at each reading; processes[].peak_rss_bytes is the kernel's high-water mark (ru_maxrss) for the launched process",
                 "llc_misses": misses.iter().take(top).map(|r| json!({
                     "event": r.event, "function": r.function, "module": r.module,
                     "file": r.file, "line": r.line, "samples": r.samples
@@ -349,7 +379,7 @@ pub fn memory_view(p: &Profile, format: ReportFormat, top: usize) -> String {
             let mut s = String::new();
             match peak {
                 Some((b, t)) => s.push_str(&format!(
-                    "Peak RSS: {} at {:.3} s (summed over {} process{})\n",
+                    "Peak RSS: {} at {:.3} s (timeline, summed over {} process{})\n",
                     bytes_h(b),
                     secs(t),
                     process_peaks(p).len(),
@@ -362,6 +392,12 @@ pub fn memory_view(p: &Profile, format: ReportFormat, top: usize) -> String {
                 None => s.push_str("Peak RSS: not recorded (no RSS timeline in this profile)\n"),
             }
             let peaks = process_peaks(p);
+            if let Some((pid, _, b, _)) = peaks.iter().find(|x| hwm_of(p, x.0).is_some()) {
+                s.push_str(&format!(
+                    "  launched process {pid}: peak {} (kernel high-water mark, ru_maxrss)\n",
+                    bytes_h(*b)
+                ));
+            }
             if peaks.len() > 1 {
                 s.push_str("  per process:\n");
                 for (pid, cmd, b, t) in peaks.iter().take(top) {
@@ -392,10 +428,11 @@ pub fn memory_view(p: &Profile, format: ReportFormat, top: usize) -> String {
             let minor: u64 = stacks.iter().map(|x| x.minor).sum();
             let major: u64 = stacks.iter().map(|x| x.major).sum();
             s.push_str(&format!(
-                "\nBytes faulted in: {} (minor {}, major {})\n",
+                "\nBytes faulted in: {} (minor {}, major {}; in huge pages {})\n",
                 bytes_h(total),
                 bytes_h(minor),
-                bytes_h(major)
+                bytes_h(major),
+                bytes_h(huge_page_bytes(p))
             ));
             if total > 0 {
                 s.push_str(&format!(
@@ -416,9 +453,10 @@ pub fn memory_view(p: &Profile, format: ReportFormat, top: usize) -> String {
                 s.push_str("\nTop growth stacks (outermost first):\n");
                 for st in stacks.iter().take(top.min(5)) {
                     s.push_str(&format!(
-                        "{:>11} {:>6.2}%  (minor {}, major {})\n      {}\n",
+                        "{:>11} {:>6.2}%  {:>6.2}% of the peak  (minor {}, major {})\n      {}\n",
                         bytes_h(st.bytes),
                         pct(st.bytes, total),
+                        pct(st.bytes, peak.map(|x| x.0).unwrap_or(0)),
                         bytes_h(st.minor),
                         bytes_h(st.major),
                         if st.frames.is_empty() {
