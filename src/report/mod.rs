@@ -18,6 +18,9 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<()> {
         frames: args.frames,
         rank: args.rank,
     };
+    if args.open {
+        return crate::export::open::write_and_open(&profile, &args.dir, filter);
+    }
     let text = render(&profile, args.view, args.format, args.top, filter)?;
     match &args.output {
         Some(path) => std::fs::write(path, text)

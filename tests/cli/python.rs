@@ -93,7 +93,7 @@ pub(crate) fn agent_lib() -> PathBuf {
 }
 
 /// The 3.11 interpreter every machine of ours has (pyenv), which the tests always run.
-fn python311() -> PathBuf {
+pub(crate) fn python311() -> PathBuf {
     pyenv("3.11.7").expect("pyenv 3.11.7 is required")
 }
 
