@@ -104,19 +104,71 @@ impl Tree {
     }
 }
 
-/// Maps profile stacks (leaf ids) to call-tree nodes, pruning small subtrees.
+/// Maps profile stacks (leaf ids) to nodes of the function-level call tree.
 struct TreeBuilder<'a> {
     profile: &'a Profile,
     filter: StackFilter,
-    /// The functions of each profile stack, outermost first (cached per leaf).
-    paths: HashMap<Option<usize>, Vec<usize>>,
+    /// The tree node of each stack leaf seen.
+    leaf_nodes: HashMap<Option<usize>, usize>,
+    /// Without a frames filter: the tree node of each profile stack node (a stack
+    /// maps node by node, so each trie node is mapped once).
+    stack_nodes: Vec<Option<usize>>,
 }
 
 impl<'a> TreeBuilder<'a> {
-    fn path(&mut self, tree: &mut Tree, leaf: Option<usize>) -> Vec<usize> {
-        if let Some(p) = self.paths.get(&leaf) {
-            return p.clone();
+    fn new(profile: &'a Profile, filter: StackFilter) -> Self {
+        TreeBuilder {
+            profile,
+            filter,
+            leaf_nodes: HashMap::new(),
+            stack_nodes: vec![None; profile.stacks.len()],
         }
+    }
+
+    /// The tree node of a stack, created as needed.
+    fn leaf_node(&mut self, tree: &mut Tree, leaf: Option<usize>) -> usize {
+        if let Some(&n) = self.leaf_nodes.get(&leaf) {
+            return n;
+        }
+        let n = match leaf {
+            Some(s) if self.filter.frames == FramesFilter::All && s < self.stack_nodes.len() => {
+                self.stack_node(tree, s)
+            }
+            _ => self.path_node(tree, leaf),
+        };
+        self.leaf_nodes.insert(leaf, n);
+        n
+    }
+
+    /// The tree node of profile stack node `s`, mapping its unmapped ancestors.
+    fn stack_node(&mut self, tree: &mut Tree, s: usize) -> usize {
+        let stacks = &self.profile.stacks;
+        let mut chain = Vec::new();
+        let mut cur = Some(s);
+        let mut parent = -1i64;
+        while let Some(c) = cur.filter(|&c| c < stacks.len()) {
+            if let Some(n) = self.stack_nodes[c] {
+                parent = n as i64;
+                break;
+            }
+            chain.push(c);
+            if chain.len() > stacks.len() {
+                break; // a cycle: never from ProfileWriter
+            }
+            cur = stacks[c].parent;
+        }
+        for &c in chain.iter().rev() {
+            let f = self.profile.frames.get(stacks[c].frame).map(|x| x.function);
+            let f = tree.function(self.profile, f);
+            let n = tree.child(parent, f);
+            self.stack_nodes[c] = Some(n);
+            parent = n as i64;
+        }
+        parent.max(0) as usize
+    }
+
+    /// The tree node of a stack through its filtered frames.
+    fn path_node(&mut self, tree: &mut Tree, leaf: Option<usize>) -> usize {
         let frames = crate::profile::stacks::apply_frames_filter(
             self.profile,
             self.profile.stack_frames(leaf),
@@ -132,8 +184,11 @@ impl<'a> TreeBuilder<'a> {
         if fns.is_empty() {
             fns.push(tree.function(self.profile, None));
         }
-        self.paths.insert(leaf, fns.clone());
-        fns
+        let mut parent = -1i64;
+        for f in fns {
+            parent = tree.child(parent, f) as i64;
+        }
+        parent as usize
     }
 }
 
@@ -144,30 +199,27 @@ fn keep_thread(p: &Profile, filter: StackFilter, thread: usize) -> bool {
 /// The data the page renders.
 pub fn data(profile: &Profile, model: &Model, filter: StackFilter) -> Value {
     let p = profile;
-    let mut b = TreeBuilder {
-        profile: p,
-        filter,
-        paths: HashMap::new(),
-    };
-    // Pass 1: the full tree, with each node's total.
+    let mut b = TreeBuilder::new(p, filter);
+    // Pass 1: the full tree, with each node's total (children come after their
+    // parent, so one backward pass sums them up).
     let mut full = Tree::default();
-    let mut full_total: Vec<u64> = Vec::new();
     let mut total = 0u64;
+    let mut leaf_value: Vec<(usize, u64)> = Vec::new();
     for s in p
         .samples
         .iter()
         .filter(|s| keep_thread(p, filter, s.thread))
     {
-        let path = b.path(&mut full, s.stack);
-        let mut parent = -1i64;
+        leaf_value.push((b.leaf_node(&mut full, s.stack), s.value));
         total += s.value;
-        for f in path {
-            let n = full.child(parent, f);
-            if full_total.len() <= n {
-                full_total.resize(n + 1, 0);
-            }
-            full_total[n] += s.value;
-            parent = n as i64;
+    }
+    let mut full_total = vec![0u64; full.nodes.len()];
+    for &(n, v) in &leaf_value {
+        full_total[n] += v;
+    }
+    for n in (0..full.nodes.len()).rev() {
+        if let Ok(parent) = usize::try_from(full.nodes[n].0) {
+            full_total[parent] += full_total[n];
         }
     }
     // Pass 2: prune; each full node maps to a kept node.
@@ -202,13 +254,8 @@ pub fn data(profile: &Profile, model: &Model, filter: StackFilter) -> Value {
         kept.push(k);
     }
     // The kept node of a stack (None for a stack no sample has).
-    let node_of = |b: &mut TreeBuilder, full: &mut Tree, leaf: Option<usize>| -> Option<usize> {
-        let path = b.path(full, leaf);
-        let mut parent = -1i64;
-        for f in path {
-            parent = *full.ids.get(&(parent, f))? as i64;
-        }
-        kept.get(usize::try_from(parent).ok()?).copied()
+    let node_of = |b: &TreeBuilder, leaf: Option<usize>| -> Option<usize> {
+        kept.get(*b.leaf_nodes.get(&leaf)?).copied()
     };
     // Weights per kept leaf node.
     let mut weights: BTreeMap<usize, (u64, u64)> = BTreeMap::new();
@@ -217,14 +264,14 @@ pub fn data(profile: &Profile, model: &Model, filter: StackFilter) -> Value {
         .iter()
         .filter(|s| keep_thread(p, filter, s.thread))
     {
-        let Some(n) = node_of(&mut b, &mut full, s.stack) else {
+        let Some(n) = node_of(&b, s.stack) else {
             continue;
         };
         let e = weights.entry(n).or_default();
         e.0 += s.count;
         e.1 += s.value;
     }
-    let timeline = timeline(p, filter, |leaf| node_of(&mut b, &mut full, leaf));
+    let timeline = timeline(p, filter, |leaf| node_of(&b, leaf));
 
     let summary = summary(p, model);
     let mut v = json!({
@@ -328,10 +375,10 @@ fn timeline(
     // Tracks: one per rank in MPI runs, else one per thread.
     let mut tracks: Vec<String> = Vec::new();
     let mut track_ids: HashMap<String, usize> = HashMap::new();
-    let mut track_of = |thread: usize| -> usize {
+    let label_of = |thread: usize| -> String {
         let t = p.threads.get(thread);
         let proc_ = t.and_then(|t| p.processes.get(t.process));
-        let label = match (mpi, proc_) {
+        match (mpi, proc_) {
             (true, Some(pr)) => match pr.rank {
                 Some(r) => format!("rank {r}"),
                 None => format!("pid {}", pr.pid),
@@ -343,11 +390,22 @@ fn timeline(
                 t.map(|t| t.tid).unwrap_or(0)
             ),
             _ => "[unknown]".into(),
-        };
-        *track_ids.entry(label.clone()).or_insert_with(|| {
+        }
+    };
+    // The track of each thread (the last slot: threads out of range), on first use.
+    let mut thread_track: Vec<Option<usize>> = vec![None; p.threads.len() + 1];
+    let mut track_of = |thread: usize| -> usize {
+        let slot = thread.min(p.threads.len());
+        if let Some(id) = thread_track[slot] {
+            return id;
+        }
+        let label = label_of(thread);
+        let id = *track_ids.entry(label.clone()).or_insert_with(|| {
             tracks.push(label);
             tracks.len() - 1
-        })
+        });
+        thread_track[slot] = Some(id);
+        id
     };
     let mut rows: HashMap<(usize, usize, u64), u64> = HashMap::new();
     for r in p

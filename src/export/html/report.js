@@ -79,11 +79,12 @@
   var views = {};
   function viewTree(mode) {
     if (views[mode]) return views[mode];
-    var v = { fn: [-1], par: [-1], kids: [[]], key: {}, of: new Int32Array(NN) };
+    var v = { fn: [-1], par: [-1], kids: [[]], key: new Map(), of: new Int32Array(NN) };
+    var NF = NAMES.length + 1;
     function child(p, f) {
-      var k = p + ":" + f, c = v.key[k];
+      var k = p * NF + f, c = v.key.get(k);
       if (c === undefined) {
-        c = v.fn.length; v.key[k] = c;
+        c = v.fn.length; v.key.set(k, c);
         v.fn.push(f); v.par.push(p); v.kids.push([]); v.kids[p].push(c);
       }
       return c;
@@ -639,15 +640,24 @@
     selectionInfo();
   }
 
-  compute();
-  timeline();
-  render();
-  topFunctions();
-  lines();
-  rss();
-  table("waits", "waits-panel", D.waits, "rows");
-  table("counters", "counters-panel", D.counters, "rows");
-  ranks();
+  var timings = {}, tPrev = performance.now();
+  function step(name, fn) {
+    fn();
+    var now = performance.now();
+    timings[name] = Math.round(now - tPrev);
+    tPrev = now;
+  }
+  step("tree", compute);
+  step("timeline", timeline);
+  step("flame", render);
+  step("functions", topFunctions);
+  step("lines", lines);
+  step("rss", rss);
+  step("tables", function () {
+    table("waits", "waits-panel", D.waits, "rows");
+    table("counters", "counters-panel", D.counters, "rows");
+  });
+  step("ranks", ranks);
   toc();
   selectionInfo();
   var resizeTimer = null;
@@ -656,6 +666,6 @@
     resizeTimer = setTimeout(function () { if (state.sel) select(state.sel[0], state.sel[1]); }, 100);
   });
   // For scripts and tests: the state and a way to select a time range by bucket.
-  window.hwprof = { state: state, select: select, sampleCount: function () { return cur.count; }, data: D };
+  window.hwprof = { state: state, select: select, sampleCount: function () { return cur.count; }, data: D, timings: timings };
   document.documentElement.setAttribute("data-ready", "1");
 })();
