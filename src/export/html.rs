@@ -46,6 +46,8 @@ pub const PRUNE_FRACTION: f64 = 0.0001;
 pub const MAX_TIMELINE_ROWS: usize = 200_000;
 /// How many source lines the lines panel lists.
 pub const TOP_LINES: usize = 30;
+/// Lines under this share (percent) are left out of the lines panel after the top 3.
+const MIN_LINE_PCT: f64 = 0.1;
 /// Lines of source shown before and after a hot line.
 const CONTEXT_LINES: u32 = 2;
 /// Longest source file read for the lines panel.
@@ -460,7 +462,13 @@ fn lines(p: &Profile, filter: StackFilter) -> Value {
         .cloned()
         .unwrap_or_default()
         .into_iter()
-        .filter(|r| r["self"].as_u64().unwrap_or(0) > 0)
+        .enumerate()
+        // The top three, then lines of at least MIN_LINE_PCT: not a list of crumbs.
+        .filter(|(i, r)| {
+            r["self"].as_u64().unwrap_or(0) > 0
+                && (*i < 3 || r["self_pct"].as_f64().unwrap_or(0.0) >= MIN_LINE_PCT)
+        })
+        .map(|(_, r)| r)
         .map(|mut r| {
             let file = r["file"].as_str().unwrap_or("").to_string();
             let line = r["line"].as_u64().unwrap_or(0) as u32;
@@ -561,11 +569,12 @@ fn heat(p: &Profile, filter: StackFilter) -> Value {
     }
     let mut top: Vec<(usize, u64)> = fn_total.into_iter().collect();
     top.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-    // The root functions (main, _start) are 100% everywhere: skip those that are.
+    // Functions on (nearly) every stack of every rank (main, _start) say nothing
+    // about the ranks: skip those at 95% or more everywhere.
     top.retain(|&(f, _)| {
         rank_total
             .iter()
-            .any(|(&r, &t)| per.get(&(f, r)).copied().unwrap_or(0) < t)
+            .any(|(&r, &t)| (per.get(&(f, r)).copied().unwrap_or(0) as f64) < 0.95 * t as f64)
     });
     top.truncate(HEAT_FUNCTIONS);
     let ranks: Vec<u32> = rank_total.keys().copied().collect();
