@@ -17,8 +17,9 @@
 //!   rules of `--frames` (DESIGN section 2);
 //! - `weights`: `[node, count, value]` triples, the samples whose leaf is `node`;
 //! - `timeline` (absent for profiles without one): `start_ns`, `bucket_ns`,
-//!   `buckets`, `threads` (labels of the tracks) and `rows`, `[node, track, bucket,
-//!   count]` quadruples;
+//!   `buckets`, `tracks` (labels: threads, or ranks in MPI runs), `track_counts`
+//!   (samples per track and bucket), and `rows`, `[node, bucket, count]` triples
+//!   whose buckets are `row_merge` buckets wide;
 //! - `lines`: the hottest source lines with the text around them;
 //! - `rss`, `ranks`, `heat`, `waits`, `counters` where the mode has them.
 //!
@@ -41,8 +42,9 @@ use crate::report::views;
 
 /// Call-tree nodes under this fraction of the total are folded into "(pruned)".
 pub const PRUNE_FRACTION: f64 = 0.0001;
-/// Most `[node, track, bucket, count]` rows the timeline embeds; beyond, adjacent
-/// buckets are merged (the time resolution halves) until it fits.
+/// Most `[node, bucket, count]` rows the timeline embeds for filtering the flame
+/// graph by time; beyond, adjacent buckets of these rows are merged (their time
+/// resolution halves) until they fit. The tracks keep every bucket.
 pub const MAX_TIMELINE_ROWS: usize = 200_000;
 /// How many source lines the lines panel lists.
 pub const TOP_LINES: usize = 30;
@@ -409,7 +411,11 @@ fn timeline(
         thread_track[slot] = Some(id);
         id
     };
-    let mut rows: HashMap<(usize, usize, u64), u64> = HashMap::new();
+    // Tracks: dense counts per bucket at full resolution. Flame-graph filtering:
+    // (node, bucket) rows, bounded by merging adjacent buckets (`row_merge`).
+    let nb = buckets.min(crate::profile::TIMELINE_MAX_BUCKETS) as usize;
+    let mut track_counts: Vec<Vec<u64>> = Vec::new();
+    let mut rows: HashMap<(usize, u64), u64> = HashMap::new();
     for r in p
         .timeline
         .iter()
@@ -418,26 +424,33 @@ fn timeline(
         let Some(node) = node_of(r.stack) else {
             continue;
         };
-        let key = (node, track_of(r.thread), r.bucket as u64);
-        *rows.entry(key).or_default() += r.count;
+        let b = (r.bucket as usize).min(nb - 1);
+        let t = track_of(r.thread);
+        if track_counts.len() <= t {
+            track_counts.resize(t + 1, vec![0; nb]);
+        }
+        track_counts[t][b] += r.count;
+        *rows.entry((node, b as u64)).or_default() += r.count;
     }
-    // Bound the rows: merge adjacent buckets until they fit.
     let mut merge = 1u64;
-    while rows.len() > MAX_TIMELINE_ROWS && merge < buckets {
+    while rows.len() > MAX_TIMELINE_ROWS && merge < nb as u64 {
         merge *= 2;
         let old = std::mem::take(&mut rows);
-        for ((n, t, b), c) in old {
-            *rows.entry((n, t, b / 2)).or_default() += c;
+        for ((n, b), c) in old {
+            *rows.entry((n, b / 2)).or_default() += c;
         }
     }
     let mut rows: Vec<_> = rows.into_iter().collect();
     rows.sort_unstable();
+    track_counts.resize(tracks.len(), vec![0; nb]);
     Some(json!({
         "start_ns": start,
-        "bucket_ns": width * merge,
-        "buckets": buckets.div_ceil(merge),
+        "bucket_ns": width,
+        "buckets": nb,
         "tracks": tracks,
-        "rows": rows.iter().flat_map(|&((n, t, b), c)| [n as u64, t as u64, b, c]).collect::<Vec<_>>(),
+        "track_counts": track_counts,
+        "row_merge": merge,
+        "rows": rows.iter().flat_map(|&((n, b), c)| [n as u64, b, c]).collect::<Vec<_>>(),
     }))
 }
 
@@ -722,7 +735,10 @@ mod tests {
         }
         let d = data_of(&p);
         let rows: Vec<u64> = serde_json::from_value(d["timeline"]["rows"].clone()).unwrap();
-        assert_eq!(rows.chunks(4).map(|c| c[3]).sum::<u64>(), 8);
+        assert_eq!(rows.chunks(3).map(|c| c[2]).sum::<u64>(), 8);
+        let tracks: Vec<Vec<u64>> =
+            serde_json::from_value(d["timeline"]["track_counts"].clone()).unwrap();
+        assert_eq!(tracks.iter().flatten().sum::<u64>(), 8);
         assert_eq!(
             d["timeline"]["tracks"].as_array().unwrap().len(),
             2,

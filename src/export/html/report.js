@@ -121,9 +121,11 @@
   var TL = D.timeline;
   function leafWeights() {
     if (!TL || !state.sel) return { count: baseCount, value: baseValue };
-    var c = new Float64Array(NN), v = new Float64Array(NN), r = TL.rows;
-    for (var i = 0; i < r.length; i += 4) {
-      if (r[i + 2] >= state.sel[0] && r[i + 2] < state.sel[1]) c[r[i]] += r[i + 3];
+    // A row's (merged) bucket counts when its middle is in the range.
+    var c = new Float64Array(NN), v = new Float64Array(NN), r = TL.rows, m = TL.row_merge || 1;
+    for (var i = 0; i < r.length; i += 3) {
+      var mid = (r[i + 1] + 0.5) * m;
+      if (mid >= state.sel[0] && mid < state.sel[1]) c[r[i]] += r[i + 2];
     }
     // The metric in a range: the node's value per sample times its samples there.
     for (var n = 0; n < NN; n++) if (c[n] > 0) v[n] = baseCount[n] > 0 ? c[n] * baseValue[n] / baseCount[n] : c[n];
@@ -389,10 +391,8 @@
   function timeline() {
     if (!TL) return;
     $("timeline-panel").hidden = false;
-    var nb = TL.buckets, nt = TL.tracks.length, r = TL.rows;
-    perTrack = [];
-    for (var t = 0; t < nt; t++) perTrack.push(new Float64Array(nb));
-    for (var i = 0; i < r.length; i += 4) perTrack[r[i + 1]][r[i + 2]] += r[i + 3];
+    var nb = TL.buckets;
+    perTrack = TL.track_counts;
     // The busiest tracks first, at most 24 drawn.
     var order = TL.tracks.map(function (_, k) { return k; }).sort(function (a, b) {
       return sum(perTrack[b]) - sum(perTrack[a]);
@@ -477,7 +477,7 @@
     var info = $("sel-info");
     if (!TL) return;
     var all = 0, r = TL.rows;
-    for (var i = 0; i < r.length; i += 4) all += r[i + 3];
+    for (var i = 0; i < r.length; i += 3) all += r[i + 2];
     var n = cur.count;
     info.setAttribute("data-samples", String(n));
     info.setAttribute("data-all-samples", String(all));
