@@ -253,6 +253,10 @@ pub struct ReportArgs {
     /// Write to FILE instead of standard output.
     #[arg(short = 'o', long = "output")]
     pub output: Option<PathBuf>,
+    /// Write the HTML report (DIR/report.html, or a temporary file) and open it with
+    /// $BROWSER or xdg-open; without a browser, print its path.
+    #[arg(long)]
+    pub open: bool,
 }
 
 /// Export formats.

@@ -28,6 +28,7 @@ pub mod diff;
 pub mod firefox;
 pub mod flamegraph;
 pub mod html;
+pub mod open;
 pub mod pprof;
 pub mod pstats;
 pub mod speedscope;
@@ -144,7 +145,7 @@ pub fn export(
         ExportFormat::Pstats => pstats::write(&model, out),
         ExportFormat::Callgrind => callgrind::write(&model, out),
         ExportFormat::Firefox => firefox::write(&model, out),
-        ExportFormat::Html => html::write(&model, out),
+        ExportFormat::Html => html::write(profile, &model, filter, out),
     }
 }
 

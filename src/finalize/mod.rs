@@ -16,7 +16,9 @@ use rayon::prelude::*;
 
 use crate::cli::FinalizeArgs;
 use crate::manifest::Manifest;
-use crate::profile::{EventRow, FrameInfo, FrameKind, Process, ProfileWriter, Thread};
+use crate::profile::{
+    EventRow, FrameInfo, FrameKind, Process, ProfileWriter, TIMELINE_MAX_BUCKETS, Thread,
+};
 use binaries::SearchPaths;
 use process::{Loc, NO_NODE, RawProfile, Weighting};
 
@@ -202,6 +204,12 @@ pub fn run(opts: &FinalizeOptions) -> Result<PathBuf, FinalizeError> {
             py_summaries.push(s.clone());
         }
     }
+    let buckets = TimeBuckets::new(
+        profiles
+            .iter()
+            .filter_map(|(_, p)| p.time_range)
+            .reduce(|(a, b), (x, y)| (a.min(x), b.max(y))),
+    );
     for (i, (raw, p)) in profiles.iter().enumerate() {
         total_samples += p.sample_count;
         lost += p.lost;
@@ -216,7 +224,15 @@ pub fn run(opts: &FinalizeOptions) -> Result<PathBuf, FinalizeError> {
                 raw.name, p.sample_count, p.skipped_bytes
             );
         }
-        add_raw_profile(&mut w, raw, p, &symbolized[i], &mut event_index, &manifest);
+        add_raw_profile(
+            &mut w,
+            raw,
+            p,
+            &symbolized[i],
+            &mut event_index,
+            &manifest,
+            &buckets,
+        );
     }
     if let Some(g) = group_meta(&mut w, &profiles) {
         w.profile.meta.insert("group".into(), g);
@@ -295,6 +311,11 @@ pub fn run(opts: &FinalizeOptions) -> Result<PathBuf, FinalizeError> {
     if let Some((a, b)) = times {
         meta.insert("first_sample_ns".into(), a.to_string());
         meta.insert("last_sample_ns".into(), b.to_string());
+    }
+    if buckets.count > 0 {
+        meta.insert("timeline_start_ns".into(), buckets.start_ns().to_string());
+        meta.insert("timeline_bucket_ns".into(), buckets.bucket_ns().to_string());
+        meta.insert("timeline_buckets".into(), buckets.count.to_string());
     }
     let out = match opts.part {
         Some((i, n)) => {
@@ -506,6 +527,7 @@ fn add_raw_profile(
     node_frames: &NodeFrames,
     event_index: &mut HashMap<String, usize>,
     manifest: &Manifest,
+    buckets: &TimeBuckets,
 ) {
     // Processes and threads.
     let mut proc_index: HashMap<u32, usize> = HashMap::new();
@@ -649,9 +671,17 @@ fn add_raw_profile(
         let thread = thread_index.get(key.thread as usize).copied().unwrap_or(0);
         let event = events.get(key.event as usize).copied().unwrap_or(0);
         w.add_sample(stack, thread, event, count, value);
-        if !p.counts.is_empty() {
-            count_stacks.insert(*key, stack);
-        }
+        count_stacks.insert(*key, stack);
+    }
+    // Samples over time go to the stack their sample went to.
+    let mut times: Vec<_> = p.times.iter().collect();
+    times.sort_by_key(|((k, t), _)| (k.thread, k.leaf, k.python, k.event, *t));
+    for ((key, t), &count) in times {
+        let Some(&stack) = count_stacks.get(key) else {
+            continue;
+        };
+        let thread = thread_index.get(key.thread as usize).copied().unwrap_or(0);
+        w.add_timeline(stack, thread, buckets.bucket(*t), count);
     }
     let mut counts: Vec<_> = p.counts.iter().collect();
     counts.sort_by_key(|((k, a), _)| (k.thread, k.leaf, k.python, k.event, *a));
@@ -662,6 +692,53 @@ fn add_raw_profile(
         let thread = thread_index.get(key.thread as usize).copied().unwrap_or(0);
         let event = events.get(*attr as usize).copied().unwrap_or(0);
         w.add_count(stack, thread, event, value);
+    }
+}
+
+/// The profile's time buckets: at most [`TIMELINE_MAX_BUCKETS`] of equal width (a
+/// whole number of [`process::TIME_UNIT_SHIFT`] units) over the run's sample times.
+/// Times of different hosts' clocks are not aligned; an MPI run across hosts shows
+/// each host's samples at its own clock's offsets.
+#[derive(Clone, Copy, Debug, Default)]
+struct TimeBuckets {
+    /// First time unit.
+    start: u64,
+    /// Units per bucket (>= 1).
+    width: u64,
+    /// Number of buckets (0: no samples).
+    count: u64,
+}
+
+impl TimeBuckets {
+    fn new(range_ns: Option<(u64, u64)>) -> TimeBuckets {
+        let Some((a, b)) = range_ns else {
+            return TimeBuckets::default();
+        };
+        let (start, end) = (
+            a >> process::TIME_UNIT_SHIFT,
+            b.max(a) >> process::TIME_UNIT_SHIFT,
+        );
+        let span = end - start + 1;
+        let width = span.div_ceil(TIMELINE_MAX_BUCKETS).max(1);
+        TimeBuckets {
+            start,
+            width,
+            count: span.div_ceil(width),
+        }
+    }
+
+    /// The bucket of a time in units.
+    fn bucket(&self, t: u64) -> u32 {
+        let b = t.saturating_sub(self.start) / self.width;
+        b.min(self.count.saturating_sub(1)) as u32
+    }
+
+    fn start_ns(&self) -> u64 {
+        self.start << process::TIME_UNIT_SHIFT
+    }
+
+    fn bucket_ns(&self) -> u64 {
+        self.width << process::TIME_UNIT_SHIFT
     }
 }
 
@@ -699,6 +776,13 @@ fn dedup_python_stacks(p: &mut RawProfile, slots: Vec<crate::python::PyStack>) {
             k.python = remap.get(k.python as usize).copied().unwrap_or(NO_NODE);
         }
         *p.counts.entry((k, a)).or_default() += v;
+    }
+    let old = std::mem::take(&mut p.times);
+    for ((mut k, t), c) in old {
+        if k.python != NO_NODE {
+            k.python = remap.get(k.python as usize).copied().unwrap_or(NO_NODE);
+        }
+        *p.times.entry((k, t)).or_default() += c;
     }
     p.python_stacks = unique;
 }
@@ -777,7 +861,27 @@ pub fn merge(dir: &Path) -> Result<PathBuf, FinalizeError> {
         .iter()
         .map(|p| crate::profile::Profile::load(p))
         .collect::<Result<_, _>>()?;
-    for p in &loaded {
+    // Each part bucketed its own time range: re-bucket over the union, each part
+    // bucket going to the merged bucket of its middle.
+    let part_buckets: Vec<Option<(u64, u64, u64)>> = loaded
+        .iter()
+        .map(|p| {
+            let n = |k: &str| p.meta_str(k).parse::<u64>().ok();
+            Some((
+                n("timeline_start_ns")?,
+                n("timeline_bucket_ns")?.max(1),
+                n("timeline_buckets")?,
+            ))
+        })
+        .collect();
+    let merged_buckets = TimeBuckets::new(
+        part_buckets
+            .iter()
+            .flatten()
+            .map(|&(s, w, n)| (s, s + w * n.max(1) - 1))
+            .reduce(|(a, b), (x, y)| (a.min(x), b.max(y))),
+    );
+    for (pi, p) in loaded.iter().enumerate() {
         for k in [
             "samples",
             "lost_samples",
@@ -823,6 +927,26 @@ pub fn merge(dir: &Path) -> Result<PathBuf, FinalizeError> {
             r.process += proc_base;
             w.profile.rss.push(r);
         }
+        if let Some((start, width, _)) = part_buckets[pi] {
+            for t in &p.timeline {
+                let stack = copy_stack(&mut w, p, t.stack);
+                let mid = start + width * t.bucket as u64 + width / 2;
+                let b = merged_buckets.bucket(mid >> process::TIME_UNIT_SHIFT);
+                w.add_timeline(stack, t.thread + thread_base, b, t.count);
+            }
+        }
+    }
+    if merged_buckets.count > 0 {
+        let meta = &mut w.profile.meta;
+        meta.insert(
+            "timeline_start_ns".into(),
+            merged_buckets.start_ns().to_string(),
+        );
+        meta.insert(
+            "timeline_bucket_ns".into(),
+            merged_buckets.bucket_ns().to_string(),
+        );
+        meta.insert("timeline_buckets".into(), merged_buckets.count.to_string());
     }
     for (k, v) in sums {
         w.profile.meta.insert(k.into(), v.to_string());
@@ -877,4 +1001,22 @@ pub fn merge(dir: &Path) -> Result<PathBuf, FinalizeError> {
         let _ = m.save(dir);
     }
     Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_buckets_stay_bounded_and_cover_the_range() {
+        let unit = 1u64 << process::TIME_UNIT_SHIFT;
+        let b = TimeBuckets::new(Some((1000 * unit, 1000 * unit + 10 * unit)));
+        assert_eq!((b.count, b.width), (11, 1));
+        assert_eq!(b.bucket(1005), 5);
+        // An hour: widened to stay at most TIMELINE_MAX_BUCKETS.
+        let b = TimeBuckets::new(Some((0, 3_600_000_000_000)));
+        assert!(b.count <= TIMELINE_MAX_BUCKETS && b.count > TIMELINE_MAX_BUCKETS - 2);
+        assert_eq!(b.bucket(u64::MAX >> 20) as u64, b.count - 1);
+        assert_eq!(TimeBuckets::new(None).count, 0);
+    }
 }

@@ -88,6 +88,9 @@ pub struct SampleKey {
     pub event: u32,
 }
 
+/// Sample times are kept at 2^20 ns (about 1 ms) before finalize buckets them.
+pub const TIME_UNIT_SHIFT: u32 = 20;
+
 /// Marks "no node".
 pub const NO_NODE: u32 = u32::MAX;
 
@@ -124,6 +127,10 @@ pub struct RawProfile {
     pub skipped_bytes: u64,
     /// First and last sample time.
     pub time_range: Option<(u64, u64)>,
+    /// Samples over time: per sample key and time in units of [`TIME_UNIT_SHIFT`]
+    /// (about a millisecond), the number of samples; finalize turns it into the
+    /// profile's bounded timeline once the run's time range is known.
+    pub times: FxHashMap<(SampleKey, u64), u64>,
     /// Counter-group values read with the samples (`PERF_SAMPLE_READ`): per sample key
     /// and counted event (attr index), the counts attributed to that key, scaled when
     /// the thread's group was multiplexed (see [`super::group_reads`]).
@@ -712,6 +719,11 @@ impl Builder<'_> {
         let e = self.out.samples.entry(key).or_insert((0, 0));
         e.0 += 1;
         e.1 += value;
+        *self
+            .out
+            .times
+            .entry((key, time >> TIME_UNIT_SHIFT))
+            .or_default() += 1;
         if let Some((family, named)) = deltas {
             for (a, d) in named {
                 *self.raw_counts.entry((key, a, family)).or_default() += d;

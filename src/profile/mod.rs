@@ -31,6 +31,14 @@
 //!                                                  -- samples; scaled when multiplexed.
 //!                                                  -- Not in the metric: `samples` alone
 //!                                                  -- ranks; views add them as columns
+//! timeline(stack INTEGER, thread INTEGER, bucket INTEGER, count INTEGER)
+//!                                                  -- samples over time: `count`
+//!                                                  -- samples of (stack, thread) in time
+//!                                                  -- bucket `bucket` (meta
+//!                                                  -- `timeline_start_ns`,
+//!                                                  -- `timeline_bucket_ns`,
+//!                                                  -- `timeline_buckets` <= 500); absent
+//!                                                  -- in older profiles
 //! ```
 //!
 //! The file is written to `profile.db.tmp` and renamed, so a reader never sees a
@@ -85,7 +93,12 @@ CREATE TABLE samples(stack INTEGER, thread INTEGER NOT NULL, event INTEGER NOT N
 CREATE TABLE rss(process INTEGER NOT NULL, time_ns INTEGER NOT NULL, rss_bytes INTEGER NOT NULL);
 CREATE TABLE counts(stack INTEGER, thread INTEGER NOT NULL, event INTEGER NOT NULL,
                     value REAL NOT NULL);
+CREATE TABLE timeline(stack INTEGER, thread INTEGER NOT NULL, bucket INTEGER NOT NULL,
+                      count INTEGER NOT NULL);
 ";
+
+/// Most time buckets a profile's timeline has (finalize widens buckets to stay under).
+pub const TIMELINE_MAX_BUCKETS: u64 = 500;
 
 /// What kind of code a function is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -208,6 +221,19 @@ pub struct CountRow {
     pub value: f64,
 }
 
+/// Samples of one (stack, thread) in one time bucket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TimelineRow {
+    /// Leaf node in [`Profile::stacks`].
+    pub stack: Option<usize>,
+    /// Index into [`Profile::threads`].
+    pub thread: usize,
+    /// Bucket number: time = `timeline_start_ns` + bucket × `timeline_bucket_ns`.
+    pub bucket: u32,
+    /// Number of samples.
+    pub count: u64,
+}
+
 /// An event that was opened.
 #[derive(Clone, Debug, Default)]
 pub struct EventRow {
@@ -264,6 +290,8 @@ pub struct Profile {
     pub rss: Vec<RssPoint>,
     /// Counter-group values read with the samples (empty without a group).
     pub counts: Vec<CountRow>,
+    /// Samples over time (empty in profiles written before the timeline).
+    pub timeline: Vec<TimelineRow>,
 }
 
 fn sql_err(path: &Path) -> impl Fn(rusqlite::Error) -> ProfileError + '_ {
@@ -417,6 +445,27 @@ impl Profile {
                 p.counts.push(r?);
             }
         }
+        // Profiles written before the timeline have no timeline table.
+        let has_timeline: bool = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type='table' AND name='timeline'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n > 0)?;
+        if has_timeline {
+            let mut st = conn.prepare("SELECT stack, thread, bucket, count FROM timeline")?;
+            for r in st.query_map([], |r| {
+                Ok(TimelineRow {
+                    stack: r.get::<_, Option<i64>>(0)?.map(idx),
+                    thread: idx(r.get(1)?),
+                    bucket: r.get::<_, i64>(2)?.clamp(0, u32::MAX as i64) as u32,
+                    count: r.get::<_, i64>(3)?.max(0) as u64,
+                })
+            })? {
+                p.timeline.push(r?);
+            }
+        }
         Ok(p)
     }
 
@@ -461,6 +510,7 @@ pub struct ProfileWriter {
     stack_ids: HashMap<(Option<usize>, usize), usize>,
     sample_ids: HashMap<(Option<usize>, usize, usize), usize>,
     count_ids: HashMap<(Option<usize>, usize, usize), usize>,
+    timeline_ids: HashMap<(Option<usize>, usize, u32), usize>,
 }
 
 impl ProfileWriter {
@@ -562,6 +612,23 @@ impl ProfileWriter {
                     thread,
                     event,
                     value,
+                });
+            }
+        }
+    }
+
+    /// Add `count` samples of (stack, thread) in time bucket `bucket`.
+    pub fn add_timeline(&mut self, stack: Option<usize>, thread: usize, bucket: u32, count: u64) {
+        let key = (stack, thread, bucket);
+        match self.timeline_ids.get(&key) {
+            Some(&i) => self.profile.timeline[i].count += count,
+            None => {
+                self.timeline_ids.insert(key, self.profile.timeline.len());
+                self.profile.timeline.push(TimelineRow {
+                    stack,
+                    thread,
+                    bucket,
+                    count,
                 });
             }
         }
@@ -676,6 +743,15 @@ fn write_all(conn: &mut Connection, p: &Profile) -> rusqlite::Result<()> {
                 c.value
             ])?;
         }
+        let mut st = tx.prepare("INSERT INTO timeline VALUES (?1, ?2, ?3, ?4)")?;
+        for t in &p.timeline {
+            st.execute(params![
+                t.stack.map(|x| x as i64 + 1),
+                t.thread as i64 + 1,
+                t.bucket as i64,
+                t.count as i64
+            ])?;
+        }
     }
     tx.commit()
 }
@@ -771,5 +847,24 @@ mod tests {
         conn.execute_batch("DROP TABLE counts").unwrap();
         drop(conn);
         assert!(Profile::load(dir.path()).unwrap().counts.is_empty());
+    }
+
+    #[test]
+    fn timeline_round_trips_and_older_databases_load_without_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = ProfileWriter::default();
+        w.profile.threads.push(Thread::default());
+        w.add_timeline(None, 0, 7, 2);
+        w.add_timeline(None, 0, 7, 3);
+        w.add_timeline(None, 0, 9, 1);
+        w.write(dir.path()).unwrap();
+        let p = Profile::load(dir.path()).unwrap();
+        assert_eq!(p.timeline.len(), 2);
+        assert_eq!(p.timeline[0].count, 5);
+        assert_eq!(p.timeline[1].bucket, 9);
+        let conn = Connection::open(Profile::db_path(dir.path())).unwrap();
+        conn.execute_batch("DROP TABLE timeline").unwrap();
+        drop(conn);
+        assert!(Profile::load(dir.path()).unwrap().timeline.is_empty());
     }
 }

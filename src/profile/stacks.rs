@@ -190,7 +190,7 @@ impl Profile {
 /// `--frames python`: if any Python frame is on the stack, keep only the Python frames
 /// (native code below a Python frame becomes that frame's self time); otherwise keep the
 /// native stack. `--frames native`: drop Python frames.
-fn apply_frames_filter(p: &Profile, frames: Vec<usize>, filter: FramesFilter) -> Vec<usize> {
+pub fn apply_frames_filter(p: &Profile, frames: Vec<usize>, filter: FramesFilter) -> Vec<usize> {
     match filter {
         FramesFilter::All => frames,
         FramesFilter::Native => frames

@@ -21,6 +21,9 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<()> {
         rank: args.rank,
         ranks: args.ranks,
     };
+    if args.open {
+        return crate::export::open::write_and_open(&profile, &args.dir, filter);
+    }
     let text = match args.view {
         View::Imbalance => imbalance::imbalance(&profile, args.format, args.top, filter, args.by),
         view => render(&profile, view, args.format, args.top, filter)?,

@@ -7,6 +7,7 @@ mod errors;
 mod export;
 mod groups;
 mod hotspots;
+mod html;
 mod locks;
 mod memory;
 mod mpi;
