@@ -8,7 +8,10 @@
 //! meta(key TEXT PRIMARY KEY, value TEXT)           -- mode, metric, total, samples, ...
 //! events(id INTEGER PRIMARY KEY, name TEXT, requested TEXT, note TEXT)
 //! processes(id INTEGER PRIMARY KEY, host TEXT, rank INTEGER, pid INTEGER,
-//!           command TEXT, raw_dir TEXT)            -- rank NULL outside MPI
+//!           command TEXT, raw_dir TEXT, role TEXT) -- rank NULL outside MPI; role:
+//!                                                  -- program|launcher (NULL in older
+//!                                                  -- files: program), one row per
+//!                                                  -- process image (exec starts one)
 //! threads(id INTEGER PRIMARY KEY, process INTEGER, tid INTEGER, name TEXT)
 //! functions(id INTEGER PRIMARY KEY, name TEXT, module TEXT, file TEXT,
 //!           start_line INTEGER, kind TEXT)         -- kind: native|python|kernel|unknown
@@ -73,7 +76,7 @@ const SCHEMA: &str = "
 CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT);
 CREATE TABLE events(id INTEGER PRIMARY KEY, name TEXT NOT NULL, requested TEXT, note TEXT);
 CREATE TABLE processes(id INTEGER PRIMARY KEY, host TEXT, rank INTEGER, pid INTEGER,
-                       command TEXT, raw_dir TEXT);
+                       command TEXT, raw_dir TEXT, role TEXT);
 CREATE TABLE threads(id INTEGER PRIMARY KEY, process INTEGER NOT NULL, tid INTEGER, name TEXT);
 CREATE TABLE functions(id INTEGER PRIMARY KEY, name TEXT NOT NULL, module TEXT NOT NULL,
                        file TEXT, start_line INTEGER, kind TEXT NOT NULL);
@@ -154,6 +157,27 @@ pub struct FrameInfo {
     pub line: Option<u32>,
 }
 
+/// Whether a process image is the program or only launched it
+/// (see `finalize::launchers` for the rule).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ProcessRole {
+    /// The program: its samples are what reports show.
+    #[default]
+    Program,
+    /// A shim, shell or launch helper: its samples are launcher overhead, shown apart.
+    Launcher,
+}
+
+impl ProcessRole {
+    /// The name stored in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProcessRole::Program => "program",
+            ProcessRole::Launcher => "launcher",
+        }
+    }
+}
+
 /// One process of the profile.
 #[derive(Clone, Debug, Default)]
 pub struct Process {
@@ -167,6 +191,8 @@ pub struct Process {
     pub command: String,
     /// The raw directory it came from, relative to the results directory.
     pub raw_dir: String,
+    /// Program or launcher.
+    pub role: ProcessRole,
 }
 
 /// One thread of the profile.
@@ -312,8 +338,18 @@ impl Profile {
         })? {
             p.events.push(r?);
         }
-        let mut st =
-            conn.prepare("SELECT host, rank, pid, command, raw_dir FROM processes ORDER BY id")?;
+        // Profiles written before launcher folding have no role column: all program.
+        let has_role: bool = conn
+            .query_row(
+                "SELECT count(*) FROM pragma_table_info('processes') WHERE name='role'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n > 0)?;
+        let role_col = if has_role { "role" } else { "NULL" };
+        let mut st = conn.prepare(&format!(
+            "SELECT host, rank, pid, command, raw_dir, {role_col} FROM processes ORDER BY id"
+        ))?;
         for r in st.query_map([], |r| {
             Ok(Process {
                 host: r.get::<_, Option<String>>(0)?.unwrap_or_default(),
@@ -321,6 +357,10 @@ impl Profile {
                 pid: r.get(2)?,
                 command: r.get::<_, Option<String>>(3)?.unwrap_or_default(),
                 raw_dir: r.get::<_, Option<String>>(4)?.unwrap_or_default(),
+                role: match r.get::<_, Option<String>>(5)?.as_deref() {
+                    Some("launcher") => ProcessRole::Launcher,
+                    _ => ProcessRole::Program,
+                },
             })
         })? {
             p.processes.push(r?);
@@ -604,7 +644,7 @@ fn write_all(conn: &mut Connection, p: &Profile) -> rusqlite::Result<()> {
         for (i, e) in p.events.iter().enumerate() {
             st.execute(params![i as i64 + 1, e.name, e.requested, e.note])?;
         }
-        let mut st = tx.prepare("INSERT INTO processes VALUES (?1, ?2, ?3, ?4, ?5, ?6)")?;
+        let mut st = tx.prepare("INSERT INTO processes VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")?;
         for (i, x) in p.processes.iter().enumerate() {
             st.execute(params![
                 i as i64 + 1,
@@ -612,7 +652,8 @@ fn write_all(conn: &mut Connection, p: &Profile) -> rusqlite::Result<()> {
                 x.rank,
                 x.pid,
                 x.command,
-                x.raw_dir
+                x.raw_dir,
+                x.role.as_str()
             ])?;
         }
         let mut st = tx.prepare("INSERT INTO threads VALUES (?1, ?2, ?3, ?4)")?;

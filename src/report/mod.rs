@@ -99,6 +99,7 @@ mod tests {
             pid: 10,
             command: "app".into(),
             raw_dir: "raw/node1.-.10".into(),
+            role: Default::default(),
         });
         for (tid, name) in [(10, "app"), (11, "worker")] {
             w.profile.threads.push(Thread {

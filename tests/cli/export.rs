@@ -42,6 +42,7 @@ fn fixture() -> tempfile::TempDir {
             pid,
             command: "./sim".into(),
             raw_dir: String::new(),
+            role: Default::default(),
         });
     }
     for (process, tid, name) in [(0, 100, "sim"), (0, 101, "worker"), (1, 200, "sim")] {

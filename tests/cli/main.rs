@@ -6,6 +6,7 @@ mod errors;
 mod export;
 mod groups;
 mod hotspots;
+mod launchers;
 mod locks;
 mod memory;
 mod python;
