@@ -4,6 +4,7 @@
 mod common;
 mod errors;
 mod export;
+mod fortran;
 mod groups;
 mod hotspots;
 mod launchers;
