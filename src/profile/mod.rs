@@ -57,6 +57,21 @@ pub enum ProfileError {
         /// What SQLite said.
         source: rusqlite::Error,
     },
+    /// The directory does not exist.
+    #[error(
+        "{0}: no such directory; give the results directory that `hwprof collect -r DIR` wrote"
+    )]
+    NoSuchDir(PathBuf),
+    /// The user may not read the directory or its profile.db.
+    #[error(
+        "{0}: permission denied; it belongs to {1}: read it as that user, or ask them to share it (chmod -R g+rX)"
+    )]
+    PermissionDenied(PathBuf, String),
+    /// A directory that hwprof did not write.
+    #[error(
+        "{0} is not an hwprof results directory (no manifest.json, no profile.db); give the directory that `hwprof collect -r DIR` wrote"
+    )]
+    NotResults(PathBuf),
     /// The directory has no profile.db.
     #[error(
         "{0} has no profile.db: it was collected with --no-finalize or finalize did not finish; run `hwprof finalize {0}`"
@@ -313,9 +328,7 @@ impl Profile {
     /// Read `DIR/profile.db` whole.
     pub fn load(dir: &Path) -> Result<Profile, ProfileError> {
         let path = Self::db_path(dir);
-        if !path.is_file() {
-            return Err(ProfileError::NotFinalized(dir.to_path_buf()));
-        }
+        check_readable(dir, &path)?;
         let conn = Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
             .map_err(sql_err(&path))?;
         Self::read(&conn).map_err(sql_err(&path))
@@ -719,6 +732,50 @@ fn write_all(conn: &mut Connection, p: &Profile) -> rusqlite::Result<()> {
         }
     }
     tx.commit()
+}
+
+/// Why a results directory's profile.db cannot be read, named by its real cause:
+/// missing directory, permission denied, not an hwprof directory, or not finalized.
+fn check_readable(dir: &Path, db: &Path) -> Result<(), ProfileError> {
+    use std::io::ErrorKind;
+    let denied = |p: &Path| {
+        use std::os::unix::fs::MetadataExt;
+        let owner = std::fs::metadata(p)
+            .map(|m| format!("uid {}", m.uid()))
+            .unwrap_or_else(|_| "another user".into());
+        ProfileError::PermissionDenied(p.to_path_buf(), owner)
+    };
+    match std::fs::metadata(dir) {
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            return Err(ProfileError::NoSuchDir(dir.to_path_buf()));
+        }
+        Err(e) if e.kind() == ErrorKind::PermissionDenied => return Err(denied(dir)),
+        Err(source) => {
+            return Err(ProfileError::Io {
+                path: dir.to_path_buf(),
+                source,
+            });
+        }
+        Ok(m) if !m.is_dir() => return Err(ProfileError::NotResults(dir.to_path_buf())),
+        Ok(_) => {}
+    }
+    if let Err(e) = std::fs::read_dir(dir) {
+        return Err(match e.kind() {
+            ErrorKind::PermissionDenied => denied(dir),
+            _ => ProfileError::Io {
+                path: dir.to_path_buf(),
+                source: e,
+            },
+        });
+    }
+    match std::fs::File::open(db) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == ErrorKind::PermissionDenied => Err(denied(db)),
+        Err(_) if !dir.join("manifest.json").exists() => {
+            Err(ProfileError::NotResults(dir.to_path_buf()))
+        }
+        Err(_) => Err(ProfileError::NotFinalized(dir.to_path_buf())),
+    }
 }
 
 /// True when DIR holds a profile.db.
