@@ -48,8 +48,9 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 }
             } else if !args.quiet && opts.mpi.rank.is_none_or(|r| r == 0) {
                 eprintln!(
-                    "hwprof: raw data in {}; run `hwprof finalize {}`",
+                    "hwprof: raw data in {} ({}); run `hwprof finalize {}`",
                     outcome.dir.display(),
+                    hwprof::raw::human_bytes(hwprof::raw::raw_bytes(&outcome.dir)),
                     outcome.dir.display()
                 );
             }
