@@ -265,20 +265,6 @@ impl Seek for TolerantPerfFile {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn garbage_is_refused() {
-        let d = tempfile::tempdir().unwrap();
-        let p = d.path().join("perf.data");
-        std::fs::write(&p, vec![0x41u8; 4096]).unwrap();
-        let e = TolerantPerfFile::open(&p).err().unwrap();
-        assert!(e.to_string().contains("not a perf.data"), "{e}");
-    }
-}
-
 /// Bytes of raw data under `DIR/raw` (perf.data and sidecars), for the size line
 /// `collect` prints at the end. Symlinks are not followed; depth is bounded.
 pub fn raw_bytes(dir: &Path) -> u64 {
@@ -303,5 +289,19 @@ pub fn human_bytes(b: u64) -> String {
         b if b >= 1 << 30 => format!("{:.1} GB", b as f64 / 1e9),
         b if b >= 1 << 20 => format!("{:.1} MB", b as f64 / 1e6),
         b => format!("{:.0} kB", b as f64 / 1e3),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn garbage_is_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("perf.data");
+        std::fs::write(&p, vec![0x41u8; 4096]).unwrap();
+        let e = TolerantPerfFile::open(&p).err().unwrap();
+        assert!(e.to_string().contains("not a perf.data"), "{e}");
     }
 }
