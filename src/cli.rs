@@ -181,7 +181,9 @@ pub enum View {
     Modules,
     /// Threads by total.
     Threads,
-    /// MPI ranks: total, work, share in MPI, idle ranks.
+    /// MPI ranks: total, work (total less time in MPI libraries; launcher samples never
+    /// count), %mean (work over the mean work of all ranks), mpi%; idle: work under 10%
+    /// of the mean.
     Ranks,
     /// Per function across ranks: mean, min, max, std, CoV, imbalance (max - mean).
     Imbalance,

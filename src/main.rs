@@ -55,8 +55,9 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 }
             } else if !args.quiet && opts.mpi.rank.is_none_or(|r| r == 0) {
                 eprintln!(
-                    "hwprof: raw data in {}; run `hwprof finalize {}`",
+                    "hwprof: raw data in {} ({}); run `hwprof finalize {}`",
                     outcome.dir.display(),
+                    hwprof::raw::human_bytes(hwprof::raw::raw_bytes(&outcome.dir)),
                     outcome.dir.display()
                 );
             }
@@ -64,7 +65,21 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Finalize(args) => {
             let opts = hwprof::finalize::FinalizeOptions::from_args(&args)?;
-            hwprof::finalize::run(&opts)?;
+            let written = hwprof::finalize::run(&opts)?;
+            // One closing line: what was produced and how to look at it.
+            if !args.quiet {
+                let dir = args.dir.display();
+                match &args.part {
+                    Some(_) => eprintln!(
+                        "hwprof: wrote {}; when every part is done, run `hwprof merge {dir}`",
+                        written.display()
+                    ),
+                    None => eprintln!(
+                        "hwprof: wrote {}; look at it with `hwprof report {dir}` (or `hwprof export {dir} --format html`)",
+                        written.display()
+                    ),
+                }
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Merge(args) => {

@@ -124,6 +124,16 @@ pub enum ManifestError {
         "{0} is not an hwprof results directory (no manifest.json); give the directory that `hwprof collect -r DIR` wrote"
     )]
     Missing(PathBuf),
+    /// The directory does not exist.
+    #[error(
+        "{0}: no such directory; give the results directory that `hwprof collect -r DIR` wrote"
+    )]
+    NoSuchDir(PathBuf),
+    /// The user may not read it.
+    #[error(
+        "{0}: permission denied; read it as the user who collected it, or ask them to share it (chmod -R g+rX)"
+    )]
+    PermissionDenied(PathBuf),
     /// Unreadable or malformed.
     #[error("{path}: {why}; the results directory is damaged")]
     Bad {
@@ -144,8 +154,12 @@ impl Manifest {
     pub fn load(dir: &Path) -> Result<Manifest, ManifestError> {
         let path = Self::path(dir);
         let text = std::fs::read_to_string(&path).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::NotFound {
+            if e.kind() == std::io::ErrorKind::NotFound && !dir.exists() {
+                ManifestError::NoSuchDir(dir.to_path_buf())
+            } else if e.kind() == std::io::ErrorKind::NotFound {
                 ManifestError::Missing(dir.to_path_buf())
+            } else if e.kind() == std::io::ErrorKind::PermissionDenied {
+                ManifestError::PermissionDenied(path.clone())
             } else {
                 ManifestError::Bad {
                     path: path.clone(),

@@ -92,6 +92,14 @@ pub enum CollectError {
     /// The results directory cannot be used.
     #[error("{0}")]
     ResultDir(String),
+    /// `-p PID` may not be attached to.
+    #[error("cannot attach to process {pid}: {why}")]
+    Attach {
+        /// The target.
+        pid: i32,
+        /// Why, and what to do.
+        why: String,
+    },
     /// An event could not be resolved.
     #[error(transparent)]
     Event(#[from] events::EventError),
@@ -1197,7 +1205,33 @@ fn check_attach_target(pid: i32) -> Result<(), CollectError> {
             why: "no such process".into(),
         });
     }
+    // The kernel lets perf attach only where ptrace could (same user in real, effective
+    // and saved uid, or CAP_SYS_PTRACE): say so before perf_event_paranoid comes up.
+    const CAP_SYS_PTRACE: u32 = 19;
+    let (Some(theirs), Some(ours)) = (
+        proc_uids(&format!("/proc/{pid}/status")),
+        proc_uids("/proc/self/status"),
+    ) else {
+        return Ok(());
+    };
+    if !sys::has_capability(CAP_SYS_PTRACE) && theirs.iter().any(|&u| u != ours[1]) {
+        return Err(CollectError::Attach {
+            pid,
+            why: format!(
+                "ptrace refused: it runs as uid {} and you are uid {}; attaching needs the right to ptrace it (the same user, or CAP_SYS_PTRACE). Profile a process of your own, or run hwprof as uid {}",
+                theirs[1], ours[1], theirs[1]
+            ),
+        });
+    }
     Ok(())
+}
+
+/// Real, effective and saved uid from a /proc status file.
+fn proc_uids(status: &str) -> Option<[u32; 3]> {
+    let text = std::fs::read_to_string(status).ok()?;
+    let line = text.lines().find(|l| l.starts_with("Uid:"))?;
+    let mut it = line[4..].split_whitespace().map(|x| x.parse::<u32>().ok());
+    Some([it.next()??, it.next()??, it.next()??])
 }
 
 /// Thread ids of a process.

@@ -679,6 +679,7 @@ pub(crate) mod testutil {
                 pid,
                 command: "./prog".into(),
                 raw_dir: String::new(),
+                role: Default::default(),
             });
         }
         w.profile.threads.push(Thread {

@@ -5,7 +5,9 @@
 //! The same code serves perf.data from our collector and from `perf record`.
 
 pub mod binaries;
+pub mod fortran;
 pub mod group_reads;
+pub mod launchers;
 pub mod process;
 pub mod symbols;
 
@@ -530,19 +532,34 @@ fn add_raw_profile(
     buckets: &TimeBuckets,
 ) {
     // Processes and threads.
+    // One process row per process image (an exec starts a new one: a shim that exec'd
+    // python is a launcher row and a program row of the same pid).
+    let mut image_index: HashMap<u32, usize> = HashMap::new();
     let mut proc_index: HashMap<u32, usize> = HashMap::new();
     let mut thread_index = Vec::with_capacity(p.threads.len());
-    for (pid, tid, name) in &p.threads {
-        let pi = *proc_index.entry(*pid).or_insert_with(|| {
+    for (i, (pid, tid, name)) in p.threads.iter().enumerate() {
+        let image = p.thread_image.get(i).copied().unwrap_or(u32::MAX);
+        let (command, role) = match p.images.get(image as usize) {
+            Some((_, comm, role)) if !comm.is_empty() => (comm.clone(), *role),
+            Some((_, _, role)) => (p.processes.get(pid).cloned().unwrap_or_default(), *role),
+            None => (
+                p.processes.get(pid).cloned().unwrap_or_default(),
+                Default::default(),
+            ),
+        };
+        let pi = *image_index.entry(image).or_insert_with(|| {
             w.profile.processes.push(Process {
                 host: raw.host.clone(),
                 rank: raw.rank,
                 pid: *pid,
-                command: p.processes.get(pid).cloned().unwrap_or_default(),
+                command,
                 raw_dir: format!("raw/{}", raw.name),
+                role,
             });
             w.profile.processes.len() - 1
         });
+        // RSS rows go to the pid's latest image.
+        proc_index.insert(*pid, pi);
         w.profile.threads.push(Thread {
             process: pi,
             tid: *tid,
@@ -578,6 +595,7 @@ fn add_raw_profile(
                     pid,
                     command: p.processes.get(&pid).cloned().unwrap_or_default(),
                     raw_dir: format!("raw/{}", raw.name),
+                    role: Default::default(),
                 });
                 w.profile.processes.len() - 1
             });

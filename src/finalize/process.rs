@@ -103,8 +103,12 @@ pub struct RawProfile {
     pub trie: Vec<(u32, Loc)>,
     /// Aggregated samples: (count, value).
     pub samples: FxHashMap<SampleKey, (u64, u64)>,
-    /// Threads: (pid, tid, name).
+    /// Threads: (pid, tid, name). A thread is per process image: an exec starts new ones.
     pub threads: Vec<(u32, u32, String)>,
+    /// Per thread: index into [`RawProfile::images`].
+    pub thread_image: Vec<u32>,
+    /// Process images (what a pid runs between execs): (pid, name, role).
+    pub images: Vec<(u32, String, crate::profile::ProcessRole)>,
     /// Process command names by pid.
     pub processes: HashMap<u32, String>,
     /// Event names by attr index.
@@ -194,6 +198,8 @@ struct Builder<'a> {
     module_ids: FxHashMap<(String, Option<Vec<u8>>), u32>,
     trie_ids: FxHashMap<(u32, Loc), u32>,
     thread_ids: FxHashMap<(u32, u32), u32>,
+    /// Process images and who launched whom, for the launcher rule.
+    lineage: super::launchers::Lineage,
     cache: CacheX86_64,
     weighting: Weighting,
     page_size: u64,
@@ -270,6 +276,7 @@ pub fn process_raw_dir<'a>(
         module_ids: FxHashMap::default(),
         trie_ids: FxHashMap::default(),
         thread_ids: FxHashMap::default(),
+        lineage: Default::default(),
         cache: CacheX86_64::new(),
         weighting,
         page_size: crate::collect::sys::page_size() as u64,
@@ -319,6 +326,7 @@ pub fn process_raw_dir<'a>(
         },
     );
     b.finish_counts();
+    b.out.images = b.lineage.finish();
     Ok(b.out)
 }
 
@@ -404,6 +412,12 @@ impl Builder<'_> {
                 let (pid, tid) = (c.pid as u32, c.tid as u32);
                 if c.is_execve {
                     self.procs.insert(pid, ProcState::default());
+                    // The new image's threads are new threads of a new process row.
+                    self.thread_ids.retain(|&(p, _), _| p != pid);
+                    let time = record.common_data().ok().and_then(|c| c.timestamp);
+                    self.lineage.exec(pid, &name, time.unwrap_or(0));
+                } else if pid == tid {
+                    self.lineage.rename(pid, &name);
                 }
                 if pid == tid {
                     self.out.processes.insert(pid, name.clone());
@@ -414,6 +428,7 @@ impl Builder<'_> {
             EventRecord::Fork(f) => {
                 let (pid, ppid) = (f.pid as u32, f.ppid as u32);
                 if pid != ppid {
+                    self.lineage.fork(pid, ppid);
                     let parent = self.procs.get(&ppid).cloned().unwrap_or_default();
                     self.procs.insert(pid, parent);
                     if let Some(name) = self.out.processes.get(&ppid).cloned() {
@@ -429,6 +444,10 @@ impl Builder<'_> {
                 if self.out.threads[t as usize].2.is_empty() {
                     self.out.threads[t as usize].2 = pname;
                 }
+            }
+            EventRecord::Exit(e) if e.pid == e.tid => {
+                let time = record.common_data().ok().and_then(|c| c.timestamp);
+                self.lineage.exit(e.pid as u32, time.unwrap_or(0));
             }
             EventRecord::Lost(l) => self.out.lost += l.count,
             EventRecord::ContextSwitch(cs) => {
@@ -453,6 +472,8 @@ impl Builder<'_> {
         }
         let i = self.out.threads.len() as u32;
         self.out.threads.push((pid, tid, String::new()));
+        let image = self.lineage.image(pid);
+        self.out.thread_image.push(image);
         self.thread_ids.insert((pid, tid), i);
         i
     }

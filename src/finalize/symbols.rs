@@ -1,14 +1,18 @@
 //! Addresses to functions, files and lines: DWARF (with inlined frames) through
-//! addr2line, the ELF symbol table when there is no DWARF, demangled Rust and C++
-//! names, kernel symbols from the kallsyms copy. An address nothing resolves becomes
+//! addr2line, the ELF symbol table when there is no DWARF, demangled Rust, C++ and
+//! Fortran names ([`fortran`]), kernel symbols from the kallsyms copy. An address nothing resolves becomes
 //! `module+0xoffset`: it never disappears.
 
 use std::path::Path;
 
+use super::fortran;
 use crate::profile::{FrameInfo, FrameKind, Function};
 
-/// Demangle Rust and C++ names; others as they are.
+/// Demangle Rust, C++ and the unambiguous Fortran conventions; others as they are.
 pub fn demangle(name: &str) -> String {
+    if let Some(f) = fortran::demangle(name, false) {
+        return f;
+    }
     let d = symbolic_demangle::demangle(name);
     // Rust legacy names end with a hash suffix `::h0123456789abcdef`: drop it.
     match d.rfind("::h") {
@@ -84,12 +88,20 @@ fn dwarf_frames(loader: &addr2line::Loader, module: &str, addr: u64) -> Vec<Fram
     let Ok(mut iter) = loader.find_frames(addr) else {
         return out;
     };
-    let symbol = loader.find_symbol(addr).map(demangle);
+    let symbol_info = loader.find_symbol_info(addr);
+    let symbol = symbol_info.as_ref().map(|s| demangle(s.name()));
+    // The function's first line: the line of its entry address (where compilers put
+    // the function's opening line, DW_AT_decl_line's line for gcc and gfortran).
+    let start_line = symbol_info
+        .as_ref()
+        .and_then(|s| loader.find_location(s.address()).ok().flatten())
+        .and_then(|l| l.line);
     while let Ok(Some(frame)) = iter.next() {
-        let name = frame
-            .function
-            .as_ref()
-            .and_then(|f| f.raw_name().ok().map(|n| demangle(&n)));
+        let name = frame.function.as_ref().and_then(|f| {
+            let raw = f.raw_name().ok()?;
+            let is_fortran = f.language.is_some_and(fortran::is_fortran);
+            Some(fortran::demangle(&raw, is_fortran).unwrap_or_else(|| demangle(&raw)))
+        });
         let Some(name) = name.or_else(|| symbol.clone()) else {
             continue;
         };
@@ -114,6 +126,10 @@ fn dwarf_frames(loader: &addr2line::Loader, module: &str, addr: u64) -> Vec<Fram
     // not varying the function's file with each line's file.
     for f in &mut out {
         f.function.file = f.file.clone();
+    }
+    // The outermost frame is the symbol's own function (the others are inlined into it).
+    if let Some(f) = out.last_mut() {
+        f.function.start_line = start_line;
     }
     out
 }

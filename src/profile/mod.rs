@@ -8,7 +8,10 @@
 //! meta(key TEXT PRIMARY KEY, value TEXT)           -- mode, metric, total, samples, ...
 //! events(id INTEGER PRIMARY KEY, name TEXT, requested TEXT, note TEXT)
 //! processes(id INTEGER PRIMARY KEY, host TEXT, rank INTEGER, pid INTEGER,
-//!           command TEXT, raw_dir TEXT)            -- rank NULL outside MPI
+//!           command TEXT, raw_dir TEXT, role TEXT) -- rank NULL outside MPI; role:
+//!                                                  -- program|launcher (NULL in older
+//!                                                  -- files: program), one row per
+//!                                                  -- process image (exec starts one)
 //! threads(id INTEGER PRIMARY KEY, process INTEGER, tid INTEGER, name TEXT)
 //! functions(id INTEGER PRIMARY KEY, name TEXT, module TEXT, file TEXT,
 //!           start_line INTEGER, kind TEXT)         -- kind: native|python|kernel|unknown
@@ -62,6 +65,21 @@ pub enum ProfileError {
         /// What SQLite said.
         source: rusqlite::Error,
     },
+    /// The directory does not exist.
+    #[error(
+        "{0}: no such directory; give the results directory that `hwprof collect -r DIR` wrote"
+    )]
+    NoSuchDir(PathBuf),
+    /// The user may not read the directory or its profile.db.
+    #[error(
+        "{0}: permission denied; it belongs to {1}: read it as that user, or ask them to share it (chmod -R g+rX)"
+    )]
+    PermissionDenied(PathBuf, String),
+    /// A directory that hwprof did not write.
+    #[error(
+        "{0} is not an hwprof results directory (no manifest.json, no profile.db); give the directory that `hwprof collect -r DIR` wrote"
+    )]
+    NotResults(PathBuf),
     /// The directory has no profile.db.
     #[error(
         "{0} has no profile.db: it was collected with --no-finalize or finalize did not finish; run `hwprof finalize {0}`"
@@ -81,7 +99,7 @@ const SCHEMA: &str = "
 CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT);
 CREATE TABLE events(id INTEGER PRIMARY KEY, name TEXT NOT NULL, requested TEXT, note TEXT);
 CREATE TABLE processes(id INTEGER PRIMARY KEY, host TEXT, rank INTEGER, pid INTEGER,
-                       command TEXT, raw_dir TEXT);
+                       command TEXT, raw_dir TEXT, role TEXT);
 CREATE TABLE threads(id INTEGER PRIMARY KEY, process INTEGER NOT NULL, tid INTEGER, name TEXT);
 CREATE TABLE functions(id INTEGER PRIMARY KEY, name TEXT NOT NULL, module TEXT NOT NULL,
                        file TEXT, start_line INTEGER, kind TEXT NOT NULL);
@@ -167,6 +185,27 @@ pub struct FrameInfo {
     pub line: Option<u32>,
 }
 
+/// Whether a process image is the program or only launched it
+/// (see `finalize::launchers` for the rule).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ProcessRole {
+    /// The program: its samples are what reports show.
+    #[default]
+    Program,
+    /// A shim, shell or launch helper: its samples are launcher overhead, shown apart.
+    Launcher,
+}
+
+impl ProcessRole {
+    /// The name stored in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProcessRole::Program => "program",
+            ProcessRole::Launcher => "launcher",
+        }
+    }
+}
+
 /// One process of the profile.
 #[derive(Clone, Debug, Default)]
 pub struct Process {
@@ -180,6 +219,8 @@ pub struct Process {
     pub command: String,
     /// The raw directory it came from, relative to the results directory.
     pub raw_dir: String,
+    /// Program or launcher.
+    pub role: ProcessRole,
 }
 
 /// One thread of the profile.
@@ -315,9 +356,7 @@ impl Profile {
     /// Read `DIR/profile.db` whole.
     pub fn load(dir: &Path) -> Result<Profile, ProfileError> {
         let path = Self::db_path(dir);
-        if !path.is_file() {
-            return Err(ProfileError::NotFinalized(dir.to_path_buf()));
-        }
+        check_readable(dir, &path)?;
         let conn = Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
             .map_err(sql_err(&path))?;
         Self::read(&conn).map_err(sql_err(&path))
@@ -340,8 +379,18 @@ impl Profile {
         })? {
             p.events.push(r?);
         }
-        let mut st =
-            conn.prepare("SELECT host, rank, pid, command, raw_dir FROM processes ORDER BY id")?;
+        // Profiles written before launcher folding have no role column: all program.
+        let has_role: bool = conn
+            .query_row(
+                "SELECT count(*) FROM pragma_table_info('processes') WHERE name='role'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n > 0)?;
+        let role_col = if has_role { "role" } else { "NULL" };
+        let mut st = conn.prepare(&format!(
+            "SELECT host, rank, pid, command, raw_dir, {role_col} FROM processes ORDER BY id"
+        ))?;
         for r in st.query_map([], |r| {
             Ok(Process {
                 host: r.get::<_, Option<String>>(0)?.unwrap_or_default(),
@@ -349,6 +398,10 @@ impl Profile {
                 pid: r.get(2)?,
                 command: r.get::<_, Option<String>>(3)?.unwrap_or_default(),
                 raw_dir: r.get::<_, Option<String>>(4)?.unwrap_or_default(),
+                role: match r.get::<_, Option<String>>(5)?.as_deref() {
+                    Some("launcher") => ProcessRole::Launcher,
+                    _ => ProcessRole::Program,
+                },
             })
         })? {
             p.processes.push(r?);
@@ -671,7 +724,7 @@ fn write_all(conn: &mut Connection, p: &Profile) -> rusqlite::Result<()> {
         for (i, e) in p.events.iter().enumerate() {
             st.execute(params![i as i64 + 1, e.name, e.requested, e.note])?;
         }
-        let mut st = tx.prepare("INSERT INTO processes VALUES (?1, ?2, ?3, ?4, ?5, ?6)")?;
+        let mut st = tx.prepare("INSERT INTO processes VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")?;
         for (i, x) in p.processes.iter().enumerate() {
             st.execute(params![
                 i as i64 + 1,
@@ -679,7 +732,8 @@ fn write_all(conn: &mut Connection, p: &Profile) -> rusqlite::Result<()> {
                 x.rank,
                 x.pid,
                 x.command,
-                x.raw_dir
+                x.raw_dir,
+                x.role.as_str()
             ])?;
         }
         let mut st = tx.prepare("INSERT INTO threads VALUES (?1, ?2, ?3, ?4)")?;
@@ -754,6 +808,50 @@ fn write_all(conn: &mut Connection, p: &Profile) -> rusqlite::Result<()> {
         }
     }
     tx.commit()
+}
+
+/// Why a results directory's profile.db cannot be read, named by its real cause:
+/// missing directory, permission denied, not an hwprof directory, or not finalized.
+fn check_readable(dir: &Path, db: &Path) -> Result<(), ProfileError> {
+    use std::io::ErrorKind;
+    let denied = |p: &Path| {
+        use std::os::unix::fs::MetadataExt;
+        let owner = std::fs::metadata(p)
+            .map(|m| format!("uid {}", m.uid()))
+            .unwrap_or_else(|_| "another user".into());
+        ProfileError::PermissionDenied(p.to_path_buf(), owner)
+    };
+    match std::fs::metadata(dir) {
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            return Err(ProfileError::NoSuchDir(dir.to_path_buf()));
+        }
+        Err(e) if e.kind() == ErrorKind::PermissionDenied => return Err(denied(dir)),
+        Err(source) => {
+            return Err(ProfileError::Io {
+                path: dir.to_path_buf(),
+                source,
+            });
+        }
+        Ok(m) if !m.is_dir() => return Err(ProfileError::NotResults(dir.to_path_buf())),
+        Ok(_) => {}
+    }
+    if let Err(e) = std::fs::read_dir(dir) {
+        return Err(match e.kind() {
+            ErrorKind::PermissionDenied => denied(dir),
+            _ => ProfileError::Io {
+                path: dir.to_path_buf(),
+                source: e,
+            },
+        });
+    }
+    match std::fs::File::open(db) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == ErrorKind::PermissionDenied => Err(denied(db)),
+        Err(_) if !dir.join("manifest.json").exists() => {
+            Err(ProfileError::NotResults(dir.to_path_buf()))
+        }
+        Err(_) => Err(ProfileError::NotFinalized(dir.to_path_buf())),
+    }
 }
 
 /// True when DIR holds a profile.db.

@@ -144,10 +144,31 @@ impl Profile {
             .unwrap_or(FrameKind::Native)
     }
 
-    /// All samples as stacks, filtered.
+    /// True when a thread belongs to a launcher image (shim, shell, launch helper):
+    /// its samples are launcher overhead, left out of every view and export.
+    pub fn is_launcher_thread(&self, thread: usize) -> bool {
+        self.threads
+            .get(thread)
+            .and_then(|t| self.processes.get(t.process))
+            .is_some_and(|p| p.role == super::ProcessRole::Launcher)
+    }
+
+    /// Launcher overhead: (samples, value) of launcher images, for a rank or all.
+    pub fn launcher_totals(&self, rank: Option<u32>) -> (u64, u64) {
+        self.samples
+            .iter()
+            .filter(|s| self.is_launcher_thread(s.thread))
+            .filter(|s| rank.is_none() || self.thread_rank(s.thread) == rank)
+            .fold((0, 0), |(c, v), s| (c + s.count, v + s.value))
+    }
+
+    /// All samples of the program as stacks, filtered.
     pub fn weighted_stacks(&self, filter: StackFilter) -> Vec<WeightedStack> {
         let mut out = Vec::with_capacity(self.samples.len());
         for s in &self.samples {
+            if self.is_launcher_thread(s.thread) {
+                continue;
+            }
             if filter.has_rank_filter() && !filter.selects_rank(self.thread_rank(s.thread)) {
                 continue;
             }
@@ -168,6 +189,9 @@ impl Profile {
     pub fn weighted_counts(&self, filter: StackFilter) -> Vec<(Vec<usize>, usize, f64)> {
         let mut out = Vec::with_capacity(self.counts.len());
         for c in &self.counts {
+            if self.is_launcher_thread(c.thread) {
+                continue;
+            }
             if filter.has_rank_filter() && !filter.selects_rank(self.thread_rank(c.thread)) {
                 continue;
             }
@@ -177,10 +201,11 @@ impl Profile {
         out
     }
 
-    /// Sum of the metric over all samples passing the rank filter.
+    /// Sum of the metric over the program's samples passing the rank filter.
     pub fn total_value(&self, rank: Option<u32>) -> u64 {
         self.samples
             .iter()
+            .filter(|s| !self.is_launcher_thread(s.thread))
             .filter(|s| rank.is_none() || self.thread_rank(s.thread) == rank)
             .map(|s| s.value)
             .sum()

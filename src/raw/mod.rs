@@ -265,6 +265,33 @@ impl Seek for TolerantPerfFile {
     }
 }
 
+/// Bytes of raw data under `DIR/raw` (perf.data and sidecars), for the size line
+/// `collect` prints at the end. Symlinks are not followed; depth is bounded.
+pub fn raw_bytes(dir: &Path) -> u64 {
+    fn walk(p: &Path, depth: u32) -> u64 {
+        let Ok(rd) = std::fs::read_dir(p) else {
+            return 0;
+        };
+        rd.filter_map(Result::ok)
+            .map(|e| match e.file_type() {
+                Ok(t) if t.is_dir() && depth < 4 => walk(&e.path(), depth + 1),
+                Ok(t) if t.is_file() => e.metadata().map(|m| m.len()).unwrap_or(0),
+                _ => 0,
+            })
+            .sum()
+    }
+    walk(&dir.join("raw"), 0)
+}
+
+/// `12.3 MB`: a byte count for people.
+pub fn human_bytes(b: u64) -> String {
+    match b {
+        b if b >= 1 << 30 => format!("{:.1} GB", b as f64 / 1e9),
+        b if b >= 1 << 20 => format!("{:.1} MB", b as f64 / 1e6),
+        b => format!("{:.0} kB", b as f64 / 1e3),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -73,7 +73,25 @@ pub fn summary_after_collect(dir: &Path) -> anyhow::Result<String> {
         dir.display(),
         dir.display()
     ));
+    s.push_str(&raw_size_line(dir, p.meta_str("duration_s").parse().ok()));
     Ok(s)
+}
+
+/// `raw data: 36.2 MB (9.8 MB/s of run)`: what collection wrote to disk.
+pub fn raw_size_line(dir: &Path, duration_s: Option<f64>) -> String {
+    let bytes = crate::raw::raw_bytes(dir);
+    let rate = match duration_s {
+        Some(d) if d > 0.0 => format!(
+            " ({}/s of run)",
+            crate::raw::human_bytes((bytes as f64 / d) as u64)
+        ),
+        _ => String::new(),
+    };
+    format!(
+        "raw data: {}{rate} in {}/raw\n",
+        crate::raw::human_bytes(bytes),
+        dir.display()
+    )
 }
 
 #[cfg(test)]
@@ -111,6 +129,7 @@ mod tests {
             pid: 10,
             command: "app".into(),
             raw_dir: "raw/node1.-.10".into(),
+            role: Default::default(),
         });
         for (tid, name) in [(10, "app"), (11, "worker")] {
             w.profile.threads.push(Thread {

@@ -5,8 +5,8 @@ use std::collections::{HashMap, HashSet};
 use serde_json::{Value, json};
 
 use crate::cli::ReportFormat;
-use crate::profile::Profile;
 use crate::profile::stacks::{StackFilter, WeightedStack};
+use crate::profile::{ProcessRole, Profile};
 
 /// A ranked row of functions, lines or modules.
 #[derive(Clone, Debug, Default)]
@@ -224,19 +224,34 @@ pub(crate) fn csv_line(fields: &[String]) -> String {
     String::from_utf8(w.into_inner().unwrap_or_default()).unwrap_or_default()
 }
 
-fn format_rows(p: &Profile, rows: &[Row], format: ReportFormat, top: usize, title: &str) -> String {
-    format_rows_with(p, rows, format, top, title, &GroupColumns::default())
+fn format_rows(
+    p: &Profile,
+    rows: &[Row],
+    total: u64,
+    format: ReportFormat,
+    top: usize,
+    title: &str,
+) -> String {
+    format_rows_with(p, rows, total, format, top, title, &GroupColumns::default())
+}
+
+/// Sum of the metric over the stacks a view shows (its rank, the program's samples).
+fn stacks_total(stacks: &[WeightedStack]) -> u64 {
+    stacks.iter().map(|s| s.value).sum()
 }
 
 fn format_rows_with(
     p: &Profile,
     rows: &[Row],
+    total: u64,
     format: ReportFormat,
     top: usize,
     title: &str,
     cols: &GroupColumns,
 ) -> String {
-    let total = p.total_value(None).max(rows_total(rows));
+    // Percentages are of the samples the view shows (`total`, from its stacks): its
+    // rank's, and the program's only (launcher overhead is shown apart).
+    let total = total.max(rows_total(rows));
     let rows = &rows[..rows.len().min(top)];
     match format {
         ReportFormat::Csv => {
@@ -385,7 +400,15 @@ pub fn hotspots(p: &Profile, format: ReportFormat, top: usize, filter: StackFilt
     let stacks = p.weighted_stacks(filter);
     let cols = GroupColumns::of(p);
     let rows = function_rows_with(p, &stacks, &cols, filter);
-    format_rows_with(p, &rows, format, top, "Functions", &cols)
+    format_rows_with(
+        p,
+        &rows,
+        stacks_total(&stacks),
+        format,
+        top,
+        "Functions",
+        &cols,
+    )
 }
 
 /// `--view lines`: one row per source line; total counts every stack through the line.
@@ -416,7 +439,7 @@ pub fn lines(p: &Profile, format: ReportFormat, top: usize, filter: StackFilter)
         })
         .collect();
     sort_rows(&mut rows);
-    format_rows_with(p, &rows, format, top, "Lines", &cols)
+    format_rows_with(p, &rows, stacks_total(&stacks), format, top, "Lines", &cols)
 }
 
 /// `--view modules`.
@@ -437,7 +460,7 @@ pub fn modules(p: &Profile, format: ReportFormat, top: usize, filter: StackFilte
         })
         .collect();
     sort_rows(&mut rows);
-    format_rows(p, &rows, format, top, "Modules")
+    format_rows(p, &rows, stacks_total(&stacks), format, top, "Modules")
 }
 
 /// `--view threads`: `pid,tid,name,rank,total,total_pct`.
@@ -904,6 +927,59 @@ fn rank_notices_text(p: &Profile) -> String {
         .collect()
 }
 
+/// Samples, processes and threads of one role (program or launcher), for a rank or all.
+struct Tally {
+    samples: u64,
+    value: u64,
+    /// Distinct (raw dir, pid): a pid whose image exec'd counts once per role.
+    processes: usize,
+    threads: usize,
+    /// Distinct process names, sorted.
+    names: Vec<String>,
+}
+
+impl Tally {
+    fn of(p: &Profile, rank: Option<u32>, role: ProcessRole) -> Tally {
+        let wanted = |pi: usize| {
+            p.processes
+                .get(pi)
+                .is_some_and(|x| x.role == role && (rank.is_none() || x.rank == rank))
+        };
+        let (mut samples, mut value) = (0, 0);
+        let mut threads = HashSet::new();
+        for s in &p.samples {
+            if let Some(t) = p.threads.get(s.thread)
+                && wanted(t.process)
+            {
+                samples += s.count;
+                value += s.value;
+                threads.insert(s.thread);
+            }
+        }
+        let mut procs = HashSet::new();
+        let mut names = std::collections::BTreeSet::new();
+        for (ti, t) in p.threads.iter().enumerate() {
+            // Program: every process with a thread; launchers: those that took samples.
+            if wanted(t.process) && (role == ProcessRole::Program || threads.contains(&ti)) {
+                let x = &p.processes[t.process];
+                procs.insert((x.raw_dir.as_str(), x.pid));
+                names.insert(x.command.clone());
+            }
+        }
+        let threads = match role {
+            ProcessRole::Program => p.threads.iter().filter(|t| wanted(t.process)).count(),
+            ProcessRole::Launcher => threads.len(),
+        };
+        Tally {
+            samples,
+            value,
+            processes: procs.len(),
+            threads,
+            names: names.into_iter().collect(),
+        }
+    }
+}
+
 /// `--view summary`.
 pub fn summary(p: &Profile, format: ReportFormat, top: usize, filter: StackFilter) -> String {
     let stacks = p.weighted_stacks(filter);
@@ -914,6 +990,8 @@ pub fn summary(p: &Profile, format: ReportFormat, top: usize, filter: StackFilte
     let mut ranks: Vec<u32> = p.processes.iter().filter_map(|x| x.rank).collect();
     ranks.sort_unstable();
     ranks.dedup();
+    let shown = Tally::of(p, filter.rank, ProcessRole::Program);
+    let launcher = Tally::of(p, filter.rank, ProcessRole::Launcher);
     match format {
         ReportFormat::Json | ReportFormat::Csv => {
             let mut v = json!({
@@ -926,8 +1004,13 @@ pub fn summary(p: &Profile, format: ReportFormat, top: usize, filter: StackFilte
                 "duration_s": p.meta_str("duration_s").parse::<f64>().unwrap_or(0.0),
                 "events": events,
                 "ranks": ranks,
-                "processes": p.processes.len(),
-                "threads": p.threads.len(),
+                "processes": shown.processes,
+                "threads": shown.threads,
+                "program_samples": shown.samples,
+                "launcher_samples": launcher.samples,
+                "launcher_value": launcher.value,
+                "launcher_processes": launcher.processes,
+                "launcher_names": launcher.names,
                 "python": p.meta_str("python"),
                 "command": p.meta_str("command"),
                 "top": rows.iter().take(top).map(|r| json!({"function": r.function, "module": r.module,
@@ -985,11 +1068,26 @@ pub fn summary(p: &Profile, format: ReportFormat, top: usize, filter: StackFilte
                 "hwprof {} profile: {} — {} samples over {} s, {} processes, {} threads\n",
                 p.meta_str("mode"),
                 p.meta_str("command"),
-                num("samples"),
+                shown.samples,
                 p.meta_str("duration_s"),
-                p.processes.len(),
-                p.threads.len()
+                shown.processes,
+                shown.threads
             );
+            if let Some(r) = filter.rank {
+                s.push_str(&format!(
+                    "  rank {r} alone: {} of the job's {} samples\n",
+                    shown.samples,
+                    num("samples")
+                ));
+            }
+            if launcher.samples > 0 {
+                s.push_str(&format!(
+                    "  launcher overhead: {} samples in {} processes ({}), not in the percentages below\n",
+                    launcher.samples,
+                    launcher.processes,
+                    launcher.names.join(", ")
+                ));
+            }
             if let Some(arr) = events.as_array() {
                 for e in arr {
                     let note = e["note"].as_str().unwrap_or("");
@@ -1029,6 +1127,7 @@ pub fn summary(p: &Profile, format: ReportFormat, top: usize, filter: StackFilte
             s.push_str(&format_rows(
                 p,
                 &rows,
+                total,
                 ReportFormat::Text,
                 top,
                 "Top functions",

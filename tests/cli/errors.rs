@@ -97,11 +97,76 @@ fn finalize_and_report_on_a_non_results_dir() {
         let out = hwprof(&[cmd, t.path().to_str().unwrap()]);
         assert_eq!(out.status.code(), Some(1), "{cmd}");
         let e = err_of(&out);
+        assert!(e.contains("not an hwprof results directory"), "{cmd}: {e}");
+    }
+}
+
+#[test]
+fn report_on_a_missing_dir_says_it_is_missing() {
+    let t = shared_tempdir();
+    let missing = t.path().join("nosuchdir");
+    let m = missing.to_str().unwrap();
+    for args in [
+        vec!["report", m],
+        vec!["export", m, "--format", "collapsed"],
+        vec!["finalize", m],
+    ] {
+        let cmd = args[0];
+        let out = hwprof(&args);
+        assert_eq!(out.status.code(), Some(1), "{cmd}");
+        let e = err_of(&out);
+        assert!(e.contains("no such directory"), "{cmd}: {e}");
+        assert!(!e.contains("--no-finalize"), "{cmd}: {e}");
+    }
+}
+
+#[test]
+fn report_on_an_unreadable_dir_says_permission_denied() {
+    // Root's results, private (0700, as collect writes them), read by an ordinary user.
+    let t = shared_tempdir();
+    let dir = collect_raw(t.path());
+    ok(&hwprof(&["finalize", "-q", dir.to_str().unwrap()]));
+    let hw = hwprof_for_nobody(t.path());
+    for cmd in ["report", "finalize"] {
+        let out = as_nobody(&hw)
+            .args([cmd, dir.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{cmd}");
+        let e = err_of(&out);
+        assert!(e.contains("permission denied"), "{cmd}: {e}");
         assert!(
-            e.contains("not an hwprof results directory") || e.contains("has no profile.db"),
+            !e.contains("--no-finalize") && !e.contains("damaged"),
             "{cmd}: {e}"
         );
     }
+}
+
+#[test]
+fn report_before_finalize_says_run_finalize() {
+    let t = shared_tempdir();
+    let dir = collect_raw(t.path());
+    let out = hwprof(&["report", dir.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let e = err_of(&out);
+    assert!(
+        e.contains("has no profile.db") && e.contains("hwprof finalize"),
+        "{e}"
+    );
+}
+
+#[test]
+fn finalize_ends_with_what_it_wrote_and_how_to_look() {
+    let t = shared_tempdir();
+    let dir = collect_raw(t.path());
+    let out = hwprof(&["finalize", dir.to_str().unwrap()]);
+    ok(&out);
+    let e = String::from_utf8_lossy(&out.stderr);
+    let last = e.lines().last().unwrap_or("");
+    assert!(
+        last.contains("profile.db") && last.contains("hwprof report"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -123,10 +188,9 @@ fn permission_denied_names_the_fix() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let e = err_of(&out);
-    assert!(
-        e.contains("permission denied") && e.contains("perf_event_paranoid"),
-        "{e}"
-    );
+    // The real cause is ptrace rights, not perf_event_paranoid.
+    assert!(e.contains("ptrace refused") && e.contains("uid 0"), "{e}");
+    assert!(!e.contains("perf_event_paranoid"), "{e}");
 }
 
 fn collect_raw(t: &std::path::Path) -> std::path::PathBuf {

@@ -42,6 +42,7 @@ fn fixture() -> tempfile::TempDir {
             pid,
             command: "./sim".into(),
             raw_dir: String::new(),
+            role: Default::default(),
         });
     }
     for (process, tid, name) in [(0, 100, "sim"), (0, 101, "worker"), (1, 200, "sim")] {
@@ -545,6 +546,8 @@ fn html_renders_in_chromium() {
 #[test]
 fn not_finalized_says_how_to_fix() {
     let dir = tempfile::tempdir().unwrap();
+    // A results directory (it has a manifest) without profile.db.
+    std::fs::write(dir.path().join("manifest.json"), "{}").unwrap();
     let out = Command::cargo_bin("hwprof")
         .unwrap()
         .args(["export", dir.path().to_str().unwrap(), "--format", "pstats"])

@@ -1,0 +1,142 @@
+//! Fortran names as their users write them: `heat::relax` for a module procedure,
+//! `sweep` for an external one. Written by hand because `symbolic-demangle` (and
+//! cpp_demangle, rustc-demangle) know no Fortran convention; the conventions are small:
+//!
+//! | compiler | module procedure | internal (contained) | external |
+//! |---|---|---|---|
+//! | gfortran | `__heat_MOD_relax` | `smooth.0` (DWARF name `smooth`) | `sweep_` |
+//! | ifort/ifx | `heat_mp_relax_` | `solver_IP_smooth_` | `sweep_` |
+//! | LLVM flang | `_QMheatPrelax` | `_QFsolverPsmooth` | `sweep_` (`_QPsweep` inside) |
+//!
+//! The trailing underscore of an external procedure is dropped only when DWARF says the
+//! function comes from a Fortran compilation unit: C symbols end in `_` too. The main
+//! program (`MAIN__` for gfortran, `_QQmain` for flang) carries the program's name in
+//! DWARF (`DW_AT_main_subprogram`), which addr2line gives.
+
+use addr2line::gimli::DwLang;
+
+/// True for the DWARF Fortran languages (77, 90, 95, 2003, 2008, 2018).
+pub fn is_fortran(lang: DwLang) -> bool {
+    matches!(lang.0, 0x07 | 0x08 | 0x0e | 0x22 | 0x23 | 0x2d)
+}
+
+/// The user's name of a Fortran symbol, or None when `name` is not one. Without
+/// `is_fortran` (no DWARF language) only conventions that no C or C++ symbol has are
+/// read: gfortran's `_MOD_`, ifort's `_mp_`, flang's `_Q`.
+pub fn demangle(name: &str, is_fortran: bool) -> Option<String> {
+    if let Some(rest) = name.strip_prefix("__")
+        && let Some((module, proc)) = rest.split_once("_MOD_")
+        && is_ident(module)
+        && is_ident(proc)
+    {
+        return Some(format!("{module}::{proc}"));
+    }
+    if let Some(f) = flang(name) {
+        return Some(f);
+    }
+    if let Some(base) = name.strip_suffix('_') {
+        for sep in ["_mp_", "_IP_"] {
+            if let Some((scope, proc)) = base.split_once(sep)
+                && is_ident(scope)
+                && is_ident(proc)
+            {
+                return Some(format!("{scope}::{proc}"));
+            }
+        }
+        if is_fortran && is_ident(base) {
+            return Some(base.to_string());
+        }
+    }
+    None
+}
+
+/// LLVM flang's internal names: `_Q` then tagged parts, each an uppercase tag and a
+/// lowercase name: `M` module, `S` submodule, `F` host procedure, `P` procedure,
+/// `Q` + `main` the main program.
+fn flang(name: &str) -> Option<String> {
+    let rest = name.strip_prefix("_Q")?;
+    if rest == "Qmain" {
+        return Some("main program".to_string());
+    }
+    let mut parts = Vec::new();
+    let mut chars = rest.char_indices().peekable();
+    let mut proc = None;
+    while let Some((i, tag)) = chars.next() {
+        let start = i + tag.len_utf8();
+        let mut end = start;
+        while let Some(&(j, c)) = chars.peek() {
+            if c.is_ascii_uppercase() {
+                break;
+            }
+            end = j + c.len_utf8();
+            chars.next();
+        }
+        let part = &rest[start..end];
+        if !is_ident(part) {
+            return None;
+        }
+        match tag {
+            'M' | 'S' | 'F' => parts.push(part),
+            'P' if proc.is_none() => proc = Some(part),
+            _ => return None,
+        }
+    }
+    parts.push(proc?);
+    Some(parts.join("::"))
+}
+
+/// A Fortran name: letters, digits and `_`, starting with a letter (lowercase as
+/// compilers emit them).
+fn is_ident(s: &str) -> bool {
+    let mut c = s.chars();
+    c.next().is_some_and(|f| f.is_ascii_alphabetic())
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conventions_of_each_compiler() {
+        let d = |n, f| demangle(n, f);
+        assert_eq!(d("__heat_MOD_relax", false).as_deref(), Some("heat::relax"));
+        assert_eq!(d("heat_mp_relax_", false).as_deref(), Some("heat::relax"));
+        assert_eq!(
+            d("solver_IP_smooth_", false).as_deref(),
+            Some("solver::smooth")
+        );
+        assert_eq!(d("_QMheatPrelax", false).as_deref(), Some("heat::relax"));
+        assert_eq!(
+            d("_QFsolverPsmooth", false).as_deref(),
+            Some("solver::smooth")
+        );
+        assert_eq!(
+            d("_QMheatFrelaxPinner", false).as_deref(),
+            Some("heat::relax::inner")
+        );
+        assert_eq!(d("_QPsweep", false).as_deref(), Some("sweep"));
+        assert_eq!(d("_QQmain", false).as_deref(), Some("main program"));
+        // External procedures: only from a Fortran unit.
+        assert_eq!(d("sweep_", true).as_deref(), Some("sweep"));
+        assert_eq!(d("sweep_", false), None);
+        assert_eq!(d("relax", true), None);
+    }
+
+    #[test]
+    fn c_and_cpp_symbols_are_left_alone() {
+        for n in [
+            "__libc_start_main",
+            "_ZN3foo3barEv",
+            "my_mpi_init_",
+            "__memcpy_avx_unaligned_erms",
+            "_Qsomething",
+            "main",
+        ] {
+            assert_eq!(demangle(n, false), None, "{n}");
+        }
+        assert!(is_fortran(DwLang(0x23)));
+        assert!(!is_fortran(DwLang(0x0c)), "C99");
+    }
+}

@@ -1,0 +1,73 @@
+//! Fortran names as their users write them: a gfortran module procedure reads
+//! `heat::relax` (not `__heat_MOD_relax`), the external `sweep_` reads `sweep`, the
+//! contained `smooth` (`smooth.0` in the symbol table) reads `smooth`, and `MAIN__`
+//! reads as the program's name, `solver`. Ground truth in tests/programs/heat.f90:
+//! self shares 50% / 30% / 20%, `relax` starts on line 8 and its hot line is 14.
+
+use std::process::Command;
+
+use crate::common::{collect, hotspots, hwprof, ok, program_source, shared_tempdir};
+
+#[test]
+fn gfortran_names_and_shares() {
+    let t = shared_tempdir();
+    let bin = t.path().join("heat");
+    let status = Command::new("gfortran")
+        .args(["-O2", "-g", "-fno-inline", "-fno-ipa-icf"])
+        .arg(program_source("heat.f90"))
+        .arg("-o")
+        .arg(&bin)
+        .status()
+        .expect("gfortran is required: .ci/run installs it");
+    assert!(status.success(), "gfortran failed");
+    let dir = t.path().join("run");
+    ok(&collect(&dir, &[], &[bin.to_str().unwrap(), "3000"]));
+    let csv = ok(&hwprof(&[
+        "report",
+        dir.to_str().unwrap(),
+        "--view",
+        "hotspots",
+        "--format",
+        "csv",
+        "--top",
+        "1000",
+    ]));
+    for mangled in ["__heat_MOD_relax", "sweep_", "smooth.0", "MAIN__"] {
+        assert!(!csv.contains(mangled), "{mangled} shown mangled:\n{csv}");
+    }
+    let rows = hotspots(&dir, &[]);
+    for (f, want) in [("heat::relax", 50.0), ("smooth", 30.0), ("sweep", 20.0)] {
+        let got = rows.get(f).map(|h| h.self_pct).unwrap_or(0.0);
+        assert!(
+            (got - want).abs() < 6.0,
+            "{f}: {got}% (designed {want}%)\n{csv}"
+        );
+    }
+    let solver = rows.get("solver").map(|h| h.total_pct).unwrap_or(0.0);
+    assert!(
+        solver > 90.0,
+        "the main program is `solver`: {solver}%\n{csv}"
+    );
+    // The function's first line (the CSV `line` column of hotspots).
+    let relax = csv.lines().find(|l| l.starts_with("heat::relax,")).unwrap();
+    let fields: Vec<&str> = relax.split(',').collect();
+    assert!(fields[2].ends_with("heat.f90"), "{relax}");
+    assert_eq!(fields[3], "8", "relax starts on line 8: {relax}");
+    // Its hot line.
+    let lines = ok(&hwprof(&[
+        "report",
+        dir.to_str().unwrap(),
+        "--view",
+        "lines",
+        "--format",
+        "csv",
+        "--top",
+        "1000",
+    ]));
+    let hot = lines
+        .lines()
+        .filter(|l| l.starts_with("heat::relax,"))
+        .max_by_key(|l| l.split(',').nth(4).and_then(|v| v.parse::<u64>().ok()))
+        .unwrap();
+    assert_eq!(hot.split(',').nth(3), Some("14"), "{lines}");
+}

@@ -1,0 +1,221 @@
+//! Launchers are not the program: a Python run through pyenv's `python3` shim (a bash
+//! script that runs some 40 short bash/pyenv helpers, then execs the interpreter) and
+//! through `sh -c` reports one program process, the shim's samples apart as launcher
+//! overhead, and the script's `main` near 100% total; under MPI the idle rank is named.
+//!
+//! Ground truth: `main` runs the whole script's work (a loop of ~1.5 s); only the
+//! interpreter's start-up (site imports, ~0.2 s here) is outside it.
+
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::Value;
+
+use crate::common::{hwprof, hwprof_bin, ok, shared_tempdir};
+
+const APP: &str = r#"import sys
+def work(n):
+    s = 0
+    for i in range(n):
+        s += (i & 1023) * 3
+    return s
+
+def main():
+    work(int(sys.argv[1]))
+
+main()
+"#;
+
+/// `python3` as found on PATH: on our machines the pyenv shim.
+fn python3_on_path() -> String {
+    let out = Command::new("sh")
+        .args(["-c", "command -v python3"])
+        .output()
+        .expect("sh");
+    let p = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(!p.is_empty(), "python3 is not on PATH");
+    p
+}
+
+fn summary(dir: &Path) -> Value {
+    let text = ok(&hwprof(&[
+        "report",
+        dir.to_str().unwrap(),
+        "--view",
+        "summary",
+        "--format",
+        "json",
+    ]));
+    serde_json::from_str(&text).unwrap()
+}
+
+fn collect(dir: &Path, cmd: &[&str]) {
+    let out = Command::new(hwprof_bin())
+        .args(["collect", "-q", "-r", dir.to_str().unwrap(), "--"])
+        .args(cmd)
+        .env("HWPROF_AGENT_LIB", crate::python::agent_lib())
+        .output()
+        .expect("run hwprof");
+    ok(&out);
+}
+
+fn assert_one_program(dir: &Path, expect_launcher: bool) {
+    let s = summary(dir);
+    assert_eq!(s["processes"], 1, "one program process: {s:#}");
+    let launcher = s["launcher_samples"].as_u64().unwrap();
+    if expect_launcher {
+        assert!(
+            launcher > 0,
+            "the shim's samples are launcher overhead: {s:#}"
+        );
+        let names = s["launcher_names"].to_string();
+        assert!(names.contains("bash"), "{names}");
+    }
+    // The script's `main` (module `python`), not the interpreter's C `main`.
+    let csv = ok(&hwprof(&[
+        "report",
+        dir.to_str().unwrap(),
+        "--view",
+        "hotspots",
+        "--format",
+        "csv",
+        "--top",
+        "1000",
+    ]));
+    let main = csv
+        .lines()
+        .find(|l| l.starts_with("main,python,"))
+        .and_then(|l| l.split(',').nth(7)?.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    let top = ok(&hwprof(&[
+        "report",
+        dir.to_str().unwrap(),
+        "--view",
+        "hotspots",
+    ]));
+    assert!(
+        main >= 85.0,
+        "main's total is near 100%: {main}\n{s:#}\n{top}"
+    );
+}
+
+#[test]
+fn python_through_the_pyenv_shim_is_one_program() {
+    let t = shared_tempdir();
+    let app = t.path().join("app.py");
+    std::fs::write(&app, APP).unwrap();
+    let python3 = python3_on_path();
+    let is_script = std::fs::read(&python3).is_ok_and(|b| b.starts_with(b"#!"));
+    println!("python3 on PATH: {python3} (a script: {is_script})");
+    let dir = t.path().join("shim");
+    collect(&dir, &[&python3, app.to_str().unwrap(), "12000000"]);
+    assert_one_program(&dir, is_script);
+}
+
+#[test]
+fn python_through_sh_c_is_one_program() {
+    let t = shared_tempdir();
+    let app = t.path().join("app.py");
+    std::fs::write(&app, APP).unwrap();
+    // `; true` keeps sh alive: it forks python3 and waits (no exec of the last command).
+    let line = format!("python3 {} 12000000; true", app.display());
+    let dir = t.path().join("sh");
+    collect(&dir, &["sh", "-c", &line]);
+    assert_one_program(&dir, true);
+    let s = summary(&dir);
+    assert!(s["launcher_names"].to_string().contains("\"sh\""), "{s:#}");
+}
+
+const RANK: &str = r#"import sys
+from mpi4py import MPI
+
+def work(n):
+    s = 0
+    for i in range(n):
+        s += (i & 1023) * 3
+    return s
+
+def main():
+    comm = MPI.COMM_WORLD
+    n = int(sys.argv[1])
+    if comm.Get_rank() == comm.Get_size() - 1:
+        n = 0  # the idle rank: only start-up and the barrier
+    work(n)
+    comm.Barrier()
+
+main()
+"#;
+
+/// Three ranks through the pyenv shim; rank 2 does no work of its own. Its shim's
+/// helpers (~100 samples, half its own start-up) once made it look busy.
+#[test]
+fn mpi_idle_rank_through_the_shim_is_named() {
+    let t = shared_tempdir();
+    let app = t.path().join("rank.py");
+    std::fs::write(&app, RANK).unwrap();
+    let dir = t.path().join("mpi");
+    let python3 = python3_on_path();
+    let out = Command::new("mpirun")
+        .args(["--allow-run-as-root", "--oversubscribe", "-n", "3"])
+        .arg(hwprof_bin())
+        .args([
+            "collect",
+            "-q",
+            "--no-finalize",
+            "-r",
+            dir.to_str().unwrap(),
+        ])
+        .args(["--", &python3, app.to_str().unwrap(), "25000000"])
+        .env("HWPROF_AGENT_LIB", crate::python::agent_lib())
+        .output()
+        .expect("mpirun (Open MPI) is required: .ci/run installs openmpi-bin and mpi4py");
+    ok(&out);
+    ok(&hwprof(&["finalize", "-q", dir.to_str().unwrap()]));
+    let csv = ok(&hwprof(&[
+        "report",
+        dir.to_str().unwrap(),
+        "--view",
+        "ranks",
+        "--format",
+        "csv",
+    ]));
+    println!("{csv}");
+    let mut r = csv::Reader::from_reader(csv.as_bytes());
+    let rows: Vec<(String, f64, String)> = r
+        .records()
+        .map(|x| {
+            let x = x.unwrap();
+            (x[0].to_string(), x[5].parse().unwrap(), x[7].to_string())
+        })
+        .collect();
+    assert_eq!(rows.len(), 3, "{csv}");
+    for (rank, pom, idle) in &rows {
+        let want = rank == "2";
+        assert_eq!(
+            idle == "true",
+            want,
+            "rank {rank} at {pom}% of the mean\n{csv}"
+        );
+    }
+    // `--rank 2` gives rank 2's own total, not the job's.
+    let s: Value = serde_json::from_str(&ok(&hwprof(&[
+        "report",
+        dir.to_str().unwrap(),
+        "--view",
+        "summary",
+        "--format",
+        "json",
+        "--rank",
+        "2",
+    ])))
+    .unwrap();
+    let job = summary(&dir);
+    assert!(
+        s["total"].as_u64().unwrap() * 4 < job["total"].as_u64().unwrap(),
+        "rank 2's total is its own: {} of {}",
+        s["total"],
+        job["total"]
+    );
+    let text = ok(&hwprof(&["report", dir.to_str().unwrap(), "--rank", "2"]));
+    assert!(text.contains("rank 2 alone:"), "{text}");
+}

@@ -1,0 +1,62 @@
+! Fortran names as their users write them (tests/cli/fortran.rs). Ground truth: the
+! same relaxation sweep runs 5 parts of the iterations in the module procedure
+! heat::relax, 3 in the program's contained procedure smooth and 2 in the external
+! procedure sweep: shares 50%, 30%, 20%.
+module heat
+  implicit none
+contains
+  subroutine relax(u, n, iters)
+    integer, intent(in) :: n, iters
+    real(8), intent(inout) :: u(n)
+    integer :: it, i
+    do it = 1, iters
+      do i = 2, n - 1
+        u(i) = 0.5d0 * (u(i - 1) + u(i + 1))
+      end do
+    end do
+  end subroutine relax
+end module heat
+
+subroutine sweep(u, n, iters)
+  implicit none
+  integer, intent(in) :: n, iters
+  real(8), intent(inout) :: u(n)
+  integer :: it, i
+  do it = 1, iters
+    do i = 2, n - 1
+      u(i) = 0.5d0 * (u(i - 1) + u(i + 1))
+    end do
+  end do
+end subroutine sweep
+
+program solver
+  use heat
+  implicit none
+  real(8), allocatable :: u(:)
+  integer :: n, reps
+  character(len=32) :: arg
+  n = 10000
+  reps = 100
+  if (command_argument_count() > 0) then
+    call get_command_argument(1, arg)
+    read (arg, *) reps
+  end if
+  allocate (u(n))
+  u = 1.0d0
+  u(1) = 0.0d0
+  call relax(u, n, 5 * reps)
+  call smooth(u, n, 3 * reps)
+  call sweep(u, n, 2 * reps)
+  print *, u(n / 2)
+contains
+  subroutine smooth(v, m, iters)
+    integer, intent(in) :: m, iters
+    real(8), intent(inout) :: v(m)
+    integer :: it, i
+    do it = 1, iters
+      do i = 2, m - 1
+        v(i) = 0.5d0 * (v(i - 1) + v(i + 1))
+      end do
+    end do
+  end subroutine smooth
+end program solver
