@@ -4,6 +4,7 @@
 //! symbols; that is finalize's job.
 
 pub mod drain;
+pub mod fill;
 pub mod modules;
 pub mod open;
 pub mod perf_data;
@@ -251,6 +252,14 @@ fn notice(quiet: bool, notices: &mut Vec<String>, msg: String) {
 /// Run a collection.
 pub fn run(opts: &CollectOptions) -> Result<CollectOutcome, CollectError> {
     let mut notices = Vec::new();
+    // [python] A launch whose program is Python must end with Python frames.
+    let python_expected = match &opts.target {
+        Target::Launch(cmd) => {
+            opts.python != PythonCapture::Off
+                && crate::python::plan_launch(cmd, opts.python).is_some_and(|p| p.python)
+        }
+        Target::Attach(_) => false,
+    };
     // [python] In-process capture: decide, and bind the agents' socket before the fork so
     // its environment (LD_PRELOAD, HWPROF_AGENT_SOCK) reaches the target.
     let mut py_link = match &opts.target {
@@ -431,8 +440,24 @@ pub fn run(opts: &CollectOptions) -> Result<CollectOutcome, CollectError> {
         });
     }
 
+    // [python] The agents sample: the collector samples the processes they cannot enter.
+    let outputs: Vec<(u32, std::os::fd::OwnedFd)> = opened
+        .rings
+        .iter()
+        .zip(&opened.ring_cpus)
+        .filter_map(|(r, &cpu)| Some((cpu, r.fd().try_clone().ok()?)))
+        .collect();
+    let filler = match (&py_link, opened.first_attr) {
+        (Some(link), Some(attr)) if agents_sample => {
+            Some(fill::Filler::new(&attr, outputs, link.agent_path()))
+        }
+        _ => None,
+    };
     let mut session = drain::Session::new(opened.rings, opened.redirected, writer);
     session.set_agent_ring_pages(agent_ring_pages);
+    if let Some(f) = filler {
+        session.set_filler(f);
+    }
     let ended = session
         .run(drain::StopWhen {
             child: child.as_ref().map(|c| c.pid),
@@ -454,6 +479,27 @@ pub fn run(opts: &CollectOptions) -> Result<CollectOutcome, CollectError> {
     }
     if let Some(t) = kallsyms {
         let _ = t.join();
+    }
+    if let Some(f) = session.take_filler() {
+        match f.finish(&raw_dir) {
+            Ok(records) => {
+                for r in records.iter().filter(|r| !r.error.is_empty()) {
+                    notice(
+                        opts.quiet,
+                        &mut notices,
+                        format!(
+                            "process {} ({}) was not sampled: {}; {}",
+                            r.pid, r.exe, r.why, r.error
+                        ),
+                    );
+                }
+            }
+            Err(e) => notice(
+                opts.quiet,
+                &mut notices,
+                format!("cannot write {}: {e}", fill::FILE_NAME),
+            ),
+        }
     }
     let stats = session
         .finish(&HostInfo::current(std::env::args().collect()))
@@ -534,6 +580,7 @@ pub fn run(opts: &CollectOptions) -> Result<CollectOutcome, CollectError> {
         finalized: false,
         exit_status: None,
         notices,
+        python_expected,
     };
     write_manifest(&opts.dir, manifest.clone(), &opts.mpi)
         .map_err(io_err("write manifest.json"))?;
@@ -757,6 +804,10 @@ struct OpenedEvents {
     groups: Vec<GroupRecord>,
     /// The same for perf.data's GROUP_DESC: (name, leader attr index, events).
     perf_groups: Vec<(String, u32, u32)>,
+    /// The CPU of each ring.
+    ring_cpus: Vec<u32>,
+    /// The first event's sampling attr as opened.
+    first_attr: Option<perf_event_open_sys::bindings::perf_event_attr>,
 }
 
 fn ring_pages(call_graph: CallGraph) -> usize {
@@ -791,6 +842,8 @@ fn open_events(
     let mut others: Vec<std::os::fd::OwnedFd> = Vec::new();
     let pages = ring_pages(cfg.call_graph);
     let mut rings = Vec::new();
+    let mut ring_cpus = Vec::new();
+    let mut first_attr = None;
     let mut groups = Vec::new();
     let mut perf_groups = Vec::new();
     for (i, w) in wanted.iter().enumerate() {
@@ -846,6 +899,9 @@ fn open_events(
             }
             .into());
         };
+        if tracking {
+            first_attr = Some(attr);
+        }
         if tracking && tracking_only {
             // Opened above as the sampling event so that fallbacks apply; never enabled
             // (enable_on_exec), these are replaced by the tracking-only twins.
@@ -905,8 +961,12 @@ fn open_events(
                         // Map the leader's ring now: PERF_EVENT_IOC_SET_OUTPUT onto an
                         // event without a ring fails with EINVAL (kernel
                         // perf_event_set_output), which broke every run with two events.
-                        let pages = if tracking_only { 16 } else { pages };
+                        // Tracking-only rings also take the samples of the processes
+                        // no agent samples (see `fill`): 32 pages, half the ring at
+                        // most between two wake-ups.
+                        let pages = if tracking_only { pages.min(32) } else { pages };
                         rings.push(map_ring(fd.try_clone().map_err(io_err("dup"))?, pages)?);
+                        ring_cpus.push(cpu);
                         slot_leaders.push((cpu, fd));
                     }
                 }
@@ -979,6 +1039,8 @@ fn open_events(
         tracking_id,
         groups,
         perf_groups,
+        ring_cpus,
+        first_attr,
     })
 }
 

@@ -175,7 +175,7 @@ pub struct AgentLink {
     /// Write end of the pipe that wakes the thread's poll.
     wake: OwnedFd,
     /// The preloaded library (our written copy is removed when the link is dropped).
-    _agent_file: AgentFile,
+    agent_file: AgentFile,
 }
 
 impl AgentLink {
@@ -279,8 +279,13 @@ impl AgentLink {
             method: plan.method,
             python_program: plan.python,
             wake,
-            _agent_file: agent_file,
+            agent_file: agent_file,
         })
+    }
+
+    /// The library preloaded into the launch.
+    pub fn agent_path(&self) -> &Path {
+        self.agent_file.path()
     }
 
     /// How this launch captures Python frames.
