@@ -6,6 +6,8 @@ mod errors;
 mod export;
 mod groups;
 mod hotspots;
+mod install;
+mod launch;
 mod locks;
 mod memory;
 mod python;
