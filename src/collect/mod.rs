@@ -1200,16 +1200,59 @@ pub fn list_threads(pid: i32) -> Vec<i32> {
 
 fn copy_kallsyms(raw_dir: &Path) {
     // Kernel symbols for finalize on another machine; only meaningful when readable.
+    // Reading /proc/kallsyms costs 50-300 ms of kernel time (5 MB generated), longer
+    // than a short target runs: a copy is kept per boot and set of loaded modules in
+    // the user's cache directory, and later runs copy that (a few ms).
+    let p = raw_dir.join("kallsyms");
+    let cached = kallsyms_cache_path();
+    if let Some(c) = cached.as_ref()
+        && std::fs::copy(c, &p).is_ok()
+    {
+        crate::util::set_private_mode(&p);
+        return;
+    }
     if let Ok(k) = std::fs::read("/proc/kallsyms")
         && k.split(|&b| b == b'\n')
             .take(3)
             .any(|l| !l.starts_with(b"0000000000000000"))
     {
-        let p = raw_dir.join("kallsyms");
-        if std::fs::write(&p, k).is_ok() {
+        if std::fs::write(&p, &k).is_ok() {
             crate::util::set_private_mode(&p);
         }
+        if let Some(c) = cached
+            && let Some(dir) = c.parent()
+            && crate::util::create_private_dir(dir).is_ok()
+        {
+            // Written aside, then renamed: a concurrent run never copies half a file.
+            let tmp = dir.join(format!(".kallsyms.{}", std::process::id()));
+            if std::fs::write(&tmp, &k).is_ok() {
+                crate::util::set_private_mode(&tmp);
+                if std::fs::rename(&tmp, &c).is_err() {
+                    let _ = std::fs::remove_file(&tmp);
+                }
+            }
+        }
     }
+}
+
+/// `$XDG_CACHE_HOME/hwprof/kallsyms-<boot id>-<hash of /proc/modules>` (or under
+/// `~/.cache`): valid while the kernel and its loaded modules are the same.
+fn kallsyms_cache_path() -> Option<PathBuf> {
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+    // No /proc/modules: a kernel without loadable modules.
+    let modules = std::fs::read("/proc/modules").unwrap_or_default();
+    // FNV-1a of the module list (names, sizes, load addresses).
+    let hash = modules.iter().fold(0xcbf29ce484222325u64, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100000001b3)
+    });
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(
+        base.join("hwprof")
+            .join(format!("kallsyms-{}-{hash:016x}", boot.trim())),
+    )
 }
 
 #[cfg(test)]
