@@ -279,7 +279,7 @@ impl AgentLink {
             method: plan.method,
             python_program: plan.python,
             wake,
-            agent_file: agent_file,
+            agent_file,
         })
     }
 
