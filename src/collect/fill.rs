@@ -1,10 +1,11 @@
 //! [python] Sampling the processes no agent samples.
 //!
-//! A Python launch in hotspots mode is sampled by the preloaded agents: each process
-//! opens the sampling event on itself, and the collector's own inherited events only
-//! track (mmap, comm, task). A process the agent cannot enter — a static binary, a
-//! setuid/setgid one (the loader ignores `LD_PRELOAD`), one whose environment dropped
-//! `LD_PRELOAD` — would go unsampled. The collector watches every exec (COMM records
+//! A Python launch in hotspots mode is sampled by the preloaded agents in its Python
+//! processes (each opens the sampling event on itself), and the collector's own
+//! inherited events only track (mmap, comm, task). The agent stays silent in processes
+//! that are not Python (the launcher's bash, tools the script runs), and cannot enter a
+//! static binary, a setuid/setgid one (the loader ignores `LD_PRELOAD`), or one whose
+//! environment dropped `LD_PRELOAD`: these would go unsampled. The collector watches every exec (COMM records
 //! with the exec flag, from its tracking events) and decides at once from
 //! `/proc/PID/exe` (ELF without `PT_INTERP`, set-id bits) and `/proc/PID/environ`
 //! (our library in `LD_PRELOAD`) whether an agent will sample it; when not, or when no
@@ -279,7 +280,14 @@ fn verdict(pid: u32, agent_lib: &[u8]) -> Verdict {
                 .any(|lib| lib == agent_lib)
         });
     if preloaded {
-        Verdict::Agent
+        // The agent speaks only in processes with an interpreter linked in
+        // (`HWPROF_AGENT_PYTHON_ONLY`); the same test from outside.
+        let real = std::fs::read_link(&exe).unwrap_or(exe);
+        if crate::python::agent_link::looks_like_python(&real) {
+            Verdict::Agent
+        } else {
+            Verdict::NoAgent("not a Python program (its agent stays silent)".into())
+        }
     } else {
         let now: String = env
             .split(|&b| b == 0)

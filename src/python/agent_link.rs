@@ -236,10 +236,11 @@ impl AgentLink {
         if plan.method == LaunchMethod::Perfmap {
             env.push(("PYTHONPERFSUPPORT".to_string(), "1".to_string()));
         }
-        if !plan.python {
-            // The agent stays silent (no connection) in processes without an interpreter.
-            env.push(("HWPROF_AGENT_PYTHON_ONLY".to_string(), "1".to_string()));
-        }
+        // The agent stays silent (no connection) in processes without an interpreter:
+        // a hello, its events and their rings cost such a process (a launcher's bash, a
+        // tool the script runs) 2-6 ms; the collector samples it instead
+        // (`collect::fill`), from outside, at no cost to its start.
+        env.push(("HWPROF_AGENT_PYTHON_ONLY".to_string(), "1".to_string()));
         let shared = Arc::new(Mutex::new(Shared::default()));
         let stop = Arc::new(AtomicBool::new(false));
         let (wake_rx, wake) =
