@@ -44,6 +44,8 @@ pub struct Facts {
     pub python3: Option<(String, String)>,
     /// pyenv versions found.
     pub pyenv: Vec<String>,
+    /// The embedded Python agent: what it is, or what is wrong (None: not checked).
+    pub agent: Option<Result<String, String>>,
 }
 
 fn read_num<T: std::str::FromStr>(path: &str) -> Option<T> {
@@ -181,6 +183,7 @@ impl Facts {
             ),
             python3,
             pyenv,
+            agent: Some(crate::python::embedded::check()),
         }
     }
 
@@ -293,6 +296,18 @@ pub fn render(f: &Facts) -> String {
         s.push_str("  pyenv: no versions found ($PYENV_ROOT or ~/.pyenv/versions)\n");
     } else {
         let _ = writeln!(s, "  pyenv: {}", f.pyenv.join(", "));
+    }
+    match &f.agent {
+        Some(Ok(a)) => {
+            let _ = writeln!(s, "  python agent: OK, {a}");
+        }
+        Some(Err(e)) => {
+            let _ = writeln!(
+                s,
+                "  python agent: PROBLEM: {e}; Python launches get native frames only"
+            );
+        }
+        None => {}
     }
 
     s.push_str("\nModes\n");

@@ -114,6 +114,9 @@ pub struct Manifest {
     /// Counter groups (hotspots with a PMU; `-e '{leader,member,...}'`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub groups: Vec<GroupRecord>,
+    /// A Python launch: Python frames were expected (reports warn when none came).
+    #[serde(default)]
+    pub python_expected: bool,
 }
 
 /// Errors reading a manifest.

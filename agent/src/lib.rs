@@ -550,6 +550,7 @@ fn online_cpus() -> Vec<u32> {
 /// perf_event_attr flag bits (in the u64 at offset 40).
 const BIT_DISABLED: u64 = 1 << 0;
 const BIT_INHERIT: u64 = 1 << 1;
+const BIT_EXCLUDE_KERNEL: u64 = 1 << 5;
 const BIT_MMAP: u64 = 1 << 8;
 const BIT_COMM: u64 = 1 << 9;
 const BIT_ENABLE_ON_EXEC: u64 = 1 << 12;
@@ -582,7 +583,19 @@ fn open_events(attr: &[u8], python: bool, only_sampler: bool, cookie: u64) -> Ve
     // no sample (and so no SIGTRAP capture) is taken that has nowhere to go.
     flags |= BIT_INHERIT | BIT_REMOVE_ON_EXEC | BIT_DISABLED;
     if python {
+        // User mode only: a sample taken in the kernel during an execve (a child between
+        // fork and exec, still holding these inherited events) queues a SIGTRAP that the
+        // kernel delivers to the *new* program, whose SIGTRAP is SIG_DFL: it died (seen
+        // with a static solver run by subprocess, as root). From user mode the signal
+        // is delivered before the syscall starts, to our handler. Only for the time and
+        // cycle samplers: locks mode's switch-out samples are in the kernel by nature.
+        let ty = u32::from_le_bytes(a[0..4].try_into().unwrap_or([0; 4]));
+        let config = u64::from_le_bytes(a[8..16].try_into().unwrap_or([0; 8]));
+        let timer_or_hw = ty == 0 || (ty == 1 && config <= 1);
         flags |= BIT_SIGTRAP;
+        if timer_or_hw {
+            flags |= BIT_EXCLUDE_KERNEL;
+        }
         a[120..128].copy_from_slice(&cookie.to_le_bytes());
     }
     a[40..48].copy_from_slice(&flags.to_le_bytes());

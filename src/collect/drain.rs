@@ -16,6 +16,7 @@ const PERF_RECORD_THROTTLE: u32 = 5;
 const PERF_RECORD_MMAP2: u32 = 10;
 const MISC_USER: u16 = 2;
 const MISC_MMAP_BUILD_ID: u16 = 1 << 14;
+const MISC_COMM_EXEC: u16 = 1 << 13;
 
 /// When to stop collecting.
 pub struct StopWhen<'a> {
@@ -55,6 +56,8 @@ pub struct DrainStats {
     pub mapped_files: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
     /// The launched child's peak RSS in bytes (`ru_maxrss` when it was reaped).
     pub child_maxrss: Option<u64>,
+    /// (python) Pids that exec'd since the filler last looked.
+    pub execs: Vec<u32>,
 }
 
 /// A collection in progress.
@@ -64,6 +67,8 @@ pub struct Session {
     writer: PerfDataWriter,
     stats: DrainStats,
     agent_ring_pages: usize,
+    /// (python) Samples the processes no agent samples.
+    filler: Option<super::fill::Filler>,
 }
 
 impl Session {
@@ -75,6 +80,7 @@ impl Session {
             writer,
             stats: DrainStats::default(),
             agent_ring_pages: 16,
+            filler: None,
         }
     }
 
@@ -82,6 +88,34 @@ impl Session {
     /// Python processes' samples to ours; more when they are the only samplers).
     pub fn set_agent_ring_pages(&mut self, pages: usize) {
         self.agent_ring_pages = pages.next_power_of_two().max(4);
+    }
+
+    /// (python) Watch execs and sample the processes no agent samples.
+    pub fn set_filler(&mut self, filler: super::fill::Filler) {
+        self.filler = Some(filler);
+    }
+
+    /// (python) The filler, at the end (its records go into the raw dir).
+    pub fn take_filler(&mut self) -> Option<super::fill::Filler> {
+        self.filler.take()
+    }
+
+    /// (python) Execs seen: open our events where no agent will sample; agents that
+    /// did not report in time.
+    fn fill(&mut self) -> std::io::Result<()> {
+        let Some(f) = self.filler.as_mut() else {
+            self.stats.execs.clear();
+            return Ok(());
+        };
+        let mut ids = Vec::new();
+        for pid in std::mem::take(&mut self.stats.execs) {
+            ids.extend(f.exec_seen(pid));
+        }
+        ids.extend(f.tick());
+        if !ids.is_empty() {
+            self.writer.add_ids(0, &ids)?;
+        }
+        Ok(())
     }
 
     /// The perf.data writer (to register ids of events added later).
@@ -143,6 +177,7 @@ impl Session {
                 self.add_agent_events(link)?;
             }
             self.drain_once()?;
+            self.fill()?;
             // An agent's ring that hung up has nothing more to come: unmapping it
             // returns its locked pages to the budget of the processes still starting.
             self.rings.retain(|r| !(r.hung_up && r.from_agent));
@@ -194,6 +229,9 @@ impl Session {
     /// registers their ids under attr 0 (they sample with that attr), noting the ids for finalize.
     pub fn add_agent_events(&mut self, link: &mut crate::python::AgentLink) -> std::io::Result<()> {
         for ev in link.poll_new_events() {
+            if let Some(f) = self.filler.as_mut() {
+                f.agent_reported(ev.pid);
+            }
             let mut ids = Vec::new();
             for (_cpu, fd) in ev.fds {
                 let Ok(id) = sys::event_id(&fd) else { continue };
@@ -258,6 +296,15 @@ fn note_record(stats: &mut DrainStats, ty: u32, misc: u16, parts: &[&[u8]]) {
             stats.lost += read_u64(&body, 8);
         }
         PERF_RECORD_THROTTLE => stats.throttled += 1,
+        PERF_RECORD_COMM if misc & MISC_COMM_EXEC != 0 => {
+            let body = join(parts);
+            if let Some(pid) = body.get(..4).and_then(|b| b.try_into().ok()) {
+                // Bounded: the filler takes them every pass.
+                if stats.execs.len() < 65536 {
+                    stats.execs.push(u32::from_le_bytes(pid));
+                }
+            }
+        }
         PERF_RECORD_MMAP | PERF_RECORD_MMAP2 => {
             let body = join(parts);
             let name_off = if ty == PERF_RECORD_MMAP { 32 } else { 64 };

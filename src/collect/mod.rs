@@ -4,6 +4,7 @@
 //! symbols; that is finalize's job.
 
 pub mod drain;
+pub mod fill;
 pub mod modules;
 pub mod open;
 pub mod perf_data;
@@ -289,6 +290,14 @@ pub fn print_job_notices(dir: &Path, mpi: &MpiContext) {
 /// Run a collection.
 pub fn run(opts: &CollectOptions) -> Result<CollectOutcome, CollectError> {
     let mut notices = Vec::new();
+    // [python] A launch whose program is Python must end with Python frames.
+    let python_expected = match &opts.target {
+        Target::Launch(cmd) => {
+            opts.python != PythonCapture::Off
+                && crate::python::plan_launch(cmd, opts.python).is_some_and(|p| p.python)
+        }
+        Target::Attach(_) => false,
+    };
     // [python] In-process capture: decide, and bind the agents' socket before the fork so
     // its environment (LD_PRELOAD, HWPROF_AGENT_SOCK) reaches the target.
     let mut py_link = match &opts.target {
@@ -472,8 +481,24 @@ pub fn run(opts: &CollectOptions) -> Result<CollectOutcome, CollectError> {
         });
     }
 
+    // [python] The agents sample: the collector samples the processes they cannot enter.
+    let outputs: Vec<(u32, std::os::fd::OwnedFd)> = opened
+        .rings
+        .iter()
+        .zip(&opened.ring_cpus)
+        .filter_map(|(r, &cpu)| Some((cpu, r.fd().try_clone().ok()?)))
+        .collect();
+    let filler = match (&py_link, opened.first_attr) {
+        (Some(link), Some(attr)) if agents_sample => {
+            Some(fill::Filler::new(&attr, outputs, link.agent_path()))
+        }
+        _ => None,
+    };
     let mut session = drain::Session::new(opened.rings, opened.redirected, writer);
     session.set_agent_ring_pages(agent_ring_pages);
+    if let Some(f) = filler {
+        session.set_filler(f);
+    }
     let ended = session
         .run(drain::StopWhen {
             child: child.as_ref().map(|c| c.pid),
@@ -495,6 +520,27 @@ pub fn run(opts: &CollectOptions) -> Result<CollectOutcome, CollectError> {
     }
     if let Some(t) = kallsyms {
         let _ = t.join();
+    }
+    if let Some(f) = session.take_filler() {
+        match f.finish(&raw_dir) {
+            Ok(records) => {
+                for r in records.iter().filter(|r| !r.error.is_empty()) {
+                    notice(
+                        opts.quiet,
+                        &mut notices,
+                        format!(
+                            "process {} ({}) was not sampled: {}; {}",
+                            r.pid, r.exe, r.why, r.error
+                        ),
+                    );
+                }
+            }
+            Err(e) => notice(
+                opts.quiet,
+                &mut notices,
+                format!("cannot write {}: {e}", fill::FILE_NAME),
+            ),
+        }
     }
     let stats = session
         .finish(&HostInfo::current(std::env::args().collect()))
@@ -582,6 +628,7 @@ pub fn run(opts: &CollectOptions) -> Result<CollectOutcome, CollectError> {
         finalized: false,
         exit_status: None,
         notices,
+        python_expected,
     };
     // This rank's own manifest (its notices) beside its data; then the raw directory
     // is complete: rank 0 may finalize it, so everything above is written first.
@@ -819,6 +866,10 @@ struct OpenedEvents {
     groups: Vec<GroupRecord>,
     /// The same for perf.data's GROUP_DESC: (name, leader attr index, events).
     perf_groups: Vec<(String, u32, u32)>,
+    /// The CPU of each ring.
+    ring_cpus: Vec<u32>,
+    /// The first event's sampling attr as opened.
+    first_attr: Option<perf_event_open_sys::bindings::perf_event_attr>,
 }
 
 fn ring_pages(call_graph: CallGraph) -> usize {
@@ -856,6 +907,8 @@ fn open_events(
     let mut others: Vec<std::os::fd::OwnedFd> = Vec::new();
     let pages = ring_pages(cfg.call_graph);
     let mut rings = Vec::new();
+    let mut ring_cpus = Vec::new();
+    let mut first_attr = None;
     let mut groups = Vec::new();
     let mut perf_groups = Vec::new();
     for (i, w) in wanted.iter().enumerate() {
@@ -911,6 +964,9 @@ fn open_events(
             }
             .into());
         };
+        if tracking {
+            first_attr = Some(attr);
+        }
         if tracking && tracking_only {
             // Opened above as the sampling event so that fallbacks apply; never enabled
             // (enable_on_exec), these are replaced by the tracking-only twins.
@@ -970,8 +1026,12 @@ fn open_events(
                         // Map the leader's ring now: PERF_EVENT_IOC_SET_OUTPUT onto an
                         // event without a ring fails with EINVAL (kernel
                         // perf_event_set_output), which broke every run with two events.
-                        let pages = if tracking_only { 16 } else { pages };
+                        // Tracking-only rings also take the samples of the processes
+                        // no agent samples (see `fill`): 32 pages, half the ring at
+                        // most between two wake-ups.
+                        let pages = if tracking_only { pages.min(32) } else { pages };
                         rings.push(map_ring(fd.try_clone().map_err(io_err("dup"))?, pages)?);
+                        ring_cpus.push(cpu);
                         slot_leaders.push((cpu, fd));
                     }
                 }
@@ -1044,6 +1104,8 @@ fn open_events(
         tracking_id,
         groups,
         perf_groups,
+        ring_cpus,
+        first_attr,
     })
 }
 
@@ -1251,16 +1313,59 @@ pub fn list_threads(pid: i32) -> Vec<i32> {
 
 fn copy_kallsyms(raw_dir: &Path) {
     // Kernel symbols for finalize on another machine; only meaningful when readable.
+    // Reading /proc/kallsyms costs 50-300 ms of kernel time (5 MB generated), longer
+    // than a short target runs: a copy is kept per boot and set of loaded modules in
+    // the user's cache directory, and later runs copy that (a few ms).
+    let p = raw_dir.join("kallsyms");
+    let cached = kallsyms_cache_path();
+    if let Some(c) = cached.as_ref()
+        && std::fs::copy(c, &p).is_ok()
+    {
+        crate::util::set_private_mode(&p);
+        return;
+    }
     if let Ok(k) = std::fs::read("/proc/kallsyms")
         && k.split(|&b| b == b'\n')
             .take(3)
             .any(|l| !l.starts_with(b"0000000000000000"))
     {
-        let p = raw_dir.join("kallsyms");
-        if std::fs::write(&p, k).is_ok() {
+        if std::fs::write(&p, &k).is_ok() {
             crate::util::set_private_mode(&p);
         }
+        if let Some(c) = cached
+            && let Some(dir) = c.parent()
+            && crate::util::create_private_dir(dir).is_ok()
+        {
+            // Written aside, then renamed: a concurrent run never copies half a file.
+            let tmp = dir.join(format!(".kallsyms.{}", std::process::id()));
+            if std::fs::write(&tmp, &k).is_ok() {
+                crate::util::set_private_mode(&tmp);
+                if std::fs::rename(&tmp, &c).is_err() {
+                    let _ = std::fs::remove_file(&tmp);
+                }
+            }
+        }
     }
+}
+
+/// `$XDG_CACHE_HOME/hwprof/kallsyms-<boot id>-<hash of /proc/modules>` (or under
+/// `~/.cache`): valid while the kernel and its loaded modules are the same.
+fn kallsyms_cache_path() -> Option<PathBuf> {
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+    // No /proc/modules: a kernel without loadable modules.
+    let modules = std::fs::read("/proc/modules").unwrap_or_default();
+    // FNV-1a of the module list (names, sizes, load addresses).
+    let hash = modules.iter().fold(0xcbf29ce484222325u64, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100000001b3)
+    });
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(
+        base.join("hwprof")
+            .join(format!("kallsyms-{}-{hash:016x}", boot.trim())),
+    )
 }
 
 #[cfg(test)]

@@ -142,10 +142,12 @@ pub fn run(opts: &FinalizeOptions) -> Result<PathBuf, FinalizeError> {
         raws.par_iter()
             .map(|r| {
                 // [python] Join each sample to the Python stack captured at its instant.
-                let joiner = crate::python::PythonStacks::load(&r.path)
-                    .ok()
-                    .flatten()
-                    .map(crate::python::Joiner::new);
+                let py_stacks = crate::python::PythonStacks::load(&r.path).ok().flatten();
+                let agent_ids = py_stacks
+                    .as_ref()
+                    .map(|s| s.agent_ids().clone())
+                    .unwrap_or_default();
+                let joiner = py_stacks.map(crate::python::Joiner::new);
                 let has_py = joiner.is_some();
                 let joiner = std::rc::Rc::new(std::cell::RefCell::new(joiner));
                 let sink = joiner.clone();
@@ -169,6 +171,7 @@ pub fn run(opts: &FinalizeOptions) -> Result<PathBuf, FinalizeError> {
                     p.python_summary = summary;
                     p.python_join_counts = counts;
                     dedup_python_stacks(p, stacks);
+                    p.sampled_by = SampledBy::of(p, &agent_ids, &r.path);
                 }
                 res
             })
@@ -197,7 +200,9 @@ pub fn run(opts: &FinalizeOptions) -> Result<PathBuf, FinalizeError> {
     let mut py_joined = (0u64, 0u64);
     let mut py_agent = (0u64, 0u64);
     let mut py_summaries = Vec::new();
+    let mut sampled_by = SampledBy::default();
     for (_, p) in &profiles {
+        sampled_by.add(&p.sampled_by);
         py_agent.0 += p.python_join_counts.agent_samples;
         py_agent.1 += p.python_join_counts.agent_with_capture;
         py_joined.0 += p.python_joined.0;
@@ -288,6 +293,17 @@ pub fn run(opts: &FinalizeOptions) -> Result<PathBuf, FinalizeError> {
         meta.insert(
             "rank_notices".into(),
             serde_json::to_string(&rank_notices).unwrap_or_default(),
+        );
+    }
+    meta.insert(
+        "sampled_by".into(),
+        serde_json::to_string(&sampled_by).unwrap_or_default(),
+    );
+    // [python] Python frames were expected and none came: every report says so.
+    if let Some(why) = python_missing(&manifest, py_joined.0, &py_summaries) {
+        meta.insert(
+            "warnings".into(),
+            serde_json::to_string(&[why]).unwrap_or_default(),
         );
     }
     // Memory mode (events worktree): bandwidth from counters.csv, one raw dir per host
@@ -1019,6 +1035,77 @@ pub fn merge(dir: &Path) -> Result<PathBuf, FinalizeError> {
         let _ = m.save(dir);
     }
     Ok(path)
+}
+
+/// How the processes of a run were sampled (`sampled_by` in the profile's meta).
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct SampledBy {
+    /// Processes sampled by their preloaded agent.
+    pub agent: u64,
+    /// Processes sampled by the collector's own events.
+    pub collector: u64,
+    /// Processes that ran too briefly for a single sample.
+    pub without_samples: u64,
+    /// Processes nothing could sample ("PID EXE: why").
+    pub not_sampled: Vec<String>,
+}
+
+impl SampledBy {
+    /// Classify each process of one raw dir by the event ids of its samples.
+    fn of(p: &RawProfile, agent_ids: &std::collections::HashSet<u64>, raw: &Path) -> SampledBy {
+        let mut s = SampledBy::default();
+        for pid in p.processes.keys() {
+            match p.pid_ids.get(pid) {
+                None => s.without_samples += 1,
+                Some(ids) if ids.iter().any(|i| agent_ids.contains(i)) => s.agent += 1,
+                Some(_) => s.collector += 1,
+            }
+        }
+        for r in crate::collect::fill::load(raw) {
+            if !r.error.is_empty() {
+                s.not_sampled
+                    .push(format!("{} {}: {}; {}", r.pid, r.exe, r.why, r.error));
+            }
+        }
+        s
+    }
+
+    fn add(&mut self, o: &SampledBy) {
+        self.agent += o.agent;
+        self.collector += o.collector;
+        self.without_samples += o.without_samples;
+        self.not_sampled.extend(o.not_sampled.iter().cloned());
+    }
+}
+
+/// Why a run that should have Python frames has none, if so: the launch was Python
+/// (the manifest's command) and no sample got a Python stack.
+fn python_missing(
+    manifest: &Manifest,
+    joined: u64,
+    summaries: &[crate::python::PythonSummary],
+) -> Option<String> {
+    if !manifest.python_expected || joined > 0 {
+        return None;
+    }
+    let from_notices: Vec<&str> = manifest
+        .notices
+        .iter()
+        .filter(|n| n.starts_with("python"))
+        .map(|n| n.as_str())
+        .collect();
+    let why = if !from_notices.is_empty() {
+        from_notices.join("; ")
+    } else if manifest.python == "off" {
+        "no process reported a supported Python interpreter to the agent".to_string()
+    } else if summaries.is_empty() {
+        "no Python capture file was written".to_string()
+    } else {
+        "no sample could be joined with a Python stack".to_string()
+    };
+    Some(format!(
+        "Python frames were expected (a Python launch) but none were captured: {why}; the profile shows native frames only"
+    ))
 }
 
 #[cfg(test)]

@@ -97,6 +97,11 @@ pub const NO_NODE: u32 = u32::MAX;
 /// Everything one raw directory contributes.
 #[derive(Default)]
 pub struct RawProfile {
+    /// (python) Per process: the event ids of its kept samples (at most 64), to tell
+    /// the agents' samples from the collector's.
+    pub pid_ids: FxHashMap<u32, Vec<u64>>,
+    /// (python) How its processes were sampled (set by finalize).
+    pub sampled_by: super::SampledBy,
     /// Mapped files.
     pub modules: Vec<ModuleRec>,
     /// Address trie: (parent, loc); parent `NO_NODE` at the root (outermost frame).
@@ -645,6 +650,12 @@ impl Builder<'_> {
             return;
         }
         self.out.sample_count += 1;
+        if let Some(id) = s.id {
+            let ids = self.out.pid_ids.entry(pid).or_default();
+            if ids.len() < 64 && !ids.contains(&id) {
+                ids.push(id);
+            }
+        }
         self.out.time_range = Some(match self.out.time_range {
             None => (time, time),
             Some((a, b)) => (a.min(time), b.max(time)),

@@ -26,6 +26,7 @@ use nix::sys::socket::{
 
 use super::PyError;
 use super::code::CodeCache;
+use super::embedded::AgentFile;
 use super::memory::LiveMemory;
 use super::process::{self, InterpError, Interpreter};
 use super::ring::{RING_DATA_BYTES, RING_HEADER_BYTES, Ring};
@@ -118,7 +119,7 @@ pub fn plan_launch(command: &[String], capture: PythonCapture) -> Option<LaunchP
         return None;
     }
     let python = looks_like_python(&program);
-    if !python && (capture != PythonCapture::Auto || agent_library().is_none()) {
+    if !python && (capture != PythonCapture::Auto || !agent_available()) {
         return None;
     }
     let method = match capture {
@@ -144,22 +145,10 @@ pub struct AgentEvents {
     pub captures: bool,
 }
 
-/// Where the agent library is: `HWPROF_AGENT_LIB`, else `libhwprof_agent.so` beside the
-/// hwprof executable (or one directory up, for cargo's `deps/`), else
-/// `../lib/hwprof/libhwprof_agent.so` relative to it.
-pub fn agent_library() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("HWPROF_AGENT_LIB") {
-        return Some(PathBuf::from(p)).filter(|p| p.is_file());
-    }
-    let exe = std::env::current_exe().ok()?;
-    let dir = exe.parent()?;
-    [
-        dir.join("libhwprof_agent.so"),
-        dir.join("../libhwprof_agent.so"),
-        dir.join("../lib/hwprof/libhwprof_agent.so"),
-    ]
-    .into_iter()
-    .find(|p| p.is_file())
+/// Whether an agent can be preloaded: the embedded one, unless `HWPROF_AGENT_LIB` names
+/// a library that is not there.
+pub fn agent_available() -> bool {
+    std::env::var_os("HWPROF_AGENT_LIB").is_none_or(|p| Path::new(&p).is_file())
 }
 
 #[derive(Default)]
@@ -185,6 +174,8 @@ pub struct AgentLink {
     python_program: bool,
     /// Write end of the pipe that wakes the thread's poll.
     wake: OwnedFd,
+    /// The preloaded library (our written copy is removed when the link is dropped).
+    agent_file: AgentFile,
 }
 
 impl AgentLink {
@@ -207,7 +198,8 @@ impl AgentLink {
     /// must follow before the target is released to exec. The socket goes into
     /// `sock_dir` (or the temp dir when that path is too long for a socket).
     pub fn bind_early(plan: &LaunchPlan, sock_dir: &Path) -> Result<AgentLink, PyError> {
-        let lib = agent_library().ok_or(PyError::NoAgent)?;
+        let agent_file = AgentFile::prepare().map_err(PyError::NoAgent)?;
+        let lib = agent_file.path().to_path_buf();
         let unique = format!(
             "hwprof-agent-{}-{}.sock",
             std::process::id(),
@@ -244,10 +236,11 @@ impl AgentLink {
         if plan.method == LaunchMethod::Perfmap {
             env.push(("PYTHONPERFSUPPORT".to_string(), "1".to_string()));
         }
-        if !plan.python {
-            // The agent stays silent (no connection) in processes without an interpreter.
-            env.push(("HWPROF_AGENT_PYTHON_ONLY".to_string(), "1".to_string()));
-        }
+        // The agent stays silent (no connection) in processes without an interpreter:
+        // a hello, its events and their rings cost such a process (a launcher's bash, a
+        // tool the script runs) 2-6 ms; the collector samples it instead
+        // (`collect::fill`), from outside, at no cost to its start.
+        env.push(("HWPROF_AGENT_PYTHON_ONLY".to_string(), "1".to_string()));
         let shared = Arc::new(Mutex::new(Shared::default()));
         let stop = Arc::new(AtomicBool::new(false));
         let (wake_rx, wake) =
@@ -287,7 +280,13 @@ impl AgentLink {
             method: plan.method,
             python_program: plan.python,
             wake,
+            agent_file,
         })
+    }
+
+    /// The library preloaded into the launch.
+    pub fn agent_path(&self) -> &Path {
+        self.agent_file.path()
     }
 
     /// How this launch captures Python frames.

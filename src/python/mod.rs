@@ -23,6 +23,7 @@
 
 pub mod agent_link;
 pub mod code;
+pub mod embedded;
 pub mod layouts;
 pub mod linetable;
 pub mod memory;
@@ -39,7 +40,9 @@ use std::path::PathBuf;
 
 use crate::profile::FrameInfo;
 
-pub use agent_link::{AgentEvents, AgentLink, LaunchMethod, LaunchPlan, plan_launch};
+pub use agent_link::{
+    AgentEvents, AgentLink, LaunchMethod, LaunchPlan, agent_available, plan_launch,
+};
 pub use perfmap::perfmap_symbol;
 pub use remote::RemoteSampler;
 pub use stacks::{JoinCounts, Joiner, MergedStack, PyStack, PythonStacks, PythonSummary, merge};
@@ -47,11 +50,11 @@ pub use stacks::{JoinCounts, Joiner, MergedStack, PyStack, PythonStacks, PythonS
 /// Errors of the Python side of hwprof.
 #[derive(Debug, thiserror::Error)]
 pub enum PyError {
-    /// The agent library is not installed.
+    /// The agent library could not be written out (or `HWPROF_AGENT_LIB` is wrong).
     #[error(
-        "libhwprof_agent.so not found next to hwprof: build it with `cargo build -p hwprof-agent` (or set HWPROF_AGENT_LIB), or use --python remote|off"
+        "cannot prepare the Python agent library: {0} (set TMPDIR or XDG_RUNTIME_DIR to a writable directory, or use --python remote|off)"
     )]
-    NoAgent,
+    NoAgent(std::io::Error),
     /// The agent socket could not be set up.
     #[error("agent socket {0}: {1}; check that the results directory is writable")]
     Socket(PathBuf, std::io::Error),

@@ -28,6 +28,12 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<()> {
         View::Imbalance => imbalance::imbalance(&profile, args.format, args.top, filter, args.by),
         view => render(&profile, view, args.format, args.top, filter)?,
     };
+    // CSV and JSON stay machine-readable: their warnings go to stderr.
+    if args.format != ReportFormat::Text {
+        for w in warnings(&profile) {
+            eprintln!("hwprof: warning: {w}");
+        }
+    }
     match &args.output {
         Some(path) => std::fs::write(path, text)
             .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?,
@@ -48,7 +54,7 @@ pub fn render(
     top: usize,
     filter: StackFilter,
 ) -> anyhow::Result<String> {
-    Ok(match view {
+    let body = match view {
         View::Summary => views::summary(p, format, top, filter),
         View::Hotspots => views::hotspots(p, format, top, filter),
         View::Lines => views::lines(p, format, top, filter),
@@ -61,13 +67,36 @@ pub fn render(
         }
         View::Waits => views::waits(p, format, top, filter),
         View::Memory => memory::memory_view(p, format, top), // events worktree
+    };
+    Ok(match format {
+        ReportFormat::Text => format!("{}{body}", warning_header(p)),
+        _ => body,
     })
+}
+
+/// What the run lacks that its reports must say (Python frames expected, not captured).
+pub fn warnings(p: &Profile) -> Vec<String> {
+    serde_json::from_str(p.meta_str("warnings")).unwrap_or_default()
+}
+
+/// The warnings as the first lines of a text report.
+fn warning_header(p: &Profile) -> String {
+    warnings(p)
+        .iter()
+        .map(|w| format!("WARNING: {w}\n"))
+        .collect()
 }
 
 /// The short summary `collect` prints after finalizing.
 pub fn summary_after_collect(dir: &Path) -> anyhow::Result<String> {
     let p = Profile::load(dir)?;
-    let mut s = views::summary(&p, ReportFormat::Text, 10, StackFilter::default());
+    let mut s = warning_header(&p);
+    s.push_str(&views::summary(
+        &p,
+        ReportFormat::Text,
+        10,
+        StackFilter::default(),
+    ));
     s.push_str(&format!(
         "\nresults: {}  (hwprof report {} --view hotspots|lines|callers|threads ...)\n",
         dir.display(),

@@ -1036,6 +1036,13 @@ pub fn summary(p: &Profile, format: ReportFormat, top: usize, filter: StackFilte
             if let Ok(s) = serde_json::from_str::<Value>(p.meta_str("python_summary")) {
                 v["python_summary"] = s;
             }
+            // How each process was sampled: by its agent, by the collector, not at all.
+            if let Ok(s) = serde_json::from_str::<Value>(p.meta_str("sampled_by")) {
+                v["sampled_by"] = s;
+            }
+            if let Ok(w) = serde_json::from_str::<Value>(p.meta_str("warnings")) {
+                v["warnings"] = w;
+            }
             // Counter group read with the samples: totals per event, multiplexing.
             if let Ok(g) = serde_json::from_str::<Value>(p.meta_str("group")) {
                 v["group"] = g;
@@ -1123,6 +1130,7 @@ pub fn summary(p: &Profile, format: ReportFormat, top: usize, filter: StackFilte
             }
             s.push_str(&super::pop::pop_text(p, filter));
             s.push_str(&rank_notices_text(p));
+            s.push_str(&sampled_by_line(p));
             s.push('\n');
             s.push_str(&format_rows(
                 p,
@@ -1135,4 +1143,28 @@ pub fn summary(p: &Profile, format: ReportFormat, top: usize, filter: StackFilte
             s
         }
     }
+}
+
+/// "  processes: 3 sampled by their Python agent, 1 by hwprof's own events, ..." (empty
+/// for profiles finalized before this was recorded).
+fn sampled_by_line(p: &Profile) -> String {
+    let Ok(v) = serde_json::from_str::<Value>(p.meta_str("sampled_by")) else {
+        return String::new();
+    };
+    let n = |k: &str| v[k].as_u64().unwrap_or(0);
+    let not: Vec<&str> = v["not_sampled"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|x| x.as_str()).collect())
+        .unwrap_or_default();
+    let mut s = format!(
+        "  processes: {} sampled by their Python agent, {} by hwprof's own events, {} too short for a sample, {} not sampled\n",
+        n("agent"),
+        n("collector"),
+        n("without_samples"),
+        not.len()
+    );
+    for x in not.iter().take(10) {
+        s.push_str(&format!("    not sampled: {x}\n"));
+    }
+    s
 }

@@ -10,6 +10,8 @@ mod groups;
 mod hotspots;
 mod html;
 mod launchers;
+mod install;
+mod launch;
 mod locks;
 mod memory;
 mod mpi;

@@ -1,0 +1,337 @@
+//! [python] Sampling the processes no agent samples.
+//!
+//! A Python launch in hotspots mode is sampled by the preloaded agents in its Python
+//! processes (each opens the sampling event on itself), and the collector's own
+//! inherited events only track (mmap, comm, task). The agent stays silent in processes
+//! that are not Python (the launcher's bash, tools the script runs), and cannot enter a
+//! static binary, a setuid/setgid one (the loader ignores `LD_PRELOAD`), or one whose
+//! environment dropped `LD_PRELOAD`: these would go unsampled. The collector watches every exec (COMM records
+//! with the exec flag, from its tracking events) and decides at once from
+//! `/proc/PID/exe` (ELF without `PT_INTERP`, set-id bits) and `/proc/PID/environ`
+//! (our library in `LD_PRELOAD`) whether an agent will sample it; when not, or when no
+//! agent reported within [`AGENT_GRACE`], it opens the sampling events on the process's
+//! threads itself (per CPU, `inherit` and `remove_on_exec`, output into its own rings).
+//! What it did per process is written to `collector-sampled.json` in the raw dir.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use perf_event_open_sys::bindings::perf_event_attr as PerfEventAttr;
+use serde::{Deserialize, Serialize};
+
+use super::sys;
+
+/// How long an agent gets, after its process's exec was seen, to report its events.
+pub const AGENT_GRACE: Duration = Duration::from_millis(200);
+
+/// File in the raw dir.
+pub const FILE_NAME: &str = "collector-sampled.json";
+
+/// One process the collector decided about.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FillRecord {
+    /// Process id.
+    pub pid: u32,
+    /// Its executable.
+    pub exe: String,
+    /// Why no agent samples it.
+    pub why: String,
+    /// Empty when the collector samples it; else why it could not (the process then
+    /// goes unsampled).
+    pub error: String,
+    /// Event ids of the collector's events on it.
+    pub ids: Vec<u64>,
+}
+
+/// Whether an agent will sample a freshly exec'd process.
+#[derive(Debug, PartialEq, Eq)]
+enum Verdict {
+    Agent,
+    NoAgent(String),
+    /// The process is gone (or between two programs: its next exec is seen anew).
+    Gone,
+}
+
+/// The collector's side: watches execs, opens events where no agent samples.
+pub struct Filler {
+    attr: PerfEventAttr,
+    /// (cpu, the fd of the collector's ring on that CPU).
+    outputs: Vec<(u32, OwnedFd)>,
+    agent_lib: Vec<u8>,
+    /// Processes expected to get an agent: (pid, exec seen at).
+    pending: Vec<(u32, Instant)>,
+    /// Last time each pid's agent reported events.
+    agent_seen: HashMap<u32, Instant>,
+    fds: Vec<OwnedFd>,
+    /// Per process: a dup of our first event on it (hung up once an exec removed it).
+    live: HashMap<u32, OwnedFd>,
+    records: Vec<FillRecord>,
+}
+
+impl Filler {
+    /// `sampling_attr`: the attr the agents sample with; `outputs`: the collector's ring
+    /// fd per CPU; `agent_lib`: the library preloaded.
+    pub fn new(
+        sampling_attr: &PerfEventAttr,
+        outputs: Vec<(u32, OwnedFd)>,
+        agent_lib: &Path,
+    ) -> Filler {
+        let mut a = *sampling_attr;
+        // Tracking records come from the collector's tracking event already.
+        a.set_mmap(0);
+        a.set_mmap2(0);
+        a.set_mmap_data(0);
+        a.set_comm(0);
+        a.set_comm_exec(0);
+        a.set_task(0);
+        a.set_build_id(0);
+        a.set_context_switch(0);
+        a.set_enable_on_exec(0);
+        // Disabled until its output is redirected; follows threads and forks; dropped at
+        // the next exec, where the new program is decided about again.
+        a.set_disabled(1);
+        a.set_inherit(1);
+        a.set_remove_on_exec(1);
+        use std::os::unix::ffi::OsStrExt;
+        Filler {
+            attr: a,
+            outputs,
+            agent_lib: agent_lib.as_os_str().as_bytes().to_vec(),
+            pending: Vec::new(),
+            agent_seen: HashMap::new(),
+            fds: Vec::new(),
+            live: HashMap::new(),
+            records: Vec::new(),
+        }
+    }
+
+    /// An agent reported its events for `pid`.
+    pub fn agent_reported(&mut self, pid: u32) {
+        self.agent_seen.insert(pid, Instant::now());
+    }
+
+    /// `pid` exec'd. Returns the ids of events opened on it (to register in perf.data).
+    pub fn exec_seen(&mut self, pid: u32) -> Vec<u64> {
+        // The verdict is on the program the process runs now, which may already be a
+        // later exec than the record's: events already on it (not yet removed by an
+        // exec) cover it.
+        if self.live.get(&pid).is_some_and(|fd| !hung_up(fd)) {
+            return Vec::new();
+        }
+        match verdict(pid, &self.agent_lib) {
+            Verdict::Gone => Vec::new(),
+            Verdict::Agent => {
+                self.pending.push((pid, Instant::now()));
+                Vec::new()
+            }
+            Verdict::NoAgent(why) => self.sample(pid, why),
+        }
+    }
+
+    /// Processes whose agent did not report within the grace time get our events.
+    pub fn tick(&mut self) -> Vec<u64> {
+        let now = Instant::now();
+        let mut ids = Vec::new();
+        let mut due = Vec::new();
+        self.pending.retain(|&(pid, since)| {
+            if now.duration_since(since) < AGENT_GRACE {
+                return true;
+            }
+            due.push((pid, since));
+            false
+        });
+        for (pid, since) in due {
+            // The agent may report before its exec record is drained.
+            let reported = self
+                .agent_seen
+                .get(&pid)
+                .is_some_and(|&t| t + AGENT_GRACE >= since);
+            if !reported && sys::process_alive(pid as i32) {
+                ids.extend(self.sample(pid, "its agent did not start".into()));
+            }
+        }
+        ids
+    }
+
+    fn sample(&mut self, pid: u32, why: String) -> Vec<u64> {
+        let exe = std::fs::read_link(format!("/proc/{pid}/exe"))
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        let mut rec = FillRecord {
+            pid,
+            exe,
+            why,
+            error: String::new(),
+            ids: Vec::new(),
+        };
+        for tid in super::list_threads(pid as i32) {
+            for (cpu, out) in &self.outputs {
+                match open_one(&self.attr, tid, *cpu, out) {
+                    Ok((fd, id)) => {
+                        if rec.ids.is_empty()
+                            && let Ok(d) = fd.try_clone()
+                        {
+                            self.live.insert(pid, d);
+                        }
+                        rec.ids.push(id);
+                        self.fds.push(fd);
+                    }
+                    // The thread (or process) is gone: nothing left to sample.
+                    Err(e) if e.raw_os_error() == Some(libc::ESRCH) => break,
+                    Err(e) => {
+                        if rec.error.is_empty() {
+                            rec.error = match e.raw_os_error() {
+                                Some(libc::EACCES | libc::EPERM) => format!(
+                                    "perf_event_open refused ({e}): it runs with other rights (setuid) than hwprof"
+                                ),
+                                _ => format!("perf_event_open: {e}"),
+                            };
+                        }
+                    }
+                }
+            }
+        }
+        let ids = rec.ids.clone();
+        self.records.push(rec);
+        ids
+    }
+
+    /// Writes `collector-sampled.json` (nothing when no process needed us).
+    pub fn finish(self, raw_dir: &Path) -> std::io::Result<Vec<FillRecord>> {
+        if !self.records.is_empty() {
+            let p = raw_dir.join(FILE_NAME);
+            std::fs::write(&p, serde_json::to_vec_pretty(&self.records)?)?;
+            crate::util::set_private_mode(&p);
+        }
+        Ok(self.records)
+    }
+}
+
+/// Whether an event was removed (its task exec'd or exited).
+fn hung_up(fd: &OwnedFd) -> bool {
+    sys::poll_readable(&[fd], 0)
+        .first()
+        .copied()
+        .unwrap_or(true)
+}
+
+fn open_one(
+    attr: &PerfEventAttr,
+    tid: i32,
+    cpu: u32,
+    out: &OwnedFd,
+) -> std::io::Result<(OwnedFd, u64)> {
+    let fd = sys::perf_event_open(attr, tid, cpu as i32, None)?;
+    sys::set_output(&fd, out)?;
+    let id = sys::event_id(&fd)?;
+    sys::enable(&fd)?;
+    Ok((fd, id))
+}
+
+/// Reads the records of a raw dir (empty when the file is absent or unreadable).
+pub fn load(raw_dir: &Path) -> Vec<FillRecord> {
+    std::fs::read(raw_dir.join(FILE_NAME))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
+}
+
+fn verdict(pid: u32, agent_lib: &[u8]) -> Verdict {
+    let exe = PathBuf::from(format!("/proc/{pid}/exe"));
+    let f = match std::fs::File::open(&exe) {
+        Ok(f) => f,
+        // Another user's set-id program: try, and say why.
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            return Verdict::NoAgent("its executable is not readable by hwprof".into());
+        }
+        Err(_) => return Verdict::Gone,
+    };
+    if let Ok(m) = f.metadata()
+        && m.mode() & (libc::S_ISUID | libc::S_ISGID) != 0
+    {
+        return Verdict::NoAgent(
+            "set-user/group-id program (the loader ignores LD_PRELOAD)".into(),
+        );
+    }
+    match has_interp(&f) {
+        Some(false) => return Verdict::NoAgent("statically linked".into()),
+        None => return Verdict::NoAgent("not an ELF program".into()),
+        Some(true) => {}
+    }
+    let mut env = Vec::new();
+    let read = std::fs::File::open(format!("/proc/{pid}/environ"))
+        .and_then(|mut e| e.by_ref().take(1 << 20).read_to_end(&mut env));
+    match read {
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            return Verdict::NoAgent("its environment is not readable".into());
+        }
+        Err(_) => return Verdict::Gone,
+        Ok(_) => {}
+    }
+    let preloaded = env
+        .split(|&b| b == 0)
+        .filter_map(|kv| kv.strip_prefix(b"LD_PRELOAD="))
+        .any(|v| {
+            v.split(|&b| b == b' ' || b == b':')
+                .any(|lib| lib == agent_lib)
+        });
+    if preloaded {
+        // The agent speaks only in processes with an interpreter linked in
+        // (`HWPROF_AGENT_PYTHON_ONLY`); the same test from outside.
+        let real = std::fs::read_link(&exe).unwrap_or(exe);
+        if crate::python::agent_link::looks_like_python(&real) {
+            Verdict::Agent
+        } else {
+            Verdict::NoAgent("not a Python program (its agent stays silent)".into())
+        }
+    } else {
+        let now: String = env
+            .split(|&b| b == 0)
+            .find_map(|kv| kv.strip_prefix(b"LD_PRELOAD="))
+            .map(|v| String::from_utf8_lossy(&v[..v.len().min(200)]).into_owned())
+            .unwrap_or_else(|| "unset".into());
+        Verdict::NoAgent(format!(
+            "LD_PRELOAD no longer names the agent (LD_PRELOAD: {now})"
+        ))
+    }
+}
+
+/// Whether an ELF file has a `PT_INTERP` program header (is dynamically linked); None
+/// when it is not a 64-bit little-endian ELF file.
+fn has_interp(f: &std::fs::File) -> Option<bool> {
+    let mut h = [0u8; 64];
+    f.read_exact_at(&mut h, 0).ok()?;
+    if &h[..4] != b"\x7fELF" || h[4] != 2 || h[5] != 1 {
+        return None;
+    }
+    let phoff = u64::from_le_bytes(h[0x20..0x28].try_into().ok()?);
+    let phentsize = u16::from_le_bytes(h[0x36..0x38].try_into().ok()?) as u64;
+    let phnum = u16::from_le_bytes(h[0x38..0x3a].try_into().ok()?) as u64;
+    if phentsize < 4 || phnum > 256 {
+        return None;
+    }
+    let mut ph = vec![0u8; (phentsize * phnum) as usize];
+    f.read_exact_at(&mut ph, phoff).ok()?;
+    Some(
+        ph.chunks(phentsize as usize)
+            .any(|p| u32::from_le_bytes([p[0], p[1], p[2], p[3]]) == 3),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interp_of_this_test_binary() {
+        let f = std::fs::File::open("/proc/self/exe").unwrap();
+        // cargo's test binaries are dynamically linked on glibc.
+        assert_eq!(has_interp(&f), Some(true));
+        let f = std::fs::File::open("/proc/self/cmdline").unwrap();
+        assert_eq!(has_interp(&f), None);
+    }
+}

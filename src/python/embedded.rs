@@ -1,0 +1,139 @@
+//! The agent library embedded in hwprof (built by `build.rs` from `agent/`), and the
+//! private copy of it each Python launch preloads.
+//!
+//! The copy goes into a new directory (`mkdtemp`, mode 0700, owned by us) under
+//! `$XDG_RUNTIME_DIR` or the temp dir, written with `O_CREAT|O_EXCL|O_NOFOLLOW` and mode
+//! 0500, and is removed with its directory when the collection ends. `HWPROF_AGENT_LIB`
+//! names another library to preload instead (nothing is written then).
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+/// The agent library, as built with this hwprof.
+pub static AGENT_SO: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/libhwprof_agent.so"));
+
+/// File name of the written copy (also what finalize recognises in stacks).
+pub const AGENT_FILE_NAME: &str = "libhwprof_agent.so";
+
+/// The library a launch preloads: the user's (`HWPROF_AGENT_LIB`) or our written copy.
+#[derive(Debug)]
+pub struct AgentFile {
+    path: PathBuf,
+    /// The private directory we created (removed on drop); None for `HWPROF_AGENT_LIB`.
+    owned_dir: Option<PathBuf>,
+}
+
+impl AgentFile {
+    /// `HWPROF_AGENT_LIB` when set (an error when it names no file), else the embedded
+    /// library written to a new private directory.
+    pub fn prepare() -> std::io::Result<AgentFile> {
+        if let Some(p) = std::env::var_os("HWPROF_AGENT_LIB") {
+            let path = PathBuf::from(p);
+            if !path.is_file() {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    format!("HWPROF_AGENT_LIB={} is not a file", path.display()),
+                ));
+            }
+            return Ok(AgentFile {
+                path,
+                owned_dir: None,
+            });
+        }
+        let dir = private_dir()?;
+        let path = dir.join(AGENT_FILE_NAME);
+        let written = write_new(&path, AGENT_SO);
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&path);
+            let _ = std::fs::remove_dir(&dir);
+            return Err(e);
+        }
+        Ok(AgentFile {
+            path,
+            owned_dir: Some(dir),
+        })
+    }
+
+    /// Path to preload.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for AgentFile {
+    fn drop(&mut self) {
+        if let Some(dir) = self.owned_dir.take() {
+            let _ = std::fs::remove_file(&self.path);
+            let _ = std::fs::remove_dir(&dir);
+        }
+    }
+}
+
+/// Writes `bytes` to a file that must not exist yet (never through a symlink), mode 0500.
+fn write_new(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .mode(0o500)
+        .open(path)?;
+    f.write_all(bytes)?;
+    f.flush()
+}
+
+/// A new 0700 directory of ours: `$XDG_RUNTIME_DIR` (per-user, when it is a directory)
+/// else the temp dir.
+fn private_dir() -> std::io::Result<PathBuf> {
+    let base = std::env::var_os("XDG_RUNTIME_DIR")
+        .map(PathBuf::from)
+        .filter(|d| d.is_absolute() && d.is_dir())
+        .unwrap_or_else(std::env::temp_dir);
+    let template = base.join("hwprof-agent-XXXXXX");
+    nix::unistd::mkdtemp(&template).map_err(std::io::Error::from)
+}
+
+/// What `doctor` says about the embedded agent: Ok(description) or Err(problem).
+pub fn check() -> Result<String, String> {
+    use object::Object;
+    let obj = object::File::parse(AGENT_SO)
+        .map_err(|e| format!("the embedded agent is not a valid ELF file: {e}"))?;
+    if obj.kind() != object::ObjectKind::Dynamic {
+        return Err(format!(
+            "the embedded agent is not a shared object ({:?})",
+            obj.kind()
+        ));
+    }
+    let want = if cfg!(target_arch = "x86_64") {
+        Some(object::Architecture::X86_64)
+    } else if cfg!(target_arch = "aarch64") {
+        Some(object::Architecture::Aarch64)
+    } else {
+        None
+    };
+    if want.is_some_and(|w| w != obj.architecture()) {
+        return Err(format!(
+            "the embedded agent is built for {:?}, not this machine",
+            obj.architecture()
+        ));
+    }
+    let file = AgentFile::prepare().map_err(|e| {
+        format!("cannot write the agent library for a Python launch: {e} (set TMPDIR or XDG_RUNTIME_DIR to a writable directory)")
+    })?;
+    let where_ = match (
+        &file.owned_dir,
+        file.path().parent().and_then(|p| p.parent()),
+    ) {
+        (None, _) => format!(
+            "overridden: preloads HWPROF_AGENT_LIB={}",
+            file.path().display()
+        ),
+        (Some(_), Some(base)) => format!("written under {} for each Python launch", base.display()),
+        (Some(_), None) => "written for each Python launch".into(),
+    };
+    Ok(format!(
+        "embedded, {} KiB {:?} shared object; {where_}",
+        AGENT_SO.len() / 1024,
+        obj.architecture(),
+    ))
+}

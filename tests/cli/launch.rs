@@ -1,0 +1,185 @@
+//! What a launch covers: every process of a Python launch is sampled (a static binary,
+//! which no preloaded agent enters, by the collector's own events), the summary counts
+//! processes by how they were sampled, and a Python launch that ends without Python
+//! frames says so in every report's header.
+//!
+//! Ground truth: `DRIVER` runs `py_work` for 0.3 s of CPU time, then a statically linked
+//! solver (`static_solve`, 0.6 s of CPU) and a dynamic one (`dynamic_solve`, 0.3 s),
+//! built from `tests/programs/solver.c`. At 999 Hz each function's total samples are its
+//! CPU seconds × 999 (cpu-clock counts CPU time, so this holds under load).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::common::{build_c, hotspots, hwprof_bin, ok, shared_tempdir};
+
+const DRIVER: &str = r#"import subprocess, sys, time
+def py_work(secs):
+    end = time.process_time() + secs
+    s = 0
+    while time.process_time() < end:
+        for i in range(10000):
+            s += i
+    return s
+d = sys.argv[1]
+py_work(0.3)
+subprocess.run([d + "/static_solver", "0.6"], check=True)
+subprocess.run([d + "/dynamic_solver", "0.3"], check=True)
+"#;
+
+/// (function, CPU seconds designed).
+const DESIGN: [(&str, f64); 3] = [
+    ("static_solve", 0.6),
+    ("dynamic_solve", 0.3),
+    ("py_work", 0.3),
+];
+
+fn setup(dir: &Path) -> PathBuf {
+    build_c(
+        dir,
+        "solver.c",
+        "static_solver",
+        &["-static", "-DSOLVER_FN=static_solve"],
+    );
+    build_c(
+        dir,
+        "solver.c",
+        "dynamic_solver",
+        &["-DSOLVER_FN=dynamic_solve"],
+    );
+    let driver = dir.join("driver.py");
+    std::fs::write(&driver, DRIVER).expect("write driver");
+    use std::os::unix::fs::PermissionsExt;
+    for f in ["static_solver", "dynamic_solver", "driver.py"] {
+        std::fs::set_permissions(dir.join(f), std::fs::Permissions::from_mode(0o755))
+            .expect("chmod");
+    }
+    driver
+}
+
+fn assert_shares(dir: &Path, who: &str) {
+    let rows = hotspots(dir, &[]);
+    // Total samples in csv are per-function totals (self+callees) as sample counts.
+    let total = |f: &str| -> f64 {
+        let h = rows
+            .get(f)
+            .unwrap_or_else(|| panic!("{who}: {f} missing from the profile"));
+        h.total_pct
+    };
+    let all: u64 = rows.values().map(|h| h.self_value).sum();
+    for (f, secs) in DESIGN {
+        let samples = total(f) / 100.0 * all as f64;
+        let want = secs * 999.0;
+        let err = (samples - want) / want;
+        eprintln!(
+            "{who}: {f}: {samples:.0} samples, designed {want:.0} ({:+.1}%)",
+            err * 100.0
+        );
+        assert!(
+            err.abs() <= 0.10,
+            "{who}: {f} has {samples:.0} samples, designed {want:.0} (±10%)"
+        );
+    }
+    let summary = ok(&Command::new(hwprof_bin())
+        .args([
+            "report",
+            dir.to_str().unwrap(),
+            "--view",
+            "summary",
+            "--format",
+            "json",
+        ])
+        .output()
+        .expect("report"));
+    let v: serde_json::Value = serde_json::from_str(&summary).expect("summary json");
+    let by = &v["sampled_by"];
+    // The driver by its agent; both solvers (static: no agent can enter; dynamic: not
+    // Python, its agent stays silent) by the collector.
+    assert!(by["agent"].as_u64() >= Some(1), "{who}: {by}");
+    assert!(by["collector"].as_u64() >= Some(2), "{who}: {by}");
+    assert_eq!(
+        by["not_sampled"].as_array().map(|a| a.len()),
+        Some(0),
+        "{who}: {by}"
+    );
+}
+
+fn pyenv311() -> PathBuf {
+    let home = std::env::var("HOME").expect("HOME");
+    let p = Path::new(&home).join(".pyenv/versions/3.11.7/bin/python3");
+    assert!(p.is_file(), "pyenv 3.11.7 is required ({})", p.display());
+    p
+}
+
+#[test]
+fn static_and_dynamic_solvers_of_a_python_driver_are_sampled() {
+    let tmp = shared_tempdir();
+    let driver = setup(tmp.path());
+    let dir = tmp.path().join("root");
+    let out = Command::new(hwprof_bin())
+        .args(["collect", "-q", "-F", "999", "-r"])
+        .arg(&dir)
+        .arg("--")
+        .arg(pyenv311())
+        .arg(&driver)
+        .arg(tmp.path())
+        .env_remove("HWPROF_AGENT_LIB")
+        .output()
+        .expect("collect");
+    ok(&out);
+    assert_shares(&dir, "root");
+
+    // An ordinary user (uid 65534, paranoid 2) with the system python.
+    let sys_py = Path::new("/usr/bin/python3");
+    assert!(sys_py.is_file(), "/usr/bin/python3 is required");
+    let dir = tmp.path().join("user");
+    let out = crate::common::as_nobody(&crate::common::hwprof_for_nobody(tmp.path()))
+        .args(["collect", "-q", "-F", "999", "-r"])
+        .arg(&dir)
+        .arg("--")
+        .arg(sys_py)
+        .arg(&driver)
+        .arg(tmp.path())
+        .env_remove("HWPROF_AGENT_LIB")
+        .output()
+        .expect("collect as 65534");
+    ok(&out);
+    assert_shares(&dir, "uid 65534");
+}
+
+#[test]
+fn python_launch_without_python_frames_says_so_in_every_report() {
+    let tmp = shared_tempdir();
+    let script = tmp.path().join("w.py");
+    std::fs::write(&script, "s = 0\nfor i in range(3_000_000):\n    s += i\n").unwrap();
+    let dir = tmp.path().join("r");
+    // A library that is not the agent: nothing says hello, no Python frame is captured.
+    let out = Command::new(hwprof_bin())
+        .args(["collect", "-q", "-r"])
+        .arg(&dir)
+        .arg("--")
+        .arg(pyenv311())
+        .arg(&script)
+        .env("HWPROF_AGENT_LIB", "/lib/x86_64-linux-gnu/libm.so.6")
+        .output()
+        .expect("collect");
+    ok(&out);
+    for view in ["summary", "hotspots", "lines", "threads"] {
+        let text = ok(&Command::new(hwprof_bin())
+            .args(["report", dir.to_str().unwrap(), "--view", view])
+            .output()
+            .expect("report"));
+        assert!(
+            text.starts_with("WARNING: Python frames were expected"),
+            "--view {view}:\n{text}"
+        );
+    }
+    let out = Command::new(hwprof_bin())
+        .args(["report", dir.to_str().unwrap(), "--format", "csv"])
+        .output()
+        .expect("report");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("Python frames were expected"),
+        "csv: the warning goes to stderr"
+    );
+}
