@@ -723,7 +723,8 @@ fn each_thread_gets_its_own_python_stack() {
 }
 
 /// Each module's body runs 4 ms of CPU time at import (CPU, not wall time, so the
-/// sample count holds on a loaded machine) and is freed right after: the
+/// sample count holds on a loaded machine; the clock, a syscall, is read every 2000
+/// iterations, as the agent samples user mode only) and is freed right after: the
 /// collector must read those code objects while they live (it reads captures every
 /// millisecond while they bring new code objects; at a fixed 10 ms, 31-41% resolved).
 #[test]
@@ -735,7 +736,7 @@ fn module_bodies_run_at_import_are_resolved() {
         write_script(
             &mods,
             &format!("m{i}.py"),
-            "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.004:\n    pass\n",
+            "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.004:\n    for _ in range(2000):\n        pass\n",
         );
     }
     let main = write_script(
