@@ -635,3 +635,96 @@ fn collect_then_export_pstats_and_speedscope() {
         assert!(names.contains(&n), "{n} missing from {names:?}");
     }
 }
+
+/// `go tool pprof` (Debian's golang-go), the real reader: the two ordinary pprof exports
+/// with `-diff_base`, and hwprof's own `export --diff` (BASE negated under
+/// `pprof::base`), give the same answer: hot_b grew by about its base value (built with
+/// twice the work), hot_a did not move.
+#[test]
+fn pprof_diff_base_reads_in_go_tool_pprof() {
+    require("go", "golang-go");
+    let t = tempfile::tempdir().unwrap();
+    let run = |name: &str, flags: &[&str]| -> PathBuf {
+        let bin = crate::common::build_c(t.path(), "hot.c", name, flags);
+        let dir = t.path().join(format!("r-{name}"));
+        crate::common::ok(&crate::common::collect(
+            &dir,
+            &[],
+            &[bin.to_str().unwrap(), "400"],
+        ));
+        dir
+    };
+    let (base, new) = (run("base", &[]), run("new", &["-DHOT_B_FACTOR=2"]));
+    let pb = |dir: &Path, name: &str| -> PathBuf {
+        let f = t.path().join(name);
+        Command::new(crate::common::hwprof_bin())
+            .args(["export", dir.to_str().unwrap(), "--format", "pprof", "-o"])
+            .arg(&f)
+            .assert()
+            .success();
+        f
+    };
+    let (base_pb, new_pb) = (pb(&base, "base.pb.gz"), pb(&new, "new.pb.gz"));
+    let diff_pb = t.path().join("diff.pb.gz");
+    Command::new(crate::common::hwprof_bin())
+        .args(["export", "--diff"])
+        .args([&base, &new])
+        .args(["--format", "pprof", "-o"])
+        .arg(&diff_pb)
+        .assert()
+        .success();
+    // `go tool pprof -top`: "flat flat% sum% cum cum% name"; flat in ms.
+    let flat = |top: &str, func: &str| -> f64 {
+        top.lines()
+            .filter(|l| l.split_whitespace().last() == Some(func))
+            .filter_map(|l| {
+                let v = l.split_whitespace().next()?;
+                // pprof picks the unit per value: 950ms, 1.20s, 500us.
+                let (num, scale) = if let Some(n) = v.strip_suffix("ms") {
+                    (n, 1.0)
+                } else if let Some(n) = v.strip_suffix("us") {
+                    (n, 0.001)
+                } else {
+                    (v.strip_suffix('s')?, 1000.0)
+                };
+                num.parse::<f64>().ok().map(|x| x * scale)
+            })
+            .sum::<f64>()
+    };
+    let pprof = |args: &[&Path]| -> String {
+        let mut c = StdCommand::new("go");
+        c.args(["tool", "pprof", "-top", "-nodecount=1000"])
+            .env("HOME", t.path());
+        for a in args {
+            c.arg(a);
+        }
+        run_ok(&mut c)
+    };
+    let base_top = pprof(&[&base_pb]);
+    let via_diff_base = {
+        let mut c = StdCommand::new("go");
+        c.args(["tool", "pprof", "-top", "-nodecount=1000", "-diff_base"])
+            .arg(&base_pb)
+            .arg(&new_pb)
+            .env("HOME", t.path());
+        run_ok(&mut c)
+    };
+    let via_export = pprof(&[&diff_pb]);
+    let hot_b_base = flat(&base_top, "hot_b");
+    assert!(hot_b_base > 50.0, "hot_b base {hot_b_base} ms\n{base_top}");
+    for (how, top) in [
+        ("-diff_base", &via_diff_base),
+        ("export --diff", &via_export),
+    ] {
+        let (b, a) = (flat(top, "hot_b"), flat(top, "hot_a"));
+        eprintln!("pprof {how}: hot_b {b:+} ms (base {hot_b_base} ms), hot_a {a:+} ms");
+        assert!(
+            (b / hot_b_base - 1.0).abs() < 0.25,
+            "{how}: hot_b grew {b} ms, designed ≈ its base {hot_b_base} ms\n{top}"
+        );
+        assert!(
+            a.abs() < 0.1 * 3.0 * hot_b_base,
+            "{how}: hot_a moved {a} ms\n{top}"
+        );
+    }
+}
