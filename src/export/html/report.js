@@ -81,9 +81,15 @@
   var DIFF = D.diff || null, baseLeaf = new Float64Array(NN);
   if (DIFF) for (var di = 0; di < DIFF.weights.length; di += 2) baseLeaf[DIFF.weights[di]] += DIFF.weights[di + 1];
   var NEUTRAL = dark ? [68, 68, 68] : [240, 240, 240], RED = [178, 24, 43], BLUE = [33, 102, 172];
-  function relChange(b, n) { var m = Math.max(b, n); return m > 0 ? (n - b) / m : 0; }
-  function deltaColor(b, n) {
-    var r = relChange(b, n), to = r > 0 ? RED : BLUE, a = Math.min(1, Math.abs(r));
+  // Relative change; changes under 0.5% of the run stay pale (a frame going from 1
+  // sample to 0 is -100% but says nothing).
+  function relChange(b, n) {
+    var m = Math.max(b, n, 0.005 * Math.max(DIFF.base.total, DIFF.new.total));
+    return m > 0 ? (n - b) / m : 0;
+  }
+  function deltaColor(b, n) { return rgbOf(relChange(b, n)); }
+  function rgbOf(r) {
+    var to = r > 0 ? RED : BLUE, a = Math.min(1, Math.abs(r));
     var c = NEUTRAL.map(function (x, i) { return Math.round(x + (to[i] - x) * a); });
     return "rgb(" + c.join(",") + ")";
   }
@@ -110,7 +116,7 @@
     lg.appendChild(el("span", null, "delta view, color by self value: "));
     [[-1, "shrank (\u2212100%)"], [-0.5, "\u221250%"], [0, "unchanged"], [0.5, "+50%"], [1, "grew (new only)"]].forEach(function (k) {
       var sw = el("span", { "class": "key" });
-      sw.style.background = deltaColor(k[0] < 0 ? 1 : 1 - k[0], k[0] < 0 ? 1 + k[0] : 1);
+      sw.style.background = rgbOf(k[0]);
       lg.appendChild(sw);
       lg.appendChild(el("span", null, " " + k[1] + " "));
     });
