@@ -305,7 +305,8 @@ pub struct ExportArgs {
     pub output: Option<PathBuf>,
     /// Differential export of two results directories: NEW's stacks colored by the
     /// change from BASE (flamegraph), the two-column folded format (collapsed), or NEW
-    /// plus BASE negated as `pprof -diff_base` builds it (pprof).
+    /// plus BASE negated as `pprof -diff_base` builds it (pprof), or NEW's HTML report
+    /// with a delta view (html).
     #[arg(long, num_args = 2, value_names = ["BASE", "NEW"], conflicts_with = "dir")]
     pub diff: Vec<PathBuf>,
     /// With --diff: how the two profiles are put on one scale.

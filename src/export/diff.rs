@@ -19,16 +19,18 @@
 //!   are each side's own (samples, CPU nanoseconds at each side's own interval, bytes,
 //!   ns); with `--normalize percent` BASE's values are scaled to NEW's totals.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Write;
 
 use inferno::flamegraph::{self, Options};
 
 use super::collapsed::sanitize;
 use super::pprof::{self as pb, PbProfile};
-use super::{ExportError, Model};
+use super::{ExportError, Model, html};
 use crate::cli::Normalize;
 use crate::diff::{StackDiff, StackPair};
+use crate::profile::stacks::StackFilter;
+use serde_json::json;
 
 /// One stack in whole units of NEW's metric.
 struct IntStack {
@@ -94,6 +96,141 @@ pub fn write_flamegraph(
     let svg = String::from_utf8_lossy(&svg);
     out.write_all(with_both_values(&svg, &stacks, metric).as_bytes())?;
     Ok(())
+}
+
+/// Most rows of the HTML delta view's "only in BASE" table.
+const ONLY_IN_BASE_ROWS: usize = 30;
+
+/// Write NEW's HTML report with a delta view: BASE's values (in NEW's metric, after
+/// the normalization) mapped onto NEW's call tree by frame labels, in a `diff`
+/// section of the page's data; the page colors each frame by its change.
+pub fn write_html(
+    d: &StackDiff,
+    base: &crate::diff::Side,
+    new: &crate::diff::Side,
+    filter: StackFilter,
+    normalize: Normalize,
+    out: &mut dyn Write,
+) -> Result<(), ExportError> {
+    let new_model = Model::new(new.profile, filter);
+    let base_model = Model::new(
+        base.profile,
+        StackFilter {
+            rank: base.rank,
+            ..filter
+        },
+    );
+    let mut data = html::data(new.profile, &new_model, filter);
+    let column = |v: &serde_json::Value| -> Vec<serde_json::Value> {
+        v.as_array().cloned().unwrap_or_default()
+    };
+    let names: Vec<String> = column(&data["functions"]["name"])
+        .iter()
+        .map(|x| sanitize(x.as_str().unwrap_or("")))
+        .collect();
+    let parents: Vec<i64> = column(&data["nodes"]["parent"])
+        .iter()
+        .map(|x| x.as_i64().unwrap_or(-1))
+        .collect();
+    let fns: Vec<usize> = column(&data["nodes"]["fn"])
+        .iter()
+        .map(|x| x.as_u64().unwrap_or(0) as usize)
+        .collect();
+    let name_of = |n: usize| fns.get(n).and_then(|&f| names.get(f)).map(String::as_str);
+    let mut child: HashMap<(i64, &str), usize> = HashMap::new();
+    for (n, &parent) in parents.iter().enumerate() {
+        if let Some(name) = name_of(n) {
+            child.insert((parent, name), n);
+        }
+    }
+    let new_names: HashSet<&str> = names.iter().map(String::as_str).collect();
+    let to_new_units = |x: f64| {
+        if d.new_scale > 0.0 {
+            x / d.new_scale
+        } else {
+            0.0
+        }
+    };
+    let mut weights: BTreeMap<usize, f64> = BTreeMap::new();
+    let mut only_in_base: HashMap<String, f64> = HashMap::new();
+    let (mut base_total, mut new_total) = (0.0, 0.0);
+    for pair in &d.stacks {
+        new_total += to_new_units(pair.new);
+        let v = to_new_units(pair.base);
+        if v <= 0.0 {
+            continue;
+        }
+        base_total += v;
+        // Walk NEW's tree down the stack; a frame NEW has but pruned goes to
+        // "(pruned)", one NEW does not have is listed and its value stays with the
+        // deepest matched caller (so the callers' totals stay right).
+        let mut at = -1i64;
+        for (i, frame) in pair.frames.iter().enumerate() {
+            let pruned = child.get(&(at, "(pruned)")).copied();
+            match child.get(&(at, frame.as_str())).copied() {
+                Some(n) => at = n as i64,
+                None if pruned.is_some()
+                    && (pair.new > 0.0 || new_names.contains(frame.as_str())) =>
+                {
+                    at = pruned.map_or(at, |n| n as i64);
+                    break;
+                }
+                None => {
+                    let caller = if i > 0 {
+                        pair.frames[i - 1].as_str()
+                    } else {
+                        ""
+                    };
+                    let key = if caller.is_empty() {
+                        frame.clone()
+                    } else {
+                        format!("{caller} > {frame}")
+                    };
+                    *only_in_base.entry(key).or_default() += v;
+                    break;
+                }
+            }
+        }
+        if let Ok(n) = usize::try_from(at) {
+            *weights.entry(n).or_default() += v;
+        }
+    }
+    let mut only: Vec<(String, f64)> = only_in_base.into_iter().collect();
+    only.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    let only_rows = only.len();
+    only.truncate(ONLY_IN_BASE_ROWS);
+    let base_summary = html::summary(base.profile, &base_model);
+    let side = |s: &crate::diff::Side, summary: &serde_json::Value, total: f64| {
+        json!({
+            "dir": s.dir.display().to_string(),
+            "command": summary["command"],
+            "samples": summary["samples"],
+            "duration_s": summary["duration_s"],
+            "rank": s.rank,
+            "total": total,
+        })
+    };
+    let new_summary = data["summary"].clone();
+    let normalize_name = crate::diff::normalize_name(normalize);
+    data["diff"] = json!({
+        "base": side(base, &base_summary, base_total),
+        "new": side(new, &new_summary, new_total),
+        "normalize": normalize_name,
+        "weights": weights.iter().flat_map(|(&n, &v)| [n as f64, v]).collect::<Vec<_>>(),
+        "only_in_base": only.iter().map(|(s, v)| json!({"stack": s, "value": v})).collect::<Vec<_>>(),
+        "only_in_base_rows": only_rows,
+    });
+    // BASE has no time axis on NEW's clock: the delta view compares whole runs.
+    if let Some(obj) = data.as_object_mut() {
+        obj.remove("timeline");
+    }
+    let title = format!(
+        "hwprof diff: {} \u{2192} {} (normalize {normalize_name})",
+        base.dir.display(),
+        new.dir.display()
+    );
+    data["title"] = json!(title);
+    html::write_page(&data, &title, out)
 }
 
 /// Write BASE (negated, labelled `pprof::base`) and NEW in one gzipped pprof profile.

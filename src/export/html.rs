@@ -21,7 +21,9 @@
 //!   (samples per track and bucket), and `rows`, `[node, bucket, count]` triples
 //!   whose buckets are `row_merge` buckets wide;
 //! - `lines`: the hottest source lines with the text around them;
-//! - `rss`, `ranks`, `heat`, `waits`, `counters` where the mode has them.
+//! - `rss`, `ranks`, `heat`, `waits`, `counters` where the mode has them;
+//! - `diff` (only in `export --diff BASE NEW --format html`, see `super::diff`):
+//!   BASE's values mapped onto this (NEW's) tree; the page then colors by delta.
 //!
 //! Pruning (documented in docs/exports.md): a call-tree node whose total is under
 //! [`PRUNE_FRACTION`] of the profile's total is folded, with everything under it,
@@ -322,7 +324,7 @@ fn report_json(text: String) -> Value {
 }
 
 /// The summary view's JSON plus the run's notices.
-fn summary(p: &Profile, model: &Model) -> Value {
+pub fn summary(p: &Profile, model: &Model) -> Value {
     let mut s = report_json(views::summary(
         p,
         ReportFormat::Json,
@@ -633,8 +635,13 @@ pub fn write(
     filter: StackFilter,
     out: &mut dyn Write,
 ) -> Result<(), ExportError> {
-    let data = script_safe_json(&data(profile, model, filter))?;
-    let title = escape_html(&model.title());
+    write_page(&data(profile, model, filter), &model.title(), out)
+}
+
+/// Write the page around a data document (see [`data`]).
+pub fn write_page(data: &Value, title: &str, out: &mut dyn Write) -> Result<(), ExportError> {
+    let data = script_safe_json(data)?;
+    let title = escape_html(title);
     // Placeholders are found in the template only, never in what replaces them.
     let mut rest = TEMPLATE;
     while let Some(i) = rest.find("__") {

@@ -244,9 +244,21 @@ fn run_diff(args: &ExportArgs) -> anyhow::Result<()> {
             };
             diff::write_pprof(&model(&base), &model(&new), args.normalize, &mut buf)?
         }
+        ExportFormat::Html => diff::write_html(
+            &pairs,
+            &base,
+            &new,
+            StackFilter {
+                frames: args.frames,
+                rank: args.rank,
+                ranks: None,
+            },
+            args.normalize,
+            &mut buf,
+        )?,
         other => {
             return Err(crate::diff::DiffError::Usage(format!(
-                "export --diff writes flamegraph, collapsed or pprof, not {}",
+                "export --diff writes flamegraph, collapsed, pprof or html, not {}",
                 format_name(other)
             ))
             .into());

@@ -3,7 +3,11 @@
 (tests/cli/html.rs) asserts on. Prints one JSON object on stdout.
 
 Usage: check_report.py PAGE.html SCREENSHOT.png [--click NAME] [--search NAME]
-       [--frames all|python|native] [--dark]
+       [--frames all|python|native] [--dark] [--diff NAME]...
+
+--diff NAME (a delta view from `export --diff ... --format html`, repeatable): the
+background rgb, tooltip and details text of NAME's first flame-graph box, and the
+"only in base" rows.
 
 Drives the system Chromium (/usr/bin/chromium, Debian's package) through Python
 playwright; never downloads a browser. Each run uses a fresh profile directory.
@@ -48,6 +52,7 @@ def main():
     ap.add_argument("--search")
     ap.add_argument("--frames")
     ap.add_argument("--dark", action="store_true")
+    ap.add_argument("--diff", action="append", default=[])
     a = ap.parse_args()
     out = {"console_errors": []}
     with sync_playwright() as p, tempfile.TemporaryDirectory(prefix="hwprof-chromium-") as prof:
@@ -71,6 +76,19 @@ def main():
         out["facts"] = page.eval_on_selector_all("#facts dt", "ds => ds.map(d => d.textContent)")
         out["boxes"] = page.eval_on_selector_all("#flame .box", "bs => bs.length")
         out["names"] = sorted(set(visible_names(page)))
+        if a.diff:
+            out["diff"] = {}
+            for n in a.diff:
+                sel = f'#flame .box:not(.ancestor)[data-name="{n}"]'
+                rgb = page.eval_on_selector(sel, "b => getComputedStyle(b).backgroundColor")
+                page.hover(sel)
+                out["diff"][n] = {
+                    "rgb": [int(x) for x in rgb[rgb.index("(") + 1:rgb.index(")")].split(",")[:3]],
+                    "title": page.get_attribute(sel, "title"),
+                    "details": page.text_content("#details"),
+                }
+            out["only_in_base"] = page.eval_on_selector_all("#only-base tr td.name", "ts => ts.map(t => t.textContent)")
+            out["legend"] = page.is_visible("#diff-legend")
         if a.frames:
             page.check(f"input[name=frames][value={a.frames}]")
             out["names_after_frames"] = sorted(set(visible_names(page)))

@@ -302,6 +302,60 @@ fn hot_b_doubled_shows_as_twice_the_time_and_trips_the_gate() {
     let (r, _, bl) = frame_fill(&frames, "hot_b");
     assert!(r > bl + 40, "hot_b grew, should be red: rgb({r},_,{bl})");
 
+    // HTML delta view (time-normalized): hot_b's box red-ish, hot_a's about
+    // neutral, both numbers in hot_b's tooltip and details; no console errors.
+    let html_path = t.path().join("d.html");
+    ok(&hwprof(&[
+        "export",
+        "--diff",
+        b,
+        n,
+        "--format",
+        "html",
+        "-o",
+        s(&html_path),
+    ]));
+    let v = crate::html::check_page(
+        &html_path,
+        "diff-delta",
+        &["--diff", "hot_b", "--diff", "hot_a"],
+    );
+    eprintln!("html delta view: {}", v["diff"]);
+    let rgb = |f: &str| -> Vec<i64> {
+        serde_json::from_value(v["diff"][f]["rgb"].clone()).expect("an rgb triple")
+    };
+    let (hb, ha) = (rgb("hot_b"), rgb("hot_a"));
+    assert!(hb[0] > hb[2] + 40, "hot_b grew, should be red: {hb:?}");
+    assert!(
+        (ha[0] - ha[2]).abs() < 40,
+        "hot_a unchanged, should be about neutral: {ha:?}"
+    );
+    for key in ["title", "details"] {
+        let text = v["diff"]["hot_b"][key].as_str().unwrap_or("");
+        let number_after = |word: &str| -> f64 {
+            let i = text
+                .find(word)
+                .unwrap_or_else(|| panic!("{word} in {text}"))
+                + word.len();
+            text[i..]
+                .split(|c: char| !c.is_ascii_digit() && c != '.')
+                .next()
+                .and_then(|x| x.parse().ok())
+                .unwrap_or_else(|| panic!("a number after {word} in {text}"))
+        };
+        let (base_v, new_v) = (number_after("total: base "), number_after(", new "));
+        assert!(
+            (1.7..=2.3).contains(&(new_v / base_v)),
+            "hot_b {key}: new ≈ 2 × base: {text}"
+        );
+    }
+    assert_eq!(v["legend"], true, "the delta legend is shown");
+    let facts: Vec<String> = serde_json::from_value(v["facts"].clone()).unwrap();
+    assert!(
+        facts.iter().any(|f| f == "base") && facts.iter().any(|f| f == "new"),
+        "{facts:?}"
+    );
+
     // pprof: NEW's samples plus BASE's negated under `pprof::base`, as `pprof
     // -diff_base` builds it: per leaf, hot_b's NEW ≈ 2× its BASE.
     let pb_path = t.path().join("d.pb.gz");

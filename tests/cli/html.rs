@@ -39,7 +39,7 @@ fn export_html(dir: &Path) -> PathBuf {
 }
 
 /// Open the page in Chromium and measure it (see tests/browser/check_report.py).
-fn check_page(page: &Path, name: &str, extra: &[&str]) -> Value {
+pub fn check_page(page: &Path, name: &str, extra: &[&str]) -> Value {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/check_report.py");
     let shot = screenshot_dir().join(format!("{name}.png"));
     let out = Command::new("python3")

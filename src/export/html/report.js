@@ -74,6 +74,75 @@
     return "hsl(" + hs[0] + "," + hs[1] + "%," + l + "%)";
   }
 
+  // ---- Delta view (export --diff BASE NEW --format html): BASE's leaf values on
+  // NEW's tree; a frame is colored by the change of its self value, on ColorBrewer's
+  // RdBu scale (diverging, readable with color-vision deficiencies): red grew, blue
+  // shrank, light grey unchanged; intensity by the relative change.
+  var DIFF = D.diff || null, baseLeaf = new Float64Array(NN);
+  if (DIFF) for (var di = 0; di < DIFF.weights.length; di += 2) baseLeaf[DIFF.weights[di]] += DIFF.weights[di + 1];
+  var NEUTRAL = dark ? [68, 68, 68] : [240, 240, 240], RED = [178, 24, 43], BLUE = [33, 102, 172];
+  // Relative change; changes under 0.5% of the run stay pale (a frame going from 1
+  // sample to 0 is -100% but says nothing).
+  function relChange(b, n) {
+    var m = Math.max(b, n, 0.005 * Math.max(DIFF.base.total, DIFF.new.total));
+    return m > 0 ? (n - b) / m : 0;
+  }
+  function deltaColor(b, n) { return rgbOf(relChange(b, n)); }
+  function rgbOf(r) {
+    var to = r > 0 ? RED : BLUE, a = Math.min(1, Math.abs(r));
+    var c = NEUTRAL.map(function (x, i) { return Math.round(x + (to[i] - x) * a); });
+    return "rgb(" + c.join(",") + ")";
+  }
+  function signed(v) { return (v >= 0 ? "+" : "\u2212") + fmt(Math.abs(v)); }
+  function deltaText(vn) {
+    var bt = cur.baseTotal[vn], nt = cur.total[vn], bs = cur.baseSelf[vn], ns = cur.self[vn];
+    return "total: base " + fmt(bt) + ", new " + fmt(nt) + ", delta " + signed(nt - bt) +
+      (bt > 0 ? " (" + (nt >= bt ? "+" : "") + (100 * (nt - bt) / bt).toFixed(1) + "%)" : "") +
+      "; self: base " + fmt(bs) + ", new " + fmt(ns) + ", delta " + signed(ns - bs);
+  }
+  if (DIFF) (function diffHeader() {
+    var facts = $("facts");
+    function side(k, s) {
+      facts.appendChild(el("dt", null, k));
+      facts.appendChild(el("dd", null, s.dir + (s.command ? " \u2014 " + s.command : "") +
+        (s.rank !== null && s.rank !== undefined ? " (rank " + s.rank + ")" : "") +
+        " \u2014 total " + fmt(s.total) + " " + METRIC + (s.samples !== undefined ? ", " + s.samples + " samples" : "")));
+    }
+    side("base", DIFF.base);
+    side("new", DIFF.new);
+    facts.appendChild(el("dt", null, "normalize"));
+    facts.appendChild(el("dd", null, DIFF.normalize + " (BASE's values in NEW's " + METRIC + ")"));
+    var lg = el("div", { id: "diff-legend", "class": "legend" });
+    lg.appendChild(el("span", null, "delta view, color by self value: "));
+    [[-1, "shrank (\u2212100%)"], [-0.5, "\u221250%"], [0, "unchanged"], [0.5, "+50%"], [1, "grew (new only)"]].forEach(function (k) {
+      var sw = el("span", { "class": "key" });
+      sw.style.background = rgbOf(k[0]);
+      lg.appendChild(sw);
+      lg.appendChild(el("span", null, " " + k[1] + " "));
+    });
+    var panel = $("flame-panel");
+    panel.insertBefore(lg, $("breadcrumbs"));
+    var sec = el("section", { id: "only-base-panel" });
+    sec.appendChild(el("h2", null, "Only in base"));
+    sec.appendChild(el("p", { "class": "hint" }, DIFF.only_in_base.length ?
+      "Frames NEW does not have (caller > frame), BASE's value; in the flame graph it stays with the caller." :
+      "Every frame of BASE is in NEW."));
+    if (DIFF.only_in_base.length) {
+      var t = el("table", { id: "only-base" }), head = el("tr");
+      head.appendChild(el("th", null, "caller > frame"));
+      head.appendChild(el("th", null, "base " + METRIC));
+      t.appendChild(head);
+      DIFF.only_in_base.forEach(function (r) {
+        var tr = el("tr");
+        tr.appendChild(el("td", { "class": "name", title: r.stack }, r.stack));
+        tr.appendChild(el("td", null, fmt(r.value)));
+        t.appendChild(tr);
+      });
+      sec.appendChild(t);
+    }
+    panel.parentNode.insertBefore(sec, panel.nextSibling);
+  })();
+
   // ---- The view tree: the call tree folded by the frames toggle -----------------
   // Nodes come parent first, so one forward pass maps each to its view node.
   var views = {};
@@ -144,6 +213,14 @@
     for (var k = 0; k < m; k++) total[k] = self[k];
     for (var j = m - 1; j > 0; j--) total[v.par[j]] += total[j];
     cur = { v: v, total: total, self: self, count: count };
+    if (DIFF) {
+      var bs = new Float64Array(m), bt = new Float64Array(m);
+      for (var q = 0; q < NN; q++) if (baseLeaf[q] > 0) bs[v.of[q]] += baseLeaf[q];
+      for (var r = 0; r < m; r++) bt[r] = bs[r];
+      for (var s2 = m - 1; s2 > 0; s2--) bt[v.par[s2]] += bt[s2];
+      bt[0] = DIFF.base.total; // with BASE's stacks that start with no frame NEW has
+      cur.baseSelf = bs; cur.baseTotal = bt;
+    }
     if (state.zoom >= m) state.zoom = 0;
   }
   function nameOf(vn) { return vn === 0 ? "all" : NAMES[cur.v.fn[vn]]; }
@@ -176,9 +253,10 @@
       b.style.left = (x * 100) + "%";
       b.style.width = (w * 100) + "%";
       b.style.top = (d * ROW) + "px";
-      b.style.background = vn === 0 ? (dark ? "#555" : "#ccc") : color(f);
+      b.style.background = vn === 0 ? (dark ? "#555" : "#ccc") :
+        DIFF ? deltaColor(cur.baseSelf[vn], cur.self[vn]) : color(f);
       b.title = nameOf(vn) + (vn ? " [" + MODULES[f] + "]" : "") + "\ntotal " + fmt(t[vn]) + " (" +
-        pct(t[vn], t[0]) + "%), self " + fmt(cur.self[vn]);
+        pct(t[vn], t[0]) + "%), self " + fmt(cur.self[vn]) + (DIFF ? "\n" + deltaText(vn) : "");
       frag.appendChild(b);
       drawn[vn] = b;
       boxes++;
@@ -231,7 +309,8 @@
   function details(vn) {
     var f = cur.v.fn[vn];
     $("details").textContent = nameOf(vn) + (vn ? " [" + MODULES[f] + "]" : "") + " \u2014 total " +
-      fmt(cur.total[vn]) + " (" + pct(cur.total[vn], cur.total[0]) + "%), self " + fmt(cur.self[vn]);
+      fmt(cur.total[vn]) + " (" + pct(cur.total[vn], cur.total[0]) + "%), self " + fmt(cur.self[vn]) +
+      (DIFF ? " \u2014 " + deltaText(vn) : "");
   }
   flame.addEventListener("click", function (e) {
     var b = e.target.closest(".box");
