@@ -27,8 +27,8 @@ use crate::cli::FramesFilter;
 use crate::cli::ReportFormat;
 use crate::collect::rss::{summed_peak, summed_timeline};
 use crate::collect::uncore::BandwidthSummary;
+use crate::profile::Profile;
 use crate::profile::stacks::apply_frames_filter;
-use crate::profile::{FrameKind, Profile};
 
 /// Peak of the RSS summed across processes at each instant: (bytes, time_ns).
 pub fn peak_rss(p: &Profile) -> Option<(u64, u64)> {
@@ -295,45 +295,66 @@ fn process_peaks(p: &Profile) -> Vec<ProcPeak> {
     v
 }
 
-/// Bytes faulted in by source line: the innermost Python frame of each stack when it
-/// has one, else its innermost frame with a source line (the user's line calling
-/// libc's memset, whose library has no line table), else its leaf; after the
-/// `--frames` filter. (function, file, line, bytes), most first.
-fn line_rows(p: &Profile, frames: FramesFilter) -> Vec<(String, Option<String>, Option<u32>, u64)> {
-    let mut m: HashMap<(usize, Option<String>, Option<u32>), u64> = HashMap::new();
+/// One source line's bytes faulted in.
+struct LineRow {
+    function: String,
+    file: Option<String>,
+    line: Option<u32>,
+    self_: u64,
+    total: u64,
+}
+
+/// Bytes faulted in by source line, as `--view lines` counts them: `total` over every
+/// stack through the line (the user's line calling memset or `np.ones` carries the
+/// bytes of the library code below it), `self` where the line is the leaf; after the
+/// `--frames` filter (at `--frames python` native code below a Python frame folds into
+/// its line). Frames without a line are left out. Most total first.
+fn line_rows(p: &Profile, frames: FramesFilter) -> Vec<LineRow> {
+    type Key = (usize, Option<String>, Option<u32>);
+    let mut m: HashMap<Key, (u64, u64)> = HashMap::new();
     for s in fault_samples(p) {
         let fs = apply_frames_filter(p, p.stack_frames(s.stack), frames);
-        let pick = fs
-            .iter()
-            .rev()
-            .find(|&&f| p.frame_kind(f) == FrameKind::Python)
-            .or_else(|| {
-                fs.iter()
-                    .rev()
-                    .find(|&&f| p.frames.get(f).is_some_and(|x| x.line.is_some()))
-            })
-            .or(fs.last());
-        let Some(fr) = pick.and_then(|&f| p.frames.get(f)) else {
-            continue;
-        };
-        let file = fr
-            .file
-            .clone()
-            .or_else(|| p.functions.get(fr.function).and_then(|x| x.file.clone()));
-        *m.entry((fr.function, file, fr.line)).or_default() += s.value;
+        let n = fs.len();
+        let mut seen = std::collections::HashSet::new();
+        for (i, fr) in fs.iter().filter_map(|&f| p.frames.get(f)).enumerate() {
+            if fr.line.is_none() {
+                continue;
+            }
+            let file = fr
+                .file
+                .clone()
+                .or_else(|| p.functions.get(fr.function).and_then(|x| x.file.clone()));
+            let key = (fr.function, file, fr.line);
+            let e = m.entry(key.clone()).or_default();
+            if i + 1 == n {
+                e.0 += s.value;
+            }
+            if seen.insert(key) {
+                e.1 += s.value;
+            }
+        }
     }
-    let mut v: Vec<_> = m
+    let mut v: Vec<LineRow> = m
         .into_iter()
-        .map(|((f, file, line), b)| {
-            let name = p
+        .map(|((f, file, line), (self_, total))| LineRow {
+            function: p
                 .functions
                 .get(f)
                 .map(|x| x.name.clone())
-                .unwrap_or_default();
-            (name, file, line, b)
+                .unwrap_or_default(),
+            file,
+            line,
+            self_,
+            total,
         })
         .collect();
-    v.sort_by(|a, b| b.3.cmp(&a.3).then(a.0.cmp(&b.0)).then(a.2.cmp(&b.2)));
+    v.sort_by(|a, b| {
+        b.total
+            .cmp(&a.total)
+            .then(b.self_.cmp(&a.self_))
+            .then(a.file.cmp(&b.file))
+            .then(a.line.cmp(&b.line))
+    });
     v
 }
 
@@ -410,9 +431,10 @@ pub fn memory_view(p: &Profile, format: ReportFormat, top: usize, frames: Frames
                     "pid": x.pid, "command": x.command, "peak_rss_bytes": x.bytes,
                     "peak_time_s": secs(x.time_ns), "peak_source": x.source
                 })).collect::<Vec<Value>>(),
-                "lines": lines.iter().take(top).map(|(f, file, line, b)| json!({
-                    "function": f, "file": file, "line": line, "bytes": b,
-                    "pct": pct(*b, total)
+                "lines": lines.iter().take(top).map(|l| json!({
+                    "function": l.function, "file": l.file, "line": l.line,
+                    "self": l.self_, "self_pct": pct(l.self_, total),
+                    "total": l.total, "total_pct": pct(l.total, total)
                 })).collect::<Vec<Value>>(),
                 "timeline": downsample(&timeline, 500).iter().map(|(t, b)| json!({
                     "t_s": secs(*t), "rss_bytes": b
@@ -523,17 +545,24 @@ pub fn memory_view(p: &Profile, format: ReportFormat, top: usize, frames: Frames
                         f.module
                     ));
                 }
-                s.push_str(
-                    "\nTop lines (innermost Python line, else innermost line with source):\n",
-                );
-                for (f, file, line, b) in lines.iter().take(top) {
+                s.push_str(&format!(
+                    "\nLines (total: every stack through the line{}):\n{:>11} {:>7} {:>11} {:>7}  file:line  function\n",
+                    if frames == FramesFilter::Python { "; Python frames" } else { "" },
+                    "total",
+                    "total%",
+                    "self",
+                    "self%"
+                ));
+                for l in lines.iter().take(top) {
                     s.push_str(&format!(
-                        "{:>11} {:>6.2}%  {}:{}  {}\n",
-                        bytes_h(*b),
-                        pct(*b, total),
-                        file.as_deref().unwrap_or("?"),
-                        line.map(|l| l.to_string()).unwrap_or_else(|| "?".into()),
-                        f
+                        "{:>11} {:>6.2}% {:>11} {:>6.2}%  {}:{}  {}\n",
+                        bytes_h(l.total),
+                        pct(l.total, total),
+                        bytes_h(l.self_),
+                        pct(l.self_, total),
+                        l.file.as_deref().unwrap_or("?"),
+                        l.line.map(|x| x.to_string()).unwrap_or_default(),
+                        l.function
                     ));
                 }
                 s.push_str("\nTop growth stacks (outermost first):\n");
@@ -612,7 +641,7 @@ mod tests {
             w.frame(crate::profile::Frame {
                 function: func,
                 file: None,
-                line: None,
+                line: Some(10),
             })
         };
         let main = f(&mut w, "main");
@@ -715,7 +744,7 @@ mod tests {
     }
 
     #[test]
-    fn lines_rank_the_leaf_with_bytes() {
+    fn lines_carry_total_and_self_bytes() {
         let v: Value = serde_json::from_str(&memory_view(
             &fixture(),
             ReportFormat::Json,
@@ -724,11 +753,14 @@ mod tests {
         ))
         .unwrap();
         let lines = v["lines"].as_array().unwrap();
-        assert_eq!(lines[0]["function"], "map_and_touch");
-        assert_eq!(lines[0]["bytes"], 272u64 << 20);
-        assert_eq!(lines[1]["function"], "main");
+        let mib = 1u64 << 20;
+        assert_eq!(lines[0]["function"], "main");
+        assert_eq!(lines[0]["total"], 276 * mib);
+        assert_eq!(lines[0]["self"], 4 * mib);
+        assert_eq!(lines[1]["function"], "map_and_touch");
+        assert_eq!(lines[1]["self"], 272 * mib);
         let t = memory_view(&fixture(), ReportFormat::Text, 10, FramesFilter::All);
-        assert!(t.contains("Top lines"), "{t}");
+        assert!(t.contains("Lines (total"), "{t}");
     }
 
     #[test]
