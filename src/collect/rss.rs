@@ -215,6 +215,10 @@ struct Tree {
     /// Highest `VmHWM` read per process, bytes: a lower bound of its true peak (the
     /// last reading is at most one interval before its exit).
     hwm: HashMap<u32, u64>,
+    /// Resident pages at the last tick, per member: status is costly to generate, so it
+    /// is read when the RSS moved, and for every member each [`HWM_EVERY`] ticks.
+    last_pages: HashMap<u32, u64>,
+    ticks: u64,
     /// Processes known not to be in the tree (while their pid stays listed).
     foreign: HashSet<u32>,
     seen: HashSet<u32>,
@@ -295,7 +299,13 @@ impl Tree {
         // The high-water mark of each process still resident (a zombie's status has no
         // VmHWM line any more).
         let mut sbuf = vec![0u8; 4096];
-        for (pid, _) in &rows {
+        let all = self.ticks.is_multiple_of(HWM_EVERY);
+        self.ticks += 1;
+        for (pid, pages) in &rows {
+            if !all && self.last_pages.insert(*pid, *pages) == Some(*pages) {
+                continue;
+            }
+            self.last_pages.insert(*pid, *pages);
             if let Some(f) = self.status.get(pid)
                 && let Ok(n) = f.read_at(&mut sbuf, 0)
                 && let Some(b) = parse_status_vmhwm(&sbuf[..n])
@@ -307,6 +317,7 @@ impl Tree {
         for pid in gone {
             self.ours.remove(&pid);
             self.status.remove(&pid);
+            self.last_pages.remove(&pid);
         }
         rows.sort_unstable();
         for (pid, _) in &rows {
@@ -328,6 +339,7 @@ impl Tree {
         let present_set: HashSet<u32> = present.iter().copied().collect();
         self.foreign.retain(|p| present_set.contains(p));
         self.ours.retain(|p, _| present_set.contains(p));
+        self.last_pages.retain(|p, _| present_set.contains(p));
         self.status.retain(|p, _| present_set.contains(p));
         if let Some(r) = self.root
             && present_set.contains(&r)
@@ -386,6 +398,8 @@ fn run(
         ours: HashMap::new(),
         status: HashMap::new(),
         hwm: HashMap::new(),
+        last_pages: HashMap::new(),
+        ticks: 0,
         foreign: HashSet::new(),
         seen: HashSet::new(),
         buf: Vec::new(),
@@ -458,6 +472,10 @@ pub fn read_rss_csv(path: &Path) -> Result<Vec<(u64, u32, u64)>, RssError> {
         text,
     })
 }
+
+/// Every this many ticks the sampler reads every member's VmHWM, not only those whose
+/// RSS moved since the last tick (a burst freed back to the same size moves nothing).
+const HWM_EVERY: u64 = 10;
 
 /// The sampler's high-water marks, next to rss.csv: `pid,vmhwm_bytes`, the highest
 /// `VmHWM` read per process (a lower bound: the last reading precedes the exit by up to
