@@ -210,6 +210,15 @@ struct Tree {
     root: Option<u32>,
     /// Tree members and their statm files.
     ours: HashMap<u32, std::fs::File>,
+    /// Tree members' `/proc/PID/status` (read for `VmHWM`, the kernel's high-water mark).
+    status: HashMap<u32, std::fs::File>,
+    /// Highest `VmHWM` read per process, bytes: a lower bound of its true peak (the
+    /// last reading is at most one interval before its exit).
+    hwm: HashMap<u32, u64>,
+    /// Resident pages at the last tick, per member: status is costly to generate, so it
+    /// is read when the RSS moved, and for every member each [`HWM_EVERY`] ticks.
+    last_pages: HashMap<u32, u64>,
+    ticks: u64,
     /// Processes known not to be in the tree (while their pid stays listed).
     foreign: HashSet<u32>,
     seen: HashSet<u32>,
@@ -227,6 +236,18 @@ pub fn parse_loadavg_last_pid(text: &str) -> Option<u64> {
     text.split_ascii_whitespace().nth(4)?.parse().ok()
 }
 
+/// `VmHWM` of `/proc/PID/status` text, bytes (the kernel prints kB).
+pub fn parse_status_vmhwm(text: &[u8]) -> Option<u64> {
+    let s = std::str::from_utf8(text).ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line["VmHWM:".len()..]
+        .split_ascii_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    kb.checked_mul(1024)
+}
+
 /// Resident pages from `/proc/PID/statm` text (`size resident shared ...`).
 pub fn parse_statm_resident(text: &[u8]) -> Option<u64> {
     let s = std::str::from_utf8(text).ok()?;
@@ -235,8 +256,12 @@ pub fn parse_statm_resident(text: &[u8]) -> Option<u64> {
 
 impl Tree {
     fn join(&mut self, pid: u32) {
-        if let Ok(f) = std::fs::File::open(self.proc_root.join(pid.to_string()).join("statm")) {
+        let dir = self.proc_root.join(pid.to_string());
+        if let Ok(f) = std::fs::File::open(dir.join("statm")) {
             self.ours.insert(pid, f);
+            if let Ok(st) = std::fs::File::open(dir.join("status")) {
+                self.status.insert(pid, st);
+            }
         }
     }
 
@@ -271,8 +296,28 @@ impl Tree {
                 _ => gone.push(pid), // exited (ESRCH) between two reads
             }
         }
+        // The high-water mark of each process still resident (a zombie's status has no
+        // VmHWM line any more).
+        let mut sbuf = vec![0u8; 4096];
+        let all = self.ticks.is_multiple_of(HWM_EVERY);
+        self.ticks += 1;
+        for (pid, pages) in &rows {
+            if !all && self.last_pages.insert(*pid, *pages) == Some(*pages) {
+                continue;
+            }
+            self.last_pages.insert(*pid, *pages);
+            if let Some(f) = self.status.get(pid)
+                && let Ok(n) = f.read_at(&mut sbuf, 0)
+                && let Some(b) = parse_status_vmhwm(&sbuf[..n])
+            {
+                let e = self.hwm.entry(*pid).or_insert(0);
+                *e = (*e).max(b);
+            }
+        }
         for pid in gone {
             self.ours.remove(&pid);
+            self.status.remove(&pid);
+            self.last_pages.remove(&pid);
         }
         rows.sort_unstable();
         for (pid, _) in &rows {
@@ -294,6 +339,8 @@ impl Tree {
         let present_set: HashSet<u32> = present.iter().copied().collect();
         self.foreign.retain(|p| present_set.contains(p));
         self.ours.retain(|p, _| present_set.contains(p));
+        self.last_pages.retain(|p, _| present_set.contains(p));
+        self.status.retain(|p, _| present_set.contains(p));
         if let Some(r) = self.root
             && present_set.contains(&r)
         {
@@ -349,6 +396,10 @@ fn run(
         proc_root: proc_root.to_path_buf(),
         root: Some(root),
         ours: HashMap::new(),
+        status: HashMap::new(),
+        hwm: HashMap::new(),
+        last_pages: HashMap::new(),
+        ticks: 0,
         foreign: HashSet::new(),
         seen: HashSet::new(),
         buf: Vec::new(),
@@ -390,6 +441,10 @@ fn run(
             std::thread::park_timeout(Duration::from_nanos(next - now));
         }
     }
+    write_hwm_csv(&path.with_file_name(HWM_FILE), &tree.hwm).map_err(|source| RssError::Io {
+        path: path.with_file_name(HWM_FILE),
+        source,
+    })?;
     stats.processes = tree.seen.len() as u64;
     stats.scans = tree.scans;
     stats.cpu_ns = thread_cpu_ns();
@@ -418,6 +473,27 @@ pub fn read_rss_csv(path: &Path) -> Result<Vec<(u64, u32, u64)>, RssError> {
     })
 }
 
+/// Every this many ticks the sampler reads every member's VmHWM, not only those whose
+/// RSS moved since the last tick (a burst freed back to the same size moves nothing).
+const HWM_EVERY: u64 = 10;
+
+/// The sampler's high-water marks, next to rss.csv: `pid,vmhwm_bytes`, the highest
+/// `VmHWM` read per process (a lower bound: the last reading precedes the exit by up to
+/// one interval). Written when the sampler stops.
+pub const HWM_FILE: &str = "hwm.csv";
+
+fn write_hwm_csv(path: &Path, hwm: &HashMap<u32, u64>) -> std::io::Result<()> {
+    let mut rows: Vec<(&u32, &u64)> = hwm.iter().collect();
+    rows.sort_unstable();
+    let mut text = String::from("pid,vmhwm_bytes\n");
+    for (pid, b) in rows {
+        text.push_str(&format!("{pid},{b}\n"));
+    }
+    std::fs::write(path, text)?;
+    crate::util::set_private_mode(path);
+    Ok(())
+}
+
 /// Write `peak.csv`: `pid,maxrss_bytes`, the kernel's high-water mark of a process
 /// reaped by the collector (`ru_maxrss`).
 pub fn write_peak_csv(path: &Path, pid: u32, bytes: u64) -> std::io::Result<()> {
@@ -426,7 +502,8 @@ pub fn write_peak_csv(path: &Path, pid: u32, bytes: u64) -> std::io::Result<()> 
     Ok(())
 }
 
-/// Read a `peak.csv` written by [`write_peak_csv`]: `(pid, bytes)` rows; a missing or
+/// Read a `peak.csv` written by [`write_peak_csv`] (or an `hwm.csv`, same layout):
+/// `(pid, bytes)` rows; a missing or
 /// unreadable file gives none (older results directories have none).
 pub fn read_peak_csv(path: &Path) -> Vec<(u32, u64)> {
     let Ok(text) = std::fs::read_to_string(path) else {
@@ -479,6 +556,13 @@ pub fn summed_peak<K: Copy + Eq + std::hash::Hash>(rows: &[(u64, K, u64)]) -> Op
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn vmhwm_is_read_from_status() {
+        let text = b"Name:\tx\nVmPeak:\t  10000 kB\nVmHWM:\t   2048 kB\nVmRSS:\t 1024 kB\n";
+        assert_eq!(parse_status_vmhwm(text), Some(2048 * 1024));
+        assert_eq!(parse_status_vmhwm(b"Name:\tzombie\nState:\tZ\n"), None);
+    }
 
     #[test]
     fn loadavg_last_pid() {

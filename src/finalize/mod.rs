@@ -602,6 +602,24 @@ fn add_raw_profile(
             w.profile.meta.insert("peak_rss_hwm".into(), j);
         }
     }
+    // The RSS sampler's polled VmHWM per pid (a lower bound for processes the collector
+    // did not reap), in meta `peak_rss_vmhwm`, same layout.
+    let vmhwm = crate::collect::rss::read_peak_csv(&raw.path.join(crate::collect::rss::HWM_FILE));
+    if !vmhwm.is_empty() {
+        let mut all: std::collections::BTreeMap<String, u64> = w
+            .profile
+            .meta
+            .get("peak_rss_vmhwm")
+            .and_then(|s| serde_json::from_str(s).ok())
+            .unwrap_or_default();
+        for (pid, bytes) in vmhwm {
+            let e = all.entry(pid.to_string()).or_insert(0);
+            *e = (*e).max(bytes);
+        }
+        if let Ok(j) = serde_json::to_string(&all) {
+            w.profile.meta.insert("peak_rss_vmhwm".into(), j);
+        }
+    }
     if let Ok(rows) = crate::collect::rss::read_rss_csv(&raw.path.join("rss.csv")) {
         for (time_ns, pid, rss_bytes) in rows {
             let process = *proc_index.entry(pid).or_insert_with(|| {

@@ -23,10 +23,12 @@ use std::collections::HashMap;
 
 use serde_json::{Value, json};
 
+use crate::cli::FramesFilter;
 use crate::cli::ReportFormat;
 use crate::collect::rss::{summed_peak, summed_timeline};
 use crate::collect::uncore::BandwidthSummary;
 use crate::profile::Profile;
+use crate::profile::stacks::apply_frames_filter;
 
 /// Peak of the RSS summed across processes at each instant: (bytes, time_ns).
 pub fn peak_rss(p: &Profile) -> Option<(u64, u64)> {
@@ -77,14 +79,14 @@ fn fault_samples(p: &Profile) -> impl Iterator<Item = &crate::profile::SampleRow
     })
 }
 
-fn aggregate(p: &Profile) -> (Vec<FnRow>, Vec<StackRow>, u64) {
+fn aggregate(p: &Profile, frames: FramesFilter) -> (Vec<FnRow>, Vec<StackRow>, u64) {
     let mut fns: HashMap<usize, FnRow> = HashMap::new();
     let mut stacks: HashMap<Option<usize>, StackRow> = HashMap::new();
     let mut total = 0u64;
     for s in fault_samples(p) {
         total += s.value;
         let major = is_major(p, s.event);
-        let frames = p.stack_frames(s.stack);
+        let frames = apply_frames_filter(p, p.stack_frames(s.stack), frames);
         let funcs: Vec<usize> = frames
             .iter()
             .filter_map(|&f| p.frames.get(f).map(|fr| fr.function))
@@ -230,14 +232,38 @@ fn huge_page_bytes(p: &Profile) -> u64 {
     p.meta_str("huge_page_bytes").parse().unwrap_or(0)
 }
 
-/// The kernel's high-water mark of `pid`, where the collector reaped it.
-fn hwm_of(p: &Profile, pid: u32) -> Option<u64> {
-    let m: HashMap<String, u64> = serde_json::from_str(p.meta_str("peak_rss_hwm")).ok()?;
+/// A high-water mark of `pid` from meta `key` (`peak_rss_hwm`: ru_maxrss where the
+/// collector reaped it; `peak_rss_vmhwm`: the RSS sampler's last VmHWM reading).
+fn hwm_in(p: &Profile, key: &str, pid: u32) -> Option<u64> {
+    let m: HashMap<String, u64> = serde_json::from_str(p.meta_str(key)).ok()?;
     m.get(&pid.to_string()).copied()
 }
 
-/// Per-process peaks: (pid, command, peak bytes, time ns).
-fn process_peaks(p: &Profile) -> Vec<(u32, String, u64, u64)> {
+/// The kernel's exact high-water mark of `pid`, where the collector reaped it.
+fn hwm_of(p: &Profile, pid: u32) -> Option<u64> {
+    hwm_in(p, "peak_rss_hwm", pid)
+}
+
+/// Where a process's peak comes from, best first.
+const SRC_RU_MAXRSS: &str = "ru_maxrss";
+const SRC_VMHWM: &str = "VmHWM";
+const SRC_TIMELINE: &str = "timeline";
+
+/// One process's peak.
+struct ProcPeak {
+    pid: u32,
+    command: String,
+    bytes: u64,
+    time_ns: u64,
+    /// [`SRC_RU_MAXRSS`] (exact), [`SRC_VMHWM`] (polled, a lower bound) or
+    /// [`SRC_TIMELINE`] (polled VmRSS).
+    source: &'static str,
+}
+
+/// Per-process peaks, largest first: the kernel's high-water mark (ru_maxrss for the
+/// launched process, else the last VmHWM the sampler read), the timeline's maximum when
+/// neither is known; the time is that of the timeline's highest reading.
+fn process_peaks(p: &Profile) -> Vec<ProcPeak> {
     let mut best: HashMap<usize, (u64, u64)> = HashMap::new();
     for r in &p.rss {
         let e = best.entry(r.process).or_insert((0, r.time_ns));
@@ -245,35 +271,90 @@ fn process_peaks(p: &Profile) -> Vec<(u32, String, u64, u64)> {
             *e = (r.rss_bytes, r.time_ns);
         }
     }
-    let mut v: Vec<(u32, String, u64, u64)> = best
+    let mut v: Vec<ProcPeak> = best
         .into_iter()
         .map(|(i, (b, t))| {
             let pr = p.processes.get(i);
-            (
-                pr.map(|x| x.pid).unwrap_or(0),
-                pr.map(|x| x.command.clone()).unwrap_or_default(),
-                b,
-                t,
-            )
+            let pid = pr.map(|x| x.pid).unwrap_or(0);
+            // VmHWM is never below a VmRSS reading; ru_maxrss is exact.
+            let (bytes, source) = match (hwm_of(p, pid), hwm_in(p, "peak_rss_vmhwm", pid)) {
+                (Some(h), _) => (h.max(b), SRC_RU_MAXRSS),
+                (None, Some(h)) if h >= b => (h, SRC_VMHWM),
+                _ => (b, SRC_TIMELINE),
+            };
+            ProcPeak {
+                pid,
+                command: pr.map(|x| x.command.clone()).unwrap_or_default(),
+                bytes,
+                time_ns: t,
+                source,
+            }
         })
         .collect();
-    // The kernel's high-water mark where the collector reaped the process (exact; the
-    // timeline is polled), at the process's last reading.
-    for e in v.iter_mut() {
-        if let Some(b) = hwm_of(p, e.0)
-            && b > e.2
-        {
-            e.2 = b;
-            e.3 = p
-                .rss
-                .iter()
-                .filter(|r| p.processes.get(r.process).is_some_and(|x| x.pid == e.0))
-                .map(|r| r.time_ns)
-                .max()
-                .unwrap_or(e.3);
+    v.sort_by(|a, b| b.bytes.cmp(&a.bytes).then(a.pid.cmp(&b.pid)));
+    v
+}
+
+/// One source line's bytes faulted in.
+struct LineRow {
+    function: String,
+    file: Option<String>,
+    line: Option<u32>,
+    self_: u64,
+    total: u64,
+}
+
+/// Bytes faulted in by source line, as `--view lines` counts them: `total` over every
+/// stack through the line (the user's line calling memset or `np.ones` carries the
+/// bytes of the library code below it), `self` where the line is the leaf; after the
+/// `--frames` filter (at `--frames python` native code below a Python frame folds into
+/// its line). Frames without a line are left out. Most total first.
+fn line_rows(p: &Profile, frames: FramesFilter) -> Vec<LineRow> {
+    type Key = (usize, Option<String>, Option<u32>);
+    let mut m: HashMap<Key, (u64, u64)> = HashMap::new();
+    for s in fault_samples(p) {
+        let fs = apply_frames_filter(p, p.stack_frames(s.stack), frames);
+        let n = fs.len();
+        let mut seen = std::collections::HashSet::new();
+        for (i, fr) in fs.iter().filter_map(|&f| p.frames.get(f)).enumerate() {
+            if fr.line.is_none() {
+                continue;
+            }
+            let file = fr
+                .file
+                .clone()
+                .or_else(|| p.functions.get(fr.function).and_then(|x| x.file.clone()));
+            let key = (fr.function, file, fr.line);
+            let e = m.entry(key.clone()).or_default();
+            if i + 1 == n {
+                e.0 += s.value;
+            }
+            if seen.insert(key) {
+                e.1 += s.value;
+            }
         }
     }
-    v.sort_by(|a, b| b.2.cmp(&a.2).then(a.0.cmp(&b.0)));
+    let mut v: Vec<LineRow> = m
+        .into_iter()
+        .map(|((f, file, line), (self_, total))| LineRow {
+            function: p
+                .functions
+                .get(f)
+                .map(|x| x.name.clone())
+                .unwrap_or_default(),
+            file,
+            line,
+            self_,
+            total,
+        })
+        .collect();
+    v.sort_by(|a, b| {
+        b.total
+            .cmp(&a.total)
+            .then(b.self_.cmp(&a.self_))
+            .then(a.file.cmp(&b.file))
+            .then(a.line.cmp(&b.line))
+    });
     v
 }
 
@@ -300,9 +381,12 @@ fn notices(p: &Profile) -> Vec<String> {
 }
 
 /// Render `report --view memory`.
-pub fn memory_view(p: &Profile, format: ReportFormat, top: usize) -> String {
+/// `frames` (`--frames`) folds native frames below a Python frame into it, as in the
+/// hotspots view.
+pub fn memory_view(p: &Profile, format: ReportFormat, top: usize, frames: FramesFilter) -> String {
     let top = top.max(1);
-    let (fns, stacks, total) = aggregate(p);
+    let (fns, stacks, total) = aggregate(p, frames);
+    let lines = line_rows(p, frames);
     let rows = rss_rows(p);
     let timeline = summed_timeline(&rows);
     let t0 = timeline.first().map(|x| x.0).unwrap_or(0);
@@ -343,8 +427,14 @@ pub fn memory_view(p: &Profile, format: ReportFormat, top: usize) -> String {
                 "peak_rss_bytes": peak.map(|x| x.0),
                 "peak_time_ns": peak.map(|x| x.1),
                 "peak_time_s": peak.map(|x| secs(x.1)),
-                "processes": process_peaks(p).iter().map(|(pid, cmd, b, t)| json!({
-                    "pid": pid, "command": cmd, "peak_rss_bytes": b, "peak_time_s": secs(*t)
+                "processes": process_peaks(p).iter().map(|x| json!({
+                    "pid": x.pid, "command": x.command, "peak_rss_bytes": x.bytes,
+                    "peak_time_s": secs(x.time_ns), "peak_source": x.source
+                })).collect::<Vec<Value>>(),
+                "lines": lines.iter().take(top).map(|l| json!({
+                    "function": l.function, "file": l.file, "line": l.line,
+                    "self": l.self_, "self_pct": pct(l.self_, total),
+                    "total": l.total, "total_pct": pct(l.total, total)
                 })).collect::<Vec<Value>>(),
                 "timeline": downsample(&timeline, 500).iter().map(|(t, b)| json!({
                     "t_s": secs(*t), "rss_bytes": b
@@ -361,7 +451,7 @@ pub fn memory_view(p: &Profile, format: ReportFormat, top: usize) -> String {
                     "peak_pct": peak.map(|x| pct(s.bytes, x.0))
                 })).collect::<Vec<Value>>(),
                 "huge_page_bytes": huge_page_bytes(p),
-                "peak_rss_source": "timeline: summed over the processes alive at each reading; processes[].peak_rss_bytes is the kernel's high-water mark (ru_maxrss) for the launched process",
+                "peak_rss_source": "timeline: summed over the processes alive at each reading; processes[].peak_rss_bytes is the kernel's high-water mark: ru_maxrss (exact) for the launched process, the last VmHWM read (a lower bound) for others; peak_source says which",
                 "llc_misses": misses.iter().take(top).map(|r| json!({
                     "event": r.event, "function": r.function, "module": r.module,
                     "file": r.file, "line": r.line, "samples": r.samples
@@ -392,20 +482,25 @@ pub fn memory_view(p: &Profile, format: ReportFormat, top: usize) -> String {
                 None => s.push_str("Peak RSS: not recorded (no RSS timeline in this profile)\n"),
             }
             let peaks = process_peaks(p);
-            if let Some((pid, _, b, _)) = peaks.iter().find(|x| hwm_of(p, x.0).is_some()) {
+            if let Some(x) = peaks.iter().find(|x| x.source == SRC_RU_MAXRSS) {
                 s.push_str(&format!(
-                    "  launched process {pid}: peak {} (kernel high-water mark, ru_maxrss)\n",
-                    bytes_h(*b)
+                    "  launched process {}: peak {} (kernel high-water mark, ru_maxrss)\n",
+                    x.pid,
+                    bytes_h(x.bytes)
                 ));
             }
             if peaks.len() > 1 {
-                s.push_str("  per process:\n");
-                for (pid, cmd, b, t) in peaks.iter().take(top) {
+                s.push_str(
+                    "  per process (ru_maxrss: exact; VmHWM: last reading, a lower bound; timeline: polled VmRSS):\n",
+                );
+                for x in peaks.iter().take(top) {
                     s.push_str(&format!(
-                        "    pid {pid:<8} {:>12} at {:>8.3} s  {}\n",
-                        bytes_h(*b),
-                        secs(*t),
-                        cmd
+                        "    pid {:<8} {:>12} {:<9} at {:>8.3} s  {}\n",
+                        x.pid,
+                        bytes_h(x.bytes),
+                        x.source,
+                        secs(x.time_ns),
+                        x.command
                     ));
                 }
             }
@@ -448,6 +543,26 @@ pub fn memory_view(p: &Profile, format: ReportFormat, top: usize) -> String {
                         pct(f.self_, total),
                         f.name,
                         f.module
+                    ));
+                }
+                s.push_str(&format!(
+                    "\nLines (total: every stack through the line{}):\n{:>11} {:>7} {:>11} {:>7}  file:line  function\n",
+                    if frames == FramesFilter::Python { "; Python frames" } else { "" },
+                    "total",
+                    "total%",
+                    "self",
+                    "self%"
+                ));
+                for l in lines.iter().take(top) {
+                    s.push_str(&format!(
+                        "{:>11} {:>6.2}% {:>11} {:>6.2}%  {}:{}  {}\n",
+                        bytes_h(l.total),
+                        pct(l.total, total),
+                        bytes_h(l.self_),
+                        pct(l.self_, total),
+                        l.file.as_deref().unwrap_or("?"),
+                        l.line.map(|x| x.to_string()).unwrap_or_default(),
+                        l.function
                     ));
                 }
                 s.push_str("\nTop growth stacks (outermost first):\n");
@@ -526,7 +641,7 @@ mod tests {
             w.frame(crate::profile::Frame {
                 function: func,
                 file: None,
-                line: None,
+                line: Some(10),
             })
         };
         let main = f(&mut w, "main");
@@ -599,6 +714,56 @@ mod tests {
     }
 
     #[test]
+    fn process_peaks_prefer_the_kernels_high_water_marks() {
+        let mut p = fixture();
+        let mib = 1u64 << 20;
+        p.meta
+            .insert("peak_rss_hwm".into(), format!("{{\"100\":{}}}", 270 * mib));
+        p.meta
+            .insert("peak_rss_vmhwm".into(), format!("{{\"101\":{}}}", 12 * mib));
+        let v: Value =
+            serde_json::from_str(&memory_view(&p, ReportFormat::Json, 10, FramesFilter::All))
+                .unwrap();
+        let procs = v["processes"].as_array().unwrap();
+        assert_eq!(procs[0]["pid"], 100);
+        assert_eq!(procs[0]["peak_rss_bytes"], 270 * mib);
+        assert_eq!(procs[0]["peak_source"], "ru_maxrss");
+        assert_eq!(procs[1]["peak_rss_bytes"], 12 * mib);
+        assert_eq!(procs[1]["peak_source"], "VmHWM");
+        // The summed peak stays the timeline's.
+        assert_eq!(v["peak_rss_bytes"], 274 * mib);
+        // Without high-water marks: the timeline's maximum.
+        let v: Value = serde_json::from_str(&memory_view(
+            &fixture(),
+            ReportFormat::Json,
+            10,
+            FramesFilter::All,
+        ))
+        .unwrap();
+        assert_eq!(v["processes"][1]["peak_source"], "timeline");
+    }
+
+    #[test]
+    fn lines_carry_total_and_self_bytes() {
+        let v: Value = serde_json::from_str(&memory_view(
+            &fixture(),
+            ReportFormat::Json,
+            10,
+            FramesFilter::All,
+        ))
+        .unwrap();
+        let lines = v["lines"].as_array().unwrap();
+        let mib = 1u64 << 20;
+        assert_eq!(lines[0]["function"], "main");
+        assert_eq!(lines[0]["total"], 276 * mib);
+        assert_eq!(lines[0]["self"], 4 * mib);
+        assert_eq!(lines[1]["function"], "map_and_touch");
+        assert_eq!(lines[1]["self"], 272 * mib);
+        let t = memory_view(&fixture(), ReportFormat::Text, 10, FramesFilter::All);
+        assert!(t.contains("Lines (total"), "{t}");
+    }
+
+    #[test]
     fn peak_is_summed_across_processes() {
         let p = fixture();
         assert_eq!(peak_rss(&p), Some((274 << 20, 1_050_000_000)));
@@ -607,7 +772,9 @@ mod tests {
     #[test]
     fn json_ranks_big_alloc_and_splits_minor_major() {
         let p = fixture();
-        let v: Value = serde_json::from_str(&memory_view(&p, ReportFormat::Json, 10)).unwrap();
+        let v: Value =
+            serde_json::from_str(&memory_view(&p, ReportFormat::Json, 10, FramesFilter::All))
+                .unwrap();
         let mib = 1u64 << 20;
         assert_eq!(v["total"], 276 * mib);
         assert_eq!(v["peak_rss_bytes"], 274 * mib);
@@ -635,7 +802,7 @@ mod tests {
     #[test]
     fn csv_has_hotspots_columns_in_bytes() {
         let p = fixture();
-        let csv = memory_view(&p, ReportFormat::Csv, 3);
+        let csv = memory_view(&p, ReportFormat::Csv, 3, FramesFilter::All);
         let mut lines = csv.lines();
         assert_eq!(
             lines.next().unwrap(),
@@ -656,18 +823,27 @@ mod tests {
 
     #[test]
     fn text_names_peak_stacks_and_bandwidth() {
-        let t = memory_view(&fixture(), ReportFormat::Text, 10);
+        let t = memory_view(&fixture(), ReportFormat::Text, 10, FramesFilter::All);
         assert!(t.contains("Peak RSS: 274.0 MiB at 0.050 s"), "{t}");
         assert!(t.contains("main > big_alloc > map_and_touch"), "{t}");
         assert!(t.contains("dram_read_bytes"), "{t}");
         assert!(t.contains("LLC-miss samples by function and line"), "{t}");
         assert!(t.contains("minor 272.0 MiB, major 4.0 MiB"), "{t}");
         // An empty profile renders without panicking.
-        let e = memory_view(&Profile::default(), ReportFormat::Text, 10);
+        let e = memory_view(
+            &Profile::default(),
+            ReportFormat::Text,
+            10,
+            FramesFilter::All,
+        );
         assert!(e.contains("not recorded"));
-        let j: Value =
-            serde_json::from_str(&memory_view(&Profile::default(), ReportFormat::Json, 10))
-                .unwrap();
+        let j: Value = serde_json::from_str(&memory_view(
+            &Profile::default(),
+            ReportFormat::Json,
+            10,
+            FramesFilter::All,
+        ))
+        .unwrap();
         assert!(j["peak_rss_bytes"].is_null());
     }
 }

@@ -66,7 +66,7 @@ pub fn render(
             imbalance::imbalance(p, format, top, filter, crate::cli::ImbalanceBy::Function)
         }
         View::Waits => views::waits(p, format, top, filter),
-        View::Memory => memory::memory_view(p, format, top), // events worktree
+        View::Memory => memory::memory_view(p, format, top, filter.frames), // events worktree
     };
     Ok(match format {
         ReportFormat::Text => format!("{}{body}", warning_header(p)),

@@ -218,6 +218,59 @@ fn memory_mode_as_an_ordinary_user_with_a_child_process() {
     );
 }
 
+/// fork_peak.c: a forked child's peak RSS is its kernel high-water mark (VmHWM, read by
+/// the RSS sampler while the child lives) within 1% of the child's own ru_maxrss, though
+/// its 96 MiB top lasts only a burst; the launched parent's peak is its ru_maxrss.
+#[test]
+fn a_forked_childs_peak_is_its_high_water_mark() {
+    let t = shared_tempdir();
+    let bin = build_c(t.path(), "fork_peak.c", "fork_peak", &[]);
+    let dir = t.path().join("run");
+    let out = Command::new(hwprof_bin())
+        .args([
+            "collect",
+            "-m",
+            "memory",
+            "-q",
+            "--call-graph",
+            "fp",
+            "-r",
+            dir.to_str().unwrap(),
+            "--",
+        ])
+        .arg(&bin)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let child_pid = printed(&stdout, "child_pid") as u64;
+    let maxrss = printed(&stdout, "maxrss_kib") * 1024.0;
+    let v = report_json(&dir, "memory");
+    let procs = v["processes"].as_array().unwrap();
+    let child = procs
+        .iter()
+        .find(|p| p["pid"].as_u64() == Some(child_pid))
+        .unwrap_or_else(|| panic!("child {child_pid} not in {procs:?}"));
+    let peak = child["peak_rss_bytes"].as_f64().unwrap();
+    assert!(
+        (peak - maxrss).abs() <= 0.01 * maxrss,
+        "child peak {:.2} MiB against its ru_maxrss {:.2} MiB",
+        peak / MIB,
+        maxrss / MIB
+    );
+    assert_eq!(child["peak_source"], "VmHWM", "{child}");
+    assert!(
+        procs
+            .iter()
+            .any(|p| p["pid"].as_u64() != Some(child_pid) && p["peak_source"] == "ru_maxrss"),
+        "{procs:?}"
+    );
+}
+
 /// Page-fault sampling with perf-event2 directly: every minor fault of touch256 is a
 /// sample (period 1); samples × 4096 must be the 272 MiB touched, within 10%.
 #[test]
@@ -470,6 +523,25 @@ fn check_fill_buffers(as_nobody_user: bool) {
         (counted - faults).abs() <= 0.02 * faults,
         "{counted} faults counted, the kernel says {faults}"
     );
+    // The lines section names the memset line of fill_buffers with its bytes.
+    let lines = v["lines"].as_array().unwrap();
+    let line = lines
+        .iter()
+        .find(|l| {
+            l["file"]
+                .as_str()
+                .is_some_and(|f| f.ends_with("fill_buffers.c"))
+                && l["line"] == 20
+        })
+        .unwrap_or_else(|| panic!("fill_buffers.c:20 not in {lines:?}"));
+    assert!(
+        line["file"]
+            .as_str()
+            .is_some_and(|f| f.ends_with("fill_buffers.c"))
+            && line["line"] == 20
+            && line["total"].as_f64().unwrap() >= 0.90 * total,
+        "fill_buffers.c:20 {line}"
+    );
     let maxrss = printed(&stdout, "maxrss_kib") * 1024.0;
     let peak = v["processes"][0]["peak_rss_bytes"].as_f64().unwrap();
     assert!(
@@ -541,6 +613,23 @@ fn numpy_growth_lands_on_its_python_lines_with_and_without_huge_pages() {
             (objs - 40.0 * MIB).abs() <= 0.2 * 40.0 * MIB,
             "THP {thp}: many_objects {:.1} MiB",
             objs / MIB
+        );
+        // The lines section (at --frames python) names np.ones's Python line with its bytes.
+        let lines = v["lines"].as_array().unwrap();
+        let ones = lines
+            .iter()
+            .find(|l| {
+                l["file"]
+                    .as_str()
+                    .is_some_and(|f| f.ends_with("numpy_growth.py"))
+                    && l["line"] == 12
+            })
+            .unwrap_or_else(|| panic!("THP {thp}: numpy_growth.py:12 not in {lines:?}"));
+        let ones = ones["total"].as_f64().unwrap();
+        assert!(
+            (ones - want).abs() <= 0.05 * want,
+            "THP {thp}: line 12 {:.1} MiB",
+            ones / MIB
         );
         let huge = v["huge_page_bytes"].as_f64().unwrap();
         if thp == "1" {
