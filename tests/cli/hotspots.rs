@@ -9,15 +9,18 @@ use hwprof::profile::Profile;
 
 fn assert_hot_shares(dir: &std::path::Path) {
     let rows = hotspots(dir, &[]);
-    let a = self_pct(&rows, "hot_a");
-    let b = self_pct(&rows, "hot_b");
+    // The designed split is of the user work: shares of hot_a + hot_b, so that kernel
+    // samples of a preempted run on a busy machine (root sees `__schedule`) do not move it.
+    let (sa, sb) = (self_pct(&rows, "hot_a"), self_pct(&rows, "hot_b"));
+    let a = 100.0 * sa / (sa + sb).max(f64::MIN_POSITIVE);
     assert!(
         (a - 75.0).abs() <= 5.0,
-        "hot_a self {a}% (want 75±5): {rows:#?}"
+        "hot_a {a}% of hot_a + hot_b (want 75±5): {rows:#?}"
     );
     assert!(
-        (b - 25.0).abs() <= 5.0,
-        "hot_b self {b}% (want 25±5): {rows:#?}"
+        sa + sb >= 80.0,
+        "hot_a + hot_b self {}% of the run (want >= 80): {rows:#?}",
+        sa + sb
     );
     let work = rows.get("work").map(|h| h.total_pct).unwrap_or(0.0);
     assert!(work >= 95.0, "work total {work}% (want >= 95)");
