@@ -543,7 +543,24 @@ fn python_function_with_a_doubled_loop_carries_the_delta_at_its_line() {
         head(&rows)
     );
     assert!(GROW_LOOP_LINES.contains(&top.line.as_str()), "{top:?}");
-    assert!(top.new_self > 1.5 * top.base_self, "{top:?}");
+    // The line's time doubles against steady's unchanged work; its ratio alone moves
+    // with the machine's load between the two runs (x1.44 with steady at x0.74 in a
+    // loaded CI run), so it is read against steady's.
+    let steady_lines: f64 = rows
+        .iter()
+        .filter(|r| r.function == "Work.steady")
+        .map(|r| r.new_self)
+        .sum::<f64>()
+        / rows
+            .iter()
+            .filter(|r| r.function == "Work.steady")
+            .map(|r| r.base_self)
+            .sum::<f64>();
+    let line_ratio = top.new_self / top.base_self;
+    assert!(
+        line_ratio / steady_lines > 1.5,
+        "line x{line_ratio:.3}, steady x{steady_lines:.3}: {top:?}"
+    );
     // The function's share can gate a CI job.
     let out = diff(&[
         b,

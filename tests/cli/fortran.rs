@@ -15,6 +15,8 @@ fn gfortran_names_and_shares() {
     let status = Command::new("gfortran")
         .args(["-O2", "-g", "-fno-inline", "-fno-ipa-icf"])
         .arg(program_source("heat.f90"))
+        .arg("-J") // the .mod file goes to the scratch dir, not the cwd
+        .arg(t.path())
         .arg("-o")
         .arg(&bin)
         .status()
