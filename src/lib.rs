@@ -20,3 +20,24 @@ pub mod python;
 pub mod raw;
 pub mod report;
 pub mod util;
+
+/// A command line that asks for something impossible (a bad option value, a missing
+/// argument clap cannot see). The binary exits 2 for it, clap's convention.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+/// Whether `e` (or anything in its chain) is a usage error: the binary's exit code 2.
+/// Each stage keeps its own `Usage` variant (typed errors per stage); this is the one
+/// place that knows them all.
+pub fn is_usage_error(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.is::<UsageError>()
+            || c.downcast_ref::<collect::CollectError>()
+                .is_some_and(|c| matches!(c, collect::CollectError::Usage(_)))
+            || c.downcast_ref::<diff::DiffError>()
+                .is_some_and(|d| matches!(d, diff::DiffError::Usage(_)))
+            || c.downcast_ref::<finalize::FinalizeError>()
+                .is_some_and(|f| matches!(f, finalize::FinalizeError::Usage(_)))
+    })
+}

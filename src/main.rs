@@ -13,11 +13,7 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("hwprof: error: {e:#}");
-            let usage = e
-                .downcast_ref::<hwprof::collect::CollectError>()
-                .is_some_and(|c| matches!(c, hwprof::collect::CollectError::Usage(_)))
-                || e.downcast_ref::<hwprof::diff::DiffError>()
-                    .is_some_and(|d| matches!(d, hwprof::diff::DiffError::Usage(_)));
+            let usage = hwprof::is_usage_error(&e);
             ExitCode::from(if usage { 2 } else { 1 })
         }
     }

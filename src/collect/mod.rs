@@ -8,9 +8,9 @@ pub mod fill;
 pub mod modules;
 pub mod open;
 pub mod perf_data;
-pub mod rss; // memory mode: RSS timeline (events worktree)
+pub mod rss; // memory mode: RSS timeline
 pub mod sys;
-pub mod uncore; // memory mode: uncore bandwidth counters (events worktree)
+pub mod uncore; // memory mode: uncore bandwidth counters
 
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
@@ -457,7 +457,7 @@ pub fn run(opts: &CollectOptions) -> Result<CollectOutcome, CollectError> {
     let started = Instant::now();
     let signals = sys::install_stop_signals();
 
-    // Memory mode (events worktree): RSS timeline of the tree and uncore bandwidth.
+    // Memory mode: RSS timeline of the tree and uncore bandwidth.
     let memory_samplers = if opts.mode == Mode::Memory {
         Some(start_memory_samplers(
             opts,
@@ -663,7 +663,7 @@ pub fn run(opts: &CollectOptions) -> Result<CollectOutcome, CollectError> {
     })
 }
 
-/// The memory-mode samplers running beside the perf events (events worktree).
+/// The memory-mode samplers running beside the perf events.
 struct MemorySamplers {
     rss: rss::RssSampler,
     uncore: uncore::UncoreSampler,
@@ -753,7 +753,7 @@ fn requested_events(
         return events::mode_defaults(opts.mode)
             .into_iter()
             .filter_map(|d| {
-                // Optional defaults (memory mode's LLC-miss sampling; events worktree):
+                // Optional defaults (memory mode's LLC-miss sampling):
                 // the CPU's precise event when the PMU has it, else skipped with a notice.
                 if d.optional {
                     let env = events::EventEnv::system();

@@ -155,7 +155,10 @@ pub fn run(args: &ExportArgs) -> anyhow::Result<()> {
         return run_diff(args);
     }
     let Some(dir) = args.dir.as_deref() else {
-        anyhow::bail!("hwprof export needs a results directory (or --diff BASE NEW)");
+        return Err(crate::UsageError(
+            "hwprof export needs a results directory (or --diff BASE NEW)".into(),
+        )
+        .into());
     };
     let profile = Profile::load(dir)?;
     if let Some(rank) = args.rank {
@@ -207,7 +210,10 @@ pub fn run(args: &ExportArgs) -> anyhow::Result<()> {
 /// `hwprof export --diff BASE NEW`: see [`diff`].
 fn run_diff(args: &ExportArgs) -> anyhow::Result<()> {
     let (Some(base_dir), Some(new_dir)) = (args.diff.first(), args.diff.get(1)) else {
-        anyhow::bail!("--diff needs two results directories: --diff BASE NEW");
+        return Err(crate::UsageError(
+            "--diff needs two results directories: --diff BASE NEW".into(),
+        )
+        .into());
     };
     let base_profile = Profile::load(base_dir)?;
     let new_profile = Profile::load(new_dir)?;

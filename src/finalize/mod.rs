@@ -306,7 +306,7 @@ pub fn run(opts: &FinalizeOptions) -> Result<PathBuf, FinalizeError> {
             serde_json::to_string(&[why]).unwrap_or_default(),
         );
     }
-    // Memory mode (events worktree): bandwidth from counters.csv, one raw dir per host
+    // Memory mode: bandwidth from counters.csv, one raw dir per host
     // (uncore counts are the node's, every rank on a node would repeat them).
     let mut bw_hosts = std::collections::HashSet::new();
     let mut bandwidth = Vec::new();
@@ -583,7 +583,7 @@ fn add_raw_profile(
         });
         thread_index.push(w.profile.threads.len() - 1);
     }
-    // Memory mode (events worktree): the RSS timeline of every process of the tree,
+    // Memory mode: the RSS timeline of every process of the tree,
     // including processes that took no sample.
     // Memory mode: the kernel's high-water marks (peak.csv), per pid, kept in meta
     // `peak_rss_hwm` as {"pid": bytes} across raw directories.

@@ -713,7 +713,7 @@ impl Builder<'_> {
         };
         let value = match self.weighting {
             Weighting::Samples => 1,
-            // Memory mode (events worktree): faults weigh bytes; other events sampled
+            // Memory mode: faults weigh bytes; other events sampled
             // alongside (LLC misses) weigh nothing in bytes, their `count` ranks them.
             Weighting::FaultBytes
                 if !self

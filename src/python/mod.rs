@@ -38,8 +38,6 @@ pub mod wire;
 
 use std::path::PathBuf;
 
-use crate::profile::FrameInfo;
-
 pub use agent_link::{
     AgentEvents, AgentLink, LaunchMethod, LaunchPlan, agent_available, plan_launch,
 };
@@ -64,19 +62,4 @@ pub enum PyError {
     /// A process could not be read.
     #[error("python: {0}")]
     Interp(#[from] process::InterpError),
-}
-
-/// Merge a sample's native stack (leaf first) with its Python stack (leaf first), for
-/// finalize's placeholder call: the Python stack is taken as one eval-loop group per
-/// frame (the pre-3.11 shape). Prefer [`merge`] with the [`PyStack`] from
-/// [`PythonStacks::stack_for`], which knows the real groups.
-pub fn merge_for_finalize(
-    native_leaf_first: &[FrameInfo],
-    py_leaf_first: &[FrameInfo],
-) -> Vec<FrameInfo> {
-    let py = PyStack {
-        frames: py_leaf_first.to_vec(),
-        groups: vec![1; py_leaf_first.len()],
-    };
-    merge(native_leaf_first, &py).frames
 }

@@ -2,7 +2,7 @@
 //! (DESIGN section 2), and JSON. Every view ranks by the mode's metric.
 
 pub mod imbalance; // --view imbalance (MPI worktree)
-pub mod memory; // --view memory (events worktree)
+pub mod memory; // --view memory
 pub mod pop; // POP efficiencies in the summary (MPI worktree)
 pub mod views;
 
@@ -66,7 +66,7 @@ pub fn render(
             imbalance::imbalance(p, format, top, filter, crate::cli::ImbalanceBy::Function)
         }
         View::Waits => views::waits(p, format, top, filter),
-        View::Memory => memory::memory_view(p, format, top, filter.frames), // events worktree
+        View::Memory => memory::memory_view(p, format, top, filter.frames),
     };
     Ok(match format {
         ReportFormat::Text => format!("{}{body}", warning_header(p)),

@@ -838,45 +838,6 @@ pub fn waits(p: &Profile, format: ReportFormat, top: usize, filter: StackFilter)
     }
 }
 
-/// `--view memory` (peak RSS and timeline; growth stacks via hotspots).
-pub fn memory(p: &Profile, format: ReportFormat, top: usize) -> String {
-    let peak = peak_rss(p);
-    match format {
-        ReportFormat::Json => format!(
-            "{}\n",
-            json!({"peak_rss_bytes": peak.map(|x| x.0), "peak_time_ns": peak.map(|x| x.1), "rss_points": p.rss.len()})
-        ),
-        ReportFormat::Csv => {
-            let mut s = csv_line(&["time_ns", "pid", "rss_bytes"].map(String::from));
-            for r in &p.rss {
-                s.push_str(&csv_line(&[
-                    r.time_ns.to_string(),
-                    p.processes
-                        .get(r.process)
-                        .map(|x| x.pid)
-                        .unwrap_or(0)
-                        .to_string(),
-                    r.rss_bytes.to_string(),
-                ]));
-            }
-            s
-        }
-        ReportFormat::Text => {
-            let mut s = match peak {
-                Some((b, _)) => format!("Peak RSS: {}\n", human(b, "bytes")),
-                None => "Peak RSS: not recorded\n".to_string(),
-            };
-            s.push_str(&hotspots(
-                p,
-                ReportFormat::Text,
-                top,
-                StackFilter::default(),
-            ));
-            s
-        }
-    }
-}
-
 /// Peak of the summed RSS of all processes, and when.
 pub fn peak_rss(p: &Profile) -> Option<(u64, u64)> {
     // Summed over live processes at each instant (an exited process no longer counts).

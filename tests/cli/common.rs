@@ -130,12 +130,17 @@ pub fn self_pct(rows: &HashMap<String, Hot>, f: &str) -> f64 {
 }
 
 /// Whether `perf` is installed.
-pub fn have_perf() -> bool {
-    Command::new("perf")
+/// Fails the test when perf is missing: `.ci/run` installs it (linux-perf), so its
+/// absence is a broken setup, never a reason to skip.
+pub fn need_perf() {
+    let works = Command::new("perf")
         .arg("--version")
         .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false)
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        works,
+        "perf is not installed: apt-get install linux-perf (.ci/run does)"
+    );
 }
 
 /// `hwprof collect -q -r DIR EXTRA... -- CMD...`.

@@ -78,6 +78,34 @@ fn usage_errors_exit_2() {
     assert_eq!(out.status.code(), Some(2));
 }
 
+/// Every subcommand maps a bad command line to exit 2, with a message and no panic:
+/// clap's own errors and the ones only hwprof can see (a bad `--part`, an export with
+/// nothing to read).
+#[test]
+fn every_subcommand_exits_2_on_a_usage_error() {
+    let t = shared_tempdir();
+    let d = t.path().to_str().unwrap();
+    let cases: [&[&str]; 11] = [
+        &["collect", "-F", "many", "--", "true"],
+        &["finalize"],
+        &["finalize", d, "--part", "0/2"],
+        &["finalize", d, "--part", "3/2"],
+        &["merge"],
+        &["report", d, "--view", "no-such-view"],
+        &["export"],
+        &["export", "--diff", d],
+        &["diff"],
+        &["list-events", "extra"],
+        &["doctor", "extra"],
+    ];
+    for args in cases {
+        let out = hwprof(args);
+        let e = err_of(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {e}");
+        assert!(!e.trim().is_empty(), "{args:?}: no message");
+    }
+}
+
 #[test]
 fn existing_results_dir_is_never_overwritten() {
     let t = shared_tempdir();

@@ -200,10 +200,7 @@ fn archive_makes_results_self_contained() {
 
 #[test]
 fn perf_reads_our_perf_data_and_agrees() {
-    if !have_perf() {
-        eprintln!("SKIPPED: perf is not installed");
-        return;
-    }
+    need_perf();
     let t = shared_tempdir();
     let bin = build_c(t.path(), "hot.c", "hot", &[]);
     let dir = t.path().join("run");
@@ -299,10 +296,7 @@ pub fn parse_perf_report(text: &str) -> std::collections::HashMap<String, f64> {
 #[test]
 fn an_interpreter_at_work_agrees_with_perf_report() {
     // A real program no one here wrote: CPython's eval loop running a pure-Python loop.
-    if !have_perf() {
-        eprintln!("SKIPPED: perf is not installed");
-        return;
-    }
+    need_perf();
     let t = shared_tempdir();
     let dir = t.path().join("run");
     let script = "d={}\nfor i in range(1500000):\n    d[str(i%1000)]=d.get(str(i%997),0)+i*2.5\n";

@@ -15,6 +15,7 @@ mod launchers;
 mod locks;
 mod memory;
 mod mpi;
+mod perf_data;
 mod project;
 mod python;
 mod python_accuracy;

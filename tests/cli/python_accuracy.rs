@@ -48,26 +48,24 @@ fn py_eval(code: &str) -> Option<String> {
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
-/// pyperformance's benchmark directory, or None (with a notice) when missing.
-fn pyperformance_benchmarks() -> Option<PathBuf> {
+/// pyperformance's benchmark directory. `.ci/run` installs pyperformance (pinned in
+/// .ci/requirements.txt), so its absence fails the test.
+fn pyperformance_benchmarks() -> PathBuf {
     let dir = py_eval(
         "import os, pyperformance, pyperf; \
          print(os.path.join(os.path.dirname(pyperformance.__file__), 'data-files', 'benchmarks'))",
     );
     match dir {
-        Some(d) if Path::new(&d).is_dir() => Some(PathBuf::from(d)),
-        _ => {
-            eprintln!(
-                "skip: pyperformance/pyperf not importable by {} (pip install -r .ci/requirements.txt)",
-                python().display()
-            );
-            None
-        }
+        Some(d) if Path::new(&d).is_dir() => PathBuf::from(d),
+        _ => panic!(
+            "pyperformance/pyperf not importable by {}: pip install -r .ci/requirements.txt (.ci/run does)",
+            python().display()
+        ),
     }
 }
 
-/// The py-spy executable (next to the interpreter, else on PATH), or None with a notice.
-fn py_spy() -> Option<PathBuf> {
+/// The py-spy executable (next to the interpreter, else on PATH); `.ci/run` installs it.
+fn py_spy() -> PathBuf {
     let beside = python().with_file_name("py-spy");
     for cand in [beside, PathBuf::from("py-spy")] {
         let works = Command::new(&cand)
@@ -75,11 +73,10 @@ fn py_spy() -> Option<PathBuf> {
             .output()
             .is_ok_and(|o| o.status.success());
         if works {
-            return Some(cand);
+            return cand;
         }
     }
-    eprintln!("skip: py-spy not found (pip install -r .ci/requirements.txt)");
-    None
+    panic!("py-spy not found: pip install -r .ci/requirements.txt (.ci/run does)");
 }
 
 fn need_numpy() {
@@ -254,9 +251,7 @@ fn child_running(parent: u32, marker: &str) -> Option<u32> {
 /// hwprof vs py-spy (stopping mode) on one pyperformance benchmark run for `values`
 /// values of one loop each in a single pyperf worker process (~7 s without profiler).
 fn accuracy_against_py_spy(bench: &str, values: u32) {
-    let (Some(benchmarks), Some(spy)) = (pyperformance_benchmarks(), py_spy()) else {
-        return;
-    };
+    let (benchmarks, spy) = (pyperformance_benchmarks(), py_spy());
     let script = benchmarks
         .join(format!("bm_{bench}"))
         .join("run_benchmark.py");
