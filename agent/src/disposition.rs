@@ -4,10 +4,37 @@
 //! program's own `sa_mask` and flags applied as the kernel would have.
 
 use std::ffi::{c_int, c_void};
-use std::sync::atomic::{AtomicI32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 /// Words of a `sigset_t` (128 bytes on Linux/glibc).
 const MASK_WORDS: usize = size_of::<libc::sigset_t>() / 8;
+
+/// The process whose memory these records are: set when the handler is installed and
+/// in the child of every `fork` (atfork handler). A child created with `vfork` or
+/// `CLONE_VM` (posix_spawn, `_posixsubprocess`) shares our memory but has a pid of its
+/// own: what it does to its dispositions before its exec must not change the parent's
+/// records (`_posixsubprocess` resets every handler to SIG_DFL there: the parent's
+/// next real SIGTRAP then killed it).
+static OWNER_PID: AtomicU32 = AtomicU32::new(0);
+
+extern "C" fn after_fork_in_child() {
+    // SAFETY: getpid has no preconditions.
+    OWNER_PID.store(unsafe { libc::getpid() } as u32, Ordering::SeqCst);
+}
+
+/// Marks this process as the owner of the records (at install), and its forked children
+/// as the owners of their copies.
+pub fn set_owner() {
+    after_fork_in_child();
+    // SAFETY: registering a plain extern "C" fn to run in fork children.
+    unsafe { libc::pthread_atfork(None, None, Some(after_fork_in_child)) };
+}
+
+/// Whether this process owns the records (false in a child sharing the parent's memory).
+pub fn in_owner() -> bool {
+    // SAFETY: getpid has no preconditions.
+    OWNER_PID.load(Ordering::SeqCst) == unsafe { libc::getpid() } as u32
+}
 
 static HANDLER: AtomicUsize = AtomicUsize::new(libc::SIG_DFL);
 static FLAGS: AtomicI32 = AtomicI32::new(0);
@@ -62,7 +89,12 @@ fn mask() -> libc::sigset_t {
 ///
 /// `stop` is called before a SIG_DFL re-raise (uninstalls our handler).
 pub fn chain(sig: c_int, info: *mut libc::siginfo_t, ctx: *mut c_void, stop: fn()) {
-    let h = HANDLER.load(Ordering::SeqCst);
+    // A vfork child about to exec: its handlers are logically the default ones.
+    let h = if in_owner() {
+        HANDLER.load(Ordering::SeqCst)
+    } else {
+        libc::SIG_DFL
+    };
     let flags = FLAGS.load(Ordering::SeqCst);
     if h == libc::SIG_IGN {
         return;

@@ -112,7 +112,8 @@ pub unsafe extern "C" fn sigaction(
             if !old.is_null() {
                 *old = disposition::load();
             }
-            if !act.is_null() {
+            // In a vfork child (shared memory) nothing is recorded: it execs next.
+            if !act.is_null() && disposition::in_owner() {
                 disposition::store(&*act);
             }
         }
@@ -128,6 +129,9 @@ pub unsafe extern "C" fn sigaction(
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn signal(sig: c_int, handler: libc::sighandler_t) -> libc::sighandler_t {
     if sig == libc::SIGTRAP && INSTALLED.load(Ordering::SeqCst) {
+        if !disposition::in_owner() {
+            return disposition::load().sa_sigaction;
+        }
         return disposition::store_handler(handler);
     }
     let p = next_symbol(&REAL_SIGNAL, c"signal");
@@ -484,6 +488,7 @@ fn start_python(cfg: &Config, pid: u32, given_fd: c_int) -> bool {
         frame_window: window as usize,
     };
     disposition::store(&prev);
+    disposition::set_owner();
     if STATE.set(state).is_err() || RING.set(ring).is_err() {
         return false;
     }
