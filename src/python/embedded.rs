@@ -161,3 +161,17 @@ pub fn check() -> Result<String, String> {
         obj.architecture(),
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn preload_paths_have_no_separator() {
+        assert!(preloadable(Path::new(
+            "/run/user/0/hwprof-agent-x1/libhwprof_agent.so"
+        )));
+        assert!(!preloadable(Path::new("/home/a b/libhwprof_agent.so")));
+        assert!(!preloadable(Path::new("/tmp/a:b/libhwprof_agent.so")));
+    }
+}
