@@ -92,7 +92,12 @@ fn build(
         .env_remove("CLIPPY_ARGS")
         .env_remove("CARGO_PRIMARY_PACKAGE")
         .env("CARGO_PROFILE_RELEASE_DEBUG", "false")
-        .env("CARGO_PROFILE_RELEASE_STRIP", "debuginfo");
+        .env("CARGO_PROFILE_RELEASE_STRIP", "debuginfo")
+        // Inside the target nothing may unwind or check overflow: a panic aborts (never
+        // unwinds through the target's frames or out of a signal handler), and the
+        // handler has no overflow-check panics (docs/security.md).
+        .env("CARGO_PROFILE_RELEASE_PANIC", "abort")
+        .env("CARGO_PROFILE_RELEASE_OVERFLOW_CHECKS", "false");
     let out = cmd.output().map_err(|e| format!("cannot run cargo: {e}"))?;
     if out.status.success() {
         Ok(())

@@ -20,19 +20,21 @@
 //!
 //! The kernel then delivers one synchronous SIGTRAP to the sampled thread per sample. The
 //! handler (async-signal-safe: no allocation, no locks, only `process_vm_readv`, `gettid`,
-//! `clock_gettime`, and now and then a re-read of `/proc/self/maps`) finds the thread's
+//! `clock_gettime`; on the alternate stack when the thread has one, with its buffers in
+//! a preallocated slot, see `scratch.rs`) finds the thread's
 //! `PyThreadState` (matching `thread_id` to `pthread_self()`), walks its frame chain, and
 //! appends one capture record to the ring
 //! (code object address, instruction offset, entry/shim markers, validation token) with
-//! tid and CLOCK_MONOTONIC time. A read of interpreter memory is a plain copy when it
-//! lies in a private read-write mapping of the process (a table refreshed from
-//! `/proc/self/maps`, see `Ranges`), and otherwise goes through `process_vm_readv` on
-//! itself, so a torn or corrupt pointer gives an error, never a fault in the target. SIGTRAPs that are not ours (other `si_code` or cookie) go to the
-//! handler that was installed before. Names, files and lines are resolved later, outside
+//! tid and CLOCK_MONOTONIC time. Every read of interpreter memory goes through
+//! `process_vm_readv` on itself, so a torn or stale pointer gives an error, never a fault
+//! in the target (why: the comment above `on_sigtrap`'s section). SIGTRAPs that are not
+//! ours (other `si_code` or cookie) go to the program's own disposition, with its mask
+//! and flags (`disposition.rs`). Names, files and lines are resolved later, outside
 //! the process, by the collector.
 //!
 //! Record formats: `src/python/wire.rs` (included below), documented in `docs/python.md`.
-//! Nothing here panics on purpose; any failure leaves the target running unprofiled.
+//! Nothing here panics on purpose (and the embedded build is `panic = "abort"`, see
+//! build.rs); any failure leaves the target running unprofiled.
 #![warn(missing_docs)]
 
 #[allow(dead_code)]
@@ -41,6 +43,10 @@ mod ring;
 #[allow(dead_code)]
 #[path = "../../src/python/wire.rs"]
 mod wire;
+
+mod disposition;
+mod exit_check;
+mod scratch;
 
 use std::ffi::{c_int, c_void};
 use std::sync::OnceLock;
@@ -57,10 +63,6 @@ struct State {
     frame_window: usize,
 }
 
-/// The target's own SIGTRAP disposition (what it installed before or after the agent):
-/// handler (`sa_sigaction`) and flags. Perf SIGTRAPs are ours; any other goes there.
-static USER_HANDLER: AtomicUsize = AtomicUsize::new(libc::SIG_DFL);
-static USER_FLAGS: AtomicI32 = AtomicI32::new(0);
 /// Our SIGTRAP handler is installed (the interposed `sigaction`/`signal` then keep it).
 static INSTALLED: AtomicBool = AtomicBool::new(false);
 static REAL_SIGACTION: AtomicUsize = AtomicUsize::new(0);
@@ -108,13 +110,11 @@ pub unsafe extern "C" fn sigaction(
         // SAFETY: the caller passes valid (or null) sigaction pointers.
         unsafe {
             if !old.is_null() {
-                *old = std::mem::zeroed();
-                (*old).sa_sigaction = USER_HANDLER.load(Ordering::SeqCst);
-                (*old).sa_flags = USER_FLAGS.load(Ordering::SeqCst);
+                *old = disposition::load();
             }
-            if !act.is_null() {
-                USER_FLAGS.store((*act).sa_flags, Ordering::SeqCst);
-                USER_HANDLER.store((*act).sa_sigaction, Ordering::SeqCst);
+            // In a vfork child (shared memory) nothing is recorded: it execs next.
+            if !act.is_null() && disposition::in_owner() {
+                disposition::store(&*act);
             }
         }
         return 0;
@@ -129,8 +129,10 @@ pub unsafe extern "C" fn sigaction(
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn signal(sig: c_int, handler: libc::sighandler_t) -> libc::sighandler_t {
     if sig == libc::SIGTRAP && INSTALLED.load(Ordering::SeqCst) {
-        USER_FLAGS.store(libc::SA_RESTART, Ordering::SeqCst);
-        return USER_HANDLER.swap(handler, Ordering::SeqCst);
+        if !disposition::in_owner() {
+            return disposition::load().sa_sigaction;
+        }
+        return disposition::store_handler(handler);
     }
     let p = next_symbol(&REAL_SIGNAL, c"signal");
     if p == 0 {
@@ -148,10 +150,8 @@ static SOCK_PID: AtomicU32 = AtomicU32::new(0);
 /// Captures written and nanoseconds spent capturing (printed at exit when
 /// `HWPROF_AGENT_STATS` is set: the per-sample cost figure of docs/python.md).
 static CAPTURES: AtomicU64 = AtomicU64::new(0);
-/// Nanoseconds in the handler for our SIGTRAPs, and `/proc/self/maps` re-reads
-/// (HWPROF_AGENT_STATS).
+/// Nanoseconds in the handler for our SIGTRAPs (HWPROF_AGENT_STATS).
 static HANDLER_NS: AtomicU64 = AtomicU64::new(0);
-static REFRESHES: AtomicU64 = AtomicU64::new(0);
 
 fn now_ns() -> u64 {
     // SAFETY: clock_gettime (vDSO) is async-signal-safe.
@@ -206,6 +206,7 @@ fn init() {
         return;
     };
     SOCK_FD.store(sock, Ordering::SeqCst);
+    exit_check::remember(sock);
     SOCK_PID.store(pid, Ordering::SeqCst);
     // SAFETY: registering a plain extern "C" fn with atexit.
     unsafe { libc::atexit(agent_exit) };
@@ -257,18 +258,25 @@ extern "C" fn agent_exit() {
     if std::env::var_os("HWPROF_AGENT_STATS").is_some() {
         let n = CAPTURES.load(Ordering::Relaxed);
         let ns = CAPTURE_NS.load(Ordering::Relaxed);
-        eprintln!(
-            "hwprof-agent: pid {}: {n} captures, {:.1} us each ({:.1} us in the handler); {} direct reads, {} through process_vm_readv, {} maps refreshes",
+        // Not eprintln!: it panics when stderr is closed.
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "hwprof-agent: pid {}: {n} captures, {:.1} us each ({:.1} us in the handler); {} reads through process_vm_readv, {} captures without a free scratch slot",
             std::process::id(),
             ns as f64 / 1000.0 / n.max(1) as f64,
             HANDLER_NS.load(Ordering::Relaxed) as f64 / 1000.0 / n.max(1) as f64,
-            DIRECT_READS.load(Ordering::Relaxed),
-            SLOW_READS.load(Ordering::Relaxed),
-            REFRESHES.load(Ordering::Relaxed),
+            CHECKED_READS.load(Ordering::Relaxed),
+            scratch::EXHAUSTED.load(Ordering::Relaxed),
         );
     }
     let sock = SOCK_FD.load(Ordering::SeqCst);
-    if sock < 0 || SOCK_PID.load(Ordering::SeqCst) != std::process::id() {
+    // The program may have closed our fd and reused its number (os.closerange, then a
+    // socketpair): "bye" goes only to the socket we connected.
+    if sock < 0
+        || SOCK_PID.load(Ordering::SeqCst) != std::process::id()
+        || !exit_check::still_ours(sock)
+    {
         return;
     }
     let bye = Bye {
@@ -444,7 +452,7 @@ fn start_python(cfg: &Config, pid: u32, given_fd: c_int) -> bool {
     if l.minor < 11 && l.frame_localsplus != NONE {
         window = window.max(l.frame_localsplus + 8);
     }
-    if window == 0 || window > 1024 {
+    if window == 0 || window > scratch::FRAME_WINDOW as u64 {
         if given_fd >= 0 {
             close(given_fd);
         }
@@ -463,7 +471,10 @@ fn start_python(cfg: &Config, pid: u32, given_fd: c_int) -> bool {
     let mut prev: libc::sigaction = unsafe { std::mem::zeroed() };
     sa.sa_sigaction =
         on_sigtrap as extern "C" fn(c_int, *mut libc::siginfo_t, *mut c_void) as usize;
-    sa.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
+    // SA_ONSTACK: on the thread's alternate stack when the program set one (a thread
+    // near the end of a small stack must not overflow it because of us); the handler's
+    // own stack use is bounded (see `on_sigtrap`).
+    sa.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART | libc::SA_ONSTACK;
     // SAFETY: installing a handler for SIGTRAP with valid sigaction structs.
     unsafe { libc::sigemptyset(&mut sa.sa_mask) };
     let r = real_sigaction(libc::SIGTRAP, &sa, &mut prev);
@@ -476,12 +487,11 @@ fn start_python(cfg: &Config, pid: u32, given_fd: c_int) -> bool {
         cookie: cfg.cookie,
         frame_window: window as usize,
     };
-    USER_HANDLER.store(prev.sa_sigaction, Ordering::SeqCst);
-    USER_FLAGS.store(prev.sa_flags, Ordering::SeqCst);
+    disposition::store(&prev);
+    disposition::set_owner();
     if STATE.set(state).is_err() || RING.set(ring).is_err() {
         return false;
     }
-    refresh_ranges();
     INSTALLED.store(true, Ordering::SeqCst);
     true
 }
@@ -671,238 +681,32 @@ fn open_on_cpus(a: &[u8]) -> Vec<(u32, c_int)> {
 }
 
 // ---------------------------------------------------------------- the signal handler
+//
+// Stack budget: the handler (on the program's alternate stack when the thread has one,
+// `SA_ONSTACK`) keeps its buffers in a `scratch` slot, not on the stack; its own frames
+// (`on_sigtrap` → `capture` → `walk_frames` → `read_multi`) use under 1 KiB of stack
+// (measured from the binary, docs/security.md), plus what a chained program handler
+// uses.
+//
+// Memory reads: every read of interpreter memory (thread states, frames, code objects,
+// the `self` object) goes through `process_vm_readv` on this process, which returns
+// EFAULT for an unmapped address instead of faulting. A plain load would be safe only
+// for memory proven mapped *and* not unmappable, such as the interpreter's static data
+// (`_PyRuntime`), which the handler reads only when its per-thread cache misses. Heap
+// memory is neither: a pointer read while the thread was between two stores (a frame
+// being pushed), a stale value-stack slot, or a cached thread state of a thread that
+// ended can point into memory freed and unmapped since (obmalloc arenas, 3.11+ data
+// stack chunks and large malloc blocks are returned with munmap), and a table of the
+// process's mappings can only say what was mapped when it was read. The cost is one
+// system call per frame (measured in docs/python.md, "Cost").
 
-/// Reads `buf.len()` bytes at `addr` of this process; false on any failure. A plain copy
-/// when the bytes lie in a known private read-write mapping (see [`Ranges`]), else one
-/// `process_vm_readv`.
+/// Reads of interpreter memory through `process_vm_readv` (HWPROF_AGENT_STATS).
+static CHECKED_READS: AtomicU64 = AtomicU64::new(0);
+
+/// Reads `buf.len()` bytes at `addr` of this process through `process_vm_readv`; false
+/// on any failure (an unmapped address included).
 fn read_mem(pid: libc::pid_t, addr: u64, buf: &mut [u8]) -> bool {
-    read_direct(addr, buf) || read_careful(pid, addr, buf)
-}
-
-/// Reads through `process_vm_readv` only: for memory this thread does not own (other
-/// threads' states, which may be freed while we read).
-fn read_careful(pid: libc::pid_t, addr: u64, buf: &mut [u8]) -> bool {
-    if addr == 0 || addr == NONE {
-        return false;
-    }
-    let local = libc::iovec {
-        iov_base: buf.as_mut_ptr().cast(),
-        iov_len: buf.len(),
-    };
-    let remote = libc::iovec {
-        iov_base: addr as *mut c_void,
-        iov_len: buf.len(),
-    };
-    // SAFETY: process_vm_readv on ourselves copies into `buf` (owned, of that length) and
-    // reports EFAULT for unmapped remote addresses instead of faulting.
-    let r = unsafe { libc::process_vm_readv(pid, &local, 1, &remote, 1, 0) };
-    r == buf.len() as isize
-}
-
-fn read_u64_careful(pid: libc::pid_t, addr: u64) -> Option<u64> {
-    let mut b = [0u8; 8];
-    read_careful(pid, addr, &mut b).then(|| u64::from_le_bytes(b))
-}
-
-// ------------------------------------------------ direct reads of our own memory
-
-/// The private read-write mappings of this process (from `/proc/self/maps`, merged and
-/// sorted): where the interpreter's runtime state, thread states, frames and code objects
-/// live. The handler copies from an address inside one of them with a plain load, which
-/// costs nanoseconds where a `process_vm_readv` costs a microsecond or more; anything
-/// else (a pointer outside every range, or a read while the table is rewritten) goes
-/// through `process_vm_readv`, which cannot fault.
-///
-/// Why a plain load is safe here: the handler runs on the sampled thread, and it reads
-/// only that thread's own frame chain and the objects the chain references, which stay
-/// alive (and mapped) while the thread is stopped in the handler. A torn chain pointer
-/// that lands outside the table is caught by the check. The residual risk, a garbage
-/// pointer into a range that another thread unmaps between the check and the load, is
-/// documented in docs/python.md. Other threads' states are read with
-/// [`read_careful`] only.
-///
-/// A seqlock (odd while rewritten) lets handlers on several threads read the table while
-/// one of them refreshes it; refreshes happen after misses, rate-limited with backoff.
-struct Ranges {
-    seq: AtomicU64,
-    n: AtomicUsize,
-    lo: [AtomicU64; MAX_RANGES],
-    hi: [AtomicU64; MAX_RANGES],
-    busy: AtomicBool,
-    misses: AtomicU64,
-    next_refresh_ns: AtomicU64,
-    interval_ns: AtomicU64,
-}
-
-const MAX_RANGES: usize = 4096;
-const FIRST_REFRESH_INTERVAL_NS: u64 = 10_000_000;
-const MAX_REFRESH_INTERVAL_NS: u64 = 1_000_000_000;
-
-static RANGES: Ranges = Ranges {
-    seq: AtomicU64::new(0),
-    n: AtomicUsize::new(0),
-    lo: [const { AtomicU64::new(0) }; MAX_RANGES],
-    hi: [const { AtomicU64::new(0) }; MAX_RANGES],
-    busy: AtomicBool::new(false),
-    misses: AtomicU64::new(0),
-    next_refresh_ns: AtomicU64::new(0),
-    interval_ns: AtomicU64::new(FIRST_REFRESH_INTERVAL_NS),
-};
-/// Reads served by a plain copy / by `process_vm_readv` (HWPROF_AGENT_STATS).
-static DIRECT_READS: AtomicU64 = AtomicU64::new(0);
-static SLOW_READS: AtomicU64 = AtomicU64::new(0);
-
-/// Whether `[addr, addr+len)` lies inside one known range (false while the table is
-/// being rewritten).
-fn in_ranges(addr: u64, len: usize) -> bool {
-    let r = &RANGES;
-    let s1 = r.seq.load(Ordering::Acquire);
-    if s1 & 1 == 1 {
-        return false;
-    }
-    let n = r.n.load(Ordering::Relaxed).min(MAX_RANGES);
-    let end = match addr.checked_add(len as u64) {
-        Some(e) => e,
-        None => return false,
-    };
-    // The last range starting at or below addr.
-    let (mut a, mut b) = (0usize, n);
-    while a < b {
-        let m = (a + b) / 2;
-        if r.lo[m].load(Ordering::Relaxed) <= addr {
-            a = m + 1;
-        } else {
-            b = m;
-        }
-    }
-    let ok = a > 0 && end <= r.hi[a - 1].load(Ordering::Relaxed);
-    std::sync::atomic::fence(Ordering::Acquire);
-    ok && r.seq.load(Ordering::Relaxed) == s1
-}
-
-/// Copies `buf.len()` bytes at `addr` when they lie in a known range.
-fn read_direct(addr: u64, buf: &mut [u8]) -> bool {
-    if addr == 0 || addr == NONE || !in_ranges(addr, buf.len()) {
-        if addr != 0 && addr != NONE {
-            RANGES.misses.fetch_add(1, Ordering::Relaxed);
-            SLOW_READS.fetch_add(1, Ordering::Relaxed);
-        }
-        return false;
-    }
-    // SAFETY: the range check above says these bytes are in a private read-write mapping
-    // of this process (see `Ranges` for why it is still mapped); buf is ours.
-    unsafe { std::ptr::copy_nonoverlapping(addr as *const u8, buf.as_mut_ptr(), buf.len()) };
-    DIRECT_READS.fetch_add(1, Ordering::Relaxed);
-    true
-}
-
-/// Re-reads the table when reads missed it and the (backed-off) interval has passed.
-/// Async-signal-safe: open/read/close and no allocation.
-fn maybe_refresh_ranges(now_ns: u64) {
-    let r = &RANGES;
-    if r.misses.load(Ordering::Relaxed) == 0 || now_ns < r.next_refresh_ns.load(Ordering::Relaxed) {
-        return;
-    }
-    let interval = r.interval_ns.load(Ordering::Relaxed);
-    r.next_refresh_ns
-        .store(now_ns + interval, Ordering::Relaxed);
-    r.interval_ns.store(
-        (interval * 2).min(MAX_REFRESH_INTERVAL_NS),
-        Ordering::Relaxed,
-    );
-    r.misses.store(0, Ordering::Relaxed);
-    REFRESHES.fetch_add(1, Ordering::Relaxed);
-    refresh_ranges();
-}
-
-/// Rewrites the table from `/proc/self/maps`: private read-write mappings that are not
-/// devices, adjacent ones merged. One refresher at a time; the others keep reading
-/// through `process_vm_readv` meanwhile.
-fn refresh_ranges() {
-    let r = &RANGES;
-    if r.busy.swap(true, Ordering::Acquire) {
-        return;
-    }
-    // SAFETY: opening a constant path read-only.
-    let fd = unsafe {
-        libc::open(
-            c"/proc/self/maps".as_ptr(),
-            libc::O_RDONLY | libc::O_CLOEXEC,
-        )
-    };
-    if fd >= 0 {
-        r.seq.fetch_add(1, Ordering::AcqRel);
-        let mut n = 0usize;
-        let mut line = [0u8; 512];
-        let mut len = 0usize;
-        let mut chunk = [0u8; 4096];
-        let push = |l: &[u8], n: &mut usize| {
-            if let Some((lo, hi)) = parse_maps_line(l) {
-                if *n > 0 && r.hi[*n - 1].load(Ordering::Relaxed) == lo {
-                    r.hi[*n - 1].store(hi, Ordering::Relaxed);
-                } else if *n < MAX_RANGES {
-                    r.lo[*n].store(lo, Ordering::Relaxed);
-                    r.hi[*n].store(hi, Ordering::Relaxed);
-                    *n += 1;
-                }
-            }
-        };
-        loop {
-            // SAFETY: reading into a local buffer of the stated length.
-            let got = unsafe { libc::read(fd, chunk.as_mut_ptr().cast(), chunk.len()) };
-            if got <= 0 {
-                break;
-            }
-            for &c in &chunk[..got as usize] {
-                if c == b'\n' {
-                    push(&line[..len], &mut n);
-                    len = 0;
-                } else if len < line.len() {
-                    line[len] = c;
-                    len += 1;
-                }
-            }
-        }
-        if len > 0 {
-            push(&line[..len], &mut n);
-        }
-        close(fd);
-        r.n.store(n, Ordering::Relaxed);
-        r.seq.fetch_add(1, Ordering::AcqRel);
-    }
-    r.busy.store(false, Ordering::Release);
-}
-
-/// `start-end rw-p offset dev inode [path]` → (start, end) for private read-write
-/// mappings that are not device files.
-fn parse_maps_line(l: &[u8]) -> Option<(u64, u64)> {
-    let mut fields = l.splitn(6, |&c| c == b' ');
-    let span = fields.next()?;
-    let perms = fields.next()?;
-    if perms.get(..4) != Some(b"rw-p".as_slice()) {
-        return None;
-    }
-    let path = fields.nth(3).unwrap_or(&[]);
-    let path = path.trim_ascii_start();
-    if path.starts_with(b"/dev/") {
-        return None;
-    }
-    let dash = span.iter().position(|&c| c == b'-')?;
-    let lo = hex_u64(&span[..dash])?;
-    let hi = hex_u64(&span[dash + 1..])?;
-    (lo < hi).then_some((lo, hi))
-}
-
-fn hex_u64(s: &[u8]) -> Option<u64> {
-    if s.is_empty() || s.len() > 16 {
-        return None;
-    }
-    let mut v = 0u64;
-    for &c in s {
-        let d = (c as char).to_digit(16)?;
-        v = (v << 4) | d as u64;
-    }
-    Some(v)
+    read_multi(pid, &mut [(addr, buf)]) == 1
 }
 
 fn read_u64(pid: libc::pid_t, addr: u64) -> Option<u64> {
@@ -910,12 +714,24 @@ fn read_u64(pid: libc::pid_t, addr: u64) -> Option<u64> {
     read_mem(pid, addr, &mut b).then(|| u64::from_le_bytes(b))
 }
 
+/// The 8-byte word at `off` of `b` (0 when outside).
 fn word(b: &[u8], off: u64) -> u64 {
     let o = off as usize;
-    b.get(o..o + 8)
+    o.checked_add(8)
+        .and_then(|e| b.get(o..e))
         .and_then(|s| s.try_into().ok())
         .map(u64::from_le_bytes)
         .unwrap_or(0)
+}
+
+/// The 4-byte int at `off` of `b` (-1 when outside).
+fn int32(b: &[u8], off: u64) -> i32 {
+    let o = off as usize;
+    o.checked_add(4)
+        .and_then(|e| b.get(o..e))
+        .and_then(|s| s.try_into().ok())
+        .map(i32::from_le_bytes)
+        .unwrap_or(-1)
 }
 
 fn add(a: u64, off: u64) -> u64 {
@@ -927,75 +743,74 @@ fn find_tstate(st: &State, pid: libc::pid_t) -> u64 {
     let l = &st.layout;
     // SAFETY: pthread_self reads the thread pointer; always valid.
     let me = unsafe { libc::pthread_self() } as u64;
-    let mut interp =
-        read_u64_careful(pid, add(st.runtime, l.runtime_interpreters_head)).unwrap_or(0);
+    let mut interp = read_u64(pid, add(st.runtime, l.runtime_interpreters_head)).unwrap_or(0);
     let mut ni = 0;
     while interp != 0 && ni < 64 {
-        let mut t = read_u64_careful(pid, add(interp, l.interp_threads_head)).unwrap_or(0);
+        let mut t = read_u64(pid, add(interp, l.interp_threads_head)).unwrap_or(0);
         let mut nt = 0;
         while t != 0 && nt < 4096 {
-            if read_u64_careful(pid, add(t, l.tstate_thread_id)) == Some(me) {
+            if read_u64(pid, add(t, l.tstate_thread_id)) == Some(me) {
                 return t;
             }
-            t = read_u64_careful(pid, add(t, l.tstate_next)).unwrap_or(0);
+            t = read_u64(pid, add(t, l.tstate_next)).unwrap_or(0);
             nt += 1;
         }
-        interp = read_u64_careful(pid, add(interp, l.interp_next)).unwrap_or(0);
+        interp = read_u64(pid, add(interp, l.interp_next)).unwrap_or(0);
         ni += 1;
     }
     0
 }
 
-/// Reads several regions (at most 4): each directly when it lies in a known range, the
-/// rest with one `process_vm_readv`, skipping requests at address 0 or NONE; returns a
-/// bit mask of the requests read completely.
+/// Reads several regions (at most 4) with one `process_vm_readv`, skipping requests at
+/// address 0 or NONE; returns a bit mask of the requests read completely (the kernel
+/// stops at the first one that fails).
 fn read_multi(pid: libc::pid_t, reqs: &mut [(u64, &mut [u8])]) -> u32 {
-    let mut local = [libc::iovec {
+    let empty = libc::iovec {
         iov_base: std::ptr::null_mut(),
         iov_len: 0,
-    }; 4];
-    let mut remote = [libc::iovec {
-        iov_base: std::ptr::null_mut(),
-        iov_len: 0,
-    }; 4];
+    };
+    let mut local = [empty; 4];
+    let mut remote = [empty; 4];
     let mut which = [0usize; 4];
     let mut k = 0;
-    let mut direct = 0u32;
     for (i, (addr, buf)) in reqs.iter_mut().enumerate() {
-        if k == 4 || *addr == 0 || *addr == NONE {
+        if *addr == 0 || *addr == NONE {
             continue;
         }
-        if read_direct(*addr, buf) {
-            direct |= 1 << i;
-            continue;
-        }
-        local[k] = libc::iovec {
+        let (Some(l), Some(r), Some(w)) = (local.get_mut(k), remote.get_mut(k), which.get_mut(k))
+        else {
+            break;
+        };
+        *l = libc::iovec {
             iov_base: buf.as_mut_ptr().cast(),
             iov_len: buf.len(),
         };
-        remote[k] = libc::iovec {
+        *r = libc::iovec {
             iov_base: *addr as *mut c_void,
             iov_len: buf.len(),
         };
-        which[k] = i;
+        *w = i;
         k += 1;
     }
     if k == 0 {
-        return direct;
+        return 0;
     }
-    // SAFETY: as in read_mem; every local iovec points into a live buffer of its length.
+    CHECKED_READS.fetch_add(1, Ordering::Relaxed);
+    // SAFETY: process_vm_readv on ourselves copies into the local buffers (each live and
+    // of its iovec's length) and reports EFAULT for unmapped remote addresses instead of
+    // faulting.
     let r =
         unsafe { libc::process_vm_readv(pid, local.as_ptr(), k as _, remote.as_ptr(), k as _, 0) };
     let mut got = if r < 0 { 0 } else { r as usize };
     let mut mask = 0;
-    for (l, &i) in local[..k].iter().zip(&which) {
+    for (l, &i) in local.iter().zip(&which).take(k) {
         if got < l.iov_len {
             break;
         }
         got -= l.iov_len;
         mask |= 1 << i;
     }
-    mask | direct
+    mask
 }
 
 /// Per-thread cache of `PyThreadState` addresses, keyed by `pthread_self()`; validated
@@ -1005,40 +820,33 @@ static TKEYS: [AtomicU64; TCACHE] = [const { AtomicU64::new(0) }; TCACHE];
 static TVALS: [AtomicU64; TCACHE] = [const { AtomicU64::new(0) }; TCACHE];
 
 /// The innermost frame of the current thread (0 when it runs no Python code), None
-/// when the thread has no Python thread state.
-fn current_frame(st: &State, pid: libc::pid_t) -> Option<u64> {
+/// when the thread has no Python thread state. `win` holds the thread state's fields.
+fn current_frame(st: &State, pid: libc::pid_t, win: &mut [u8]) -> Option<u64> {
     let l = &st.layout;
     // SAFETY: pthread_self reads the thread pointer; always valid.
     let me = unsafe { libc::pthread_self() } as u64;
     let slot = ((me >> 12) ^ (me >> 21)) as usize % TCACHE;
     let lo = l.tstate_frame.min(l.tstate_thread_id);
-    let hi = l.tstate_frame.max(l.tstate_thread_id) + 8;
-    if hi - lo > 512 {
-        return None;
-    }
-    let mut win = [0u8; 512];
-    let read_state = |t: u64, win: &mut [u8; 512]| -> Option<u64> {
-        // Careful: a cached state may belong to a thread that ended (pthread ids are
-        // reused), and its memory may be gone.
-        let w = &mut win[..(hi - lo) as usize];
-        if !read_careful(pid, t.wrapping_add(lo), w) {
+    let hi = l.tstate_frame.max(l.tstate_thread_id).checked_add(8)?;
+    let win = win.get_mut(..(hi - lo) as usize)?;
+    // A cached state may belong to a thread that ended (pthread ids are reused), and its
+    // memory may be gone: the checked read and the thread_id test catch both.
+    let mut read_state = |t: u64| -> Option<u64> {
+        if !read_mem(pid, t.wrapping_add(lo), win) {
             return None;
         }
-        let w = &*w;
-        (word(w, l.tstate_thread_id - lo) == me).then(|| word(w, l.tstate_frame - lo))
+        (word(win, l.tstate_thread_id - lo) == me).then(|| word(win, l.tstate_frame - lo))
     };
     let mut found = None;
     if TKEYS[slot].load(Ordering::Acquire) == me {
-        let t = TVALS[slot].load(Ordering::Acquire);
-        found = gil_holder_state(st, t, me, lo, &mut win[..(hi - lo) as usize])
-            .or_else(|| read_state(t, &mut win));
+        found = read_state(TVALS[slot].load(Ordering::Acquire));
     }
     if found.is_none() {
         let t = find_tstate(st, pid);
         if t == 0 {
             return None;
         }
-        found = read_state(t, &mut win);
+        found = read_state(t);
         if found.is_some() {
             TVALS[slot].store(t, Ordering::Release);
             TKEYS[slot].store(me, Ordering::Release);
@@ -1051,58 +859,51 @@ fn current_frame(st: &State, pid: libc::pid_t) -> Option<u64> {
     Some(frame)
 }
 
-/// Fast path of [`current_frame`] (3.8-3.11): when this thread holds the GIL,
-/// `_PyRuntime.gilstate.tstate_current` (static memory, always mapped) is its cached
-/// state `t`, which is then alive (CPython clears `tstate_current` before freeing the
-/// current state, and refuses to delete it from another thread): its fields are read
-/// with plain loads instead of a `process_vm_readv` (2 µs here). The frame pointer of
-/// `t` when so, else None (the careful path decides).
-fn gil_holder_state(st: &State, t: u64, me: u64, lo: u64, win: &mut [u8]) -> Option<u64> {
-    let l = &st.layout;
-    if l.runtime_tstate_current == NONE || t == 0 {
-        return None;
-    }
-    let mut cur = [0u8; 8];
-    if !read_direct(add(st.runtime, l.runtime_tstate_current), &mut cur)
-        || u64::from_le_bytes(cur) != t
-        || !read_direct(t.wrapping_add(lo), win)
-    {
-        return None;
-    }
-    let w = &*win;
-    // A reused pthread id: the GIL holder's state is another thread's.
-    (word(w, l.tstate_thread_id - lo) == me).then(|| word(w, l.tstate_frame - lo))
-}
-
-/// Walks the frame chain from `frame`, one `process_vm_readv` per frame: each call reads
-/// this frame and the previous frame's code-object fields (and, before 3.11, the type of
-/// its first local). Returns the frame count and `CAP_*` flags.
+/// Walks the frame chain from `frame` into `s.frames`, one `process_vm_readv` per frame:
+/// each reads this frame, the previous frame's code-object fields and, before 3.11,
+/// the type of the frame before's first argument (for `Class.method`). Returns the
+/// frame count and `CAP_*` flags.
 fn walk_frames(
     st: &State,
     pid: libc::pid_t,
     mut frame: u64,
-    out: &mut [CapFrame; MAX_FRAMES],
+    s: &mut scratch::Scratch,
 ) -> (usize, u32) {
     let l = &st.layout;
-    let c_lo = l.code_name.min(l.code_filename);
-    let c_len = (l.code_name.max(l.code_filename) + 8 - c_lo) as usize;
-    if c_len > 64 {
+    let before_311 = l.minor < 11;
+    // Code fields read: name and filename (the token); before 3.11 also argcount.
+    let mut c_lo = l.code_name.min(l.code_filename);
+    let mut c_hi = l.code_name.max(l.code_filename).saturating_add(8);
+    let with_args = before_311 && l.code_argcount != NONE && l.frame_localsplus != NONE;
+    if with_args {
+        c_lo = c_lo.min(l.code_argcount);
+        c_hi = c_hi.max(l.code_argcount.saturating_add(4));
+    }
+    let c_len = (c_hi - c_lo) as usize;
+    let window = st.frame_window;
+    let scratch::Scratch {
+        frames: out,
+        frame: fb,
+        code: cb,
+        ..
+    } = s;
+    if c_len > cb.len() || window > fb.len() {
         return (0, CAP_READ_FAILED);
     }
+    let mut tb = [0u8; 8];
     let mut n = 0usize;
     let mut flags = 0;
-    // Pending reads for frame n-1: its code object's fields, its first local's type.
+    // Pending reads: the code object and first local of frame n-1, and the object whose
+    // type frame `.0` wants.
     let mut pend_code = 0u64;
     let mut pend_local = 0u64;
-    let mut fb = [0u8; 1024];
-    let mut cb = [0u8; 64];
-    let mut tb = [0u8; 8];
+    let mut pend_type: Option<(usize, u64)> = None;
     loop {
         let more = frame != 0 && n < MAX_FRAMES;
         if frame != 0 && n == MAX_FRAMES {
             flags |= CAP_TRUNCATED;
         }
-        // Order: code fields and local type of frame n-1 first (their success must not
+        // Order: code fields and type for earlier frames first (their success must not
         // depend on this frame's), then this frame.
         let mut reqs: [(u64, &mut [u8]); 3] = [
             (
@@ -1114,46 +915,54 @@ fn walk_frames(
                 &mut cb[..c_len],
             ),
             (
-                if pend_local != 0 {
-                    add(pend_local, l.object_type)
-                } else {
-                    NONE
-                },
+                pend_type.map_or(NONE, |(_, obj)| add(obj, l.object_type)),
                 &mut tb[..],
             ),
-            (if more { frame } else { NONE }, &mut fb[..st.frame_window]),
+            (if more { frame } else { NONE }, &mut fb[..window]),
         ];
         if reqs.iter().all(|r| r.0 == NONE) {
             break;
         }
         let mask = read_multi(pid, &mut reqs);
         let done = |i: usize| mask & (1 << i) != 0;
-        if n > 0 {
-            let prev = &mut out[n - 1];
-            if pend_code != 0 {
-                if done(0) {
-                    let w = &cb[..c_len];
+        if let Some((i, _)) = pend_type.take()
+            && done(1)
+            && let Some(f) = out.get_mut(i)
+        {
+            f.self_type = u64::from_le_bytes(tb);
+        }
+        if pend_code != 0 {
+            if done(0) {
+                let w = &cb[..c_len];
+                if let Some(prev) = out.get_mut(n.wrapping_sub(1)) {
                     prev.token =
                         code_token(word(w, l.code_name - c_lo), word(w, l.code_filename - c_lo));
-                } else {
-                    flags |= CAP_READ_FAILED;
                 }
-            }
-            if pend_local != 0 && done(1) {
-                prev.self_type = u64::from_le_bytes(tb);
+                // The first local is `self` only when it is an argument: the frame then
+                // holds a reference to it from its creation on (or NULL once deleted).
+                // In a frame without arguments that slot is a local not yet set or a
+                // value-stack slot, possibly stale: never followed.
+                if with_args && pend_local != 0 && int32(w, l.code_argcount - c_lo) > 0 {
+                    pend_type = Some((n.wrapping_sub(1), pend_local));
+                }
+            } else {
+                flags |= CAP_READ_FAILED;
             }
         }
         pend_code = 0;
         pend_local = 0;
         if !more {
-            break;
+            // One more round reads what is still pending, then the loop ends.
+            frame = 0;
+            continue;
         }
         // An earlier request of the batch failing stops the batch: read the frame alone.
-        if !done(2) && !read_mem(pid, frame, &mut fb[..st.frame_window]) {
+        if !done(2) && !read_mem(pid, frame, &mut fb[..window]) {
             flags |= CAP_READ_FAILED;
-            break;
+            frame = 0;
+            continue;
         }
-        let w = &fb[..st.frame_window];
+        let w = &fb[..window];
         let code = word(w, l.frame_code);
         let prev = word(w, l.frame_previous);
         let mut f = CapFrame {
@@ -1169,17 +978,12 @@ fn walk_frames(
                 f.offset = off as u32;
             }
         } else if l.frame_lasti != NONE {
-            let o = l.frame_lasti as usize;
-            let lasti = w
-                .get(o..o + 4)
-                .and_then(|s| s.try_into().ok())
-                .map(i32::from_le_bytes)
-                .unwrap_or(-1);
+            let lasti = int32(w, l.frame_lasti);
             if lasti < 0 {
                 f.flags |= FR_NO_OFFSET;
             } else {
                 f.offset = if l.minor >= 10 {
-                    lasti as u32 * 2
+                    (lasti as u32).wrapping_mul(2)
                 } else {
                     lasti as u32
                 };
@@ -1191,13 +995,15 @@ fn walk_frames(
         if l.minor >= 12 && l.frame_owner != NONE && w.get(l.frame_owner as usize) == Some(&3) {
             f.flags |= FR_SHIM;
         }
-        if l.minor < 11 && l.frame_localsplus != NONE {
+        if with_args {
             pend_local = word(w, l.frame_localsplus);
         }
         if f.flags & FR_SHIM == 0 {
             pend_code = code;
         }
-        out[n] = f;
+        if let Some(slot) = out.get_mut(n) {
+            *slot = f;
+        }
         n += 1;
         if prev == frame {
             flags |= CAP_READ_FAILED;
@@ -1206,13 +1012,12 @@ fn walk_frames(
             frame = prev;
         }
     }
-    (n, flags)
+    (n.min(MAX_FRAMES), flags)
 }
 
 extern "C" fn on_sigtrap(sig: c_int, info: *mut libc::siginfo_t, ctx: *mut c_void) {
     // SAFETY: errno is thread-local; saved and restored around the handler.
     let errno = unsafe { *libc::__errno_location() };
-    let Some(st) = STATE.get() else { return };
     // siginfo for perf: si_code at 8, si_perf_data at 24, si_perf_flags at 36 (x86-64).
     let (code, data, pflags) = if info.is_null() {
         (0, 0, 0)
@@ -1227,45 +1032,26 @@ extern "C" fn on_sigtrap(sig: c_int, info: *mut libc::siginfo_t, ctx: *mut c_voi
             )
         }
     };
-    if code != libc::TRAP_PERF || data != st.cookie {
-        chain(st, sig, info, ctx);
-    } else {
-        let t0 = now_ns();
-        capture(st, pflags & 1 != 0);
-        HANDLER_NS.fetch_add(now_ns().saturating_sub(t0), Ordering::Relaxed);
+    match STATE.get() {
+        Some(st) if code == libc::TRAP_PERF && data == st.cookie => {
+            let t0 = now_ns();
+            capture(st, pflags & 1 != 0);
+            HANDLER_NS.fetch_add(now_ns().saturating_sub(t0), Ordering::Relaxed);
+        }
+        _ => disposition::chain(sig, info, ctx, stop_handling),
     }
     // SAFETY: see above.
     unsafe { *libc::__errno_location() = errno };
 }
 
-/// Hands a SIGTRAP that is not ours to the target's own disposition.
-fn chain(_st: &State, sig: c_int, info: *mut libc::siginfo_t, ctx: *mut c_void) {
-    let h = USER_HANDLER.load(Ordering::SeqCst);
-    let flags = USER_FLAGS.load(Ordering::SeqCst);
-    if h == libc::SIG_IGN {
-        return;
-    }
-    if h == libc::SIG_DFL {
-        // A real trap (breakpoint without a debugger): the default action, as without
-        // the agent. Our events are stopped first so nothing else arrives.
-        INSTALLED.store(false, Ordering::SeqCst);
-        // SAFETY: sigaction struct zeroed = SIG_DFL; re-raising applies the default action.
-        unsafe {
-            let dfl: libc::sigaction = std::mem::zeroed();
-            real_sigaction(libc::SIGTRAP, &dfl, std::ptr::null_mut());
-            libc::raise(sig);
-        }
-        return;
-    }
-    if flags & libc::SA_SIGINFO != 0 {
-        // SAFETY: the target installed this handler with SA_SIGINFO, so it has this type.
-        let f: extern "C" fn(c_int, *mut libc::siginfo_t, *mut c_void) =
-            unsafe { std::mem::transmute(h) };
-        f(sig, info, ctx);
-    } else {
-        // SAFETY: a plain handler takes the signal number.
-        let f: extern "C" fn(c_int) = unsafe { std::mem::transmute(h) };
-        f(sig);
+/// Before a real trap (a breakpoint without a debugger) gets the default action, as
+/// without the agent: our handler goes, so nothing of ours runs again.
+fn stop_handling() {
+    INSTALLED.store(false, Ordering::SeqCst);
+    // SAFETY: a zeroed sigaction is SIG_DFL with an empty mask.
+    unsafe {
+        let dfl: libc::sigaction = std::mem::zeroed();
+        real_sigaction(libc::SIGTRAP, &dfl, std::ptr::null_mut());
     }
 }
 
@@ -1278,23 +1064,31 @@ fn capture(st: &State, late: bool) {
         (
             libc::getpid(),
             libc::gettid(),
-            ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64,
+            (ts.tv_sec as u64)
+                .wrapping_mul(1_000_000_000)
+                .wrapping_add(ts.tv_nsec as u64),
         )
     };
     let mut n = 0usize;
     let mut flags = if late { CAP_ASYNC } else { 0 };
-    let mut frames = [CapFrame::default(); MAX_FRAMES];
-    let top = current_frame(st, pid);
-    match top {
-        None => flags |= CAP_NO_TSTATE,
-        Some(frame) => {
-            let (count, f) = walk_frames(st, pid, frame, &mut frames);
-            n = count;
-            flags |= f;
-        }
+    // The frames and read buffers live in a preallocated slot, not on the stack.
+    let mut claim = scratch::Claim::get(tid as u32);
+    match claim.as_mut().map(|c| c.buf()) {
+        None => flags |= CAP_READ_FAILED,
+        Some(s) => match current_frame(st, pid, &mut s.tstate) {
+            None => flags |= CAP_NO_TSTATE,
+            Some(frame) => {
+                let (count, f) = walk_frames(st, pid, frame, s);
+                n = count;
+                flags |= f;
+            }
+        },
     }
+    let used: &[CapFrame] = match claim.as_mut() {
+        Some(c) => c.buf().frames.get(..n).unwrap_or(&[]),
+        None => &[],
+    };
     let frame_bytes = {
-        let used = &frames[..n];
         // SAFETY: CapFrame is repr(C) plain integers; viewing the used ones as bytes.
         unsafe { std::slice::from_raw_parts(used.as_ptr().cast::<u8>(), size_of_val(used)) }
     };
@@ -1308,17 +1102,10 @@ fn capture(st: &State, late: bool) {
         tid: tid as u32,
         time_ns: now,
         flags,
-        nframes: n as u32,
+        nframes: used.len() as u32,
     };
     if ring.write(&[as_bytes(&h), as_bytes(&c), frame_bytes]) {
         CAPTURES.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: clock_gettime (vDSO) is async-signal-safe.
-        let end = unsafe {
-            let mut ts: libc::timespec = std::mem::zeroed();
-            libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts);
-            ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-        };
-        CAPTURE_NS.fetch_add(end.saturating_sub(now), Ordering::Relaxed);
+        CAPTURE_NS.fetch_add(now_ns().saturating_sub(now), Ordering::Relaxed);
     }
-    maybe_refresh_ranges(now);
 }

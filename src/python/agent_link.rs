@@ -229,7 +229,9 @@ impl AgentLink {
             sock_path.display().to_string(),
         )];
         let preload = match std::env::var("LD_PRELOAD") {
-            Ok(old) if !old.is_empty() => format!("{} {old}", lib.display()),
+            // ':' (not ' '): the loader splits on both, and a path of ours has neither
+            // (`embedded::AgentFile::prepare`).
+            Ok(old) if !old.is_empty() => format!("{}:{old}", lib.display()),
             _ => lib.display().to_string(),
         };
         env.push(("LD_PRELOAD".to_string(), preload));

@@ -30,6 +30,15 @@ impl AgentFile {
     pub fn prepare() -> std::io::Result<AgentFile> {
         if let Some(p) = std::env::var_os("HWPROF_AGENT_LIB") {
             let path = PathBuf::from(p);
+            if !preloadable(&path) {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    format!(
+                        "HWPROF_AGENT_LIB={} contains a space or ':', which LD_PRELOAD cannot carry; copy the library to a path without them",
+                        path.display()
+                    ),
+                ));
+            }
             if !path.is_file() {
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::NotFound,
@@ -87,10 +96,25 @@ fn write_new(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 fn private_dir() -> std::io::Result<PathBuf> {
     let base = std::env::var_os("XDG_RUNTIME_DIR")
         .map(PathBuf::from)
-        .filter(|d| d.is_absolute() && d.is_dir())
+        .filter(|d| d.is_absolute() && d.is_dir() && preloadable(d))
         .unwrap_or_else(std::env::temp_dir);
+    // The path goes into LD_PRELOAD, which the loader splits at spaces and colons.
+    let base = if preloadable(&base) {
+        base
+    } else {
+        PathBuf::from("/tmp")
+    };
     let template = base.join("hwprof-agent-XXXXXX");
     nix::unistd::mkdtemp(&template).map_err(std::io::Error::from)
+}
+
+/// Whether `path` can be one entry of `LD_PRELOAD` (the loader splits it at ' ' and ':').
+fn preloadable(path: &Path) -> bool {
+    !path
+        .as_os_str()
+        .as_encoded_bytes()
+        .iter()
+        .any(|&b| b == b' ' || b == b':')
 }
 
 /// What `doctor` says about the embedded agent: Ok(description) or Err(problem).
@@ -136,4 +160,18 @@ pub fn check() -> Result<String, String> {
         AGENT_SO.len() / 1024,
         obj.architecture(),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn preload_paths_have_no_separator() {
+        assert!(preloadable(Path::new(
+            "/run/user/0/hwprof-agent-x1/libhwprof_agent.so"
+        )));
+        assert!(!preloadable(Path::new("/home/a b/libhwprof_agent.so")));
+        assert!(!preloadable(Path::new("/tmp/a:b/libhwprof_agent.so")));
+    }
 }
