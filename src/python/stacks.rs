@@ -38,6 +38,9 @@ pub struct PyStack {
 /// Longest delay from a sample to its capture when the next sample's time is unknown.
 pub const MAX_DELAY_NS: u64 = 50_000_000;
 
+/// The attr index the agents sample with (the collector's first event's attr).
+pub const AGENT_ATTR: u32 = 0;
+
 /// What was captured, for the report.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PythonSummary {
@@ -240,8 +243,12 @@ impl PythonStacks {
     /// the collector's own samples of a process whose agent samples it are dropped from
     /// the agent's first capture on (both sample it; the agent's carry the Python stack). `id` is the sample's event
     /// id (PERF_SAMPLE_IDENTIFIER); samples of other processes are always kept.
-    pub fn keep_sample(&self, pid: u32, id: Option<u64>, time_ns: u64) -> bool {
-        if self.agent_ids.is_empty() {
+    ///
+    /// `event` is the sample's attr index: the agents sample with attr 0 only, so the
+    /// collector's samples of other events (memory mode's major faults) are the only
+    /// samples of those events and are always kept.
+    pub fn keep_sample(&self, pid: u32, id: Option<u64>, time_ns: u64, event: u32) -> bool {
+        if self.agent_ids.is_empty() || event != AGENT_ATTR {
             return true;
         }
         match id {
@@ -249,8 +256,13 @@ impl PythonStacks {
             // The collector's sample: a duplicate once the agent samples this process
             // (from its first capture on); before that (interpreter start-up) it is the
             // only sample and is kept.
-            _ => self.agent_start.get(&pid).is_none_or(|&t| time_ns < t),
+            _ => !self.agent_sampling(pid, time_ns),
         }
+    }
+
+    /// Whether the agent of `pid` samples it at `time_ns` (from its first capture on).
+    fn agent_sampling(&self, pid: u32, time_ns: u64) -> bool {
+        self.agent_start.get(&pid).is_some_and(|&t| time_ns >= t)
     }
 
     /// Event ids of the agents' sampling events.
@@ -363,6 +375,37 @@ pub struct Joiner {
     agent_slots: Vec<usize>,
     /// Agent samples seen (each should have exactly one capture).
     pub agent_samples: u64,
+    /// Per thread: whether its last (unpaired) sample was left out.
+    last_dropped: HashMap<u32, bool>,
+}
+
+/// What [`Joiner::sample`] needs of a sample.
+#[derive(Clone, Copy, Debug)]
+pub struct SampleFacts {
+    /// Process.
+    pub pid: u32,
+    /// Thread.
+    pub tid: u32,
+    /// CLOCK_MONOTONIC time.
+    pub time_ns: u64,
+    /// Event id (PERF_SAMPLE_IDENTIFIER).
+    pub id: Option<u64>,
+    /// Attr index in perf.data.
+    pub event: u32,
+    /// Same id and instant as the thread's previous sample.
+    pub paired: bool,
+}
+
+/// How a kept sample meets the captures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum JoinAs {
+    /// The agent's sample: the thread's first capture at or after it.
+    Agent,
+    /// The collector's sample of an event the agent does not sample, in a process the
+    /// agent samples: the first capture within MAX_DELAY_NS.
+    Nearest,
+    /// Any other sample (remote captures; collector samples before the agent).
+    Other,
 }
 
 /// [`Joiner::sample`] answer for a sample to leave out (a duplicate).
@@ -377,18 +420,62 @@ impl Joiner {
             last: HashMap::new(),
             agent_slots: Vec::new(),
             agent_samples: 0,
+            last_dropped: HashMap::new(),
         }
     }
 
     /// One sample: None (no Python stack), [`DROP`], or a slot index into what
     /// [`Joiner::finish`] returns.
-    pub fn sample(&mut self, pid: u32, tid: u32, time_ns: u64, id: Option<u64>) -> Option<u32> {
-        if !self.stacks.keep_sample(pid, id, time_ns) {
-            return Some(DROP);
+    ///
+    /// `paired`: the sample repeats the thread's previous one (same id and instant).
+    /// The kernel writes one fault into every sampling event that overflows on it
+    /// from one shared `perf_sample_data`, so when the collector's inherited event and
+    /// the agent's overflow on the same fault, the second record carries the first
+    /// one's id and time (Linux 6.3+, `data->sample_flags`, docs/memory.md). One of the
+    /// two is the agent's: kept once, as the agent's sample.
+    pub fn sample(&mut self, s: SampleFacts) -> Option<u32> {
+        let SampleFacts {
+            pid,
+            tid,
+            time_ns,
+            id,
+            event,
+            paired,
+        } = s;
+        let first_dropped = self.last_dropped.get(&tid).copied();
+        let answer = if paired {
+            match first_dropped {
+                // The first copy was taken as the collector's and left out: this one
+                // is the agent's.
+                Some(true) => self.join(tid, time_ns, JoinAs::Agent),
+                // The first copy was counted: this one is the same fault again.
+                _ => Some(DROP),
+            }
+        } else if !self.stacks.keep_sample(pid, id, time_ns, event) {
+            Some(DROP)
+        } else if event != AGENT_ATTR && self.stacks.agent_sampling(pid, time_ns) {
+            // The collector's sample of an event the agent does not sample (a major
+            // fault): no capture is its own; the thread's next capture (the agent's
+            // next sample, usually on the same line) within MAX_DELAY_NS names its line.
+            self.join(tid, time_ns, JoinAs::Nearest)
+        } else {
+            // A sample of an agent's capturing events (a non-Python process's agent
+            // samples without captures, like the collector).
+            let agent = id.is_some_and(|id| self.stacks.capture_ids.contains(&id));
+            self.join(
+                tid,
+                time_ns,
+                if agent { JoinAs::Agent } else { JoinAs::Other },
+            )
+        };
+        if !paired {
+            self.last_dropped.insert(tid, answer == Some(DROP));
         }
-        // A sample of an agent's capturing events (a non-Python process's agent samples
-        // without captures, like the collector).
-        let agent = id.is_some_and(|id| self.stacks.capture_ids.contains(&id));
+        answer
+    }
+
+    fn join(&mut self, tid: u32, time_ns: u64, how: JoinAs) -> Option<u32> {
+        let agent = how == JoinAs::Agent;
         self.agent_samples += u64::from(agent);
         if !self.stacks.by_tid.contains_key(&tid) {
             return None;
@@ -404,6 +491,11 @@ impl Joiner {
             // however long it slept, still before any of its Python code runs.
             self.agent_slots.push(i);
             self.slots.push((tid, time_ns, Some(u64::MAX)));
+            return u32::try_from(i).ok().filter(|&i| i < DROP);
+        }
+        if how == JoinAs::Nearest {
+            self.slots
+                .push((tid, time_ns, Some(time_ns.saturating_add(MAX_DELAY_NS))));
             return u32::try_from(i).ok().filter(|&i| i < DROP);
         }
         if !self.stacks.agent_ids.is_empty() {
