@@ -38,9 +38,6 @@ pub struct PyStack {
 /// Longest delay from a sample to its capture when the next sample's time is unknown.
 pub const MAX_DELAY_NS: u64 = 50_000_000;
 
-/// The attr index the agents sample with (the collector's first event's attr).
-pub const AGENT_ATTR: u32 = 0;
-
 /// What was captured, for the report.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PythonSummary {
@@ -243,12 +240,11 @@ impl PythonStacks {
     /// the collector's own samples of a process whose agent samples it are dropped from
     /// the agent's first capture on (both sample it; the agent's carry the Python stack). `id` is the sample's event
     /// id (PERF_SAMPLE_IDENTIFIER); samples of other processes are always kept.
-    ///
-    /// `event` is the sample's attr index: the agents sample with attr 0 only, so the
-    /// collector's samples of other events (memory mode's major faults) are the only
-    /// samples of those events and are always kept.
-    pub fn keep_sample(&self, pid: u32, id: Option<u64>, time_ns: u64, event: u32) -> bool {
-        if self.agent_ids.is_empty() || event != AGENT_ATTR {
+    /// In memory mode the agent samples minor and major faults (its major-fault twin
+    /// is filed under the collector's major-faults attr), so each event's collector
+    /// samples are duplicates alike.
+    pub fn keep_sample(&self, pid: u32, id: Option<u64>, time_ns: u64) -> bool {
+        if self.agent_ids.is_empty() {
             return true;
         }
         match id {
@@ -256,13 +252,8 @@ impl PythonStacks {
             // The collector's sample: a duplicate once the agent samples this process
             // (from its first capture on); before that (interpreter start-up) it is the
             // only sample and is kept.
-            _ => !self.agent_sampling(pid, time_ns),
+            _ => self.agent_start.get(&pid).is_none_or(|&t| time_ns < t),
         }
-    }
-
-    /// Whether the agent of `pid` samples it at `time_ns` (from its first capture on).
-    fn agent_sampling(&self, pid: u32, time_ns: u64) -> bool {
-        self.agent_start.get(&pid).is_some_and(|&t| time_ns >= t)
     }
 
     /// Event ids of the agents' sampling events.
@@ -401,9 +392,6 @@ pub struct SampleFacts {
 enum JoinAs {
     /// The agent's sample: the thread's first capture at or after it.
     Agent,
-    /// The collector's sample of an event the agent does not sample, in a process the
-    /// agent samples: the first capture within MAX_DELAY_NS.
-    Nearest,
     /// Any other sample (remote captures; collector samples before the agent).
     Other,
 }
@@ -439,8 +427,8 @@ impl Joiner {
             tid,
             time_ns,
             id,
-            event,
             paired,
+            ..
         } = s;
         let first_dropped = self.last_dropped.get(&tid).copied();
         let answer = if paired {
@@ -451,13 +439,8 @@ impl Joiner {
                 // The first copy was counted: this one is the same fault again.
                 _ => Some(DROP),
             }
-        } else if !self.stacks.keep_sample(pid, id, time_ns, event) {
+        } else if !self.stacks.keep_sample(pid, id, time_ns) {
             Some(DROP)
-        } else if event != AGENT_ATTR && self.stacks.agent_sampling(pid, time_ns) {
-            // The collector's sample of an event the agent does not sample (a major
-            // fault): no capture is its own; the thread's next capture (the agent's
-            // next sample, usually on the same line) within MAX_DELAY_NS names its line.
-            self.join(tid, time_ns, JoinAs::Nearest)
         } else {
             // A sample of an agent's capturing events (a non-Python process's agent
             // samples without captures, like the collector).
@@ -491,11 +474,6 @@ impl Joiner {
             // however long it slept, still before any of its Python code runs.
             self.agent_slots.push(i);
             self.slots.push((tid, time_ns, Some(u64::MAX)));
-            return u32::try_from(i).ok().filter(|&i| i < DROP);
-        }
-        if how == JoinAs::Nearest {
-            self.slots
-                .push((tid, time_ns, Some(time_ns.saturating_add(MAX_DELAY_NS))));
             return u32::try_from(i).ok().filter(|&i| i < DROP);
         }
         if !self.stacks.agent_ids.is_empty() {
