@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Page-fault sampling overhead against bare, on the page-touching workload.
 
-Usage: cargo build --release && python3 benches/memory_overhead.py [RUNS]
+Usage: cargo build --release && python3 benches/memory_overhead.py [RUNS] [--default-only]
 
 Part 2 (the default memory mode, issue 14): tests/programs/fill_buffers.c built plainly
 (-O1 -g, no frame pointers; 336 MiB faulted through memset, ~86,000 faults), bare and
@@ -18,7 +18,10 @@ import json, os, shutil, statistics, subprocess, sys, tempfile, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HW = os.path.join(ROOT, "target/release/hwprof")
-RUNS = int(sys.argv[1]) if len(sys.argv) > 1 else 7
+RUNS = int(sys.argv[1]) if len(sys.argv) > 1 and sys.argv[1].isdigit() else 7
+# --default-only: just bare against the default memory mode on fill_buffers (the
+# issue's 1.5x bound), ending with one RESULT line.
+DEFAULT_ONLY = "--default-only" in sys.argv
 
 tmp = tempfile.mkdtemp(prefix="hwprof-memb")
 exe = os.path.join(tmp, "touch256")
@@ -41,6 +44,48 @@ def timed(cmd):
             lost.append(sum(int(n.split()[0]) for n in notes if "samples lost" in n))
     return statistics.median(ts), (statistics.median(lost) if lost else 0)
 
+
+def default_only():
+    fill = os.path.join(tmp, "fill_buffers")
+    subprocess.run(["cc", "-O1", "-g", "-o", fill,
+                    os.path.join(ROOT, "tests/programs/fill_buffers.c")], check=True)
+    load = os.getloadavg()[0]
+    wall = {"bare": [], "tool": []}
+    cpu = {"bare": [], "tool": []}
+    faults = []
+    for _ in range(RUNS):
+        for name in ["bare", "tool"]:
+            shutil.rmtree(out, ignore_errors=True)
+            cmd = [fill] if name == "bare" else [HW, "collect", "-m", "memory", "-q",
+                                                 "--no-finalize", "-r", out, "--", fill]
+            t = time.perf_counter()
+            p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+            stdout = p.stdout.read().decode()
+            _, _, ru = os.wait4(p.pid, 0)
+            wall[name].append(time.perf_counter() - t)
+            # CPU of the run and what it waited for (hwprof and the program).
+            cpu[name].append(ru.ru_utime + ru.ru_stime)
+            if name == "bare":
+                faults.append(int(stdout.split()[1]))
+    med = {k: statistics.median(v) for k, v in wall.items()}
+    cmed = {k: statistics.median(v) for k, v in cpu.items()}
+    n = statistics.median(faults)
+    load_end = os.getloadavg()[0]
+    for name in wall:
+        print(f"{name}: wall " + " ".join(f"{x * 1000:.0f}" for x in wall[name]) + " ms; CPU "
+              + " ".join(f"{x * 1000:.0f}" for x in cpu[name]) + " ms")
+    print(f"RESULT memory default mode on fill_buffers ({n:.0f} faults, {RUNS} alternated rounds, "
+          f"load {load:.1f}-{load_end:.1f}): bare {med['bare'] * 1000:.0f} ms, "
+          f"hwprof {med['tool'] * 1000:.0f} ms, x{med['tool'] / med['bare']:.2f} wall (bound 1.5); "
+          f"{(med['tool'] - med['bare']) / n * 1e6:.2f} us wall and "
+          f"{(cmed['tool'] - cmed['bare']) / n * 1e6:.2f} us CPU per fault "
+          f"(CPU x{cmed['tool'] / cmed['bare']:.2f})")
+
+
+if DEFAULT_ONLY:
+    default_only()
+    shutil.rmtree(tmp, ignore_errors=True)
+    sys.exit(0)
 
 bare, _ = timed([exe, "nohold"])
 print(f"bare touch256 nohold: {bare * 1000:.0f} ms")

@@ -230,7 +230,13 @@ fn init() {
     if !sample {
         return;
     }
-    let fds = open_events(&attr, python, cfg.sampling == SAMPLE_ALWAYS, cfg.cookie);
+    let mut fds = open_events(&attr, python, cfg.sampling == SAMPLE_ALWAYS, cfg.cookie);
+    // Memory mode: major faults too, so that a cold file read has its Python line. Sent
+    // after the minor-fault events; the collector files a CPU's second event under its
+    // own major-faults attr (the same attr but the counter).
+    if let Some(major) = major_fault_attr(&attr).filter(|_| !fds.is_empty()) {
+        fds.extend(open_events(&major, python, false, cfg.cookie));
+    }
     start_sampling(&fds, cfg.ring_pages);
     for chunk in fds.chunks(MAX_FDS_PER_MSG) {
         let mut msg = EventsMsg {
@@ -620,6 +626,19 @@ fn open_events(attr: &[u8], python: bool, only_sampler: bool, cookie: u64) -> Ve
         return open_on_cpus(&a);
     }
     out
+}
+
+/// The major-fault twin of a minor-fault sampling attr (software event,
+/// PERF_COUNT_SW_PAGE_FAULTS_MIN = 5 becomes PERF_COUNT_SW_PAGE_FAULTS_MAJ = 6).
+fn major_fault_attr(attr: &[u8]) -> Option<Vec<u8>> {
+    let ty = u32::from_le_bytes(attr.get(0..4)?.try_into().ok()?);
+    let config = u64::from_le_bytes(attr.get(8..16)?.try_into().ok()?);
+    if ty != 1 || config != 5 {
+        return None;
+    }
+    let mut a = attr.to_vec();
+    a[8..16].copy_from_slice(&6u64.to_le_bytes());
+    Some(a)
 }
 
 /// Maps each event's ring (`pages` data pages, the size the collector maps too) and

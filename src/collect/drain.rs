@@ -69,6 +69,11 @@ pub struct Session {
     agent_ring_pages: usize,
     /// (python) Samples the processes no agent samples.
     filler: Option<super::fill::Filler>,
+    /// Memory mode: the major-faults attr, under which an agent's second event per
+    /// CPU (its major-fault twin) is filed.
+    agent_second_attr: Option<usize>,
+    /// (python) Per agent process, the CPUs it sent an event for.
+    agent_cpus: std::collections::HashMap<u32, Vec<u32>>,
 }
 
 impl Session {
@@ -81,7 +86,14 @@ impl Session {
             stats: DrainStats::default(),
             agent_ring_pages: 16,
             filler: None,
+            agent_second_attr: None,
+            agent_cpus: std::collections::HashMap::new(),
         }
+    }
+
+    /// Memory mode: file the agents' second event per CPU under this attr.
+    pub fn set_agent_second_attr(&mut self, index: usize) {
+        self.agent_second_attr = Some(index);
     }
 
     /// Data pages of each agent ring (16 by default: the agents' events only add the
@@ -233,14 +245,19 @@ impl Session {
                 f.agent_reported(ev.pid);
             }
             let mut ids = Vec::new();
-            for (_cpu, fd) in ev.fds {
+            let mut second = Vec::new();
+            for (cpu, fd) in ev.fds {
                 let Ok(id) = sys::event_id(&fd) else { continue };
+                // A CPU seen before for this process: the agent's major-fault twin.
+                let seen = self.agent_cpus.entry(ev.pid).or_default();
+                let twin = seen.contains(&cpu) && self.agent_second_attr.is_some();
+                seen.push(cpu);
                 match super::map_ring(fd, self.agent_ring_pages) {
                     Ok(ring) => {
                         // The agent opens its events disabled; sampling starts now that
                         // the ring exists.
                         if sys::enable(ring.fd()).is_ok() {
-                            ids.push(id);
+                            if twin { second.push(id) } else { ids.push(id) }
                         }
                         self.rings.push(Ring::new(ring, true));
                     }
@@ -248,6 +265,10 @@ impl Session {
                 }
             }
             self.writer.add_ids(0, &ids)?;
+            if let Some(a) = self.agent_second_attr.filter(|_| !second.is_empty()) {
+                self.writer.add_ids(a, &second)?;
+                ids.extend(second);
+            }
             link.note_event_ids(ev.pid, &ids, ev.captures);
         }
         Ok(())

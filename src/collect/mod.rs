@@ -496,6 +496,21 @@ pub fn run(opts: &CollectOptions) -> Result<CollectOutcome, CollectError> {
     };
     let mut session = drain::Session::new(opened.rings, opened.redirected, writer);
     session.set_agent_ring_pages(agent_ring_pages);
+    // Memory mode: an agent samples major faults too, filed under our major-faults attr.
+    if opts.mode == Mode::Memory
+        && let Some(i) = opened.file_attrs.iter().position(|f| {
+            // perf_event_attr bytes: type at 0, config at 8.
+            let ty = f.attr.get(0..4).and_then(|b| b.try_into().ok());
+            let config = f.attr.get(8..16).and_then(|b| b.try_into().ok());
+            ty.map(u32::from_le_bytes) == Some(perf_event_open_sys::bindings::PERF_TYPE_SOFTWARE)
+                && config.map(u64::from_le_bytes)
+                    == Some(u64::from(
+                        perf_event_open_sys::bindings::PERF_COUNT_SW_PAGE_FAULTS_MAJ,
+                    ))
+        })
+    {
+        session.set_agent_second_attr(i);
+    }
     if let Some(f) = filler {
         session.set_filler(f);
     }

@@ -81,6 +81,10 @@ pub struct RssStats {
     pub cpu_ns: u64,
     /// Wall time from start to stop, ns.
     pub wall_ns: u64,
+    /// CPU time of each tick's work (read, write), ns, in tick order: the sampler's
+    /// cost at its nominal rate is their mean over the interval, whatever the wall
+    /// clock did (a loaded machine delays ticks; docs/performance.md "memory").
+    pub tick_cpu_ns: Vec<u64>,
 }
 
 /// Samples the RSS of a process tree every `interval` into a CSV file, on its own
@@ -413,6 +417,7 @@ fn run(
     loop {
         let last = stop.load(Ordering::Acquire);
         let t = crate::util::monotonic_ns();
+        let cpu_before = thread_cpu_ns();
         let rows = tree.tick();
         for (pid, pages) in &rows {
             use std::fmt::Write as _;
@@ -421,6 +426,12 @@ fn run(
             out.write_all(line.as_bytes()).map_err(io)?;
         }
         out.flush().map_err(io)?;
+        // Bounded: one u64 a tick (~1.4 MB for a day at 50 ms).
+        if stats.tick_cpu_ns.len() < 1 << 21 {
+            stats
+                .tick_cpu_ns
+                .push(thread_cpu_ns().saturating_sub(cpu_before));
+        }
         stats.ticks += 1;
         stats.rows += rows.len() as u64;
         if last {

@@ -153,7 +153,15 @@ pub fn run(opts: &FinalizeOptions) -> Result<PathBuf, FinalizeError> {
                 let sink = joiner.clone();
                 let mut hook = move |s: &process::SampleInfo| -> Option<u32> {
                     let mut j = sink.borrow_mut();
-                    match j.as_mut()?.sample(s.pid, s.tid, s.time, s.id)? {
+                    let facts = crate::python::SampleFacts {
+                        pid: s.pid,
+                        tid: s.tid,
+                        time_ns: s.time,
+                        id: s.id,
+                        event: s.event,
+                        paired: s.paired,
+                    };
+                    match j.as_mut()?.sample(facts)? {
                         crate::python::stacks::DROP => Some(process::DROP_SAMPLE),
                         i => Some(i),
                     }
@@ -201,6 +209,7 @@ pub fn run(opts: &FinalizeOptions) -> Result<PathBuf, FinalizeError> {
     let mut py_agent = (0u64, 0u64);
     let mut py_summaries = Vec::new();
     let mut sampled_by = SampledBy::default();
+    let paired_dropped: u64 = profiles.iter().map(|(_, p)| p.duplicate_samples).sum();
     for (_, p) in &profiles {
         sampled_by.add(&p.sampled_by);
         py_agent.0 += p.python_join_counts.agent_samples;
@@ -263,6 +272,8 @@ pub fn run(opts: &FinalizeOptions) -> Result<PathBuf, FinalizeError> {
     meta.insert("command".into(), manifest.command.join(" "));
     meta.insert("kernel_samples".into(), manifest.kernel_samples.to_string());
     meta.insert("python".into(), manifest.python.clone());
+    // Faults the kernel wrote into two rings (collector's and agent's), counted once.
+    meta.insert("paired_samples_dropped".into(), paired_dropped.to_string());
     if !py_summaries.is_empty() {
         meta.insert("python_samples_joined".into(), py_joined.0.to_string());
         meta.insert(

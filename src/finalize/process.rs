@@ -149,7 +149,8 @@ pub struct RawProfile {
     /// Memory mode: bytes faulted in pages larger than the base page (transparent
     /// huge pages), as the samples' data page size says.
     pub huge_page_bytes: u64,
-    /// Samples found twice in perf.data (same event, thread, instant), counted once.
+    /// Samples found twice in perf.data (same id, thread, instant: one fault written
+    /// into two rings by the kernel), counted once.
     pub duplicate_samples: u64,
 }
 
@@ -247,6 +248,11 @@ pub struct SampleInfo {
     pub time: u64,
     /// (python) Event id (PERF_SAMPLE_IDENTIFIER), to tell the agent's samples apart.
     pub id: Option<u64>,
+    /// Attr index in perf.data.
+    pub event: u32,
+    /// Same id and instant as the thread's previous sample (one fault the kernel wrote
+    /// into two rings).
+    pub paired: bool,
 }
 
 /// Read one raw directory.
@@ -592,12 +598,14 @@ impl Builder<'_> {
         let pid = s.pid.unwrap_or(0) as u32;
         let tid = s.tid.unwrap_or(0) as u32;
         let time = s.timestamp.unwrap_or(0);
-        // The same sample twice (same event, thread and instant): the rings of a Python
-        // agent's page-fault events hand some samples over twice (measured in memory
-        // mode, docs/memory.md); a thread cannot fault twice in one nanosecond.
-        if let Some(id) = s.id
-            && self.last_sample.insert(tid, (id, time)) == Some((id, time))
-        {
+        // The same sample twice (same id, thread and instant): the kernel wrote one
+        // fault into two events' rings (the collector's and a Python agent's) from one
+        // shared sample, the second carrying the first's id and time (docs/memory.md
+        // "Each fault once"); a thread cannot fault twice in one nanosecond. The Python
+        // join decides which copy is the agent's; without it, the second is left out.
+        let paired =
+            s.id.is_some_and(|id| self.last_sample.insert(tid, (id, time)) == Some((id, time)));
+        if paired && self.sample_hook.is_none() {
             self.out.duplicate_samples += 1;
             return;
         }
@@ -635,11 +643,14 @@ impl Builder<'_> {
                 tid,
                 time,
                 id: s.id,
+                event,
+                paired,
             })
             .unwrap_or(NO_NODE),
             None => NO_NODE,
         };
         if python == DROP_SAMPLE {
+            self.out.duplicate_samples += u64::from(paired);
             // (python) The collector's duplicate of a sample the agent takes: its group
             // counts go to the thread's next kept sample (the agent's), so they land
             // on the Python stack of about the same instant.

@@ -43,7 +43,9 @@ pub use agent_link::{
 };
 pub use perfmap::perfmap_symbol;
 pub use remote::RemoteSampler;
-pub use stacks::{JoinCounts, Joiner, MergedStack, PyStack, PythonStacks, PythonSummary, merge};
+pub use stacks::{
+    JoinCounts, Joiner, MergedStack, PyStack, PythonStacks, PythonSummary, SampleFacts, merge,
+};
 
 /// Errors of the Python side of hwprof.
 #[derive(Debug, thiserror::Error)]

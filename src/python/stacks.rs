@@ -240,6 +240,9 @@ impl PythonStacks {
     /// the collector's own samples of a process whose agent samples it are dropped from
     /// the agent's first capture on (both sample it; the agent's carry the Python stack). `id` is the sample's event
     /// id (PERF_SAMPLE_IDENTIFIER); samples of other processes are always kept.
+    /// In memory mode the agent samples minor and major faults (its major-fault twin
+    /// is filed under the collector's major-faults attr), so each event's collector
+    /// samples are duplicates alike.
     pub fn keep_sample(&self, pid: u32, id: Option<u64>, time_ns: u64) -> bool {
         if self.agent_ids.is_empty() {
             return true;
@@ -363,6 +366,34 @@ pub struct Joiner {
     agent_slots: Vec<usize>,
     /// Agent samples seen (each should have exactly one capture).
     pub agent_samples: u64,
+    /// Per thread: whether its last (unpaired) sample was left out.
+    last_dropped: HashMap<u32, bool>,
+}
+
+/// What [`Joiner::sample`] needs of a sample.
+#[derive(Clone, Copy, Debug)]
+pub struct SampleFacts {
+    /// Process.
+    pub pid: u32,
+    /// Thread.
+    pub tid: u32,
+    /// CLOCK_MONOTONIC time.
+    pub time_ns: u64,
+    /// Event id (PERF_SAMPLE_IDENTIFIER).
+    pub id: Option<u64>,
+    /// Attr index in perf.data.
+    pub event: u32,
+    /// Same id and instant as the thread's previous sample.
+    pub paired: bool,
+}
+
+/// How a kept sample meets the captures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum JoinAs {
+    /// The agent's sample: the thread's first capture at or after it.
+    Agent,
+    /// Any other sample (remote captures; collector samples before the agent).
+    Other,
 }
 
 /// [`Joiner::sample`] answer for a sample to leave out (a duplicate).
@@ -377,18 +408,57 @@ impl Joiner {
             last: HashMap::new(),
             agent_slots: Vec::new(),
             agent_samples: 0,
+            last_dropped: HashMap::new(),
         }
     }
 
     /// One sample: None (no Python stack), [`DROP`], or a slot index into what
     /// [`Joiner::finish`] returns.
-    pub fn sample(&mut self, pid: u32, tid: u32, time_ns: u64, id: Option<u64>) -> Option<u32> {
-        if !self.stacks.keep_sample(pid, id, time_ns) {
-            return Some(DROP);
+    ///
+    /// `paired`: the sample repeats the thread's previous one (same id and instant).
+    /// The kernel writes one fault into every sampling event that overflows on it
+    /// from one shared `perf_sample_data`, so when the collector's inherited event and
+    /// the agent's overflow on the same fault, the second record carries the first
+    /// one's id and time (Linux 6.3+, `data->sample_flags`, docs/memory.md). One of the
+    /// two is the agent's: kept once, as the agent's sample.
+    pub fn sample(&mut self, s: SampleFacts) -> Option<u32> {
+        let SampleFacts {
+            pid,
+            tid,
+            time_ns,
+            id,
+            paired,
+            ..
+        } = s;
+        let first_dropped = self.last_dropped.get(&tid).copied();
+        let answer = if paired {
+            match first_dropped {
+                // The first copy was taken as the collector's and left out: this one
+                // is the agent's.
+                Some(true) => self.join(tid, time_ns, JoinAs::Agent),
+                // The first copy was counted: this one is the same fault again.
+                _ => Some(DROP),
+            }
+        } else if !self.stacks.keep_sample(pid, id, time_ns) {
+            Some(DROP)
+        } else {
+            // A sample of an agent's capturing events (a non-Python process's agent
+            // samples without captures, like the collector).
+            let agent = id.is_some_and(|id| self.stacks.capture_ids.contains(&id));
+            self.join(
+                tid,
+                time_ns,
+                if agent { JoinAs::Agent } else { JoinAs::Other },
+            )
+        };
+        if !paired {
+            self.last_dropped.insert(tid, answer == Some(DROP));
         }
-        // A sample of an agent's capturing events (a non-Python process's agent samples
-        // without captures, like the collector).
-        let agent = id.is_some_and(|id| self.stacks.capture_ids.contains(&id));
+        answer
+    }
+
+    fn join(&mut self, tid: u32, time_ns: u64, how: JoinAs) -> Option<u32> {
+        let agent = how == JoinAs::Agent;
         self.agent_samples += u64::from(agent);
         if !self.stacks.by_tid.contains_key(&tid) {
             return None;
