@@ -19,4 +19,5 @@ mod project;
 mod python;
 mod python_accuracy;
 mod socket_trust;
+mod stalls;
 mod symbols;
