@@ -50,6 +50,10 @@ pub struct DrainStats {
     pub lost: u64,
     /// Throttle records.
     pub throttled: u64,
+    /// Corrupt ring records skipped (with everything after them up to the head).
+    pub corrupt_records: u64,
+    /// Bytes of ring data skipped at corrupt records.
+    pub corrupt_bytes: u64,
     /// Records written.
     pub records: u64,
     /// Every file mapped by the target, with the build id the kernel gave.
@@ -146,6 +150,7 @@ impl Session {
             ..
         } = self;
         for ring in rings.iter_mut() {
+            let before = ring.buf.corrupt();
             n += ring.buf.drain(|ty, misc, body| {
                 note_record(stats, ty, misc, body);
                 if err.is_none()
@@ -154,6 +159,9 @@ impl Session {
                     err = Some(e);
                 }
             });
+            let after = ring.buf.corrupt();
+            stats.corrupt_records += after.0 - before.0;
+            stats.corrupt_bytes += after.1 - before.1;
         }
         if let Some(e) = err {
             return Err(e);

@@ -372,6 +372,10 @@ pub fn run(opts: &CollectOptions) -> Result<CollectOutcome, CollectError> {
         }
     };
 
+    // [python] Only the target's tree may talk to the agents' socket.
+    if let Some(link) = py_link.as_ref() {
+        link.set_tree_root(target_pid as u32);
+    }
     let raw_name = mpi::raw_dir_name(&host, opts.mpi.rank, target_pid as u32);
     let raw_dir = opts.dir.join("raw").join(&raw_name);
     crate::util::create_private_dir(&raw_dir)
@@ -381,6 +385,25 @@ pub fn run(opts: &CollectOptions) -> Result<CollectOutcome, CollectError> {
         Target::Attach(pid) => list_threads(pid),
         Target::Launch(_) => vec![target_pid],
     };
+    // Every event is an fd per CPU (per thread when attached), and each Python process's
+    // agent hands over one per CPU: a low open-files limit would stop the collection.
+    // Raised after the fork: the target keeps its own limit.
+    {
+        let members: usize = wanted.iter().map(|g| 1 + g.members.len()).sum::<usize>() + 1;
+        let processes = if py_link.is_some() { 64 } else { 1 };
+        let need = (cpus.len() * (members * threads.len().max(1) + processes) + 64) as u64;
+        let (soft, hard) = sys::raise_nofile_limit();
+        if soft < need {
+            notice(
+                opts.quiet,
+                &mut notices,
+                format!(
+                    "open-files limit {soft} (hard limit {hard}) is below the ~{need} this collection may need ({} CPUs x events x processes): events or Python processes may go unsampled; raise it (ulimit -Hn, /etc/security/limits.conf)",
+                    cpus.len()
+                ),
+            );
+        }
+    }
     // [python] A Python launch in hotspots mode is sampled by the agents alone (each
     // process of the tree opens the sampling event on itself, with SIGTRAP when it is
     // Python): sampling it twice, by our inherited events too, cost ~5% of its run time.
@@ -582,6 +605,16 @@ pub fn run(opts: &CollectOptions) -> Result<CollectOutcome, CollectError> {
             format!(
                 "{} samples lost: the ring buffer overflowed (lower -F or use --call-graph dwarf with fewer bytes)",
                 stats.lost
+            ),
+        );
+    }
+    if stats.corrupt_records > 0 {
+        notice(
+            opts.quiet,
+            &mut notices,
+            format!(
+                "{} corrupt ring records skipped ({} bytes of samples lost): a ring's memory was overwritten (an agent's ring is mapped in the target)",
+                stats.corrupt_records, stats.corrupt_bytes
             ),
         );
     }

@@ -43,7 +43,8 @@ pub fn write_modules(
     let mut entries = Vec::new();
     for (name, build_id) in mapped {
         let path = Path::new(std::ffi::OsStr::from_bytes(name));
-        let meta = std::fs::metadata(path).ok();
+        // Only regular files are read or copied: a mapped path may be a FIFO by now.
+        let meta = std::fs::metadata(path).ok().filter(|m| m.is_file());
         let build_id = match build_id {
             Some(b) => Some(b.clone()),
             None if meta.is_some() => crate::util::elf_build_id(path),

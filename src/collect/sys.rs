@@ -127,6 +127,8 @@ pub struct RingBuffer {
     data_offset: usize,
     data_size: usize,
     fd: OwnedFd,
+    /// Corrupt records skipped, and bytes lost with them.
+    corrupt: (u64, u64),
 }
 
 // Offsets in perf_event_mmap_page.
@@ -164,6 +166,7 @@ impl RingBuffer {
             data_offset,
             data_size,
             fd,
+            corrupt: (0, 0),
         })
     }
 
@@ -185,41 +188,101 @@ impl RingBuffer {
     }
 
     /// Call `f(type, misc, body_parts)` for every record now in the ring, then release
-    /// the space. Returns the number of records.
-    pub fn drain(&mut self, mut f: impl FnMut(u32, u16, &[&[u8]])) -> usize {
+    /// the space. Returns the number of records. A corrupt record (see [`drain_data`])
+    /// is skipped with everything up to the head, and counted in [`RingBuffer::corrupt`].
+    pub fn drain(&mut self, f: impl FnMut(u32, u16, &[&[u8]])) -> usize {
         let (head_a, tail_a) = self.head_tail();
         let head = head_a.load(Ordering::Acquire);
-        let mut tail = tail_a.load(Ordering::Relaxed);
+        let tail = tail_a.load(Ordering::Relaxed);
         let base = self.map.as_ptr();
         // SAFETY: the data area [data_offset, data_offset + data_size) is mapped; the
         // kernel does not write between tail and head until we publish the new tail.
         let data =
             unsafe { std::slice::from_raw_parts(base.add(self.data_offset), self.data_size) };
-        let mask = self.data_size as u64 - 1;
-        let mut n = 0;
-        while tail + 8 <= head {
-            let start = (tail & mask) as usize;
-            let mut hdr = [0u8; 8];
-            copy_wrapped(data, start, &mut hdr);
-            let ty = u32::from_le_bytes([hdr[0], hdr[1], hdr[2], hdr[3]]);
-            let misc = u16::from_le_bytes([hdr[4], hdr[5]]);
-            let size = u16::from_le_bytes([hdr[6], hdr[7]]) as u64;
-            if size < 8 || tail + size > head {
-                break; // corrupt or incomplete: never read past head
-            }
-            let body_start = (start + 8) % self.data_size;
-            let body_len = size as usize - 8;
-            if body_start + body_len <= self.data_size {
-                f(ty, misc, &[&data[body_start..body_start + body_len]]);
-            } else {
-                let first = self.data_size - body_start;
-                f(ty, misc, &[&data[body_start..], &data[..body_len - first]]);
-            }
-            tail += size;
-            n += 1;
+        let d = drain_data(data, head, tail, f);
+        tail_a.store(d.tail, Ordering::Release);
+        if let Some(bytes) = d.skipped {
+            self.corrupt.0 += 1;
+            self.corrupt.1 += bytes;
         }
-        tail_a.store(tail, Ordering::Release);
-        n
+        d.records
+    }
+
+    /// Corrupt records skipped so far, and the bytes skipped with them.
+    pub fn corrupt(&self) -> (u64, u64) {
+        self.corrupt
+    }
+}
+
+/// What [`drain_data`] did.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Drained {
+    /// The new tail.
+    pub tail: u64,
+    /// Records passed on.
+    pub records: usize,
+    /// Bytes skipped at a corrupt record (up to the head), if one was met.
+    pub skipped: Option<u64>,
+}
+
+/// Walks the records of a perf ring's data area between `tail` and `head`. A record
+/// whose size is below its own 8-byte header, or that ends past the head, cannot be
+/// one the kernel wrote (it publishes the head after whole records): the ring's memory
+/// was overwritten (an agent's ring is mapped writable in the target too). Waiting there
+/// would stop the ring for good, so everything up to the head is skipped and reported.
+pub fn drain_data(
+    data: &[u8],
+    head: u64,
+    mut tail: u64,
+    mut f: impl FnMut(u32, u16, &[&[u8]]),
+) -> Drained {
+    let size_of_data = data.len();
+    let mut n = 0;
+    if data.is_empty() || !size_of_data.is_power_of_two() {
+        return Drained {
+            tail: head,
+            records: 0,
+            skipped: Some(head.wrapping_sub(tail)),
+        };
+    }
+    if head.wrapping_sub(tail) > size_of_data as u64 {
+        // More than the ring holds: the positions themselves are garbage.
+        return Drained {
+            tail: head,
+            records: 0,
+            skipped: Some(head.wrapping_sub(tail)),
+        };
+    }
+    let mask = size_of_data as u64 - 1;
+    while tail + 8 <= head {
+        let start = (tail & mask) as usize;
+        let mut hdr = [0u8; 8];
+        copy_wrapped(data, start, &mut hdr);
+        let ty = u32::from_le_bytes([hdr[0], hdr[1], hdr[2], hdr[3]]);
+        let misc = u16::from_le_bytes([hdr[4], hdr[5]]);
+        let size = u16::from_le_bytes([hdr[6], hdr[7]]) as u64;
+        if size < 8 || tail + size > head {
+            return Drained {
+                tail: head,
+                records: n,
+                skipped: Some(head - tail),
+            };
+        }
+        let body_start = (start + 8) % size_of_data;
+        let body_len = size as usize - 8;
+        if body_start + body_len <= size_of_data {
+            f(ty, misc, &[&data[body_start..body_start + body_len]]);
+        } else {
+            let first = size_of_data - body_start;
+            f(ty, misc, &[&data[body_start..], &data[..body_len - first]]);
+        }
+        tail += size;
+        n += 1;
+    }
+    Drained {
+        tail,
+        records: n,
+        skipped: None,
     }
 }
 
@@ -227,6 +290,31 @@ fn copy_wrapped(data: &[u8], start: usize, out: &mut [u8]) {
     for (i, b) in out.iter_mut().enumerate() {
         *b = data[(start + i) % data.len()];
     }
+}
+
+/// Raises the soft open-files limit (RLIMIT_NOFILE) to the hard one; returns the
+/// (soft, hard) limits now in force.
+pub fn raise_nofile_limit() -> (u64, u64) {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid rlimit struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return (u64::MAX, u64::MAX);
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: lim.rlim_max,
+                rlim_max: lim.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                lim.rlim_cur = lim.rlim_max;
+            }
+        }
+    }
+    (lim.rlim_cur, lim.rlim_max)
 }
 
 /// The system page size.
@@ -553,6 +641,57 @@ pub fn install_stop_signals() -> StopSignals {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn rec(ty: u32, size: u16) -> Vec<u8> {
+        let mut v = ty.to_le_bytes().to_vec();
+        v.extend_from_slice(&0u16.to_le_bytes());
+        v.extend_from_slice(&size.to_le_bytes());
+        v.resize(size.max(8) as usize, 0xab);
+        v
+    }
+
+    #[test]
+    fn corrupt_ring_records_are_skipped_to_the_head_and_counted() {
+        // Two good records, one claiming size 4, then a good one it hides.
+        let mut data = Vec::new();
+        data.extend(rec(9, 16));
+        data.extend(rec(9, 24));
+        data.extend(rec(9, 4));
+        data.extend(rec(9, 16)); // rec(9, 4) took 8 bytes
+        data.resize(128, 0);
+        let head = 16 + 24 + 8 + 16;
+        let mut seen = Vec::new();
+        let d = drain_data(&data, head, 0, |ty, _, b| seen.push((ty, b[0].len())));
+        assert_eq!(seen, vec![(9, 8), (9, 16)]);
+        assert_eq!(d.records, 2);
+        assert_eq!(d.tail, head);
+        assert_eq!(d.skipped, Some(24));
+        // The ring goes on after the skip.
+        let mut data2 = data.clone();
+        data2[64..80].copy_from_slice(&rec(3, 16));
+        let d = drain_data(&data2, head + 16, head, |_, _, _| {});
+        assert_eq!((d.records, d.tail, d.skipped), (1, head + 16, None));
+
+        // A record past the head (size 64, only 16 published).
+        let mut data = rec(9, 64);
+        data.resize(128, 0);
+        let d = drain_data(&data, 16, 0, |_, _, _| panic!("no record"));
+        assert_eq!((d.records, d.tail, d.skipped), (0, 16, Some(16)));
+        // A head more than the ring ahead of the tail.
+        let d = drain_data(&data, 1 << 20, 0, |_, _, _| panic!("no record"));
+        assert_eq!((d.tail, d.skipped), (1 << 20, Some(1 << 20)));
+        // A record split across the end of the data.
+        let mut data = vec![0u8; 64];
+        let r = rec(7, 24);
+        for (i, b) in r.iter().enumerate() {
+            data[(56 + i) % 64] = *b;
+        }
+        let mut lens = Vec::new();
+        let d = drain_data(&data, 56 + 24, 56, |_, _, b| {
+            lens.push(b.iter().map(|p| p.len()).sum::<usize>())
+        });
+        assert_eq!((lens, d.skipped), (vec![16], None));
+    }
 
     #[test]
     fn sigtrap_events_probe_follows_the_kernel_version() {

@@ -81,7 +81,7 @@ pub fn looks_like_python(path: &Path) -> bool {
     if process::is_python_name(&real) {
         return true;
     }
-    let Ok(mut f) = std::fs::File::open(&real) else {
+    let Ok(mut f) = crate::util::open_regular(&real) else {
         return false;
     };
     let mut head = [0u8; 256];
@@ -161,6 +161,8 @@ struct Shared {
     ids: Vec<(u32, Vec<u64>, bool)>,
     /// Processes with a supported interpreter.
     accepted: u32,
+    /// The launched target (see [`AgentLink::set_tree_root`]).
+    root: Option<u32>,
 }
 
 /// The per-process-tree link between the collector and the agents.
@@ -170,6 +172,8 @@ pub struct AgentLink {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
     sock_path: PathBuf,
+    /// The private (0700, `mkdtemp`) directory holding the socket.
+    private_dir: PathBuf,
     method: LaunchMethod,
     python_program: bool,
     /// Write end of the pipe that wakes the thread's poll.
@@ -200,19 +204,9 @@ impl AgentLink {
     pub fn bind_early(plan: &LaunchPlan, sock_dir: &Path) -> Result<AgentLink, PyError> {
         let agent_file = AgentFile::prepare().map_err(PyError::NoAgent)?;
         let lib = agent_file.path().to_path_buf();
-        let unique = format!(
-            "hwprof-agent-{}-{}.sock",
-            std::process::id(),
-            SystemTime::now()
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .map(|d| d.as_nanos() as u64 % 1_000_000_000)
-                .unwrap_or(0)
-        );
-        let mut sock_path = sock_dir.join(&unique);
-        if sock_path.as_os_str().len() >= 100 || !sock_dir.is_dir() {
-            sock_path = std::env::temp_dir().join(&unique);
-        }
-        let _ = std::fs::remove_file(&sock_path);
+        let private_dir = private_socket_dir(sock_dir)
+            .map_err(|e| PyError::Socket(sock_dir.join("hwprof-agent-XXXXXX"), e))?;
+        let sock_path = private_dir.join("agent.sock");
         let io = |e: nix::Error| PyError::Socket(sock_path.clone(), std::io::Error::from(e));
         let listener = socket(
             AddressFamily::Unix,
@@ -250,6 +244,11 @@ impl AgentLink {
                 .map_err(|e| PyError::Socket(sock_path.clone(), std::io::Error::from(e)))?;
         let mut server = Server {
             listener,
+            accept_paused_until: None,
+            trusted: HashMap::new(),
+            uid: nix::unistd::geteuid().as_raw(),
+            max_fds_per_conn: 8 * crate::collect::sys::online_cpus().len().max(1),
+            last_prune: Instant::now(),
             wake: wake_rx,
             conns: Vec::new(),
             raw_dir: None,
@@ -262,6 +261,9 @@ impl AgentLink {
             files: HashMap::new(),
             rings: Vec::new(),
             lost: 0,
+            corrupt_bytes: 0,
+            root: None,
+            refusals: (0, None),
             writer: Out(None),
             shared: shared.clone(),
             started: SystemTime::now(),
@@ -279,6 +281,7 @@ impl AgentLink {
             stop,
             thread: Some(thread),
             sock_path,
+            private_dir,
             method: plan.method,
             python_program: plan.python,
             wake,
@@ -376,7 +379,7 @@ impl AgentLink {
     /// Stops the thread after a last resolution pass; returns the notices.
     pub fn finish(mut self) -> Vec<String> {
         self.stop_thread();
-        let _ = std::fs::remove_file(&self.sock_path);
+        self.remove_socket();
         self.shared
             .lock()
             .map(|mut s| std::mem::take(&mut s.notices))
@@ -399,7 +402,33 @@ impl AgentLink {
 impl Drop for AgentLink {
     fn drop(&mut self) {
         self.stop_thread();
+        self.remove_socket();
     }
+}
+
+impl AgentLink {
+    fn remove_socket(&self) {
+        let _ = std::fs::remove_file(&self.sock_path);
+        let _ = std::fs::remove_dir(&self.private_dir);
+    }
+
+    /// The launched target: only processes of its tree (and of the same user as the
+    /// collector) may talk to the socket. Must be called before the target is released.
+    pub fn set_tree_root(&self, pid: u32) {
+        if let Ok(mut s) = self.shared.lock() {
+            s.root = Some(pid);
+        }
+    }
+}
+
+/// A new directory only we can enter, with a name nobody can guess or take first
+/// (`mkdtemp`: `mkdir` with a random name, 0700, failing on an existing path), in
+/// `parent`, or in /tmp when that path would be too long for a socket address.
+fn private_socket_dir(parent: &Path) -> std::io::Result<PathBuf> {
+    let template = |dir: &Path| dir.join("hwprof-agent-XXXXXX");
+    let parent_ok = parent.is_dir() && template(parent).as_os_str().len() + 12 < 100;
+    let base = if parent_ok { parent } else { Path::new("/tmp") };
+    nix::unistd::mkdtemp(&template(base)).map_err(std::io::Error::from)
 }
 
 fn cookie() -> u64 {
@@ -431,6 +460,8 @@ struct CaptureRing {
     _map: memmap2::MmapMut,
     file: std::fs::File,
     buf: Vec<u8>,
+    /// Bytes skipped because the ring's memory was overwritten.
+    corrupt_bytes: u64,
 }
 
 impl CaptureRing {
@@ -440,7 +471,12 @@ impl CaptureRing {
         use std::io::Write;
         use std::os::unix::fs::OpenOptionsExt;
         // SAFETY: memfd_create with a constant name; returns a new fd or -1.
-        let fd = unsafe { libc::memfd_create(c"hwprof-python-ring".as_ptr(), libc::MFD_CLOEXEC) };
+        let fd = unsafe {
+            libc::memfd_create(
+                c"hwprof-python-ring".as_ptr(),
+                libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING,
+            )
+        };
         if fd < 0 {
             return Err(std::io::Error::last_os_error());
         }
@@ -448,6 +484,19 @@ impl CaptureRing {
         let memfd = unsafe { OwnedFd::from_raw_fd(fd) };
         let shm = std::fs::File::from(memfd.try_clone()?);
         shm.set_len((RING_HEADER_BYTES + RING_DATA_BYTES) as u64)?;
+        // The agent may write the ring (no F_SEAL_WRITE) but not resize it: a shrunk
+        // memfd would fault (SIGBUS) the collector's reads of its mapping.
+        // SAFETY: fcntl on our own memfd with an integer argument.
+        let sealed = unsafe {
+            libc::fcntl(
+                shm.as_raw_fd(),
+                libc::F_ADD_SEALS,
+                libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_SEAL,
+            )
+        };
+        if sealed != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
         // SAFETY: our own memfd, mapped shared; the agent maps the same pages.
         let mut map = unsafe { memmap2::MmapMut::map_mut(&shm)? };
         // SAFETY: the mapping is page-aligned, zeroed, of header + data bytes, and lives
@@ -477,6 +526,7 @@ impl CaptureRing {
                 _map: map,
                 file,
                 buf: Vec::new(),
+                corrupt_bytes: 0,
             },
             memfd,
         ))
@@ -485,7 +535,11 @@ impl CaptureRing {
     fn drain(&mut self) {
         use std::io::Write;
         self.buf.clear();
-        if self.ring.drain(&mut self.buf) > 0 {
+        if self
+            .ring
+            .drain_counting(&mut self.buf, &mut self.corrupt_bytes)
+            > 0
+        {
             let _ = self.file.write_all(&self.buf);
         }
     }
@@ -507,11 +561,34 @@ impl Out {
     }
 }
 
+/// One accepted connection, from a process checked by [`Server::peer_allowed`].
+struct Conn {
+    fd: OwnedFd,
+    /// The peer's pid as the kernel gave it (`SO_PEERCRED`, at `connect`).
+    peer: u32,
+    /// Said hello (its process has a capture ring and a config).
+    hello: bool,
+    /// Event fds taken from it so far (bounded).
+    fds_taken: usize,
+}
+
 struct Server {
     listener: OwnedFd,
+    /// `accept4` failed for want of fds: the listener is not polled until then (it
+    /// stays readable, and polling it would spin).
+    accept_paused_until: Option<Instant>,
+    /// Whether a pid is of the target's tree and of our user (see
+    /// [`Server::pid_allowed`]), as decided at its first sight.
+    trusted: HashMap<u32, bool>,
+    /// The collector's effective uid: peers must run as it.
+    uid: u32,
+    /// Most event fds one connection may hand over (its CPUs × a few events).
+    max_fds_per_conn: usize,
+    /// When state of exited processes was last freed.
+    last_prune: Instant,
     /// Read end of [`AgentLink`]'s wake pipe.
     wake: OwnedFd,
-    conns: Vec<(OwnedFd, Option<u32>)>,
+    conns: Vec<Conn>,
     raw_dir: Option<PathBuf>,
     attr: Vec<u8>,
     agents_sample: bool,
@@ -525,6 +602,12 @@ struct Server {
     rings: Vec<CaptureRing>,
     /// Captures dropped by rings already closed.
     lost: u64,
+    /// Bytes dropped by rings already closed because their memory was overwritten.
+    corrupt_bytes: u64,
+    /// The launched target (root of the tree whose processes may connect).
+    root: Option<u32>,
+    /// Connections and messages refused, and the first reason.
+    refusals: (u64, Option<String>),
     writer: Out,
     shared: Arc<Mutex<Shared>>,
     started: SystemTime,
@@ -539,6 +622,9 @@ impl Server {
             Ok(mut s) => (s.target.take(), std::mem::take(&mut s.ids)),
             Err(_) => return,
         };
+        if let Some(root) = self.shared.lock().ok().and_then(|s| s.root) {
+            self.root = Some(root);
+        }
         if let Some((dir, attr, agents_sample, ring_pages)) = target {
             self.ring_pages = ring_pages;
             self.writer = Out(CodeWriter::open(&dir).ok());
@@ -580,6 +666,7 @@ impl Server {
                 }
                 self.copy_perf_maps();
                 self.writer.flush();
+                self.prune_exited();
                 last = Instant::now();
             }
             if stopping {
@@ -591,12 +678,23 @@ impl Server {
 
     fn serve(&mut self, timeout_ms: u16) {
         use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+        if self
+            .accept_paused_until
+            .is_some_and(|t| Instant::now() >= t)
+        {
+            self.accept_paused_until = None;
+        }
+        let listen_for = if self.accept_paused_until.is_some() {
+            PollFlags::empty()
+        } else {
+            PollFlags::POLLIN
+        };
         let mut fds = vec![
-            PollFd::new(self.listener.as_fd(), PollFlags::POLLIN),
+            PollFd::new(self.listener.as_fd(), listen_for),
             PollFd::new(self.wake.as_fd(), PollFlags::POLLIN),
         ];
-        for (c, _) in &self.conns {
-            fds.push(PollFd::new(c.as_fd(), PollFlags::POLLIN));
+        for c in &self.conns {
+            fds.push(PollFd::new(c.fd.as_fd(), PollFlags::POLLIN));
         }
         let _ = poll(&mut fds, PollTimeout::from(timeout_ms));
         let mut ready: Vec<bool> = fds
@@ -608,10 +706,8 @@ impl Server {
             let mut b = [0u8; 16];
             let _ = nix::unistd::read(&self.wake, &mut b);
         }
-        if ready[0] {
-            while let Ok(c) = accept4(self.listener.as_fd(), SockFlag::SOCK_CLOEXEC) {
-                self.conns.push((c, None));
-            }
+        if ready[0] && self.accept_paused_until.is_none() {
+            self.accept_all();
         }
         let mut dead = Vec::new();
         for i in 0..self.conns.len() {
@@ -620,12 +716,11 @@ impl Server {
             }
         }
         for i in dead.into_iter().rev() {
-            let (_, pid) = self.conns.remove(i);
+            let closed = self.conns.remove(i);
+            let pid = closed.peer;
             // Closed when the process and the forked children sharing its socket (and
             // ring) have all exited: nothing more comes, the ring's memory is returned.
-            if let Some(pid) = pid
-                && !self.conns.iter().any(|c| c.1 == Some(pid))
-            {
+            if closed.hello && !self.conns.iter().any(|c| c.hello && c.peer == pid) {
                 for r in self.rings.iter_mut().filter(|r| r.pid == pid) {
                     r.drain();
                 }
@@ -636,14 +731,128 @@ impl Server {
                     .map(|r| r.ring.lost())
                     .sum();
                 self.lost += lost;
+                self.corrupt_bytes += self
+                    .rings
+                    .iter()
+                    .filter(|r| r.pid == pid)
+                    .map(|r| r.corrupt_bytes)
+                    .sum::<u64>();
                 self.rings.retain(|r| r.pid != pid);
             }
         }
     }
 
+    /// Accepts what is pending; a peer outside the target's tree, or of another user, is
+    /// closed at once. Out of fds (EMFILE, ENFILE): the listener rests 100 ms.
+    fn accept_all(&mut self) {
+        loop {
+            match accept4(self.listener.as_fd(), SockFlag::SOCK_CLOEXEC) {
+                Ok(c) => {
+                    use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
+                    let fd = c;
+                    let Ok(cred) = getsockopt(&fd, PeerCredentials) else {
+                        continue;
+                    };
+                    let (pid, uid) = (cred.pid().max(0) as u32, cred.uid());
+                    if uid != self.uid {
+                        self.refuse(format!("process {pid} runs as uid {uid}, not {}", self.uid));
+                        continue;
+                    }
+                    if !self.descends_from_root(pid) {
+                        self.refuse(format!("process {pid} is not of the target's process tree"));
+                        continue;
+                    }
+                    self.conns.push(Conn {
+                        fd,
+                        peer: pid,
+                        hello: false,
+                        fds_taken: 0,
+                    });
+                }
+                Err(nix::Error::EINTR | nix::Error::ECONNABORTED) => {}
+                Err(
+                    e @ (nix::Error::EMFILE
+                    | nix::Error::ENFILE
+                    | nix::Error::ENOBUFS
+                    | nix::Error::ENOMEM),
+                ) => {
+                    self.accept_paused_until = Some(Instant::now() + Duration::from_millis(100));
+                    self.note(format!(
+                        "python: agents' connections wait: accept failed ({e}); raise the open-files limit (ulimit -n)"
+                    ));
+                    return;
+                }
+                Err(_) => return,
+            }
+        }
+    }
+
+    /// Whether `pid` is the launched target or one of its descendants (the `/proc`
+    /// parent chain; an orphan re-parented to init is not).
+    fn descends_from_root(&self, pid: u32) -> bool {
+        let root = self.root.unwrap_or_else(std::process::id);
+        let mut p = pid;
+        for _ in 0..4096 {
+            if p == root {
+                return true;
+            }
+            match parent_of(p) {
+                Some(pp) if pp > 1 && pp != p => p = pp,
+                _ => return false,
+            }
+        }
+        false
+    }
+
+    /// Whether the collector may read `pid`'s memory for a capture naming it: of the
+    /// target's tree and of our user (decided once per pid, forgotten when it exits).
+    fn pid_allowed(&mut self, pid: u32) -> bool {
+        if let Some(&v) = self.trusted.get(&pid) {
+            return v;
+        }
+        let v = effective_uid_of(pid) == Some(self.uid) && self.descends_from_root(pid);
+        if !v {
+            self.refuse(format!(
+                "a capture names process {pid}, outside the target's tree"
+            ));
+        }
+        self.trusted.insert(pid, v);
+        v
+    }
+
+    fn refuse(&mut self, why: String) {
+        self.refusals.0 += 1;
+        self.refusals.1.get_or_insert(why);
+    }
+
+    fn shared_notice(&mut self, line: String) {
+        if let Ok(mut s) = self.shared.lock() {
+            s.notices.push(line);
+        }
+    }
+
+    /// Frees what is kept per process once it has exited (not while a connection of
+    /// it is open): memory stays flat over thousands of short-lived children.
+    fn prune_exited(&mut self) {
+        if self.last_prune.elapsed() < Duration::from_secs(1) {
+            return;
+        }
+        self.last_prune = Instant::now();
+        let open: HashSet<u32> = self.conns.iter().map(|c| c.peer).collect();
+        let gone = |pid: &u32| !open.contains(pid) && !process_exists(*pid);
+        let dead: Vec<u32> = self.procs.keys().copied().filter(gone).collect();
+        for pid in dead {
+            self.procs.remove(&pid);
+        }
+        self.trusted.retain(|pid, _| !gone(pid));
+        self.procs.shrink_to_fit();
+        self.trusted.shrink_to_fit();
+    }
+
     /// One message from connection `i`; false when it closed.
     fn handle(&mut self, i: usize) -> bool {
-        let fd = self.conns[i].0.as_raw_fd();
+        let fd = self.conns[i].fd.as_raw_fd();
+        let peer = self.conns[i].peer;
         let mut buf = vec![0u8; 1024];
         let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 64]);
         let (n, fds) = {
@@ -681,14 +890,22 @@ impl Server {
             .get(..8)
             .and_then(|b| b.try_into().ok())
             .map(u64::from_le_bytes);
-        let pid = msg
+        let said_pid = msg
             .get(8..12)
             .and_then(|b| b.try_into().ok())
-            .map(u32::from_le_bytes)
-            .unwrap_or(0);
+            .map(u32::from_le_bytes);
+        // The pid is the kernel's; a message naming another process ends the connection.
+        let pid = peer;
+        if matches!(magic, Some(HELLO_MAGIC | EVENTS_MAGIC | BYE_MAGIC)) && said_pid != Some(pid) {
+            self.refuse(format!(
+                "a message naming process {} on the connection of process {pid}",
+                said_pid.unwrap_or(0)
+            ));
+            return false;
+        }
         match magic {
             Some(HELLO_MAGIC) => {
-                self.conns[i].1 = Some(pid);
+                self.conns[i].hello = true;
                 self.sync();
                 // A hello after exec: same pid, new program.
                 self.procs.remove(&pid);
@@ -741,7 +958,25 @@ impl Server {
                     .filter_map(|k| msg.get(16 + 4 * k..20 + 4 * k))
                     .filter_map(|b| b.try_into().ok().map(u32::from_le_bytes))
                     .collect();
-                let fds: Vec<(u32, OwnedFd)> = cpus.into_iter().zip(fds).collect();
+                // Only perf event fds, and no more than this process's CPUs call for: a
+                // peer must not park arbitrary files, or thousands of fds, on us.
+                let room = self
+                    .max_fds_per_conn
+                    .saturating_sub(self.conns[i].fds_taken);
+                let offered = fds.len();
+                let fds: Vec<(u32, OwnedFd)> = cpus
+                    .into_iter()
+                    .zip(fds)
+                    .filter(|(_, f)| is_perf_event_fd(f))
+                    .take(room)
+                    .collect();
+                self.conns[i].fds_taken += fds.len();
+                if fds.len() < offered {
+                    self.refuse(format!(
+                        "{} of {offered} fds sent by process {pid} (not perf events, or too many)",
+                        offered - fds.len()
+                    ));
+                }
                 // This connection's process, as configured at its hello.
                 let captures = self.procs.get(&pid).is_some_and(|p| p.interp.is_some());
                 if !fds.is_empty()
@@ -927,6 +1162,11 @@ impl Server {
             for c in caps {
                 self.captures += 1;
                 let pid = c.pid;
+                // A capture names its process; only one of the target's tree (a forked
+                // child shares its parent's ring) is read.
+                if !self.pid_allowed(pid) {
+                    continue;
+                }
                 self.interp(pid);
                 let Some(st) = self.procs.get_mut(&pid) else {
                     continue;
@@ -968,10 +1208,15 @@ impl Server {
         if self.method != LaunchMethod::Perfmap {
             return;
         }
-        let pids: Vec<u32> = self.conns.iter().filter_map(|c| c.1).collect();
+        let pids: Vec<u32> = self
+            .conns
+            .iter()
+            .filter(|c| c.hello)
+            .map(|c| c.peer)
+            .collect();
         for pid in pids {
             if let Some(dir) = &self.raw_dir {
-                super::perfmap::copy_map(pid, dir, self.started);
+                super::perfmap::copy_map(pid, self.uid, dir, self.started);
             }
         }
     }
@@ -988,7 +1233,25 @@ impl Server {
             v
         };
         if versions.is_empty() {
+            if let Some(first) = self.refusals.1.take() {
+                let n = self.refusals.0;
+                self.shared_notice(format!(
+                    "python: agent socket: refused {n} connection(s) or message(s); first: {first}"
+                ));
+            }
             return;
+        }
+        if let Some(first) = self.refusals.1.take() {
+            let n = self.refusals.0;
+            self.shared_notice(format!(
+                "python: agent socket: refused {n} connection(s) or message(s); first: {first}"
+            ));
+        }
+        let corrupt = self.corrupt_bytes + self.rings.iter().map(|r| r.corrupt_bytes).sum::<u64>();
+        if corrupt > 0 {
+            self.shared_notice(format!(
+                "python: {corrupt} bytes of captures dropped: a capture ring's memory was overwritten in the target (its records up to the ring's head were skipped)"
+            ));
         }
         let unresolved: u64 = self.procs.values().map(|p| p.cache.failed).sum();
         let lost = self.lost + self.rings.iter().map(|r| r.ring.lost()).sum::<u64>();
@@ -1055,4 +1318,28 @@ pub(crate) fn read_new(path: &Path, tail: &mut FileTail) -> Vec<super::sidecar::
     let used = all.len() - hsize - cf.skipped;
     tail.pending.drain(..used.min(tail.pending.len()));
     cf.captures
+}
+
+/// The parent pid of `pid` (`/proc/PID/stat` field 4, after the parenthesized name).
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = &stat[stat.rfind(')')? + 1..];
+    after.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// The effective uid of `pid` (`/proc/PID/status`).
+fn effective_uid_of(pid: u32) -> Option<u32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("Uid:"))?;
+    line.split_whitespace().nth(2)?.parse().ok()
+}
+
+fn process_exists(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// Whether `fd` is a perf event (what an agent's EVENTS message must carry).
+fn is_perf_event_fd(fd: &OwnedFd) -> bool {
+    std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+        .is_ok_and(|t| t.as_os_str() == "anon_inode:[perf_event]")
 }

@@ -4,25 +4,51 @@
 //! lives ([`copy_map`]); finalize names trampoline frames as Python functions
 //! ([`PerfMap::symbol`]).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use crate::profile::{FrameInfo, FrameKind, Function};
 
+/// Where CPython writes a process's perf map: always `/tmp`, whatever `$TMPDIR` says
+/// (`PyUnstable_PerfMapState_Init` in Python/sysmodule.c formats "/tmp/perf-%jd.map";
+/// `_PyPerfTrampoline_AfterFork_Child` in Python/perf_trampoline.c the same).
+pub fn map_path(pid: u32) -> PathBuf {
+    PathBuf::from(format!("/tmp/perf-{pid}.map"))
+}
+
+/// Largest perf map copied (a map names each code object once: tens of MB at most).
+const MAX_MAP_BYTES: u64 = 256 << 20;
+
 /// Copies `/tmp/perf-<pid>.map` to `raw_dir/perf-<pid>.map` when the map was modified
 /// at or after `since` (a map older than the collection belongs to an earlier process
-/// that had the same pid). Returns whether it copied.
-pub fn copy_map(pid: u32, raw_dir: &Path, since: SystemTime) -> bool {
-    let src = std::env::temp_dir().join(format!("perf-{pid}.map"));
-    let fresh = std::fs::metadata(&src)
-        .and_then(|m| m.modified())
-        .is_ok_and(|t| t >= since);
-    if !fresh {
+/// that had the same pid). /tmp is everyone's: the map is read only when it is a
+/// regular file (not a symlink, FIFO or device) owned by `uid` (the process's user,
+/// checked by the agent link), and at most [`MAX_MAP_BYTES`] of it. Returns whether it
+/// copied.
+pub fn copy_map(pid: u32, uid: u32, raw_dir: &Path, since: SystemTime) -> bool {
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let Ok(src) = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(map_path(pid))
+    else {
+        return false;
+    };
+    let Ok(meta) = src.metadata() else {
+        return false;
+    };
+    let fresh = meta.modified().is_ok_and(|t| t >= since);
+    if !fresh || !meta.is_file() || meta.uid() != uid {
         return false;
     }
     let dst = raw_dir.join(format!("perf-{pid}.map"));
     let tmp = raw_dir.join(format!(".perf-{pid}.map.tmp"));
-    std::fs::copy(&src, &tmp).is_ok() && std::fs::rename(&tmp, &dst).is_ok()
+    let _ = std::fs::remove_file(&tmp);
+    let Ok(mut out) = crate::util::create_private_file(&tmp) else {
+        return false;
+    };
+    std::io::copy(&mut std::io::Read::take(src, MAX_MAP_BYTES), &mut out).is_ok()
+        && std::fs::rename(&tmp, &dst).is_ok()
 }
 
 /// A parsed perf map.

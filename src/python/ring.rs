@@ -180,10 +180,25 @@ impl Ring {
 
     /// Moves every committed record into `out`; returns how many.
     pub fn drain(&self, out: &mut Vec<u8>) -> usize {
+        self.drain_counting(out, &mut 0)
+    }
+
+    /// [`Ring::drain`], adding to `corrupt` the bytes dropped because the ring's memory
+    /// was overwritten (a length no producer writes, or a head more than the ring ahead
+    /// of the tail: the program can scribble over the mapping).
+    pub fn drain_counting(&self, out: &mut Vec<u8>, corrupt: &mut u64) -> usize {
         let h = self.header();
         let size = self.mask + 1;
         let mut tail = h.tail.load(Ordering::Relaxed);
         let mut n = 0;
+        if h.head.load(Ordering::Acquire).wrapping_sub(tail) > size {
+            let head = h.head.load(Ordering::Acquire);
+            *corrupt += head.wrapping_sub(tail);
+            // SAFETY: zeroing the whole data area we own the consumer side of.
+            unsafe { std::ptr::write_bytes(self.data(), 0, size as usize) };
+            h.tail.store(head, Ordering::Release);
+            return 0;
+        }
         loop {
             if tail == h.head.load(Ordering::Acquire) {
                 break;
@@ -197,7 +212,9 @@ impl Ring {
             }
             if len < 8 || !len.is_multiple_of(8) || len > size / 2 {
                 // Not a length a producer writes: the memory was overwritten. Drop all.
-                tail = h.head.load(Ordering::Acquire);
+                let head = h.head.load(Ordering::Acquire);
+                *corrupt += head.wrapping_sub(tail);
+                tail = head;
                 // SAFETY: zeroing the whole data area we own the consumer side of.
                 unsafe { std::ptr::write_bytes(self.data(), 0, size as usize) };
                 h.tail.store(tail, Ordering::Release);
@@ -306,6 +323,29 @@ mod tests {
         let mut out = Vec::new();
         assert_eq!(r.drain(&mut out), 0);
         assert!(out.is_empty());
+    }
+
+    #[test]
+    fn an_overwritten_length_drops_to_the_head_and_is_counted() {
+        let mut m = Mem::new(4096);
+        let r = m.ring(4096);
+        let rec = record(1, 3); // 32 bytes
+        assert!(r.write(&[&rec]) && r.write(&[&rec]) && r.write(&[&rec]));
+        // The program scribbles a length of 4 over the second record.
+        // SAFETY: the second record's length word, inside the data.
+        unsafe { r.data().add(32).cast::<u32>().write(4) };
+        let (mut out, mut corrupt) = (Vec::new(), 0);
+        assert_eq!(r.drain_counting(&mut out, &mut corrupt), 1);
+        assert_eq!(corrupt, 64);
+        // The ring goes on.
+        assert!(r.write(&[&rec]));
+        assert_eq!(r.drain_counting(&mut out, &mut corrupt), 1);
+        assert_eq!(corrupt, 64);
+        // A head scribbled far ahead.
+        r.header().head.store(1 << 40, Ordering::Release);
+        assert_eq!(r.drain_counting(&mut out, &mut corrupt), 0);
+        assert!(corrupt > 1 << 39);
+        assert_eq!(r.header().tail.load(Ordering::Relaxed), 1 << 40);
     }
 
     #[test]

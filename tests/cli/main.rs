@@ -20,4 +20,6 @@ mod perf_data;
 mod project;
 mod python;
 mod python_accuracy;
+mod socket_trust;
+mod stalls;
 mod symbols;

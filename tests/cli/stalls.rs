@@ -1,0 +1,185 @@
+//! The collector never stalls (issue 16, part B): a mapped path that became a FIFO, perf
+//! maps where CPython writes them whatever $TMPDIR says, and memory that stays flat over
+//! many short-lived children.
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::*;
+use crate::python::{agent_lib, python311};
+
+/// Runs `cmd`, killing it (and failing) past `limit`.
+fn run_within(mut cmd: Command, limit: Duration) -> Output {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let t = Instant::now();
+    loop {
+        if child.try_wait().expect("wait").is_some() {
+            return child.wait_with_output().expect("output");
+        }
+        if t.elapsed() > limit {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("output");
+            panic!(
+                "still running after {limit:?} (blocked?); stderr:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_mapped_file_replaced_by_a_fifo_does_not_block() {
+    let tmp = shared_tempdir();
+    let bin = build_c(tmp.path(), "fifo_map.c", "fifo_map", &[]);
+    let mapped = tmp.path().join("mapped.bin");
+    let dir = tmp.path().join("r");
+    let mut c = Command::new(hwprof_bin());
+    c.arg("collect")
+        .arg("-r")
+        .arg(&dir)
+        .arg("-q")
+        .arg("--archive")
+        .arg("--")
+        .arg(&bin)
+        .arg(&mapped);
+    let out = run_within(c, Duration::from_secs(60));
+    ok(&out);
+    use std::os::unix::fs::FileTypeExt;
+    assert!(
+        std::fs::metadata(&mapped)
+            .expect("fifo")
+            .file_type()
+            .is_fifo(),
+        "the program did not leave a FIFO"
+    );
+    let mut r = Command::new(hwprof_bin());
+    r.arg("report")
+        .arg(&dir)
+        .args(["--view", "hotspots", "--format", "csv"]);
+    let out = run_within(r, Duration::from_secs(60));
+    let text = ok(&out);
+    assert!(text.contains("main"), "no main in:\n{text}");
+}
+
+#[test]
+fn perf_maps_are_read_from_tmp_whatever_tmpdir_says() {
+    let home = std::env::var("HOME").unwrap_or_default();
+    let py = Path::new(&home).join(".pyenv/versions/3.12.1/bin/python3");
+    assert!(py.is_file(), "pyenv 3.12.1 is required");
+    let tmp = shared_tempdir();
+    let elsewhere = tmp.path().join("tmpdir");
+    std::fs::create_dir(&elsewhere).unwrap();
+    let script = tmp.path().join("work.py");
+    std::fs::write(
+        &script,
+        "def heavy(n):\n    s = 0\n    for i in range(n):\n        s += i % 7\n    return s\nheavy(3_000_000)\n",
+    )
+    .unwrap();
+    let dir = tmp.path().join("r");
+    let out = Command::new(hwprof_bin())
+        .arg("collect")
+        .arg("-r")
+        .arg(&dir)
+        .args(["-q", "--python", "perfmap", "--"])
+        .arg(&py)
+        .arg(&script)
+        .env("TMPDIR", &elsewhere)
+        .env("HWPROF_AGENT_LIB", agent_lib())
+        .output()
+        .expect("hwprof");
+    ok(&out);
+    let raw = std::fs::read_dir(dir.join("raw"))
+        .expect("raw")
+        .flatten()
+        .next()
+        .expect("raw dir")
+        .path();
+    let copied = std::fs::read_dir(&raw).expect("raw").flatten().any(|e| {
+        e.file_name()
+            .to_str()
+            .is_some_and(|n| n.starts_with("perf-") && n.ends_with(".map"))
+    });
+    assert!(
+        copied,
+        "no perf-PID.map copied from /tmp (TMPDIR={elsewhere:?})"
+    );
+    let rows = hotspots(&dir, &["--frames", "python"]);
+    let heavy = rows.get("heavy").map_or(0.0, |h| h.self_pct);
+    assert!(heavy > 50.0, "heavy {heavy:.1}%: {rows:?}");
+}
+
+/// Forks `argv[1]` children, each busy ~3 ms in Python, one at a time.
+const FORKS: &str = r#"import os, sys
+def child_work():
+    s = 0
+    for i in range(40_000):
+        s += i % 7
+    return s
+for _ in range(int(sys.argv[1])):
+    pid = os.fork()
+    if pid == 0:
+        child_work()
+        os._exit(0)
+    os.waitpid(pid, 0)
+"#;
+
+/// Peak RSS (VmHWM, KiB) of a `hwprof collect` of FORKS with `n` children, read from
+/// /proc while it runs.
+fn collector_peak_kib(tmp: &Path, n: u32) -> u64 {
+    let script = tmp.join("forks.py");
+    std::fs::write(&script, FORKS).unwrap();
+    let dir = tmp.join(format!("r{n}"));
+    let mut child = Command::new(hwprof_bin())
+        .arg("collect")
+        .arg("-r")
+        .arg(&dir)
+        .args(["-q", "--no-finalize", "--"])
+        .arg(python311())
+        .arg(&script)
+        .arg(n.to_string())
+        .env("HWPROF_AGENT_LIB", agent_lib())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("hwprof");
+    let status = format!("/proc/{}/status", child.id());
+    let mut peak = 0u64;
+    while child.try_wait().expect("wait").is_none() {
+        if let Ok(text) = std::fs::read_to_string(&status)
+            && let Some(kib) = text
+                .lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<u64>().ok())
+        {
+            peak = peak.max(kib);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().expect("hwprof");
+    assert!(
+        out.status.success(),
+        "collect failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    peak
+}
+
+#[test]
+fn collector_memory_stays_flat_over_a_thousand_children() {
+    let tmp = shared_tempdir();
+    let small = collector_peak_kib(tmp.path(), 100);
+    let large = collector_peak_kib(tmp.path(), 1000);
+    eprintln!("collector peak RSS: 100 children {small} KiB, 1000 children {large} KiB");
+    assert!(small > 0 && large > 0);
+    assert!(
+        large <= small + 8 * 1024,
+        "peak RSS grew from {small} KiB to {large} KiB with 10x the children"
+    );
+}
