@@ -27,7 +27,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HW = os.environ.get("HWPROF") or os.path.join(ROOT, "target/release/hwprof")
 RUNS = int(sys.argv[1]) if len(sys.argv) > 1 else 9
 PY311 = os.path.expanduser("~/.pyenv/versions/3.11.7/bin/python3.11")
-SHIM = shutil.which("python3")
+# The shim itself: run through the shim, this script's PATH starts with the real
+# interpreter's directory (pyenv puts it first), so `which python3` would not find it.
+SHIM = os.path.expanduser("~/.pyenv/shims/python3")
 CHILDREN = 50
 CASES = {
     "direct": [PY311, "-c", "pass"],

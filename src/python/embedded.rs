@@ -2,7 +2,7 @@
 //! private copy of it each Python launch preloads.
 //!
 //! The copy goes into a new directory (`mkdtemp`, mode 0700, owned by us) under
-//! `$XDG_RUNTIME_DIR` or the temp dir, written with `O_CREAT|O_EXCL|O_NOFOLLOW` and mode
+//! `$XDG_RUNTIME_DIR`, `/dev/shm` or the temp dir, written with `O_CREAT|O_EXCL|O_NOFOLLOW` and mode
 //! 0500, and is removed with its directory when the collection ends. `HWPROF_AGENT_LIB`
 //! names another library to preload instead (nothing is written then).
 
