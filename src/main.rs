@@ -8,6 +8,11 @@ use clap::Parser;
 use hwprof::cli::{Cli, Command};
 
 fn main() -> ExitCode {
+    // `doctor` loads the agent library in a child process of ours (a bad library then
+    // harms the child, not doctor): the child is this binary, told so by this variable.
+    if let Some(lib) = std::env::var_os(hwprof::python::embedded::DLOPEN_CHECK_VAR) {
+        return hwprof::python::embedded::dlopen_in_this_process(std::path::Path::new(&lib));
+    }
     let cli = Cli::parse();
     match dispatch(cli.command) {
         Ok(code) => code,

@@ -131,6 +131,15 @@ impl Session {
         if !ids.is_empty() {
             self.writer.add_ids(0, &ids)?;
         }
+        // A set-id program's mappings made before our events were on it.
+        for (pid, id) in f.take_to_synthesize() {
+            // Stamped now: after the fork and exec records of the process, which
+            // would otherwise replace these mappings at finalize.
+            let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+                .map(|t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
+                .unwrap_or(0);
+            synthesize_at(&mut self.writer, pid as i32, id, now)?;
+        }
         Ok(())
     }
 
@@ -375,12 +384,17 @@ pub fn synthesize_existing(
     id: u64,
     _attr: &[u8],
 ) -> std::io::Result<()> {
+    synthesize_at(w, pid, id, 0)
+}
+
+/// [`synthesize_existing`] with the records stamped `time` (CLOCK_MONOTONIC ns).
+pub fn synthesize_at(w: &mut PerfDataWriter, pid: i32, id: u64, time: u64) -> std::io::Result<()> {
     // sample_id_all trailer for IDENTIFIER|TID|TIME|CPU: pid, tid, time, cpu, res, id.
     let trailer = |tid: u32| {
         let mut t = Vec::with_capacity(32);
         t.extend_from_slice(&(pid as u32).to_le_bytes());
         t.extend_from_slice(&tid.to_le_bytes());
-        t.extend_from_slice(&0u64.to_le_bytes());
+        t.extend_from_slice(&time.to_le_bytes());
         t.extend_from_slice(&0u64.to_le_bytes());
         t.extend_from_slice(&id.to_le_bytes());
         t

@@ -31,6 +31,11 @@ pub const AGENT_GRACE: Duration = Duration::from_millis(200);
 /// File in the raw dir.
 pub const FILE_NAME: &str = "collector-sampled.json";
 
+/// How a record's `why` starts for a set-id program.
+const SET_ID: &str = "set-user/group-id program";
+/// ... and for an executable hwprof may not read (another user's set-id program).
+const UNREADABLE: &str = "its executable is not readable by hwprof";
+
 /// One process the collector decided about.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct FillRecord {
@@ -59,6 +64,13 @@ enum Verdict {
 /// The collector's side: watches execs, opens events where no agent samples.
 pub struct Filler {
     attr: PerfEventAttr,
+    /// `attr` with the side-band records on: for a set-id program, whose exec detached
+    /// the collector's inherited tracking events (the kernel does so for every exec that
+    /// is not dumpable), so its mmaps must come from its own events.
+    tracking_attr: PerfEventAttr,
+    /// (pid, first event id) of processes whose existing mappings are to be written
+    /// from /proc/PID/maps (mapped before our events were on them).
+    to_synthesize: Vec<(u32, u64)>,
     /// (cpu, the fd of the collector's ring on that CPU).
     outputs: Vec<(u32, OwnedFd)>,
     agent_lib: Vec<u8>,
@@ -96,9 +108,17 @@ impl Filler {
         a.set_disabled(1);
         a.set_inherit(1);
         a.set_remove_on_exec(1);
+        let mut tracking = a;
+        tracking.set_mmap(1);
+        tracking.set_mmap2(1);
+        tracking.set_comm(1);
+        tracking.set_comm_exec(1);
+        tracking.set_task(1);
         use std::os::unix::ffi::OsStrExt;
         Filler {
             attr: a,
+            tracking_attr: tracking,
+            to_synthesize: Vec::new(),
             outputs,
             agent_lib: agent_lib.as_os_str().as_bytes().to_vec(),
             pending: Vec::new(),
@@ -132,6 +152,12 @@ impl Filler {
         }
     }
 
+    /// (pid, event id) of set-id processes whose mappings at the time our events were
+    /// opened must be written from `/proc/PID/maps` (see [`Filler::tracking_attr`]).
+    pub fn take_to_synthesize(&mut self) -> Vec<(u32, u64)> {
+        std::mem::take(&mut self.to_synthesize)
+    }
+
     /// Processes whose agent did not report within the grace time get our events.
     pub fn tick(&mut self) -> Vec<u64> {
         let now = Instant::now();
@@ -158,9 +184,23 @@ impl Filler {
     }
 
     fn sample(&mut self, pid: u32, why: String) -> Vec<u64> {
+        // Another user's process hides its exe link: its command line names it.
         let exe = std::fs::read_link(format!("/proc/{pid}/exe"))
             .map(|p| p.display().to_string())
+            .or_else(|_| {
+                std::fs::read(format!("/proc/{pid}/cmdline")).map(|c| {
+                    let argv0 = c.split(|&b| b == 0).next().unwrap_or_default();
+                    String::from_utf8_lossy(&argv0[..argv0.len().min(4096)]).into_owned()
+                })
+            })
             .unwrap_or_default();
+        // A set-id exec detached our inherited tracking events from the process.
+        let set_id = why.starts_with(SET_ID) || why.starts_with(UNREADABLE);
+        let attr = if set_id {
+            self.tracking_attr
+        } else {
+            self.attr
+        };
         let mut rec = FillRecord {
             pid,
             exe,
@@ -170,7 +210,7 @@ impl Filler {
         };
         for tid in super::list_threads(pid as i32) {
             for (cpu, out) in &self.outputs {
-                match open_one(&self.attr, tid, *cpu, out) {
+                match open_one(&attr, tid, *cpu, out) {
                     Ok((fd, id)) => {
                         if rec.ids.is_empty()
                             && let Ok(d) = fd.try_clone()
@@ -185,15 +225,16 @@ impl Filler {
                     Err(e) => {
                         if rec.error.is_empty() {
                             rec.error = match e.raw_os_error() {
-                                Some(libc::EACCES | libc::EPERM) => format!(
-                                    "perf_event_open refused ({e}): it runs with other rights (setuid) than hwprof"
-                                ),
+                                Some(libc::EACCES | libc::EPERM) => refused_why(pid, &e),
                                 _ => format!("perf_event_open: {e}"),
                             };
                         }
                     }
                 }
             }
+        }
+        if set_id && let Some(&id) = rec.ids.first() {
+            self.to_synthesize.push((pid, id));
         }
         let ids = rec.ids.clone();
         self.records.push(rec);
@@ -209,6 +250,23 @@ impl Filler {
         }
         Ok(self.records)
     }
+}
+
+/// Why the kernel refused to let us sample `pid`: it only lets a user sample processes
+/// that user may trace (same real, effective and saved uid), and a set-user-id program
+/// of another owner runs with that owner's.
+fn refused_why(pid: u32, e: &std::io::Error) -> String {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let euid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|u| u.split_whitespace().nth(1))
+        .unwrap_or("?")
+        .to_string();
+    format!(
+        "perf_event_open refused ({e}): the process runs as uid {euid} (set-id), uid {} may not sample it (the kernel allows only processes one may ptrace); run hwprof as root or with CAP_PERFMON and CAP_SYS_PTRACE to sample it",
+        nix::unistd::getuid()
+    )
 }
 
 /// Whether an event was removed (its task exec'd or exited).
@@ -246,16 +304,14 @@ fn verdict(pid: u32, agent_lib: &[u8]) -> Verdict {
         Ok(f) => f,
         // Another user's set-id program: try, and say why.
         Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
-            return Verdict::NoAgent("its executable is not readable by hwprof".into());
+            return Verdict::NoAgent(format!("{UNREADABLE} (another user's set-id program)"));
         }
         Err(_) => return Verdict::Gone,
     };
     if let Ok(m) = f.metadata()
         && m.mode() & (libc::S_ISUID | libc::S_ISGID) != 0
     {
-        return Verdict::NoAgent(
-            "set-user/group-id program (the loader ignores LD_PRELOAD)".into(),
-        );
+        return Verdict::NoAgent(format!("{SET_ID} (the loader ignores LD_PRELOAD)"));
     }
     match has_interp(&f) {
         Some(false) => return Verdict::NoAgent("statically linked".into()),

@@ -289,6 +289,12 @@ pub fn print_job_notices(dir: &Path, mpi: &MpiContext) {
 
 /// Run a collection.
 pub fn run(opts: &CollectOptions) -> Result<CollectOutcome, CollectError> {
+    // The first per-task perf event of a quiet system waits out an RCU grace period
+    // (the kernel switches its scheduler hooks on: 10-20 ms here, see
+    // docs/performance.md "Fixed cost"); the sigtrap probe is such an event. Opened on
+    // a thread now, that wait overlaps the setup below instead of following it, and
+    // the events opened later find the hooks on.
+    let sigtrap_probe = std::thread::spawn(sys::kernel_has_sigtrap_events);
     let mut notices = Vec::new();
     // [python] A launch whose program is Python must end with Python frames.
     let python_expected = match &opts.target {
@@ -409,6 +415,7 @@ pub fn run(opts: &CollectOptions) -> Result<CollectOutcome, CollectError> {
     // Python): sampling it twice, by our inherited events too, cost ~5% of its run time.
     // Our events then only track (mmap, comm, task). A counter group (PMU machines)
     // keeps our sampling events: its members are read with the samples we take.
+    let has_sigtrap_events = sigtrap_probe.join().unwrap_or(false);
     let agents_sample = py_link
         .as_ref()
         .is_some_and(|l| l.method() == crate::python::LaunchMethod::Agent && l.python_program())
@@ -417,7 +424,7 @@ pub fn run(opts: &CollectOptions) -> Result<CollectOutcome, CollectError> {
         && wanted[0].members.is_empty()
         && std::env::var_os("HWPROF_COLLECTOR_SAMPLES").is_none()
         // Older kernels: the agents could not sample; ours must.
-        && sys::kernel_has_sigtrap_events();
+        && has_sigtrap_events;
     let opened = open_events(
         &wanted,
         &cfg,
@@ -1366,8 +1373,10 @@ fn copy_kallsyms(raw_dir: &Path) {
     // the user's cache directory, and later runs copy that (a few ms).
     let p = raw_dir.join("kallsyms");
     let cached = kallsyms_cache_path();
+    // A hard link costs nothing (the cached file is only ever replaced by a rename,
+    // never written in place); a copy where the cache is on another file system.
     if let Some(c) = cached.as_ref()
-        && std::fs::copy(c, &p).is_ok()
+        && (std::fs::hard_link(c, &p).is_ok() || std::fs::copy(c, &p).is_ok())
     {
         crate::util::set_private_mode(&p);
         return;

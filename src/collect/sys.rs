@@ -638,6 +638,27 @@ pub fn install_stop_signals() -> StopSignals {
     StopSignals(())
 }
 
+/// dlopen `path` (RTLD_NOW: every symbol bound now) in this process; Err(dlerror text).
+/// The library stays loaded: meant for a child process that exits right after.
+pub fn dlopen_now(path: &std::path::Path) -> Result<(), String> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(|e| e.to_string())?;
+    // SAFETY: dlopen with a NUL-terminated path; it runs the library's constructors.
+    let h = unsafe { libc::dlopen(c.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL) };
+    if !h.is_null() {
+        return Ok(());
+    }
+    // SAFETY: dlerror returns null or a NUL-terminated message owned by libc.
+    let e = unsafe { libc::dlerror() };
+    if e.is_null() {
+        return Err("dlopen failed".into());
+    }
+    // SAFETY: non-null, NUL-terminated, valid until the next dl* call.
+    Err(unsafe { std::ffi::CStr::from_ptr(e) }
+        .to_string_lossy()
+        .into_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,7 +4,7 @@
 //!
 //! | compiler | module procedure | internal (contained) | external |
 //! |---|---|---|---|
-//! | gfortran | `__heat_MOD_relax` | `smooth.0` (DWARF name `smooth`) | `sweep_` |
+//! | gfortran | `__heat_MOD_relax` | `smooth.0` (DWARF name `smooth`, its DIE nested in the host's: `solver::smooth`, see `dwarf_decl.rs`) | `sweep_` |
 //! | ifort/ifx | `heat_mp_relax_` | `solver_IP_smooth_` | `sweep_` |
 //! | LLVM flang | `_QMheatPrelax` | `_QFsolverPsmooth` | `sweep_` (`_QPsweep` inside) |
 //!

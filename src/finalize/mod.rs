@@ -5,6 +5,7 @@
 //! The same code serves perf.data from our collector and from `perf record`.
 
 pub mod binaries;
+pub mod dwarf_decl;
 pub mod fortran;
 pub mod group_reads;
 pub mod launchers;

@@ -3,8 +3,10 @@
 //! Fortran names ([`fortran`]), kernel symbols from the kallsyms copy. An address nothing resolves becomes
 //! `module+0xoffset`: it never disappears.
 
+use std::cell::OnceCell;
 use std::path::Path;
 
+use super::dwarf_decl::DeclIndex;
 use super::fortran;
 use crate::profile::{FrameInfo, FrameKind, Function};
 
@@ -49,14 +51,20 @@ pub fn symbolize_module(
 ) -> Vec<Vec<FrameInfo>> {
     let main = elf_file.and_then(|p| addr2line::Loader::new(p).ok());
     let debug = debug_file.and_then(|p| addr2line::Loader::new(p).ok());
+    // Declaration lines and Fortran hosts, read on first use from the same file.
+    let main_decl = OnceCell::new();
+    let debug_decl = OnceCell::new();
     svmas
         .iter()
         .map(|&a| {
             let frames = debug
                 .as_ref()
-                .map(|l| dwarf_frames(l, module, a))
+                .map(|l| dwarf_frames(l, decl_index(&debug_decl, debug_file), module, a))
                 .filter(|f| !f.is_empty())
-                .or_else(|| main.as_ref().map(|l| dwarf_frames(l, module, a)))
+                .or_else(|| {
+                    main.as_ref()
+                        .map(|l| dwarf_frames(l, decl_index(&main_decl, elf_file), module, a))
+                })
                 .unwrap_or_default();
             if !frames.is_empty() {
                 return frames;
@@ -83,23 +91,41 @@ pub fn symbolize_module(
         .collect()
 }
 
-fn dwarf_frames(loader: &addr2line::Loader, module: &str, addr: u64) -> Vec<FrameInfo> {
+fn decl_index<'a>(cell: &'a OnceCell<DeclIndex>, file: Option<&Path>) -> &'a DeclIndex {
+    cell.get_or_init(|| file.map(DeclIndex::load).unwrap_or_default())
+}
+
+fn dwarf_frames(
+    loader: &addr2line::Loader,
+    decl: &DeclIndex,
+    module: &str,
+    addr: u64,
+) -> Vec<FrameInfo> {
     let mut out = Vec::new();
     let Ok(mut iter) = loader.find_frames(addr) else {
         return out;
     };
     let symbol_info = loader.find_symbol_info(addr);
     let symbol = symbol_info.as_ref().map(|s| demangle(s.name()));
-    // The function's first line: the line of its entry address (where compilers put
-    // the function's opening line, DW_AT_decl_line's line for gcc and gfortran).
-    let start_line = symbol_info
-        .as_ref()
-        .and_then(|s| loader.find_location(s.address()).ok().flatten())
-        .and_then(|l| l.line);
+    // The function's first line: its DW_AT_decl_line (a clone's comes from the function
+    // it was cloned from), else the line of its entry address.
+    let start_line = symbol_info.as_ref().and_then(|s| {
+        decl.decl_line(s.address()).or_else(|| {
+            loader
+                .find_location(s.address())
+                .ok()
+                .flatten()
+                .and_then(|l| l.line)
+        })
+    });
     while let Ok(Some(frame)) = iter.next() {
         let name = frame.function.as_ref().and_then(|f| {
             let raw = f.raw_name().ok()?;
             let is_fortran = f.language.is_some_and(fortran::is_fortran);
+            // A contained procedure reads as its host's: `solver::smooth`.
+            if let Some(q) = is_fortran.then(|| decl.qualified(&raw)).flatten() {
+                return Some(q.to_string());
+            }
             Some(fortran::demangle(&raw, is_fortran).unwrap_or_else(|| demangle(&raw)))
         });
         let Some(name) = name.or_else(|| symbol.clone()) else {

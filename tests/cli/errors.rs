@@ -287,3 +287,39 @@ fn damaged_manifest_is_reported() {
     assert_eq!(out.status.code(), Some(1));
     assert!(err_of(&out).contains("damaged"), "{}", err_of(&out));
 }
+
+/// `doctor` loads the agent with dlopen in a child process: the embedded one loads; a
+/// library that cannot be loaded (`HWPROF_AGENT_LIB` naming a file that is no ELF) is
+/// reported as a problem with dlopen's reason, and doctor itself still completes.
+#[test]
+fn doctor_dlopens_the_agent_in_a_child_and_reports_a_bad_one() {
+    let out = crate::common::hwprof(&["doctor"]);
+    let d = String::from_utf8_lossy(&out.stdout);
+    let line = d
+        .lines()
+        .find(|l| l.contains("python agent:"))
+        .unwrap_or_else(|| panic!("no python agent line:\n{d}"));
+    assert!(
+        line.contains("OK") && line.contains("loads (dlopen in a child process)"),
+        "{line}"
+    );
+    let tmp = crate::common::shared_tempdir();
+    let bad = tmp.path().join("libhwprof_agent.so");
+    std::fs::write(&bad, b"not an ELF file\n").unwrap();
+    let out = std::process::Command::new(crate::common::hwprof_bin())
+        .arg("doctor")
+        .env("HWPROF_AGENT_LIB", &bad)
+        .output()
+        .expect("doctor");
+    let d = String::from_utf8_lossy(&out.stdout);
+    let line = d
+        .lines()
+        .find(|l| l.contains("python agent:"))
+        .unwrap_or_else(|| panic!("no python agent line:\n{d}"));
+    assert!(
+        line.contains("PROBLEM") && line.contains("dlopen of") && line.contains("failed: "),
+        "{line}"
+    );
+    // Doctor went on to the sections after it.
+    assert!(d.contains("Modes"), "{d}");
+}

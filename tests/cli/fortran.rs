@@ -1,8 +1,10 @@
 //! Fortran names as their users write them: a gfortran module procedure reads
 //! `heat::relax` (not `__heat_MOD_relax`), the external `sweep_` reads `sweep`, the
-//! contained `smooth` (`smooth.0` in the symbol table) reads `smooth`, and `MAIN__`
-//! reads as the program's name, `solver`. Ground truth in tests/programs/heat.f90:
-//! self shares 50% / 30% / 20%, `relax` starts on line 8 and its hot line is 14.
+//! program's contained `smooth` (`smooth.0` in the symbol table; its DWARF DIE nested in
+//! the program's) reads `solver::smooth`, as Fortran users and VTune name it, and
+//! `MAIN__` reads as the program's name, `solver`. Ground truth in
+//! tests/programs/heat.f90: self shares 50% / 30% / 20%, `relax` starts on line 8 and
+//! its hot line is 14, `smooth` starts on line 52.
 
 use std::process::Command;
 
@@ -38,7 +40,11 @@ fn gfortran_names_and_shares() {
         assert!(!csv.contains(mangled), "{mangled} shown mangled:\n{csv}");
     }
     let rows = hotspots(&dir, &[]);
-    for (f, want) in [("heat::relax", 50.0), ("smooth", 30.0), ("sweep", 20.0)] {
+    for (f, want) in [
+        ("heat::relax", 50.0),
+        ("solver::smooth", 30.0),
+        ("sweep", 20.0),
+    ] {
         let got = rows.get(f).map(|h| h.self_pct).unwrap_or(0.0);
         assert!(
             (got - want).abs() < 6.0,
@@ -55,6 +61,15 @@ fn gfortran_names_and_shares() {
     let fields: Vec<&str> = relax.split(',').collect();
     assert!(fields[2].ends_with("heat.f90"), "{relax}");
     assert_eq!(fields[3], "8", "relax starts on line 8: {relax}");
+    let smooth = csv
+        .lines()
+        .find(|l| l.starts_with("solver::smooth,"))
+        .unwrap();
+    assert_eq!(
+        smooth.split(',').nth(3),
+        Some("52"),
+        "smooth is declared on line 52: {smooth}"
+    );
     // Its hot line.
     let lines = ok(&hwprof(&[
         "report",

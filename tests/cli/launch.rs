@@ -183,3 +183,142 @@ fn python_launch_without_python_frames_says_so_in_every_report() {
         "csv: the warning goes to stderr"
     );
 }
+
+/// The Python driver of the set-id tests: `py_work` for 0.3 s of CPU, then the solver
+/// `argv[1]` for 0.5 s of CPU.
+const SETID_DRIVER: &str = r#"import subprocess, sys, time
+def py_work(secs):
+    end = time.process_time() + secs
+    s = 0
+    while time.process_time() < end:
+        for i in range(10000):
+            s += i
+    return s
+py_work(0.3)
+subprocess.run([sys.argv[1], "0.5"], check=True)
+"#;
+
+/// Builds `setid_solve` from solver.c as `name`, owned by `uid`, mode 4755 (set-uid).
+fn setid_solver(dir: &Path, name: &str, uid: u32) -> PathBuf {
+    let bin = build_c(dir, "solver.c", name, &["-DSOLVER_FN=setid_solve"]);
+    std::os::unix::fs::chown(&bin, Some(uid), Some(uid)).expect("chown");
+    use std::os::unix::fs::PermissionsExt;
+    // chown clears the set-id bits: set them after.
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o4755)).expect("chmod");
+    bin
+}
+
+fn summary_json(dir: &Path) -> serde_json::Value {
+    let s = ok(&Command::new(hwprof_bin())
+        .args([
+            "report",
+            dir.to_str().unwrap(),
+            "--view",
+            "summary",
+            "--format",
+            "json",
+        ])
+        .output()
+        .expect("report"));
+    serde_json::from_str(&s).expect("summary json")
+}
+
+/// As root, a Python driver runs a set-uid copy (owner uid 65534) of a C solver: the
+/// loader ignores LD_PRELOAD there (secure execution) and the exec detaches hwprof's
+/// inherited events, so the collector samples it with its own events, mappings
+/// included: `setid_solve` gets its 0.5 CPU-seconds × 999 samples (±10%).
+#[test]
+fn setuid_solver_of_a_python_driver_is_sampled_as_root() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: a set-uid program of another user needs root to be sampled");
+        return;
+    }
+    let tmp = shared_tempdir();
+    let solver = setid_solver(tmp.path(), "setid_solver", 65534);
+    let driver = tmp.path().join("driver.py");
+    std::fs::write(&driver, SETID_DRIVER).unwrap();
+    let dir = tmp.path().join("r");
+    ok(&Command::new(hwprof_bin())
+        .args(["collect", "-q", "-F", "999", "-r"])
+        .arg(&dir)
+        .arg("--")
+        .arg(pyenv311())
+        .arg(&driver)
+        .arg(&solver)
+        .env_remove("HWPROF_AGENT_LIB")
+        .output()
+        .expect("collect"));
+    let rows = hotspots(&dir, &[]);
+    let all: u64 = rows.values().map(|h| h.self_value).sum();
+    for (f, secs) in [("setid_solve", 0.5), ("py_work", 0.3)] {
+        let pct = rows
+            .get(f)
+            .unwrap_or_else(|| panic!("{f} missing from the profile: {rows:#?}"))
+            .total_pct;
+        let samples = pct / 100.0 * all as f64;
+        let want = secs * 999.0;
+        eprintln!("{f}: {samples:.0} samples, designed {want:.0}");
+        assert!(
+            ((samples - want) / want).abs() <= 0.10,
+            "{f}: {samples:.0} samples, designed {want:.0} (±10%)"
+        );
+    }
+    let by = &summary_json(&dir)["sampled_by"];
+    assert!(by["collector"].as_u64() >= Some(1), "{by}");
+    assert_eq!(
+        by["not_sampled"].as_array().map(|a| a.len()),
+        Some(0),
+        "{by}"
+    );
+}
+
+/// As uid 65534, the driver runs a set-uid-root program: the kernel lets no user sample
+/// a process that runs with another user's rights. The summary names the process and
+/// says why (uid, the kernel's rule, the fix) instead of leaving it out silently.
+#[test]
+fn setuid_root_program_under_an_ordinary_user_is_named_not_sampled() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: making a set-uid-root program needs root");
+        return;
+    }
+    let tmp = shared_tempdir();
+    let solver = setid_solver(tmp.path(), "setuid_root_solver", 0);
+    let driver = tmp.path().join("driver.py");
+    std::fs::write(&driver, SETID_DRIVER).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&driver, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let dir = tmp.path().join("user");
+    let sys_py = Path::new("/usr/bin/python3");
+    assert!(sys_py.is_file(), "/usr/bin/python3 is required");
+    let out = crate::common::as_nobody(&crate::common::hwprof_for_nobody(tmp.path()))
+        .args(["collect", "-q", "-F", "999", "-r"])
+        .arg(&dir)
+        .arg("--")
+        .arg(sys_py)
+        .arg(&driver)
+        .arg(&solver)
+        .env_remove("HWPROF_AGENT_LIB")
+        .output()
+        .expect("collect as 65534");
+    ok(&out);
+    let by = &summary_json(&dir)["sampled_by"];
+    let not = by["not_sampled"].as_array().cloned().unwrap_or_default();
+    assert_eq!(not.len(), 1, "{by}");
+    let line = not[0].as_str().unwrap_or_default();
+    for part in [
+        "setuid_root_solver",
+        "set-id",
+        "runs as uid 0",
+        "CAP_PERFMON",
+    ] {
+        assert!(line.contains(part), "{part} missing: {line}");
+    }
+    let text = ok(&Command::new(crate::common::hwprof_for_nobody(tmp.path()))
+        .args(["report", dir.to_str().unwrap(), "--view", "summary"])
+        .output()
+        .expect("report"));
+    assert!(text.contains("1 not sampled"), "{text}");
+    assert!(text.contains("not sampled: "), "{text}");
+    // The driver itself is sampled: py_work is there.
+    assert!(hotspots(&dir, &[]).contains_key("py_work"), "{text}");
+}

@@ -393,3 +393,37 @@ fn parts_finalized_apart_merge_into_the_whole() {
         );
     }
 }
+
+/// A native function's first line is its declaration line (DW_AT_decl_line), not the
+/// line of its entry address: tests/programs/decl_line.c declares `spin` on line 11,
+/// its first statement is on line 18, and gcc -O2 emits it only as the clone
+/// `spin.constprop.0`, whose DIE takes the line from the original through
+/// DW_AT_abstract_origin.
+#[test]
+fn native_first_line_is_the_declaration_line_also_for_a_clone() {
+    let t = shared_tempdir();
+    let bin = crate::common::build_c(t.path(), "decl_line.c", "decl_line", &[]);
+    let nm = Command::new("nm").arg(&bin).output().expect("nm");
+    let syms = String::from_utf8_lossy(&nm.stdout);
+    assert!(
+        syms.contains("spin.constprop"),
+        "gcc made no constprop clone of spin:\n{syms}"
+    );
+    let dir = t.path().join("run");
+    ok(&collect(&dir, &[], &[bin.to_str().unwrap(), "150000000"]));
+    let csv = ok(&hwprof(&[
+        "report",
+        dir.to_str().unwrap(),
+        "--view",
+        "hotspots",
+        "--format",
+        "csv",
+    ]));
+    let spin = csv
+        .lines()
+        .find(|l| l.starts_with("spin,"))
+        .unwrap_or_else(|| panic!("no spin row:\n{csv}"));
+    let fields: Vec<&str> = spin.split(',').collect();
+    assert!(fields[2].ends_with("decl_line.c"), "{spin}");
+    assert_eq!(fields[3], "11", "spin is declared on line 11: {spin}");
+}

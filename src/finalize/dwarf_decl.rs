@@ -1,0 +1,193 @@
+//! What addr2line does not give: a function's declaration line (`DW_AT_decl_line` of
+//! its subprogram DIE, through `DW_AT_abstract_origin` / `DW_AT_specification`, so a
+//! `.constprop` or `.part` clone gets its source function's line), and the host of a
+//! Fortran contained procedure (gfortran nests its DIE inside the host's subprogram,
+//! itself maybe inside a module): `solver::smooth`, `heat::relax::inner`.
+//!
+//! Read once per file with DWARF, on first use, by walking its units with gimli.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::path::Path;
+
+use gimli::{AttributeValue, EndianSlice, RunTimeEndian, UnitOffset};
+use object::{Object, ObjectSection};
+
+type R<'a> = EndianSlice<'a, RunTimeEndian>;
+
+/// Declaration lines by entry address, and qualified names of contained procedures.
+#[derive(Debug, Default)]
+pub struct DeclIndex {
+    /// First address of each range of a subprogram with code -> its declaration line.
+    lines: HashMap<u64, u32>,
+    /// Fortran: name of a contained procedure -> `host::name` (None when two hosts
+    /// contain a procedure of that name, or an outer procedure has it too).
+    contained: HashMap<String, Option<String>>,
+}
+
+/// Subprograms nested deeper than this are not followed (bounds the walk's stack).
+const MAX_DEPTH: usize = 64;
+
+impl DeclIndex {
+    /// Index the DWARF of `path`; an empty index when it has none or cannot be read.
+    pub fn load(path: &Path) -> DeclIndex {
+        let Ok(file) = std::fs::File::open(path) else {
+            return DeclIndex::default();
+        };
+        // SAFETY: a read-only private mapping of a file we only read; a file truncated
+        // under us could fault, as for addr2line's own mapping of the same file.
+        let Ok(map) = (unsafe { memmap2::Mmap::map(&file) }) else {
+            return DeclIndex::default();
+        };
+        Self::parse(&map).unwrap_or_default()
+    }
+
+    /// Index the DWARF of an ELF image in memory.
+    pub fn parse(data: &[u8]) -> Option<DeclIndex> {
+        let obj = object::File::parse(data).ok()?;
+        let endian = if obj.is_little_endian() {
+            RunTimeEndian::Little
+        } else {
+            RunTimeEndian::Big
+        };
+        let load = |id: gimli::SectionId| -> Result<Cow<'_, [u8]>, gimli::Error> {
+            Ok(obj
+                .section_by_name(id.name())
+                .and_then(|s| s.uncompressed_data().ok())
+                .unwrap_or(Cow::Borrowed(&[])))
+        };
+        let sections = gimli::DwarfSections::load(load).ok()?;
+        let dwarf = sections.borrow(|s| EndianSlice::new(s, endian));
+        let mut index = DeclIndex::default();
+        let mut outer_names = std::collections::HashSet::new();
+        let mut units = dwarf.units();
+        while let Ok(Some(header)) = units.next() {
+            let Ok(unit) = dwarf.unit(header) else {
+                continue;
+            };
+            index.add_unit(&dwarf, &unit, &mut outer_names);
+        }
+        // A name that is also an outer procedure's stays as it is: qualifying it would
+        // guess which one a frame is.
+        for name in outer_names {
+            if let Some(q) = index.contained.get_mut(&name) {
+                *q = None;
+            }
+        }
+        Some(index)
+    }
+
+    fn add_unit<'a>(
+        &mut self,
+        dwarf: &gimli::Dwarf<R<'a>>,
+        unit: &gimli::Unit<R<'a>>,
+        outer_names: &mut std::collections::HashSet<String>,
+    ) {
+        let mut cursor = unit.entries();
+        // Enclosing modules and subprograms: (depth, name, is a subprogram).
+        let mut scopes: Vec<(isize, String, bool)> = Vec::new();
+        let mut fortran = false;
+        while let Ok(Some(entry)) = cursor.next_dfs() {
+            let depth = entry.depth();
+            while scopes.last().is_some_and(|s| s.0 >= depth) {
+                scopes.pop();
+            }
+            let tag = entry.tag();
+            if tag == gimli::DW_TAG_compile_unit {
+                fortran = matches!(
+                    entry.attr_value(gimli::DW_AT_language),
+                    Some(AttributeValue::Language(l)) if super::fortran::is_fortran(l)
+                );
+                continue;
+            }
+            if tag != gimli::DW_TAG_subprogram && tag != gimli::DW_TAG_module {
+                continue;
+            }
+            let name = name_of(dwarf, unit, entry);
+            if tag == gimli::DW_TAG_subprogram {
+                if let Some(line) = decl_line(unit, entry)
+                    && let Ok(mut ranges) = dwarf.die_ranges(unit, entry)
+                {
+                    while let Ok(Some(r)) = ranges.next() {
+                        if r.begin < r.end {
+                            self.lines.entry(r.begin).or_insert(line);
+                        }
+                    }
+                }
+                if fortran && let Some(n) = &name {
+                    let hosts: Vec<&str> = scopes.iter().map(|s| s.1.as_str()).collect();
+                    if scopes.iter().any(|s| s.2) {
+                        let q = format!("{}::{n}", hosts.join("::"));
+                        let slot = self.contained.entry(n.clone()).or_insert(Some(q.clone()));
+                        if slot.as_deref() != Some(q.as_str()) {
+                            *slot = None;
+                        }
+                    } else if !entry.has_attr(gimli::DW_AT_abstract_origin) {
+                        outer_names.insert(n.clone());
+                    }
+                }
+            }
+            if fortran && scopes.len() < MAX_DEPTH {
+                match name {
+                    Some(n) => scopes.push((depth, n, tag == gimli::DW_TAG_subprogram)),
+                    None => scopes.push((depth, String::new(), false)),
+                }
+            }
+        }
+    }
+
+    /// The declaration line of the function whose code starts at `entry`.
+    pub fn decl_line(&self, entry: u64) -> Option<u32> {
+        self.lines.get(&entry).copied()
+    }
+
+    /// `host::name` for a Fortran contained procedure called `name`.
+    pub fn qualified(&self, name: &str) -> Option<&str> {
+        self.contained.get(name)?.as_deref()
+    }
+}
+
+/// DW_AT_name, here or on the DIE this one completes (abstract origin, specification).
+fn name_of<'a>(
+    dwarf: &gimli::Dwarf<R<'a>>,
+    unit: &gimli::Unit<R<'a>>,
+    entry: &gimli::DebuggingInformationEntry<R<'a>>,
+) -> Option<String> {
+    let mut e = entry.clone();
+    for _ in 0..4 {
+        if let Some(v) = e.attr_value(gimli::DW_AT_name) {
+            let s = dwarf.attr_string(unit, v).ok()?;
+            return Some(s.to_string_lossy().into_owned());
+        }
+        e = unit.entry(origin(&e)?).ok()?;
+    }
+    None
+}
+
+/// DW_AT_decl_line, here or on the DIE this one completes (a few links at most).
+fn decl_line<'a>(
+    unit: &gimli::Unit<R<'a>>,
+    entry: &gimli::DebuggingInformationEntry<R<'a>>,
+) -> Option<u32> {
+    let mut e = entry.clone();
+    for _ in 0..4 {
+        if let Some(l) = e
+            .attr_value(gimli::DW_AT_decl_line)
+            .and_then(|v| v.udata_value())
+        {
+            return u32::try_from(l).ok().filter(|&l| l > 0);
+        }
+        e = unit.entry(origin(&e)?).ok()?;
+    }
+    None
+}
+
+/// The DIE of the same unit this one refers to for its declaration.
+fn origin(e: &gimli::DebuggingInformationEntry<R<'_>>) -> Option<UnitOffset> {
+    for at in [gimli::DW_AT_abstract_origin, gimli::DW_AT_specification] {
+        if let Some(AttributeValue::UnitRef(o)) = e.attr_value(at) {
+            return Some(o);
+        }
+    }
+    None
+}
