@@ -78,6 +78,8 @@ pub enum PrivateDirError {
 pub struct PrivateDir {
     fd: OwnedFd,
     path: PathBuf,
+    /// Created by this call (not an existing directory adopted).
+    created: bool,
 }
 
 fn io(e: Errno) -> std::io::Error {
@@ -111,6 +113,7 @@ impl PrivateDir {
         Ok(PrivateDir {
             fd,
             path: path.to_path_buf(),
+            created: false,
         })
     }
 
@@ -156,6 +159,7 @@ impl PrivateDir {
         let dir = PrivateDir {
             fd,
             path: path.to_path_buf(),
+            created,
         };
         let st = fstat(&dir.fd).map_err(|e| err(io(e)))?;
         let me = nix::unistd::geteuid().as_raw();
@@ -180,6 +184,11 @@ impl PrivateDir {
         }
         fchmod(&dir.fd, Mode::from_bits_truncate(0o700)).map_err(|e| err(io(e)))?;
         Ok(dir)
+    }
+
+    /// Whether this call created the directory (rather than adopting an existing one).
+    pub fn was_created(&self) -> bool {
+        self.created
     }
 
     /// Whether the directory has no entries (read through its fd).
@@ -223,6 +232,7 @@ impl PrivateDir {
         Ok(PrivateDir {
             fd,
             path: self.path.join(name),
+            created,
         })
     }
 

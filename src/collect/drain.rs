@@ -149,17 +149,16 @@ impl Session {
     /// after a pass is flushed), so the file is valid up to there. The rings (and with
     /// them the events, inherited copies included) are closed: the target runs on,
     /// unsampled, and hwprof waits for it as before.
-    fn check<T>(&mut self, r: std::io::Result<T>, quiet: bool) {
+    fn check<T>(&mut self, r: std::io::Result<T>) {
         let Err(e) = r else { return };
         if self.stopped_by.is_some() {
             return;
         }
         let why = format!("{} writing perf.data", describe_write_error(&e));
-        if !quiet {
-            eprintln!(
-                "hwprof: {why}: recording stopped; the target runs on, and what was written so far is kept (finalize marks the run incomplete)"
-            );
-        }
+        // Said even with -q: the profile will be cut short.
+        eprintln!(
+            "hwprof: {why}: recording stopped; the target runs on, and what was written so far is kept (finalize marks the run incomplete)"
+        );
         self.stopped_by = Some((why, Instant::now()));
         self.rings.clear();
         self._redirected.clear();
@@ -221,12 +220,12 @@ impl Session {
             }
             if let Some(link) = stop.agents.as_deref_mut() {
                 let r = self.add_agent_events(link);
-                self.check(r, stop.quiet);
+                self.check(r);
             }
             let r = self.drain_once();
-            self.check(r, stop.quiet);
+            self.check(r);
             let r = self.fill();
-            self.check(r, stop.quiet);
+            self.check(r);
             // An agent's ring that hung up has nothing more to come: unmapping it
             // returns its locked pages to the budget of the processes still starting.
             self.rings.retain(|r| !(r.hung_up && r.from_agent));
@@ -235,19 +234,19 @@ impl Session {
             {
                 self.stats.child_maxrss = maxrss;
                 let r = self.drain_once();
-                self.check(r, stop.quiet);
+                self.check(r);
                 return Ok(Ended::ChildExited(code));
             }
             if let Some(pid) = stop.attach_pid
                 && !sys::process_alive(pid)
             {
                 let r = self.drain_once();
-                self.check(r, stop.quiet);
+                self.check(r);
                 return Ok(Ended::Stopped);
             }
             if stop.deadline.is_some_and(|d| Instant::now() >= d) {
                 let r = self.drain_once();
-                self.check(r, stop.quiet);
+                self.check(r);
                 return Ok(Ended::Stopped);
             }
             let received = stop.signals.count();
@@ -270,7 +269,7 @@ impl Session {
                     }
                     None => {
                         let r = self.drain_once();
-                        self.check(r, stop.quiet);
+                        self.check(r);
                         return Ok(Ended::Stopped);
                     }
                 }

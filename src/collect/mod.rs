@@ -1182,9 +1182,10 @@ fn prepare_result_dir(dir: &Path, mpi: &MpiContext) -> Result<PrivateDir, Collec
     }
     let results = PrivateDir::create_or_adopt(dir, mpi.job.is_some())
         .map_err(|e| CollectError::ResultDir(e.to_string()))?;
-    let empty = results
-        .is_empty()
-        .map_err(io_err(format!("read {}", dir.display())))?;
+    let empty = results.was_created()
+        || results
+            .is_empty()
+            .map_err(io_err(format!("read {}", dir.display())))?;
     if !empty {
         let same_job =
             mpi.job.is_some() && Manifest::load(dir).ok().and_then(|m| m.mpi_job) == mpi.job;

@@ -2,6 +2,7 @@
 //! truth designed into them. One test binary, one module per topic.
 
 mod common;
+mod crash;
 mod diff;
 mod errors;
 mod export;
@@ -15,6 +16,7 @@ mod launchers;
 mod locks;
 mod memory;
 mod mpi;
+mod private;
 mod project;
 mod python;
 mod python_accuracy;
