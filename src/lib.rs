@@ -15,6 +15,7 @@ pub mod export;
 pub mod finalize;
 pub mod manifest;
 pub mod mpi;
+pub mod private_dir;
 pub mod profile;
 pub mod python;
 pub mod raw;

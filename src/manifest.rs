@@ -8,7 +8,17 @@
 //!   "events": [{"requested": "cycles", "opened": "cpu-clock",
 //!               "note": "no hardware PMU (ENOENT): sampling cpu-clock instead"}],
 //!   "kernel_samples": false, "kernel_note": "...", "mpi_job": null,
-//!   "world_size": null, "finalized": false, "exit_status": 0 }
+//!   "world_size": null, "finalized": false, "exit_status": 0,
+//!   "complete": true }
+//! ```
+//!
+//! Collect writes a provisional manifest before the target starts, with
+//! `"complete": false, "incomplete_reason": "collecting"`, and replaces it atomically
+//! at the end; a run cut short keeps `complete: false` and says why in
+//! `incomplete_reason`:
+//!
+//! ```json
+//! { ..., "complete": false, "incomplete_reason": "disk full (ENOSPC) writing perf.data: recording stopped after 2.1 s" }
 //! ```
 //!
 //! Each rank of an MPI job adds its own raw directory; only one writes the manifest.
@@ -117,6 +127,39 @@ pub struct Manifest {
     /// A Python launch: Python frames were expected (reports warn when none came).
     #[serde(default)]
     pub python_expected: bool,
+    /// Whether collection ended as planned. `false` in the provisional manifest that
+    /// collect writes before the target starts (replaced at the end), and when
+    /// recording stopped early; manifests older than this field read as complete.
+    #[serde(default = "complete_by_default")]
+    pub complete: bool,
+    /// Why the run is incomplete ("" when complete): [`COLLECTING`] in the provisional
+    /// manifest (still there after a crash or SIGKILL of hwprof), or what stopped
+    /// recording (disk full, a write error, the target killed by a signal).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub incomplete_reason: String,
+}
+
+/// `incomplete_reason` of the provisional manifest: collection had not ended.
+pub const COLLECTING: &str = "collecting";
+
+fn complete_by_default() -> bool {
+    true
+}
+
+impl Manifest {
+    /// Why the run is incomplete, as said to the user; None when complete.
+    pub fn incomplete_summary(&self) -> Option<String> {
+        if self.complete {
+            return None;
+        }
+        Some(
+            if self.incomplete_reason == COLLECTING || self.incomplete_reason.is_empty() {
+                "hwprof stopped before collection ended (killed, e.g. SIGKILL or the OOM killer, or the node failed); data kept up to its last flush".to_string()
+            } else {
+                self.incomplete_reason.clone()
+            },
+        )
+    }
 }
 
 /// Errors reading a manifest.
@@ -176,13 +219,20 @@ impl Manifest {
         })
     }
 
-    /// Write DIR/manifest.json atomically, mode 0600.
+    /// Write DIR/manifest.json atomically, mode 0600 (through an fd of DIR: a temporary
+    /// file created exclusively, fsynced, renamed; see `private_dir`).
     pub fn save(&self, dir: &Path) -> std::io::Result<()> {
-        let path = Self::path(dir);
-        let tmp = dir.join(format!(".manifest.json.{}", std::process::id()));
+        self.save_in(&crate::private_dir::PrivateDir::open(dir)?)
+    }
+
+    /// As [`Manifest::save`], in an open directory.
+    pub fn save_in(&self, dir: &crate::private_dir::PrivateDir) -> std::io::Result<()> {
+        dir.write_atomic("manifest.json", self.to_json()?.as_bytes())
+    }
+
+    /// The manifest's text.
+    pub fn to_json(&self) -> std::io::Result<String> {
         let text = serde_json::to_string_pretty(self).map_err(std::io::Error::other)?;
-        std::fs::write(&tmp, text + "\n")?;
-        crate::util::set_private_mode(&tmp);
-        std::fs::rename(&tmp, &path)
+        Ok(text + "\n")
     }
 }

@@ -51,14 +51,24 @@ pub fn monotonic_ns() -> u64 {
     }
 }
 
-/// Create a new file, mode 0600, failing if it exists (raw data is never overwritten).
+/// Create a new file, mode 0600, failing if it exists (raw data is never overwritten),
+/// relative to an fd of its directory and never through a link (see `private_dir`).
 pub fn create_private_file(path: &Path) -> std::io::Result<std::fs::File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
+    let (dir, name) = crate::private_dir::parent_of(path)?;
+    dir.create_file(&name)
+}
+
+/// Open a file for appending, created 0600 when absent, never through a link; an
+/// existing one must be a regular file of the caller's (see `private_dir`).
+pub fn append_private_file(path: &Path) -> std::io::Result<std::fs::File> {
+    let (dir, name) = crate::private_dir::parent_of(path)?;
+    dir.append_file(&name)
+}
+
+/// Write a new file (0600, never through a link; fails if the name exists).
+pub fn write_private_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    create_private_file(path)?.write_all(bytes)
 }
 
 /// Lower-case hex of bytes (build ids).

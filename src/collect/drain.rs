@@ -78,6 +78,20 @@ pub struct Session {
     agent_second_attr: Option<usize>,
     /// (python) Per agent process, the CPUs it sent an event for.
     agent_cpus: std::collections::HashMap<u32, Vec<u32>>,
+
+    /// Recording stopped because perf.data could not be written (disk full, EIO): why.
+    stopped_by: Option<(String, Instant)>,
+}
+
+/// What a failed write means for the user ("disk full (ENOSPC)").
+pub fn describe_write_error(e: &std::io::Error) -> String {
+    match e.raw_os_error() {
+        Some(libc::ENOSPC) => "disk full (ENOSPC)".into(),
+        Some(libc::EDQUOT) => "disk quota exceeded (EDQUOT)".into(),
+        Some(libc::EIO) => "I/O error (EIO)".into(),
+        Some(libc::EFBIG) => "file too large (EFBIG)".into(),
+        _ => format!("write error ({e})"),
+    }
 }
 
 impl Session {
@@ -92,6 +106,8 @@ impl Session {
             filler: None,
             agent_second_attr: None,
             agent_cpus: std::collections::HashMap::new(),
+
+            stopped_by: None,
         }
     }
 
@@ -148,8 +164,39 @@ impl Session {
         &mut self.writer
     }
 
+    /// Why recording stopped early (a write error), and when, if it did.
+    pub fn stopped_by(&self) -> Option<(&str, Instant)> {
+        self.stopped_by
+            .as_ref()
+            .map(|(why, at)| (why.as_str(), *at))
+    }
+
+    /// A write to perf.data failed: stop recording, keep what was written. perf.data's
+    /// header still holds the data size of the last complete pass (it is rewritten only
+    /// after a pass is flushed), so the file is valid up to there. The rings (and with
+    /// them the events, inherited copies included) are closed: the target runs on,
+    /// unsampled, and hwprof waits for it as before.
+    fn check<T>(&mut self, r: std::io::Result<T>) {
+        let Err(e) = r else { return };
+        if self.stopped_by.is_some() {
+            return;
+        }
+        let why = format!("{} writing perf.data", describe_write_error(&e));
+        // Said even with -q: the profile will be cut short.
+        eprintln!(
+            "hwprof: {why}: recording stopped; the target runs on, and what was written so far is kept (finalize marks the run incomplete)"
+        );
+        self.stopped_by = Some((why, Instant::now()));
+        self.rings.clear();
+        self._redirected.clear();
+        self.filler = None;
+    }
+
     /// One pass over every ring. Returns the records copied.
     pub fn drain_once(&mut self) -> std::io::Result<usize> {
+        if self.stopped_by.is_some() {
+            return Ok(0);
+        }
         let mut n = 0;
         let mut err = None;
         let Session {
@@ -203,10 +250,13 @@ impl Session {
                 }
             }
             if let Some(link) = stop.agents.as_deref_mut() {
-                self.add_agent_events(link)?;
+                let r = self.add_agent_events(link);
+                self.check(r);
             }
-            self.drain_once()?;
-            self.fill()?;
+            let r = self.drain_once();
+            self.check(r);
+            let r = self.fill();
+            self.check(r);
             // An agent's ring that hung up has nothing more to come: unmapping it
             // returns its locked pages to the budget of the processes still starting.
             self.rings.retain(|r| !(r.hung_up && r.from_agent));
@@ -214,17 +264,20 @@ impl Session {
                 && let Some((code, maxrss)) = sys::try_wait_maxrss(pid)
             {
                 self.stats.child_maxrss = maxrss;
-                self.drain_once()?;
+                let r = self.drain_once();
+                self.check(r);
                 return Ok(Ended::ChildExited(code));
             }
             if let Some(pid) = stop.attach_pid
                 && !sys::process_alive(pid)
             {
-                self.drain_once()?;
+                let r = self.drain_once();
+                self.check(r);
                 return Ok(Ended::Stopped);
             }
             if stop.deadline.is_some_and(|d| Instant::now() >= d) {
-                self.drain_once()?;
+                let r = self.drain_once();
+                self.check(r);
                 return Ok(Ended::Stopped);
             }
             let received = stop.signals.count();
@@ -246,7 +299,8 @@ impl Session {
                         }
                     }
                     None => {
-                        self.drain_once()?;
+                        let r = self.drain_once();
+                        self.check(r);
                         return Ok(Ended::Stopped);
                     }
                 }
@@ -258,6 +312,9 @@ impl Session {
     /// registers their ids under attr 0 (they sample with that attr), noting the ids for finalize.
     pub fn add_agent_events(&mut self, link: &mut crate::python::AgentLink) -> std::io::Result<()> {
         for ev in link.poll_new_events() {
+            if self.stopped_by.is_some() {
+                continue; // recording stopped: the agent's events are closed unused
+            }
             if let Some(f) = self.filler.as_mut() {
                 f.agent_reported(ev.pid);
             }
@@ -292,7 +349,12 @@ impl Session {
     }
 
     /// Write the feature sections and return what was seen.
+    /// After a write error (see [`Session::stopped_by`]) nothing more is written.
     pub fn finish(mut self, host: &HostInfo) -> std::io::Result<DrainStats> {
+        if self.stopped_by.is_some() {
+            self.stats.records = self.writer.records();
+            return Ok(self.stats);
+        }
         self.drain_once()?;
         self.stats.records = self.writer.records();
         self.writer.finish(host)?;

@@ -244,9 +244,10 @@ impl Filler {
     /// Writes `collector-sampled.json` (nothing when no process needed us).
     pub fn finish(self, raw_dir: &Path) -> std::io::Result<Vec<FillRecord>> {
         if !self.records.is_empty() {
-            let p = raw_dir.join(FILE_NAME);
-            std::fs::write(&p, serde_json::to_vec_pretty(&self.records)?)?;
-            crate::util::set_private_mode(&p);
+            crate::util::write_private_file(
+                &raw_dir.join(FILE_NAME),
+                &serde_json::to_vec_pretty(&self.records)?,
+            )?;
         }
         Ok(self.records)
     }

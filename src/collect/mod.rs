@@ -21,6 +21,7 @@ use crate::cli::{CollectArgs, Mode, PythonCapture};
 use crate::events::{self, EventKind, EventSpec};
 use crate::manifest::{FORMAT_VERSION, GroupRecord, Manifest, OpenedEvent};
 use crate::mpi::{self, MpiContext};
+use crate::private_dir::PrivateDir;
 use open::{OpenConfig, OpenError};
 use perf_data::{FileAttr, HostInfo, PerfDataWriter};
 
@@ -332,7 +333,7 @@ pub fn run(opts: &CollectOptions) -> Result<CollectOutcome, CollectError> {
             None
         }
     };
-    prepare_result_dir(&opts.dir, &opts.mpi)?;
+    let results = prepare_result_dir(&opts.dir, &opts.mpi)?;
     let host = mpi::host_name();
     let cpus = sys::online_cpus();
 
@@ -384,7 +385,9 @@ pub fn run(opts: &CollectOptions) -> Result<CollectOutcome, CollectError> {
     }
     let raw_name = mpi::raw_dir_name(&host, opts.mpi.rank, target_pid as u32);
     let raw_dir = opts.dir.join("raw").join(&raw_name);
-    crate::util::create_private_dir(&raw_dir)
+    results
+        .subdir("raw", true)
+        .and_then(|raw| raw.subdir(&raw_name, false))
         .map_err(io_err(format!("create {}", raw_dir.display())))?;
 
     let threads = match opts.target {
@@ -474,16 +477,63 @@ pub fn run(opts: &CollectOptions) -> Result<CollectOutcome, CollectError> {
         )
         .map_err(io_err("write perf.data"))?;
     }
+    let start_unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0);
+    // Crash consistency: from here on the directory is finalizable. The provisional
+    // manifest (complete: false, "collecting") says what is known at start; it is
+    // replaced atomically at the end. perf.data's header is rewritten after each drain
+    // pass, so a SIGKILL of hwprof loses at most the pass in flight.
+    let mut manifest = Manifest {
+        format_version: FORMAT_VERSION,
+        hwprof_version: env!("CARGO_PKG_VERSION").into(),
+        mode: opts.mode.as_str().into(),
+        command: command.clone(),
+        hosts: vec![host.clone()],
+        start_time_unix: start_unix,
+        duration_s: 0.0,
+        call_graph: opts.call_graph.describe(),
+        frequency_hz: opts.freq,
+        events_requested: wanted.iter().map(|w| w.requested.clone()).collect(),
+        events: opened
+            .chosen
+            .iter()
+            .map(|c| OpenedEvent {
+                requested: c.requested.clone(),
+                opened: c.spec.name.clone(),
+                note: c.note.clone(),
+                precise_ip: c.precise_ip,
+            })
+            .collect(),
+        groups: opened.groups.clone(),
+        kernel_samples: !exclude_kernel,
+        kernel_note: if exclude_kernel {
+            "excluded: perf_event_paranoid >= 2 without CAP_PERFMON".into()
+        } else {
+            String::new()
+        },
+        python: "off".into(),
+        mpi_job: opts.mpi.job.clone(),
+        world_size: opts.mpi.world_size,
+        finalized: false,
+        exit_status: None,
+        notices: notices.clone(),
+        python_expected,
+        complete: false,
+        incomplete_reason: crate::manifest::COLLECTING.into(),
+    };
+    write_manifest(&results, manifest.clone(), &opts.mpi)
+        .map_err(io_err("write the provisional manifest.json"))?;
+    // Space kept back so that, after a disk-full stop, modules.json and the final
+    // manifest can still be written (released before they are).
+    let reserve = SpaceReserve::take(&results);
     // Reading /proc/kallsyms takes tens of milliseconds: do it beside the target.
     let kallsyms = (!exclude_kernel).then(|| {
         let dir = raw_dir.clone();
         std::thread::spawn(move || copy_kallsyms(&dir))
     });
 
-    let start_unix = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0);
     let started = Instant::now();
     let signals = sys::install_stop_signals();
 
@@ -502,8 +552,10 @@ pub fn run(opts: &CollectOptions) -> Result<CollectOutcome, CollectError> {
     if let Some(c) = child.as_mut()
         && let Err(e) = c.release()
     {
+        drop(reserve);
         let _ = std::fs::remove_dir_all(&raw_dir);
         let _ = std::fs::remove_dir(opts.dir.join("raw"));
+        let _ = results.remove("manifest.json");
         let _ = std::fs::remove_dir(&opts.dir);
         return Err(CollectError::Command {
             command: command.join(" "),
@@ -560,6 +612,10 @@ pub fn run(opts: &CollectOptions) -> Result<CollectOutcome, CollectError> {
     if let Some(c) = child.as_mut() {
         c.mark_released();
     }
+    let write_error = session
+        .stopped_by()
+        .map(|(why, at)| (why.to_string(), at.duration_since(started).as_secs_f64()));
+    drop(reserve);
     if let Some(m) = memory_samplers {
         stop_memory_samplers(m, opts.quiet, &mut notices);
     }
@@ -646,44 +702,29 @@ pub fn run(opts: &CollectOptions) -> Result<CollectOutcome, CollectError> {
             format!("memory: peak RSS of the launched process not written: {e}"),
         );
     }
-    modules::write_modules(&raw_dir, &stats.mapped_files, opts.archive, &opts.dir)
-        .map_err(io_err("write modules.json"))?;
+    // Archive copies are skipped after a write error (the disk is full, and the data
+    // they would serve was cut anyway).
+    let archive = opts.archive && write_error.is_none();
+    if let Err(e) = modules::write_modules(&raw_dir, &stats.mapped_files, archive, &opts.dir) {
+        if write_error.is_none() {
+            return Err(io_err("write modules.json")(e));
+        }
+        notice(
+            opts.quiet,
+            &mut notices,
+            format!(
+                "modules.json not written ({e}): finalize reads the binaries where they are now"
+            ),
+        );
+    }
 
-    let manifest = Manifest {
-        format_version: FORMAT_VERSION,
-        hwprof_version: env!("CARGO_PKG_VERSION").into(),
-        mode: opts.mode.as_str().into(),
-        command,
-        hosts: vec![host],
-        start_time_unix: start_unix,
-        duration_s: started.elapsed().as_secs_f64(),
-        call_graph: opts.call_graph.describe(),
-        frequency_hz: opts.freq,
-        events_requested: wanted.iter().map(|w| w.requested.clone()).collect(),
-        events: opened
-            .chosen
-            .iter()
-            .map(|c| OpenedEvent {
-                requested: c.requested.clone(),
-                opened: c.spec.name.clone(),
-                note: c.note.clone(),
-                precise_ip: c.precise_ip,
-            })
-            .collect(),
-        groups: opened.groups.clone(),
-        kernel_samples: !exclude_kernel,
-        kernel_note: if exclude_kernel {
-            "excluded: perf_event_paranoid >= 2 without CAP_PERFMON".into()
-        } else {
-            String::new()
-        },
-        python: python_method,
-        mpi_job: opts.mpi.job.clone(),
-        world_size: opts.mpi.world_size,
-        finalized: false,
-        exit_status: None,
-        notices,
-        python_expected,
+    manifest.duration_s = started.elapsed().as_secs_f64();
+    manifest.python = python_method;
+    manifest.notices = notices;
+    manifest.complete = write_error.is_none();
+    manifest.incomplete_reason = match &write_error {
+        Some((why, after)) => format!("{why}: recording stopped after {after:.1} s"),
+        None => String::new(),
     };
     // This rank's own manifest (its notices) beside its data; then the raw directory
     // is complete: rank 0 may finalize it, so everything above is written first.
@@ -692,12 +733,8 @@ pub fn run(opts: &CollectOptions) -> Result<CollectOutcome, CollectError> {
             .save(&raw_dir)
             .map_err(io_err("write the rank's manifest.json"))?;
     }
-    let complete = raw_dir.join("complete");
-    if std::fs::write(&complete, b"").is_ok() {
-        crate::util::set_private_mode(&complete);
-    }
-    write_manifest(&opts.dir, manifest.clone(), &opts.mpi)
-        .map_err(io_err("write manifest.json"))?;
+    let _ = crate::util::write_private_file(&raw_dir.join("complete"), b"");
+    write_manifest(&results, manifest.clone(), &opts.mpi).map_err(io_err("write manifest.json"))?;
     // Stopped early (-d, or attached): the launched target runs on; results are written.
     let exit_code = match (ended, child.as_ref()) {
         (drain::Ended::ChildExited(code), _) => code,
@@ -709,9 +746,15 @@ pub fn run(opts: &CollectOptions) -> Result<CollectOutcome, CollectError> {
         }
         (drain::Ended::Stopped, None) => 0,
     };
-    let mut manifest = manifest;
     manifest.exit_status = Some(exit_code);
-    write_manifest(&opts.dir, manifest, &opts.mpi).map_err(io_err("write manifest.json"))?;
+    if let Some(sig) = killed_by(exit_code)
+        && manifest.complete
+        && matches!(&opts.target, Target::Launch(_))
+    {
+        manifest.complete = false;
+        manifest.incomplete_reason = format!("the target was killed by {sig}");
+    }
+    write_manifest(&results, manifest, &opts.mpi).map_err(io_err("write manifest.json"))?;
     Ok(CollectOutcome {
         dir: opts.dir.clone(),
         exit_code,
@@ -1182,33 +1225,77 @@ fn map_ring(fd: std::os::fd::OwnedFd, mut pages: usize) -> Result<sys::RingBuffe
     }
 }
 
-/// Refuse a non-empty results directory, except the ranks of one MPI job.
-fn prepare_result_dir(dir: &Path, mpi: &MpiContext) -> Result<(), CollectError> {
-    if dir.exists() {
-        if !dir.is_dir() {
-            return Err(CollectError::ResultDir(format!(
-                "{} exists and is not a directory; choose another -r",
-                dir.display()
-            )));
-        }
-        let empty = std::fs::read_dir(dir)
-            .map_err(io_err(format!("read {}", dir.display())))?
-            .next()
-            .is_none();
-        if !empty {
-            let same_job =
-                mpi.job.is_some() && Manifest::load(dir).ok().and_then(|m| m.mpi_job) == mpi.job;
-            let sibling_rank =
-                mpi.job.is_some() && mpi.rank.is_some() && !Manifest::path(dir).exists();
-            if !(same_job || sibling_rank) {
-                return Err(CollectError::ResultDir(format!(
-                    "results directory {} exists and is not empty; hwprof never overwrites results: choose another -r or remove it",
-                    dir.display()
-                )));
-            }
+/// Create the results directory, or adopt an existing one that is the caller's, not
+/// group/other writable, and empty, except that the ranks of one MPI job share it (see
+/// `private_dir`).
+fn prepare_result_dir(dir: &Path, mpi: &MpiContext) -> Result<PrivateDir, CollectError> {
+    if dir.exists() && !dir.is_dir() {
+        return Err(CollectError::ResultDir(format!(
+            "{} exists and is not a directory; choose another -r",
+            dir.display()
+        )));
+    }
+    let results = PrivateDir::create_or_adopt(dir, mpi.job.is_some())
+        .map_err(|e| CollectError::ResultDir(e.to_string()))?;
+    let empty = results.was_created()
+        || results
+            .is_empty()
+            .map_err(io_err(format!("read {}", dir.display())))?;
+    if !empty {
+        let same_job =
+            mpi.job.is_some() && Manifest::load(dir).ok().and_then(|m| m.mpi_job) == mpi.job;
+        let sibling_rank = mpi.job.is_some() && mpi.rank.is_some() && !Manifest::path(dir).exists();
+        if !(same_job || sibling_rank) {
+            return Err(CollectError::ResultDir(
+                crate::private_dir::PrivateDirError::NotEmpty(dir.to_path_buf()).to_string(),
+            ));
         }
     }
-    crate::util::create_private_dir(dir).map_err(io_err(format!("create {}", dir.display())))
+    Ok(results)
+}
+
+/// "SIGKILL" for hwprof's exit code 128+9 (a launched target killed by a signal).
+fn killed_by(exit_code: i32) -> Option<String> {
+    let sig = exit_code
+        .checked_sub(128)
+        .filter(|s| (1..=64).contains(s))?;
+    let name = nix::sys::signal::Signal::try_from(sig)
+        .map(|s| s.as_str().to_string())
+        .unwrap_or_else(|_| format!("signal {sig}"));
+    Some(name)
+}
+
+/// Disk space held back during collection (a preallocated hidden file in the results
+/// directory), released before the last writes so that a disk-full stop still ends
+/// with a valid, marked directory. Left behind only by a crash; finalize ignores it.
+struct SpaceReserve<'a> {
+    dir: &'a PrivateDir,
+    name: String,
+}
+
+impl<'a> SpaceReserve<'a> {
+    const BYTES: i64 = 1 << 20;
+
+    fn take(dir: &'a PrivateDir) -> Option<SpaceReserve<'a>> {
+        use std::os::fd::AsFd;
+        let name = format!(".hwprof-reserve.{}", std::process::id());
+        let f = dir.create_file(&name).ok()?;
+        let reserve = SpaceReserve { dir, name };
+        // Best effort: a file system without fallocate keeps no reserve.
+        let _ = nix::fcntl::fallocate(
+            f.as_fd(),
+            nix::fcntl::FallocateFlags::empty(),
+            0,
+            Self::BYTES,
+        );
+        Some(reserve)
+    }
+}
+
+impl Drop for SpaceReserve<'_> {
+    fn drop(&mut self) {
+        let _ = self.dir.remove(&self.name);
+    }
 }
 
 /// Rank 0 (or a non-MPI run) writes the manifest, atomically (rename). Another rank
@@ -1217,9 +1304,9 @@ fn prepare_result_dir(dir: &Path, mpi: &MpiContext) -> Result<(), CollectError> 
 /// file exists, so of several ranks (on several hosts of a shared file system) exactly
 /// one wins and nobody's half-written file is ever seen. The hosts are those of the raw
 /// directories present, so the manifest does not depend on which rank wrote last.
-fn write_manifest(dir: &Path, mut m: Manifest, mpi: &MpiContext) -> std::io::Result<()> {
+fn write_manifest(dir: &PrivateDir, mut m: Manifest, mpi: &MpiContext) -> std::io::Result<()> {
     let labels: Vec<String> = m.hosts.iter().map(|h| mpi::host_label(h)).collect();
-    for r in crate::raw::list_raw_dirs(dir).unwrap_or_default() {
+    for r in crate::raw::list_raw_dirs(dir.path()).unwrap_or_default() {
         if !m.hosts.contains(&r.host) && !labels.contains(&r.host) {
             m.hosts.push(r.host);
         }
@@ -1227,26 +1314,10 @@ fn write_manifest(dir: &Path, mut m: Manifest, mpi: &MpiContext) -> std::io::Res
     m.hosts.sort();
     m.hosts.dedup();
     if mpi.rank.is_none_or(|r| r == 0) {
-        return m.save(dir);
+        return m.save_in(dir);
     }
-    let path = Manifest::path(dir);
-    if path.exists() {
-        return Ok(());
-    }
-    let tmp = dir.join(format!(
-        ".manifest.json.{}.{}",
-        mpi::host_name(),
-        std::process::id()
-    ));
-    let text = serde_json::to_string_pretty(&m).map_err(std::io::Error::other)?;
-    std::fs::write(&tmp, text + "\n")?;
-    crate::util::set_private_mode(&tmp);
-    let linked = std::fs::hard_link(&tmp, &path);
-    let _ = std::fs::remove_file(&tmp);
-    match linked {
-        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => Err(e),
-        _ => Ok(()),
-    }
+    dir.write_if_absent("manifest.json", m.to_json()?.as_bytes())
+        .map(drop)
 }
 
 /// Resolve the command on PATH and build execve's arguments.
@@ -1366,6 +1437,14 @@ pub fn list_threads(pid: i32) -> Vec<i32> {
     tids
 }
 
+/// Copies `from` into a new private file `to` (never through a link planted there).
+fn copy_private(from: &Path, to: &Path) -> bool {
+    let Ok(mut src) = std::fs::File::open(from) else {
+        return false;
+    };
+    crate::util::create_private_file(to).is_ok_and(|mut dst| std::io::copy(&mut src, &mut dst).is_ok())
+}
+
 fn copy_kallsyms(raw_dir: &Path) {
     // Kernel symbols for finalize on another machine; only meaningful when readable.
     // Reading /proc/kallsyms costs 50-300 ms of kernel time (5 MB generated), longer
@@ -1376,9 +1455,8 @@ fn copy_kallsyms(raw_dir: &Path) {
     // A hard link costs nothing (the cached file is only ever replaced by a rename,
     // never written in place); a copy where the cache is on another file system.
     if let Some(c) = cached.as_ref()
-        && (std::fs::hard_link(c, &p).is_ok() || std::fs::copy(c, &p).is_ok())
+        && (std::fs::hard_link(c, &p).is_ok() || copy_private(c, &p))
     {
-        crate::util::set_private_mode(&p);
         return;
     }
     if let Ok(k) = std::fs::read("/proc/kallsyms")
@@ -1386,9 +1464,7 @@ fn copy_kallsyms(raw_dir: &Path) {
             .take(3)
             .any(|l| !l.starts_with(b"0000000000000000"))
     {
-        if std::fs::write(&p, &k).is_ok() {
-            crate::util::set_private_mode(&p);
-        }
+        let _ = crate::util::write_private_file(&p, &k);
         if let Some(c) = cached
             && let Some(dir) = c.parent()
             && crate::util::create_private_dir(dir).is_ok()

@@ -68,12 +68,7 @@ pub fn write_modules(
             let rel = Path::new("symbols").join(&e.build_id).join(&file_name);
             let dest = results_dir.join(&rel);
             if !dest.exists() {
-                if let Some(parent) = dest.parent() {
-                    crate::util::create_private_dir(parent)?;
-                }
-                if std::fs::copy(path, &dest).is_ok() {
-                    crate::util::set_private_mode(&dest);
-                }
+                archive_copy(results_dir, &e.build_id, &file_name, path)?;
             }
             if dest.exists() {
                 e.archived = Some(rel.to_string_lossy().into_owned());
@@ -81,12 +76,38 @@ pub fn write_modules(
         }
         entries.push(e);
     }
-    let p = raw_dir.join("modules.json");
-    std::fs::write(
-        &p,
-        serde_json::to_string_pretty(&entries).map_err(std::io::Error::other)?,
-    )?;
-    crate::util::set_private_mode(&p);
+    crate::util::write_private_file(
+        &raw_dir.join("modules.json"),
+        serde_json::to_string_pretty(&entries)
+            .map_err(std::io::Error::other)?
+            .as_bytes(),
+    )
+}
+
+/// Copy `src` to `results_dir/symbols/<build_id>/<file_name>`, every level created by
+/// fd (see `private_dir`). A copy that fails is skipped (finalize looks elsewhere); a
+/// directory that cannot be created is an error.
+fn archive_copy(
+    results_dir: &Path,
+    build_id: &str,
+    file_name: &std::ffi::OsStr,
+    src: &Path,
+) -> std::io::Result<()> {
+    let Some(name) = file_name.to_str() else {
+        return Ok(());
+    };
+    let dir = crate::private_dir::PrivateDir::open(results_dir)?
+        .subdir("symbols", true)?
+        .subdir(build_id, true)?;
+    let Ok(mut from) = std::fs::File::open(src) else {
+        return Ok(());
+    };
+    // Another rank may be copying the same file: only our own half copy is removed.
+    if let Ok(mut to) = dir.create_file(name)
+        && std::io::copy(&mut from, &mut to).is_err()
+    {
+        let _ = dir.remove(name);
+    }
     Ok(())
 }
 

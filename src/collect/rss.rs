@@ -500,17 +500,16 @@ fn write_hwm_csv(path: &Path, hwm: &HashMap<u32, u64>) -> std::io::Result<()> {
     for (pid, b) in rows {
         text.push_str(&format!("{pid},{b}\n"));
     }
-    std::fs::write(path, text)?;
-    crate::util::set_private_mode(path);
-    Ok(())
+    crate::util::write_private_file(path, text.as_bytes())
 }
 
 /// Write `peak.csv`: `pid,maxrss_bytes`, the kernel's high-water mark of a process
 /// reaped by the collector (`ru_maxrss`).
 pub fn write_peak_csv(path: &Path, pid: u32, bytes: u64) -> std::io::Result<()> {
-    std::fs::write(path, format!("pid,maxrss_bytes\n{pid},{bytes}\n"))?;
-    crate::util::set_private_mode(path);
-    Ok(())
+    crate::util::write_private_file(
+        path,
+        format!("pid,maxrss_bytes\n{pid},{bytes}\n").as_bytes(),
+    )
 }
 
 /// Read a `peak.csv` written by [`write_peak_csv`] (or an `hwm.csv`, same layout):

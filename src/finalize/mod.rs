@@ -267,7 +267,14 @@ pub fn run(opts: &FinalizeOptions) -> Result<PathBuf, FinalizeError> {
     meta.insert("lost_samples".into(), lost.to_string());
     meta.insert("unwind_truncated".into(), truncated.to_string());
     meta.insert("skipped_bytes".into(), skipped.to_string());
-    meta.insert("duration_s".into(), format!("{:.3}", manifest.duration_s));
+    // A provisional manifest (hwprof killed) has no duration: the samples' span is it.
+    let duration_s = match times {
+        Some((a, b)) if manifest.duration_s == 0.0 && !manifest.complete => {
+            b.saturating_sub(a) as f64 / 1e9
+        }
+        _ => manifest.duration_s,
+    };
+    meta.insert("duration_s".into(), format!("{duration_s:.3}"));
     meta.insert("frequency_hz".into(), manifest.frequency_hz.to_string());
     meta.insert("call_graph".into(), manifest.call_graph.clone());
     meta.insert("command".into(), manifest.command.join(" "));
@@ -312,10 +319,22 @@ pub fn run(opts: &FinalizeOptions) -> Result<PathBuf, FinalizeError> {
         serde_json::to_string(&sampled_by).unwrap_or_default(),
     );
     // [python] Python frames were expected and none came: every report says so.
+    let mut warnings = Vec::new();
     if let Some(why) = python_missing(&manifest, py_joined.0, &py_summaries) {
+        warnings.push(why);
+    }
+    // A run cut short (hwprof killed, disk full, target killed): every report says so.
+    if let Some(why) = incomplete_reason(&manifest, &profiles) {
+        if !opts.quiet {
+            eprintln!("hwprof: the run is incomplete: {why}");
+        }
+        meta.insert("incomplete".into(), why.clone());
+        warnings.push(format!("incomplete run: {why}"));
+    }
+    if !warnings.is_empty() {
         meta.insert(
             "warnings".into(),
-            serde_json::to_string(&[why]).unwrap_or_default(),
+            serde_json::to_string(&warnings).unwrap_or_default(),
         );
     }
     // Memory mode: bandwidth from counters.csv, one raw dir per host
@@ -350,16 +369,18 @@ pub fn run(opts: &FinalizeOptions) -> Result<PathBuf, FinalizeError> {
     let out = match opts.part {
         Some((i, n)) => {
             let parts = opts.dir.join("parts").join(format!("{i}-of-{n}"));
-            crate::util::create_private_dir(&parts).map_err(|source| {
-                crate::profile::ProfileError::Io {
+            crate::private_dir::PrivateDir::open(&opts.dir)
+                .and_then(|d| d.subdir("parts", true))
+                .and_then(|d| d.subdir(&format!("{i}-of-{n}"), true))
+                .map_err(|source| crate::profile::ProfileError::Io {
                     path: parts.clone(),
                     source,
-                }
-            })?;
+                })?;
             w.write(&parts)?
         }
         None => {
             let path = w.write(&opts.dir)?;
+            remove_space_reserves(&opts.dir);
             let mut m = manifest;
             m.finalized = true;
             let _ = m.save(&opts.dir);
@@ -367,6 +388,46 @@ pub fn run(opts: &FinalizeOptions) -> Result<PathBuf, FinalizeError> {
         }
     };
     Ok(out)
+}
+
+/// The disk space that a collector killed mid-run kept back (`.hwprof-reserve.PID`,
+/// see collect's `SpaceReserve`) is of no use any more: return it.
+fn remove_space_reserves(dir: &std::path::Path) {
+    let Ok(d) = crate::private_dir::PrivateDir::open(dir) else {
+        return;
+    };
+    let Ok(entries) = std::fs::read_dir(d.fd_path()) else {
+        return;
+    };
+    for e in entries.flatten() {
+        if let Some(name) = e.file_name().to_str()
+            && name.starts_with(".hwprof-reserve.")
+        {
+            let _ = d.remove(name);
+        }
+    }
+}
+
+/// Why the run is incomplete, if it is: the manifest's reason (a provisional manifest
+/// means hwprof never ended), and the raw directories whose collector did not end
+/// (no `complete` marker: a rank killed while the others finished).
+fn incomplete_reason(
+    manifest: &Manifest,
+    profiles: &[(crate::raw::RawDir, RawProfile)],
+) -> Option<String> {
+    let mut why: Vec<String> = manifest.incomplete_summary().into_iter().collect();
+    let unfinished: Vec<&str> = profiles
+        .iter()
+        .filter(|(r, _)| !r.path.join("complete").exists())
+        .map(|(r, _)| r.name.as_str())
+        .collect();
+    if !unfinished.is_empty() && manifest.complete {
+        why.push(format!(
+            "collection did not end in {} (killed?); data kept up to its last flush",
+            unfinished.join(", ")
+        ));
+    }
+    (!why.is_empty()).then(|| why.join("; "))
 }
 
 /// The `group` meta value (JSON): samples that read a counter group, how many were

@@ -44,7 +44,7 @@
 //!                                                  -- in older profiles
 //! ```
 //!
-//! The file is written to `profile.db.tmp` and renamed, so a reader never sees a
+//! The file is written to a temporary name (`.profile.db.PID.N`) and renamed, so a reader never sees a
 //! half-written profile.
 
 pub mod stacks;
@@ -687,24 +687,49 @@ impl ProfileWriter {
         }
     }
 
-    /// Write `DIR/profile.db` atomically (write `profile.db.tmp`, then rename).
+    /// Write `DIR/profile.db` atomically: a temporary file, then rename.
+    ///
+    /// rusqlite opens databases by path. The temporary file is therefore first created
+    /// by us, exclusively and 0600, relative to an fd of DIR (`O_CREAT|O_EXCL|O_NOFOLLOW`,
+    /// see `private_dir`), and SQLite then opens that name without the right to create
+    /// it and with `SQLITE_OPEN_NOFOLLOW`. (`/proc/self/fd/N` would not help: SQLite
+    /// resolves that link back to the path.) Before the rename, the name is checked to
+    /// still be the file we created (device and inode of our fd), so SQLite wrote into
+    /// our file and nothing else; the rename is `renameat` in DIR's fd, which replaces
+    /// whatever is at `profile.db` (a planted link included) without following it.
     pub fn write(&self, dir: &Path) -> Result<PathBuf, ProfileError> {
+        use crate::private_dir::PrivateDir;
         let path = Profile::db_path(dir);
-        let tmp = dir.join("profile.db.tmp");
-        if tmp.exists() {
-            std::fs::remove_file(&tmp).map_err(|source| ProfileError::Io {
-                path: tmp.clone(),
-                source,
-            })?;
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| ProfileError::Io { path, source }
+        };
+        let d = PrivateDir::open(dir).map_err(io(dir))?;
+        let tmp_name = PrivateDir::temp_name("profile.db");
+        let tmp = dir.join(&tmp_name);
+        let ours = d.create_file(&tmp_name).map_err(io(&tmp))?;
+        let written = (|| {
+            let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE
+                | rusqlite::OpenFlags::SQLITE_OPEN_NOFOLLOW
+                | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+            let mut conn = Connection::open_with_flags(&tmp, flags).map_err(sql_err(&tmp))?;
+            write_all(&mut conn, &self.profile).map_err(sql_err(&tmp))?;
+            drop(conn);
+            let same = crate::private_dir::identity(&ours).map_err(io(&tmp))?
+                == d.identity_of(&tmp_name).map_err(io(&tmp))?;
+            if !same {
+                return Err(ProfileError::Io {
+                    path: tmp.clone(),
+                    source: std::io::Error::other("replaced while being written"),
+                });
+            }
+            ours.sync_all().map_err(io(&tmp))?;
+            d.rename(&tmp_name, "profile.db").map_err(io(&path))
+        })();
+        if written.is_err() {
+            let _ = d.remove(&tmp_name);
         }
-        let mut conn = Connection::open(&tmp).map_err(sql_err(&tmp))?;
-        write_all(&mut conn, &self.profile).map_err(sql_err(&tmp))?;
-        drop(conn);
-        crate::util::set_private_mode(&tmp);
-        std::fs::rename(&tmp, &path).map_err(|source| ProfileError::Io {
-            path: path.clone(),
-            source,
-        })?;
+        written?;
         Ok(path)
     }
 }

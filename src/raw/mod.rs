@@ -138,9 +138,16 @@ impl TolerantPerfFile {
         if data_off > len {
             return Err(bad("data section outside the file"));
         }
-        let declared_end = data_off.saturating_add(data_size);
+        let mut declared_end = data_off.saturating_add(data_size);
+        // A writer killed before it first fixed up its header (`perf record` writes the
+        // data size only at exit; perf's own reader then warns and reads to the end of
+        // the file): the data runs to the last complete record in the file.
+        let never_finished = data_size == 0 && header[72..104].iter().all(|&b| b == 0);
+        if never_finished && len > data_off {
+            declared_end = len;
+        }
         let mut end = declared_end;
-        if declared_end > len {
+        if declared_end > len || never_finished {
             // Cut short: walk the records to the last complete one.
             end = last_complete_record(&map, data_off, len);
             // Feature sections live after the data: gone when the file is cut.

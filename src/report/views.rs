@@ -981,6 +981,11 @@ pub fn summary(p: &Profile, format: ReportFormat, top: usize, filter: StackFilte
             if p.meta_str("mode") == "memory" {
                 v["peak_rss_bytes"] = json!(peak_rss(p).map(|x| x.0));
             }
+            // A run cut short (docs/security.md "Crash consistency"): why.
+            v["complete"] = json!(p.meta_str("incomplete").is_empty());
+            if !p.meta_str("incomplete").is_empty() {
+                v["incomplete"] = json!(p.meta_str("incomplete"));
+            }
             // How Python stacks were joined: captures, samples left without a Python
             // stack, and native/Python merges that failed (both halves kept).
             for k in [

@@ -3,6 +3,7 @@
 
 mod agent_stress;
 mod common;
+mod crash;
 mod diff;
 mod errors;
 mod export;
@@ -17,6 +18,8 @@ mod locks;
 mod memory;
 mod mpi;
 mod perf_data;
+
+mod private;
 mod project;
 mod python;
 mod python_accuracy;

@@ -1,0 +1,226 @@
+//! Crash consistency (docs/security.md): a run cut short — hwprof SIGKILLed, the target
+//! SIGKILLed, SIGTERM as Slurm sends it, the disk filling up — leaves a results
+//! directory that finalize reads up to the last flush, marked incomplete with the
+//! reason, and hot.c's designed 3:1 split between hot_a and hot_b holds on what was kept.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::*;
+
+/// `hwprof collect -q --no-finalize -r DIR -- hot ROUNDS`, running.
+fn start_collect(dir: &Path, bin: &Path, rounds: &str) -> Child {
+    Command::new(hwprof_bin())
+        .args(["collect", "-q", "--no-finalize", "-r"])
+        .arg(dir)
+        .arg("--")
+        .arg(bin)
+        .arg(rounds)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start hwprof")
+}
+
+/// The launched target's pid, from its raw directory's name (`<host>.-.<pid>`).
+fn target_pid(dir: &Path) -> i32 {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(rd) = std::fs::read_dir(dir.join("raw"))
+            && let Some(pid) = rd
+                .flatten()
+                .filter_map(|e| e.file_name().to_str()?.rsplit('.').next()?.parse().ok())
+                .next()
+        {
+            return pid;
+        }
+        assert!(Instant::now() < deadline, "no raw directory in {dir:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn kill(pid: i32, sig: i32) {
+    // SAFETY: kill(2) with a pid we started.
+    unsafe { libc::kill(pid, sig) };
+}
+
+/// Wait until a process that is not our child is gone.
+fn wait_gone(pid: i32) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < deadline {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        if stat.contains(") Z ") {
+            break; // a zombie waiting for its reaper: its run is over
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn manifest(dir: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap()
+}
+
+/// Finalize, check it says the run is incomplete, and check the summary and the split.
+fn finalize_incomplete(dir: &Path, reason: &str) {
+    let out = hwprof(&["finalize", dir.to_str().unwrap()]);
+    ok(&out);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("the run is incomplete") && err.contains(reason),
+        "finalize's lines: {err}"
+    );
+    let text = ok(&hwprof(&["report", dir.to_str().unwrap()]));
+    assert!(
+        text.starts_with("WARNING: incomplete run:") && text.contains(reason),
+        "report header: {text}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&ok(&hwprof(&[
+        "report",
+        dir.to_str().unwrap(),
+        "--format",
+        "json",
+    ])))
+    .unwrap();
+    assert_eq!(json["complete"], false, "{json:#}");
+    assert!(
+        json["incomplete"].as_str().unwrap().contains(reason),
+        "{json:#}"
+    );
+    let samples = json["samples"].as_u64().unwrap();
+    assert!(samples >= 100, "only {samples} samples kept");
+    let rows = hotspots(dir, &[]);
+    let (a, b) = (self_pct(&rows, "hot_a"), self_pct(&rows, "hot_b"));
+    let share = a / (a + b);
+    println!("{reason}: {samples} samples kept, hot_a/(hot_a+hot_b) = {share:.3}");
+    assert!((share - 0.75).abs() <= 0.07, "hot_a {a}% hot_b {b}%");
+}
+
+/// Regression (issue 16): `finalize` refused a directory whose collector was killed
+/// ("no manifest.json"); now the provisional manifest makes it finalizable.
+#[test]
+fn sigkill_of_hwprof_keeps_what_was_flushed() {
+    let t = shared_tempdir();
+    let bin = build_c(t.path(), "hot.c", "hot", &[]);
+    let dir = t.path().join("run");
+    let mut hw = start_collect(&dir, &bin, "4000");
+    let pid = target_pid(&dir);
+    std::thread::sleep(Duration::from_secs(2));
+    let _ = hw.kill();
+    let _ = hw.wait();
+    let m = manifest(&dir);
+    assert_eq!(m["complete"], false, "{m:#}");
+    assert_eq!(m["incomplete_reason"], "collecting", "{m:#}");
+    // The target is not hwprof's business any more: end it to free the CPU.
+    kill(pid, libc::SIGKILL);
+    wait_gone(pid);
+    finalize_incomplete(&dir, "hwprof stopped before collection ended");
+}
+
+#[test]
+fn sigkill_of_the_target_is_an_incomplete_run() {
+    let t = shared_tempdir();
+    let bin = build_c(t.path(), "hot.c", "hot", &[]);
+    let dir = t.path().join("run");
+    let hw = start_collect(&dir, &bin, "4000");
+    let pid = target_pid(&dir);
+    std::thread::sleep(Duration::from_secs(2));
+    kill(pid, libc::SIGKILL);
+    let out = hw.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(128 + 9));
+    let m = manifest(&dir);
+    assert_eq!(m["complete"], false, "{m:#}");
+    finalize_incomplete(&dir, "the target was killed by SIGKILL");
+}
+
+/// Slurm's `scancel` (and the end of a time limit) sends SIGTERM, then SIGKILL after
+/// KillWait: hwprof passes SIGTERM on and writes its final manifest at once.
+#[test]
+fn sigterm_as_slurm_sends_it_ends_with_a_final_manifest() {
+    let t = shared_tempdir();
+    let bin = build_c(t.path(), "hot.c", "hot", &[]);
+    let dir = t.path().join("run");
+    let hw = start_collect(&dir, &bin, "4000");
+    let _ = target_pid(&dir);
+    std::thread::sleep(Duration::from_secs(2));
+    let sent = Instant::now();
+    kill(hw.id() as i32, libc::SIGTERM);
+    let out = hw.wait_with_output().unwrap();
+    let took = sent.elapsed();
+    assert_eq!(out.status.code(), Some(128 + 15));
+    assert!(took < Duration::from_secs(5), "took {took:?} after SIGTERM");
+    let m = manifest(&dir);
+    assert_eq!(m["incomplete_reason"], "the target was killed by SIGTERM");
+    assert!(m["duration_s"].as_f64().unwrap() > 1.5, "{m:#}");
+    finalize_incomplete(&dir, "the target was killed by SIGTERM");
+}
+
+/// A tmpfs mounted for the test, unmounted at the end.
+struct SmallFs(PathBuf);
+
+impl Drop for SmallFs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn disk_full_stops_recording_and_keeps_a_valid_marked_dir() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        println!("skipped: mounting a small tmpfs needs root");
+        return;
+    }
+    let t = shared_tempdir();
+    let bin = build_c(t.path(), "hot.c", "hot", &[]);
+    let mnt = t.path().join("small");
+    std::fs::create_dir(&mnt).unwrap();
+    // kallsyms (~5 MB, copied as root) + the 1 MiB reserve + about a second of
+    // 8 KiB stack copies at 1 kHz.
+    let st = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=16m", "tmpfs"])
+        .arg(&mnt)
+        .status()
+        .unwrap();
+    assert!(st.success(), "mount tmpfs");
+    let _fs = SmallFs(mnt.clone());
+    let dir = mnt.join("run");
+    let out = start_collect(&dir, &bin, "2500")
+        .wait_with_output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    // The target ran to its end, unprofiled after the disk filled up.
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("done"));
+    assert!(
+        err.contains("disk full (ENOSPC) writing perf.data: recording stopped; the target runs on"),
+        "{err}"
+    );
+    let m = manifest(&dir);
+    assert_eq!(m["complete"], false, "{m:#}");
+    // perf reads what was kept too.
+    if have_perf() {
+        let raw = std::fs::read_dir(dir.join("raw"))
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        let perf = Command::new("perf")
+            .args(["script", "-F", "ip", "-i"])
+            .arg(raw.join("perf.data"))
+            .output()
+            .unwrap();
+        assert!(perf.status.success(), "{perf:?}");
+    }
+    // The profile goes elsewhere: the small disk is full.
+    let copy = t.path().join("copy");
+    let cp = Command::new("cp")
+        .arg("-a")
+        .arg(&dir)
+        .arg(&copy)
+        .status()
+        .unwrap();
+    assert!(cp.success());
+    finalize_incomplete(&copy, "disk full (ENOSPC)");
+}
