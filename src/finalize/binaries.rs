@@ -126,7 +126,7 @@ impl LoadedElf {
 }
 
 fn read_file(path: &Path) -> Option<memmap2::Mmap> {
-    let f = std::fs::File::open(path).ok()?;
+    let f = crate::raw::bounded::open_file(path, true).ok()?;
     // SAFETY: read-only mapping of a binary; a binary rewritten during finalize could
     // give wrong symbols but object's parser bounds-checks every access.
     unsafe { memmap2::Mmap::map(&f) }.ok()

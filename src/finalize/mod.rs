@@ -521,7 +521,10 @@ fn kernel_symbols(
             if !p.trie.iter().any(|(_, l)| matches!(l, Loc::Kernel(_))) {
                 return Default::default();
             }
-            let Ok(bytes) = std::fs::read(raw.path.join("kallsyms")) else {
+            let Ok(bytes) = crate::raw::bounded::read_limited(
+                &raw.path.join("kallsyms"),
+                crate::raw::bounded::Kind::Kallsyms,
+            ) else {
                 return Default::default();
             };
             let mut h = std::collections::hash_map::DefaultHasher::new();
