@@ -13,6 +13,8 @@ pub mod doctor;
 pub mod events;
 pub mod export;
 pub mod finalize;
+#[doc(hidden)]
+pub mod fuzz_targets;
 pub mod manifest;
 pub mod mpi;
 pub mod private_dir;

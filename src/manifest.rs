@@ -199,20 +199,22 @@ impl Manifest {
     /// Read DIR/manifest.json.
     pub fn load(dir: &Path) -> Result<Manifest, ManifestError> {
         let path = Self::path(dir);
-        let text = std::fs::read_to_string(&path).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::NotFound && !dir.exists() {
-                ManifestError::NoSuchDir(dir.to_path_buf())
-            } else if e.kind() == std::io::ErrorKind::NotFound {
-                ManifestError::Missing(dir.to_path_buf())
-            } else if e.kind() == std::io::ErrorKind::PermissionDenied {
-                ManifestError::PermissionDenied(path.clone())
-            } else {
-                ManifestError::Bad {
-                    path: path.clone(),
-                    why: e.to_string(),
-                }
-            }
-        })?;
+        let text =
+            crate::raw::bounded::read_limited_string(&path, crate::raw::bounded::Kind::Manifest)
+                .map_err(|e| {
+                    if e.kind() == std::io::ErrorKind::NotFound && !dir.exists() {
+                        ManifestError::NoSuchDir(dir.to_path_buf())
+                    } else if e.kind() == std::io::ErrorKind::NotFound {
+                        ManifestError::Missing(dir.to_path_buf())
+                    } else if e.kind() == std::io::ErrorKind::PermissionDenied {
+                        ManifestError::PermissionDenied(path.clone())
+                    } else {
+                        ManifestError::Bad {
+                            path: path.clone(),
+                            why: e.to_string(),
+                        }
+                    }
+                })?;
         serde_json::from_str(&text).map_err(|e| ManifestError::Bad {
             path,
             why: e.to_string(),

@@ -79,7 +79,7 @@ pub fn hex(b: &[u8]) -> String {
 /// The GNU build id of an ELF file, from its notes.
 pub fn elf_build_id(path: &Path) -> Option<Vec<u8>> {
     use object::Object;
-    let file = open_regular(path).ok()?;
+    let file = crate::raw::bounded::open_file(path, true).ok()?;
     // SAFETY: a read-only mapping of a binary; object's parser bounds-checks every access.
     let data = unsafe { memmap2::Mmap::map(&file) }.ok()?;
     let obj = object::File::parse(&*data).ok()?;

@@ -293,7 +293,7 @@ fn open_one(
 
 /// Reads the records of a raw dir (empty when the file is absent or unreadable).
 pub fn load(raw_dir: &Path) -> Vec<FillRecord> {
-    std::fs::read(raw_dir.join(FILE_NAME))
+    crate::raw::bounded::read_limited(&raw_dir.join(FILE_NAME), crate::raw::bounded::Kind::Small)
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
         .unwrap_or_default()

@@ -114,8 +114,11 @@ fn archive_copy(
 /// Read `raw_dir/modules.json` (empty when absent or damaged: finalize then relies on
 /// the build ids in the mmap records alone).
 pub fn read_modules(raw_dir: &Path) -> Vec<ModuleEntry> {
-    std::fs::read_to_string(raw_dir.join("modules.json"))
-        .ok()
-        .and_then(|s| serde_json::from_str(&s).ok())
-        .unwrap_or_default()
+    crate::raw::bounded::read_limited_string(
+        &raw_dir.join("modules.json"),
+        crate::raw::bounded::Kind::Modules,
+    )
+    .ok()
+    .and_then(|s| serde_json::from_str(&s).ok())
+    .unwrap_or_default()
 }

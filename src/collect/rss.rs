@@ -466,10 +466,11 @@ fn run(
 /// Read an rss.csv: `(time_ns, pid, rss_bytes)` rows in file order. A cut last line
 /// (no newline, or not three numbers) is dropped; a bad line elsewhere is an error.
 pub fn read_rss_csv(path: &Path) -> Result<Vec<(u64, u32, u64)>, RssError> {
-    let bytes = std::fs::read(path).map_err(|source| RssError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let bytes = crate::raw::bounded::read_limited(path, crate::raw::bounded::Kind::Timeline)
+        .map_err(|source| RssError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
     crate::util::tolerant_csv_rows(&String::from_utf8_lossy(&bytes), |l| {
         let mut f = l.split(',');
         let t = f.next()?.trim().parse::<u64>().ok()?;
@@ -516,7 +517,8 @@ pub fn write_peak_csv(path: &Path, pid: u32, bytes: u64) -> std::io::Result<()> 
 /// `(pid, bytes)` rows; a missing or
 /// unreadable file gives none (older results directories have none).
 pub fn read_peak_csv(path: &Path) -> Vec<(u32, u64)> {
-    let Ok(text) = std::fs::read_to_string(path) else {
+    let Ok(text) = crate::raw::bounded::read_limited_string(path, crate::raw::bounded::Kind::Small)
+    else {
         return Vec::new();
     };
     text.lines()

@@ -351,10 +351,11 @@ pub struct CounterRow {
 
 /// Read counters.csv; a cut last line is dropped, a bad line elsewhere is an error.
 pub fn read_counters_csv(path: &Path) -> Result<Vec<CounterRow>, UncoreError> {
-    let bytes = std::fs::read(path).map_err(|source| UncoreError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let bytes = crate::raw::bounded::read_limited(path, crate::raw::bounded::Kind::Timeline)
+        .map_err(|source| UncoreError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
     crate::util::tolerant_csv_rows(&String::from_utf8_lossy(&bytes), |l| {
         let f: Vec<&str> = l.split(',').collect();
         (f.len() == 4).then_some(())?;

@@ -517,7 +517,10 @@ fn read_source(path: &str) -> Option<Vec<String>> {
     if !meta.is_file() || meta.len() > MAX_SOURCE_BYTES {
         return None;
     }
-    let bytes = std::fs::read(path).ok()?;
+    let f = crate::raw::bounded::open_file(std::path::Path::new(path), true).ok()?;
+    let bytes =
+        crate::raw::bounded::read_open_limited(f, std::path::Path::new(path), MAX_SOURCE_BYTES)
+            .ok()?;
     let text = String::from_utf8_lossy(&bytes);
     Some(
         text.lines()

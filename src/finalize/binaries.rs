@@ -127,7 +127,7 @@ impl LoadedElf {
 
 fn read_file(path: &Path) -> Option<memmap2::Mmap> {
     // A mapped path may be a FIFO by now: opening it must not block.
-    let f = crate::util::open_regular(path).ok()?;
+    let f = crate::raw::bounded::open_file(path, true).ok()?;
     // SAFETY: read-only mapping of a binary; a binary rewritten during finalize could
     // give wrong symbols but object's parser bounds-checks every access.
     unsafe { memmap2::Mmap::map(&f) }.ok()

@@ -171,7 +171,17 @@ pub fn run(opts: &FinalizeOptions) -> Result<PathBuf, FinalizeError> {
                     true => Some(&mut hook),
                     false => None,
                 };
-                let mut res = process::process_raw_dir(r, &search, weighting, hook_ref, &pb);
+                // A reader bug on a damaged rank must not take the other ranks down:
+                // a panic is that rank's error (the fuzz targets find such panics).
+                let read = std::panic::AssertUnwindSafe(|| {
+                    process::process_raw_dir(r, &search, weighting, hook_ref, &pb)
+                });
+                let mut res = std::panic::catch_unwind(read).unwrap_or_else(|_| {
+                    Err(process::ProcessError::Parse {
+                        path: r.path.join("perf.data"),
+                        why: "internal error while reading it (a bug in hwprof: please report it with this file)".into(),
+                    })
+                });
                 drop(hook);
                 let joiner = joiner.take();
                 let summary = joiner.as_ref().map(|j| j.summary());
@@ -594,7 +604,10 @@ fn kernel_symbols(
             if !p.trie.iter().any(|(_, l)| matches!(l, Loc::Kernel(_))) {
                 return Default::default();
             }
-            let Ok(bytes) = std::fs::read(raw.path.join("kallsyms")) else {
+            let Ok(bytes) = crate::raw::bounded::read_limited(
+                &raw.path.join("kallsyms"),
+                crate::raw::bounded::Kind::Kallsyms,
+            ) else {
                 return Default::default();
             };
             let mut h = std::collections::hash_map::DefaultHasher::new();

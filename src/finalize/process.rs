@@ -264,7 +264,27 @@ pub fn process_raw_dir<'a>(
     progress: &indicatif::ProgressBar,
 ) -> Result<RawProfile, ProcessError> {
     let path = raw.path.join("perf.data");
-    let file = TolerantPerfFile::open(&path)?;
+    process_perf_data(
+        || TolerantPerfFile::open(&path),
+        &path,
+        search,
+        weighting,
+        sample_hook,
+        progress,
+    )
+}
+
+/// Read one perf.data, opened (twice: header and records) by `open`; `path` names it.
+pub fn process_perf_data<'a>(
+    open: impl Fn() -> Result<TolerantPerfFile, crate::raw::RawError>,
+    path: &Path,
+    search: &'a SearchPaths,
+    weighting: Weighting,
+    sample_hook: Option<&'a mut SampleHook>,
+    progress: &indicatif::ProgressBar,
+) -> Result<RawProfile, ProcessError> {
+    let path = path.to_path_buf();
+    let file = open()?;
     let skipped = file.skipped_bytes;
     let PerfFileReader { perf_file, .. } =
         PerfFileReader::parse_file(file).map_err(|e| ProcessError::Parse {
@@ -302,7 +322,7 @@ pub fn process_raw_dir<'a>(
         raw_counts: FxHashMap::default(),
         pending_counts: FxHashMap::default(),
     };
-    let data_file = TolerantPerfFile::open(&path)?;
+    let data_file = open()?;
     let attrs: Vec<_> = perf_file
         .event_attributes()
         .iter()
@@ -342,6 +362,8 @@ pub fn process_raw_dir<'a>(
 }
 
 const PERF_RECORD_SAMPLE: u32 = 9;
+const PERF_RECORD_MMAP2: u32 = 10;
+const PERF_RECORD_MISC_MMAP_BUILD_ID: u16 = 1 << 14;
 
 /// A sample body whose type has PERF_SAMPLE_READ: its read values decoded by
 /// [`crate::events::group::sample_read`], and the rest parsed by
@@ -387,6 +409,14 @@ impl Builder<'_> {
                 Some((s, read)) => self.sample(&s, attr_index as u32, Some(read)),
                 None => self.out.group.bad_reads += 1,
             }
+            return;
+        }
+        // linux-perf-event-reader asserts (panics) on an MMAP2 build id longer than 20
+        // bytes: such a record is malformed and skipped here.
+        if record.record_type.0 == PERF_RECORD_MMAP2
+            && record.misc & PERF_RECORD_MISC_MMAP_BUILD_ID != 0
+            && record.data.as_slice().get(32).is_none_or(|&n| n > 20)
+        {
             return;
         }
         let Ok(parsed) = record.parse() else { return };

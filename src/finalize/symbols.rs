@@ -169,7 +169,10 @@ pub struct KernelSymbols {
 impl KernelSymbols {
     /// Parse `raw_dir/kallsyms` (absent: every kernel address shows as `[kernel]+0x...`).
     pub fn load(raw_dir: &Path) -> Self {
-        let Ok(text) = std::fs::read_to_string(raw_dir.join("kallsyms")) else {
+        let Ok(text) = crate::raw::bounded::read_limited_string(
+            &raw_dir.join("kallsyms"),
+            crate::raw::bounded::Kind::Kallsyms,
+        ) else {
             return Self::default();
         };
         Self::parse(&text)

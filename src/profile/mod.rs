@@ -359,7 +359,184 @@ impl Profile {
         check_readable(dir, &path)?;
         let conn = Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
             .map_err(sql_err(&path))?;
-        Self::read(&conn).map_err(sql_err(&path))
+        let mut p = Self::read(&conn).map_err(sql_err(&path))?;
+        let damaged = p.repair();
+        if damaged > 0 {
+            eprintln!(
+                "hwprof: warning: {}: {damaged} rows refer to ids that do not exist (a damaged profile.db); they show as [damaged]",
+                path.display()
+            );
+        }
+        Ok(p)
+    }
+
+    /// Makes every id of the profile point at a row that exists, so that no view or
+    /// export indexes out of bounds on a damaged or hostile profile.db: a dangling
+    /// function, frame, thread, process or event id is pointed at a `[damaged]`
+    /// placeholder row, a dangling stack id or a parent that does not precede its child
+    /// (ProfileWriter writes parents first, so a cycle is impossible) becomes the root,
+    /// and counts that are not finite become 0. Returns the number of repairs, also
+    /// kept in meta `damaged_references`.
+    pub fn repair(&mut self) -> u64 {
+        let mut n = 0u64;
+        fn fix(
+            id: &mut usize,
+            len: usize,
+            placeholder: &mut Option<usize>,
+            add: impl FnOnce() -> usize,
+            n: &mut u64,
+        ) {
+            if *id >= len {
+                *n += 1;
+                *id = *placeholder.get_or_insert_with(add);
+            }
+        }
+        fn fix_opt(id: &mut Option<usize>, below: usize, n: &mut u64) {
+            if id.is_some_and(|i| i >= below) {
+                *n += 1;
+                *id = None;
+            }
+        }
+        let damaged = || Function {
+            name: "[damaged]".into(),
+            module: "[damaged]".into(),
+            file: None,
+            start_line: None,
+            kind: FrameKind::Native,
+        };
+        // Functions, then frames that refer to them.
+        let mut func = None;
+        let nf = self.functions.len();
+        for i in 0..self.frames.len() {
+            let functions = &mut self.functions;
+            fix(
+                &mut self.frames[i].function,
+                nf,
+                &mut func,
+                || {
+                    functions.push(damaged());
+                    functions.len() - 1
+                },
+                &mut n,
+            );
+        }
+        self.frame_inlined.resize(self.frames.len(), false);
+        // Stack nodes: frames, then parents (must precede the node).
+        let mut frame = None;
+        let nfr = self.frames.len();
+        for i in 0..self.stacks.len() {
+            let (frames, functions, inl) = (
+                &mut self.frames,
+                &mut self.functions,
+                &mut self.frame_inlined,
+            );
+            fix(
+                &mut self.stacks[i].frame,
+                nfr,
+                &mut frame,
+                || {
+                    functions.push(damaged());
+                    frames.push(Frame {
+                        function: functions.len() - 1,
+                        file: None,
+                        line: None,
+                    });
+                    inl.push(false);
+                    frames.len() - 1
+                },
+                &mut n,
+            );
+            fix_opt(&mut self.stacks[i].parent, i, &mut n);
+        }
+        // Threads refer to processes; samples, counts and timeline to stacks,
+        // threads and events; rss to processes.
+        let mut process = None;
+        let np = self.processes.len();
+        let add_process = |ps: &mut Vec<Process>| {
+            ps.push(Process {
+                host: "[damaged]".into(),
+                rank: None,
+                pid: 0,
+                command: "[damaged]".into(),
+                raw_dir: String::new(),
+                role: ProcessRole::Program,
+            });
+            ps.len() - 1
+        };
+        for i in 0..self.threads.len() {
+            let ps = &mut self.processes;
+            fix(
+                &mut self.threads[i].process,
+                np,
+                &mut process,
+                || add_process(ps),
+                &mut n,
+            );
+        }
+        for i in 0..self.rss.len() {
+            let ps = &mut self.processes;
+            fix(
+                &mut self.rss[i].process,
+                np,
+                &mut process,
+                || add_process(ps),
+                &mut n,
+            );
+        }
+        let mut thread = None;
+        let nt = self.threads.len();
+        let (ps, ts) = (&mut self.processes, &mut self.threads);
+        let mut add_thread = || {
+            let process = *process.get_or_insert_with(|| add_process(ps));
+            ts.push(Thread {
+                process,
+                tid: 0,
+                name: "[damaged]".into(),
+            });
+            ts.len() - 1
+        };
+        let mut event = None;
+        let ne = self.events.len();
+        let es = &mut self.events;
+        let mut add_event = || {
+            *event.get_or_insert_with(|| {
+                es.push(EventRow {
+                    name: "[damaged]".into(),
+                    requested: String::new(),
+                    note: String::new(),
+                });
+                es.len() - 1
+            })
+        };
+        let ns = self.stacks.len();
+        for r in &mut self.samples {
+            fix_opt(&mut r.stack, ns, &mut n);
+            fix(&mut r.thread, nt, &mut thread, &mut add_thread, &mut n);
+            if r.event >= ne {
+                n += 1;
+                r.event = add_event();
+            }
+        }
+        for r in &mut self.counts {
+            fix_opt(&mut r.stack, ns, &mut n);
+            fix(&mut r.thread, nt, &mut thread, &mut add_thread, &mut n);
+            if r.event >= ne {
+                n += 1;
+                r.event = add_event();
+            }
+            if !r.value.is_finite() {
+                n += 1;
+                r.value = 0.0;
+            }
+        }
+        for r in &mut self.timeline {
+            fix_opt(&mut r.stack, ns, &mut n);
+            fix(&mut r.thread, nt, &mut thread, &mut add_thread, &mut n);
+        }
+        if n > 0 {
+            self.meta.insert("damaged_references".into(), n.to_string());
+        }
+        n
     }
 
     fn read(conn: &Connection) -> rusqlite::Result<Profile> {
@@ -460,8 +637,8 @@ impl Profile {
                 stack: r.get::<_, Option<i64>>(0)?.map(idx),
                 thread: idx(r.get(1)?),
                 event: idx(r.get(2)?),
-                count: r.get::<_, i64>(3)? as u64,
-                value: r.get::<_, i64>(4)? as u64,
+                count: r.get::<_, i64>(3)?.max(0) as u64,
+                value: r.get::<_, i64>(4)?.max(0) as u64,
             })
         })? {
             p.samples.push(r?);
@@ -471,8 +648,8 @@ impl Profile {
         for r in st.query_map([], |r| {
             Ok(RssPoint {
                 process: idx(r.get(0)?),
-                time_ns: r.get::<_, i64>(1)? as u64,
-                rss_bytes: r.get::<_, i64>(2)? as u64,
+                time_ns: r.get::<_, i64>(1)?.max(0) as u64,
+                rss_bytes: r.get::<_, i64>(2)?.max(0) as u64,
             })
         })? {
             p.rss.push(r?);
@@ -869,8 +1046,12 @@ fn check_readable(dir: &Path, db: &Path) -> Result<(), ProfileError> {
             },
         });
     }
-    match std::fs::File::open(db) {
+    match crate::raw::bounded::open_file(db, true) {
         Ok(_) => Ok(()),
+        Err(e) if e.kind() == ErrorKind::InvalidInput => Err(ProfileError::Io {
+            path: db.to_path_buf(),
+            source: e,
+        }),
         Err(e) if e.kind() == ErrorKind::PermissionDenied => Err(denied(db)),
         Err(_) if !dir.join("manifest.json").exists() => {
             Err(ProfileError::NotResults(dir.to_path_buf()))

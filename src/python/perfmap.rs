@@ -60,7 +60,11 @@ pub struct PerfMap {
 impl PerfMap {
     /// Reads `raw_dir/perf-<pid>.map`; None when absent.
     pub fn load(raw_dir: &Path, pid: u32) -> Option<PerfMap> {
-        let text = std::fs::read_to_string(raw_dir.join(format!("perf-{pid}.map"))).ok()?;
+        let text = crate::raw::bounded::read_limited_string(
+            &raw_dir.join(format!("perf-{pid}.map")),
+            crate::raw::bounded::Kind::PerfMap,
+        )
+        .ok()?;
         Some(Self::parse(&text))
     }
 
@@ -73,7 +77,10 @@ impl PerfMap {
             let Some(n) = name.to_str() else { continue };
             if n.starts_with("perf-")
                 && n.ends_with(".map")
-                && let Ok(text) = std::fs::read_to_string(e.path())
+                && let Ok(text) = crate::raw::bounded::read_limited_string(
+                    &e.path(),
+                    crate::raw::bounded::Kind::PerfMap,
+                )
             {
                 all.entries.extend(Self::parse(&text).entries);
             }

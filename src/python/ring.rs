@@ -200,7 +200,18 @@ impl Ring {
             return 0;
         }
         loop {
-            if tail == h.head.load(Ordering::Acquire) {
+            let head = h.head.load(Ordering::Acquire);
+            if tail == head {
+                break;
+            }
+            // head and tail live in memory the profiled program can write: a tail that
+            // is not 8-aligned or more than the ring's size behind head was not left
+            // by this consumer or a producer (reading at it could cross the end of the
+            // mapping). Drop everything, as for a bad length below.
+            if !tail.is_multiple_of(8) || head.wrapping_sub(tail) > size {
+                // SAFETY: zeroing the whole data area we own the consumer side of.
+                unsafe { std::ptr::write_bytes(self.data(), 0, size as usize) };
+                h.tail.store(head, Ordering::Release);
                 break;
             }
             let at = (tail & self.mask) as usize;

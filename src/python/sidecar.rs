@@ -108,7 +108,8 @@ pub fn parse_captures(b: &[u8]) -> Option<CaptureFile> {
 
 /// Reads `python-<pid>.bin`.
 pub fn read_captures(path: &Path) -> std::io::Result<Option<CaptureFile>> {
-    Ok(parse_captures(&std::fs::read(path)?))
+    let bytes = crate::raw::bounded::read_limited(path, crate::raw::bounded::Kind::PythonCaptures)?;
+    Ok(parse_captures(&bytes))
 }
 
 /// One line of `python-codes.jsonl`.
@@ -220,7 +221,10 @@ impl CodeWriter {
 
 /// Reads `python-codes.jsonl`, skipping unparsable lines.
 pub fn read_codes(raw_dir: &Path) -> Vec<CodeLine> {
-    let Ok(text) = std::fs::read_to_string(raw_dir.join("python-codes.jsonl")) else {
+    let Ok(text) = crate::raw::bounded::read_limited_string(
+        &raw_dir.join("python-codes.jsonl"),
+        crate::raw::bounded::Kind::PythonCodes,
+    ) else {
         return Vec::new();
     };
     text.lines()

@@ -7,6 +7,7 @@
 //! skipped is reported. Nothing in a results directory is trusted: sizes are checked
 //! against the file.
 
+pub mod bounded;
 pub mod records;
 
 use std::io::{Read, Seek, SeekFrom};
@@ -80,9 +81,16 @@ pub fn list_raw_dirs(dir: &Path) -> Result<Vec<RawDir>, RawError> {
 /// The file is mapped, and the pages behind the read position are released as reading
 /// goes (`MADV_DONTNEED`), so finalize reads without a copy through the kernel yet its
 /// memory does not grow with the size of the data.
+///
+/// Every offset and size of the header is checked against the file before
+/// linux-perf-data sees it ([`check_layout`]): it allocates what a feature section or a
+/// count claims, so a size of 2^44 aborted finalize. Only the feature finalize reads
+/// (`EVENT_DESC`: event names and ids) is handed over, and only when its counts and
+/// strings fit its section; the others are hidden by a rewritten feature table.
 pub struct TolerantPerfFile {
     map: memmap2::Mmap,
-    header: Vec<u8>,
+    /// Bytes that replace the file's at their offset (patched header, feature table).
+    patches: Vec<(usize, Vec<u8>)>,
     pos: u64,
     released: usize,
     data: std::ops::Range<usize>,
@@ -92,41 +100,80 @@ pub struct TolerantPerfFile {
 }
 
 fn u64_at(b: &[u8], off: usize) -> u64 {
-    b.get(off..off + 8)
+    b.get(off..off.saturating_add(8))
         .and_then(|s| s.try_into().ok())
         .map(u64::from_le_bytes)
         .unwrap_or(0)
 }
 
+fn u32_at(b: &[u8], off: usize) -> Option<u32> {
+    b.get(off..off.checked_add(4)?)
+        .and_then(|s| s.try_into().ok())
+        .map(u32::from_le_bytes)
+}
+
 /// Release mapped pages in chunks of this size.
 const RELEASE_CHUNK: usize = 64 << 20;
 
+/// perf.data header size (`struct perf_file_header`).
+const HEADER_SIZE: usize = 104;
+/// `HEADER_EVENT_DESC`, the one feature section finalize reads.
+const FEAT_EVENT_DESC: usize = 12;
+/// Smallest and largest `perf_event_attr` believed (PERF_ATTR_SIZE_VER0 is 64; the
+/// kernel's is 136 today).
+const ATTR_SIZE_MIN: u64 = 64;
+const ATTR_SIZE_MAX: u64 = 4096;
+/// Largest `EVENT_DESC` section read (perf writes a few KiB per event).
+const EVENT_DESC_MAX: u64 = 64 << 20;
+
 impl TolerantPerfFile {
-    /// Open and validate `path`.
+    /// Open and validate `path` (a regular file, not a symlink).
     pub fn open(path: &Path) -> Result<Self, RawError> {
-        let bad = |why: &str| RawError::NotPerfData {
-            path: path.to_path_buf(),
-            why: why.to_string(),
-        };
         let io = |source| RawError::Io {
             path: path.to_path_buf(),
             source,
         };
-        let file = std::fs::File::open(path).map_err(io)?;
+        let file = bounded::open_regular(path).map_err(io)?;
         // SAFETY: a results directory's file, not modified while finalize reads it;
         // every access below is bounds-checked against the mapping's length.
         let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io)?;
+        Self::from_map(map, path)
+    }
+
+    /// The same over bytes in memory (fuzzing, tests); `path` names it in errors.
+    pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Self, RawError> {
+        let io = |source| RawError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let mut m = memmap2::MmapMut::map_anon(bytes.len().max(1)).map_err(io)?;
+        m[..bytes.len()].copy_from_slice(bytes);
+        let map = m.make_read_only().map_err(io)?;
+        let mut f = Self::from_map(map, path)?;
+        f.data.end = f.data.end.min(bytes.len());
+        Ok(f)
+    }
+
+    fn from_map(map: memmap2::Mmap, path: &Path) -> Result<Self, RawError> {
+        let bad = |why: &str| RawError::NotPerfData {
+            path: path.to_path_buf(),
+            why: why.to_string(),
+        };
         let _ = map.advise(memmap2::Advice::Sequential);
         let len = map.len() as u64;
-        if len < 104 {
+        if len < HEADER_SIZE as u64 {
             return Err(bad("shorter than a perf.data header"));
         }
-        let mut header = map[..104].to_vec();
+        let mut header = map[..HEADER_SIZE].to_vec();
         if &header[..8] != b"PERFILE2" {
             return Err(bad("bad magic; only little-endian PERFILE2 files are read"));
         }
-        if u64_at(&header, 8) != 104 {
+        if u64_at(&header, 8) != HEADER_SIZE as u64 {
             return Err(bad("unexpected header size"));
+        }
+        let attr_size = u64_at(&header, 16);
+        if !(ATTR_SIZE_MIN..=ATTR_SIZE_MAX).contains(&attr_size) {
+            return Err(bad("implausible perf_event_attr size"));
         }
         let attrs_off = u64_at(&header, 24);
         let attrs_size = u64_at(&header, 32);
@@ -147,16 +194,25 @@ impl TolerantPerfFile {
             declared_end = len;
         }
         let mut end = declared_end;
+        let mut patches = Vec::new();
         if declared_end > len || never_finished {
             // Cut short: walk the records to the last complete one.
             end = last_complete_record(&map, data_off, len);
             // Feature sections live after the data: gone when the file is cut.
             header[72..104].fill(0);
+        } else if let Some(table) = check_layout(&map, &mut header, declared_end, attr_size) {
+            patches.push(table);
+        }
+        if !event_types_fit(&map, &header, attr_size) {
+            // Fall back to the attribute section (no ids: one event, or ids from
+            // EVENT_DESC).
+            header[56..72].fill(0);
         }
         header[48..56].copy_from_slice(&(end - data_off).to_le_bytes());
+        patches.insert(0, (0, header));
         Ok(TolerantPerfFile {
             map,
-            header,
+            patches,
             pos: 0,
             released: 0,
             data: data_off as usize..end as usize,
@@ -205,6 +261,85 @@ impl TolerantPerfFile {
     }
 }
 
+/// Checks the feature table at `table_off` (just after the data section) and keeps
+/// only `EVENT_DESC`, when its section lies in the file and parses within its bounds:
+/// clears the other feature bits in `header` and returns the rewritten table (one
+/// entry or none) to lay over the file's. A table outside the file clears every bit.
+fn check_layout(
+    map: &[u8],
+    header: &mut [u8],
+    table_off: u64,
+    attr_size: u64,
+) -> Option<(usize, Vec<u8>)> {
+    let bits: Vec<usize> = (0..256)
+        .filter(|b| header[72 + b / 8] & (1 << (b % 8)) != 0)
+        .collect();
+    header[72..104].fill(0);
+    let len = map.len() as u64;
+    let table_end = table_off.checked_add(16 * bits.len() as u64)?;
+    if table_end > len {
+        return None;
+    }
+    let k = bits.iter().position(|&b| b == FEAT_EVENT_DESC)?;
+    let entry = table_off as usize + 16 * k;
+    let (off, size) = (u64_at(map, entry), u64_at(map, entry + 8));
+    let fits = off.checked_add(size).is_some_and(|e| e <= len) && size <= EVENT_DESC_MAX;
+    if !fits || !event_desc_fits(&map[off as usize..(off + size) as usize], attr_size) {
+        return None;
+    }
+    header[72 + FEAT_EVENT_DESC / 8] |= 1 << (FEAT_EVENT_DESC % 8);
+    Some((table_off as usize, map[entry..entry + 16].to_vec()))
+}
+
+/// True when an `EVENT_DESC` section's counts, attrs, strings and id arrays all lie
+/// within it (linux-perf-data reserves what the counts say before reading).
+fn event_desc_fits(s: &[u8], _file_attr_size: u64) -> bool {
+    let walk = || -> Option<()> {
+        let nr = u32_at(s, 0)? as usize;
+        let attr_size = u32_at(s, 4)? as usize;
+        if !(ATTR_SIZE_MIN as usize..=ATTR_SIZE_MAX as usize).contains(&attr_size) {
+            return None;
+        }
+        let mut at = 8usize;
+        for _ in 0..nr {
+            // The attr's own size must not exceed the section's attr size.
+            let own = u32_at(s, at + 4)? as usize;
+            if own > attr_size {
+                return None;
+            }
+            at = at.checked_add(attr_size)?;
+            let nr_ids = u32_at(s, at)? as usize;
+            let slen = u32_at(s, at + 4)? as usize;
+            at = at.checked_add(8)?.checked_add(slen)?;
+            at = at.checked_add(nr_ids.checked_mul(8)?)?;
+            if at > s.len() {
+                return None;
+            }
+        }
+        Some(())
+    };
+    walk().is_some()
+}
+
+/// True when the header's event-types section (old perf files) and the id arrays
+/// its entries point to lie in the file (or there is none).
+fn event_types_fit(map: &[u8], header: &[u8], attr_size: u64) -> bool {
+    let (off, size) = (u64_at(header, 56), u64_at(header, 64));
+    if size == 0 {
+        return true;
+    }
+    let len = map.len() as u64;
+    if off.checked_add(size).is_none_or(|e| e > len) {
+        return false;
+    }
+    let entry = attr_size + 16;
+    (0..size / entry).all(|i| {
+        let ids = (off + i * entry + attr_size) as usize;
+        let (o, n) = (u64_at(map, ids), u64_at(map, ids + 8));
+        o.checked_add(n).is_some_and(|e| e <= len)
+    })
+}
+
 /// Offset just past the last record that lies entirely before `len`.
 fn last_complete_record(map: &[u8], start: u64, len: u64) -> u64 {
     let mut off = start;
@@ -225,11 +360,12 @@ impl Read for TolerantPerfFile {
         let pos = (self.pos as usize).min(len);
         let n = buf.len().min(len - pos);
         buf[..n].copy_from_slice(&self.map[pos..pos + n]);
-        // The first bytes come from the patched header.
-        let h = self.header.len();
-        if pos < h {
-            let m = n.min(h - pos);
-            buf[..m].copy_from_slice(&self.header[pos..pos + m]);
+        // Patched bytes (header, feature table) replace the file's.
+        for (at, bytes) in &self.patches {
+            let (a, b) = (pos.max(*at), (pos + n).min(at + bytes.len()));
+            if a < b {
+                buf[a - pos..b - pos].copy_from_slice(&bytes[a - at..b - at]);
+            }
         }
         self.pos += n as u64;
         // Drop what is behind us from our resident set (the page cache keeps it).

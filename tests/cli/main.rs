@@ -9,6 +9,7 @@ mod errors;
 mod export;
 mod fortran;
 mod groups;
+mod hostile;
 mod hotspots;
 mod html;
 mod install;
