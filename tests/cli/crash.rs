@@ -24,6 +24,30 @@ fn start_collect(dir: &Path, bin: &Path, rounds: &str) -> Child {
 }
 
 /// The launched target's pid, from its raw directory's name (`<host>.-.<pid>`).
+/// Waits (at least 2 s, at most 60 s) until the target has run 0.5 s of CPU time, so
+/// that what is kept has enough samples to show the designed split even when a loaded
+/// machine gives the target a fraction of a CPU (2 s of wall time once gave 91 samples).
+fn wait_for_cpu(pid: i32) {
+    let start = Instant::now();
+    let ticks = 100.0; // USER_HZ
+    loop {
+        let cpu = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| {
+                let rest = s.rsplit_once(')')?.1.split_whitespace().collect::<Vec<_>>();
+                let utime: f64 = rest.get(11)?.parse().ok()?;
+                let stime: f64 = rest.get(12)?.parse().ok()?;
+                Some((utime + stime) / ticks)
+            })
+            .unwrap_or(0.0);
+        let waited = start.elapsed();
+        if (cpu >= 0.5 && waited >= Duration::from_secs(2)) || waited >= Duration::from_secs(60) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn target_pid(dir: &Path) -> i32 {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -105,7 +129,7 @@ fn sigkill_of_hwprof_keeps_what_was_flushed() {
     let dir = t.path().join("run");
     let mut hw = start_collect(&dir, &bin, "4000");
     let pid = target_pid(&dir);
-    std::thread::sleep(Duration::from_secs(2));
+    wait_for_cpu(pid);
     let _ = hw.kill();
     let _ = hw.wait();
     let m = manifest(&dir);
@@ -124,7 +148,7 @@ fn sigkill_of_the_target_is_an_incomplete_run() {
     let dir = t.path().join("run");
     let hw = start_collect(&dir, &bin, "4000");
     let pid = target_pid(&dir);
-    std::thread::sleep(Duration::from_secs(2));
+    wait_for_cpu(pid);
     kill(pid, libc::SIGKILL);
     let out = hw.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(128 + 9));
@@ -141,8 +165,8 @@ fn sigterm_as_slurm_sends_it_ends_with_a_final_manifest() {
     let bin = build_c(t.path(), "hot.c", "hot", &[]);
     let dir = t.path().join("run");
     let hw = start_collect(&dir, &bin, "4000");
-    let _ = target_pid(&dir);
-    std::thread::sleep(Duration::from_secs(2));
+    let pid = target_pid(&dir);
+    wait_for_cpu(pid);
     let sent = Instant::now();
     kill(hw.id() as i32, libc::SIGTERM);
     let out = hw.wait_with_output().unwrap();
