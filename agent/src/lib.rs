@@ -19,15 +19,16 @@
 //!    (`SCM_RIGHTS`), which mmaps and drains their rings.
 //!
 //! The kernel then delivers one synchronous SIGTRAP to the sampled thread per sample. The
-//! handler (async-signal-safe: no allocation, no locks, only `process_vm_readv`, `gettid`,
+//! handler (async-signal-safe: no allocation, no locks, only `getpid`, `gettid`,
 //! `clock_gettime`; on the alternate stack when the thread has one, with its buffers in
 //! a preallocated slot, see `scratch.rs`) finds the thread's
 //! `PyThreadState` (matching `thread_id` to `pthread_self()`), walks its frame chain, and
 //! appends one capture record to the ring
 //! (code object address, instruction offset, entry/shim markers, validation token) with
-//! tid and CLOCK_MONOTONIC time. Every read of interpreter memory goes through
-//! `process_vm_readv` on itself, so a torn or stale pointer gives an error, never a fault
-//! in the target (why: the comment above `on_sigtrap`'s section). SIGTRAPs that are not
+//! tid and CLOCK_MONOTONIC time. Every read of interpreter memory is fault-tolerant
+//! (`safe_load.rs`, or `process_vm_readv` on itself where that cannot be used), so a
+//! torn or stale pointer gives an error, never a fault in the target (why: the comment
+//! above `on_sigtrap`'s section). SIGTRAPs that are not
 //! ours (other `si_code` or cookie) go to the program's own disposition, with its mask
 //! and flags (`disposition.rs`). Names, files and lines are resolved later, outside
 //! the process, by the collector.
