@@ -281,6 +281,41 @@ mod tests {
             assert!(!read(a, &mut buf), "read at {a:#x} len {n} succeeded");
         }
         assert!(FAULTS_RECOVERED.load(Ordering::Relaxed) >= before + 6);
+
+        // The program installs its own SIGSEGV handler later (as faulthandler does):
+        // recorded and read back, ours stays and still recovers.
+        extern "C" fn program_handler(_: c_int) {
+            // SAFETY: abort is always safe to call.
+            unsafe { libc::abort() };
+        }
+        disposition::set_owner();
+        // SAFETY: sigaction is plain data; the interposer gets valid pointers.
+        let mut act: libc::sigaction = unsafe { std::mem::zeroed() };
+        act.sa_sigaction = program_handler as extern "C" fn(c_int) as usize;
+        act.sa_flags = libc::SA_NODEFER;
+        let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
+        assert_eq!(
+            unsafe { crate::sigaction(libc::SIGSEGV, &act, &mut old) },
+            0
+        );
+        // (The previous one is the test harness's: Rust's stack-overflow handler.)
+        assert_ne!(old.sa_sigaction, act.sa_sigaction);
+        let mut back: libc::sigaction = unsafe { std::mem::zeroed() };
+        assert_eq!(
+            unsafe { crate::sigaction(libc::SIGSEGV, std::ptr::null(), &mut back) },
+            0
+        );
+        assert_eq!(back.sa_sigaction, act.sa_sigaction);
+        assert_eq!(back.sa_flags, libc::SA_NODEFER);
+        let mut buf = [0u8; 16];
+        let n = FAULTS_RECOVERED.load(Ordering::Relaxed);
+        assert!(!read(base + 4096, &mut buf));
+        assert_eq!(FAULTS_RECOVERED.load(Ordering::Relaxed), n + 1);
+        // SAFETY: the harness's handler back, through the interposer.
+        assert_eq!(
+            unsafe { crate::sigaction(libc::SIGSEGV, &old, std::ptr::null_mut()) },
+            0
+        );
         // SAFETY: unmapping the rest of our mapping.
         unsafe {
             libc::munmap(base as *mut c_void, 4096);

@@ -13,6 +13,7 @@ import re
 import resource
 import subprocess
 import sys
+import time
 
 
 def spin(n):
@@ -50,8 +51,16 @@ def parent(cwd, opts):
         stderr=subprocess.PIPE,
         preexec_fn=unlimited_core,
     )
-    # os.wait4 for the raw status: the core-dump bit.
-    _, status, _ = os.wait4(p.pid, 0)
+    # os.wait4 for the raw status (the core-dump bit); a child stuck re-faulting is
+    # killed after 60 s (and reported as signal 9).
+    deadline = time.monotonic() + 60
+    while True:
+        pid, status, _ = os.wait4(p.pid, os.WNOHANG)
+        if pid:
+            break
+        if time.monotonic() > deadline:
+            p.kill()
+        time.sleep(0.02)
     out = p.stdout.read().decode()
     err = p.stderr.read().decode()
     p.returncode = -1  # reaped above
