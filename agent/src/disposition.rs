@@ -1,10 +1,12 @@
-//! The target's own SIGTRAP disposition (what it installed before or after the agent,
-//! through the interposed `sigaction`/`signal`): handler, flags and mask. Perf SIGTRAPs
-//! are the agent's; any other is handed to this disposition by [`chain`], with the
-//! program's own `sa_mask` and flags applied as the kernel would have.
+//! The target's own dispositions of the signals the agent handles (SIGTRAP for perf
+//! samples, SIGSEGV and SIGBUS for faults at its safe load, `safe_load.rs`): what the
+//! program installed before or after the agent, through the interposed
+//! `sigaction`/`signal`: handler, flags and mask. A signal that is not the agent's is
+//! handed to this disposition by [`chain`], with the program's own `sa_mask` and flags
+//! applied as the kernel would have.
 
 use std::ffi::{c_int, c_void};
-use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 /// Words of a `sigset_t` (128 bytes on Linux/glibc).
 const MASK_WORDS: usize = size_of::<libc::sigset_t>() / 8;
@@ -36,94 +38,151 @@ pub fn in_owner() -> bool {
     OWNER_PID.load(Ordering::SeqCst) == unsafe { libc::getpid() } as u32
 }
 
-static HANDLER: AtomicUsize = AtomicUsize::new(libc::SIG_DFL);
-static FLAGS: AtomicI32 = AtomicI32::new(0);
-static MASK: [AtomicU64; MASK_WORDS] = [const { AtomicU64::new(0) }; MASK_WORDS];
+/// The program's disposition of one signal, and whether our handler holds it.
+struct Record {
+    ours: AtomicBool,
+    handler: AtomicUsize,
+    flags: AtomicI32,
+    mask: [AtomicU64; MASK_WORDS],
+}
 
-/// Records `act` as the program's disposition.
-pub fn store(act: &libc::sigaction) {
+/// SIGTRAP, SIGSEGV, SIGBUS.
+static RECORDS: [Record; 3] = [const {
+    Record {
+        ours: AtomicBool::new(false),
+        handler: AtomicUsize::new(libc::SIG_DFL),
+        flags: AtomicI32::new(0),
+        mask: [const { AtomicU64::new(0) }; MASK_WORDS],
+    }
+}; 3];
+
+fn record(sig: c_int) -> Option<&'static Record> {
+    match sig {
+        libc::SIGTRAP => RECORDS.first(),
+        libc::SIGSEGV => RECORDS.get(1),
+        libc::SIGBUS => RECORDS.get(2),
+        _ => None,
+    }
+}
+
+/// Whether our handler for `sig` is installed: the interposed `sigaction`/`signal` then
+/// record the program's disposition instead of replacing ours.
+pub fn is_ours(sig: c_int) -> bool {
+    record(sig).is_some_and(|r| r.ours.load(Ordering::SeqCst))
+}
+
+/// Marks our handler for `sig` installed or gone.
+pub fn set_ours(sig: c_int, ours: bool) {
+    if let Some(r) = record(sig) {
+        r.ours.store(ours, Ordering::SeqCst);
+    }
+}
+
+/// Records `act` as the program's disposition of `sig`.
+pub fn store(sig: c_int, act: &libc::sigaction) {
+    let Some(r) = record(sig) else { return };
     // SAFETY: sigset_t is plain bits, MASK_WORDS words long.
     let words: [u64; MASK_WORDS] = unsafe { std::mem::transmute_copy(&act.sa_mask) };
-    for (slot, w) in MASK.iter().zip(words) {
+    for (slot, w) in r.mask.iter().zip(words) {
         slot.store(w, Ordering::SeqCst);
     }
-    FLAGS.store(act.sa_flags, Ordering::SeqCst);
-    HANDLER.store(act.sa_sigaction, Ordering::SeqCst);
+    r.flags.store(act.sa_flags, Ordering::SeqCst);
+    r.handler.store(act.sa_sigaction, Ordering::SeqCst);
 }
 
-/// `signal(SIGTRAP, handler)`: glibc's BSD semantics (SA_RESTART, empty mask); returns
-/// the previous handler.
-pub fn store_handler(handler: libc::sighandler_t) -> libc::sighandler_t {
-    for slot in &MASK {
+/// `signal(sig, handler)`: glibc's BSD semantics (SA_RESTART, empty mask); returns the
+/// previous handler.
+pub fn store_handler(sig: c_int, handler: libc::sighandler_t) -> libc::sighandler_t {
+    let Some(r) = record(sig) else {
+        return libc::SIG_ERR;
+    };
+    for slot in &r.mask {
         slot.store(0, Ordering::SeqCst);
     }
-    FLAGS.store(libc::SA_RESTART, Ordering::SeqCst);
-    HANDLER.swap(handler, Ordering::SeqCst)
+    r.flags.store(libc::SA_RESTART, Ordering::SeqCst);
+    r.handler.swap(handler, Ordering::SeqCst)
 }
 
-/// The program's disposition as a `sigaction` (what it reads back).
-pub fn load() -> libc::sigaction {
+/// The program's disposition of `sig` as a `sigaction` (what it reads back).
+pub fn load(sig: c_int) -> libc::sigaction {
     // SAFETY: sigaction is plain data; zeroed is a valid value.
     let mut act: libc::sigaction = unsafe { std::mem::zeroed() };
-    act.sa_sigaction = HANDLER.load(Ordering::SeqCst);
-    act.sa_flags = FLAGS.load(Ordering::SeqCst);
-    act.sa_mask = mask();
+    if let Some(r) = record(sig) {
+        act.sa_sigaction = r.handler.load(Ordering::SeqCst);
+        act.sa_flags = r.flags.load(Ordering::SeqCst);
+        act.sa_mask = mask(r);
+    }
     act
 }
 
-fn mask() -> libc::sigset_t {
+fn mask(r: &Record) -> libc::sigset_t {
     let mut words = [0u64; MASK_WORDS];
-    for (w, slot) in words.iter_mut().zip(&MASK) {
+    for (w, slot) in words.iter_mut().zip(&r.mask) {
         *w = slot.load(Ordering::SeqCst);
     }
     // SAFETY: sigset_t is plain bits, MASK_WORDS words long.
     unsafe { std::mem::transmute_copy(&words) }
 }
 
-/// Hands a SIGTRAP that is not ours to the program's disposition, as the kernel would
-/// have: SIG_IGN drops it; SIG_DFL stops our handling and re-raises (the default action,
-/// as without the agent); a handler runs with the program's `sa_mask` added to the
-/// thread's mask and SIGTRAP blocked unless it asked `SA_NODEFER`, and `SA_RESETHAND`
-/// resets the disposition first. It runs on the stack our handler runs on: the
-/// alternate stack when the thread has one (we install with `SA_ONSTACK`).
+/// Hands a signal that is not ours (`sig` one of those recorded) to the program's
+/// disposition, as the kernel would have: SIG_IGN drops it; SIG_DFL stops our handling
+/// and re-raises (the default action, as without the agent); a handler runs with the
+/// program's `sa_mask` added to the thread's mask and `sig` blocked unless it asked
+/// `SA_NODEFER`, and `SA_RESETHAND` resets the disposition first. It runs on the stack
+/// our handler runs on: the alternate stack when the thread has one (we install with
+/// `SA_ONSTACK`).
 ///
-/// `stop` is called before a SIG_DFL re-raise (uninstalls our handler).
-pub fn chain(sig: c_int, info: *mut libc::siginfo_t, ctx: *mut c_void, stop: fn()) {
+/// A SIGSEGV or SIGBUS raised by the kernel for a faulting instruction (`si_code` > 0)
+/// with SIG_DFL or SIG_IGN: our handling stops and we return, so the instruction runs
+/// again and faults with the default action, as without the agent (the kernel ignores
+/// SIG_IGN for such faults; the core dump shows the faulting instruction).
+///
+/// `stop` is called before the default action (uninstalls our handler for `sig`).
+pub fn chain(sig: c_int, info: *mut libc::siginfo_t, ctx: *mut c_void, stop: fn(c_int)) {
+    let Some(r) = record(sig) else { return };
     // A vfork child about to exec: its handlers are logically the default ones.
     let h = if in_owner() {
-        HANDLER.load(Ordering::SeqCst)
+        r.handler.load(Ordering::SeqCst)
     } else {
         libc::SIG_DFL
     };
-    let flags = FLAGS.load(Ordering::SeqCst);
+    let flags = r.flags.load(Ordering::SeqCst);
+    let fault = (sig == libc::SIGSEGV || sig == libc::SIGBUS)
+        && !info.is_null()
+        // SAFETY: the kernel passes a siginfo_t to SA_SIGINFO handlers.
+        && unsafe { (*info).si_code } > 0;
+    if fault && (h == libc::SIG_DFL || h == libc::SIG_IGN) {
+        stop(sig);
+        return;
+    }
     if h == libc::SIG_IGN {
         return;
     }
     if h == libc::SIG_DFL {
-        stop();
-        // SAFETY: raise is async-signal-safe; SIGTRAP stays blocked until our handler
+        stop(sig);
+        // SAFETY: raise is async-signal-safe; `sig` stays blocked until our handler
         // returns, then the default action applies.
         unsafe { libc::raise(sig) };
         return;
     }
     if flags & libc::SA_RESETHAND != 0 {
-        HANDLER.store(libc::SIG_DFL, Ordering::SeqCst);
-        FLAGS.store(0, Ordering::SeqCst);
+        r.handler.store(libc::SIG_DFL, Ordering::SeqCst);
+        r.flags.store(0, Ordering::SeqCst);
     }
-    let mut block = mask();
+    let mut block = mask(r);
     // SAFETY: pthread_sigmask and sigaddset/sigemptyset are async-signal-safe and get
     // valid sets; the old mask is restored after the program's handler returns.
     let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
     unsafe {
-        libc::sigaddset(&mut block, libc::SIGTRAP);
+        libc::sigaddset(&mut block, sig);
         if flags & libc::SA_NODEFER != 0 {
-            libc::sigdelset(&mut block, libc::SIGTRAP);
+            libc::sigdelset(&mut block, sig);
         }
         libc::pthread_sigmask(libc::SIG_BLOCK, &block, &mut old);
         if flags & libc::SA_NODEFER != 0 {
             let mut trap: libc::sigset_t = std::mem::zeroed();
             libc::sigemptyset(&mut trap);
-            libc::sigaddset(&mut trap, libc::SIGTRAP);
+            libc::sigaddset(&mut trap, sig);
             libc::pthread_sigmask(libc::SIG_UNBLOCK, &trap, std::ptr::null_mut());
         }
     }

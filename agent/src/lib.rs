@@ -19,15 +19,16 @@
 //!    (`SCM_RIGHTS`), which mmaps and drains their rings.
 //!
 //! The kernel then delivers one synchronous SIGTRAP to the sampled thread per sample. The
-//! handler (async-signal-safe: no allocation, no locks, only `process_vm_readv`, `gettid`,
+//! handler (async-signal-safe: no allocation, no locks, only `getpid`, `gettid`,
 //! `clock_gettime`; on the alternate stack when the thread has one, with its buffers in
 //! a preallocated slot, see `scratch.rs`) finds the thread's
 //! `PyThreadState` (matching `thread_id` to `pthread_self()`), walks its frame chain, and
 //! appends one capture record to the ring
 //! (code object address, instruction offset, entry/shim markers, validation token) with
-//! tid and CLOCK_MONOTONIC time. Every read of interpreter memory goes through
-//! `process_vm_readv` on itself, so a torn or stale pointer gives an error, never a fault
-//! in the target (why: the comment above `on_sigtrap`'s section). SIGTRAPs that are not
+//! tid and CLOCK_MONOTONIC time. Every read of interpreter memory is fault-tolerant
+//! (`safe_load.rs`, or `process_vm_readv` on itself where that cannot be used), so a
+//! torn or stale pointer gives an error, never a fault in the target (why: the comment
+//! above `on_sigtrap`'s section). SIGTRAPs that are not
 //! ours (other `si_code` or cookie) go to the program's own disposition, with its mask
 //! and flags (`disposition.rs`). Names, files and lines are resolved later, outside
 //! the process, by the collector.
@@ -46,11 +47,12 @@ mod wire;
 
 mod disposition;
 mod exit_check;
+mod safe_load;
 mod scratch;
 
 use std::ffi::{c_int, c_void};
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use wire::*;
 
@@ -63,8 +65,6 @@ struct State {
     frame_window: usize,
 }
 
-/// Our SIGTRAP handler is installed (the interposed `sigaction`/`signal` then keep it).
-static INSTALLED: AtomicBool = AtomicBool::new(false);
 static REAL_SIGACTION: AtomicUsize = AtomicUsize::new(0);
 static REAL_SIGNAL: AtomicUsize = AtomicUsize::new(0);
 
@@ -84,7 +84,11 @@ fn next_symbol(cache: &AtomicUsize, name: &std::ffi::CStr) -> usize {
 }
 
 /// libc's `sigaction` (ours below interposes it).
-fn real_sigaction(sig: c_int, act: *const libc::sigaction, old: *mut libc::sigaction) -> c_int {
+pub(crate) fn real_sigaction(
+    sig: c_int,
+    act: *const libc::sigaction,
+    old: *mut libc::sigaction,
+) -> c_int {
     let p = next_symbol(&REAL_SIGACTION, c"sigaction");
     if p == 0 {
         return -1;
@@ -93,10 +97,11 @@ fn real_sigaction(sig: c_int, act: *const libc::sigaction, old: *mut libc::sigac
     unsafe { std::mem::transmute::<usize, SigactionFn>(p)(sig, act, old) }
 }
 
-/// Interposes libc's `sigaction` so that a target installing its own SIGTRAP handler
-/// (or resetting it) does not remove the agent's: the target's disposition is recorded
-/// and chained to for every SIGTRAP that is not a perf sample of the agent, and the
-/// target reads back what it set. Everything else goes to libc unchanged.
+/// Interposes libc's `sigaction` so that a target installing its own SIGTRAP, SIGSEGV
+/// or SIGBUS handler (or resetting it) does not remove the agent's: the target's
+/// disposition is recorded and chained to for every such signal that is not the
+/// agent's (a perf sample, a fault at the safe load), and the target reads back what
+/// it set. Everything else goes to libc unchanged.
 ///
 /// # Safety
 /// Same contract as libc's `sigaction`.
@@ -106,15 +111,15 @@ pub unsafe extern "C" fn sigaction(
     act: *const libc::sigaction,
     old: *mut libc::sigaction,
 ) -> c_int {
-    if sig == libc::SIGTRAP && INSTALLED.load(Ordering::SeqCst) {
+    if disposition::is_ours(sig) {
         // SAFETY: the caller passes valid (or null) sigaction pointers.
         unsafe {
             if !old.is_null() {
-                *old = disposition::load();
+                *old = disposition::load(sig);
             }
             // In a vfork child (shared memory) nothing is recorded: it execs next.
             if !act.is_null() && disposition::in_owner() {
-                disposition::store(&*act);
+                disposition::store(sig, &*act);
             }
         }
         return 0;
@@ -128,11 +133,11 @@ pub unsafe extern "C" fn sigaction(
 /// Same contract as libc's `signal`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn signal(sig: c_int, handler: libc::sighandler_t) -> libc::sighandler_t {
-    if sig == libc::SIGTRAP && INSTALLED.load(Ordering::SeqCst) {
+    if disposition::is_ours(sig) {
         if !disposition::in_owner() {
-            return disposition::load().sa_sigaction;
+            return disposition::load(sig).sa_sigaction;
         }
-        return disposition::store_handler(handler);
+        return disposition::store_handler(sig, handler);
     }
     let p = next_symbol(&REAL_SIGNAL, c"signal");
     if p == 0 {
@@ -268,10 +273,12 @@ extern "C" fn agent_exit() {
         use std::io::Write;
         let _ = writeln!(
             std::io::stderr(),
-            "hwprof-agent: pid {}: {n} captures, {:.1} us each ({:.1} us in the handler); {} reads through process_vm_readv, {} captures without a free scratch slot",
+            "hwprof-agent: pid {}: {n} captures, {:.1} us each ({:.1} us in the handler); {} safe-load reads ({} faults recovered), {} reads through process_vm_readv, {} captures without a free scratch slot",
             std::process::id(),
             ns as f64 / 1000.0 / n.max(1) as f64,
             HANDLER_NS.load(Ordering::Relaxed) as f64 / 1000.0 / n.max(1) as f64,
+            safe_load::SAFE_READS.load(Ordering::Relaxed),
+            safe_load::FAULTS_RECOVERED.load(Ordering::Relaxed),
             CHECKED_READS.load(Ordering::Relaxed),
             scratch::EXHAUSTED.load(Ordering::Relaxed),
         );
@@ -493,12 +500,14 @@ fn start_python(cfg: &Config, pid: u32, given_fd: c_int) -> bool {
         cookie: cfg.cookie,
         frame_window: window as usize,
     };
-    disposition::store(&prev);
+    disposition::store(libc::SIGTRAP, &prev);
     disposition::set_owner();
     if STATE.set(state).is_err() || RING.set(ring).is_err() {
         return false;
     }
-    INSTALLED.store(true, Ordering::SeqCst);
+    disposition::set_ours(libc::SIGTRAP, true);
+    // Without them, reads go through process_vm_readv.
+    safe_load::install();
     true
 }
 
@@ -708,22 +717,25 @@ fn open_on_cpus(a: &[u8]) -> Vec<(u32, c_int)> {
 // uses.
 //
 // Memory reads: every read of interpreter memory (thread states, frames, code objects,
-// the `self` object) goes through `process_vm_readv` on this process, which returns
-// EFAULT for an unmapped address instead of faulting. A plain load would be safe only
-// for memory proven mapped *and* not unmappable, such as the interpreter's static data
-// (`_PyRuntime`), which the handler reads only when its per-thread cache misses. Heap
-// memory is neither: a pointer read while the thread was between two stores (a frame
-// being pushed), a stale value-stack slot, or a cached thread state of a thread that
-// ended can point into memory freed and unmapped since (obmalloc arenas, 3.11+ data
-// stack chunks and large malloc blocks are returned with munmap), and a table of the
-// process's mappings can only say what was mapped when it was read. The cost is one
-// system call per frame (measured in docs/python.md, "Cost").
+// the `self` object) is checked: an unmapped or protected address gives an error, never
+// a fault in the target. A plain load would be safe only for memory proven mapped *and*
+// not unmappable, such as the interpreter's static data (`_PyRuntime`). Heap memory is
+// neither: a pointer read while the thread was between two stores (a frame being
+// pushed), a stale value-stack slot, or a cached thread state of a thread that ended
+// can point into memory freed and unmapped since (obmalloc arenas, 3.11+ data stack
+// chunks and large malloc blocks are returned with munmap), and a table of the
+// process's mappings can only say what was mapped when it was read. So reads use the
+// fault-tolerant copy of `safe_load.rs` (plain loads at one instruction whose faults
+// our SIGSEGV/SIGBUS handler recovers; no system call), or `process_vm_readv` on this
+// process (EFAULT instead of a fault; one system call per frame) when those handlers
+// are not installed or the thread has SIGSEGV/SIGBUS blocked. Costs: docs/performance.md,
+// "Python handler".
 
 /// Reads of interpreter memory through `process_vm_readv` (HWPROF_AGENT_STATS).
 static CHECKED_READS: AtomicU64 = AtomicU64::new(0);
 
-/// Reads `buf.len()` bytes at `addr` of this process through `process_vm_readv`; false
-/// on any failure (an unmapped address included).
+/// Reads `buf.len()` bytes at `addr` of this process, checked (see above); false on any
+/// failure (an unmapped address included).
 fn read_mem(pid: libc::pid_t, addr: u64, buf: &mut [u8]) -> bool {
     read_multi(pid, &mut [(addr, buf)]) == 1
 }
@@ -780,9 +792,9 @@ fn find_tstate(st: &State, pid: libc::pid_t) -> u64 {
     0
 }
 
-/// Reads several regions (at most 4) with one `process_vm_readv`, skipping requests at
-/// address 0 or NONE; returns a bit mask of the requests read completely (the kernel
-/// stops at the first one that fails).
+/// Reads several regions (at most 4), skipping requests at address 0 or NONE; returns a
+/// bit mask of the requests read completely. With the safe copy each is read on its
+/// own; with one `process_vm_readv` the kernel stops at the first one that fails.
 fn read_multi(pid: libc::pid_t, reqs: &mut [(u64, &mut [u8])]) -> u32 {
     let empty = libc::iovec {
         iov_base: std::ptr::null_mut(),
@@ -813,6 +825,16 @@ fn read_multi(pid: libc::pid_t, reqs: &mut [(u64, &mut [u8])]) -> u32 {
     }
     if k == 0 {
         return 0;
+    }
+    if safe_load::usable() {
+        // No system call: each request on its own (one failing does not stop the rest).
+        let mut mask = 0;
+        for (i, (addr, buf)) in reqs.iter_mut().enumerate() {
+            if *addr != 0 && *addr != NONE && safe_load::read(*addr, buf) {
+                mask |= 1 << i;
+            }
+        }
+        return mask;
     }
     CHECKED_READS.fetch_add(1, Ordering::Relaxed);
     // SAFETY: process_vm_readv on ourselves copies into the local buffers (each live and
@@ -1054,6 +1076,7 @@ extern "C" fn on_sigtrap(sig: c_int, info: *mut libc::siginfo_t, ctx: *mut c_voi
     match STATE.get() {
         Some(st) if code == libc::TRAP_PERF && data == st.cookie => {
             let t0 = now_ns();
+            let _reads = safe_load::CaptureGuard::enter(ctx);
             capture(st, pflags & 1 != 0);
             HANDLER_NS.fetch_add(now_ns().saturating_sub(t0), Ordering::Relaxed);
         }
@@ -1065,8 +1088,8 @@ extern "C" fn on_sigtrap(sig: c_int, info: *mut libc::siginfo_t, ctx: *mut c_voi
 
 /// Before a real trap (a breakpoint without a debugger) gets the default action, as
 /// without the agent: our handler goes, so nothing of ours runs again.
-fn stop_handling() {
-    INSTALLED.store(false, Ordering::SeqCst);
+fn stop_handling(_sig: c_int) {
+    disposition::set_ours(libc::SIGTRAP, false);
     // SAFETY: a zeroed sigaction is SIG_DFL with an empty mask.
     unsafe {
         let dfl: libc::sigaction = std::mem::zeroed();

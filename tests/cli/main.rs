@@ -1,6 +1,7 @@
 //! End-to-end tests: real programs under real perf events, asserted against the ground
 //! truth designed into them. One test binary, one module per topic.
 
+mod agent_faults;
 mod agent_stress;
 mod common;
 mod crash;
