@@ -49,6 +49,7 @@ mod disposition;
 mod exit_check;
 mod safe_load;
 mod scratch;
+mod spawn;
 
 use std::ffi::{c_int, c_void};
 use std::sync::OnceLock;
@@ -256,10 +257,13 @@ fn init() {
         let raw: Vec<c_int> = chunk.iter().map(|&(_, fd)| fd).collect();
         send_struct(sock, &msg, &raw);
     }
-    // The collector holds its own copies now; close ours so the target's fd count is
-    // its own.
+    // The collector holds its own copies now. Ours are closed, so the target's fd count
+    // is its own, except the SIGTRAP samplers' (Python): `posix_spawn` disables them
+    // around its child's pre-exec window (spawn.rs).
     for (_, fd) in fds {
-        close(fd);
+        if !(python && spawn::keep(fd)) {
+            close(fd);
+        }
     }
 }
 
