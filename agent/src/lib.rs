@@ -35,6 +35,7 @@
 //! Nothing here panics on purpose; any failure leaves the target running unprofiled.
 #![warn(missing_docs)]
 
+mod code_identity;
 #[allow(dead_code)]
 #[path = "../../src/python/ring.rs"]
 mod ring;
@@ -258,13 +259,15 @@ extern "C" fn agent_exit() {
         let n = CAPTURES.load(Ordering::Relaxed);
         let ns = CAPTURE_NS.load(Ordering::Relaxed);
         eprintln!(
-            "hwprof-agent: pid {}: {n} captures, {:.1} us each ({:.1} us in the handler); {} direct reads, {} through process_vm_readv, {} maps refreshes",
+            "hwprof-agent: pid {}: {n} captures, {:.1} us each ({:.1} us in the handler); {} direct reads, {} through process_vm_readv, {} maps refreshes; {} code objects named, {} left to the collector",
             std::process::id(),
             ns as f64 / 1000.0 / n.max(1) as f64,
             HANDLER_NS.load(Ordering::Relaxed) as f64 / 1000.0 / n.max(1) as f64,
             DIRECT_READS.load(Ordering::Relaxed),
             SLOW_READS.load(Ordering::Relaxed),
             REFRESHES.load(Ordering::Relaxed),
+            code_identity::EMITTED.load(Ordering::Relaxed),
+            code_identity::LEFT_TO_COLLECTOR.load(Ordering::Relaxed),
         );
     }
     let sock = SOCK_FD.load(Ordering::SeqCst);
@@ -1084,18 +1087,19 @@ fn walk_frames(
     out: &mut [CapFrame; MAX_FRAMES],
 ) -> (usize, u32) {
     let l = &st.layout;
-    let c_lo = l.code_name.min(l.code_filename);
-    let c_len = (l.code_name.max(l.code_filename) + 8 - c_lo) as usize;
-    if c_len > 64 {
+    // Each code object's name, filename, qualname, line table and first line: its token,
+    // and its identity record the first time it is met (code_identity.rs).
+    let Some((c_lo, c_len)) = code_identity::window(l) else {
         return (0, CAP_READ_FAILED);
-    }
+    };
+    let mut id_budget = code_identity::BUDGET_BYTES;
     let mut n = 0usize;
     let mut flags = 0;
     // Pending reads for frame n-1: its code object's fields, its first local's type.
     let mut pend_code = 0u64;
     let mut pend_local = 0u64;
     let mut fb = [0u8; 1024];
-    let mut cb = [0u8; 64];
+    let mut cb = [0u8; code_identity::MAX_WINDOW];
     let mut tb = [0u8; 8];
     loop {
         let more = frame != 0 && n < MAX_FRAMES;
@@ -1132,9 +1136,10 @@ fn walk_frames(
             let prev = &mut out[n - 1];
             if pend_code != 0 {
                 if done(0) {
-                    let w = &cb[..c_len];
-                    prev.token =
-                        code_token(word(w, l.code_name - c_lo), word(w, l.code_filename - c_lo));
+                    let cf = code_identity::fields(l, &cb[..c_len], c_lo);
+                    prev.token = code_token(cf.name, cf.file, cf.firstlineno);
+                    let token = prev.token;
+                    code_identity::note(l, pid as u32, pend_code, token, &cf, &mut id_budget);
                 } else {
                     flags |= CAP_READ_FAILED;
                 }

@@ -94,6 +94,9 @@ impl PythonStacks {
         let mut by_tid: HashMap<u32, Vec<Cap>> = HashMap::new();
         let mut summary = PythonSummary::default();
         let mut any = false;
+        // Code objects named by the agent in the capture files (identity records): the
+        // first source; `python-codes.jsonl` adds what the collector read from outside.
+        let mut identities = Vec::new();
         let mut remote = false;
         for e in rd.flatten() {
             let p = e.path();
@@ -109,6 +112,7 @@ impl PythonStacks {
             any = true;
             remote |= cf.method == METHOD_REMOTE;
             summary.skipped_bytes += cf.skipped as u64;
+            identities.extend(cf.codes.into_iter().map(|c| (c, cf.minor)));
             for rec in cf.captures {
                 if rec.flags & CAP_TORN != 0 {
                     summary.torn += 1;
@@ -137,6 +141,20 @@ impl PythonStacks {
             *t = (*t).min(c.time_ns);
         }
         let mut codes = HashMap::new();
+        for ((pid, addr, ci), minor) in identities {
+            codes.insert(
+                (pid, addr, ci.token),
+                Code {
+                    name: ci.name,
+                    qualname: ci.qualname,
+                    file: ci.filename,
+                    firstlineno: ci.firstlineno,
+                    minor,
+                    table: ci.linetable,
+                    self_first: ci.self_first,
+                },
+            );
+        }
         let mut types = HashMap::new();
         let mut methods = Vec::new();
         let mut agent_ids = std::collections::HashSet::new();
@@ -164,18 +182,15 @@ impl PythonStacks {
                     linetable,
                     self_first,
                 } => {
-                    codes.insert(
-                        (pid, addr, token),
-                        Code {
-                            name,
-                            qualname,
-                            file,
-                            firstlineno,
-                            minor,
-                            table: unhex(&linetable).unwrap_or_default(),
-                            self_first,
-                        },
-                    );
+                    codes.entry((pid, addr, token)).or_insert(Code {
+                        name,
+                        qualname,
+                        file,
+                        firstlineno,
+                        minor,
+                        table: unhex(&linetable).unwrap_or_default(),
+                        self_first,
+                    });
                 }
                 CodeLine::Selftype { pid, addr, name } => {
                     types.insert((pid, addr), name);

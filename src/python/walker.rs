@@ -146,7 +146,8 @@ pub fn walk(m: &dyn ProcessMemory, l: &Layout, mut frame: u64) -> (Vec<CapFrame>
         if f.flags & FR_SHIM == 0 {
             let name = m.read_u64(at(code, l.code_name)).unwrap_or(0);
             let file = m.read_u64(at(code, l.code_filename)).unwrap_or(0);
-            f.token = code_token(name, file);
+            let first = m.read_i32(at(code, l.code_firstlineno)).unwrap_or(0);
+            f.token = code_token(name, file, first);
         }
         out.push(f);
         frame = prev;

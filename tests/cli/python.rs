@@ -62,7 +62,11 @@ pub(crate) fn agent_lib() -> PathBuf {
     static LIB: OnceLock<PathBuf> = OnceLock::new();
     LIB.get_or_init(|| {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let newest_src = ["agent/src/lib.rs", "src/python/wire.rs"]
+        let newest_src = [
+            "agent/src/lib.rs",
+            "agent/src/code_identity.rs",
+            "src/python/wire.rs",
+        ]
             .iter()
             .filter_map(|s| {
                 std::fs::metadata(root.join(s))
