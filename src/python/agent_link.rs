@@ -634,6 +634,12 @@ impl Server {
                     .map(|r| r.ring.lost())
                     .sum();
                 self.lost += lost;
+                if lost > 0 {
+                    self.writer.put(&CodeLine::Lost {
+                        pid,
+                        captures: lost,
+                    });
+                }
                 self.rings.retain(|r| r.pid != pid);
             }
         }
@@ -999,6 +1005,15 @@ impl Server {
         let unresolved: u64 = self.procs.values().map(|p| p.cache.failed).sum();
         let named: u64 = self.procs.values().map(|p| p.cache.from_agent).sum();
         let read: u64 = self.procs.values().map(|p| p.cache.remote_reads).sum();
+        for r in &self.rings {
+            if r.ring.lost() > 0 {
+                self.writer.put(&CodeLine::Lost {
+                    pid: r.pid,
+                    captures: r.ring.lost(),
+                });
+            }
+        }
+        self.writer.flush();
         let lost = self.lost + self.rings.iter().map(|r| r.ring.lost()).sum::<u64>();
         if lost > 0
             && let Ok(mut s) = self.shared.lock()

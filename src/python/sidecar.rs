@@ -15,6 +15,7 @@
 //!   - `{"type":"events","pid":P,"ids":[..]}` (perf event ids of the agent's events:
 //!     finalize keeps those samples and drops the collector's own for that process)
 //!   - `{"type":"stats","pid":P,"torn":N,"captures":N}` (remote sampler counts)
+//!   - `{"type":"lost","pid":P,"captures":N}` (captures dropped: the ring was full)
 //!
 //!   A line that does not parse (a torn last line) is skipped.
 
@@ -217,6 +218,14 @@ pub enum CodeLine {
         /// (a launcher such as pyenv's shim, before it execs Python).
         #[serde(default = "yes")]
         captures: bool,
+    },
+    /// Captures an agent dropped because its capture ring was full (the collector fell
+    /// behind): those samples have no capture of their own.
+    Lost {
+        /// Process.
+        pid: u32,
+        /// Captures dropped.
+        captures: u64,
     },
     /// Sampler counts.
     Stats {

@@ -23,7 +23,10 @@ use std::path::Path;
 use super::PyError;
 use super::linetable::{TableKind, line_for_offset};
 use super::sidecar::{CaptureRec, CodeLine, read_captures, read_codes, unhex};
-use super::wire::{CAP_ASYNC, CAP_TORN, FR_ENTRY, FR_NO_OFFSET, FR_SHIM, METHOD_REMOTE};
+use super::wire::{
+    CAP_ASYNC, CAP_NO_TSTATE, CAP_READ_FAILED, CAP_TORN, FR_ENTRY, FR_NO_OFFSET, FR_SHIM,
+    METHOD_REMOTE,
+};
 use crate::profile::{FrameInfo, FrameKind, Function};
 
 /// A Python stack, leaf first, split into eval-loop groups.
@@ -55,6 +58,8 @@ pub struct PythonSummary {
     pub refused: Vec<String>,
     /// Bytes of torn record tails skipped in capture files.
     pub skipped_bytes: u64,
+    /// Captures the agents dropped because their ring was full.
+    pub lost: u64,
 }
 
 struct Code {
@@ -196,6 +201,7 @@ impl PythonStacks {
                     types.insert((pid, addr), name);
                 }
                 CodeLine::Stats { torn, .. } => summary.torn += torn,
+                CodeLine::Lost { captures, .. } => summary.lost += captures,
                 CodeLine::Events { ids, captures, .. } => {
                     if captures {
                         capture_ids.extend(ids.iter().copied());
@@ -449,19 +455,39 @@ impl Joiner {
             .iter()
             .map(|&(tid, t, next)| self.stacks.stack_for(tid, t, next).unwrap_or_default())
             .collect();
-        let with_capture = self
-            .agent_slots
-            .iter()
-            .filter(|&&i| {
-                let (tid, t, next) = self.slots[i];
-                self.stacks.capture_in(tid, t, next)
-            })
-            .count() as u64;
+        let mut with_capture = 0;
+        let mut why = NoStackCauses::default();
+        for &i in &self.agent_slots {
+            let (tid, t, next) = self.slots[i];
+            match self.stacks.capture_of(tid, t, next) {
+                None => why.join_failed += 1,
+                Some(c) => {
+                    with_capture += 1;
+                    if c.rec.flags & CAP_ASYNC != 0 {
+                        why.signal_late += 1;
+                    } else if c.rec.frames.is_empty() {
+                        if c.rec.flags & CAP_NO_TSTATE != 0 {
+                            why.no_thread_state += 1;
+                        } else if c.rec.flags & CAP_READ_FAILED != 0 {
+                            why.read_failed += 1;
+                        } else {
+                            why.no_python_frame += 1;
+                        }
+                    }
+                }
+            }
+        }
+        // Samples of agents' events that never reached the joiner's agent slots (their
+        // thread has no capture at all) found no capture either.
+        why.join_failed += self
+            .agent_samples
+            .saturating_sub(self.agent_slots.len() as u64);
         (
             stacks,
             JoinCounts {
                 agent_samples: self.agent_samples,
                 agent_with_capture: with_capture,
+                without_stack: why,
             },
         )
     }
@@ -474,17 +500,50 @@ pub struct JoinCounts {
     pub agent_samples: u64,
     /// Of those, samples with a capture in their window.
     pub agent_with_capture: u64,
+    /// Why agent samples have no Python stack.
+    pub without_stack: NoStackCauses,
+}
+
+/// Why agent samples were left without their Python stack, per cause.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct NoStackCauses {
+    /// The sampled thread held no Python thread state (a native thread, or the
+    /// interpreter not started yet).
+    pub no_thread_state: u64,
+    /// A thread state but no Python frame running (interpreter start-up or shutdown,
+    /// C code outside any Python call).
+    pub no_python_frame: u64,
+    /// SIGTRAP was blocked: the capture came late and is not used.
+    pub signal_late: u64,
+    /// Reading the thread's frame chain failed at its first frame.
+    pub read_failed: u64,
+    /// No capture was found for the sample (its capture was lost or never written).
+    pub join_failed: u64,
+}
+
+impl NoStackCauses {
+    /// Adds another raw dir's counts.
+    pub fn add(&mut self, o: &NoStackCauses) {
+        self.no_thread_state += o.no_thread_state;
+        self.no_python_frame += o.no_python_frame;
+        self.signal_late += o.signal_late;
+        self.read_failed += o.read_failed;
+        self.join_failed += o.join_failed;
+    }
 }
 
 impl PythonStacks {
     /// Whether `tid` has a capture in `[t, next)` (any, even without Python frames).
     pub fn capture_in(&self, tid: u32, t: u64, next: Option<u64>) -> bool {
-        let Some(caps) = self.by_tid.get(&tid) else {
-            return false;
-        };
+        self.capture_of(tid, t, next).is_some()
+    }
+
+    /// The capture [`PythonStacks::capture_in`] finds.
+    fn capture_of(&self, tid: u32, t: u64, next: Option<u64>) -> Option<&Cap> {
+        let caps = self.by_tid.get(&tid)?;
         let i = caps.partition_point(|c| c.time_ns < t);
         let end = next.unwrap_or(t.saturating_add(MAX_DELAY_NS));
-        caps.get(i).is_some_and(|c| c.time_ns < end)
+        caps.get(i).filter(|c| c.time_ns < end)
     }
 }
 
@@ -505,6 +564,7 @@ pub fn summary_json(all: &[PythonSummary]) -> String {
         "unresolved_frames": all.iter().map(|s| s.unresolved).sum::<u64>(),
         "refused": all.iter().flat_map(|s| &s.refused).collect::<Vec<_>>(),
         "skipped_bytes": all.iter().map(|s| s.skipped_bytes).sum::<u64>(),
+        "captures_lost": all.iter().map(|s| s.lost).sum::<u64>(),
     })
     .to_string()
 }

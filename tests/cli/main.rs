@@ -18,4 +18,5 @@ mod mpi;
 mod project;
 mod python;
 mod python_accuracy;
+mod python_identity;
 mod symbols;

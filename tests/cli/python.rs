@@ -67,13 +67,13 @@ pub(crate) fn agent_lib() -> PathBuf {
             "agent/src/code_identity.rs",
             "src/python/wire.rs",
         ]
-            .iter()
-            .filter_map(|s| {
-                std::fs::metadata(root.join(s))
-                    .and_then(|m| m.modified())
-                    .ok()
-            })
-            .max();
+        .iter()
+        .filter_map(|s| {
+            std::fs::metadata(root.join(s))
+                .and_then(|m| m.modified())
+                .ok()
+        })
+        .max();
         let beside = hwprof_bin().with_file_name("libhwprof_agent.so");
         let fresh = |p: &Path| {
             std::fs::metadata(p)
