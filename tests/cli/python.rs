@@ -65,6 +65,7 @@ pub(crate) fn agent_lib() -> PathBuf {
         let newest_src = [
             "agent/src/lib.rs",
             "agent/src/code_identity.rs",
+            "agent/src/tstate_tls.rs",
             "src/python/wire.rs",
         ]
         .iter()
