@@ -39,6 +39,7 @@ mod code_identity;
 #[allow(dead_code)]
 #[path = "../../src/python/ring.rs"]
 mod ring;
+mod tstate_tls;
 #[allow(dead_code)]
 #[path = "../../src/python/wire.rs"]
 mod wire;
@@ -485,6 +486,7 @@ fn start_python(cfg: &Config, pid: u32, given_fd: c_int) -> bool {
         return false;
     }
     refresh_ranges();
+    tstate_tls::init(l.minor);
     INSTALLED.store(true, Ordering::SeqCst);
     true
 }
@@ -1030,8 +1032,14 @@ fn current_frame(st: &State, pid: libc::pid_t) -> Option<u64> {
         let w = &*w;
         (word(w, l.tstate_thread_id - lo) == me).then(|| word(w, l.tstate_frame - lo))
     };
+    // 3.12+: the attached state from CPython's thread-local, plain loads (tstate_tls.rs).
     let mut found = None;
-    if TKEYS[slot].load(Ordering::Acquire) == me {
+    let t = tstate_tls::current();
+    if t != 0 && read_direct(t.wrapping_add(lo), &mut win[..(hi - lo) as usize]) {
+        let w = &win[..(hi - lo) as usize];
+        found = (word(w, l.tstate_thread_id - lo) == me).then(|| word(w, l.tstate_frame - lo));
+    }
+    if found.is_none() && TKEYS[slot].load(Ordering::Acquire) == me {
         let t = TVALS[slot].load(Ordering::Acquire);
         found = gil_holder_state(st, t, me, lo, &mut win[..(hi - lo) as usize])
             .or_else(|| read_state(t, &mut win));
