@@ -1145,7 +1145,12 @@ fn walk_frames(
             if pend_code != 0 {
                 if done(0) {
                     let cf = code_identity::fields(l, &cb[..c_len], c_lo);
-                    prev.token = code_token(cf.name, cf.file, cf.firstlineno);
+                    let hash = read_u64(
+                        pid,
+                        cf.name.wrapping_add(unicode_hash_offset(l.unicode_length)),
+                    )
+                    .unwrap_or(0);
+                    prev.token = code_token(cf.name, cf.file, cf.firstlineno, hash);
                     let token = prev.token;
                     code_identity::note(l, pid as u32, pend_code, token, &cf, &mut id_budget);
                 } else {

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use super::layouts::{Layout, NONE};
 use super::memory::{ProcessMemory, ReadError};
-use super::wire::code_token;
+use super::wire::{code_token, unicode_hash_offset};
 
 /// Longest string read (characters).
 const MAX_STR: usize = 4096;
@@ -128,7 +128,13 @@ pub fn read_code(m: &dyn ProcessMemory, l: &Layout, addr: u64) -> Result<CodeInf
         firstlineno,
         linetable,
         self_first,
-        token: code_token(name_p, file_p, firstlineno as i32),
+        token: code_token(
+            name_p,
+            file_p,
+            firstlineno as i32,
+            m.read_u64(name_p.wrapping_add(unicode_hash_offset(l.unicode_length)))
+                .unwrap_or(0),
+        ),
     })
 }
 

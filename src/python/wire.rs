@@ -336,9 +336,19 @@ pub struct CapFrame {
 /// Most frames captured per stack.
 pub const MAX_FRAMES: usize = 128;
 
-/// The token of a code object from its name and filename pointers and its first line:
-/// a freed code object's address reused by another gives another token (unless all three
-/// are equal).
-pub fn code_token(name_ptr: u64, filename_ptr: u64, firstlineno: i32) -> u64 {
-    name_ptr ^ filename_ptr.rotate_left(32) ^ (firstlineno as u32 as u64).rotate_left(47)
+/// The token of a code object from its name and filename pointers, its first line and
+/// the name string's cached hash (`PyASCIIObject.hash`, at `unicode_length + 8`): a freed
+/// code object's address reused by another gives another token, also when its name and
+/// filename strings were reallocated at the same addresses.
+pub fn code_token(name_ptr: u64, filename_ptr: u64, firstlineno: i32, name_hash: u64) -> u64 {
+    name_ptr
+        ^ filename_ptr.rotate_left(32)
+        ^ (firstlineno as u32 as u64).rotate_left(47)
+        ^ name_hash.rotate_left(13)
+}
+
+/// Where a `str`'s cached hash lies, from the offset of its length (`PyASCIIObject`:
+/// length, then hash, 3.8-3.13).
+pub fn unicode_hash_offset(unicode_length: u64) -> u64 {
+    unicode_length.wrapping_add(8)
 }

@@ -301,15 +301,10 @@ fn two_hundred_module_bodies_are_all_named() {
     assert!(files.len() >= 120, "{} bodies with samples", files.len());
 }
 
-/// Known gap (1 run of 3 failed, 19 of 60 names): when a freed code object's address,
-/// its name and filename strings and its first line are all reused by the next one, the
-/// token (pointers and first line) and the seen-table's check word are equal, so the
-/// agent does not name it again and finalize keeps one identity per (pid, address,
-/// token). Fix: fold the name string's cached hash (`PyASCIIObject.hash`, at
-/// `unicode_length + 8` on 3.8-3.13) into `wire::code_token` in the agent, the remote
-/// walker and `code::read_code`. Run with `--ignored`.
+/// Regression: before the token covered the name string's hash, one run in three named
+/// 19 of the 60 functions (a reused address with reused name and filename strings and
+/// the same first line kept the earlier name).
 #[test]
-#[ignore = "known gap: a reused code address with reused name/file strings and the same first line keeps the earlier name (see the doc comment)"]
 fn functions_made_by_exec_and_freed_keep_their_names_and_lines() {
     let tmp = shared_tempdir();
     let script = write(tmp.path(), "execs.py", EXEC);
