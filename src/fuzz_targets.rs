@@ -178,7 +178,14 @@ pub fn read_sidecars(dir: &Path, raw: &Path) {
         let stacks: Vec<_> = s.all().collect();
         let mut j = crate::python::Joiner::new(s);
         for (_, t, _) in stacks.iter().take(64) {
-            let _ = j.sample(1, 1, *t, None);
+            let _ = j.sample(crate::python::SampleFacts {
+                pid: 1,
+                tid: 1,
+                time_ns: *t,
+                id: None,
+                event: 0,
+                paired: false,
+            });
         }
         let _ = j.finish();
     }

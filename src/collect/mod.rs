@@ -1442,7 +1442,8 @@ fn copy_private(from: &Path, to: &Path) -> bool {
     let Ok(mut src) = std::fs::File::open(from) else {
         return false;
     };
-    crate::util::create_private_file(to).is_ok_and(|mut dst| std::io::copy(&mut src, &mut dst).is_ok())
+    crate::util::create_private_file(to)
+        .is_ok_and(|mut dst| std::io::copy(&mut src, &mut dst).is_ok())
 }
 
 fn copy_kallsyms(raw_dir: &Path) {

@@ -100,9 +100,11 @@ fn private_dir() -> std::io::Result<PathBuf> {
     let runtime = std::env::var_os("XDG_RUNTIME_DIR")
         .map(PathBuf::from)
         .filter(|d| d.is_absolute());
-    let candidates = runtime
-        .into_iter()
-        .chain([PathBuf::from("/dev/shm"), std::env::temp_dir(), PathBuf::from("/tmp")]);
+    let candidates = runtime.into_iter().chain([
+        PathBuf::from("/dev/shm"),
+        std::env::temp_dir(),
+        PathBuf::from("/tmp"),
+    ]);
     let mut last = std::io::Error::other("no directory for the agent library");
     for base in candidates {
         // The path goes into LD_PRELOAD, which the loader splits at spaces and colons.
