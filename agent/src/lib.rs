@@ -708,9 +708,10 @@ fn open_on_cpus(a: &[u8]) -> Vec<(u32, c_int)> {
 //
 // Stack budget: the handler (on the program's alternate stack when the thread has one,
 // `SA_ONSTACK`) keeps its buffers in a `scratch` slot, not on the stack; its own frames
-// (`on_sigtrap` → `capture` → `walk_frames` → `read_multi`) use under 1 KiB of stack
-// (measured from the binary, docs/security.md), plus what a chained program handler
-// uses.
+// (`on_sigtrap` → `capture` → `walk_frames` → `read_multi`) use under 700 bytes of
+// stack; a capture that meets a new code object goes deeper (`code_identity::note` →
+// `self_first` → `str_data` → `read_multi`), about 1.35 KiB (measured from the binary,
+// docs/security.md), plus what a chained program handler uses.
 //
 // Memory reads: every read of interpreter memory (thread states, frames, code objects,
 // the `self` object) goes through `process_vm_readv` on this process, which returns
