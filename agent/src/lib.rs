@@ -38,9 +38,11 @@
 //! build.rs); any failure leaves the target running unprofiled.
 #![warn(missing_docs)]
 
+mod code_identity;
 #[allow(dead_code)]
 #[path = "../../src/python/ring.rs"]
 mod ring;
+mod tstate_tls;
 #[allow(dead_code)]
 #[path = "../../src/python/wire.rs"]
 mod wire;
@@ -277,7 +279,7 @@ extern "C" fn agent_exit() {
         use std::io::Write;
         let _ = writeln!(
             std::io::stderr(),
-            "hwprof-agent: pid {}: {n} captures, {:.1} us each ({:.1} us in the handler); {} safe-load reads ({} faults recovered), {} reads through process_vm_readv, {} captures without a free scratch slot",
+            "hwprof-agent: pid {}: {n} captures, {:.1} us each ({:.1} us in the handler); {} safe-load reads ({} faults recovered), {} reads through process_vm_readv, {} captures without a free scratch slot; {} code objects named, {} left to the collector",
             std::process::id(),
             ns as f64 / 1000.0 / n.max(1) as f64,
             HANDLER_NS.load(Ordering::Relaxed) as f64 / 1000.0 / n.max(1) as f64,
@@ -285,6 +287,8 @@ extern "C" fn agent_exit() {
             safe_load::FAULTS_RECOVERED.load(Ordering::Relaxed),
             CHECKED_READS.load(Ordering::Relaxed),
             scratch::EXHAUSTED.load(Ordering::Relaxed),
+            code_identity::EMITTED.load(Ordering::Relaxed),
+            code_identity::LEFT_TO_COLLECTOR.load(Ordering::Relaxed),
         );
     }
     let sock = SOCK_FD.load(Ordering::SeqCst);
@@ -509,6 +513,7 @@ fn start_python(cfg: &Config, pid: u32, given_fd: c_int) -> bool {
     if STATE.set(state).is_err() || RING.set(ring).is_err() {
         return false;
     }
+    tstate_tls::init(l.minor);
     disposition::set_ours(libc::SIGTRAP, true);
     // Without them, reads go through process_vm_readv.
     safe_load::install();
@@ -716,9 +721,10 @@ fn open_on_cpus(a: &[u8]) -> Vec<(u32, c_int)> {
 //
 // Stack budget: the handler (on the program's alternate stack when the thread has one,
 // `SA_ONSTACK`) keeps its buffers in a `scratch` slot, not on the stack; its own frames
-// (`on_sigtrap` → `capture` → `walk_frames` → `read_multi`) use under 1 KiB of stack
-// (measured from the binary, docs/security.md), plus what a chained program handler
-// uses.
+// (`on_sigtrap` → `capture` → `walk_frames` → `read_multi`) use under 700 bytes of
+// stack; a capture that meets a new code object goes deeper (`code_identity::note` →
+// `self_first` → `str_data` → `read_multi`), about 1.35 KiB (measured from the binary,
+// docs/security.md), plus what a chained program handler uses.
 //
 // Memory reads: every read of interpreter memory (thread states, frames, code objects,
 // the `self` object) is checked: an unmapped or protected address gives an error, never
@@ -882,8 +888,13 @@ fn current_frame(st: &State, pid: libc::pid_t, win: &mut [u8]) -> Option<u64> {
         }
         (word(win, l.tstate_thread_id - lo) == me).then(|| word(win, l.tstate_frame - lo))
     };
+    // 3.12+: the state attached to this thread, from CPython's thread-local (one plain
+    // load of our own TLS slot, tstate_tls.rs); its fields through the checked read.
     let mut found = None;
-    if TKEYS[slot].load(Ordering::Acquire) == me {
+    if let Some(t) = tstate_tls::current() {
+        found = read_state(t);
+    }
+    if found.is_none() && TKEYS[slot].load(Ordering::Acquire) == me {
         found = read_state(TVALS[slot].load(Ordering::Acquire));
     }
     if found.is_none() {
@@ -905,9 +916,10 @@ fn current_frame(st: &State, pid: libc::pid_t, win: &mut [u8]) -> Option<u64> {
 }
 
 /// Walks the frame chain from `frame` into `s.frames`, one `process_vm_readv` per frame:
-/// each reads this frame, the previous frame's code-object fields and, before 3.11,
-/// the type of the frame before's first argument (for `Class.method`). Returns the
-/// frame count and `CAP_*` flags.
+/// each reads this frame, the previous frame's code-object fields, the name's cached
+/// hash of the code object before (its token) and, before 3.11, the type of an earlier
+/// frame's first argument (for `Class.method`). A code object met for the first time is
+/// named in the ring (code_identity.rs). Returns the frame count and `CAP_*` flags.
 fn walk_frames(
     st: &State,
     pid: libc::pid_t,
@@ -915,16 +927,13 @@ fn walk_frames(
     s: &mut scratch::Scratch,
 ) -> (usize, u32) {
     let l = &st.layout;
-    let before_311 = l.minor < 11;
-    // Code fields read: name and filename (the token); before 3.11 also argcount.
-    let mut c_lo = l.code_name.min(l.code_filename);
-    let mut c_hi = l.code_name.max(l.code_filename).saturating_add(8);
-    let with_args = before_311 && l.code_argcount != NONE && l.frame_localsplus != NONE;
-    if with_args {
-        c_lo = c_lo.min(l.code_argcount);
-        c_hi = c_hi.max(l.code_argcount.saturating_add(4));
-    }
-    let c_len = (c_hi - c_lo) as usize;
+    // Before 3.11 the code's argcount says whether the first local is an argument.
+    let with_args = l.minor < 11 && l.code_argcount != NONE && l.frame_localsplus != NONE;
+    // Code fields read: name, filename, qualname, line table, first line (the token and
+    // the identity record), and argcount when `with_args`.
+    let Some((c_lo, c_len)) = code_identity::window(l, with_args) else {
+        return (0, CAP_READ_FAILED);
+    };
     let window = st.frame_window;
     let scratch::Scratch {
         frames: out,
@@ -935,22 +944,43 @@ fn walk_frames(
     if c_len > cb.len() || window > fb.len() {
         return (0, CAP_READ_FAILED);
     }
+    let mut id_budget = code_identity::BUDGET_BYTES;
     let mut tb = [0u8; 8];
+    let mut hb = [0u8; 8];
     let mut n = 0usize;
     let mut flags = 0;
-    // Pending reads: the code object and first local of frame n-1, and the object whose
-    // type frame `.0` wants.
+    // Pending reads: the code object and first local of frame n-1, the name hash the
+    // token of frame `.0` (code object `.1`, fields `.2`) wants, and the object whose type
+    // frame `.0` wants.
     let mut pend_code = 0u64;
     let mut pend_local = 0u64;
+    let mut pend_hash: Option<(usize, u64, code_identity::CodeFields)> = None;
     let mut pend_type: Option<(usize, u64)> = None;
     loop {
         let more = frame != 0 && n < MAX_FRAMES;
         if frame != 0 && n == MAX_FRAMES {
             flags |= CAP_TRUNCATED;
         }
-        // Order: code fields and type for earlier frames first (their success must not
-        // depend on this frame's), then this frame.
-        let mut reqs: [(u64, &mut [u8]); 3] = [
+        // Order: what earlier frames want first (their success must not depend on this
+        // frame's: the kernel stops at the first failing region), then this frame.
+        let hash_at = |name: u64| {
+            if name == 0 {
+                NONE
+            } else {
+                name.wrapping_add(unicode_hash_offset(l.unicode_length))
+            }
+        };
+        let mut reqs: [(u64, &mut [u8]); 4] = [
+            (
+                pend_hash
+                    .as_ref()
+                    .map_or(NONE, |(_, _, cf)| hash_at(cf.name)),
+                &mut hb[..],
+            ),
+            (
+                pend_type.map_or(NONE, |(_, obj)| add(obj, l.object_type)),
+                &mut tb[..],
+            ),
             (
                 if pend_code != 0 {
                     pend_code.wrapping_add(c_lo)
@@ -959,10 +989,6 @@ fn walk_frames(
                 },
                 &mut cb[..c_len],
             ),
-            (
-                pend_type.map_or(NONE, |(_, obj)| add(obj, l.object_type)),
-                &mut tb[..],
-            ),
             (if more { frame } else { NONE }, &mut fb[..window]),
         ];
         if reqs.iter().all(|r| r.0 == NONE) {
@@ -970,6 +996,21 @@ fn walk_frames(
         }
         let mask = read_multi(pid, &mut reqs);
         let done = |i: usize| mask & (1 << i) != 0;
+        if let Some((i, code, cf)) = pend_hash.take() {
+            // The batch stopped before the hash (a bad pointer later in the chain): alone.
+            let hash = if done(0) {
+                u64::from_le_bytes(hb)
+            } else if hash_at(cf.name) != NONE {
+                read_u64(pid, hash_at(cf.name)).unwrap_or(0)
+            } else {
+                0
+            };
+            let token = code_token(cf.name, cf.file, cf.firstlineno, hash);
+            if let Some(f) = out.get_mut(i) {
+                f.token = token;
+            }
+            code_identity::note(l, pid as u32, code, token, &cf, &mut id_budget);
+        }
         if let Some((i, _)) = pend_type.take()
             && done(1)
             && let Some(f) = out.get_mut(i)
@@ -977,12 +1018,13 @@ fn walk_frames(
             f.self_type = u64::from_le_bytes(tb);
         }
         if pend_code != 0 {
-            if done(0) {
+            if done(2) {
                 let w = &cb[..c_len];
-                if let Some(prev) = out.get_mut(n.wrapping_sub(1)) {
-                    prev.token =
-                        code_token(word(w, l.code_name - c_lo), word(w, l.code_filename - c_lo));
-                }
+                pend_hash = Some((
+                    n.wrapping_sub(1),
+                    pend_code,
+                    code_identity::fields(l, w, c_lo),
+                ));
                 // The first local is `self` only when it is an argument: the frame then
                 // holds a reference to it from its creation on (or NULL once deleted).
                 // In a frame without arguments that slot is a local not yet set or a
@@ -997,12 +1039,12 @@ fn walk_frames(
         pend_code = 0;
         pend_local = 0;
         if !more {
-            // One more round reads what is still pending, then the loop ends.
+            // More rounds read what is still pending, then the loop ends.
             frame = 0;
             continue;
         }
         // An earlier request of the batch failing stops the batch: read the frame alone.
-        if !done(2) && !read_mem(pid, frame, &mut fb[..window]) {
+        if !done(3) && !read_mem(pid, frame, &mut fb[..window]) {
             flags |= CAP_READ_FAILED;
             frame = 0;
             continue;

@@ -14,8 +14,9 @@ use crate::wire::{CapFrame, MAX_FRAMES};
 pub const FRAME_WINDOW: usize = 512;
 /// Bytes of a thread state the handler may read (its `thread_id` to its frame field).
 pub const TSTATE_WINDOW: usize = 512;
-/// Bytes of a code object the handler may read (argcount to name/filename).
-pub const CODE_WINDOW: usize = 128;
+/// Bytes of a code object the handler may read (argcount, name, filename, qualname, line
+/// table, first line: code_identity.rs).
+pub const CODE_WINDOW: usize = 256;
 
 /// One capture's working memory.
 pub struct Scratch {

@@ -218,6 +218,7 @@ pub fn run(opts: &FinalizeOptions) -> Result<PathBuf, FinalizeError> {
     // [python] Join and capture counts, for the report.
     let mut py_joined = (0u64, 0u64);
     let mut py_agent = (0u64, 0u64);
+    let mut py_why = crate::python::stacks::NoStackCauses::default();
     let mut py_summaries = Vec::new();
     let mut sampled_by = SampledBy::default();
     let paired_dropped: u64 = profiles.iter().map(|(_, p)| p.duplicate_samples).sum();
@@ -225,6 +226,7 @@ pub fn run(opts: &FinalizeOptions) -> Result<PathBuf, FinalizeError> {
         sampled_by.add(&p.sampled_by);
         py_agent.0 += p.python_join_counts.agent_samples;
         py_agent.1 += p.python_join_counts.agent_with_capture;
+        py_why.add(&p.python_join_counts.without_stack);
         py_joined.0 += p.python_joined.0;
         py_joined.1 += p.python_joined.1;
         if let Some(s) = &p.python_summary {
@@ -307,6 +309,10 @@ pub fn run(opts: &FinalizeOptions) -> Result<PathBuf, FinalizeError> {
             "python_summary".into(),
             crate::python::stacks::summary_json(&py_summaries),
         );
+        let lost: u64 = py_summaries.iter().map(|s| s.lost).sum();
+        let mut why = serde_json::to_value(py_why).unwrap_or_default();
+        why["captures_lost"] = serde_json::json!(lost);
+        meta.insert("python_without_stack".into(), why.to_string());
     }
     meta.insert(
         "events".into(),

@@ -737,6 +737,12 @@ impl Server {
                     .filter(|r| r.pid == pid)
                     .map(|r| r.corrupt_bytes)
                     .sum::<u64>();
+                if lost > 0 {
+                    self.writer.put(&CodeLine::Lost {
+                        pid,
+                        captures: lost,
+                    });
+                }
                 self.rings.retain(|r| r.pid != pid);
             }
         }
@@ -1155,11 +1161,23 @@ impl Server {
                 header: None,
                 pending: Vec::new(),
             });
-            let caps = read_new(&path, tail);
+            let cf = read_new(&path, tail);
             // Records of all processes are resolved in file order; `only_pid` (an exiting
             // process) just triggers the pass early.
             let _ = only_pid;
-            for c in caps {
+            // Identity records first: the code objects they name need no read (and no
+            // busy polling: nothing is at risk of being freed unread).
+            for (pid, addr, ci) in cf.codes {
+                // Like a capture's, a record's process must be of the target's tree.
+                if !self.pid_allowed(pid) {
+                    continue;
+                }
+                self.interp(pid);
+                if let Some(st) = self.procs.get_mut(&pid) {
+                    st.cache.insert_identity(addr, ci);
+                }
+            }
+            for c in cf.captures {
                 self.captures += 1;
                 let pid = c.pid;
                 // A capture names its process; only one of the target's tree (a forked
@@ -1254,6 +1272,17 @@ impl Server {
             ));
         }
         let unresolved: u64 = self.procs.values().map(|p| p.cache.failed).sum();
+        let named: u64 = self.procs.values().map(|p| p.cache.from_agent).sum();
+        let read: u64 = self.procs.values().map(|p| p.cache.remote_reads).sum();
+        for r in &self.rings {
+            if r.ring.lost() > 0 {
+                self.writer.put(&CodeLine::Lost {
+                    pid: r.pid,
+                    captures: r.ring.lost(),
+                });
+            }
+        }
+        self.writer.flush();
         let lost = self.lost + self.rings.iter().map(|r| r.ring.lost()).sum::<u64>();
         if lost > 0
             && let Ok(mut s) = self.shared.lock()
@@ -1267,10 +1296,9 @@ impl Server {
             _ => "agent, captured at each sample's instant",
         };
         let line = format!(
-            "python: {}, {method}, {} captures, {} code-object reads failed",
+            "python: {}, {method}, {} captures; code objects: {named} named by the agent, {read} read from outside, {unresolved} reads failed",
             versions.join(", "),
             self.captures,
-            unresolved
         );
         if let Ok(mut s) = self.shared.lock() {
             s.notices.push(line);
@@ -1279,12 +1307,12 @@ impl Server {
 }
 
 /// New complete captures of a file since the last call.
-pub(crate) fn read_new(path: &Path, tail: &mut FileTail) -> Vec<super::sidecar::CaptureRec> {
+pub(crate) fn read_new(path: &Path, tail: &mut FileTail) -> super::sidecar::CaptureFile {
     let Ok(mut f) = std::fs::File::open(path) else {
-        return Vec::new();
+        return Default::default();
     };
     if f.seek(SeekFrom::Start(tail.offset)).is_err() {
-        return Vec::new();
+        return Default::default();
     }
     let mut buf = Vec::new();
     let _ = f.by_ref().take(64 << 20).read_to_end(&mut buf);
@@ -1293,11 +1321,11 @@ pub(crate) fn read_new(path: &Path, tail: &mut FileTail) -> Vec<super::sidecar::
     let hsize = size_of::<FileHeader>();
     if tail.header.is_none() {
         if tail.pending.len() < hsize {
-            return Vec::new();
+            return Default::default();
         }
         let Some(cf) = parse_captures(&tail.pending[..hsize]) else {
             tail.pending.clear();
-            return Vec::new();
+            return Default::default();
         };
         let _ = cf;
         // SAFETY: FileHeader is repr(C) integers/bytes; length checked above.
@@ -1305,7 +1333,7 @@ pub(crate) fn read_new(path: &Path, tail: &mut FileTail) -> Vec<super::sidecar::
         tail.pending.drain(..hsize);
     }
     let Some(h) = tail.header else {
-        return Vec::new();
+        return Default::default();
     };
     // Re-prefix the header so the shared parser can be used.
     // SAFETY: viewing a repr(C) header's bytes.
@@ -1313,11 +1341,11 @@ pub(crate) fn read_new(path: &Path, tail: &mut FileTail) -> Vec<super::sidecar::
     let mut all = hb.to_vec();
     all.extend_from_slice(&tail.pending);
     let Some(cf) = parse_captures(&all) else {
-        return Vec::new();
+        return Default::default();
     };
     let used = all.len() - hsize - cf.skipped;
     tail.pending.drain(..used.min(tail.pending.len()));
-    cf.captures
+    cf
 }
 
 /// The parent pid of `pid` (`/proc/PID/stat` field 4, after the parenthesized name).

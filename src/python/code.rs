@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use super::layouts::{Layout, NONE};
 use super::memory::{ProcessMemory, ReadError};
-use super::wire::code_token;
+use super::wire::{code_token, unicode_hash_offset};
 
 /// Longest string read (characters).
 const MAX_STR: usize = 4096;
@@ -58,7 +58,13 @@ pub fn read_unicode(m: &dyn ProcessMemory, l: &Layout, addr: u64) -> Result<Stri
         l.unicode_compact_size
     });
     let raw = m.read_vec(data, len * kind as usize, MAX_STR * 4)?;
-    Ok(match kind {
+    decode_unicode(kind as u8, &raw).ok_or(err)
+}
+
+/// The text of a compact `str` object's data: `kind` bytes per character (1: latin-1 or
+/// ASCII, 2: UCS-2, 4: UCS-4); None for another kind.
+pub fn decode_unicode(kind: u8, raw: &[u8]) -> Option<String> {
+    Some(match kind {
         1 => raw.iter().map(|&b| b as char).collect(),
         2 => {
             let u: Vec<u16> = raw
@@ -67,12 +73,13 @@ pub fn read_unicode(m: &dyn ProcessMemory, l: &Layout, addr: u64) -> Result<Stri
                 .collect();
             String::from_utf16_lossy(&u)
         }
-        _ => raw
+        4 => raw
             .chunks_exact(4)
             .map(|c| {
                 char::from_u32(u32::from_le_bytes([c[0], c[1], c[2], c[3]])).unwrap_or('\u{fffd}')
             })
             .collect(),
+        _ => return None,
     })
 }
 
@@ -121,7 +128,13 @@ pub fn read_code(m: &dyn ProcessMemory, l: &Layout, addr: u64) -> Result<CodeInf
         firstlineno,
         linetable,
         self_first,
-        token: code_token(name_p, file_p),
+        token: code_token(
+            name_p,
+            file_p,
+            firstlineno as i32,
+            m.read_u64(name_p.wrapping_add(unicode_hash_offset(l.unicode_length)))
+                .unwrap_or(0),
+        ),
     })
 }
 
@@ -130,10 +143,15 @@ pub fn read_code(m: &dyn ProcessMemory, l: &Layout, addr: u64) -> Result<CodeInf
 /// freed and reused, and the object is read again (the stale capture stays unresolved).
 #[derive(Default)]
 pub struct CodeCache {
-    codes: HashMap<u64, CodeInfo>,
+    /// By (address, token): a reused address keeps both objects.
+    codes: HashMap<(u64, u64), CodeInfo>,
     types: HashMap<u64, Option<String>>,
     /// Reads that failed (object gone, or not a code object).
     pub failed: u64,
+    /// Code objects read from outside (the fallback when the agent sent no identity).
+    pub remote_reads: u64,
+    /// Code objects named by the agent's identity records.
+    pub from_agent: u64,
 }
 
 impl CodeCache {
@@ -147,12 +165,13 @@ impl CodeCache {
         addr: u64,
         token: u64,
     ) -> Option<(&CodeInfo, bool)> {
-        let fresh = match self.codes.get(&addr) {
-            Some(c) if c.token == token => false,
-            _ => {
+        let fresh = match self.codes.get(&(addr, token)) {
+            Some(_) => false,
+            None => {
                 match read_code(m, l, addr) {
                     Ok(c) if c.token == token => {
-                        self.codes.insert(addr, c);
+                        self.remote_reads += 1;
+                        self.codes.insert((addr, token), c);
                     }
                     _ => {
                         self.failed += 1;
@@ -162,7 +181,19 @@ impl CodeCache {
                 true
             }
         };
-        self.codes.get(&addr).map(|c| (c, fresh))
+        self.codes.get(&(addr, token)).map(|c| (c, fresh))
+    }
+
+    /// Records a code object the agent named (its identity record): true when it was
+    /// not known with this token (new to the caller).
+    pub fn insert_identity(&mut self, addr: u64, info: CodeInfo) -> bool {
+        let key = (addr, info.token);
+        if self.codes.contains_key(&key) {
+            return false;
+        }
+        self.from_agent += 1;
+        self.codes.insert(key, info);
+        true
     }
 
     /// `tp_name` of a type, cached; the bool is true when read now.

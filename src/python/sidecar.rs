@@ -15,6 +15,7 @@
 //!   - `{"type":"events","pid":P,"ids":[..]}` (perf event ids of the agent's events:
 //!     finalize keeps those samples and drops the collector's own for that process)
 //!   - `{"type":"stats","pid":P,"torn":N,"captures":N}` (remote sampler counts)
+//!   - `{"type":"lost","pid":P,"captures":N}` (captures dropped: the ring was full)
 //!
 //!   A line that does not parse (a torn last line) is skipped.
 
@@ -23,7 +24,11 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::wire::{CapFrame, Capture, FILE_MAGIC, FileHeader, REC_CAPTURE, RecordHeader};
+use super::code::{CodeInfo, decode_unicode};
+use super::wire::{
+    CODE_SELF_FIRST, CapFrame, Capture, CodeRecord, FILE_MAGIC, FileHeader, REC_CAPTURE, REC_CODE,
+    RecordHeader,
+};
 
 /// One capture read back.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -49,6 +54,9 @@ pub struct CaptureFile {
     pub minor: u32,
     /// Captures, in file order.
     pub captures: Vec<CaptureRec>,
+    /// Code objects the agent named (identity records), in file order: (pid, address,
+    /// what it said).
+    pub codes: Vec<(u32, u64, CodeInfo)>,
     /// Bytes after the last complete record (a torn tail).
     pub skipped: usize,
 }
@@ -100,10 +108,46 @@ pub fn parse_captures(b: &[u8]) -> Option<CaptureFile> {
                 frames,
             });
         }
+        if r.kind == REC_CODE
+            && let Some(c) = parse_code(body)
+        {
+            out.codes.push(c);
+        }
         i += len;
     }
     out.skipped = b.len() - i.min(b.len());
     Some(out)
+}
+
+/// A [`REC_CODE`] record's body; None when its lengths or character widths are wrong.
+fn parse_code(body: &[u8]) -> Option<(u32, u64, CodeInfo)> {
+    let c: CodeRecord = pod(body)?;
+    let mut rest = body.get(size_of::<CodeRecord>()..)?;
+    let mut take = |n: u32| -> Option<&[u8]> {
+        let (a, b) = rest.split_at_checked(n as usize)?;
+        rest = b;
+        Some(a)
+    };
+    let name = decode_unicode(c.kinds[0], take(c.name_len)?)?;
+    let qualname = match c.qualname_len {
+        0 => name.clone(),
+        n => decode_unicode(c.kinds[1], take(n)?)?,
+    };
+    let filename = decode_unicode(c.kinds[2], take(c.file_len)?)?;
+    let linetable = take(c.table_len)?.to_vec();
+    Some((
+        c.pid,
+        c.addr,
+        CodeInfo {
+            name,
+            qualname,
+            filename,
+            firstlineno: c.firstlineno as i64,
+            linetable,
+            self_first: c.flags & CODE_SELF_FIRST != 0,
+            token: c.token,
+        },
+    ))
 }
 
 /// Reads `python-<pid>.bin`.
@@ -175,6 +219,14 @@ pub enum CodeLine {
         /// (a launcher such as pyenv's shim, before it execs Python).
         #[serde(default = "yes")]
         captures: bool,
+    },
+    /// Captures an agent dropped because its capture ring was full (the collector fell
+    /// behind): those samples have no capture of their own.
+    Lost {
+        /// Process.
+        pid: u32,
+        /// Captures dropped.
+        captures: u64,
     },
     /// Sampler counts.
     Stats {

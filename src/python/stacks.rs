@@ -23,7 +23,10 @@ use std::path::Path;
 use super::PyError;
 use super::linetable::{TableKind, line_for_offset};
 use super::sidecar::{CaptureRec, CodeLine, read_captures, read_codes, unhex};
-use super::wire::{CAP_ASYNC, CAP_TORN, FR_ENTRY, FR_NO_OFFSET, FR_SHIM, METHOD_REMOTE};
+use super::wire::{
+    CAP_ASYNC, CAP_NO_TSTATE, CAP_READ_FAILED, CAP_TORN, FR_ENTRY, FR_NO_OFFSET, FR_SHIM,
+    METHOD_REMOTE,
+};
 use crate::profile::{FrameInfo, FrameKind, Function};
 
 /// A Python stack, leaf first, split into eval-loop groups.
@@ -55,6 +58,8 @@ pub struct PythonSummary {
     pub refused: Vec<String>,
     /// Bytes of torn record tails skipped in capture files.
     pub skipped_bytes: u64,
+    /// Captures the agents dropped because their ring was full.
+    pub lost: u64,
 }
 
 struct Code {
@@ -94,6 +99,9 @@ impl PythonStacks {
         let mut by_tid: HashMap<u32, Vec<Cap>> = HashMap::new();
         let mut summary = PythonSummary::default();
         let mut any = false;
+        // Code objects named by the agent in the capture files (identity records): the
+        // first source; `python-codes.jsonl` adds what the collector read from outside.
+        let mut identities = Vec::new();
         let mut remote = false;
         for e in rd.flatten() {
             let p = e.path();
@@ -109,6 +117,7 @@ impl PythonStacks {
             any = true;
             remote |= cf.method == METHOD_REMOTE;
             summary.skipped_bytes += cf.skipped as u64;
+            identities.extend(cf.codes.into_iter().map(|c| (c, cf.minor)));
             for rec in cf.captures {
                 if rec.flags & CAP_TORN != 0 {
                     summary.torn += 1;
@@ -137,6 +146,20 @@ impl PythonStacks {
             *t = (*t).min(c.time_ns);
         }
         let mut codes = HashMap::new();
+        for ((pid, addr, ci), minor) in identities {
+            codes.insert(
+                (pid, addr, ci.token),
+                Code {
+                    name: ci.name,
+                    qualname: ci.qualname,
+                    file: ci.filename,
+                    firstlineno: ci.firstlineno,
+                    minor,
+                    table: ci.linetable,
+                    self_first: ci.self_first,
+                },
+            );
+        }
         let mut types = HashMap::new();
         let mut methods = Vec::new();
         let mut agent_ids = std::collections::HashSet::new();
@@ -164,23 +187,21 @@ impl PythonStacks {
                     linetable,
                     self_first,
                 } => {
-                    codes.insert(
-                        (pid, addr, token),
-                        Code {
-                            name,
-                            qualname,
-                            file,
-                            firstlineno,
-                            minor,
-                            table: unhex(&linetable).unwrap_or_default(),
-                            self_first,
-                        },
-                    );
+                    codes.entry((pid, addr, token)).or_insert(Code {
+                        name,
+                        qualname,
+                        file,
+                        firstlineno,
+                        minor,
+                        table: unhex(&linetable).unwrap_or_default(),
+                        self_first,
+                    });
                 }
                 CodeLine::Selftype { pid, addr, name } => {
                     types.insert((pid, addr), name);
                 }
                 CodeLine::Stats { torn, .. } => summary.torn += torn,
+                CodeLine::Lost { captures, .. } => summary.lost += captures,
                 CodeLine::Events { ids, captures, .. } => {
                     if captures {
                         capture_ids.extend(ids.iter().copied());
@@ -504,19 +525,42 @@ impl Joiner {
             .iter()
             .map(|&(tid, t, next)| self.stacks.stack_for(tid, t, next).unwrap_or_default())
             .collect();
-        let with_capture = self
-            .agent_slots
-            .iter()
-            .filter(|&&i| {
-                let (tid, t, next) = self.slots[i];
-                self.stacks.capture_in(tid, t, next)
-            })
-            .count() as u64;
+        let mut with_capture = 0;
+        let mut why = NoStackCauses::default();
+        for &i in &self.agent_slots {
+            let (tid, t, next) = self.slots[i];
+            match self.stacks.capture_of(tid, t, next) {
+                None => why.join_failed += 1,
+                Some(c) => {
+                    with_capture += 1;
+                    if c.rec.flags & CAP_ASYNC != 0 {
+                        why.signal_late += 1;
+                    } else if stacks.get(i).is_none_or(|s| s.frames.is_empty()) {
+                        // By the stack the capture builds, not its frame count: on 3.12+
+                        // a capture holding only a shim frame (the C stack's entry
+                        // frame) has frames but no Python frame.
+                        if c.rec.flags & CAP_NO_TSTATE != 0 {
+                            why.no_thread_state += 1;
+                        } else if c.rec.flags & CAP_READ_FAILED != 0 {
+                            why.read_failed += 1;
+                        } else {
+                            why.no_python_frame += 1;
+                        }
+                    }
+                }
+            }
+        }
+        // Samples of agents' events that never reached the joiner's agent slots (their
+        // thread has no capture at all) found no capture either.
+        why.join_failed += self
+            .agent_samples
+            .saturating_sub(self.agent_slots.len() as u64);
         (
             stacks,
             JoinCounts {
                 agent_samples: self.agent_samples,
                 agent_with_capture: with_capture,
+                without_stack: why,
             },
         )
     }
@@ -529,17 +573,50 @@ pub struct JoinCounts {
     pub agent_samples: u64,
     /// Of those, samples with a capture in their window.
     pub agent_with_capture: u64,
+    /// Why agent samples have no Python stack.
+    pub without_stack: NoStackCauses,
+}
+
+/// Why agent samples were left without their Python stack, per cause.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct NoStackCauses {
+    /// The sampled thread held no Python thread state (a native thread, or the
+    /// interpreter not started yet).
+    pub no_thread_state: u64,
+    /// A thread state but no Python frame running (interpreter start-up or shutdown,
+    /// C code outside any Python call).
+    pub no_python_frame: u64,
+    /// SIGTRAP was blocked: the capture came late and is not used.
+    pub signal_late: u64,
+    /// Reading the thread's frame chain failed at its first frame.
+    pub read_failed: u64,
+    /// No capture was found for the sample (its capture was lost or never written).
+    pub join_failed: u64,
+}
+
+impl NoStackCauses {
+    /// Adds another raw dir's counts.
+    pub fn add(&mut self, o: &NoStackCauses) {
+        self.no_thread_state += o.no_thread_state;
+        self.no_python_frame += o.no_python_frame;
+        self.signal_late += o.signal_late;
+        self.read_failed += o.read_failed;
+        self.join_failed += o.join_failed;
+    }
 }
 
 impl PythonStacks {
     /// Whether `tid` has a capture in `[t, next)` (any, even without Python frames).
     pub fn capture_in(&self, tid: u32, t: u64, next: Option<u64>) -> bool {
-        let Some(caps) = self.by_tid.get(&tid) else {
-            return false;
-        };
+        self.capture_of(tid, t, next).is_some()
+    }
+
+    /// The capture [`PythonStacks::capture_in`] finds.
+    fn capture_of(&self, tid: u32, t: u64, next: Option<u64>) -> Option<&Cap> {
+        let caps = self.by_tid.get(&tid)?;
         let i = caps.partition_point(|c| c.time_ns < t);
         let end = next.unwrap_or(t.saturating_add(MAX_DELAY_NS));
-        caps.get(i).is_some_and(|c| c.time_ns < end)
+        caps.get(i).filter(|c| c.time_ns < end)
     }
 }
 
@@ -560,6 +637,7 @@ pub fn summary_json(all: &[PythonSummary]) -> String {
         "unresolved_frames": all.iter().map(|s| s.unresolved).sum::<u64>(),
         "refused": all.iter().flat_map(|s| &s.refused).collect::<Vec<_>>(),
         "skipped_bytes": all.iter().map(|s| s.skipped_bytes).sum::<u64>(),
+        "captures_lost": all.iter().map(|s| s.lost).sum::<u64>(),
     })
     .to_string()
 }
@@ -685,6 +763,57 @@ mod tests {
     }
     fn names(v: &[FrameInfo]) -> Vec<&str> {
         v.iter().map(|f| f.function.name.as_str()).collect()
+    }
+
+    /// A 3.12 capture holding only a shim frame (the C stack's entry frame) builds an
+    /// empty stack: its sample is counted as "no Python frame", not left uncounted.
+    #[test]
+    fn shim_only_capture_counts_as_no_python_frame() {
+        let shim = super::super::wire::CapFrame {
+            code: 0x1000,
+            token: 0,
+            self_type: 0,
+            offset: 0,
+            flags: FR_SHIM,
+        };
+        let cap = |t: u64, frames: Vec<super::super::wire::CapFrame>| Cap {
+            time_ns: t,
+            minor: 12,
+            rec: CaptureRec {
+                pid: 7,
+                tid: 7,
+                time_ns: t,
+                flags: 0,
+                frames,
+            },
+        };
+        let mut by_tid = HashMap::new();
+        by_tid.insert(7, vec![cap(100, vec![shim]), cap(200, Vec::new())]);
+        let ids: std::collections::HashSet<u64> = [5].into_iter().collect();
+        let stacks = PythonStacks {
+            by_tid,
+            codes: HashMap::new(),
+            types: HashMap::new(),
+            summary: PythonSummary::default(),
+            agent_ids: ids.clone(),
+            capture_ids: ids,
+            agent_start: [(7, 100)].into_iter().collect(),
+        };
+        let mut j = Joiner::new(stacks);
+        for t in [90, 190] {
+            j.sample(SampleFacts {
+                pid: 7,
+                tid: 7,
+                time_ns: t,
+                id: Some(5),
+                event: 0,
+                paired: false,
+            });
+        }
+        let (built, counts) = j.finish();
+        assert!(built.iter().all(|s| s.frames.is_empty()));
+        assert_eq!(counts.agent_with_capture, 2);
+        assert_eq!(counts.without_stack.no_python_frame, 2);
     }
 
     #[test]

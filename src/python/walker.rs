@@ -6,7 +6,9 @@ use std::collections::HashSet;
 
 use super::layouts::{Layout, NONE};
 use super::memory::{ProcessMemory, ReadError};
-use super::wire::{CapFrame, FR_ENTRY, FR_NO_OFFSET, FR_SHIM, MAX_FRAMES, code_token};
+use super::wire::{
+    CapFrame, FR_ENTRY, FR_NO_OFFSET, FR_SHIM, MAX_FRAMES, code_token, unicode_hash_offset,
+};
 
 /// Most threads listed per interpreter.
 pub const MAX_THREADS: usize = 4096;
@@ -146,7 +148,11 @@ pub fn walk(m: &dyn ProcessMemory, l: &Layout, mut frame: u64) -> (Vec<CapFrame>
         if f.flags & FR_SHIM == 0 {
             let name = m.read_u64(at(code, l.code_name)).unwrap_or(0);
             let file = m.read_u64(at(code, l.code_filename)).unwrap_or(0);
-            f.token = code_token(name, file);
+            let first = m.read_i32(at(code, l.code_firstlineno)).unwrap_or(0);
+            let hash = m
+                .read_u64(name.wrapping_add(unicode_hash_offset(l.unicode_length)))
+                .unwrap_or(0);
+            f.token = code_token(name, file, first, hash);
         }
         out.push(f);
         frame = prev;

@@ -246,6 +246,40 @@ pub struct RecordHeader {
 
 /// A Python stack capture.
 pub const REC_CAPTURE: u32 = 1;
+/// A code object's identity, written by the agent the first time a capture meets it: a
+/// [`CodeRecord`] followed by the bytes it counts (name, qualname, filename as the raw
+/// data of compact `str` objects, `kind` bytes per character; then the line table),
+/// zero-padded to a multiple of 8.
+pub const REC_CODE: u32 = 2;
+
+/// [`CodeRecord::flags`]: the first parameter is named `self` (< 3.11).
+pub const CODE_SELF_FIRST: u32 = 1;
+
+/// Body of a [`REC_CODE`] record.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CodeRecord {
+    /// Process whose code object this is (forked children share the ring).
+    pub pid: u32,
+    /// `CODE_*` bits.
+    pub flags: u32,
+    /// Address of the code object.
+    pub addr: u64,
+    /// Its token (as in [`CapFrame::token`]).
+    pub token: u64,
+    /// `co_firstlineno`.
+    pub firstlineno: i32,
+    /// Character width (1, 2, 4) of name, qualname and filename, one byte each.
+    pub kinds: [u8; 4],
+    /// Bytes of `co_name` data.
+    pub name_len: u32,
+    /// Bytes of `co_qualname` data (0 before 3.11: the qualname is the name).
+    pub qualname_len: u32,
+    /// Bytes of `co_filename` data.
+    pub file_len: u32,
+    /// Bytes of the line table (`co_lnotab` / `co_linetable`).
+    pub table_len: u32,
+}
 
 /// The signal arrived while SIGTRAP was blocked: captured later than the sample.
 pub const CAP_ASYNC: u32 = 1;
@@ -289,7 +323,7 @@ pub const FR_NO_OFFSET: u32 = 4;
 pub struct CapFrame {
     /// Address of the code object.
     pub code: u64,
-    /// Validation token: `co_name` pointer xor `co_filename` pointer rotated by 32.
+    /// Validation token: see [`code_token`].
     pub token: u64,
     /// Type of the first local (`self`), <3.11 only (for `Class.method`), else 0.
     pub self_type: u64,
@@ -302,7 +336,19 @@ pub struct CapFrame {
 /// Most frames captured per stack.
 pub const MAX_FRAMES: usize = 128;
 
-/// The token of a code object from its name and filename pointers.
-pub fn code_token(name_ptr: u64, filename_ptr: u64) -> u64 {
-    name_ptr ^ filename_ptr.rotate_left(32)
+/// The token of a code object from its name and filename pointers, its first line and
+/// the name string's cached hash (`PyASCIIObject.hash`, at `unicode_length + 8`): a freed
+/// code object's address reused by another gives another token, also when its name and
+/// filename strings were reallocated at the same addresses.
+pub fn code_token(name_ptr: u64, filename_ptr: u64, firstlineno: i32, name_hash: u64) -> u64 {
+    name_ptr
+        ^ filename_ptr.rotate_left(32)
+        ^ (firstlineno as u32 as u64).rotate_left(47)
+        ^ name_hash.rotate_left(13)
+}
+
+/// Where a `str`'s cached hash lies, from the offset of its length (`PyASCIIObject`:
+/// length, then hash, 3.8-3.13).
+pub fn unicode_hash_offset(unicode_length: u64) -> u64 {
+    unicode_length.wrapping_add(8)
 }

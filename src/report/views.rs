@@ -1002,6 +1002,9 @@ pub fn summary(p: &Profile, format: ReportFormat, top: usize, filter: StackFilte
             if let Ok(s) = serde_json::from_str::<Value>(p.meta_str("python_summary")) {
                 v["python_summary"] = s;
             }
+            if let Ok(s) = serde_json::from_str::<Value>(p.meta_str("python_without_stack")) {
+                v["python_without_stack"] = s;
+            }
             // How each process was sampled: by its agent, by the collector, not at all.
             if let Ok(s) = serde_json::from_str::<Value>(p.meta_str("sampled_by")) {
                 v["sampled_by"] = s;
@@ -1089,6 +1092,9 @@ pub fn summary(p: &Profile, format: ReportFormat, top: usize, filter: StackFilte
                     num("python_merge_failures")
                 ));
             }
+            if let Ok(w) = serde_json::from_str::<Value>(p.meta_str("python_without_stack")) {
+                s.push_str(&python_without_stack_line(&w));
+            }
             if p.meta_str("mode") == "memory"
                 && let Some((b, _)) = peak_rss(p)
             {
@@ -1131,6 +1137,41 @@ fn sampled_by_line(p: &Profile) -> String {
     );
     for x in not.iter().take(10) {
         s.push_str(&format!("    not sampled: {x}\n"));
+    }
+    s
+}
+
+/// The summary line that explains, per cause, the agent samples without their Python
+/// stack (empty when there are none).
+fn python_without_stack_line(w: &Value) -> String {
+    let n = |k: &str| w[k].as_u64().unwrap_or(0);
+    let causes = [
+        ("no_thread_state", "thread without a Python thread state"),
+        (
+            "no_python_frame",
+            "no Python frame running (interpreter start-up/shutdown)",
+        ),
+        ("signal_late", "SIGTRAP blocked (capture late, not used)"),
+        ("read_failed", "frame read failed"),
+        ("join_failed", "no capture found (join failed)"),
+    ];
+    let parts: Vec<String> = causes
+        .iter()
+        .filter(|(k, _)| n(k) > 0)
+        .map(|(k, what)| format!("{} {what}", n(k)))
+        .collect();
+    let mut s = String::new();
+    if !parts.is_empty() {
+        s = format!(
+            "  python samples without their stack: {}\n",
+            parts.join(", ")
+        );
+    }
+    if n("captures_lost") > 0 {
+        s.push_str(&format!(
+            "  python captures lost (capture ring full): {}\n",
+            n("captures_lost")
+        ));
     }
     s
 }

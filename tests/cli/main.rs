@@ -25,6 +25,7 @@ mod private;
 mod project;
 mod python;
 mod python_accuracy;
+mod python_identity;
 mod socket_trust;
 mod stalls;
 mod symbols;

@@ -62,14 +62,19 @@ pub(crate) fn agent_lib() -> PathBuf {
     static LIB: OnceLock<PathBuf> = OnceLock::new();
     LIB.get_or_init(|| {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let newest_src = ["agent/src/lib.rs", "src/python/wire.rs"]
-            .iter()
-            .filter_map(|s| {
-                std::fs::metadata(root.join(s))
-                    .and_then(|m| m.modified())
-                    .ok()
-            })
-            .max();
+        let newest_src = [
+            "agent/src/lib.rs",
+            "agent/src/code_identity.rs",
+            "agent/src/tstate_tls.rs",
+            "src/python/wire.rs",
+        ]
+        .iter()
+        .filter_map(|s| {
+            std::fs::metadata(root.join(s))
+                .and_then(|m| m.modified())
+                .ok()
+        })
+        .max();
         let beside = hwprof_bin().with_file_name("libhwprof_agent.so");
         let fresh = |p: &Path| {
             std::fs::metadata(p)
