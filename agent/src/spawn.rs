@@ -73,36 +73,24 @@ type SpawnFn = unsafe extern "C" fn(
 static REAL_SPAWN: AtomicUsize = AtomicUsize::new(0);
 static REAL_SPAWNP: AtomicUsize = AtomicUsize::new(0);
 
-/// Runs libc's `name` with the events disabled around it.
-///
-/// # Safety
-/// The arguments are the caller's `posix_spawn` arguments, passed on unchanged.
-unsafe fn guarded(
-    cache: &AtomicUsize,
-    name: &std::ffi::CStr,
-    pid: *mut libc::pid_t,
-    path: *const c_char,
-    actions: *const libc::posix_spawn_file_actions_t,
-    attr: *const libc::posix_spawnattr_t,
-    argv: *const *mut c_char,
-    envp: *const *mut c_char,
-) -> c_int {
-    let p = crate::next_symbol(cache, name);
-    if p == 0 {
-        return libc::ENOSYS;
-    }
-    // SAFETY: p is libc's posix_spawn or posix_spawnp, both of this type.
-    let real = unsafe { std::mem::transmute::<usize, SpawnFn>(p) };
+/// Runs `spawn` with the events disabled around it.
+fn guarded(spawn: impl FnOnce() -> c_int) -> c_int {
     let guard = COUNT.load(Ordering::SeqCst) > 0;
     if guard && DEPTH.fetch_add(1, Ordering::SeqCst) == 0 {
         set_all(IOC_DISABLE);
     }
-    // SAFETY: the caller's arguments, unchanged.
-    let r = unsafe { real(pid, path, actions, attr, argv, envp) };
+    let r = spawn();
     if guard && DEPTH.fetch_sub(1, Ordering::SeqCst) == 1 {
         set_all(IOC_ENABLE);
     }
     r
+}
+
+/// libc's function `name` (posix_spawn or posix_spawnp), or None.
+fn real(cache: &AtomicUsize, name: &std::ffi::CStr) -> Option<SpawnFn> {
+    let p = crate::next_symbol(cache, name);
+    // SAFETY: p is libc's posix_spawn or posix_spawnp, both of this type.
+    (p != 0).then(|| unsafe { std::mem::transmute::<usize, SpawnFn>(p) })
 }
 
 /// Interposes libc's `posix_spawn` (see the module doc).
@@ -118,19 +106,11 @@ pub unsafe extern "C" fn posix_spawn(
     argv: *const *mut c_char,
     envp: *const *mut c_char,
 ) -> c_int {
-    // SAFETY: passed on unchanged.
-    unsafe {
-        guarded(
-            &REAL_SPAWN,
-            c"posix_spawn",
-            pid,
-            path,
-            actions,
-            attr,
-            argv,
-            envp,
-        )
-    }
+    let Some(f) = real(&REAL_SPAWN, c"posix_spawn") else {
+        return libc::ENOSYS;
+    };
+    // SAFETY: the caller's arguments, passed on unchanged.
+    guarded(|| unsafe { f(pid, path, actions, attr, argv, envp) })
 }
 
 /// Interposes libc's `posix_spawnp` (see the module doc).
@@ -146,17 +126,9 @@ pub unsafe extern "C" fn posix_spawnp(
     argv: *const *mut c_char,
     envp: *const *mut c_char,
 ) -> c_int {
-    // SAFETY: passed on unchanged.
-    unsafe {
-        guarded(
-            &REAL_SPAWNP,
-            c"posix_spawnp",
-            pid,
-            file,
-            actions,
-            attr,
-            argv,
-            envp,
-        )
-    }
+    let Some(f) = real(&REAL_SPAWNP, c"posix_spawnp") else {
+        return libc::ENOSYS;
+    };
+    // SAFETY: the caller's arguments, passed on unchanged.
+    guarded(|| unsafe { f(pid, file, actions, attr, argv, envp) })
 }
