@@ -191,6 +191,11 @@ pub fn dlopen_in_child(lib: &Path) -> Result<(), String> {
     let exe = std::env::current_exe()
         .map_err(|e| format!("cannot find hwprof's own executable to load the agent in: {e}"))?;
     let mut child = std::process::Command::new(exe)
+        // hwprof's main() answers the variable before it reads any argument. In a test
+        // harness (a library unit test reaching here) the current executable is the
+        // harness itself: this filter makes it run no test rather than every test again,
+        // each spawning the next (a chain of harnesses that outlived the suite).
+        .args(["--exact", "hwprof-dlopen-check-runs-no-test"])
         .env(DLOPEN_CHECK_VAR, lib)
         .env_remove("LD_PRELOAD")
         .env_remove("HWPROF_AGENT_SOCK")
