@@ -86,8 +86,13 @@ fn build(
     // The outer cargo's settings for *this* crate must not leak in: its target dir, the
     // clippy wrapper of `cargo clippy`. Symbols stay (finalize names agent frames);
     // debug info goes (4.5 MB → ~0.5 MB written at each Python launch).
+    // Nor its compiler flags: the agent runs inside the user's processes, and a
+    // sanitizer or coverage flag (cargo-fuzz builds hwprof with them) must never reach it.
     cmd.env_remove("CARGO_TARGET_DIR")
         .env_remove("CARGO_BUILD_TARGET_DIR")
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("CARGO_BUILD_RUSTFLAGS")
         .env_remove("RUSTC_WORKSPACE_WRAPPER")
         .env_remove("CLIPPY_ARGS")
         .env_remove("CARGO_PRIMARY_PACKAGE")
