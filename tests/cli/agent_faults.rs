@@ -6,19 +6,9 @@
 //! error: Segmentation fault" and the same traceback. And the reads really take the
 //! safe path: a sampled run's agent counts safe-load reads and no `process_vm_readv`.
 
-use std::path::PathBuf;
 use std::process::Command;
 
-use crate::common::{collect, hwprof_bin, program_source, shared_tempdir};
-
-fn pyenv(ver: &str) -> Option<PathBuf> {
-    let home = std::env::var("HOME").ok()?;
-    let p = PathBuf::from(home)
-        .join(".pyenv/versions")
-        .join(ver)
-        .join("bin/python3");
-    p.is_file().then_some(p)
-}
+use crate::common::{collect, hwprof_bin, program_source, pyenv, shared_tempdir};
 
 fn segfault_as_bare(ver: &str) {
     let Some(py) = pyenv(ver) else {

@@ -10,22 +10,13 @@
 //! 20 rounds take 12-15 s bare per version on our loaded 2-CPU VM (the issue asks 30 s;
 //! halved to keep the suite's time), longer profiled.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::common::{collect, hotspots, program_source, shared_tempdir};
+use crate::common::{collect, hotspots, program_source, pyenv, shared_tempdir};
 
 const ROUNDS: &str = "20";
-
-fn pyenv(ver: &str) -> Option<PathBuf> {
-    let home = std::env::var("HOME").ok()?;
-    let p = PathBuf::from(home)
-        .join(".pyenv/versions")
-        .join(ver)
-        .join("bin/python3");
-    p.is_file().then_some(p)
-}
 
 /// The number the script's fork wrote to `leak` once its parent exited (waits for it).
 fn leaked_bytes(leak: &Path) -> String {

@@ -195,3 +195,13 @@ pub fn perf_data_sample_ids(dir: &Path) -> Vec<u64> {
     }
     ids
 }
+
+/// pyenv's interpreter of version `ver` (e.g. "3.12.1"), when this machine has it.
+pub fn pyenv(ver: &str) -> Option<PathBuf> {
+    let home = std::env::var("HOME").ok()?;
+    let p = PathBuf::from(home)
+        .join(".pyenv/versions")
+        .join(ver)
+        .join("bin/python3");
+    p.is_file().then_some(p)
+}

@@ -13,7 +13,7 @@ use std::sync::OnceLock;
 use hwprof::python::memory::{LiveMemory, MemoryImage, Recorder};
 use hwprof::python::{code, process, walker};
 
-use crate::common::{hotspots, hwprof_bin, ok, perf_data_sample_ids, shared_tempdir};
+use crate::common::{hotspots, hwprof_bin, ok, perf_data_sample_ids, pyenv, shared_tempdir};
 
 // Small integers in both loops: `i * i` grows past one 30-bit digit in the longer loop
 // only, making its iterations slower and the designed 3:1 split read as ~79:21.
@@ -46,15 +46,6 @@ const HEAVY_LINES: [u32; 2] = [5, 6];
 const LIGHT_LINES: [u32; 2] = [11, 12];
 
 const VERSIONS: [&str; 6] = ["3.8.18", "3.9.18", "3.10.13", "3.11.7", "3.12.1", "3.13.0"];
-
-fn pyenv(ver: &str) -> Option<PathBuf> {
-    let home = std::env::var("HOME").ok()?;
-    let p = PathBuf::from(home)
-        .join(".pyenv/versions")
-        .join(ver)
-        .join("bin/python3");
-    p.is_file().then_some(p)
-}
 
 /// The agent library: target/debug's when it is newer than its sources, else built into
 /// this test's own target dir (so no cargo lock is shared with the running `cargo test`).

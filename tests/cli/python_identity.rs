@@ -22,7 +22,7 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
-use crate::common::{hwprof_bin, hwprof_for_nobody, ok, shared_tempdir};
+use crate::common::{hwprof_bin, hwprof_for_nobody, ok, pyenv, shared_tempdir};
 
 const VERSIONS: [&str; 6] = ["3.8.18", "3.9.18", "3.10.13", "3.11.7", "3.12.1", "3.13.0"];
 
@@ -67,15 +67,6 @@ for i in range(60):
     del ns, src
     gc.collect()
 "#;
-
-fn pyenv(ver: &str) -> Option<PathBuf> {
-    let home = std::env::var("HOME").ok()?;
-    let p = PathBuf::from(home)
-        .join(".pyenv/versions")
-        .join(ver)
-        .join("bin/python3");
-    p.is_file().then_some(p)
-}
 
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     use std::os::unix::fs::PermissionsExt;
