@@ -110,21 +110,3 @@ pub fn tolerant_csv_rows<T>(
     }
     Ok(rows)
 }
-
-/// Opens `path` for reading only when it is a regular file. The open itself never
-/// blocks (`O_NONBLOCK`): a path taken from `/proc/PID/maps` may name a FIFO by now,
-/// and a plain `open` of a FIFO waits for a writer forever.
-pub fn open_regular(path: &Path) -> std::io::Result<std::fs::File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open(path)?;
-    if !f.metadata()?.is_file() {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            format!("{} is not a regular file", path.display()),
-        ));
-    }
-    Ok(f)
-}

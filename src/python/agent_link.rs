@@ -81,7 +81,7 @@ pub fn looks_like_python(path: &Path) -> bool {
     if process::is_python_name(&real) {
         return true;
     }
-    let Ok(mut f) = crate::util::open_regular(&real) else {
+    let Ok(mut f) = crate::raw::bounded::open_file(&real, true) else {
         return false;
     };
     let mut head = [0u8; 256];

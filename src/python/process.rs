@@ -161,8 +161,8 @@ fn elf_symbols(path: &Path) -> Option<Symbols> {
 /// Mapped, not read: only the dynamic symbol table is touched when it has the symbols
 /// (a static python binary with debug info is tens of MB).
 fn read_elf_symbols(path: &Path) -> Option<Symbols> {
-    // A path from /proc/PID/maps: maybe a FIFO by now (see `open_regular`).
-    let file = crate::util::open_regular(path).ok()?;
+    // A path from /proc/PID/maps: maybe a FIFO by now (`open_file` never blocks).
+    let file = crate::raw::bounded::open_file(path, true).ok()?;
     // SAFETY: a read-only private mapping of a file; a binary replaced under us gives
     // wrong bytes (bounds-checked by `object`), not undefined behaviour we rely on.
     let data = unsafe { memmap2::Mmap::map(&file) }.ok()?;
