@@ -1071,6 +1071,14 @@ pub fn merge(dir: &Path) -> Result<PathBuf, FinalizeError> {
             r.process += proc_base;
             w.profile.rss.push(r);
         }
+        for r in &p.waits {
+            let stack = copy_stack(&mut w, p, r.stack);
+            w.merge_wait(crate::profile::WaitRow {
+                stack,
+                thread: r.thread + thread_base,
+                ..r.clone()
+            });
+        }
         if let Some((start, width, _)) = part_buckets[pi] {
             for t in &p.timeline {
                 let stack = copy_stack(&mut w, p, t.stack);

@@ -42,6 +42,15 @@
 //!                                                  -- `timeline_bucket_ns`,
 //!                                                  -- `timeline_buckets` <= 500); absent
 //!                                                  -- in older profiles
+//! waits(stack INTEGER, thread INTEGER, class TEXT, object TEXT, count INTEGER,
+//!       wait_ns INTEGER, max_ns INTEGER)       -- locks mode: off-CPU intervals
+//!                                                  -- aggregated per (stack, thread,
+//!                                                  -- class, object); class: see
+//!                                                  -- [`WaitClass`]; object: the sync
+//!                                                  -- object (`0x7ffd…` address, fd
+//!                                                  -- path, `GIL`, MPI function) or
+//!                                                  -- NULL; max_ns: longest single
+//!                                                  -- wait; absent in older profiles
 //! ```
 //!
 //! The file is written to a temporary name (`.profile.db.PID.N`) and renamed, so a reader never sees a
@@ -113,6 +122,8 @@ CREATE TABLE counts(stack INTEGER, thread INTEGER NOT NULL, event INTEGER NOT NU
                     value REAL NOT NULL);
 CREATE TABLE timeline(stack INTEGER, thread INTEGER NOT NULL, bucket INTEGER NOT NULL,
                       count INTEGER NOT NULL);
+CREATE TABLE waits(stack INTEGER, thread INTEGER NOT NULL, class TEXT NOT NULL, object TEXT,
+                   count INTEGER NOT NULL, wait_ns INTEGER NOT NULL, max_ns INTEGER NOT NULL);
 ";
 
 /// Most time buckets a profile's timeline has (finalize widens buckets to stay under).
@@ -275,6 +286,87 @@ pub struct TimelineRow {
     pub count: u64,
 }
 
+/// Why a thread was off CPU (locks mode), as VTune's Locks and Waits classes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum WaitClass {
+    /// A mutex, rwlock or spin lock (pthread, futex on a lock word).
+    Lock,
+    /// A condition variable, barrier or semaphore.
+    Condition,
+    /// nanosleep, clock_nanosleep, usleep, `time.sleep`.
+    Sleep,
+    /// Blocking read/write/recv/accept/connect, poll/epoll/select.
+    Io,
+    /// waitpid, pthread_join.
+    Join,
+    /// Python's global interpreter lock (`take_gil`).
+    Gil,
+    /// Blocked or polling inside an MPI library.
+    Mpi,
+    /// Runnable but not running (preempted).
+    Preempted,
+    /// Off CPU for a reason no interposed call or stack explains.
+    Other,
+}
+
+impl WaitClass {
+    /// Every class, in the order views list them.
+    pub const ALL: [WaitClass; 9] = [
+        WaitClass::Lock,
+        WaitClass::Condition,
+        WaitClass::Sleep,
+        WaitClass::Io,
+        WaitClass::Join,
+        WaitClass::Gil,
+        WaitClass::Mpi,
+        WaitClass::Preempted,
+        WaitClass::Other,
+    ];
+
+    /// The name in profile.db and reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WaitClass::Lock => "lock",
+            WaitClass::Condition => "condition",
+            WaitClass::Sleep => "sleep",
+            WaitClass::Io => "io",
+            WaitClass::Join => "join",
+            WaitClass::Gil => "gil",
+            WaitClass::Mpi => "mpi",
+            WaitClass::Preempted => "preempted",
+            WaitClass::Other => "other",
+        }
+    }
+
+    /// Parses [`WaitClass::as_str`]; anything else is `Other`.
+    pub fn parse(s: &str) -> WaitClass {
+        WaitClass::ALL
+            .into_iter()
+            .find(|c| c.as_str() == s)
+            .unwrap_or(WaitClass::Other)
+    }
+}
+
+/// Off-CPU intervals of one (stack, thread, class, object), aggregated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WaitRow {
+    /// Leaf node in [`Profile::stacks`]: where the thread blocked.
+    pub stack: Option<usize>,
+    /// Index into [`Profile::threads`].
+    pub thread: usize,
+    /// Why it was off CPU.
+    pub class: WaitClass,
+    /// The sync object waited on (`0x7ffd…`, `/path/of/fd`, `pipe:[123]`, `GIL`,
+    /// `MPI_Barrier`), None when unknown.
+    pub object: Option<String>,
+    /// Number of waits.
+    pub count: u64,
+    /// Total time off CPU, ns.
+    pub wait_ns: u64,
+    /// Longest single wait, ns.
+    pub max_ns: u64,
+}
+
 /// An event that was opened.
 #[derive(Clone, Debug, Default)]
 pub struct EventRow {
@@ -333,6 +425,9 @@ pub struct Profile {
     pub counts: Vec<CountRow>,
     /// Samples over time (empty in profiles written before the timeline).
     pub timeline: Vec<TimelineRow>,
+    /// Off-CPU intervals by class and object (locks mode; empty otherwise and in
+    /// profiles written before them).
+    pub waits: Vec<WaitRow>,
 }
 
 fn sql_err(path: &Path) -> impl Fn(rusqlite::Error) -> ProfileError + '_ {
@@ -533,6 +628,14 @@ impl Profile {
             fix_opt(&mut r.stack, ns, &mut n);
             fix(&mut r.thread, nt, &mut thread, &mut add_thread, &mut n);
         }
+        for r in &mut self.waits {
+            fix_opt(&mut r.stack, ns, &mut n);
+            fix(&mut r.thread, nt, &mut thread, &mut add_thread, &mut n);
+            if r.max_ns > r.wait_ns {
+                n += 1;
+                r.max_ns = r.wait_ns;
+            }
+        }
         if n > 0 {
             self.meta.insert("damaged_references".into(), n.to_string());
         }
@@ -696,6 +799,31 @@ impl Profile {
                 p.timeline.push(r?);
             }
         }
+        let has_waits: bool = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type='table' AND name='waits'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n > 0)?;
+        if has_waits {
+            let mut st = conn.prepare(
+                "SELECT stack, thread, class, object, count, wait_ns, max_ns FROM waits",
+            )?;
+            for r in st.query_map([], |r| {
+                Ok(WaitRow {
+                    stack: r.get::<_, Option<i64>>(0)?.map(idx),
+                    thread: idx(r.get(1)?),
+                    class: WaitClass::parse(&r.get::<_, String>(2)?),
+                    object: r.get(3)?,
+                    count: r.get::<_, i64>(4)?.max(0) as u64,
+                    wait_ns: r.get::<_, i64>(5)?.max(0) as u64,
+                    max_ns: r.get::<_, i64>(6)?.max(0) as u64,
+                })
+            })? {
+                p.waits.push(r?);
+            }
+        }
         Ok(p)
     }
 
@@ -741,6 +869,7 @@ pub struct ProfileWriter {
     sample_ids: HashMap<(Option<usize>, usize, usize), usize>,
     count_ids: HashMap<(Option<usize>, usize, usize), usize>,
     timeline_ids: HashMap<(Option<usize>, usize, u32), usize>,
+    wait_ids: HashMap<(Option<usize>, usize, WaitClass, Option<String>), usize>,
 }
 
 impl ProfileWriter {
@@ -860,6 +989,44 @@ impl ProfileWriter {
                     bucket,
                     count,
                 });
+            }
+        }
+    }
+
+    /// Add one off-CPU interval of `wait_ns` to (stack, thread, class, object).
+    pub fn add_wait(
+        &mut self,
+        stack: Option<usize>,
+        thread: usize,
+        class: WaitClass,
+        object: Option<&str>,
+        wait_ns: u64,
+    ) {
+        self.merge_wait(WaitRow {
+            stack,
+            thread,
+            class,
+            object: object.map(str::to_owned),
+            count: 1,
+            wait_ns,
+            max_ns: wait_ns,
+        });
+    }
+
+    /// Add an aggregated row (of another profile: merge) to its (stack, thread, class,
+    /// object).
+    pub fn merge_wait(&mut self, row: WaitRow) {
+        let key = (row.stack, row.thread, row.class, row.object.clone());
+        match self.wait_ids.get(&key) {
+            Some(&i) => {
+                let w = &mut self.profile.waits[i];
+                w.count = w.count.saturating_add(row.count);
+                w.wait_ns = w.wait_ns.saturating_add(row.wait_ns);
+                w.max_ns = w.max_ns.max(row.max_ns);
+            }
+            None => {
+                self.wait_ids.insert(key, self.profile.waits.len());
+                self.profile.waits.push(row);
             }
         }
     }
@@ -1008,6 +1175,18 @@ fn write_all(conn: &mut Connection, p: &Profile) -> rusqlite::Result<()> {
                 t.count as i64
             ])?;
         }
+        let mut st = tx.prepare("INSERT INTO waits VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")?;
+        for w in &p.waits {
+            st.execute(params![
+                w.stack.map(|x| x as i64 + 1),
+                w.thread as i64 + 1,
+                w.class.as_str(),
+                w.object,
+                w.count.min(i64::MAX as u64) as i64,
+                w.wait_ns.min(i64::MAX as u64) as i64,
+                w.max_ns.min(i64::MAX as u64) as i64
+            ])?;
+        }
     }
     tx.commit()
 }
@@ -1151,6 +1330,49 @@ mod tests {
         conn.execute_batch("DROP TABLE counts").unwrap();
         drop(conn);
         assert!(Profile::load(dir.path()).unwrap().counts.is_empty());
+    }
+
+    #[test]
+    fn waits_round_trip_and_older_databases_load_without_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = ProfileWriter::default();
+        w.profile.processes.push(Process {
+            host: "h".into(),
+            rank: None,
+            pid: 1,
+            command: "c".into(),
+            raw_dir: String::new(),
+            role: ProcessRole::Program,
+        });
+        w.profile.threads.push(Thread {
+            process: 0,
+            tid: 1,
+            name: "t".into(),
+        });
+        w.add_wait(None, 0, WaitClass::Lock, Some("0x1000"), 300);
+        w.add_wait(None, 0, WaitClass::Lock, Some("0x1000"), 500);
+        w.add_wait(None, 0, WaitClass::Sleep, None, 7);
+        w.write(dir.path()).unwrap();
+        let p = Profile::load(dir.path()).unwrap();
+        assert_eq!(p.waits.len(), 2);
+        assert_eq!(
+            p.waits[0],
+            WaitRow {
+                stack: None,
+                thread: 0,
+                class: WaitClass::Lock,
+                object: Some("0x1000".into()),
+                count: 2,
+                wait_ns: 800,
+                max_ns: 500,
+            }
+        );
+        assert_eq!(p.waits[1].class, WaitClass::Sleep);
+        assert_eq!(WaitClass::parse("bogus"), WaitClass::Other);
+        let conn = Connection::open(Profile::db_path(dir.path())).unwrap();
+        conn.execute_batch("DROP TABLE waits").unwrap();
+        drop(conn);
+        assert!(Profile::load(dir.path()).unwrap().waits.is_empty());
     }
 
     #[test]
