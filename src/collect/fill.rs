@@ -35,6 +35,12 @@ pub const FILE_NAME: &str = "collector-sampled.json";
 const SET_ID: &str = "set-user/group-id program";
 /// ... and for an executable hwprof may not read (another user's set-id program).
 const UNREADABLE: &str = "its executable is not readable by hwprof";
+/// The `error` of a process that exited before its exec record was read: too short to
+/// sample, counted as such (kept in the file to tell it from one never seen).
+pub const EXITED_FIRST: &str = "it exited before hwprof read its exec record";
+
+/// Most records kept (a script that runs a static tool a million times).
+const MAX_RECORDS: usize = 10_000;
 
 /// One process the collector decided about.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -143,7 +149,18 @@ impl Filler {
             return Vec::new();
         }
         match verdict(pid, &self.agent_lib) {
-            Verdict::Gone => Vec::new(),
+            Verdict::Gone => {
+                if !sys::process_alive(pid as i32) && self.records.len() < MAX_RECORDS {
+                    self.records.push(FillRecord {
+                        pid,
+                        exe: String::new(),
+                        why: String::new(),
+                        error: EXITED_FIRST.into(),
+                        ids: Vec::new(),
+                    });
+                }
+                Vec::new()
+            }
             Verdict::Agent => {
                 self.pending.push((pid, Instant::now()));
                 Vec::new()

@@ -1180,7 +1180,7 @@ impl SampledBy {
             }
         }
         for r in crate::collect::fill::load(raw) {
-            if !r.error.is_empty() {
+            if !r.error.is_empty() && r.error != crate::collect::fill::EXITED_FIRST {
                 s.not_sampled
                     .push(format!("{} {}: {}; {}", r.pid, r.exe, r.why, r.error));
             }

@@ -57,13 +57,37 @@ fn setup(dir: &Path) -> PathBuf {
     driver
 }
 
-fn assert_shares(dir: &Path, who: &str) {
+/// What a failure needs to be understood: collect's stderr, the text summary and the
+/// collector's per-process decisions.
+fn evidence(dir: &Path, collect_stderr: &str) -> String {
+    let summary = Command::new(hwprof_bin())
+        .args(["report", dir.to_str().unwrap(), "--top", "8"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    let mut filled = String::new();
+    if let Ok(rd) = std::fs::read_dir(dir.join("raw")) {
+        for e in rd.flatten() {
+            if let Ok(t) = std::fs::read_to_string(e.path().join("collector-sampled.json")) {
+                filled.push_str(&t);
+            }
+        }
+    }
+    format!(
+        "collect stderr:\n{collect_stderr}\nreport:\n{summary}\ncollector-sampled.json:\n{filled}"
+    )
+}
+
+fn assert_shares(dir: &Path, who: &str, collect_stderr: &str) {
     let rows = hotspots(dir, &[]);
     // Total samples in csv are per-function totals (self+callees) as sample counts.
     let total = |f: &str| -> f64 {
-        let h = rows
-            .get(f)
-            .unwrap_or_else(|| panic!("{who}: {f} missing from the profile"));
+        let h = rows.get(f).unwrap_or_else(|| {
+            panic!(
+                "{who}: {f} missing from the profile\n{}",
+                evidence(dir, collect_stderr)
+            )
+        });
         h.total_pct
     };
     let all: u64 = rows.values().map(|h| h.self_value).sum();
@@ -77,7 +101,8 @@ fn assert_shares(dir: &Path, who: &str) {
         );
         assert!(
             err.abs() <= 0.10,
-            "{who}: {f} has {samples:.0} samples, designed {want:.0} (±10%)"
+            "{who}: {f} has {samples:.0} samples, designed {want:.0} (±10%)\n{}",
+            evidence(dir, collect_stderr)
         );
     }
     let summary = ok(&Command::new(hwprof_bin())
@@ -127,7 +152,7 @@ fn static_and_dynamic_solvers_of_a_python_driver_are_sampled() {
         .output()
         .expect("collect");
     ok(&out);
-    assert_shares(&dir, "root");
+    assert_shares(&dir, "root", &String::from_utf8_lossy(&out.stderr));
 
     // An ordinary user (uid 65534, paranoid 2) with the system python.
     let sys_py = Path::new("/usr/bin/python3");
@@ -144,7 +169,7 @@ fn static_and_dynamic_solvers_of_a_python_driver_are_sampled() {
         .output()
         .expect("collect as 65534");
     ok(&out);
-    assert_shares(&dir, "uid 65534");
+    assert_shares(&dir, "uid 65534", &String::from_utf8_lossy(&out.stderr));
 }
 
 #[test]
