@@ -471,27 +471,35 @@ pub fn synthesize_at(w: &mut PerfDataWriter, pid: i32, id: u64, time: u64) -> st
         body.extend_from_slice(&trailer(tid as u32));
         w.write_record(PERF_RECORD_COMM, MISC_USER, &[&body])?;
     }
-    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default();
-    for line in maps.lines() {
-        let Some(m) = parse_maps_line(line) else {
-            continue;
+    let maps = procfs::process::Process::new(pid)
+        .and_then(|p| p.maps())
+        .map(|m| m.0)
+        .unwrap_or_default();
+    for m in maps {
+        use procfs::process::{MMPermissions, MMapPath};
+        use std::os::unix::ffi::OsStrExt;
+        let path: &[u8] = match &m.pathname {
+            MMapPath::Path(p) => p.as_os_str().as_bytes(),
+            MMapPath::Vdso => b"[vdso]",
+            _ => continue,
         };
-        if !m.exec {
+        if !m.perms.contains(MMPermissions::EXECUTE) {
             continue;
         }
+        let (start, end) = m.address;
         let mut body = Vec::new();
         body.extend_from_slice(&(pid as u32).to_le_bytes());
         body.extend_from_slice(&(pid as u32).to_le_bytes());
-        body.extend_from_slice(&m.start.to_le_bytes());
-        body.extend_from_slice(&(m.end - m.start).to_le_bytes());
+        body.extend_from_slice(&start.to_le_bytes());
+        body.extend_from_slice(&end.saturating_sub(start).to_le_bytes());
         body.extend_from_slice(&m.offset.to_le_bytes());
-        body.extend_from_slice(&m.major.to_le_bytes());
-        body.extend_from_slice(&m.minor.to_le_bytes());
+        body.extend_from_slice(&(m.dev.0 as u32).to_le_bytes());
+        body.extend_from_slice(&(m.dev.1 as u32).to_le_bytes());
         body.extend_from_slice(&m.inode.to_le_bytes());
         body.extend_from_slice(&0u64.to_le_bytes());
         body.extend_from_slice(&(libc::PROT_READ | libc::PROT_EXEC).to_le_bytes());
         body.extend_from_slice(&(libc::MAP_PRIVATE).to_le_bytes());
-        body.extend_from_slice(&padded_cstr(m.path.as_bytes()));
+        body.extend_from_slice(&padded_cstr(path));
         body.extend_from_slice(&trailer(pid as u32));
         w.write_record(PERF_RECORD_MMAP2, MISC_USER, &[&body])?;
     }
@@ -505,56 +513,9 @@ fn padded_cstr(s: &[u8]) -> Vec<u8> {
     v
 }
 
-struct MapsLine {
-    start: u64,
-    end: u64,
-    offset: u64,
-    major: u32,
-    minor: u32,
-    inode: u64,
-    exec: bool,
-    path: String,
-}
-
-fn parse_maps_line(line: &str) -> Option<MapsLine> {
-    let mut it = line.split_ascii_whitespace();
-    let (s, e) = it.next()?.split_once('-')?;
-    let perms = it.next()?;
-    let offset = u64::from_str_radix(it.next()?, 16).ok()?;
-    let (maj, min) = it.next()?.split_once(':')?;
-    let inode = it.next()?.parse().ok()?;
-    let path: String = it.collect::<Vec<_>>().join(" ");
-    if !path.starts_with('/') && path != "[vdso]" {
-        return None;
-    }
-    Some(MapsLine {
-        start: u64::from_str_radix(s, 16).ok()?,
-        end: u64::from_str_radix(e, 16).ok()?,
-        offset,
-        major: u32::from_str_radix(maj, 16).ok()?,
-        minor: u32::from_str_radix(min, 16).ok()?,
-        inode,
-        exec: perms.contains('x'),
-        path,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn maps_lines() {
-        let m = parse_maps_line("7f00a000-7f00b000 r-xp 00002000 fd:01 1234   /usr/lib/libc.so.6")
-            .unwrap();
-        assert_eq!(
-            (m.start, m.end, m.offset, m.inode),
-            (0x7f00a000, 0x7f00b000, 0x2000, 1234)
-        );
-        assert!(m.exec);
-        assert_eq!(m.path, "/usr/lib/libc.so.6");
-        assert!(parse_maps_line("7f00a000-7f00b000 rw-p 00000000 00:00 0").is_none());
-    }
 
     #[test]
     fn mmap2_build_ids_are_noted() {

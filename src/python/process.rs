@@ -65,45 +65,27 @@ pub struct Mapping {
     pub path: PathBuf,
 }
 
-/// File-backed mappings of a process.
+/// File-backed mappings of a process (through `procfs`, which keeps a path with
+/// spaces whole).
 pub fn read_maps(pid: u32) -> Result<Vec<Mapping>, InterpError> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/maps"))
+    let maps = procfs::process::Process::new(pid as i32)
+        .and_then(|p| p.maps())
         .map_err(|e| InterpError::Proc(pid, e.to_string()))?;
-    Ok(parse_maps(&text))
+    Ok(file_mappings(maps))
 }
 
-/// Parses the text of /proc/PID/maps (file-backed lines only).
-pub fn parse_maps(text: &str) -> Vec<Mapping> {
-    let mut out = Vec::new();
-    for line in text.lines() {
-        let mut it = line.split_whitespace();
-        let (Some(range), _, Some(off), _, _, Some(path)) = (
-            it.next(),
-            it.next(),
-            it.next(),
-            it.next(),
-            it.next(),
-            it.next(),
-        ) else {
-            continue;
-        };
-        if !path.starts_with('/') {
-            continue;
-        }
-        let Some((a, _)) = range.split_once('-') else {
-            continue;
-        };
-        let (Ok(start), Ok(offset)) = (u64::from_str_radix(a, 16), u64::from_str_radix(off, 16))
-        else {
-            continue;
-        };
-        out.push(Mapping {
-            start,
-            offset,
-            path: PathBuf::from(path),
-        });
-    }
-    out
+/// The file-backed mappings of parsed maps.
+fn file_mappings(maps: procfs::process::MemoryMaps) -> Vec<Mapping> {
+    maps.into_iter()
+        .filter_map(|m| match m.pathname {
+            procfs::process::MMapPath::Path(path) => Some(Mapping {
+                start: m.address.0,
+                offset: m.offset,
+                path,
+            }),
+            _ => None,
+        })
+        .collect()
 }
 
 /// Version from a file name: `python3.11`, `libpython3.8.so.1.0`, `python3.13t` (the `t`
@@ -290,14 +272,19 @@ mod tests {
 
     #[test]
     fn maps_lines() {
-        let m = parse_maps(
-            "7f00-7f10 r--p 00000000 08:01 12 /usr/lib/libpython3.11.so.1.0\n\
-             7f10-7f20 r-xp 00010000 08:01 12 /usr/lib/libpython3.11.so.1.0\n\
-             7f30-7f40 rw-p 00000000 00:00 0 \n\
-             garbage\n",
-        );
+        use procfs::FromBufRead;
+        let text = "7f00-7f10 r--p 00000000 08:01 12                         /usr/lib/libpython3.11.so.1.0\n\
+                    7f10-7f20 r-xp 00010000 08:01 12                         /opt/my python/bin/python3.11\n\
+                    7f30-7f40 rw-p 00000000 00:00 0 \n\
+                    7f50-7f60 r-xp 00000000 00:00 0                          [vdso]\n";
+        let maps = procfs::process::MemoryMaps::from_buf_read(text.as_bytes()).unwrap();
+        let m = file_mappings(maps);
         assert_eq!(m.len(), 2);
         assert_eq!((m[0].start, m[1].offset), (0x7f00, 0x10000));
+        // A path with a space is one path.
+        assert_eq!(m[1].path, Path::new("/opt/my python/bin/python3.11"));
+        // This process's own maps, read live.
+        assert!(!read_maps(std::process::id()).unwrap().is_empty());
     }
 
     #[test]
