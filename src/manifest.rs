@@ -137,6 +137,11 @@ pub struct Manifest {
     /// recording (disk full, a write error, the target killed by a signal).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub incomplete_reason: String,
+    /// The recording node's base page size in bytes (a page fault weighs one page where
+    /// the sample does not say); 0 in manifests older than this field (finalize then
+    /// assumes the finalizing node's).
+    #[serde(default)]
+    pub page_size: u64,
 }
 
 /// `incomplete_reason` of the provisional manifest: collection had not ended.

@@ -110,3 +110,12 @@ pub fn tolerant_csv_rows<T>(
     }
     Ok(rows)
 }
+
+/// This node's base page size in bytes (4096 where sysconf does not say).
+pub fn page_size() -> u64 {
+    nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+        .ok()
+        .flatten()
+        .filter(|&p| p > 0)
+        .map_or(4096, |p| p as u64)
+}

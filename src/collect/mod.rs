@@ -491,6 +491,7 @@ pub fn run(opts: &CollectOptions) -> Result<CollectOutcome, CollectError> {
         mode: opts.mode.as_str().into(),
         command: command.clone(),
         hosts: vec![host.clone()],
+        page_size: crate::util::page_size(),
         start_time_unix: start_unix,
         duration_s: 0.0,
         call_graph: opts.call_graph.describe(),
@@ -981,7 +982,7 @@ fn ring_pages(call_graph: CallGraph) -> usize {
         (false, CallGraph::Dwarf(_)) => 2048,
         _ => 512,
     };
-    (kib * 1024 / sys::page_size()).next_power_of_two()
+    (kib * 1024 / crate::util::page_size() as usize).next_power_of_two()
 }
 
 /// Opens the wanted events, the first one also tracking. `tracking_only`: the first

@@ -192,12 +192,6 @@ fn read_stat(proc_root: &Path, pid: u32) -> Option<ProcStat> {
     parse_stat(&text)
 }
 
-fn page_size() -> u64 {
-    // SAFETY: sysconf has no memory effects; a negative return means unknown.
-    let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    if p > 0 { p as u64 } else { 4096 }
-}
-
 fn thread_cpu_ns() -> u64 {
     match nix::time::clock_gettime(nix::time::ClockId::CLOCK_THREAD_CPUTIME_ID) {
         Ok(ts) => ts.tv_sec() as u64 * 1_000_000_000 + ts.tv_nsec() as u64,
@@ -394,7 +388,7 @@ fn run(
         path: path.to_path_buf(),
         source,
     };
-    let page = page_size();
+    let page = crate::util::page_size();
     let start = crate::util::monotonic_ns();
     let mut tree = Tree {
         proc_root: proc_root.to_path_buf(),

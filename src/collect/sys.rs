@@ -140,7 +140,7 @@ const DATA_SIZE: usize = 1048;
 impl RingBuffer {
     /// Map `data_pages` (a power of two) pages of ring after the control page.
     pub fn map(fd: OwnedFd, data_pages: usize) -> io::Result<RingBuffer> {
-        let page = page_size();
+        let page = crate::util::page_size() as usize;
         let len = page * (1 + data_pages);
         let map = memmap2::MmapOptions::new().len(len).map_raw(&fd)?;
         let ptr = map.as_ptr();
@@ -315,13 +315,6 @@ pub fn raise_nofile_limit() -> (u64, u64) {
         }
     }
     (lim.rlim_cur, lim.rlim_max)
-}
-
-/// The system page size.
-pub fn page_size() -> usize {
-    // SAFETY: sysconf has no preconditions.
-    let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    if p > 0 { p as usize } else { 4096 }
 }
 
 /// Current `kernel.perf_event_paranoid`.

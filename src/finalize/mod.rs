@@ -92,9 +92,18 @@ impl FinalizeOptions {
     }
 }
 
-fn weighting(mode: &str) -> (Weighting, &'static str) {
-    match mode {
-        "memory" => (Weighting::FaultBytes, "bytes"),
+/// The metric of `manifest`'s mode: a fault weighs the recording node's page (not this
+/// node's: KNL data may be finalized elsewhere).
+fn weighting(manifest: &Manifest) -> (Weighting, &'static str) {
+    match manifest.mode.as_str() {
+        "memory" => {
+            let page_size = match manifest.page_size {
+                // Older manifests: the finalizing node's, as before.
+                0 => crate::util::page_size(),
+                p => p,
+            };
+            (Weighting::FaultBytes { page_size }, "bytes")
+        }
         "locks" => (Weighting::OffCpuNs, "ns"),
         _ => (Weighting::Samples, "samples"),
     }
@@ -126,7 +135,7 @@ pub fn run(opts: &FinalizeOptions) -> Result<PathBuf, FinalizeError> {
         debug_roots: vec![PathBuf::from("/usr/lib/debug")],
         elf_cache: Default::default(),
     };
-    let (weighting, metric) = weighting(&manifest.mode);
+    let (weighting, metric) = weighting(&manifest);
     // Progress in bytes of perf.data read: one huge recording moves the bar too.
     let total_bytes: u64 = raws
         .iter()

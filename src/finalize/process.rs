@@ -191,8 +191,11 @@ struct MappingShared(Arc<Mapping>);
 pub enum Weighting {
     /// One per sample.
     Samples,
-    /// period × page size (page faults).
-    FaultBytes,
+    /// period × page size (page faults); the recording node's base page size.
+    FaultBytes {
+        /// Bytes.
+        page_size: u64,
+    },
     /// Off-CPU nanoseconds until the thread is switched back in.
     OffCpuNs,
 }
@@ -310,7 +313,10 @@ pub fn process_perf_data<'a>(
         lineage: Default::default(),
         cache: CacheX86_64::new(),
         weighting,
-        page_size: crate::collect::sys::page_size() as u64,
+        page_size: match weighting {
+            Weighting::FaultBytes { page_size } => page_size,
+            _ => 4096,
+        },
         pending_off_cpu: FxHashMap::default(),
         sample_hook,
         reads: Vec::new(),
@@ -756,7 +762,7 @@ impl Builder<'_> {
             Weighting::Samples => 1,
             // Memory mode: faults weigh bytes; other events sampled
             // alongside (LLC misses) weigh nothing in bytes, their `count` ranks them.
-            Weighting::FaultBytes
+            Weighting::FaultBytes { .. }
                 if !self
                     .out
                     .events
@@ -768,7 +774,7 @@ impl Builder<'_> {
             // Each sample stands for `period` faults (the sample's own period, else its
             // attr's: page faults sampled one in N carry none), each of the size of the
             // page it mapped.
-            Weighting::FaultBytes => {
+            Weighting::FaultBytes { .. } => {
                 let period = s
                     .period
                     .or_else(|| self.attr_period.get(event as usize).copied())

@@ -172,6 +172,23 @@ fn memory_mode_end_to_end_on_touch256() {
         );
         assert!(!raw.join("counters.csv").exists(), "nothing faked");
     }
+    // A fault weighs the recording node's page, which the manifest carries: the same
+    // raw data said to come from a node with pages twice as large weighs twice as much.
+    assert_eq!(m["page_size"].as_u64(), Some(hwprof::util::page_size()));
+    let before = report_json(&dir, "memory")["total"].as_f64().unwrap();
+    let mut m2 = m.clone();
+    m2["page_size"] = (2 * hwprof::util::page_size()).into();
+    std::fs::write(dir.join("manifest.json"), m2.to_string()).unwrap();
+    std::fs::remove_file(dir.join("profile.db")).unwrap();
+    ok(&Command::new(hwprof_bin())
+        .args(["finalize", "-q", dir.to_str().unwrap()])
+        .output()
+        .unwrap());
+    let after = report_json(&dir, "memory")["total"].as_f64().unwrap();
+    assert!(
+        (1.95..2.05).contains(&(after / before)),
+        "bytes with pages twice as large: {after} vs {before}"
+    );
 }
 
 #[test]
