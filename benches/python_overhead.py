@@ -26,7 +26,9 @@ import os, shutil, statistics, subprocess, sys, tempfile, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HW = os.path.join(ROOT, "target/release/hwprof")
-AGENT = os.path.join(ROOT, "target/release/libhwprof_agent.so")
+# HWPROF_AGENT_LIB, when set, names the agent to measure (e.g. the embedded build's,
+# target/release/build/hwprof-*/out/libhwprof_agent.so); else the workspace build's.
+AGENT = os.environ.get("HWPROF_AGENT_LIB") or os.path.join(ROOT, "target/release/libhwprof_agent.so")
 RUNS = int(sys.argv[1]) if len(sys.argv) > 1 else 5
 PY = sys.executable
 SPY = shutil.which("py-spy", path=os.path.dirname(PY)) or shutil.which("py-spy")
