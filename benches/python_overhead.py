@@ -19,14 +19,18 @@ rounds, default 5):
 
 HWPROF_BENCH_CONFIGS=bare,hwprof,... runs only those configurations and
 HWPROF_BENCHES=go,... only those benchmarks.
-Prints the median wall time of each and its ratio to bare, as a Markdown table.
+Prints the median wall time of each and its ratio to bare, as a Markdown table, then
+the median CPU time of the whole run (target, profiler, children; RUSAGE_CHILDREN) the
+same way: on a machine loaded by other work the wall ratio is mostly noise.
 Needs pyperformance, pyperf and py-spy (pip install -r .ci/requirements.txt).
 """
-import os, shutil, statistics, subprocess, sys, tempfile, time
+import os, resource, shutil, statistics, subprocess, sys, tempfile, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HW = os.path.join(ROOT, "target/release/hwprof")
-AGENT = os.path.join(ROOT, "target/release/libhwprof_agent.so")
+# HWPROF_AGENT_LIB, when set, names the agent to measure (e.g. the embedded build's,
+# target/release/build/hwprof-*/out/libhwprof_agent.so); else the workspace build's.
+AGENT = os.environ.get("HWPROF_AGENT_LIB") or os.path.join(ROOT, "target/release/libhwprof_agent.so")
 RUNS = int(sys.argv[1]) if len(sys.argv) > 1 else 5
 PY = sys.executable
 SPY = shutil.which("py-spy", path=os.path.dirname(PY)) or shutil.which("py-spy")
@@ -71,16 +75,23 @@ def configs(cmd):
 
 env = dict(os.environ, HWPROF_AGENT_LIB=AGENT)
 times = {}
+cpu = {}
 for r in range(RUNS):
     for name, n in BENCHES.items():
         cmd = [PY, os.path.join(BENCH, f"bm_{name}", "run_benchmark.py"),
                "--worker", "-l", "1", "-n", str(n), "-w", "0"]
         for cfg, argv in configs(cmd).items():
             shutil.rmtree(out_dir, ignore_errors=True)
+            ru = resource.getrusage(resource.RUSAGE_CHILDREN)
             t = time.perf_counter()
             subprocess.run(argv, check=True, env=env,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             times.setdefault((name, cfg), []).append(time.perf_counter() - t)
+            # CPU time of the whole run (target, profiler and their children, all
+            # reaped): what a loaded machine cannot inflate the way it does wall time.
+            ru2 = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpu.setdefault((name, cfg), []).append(
+                ru2.ru_utime + ru2.ru_stime - ru.ru_utime - ru.ru_stime)
     print(f"round {r + 1}/{RUNS} done", file=sys.stderr)
 
 cfgs = list(configs([]).keys())
@@ -92,6 +103,16 @@ for name in BENCHES:
     cells = []
     for cfg in cfgs:
         m = statistics.median(times[(name, cfg)])
+        cells.append(f"{m:.3f} s ({m / bare:.3f})")
+    print(f"| {name} | " + " | ".join(cells) + " |")
+print(f"\nCPU time of the whole run (target + profiler, user + system), median (ratio to bare)\n")
+print("| benchmark | " + " | ".join(cfgs) + " |")
+print("|---|" + "---|" * len(cfgs))
+for name in BENCHES:
+    bare = statistics.median(cpu[(name, "bare")])
+    cells = []
+    for cfg in cfgs:
+        m = statistics.median(cpu[(name, cfg)])
         cells.append(f"{m:.3f} s ({m / bare:.3f})")
     print(f"| {name} | " + " | ".join(cells) + " |")
 shutil.rmtree(tmp, ignore_errors=True)

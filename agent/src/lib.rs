@@ -19,8 +19,8 @@
 //!    (`SCM_RIGHTS`), which mmaps and drains their rings.
 //!
 //! The kernel then delivers one synchronous SIGTRAP to the sampled thread per sample. The
-//! handler (async-signal-safe: no allocation, no locks, only `getpid`, `gettid`,
-//! `clock_gettime`; on the alternate stack when the thread has one, with its buffers in
+//! handler (async-signal-safe: no allocation, no locks, only `clock_gettime` and, once
+//! per thread and process, `getpid`/`gettid` (cached: `self_ids.rs`); on the alternate stack when the thread has one, with its buffers in
 //! a preallocated slot, see `scratch.rs`) finds the thread's
 //! `PyThreadState` (matching `thread_id` to `pthread_self()`), walks its frame chain, and
 //! appends one capture record to the ring
@@ -51,6 +51,7 @@ mod disposition;
 mod exit_check;
 mod safe_load;
 mod scratch;
+mod self_ids;
 mod spawn;
 
 use std::ffi::{c_int, c_void};
@@ -514,6 +515,7 @@ fn start_python(cfg: &Config, pid: u32, given_fd: c_int) -> bool {
         return false;
     }
     tstate_tls::init(l.minor);
+    self_ids::init();
     disposition::set_ours(libc::SIGTRAP, true);
     // Without them, reads go through process_vm_readv.
     safe_load::install();
@@ -1145,22 +1147,21 @@ fn stop_handling(_sig: c_int) {
 
 fn capture(st: &State, late: bool) {
     let Some(ring) = RING.get() else { return };
-    // SAFETY: getpid/gettid/clock_gettime are async-signal-safe syscalls (vDSO for time).
-    let (pid, tid, now) = unsafe {
+    // Cached: no system call in the common path (self_ids.rs says when it asks).
+    let (pid, tid) = self_ids::current();
+    let pid = pid as libc::pid_t;
+    // SAFETY: clock_gettime is async-signal-safe (vDSO).
+    let now = unsafe {
         let mut ts: libc::timespec = std::mem::zeroed();
         libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts);
-        (
-            libc::getpid(),
-            libc::gettid(),
-            (ts.tv_sec as u64)
-                .wrapping_mul(1_000_000_000)
-                .wrapping_add(ts.tv_nsec as u64),
-        )
+        (ts.tv_sec as u64)
+            .wrapping_mul(1_000_000_000)
+            .wrapping_add(ts.tv_nsec as u64)
     };
     let mut n = 0usize;
     let mut flags = if late { CAP_ASYNC } else { 0 };
     // The frames and read buffers live in a preallocated slot, not on the stack.
-    let mut claim = scratch::Claim::get(tid as u32);
+    let mut claim = scratch::Claim::get(tid);
     match claim.as_mut().map(|c| c.buf()) {
         None => flags |= CAP_READ_FAILED,
         Some(s) => match current_frame(st, pid, &mut s.tstate) {
@@ -1187,7 +1188,7 @@ fn capture(st: &State, late: bool) {
     };
     let c = Capture {
         pid: pid as u32,
-        tid: tid as u32,
+        tid,
         time_ns: now,
         flags,
         nframes: used.len() as u32,

@@ -25,7 +25,7 @@ static OFFSET: AtomicU64 = AtomicU64::new(0);
 /// Largest distance below the thread pointer accepted as static TLS.
 const MAX_STATIC_TLS: u64 = 1 << 20;
 
-fn thread_pointer() -> u64 {
+pub(crate) fn thread_pointer() -> u64 {
     let tp: u64;
     // SAFETY: on x86-64 Linux, fs:0 holds the thread control block's own address (the
     // TLS ABI); reading it has no side effect.

@@ -60,6 +60,8 @@ pub struct DrainStats {
     pub mapped_files: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
     /// The launched child's peak RSS in bytes (`ru_maxrss` when it was reaped).
     pub child_maxrss: Option<u64>,
+    /// When the launched child was reaped, CLOCK_MONOTONIC ns.
+    pub child_reaped_ns: Option<u64>,
     /// (python) Pids that exec'd since the filler last looked.
     pub execs: Vec<u32>,
 }
@@ -164,6 +166,11 @@ impl Session {
         &mut self.writer
     }
 
+    /// The launched child's `ru_maxrss` and when it was reaped, once it was.
+    pub fn child_exit(&self) -> Option<(u64, u64)> {
+        Some((self.stats.child_maxrss?, self.stats.child_reaped_ns?))
+    }
+
     /// Why recording stopped early (a write error), and when, if it did.
     pub fn stopped_by(&self) -> Option<(&str, Instant)> {
         self.stopped_by
@@ -264,6 +271,7 @@ impl Session {
                 && let Some((code, maxrss)) = sys::try_wait_maxrss(pid)
             {
                 self.stats.child_maxrss = maxrss;
+                self.stats.child_reaped_ns = Some(crate::util::monotonic_ns());
                 let r = self.drain_once();
                 self.check(r);
                 return Ok(Ended::ChildExited(code));

@@ -618,7 +618,14 @@ pub fn run(opts: &CollectOptions) -> Result<CollectOutcome, CollectError> {
         .map(|(why, at)| (why.to_string(), at.duration_since(started).as_secs_f64()));
     drop(reserve);
     if let Some(m) = memory_samplers {
-        stop_memory_samplers(m, opts.quiet, &mut notices);
+        let exit = session
+            .child_exit()
+            .map(|(maxrss_bytes, time_ns)| rss::ExitReading {
+                pid: target_pid as u32,
+                maxrss_bytes,
+                time_ns,
+            });
+        stop_memory_samplers(m, exit, opts.quiet, &mut notices);
     }
     if let Some(t) = kallsyms {
         let _ = t.join();
@@ -789,8 +796,13 @@ fn start_memory_samplers(
     Ok(MemorySamplers { rss, uncore })
 }
 
-fn stop_memory_samplers(m: MemorySamplers, quiet: bool, notices: &mut Vec<String>) {
-    if let Err(e) = m.rss.stop() {
+fn stop_memory_samplers(
+    m: MemorySamplers,
+    exit: Option<rss::ExitReading>,
+    quiet: bool,
+    notices: &mut Vec<String>,
+) {
+    if let Err(e) = m.rss.stop_at_exit(exit) {
         notice(
             quiet,
             notices,

@@ -19,7 +19,9 @@
 //!
 //! A process that exits between two reads simply stops appearing (zombies are not
 //! written, nor is a process whose RSS reads 0: its memory is already released on
-//! exit). A crash of hwprof loses at most the tick being written; [`read_rss_csv`]
+//! exit). The launched process, which the collector reaps, gets one more row at its
+//! exit, made of its `ru_maxrss` ([`RssSampler::stop_at_exit`], [`exit_reading_bytes`]):
+//! the last row of that pid, at the time it was reaped. A crash of hwprof loses at most the tick being written; [`read_rss_csv`]
 //! drops a cut last line.
 //!
 //! Cost: one `readdir(/proc)` per tick, one `pread` of an open `/proc/PID/statm` per tree
@@ -91,7 +93,22 @@ pub struct RssStats {
 /// thread, until [`stop`](Self::stop).
 pub struct RssSampler {
     stop: Arc<AtomicBool>,
+    /// The launched process's exit, handed over by [`stop_at_exit`](Self::stop_at_exit).
+    exit: Arc<std::sync::Mutex<Option<ExitReading>>>,
     thread: Option<JoinHandle<Result<RssStats, RssError>>>,
+}
+
+/// The kernel's account of a process the collector reaped: what the timeline's reading
+/// at its exit is made of (a zombie's `/proc` files hold no memory figures any more).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExitReading {
+    /// The process.
+    pub pid: u32,
+    /// Its high-water mark of RSS, bytes (`ru_maxrss` of `wait4`).
+    pub maxrss_bytes: u64,
+    /// When it was reaped, CLOCK_MONOTONIC ns (the collector polls a pidfd that turns
+    /// readable at the exit, so this is within a millisecond or so of it).
+    pub time_ns: u64,
 }
 
 /// The default interval (`--rss-interval`), ms: small enough to see a 200 ms phase.
@@ -121,20 +138,32 @@ impl RssSampler {
         out.flush().map_err(io)?;
         let stop = Arc::new(AtomicBool::new(false));
         let st = stop.clone();
+        let exit = Arc::new(std::sync::Mutex::new(None));
+        let ex = exit.clone();
         let path = path.to_path_buf();
         let proc_root = proc_root.to_path_buf();
         let interval = interval.max(Duration::from_millis(1));
         let thread = std::thread::Builder::new()
             .name("hwprof-rss".into())
-            .spawn(move || run(root, interval, out, &path, &proc_root, &st))
+            .spawn(move || run(root, interval, out, &path, &proc_root, &st, &ex))
             .map_err(|e| RssError::Io {
                 path: PathBuf::from("(thread)"),
                 source: e,
             })?;
         Ok(RssSampler {
             stop,
+            exit,
             thread: Some(thread),
         })
+    }
+
+    /// [`stop`](Self::stop), ending the timeline of the reaped process `exit.pid` with a
+    /// reading at its exit (see [`exit_reading_bytes`]).
+    pub fn stop_at_exit(self, exit: Option<ExitReading>) -> Result<RssStats, RssError> {
+        if let Ok(mut e) = self.exit.lock() {
+            *e = exit;
+        }
+        self.stop()
     }
 
     /// Take a last reading, flush and close the file, and return what was done.
@@ -206,6 +235,9 @@ struct Tree {
     proc_root: PathBuf,
     /// The root, until it is first seen.
     root: Option<u32>,
+    /// The root: its VmHWM is read every tick, so that a top it reaches after its last
+    /// tick is told apart at its exit ([`exit_reading_bytes`]).
+    root_pid: u32,
     /// Tree members and their statm files.
     ours: HashMap<u32, std::fs::File>,
     /// Tree members' `/proc/PID/status` (read for `VmHWM`, the kernel's high-water mark).
@@ -300,7 +332,8 @@ impl Tree {
         let all = self.ticks.is_multiple_of(HWM_EVERY);
         self.ticks += 1;
         for (pid, pages) in &rows {
-            if !all && self.last_pages.insert(*pid, *pages) == Some(*pages) {
+            if !all && *pid != self.root_pid && self.last_pages.insert(*pid, *pages) == Some(*pages)
+            {
                 continue;
             }
             self.last_pages.insert(*pid, *pages);
@@ -383,6 +416,7 @@ fn run(
     path: &Path,
     proc_root: &Path,
     stop: &AtomicBool,
+    exit: &std::sync::Mutex<Option<ExitReading>>,
 ) -> Result<RssStats, RssError> {
     let io = |source| RssError::Io {
         path: path.to_path_buf(),
@@ -393,6 +427,7 @@ fn run(
     let mut tree = Tree {
         proc_root: proc_root.to_path_buf(),
         root: Some(root),
+        root_pid: root,
         ours: HashMap::new(),
         status: HashMap::new(),
         hwm: HashMap::new(),
@@ -408,11 +443,16 @@ fn run(
     let mut stats = RssStats::default();
     let mut line = String::with_capacity(64);
     let mut next = start;
+    // The last reading of each process, bytes (for the reading at the root's exit).
+    let mut last_bytes: HashMap<u32, (u64, u64)> = HashMap::new();
     loop {
         let last = stop.load(Ordering::Acquire);
         let t = crate::util::monotonic_ns();
         let cpu_before = thread_cpu_ns();
         let rows = tree.tick();
+        if let Some(&(_, pages)) = rows.iter().find(|r| r.0 == root) {
+            last_bytes.insert(root, (t, pages * page));
+        }
         for (pid, pages) in &rows {
             use std::fmt::Write as _;
             line.clear();
@@ -429,6 +469,23 @@ fn run(
         stats.ticks += 1;
         stats.rows += rows.len() as u64;
         if last {
+            // The reaped process's reading at its exit, after all its ticks.
+            let reaped = exit.lock().ok().and_then(|e| *e);
+            if let Some(e) = reaped
+                && let Some(&(before_t, before)) = last_bytes.get(&e.pid)
+            {
+                let bytes = exit_reading_bytes(
+                    e.maxrss_bytes,
+                    tree.hwm.get(&e.pid).copied().unwrap_or(0),
+                    before,
+                );
+                // The pidfd woke the collector after the exit, so after the last tick
+                // that read the process; max() keeps the file in time order regardless.
+                let at = e.time_ns.max(before_t + 1);
+                writeln!(out, "{at},{},{bytes}", e.pid).map_err(io)?;
+                out.flush().map_err(io)?;
+                stats.rows += 1;
+            }
             break;
         }
         // Fixed-rate schedule; a late tick is not made up for with a burst.
@@ -477,6 +534,21 @@ pub fn read_rss_csv(path: &Path) -> Result<Vec<(u64, u32, u64)>, RssError> {
         line,
         text,
     })
+}
+
+/// The timeline's reading at the exit of a process the collector reaped, bytes, from
+/// its exact high-water mark `maxrss` (`ru_maxrss`), the highest `VmHWM` read while it
+/// lived (`hwm_read`, read every tick for the launched process) and its last RSS reading
+/// (`last`):
+/// - `maxrss > hwm_read`: the process reached a new top after its last tick, so the
+///   top of its last interval is `maxrss`, exact: a program that grows until it exits
+///   ends its timeline at its true peak (its RSS at exit is that top unless it freed
+///   memory again within the last interval);
+/// - otherwise its last interval reached no new top and no kernel figure says where
+///   its RSS ended: the last reading is carried to the exit (RSS at exit lies between 0
+///   and `maxrss`).
+pub fn exit_reading_bytes(maxrss: u64, hwm_read: u64, last: u64) -> u64 {
+    if maxrss > hwm_read { maxrss } else { last }
 }
 
 /// Every this many ticks the sampler reads every member's VmHWM, not only those whose
@@ -568,6 +640,14 @@ mod tests {
         let text = b"Name:\tx\nVmPeak:\t  10000 kB\nVmHWM:\t   2048 kB\nVmRSS:\t 1024 kB\n";
         assert_eq!(parse_status_vmhwm(text), Some(2048 * 1024));
         assert_eq!(parse_status_vmhwm(b"Name:\tzombie\nState:\tZ\n"), None);
+    }
+
+    #[test]
+    fn exit_reading_is_the_new_top_or_the_last_reading() {
+        // Grew after the last tick: the exact high-water mark.
+        assert_eq!(exit_reading_bytes(220, 180, 180), 220);
+        // No new top since the last read: the last reading is carried to the exit.
+        assert_eq!(exit_reading_bytes(256, 256, 144), 144);
     }
 
     #[test]

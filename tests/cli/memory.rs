@@ -769,3 +769,74 @@ fn a_python_cold_read_counts_its_major_faults_at_its_line() {
         v["functions"]
     );
 }
+
+/// grow_at_exit.c grows its RSS by 200 MiB right before it exits, after the sampler's
+/// last tick could read it: the timeline must end with a reading at its exit, so that
+/// its last point and its maximum are the designed peak (208 MiB + the program's own
+/// ~1 MiB) within 5%, and equal to the peak reported for the process (its ru_maxrss).
+/// This VM faults 200 MiB in ~250 ms (5 µs a fault), not the < 20 ms that would fit
+/// between two 50 ms ticks, so one run lengthens the interval to 1 s (the growth then
+/// lies after the last tick by construction) and one keeps the default 50 ms.
+#[test]
+fn the_timeline_ends_at_the_exit_with_the_peak() {
+    let t = shared_tempdir();
+    let bin = build_c(t.path(), "grow_at_exit.c", "grow_at_exit", &["-O1"]);
+    for interval in ["1000", "50"] {
+        let dir = t.path().join(format!("run{interval}"));
+        let out = Command::new(hwprof_bin())
+            .args([
+                "collect",
+                "-m",
+                "memory",
+                "-q",
+                "--rss-interval",
+                interval,
+                "-r",
+                dir.to_str().unwrap(),
+                "--",
+            ])
+            .arg(&bin)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let maxrss = printed(&stdout, "maxrss_kib") * 1024.0;
+        let designed = 209.0 * MIB;
+        let v = report_json(&dir, "memory");
+        let tl: Vec<f64> = v["timeline"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["rss_bytes"].as_f64().unwrap())
+            .collect();
+        let last = *tl.last().unwrap_or_else(|| panic!("no timeline: {v:#}"));
+        let max = tl.iter().copied().fold(0.0, f64::max);
+        let mib = |x: &[f64]| x.iter().map(|b| (b / MIB).round()).collect::<Vec<_>>();
+        for (what, x) in [("last point", last), ("maximum", max)] {
+            assert!(
+                (x - designed).abs() <= 0.05 * designed,
+                "--rss-interval {interval}: timeline {what} {:.1} MiB, designed {:.0} MiB; timeline {:?}",
+                x / MIB,
+                designed / MIB,
+                mib(&tl)
+            );
+        }
+        let peak = v["processes"][0]["peak_rss_bytes"].as_f64().unwrap();
+        assert!(
+            (peak - maxrss).abs() <= 0.01 * maxrss && max == peak,
+            "--rss-interval {interval}: peak {peak}, timeline max {max}, ru_maxrss {maxrss}"
+        );
+        println!(
+            "--rss-interval {interval}: last {:.1} MiB, max {:.1} MiB, ru_maxrss {:.1} MiB, designed {:.0} MiB; {}",
+            last / MIB,
+            max / MIB,
+            maxrss / MIB,
+            designed / MIB,
+            stdout.trim()
+        );
+    }
+}
