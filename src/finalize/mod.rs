@@ -11,6 +11,7 @@ pub mod group_reads;
 pub mod launchers;
 pub mod process;
 pub mod symbols;
+pub mod timings;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -63,6 +64,8 @@ pub struct FinalizeOptions {
     pub part: Option<(usize, usize)>,
     /// Print less.
     pub quiet: bool,
+    /// Print the time of each stage (`--timings`).
+    pub timings: bool,
 }
 
 impl FinalizeOptions {
@@ -88,6 +91,7 @@ impl FinalizeOptions {
             jobs: a.jobs,
             part,
             quiet: a.quiet,
+            timings: a.timings,
         })
     }
 }
@@ -102,6 +106,7 @@ fn weighting(mode: &str) -> (Weighting, &'static str) {
 
 /// Run finalize.
 pub fn run(opts: &FinalizeOptions) -> Result<PathBuf, FinalizeError> {
+    let mut clock = timings::StageClock::start(opts.timings);
     let manifest = Manifest::load(&opts.dir)?;
     let mut raws = crate::raw::list_raw_dirs(&opts.dir)?;
     raws.retain(|r| r.path.join("perf.data").is_file());
@@ -207,7 +212,9 @@ pub fn run(opts: &FinalizeOptions) -> Result<PathBuf, FinalizeError> {
         }
     }
 
+    clock.lap("read");
     let symbolized = pool.install(|| symbolize_all(&profiles, &search, opts.quiet));
+    clock.lap("symbolize");
     let mut w = ProfileWriter::default();
     let mut total_samples = 0u64;
     let mut lost = 0u64;
@@ -382,6 +389,7 @@ pub fn run(opts: &FinalizeOptions) -> Result<PathBuf, FinalizeError> {
         meta.insert("timeline_bucket_ns".into(), buckets.bucket_ns().to_string());
         meta.insert("timeline_buckets".into(), buckets.count.to_string());
     }
+    clock.lap("aggregate");
     let out = match opts.part {
         Some((i, n)) => {
             let parts = opts.dir.join("parts").join(format!("{i}-of-{n}"));
@@ -403,6 +411,19 @@ pub fn run(opts: &FinalizeOptions) -> Result<PathBuf, FinalizeError> {
             path
         }
     };
+    clock.lap("write");
+    let per_sample = profiles
+        .iter()
+        .fold(process::StageNs::default(), |a, (_, p)| process::StageNs {
+            unwind: a.unwind + p.stage_ns.unwind,
+            aggregate: a.aggregate + p.stage_ns.aggregate,
+        });
+    clock.print(
+        per_sample,
+        total_samples,
+        profiles.len(),
+        pool.current_num_threads(),
+    );
     Ok(out)
 }
 
