@@ -565,22 +565,14 @@ fn symbolize_all(
         v.dedup();
     }
     let pb = crate::util::progress_bar(groups.len() as u64, "symbols", quiet);
-    let resolved: Vec<HashMap<u64, Vec<FrameInfo>>> = groups
-        .par_iter()
-        .map(|((pi, m), addrs)| {
-            let rec = &profiles[*pi].1.modules[*m as usize];
-            let name = rec.name();
-            let elf_path = rec.elf.as_ref().map(|e| e.path.clone());
-            let debug = rec.elf.as_ref().and_then(|e| search.find_debug_file(e));
-            let frames =
-                symbols::symbolize_module(&name, elf_path.as_deref(), debug.as_deref(), addrs);
-            pb.inc(1);
-            addrs.iter().copied().zip(frames).collect()
-        })
-        .collect();
+    // The kallsyms copies are parsed beside the modules' DWARF.
+    let (resolved, kernels) = rayon::join(
+        || symbolize_groups(profiles, search, &groups, &pb),
+        || kernel_symbols(profiles),
+    );
     pb.finish_and_clear();
     let by_key = |pi: usize, m: u32| module_group.get(&(pi, m)).map(|&g| &resolved[g]);
-    let kernels = kernel_symbols(profiles);
+
     profiles
         .par_iter()
         .enumerate()
@@ -612,6 +604,28 @@ fn symbolize_all(
                     ],
                 })
                 .collect()
+        })
+        .collect()
+}
+
+/// The frames of each group's addresses (one group per module file), in parallel.
+fn symbolize_groups(
+    profiles: &[(crate::raw::RawDir, RawProfile)],
+    search: &SearchPaths,
+    groups: &[((usize, u32), Vec<u64>)],
+    pb: &indicatif::ProgressBar,
+) -> Vec<HashMap<u64, Vec<FrameInfo>>> {
+    groups
+        .par_iter()
+        .map(|((pi, m), addrs)| {
+            let rec = &profiles[*pi].1.modules[*m as usize];
+            let name = rec.name();
+            let elf_path = rec.elf.as_ref().map(|e| e.path.clone());
+            let debug = rec.elf.as_ref().and_then(|e| search.find_debug_file(e));
+            let frames =
+                symbols::symbolize_module(&name, elf_path.as_deref(), debug.as_deref(), addrs);
+            pb.inc(1);
+            addrs.iter().copied().zip(frames).collect()
         })
         .collect()
 }

@@ -294,10 +294,12 @@ fn dwarf_frames<Rd: gimli::Reader>(
     out
 }
 
-/// Kernel symbols from a kallsyms copy, sorted by address.
+/// Kernel symbols from a kallsyms copy, sorted by address: (address, name's range in
+/// `text`), so that parsing 100k+ lines allocates nothing per symbol.
 #[derive(Default)]
 pub struct KernelSymbols {
-    syms: Vec<(u64, String)>,
+    text: String,
+    syms: Vec<(u64, u32, u32)>,
 }
 
 impl KernelSymbols {
@@ -314,7 +316,9 @@ impl KernelSymbols {
 
     /// Parse the text of a kallsyms copy.
     pub fn parse(text: &str) -> Self {
-        let mut syms: Vec<(u64, String)> = text
+        let text = text.to_string();
+        let base = text.as_ptr() as usize;
+        let mut syms: Vec<(u64, u32, u32)> = text
             .lines()
             .filter_map(|l| {
                 let mut it = l.split_ascii_whitespace();
@@ -323,20 +327,26 @@ impl KernelSymbols {
                 if !matches!(ty, "t" | "T" | "w" | "W") || addr == 0 {
                     return None;
                 }
-                Some((addr, it.next()?.to_string()))
+                let name = it.next()?;
+                let at = u32::try_from(name.as_ptr() as usize - base).ok()?;
+                Some((addr, at, u32::try_from(name.len()).ok()?))
             })
             .collect();
         syms.sort_unstable();
-        KernelSymbols { syms }
+        KernelSymbols { text, syms }
     }
 
     /// The frame for a kernel address.
     pub fn frame(&self, addr: u64) -> FrameInfo {
         let i = self.syms.partition_point(|s| s.0 <= addr);
-        match i.checked_sub(1).and_then(|i| self.syms.get(i)) {
-            Some((_, name)) => FrameInfo {
+        let name = i
+            .checked_sub(1)
+            .and_then(|i| self.syms.get(i))
+            .and_then(|&(_, at, len)| self.text.get(at as usize..(at + len) as usize));
+        match name {
+            Some(name) => FrameInfo {
                 function: Function {
-                    name: name.clone(),
+                    name: name.to_string(),
                     module: "[kernel]".into(),
                     file: None,
                     start_line: None,
