@@ -2,7 +2,7 @@
 """Benchmarks hwprof against the bare program and `perf record`.
 
     python3 benches/compare.py overhead [--runs 7] [--rounds 1500]
-    python3 benches/compare.py finalize [--samples 1000000]
+    python3 benches/compare.py finalize [--samples 1000000] [--shallow] [--runs 3] [--dir D]
 
 overhead: a CPU-bound C workload (tests/programs/hot.c, no frame pointers) run bare,
 under `hwprof collect --no-finalize -F 999 --call-graph dwarf`, and under
@@ -10,8 +10,9 @@ under `hwprof collect --no-finalize -F 999 --call-graph dwarf`, and under
 times and the ratios.
 
 finalize: records >= N dwarf samples with hwprof (two threads at 10 kHz, 2 KiB stack
-copies), then times `hwprof finalize` and `perf report --stdio` on that same perf.data,
-with their peak RSS.
+copies; with --shallow: hot.c, one thread, default 8 KiB stack copies, N ~100k), then
+times `hwprof finalize` and `perf report --stdio --no-children` on that same perf.data,
+alternating --runs times: medians of wall and CPU time, peak RSS.
 
 Results go to stdout as a Markdown table, ready for docs/performance.md.
 """
@@ -90,30 +91,64 @@ def overhead(args):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def run_measured(cmd):
+    """Wall seconds, CPU seconds (user+sys) and peak RSS (KiB) of one command."""
+    t0 = time.perf_counter()
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, ru = os.wait4(p.pid, 0)
+    wall = time.perf_counter() - t0
+    if status != 0:
+        raise SystemExit(f"{cmd[0]} failed: status {status}")
+    return wall, ru.ru_utime + ru.ru_stime, ru.ru_maxrss
+
+
 def finalize(args):
     tmp = args.dir or tempfile.mkdtemp(prefix="hwprof-bench-")
-    run = os.path.join(tmp, "big")
+    run = os.path.join(tmp, "shallow" if args.shallow else "big")
+    args.samples = args.samples or (100_000 if args.shallow else 1_000_000)
     if not os.path.exists(run):
-        prog = build(tmp, "threads.c", "threads")
-        # ~14 k samples/s across two threads at 10 kHz.
-        rounds = str(max(100, args.samples * 90000 // 1_000_000))
-        subprocess.run([HWPROF, "collect", "-q", "--no-finalize", "-F", "10000",
-                        "--call-graph", "dwarf,2048", "-r", run, "--", prog, rounds], check=True)
+        if args.shallow:
+            # One thread, default call graph (DWARF, 8 KiB stack copies), ~100k samples.
+            prog = build(tmp, "hot.c", "hot")
+            rounds = str(max(100, args.samples * 8000 // 170_000))  # 8000 rounds: 170k samples
+            cmd = [HWPROF, "collect", "-q", "--no-finalize", "-F", "10000", "-r", run, "--", prog, rounds]
+        else:
+            prog = build(tmp, "threads.c", "threads")
+            # ~14 k samples/s across two threads at 10 kHz.
+            rounds = str(max(100, args.samples * 90000 // 1_000_000))
+            cmd = [HWPROF, "collect", "-q", "--no-finalize", "-F", "10000",
+                   "--call-graph", "dwarf,2048", "-r", run, "--", prog, rounds]
+        subprocess.run(cmd, check=True)
     raw = os.path.join(run, "raw", os.listdir(os.path.join(run, "raw"))[0], "perf.data")
     size = os.path.getsize(raw)
-    if os.path.exists(os.path.join(run, "profile.db")):
-        os.remove(os.path.join(run, "profile.db"))
-    h_wall, h_rss = peak_rss_of([HWPROF, "finalize", "-q", run])
+    db = os.path.join(run, "profile.db")
+    hw = {"wall": [], "cpu": [], "rss": []}
+    pr = {"wall": [], "cpu": [], "rss": []}
+    load0 = os.getloadavg()[0]
+    # Alternating, so both see the same load; the page cache is warm after the first.
+    for _ in range(args.runs):
+        if os.path.exists(db):
+            os.remove(db)
+        for d, v in zip(("wall", "cpu", "rss"), run_measured([HWPROF, "finalize", "-q", run])):
+            hw[d].append(v)
+        for d, v in zip(("wall", "cpu", "rss"),
+                        run_measured(["perf", "report", "--stdio", "--no-children", "-i", raw])):
+            pr[d].append(v)
+    load1 = os.getloadavg()[0]
     summary = subprocess.run([HWPROF, "report", run, "--view", "summary", "--format", "json"],
                              capture_output=True, text=True, check=True).stdout
     samples = json.loads(summary)["samples"]
-    p_wall, p_rss = peak_rss_of(["perf", "report", "--stdio", "-i", raw])
-    print(f"perf.data: {size / 2**20:.0f} MiB, {samples} dwarf samples (2 KiB stacks)\n")
-    print("| tool | wall (s) | samples/s | peak RSS (MiB) |")
-    print("|---|---|---|---|")
-    print(f"| hwprof finalize | {h_wall:.1f} | {samples / h_wall:,.0f} | {h_rss / 1024:.0f} |")
-    print(f"| perf report --stdio | {p_wall:.1f} | {samples / p_wall:,.0f} | {p_rss / 1024:.0f} |")
-    print(f"\n- hwprof finalize is **{p_wall / h_wall:.1f}x** faster than perf report")
+    med = statistics.median
+    kind = "one thread, DWARF 8 KiB" if args.shallow else "two threads, DWARF 2 KiB"
+    print(f"perf.data: {size / 2**20:.0f} MiB, {samples} samples ({kind}); {args.runs} alternating "
+          f"runs, medians; load average {load0:.1f} -> {load1:.1f}\n")
+    print("| tool | wall (s) | CPU user+sys (s) | samples/s (wall) | peak RSS (MiB) |")
+    print("|---|---|---|---|---|")
+    for name, m in (("hwprof finalize", hw), ("perf report --stdio --no-children", pr)):
+        print(f"| {name} | {med(m['wall']):.2f} | {med(m['cpu']):.2f} | "
+              f"{samples / med(m['wall']):,.0f} | {med(m['rss']) / 1024:.0f} |")
+    print(f"\n- ratio perf report / hwprof finalize: **{med(pr['wall']) / med(hw['wall']):.1f}x** wall, "
+          f"{med(pr['cpu']) / med(hw['cpu']):.1f}x CPU")
     if not args.dir:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -125,8 +160,11 @@ def main():
     o.add_argument("--runs", type=int, default=7)
     o.add_argument("--rounds", type=int, default=1500)
     f = sub.add_parser("finalize")
-    f.add_argument("--samples", type=int, default=1_000_000)
+    f.add_argument("--samples", type=int, help="default 1,000,000; 100,000 with --shallow")
     f.add_argument("--dir", help="reuse (or keep) the recording in this directory")
+    f.add_argument("--shallow", action="store_true",
+                   help="record one thread with the default call graph (DWARF, 8 KiB) instead")
+    f.add_argument("--runs", type=int, default=3, help="alternating runs of each tool")
     args = ap.parse_args()
     if not os.path.exists(HWPROF):
         subprocess.run(["cargo", "build", "--release"], cwd=ROOT, check=True)

@@ -47,6 +47,7 @@ fn bench_finalize(c: &mut Criterion) {
         jobs: None,
         part: None,
         quiet: true,
+        timings: false,
     };
     let mut g = c.benchmark_group("finalize");
     g.sample_size(10);

@@ -157,6 +157,9 @@ pub struct FinalizeArgs {
     /// Print less.
     #[arg(short, long)]
     pub quiet: bool,
+    /// Print where the time went: read, unwind, symbolize, aggregate, write.
+    #[arg(long)]
+    pub timings: bool,
 }
 
 /// `hwprof merge`.

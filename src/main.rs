@@ -48,6 +48,7 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                     jobs: args.jobs,
                     part: None,
                     quiet: args.quiet,
+                    timings: false,
                 };
                 hwprof::finalize::run(&fopts)?;
                 if !args.quiet {

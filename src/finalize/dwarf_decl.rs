@@ -58,14 +58,33 @@ impl DeclIndex {
         };
         let sections = gimli::DwarfSections::load(load).ok()?;
         let dwarf = sections.borrow(|s| EndianSlice::new(s, endian));
+        Some(Self::from_dwarf(&dwarf, None))
+    }
+
+    /// Index only what symbolizing `addrs` (sorted) needs: the units whose code
+    /// covers one of them. Walking every unit of a large library (libc: 1,500 units)
+    /// for the two addresses a profile has in it was most of a small finalize. A file
+    /// with Fortran units is walked whole: a contained procedure's name is qualified
+    /// only when no outer procedure anywhere has that name.
+    pub fn for_addresses(dwarf: &gimli::Dwarf<R<'_>>, addrs: &[u64]) -> DeclIndex {
+        Self::from_dwarf(dwarf, Some(addrs))
+    }
+
+    fn from_dwarf(dwarf: &gimli::Dwarf<R<'_>>, only: Option<&[u64]>) -> DeclIndex {
+        let mut units = Vec::new();
+        let mut headers = dwarf.units();
+        while let Ok(Some(header)) = headers.next() {
+            if let Ok(unit) = dwarf.unit(header) {
+                units.push(unit);
+            }
+        }
+        let whole = only.is_none() || units.iter().any(is_fortran_unit);
         let mut index = DeclIndex::default();
         let mut outer_names = std::collections::HashSet::new();
-        let mut units = dwarf.units();
-        while let Ok(Some(header)) = units.next() {
-            let Ok(unit) = dwarf.unit(header) else {
-                continue;
-            };
-            index.add_unit(&dwarf, &unit, &mut outer_names);
+        for unit in &units {
+            if whole || only.is_some_and(|a| covers_any(dwarf, unit, a)) {
+                index.add_unit(dwarf, unit, &mut outer_names);
+            }
         }
         // A name that is also an outer procedure's stays as it is: qualifying it would
         // guess which one a frame is.
@@ -74,7 +93,7 @@ impl DeclIndex {
                 *q = None;
             }
         }
-        Some(index)
+        index
     }
 
     fn add_unit<'a>(
@@ -144,6 +163,35 @@ impl DeclIndex {
     /// `host::name` for a Fortran contained procedure called `name`.
     pub fn qualified(&self, name: &str) -> Option<&str> {
         self.contained.get(name)?.as_deref()
+    }
+}
+
+/// Whether the unit's root DIE says Fortran.
+fn is_fortran_unit(unit: &gimli::Unit<R<'_>>) -> bool {
+    let mut cursor = unit.entries();
+    matches!(
+        cursor.next_dfs().ok().flatten().and_then(|e| e.attr_value(gimli::DW_AT_language)),
+        Some(AttributeValue::Language(l)) if super::fortran::is_fortran(l)
+    )
+}
+
+/// Whether one of `addrs` (sorted) lies in the unit's code; a unit whose ranges cannot
+/// be read counts as covering (it is walked, as before).
+fn covers_any(dwarf: &gimli::Dwarf<R<'_>>, unit: &gimli::Unit<R<'_>>, addrs: &[u64]) -> bool {
+    let Ok(mut ranges) = dwarf.unit_ranges(unit) else {
+        return true;
+    };
+    loop {
+        match ranges.next() {
+            Ok(Some(r)) => {
+                let i = addrs.partition_point(|&a| a < r.begin);
+                if addrs.get(i).is_some_and(|&a| a < r.end) {
+                    return true;
+                }
+            }
+            Ok(None) => return false,
+            Err(_) => return true,
+        }
     }
 }
 

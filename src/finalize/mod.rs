@@ -11,6 +11,7 @@ pub mod group_reads;
 pub mod launchers;
 pub mod process;
 pub mod symbols;
+pub mod timings;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -63,6 +64,8 @@ pub struct FinalizeOptions {
     pub part: Option<(usize, usize)>,
     /// Print less.
     pub quiet: bool,
+    /// Print the time of each stage (`--timings`).
+    pub timings: bool,
 }
 
 impl FinalizeOptions {
@@ -88,6 +91,7 @@ impl FinalizeOptions {
             jobs: a.jobs,
             part,
             quiet: a.quiet,
+            timings: a.timings,
         })
     }
 }
@@ -111,6 +115,7 @@ fn weighting(manifest: &Manifest) -> (Weighting, &'static str) {
 
 /// Run finalize.
 pub fn run(opts: &FinalizeOptions) -> Result<PathBuf, FinalizeError> {
+    let mut clock = timings::StageClock::start(opts.timings);
     let manifest = Manifest::load(&opts.dir)?;
     let mut raws = crate::raw::list_raw_dirs(&opts.dir)?;
     raws.retain(|r| r.path.join("perf.data").is_file());
@@ -216,7 +221,9 @@ pub fn run(opts: &FinalizeOptions) -> Result<PathBuf, FinalizeError> {
         }
     }
 
+    clock.lap("read");
     let symbolized = pool.install(|| symbolize_all(&profiles, &search, opts.quiet));
+    clock.lap("symbolize");
     let mut w = ProfileWriter::default();
     let mut total_samples = 0u64;
     let mut lost = 0u64;
@@ -391,6 +398,7 @@ pub fn run(opts: &FinalizeOptions) -> Result<PathBuf, FinalizeError> {
         meta.insert("timeline_bucket_ns".into(), buckets.bucket_ns().to_string());
         meta.insert("timeline_buckets".into(), buckets.count.to_string());
     }
+    clock.lap("aggregate");
     let out = match opts.part {
         Some((i, n)) => {
             let parts = opts.dir.join("parts").join(format!("{i}-of-{n}"));
@@ -412,6 +420,19 @@ pub fn run(opts: &FinalizeOptions) -> Result<PathBuf, FinalizeError> {
             path
         }
     };
+    clock.lap("write");
+    let per_sample = profiles
+        .iter()
+        .fold(process::StageNs::default(), |a, (_, p)| process::StageNs {
+            unwind: a.unwind + p.stage_ns.unwind,
+            aggregate: a.aggregate + p.stage_ns.aggregate,
+        });
+    clock.print(
+        per_sample,
+        total_samples,
+        profiles.len(),
+        pool.current_num_threads(),
+    );
     Ok(out)
 }
 
@@ -553,22 +574,14 @@ fn symbolize_all(
         v.dedup();
     }
     let pb = crate::util::progress_bar(groups.len() as u64, "symbols", quiet);
-    let resolved: Vec<HashMap<u64, Vec<FrameInfo>>> = groups
-        .par_iter()
-        .map(|((pi, m), addrs)| {
-            let rec = &profiles[*pi].1.modules[*m as usize];
-            let name = rec.name();
-            let elf_path = rec.elf.as_ref().map(|e| e.path.clone());
-            let debug = rec.elf.as_ref().and_then(|e| search.find_debug_file(e));
-            let frames =
-                symbols::symbolize_module(&name, elf_path.as_deref(), debug.as_deref(), addrs);
-            pb.inc(1);
-            addrs.iter().copied().zip(frames).collect()
-        })
-        .collect();
+    // The kallsyms copies are parsed beside the modules' DWARF.
+    let (resolved, kernels) = rayon::join(
+        || symbolize_groups(profiles, search, &groups, &pb),
+        || kernel_symbols(profiles),
+    );
     pb.finish_and_clear();
     let by_key = |pi: usize, m: u32| module_group.get(&(pi, m)).map(|&g| &resolved[g]);
-    let kernels = kernel_symbols(profiles);
+
     profiles
         .par_iter()
         .enumerate()
@@ -600,6 +613,28 @@ fn symbolize_all(
                     ],
                 })
                 .collect()
+        })
+        .collect()
+}
+
+/// The frames of each group's addresses (one group per module file), in parallel.
+fn symbolize_groups(
+    profiles: &[(crate::raw::RawDir, RawProfile)],
+    search: &SearchPaths,
+    groups: &[((usize, u32), Vec<u64>)],
+    pb: &indicatif::ProgressBar,
+) -> Vec<HashMap<u64, Vec<FrameInfo>>> {
+    groups
+        .par_iter()
+        .map(|((pi, m), addrs)| {
+            let rec = &profiles[*pi].1.modules[*m as usize];
+            let name = rec.name();
+            let elf_path = rec.elf.as_ref().map(|e| e.path.clone());
+            let debug = rec.elf.as_ref().and_then(|e| search.find_debug_file(e));
+            let frames =
+                symbols::symbolize_module(&name, elf_path.as_deref(), debug.as_deref(), addrs);
+            pb.inc(1);
+            addrs.iter().copied().zip(frames).collect()
         })
         .collect()
 }

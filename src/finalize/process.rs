@@ -97,6 +97,8 @@ pub const NO_NODE: u32 = u32::MAX;
 /// Everything one raw directory contributes.
 #[derive(Default)]
 pub struct RawProfile {
+    /// Time spent unwinding and aggregating samples (with [`TIME_STAGES`] on).
+    pub stage_ns: StageNs,
     /// (python) Per process: the event ids of its kept samples (at most 64), to tell
     /// the agents' samples from the collector's.
     pub pid_ids: FxHashMap<u32, Vec<u64>>,
@@ -200,8 +202,23 @@ pub enum Weighting {
     OffCpuNs,
 }
 
+/// `finalize --timings`: also time the unwinding and aggregation of each sample (two
+/// clock reads per stage per sample, so off by default).
+pub static TIME_STAGES: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Nanoseconds spent in the per-sample stages of reading one perf.data.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct StageNs {
+    /// Unwinding (DWARF stack copies, callchains) to addresses.
+    pub unwind: u64,
+    /// Adding the stack to the trie and the sample to the aggregates.
+    pub aggregate: u64,
+}
+
 struct Builder<'a> {
     out: RawProfile,
+    /// Time the per-sample stages ([`TIME_STAGES`]).
+    timed: bool,
     search: &'a SearchPaths,
     procs: FxHashMap<u32, ProcState>,
     module_ids: FxHashMap<(String, Option<Vec<u8>>), u32>,
@@ -327,6 +344,7 @@ pub fn process_perf_data<'a>(
         groups: GroupTracker::default(),
         raw_counts: FxHashMap::default(),
         pending_counts: FxHashMap::default(),
+        timed: TIME_STAGES.load(std::sync::atomic::Ordering::Relaxed),
     };
     let data_file = open()?;
     let attrs: Vec<_> = perf_file
@@ -353,15 +371,17 @@ pub fn process_perf_data<'a>(
         }
     }
     let reported = std::cell::Cell::new(0u64);
-    crate::raw::records::for_each_sorted(
-        data_file.data_section(),
-        &attrs,
-        |attr_index, record| b.handle(attr_index, record),
-        |offset| {
-            data_file.advance_data(offset);
-            progress.inc((offset as u64).saturating_sub(reported.replace(offset as u64)));
-        },
-    );
+    data_file.read_data(|data, reached| {
+        crate::raw::records::for_each_sorted(
+            data,
+            &attrs,
+            |attr_index, record| b.handle(attr_index, record),
+            |offset| {
+                reached(offset);
+                progress.inc((offset as u64).saturating_sub(reported.replace(offset as u64)));
+            },
+        )
+    });
     b.finish_counts();
     b.out.images = b.lineage.finish();
     Ok(b.out)
@@ -707,6 +727,7 @@ impl Builder<'_> {
             None => (time, time),
             Some((a, b)) => (a.min(time), b.max(time)),
         });
+        let unwind_start = self.timed.then(std::time::Instant::now);
         // Leaf first.
         let mut addrs: Vec<Loc> = Vec::with_capacity(32);
         let mut user_from_chain = false;
@@ -738,6 +759,11 @@ impl Builder<'_> {
                 addrs.push(self.loc(pid, ip));
             }
         }
+        let aggregate_start = unwind_start.map(|t| {
+            let now = std::time::Instant::now();
+            self.out.stage_ns.unwind += (now - t).as_nanos() as u64;
+            now
+        });
         let mut leaf = NO_NODE;
         for &loc in addrs.iter().rev() {
             let key = (leaf, loc);
@@ -812,6 +838,9 @@ impl Builder<'_> {
             for (family, a, d) in pending {
                 *self.raw_counts.entry((key, a, family)).or_default() += d;
             }
+        }
+        if let Some(t) = aggregate_start {
+            self.out.stage_ns.aggregate += t.elapsed().as_nanos() as u64;
         }
     }
 

@@ -94,7 +94,6 @@ pub struct TolerantPerfFile {
     pos: u64,
     released: usize,
     data: std::ops::Range<usize>,
-    populated: std::cell::Cell<usize>,
     /// Bytes of the data section not read because the file was cut short.
     pub skipped_bytes: u64,
 }
@@ -114,6 +113,9 @@ fn u32_at(b: &[u8], off: usize) -> Option<u32> {
 
 /// Release mapped pages in chunks of this size.
 const RELEASE_CHUNK: usize = 64 << 20;
+/// How far past the reader the data section is mapped in advance, and in what steps.
+const READ_AHEAD: usize = 64 << 20;
+const POPULATE_CHUNK: usize = 8 << 20;
 
 /// perf.data header size (`struct perf_file_header`).
 const HEADER_SIZE: usize = 104;
@@ -216,7 +218,6 @@ impl TolerantPerfFile {
             pos: 0,
             released: 0,
             data: data_off as usize..end as usize,
-            populated: std::cell::Cell::new(data_off as usize / 4096 * 4096),
             skipped_bytes: declared_end - end,
         })
     }
@@ -226,38 +227,73 @@ impl TolerantPerfFile {
         &self.map[self.data.clone()]
     }
 
-    /// Reading has reached `offset` of the data section: map the next chunk in one call
-    /// (cheaper than a page fault per 64 KiB) and release what is behind.
-    pub fn advance_data(&self, offset: usize) {
-        let ahead = self.data.start + offset;
-        let populated = self.populated.get();
-        if ahead + RELEASE_CHUNK / 2 > populated && populated < self.data.end {
-            let len = RELEASE_CHUNK.min(self.data.end - populated);
-            let _ = self
-                .map
-                .advise_range(memmap2::Advice::PopulateRead, populated, len);
-            self.populated.set(populated + len);
-        }
-        self.release_data_before(offset);
-    }
-
-    /// Drop the mapped pages of the data section before `offset` (relative to the
-    /// data section) from our resident set; the page cache keeps them.
-    pub fn release_data_before(&self, offset: usize) {
-        let page = 4096;
-        let end = (self.data.start + offset.min(self.data.len())) / page * page;
-        let start = self.data.start / page * page;
-        if end > start + RELEASE_CHUNK {
-            // SAFETY: a read-only file mapping: released pages read back the same
-            // file contents if touched again.
-            let _ = unsafe {
-                self.map.unchecked_advise_range(
-                    memmap2::UncheckedAdvice::DontNeed,
-                    start,
-                    end - start,
-                )
+    /// Hands `read` the data section and a `reached(offset)` callback (no record
+    /// before `offset` of the data section will be touched again). A helper thread maps
+    /// the pages up to [`READ_AHEAD`] past that offset (`MADV_POPULATE_READ`: one call
+    /// per chunk, cheaper than a page fault per 64 KiB) and releases those behind it
+    /// (`MADV_DONTNEED`), so this page-table work (a quarter of reading a large file)
+    /// runs beside the parsing, and memory stays bounded whatever the file's size.
+    pub fn read_data<T>(&self, read: impl FnOnce(&[u8], &dyn Fn(usize)) -> T) -> T {
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        let reached = AtomicUsize::new(0);
+        let done = AtomicBool::new(false);
+        let data = self.data.clone();
+        let map = &self.map;
+        std::thread::scope(|scope| {
+            let pager = std::thread::Builder::new()
+                .name("hwprof-pager".into())
+                .spawn_scoped(scope, || {
+                    let page = 4096;
+                    let mut populated = data.start / page * page;
+                    let mut released = populated;
+                    loop {
+                        let at = data.start + reached.load(Ordering::Acquire).min(data.len());
+                        let behind = at / page * page;
+                        if behind >= released + RELEASE_CHUNK {
+                            // SAFETY: a read-only file mapping: released pages read
+                            // back the same file contents if touched again.
+                            let _ = unsafe {
+                                map.unchecked_advise_range(
+                                    memmap2::UncheckedAdvice::DontNeed,
+                                    released,
+                                    behind - released,
+                                )
+                            };
+                            released = behind;
+                        }
+                        let target = (at + READ_AHEAD).min(data.end);
+                        if populated < target {
+                            let len = POPULATE_CHUNK.min(data.end - populated);
+                            let _ = map.advise_range(memmap2::Advice::PopulateRead, populated, len);
+                            populated += len;
+                            continue;
+                        }
+                        if done.load(Ordering::Acquire) {
+                            return;
+                        }
+                        std::thread::park();
+                    }
+                });
+            let pager = pager.ok().map(|p| p.thread().clone());
+            let wake = |offset: usize| {
+                reached.store(offset, Ordering::Release);
+                if let Some(p) = &pager {
+                    p.unpark();
+                }
             };
-        }
+            // Stop the pager however `read` ends (a panic too: the scope waits for it).
+            struct Stop<'a>(&'a AtomicBool, Option<std::thread::Thread>);
+            impl Drop for Stop<'_> {
+                fn drop(&mut self) {
+                    self.0.store(true, Ordering::Release);
+                    if let Some(p) = &self.1 {
+                        p.unpark();
+                    }
+                }
+            }
+            let _stop = Stop(&done, pager.clone());
+            read(&self.map[data.clone()], &wake)
+        })
     }
 }
 

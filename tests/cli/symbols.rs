@@ -427,3 +427,42 @@ fn native_first_line_is_the_declaration_line_also_for_a_clone() {
     assert!(fields[2].ends_with("decl_line.c"), "{spin}");
     assert_eq!(fields[3], "11", "spin is declared on line 11: {spin}");
 }
+
+/// `finalize --timings` names every stage with its wall and CPU time, and the
+/// per-sample stages of reading; the timed run's profile is the usual one.
+#[test]
+fn finalize_timings_name_every_stage() {
+    let t = shared_tempdir();
+    let bin = build_c(t.path(), "hot.c", "hot", &[]);
+    let dir = t.path().join("run");
+    let d = dir.to_str().unwrap();
+    let out = Command::new(hwprof_bin())
+        .args(["collect", "-q", "--no-finalize", "-r", d, "--"])
+        .arg(&bin)
+        .arg("200")
+        .output()
+        .unwrap();
+    ok(&out);
+    let out = Command::new(hwprof_bin())
+        .args(["finalize", "-q", "--timings", d])
+        .output()
+        .unwrap();
+    ok(&out);
+    let err = String::from_utf8_lossy(&out.stderr);
+    eprintln!("{err}");
+    // "  NAME   WALL s   CPU s" (CPU absent on the per-sample lines): the first number.
+    let secs = |name: &str| -> f64 {
+        err.lines()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} line in:\n{err}"))
+    };
+    for stage in ["read", "unwind", "aggregate", "symbolize", "write", "total"] {
+        assert!(secs(stage) >= 0.0, "{stage}");
+    }
+    assert!(secs("total") >= secs("read"), "{err}");
+    // The timed run gives the same profile: hot_a does 3/4 of the work.
+    let hot = hotspots(&dir, &[]);
+    let (a, b) = (hot["hot_a"].self_value, hot["hot_b"].self_value);
+    assert!(a > 2 * b, "hot_a {a} vs hot_b {b}");
+}
