@@ -5,6 +5,7 @@ pub mod imbalance; // --view imbalance (MPI worktree)
 pub mod memory; // --view memory
 pub mod pop; // POP efficiencies in the summary (MPI worktree)
 pub mod views;
+pub mod waits; // --view waits and objects (locks mode)
 
 use std::io::Write;
 use std::path::Path;
@@ -17,7 +18,7 @@ use crate::profile::stacks::StackFilter;
 pub fn run(args: &ReportArgs) -> anyhow::Result<()> {
     let profile = Profile::load(&args.dir)?;
     let filter = StackFilter {
-        frames: args.frames,
+        frames: crate::profile::stacks::default_frames(&profile, args.frames),
         rank: args.rank,
         ranks: args.ranks,
     };
@@ -65,7 +66,8 @@ pub fn render(
         View::Imbalance => {
             imbalance::imbalance(p, format, top, filter, crate::cli::ImbalanceBy::Function)
         }
-        View::Waits => views::waits(p, format, top, filter),
+        View::Waits => waits::waits(p, format, top, filter),
+        View::Objects => waits::objects(p, format, top, filter),
         View::Memory => memory::memory_view(p, format, top, filter.frames),
     };
     Ok(match format {
