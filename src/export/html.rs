@@ -21,7 +21,8 @@
 //!   (samples per track and bucket), and `rows`, `[node, bucket, count]` triples
 //!   whose buckets are `row_merge` buckets wide;
 //! - `lines`: the hottest source lines with the text around them;
-//! - `rss`, `ranks`, `heat`, `waits`, `counters` where the mode has them;
+//! - `rss`, `ranks`, `heat`, `waits` (with `wait_classes` and `wait_objects`, locks
+//!   mode), `counters` where the mode has them;
 //! - `diff` (only in `export --diff BASE NEW --format html`, see `super::diff`):
 //!   BASE's values mapped onto this (NEW's) tree; the page then colors by delta.
 //!

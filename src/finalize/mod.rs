@@ -859,20 +859,17 @@ fn add_waits(
         let Some(&stack) = sample_stacks.get(&key.sample) else {
             continue;
         };
+        // Innermost first.
+        let frames = w.profile.stack_frames(stack);
+        let functions: Vec<&crate::profile::Function> = frames
+            .iter()
+            .rev()
+            .filter_map(|&f| w.profile.frames.get(f))
+            .filter_map(|f| w.profile.functions.get(f.function))
+            .collect();
         let wait = if key.preempted {
-            waits::Wait {
-                class: crate::profile::WaitClass::Preempted,
-                object: None,
-            }
+            waits::classify_preempted(&functions)
         } else {
-            // Innermost first.
-            let frames = w.profile.stack_frames(stack);
-            let functions: Vec<&crate::profile::Function> = frames
-                .iter()
-                .rev()
-                .filter_map(|&f| w.profile.frames.get(f))
-                .filter_map(|f| w.profile.functions.get(f.function))
-                .collect();
             waits::classify(&functions, key.arg0)
         };
         let thread = thread_index

@@ -59,11 +59,24 @@ fn is_gil(b: &str) -> bool {
     )
 }
 
+/// Acquiring a Python lock (`threading.Lock.acquire`, `RLock`, `Thread.join`'s lock).
+fn is_python_lock(b: &str) -> bool {
+    matches!(
+        b,
+        "PyThread_acquire_lock_timed"
+            | "PyThread_acquire_lock"
+            | "acquire_timed"
+            | "lock_PyThread_acquire_lock"
+            | "rlock_acquire"
+    )
+}
+
 /// A frame of an MPI library (or mpi4py), or an MPI function linked statically.
 fn is_mpi(f: &Function) -> bool {
     let b = base(&f.name);
     crate::report::views::is_mpi_module(&f.module)
-        || f.module.to_ascii_lowercase().contains("mpi4py")
+        || is_mpi4py_module(&f.module)
+        || f.name.contains("mpi4py_3MPI_")
         || b.starts_with("MPI_")
         || b.starts_with("PMPI_")
 }
@@ -76,6 +89,41 @@ fn mpi_function(f: &Function) -> Option<String> {
         .filter(|s| s.starts_with("MPI_"))
         .unwrap_or(b);
     b.starts_with("MPI_").then(|| b.to_string())
+}
+
+/// The mpi4py method a Cython wrapper is (`__pyx_pw_6mpi4py_3MPI_4Comm_119Barrier` →
+/// `MPI_Barrier`; lower-case pickle methods keep their class: `Comm.bcast`).
+fn mpi4py_method(name: &str) -> Option<String> {
+    // `<len><Class>_<index><method>` after the module path.
+    let rest = name.split_once("mpi4py_3MPI_")?.1;
+    let digits = rest.find(|c: char| !c.is_ascii_digit())?;
+    let len: usize = rest[..digits].parse().ok()?;
+    let class = rest.get(digits..digits + len)?;
+    let method = rest
+        .get(digits + len..)?
+        .strip_prefix('_')?
+        .trim_start_matches(|c: char| c.is_ascii_digit());
+    match method.chars().next()? {
+        c if c.is_ascii_uppercase() => Some(format!("MPI_{method}")),
+        _ => Some(format!("{class}.{method}")),
+    }
+}
+
+/// The MPI call a stack is in: the outermost `MPI_*` frame (the function the program
+/// called), else the mpi4py method that called into the library.
+fn mpi_object(frames: &[&Function]) -> Option<String> {
+    let native = || frames.iter().filter(|f| f.kind == FrameKind::Native);
+    native()
+        .filter_map(|f| mpi_function(f))
+        .next_back()
+        .or_else(|| native().filter_map(|f| mpi4py_method(&f.name)).next_back())
+}
+
+/// mpi4py's extension module (`MPI.cpython-311-x86_64-linux-gnu.so`,
+/// `MPI.openmpi.cpython-311-….so`).
+pub fn is_mpi4py_module(module: &str) -> bool {
+    let m = module.to_ascii_lowercase();
+    m.contains("mpi4py") || (m.starts_with("mpi.") && m.contains(".so"))
 }
 
 /// The class a user-space blocking primitive stands for.
@@ -196,6 +244,19 @@ fn is_futex_caller(b: &str) -> bool {
         || b.contains("rwlock")
 }
 
+/// Classify an interval whose switch-out said the thread was still runnable: preempted,
+/// unless it was inside MPI (an MPI library polling with `sched_yield`, as Open MPI
+/// does when oversubscribed, waits for MPI even when it yields).
+pub fn classify_preempted(frames: &[&Function]) -> Wait {
+    match classify(frames, None) {
+        w if w.class == WaitClass::Mpi => w,
+        _ => Wait {
+            class: WaitClass::Preempted,
+            object: None,
+        },
+    }
+}
+
 /// Classify a wait by its stack, innermost frame first. `arg0` is the first syscall
 /// argument (`rdi` at kernel entry) when the sample carried user registers.
 pub fn classify(frames: &[&Function], arg0: Option<u64>) -> Wait {
@@ -209,16 +270,23 @@ pub fn classify(frames: &[&Function], arg0: Option<u64>) -> Wait {
                 object: Some("GIL".into()),
             };
         }
+        // Python's locks are semaphores underneath: the lock is what the program waits on.
+        if f.kind == FrameKind::Native && is_python_lock(base(&f.name)) {
+            let leaf = frames
+                .iter()
+                .find(|f| f.kind != FrameKind::Kernel)
+                .map(|l| base(&l.name))
+                .unwrap_or("");
+            return Wait {
+                class: WaitClass::Lock,
+                object: object_of(WaitClass::Lock, leaf, arg0),
+            };
+        }
         if f.kind == FrameKind::Native && is_mpi(f) {
             // Named by the outermost MPI function: the one the program called.
-            let object = frames[i..]
-                .iter()
-                .filter(|f| f.kind == FrameKind::Native)
-                .filter_map(|f| mpi_function(f))
-                .next_back();
             return Wait {
                 class: WaitClass::Mpi,
-                object,
+                object: mpi_object(&frames[i..]),
             };
         }
     }
@@ -375,6 +443,27 @@ mod tests {
     }
 
     #[test]
+    fn a_python_lock_is_a_lock_not_the_semaphore_under_it() {
+        let stack = [
+            kernel("schedule"),
+            native("__futex_abstimed_wait_common64", "libc.so.6"),
+            native("do_futex_wait", "libc.so.6"),
+            native("__new_sem_wait_slow64", "libc.so.6"),
+            native("PyThread_acquire_lock_timed", "libpython3.11.so.1.0"),
+            native("acquire_timed", "libpython3.11.so.1.0"),
+            native("lock_PyThread_acquire_lock", "libpython3.11.so.1.0"),
+            f("Thread._wait_for_tstate_lock", "python", FrameKind::Python),
+        ];
+        assert_eq!(
+            class_of(&stack, Some(0x7f8e_5c00_0b70)),
+            Wait {
+                class: WaitClass::Lock,
+                object: Some("0x7f8e5c000b70".into())
+            }
+        );
+    }
+
+    #[test]
     fn a_python_sleep_is_a_sleep() {
         let stack = [
             kernel("do_nanosleep"),
@@ -420,6 +509,40 @@ mod tests {
         assert_eq!(
             class_of(&nested, None).object.as_deref(),
             Some("MPI_Sendrecv")
+        );
+    }
+
+    #[test]
+    fn mpi4py_wrappers_name_the_call_and_yields_in_mpi_are_mpi() {
+        assert_eq!(
+            mpi4py_method("__pyx_pw_6mpi4py_3MPI_4Comm_119Barrier").as_deref(),
+            Some("MPI_Barrier")
+        );
+        assert_eq!(
+            mpi4py_method("__pyx_pw_6mpi4py_3MPI_4Comm_25bcast").as_deref(),
+            Some("Comm.bcast")
+        );
+        assert_eq!(mpi4py_method("main"), None);
+        let stack = [
+            native("sched_yield", "libc.so.6"),
+            native("opal_progress", "libopen-pal.so.40"),
+            native(
+                "__pyx_pw_6mpi4py_3MPI_4Comm_119Barrier",
+                "MPI.openmpi.cpython-311-x86_64-linux-gnu.so",
+            ),
+            f("main", "python", FrameKind::Python),
+        ];
+        assert_eq!(
+            classify_preempted(&stack.iter().collect::<Vec<_>>()),
+            Wait {
+                class: WaitClass::Mpi,
+                object: Some("MPI_Barrier".into())
+            }
+        );
+        let spin = [native("spin", "app")];
+        assert_eq!(
+            classify_preempted(&spin.iter().collect::<Vec<_>>()).class,
+            WaitClass::Preempted
         );
     }
 

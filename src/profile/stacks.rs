@@ -280,13 +280,14 @@ pub fn is_runtime_module(module: &str) -> bool {
         "libomp",
         "libiomp",
         "libpython",
+        "libevent",
         "[vdso]",
     ];
     PREFIXES.iter().any(|p| m.starts_with(p))
         // The interpreter executable: python3, python3.11 (not `python`, the module of
         // Python frames).
         || (m.starts_with("python") && m[6..].starts_with(|c: char| c.is_ascii_digit()))
-        || m.contains("mpi4py")
+        || crate::finalize::waits::is_mpi4py_module(&m)
         || crate::report::views::is_mpi_module(&m)
 }
 

@@ -93,12 +93,11 @@ fn warning_header(p: &Profile) -> String {
 pub fn summary_after_collect(dir: &Path) -> anyhow::Result<String> {
     let p = Profile::load(dir)?;
     let mut s = warning_header(&p);
-    s.push_str(&views::summary(
-        &p,
-        ReportFormat::Text,
-        10,
-        StackFilter::default(),
-    ));
+    let filter = StackFilter {
+        frames: crate::profile::stacks::default_frames(&p, None),
+        ..Default::default()
+    };
+    s.push_str(&views::summary(&p, ReportFormat::Text, 10, filter));
     s.push_str(&format!(
         "\nresults: {}  (hwprof report {} --view hotspots|lines|callers|threads ...)\n",
         dir.display(),
