@@ -159,21 +159,57 @@ fn waits_have_classes_objects_and_the_programs_functions_lead() {
     let fd = printed("pipe fd ");
     let rows = waits_csv(&dir, &[]);
     let num = |r: &csv::StringRecord, i: usize| r[i].parse::<f64>().unwrap();
+    // Each wait against the design (± 10%) and against the program's own measurement
+    // of it (± 5%): on a starved machine a thread waits for a CPU after its wake-up,
+    // which is off-CPU time too, and the design alone would blame hwprof for it.
+    let measured = |prefix: &str| -> f64 {
+        printed(prefix)
+            .trim_end_matches(" ms")
+            .parse::<f64>()
+            .unwrap()
+            * 1e6
+    };
+    let check = |what: &str, got: f64, design_ms: f64, own: f64| {
+        assert!(
+            (got - own).abs() <= own * 0.05 + 1e6,
+            "{what}: hwprof {:.1} ms, the program measured {:.1} ms",
+            got / 1e6,
+            own / 1e6
+        );
+        if (own - design_ms * 1e6).abs() <= design_ms * 1e6 * 0.10 {
+            assert_near(what, got, design_ms, 0.10);
+        } else {
+            eprintln!(
+                "{what}: the program itself measured {:.1} ms for its designed {design_ms} ms (machine starved)",
+                own / 1e6
+            );
+        }
+    };
     let waiter = csv_row(&rows, "await_the_lock");
-    assert_near("await_the_lock", num(waiter, 6), 350.0, 0.10);
+    check(
+        "await_the_lock",
+        num(waiter, 6),
+        350.0,
+        measured("waited for the lock "),
+    );
     assert_eq!(
         (&waiter[4], &waiter[5]),
         ("lock", mutex.as_str()),
         "{waiter:?}"
     );
-    // One wait: its maximum is itself.
-    assert_eq!(&waiter[6], &waiter[9], "{waiter:?}");
+    // One long wait (its printf may add a short one): the maximum is nearly all of it.
+    assert!(num(waiter, 9) >= 0.95 * num(waiter, 6), "{waiter:?}");
     assert_eq!(&waiter[10], "1", "one thread waited: {waiter:?}");
     let sleeper = csv_row(&rows, "take_a_nap");
-    assert_near("take_a_nap", num(sleeper, 6), 300.0, 0.10);
+    check("take_a_nap", num(sleeper, 6), 300.0, measured("slept "));
     assert_eq!(&sleeper[4], "sleep", "{sleeper:?}");
     let reader = csv_row(&rows, "read_the_pipe");
-    assert_near("read_the_pipe", num(reader, 6), 250.0, 0.10);
+    check(
+        "read_the_pipe",
+        num(reader, 6),
+        250.0,
+        measured("read waited "),
+    );
     assert_eq!(
         (&reader[4], &reader[5]),
         ("io", format!("fd {fd}").as_str())

@@ -2,10 +2,13 @@
    - hold_the_lock takes the mutex and keeps it 400 ms, spinning (on CPU: no wait);
    - await_the_lock arrives 50 ms after the mutex was taken: waits 350 ms, class lock;
    - take_a_nap sleeps 300 ms: class sleep;
-   - read_the_pipe reads a pipe that fill_the_pipe writes 250 ms after start: 250 ms,
-     class io (fill_the_pipe's own 250 ms are a sleep).
+   - read_the_pipe reads a pipe that fill_the_pipe writes 250 ms after the read began:
+     250 ms, class io (fill_the_pipe's own wait is a sleep).
    main leaves with pthread_exit, so it waits for nothing itself. Prints the mutex's
-   address ("mutex 0x...") and the pipe's read end ("pipe fd N"). */
+   address ("mutex 0x...") and the pipe's read end ("pipe fd N"), and each wait as the
+   program itself measured it ("waited for the lock", "slept", "read waited": ms of
+   wall time around the call, which on a starved machine includes waiting for a CPU
+   after the wake-up, as off-CPU time does). */
 #define _GNU_SOURCE
 #include <pthread.h>
 #include <stdatomic.h>
@@ -46,18 +49,40 @@ __attribute__((noinline)) static void await_the_lock(void) {
     double t0 = now();
     pthread_mutex_lock(&the_mutex);
     printf("waited for the lock %.1f ms\n", (now() - t0) * 1e3);
+    fflush(stdout);
     pthread_mutex_unlock(&the_mutex);
 }
 
-__attribute__((noinline)) static void take_a_nap(void) { NAP_MS(300); }
+__attribute__((noinline)) static void take_a_nap(void) {
+    double t0 = now();
+    NAP_MS(300);
+    printf("slept %.1f ms\n", (now() - t0) * 1e3);
+    fflush(stdout);
+}
+
+static atomic_llong read_from; /* CLOCK_MONOTONIC ns when read_the_pipe began its read */
+
+static long long now_ns(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec * 1000000000LL + t.tv_nsec;
+}
 
 __attribute__((noinline)) static void read_the_pipe(void) {
     char c;
+    atomic_store(&read_from, now_ns());
     if (read(fds[0], &c, 1) != 1) perror("read");
+    printf("read waited %.1f ms\n", (now_ns() - atomic_load(&read_from)) * 1e-6);
+    fflush(stdout);
 }
 
+/* Writes 250 ms after the reader began to read, however late either thread started. */
 __attribute__((noinline)) static void fill_the_pipe(void) {
-    NAP_MS(250);
+    while (atomic_load(&read_from) == 0) NAP_MS(1);
+    long long at = atomic_load(&read_from) + 250000000LL;
+    struct timespec t = {at / 1000000000LL, at % 1000000000LL};
+    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &t, NULL) != 0) {
+    }
     if (write(fds[1], "x", 1) != 1) perror("write");
 }
 
