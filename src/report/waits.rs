@@ -249,3 +249,141 @@ pub fn by_class(p: &Profile, filter: StackFilter) -> Vec<(WaitClass, u64)> {
     v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     v
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::FramesFilter;
+    use crate::profile::{Frame, FrameKind, Function, Process, ProfileWriter, Thread};
+
+    /// `work` waits 300 ms on mutex 0x1000 (two threads, longest 200 ms) and sleeps
+    /// 100 ms; every stack ends in libc and the kernel.
+    fn designed() -> Profile {
+        let mut w = ProfileWriter::default();
+        w.profile.meta.insert("mode".into(), "locks".into());
+        w.profile.meta.insert("metric".into(), "ns".into());
+        w.profile.processes.push(Process {
+            pid: 1,
+            ..Default::default()
+        });
+        for tid in [1, 2] {
+            w.profile.threads.push(Thread {
+                process: 0,
+                tid,
+                name: "t".into(),
+            });
+        }
+        let mut frame = |name: &str, module: &str, kind: FrameKind| {
+            let function = w.function(Function {
+                name: name.into(),
+                module: module.into(),
+                file: Some("app.c".into()),
+                start_line: Some(1),
+                kind,
+            });
+            w.frame(Frame {
+                function,
+                file: Some("app.c".into()),
+                line: Some(7),
+            })
+        };
+        let main = frame("main", "app", FrameKind::Native);
+        let work = frame("work", "app", FrameKind::Native);
+        let lock = frame("__lll_lock_wait", "libc.so.6", FrameKind::Native);
+        let sleep = frame("clock_nanosleep", "libc.so.6", FrameKind::Native);
+        let schedule = frame("schedule", "[kernel]", FrameKind::Kernel);
+        let s_lock = w.stack(&[main, work, lock, schedule]);
+        let s_sleep = w.stack(&[main, work, sleep, schedule]);
+        for (stack, thread, ns) in [(s_lock, 0, 200), (s_lock, 1, 100)] {
+            w.add_sample(stack, thread, 0, 1, ns * 1_000_000);
+            w.add_wait(
+                stack,
+                thread,
+                WaitClass::Lock,
+                Some("0x1000"),
+                ns * 1_000_000,
+            );
+        }
+        w.add_sample(s_sleep, 0, 0, 1, 100_000_000);
+        w.add_wait(s_sleep, 0, WaitClass::Sleep, None, 100_000_000);
+        w.profile.clone()
+    }
+
+    fn rows(csv: &str) -> Vec<Vec<String>> {
+        csv.lines()
+            .skip(1)
+            .map(|l| l.split(',').map(String::from).collect())
+            .collect()
+    }
+
+    #[test]
+    fn waits_view_names_the_dominant_class_and_object() {
+        let p = designed();
+        let filter = StackFilter {
+            frames: FramesFilter::Program,
+            ..Default::default()
+        };
+        let csv = waits(&p, ReportFormat::Csv, 10, filter);
+        let r = rows(&csv);
+        let work = r.iter().find(|r| r[0] == "work").unwrap();
+        assert_eq!(
+            work[4..],
+            [
+                "lock",
+                "0x1000",
+                "400000000",
+                "100.00",
+                "3",
+                "200000000",
+                "2"
+            ],
+            "{csv}"
+        );
+        // The program's frames: no libc or kernel rows.
+        assert!(
+            !csv.contains("schedule") && !csv.contains("__lll_lock_wait"),
+            "{csv}"
+        );
+        let all = waits(
+            &p,
+            ReportFormat::Csv,
+            10,
+            StackFilter {
+                frames: FramesFilter::All,
+                ..Default::default()
+            },
+        );
+        assert!(all.contains("schedule") && all.contains("__lll_lock_wait"));
+    }
+
+    #[test]
+    fn objects_view_has_waiters_and_the_site() {
+        let p = designed();
+        let filter = StackFilter {
+            frames: FramesFilter::Program,
+            ..Default::default()
+        };
+        let csv = objects(&p, ReportFormat::Csv, 10, filter);
+        assert_eq!(
+            rows(&csv),
+            [[
+                "0x1000",
+                "lock",
+                "work app.c:7",
+                "300000000",
+                "75.00",
+                "2",
+                "2",
+                "200000000"
+            ]],
+            "{csv}"
+        );
+        assert_eq!(
+            by_class(&p, filter),
+            [
+                (WaitClass::Lock, 300_000_000),
+                (WaitClass::Sleep, 100_000_000)
+            ]
+        );
+    }
+}
