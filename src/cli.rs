@@ -192,8 +192,10 @@ pub enum View {
     Imbalance,
     /// Peak RSS, timeline, growth stacks, bandwidth.
     Memory,
-    /// Off-CPU time by function.
+    /// Off-CPU time by function, with the class and object of the waits.
     Waits,
+    /// Sync objects (locks mode): wait time, waiters and waits per object.
+    Objects,
 }
 
 /// Output formats of `report`.
@@ -227,6 +229,10 @@ pub enum FramesFilter {
     Python,
     /// Native frames only (perf's view).
     Native,
+    /// The program's frames: kernel, C library, Python interpreter and MPI library
+    /// frames at the leaf fold into the program's frame that called them (locks mode's
+    /// default: wait time where the program waited).
+    Program,
 }
 
 /// `hwprof report`.
@@ -249,9 +255,9 @@ pub struct ReportArgs {
     /// Only these MPI ranks: `0-3,8`.
     #[arg(long, value_parser = crate::profile::stacks::RankSet::parse)]
     pub ranks: Option<crate::profile::stacks::RankSet>,
-    /// Which frames to show.
-    #[arg(long, value_enum, default_value = "all")]
-    pub frames: FramesFilter,
+    /// Which frames to show [default: program in locks mode, else all].
+    #[arg(long, value_enum)]
+    pub frames: Option<FramesFilter>,
     /// Rows of `--view imbalance`: one per function or one per source line.
     #[arg(long, value_enum, default_value = "function")]
     pub by: ImbalanceBy,
@@ -300,9 +306,9 @@ pub struct ExportArgs {
     /// Only these MPI ranks: `0-3,8`.
     #[arg(long, value_parser = crate::profile::stacks::RankSet::parse)]
     pub ranks: Option<crate::profile::stacks::RankSet>,
-    /// Which frames to export.
-    #[arg(long, value_enum, default_value = "all")]
-    pub frames: FramesFilter,
+    /// Which frames to export [default: program in locks mode, else all].
+    #[arg(long, value_enum)]
+    pub frames: Option<FramesFilter>,
     /// Output file [default: standard output, or DIR/profile.<ext> for binary formats].
     #[arg(short = 'o', long = "output")]
     pub output: Option<PathBuf>,

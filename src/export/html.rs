@@ -21,7 +21,8 @@
 //!   (samples per track and bucket), and `rows`, `[node, bucket, count]` triples
 //!   whose buckets are `row_merge` buckets wide;
 //! - `lines`: the hottest source lines with the text around them;
-//! - `rss`, `ranks`, `heat`, `waits`, `counters` where the mode has them;
+//! - `rss`, `ranks`, `heat`, `waits` (with `wait_classes` and `wait_objects`, locks
+//!   mode), `counters` where the mode has them;
 //! - `diff` (only in `export --diff BASE NEW --format html`, see `super::diff`):
 //!   BASE's values mapped onto this (NEW's) tree; the page then colors by delta.
 //!
@@ -306,7 +307,16 @@ pub fn data(profile: &Profile, model: &Model, filter: StackFilter) -> Value {
         v["rss"] = rss(p);
     }
     if mode == "locks" {
-        v["waits"] = report_json(views::waits(p, ReportFormat::Json, 30, filter));
+        use crate::report::waits as w;
+        v["waits"] = report_json(w::waits(p, ReportFormat::Json, 30, filter));
+        // The waits panel's breakdowns: by class, and by sync object.
+        let classes = w::by_class(p, filter);
+        let all: u64 = classes.iter().map(|c| c.1).sum();
+        v["wait_classes"] = json!({"rows": classes.iter().map(|(c, ns)| json!({
+            "class": c.as_str(), "wait_ns": ns,
+            "wait_pct": if all == 0 { 0.0 } else { (*ns as f64 * 10000.0 / all as f64).round() / 100.0 },
+        })).collect::<Vec<_>>()});
+        v["wait_objects"] = report_json(w::objects(p, ReportFormat::Json, 30, filter));
     }
     if !p.counts.is_empty() {
         v["counters"] = report_json(views::hotspots(p, ReportFormat::Json, 30, filter));
@@ -507,6 +517,7 @@ fn lines(p: &Profile, filter: StackFilter) -> Value {
         FramesFilter::All => "all",
         FramesFilter::Python => "python",
         FramesFilter::Native => "native",
+        FramesFilter::Program => "program",
     };
     json!({"frames": frames, "rows": rows})
 }

@@ -165,7 +165,7 @@ pub fn run(args: &ExportArgs) -> anyhow::Result<()> {
         check_rank(&profile, rank)?;
     }
     let filter = StackFilter {
-        frames: args.frames,
+        frames: crate::profile::stacks::default_frames(&profile, args.frames),
         rank: args.rank,
         ranks: args.ranks,
     };
@@ -224,7 +224,8 @@ fn run_diff(args: &ExportArgs) -> anyhow::Result<()> {
     };
     let base = side(&base_profile, base_dir.as_path());
     let new = side(&new_profile, new_dir.as_path());
-    let pairs = crate::diff::stack_pairs(&base, &new, args.normalize, args.frames)?;
+    let frames = crate::profile::stacks::default_frames(&new_profile, args.frames);
+    let pairs = crate::diff::stack_pairs(&base, &new, args.normalize, frames)?;
     let mut buf = Vec::new();
     match args.format {
         ExportFormat::Collapsed => diff::write_collapsed(&pairs, &mut buf)?,
@@ -242,7 +243,7 @@ fn run_diff(args: &ExportArgs) -> anyhow::Result<()> {
                 Model::new(
                     s.profile,
                     StackFilter {
-                        frames: args.frames,
+                        frames,
                         rank: s.rank,
                         ranks: None,
                     },
@@ -255,7 +256,7 @@ fn run_diff(args: &ExportArgs) -> anyhow::Result<()> {
             &base,
             &new,
             StackFilter {
-                frames: args.frames,
+                frames,
                 rank: args.rank,
                 ranks: None,
             },
@@ -501,6 +502,7 @@ impl Model {
             crate::cli::FramesFilter::All => {}
             crate::cli::FramesFilter::Python => notes.push("Python frames".into()),
             crate::cli::FramesFilter::Native => notes.push("native frames".into()),
+            crate::cli::FramesFilter::Program => notes.push("program frames".into()),
         }
         let filter_note = if notes.is_empty() {
             String::new()

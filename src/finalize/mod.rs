@@ -13,6 +13,8 @@ pub mod process;
 pub mod symbols;
 pub mod timings;
 
+pub mod waits; // locks mode: classes and objects of off-CPU intervals
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -871,6 +873,7 @@ fn add_raw_profile(
         let thread = thread_index.get(key.thread as usize).copied().unwrap_or(0);
         w.add_timeline(stack, thread, buckets.bucket(*t), count);
     }
+    add_waits(w, p, &count_stacks, &thread_index);
     let mut counts: Vec<_> = p.counts.iter().collect();
     counts.sort_by_key(|((k, a), _)| (k.thread, k.leaf, k.python, k.event, *a));
     for ((key, attr), &value) in counts {
@@ -880,6 +883,53 @@ fn add_raw_profile(
         let thread = thread_index.get(key.thread as usize).copied().unwrap_or(0);
         let event = events.get(*attr as usize).copied().unwrap_or(0);
         w.add_count(stack, thread, event, value);
+    }
+}
+
+/// Locks mode: every off-CPU interval into the waits table, on the stack its
+/// switch-out sample went to, classified by that stack (a preempted thread is
+/// `preempted` whatever its stack).
+fn add_waits(
+    w: &mut ProfileWriter,
+    p: &RawProfile,
+    sample_stacks: &HashMap<process::SampleKey, Option<usize>>,
+    thread_index: &[usize],
+) {
+    let mut keys: Vec<_> = p.waits.iter().collect();
+    keys.sort_by_key(|(k, _)| {
+        let s = k.sample;
+        (s.thread, s.leaf, s.python, s.event, k.preempted, k.arg0)
+    });
+    for (key, &(count, wait_ns, max_ns)) in keys {
+        let Some(&stack) = sample_stacks.get(&key.sample) else {
+            continue;
+        };
+        // Innermost first.
+        let frames = w.profile.stack_frames(stack);
+        let functions: Vec<&crate::profile::Function> = frames
+            .iter()
+            .rev()
+            .filter_map(|&f| w.profile.frames.get(f))
+            .filter_map(|f| w.profile.functions.get(f.function))
+            .collect();
+        let wait = if key.preempted {
+            waits::classify_preempted(&functions)
+        } else {
+            waits::classify(&functions, key.arg0)
+        };
+        let thread = thread_index
+            .get(key.sample.thread as usize)
+            .copied()
+            .unwrap_or(0);
+        w.merge_wait(crate::profile::WaitRow {
+            stack,
+            thread,
+            class: wait.class,
+            object: wait.object,
+            count,
+            wait_ns,
+            max_ns,
+        });
     }
 }
 
@@ -964,6 +1014,19 @@ fn dedup_python_stacks(p: &mut RawProfile, slots: Vec<crate::python::PyStack>) {
             k.python = remap.get(k.python as usize).copied().unwrap_or(NO_NODE);
         }
         *p.counts.entry((k, a)).or_default() += v;
+    }
+    let old = std::mem::take(&mut p.waits);
+    for (mut k, (c, v, m)) in old {
+        if k.sample.python != NO_NODE {
+            k.sample.python = remap
+                .get(k.sample.python as usize)
+                .copied()
+                .unwrap_or(NO_NODE);
+        }
+        let e = p.waits.entry(k).or_insert((0, 0, 0));
+        e.0 += c;
+        e.1 += v;
+        e.2 = e.2.max(m);
     }
     let old = std::mem::take(&mut p.times);
     for ((mut k, t), c) in old {

@@ -154,6 +154,30 @@ pub struct RawProfile {
     /// Samples found twice in perf.data (same id, thread, instant: one fault written
     /// into two rings by the kernel), counted once.
     pub duplicate_samples: u64,
+    /// Locks mode: off-CPU intervals, aggregated per [`WaitKey`]: (count, wait_ns,
+    /// max_ns). Finalize classifies them by their symbolized stack (`finalize::waits`).
+    pub waits: FxHashMap<WaitKey, (u64, u64, u64)>,
+}
+
+/// What a locks-mode off-CPU interval is kept by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct WaitKey {
+    /// The switch-out sample's key (its stack and thread).
+    pub sample: SampleKey,
+    /// The switch-out record said the thread was still runnable (preempted).
+    pub preempted: bool,
+    /// The first syscall argument (`rdi` at kernel entry), from the sample's user
+    /// registers: a futex word or a file descriptor, when the stack says which.
+    pub arg0: Option<u64>,
+}
+
+/// A switch-out waiting for its switch-in.
+#[derive(Clone, Copy, Debug)]
+struct PendingOffCpu {
+    key: SampleKey,
+    time: u64,
+    preempted: bool,
+    arg0: Option<u64>,
 }
 
 /// What the samples' group reads amounted to.
@@ -230,7 +254,7 @@ struct Builder<'a> {
     weighting: Weighting,
     page_size: u64,
     /// Off-CPU: the last switch-out sample per tid, waiting for its switch-in.
-    pending_off_cpu: FxHashMap<u32, (SampleKey, u64)>,
+    pending_off_cpu: FxHashMap<u32, PendingOffCpu>,
     sample_hook: Option<&'a mut SampleHook>,
     /// Per attr: (sample_type, read_format) when its samples carry PERF_SAMPLE_READ.
     reads: Vec<Option<(u64, u64)>>,
@@ -518,15 +542,40 @@ impl Builder<'_> {
             }
             EventRecord::Lost(l) => self.out.lost += l.count,
             EventRecord::ContextSwitch(cs) => {
-                if let (
-                    linux_perf_data::linux_perf_event_reader::ContextSwitchRecord::In { .. },
-                    Some(c),
-                ) = (cs, record.common_data().ok())
-                    && let (Some(tid), Some(t)) = (c.tid, c.timestamp)
-                    && let Some((key, out_time)) = self.pending_off_cpu.remove(&(tid as u32))
-                {
-                    let e = self.out.samples.entry(key).or_insert((0, 0));
-                    e.1 += t.saturating_sub(out_time);
+                use linux_perf_data::linux_perf_event_reader::{
+                    ContextSwitchRecord, TaskWasPreempted,
+                };
+                let Some(c) = record.common_data().ok() else {
+                    return;
+                };
+                let (Some(tid), Some(t)) = (c.tid, c.timestamp) else {
+                    return;
+                };
+                match cs {
+                    // The switch-out record follows the context-switches sample of the
+                    // same switch (perf_event_task_sched_out): it says whether the
+                    // thread was still runnable.
+                    ContextSwitchRecord::Out { preempted, .. } => {
+                        if let Some(p) = self.pending_off_cpu.get_mut(&(tid as u32)) {
+                            p.preempted = preempted == TaskWasPreempted::Yes;
+                        }
+                    }
+                    ContextSwitchRecord::In { .. } => {
+                        if let Some(p) = self.pending_off_cpu.remove(&(tid as u32)) {
+                            let d = t.saturating_sub(p.time);
+                            let e = self.out.samples.entry(p.key).or_insert((0, 0));
+                            e.1 += d;
+                            let key = WaitKey {
+                                sample: p.key,
+                                preempted: p.preempted,
+                                arg0: p.arg0,
+                            };
+                            let w = self.out.waits.entry(key).or_insert((0, 0, 0));
+                            w.0 += 1;
+                            w.1 += d;
+                            w.2 = w.2.max(d);
+                        }
+                    }
                 }
             }
             _ => {}
@@ -817,7 +866,17 @@ impl Builder<'_> {
                 bytes
             }
             Weighting::OffCpuNs => {
-                self.pending_off_cpu.insert(tid, (key, time));
+                // perf's x86-64 register 5 is rdi: at syscall entry, the first argument.
+                let arg0 = s.user_regs.as_ref().and_then(|r| r.get(5));
+                self.pending_off_cpu.insert(
+                    tid,
+                    PendingOffCpu {
+                        key,
+                        time,
+                        preempted: false,
+                        arg0,
+                    },
+                );
                 0
             }
         };

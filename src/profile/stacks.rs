@@ -1,7 +1,7 @@
 //! Weighted stacks out of a loaded profile, filtered the way report and export need:
 //! by rank, and by frame kind (`--frames all|python|native`, DESIGN section 2).
 
-use super::{FrameKind, Profile};
+use super::{FrameKind, Profile, WaitClass, WaitRow};
 use crate::cli::FramesFilter;
 
 /// One aggregated stack with its weight.
@@ -201,6 +201,43 @@ impl Profile {
         out
     }
 
+    /// Locks mode: the waits table as stacks (same filters as
+    /// [`Profile::weighted_stacks`]): (frames outermost first, row). A profile without
+    /// the table (finalized before it existed) gives its samples as waits of class
+    /// `other`, each row's longest wait taken as its mean (all it can prove).
+    pub fn weighted_waits(&self, filter: StackFilter) -> Vec<(Vec<usize>, WaitRow)> {
+        let fallback: Vec<WaitRow>;
+        let rows: &[WaitRow] = if self.waits.is_empty() {
+            fallback = self
+                .samples
+                .iter()
+                .filter(|s| s.value > 0)
+                .map(|s| WaitRow {
+                    stack: s.stack,
+                    thread: s.thread,
+                    class: WaitClass::Other,
+                    object: None,
+                    count: s.count,
+                    wait_ns: s.value,
+                    max_ns: s.value.checked_div(s.count).unwrap_or(0),
+                })
+                .collect();
+            &fallback
+        } else {
+            &self.waits
+        };
+        rows.iter()
+            .filter(|w| !self.is_launcher_thread(w.thread))
+            .filter(|w| {
+                !filter.has_rank_filter() || filter.selects_rank(self.thread_rank(w.thread))
+            })
+            .map(|w| {
+                let frames = apply_frames_filter(self, self.stack_frames(w.stack), filter.frames);
+                (frames, w.clone())
+            })
+            .collect()
+    }
+
     /// Sum of the metric over the program's samples passing the rank filter.
     pub fn total_value(&self, rank: Option<u32>) -> u64 {
         self.samples
@@ -212,12 +249,78 @@ impl Profile {
     }
 }
 
+/// The frames a view shows when the user did not say (`--frames` absent): the
+/// program's frames in locks mode, where the kernel and the C library are where every
+/// wait ends and say nothing of which code waited; all frames otherwise.
+pub fn default_frames(p: &Profile, asked: Option<FramesFilter>) -> FramesFilter {
+    match asked {
+        Some(f) => f,
+        None if p.meta_str("mode") == "locks" => FramesFilter::Program,
+        None => FramesFilter::All,
+    }
+}
+
+/// A module whose frames at the leaf of a stack fold into the program's frame that
+/// called them (`--frames program`): the C runtime, the Python interpreter, OpenMP and
+/// MPI runtimes, the vDSO.
+pub fn is_runtime_module(module: &str) -> bool {
+    let m = module.to_ascii_lowercase();
+    const PREFIXES: &[&str] = &[
+        "libc.so",
+        "libc-",
+        "libpthread",
+        "ld-linux",
+        "ld64.so",
+        "ld-2.",
+        "librt",
+        "libdl",
+        "libgcc_s",
+        "libstdc++",
+        "libgomp",
+        "libomp",
+        "libiomp",
+        "libpython",
+        "libevent",
+        "[vdso]",
+    ];
+    PREFIXES.iter().any(|p| m.starts_with(p))
+        // The interpreter executable: python3, python3.11 (not `python`, the module of
+        // Python frames).
+        || (m.starts_with("python") && m[6..].starts_with(|c: char| c.is_ascii_digit()))
+        || crate::finalize::waits::is_mpi4py_module(&m)
+        || crate::report::views::is_mpi_module(&m)
+}
+
+/// `--frames program`: drop the innermost run of kernel and runtime frames (see
+/// [`is_runtime_module`]), so the leaf is the program's frame that called into them.
+/// A stack of runtime frames only loses its kernel frames.
+fn program_frames(p: &Profile, mut frames: Vec<usize>) -> Vec<usize> {
+    let function = |f: usize| p.frames.get(f).and_then(|fr| p.functions.get(fr.function));
+    let is_program = |f: usize| {
+        function(f).is_some_and(|func| match func.kind {
+            FrameKind::Kernel => false,
+            FrameKind::Python => true,
+            FrameKind::Native => !is_runtime_module(&func.module),
+        })
+    };
+    if let Some(i) = frames.iter().rposition(|&f| is_program(f)) {
+        frames.truncate(i + 1);
+    } else if let Some(i) = frames
+        .iter()
+        .rposition(|&f| p.frame_kind(f) != FrameKind::Kernel)
+    {
+        frames.truncate(i + 1);
+    }
+    frames
+}
+
 /// `--frames python`: if any Python frame is on the stack, keep only the Python frames
 /// (native code below a Python frame becomes that frame's self time); otherwise keep the
 /// native stack. `--frames native`: drop Python frames.
 pub fn apply_frames_filter(p: &Profile, frames: Vec<usize>, filter: FramesFilter) -> Vec<usize> {
     match filter {
         FramesFilter::All => frames,
+        FramesFilter::Program => program_frames(p, frames),
         FramesFilter::Native => frames
             .into_iter()
             .filter(|&f| p.frame_kind(f) != FrameKind::Python)

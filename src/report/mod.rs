@@ -5,6 +5,7 @@ pub mod imbalance; // --view imbalance (MPI worktree)
 pub mod memory; // --view memory
 pub mod pop; // POP efficiencies in the summary (MPI worktree)
 pub mod views;
+pub mod waits; // --view waits and objects (locks mode)
 
 use std::io::Write;
 use std::path::Path;
@@ -17,7 +18,7 @@ use crate::profile::stacks::StackFilter;
 pub fn run(args: &ReportArgs) -> anyhow::Result<()> {
     let profile = Profile::load(&args.dir)?;
     let filter = StackFilter {
-        frames: args.frames,
+        frames: crate::profile::stacks::default_frames(&profile, args.frames),
         rank: args.rank,
         ranks: args.ranks,
     };
@@ -65,7 +66,8 @@ pub fn render(
         View::Imbalance => {
             imbalance::imbalance(p, format, top, filter, crate::cli::ImbalanceBy::Function)
         }
-        View::Waits => views::waits(p, format, top, filter),
+        View::Waits => waits::waits(p, format, top, filter),
+        View::Objects => waits::objects(p, format, top, filter),
         View::Memory => memory::memory_view(p, format, top, filter.frames),
     };
     Ok(match format {
@@ -91,12 +93,11 @@ fn warning_header(p: &Profile) -> String {
 pub fn summary_after_collect(dir: &Path) -> anyhow::Result<String> {
     let p = Profile::load(dir)?;
     let mut s = warning_header(&p);
-    s.push_str(&views::summary(
-        &p,
-        ReportFormat::Text,
-        10,
-        StackFilter::default(),
-    ));
+    let filter = StackFilter {
+        frames: crate::profile::stacks::default_frames(&p, None),
+        ..Default::default()
+    };
+    s.push_str(&views::summary(&p, ReportFormat::Text, 10, filter));
     s.push_str(&format!(
         "\nresults: {}  (hwprof report {} --view hotspots|lines|callers|threads ...)\n",
         dir.display(),

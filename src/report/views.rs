@@ -767,77 +767,6 @@ pub fn ranks(p: &Profile, format: ReportFormat, filter: StackFilter) -> String {
     }
 }
 
-/// `--view waits`: `function,module,file,line,wait_ns,wait_pct,count,max_ns`, inclusive.
-pub fn waits(p: &Profile, format: ReportFormat, top: usize, filter: StackFilter) -> String {
-    let stacks = p.weighted_stacks(filter);
-    let total: u64 = stacks.iter().map(|s| s.value).sum();
-    let mut acc: HashMap<usize, (u64, u64, u64)> = HashMap::new();
-    for s in &stacks {
-        let mut seen = HashSet::new();
-        // The largest single wait an aggregated row can prove is its mean.
-        let per = s.value.checked_div(s.count).unwrap_or(0);
-        for &f in &s.frames {
-            let fi = p.frames[f].function;
-            if seen.insert(fi) {
-                let e = acc.entry(fi).or_default();
-                e.0 += s.value;
-                e.1 += s.count;
-                e.2 = e.2.max(per);
-            }
-        }
-    }
-    let mut rows: Vec<_> = acc.into_iter().collect();
-    rows.sort_by(|a, b| b.1.0.cmp(&a.1.0).then(a.0.cmp(&b.0)));
-    rows.truncate(top);
-    let mut csv = csv_line(
-        &[
-            "function", "module", "file", "line", "wait_ns", "wait_pct", "count", "max_ns",
-        ]
-        .map(String::from),
-    );
-    let mut text = format!(
-        "Waits (off-CPU time, inclusive; total {})\n{:>10} {:>7} {:>8}  function (module)\n",
-        human(total, "ns"),
-        "wait",
-        "wait%",
-        "count"
-    );
-    let mut js = Vec::new();
-    for (fi, (w, c, m)) in rows {
-        let f = &p.functions[fi];
-        let file = f.file.clone().unwrap_or_default();
-        let line = f.start_line.map(|l| l.to_string()).unwrap_or_default();
-        csv.push_str(&csv_line(&[
-            f.name.clone(),
-            f.module.clone(),
-            file.clone(),
-            line.clone(),
-            w.to_string(),
-            format!("{:.2}", pct(w, total)),
-            c.to_string(),
-            m.to_string(),
-        ]));
-        text.push_str(&format!(
-            "{:>10} {:>6.2}% {:>8}  {} ({})\n",
-            human(w, "ns"),
-            pct(w, total),
-            c,
-            f.name,
-            f.module
-        ));
-        js.push(json!({"function": f.name, "module": f.module, "file": file, "line": f.start_line, "wait_ns": w, "wait_pct": round2(pct(w, total)), "count": c, "max_ns": m}));
-    }
-    match format {
-        ReportFormat::Text => text,
-        ReportFormat::Csv => csv,
-        ReportFormat::Json => format!(
-            "{}\n",
-            serde_json::to_string_pretty(&json!({"metric": "ns", "total": total, "rows": js}))
-                .unwrap_or_default()
-        ),
-    }
-}
-
 /// Peak of the summed RSS of all processes, and when.
 pub fn peak_rss(p: &Profile) -> Option<(u64, u64)> {
     // Summed over live processes at each instant (an exited process no longer counts).
@@ -1012,6 +941,14 @@ pub fn summary(p: &Profile, format: ReportFormat, top: usize, filter: StackFilte
             if let Ok(w) = serde_json::from_str::<Value>(p.meta_str("warnings")) {
                 v["warnings"] = w;
             }
+            // Locks mode: wait time per class (docs/locks.md).
+            if p.meta_str("mode") == "locks" {
+                let classes: serde_json::Map<String, Value> = super::waits::by_class(p, filter)
+                    .into_iter()
+                    .map(|(c, ns)| (c.as_str().to_string(), json!(ns)))
+                    .collect();
+                v["waits_by_class"] = Value::Object(classes);
+            }
             // Counter group read with the samples: totals per event, multiplexing.
             if let Ok(g) = serde_json::from_str::<Value>(p.meta_str("group")) {
                 v["group"] = g;
@@ -1100,6 +1037,9 @@ pub fn summary(p: &Profile, format: ReportFormat, top: usize, filter: StackFilte
             {
                 s.push_str(&format!("  peak RSS: {}\n", human(b, "bytes")));
             }
+            if p.meta_str("mode") == "locks" {
+                s.push_str(&waits_by_class_line(p, filter));
+            }
             s.push_str(&super::pop::pop_text(p, filter));
             s.push_str(&rank_notices_text(p));
             s.push_str(&sampled_by_line(p));
@@ -1115,6 +1055,27 @@ pub fn summary(p: &Profile, format: ReportFormat, top: usize, filter: StackFilte
             s
         }
     }
+}
+
+/// "  waits by class: lock 340.1ms (24.0%), sleep ..." (locks mode).
+fn waits_by_class_line(p: &Profile, filter: StackFilter) -> String {
+    let classes = super::waits::by_class(p, filter);
+    let total: u64 = classes.iter().map(|c| c.1).sum();
+    if classes.is_empty() {
+        return String::new();
+    }
+    let parts: Vec<String> = classes
+        .iter()
+        .map(|(c, ns)| {
+            format!(
+                "{} {} ({:.1}%)",
+                c.as_str(),
+                human(*ns, "ns"),
+                pct(*ns, total)
+            )
+        })
+        .collect();
+    format!("  waits by class: {}\n", parts.join(", "))
 }
 
 /// "  processes: 3 sampled by their Python agent, 1 by hwprof's own events, ..." (empty

@@ -2,17 +2,24 @@
 
 use crate::common::*;
 
-fn waits_csv(dir: &std::path::Path) -> Vec<csv::StringRecord> {
-    let text = ok(&hwprof(&[
+/// `--view waits` CSV rows (extra report arguments, e.g. `--frames all`, after).
+fn waits_csv(dir: &std::path::Path, extra: &[&str]) -> Vec<csv::StringRecord> {
+    let mut args = vec![
         "report",
         dir.to_str().unwrap(),
         "--view",
         "waits",
         "--format",
         "csv",
-    ]));
+        "--top",
+        "500",
+    ];
+    args.extend_from_slice(extra);
+    let text = ok(&hwprof(&args));
     assert!(
-        text.starts_with("function,module,file,line,wait_ns,wait_pct,count,max_ns"),
+        text.starts_with(
+            "function,module,file,line,class,object,wait_ns,wait_pct,count,max_ns,threads\n"
+        ),
         "{text}"
     );
     csv::Reader::from_reader(text.as_bytes())
@@ -22,16 +29,27 @@ fn waits_csv(dir: &std::path::Path) -> Vec<csv::StringRecord> {
 }
 
 fn check_sleep_waits(dir: &std::path::Path) {
-    let rows = waits_csv(dir);
+    let rows = waits_csv(dir, &[]);
     let main = rows.iter().find(|r| &r[0] == "main").expect("main waits");
-    let wait_ns: f64 = main[4].parse().unwrap();
+    let wait_ns: f64 = main[6].parse().unwrap();
     // exits sleep 1: ten usleep(100 ms) calls.
     assert!((wait_ns - 1e9).abs() < 0.1e9, "main waited {wait_ns} ns");
-    let count: u64 = main[6].parse().unwrap();
+    assert_eq!(&main[4], "sleep", "{main:?}");
+    let count: u64 = main[8].parse().unwrap();
     assert!((10..=12).contains(&count), "{count} waits");
+    // The program's frames by default; the C library's and the kernel's with --frames all.
     assert!(
-        rows.iter().any(|r| r[0].contains("nanosleep")),
-        "the libc sleep frame is there"
+        !rows.iter().any(|r| r[0].contains("nanosleep")),
+        "libc folded into main by default"
+    );
+    let all = waits_csv(dir, &["--frames", "all"]);
+    assert!(
+        all.iter().any(|r| r[0].contains("nanosleep")),
+        "the libc sleep frame is there with --frames all"
+    );
+    assert!(
+        all.iter().any(|r| &r[1] == "[kernel]"),
+        "the kernel's frames are there with --frames all"
     );
 }
 
@@ -82,5 +100,430 @@ fn an_ordinary_user_is_told_why_locks_mode_is_empty() {
     assert!(
         err.contains("off-CPU time will be empty") && err.contains("CAP_PERFMON"),
         "{err}"
+    );
+}
+
+fn skip_unless_root(what: &str) -> bool {
+    if nix::unistd::geteuid().is_root() {
+        return false;
+    }
+    eprintln!("skipped: {what} needs root (the tracepoint/switch path of locks mode)");
+    true
+}
+
+fn csv_row<'a>(rows: &'a [csv::StringRecord], function: &str) -> &'a csv::StringRecord {
+    rows.iter()
+        .find(|r| &r[0] == function)
+        .unwrap_or_else(|| panic!("no row for {function}: {rows:?}"))
+}
+
+fn assert_near(what: &str, got_ns: f64, want_ms: f64, tol: f64) {
+    let want = want_ms * 1e6;
+    assert!(
+        (got_ns - want).abs() <= want * tol,
+        "{what}: {:.1} ms, expected {want_ms} ms ± {:.0}%",
+        got_ns / 1e6,
+        tol * 100.0
+    );
+}
+
+/// lock_classes.c: the waiter waits 350 ms for a mutex (class lock, the mutex's address
+/// as object), the sleeper sleeps 300 ms (sleep), the reader waits 250 ms on a pipe
+/// (io, its fd); the waiter's and the sleeper's functions lead the default report.
+#[test]
+fn waits_have_classes_objects_and_the_programs_functions_lead() {
+    if skip_unless_root("locks mode's switch samples") {
+        return;
+    }
+    let t = shared_tempdir();
+    let bin = build_c(t.path(), "lock_classes.c", "lock_classes", &[]);
+    let dir = t.path().join("run");
+    let out = ok(&hwprof(&[
+        "collect",
+        "-q",
+        "-m",
+        "locks",
+        "-r",
+        dir.to_str().unwrap(),
+        "--",
+        bin.to_str().unwrap(),
+    ]));
+    let printed = |prefix: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .unwrap_or_else(|| panic!("no '{prefix}' in {out}"))
+            .trim()
+            .to_string()
+    };
+    let mutex = printed("mutex ");
+    let fd = printed("pipe fd ");
+    let rows = waits_csv(&dir, &[]);
+    let num = |r: &csv::StringRecord, i: usize| r[i].parse::<f64>().unwrap();
+    // Each wait against the design (± 10%) and against the program's own measurement
+    // of it (± 5%): on a starved machine a thread waits for a CPU after its wake-up,
+    // which is off-CPU time too, and the design alone would blame hwprof for it.
+    let measured = |prefix: &str| -> f64 {
+        printed(prefix)
+            .trim_end_matches(" ms")
+            .parse::<f64>()
+            .unwrap()
+            * 1e6
+    };
+    let check = |what: &str, got: f64, design_ms: f64, own: f64| {
+        assert!(
+            (got - own).abs() <= own * 0.05 + 1e6,
+            "{what}: hwprof {:.1} ms, the program measured {:.1} ms",
+            got / 1e6,
+            own / 1e6
+        );
+        if (own - design_ms * 1e6).abs() <= design_ms * 1e6 * 0.10 {
+            assert_near(what, got, design_ms, 0.10);
+        } else {
+            eprintln!(
+                "{what}: the program itself measured {:.1} ms for its designed {design_ms} ms (machine starved)",
+                own / 1e6
+            );
+        }
+    };
+    let waiter = csv_row(&rows, "await_the_lock");
+    check(
+        "await_the_lock",
+        num(waiter, 6),
+        350.0,
+        measured("waited for the lock "),
+    );
+    assert_eq!(
+        (&waiter[4], &waiter[5]),
+        ("lock", mutex.as_str()),
+        "{waiter:?}"
+    );
+    // One long wait (its printf may add a short one): the maximum is nearly all of it.
+    assert!(num(waiter, 9) >= 0.95 * num(waiter, 6), "{waiter:?}");
+    assert_eq!(&waiter[10], "1", "one thread waited: {waiter:?}");
+    let sleeper = csv_row(&rows, "take_a_nap");
+    check("take_a_nap", num(sleeper, 6), 300.0, measured("slept "));
+    assert_eq!(&sleeper[4], "sleep", "{sleeper:?}");
+    let reader = csv_row(&rows, "read_the_pipe");
+    check(
+        "read_the_pipe",
+        num(reader, 6),
+        250.0,
+        measured("read waited "),
+    );
+    assert_eq!(
+        (&reader[4], &reader[5]),
+        ("io", format!("fd {fd}").as_str())
+    );
+    // The default text report: the program's functions, the waiter's and the
+    // sleeper's first (the holder spins: its preemptions are far below 300 ms unless
+    // the machine is starved, and it is never above the waiter's 350 ms).
+    let text = ok(&hwprof(&["report", dir.to_str().unwrap()]));
+    let top: Vec<&str> = text
+        .lines()
+        .skip_while(|l| !l.contains("function (module)"))
+        .skip(1)
+        .take(3)
+        .collect();
+    assert!(top[0].contains("await_the_lock"), "{text}");
+    assert!(top[1..].iter().any(|l| l.contains("take_a_nap")), "{text}");
+    assert!(!text.contains("schedule ([kernel])"), "{text}");
+    assert!(text.contains("waits by class: "), "{text}");
+    // --view objects: the mutex, its one waiter, at the waiter's line.
+    let objects = ok(&hwprof(&[
+        "report",
+        dir.to_str().unwrap(),
+        "--view",
+        "objects",
+        "--format",
+        "csv",
+    ]));
+    assert!(
+        objects.starts_with("object,class,site,wait_ns,wait_pct,waiters,count,max_ns\n"),
+        "{objects}"
+    );
+    let recs: Vec<csv::StringRecord> = csv::Reader::from_reader(objects.as_bytes())
+        .records()
+        .map(|r| r.unwrap())
+        .collect();
+    let m = recs
+        .iter()
+        .find(|r| r[0] == *mutex)
+        .unwrap_or_else(|| panic!("no {mutex} in {objects}"));
+    assert_eq!(&m[1], "lock");
+    assert!(
+        m[2].starts_with("await_the_lock ") && m[2].contains("lock_classes.c:"),
+        "{m:?}"
+    );
+    assert_eq!(&m[5], "1", "{m:?}");
+    // JSON carries the same columns.
+    let j: serde_json::Value = serde_json::from_str(&ok(&hwprof(&[
+        "report",
+        dir.to_str().unwrap(),
+        "--view",
+        "waits",
+        "--format",
+        "json",
+    ])))
+    .unwrap();
+    let row = j["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["function"] == "await_the_lock")
+        .expect("await_the_lock in JSON");
+    assert_eq!(row["class"], "lock");
+    assert_eq!(row["object"], mutex.as_str());
+    assert_eq!(row["threads"], 1);
+    check_wait_exports(&dir, num(waiter, 6));
+}
+
+/// The exports carry wait time, read by their own readers: pstats (Python's `pstats`:
+/// seconds), speedscope (nanoseconds), folded stacks and the flame graph (ns, the
+/// program's frames at the leaves), the HTML page's waits panel (by class and object).
+fn check_wait_exports(dir: &std::path::Path, waiter_ns: f64) {
+    let d = dir.to_str().unwrap();
+    let close = |what: &str, got: f64| {
+        assert!(
+            (got - waiter_ns).abs() <= waiter_ns * 0.01,
+            "{what}: {got} ns, the waits view says {waiter_ns}"
+        )
+    };
+    // Folded stacks: the waiter's stack ends in await_the_lock (libc and kernel folded).
+    let folded = ok(&hwprof(&["export", d, "--format", "collapsed"]));
+    let leaf: f64 = folded
+        .lines()
+        .filter(|l| l.rsplit_once(' ').unwrap().0.ends_with("await_the_lock"))
+        .map(|l| l.rsplit_once(' ').unwrap().1.parse::<f64>().unwrap())
+        .sum();
+    close("collapsed", leaf);
+    assert!(!folded.contains("schedule"), "{folded}");
+    let all = ok(&hwprof(&[
+        "export",
+        d,
+        "--format",
+        "collapsed",
+        "--frames",
+        "all",
+    ]));
+    assert!(
+        all.contains(";schedule "),
+        "--frames all keeps the kernel: {all}"
+    );
+    // pstats: tottime in seconds, read by Python.
+    let prof = dir.join("waits.prof");
+    ok(&hwprof(&[
+        "export",
+        d,
+        "--format",
+        "pstats",
+        "-o",
+        prof.to_str().unwrap(),
+    ]));
+    let py = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import pstats, sys\n\
+             s = pstats.Stats(sys.argv[1])\n\
+             print(sum(v[2] for k, v in s.stats.items() if k[2] == 'await_the_lock'))",
+            prof.to_str().unwrap(),
+        ])
+        .output()
+        .expect("run python3");
+    assert!(
+        py.status.success(),
+        "{}",
+        String::from_utf8_lossy(&py.stderr)
+    );
+    let tt: f64 = String::from_utf8_lossy(&py.stdout).trim().parse().unwrap();
+    close("pstats tottime", tt * 1e9);
+    // speedscope: nanoseconds, the waiter's weight.
+    let ss: serde_json::Value =
+        serde_json::from_str(&ok(&hwprof(&["export", d, "--format", "speedscope"]))).unwrap();
+    let frames = ss["shared"]["frames"].as_array().unwrap();
+    let idx = frames
+        .iter()
+        .position(|f| f["name"] == "await_the_lock")
+        .expect("await_the_lock frame");
+    let mut weight = 0.0;
+    for prof in ss["profiles"].as_array().unwrap() {
+        assert_eq!(prof["unit"], "nanoseconds");
+        for (sample, w) in prof["samples"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .zip(prof["weights"].as_array().unwrap())
+        {
+            if sample.as_array().unwrap().last() == Some(&serde_json::json!(idx)) {
+                weight += w.as_f64().unwrap();
+            }
+        }
+    }
+    close("speedscope", weight);
+    // Flame graph: the metric is ns.
+    let svg = ok(&hwprof(&["export", d, "--format", "flamegraph"]));
+    assert!(
+        svg.contains("await_the_lock") && svg.contains(" ns"),
+        "flame graph in ns"
+    );
+    // HTML: the waits panel's breakdowns are in the page's data.
+    let html = ok(&hwprof(&["export", d, "--format", "html"]));
+    for key in ["\"wait_classes\"", "\"wait_objects\"", "\"lock\""] {
+        assert!(html.contains(key), "{key} missing in the HTML page");
+    }
+}
+
+/// Rows of a report as CSV records.
+fn report_csv(dir: &std::path::Path, args: &[&str]) -> Vec<csv::StringRecord> {
+    let mut all = vec!["report", dir.to_str().unwrap(), "--format", "csv"];
+    all.extend_from_slice(args);
+    let text = ok(&hwprof(&all));
+    csv::Reader::from_reader(text.as_bytes())
+        .records()
+        .map(|r| r.unwrap())
+        .collect()
+}
+
+/// gil_waits.py: two CPU-bound threads share the GIL for 0.8 s, a third sleeps 0.5 s.
+/// The sleeper's `time.sleep` line gets its 0.5 s; the busy threads wait for the GIL
+/// (class gil, object `GIL`) at their own lines.
+#[test]
+fn python_gil_waits_and_sleeps_at_their_lines() {
+    if skip_unless_root("locks mode's switch samples") {
+        return;
+    }
+    let py = pyenv("3.11.7").expect("pyenv 3.11.7 is required");
+    let t = shared_tempdir();
+    let script = program_source("gil_waits.py");
+    let dir = t.path().join("run");
+    ok(&hwprof(&[
+        "collect",
+        "-q",
+        "-m",
+        "locks",
+        "-r",
+        dir.to_str().unwrap(),
+        "--",
+        py.to_str().unwrap(),
+        script.to_str().unwrap(),
+    ]));
+    let source = std::fs::read_to_string(&script).unwrap();
+    let sleep_line = 1 + source.lines().position(|l| l.contains("# SLEEP")).unwrap();
+    let lines = report_csv(&dir, &["--view", "lines", "--top", "50"]);
+    let nap = lines
+        .iter()
+        .find(|r| &r[0] == "nap" && r[3] == *sleep_line.to_string())
+        .unwrap_or_else(|| panic!("no nap:{sleep_line} row: {lines:?}"));
+    // The line holds the sleep, plus taking the GIL back from the busy threads after it
+    // (class gil, same line) and preemptions on a loaded machine.
+    let at_line: f64 = nap[4].parse().unwrap();
+    assert!(
+        (450e6..800e6).contains(&at_line),
+        "nap's time.sleep line: {at_line} ns, expected its 500 ms sleep and a little more"
+    );
+    let nap_row = csv_row(&waits_csv(&dir, &[]), "nap").clone();
+    assert_eq!(&nap_row[4], "sleep", "{nap_row:?}");
+    let j: serde_json::Value = serde_json::from_str(&ok(&hwprof(&[
+        "report",
+        dir.to_str().unwrap(),
+        "--format",
+        "json",
+    ])))
+    .unwrap();
+    let by_class = &j["waits_by_class"];
+    assert_near(
+        "sleep class",
+        by_class["sleep"].as_f64().unwrap_or(0.0),
+        500.0,
+        0.10,
+    );
+    // Two threads wanting one GIL for 0.8 s wait about 0.8 s in all, some of it
+    // preempted rather than blocked on a loaded machine.
+    let gil = by_class["gil"].as_f64().unwrap_or(0.0);
+    assert!((0.2e9..1.2e9).contains(&gil), "gil waits {gil} ns: {j}");
+    let objects = report_csv(&dir, &["--view", "objects"]);
+    let g = objects
+        .iter()
+        .find(|r| &r[0] == "GIL")
+        .unwrap_or_else(|| panic!("no GIL object: {objects:?}"));
+    assert_eq!(&g[1], "gil");
+    assert!(
+        g[2].contains("gil_waits.py:") && (g[2].starts_with("spin ") || g[2].starts_with("busy ")),
+        "the GIL is waited for at the busy threads' lines: {g:?}"
+    );
+    let waiters: u32 = g[5].parse().unwrap();
+    assert!(waiters >= 2, "the busy threads wait for the GIL: {g:?}");
+    let spin = csv_row(&waits_csv(&dir, &[]), "spin").clone();
+    assert_eq!(&spin[10], "2", "both busy threads waited in spin: {spin:?}");
+}
+
+/// mpi_imbalance.py under `mpirun -n 4` (oversubscribed: two cores): rank 2 works 3×
+/// longer, the others wait for it at the second `comm.Barrier()`. Their waits are class
+/// mpi, named `MPI_Barrier`; rank 2's are a small fraction of theirs. Open MPI polls
+/// while it waits and yields the CPU when oversubscribed, so part of the barrier time is
+/// on CPU (not a wait) and the off-CPU part is stretched by the four ranks sharing two
+/// cores: totals are not compared with the designed imbalance (docs/locks.md, "MPI").
+#[test]
+fn mpi_barrier_waits_are_mpi_on_the_waiting_ranks() {
+    if skip_unless_root("locks mode's switch samples") {
+        return;
+    }
+    let py = std::process::Command::new("python3")
+        .args(["-c", "import sys, mpi4py; print(sys.executable)"])
+        .output()
+        .expect("run python3");
+    assert!(
+        py.status.success(),
+        "mpi4py is not installed for python3: pip install -r .ci/requirements.txt (.ci/run does)"
+    );
+    let py = String::from_utf8_lossy(&py.stdout).trim().to_string();
+    let t = shared_tempdir();
+    let dir = t.path().join("run");
+    let script = program_source("mpi_imbalance.py");
+    let out = std::process::Command::new("mpirun")
+        .args(["--allow-run-as-root", "--oversubscribe", "-n", "4"])
+        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+        .env("HWPROF_AGENT_LIB", crate::python::agent_lib())
+        .arg(hwprof_bin())
+        .args(["collect", "-q", "-m", "locks", "-r"])
+        .arg(&dir)
+        .arg("--")
+        .args([py.as_str(), script.to_str().unwrap(), "0.3"])
+        .output()
+        .expect("run mpirun (.ci/run installs openmpi-bin)");
+    assert!(
+        out.status.success(),
+        "mpirun failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let barrier = |rank: u32| -> f64 {
+        let rows = report_csv(
+            &dir,
+            &[
+                "--view",
+                "objects",
+                "--rank",
+                &rank.to_string(),
+                "--top",
+                "100",
+            ],
+        );
+        rows.iter()
+            .find(|r| &r[0] == "MPI_Barrier")
+            .map(|r| {
+                assert_eq!(&r[1], "mpi", "{r:?}");
+                r[3].parse().unwrap()
+            })
+            .unwrap_or(0.0)
+    };
+    let waits: Vec<f64> = (0..4).map(barrier).collect();
+    eprintln!("MPI_Barrier waits per rank (ns): {waits:?}");
+    // Whether a waiting rank polls on CPU or yields (and so waits off CPU) depends on
+    // whether it had a core to itself at the time: per rank the figures swing from
+    // 0.3 ms to 7 s between runs here. Together the waiting ranks wait far more.
+    let others = waits[0] + waits[1] + waits[3];
+    assert!(
+        others > 0.1e9 && others > 3.0 * waits[2],
+        "the waiting ranks wait in MPI_Barrier, the rank that works 3x longer hardly: {waits:?}"
     );
 }

@@ -733,6 +733,8 @@
   step("lines", lines);
   step("rss", rss);
   step("tables", function () {
+    table("wait-classes", "waits-panel", D.wait_classes, "rows");
+    table("wait-objects", "waits-panel", D.wait_objects, "rows");
     table("waits", "waits-panel", D.waits, "rows");
     table("counters", "counters-panel", D.counters, "rows");
   });

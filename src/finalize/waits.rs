@@ -1,0 +1,564 @@
+//! Locks mode: why a thread was off CPU, read from the stack where it blocked.
+//!
+//! [`classify`] looks at the stack's function names and modules, innermost first, the
+//! way a reader of the stack would: a thread in `take_gil` waits for Python's GIL
+//! whatever primitive `take_gil` uses underneath; a thread anywhere inside an MPI
+//! library waits for MPI (named by the MPI function the program called); otherwise the
+//! innermost blocking primitive decides (a mutex, a condition variable, a sleep, I/O, a
+//! join), and kernel frames decide when no user-space frame does. The rules and what
+//! is exact and what is inferred are in `docs/locks.md`.
+//!
+//! The object of a wait comes from the first syscall argument (`rdi` in the user
+//! registers the kernel saved at syscall entry), when the innermost user-space frame
+//! is the one that made the syscall: a futex word's address for locks and condition
+//! variables (for a glibc mutex, the mutex's own address), a file descriptor for
+//! reads and writes.
+
+use crate::profile::{FrameKind, Function, WaitClass};
+
+/// A classified wait.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Wait {
+    /// Why the thread was off CPU.
+    pub class: WaitClass,
+    /// The sync object, when the stack or the registers tell it.
+    pub object: Option<String>,
+}
+
+/// A function name without glibc's decorations: `__GI___clock_nanosleep_time64` →
+/// `clock_nanosleep`, `___pthread_cond_timedwait64` → `pthread_cond_timedwait`,
+/// `take_gil.lto_priv.0` → `take_gil`, `read@@GLIBC_2.2.5` → `read`.
+fn base(name: &str) -> &str {
+    let n = name.split('@').next().unwrap_or(name);
+    let n = n.split('.').next().unwrap_or(n);
+    let n = n.trim_start_matches('_');
+    let n = n
+        .strip_prefix("GI_")
+        .map(|s| s.trim_start_matches('_'))
+        .unwrap_or(n);
+    let n = n.strip_prefix("libc_").unwrap_or(n);
+    let n = n.strip_suffix("_nocancel").unwrap_or(n);
+    match n.strip_suffix("_time64") {
+        Some(s) => s,
+        // `pread64`, `cond_timedwait64`; not `wait4`.
+        None => n.strip_suffix("64").unwrap_or(n),
+    }
+}
+
+/// Python's global interpreter lock: taking it, or handing it over (`drop_gil` waits
+/// for the other thread to take it when switching is forced).
+fn is_gil(b: &str) -> bool {
+    matches!(
+        b,
+        "take_gil"
+            | "drop_gil"
+            | "PyEval_RestoreThread"
+            | "PyEval_AcquireThread"
+            | "PyEval_AcquireLock"
+            | "PyEval_AcquireLock_impl"
+    )
+}
+
+/// Acquiring a Python lock (`threading.Lock.acquire`, `RLock`, `Thread.join`'s lock).
+fn is_python_lock(b: &str) -> bool {
+    matches!(
+        b,
+        "PyThread_acquire_lock_timed"
+            | "PyThread_acquire_lock"
+            | "acquire_timed"
+            | "lock_PyThread_acquire_lock"
+            | "rlock_acquire"
+    )
+}
+
+/// A frame of an MPI library (or mpi4py), or an MPI function linked statically.
+fn is_mpi(f: &Function) -> bool {
+    let b = base(&f.name);
+    crate::report::views::is_mpi_module(&f.module)
+        || is_mpi4py_module(&f.module)
+        || f.name.contains("mpi4py_3MPI_")
+        || b.starts_with("MPI_")
+        || b.starts_with("PMPI_")
+}
+
+/// The MPI function a frame names (`PMPI_Barrier` → `MPI_Barrier`).
+fn mpi_function(f: &Function) -> Option<String> {
+    let b = base(&f.name);
+    let b = b
+        .strip_prefix('P')
+        .filter(|s| s.starts_with("MPI_"))
+        .unwrap_or(b);
+    b.starts_with("MPI_").then(|| b.to_string())
+}
+
+/// The mpi4py method a Cython wrapper is (`__pyx_pw_6mpi4py_3MPI_4Comm_119Barrier` →
+/// `MPI_Barrier`; lower-case pickle methods keep their class: `Comm.bcast`).
+fn mpi4py_method(name: &str) -> Option<String> {
+    // `<len><Class>_<index><method>` after the module path.
+    let rest = name.split_once("mpi4py_3MPI_")?.1;
+    let digits = rest.find(|c: char| !c.is_ascii_digit())?;
+    let len: usize = rest[..digits].parse().ok()?;
+    let class = rest.get(digits..digits + len)?;
+    let method = rest
+        .get(digits + len..)?
+        .strip_prefix('_')?
+        .trim_start_matches(|c: char| c.is_ascii_digit());
+    match method.chars().next()? {
+        c if c.is_ascii_uppercase() => Some(format!("MPI_{method}")),
+        _ => Some(format!("{class}.{method}")),
+    }
+}
+
+/// The MPI call a stack is in: the outermost `MPI_*` frame (the function the program
+/// called), else the mpi4py method that called into the library.
+fn mpi_object(frames: &[&Function]) -> Option<String> {
+    let native = || frames.iter().filter(|f| f.kind == FrameKind::Native);
+    native()
+        .filter_map(|f| mpi_function(f))
+        .next_back()
+        .or_else(|| native().filter_map(|f| mpi4py_method(&f.name)).next_back())
+}
+
+/// mpi4py's extension module (`MPI.cpython-311-x86_64-linux-gnu.so`,
+/// `MPI.openmpi.cpython-311-….so`).
+pub fn is_mpi4py_module(module: &str) -> bool {
+    let m = module.to_ascii_lowercase();
+    m.contains("mpi4py") || (m.starts_with("mpi.") && m.contains(".so"))
+}
+
+/// The class a user-space blocking primitive stands for.
+fn primitive(b: &str) -> Option<WaitClass> {
+    let lock = [
+        "mutex_lock",
+        "mutex_timedlock",
+        "mutex_clocklock",
+        "lll_lock_wait",
+        "rwlock",
+        "spin_lock",
+        "mtx_lock",
+        "mtx_timedlock",
+        "PyThread_acquire_lock",
+        "acquire_timed",
+        "lock_PyThread_acquire_lock",
+        "rlock_acquire",
+        "PyMutex_Lock",
+    ];
+    let condition = [
+        "cond_wait",
+        "cond_timedwait",
+        "cond_clockwait",
+        "sem_wait",
+        "sem_timedwait",
+        "sem_clockwait",
+        "barrier_wait",
+        "cnd_wait",
+        "cnd_timedwait",
+        "condition_variable",
+    ];
+    if lock.iter().any(|p| b.contains(p)) {
+        return Some(WaitClass::Lock);
+    }
+    if condition.iter().any(|p| b.contains(p)) {
+        return Some(WaitClass::Condition);
+    }
+    Some(match b {
+        "nanosleep" | "clock_nanosleep" | "usleep" | "sleep" | "thrd_sleep" | "pysleep"
+        | "time_sleep" => WaitClass::Sleep,
+        _ if is_fd_call(b) => WaitClass::Io,
+        "poll" | "ppoll" | "select" | "pselect" | "pselect6" | "epoll_wait" | "epoll_pwait"
+        | "epoll_pwait2" | "fsync" | "fdatasync" | "Py_read" | "Py_write" => WaitClass::Io,
+        "wait4"
+        | "waitpid"
+        | "waitid"
+        | "wait"
+        | "pthread_join"
+        | "pthread_timedjoin_np"
+        | "pthread_clockjoin_np"
+        | "pthread_clockjoin_ex"
+        | "thrd_join" => WaitClass::Join,
+        _ => return None,
+    })
+}
+
+/// Calls whose first argument is the file descriptor waited on.
+fn is_fd_call(b: &str) -> bool {
+    matches!(
+        b,
+        "read"
+            | "readv"
+            | "pread"
+            | "preadv"
+            | "preadv2"
+            | "recv"
+            | "recvfrom"
+            | "recvmsg"
+            | "recvmmsg"
+            | "accept"
+            | "accept4"
+            | "connect"
+            | "write"
+            | "writev"
+            | "pwrite"
+            | "send"
+            | "sendto"
+            | "sendmsg"
+    )
+}
+
+/// What a kernel frame says when no user-space frame does.
+fn kernel_hint(b: &str) -> Option<WaitClass> {
+    Some(match b {
+        "do_nanosleep"
+        | "hrtimer_nanosleep"
+        | "common_nsleep"
+        | "x64_sys_nanosleep"
+        | "x64_sys_clock_nanosleep" => WaitClass::Sleep,
+        "pipe_read"
+        | "pipe_write"
+        | "do_sys_poll"
+        | "do_select"
+        | "core_sys_select"
+        | "ep_poll"
+        | "sock_recvmsg"
+        | "unix_stream_read_generic"
+        | "tcp_recvmsg"
+        | "inet_csk_accept"
+        | "wait_woken"
+        | "n_tty_read"
+        | "x64_sys_read"
+        | "x64_sys_write" => WaitClass::Io,
+        "do_wait" | "kernel_wait4" | "kernel_waitid" | "x64_sys_wait4" => WaitClass::Join,
+        _ => return None,
+    })
+}
+
+/// Whether the innermost user-space frame makes the futex syscall itself, so that
+/// `rdi` at syscall entry is the futex word.
+fn is_futex_caller(b: &str) -> bool {
+    b.contains("lll_lock_wait")
+        || b.contains("futex")
+        || b.contains("mutex_lock")
+        || b.contains("cond_wait")
+        || b.contains("cond_timedwait")
+        || b.contains("sem_wait")
+        || b.contains("rwlock")
+}
+
+/// Classify an interval whose switch-out said the thread was still runnable: preempted,
+/// unless it was inside MPI (an MPI library polling with `sched_yield`, as Open MPI
+/// does when oversubscribed, waits for MPI even when it yields).
+pub fn classify_preempted(frames: &[&Function]) -> Wait {
+    match classify(frames, None) {
+        w if w.class == WaitClass::Mpi => w,
+        _ => Wait {
+            class: WaitClass::Preempted,
+            object: None,
+        },
+    }
+}
+
+/// Classify a wait by its stack, innermost frame first. `arg0` is the first syscall
+/// argument (`rdi` at kernel entry) when the sample carried user registers.
+pub fn classify(frames: &[&Function], arg0: Option<u64>) -> Wait {
+    // Scopes first: whatever a thread does inside take_gil or an MPI library, it waits
+    // for the GIL or for MPI; the innermost scope wins (a thread taking the GIL back
+    // after an MPI call waits for the GIL).
+    for (i, f) in frames.iter().enumerate() {
+        if f.kind == FrameKind::Native && is_gil(base(&f.name)) {
+            return Wait {
+                class: WaitClass::Gil,
+                object: Some("GIL".into()),
+            };
+        }
+        // Python's locks are semaphores underneath: the lock is what the program waits on.
+        if f.kind == FrameKind::Native && is_python_lock(base(&f.name)) {
+            let leaf = frames
+                .iter()
+                .find(|f| f.kind != FrameKind::Kernel)
+                .map(|l| base(&l.name))
+                .unwrap_or("");
+            return Wait {
+                class: WaitClass::Lock,
+                object: object_of(WaitClass::Lock, leaf, arg0),
+            };
+        }
+        if f.kind == FrameKind::Native && is_mpi(f) {
+            // Named by the outermost MPI function: the one the program called.
+            return Wait {
+                class: WaitClass::Mpi,
+                object: mpi_object(&frames[i..]),
+            };
+        }
+    }
+    // The innermost user-space primitive.
+    let user_leaf = frames.iter().find(|f| f.kind != FrameKind::Kernel);
+    for f in frames.iter().filter(|f| f.kind != FrameKind::Kernel) {
+        let b = base(&f.name);
+        let class = match f.kind {
+            FrameKind::Python if b == "sleep" || f.name == "time.sleep" => Some(WaitClass::Sleep),
+            FrameKind::Python => None,
+            _ => primitive(b),
+        };
+        if let Some(class) = class {
+            let leaf = user_leaf.map(|l| base(&l.name)).unwrap_or("");
+            return Wait {
+                class,
+                object: object_of(class, leaf, arg0),
+            };
+        }
+    }
+    for f in frames.iter().filter(|f| f.kind == FrameKind::Kernel) {
+        if let Some(class) = kernel_hint(base(&f.name)) {
+            return Wait {
+                class,
+                object: None,
+            };
+        }
+    }
+    Wait {
+        class: WaitClass::Other,
+        object: None,
+    }
+}
+
+/// The object a syscall's first argument names, when the innermost user-space frame
+/// (`leaf`, a base name) made that syscall.
+fn object_of(class: WaitClass, leaf: &str, arg0: Option<u64>) -> Option<String> {
+    let a = arg0?;
+    match class {
+        WaitClass::Lock | WaitClass::Condition if is_futex_caller(leaf) && a >= 4096 => {
+            Some(format!("{a:#x}"))
+        }
+        WaitClass::Io if is_fd_call(leaf) && a < 1 << 20 => Some(format!("fd {a}")),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn f(name: &str, module: &str, kind: FrameKind) -> Function {
+        Function {
+            name: name.into(),
+            module: module.into(),
+            file: None,
+            start_line: None,
+            kind,
+        }
+    }
+    fn native(name: &str, module: &str) -> Function {
+        f(name, module, FrameKind::Native)
+    }
+    fn kernel(name: &str) -> Function {
+        f(name, "[kernel]", FrameKind::Kernel)
+    }
+    fn class_of(stack: &[Function], arg0: Option<u64>) -> Wait {
+        let refs: Vec<&Function> = stack.iter().collect();
+        classify(&refs, arg0)
+    }
+
+    #[test]
+    fn names_lose_glibc_decorations() {
+        assert_eq!(base("__GI___clock_nanosleep_time64"), "clock_nanosleep");
+        assert_eq!(
+            base("___pthread_cond_timedwait64"),
+            "pthread_cond_timedwait"
+        );
+        assert_eq!(base("take_gil.lto_priv.0"), "take_gil");
+        assert_eq!(base("read@@GLIBC_2.2.5"), "read");
+        assert_eq!(base("__libc_read"), "read");
+        assert_eq!(base("__wait4"), "wait4");
+        assert_eq!(base("pread64"), "pread");
+    }
+
+    #[test]
+    fn a_mutex_wait_is_a_lock_on_the_mutex_address() {
+        let stack = [
+            kernel("schedule"),
+            kernel("futex_wait"),
+            native("__lll_lock_wait", "libc.so.6"),
+            native("___pthread_mutex_lock", "libc.so.6"),
+            native("await_the_lock", "lock_classes"),
+            native("start_thread", "libc.so.6"),
+        ];
+        assert_eq!(
+            class_of(&stack, Some(0x5555_1234_5000)),
+            Wait {
+                class: WaitClass::Lock,
+                object: Some("0x555512345000".into())
+            }
+        );
+        // No registers: the class alone.
+        assert_eq!(class_of(&stack, None).object, None);
+    }
+
+    #[test]
+    fn primitives_by_innermost_user_frame() {
+        let cases: &[(&str, WaitClass)] = &[
+            ("pthread_cond_wait", WaitClass::Condition),
+            ("__new_sem_wait_slow64", WaitClass::Condition),
+            ("pthread_barrier_wait", WaitClass::Condition),
+            ("pthread_rwlock_wrlock", WaitClass::Lock),
+            ("__GI___clock_nanosleep", WaitClass::Sleep),
+            ("usleep", WaitClass::Sleep),
+            ("__libc_read", WaitClass::Io),
+            ("recvfrom", WaitClass::Io),
+            ("epoll_wait", WaitClass::Io),
+            ("__poll", WaitClass::Io),
+            ("accept4", WaitClass::Io),
+            ("__wait4", WaitClass::Join),
+            ("__pthread_clockjoin_ex", WaitClass::Join),
+            ("main", WaitClass::Other),
+        ];
+        for (name, want) in cases {
+            let stack = [kernel("schedule"), native(name, "libc.so.6")];
+            assert_eq!(class_of(&stack, None).class, *want, "{name}");
+        }
+        // A read names its fd; a poll does not (rdi is the pollfd array).
+        let read = [native("read", "libc.so.6"), native("reader", "app")];
+        assert_eq!(class_of(&read, Some(5)).object.as_deref(), Some("fd 5"));
+        let poll = [native("poll", "libc.so.6"), native("reader", "app")];
+        assert_eq!(class_of(&poll, Some(0x7ffd_0000)).object, None);
+    }
+
+    #[test]
+    fn the_gil_wins_over_the_condition_variable_under_it() {
+        let stack = [
+            kernel("schedule"),
+            native("__futex_abstimed_wait_common", "libc.so.6"),
+            native("___pthread_cond_timedwait64", "libc.so.6"),
+            native("take_gil", "python3.11"),
+            native("PyEval_RestoreThread", "python3.11"),
+            native("time_sleep", "python3.11"),
+            f("busy", "python", FrameKind::Python),
+        ];
+        assert_eq!(
+            class_of(&stack, Some(0x7f00_0000_1000)),
+            Wait {
+                class: WaitClass::Gil,
+                object: Some("GIL".into())
+            }
+        );
+    }
+
+    #[test]
+    fn a_python_lock_is_a_lock_not_the_semaphore_under_it() {
+        let stack = [
+            kernel("schedule"),
+            native("__futex_abstimed_wait_common64", "libc.so.6"),
+            native("do_futex_wait", "libc.so.6"),
+            native("__new_sem_wait_slow64", "libc.so.6"),
+            native("PyThread_acquire_lock_timed", "libpython3.11.so.1.0"),
+            native("acquire_timed", "libpython3.11.so.1.0"),
+            native("lock_PyThread_acquire_lock", "libpython3.11.so.1.0"),
+            f("Thread._wait_for_tstate_lock", "python", FrameKind::Python),
+        ];
+        assert_eq!(
+            class_of(&stack, Some(0x7f8e_5c00_0b70)),
+            Wait {
+                class: WaitClass::Lock,
+                object: Some("0x7f8e5c000b70".into())
+            }
+        );
+    }
+
+    #[test]
+    fn a_python_sleep_is_a_sleep() {
+        let stack = [
+            kernel("do_nanosleep"),
+            native("__GI___clock_nanosleep", "libc.so.6"),
+            native("pysleep", "python3.11"),
+            native("time_sleep", "python3.11"),
+            f("nap", "python", FrameKind::Python),
+        ];
+        assert_eq!(class_of(&stack, None).class, WaitClass::Sleep);
+    }
+
+    #[test]
+    fn mpi_is_named_by_the_function_the_program_called() {
+        let stack = [
+            kernel("schedule"),
+            native("epoll_wait", "libc.so.6"),
+            native("opal_libevent2022_event_base_loop", "libopen-pal.so.40"),
+            native("opal_progress", "libopen-pal.so.40"),
+            native(
+                "ompi_coll_base_barrier_intra_recursivedoubling",
+                "libmpi.so.40",
+            ),
+            native("PMPI_Barrier", "libmpi.so.40"),
+            native(
+                "__pyx_pw_6mpi4py_3MPI_4Comm_Barrier",
+                "MPI.cpython-311-x86_64-linux-gnu.so",
+            ),
+            native("main", "app"),
+        ];
+        assert_eq!(
+            class_of(&stack, Some(4)),
+            Wait {
+                class: WaitClass::Mpi,
+                object: Some("MPI_Barrier".into())
+            }
+        );
+        // Inside MPI_Wait called by MPI_Sendrecv's implementation: the outer call names it.
+        let nested = [
+            native("MPI_Wait", "libmpich.so.12"),
+            native("MPI_Sendrecv", "libmpich.so.12"),
+            native("exchange", "app"),
+        ];
+        assert_eq!(
+            class_of(&nested, None).object.as_deref(),
+            Some("MPI_Sendrecv")
+        );
+    }
+
+    #[test]
+    fn mpi4py_wrappers_name_the_call_and_yields_in_mpi_are_mpi() {
+        assert_eq!(
+            mpi4py_method("__pyx_pw_6mpi4py_3MPI_4Comm_119Barrier").as_deref(),
+            Some("MPI_Barrier")
+        );
+        assert_eq!(
+            mpi4py_method("__pyx_pw_6mpi4py_3MPI_4Comm_25bcast").as_deref(),
+            Some("Comm.bcast")
+        );
+        assert_eq!(mpi4py_method("main"), None);
+        let stack = [
+            native("sched_yield", "libc.so.6"),
+            native("opal_progress", "libopen-pal.so.40"),
+            native(
+                "__pyx_pw_6mpi4py_3MPI_4Comm_119Barrier",
+                "MPI.openmpi.cpython-311-x86_64-linux-gnu.so",
+            ),
+            f("main", "python", FrameKind::Python),
+        ];
+        assert_eq!(
+            classify_preempted(&stack.iter().collect::<Vec<_>>()),
+            Wait {
+                class: WaitClass::Mpi,
+                object: Some("MPI_Barrier".into())
+            }
+        );
+        let spin = [native("spin", "app")];
+        assert_eq!(
+            classify_preempted(&spin.iter().collect::<Vec<_>>()).class,
+            WaitClass::Preempted
+        );
+    }
+
+    #[test]
+    fn kernel_frames_decide_when_no_user_frame_does() {
+        let stack = [
+            kernel("schedule"),
+            kernel("pipe_read"),
+            native("do_io", "app"),
+        ];
+        assert_eq!(class_of(&stack, None).class, WaitClass::Io);
+        let futex = [
+            kernel("schedule"),
+            kernel("futex_wait"),
+            native("syscall", "libc.so.6"),
+        ];
+        assert_eq!(class_of(&futex, Some(202)).class, WaitClass::Other);
+    }
+}

@@ -1,0 +1,389 @@
+//! Locks mode's views over the waits table: `--view waits` (per function, inclusive,
+//! with the class and object of its waits) and `--view objects` (per sync object).
+//! Columns in `docs/locks.md`.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use serde_json::{Value, json};
+
+use super::views::{csv_line, human, round2};
+use crate::cli::ReportFormat;
+use crate::profile::stacks::StackFilter;
+use crate::profile::{Profile, WaitClass, WaitRow};
+
+fn pct(v: u64, total: u64) -> f64 {
+    if total == 0 {
+        0.0
+    } else {
+        v as f64 * 100.0 / total as f64
+    }
+}
+
+/// Waits of one function or one object, summed.
+#[derive(Default)]
+struct Tally {
+    wait_ns: u64,
+    count: u64,
+    max_ns: u64,
+    threads: HashSet<usize>,
+    /// Wait time per (class, object): the dominant one names the row.
+    by_kind: HashMap<(WaitClass, Option<String>), u64>,
+}
+
+impl Tally {
+    fn add(&mut self, w: &WaitRow) {
+        self.wait_ns += w.wait_ns;
+        self.count += w.count;
+        self.max_ns = self.max_ns.max(w.max_ns);
+        self.threads.insert(w.thread);
+        *self.by_kind.entry((w.class, w.object.clone())).or_default() += w.wait_ns;
+    }
+
+    /// The class with the most wait time, and its object with the most wait time.
+    fn dominant(&self) -> (WaitClass, Option<String>) {
+        let mut per_class: BTreeMap<WaitClass, u64> = BTreeMap::new();
+        for ((c, _), v) in &self.by_kind {
+            *per_class.entry(*c).or_default() += v;
+        }
+        let class = per_class
+            .iter()
+            .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))
+            .map(|(c, _)| *c)
+            .unwrap_or(WaitClass::Other);
+        let object = self
+            .by_kind
+            .iter()
+            .filter(|((c, o), _)| *c == class && o.is_some())
+            .max_by(|a, b| a.1.cmp(b.1).then(b.0.1.cmp(&a.0.1)))
+            .and_then(|((_, o), _)| o.clone());
+        (class, object)
+    }
+}
+
+fn finish(format: ReportFormat, text: String, csv: String, total: u64, rows: Vec<Value>) -> String {
+    match format {
+        ReportFormat::Text => text,
+        ReportFormat::Csv => csv,
+        ReportFormat::Json => format!(
+            "{}\n",
+            serde_json::to_string_pretty(&json!({"metric": "ns", "total": total, "rows": rows}))
+                .unwrap_or_default()
+        ),
+    }
+}
+
+/// `--view waits`: `function,module,file,line,class,object,wait_ns,wait_pct,count,
+/// max_ns,threads`, one row per function; wait_ns is inclusive (every wait whose stack
+/// passes through the function); class and object are those with the most of its wait
+/// time; max_ns the longest single wait; threads the threads that waited there.
+pub fn waits(p: &Profile, format: ReportFormat, top: usize, filter: StackFilter) -> String {
+    let waits = p.weighted_waits(filter);
+    let total: u64 = waits.iter().map(|(_, w)| w.wait_ns).sum();
+    let mut acc: HashMap<usize, Tally> = HashMap::new();
+    for (frames, w) in &waits {
+        let mut seen = HashSet::new();
+        for &f in frames {
+            let fi = p.frames[f].function;
+            if seen.insert(fi) {
+                acc.entry(fi).or_default().add(w);
+            }
+        }
+    }
+    let mut rows: Vec<(usize, Tally)> = acc.into_iter().collect();
+    rows.sort_by(|a, b| {
+        b.1.wait_ns
+            .cmp(&a.1.wait_ns)
+            .then_with(|| p.functions[a.0].name.cmp(&p.functions[b.0].name))
+    });
+    rows.truncate(top);
+    let mut csv = csv_line(
+        &[
+            "function", "module", "file", "line", "class", "object", "wait_ns", "wait_pct",
+            "count", "max_ns", "threads",
+        ]
+        .map(String::from),
+    );
+    let mut text = format!(
+        "Waits (off-CPU time, inclusive; total {})\n{:>10} {:>7} {:>7} {:>10} {:>7}  {:<10} {:<16}  function (module) file:line\n",
+        human(total, "ns"),
+        "wait",
+        "wait%",
+        "count",
+        "max",
+        "threads",
+        "class",
+        "object",
+    );
+    let mut js = Vec::new();
+    for (fi, t) in rows {
+        let f = &p.functions[fi];
+        let (class, object) = t.dominant();
+        let file = f.file.clone().unwrap_or_default();
+        let line = f.start_line.map(|l| l.to_string()).unwrap_or_default();
+        csv.push_str(&csv_line(&[
+            f.name.clone(),
+            f.module.clone(),
+            file.clone(),
+            line.clone(),
+            class.as_str().into(),
+            object.clone().unwrap_or_default(),
+            t.wait_ns.to_string(),
+            format!("{:.2}", pct(t.wait_ns, total)),
+            t.count.to_string(),
+            t.max_ns.to_string(),
+            t.threads.len().to_string(),
+        ]));
+        let loc = match (file.is_empty(), f.start_line) {
+            (false, Some(l)) => format!(" {file}:{l}"),
+            (false, None) => format!(" {file}"),
+            _ => String::new(),
+        };
+        text.push_str(&format!(
+            "{:>10} {:>6.2}% {:>7} {:>10} {:>7}  {:<10} {:<16}  {} ({}){loc}\n",
+            human(t.wait_ns, "ns"),
+            pct(t.wait_ns, total),
+            t.count,
+            human(t.max_ns, "ns"),
+            t.threads.len(),
+            class.as_str(),
+            object.as_deref().unwrap_or("-"),
+            f.name,
+            f.module,
+        ));
+        js.push(json!({"function": f.name, "module": f.module, "file": file,
+            "line": f.start_line, "class": class.as_str(), "object": object,
+            "wait_ns": t.wait_ns, "wait_pct": round2(pct(t.wait_ns, total)),
+            "count": t.count, "max_ns": t.max_ns, "threads": t.threads.len()}));
+    }
+    finish(format, text, csv, total, js)
+}
+
+/// `--view objects`: `object,class,site,wait_ns,wait_pct,waiters,count,max_ns`, one row
+/// per sync object the waits name (a mutex's address, a file descriptor, `GIL`, an MPI
+/// function); site is the program's frame (`function file:line`, per `--frames`) with
+/// the most wait time on the object; waiters the threads that waited on it; wait_pct
+/// of all wait time.
+pub fn objects(p: &Profile, format: ReportFormat, top: usize, filter: StackFilter) -> String {
+    let waits = p.weighted_waits(filter);
+    let total: u64 = waits.iter().map(|(_, w)| w.wait_ns).sum();
+    let mut acc: HashMap<(String, WaitClass), (Tally, HashMap<usize, u64>)> = HashMap::new();
+    for (frames, w) in &waits {
+        let Some(object) = &w.object else { continue };
+        let e = acc.entry((object.clone(), w.class)).or_default();
+        e.0.add(w);
+        if let Some(&leaf) = frames.last() {
+            *e.1.entry(leaf).or_default() += w.wait_ns;
+        }
+    }
+    let site = |sites: &HashMap<usize, u64>| {
+        let Some((&f, _)) = sites.iter().max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0))) else {
+            return String::new();
+        };
+        let fr = &p.frames[f];
+        let func = &p.functions[fr.function];
+        match (fr.file.as_deref().or(func.file.as_deref()), fr.line) {
+            (Some(file), Some(l)) => format!("{} {file}:{l}", func.name),
+            (Some(file), None) => format!("{} {file}", func.name),
+            _ => format!("{} ({})", func.name, func.module),
+        }
+    };
+    let mut rows: Vec<_> = acc.into_iter().collect();
+    rows.sort_by(|a, b| b.1.0.wait_ns.cmp(&a.1.0.wait_ns).then(a.0.cmp(&b.0)));
+    rows.truncate(top);
+    let mut csv = csv_line(
+        &[
+            "object", "class", "site", "wait_ns", "wait_pct", "waiters", "count", "max_ns",
+        ]
+        .map(String::from),
+    );
+    let mut text = format!(
+        "Sync objects by wait time (total {} of all waits)\n{:>10} {:>7} {:>7} {:>7} {:>10}  {:<10} {:<18}  site\n",
+        human(total, "ns"),
+        "wait",
+        "wait%",
+        "waiters",
+        "count",
+        "max",
+        "class",
+        "object",
+    );
+    let mut js = Vec::new();
+    for ((object, class), (t, sites)) in rows {
+        let site = site(&sites);
+        csv.push_str(&csv_line(&[
+            object.clone(),
+            class.as_str().into(),
+            site.clone(),
+            t.wait_ns.to_string(),
+            format!("{:.2}", pct(t.wait_ns, total)),
+            t.threads.len().to_string(),
+            t.count.to_string(),
+            t.max_ns.to_string(),
+        ]));
+        text.push_str(&format!(
+            "{:>10} {:>6.2}% {:>7} {:>7} {:>10}  {:<10} {:<18}  {site}\n",
+            human(t.wait_ns, "ns"),
+            pct(t.wait_ns, total),
+            t.threads.len(),
+            t.count,
+            human(t.max_ns, "ns"),
+            class.as_str(),
+            object,
+        ));
+        js.push(
+            json!({"object": object, "class": class.as_str(), "site": site,
+            "wait_ns": t.wait_ns, "wait_pct": round2(pct(t.wait_ns, total)),
+            "waiters": t.threads.len(), "count": t.count, "max_ns": t.max_ns}),
+        );
+    }
+    finish(format, text, csv, total, js)
+}
+
+/// Wait time per class, largest first (the summary's `waits by class` line).
+pub fn by_class(p: &Profile, filter: StackFilter) -> Vec<(WaitClass, u64)> {
+    let mut acc: BTreeMap<WaitClass, u64> = BTreeMap::new();
+    for (_, w) in p.weighted_waits(filter) {
+        *acc.entry(w.class).or_default() += w.wait_ns;
+    }
+    let mut v: Vec<_> = acc.into_iter().filter(|(_, ns)| *ns > 0).collect();
+    v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::FramesFilter;
+    use crate::profile::{Frame, FrameKind, Function, Process, ProfileWriter, Thread};
+
+    /// `work` waits 300 ms on mutex 0x1000 (two threads, longest 200 ms) and sleeps
+    /// 100 ms; every stack ends in libc and the kernel.
+    fn designed() -> Profile {
+        let mut w = ProfileWriter::default();
+        w.profile.meta.insert("mode".into(), "locks".into());
+        w.profile.meta.insert("metric".into(), "ns".into());
+        w.profile.processes.push(Process {
+            pid: 1,
+            ..Default::default()
+        });
+        for tid in [1, 2] {
+            w.profile.threads.push(Thread {
+                process: 0,
+                tid,
+                name: "t".into(),
+            });
+        }
+        let mut frame = |name: &str, module: &str, kind: FrameKind| {
+            let function = w.function(Function {
+                name: name.into(),
+                module: module.into(),
+                file: Some("app.c".into()),
+                start_line: Some(1),
+                kind,
+            });
+            w.frame(Frame {
+                function,
+                file: Some("app.c".into()),
+                line: Some(7),
+            })
+        };
+        let main = frame("main", "app", FrameKind::Native);
+        let work = frame("work", "app", FrameKind::Native);
+        let lock = frame("__lll_lock_wait", "libc.so.6", FrameKind::Native);
+        let sleep = frame("clock_nanosleep", "libc.so.6", FrameKind::Native);
+        let schedule = frame("schedule", "[kernel]", FrameKind::Kernel);
+        let s_lock = w.stack(&[main, work, lock, schedule]);
+        let s_sleep = w.stack(&[main, work, sleep, schedule]);
+        for (stack, thread, ns) in [(s_lock, 0, 200), (s_lock, 1, 100)] {
+            w.add_sample(stack, thread, 0, 1, ns * 1_000_000);
+            w.add_wait(
+                stack,
+                thread,
+                WaitClass::Lock,
+                Some("0x1000"),
+                ns * 1_000_000,
+            );
+        }
+        w.add_sample(s_sleep, 0, 0, 1, 100_000_000);
+        w.add_wait(s_sleep, 0, WaitClass::Sleep, None, 100_000_000);
+        w.profile.clone()
+    }
+
+    fn rows(csv: &str) -> Vec<Vec<String>> {
+        csv.lines()
+            .skip(1)
+            .map(|l| l.split(',').map(String::from).collect())
+            .collect()
+    }
+
+    #[test]
+    fn waits_view_names_the_dominant_class_and_object() {
+        let p = designed();
+        let filter = StackFilter {
+            frames: FramesFilter::Program,
+            ..Default::default()
+        };
+        let csv = waits(&p, ReportFormat::Csv, 10, filter);
+        let r = rows(&csv);
+        let work = r.iter().find(|r| r[0] == "work").unwrap();
+        assert_eq!(
+            work[4..],
+            [
+                "lock",
+                "0x1000",
+                "400000000",
+                "100.00",
+                "3",
+                "200000000",
+                "2"
+            ],
+            "{csv}"
+        );
+        // The program's frames: no libc or kernel rows.
+        assert!(
+            !csv.contains("schedule") && !csv.contains("__lll_lock_wait"),
+            "{csv}"
+        );
+        let all = waits(
+            &p,
+            ReportFormat::Csv,
+            10,
+            StackFilter {
+                frames: FramesFilter::All,
+                ..Default::default()
+            },
+        );
+        assert!(all.contains("schedule") && all.contains("__lll_lock_wait"));
+    }
+
+    #[test]
+    fn objects_view_has_waiters_and_the_site() {
+        let p = designed();
+        let filter = StackFilter {
+            frames: FramesFilter::Program,
+            ..Default::default()
+        };
+        let csv = objects(&p, ReportFormat::Csv, 10, filter);
+        assert_eq!(
+            rows(&csv),
+            [[
+                "0x1000",
+                "lock",
+                "work app.c:7",
+                "300000000",
+                "75.00",
+                "2",
+                "2",
+                "200000000"
+            ]],
+            "{csv}"
+        );
+        assert_eq!(
+            by_class(&p, filter),
+            [
+                (WaitClass::Lock, 300_000_000),
+                (WaitClass::Sleep, 100_000_000)
+            ]
+        );
+    }
+}

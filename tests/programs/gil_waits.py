@@ -1,0 +1,28 @@
+"""gil_waits: two CPU-bound threads share the GIL for 0.8 s (each waits for it about
+half of that), a third sleeps 0.5 s in time.sleep (the line marked SLEEP)."""
+import threading
+import time
+
+
+def spin(n):
+    x = 0
+    for i in range(n):
+        x += i
+    return x
+
+
+def busy():
+    end = time.monotonic() + 0.8
+    while time.monotonic() < end:
+        spin(10000)
+
+
+def nap():
+    time.sleep(0.5)  # SLEEP
+
+
+threads = [threading.Thread(target=f) for f in (busy, busy, nap)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
