@@ -11,6 +11,7 @@ pub mod group_reads;
 pub mod launchers;
 pub mod process;
 pub mod symbols;
+pub mod waits_join;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -294,6 +295,13 @@ pub fn run(opts: &FinalizeOptions) -> Result<PathBuf, FinalizeError> {
     meta.insert("python".into(), manifest.python.clone());
     // Faults the kernel wrote into two rings (collector's and agent's), counted once.
     meta.insert("paired_samples_dropped".into(), paired_dropped.to_string());
+    if manifest.mode == "locks" {
+        // How much off-CPU time had the stack where the thread blocked (docs/locks.md).
+        let exact: u64 = profiles.iter().map(|(_, p)| p.wait_ns_exact).sum();
+        let inferred: u64 = profiles.iter().map(|(_, p)| p.wait_ns_inferred).sum();
+        meta.insert("wait_ns_exact".into(), exact.to_string());
+        meta.insert("wait_ns_inferred".into(), inferred.to_string());
+    }
     if !py_summaries.is_empty() {
         meta.insert("python_samples_joined".into(), py_joined.0.to_string());
         meta.insert(
@@ -817,6 +825,18 @@ fn add_raw_profile(
         w.add_sample(stack, thread, event, count, value);
         count_stacks.insert(*key, stack);
     }
+    // Locks mode: each wait on the stack its sample went to (every wait's key has a
+    // sample entry: the marker's, the switch-out sample's, or the one the join made).
+    for wait in &p.waits {
+        let Some(&stack) = count_stacks.get(&wait.key) else {
+            continue;
+        };
+        let thread = thread_index
+            .get(wait.key.thread as usize)
+            .copied()
+            .unwrap_or(0);
+        w.add_wait(stack, thread, wait.class, wait.object.as_deref(), wait.ns);
+    }
     // Samples over time go to the stack their sample went to.
     let mut times: Vec<_> = p.times.iter().collect();
     times.sort_by_key(|((k, t), _)| (k.thread, k.leaf, k.python, k.event, *t));
@@ -927,6 +947,11 @@ fn dedup_python_stacks(p: &mut RawProfile, slots: Vec<crate::python::PyStack>) {
             k.python = remap.get(k.python as usize).copied().unwrap_or(NO_NODE);
         }
         *p.times.entry((k, t)).or_default() += c;
+    }
+    for w in &mut p.waits {
+        if w.key.python != NO_NODE {
+            w.key.python = remap.get(w.key.python as usize).copied().unwrap_or(NO_NODE);
+        }
     }
     p.python_stacks = unique;
 }

@@ -152,6 +152,13 @@ pub struct RawProfile {
     /// Samples found twice in perf.data (same id, thread, instant: one fault written
     /// into two rings by the kernel), counted once.
     pub duplicate_samples: u64,
+    /// Locks mode: waits, one per agent-recorded wait or unexplained off-CPU interval.
+    pub waits: Vec<super::waits_join::RawWait>,
+    /// Locks mode: off-CPU ns inside an agent-recorded wait (stack where it blocked).
+    pub wait_ns_exact: u64,
+    /// Locks mode: off-CPU ns no recorded wait explains (stack at switch-out, or the
+    /// thread's nearest one).
+    pub wait_ns_inferred: u64,
 }
 
 /// What the samples' group reads amounted to.
@@ -211,6 +218,8 @@ struct Builder<'a> {
     page_size: u64,
     /// Off-CPU: the last switch-out sample per tid, waiting for its switch-in.
     pending_off_cpu: FxHashMap<u32, (SampleKey, u64)>,
+    /// Off-CPU: switch records and the agent's wait samples, joined per thread.
+    waits: super::waits_join::WaitJoin,
     sample_hook: Option<&'a mut SampleHook>,
     /// Per attr: (sample_type, read_format) when its samples carry PERF_SAMPLE_READ.
     reads: Vec<Option<(u64, u64)>>,
@@ -312,6 +321,7 @@ pub fn process_perf_data<'a>(
         weighting,
         page_size: crate::collect::sys::page_size() as u64,
         pending_off_cpu: FxHashMap::default(),
+        waits: Default::default(),
         sample_hook,
         reads: Vec::new(),
         attr_of_id: FxHashMap::default(),
@@ -357,6 +367,7 @@ pub fn process_perf_data<'a>(
         },
     );
     b.finish_counts();
+    b.waits.finish(&mut b.out);
     b.out.images = b.lineage.finish();
     Ok(b.out)
 }
@@ -491,16 +502,28 @@ impl Builder<'_> {
                 self.lineage.exit(e.pid as u32, time.unwrap_or(0));
             }
             EventRecord::Lost(l) => self.out.lost += l.count,
-            EventRecord::ContextSwitch(cs) => {
-                if let (
-                    linux_perf_data::linux_perf_event_reader::ContextSwitchRecord::In { .. },
-                    Some(c),
-                ) = (cs, record.common_data().ok())
-                    && let (Some(tid), Some(t)) = (c.tid, c.timestamp)
-                    && let Some((key, out_time)) = self.pending_off_cpu.remove(&(tid as u32))
-                {
-                    let e = self.out.samples.entry(key).or_insert((0, 0));
-                    e.1 += t.saturating_sub(out_time);
+            EventRecord::ContextSwitch(cs) if self.weighting == Weighting::OffCpuNs => {
+                use linux_perf_data::linux_perf_event_reader::{
+                    ContextSwitchRecord, TaskWasPreempted,
+                };
+                let Some(c) = record.common_data().ok() else {
+                    return;
+                };
+                let (Some(pid), Some(tid), Some(t)) = (c.pid, c.tid, c.timestamp) else {
+                    return;
+                };
+                let (pid, tid) = (pid as u32, tid as u32);
+                match cs {
+                    ContextSwitchRecord::Out { preempted, .. } => {
+                        let thread = self.thread(pid, tid);
+                        self.waits
+                            .switch_out(tid, thread, t, preempted == TaskWasPreempted::Yes);
+                    }
+                    ContextSwitchRecord::In { .. } => {
+                        // Root: the switch-out sample's stack (kernel and user).
+                        let at_out = self.pending_off_cpu.remove(&tid).map(|(k, _)| k);
+                        self.waits.switch_in(tid, t, at_out, &mut self.out);
+                    }
                 }
             }
             _ => {}
@@ -528,6 +551,16 @@ impl Builder<'_> {
             self.search
                 .find_binary(&path, build_id.as_deref())
                 .and_then(|p| self.search.elf_cache.load(&p))
+                .or_else(|| {
+                    // The agent's copy is gone after collection: the embedded one.
+                    let agent = Path::new(&path).file_name()
+                        == Some(std::ffi::OsStr::new(
+                            crate::python::embedded::AGENT_FILE_NAME,
+                        ));
+                    agent
+                        .then(|| super::binaries::embedded_agent(build_id.as_deref()))
+                        .flatten()
+                })
         } else {
             None
         };
@@ -732,6 +765,35 @@ impl Builder<'_> {
                 addrs.push(self.loc(pid, ip));
             }
         }
+        // Locks mode: the agent's wait marker. Its own frames (the marker, the
+        // interposed call) are left out: the wait is where the program called.
+        let marker = match (self.weighting, &s.user_regs) {
+            (Weighting::OffCpuNs, Some(regs)) => super::waits_join::Marker::from_regs(regs, time),
+            _ => None,
+        };
+        if marker.is_some() {
+            let agent = |m: u32| {
+                self.out.modules.get(m as usize).is_some_and(|r| {
+                    Path::new(&r.path).file_name()
+                        == Some(std::ffi::OsStr::new(
+                            crate::python::embedded::AGENT_FILE_NAME,
+                        ))
+                })
+            };
+            let own = addrs
+                .iter()
+                .take_while(|l| match l {
+                    Loc::Kernel(_) => true,
+                    Loc::Module { module, .. } => agent(*module),
+                    _ => false,
+                })
+                .count();
+            // Only when a program frame is left (an unwind that stopped inside the
+            // agent keeps what it has).
+            if own < addrs.len() {
+                addrs.drain(..own);
+            }
+        }
         let mut leaf = NO_NODE;
         for &loc in addrs.iter().rev() {
             let key = (leaf, loc);
@@ -784,10 +846,13 @@ impl Builder<'_> {
                 }
                 bytes
             }
-            Weighting::OffCpuNs => {
-                self.pending_off_cpu.insert(tid, (key, time));
-                0
-            }
+            Weighting::OffCpuNs => match marker {
+                Some(m) => self.waits.marker(tid, key, m, &mut self.out),
+                None => {
+                    self.pending_off_cpu.insert(tid, (key, time));
+                    0
+                }
+            },
         };
         let e = self.out.samples.entry(key).or_insert((0, 0));
         e.0 += 1;
