@@ -3,8 +3,9 @@
  * await_the_lock: arrives 50 ms after the holder took it: waits ~350 ms (class lock).
  * take_a_nap: sleeps 300 ms (class sleep).
  * read_the_pipe: blocks reading an empty pipe; main writes to it after 250 ms (class io).
- * Prints the mutex's address (the wait's object) and what each thread saw, so that a run
- * with and without hwprof can be compared line by line. */
+ * stdout: what each call returned (the same with and without hwprof); stderr: the
+ * mutex's address (the wait's object) and each wait as the program itself timed it
+ * (the ground truth on a loaded machine, where a 50 ms sleep can take 65). */
 #define _GNU_SOURCE
 #include <pthread.h>
 #include <stdio.h>
@@ -15,6 +16,7 @@
 static pthread_mutex_t the_lock = PTHREAD_MUTEX_INITIALIZER;
 static int pipe_fds[2];
 static volatile unsigned long sink;
+static double waited_lock, waited_nap, waited_read;
 
 static double now_s(void) {
     struct timespec ts;
@@ -44,7 +46,9 @@ __attribute__((noinline)) static void *hold_the_lock(void *arg) {
 __attribute__((noinline)) static void *await_the_lock(void *arg) {
     (void)arg;
     ms_sleep(50);
+    double t0 = now_s();
     int r = pthread_mutex_lock(&the_lock);
+    waited_lock = now_s() - t0;
     pthread_mutex_unlock(&the_lock);
     return (void *)(long)r;
 }
@@ -52,21 +56,24 @@ __attribute__((noinline)) static void *await_the_lock(void *arg) {
 __attribute__((noinline)) static void *take_a_nap(void *arg) {
     (void)arg;
     struct timespec ts = {0, 300000000L};
+    double t0 = now_s();
     int r = nanosleep(&ts, NULL);
+    waited_nap = now_s() - t0;
     return (void *)(long)r;
 }
 
 __attribute__((noinline)) static void *read_the_pipe(void *arg) {
     (void)arg;
     char buf[16];
+    double t0 = now_s();
     long n = read(pipe_fds[0], buf, sizeof buf);
+    waited_read = now_s() - t0;
     return (void *)n;
 }
 
 int main(void) {
     if (pipe(pipe_fds) != 0) return 3;
-    printf("mutex %p\n", (void *)&the_lock);
-    fflush(stdout);
+    fprintf(stderr, "mutex %p\n", (void *)&the_lock);
     pthread_t h, w, s, r;
     pthread_create(&h, NULL, hold_the_lock, NULL);
     ms_sleep(5); /* the holder takes it first */
@@ -81,5 +88,7 @@ int main(void) {
     pthread_join(s, &rs);
     pthread_join(r, &rr);
     printf("lock %ld sleep %ld read %ld\n", (long)rw, (long)rs, (long)rr);
+    fprintf(stderr, "waited lock %.6f nap %.6f read %.6f\n", waited_lock, waited_nap,
+            waited_read);
     return 0;
 }
