@@ -814,6 +814,7 @@ impl Builder<'_> {
             thread,
             event,
         };
+        let mut count = 1;
         let value = match self.weighting {
             Weighting::Samples => 1,
             // Memory mode: faults weigh bytes; other events sampled
@@ -847,7 +848,13 @@ impl Builder<'_> {
                 bytes
             }
             Weighting::OffCpuNs => match marker {
-                Some(m) => self.waits.marker(tid, key, m, &mut self.out),
+                Some(m) => {
+                    // Counted once per interval, whoever samples it: a switch-out
+                    // sample (root) already counts its own.
+                    let (ns, unsampled) = self.waits.marker(tid, key, m, &mut self.out);
+                    count = unsampled;
+                    ns
+                }
                 None => {
                     self.pending_off_cpu.insert(tid, (key, time));
                     0
@@ -855,7 +862,7 @@ impl Builder<'_> {
             },
         };
         let e = self.out.samples.entry(key).or_insert((0, 0));
-        e.0 += 1;
+        e.0 += count;
         e.1 += value;
         *self
             .out

@@ -4,7 +4,8 @@
 //! program blocked in the sample's stack copy; `python/wire.rs`, "waits").
 //!
 //! An interval inside a recorded wait (`start ≤ out`, `in ≤ start + duration`) is that
-//! wait's: its stack, class and object ("exact"). An interval no recorded wait explains
+//! wait's: its class and object, on the marker's stack (as root, on the kernel's
+//! switch-out stack, which holds the marker's frames and the kernel's) ("exact"). An interval no recorded wait explains
 //! (a wait shorter than the threshold, a page fault, a preemption, a call the agent does
 //! not interpose) is still counted ("inferred"): on the stack the kernel gave at
 //! switch-out (root's switch-out samples), else on the thread's last wait stack, else on
@@ -162,10 +163,18 @@ impl WaitJoin {
     }
 
     /// A marker sample of `tid` with its key: claims the thread's intervals inside the
-    /// wait; returns the off-CPU ns claimed (the sample's metric).
-    pub fn marker(&mut self, tid: u32, key: SampleKey, m: Marker, out: &mut RawProfile) -> u64 {
+    /// wait; returns the off-CPU ns claimed (the sample's metric) and how many of the
+    /// claimed intervals had no switch-out sample of their own (the sample's count).
+    pub fn marker(
+        &mut self,
+        tid: u32,
+        key: SampleKey,
+        m: Marker,
+        out: &mut RawProfile,
+    ) -> (u64, u64) {
         let last = self.last_key.insert(tid, key);
         let mut claimed = 0u64;
+        let mut unsampled = 0u64;
         if let Some(q) = self.queued.get_mut(&tid) {
             // Everything that ended by the wait's end: inside it, the wait's; before
             // (or straddling its start), nothing will claim it any more.
@@ -174,15 +183,32 @@ impl WaitJoin {
                     break;
                 }
                 q.pop_front();
-                if iv.out.saturating_add(SLACK_NS) >= m.start {
-                    claimed = claimed.saturating_add(iv.inn - iv.out);
-                } else {
+                if iv.out.saturating_add(SLACK_NS) < m.start {
                     unexplained(iv, last, out);
+                    continue;
+                }
+                let ns = iv.inn - iv.out;
+                out.wait_ns_exact = out.wait_ns_exact.saturating_add(ns);
+                match iv.at_out {
+                    // Root: the kernel's switch-out stack (kernel, libc and program
+                    // frames, Python merged) with the wait's class and object.
+                    Some(k) => {
+                        out.samples.entry(k).or_insert((0, 0)).1 += ns;
+                        out.waits.push(RawWait {
+                            key: k,
+                            class: m.class,
+                            object: m.object.clone(),
+                            ns,
+                        });
+                    }
+                    None => {
+                        claimed = claimed.saturating_add(ns);
+                        unsampled += 1;
+                    }
                 }
             }
         }
         if claimed > 0 {
-            out.wait_ns_exact = out.wait_ns_exact.saturating_add(claimed);
             out.waits.push(RawWait {
                 key,
                 class: m.class,
@@ -190,7 +216,7 @@ impl WaitJoin {
                 ns: claimed,
             });
         }
-        claimed
+        (claimed, unsampled)
     }
 
     /// End of the data: what no marker claimed is unexplained.
@@ -265,7 +291,7 @@ mod tests {
         j.switch_out(7, 0, 2_100_000, false);
         j.switch_in(7, 3_000_000, None, &mut out);
         let got = j.marker(7, key(5), marker(WAIT_LOCK, 900_000, 3_000_100), &mut out);
-        assert_eq!(got, 1_900_000);
+        assert_eq!(got, (1_900_000, 2));
         j.switch_out(7, 0, 4_000_000, false);
         j.switch_in(7, 4_000_500, None, &mut out);
         j.finish(&mut out);

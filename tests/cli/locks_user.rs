@@ -41,19 +41,23 @@ fn truth(stderr: &str) -> Truth {
     }
 }
 
-/// Leaf-first function names and lines of a stack.
+/// Leaf-first (function, line) of the program's own frames of a stack (as root the
+/// kernel's and libc's frames are below them).
 fn stack_of(p: &Profile, mut node: Option<usize>) -> Vec<(String, Option<u32>)> {
     let mut out = Vec::new();
     while let Some(n) = node {
         let f = &p.frames[p.stacks[n].frame];
-        out.push((p.functions[f.function].name.clone(), f.line));
+        let func = &p.functions[f.function];
+        if func.module == "mutex_waits" {
+            out.push((func.name.clone(), f.line));
+        }
         node = p.stacks[n].parent;
     }
     out
 }
 
-/// Total wait ns of `class` (and `object` when given) whose leaf is `function`, and the
-/// leaf lines seen.
+/// Total wait ns of `class` (and `object` when given) whose innermost program frame is
+/// `function`, and the lines seen there.
 fn waits_at(
     p: &Profile,
     class: WaitClass,
