@@ -236,7 +236,7 @@ fn init() {
     }
     if waits {
         // The wait marker's breakpoint: its samples carry each long wait's stack.
-        let fds = waits::open_breakpoints(&attr);
+        let fds = waits::open_breakpoints(&attr, python.then_some(cfg.cookie));
         start_sampling(&fds, cfg.ring_pages);
         send_events(sock, pid, &fds);
         for (_, fd) in fds {

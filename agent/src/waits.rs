@@ -55,7 +55,11 @@ const BIT_EXCLUDE_HV: u64 = 1 << 6;
 /// every call samples, user mode only, disabled until its ring is mapped, inherited
 /// by new threads and forked children (the marker is at the same address there),
 /// removed at exec (the new program's agent opens its own).
-pub(crate) fn open_breakpoints(attr: &[u8]) -> Vec<(u32, c_int)> {
+///
+/// In a Python process (`sigtrap_cookie`), the breakpoint also signals the thread
+/// (`sigtrap`, `sig_data` = the cookie): the agent's SIGTRAP handler captures the Python
+/// stack at the marker, so `time.sleep` or `Lock.acquire` get the wait at their line.
+pub(crate) fn open_breakpoints(attr: &[u8], sigtrap_cookie: Option<u64>) -> Vec<(u32, c_int)> {
     let mut a = attr.to_vec();
     if a.len() < 128 {
         return Vec::new();
@@ -85,6 +89,10 @@ pub(crate) fn open_breakpoints(attr: &[u8]) -> Vec<(u32, c_int)> {
         | crate::BIT_REMOVE_ON_EXEC
         | crate::BIT_EXCLUDE_KERNEL
         | BIT_EXCLUDE_HV;
+    if let Some(cookie) = sigtrap_cookie {
+        flags |= crate::BIT_SIGTRAP;
+        put64(&mut a, 120, cookie);
+    }
     put64(&mut a, 40, flags);
     put32(&mut a, 52, HW_BREAKPOINT_X);
     put64(&mut a, 56, hwprof_wait_marker as *const () as usize as u64); // bp_addr
