@@ -43,12 +43,17 @@ fn truth(stderr: &str) -> Truth {
 
 /// Leaf-first (function, line) of the program's own frames of a stack (as root the
 /// kernel's and libc's frames are below them).
-fn stack_of(p: &Profile, mut node: Option<usize>) -> Vec<(String, Option<u32>)> {
+fn stack_of(p: &Profile, node: Option<usize>) -> Vec<(String, Option<u32>)> {
+    frames_of(p, node, "mutex_waits")
+}
+
+/// Leaf-first (function, line) of the frames of `module` (`python`: Python frames).
+fn frames_of(p: &Profile, mut node: Option<usize>, module: &str) -> Vec<(String, Option<u32>)> {
     let mut out = Vec::new();
     while let Some(n) = node {
         let f = &p.frames[p.stacks[n].frame];
         let func = &p.functions[f.function];
-        if func.module == "mutex_waits" {
+        if func.module == module {
             out.push((func.name.clone(), f.line));
         }
         node = p.stacks[n].parent;
@@ -245,4 +250,61 @@ fn the_mutex_program_says_the_same_under_the_agent() {
         .unwrap();
     assert_eq!(out.stdout, bare.stdout);
     assert_eq!(out.status.code(), bare.status.code());
+}
+
+/// Wait ns of `class` whose Python stack passes through `function` at `line`.
+fn python_waits_at(p: &Profile, class: WaitClass, function: &str, line: u32) -> u64 {
+    // Through, not at: queue.get waits further in, in threading.py.
+    let want = (function.to_string(), Some(line));
+    p.waits
+        .iter()
+        .filter(|w| w.class == class)
+        .filter(|w| frames_of(p, w.stack, "python").contains(&want))
+        .map(|w| w.wait_ns)
+        .sum()
+}
+
+#[test]
+fn an_ordinary_user_gets_python_waits_at_their_lines() {
+    let py = Path::new("/usr/bin/python3");
+    assert!(py.is_file(), "/usr/bin/python3 is required");
+    let t = shared_tempdir();
+    let script = t.path().join("py_waits.py");
+    std::fs::copy(program_source("py_waits.py"), &script).unwrap();
+    let hw = hwprof_for_nobody(t.path());
+    let dir = t.path().join("run");
+    let out = as_nobody(&hw)
+        .args([
+            "collect",
+            "-q",
+            "-m",
+            "locks",
+            "-r",
+            dir.to_str().unwrap(),
+            "--",
+        ])
+        .arg(py)
+        .arg(&script)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let w: Vec<f64> = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("waited "))
+        .expect("the script printed its waits")
+        .split_whitespace()
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    let p = Profile::load(&dir).unwrap();
+    let sleep_line = source_line("py_waits.py", "# the sleep line");
+    let get_line = source_line("py_waits.py", "# the get line");
+    let nap = python_waits_at(&p, WaitClass::Sleep, "napper", sleep_line);
+    within("napper's time.sleep", nap, w[0], 0.10);
+    // queue.get waits on a lock (a semaphore in CPython) under its condition.
+    let get: u64 = [WaitClass::Lock, WaitClass::Condition]
+        .into_iter()
+        .map(|c| python_waits_at(&p, c, "getter", get_line))
+        .sum();
+    within("getter's queue.get", get, w[1], 0.10);
 }
