@@ -17,6 +17,7 @@ static pthread_mutex_t the_lock = PTHREAD_MUTEX_INITIALIZER;
 static int pipe_fds[2];
 static volatile unsigned long sink;
 static double waited_lock, waited_nap, waited_read;
+static volatile int held;
 
 static double now_s(void) {
     struct timespec ts;
@@ -38,6 +39,7 @@ static void ms_sleep(long ms) {
 __attribute__((noinline)) static void *hold_the_lock(void *arg) {
     (void)arg;
     pthread_mutex_lock(&the_lock);
+    held = 1;
     spin(0.4);
     pthread_mutex_unlock(&the_lock);
     return NULL;
@@ -76,7 +78,7 @@ int main(void) {
     fprintf(stderr, "mutex %p\n", (void *)&the_lock);
     pthread_t h, w, s, r;
     pthread_create(&h, NULL, hold_the_lock, NULL);
-    ms_sleep(5); /* the holder takes it first */
+    while (!held) ms_sleep(1); /* the holder takes it first, however loaded the machine */
     pthread_create(&w, NULL, await_the_lock, NULL);
     pthread_create(&s, NULL, take_a_nap, NULL);
     pthread_create(&r, NULL, read_the_pipe, NULL);
