@@ -104,6 +104,10 @@ pub struct CollectArgs {
     /// docs/memory.md). Default 4.
     #[arg(long = "fault-period")]
     pub fault_period: Option<u64>,
+    /// Locks mode: waits at least this long (microseconds) take a stack where the
+    /// program blocked (docs/locks.md). Default 100.
+    #[arg(long = "wait-threshold", value_name = "US")]
+    pub wait_threshold: Option<u64>,
     /// Copy the ELF files needed for symbols into the results directory.
     #[arg(long)]
     pub archive: bool,

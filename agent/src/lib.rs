@@ -53,6 +53,7 @@ mod safe_load;
 mod scratch;
 mod self_ids;
 mod spawn;
+mod waits;
 
 use std::ffi::{c_int, c_void};
 use std::sync::OnceLock;
@@ -189,10 +190,13 @@ fn init() {
     let Some(sock_path) = env("HWPROF_AGENT_SOCK") else {
         return;
     };
+    // Locks mode: every process of the tree records its waits (waits.rs).
+    let waits = waits::configure();
     // Preloaded into a whole process tree (`sh -c "python ..."`): only processes with an
-    // interpreter linked in talk to the collector.
+    // interpreter linked in talk to the collector (in locks mode, all of them).
     // SAFETY: dlsym with RTLD_DEFAULT and a NUL-terminated name; null when absent.
-    if env("HWPROF_AGENT_PYTHON_ONLY").is_some()
+    if !waits
+        && env("HWPROF_AGENT_PYTHON_ONLY").is_some()
         && unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"Py_Initialize".as_ptr()) }.is_null()
     {
         return;
@@ -231,6 +235,15 @@ fn init() {
     if !python && cfg.python == 0 && out_fd >= 0 {
         close(out_fd);
     }
+    if waits {
+        // The wait marker's breakpoint: its samples carry each long wait's stack.
+        let fds = waits::open_breakpoints(&attr, python.then_some(cfg.cookie));
+        start_sampling(&fds, cfg.ring_pages);
+        send_events(sock, pid, &fds);
+        for (_, fd) in fds {
+            close(fd);
+        }
+    }
     let sample = match cfg.sampling {
         SAMPLE_ALWAYS => true,
         SAMPLE_IF_PYTHON => python,
@@ -247,6 +260,19 @@ fn init() {
         fds.extend(open_events(&major, python, false, cfg.cookie));
     }
     start_sampling(&fds, cfg.ring_pages);
+    send_events(sock, pid, &fds);
+    // The collector holds its own copies now. Ours are closed, so the target's fd count
+    // is its own, except the SIGTRAP samplers' (Python): `posix_spawn` disables them
+    // around its child's pre-exec window (spawn.rs).
+    for (_, fd) in fds {
+        if !(python && spawn::keep(fd)) {
+            close(fd);
+        }
+    }
+}
+
+/// Hands event fds (cpu, fd) to the collector, which maps and drains their rings.
+fn send_events(sock: c_int, pid: u32, fds: &[(u32, c_int)]) {
     for chunk in fds.chunks(MAX_FDS_PER_MSG) {
         let mut msg = EventsMsg {
             magic: EVENTS_MAGIC,
@@ -259,14 +285,6 @@ fn init() {
         }
         let raw: Vec<c_int> = chunk.iter().map(|&(_, fd)| fd).collect();
         send_struct(sock, &msg, &raw);
-    }
-    // The collector holds its own copies now. Ours are closed, so the target's fd count
-    // is its own, except the SIGTRAP samplers' (Python): `posix_spawn` disables them
-    // around its child's pre-exec window (spawn.rs).
-    for (_, fd) in fds {
-        if !(python && spawn::keep(fd)) {
-            close(fd);
-        }
     }
 }
 
@@ -309,8 +327,19 @@ extern "C" fn agent_exit() {
     if send_struct(sock, &bye, &[]) {
         set_timeout(sock, 1);
         let mut b = [0u8; 8];
-        // SAFETY: reading into a local buffer of the stated length.
-        unsafe { libc::recv(sock, b.as_mut_ptr().cast(), b.len(), 0) };
+        // SAFETY: reading into a local buffer of the stated length. The system call,
+        // not libc's recv, which waits.rs interposes: our own wait is not the program's.
+        unsafe {
+            libc::syscall(
+                libc::SYS_recvfrom,
+                sock,
+                b.as_mut_ptr(),
+                b.len(),
+                0,
+                0usize,
+                0usize,
+            )
+        };
     }
 }
 

@@ -142,6 +142,8 @@ pub struct CollectOptions {
     pub rss_interval: Duration,
     /// Memory mode: one page-fault sample every this many faults.
     pub fault_period: u64,
+    /// Locks mode: waits at least this long take a stack (the agent's threshold).
+    pub wait_threshold: Duration,
     /// Copy ELF files into the results directory.
     pub archive: bool,
     /// Stop after this long.
@@ -219,6 +221,7 @@ impl CollectOptions {
                 Some(n) => n,
                 None => DEFAULT_FAULT_PERIOD,
             },
+            wait_threshold: Duration::from_micros(a.wait_threshold.unwrap_or(100)),
             archive: a.archive,
             duration: a.duration.map(Duration::from_secs_f64),
             target,
@@ -325,7 +328,14 @@ pub fn run(opts: &CollectOptions) -> Result<CollectOutcome, CollectError> {
             }),
         Target::Attach(_) => None,
     };
-    let py_env = py_link.as_ref().map(|l| l.env()).unwrap_or_default();
+    let mut py_env = py_link.as_ref().map(|l| l.env()).unwrap_or_default();
+    // Locks mode: the agent records waits in every process of the tree (docs/locks.md).
+    if opts.mode == Mode::Locks && py_link.is_some() {
+        py_env.push((
+            "HWPROF_AGENT_WAITS".into(),
+            opts.wait_threshold.as_nanos().to_string(),
+        ));
+    }
     let exec = match &opts.target {
         Target::Launch(cmd) => Some(prepare_exec(cmd, &py_env)?),
         Target::Attach(pid) => {
@@ -350,11 +360,11 @@ pub fn run(opts: &CollectOptions) -> Result<CollectOutcome, CollectError> {
             ),
         );
     }
-    if exclude_kernel && opts.mode == Mode::Locks && opts.events.is_empty() {
+    if exclude_kernel && opts.mode == Mode::Locks && opts.events.is_empty() && py_link.is_none() {
         notice(
             opts.quiet,
             &mut notices,
-            "locks mode counts context switches in the kernel, which perf_event_paranoid >= 2 hides from ordinary users: off-CPU time will be empty; run with kernel.perf_event_paranoid=1 or CAP_PERFMON".into(),
+            "locks mode without the agent (--python off, or attached with -p): off-CPU intervals come from switch records, with no stack where the thread blocked; launch the program with hwprof (agent on) for stacks, or run with kernel.perf_event_paranoid=1 or CAP_PERFMON".into(),
         );
     }
     let cfg = OpenConfig {

@@ -136,7 +136,30 @@ fn read_file(path: &Path) -> Option<memmap2::Mmap> {
 /// Parse an ELF file's segments and unwind sections.
 pub fn load_elf(path: &Path) -> Option<LoadedElf> {
     let data = read_file(path)?;
-    let obj = object::File::parse(&*data).ok()?;
+    parse_elf(path, &data)
+}
+
+/// The agent library embedded in this hwprof (`python::embedded`), parsed once, when
+/// its build id is `build_id` (or none was recorded): the copy each launch preloaded is
+/// removed when collection ends, and its frames must still unwind (locks mode's wait
+/// samples are taken inside it).
+pub fn embedded_agent(build_id: Option<&[u8]>) -> Option<Arc<LoadedElf>> {
+    static AGENT: std::sync::OnceLock<Option<Arc<LoadedElf>>> = std::sync::OnceLock::new();
+    let elf = AGENT
+        .get_or_init(|| {
+            let name = Path::new(crate::python::embedded::AGENT_FILE_NAME);
+            parse_elf(name, crate::python::embedded::AGENT_SO).map(Arc::new)
+        })
+        .clone()?;
+    match build_id {
+        Some(want) if elf.build_id.as_deref() != Some(want) => None,
+        _ => Some(elf),
+    }
+}
+
+/// [`load_elf`] of bytes already read; `path` names them.
+fn parse_elf(path: &Path, data: &[u8]) -> Option<LoadedElf> {
+    let obj = object::File::parse(data).ok()?;
     let segments = obj
         .segments()
         .map(|s| {

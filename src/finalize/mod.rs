@@ -15,6 +15,8 @@ pub mod timings;
 
 pub mod waits; // locks mode: classes and objects of off-CPU intervals
 
+pub mod waits_join;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -23,7 +25,7 @@ use rayon::prelude::*;
 use crate::cli::FinalizeArgs;
 use crate::manifest::Manifest;
 use crate::profile::{
-    EventRow, FrameInfo, FrameKind, Process, ProfileWriter, TIMELINE_MAX_BUCKETS, Thread,
+    EventRow, FrameInfo, FrameKind, Process, ProfileWriter, TIMELINE_MAX_BUCKETS, Thread, WaitClass,
 };
 use binaries::SearchPaths;
 use process::{Loc, NO_NODE, RawProfile, Weighting};
@@ -312,6 +314,13 @@ pub fn run(opts: &FinalizeOptions) -> Result<PathBuf, FinalizeError> {
     meta.insert("python".into(), manifest.python.clone());
     // Faults the kernel wrote into two rings (collector's and agent's), counted once.
     meta.insert("paired_samples_dropped".into(), paired_dropped.to_string());
+    if manifest.mode == "locks" {
+        // How much off-CPU time had the stack where the thread blocked (docs/locks.md).
+        let exact: u64 = profiles.iter().map(|(_, p)| p.wait_ns_exact).sum();
+        let inferred: u64 = profiles.iter().map(|(_, p)| p.wait_ns_inferred).sum();
+        meta.insert("wait_ns_exact".into(), exact.to_string());
+        meta.insert("wait_ns_inferred".into(), inferred.to_string());
+    }
     if !py_summaries.is_empty() {
         meta.insert("python_samples_joined".into(), py_joined.0.to_string());
         meta.insert(
@@ -886,24 +895,24 @@ fn add_raw_profile(
     }
 }
 
-/// Locks mode: every off-CPU interval into the waits table, on the stack its
-/// switch-out sample went to, classified by that stack (a preempted thread is
-/// `preempted` whatever its stack).
+/// Locks mode: every off-CPU interval into the waits table, on the stack its sample
+/// went to (every wait's key has a sample entry: the marker's, the switch-out sample's,
+/// or the one the join made), with the class and object the agent recorded, else
+/// classified by that stack (a preempted thread is `preempted` unless in MPI).
 fn add_waits(
     w: &mut ProfileWriter,
     p: &RawProfile,
     sample_stacks: &HashMap<process::SampleKey, Option<usize>>,
     thread_index: &[usize],
 ) {
-    let mut keys: Vec<_> = p.waits.iter().collect();
-    keys.sort_by_key(|(k, _)| {
-        let s = k.sample;
-        (s.thread, s.leaf, s.python, s.event, k.preempted, k.arg0)
-    });
-    for (key, &(count, wait_ns, max_ns)) in keys {
-        let Some(&stack) = sample_stacks.get(&key.sample) else {
+    for wait in &p.waits {
+        let Some(&stack) = sample_stacks.get(&wait.key) else {
             continue;
         };
+        let thread = thread_index
+            .get(wait.key.thread as usize)
+            .copied()
+            .unwrap_or(0);
         // Innermost first.
         let frames = w.profile.stack_frames(stack);
         let functions: Vec<&crate::profile::Function> = frames
@@ -912,24 +921,21 @@ fn add_waits(
             .filter_map(|&f| w.profile.frames.get(f))
             .filter_map(|f| w.profile.functions.get(f.function))
             .collect();
-        let wait = if key.preempted {
+        let by_stack = if wait.preempted {
             waits::classify_preempted(&functions)
         } else {
-            waits::classify(&functions, key.arg0)
+            waits::classify(&functions, wait.arg0)
         };
-        let thread = thread_index
-            .get(key.sample.thread as usize)
-            .copied()
-            .unwrap_or(0);
-        w.merge_wait(crate::profile::WaitRow {
-            stack,
-            thread,
-            class: wait.class,
-            object: wait.object,
-            count,
-            wait_ns,
-            max_ns,
-        });
+        let (class, object) = match wait.class {
+            // The GIL and MPI are what the program waited for, whatever primitive the
+            // agent saw underneath (take_gil's condition variable, MPI's poll).
+            Some(_) if matches!(by_stack.class, WaitClass::Gil | WaitClass::Mpi) => {
+                (by_stack.class, by_stack.object)
+            }
+            Some(class) => (class, wait.object.clone()),
+            None => (by_stack.class, by_stack.object),
+        };
+        w.add_wait(stack, thread, class, object.as_deref(), wait.ns);
     }
 }
 
@@ -1015,25 +1021,17 @@ fn dedup_python_stacks(p: &mut RawProfile, slots: Vec<crate::python::PyStack>) {
         }
         *p.counts.entry((k, a)).or_default() += v;
     }
-    let old = std::mem::take(&mut p.waits);
-    for (mut k, (c, v, m)) in old {
-        if k.sample.python != NO_NODE {
-            k.sample.python = remap
-                .get(k.sample.python as usize)
-                .copied()
-                .unwrap_or(NO_NODE);
-        }
-        let e = p.waits.entry(k).or_insert((0, 0, 0));
-        e.0 += c;
-        e.1 += v;
-        e.2 = e.2.max(m);
-    }
     let old = std::mem::take(&mut p.times);
     for ((mut k, t), c) in old {
         if k.python != NO_NODE {
             k.python = remap.get(k.python as usize).copied().unwrap_or(NO_NODE);
         }
         *p.times.entry((k, t)).or_default() += c;
+    }
+    for w in &mut p.waits {
+        if w.key.python != NO_NODE {
+            w.key.python = remap.get(w.key.python as usize).copied().unwrap_or(NO_NODE);
+        }
     }
     p.python_stacks = unique;
 }

@@ -154,29 +154,22 @@ pub struct RawProfile {
     /// Samples found twice in perf.data (same id, thread, instant: one fault written
     /// into two rings by the kernel), counted once.
     pub duplicate_samples: u64,
-    /// Locks mode: off-CPU intervals, aggregated per [`WaitKey`]: (count, wait_ns,
-    /// max_ns). Finalize classifies them by their symbolized stack (`finalize::waits`).
-    pub waits: FxHashMap<WaitKey, (u64, u64, u64)>,
+    /// Locks mode: waits, one per agent-recorded wait or unexplained off-CPU interval.
+    pub waits: Vec<super::waits_join::RawWait>,
+    /// Locks mode: off-CPU ns inside an agent-recorded wait (stack where it blocked).
+    pub wait_ns_exact: u64,
+    /// Locks mode: off-CPU ns no recorded wait explains (stack at switch-out, or the
+    /// thread's nearest one).
+    pub wait_ns_inferred: u64,
 }
 
-/// What a locks-mode off-CPU interval is kept by.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct WaitKey {
-    /// The switch-out sample's key (its stack and thread).
-    pub sample: SampleKey,
-    /// The switch-out record said the thread was still runnable (preempted).
-    pub preempted: bool,
-    /// The first syscall argument (`rdi` at kernel entry), from the sample's user
-    /// registers: a futex word or a file descriptor, when the stack says which.
-    pub arg0: Option<u64>,
-}
-
-/// A switch-out waiting for its switch-in.
+/// A switch-out sample waiting for its thread's switch-in (root: the kernel samples
+/// the switch with its stack).
 #[derive(Clone, Copy, Debug)]
 struct PendingOffCpu {
     key: SampleKey,
-    time: u64,
-    preempted: bool,
+    /// The first syscall argument (`rdi` at kernel entry), from the sample's user
+    /// registers: a futex word or a file descriptor, when the stack says which.
     arg0: Option<u64>,
 }
 
@@ -255,6 +248,8 @@ struct Builder<'a> {
     page_size: u64,
     /// Off-CPU: the last switch-out sample per tid, waiting for its switch-in.
     pending_off_cpu: FxHashMap<u32, PendingOffCpu>,
+    /// Off-CPU: switch records and the agent's wait samples, joined per thread.
+    waits: super::waits_join::WaitJoin,
     sample_hook: Option<&'a mut SampleHook>,
     /// Per attr: (sample_type, read_format) when its samples carry PERF_SAMPLE_READ.
     reads: Vec<Option<(u64, u64)>>,
@@ -359,6 +354,7 @@ pub fn process_perf_data<'a>(
             _ => 4096,
         },
         pending_off_cpu: FxHashMap::default(),
+        waits: Default::default(),
         sample_hook,
         reads: Vec::new(),
         attr_of_id: FxHashMap::default(),
@@ -407,6 +403,7 @@ pub fn process_perf_data<'a>(
         )
     });
     b.finish_counts();
+    b.waits.finish(&mut b.out);
     b.out.images = b.lineage.finish();
     Ok(b.out)
 }
@@ -541,40 +538,27 @@ impl Builder<'_> {
                 self.lineage.exit(e.pid as u32, time.unwrap_or(0));
             }
             EventRecord::Lost(l) => self.out.lost += l.count,
-            EventRecord::ContextSwitch(cs) => {
+            EventRecord::ContextSwitch(cs) if self.weighting == Weighting::OffCpuNs => {
                 use linux_perf_data::linux_perf_event_reader::{
                     ContextSwitchRecord, TaskWasPreempted,
                 };
                 let Some(c) = record.common_data().ok() else {
                     return;
                 };
-                let (Some(tid), Some(t)) = (c.tid, c.timestamp) else {
+                let (Some(pid), Some(tid), Some(t)) = (c.pid, c.tid, c.timestamp) else {
                     return;
                 };
+                let (pid, tid) = (pid as u32, tid as u32);
                 match cs {
-                    // The switch-out record follows the context-switches sample of the
-                    // same switch (perf_event_task_sched_out): it says whether the
-                    // thread was still runnable.
                     ContextSwitchRecord::Out { preempted, .. } => {
-                        if let Some(p) = self.pending_off_cpu.get_mut(&(tid as u32)) {
-                            p.preempted = preempted == TaskWasPreempted::Yes;
-                        }
+                        let thread = self.thread(pid, tid);
+                        self.waits
+                            .switch_out(tid, thread, t, preempted == TaskWasPreempted::Yes);
                     }
                     ContextSwitchRecord::In { .. } => {
-                        if let Some(p) = self.pending_off_cpu.remove(&(tid as u32)) {
-                            let d = t.saturating_sub(p.time);
-                            let e = self.out.samples.entry(p.key).or_insert((0, 0));
-                            e.1 += d;
-                            let key = WaitKey {
-                                sample: p.key,
-                                preempted: p.preempted,
-                                arg0: p.arg0,
-                            };
-                            let w = self.out.waits.entry(key).or_insert((0, 0, 0));
-                            w.0 += 1;
-                            w.1 += d;
-                            w.2 = w.2.max(d);
-                        }
+                        // Root: the switch-out sample's stack (kernel and user).
+                        let at_out = self.pending_off_cpu.remove(&tid).map(|p| (p.key, p.arg0));
+                        self.waits.switch_in(tid, t, at_out, &mut self.out);
                     }
                 }
             }
@@ -603,6 +587,16 @@ impl Builder<'_> {
             self.search
                 .find_binary(&path, build_id.as_deref())
                 .and_then(|p| self.search.elf_cache.load(&p))
+                .or_else(|| {
+                    // The agent's copy is gone after collection: the embedded one.
+                    let agent = Path::new(&path).file_name()
+                        == Some(std::ffi::OsStr::new(
+                            crate::python::embedded::AGENT_FILE_NAME,
+                        ));
+                    agent
+                        .then(|| super::binaries::embedded_agent(build_id.as_deref()))
+                        .flatten()
+                })
         } else {
             None
         };
@@ -813,6 +807,39 @@ impl Builder<'_> {
             self.out.stage_ns.unwind += (now - t).as_nanos() as u64;
             now
         });
+        // Locks mode: the agent's wait marker. Its own frames (the marker, the
+        // interposed call) are left out: the wait is where the program called.
+        let marker = match (self.weighting, &s.user_regs) {
+            (Weighting::OffCpuNs, Some(regs)) => super::waits_join::Marker::from_regs(regs, time),
+            _ => None,
+        };
+        if self.weighting == Weighting::OffCpuNs {
+            let agent = |m: u32| {
+                self.out.modules.get(m as usize).is_some_and(|r| {
+                    Path::new(&r.path).file_name()
+                        == Some(std::ffi::OsStr::new(
+                            crate::python::embedded::AGENT_FILE_NAME,
+                        ))
+                })
+            };
+            let is_agent = |l: &Loc| matches!(l, Loc::Module { module, .. } if agent(*module));
+            // Only when a program frame is left (an unwind that stopped inside the
+            // agent keeps what it has).
+            let program_left = addrs
+                .iter()
+                .any(|l| !matches!(l, Loc::Kernel(_)) && !is_agent(l));
+            if marker.is_some() && program_left {
+                let own = addrs
+                    .iter()
+                    .take_while(|l| matches!(l, Loc::Kernel(_)) || is_agent(l))
+                    .count();
+                addrs.drain(..own);
+            } else if program_left {
+                // A switch-out stack (root) that passed through an interposed call: the
+                // agent's wrapper frames sit between the C library and the program.
+                addrs.retain(|l| !is_agent(l));
+            }
+        }
         let mut leaf = NO_NODE;
         for &loc in addrs.iter().rev() {
             let key = (leaf, loc);
@@ -833,6 +860,7 @@ impl Builder<'_> {
             thread,
             event,
         };
+        let mut count = 1;
         let value = match self.weighting {
             Weighting::Samples => 1,
             // Memory mode: faults weigh bytes; other events sampled
@@ -865,23 +893,26 @@ impl Builder<'_> {
                 }
                 bytes
             }
-            Weighting::OffCpuNs => {
-                // perf's x86-64 register 5 is rdi: at syscall entry, the first argument.
-                let arg0 = s.user_regs.as_ref().and_then(|r| r.get(5));
-                self.pending_off_cpu.insert(
-                    tid,
-                    PendingOffCpu {
-                        key,
-                        time,
-                        preempted: false,
-                        arg0,
-                    },
-                );
-                0
-            }
+            Weighting::OffCpuNs => match marker {
+                Some(m) => {
+                    // Counted once per interval, whoever samples it: a switch-out
+                    // sample (root) already counts its own.
+                    let (ns, unsampled) = self.waits.marker(tid, key, m, &mut self.out);
+                    count = unsampled;
+                    ns
+                }
+                None => {
+                    // perf's x86-64 register 5 is rdi: at syscall entry, the first
+                    // argument.
+                    let arg0 = s.user_regs.as_ref().and_then(|r| r.get(5));
+                    self.pending_off_cpu
+                        .insert(tid, PendingOffCpu { key, arg0 });
+                    0
+                }
+            },
         };
         let e = self.out.samples.entry(key).or_insert((0, 0));
-        e.0 += 1;
+        e.0 += count;
         e.1 += value;
         *self
             .out

@@ -282,6 +282,8 @@ pub fn is_runtime_module(module: &str) -> bool {
         "libpython",
         "libevent",
         "[vdso]",
+        // hwprof's own agent: its interposed calls wrap the C library's.
+        "libhwprof_agent",
     ];
     PREFIXES.iter().any(|p| m.starts_with(p))
         // The interpreter executable: python3, python3.11 (not `python`, the module of

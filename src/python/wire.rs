@@ -352,3 +352,37 @@ pub fn code_token(name_ptr: u64, filename_ptr: u64, firstlineno: i32, name_hash:
 pub fn unicode_hash_offset(unicode_length: u64) -> u64 {
     unicode_length.wrapping_add(8)
 }
+
+// ------------------------------------------------------------------ waits (locks mode)
+//
+// In locks mode (`HWPROF_AGENT_WAITS` = threshold in ns) the agent interposes blocking
+// calls (agent/src/waits.rs). A call that blocked at least the threshold calls the
+// agent's `hwprof_wait_marker(magic, what, object, start_ns, duration_ns)`, on whose
+// first instruction the agent has an execute breakpoint that samples with the mode's
+// attr (user registers and user stack). The wait's record is the arguments of that
+// call, in the sample's user registers (x86-64 SysV: rdi, rsi, rdx, rcx, r8 = perf
+// register numbers 5, 4, 3, 2, 16), so the record and its stack are one sample: nothing
+// to join, nothing to lose separately.
+
+/// `rdi` of a wait marker sample.
+pub const WAIT_MAGIC: u64 = u64::from_le_bytes(*b"HWPWAIT1");
+/// `what` (rsi) low byte: the class, as `profile::WaitClass` orders them.
+pub const WAIT_LOCK: u64 = 0;
+/// Condition variable, barrier, semaphore.
+pub const WAIT_CONDITION: u64 = 1;
+/// nanosleep, clock_nanosleep, usleep, sleep.
+pub const WAIT_SLEEP: u64 = 2;
+/// read, recv, accept, connect, poll, select, epoll_wait.
+pub const WAIT_IO: u64 = 3;
+/// pthread_join, waitpid.
+pub const WAIT_JOIN: u64 = 4;
+/// `what` bits 8-15: what `object` (rdx) is.
+pub const WAIT_OBJ_NONE: u64 = 0;
+/// The address of the sync object.
+pub const WAIT_OBJ_ADDR: u64 = 1;
+/// A file descriptor number.
+pub const WAIT_OBJ_FD: u64 = 2;
+/// A process id (waitpid; -1: any child).
+pub const WAIT_OBJ_PID: u64 = 3;
+/// A `pthread_t` (pthread_join).
+pub const WAIT_OBJ_THREAD: u64 = 4;

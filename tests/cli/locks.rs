@@ -84,13 +84,46 @@ fn off_cpu_time_of_known_sleeps() {
 }
 
 #[test]
-fn an_ordinary_user_is_told_why_locks_mode_is_empty() {
+fn an_ordinary_user_gets_the_known_sleeps_and_is_told_what_is_missing_without_the_agent() {
     let t = shared_tempdir();
     let bin = build_c(t.path(), "exits.c", "exits", &[]);
     let hw = hwprof_for_nobody(t.path());
+    // With the agent (the default): ten usleep(100 ms) at main, class sleep.
     let dir = t.path().join("run");
     let out = as_nobody(&hw)
-        .args(["collect", "-m", "locks", "-r", dir.to_str().unwrap(), "--"])
+        .args([
+            "collect",
+            "-q",
+            "-m",
+            "locks",
+            "-r",
+            dir.to_str().unwrap(),
+            "--",
+        ])
+        .arg(&bin)
+        .args(["sleep", "1"])
+        .output()
+        .unwrap();
+    ok(&out);
+    let rows = waits_csv(&dir, &[]);
+    let main = rows.iter().find(|r| &r[0] == "main").expect("main waits");
+    let wait_ns: f64 = main[6].parse().unwrap();
+    assert!((wait_ns - 1e9).abs() < 0.1e9, "main waited {wait_ns} ns");
+    assert_eq!(&main[4], "sleep", "{main:?}");
+    // Without the agent the intervals are still counted, and the notice says what
+    // is missing (the stacks) and how to get them.
+    let dir = t.path().join("off");
+    let out = as_nobody(&hw)
+        .args([
+            "collect",
+            "-m",
+            "locks",
+            "--python",
+            "off",
+            "-r",
+            dir.to_str().unwrap(),
+            "--",
+        ])
         .arg(&bin)
         .args(["sleep", "1"])
         .output()
@@ -98,8 +131,23 @@ fn an_ordinary_user_is_told_why_locks_mode_is_empty() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
     assert!(
-        err.contains("off-CPU time will be empty") && err.contains("CAP_PERFMON"),
+        err.contains("locks mode without the agent") && err.contains("CAP_PERFMON"),
         "{err}"
+    );
+    // No stack to put them on: the summary counts them (class other).
+    let j: serde_json::Value = serde_json::from_str(&ok(&hwprof(&[
+        "report",
+        dir.to_str().unwrap(),
+        "--view",
+        "summary",
+        "--format",
+        "json",
+    ])))
+    .unwrap();
+    let other = j["waits_by_class"]["other"].as_f64().unwrap_or(0.0);
+    assert!(
+        (other - 1e9).abs() < 0.1e9,
+        "off-CPU time without the agent: {other} ns"
     );
 }
 

@@ -17,6 +17,7 @@ mod install;
 mod launch;
 mod launchers;
 mod locks;
+mod locks_user;
 mod memory;
 mod mpi;
 mod perf_data;

@@ -1,0 +1,769 @@
+//! Locks mode: which call a thread blocked in, on what, for how long, and where.
+//!
+//! When the collector sets `HWPROF_AGENT_WAITS` (the `--wait-threshold` in ns), the
+//! blocking calls below, interposed by symbol (this library is preloaded first), time
+//! themselves; one that took at least the threshold calls [`hwprof_wait_marker`] with
+//! its record (class, object, start, duration: `wire.rs`, "waits"). The agent opens an
+//! execute breakpoint on the marker's first instruction that samples with the mode's
+//! attr (user registers and a copy of the user stack): the kernel copies the stack at
+//! that point, for the same DWARF unwinding as every other sample, and the record
+//! travels in the sample's registers. Finalize pairs it with the thread's switch
+//! records (exact off-CPU intervals) between `start` and `start + duration`.
+//!
+//! Cost: without `HWPROF_AGENT_WAITS` each call is one relaxed load more. With it, an
+//! uncontended mutex (or rwlock, or semaphore) costs a try-lock first and no clock read;
+//! other calls read the vDSO clock twice. `errno` and return values are the real
+//! call's: nothing between the real call and our return writes `errno` (the marker is
+//! a plain function; the breakpoint sample does not signal the thread).
+
+use std::ffi::{CStr, c_int, c_uint, c_void};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use crate::wire::*;
+
+/// Waits at least this long (ns) take a stack; `u64::MAX`: off (not in locks mode).
+static THRESHOLD_NS: AtomicU64 = AtomicU64::new(u64::MAX);
+
+/// Reads `HWPROF_AGENT_WAITS` (a threshold in ns): locks mode when set.
+pub(crate) fn configure() -> bool {
+    let Some(ns) = crate::env("HWPROF_AGENT_WAITS").and_then(|s| s.trim().parse::<u64>().ok())
+    else {
+        return false;
+    };
+    resolve_all();
+    THRESHOLD_NS.store(ns.min(u64::MAX - 1), Ordering::Release);
+    true
+}
+
+/// The function the breakpoint is on. Its arguments are the wait record (see
+/// `wire.rs`); it does nothing, but must stay a real call (not inlined, not folded).
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn hwprof_wait_marker(magic: u64, what: u64, object: u64, start: u64, dur: u64) {
+    std::hint::black_box((magic, what, object, start, dur));
+}
+
+/// perf_event_attr offsets and bits used here (see `linux/perf_event.h`).
+const PERF_TYPE_BREAKPOINT: u32 = 5;
+const HW_BREAKPOINT_X: u32 = 4;
+const BIT_FREQ: u64 = 1 << 10;
+const BITS_PRECISE_IP: u64 = 3 << 15;
+const BIT_EXCLUDE_HV: u64 = 1 << 6;
+
+/// Opens the marker's breakpoint per CPU, from the mode's sampling attr (same sample
+/// type, registers and stack size, so the collector files its samples under that attr):
+/// every call samples, user mode only, disabled until its ring is mapped, inherited
+/// by new threads and forked children (the marker is at the same address there),
+/// removed at exec (the new program's agent opens its own).
+///
+/// In a Python process (`sigtrap_cookie`), the breakpoint also signals the thread
+/// (`sigtrap`, `sig_data` = the cookie): the agent's SIGTRAP handler captures the Python
+/// stack at the marker, so `time.sleep` or `Lock.acquire` get the wait at their line.
+pub(crate) fn open_breakpoints(attr: &[u8], sigtrap_cookie: Option<u64>) -> Vec<(u32, c_int)> {
+    let mut a = attr.to_vec();
+    if a.len() < 128 {
+        return Vec::new();
+    }
+    let put32 =
+        |a: &mut Vec<u8>, off: usize, v: u32| a[off..off + 4].copy_from_slice(&v.to_le_bytes());
+    let put64 =
+        |a: &mut Vec<u8>, off: usize, v: u64| a[off..off + 8].copy_from_slice(&v.to_le_bytes());
+    put32(&mut a, 0, PERF_TYPE_BREAKPOINT);
+    put64(&mut a, 8, 0); // config
+    put64(&mut a, 16, 1); // sample_period: every call
+    let mut flags = u64::from_le_bytes(a[40..48].try_into().unwrap_or([0; 8]));
+    flags &= !(BIT_FREQ
+        | BITS_PRECISE_IP
+        | crate::BIT_MMAP
+        | crate::BIT_COMM
+        | crate::BIT_ENABLE_ON_EXEC
+        | crate::BIT_TASK
+        | crate::BIT_MMAP_DATA
+        | crate::BIT_MMAP2
+        | crate::BIT_COMM_EXEC
+        | crate::BIT_CONTEXT_SWITCH
+        | crate::BITS_NS_TO_TEXT_POKE
+        | crate::BIT_SIGTRAP);
+    flags |= crate::BIT_DISABLED
+        | crate::BIT_INHERIT
+        | crate::BIT_REMOVE_ON_EXEC
+        | crate::BIT_EXCLUDE_KERNEL
+        | BIT_EXCLUDE_HV;
+    if let Some(cookie) = sigtrap_cookie {
+        flags |= crate::BIT_SIGTRAP;
+        put64(&mut a, 120, cookie);
+    }
+    put64(&mut a, 40, flags);
+    put32(&mut a, 52, HW_BREAKPOINT_X);
+    put64(&mut a, 56, hwprof_wait_marker as *const () as usize as u64); // bp_addr
+    put64(&mut a, 64, size_of::<libc::c_long>() as u64); // bp_len
+    let size = (a.len() as u32).min(4096);
+    put32(&mut a, 4, size);
+    crate::open_on_cpus(&a)
+}
+
+#[inline(always)]
+fn threshold() -> u64 {
+    THRESHOLD_NS.load(Ordering::Relaxed)
+}
+
+/// After a timed call that started at `t0`: the marker when it blocked long enough.
+#[inline(always)]
+fn done(t0: u64, class: u64, kind: u64, object: u64) {
+    let dur = crate::now_ns().saturating_sub(t0);
+    if dur >= threshold() {
+        // SAFETY: errno is thread-local; kept as the real call left it.
+        let errno = unsafe { *libc::__errno_location() };
+        hwprof_wait_marker(WAIT_MAGIC, class | (kind << 8), object, t0, dur);
+        // SAFETY: as above.
+        unsafe { *libc::__errno_location() = errno };
+    }
+}
+
+/// Runs `f` timed as a wait of `class` on `object` (when waits are on).
+#[inline(always)]
+fn timed<R>(class: u64, kind: u64, object: u64, f: impl FnOnce() -> R) -> R {
+    if threshold() == u64::MAX {
+        return f();
+    }
+    let t0 = crate::now_ns();
+    let r = f();
+    done(t0, class, kind, object);
+    r
+}
+
+/// A libc function found by `dlsym(RTLD_NEXT)` (or `dlvsym` for a versioned one).
+struct Real {
+    cache: AtomicUsize,
+    name: &'static CStr,
+    version: Option<&'static CStr>,
+}
+
+impl Real {
+    const fn new(name: &'static CStr) -> Real {
+        Real {
+            cache: AtomicUsize::new(0),
+            name,
+            version: None,
+        }
+    }
+    const fn versioned(name: &'static CStr, version: &'static CStr) -> Real {
+        Real {
+            cache: AtomicUsize::new(0),
+            name,
+            version: Some(version),
+        }
+    }
+    #[inline(always)]
+    fn get(&self) -> usize {
+        let v = self.cache.load(Ordering::Relaxed);
+        if v != 0 {
+            return v;
+        }
+        self.resolve()
+    }
+    #[cold]
+    fn resolve(&self) -> usize {
+        let p = match self.version {
+            // SAFETY: dlvsym with RTLD_NEXT and NUL-terminated strings; null if absent.
+            Some(v) => unsafe { libc::dlvsym(libc::RTLD_NEXT, self.name.as_ptr(), v.as_ptr()) },
+            None => std::ptr::null_mut(),
+        };
+        let p = if p.is_null() {
+            // SAFETY: as above.
+            unsafe { libc::dlsym(libc::RTLD_NEXT, self.name.as_ptr()) }
+        } else {
+            p
+        } as usize;
+        self.cache.store(p, Ordering::Relaxed);
+        p
+    }
+}
+
+/// Declares the real functions and resolves them all at once (at load, in locks
+/// mode, so no first call resolves inside a signal handler or a lock).
+macro_rules! reals {
+    ($($id:ident = $real:expr;)*) => {
+        $(static $id: Real = $real;)*
+        fn resolve_all() {
+            $( $id.get(); )*
+        }
+    };
+}
+
+reals! {
+    MUTEX_LOCK = Real::new(c"pthread_mutex_lock");
+    MUTEX_TRYLOCK = Real::new(c"pthread_mutex_trylock");
+    // dlsym alone gives the GLIBC_2.2.5 compatibility condvar, not the one programs use.
+    COND_WAIT = Real::versioned(c"pthread_cond_wait", c"GLIBC_2.3.2");
+    COND_TIMEDWAIT = Real::versioned(c"pthread_cond_timedwait", c"GLIBC_2.3.2");
+    RW_RDLOCK = Real::new(c"pthread_rwlock_rdlock");
+    RW_TRYRDLOCK = Real::new(c"pthread_rwlock_tryrdlock");
+    RW_WRLOCK = Real::new(c"pthread_rwlock_wrlock");
+    RW_TRYWRLOCK = Real::new(c"pthread_rwlock_trywrlock");
+    BARRIER_WAIT = Real::new(c"pthread_barrier_wait");
+    SEM_WAIT = Real::new(c"sem_wait");
+    SEM_TRYWAIT = Real::new(c"sem_trywait");
+    SEM_TIMEDWAIT = Real::new(c"sem_timedwait");
+    NANOSLEEP = Real::new(c"nanosleep");
+    CLOCK_NANOSLEEP = Real::new(c"clock_nanosleep");
+    USLEEP = Real::new(c"usleep");
+    SLEEP = Real::new(c"sleep");
+    READ = Real::new(c"read");
+    RECV = Real::new(c"recv");
+    RECVFROM = Real::new(c"recvfrom");
+    RECVMSG = Real::new(c"recvmsg");
+    ACCEPT = Real::new(c"accept");
+    ACCEPT4 = Real::new(c"accept4");
+    CONNECT = Real::new(c"connect");
+    POLL = Real::new(c"poll");
+    PPOLL = Real::new(c"ppoll");
+    SELECT = Real::new(c"select");
+    EPOLL_WAIT = Real::new(c"epoll_wait");
+    WAITPID = Real::new(c"waitpid");
+    WAIT4 = Real::new(c"wait4");
+    JOIN = Real::new(c"pthread_join");
+}
+
+/// Calls the real function `$real` (a `Real`) as the fn type `$ty` with `$args`; when
+/// libc lacks it, fails as a missing function would (ENOSYS, `$fail`).
+macro_rules! call {
+    ($real:expr, $ty:ty, $fail:expr, ($($arg:expr),*)) => {{
+        let p = $real.get();
+        if p == 0 {
+            // SAFETY: errno is thread-local.
+            unsafe { *libc::__errno_location() = libc::ENOSYS };
+            $fail
+        } else {
+            // SAFETY: p is libc's function of this name, whose C type is `$ty`; the
+            // arguments are our caller's, passed through unchanged.
+            unsafe { std::mem::transmute::<usize, $ty>(p)($($arg),*) }
+        }
+    }};
+}
+
+type M = *mut libc::pthread_mutex_t;
+type RW = *mut libc::pthread_rwlock_t;
+type TS = *const libc::timespec;
+
+/// A try-lock, then (busy) the timed lock. `try_` returns 0 when it took the lock.
+#[inline(always)]
+fn try_then_timed(
+    class: u64,
+    object: u64,
+    try_: impl FnOnce() -> c_int,
+    lock: impl FnOnce() -> c_int,
+) -> c_int {
+    if threshold() == u64::MAX {
+        return lock();
+    }
+    let r = try_();
+    // EBUSY: held; anything else (0, EOWNERDEAD, EAGAIN, EDEADLK...) is what the lock
+    // call would have answered without blocking.
+    if r != libc::EBUSY {
+        return r;
+    }
+    timed(class, WAIT_OBJ_ADDR, object, lock)
+}
+
+/// # Safety
+/// Same contract as libc's `pthread_mutex_lock`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn pthread_mutex_lock(m: M) -> c_int {
+    try_then_timed(
+        WAIT_LOCK,
+        m as u64,
+        || {
+            call!(
+                MUTEX_TRYLOCK,
+                unsafe extern "C" fn(M) -> c_int,
+                libc::EINVAL,
+                (m)
+            )
+        },
+        || {
+            call!(
+                MUTEX_LOCK,
+                unsafe extern "C" fn(M) -> c_int,
+                libc::EINVAL,
+                (m)
+            )
+        },
+    )
+}
+
+/// # Safety
+/// Same contract as libc's `pthread_rwlock_rdlock`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn pthread_rwlock_rdlock(l: RW) -> c_int {
+    try_then_timed(
+        WAIT_LOCK,
+        l as u64,
+        || {
+            call!(
+                RW_TRYRDLOCK,
+                unsafe extern "C" fn(RW) -> c_int,
+                libc::EINVAL,
+                (l)
+            )
+        },
+        || {
+            call!(
+                RW_RDLOCK,
+                unsafe extern "C" fn(RW) -> c_int,
+                libc::EINVAL,
+                (l)
+            )
+        },
+    )
+}
+
+/// # Safety
+/// Same contract as libc's `pthread_rwlock_wrlock`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn pthread_rwlock_wrlock(l: RW) -> c_int {
+    try_then_timed(
+        WAIT_LOCK,
+        l as u64,
+        || {
+            call!(
+                RW_TRYWRLOCK,
+                unsafe extern "C" fn(RW) -> c_int,
+                libc::EINVAL,
+                (l)
+            )
+        },
+        || {
+            call!(
+                RW_WRLOCK,
+                unsafe extern "C" fn(RW) -> c_int,
+                libc::EINVAL,
+                (l)
+            )
+        },
+    )
+}
+
+/// # Safety
+/// Same contract as libc's `pthread_cond_wait`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn pthread_cond_wait(c: *mut libc::pthread_cond_t, m: M) -> c_int {
+    timed(WAIT_CONDITION, WAIT_OBJ_ADDR, c as u64, || {
+        call!(
+            COND_WAIT,
+            unsafe extern "C" fn(*mut libc::pthread_cond_t, M) -> c_int,
+            libc::EINVAL,
+            (c, m)
+        )
+    })
+}
+
+/// # Safety
+/// Same contract as libc's `pthread_cond_timedwait`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn pthread_cond_timedwait(
+    c: *mut libc::pthread_cond_t,
+    m: M,
+    t: TS,
+) -> c_int {
+    timed(WAIT_CONDITION, WAIT_OBJ_ADDR, c as u64, || {
+        call!(
+            COND_TIMEDWAIT,
+            unsafe extern "C" fn(*mut libc::pthread_cond_t, M, TS) -> c_int,
+            libc::EINVAL,
+            (c, m, t)
+        )
+    })
+}
+
+/// # Safety
+/// Same contract as libc's `pthread_barrier_wait`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn pthread_barrier_wait(b: *mut libc::pthread_barrier_t) -> c_int {
+    timed(WAIT_CONDITION, WAIT_OBJ_ADDR, b as u64, || {
+        call!(
+            BARRIER_WAIT,
+            unsafe extern "C" fn(*mut libc::pthread_barrier_t) -> c_int,
+            libc::EINVAL,
+            (b)
+        )
+    })
+}
+
+/// # Safety
+/// Same contract as libc's `sem_wait`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn sem_wait(s: *mut libc::sem_t) -> c_int {
+    let wait = || {
+        call!(
+            SEM_WAIT,
+            unsafe extern "C" fn(*mut libc::sem_t) -> c_int,
+            -1,
+            (s)
+        )
+    };
+    if threshold() == u64::MAX {
+        return wait();
+    }
+    // SAFETY: errno is thread-local; sem_trywait's EAGAIN must not leak.
+    let errno = unsafe { *libc::__errno_location() };
+    if call!(
+        SEM_TRYWAIT,
+        unsafe extern "C" fn(*mut libc::sem_t) -> c_int,
+        -1,
+        (s)
+    ) == 0
+    {
+        return 0;
+    }
+    // SAFETY: as above.
+    unsafe { *libc::__errno_location() = errno };
+    timed(WAIT_CONDITION, WAIT_OBJ_ADDR, s as u64, wait)
+}
+
+/// # Safety
+/// Same contract as libc's `sem_timedwait`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn sem_timedwait(s: *mut libc::sem_t, t: TS) -> c_int {
+    timed(WAIT_CONDITION, WAIT_OBJ_ADDR, s as u64, || {
+        call!(
+            SEM_TIMEDWAIT,
+            unsafe extern "C" fn(*mut libc::sem_t, TS) -> c_int,
+            -1,
+            (s, t)
+        )
+    })
+}
+
+/// # Safety
+/// Same contract as libc's `nanosleep`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn nanosleep(req: TS, rem: *mut libc::timespec) -> c_int {
+    timed(WAIT_SLEEP, WAIT_OBJ_NONE, 0, || {
+        call!(
+            NANOSLEEP,
+            unsafe extern "C" fn(TS, *mut libc::timespec) -> c_int,
+            -1,
+            (req, rem)
+        )
+    })
+}
+
+/// # Safety
+/// Same contract as libc's `clock_nanosleep`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn clock_nanosleep(
+    clk: libc::clockid_t,
+    flags: c_int,
+    req: TS,
+    rem: *mut libc::timespec,
+) -> c_int {
+    timed(WAIT_SLEEP, WAIT_OBJ_NONE, 0, || {
+        call!(
+            CLOCK_NANOSLEEP,
+            unsafe extern "C" fn(libc::clockid_t, c_int, TS, *mut libc::timespec) -> c_int,
+            libc::ENOSYS,
+            (clk, flags, req, rem)
+        )
+    })
+}
+
+/// # Safety
+/// Same contract as libc's `usleep`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn usleep(us: libc::useconds_t) -> c_int {
+    timed(WAIT_SLEEP, WAIT_OBJ_NONE, 0, || {
+        call!(
+            USLEEP,
+            unsafe extern "C" fn(libc::useconds_t) -> c_int,
+            -1,
+            (us)
+        )
+    })
+}
+
+/// # Safety
+/// Same contract as libc's `sleep`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn sleep(s: c_uint) -> c_uint {
+    timed(WAIT_SLEEP, WAIT_OBJ_NONE, 0, || {
+        call!(SLEEP, unsafe extern "C" fn(c_uint) -> c_uint, s, (s))
+    })
+}
+
+/// # Safety
+/// Same contract as libc's `read`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn read(fd: c_int, buf: *mut c_void, n: usize) -> isize {
+    timed(WAIT_IO, WAIT_OBJ_FD, fd as u64, || {
+        call!(
+            READ,
+            unsafe extern "C" fn(c_int, *mut c_void, usize) -> isize,
+            -1,
+            (fd, buf, n)
+        )
+    })
+}
+
+/// # Safety
+/// Same contract as libc's `recv`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn recv(fd: c_int, buf: *mut c_void, n: usize, flags: c_int) -> isize {
+    timed(WAIT_IO, WAIT_OBJ_FD, fd as u64, || {
+        call!(
+            RECV,
+            unsafe extern "C" fn(c_int, *mut c_void, usize, c_int) -> isize,
+            -1,
+            (fd, buf, n, flags)
+        )
+    })
+}
+
+/// # Safety
+/// Same contract as libc's `recvfrom`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn recvfrom(
+    fd: c_int,
+    buf: *mut c_void,
+    n: usize,
+    flags: c_int,
+    addr: *mut libc::sockaddr,
+    len: *mut libc::socklen_t,
+) -> isize {
+    timed(WAIT_IO, WAIT_OBJ_FD, fd as u64, || {
+        call!(
+            RECVFROM,
+            unsafe extern "C" fn(
+                c_int,
+                *mut c_void,
+                usize,
+                c_int,
+                *mut libc::sockaddr,
+                *mut libc::socklen_t,
+            ) -> isize,
+            -1,
+            (fd, buf, n, flags, addr, len)
+        )
+    })
+}
+
+/// # Safety
+/// Same contract as libc's `recvmsg`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn recvmsg(fd: c_int, msg: *mut libc::msghdr, flags: c_int) -> isize {
+    timed(WAIT_IO, WAIT_OBJ_FD, fd as u64, || {
+        call!(
+            RECVMSG,
+            unsafe extern "C" fn(c_int, *mut libc::msghdr, c_int) -> isize,
+            -1,
+            (fd, msg, flags)
+        )
+    })
+}
+
+/// # Safety
+/// Same contract as libc's `accept`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn accept(
+    fd: c_int,
+    addr: *mut libc::sockaddr,
+    len: *mut libc::socklen_t,
+) -> c_int {
+    timed(WAIT_IO, WAIT_OBJ_FD, fd as u64, || {
+        call!(
+            ACCEPT,
+            unsafe extern "C" fn(c_int, *mut libc::sockaddr, *mut libc::socklen_t) -> c_int,
+            -1,
+            (fd, addr, len)
+        )
+    })
+}
+
+/// # Safety
+/// Same contract as libc's `accept4`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn accept4(
+    fd: c_int,
+    addr: *mut libc::sockaddr,
+    len: *mut libc::socklen_t,
+    flags: c_int,
+) -> c_int {
+    timed(WAIT_IO, WAIT_OBJ_FD, fd as u64, || {
+        call!(
+            ACCEPT4,
+            unsafe extern "C" fn(c_int, *mut libc::sockaddr, *mut libc::socklen_t, c_int) -> c_int,
+            -1,
+            (fd, addr, len, flags)
+        )
+    })
+}
+
+/// # Safety
+/// Same contract as libc's `connect`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn connect(
+    fd: c_int,
+    addr: *const libc::sockaddr,
+    len: libc::socklen_t,
+) -> c_int {
+    timed(WAIT_IO, WAIT_OBJ_FD, fd as u64, || {
+        call!(
+            CONNECT,
+            unsafe extern "C" fn(c_int, *const libc::sockaddr, libc::socklen_t) -> c_int,
+            -1,
+            (fd, addr, len)
+        )
+    })
+}
+
+/// The first fd of a poll set (the object a poll waits on), -1 when none.
+fn first_fd(fds: *const libc::pollfd, n: libc::nfds_t) -> u64 {
+    if fds.is_null() || n == 0 {
+        return u64::MAX;
+    }
+    // SAFETY: the caller passes `n` >= 1 pollfds at `fds` (poll's contract); a bad
+    // pointer would fault in poll itself a moment later.
+    unsafe { (*fds).fd as i64 as u64 }
+}
+
+/// # Safety
+/// Same contract as libc's `poll`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn poll(fds: *mut libc::pollfd, n: libc::nfds_t, timeout: c_int) -> c_int {
+    let real = || {
+        call!(
+            POLL,
+            unsafe extern "C" fn(*mut libc::pollfd, libc::nfds_t, c_int) -> c_int,
+            -1,
+            (fds, n, timeout)
+        )
+    };
+    if threshold() == u64::MAX || timeout == 0 {
+        return real();
+    }
+    timed(WAIT_IO, WAIT_OBJ_FD, first_fd(fds, n), real)
+}
+
+/// # Safety
+/// Same contract as libc's `ppoll`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ppoll(
+    fds: *mut libc::pollfd,
+    n: libc::nfds_t,
+    t: TS,
+    mask: *const libc::sigset_t,
+) -> c_int {
+    let real = || {
+        call!(
+            PPOLL,
+            unsafe extern "C" fn(
+                *mut libc::pollfd,
+                libc::nfds_t,
+                TS,
+                *const libc::sigset_t,
+            ) -> c_int,
+            -1,
+            (fds, n, t, mask)
+        )
+    };
+    if threshold() == u64::MAX {
+        return real();
+    }
+    timed(WAIT_IO, WAIT_OBJ_FD, first_fd(fds, n), real)
+}
+
+/// # Safety
+/// Same contract as libc's `select`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn select(
+    n: c_int,
+    r: *mut libc::fd_set,
+    w: *mut libc::fd_set,
+    e: *mut libc::fd_set,
+    t: *mut libc::timeval,
+) -> c_int {
+    timed(WAIT_IO, WAIT_OBJ_NONE, 0, || {
+        call!(
+            SELECT,
+            unsafe extern "C" fn(
+                c_int,
+                *mut libc::fd_set,
+                *mut libc::fd_set,
+                *mut libc::fd_set,
+                *mut libc::timeval,
+            ) -> c_int,
+            -1,
+            (n, r, w, e, t)
+        )
+    })
+}
+
+/// # Safety
+/// Same contract as libc's `epoll_wait`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn epoll_wait(
+    ep: c_int,
+    ev: *mut libc::epoll_event,
+    max: c_int,
+    timeout: c_int,
+) -> c_int {
+    let real = || {
+        call!(
+            EPOLL_WAIT,
+            unsafe extern "C" fn(c_int, *mut libc::epoll_event, c_int, c_int) -> c_int,
+            -1,
+            (ep, ev, max, timeout)
+        )
+    };
+    if threshold() == u64::MAX || timeout == 0 {
+        return real();
+    }
+    timed(WAIT_IO, WAIT_OBJ_FD, ep as u64, real)
+}
+
+/// # Safety
+/// Same contract as libc's `waitpid`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn waitpid(pid: libc::pid_t, status: *mut c_int, opts: c_int) -> libc::pid_t {
+    timed(WAIT_JOIN, WAIT_OBJ_PID, pid as i64 as u64, || {
+        call!(
+            WAITPID,
+            unsafe extern "C" fn(libc::pid_t, *mut c_int, c_int) -> libc::pid_t,
+            -1,
+            (pid, status, opts)
+        )
+    })
+}
+
+/// # Safety
+/// Same contract as libc's `wait4`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn wait4(
+    pid: libc::pid_t,
+    status: *mut c_int,
+    opts: c_int,
+    ru: *mut libc::rusage,
+) -> libc::pid_t {
+    timed(WAIT_JOIN, WAIT_OBJ_PID, pid as i64 as u64, || {
+        call!(
+            WAIT4,
+            unsafe extern "C" fn(libc::pid_t, *mut c_int, c_int, *mut libc::rusage) -> libc::pid_t,
+            -1,
+            (pid, status, opts, ru)
+        )
+    })
+}
+
+/// # Safety
+/// Same contract as libc's `pthread_join`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn pthread_join(t: libc::pthread_t, ret: *mut *mut c_void) -> c_int {
+    timed(WAIT_JOIN, WAIT_OBJ_THREAD, t, || {
+        call!(
+            JOIN,
+            unsafe extern "C" fn(libc::pthread_t, *mut *mut c_void) -> c_int,
+            libc::ESRCH,
+            (t, ret)
+        )
+    })
+}

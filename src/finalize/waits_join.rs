@@ -1,0 +1,354 @@
+//! Locks mode: joins each thread's off-CPU intervals (switch-out → switch-in records,
+//! exact, for ordinary users too) to the waits the agent recorded (its marker samples:
+//! class, object, start and duration in the sample's registers, the stack where the
+//! program blocked in the sample's stack copy; `python/wire.rs`, "waits").
+//!
+//! An interval inside a recorded wait (`start ≤ out`, `in ≤ start + duration`) is that
+//! wait's: its class and object, on the marker's stack (as root, on the kernel's
+//! switch-out stack, which holds the marker's frames and the kernel's) ("exact"). An interval no recorded wait explains
+//! (a wait shorter than the threshold, a page fault, a preemption, a call the agent does
+//! not interpose) is still counted ("inferred"): on the stack the kernel gave at
+//! switch-out (root's switch-out samples), else on the thread's last wait stack, else on
+//! the thread alone; classified at finalize by that stack (`finalize::waits`:
+//! `preempted` when the kernel's switch record says so, unless the stack is in MPI;
+//! else what the stack blocked in, `other` when it says nothing).
+//!
+//! Records arrive in time order, and a marker sample follows the intervals of its wait
+//! (it is taken after the call returns), so each thread's intervals wait in a queue
+//! until a marker claims them or a later marker shows they were before it.
+//!
+//! Nothing from the raw data is trusted: a duration is bounded, times that do not add
+//! up give no claim, and queues are bounded per thread.
+
+use std::collections::VecDeque;
+
+use linux_perf_data::linux_perf_event_reader::Regs;
+use rustc_hash::FxHashMap;
+
+use super::process::{NO_NODE, RawProfile, SampleKey};
+use crate::profile::WaitClass;
+use crate::python::wire::*;
+
+/// Clock slack between the agent's clock reads and the kernel's switch times (same
+/// clock, CLOCK_MONOTONIC; the reads are outside the kernel's, so 0 would do).
+const SLACK_NS: u64 = 20_000;
+/// A longer recorded wait is not believed (a forged or corrupt record).
+const MAX_WAIT_NS: u64 = 7 * 24 * 3600 * 1_000_000_000;
+/// Intervals kept per thread before the oldest is resolved as unexplained.
+const MAX_QUEUED: usize = 4096;
+
+/// One wait for the profile: its sample key (stack, thread), class, object, off-CPU ns.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RawWait {
+    /// Where (the stack of the marker or the switch-out sample).
+    pub key: SampleKey,
+    /// Why, when the agent recorded it; None: classified by its stack at finalize
+    /// (`finalize::waits`).
+    pub class: Option<WaitClass>,
+    /// The kernel's switch record said the thread was still runnable.
+    pub preempted: bool,
+    /// Root: the first syscall argument at switch-out (a futex word, an fd), for the
+    /// stack's classification to name the object.
+    pub arg0: Option<u64>,
+    /// On what (`0x…` address, `fd 3`, `pid 42`, `thread 0x…`).
+    pub object: Option<String>,
+    /// Off-CPU nanoseconds.
+    pub ns: u64,
+}
+
+/// A wait the agent recorded, from a marker sample's registers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Marker {
+    class: WaitClass,
+    object: Option<String>,
+    start: u64,
+    end: u64,
+}
+
+impl Marker {
+    /// The record in a sample's user registers (perf numbering: di 5, si 4, dx 3, cx 2,
+    /// r8 16), when it is one: the magic in rdi, a known class, a believable duration
+    /// that ended before the sample (`time`).
+    pub fn from_regs(regs: &Regs, time: u64) -> Option<Marker> {
+        if regs.get(5)? != WAIT_MAGIC {
+            return None;
+        }
+        Marker::decode(
+            regs.get(4)?,
+            regs.get(3)?,
+            regs.get(2)?,
+            regs.get(16)?,
+            time,
+        )
+    }
+
+    fn decode(what: u64, object: u64, start: u64, dur: u64, time: u64) -> Option<Marker> {
+        let class = match what & 0xff {
+            WAIT_LOCK => WaitClass::Lock,
+            WAIT_CONDITION => WaitClass::Condition,
+            WAIT_SLEEP => WaitClass::Sleep,
+            WAIT_IO => WaitClass::Io,
+            WAIT_JOIN => WaitClass::Join,
+            _ => return None,
+        };
+        let end = start.checked_add(dur)?;
+        if dur > MAX_WAIT_NS || end > time.saturating_add(SLACK_NS) {
+            return None;
+        }
+        let object = match (what >> 8) & 0xff {
+            WAIT_OBJ_ADDR => Some(format!("{object:#x}")),
+            WAIT_OBJ_FD if (object as i64) >= 0 => Some(format!("fd {}", object as i64)),
+            WAIT_OBJ_PID => Some(format!("pid {}", object as i64)),
+            WAIT_OBJ_THREAD => Some(format!("thread {object:#x}")),
+            _ => None,
+        };
+        Some(Marker {
+            class,
+            object,
+            start,
+            end,
+        })
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Interval {
+    out: u64,
+    inn: u64,
+    preempted: bool,
+    /// Thread index (for a key when nothing else gives one).
+    thread: u32,
+    /// Root: the switch-out sample's key and first syscall argument.
+    at_out: Option<(SampleKey, Option<u64>)>,
+}
+
+/// Per-thread state of the join.
+#[derive(Default)]
+pub struct WaitJoin {
+    /// Switch-out seen, switch-in not yet: (time, preempted, thread index).
+    out: FxHashMap<u32, (u64, bool, u32)>,
+    /// Complete intervals not yet claimed.
+    queued: FxHashMap<u32, VecDeque<Interval>>,
+    /// The thread's last marker key (the nearest stack for unexplained time).
+    last_key: FxHashMap<u32, SampleKey>,
+}
+
+impl WaitJoin {
+    /// A switch-out record of `tid` at `time`.
+    pub fn switch_out(&mut self, tid: u32, thread: u32, time: u64, preempted: bool) {
+        self.out.insert(tid, (time, preempted, thread));
+    }
+
+    /// A switch-in record: closes the thread's interval.
+    pub fn switch_in(
+        &mut self,
+        tid: u32,
+        time: u64,
+        at_out: Option<(SampleKey, Option<u64>)>,
+        out: &mut RawProfile,
+    ) {
+        let Some((t_out, preempted, thread)) = self.out.remove(&tid) else {
+            return;
+        };
+        if time < t_out {
+            return;
+        }
+        let q = self.queued.entry(tid).or_default();
+        q.push_back(Interval {
+            out: t_out,
+            inn: time,
+            preempted,
+            thread,
+            at_out,
+        });
+        if q.len() > MAX_QUEUED
+            && let Some(iv) = q.pop_front()
+        {
+            let last = self.last_key.get(&tid).copied();
+            unexplained(iv, last, out);
+        }
+    }
+
+    /// A marker sample of `tid` with its key: claims the thread's intervals inside the
+    /// wait; returns the off-CPU ns claimed (the sample's metric) and how many of the
+    /// claimed intervals had no switch-out sample of their own (the sample's count).
+    pub fn marker(
+        &mut self,
+        tid: u32,
+        key: SampleKey,
+        m: Marker,
+        out: &mut RawProfile,
+    ) -> (u64, u64) {
+        let last = self.last_key.insert(tid, key);
+        let mut claimed = 0u64;
+        let mut unsampled = 0u64;
+        if let Some(q) = self.queued.get_mut(&tid) {
+            // Everything that ended by the wait's end: inside it, the wait's; before
+            // (or straddling its start), nothing will claim it any more.
+            while let Some(&iv) = q.front() {
+                if iv.inn > m.end.saturating_add(SLACK_NS) {
+                    break;
+                }
+                q.pop_front();
+                if iv.out.saturating_add(SLACK_NS) < m.start {
+                    unexplained(iv, last, out);
+                    continue;
+                }
+                let ns = iv.inn - iv.out;
+                out.wait_ns_exact = out.wait_ns_exact.saturating_add(ns);
+                match iv.at_out {
+                    // Root: the kernel's switch-out stack (kernel, libc and program
+                    // frames, Python merged) with the wait's class and object.
+                    Some((k, _)) => {
+                        out.samples.entry(k).or_insert((0, 0)).1 += ns;
+                        out.waits.push(RawWait {
+                            key: k,
+                            class: Some(m.class),
+                            preempted: false,
+                            arg0: None,
+                            object: m.object.clone(),
+                            ns,
+                        });
+                    }
+                    None => {
+                        claimed = claimed.saturating_add(ns);
+                        unsampled += 1;
+                    }
+                }
+            }
+        }
+        if claimed > 0 {
+            out.waits.push(RawWait {
+                key,
+                class: Some(m.class),
+                preempted: false,
+                arg0: None,
+                object: m.object,
+                ns: claimed,
+            });
+        }
+        (claimed, unsampled)
+    }
+
+    /// End of the data: what no marker claimed is unexplained.
+    pub fn finish(&mut self, out: &mut RawProfile) {
+        let mut tids: Vec<u32> = self.queued.keys().copied().collect();
+        tids.sort_unstable();
+        for tid in tids {
+            let last = self.last_key.get(&tid).copied();
+            for iv in self.queued.remove(&tid).unwrap_or_default() {
+                unexplained(iv, last, out);
+            }
+        }
+    }
+}
+
+/// Counts an interval no recorded wait explains.
+fn unexplained(iv: Interval, last: Option<SampleKey>, out: &mut RawProfile) {
+    let ns = iv.inn - iv.out;
+    let key = iv.at_out.map(|(k, _)| k).or(last).unwrap_or(SampleKey {
+        leaf: NO_NODE,
+        python: NO_NODE,
+        thread: iv.thread,
+        event: 0,
+    });
+    out.samples.entry(key).or_insert((0, 0)).1 += ns;
+    out.wait_ns_inferred = out.wait_ns_inferred.saturating_add(ns);
+    // Classified by its stack at finalize (preempted, or what the stack blocked in).
+    out.waits.push(RawWait {
+        key,
+        class: None,
+        preempted: iv.preempted,
+        arg0: iv.at_out.and_then(|(_, a)| a),
+        object: None,
+        ns,
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(leaf: u32) -> SampleKey {
+        SampleKey {
+            leaf,
+            python: NO_NODE,
+            thread: 0,
+            event: 0,
+        }
+    }
+
+    fn marker(class: u64, start: u64, end: u64) -> Marker {
+        Marker::decode(
+            class | (WAIT_OBJ_ADDR << 8),
+            0x1000,
+            start,
+            end - start,
+            end + 10,
+        )
+        .expect("valid")
+    }
+
+    #[test]
+    fn intervals_inside_a_wait_are_its_own_and_the_rest_is_inferred() {
+        let mut j = WaitJoin::default();
+        let mut out = RawProfile::default();
+        // Preempted before the wait; two intervals inside it; one after.
+        j.switch_out(7, 0, 100, true);
+        j.switch_in(7, 200, None, &mut out);
+        j.switch_out(7, 0, 1_000_000, false);
+        j.switch_in(7, 2_000_000, None, &mut out);
+        j.switch_out(7, 0, 2_100_000, false);
+        j.switch_in(7, 3_000_000, None, &mut out);
+        let got = j.marker(7, key(5), marker(WAIT_LOCK, 900_000, 3_000_100), &mut out);
+        assert_eq!(got, (1_900_000, 2));
+        j.switch_out(7, 0, 4_000_000, false);
+        j.switch_in(7, 4_000_500, None, &mut out);
+        j.finish(&mut out);
+        assert_eq!(out.wait_ns_exact, 1_900_000);
+        assert_eq!(out.wait_ns_inferred, 600);
+        let classes: Vec<_> = out
+            .waits
+            .iter()
+            .map(|w| (w.class, w.preempted, w.ns, w.key.leaf))
+            .collect();
+        assert_eq!(
+            classes,
+            vec![
+                (None, true, 100, NO_NODE),
+                (Some(WaitClass::Lock), false, 1_900_000, 5),
+                (None, false, 500, 5),
+            ]
+        );
+        assert_eq!(out.waits[1].object.as_deref(), Some("0x1000"));
+    }
+
+    #[test]
+    fn corrupt_records_claim_nothing_and_never_panic() {
+        // Unknown class, overflowing or absurd durations, an end after the sample.
+        assert!(Marker::decode(99, 0, 0, 1, 10).is_none());
+        assert!(Marker::decode(WAIT_LOCK, 0, u64::MAX, 2, u64::MAX).is_none());
+        assert!(Marker::decode(WAIT_LOCK, 0, 0, MAX_WAIT_NS + 1, u64::MAX).is_none());
+        assert!(Marker::decode(WAIT_SLEEP, 0, 1_000, 1_000_000, 1_000).is_none());
+        // A switch-in without its switch-out, or before it, is ignored.
+        let mut j = WaitJoin::default();
+        let mut out = RawProfile::default();
+        j.switch_in(1, 10, None, &mut out);
+        j.switch_out(1, 0, 50, false);
+        j.switch_in(1, 10, None, &mut out);
+        j.finish(&mut out);
+        assert!(out.waits.is_empty());
+    }
+
+    #[test]
+    fn a_thread_never_marked_keeps_its_switch_out_stack() {
+        let mut j = WaitJoin::default();
+        let mut out = RawProfile::default();
+        j.switch_out(3, 2, 10, false);
+        j.switch_in(3, 1_010, Some((key(9), Some(3))), &mut out);
+        j.finish(&mut out);
+        assert_eq!(out.waits[0].key, key(9));
+        assert_eq!(out.waits[0].arg0, Some(3));
+        assert_eq!(out.samples[&key(9)], (0, 1_000));
+    }
+}

@@ -1,0 +1,310 @@
+//! Locks mode for ordinary users (and root): every off-CPU interval from switch
+//! records, attributed to the stack where the thread blocked by the agent's interposed
+//! calls (docs/locks.md, "How waits are recorded for ordinary users"), and
+//! interposition that changes nothing in the program.
+
+use std::path::Path;
+use std::process::Output;
+
+use hwprof::profile::{Profile, WaitClass};
+
+use crate::common::*;
+
+/// What mutex_waits.c says on stderr: the mutex's address and each wait as it timed
+/// it (seconds).
+struct Truth {
+    mutex: String,
+    lock_s: f64,
+    nap_s: f64,
+    read_s: f64,
+}
+
+fn truth(stderr: &str) -> Truth {
+    let mutex = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("mutex "))
+        .expect("the program printed its mutex")
+        .trim()
+        .to_string();
+    let w: Vec<f64> = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("waited "))
+        .expect("the program printed its waits")
+        .split_whitespace()
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    Truth {
+        mutex,
+        lock_s: w[0],
+        nap_s: w[1],
+        read_s: w[2],
+    }
+}
+
+/// Leaf-first (function, line) of the program's own frames of a stack (as root the
+/// kernel's and libc's frames are below them).
+fn stack_of(p: &Profile, node: Option<usize>) -> Vec<(String, Option<u32>)> {
+    frames_of(p, node, "mutex_waits")
+}
+
+/// Leaf-first (function, line) of the frames of `module` (`python`: Python frames).
+fn frames_of(p: &Profile, mut node: Option<usize>, module: &str) -> Vec<(String, Option<u32>)> {
+    let mut out = Vec::new();
+    while let Some(n) = node {
+        let f = &p.frames[p.stacks[n].frame];
+        let func = &p.functions[f.function];
+        if func.module == module {
+            out.push((func.name.clone(), f.line));
+        }
+        node = p.stacks[n].parent;
+    }
+    out
+}
+
+/// Total wait ns of `class` (and `object` when given) whose innermost program frame is
+/// `function`, and the lines seen there.
+fn waits_at(
+    p: &Profile,
+    class: WaitClass,
+    object: Option<&str>,
+    function: &str,
+) -> (u64, Vec<Option<u32>>) {
+    let mut ns = 0;
+    let mut lines = Vec::new();
+    for w in &p.waits {
+        if w.class != class || object.is_some_and(|o| w.object.as_deref() != Some(o)) {
+            continue;
+        }
+        let s = stack_of(p, w.stack);
+        if s.first().is_some_and(|(f, _)| f == function) {
+            ns += w.wait_ns;
+            lines.push(s[0].1);
+        }
+    }
+    (ns, lines)
+}
+
+/// The line of `needle` in a test program's source (1-based).
+fn source_line(program: &str, needle: &str) -> u32 {
+    let text = std::fs::read_to_string(program_source(program)).unwrap();
+    text.lines()
+        .position(|l| l.contains(needle))
+        .expect("needle") as u32
+        + 1
+}
+
+fn within(what: &str, got_ns: u64, want_s: f64, tol: f64) {
+    let got = got_ns as f64 / 1e9;
+    assert!(
+        (got - want_s).abs() <= tol * want_s,
+        "{what}: {got:.4} s recorded, {want_s:.4} s by the program's own clock (±{:.0}%)",
+        tol * 100.0
+    );
+}
+
+fn check_mutex_program(dir: &Path, out: &Output) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let t = truth(&stderr);
+    // The designed waits, loosely (the machine may be loaded): the program's clock is
+    // the truth below.
+    assert!(
+        t.lock_s > 0.2 && t.nap_s >= 0.3 && t.read_s > 0.2,
+        "{stderr}"
+    );
+    let p = Profile::load(dir).unwrap();
+    let (lock, _) = waits_at(&p, WaitClass::Lock, Some(&t.mutex), "await_the_lock");
+    within("await_the_lock's lock wait", lock, t.lock_s, 0.10);
+    let (nap, _) = waits_at(&p, WaitClass::Sleep, None, "take_a_nap");
+    within("take_a_nap's sleep", nap, t.nap_s, 0.10);
+    let (read, lines) = waits_at(&p, WaitClass::Io, None, "read_the_pipe");
+    within("read_the_pipe's read", read, t.read_s, 0.10);
+    let read_line = source_line("mutex_waits.c", "long n = read(");
+    assert!(
+        lines.iter().all(|l| *l == Some(read_line)),
+        "the read wait is at its line {read_line}: {lines:?}"
+    );
+    // Most off-CPU time had the stack where the thread blocked.
+    let exact: u64 = p.meta["wait_ns_exact"].parse().unwrap();
+    let inferred: u64 = p.meta["wait_ns_inferred"].parse().unwrap();
+    assert!(
+        exact as f64 >= 0.9 * (t.lock_s + t.nap_s + t.read_s) * 1e9,
+        "exact {exact} inferred {inferred}"
+    );
+    // The metric is the waits' total: nothing counted twice.
+    let waits: u64 = p.waits.iter().map(|w| w.wait_ns).sum();
+    let samples: u64 = p.samples.iter().map(|s| s.value).sum();
+    assert_eq!(waits, exact + inferred);
+    assert_eq!(samples, waits);
+}
+
+#[test]
+fn an_ordinary_user_gets_waits_at_the_line_with_class_and_object() {
+    let t = shared_tempdir();
+    let bin = build_c(t.path(), "mutex_waits.c", "mutex_waits", &[]);
+    let hw = hwprof_for_nobody(t.path());
+    let dir = t.path().join("run");
+    let out = as_nobody(&hw)
+        .args([
+            "collect",
+            "-q",
+            "-m",
+            "locks",
+            "-r",
+            dir.to_str().unwrap(),
+            "--",
+        ])
+        .arg(&bin)
+        .output()
+        .unwrap();
+    check_mutex_program(&dir, &out);
+}
+
+#[test]
+fn root_gets_the_same_waits() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: needs root (the kernel's switch-out stacks)");
+        return;
+    }
+    let t = shared_tempdir();
+    let bin = build_c(t.path(), "mutex_waits.c", "mutex_waits", &[]);
+    let dir = t.path().join("run");
+    let out = hwprof(&[
+        "collect",
+        "-q",
+        "-m",
+        "locks",
+        "-r",
+        dir.to_str().unwrap(),
+        "--",
+        bin.to_str().unwrap(),
+    ]);
+    check_mutex_program(&dir, &out);
+}
+
+/// Runs `bin` bare and under `hwprof collect -m locks` (as uid 65534, with each wait
+/// threshold given) and compares stdout and exit status.
+fn same_with_and_without(t: &Path, bin: &Path, want_status: i32) {
+    let bare = as_nobody(bin).output().unwrap();
+    assert_eq!(bare.status.code(), Some(want_status));
+    let hw = hwprof_for_nobody(t);
+    for (i, threshold) in ["0", "100"].iter().enumerate() {
+        let dir = t.join(format!("run{i}"));
+        let out = as_nobody(&hw)
+            .args([
+                "collect",
+                "-q",
+                "-m",
+                "locks",
+                "--wait-threshold",
+                threshold,
+            ])
+            .args(["-r", dir.to_str().unwrap(), "--"])
+            .arg(bin)
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&bare.stdout),
+            "threshold {threshold}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(out.status.code(), bare.status.code());
+        // The calls were interposed: recorded waits (threshold 0: every blocking call).
+        let p = Profile::load(&dir).unwrap();
+        assert!(
+            p.waits.iter().any(|w| w.class == WaitClass::Condition),
+            "threshold {threshold}: no recorded wait"
+        );
+    }
+}
+
+#[test]
+fn interposed_calls_keep_their_return_values_and_errno() {
+    let t = shared_tempdir();
+    let bin = build_c(t.path(), "errno_checks.c", "errno_checks", &[]);
+    same_with_and_without(t.path(), &bin, 7);
+}
+
+#[test]
+fn the_mutex_program_says_the_same_under_the_agent() {
+    let t = shared_tempdir();
+    let bin = build_c(t.path(), "mutex_waits.c", "mutex_waits", &[]);
+    let bare = as_nobody(&bin).output().unwrap();
+    assert!(bare.status.success());
+    let hw = hwprof_for_nobody(t.path());
+    let dir = t.path().join("run");
+    let out = as_nobody(&hw)
+        .args([
+            "collect",
+            "-q",
+            "-m",
+            "locks",
+            "-r",
+            dir.to_str().unwrap(),
+            "--",
+        ])
+        .arg(&bin)
+        .output()
+        .unwrap();
+    assert_eq!(out.stdout, bare.stdout);
+    assert_eq!(out.status.code(), bare.status.code());
+}
+
+/// Wait ns of `class` whose Python stack passes through `function` at `line`.
+fn python_waits_at(p: &Profile, class: WaitClass, function: &str, line: u32) -> u64 {
+    // Through, not at: queue.get waits further in, in threading.py.
+    let want = (function.to_string(), Some(line));
+    p.waits
+        .iter()
+        .filter(|w| w.class == class)
+        .filter(|w| frames_of(p, w.stack, "python").contains(&want))
+        .map(|w| w.wait_ns)
+        .sum()
+}
+
+#[test]
+fn an_ordinary_user_gets_python_waits_at_their_lines() {
+    let py = Path::new("/usr/bin/python3");
+    assert!(py.is_file(), "/usr/bin/python3 is required");
+    let t = shared_tempdir();
+    let script = t.path().join("py_waits.py");
+    std::fs::copy(program_source("py_waits.py"), &script).unwrap();
+    let hw = hwprof_for_nobody(t.path());
+    let dir = t.path().join("run");
+    let out = as_nobody(&hw)
+        .args([
+            "collect",
+            "-q",
+            "-m",
+            "locks",
+            "-r",
+            dir.to_str().unwrap(),
+            "--",
+        ])
+        .arg(py)
+        .arg(&script)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let w: Vec<f64> = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("waited "))
+        .expect("the script printed its waits")
+        .split_whitespace()
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    let p = Profile::load(&dir).unwrap();
+    let sleep_line = source_line("py_waits.py", "# the sleep line");
+    let get_line = source_line("py_waits.py", "# the get line");
+    let nap = python_waits_at(&p, WaitClass::Sleep, "napper", sleep_line);
+    within("napper's time.sleep", nap, w[0], 0.10);
+    // queue.get waits on a lock (a semaphore in CPython) under its condition.
+    let get: u64 = [WaitClass::Lock, WaitClass::Condition]
+        .into_iter()
+        .map(|c| python_waits_at(&p, c, "getter", get_line))
+        .sum();
+    within("getter's queue.get", get, w[1], 0.10);
+}
