@@ -1472,11 +1472,12 @@ fn copy_kallsyms(raw_dir: &Path) {
         {
             // Written aside, then renamed: a concurrent run never copies half a file.
             let tmp = dir.join(format!(".kallsyms.{}", std::process::id()));
-            if std::fs::write(&tmp, &k).is_ok() {
-                crate::util::set_private_mode(&tmp);
-                if std::fs::rename(&tmp, &c).is_err() {
-                    let _ = std::fs::remove_file(&tmp);
-                }
+            // Created exclusively (0600, never through a link), renamed over the copy.
+            let _ = std::fs::remove_file(&tmp);
+            if crate::util::write_private_file(&tmp, &k).is_ok()
+                && std::fs::rename(&tmp, &c).is_err()
+            {
+                let _ = std::fs::remove_file(&tmp);
             }
         }
     }
