@@ -7,6 +7,7 @@ use std::cell::OnceCell;
 use std::path::Path;
 
 use super::dwarf_decl::DeclIndex;
+use super::dwarf_file::DwarfFile;
 use super::fortran;
 use crate::profile::{FrameInfo, FrameKind, Function};
 
@@ -49,8 +50,10 @@ pub fn symbolize_module(
     debug_file: Option<&Path>,
     svmas: &[u64],
 ) -> Vec<Vec<FrameInfo>> {
-    let main = elf_file.and_then(|p| addr2line::Loader::new(p).ok());
-    let debug = debug_file.and_then(|p| addr2line::Loader::new(p).ok());
+    // Opened as untrusted input (regular files only, never blocking on a FIFO),
+    // split DWARF included: see `dwarf_file`.
+    let main = elf_file.and_then(|p| DwarfFile::open(p).ok());
+    let debug = debug_file.and_then(|p| DwarfFile::open(p).ok());
     // Declaration lines and Fortran hosts, read on first use from the same file.
     let main_decl = OnceCell::new();
     let debug_decl = OnceCell::new();
@@ -95,12 +98,7 @@ fn decl_index<'a>(cell: &'a OnceCell<DeclIndex>, file: Option<&Path>) -> &'a Dec
     cell.get_or_init(|| file.map(DeclIndex::load).unwrap_or_default())
 }
 
-fn dwarf_frames(
-    loader: &addr2line::Loader,
-    decl: &DeclIndex,
-    module: &str,
-    addr: u64,
-) -> Vec<FrameInfo> {
+fn dwarf_frames(loader: &DwarfFile, decl: &DeclIndex, module: &str, addr: u64) -> Vec<FrameInfo> {
     let mut out = Vec::new();
     let Ok(mut iter) = loader.find_frames(addr) else {
         return out;

@@ -67,6 +67,35 @@ fn a_mapped_file_replaced_by_a_fifo_does_not_block() {
     assert!(text.contains("main"), "no main in:\n{text}");
 }
 
+/// addr2line's loader opened `<binary>.dwp` and every `.dwo` the DWARF names with a
+/// plain `open`: a FIFO at either name blocked finalize for ever. Both are replaced by
+/// FIFOs after collection: finalize finishes and still names the hot functions.
+#[test]
+fn split_dwarf_files_replaced_by_fifos_do_not_block_finalize() {
+    let tmp = shared_tempdir();
+    let bin = build_c(tmp.path(), "hot.c", "hot", &["-gsplit-dwarf"]);
+    let dwo = tmp.path().join("hot.dwo");
+    assert!(dwo.is_file(), "cc -gsplit-dwarf wrote no {dwo:?}");
+    let dir = tmp.path().join("r");
+    ok(&collect(
+        &dir,
+        &["--no-finalize"],
+        &[bin.to_str().unwrap(), "300"],
+    ));
+    let dwp = tmp.path().join("hot.dwp");
+    for fifo in [&dwo, &dwp] {
+        let _ = std::fs::remove_file(fifo);
+        let status = Command::new("mkfifo").arg(fifo).status().expect("mkfifo");
+        assert!(status.success());
+    }
+    let mut f = Command::new(hwprof_bin());
+    f.arg("finalize").arg("-q").arg(&dir);
+    ok(&run_within(f, Duration::from_secs(60)));
+    let rows = hotspots(&dir, &[]);
+    let a = rows.get("hot_a").map_or(0.0, |h| h.self_pct);
+    assert!(a > 40.0, "hot_a {a:.1}%: {rows:?}");
+}
+
 #[test]
 fn perf_maps_are_read_from_tmp_whatever_tmpdir_says() {
     let home = std::env::var("HOME").unwrap_or_default();
