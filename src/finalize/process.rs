@@ -380,6 +380,12 @@ pub fn sample_with_read<'b>(
     let (head, tail) = (body.get(..r.range.start)?, body.get(r.range.end..)?);
     let mut info = parse_info;
     info.sample_format.remove(SampleFormat::READ);
+    // Without the read block, the call chain starts the tail: it must fit in it.
+    if info.sample_format.contains(SampleFormat::CALLCHAIN)
+        && !crate::raw::records::callchain_fits(tail, info.endian)
+    {
+        return None;
+    }
     let stripped = RawEventRecord::new(
         linux_perf_data::linux_perf_event_reader::RecordType(PERF_RECORD_SAMPLE),
         misc,
