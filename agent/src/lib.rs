@@ -298,7 +298,7 @@ extern "C" fn agent_exit() {
         use std::io::Write;
         let _ = writeln!(
             std::io::stderr(),
-            "hwprof-agent: pid {}: {n} captures, {:.1} us each ({:.1} us in the handler); {} safe-load reads ({} faults recovered), {} reads through process_vm_readv, {} captures without a free scratch slot; {} code objects named, {} left to the collector",
+            "hwprof-agent: pid {}: {n} captures, {:.1} us each ({:.1} us in the handler); {} safe-load reads ({} faults recovered), {} reads through process_vm_readv, {} captures without a free scratch slot; {} code objects named, {} left to the collector; safe loads stopped {} times (a fault handler replaced by a raw rt_sigaction)",
             std::process::id(),
             ns as f64 / 1000.0 / n.max(1) as f64,
             HANDLER_NS.load(Ordering::Relaxed) as f64 / 1000.0 / n.max(1) as f64,
@@ -308,6 +308,7 @@ extern "C" fn agent_exit() {
             scratch::EXHAUSTED.load(Ordering::Relaxed),
             code_identity::EMITTED.load(Ordering::Relaxed),
             code_identity::LEFT_TO_COLLECTOR.load(Ordering::Relaxed),
+            safe_load::HANDLERS_REPLACED.load(Ordering::Relaxed),
         );
     }
     let sock = SOCK_FD.load(Ordering::SeqCst);

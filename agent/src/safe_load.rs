@@ -11,6 +11,13 @@
 //! SIGSEGV or SIGBUS blocked (a fault on a blocked SIGSEGV kills the process whatever
 //! the handler; such a capture, and every capture on another architecture, reads through
 //! `process_vm_readv` instead).
+//!
+//! A program may replace our handlers with a raw `rt_sigaction` system call, which the
+//! interposed `sigaction` never sees: a fault at our load would then reach the
+//! program's handler (or SIG_DFL) and kill it. So each capture first asks the kernel
+//! (two `rt_sigaction` queries) whether both are still ours; once one is not, safe
+//! loads stop for good and every read goes through `process_vm_readv`. A replacement
+//! in the middle of a capture is not seen before that capture's next load.
 
 use std::ffi::{c_int, c_void};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -164,8 +171,57 @@ pub fn install() -> bool {
 /// one is, every read goes through `process_vm_readv`.
 pub struct CaptureGuard(bool);
 
+/// Safe loads stopped because a handler of ours was replaced behind our back
+/// (HWPROF_AGENT_STATS).
+pub static HANDLERS_REPLACED: AtomicU32 = AtomicU32::new(0);
+
+/// `struct sigaction` as the `rt_sigaction` system call takes it (x86-64).
+#[repr(C)]
+struct KernelSigaction {
+    handler: usize,
+    flags: u64,
+    restorer: usize,
+    mask: u64,
+}
+
+/// Whether the kernel's disposition of `sig` is still our handler.
+fn still_ours(sig: c_int) -> bool {
+    let mut k = KernelSigaction {
+        handler: 0,
+        flags: 0,
+        restorer: 0,
+        mask: 0,
+    };
+    // SAFETY: rt_sigaction with no new action only writes the current one into `k`, a
+    // struct of the kernel's layout and of the 8-byte signal set it is told.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigaction,
+            sig as libc::c_long,
+            std::ptr::null::<KernelSigaction>(),
+            &raw mut k,
+            8usize,
+        )
+    };
+    r == 0
+        && k.handler == on_fault as extern "C" fn(c_int, *mut libc::siginfo_t, *mut c_void) as usize
+}
+
+/// While safe loads are on, checks that both handlers are still ours; if not, stops
+/// them (and the interposed `sigaction` passes the program's calls to libc again: the
+/// disposition is the program's own now).
+fn check_handlers() {
+    if ACTIVE.load(Ordering::SeqCst) && !(still_ours(libc::SIGSEGV) && still_ours(libc::SIGBUS)) {
+        ACTIVE.store(false, Ordering::SeqCst);
+        disposition::set_ours(libc::SIGSEGV, false);
+        disposition::set_ours(libc::SIGBUS, false);
+        HANDLERS_REPLACED.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 impl CaptureGuard {
     pub fn enter(ctx: *mut c_void) -> CaptureGuard {
+        check_handlers();
         let blocked = ctx.is_null() || {
             // SAFETY: the kernel passes a ucontext_t to SA_SIGINFO handlers; sigismember
             // reads the set.

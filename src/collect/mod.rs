@@ -120,7 +120,16 @@ pub enum CollectError {
 
 fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> CollectError {
     let what = what.into();
-    move |source| CollectError::Io { what, source }
+    move |source| {
+        // Out of fds: say which limit, and how to raise it.
+        let what = match source.raw_os_error() {
+            Some(libc::EMFILE | libc::ENFILE) => format!(
+                "{what} (out of file descriptors: raise the open-files limit, `ulimit -n` up to `ulimit -Hn`)"
+            ),
+            _ => what,
+        };
+        CollectError::Io { what, source }
+    }
 }
 
 /// What to collect, resolved from the command line.
@@ -407,22 +416,30 @@ pub fn run(opts: &CollectOptions) -> Result<CollectOutcome, CollectError> {
     // Every event is an fd per CPU (per thread when attached), and each Python process's
     // agent hands over one per CPU: a low open-files limit would stop the collection.
     // Raised after the fork: the target keeps its own limit.
-    {
+    let fds_short = {
         let members: usize = wanted.iter().map(|g| 1 + g.members.len()).sum::<usize>() + 1;
         let processes = if py_link.is_some() { 64 } else { 1 };
         let need = (cpus.len() * (members * threads.len().max(1) + processes) + 64) as u64;
         let (soft, hard) = sys::raise_nofile_limit();
         if soft < need {
+            // Agents that cannot connect (EMFILE on accept) sample nothing: when they
+            // would be the only samplers, hwprof keeps sampling with its own events.
+            let fallback = if py_link.is_some() {
+                "; hwprof samples with its own events too, so that processes whose agent cannot connect keep their (native) samples"
+            } else {
+                ""
+            };
             notice(
                 opts.quiet,
                 &mut notices,
                 format!(
-                    "open-files limit {soft} (hard limit {hard}) is below the ~{need} this collection may need ({} CPUs x events x processes): events or Python processes may go unsampled; raise it (ulimit -Hn, /etc/security/limits.conf)",
+                    "open-files limit {soft} (hard limit {hard}) is below the ~{need} this collection may need ({} CPUs x events x processes): events or Python processes may go unsampled; raise it (ulimit -Hn, /etc/security/limits.conf){fallback}",
                     cpus.len()
                 ),
             );
         }
-    }
+        soft < need
+    };
     // [python] A Python launch in hotspots mode is sampled by the agents alone (each
     // process of the tree opens the sampling event on itself, with SIGTRAP when it is
     // Python): sampling it twice, by our inherited events too, cost ~5% of its run time.
@@ -436,6 +453,8 @@ pub fn run(opts: &CollectOptions) -> Result<CollectOutcome, CollectError> {
         && wanted.len() == 1
         && wanted[0].members.is_empty()
         && std::env::var_os("HWPROF_COLLECTOR_SAMPLES").is_none()
+        // Too few fds for every agent to connect: ours keep sampling.
+        && !fds_short
         // Older kernels: the agents could not sample; ours must.
         && has_sigtrap_events;
     let opened = open_events(
@@ -1495,11 +1514,12 @@ fn copy_kallsyms(raw_dir: &Path) {
         {
             // Written aside, then renamed: a concurrent run never copies half a file.
             let tmp = dir.join(format!(".kallsyms.{}", std::process::id()));
-            if std::fs::write(&tmp, &k).is_ok() {
-                crate::util::set_private_mode(&tmp);
-                if std::fs::rename(&tmp, &c).is_err() {
-                    let _ = std::fs::remove_file(&tmp);
-                }
+            // Created exclusively (0600, never through a link), renamed over the copy.
+            let _ = std::fs::remove_file(&tmp);
+            if crate::util::write_private_file(&tmp, &k).is_ok()
+                && std::fs::rename(&tmp, &c).is_err()
+            {
+                let _ = std::fs::remove_file(&tmp);
             }
         }
     }

@@ -119,7 +119,8 @@ impl LoadedElf {
             .or_else(|| {
                 self.segments
                     .iter()
-                    .find(|s| offset >= s.offset && offset < s.offset + s.filesz.max(1))
+                    // `offset - s.offset`: a hostile p_offset + p_filesz can overflow.
+                    .find(|s| offset >= s.offset && offset - s.offset < s.filesz.max(1))
             })
             .map(|s| s.vaddr.wrapping_sub(s.offset).wrapping_add(offset))
     }
@@ -131,6 +132,11 @@ fn read_file(path: &Path) -> Option<memmap2::Mmap> {
     // SAFETY: read-only mapping of a binary; a binary rewritten during finalize could
     // give wrong symbols but object's parser bounds-checks every access.
     unsafe { memmap2::Mmap::map(&f) }.ok()
+}
+
+/// `address..address + size`, None when that overflows (a hostile section header).
+fn section_range(address: u64, size: u64) -> Option<std::ops::Range<u64>> {
+    Some(address..address.checked_add(size)?)
 }
 
 /// Parse an ELF file's segments and unwind sections.
@@ -175,11 +181,9 @@ fn parse_elf(path: &Path, data: &[u8]) -> Option<LoadedElf> {
         .collect();
     let sect = |name: &str| {
         let s = obj.section_by_name(name)?;
+        let range = section_range(s.address(), s.size())?;
         let bytes = s.uncompressed_data().ok()?;
-        Some((
-            s.address()..s.address() + s.size(),
-            Arc::<[u8]>::from(&*bytes),
-        ))
+        Some((range, Arc::<[u8]>::from(&*bytes)))
     };
     let unwind = UnwindSections {
         text: sect(".text"),
@@ -188,7 +192,7 @@ fn parse_elf(path: &Path, data: &[u8]) -> Option<LoadedElf> {
         debug_frame: sect(".debug_frame").map(|s| s.1),
         got: obj
             .section_by_name(".got")
-            .map(|s| s.address()..s.address() + s.size()),
+            .and_then(|s| section_range(s.address(), s.size())),
     };
     let debuglink = obj
         .gnu_debuglink()
@@ -330,5 +334,44 @@ mod tests {
         assert_eq!(e.svma_of_offset(0), Some(0x400000));
         // A mapping inside a segment (a later part mapped on its own).
         assert_eq!(e.svma_of_offset(0x2000), Some(0x402000));
+    }
+
+    /// Patches the section header of `name` in a 64-bit little-endian ELF image.
+    fn patch_section(elf: &mut [u8], name: &str, addr: u64, size: u64) {
+        let u16_at = |b: &[u8], o: usize| u16::from_le_bytes([b[o], b[o + 1]]) as usize;
+        let u64_at = |b: &[u8], o: usize| u64::from_le_bytes(b[o..o + 8].try_into().unwrap());
+        let shoff = u64_at(elf, 0x28) as usize;
+        let (shentsize, shnum, shstrndx) =
+            (u16_at(elf, 0x3a), u16_at(elf, 0x3c), u16_at(elf, 0x3e));
+        let strtab = u64_at(elf, shoff + shstrndx * shentsize + 0x18) as usize;
+        for i in 0..shnum {
+            let h = shoff + i * shentsize;
+            let n = strtab + u32::from_le_bytes(elf[h..h + 4].try_into().unwrap()) as usize;
+            if elf[n..].starts_with(name.as_bytes()) && elf[n + name.len()] == 0 {
+                elf[h + 0x10..h + 0x18].copy_from_slice(&addr.to_le_bytes());
+                elf[h + 0x20..h + 0x28].copy_from_slice(&size.to_le_bytes());
+                return;
+            }
+        }
+        panic!("no section {name}");
+    }
+
+    /// A section whose address + size overflows (a crafted binary in a search dir)
+    /// is dropped, never a panic nor a wrapped range handed to the unwinder.
+    #[test]
+    fn a_hostile_section_range_is_dropped() {
+        let mut bytes = std::fs::read("/bin/true").expect("/bin/true");
+        let good = parse_elf(Path::new("/bin/true"), &bytes).expect("parses");
+        assert!(good.unwind.eh_frame.is_some());
+        patch_section(&mut bytes, ".eh_frame", u64::MAX - 8, 0x100);
+        patch_section(&mut bytes, ".got", u64::MAX, u64::MAX);
+        let e = parse_elf(Path::new("/bin/true"), &bytes).expect("still parses");
+        assert!(e.unwind.eh_frame.is_none());
+        assert!(e.unwind.got.is_none());
+        assert!(e.unwind.eh_frame_hdr.is_some());
+        // A segment whose offset + size overflows.
+        let e = elf(vec![seg(u64::MAX - 4, u64::MAX, 0x1000, false)]);
+        assert_eq!(e.svma_of_offset(u64::MAX - 2), Some(0x1002));
+        assert_eq!(e.svma_of_offset(3), None);
     }
 }

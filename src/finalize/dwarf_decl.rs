@@ -31,7 +31,8 @@ const MAX_DEPTH: usize = 64;
 impl DeclIndex {
     /// Index the DWARF of `path`; an empty index when it has none or cannot be read.
     pub fn load(path: &Path) -> DeclIndex {
-        let Ok(file) = std::fs::File::open(path) else {
+        // A regular file only, opened without blocking (a FIFO there must not hang).
+        let Ok(file) = crate::raw::bounded::open_file(path, true) else {
             return DeclIndex::default();
         };
         // SAFETY: a read-only private mapping of a file we only read; a file truncated

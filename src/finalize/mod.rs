@@ -6,6 +6,7 @@
 
 pub mod binaries;
 pub mod dwarf_decl;
+pub mod dwarf_file;
 pub mod fortran;
 pub mod group_reads;
 pub mod launchers;

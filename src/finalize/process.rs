@@ -427,6 +427,12 @@ pub fn sample_with_read<'b>(
     let (head, tail) = (body.get(..r.range.start)?, body.get(r.range.end..)?);
     let mut info = parse_info;
     info.sample_format.remove(SampleFormat::READ);
+    // Without the read block, the call chain starts the tail: it must fit in it.
+    if info.sample_format.contains(SampleFormat::CALLCHAIN)
+        && !crate::raw::records::callchain_fits(tail, info.endian)
+    {
+        return None;
+    }
     let stripped = RawEventRecord::new(
         linux_perf_data::linux_perf_event_reader::RecordType(PERF_RECORD_SAMPLE),
         misc,
@@ -636,7 +642,8 @@ impl Builder<'_> {
                 .as_ref()
                 .and_then(|e| e.svma_of_offset(pgoff))
                 .unwrap_or(pgoff);
-            (module, elf, start as i64 - svma_start as i64)
+            // Addresses are modular: a hostile segment address must not overflow.
+            (module, elf, (start as i64).wrapping_sub(svma_start as i64))
         };
         let proc = self.procs.entry(pid).or_default();
         let mut maps: Vec<MappingShared> = proc
@@ -687,7 +694,7 @@ impl Builder<'_> {
         match i.checked_sub(1).map(|i| &maps[i].0) {
             Some(m) if avma < m.end => Loc::Module {
                 module: m.module,
-                svma: (avma as i64 - m.bias) as u64,
+                svma: (avma as i64).wrapping_sub(m.bias) as u64,
             },
             _ => Loc::Unknown(avma),
         }
@@ -974,7 +981,7 @@ impl Builder<'_> {
         let mut truncated = false;
         let mut read_stack = |addr: u64| -> Result<u64, ()> {
             let off = addr.checked_sub(sp).ok_or(())? as usize;
-            let bytes = stack.get(off..off + 8).ok_or(())?;
+            let bytes = stack.get(off..off.checked_add(8).ok_or(())?).ok_or(())?;
             Ok(u64::from_le_bytes(bytes.try_into().map_err(|_| ())?))
         };
         let mut iter = unwinder.iter_frames(

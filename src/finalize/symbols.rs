@@ -3,13 +3,11 @@
 //! Fortran names ([`fortran`]), kernel symbols from the kallsyms copy. An address nothing resolves becomes
 //! `module+0xoffset`: it never disappears.
 
-use std::borrow::Cow;
 use std::cell::OnceCell;
 use std::path::Path;
 
-use object::{Object, ObjectSection};
-
 use super::dwarf_decl::DeclIndex;
+use super::dwarf_file::DwarfFile;
 use super::fortran;
 use crate::profile::{FrameInfo, FrameKind, Function};
 
@@ -43,183 +41,41 @@ pub fn unresolved(module: &str, offset: u64, kind: FrameKind) -> FrameInfo {
     }
 }
 
-/// DWARF sections read as gimli sees them.
-type R<'a> = gimli::EndianSlice<'a, gimli::RunTimeEndian>;
-
-/// DWARF sections symbolization never reads (variable locations, macros): left
-/// compressed. libc's location lists alone are a fifth of its debug info.
-const UNREAD_SECTIONS: [gimli::SectionId; 4] = [
-    gimli::SectionId::DebugLoc,
-    gimli::SectionId::DebugLocLists,
-    gimli::SectionId::DebugMacinfo,
-    gimli::SectionId::DebugMacro,
-];
-
-/// An ELF file mapped and parsed, with its DWARF sections decompressed once (for
-/// addr2line and the declaration index both).
-struct ElfDwarf<'a> {
-    obj: object::File<'a>,
-    sections: gimli::DwarfSections<Cow<'a, [u8]>>,
-}
-
-impl<'a> ElfDwarf<'a> {
-    fn map(path: &Path) -> Option<memmap2::Mmap> {
-        let file = std::fs::File::open(path).ok()?;
-        // SAFETY: a read-only private mapping of a binary or debug file we only read
-        // (addr2line maps them the same way); every access is bounds-checked by object.
-        unsafe { memmap2::Mmap::map(&file) }.ok()
-    }
-
-    fn parse(data: &'a [u8]) -> Option<Self> {
-        let obj = object::File::parse(data).ok()?;
-        let sections = gimli::DwarfSections::load(|id| -> Result<_, gimli::Error> {
-            if UNREAD_SECTIONS.contains(&id) {
-                return Ok(Cow::Borrowed(&[][..]));
-            }
-            Ok(obj
-                .section_by_name(id.name())
-                .and_then(|s| s.uncompressed_data().ok())
-                .unwrap_or(Cow::Borrowed(&[][..])))
-        })
-        .ok()?;
-        Some(ElfDwarf { obj, sections })
-    }
-}
-
-/// What symbolizes the addresses of one file: addr2line over its DWARF (when it has
-/// some), its symbol table, and the declaration lines of the units the addresses fall
-/// in.
-struct Symbolizer<'a> {
-    ctx: Option<addr2line::Context<R<'a>>>,
-    symbols: object::SymbolMap<object::SymbolMapName<'a>>,
-    decl: DeclIndex,
-    /// Split DWARF (`-gsplit-dwarf`: the DWARF is in .dwo files): addr2line's own
-    /// loader finds those, made on first need.
-    path: &'a Path,
-    split: OnceCell<Option<addr2line::Loader>>,
-}
-
-impl<'a> Symbolizer<'a> {
-    fn new(file: &'a ElfDwarf<'a>, path: &'a Path, svmas: &[u64]) -> Self {
-        let endian = if file.obj.is_little_endian() {
-            gimli::RunTimeEndian::Little
-        } else {
-            gimli::RunTimeEndian::Big
-        };
-        let mut dwarf = file.sections.borrow(|s| gimli::EndianSlice::new(s, endian));
-        let has_dwarf = !gimli::Section::reader(&dwarf.debug_info).is_empty();
-        let (ctx, decl) = if has_dwarf {
-            dwarf.populate_abbreviations_cache(gimli::AbbreviationsCacheStrategy::Duplicates);
-            let dwarf = std::sync::Arc::new(dwarf);
-            let decl = DeclIndex::for_addresses(&dwarf, svmas);
-            (addr2line::Context::from_arc_dwarf(dwarf).ok(), decl)
-        } else {
-            (None, DeclIndex::default())
-        };
-        Symbolizer {
-            ctx,
-            symbols: file.obj.symbol_map(),
-            decl,
-            path,
-            split: OnceCell::new(),
-        }
-    }
-
-    fn frames(&self, module: &str, addr: u64) -> Vec<FrameInfo> {
-        let Some(ctx) = &self.ctx else {
-            return Vec::new();
-        };
-        let symbol = self
-            .symbols
-            .containing(addr)
-            .map(|s| (s.name(), s.address()));
-        let start_line = |start: u64| {
-            self.decl
-                .decl_line(start)
-                .or_else(|| ctx.find_location(start).ok().flatten().and_then(|l| l.line))
-        };
-        match ctx.find_frames(addr) {
-            addr2line::LookupResult::Output(Ok(iter)) => {
-                dwarf_frames(iter, &self.decl, module, symbol, start_line)
-            }
-            addr2line::LookupResult::Output(Err(_)) => Vec::new(),
-            addr2line::LookupResult::Load { .. } => {
-                let Some(loader) = self
-                    .split
-                    .get_or_init(|| addr2line::Loader::new(self.path).ok())
-                else {
-                    return Vec::new();
-                };
-                let Ok(iter) = loader.find_frames(addr) else {
-                    return Vec::new();
-                };
-                let symbol = loader
-                    .find_symbol_info(addr)
-                    .map(|s| (s.name(), s.address()));
-                let start_line = |start: u64| {
-                    self.decl.decl_line(start).or_else(|| {
-                        loader
-                            .find_location(start)
-                            .ok()
-                            .flatten()
-                            .and_then(|l| l.line)
-                    })
-                };
-                dwarf_frames(iter, &self.decl, module, symbol, start_line)
-            }
-        }
-    }
-
-    fn symbol(&self, addr: u64) -> Option<&'a str> {
-        self.symbols.containing(addr).map(|s| s.name())
-    }
-}
-
-/// Symbolize `svmas` (lookup addresses, sorted) of one module. `debug_file` holds
-/// DWARF when found; `elf_file` is the binary itself, read only when the debug file
-/// does not resolve an address. Each result is leaf first (inlined frames before the
-/// function that contains them).
+/// Symbolize `svmas` (lookup addresses) of one module. `debug_file` holds DWARF when
+/// found; `elf_file` is the binary itself. Each result is leaf first (inlined frames
+/// before the function that contains them).
 pub fn symbolize_module(
     module: &str,
     elf_file: Option<&Path>,
     debug_file: Option<&Path>,
     svmas: &[u64],
 ) -> Vec<Vec<FrameInfo>> {
-    let debug_map = debug_file.and_then(ElfDwarf::map);
-    let debug_elf = debug_map.as_deref().and_then(ElfDwarf::parse);
-    let debug = debug_elf
-        .as_ref()
-        .zip(debug_file)
-        .map(|(f, p)| Symbolizer::new(f, p, svmas));
-    // The binary itself, on first need (its own DWARF when there is no debug file).
-    let main_map = OnceCell::new();
-    let main_elf = OnceCell::new();
-    let main = OnceCell::new();
-    let main = || {
-        main.get_or_init(|| {
-            let path = elf_file?;
-            let map = main_map.get_or_init(|| ElfDwarf::map(path)).as_deref()?;
-            let elf = main_elf.get_or_init(|| ElfDwarf::parse(map)).as_ref()?;
-            Some(Symbolizer::new(elf, path, svmas))
-        })
-        .as_ref()
-    };
+    // Opened as untrusted input (regular files only, never blocking on a FIFO),
+    // split DWARF included: see `dwarf_file`.
+    let main = elf_file.and_then(|p| DwarfFile::open(p).ok());
+    let debug = debug_file.and_then(|p| DwarfFile::open(p).ok());
+    // Declaration lines and Fortran hosts, read on first use from the same file.
+    let main_decl = OnceCell::new();
+    let debug_decl = OnceCell::new();
     svmas
         .iter()
         .map(|&a| {
             let frames = debug
                 .as_ref()
-                .map(|s| s.frames(module, a))
+                .map(|l| dwarf_frames(l, decl_index(&debug_decl, debug_file), module, a))
                 .filter(|f| !f.is_empty())
-                .or_else(|| main().map(|s| s.frames(module, a)))
+                .or_else(|| {
+                    main.as_ref()
+                        .map(|l| dwarf_frames(l, decl_index(&main_decl, elf_file), module, a))
+                })
                 .unwrap_or_default();
             if !frames.is_empty() {
                 return frames;
             }
             let sym = debug
                 .as_ref()
-                .and_then(|s| s.symbol(a))
-                .or_else(|| main().and_then(|s| s.symbol(a)));
+                .and_then(|l| l.find_symbol(a))
+                .or_else(|| main.as_ref().and_then(|l| l.find_symbol(a)));
             match sym {
                 Some(name) => vec![FrameInfo {
                     function: Function {
@@ -238,20 +94,28 @@ pub fn symbolize_module(
         .collect()
 }
 
-/// The frames addr2line found for one address, leaf first. `symbol` is the ELF symbol
-/// containing the address (name, start), `start_line` finds the line of a start.
-fn dwarf_frames<Rd: gimli::Reader>(
-    mut iter: addr2line::FrameIter<'_, Rd>,
-    decl: &DeclIndex,
-    module: &str,
-    symbol: Option<(&str, u64)>,
-    start_line: impl Fn(u64) -> Option<u32>,
-) -> Vec<FrameInfo> {
+fn decl_index<'a>(cell: &'a OnceCell<DeclIndex>, file: Option<&Path>) -> &'a DeclIndex {
+    cell.get_or_init(|| file.map(DeclIndex::load).unwrap_or_default())
+}
+
+fn dwarf_frames(loader: &DwarfFile, decl: &DeclIndex, module: &str, addr: u64) -> Vec<FrameInfo> {
     let mut out = Vec::new();
+    let Ok(mut iter) = loader.find_frames(addr) else {
+        return out;
+    };
+    let symbol_info = loader.find_symbol_info(addr);
+    let symbol = symbol_info.as_ref().map(|s| demangle(s.name()));
     // The function's first line: its DW_AT_decl_line (a clone's comes from the function
     // it was cloned from), else the line of its entry address.
-    let start_line = symbol.and_then(|(_, start)| start_line(start));
-    let symbol = symbol.map(|(name, _)| demangle(name));
+    let start_line = symbol_info.as_ref().and_then(|s| {
+        decl.decl_line(s.address()).or_else(|| {
+            loader
+                .find_location(s.address())
+                .ok()
+                .flatten()
+                .and_then(|l| l.line)
+        })
+    });
     while let Ok(Some(frame)) = iter.next() {
         let name = frame.function.as_ref().and_then(|f| {
             let raw = f.raw_name().ok()?;
@@ -294,12 +158,10 @@ fn dwarf_frames<Rd: gimli::Reader>(
     out
 }
 
-/// Kernel symbols from a kallsyms copy, sorted by address: (address, name's range in
-/// `text`), so that parsing 100k+ lines allocates nothing per symbol.
+/// Kernel symbols from a kallsyms copy, sorted by address.
 #[derive(Default)]
 pub struct KernelSymbols {
-    text: String,
-    syms: Vec<(u64, u32, u32)>,
+    syms: Vec<(u64, String)>,
 }
 
 impl KernelSymbols {
@@ -316,9 +178,7 @@ impl KernelSymbols {
 
     /// Parse the text of a kallsyms copy.
     pub fn parse(text: &str) -> Self {
-        let text = text.to_string();
-        let base = text.as_ptr() as usize;
-        let mut syms: Vec<(u64, u32, u32)> = text
+        let mut syms: Vec<(u64, String)> = text
             .lines()
             .filter_map(|l| {
                 let mut it = l.split_ascii_whitespace();
@@ -327,26 +187,20 @@ impl KernelSymbols {
                 if !matches!(ty, "t" | "T" | "w" | "W") || addr == 0 {
                     return None;
                 }
-                let name = it.next()?;
-                let at = u32::try_from(name.as_ptr() as usize - base).ok()?;
-                Some((addr, at, u32::try_from(name.len()).ok()?))
+                Some((addr, it.next()?.to_string()))
             })
             .collect();
         syms.sort_unstable();
-        KernelSymbols { text, syms }
+        KernelSymbols { syms }
     }
 
     /// The frame for a kernel address.
     pub fn frame(&self, addr: u64) -> FrameInfo {
         let i = self.syms.partition_point(|s| s.0 <= addr);
-        let name = i
-            .checked_sub(1)
-            .and_then(|i| self.syms.get(i))
-            .and_then(|&(_, at, len)| self.text.get(at as usize..(at + len) as usize));
-        match name {
-            Some(name) => FrameInfo {
+        match i.checked_sub(1).and_then(|i| self.syms.get(i)) {
+            Some((_, name)) => FrameInfo {
                 function: Function {
-                    name: name.to_string(),
+                    name: name.clone(),
                     module: "[kernel]".into(),
                     file: None,
                     start_line: None,

@@ -469,7 +469,6 @@ impl CaptureRing {
     /// exec'd by the same pid adds its own header); returns the memfd for the agent.
     fn create(dir: &Path, pid: u32, minor: u32) -> std::io::Result<(CaptureRing, OwnedFd)> {
         use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
         // SAFETY: memfd_create with a constant name; returns a new fd or -1.
         let fd = unsafe {
             libc::memfd_create(
@@ -503,11 +502,9 @@ impl CaptureRing {
         // in `_map` as long as the ring.
         let ring = unsafe { Ring::init(map.as_mut_ptr(), RING_DATA_BYTES as u64) }
             .ok_or_else(|| std::io::Error::other("bad ring size"))?;
-        let mut file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o600)
-            .open(dir.join(format!("python-{pid}.bin")))?;
+        // Never through a planted link, never into a file that is not our own private
+        // regular file (appending only to what this collector created for this pid).
+        let mut file = crate::util::append_private_file(&dir.join(format!("python-{pid}.bin")))?;
         let header = FileHeader {
             magic: FILE_MAGIC,
             version: FILE_VERSION,
@@ -1308,7 +1305,8 @@ impl Server {
 
 /// New complete captures of a file since the last call.
 pub(crate) fn read_new(path: &Path, tail: &mut FileTail) -> super::sidecar::CaptureFile {
-    let Ok(mut f) = std::fs::File::open(path) else {
+    // Only a regular file, not through a link (a FIFO planted there must not block).
+    let Ok(mut f) = crate::raw::bounded::open_regular(path) else {
         return Default::default();
     };
     if f.seek(SeekFrom::Start(tail.offset)).is_err() {

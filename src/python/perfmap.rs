@@ -41,14 +41,22 @@ pub fn copy_map(pid: u32, uid: u32, raw_dir: &Path, since: SystemTime) -> bool {
     if !fresh || !meta.is_file() || meta.uid() != uid {
         return false;
     }
-    let dst = raw_dir.join(format!("perf-{pid}.map"));
-    let tmp = raw_dir.join(format!(".perf-{pid}.map.tmp"));
-    let _ = std::fs::remove_file(&tmp);
-    let Ok(mut out) = crate::util::create_private_file(&tmp) else {
+    // Written by fd of the raw dir: a fresh temporary name created exclusively
+    // (`O_EXCL|O_NOFOLLOW`), renamed over the copy (rename replaces a planted link,
+    // never writes through it).
+    let Ok(dir) = crate::private_dir::PrivateDir::open(raw_dir) else {
         return false;
     };
-    std::io::copy(&mut std::io::Read::take(src, MAX_MAP_BYTES), &mut out).is_ok()
-        && std::fs::rename(&tmp, &dst).is_ok()
+    let tmp = crate::private_dir::PrivateDir::temp_name(&format!("perf-{pid}.map"));
+    let Ok(mut out) = dir.create_file(&tmp) else {
+        return false;
+    };
+    let copied = std::io::copy(&mut std::io::Read::take(src, MAX_MAP_BYTES), &mut out).is_ok()
+        && dir.rename(&tmp, &format!("perf-{pid}.map")).is_ok();
+    if !copied {
+        let _ = dir.remove(&tmp);
+    }
+    copied
 }
 
 /// A parsed perf map.

@@ -134,14 +134,9 @@ fn sample_loop(
     captures: &AtomicU64,
 ) -> Vec<String> {
     use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
     let mem = LiveMemory { pid };
-    let Ok(mut out) = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .open(&path)
-    else {
+    // Never through a planted link, never into a file that is not ours.
+    let Ok(mut out) = crate::util::append_private_file(&path) else {
         return vec![format!("python: cannot write {}", path.display())];
     };
     let header = FileHeader {

@@ -245,14 +245,11 @@ pub struct CodeWriter {
 }
 
 impl CodeWriter {
-    /// Opens (appending) the file in `raw_dir`.
+    /// Opens (appending: the agent link and the remote sampler share it) the file in
+    /// `raw_dir`, never through a planted link nor into a file that is not our own
+    /// private regular file (`util::append_private_file`).
     pub fn open(raw_dir: &Path) -> std::io::Result<Self> {
-        use std::os::unix::fs::OpenOptionsExt;
-        let f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o600)
-            .open(raw_dir.join("python-codes.jsonl"))?;
+        let f = crate::util::append_private_file(&raw_dir.join("python-codes.jsonl"))?;
         Ok(CodeWriter {
             file: std::io::BufWriter::new(f),
         })

@@ -8,10 +8,46 @@
 //! rest wait for the next round (a drain pass over several rings overlaps in time).
 
 use linux_perf_data::linux_perf_event_reader::{
-    Endianness, PerfEventAttr, RawData, RawEventRecord, RecordParseInfo, RecordType,
+    Endianness, PerfEventAttr, RawData, RawEventRecord, RecordParseInfo, RecordType, SampleFormat,
 };
 
 const FINISHED_ROUND: u32 = 68;
+const PERF_RECORD_SAMPLE: u32 = 9;
+
+/// Whether the call chain at the start of `rest` (`u64 nr; u64 ips[nr]`) fits in it.
+/// linux-perf-event-reader 0.10 computes `nr * 8` unchecked (a panic with overflow
+/// checks on, a wrapped length without), so a sample is checked here first.
+pub fn callchain_fits(rest: &[u8], endian: Endianness) -> bool {
+    let Some(nr) = rest.get(..8).and_then(|b| <[u8; 8]>::try_from(b).ok()) else {
+        return false;
+    };
+    let nr = match endian {
+        Endianness::LittleEndian => u64::from_le_bytes(nr),
+        Endianness::BigEndian => u64::from_be_bytes(nr),
+    };
+    nr.checked_mul(8)
+        .is_some_and(|n| n <= (rest.len() - 8) as u64)
+}
+
+/// Whether a sample body's call chain (when its format has one) fits in the body: after
+/// the fixed fields and the read block (as the kernel lays it out, the way
+/// `events::group::sample_read` cuts it out before the crate parses the rest).
+pub fn sample_callchain_fits(body: &[u8], info: &RecordParseInfo) -> bool {
+    let format = info.sample_format;
+    if !format.contains(SampleFormat::CALLCHAIN) {
+        return true;
+    }
+    // The fixed fields before the read block (or the call chain when none).
+    let mut off = crate::events::group::read_block_offset(format.bits());
+    if format.contains(SampleFormat::READ) {
+        match crate::events::group::sample_read(body, format.bits(), info.read_format.bits()) {
+            Ok(Some(r)) => off = r.range.end,
+            _ => return false,
+        }
+    }
+    body.get(off..)
+        .is_some_and(|rest| callchain_fits(rest, info.endian))
+}
 
 /// One record waiting to be handed out.
 #[derive(Clone, Copy)]
@@ -55,7 +91,13 @@ pub fn for_each_sorted<'a>(
     let mut seq = 0u64;
     let mut off = 0usize;
     let emit = |p: &Pending, f: &mut dyn FnMut(usize, RawEventRecord<'a>)| {
-        let body = RawData::Single(&data[p.offset..p.offset + p.len]);
+        let bytes = &data[p.offset..p.offset + p.len];
+        // A sample whose call chain would run past its record is malformed: skipped
+        // (linux-perf-event-reader would overflow computing its length).
+        if p.ty == PERF_RECORD_SAMPLE && !sample_callchain_fits(bytes, &infos[p.attr]) {
+            return;
+        }
+        let body = RawData::Single(bytes);
         f(
             p.attr,
             RawEventRecord::new(RecordType(p.ty), p.misc, body, infos[p.attr]),
@@ -109,5 +151,69 @@ pub fn for_each_sorted<'a>(
     queue.sort_unstable_by_key(|p| (p.time, p.seq));
     for p in &queue {
         emit(p, &mut f);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use linux_perf_data::linux_perf_event_reader::{
+        BranchSampleFormat, EventRecord, ReadFormat, RecordIdParseInfo,
+    };
+
+    fn info(sample_format: SampleFormat, read_format: ReadFormat) -> RecordParseInfo {
+        RecordParseInfo {
+            endian: Endianness::LittleEndian,
+            sample_format,
+            branch_sample_format: BranchSampleFormat::empty(),
+            read_format,
+            common_data_offset_from_end: None,
+            sample_regs_user: 0,
+            user_regs_count: 0,
+            sample_regs_intr: 0,
+            intr_regs_count: 0,
+            id_parse_info: RecordIdParseInfo {
+                nonsample_record_id_offset_from_end: None,
+                sample_record_id_offset_from_start: None,
+            },
+            nonsample_record_time_offset_from_end: None,
+            sample_record_time_offset_from_start: None,
+        }
+    }
+
+    fn words(w: &[u64]) -> Vec<u8> {
+        w.iter().flat_map(|x| x.to_le_bytes()).collect()
+    }
+
+    /// fuzz/corpus/perf_data/callchain-length-overflow: `nr * 8` overflowed in
+    /// linux-perf-event-reader (a panic with overflow checks on).
+    #[test]
+    fn a_callchain_longer_than_its_record_is_refused_before_the_crate_parses_it() {
+        let i = info(
+            SampleFormat::IP | SampleFormat::TID | SampleFormat::CALLCHAIN,
+            ReadFormat::empty(),
+        );
+        let good = words(&[0x401000, 7 << 32 | 7, 2, 0x401000, 0x402000]);
+        assert!(sample_callchain_fits(&good, &i));
+        let parsed = RawEventRecord::new(RecordType(9), 0, RawData::Single(&good), i).parse();
+        assert!(matches!(parsed, Ok(EventRecord::Sample(_))));
+        for nr in [3, 1 << 61, (1 << 61) + 1, u64::MAX] {
+            let bad = words(&[0x401000, 7 << 32 | 7, nr, 0x401000, 0x402000]);
+            assert!(!sample_callchain_fits(&bad, &i), "nr {nr:#x}");
+        }
+        // Cut before nr.
+        assert!(!sample_callchain_fits(&good[..12], &i));
+        // A group read block first (3 members with ids): nr is after it.
+        let i = info(
+            SampleFormat::IP | SampleFormat::READ | SampleFormat::CALLCHAIN,
+            ReadFormat::GROUP | ReadFormat::ID,
+        );
+        let good = words(&[0x401000, 3, 10, 1, 20, 2, 30, 3, 1, 0x401000]);
+        assert!(sample_callchain_fits(&good, &i));
+        let bad = words(&[0x401000, 3, 10, 1, 20, 2, 30, 3, 1 << 61, 0x401000]);
+        assert!(!sample_callchain_fits(&bad, &i));
+        // Formats without a call chain are not looked at.
+        let i = info(SampleFormat::IP, ReadFormat::empty());
+        assert!(sample_callchain_fits(&[], &i));
     }
 }

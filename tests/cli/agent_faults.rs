@@ -101,3 +101,49 @@ fn agent_segfault_as_bare_python_3_11() {
 fn agent_segfault_as_bare_python_3_12() {
     segfault_as_bare("3.12.1");
 }
+
+/// A program that puts SIG_DFL back on SIGSEGV and SIGBUS with the raw `rt_sigaction`
+/// system call (the interposed `sigaction` never sees it) would die of the first fault
+/// at a safe load. The agent asks the kernel before each capture: once its handler is
+/// gone, reads go through `process_vm_readv` (the agent's stats say so), and the
+/// program runs to its end with its own output.
+#[test]
+fn a_fault_handler_replaced_by_raw_rt_sigaction_stops_safe_loads() {
+    let py = pyenv("3.12.1").expect("pyenv 3.12.1 is required (.ci/run installs it)");
+    let tmp = shared_tempdir();
+    let script = program_source("agent_raw_sigaction.py");
+    let bare = Command::new(&py).arg(&script).output().expect("python");
+    assert!(bare.status.success(), "{bare:?}");
+    let out = Command::new(hwprof_bin())
+        .args(["collect", "-q", "-F", "10000", "-r"])
+        .arg(tmp.path().join("r"))
+        .arg("--")
+        .arg(&py)
+        .arg(&script)
+        .env("HWPROF_AGENT_STATS", "1")
+        .env("HWPROF_AGENT_LIB", crate::python::agent_lib())
+        .output()
+        .expect("run hwprof");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(out.stdout, bare.stdout);
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("hwprof-agent: pid"))
+        .unwrap_or_else(|| panic!("no agent stats line:\n{stderr}"));
+    eprintln!("{line}");
+    let number_before = |tag: &str| -> u64 {
+        let head = &line[..line.find(tag).unwrap_or_else(|| panic!("{tag}: {line}"))];
+        head.split_whitespace().last().unwrap().parse().unwrap()
+    };
+    assert!(number_before(" safe-load reads") > 0, "{line}");
+    assert_eq!(
+        number_before(" times (a fault handler replaced"),
+        1,
+        "{line}"
+    );
+    assert!(
+        number_before(" reads through process_vm_readv") > 0,
+        "safe loads went on after the handler was replaced: {line}"
+    );
+}

@@ -162,27 +162,46 @@ fn names_written(dir: &Path, pid: u32) -> Vec<PathBuf> {
 
 /// Regression (issue 16): a link planted at `.manifest.json.<pid>` made root overwrite
 /// its target and chmod it 0600. A thread plants links at every name hwprof writes
-/// while `collect` and then `finalize` run: the targets stay as they were.
+/// while `collect` and then `finalize` run: the targets stay as they were. The targets
+/// are Python (3.12, with the agent, then `--python perfmap`), so that the names of the
+/// Python sidecars (`python-<pid>.bin`, `python-codes.jsonl`, `perf-<pid>.map` and its
+/// temporary) are planted too, from the moment the target process exists.
 #[test]
 fn links_planted_during_collect_and_finalize_are_never_followed() {
     let t = shared_tempdir();
-    let bin = build_c(t.path(), "hot.c", "hot", &[]);
+    let py = pyenv("3.12.1").expect("pyenv 3.12.1 is required (.ci/run installs it)");
+    let script = t.path().join("busy.py");
+    std::fs::write(
+        &script,
+        "import time\nend = time.time() + 1.5\ndef spin():\n    s = 0\n    for i in range(20000):\n        s += i\n    return s\nwhile time.time() < end:\n    spin()\n",
+    )
+    .unwrap();
     let victim = t.path().join("victim");
     std::fs::write(&victim, "precious").unwrap();
     std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o644)).unwrap();
     let victim_dir = t.path().join("victim-dir");
     std::fs::create_dir(&victim_dir).unwrap();
     let dir = t.path().join("run");
-    for step in ["collect", "finalize"] {
+    let perfmap_dir = t.path().join("run-perfmap");
+    let mut sidecar_links = 0u64;
+    for step in ["collect", "collect-perfmap", "finalize"] {
         let mut cmd = Command::new(hwprof_bin());
+        cmd.env("HWPROF_AGENT_LIB", crate::python::agent_lib());
+        let step_dir = if step == "collect-perfmap" {
+            perfmap_dir.clone()
+        } else {
+            dir.clone()
+        };
         match step {
-            "collect" => cmd
-                .args(["collect", "-q", "--no-finalize", "-r"])
-                .arg(&dir)
-                .arg("--")
-                .arg(&bin)
-                .arg("300"),
-            _ => cmd.arg("finalize").arg("-q").arg(&dir),
+            "finalize" => cmd.arg("finalize").arg("-q").arg(&dir),
+            _ => {
+                cmd.args(["collect", "-q", "--no-finalize", "-r"])
+                    .arg(&step_dir);
+                if step == "collect-perfmap" {
+                    cmd.args(["--python", "perfmap"]);
+                }
+                cmd.arg("--").arg(&py).arg(&script)
+            }
         };
         let child = cmd.spawn().unwrap();
         let pid = child.id();
@@ -190,14 +209,14 @@ fn links_planted_during_collect_and_finalize_are_never_followed() {
         let planter = {
             let (stop, dir, victim, victim_dir) = (
                 stop.clone(),
-                dir.clone(),
+                step_dir.clone(),
                 victim.clone(),
                 victim_dir.clone(),
             );
             std::thread::spawn(move || {
-                let mut planted = 0u64;
+                let (mut planted, mut sidecars) = (0u64, 0u64);
                 // During collect: from when perf.data exists (the raw directory made).
-                while step == "collect"
+                while step != "finalize"
                     && !stop.load(Ordering::Relaxed)
                     && !std::fs::read_dir(dir.join("raw")).is_ok_and(|mut rd| {
                         rd.any(|e| e.is_ok_and(|e| e.path().join("perf.data").exists()))
@@ -206,27 +225,74 @@ fn links_planted_during_collect_and_finalize_are_never_followed() {
                     std::thread::sleep(std::time::Duration::from_micros(200));
                 }
                 while !stop.load(Ordering::Relaxed) {
-                    for name in names_written(&dir, pid) {
+                    let mut names = names_written(&dir, pid);
+                    let sidecar = python_sidecar_names(&dir, pid);
+                    let first_sidecar = names.len();
+                    names.extend(sidecar);
+                    for (i, name) in names.iter().enumerate() {
                         let to = if name.ends_with("raw") || name.ends_with("symbols") {
                             &victim_dir
                         } else {
                             &victim
                         };
-                        if std::os::unix::fs::symlink(to, &name).is_ok() {
+                        if std::os::unix::fs::symlink(to, name).is_ok() {
                             planted += 1;
+                            if i >= first_sidecar {
+                                sidecars += 1;
+                            }
                         }
                     }
                     std::thread::sleep(std::time::Duration::from_micros(200));
                 }
-                planted
+                (planted, sidecars)
             })
         };
         let out = child.wait_with_output().unwrap();
         stop.store(true, Ordering::Relaxed);
-        let planted = planter.join().unwrap();
-        println!("{step}: exit {:?}, {planted} links planted", out.status);
+        let (planted, sidecars) = planter.join().unwrap();
+        sidecar_links += sidecars;
+        println!(
+            "{step}: exit {:?}, {planted} links planted ({sidecars} at Python sidecar names)",
+            out.status
+        );
+        assert!(
+            !String::from_utf8_lossy(&out.stderr).contains("panicked"),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
         assert_eq!(mode(&victim), 0o644);
         assert_eq!(std::fs::read_dir(&victim_dir).unwrap().count(), 0);
     }
+    assert!(
+        sidecar_links > 0,
+        "no link planted at a Python sidecar name"
+    );
+}
+
+/// The Python sidecar names of the processes hwprof (`pid`) launched: the capture file
+/// and perf map copy (with its temporary names) of each child of hwprof.
+fn python_sidecar_names(dir: &Path, pid: u32) -> Vec<PathBuf> {
+    let mut children = Vec::new();
+    if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+        for t in tasks.flatten() {
+            if let Ok(c) = std::fs::read_to_string(t.path().join("children")) {
+                children.extend(c.split_whitespace().filter_map(|p| p.parse::<u32>().ok()));
+            }
+        }
+    }
+    let mut names = Vec::new();
+    let Ok(rd) = std::fs::read_dir(dir.join("raw")) else {
+        return names;
+    };
+    for raw in rd.flatten() {
+        for c in &children {
+            names.push(raw.path().join(format!("python-{c}.bin")));
+            names.push(raw.path().join(format!("perf-{c}.map")));
+            for n in 0..8 {
+                names.push(raw.path().join(format!(".perf-{c}.map.{pid}.{n}")));
+            }
+        }
+    }
+    names
 }

@@ -57,6 +57,8 @@ pub(crate) fn agent_lib() -> PathBuf {
             "agent/src/lib.rs",
             "agent/src/code_identity.rs",
             "agent/src/tstate_tls.rs",
+            "agent/src/spawn.rs",
+            "agent/src/safe_load.rs",
             "src/python/wire.rs",
         ]
         .iter()

@@ -67,6 +67,35 @@ fn a_mapped_file_replaced_by_a_fifo_does_not_block() {
     assert!(text.contains("main"), "no main in:\n{text}");
 }
 
+/// addr2line's loader opened `<binary>.dwp` and every `.dwo` the DWARF names with a
+/// plain `open`: a FIFO at either name blocked finalize for ever. Both are replaced by
+/// FIFOs after collection: finalize finishes and still names the hot functions.
+#[test]
+fn split_dwarf_files_replaced_by_fifos_do_not_block_finalize() {
+    let tmp = shared_tempdir();
+    let bin = build_c(tmp.path(), "hot.c", "hot", &["-gsplit-dwarf"]);
+    let dwo = tmp.path().join("hot.dwo");
+    assert!(dwo.is_file(), "cc -gsplit-dwarf wrote no {dwo:?}");
+    let dir = tmp.path().join("r");
+    ok(&collect(
+        &dir,
+        &["--no-finalize"],
+        &[bin.to_str().unwrap(), "300"],
+    ));
+    let dwp = tmp.path().join("hot.dwp");
+    for fifo in [&dwo, &dwp] {
+        let _ = std::fs::remove_file(fifo);
+        let status = Command::new("mkfifo").arg(fifo).status().expect("mkfifo");
+        assert!(status.success());
+    }
+    let mut f = Command::new(hwprof_bin());
+    f.arg("finalize").arg("-q").arg(&dir);
+    ok(&run_within(f, Duration::from_secs(60)));
+    let rows = hotspots(&dir, &[]);
+    let a = rows.get("hot_a").map_or(0.0, |h| h.self_pct);
+    assert!(a > 40.0, "hot_a {a:.1}%: {rows:?}");
+}
+
 #[test]
 fn perf_maps_are_read_from_tmp_whatever_tmpdir_says() {
     let home = std::env::var("HOME").unwrap_or_default();
@@ -182,4 +211,122 @@ fn collector_memory_stays_flat_over_a_thousand_children() {
         large <= small + 8 * 1024,
         "peak RSS grew from {small} KiB to {large} KiB with 10x the children"
     );
+}
+
+/// Forks `argv[1]` children at once, each busy 0.6 s (wall) in Python; the parent
+/// then prints how many exited 0.
+const CONCURRENT_FORKS: &str = r#"import os, sys, time
+n = int(sys.argv[1])
+def spin(sec):
+    end = time.time() + sec
+    s = 0
+    while time.time() < end:
+        for i in range(2000):
+            s += i
+    return s
+pids = []
+for k in range(n):
+    pid = os.fork()
+    if pid == 0:
+        spin(0.6)
+        os._exit(0)
+    pids.append(pid)
+ok = sum(1 for p in pids if os.waitpid(p, 0)[1] == 0)
+print(f"children ok {ok}/{n}")
+"#;
+
+/// hwprof's own CPU time (utime + stime of all its threads, ticks) from /proc.
+fn cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+}
+
+/// RLIMIT_NOFILE 15, soft and hard (hwprof cannot raise it; 14 is too few to start, see
+/// the end), and 60 Python processes at once whose agents all want a connection: accept
+/// fails with EMFILE. hwprof must say so, not spin on the readable listener, keep
+/// sampling with its own events (the agents that cannot connect sample nothing), and
+/// leave the program's output unchanged.
+#[test]
+fn a_low_open_files_limit_keeps_samples_and_does_not_spin() {
+    let tmp = shared_tempdir();
+    let py = pyenv("3.12.1").expect("pyenv 3.12.1 is required (.ci/run installs it)");
+    let script = tmp.path().join("forks.py");
+    std::fs::write(&script, CONCURRENT_FORKS).unwrap();
+    let dir = tmp.path().join("r");
+    let mut child = Command::new("prlimit")
+        .arg("--nofile=15:15")
+        .arg(hwprof_bin())
+        .arg("collect")
+        .arg("-r")
+        .arg(&dir)
+        .args(["--no-finalize", "--"])
+        .arg(&py)
+        .arg(&script)
+        .arg("60")
+        .env("HWPROF_AGENT_LIB", agent_lib())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("prlimit (util-linux)");
+    // prlimit execs hwprof: same pid.
+    let pid = child.id();
+    let started = Instant::now();
+    let mut ticks = 0;
+    while child.try_wait().expect("wait").is_none() {
+        ticks = cpu_ticks(pid).unwrap_or(ticks);
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "collect hangs"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let wall = started.elapsed().as_secs_f64();
+    let out = child.wait_with_output().expect("hwprof");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "collect failed: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("children ok 60/60"),
+        "program output changed: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(
+        stderr.contains("open-files limit 15 (hard limit 15)")
+            && stderr.contains("hwprof samples with its own events too"),
+        "no notice of the low limit: {stderr}"
+    );
+    assert!(
+        stderr.contains("accept failed (EMFILE"),
+        "no agent connection failed (the limit no longer reaches EMFILE?): {stderr}"
+    );
+    // /proc counts in clock ticks: USER_HZ, 100 per second on Linux.
+    let cpu = ticks as f64 / 100.0;
+    eprintln!("collector CPU {cpu:.2} s over {wall:.2} s");
+    assert!(
+        cpu < 0.5 * wall,
+        "the collector used {cpu:.2} s of CPU in {wall:.2} s (spinning on EMFILE?)"
+    );
+    // 60 processes busy 0.6 s on the machine's CPUs: at least ~0.6 CPU-second sampled
+    // at the default rate (1000 Hz by default; half is a wide margin).
+    let mut f = Command::new(hwprof_bin());
+    f.arg("finalize").arg("-q").arg(&dir);
+    ok(&run_within(f, Duration::from_secs(120)));
+    let rows = hotspots(&dir, &[]);
+    let total: u64 = rows.values().map(|h| h.self_value).sum();
+    eprintln!("{total} samples kept");
+    assert!(total >= 300, "{total} samples: {rows:?}");
+    // Too few fds to start at all: an error that names the limit.
+    let out = Command::new("prlimit")
+        .arg("--nofile=8:8")
+        .arg(hwprof_bin())
+        .arg("collect")
+        .arg("-r")
+        .arg(tmp.path().join("r8"))
+        .args(["--", "true"])
+        .output()
+        .expect("prlimit");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("raise the open-files limit"), "{stderr}");
 }

@@ -1,0 +1,274 @@
+//! One ELF file's DWARF and symbol table for lookups, with its split DWARF (`.dwo`
+//! files and the `.dwp` package beside it): what `addr2line::Loader` does, but every
+//! file opened as untrusted input.
+//!
+//! `addr2line::Loader` opens the binary, `<binary>.dwp` and each `.dwo` named by the
+//! DWARF (a path the binary chooses) with a plain `open`: a FIFO at any of those names
+//! blocks finalize for ever, and a device is read as if it were a file. Here each is
+//! opened through [`crate::raw::bounded::open_file`] (`O_NONBLOCK`, then only a
+//! regular file is kept), then mapped read-only.
+//!
+//! The DWARF readers borrow the mappings. They are kept in this struct next to the
+//! context that reads them, and never handed out longer than a borrow of the struct
+//! (the public methods return `'_` types), so the mappings outlive every reader.
+
+use std::cell::RefCell;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use addr2line::gimli;
+use addr2line::{Context, FrameIter, Location, LookupContinuation, LookupResult, SplitDwarfLoad};
+use object::{Object, ObjectSection, SymbolMap, SymbolMapName};
+
+/// The reader of every section: a slice of a mapping (or of decompressed bytes) that
+/// this struct keeps alive.
+type Reader = gimli::EndianSlice<'static, gimli::RunTimeEndian>;
+
+/// Bytes that stay at one address for as long as the owner lives: the data of a
+/// mapping, or of a boxed buffer, does not move when the `Mmap` or `Box` itself moves.
+enum Owned {
+    Map(memmap2::Mmap),
+    Heap(Box<[u8]>),
+}
+
+impl Owned {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Owned::Map(m) => m,
+            Owned::Heap(b) => b,
+        }
+    }
+}
+
+/// Why a file's DWARF cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum DwarfFileError {
+    /// Open, stat or map failed, or not a regular file.
+    #[error("{0}: {1}")]
+    Io(PathBuf, std::io::Error),
+    /// Not an object file `object` can parse.
+    #[error("{0}: {1}")]
+    Object(PathBuf, object::Error),
+    /// DWARF that gimli/addr2line refuse.
+    #[error("{0}: {1}")]
+    Dwarf(PathBuf, gimli::Error),
+}
+
+/// A symbol of the ELF symbol table.
+pub struct Symbol<'a> {
+    name: &'a str,
+    address: u64,
+}
+
+impl<'a> Symbol<'a> {
+    /// Its (mangled) name.
+    pub fn name(&self) -> &'a str {
+        self.name
+    }
+
+    /// Its first address.
+    pub fn address(&self) -> u64 {
+        self.address
+    }
+}
+
+/// An ELF file's DWARF context, symbol map and split DWARF.
+pub struct DwarfFile {
+    // Field order is drop order: everything that reads the bytes goes before them.
+    ctx: Context<Reader>,
+    symbols: SymbolMap<SymbolMapName<'static>>,
+    package: Option<gimli::DwarfPackage<Reader>>,
+    /// Every mapping and decompressed section the readers above point into, and the
+    /// ones `.dwo` loads add later (hence the `RefCell`: only ever pushed to).
+    bytes: RefCell<Vec<Owned>>,
+}
+
+impl DwarfFile {
+    /// Reads `path` (a regular file, opened without blocking) and the `.dwp` package
+    /// beside it when there is one.
+    pub fn open(path: &Path) -> Result<DwarfFile, DwarfFileError> {
+        let bytes = RefCell::new(Vec::new());
+        let data = map(path, &bytes).map_err(|e| DwarfFileError::Io(path.to_path_buf(), e))?;
+        let object =
+            object::File::parse(data).map_err(|e| DwarfFileError::Object(path.to_path_buf(), e))?;
+        let endian = endian_of(&object);
+        let dwarf = gimli::Dwarf::load(|id| load_section(Some(id.name()), &object, endian, &bytes))
+            .map_err(|e| DwarfFileError::Dwarf(path.to_path_buf(), e))?;
+        let ctx =
+            Context::from_dwarf(dwarf).map_err(|e| DwarfFileError::Dwarf(path.to_path_buf(), e))?;
+        let symbols = object.symbol_map();
+        let package = load_package(&package_path(path), &bytes);
+        Ok(DwarfFile {
+            ctx,
+            symbols,
+            package,
+            bytes,
+        })
+    }
+
+    /// The frames (inlined first) at `probe`, loading split DWARF as needed.
+    pub fn find_frames(
+        &self,
+        probe: u64,
+    ) -> Result<FrameIter<'_, impl gimli::Reader + '_>, gimli::Error> {
+        let mut lookup = self.ctx.find_frames(probe);
+        loop {
+            match lookup {
+                LookupResult::Output(out) => return out,
+                LookupResult::Load { load, continuation } => {
+                    lookup = continuation.resume(self.load_dwo(load));
+                }
+            }
+        }
+    }
+
+    /// The source location of `probe` (from the skeleton's line table).
+    pub fn find_location(&self, probe: u64) -> Result<Option<Location<'_>>, gimli::Error> {
+        self.ctx.find_location(probe)
+    }
+
+    /// The symbol-table entry containing `probe`.
+    pub fn find_symbol_info(&self, probe: u64) -> Option<Symbol<'_>> {
+        self.symbols.containing(probe).map(|s| Symbol {
+            name: s.name(),
+            address: s.address(),
+        })
+    }
+
+    /// The name of the symbol containing `probe`.
+    pub fn find_symbol(&self, probe: u64) -> Option<&str> {
+        self.find_symbol_info(probe).map(|s| s.name)
+    }
+
+    /// A split unit's DWARF: from the package, else from the `.dwo` file the skeleton
+    /// names (`comp_dir/path`), opened without blocking and only when regular, and kept
+    /// only when its id is the skeleton's.
+    fn load_dwo(&self, load: SplitDwarfLoad<Reader>) -> Option<Arc<gimli::Dwarf<Reader>>> {
+        if let Some(p) = &self.package
+            && let Ok(Some(cu)) = p.find_cu(load.dwo_id, &load.parent)
+        {
+            return Some(Arc::new(cu));
+        }
+        let mut path = PathBuf::new();
+        if let Some(dir) = &load.comp_dir {
+            path.push(os_path(dir.slice()));
+        }
+        path.push(os_path(load.path.as_ref()?.slice()));
+        let data = map(&path, &self.bytes).ok()?;
+        let object = object::File::parse(data).ok()?;
+        let endian = endian_of(&object);
+        let mut dwo =
+            gimli::Dwarf::load(|id| load_section(id.dwo_name(), &object, endian, &self.bytes))
+                .ok()?;
+        let header = dwo.units().next().ok()??;
+        let unit = dwo.unit(header).ok()?;
+        if unit.dwo_id != Some(load.dwo_id) {
+            return None;
+        }
+        dwo.make_dwo(&load.parent);
+        Some(Arc::new(dwo))
+    }
+}
+
+fn os_path(b: &[u8]) -> PathBuf {
+    use std::os::unix::ffi::OsStrExt;
+    PathBuf::from(std::ffi::OsStr::from_bytes(b))
+}
+
+fn endian_of(object: &object::File<'_>) -> gimli::RunTimeEndian {
+    if object.is_little_endian() {
+        gimli::RunTimeEndian::Little
+    } else {
+        gimli::RunTimeEndian::Big
+    }
+}
+
+/// `a.out` -> `a.out.dwp`, `prog` -> `prog.dwp` (where `dwp` and gdb look).
+fn package_path(path: &Path) -> PathBuf {
+    let mut ext = path.extension().map(OsString::from).unwrap_or_default();
+    if !ext.is_empty() {
+        ext.push(".");
+    }
+    ext.push("dwp");
+    path.with_extension(ext)
+}
+
+/// Maps `path` (regular files only, opened `O_NONBLOCK`) and keeps the mapping in
+/// `keep`; the returned slice lives as long as `keep`'s owner.
+fn map(path: &Path, keep: &RefCell<Vec<Owned>>) -> std::io::Result<&'static [u8]> {
+    let file = crate::raw::bounded::open_file(path, true)?;
+    // SAFETY: a read-only private mapping of a regular file we only read; object and
+    // gimli bound-check every access (a file truncated under us could fault, as for any
+    // mapped binary).
+    let m = unsafe { memmap2::Mmap::map(&file) }?;
+    Ok(keep_bytes(keep, Owned::Map(m)))
+}
+
+/// Stores `owned` in `keep` and returns its bytes with the lifetime of `keep`'s owner.
+fn keep_bytes(keep: &RefCell<Vec<Owned>>, owned: Owned) -> &'static [u8] {
+    let (ptr, len) = {
+        let b = owned.bytes();
+        (b.as_ptr(), b.len())
+    };
+    keep.borrow_mut().push(owned);
+    // SAFETY: the bytes of a mapping or a boxed slice do not move when the `Owned` is
+    // moved into the vector (nor when the vector grows), and `keep` is only pushed to:
+    // they live until the `DwarfFile` holding `keep` drops, after its readers (field
+    // order), and no `'static` slice is handed out of this module.
+    unsafe { std::slice::from_raw_parts(ptr, len) }
+}
+
+/// A section's bytes (decompressed when compressed; empty when absent or unreadable).
+fn load_section(
+    name: Option<&'static str>,
+    object: &object::File<'static>,
+    endian: gimli::RunTimeEndian,
+    keep: &RefCell<Vec<Owned>>,
+) -> Result<Reader, gimli::Error> {
+    let data: &'static [u8] = match name.and_then(|n| object.section_by_name(n)) {
+        Some(section) => match section.uncompressed_data() {
+            Ok(std::borrow::Cow::Borrowed(b)) => b,
+            Ok(std::borrow::Cow::Owned(v)) => keep_bytes(keep, Owned::Heap(v.into_boxed_slice())),
+            // A corrupt or absurdly large compressed section: as if absent.
+            Err(_) => &[],
+        },
+        None => &[],
+    };
+    Ok(gimli::EndianSlice::new(data, endian))
+}
+
+/// The `.dwp` package at `path`, when it is a regular file that parses.
+fn load_package(path: &Path, keep: &RefCell<Vec<Owned>>) -> Option<gimli::DwarfPackage<Reader>> {
+    let data = map(path, keep).ok()?;
+    let object = object::File::parse(data).ok()?;
+    let endian = endian_of(&object);
+    gimli::DwarfPackage::load(
+        |id| load_section(id.dwo_name(), &object, endian, keep),
+        gimli::EndianSlice::new(&[], endian),
+    )
+    .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn package_path_appends_dwp() {
+        assert_eq!(package_path(Path::new("/a/prog")), Path::new("/a/prog.dwp"));
+        assert_eq!(
+            package_path(Path::new("/a/libx.so")),
+            Path::new("/a/libx.so.dwp")
+        );
+    }
+
+    #[test]
+    fn a_fifo_is_never_opened_as_dwarf() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("x.dwo");
+        nix::unistd::mkfifo(&p, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        // Would block for ever on a plain open (no writer).
+        assert!(matches!(DwarfFile::open(&p), Err(DwarfFileError::Io(..))));
+    }
+}
