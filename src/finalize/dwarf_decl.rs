@@ -29,8 +29,13 @@ pub struct DeclIndex {
 const MAX_DEPTH: usize = 64;
 
 impl DeclIndex {
-    /// Index the DWARF of `path`; an empty index when it has none or cannot be read.
-    pub fn load(path: &Path) -> DeclIndex {
+    /// Index the DWARF of `path` that symbolizing `addrs` (sorted) needs: the units
+    /// whose code covers one of them (walking every unit of a large library, libc's
+    /// 1,500, for the two addresses a profile has in it was most of a small finalize;
+    /// a file with Fortran units is walked whole: a contained procedure's name is
+    /// qualified only when no outer procedure anywhere has that name). An empty index
+    /// when it has none or cannot be read.
+    pub fn load(path: &Path, addrs: &[u64]) -> DeclIndex {
         // A regular file only, opened without blocking (a FIFO there must not hang).
         let Ok(file) = crate::raw::bounded::open_file(path, true) else {
             return DeclIndex::default();
@@ -40,11 +45,12 @@ impl DeclIndex {
         let Ok(map) = (unsafe { memmap2::Mmap::map(&file) }) else {
             return DeclIndex::default();
         };
-        Self::parse(&map).unwrap_or_default()
+        Self::parse(&map, Some(addrs)).unwrap_or_default()
     }
 
-    /// Index the DWARF of an ELF image in memory.
-    pub fn parse(data: &[u8]) -> Option<DeclIndex> {
+    /// Index the DWARF of an ELF image in memory: all of it, or what `only` (sorted
+    /// addresses) needs.
+    pub fn parse(data: &[u8], only: Option<&[u64]>) -> Option<DeclIndex> {
         let obj = object::File::parse(data).ok()?;
         let endian = if obj.is_little_endian() {
             RunTimeEndian::Little
@@ -59,16 +65,7 @@ impl DeclIndex {
         };
         let sections = gimli::DwarfSections::load(load).ok()?;
         let dwarf = sections.borrow(|s| EndianSlice::new(s, endian));
-        Some(Self::from_dwarf(&dwarf, None))
-    }
-
-    /// Index only what symbolizing `addrs` (sorted) needs: the units whose code
-    /// covers one of them. Walking every unit of a large library (libc: 1,500 units)
-    /// for the two addresses a profile has in it was most of a small finalize. A file
-    /// with Fortran units is walked whole: a contained procedure's name is qualified
-    /// only when no outer procedure anywhere has that name.
-    pub fn for_addresses(dwarf: &gimli::Dwarf<R<'_>>, addrs: &[u64]) -> DeclIndex {
-        Self::from_dwarf(dwarf, Some(addrs))
+        Some(Self::from_dwarf(&dwarf, only))
     }
 
     fn from_dwarf(dwarf: &gimli::Dwarf<R<'_>>, only: Option<&[u64]>) -> DeclIndex {

@@ -54,7 +54,10 @@ pub fn symbolize_module(
     // split DWARF included: see `dwarf_file`.
     let main = elf_file.and_then(|p| DwarfFile::open(p).ok());
     let debug = debug_file.and_then(|p| DwarfFile::open(p).ok());
-    // Declaration lines and Fortran hosts, read on first use from the same file.
+    // Declaration lines and Fortran hosts, read on first use from the same file, only
+    // from the units that cover these addresses.
+    let mut sorted = svmas.to_vec();
+    sorted.sort_unstable();
     let main_decl = OnceCell::new();
     let debug_decl = OnceCell::new();
     svmas
@@ -62,11 +65,12 @@ pub fn symbolize_module(
         .map(|&a| {
             let frames = debug
                 .as_ref()
-                .map(|l| dwarf_frames(l, decl_index(&debug_decl, debug_file), module, a))
+                .map(|l| dwarf_frames(l, decl_index(&debug_decl, debug_file, &sorted), module, a))
                 .filter(|f| !f.is_empty())
                 .or_else(|| {
-                    main.as_ref()
-                        .map(|l| dwarf_frames(l, decl_index(&main_decl, elf_file), module, a))
+                    main.as_ref().map(|l| {
+                        dwarf_frames(l, decl_index(&main_decl, elf_file, &sorted), module, a)
+                    })
                 })
                 .unwrap_or_default();
             if !frames.is_empty() {
@@ -94,8 +98,12 @@ pub fn symbolize_module(
         .collect()
 }
 
-fn decl_index<'a>(cell: &'a OnceCell<DeclIndex>, file: Option<&Path>) -> &'a DeclIndex {
-    cell.get_or_init(|| file.map(DeclIndex::load).unwrap_or_default())
+fn decl_index<'a>(
+    cell: &'a OnceCell<DeclIndex>,
+    file: Option<&Path>,
+    addrs: &[u64],
+) -> &'a DeclIndex {
+    cell.get_or_init(|| file.map(|f| DeclIndex::load(f, addrs)).unwrap_or_default())
 }
 
 fn dwarf_frames(loader: &DwarfFile, decl: &DeclIndex, module: &str, addr: u64) -> Vec<FrameInfo> {
