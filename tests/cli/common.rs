@@ -205,3 +205,20 @@ pub fn pyenv(ver: &str) -> Option<PathBuf> {
         .join("bin/python3");
     p.is_file().then_some(p)
 }
+
+/// `hwprof collect -q -m locks -r DIR [OPTS] -- PROGRAM...` run through `hw` (the hwprof
+/// binary, or `as_nobody(&copy)`); its output, whatever its status.
+pub fn collect_locks(
+    mut hw: Command,
+    dir: &Path,
+    opts: &[&str],
+    program: &[&std::ffi::OsStr],
+) -> std::process::Output {
+    hw.args(["collect", "-q", "-m", "locks", "-r"])
+        .arg(dir)
+        .args(opts)
+        .arg("--")
+        .args(program)
+        .output()
+        .expect("run hwprof collect -m locks")
+}

@@ -1,5 +1,7 @@
 //! Locks mode: off-CPU time from switch-out to switch-in, with known sleeps as truth.
 
+use std::process::Command;
+
 use crate::common::*;
 
 /// `--view waits` CSV rows (extra report arguments, e.g. `--frames all`, after).
@@ -90,20 +92,12 @@ fn an_ordinary_user_gets_the_known_sleeps_and_is_told_what_is_missing_without_th
     let hw = hwprof_for_nobody(t.path());
     // With the agent (the default): ten usleep(100 ms) at main, class sleep.
     let dir = t.path().join("run");
-    let out = as_nobody(&hw)
-        .args([
-            "collect",
-            "-q",
-            "-m",
-            "locks",
-            "-r",
-            dir.to_str().unwrap(),
-            "--",
-        ])
-        .arg(&bin)
-        .args(["sleep", "1"])
-        .output()
-        .unwrap();
+    let out = collect_locks(
+        as_nobody(&hw),
+        &dir,
+        &[],
+        &[bin.as_ref(), "sleep".as_ref(), "1".as_ref()],
+    );
     ok(&out);
     let rows = waits_csv(&dir, &[]);
     let main = rows.iter().find(|r| &r[0] == "main").expect("main waits");
@@ -443,17 +437,12 @@ fn python_gil_waits_and_sleeps_at_their_lines() {
     let t = shared_tempdir();
     let script = program_source("gil_waits.py");
     let dir = t.path().join("run");
-    ok(&hwprof(&[
-        "collect",
-        "-q",
-        "-m",
-        "locks",
-        "-r",
-        dir.to_str().unwrap(),
-        "--",
-        py.to_str().unwrap(),
-        script.to_str().unwrap(),
-    ]));
+    ok(&collect_locks(
+        Command::new(hwprof_bin()),
+        &dir,
+        &[],
+        &[py.as_ref(), script.as_ref()],
+    ));
     let source = std::fs::read_to_string(&script).unwrap();
     let sleep_line = 1 + source.lines().position(|l| l.contains("# SLEEP")).unwrap();
     let lines = report_csv(&dir, &["--view", "lines", "--top", "50"]);

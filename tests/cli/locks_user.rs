@@ -4,7 +4,7 @@
 //! interposition that changes nothing in the program.
 
 use std::path::Path;
-use std::process::Output;
+use std::process::{Command, Output};
 
 use hwprof::profile::{Profile, WaitClass};
 
@@ -144,19 +144,7 @@ fn an_ordinary_user_gets_waits_at_the_line_with_class_and_object() {
     let bin = build_c(t.path(), "mutex_waits.c", "mutex_waits", &[]);
     let hw = hwprof_for_nobody(t.path());
     let dir = t.path().join("run");
-    let out = as_nobody(&hw)
-        .args([
-            "collect",
-            "-q",
-            "-m",
-            "locks",
-            "-r",
-            dir.to_str().unwrap(),
-            "--",
-        ])
-        .arg(&bin)
-        .output()
-        .unwrap();
+    let out = collect_locks(as_nobody(&hw), &dir, &[], &[bin.as_ref()]);
     check_mutex_program(&dir, &out);
 }
 
@@ -170,16 +158,7 @@ fn root_gets_the_same_waits() {
     let t = shared_tempdir();
     let bin = build_c(t.path(), "mutex_waits.c", "mutex_waits", &[]);
     let dir = t.path().join("run");
-    let out = hwprof(&[
-        "collect",
-        "-q",
-        "-m",
-        "locks",
-        "-r",
-        dir.to_str().unwrap(),
-        "--",
-        bin.to_str().unwrap(),
-    ]);
+    let out = collect_locks(Command::new(hwprof_bin()), &dir, &[], &[bin.as_ref()]);
     check_mutex_program(&dir, &out);
 }
 
@@ -191,19 +170,12 @@ fn same_with_and_without(t: &Path, bin: &Path, want_status: i32) {
     let hw = hwprof_for_nobody(t);
     for (i, threshold) in ["0", "100"].iter().enumerate() {
         let dir = t.join(format!("run{i}"));
-        let out = as_nobody(&hw)
-            .args([
-                "collect",
-                "-q",
-                "-m",
-                "locks",
-                "--wait-threshold",
-                threshold,
-            ])
-            .args(["-r", dir.to_str().unwrap(), "--"])
-            .arg(bin)
-            .output()
-            .unwrap();
+        let out = collect_locks(
+            as_nobody(&hw),
+            &dir,
+            &["--wait-threshold", threshold],
+            &[bin.as_ref()],
+        );
         assert_eq!(
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&bare.stdout),
@@ -235,19 +207,7 @@ fn the_mutex_program_says_the_same_under_the_agent() {
     assert!(bare.status.success());
     let hw = hwprof_for_nobody(t.path());
     let dir = t.path().join("run");
-    let out = as_nobody(&hw)
-        .args([
-            "collect",
-            "-q",
-            "-m",
-            "locks",
-            "-r",
-            dir.to_str().unwrap(),
-            "--",
-        ])
-        .arg(&bin)
-        .output()
-        .unwrap();
+    let out = collect_locks(as_nobody(&hw), &dir, &[], &[bin.as_ref()]);
     assert_eq!(out.stdout, bare.stdout);
     assert_eq!(out.status.code(), bare.status.code());
 }
@@ -273,20 +233,7 @@ fn an_ordinary_user_gets_python_waits_at_their_lines() {
     std::fs::copy(program_source("py_waits.py"), &script).unwrap();
     let hw = hwprof_for_nobody(t.path());
     let dir = t.path().join("run");
-    let out = as_nobody(&hw)
-        .args([
-            "collect",
-            "-q",
-            "-m",
-            "locks",
-            "-r",
-            dir.to_str().unwrap(),
-            "--",
-        ])
-        .arg(py)
-        .arg(&script)
-        .output()
-        .unwrap();
+    let out = collect_locks(as_nobody(&hw), &dir, &[], &[py.as_ref(), script.as_ref()]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     let w: Vec<f64> = stderr
