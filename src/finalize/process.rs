@@ -415,7 +415,9 @@ const PERF_RECORD_MISC_MMAP_BUILD_ID: u16 = 1 << 14;
 /// A sample body whose type has PERF_SAMPLE_READ: its read values decoded by
 /// [`crate::events::group::sample_read`], and the rest parsed by
 /// linux-perf-event-reader as a sample without READ (the block cut out, no copy).
-/// None when either part is malformed.
+/// None when either part is malformed. `body` comes from
+/// [`crate::raw::records::for_each_sorted`], which drops samples whose call chain runs
+/// past their record.
 pub fn sample_with_read<'b>(
     body: &'b [u8],
     misc: u16,
@@ -427,12 +429,8 @@ pub fn sample_with_read<'b>(
     let (head, tail) = (body.get(..r.range.start)?, body.get(r.range.end..)?);
     let mut info = parse_info;
     info.sample_format.remove(SampleFormat::READ);
-    // Without the read block, the call chain starts the tail: it must fit in it.
-    if info.sample_format.contains(SampleFormat::CALLCHAIN)
-        && !crate::raw::records::callchain_fits(tail, info.endian)
-    {
-        return None;
-    }
+    // The call chain after the read block was checked to fit by the record reader
+    // (`raw::records::for_each_sorted`), read block included.
     let stripped = RawEventRecord::new(
         linux_perf_data::linux_perf_event_reader::RecordType(PERF_RECORD_SAMPLE),
         misc,

@@ -17,7 +17,7 @@ const PERF_RECORD_SAMPLE: u32 = 9;
 /// Whether the call chain at the start of `rest` (`u64 nr; u64 ips[nr]`) fits in it.
 /// linux-perf-event-reader 0.10 computes `nr * 8` unchecked (a panic with overflow
 /// checks on, a wrapped length without), so a sample is checked here first.
-pub fn callchain_fits(rest: &[u8], endian: Endianness) -> bool {
+fn callchain_fits(rest: &[u8], endian: Endianness) -> bool {
     let Some(nr) = rest.get(..8).and_then(|b| <[u8; 8]>::try_from(b).ok()) else {
         return false;
     };
