@@ -906,6 +906,9 @@ fn add_waits(
     sample_stacks: &HashMap<process::SampleKey, Option<usize>>,
     thread_index: &[usize],
 ) {
+    // One root run has a wait per context switch (100k+) on a few hundred stacks: each
+    // (stack, preempted, arg0) is classified once.
+    let mut classified: HashMap<(Option<usize>, bool, Option<u64>), waits::Wait> = HashMap::new();
     for wait in &p.waits {
         let Some(&stack) = sample_stacks.get(&wait.key) else {
             continue;
@@ -914,19 +917,24 @@ fn add_waits(
             .get(wait.key.thread as usize)
             .copied()
             .unwrap_or(0);
-        // Innermost first.
-        let frames = w.profile.stack_frames(stack);
-        let functions: Vec<&crate::profile::Function> = frames
-            .iter()
-            .rev()
-            .filter_map(|&f| w.profile.frames.get(f))
-            .filter_map(|f| w.profile.functions.get(f.function))
-            .collect();
-        let by_stack = if wait.preempted {
-            waits::classify_preempted(&functions)
-        } else {
-            waits::classify(&functions, wait.arg0)
-        };
+        let by_stack = classified
+            .entry((stack, wait.preempted, wait.arg0))
+            .or_insert_with(|| {
+                // Innermost first.
+                let frames = w.profile.stack_frames(stack);
+                let functions: Vec<&crate::profile::Function> = frames
+                    .iter()
+                    .rev()
+                    .filter_map(|&f| w.profile.frames.get(f))
+                    .filter_map(|f| w.profile.functions.get(f.function))
+                    .collect();
+                if wait.preempted {
+                    waits::classify_preempted(&functions)
+                } else {
+                    waits::classify(&functions, wait.arg0)
+                }
+            })
+            .clone();
         let (class, object) = match wait.class {
             // The GIL and MPI are what the program waited for, whatever primitive the
             // agent saw underneath (take_gil's condition variable, MPI's poll).
