@@ -95,6 +95,13 @@ fn head(rows: &[Row]) -> String {
     format!("{:#?}", &rows[..rows.len().min(8)])
 }
 
+/// The row whose self grew most.
+fn most_grown(rows: &[Row]) -> &Row {
+    rows.iter()
+        .max_by(|x, y| (x.new_self - x.base_self).total_cmp(&(y.new_self - y.base_self)))
+        .expect("diff rows")
+}
+
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
@@ -493,31 +500,26 @@ fn python_function_with_a_doubled_loop_carries_the_delta_at_its_line() {
         grow.ratio_self, steady.ratio_self
     );
     assert_eq!(grow.file, s(&script), "Python rows carry their file");
-    // CPU seconds of two separate runs of a Python loop move with the machine's load
-    // (steady's, with unchanged work, measured up to x1.35 on a loaded machine): the
-    // per-function ratios in time are only checked for direction, the ratio of the two
-    // functions (from 1:1 to 2:1, independent of load and normalization) is checked
-    // with a margin, below.
+    // CPU seconds of two separate runs of a Python loop move with the VM's speed: the
+    // bare script's user time varies by x1.5 between runs on a quiet machine, and
+    // steady's ratio (unchanged work) was measured from x0.64 to x2.4. So in time only
+    // the ratio of the two functions (from 1:1 to 2:1, independent of the machine's
+    // speed) is checked, with a margin; the order of the rows is checked in shares.
     let (g, st) = (grow.ratio_self.unwrap(), steady.ratio_self.unwrap());
-    assert!(g > 1.3, "Work.grow ratio {g}: {}", head(&rows));
     assert!(
         (1.7..=2.5).contains(&(g / st)),
         "grow/steady changed x{}: {}",
         g / st,
         head(&rows)
     );
-    assert_eq!(rows[0].function, "Work.grow", "{}", head(&rows));
     // Shares: grow's rises and steady's falls. Both shares are of the whole run,
     // interpreter start-up included, so their ratios depend on it; the ratio of the two
     // does not: grow/steady goes from 1:1 to 2:1, under any normalization.
-    let f = by_function(&diff_rows(&[
-        b,
-        n,
-        "--frames",
-        "python",
-        "--normalize",
-        "percent",
-    ]));
+    // In shares the changes sum to zero: grow's rise is steady's fall plus start-up's,
+    // so the rows are sorted by a near tie. What grew most is grow.
+    let rows = diff_rows(&[b, n, "--frames", "python", "--normalize", "percent"]);
+    assert_eq!(most_grown(&rows).function, "Work.grow", "{}", head(&rows));
+    let f = by_function(&rows);
     let (g, st) = (
         f["Work.grow"].ratio_self.unwrap(),
         f["Work.steady"].ratio_self.unwrap(),
@@ -533,9 +535,18 @@ fn python_function_with_a_doubled_loop_carries_the_delta_at_its_line() {
         g / st
     );
 
-    // Lines: the largest change is on a line of grow's loop.
-    let rows = diff_rows(&[b, n, "--frames", "python", "--view", "lines"]);
-    let top = &rows[0];
+    // Lines: the line that grew most is a line of grow's loop.
+    let rows = diff_rows(&[
+        b,
+        n,
+        "--frames",
+        "python",
+        "--view",
+        "lines",
+        "--normalize",
+        "percent",
+    ]);
+    let top = most_grown(&rows);
     assert_eq!(
         (top.function.as_str(), top.file.as_str()),
         ("Work.grow", s(&script)),
@@ -543,9 +554,8 @@ fn python_function_with_a_doubled_loop_carries_the_delta_at_its_line() {
         head(&rows)
     );
     assert!(GROW_LOOP_LINES.contains(&top.line.as_str()), "{top:?}");
-    // The line's time doubles against steady's unchanged work; its ratio alone moves
-    // with the machine's load between the two runs (x1.44 with steady at x0.74 in a
-    // loaded CI run), so it is read against steady's.
+    // The line's share doubles against steady's unchanged work; its ratio alone depends
+    // on the rest of the run (interpreter start-up), so it is read against steady's.
     let steady_lines: f64 = rows
         .iter()
         .filter(|r| r.function == "Work.steady")
