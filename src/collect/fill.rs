@@ -150,7 +150,9 @@ impl Filler {
         }
         match verdict(pid, &self.agent_lib) {
             Verdict::Gone => {
-                if !sys::process_alive(pid as i32) && self.records.len() < MAX_RECORDS {
+                // Once per pid (a shim may exec twice before it is read).
+                let known = self.records.iter().any(|r| r.pid == pid);
+                if !known && !sys::process_alive(pid as i32) && self.records.len() < MAX_RECORDS {
                     self.records.push(FillRecord {
                         pid,
                         exe: String::new(),

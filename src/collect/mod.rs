@@ -662,7 +662,11 @@ pub fn run(opts: &CollectOptions) -> Result<CollectOutcome, CollectError> {
     if let Some(f) = session.take_filler() {
         match f.finish(&raw_dir) {
             Ok(records) => {
-                for r in records.iter().filter(|r| !r.error.is_empty()) {
+                // A process that exited before its exec record was read is counted as
+                // too short (a launcher's helper, typically), not announced.
+                let failed =
+                    |r: &&fill::FillRecord| !r.error.is_empty() && r.error != fill::EXITED_FIRST;
+                for r in records.iter().filter(failed) {
                     notice(
                         opts.quiet,
                         &mut notices,

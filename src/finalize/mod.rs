@@ -1289,7 +1289,10 @@ impl SampledBy {
         for pid in p.processes.keys() {
             match p.pid_ids.get(pid) {
                 None => s.without_samples += 1,
-                Some(ids) if ids.iter().any(|i| agent_ids.contains(i)) => s.agent += 1,
+                // A child forked by a Python process carries its parent's agent events
+                // until its exec; what it exec'd (a solver) is sampled by the collector's
+                // events, which decide.
+                Some(ids) if ids.iter().all(|i| agent_ids.contains(i)) => s.agent += 1,
                 Some(_) => s.collector += 1,
             }
         }

@@ -90,21 +90,6 @@ fn assert_shares(dir: &Path, who: &str, collect_stderr: &str) {
         });
         h.total_pct
     };
-    let all: u64 = rows.values().map(|h| h.self_value).sum();
-    for (f, secs) in DESIGN {
-        let samples = total(f) / 100.0 * all as f64;
-        let want = secs * 999.0;
-        let err = (samples - want) / want;
-        eprintln!(
-            "{who}: {f}: {samples:.0} samples, designed {want:.0} ({:+.1}%)",
-            err * 100.0
-        );
-        assert!(
-            err.abs() <= 0.10,
-            "{who}: {f} has {samples:.0} samples, designed {want:.0} (±10%)\n{}",
-            evidence(dir, collect_stderr)
-        );
-    }
     let summary = ok(&Command::new(hwprof_bin())
         .args([
             "report",
@@ -117,6 +102,24 @@ fn assert_shares(dir: &Path, who: &str, collect_stderr: &str) {
         .output()
         .expect("report"));
     let v: serde_json::Value = serde_json::from_str(&summary).expect("summary json");
+    // Samples the kernel dropped (the collector starved on a loaded machine) are
+    // reported as lost, not attributed: a solver may miss at most those.
+    let lost = v["lost_samples"].as_f64().unwrap_or(0.0);
+    let all: u64 = rows.values().map(|h| h.self_value).sum();
+    for (f, secs) in DESIGN {
+        let samples = total(f) / 100.0 * all as f64;
+        let want = secs * 999.0;
+        let err = (samples - want) / want;
+        eprintln!(
+            "{who}: {f}: {samples:.0} samples, designed {want:.0} ({:+.1}%), {lost} lost in the run",
+            err * 100.0
+        );
+        assert!(
+            err <= 0.10 && (samples + lost - want) / want >= -0.10,
+            "{who}: {f} has {samples:.0} samples ({lost} lost in the run), designed {want:.0} (±10%)\n{}",
+            evidence(dir, collect_stderr)
+        );
+    }
     let by = &v["sampled_by"];
     // The driver by its agent; both solvers (static: no agent can enter; dynamic: not
     // Python, its agent stays silent) by the collector.
