@@ -53,6 +53,7 @@ mod safe_load;
 mod scratch;
 mod self_ids;
 mod spawn;
+mod stats;
 mod waits;
 
 use std::ffi::{c_int, c_void};
@@ -157,11 +158,6 @@ static STATE: OnceLock<State> = OnceLock::new();
 static RING: OnceLock<ring::Ring> = OnceLock::new();
 static SOCK_FD: AtomicI32 = AtomicI32::new(-1);
 static SOCK_PID: AtomicU32 = AtomicU32::new(0);
-/// Captures written and nanoseconds spent capturing (printed at exit when
-/// `HWPROF_AGENT_STATS` is set: the per-sample cost figure of docs/python.md).
-static CAPTURES: AtomicU64 = AtomicU64::new(0);
-/// Nanoseconds in the handler for our SIGTRAPs (HWPROF_AGENT_STATS).
-static HANDLER_NS: AtomicU64 = AtomicU64::new(0);
 
 fn now_ns() -> u64 {
     // SAFETY: clock_gettime (vDSO) is async-signal-safe.
@@ -171,7 +167,6 @@ fn now_ns() -> u64 {
         ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
     }
 }
-static CAPTURE_NS: AtomicU64 = AtomicU64::new(0);
 
 #[used]
 #[unsafe(link_section = ".init_array")]
@@ -292,16 +287,16 @@ fn send_events(sock: c_int, pid: u32, fds: &[(u32, c_int)]) {
 /// its ack, so code objects seen in the last moments are read while the process lives.
 extern "C" fn agent_exit() {
     if std::env::var_os("HWPROF_AGENT_STATS").is_some() {
-        let n = CAPTURES.load(Ordering::Relaxed);
-        let ns = CAPTURE_NS.load(Ordering::Relaxed);
+        let n = stats::CAPTURES.load(Ordering::Relaxed);
+        let ns = stats::CAPTURE_NS.load(Ordering::Relaxed);
         // Not eprintln!: it panics when stderr is closed.
         use std::io::Write;
         let _ = writeln!(
             std::io::stderr(),
-            "hwprof-agent: pid {}: {n} captures, {:.1} us each ({:.1} us in the handler); {} safe-load reads ({} faults recovered), {} reads through process_vm_readv, {} captures without a free scratch slot; {} code objects named, {} left to the collector; safe loads stopped {} times (a fault handler replaced by a raw rt_sigaction)",
+            "hwprof-agent: pid {}: {n} captures, {:.1} us each ({:.1} us in the handler); {} safe-load reads ({} faults recovered), {} reads through process_vm_readv, {} captures without a free scratch slot; {} code objects named, {} left to the collector; safe loads stopped {} times (a fault handler replaced by a raw rt_sigaction); handler median {:.2} us, p90 {:.2} us",
             std::process::id(),
             ns as f64 / 1000.0 / n.max(1) as f64,
-            HANDLER_NS.load(Ordering::Relaxed) as f64 / 1000.0 / n.max(1) as f64,
+            stats::HANDLER_NS.load(Ordering::Relaxed) as f64 / 1000.0 / n.max(1) as f64,
             safe_load::SAFE_READS.load(Ordering::Relaxed),
             safe_load::FAULTS_RECOVERED.load(Ordering::Relaxed),
             CHECKED_READS.load(Ordering::Relaxed),
@@ -309,6 +304,8 @@ extern "C" fn agent_exit() {
             code_identity::EMITTED.load(Ordering::Relaxed),
             code_identity::LEFT_TO_COLLECTOR.load(Ordering::Relaxed),
             safe_load::HANDLERS_REPLACED.load(Ordering::Relaxed),
+            stats::handler_quantile_us(0.5),
+            stats::handler_quantile_us(0.9),
         );
     }
     let sock = SOCK_FD.load(Ordering::SeqCst);
@@ -546,6 +543,7 @@ fn start_python(cfg: &Config, pid: u32, given_fd: c_int) -> bool {
     }
     tstate_tls::init(l.minor);
     self_ids::init();
+    stats::init();
     disposition::set_ours(libc::SIGTRAP, true);
     // Without them, reads go through process_vm_readv.
     safe_load::install();
@@ -1135,8 +1133,10 @@ fn walk_frames(
 }
 
 extern "C" fn on_sigtrap(sig: c_int, info: *mut libc::siginfo_t, ctx: *mut c_void) {
-    // SAFETY: errno is thread-local; saved and restored around the handler.
-    let errno = unsafe { *libc::__errno_location() };
+    // SAFETY: errno is thread-local; saved and restored around the handler (its
+    // address asked once: the call is a cold page of libc at each sample).
+    let errno_at = unsafe { libc::__errno_location() };
+    let errno = unsafe { *errno_at };
     // siginfo for perf: si_code at 8, si_perf_data at 24, si_perf_flags at 36 (x86-64).
     let (code, data, pflags) = if info.is_null() {
         (0, 0, 0)
@@ -1153,15 +1153,19 @@ extern "C" fn on_sigtrap(sig: c_int, info: *mut libc::siginfo_t, ctx: *mut c_voi
     };
     match STATE.get() {
         Some(st) if code == libc::TRAP_PERF && data == st.cookie => {
+            // One clock read: the capture's time stamp, and the start of the stats' span.
             let t0 = now_ns();
-            let _reads = safe_load::CaptureGuard::enter(ctx);
-            capture(st, pflags & 1 != 0);
-            HANDLER_NS.fetch_add(now_ns().saturating_sub(t0), Ordering::Relaxed);
+            let reads = safe_load::CaptureGuard::enter(ctx, t0);
+            let written = capture(st, pflags & 1 != 0, t0);
+            drop(reads);
+            if stats::on() {
+                stats::handler_done(t0, written);
+            }
         }
         _ => disposition::chain(sig, info, ctx, stop_handling),
     }
-    // SAFETY: see above.
-    unsafe { *libc::__errno_location() = errno };
+    // SAFETY: see above; this thread's errno slot.
+    unsafe { *errno_at = errno };
 }
 
 /// Before a real trap (a breakpoint without a debugger) gets the default action, as
@@ -1175,19 +1179,15 @@ fn stop_handling(_sig: c_int) {
     }
 }
 
-fn capture(st: &State, late: bool) {
-    let Some(ring) = RING.get() else { return };
+/// Captures this thread's Python stack at `now` (CLOCK_MONOTONIC ns) into the ring;
+/// whether the record was written.
+fn capture(st: &State, late: bool, now: u64) -> bool {
+    let Some(ring) = RING.get() else {
+        return false;
+    };
     // Cached: no system call in the common path (self_ids.rs says when it asks).
     let (pid, tid) = self_ids::current();
     let pid = pid as libc::pid_t;
-    // SAFETY: clock_gettime is async-signal-safe (vDSO).
-    let now = unsafe {
-        let mut ts: libc::timespec = std::mem::zeroed();
-        libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts);
-        (ts.tv_sec as u64)
-            .wrapping_mul(1_000_000_000)
-            .wrapping_add(ts.tv_nsec as u64)
-    };
     let mut n = 0usize;
     let mut flags = if late { CAP_ASYNC } else { 0 };
     // The frames and read buffers live in a preallocated slot, not on the stack.
@@ -1223,8 +1223,5 @@ fn capture(st: &State, late: bool) {
         flags,
         nframes: used.len() as u32,
     };
-    if ring.write(&[as_bytes(&h), as_bytes(&c), frame_bytes]) {
-        CAPTURES.fetch_add(1, Ordering::Relaxed);
-        CAPTURE_NS.fetch_add(now_ns().saturating_sub(now), Ordering::Relaxed);
-    }
+    ring.write(&[as_bytes(&h), as_bytes(&c), frame_bytes])
 }
