@@ -38,6 +38,7 @@
 //! build.rs); any failure leaves the target running unprofiled.
 #![warn(missing_docs)]
 
+mod bench_hook;
 mod code_identity;
 #[allow(dead_code)]
 #[path = "../../src/python/ring.rs"]
@@ -54,6 +55,7 @@ mod scratch;
 mod self_ids;
 mod spawn;
 mod stats;
+mod thread_words;
 mod waits;
 
 use std::ffi::{c_int, c_void};
@@ -544,6 +546,7 @@ fn start_python(cfg: &Config, pid: u32, given_fd: c_int) -> bool {
     tstate_tls::init(l.minor);
     self_ids::init();
     stats::init();
+    thread_words::init();
     disposition::set_ours(libc::SIGTRAP, true);
     // Without them, reads go through process_vm_readv.
     safe_load::install();
@@ -812,8 +815,7 @@ fn add(a: u64, off: u64) -> u64 {
 /// The `PyThreadState` whose `thread_id` is this thread's `pthread_self()`.
 fn find_tstate(st: &State, pid: libc::pid_t) -> u64 {
     let l = &st.layout;
-    // SAFETY: pthread_self reads the thread pointer; always valid.
-    let me = unsafe { libc::pthread_self() } as u64;
+    let me = thread_words::pthread_self();
     let mut interp = read_u64(pid, add(st.runtime, l.runtime_interpreters_head)).unwrap_or(0);
     let mut ni = 0;
     while interp != 0 && ni < 64 {
@@ -904,8 +906,7 @@ static TVALS: [AtomicU64; TCACHE] = [const { AtomicU64::new(0) }; TCACHE];
 /// when the thread has no Python thread state. `win` holds the thread state's fields.
 fn current_frame(st: &State, pid: libc::pid_t, win: &mut [u8]) -> Option<u64> {
     let l = &st.layout;
-    // SAFETY: pthread_self reads the thread pointer; always valid.
-    let me = unsafe { libc::pthread_self() } as u64;
+    let me = thread_words::pthread_self();
     let slot = ((me >> 12) ^ (me >> 21)) as usize % TCACHE;
     let lo = l.tstate_frame.min(l.tstate_thread_id);
     let hi = l.tstate_frame.max(l.tstate_thread_id).checked_add(8)?;
@@ -1050,11 +1051,17 @@ fn walk_frames(
         if pend_code != 0 {
             if done(2) {
                 let w = &cb[..c_len];
-                pend_hash = Some((
-                    n.wrapping_sub(1),
-                    pend_code,
-                    code_identity::fields(l, w, c_lo),
-                ));
+                let cf = code_identity::fields(l, w, c_lo);
+                let i = n.wrapping_sub(1);
+                // Named before with these fields: its token without reading the name.
+                match code_identity::known_token(pid as u32, pend_code, &cf) {
+                    Some(token) => {
+                        if let Some(f) = out.get_mut(i) {
+                            f.token = token;
+                        }
+                    }
+                    None => pend_hash = Some((i, pend_code, cf)),
+                }
                 // The first local is `self` only when it is an argument: the frame then
                 // holds a reference to it from its creation on (or NULL once deleted).
                 // In a frame without arguments that slot is a local not yet set or a
@@ -1133,9 +1140,9 @@ fn walk_frames(
 }
 
 extern "C" fn on_sigtrap(sig: c_int, info: *mut libc::siginfo_t, ctx: *mut c_void) {
-    // SAFETY: errno is thread-local; saved and restored around the handler (its
-    // address asked once: the call is a cold page of libc at each sample).
-    let errno_at = unsafe { libc::__errno_location() };
+    // errno is thread-local; saved and restored around the handler.
+    let errno_at = thread_words::errno_location();
+    // SAFETY: this thread's errno slot (thread_words.rs).
     let errno = unsafe { *errno_at };
     // siginfo for perf: si_code at 8, si_perf_data at 24, si_perf_flags at 36 (x86-64).
     let (code, data, pflags) = if info.is_null() {

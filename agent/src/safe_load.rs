@@ -255,15 +255,25 @@ fn check_handlers_if_due(now_ns: u64) {
 impl CaptureGuard {
     /// `now_ns`: CLOCK_MONOTONIC at the handler's entry (when a check is due).
     pub fn enter(ctx: *mut c_void, now_ns: u64) -> CaptureGuard {
+        if ctx.is_null() {
+            check_handlers_if_due(now_ns);
+            BLOCKED_CAPTURES.fetch_add(1, Ordering::SeqCst);
+            return CaptureGuard(true);
+        }
+        // SAFETY: the kernel passes a ucontext_t to SA_SIGINFO handlers.
+        let m = unsafe { &(*(ctx as *const libc::ucontext_t)).uc_sigmask };
+        Self::enter_with_mask(m, now_ns)
+    }
+
+    /// As [`CaptureGuard::enter`], for a capture running with signal mask `m`.
+    pub fn enter_with_mask(m: &libc::sigset_t, now_ns: u64) -> CaptureGuard {
         check_handlers_if_due(now_ns);
-        let blocked = ctx.is_null() || {
-            // SAFETY: the kernel passes a ucontext_t to SA_SIGINFO handlers; sigismember
-            // reads the set.
-            unsafe {
-                let m = &(*(ctx as *const libc::ucontext_t)).uc_sigmask;
-                libc::sigismember(m, libc::SIGSEGV) == 1 || libc::sigismember(m, libc::SIGBUS) == 1
-            }
-        };
+        // Signal n is bit n-1 of the set's first word (the kernel's layout, which glibc's
+        // sigset_t starts with): no call into libc at each capture.
+        // SAFETY: sigset_t is 128 bytes of plain bits, 8-aligned.
+        let first = unsafe { *(m as *const libc::sigset_t).cast::<u64>() };
+        let bit = |sig: c_int| 1u64 << (sig - 1);
+        let blocked = first & (bit(libc::SIGSEGV) | bit(libc::SIGBUS)) != 0;
         if blocked {
             BLOCKED_CAPTURES.fetch_add(1, Ordering::SeqCst);
         }
