@@ -5,9 +5,9 @@ under the agent:
 
     hwprof collect -q --no-finalize -F 1 -r r -- python3 benches/capture_bench.py [N]
 
-Prints `<N> captures <ns> ns <written> written`: N captures in chunks of 500 with a
-millisecond between chunks (the collector drains the ring meanwhile; a record that
-finds the ring full is not written but its walk is timed). `benches/python.rs` runs it
+Prints `<N> captures <ns> ns <written> written`: N captures in chunks of 200 with 5 ms
+between chunks (the collector drains the ring meanwhile; a record that finds the ring
+full is not written but its walk is timed). `benches/python.rs` runs it
 for criterion."""
 import ctypes
 import sys
@@ -23,12 +23,12 @@ def rec(n, total):
     ns = written = 0
     done = 0
     while done < total:
-        k = min(500, total - done)
+        k = min(200, total - done)
         w = ctypes.c_uint64(0)
         ns += hook(k, ctypes.byref(w))
         written += w.value
         done += k
-        time.sleep(0.001)
+        time.sleep(0.005)
     return ns, written
 
 

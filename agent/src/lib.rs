@@ -948,7 +948,8 @@ fn current_frame(st: &State, pid: libc::pid_t, win: &mut [u8]) -> Option<u64> {
 
 /// Walks the frame chain from `frame` into `s.frames`, one `process_vm_readv` per frame:
 /// each reads this frame, the previous frame's code-object fields, the name's cached
-/// hash of the code object before (its token) and, before 3.11, the type of an earlier
+/// hash of the code object before (its token; not when the seen-table knows it:
+/// `code_identity::known_token`) and, before 3.11, the type of an earlier
 /// frame's first argument (for `Class.method`). A code object met for the first time is
 /// named in the ring (code_identity.rs). Returns the frame count and `CAP_*` flags.
 fn walk_frames(
