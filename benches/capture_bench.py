@@ -1,15 +1,18 @@
-"""Times the agent's capture on this interpreter's real frames, 15 deep (the module and
-14 calls of `rec`), through the agent's `hwprof_agent_time_captures` hook
-(agent/src/bench_hook.rs): the handler's own function, warm, without the signal. Run
-under the agent:
+"""Times the agent's capture on this interpreter's real frames, 15 deep by default (the
+module and 14 calls of `rec`, the last of which calls the hook), through the agent's
+`hwprof_agent_time_captures` hook (agent/src/bench_hook.rs): the handler's own function,
+without the signal. Run under the agent:
 
-    hwprof collect -q --no-finalize -F 1 -r r -- python3 benches/capture_bench.py [N]
+    hwprof collect -q --no-finalize -F 1 -r r -- python3 benches/capture_bench.py [N [FRAMES]]
 
-Prints `<N> captures <ns> ns <written> written`: N captures in chunks of 200 with 5 ms
-between chunks (the collector drains the ring meanwhile; a record that finds the ring
-full is not written but its walk is timed). `benches/python.rs` runs it
-for criterion."""
+Prints `<N> captures <ns> ns <written> written median <m> ns`: N captures in runs of
+20, timed per run; `ns` is N times the median run's time per capture (a run preempted
+by another process, on a loaded machine, does not move it), `written` the records that
+reached the ring (5 ms pauses every 200 captures let the collector drain it; a capture
+that finds the ring full is timed all the same). `benches/python.rs` runs it for
+criterion."""
 import ctypes
+import statistics
 import sys
 import time
 
@@ -20,18 +23,20 @@ def rec(n, total):
     hook = ctypes.CDLL(None).hwprof_agent_time_captures
     hook.restype = ctypes.c_uint64
     hook.argtypes = [ctypes.c_uint64, ctypes.POINTER(ctypes.c_uint64)]
-    ns = written = 0
-    done = 0
+    per_capture = []
+    written = done = 0
     while done < total:
-        k = min(200, total - done)
+        k = min(20, total - done)
         w = ctypes.c_uint64(0)
-        ns += hook(k, ctypes.byref(w))
+        per_capture.append(hook(k, ctypes.byref(w)) / k)
         written += w.value
         done += k
-        time.sleep(0.005)
-    return ns, written
+        if done % 200 == 0:
+            time.sleep(0.005)
+    return statistics.median(per_capture), written
 
 
 total = int(sys.argv[1]) if len(sys.argv) > 1 else 10_000
-ns, written = rec(13, total)
-print(f"{total} captures {ns} ns {written} written")
+frames = int(sys.argv[2]) if len(sys.argv) > 2 else 15
+median, written = rec(frames - 2, total)
+print(f"{total} captures {round(median * total)} ns {written} written median {median:.0f} ns")
