@@ -15,6 +15,12 @@
 //! readers take the duplicate as is). Threads racing on a slot at worst write one
 //! record twice.
 //!
+//! The slot also keeps the code object's token, so that a capture meeting a code object
+//! already named with the same fields ([`known_token`]) reads neither the name's cached
+//! hash (a cache line of the name string per frame, cold at 1 kHz) nor names it again:
+//! the walk's per-frame reads are the frame and the code object's fields. The check word
+//! covers the fields and the token, so a slot torn by two racing writers is a miss.
+//!
 //! Every read here goes through the checked primitives ([`crate::read_mem`],
 //! [`crate::read_multi`]): no plain load of interpreter memory (docs/security.md, "The
 //! agent inside the target"). The strings and the line table are copied with one
@@ -43,6 +49,7 @@ pub const MAX_WINDOW: usize = crate::scratch::CODE_WINDOW;
 
 static KEYS: [AtomicU64; SLOTS] = [const { AtomicU64::new(0) }; SLOTS];
 static CHECKS: [AtomicU64; SLOTS] = [const { AtomicU64::new(0) }; SLOTS];
+static TOKENS: [AtomicU64; SLOTS] = [const { AtomicU64::new(0) }; SLOTS];
 /// Identity records written, and code objects left to the collector's remote read
 /// (HWPROF_AGENT_STATS).
 pub static EMITTED: AtomicU64 = AtomicU64::new(0);
@@ -105,17 +112,47 @@ fn mix(mut h: u64, v: u64) -> u64 {
     h ^ (h >> 29)
 }
 
+fn slot_of(code: u64) -> usize {
+    ((code >> 4) ^ (code >> 17)) as usize & (SLOTS - 1)
+}
+
+/// A slot's check word: this process, the code object's fields and its token, each
+/// rotated apart and mixed once (it is computed for every frame of every capture: a
+/// multiply per field was a sixth of a warm capture's time). Any one field differing
+/// changes it; a torn slot (one writer's token, another's check) differs in the token.
+fn check_of(pid: u32, f: &CodeFields, token: u64) -> u64 {
+    let h = (pid as u64)
+        ^ f.name.rotate_left(7)
+        ^ f.file.rotate_left(17)
+        ^ f.qualname.rotate_left(29)
+        ^ f.table.rotate_left(41)
+        ^ (f.firstlineno as u32 as u64).rotate_left(53)
+        ^ token.rotate_left(61);
+    mix(h, token) | 1
+}
+
+/// The token of the code object at `code` when this process named it (or left it to the
+/// collector) with these very fields: same name, filename, qualname and line-table
+/// objects and first line. The name's hash is then not read again: a different code
+/// object at the same address with all four objects at the same addresses too is not
+/// told apart (nor was it before: the check never covered their contents).
+pub fn known_token(pid: u32, code: u64, f: &CodeFields) -> Option<u64> {
+    let slot = slot_of(code);
+    if code == 0 || KEYS[slot].load(Ordering::Relaxed) != code {
+        return None;
+    }
+    let token = TOKENS[slot].load(Ordering::Relaxed);
+    (CHECKS[slot].load(Ordering::Relaxed) == check_of(pid, f, token)).then_some(token)
+}
+
 /// Names the code object at `code` (already read into `f`, with `token`) when this
 /// process has not named it yet, within `budget` bytes of records.
 pub fn note(l: &Layout, pid: u32, code: u64, token: u64, f: &CodeFields, budget: &mut usize) {
     if code == 0 {
         return;
     }
-    let check = [token, f.qualname, f.table, f.firstlineno as u64]
-        .iter()
-        .fold(mix(0, pid as u64), |h, &v| mix(h, v))
-        | 1;
-    let slot = ((code >> 4) ^ (code >> 17)) as usize & (SLOTS - 1);
+    let check = check_of(pid, f, token);
+    let slot = slot_of(code);
     if KEYS[slot].load(Ordering::Relaxed) == code && CHECKS[slot].load(Ordering::Relaxed) == check {
         return;
     }
@@ -131,6 +168,7 @@ pub fn note(l: &Layout, pid: u32, code: u64, token: u64, f: &CodeFields, budget:
             LEFT_TO_COLLECTOR.fetch_add(1, Ordering::Relaxed);
         }
     }
+    TOKENS[slot].store(token, Ordering::Relaxed);
     CHECKS[slot].store(check, Ordering::Relaxed);
     KEYS[slot].store(code, Ordering::Relaxed);
 }

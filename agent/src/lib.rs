@@ -38,6 +38,7 @@
 //! build.rs); any failure leaves the target running unprofiled.
 #![warn(missing_docs)]
 
+mod bench_hook;
 mod code_identity;
 #[allow(dead_code)]
 #[path = "../../src/python/ring.rs"]
@@ -53,6 +54,8 @@ mod safe_load;
 mod scratch;
 mod self_ids;
 mod spawn;
+mod stats;
+mod thread_words;
 mod waits;
 
 use std::ffi::{c_int, c_void};
@@ -157,11 +160,6 @@ static STATE: OnceLock<State> = OnceLock::new();
 static RING: OnceLock<ring::Ring> = OnceLock::new();
 static SOCK_FD: AtomicI32 = AtomicI32::new(-1);
 static SOCK_PID: AtomicU32 = AtomicU32::new(0);
-/// Captures written and nanoseconds spent capturing (printed at exit when
-/// `HWPROF_AGENT_STATS` is set: the per-sample cost figure of docs/python.md).
-static CAPTURES: AtomicU64 = AtomicU64::new(0);
-/// Nanoseconds in the handler for our SIGTRAPs (HWPROF_AGENT_STATS).
-static HANDLER_NS: AtomicU64 = AtomicU64::new(0);
 
 fn now_ns() -> u64 {
     // SAFETY: clock_gettime (vDSO) is async-signal-safe.
@@ -171,7 +169,6 @@ fn now_ns() -> u64 {
         ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
     }
 }
-static CAPTURE_NS: AtomicU64 = AtomicU64::new(0);
 
 #[used]
 #[unsafe(link_section = ".init_array")]
@@ -292,16 +289,16 @@ fn send_events(sock: c_int, pid: u32, fds: &[(u32, c_int)]) {
 /// its ack, so code objects seen in the last moments are read while the process lives.
 extern "C" fn agent_exit() {
     if std::env::var_os("HWPROF_AGENT_STATS").is_some() {
-        let n = CAPTURES.load(Ordering::Relaxed);
-        let ns = CAPTURE_NS.load(Ordering::Relaxed);
+        let n = stats::CAPTURES.load(Ordering::Relaxed);
+        let ns = stats::CAPTURE_NS.load(Ordering::Relaxed);
         // Not eprintln!: it panics when stderr is closed.
         use std::io::Write;
         let _ = writeln!(
             std::io::stderr(),
-            "hwprof-agent: pid {}: {n} captures, {:.1} us each ({:.1} us in the handler); {} safe-load reads ({} faults recovered), {} reads through process_vm_readv, {} captures without a free scratch slot; {} code objects named, {} left to the collector; safe loads stopped {} times (a fault handler replaced by a raw rt_sigaction)",
+            "hwprof-agent: pid {}: {n} captures, {:.1} us each ({:.1} us in the handler); {} safe-load reads ({} faults recovered), {} reads through process_vm_readv, {} captures without a free scratch slot; {} code objects named, {} left to the collector; safe loads stopped {} times (a fault handler replaced by a raw rt_sigaction); handler median {:.2} us, p90 {:.2} us",
             std::process::id(),
             ns as f64 / 1000.0 / n.max(1) as f64,
-            HANDLER_NS.load(Ordering::Relaxed) as f64 / 1000.0 / n.max(1) as f64,
+            stats::HANDLER_NS.load(Ordering::Relaxed) as f64 / 1000.0 / n.max(1) as f64,
             safe_load::SAFE_READS.load(Ordering::Relaxed),
             safe_load::FAULTS_RECOVERED.load(Ordering::Relaxed),
             CHECKED_READS.load(Ordering::Relaxed),
@@ -309,6 +306,8 @@ extern "C" fn agent_exit() {
             code_identity::EMITTED.load(Ordering::Relaxed),
             code_identity::LEFT_TO_COLLECTOR.load(Ordering::Relaxed),
             safe_load::HANDLERS_REPLACED.load(Ordering::Relaxed),
+            stats::handler_quantile_us(0.5),
+            stats::handler_quantile_us(0.9),
         );
     }
     let sock = SOCK_FD.load(Ordering::SeqCst);
@@ -546,6 +545,8 @@ fn start_python(cfg: &Config, pid: u32, given_fd: c_int) -> bool {
     }
     tstate_tls::init(l.minor);
     self_ids::init();
+    stats::init();
+    thread_words::init();
     disposition::set_ours(libc::SIGTRAP, true);
     // Without them, reads go through process_vm_readv.
     safe_load::install();
@@ -814,8 +815,7 @@ fn add(a: u64, off: u64) -> u64 {
 /// The `PyThreadState` whose `thread_id` is this thread's `pthread_self()`.
 fn find_tstate(st: &State, pid: libc::pid_t) -> u64 {
     let l = &st.layout;
-    // SAFETY: pthread_self reads the thread pointer; always valid.
-    let me = unsafe { libc::pthread_self() } as u64;
+    let me = thread_words::pthread_self();
     let mut interp = read_u64(pid, add(st.runtime, l.runtime_interpreters_head)).unwrap_or(0);
     let mut ni = 0;
     while interp != 0 && ni < 64 {
@@ -838,6 +838,17 @@ fn find_tstate(st: &State, pid: libc::pid_t) -> u64 {
 /// bit mask of the requests read completely. With the safe copy each is read on its
 /// own; with one `process_vm_readv` the kernel stops at the first one that fails.
 fn read_multi(pid: libc::pid_t, reqs: &mut [(u64, &mut [u8])]) -> u32 {
+    if safe_load::usable() {
+        // No system call: each request on its own (one failing does not stop the rest),
+        // and no iovecs to build (they were a tenth of a warm capture's time).
+        let mut mask = 0;
+        for (i, (addr, buf)) in reqs.iter_mut().enumerate() {
+            if *addr != 0 && *addr != NONE && safe_load::read(*addr, buf) {
+                mask |= 1 << i;
+            }
+        }
+        return mask;
+    }
     let empty = libc::iovec {
         iov_base: std::ptr::null_mut(),
         iov_len: 0,
@@ -868,16 +879,6 @@ fn read_multi(pid: libc::pid_t, reqs: &mut [(u64, &mut [u8])]) -> u32 {
     if k == 0 {
         return 0;
     }
-    if safe_load::usable() {
-        // No system call: each request on its own (one failing does not stop the rest).
-        let mut mask = 0;
-        for (i, (addr, buf)) in reqs.iter_mut().enumerate() {
-            if *addr != 0 && *addr != NONE && safe_load::read(*addr, buf) {
-                mask |= 1 << i;
-            }
-        }
-        return mask;
-    }
     CHECKED_READS.fetch_add(1, Ordering::Relaxed);
     // SAFETY: process_vm_readv on ourselves copies into the local buffers (each live and
     // of its iovec's length) and reports EFAULT for unmapped remote addresses instead of
@@ -906,8 +907,7 @@ static TVALS: [AtomicU64; TCACHE] = [const { AtomicU64::new(0) }; TCACHE];
 /// when the thread has no Python thread state. `win` holds the thread state's fields.
 fn current_frame(st: &State, pid: libc::pid_t, win: &mut [u8]) -> Option<u64> {
     let l = &st.layout;
-    // SAFETY: pthread_self reads the thread pointer; always valid.
-    let me = unsafe { libc::pthread_self() } as u64;
+    let me = thread_words::pthread_self();
     let slot = ((me >> 12) ^ (me >> 21)) as usize % TCACHE;
     let lo = l.tstate_frame.min(l.tstate_thread_id);
     let hi = l.tstate_frame.max(l.tstate_thread_id).checked_add(8)?;
@@ -949,7 +949,8 @@ fn current_frame(st: &State, pid: libc::pid_t, win: &mut [u8]) -> Option<u64> {
 
 /// Walks the frame chain from `frame` into `s.frames`, one `process_vm_readv` per frame:
 /// each reads this frame, the previous frame's code-object fields, the name's cached
-/// hash of the code object before (its token) and, before 3.11, the type of an earlier
+/// hash of the code object before (its token; not when the seen-table knows it:
+/// `code_identity::known_token`) and, before 3.11, the type of an earlier
 /// frame's first argument (for `Class.method`). A code object met for the first time is
 /// named in the ring (code_identity.rs). Returns the frame count and `CAP_*` flags.
 fn walk_frames(
@@ -1052,11 +1053,17 @@ fn walk_frames(
         if pend_code != 0 {
             if done(2) {
                 let w = &cb[..c_len];
-                pend_hash = Some((
-                    n.wrapping_sub(1),
-                    pend_code,
-                    code_identity::fields(l, w, c_lo),
-                ));
+                let cf = code_identity::fields(l, w, c_lo);
+                let i = n.wrapping_sub(1);
+                // Named before with these fields: its token without reading the name.
+                match code_identity::known_token(pid as u32, pend_code, &cf) {
+                    Some(token) => {
+                        if let Some(f) = out.get_mut(i) {
+                            f.token = token;
+                        }
+                    }
+                    None => pend_hash = Some((i, pend_code, cf)),
+                }
                 // The first local is `self` only when it is an argument: the frame then
                 // holds a reference to it from its creation on (or NULL once deleted).
                 // In a frame without arguments that slot is a local not yet set or a
@@ -1135,8 +1142,10 @@ fn walk_frames(
 }
 
 extern "C" fn on_sigtrap(sig: c_int, info: *mut libc::siginfo_t, ctx: *mut c_void) {
-    // SAFETY: errno is thread-local; saved and restored around the handler.
-    let errno = unsafe { *libc::__errno_location() };
+    // errno is thread-local; saved and restored around the handler.
+    let errno_at = thread_words::errno_location();
+    // SAFETY: this thread's errno slot (thread_words.rs).
+    let errno = unsafe { *errno_at };
     // siginfo for perf: si_code at 8, si_perf_data at 24, si_perf_flags at 36 (x86-64).
     let (code, data, pflags) = if info.is_null() {
         (0, 0, 0)
@@ -1153,15 +1162,19 @@ extern "C" fn on_sigtrap(sig: c_int, info: *mut libc::siginfo_t, ctx: *mut c_voi
     };
     match STATE.get() {
         Some(st) if code == libc::TRAP_PERF && data == st.cookie => {
+            // One clock read: the capture's time stamp, and the start of the stats' span.
             let t0 = now_ns();
-            let _reads = safe_load::CaptureGuard::enter(ctx);
-            capture(st, pflags & 1 != 0);
-            HANDLER_NS.fetch_add(now_ns().saturating_sub(t0), Ordering::Relaxed);
+            let reads = safe_load::CaptureGuard::enter(ctx, t0);
+            let written = capture(st, pflags & 1 != 0, t0);
+            drop(reads);
+            if stats::on() {
+                stats::handler_done(t0, written);
+            }
         }
         _ => disposition::chain(sig, info, ctx, stop_handling),
     }
-    // SAFETY: see above.
-    unsafe { *libc::__errno_location() = errno };
+    // SAFETY: see above; this thread's errno slot.
+    unsafe { *errno_at = errno };
 }
 
 /// Before a real trap (a breakpoint without a debugger) gets the default action, as
@@ -1175,19 +1188,15 @@ fn stop_handling(_sig: c_int) {
     }
 }
 
-fn capture(st: &State, late: bool) {
-    let Some(ring) = RING.get() else { return };
+/// Captures this thread's Python stack at `now` (CLOCK_MONOTONIC ns) into the ring;
+/// whether the record was written.
+fn capture(st: &State, late: bool, now: u64) -> bool {
+    let Some(ring) = RING.get() else {
+        return false;
+    };
     // Cached: no system call in the common path (self_ids.rs says when it asks).
     let (pid, tid) = self_ids::current();
     let pid = pid as libc::pid_t;
-    // SAFETY: clock_gettime is async-signal-safe (vDSO).
-    let now = unsafe {
-        let mut ts: libc::timespec = std::mem::zeroed();
-        libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts);
-        (ts.tv_sec as u64)
-            .wrapping_mul(1_000_000_000)
-            .wrapping_add(ts.tv_nsec as u64)
-    };
     let mut n = 0usize;
     let mut flags = if late { CAP_ASYNC } else { 0 };
     // The frames and read buffers live in a preallocated slot, not on the stack.
@@ -1223,8 +1232,5 @@ fn capture(st: &State, late: bool) {
         flags,
         nframes: used.len() as u32,
     };
-    if ring.write(&[as_bytes(&h), as_bytes(&c), frame_bytes]) {
-        CAPTURES.fetch_add(1, Ordering::Relaxed);
-        CAPTURE_NS.fetch_add(now_ns().saturating_sub(now), Ordering::Relaxed);
-    }
+    ring.write(&[as_bytes(&h), as_bytes(&c), frame_bytes])
 }
