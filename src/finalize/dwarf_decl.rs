@@ -4,14 +4,12 @@
 //! Fortran contained procedure (gfortran nests its DIE inside the host's subprogram,
 //! itself maybe inside a module): `solver::smooth`, `heat::relax::inner`.
 //!
-//! Read once per file with DWARF, on first use, by walking its units with gimli.
+//! Read once per file with DWARF, on first use, by walking its units with gimli, from
+//! the sections [`super::dwarf_file::DwarfFile`] loaded (decompressed once for both).
 
-use std::borrow::Cow;
 use std::collections::HashMap;
-use std::path::Path;
 
 use gimli::{AttributeValue, EndianSlice, RunTimeEndian, UnitOffset};
-use object::{Object, ObjectSection};
 
 type R<'a> = EndianSlice<'a, RunTimeEndian>;
 
@@ -29,46 +27,12 @@ pub struct DeclIndex {
 const MAX_DEPTH: usize = 64;
 
 impl DeclIndex {
-    /// Index the DWARF of `path` that symbolizing `addrs` (sorted) needs: the units
-    /// whose code covers one of them (walking every unit of a large library, libc's
-    /// 1,500, for the two addresses a profile has in it was most of a small finalize;
-    /// a file with Fortran units is walked whole: a contained procedure's name is
-    /// qualified only when no outer procedure anywhere has that name). An empty index
-    /// when it has none or cannot be read.
-    pub fn load(path: &Path, addrs: &[u64]) -> DeclIndex {
-        // A regular file only, opened without blocking (a FIFO there must not hang).
-        let Ok(file) = crate::raw::bounded::open_file(path, true) else {
-            return DeclIndex::default();
-        };
-        // SAFETY: a read-only private mapping of a file we only read; a file truncated
-        // under us could fault, as for addr2line's own mapping of the same file.
-        let Ok(map) = (unsafe { memmap2::Mmap::map(&file) }) else {
-            return DeclIndex::default();
-        };
-        Self::parse(&map, Some(addrs)).unwrap_or_default()
-    }
-
-    /// Index the DWARF of an ELF image in memory: all of it, or what `only` (sorted
-    /// addresses) needs.
-    pub fn parse(data: &[u8], only: Option<&[u64]>) -> Option<DeclIndex> {
-        let obj = object::File::parse(data).ok()?;
-        let endian = if obj.is_little_endian() {
-            RunTimeEndian::Little
-        } else {
-            RunTimeEndian::Big
-        };
-        let load = |id: gimli::SectionId| -> Result<Cow<'_, [u8]>, gimli::Error> {
-            Ok(obj
-                .section_by_name(id.name())
-                .and_then(|s| s.uncompressed_data().ok())
-                .unwrap_or(Cow::Borrowed(&[])))
-        };
-        let sections = gimli::DwarfSections::load(load).ok()?;
-        let dwarf = sections.borrow(|s| EndianSlice::new(s, endian));
-        Some(Self::from_dwarf(&dwarf, only))
-    }
-
-    fn from_dwarf(dwarf: &gimli::Dwarf<R<'_>>, only: Option<&[u64]>) -> DeclIndex {
+    /// Index what symbolizing `only` (sorted addresses) needs of `dwarf`, or all of it:
+    /// the units whose code covers one of them (walking every unit of a large library,
+    /// libc's 1,500, for the two addresses a profile has in it was most of a small
+    /// finalize; a file with Fortran units is walked whole: a contained procedure's
+    /// name is qualified only when no outer procedure anywhere has that name).
+    pub fn from_dwarf(dwarf: &gimli::Dwarf<R<'_>>, only: Option<&[u64]>) -> DeclIndex {
         let mut units = Vec::new();
         let mut headers = dwarf.units();
         while let Ok(Some(header)) = headers.next() {

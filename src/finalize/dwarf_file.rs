@@ -21,6 +21,8 @@ use addr2line::gimli;
 use addr2line::{Context, FrameIter, Location, LookupContinuation, LookupResult, SplitDwarfLoad};
 use object::{Object, ObjectSection, SymbolMap, SymbolMapName};
 
+use super::dwarf_decl::DeclIndex;
+
 /// The reader of every section: a slice of a mapping (or of decompressed bytes) that
 /// this struct keeps alive.
 type Reader = gimli::EndianSlice<'static, gimli::RunTimeEndian>;
@@ -77,6 +79,9 @@ impl<'a> Symbol<'a> {
 pub struct DwarfFile {
     // Field order is drop order: everything that reads the bytes goes before them.
     ctx: Context<Reader>,
+    /// The sections `ctx` reads, kept so that the declaration index reads the same
+    /// decompressed bytes (a module's compressed DWARF is inflated once, not twice).
+    sections: gimli::DwarfSections<Reader>,
     symbols: SymbolMap<SymbolMapName<'static>>,
     package: Option<gimli::DwarfPackage<Reader>>,
     /// Every mapping and decompressed section the readers above point into, and the
@@ -93,18 +98,27 @@ impl DwarfFile {
         let object =
             object::File::parse(data).map_err(|e| DwarfFileError::Object(path.to_path_buf(), e))?;
         let endian = endian_of(&object);
-        let dwarf = gimli::Dwarf::load(|id| load_section(Some(id.name()), &object, endian, &bytes))
+        let sections = gimli::DwarfSections::load(|id| {
+            load_section(looked_up(id).then(|| id.name()), &object, endian, &bytes)
+        })
+        .map_err(|e| DwarfFileError::Dwarf(path.to_path_buf(), e))?;
+        let ctx = Context::from_dwarf(sections.borrow(|s| *s))
             .map_err(|e| DwarfFileError::Dwarf(path.to_path_buf(), e))?;
-        let ctx =
-            Context::from_dwarf(dwarf).map_err(|e| DwarfFileError::Dwarf(path.to_path_buf(), e))?;
         let symbols = object.symbol_map();
         let package = load_package(&package_path(path), &bytes);
         Ok(DwarfFile {
             ctx,
+            sections,
             symbols,
             package,
             bytes,
         })
+    }
+
+    /// Declaration lines and Fortran hosts of the units that cover `addrs` (sorted),
+    /// read from the sections already loaded for the lookups.
+    pub fn decl_index(&self, addrs: &[u64]) -> DeclIndex {
+        DeclIndex::from_dwarf(&self.sections.borrow(|s| *s), Some(addrs))
     }
 
     /// The frames (inlined first) at `probe`, loading split DWARF as needed.
@@ -158,9 +172,11 @@ impl DwarfFile {
         let data = map(&path, &self.bytes).ok()?;
         let object = object::File::parse(data).ok()?;
         let endian = endian_of(&object);
-        let mut dwo =
-            gimli::Dwarf::load(|id| load_section(id.dwo_name(), &object, endian, &self.bytes))
-                .ok()?;
+        let mut dwo = gimli::Dwarf::load(|id| {
+            let name = id.dwo_name().filter(|_| looked_up(id));
+            load_section(name, &object, endian, &self.bytes)
+        })
+        .ok()?;
         let header = dwo.units().next().ok()??;
         let unit = dwo.unit(header).ok()?;
         if unit.dwo_id != Some(load.dwo_id) {
@@ -169,6 +185,20 @@ impl DwarfFile {
         dwo.make_dwo(&load.parent);
         Some(Arc::new(dwo))
     }
+}
+
+/// Whether symbolizing reads section `id`: location lists and macros are never read
+/// (by addr2line's lookups nor by the declaration index), and in a distribution's debug
+/// file they are the largest compressed sections (libc's `.debug_loclists`), so they
+/// are left out rather than inflated for nothing.
+fn looked_up(id: gimli::SectionId) -> bool {
+    !matches!(
+        id,
+        gimli::SectionId::DebugLoc
+            | gimli::SectionId::DebugLocLists
+            | gimli::SectionId::DebugMacinfo
+            | gimli::SectionId::DebugMacro
+    )
 }
 
 fn os_path(b: &[u8]) -> PathBuf {

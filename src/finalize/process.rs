@@ -39,6 +39,9 @@ pub enum ProcessError {
     },
 }
 
+/// log2 of the slots of the stack cache (16 Ki slots, 64 KiB per raw directory).
+const STACK_CACHE_BITS: u32 = 14;
+
 /// An address, named by where it lives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Loc {
@@ -240,6 +243,8 @@ struct Builder<'a> {
     procs: FxHashMap<u32, ProcState>,
     module_ids: FxHashMap<(String, Option<Vec<u8>>), u32>,
     trie_ids: FxHashMap<(u32, Loc), u32>,
+    /// Recent stacks: slot (by a hash of the whole stack) -> trie leaf, or NO_NODE.
+    stack_cache: Vec<u32>,
     thread_ids: FxHashMap<(u32, u32), u32>,
     /// Process images and who launched whom, for the launcher rule.
     lineage: super::launchers::Lineage,
@@ -345,6 +350,7 @@ pub fn process_perf_data<'a>(
         procs: FxHashMap::default(),
         module_ids: FxHashMap::default(),
         trie_ids: FxHashMap::default(),
+        stack_cache: vec![NO_NODE; 1 << STACK_CACHE_BITS],
         thread_ids: FxHashMap::default(),
         lineage: Default::default(),
         cache: CacheX86_64::new(),
@@ -845,19 +851,7 @@ impl Builder<'_> {
                 addrs.retain(|l| !is_agent(l));
             }
         }
-        let mut leaf = NO_NODE;
-        for &loc in addrs.iter().rev() {
-            let key = (leaf, loc);
-            leaf = match self.trie_ids.get(&key) {
-                Some(&n) => n,
-                None => {
-                    let n = self.out.trie.len() as u32;
-                    self.out.trie.push(key);
-                    self.trie_ids.insert(key, n);
-                    n
-                }
-            };
-        }
+        let leaf = self.stack_leaf(&addrs);
         let thread = self.thread(pid, tid);
         let key = SampleKey {
             leaf,
@@ -957,6 +951,48 @@ impl Builder<'_> {
                 *self.out.group.unattributed.entry(a).or_default() += d;
             }
         }
+    }
+
+    /// The trie node of the stack `addrs` (leaf first), added when new. A stack seen
+    /// before is found with one hash of the whole stack and a walk up the trie that
+    /// checks it (a sampled program repeats a few stacks: a lookup per frame was a
+    /// tenth of finalize's CPU on deep stacks).
+    fn stack_leaf(&mut self, addrs: &[Loc]) -> u32 {
+        use std::hash::{Hash, Hasher};
+        let mut h = rustc_hash::FxHasher::default();
+        addrs.hash(&mut h);
+        let slot = (h.finish() >> (64 - STACK_CACHE_BITS)) as usize;
+        let cached = self.stack_cache[slot];
+        if cached != NO_NODE && self.trie_holds(cached, addrs) {
+            return cached;
+        }
+        let mut leaf = NO_NODE;
+        for &loc in addrs.iter().rev() {
+            let key = (leaf, loc);
+            leaf = match self.trie_ids.get(&key) {
+                Some(&n) => n,
+                None => {
+                    let n = self.out.trie.len() as u32;
+                    self.out.trie.push(key);
+                    self.trie_ids.insert(key, n);
+                    n
+                }
+            };
+        }
+        self.stack_cache[slot] = leaf;
+        leaf
+    }
+
+    /// Whether the path from trie node `leaf` up to the root is `addrs` (leaf first).
+    fn trie_holds(&self, leaf: u32, addrs: &[Loc]) -> bool {
+        let mut node = leaf;
+        for loc in addrs {
+            match self.out.trie.get(node as usize) {
+                Some((parent, l)) if l == loc => node = *parent,
+                _ => return false,
+            }
+        }
+        node == NO_NODE
     }
 
     fn unwind_user(

@@ -51,11 +51,16 @@ pub fn symbolize_module(
     svmas: &[u64],
 ) -> Vec<Vec<FrameInfo>> {
     // Opened as untrusted input (regular files only, never blocking on a FIFO),
-    // split DWARF included: see `dwarf_file`.
-    let main = elf_file.and_then(|p| DwarfFile::open(p).ok());
+    // split DWARF included: see `dwarf_file`. The binary only when its debug file
+    // does not resolve an address (or there is none).
     let debug = debug_file.and_then(|p| DwarfFile::open(p).ok());
-    // Declaration lines and Fortran hosts, read on first use from the same file, only
-    // from the units that cover these addresses.
+    let main = OnceCell::new();
+    let main = || {
+        main.get_or_init(|| elf_file.and_then(|p| DwarfFile::open(p).ok()))
+            .as_ref()
+    };
+    // Declaration lines and Fortran hosts, read on first use from the sections the
+    // lookups already loaded, only from the units that cover these addresses.
     let mut sorted = svmas.to_vec();
     sorted.sort_unstable();
     let main_decl = OnceCell::new();
@@ -65,11 +70,23 @@ pub fn symbolize_module(
         .map(|&a| {
             let frames = debug
                 .as_ref()
-                .map(|l| dwarf_frames(l, decl_index(&debug_decl, debug_file, &sorted), module, a))
+                .map(|l| {
+                    dwarf_frames(
+                        l,
+                        debug_decl.get_or_init(|| l.decl_index(&sorted)),
+                        module,
+                        a,
+                    )
+                })
                 .filter(|f| !f.is_empty())
                 .or_else(|| {
-                    main.as_ref().map(|l| {
-                        dwarf_frames(l, decl_index(&main_decl, elf_file, &sorted), module, a)
+                    main().map(|l| {
+                        dwarf_frames(
+                            l,
+                            main_decl.get_or_init(|| l.decl_index(&sorted)),
+                            module,
+                            a,
+                        )
                     })
                 })
                 .unwrap_or_default();
@@ -79,7 +96,7 @@ pub fn symbolize_module(
             let sym = debug
                 .as_ref()
                 .and_then(|l| l.find_symbol(a))
-                .or_else(|| main.as_ref().and_then(|l| l.find_symbol(a)));
+                .or_else(|| main().and_then(|l| l.find_symbol(a)));
             match sym {
                 Some(name) => vec![FrameInfo {
                     function: Function {
@@ -96,14 +113,6 @@ pub fn symbolize_module(
             }
         })
         .collect()
-}
-
-fn decl_index<'a>(
-    cell: &'a OnceCell<DeclIndex>,
-    file: Option<&Path>,
-    addrs: &[u64],
-) -> &'a DeclIndex {
-    cell.get_or_init(|| file.map(|f| DeclIndex::load(f, addrs)).unwrap_or_default())
 }
 
 fn dwarf_frames(loader: &DwarfFile, decl: &DeclIndex, module: &str, addr: u64) -> Vec<FrameInfo> {

@@ -114,7 +114,10 @@ pub fn for_each_sorted<'a>(
         if ty == FINISHED_ROUND {
             let round_max = round.iter().map(|p| p.time).max().unwrap_or(0);
             queue.append(&mut round);
-            queue.sort_unstable_by_key(|p| (p.time, p.seq));
+            // The queue is sorted and a round is a few sorted runs (one per CPU's
+            // buffer): the stable sort merges runs where the unstable one sorted all
+            // again. Keys are distinct (seq), so the order is the same.
+            queue.sort_by_key(|p| (p.time, p.seq));
             let ready = queue.partition_point(|p| p.time <= prev_round_max);
             for p in queue.drain(..ready) {
                 emit(&p, &mut f);
