@@ -746,6 +746,31 @@ fn edit_distance(a: &str, b: &str) -> usize {
     prev[b.len()]
 }
 
+/// Collection modes: what is sampled, and the metric profiles of the mode rank by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// CPU time by code.
+    Hotspots,
+    /// Page faults, RSS, cache misses, bandwidth.
+    Memory,
+    /// Off-CPU time: waits on locks, I/O, sleeps.
+    Locks,
+}
+
+impl Mode {
+    /// The mode's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Hotspots => "hotspots",
+            Mode::Memory => "memory",
+            Mode::Locks => "locks",
+        }
+    }
+}
+
+/// Memory mode's default page-fault sampling period (see docs/memory.md "Cost").
+pub const DEFAULT_FAULT_PERIOD: u64 = 4;
+
 /// The event a mode samples by default, and what replaces it when the machine lacks it.
 #[derive(Clone, Debug)]
 pub struct ModeDefault {
@@ -784,8 +809,7 @@ pub enum SampleWeight {
 /// sample weighs period × the page it mapped), and samples LLC misses when
 /// the CPU has a PMU (optional; [`llc_miss_event`] picks the precise perfmon event of
 /// the running CPU, `cache-misses` elsewhere).
-pub fn mode_defaults(mode: crate::cli::Mode) -> Vec<ModeDefault> {
-    use crate::cli::Mode;
+pub fn mode_defaults(mode: Mode) -> Vec<ModeDefault> {
     match mode {
         Mode::Hotspots => vec![ModeDefault {
             primary: "cycles",
@@ -799,7 +823,7 @@ pub fn mode_defaults(mode: crate::cli::Mode) -> Vec<ModeDefault> {
             ModeDefault {
                 primary: "minor-faults",
                 fallback: None,
-                period: Some(crate::collect::DEFAULT_FAULT_PERIOD),
+                period: Some(DEFAULT_FAULT_PERIOD),
                 optional: false,
                 precise: false,
                 weight: SampleWeight::PageBytes,
@@ -807,7 +831,7 @@ pub fn mode_defaults(mode: crate::cli::Mode) -> Vec<ModeDefault> {
             ModeDefault {
                 primary: "major-faults",
                 fallback: None,
-                period: Some(crate::collect::DEFAULT_FAULT_PERIOD),
+                period: Some(DEFAULT_FAULT_PERIOD),
                 optional: false,
                 precise: false,
                 weight: SampleWeight::PageBytes,

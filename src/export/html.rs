@@ -38,9 +38,10 @@ use std::io::Write;
 use serde_json::{Value, json};
 
 use super::{ExportError, Model};
-use crate::cli::{FramesFilter, ReportFormat};
+use crate::profile::stacks::FramesFilter;
 use crate::profile::stacks::StackFilter;
 use crate::profile::{FrameKind, Profile};
+use crate::report::ReportFormat;
 use crate::report::views;
 
 /// Call-tree nodes under this fraction of the total are folded into "(pruned)".

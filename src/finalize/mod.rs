@@ -23,7 +23,6 @@ use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
-use crate::cli::FinalizeArgs;
 use crate::manifest::Manifest;
 use crate::profile::{
     EventRow, FrameInfo, FrameKind, Process, ProfileWriter, TIMELINE_MAX_BUCKETS, Thread, WaitClass,
@@ -73,32 +72,15 @@ pub struct FinalizeOptions {
     pub timings: bool,
 }
 
-impl FinalizeOptions {
-    /// From the command line.
-    pub fn from_args(a: &FinalizeArgs) -> Result<Self, FinalizeError> {
-        let part = match &a.part {
-            None => None,
-            Some(s) => {
-                let bad =
-                    || FinalizeError::Usage(format!("--part {s}: expected I/N with 1 <= I <= N"));
-                let (i, n) = s.split_once('/').ok_or_else(bad)?;
-                let (i, n): (usize, usize) =
-                    (i.parse().map_err(|_| bad())?, n.parse().map_err(|_| bad())?);
-                if i == 0 || i > n {
-                    return Err(bad());
-                }
-                Some((i, n))
-            }
-        };
-        Ok(FinalizeOptions {
-            dir: a.dir.clone(),
-            search_dirs: a.search_dirs.clone(),
-            jobs: a.jobs,
-            part,
-            quiet: a.quiet,
-            timings: a.timings,
-        })
+/// `--part I/N` → (I, N), 1 <= I <= N.
+pub fn parse_part(s: &str) -> Result<(usize, usize), FinalizeError> {
+    let bad = || FinalizeError::Usage(format!("--part {s}: expected I/N with 1 <= I <= N"));
+    let (i, n) = s.split_once('/').ok_or_else(bad)?;
+    let (i, n): (usize, usize) = (i.parse().map_err(|_| bad())?, n.parse().map_err(|_| bad())?);
+    if i == 0 || i > n {
+        return Err(bad());
     }
+    Ok((i, n))
 }
 
 /// The metric of `manifest`'s mode: a fault weighs the recording node's page (not this

@@ -2,7 +2,21 @@
 //! by rank, and by frame kind (`--frames all|python|native`, DESIGN section 2).
 
 use super::{FrameKind, Profile, WaitClass, WaitRow};
-use crate::cli::FramesFilter;
+
+/// Which frames a view shows (`--frames`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum FramesFilter {
+    /// Merged native and Python stacks.
+    #[default]
+    All,
+    /// Python frames; native time below a Python frame is that frame's self time.
+    Python,
+    /// Native frames only (perf's view).
+    Native,
+    /// The program's frames: kernel, C library, Python interpreter and MPI library
+    /// frames at the leaf fold into the program's frame that called them.
+    Program,
+}
 
 /// One aggregated stack with its weight.
 #[derive(Clone, Debug)]

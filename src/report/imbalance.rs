@@ -12,9 +12,19 @@ use std::collections::{HashMap, HashSet};
 
 use serde_json::{Value, json};
 
-use crate::cli::{ImbalanceBy, ReportFormat};
+use super::ReportFormat;
 use crate::profile::Profile;
 use crate::profile::stacks::StackFilter;
+
+/// Rows of `--view imbalance`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum ImbalanceBy {
+    /// One row per function.
+    #[default]
+    Function,
+    /// One row per source line.
+    Line,
+}
 
 /// CSV columns, in order (DESIGN section 2).
 pub const COLUMNS: [&str; 13] = [

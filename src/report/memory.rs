@@ -23,11 +23,11 @@ use std::collections::HashMap;
 
 use serde_json::{Value, json};
 
-use crate::cli::FramesFilter;
-use crate::cli::ReportFormat;
+use super::ReportFormat;
 use crate::collect::rss::{summed_peak, summed_timeline};
 use crate::collect::uncore::BandwidthSummary;
 use crate::profile::Profile;
+use crate::profile::stacks::FramesFilter;
 use crate::profile::stacks::apply_frames_filter;
 
 /// Peak of the RSS summed across processes at each instant: (bytes, time_ns).

@@ -4,7 +4,7 @@ use std::collections::{HashMap, HashSet};
 
 use serde_json::{Value, json};
 
-use crate::cli::ReportFormat;
+use super::ReportFormat;
 use crate::profile::stacks::{StackFilter, WeightedStack};
 use crate::profile::{ProcessRole, Profile};
 
