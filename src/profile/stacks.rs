@@ -303,8 +303,8 @@ pub fn is_runtime_module(module: &str) -> bool {
         // The interpreter executable: python3, python3.11 (not `python`, the module of
         // Python frames).
         || (m.starts_with("python") && m[6..].starts_with(|c: char| c.is_ascii_digit()))
-        || crate::finalize::waits::is_mpi4py_module(&m)
-        || crate::report::views::is_mpi_module(&m)
+        || crate::mpi::is_mpi4py_module(&m)
+        || crate::mpi::is_mpi_module(&m)
 }
 
 /// `--frames program`: drop the innermost run of kernel and runtime frames (see

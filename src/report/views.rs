@@ -638,25 +638,6 @@ pub fn callers(p: &Profile, format: ReportFormat, top: usize, filter: StackFilte
     }
 }
 
-/// Whether a module is an MPI library or its transport (Open MPI, MPICH, libfabric, UCX, PSM).
-pub(crate) fn is_mpi_module(m: &str) -> bool {
-    let m = m.to_ascii_lowercase();
-    m.starts_with("libmpi")
-        || m.starts_with("libpmpi")
-        || m.contains("mpich")
-        || m.starts_with("libopen-pal")
-        || m.starts_with("libopen-rte")
-        || m.starts_with("libfabric")
-        || m.starts_with("libucp")
-        || m.starts_with("libuct")
-        || m.starts_with("libpsm")
-        // Open MPI's components (mca_pml_ob1.so, mca_btl_vader.so ...) and PMIx.
-        || m.starts_with("mca_")
-        || m.starts_with("libmca_")
-        || m.starts_with("libpmix")
-        || m.starts_with("libucs")
-}
-
 /// `--view ranks`: `rank,host,pid,total,work,pct_of_mean,mpi_pct,idle`.
 pub fn ranks(p: &Profile, format: ReportFormat, filter: StackFilter) -> String {
     let stacks = p.weighted_stacks(StackFilter {
@@ -671,7 +652,7 @@ pub fn ranks(p: &Profile, format: ReportFormat, filter: StackFilter) -> String {
         let in_mpi = s
             .frames
             .iter()
-            .any(|&f| is_mpi_module(&p.functions[p.frames[f].function].module));
+            .any(|&f| crate::mpi::is_mpi_module(&p.functions[p.frames[f].function].module));
         let e = acc.entry(proc_i).or_default();
         e.0 += s.value;
         if in_mpi {
