@@ -42,7 +42,7 @@ use crate::profile::stacks::FramesFilter;
 use crate::profile::stacks::StackFilter;
 use crate::profile::{FrameKind, Profile};
 use crate::report::ReportFormat;
-use crate::report::views;
+use crate::report::{summary, views};
 
 /// Call-tree nodes under this fraction of the total are folded into "(pruned)".
 pub const PRUNE_FRACTION: f64 = 0.0001;
@@ -336,7 +336,7 @@ fn report_json(text: String) -> Value {
 
 /// The summary view's JSON plus the run's notices.
 pub fn summary(p: &Profile, model: &Model) -> Value {
-    let mut s = report_json(views::summary(
+    let mut s = report_json(summary::summary(
         p,
         ReportFormat::Json,
         10,
@@ -563,7 +563,7 @@ fn rss(p: &Profile) -> Value {
         .filter_map(|c| c.iter().max_by_key(|x| x.1))
         .map(|&(t, b)| [(t - t0) as f64 / 1e9, b as f64])
         .collect();
-    let peak = views::peak_rss(p);
+    let peak = summary::peak_rss(p);
     json!({
         "points": points,
         "peak_bytes": peak.map(|x| x.0),

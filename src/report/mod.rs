@@ -4,6 +4,7 @@
 pub mod imbalance; // --view imbalance (MPI worktree)
 pub mod memory; // --view memory
 pub mod pop; // POP efficiencies in the summary (MPI worktree)
+pub mod summary;
 pub mod views;
 pub mod waits; // --view waits and objects (locks mode)
 
@@ -119,7 +120,7 @@ pub fn render(
     filter: StackFilter,
 ) -> anyhow::Result<String> {
     let body = match view {
-        View::Summary => views::summary(p, format, top, filter),
+        View::Summary => summary::summary(p, format, top, filter),
         View::Hotspots => views::hotspots(p, format, top, filter),
         View::Lines => views::lines(p, format, top, filter),
         View::Modules => views::modules(p, format, top, filter),
@@ -158,7 +159,7 @@ pub fn summary_after_collect(dir: &Path) -> anyhow::Result<String> {
         frames: crate::profile::stacks::default_frames(&p, None),
         ..Default::default()
     };
-    s.push_str(&views::summary(&p, ReportFormat::Text, 10, filter));
+    s.push_str(&summary::summary(&p, ReportFormat::Text, 10, filter));
     s.push_str(&format!(
         "\nresults: {}  (hwprof report {} --view hotspots|lines|callers|threads ...)\n",
         dir.display(),
