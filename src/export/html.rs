@@ -42,7 +42,7 @@ use crate::profile::stacks::FramesFilter;
 use crate::profile::stacks::StackFilter;
 use crate::profile::{FrameKind, Profile};
 use crate::report::ReportFormat;
-use crate::report::{summary, views};
+use crate::report::{ranks, summary, views};
 
 /// Call-tree nodes under this fraction of the total are folded into "(pruned)".
 pub const PRUNE_FRACTION: f64 = 0.0001;
@@ -324,7 +324,7 @@ pub fn data(profile: &Profile, model: &Model, filter: StackFilter) -> Value {
     }
     let ranks: HashSet<u32> = p.processes.iter().filter_map(|x| x.rank).collect();
     if !ranks.is_empty() && filter.rank.is_none() {
-        v["ranks"] = report_json(views::ranks(p, ReportFormat::Json, filter));
+        v["ranks"] = report_json(ranks::ranks(p, ReportFormat::Json, filter));
         v["heat"] = heat(p, filter);
     }
     v

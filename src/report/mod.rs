@@ -4,6 +4,7 @@
 pub mod imbalance; // --view imbalance (MPI worktree)
 pub mod memory; // --view memory
 pub mod pop; // POP efficiencies in the summary (MPI worktree)
+pub mod ranks;
 pub mod summary;
 pub mod views;
 pub mod waits; // --view waits and objects (locks mode)
@@ -126,7 +127,7 @@ pub fn render(
         View::Modules => views::modules(p, format, top, filter),
         View::Threads => views::threads(p, format, top, filter),
         View::Callers => views::callers(p, format, top, filter),
-        View::Ranks => views::ranks(p, format, filter),
+        View::Ranks => ranks::ranks(p, format, filter),
         View::Imbalance => imbalance::imbalance(p, format, top, filter, ImbalanceBy::Function),
         View::Waits => waits::waits(p, format, top, filter),
         View::Objects => waits::objects(p, format, top, filter),
