@@ -1,6 +1,7 @@
 //! Views over profile.db: tables for a terminal, CSV with the contract's leading columns
 //! (DESIGN section 2), and JSON. Every view ranks by the mode's metric.
 
+pub mod callers;
 pub mod imbalance; // --view imbalance (MPI worktree)
 pub mod memory; // --view memory
 pub mod pop; // POP efficiencies in the summary (MPI worktree)
@@ -126,7 +127,7 @@ pub fn render(
         View::Lines => views::lines(p, format, top, filter),
         View::Modules => views::modules(p, format, top, filter),
         View::Threads => views::threads(p, format, top, filter),
-        View::Callers => views::callers(p, format, top, filter),
+        View::Callers => callers::callers(p, format, top, filter),
         View::Ranks => ranks::ranks(p, format, filter),
         View::Imbalance => imbalance::imbalance(p, format, top, filter, ImbalanceBy::Function),
         View::Waits => waits::waits(p, format, top, filter),
