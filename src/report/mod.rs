@@ -7,6 +7,7 @@ pub mod memory; // --view memory
 pub mod pop; // POP efficiencies in the summary (MPI worktree)
 pub mod ranks;
 pub mod summary;
+pub mod threads;
 pub mod views;
 pub mod waits; // --view waits and objects (locks mode)
 
@@ -126,7 +127,7 @@ pub fn render(
         View::Hotspots => views::hotspots(p, format, top, filter),
         View::Lines => views::lines(p, format, top, filter),
         View::Modules => views::modules(p, format, top, filter),
-        View::Threads => views::threads(p, format, top, filter),
+        View::Threads => threads::threads(p, format, top, filter),
         View::Callers => callers::callers(p, format, top, filter),
         View::Ranks => ranks::ranks(p, format, filter),
         View::Imbalance => imbalance::imbalance(p, format, top, filter, ImbalanceBy::Function),
