@@ -4,6 +4,7 @@
 pub mod callers;
 pub mod imbalance; // --view imbalance (MPI worktree)
 pub mod memory; // --view memory
+pub mod modules;
 pub mod pop; // POP efficiencies in the summary (MPI worktree)
 pub mod ranks;
 pub mod summary;
@@ -126,7 +127,7 @@ pub fn render(
         View::Summary => summary::summary(p, format, top, filter),
         View::Hotspots => views::hotspots(p, format, top, filter),
         View::Lines => views::lines(p, format, top, filter),
-        View::Modules => views::modules(p, format, top, filter),
+        View::Modules => modules::modules(p, format, top, filter),
         View::Threads => threads::threads(p, format, top, filter),
         View::Callers => callers::callers(p, format, top, filter),
         View::Ranks => ranks::ranks(p, format, filter),

@@ -209,7 +209,7 @@ fn function_rows_with(
     rows
 }
 
-fn sort_rows(rows: &mut [Row]) {
+pub(super) fn sort_rows(rows: &mut [Row]) {
     rows.sort_by(|a, b| {
         b.self_value
             .cmp(&a.self_value)
@@ -236,7 +236,7 @@ pub(super) fn format_rows(
 }
 
 /// Sum of the metric over the stacks a view shows (its rank, the program's samples).
-fn stacks_total(stacks: &[WeightedStack]) -> u64 {
+pub(super) fn stacks_total(stacks: &[WeightedStack]) -> u64 {
     stacks.iter().map(|s| s.value).sum()
 }
 
@@ -440,25 +440,4 @@ pub fn lines(p: &Profile, format: ReportFormat, top: usize, filter: StackFilter)
         .collect();
     sort_rows(&mut rows);
     format_rows_with(p, &rows, stacks_total(&stacks), format, top, "Lines", &cols)
-}
-
-/// `--view modules`.
-pub fn modules(p: &Profile, format: ReportFormat, top: usize, filter: StackFilter) -> String {
-    let stacks = p.weighted_stacks(filter);
-    let acc = rank_by(&stacks, |f| {
-        p.functions[p.frames[f].function].module.clone()
-    });
-    let mut rows: Vec<Row> = acc
-        .into_iter()
-        .map(|(m, (s, t, _))| Row {
-            function: m.clone(),
-            module: m,
-            self_value: s,
-            total_value: t,
-
-            ..Default::default()
-        })
-        .collect();
-    sort_rows(&mut rows);
-    format_rows(p, &rows, stacks_total(&stacks), format, top, "Modules")
 }
