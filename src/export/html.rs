@@ -42,7 +42,7 @@ use crate::profile::stacks::FramesFilter;
 use crate::profile::stacks::StackFilter;
 use crate::profile::{FrameKind, Profile};
 use crate::report::ReportFormat;
-use crate::report::{ranks, summary, views};
+use crate::report::{lines, ranks, summary, views};
 
 /// Call-tree nodes under this fraction of the total are folded into "(pruned)".
 pub const PRUNE_FRACTION: f64 = 0.0001;
@@ -476,7 +476,7 @@ fn lines(p: &Profile, filter: StackFilter) -> Value {
         (FramesFilter::All, true) => FramesFilter::Python,
         (f, _) => f,
     };
-    let v = report_json(views::lines(
+    let v = report_json(lines::lines(
         p,
         ReportFormat::Json,
         TOP_LINES,

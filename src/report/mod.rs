@@ -3,6 +3,7 @@
 
 pub mod callers;
 pub mod imbalance; // --view imbalance (MPI worktree)
+pub mod lines;
 pub mod memory; // --view memory
 pub mod modules;
 pub mod pop; // POP efficiencies in the summary (MPI worktree)
@@ -126,7 +127,7 @@ pub fn render(
     let body = match view {
         View::Summary => summary::summary(p, format, top, filter),
         View::Hotspots => views::hotspots(p, format, top, filter),
-        View::Lines => views::lines(p, format, top, filter),
+        View::Lines => lines::lines(p, format, top, filter),
         View::Modules => modules::modules(p, format, top, filter),
         View::Threads => threads::threads(p, format, top, filter),
         View::Callers => callers::callers(p, format, top, filter),
