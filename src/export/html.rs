@@ -42,7 +42,7 @@ use crate::profile::stacks::FramesFilter;
 use crate::profile::stacks::StackFilter;
 use crate::profile::{FrameKind, Profile};
 use crate::report::ReportFormat;
-use crate::report::{lines, ranks, summary, views};
+use crate::report::{hotspots, lines, ranks, summary};
 
 /// Call-tree nodes under this fraction of the total are folded into "(pruned)".
 pub const PRUNE_FRACTION: f64 = 0.0001;
@@ -320,7 +320,7 @@ pub fn data(profile: &Profile, model: &Model, filter: StackFilter) -> Value {
         v["wait_objects"] = report_json(w::objects(p, ReportFormat::Json, 30, filter));
     }
     if !p.counts.is_empty() {
-        v["counters"] = report_json(views::hotspots(p, ReportFormat::Json, 30, filter));
+        v["counters"] = report_json(hotspots::hotspots(p, ReportFormat::Json, 30, filter));
     }
     let ranks: HashSet<u32> = p.processes.iter().filter_map(|x| x.rank).collect();
     if !ranks.is_empty() && filter.rank.is_none() {

@@ -2,6 +2,7 @@
 //! (DESIGN section 2), and JSON. Every view ranks by the mode's metric.
 
 pub mod callers;
+pub mod hotspots;
 pub mod imbalance; // --view imbalance (MPI worktree)
 pub mod lines;
 pub mod memory; // --view memory
@@ -126,7 +127,7 @@ pub fn render(
 ) -> anyhow::Result<String> {
     let body = match view {
         View::Summary => summary::summary(p, format, top, filter),
-        View::Hotspots => views::hotspots(p, format, top, filter),
+        View::Hotspots => hotspots::hotspots(p, format, top, filter),
         View::Lines => lines::lines(p, format, top, filter),
         View::Modules => modules::modules(p, format, top, filter),
         View::Threads => threads::threads(p, format, top, filter),

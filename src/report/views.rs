@@ -182,7 +182,7 @@ pub(super) fn function_rows(p: &Profile, stacks: &[WeightedStack]) -> Vec<Row> {
     function_rows_with(p, stacks, &GroupColumns::default(), StackFilter::default())
 }
 
-fn function_rows_with(
+pub(super) fn function_rows_with(
     p: &Profile,
     stacks: &[WeightedStack],
     cols: &GroupColumns,
@@ -393,20 +393,4 @@ pub fn human(v: u64, metric: &str) -> String {
         }
         _ => v.to_string(),
     }
-}
-
-/// `--view hotspots`.
-pub fn hotspots(p: &Profile, format: ReportFormat, top: usize, filter: StackFilter) -> String {
-    let stacks = p.weighted_stacks(filter);
-    let cols = GroupColumns::of(p);
-    let rows = function_rows_with(p, &stacks, &cols, filter);
-    format_rows_with(
-        p,
-        &rows,
-        stacks_total(&stacks),
-        format,
-        top,
-        "Functions",
-        &cols,
-    )
 }
