@@ -541,7 +541,7 @@ fn aggregate(side: &Side, opts: &DiffOptions) -> Aggregate {
         }
         acc
     } else {
-        let acc = crate::report::views::rank_by(&stacks, |f| frame_key(p, f, opts.view).0);
+        let acc = crate::report::table::rank_by(&stacks, |f| frame_key(p, f, opts.view).0);
         for s in &stacks {
             for &f in &s.frames {
                 let (k, label) = frame_key(p, f, opts.view);

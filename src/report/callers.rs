@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 use serde_json::json;
 
 use super::ReportFormat;
-use super::views::{csv_line, function_rows, pct};
+use super::table::{csv_line, function_rows, pct};
 use crate::profile::Profile;
 use crate::profile::stacks::StackFilter;
 

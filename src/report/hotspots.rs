@@ -1,7 +1,7 @@
 //! `--view hotspots`: functions by self and total, with the counter-group columns.
 
 use super::ReportFormat;
-use super::views::{GroupColumns, format_rows_with, function_rows_with, stacks_total};
+use super::table::{GroupColumns, format_rows_with, function_rows_with, stacks_total};
 use crate::profile::Profile;
 use crate::profile::stacks::StackFilter;
 

@@ -237,7 +237,7 @@ pub fn imbalance(
             )
         }
         ReportFormat::Text => {
-            let h = |x: f64| super::views::human(x.round() as u64, metric);
+            let h = |x: f64| super::table::human(x.round() as u64, metric);
             let mut s = format!(
                 "Imbalance across {ranks} ranks by inclusive {metric} (imbalance = max - mean)\n{:>9} {:>9} {:>9} {:>5} {:>9} {:>5} {:>9} {:>6}  function (module) file:line\n",
                 "imbalance", "mean", "min", "rank", "max", "rank", "std", "cov"

@@ -1,7 +1,7 @@
 //! `--view lines`: source lines by self and total.
 
 use super::ReportFormat;
-use super::views::{GroupColumns, Row, format_rows_with, rank_by, sort_rows, stacks_total};
+use super::table::{GroupColumns, Row, format_rows_with, rank_by, sort_rows, stacks_total};
 use crate::profile::Profile;
 use crate::profile::stacks::StackFilter;
 

@@ -10,8 +10,8 @@ pub mod modules;
 pub mod pop; // POP efficiencies in the summary (MPI worktree)
 pub mod ranks;
 pub mod summary;
+pub mod table;
 pub mod threads;
-pub mod views;
 pub mod waits; // --view waits and objects (locks mode)
 
 use std::io::Write;

@@ -1,7 +1,7 @@
 //! `--view modules`: modules (ELF files, python) by self and total.
 
 use super::ReportFormat;
-use super::views::{Row, format_rows, rank_by, sort_rows, stacks_total};
+use super::table::{Row, format_rows, rank_by, sort_rows, stacks_total};
 use crate::profile::Profile;
 use crate::profile::stacks::StackFilter;
 

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use serde_json::json;
 
 use super::ReportFormat;
-use super::views::{csv_line, pct, round2};
+use super::table::{csv_line, pct, round2};
 use crate::profile::Profile;
 use crate::profile::stacks::StackFilter;
 

@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use serde_json::{Value, json};
 
 use super::ReportFormat;
-use super::views::{csv_line, format_rows, function_rows, human, pct, round2};
+use super::table::{csv_line, format_rows, function_rows, human, pct, round2};
 use crate::profile::stacks::StackFilter;
 use crate::profile::{ProcessRole, Profile};
 

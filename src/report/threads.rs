@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use serde_json::{Value, json};
 
 use super::ReportFormat;
-use super::views::{csv_line, human, pct, round2};
+use super::table::{csv_line, human, pct, round2};
 use crate::profile::Profile;
 use crate::profile::stacks::StackFilter;
 

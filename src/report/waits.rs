@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use serde_json::{Value, json};
 
 use super::ReportFormat;
-use super::views::{csv_line, human, round2};
+use super::table::{csv_line, human, round2};
 use crate::profile::stacks::StackFilter;
 use crate::profile::{Profile, WaitClass, WaitRow};
 

@@ -1,4 +1,5 @@
-//! The views. Each computes rows from the filtered weighted stacks, then formats them.
+//! What the views share: ranked rows of functions, lines or modules, their counter-group
+//! columns, and their rendering as a text table, CSV or JSON; percentages and units.
 
 use std::collections::{HashMap, HashSet};
 
