@@ -5,6 +5,7 @@
 //! Per-mode defaults and their fallbacks live here too, so `collect` only asks
 //! "what should this mode sample" and opens what comes back.
 
+mod generic;
 pub mod group;
 pub mod list;
 pub use list::list_events_text;
@@ -14,6 +15,9 @@ pub mod sysfs;
 use std::path::{Path, PathBuf};
 
 use perf_event_open_sys::bindings as sys;
+
+pub(crate) use generic::GENERIC;
+use generic::generic;
 
 /// Errors resolving an event name.
 #[derive(Debug, thiserror::Error)]
@@ -183,183 +187,6 @@ impl EventEnv {
     }
 }
 
-// PERF_TYPE_HW_CACHE config: cache id | op << 8 | result << 16 (op read = 0).
-const HW_CACHE_L1D: u64 = sys::PERF_COUNT_HW_CACHE_L1D as u64;
-const HW_CACHE_LL: u64 = sys::PERF_COUNT_HW_CACHE_LL as u64;
-const HW_CACHE_DTLB: u64 = sys::PERF_COUNT_HW_CACHE_DTLB as u64;
-const HW_CACHE_MISS: u64 = (sys::PERF_COUNT_HW_CACHE_RESULT_MISS as u64) << 16;
-
-pub(crate) const GENERIC: &[(&str, u32, u64, EventKind)] = &[
-    (
-        "cycles",
-        sys::PERF_TYPE_HARDWARE,
-        sys::PERF_COUNT_HW_CPU_CYCLES as u64,
-        EventKind::Hardware,
-    ),
-    (
-        "cpu-cycles",
-        sys::PERF_TYPE_HARDWARE,
-        sys::PERF_COUNT_HW_CPU_CYCLES as u64,
-        EventKind::Hardware,
-    ),
-    (
-        "instructions",
-        sys::PERF_TYPE_HARDWARE,
-        sys::PERF_COUNT_HW_INSTRUCTIONS as u64,
-        EventKind::Hardware,
-    ),
-    (
-        "cache-references",
-        sys::PERF_TYPE_HARDWARE,
-        sys::PERF_COUNT_HW_CACHE_REFERENCES as u64,
-        EventKind::Hardware,
-    ),
-    (
-        "cache-misses",
-        sys::PERF_TYPE_HARDWARE,
-        sys::PERF_COUNT_HW_CACHE_MISSES as u64,
-        EventKind::Hardware,
-    ),
-    (
-        "branches",
-        sys::PERF_TYPE_HARDWARE,
-        sys::PERF_COUNT_HW_BRANCH_INSTRUCTIONS as u64,
-        EventKind::Hardware,
-    ),
-    (
-        "branch-instructions",
-        sys::PERF_TYPE_HARDWARE,
-        sys::PERF_COUNT_HW_BRANCH_INSTRUCTIONS as u64,
-        EventKind::Hardware,
-    ),
-    (
-        "branch-misses",
-        sys::PERF_TYPE_HARDWARE,
-        sys::PERF_COUNT_HW_BRANCH_MISSES as u64,
-        EventKind::Hardware,
-    ),
-    (
-        "bus-cycles",
-        sys::PERF_TYPE_HARDWARE,
-        sys::PERF_COUNT_HW_BUS_CYCLES as u64,
-        EventKind::Hardware,
-    ),
-    (
-        "ref-cycles",
-        sys::PERF_TYPE_HARDWARE,
-        sys::PERF_COUNT_HW_REF_CPU_CYCLES as u64,
-        EventKind::Hardware,
-    ),
-    (
-        "cpu-clock",
-        sys::PERF_TYPE_SOFTWARE,
-        sys::PERF_COUNT_SW_CPU_CLOCK as u64,
-        EventKind::Software,
-    ),
-    (
-        "task-clock",
-        sys::PERF_TYPE_SOFTWARE,
-        sys::PERF_COUNT_SW_TASK_CLOCK as u64,
-        EventKind::Software,
-    ),
-    (
-        "page-faults",
-        sys::PERF_TYPE_SOFTWARE,
-        sys::PERF_COUNT_SW_PAGE_FAULTS as u64,
-        EventKind::Software,
-    ),
-    (
-        "faults",
-        sys::PERF_TYPE_SOFTWARE,
-        sys::PERF_COUNT_SW_PAGE_FAULTS as u64,
-        EventKind::Software,
-    ),
-    (
-        "minor-faults",
-        sys::PERF_TYPE_SOFTWARE,
-        sys::PERF_COUNT_SW_PAGE_FAULTS_MIN as u64,
-        EventKind::Software,
-    ),
-    (
-        "major-faults",
-        sys::PERF_TYPE_SOFTWARE,
-        sys::PERF_COUNT_SW_PAGE_FAULTS_MAJ as u64,
-        EventKind::Software,
-    ),
-    (
-        "context-switches",
-        sys::PERF_TYPE_SOFTWARE,
-        sys::PERF_COUNT_SW_CONTEXT_SWITCHES as u64,
-        EventKind::Software,
-    ),
-    (
-        "cs",
-        sys::PERF_TYPE_SOFTWARE,
-        sys::PERF_COUNT_SW_CONTEXT_SWITCHES as u64,
-        EventKind::Software,
-    ),
-    (
-        "cpu-migrations",
-        sys::PERF_TYPE_SOFTWARE,
-        sys::PERF_COUNT_SW_CPU_MIGRATIONS as u64,
-        EventKind::Software,
-    ),
-    (
-        "migrations",
-        sys::PERF_TYPE_SOFTWARE,
-        sys::PERF_COUNT_SW_CPU_MIGRATIONS as u64,
-        EventKind::Software,
-    ),
-    (
-        "alignment-faults",
-        sys::PERF_TYPE_SOFTWARE,
-        sys::PERF_COUNT_SW_ALIGNMENT_FAULTS as u64,
-        EventKind::Software,
-    ),
-    (
-        "emulation-faults",
-        sys::PERF_TYPE_SOFTWARE,
-        sys::PERF_COUNT_SW_EMULATION_FAULTS as u64,
-        EventKind::Software,
-    ),
-    (
-        "LLC-loads",
-        sys::PERF_TYPE_HW_CACHE,
-        HW_CACHE_LL,
-        EventKind::Hardware,
-    ),
-    (
-        "LLC-load-misses",
-        sys::PERF_TYPE_HW_CACHE,
-        HW_CACHE_LL | HW_CACHE_MISS,
-        EventKind::Hardware,
-    ),
-    (
-        "L1-dcache-loads",
-        sys::PERF_TYPE_HW_CACHE,
-        HW_CACHE_L1D,
-        EventKind::Hardware,
-    ),
-    (
-        "L1-dcache-load-misses",
-        sys::PERF_TYPE_HW_CACHE,
-        HW_CACHE_L1D | HW_CACHE_MISS,
-        EventKind::Hardware,
-    ),
-    (
-        "dTLB-load-misses",
-        sys::PERF_TYPE_HW_CACHE,
-        HW_CACHE_DTLB | HW_CACHE_MISS,
-        EventKind::Hardware,
-    ),
-    (
-        "dummy",
-        sys::PERF_TYPE_SOFTWARE,
-        sys::PERF_COUNT_SW_DUMMY as u64,
-        EventKind::Software,
-    ),
-];
-
 /// The tracefs root: /sys/kernel/tracing, else the debugfs path.
 pub fn tracefs_root() -> PathBuf {
     let t = PathBuf::from("/sys/kernel/tracing");
@@ -400,23 +227,6 @@ fn parse_modifiers(m: &str) -> Option<u8> {
         return None;
     }
     Some(m.chars().filter(|&c| c == 'p').count().min(3) as u8)
-}
-
-fn generic(name: &str) -> Option<EventSpec> {
-    let &(n, type_, config, kind) = GENERIC.iter().find(|g| g.0 == name)?;
-    Some(EventSpec {
-        name: n.to_string(),
-        type_,
-        config,
-        kind,
-        time_based: matches!(n, "cpu-clock" | "task-clock"),
-        pmu: match kind {
-            EventKind::Hardware => "hardware",
-            _ => "software",
-        }
-        .to_string(),
-        ..Default::default()
-    })
 }
 
 /// Resolve a name to every event it stands for: one for core, software and tracepoint
