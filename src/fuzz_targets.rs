@@ -160,14 +160,14 @@ pub fn read_sidecars(dir: &Path, raw: &Path) {
     let _ = crate::manifest::Manifest::load(dir);
     let _ = crate::manifest::Manifest::load(raw);
     let _ = crate::mpi::job_notices(dir, Some(4));
-    let _ = crate::collect::rss::read_rss_csv(&raw.join("rss.csv"));
-    let _ = crate::collect::rss::read_peak_csv(&raw.join("peak.csv"));
-    let _ = crate::collect::rss::read_peak_csv(&raw.join(crate::collect::rss::HWM_FILE));
-    if let Ok(rows) = crate::collect::uncore::read_counters_csv(&raw.join("counters.csv")) {
-        let _ = crate::collect::uncore::bandwidth_summary(&rows);
+    let _ = crate::sidecars::rss::read_rss_csv(&raw.join("rss.csv"));
+    let _ = crate::sidecars::rss::read_peak_csv(&raw.join("peak.csv"));
+    let _ = crate::sidecars::rss::read_peak_csv(&raw.join(crate::sidecars::rss::HWM_FILE));
+    if let Ok(rows) = crate::sidecars::counters::read_counters_csv(&raw.join("counters.csv")) {
+        let _ = crate::sidecars::counters::bandwidth_summary(&rows);
     }
     let _ = crate::collect::modules::read_modules(raw);
-    let _ = crate::collect::fill::load(raw);
+    let _ = crate::sidecars::collector_sampled::load(raw);
     let k = crate::finalize::symbols::KernelSymbols::load(raw);
     let _ = k.frame(0xffff_ffff_8100_0000);
     if let Some(m) = crate::python::perfmap::PerfMap::load_all(raw) {

@@ -555,7 +555,7 @@ fn rss(p: &Profile) -> Value {
         .iter()
         .map(|r| (r.time_ns, r.process, r.rss_bytes))
         .collect();
-    let line = crate::collect::rss::summed_timeline(&rows);
+    let line = crate::sidecars::rss::summed_timeline(&rows);
     let chunk = line.len().div_ceil(MAX_RSS_POINTS).max(1);
     let t0 = line.first().map(|x| x.0).unwrap_or(0);
     let points: Vec<[f64; 2]> = line
