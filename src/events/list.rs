@@ -231,7 +231,7 @@ pub fn list_events_text_in(env: &EventEnv, probe_generic: bool) -> String {
         }
         if mode == super::Mode::Memory {
             s.push_str("    RSS timeline from procfs (--rss-interval, default 50 ms)\n");
-            let plan = crate::collect::uncore::bandwidth_plan(env);
+            let plan = super::bandwidth::bandwidth_plan(env);
             for c in &plan.counters {
                 let _ = writeln!(
                     s,

@@ -9,6 +9,7 @@
 //! and opens what comes back), `sysfs.rs` and `perfmon.rs` (PMU format files, perfmon
 //! tables), `group.rs` (counter groups), `list.rs` (`hwprof list-events`).
 
+pub mod bandwidth;
 mod defaults;
 mod generic;
 pub mod group;
