@@ -1,5 +1,9 @@
 //! Views over profile.db: tables for a terminal, CSV with the contract's leading columns
 //! (DESIGN section 2), and JSON. Every view ranks by the mode's metric.
+//!
+//! One file per view (`summary.rs`, `hotspots.rs`, `lines.rs`, `callers.rs`,
+//! `modules.rs`, `threads.rs`, `ranks.rs`, `imbalance.rs`, `memory.rs`, `waits.rs`);
+//! `table.rs` holds what they share (rows, counter-group columns, text/CSV/JSON).
 
 pub mod callers;
 pub mod hotspots;
