@@ -1,10 +1,12 @@
-//! What the user typed: clap definitions (the command-line contract of DESIGN section 2).
-//! Resolution of defaults and checks of combinations happen in the stages' own option
-//! structs, built from these.
+//! What the user typed: clap definitions (the command-line contract of DESIGN section 2),
+//! and their conversion into the stages' own option structs and enums: no stage sees a
+//! clap type (the two layers of ripgrep's lowargs/hiargs, STYLE.md 8).
 
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+
+mod to_stages;
 
 /// hwprof: a sampling profiler for HPC codes, native and Python, on Linux perf events.
 #[derive(Parser, Debug)]
@@ -46,17 +48,6 @@ pub enum Mode {
     Memory,
     /// Off-CPU time: waits on locks, I/O, sleeps.
     Locks,
-}
-
-impl Mode {
-    /// The mode's name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Mode::Hotspots => "hotspots",
-            Mode::Memory => "memory",
-            Mode::Locks => "locks",
-        }
-    }
 }
 
 /// How Python frames are captured.

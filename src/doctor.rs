@@ -130,7 +130,7 @@ impl Facts {
             };
             probes.push((name.to_string(), r));
         }
-        let plan = crate::collect::uncore::bandwidth_plan(&env);
+        let plan = crate::events::bandwidth::bandwidth_plan(&env);
         let tracefs = Some(env.tracefs.join("events")).filter(|p| std::fs::read_dir(p).is_ok());
         let python3 = which("python3").map(|p| {
             let v = python_version(&p).unwrap_or_else(|| "version unknown".into());

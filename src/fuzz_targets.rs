@@ -160,14 +160,14 @@ pub fn read_sidecars(dir: &Path, raw: &Path) {
     let _ = crate::manifest::Manifest::load(dir);
     let _ = crate::manifest::Manifest::load(raw);
     let _ = crate::mpi::job_notices(dir, Some(4));
-    let _ = crate::collect::rss::read_rss_csv(&raw.join("rss.csv"));
-    let _ = crate::collect::rss::read_peak_csv(&raw.join("peak.csv"));
-    let _ = crate::collect::rss::read_peak_csv(&raw.join(crate::collect::rss::HWM_FILE));
-    if let Ok(rows) = crate::collect::uncore::read_counters_csv(&raw.join("counters.csv")) {
-        let _ = crate::collect::uncore::bandwidth_summary(&rows);
+    let _ = crate::sidecars::rss::read_rss_csv(&raw.join("rss.csv"));
+    let _ = crate::sidecars::rss::read_peak_csv(&raw.join("peak.csv"));
+    let _ = crate::sidecars::rss::read_peak_csv(&raw.join(crate::sidecars::rss::HWM_FILE));
+    if let Ok(rows) = crate::sidecars::counters::read_counters_csv(&raw.join("counters.csv")) {
+        let _ = crate::sidecars::counters::bandwidth_summary(&rows);
     }
     let _ = crate::collect::modules::read_modules(raw);
-    let _ = crate::collect::fill::load(raw);
+    let _ = crate::sidecars::collector_sampled::load(raw);
     let k = crate::finalize::symbols::KernelSymbols::load(raw);
     let _ = k.frame(0xffff_ffff_8100_0000);
     if let Some(m) = crate::python::perfmap::PerfMap::load_all(raw) {
@@ -226,24 +226,31 @@ pub fn profile_db(data: &[u8]) {
 
 /// Renders every view and export of a loaded profile, discarding the output.
 pub fn every_view(p: &crate::profile::Profile) {
-    use crate::cli::{ExportFormat, FramesFilter, ReportFormat, View};
+    // Every variant the command line offers, as the stages take it.
+    use crate::cli::{ExportFormat, FramesFilter, ImbalanceBy, ReportFormat, View};
     for &frames in FramesFilter::value_variants() {
         let filter = crate::profile::stacks::StackFilter {
-            frames,
+            frames: frames.into(),
             rank: None,
             ranks: None,
         };
         for &view in View::value_variants() {
             for &format in ReportFormat::value_variants() {
-                let _ = crate::report::render(p, view, format, 10, filter);
+                let _ = crate::report::render(p, view.into(), format.into(), 10, filter);
             }
         }
-        for &by in crate::cli::ImbalanceBy::value_variants() {
-            let _ = crate::report::imbalance::imbalance(p, ReportFormat::Csv, 10, filter, by);
+        for &by in ImbalanceBy::value_variants() {
+            let _ = crate::report::imbalance::imbalance(
+                p,
+                crate::report::ReportFormat::Csv,
+                10,
+                filter,
+                by.into(),
+            );
         }
         for &format in ExportFormat::value_variants() {
             let mut out = Vec::new();
-            let _ = crate::export::export(p, format, filter, &mut out);
+            let _ = crate::export::export(p, format.into(), filter, &mut out);
         }
     }
     let _ = crate::report::warnings(p);

@@ -22,6 +22,7 @@ pub mod profile;
 pub mod python;
 pub mod raw;
 pub mod report;
+pub mod sidecars;
 pub mod util;
 
 /// A command line that asks for something impossible (a bad option value, a missing

@@ -27,7 +27,7 @@ fn main() -> ExitCode {
 fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Collect(args) => {
-            let opts = hwprof::collect::CollectOptions::from_args(&args)?;
+            let opts = hwprof::collect::CollectOptions::try_from(&args)?;
             let outcome = hwprof::collect::run(&opts)?;
             let finalize_here = !args.no_finalize
                 && hwprof::collect::should_finalize(
@@ -66,7 +66,7 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::from(outcome.exit_code.clamp(0, 255) as u8))
         }
         Command::Finalize(args) => {
-            let opts = hwprof::finalize::FinalizeOptions::from_args(&args)?;
+            let opts = hwprof::finalize::FinalizeOptions::try_from(&args)?;
             let written = hwprof::finalize::run(&opts)?;
             // One closing line: what was produced and how to look at it.
             if !args.quiet {
@@ -89,14 +89,14 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Report(args) => {
-            hwprof::report::run(&args)?;
+            hwprof::report::run(&(&args).into())?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Export(args) => {
-            hwprof::export::run(&args)?;
+            hwprof::export::run(&(&args).into())?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Diff(args) => Ok(ExitCode::from(hwprof::diff::run(&args)?)),
+        Command::Diff(args) => Ok(ExitCode::from(hwprof::diff::run(&(&args).into())?)),
         Command::ListEvents => {
             print!("{}", hwprof::events::list_events_text());
             Ok(ExitCode::SUCCESS)

@@ -1,4 +1,5 @@
-//! MPI rank detection and the multi-rank layout of a results directory.
+//! MPI rank detection, the multi-rank layout of a results directory, and which modules
+//! are MPI libraries (read by finalize's wait classes, `--frames program` and the views).
 //!
 //! The rank comes from the launcher's environment (first found of
 //! `OMPI_COMM_WORLD_RANK` (Open MPI), `PMI_RANK` (MPICH and Intel MPI's Hydra),
@@ -220,6 +221,32 @@ pub fn parse_raw_dir_name(name: &str) -> Option<(String, Option<u32>, u32)> {
     };
     let host = parts.next()?.to_string();
     Some((host, rank, pid))
+}
+
+/// Whether a module is an MPI library or its transport (Open MPI, MPICH, libfabric, UCX, PSM).
+pub fn is_mpi_module(m: &str) -> bool {
+    let m = m.to_ascii_lowercase();
+    m.starts_with("libmpi")
+        || m.starts_with("libpmpi")
+        || m.contains("mpich")
+        || m.starts_with("libopen-pal")
+        || m.starts_with("libopen-rte")
+        || m.starts_with("libfabric")
+        || m.starts_with("libucp")
+        || m.starts_with("libuct")
+        || m.starts_with("libpsm")
+        // Open MPI's components (mca_pml_ob1.so, mca_btl_vader.so ...) and PMIx.
+        || m.starts_with("mca_")
+        || m.starts_with("libmca_")
+        || m.starts_with("libpmix")
+        || m.starts_with("libucs")
+}
+
+/// mpi4py's extension module (`MPI.cpython-311-x86_64-linux-gnu.so`,
+/// `MPI.openmpi.cpython-311-….so`).
+pub fn is_mpi4py_module(module: &str) -> bool {
+    let m = module.to_ascii_lowercase();
+    m.contains("mpi4py") || (m.starts_with("mpi.") && m.contains(".so"))
 }
 
 #[cfg(test)]

@@ -21,42 +21,19 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use perf_event_open_sys::bindings::perf_event_attr as PerfEventAttr;
-use serde::{Deserialize, Serialize};
 
 use super::sys;
+pub use crate::sidecars::collector_sampled::{EXITED_FIRST, FILE_NAME, FillRecord, load};
 
 /// How long an agent gets, after its process's exec was seen, to report its events.
 pub const AGENT_GRACE: Duration = Duration::from_millis(200);
-
-/// File in the raw dir.
-pub const FILE_NAME: &str = "collector-sampled.json";
 
 /// How a record's `why` starts for a set-id program.
 const SET_ID: &str = "set-user/group-id program";
 /// ... and for an executable hwprof may not read (another user's set-id program).
 const UNREADABLE: &str = "its executable is not readable by hwprof";
-/// The `error` of a process that exited before its exec record was read: too short to
-/// sample, counted as such (kept in the file to tell it from one never seen).
-pub const EXITED_FIRST: &str = "it exited before hwprof read its exec record";
-
 /// Most records kept (a script that runs a static tool a million times).
 const MAX_RECORDS: usize = 10_000;
-
-/// One process the collector decided about.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-pub struct FillRecord {
-    /// Process id.
-    pub pid: u32,
-    /// Its executable.
-    pub exe: String,
-    /// Why no agent samples it.
-    pub why: String,
-    /// Empty when the collector samples it; else why it could not (the process then
-    /// goes unsampled).
-    pub error: String,
-    /// Event ids of the collector's events on it.
-    pub ids: Vec<u64>,
-}
 
 /// Whether an agent will sample a freshly exec'd process.
 #[derive(Debug, PartialEq, Eq)]
@@ -308,14 +285,6 @@ fn open_one(
     let id = sys::event_id(&fd)?;
     sys::enable(&fd)?;
     Ok((fd, id))
-}
-
-/// Reads the records of a raw dir (empty when the file is absent or unreadable).
-pub fn load(raw_dir: &Path) -> Vec<FillRecord> {
-    crate::raw::bounded::read_limited(&raw_dir.join(FILE_NAME), crate::raw::bounded::Kind::Small)
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_default()
 }
 
 fn verdict(pid: u32, agent_lib: &[u8]) -> Verdict {

@@ -17,11 +17,11 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::cli::{CollectArgs, Mode, PythonCapture};
-use crate::events::{self, EventKind, EventSpec};
+use crate::events::{self, EventKind, EventSpec, Mode};
 use crate::manifest::{FORMAT_VERSION, GroupRecord, Manifest, OpenedEvent};
 use crate::mpi::{self, MpiContext};
 use crate::private_dir::PrivateDir;
+use crate::python::PythonCapture;
 use open::{OpenConfig, OpenError};
 use perf_data::{FileAttr, HostInfo, PerfDataWriter};
 
@@ -71,8 +71,7 @@ impl CallGraph {
     }
 }
 
-/// Memory mode's default page-fault sampling period (see docs/memory.md "Cost").
-pub const DEFAULT_FAULT_PERIOD: u64 = 4;
+pub use crate::events::DEFAULT_FAULT_PERIOD;
 
 /// Memory mode's default DWARF stack copy: enough for memset and its callers' frames.
 pub const MEMORY_STACK_BYTES: u32 = 1024;
@@ -174,72 +173,6 @@ pub enum Target {
     Attach(i32),
 }
 
-impl CollectOptions {
-    /// Resolve defaults and check combinations.
-    pub fn from_args(a: &CollectArgs) -> Result<Self, CollectError> {
-        let target = match (a.pid, a.command.is_empty()) {
-            (Some(pid), true) => Target::Attach(pid as i32),
-            (None, false) => Target::Launch(a.command.clone()),
-            (Some(_), false) => {
-                return Err(CollectError::Usage(
-                    "give either -p PID or -- COMMAND, not both".into(),
-                ));
-            }
-            (None, true) => {
-                return Err(CollectError::Usage(
-                    "nothing to profile: give -- COMMAND [ARGS...] or -p PID".into(),
-                ));
-            }
-        };
-        if a.freq == 0 || a.freq > 100_000 {
-            return Err(CollectError::Usage(format!(
-                "-F {}: the frequency must be 1..100000 Hz",
-                a.freq
-            )));
-        }
-        if let Some(d) = a.duration
-            && !(d > 0.0 && d.is_finite())
-        {
-            return Err(CollectError::Usage(format!("-d {d}: expected seconds > 0")));
-        }
-        let dir = match &a.result_dir {
-            Some(d) => d.clone(),
-            None => PathBuf::from(format!("hwprof-{}-{}", a.mode.as_str(), local_timestamp())),
-        };
-        Ok(CollectOptions {
-            mode: a.mode,
-            dir,
-            freq: a.freq,
-            events: a.events.clone(),
-            // Memory mode: frame pointers lose the caller of libc's memset (a leaf
-            // without a frame) in code built without them; a small DWARF copy finds it,
-            // and one fault in DEFAULT_FAULT_PERIOD is sampled (docs/memory.md "Cost").
-            call_graph: match (&a.call_graph, a.mode) {
-                (Some(s), _) => CallGraph::parse(s)?,
-                (None, Mode::Memory) => CallGraph::Dwarf(MEMORY_STACK_BYTES),
-                (None, _) => CallGraph::Dwarf(8192),
-            },
-            python: a.python,
-            rss_interval: Duration::from_millis(a.rss_interval.max(1)),
-            fault_period: match a.fault_period {
-                Some(0) => {
-                    return Err(CollectError::Usage(
-                        "--fault-period 0: expected 1 or more faults per sample".into(),
-                    ));
-                }
-                Some(n) => n,
-                None => DEFAULT_FAULT_PERIOD,
-            },
-            wait_threshold: Duration::from_micros(a.wait_threshold.unwrap_or(100)),
-            archive: a.archive,
-            duration: a.duration.map(Duration::from_secs_f64),
-            target,
-            quiet: a.quiet,
-            mpi: MpiContext::from_env(),
-        })
-    }
-}
-
 /// "ENOENT" rather than "No such file or directory (os error 2)" in notices.
 fn errno_name(e: &std::io::Error) -> String {
     match e.raw_os_error() {
@@ -250,7 +183,8 @@ fn errno_name(e: &std::io::Error) -> String {
     }
 }
 
-fn local_timestamp() -> String {
+/// Now as `YYYYmmdd-HHMMSS` in local time: the default results directory's suffix.
+pub fn local_timestamp() -> String {
     // YYYYmmdd-HHMMSS in local time, via libc's localtime_r.
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -488,10 +422,9 @@ pub fn run(opts: &CollectOptions) -> Result<CollectOutcome, CollectError> {
     }
     // [python] -p on a Python process: the remote sampler (no agent in a running process).
     let py_remote = match (opts.target.clone(), opts.python) {
-        (
-            Target::Attach(pid),
-            crate::cli::PythonCapture::Auto | crate::cli::PythonCapture::Remote,
-        ) => crate::python::RemoteSampler::start(pid as u32, &raw_dir, opts.freq).ok(),
+        (Target::Attach(pid), PythonCapture::Auto | PythonCapture::Remote) => {
+            crate::python::RemoteSampler::start(pid as u32, &raw_dir, opts.freq).ok()
+        }
         _ => None,
     };
     let mut writer = PerfDataWriter::create(&raw_dir.join("perf.data"), opened.file_attrs.clone())

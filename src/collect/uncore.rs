@@ -34,136 +34,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crate::events::{EventEnv, EventSpec, resolve_all, sysfs};
-
-/// One bandwidth counter: its events (one per box) and bytes per count.
-#[derive(Clone, Debug)]
-pub struct BandwidthCounter {
-    /// `dram_read_bytes`, `dram_write_bytes`, `mcdram_read_bytes`, `mcdram_write_bytes`.
-    pub name: &'static str,
-    /// The event name resolved (`uncore_imc/cas_count_read/`, `UNC_E_RPQ_INSERTS`).
-    pub event: String,
-    /// One spec per box.
-    pub specs: Vec<EventSpec>,
-    /// Bytes per raw count (from the sysfs scale and unit, else 64 per CAS/insert).
-    pub bytes_per_count: f64,
-}
-
-/// What can be measured on this machine, and one notice per part that cannot.
-#[derive(Clone, Debug, Default)]
-pub struct BandwidthPlan {
-    /// Counters to open.
-    pub counters: Vec<BandwidthCounter>,
-    /// One line per missing part (for stderr and the manifest).
-    pub notices: Vec<String>,
-}
-
-/// Bytes in one `unit` of a sysfs `.unit` file.
-fn unit_bytes(unit: &str) -> Option<f64> {
-    match unit.trim() {
-        "B" | "bytes" | "Bytes" => Some(1.0),
-        "KiB" | "KB" => Some(1024.0),
-        "MiB" | "MB" => Some(1048576.0),
-        "GiB" | "GB" => Some(1073741824.0),
-        _ => None,
-    }
-}
-
-/// Try names in order; the first that resolves wins.
-fn first_resolving(names: &[&str], env: &EventEnv) -> Option<(String, Vec<EventSpec>, f64)> {
-    for n in names {
-        if let Ok(specs) = resolve_all(n, env)
-            && let Some(s) = specs.first()
-            && s.is_uncore()
-        {
-            let bpc = if s.unit.is_empty() {
-                // A CAS command or a queue insert moves one 64-byte line.
-                64.0
-            } else {
-                match unit_bytes(&s.unit) {
-                    Some(u) => s.scale * u,
-                    None => continue,
-                }
-            };
-            return Some((n.to_string(), specs, bpc));
-        }
-    }
-    None
-}
-
-/// Decide what to count for memory bandwidth on the machine `env` describes.
-pub fn bandwidth_plan(env: &EventEnv) -> BandwidthPlan {
-    let mut plan = BandwidthPlan::default();
-    let pmus = sysfs::pmu_names(&env.sysfs);
-    let has = |fam: &str| !sysfs::pmu_boxes(&env.sysfs, fam).is_empty();
-    let cpu = env
-        .cpu()
-        .map(|c| format!("{} ({})", c.model_name, c.perf_string()))
-        .unwrap_or_else(|| "unknown CPU".into());
-    let wanted: [(&'static str, &[&str]); 4] = [
-        (
-            "dram_read_bytes",
-            &["uncore_imc/cas_count_read/", "UNC_M_CAS_COUNT.RD"],
-        ),
-        (
-            "dram_write_bytes",
-            &["uncore_imc/cas_count_write/", "UNC_M_CAS_COUNT.WR"],
-        ),
-        ("mcdram_read_bytes", &["UNC_E_RPQ_INSERTS"]),
-        ("mcdram_write_bytes", &["UNC_E_WPQ_INSERTS"]),
-    ];
-    for (name, names) in wanted {
-        let mcdram = name.starts_with("mcdram");
-        if mcdram && !has("uncore_edc_eclk") {
-            continue; // only Knights Landing has MCDRAM; no notice elsewhere
-        }
-        match first_resolving(names, env) {
-            Some((event, specs, bytes_per_count)) => plan.counters.push(BandwidthCounter {
-                name,
-                event,
-                specs,
-                bytes_per_count,
-            }),
-            None if !mcdram && !has("uncore_imc") => {
-                if !plan.notices.iter().any(|n| n.contains("DRAM bandwidth")) {
-                    plan.notices.push(format!(
-                        "memory: DRAM bandwidth not measured: no uncore memory-controller PMU (uncore_imc_*) in {} on this {cpu} (PMUs present: {}); it needs an Intel Xeon or Xeon Phi node with the kernel's uncore driver, not a VM",
-                        sysfs::devices_dir(&env.sysfs).display(),
-                        pmus.join(", ")
-                    ));
-                }
-            }
-            None => plan.notices.push(format!(
-                "memory: {name} not measured: none of {} resolves on this {cpu}",
-                names.join(", ")
-            )),
-        }
-    }
-    plan
-}
-
-/// Errors of the uncore reader.
-#[derive(Debug, thiserror::Error)]
-pub enum UncoreError {
-    /// counters.csv could not be written or read.
-    #[error("counters file {path}: {source}; check that the results directory is writable")]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The cause.
-        source: std::io::Error,
-    },
-    /// A line in the middle of counters.csv is damaged.
-    #[error("counters file {path} line {line}: '{text}' is not time_ns,counter,value,multiplexed")]
-    Bad {
-        /// The file.
-        path: PathBuf,
-        /// 1-based line.
-        line: usize,
-        /// The text.
-        text: String,
-    },
-}
+pub use crate::events::bandwidth::{BandwidthCounter, BandwidthPlan, bandwidth_plan};
+pub use crate::sidecars::counters::{
+    BandwidthSummary, CounterRow, UncoreError, bandwidth_summary, read_counters_csv,
+};
 
 struct OpenCounter {
     name: &'static str,
@@ -336,110 +210,10 @@ fn run(
     Ok(ticks)
 }
 
-/// One counters.csv row.
-#[derive(Clone, Debug, PartialEq)]
-pub struct CounterRow {
-    /// CLOCK_MONOTONIC ns.
-    pub time_ns: u64,
-    /// Counter name.
-    pub counter: String,
-    /// Cumulative value (bytes).
-    pub value: u64,
-    /// Scaled for multiplexing.
-    pub multiplexed: bool,
-}
-
-/// Read counters.csv; a cut last line is dropped, a bad line elsewhere is an error.
-pub fn read_counters_csv(path: &Path) -> Result<Vec<CounterRow>, UncoreError> {
-    let bytes = crate::raw::bounded::read_limited(path, crate::raw::bounded::Kind::Timeline)
-        .map_err(|source| UncoreError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-    crate::util::tolerant_csv_rows(&String::from_utf8_lossy(&bytes), |l| {
-        let f: Vec<&str> = l.split(',').collect();
-        (f.len() == 4).then_some(())?;
-        Some(CounterRow {
-            time_ns: f[0].parse().ok()?,
-            counter: f[1].to_string(),
-            value: f[2].parse().ok()?,
-            multiplexed: f[3].trim() == "1",
-        })
-    })
-    .map_err(|(line, text)| UncoreError::Bad {
-        path: path.to_path_buf(),
-        line,
-        text,
-    })
-}
-
-/// Bandwidth of one counter over the run.
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BandwidthSummary {
-    /// Counter name.
-    pub counter: String,
-    /// Bytes over the whole run.
-    pub total_bytes: u64,
-    /// Mean GB/s (10^9 bytes per second) over the run.
-    pub mean_gbs: f64,
-    /// Highest GB/s over one interval.
-    pub peak_gbs: f64,
-    /// When the peak interval ended (CLOCK_MONOTONIC ns).
-    pub peak_time_ns: u64,
-    /// Some reading was scaled for multiplexing.
-    pub multiplexed: bool,
-    /// GB/s per interval: (end time ns, GB/s).
-    pub timeline: Vec<(u64, f64)>,
-}
-
-/// Per-counter GB/s timelines and summaries from counters.csv rows.
-pub fn bandwidth_summary(rows: &[CounterRow]) -> Vec<BandwidthSummary> {
-    let mut names: Vec<&str> = rows.iter().map(|r| r.counter.as_str()).collect();
-    names.sort_unstable();
-    names.dedup();
-    let mut out = Vec::new();
-    for n in names {
-        let mut rs: Vec<&CounterRow> = rows.iter().filter(|r| r.counter == n).collect();
-        rs.sort_by_key(|r| r.time_ns);
-        let mut timeline = Vec::new();
-        for w in rs.windows(2) {
-            let dt = w[1].time_ns.saturating_sub(w[0].time_ns);
-            if dt == 0 {
-                continue;
-            }
-            let db = w[1].value.saturating_sub(w[0].value);
-            timeline.push((w[1].time_ns, db as f64 / dt as f64));
-        }
-        let (first, last) = match (rs.first(), rs.last()) {
-            (Some(a), Some(b)) => (a, b),
-            _ => continue,
-        };
-        let total = last.value.saturating_sub(first.value);
-        let span = last.time_ns.saturating_sub(first.time_ns);
-        let (peak_time_ns, peak_gbs) = timeline
-            .iter()
-            .copied()
-            .fold((0, 0.0), |b, x| if x.1 > b.1 { x } else { b });
-        out.push(BandwidthSummary {
-            counter: n.to_string(),
-            total_bytes: total,
-            mean_gbs: if span > 0 {
-                total as f64 / span as f64
-            } else {
-                0.0
-            },
-            peak_gbs,
-            peak_time_ns,
-            multiplexed: rs.iter().any(|r| r.multiplexed),
-            timeline,
-        });
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::events::{EventEnv, sysfs};
 
     fn fixture(name: &str) -> EventEnv {
         EventEnv::fixture(
@@ -447,46 +221,6 @@ mod tests {
                 .join("tests/fixtures/sysfs")
                 .join(name),
         )
-    }
-
-    #[test]
-    fn haswell_ep_plan_uses_sysfs_cas_aliases_and_scale() {
-        let p = bandwidth_plan(&fixture("hsx"));
-        assert!(p.notices.is_empty(), "{:?}", p.notices);
-        let names: Vec<&str> = p.counters.iter().map(|c| c.name).collect();
-        assert_eq!(names, ["dram_read_bytes", "dram_write_bytes"]);
-        let r = &p.counters[0];
-        assert_eq!(r.event, "uncore_imc/cas_count_read/");
-        assert_eq!(r.specs.len(), 8);
-        assert!(
-            (r.bytes_per_count - 64.0).abs() < 1e-9,
-            "{}",
-            r.bytes_per_count
-        );
-        assert_eq!(r.specs[0].cpus, vec![0, 16]);
-        assert_eq!(p.counters[1].specs[5].config, 0x0c04);
-    }
-
-    #[test]
-    fn knl_plan_has_ddr_and_mcdram() {
-        let p = bandwidth_plan(&fixture("knl"));
-        assert!(p.notices.is_empty(), "{:?}", p.notices);
-        let got: Vec<(&str, &str, usize)> = p
-            .counters
-            .iter()
-            .map(|c| (c.name, c.event.as_str(), c.specs.len()))
-            .collect();
-        assert_eq!(
-            got,
-            [
-                ("dram_read_bytes", "UNC_M_CAS_COUNT.RD", 6),
-                ("dram_write_bytes", "UNC_M_CAS_COUNT.WR", 6),
-                ("mcdram_read_bytes", "UNC_E_RPQ_INSERTS", 8),
-                ("mcdram_write_bytes", "UNC_E_WPQ_INSERTS", 8),
-            ]
-        );
-        assert!(p.counters.iter().all(|c| c.bytes_per_count == 64.0));
-        assert_eq!(p.counters[2].specs[0].pmu, "uncore_edc_eclk_0");
     }
 
     #[test]
@@ -522,28 +256,5 @@ mod tests {
         assert!(s.opened.is_empty());
         assert_eq!(s.notices.len(), 2, "{:?}", s.notices);
         assert!(s.notices[0].contains("dram_read_bytes"));
-    }
-
-    #[test]
-    fn gbs_timeline_from_cumulative_bytes() {
-        let d = tempfile::tempdir().unwrap();
-        let p = d.path().join("counters.csv");
-        // 1 GB in the first 100 ms (10 GB/s), 0.5 GB in the next 100 ms (5 GB/s).
-        std::fs::write(
-            &p,
-            "time_ns,counter,value,multiplexed\n0,dram_read_bytes,0,0\n100000000,dram_read_bytes,1000000000,0\n200000000,dram_read_bytes,1500000000,1\n300000000,dram_read_b",
-        )
-        .unwrap();
-        let rows = read_counters_csv(&p).unwrap();
-        assert_eq!(rows.len(), 3);
-        let s = bandwidth_summary(&rows);
-        assert_eq!(s.len(), 1);
-        assert_eq!(s[0].timeline, vec![(100000000, 10.0), (200000000, 5.0)]);
-        assert_eq!((s[0].peak_gbs, s[0].peak_time_ns), (10.0, 100000000));
-        assert_eq!(s[0].mean_gbs, 7.5);
-        assert_eq!(s[0].total_bytes, 1500000000);
-        assert!(s[0].multiplexed);
-        std::fs::write(&p, "time_ns,counter,value,multiplexed\nx,y\n1,a,2,0\n").unwrap();
-        assert!(read_counters_csv(&p).is_err());
     }
 }

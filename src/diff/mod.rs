@@ -24,8 +24,64 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::cli::{DiffView, FramesFilter, Normalize};
-use crate::profile::stacks::StackFilter;
+use crate::profile::stacks::{FramesFilter, StackFilter};
+use crate::report::ReportFormat;
+
+/// What `diff` compares: what a row is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DiffView {
+    /// Functions: native by (name, module), Python by (qualname, file).
+    Hotspots,
+    /// Source lines, by (file, line).
+    Lines,
+    /// Modules (ELF files, python), by name.
+    Modules,
+    /// MPI ranks, by rank number.
+    Ranks,
+}
+
+/// How two profiles are put on one scale.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Normalize {
+    /// Samples as seconds of CPU time (samples / sampling frequency); bytes and ns as
+    /// they are.
+    Time,
+    /// Each profile's share of its own total, 0-100.
+    Percent,
+    /// The raw metric (samples, bytes, ns).
+    None,
+}
+
+/// What `hwprof diff` is asked for, built from the command line by `cli.rs`.
+#[derive(Clone, Debug)]
+pub struct DiffCommandOptions {
+    /// The base results directory.
+    pub base: PathBuf,
+    /// The new results directory (None: BASE, to compare two of its ranks).
+    pub new: Option<PathBuf>,
+    /// What to compare.
+    pub view: DiffView,
+    /// The common scale.
+    pub normalize: Normalize,
+    /// Output format.
+    pub format: ReportFormat,
+    /// Which frames to compare.
+    pub frames: FramesFilter,
+    /// Rows to show (None: 20 in text, all in CSV and JSON).
+    pub top: Option<usize>,
+    /// Only this MPI rank, in both profiles.
+    pub rank: Option<u32>,
+    /// Only this MPI rank of BASE.
+    pub base_rank: Option<u32>,
+    /// Only this MPI rank of NEW.
+    pub new_rank: Option<u32>,
+    /// Regression gate threshold as typed (`5` or `5%`).
+    pub fail_above: Option<String>,
+    /// Gate on this function's inclusive value instead of the total.
+    pub function: Option<String>,
+    /// Write to this file instead of standard output.
+    pub output: Option<PathBuf>,
+}
 use crate::profile::{FrameKind, Profile};
 
 /// Errors comparing profiles.
@@ -68,7 +124,7 @@ pub enum DiffError {
 
 /// `hwprof diff`: load both profiles, compare, print; returns the exit status (0, or
 /// [`gate::GATE_FAILED_EXIT`] when the gate fails).
-pub fn run(args: &crate::cli::DiffArgs) -> anyhow::Result<u8> {
+pub fn run(args: &DiffCommandOptions) -> anyhow::Result<u8> {
     let threshold = args
         .fail_above
         .as_deref()
@@ -112,7 +168,7 @@ pub fn run(args: &crate::cli::DiffArgs) -> anyhow::Result<u8> {
     let table = diff_table(&base, &new, &opts)?;
     let top = match (args.top, args.format) {
         (Some(n), _) => Some(n),
-        (None, crate::cli::ReportFormat::Text) => Some(20),
+        (None, ReportFormat::Text) => Some(20),
         (None, _) => None,
     };
     let verdict = threshold
@@ -485,7 +541,7 @@ fn aggregate(side: &Side, opts: &DiffOptions) -> Aggregate {
         }
         acc
     } else {
-        let acc = crate::report::views::rank_by(&stacks, |f| frame_key(p, f, opts.view).0);
+        let acc = crate::report::table::rank_by(&stacks, |f| frame_key(p, f, opts.view).0);
         for s in &stacks {
             for &f in &s.frames {
                 let (k, label) = frame_key(p, f, opts.view);

@@ -8,8 +8,8 @@
 use serde_json::{Value, json};
 
 use super::{DiffRow, DiffTable, Presence};
-use crate::cli::ReportFormat;
-use crate::report::views::{csv_line, round2};
+use crate::report::ReportFormat;
+use crate::report::table::{csv_line, round2};
 
 /// Decimals of a value in a unit: seconds to the microsecond, percent to 1/1000,
 /// counts (samples, bytes, ns) as integers.

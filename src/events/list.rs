@@ -180,13 +180,13 @@ pub fn list_events_text_in(env: &EventEnv, probe_generic: bool) -> String {
 
     s.push_str("\nWhat each mode uses here:\n");
     for mode in [
-        crate::cli::Mode::Hotspots,
-        crate::cli::Mode::Memory,
-        crate::cli::Mode::Locks,
+        super::Mode::Hotspots,
+        super::Mode::Memory,
+        super::Mode::Locks,
     ] {
         let _ = writeln!(s, "  {}:", mode.as_str());
         for d in mode_defaults(mode) {
-            if d.primary == "cache-misses" && mode == crate::cli::Mode::Memory {
+            if d.primary == "cache-misses" && mode == super::Mode::Memory {
                 match llc_miss_event(env) {
                     Some(e) => {
                         let _ = writeln!(
@@ -215,7 +215,7 @@ pub fn list_events_text_in(env: &EventEnv, probe_generic: bool) -> String {
                 .unwrap_or_else(|| ", at -F Hz".into());
             let _ = writeln!(s, "    {line}{period}");
         }
-        if mode == crate::cli::Mode::Hotspots {
+        if mode == super::Mode::Hotspots {
             let members: Vec<String> = super::HOTSPOT_GROUP_MEMBERS
                 .iter()
                 .map(|m| match hw_ok(m) {
@@ -229,9 +229,9 @@ pub fn list_events_text_in(env: &EventEnv, probe_generic: bool) -> String {
                 members.join(", ")
             );
         }
-        if mode == crate::cli::Mode::Memory {
+        if mode == super::Mode::Memory {
             s.push_str("    RSS timeline from procfs (--rss-interval, default 50 ms)\n");
-            let plan = crate::collect::uncore::bandwidth_plan(env);
+            let plan = super::bandwidth::bandwidth_plan(env);
             for c in &plan.counters {
                 let _ = writeln!(
                     s,

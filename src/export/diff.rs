@@ -27,7 +27,7 @@ use inferno::flamegraph::{self, Options};
 use super::collapsed::sanitize;
 use super::pprof::{self as pb, PbProfile};
 use super::{ExportError, Model, html};
-use crate::cli::Normalize;
+use crate::diff::Normalize;
 use crate::diff::{StackDiff, StackPair};
 use crate::profile::stacks::StackFilter;
 use serde_json::json;

@@ -38,10 +38,11 @@ use std::io::Write;
 use serde_json::{Value, json};
 
 use super::{ExportError, Model};
-use crate::cli::{FramesFilter, ReportFormat};
+use crate::profile::stacks::FramesFilter;
 use crate::profile::stacks::StackFilter;
 use crate::profile::{FrameKind, Profile};
-use crate::report::views;
+use crate::report::ReportFormat;
+use crate::report::{hotspots, lines, ranks, summary};
 
 /// Call-tree nodes under this fraction of the total are folded into "(pruned)".
 pub const PRUNE_FRACTION: f64 = 0.0001;
@@ -319,11 +320,11 @@ pub fn data(profile: &Profile, model: &Model, filter: StackFilter) -> Value {
         v["wait_objects"] = report_json(w::objects(p, ReportFormat::Json, 30, filter));
     }
     if !p.counts.is_empty() {
-        v["counters"] = report_json(views::hotspots(p, ReportFormat::Json, 30, filter));
+        v["counters"] = report_json(hotspots::hotspots(p, ReportFormat::Json, 30, filter));
     }
     let ranks: HashSet<u32> = p.processes.iter().filter_map(|x| x.rank).collect();
     if !ranks.is_empty() && filter.rank.is_none() {
-        v["ranks"] = report_json(views::ranks(p, ReportFormat::Json, filter));
+        v["ranks"] = report_json(ranks::ranks(p, ReportFormat::Json, filter));
         v["heat"] = heat(p, filter);
     }
     v
@@ -335,7 +336,7 @@ fn report_json(text: String) -> Value {
 
 /// The summary view's JSON plus the run's notices.
 pub fn summary(p: &Profile, model: &Model) -> Value {
-    let mut s = report_json(views::summary(
+    let mut s = report_json(summary::summary(
         p,
         ReportFormat::Json,
         10,
@@ -475,7 +476,7 @@ fn lines(p: &Profile, filter: StackFilter) -> Value {
         (FramesFilter::All, true) => FramesFilter::Python,
         (f, _) => f,
     };
-    let v = report_json(views::lines(
+    let v = report_json(lines::lines(
         p,
         ReportFormat::Json,
         TOP_LINES,
@@ -554,7 +555,7 @@ fn rss(p: &Profile) -> Value {
         .iter()
         .map(|r| (r.time_ns, r.process, r.rss_bytes))
         .collect();
-    let line = crate::collect::rss::summed_timeline(&rows);
+    let line = crate::sidecars::rss::summed_timeline(&rows);
     let chunk = line.len().div_ceil(MAX_RSS_POINTS).max(1);
     let t0 = line.first().map(|x| x.0).unwrap_or(0);
     let points: Vec<[f64; 2]> = line
@@ -562,7 +563,7 @@ fn rss(p: &Profile) -> Value {
         .filter_map(|c| c.iter().max_by_key(|x| x.1))
         .map(|&(t, b)| [(t - t0) as f64 / 1e9, b as f64])
         .collect();
-    let peak = views::peak_rss(p);
+    let peak = summary::peak_rss(p);
     json!({
         "points": points,
         "peak_bytes": peak.map(|x| x.0),

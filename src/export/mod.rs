@@ -37,8 +37,50 @@ use std::collections::{HashMap, HashSet};
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 
-use crate::cli::{ExportArgs, ExportFormat};
-use crate::profile::stacks::StackFilter;
+use crate::diff::Normalize;
+use crate::profile::stacks::{FramesFilter, RankSet, StackFilter};
+
+/// Export formats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExportFormat {
+    /// Brendan Gregg's folded stacks.
+    Collapsed,
+    /// Flame graph SVG (inferno).
+    Flamegraph,
+    /// speedscope JSON.
+    Speedscope,
+    /// pprof protobuf (gzipped).
+    Pprof,
+    /// Python pstats (cProfile) file.
+    Pstats,
+    /// callgrind format for KCachegrind / callgrind_annotate.
+    Callgrind,
+    /// Firefox Profiler JSON.
+    Firefox,
+    /// One self-contained HTML report.
+    Html,
+}
+
+/// What `hwprof export` writes, built from the command line by `cli.rs`.
+#[derive(Clone, Debug)]
+pub struct ExportOptions {
+    /// The results directory (None with `diff`).
+    pub dir: Option<PathBuf>,
+    /// Output format.
+    pub format: ExportFormat,
+    /// Only this MPI rank.
+    pub rank: Option<u32>,
+    /// Only these MPI ranks.
+    pub ranks: Option<RankSet>,
+    /// Which frames to export (None: the mode's default).
+    pub frames: Option<FramesFilter>,
+    /// Output file (None: standard output).
+    pub output: Option<PathBuf>,
+    /// Differential export: BASE and NEW results directories (empty: a plain export).
+    pub diff: Vec<PathBuf>,
+    /// With `diff`: how the two profiles are put on one scale.
+    pub normalize: Normalize,
+}
 use crate::profile::{FrameKind, Function, Profile};
 
 /// Errors writing an export. Each message carries its cause (none is chained as a
@@ -150,7 +192,7 @@ pub fn export(
 }
 
 /// `hwprof export`: load DIR's profile, filter, write to `-o FILE` or standard output.
-pub fn run(args: &ExportArgs) -> anyhow::Result<()> {
+pub fn run(args: &ExportOptions) -> anyhow::Result<()> {
     if !args.diff.is_empty() {
         return run_diff(args);
     }
@@ -208,7 +250,7 @@ pub fn run(args: &ExportArgs) -> anyhow::Result<()> {
 }
 
 /// `hwprof export --diff BASE NEW`: see [`diff`].
-fn run_diff(args: &ExportArgs) -> anyhow::Result<()> {
+fn run_diff(args: &ExportOptions) -> anyhow::Result<()> {
     let (Some(base_dir), Some(new_dir)) = (args.diff.first(), args.diff.get(1)) else {
         return Err(crate::UsageError(
             "--diff needs two results directories: --diff BASE NEW".into(),
@@ -499,10 +541,10 @@ impl Model {
             notes.push(filter.rank_note());
         }
         match filter.frames {
-            crate::cli::FramesFilter::All => {}
-            crate::cli::FramesFilter::Python => notes.push("Python frames".into()),
-            crate::cli::FramesFilter::Native => notes.push("native frames".into()),
-            crate::cli::FramesFilter::Program => notes.push("program frames".into()),
+            FramesFilter::All => {}
+            FramesFilter::Python => notes.push("Python frames".into()),
+            FramesFilter::Native => notes.push("native frames".into()),
+            FramesFilter::Program => notes.push("program frames".into()),
         }
         let filter_note = if notes.is_empty() {
             String::new()

@@ -23,7 +23,6 @@ use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
-use crate::cli::FinalizeArgs;
 use crate::manifest::Manifest;
 use crate::profile::{
     EventRow, FrameInfo, FrameKind, Process, ProfileWriter, TIMELINE_MAX_BUCKETS, Thread, WaitClass,
@@ -73,32 +72,15 @@ pub struct FinalizeOptions {
     pub timings: bool,
 }
 
-impl FinalizeOptions {
-    /// From the command line.
-    pub fn from_args(a: &FinalizeArgs) -> Result<Self, FinalizeError> {
-        let part = match &a.part {
-            None => None,
-            Some(s) => {
-                let bad =
-                    || FinalizeError::Usage(format!("--part {s}: expected I/N with 1 <= I <= N"));
-                let (i, n) = s.split_once('/').ok_or_else(bad)?;
-                let (i, n): (usize, usize) =
-                    (i.parse().map_err(|_| bad())?, n.parse().map_err(|_| bad())?);
-                if i == 0 || i > n {
-                    return Err(bad());
-                }
-                Some((i, n))
-            }
-        };
-        Ok(FinalizeOptions {
-            dir: a.dir.clone(),
-            search_dirs: a.search_dirs.clone(),
-            jobs: a.jobs,
-            part,
-            quiet: a.quiet,
-            timings: a.timings,
-        })
+/// `--part I/N` → (I, N), 1 <= I <= N.
+pub fn parse_part(s: &str) -> Result<(usize, usize), FinalizeError> {
+    let bad = || FinalizeError::Usage(format!("--part {s}: expected I/N with 1 <= I <= N"));
+    let (i, n) = s.split_once('/').ok_or_else(bad)?;
+    let (i, n): (usize, usize) = (i.parse().map_err(|_| bad())?, n.parse().map_err(|_| bad())?);
+    if i == 0 || i > n {
+        return Err(bad());
     }
+    Ok((i, n))
 }
 
 /// The metric of `manifest`'s mode: a fault weighs the recording node's page (not this
@@ -388,8 +370,8 @@ pub fn run(opts: &FinalizeOptions) -> Result<PathBuf, FinalizeError> {
     for (raw, _) in &profiles {
         let path = raw.path.join("counters.csv");
         if path.is_file() && bw_hosts.insert(raw.host.clone()) {
-            match crate::collect::uncore::read_counters_csv(&path) {
-                Ok(rows) => bandwidth.extend(crate::collect::uncore::bandwidth_summary(&rows)),
+            match crate::sidecars::counters::read_counters_csv(&path) {
+                Ok(rows) => bandwidth.extend(crate::sidecars::counters::bandwidth_summary(&rows)),
                 Err(e) if !opts.quiet => eprintln!("hwprof: {e}"),
                 Err(_) => {}
             }
@@ -735,7 +717,7 @@ fn add_raw_profile(
     // including processes that took no sample.
     // Memory mode: the kernel's high-water marks (peak.csv), per pid, kept in meta
     // `peak_rss_hwm` as {"pid": bytes} across raw directories.
-    let hwm = crate::collect::rss::read_peak_csv(&raw.path.join("peak.csv"));
+    let hwm = crate::sidecars::rss::read_peak_csv(&raw.path.join("peak.csv"));
     if !hwm.is_empty() {
         let mut all: std::collections::BTreeMap<String, u64> = w
             .profile
@@ -752,7 +734,7 @@ fn add_raw_profile(
     }
     // The RSS sampler's polled VmHWM per pid (a lower bound for processes the collector
     // did not reap), in meta `peak_rss_vmhwm`, same layout.
-    let vmhwm = crate::collect::rss::read_peak_csv(&raw.path.join(crate::collect::rss::HWM_FILE));
+    let vmhwm = crate::sidecars::rss::read_peak_csv(&raw.path.join(crate::sidecars::rss::HWM_FILE));
     if !vmhwm.is_empty() {
         let mut all: std::collections::BTreeMap<String, u64> = w
             .profile
@@ -768,7 +750,7 @@ fn add_raw_profile(
             w.profile.meta.insert("peak_rss_vmhwm".into(), j);
         }
     }
-    if let Ok(rows) = crate::collect::rss::read_rss_csv(&raw.path.join("rss.csv")) {
+    if let Ok(rows) = crate::sidecars::rss::read_rss_csv(&raw.path.join("rss.csv")) {
         for (time_ns, pid, rss_bytes) in rows {
             let process = *proc_index.entry(pid).or_insert_with(|| {
                 w.profile.processes.push(Process {
@@ -1298,8 +1280,8 @@ impl SampledBy {
                 Some(_) => s.collector += 1,
             }
         }
-        for r in crate::collect::fill::load(raw) {
-            if !r.error.is_empty() && r.error != crate::collect::fill::EXITED_FIRST {
+        for r in crate::sidecars::collector_sampled::load(raw) {
+            if !r.error.is_empty() && r.error != crate::sidecars::collector_sampled::EXITED_FIRST {
                 s.not_sampled
                     .push(format!("{} {}: {}; {}", r.pid, r.exe, r.why, r.error));
             }

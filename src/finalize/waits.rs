@@ -74,8 +74,8 @@ fn is_python_lock(b: &str) -> bool {
 /// A frame of an MPI library (or mpi4py), or an MPI function linked statically.
 fn is_mpi(f: &Function) -> bool {
     let b = base(&f.name);
-    crate::report::views::is_mpi_module(&f.module)
-        || is_mpi4py_module(&f.module)
+    crate::mpi::is_mpi_module(&f.module)
+        || crate::mpi::is_mpi4py_module(&f.module)
         || f.name.contains("mpi4py_3MPI_")
         || b.starts_with("MPI_")
         || b.starts_with("PMPI_")
@@ -117,13 +117,6 @@ fn mpi_object(frames: &[&Function]) -> Option<String> {
         .filter_map(|f| mpi_function(f))
         .next_back()
         .or_else(|| native().filter_map(|f| mpi4py_method(&f.name)).next_back())
-}
-
-/// mpi4py's extension module (`MPI.cpython-311-x86_64-linux-gnu.so`,
-/// `MPI.openmpi.cpython-311-….so`).
-pub fn is_mpi4py_module(module: &str) -> bool {
-    let m = module.to_ascii_lowercase();
-    m.contains("mpi4py") || (m.starts_with("mpi.") && m.contains(".so"))
 }
 
 /// The class a user-space blocking primitive stands for.

@@ -2,7 +2,21 @@
 //! by rank, and by frame kind (`--frames all|python|native`, DESIGN section 2).
 
 use super::{FrameKind, Profile, WaitClass, WaitRow};
-use crate::cli::FramesFilter;
+
+/// Which frames a view shows (`--frames`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum FramesFilter {
+    /// Merged native and Python stacks.
+    #[default]
+    All,
+    /// Python frames; native time below a Python frame is that frame's self time.
+    Python,
+    /// Native frames only (perf's view).
+    Native,
+    /// The program's frames: kernel, C library, Python interpreter and MPI library
+    /// frames at the leaf fold into the program's frame that called them.
+    Program,
+}
 
 /// One aggregated stack with its weight.
 #[derive(Clone, Debug)]
@@ -289,8 +303,8 @@ pub fn is_runtime_module(module: &str) -> bool {
         // The interpreter executable: python3, python3.11 (not `python`, the module of
         // Python frames).
         || (m.starts_with("python") && m[6..].starts_with(|c: char| c.is_ascii_digit()))
-        || crate::finalize::waits::is_mpi4py_module(&m)
-        || crate::report::views::is_mpi_module(&m)
+        || crate::mpi::is_mpi4py_module(&m)
+        || crate::mpi::is_mpi_module(&m)
 }
 
 /// `--frames program`: drop the innermost run of kernel and runtime frames (see

@@ -25,6 +25,7 @@ use nix::sys::socket::{
 };
 
 use super::PyError;
+use super::PythonCapture;
 use super::code::CodeCache;
 use super::embedded::AgentFile;
 use super::memory::LiveMemory;
@@ -35,7 +36,6 @@ use super::wire::{
     BYE_MAGIC, CONFIG_MAGIC, Config, EVENTS_MAGIC, FILE_MAGIC, FILE_VERSION, FR_SHIM, FileHeader,
     HELLO_MAGIC, Layout, METHOD_AGENT, NONE,
 };
-use crate::cli::PythonCapture;
 
 /// How a launched Python program's frames are captured.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -47,6 +47,19 @@ pub use stacks::{
     JoinCounts, Joiner, MergedStack, PyStack, PythonStacks, PythonSummary, SampleFacts, merge,
 };
 
+/// How Python frames are captured (`collect --python`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PythonCapture {
+    /// In-process agent for launched Python programs, remote reads for -p.
+    Auto,
+    /// Remote reads of the frame chain (process_vm_readv).
+    Remote,
+    /// CPython 3.12+ perf trampolines (PYTHONPERFSUPPORT=1) and perf maps.
+    Perfmap,
+    /// Native frames only.
+    Off,
+}
+
 /// Errors of the Python side of hwprof.
 #[derive(Debug, thiserror::Error)]
 pub enum PyError {

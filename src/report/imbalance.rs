@@ -12,9 +12,19 @@ use std::collections::{HashMap, HashSet};
 
 use serde_json::{Value, json};
 
-use crate::cli::{ImbalanceBy, ReportFormat};
+use super::ReportFormat;
 use crate::profile::Profile;
 use crate::profile::stacks::StackFilter;
+
+/// Rows of `--view imbalance`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum ImbalanceBy {
+    /// One row per function.
+    #[default]
+    Function,
+    /// One row per source line.
+    Line,
+}
 
 /// CSV columns, in order (DESIGN section 2).
 pub const COLUMNS: [&str; 13] = [
@@ -227,7 +237,7 @@ pub fn imbalance(
             )
         }
         ReportFormat::Text => {
-            let h = |x: f64| super::views::human(x.round() as u64, metric);
+            let h = |x: f64| super::table::human(x.round() as u64, metric);
             let mut s = format!(
                 "Imbalance across {ranks} ranks by inclusive {metric} (imbalance = max - mean)\n{:>9} {:>9} {:>9} {:>5} {:>9} {:>5} {:>9} {:>6}  function (module) file:line\n",
                 "imbalance", "mean", "min", "rank", "max", "rank", "std", "cov"

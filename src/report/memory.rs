@@ -23,12 +23,12 @@ use std::collections::HashMap;
 
 use serde_json::{Value, json};
 
-use crate::cli::FramesFilter;
-use crate::cli::ReportFormat;
-use crate::collect::rss::{summed_peak, summed_timeline};
-use crate::collect::uncore::BandwidthSummary;
+use super::ReportFormat;
 use crate::profile::Profile;
+use crate::profile::stacks::FramesFilter;
 use crate::profile::stacks::apply_frames_filter;
+use crate::sidecars::counters::BandwidthSummary;
+use crate::sidecars::rss::{summed_peak, summed_timeline};
 
 /// Peak of the RSS summed across processes at each instant: (bytes, time_ns).
 pub fn peak_rss(p: &Profile) -> Option<(u64, u64)> {

@@ -1,21 +1,95 @@
 //! Views over profile.db: tables for a terminal, CSV with the contract's leading columns
 //! (DESIGN section 2), and JSON. Every view ranks by the mode's metric.
+//!
+//! One file per view (`summary.rs`, `hotspots.rs`, `lines.rs`, `callers.rs`,
+//! `modules.rs`, `threads.rs`, `ranks.rs`, `imbalance.rs`, `memory.rs`, `waits.rs`);
+//! `table.rs` holds what they share (rows, counter-group columns, text/CSV/JSON).
 
+pub mod callers;
+pub mod hotspots;
 pub mod imbalance; // --view imbalance (MPI worktree)
+pub mod lines;
 pub mod memory; // --view memory
+pub mod modules;
 pub mod pop; // POP efficiencies in the summary (MPI worktree)
-pub mod views;
+pub mod ranks;
+pub mod summary;
+pub mod table;
+pub mod threads;
 pub mod waits; // --view waits and objects (locks mode)
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use crate::cli::{ReportArgs, ReportFormat, View};
 use crate::profile::Profile;
-use crate::profile::stacks::StackFilter;
+use crate::profile::stacks::{FramesFilter, RankSet, StackFilter};
+pub use imbalance::ImbalanceBy;
+
+/// Report views.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum View {
+    /// Totals, events, duration, top functions.
+    Summary,
+    /// Functions by self and total.
+    Hotspots,
+    /// Callers and callees of the top functions.
+    Callers,
+    /// Source lines by self and total.
+    Lines,
+    /// Modules (ELF files, python) by self and total.
+    Modules,
+    /// Threads by total.
+    Threads,
+    /// MPI ranks: total, work, %mean, mpi%, idle.
+    Ranks,
+    /// Per function across ranks: mean, min, max, std, CoV, imbalance (max - mean).
+    Imbalance,
+    /// Peak RSS, timeline, growth stacks, bandwidth.
+    Memory,
+    /// Off-CPU time by function, with the class and object of the waits.
+    Waits,
+    /// Sync objects (locks mode): wait time, waiters and waits per object.
+    Objects,
+}
+
+/// Output formats of the views (`report`, `diff`, the HTML report's tables).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReportFormat {
+    /// Aligned table for a terminal.
+    Text,
+    /// CSV with a header row.
+    Csv,
+    /// JSON.
+    Json,
+}
+
+/// What `hwprof report` shows, built from the command line by `cli.rs`.
+#[derive(Clone, Debug)]
+pub struct ReportOptions {
+    /// The results directory.
+    pub dir: PathBuf,
+    /// What to show.
+    pub view: View,
+    /// Output format.
+    pub format: ReportFormat,
+    /// Rows to show.
+    pub top: usize,
+    /// Only this MPI rank.
+    pub rank: Option<u32>,
+    /// Only these MPI ranks.
+    pub ranks: Option<RankSet>,
+    /// Which frames to show (None: the mode's default, [`crate::profile::stacks::default_frames`]).
+    pub frames: Option<FramesFilter>,
+    /// Rows of `--view imbalance`.
+    pub by: ImbalanceBy,
+    /// Write to this file instead of standard output.
+    pub output: Option<PathBuf>,
+    /// Write the HTML report and open it in a browser.
+    pub open: bool,
+}
 
 /// `hwprof report`.
-pub fn run(args: &ReportArgs) -> anyhow::Result<()> {
+pub fn run(args: &ReportOptions) -> anyhow::Result<()> {
     let profile = Profile::load(&args.dir)?;
     let filter = StackFilter {
         frames: crate::profile::stacks::default_frames(&profile, args.frames),
@@ -56,16 +130,14 @@ pub fn render(
     filter: StackFilter,
 ) -> anyhow::Result<String> {
     let body = match view {
-        View::Summary => views::summary(p, format, top, filter),
-        View::Hotspots => views::hotspots(p, format, top, filter),
-        View::Lines => views::lines(p, format, top, filter),
-        View::Modules => views::modules(p, format, top, filter),
-        View::Threads => views::threads(p, format, top, filter),
-        View::Callers => views::callers(p, format, top, filter),
-        View::Ranks => views::ranks(p, format, filter),
-        View::Imbalance => {
-            imbalance::imbalance(p, format, top, filter, crate::cli::ImbalanceBy::Function)
-        }
+        View::Summary => summary::summary(p, format, top, filter),
+        View::Hotspots => hotspots::hotspots(p, format, top, filter),
+        View::Lines => lines::lines(p, format, top, filter),
+        View::Modules => modules::modules(p, format, top, filter),
+        View::Threads => threads::threads(p, format, top, filter),
+        View::Callers => callers::callers(p, format, top, filter),
+        View::Ranks => ranks::ranks(p, format, filter),
+        View::Imbalance => imbalance::imbalance(p, format, top, filter, ImbalanceBy::Function),
         View::Waits => waits::waits(p, format, top, filter),
         View::Objects => waits::objects(p, format, top, filter),
         View::Memory => memory::memory_view(p, format, top, filter.frames),
@@ -97,7 +169,7 @@ pub fn summary_after_collect(dir: &Path) -> anyhow::Result<String> {
         frames: crate::profile::stacks::default_frames(&p, None),
         ..Default::default()
     };
-    s.push_str(&views::summary(&p, ReportFormat::Text, 10, filter));
+    s.push_str(&summary::summary(&p, ReportFormat::Text, 10, filter));
     s.push_str(&format!(
         "\nresults: {}  (hwprof report {} --view hotspots|lines|callers|threads ...)\n",
         dir.display(),
@@ -129,7 +201,6 @@ mod tests {
     //! Snapshots of the text views on a small profile with designed numbers: a reviewer
     //! reads the diff when a view's layout changes.
     use super::*;
-    use crate::cli::FramesFilter;
     use crate::profile::{EventRow, Frame, FrameKind, Function, Process, ProfileWriter, Thread};
 
     fn designed_profile() -> Profile {

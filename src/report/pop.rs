@@ -114,7 +114,7 @@ pub fn rank_times(p: &Profile, filter: StackFilter) -> Vec<RankTime> {
         .iter()
         .map(|fr| {
             let f = &p.functions[fr.function];
-            super::views::is_mpi_module(&f.module) || WAIT_FUNCTIONS.contains(&f.name.as_str())
+            crate::mpi::is_mpi_module(&f.module) || WAIT_FUNCTIONS.contains(&f.name.as_str())
         })
         .collect();
     for s in p.weighted_stacks(filter) {

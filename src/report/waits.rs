@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde_json::{Value, json};
 
-use super::views::{csv_line, human, round2};
-use crate::cli::ReportFormat;
+use super::ReportFormat;
+use super::table::{csv_line, human, round2};
 use crate::profile::stacks::StackFilter;
 use crate::profile::{Profile, WaitClass, WaitRow};
 
@@ -253,7 +253,7 @@ pub fn by_class(p: &Profile, filter: StackFilter) -> Vec<(WaitClass, u64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::FramesFilter;
+    use crate::profile::stacks::FramesFilter;
     use crate::profile::{Frame, FrameKind, Function, Process, ProfileWriter, Thread};
 
     /// `work` waits 300 ms on mutex 0x1000 (two threads, longest 200 ms) and sleeps

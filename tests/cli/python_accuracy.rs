@@ -19,8 +19,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-use hwprof::cli::FramesFilter;
 use hwprof::profile::Profile;
+use hwprof::profile::stacks::FramesFilter;
 use hwprof::profile::stacks::StackFilter;
 
 use crate::common::{hwprof_bin, ok, shared_tempdir};

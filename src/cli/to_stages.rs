@@ -1,0 +1,189 @@
+//! From what the user typed to what the stages take: each stage's own option struct
+//! and enums (no clap in them). Checks and defaults a value needs on its way (the
+//! collect target, `-F`, `--call-graph`, `--part`) are made here, once.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::{
+    CollectArgs, DiffArgs, DiffView, ExportArgs, ExportFormat, FinalizeArgs, FramesFilter,
+    ImbalanceBy, Mode, Normalize, PythonCapture, ReportArgs, ReportFormat, View,
+};
+use crate::collect::{
+    CallGraph, CollectError, CollectOptions, DEFAULT_FAULT_PERIOD, MEMORY_STACK_BYTES, Target,
+    local_timestamp,
+};
+use crate::diff::DiffCommandOptions;
+use crate::events;
+use crate::export::ExportOptions;
+use crate::finalize::{FinalizeError, FinalizeOptions};
+use crate::mpi::MpiContext;
+use crate::report::ReportOptions;
+
+impl TryFrom<&CollectArgs> for CollectOptions {
+    type Error = CollectError;
+
+    /// Resolve defaults and check combinations.
+    fn try_from(a: &CollectArgs) -> Result<Self, CollectError> {
+        let mode = events::Mode::from(a.mode);
+        let target = match (a.pid, a.command.is_empty()) {
+            (Some(pid), true) => Target::Attach(pid as i32),
+            (None, false) => Target::Launch(a.command.clone()),
+            (Some(_), false) => {
+                return Err(CollectError::Usage(
+                    "give either -p PID or -- COMMAND, not both".into(),
+                ));
+            }
+            (None, true) => {
+                return Err(CollectError::Usage(
+                    "nothing to profile: give -- COMMAND [ARGS...] or -p PID".into(),
+                ));
+            }
+        };
+        if a.freq == 0 || a.freq > 100_000 {
+            return Err(CollectError::Usage(format!(
+                "-F {}: the frequency must be 1..100000 Hz",
+                a.freq
+            )));
+        }
+        if let Some(d) = a.duration
+            && !(d > 0.0 && d.is_finite())
+        {
+            return Err(CollectError::Usage(format!("-d {d}: expected seconds > 0")));
+        }
+        let dir = match &a.result_dir {
+            Some(d) => d.clone(),
+            None => PathBuf::from(format!("hwprof-{}-{}", mode.as_str(), local_timestamp())),
+        };
+        Ok(CollectOptions {
+            mode,
+            dir,
+            freq: a.freq,
+            events: a.events.clone(),
+            // Memory mode: frame pointers lose the caller of libc's memset (a leaf
+            // without a frame) in code built without them; a small DWARF copy finds it,
+            // and one fault in DEFAULT_FAULT_PERIOD is sampled (docs/memory.md "Cost").
+            call_graph: match (&a.call_graph, mode) {
+                (Some(s), _) => CallGraph::parse(s)?,
+                (None, events::Mode::Memory) => CallGraph::Dwarf(MEMORY_STACK_BYTES),
+                (None, _) => CallGraph::Dwarf(8192),
+            },
+            python: a.python.into(),
+            rss_interval: Duration::from_millis(a.rss_interval.max(1)),
+            fault_period: match a.fault_period {
+                Some(0) => {
+                    return Err(CollectError::Usage(
+                        "--fault-period 0: expected 1 or more faults per sample".into(),
+                    ));
+                }
+                Some(n) => n,
+                None => DEFAULT_FAULT_PERIOD,
+            },
+            wait_threshold: Duration::from_micros(a.wait_threshold.unwrap_or(100)),
+            archive: a.archive,
+            duration: a.duration.map(Duration::from_secs_f64),
+            target,
+            quiet: a.quiet,
+            mpi: MpiContext::from_env(),
+        })
+    }
+}
+
+impl TryFrom<&FinalizeArgs> for FinalizeOptions {
+    type Error = FinalizeError;
+
+    fn try_from(a: &FinalizeArgs) -> Result<Self, FinalizeError> {
+        Ok(FinalizeOptions {
+            dir: a.dir.clone(),
+            search_dirs: a.search_dirs.clone(),
+            jobs: a.jobs,
+            part: a
+                .part
+                .as_deref()
+                .map(crate::finalize::parse_part)
+                .transpose()?,
+            quiet: a.quiet,
+            timings: a.timings,
+        })
+    }
+}
+
+impl From<&ReportArgs> for ReportOptions {
+    fn from(a: &ReportArgs) -> Self {
+        ReportOptions {
+            dir: a.dir.clone(),
+            view: a.view.into(),
+            format: a.format.into(),
+            top: a.top,
+            rank: a.rank,
+            ranks: a.ranks,
+            frames: a.frames.map(Into::into),
+            by: a.by.into(),
+            output: a.output.clone(),
+            open: a.open,
+        }
+    }
+}
+
+impl From<&ExportArgs> for ExportOptions {
+    fn from(a: &ExportArgs) -> Self {
+        ExportOptions {
+            dir: a.dir.clone(),
+            format: a.format.into(),
+            rank: a.rank,
+            ranks: a.ranks,
+            frames: a.frames.map(Into::into),
+            output: a.output.clone(),
+            diff: a.diff.clone(),
+            normalize: a.normalize.into(),
+        }
+    }
+}
+
+impl From<&DiffArgs> for DiffCommandOptions {
+    fn from(a: &DiffArgs) -> Self {
+        DiffCommandOptions {
+            base: a.base.clone(),
+            new: a.new.clone(),
+            view: a.view.into(),
+            normalize: a.normalize.into(),
+            format: a.format.into(),
+            frames: a.frames.into(),
+            top: a.top,
+            rank: a.rank,
+            base_rank: a.base_rank,
+            new_rank: a.new_rank,
+            fail_above: a.fail_above.clone(),
+            function: a.function.clone(),
+            output: a.output.clone(),
+        }
+    }
+}
+
+/// `impl From<cli enum> for stage enum`, variant by variant of the same name.
+macro_rules! same_variants {
+    ($from:ident => $to:path { $($v:ident),+ $(,)? }) => {
+        impl From<$from> for $to {
+            fn from(v: $from) -> Self {
+                use $to as To;
+                match v {
+                    $($from::$v => To::$v,)+
+                }
+            }
+        }
+    };
+}
+
+same_variants!(Mode => events::Mode { Hotspots, Memory, Locks });
+same_variants!(PythonCapture => crate::python::PythonCapture { Auto, Remote, Perfmap, Off });
+same_variants!(View => crate::report::View {
+    Summary, Hotspots, Callers, Lines, Modules, Threads, Ranks, Imbalance, Memory, Waits, Objects,
+});
+same_variants!(ReportFormat => crate::report::ReportFormat { Text, Csv, Json });
+same_variants!(ImbalanceBy => crate::report::ImbalanceBy { Function, Line });
+same_variants!(FramesFilter => crate::profile::stacks::FramesFilter { All, Python, Native, Program });
+same_variants!(ExportFormat => crate::export::ExportFormat {
+    Collapsed, Flamegraph, Speedscope, Pprof, Pstats, Callgrind, Firefox, Html,
+});
+same_variants!(DiffView => crate::diff::DiffView { Hotspots, Lines, Modules, Ranks });
+same_variants!(Normalize => crate::diff::Normalize { Time, Percent, None });

@@ -1,0 +1,382 @@
+//! `--view summary`: totals, events, duration, top functions, and the lines of what the
+//! run lacks or did (counter groups, MPI notices, waits by class, who sampled which
+//! process).
+
+use std::collections::HashSet;
+
+use serde_json::{Value, json};
+
+use super::ReportFormat;
+use super::table::{csv_line, format_rows, function_rows, human, pct, round2};
+use crate::profile::stacks::StackFilter;
+use crate::profile::{ProcessRole, Profile};
+
+/// Peak of the summed RSS of all processes, and when.
+pub fn peak_rss(p: &Profile) -> Option<(u64, u64)> {
+    // Summed over live processes at each instant (an exited process no longer counts).
+    super::memory::peak_rss(p)
+}
+
+/// The summary's counter-group line: totals per event and whether multiplexed.
+fn group_summary_line(g: &Value) -> String {
+    let totals: Vec<String> = g["totals"]
+        .as_object()
+        .map(|o| {
+            o.iter()
+                .map(|(k, v)| format!("{k} {}", v.as_u64().unwrap_or(0)))
+                .collect()
+        })
+        .unwrap_or_default();
+    let multiplexed = match g["multiplexed_samples"].as_u64().unwrap_or(0) {
+        0 => "not multiplexed".to_string(),
+        n => format!("multiplexed: counts of {n} samples scaled by time_enabled/time_running"),
+    };
+    format!(
+        "  counter group read with {} samples: {}; {multiplexed}\n",
+        g["samples_with_read"].as_u64().unwrap_or(0),
+        totals.join(", ")
+    )
+}
+
+/// The summary's lines for the notices of an MPI job: each distinct notice once, with
+/// the ranks it applies to (from every rank's own manifest, `rank_notices` meta).
+fn rank_notices_text(p: &Profile) -> String {
+    let Ok(Value::Array(list)) = serde_json::from_str::<Value>(p.meta_str("rank_notices")) else {
+        return String::new();
+    };
+    list.iter()
+        .map(|n| {
+            format!(
+                "  notice ({} of {} ranks{}): {}\n",
+                n["count"].as_u64().unwrap_or(0),
+                n["of"].as_u64().unwrap_or(0),
+                if n["figures_vary"].as_bool() == Some(true) {
+                    "; figures of the lowest rank"
+                } else {
+                    ""
+                },
+                n["notice"].as_str().unwrap_or("")
+            )
+        })
+        .collect()
+}
+
+/// Samples, processes and threads of one role (program or launcher), for a rank or all.
+struct Tally {
+    samples: u64,
+    value: u64,
+    /// Distinct (raw dir, pid): a pid whose image exec'd counts once per role.
+    processes: usize,
+    threads: usize,
+    /// Distinct process names, sorted.
+    names: Vec<String>,
+}
+
+impl Tally {
+    fn of(p: &Profile, rank: Option<u32>, role: ProcessRole) -> Tally {
+        let wanted = |pi: usize| {
+            p.processes
+                .get(pi)
+                .is_some_and(|x| x.role == role && (rank.is_none() || x.rank == rank))
+        };
+        let (mut samples, mut value) = (0, 0);
+        let mut threads = HashSet::new();
+        for s in &p.samples {
+            if let Some(t) = p.threads.get(s.thread)
+                && wanted(t.process)
+            {
+                samples += s.count;
+                value += s.value;
+                threads.insert(s.thread);
+            }
+        }
+        let mut procs = HashSet::new();
+        let mut names = std::collections::BTreeSet::new();
+        for (ti, t) in p.threads.iter().enumerate() {
+            // Program: every process with a thread; launchers: those that took samples.
+            if wanted(t.process) && (role == ProcessRole::Program || threads.contains(&ti)) {
+                let x = &p.processes[t.process];
+                procs.insert((x.raw_dir.as_str(), x.pid));
+                names.insert(x.command.clone());
+            }
+        }
+        let threads = match role {
+            ProcessRole::Program => p.threads.iter().filter(|t| wanted(t.process)).count(),
+            ProcessRole::Launcher => threads.len(),
+        };
+        Tally {
+            samples,
+            value,
+            processes: procs.len(),
+            threads,
+            names: names.into_iter().collect(),
+        }
+    }
+}
+
+/// `--view summary`.
+pub fn summary(p: &Profile, format: ReportFormat, top: usize, filter: StackFilter) -> String {
+    let stacks = p.weighted_stacks(filter);
+    let rows = function_rows(p, &stacks);
+    let total: u64 = stacks.iter().map(|s| s.value).sum();
+    let num = |k: &str| p.meta_str(k).parse::<u64>().unwrap_or(0);
+    let events: Value = serde_json::from_str(p.meta_str("events")).unwrap_or(json!([]));
+    let mut ranks: Vec<u32> = p.processes.iter().filter_map(|x| x.rank).collect();
+    ranks.sort_unstable();
+    ranks.dedup();
+    let shown = Tally::of(p, filter.rank, ProcessRole::Program);
+    let launcher = Tally::of(p, filter.rank, ProcessRole::Launcher);
+    match format {
+        ReportFormat::Json | ReportFormat::Csv => {
+            let mut v = json!({
+                "mode": p.meta_str("mode"),
+                "metric": p.metric(),
+                "total": total,
+                "samples": num("samples"),
+                "lost_samples": num("lost_samples"),
+                "unwind_truncated": num("unwind_truncated"),
+                "duration_s": p.meta_str("duration_s").parse::<f64>().unwrap_or(0.0),
+                "events": events,
+                "ranks": ranks,
+                "processes": shown.processes,
+                "threads": shown.threads,
+                "program_samples": shown.samples,
+                "launcher_samples": launcher.samples,
+                "launcher_value": launcher.value,
+                "launcher_processes": launcher.processes,
+                "launcher_names": launcher.names,
+                "python": p.meta_str("python"),
+                "command": p.meta_str("command"),
+                "top": rows.iter().take(top).map(|r| json!({"function": r.function, "module": r.module,
+                    "self": r.self_value, "self_pct": round2(pct(r.self_value, total)),
+                    "total": r.total_value, "total_pct": round2(pct(r.total_value, total))})).collect::<Vec<_>>(),
+            });
+            if p.meta_str("mode") == "memory" {
+                v["peak_rss_bytes"] = json!(peak_rss(p).map(|x| x.0));
+            }
+            // A run cut short (docs/security.md "Crash consistency"): why.
+            v["complete"] = json!(p.meta_str("incomplete").is_empty());
+            if !p.meta_str("incomplete").is_empty() {
+                v["incomplete"] = json!(p.meta_str("incomplete"));
+            }
+            // How Python stacks were joined: captures, samples left without a Python
+            // stack, and native/Python merges that failed (both halves kept).
+            for k in [
+                "python_agent_samples",
+                "python_agent_samples_with_capture",
+                "python_samples_joined",
+                "python_samples_without_stack",
+                "python_merge_failures",
+            ] {
+                if let Ok(n) = p.meta_str(k).parse::<u64>() {
+                    v[k] = json!(n);
+                }
+            }
+            if let Ok(s) = serde_json::from_str::<Value>(p.meta_str("python_summary")) {
+                v["python_summary"] = s;
+            }
+            if let Ok(s) = serde_json::from_str::<Value>(p.meta_str("python_without_stack")) {
+                v["python_without_stack"] = s;
+            }
+            // How each process was sampled: by its agent, by the collector, not at all.
+            if let Ok(s) = serde_json::from_str::<Value>(p.meta_str("sampled_by")) {
+                v["sampled_by"] = s;
+            }
+            if let Ok(w) = serde_json::from_str::<Value>(p.meta_str("warnings")) {
+                v["warnings"] = w;
+            }
+            // Locks mode: wait time per class (docs/locks.md).
+            if p.meta_str("mode") == "locks" {
+                let classes: serde_json::Map<String, Value> = super::waits::by_class(p, filter)
+                    .into_iter()
+                    .map(|(c, ns)| (c.as_str().to_string(), json!(ns)))
+                    .collect();
+                v["waits_by_class"] = Value::Object(classes);
+            }
+            // Counter group read with the samples: totals per event, multiplexing.
+            if let Ok(g) = serde_json::from_str::<Value>(p.meta_str("group")) {
+                v["group"] = g;
+            }
+            // MPI: POP efficiencies, and every rank's notices with the ranks they apply to.
+            if let Some(pop) = super::pop::pop_json(p, filter) {
+                v["pop"] = pop;
+            }
+            if let Ok(n) = serde_json::from_str::<Value>(p.meta_str("rank_notices")) {
+                v["rank_notices"] = n;
+            }
+            if format == ReportFormat::Csv {
+                let mut s = csv_line(&["key", "value"].map(String::from));
+                if let Some(o) = v.as_object() {
+                    for (k, x) in o {
+                        if k != "top" && k != "events" {
+                            s.push_str(&csv_line(&[
+                                k.clone(),
+                                x.to_string().trim_matches('"').to_string(),
+                            ]));
+                        }
+                    }
+                }
+                return s;
+            }
+            format!("{}\n", serde_json::to_string_pretty(&v).unwrap_or_default())
+        }
+        ReportFormat::Text => {
+            let mut s = format!(
+                "hwprof {} profile: {} — {} samples over {} s, {} processes, {} threads\n",
+                p.meta_str("mode"),
+                p.meta_str("command"),
+                shown.samples,
+                p.meta_str("duration_s"),
+                shown.processes,
+                shown.threads
+            );
+            if let Some(r) = filter.rank {
+                s.push_str(&format!(
+                    "  rank {r} alone: {} of the job's {} samples\n",
+                    shown.samples,
+                    num("samples")
+                ));
+            }
+            if launcher.samples > 0 {
+                s.push_str(&format!(
+                    "  launcher overhead: {} samples in {} processes ({}), not in the percentages below\n",
+                    launcher.samples,
+                    launcher.processes,
+                    launcher.names.join(", ")
+                ));
+            }
+            if let Some(arr) = events.as_array() {
+                for e in arr {
+                    let note = e["note"].as_str().unwrap_or("");
+                    s.push_str(&format!(
+                        "  event: {}{}\n",
+                        e["opened"].as_str().unwrap_or("?"),
+                        if note.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" ({note})")
+                        }
+                    ));
+                }
+            }
+            if num("lost_samples") > 0 {
+                s.push_str(&format!("  lost samples: {}\n", num("lost_samples")));
+            }
+            if let Ok(g) = serde_json::from_str::<Value>(p.meta_str("group")) {
+                s.push_str(&group_summary_line(&g));
+            }
+            if num("python_agent_samples") > 0 {
+                s.push_str(&format!(
+                    "  python: {} of {} samples with the Python stack of their instant; {} merges failed (both halves kept)\n",
+                    num("python_samples_joined"),
+                    num("python_agent_samples"),
+                    num("python_merge_failures")
+                ));
+            }
+            if let Ok(w) = serde_json::from_str::<Value>(p.meta_str("python_without_stack")) {
+                s.push_str(&python_without_stack_line(&w));
+            }
+            if p.meta_str("mode") == "memory"
+                && let Some((b, _)) = peak_rss(p)
+            {
+                s.push_str(&format!("  peak RSS: {}\n", human(b, "bytes")));
+            }
+            if p.meta_str("mode") == "locks" {
+                s.push_str(&waits_by_class_line(p, filter));
+            }
+            s.push_str(&super::pop::pop_text(p, filter));
+            s.push_str(&rank_notices_text(p));
+            s.push_str(&sampled_by_line(p));
+            s.push('\n');
+            s.push_str(&format_rows(
+                p,
+                &rows,
+                total,
+                ReportFormat::Text,
+                top,
+                "Top functions",
+            ));
+            s
+        }
+    }
+}
+
+/// "  waits by class: lock 340.1ms (24.0%), sleep ..." (locks mode).
+fn waits_by_class_line(p: &Profile, filter: StackFilter) -> String {
+    let classes = super::waits::by_class(p, filter);
+    let total: u64 = classes.iter().map(|c| c.1).sum();
+    if classes.is_empty() {
+        return String::new();
+    }
+    let parts: Vec<String> = classes
+        .iter()
+        .map(|(c, ns)| {
+            format!(
+                "{} {} ({:.1}%)",
+                c.as_str(),
+                human(*ns, "ns"),
+                pct(*ns, total)
+            )
+        })
+        .collect();
+    format!("  waits by class: {}\n", parts.join(", "))
+}
+
+/// "  processes: 3 sampled by their Python agent, 1 by hwprof's own events, ..." (empty
+/// for profiles finalized before this was recorded).
+fn sampled_by_line(p: &Profile) -> String {
+    let Ok(v) = serde_json::from_str::<Value>(p.meta_str("sampled_by")) else {
+        return String::new();
+    };
+    let n = |k: &str| v[k].as_u64().unwrap_or(0);
+    let not: Vec<&str> = v["not_sampled"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|x| x.as_str()).collect())
+        .unwrap_or_default();
+    let mut s = format!(
+        "  processes: {} sampled by their Python agent, {} by hwprof's own events, {} too short for a sample, {} not sampled\n",
+        n("agent"),
+        n("collector"),
+        n("without_samples"),
+        not.len()
+    );
+    for x in not.iter().take(10) {
+        s.push_str(&format!("    not sampled: {x}\n"));
+    }
+    s
+}
+
+/// The summary line that explains, per cause, the agent samples without their Python
+/// stack (empty when there are none).
+fn python_without_stack_line(w: &Value) -> String {
+    let n = |k: &str| w[k].as_u64().unwrap_or(0);
+    let causes = [
+        ("no_thread_state", "thread without a Python thread state"),
+        (
+            "no_python_frame",
+            "no Python frame running (interpreter start-up/shutdown)",
+        ),
+        ("signal_late", "SIGTRAP blocked (capture late, not used)"),
+        ("read_failed", "frame read failed"),
+        ("join_failed", "no capture found (join failed)"),
+    ];
+    let parts: Vec<String> = causes
+        .iter()
+        .filter(|(k, _)| n(k) > 0)
+        .map(|(k, what)| format!("{} {what}", n(k)))
+        .collect();
+    let mut s = String::new();
+    if !parts.is_empty() {
+        s = format!(
+            "  python samples without their stack: {}\n",
+            parts.join(", ")
+        );
+    }
+    if n("captures_lost") > 0 {
+        s.push_str(&format!(
+            "  python captures lost (capture ring full): {}\n",
+            n("captures_lost")
+        ));
+    }
+    s
+}
