@@ -11,9 +11,12 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::common::{build_c, hotspots, hwprof_bin, ok, shared_tempdir};
+use crate::common::*;
 
-const DRIVER: &str = r#"import subprocess, sys, time
+/// What both Python drivers start with: `py_work(secs)` spins SECS of CPU time.
+macro_rules! py_work_prelude {
+    () => {
+        r#"import subprocess, sys, time
 def py_work(secs):
     end = time.process_time() + secs
     s = 0
@@ -21,11 +24,18 @@ def py_work(secs):
         for i in range(10000):
             s += i
     return s
-d = sys.argv[1]
+"#
+    };
+}
+
+const DRIVER: &str = concat!(
+    py_work_prelude!(),
+    r#"d = sys.argv[1]
 py_work(0.3)
 subprocess.run([d + "/static_solver", "0.6"], check=True)
 subprocess.run([d + "/dynamic_solver", "0.3"], check=True)
-"#;
+"#
+);
 
 /// (function, CPU seconds designed).
 const DESIGN: [(&str, f64); 3] = [
@@ -105,18 +115,7 @@ fn assert_shares(dir: &Path, who: &str, collect_stderr: &str) {
             evidence(dir, collect_stderr)
         );
     }
-    let summary = ok(&Command::new(hwprof_bin())
-        .args([
-            "report",
-            dir.to_str().unwrap(),
-            "--view",
-            "summary",
-            "--format",
-            "json",
-        ])
-        .output()
-        .expect("report"));
-    let v: serde_json::Value = serde_json::from_str(&summary).expect("summary json");
+    let v = report_json(dir, "summary", &[]);
     let by = &v["sampled_by"];
     // The driver by its agent; both solvers (static: no agent can enter; dynamic: not
     // Python, its agent stays silent) by the collector.
@@ -190,10 +189,7 @@ fn python_launch_without_python_frames_says_so_in_every_report() {
         .expect("collect");
     ok(&out);
     for view in ["summary", "hotspots", "lines", "threads"] {
-        let text = ok(&Command::new(hwprof_bin())
-            .args(["report", dir.to_str().unwrap(), "--view", view])
-            .output()
-            .expect("report"));
+        let text = report(&dir, &["--view", view]);
         assert!(
             text.starts_with("WARNING: Python frames were expected"),
             "--view {view}:\n{text}"
@@ -211,17 +207,12 @@ fn python_launch_without_python_frames_says_so_in_every_report() {
 
 /// The Python driver of the set-id tests: `py_work` for 0.3 s of CPU, then the solver
 /// `argv[1]` for 0.5 s of CPU.
-const SETID_DRIVER: &str = r#"import subprocess, sys, time
-def py_work(secs):
-    end = time.process_time() + secs
-    s = 0
-    while time.process_time() < end:
-        for i in range(10000):
-            s += i
-    return s
-py_work(0.3)
+const SETID_DRIVER: &str = concat!(
+    py_work_prelude!(),
+    r#"py_work(0.3)
 subprocess.run([sys.argv[1], "0.5"], check=True)
-"#;
+"#
+);
 
 /// Builds `setid_solve` from solver.c as `name`, owned by `uid`, mode 4755 (set-uid).
 fn setid_solver(dir: &Path, name: &str, uid: u32) -> PathBuf {
@@ -233,19 +224,26 @@ fn setid_solver(dir: &Path, name: &str, uid: u32) -> PathBuf {
     bin
 }
 
+/// A set-id test's files in a new shared temporary directory: the solver (`setid_solver`
+/// as NAME, owned by UID) and the driver script. None, after saying why, when not root.
+fn setid_case(
+    name: &str,
+    uid: u32,
+    why_root: &str,
+) -> Option<(tempfile::TempDir, PathBuf, PathBuf)> {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: {why_root}");
+        return None;
+    }
+    let tmp = shared_tempdir();
+    let solver = setid_solver(tmp.path(), name, uid);
+    let driver = tmp.path().join("driver.py");
+    std::fs::write(&driver, SETID_DRIVER).unwrap();
+    Some((tmp, solver, driver))
+}
+
 fn summary_json(dir: &Path) -> serde_json::Value {
-    let s = ok(&Command::new(hwprof_bin())
-        .args([
-            "report",
-            dir.to_str().unwrap(),
-            "--view",
-            "summary",
-            "--format",
-            "json",
-        ])
-        .output()
-        .expect("report"));
-    serde_json::from_str(&s).expect("summary json")
+    report_json(dir, "summary", &[])
 }
 
 /// As root, a Python driver runs a set-uid copy (owner uid 65534) of a C solver: the
@@ -254,14 +252,10 @@ fn summary_json(dir: &Path) -> serde_json::Value {
 /// included: `setid_solve` gets its 0.5 CPU-seconds × 999 samples (±10%).
 #[test]
 fn setuid_solver_of_a_python_driver_is_sampled_as_root() {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipped: a set-uid program of another user needs root to be sampled");
+    let why = "a set-uid program of another user needs root to be sampled";
+    let Some((tmp, solver, driver)) = setid_case("setid_solver", 65534, why) else {
         return;
-    }
-    let tmp = shared_tempdir();
-    let solver = setid_solver(tmp.path(), "setid_solver", 65534);
-    let driver = tmp.path().join("driver.py");
-    std::fs::write(&driver, SETID_DRIVER).unwrap();
+    };
     let dir = tmp.path().join("r");
     ok(&Command::new(hwprof_bin())
         .args(["collect", "-q", "-F", "999", "-r"])
@@ -302,14 +296,10 @@ fn setuid_solver_of_a_python_driver_is_sampled_as_root() {
 /// says why (uid, the kernel's rule, the fix) instead of leaving it out silently.
 #[test]
 fn setuid_root_program_under_an_ordinary_user_is_named_not_sampled() {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipped: making a set-uid-root program needs root");
+    let why = "making a set-uid-root program needs root";
+    let Some((tmp, solver, driver)) = setid_case("setuid_root_solver", 0, why) else {
         return;
-    }
-    let tmp = shared_tempdir();
-    let solver = setid_solver(tmp.path(), "setuid_root_solver", 0);
-    let driver = tmp.path().join("driver.py");
-    std::fs::write(&driver, SETID_DRIVER).unwrap();
+    };
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&driver, std::fs::Permissions::from_mode(0o755)).unwrap();
     let dir = tmp.path().join("user");
