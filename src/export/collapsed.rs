@@ -62,15 +62,11 @@ pub fn write(model: &Model, out: &mut dyn Write) -> Result<(), ExportError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::export::testutil::sample_profile;
-    use crate::profile::stacks::StackFilter;
+    use crate::export::testutil::written_sample;
 
     #[test]
     fn lines_carry_stacks_and_weights() {
-        let p = sample_profile();
-        let m = Model::new(&p, StackFilter::default());
-        let mut out = Vec::new();
-        write(&m, &mut out).unwrap();
+        let out = written_sample(write);
         let text = String::from_utf8(out).unwrap();
         assert_eq!(
             text,
