@@ -93,8 +93,7 @@ fn each_thread_gets_its_own_work() {
 #[test]
 fn forked_child_is_followed() {
     let Scratch { tmp: _t, bin, dir } = scratch_with("forks.c", "forks", &[]);
-    ok(&collect(&dir, &[], &[bin.to_str().unwrap(), "300"]));
-    let rows = hotspots(&dir, &[]);
+    let rows = collect_hotspots(&dir, &[], &[bin.to_str().unwrap(), "300"]);
     let c = self_pct(&rows, "child_work");
     let p = self_pct(&rows, "parent_work");
     assert!(c > 35.0 && p > 35.0, "child {c}% parent {p}%: {rows:#?}");
@@ -353,12 +352,12 @@ fn sigint_to_hwprof_reaches_the_target_and_results_are_complete() {
 #[test]
 fn summary_json_has_the_contract_fields() {
     let Scratch { tmp: _t, bin, dir } = scratch_with("hot.c", "hot", &[]);
-    ok(&collect(
+    let j = collect_report_json(
         &dir,
         &["-F", "499"],
         &[bin.to_str().unwrap(), "300"],
-    ));
-    let j: serde_json::Value = report_json(&dir, "summary", &[]);
+        "summary",
+    );
     for k in [
         "mode",
         "metric",
@@ -393,8 +392,7 @@ fn summary_json_has_the_contract_fields() {
 #[test]
 fn callers_and_modules_views() {
     let Scratch { tmp: _t, bin, dir } = scratch_with("hot.c", "hot", &[]);
-    ok(&collect(&dir, &[], &[bin.to_str().unwrap(), "300"]));
-    let j: serde_json::Value = report_json(&dir, "callers", &[]);
+    let j = collect_report_json(&dir, &[], &[bin.to_str().unwrap(), "300"], "callers");
     let hot_a = j["functions"]
         .as_array()
         .unwrap()

@@ -157,13 +157,9 @@ fn mpi_idle_rank_through_the_shim_is_named() {
     ok(&hwprof(&["finalize", "-q", dir.to_str().unwrap()]));
     let csv = report_view(&dir, "ranks", "csv", &[]);
     println!("{csv}");
-    let mut r = csv::Reader::from_reader(csv.as_bytes());
-    let rows: Vec<(String, f64, String)> = r
-        .records()
-        .map(|x| {
-            let x = x.unwrap();
-            (x[0].to_string(), x[5].parse().unwrap(), x[7].to_string())
-        })
+    let rows: Vec<(String, f64, String)> = parse_csv(&csv)
+        .iter()
+        .map(|x| (x[0].to_string(), x[5].parse().unwrap(), x[7].to_string()))
         .collect();
     assert_eq!(rows.len(), 3, "{csv}");
     for (rank, pom, idle) in &rows {

@@ -154,13 +154,8 @@ fn summary_json(dir: &Path) -> serde_json::Value {
 
 /// (line, self) rows of one function in `--view lines`.
 fn lines_of(dir: &Path, function: &str) -> Vec<(u32, u64)> {
-    let text = report(
-        dir,
-        &["--view", "lines", "--format", "csv", "--frames", "python"],
-    );
-    let mut rdr = csv::Reader::from_reader(text.as_bytes());
-    rdr.records()
-        .flatten()
+    report_csv(dir, "lines", &["--frames", "python"])
+        .into_iter()
         .filter(|r| r.get(0) == Some(function))
         .filter_map(|r| Some((r.get(3)?.parse().ok()?, r.get(4)?.parse().ok()?)))
         .collect()
@@ -738,15 +733,9 @@ fn module_bodies_run_at_import_are_resolved() {
             mods.to_str().unwrap_or(""),
         ],
     ));
-    let text = report(
-        &dir,
-        &[
-            "--view", "hotspots", "--format", "csv", "--frames", "python", "--top", "1000",
-        ],
-    );
+    let rows = report_csv(&dir, "hotspots", &["--frames", "python", "--top", "1000"]);
     let (mut bodies, mut unresolved) = (0u64, 0u64);
-    let mut r = ::csv::Reader::from_reader(text.as_bytes());
-    for rec in r.records().flatten() {
+    for rec in rows {
         let self_samples: u64 = rec[4].parse().unwrap_or(0);
         let in_mods = Path::new(&rec[2]).parent() == Some(mods.as_path());
         if &rec[0] == "<module>" && in_mods {

@@ -139,15 +139,8 @@ struct Row {
 }
 
 fn hot_rows(dir: &Path, frames: &str) -> Vec<Row> {
-    let text = report(
-        dir,
-        &[
-            "--view", "hotspots", "--format", "csv", "--frames", frames, "--top", "100000",
-        ],
-    );
-    let mut r = csv::Reader::from_reader(text.as_bytes());
-    r.records()
-        .flatten()
+    report_csv(dir, "hotspots", &["--frames", frames, "--top", "100000"])
+        .into_iter()
         .filter_map(|rec| {
             Some(Row {
                 function: rec.get(0)?.to_string(),

@@ -93,15 +93,8 @@ fn summary(dir: &Path) -> Value {
 
 /// (function, file, self, total) of the Python hotspots.
 fn python_rows(dir: &Path) -> Vec<(String, String, u64, u64)> {
-    let text = report(
-        dir,
-        &[
-            "--view", "hotspots", "--format", "csv", "--frames", "python", "--top", "100000",
-        ],
-    );
-    let mut r = ::csv::Reader::from_reader(text.as_bytes());
-    r.records()
-        .flatten()
+    report_csv(dir, "hotspots", &["--frames", "python", "--top", "100000"])
+        .into_iter()
         .map(|rec| {
             (
                 rec[0].to_string(),
@@ -267,16 +260,10 @@ fn functions_made_by_exec_and_freed_keep_their_names_and_lines() {
     let script = write_script(tmp.path(), "execs.py", EXEC);
     let dir = tmp.path().join("r");
     collect_py311(&dir, &[&script]);
-    let text = report(
-        &dir,
-        &[
-            "--view", "lines", "--format", "csv", "--frames", "python", "--top", "100000",
-        ],
-    );
-    let mut r = ::csv::Reader::from_reader(text.as_bytes());
+    let rows = report_csv(&dir, "lines", &["--frames", "python", "--top", "100000"]);
     let (mut named, mut wrong) = (0u64, Vec::new());
     let mut seen = std::collections::HashSet::new();
-    for rec in r.records().flatten() {
+    for rec in rows {
         let (f, file) = (&rec[0], &rec[2]);
         let line: u32 = rec[3].parse().unwrap_or(0);
         let n: u64 = rec[4].parse().unwrap_or(0);

@@ -25,8 +25,7 @@ fn cpp_names_are_demangled_and_inlined_frames_kept() {
     let t = shared_tempdir();
     let bin = build_cpp(t.path());
     let dir = t.path().join("run");
-    ok(&collect(&dir, &[], &[bin.to_str().unwrap(), "1500"]));
-    let rows = hotspots(&dir, &[]);
+    let rows = collect_hotspots(&dir, &[], &[bin.to_str().unwrap(), "1500"]);
     let run = rows
         .keys()
         .find(|k| k.contains("ns::Solver<double>::run"))
@@ -90,8 +89,7 @@ fn lld_linked_binary_is_symbolized_and_unwound() {
     let b = format!("-B{}", lld.display());
     let bin = build_c(t.path(), "hot.c", "hot_lld", &[&b, "-fuse-ld=lld"]);
     let dir = t.path().join("run");
-    ok(&collect(&dir, &[], &[bin.to_str().unwrap(), "300"]));
-    let rows = hotspots(&dir, &[]);
+    let rows = collect_hotspots(&dir, &[], &[bin.to_str().unwrap(), "300"]);
     let (a, b) = (self_pct(&rows, "hot_a"), self_pct(&rows, "hot_b"));
     eprintln!("lld: hot_a {a:.1}%, hot_b {b:.1}% (designed 3:1)");
     let share = 100.0 * a / (a + b).max(1e-9);
@@ -136,8 +134,7 @@ fn debug_info_found_by_debuglink() {
     let bin = build_c(t.path(), "hot.c", "hot", &[]);
     split_debug(&bin);
     let dir = t.path().join("run");
-    ok(&collect(&dir, &[], &[bin.to_str().unwrap(), "500"]));
-    let rows = hotspots(&dir, &[]);
+    let rows = collect_hotspots(&dir, &[], &[bin.to_str().unwrap(), "500"]);
     assert!(self_pct(&rows, "hot_a") > 65.0, "{rows:#?}");
     let lines = report_view(&dir, "lines", "csv", &[]);
     assert!(
