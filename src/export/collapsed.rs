@@ -62,12 +62,11 @@ pub fn write(model: &Model, out: &mut dyn Write) -> Result<(), ExportError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::export::testutil::written_sample;
+    use crate::export::testutil::written_sample_text;
 
     #[test]
     fn lines_carry_stacks_and_weights() {
-        let out = written_sample(write);
-        let text = String::from_utf8(out).unwrap();
+        let text = written_sample_text(write);
         assert_eq!(
             text,
             "main;Runner.run (app.py:5);PyEval 2\nmain;a 3\nmain;a;a 2\nmain;b 1\n"

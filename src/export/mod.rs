@@ -669,6 +669,13 @@ pub(crate) mod testutil {
         out
     }
 
+    /// [`written_sample`] of a text format, as text.
+    pub fn written_sample_text(
+        write: fn(&super::Model, &mut dyn std::io::Write) -> Result<(), super::ExportError>,
+    ) -> String {
+        String::from_utf8(written_sample(write)).expect("UTF-8 output")
+    }
+
     /// main→a (3 samples, thread 0, rank 0), main→b (1 sample, thread 1, rank 1),
     /// main→a→a (recursion, 2 samples, thread 0), py `run` → native `PyEval` (2 samples,
     /// thread 0); metric samples at 100 Hz.

@@ -718,6 +718,17 @@ mod tests {
         w.profile.clone()
     }
 
+    /// The memory view of [`fixture`] as JSON (all frames, top 10).
+    fn fixture_json() -> Value {
+        serde_json::from_str(&memory_view(
+            &fixture(),
+            ReportFormat::Json,
+            10,
+            FramesFilter::All,
+        ))
+        .unwrap()
+    }
+
     #[test]
     fn process_peaks_prefer_the_kernels_high_water_marks() {
         let mut p = fixture();
@@ -738,25 +749,13 @@ mod tests {
         // The summed peak stays the timeline's.
         assert_eq!(v["peak_rss_bytes"], 274 * mib);
         // Without high-water marks: the timeline's maximum.
-        let v: Value = serde_json::from_str(&memory_view(
-            &fixture(),
-            ReportFormat::Json,
-            10,
-            FramesFilter::All,
-        ))
-        .unwrap();
+        let v = fixture_json();
         assert_eq!(v["processes"][1]["peak_source"], "timeline");
     }
 
     #[test]
     fn lines_carry_total_and_self_bytes() {
-        let v: Value = serde_json::from_str(&memory_view(
-            &fixture(),
-            ReportFormat::Json,
-            10,
-            FramesFilter::All,
-        ))
-        .unwrap();
+        let v = fixture_json();
         let lines = v["lines"].as_array().unwrap();
         let mib = 1u64 << 20;
         assert_eq!(lines[0]["function"], "main");
