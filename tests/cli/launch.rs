@@ -128,6 +128,20 @@ fn assert_shares(dir: &Path, who: &str, collect_stderr: &str) {
     );
 }
 
+/// `HW collect -q -F 999 -r DIR -- PROGRAM...` with the embedded agent (any
+/// `HWPROF_AGENT_LIB` of the test's environment removed), asserted successful: its
+/// standard error.
+fn collect_with_embedded_agent(
+    mut hw: Command,
+    dir: &Path,
+    program: &[&std::ffi::OsStr],
+) -> String {
+    hw.env_remove("HWPROF_AGENT_LIB");
+    let out = collect_through(hw, dir, &["-F", "999"], program);
+    ok(&out);
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 fn pyenv311() -> PathBuf {
     let home = std::env::var("HOME").expect("HOME");
     let p = Path::new(&home).join(".pyenv/versions/3.11.7/bin/python3");
@@ -140,35 +154,22 @@ fn static_and_dynamic_solvers_of_a_python_driver_are_sampled() {
     let tmp = shared_tempdir();
     let driver = setup(tmp.path());
     let dir = tmp.path().join("root");
-    let out = Command::new(hwprof_bin())
-        .args(["collect", "-q", "-F", "999", "-r"])
-        .arg(&dir)
-        .arg("--")
-        .arg(pyenv311())
-        .arg(&driver)
-        .arg(tmp.path())
-        .env_remove("HWPROF_AGENT_LIB")
-        .output()
-        .expect("collect");
-    ok(&out);
-    assert_shares(&dir, "root", &String::from_utf8_lossy(&out.stderr));
+    let py = pyenv311();
+    let program = [py.as_os_str(), driver.as_os_str(), tmp.path().as_os_str()];
+    let stderr = collect_with_embedded_agent(Command::new(hwprof_bin()), &dir, &program);
+    assert_shares(&dir, "root", &stderr);
 
     // An ordinary user (uid 65534, paranoid 2) with the system python.
     let sys_py = Path::new("/usr/bin/python3");
     assert!(sys_py.is_file(), "/usr/bin/python3 is required");
     let dir = tmp.path().join("user");
-    let out = crate::common::as_nobody(&crate::common::hwprof_for_nobody(tmp.path()))
-        .args(["collect", "-q", "-F", "999", "-r"])
-        .arg(&dir)
-        .arg("--")
-        .arg(sys_py)
-        .arg(&driver)
-        .arg(tmp.path())
-        .env_remove("HWPROF_AGENT_LIB")
-        .output()
-        .expect("collect as 65534");
-    ok(&out);
-    assert_shares(&dir, "uid 65534", &String::from_utf8_lossy(&out.stderr));
+    let program = [
+        sys_py.as_os_str(),
+        driver.as_os_str(),
+        tmp.path().as_os_str(),
+    ];
+    let stderr = collect_with_embedded_agent(hwprof_command(true, tmp.path()), &dir, &program);
+    assert_shares(&dir, "uid 65534", &stderr);
 }
 
 #[test]
@@ -257,16 +258,9 @@ fn setuid_solver_of_a_python_driver_is_sampled_as_root() {
         return;
     };
     let dir = tmp.path().join("r");
-    ok(&Command::new(hwprof_bin())
-        .args(["collect", "-q", "-F", "999", "-r"])
-        .arg(&dir)
-        .arg("--")
-        .arg(pyenv311())
-        .arg(&driver)
-        .arg(&solver)
-        .env_remove("HWPROF_AGENT_LIB")
-        .output()
-        .expect("collect"));
+    let py = pyenv311();
+    let program = [py.as_os_str(), driver.as_os_str(), solver.as_os_str()];
+    collect_with_embedded_agent(Command::new(hwprof_bin()), &dir, &program);
     let rows = hotspots(&dir, &[]);
     let all: u64 = rows.values().map(|h| h.self_value).sum();
     for (f, secs) in [("setid_solve", 0.5), ("py_work", 0.3)] {
@@ -305,17 +299,8 @@ fn setuid_root_program_under_an_ordinary_user_is_named_not_sampled() {
     let dir = tmp.path().join("user");
     let sys_py = Path::new("/usr/bin/python3");
     assert!(sys_py.is_file(), "/usr/bin/python3 is required");
-    let out = crate::common::as_nobody(&crate::common::hwprof_for_nobody(tmp.path()))
-        .args(["collect", "-q", "-F", "999", "-r"])
-        .arg(&dir)
-        .arg("--")
-        .arg(sys_py)
-        .arg(&driver)
-        .arg(&solver)
-        .env_remove("HWPROF_AGENT_LIB")
-        .output()
-        .expect("collect as 65534");
-    ok(&out);
+    let program = [sys_py.as_os_str(), driver.as_os_str(), solver.as_os_str()];
+    collect_with_embedded_agent(hwprof_command(true, tmp.path()), &dir, &program);
     let by = &summary_json(&dir)["sampled_by"];
     let not = by["not_sampled"].as_array().cloned().unwrap_or_default();
     assert_eq!(not.len(), 1, "{by}");

@@ -46,18 +46,8 @@ fn check_sleep_waits(dir: &std::path::Path) {
 #[test]
 fn off_cpu_time_of_known_sleeps() {
     let Scratch { tmp: _t, bin, dir } = scratch_with("exits.c", "exits", &[]);
-    ok(&hwprof(&[
-        "collect",
-        "-q",
-        "-m",
-        "locks",
-        "-r",
-        dir.to_str().unwrap(),
-        "--",
-        bin.to_str().unwrap(),
-        "sleep",
-        "1",
-    ]));
+    let cmd = [bin.to_str().unwrap(), "sleep", "1"];
+    ok(&collect(&dir, &["-m", "locks"], &cmd));
     check_sleep_waits(&dir);
     let j = report_json(&dir, "summary", &[]);
     assert_eq!(j["metric"], "ns");
@@ -148,16 +138,7 @@ fn waits_have_classes_objects_and_the_programs_functions_lead() {
         return;
     }
     let Scratch { tmp: _t, bin, dir } = scratch_with("lock_classes.c", "lock_classes", &[]);
-    let out = ok(&hwprof(&[
-        "collect",
-        "-q",
-        "-m",
-        "locks",
-        "-r",
-        dir.to_str().unwrap(),
-        "--",
-        bin.to_str().unwrap(),
-    ]));
+    let out = ok(&collect(&dir, &["-m", "locks"], &[bin.to_str().unwrap()]));
     let printed = |prefix: &str| {
         out.lines()
             .find_map(|l| l.strip_prefix(prefix))
