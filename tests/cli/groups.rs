@@ -267,16 +267,15 @@ fn python_functions_get_their_page_faults() {
         .expect("python3 is not installed");
     assert!(py.status.success(), "python3 -c 'import mmap' failed");
     let t = shared_tempdir();
-    let script = t.path().join("pyfaults.py");
     // fault() touches 30000 fresh pages (THP off), spin() only computes. A member's
     // count goes to the sample that reads it (the delta since the previous one), and
     // the agent samples user mode only: fault() computes a little between faults so
     // that its faults are read by its own samples, not by spin()'s first one.
-    std::fs::write(
-        &script,
+    let script = write_script(
+        t.path(),
+        "pyfaults.py",
         "import mmap\nPAGES = 30000\ndef fault():\n    m = mmap.mmap(-1, PAGES * 4096)\n    m.madvise(mmap.MADV_NOHUGEPAGE)\n    s = 0\n    for i in range(0, PAGES * 4096, 4096):\n        m[i] = 1\n        for j in range(40):\n            s += j\n    return m\ndef spin():\n    s = 0\n    for i in range(2000000):\n        s += i\n    return s\nkeep = fault()\nspin()\n",
-    )
-    .unwrap();
+    );
     let dir = t.path().join("run");
     let mut hw = Command::new(hwprof_bin());
     hw.env("HWPROF_AGENT_LIB", crate::python::agent_lib());

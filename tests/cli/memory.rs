@@ -60,6 +60,13 @@ fn touch256_run(nobody: bool, extra: &[&str], args: &[&str]) -> (tempfile::TempD
     (t, dir)
 }
 
+/// The memory view's row of line LINE of a file whose path ends with FILE.
+fn line_row<'a>(v: &'a Value, file: &str, line: u64) -> Option<&'a Value> {
+    v["lines"].as_array()?.iter().find(|l| {
+        l["file"].as_str().is_some_and(|f| f.ends_with(file)) && l["line"].as_u64() == Some(line)
+    })
+}
+
 /// The memory view's row of function NAME.
 fn find_function<'a>(v: &'a Value, name: &str) -> &'a Value {
     v["functions"]
@@ -463,16 +470,9 @@ fn check_fill_buffers(as_nobody_user: bool) {
         "{counted} faults counted, the kernel says {faults}"
     );
     // The lines section names the memset line of fill_buffers with its bytes.
-    let lines = v["lines"].as_array().unwrap();
-    let line = lines
-        .iter()
-        .find(|l| {
-            l["file"]
-                .as_str()
-                .is_some_and(|f| f.ends_with("fill_buffers.c"))
-                && l["line"] == 20
-        })
-        .unwrap_or_else(|| panic!("fill_buffers.c:20 not in {lines:?}"));
+    let line = line_row(&v, "fill_buffers.c", 20).unwrap_or_else(|| {
+        panic!("fill_buffers.c:20 not in {:?}", v["lines"]);
+    });
     assert!(
         line["file"]
             .as_str()
@@ -535,16 +535,9 @@ fn numpy_growth_lands_on_its_python_lines_with_and_without_huge_pages() {
             objs / MIB
         );
         // The lines section (at --frames python) names np.ones's Python line with its bytes.
-        let lines = v["lines"].as_array().unwrap();
-        let ones = lines
-            .iter()
-            .find(|l| {
-                l["file"]
-                    .as_str()
-                    .is_some_and(|f| f.ends_with("numpy_growth.py"))
-                    && l["line"] == 12
-            })
-            .unwrap_or_else(|| panic!("THP {thp}: numpy_growth.py:12 not in {lines:?}"));
+        let ones = line_row(&v, "numpy_growth.py", 12).unwrap_or_else(|| {
+            panic!("THP {thp}: numpy_growth.py:12 not in {:?}", v["lines"]);
+        });
         let ones = ones["total"].as_f64().unwrap();
         assert!(
             (ones - want).abs() <= 0.05 * want,

@@ -151,12 +151,11 @@ fn names_written(dir: &Path, pid: u32) -> Vec<PathBuf> {
 fn links_planted_during_collect_and_finalize_are_never_followed() {
     let t = shared_tempdir();
     let py = pyenv("3.12.1").expect("pyenv 3.12.1 is required (.ci/run installs it)");
-    let script = t.path().join("busy.py");
-    std::fs::write(
-        &script,
+    let script = write_script(
+        t.path(),
+        "busy.py",
         "import time\nend = time.time() + 1.5\ndef spin():\n    s = 0\n    for i in range(20000):\n        s += i\n    return s\nwhile time.time() < end:\n    spin()\n",
-    )
-    .unwrap();
+    );
     let victim = t.path().join("victim");
     std::fs::write(&victim, "precious").unwrap();
     std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o644)).unwrap();

@@ -141,6 +141,13 @@ pub(crate) fn module_bodies(n: usize, secs: &str) -> (tempfile::TempDir, PathBuf
     (tmp, mods, main)
 }
 
+/// `hwprof collect -q -r DIR -d SECS -p PID`: attach to a running process.
+fn attach_for(dir: &Path, pid: u32, secs: &str) -> std::process::Output {
+    let pid = pid.to_string();
+    let hw = Command::new(hwprof_bin());
+    collect_through(hw, dir, &["-d", secs, "-p", &pid], &[])
+}
+
 /// A new shared temporary directory with the script NAME written into it.
 fn temp_script(name: &str, text: &str) -> (tempfile::TempDir, PathBuf) {
     let tmp = shared_tempdir();
@@ -535,12 +542,7 @@ fn remote_sampler_for_attach() {
     let py = python311();
     let mut child = spawn_settled(&py, &script, "400", 300);
     let dir = tmp.path().join("r");
-    let out = Command::new(hwprof_bin())
-        .args(["collect", "-q", "-d", "2", "-r"])
-        .arg(&dir)
-        .args(["-p", &child.id().to_string()])
-        .output()
-        .expect("hwprof -p");
+    let out = attach_for(&dir, child.id(), "2");
     let _ = child.kill();
     let _ = child.wait();
     ok(&out);
@@ -804,12 +806,7 @@ fn attached_python_exiting_mid_read() {
     let mut child = spawn_settled(&py, &script, "12", 150);
     let dir = tmp.path().join("r");
     let started = std::time::Instant::now();
-    let out = Command::new(hwprof_bin())
-        .args(["collect", "-q", "-d", "20", "-r"])
-        .arg(&dir)
-        .args(["-p", &child.id().to_string()])
-        .output()
-        .expect("hwprof -p");
+    let out = attach_for(&dir, child.id(), "20");
     let _ = child.wait();
     ok(&out);
     assert!(

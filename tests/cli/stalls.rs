@@ -104,12 +104,11 @@ fn perf_maps_are_read_from_tmp_whatever_tmpdir_says() {
     let tmp = shared_tempdir();
     let elsewhere = tmp.path().join("tmpdir");
     std::fs::create_dir(&elsewhere).unwrap();
-    let script = tmp.path().join("work.py");
-    std::fs::write(
-        &script,
+    let script = write_script(
+        tmp.path(),
+        "work.py",
         "def heavy(n):\n    s = 0\n    for i in range(n):\n        s += i % 7\n    return s\nheavy(3_000_000)\n",
-    )
-    .unwrap();
+    );
     let dir = tmp.path().join("r");
     let out = Command::new(hwprof_bin())
         .arg("collect")
