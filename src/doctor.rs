@@ -48,16 +48,9 @@ pub struct Facts {
     pub agent: Option<Result<String, String>>,
 }
 
+/// A sysctl file of one number (procfs has no reader for the perf ones).
 fn read_num<T: std::str::FromStr>(path: &str) -> Option<T> {
     std::fs::read_to_string(path).ok()?.trim().parse().ok()
-}
-
-fn has_cap(status: &str, cap: u32) -> bool {
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .and_then(|h| u64::from_str_radix(h.trim(), 16).ok())
-        .is_some_and(|m| m >> cap & 1 == 1)
 }
 
 fn which(cmd: &str) -> Option<PathBuf> {
@@ -88,7 +81,6 @@ impl Facts {
     /// Gather the facts of this machine and user.
     pub fn gather() -> Facts {
         let env = EventEnv::system();
-        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
         let kernel = nix::sys::utsname::uname()
             .map(|u| u.release().to_string_lossy().into_owned())
             .unwrap_or_else(|_| "unknown".into());
@@ -161,10 +153,10 @@ impl Facts {
             cpu,
             uid: nix::unistd::geteuid().as_raw(),
             caps: [
-                has_cap(&status, 38),
-                has_cap(&status, 21),
-                has_cap(&status, 19),
-                has_cap(&status, 39),
+                crate::util::proc::has_own_capability(38),
+                crate::util::proc::has_own_capability(21),
+                crate::util::proc::has_own_capability(19),
+                crate::util::proc::has_own_capability(39),
             ],
             paranoid: read_num("/proc/sys/kernel/perf_event_paranoid"),
             mlock_kb: read_num("/proc/sys/kernel/perf_event_mlock_kb"),

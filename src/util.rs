@@ -3,6 +3,8 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
+pub mod proc;
+
 /// Make a file 0600 (or a directory 0700): raw data holds user memory.
 pub fn set_private_mode(path: &Path) {
     let mode = if path.is_dir() { 0o700 } else { 0o600 };

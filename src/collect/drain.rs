@@ -9,14 +9,15 @@ use std::time::Instant;
 use super::perf_data::{HostInfo, PerfDataWriter};
 use super::sys::{self, RingBuffer, StopSignals};
 
-const PERF_RECORD_MMAP: u32 = 1;
-const PERF_RECORD_LOST: u32 = 2;
-const PERF_RECORD_COMM: u32 = 3;
-const PERF_RECORD_THROTTLE: u32 = 5;
-const PERF_RECORD_MMAP2: u32 = 10;
-const MISC_USER: u16 = 2;
-const MISC_MMAP_BUILD_ID: u16 = 1 << 14;
-const MISC_COMM_EXEC: u16 = 1 << 13;
+use perf_event_open_sys::bindings::{
+    PERF_RECORD_COMM, PERF_RECORD_LOST, PERF_RECORD_MISC_COMM_EXEC, PERF_RECORD_MISC_MMAP_BUILD_ID,
+    PERF_RECORD_MISC_USER, PERF_RECORD_MMAP, PERF_RECORD_MMAP2, PERF_RECORD_THROTTLE,
+};
+
+// The misc bits as the record header's u16 holds them.
+const MISC_USER: u16 = PERF_RECORD_MISC_USER as u16;
+const MISC_MMAP_BUILD_ID: u16 = PERF_RECORD_MISC_MMAP_BUILD_ID as u16;
+const MISC_COMM_EXEC: u16 = PERF_RECORD_MISC_COMM_EXEC as u16;
 
 /// When to stop collecting.
 pub struct StopWhen<'a> {
@@ -277,7 +278,7 @@ impl Session {
                 return Ok(Ended::ChildExited(code));
             }
             if let Some(pid) = stop.attach_pid
-                && !sys::process_alive(pid)
+                && !crate::util::proc::alive(pid)
             {
                 let r = self.drain_once();
                 self.check(r);
@@ -469,9 +470,8 @@ pub fn synthesize_at(w: &mut PerfDataWriter, pid: i32, id: u64, time: u64) -> st
         t.extend_from_slice(&id.to_le_bytes());
         t
     };
-    for tid in super::list_threads(pid) {
-        let comm =
-            std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/comm")).unwrap_or_default();
+    for tid in crate::util::proc::threads(pid) {
+        let comm = crate::util::proc::thread_name(pid, tid);
         let mut body = Vec::new();
         body.extend_from_slice(&(pid as u32).to_le_bytes());
         body.extend_from_slice(&(tid as u32).to_le_bytes());

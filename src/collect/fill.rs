@@ -129,7 +129,10 @@ impl Filler {
             Verdict::Gone => {
                 // Once per pid (a shim may exec twice before it is read).
                 let known = self.records.iter().any(|r| r.pid == pid);
-                if !known && !sys::process_alive(pid as i32) && self.records.len() < MAX_RECORDS {
+                if !known
+                    && !crate::util::proc::alive(pid as i32)
+                    && self.records.len() < MAX_RECORDS
+                {
                     self.records.push(FillRecord {
                         pid,
                         exe: String::new(),
@@ -172,7 +175,7 @@ impl Filler {
                 .agent_seen
                 .get(&pid)
                 .is_some_and(|&t| t + AGENT_GRACE >= since);
-            if !reported && sys::process_alive(pid as i32) {
+            if !reported && crate::util::proc::alive(pid as i32) {
                 ids.extend(self.sample(pid, "its agent did not start".into()));
             }
         }
@@ -181,14 +184,9 @@ impl Filler {
 
     fn sample(&mut self, pid: u32, why: String) -> Vec<u64> {
         // Another user's process hides its exe link: its command line names it.
-        let exe = std::fs::read_link(format!("/proc/{pid}/exe"))
+        let exe = crate::util::proc::exe(pid as i32)
             .map(|p| p.display().to_string())
-            .or_else(|_| {
-                std::fs::read(format!("/proc/{pid}/cmdline")).map(|c| {
-                    let argv0 = c.split(|&b| b == 0).next().unwrap_or_default();
-                    String::from_utf8_lossy(&argv0[..argv0.len().min(4096)]).into_owned()
-                })
-            })
+            .or_else(|| crate::util::proc::argv0(pid as i32, 4096))
             .unwrap_or_default();
         // A set-id exec detached our inherited tracking events from the process.
         let set_id = why.starts_with(SET_ID) || why.starts_with(UNREADABLE);
@@ -204,7 +202,7 @@ impl Filler {
             error: String::new(),
             ids: Vec::new(),
         };
-        for tid in super::list_threads(pid as i32) {
+        for tid in crate::util::proc::threads(pid as i32) {
             for (cpu, out) in &self.outputs {
                 match open_one(&attr, tid, *cpu, out) {
                     Ok((fd, id)) => {
@@ -253,13 +251,8 @@ impl Filler {
 /// that user may trace (same real, effective and saved uid), and a set-user-id program
 /// of another owner runs with that owner's.
 fn refused_why(pid: u32, e: &std::io::Error) -> String {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let euid = status
-        .lines()
-        .find_map(|l| l.strip_prefix("Uid:"))
-        .and_then(|u| u.split_whitespace().nth(1))
-        .unwrap_or("?")
-        .to_string();
+    let euid =
+        crate::util::proc::uids(pid as i32).map_or_else(|| "?".to_string(), |u| u[1].to_string());
     format!(
         "perf_event_open refused ({e}): the process runs as uid {euid} (set-id), uid {} may not sample it (the kernel allows only processes one may ptrace); run hwprof as root or with CAP_PERFMON and CAP_SYS_PTRACE to sample it",
         nix::unistd::getuid()
@@ -288,6 +281,8 @@ fn open_one(
 }
 
 fn verdict(pid: u32, agent_lib: &[u8]) -> Verdict {
+    // The program is opened through the /proc link (the file the process runs, even
+    // if its path was replaced since): its mode and ELF header are read below.
     let exe = PathBuf::from(format!("/proc/{pid}/exe"));
     let f = match std::fs::File::open(&exe) {
         Ok(f) => f,
@@ -307,6 +302,8 @@ fn verdict(pid: u32, agent_lib: &[u8]) -> Verdict {
         None => return Verdict::NoAgent("not an ELF program".into()),
         Some(true) => {}
     }
+    // Read raw, not by procfs's `environ()`: that reads all of it unbounded, and its
+    // error would not tell a refused read (another user's process) from a gone one.
     let mut env = Vec::new();
     let read = std::fs::File::open(format!("/proc/{pid}/environ"))
         .and_then(|mut e| e.by_ref().take(1 << 20).read_to_end(&mut env));

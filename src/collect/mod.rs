@@ -344,7 +344,7 @@ pub fn run(opts: &CollectOptions) -> Result<CollectOutcome, CollectError> {
         .map_err(io_err(format!("create {}", raw_dir.display())))?;
 
     let threads = match opts.target {
-        Target::Attach(pid) => list_threads(pid),
+        Target::Attach(pid) => crate::util::proc::threads(pid),
         Target::Launch(_) => vec![target_pid],
     };
     // Every event is an fd per CPU (per thread when attached), and each Python process's
@@ -1366,7 +1366,7 @@ fn resolve_command(name: &str) -> Option<PathBuf> {
 }
 
 fn check_attach_target(pid: i32) -> Result<(), CollectError> {
-    if pid <= 0 || !Path::new(&format!("/proc/{pid}")).exists() {
+    if !crate::util::proc::exists(pid) {
         return Err(CollectError::Command {
             command: format!("-p {pid}"),
             why: "no such process".into(),
@@ -1375,13 +1375,13 @@ fn check_attach_target(pid: i32) -> Result<(), CollectError> {
     // The kernel lets perf attach only where ptrace could (same user in real, effective
     // and saved uid, or CAP_SYS_PTRACE): say so before perf_event_paranoid comes up.
     const CAP_SYS_PTRACE: u32 = 19;
-    let (Some(theirs), Some(ours)) = (
-        proc_uids(&format!("/proc/{pid}/status")),
-        proc_uids("/proc/self/status"),
-    ) else {
+    let (Some(theirs), Some(ours)) = (crate::util::proc::uids(pid), crate::util::proc::own_uids())
+    else {
         return Ok(());
     };
-    if !sys::has_capability(CAP_SYS_PTRACE) && theirs.iter().any(|&u| u != ours[1]) {
+    if !crate::util::proc::has_own_capability(CAP_SYS_PTRACE)
+        && theirs.iter().any(|&u| u != ours[1])
+    {
         return Err(CollectError::Attach {
             pid,
             why: format!(
@@ -1391,29 +1391,6 @@ fn check_attach_target(pid: i32) -> Result<(), CollectError> {
         });
     }
     Ok(())
-}
-
-/// Real, effective and saved uid from a /proc status file.
-fn proc_uids(status: &str) -> Option<[u32; 3]> {
-    let text = std::fs::read_to_string(status).ok()?;
-    let line = text.lines().find(|l| l.starts_with("Uid:"))?;
-    let mut it = line[4..].split_whitespace().map(|x| x.parse::<u32>().ok());
-    Some([it.next()??, it.next()??, it.next()??])
-}
-
-/// Thread ids of a process.
-pub fn list_threads(pid: i32) -> Vec<i32> {
-    let mut tids: Vec<i32> = std::fs::read_dir(format!("/proc/{pid}/task"))
-        .map(|rd| {
-            rd.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-                .collect()
-        })
-        .unwrap_or_default();
-    tids.sort();
-    if tids.is_empty() {
-        tids.push(pid);
-    }
-    tids
 }
 
 /// Copies `from` into a new private file `to` (never through a link planted there).
@@ -1439,6 +1416,7 @@ fn copy_kallsyms(raw_dir: &Path) {
     {
         return;
     }
+    // Copied verbatim, not parsed: procfs has no reader for it.
     if let Ok(k) = std::fs::read("/proc/kallsyms")
         && k.split(|&b| b == b'\n')
             .take(3)
@@ -1465,8 +1443,9 @@ fn copy_kallsyms(raw_dir: &Path) {
 /// `$XDG_CACHE_HOME/hwprof/kallsyms-<boot id>-<hash of /proc/modules>` (or under
 /// `~/.cache`): valid while the kernel and its loaded modules are the same.
 fn kallsyms_cache_path() -> Option<PathBuf> {
-    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
-    // No /proc/modules: a kernel without loadable modules.
+    let boot = procfs::sys::kernel::random::boot_id().ok()?;
+    // The module list as the kernel prints it (names, sizes, load addresses), hashed
+    // whole: procfs's parsed form would drop the addresses. None: no loadable modules.
     let modules = std::fs::read("/proc/modules").unwrap_or_default();
     // FNV-1a of the module list (names, sizes, load addresses).
     let hash = modules.iter().fold(0xcbf29ce484222325u64, |h, &b| {

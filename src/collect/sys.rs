@@ -317,7 +317,8 @@ pub fn raise_nofile_limit() -> (u64, u64) {
     (lim.rlim_cur, lim.rlim_max)
 }
 
-/// Current `kernel.perf_event_paranoid`.
+/// Current `kernel.perf_event_paranoid` (a sysctl file of one number; procfs has no
+/// reader for it).
 pub fn paranoid_level() -> Option<i32> {
     std::fs::read_to_string("/proc/sys/kernel/perf_event_paranoid")
         .ok()?
@@ -332,22 +333,11 @@ pub fn may_sample_kernel() -> bool {
     if nix::unistd::geteuid().is_root() {
         return true;
     }
-    if has_capability(38) || has_capability(21) {
+    use crate::util::proc::has_own_capability;
+    if has_own_capability(38) || has_own_capability(21) {
         return true; // CAP_PERFMON, CAP_SYS_ADMIN
     }
     paranoid_level().is_some_and(|p| p < 2)
-}
-
-/// Whether the effective capability set holds `cap`.
-pub fn has_capability(cap: u32) -> bool {
-    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
-        return false;
-    };
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-        .is_some_and(|mask| mask & (1 << cap) != 0)
 }
 
 /// A forked child waiting on a pipe before it execs: events can be opened on its pid
@@ -543,17 +533,6 @@ pub fn wait_blocking(pid: i32) -> i32 {
             Err(nix::errno::Errno::EINTR) => continue,
             Err(_) => return 0,
         }
-    }
-}
-
-/// Whether a process exists (and is not a zombie).
-pub fn process_alive(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(s) => s
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().next())
-            .is_some_and(|state| state != "Z" && state != "X"),
-        Err(_) => false,
     }
 }
 

@@ -46,28 +46,62 @@ pub fn render(t: &DiffTable, format: ReportFormat, top: Option<usize>) -> String
     }
 }
 
+/// The columns both CSV tables end with, and their cells.
+const TOTAL_COLUMNS: [&str; 5] = [
+    "base_total",
+    "new_total",
+    "delta_total",
+    "ratio_total",
+    "presence",
+];
+
+fn total_cells(r: &DiffRow, u: &str) -> [String; 5] {
+    [
+        value_text(r.base_total, u),
+        value_text(r.new_total, u),
+        value_text(r.delta_total(), u),
+        ratio_text(r.ratio_total()),
+        r.presence.as_str().to_string(),
+    ]
+}
+
+/// A CSV table: the header line (`first` columns, then [`TOTAL_COLUMNS`]) and a line per
+/// row (`cells` of the row, then its totals).
+fn csv_table(
+    t: &DiffTable,
+    rows: &[DiffRow],
+    first: &[&str],
+    cells: impl Fn(&DiffRow) -> Vec<String>,
+) -> String {
+    let u = t.unit.as_str();
+    let header: Vec<String> = first
+        .iter()
+        .chain(&TOTAL_COLUMNS)
+        .map(|c| c.to_string())
+        .collect();
+    let mut s = csv_line(&header);
+    for r in rows {
+        let mut line = cells(r);
+        line.extend(total_cells(r, u));
+        s.push_str(&csv_line(&line));
+    }
+    s
+}
+
 fn csv(t: &DiffTable, rows: &[DiffRow]) -> String {
     let u = t.unit.as_str();
-    let mut s = csv_line(
-        &[
-            "function",
-            "module",
-            "file",
-            "line",
-            "base_self",
-            "new_self",
-            "delta_self",
-            "ratio_self",
-            "base_total",
-            "new_total",
-            "delta_total",
-            "ratio_total",
-            "presence",
-        ]
-        .map(String::from),
-    );
-    for r in rows {
-        s.push_str(&csv_line(&[
+    let first = [
+        "function",
+        "module",
+        "file",
+        "line",
+        "base_self",
+        "new_self",
+        "delta_self",
+        "ratio_self",
+    ];
+    csv_table(t, rows, &first, |r| {
+        vec![
             r.function.clone(),
             r.module.clone(),
             r.file.clone(),
@@ -76,40 +110,12 @@ fn csv(t: &DiffTable, rows: &[DiffRow]) -> String {
             value_text(r.new_self, u),
             value_text(r.delta_self(), u),
             ratio_text(r.ratio_self()),
-            value_text(r.base_total, u),
-            value_text(r.new_total, u),
-            value_text(r.delta_total(), u),
-            ratio_text(r.ratio_total()),
-            r.presence.as_str().to_string(),
-        ]));
-    }
-    s
+        ]
+    })
 }
 
 fn ranks_csv(t: &DiffTable, rows: &[DiffRow]) -> String {
-    let u = t.unit.as_str();
-    let mut s = csv_line(
-        &[
-            "rank",
-            "base_total",
-            "new_total",
-            "delta_total",
-            "ratio_total",
-            "presence",
-        ]
-        .map(String::from),
-    );
-    for r in rows {
-        s.push_str(&csv_line(&[
-            r.function.clone(),
-            value_text(r.base_total, u),
-            value_text(r.new_total, u),
-            value_text(r.delta_total(), u),
-            ratio_text(r.ratio_total()),
-            r.presence.as_str().to_string(),
-        ]));
-    }
-    s
+    csv_table(t, rows, &["rank"], |r| vec![r.function.clone()])
 }
 
 fn number(x: f64, unit: &str) -> Value {

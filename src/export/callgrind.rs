@@ -187,16 +187,11 @@ pub fn write(model: &Model, out: &mut dyn Write) -> Result<(), ExportError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::export::testutil::sample_profile;
-    use crate::profile::stacks::StackFilter;
+    use crate::export::testutil::written_sample_text;
 
     #[test]
     fn self_costs_sum_to_total_and_recursion_is_not_doubled() {
-        let p = sample_profile();
-        let m = Model::new(&p, StackFilter::default());
-        let mut out = Vec::new();
-        write(&m, &mut out).unwrap();
-        let text = String::from_utf8(out).unwrap();
+        let text = written_sample_text(write);
         assert!(text.contains("totals: 8\n"), "{text}");
         // main calls a with 5 samples inclusive (3 + 2 recursive), at line 11.
         assert!(text.contains("calls=5 20\n11 5\n"), "{text}");

@@ -62,16 +62,11 @@ pub fn write(model: &Model, out: &mut dyn Write) -> Result<(), ExportError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::export::testutil::sample_profile;
-    use crate::profile::stacks::StackFilter;
+    use crate::export::testutil::written_sample_text;
 
     #[test]
     fn lines_carry_stacks_and_weights() {
-        let p = sample_profile();
-        let m = Model::new(&p, StackFilter::default());
-        let mut out = Vec::new();
-        write(&m, &mut out).unwrap();
-        let text = String::from_utf8(out).unwrap();
+        let text = written_sample_text(write);
         assert_eq!(
             text,
             "main;Runner.run (app.py:5);PyEval 2\nmain;a 3\nmain;a;a 2\nmain;b 1\n"

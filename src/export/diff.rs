@@ -250,8 +250,8 @@ pub fn write_pprof(
 
 /// NEW plus BASE's samples negated, every id and string of BASE renumbered into NEW's.
 pub fn merge_pprof(base: PbProfile, mut new: PbProfile, normalize: Normalize) -> PbProfile {
-    let mut st = StringTable::of(std::mem::take(&mut new.string_table));
-    let remap = |st: &mut StringTable, i: i64| {
+    let mut st = super::pprof::Strings::of(std::mem::take(&mut new.string_table));
+    let remap = |st: &mut super::pprof::Strings, i: i64| {
         st.get(base.string_table.get(i as usize).map_or("", String::as_str))
     };
     let (f_off, m_off, l_off) = (
@@ -342,32 +342,6 @@ pub fn merge_pprof(base: PbProfile, mut new: PbProfile, normalize: Normalize) ->
     }
     new.string_table = st.table;
     new
-}
-
-/// A pprof string table being extended.
-struct StringTable {
-    table: Vec<String>,
-    ids: HashMap<String, i64>,
-}
-
-impl StringTable {
-    fn of(table: Vec<String>) -> Self {
-        let ids = table
-            .iter()
-            .enumerate()
-            .map(|(i, s)| (s.clone(), i as i64))
-            .collect();
-        StringTable { table, ids }
-    }
-    fn get(&mut self, s: &str) -> i64 {
-        if let Some(&i) = self.ids.get(s) {
-            return i;
-        }
-        let i = self.table.len() as i64;
-        self.table.push(s.to_string());
-        self.ids.insert(s.to_string(), i);
-        i
-    }
 }
 
 /// Per frame (a stack prefix): (base total, new total, base self, new self).

@@ -111,15 +111,11 @@ pub fn write(model: &Model, out: &mut dyn Write) -> Result<(), ExportError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::export::testutil::sample_profile;
-    use crate::profile::stacks::StackFilter;
+    use crate::export::testutil::written_sample;
 
     #[test]
     fn two_threads_and_weights() {
-        let p = sample_profile();
-        let m = Model::new(&p, StackFilter::default());
-        let mut out = Vec::new();
-        write(&m, &mut out).unwrap();
+        let out = written_sample(write);
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         let threads = v["threads"].as_array().unwrap();
         assert_eq!(threads.len(), 2);

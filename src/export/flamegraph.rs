@@ -29,16 +29,12 @@ pub fn write(model: &Model, out: &mut dyn Write) -> Result<(), ExportError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::export::testutil::sample_profile;
+    use crate::export::testutil::written_sample_text;
     use crate::profile::stacks::StackFilter;
 
     #[test]
     fn svg_names_functions() {
-        let p = sample_profile();
-        let m = Model::new(&p, StackFilter::default());
-        let mut out = Vec::new();
-        write(&m, &mut out).unwrap();
-        let svg = String::from_utf8(out).unwrap();
+        let svg = written_sample_text(write);
         assert!(svg.contains("<svg"));
         assert!(svg.contains("main (8 samples, 100.00%)"), "{svg}");
     }

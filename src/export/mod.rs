@@ -35,7 +35,7 @@ pub mod speedscope;
 
 use std::collections::{HashMap, HashSet};
 use std::io::{IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::diff::Normalize;
 use crate::profile::stacks::{FramesFilter, RankSet, StackFilter};
@@ -211,42 +211,43 @@ pub fn run(args: &ExportOptions) -> anyhow::Result<()> {
         rank: args.rank,
         ranks: args.ranks,
     };
-    match &args.output {
-        Some(path) => {
-            let mut buf = Vec::new();
-            export(&profile, args.format, filter, &mut buf)?;
-            std::fs::write(path, &buf).map_err(|cause| ExportError::Io {
-                path: path.clone(),
-                cause,
-            })?;
-        }
-        None => {
-            let stdout = std::io::stdout();
-            if is_binary(args.format) && stdout.is_terminal() {
-                return Err(ExportError::BinaryToTerminal {
-                    format: format_name(args.format),
-                    file: default_file_name(args.format),
-                }
-                .into());
-            }
-            let mut buf = Vec::new();
-            export(&profile, args.format, filter, &mut buf)?;
-            let mut lock = stdout.lock();
-            match lock.write_all(&buf).and_then(|()| lock.flush()) {
-                Ok(()) => {}
-                // `hwprof export ... | head`: the reader is done, and so are we.
-                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
-                Err(cause) => {
-                    return Err(ExportError::Io {
-                        path: PathBuf::from("standard output"),
-                        cause,
-                    }
-                    .into());
-                }
-            }
-        }
+    if args.output.is_none() {
+        refuse_binary_on_terminal(args.format)?;
+    }
+    let mut buf = Vec::new();
+    export(&profile, args.format, filter, &mut buf)?;
+    Ok(write_output(args.output.as_deref(), &buf)?)
+}
+
+/// A binary format is not written to a terminal: the error names `-o` and a file name.
+fn refuse_binary_on_terminal(format: ExportFormat) -> Result<(), ExportError> {
+    if is_binary(format) && std::io::stdout().is_terminal() {
+        return Err(ExportError::BinaryToTerminal {
+            format: format_name(format),
+            file: default_file_name(format),
+        });
     }
     Ok(())
+}
+
+/// Writes an export to `output`, or to standard output when there is none.
+fn write_output(output: Option<&Path>, buf: &[u8]) -> Result<(), ExportError> {
+    let Some(path) = output else {
+        let mut lock = std::io::stdout().lock();
+        return match lock.write_all(buf).and_then(|()| lock.flush()) {
+            // `hwprof export ... | head`: the reader is done, and so are we.
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+            Err(cause) => Err(ExportError::Io {
+                path: PathBuf::from("standard output"),
+                cause,
+            }),
+            Ok(()) => Ok(()),
+        };
+    };
+    std::fs::write(path, buf).map_err(|cause| ExportError::Io {
+        path: path.to_path_buf(),
+        cause,
+    })
 }
 
 /// `hwprof export --diff BASE NEW`: see [`diff`].
@@ -313,33 +314,10 @@ fn run_diff(args: &ExportOptions) -> anyhow::Result<()> {
             .into());
         }
     }
-    match &args.output {
-        Some(path) => std::fs::write(path, &buf).map_err(|cause| ExportError::Io {
-            path: path.clone(),
-            cause,
-        })?,
-        None => {
-            if is_binary(args.format) && std::io::stdout().is_terminal() {
-                return Err(ExportError::BinaryToTerminal {
-                    format: format_name(args.format),
-                    file: default_file_name(args.format),
-                }
-                .into());
-            }
-            let mut lock = std::io::stdout().lock();
-            match lock.write_all(&buf).and_then(|()| lock.flush()) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
-                Err(cause) => {
-                    return Err(ExportError::Io {
-                        path: PathBuf::from("standard output"),
-                        cause,
-                    }
-                    .into());
-                }
-            }
-        }
+    if args.output.is_none() {
+        refuse_binary_on_terminal(args.format)?;
     }
+    write_output(args.output.as_deref(), &buf)?;
     Ok(())
 }
 
@@ -721,6 +699,24 @@ pub(crate) mod testutil {
     use crate::profile::{
         EventRow, Frame, FrameKind, Function, Process, Profile, ProfileWriter, Thread,
     };
+
+    /// What a format's `write` makes of `sample_profile` with every frame.
+    pub fn written_sample(
+        write: fn(&super::Model, &mut dyn std::io::Write) -> Result<(), super::ExportError>,
+    ) -> Vec<u8> {
+        let p = sample_profile();
+        let m = super::Model::new(&p, crate::profile::stacks::StackFilter::default());
+        let mut out = Vec::new();
+        write(&m, &mut out).expect("write the sample profile");
+        out
+    }
+
+    /// [`written_sample`] of a text format, as text.
+    pub fn written_sample_text(
+        write: fn(&super::Model, &mut dyn std::io::Write) -> Result<(), super::ExportError>,
+    ) -> String {
+        String::from_utf8(written_sample(write)).expect("UTF-8 output")
+    }
 
     /// main→a (3 samples, thread 0, rank 0), main→b (1 sample, thread 1, rank 1),
     /// main→a→a (recursion, 2 samples, thread 0), py `run` → native `PyEval` (2 samples,

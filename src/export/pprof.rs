@@ -169,9 +169,10 @@ pub struct PbFunction {
     pub start_line: i64,
 }
 
+/// A pprof string table being built: each string once, by index.
 #[derive(Default)]
-struct Strings {
-    table: Vec<String>,
+pub(super) struct Strings {
+    pub(super) table: Vec<String>,
     ids: HashMap<String, i64>,
 }
 
@@ -181,7 +182,17 @@ impl Strings {
         s.get("");
         s
     }
-    fn get(&mut self, s: &str) -> i64 {
+    /// The table of a decoded profile, to be extended.
+    pub(super) fn of(table: Vec<String>) -> Self {
+        let ids = table
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.clone(), i as i64))
+            .collect();
+        Strings { table, ids }
+    }
+    /// The index of `s`, added at the end when new.
+    pub(super) fn get(&mut self, s: &str) -> i64 {
         if let Some(&i) = self.ids.get(s) {
             return i;
         }
@@ -318,15 +329,11 @@ pub fn write(model: &Model, out: &mut dyn Write) -> Result<(), ExportError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::export::testutil::sample_profile;
-    use crate::profile::stacks::StackFilter;
+    use crate::export::testutil::written_sample;
 
     #[test]
     fn round_trips_through_prost() {
-        let p = sample_profile();
-        let m = Model::new(&p, StackFilter::default());
-        let mut out = Vec::new();
-        write(&m, &mut out).unwrap();
+        let out = written_sample(write);
         let mut raw = Vec::new();
         std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&out[..]), &mut raw).unwrap();
         let back = PbProfile::decode(&raw[..]).unwrap();

@@ -110,15 +110,11 @@ pub fn write(model: &Model, out: &mut dyn Write) -> Result<(), ExportError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::export::testutil::sample_profile;
-    use crate::profile::stacks::StackFilter;
+    use crate::export::testutil::written_sample;
 
     #[test]
     fn one_profile_per_thread_with_weights() {
-        let p = sample_profile();
-        let m = Model::new(&p, StackFilter::default());
-        let mut out = Vec::new();
-        write(&m, &mut out).unwrap();
+        let out = written_sample(write);
         let v: Value = serde_json::from_slice(&out).unwrap();
         let profiles = v["profiles"].as_array().unwrap();
         assert_eq!(profiles.len(), 2);

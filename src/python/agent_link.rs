@@ -364,10 +364,6 @@ impl AgentLink {
             .unwrap_or_default()
     }
 
-    /// Resolution runs on the link's own thread (every ~10 ms and at each agent's exit),
-    /// so this is a cheap no-op kept for the collector's drain loop.
-    pub fn poll(&mut self) {}
-
     /// [`AgentLink::finish`], also returning [`AgentLink::method_name`] as it stood at
     /// the end.
     pub fn finish_keep_method(mut self) -> (&'static str, Vec<String>) {
@@ -1346,22 +1342,18 @@ pub(crate) fn read_new(path: &Path, tail: &mut FileTail) -> super::sidecar::Capt
     cf
 }
 
-/// The parent pid of `pid` (`/proc/PID/stat` field 4, after the parenthesized name).
+/// The parent pid of `pid`.
 fn parent_of(pid: u32) -> Option<u32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after = &stat[stat.rfind(')')? + 1..];
-    after.split_whitespace().nth(1)?.parse().ok()
+    u32::try_from(crate::util::proc::parent(i32::try_from(pid).ok()?)?).ok()
 }
 
-/// The effective uid of `pid` (`/proc/PID/status`).
+/// The effective uid of `pid`.
 fn effective_uid_of(pid: u32) -> Option<u32> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("Uid:"))?;
-    line.split_whitespace().nth(2)?.parse().ok()
+    Some(crate::util::proc::uids(i32::try_from(pid).ok()?)?[1])
 }
 
 fn process_exists(pid: u32) -> bool {
-    Path::new(&format!("/proc/{pid}")).exists()
+    i32::try_from(pid).is_ok_and(crate::util::proc::exists)
 }
 
 /// Whether `fd` is a perf event (what an agent's EVENTS message must carry).

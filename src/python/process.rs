@@ -185,7 +185,7 @@ pub fn find_interpreter(
     mem: &dyn ProcessMemory,
 ) -> Result<Interpreter, InterpError> {
     // Candidates: libpython first, then any python-named file, then the executable.
-    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok();
+    let exe = i32::try_from(pid).ok().and_then(crate::util::proc::exe);
     let mut cands: Vec<&Mapping> = maps
         .iter()
         .filter(|m| m.offset == 0)

@@ -151,7 +151,7 @@ fn sample_loop(
     let mut torn = 0u64;
     let mut next = Instant::now();
     while !stop.load(Ordering::SeqCst) {
-        if std::fs::metadata(format!("/proc/{pid}")).is_err() {
+        if !i32::try_from(pid).is_ok_and(crate::util::proc::exists) {
             break;
         }
         for t in walker::threads(&mem, &interp.layout, interp.runtime) {

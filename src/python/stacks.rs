@@ -91,6 +91,21 @@ pub struct PythonStacks {
     agent_start: HashMap<u32, u64>,
 }
 
+/// A Python frame known by its name only (no file, no line).
+fn named_python_frame(name: String) -> FrameInfo {
+    FrameInfo {
+        function: Function {
+            name,
+            module: "python".into(),
+            file: None,
+            start_line: None,
+            kind: FrameKind::Python,
+        },
+        file: None,
+        line: None,
+    }
+}
+
 impl PythonStacks {
     /// Reads `python-*.bin` and `python-codes.jsonl`; None when the raw dir has no
     /// Python data.
@@ -316,17 +331,7 @@ impl PythonStacks {
 
     fn frame(&self, pid: u32, f: &super::wire::CapFrame) -> FrameInfo {
         let Some(code) = self.codes.get(&(pid, f.code, f.token)) else {
-            return FrameInfo {
-                function: Function {
-                    name: format!("<unresolved python code {:#x}>", f.code),
-                    module: "python".into(),
-                    file: None,
-                    start_line: None,
-                    kind: FrameKind::Python,
-                },
-                file: None,
-                line: None,
-            };
+            return named_python_frame(format!("<unresolved python code {:#x}>", f.code));
         };
         let mut name = code.qualname.clone();
         if code.minor < 11
@@ -749,17 +754,7 @@ mod tests {
         }
     }
     fn py(name: &str) -> FrameInfo {
-        FrameInfo {
-            function: Function {
-                name: name.into(),
-                module: "python".into(),
-                file: None,
-                start_line: None,
-                kind: FrameKind::Python,
-            },
-            file: None,
-            line: None,
-        }
+        named_python_frame(name.into())
     }
     fn names(v: &[FrameInfo]) -> Vec<&str> {
         v.iter().map(|f| f.function.name.as_str()).collect()

@@ -9,24 +9,27 @@
 //! 1. agent → collector: [`Hello`] (`magic` = [`HELLO_MAGIC`], the agent's pid).
 //! 2. collector → agent: [`Config`]: whether to capture Python frames, the `sig_data`
 //!    cookie, the address of `_PyRuntime`, the [`Layout`] of that interpreter, the
-//!    sampling `perf_event_attr`, and (`SCM_RIGHTS`) the fd of `python-<pid>.bin` that the
-//!    collector created in the raw dir. The agent waits at most 2 s for it; without it,
-//!    no Python capture.
+//!    sampling `perf_event_attr`, and (`SCM_RIGHTS`) the memfd of the capture ring
+//!    (`ring.rs`) that the collector created for this process. The agent waits at most
+//!    2 s for it; without it, no Python capture.
 //! 3. agent → collector: [`EventsMsg`] listing the CPU of each perf event fd, with the
 //!    fds attached (`SCM_RIGHTS`), at most [`MAX_FDS_PER_MSG`] per message.
 //! 4. at exit (the connecting process only): agent → [`Bye`]; collector → one byte of
 //!    ack once it has resolved that process's pending code objects. The agent waits at
 //!    most 1 s.
 //!
-//! # `python-<pid>.bin` (written by the agent, or by the remote sampler)
+//! # `python-<pid>.bin` (the agent's captures, copied out of its ring by the collector;
+//! or written by the remote sampler)
 //!
 //! A [`FileHeader`] (magic `HWPYCAP1`, version, writer pid, method: 1 agent, 2 remote),
 //! then records. Each record starts with a [`RecordHeader`] `{len: u32, kind: u32}`,
 //! `len` counting the whole record; a reader stops at the first incomplete record.
 //! Kind [`REC_CAPTURE`]: a [`Capture`] followed by `nframes` [`CapFrame`], leaf first.
-//! Each record is written with a single `write(2)` on an `O_APPEND` descriptor, so
-//! records of concurrent threads (and of forked children, which keep the descriptor) never
-//! interleave, and a killed process loses nothing already written.
+//! The agent's handler puts each record whole into the capture ring (`ring.rs`: a
+//! reservation by compare-and-swap, so records of concurrent threads and of forked
+//! children, which share the mapping, never interleave); the collector's link thread
+//! appends the committed records to the file, so a killed process loses only a record
+//! it was still writing.
 
 /// "Absent in this version" in a [`Layout`].
 pub const NONE: u64 = u64::MAX;

@@ -11,8 +11,10 @@ use linux_perf_data::linux_perf_event_reader::{
     Endianness, PerfEventAttr, RawData, RawEventRecord, RecordParseInfo, RecordType, SampleFormat,
 };
 
+use perf_event_open_sys::bindings::PERF_RECORD_SAMPLE;
+
+/// `PERF_RECORD_FINISHED_ROUND` (a record of perf's own, not in the kernel's header).
 const FINISHED_ROUND: u32 = 68;
-const PERF_RECORD_SAMPLE: u32 = 9;
 
 /// Whether the call chain at the start of `rest` (`u64 nr; u64 ips[nr]`) fits in it.
 /// linux-perf-event-reader 0.10 computes `nr * 8` unchecked (a panic with overflow

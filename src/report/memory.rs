@@ -150,6 +150,17 @@ fn pct(v: u64, total: u64) -> f64 {
     }
 }
 
+/// `total total% self self%` columns of the text view.
+fn byte_cells(total: u64, self_: u64, all: u64) -> String {
+    format!(
+        "{:>11} {:>6.2}% {:>11} {:>6.2}%",
+        bytes_h(total),
+        pct(total, all),
+        bytes_h(self_),
+        pct(self_, all)
+    )
+}
+
 fn bytes_h(b: u64) -> String {
     const U: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut v = b as f64;
@@ -536,11 +547,8 @@ pub fn memory_view(p: &Profile, format: ReportFormat, top: usize, frames: Frames
                 ));
                 for f in fns.iter().take(top) {
                     s.push_str(&format!(
-                        "{:>11} {:>6.2}% {:>11} {:>6.2}%  {} ({})\n",
-                        bytes_h(f.total),
-                        pct(f.total, total),
-                        bytes_h(f.self_),
-                        pct(f.self_, total),
+                        "{}  {} ({})\n",
+                        byte_cells(f.total, f.self_, total),
                         f.name,
                         f.module
                     ));
@@ -555,11 +563,8 @@ pub fn memory_view(p: &Profile, format: ReportFormat, top: usize, frames: Frames
                 ));
                 for l in lines.iter().take(top) {
                     s.push_str(&format!(
-                        "{:>11} {:>6.2}% {:>11} {:>6.2}%  {}:{}  {}\n",
-                        bytes_h(l.total),
-                        pct(l.total, total),
-                        bytes_h(l.self_),
-                        pct(l.self_, total),
+                        "{}  {}:{}  {}\n",
+                        byte_cells(l.total, l.self_, total),
                         l.file.as_deref().unwrap_or("?"),
                         l.line.map(|x| x.to_string()).unwrap_or_default(),
                         l.function
@@ -713,6 +718,17 @@ mod tests {
         w.profile.clone()
     }
 
+    /// The memory view of [`fixture`] as JSON (all frames, top 10).
+    fn fixture_json() -> Value {
+        serde_json::from_str(&memory_view(
+            &fixture(),
+            ReportFormat::Json,
+            10,
+            FramesFilter::All,
+        ))
+        .unwrap()
+    }
+
     #[test]
     fn process_peaks_prefer_the_kernels_high_water_marks() {
         let mut p = fixture();
@@ -733,25 +749,13 @@ mod tests {
         // The summed peak stays the timeline's.
         assert_eq!(v["peak_rss_bytes"], 274 * mib);
         // Without high-water marks: the timeline's maximum.
-        let v: Value = serde_json::from_str(&memory_view(
-            &fixture(),
-            ReportFormat::Json,
-            10,
-            FramesFilter::All,
-        ))
-        .unwrap();
+        let v = fixture_json();
         assert_eq!(v["processes"][1]["peak_source"], "timeline");
     }
 
     #[test]
     fn lines_carry_total_and_self_bytes() {
-        let v: Value = serde_json::from_str(&memory_view(
-            &fixture(),
-            ReportFormat::Json,
-            10,
-            FramesFilter::All,
-        ))
-        .unwrap();
+        let v = fixture_json();
         let lines = v["lines"].as_array().unwrap();
         let mib = 1u64 << 20;
         assert_eq!(lines[0]["function"], "main");

@@ -8,11 +8,10 @@
 
 use std::process::Command;
 
-use crate::common::{collect, hwprof_bin, program_source, pyenv, shared_tempdir};
+use crate::common::*;
 
 fn segfault_as_bare(ver: &str) {
-    let Some(py) = pyenv(ver) else {
-        eprintln!("skip: pyenv python {ver} missing (~/.pyenv/versions/{ver})");
+    let Some(py) = pyenv_or_skip(ver) else {
         return;
     };
     let tmp = shared_tempdir();
@@ -69,15 +68,9 @@ fn segfault_as_bare(ver: &str) {
         .expect("run hwprof");
     assert!(out.status.success(), "{ver}: {out:?}");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    let line = stderr
-        .lines()
-        .find(|l| l.starts_with("hwprof-agent: pid"))
-        .unwrap_or_else(|| panic!("{ver}: no agent stats line:\n{stderr}"));
+    let line = agent_stats_line(&stderr);
     eprintln!("{ver}: {line}");
-    let number_before = |tag: &str| -> u64 {
-        let head = &line[..line.find(tag).unwrap_or_else(|| panic!("{tag}: {line}"))];
-        head.split_whitespace().last().unwrap().parse().unwrap()
-    };
+    let number_before = |tag: &str| number_before(line, tag);
     assert!(number_before(" captures,") > 0, "{ver}: {line}");
     assert!(number_before(" safe-load reads") > 0, "{ver}: {line}");
     assert_eq!(
@@ -85,6 +78,20 @@ fn segfault_as_bare(ver: &str) {
         0,
         "{ver}: {line}"
     );
+}
+
+/// The agent's statistics line (`HWPROF_AGENT_STATS=1`) in a collect's standard error.
+fn agent_stats_line(stderr: &str) -> &str {
+    stderr
+        .lines()
+        .find(|l| l.starts_with("hwprof-agent: pid"))
+        .unwrap_or_else(|| panic!("no agent stats line:\n{stderr}"))
+}
+
+/// The number printed right before TAG in the agent's statistics line.
+fn number_before(line: &str, tag: &str) -> u64 {
+    let head = &line[..line.find(tag).unwrap_or_else(|| panic!("{tag}: {line}"))];
+    head.split_whitespace().last().unwrap().parse().unwrap()
 }
 
 #[test]
@@ -127,15 +134,9 @@ fn a_fault_handler_replaced_by_raw_rt_sigaction_stops_safe_loads() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert_eq!(out.stdout, bare.stdout);
-    let line = stderr
-        .lines()
-        .find(|l| l.starts_with("hwprof-agent: pid"))
-        .unwrap_or_else(|| panic!("no agent stats line:\n{stderr}"));
+    let line = agent_stats_line(&stderr);
     eprintln!("{line}");
-    let number_before = |tag: &str| -> u64 {
-        let head = &line[..line.find(tag).unwrap_or_else(|| panic!("{tag}: {line}"))];
-        head.split_whitespace().last().unwrap().parse().unwrap()
-    };
+    let number_before = |tag: &str| number_before(line, tag);
     assert!(number_before(" safe-load reads") > 0, "{line}");
     assert_eq!(
         number_before(" times (a fault handler replaced"),

@@ -14,7 +14,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::common::{collect, hotspots, program_source, pyenv, shared_tempdir};
+use crate::common::*;
 
 const ROUNDS: &str = "20";
 
@@ -37,8 +37,7 @@ fn leaked_bytes(leak: &Path) -> String {
 }
 
 fn stress(ver: &str) {
-    let Some(py) = pyenv(ver) else {
-        eprintln!("skip: pyenv python {ver} missing (~/.pyenv/versions/{ver})");
+    let Some(py) = pyenv_or_skip(ver) else {
         return;
     };
     let tmp = shared_tempdir();

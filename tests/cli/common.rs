@@ -97,17 +97,8 @@ pub fn parse_hotspots_csv(text: &str) -> HashMap<String, Hot> {
     let mut r = csv::Reader::from_reader(text.as_bytes());
     let headers = r.headers().unwrap().clone();
     assert_eq!(
-        headers.iter().take(8).collect::<Vec<_>>(),
-        [
-            "function",
-            "module",
-            "file",
-            "line",
-            "self",
-            "self_pct",
-            "total",
-            "total_pct"
-        ]
+        headers.iter().take(8).collect::<Vec<_>>().join(","),
+        "function,module,file,line,self,self_pct,total,total_pct"
     );
     r.records()
         .map(|rec| {
@@ -221,4 +212,195 @@ pub fn collect_locks(
         .args(program)
         .output()
         .expect("run hwprof collect -m locks")
+}
+
+/// `hwprof report DIR ARGS...`, asserted successful: its standard output.
+pub fn report(dir: &Path, args: &[&str]) -> String {
+    let mut all = vec!["report", dir.to_str().expect("UTF-8 results dir")];
+    all.extend_from_slice(args);
+    ok(&hwprof(&all))
+}
+
+/// `hwprof report DIR --view VIEW --format FORMAT EXTRA...`, asserted successful.
+pub fn report_view(dir: &Path, view: &str, format: &str, extra: &[&str]) -> String {
+    let mut args = vec!["--view", view, "--format", format];
+    args.extend_from_slice(extra);
+    report(dir, &args)
+}
+
+/// `hwprof report DIR --view VIEW --format json EXTRA...`, parsed.
+pub fn report_json(dir: &Path, view: &str, extra: &[&str]) -> serde_json::Value {
+    let text = report_view(dir, view, "json", extra);
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{view} JSON: {e}: {text}"))
+}
+
+/// `hwprof report DIR --view VIEW --format csv EXTRA...`, parsed: the records after the
+/// header line.
+pub fn report_csv(dir: &Path, view: &str, extra: &[&str]) -> Vec<csv::StringRecord> {
+    parse_csv(&report_view(dir, view, "csv", extra))
+}
+
+/// The records of a CSV text, after its header line.
+pub fn parse_csv(text: &str) -> Vec<csv::StringRecord> {
+    csv::Reader::from_reader(text.as_bytes())
+        .records()
+        .map(|r| r.expect("CSV record"))
+        .collect()
+}
+
+/// Collect → report → parse, the sequence most tests start with: `collect` CMD into DIR
+/// (asserted successful), then `report --view VIEW --format json` parsed.
+pub fn collect_report_json(
+    dir: &Path,
+    collect_extra: &[&str],
+    cmd: &[&str],
+    view: &str,
+) -> serde_json::Value {
+    ok(&collect(dir, collect_extra, cmd));
+    report_json(dir, view, &[])
+}
+
+/// Collect → report → parse for the contract's hotspots CSV: `collect` CMD into DIR
+/// (asserted successful), then every hotspots row keyed by function.
+pub fn collect_hotspots(dir: &Path, collect_extra: &[&str], cmd: &[&str]) -> HashMap<String, Hot> {
+    ok(&collect(dir, collect_extra, cmd));
+    hotspots(dir, &[])
+}
+
+/// Standard error of a run, asserted free of a panic.
+pub fn stderr_of(out: &Output) -> String {
+    let e = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!e.contains("panicked"), "panic: {e}");
+    e
+}
+
+/// Assert that a run exited with `code` and said `needle` on standard error (no panic).
+pub fn assert_fails_with(out: &Output, code: i32, needle: &str) {
+    let e = stderr_of(out);
+    assert_eq!(out.status.code(), Some(code), "{e}");
+    assert!(e.contains(needle), "want {needle:?} in: {e}");
+}
+
+/// Write a script (mode 0644, readable by the ordinary user) into `dir`.
+pub fn write_script(dir: &Path, name: &str, text: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let p = dir.join(name);
+    std::fs::write(&p, text).expect("write script");
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    p
+}
+
+/// The hwprof command a test runs: the binary itself, or (`nobody`) a copy in `dir` run
+/// as the ordinary user 65534.
+pub fn hwprof_command(nobody: bool, dir: &Path) -> Command {
+    if nobody {
+        as_nobody(&hwprof_for_nobody(dir))
+    } else {
+        Command::new(hwprof_bin())
+    }
+}
+
+/// A results directory's manifest.json, parsed.
+pub fn manifest_json(dir: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(dir.join("manifest.json")).expect("read manifest.json");
+    serde_json::from_str(&text).expect("manifest.json is JSON")
+}
+
+/// A test's scratch space: a shared temporary directory, a test program built into it,
+/// and the path of the results directory `run` inside it (not created yet). Bind `tmp`
+/// to a name (not `_`): dropping it removes the directory.
+pub struct Scratch {
+    pub tmp: tempfile::TempDir,
+    pub bin: PathBuf,
+    pub dir: PathBuf,
+}
+
+/// `tests/programs/NAME` built as OUT with FLAGS (see `build_c`) into a new shared
+/// temporary directory.
+pub fn scratch_with(name: &str, out: &str, flags: &[&str]) -> Scratch {
+    let tmp = shared_tempdir();
+    let bin = build_c(tmp.path(), name, out, flags);
+    let dir = tmp.path().join("run");
+    Scratch { tmp, bin, dir }
+}
+
+/// The first node directory under DIR/raw (a run on one node has just one).
+pub fn first_raw_dir(dir: &Path) -> PathBuf {
+    std::fs::read_dir(dir.join("raw"))
+        .expect("read the raw directory")
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.is_dir())
+        .expect("a node directory in raw/")
+}
+
+/// The perf.data of the first node directory under DIR/raw.
+pub fn first_perf_data(dir: &Path) -> PathBuf {
+    first_raw_dir(dir).join("perf.data")
+}
+
+/// Run a command, assert it succeeded (showing its output when not): its standard output.
+pub fn run_ok(cmd: &mut Command) -> String {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `perf report --stdio --no-children --sort sym -i DATA` (the reference reader's self
+/// shares per symbol), asserted successful: its output.
+pub fn perf_report_self(data: &Path) -> String {
+    run_ok(
+        Command::new("perf")
+            .args(["report", "--stdio", "--no-children", "--sort", "sym", "-i"])
+            .arg(data),
+    )
+}
+
+/// `HW collect -q -r DIR OPTS... -- PROGRAM...` run through HW (the hwprof binary, or
+/// `as_nobody(&copy)`, with any environment already set); without `--` when PROGRAM is
+/// empty (attaching with `-p`). Its output, whatever its status.
+pub fn collect_through(
+    mut hw: Command,
+    dir: &Path,
+    opts: &[&str],
+    program: &[&std::ffi::OsStr],
+) -> Output {
+    hw.args(["collect", "-q", "-r"]).arg(dir).args(opts);
+    if !program.is_empty() {
+        hw.arg("--").args(program);
+    }
+    hw.output().expect("run hwprof collect")
+}
+
+/// Assert that a run succeeded; else fail with `what` (what failed, and the fix) and
+/// its standard error.
+pub fn assert_success(out: &Output, what: &str) {
+    assert!(
+        out.status.success(),
+        "{what} ({:?}):\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Make a file mode 0755, so that the ordinary user can run it whatever the umask.
+pub fn executable_by_all(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).expect("chmod 0755");
+}
+
+/// [`pyenv`]'s interpreter of version `ver`; None after printing why the caller skips.
+pub fn pyenv_or_skip(ver: &str) -> Option<PathBuf> {
+    let p = pyenv(ver);
+    if p.is_none() {
+        eprintln!("skip: pyenv python {ver} missing (~/.pyenv/versions/{ver})");
+    }
+    p
 }

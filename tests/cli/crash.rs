@@ -81,10 +81,6 @@ fn wait_gone(pid: i32) {
     }
 }
 
-fn manifest(dir: &Path) -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap()
-}
-
 /// Finalize, check it says the run is incomplete, and check the summary and the split.
 fn finalize_incomplete(dir: &Path, reason: &str) {
     let out = hwprof(&["finalize", dir.to_str().unwrap()]);
@@ -94,18 +90,13 @@ fn finalize_incomplete(dir: &Path, reason: &str) {
         err.contains("the run is incomplete") && err.contains(reason),
         "finalize's lines: {err}"
     );
-    let text = ok(&hwprof(&["report", dir.to_str().unwrap()]));
+    let text = report(dir, &[]);
     assert!(
         text.starts_with("WARNING: incomplete run:") && text.contains(reason),
         "report header: {text}"
     );
-    let json: serde_json::Value = serde_json::from_str(&ok(&hwprof(&[
-        "report",
-        dir.to_str().unwrap(),
-        "--format",
-        "json",
-    ])))
-    .unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&report(dir, &["--format", "json"])).unwrap();
     assert_eq!(json["complete"], false, "{json:#}");
     assert!(
         json["incomplete"].as_str().unwrap().contains(reason),
@@ -124,15 +115,13 @@ fn finalize_incomplete(dir: &Path, reason: &str) {
 /// ("no manifest.json"); now the provisional manifest makes it finalizable.
 #[test]
 fn sigkill_of_hwprof_keeps_what_was_flushed() {
-    let t = shared_tempdir();
-    let bin = build_c(t.path(), "hot.c", "hot", &[]);
-    let dir = t.path().join("run");
+    let Scratch { tmp: _t, bin, dir } = scratch_with("hot.c", "hot", &[]);
     let mut hw = start_collect(&dir, &bin, "4000");
     let pid = target_pid(&dir);
     wait_for_cpu(pid);
     let _ = hw.kill();
     let _ = hw.wait();
-    let m = manifest(&dir);
+    let m = manifest_json(&dir);
     assert_eq!(m["complete"], false, "{m:#}");
     assert_eq!(m["incomplete_reason"], "collecting", "{m:#}");
     // The target is not hwprof's business any more: end it to free the CPU.
@@ -143,16 +132,14 @@ fn sigkill_of_hwprof_keeps_what_was_flushed() {
 
 #[test]
 fn sigkill_of_the_target_is_an_incomplete_run() {
-    let t = shared_tempdir();
-    let bin = build_c(t.path(), "hot.c", "hot", &[]);
-    let dir = t.path().join("run");
+    let Scratch { tmp: _t, bin, dir } = scratch_with("hot.c", "hot", &[]);
     let hw = start_collect(&dir, &bin, "4000");
     let pid = target_pid(&dir);
     wait_for_cpu(pid);
     kill(pid, libc::SIGKILL);
     let out = hw.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(128 + 9));
-    let m = manifest(&dir);
+    let m = manifest_json(&dir);
     assert_eq!(m["complete"], false, "{m:#}");
     finalize_incomplete(&dir, "the target was killed by SIGKILL");
 }
@@ -161,9 +148,7 @@ fn sigkill_of_the_target_is_an_incomplete_run() {
 /// KillWait: hwprof passes SIGTERM on and writes its final manifest at once.
 #[test]
 fn sigterm_as_slurm_sends_it_ends_with_a_final_manifest() {
-    let t = shared_tempdir();
-    let bin = build_c(t.path(), "hot.c", "hot", &[]);
-    let dir = t.path().join("run");
+    let Scratch { tmp: _t, bin, dir } = scratch_with("hot.c", "hot", &[]);
     let hw = start_collect(&dir, &bin, "4000");
     let pid = target_pid(&dir);
     wait_for_cpu(pid);
@@ -173,7 +158,7 @@ fn sigterm_as_slurm_sends_it_ends_with_a_final_manifest() {
     let took = sent.elapsed();
     assert_eq!(out.status.code(), Some(128 + 15));
     assert!(took < Duration::from_secs(5), "took {took:?} after SIGTERM");
-    let m = manifest(&dir);
+    let m = manifest_json(&dir);
     assert_eq!(m["incomplete_reason"], "the target was killed by SIGTERM");
     assert!(m["duration_s"].as_f64().unwrap() > 1.5, "{m:#}");
     finalize_incomplete(&dir, "the target was killed by SIGTERM");
@@ -220,17 +205,12 @@ fn disk_full_stops_recording_and_keeps_a_valid_marked_dir() {
         err.contains("disk full (ENOSPC) writing perf.data: recording stopped; the target runs on"),
         "{err}"
     );
-    let m = manifest(&dir);
+    let m = manifest_json(&dir);
     assert_eq!(m["complete"], false, "{m:#}");
     // perf reads what was kept too.
     need_perf();
     {
-        let raw = std::fs::read_dir(dir.join("raw"))
-            .unwrap()
-            .next()
-            .unwrap()
-            .unwrap()
-            .path();
+        let raw = first_raw_dir(&dir);
         let perf = Command::new("perf")
             .args(["script", "-F", "ip", "-i"])
             .arg(raw.join("perf.data"))

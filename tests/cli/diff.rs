@@ -31,26 +31,14 @@ struct Row {
     presence: String,
 }
 
-const DIFF_COLUMNS: [&str; 12] = [
-    "function",
-    "module",
-    "file",
-    "line",
-    "base_self",
-    "new_self",
-    "delta_self",
-    "ratio_self",
-    "base_total",
-    "new_total",
-    "delta_total",
-    "ratio_total",
-];
+/// The first twelve columns of `diff --format csv` (the contract).
+const DIFF_COLUMNS: &str = "function,module,file,line,base_self,new_self,delta_self,ratio_self,base_total,new_total,delta_total,ratio_total";
 
 fn parse_diff_csv(text: &str) -> Vec<Row> {
     let mut r = csv::Reader::from_reader(text.as_bytes());
     let headers = r.headers().unwrap().clone();
     assert_eq!(
-        headers.iter().take(12).collect::<Vec<_>>(),
+        headers.iter().take(12).collect::<Vec<_>>().join(","),
         DIFF_COLUMNS,
         "{text}"
     );
@@ -158,6 +146,12 @@ fn svg_frames(svg: &str) -> Vec<(String, (u32, u32, u32))> {
         }
     }
     out
+}
+
+/// hot_b, which grew, is drawn red in a differential flame graph.
+fn assert_hot_b_red(frames: &[(String, (u32, u32, u32))]) {
+    let (r, _, bl) = frame_fill(frames, "hot_b");
+    assert!(r > bl + 40, "hot_b grew, should be red: rgb({r},_,{bl})");
 }
 
 fn frame_fill(frames: &[(String, (u32, u32, u32))], f: &str) -> (u32, u32, u32) {
@@ -283,8 +277,7 @@ fn hot_b_doubled_shows_as_twice_the_time_and_trips_the_gate() {
         s(&svg_path),
     ]));
     let frames = svg_frames(&std::fs::read_to_string(&svg_path).unwrap());
-    let (r, _, bl) = frame_fill(&frames, "hot_b");
-    assert!(r > bl + 40, "hot_b grew, should be red: rgb({r},_,{bl})");
+    assert_hot_b_red(&frames);
     let (r, _, bl) = frame_fill(&frames, "hot_a");
     assert!(bl > r + 20, "hot_a shrank, should be blue: rgb({r},_,{bl})");
     let title = &frames
@@ -305,9 +298,7 @@ fn hot_b_doubled_shows_as_twice_the_time_and_trips_the_gate() {
         "-o",
         s(&svg_path),
     ]));
-    let frames = svg_frames(&std::fs::read_to_string(&svg_path).unwrap());
-    let (r, _, bl) = frame_fill(&frames, "hot_b");
-    assert!(r > bl + 40, "hot_b grew, should be red: rgb({r},_,{bl})");
+    assert_hot_b_red(&svg_frames(&std::fs::read_to_string(&svg_path).unwrap()));
 
     // HTML delta view (time-normalized): hot_b's box red-ish, hot_a's about
     // neutral, both numbers in hot_b's tooltip and details; no console errors.

@@ -2,27 +2,22 @@
 
 use crate::common::*;
 
-fn err_of(out: &std::process::Output) -> String {
-    let e = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(!e.contains("panicked"), "panic: {e}");
-    e
+/// `hwprof collect -r T/r EXTRA...` (a results dir that does not exist yet).
+fn collect_into_r(t: &std::path::Path, extra: &[&str]) -> std::process::Output {
+    let r = t.join("r");
+    let mut args = vec!["collect", "-r", r.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    hwprof(&args)
 }
 
 #[test]
 fn missing_command() {
     let t = shared_tempdir();
-    let out = hwprof(&[
-        "collect",
-        "-r",
-        t.path().join("r").to_str().unwrap(),
-        "--",
-        "no-such-cmd-xyz",
-    ]);
-    assert_eq!(out.status.code(), Some(1));
-    let e = err_of(&out);
-    assert!(
-        e.contains("hwprof: error: cannot run 'no-such-cmd-xyz': command not found"),
-        "{e}"
+    let out = collect_into_r(t.path(), &["--", "no-such-cmd-xyz"]);
+    assert_fails_with(
+        &out,
+        1,
+        "hwprof: error: cannot run 'no-such-cmd-xyz': command not found",
     );
     assert!(!t.path().join("r").exists(), "no results dir left behind");
 }
@@ -32,46 +27,23 @@ fn non_executable_command() {
     let t = shared_tempdir();
     let f = t.path().join("data.txt");
     std::fs::write(&f, "x").unwrap();
-    let out = hwprof(&[
-        "collect",
-        "-r",
-        t.path().join("r").to_str().unwrap(),
-        "--",
-        f.to_str().unwrap(),
-    ]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        err_of(&out).contains("not an executable"),
-        "{}",
-        err_of(&out)
-    );
+    let out = collect_into_r(t.path(), &["--", f.to_str().unwrap()]);
+    assert_fails_with(&out, 1, "not an executable");
 }
 
 #[test]
 fn unknown_event_lists_close_matches() {
     let t = shared_tempdir();
-    let out = hwprof(&[
-        "collect",
-        "-r",
-        t.path().join("r").to_str().unwrap(),
-        "-e",
-        "cpu-clok",
-        "--",
-        "true",
-    ]);
-    assert_eq!(out.status.code(), Some(1));
-    let e = err_of(&out);
-    assert!(
-        e.contains("unknown event 'cpu-clok'") && e.contains("cpu-clock"),
-        "{e}"
-    );
+    let out = collect_into_r(t.path(), &["-e", "cpu-clok", "--", "true"]);
+    assert_fails_with(&out, 1, "unknown event 'cpu-clok'");
+    assert!(stderr_of(&out).contains("cpu-clock"), "{}", stderr_of(&out));
 }
 
 #[test]
 fn usage_errors_exit_2() {
     let out = hwprof(&["collect"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(err_of(&out).contains("nothing to profile"));
+    assert!(stderr_of(&out).contains("nothing to profile"));
     let out = hwprof(&["collect", "--call-graph", "lbr", "--", "true"]);
     assert_eq!(out.status.code(), Some(2));
     let out = hwprof(&["report"]);
@@ -100,7 +72,7 @@ fn every_subcommand_exits_2_on_a_usage_error() {
     ];
     for args in cases {
         let out = hwprof(args);
-        let e = err_of(&out);
+        let e = stderr_of(&out);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {e}");
         assert!(!e.trim().is_empty(), "{args:?}: no message");
     }
@@ -113,8 +85,7 @@ fn existing_results_dir_is_never_overwritten() {
     std::fs::create_dir(&d).unwrap();
     std::fs::write(d.join("precious"), "keep").unwrap();
     let out = hwprof(&["collect", "-r", d.to_str().unwrap(), "--", "true"]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(err_of(&out).contains("exists and is not empty"));
+    assert_fails_with(&out, 1, "exists and is not empty");
     assert_eq!(std::fs::read_to_string(d.join("precious")).unwrap(), "keep");
 }
 
@@ -124,7 +95,7 @@ fn finalize_and_report_on_a_non_results_dir() {
     for cmd in ["finalize", "report"] {
         let out = hwprof(&[cmd, t.path().to_str().unwrap()]);
         assert_eq!(out.status.code(), Some(1), "{cmd}");
-        let e = err_of(&out);
+        let e = stderr_of(&out);
         assert!(e.contains("not an hwprof results directory"), "{cmd}: {e}");
     }
 }
@@ -142,7 +113,7 @@ fn report_on_a_missing_dir_says_it_is_missing() {
         let cmd = args[0];
         let out = hwprof(&args);
         assert_eq!(out.status.code(), Some(1), "{cmd}");
-        let e = err_of(&out);
+        let e = stderr_of(&out);
         assert!(e.contains("no such directory"), "{cmd}: {e}");
         assert!(!e.contains("--no-finalize"), "{cmd}: {e}");
     }
@@ -151,8 +122,7 @@ fn report_on_a_missing_dir_says_it_is_missing() {
 #[test]
 fn report_on_an_unreadable_dir_says_permission_denied() {
     // Root's results, private (0700, as collect writes them), read by an ordinary user.
-    let t = shared_tempdir();
-    let dir = collect_raw(t.path());
+    let (t, dir) = raw_run();
     ok(&hwprof(&["finalize", "-q", dir.to_str().unwrap()]));
     let hw = hwprof_for_nobody(t.path());
     for cmd in ["report", "finalize"] {
@@ -161,7 +131,7 @@ fn report_on_an_unreadable_dir_says_permission_denied() {
             .output()
             .unwrap();
         assert_eq!(out.status.code(), Some(1), "{cmd}");
-        let e = err_of(&out);
+        let e = stderr_of(&out);
         assert!(e.contains("permission denied"), "{cmd}: {e}");
         assert!(
             !e.contains("--no-finalize") && !e.contains("damaged"),
@@ -172,21 +142,15 @@ fn report_on_an_unreadable_dir_says_permission_denied() {
 
 #[test]
 fn report_before_finalize_says_run_finalize() {
-    let t = shared_tempdir();
-    let dir = collect_raw(t.path());
+    let (_t, dir) = raw_run();
     let out = hwprof(&["report", dir.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(1));
-    let e = err_of(&out);
-    assert!(
-        e.contains("has no profile.db") && e.contains("hwprof finalize"),
-        "{e}"
-    );
+    assert_fails_with(&out, 1, "has no profile.db");
+    assert!(stderr_of(&out).contains("hwprof finalize"));
 }
 
 #[test]
 fn finalize_ends_with_what_it_wrote_and_how_to_look() {
-    let t = shared_tempdir();
-    let dir = collect_raw(t.path());
+    let (_t, dir) = raw_run();
     let out = hwprof(&["finalize", dir.to_str().unwrap()]);
     ok(&out);
     let e = String::from_utf8_lossy(&out.stderr);
@@ -215,49 +179,33 @@ fn permission_denied_names_the_fix() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
-    let e = err_of(&out);
+    let e = stderr_of(&out);
     // The real cause is ptrace rights, not perf_event_paranoid.
     assert!(e.contains("ptrace refused") && e.contains("uid 0"), "{e}");
     assert!(!e.contains("perf_event_paranoid"), "{e}");
 }
 
-fn collect_raw(t: &std::path::Path) -> std::path::PathBuf {
-    let bin = build_c(t, "hot.c", "hot", &[]);
-    let dir = t.join("run");
-    ok(&hwprof(&[
-        "collect",
-        "-q",
-        "--no-finalize",
-        "-r",
-        dir.to_str().unwrap(),
-        "--",
-        bin.to_str().unwrap(),
-        "400",
-    ]));
-    dir
-}
-
-fn perf_data(dir: &std::path::Path) -> std::path::PathBuf {
-    std::fs::read_dir(dir.join("raw"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path()
-        .join("perf.data")
+/// hot.c collected with `--no-finalize` into a new shared temporary directory.
+fn raw_run() -> (tempfile::TempDir, std::path::PathBuf) {
+    let Scratch { tmp, bin, dir } = scratch_with("hot.c", "hot", &[]);
+    ok(&collect(
+        &dir,
+        &["--no-finalize"],
+        &[bin.to_str().unwrap(), "400"],
+    ));
+    (tmp, dir)
 }
 
 #[test]
 fn truncated_perf_data_is_read_up_to_the_last_complete_record() {
-    let t = shared_tempdir();
-    let dir = collect_raw(t.path());
-    let p = perf_data(&dir);
+    let (_t, dir) = raw_run();
+    let p = first_perf_data(&dir);
     let len = std::fs::metadata(&p).unwrap().len();
     // Cut in the middle of the data section.
     let f = std::fs::OpenOptions::new().write(true).open(&p).unwrap();
     f.set_len(len * 6 / 10 + 3).unwrap();
     let out = hwprof(&["finalize", dir.to_str().unwrap()]);
-    let e = err_of(&out);
+    let e = stderr_of(&out);
     assert!(out.status.success(), "{e}");
     assert!(e.contains("cut short") && e.contains("skipped"), "{e}");
     let rows = hotspots(&dir, &[]);
@@ -266,26 +214,29 @@ fn truncated_perf_data_is_read_up_to_the_last_complete_record() {
 
 #[test]
 fn garbage_perf_data_is_refused_clearly() {
-    let t = shared_tempdir();
-    let dir = collect_raw(t.path());
-    std::fs::write(perf_data(&dir), vec![0x5au8; 10000]).unwrap();
+    let (_t, dir) = raw_run();
+    std::fs::write(first_perf_data(&dir), vec![0x5au8; 10000]).unwrap();
     let out = hwprof(&["finalize", dir.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        err_of(&out).contains("is not a perf.data file"),
-        "{}",
-        err_of(&out)
-    );
+    assert_fails_with(&out, 1, "is not a perf.data file");
 }
 
 #[test]
 fn damaged_manifest_is_reported() {
-    let t = shared_tempdir();
-    let dir = collect_raw(t.path());
+    let (_t, dir) = raw_run();
     std::fs::write(dir.join("manifest.json"), "{not json").unwrap();
     let out = hwprof(&["finalize", dir.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(err_of(&out).contains("damaged"), "{}", err_of(&out));
+    assert_fails_with(&out, 1, "damaged");
+}
+
+/// `doctor`'s output and its "python agent:" line.
+fn agent_line(out: &std::process::Output) -> (String, String) {
+    let d = String::from_utf8_lossy(&out.stdout).into_owned();
+    let line = d
+        .lines()
+        .find(|l| l.contains("python agent:"))
+        .unwrap_or_else(|| panic!("no python agent line:\n{d}"))
+        .to_string();
+    (d, line)
 }
 
 /// `doctor` loads the agent with dlopen in a child process: the embedded one loads; a
@@ -294,11 +245,7 @@ fn damaged_manifest_is_reported() {
 #[test]
 fn doctor_dlopens_the_agent_in_a_child_and_reports_a_bad_one() {
     let out = crate::common::hwprof(&["doctor"]);
-    let d = String::from_utf8_lossy(&out.stdout);
-    let line = d
-        .lines()
-        .find(|l| l.contains("python agent:"))
-        .unwrap_or_else(|| panic!("no python agent line:\n{d}"));
+    let (_, line) = agent_line(&out);
     assert!(
         line.contains("OK") && line.contains("loads (dlopen in a child process)"),
         "{line}"
@@ -311,11 +258,7 @@ fn doctor_dlopens_the_agent_in_a_child_and_reports_a_bad_one() {
         .env("HWPROF_AGENT_LIB", &bad)
         .output()
         .expect("doctor");
-    let d = String::from_utf8_lossy(&out.stdout);
-    let line = d
-        .lines()
-        .find(|l| l.contains("python agent:"))
-        .unwrap_or_else(|| panic!("no python agent line:\n{d}"));
+    let (d, line) = agent_line(&out);
     assert!(
         line.contains("PROBLEM") && line.contains("dlopen of") && line.contains("failed: "),
         "{line}"

@@ -17,6 +17,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command as StdCommand;
 
 use assert_cmd::Command;
+
+use crate::common::{assert_success, run_ok};
 use hwprof::profile::{EventRow, Frame, FrameKind, Function, Process, ProfileWriter, Thread};
 
 const PY_EVAL: &str = "_PyEval_EvalFrameDefault";
@@ -101,11 +103,7 @@ fn export(dir: &Path, format: &str, extra: &[&str]) -> Vec<u8> {
         .args(extra)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "export --format {format} {extra:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out, &format!("export --format {format} {extra:?} failed"));
     out.stdout
 }
 
@@ -132,17 +130,6 @@ fn require(tool: &str, package: &str) {
         have(tool),
         "{tool} is not installed: install {package} (.ci/run does)"
     );
-}
-
-fn run_ok(cmd: &mut StdCommand) -> String {
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        String::from_utf8_lossy(&out.stdout)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// Folded lines → weight per leaf label.
@@ -598,11 +585,7 @@ fn collect_then_export_pstats_and_speedscope() {
         .arg("300")
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "collect failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out, "collect failed");
     let prof = export_file(&results, "pstats", "hot.prof");
     let rows = run_ok(StdCommand::new("python3").args([
         "-c",

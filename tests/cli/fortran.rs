@@ -8,7 +8,7 @@
 
 use std::process::Command;
 
-use crate::common::{collect, hotspots, hwprof, ok, program_source, shared_tempdir};
+use crate::common::*;
 
 #[test]
 fn gfortran_names_and_shares() {
@@ -26,16 +26,7 @@ fn gfortran_names_and_shares() {
     assert!(status.success(), "gfortran failed");
     let dir = t.path().join("run");
     ok(&collect(&dir, &[], &[bin.to_str().unwrap(), "3000"]));
-    let csv = ok(&hwprof(&[
-        "report",
-        dir.to_str().unwrap(),
-        "--view",
-        "hotspots",
-        "--format",
-        "csv",
-        "--top",
-        "1000",
-    ]));
+    let csv = report_view(&dir, "hotspots", "csv", &["--top", "1000"]);
     for mangled in ["__heat_MOD_relax", "sweep_", "smooth.0", "MAIN__"] {
         assert!(!csv.contains(mangled), "{mangled} shown mangled:\n{csv}");
     }
@@ -71,16 +62,7 @@ fn gfortran_names_and_shares() {
         "smooth is declared on line 52: {smooth}"
     );
     // Its hot line.
-    let lines = ok(&hwprof(&[
-        "report",
-        dir.to_str().unwrap(),
-        "--view",
-        "lines",
-        "--format",
-        "csv",
-        "--top",
-        "1000",
-    ]));
+    let lines = report_view(&dir, "lines", "csv", &["--top", "1000"]);
     let hot = lines
         .lines()
         .filter(|l| l.starts_with("heat::relax,"))

@@ -15,16 +15,7 @@ const GROUP: &str = "{cpu-clock,page-faults,context-switches}";
 
 /// Hotspots CSV as rows of named columns, keyed by function.
 fn hotspot_table(dir: &Path) -> HashMap<String, HashMap<String, String>> {
-    let text = ok(&hwprof(&[
-        "report",
-        dir.to_str().unwrap(),
-        "--view",
-        "hotspots",
-        "--format",
-        "csv",
-        "--top",
-        "100000",
-    ]));
+    let text = report_view(dir, "hotspots", "csv", &["--top", "100000"]);
     // The contract's columns stay first and unchanged.
     parse_hotspots_csv(&text);
     let mut r = csv::Reader::from_reader(text.as_bytes());
@@ -86,15 +77,7 @@ fn assert_faults_in_toucher(dir: &Path, as_root: bool) {
         assert_eq!(switches, 0.0, "user-only counting sees no switches");
     }
     // The summary gives the group's totals, not multiplexed (software events).
-    let js = ok(&hwprof(&[
-        "report",
-        dir.to_str().unwrap(),
-        "--view",
-        "summary",
-        "--format",
-        "json",
-    ]));
-    let v: serde_json::Value = serde_json::from_str(&js).unwrap();
+    let v = report_json(dir, "summary", &[]);
     let g = &v["group"];
     assert_eq!(g["multiplexed"], false, "{g}");
     assert_eq!(g["multiplexed_samples"], 0, "{g}");
@@ -105,8 +88,7 @@ fn assert_faults_in_toucher(dir: &Path, as_root: bool) {
         "summary total {total} vs rows {all_faults}"
     );
     // The manifest records the group as opened.
-    let m: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap();
+    let m: serde_json::Value = manifest_json(dir);
     assert_eq!(m["groups"][0]["leader"], "cpu-clock", "{m}");
     assert_eq!(
         m["groups"][0]["members"],
@@ -114,14 +96,7 @@ fn assert_faults_in_toucher(dir: &Path, as_root: bool) {
     );
     assert_eq!(m["groups"][0]["read_per_sample"], true);
     // The lines view has the same member columns.
-    let lines = ok(&hwprof(&[
-        "report",
-        dir.to_str().unwrap(),
-        "--view",
-        "lines",
-        "--format",
-        "csv",
-    ]));
+    let lines = report_view(dir, "lines", "csv", &[]);
     assert!(
         lines
             .lines()
@@ -132,21 +107,9 @@ fn assert_faults_in_toucher(dir: &Path, as_root: bool) {
     );
 }
 
-fn perf_data_of(dir: &Path) -> std::path::PathBuf {
-    std::fs::read_dir(dir.join("raw"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path()
-        .join("perf.data")
-}
-
 #[test]
 fn software_group_puts_page_faults_in_the_faulting_function() {
-    let t = shared_tempdir();
-    let bin = build_c(t.path(), "faults.c", "faults", &[]);
-    let dir = t.path().join("run");
+    let Scratch { tmp: _t, bin, dir } = scratch_with("faults.c", "faults", &[]);
     ok(&collect(
         &dir,
         &["-e", GROUP, "--call-graph", "fp"],
@@ -155,32 +118,18 @@ fn software_group_puts_page_faults_in_the_faulting_function() {
     assert_faults_in_toucher(&dir, true);
     // perf reads the group back: each member's values become its own samples.
     need_perf();
-    let data = perf_data_of(&dir);
-    let script = Command::new("perf")
-        .args(["script", "-F", "event,period,sym", "-i"])
-        .arg(&data)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&script.stdout);
-    assert!(
-        script.status.success(),
-        "{}",
-        String::from_utf8_lossy(&script.stderr)
+    let data = first_perf_data(&dir);
+    let text = run_ok(
+        Command::new("perf")
+            .args(["script", "-F", "event,period,sym", "-i"])
+            .arg(&data),
     );
     let perf_faults: u64 = text
         .lines()
         .filter(|l| l.contains("page-faults:"))
         .filter_map(|l| l.split_whitespace().next()?.parse::<u64>().ok())
         .sum();
-    let js = ok(&hwprof(&[
-        "report",
-        dir.to_str().unwrap(),
-        "--view",
-        "summary",
-        "--format",
-        "json",
-    ]));
-    let v: serde_json::Value = serde_json::from_str(&js).unwrap();
+    let v = report_json(&dir, "summary", &[]);
     let ours = v["group"]["totals"]["page-faults"].as_u64().unwrap_or(0);
     assert_eq!(
         perf_faults, ours,
@@ -197,18 +146,12 @@ fn software_group_puts_page_faults_in_the_faulting_function() {
         head.contains("# group: {cpu-clock,page-faults,context-switches}"),
         "{head}"
     );
-    let rep = Command::new("perf")
-        .args([
-            "report", "--stdio", "--group", "--sort", "sym", "-g", "none", "-i",
-        ])
-        .arg(&data)
-        .output()
-        .unwrap();
-    let rep_text = String::from_utf8_lossy(&rep.stdout);
-    assert!(
-        rep.status.success(),
-        "{}",
-        String::from_utf8_lossy(&rep.stderr)
+    let rep_text = run_ok(
+        Command::new("perf")
+            .args([
+                "report", "--stdio", "--group", "--sort", "sym", "-g", "none", "-i",
+            ])
+            .arg(&data),
     );
     assert!(
         rep_text.contains("toucher") && rep_text.contains("page-faults"),
@@ -218,38 +161,17 @@ fn software_group_puts_page_faults_in_the_faulting_function() {
 
 #[test]
 fn an_ordinary_user_gets_the_group_too() {
-    let t = shared_tempdir();
-    let bin = build_c(t.path(), "faults.c", "faults", &[]);
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let Scratch { tmp: t, bin, dir } = scratch_with("faults.c", "faults", &[]);
+    executable_by_all(&bin);
     let hw = hwprof_for_nobody(t.path());
-    let dir = t.path().join("run");
-    let out = as_nobody(&hw)
-        .args([
-            "collect",
-            "-q",
-            "-r",
-            dir.to_str().unwrap(),
-            "-e",
-            GROUP,
-            "--",
-        ])
-        .arg(&bin)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = collect_through(as_nobody(&hw), &dir, &["-e", GROUP], &[bin.as_os_str()]);
+    ok(&out);
     assert_faults_in_toucher(&dir, false);
 }
 
 #[test]
 fn group_members_the_machine_lacks_are_dropped_with_a_notice() {
-    let t = shared_tempdir();
-    let bin = build_c(t.path(), "hot.c", "hot", &[]);
-    let dir = t.path().join("run");
+    let Scratch { tmp: t, bin, dir } = scratch_with("hot.c", "hot", &[]);
     let out = hwprof(&[
         "collect",
         "-r",
@@ -262,8 +184,7 @@ fn group_members_the_machine_lacks_are_dropped_with_a_notice() {
     ]);
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "{err}");
-    let m: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap();
+    let m: serde_json::Value = manifest_json(&dir);
     let g = &m["groups"][0];
     let members: Vec<&str> = g["members"]
         .as_array()
@@ -321,12 +242,9 @@ fn hotspots_with_a_pmu_reads_the_cycles_group() {
         );
         return;
     }
-    let t = shared_tempdir();
-    let bin = build_c(t.path(), "hot.c", "hot", &[]);
-    let dir = t.path().join("run");
+    let Scratch { tmp: _t, bin, dir } = scratch_with("hot.c", "hot", &[]);
     ok(&collect(&dir, &[], &[bin.to_str().unwrap(), "600"]));
-    let m: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap();
+    let m: serde_json::Value = manifest_json(&dir);
     assert_eq!(m["groups"][0]["leader"], "cycles", "{m}");
     let rows = hotspot_table(&dir);
     let hot = rows.get("hot_a").expect("hot_a row");
@@ -349,49 +267,31 @@ fn python_functions_get_their_page_faults() {
         .expect("python3 is not installed");
     assert!(py.status.success(), "python3 -c 'import mmap' failed");
     let t = shared_tempdir();
-    let script = t.path().join("pyfaults.py");
     // fault() touches 30000 fresh pages (THP off), spin() only computes. A member's
     // count goes to the sample that reads it (the delta since the previous one), and
     // the agent samples user mode only: fault() computes a little between faults so
     // that its faults are read by its own samples, not by spin()'s first one.
-    std::fs::write(
-        &script,
+    let script = write_script(
+        t.path(),
+        "pyfaults.py",
         "import mmap\nPAGES = 30000\ndef fault():\n    m = mmap.mmap(-1, PAGES * 4096)\n    m.madvise(mmap.MADV_NOHUGEPAGE)\n    s = 0\n    for i in range(0, PAGES * 4096, 4096):\n        m[i] = 1\n        for j in range(40):\n            s += j\n    return m\ndef spin():\n    s = 0\n    for i in range(2000000):\n        s += i\n    return s\nkeep = fault()\nspin()\n",
-    )
-    .unwrap();
-    let dir = t.path().join("run");
-    let out = Command::new(hwprof_bin())
-        .args([
-            "collect",
-            "-q",
-            "-r",
-            dir.to_str().unwrap(),
-            "-e",
-            "{cpu-clock,page-faults}",
-            "--",
-        ])
-        .arg("python3")
-        .arg(&script)
-        .env("HWPROF_AGENT_LIB", crate::python::agent_lib())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
     );
-    let text = ok(&hwprof(&[
-        "report",
-        dir.to_str().unwrap(),
-        "--view",
+    let dir = t.path().join("run");
+    let mut hw = Command::new(hwprof_bin());
+    hw.env("HWPROF_AGENT_LIB", crate::python::agent_lib());
+    let program = [std::ffi::OsStr::new("python3"), script.as_os_str()];
+    ok(&collect_through(
+        hw,
+        &dir,
+        &["-e", "{cpu-clock,page-faults}"],
+        &program,
+    ));
+    let text = report_view(
+        &dir,
         "hotspots",
-        "--format",
         "csv",
-        "--frames",
-        "python",
-        "--top",
-        "100000",
-    ]));
+        &["--frames", "python", "--top", "100000"],
+    );
     let mut r = csv::Reader::from_reader(text.as_bytes());
     let headers: Vec<String> = r.headers().unwrap().iter().map(String::from).collect();
     let col = headers

@@ -31,42 +31,35 @@ fn assert_hot_shares(dir: &std::path::Path) {
     );
 }
 
-#[test]
-fn dwarf_stacks_without_frame_pointers_give_designed_shares() {
-    let t = shared_tempdir();
-    let bin = build_c(t.path(), "hot.c", "hot", &["-fomit-frame-pointer"]);
-    let dir = t.path().join("run");
+/// hot.c built as OUT with FLAGS, collected with `--call-graph CALL_GRAPH`: the designed
+/// shares.
+fn check_hot_shares_with(out: &str, flags: &[&str], call_graph: &str) {
+    let Scratch { tmp: _t, bin, dir } = scratch_with("hot.c", out, flags);
     ok(&collect(
         &dir,
-        &["--call-graph", "dwarf"],
+        &["--call-graph", call_graph],
         &[bin.to_str().unwrap(), "600"],
     ));
     assert_hot_shares(&dir);
+}
+
+#[test]
+fn dwarf_stacks_without_frame_pointers_give_designed_shares() {
+    check_hot_shares_with("hot", &["-fomit-frame-pointer"], "dwarf");
 }
 
 #[test]
 fn frame_pointer_stacks_give_designed_shares() {
-    let t = shared_tempdir();
-    let bin = build_c(
-        t.path(),
-        "hot.c",
+    check_hot_shares_with(
         "hotfp",
         &["-fno-omit-frame-pointer", "-fno-shrink-wrap"],
+        "fp",
     );
-    let dir = t.path().join("run");
-    ok(&collect(
-        &dir,
-        &["--call-graph", "fp"],
-        &[bin.to_str().unwrap(), "600"],
-    ));
-    assert_hot_shares(&dir);
 }
 
 #[test]
 fn each_thread_gets_its_own_work() {
-    let t = shared_tempdir();
-    let bin = build_c(t.path(), "threads.c", "threads", &[]);
-    let dir = t.path().join("run");
+    let Scratch { tmp: _t, bin, dir } = scratch_with("threads.c", "threads", &[]);
     ok(&collect(&dir, &[], &[bin.to_str().unwrap(), "300"]));
     let p = Profile::load(&dir).unwrap();
     let mut by_thread: std::collections::HashMap<(String, String), u64> = Default::default();
@@ -86,14 +79,7 @@ fn each_thread_gets_its_own_work() {
     let ratio = get("worker_b", "func_b") as f64 / get("worker_a", "func_a") as f64;
     assert!((1.6..2.5).contains(&ratio), "b/a = {ratio}");
     // The threads view names both threads with their shares.
-    let csv = ok(&hwprof(&[
-        "report",
-        dir.to_str().unwrap(),
-        "--view",
-        "threads",
-        "--format",
-        "csv",
-    ]));
+    let csv = report_view(&dir, "threads", "csv", &[]);
     assert!(
         csv.starts_with("pid,tid,name,rank,total,total_pct"),
         "{csv}"
@@ -106,11 +92,8 @@ fn each_thread_gets_its_own_work() {
 
 #[test]
 fn forked_child_is_followed() {
-    let t = shared_tempdir();
-    let bin = build_c(t.path(), "forks.c", "forks", &[]);
-    let dir = t.path().join("run");
-    ok(&collect(&dir, &[], &[bin.to_str().unwrap(), "300"]));
-    let rows = hotspots(&dir, &[]);
+    let Scratch { tmp: _t, bin, dir } = scratch_with("forks.c", "forks", &[]);
+    let rows = collect_hotspots(&dir, &[], &[bin.to_str().unwrap(), "300"]);
     let c = self_pct(&rows, "child_work");
     let p = self_pct(&rows, "parent_work");
     assert!(c > 35.0 && p > 35.0, "child {c}% parent {p}%: {rows:#?}");
@@ -127,16 +110,8 @@ fn attach_to_a_running_program_finds_its_hot_function() {
     std::thread::sleep(std::time::Duration::from_millis(300));
     let dir = t.path().join("run");
     let pid = child.id().to_string();
-    let out = hwprof(&[
-        "collect",
-        "-q",
-        "-r",
-        dir.to_str().unwrap(),
-        "-p",
-        &pid,
-        "-d",
-        "1.5",
-    ]);
+    let hw = Command::new(hwprof_bin());
+    let out = collect_through(hw, &dir, &["-p", &pid, "-d", "1.5"], &[]);
     let _ = child.kill();
     let _ = child.wait();
     ok(&out);
@@ -185,9 +160,7 @@ fn deferred_finalize_after_moving_results_and_binary() {
 
 #[test]
 fn archive_makes_results_self_contained() {
-    let t = shared_tempdir();
-    let bin = build_c(t.path(), "hot.c", "hot", &[]);
-    let dir = t.path().join("run");
+    let Scratch { tmp: _t, bin, dir } = scratch_with("hot.c", "hot", &[]);
     ok(&collect(
         &dir,
         &["--no-finalize", "--archive"],
@@ -201,28 +174,10 @@ fn archive_makes_results_self_contained() {
 #[test]
 fn perf_reads_our_perf_data_and_agrees() {
     need_perf();
-    let t = shared_tempdir();
-    let bin = build_c(t.path(), "hot.c", "hot", &[]);
-    let dir = t.path().join("run");
+    let Scratch { tmp: _t, bin, dir } = scratch_with("hot.c", "hot", &[]);
     ok(&collect(&dir, &[], &[bin.to_str().unwrap(), "600"]));
-    let data = std::fs::read_dir(dir.join("raw"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path()
-        .join("perf.data");
-    let rep = Command::new("perf")
-        .args(["report", "--stdio", "--no-children", "--sort", "sym", "-i"])
-        .arg(&data)
-        .output()
-        .unwrap();
-    assert!(
-        rep.status.success(),
-        "{}",
-        String::from_utf8_lossy(&rep.stderr)
-    );
-    let perf_shares = parse_perf_report(&String::from_utf8_lossy(&rep.stdout));
+    let data = first_perf_data(&dir);
+    let perf_shares = parse_perf_report(&perf_report_self(&data));
     let ours = hotspots(&dir, &[]);
     for f in ["hot_a", "hot_b"] {
         let p = perf_shares.get(f).copied().unwrap_or(-100.0);
@@ -254,17 +209,8 @@ fn perf_reads_our_perf_data_and_agrees() {
         work_children >= 95.0,
         "perf's children of work: {work_children}\n{text}"
     );
-    let script = Command::new("perf")
-        .args(["script", "-i"])
-        .arg(&data)
-        .output()
-        .unwrap();
-    assert!(
-        script.status.success(),
-        "{}",
-        String::from_utf8_lossy(&script.stderr)
-    );
-    assert!(String::from_utf8_lossy(&script.stdout).contains("hot_a"));
+    let script = run_ok(Command::new("perf").args(["script", "-i"]).arg(&data));
+    assert!(script.contains("hot_a"));
 }
 
 /// `perf report --stdio --no-children --sort sym`: "  75.12%  [.] hot_a".
@@ -305,20 +251,8 @@ fn an_interpreter_at_work_agrees_with_perf_report() {
         &["--python", "off"],
         &["python3", "-c", script],
     ));
-    let data = std::fs::read_dir(dir.join("raw"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path()
-        .join("perf.data");
-    let rep = Command::new("perf")
-        .args(["report", "--stdio", "--no-children", "--sort", "sym", "-i"])
-        .arg(&data)
-        .output()
-        .unwrap();
-    assert!(rep.status.success());
-    let text = String::from_utf8_lossy(&rep.stdout).into_owned();
+    let data = first_perf_data(&dir);
+    let text = perf_report_self(&data);
     let perf_user: Vec<(String, f64)> = {
         let mut v: Vec<(String, f64)> = text
             .lines()
@@ -362,12 +296,9 @@ fn an_interpreter_at_work_agrees_with_perf_report() {
 
 #[test]
 fn an_ordinary_user_gets_the_same_hot_functions() {
-    let t = shared_tempdir();
-    let bin = build_c(t.path(), "hot.c", "hot", &[]);
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let Scratch { tmp: t, bin, dir } = scratch_with("hot.c", "hot", &[]);
+    executable_by_all(&bin);
     let hw = hwprof_for_nobody(t.path());
-    let dir = t.path().join("run");
     let out = as_nobody(&hw)
         .args(["collect", "-r", dir.to_str().unwrap(), "--"])
         .arg(&bin)
@@ -380,8 +311,7 @@ fn an_ordinary_user_gets_the_same_hot_functions() {
         err.contains("kernel samples excluded"),
         "one-line notice: {err}"
     );
-    let m: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap();
+    let m: serde_json::Value = manifest_json(&dir);
     assert_eq!(m["kernel_samples"], false);
     assert_hot_shares(&dir);
 }
@@ -403,9 +333,7 @@ fn exit_status_is_the_targets() {
 
 #[test]
 fn sigint_to_hwprof_reaches_the_target_and_results_are_complete() {
-    let t = shared_tempdir();
-    let bin = build_c(t.path(), "exits.c", "exits", &[]);
-    let dir = t.path().join("run");
+    let Scratch { tmp: _t, bin, dir } = scratch_with("exits.c", "exits", &[]);
     let child = Command::new(hwprof_bin())
         .args(["collect", "-q", "-r", dir.to_str().unwrap(), "--"])
         .arg(&bin)
@@ -417,30 +345,19 @@ fn sigint_to_hwprof_reaches_the_target_and_results_are_complete() {
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(130), "target killed by SIGINT");
     assert!(dir.join("profile.db").exists());
-    let m: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap();
+    let m: serde_json::Value = manifest_json(&dir);
     assert_eq!(m["exit_status"], 130);
 }
 
 #[test]
 fn summary_json_has_the_contract_fields() {
-    let t = shared_tempdir();
-    let bin = build_c(t.path(), "hot.c", "hot", &[]);
-    let dir = t.path().join("run");
-    ok(&collect(
+    let Scratch { tmp: _t, bin, dir } = scratch_with("hot.c", "hot", &[]);
+    let j = collect_report_json(
         &dir,
         &["-F", "499"],
         &[bin.to_str().unwrap(), "300"],
-    ));
-    let j: serde_json::Value = serde_json::from_str(&ok(&hwprof(&[
-        "report",
-        dir.to_str().unwrap(),
-        "--view",
         "summary",
-        "--format",
-        "json",
-    ])))
-    .unwrap();
+    );
     for k in [
         "mode",
         "metric",
@@ -474,19 +391,8 @@ fn summary_json_has_the_contract_fields() {
 
 #[test]
 fn callers_and_modules_views() {
-    let t = shared_tempdir();
-    let bin = build_c(t.path(), "hot.c", "hot", &[]);
-    let dir = t.path().join("run");
-    ok(&collect(&dir, &[], &[bin.to_str().unwrap(), "300"]));
-    let j: serde_json::Value = serde_json::from_str(&ok(&hwprof(&[
-        "report",
-        dir.to_str().unwrap(),
-        "--view",
-        "callers",
-        "--format",
-        "json",
-    ])))
-    .unwrap();
+    let Scratch { tmp: _t, bin, dir } = scratch_with("hot.c", "hot", &[]);
+    let j = collect_report_json(&dir, &[], &[bin.to_str().unwrap(), "300"], "callers");
     let hot_a = j["functions"]
         .as_array()
         .unwrap()
@@ -494,14 +400,7 @@ fn callers_and_modules_views() {
         .find(|f| f["function"] == "hot_a")
         .unwrap();
     assert_eq!(hot_a["callers"][0]["function"], "work");
-    let m = ok(&hwprof(&[
-        "report",
-        dir.to_str().unwrap(),
-        "--view",
-        "modules",
-        "--format",
-        "csv",
-    ]));
+    let m = report_view(&dir, "modules", "csv", &[]);
     let first = m.lines().nth(1).unwrap();
     assert!(first.starts_with("hot,"), "{m}");
 }

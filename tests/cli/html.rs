@@ -49,10 +49,9 @@ pub fn check_page(page: &Path, name: &str, extra: &[&str]) -> Value {
         .args(extra)
         .output()
         .expect("run python3 tests/browser/check_report.py");
-    assert!(
-        out.status.success(),
-        "the browser check failed (needs chromium from apt and playwright from .ci/requirements.txt):\n{}",
-        String::from_utf8_lossy(&out.stderr)
+    assert_success(
+        &out,
+        "the browser check failed (needs chromium from apt and playwright from .ci/requirements.txt)",
     );
     let v: Value = serde_json::from_slice(&out.stdout).expect("check_report.py prints JSON");
     assert_eq!(
@@ -68,18 +67,6 @@ pub fn check_page(page: &Path, name: &str, extra: &[&str]) -> Value {
     v
 }
 
-fn report_json(dir: &Path, view: &str) -> Value {
-    let out = hwprof(&[
-        "report",
-        dir.to_str().unwrap(),
-        "--view",
-        view,
-        "--format",
-        "json",
-    ]);
-    serde_json::from_str(&ok(&out)).unwrap()
-}
-
 fn names(v: &Value) -> Vec<String> {
     serde_json::from_value(v.clone()).unwrap_or_default()
 }
@@ -93,9 +80,7 @@ fn width_of(v: &Value, f: &str) -> f64 {
 
 #[test]
 fn html_report_of_the_designed_c_program() {
-    let t = shared_tempdir();
-    let bin = build_c(t.path(), "hot.c", "hot", &["-fno-omit-frame-pointer"]);
-    let dir = t.path().join("run");
+    let Scratch { tmp: _t, bin, dir } = scratch_with("hot.c", "hot", &["-fno-omit-frame-pointer"]);
     ok(&collect(&dir, &[], &[bin.to_str().unwrap(), "600"]));
     let page = export_html(&dir);
     let v = check_page(&page, "hot", &["--search", "hot_a", "--click", "hot_a"]);
@@ -129,7 +114,7 @@ fn html_report_of_the_designed_c_program() {
         "Escape zooms out one level"
     );
     // Search: the highlighted share is hot_a's total share in the report.
-    let hot = report_json(&dir, "hotspots");
+    let hot = report_json(&dir, "hotspots", &[]);
     let hot_a = hot["rows"]
         .as_array()
         .unwrap()
@@ -179,8 +164,7 @@ fn html_report_of_the_designed_c_program() {
         "first half: {half} of {all}"
     );
     // Header: the run's notices; keyboard: arrows move the focus in the graph.
-    let m: Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap();
+    let m: Value = manifest_json(&dir);
     for n in m["notices"].as_array().unwrap() {
         assert!(
             v["notices"].as_array().unwrap().contains(n),
@@ -260,22 +244,12 @@ fn html_report_of_a_python_run() {
 #[test]
 fn html_report_of_a_memory_run() {
     let t = shared_tempdir();
-    let bin = build_c(
-        t.path(),
-        "touch256.c",
-        "touch256",
-        &[
-            "-O1",
-            "-fno-omit-frame-pointer",
-            "-fno-inline",
-            "-fno-optimize-sibling-calls",
-        ],
-    );
+    let bin = crate::memory::build_touch256(t.path());
     let dir = t.path().join("run");
     ok(&collect(&dir, &["-m", "memory"], &[bin.to_str().unwrap()]));
     let page = export_html(&dir);
     let v = check_page(&page, "memory", &["--search", "big_alloc"]);
-    let peak = report_json(&dir, "summary")["peak_rss_bytes"]
+    let peak = report_json(&dir, "summary", &[])["peak_rss_bytes"]
         .as_f64()
         .expect("peak RSS in the summary");
     assert!(peak > 200.0 * 1048576.0, "peak {peak}");
@@ -286,9 +260,7 @@ fn html_report_of_a_memory_run() {
 
 #[test]
 fn html_report_of_two_mpi_ranks() {
-    let t = shared_tempdir();
-    let bin = build_c(t.path(), "hot.c", "hot", &["-fno-omit-frame-pointer"]);
-    let dir = t.path().join("run");
+    let Scratch { tmp: _t, bin, dir } = scratch_with("hot.c", "hot", &["-fno-omit-frame-pointer"]);
     let ranks: Vec<_> = (0..2)
         .map(|r| {
             Command::new(hwprof_bin())
@@ -319,9 +291,7 @@ fn html_report_of_two_mpi_ranks() {
 
 #[test]
 fn report_open_writes_the_page_and_starts_the_browser() {
-    let t = shared_tempdir();
-    let bin = build_c(t.path(), "hot.c", "hot", &["-fno-omit-frame-pointer"]);
-    let dir = t.path().join("run");
+    let Scratch { tmp: t, bin, dir } = scratch_with("hot.c", "hot", &["-fno-omit-frame-pointer"]);
     ok(&collect(&dir, &[], &[bin.to_str().unwrap(), "50"]));
     // A "browser" that records the file it was given.
     let got = t.path().join("opened");

@@ -8,7 +8,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::common::{as_nobody, ok, parse_hotspots_csv, shared_tempdir};
+use crate::common::{as_nobody, assert_success, ok, parse_hotspots_csv, shared_tempdir};
 
 #[test]
 fn installed_binary_alone_profiles_python_as_an_ordinary_user() {
@@ -24,11 +24,7 @@ fn installed_binary_alone_profiles_python_as_an_ordinary_user() {
         .env("CARGO_TARGET_DIR", &target)
         .output()
         .expect("run cargo install");
-    assert!(
-        out.status.success(),
-        "cargo install failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out, "cargo install failed");
     let installed: Vec<String> = walk(&prefix);
     assert_eq!(
         installed,

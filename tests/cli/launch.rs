@@ -11,9 +11,12 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::common::{build_c, hotspots, hwprof_bin, ok, shared_tempdir};
+use crate::common::*;
 
-const DRIVER: &str = r#"import subprocess, sys, time
+/// What both Python drivers start with: `py_work(secs)` spins SECS of CPU time.
+macro_rules! py_work_prelude {
+    () => {
+        r#"import subprocess, sys, time
 def py_work(secs):
     end = time.process_time() + secs
     s = 0
@@ -21,11 +24,18 @@ def py_work(secs):
         for i in range(10000):
             s += i
     return s
-d = sys.argv[1]
+"#
+    };
+}
+
+const DRIVER: &str = concat!(
+    py_work_prelude!(),
+    r#"d = sys.argv[1]
 py_work(0.3)
 subprocess.run([d + "/static_solver", "0.6"], check=True)
 subprocess.run([d + "/dynamic_solver", "0.3"], check=True)
-"#;
+"#
+);
 
 /// (function, CPU seconds designed).
 const DESIGN: [(&str, f64); 3] = [
@@ -90,18 +100,7 @@ fn assert_shares(dir: &Path, who: &str, collect_stderr: &str) {
         });
         h.total_pct
     };
-    let summary = ok(&Command::new(hwprof_bin())
-        .args([
-            "report",
-            dir.to_str().unwrap(),
-            "--view",
-            "summary",
-            "--format",
-            "json",
-        ])
-        .output()
-        .expect("report"));
-    let v: serde_json::Value = serde_json::from_str(&summary).expect("summary json");
+    let v = report_json(dir, "summary", &[]);
     // Samples the kernel dropped (the collector starved on a loaded machine) are
     // reported as lost, not attributed: a solver may miss at most those.
     let lost = v["lost_samples"].as_f64().unwrap_or(0.0);
@@ -132,6 +131,20 @@ fn assert_shares(dir: &Path, who: &str, collect_stderr: &str) {
     );
 }
 
+/// `HW collect -q -F 999 -r DIR -- PROGRAM...` with the embedded agent (any
+/// `HWPROF_AGENT_LIB` of the test's environment removed), asserted successful: its
+/// standard error.
+fn collect_with_embedded_agent(
+    mut hw: Command,
+    dir: &Path,
+    program: &[&std::ffi::OsStr],
+) -> String {
+    hw.env_remove("HWPROF_AGENT_LIB");
+    let out = collect_through(hw, dir, &["-F", "999"], program);
+    ok(&out);
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 fn pyenv311() -> PathBuf {
     let home = std::env::var("HOME").expect("HOME");
     let p = Path::new(&home).join(".pyenv/versions/3.11.7/bin/python3");
@@ -144,35 +157,22 @@ fn static_and_dynamic_solvers_of_a_python_driver_are_sampled() {
     let tmp = shared_tempdir();
     let driver = setup(tmp.path());
     let dir = tmp.path().join("root");
-    let out = Command::new(hwprof_bin())
-        .args(["collect", "-q", "-F", "999", "-r"])
-        .arg(&dir)
-        .arg("--")
-        .arg(pyenv311())
-        .arg(&driver)
-        .arg(tmp.path())
-        .env_remove("HWPROF_AGENT_LIB")
-        .output()
-        .expect("collect");
-    ok(&out);
-    assert_shares(&dir, "root", &String::from_utf8_lossy(&out.stderr));
+    let py = pyenv311();
+    let program = [py.as_os_str(), driver.as_os_str(), tmp.path().as_os_str()];
+    let stderr = collect_with_embedded_agent(Command::new(hwprof_bin()), &dir, &program);
+    assert_shares(&dir, "root", &stderr);
 
     // An ordinary user (uid 65534, paranoid 2) with the system python.
     let sys_py = Path::new("/usr/bin/python3");
     assert!(sys_py.is_file(), "/usr/bin/python3 is required");
     let dir = tmp.path().join("user");
-    let out = crate::common::as_nobody(&crate::common::hwprof_for_nobody(tmp.path()))
-        .args(["collect", "-q", "-F", "999", "-r"])
-        .arg(&dir)
-        .arg("--")
-        .arg(sys_py)
-        .arg(&driver)
-        .arg(tmp.path())
-        .env_remove("HWPROF_AGENT_LIB")
-        .output()
-        .expect("collect as 65534");
-    ok(&out);
-    assert_shares(&dir, "uid 65534", &String::from_utf8_lossy(&out.stderr));
+    let program = [
+        sys_py.as_os_str(),
+        driver.as_os_str(),
+        tmp.path().as_os_str(),
+    ];
+    let stderr = collect_with_embedded_agent(hwprof_command(true, tmp.path()), &dir, &program);
+    assert_shares(&dir, "uid 65534", &stderr);
 }
 
 #[test]
@@ -193,10 +193,7 @@ fn python_launch_without_python_frames_says_so_in_every_report() {
         .expect("collect");
     ok(&out);
     for view in ["summary", "hotspots", "lines", "threads"] {
-        let text = ok(&Command::new(hwprof_bin())
-            .args(["report", dir.to_str().unwrap(), "--view", view])
-            .output()
-            .expect("report"));
+        let text = report(&dir, &["--view", view]);
         assert!(
             text.starts_with("WARNING: Python frames were expected"),
             "--view {view}:\n{text}"
@@ -214,17 +211,12 @@ fn python_launch_without_python_frames_says_so_in_every_report() {
 
 /// The Python driver of the set-id tests: `py_work` for 0.3 s of CPU, then the solver
 /// `argv[1]` for 0.5 s of CPU.
-const SETID_DRIVER: &str = r#"import subprocess, sys, time
-def py_work(secs):
-    end = time.process_time() + secs
-    s = 0
-    while time.process_time() < end:
-        for i in range(10000):
-            s += i
-    return s
-py_work(0.3)
+const SETID_DRIVER: &str = concat!(
+    py_work_prelude!(),
+    r#"py_work(0.3)
 subprocess.run([sys.argv[1], "0.5"], check=True)
-"#;
+"#
+);
 
 /// Builds `setid_solve` from solver.c as `name`, owned by `uid`, mode 4755 (set-uid).
 fn setid_solver(dir: &Path, name: &str, uid: u32) -> PathBuf {
@@ -236,19 +228,26 @@ fn setid_solver(dir: &Path, name: &str, uid: u32) -> PathBuf {
     bin
 }
 
+/// A set-id test's files in a new shared temporary directory: the solver (`setid_solver`
+/// as NAME, owned by UID) and the driver script. None, after saying why, when not root.
+fn setid_case(
+    name: &str,
+    uid: u32,
+    why_root: &str,
+) -> Option<(tempfile::TempDir, PathBuf, PathBuf)> {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: {why_root}");
+        return None;
+    }
+    let tmp = shared_tempdir();
+    let solver = setid_solver(tmp.path(), name, uid);
+    let driver = tmp.path().join("driver.py");
+    std::fs::write(&driver, SETID_DRIVER).unwrap();
+    Some((tmp, solver, driver))
+}
+
 fn summary_json(dir: &Path) -> serde_json::Value {
-    let s = ok(&Command::new(hwprof_bin())
-        .args([
-            "report",
-            dir.to_str().unwrap(),
-            "--view",
-            "summary",
-            "--format",
-            "json",
-        ])
-        .output()
-        .expect("report"));
-    serde_json::from_str(&s).expect("summary json")
+    report_json(dir, "summary", &[])
 }
 
 /// As root, a Python driver runs a set-uid copy (owner uid 65534) of a C solver: the
@@ -257,25 +256,14 @@ fn summary_json(dir: &Path) -> serde_json::Value {
 /// included: `setid_solve` gets its 0.5 CPU-seconds × 999 samples (±10%).
 #[test]
 fn setuid_solver_of_a_python_driver_is_sampled_as_root() {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipped: a set-uid program of another user needs root to be sampled");
+    let why = "a set-uid program of another user needs root to be sampled";
+    let Some((tmp, solver, driver)) = setid_case("setid_solver", 65534, why) else {
         return;
-    }
-    let tmp = shared_tempdir();
-    let solver = setid_solver(tmp.path(), "setid_solver", 65534);
-    let driver = tmp.path().join("driver.py");
-    std::fs::write(&driver, SETID_DRIVER).unwrap();
+    };
     let dir = tmp.path().join("r");
-    ok(&Command::new(hwprof_bin())
-        .args(["collect", "-q", "-F", "999", "-r"])
-        .arg(&dir)
-        .arg("--")
-        .arg(pyenv311())
-        .arg(&driver)
-        .arg(&solver)
-        .env_remove("HWPROF_AGENT_LIB")
-        .output()
-        .expect("collect"));
+    let py = pyenv311();
+    let program = [py.as_os_str(), driver.as_os_str(), solver.as_os_str()];
+    collect_with_embedded_agent(Command::new(hwprof_bin()), &dir, &program);
     let rows = hotspots(&dir, &[]);
     let all: u64 = rows.values().map(|h| h.self_value).sum();
     for (f, secs) in [("setid_solve", 0.5), ("py_work", 0.3)] {
@@ -305,30 +293,17 @@ fn setuid_solver_of_a_python_driver_is_sampled_as_root() {
 /// says why (uid, the kernel's rule, the fix) instead of leaving it out silently.
 #[test]
 fn setuid_root_program_under_an_ordinary_user_is_named_not_sampled() {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipped: making a set-uid-root program needs root");
+    let why = "making a set-uid-root program needs root";
+    let Some((tmp, solver, driver)) = setid_case("setuid_root_solver", 0, why) else {
         return;
-    }
-    let tmp = shared_tempdir();
-    let solver = setid_solver(tmp.path(), "setuid_root_solver", 0);
-    let driver = tmp.path().join("driver.py");
-    std::fs::write(&driver, SETID_DRIVER).unwrap();
+    };
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&driver, std::fs::Permissions::from_mode(0o755)).unwrap();
     let dir = tmp.path().join("user");
     let sys_py = Path::new("/usr/bin/python3");
     assert!(sys_py.is_file(), "/usr/bin/python3 is required");
-    let out = crate::common::as_nobody(&crate::common::hwprof_for_nobody(tmp.path()))
-        .args(["collect", "-q", "-F", "999", "-r"])
-        .arg(&dir)
-        .arg("--")
-        .arg(sys_py)
-        .arg(&driver)
-        .arg(&solver)
-        .env_remove("HWPROF_AGENT_LIB")
-        .output()
-        .expect("collect as 65534");
-    ok(&out);
+    let program = [sys_py.as_os_str(), driver.as_os_str(), solver.as_os_str()];
+    collect_with_embedded_agent(hwprof_command(true, tmp.path()), &dir, &program);
     let by = &summary_json(&dir)["sampled_by"];
     let not = by["not_sampled"].as_array().cloned().unwrap_or_default();
     assert_eq!(not.len(), 1, "{by}");

@@ -11,20 +11,30 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use crate::common::{hwprof, hwprof_bin, ok, shared_tempdir};
+use crate::common::*;
 
-const APP: &str = r#"import sys
+/// What both Python programs start with: `work(n)`, N rounds of arithmetic.
+macro_rules! work_prelude {
+    () => {
+        r#"import sys
 def work(n):
     s = 0
     for i in range(n):
         s += (i & 1023) * 3
     return s
 
-def main():
+"#
+    };
+}
+
+const APP: &str = concat!(
+    work_prelude!(),
+    r#"def main():
     work(int(sys.argv[1]))
 
 main()
-"#;
+"#
+);
 
 /// `python3` as found on PATH: on our machines the pyenv shim.
 fn python3_on_path() -> String {
@@ -38,15 +48,7 @@ fn python3_on_path() -> String {
 }
 
 fn summary(dir: &Path) -> Value {
-    let text = ok(&hwprof(&[
-        "report",
-        dir.to_str().unwrap(),
-        "--view",
-        "summary",
-        "--format",
-        "json",
-    ]));
-    serde_json::from_str(&text).unwrap()
+    report_json(dir, "summary", &[])
 }
 
 fn collect(dir: &Path, cmd: &[&str]) {
@@ -72,27 +74,13 @@ fn assert_one_program(dir: &Path, expect_launcher: bool) {
         assert!(names.contains("bash"), "{names}");
     }
     // The script's `main` (module `python`), not the interpreter's C `main`.
-    let csv = ok(&hwprof(&[
-        "report",
-        dir.to_str().unwrap(),
-        "--view",
-        "hotspots",
-        "--format",
-        "csv",
-        "--top",
-        "1000",
-    ]));
+    let csv = report_view(dir, "hotspots", "csv", &["--top", "1000"]);
     let main = csv
         .lines()
         .find(|l| l.starts_with("main,python,"))
         .and_then(|l| l.split(',').nth(7)?.parse::<f64>().ok())
         .unwrap_or(0.0);
-    let top = ok(&hwprof(&[
-        "report",
-        dir.to_str().unwrap(),
-        "--view",
-        "hotspots",
-    ]));
+    let top = report(dir, &["--view", "hotspots"]);
     assert!(
         main >= 85.0,
         "main's total is near 100%: {main}\n{s:#}\n{top}"
@@ -126,14 +114,9 @@ fn python_through_sh_c_is_one_program() {
     assert!(s["launcher_names"].to_string().contains("\"sh\""), "{s:#}");
 }
 
-const RANK: &str = r#"import sys
-from mpi4py import MPI
-
-def work(n):
-    s = 0
-    for i in range(n):
-        s += (i & 1023) * 3
-    return s
+const RANK: &str = concat!(
+    work_prelude!(),
+    r#"from mpi4py import MPI
 
 def main():
     comm = MPI.COMM_WORLD
@@ -144,7 +127,8 @@ def main():
     comm.Barrier()
 
 main()
-"#;
+"#
+);
 
 /// Three ranks through the pyenv shim; rank 2 does no work of its own. Its shim's
 /// helpers (~100 samples, half its own start-up) once made it look busy.
@@ -171,22 +155,11 @@ fn mpi_idle_rank_through_the_shim_is_named() {
         .expect("mpirun (Open MPI) is required: .ci/run installs openmpi-bin and mpi4py");
     ok(&out);
     ok(&hwprof(&["finalize", "-q", dir.to_str().unwrap()]));
-    let csv = ok(&hwprof(&[
-        "report",
-        dir.to_str().unwrap(),
-        "--view",
-        "ranks",
-        "--format",
-        "csv",
-    ]));
+    let csv = report_view(&dir, "ranks", "csv", &[]);
     println!("{csv}");
-    let mut r = csv::Reader::from_reader(csv.as_bytes());
-    let rows: Vec<(String, f64, String)> = r
-        .records()
-        .map(|x| {
-            let x = x.unwrap();
-            (x[0].to_string(), x[5].parse().unwrap(), x[7].to_string())
-        })
+    let rows: Vec<(String, f64, String)> = parse_csv(&csv)
+        .iter()
+        .map(|x| (x[0].to_string(), x[5].parse().unwrap(), x[7].to_string()))
         .collect();
     assert_eq!(rows.len(), 3, "{csv}");
     for (rank, pom, idle) in &rows {
@@ -198,17 +171,7 @@ fn mpi_idle_rank_through_the_shim_is_named() {
         );
     }
     // `--rank 2` gives rank 2's own total, not the job's.
-    let s: Value = serde_json::from_str(&ok(&hwprof(&[
-        "report",
-        dir.to_str().unwrap(),
-        "--view",
-        "summary",
-        "--format",
-        "json",
-        "--rank",
-        "2",
-    ])))
-    .unwrap();
+    let s: Value = report_json(&dir, "summary", &["--rank", "2"]);
     let job = summary(&dir);
     assert!(
         s["total"].as_u64().unwrap() * 4 < job["total"].as_u64().unwrap(),
@@ -216,6 +179,6 @@ fn mpi_idle_rank_through_the_shim_is_named() {
         s["total"],
         job["total"]
     );
-    let text = ok(&hwprof(&["report", dir.to_str().unwrap(), "--rank", "2"]));
+    let text = report(&dir, &["--rank", "2"]);
     assert!(text.contains("rank 2 alone:"), "{text}");
 }

@@ -6,28 +6,16 @@ use crate::common::*;
 
 /// `--view waits` CSV rows (extra report arguments, e.g. `--frames all`, after).
 fn waits_csv(dir: &std::path::Path, extra: &[&str]) -> Vec<csv::StringRecord> {
-    let mut args = vec![
-        "report",
-        dir.to_str().unwrap(),
-        "--view",
-        "waits",
-        "--format",
-        "csv",
-        "--top",
-        "500",
-    ];
+    let mut args = vec!["--top", "500"];
     args.extend_from_slice(extra);
-    let text = ok(&hwprof(&args));
+    let text = report_view(dir, "waits", "csv", &args);
     assert!(
         text.starts_with(
             "function,module,file,line,class,object,wait_ns,wait_pct,count,max_ns,threads\n"
         ),
         "{text}"
     );
-    csv::Reader::from_reader(text.as_bytes())
-        .records()
-        .map(|r| r.unwrap())
-        .collect()
+    parse_csv(&text)
 }
 
 fn check_sleep_waits(dir: &std::path::Path) {
@@ -57,31 +45,11 @@ fn check_sleep_waits(dir: &std::path::Path) {
 
 #[test]
 fn off_cpu_time_of_known_sleeps() {
-    let t = shared_tempdir();
-    let bin = build_c(t.path(), "exits.c", "exits", &[]);
-    let dir = t.path().join("run");
-    ok(&hwprof(&[
-        "collect",
-        "-q",
-        "-m",
-        "locks",
-        "-r",
-        dir.to_str().unwrap(),
-        "--",
-        bin.to_str().unwrap(),
-        "sleep",
-        "1",
-    ]));
+    let Scratch { tmp: _t, bin, dir } = scratch_with("exits.c", "exits", &[]);
+    let cmd = [bin.to_str().unwrap(), "sleep", "1"];
+    ok(&collect(&dir, &["-m", "locks"], &cmd));
     check_sleep_waits(&dir);
-    let j: serde_json::Value = serde_json::from_str(&ok(&hwprof(&[
-        "report",
-        dir.to_str().unwrap(),
-        "--view",
-        "summary",
-        "--format",
-        "json",
-    ])))
-    .unwrap();
+    let j = report_json(&dir, "summary", &[]);
     assert_eq!(j["metric"], "ns");
 }
 
@@ -129,15 +97,7 @@ fn an_ordinary_user_gets_the_known_sleeps_and_is_told_what_is_missing_without_th
         "{err}"
     );
     // No stack to put them on: the summary counts them (class other).
-    let j: serde_json::Value = serde_json::from_str(&ok(&hwprof(&[
-        "report",
-        dir.to_str().unwrap(),
-        "--view",
-        "summary",
-        "--format",
-        "json",
-    ])))
-    .unwrap();
+    let j = report_json(&dir, "summary", &[]);
     let other = j["waits_by_class"]["other"].as_f64().unwrap_or(0.0);
     assert!(
         (other - 1e9).abs() < 0.1e9,
@@ -177,19 +137,8 @@ fn waits_have_classes_objects_and_the_programs_functions_lead() {
     if skip_unless_root("locks mode's switch samples") {
         return;
     }
-    let t = shared_tempdir();
-    let bin = build_c(t.path(), "lock_classes.c", "lock_classes", &[]);
-    let dir = t.path().join("run");
-    let out = ok(&hwprof(&[
-        "collect",
-        "-q",
-        "-m",
-        "locks",
-        "-r",
-        dir.to_str().unwrap(),
-        "--",
-        bin.to_str().unwrap(),
-    ]));
+    let Scratch { tmp: _t, bin, dir } = scratch_with("lock_classes.c", "lock_classes", &[]);
+    let out = ok(&collect(&dir, &["-m", "locks"], &[bin.to_str().unwrap()]));
     let printed = |prefix: &str| {
         out.lines()
             .find_map(|l| l.strip_prefix(prefix))
@@ -271,22 +220,12 @@ fn waits_have_classes_objects_and_the_programs_functions_lead() {
     assert!(!text.contains("schedule ([kernel])"), "{text}");
     assert!(text.contains("waits by class: "), "{text}");
     // --view objects: the mutex, its one waiter, at the waiter's line.
-    let objects = ok(&hwprof(&[
-        "report",
-        dir.to_str().unwrap(),
-        "--view",
-        "objects",
-        "--format",
-        "csv",
-    ]));
+    let objects = report_view(&dir, "objects", "csv", &[]);
     assert!(
         objects.starts_with("object,class,site,wait_ns,wait_pct,waiters,count,max_ns\n"),
         "{objects}"
     );
-    let recs: Vec<csv::StringRecord> = csv::Reader::from_reader(objects.as_bytes())
-        .records()
-        .map(|r| r.unwrap())
-        .collect();
+    let recs = parse_csv(&objects);
     let m = recs
         .iter()
         .find(|r| r[0] == *mutex)
@@ -298,15 +237,7 @@ fn waits_have_classes_objects_and_the_programs_functions_lead() {
     );
     assert_eq!(&m[5], "1", "{m:?}");
     // JSON carries the same columns.
-    let j: serde_json::Value = serde_json::from_str(&ok(&hwprof(&[
-        "report",
-        dir.to_str().unwrap(),
-        "--view",
-        "waits",
-        "--format",
-        "json",
-    ])))
-    .unwrap();
+    let j = report_json(&dir, "waits", &[]);
     let row = j["rows"]
         .as_array()
         .unwrap()
@@ -416,13 +347,9 @@ fn check_wait_exports(dir: &std::path::Path, waiter_ns: f64) {
 
 /// Rows of a report as CSV records.
 fn report_csv(dir: &std::path::Path, args: &[&str]) -> Vec<csv::StringRecord> {
-    let mut all = vec!["report", dir.to_str().unwrap(), "--format", "csv"];
+    let mut all = vec!["--format", "csv"];
     all.extend_from_slice(args);
-    let text = ok(&hwprof(&all));
-    csv::Reader::from_reader(text.as_bytes())
-        .records()
-        .map(|r| r.unwrap())
-        .collect()
+    parse_csv(&report(dir, &all))
 }
 
 /// gil_waits.py: two CPU-bound threads share the GIL for 0.8 s, a third sleeps 0.5 s.
@@ -459,13 +386,7 @@ fn python_gil_waits_and_sleeps_at_their_lines() {
     );
     let nap_row = csv_row(&waits_csv(&dir, &[]), "nap").clone();
     assert_eq!(&nap_row[4], "sleep", "{nap_row:?}");
-    let j: serde_json::Value = serde_json::from_str(&ok(&hwprof(&[
-        "report",
-        dir.to_str().unwrap(),
-        "--format",
-        "json",
-    ])))
-    .unwrap();
+    let j: serde_json::Value = serde_json::from_str(&report(&dir, &["--format", "json"])).unwrap();
     let by_class = &j["waits_by_class"];
     assert_near(
         "sleep class",

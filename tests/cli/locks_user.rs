@@ -155,9 +155,7 @@ fn root_gets_the_same_waits() {
         eprintln!("skipped: needs root (the kernel's switch-out stacks)");
         return;
     }
-    let t = shared_tempdir();
-    let bin = build_c(t.path(), "mutex_waits.c", "mutex_waits", &[]);
-    let dir = t.path().join("run");
+    let Scratch { tmp: _t, bin, dir } = scratch_with("mutex_waits.c", "mutex_waits", &[]);
     let out = collect_locks(Command::new(hwprof_bin()), &dir, &[], &[bin.as_ref()]);
     check_mutex_program(&dir, &out);
 }

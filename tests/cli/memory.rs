@@ -3,6 +3,7 @@
 //! owns ≥ 85% of the bytes faulted in, the peak RSS is 256 MiB (+ the program's ~1 MiB),
 //! and the RSS drop to ~128 MiB is visible in the timeline.
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -12,7 +13,7 @@ use super::common::*;
 
 const MIB: f64 = 1048576.0;
 
-fn build_touch256(dir: &Path) -> PathBuf {
+pub(crate) fn build_touch256(dir: &Path) -> PathBuf {
     // -O1 after the helper's -O2; no sibling calls, so big_alloc stays on the stack.
     let bin = build_c(
         dir,
@@ -25,45 +26,69 @@ fn build_touch256(dir: &Path) -> PathBuf {
             "-fno-optimize-sibling-calls",
         ],
     );
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    executable_by_all(&bin);
     bin
 }
 
-fn report_json(dir: &Path, view: &str) -> Value {
-    let out = hwprof(&[
-        "report",
-        dir.to_str().unwrap(),
-        "--view",
-        view,
-        "--format",
-        "json",
-    ]);
-    serde_json::from_str(&ok(&out)).unwrap()
+/// `HW collect -m memory -r DIR EXTRA... -- PROGRAM...` (HW: the hwprof binary, or
+/// `as_nobody` of a copy; with any environment the program needs), asserted
+/// successful: the program's standard output.
+fn collect_memory(mut hw: Command, dir: &Path, extra: &[&str], program: &[&OsStr]) -> String {
+    let out = hw
+        .args(["collect", "-m", "memory"])
+        .args(extra)
+        .arg("-r")
+        .arg(dir)
+        .arg("--")
+        .args(program)
+        .output()
+        .expect("run hwprof collect -m memory");
+    assert_success(&out, "failed");
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn check_memory_profile(dir: &Path) {
-    let v = report_json(dir, "memory");
-    let total = v["total"].as_f64().unwrap();
-    assert!(total >= 272.0 * MIB * 0.5, "bytes faulted in: {total}");
-    let big = v["functions"]
+/// touch256 built into a new shared temporary directory and `touch256 ARGS...`
+/// collected in memory mode with EXTRA options (as uid 65534 when `nobody`) into its
+/// `run`: (the directory, `run`).
+fn touch256_run(nobody: bool, extra: &[&str], args: &[&str]) -> (tempfile::TempDir, PathBuf) {
+    let t = shared_tempdir();
+    let bin = build_touch256(t.path());
+    let dir = t.path().join("run");
+    let mut program = vec![bin.as_os_str()];
+    program.extend(args.iter().map(OsStr::new));
+    collect_memory(hwprof_command(nobody, t.path()), &dir, extra, &program);
+    (t, dir)
+}
+
+/// The memory view's row of line LINE of a file whose path ends with FILE.
+fn line_row<'a>(v: &'a Value, file: &str, line: u64) -> Option<&'a Value> {
+    v["lines"].as_array()?.iter().find(|l| {
+        l["file"].as_str().is_some_and(|f| f.ends_with(file)) && l["line"].as_u64() == Some(line)
+    })
+}
+
+/// The memory view's row of function NAME.
+fn find_function<'a>(v: &'a Value, name: &str) -> &'a Value {
+    v["functions"]
         .as_array()
         .unwrap()
         .iter()
-        .find(|f| f["function"] == "big_alloc")
-        .unwrap_or_else(|| panic!("big_alloc not ranked: {v:#}"));
+        .find(|f| f["function"] == name)
+        .unwrap_or_else(|| panic!("{name} not ranked: {v:#}"))
+}
+
+fn check_memory_profile(dir: &Path) {
+    let v = report_json(dir, "memory", &[]);
+    let total = v["total"].as_f64().unwrap();
+    assert!(total >= 272.0 * MIB * 0.5, "bytes faulted in: {total}");
+    let big = find_function(&v, "big_alloc");
     let share = big["total"].as_f64().unwrap() / total;
     assert!(
         share >= 0.85,
         "big_alloc has {:.1}% of faulted bytes",
         share * 100.0
     );
-    let small = v["functions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|f| f["function"] == "small_alloc")
-        .expect("small_alloc ranked");
+    let small = find_function(&v, "small_alloc");
     let small_share = small["total"].as_f64().unwrap() / total;
     assert!(
         (0.03..0.09).contains(&small_share),
@@ -89,25 +114,16 @@ fn check_memory_profile(dir: &Path) {
         "no drop in {tl:?}"
     );
     // The summary carries the peak too, and the metric is bytes.
-    let s = report_json(dir, "summary");
+    let s = report_json(dir, "summary", &[]);
     assert_eq!(s["metric"], "bytes");
     assert_eq!(s["peak_rss_bytes"].as_f64().unwrap(), peak);
     // CSV: hotspots columns in bytes.
-    let out = hwprof(&[
-        "report",
-        dir.to_str().unwrap(),
-        "--view",
-        "memory",
-        "--format",
-        "csv",
-    ]);
-    let csv = ok(&out);
+    let csv = report_view(dir, "memory", "csv", &[]);
     assert!(csv.starts_with(
         "function,module,file,line,self,self_pct,total,total_pct,minor_bytes,major_bytes\n"
     ));
     // Text.
-    let out = hwprof(&["report", dir.to_str().unwrap(), "--view", "memory"]);
-    let text = ok(&out);
+    let text = report(dir, &["--view", "memory"]);
     assert!(
         text.contains("Peak RSS:") && text.contains("big_alloc > map_and_touch"),
         "{text}"
@@ -116,39 +132,13 @@ fn check_memory_profile(dir: &Path) {
 
 #[test]
 fn memory_mode_end_to_end_on_touch256() {
-    let t = shared_tempdir();
-    let bin = build_touch256(t.path());
-    let dir = t.path().join("run");
-    let out = Command::new(hwprof_bin())
-        .args([
-            "collect",
-            "-m",
-            "memory",
-            "-q",
-            "-r",
-            dir.to_str().unwrap(),
-            "--",
-        ])
-        .arg(&bin)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (_t, dir) = touch256_run(false, &["-q"], &[]);
     check_memory_profile(&dir);
-    let raw = std::fs::read_dir(dir.join("raw"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+    let raw = first_raw_dir(&dir);
     let rows = hwprof::collect::rss::read_rss_csv(&raw.join("rss.csv")).unwrap();
     assert!(rows.len() >= 10, "{} RSS rows", rows.len());
     // Without a PMU, the missing parts are named once each in the manifest.
-    let m: Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap();
+    let m: Value = manifest_json(&dir);
     let notices: Vec<String> = m["notices"]
         .as_array()
         .unwrap()
@@ -175,7 +165,7 @@ fn memory_mode_end_to_end_on_touch256() {
     // A fault weighs the recording node's page, which the manifest carries: the same
     // raw data said to come from a node with pages twice as large weighs twice as much.
     assert_eq!(m["page_size"].as_u64(), Some(hwprof::util::page_size()));
-    let before = report_json(&dir, "memory")["total"].as_f64().unwrap();
+    let before = report_json(&dir, "memory", &[])["total"].as_f64().unwrap();
     let mut m2 = m.clone();
     m2["page_size"] = (2 * hwprof::util::page_size()).into();
     std::fs::write(dir.join("manifest.json"), m2.to_string()).unwrap();
@@ -184,7 +174,7 @@ fn memory_mode_end_to_end_on_touch256() {
         .args(["finalize", "-q", dir.to_str().unwrap()])
         .output()
         .unwrap());
-    let after = report_json(&dir, "memory")["total"].as_f64().unwrap();
+    let after = report_json(&dir, "memory", &[])["total"].as_f64().unwrap();
     assert!(
         (1.95..2.05).contains(&(after / before)),
         "bytes with pages twice as large: {after} vs {before}"
@@ -193,31 +183,8 @@ fn memory_mode_end_to_end_on_touch256() {
 
 #[test]
 fn memory_mode_as_an_ordinary_user_with_a_child_process() {
-    let t = shared_tempdir();
-    let bin = build_touch256(t.path());
-    let hw = t.path().join("hwprof");
-    std::fs::copy(hwprof_bin(), &hw).unwrap();
-    let dir = t.path().join("run");
-    let out = Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-        .arg(&hw)
-        .args([
-            "collect",
-            "-m",
-            "memory",
-            "--call-graph",
-            "fp",
-            "-r",
-            dir.to_str().unwrap(),
-            "--",
-        ])
-        .arg(&bin)
-        .arg("fork")
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{err}");
-    let v = report_json(&dir, "memory");
+    let (_t, dir) = touch256_run(true, &["--call-graph", "fp"], &["fork"]);
+    let v = report_json(&dir, "memory", &[]);
     let procs = v["processes"].as_array().unwrap();
     assert_eq!(procs.len(), 2, "parent and forked child: {procs:?}");
     // The child holds 8 MiB (+ its copy of the parent's pages).
@@ -240,33 +207,16 @@ fn memory_mode_as_an_ordinary_user_with_a_child_process() {
 /// its 96 MiB top lasts only a burst; the launched parent's peak is its ru_maxrss.
 #[test]
 fn a_forked_childs_peak_is_its_high_water_mark() {
-    let t = shared_tempdir();
-    let bin = build_c(t.path(), "fork_peak.c", "fork_peak", &[]);
-    let dir = t.path().join("run");
-    let out = Command::new(hwprof_bin())
-        .args([
-            "collect",
-            "-m",
-            "memory",
-            "-q",
-            "--call-graph",
-            "fp",
-            "-r",
-            dir.to_str().unwrap(),
-            "--",
-        ])
-        .arg(&bin)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let Scratch { tmp: t, bin, dir } = scratch_with("fork_peak.c", "fork_peak", &[]);
+    let stdout = collect_memory(
+        hwprof_command(false, t.path()),
+        &dir,
+        &["-q", "--call-graph", "fp"],
+        &[bin.as_os_str()],
     );
     let child_pid = printed(&stdout, "child_pid") as u64;
     let maxrss = printed(&stdout, "maxrss_kib") * 1024.0;
-    let v = report_json(&dir, "memory");
+    let v = report_json(&dir, "memory", &[]);
     let procs = v["processes"].as_array().unwrap();
     let child = procs
         .iter()
@@ -440,11 +390,7 @@ fn list_events_and_doctor_describe_this_machine() {
     // An ordinary user gets the fix for kernel samples at paranoid 2.
     if paranoid.trim() == "2" {
         let tmp = shared_tempdir();
-        let hw = tmp.path().join("hwprof");
-        std::fs::copy(hwprof_bin(), &hw).unwrap();
-        let out = Command::new("setpriv")
-            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-            .arg(&hw)
+        let out = hwprof_command(true, tmp.path())
             .arg("doctor")
             .output()
             .unwrap();
@@ -478,8 +424,7 @@ fn printed(stdout: &str, key: &str) -> f64 {
 }
 
 fn lost_samples(dir: &Path) -> u64 {
-    let m: Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap();
+    let m: Value = manifest_json(dir);
     m["notices"]
         .as_array()
         .unwrap()
@@ -495,41 +440,15 @@ fn lost_samples(dir: &Path) -> u64 {
 /// own fault count (the program prints it) within 2%, and the launched process's peak
 /// is its ru_maxrss within 1%. As root and as uid 65534.
 fn check_fill_buffers(as_nobody_user: bool) {
-    let t = shared_tempdir();
-    let bin = build_c(t.path(), "fill_buffers.c", "fill_buffers", &["-O1"]);
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let dir = t.path().join("run");
-    let mut cmd = if as_nobody_user {
-        let hw = t.path().join("hwprof");
-        std::fs::copy(hwprof_bin(), &hw).unwrap();
-        let mut c = Command::new("setpriv");
-        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-            .arg(hw);
-        c
-    } else {
-        Command::new(hwprof_bin())
-    };
-    let out = cmd
-        .args([
-            "collect",
-            "-m",
-            "memory",
-            "-q",
-            "-r",
-            dir.to_str().unwrap(),
-            "--",
-        ])
-        .arg(&bin)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let Scratch { tmp: t, bin, dir } = scratch_with("fill_buffers.c", "fill_buffers", &["-O1"]);
+    executable_by_all(&bin);
+    let stdout = collect_memory(
+        hwprof_command(as_nobody_user, t.path()),
+        &dir,
+        &["-q"],
+        &[bin.as_os_str()],
     );
-    let v = report_json(&dir, "memory");
+    let v = report_json(&dir, "memory", &[]);
     let total = v["total"].as_f64().unwrap();
     let fill = function_bytes(&v, "fill_buffers") / total;
     let small = function_bytes(&v, "touch_small") / total;
@@ -551,16 +470,9 @@ fn check_fill_buffers(as_nobody_user: bool) {
         "{counted} faults counted, the kernel says {faults}"
     );
     // The lines section names the memset line of fill_buffers with its bytes.
-    let lines = v["lines"].as_array().unwrap();
-    let line = lines
-        .iter()
-        .find(|l| {
-            l["file"]
-                .as_str()
-                .is_some_and(|f| f.ends_with("fill_buffers.c"))
-                && l["line"] == 20
-        })
-        .unwrap_or_else(|| panic!("fill_buffers.c:20 not in {lines:?}"));
+    let line = line_row(&v, "fill_buffers.c", 20).unwrap_or_else(|| {
+        panic!("fill_buffers.c:20 not in {:?}", v["lines"]);
+    });
     assert!(
         line["file"]
             .as_str()
@@ -594,9 +506,7 @@ fn memset_callers_found_without_frame_pointers_as_an_ordinary_user() {
 /// collector and the agent sample it.
 #[test]
 fn numpy_growth_lands_on_its_python_lines_with_and_without_huge_pages() {
-    let py =
-        PathBuf::from(std::env::var("HOME").unwrap()).join(".pyenv/versions/3.11.7/bin/python3.11");
-    assert!(py.exists(), "pyenv 3.11.7 is required: {}", py.display());
+    let py = crate::python::python311();
     let has_numpy = Command::new(&py)
         .args(["-c", "import numpy"])
         .status()
@@ -605,29 +515,12 @@ fn numpy_growth_lands_on_its_python_lines_with_and_without_huge_pages() {
     for thp in ["1", "0"] {
         let t = shared_tempdir();
         let dir = t.path().join("run");
-        let out = Command::new(hwprof_bin())
-            .args([
-                "collect",
-                "-m",
-                "memory",
-                "-q",
-                "-r",
-                dir.to_str().unwrap(),
-                "--",
-            ])
-            .arg(&py)
-            .arg(program_source("numpy_growth.py"))
-            .env("NUMPY_MADVISE_HUGEPAGE", thp)
-            .env("HWPROF_AGENT_LIB", crate::python::agent_lib())
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let v = report_json_top(&dir, "memory", &["--frames", "python", "--top", "100000"]);
+        let mut hw = hwprof_command(false, t.path());
+        hw.env("NUMPY_MADVISE_HUGEPAGE", thp)
+            .env("HWPROF_AGENT_LIB", crate::python::agent_lib());
+        let script = program_source("numpy_growth.py");
+        let stdout = collect_memory(hw, &dir, &["-q"], &[py.as_os_str(), script.as_os_str()]);
+        let v = report_json(&dir, "memory", &["--frames", "python", "--top", "100000"]);
         let big = function_bytes(&v, "big_matrix");
         let objs = function_bytes(&v, "many_objects");
         let want = 6000.0 * 5000.0 * 8.0;
@@ -642,16 +535,9 @@ fn numpy_growth_lands_on_its_python_lines_with_and_without_huge_pages() {
             objs / MIB
         );
         // The lines section (at --frames python) names np.ones's Python line with its bytes.
-        let lines = v["lines"].as_array().unwrap();
-        let ones = lines
-            .iter()
-            .find(|l| {
-                l["file"]
-                    .as_str()
-                    .is_some_and(|f| f.ends_with("numpy_growth.py"))
-                    && l["line"] == 12
-            })
-            .unwrap_or_else(|| panic!("THP {thp}: numpy_growth.py:12 not in {lines:?}"));
+        let ones = line_row(&v, "numpy_growth.py", 12).unwrap_or_else(|| {
+            panic!("THP {thp}: numpy_growth.py:12 not in {:?}", v["lines"]);
+        });
         let ones = ones["total"].as_f64().unwrap();
         assert!(
             (ones - want).abs() <= 0.05 * want,
@@ -680,19 +566,6 @@ fn numpy_growth_lands_on_its_python_lines_with_and_without_huge_pages() {
     }
 }
 
-fn report_json_top(dir: &Path, view: &str, extra: &[&str]) -> Value {
-    let mut args = vec![
-        "report",
-        dir.to_str().unwrap(),
-        "--view",
-        view,
-        "--format",
-        "json",
-    ];
-    args.extend_from_slice(extra);
-    serde_json::from_str(&ok(&hwprof(&args))).unwrap()
-}
-
 /// Bytes faulted in by one process, from the database.
 fn python_process_bytes(dir: &Path, pid: u64) -> f64 {
     let db = rusqlite::Connection::open(dir.join("profile.db")).unwrap();
@@ -711,32 +584,17 @@ fn python_process_bytes(dir: &Path, pid: u64) -> f64 {
 /// process's own major faults (getrusage, printed) × 4 KiB within 2%.
 #[test]
 fn a_python_cold_read_counts_its_major_faults_at_its_line() {
-    let py =
-        PathBuf::from(std::env::var("HOME").unwrap()).join(".pyenv/versions/3.11.7/bin/python3.11");
-    assert!(py.exists(), "pyenv 3.11.7 is required: {}", py.display());
+    let py = crate::python::python311();
     let t = shared_tempdir();
     let dir = t.path().join("run");
-    let out = Command::new(hwprof_bin())
-        .args([
-            "collect",
-            "-m",
-            "memory",
-            "-q",
-            "-r",
-            dir.to_str().unwrap(),
-            "--",
-        ])
-        .arg(&py)
-        .arg(program_source("cold_read.py"))
-        .arg(t.path().join("cold.bin"))
-        .env("HWPROF_AGENT_LIB", crate::python::agent_lib())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let mut hw = hwprof_command(false, t.path());
+    hw.env("HWPROF_AGENT_LIB", crate::python::agent_lib());
+    let (script, data) = (program_source("cold_read.py"), t.path().join("cold.bin"));
+    let stdout = collect_memory(
+        hw,
+        &dir,
+        &["-q"],
+        &[py.as_os_str(), script.as_os_str(), data.as_os_str()],
     );
     let loop_faults = printed(&stdout, "loop_majflt");
     let all_faults = printed(&stdout, "majflt");
@@ -744,7 +602,7 @@ fn a_python_cold_read_counts_its_major_faults_at_its_line() {
         loop_faults >= 0.9 * 12288.0,
         "the file was not read cold: {stdout}"
     );
-    let v = report_json_top(&dir, "memory", &["--frames", "python", "--top", "100000"]);
+    let v = report_json(&dir, "memory", &["--frames", "python", "--top", "100000"]);
     let major = v["major_bytes"].as_f64().unwrap() / 4096.0;
     assert!(
         (major - all_faults).abs() <= 0.02 * all_faults,
@@ -783,30 +641,15 @@ fn the_timeline_ends_at_the_exit_with_the_peak() {
     let bin = build_c(t.path(), "grow_at_exit.c", "grow_at_exit", &["-O1"]);
     for interval in ["1000", "50"] {
         let dir = t.path().join(format!("run{interval}"));
-        let out = Command::new(hwprof_bin())
-            .args([
-                "collect",
-                "-m",
-                "memory",
-                "-q",
-                "--rss-interval",
-                interval,
-                "-r",
-                dir.to_str().unwrap(),
-                "--",
-            ])
-            .arg(&bin)
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        let stdout = collect_memory(
+            hwprof_command(false, t.path()),
+            &dir,
+            &["-q", "--rss-interval", interval],
+            &[bin.as_os_str()],
         );
         let maxrss = printed(&stdout, "maxrss_kib") * 1024.0;
         let designed = 209.0 * MIB;
-        let v = report_json(&dir, "memory");
+        let v = report_json(&dir, "memory", &[]);
         let tl: Vec<f64> = v["timeline"]
             .as_array()
             .unwrap()

@@ -9,7 +9,7 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
-use crate::common::{build_c, hwprof, hwprof_bin, ok, program_source, shared_tempdir};
+use crate::common::*;
 use crate::python::agent_lib;
 
 fn have(tool: &str) -> bool {
@@ -34,10 +34,9 @@ fn python_with_mpi4py() -> PathBuf {
         .args(["-c", "import sys, mpi4py; print(sys.executable)"])
         .output()
         .expect("python3 is required on PATH");
-    assert!(
-        out.status.success(),
-        "mpi4py is not installed for python3: pip install -r .ci/requirements.txt (.ci/run does)\n{}",
-        String::from_utf8_lossy(&out.stderr)
+    assert_success(
+        &out,
+        "mpi4py is not installed for python3: pip install -r .ci/requirements.txt (.ci/run does)",
     );
     PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
 }
@@ -71,12 +70,6 @@ fn mpirun_collect(n: u32, dir: &Path, cmd: &[&str]) -> Output {
         String::from_utf8_lossy(&out.stderr)
     );
     out
-}
-
-fn report(dir: &Path, args: &[&str]) -> String {
-    let mut a = vec!["report", dir.to_str().unwrap()];
-    a.extend_from_slice(args);
-    ok(&hwprof(&a))
 }
 
 fn json(dir: &Path, args: &[&str]) -> Value {
@@ -153,8 +146,7 @@ fn mpi4py_rank_2_three_times_longer() {
             &seconds.to_string(),
         ],
     );
-    let manifest: Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap();
+    let manifest: Value = manifest_json(&dir);
     let freq = manifest["frequency_hz"].as_f64().unwrap();
     let imb = json(&dir, &["--view", "imbalance", "--top", "1000"]);
     assert_eq!(imb["ranks"], 4, "{imb:#}");
@@ -284,9 +276,7 @@ fn mpicc_program_with_an_idle_rank() {
 /// manifest naming both hosts and the job, each rank's own manifest, POP per node.
 #[test]
 fn srun_on_two_simulated_hosts_shares_one_directory() {
-    let t = shared_tempdir();
-    let bin = build_c(t.path(), "hot.c", "hot", &[]);
-    let dir = t.path().join("run");
+    let Scratch { tmp: _t, bin, dir } = scratch_with("hot.c", "hot", &[]);
     let children: Vec<_> = (0..4u32)
         .map(|rank| {
             let host = if rank < 2 { "nodeA" } else { "nodeB" };
@@ -342,8 +332,7 @@ fn srun_on_two_simulated_hosts_shares_one_directory() {
         .filter(|n| n.starts_with(".manifest"))
         .collect();
     assert!(stray.is_empty(), "{stray:?}");
-    let m: Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap();
+    let m: Value = manifest_json(&dir);
     assert_eq!(m["mpi_job"], "4242");
     assert_eq!(m["world_size"], 4);
     assert_eq!(m["hosts"], serde_json::json!(["nodeA", "nodeB"]), "{m:#}");
@@ -404,12 +393,7 @@ fn parts_and_merge_equal_one_finalize_at_16_ranks() {
         .output()
         .unwrap();
     ok(&out);
-    let recorded = std::fs::read_dir(one.join("raw"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+    let recorded = first_raw_dir(&one);
     let single = t.path().join("single");
     std::fs::create_dir_all(single.join("raw")).unwrap();
     std::fs::copy(one.join("manifest.json"), single.join("manifest.json")).unwrap();

@@ -156,11 +156,7 @@ fn perf_data_writer_round_trips_through_perf_script() {
         .output()
         .expect("run perf script");
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "perf script failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out, "perf script failed");
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
     assert_eq!(lines.len(), IPS.len(), "{text}");
     for (line, ip) in lines.iter().zip(IPS) {

@@ -14,12 +14,6 @@ fn mode(p: &Path) -> u32 {
     std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777
 }
 
-fn err_of(out: &std::process::Output) -> String {
-    let e = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(!e.contains("panicked"), "panic: {e}");
-    e
-}
-
 /// Regression (issue 16): a pre-created 0777 directory was used and stayed 0777.
 #[test]
 fn a_world_writable_results_dir_is_refused() {
@@ -29,7 +23,7 @@ fn a_world_writable_results_dir_is_refused() {
     std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o777)).unwrap();
     let out = hwprof(&["collect", "-r", d.to_str().unwrap(), "--", "true"]);
     assert_eq!(out.status.code(), Some(1));
-    let e = err_of(&out);
+    let e = stderr_of(&out);
     assert!(
         e.contains("writable by group or others") && e.contains("chmod go-w"),
         "{e}"
@@ -48,16 +42,14 @@ fn non_empty_symlinked_or_foreign_results_dirs_are_refused() {
     std::fs::create_dir(&d).unwrap();
     std::os::unix::fs::symlink(&victim, d.join("manifest.json")).unwrap();
     let out = hwprof(&["collect", "-r", d.to_str().unwrap(), "--", "true"]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(err_of(&out).contains("exists and is not empty"));
+    assert_fails_with(&out, 1, "exists and is not empty");
     // A link as the directory itself.
     let real = t.path().join("real");
     std::fs::create_dir(&real).unwrap();
     let link = t.path().join("link");
     std::os::unix::fs::symlink(&real, &link).unwrap();
     let out = hwprof(&["collect", "-r", link.to_str().unwrap(), "--", "true"]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(err_of(&out).contains("symbolic link"), "{}", err_of(&out));
+    assert_fails_with(&out, 1, "symbolic link");
     assert_eq!(std::fs::read_dir(&real).unwrap().count(), 0);
     // Somebody else's empty directory, as uid 65534.
     let hw = hwprof_for_nobody(t.path());
@@ -67,12 +59,7 @@ fn non_empty_symlinked_or_foreign_results_dirs_are_refused() {
         .args(["--", "true"])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        err_of(&out).contains("belongs to uid 0"),
-        "{}",
-        err_of(&out)
-    );
+    assert_fails_with(&out, 1, "belongs to uid 0");
     assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
 }
 
@@ -83,14 +70,8 @@ fn results_are_private_whatever_the_umask() {
     let bin = build_c(t.path(), "hot.c", "hot", &[]);
     let hw = hwprof_for_nobody(t.path());
     let dir = t.path().join("run");
-    let out = Command::new("setpriv")
-        .args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            "sh",
-            "-c",
-        ])
+    let out = as_nobody(Path::new("sh"))
+        .arg("-c")
         .arg("umask 0; exec \"$@\"")
         .arg("sh")
         .arg(&hw)
@@ -170,12 +151,11 @@ fn names_written(dir: &Path, pid: u32) -> Vec<PathBuf> {
 fn links_planted_during_collect_and_finalize_are_never_followed() {
     let t = shared_tempdir();
     let py = pyenv("3.12.1").expect("pyenv 3.12.1 is required (.ci/run installs it)");
-    let script = t.path().join("busy.py");
-    std::fs::write(
-        &script,
+    let script = write_script(
+        t.path(),
+        "busy.py",
         "import time\nend = time.time() + 1.5\ndef spin():\n    s = 0\n    for i in range(20000):\n        s += i\n    return s\nwhile time.time() < end:\n    spin()\n",
-    )
-    .unwrap();
+    );
     let victim = t.path().join("victim");
     std::fs::write(&victim, "precious").unwrap();
     std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o644)).unwrap();

@@ -2,6 +2,8 @@
 
 use std::process::Command;
 
+use crate::common::assert_success;
+
 /// `rust-version` in Cargo.toml is what the README promises; it must cover every locked
 /// dependency, or `cargo install --locked` fails on the toolchain we name (issue 13:
 /// rusqlite 0.43 needs 1.89 while we said 1.88).
@@ -12,11 +14,7 @@ fn rust_version_covers_every_locked_dependency() {
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .expect("run cargo metadata");
-    assert!(
-        out.status.success(),
-        "cargo metadata failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out, "cargo metadata failed");
     let meta: serde_json::Value = serde_json::from_slice(&out.stdout).expect("metadata JSON");
     // "1.89" and "1.89.0" are the same version: compare (major, minor, patch).
     let parse = |v: &str| -> [u32; 3] {

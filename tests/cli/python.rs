@@ -13,9 +13,7 @@ use std::sync::OnceLock;
 use hwprof::python::memory::{LiveMemory, MemoryImage, Recorder};
 use hwprof::python::{code, process, walker};
 
-use crate::common::{
-    hotspots, hwprof, hwprof_bin, ok, perf_data_sample_ids, pyenv, shared_tempdir,
-};
+use crate::common::*;
 
 // Small integers in both loops: `i * i` grows past one 30-bit digit in the longer loop
 // only, making its iterations slower and the designed 3:1 split read as ~79:21.
@@ -97,14 +95,6 @@ pub(crate) fn python311() -> PathBuf {
     pyenv("3.11.7").expect("pyenv 3.11.7 is required")
 }
 
-fn write_script(dir: &Path, name: &str, text: &str) -> PathBuf {
-    let p = dir.join(name);
-    std::fs::write(&p, text).expect("write script");
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).expect("chmod");
-    p
-}
-
 fn collect(dir: &Path, extra: &[&str], cmd: &[&str]) -> std::process::Output {
     let mut c = Command::new(hwprof_bin());
     c.arg("collect")
@@ -118,30 +108,61 @@ fn collect(dir: &Path, extra: &[&str], cmd: &[&str]) -> std::process::Output {
     c.output().expect("run hwprof collect")
 }
 
-fn csv(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new(hwprof_bin())
-        .arg("report")
-        .arg(dir)
-        .args(args)
-        .output()
-        .expect("run hwprof report");
-    ok(&out)
+/// `PY SCRIPT ARG` started (its output dropped) and given SETTLE_MS to start up, for a
+/// test to attach to it.
+fn spawn_settled(py: &Path, script: &Path, arg: &str, settle_ms: u64) -> std::process::Child {
+    let child = Command::new(py)
+        .arg(script)
+        .arg(arg)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn python");
+    std::thread::sleep(std::time::Duration::from_millis(settle_ms));
+    child
+}
+
+/// In a new shared temporary directory: N modules `mods/m<i>.py` whose bodies each
+/// spin SECS of CPU time at import, and `importer.py`, which imports them all (run as
+/// `importer.py MODS`): (the directory, `mods`, `importer.py`).
+pub(crate) fn module_bodies(n: usize, secs: &str) -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let tmp = shared_tempdir();
+    let mods = tmp.path().join("mods");
+    std::fs::create_dir_all(&mods).expect("mkdir");
+    let body = format!(
+        "import time\nt = time.process_time()\nwhile time.process_time() - t < {secs}:\n    for _ in range(2000):\n        pass\n"
+    );
+    for i in 0..n {
+        write_script(&mods, &format!("m{i}.py"), &body);
+    }
+    let importer = format!(
+        "import importlib, sys\nsys.path.insert(0, sys.argv[1])\nfor i in range({n}):\n    importlib.import_module(f\"m{{i}}\")\n"
+    );
+    let main = write_script(tmp.path(), "importer.py", &importer);
+    (tmp, mods, main)
+}
+
+/// `hwprof collect -q -r DIR -d SECS -p PID`: attach to a running process.
+fn attach_for(dir: &Path, pid: u32, secs: &str) -> std::process::Output {
+    let pid = pid.to_string();
+    let hw = Command::new(hwprof_bin());
+    collect_through(hw, dir, &["-d", secs, "-p", &pid], &[])
+}
+
+/// A new shared temporary directory with the script NAME written into it.
+fn temp_script(name: &str, text: &str) -> (tempfile::TempDir, PathBuf) {
+    let tmp = shared_tempdir();
+    let script = write_script(tmp.path(), name, text);
+    (tmp, script)
 }
 
 fn summary_json(dir: &Path) -> serde_json::Value {
-    let text = csv(dir, &["--view", "summary", "--format", "json"]);
-    serde_json::from_str(&text).expect("summary json")
+    report_json(dir, "summary", &[])
 }
 
 /// (line, self) rows of one function in `--view lines`.
 fn lines_of(dir: &Path, function: &str) -> Vec<(u32, u64)> {
-    let text = csv(
-        dir,
-        &["--view", "lines", "--format", "csv", "--frames", "python"],
-    );
-    let mut rdr = csv::Reader::from_reader(text.as_bytes());
-    rdr.records()
-        .flatten()
+    report_csv(dir, "lines", &["--frames", "python"])
+        .into_iter()
         .filter(|r| r.get(0) == Some(function))
         .filter_map(|r| Some((r.get(3)?.parse().ok()?, r.get(4)?.parse().ok()?)))
         .collect()
@@ -265,8 +286,7 @@ fn assert_work_truth(dir: &Path, label: &str, agent_alone: bool) {
 
 #[test]
 fn agent_captures_designed_shares_names_and_lines_on_each_version() {
-    let tmp = shared_tempdir();
-    let script = write_script(tmp.path(), "work.py", WORK);
+    let (tmp, script) = temp_script("work.py", WORK);
     let mut ran = 0;
     for ver in VERSIONS {
         let Some(py) = pyenv(ver) else {
@@ -295,8 +315,7 @@ fn agent_captures_designed_shares_names_and_lines_on_each_version() {
 
 #[test]
 fn pyenv_shim_and_ordinary_user() {
-    let tmp = shared_tempdir();
-    let script = write_script(tmp.path(), "work.py", WORK);
+    let (tmp, script) = temp_script("work.py", WORK);
     // `python3` on PATH (a pyenv shim here: a bash script that execs the interpreter).
     // Not quiet: what a user sees. The shim's short-lived helpers (bash, pyenv, readlink)
     // that exit before their exec record is read are counted as too short, not
@@ -372,8 +391,7 @@ sys.exit(7)
 /// its own status; samples taken while SIGTRAP was blocked get no (wrong) Python stack.
 #[test]
 fn target_sigtrap_handler_blocked_signal_and_exit_status_survive() {
-    let tmp = shared_tempdir();
-    let script = write_script(tmp.path(), "sigs.py", SIGNALS);
+    let (tmp, script) = temp_script("sigs.py", SIGNALS);
     let py = python311();
     let plain = Command::new(&py).arg(&script).output().expect("run python");
     let expect = String::from_utf8_lossy(&plain.stdout).into_owned();
@@ -440,11 +458,9 @@ outer()
 #[test]
 fn remote_reader_walks_live_interpreters_and_a_recorded_image() {
     use std::io::BufRead;
-    let tmp = shared_tempdir();
-    let script = write_script(tmp.path(), "deep.py", DEEP);
+    let (_tmp, script) = temp_script("deep.py", DEEP);
     for ver in VERSIONS {
-        let Some(py) = pyenv(ver) else {
-            eprintln!("skip: pyenv python {ver} missing");
+        let Some(py) = pyenv_or_skip(ver) else {
             continue;
         };
         let mut child = Command::new(&py)
@@ -532,23 +548,11 @@ fn remote_reader_walks_live_interpreters_and_a_recorded_image() {
 
 #[test]
 fn remote_sampler_for_attach() {
-    let tmp = shared_tempdir();
-    let script = write_script(tmp.path(), "work.py", WORK);
+    let (tmp, script) = temp_script("work.py", WORK);
     let py = python311();
-    let mut child = Command::new(&py)
-        .arg(&script)
-        .arg("400")
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("spawn");
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    let mut child = spawn_settled(&py, &script, "400", 300);
     let dir = tmp.path().join("r");
-    let out = Command::new(hwprof_bin())
-        .args(["collect", "-q", "-d", "2", "-r"])
-        .arg(&dir)
-        .args(["-p", &child.id().to_string()])
-        .output()
-        .expect("hwprof -p");
+    let out = attach_for(&dir, child.id(), "2");
     let _ = child.kill();
     let _ = child.wait();
     ok(&out);
@@ -568,12 +572,10 @@ fn remote_sampler_for_attach() {
 
 #[test]
 fn perfmap_mode_copies_the_interpreters_map() {
-    let Some(py) = pyenv("3.12.1") else {
-        eprintln!("skip: pyenv 3.12.1 missing");
+    let Some(py) = pyenv_or_skip("3.12.1") else {
         return;
     };
-    let tmp = shared_tempdir();
-    let script = write_script(tmp.path(), "work.py", WORK);
+    let (tmp, script) = temp_script("work.py", WORK);
     let dir = tmp.path().join("r");
     let out = collect(
         &dir,
@@ -585,12 +587,7 @@ fn perfmap_mode_copies_the_interpreters_map() {
         ],
     );
     ok(&out);
-    let raw = std::fs::read_dir(dir.join("raw"))
-        .expect("raw")
-        .flatten()
-        .next()
-        .expect("raw dir")
-        .path();
+    let raw = first_raw_dir(&dir);
     let map = std::fs::read_dir(&raw)
         .expect("read raw")
         .flatten()
@@ -630,8 +627,7 @@ fn perfmap_mode_copies_the_interpreters_map() {
 /// Bad input: cut and corrupt sidecars never break finalize.
 #[test]
 fn corrupt_python_sidecars_do_not_break_finalize() {
-    let tmp = shared_tempdir();
-    let script = write_script(tmp.path(), "work.py", WORK);
+    let (tmp, script) = temp_script("work.py", WORK);
     let py = python311();
     let dir = tmp.path().join("r");
     ok(&collect(
@@ -643,12 +639,7 @@ fn corrupt_python_sidecars_do_not_break_finalize() {
             "3",
         ],
     ));
-    let raw = std::fs::read_dir(dir.join("raw"))
-        .expect("raw")
-        .flatten()
-        .next()
-        .expect("raw dir")
-        .path();
+    let raw = first_raw_dir(&dir);
     for e in std::fs::read_dir(&raw).expect("raw").flatten() {
         let p = e.path();
         let name = p
@@ -704,8 +695,7 @@ t.join()
 /// GIL holder's stack instead would blame `pyloop` for the hashing thread's samples.
 #[test]
 fn each_thread_gets_its_own_python_stack() {
-    let tmp = shared_tempdir();
-    let script = write_script(tmp.path(), "threads.py", THREADS);
+    let (tmp, script) = temp_script("threads.py", THREADS);
     let py = python311();
     let dir = tmp.path().join("r");
     ok(&collect(
@@ -743,21 +733,7 @@ fn each_thread_gets_its_own_python_stack() {
 /// millisecond while they bring new code objects; at a fixed 10 ms, 31-41% resolved).
 #[test]
 fn module_bodies_run_at_import_are_resolved() {
-    let tmp = shared_tempdir();
-    let mods = tmp.path().join("mods");
-    std::fs::create_dir_all(&mods).expect("mkdir");
-    for i in 0..40 {
-        write_script(
-            &mods,
-            &format!("m{i}.py"),
-            "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.004:\n    for _ in range(2000):\n        pass\n",
-        );
-    }
-    let main = write_script(
-        tmp.path(),
-        "importer.py",
-        "import importlib, sys\nsys.path.insert(0, sys.argv[1])\nfor i in range(40):\n    importlib.import_module(f\"m{i}\")\n",
-    );
+    let (tmp, mods, main) = module_bodies(40, "0.004");
     let py = python311();
     let dir = tmp.path().join("r");
     ok(&collect(
@@ -769,15 +745,9 @@ fn module_bodies_run_at_import_are_resolved() {
             mods.to_str().unwrap_or(""),
         ],
     ));
-    let text = csv(
-        &dir,
-        &[
-            "--view", "hotspots", "--format", "csv", "--frames", "python", "--top", "1000",
-        ],
-    );
+    let rows = report_csv(&dir, "hotspots", &["--frames", "python", "--top", "1000"]);
     let (mut bodies, mut unresolved) = (0u64, 0u64);
-    let mut r = ::csv::Reader::from_reader(text.as_bytes());
-    for rec in r.records().flatten() {
+    for rec in rows {
         let self_samples: u64 = rec[4].parse().unwrap_or(0);
         let in_mods = Path::new(&rec[2]).parent() == Some(mods.as_path());
         if &rec[0] == "<module>" && in_mods {
@@ -802,12 +772,10 @@ fn module_bodies_run_at_import_are_resolved() {
 /// An interpreter outside 3.8-3.13: one notice, a native profile, no error.
 #[test]
 fn unsupported_version_gets_one_notice_and_a_native_profile() {
-    let Some(py) = pyenv("3.7.16") else {
-        eprintln!("skip: pyenv 3.7.16 missing");
+    let Some(py) = pyenv_or_skip("3.7.16") else {
         return;
     };
-    let tmp = shared_tempdir();
-    let script = write_script(tmp.path(), "work.py", WORK);
+    let (tmp, script) = temp_script("work.py", WORK);
     let dir = tmp.path().join("r");
     let out = Command::new(hwprof_bin())
         .arg("collect")
@@ -844,23 +812,11 @@ fn unsupported_version_gets_one_notice_and_a_native_profile() {
 #[test]
 fn attached_python_exiting_mid_read() {
     let py = python311();
-    let tmp = shared_tempdir();
-    let script = write_script(tmp.path(), "work.py", WORK);
-    let mut child = Command::new(&py)
-        .arg(&script)
-        .arg("12")
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("spawn");
-    std::thread::sleep(std::time::Duration::from_millis(150));
+    let (tmp, script) = temp_script("work.py", WORK);
+    let mut child = spawn_settled(&py, &script, "12", 150);
     let dir = tmp.path().join("r");
     let started = std::time::Instant::now();
-    let out = Command::new(hwprof_bin())
-        .args(["collect", "-q", "-d", "20", "-r"])
-        .arg(&dir)
-        .args(["-p", &child.id().to_string()])
-        .output()
-        .expect("hwprof -p");
+    let out = attach_for(&dir, child.id(), "20");
     let _ = child.wait();
     ok(&out);
     assert!(
@@ -901,8 +857,7 @@ fn blocked_thread_is_reported_at_its_sleep_line_with_its_os_tid() {
         );
         return;
     }
-    let tmp = shared_tempdir();
-    let script = write_script(tmp.path(), "sleeper.py", SLEEPER);
+    let (tmp, script) = temp_script("sleeper.py", SLEEPER);
     let tid_file = tmp.path().join("sleeper.tid");
     let py = python311();
     let dir = tmp.path().join("r");
@@ -937,7 +892,7 @@ fn blocked_thread_is_reported_at_its_sleep_line_with_its_os_tid() {
         "only {at_line} ns off-CPU at the sleep line: {lines:?}"
     );
     assert!(elsewhere * 20 < at_line, "waits on other lines: {lines:?}");
-    let threads = csv(&dir, &["--view", "threads", "--format", "csv"]);
+    let threads = report(&dir, &["--view", "threads", "--format", "csv"]);
     let row = threads
         .lines()
         .skip(1)
@@ -955,8 +910,7 @@ fn blocked_thread_is_reported_at_its_sleep_line_with_its_os_tid() {
 /// into the whole tree and wakes in the interpreter only.
 #[test]
 fn python_started_by_sh_c_or_env_gets_its_frames() {
-    let tmp = shared_tempdir();
-    let script = write_script(tmp.path(), "work.py", WORK);
+    let (tmp, script) = temp_script("work.py", WORK);
     let py = python311();
     let line = format!("{} {} 12", py.display(), script.display());
     let dir = tmp.path().join("sh");

@@ -23,7 +23,7 @@ use hwprof::profile::Profile;
 use hwprof::profile::stacks::FramesFilter;
 use hwprof::profile::stacks::StackFilter;
 
-use crate::common::{hwprof_bin, ok, shared_tempdir};
+use crate::common::*;
 use crate::python::agent_lib;
 
 /// The interpreter `python3` on PATH resolves to (through a pyenv shim), once.
@@ -87,12 +87,6 @@ fn need_numpy() {
     );
 }
 
-fn write_script(dir: &Path, name: &str, text: &str) -> PathBuf {
-    let p = dir.join(name);
-    std::fs::write(&p, text).expect("write script");
-    p
-}
-
 /// `hwprof collect -q -r DIR -- CMD` with the agent of this tree.
 fn collect(dir: &Path, cmd: &[&str], env: &[(&str, &str)]) {
     let mut c = Command::new(hwprof_bin());
@@ -109,14 +103,28 @@ fn collect(dir: &Path, cmd: &[&str], env: &[(&str, &str)]) {
     ok(&c.output().expect("run hwprof collect"));
 }
 
-fn report(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new(hwprof_bin())
-        .arg("report")
-        .arg(dir)
-        .args(args)
-        .output()
-        .expect("run hwprof report");
-    ok(&out)
+/// TEXT written as script NAME into a new shared temporary directory, and
+/// `python NAME ARG` collected (with ENV) into its `run`: (the directory, `run`).
+fn collect_script(
+    name: &str,
+    text: &str,
+    arg: &str,
+    env: &[(&str, &str)],
+) -> (tempfile::TempDir, PathBuf) {
+    let t = shared_tempdir();
+    let script = write_script(t.path(), name, text);
+    let dir = t.path().join("run");
+    let py = python();
+    collect(
+        &dir,
+        &[
+            py.to_str().unwrap_or(""),
+            script.to_str().unwrap_or(""),
+            arg,
+        ],
+        env,
+    );
+    (t, dir)
 }
 
 /// One hotspots row, keeping the file (function names alone collide across files).
@@ -131,15 +139,8 @@ struct Row {
 }
 
 fn hot_rows(dir: &Path, frames: &str) -> Vec<Row> {
-    let text = report(
-        dir,
-        &[
-            "--view", "hotspots", "--format", "csv", "--frames", frames, "--top", "100000",
-        ],
-    );
-    let mut r = csv::Reader::from_reader(text.as_bytes());
-    r.records()
-        .flatten()
+    report_csv(dir, "hotspots", &["--frames", frames, "--top", "100000"])
+        .into_iter()
         .filter_map(|rec| {
             Some(Row {
                 function: rec.get(0)?.to_string(),
@@ -298,11 +299,7 @@ fn accuracy_against_py_spy(bench: &str, values: u32) {
         .expect("run py-spy");
     let st = hwc.wait().expect("wait for hwprof");
     assert!(st.success(), "hwprof collect failed: {st}");
-    assert!(
-        out.status.success(),
-        "py-spy failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out, "py-spy failed");
     let hw = hwprof_python_shares(&dir);
     let (spy_shares, spy_n) = py_spy_shares(&std::fs::read_to_string(&raw).unwrap_or_default());
 
@@ -449,17 +446,10 @@ for _ in range(int(sys.argv[1])):
 #[test]
 fn numpy_native_frames_sit_under_their_python_caller() {
     need_numpy();
-    let t = shared_tempdir();
-    let script = write_script(t.path(), "np_work.py", NUMPY_WORK);
-    let dir = t.path().join("run");
-    let py = python();
-    collect(
-        &dir,
-        &[
-            py.to_str().unwrap_or(""),
-            script.to_str().unwrap_or(""),
-            "12",
-        ],
+    let (_t, dir) = collect_script(
+        "np_work.py",
+        NUMPY_WORK,
+        "12",
         &[("OPENBLAS_NUM_THREADS", "1"), ("OMP_NUM_THREADS", "1")],
     );
 
@@ -714,19 +704,8 @@ print(main(int(sys.argv[1])))
 
 #[test]
 fn pstats_export_read_by_python_lists_the_hot_function_first() {
-    let t = shared_tempdir();
-    let script = write_script(t.path(), "ps_work.py", PSTATS_WORK);
-    let dir = t.path().join("run");
+    let (t, dir) = collect_script("ps_work.py", PSTATS_WORK, "60", &[]);
     let py = python();
-    collect(
-        &dir,
-        &[
-            py.to_str().unwrap_or(""),
-            script.to_str().unwrap_or(""),
-            "60",
-        ],
-        &[],
-    );
     let prof_file = t.path().join("f.prof");
     let out = Command::new(hwprof_bin())
         .arg("export")

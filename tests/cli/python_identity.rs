@@ -17,12 +17,12 @@
 //! events count user time only, and a loop around `time.process_time()` (a system call)
 //! spends two thirds of its time in the kernel.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 use serde_json::Value;
 
-use crate::common::{hwprof_bin, hwprof_for_nobody, ok, pyenv, shared_tempdir};
+use crate::common::*;
 
 const VERSIONS: [&str; 6] = ["3.8.18", "3.9.18", "3.10.13", "3.11.7", "3.12.1", "3.13.0"];
 
@@ -68,36 +68,22 @@ for i in range(60):
     gc.collect()
 "#;
 
-fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
-    use std::os::unix::fs::PermissionsExt;
-    let p = dir.join(name);
-    std::fs::write(&p, text).expect("write script");
-    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).expect("chmod");
-    p
-}
-
 fn collect_with(hw: &Path, nobody: bool, dir: &Path, cmd: &[&Path]) -> Output {
-    let mut c = if nobody {
-        let mut c = Command::new("setpriv");
-        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-            .arg(hw);
-        c
+    let hw = if nobody {
+        as_nobody(hw)
     } else {
         Command::new(hw)
     };
-    c.arg("collect").arg("-r").arg(dir).arg("-q").arg("--");
-    c.args(cmd);
-    c.output().expect("run hwprof collect")
+    let program: Vec<&std::ffi::OsStr> = cmd.iter().map(|p| p.as_os_str()).collect();
+    collect_through(hw, dir, &[], &program)
 }
 
-fn report(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new(hwprof_bin())
-        .arg("report")
-        .arg(dir)
-        .args(args)
-        .output()
-        .expect("run hwprof report");
-    ok(&out)
+/// `python3.11 ARGS...` collected as root into DIR, asserted successful.
+fn collect_py311(dir: &Path, args: &[&Path]) {
+    let py = pyenv("3.11.7").expect("pyenv 3.11.7 is required");
+    let mut cmd = vec![py.as_path()];
+    cmd.extend_from_slice(args);
+    ok(&collect_with(&hwprof_bin(), false, dir, &cmd));
 }
 
 fn summary(dir: &Path) -> Value {
@@ -107,15 +93,8 @@ fn summary(dir: &Path) -> Value {
 
 /// (function, file, self, total) of the Python hotspots.
 fn python_rows(dir: &Path) -> Vec<(String, String, u64, u64)> {
-    let text = report(
-        dir,
-        &[
-            "--view", "hotspots", "--format", "csv", "--frames", "python", "--top", "100000",
-        ],
-    );
-    let mut r = ::csv::Reader::from_reader(text.as_bytes());
-    r.records()
-        .flatten()
+    report_csv(dir, "hotspots", &["--frames", "python", "--top", "100000"])
+        .into_iter()
         .map(|rec| {
             (
                 rec[0].to_string(),
@@ -216,7 +195,7 @@ fn assert_pool(dir: &Path, label: &str) {
 #[test]
 fn spawn_pool_every_frame_named_and_joined_on_each_version() {
     let tmp = shared_tempdir();
-    let script = write(tmp.path(), "pool.py", POOL);
+    let script = write_script(tmp.path(), "pool.py", POOL);
     for ver in VERSIONS {
         let Some(py) = pyenv(ver) else {
             assert_ne!(ver, "3.11.7", "pyenv 3.11.7 is required");
@@ -237,7 +216,7 @@ fn spawn_pool_as_an_ordinary_user() {
         return;
     }
     let tmp = shared_tempdir();
-    let script = write(tmp.path(), "pool.py", POOL);
+    let script = write_script(tmp.path(), "pool.py", POOL);
     let hw = hwprof_for_nobody(tmp.path());
     let dir = tmp.path().join("pool-nobody");
     ok(&collect_with(&hw, true, &dir, &[sys_py, &script]));
@@ -246,29 +225,9 @@ fn spawn_pool_as_an_ordinary_user() {
 
 #[test]
 fn two_hundred_module_bodies_are_all_named() {
-    let tmp = shared_tempdir();
-    let mods = tmp.path().join("mods");
-    std::fs::create_dir_all(&mods).expect("mkdir");
-    for i in 0..200 {
-        write(
-            &mods,
-            &format!("m{i}.py"),
-            "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.002:\n    for _ in range(2000):\n        pass\n",
-        );
-    }
-    let main = write(
-        tmp.path(),
-        "importer.py",
-        "import importlib, sys\nsys.path.insert(0, sys.argv[1])\nfor i in range(200):\n    importlib.import_module(f\"m{i}\")\n",
-    );
-    let py = pyenv("3.11.7").expect("pyenv 3.11.7 is required");
+    let (tmp, mods, main) = crate::python::module_bodies(200, "0.002");
     let dir = tmp.path().join("r");
-    ok(&collect_with(
-        &hwprof_bin(),
-        false,
-        &dir,
-        &[&py, &main, &mods],
-    ));
+    collect_py311(&dir, &[&main, &mods]);
     let rows = python_rows(&dir);
     let mut files = std::collections::HashSet::new();
     let (mut bodies, mut unresolved) = (0u64, 0u64);
@@ -298,20 +257,13 @@ fn two_hundred_module_bodies_are_all_named() {
 #[test]
 fn functions_made_by_exec_and_freed_keep_their_names_and_lines() {
     let tmp = shared_tempdir();
-    let script = write(tmp.path(), "execs.py", EXEC);
-    let py = pyenv("3.11.7").expect("pyenv 3.11.7 is required");
+    let script = write_script(tmp.path(), "execs.py", EXEC);
     let dir = tmp.path().join("r");
-    ok(&collect_with(&hwprof_bin(), false, &dir, &[&py, &script]));
-    let text = report(
-        &dir,
-        &[
-            "--view", "lines", "--format", "csv", "--frames", "python", "--top", "100000",
-        ],
-    );
-    let mut r = ::csv::Reader::from_reader(text.as_bytes());
+    collect_py311(&dir, &[&script]);
+    let rows = report_csv(&dir, "lines", &["--frames", "python", "--top", "100000"]);
     let (mut named, mut wrong) = (0u64, Vec::new());
     let mut seen = std::collections::HashSet::new();
-    for rec in r.records().flatten() {
+    for rec in rows {
         let (f, file) = (&rec[0], &rec[2]);
         let line: u32 = rec[3].parse().unwrap_or(0);
         let n: u64 = rec[4].parse().unwrap_or(0);
@@ -383,7 +335,7 @@ keep = [str(i) * 3 for i in range(1500000)]
 #[test]
 fn samples_without_a_python_stack_are_explained_per_cause() {
     let tmp = shared_tempdir();
-    let src = write(tmp.path(), "spin.c", SPIN_C);
+    let src = write_script(tmp.path(), "spin.c", SPIN_C);
     let lib = tmp.path().join("libspin.so");
     let out = Command::new("cc")
         .args(["-shared", "-fPIC", "-O1", "-pthread", "-o"])
@@ -392,15 +344,9 @@ fn samples_without_a_python_stack_are_explained_per_cause() {
         .output()
         .expect("run cc");
     ok(&out);
-    let script = write(tmp.path(), "causes.py", CAUSES);
-    let py = pyenv("3.11.7").expect("pyenv 3.11.7 is required");
+    let script = write_script(tmp.path(), "causes.py", CAUSES);
     let dir = tmp.path().join("r");
-    ok(&collect_with(
-        &hwprof_bin(),
-        false,
-        &dir,
-        &[&py, &script, &lib],
-    ));
+    collect_py311(&dir, &[&script, &lib]);
     let s = summary(&dir);
     let why = s["python_without_stack"].clone();
     let n = |k: &str| why[k].as_u64().unwrap_or(0);
@@ -419,12 +365,7 @@ fn samples_without_a_python_stack_are_explained_per_cause() {
 
     // Join failed: the capture file cut in half leaves the later samples without one.
     // Captures lost: a collector's count of ring overflows is reported as such.
-    let raw = std::fs::read_dir(dir.join("raw"))
-        .expect("raw dir")
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| p.is_dir())
-        .expect("a raw dir");
+    let raw = first_raw_dir(&dir);
     for e in std::fs::read_dir(&raw).expect("raw").flatten() {
         let p = e.path();
         let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");

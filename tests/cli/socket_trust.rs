@@ -3,7 +3,7 @@
 //! that names another process are refused; nothing they send makes the collector read
 //! another process or take their fds; the real agent's captures are unchanged.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -96,15 +96,6 @@ fn wait_for(path: &Path, limit: Duration) -> bool {
         std::thread::sleep(Duration::from_millis(20));
     }
     false
-}
-
-fn raw_dir(results: &Path) -> PathBuf {
-    std::fs::read_dir(results.join("raw"))
-        .expect("raw")
-        .flatten()
-        .next()
-        .expect("raw dir")
-        .path()
 }
 
 fn lines(text: &str) -> Vec<(String, String)> {
@@ -227,7 +218,7 @@ fn outsiders_and_impostors_are_refused_and_captures_hold() {
     );
 
     // Nothing about the victim was read or written.
-    let raw = raw_dir(&dir);
+    let raw = first_raw_dir(&dir);
     assert!(
         !raw.join(format!("python-{victim_pid}.bin")).exists(),
         "a capture file for the foreign process"

@@ -104,12 +104,11 @@ fn perf_maps_are_read_from_tmp_whatever_tmpdir_says() {
     let tmp = shared_tempdir();
     let elsewhere = tmp.path().join("tmpdir");
     std::fs::create_dir(&elsewhere).unwrap();
-    let script = tmp.path().join("work.py");
-    std::fs::write(
-        &script,
+    let script = write_script(
+        tmp.path(),
+        "work.py",
         "def heavy(n):\n    s = 0\n    for i in range(n):\n        s += i % 7\n    return s\nheavy(3_000_000)\n",
-    )
-    .unwrap();
+    );
     let dir = tmp.path().join("r");
     let out = Command::new(hwprof_bin())
         .arg("collect")
@@ -123,12 +122,7 @@ fn perf_maps_are_read_from_tmp_whatever_tmpdir_says() {
         .output()
         .expect("hwprof");
     ok(&out);
-    let raw = std::fs::read_dir(dir.join("raw"))
-        .expect("raw")
-        .flatten()
-        .next()
-        .expect("raw dir")
-        .path();
+    let raw = first_raw_dir(&dir);
     let copied = std::fs::read_dir(&raw).expect("raw").flatten().any(|e| {
         e.file_name()
             .to_str()
@@ -192,11 +186,7 @@ fn collector_peak_kib(tmp: &Path, n: u32) -> u64 {
         std::thread::sleep(Duration::from_millis(20));
     }
     let out = child.wait_with_output().expect("hwprof");
-    assert!(
-        out.status.success(),
-        "collect failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out, "collect failed");
     peak
 }
 

@@ -25,8 +25,7 @@ fn cpp_names_are_demangled_and_inlined_frames_kept() {
     let t = shared_tempdir();
     let bin = build_cpp(t.path());
     let dir = t.path().join("run");
-    ok(&collect(&dir, &[], &[bin.to_str().unwrap(), "1500"]));
-    let rows = hotspots(&dir, &[]);
+    let rows = collect_hotspots(&dir, &[], &[bin.to_str().unwrap(), "1500"]);
     let run = rows
         .keys()
         .find(|k| k.contains("ns::Solver<double>::run"))
@@ -52,14 +51,7 @@ fn cpp_names_are_demangled_and_inlined_frames_kept() {
         .collect();
     assert!(inlined.iter().any(|n| n.ends_with("kernel")), "{inlined:?}");
     // Lines: the loop line of kernel is the hottest line.
-    let lines = ok(&hwprof(&[
-        "report",
-        dir.to_str().unwrap(),
-        "--view",
-        "lines",
-        "--format",
-        "csv",
-    ]));
+    let lines = report_view(&dir, "lines", "csv", &[]);
     let first = lines.lines().nth(1).unwrap();
     assert!(
         first.contains("inline.cpp") && first.contains(",10,"),
@@ -97,8 +89,7 @@ fn lld_linked_binary_is_symbolized_and_unwound() {
     let b = format!("-B{}", lld.display());
     let bin = build_c(t.path(), "hot.c", "hot_lld", &[&b, "-fuse-ld=lld"]);
     let dir = t.path().join("run");
-    ok(&collect(&dir, &[], &[bin.to_str().unwrap(), "300"]));
-    let rows = hotspots(&dir, &[]);
+    let rows = collect_hotspots(&dir, &[], &[bin.to_str().unwrap(), "300"]);
     let (a, b) = (self_pct(&rows, "hot_a"), self_pct(&rows, "hot_b"));
     eprintln!("lld: hot_a {a:.1}%, hot_b {b:.1}% (designed 3:1)");
     let share = 100.0 * a / (a + b).max(1e-9);
@@ -143,17 +134,9 @@ fn debug_info_found_by_debuglink() {
     let bin = build_c(t.path(), "hot.c", "hot", &[]);
     split_debug(&bin);
     let dir = t.path().join("run");
-    ok(&collect(&dir, &[], &[bin.to_str().unwrap(), "500"]));
-    let rows = hotspots(&dir, &[]);
+    let rows = collect_hotspots(&dir, &[], &[bin.to_str().unwrap(), "500"]);
     assert!(self_pct(&rows, "hot_a") > 65.0, "{rows:#?}");
-    let lines = ok(&hwprof(&[
-        "report",
-        dir.to_str().unwrap(),
-        "--view",
-        "lines",
-        "--format",
-        "csv",
-    ]));
+    let lines = report_view(&dir, "lines", "csv", &[]);
     assert!(
         lines.lines().nth(1).unwrap().contains("hot.c"),
         "file:line from the .debug file: {lines}"
@@ -195,22 +178,13 @@ fn debug_info_found_by_build_id_in_a_search_dir() {
         "--search-dir",
         root.to_str().unwrap(),
     ]));
-    let lines = ok(&hwprof(&[
-        "report",
-        dir.to_str().unwrap(),
-        "--view",
-        "lines",
-        "--format",
-        "csv",
-    ]));
+    let lines = report_view(&dir, "lines", "csv", &[]);
     assert!(lines.lines().nth(1).unwrap().contains("hot.c"), "{lines}");
 }
 
 #[test]
 fn a_rebuilt_binary_with_another_build_id_is_not_used() {
-    let t = shared_tempdir();
-    let bin = build_c(t.path(), "hot.c", "hot", &[]);
-    let dir = t.path().join("run");
+    let Scratch { tmp: t, bin, dir } = scratch_with("hot.c", "hot", &[]);
     ok(&collect(
         &dir,
         &["--no-finalize"],
@@ -232,9 +206,7 @@ fn a_rebuilt_binary_with_another_build_id_is_not_used() {
 
 #[test]
 fn tracepoint_and_software_events_by_name() {
-    let t = shared_tempdir();
-    let bin = build_c(t.path(), "exits.c", "exits", &[]);
-    let dir = t.path().join("run");
+    let Scratch { tmp: _t, bin, dir } = scratch_with("exits.c", "exits", &[]);
     let tracefs = std::path::Path::new("/sys/kernel/tracing/events/sched/sched_switch");
     if !tracefs.exists() {
         eprintln!("SKIPPED: tracefs is not mounted");
@@ -265,9 +237,7 @@ fn tracepoint_and_software_events_by_name() {
 
 #[test]
 fn mpi_rank_from_the_launcher_environment() {
-    let t = shared_tempdir();
-    let bin = build_c(t.path(), "hot.c", "hot", &[]);
-    let dir = t.path().join("run");
+    let Scratch { tmp: _t, bin, dir } = scratch_with("hot.c", "hot", &[]);
     let out = Command::new(hwprof_bin())
         .env("PMI_RANK", "3")
         .env("PMI_SIZE", "4")
@@ -286,14 +256,7 @@ fn mpi_rank_from_the_launcher_environment() {
         .collect();
     assert_eq!(raw.len(), 1);
     assert!(raw[0].contains(".3."), "{raw:?}");
-    let csv = ok(&hwprof(&[
-        "report",
-        dir.to_str().unwrap(),
-        "--view",
-        "ranks",
-        "--format",
-        "csv",
-    ]));
+    let csv = report_view(&dir, "ranks", "csv", &[]);
     assert!(
         csv.starts_with("rank,host,pid,total,work,pct_of_mean,mpi_pct,idle"),
         "{csv}"
@@ -311,19 +274,7 @@ fn an_ordinary_user_attaches_to_their_own_process() {
     // setpriv execs the program: same pid.
     let pid = target.id().to_string();
     let dir = t.path().join("run");
-    let out = as_nobody(&hw)
-        .args([
-            "collect",
-            "-q",
-            "-r",
-            dir.to_str().unwrap(),
-            "-p",
-            &pid,
-            "-d",
-            "1",
-        ])
-        .output()
-        .unwrap();
+    let out = collect_through(as_nobody(&hw), &dir, &["-p", &pid, "-d", "1"], &[]);
     let _ = target.kill();
     let _ = target.wait();
     ok(&out);
@@ -335,21 +286,15 @@ fn an_ordinary_user_attaches_to_their_own_process() {
 /// both ranks and the same totals as finalizing the directory whole.
 #[test]
 fn parts_finalized_apart_merge_into_the_whole() {
-    let t = shared_tempdir();
-    let bin = build_c(t.path(), "hot.c", "hot", &[]);
-    let dir = t.path().join("run");
+    let Scratch { tmp: t, bin, dir } = scratch_with("hot.c", "hot", &[]);
     let d = dir.to_str().unwrap();
     for rank in ["1", "2"] {
-        let out = Command::new(hwprof_bin())
-            .env("PMI_RANK", rank)
+        let mut hw = Command::new(hwprof_bin());
+        hw.env("PMI_RANK", rank)
             .env("PMI_SIZE", "3")
-            .env("SLURM_JOB_ID", "4242")
-            .args(["collect", "-q", "--no-finalize", "-r", d, "--"])
-            .arg(&bin)
-            .arg("200")
-            .output()
-            .unwrap();
-        ok(&out);
+            .env("SLURM_JOB_ID", "4242");
+        let program = [bin.as_os_str(), std::ffi::OsStr::new("200")];
+        ok(&collect_through(hw, &dir, &["--no-finalize"], &program));
     }
     ok(&hwprof(&["finalize", "-q", d, "--part", "1/2"]));
     ok(&hwprof(&["finalize", "-q", d, "--part", "2/2"]));
@@ -411,14 +356,7 @@ fn native_first_line_is_the_declaration_line_also_for_a_clone() {
     );
     let dir = t.path().join("run");
     ok(&collect(&dir, &[], &[bin.to_str().unwrap(), "150000000"]));
-    let csv = ok(&hwprof(&[
-        "report",
-        dir.to_str().unwrap(),
-        "--view",
-        "hotspots",
-        "--format",
-        "csv",
-    ]));
+    let csv = report_view(&dir, "hotspots", "csv", &[]);
     let spin = csv
         .lines()
         .find(|l| l.starts_with("spin,"))
@@ -432,17 +370,13 @@ fn native_first_line_is_the_declaration_line_also_for_a_clone() {
 /// per-sample stages of reading; the timed run's profile is the usual one.
 #[test]
 fn finalize_timings_name_every_stage() {
-    let t = shared_tempdir();
-    let bin = build_c(t.path(), "hot.c", "hot", &[]);
-    let dir = t.path().join("run");
+    let Scratch { tmp: _t, bin, dir } = scratch_with("hot.c", "hot", &[]);
     let d = dir.to_str().unwrap();
-    let out = Command::new(hwprof_bin())
-        .args(["collect", "-q", "--no-finalize", "-r", d, "--"])
-        .arg(&bin)
-        .arg("200")
-        .output()
-        .unwrap();
-    ok(&out);
+    ok(&collect(
+        &dir,
+        &["--no-finalize"],
+        &[bin.to_str().unwrap(), "200"],
+    ));
     let out = Command::new(hwprof_bin())
         .args(["finalize", "-q", "--timings", d])
         .output()
