@@ -39,8 +39,15 @@ pub(crate) fn configure() -> bool {
 /// `wire.rs`); it does nothing, but must stay a real call (not inlined, not folded).
 #[unsafe(no_mangle)]
 #[inline(never)]
-pub extern "C" fn hwprof_wait_marker(magic: u64, what: u64, object: u64, start: u64, dur: u64) {
-    std::hint::black_box((magic, what, object, start, dur));
+pub extern "C" fn hwprof_wait_marker(
+    magic: u64,
+    what: u64,
+    object: u64,
+    start: u64,
+    dur: u64,
+    path: *const u8,
+) {
+    std::hint::black_box((magic, what, object, start, dur, path));
 }
 
 /// perf_event_attr offsets and bits used here (see `linux/perf_event.h`).
@@ -114,10 +121,45 @@ fn done(t0: u64, class: u64, kind: u64, object: u64) {
     if dur >= threshold() {
         // SAFETY: errno is thread-local; kept as the real call left it.
         let errno = unsafe { *libc::__errno_location() };
-        hwprof_wait_marker(WAIT_MAGIC, class | (kind << 8), object, t0, dur);
+        if kind == WAIT_OBJ_FD {
+            mark_fd(class, object, t0, dur);
+        } else {
+            hwprof_wait_marker(
+                WAIT_MAGIC,
+                class | (kind << 8),
+                object,
+                t0,
+                dur,
+                std::ptr::null(),
+            );
+        }
         // SAFETY: as above.
         unsafe { *libc::__errno_location() = errno };
     }
+}
+
+/// The marker of a wait on a file descriptor, with the fd's path (`fd_paths`) in a
+/// buffer of this frame: above the marker's stack pointer, so inside the sample's copy
+/// of the stack, where finalize reads it (`r9` points at it). Out of line: the buffer
+/// is no cost to the interposers' fast paths.
+#[inline(never)]
+#[cold]
+fn mark_fd(class: u64, fd: u64, t0: u64, dur: u64) {
+    let mut path = [0u8; crate::fd_paths::PATH_BYTES];
+    let known = crate::fd_paths::path_of(fd as c_int, &mut path);
+    hwprof_wait_marker(
+        WAIT_MAGIC,
+        class | (WAIT_OBJ_FD << 8),
+        fd,
+        t0,
+        dur,
+        if known {
+            path.as_ptr()
+        } else {
+            std::ptr::null()
+        },
+    );
+    std::hint::black_box(&path);
 }
 
 /// Runs `f` timed as a wait of `class` on `object` (when waits are on).
@@ -223,6 +265,21 @@ reals! {
     WAITPID = Real::new(c"waitpid");
     WAIT4 = Real::new(c"wait4");
     JOIN = Real::new(c"pthread_join");
+    MUTEX_TIMEDLOCK = Real::new(c"pthread_mutex_timedlock");
+    MUTEX_CLOCKLOCK = Real::new(c"pthread_mutex_clocklock");
+    COND_CLOCKWAIT = Real::new(c"pthread_cond_clockwait");
+    RW_TIMEDRDLOCK = Real::new(c"pthread_rwlock_timedrdlock");
+    RW_TIMEDWRLOCK = Real::new(c"pthread_rwlock_timedwrlock");
+    SEM_CLOCKWAIT = Real::new(c"sem_clockwait");
+    SYSCALL = Real::new(c"syscall");
+    WRITE = Real::new(c"write");
+    READV = Real::new(c"readv");
+    WRITEV = Real::new(c"writev");
+    SEND = Real::new(c"send");
+    SENDTO = Real::new(c"sendto");
+    SENDMSG = Real::new(c"sendmsg");
+    PSELECT = Real::new(c"pselect");
+    EPOLL_PWAIT = Real::new(c"epoll_pwait");
 }
 
 /// Calls the real function `$real` (a `Real`) as the fn type `$ty` with `$args`; when
@@ -641,6 +698,10 @@ pub unsafe extern "C" fn poll(fds: *mut libc::pollfd, n: libc::nfds_t, timeout: 
     if threshold() == u64::MAX || timeout == 0 {
         return real();
     }
+    if n == 0 {
+        // No descriptors: a sleep.
+        return timed(WAIT_SLEEP, WAIT_OBJ_NONE, 0, real);
+    }
     timed(WAIT_IO, WAIT_OBJ_FD, first_fd(fds, n), real)
 }
 
@@ -682,7 +743,13 @@ pub unsafe extern "C" fn select(
     e: *mut libc::fd_set,
     t: *mut libc::timeval,
 ) -> c_int {
-    timed(WAIT_IO, WAIT_OBJ_NONE, 0, || {
+    // No descriptor sets: a sleep (CPython 3.8-3.10's `time.sleep` is one).
+    let class = if r.is_null() && w.is_null() && e.is_null() {
+        WAIT_SLEEP
+    } else {
+        WAIT_IO
+    };
+    timed(class, WAIT_OBJ_NONE, 0, || {
         call!(
             SELECT,
             unsafe extern "C" fn(
@@ -766,4 +833,275 @@ pub unsafe extern "C" fn pthread_join(t: libc::pthread_t, ret: *mut *mut c_void)
             (t, ret)
         )
     })
+}
+
+/// A mutex, rwlock or semaphore call with a timeout: a try first (an uncontended call
+/// reads no clock), then the timed call.
+macro_rules! timed_lock {
+    ($name:ident, $doc:literal, $class:expr, $obj:ty, ($($arg:ident: $ty:ty),*),
+     $try_real:expr, $try_ty:ty, $real:expr, $real_ty:ty) => {
+        #[doc = concat!("# Safety\nSame contract as libc's `", $doc, "`.")]
+        #[unsafe(no_mangle)]
+        pub unsafe extern "C" fn $name(o: $obj, $($arg: $ty),*) -> c_int {
+            try_then_timed(
+                $class,
+                o as u64,
+                || call!($try_real, $try_ty, libc::EINVAL, (o)),
+                || call!($real, $real_ty, libc::EINVAL, (o, $($arg),*)),
+            )
+        }
+    };
+}
+
+timed_lock!(
+    pthread_mutex_timedlock, "pthread_mutex_timedlock", WAIT_LOCK, M, (t: TS),
+    MUTEX_TRYLOCK, unsafe extern "C" fn(M) -> c_int,
+    MUTEX_TIMEDLOCK, unsafe extern "C" fn(M, TS) -> c_int
+);
+timed_lock!(
+    pthread_mutex_clocklock, "pthread_mutex_clocklock", WAIT_LOCK, M,
+    (clk: libc::clockid_t, t: TS),
+    MUTEX_TRYLOCK, unsafe extern "C" fn(M) -> c_int,
+    MUTEX_CLOCKLOCK, unsafe extern "C" fn(M, libc::clockid_t, TS) -> c_int
+);
+timed_lock!(
+    pthread_rwlock_timedrdlock, "pthread_rwlock_timedrdlock", WAIT_LOCK, RW, (t: TS),
+    RW_TRYRDLOCK, unsafe extern "C" fn(RW) -> c_int,
+    RW_TIMEDRDLOCK, unsafe extern "C" fn(RW, TS) -> c_int
+);
+timed_lock!(
+    pthread_rwlock_timedwrlock, "pthread_rwlock_timedwrlock", WAIT_LOCK, RW, (t: TS),
+    RW_TRYWRLOCK, unsafe extern "C" fn(RW) -> c_int,
+    RW_TIMEDWRLOCK, unsafe extern "C" fn(RW, TS) -> c_int
+);
+
+/// # Safety
+/// Same contract as libc's `pthread_cond_clockwait`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn pthread_cond_clockwait(
+    c: *mut libc::pthread_cond_t,
+    m: M,
+    clk: libc::clockid_t,
+    t: TS,
+) -> c_int {
+    timed(WAIT_CONDITION, WAIT_OBJ_ADDR, c as u64, || {
+        call!(
+            COND_CLOCKWAIT,
+            unsafe extern "C" fn(*mut libc::pthread_cond_t, M, libc::clockid_t, TS) -> c_int,
+            libc::EINVAL,
+            (c, m, clk, t)
+        )
+    })
+}
+
+/// # Safety
+/// Same contract as libc's `sem_clockwait`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn sem_clockwait(s: *mut libc::sem_t, clk: libc::clockid_t, t: TS) -> c_int {
+    timed(WAIT_CONDITION, WAIT_OBJ_ADDR, s as u64, || {
+        call!(
+            SEM_CLOCKWAIT,
+            unsafe extern "C" fn(*mut libc::sem_t, libc::clockid_t, TS) -> c_int,
+            -1,
+            (s, clk, t)
+        )
+    })
+}
+
+/// `futex(2)` operations that block (the command, without `FUTEX_PRIVATE_FLAG` and
+/// `FUTEX_CLOCK_REALTIME`): WAIT, LOCK_PI, WAIT_BITSET, WAIT_REQUEUE_PI, LOCK_PI2.
+fn futex_blocks(op: libc::c_long) -> bool {
+    matches!(op & 0x7f, 0 | 6 | 9 | 11 | 13)
+}
+
+/// `syscall(2)`: a futex wait made through it (Rust's std locks, Go, hand-written
+/// locks) is a `lock` wait on the futex word; every other call passes through.
+///
+/// # Safety
+/// Same contract as libc's `syscall`. The C function is variadic; on x86-64 its
+/// integer arguments travel in the same registers (and stack slot) as these six fixed
+/// ones, so all six are read and passed on whatever the caller gave (an argument the
+/// caller did not pass is whatever its register or stack slot held, unused by the
+/// kernel for that call, exactly as with libc's own `syscall`).
+#[cfg(target_arch = "x86_64")]
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn syscall(
+    n: libc::c_long,
+    a1: libc::c_long,
+    a2: libc::c_long,
+    a3: libc::c_long,
+    a4: libc::c_long,
+    a5: libc::c_long,
+    a6: libc::c_long,
+) -> libc::c_long {
+    type F = unsafe extern "C" fn(
+        libc::c_long,
+        libc::c_long,
+        libc::c_long,
+        libc::c_long,
+        libc::c_long,
+        libc::c_long,
+        libc::c_long,
+    ) -> libc::c_long;
+    let real = || call!(SYSCALL, F, -1, (n, a1, a2, a3, a4, a5, a6));
+    if n != libc::SYS_futex || threshold() == u64::MAX || !futex_blocks(a2) {
+        return real();
+    }
+    timed(WAIT_LOCK, WAIT_OBJ_ADDR, a1 as u64, real)
+}
+
+/// # Safety
+/// Same contract as libc's `write`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn write(fd: c_int, buf: *const c_void, n: usize) -> isize {
+    timed(WAIT_IO, WAIT_OBJ_FD, fd as u64, || {
+        call!(
+            WRITE,
+            unsafe extern "C" fn(c_int, *const c_void, usize) -> isize,
+            -1,
+            (fd, buf, n)
+        )
+    })
+}
+
+/// # Safety
+/// Same contract as libc's `readv`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn readv(fd: c_int, iov: *const libc::iovec, n: c_int) -> isize {
+    timed(WAIT_IO, WAIT_OBJ_FD, fd as u64, || {
+        call!(
+            READV,
+            unsafe extern "C" fn(c_int, *const libc::iovec, c_int) -> isize,
+            -1,
+            (fd, iov, n)
+        )
+    })
+}
+
+/// # Safety
+/// Same contract as libc's `writev`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn writev(fd: c_int, iov: *const libc::iovec, n: c_int) -> isize {
+    timed(WAIT_IO, WAIT_OBJ_FD, fd as u64, || {
+        call!(
+            WRITEV,
+            unsafe extern "C" fn(c_int, *const libc::iovec, c_int) -> isize,
+            -1,
+            (fd, iov, n)
+        )
+    })
+}
+
+/// # Safety
+/// Same contract as libc's `send`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn send(fd: c_int, buf: *const c_void, n: usize, flags: c_int) -> isize {
+    timed(WAIT_IO, WAIT_OBJ_FD, fd as u64, || {
+        call!(
+            SEND,
+            unsafe extern "C" fn(c_int, *const c_void, usize, c_int) -> isize,
+            -1,
+            (fd, buf, n, flags)
+        )
+    })
+}
+
+/// # Safety
+/// Same contract as libc's `sendto`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn sendto(
+    fd: c_int,
+    buf: *const c_void,
+    n: usize,
+    flags: c_int,
+    addr: *const libc::sockaddr,
+    len: libc::socklen_t,
+) -> isize {
+    timed(WAIT_IO, WAIT_OBJ_FD, fd as u64, || {
+        call!(
+            SENDTO,
+            unsafe extern "C" fn(
+                c_int,
+                *const c_void,
+                usize,
+                c_int,
+                *const libc::sockaddr,
+                libc::socklen_t,
+            ) -> isize,
+            -1,
+            (fd, buf, n, flags, addr, len)
+        )
+    })
+}
+
+/// # Safety
+/// Same contract as libc's `sendmsg`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn sendmsg(fd: c_int, msg: *const libc::msghdr, flags: c_int) -> isize {
+    timed(WAIT_IO, WAIT_OBJ_FD, fd as u64, || {
+        call!(
+            SENDMSG,
+            unsafe extern "C" fn(c_int, *const libc::msghdr, c_int) -> isize,
+            -1,
+            (fd, msg, flags)
+        )
+    })
+}
+
+/// # Safety
+/// Same contract as libc's `pselect`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn pselect(
+    n: c_int,
+    r: *mut libc::fd_set,
+    w: *mut libc::fd_set,
+    e: *mut libc::fd_set,
+    t: TS,
+    mask: *const libc::sigset_t,
+) -> c_int {
+    timed(WAIT_IO, WAIT_OBJ_NONE, 0, || {
+        call!(
+            PSELECT,
+            unsafe extern "C" fn(
+                c_int,
+                *mut libc::fd_set,
+                *mut libc::fd_set,
+                *mut libc::fd_set,
+                TS,
+                *const libc::sigset_t,
+            ) -> c_int,
+            -1,
+            (n, r, w, e, t, mask)
+        )
+    })
+}
+
+/// # Safety
+/// Same contract as libc's `epoll_pwait`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn epoll_pwait(
+    ep: c_int,
+    ev: *mut libc::epoll_event,
+    max: c_int,
+    timeout: c_int,
+    mask: *const libc::sigset_t,
+) -> c_int {
+    let real = || {
+        call!(
+            EPOLL_PWAIT,
+            unsafe extern "C" fn(
+                c_int,
+                *mut libc::epoll_event,
+                c_int,
+                c_int,
+                *const libc::sigset_t,
+            ) -> c_int,
+            -1,
+            (ep, ev, max, timeout, mask)
+        )
+    };
+    if threshold() == u64::MAX || timeout == 0 {
+        return real();
+    }
+    timed(WAIT_IO, WAIT_OBJ_FD, ep as u64, real)
 }

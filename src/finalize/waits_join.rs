@@ -68,21 +68,39 @@ pub struct Marker {
 impl Marker {
     /// The record in a sample's user registers (perf numbering: di 5, si 4, dx 3, cx 2,
     /// r8 16), when it is one: the magic in rdi, a known class, a believable duration
-    /// that ended before the sample (`time`).
-    pub fn from_regs(regs: &Regs, time: u64) -> Option<Marker> {
+    /// that ended before the sample (`time`). A wait on a file descriptor names its
+    /// path when the agent left it in the sample's copy of the user `stack`.
+    pub fn from_regs(regs: &Regs, time: u64, stack: Option<&[u8]>) -> Option<Marker> {
         if regs.get(5)? != WAIT_MAGIC {
             return None;
         }
-        Marker::decode(
+        let path = match (regs.get(17), regs.get(7), stack) {
+            (Some(p), Some(sp), Some(stack)) if p != 0 => path_in_stack(stack, p, sp),
+            _ => None,
+        };
+        Marker::decode_with_path(
             regs.get(4)?,
             regs.get(3)?,
             regs.get(2)?,
             regs.get(16)?,
             time,
+            path.as_deref(),
         )
     }
 
+    #[cfg(test)]
     fn decode(what: u64, object: u64, start: u64, dur: u64, time: u64) -> Option<Marker> {
+        Marker::decode_with_path(what, object, start, dur, time, None)
+    }
+
+    fn decode_with_path(
+        what: u64,
+        object: u64,
+        start: u64,
+        dur: u64,
+        time: u64,
+        path: Option<&str>,
+    ) -> Option<Marker> {
         let class = match what & 0xff {
             WAIT_LOCK => WaitClass::Lock,
             WAIT_CONDITION => WaitClass::Condition,
@@ -97,7 +115,10 @@ impl Marker {
         }
         let object = match (what >> 8) & 0xff {
             WAIT_OBJ_ADDR => Some(format!("{object:#x}")),
-            WAIT_OBJ_FD if (object as i64) >= 0 => Some(format!("fd {}", object as i64)),
+            WAIT_OBJ_FD if (object as i64) >= 0 => Some(match path {
+                Some(p) => format!("fd {} → {}", object as i64, fd_kind(p)),
+                None => format!("fd {}", object as i64),
+            }),
             WAIT_OBJ_PID => Some(format!("pid {}", object as i64)),
             WAIT_OBJ_THREAD => Some(format!("thread {object:#x}")),
             _ => None,
@@ -108,6 +129,39 @@ impl Marker {
             start,
             end,
         })
+    }
+}
+
+/// The NUL-terminated path at address `ptr` of the thread's stack, from the sample's
+/// copy of it (which starts at `sp`); None when it is not inside the copy.
+fn path_in_stack(stack: &[u8], ptr: u64, sp: u64) -> Option<String> {
+    let off = usize::try_from(ptr.checked_sub(sp)?).ok()?;
+    let rest = stack.get(off..)?;
+    let rest = &rest[..rest.len().min(WAIT_PATH_BYTES)];
+    let end = rest.iter().position(|&b| b == 0)?;
+    if end == 0 {
+        return None;
+    }
+    let text = String::from_utf8_lossy(&rest[..end]);
+    Some(
+        text.chars()
+            .map(|c| if c.is_control() { '?' } else { c })
+            .collect(),
+    )
+}
+
+/// What `/proc/PID/fd/N` says, as a wait's object shows it: a file's path as is;
+/// `socket:[123]` → `socket`, `pipe:[123]` → `pipe`, `anon_inode:[eventpoll]` →
+/// `eventpoll` (the inode numbers would split one kind of object into many rows).
+fn fd_kind(link: &str) -> &str {
+    if link.starts_with("socket:[") {
+        "socket"
+    } else if link.starts_with("pipe:[") {
+        "pipe"
+    } else if let Some(rest) = link.strip_prefix("anon_inode:") {
+        rest.trim_start_matches('[').trim_end_matches(']')
+    } else {
+        link
     }
 }
 
@@ -321,6 +375,36 @@ mod tests {
             ]
         );
         assert_eq!(out.waits[1].object.as_deref(), Some("0x1000"));
+    }
+
+    #[test]
+    fn an_fd_wait_names_its_path_from_the_stack_copy() {
+        let mut stack = vec![0u8; 512];
+        stack[100..110].copy_from_slice(b"/tmp/a.dat");
+        let sp = 0x7ffd_0000_0000u64;
+        assert_eq!(
+            path_in_stack(&stack, sp + 100, sp).as_deref(),
+            Some("/tmp/a.dat")
+        );
+        // Outside the copy, below sp, unterminated, empty: nothing.
+        assert_eq!(path_in_stack(&stack, sp + 600, sp), None);
+        assert_eq!(path_in_stack(&stack, sp - 8, sp), None);
+        assert_eq!(path_in_stack(&[b'x'; 64], sp, sp), None);
+        assert_eq!(path_in_stack(&stack, sp, sp), None);
+        let what = WAIT_IO | (WAIT_OBJ_FD << 8);
+        let m = |p| {
+            Marker::decode_with_path(what, 3, 0, 1, 10, p)
+                .unwrap()
+                .object
+        };
+        assert_eq!(m(Some("/tmp/a.dat")).as_deref(), Some("fd 3 → /tmp/a.dat"));
+        assert_eq!(m(Some("pipe:[4242]")).as_deref(), Some("fd 3 → pipe"));
+        assert_eq!(m(Some("socket:[77]")).as_deref(), Some("fd 3 → socket"));
+        assert_eq!(
+            m(Some("anon_inode:[eventpoll]")).as_deref(),
+            Some("fd 3 → eventpoll")
+        );
+        assert_eq!(m(None).as_deref(), Some("fd 3"));
     }
 
     #[test]
