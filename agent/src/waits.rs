@@ -45,9 +45,9 @@ pub extern "C" fn hwprof_wait_marker(
     object: u64,
     start: u64,
     dur: u64,
-    path: *const u8,
+    extra: u64,
 ) {
-    std::hint::black_box((magic, what, object, start, dur, path));
+    std::hint::black_box((magic, what, object, start, dur, extra));
 }
 
 /// perf_event_attr offsets and bits used here (see `linux/perf_event.h`).
@@ -117,20 +117,27 @@ fn threshold() -> u64 {
 /// After a timed call that started at `t0`: the marker when it blocked long enough.
 #[inline(always)]
 fn done(t0: u64, class: u64, kind: u64, object: u64) {
+    done_flagged(t0, class, kind, object, 0, 0)
+}
+
+/// `done`, with `flags` (`WAIT_INTERRUPTED`) in the record's `what`.
+#[inline(always)]
+/// `deadline`: when the call would have ended (a sleep's), in the record's `extra`.
+fn done_flagged(t0: u64, class: u64, kind: u64, object: u64, flags: u64, deadline: u64) {
     let dur = crate::now_ns().saturating_sub(t0);
     if dur >= threshold() {
         // SAFETY: errno is thread-local; kept as the real call left it.
         let errno = unsafe { *libc::__errno_location() };
         if kind == WAIT_OBJ_FD {
-            mark_fd(class, object, t0, dur);
+            mark_fd(class | flags, object, t0, dur);
         } else {
             hwprof_wait_marker(
                 WAIT_MAGIC,
-                class | (kind << 8),
+                class | (kind << 8) | flags,
                 object,
                 t0,
                 dur,
-                std::ptr::null(),
+                deadline,
             );
         }
         // SAFETY: as above.
@@ -153,11 +160,7 @@ fn mark_fd(class: u64, fd: u64, t0: u64, dur: u64) {
         fd,
         t0,
         dur,
-        if known {
-            path.as_ptr()
-        } else {
-            std::ptr::null()
-        },
+        if known { path.as_ptr() as u64 } else { 0 },
     );
     std::hint::black_box(&path);
 }
@@ -172,6 +175,48 @@ fn timed<R>(class: u64, kind: u64, object: u64, f: impl FnOnce() -> R) -> R {
     let r = f();
     done(t0, class, kind, object);
     r
+}
+
+/// `timed` for a call a signal handler can interrupt and its caller restart (sleeps,
+/// poll, select): `eintr` tells from the result that it returned EINTR, so that the
+/// restarted call counts as the same wait.
+#[inline(always)]
+fn timed_restartable<R>(
+    class: u64,
+    kind: u64,
+    object: u64,
+    f: impl FnOnce() -> R,
+    eintr: impl FnOnce(&R) -> bool,
+    deadline: impl FnOnce(u64) -> u64,
+) -> R {
+    if threshold() == u64::MAX {
+        return f();
+    }
+    let t0 = crate::now_ns();
+    let r = f();
+    let flags = if eintr(&r) { WAIT_INTERRUPTED } else { 0 };
+    // Only for a wait without a path in `extra`.
+    let deadline = if kind == WAIT_OBJ_FD { 0 } else { deadline(t0) };
+    done_flagged(t0, class, kind, object, flags, deadline);
+    r
+}
+
+/// `t0` + a relative timespec, in ns; 0 when there is none.
+fn after_ts(t0: u64, t: TS) -> u64 {
+    if t.is_null() {
+        return 0;
+    }
+    // SAFETY: the caller's timespec, which the real call has just read.
+    let t = unsafe { *t };
+    t0.saturating_add((t.tv_sec.max(0) as u64).saturating_mul(1_000_000_000))
+        .saturating_add(t.tv_nsec.max(0) as u64)
+}
+
+/// A call that returned -1 with errno EINTR.
+#[inline(always)]
+fn minus_one_eintr<R: PartialEq + From<i8>>(r: &R) -> bool {
+    // SAFETY: errno is thread-local; read only when the call failed, so it is its own.
+    *r == R::from(-1) && unsafe { *libc::__errno_location() } == libc::EINTR
 }
 
 /// A libc function found by `dlsym(RTLD_NEXT)` (or `dlvsym` for a versioned one).
@@ -496,14 +541,21 @@ pub unsafe extern "C" fn sem_timedwait(s: *mut libc::sem_t, t: TS) -> c_int {
 /// Same contract as libc's `nanosleep`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn nanosleep(req: TS, rem: *mut libc::timespec) -> c_int {
-    timed(WAIT_SLEEP, WAIT_OBJ_NONE, 0, || {
-        call!(
-            NANOSLEEP,
-            unsafe extern "C" fn(TS, *mut libc::timespec) -> c_int,
-            -1,
-            (req, rem)
-        )
-    })
+    timed_restartable(
+        WAIT_SLEEP,
+        WAIT_OBJ_NONE,
+        0,
+        || {
+            call!(
+                NANOSLEEP,
+                unsafe extern "C" fn(TS, *mut libc::timespec) -> c_int,
+                -1,
+                (req, rem)
+            )
+        },
+        minus_one_eintr,
+        |t0| after_ts(t0, req),
+    )
 }
 
 /// # Safety
@@ -515,14 +567,34 @@ pub unsafe extern "C" fn clock_nanosleep(
     req: TS,
     rem: *mut libc::timespec,
 ) -> c_int {
-    timed(WAIT_SLEEP, WAIT_OBJ_NONE, 0, || {
-        call!(
-            CLOCK_NANOSLEEP,
-            unsafe extern "C" fn(libc::clockid_t, c_int, TS, *mut libc::timespec) -> c_int,
-            libc::ENOSYS,
-            (clk, flags, req, rem)
-        )
-    })
+    // clock_nanosleep returns its error (it does not set errno).
+    timed_restartable(
+        WAIT_SLEEP,
+        WAIT_OBJ_NONE,
+        0,
+        || {
+            call!(
+                CLOCK_NANOSLEEP,
+                unsafe extern "C" fn(libc::clockid_t, c_int, TS, *mut libc::timespec) -> c_int,
+                libc::ENOSYS,
+                (clk, flags, req, rem)
+            )
+        },
+        |r| *r == libc::EINTR,
+        |t0| {
+            if flags & libc::TIMER_ABSTIME == 0 {
+                after_ts(t0, req)
+            } else if clk == libc::CLOCK_MONOTONIC && !req.is_null() {
+                // SAFETY: as in after_ts.
+                let t = unsafe { *req };
+                (t.tv_sec.max(0) as u64)
+                    .saturating_mul(1_000_000_000)
+                    .saturating_add(t.tv_nsec.max(0) as u64)
+            } else {
+                0
+            }
+        },
+    )
 }
 
 /// # Safety
@@ -700,9 +772,23 @@ pub unsafe extern "C" fn poll(fds: *mut libc::pollfd, n: libc::nfds_t, timeout: 
     }
     if n == 0 {
         // No descriptors: a sleep.
-        return timed(WAIT_SLEEP, WAIT_OBJ_NONE, 0, real);
+        let ms = timeout;
+        return timed_restartable(WAIT_SLEEP, WAIT_OBJ_NONE, 0, real, minus_one_eintr, |t0| {
+            if ms < 0 {
+                0
+            } else {
+                t0.saturating_add(ms as u64 * 1_000_000)
+            }
+        });
     }
-    timed(WAIT_IO, WAIT_OBJ_FD, first_fd(fds, n), real)
+    timed_restartable(
+        WAIT_IO,
+        WAIT_OBJ_FD,
+        first_fd(fds, n),
+        real,
+        minus_one_eintr,
+        |_| 0,
+    )
 }
 
 /// # Safety
@@ -749,7 +835,7 @@ pub unsafe extern "C" fn select(
     } else {
         WAIT_IO
     };
-    timed(class, WAIT_OBJ_NONE, 0, || {
+    let real = || {
         call!(
             SELECT,
             unsafe extern "C" fn(
@@ -762,6 +848,19 @@ pub unsafe extern "C" fn select(
             -1,
             (n, r, w, e, t)
         )
+    };
+    // The timeout as asked (select updates it to the time left).
+    let asked = if t.is_null() {
+        None
+    } else {
+        // SAFETY: the caller's timeval, which select is about to read.
+        Some(unsafe { *t })
+    };
+    timed_restartable(class, WAIT_OBJ_NONE, 0, real, minus_one_eintr, |t0| {
+        asked.map_or(0, |tv| {
+            t0.saturating_add((tv.tv_sec.max(0) as u64).saturating_mul(1_000_000_000))
+                .saturating_add((tv.tv_usec.max(0) as u64).saturating_mul(1000))
+        })
     })
 }
 

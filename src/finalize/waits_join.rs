@@ -34,6 +34,10 @@ use crate::python::wire::*;
 const SLACK_NS: u64 = 20_000;
 /// A longer recorded wait is not believed (a forged or corrupt record).
 const MAX_WAIT_NS: u64 = 7 * 24 * 3600 * 1_000_000_000;
+/// A call restarted within this long after an interrupted one (same thread, stack,
+/// class and object) continues its wait: the signal handler ran in between (after
+/// taking the GIL back, up to CPython's 5 ms switch interval).
+const RESTART_GAP_NS: u64 = 20_000_000;
 /// Intervals kept per thread before the oldest is resolved as unexplained.
 const MAX_QUEUED: usize = 4096;
 
@@ -54,6 +58,9 @@ pub struct RawWait {
     pub object: Option<String>,
     /// Off-CPU nanoseconds.
     pub ns: u64,
+    /// The rest of a wait already counted (a call restarted after a signal handler, or
+    /// a later off-CPU interval of the same call): its time counts, not as a new wait.
+    pub continued: bool,
 }
 
 /// A wait the agent recorded, from a marker sample's registers.
@@ -63,6 +70,10 @@ pub struct Marker {
     object: Option<String>,
     start: u64,
     end: u64,
+    /// The call returned EINTR (`WAIT_INTERRUPTED`).
+    interrupted: bool,
+    /// When a sleep would have ended (CLOCK_MONOTONIC ns), when the agent knew.
+    deadline: Option<u64>,
 }
 
 impl Marker {
@@ -74,10 +85,14 @@ impl Marker {
         if regs.get(5)? != WAIT_MAGIC {
             return None;
         }
-        let path = match (regs.get(17), regs.get(7), stack) {
-            (Some(p), Some(sp), Some(stack)) if p != 0 => path_in_stack(stack, p, sp),
+        // r9: a path's address (fd waits), else a sleep's deadline (or 0).
+        let extra = regs.get(17).unwrap_or(0);
+        let fd = (regs.get(4)? >> 8) & 0xff == WAIT_OBJ_FD;
+        let path = match (regs.get(7), stack) {
+            (Some(sp), Some(stack)) if fd && extra != 0 => path_in_stack(stack, extra, sp),
             _ => None,
         };
+        let deadline = (!fd && extra != 0).then_some(extra);
         Marker::decode_with_path(
             regs.get(4)?,
             regs.get(3)?,
@@ -86,6 +101,7 @@ impl Marker {
             time,
             path.as_deref(),
         )
+        .map(|m| Marker { deadline, ..m })
     }
 
     #[cfg(test)]
@@ -128,6 +144,8 @@ impl Marker {
             object,
             start,
             end,
+            interrupted: what & WAIT_INTERRUPTED != 0,
+            deadline: None,
         })
     }
 }
@@ -176,6 +194,9 @@ struct Interval {
     at_out: Option<(SampleKey, Option<u64>)>,
 }
 
+/// A thread's last wait that returned EINTR: key, class, object, end, deadline.
+type Interrupted = (SampleKey, WaitClass, Option<String>, u64, Option<u64>);
+
 /// Per-thread state of the join.
 #[derive(Default)]
 pub struct WaitJoin {
@@ -185,6 +206,9 @@ pub struct WaitJoin {
     queued: FxHashMap<u32, VecDeque<Interval>>,
     /// The thread's last marker key (the nearest stack for unexplained time).
     last_key: FxHashMap<u32, SampleKey>,
+    /// The thread's last wait when it was interrupted (EINTR): its key, class, object
+    /// and end, for its restart to continue it.
+    interrupted: FxHashMap<u32, Interrupted>,
 }
 
 impl WaitJoin {
@@ -234,6 +258,34 @@ impl WaitJoin {
         out: &mut RawProfile,
     ) -> (u64, u64) {
         let last = self.last_key.insert(tid, key);
+        // The restart of an interrupted call: the same wait, counted once.
+        // Other waits may come between (the GIL, taken back to run a Python handler).
+        // The same call: the same native stack (the Python stack index of each capture
+        // is its own, even at the same line).
+        let same_call = |k: &SampleKey| k.leaf == key.leaf && k.thread == key.thread;
+        // A sleep is restarted for the same deadline (a new one has its own).
+        let same_deadline = |d: &Option<u64>| match (d, m.deadline) {
+            (Some(a), Some(b)) => a.abs_diff(b) <= RESTART_GAP_NS,
+            _ => true,
+        };
+        let mut continued = self.interrupted.get(&tid).is_some_and(|(k, c, o, end, d)| {
+            same_call(k)
+                && same_deadline(d)
+                && *c == m.class
+                && *o == m.object
+                && m.start >= end.saturating_sub(SLACK_NS)
+                && m.start <= end.saturating_add(RESTART_GAP_NS)
+        });
+        if m.interrupted {
+            self.interrupted
+                .insert(tid, (key, m.class, m.object.clone(), m.end, m.deadline));
+        } else if self
+            .interrupted
+            .get(&tid)
+            .is_some_and(|(k, ..)| same_call(k))
+        {
+            self.interrupted.remove(&tid);
+        }
         let mut claimed = 0u64;
         let mut unsampled = 0u64;
         if let Some(q) = self.queued.get_mut(&tid) {
@@ -262,7 +314,10 @@ impl WaitJoin {
                             arg0: None,
                             object: m.object.clone(),
                             ns,
+                            continued,
                         });
+                        // Later intervals of this call are the same wait.
+                        continued = true;
                     }
                     None => {
                         claimed = claimed.saturating_add(ns);
@@ -279,6 +334,7 @@ impl WaitJoin {
                 arg0: None,
                 object: m.object,
                 ns: claimed,
+                continued,
             });
         }
         (claimed, unsampled)
@@ -316,6 +372,7 @@ fn unexplained(iv: Interval, last: Option<SampleKey>, out: &mut RawProfile) {
         arg0: iv.at_out.and_then(|(_, a)| a),
         object: None,
         ns,
+        continued: false,
     });
 }
 
@@ -405,6 +462,37 @@ mod tests {
             Some("fd 3 → eventpoll")
         );
         assert_eq!(m(None).as_deref(), Some("fd 3"));
+    }
+
+    #[test]
+    fn a_wait_restarted_after_a_signal_counts_once() {
+        let mut j = WaitJoin::default();
+        let mut out = RawProfile::default();
+        let sleep = |start: u64, end: u64, interrupted: bool| {
+            let what = WAIT_SLEEP | if interrupted { WAIT_INTERRUPTED } else { 0 };
+            Marker::decode(what, 0, start, end - start, end + 10).unwrap()
+        };
+        // A sleep interrupted twice (restarted 20 µs later each time), then a new one.
+        let pieces = [
+            (1_000_000, 2_000_000, true),
+            (2_020_000, 3_000_000, true),
+            (3_020_000, 4_000_000, false),
+            (4_010_000, 5_000_000, false),
+        ];
+        for (start, end, interrupted) in pieces {
+            j.switch_out(7, 0, start + 1_000, false);
+            j.switch_in(7, end - 1_000, None, &mut out);
+            j.marker(7, key(5), sleep(start, end, interrupted), &mut out);
+        }
+        // Not after a gap, nor on another stack.
+        j.switch_out(7, 0, 5_001_000, false);
+        j.switch_in(7, 5_999_000, None, &mut out);
+        j.marker(7, key(5), sleep(5_000_000, 6_000_000, true), &mut out);
+        j.switch_out(7, 0, 6_021_000, false);
+        j.switch_in(7, 6_999_000, None, &mut out);
+        j.marker(7, key(6), sleep(6_020_000, 7_000_000, false), &mut out);
+        let continued: Vec<bool> = out.waits.iter().map(|w| w.continued).collect();
+        assert_eq!(continued, [false, true, true, false, false, false]);
     }
 
     #[test]

@@ -381,6 +381,10 @@ pub const WAIT_SLEEP: u64 = 2;
 pub const WAIT_IO: u64 = 3;
 /// pthread_join, waitpid.
 pub const WAIT_JOIN: u64 = 4;
+/// `what` bit 16: the call returned EINTR (a signal handler ran); its caller will
+/// likely call again for the rest of the time (CPython's `time.sleep`, PEP 475), and
+/// that next wait is the same wait, counted once (`finalize::waits_join`).
+pub const WAIT_INTERRUPTED: u64 = 1 << 16;
 /// `what` bits 8-15: what `object` (rdx) is.
 pub const WAIT_OBJ_NONE: u64 = 0;
 /// The address of the sync object.

@@ -355,7 +355,16 @@ fn five_sleeps_are_five_waits(hw: Command, t: &Path, python: &Path, what: &str) 
         .map(|w| (w.class, w.count, w.wait_ns))
         .collect();
     assert_eq!(count, 5, "{what}: sleep waits at the sleep line: {rows:?}");
-    within(&format!("{what}: the sleeps"), ns, slept.iter().sum(), 0.10);
+    // Between the pieces of an interrupted sleep the thread takes the GIL back (class
+    // gil, at the same line) and runs the handler: all the line's waits make up the
+    // sleeps' time, most of it as sleep.
+    let all: u64 = at_line.iter().map(|w| w.wait_ns).sum();
+    let total: f64 = slept.iter().sum();
+    within(&format!("{what}: the sleep line's waits"), all, total, 0.10);
+    assert!(
+        ns as f64 >= 0.75 * total * 1e9,
+        "{what}: {ns} ns of sleep of {total} s: {rows:?}"
+    );
 }
 
 #[test]
