@@ -50,6 +50,7 @@ mod wire;
 
 mod disposition;
 mod exit_check;
+mod fd_paths;
 mod safe_load;
 mod scratch;
 mod self_ids;
@@ -437,8 +438,11 @@ fn send_struct<T: Copy>(sock: c_int, v: &T, fds: &[c_int]) -> bool {
             std::ptr::copy_nonoverlapping(fds.as_ptr(), libc::CMSG_DATA(c).cast(), fds.len());
         }
     }
-    // SAFETY: msg points to live buffers for the duration of the call.
-    let r = unsafe { libc::sendmsg(sock, &msg, libc::MSG_NOSIGNAL) };
+    // SAFETY: msg points to live buffers for the duration of the call. The system
+    // call, not libc's sendmsg, which waits.rs interposes: our own wait is not the
+    // program's.
+    let r = unsafe { libc::syscall(libc::SYS_sendmsg, sock, &raw const msg, libc::MSG_NOSIGNAL) }
+        as isize;
     r == size_of::<T>() as isize
 }
 

@@ -39,8 +39,15 @@ pub(crate) fn configure() -> bool {
 /// `wire.rs`); it does nothing, but must stay a real call (not inlined, not folded).
 #[unsafe(no_mangle)]
 #[inline(never)]
-pub extern "C" fn hwprof_wait_marker(magic: u64, what: u64, object: u64, start: u64, dur: u64) {
-    std::hint::black_box((magic, what, object, start, dur));
+pub extern "C" fn hwprof_wait_marker(
+    magic: u64,
+    what: u64,
+    object: u64,
+    start: u64,
+    dur: u64,
+    extra: u64,
+) {
+    std::hint::black_box((magic, what, object, start, dur, extra));
 }
 
 /// perf_event_attr offsets and bits used here (see `linux/perf_event.h`).
@@ -110,14 +117,52 @@ fn threshold() -> u64 {
 /// After a timed call that started at `t0`: the marker when it blocked long enough.
 #[inline(always)]
 fn done(t0: u64, class: u64, kind: u64, object: u64) {
+    done_flagged(t0, class, kind, object, 0, 0)
+}
+
+/// `done`, with `flags` (`WAIT_INTERRUPTED`) in the record's `what`.
+#[inline(always)]
+/// `deadline`: when the call would have ended (a sleep's), in the record's `extra`.
+fn done_flagged(t0: u64, class: u64, kind: u64, object: u64, flags: u64, deadline: u64) {
     let dur = crate::now_ns().saturating_sub(t0);
     if dur >= threshold() {
         // SAFETY: errno is thread-local; kept as the real call left it.
         let errno = unsafe { *libc::__errno_location() };
-        hwprof_wait_marker(WAIT_MAGIC, class | (kind << 8), object, t0, dur);
+        if kind == WAIT_OBJ_FD {
+            mark_fd(class | flags, object, t0, dur);
+        } else {
+            hwprof_wait_marker(
+                WAIT_MAGIC,
+                class | (kind << 8) | flags,
+                object,
+                t0,
+                dur,
+                deadline,
+            );
+        }
         // SAFETY: as above.
         unsafe { *libc::__errno_location() = errno };
     }
+}
+
+/// The marker of a wait on a file descriptor, with the fd's path (`fd_paths`) in a
+/// buffer of this frame: above the marker's stack pointer, so inside the sample's copy
+/// of the stack, where finalize reads it (`r9` points at it). Out of line: the buffer
+/// is no cost to the interposers' fast paths.
+#[inline(never)]
+#[cold]
+fn mark_fd(class: u64, fd: u64, t0: u64, dur: u64) {
+    let mut path = [0u8; crate::fd_paths::PATH_BYTES];
+    let known = crate::fd_paths::path_of(fd as c_int, &mut path);
+    hwprof_wait_marker(
+        WAIT_MAGIC,
+        class | (WAIT_OBJ_FD << 8),
+        fd,
+        t0,
+        dur,
+        if known { path.as_ptr() as u64 } else { 0 },
+    );
+    std::hint::black_box(&path);
 }
 
 /// Runs `f` timed as a wait of `class` on `object` (when waits are on).
@@ -130,6 +175,48 @@ fn timed<R>(class: u64, kind: u64, object: u64, f: impl FnOnce() -> R) -> R {
     let r = f();
     done(t0, class, kind, object);
     r
+}
+
+/// `timed` for a call a signal handler can interrupt and its caller restart (sleeps,
+/// poll, select): `eintr` tells from the result that it returned EINTR, so that the
+/// restarted call counts as the same wait.
+#[inline(always)]
+fn timed_restartable<R>(
+    class: u64,
+    kind: u64,
+    object: u64,
+    f: impl FnOnce() -> R,
+    eintr: impl FnOnce(&R) -> bool,
+    deadline: impl FnOnce(u64) -> u64,
+) -> R {
+    if threshold() == u64::MAX {
+        return f();
+    }
+    let t0 = crate::now_ns();
+    let r = f();
+    let flags = if eintr(&r) { WAIT_INTERRUPTED } else { 0 };
+    // Only for a wait without a path in `extra`.
+    let deadline = if kind == WAIT_OBJ_FD { 0 } else { deadline(t0) };
+    done_flagged(t0, class, kind, object, flags, deadline);
+    r
+}
+
+/// `t0` + a relative timespec, in ns; 0 when there is none.
+fn after_ts(t0: u64, t: TS) -> u64 {
+    if t.is_null() {
+        return 0;
+    }
+    // SAFETY: the caller's timespec, which the real call has just read.
+    let t = unsafe { *t };
+    t0.saturating_add((t.tv_sec.max(0) as u64).saturating_mul(1_000_000_000))
+        .saturating_add(t.tv_nsec.max(0) as u64)
+}
+
+/// A call that returned -1 with errno EINTR.
+#[inline(always)]
+fn minus_one_eintr<R: PartialEq + From<i8>>(r: &R) -> bool {
+    // SAFETY: errno is thread-local; read only when the call failed, so it is its own.
+    *r == R::from(-1) && unsafe { *libc::__errno_location() } == libc::EINTR
 }
 
 /// A libc function found by `dlsym(RTLD_NEXT)` (or `dlvsym` for a versioned one).
@@ -223,6 +310,21 @@ reals! {
     WAITPID = Real::new(c"waitpid");
     WAIT4 = Real::new(c"wait4");
     JOIN = Real::new(c"pthread_join");
+    MUTEX_TIMEDLOCK = Real::new(c"pthread_mutex_timedlock");
+    MUTEX_CLOCKLOCK = Real::new(c"pthread_mutex_clocklock");
+    COND_CLOCKWAIT = Real::new(c"pthread_cond_clockwait");
+    RW_TIMEDRDLOCK = Real::new(c"pthread_rwlock_timedrdlock");
+    RW_TIMEDWRLOCK = Real::new(c"pthread_rwlock_timedwrlock");
+    SEM_CLOCKWAIT = Real::new(c"sem_clockwait");
+    SYSCALL = Real::new(c"syscall");
+    WRITE = Real::new(c"write");
+    READV = Real::new(c"readv");
+    WRITEV = Real::new(c"writev");
+    SEND = Real::new(c"send");
+    SENDTO = Real::new(c"sendto");
+    SENDMSG = Real::new(c"sendmsg");
+    PSELECT = Real::new(c"pselect");
+    EPOLL_PWAIT = Real::new(c"epoll_pwait");
 }
 
 /// Calls the real function `$real` (a `Real`) as the fn type `$ty` with `$args`; when
@@ -439,14 +541,21 @@ pub unsafe extern "C" fn sem_timedwait(s: *mut libc::sem_t, t: TS) -> c_int {
 /// Same contract as libc's `nanosleep`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn nanosleep(req: TS, rem: *mut libc::timespec) -> c_int {
-    timed(WAIT_SLEEP, WAIT_OBJ_NONE, 0, || {
-        call!(
-            NANOSLEEP,
-            unsafe extern "C" fn(TS, *mut libc::timespec) -> c_int,
-            -1,
-            (req, rem)
-        )
-    })
+    timed_restartable(
+        WAIT_SLEEP,
+        WAIT_OBJ_NONE,
+        0,
+        || {
+            call!(
+                NANOSLEEP,
+                unsafe extern "C" fn(TS, *mut libc::timespec) -> c_int,
+                -1,
+                (req, rem)
+            )
+        },
+        minus_one_eintr,
+        |t0| after_ts(t0, req),
+    )
 }
 
 /// # Safety
@@ -458,14 +567,34 @@ pub unsafe extern "C" fn clock_nanosleep(
     req: TS,
     rem: *mut libc::timespec,
 ) -> c_int {
-    timed(WAIT_SLEEP, WAIT_OBJ_NONE, 0, || {
-        call!(
-            CLOCK_NANOSLEEP,
-            unsafe extern "C" fn(libc::clockid_t, c_int, TS, *mut libc::timespec) -> c_int,
-            libc::ENOSYS,
-            (clk, flags, req, rem)
-        )
-    })
+    // clock_nanosleep returns its error (it does not set errno).
+    timed_restartable(
+        WAIT_SLEEP,
+        WAIT_OBJ_NONE,
+        0,
+        || {
+            call!(
+                CLOCK_NANOSLEEP,
+                unsafe extern "C" fn(libc::clockid_t, c_int, TS, *mut libc::timespec) -> c_int,
+                libc::ENOSYS,
+                (clk, flags, req, rem)
+            )
+        },
+        |r| *r == libc::EINTR,
+        |t0| {
+            if flags & libc::TIMER_ABSTIME == 0 {
+                after_ts(t0, req)
+            } else if clk == libc::CLOCK_MONOTONIC && !req.is_null() {
+                // SAFETY: as in after_ts.
+                let t = unsafe { *req };
+                (t.tv_sec.max(0) as u64)
+                    .saturating_mul(1_000_000_000)
+                    .saturating_add(t.tv_nsec.max(0) as u64)
+            } else {
+                0
+            }
+        },
+    )
 }
 
 /// # Safety
@@ -641,7 +770,25 @@ pub unsafe extern "C" fn poll(fds: *mut libc::pollfd, n: libc::nfds_t, timeout: 
     if threshold() == u64::MAX || timeout == 0 {
         return real();
     }
-    timed(WAIT_IO, WAIT_OBJ_FD, first_fd(fds, n), real)
+    if n == 0 {
+        // No descriptors: a sleep.
+        let ms = timeout;
+        return timed_restartable(WAIT_SLEEP, WAIT_OBJ_NONE, 0, real, minus_one_eintr, |t0| {
+            if ms < 0 {
+                0
+            } else {
+                t0.saturating_add(ms as u64 * 1_000_000)
+            }
+        });
+    }
+    timed_restartable(
+        WAIT_IO,
+        WAIT_OBJ_FD,
+        first_fd(fds, n),
+        real,
+        minus_one_eintr,
+        |_| 0,
+    )
 }
 
 /// # Safety
@@ -682,7 +829,13 @@ pub unsafe extern "C" fn select(
     e: *mut libc::fd_set,
     t: *mut libc::timeval,
 ) -> c_int {
-    timed(WAIT_IO, WAIT_OBJ_NONE, 0, || {
+    // No descriptor sets: a sleep (CPython 3.8-3.10's `time.sleep` is one).
+    let class = if r.is_null() && w.is_null() && e.is_null() {
+        WAIT_SLEEP
+    } else {
+        WAIT_IO
+    };
+    let real = || {
         call!(
             SELECT,
             unsafe extern "C" fn(
@@ -695,6 +848,19 @@ pub unsafe extern "C" fn select(
             -1,
             (n, r, w, e, t)
         )
+    };
+    // The timeout as asked (select updates it to the time left).
+    let asked = if t.is_null() {
+        None
+    } else {
+        // SAFETY: the caller's timeval, which select is about to read.
+        Some(unsafe { *t })
+    };
+    timed_restartable(class, WAIT_OBJ_NONE, 0, real, minus_one_eintr, |t0| {
+        asked.map_or(0, |tv| {
+            t0.saturating_add((tv.tv_sec.max(0) as u64).saturating_mul(1_000_000_000))
+                .saturating_add((tv.tv_usec.max(0) as u64).saturating_mul(1000))
+        })
     })
 }
 
@@ -766,4 +932,275 @@ pub unsafe extern "C" fn pthread_join(t: libc::pthread_t, ret: *mut *mut c_void)
             (t, ret)
         )
     })
+}
+
+/// A mutex, rwlock or semaphore call with a timeout: a try first (an uncontended call
+/// reads no clock), then the timed call.
+macro_rules! timed_lock {
+    ($name:ident, $doc:literal, $class:expr, $obj:ty, ($($arg:ident: $ty:ty),*),
+     $try_real:expr, $try_ty:ty, $real:expr, $real_ty:ty) => {
+        #[doc = concat!("# Safety\nSame contract as libc's `", $doc, "`.")]
+        #[unsafe(no_mangle)]
+        pub unsafe extern "C" fn $name(o: $obj, $($arg: $ty),*) -> c_int {
+            try_then_timed(
+                $class,
+                o as u64,
+                || call!($try_real, $try_ty, libc::EINVAL, (o)),
+                || call!($real, $real_ty, libc::EINVAL, (o, $($arg),*)),
+            )
+        }
+    };
+}
+
+timed_lock!(
+    pthread_mutex_timedlock, "pthread_mutex_timedlock", WAIT_LOCK, M, (t: TS),
+    MUTEX_TRYLOCK, unsafe extern "C" fn(M) -> c_int,
+    MUTEX_TIMEDLOCK, unsafe extern "C" fn(M, TS) -> c_int
+);
+timed_lock!(
+    pthread_mutex_clocklock, "pthread_mutex_clocklock", WAIT_LOCK, M,
+    (clk: libc::clockid_t, t: TS),
+    MUTEX_TRYLOCK, unsafe extern "C" fn(M) -> c_int,
+    MUTEX_CLOCKLOCK, unsafe extern "C" fn(M, libc::clockid_t, TS) -> c_int
+);
+timed_lock!(
+    pthread_rwlock_timedrdlock, "pthread_rwlock_timedrdlock", WAIT_LOCK, RW, (t: TS),
+    RW_TRYRDLOCK, unsafe extern "C" fn(RW) -> c_int,
+    RW_TIMEDRDLOCK, unsafe extern "C" fn(RW, TS) -> c_int
+);
+timed_lock!(
+    pthread_rwlock_timedwrlock, "pthread_rwlock_timedwrlock", WAIT_LOCK, RW, (t: TS),
+    RW_TRYWRLOCK, unsafe extern "C" fn(RW) -> c_int,
+    RW_TIMEDWRLOCK, unsafe extern "C" fn(RW, TS) -> c_int
+);
+
+/// # Safety
+/// Same contract as libc's `pthread_cond_clockwait`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn pthread_cond_clockwait(
+    c: *mut libc::pthread_cond_t,
+    m: M,
+    clk: libc::clockid_t,
+    t: TS,
+) -> c_int {
+    timed(WAIT_CONDITION, WAIT_OBJ_ADDR, c as u64, || {
+        call!(
+            COND_CLOCKWAIT,
+            unsafe extern "C" fn(*mut libc::pthread_cond_t, M, libc::clockid_t, TS) -> c_int,
+            libc::EINVAL,
+            (c, m, clk, t)
+        )
+    })
+}
+
+/// # Safety
+/// Same contract as libc's `sem_clockwait`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn sem_clockwait(s: *mut libc::sem_t, clk: libc::clockid_t, t: TS) -> c_int {
+    timed(WAIT_CONDITION, WAIT_OBJ_ADDR, s as u64, || {
+        call!(
+            SEM_CLOCKWAIT,
+            unsafe extern "C" fn(*mut libc::sem_t, libc::clockid_t, TS) -> c_int,
+            -1,
+            (s, clk, t)
+        )
+    })
+}
+
+/// `futex(2)` operations that block (the command, without `FUTEX_PRIVATE_FLAG` and
+/// `FUTEX_CLOCK_REALTIME`): WAIT, LOCK_PI, WAIT_BITSET, WAIT_REQUEUE_PI, LOCK_PI2.
+fn futex_blocks(op: libc::c_long) -> bool {
+    matches!(op & 0x7f, 0 | 6 | 9 | 11 | 13)
+}
+
+/// `syscall(2)`: a futex wait made through it (Rust's std locks, Go, hand-written
+/// locks) is a `lock` wait on the futex word; every other call passes through.
+///
+/// # Safety
+/// Same contract as libc's `syscall`. The C function is variadic; on x86-64 its
+/// integer arguments travel in the same registers (and stack slot) as these six fixed
+/// ones, so all six are read and passed on whatever the caller gave (an argument the
+/// caller did not pass is whatever its register or stack slot held, unused by the
+/// kernel for that call, exactly as with libc's own `syscall`).
+#[cfg(target_arch = "x86_64")]
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn syscall(
+    n: libc::c_long,
+    a1: libc::c_long,
+    a2: libc::c_long,
+    a3: libc::c_long,
+    a4: libc::c_long,
+    a5: libc::c_long,
+    a6: libc::c_long,
+) -> libc::c_long {
+    type F = unsafe extern "C" fn(
+        libc::c_long,
+        libc::c_long,
+        libc::c_long,
+        libc::c_long,
+        libc::c_long,
+        libc::c_long,
+        libc::c_long,
+    ) -> libc::c_long;
+    let real = || call!(SYSCALL, F, -1, (n, a1, a2, a3, a4, a5, a6));
+    if n != libc::SYS_futex || threshold() == u64::MAX || !futex_blocks(a2) {
+        return real();
+    }
+    timed(WAIT_LOCK, WAIT_OBJ_ADDR, a1 as u64, real)
+}
+
+/// # Safety
+/// Same contract as libc's `write`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn write(fd: c_int, buf: *const c_void, n: usize) -> isize {
+    timed(WAIT_IO, WAIT_OBJ_FD, fd as u64, || {
+        call!(
+            WRITE,
+            unsafe extern "C" fn(c_int, *const c_void, usize) -> isize,
+            -1,
+            (fd, buf, n)
+        )
+    })
+}
+
+/// # Safety
+/// Same contract as libc's `readv`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn readv(fd: c_int, iov: *const libc::iovec, n: c_int) -> isize {
+    timed(WAIT_IO, WAIT_OBJ_FD, fd as u64, || {
+        call!(
+            READV,
+            unsafe extern "C" fn(c_int, *const libc::iovec, c_int) -> isize,
+            -1,
+            (fd, iov, n)
+        )
+    })
+}
+
+/// # Safety
+/// Same contract as libc's `writev`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn writev(fd: c_int, iov: *const libc::iovec, n: c_int) -> isize {
+    timed(WAIT_IO, WAIT_OBJ_FD, fd as u64, || {
+        call!(
+            WRITEV,
+            unsafe extern "C" fn(c_int, *const libc::iovec, c_int) -> isize,
+            -1,
+            (fd, iov, n)
+        )
+    })
+}
+
+/// # Safety
+/// Same contract as libc's `send`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn send(fd: c_int, buf: *const c_void, n: usize, flags: c_int) -> isize {
+    timed(WAIT_IO, WAIT_OBJ_FD, fd as u64, || {
+        call!(
+            SEND,
+            unsafe extern "C" fn(c_int, *const c_void, usize, c_int) -> isize,
+            -1,
+            (fd, buf, n, flags)
+        )
+    })
+}
+
+/// # Safety
+/// Same contract as libc's `sendto`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn sendto(
+    fd: c_int,
+    buf: *const c_void,
+    n: usize,
+    flags: c_int,
+    addr: *const libc::sockaddr,
+    len: libc::socklen_t,
+) -> isize {
+    timed(WAIT_IO, WAIT_OBJ_FD, fd as u64, || {
+        call!(
+            SENDTO,
+            unsafe extern "C" fn(
+                c_int,
+                *const c_void,
+                usize,
+                c_int,
+                *const libc::sockaddr,
+                libc::socklen_t,
+            ) -> isize,
+            -1,
+            (fd, buf, n, flags, addr, len)
+        )
+    })
+}
+
+/// # Safety
+/// Same contract as libc's `sendmsg`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn sendmsg(fd: c_int, msg: *const libc::msghdr, flags: c_int) -> isize {
+    timed(WAIT_IO, WAIT_OBJ_FD, fd as u64, || {
+        call!(
+            SENDMSG,
+            unsafe extern "C" fn(c_int, *const libc::msghdr, c_int) -> isize,
+            -1,
+            (fd, msg, flags)
+        )
+    })
+}
+
+/// # Safety
+/// Same contract as libc's `pselect`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn pselect(
+    n: c_int,
+    r: *mut libc::fd_set,
+    w: *mut libc::fd_set,
+    e: *mut libc::fd_set,
+    t: TS,
+    mask: *const libc::sigset_t,
+) -> c_int {
+    timed(WAIT_IO, WAIT_OBJ_NONE, 0, || {
+        call!(
+            PSELECT,
+            unsafe extern "C" fn(
+                c_int,
+                *mut libc::fd_set,
+                *mut libc::fd_set,
+                *mut libc::fd_set,
+                TS,
+                *const libc::sigset_t,
+            ) -> c_int,
+            -1,
+            (n, r, w, e, t, mask)
+        )
+    })
+}
+
+/// # Safety
+/// Same contract as libc's `epoll_pwait`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn epoll_pwait(
+    ep: c_int,
+    ev: *mut libc::epoll_event,
+    max: c_int,
+    timeout: c_int,
+    mask: *const libc::sigset_t,
+) -> c_int {
+    let real = || {
+        call!(
+            EPOLL_PWAIT,
+            unsafe extern "C" fn(
+                c_int,
+                *mut libc::epoll_event,
+                c_int,
+                c_int,
+                *const libc::sigset_t,
+            ) -> c_int,
+            -1,
+            (ep, ev, max, timeout, mask)
+        )
+    };
+    if threshold() == u64::MAX || timeout == 0 {
+        return real();
+    }
+    timed(WAIT_IO, WAIT_OBJ_FD, ep as u64, real)
 }

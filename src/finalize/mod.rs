@@ -928,7 +928,17 @@ fn add_waits(
             Some(class) => (class, wait.object.clone()),
             None => (by_stack.class, by_stack.object),
         };
-        w.add_wait(stack, thread, class, object.as_deref(), wait.ns);
+        // The rest of a wait already counted (restarted after a signal) adds its time
+        // to the wait's row, not a wait.
+        w.merge_wait(crate::profile::WaitRow {
+            stack,
+            thread,
+            class,
+            object,
+            count: u64::from(!wait.continued),
+            wait_ns: wait.ns,
+            max_ns: wait.ns,
+        });
     }
 }
 

@@ -821,7 +821,10 @@ impl Builder<'_> {
         // Locks mode: the agent's wait marker. Its own frames (the marker, the
         // interposed call) are left out: the wait is where the program called.
         let marker = match (self.weighting, &s.user_regs) {
-            (Weighting::OffCpuNs, Some(regs)) => super::waits_join::Marker::from_regs(regs, time),
+            (Weighting::OffCpuNs, Some(regs)) => {
+                let stack = s.user_stack.as_ref().map(|(st, _)| st.as_slice());
+                super::waits_join::Marker::from_regs(regs, time, stack.as_deref())
+            }
             _ => None,
         };
         if self.weighting == Weighting::OffCpuNs {

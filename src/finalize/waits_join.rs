@@ -34,6 +34,10 @@ use crate::python::wire::*;
 const SLACK_NS: u64 = 20_000;
 /// A longer recorded wait is not believed (a forged or corrupt record).
 const MAX_WAIT_NS: u64 = 7 * 24 * 3600 * 1_000_000_000;
+/// A call restarted within this long after an interrupted one (same thread, stack,
+/// class and object) continues its wait: the signal handler ran in between (after
+/// taking the GIL back, up to CPython's 5 ms switch interval).
+const RESTART_GAP_NS: u64 = 20_000_000;
 /// Intervals kept per thread before the oldest is resolved as unexplained.
 const MAX_QUEUED: usize = 4096;
 
@@ -54,6 +58,9 @@ pub struct RawWait {
     pub object: Option<String>,
     /// Off-CPU nanoseconds.
     pub ns: u64,
+    /// The rest of a wait already counted (a call restarted after a signal handler, or
+    /// a later off-CPU interval of the same call): its time counts, not as a new wait.
+    pub continued: bool,
 }
 
 /// A wait the agent recorded, from a marker sample's registers.
@@ -63,26 +70,53 @@ pub struct Marker {
     object: Option<String>,
     start: u64,
     end: u64,
+    /// The call returned EINTR (`WAIT_INTERRUPTED`).
+    interrupted: bool,
+    /// When a sleep would have ended (CLOCK_MONOTONIC ns), when the agent knew.
+    deadline: Option<u64>,
 }
 
 impl Marker {
     /// The record in a sample's user registers (perf numbering: di 5, si 4, dx 3, cx 2,
     /// r8 16), when it is one: the magic in rdi, a known class, a believable duration
-    /// that ended before the sample (`time`).
-    pub fn from_regs(regs: &Regs, time: u64) -> Option<Marker> {
+    /// that ended before the sample (`time`). A wait on a file descriptor names its
+    /// path when the agent left it in the sample's copy of the user `stack`.
+    pub fn from_regs(regs: &Regs, time: u64, stack: Option<&[u8]>) -> Option<Marker> {
         if regs.get(5)? != WAIT_MAGIC {
             return None;
         }
-        Marker::decode(
+        // r9: a path's address (fd waits), else a sleep's deadline (or 0).
+        let extra = regs.get(17).unwrap_or(0);
+        let fd = (regs.get(4)? >> 8) & 0xff == WAIT_OBJ_FD;
+        let path = match (regs.get(7), stack) {
+            (Some(sp), Some(stack)) if fd && extra != 0 => path_in_stack(stack, extra, sp),
+            _ => None,
+        };
+        let deadline = (!fd && extra != 0).then_some(extra);
+        Marker::decode_with_path(
             regs.get(4)?,
             regs.get(3)?,
             regs.get(2)?,
             regs.get(16)?,
             time,
+            path.as_deref(),
         )
+        .map(|m| Marker { deadline, ..m })
     }
 
+    #[cfg(test)]
     fn decode(what: u64, object: u64, start: u64, dur: u64, time: u64) -> Option<Marker> {
+        Marker::decode_with_path(what, object, start, dur, time, None)
+    }
+
+    fn decode_with_path(
+        what: u64,
+        object: u64,
+        start: u64,
+        dur: u64,
+        time: u64,
+        path: Option<&str>,
+    ) -> Option<Marker> {
         let class = match what & 0xff {
             WAIT_LOCK => WaitClass::Lock,
             WAIT_CONDITION => WaitClass::Condition,
@@ -97,7 +131,10 @@ impl Marker {
         }
         let object = match (what >> 8) & 0xff {
             WAIT_OBJ_ADDR => Some(format!("{object:#x}")),
-            WAIT_OBJ_FD if (object as i64) >= 0 => Some(format!("fd {}", object as i64)),
+            WAIT_OBJ_FD if (object as i64) >= 0 => Some(match path {
+                Some(p) => format!("fd {} → {}", object as i64, fd_kind(p)),
+                None => format!("fd {}", object as i64),
+            }),
             WAIT_OBJ_PID => Some(format!("pid {}", object as i64)),
             WAIT_OBJ_THREAD => Some(format!("thread {object:#x}")),
             _ => None,
@@ -107,7 +144,42 @@ impl Marker {
             object,
             start,
             end,
+            interrupted: what & WAIT_INTERRUPTED != 0,
+            deadline: None,
         })
+    }
+}
+
+/// The NUL-terminated path at address `ptr` of the thread's stack, from the sample's
+/// copy of it (which starts at `sp`); None when it is not inside the copy.
+fn path_in_stack(stack: &[u8], ptr: u64, sp: u64) -> Option<String> {
+    let off = usize::try_from(ptr.checked_sub(sp)?).ok()?;
+    let rest = stack.get(off..)?;
+    let rest = &rest[..rest.len().min(WAIT_PATH_BYTES)];
+    let end = rest.iter().position(|&b| b == 0)?;
+    if end == 0 {
+        return None;
+    }
+    let text = String::from_utf8_lossy(&rest[..end]);
+    Some(
+        text.chars()
+            .map(|c| if c.is_control() { '?' } else { c })
+            .collect(),
+    )
+}
+
+/// What `/proc/PID/fd/N` says, as a wait's object shows it: a file's path as is;
+/// `socket:[123]` → `socket`, `pipe:[123]` → `pipe`, `anon_inode:[eventpoll]` →
+/// `eventpoll` (the inode numbers would split one kind of object into many rows).
+fn fd_kind(link: &str) -> &str {
+    if link.starts_with("socket:[") {
+        "socket"
+    } else if link.starts_with("pipe:[") {
+        "pipe"
+    } else if let Some(rest) = link.strip_prefix("anon_inode:") {
+        rest.trim_start_matches('[').trim_end_matches(']')
+    } else {
+        link
     }
 }
 
@@ -122,6 +194,9 @@ struct Interval {
     at_out: Option<(SampleKey, Option<u64>)>,
 }
 
+/// A thread's last wait that returned EINTR: key, class, object, end, deadline.
+type Interrupted = (SampleKey, WaitClass, Option<String>, u64, Option<u64>);
+
 /// Per-thread state of the join.
 #[derive(Default)]
 pub struct WaitJoin {
@@ -131,6 +206,9 @@ pub struct WaitJoin {
     queued: FxHashMap<u32, VecDeque<Interval>>,
     /// The thread's last marker key (the nearest stack for unexplained time).
     last_key: FxHashMap<u32, SampleKey>,
+    /// The thread's last wait when it was interrupted (EINTR): its key, class, object
+    /// and end, for its restart to continue it.
+    interrupted: FxHashMap<u32, Interrupted>,
 }
 
 impl WaitJoin {
@@ -180,6 +258,34 @@ impl WaitJoin {
         out: &mut RawProfile,
     ) -> (u64, u64) {
         let last = self.last_key.insert(tid, key);
+        // The restart of an interrupted call: the same wait, counted once.
+        // Other waits may come between (the GIL, taken back to run a Python handler).
+        // The same call: the same native stack (the Python stack index of each capture
+        // is its own, even at the same line).
+        let same_call = |k: &SampleKey| k.leaf == key.leaf && k.thread == key.thread;
+        // A sleep is restarted for the same deadline (a new one has its own).
+        let same_deadline = |d: &Option<u64>| match (d, m.deadline) {
+            (Some(a), Some(b)) => a.abs_diff(b) <= RESTART_GAP_NS,
+            _ => true,
+        };
+        let mut continued = self.interrupted.get(&tid).is_some_and(|(k, c, o, end, d)| {
+            same_call(k)
+                && same_deadline(d)
+                && *c == m.class
+                && *o == m.object
+                && m.start >= end.saturating_sub(SLACK_NS)
+                && m.start <= end.saturating_add(RESTART_GAP_NS)
+        });
+        if m.interrupted {
+            self.interrupted
+                .insert(tid, (key, m.class, m.object.clone(), m.end, m.deadline));
+        } else if self
+            .interrupted
+            .get(&tid)
+            .is_some_and(|(k, ..)| same_call(k))
+        {
+            self.interrupted.remove(&tid);
+        }
         let mut claimed = 0u64;
         let mut unsampled = 0u64;
         if let Some(q) = self.queued.get_mut(&tid) {
@@ -208,7 +314,10 @@ impl WaitJoin {
                             arg0: None,
                             object: m.object.clone(),
                             ns,
+                            continued,
                         });
+                        // Later intervals of this call are the same wait.
+                        continued = true;
                     }
                     None => {
                         claimed = claimed.saturating_add(ns);
@@ -225,6 +334,7 @@ impl WaitJoin {
                 arg0: None,
                 object: m.object,
                 ns: claimed,
+                continued,
             });
         }
         (claimed, unsampled)
@@ -262,6 +372,7 @@ fn unexplained(iv: Interval, last: Option<SampleKey>, out: &mut RawProfile) {
         arg0: iv.at_out.and_then(|(_, a)| a),
         object: None,
         ns,
+        continued: false,
     });
 }
 
@@ -321,6 +432,67 @@ mod tests {
             ]
         );
         assert_eq!(out.waits[1].object.as_deref(), Some("0x1000"));
+    }
+
+    #[test]
+    fn an_fd_wait_names_its_path_from_the_stack_copy() {
+        let mut stack = vec![0u8; 512];
+        stack[100..110].copy_from_slice(b"/tmp/a.dat");
+        let sp = 0x7ffd_0000_0000u64;
+        assert_eq!(
+            path_in_stack(&stack, sp + 100, sp).as_deref(),
+            Some("/tmp/a.dat")
+        );
+        // Outside the copy, below sp, unterminated, empty: nothing.
+        assert_eq!(path_in_stack(&stack, sp + 600, sp), None);
+        assert_eq!(path_in_stack(&stack, sp - 8, sp), None);
+        assert_eq!(path_in_stack(&[b'x'; 64], sp, sp), None);
+        assert_eq!(path_in_stack(&stack, sp, sp), None);
+        let what = WAIT_IO | (WAIT_OBJ_FD << 8);
+        let m = |p| {
+            Marker::decode_with_path(what, 3, 0, 1, 10, p)
+                .unwrap()
+                .object
+        };
+        assert_eq!(m(Some("/tmp/a.dat")).as_deref(), Some("fd 3 → /tmp/a.dat"));
+        assert_eq!(m(Some("pipe:[4242]")).as_deref(), Some("fd 3 → pipe"));
+        assert_eq!(m(Some("socket:[77]")).as_deref(), Some("fd 3 → socket"));
+        assert_eq!(
+            m(Some("anon_inode:[eventpoll]")).as_deref(),
+            Some("fd 3 → eventpoll")
+        );
+        assert_eq!(m(None).as_deref(), Some("fd 3"));
+    }
+
+    #[test]
+    fn a_wait_restarted_after_a_signal_counts_once() {
+        let mut j = WaitJoin::default();
+        let mut out = RawProfile::default();
+        let sleep = |start: u64, end: u64, interrupted: bool| {
+            let what = WAIT_SLEEP | if interrupted { WAIT_INTERRUPTED } else { 0 };
+            Marker::decode(what, 0, start, end - start, end + 10).unwrap()
+        };
+        // A sleep interrupted twice (restarted 20 µs later each time), then a new one.
+        let pieces = [
+            (1_000_000, 2_000_000, true),
+            (2_020_000, 3_000_000, true),
+            (3_020_000, 4_000_000, false),
+            (4_010_000, 5_000_000, false),
+        ];
+        for (start, end, interrupted) in pieces {
+            j.switch_out(7, 0, start + 1_000, false);
+            j.switch_in(7, end - 1_000, None, &mut out);
+            j.marker(7, key(5), sleep(start, end, interrupted), &mut out);
+        }
+        // Not after a gap, nor on another stack.
+        j.switch_out(7, 0, 5_001_000, false);
+        j.switch_in(7, 5_999_000, None, &mut out);
+        j.marker(7, key(5), sleep(5_000_000, 6_000_000, true), &mut out);
+        j.switch_out(7, 0, 6_021_000, false);
+        j.switch_in(7, 6_999_000, None, &mut out);
+        j.marker(7, key(6), sleep(6_020_000, 7_000_000, false), &mut out);
+        let continued: Vec<bool> = out.waits.iter().map(|w| w.continued).collect();
+        assert_eq!(continued, [false, true, true, false, false, false]);
     }
 
     #[test]

@@ -360,12 +360,17 @@ pub fn unicode_hash_offset(unicode_length: u64) -> u64 {
 //
 // In locks mode (`HWPROF_AGENT_WAITS` = threshold in ns) the agent interposes blocking
 // calls (agent/src/waits.rs). A call that blocked at least the threshold calls the
-// agent's `hwprof_wait_marker(magic, what, object, start_ns, duration_ns)`, on whose
+// agent's `hwprof_wait_marker(magic, what, object, start_ns, duration_ns, path)`, on whose
 // first instruction the agent has an execute breakpoint that samples with the mode's
 // attr (user registers and user stack). The wait's record is the arguments of that
 // call, in the sample's user registers (x86-64 SysV: rdi, rsi, rdx, rcx, r8 = perf
 // register numbers 5, 4, 3, 2, 16), so the record and its stack are one sample: nothing
-// to join, nothing to lose separately.
+// to join, nothing to lose separately. For a wait on a file descriptor, `path` (r9,
+// perf register 17) points at the fd's path, NUL-terminated, in the marker caller's
+// frame, so inside the sample's stack copy (at `r9 - sp` in it); 0 when unknown.
+
+/// Most bytes of a wait's fd path (with its NUL) the agent writes and finalize reads.
+pub const WAIT_PATH_BYTES: usize = 192;
 
 /// `rdi` of a wait marker sample.
 pub const WAIT_MAGIC: u64 = u64::from_le_bytes(*b"HWPWAIT1");
@@ -379,6 +384,10 @@ pub const WAIT_SLEEP: u64 = 2;
 pub const WAIT_IO: u64 = 3;
 /// pthread_join, waitpid.
 pub const WAIT_JOIN: u64 = 4;
+/// `what` bit 16: the call returned EINTR (a signal handler ran); its caller will
+/// likely call again for the rest of the time (CPython's `time.sleep`, PEP 475), and
+/// that next wait is the same wait, counted once (`finalize::waits_join`).
+pub const WAIT_INTERRUPTED: u64 = 1 << 16;
 /// `what` bits 8-15: what `object` (rdx) is.
 pub const WAIT_OBJ_NONE: u64 = 0;
 /// The address of the sync object.

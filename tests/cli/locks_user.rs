@@ -253,3 +253,137 @@ fn an_ordinary_user_gets_python_waits_at_their_lines() {
         .sum();
     within("getter's queue.get", get, w[1], 0.10);
 }
+
+/// tests/programs/wait_calls.c: one designed wait (~150 ms) in each blocking call, each
+/// step in a function of its name; the program prints what it timed and the object.
+#[test]
+fn every_blocking_call_is_a_wait_with_its_object() {
+    let t = shared_tempdir();
+    let bin = build_c(t.path(), "wait_calls.c", "wait_calls", &[]);
+    let hw = hwprof_for_nobody(t.path());
+    let dir = t.path().join("run");
+    let out = collect_locks(
+        as_nobody(&hw),
+        &dir,
+        &[],
+        &[bin.as_ref(), t.path().as_os_str()],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let p = Profile::load(&dir).unwrap();
+    let steps: Vec<(&str, f64, &str)> = stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix("step "))
+        .filter_map(|l| {
+            let mut it = l.splitn(3, ' ');
+            Some((it.next()?, it.next()?.parse().ok()?, it.next()?))
+        })
+        .collect();
+    assert_eq!(steps.len(), 12, "{stderr}");
+    for (step, secs, object) in steps {
+        let class = match step {
+            "futex_wait" | "mutex_timedlock" | "rwlock_timedwr" => WaitClass::Lock,
+            "cond_timedwait" | "cond_clockwait" => WaitClass::Condition,
+            _ => WaitClass::Io,
+        };
+        let ns: u64 = p
+            .waits
+            .iter()
+            .filter(|w| w.class == class && w.object.as_deref() == Some(object))
+            .filter(|w| {
+                frames_of(&p, w.stack, "wait_calls")
+                    .first()
+                    .is_some_and(|(f, _)| f == step)
+            })
+            .map(|w| w.wait_ns)
+            .sum();
+        let seen: Vec<_> = p
+            .waits
+            .iter()
+            .filter(|w| {
+                frames_of(&p, w.stack, "wait_calls")
+                    .first()
+                    .is_some_and(|(f, _)| f == step)
+            })
+            .map(|w| (w.class, w.object.clone(), w.wait_ns))
+            .collect();
+        let got = ns as f64 / 1e9;
+        assert!(
+            (got - secs).abs() <= 0.10 * secs,
+            "{step}: {got:.4} s of {class:?} on {object:?}, {secs:.4} s by the program's \
+             clock; the step's waits: {seen:?}"
+        );
+    }
+}
+
+/// Runs tests/programs/py_sleeps.py with `python` under locks mode (`hw`: hwprof as the
+/// user to test) and checks that its 5 sleeps are 5 sleep waits at their line, of their
+/// total length (a sleep interrupted and restarted would count more).
+fn five_sleeps_are_five_waits(hw: Command, t: &Path, python: &Path, what: &str) {
+    let script = t.join("py_sleeps.py");
+    std::fs::copy(program_source("py_sleeps.py"), &script).unwrap();
+    let dir = t.join(format!("run-{what}"));
+    let out = collect_locks(hw, &dir, &[], &[python.as_ref(), script.as_ref()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{what}: {stderr}");
+    let slept: Vec<f64> = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("slept "))
+        .expect("the script printed its sleeps")
+        .split_whitespace()
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    assert_eq!(slept.len(), 5);
+    let p = Profile::load(&dir).unwrap();
+    let line = source_line("py_sleeps.py", "# the sleep line");
+    let want = ("sleeper".to_string(), Some(line));
+    let at_line: Vec<_> = p
+        .waits
+        .iter()
+        .filter(|w| frames_of(&p, w.stack, "python").contains(&want))
+        .collect();
+    let sleeps: Vec<_> = at_line
+        .iter()
+        .filter(|w| w.class == WaitClass::Sleep)
+        .collect();
+    let count: u64 = sleeps.iter().map(|w| w.count).sum();
+    let ns: u64 = sleeps.iter().map(|w| w.wait_ns).sum();
+    let rows: Vec<_> = at_line
+        .iter()
+        .map(|w| (w.class, w.count, w.wait_ns))
+        .collect();
+    assert_eq!(count, 5, "{what}: sleep waits at the sleep line: {rows:?}");
+    // Between the pieces of an interrupted sleep the thread takes the GIL back (class
+    // gil, at the same line) and runs the handler: all the line's waits make up the
+    // sleeps' time, most of it as sleep.
+    let all: u64 = at_line.iter().map(|w| w.wait_ns).sum();
+    let total: f64 = slept.iter().sum();
+    within(&format!("{what}: the sleep line's waits"), all, total, 0.10);
+    assert!(
+        ns as f64 >= 0.75 * total * 1e9,
+        "{what}: {ns} ns of sleep of {total} s: {rows:?}"
+    );
+}
+
+#[test]
+fn python_sleeps_count_once_each() {
+    let py = Path::new("/usr/bin/python3");
+    assert!(py.is_file(), "/usr/bin/python3 is required");
+    let t = shared_tempdir();
+    let hw = hwprof_for_nobody(t.path());
+    five_sleeps_are_five_waits(as_nobody(&hw), t.path(), py, "uid 65534");
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped the pyenv runs: needs root (pyenv lives in /root)");
+        return;
+    }
+    // Through the pyenv shim (a bash script that execs the interpreter), and 3.8,
+    // whose time.sleep is a select() without descriptors.
+    let shim = std::env::var_os("HOME")
+        .map(|h| Path::new(&h).join(".pyenv/shims/python3"))
+        .filter(|p| p.is_file())
+        .expect("the pyenv shim python3 is required");
+    five_sleeps_are_five_waits(Command::new(hwprof_bin()), t.path(), &shim, "shim");
+    let py38 = pyenv("3.8.18").expect("pyenv 3.8.18 is required");
+    five_sleeps_are_five_waits(Command::new(hwprof_bin()), t.path(), &py38, "3.8");
+}
