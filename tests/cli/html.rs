@@ -298,7 +298,11 @@ fn report_open_writes_the_page_and_starts_the_browser() {
     let browser = t.path().join("browser.sh");
     std::fs::write(
         &browser,
-        format!("#!/bin/sh\necho \"$1\" > {}\n", got.display()),
+        // Written whole, then renamed: the test polls for the file.
+        format!(
+            "#!/bin/sh\necho \"$1\" > {0}.part && mv {0}.part {0}\n",
+            got.display()
+        ),
     )
     .unwrap();
     use std::os::unix::fs::PermissionsExt;
