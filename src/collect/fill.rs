@@ -13,7 +13,7 @@
 //! threads itself (per CPU, `inherit` and `remove_on_exec`, output into its own rings).
 //! What it did per process is written to `collector-sampled.json` in the raw dir.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::Read;
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::{FileExt, MetadataExt};
@@ -65,6 +65,8 @@ pub struct Filler {
     /// Per process: a dup of our first event on it (hung up once an exec removed it).
     live: HashMap<u32, OwnedFd>,
     records: Vec<FillRecord>,
+    /// Pids already recorded as exited before their exec record was read.
+    exited_first: HashSet<u32>,
 }
 
 impl Filler {
@@ -109,6 +111,7 @@ impl Filler {
             fds: Vec::new(),
             live: HashMap::new(),
             records: Vec::new(),
+            exited_first: HashSet::new(),
         }
     }
 
@@ -128,11 +131,11 @@ impl Filler {
         match verdict(pid, &self.agent_lib) {
             Verdict::Gone => {
                 // Once per pid (a shim may exec twice before it is read).
-                let known = self.records.iter().any(|r| r.pid == pid);
-                if !known
+                if !self.exited_first.contains(&pid)
                     && !crate::util::proc::alive(pid as i32)
                     && self.records.len() < MAX_RECORDS
                 {
+                    self.exited_first.insert(pid);
                     self.records.push(FillRecord {
                         pid,
                         exe: String::new(),

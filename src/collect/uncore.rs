@@ -216,11 +216,7 @@ mod tests {
     use crate::events::{EventEnv, sysfs};
 
     fn fixture(name: &str) -> EventEnv {
-        EventEnv::fixture(
-            &Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("tests/fixtures/sysfs")
-                .join(name),
-        )
+        EventEnv::sysfs_fixture(name)
     }
 
     #[test]

@@ -113,14 +113,9 @@ pub fn bandwidth_plan(env: &EventEnv) -> BandwidthPlan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::Path;
 
     fn fixture(name: &str) -> EventEnv {
-        EventEnv::fixture(
-            &Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("tests/fixtures/sysfs")
-                .join(name),
-        )
+        EventEnv::sysfs_fixture(name)
     }
 
     #[test]

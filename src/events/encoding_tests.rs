@@ -13,7 +13,7 @@ fn root() -> PathBuf {
 }
 
 fn fixture(name: &str) -> EventEnv {
-    EventEnv::fixture(&root().join("tests/fixtures/sysfs").join(name))
+    EventEnv::sysfs_fixture(name)
 }
 
 /// The JSON events, read straight from data/perfmon (not through perfmon.rs).

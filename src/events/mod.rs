@@ -188,6 +188,16 @@ impl EventEnv {
         }
     }
 
+    /// The committed fixture tree `tests/fixtures/sysfs/<name>` (unit tests).
+    #[cfg(test)]
+    pub fn sysfs_fixture(name: &str) -> Self {
+        EventEnv::fixture(
+            &Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures/sysfs")
+                .join(name),
+        )
+    }
+
     /// The running CPU.
     pub fn cpu(&self) -> Option<perfmon::CpuId> {
         perfmon::CpuId::read(&self.cpuinfo)
