@@ -67,9 +67,9 @@ pub struct CodeFields {
 }
 
 /// The window `[lo, lo + len)` of a code object covering name, filename, qualname, line
-/// table and first line, and argcount when `with_argcount`; None when the layout lacks
-/// one or it exceeds [`MAX_WINDOW`].
-pub fn window(l: &Layout, with_argcount: bool) -> Option<(u64, usize)> {
+/// table and first line, argcount when `with_argcount` and the object's type when
+/// `with_type`; None when the layout lacks one or it exceeds [`MAX_WINDOW`].
+pub fn window(l: &Layout, with_argcount: bool, with_type: bool) -> Option<(u64, usize)> {
     let offs = [
         l.code_name,
         l.code_filename,
@@ -77,6 +77,7 @@ pub fn window(l: &Layout, with_argcount: bool) -> Option<(u64, usize)> {
         l.code_firstlineno,
         l.code_qualname,
         if with_argcount { l.code_argcount } else { NONE },
+        if with_type { l.object_type } else { NONE },
     ];
     if offs[..4].contains(&NONE) {
         return None;

@@ -69,6 +69,8 @@ use wire::*;
 struct State {
     layout: Layout,
     runtime: u64,
+    /// `PyCode_Type` (0: unknown, no check): see `walk_frames`.
+    code_type: u64,
     cookie: u64,
     /// Bytes of a frame struct to read (covers every field used).
     frame_window: usize,
@@ -539,6 +541,7 @@ fn start_python(cfg: &Config, pid: u32, given_fd: c_int) -> bool {
     let state = State {
         layout: l,
         runtime: cfg.runtime,
+        code_type: cfg.code_type,
         cookie: cfg.cookie,
         frame_window: window as usize,
     };
@@ -907,9 +910,10 @@ const TCACHE: usize = 64;
 static TKEYS: [AtomicU64; TCACHE] = [const { AtomicU64::new(0) }; TCACHE];
 static TVALS: [AtomicU64; TCACHE] = [const { AtomicU64::new(0) }; TCACHE];
 
-/// The innermost frame of the current thread (0 when it runs no Python code), None
-/// when the thread has no Python thread state. `win` holds the thread state's fields.
-fn current_frame(st: &State, pid: libc::pid_t, win: &mut [u8]) -> Option<u64> {
+/// The innermost frame of the current thread (0 when it runs no Python code) and its C
+/// frame (3.11, 3.12; else 0), None when the thread has no Python thread state. `win`
+/// holds the thread state's fields.
+fn current_frame(st: &State, pid: libc::pid_t, win: &mut [u8]) -> Option<(u64, u64)> {
     let l = &st.layout;
     let me = thread_words::pthread_self();
     let slot = ((me >> 12) ^ (me >> 21)) as usize % TCACHE;
@@ -944,11 +948,27 @@ fn current_frame(st: &State, pid: libc::pid_t, win: &mut [u8]) -> Option<u64> {
             TKEYS[slot].store(me, Ordering::Release);
         }
     }
-    let mut frame = found?;
+    let frame = found?;
     if l.cframe_current_frame != NONE && frame != 0 {
-        frame = read_u64(pid, add(frame, l.cframe_current_frame)).unwrap_or(0);
+        let cframe = frame;
+        return Some((
+            read_u64(pid, add(cframe, l.cframe_current_frame)).unwrap_or(0),
+            cframe,
+        ));
     }
-    Some(frame)
+    Some((frame, 0))
+}
+
+/// The caller's stack when this thread's C frame was published before its
+/// `current_frame` was set (3.11, 3.12 `_PyEval_EvalFrameDefault` prologue): the
+/// previous C frame's `current_frame`. The frame being entered has not run yet.
+fn caller_frame(st: &State, pid: libc::pid_t, cframe: u64) -> Option<u64> {
+    let l = &st.layout;
+    if cframe == 0 || l.cframe_previous == NONE {
+        return None;
+    }
+    let prev = read_u64(pid, add(cframe, l.cframe_previous)).filter(|&p| p != 0)?;
+    read_u64(pid, add(prev, l.cframe_current_frame)).filter(|&f| f != 0)
 }
 
 /// Walks the frame chain from `frame` into `s.frames`, one `process_vm_readv` per frame:
@@ -968,7 +988,13 @@ fn walk_frames(
     let with_args = l.minor < 11 && l.code_argcount != NONE && l.frame_localsplus != NONE;
     // Code fields read: name, filename, qualname, line table, first line (the token and
     // the identity record), and argcount when `with_args`.
-    let Some((c_lo, c_len)) = code_identity::window(l, with_args) else {
+    // And the code object's type when `PyCode_Type` is known: 3.11 and 3.12 publish a
+    // new C frame (`tstate->cframe`) before setting its `current_frame`, so a signal
+    // in between follows a stale stack slot to memory that is no longer a frame (a
+    // freed code object: unnamed frames). Such a frame and the rest of the chain are
+    // dropped (`CAP_READ_FAILED`: the sample's Python stack is explained as a failed read).
+    let check_type = st.code_type != 0 && l.object_type != NONE;
+    let Some((c_lo, c_len)) = code_identity::window(l, with_args, check_type) else {
         return (0, CAP_READ_FAILED);
     };
     let window = st.frame_window;
@@ -1055,28 +1081,36 @@ fn walk_frames(
             f.self_type = u64::from_le_bytes(tb);
         }
         if pend_code != 0 {
-            if done(2) {
-                let w = &cb[..c_len];
-                let cf = code_identity::fields(l, w, c_lo);
-                let i = n.wrapping_sub(1);
-                // Named before with these fields: its token without reading the name.
-                match code_identity::known_token(pid as u32, pend_code, &cf) {
-                    Some(token) => {
-                        if let Some(f) = out.get_mut(i) {
-                            f.token = token;
-                        }
-                    }
-                    None => pend_hash = Some((i, pend_code, cf)),
-                }
-                // The first local is `self` only when it is an argument: the frame then
-                // holds a reference to it from its creation on (or NULL once deleted).
-                // In a frame without arguments that slot is a local not yet set or a
-                // value-stack slot, possibly stale: never followed.
-                if with_args && pend_local != 0 && int32(w, l.code_argcount - c_lo) > 0 {
-                    pend_type = Some((n.wrapping_sub(1), pend_local));
-                }
-            } else {
+            // An earlier request failing stops the batch: then the code object alone.
+            let read = done(2) || read_mem(pid, pend_code.wrapping_add(c_lo), &mut cb[..c_len]);
+            let w = &cb[..c_len];
+            if !read || (check_type && word(w, l.object_type - c_lo) != st.code_type) {
+                // Unreadable or not a code object: this frame and what follows it are
+                // not a stack (kept: the frames before it).
+                n = n.saturating_sub(1);
                 flags |= CAP_READ_FAILED;
+                frame = 0;
+                pend_code = 0;
+                pend_local = 0;
+                continue;
+            }
+            let cf = code_identity::fields(l, w, c_lo);
+            let i = n.wrapping_sub(1);
+            // Named before with these fields: its token without reading the name.
+            match code_identity::known_token(pid as u32, pend_code, &cf) {
+                Some(token) => {
+                    if let Some(f) = out.get_mut(i) {
+                        f.token = token;
+                    }
+                }
+                None => pend_hash = Some((i, pend_code, cf)),
+            }
+            // The first local is `self` only when it is an argument: the frame then
+            // holds a reference to it from its creation on (or NULL once deleted).
+            // In a frame without arguments that slot is a local not yet set or a
+            // value-stack slot, possibly stale: never followed.
+            if with_args && pend_local != 0 && int32(w, l.code_argcount - c_lo) > 0 {
+                pend_type = Some((n.wrapping_sub(1), pend_local));
             }
         }
         pend_code = 0;
@@ -1209,8 +1243,17 @@ fn capture(st: &State, late: bool, now: u64) -> bool {
         None => flags |= CAP_READ_FAILED,
         Some(s) => match current_frame(st, pid, &mut s.tstate) {
             None => flags |= CAP_NO_TSTATE,
-            Some(frame) => {
-                let (count, f) = walk_frames(st, pid, frame, s);
+            Some((frame, cframe)) => {
+                let (mut count, mut f) = walk_frames(st, pid, frame, s);
+                // Nothing but a shim frame before the failure (3.12 reads a stale entry
+                // frame there): the C frame was not set yet.
+                let nothing = s.frames[..count].iter().all(|f| f.flags & FR_SHIM != 0);
+                if nothing
+                    && f & CAP_READ_FAILED != 0
+                    && let Some(caller) = caller_frame(st, pid, cframe)
+                {
+                    (count, f) = walk_frames(st, pid, caller, s);
+                }
                 n = count;
                 flags |= f;
             }

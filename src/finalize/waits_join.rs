@@ -263,18 +263,21 @@ impl WaitJoin {
         // The same call: the same native stack (the Python stack index of each capture
         // is its own, even at the same line).
         let same_call = |k: &SampleKey| k.leaf == key.leaf && k.thread == key.thread;
-        // A sleep is restarted for the same deadline (a new one has its own).
-        let same_deadline = |d: &Option<u64>| match (d, m.deadline) {
-            (Some(a), Some(b)) => a.abs_diff(b) <= RESTART_GAP_NS,
-            _ => true,
+        // A sleep is restarted for the same deadline (a new one has its own), however
+        // late the restart: the handler may wait long for the GIL and a CPU on a loaded
+        // machine. Without deadlines, a restart within RESTART_GAP_NS.
+        let restart = |end: u64, d: &Option<u64>| match (d, m.deadline) {
+            (Some(a), Some(b)) => {
+                a.abs_diff(b) <= RESTART_GAP_NS && m.start <= a.saturating_add(SLACK_NS)
+            }
+            _ => m.start <= end.saturating_add(RESTART_GAP_NS),
         };
         let mut continued = self.interrupted.get(&tid).is_some_and(|(k, c, o, end, d)| {
             same_call(k)
-                && same_deadline(d)
+                && restart(*end, d)
                 && *c == m.class
                 && *o == m.object
                 && m.start >= end.saturating_sub(SLACK_NS)
-                && m.start <= end.saturating_add(RESTART_GAP_NS)
         });
         if m.interrupted {
             self.interrupted
@@ -493,6 +496,36 @@ mod tests {
         j.marker(7, key(6), sleep(6_020_000, 7_000_000, false), &mut out);
         let continued: Vec<bool> = out.waits.iter().map(|w| w.continued).collect();
         assert_eq!(continued, [false, true, true, false, false, false]);
+    }
+
+    #[test]
+    fn a_sleep_restarted_late_for_its_deadline_counts_once() {
+        let mut j = WaitJoin::default();
+        let mut out = RawProfile::default();
+        let deadline = 200_000_000;
+        let sleep = |start: u64, end: u64, interrupted: bool, deadline: u64| {
+            let what = WAIT_SLEEP | if interrupted { WAIT_INTERRUPTED } else { 0 };
+            Marker::decode(what, 0, start, end - start, end + 10)
+                .map(|m| Marker {
+                    deadline: Some(deadline),
+                    ..m
+                })
+                .unwrap()
+        };
+        // Interrupted at 30 ms, restarted 45 ms later (the handler waited for the GIL):
+        // the same sleep. Then a new sleep with its own deadline right after it.
+        let pieces = [
+            (0, 30_000_000, true, deadline),
+            (75_000_000, deadline, false, deadline),
+            (deadline + 10_000, 2 * deadline, false, 2 * deadline),
+        ];
+        for (start, end, interrupted, d) in pieces {
+            j.switch_out(7, 0, start + 1_000, false);
+            j.switch_in(7, end - 1_000, None, &mut out);
+            j.marker(7, key(5), sleep(start, end, interrupted, d), &mut out);
+        }
+        let continued: Vec<bool> = out.waits.iter().map(|w| w.continued).collect();
+        assert_eq!(continued, [false, true, false]);
     }
 
     #[test]

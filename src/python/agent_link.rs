@@ -1066,6 +1066,7 @@ impl Server {
             tstate_native_thread_id: NONE,
             tstate_frame: NONE,
             cframe_current_frame: NONE,
+            cframe_previous: NONE,
             frame_previous: NONE,
             frame_code: NONE,
             frame_instr: NONE,
@@ -1092,9 +1093,9 @@ impl Server {
             unicode_ascii_size: NONE,
             unicode_compact_size: NONE,
         };
-        let (python, runtime, layout) = match (&st.interp, method) {
-            (Some(i), LaunchMethod::Agent) => (1, i.runtime, i.layout),
-            _ => (0, 0, zero),
+        let (python, runtime, code_type, layout) = match (&st.interp, method) {
+            (Some(i), LaunchMethod::Agent) => (1, i.runtime, i.code_type, i.layout),
+            _ => (0, 0, 0, zero),
         };
         Config {
             magic: CONFIG_MAGIC,
@@ -1104,6 +1105,7 @@ impl Server {
             sampling,
             cookie,
             runtime,
+            code_type,
             layout,
             attr_len: 0,
             has_fd: 0,

@@ -34,6 +34,9 @@ pub struct Interpreter {
     pub version: (u32, u32, u32),
     /// Address of `_PyRuntime`.
     pub runtime: u64,
+    /// Address of `PyCode_Type`, 0 when the binary does not name it: a frame whose code
+    /// object has another type is not a frame (a walk that met a pointer not yet set).
+    pub code_type: u64,
     /// Struct offsets for this version.
     pub layout: Layout,
     /// File holding the runtime (libpython or the executable).
@@ -116,6 +119,7 @@ pub fn is_python_name(path: &Path) -> bool {
 struct Symbols {
     runtime: Option<u64>,
     py_version: Option<u64>,
+    code_type: Option<u64>,
     min_vaddr: u64,
 }
 
@@ -152,6 +156,7 @@ fn read_elf_symbols(path: &Path) -> Option<Symbols> {
     let mut s = Symbols {
         runtime: None,
         py_version: None,
+        code_type: None,
         min_vaddr: file.segments().map(|seg| seg.address()).min().unwrap_or(0) & !0xfff,
     };
     fn scan<'d, S: ObjectSymbol<'d>>(s: &mut Symbols, syms: impl Iterator<Item = S>) {
@@ -159,15 +164,16 @@ fn read_elf_symbols(path: &Path) -> Option<Symbols> {
             match sym.name() {
                 Ok("_PyRuntime") if s.runtime.is_none() => s.runtime = Some(sym.address()),
                 Ok("Py_Version") if s.py_version.is_none() => s.py_version = Some(sym.address()),
+                Ok("PyCode_Type") if s.code_type.is_none() => s.code_type = Some(sym.address()),
                 _ => {}
             }
-            if s.runtime.is_some() && s.py_version.is_some() {
+            if s.runtime.is_some() && s.py_version.is_some() && s.code_type.is_some() {
                 break;
             }
         }
     }
     scan(&mut s, file.dynamic_symbols());
-    if s.runtime.is_none() || s.py_version.is_none() {
+    if s.runtime.is_none() || s.py_version.is_none() || s.code_type.is_none() {
         scan(&mut s, file.symbols());
     }
     if s.runtime.is_none()
@@ -247,6 +253,7 @@ pub fn find_interpreter(
         return Ok(Interpreter {
             version: (major, minor, micro),
             runtime,
+            code_type: syms.code_type.map_or(0, |a| a.wrapping_add(bias)),
             layout,
             binary: m.path.clone(),
         });

@@ -62,6 +62,9 @@ pub struct Layout {
     pub tstate_frame: u64,
     /// `_PyCFrame.current_frame` (3.11, 3.12); NONE when `tstate_frame` is the frame.
     pub cframe_current_frame: u64,
+    /// `_PyCFrame.previous` (3.11, 3.12): the caller's C frame, whose `current_frame`
+    /// is the stack while a new C frame is published but not yet set.
+    pub cframe_previous: u64,
     /// `f_back` / `previous`.
     pub frame_previous: u64,
     /// `f_code` / `f_executable`.
@@ -153,6 +156,10 @@ pub struct Config {
     pub cookie: u64,
     /// Address of `_PyRuntime` in the agent's process.
     pub runtime: u64,
+    /// Address of `PyCode_Type` there (0: unknown). The walk stops at a frame whose code
+    /// object has another type: 3.11 and 3.12 set `tstate->cframe` before the new
+    /// cframe's `current_frame`, so a signal in between reads a stale stack slot.
+    pub code_type: u64,
     /// The interpreter's layout.
     pub layout: Layout,
     /// Bytes of `attr` used (0: take `HWPROF_AGENT_ATTR` from the environment).

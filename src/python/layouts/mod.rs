@@ -77,6 +77,7 @@ pub fn from_debug_offsets(b: &[u8]) -> Result<Layout, DebugOffsetsError> {
         tstate_native_thread_id: g(200),
         tstate_frame: g(184),
         cframe_current_frame: NONE,
+        cframe_previous: NONE,
         frame_previous: g(232),
         frame_code: g(240),
         frame_instr: g(248),

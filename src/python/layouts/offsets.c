@@ -49,6 +49,7 @@ int main(void) {
     P("tstate_native_thread_id", offsetof(PyThreadState, native_thread_id));
     P("tstate_frame", offsetof(PyThreadState, cframe));
     P("cframe_current_frame", offsetof(_PyCFrame, current_frame));
+    P("cframe_previous", offsetof(_PyCFrame, previous));
     P("frame_previous", offsetof(_PyInterpreterFrame, previous));
     P("frame_code", offsetof(_PyInterpreterFrame, f_code));
     P("frame_instr", offsetof(_PyInterpreterFrame, prev_instr));
@@ -69,6 +70,7 @@ int main(void) {
     NONE("tstate_native_thread_id");
     P("tstate_frame", offsetof(PyThreadState, frame));
     NONE("cframe_current_frame");
+    NONE("cframe_previous");
     P("frame_previous", offsetof(PyFrameObject, f_back));
     P("frame_code", offsetof(PyFrameObject, f_code));
     NONE("frame_instr");

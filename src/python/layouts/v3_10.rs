@@ -15,6 +15,7 @@ pub const LAYOUT: Layout = Layout {
     tstate_native_thread_id: NONE,
     tstate_frame: 24,
     cframe_current_frame: NONE,
+    cframe_previous: NONE,
     frame_previous: 24,
     frame_code: 32,
     frame_instr: NONE,

@@ -15,6 +15,7 @@ pub const LAYOUT: Layout = Layout {
     tstate_native_thread_id: 160,
     tstate_frame: 56,
     cframe_current_frame: 8,
+    cframe_previous: 16,
     frame_previous: 48,
     frame_code: 32,
     frame_instr: 56,

@@ -15,6 +15,7 @@ pub const LAYOUT: Layout = Layout {
     tstate_native_thread_id: 144,
     tstate_frame: 56,
     cframe_current_frame: 0,
+    cframe_previous: 8,
     frame_previous: 8,
     frame_code: 0,
     frame_instr: 56,
