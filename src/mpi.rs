@@ -198,31 +198,6 @@ pub fn job_notices(dir: &std::path::Path, world: Option<u32>) -> Vec<JobNotice> 
     out
 }
 
-/// Name of a raw directory: `<host>.<rank>.<pid>`, rank `-` outside MPI.
-pub fn raw_dir_name(host: &str, rank: Option<u32>, pid: u32) -> String {
-    let rank = rank.map(|r| r.to_string()).unwrap_or_else(|| "-".into());
-    format!("{}.{rank}.{pid}", host_label(host))
-}
-
-/// A host name as it appears in raw directory names (no `.` or `/`).
-pub fn host_label(host: &str) -> String {
-    host.chars()
-        .map(|c| if c == '/' || c == '.' { '_' } else { c })
-        .collect()
-}
-
-/// Parse a raw directory name back into (host, rank, pid).
-pub fn parse_raw_dir_name(name: &str) -> Option<(String, Option<u32>, u32)> {
-    let mut parts = name.rsplitn(3, '.');
-    let pid = parts.next()?.parse().ok()?;
-    let rank = match parts.next()? {
-        "-" => None,
-        r => Some(r.parse().ok()?),
-    };
-    let host = parts.next()?.to_string();
-    Some((host, rank, pid))
-}
-
 /// Whether a module is an MPI library or its transport (Open MPI, MPICH, libfabric, UCX, PSM).
 pub fn is_mpi_module(m: &str) -> bool {
     let m = m.to_ascii_lowercase();
@@ -345,15 +320,5 @@ mod tests {
             notice_shape("python: 3.11.7, 1009 captures")
         );
         assert_ne!(notice_shape("a 1"), notice_shape("b 1"));
-    }
-
-    #[test]
-    fn raw_dir_names_round_trip() {
-        assert_eq!(raw_dir_name("n1", None, 42), "n1.-.42");
-        assert_eq!(parse_raw_dir_name("n1.-.42"), Some(("n1".into(), None, 42)));
-        assert_eq!(
-            parse_raw_dir_name(&raw_dir_name("a.b", Some(7), 9)),
-            Some(("a_b".into(), Some(7), 9))
-        );
     }
 }

@@ -288,7 +288,7 @@ pub fn run(opts: &CollectOptions) -> Result<CollectOutcome, CollectError> {
     };
     let results = prepare_result_dir(&opts.dir, &opts.mpi)?;
     let host = mpi::host_name();
-    let cpus = sys::online_cpus();
+    let cpus = crate::util::online_cpus();
 
     let exclude_kernel = !sys::may_sample_kernel();
     if exclude_kernel {
@@ -336,7 +336,7 @@ pub fn run(opts: &CollectOptions) -> Result<CollectOutcome, CollectError> {
     if let Some(link) = py_link.as_ref() {
         link.set_tree_root(target_pid as u32);
     }
-    let raw_name = mpi::raw_dir_name(&host, opts.mpi.rank, target_pid as u32);
+    let raw_name = crate::raw::raw_dir_name(&host, opts.mpi.rank, target_pid as u32);
     let raw_dir = opts.dir.join("raw").join(&raw_name);
     results
         .subdir("raw", true)
@@ -1284,7 +1284,7 @@ impl Drop for SpaceReserve<'_> {
 /// one wins and nobody's half-written file is ever seen. The hosts are those of the raw
 /// directories present, so the manifest does not depend on which rank wrote last.
 fn write_manifest(dir: &PrivateDir, mut m: Manifest, mpi: &MpiContext) -> std::io::Result<()> {
-    let labels: Vec<String> = m.hosts.iter().map(|h| mpi::host_label(h)).collect();
+    let labels: Vec<String> = m.hosts.iter().map(|h| crate::raw::host_label(h)).collect();
     for r in crate::raw::list_raw_dirs(dir.path()).unwrap_or_default() {
         if !m.hosts.contains(&r.host) && !labels.contains(&r.host) {
             m.hosts.push(r.host);

@@ -48,7 +48,7 @@ pub use stacks::{
 };
 
 /// How Python frames are captured (`collect --python`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PythonCapture {
     /// In-process agent for launched Python programs, remote reads for -p.
     Auto,

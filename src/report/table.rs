@@ -225,23 +225,14 @@ pub(crate) fn csv_line(fields: &[String]) -> String {
     String::from_utf8(w.into_inner().unwrap_or_default()).unwrap_or_default()
 }
 
-pub(super) fn format_rows(
-    p: &Profile,
-    rows: &[Row],
-    total: u64,
-    format: ReportFormat,
-    top: usize,
-    title: &str,
-) -> String {
-    format_rows_with(p, rows, total, format, top, title, &GroupColumns::default())
-}
-
 /// Sum of the metric over the stacks a view shows (its rank, the program's samples).
 pub(super) fn stacks_total(stacks: &[WeightedStack]) -> u64 {
     stacks.iter().map(|s| s.value).sum()
 }
 
-pub(super) fn format_rows_with(
+/// Rows as a text table, CSV or JSON, with the counter-group columns `cols` (none:
+/// `GroupColumns::default()`).
+pub(super) fn format_rows(
     p: &Profile,
     rows: &[Row],
     total: u64,

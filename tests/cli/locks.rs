@@ -55,11 +55,9 @@ fn off_cpu_time_of_known_sleeps() {
 
 #[test]
 fn an_ordinary_user_gets_the_known_sleeps_and_is_told_what_is_missing_without_the_agent() {
-    let t = shared_tempdir();
-    let bin = build_c(t.path(), "exits.c", "exits", &[]);
+    let Scratch { tmp: t, bin, dir } = scratch_with("exits.c", "exits", &[]);
     let hw = hwprof_for_nobody(t.path());
     // With the agent (the default): ten usleep(100 ms) at main, class sleep.
-    let dir = t.path().join("run");
     let out = collect_locks(
         as_nobody(&hw),
         &dir,

@@ -140,10 +140,8 @@ fn check_mutex_program(dir: &Path, out: &Output) {
 
 #[test]
 fn an_ordinary_user_gets_waits_at_the_line_with_class_and_object() {
-    let t = shared_tempdir();
-    let bin = build_c(t.path(), "mutex_waits.c", "mutex_waits", &[]);
+    let Scratch { tmp: t, bin, dir } = scratch_with("mutex_waits.c", "mutex_waits", &[]);
     let hw = hwprof_for_nobody(t.path());
-    let dir = t.path().join("run");
     let out = collect_locks(as_nobody(&hw), &dir, &[], &[bin.as_ref()]);
     check_mutex_program(&dir, &out);
 }
@@ -199,12 +197,10 @@ fn interposed_calls_keep_their_return_values_and_errno() {
 
 #[test]
 fn the_mutex_program_says_the_same_under_the_agent() {
-    let t = shared_tempdir();
-    let bin = build_c(t.path(), "mutex_waits.c", "mutex_waits", &[]);
+    let Scratch { tmp: t, bin, dir } = scratch_with("mutex_waits.c", "mutex_waits", &[]);
     let bare = as_nobody(&bin).output().unwrap();
     assert!(bare.status.success());
     let hw = hwprof_for_nobody(t.path());
-    let dir = t.path().join("run");
     let out = collect_locks(as_nobody(&hw), &dir, &[], &[bin.as_ref()]);
     assert_eq!(out.stdout, bare.stdout);
     assert_eq!(out.status.code(), bare.status.code());
@@ -258,10 +254,8 @@ fn an_ordinary_user_gets_python_waits_at_their_lines() {
 /// step in a function of its name; the program prints what it timed and the object.
 #[test]
 fn every_blocking_call_is_a_wait_with_its_object() {
-    let t = shared_tempdir();
-    let bin = build_c(t.path(), "wait_calls.c", "wait_calls", &[]);
+    let Scratch { tmp: t, bin, dir } = scratch_with("wait_calls.c", "wait_calls", &[]);
     let hw = hwprof_for_nobody(t.path());
-    let dir = t.path().join("run");
     let out = collect_locks(
         as_nobody(&hw),
         &dir,

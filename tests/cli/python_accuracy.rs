@@ -427,6 +427,7 @@ def sort_work(x, n):
 
 
 def python_work(n):
+    """Pure Python: every sample of it is in this frame."""
     s = 0
     for i in range(n):
         s += i * i % 7
@@ -587,9 +588,11 @@ def worker_task(n):
 
 
 def parent_task(n):
-    s = 0
-    for i in range(n):
+    """The parent's own short work, after the pool's."""
+    s, i = 0, 0
+    while i < n:
         s += i * i % 7
+        i += 1
     return s
 
 
