@@ -50,32 +50,116 @@ fn usage_errors_exit_2() {
     assert_eq!(out.status.code(), Some(2));
 }
 
-/// Every subcommand maps a bad command line to exit 2, with a message and no panic:
-/// clap's own errors and the ones only hwprof can see (a bad `--part`, an export with
-/// nothing to read).
-#[test]
-fn every_subcommand_exits_2_on_a_usage_error() {
-    let t = shared_tempdir();
-    let d = t.path().to_str().unwrap();
-    let cases: [&[&str]; 11] = [
-        &["collect", "-F", "many", "--", "true"],
-        &["finalize"],
-        &["finalize", d, "--part", "0/2"],
-        &["finalize", d, "--part", "3/2"],
-        &["merge"],
-        &["report", d, "--view", "no-such-view"],
-        &["export"],
-        &["export", "--diff", d],
-        &["diff"],
-        &["list-events", "extra"],
-        &["doctor", "extra"],
-    ];
+/// Each command line exits 2 with a message and no panic: a bad command line is a
+/// usage error whether clap sees it or only hwprof does (after parsing, before any
+/// data is read).
+fn assert_usage_errors(cases: &[&[&str]]) {
     for args in cases {
         let out = hwprof(args);
         let e = stderr_of(&out);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {e}");
         assert!(!e.trim().is_empty(), "{args:?}: no message");
     }
+}
+
+#[test]
+fn collect_usage_errors_exit_2() {
+    let t = shared_tempdir();
+    let r = t.path().join("r");
+    let r = r.to_str().unwrap();
+    assert_usage_errors(&[
+        &["collect", "-F", "many", "--", "true"],
+        &["collect", "--mode", "no-such-mode", "--", "true"],
+        &["collect", "-p", "1", "--", "true"],
+        // Seen by hwprof, not clap.
+        &["collect", "-r", r],
+        &["collect", "-r", r, "-F", "0", "--", "true"],
+        &["collect", "-r", r, "-d", "0", "--", "true"],
+        &["collect", "-r", r, "--fault-period", "0", "--", "true"],
+        &["collect", "-r", r, "--call-graph", "dwarf,0", "--", "true"],
+    ]);
+    assert!(!t.path().join("r").exists(), "no results dir left behind");
+}
+
+#[test]
+fn finalize_usage_errors_exit_2() {
+    let t = shared_tempdir();
+    let d = t.path().to_str().unwrap();
+    assert_usage_errors(&[
+        &["finalize"],
+        &["finalize", d, "--jobs", "many"],
+        &["finalize", d, "--part", "0/2"],
+        &["finalize", d, "--part", "3/2"],
+        &["finalize", d, "--part", "half"],
+    ]);
+}
+
+#[test]
+fn merge_usage_errors_exit_2() {
+    let t = shared_tempdir();
+    std::fs::create_dir(t.path().join("parts")).unwrap();
+    let d = t.path().to_str().unwrap();
+    // No finalized part to merge: `finalize --part I/N` first.
+    assert_usage_errors(&[&["merge"], &["merge", d, "extra"], &["merge", d]]);
+}
+
+#[test]
+fn report_usage_errors_exit_2() {
+    let t = shared_tempdir();
+    let d = t.path().to_str().unwrap();
+    assert_usage_errors(&[
+        &["report"],
+        &["report", d, "--view", "no-such-view"],
+        &["report", d, "--format", "xml"],
+        &["report", d, "--ranks", "3-1x"],
+        &["report", d, "--top", "-1"],
+    ]);
+}
+
+#[test]
+fn export_usage_errors_exit_2() {
+    let t = shared_tempdir();
+    let d = t.path().to_str().unwrap();
+    assert_usage_errors(&[
+        &["export"],
+        &["export", d],
+        &["export", d, "--format", "svg"],
+        &["export", "--diff", d],
+    ]);
+}
+
+#[test]
+fn diff_usage_errors_exit_2() {
+    let t = shared_tempdir();
+    let d = t.path().to_str().unwrap();
+    assert_usage_errors(&[
+        &["diff"],
+        &["diff", d, d, "--view", "no-such-view"],
+        &["diff", d, d, "--function", "solve"],
+        // Seen by hwprof, not clap.
+        &["diff", d],
+        &["diff", d, d, "--fail-above", "lots"],
+        &[
+            "diff",
+            d,
+            d,
+            "--fail-above",
+            "5",
+            "--function",
+            "f",
+            "--view",
+            "ranks",
+        ],
+    ]);
+}
+
+#[test]
+fn list_events_and_doctor_usage_errors_exit_2() {
+    assert_usage_errors(&[
+        &["list-events", "extra"],
+        &["doctor", "extra"],
+        &["no-such-command"],
+    ]);
 }
 
 #[test]
