@@ -200,21 +200,24 @@ pub fn job_notices(dir: &std::path::Path, world: Option<u32>) -> Vec<JobNotice> 
 
 /// Whether a module is an MPI library or its transport (Open MPI, MPICH, libfabric, UCX, PSM).
 pub fn is_mpi_module(m: &str) -> bool {
+    // Open MPI's components are mca_pml_ob1.so, mca_btl_vader.so ...; MPICH is matched
+    // anywhere in the name.
+    const PREFIXES: [&str; 12] = [
+        "libmpi",
+        "libpmpi",
+        "libopen-pal",
+        "libopen-rte",
+        "libfabric",
+        "libucp",
+        "libuct",
+        "libpsm",
+        "mca_",
+        "libmca_",
+        "libpmix",
+        "libucs",
+    ];
     let m = m.to_ascii_lowercase();
-    m.starts_with("libmpi")
-        || m.starts_with("libpmpi")
-        || m.contains("mpich")
-        || m.starts_with("libopen-pal")
-        || m.starts_with("libopen-rte")
-        || m.starts_with("libfabric")
-        || m.starts_with("libucp")
-        || m.starts_with("libuct")
-        || m.starts_with("libpsm")
-        // Open MPI's components (mca_pml_ob1.so, mca_btl_vader.so ...) and PMIx.
-        || m.starts_with("mca_")
-        || m.starts_with("libmca_")
-        || m.starts_with("libpmix")
-        || m.starts_with("libucs")
+    m.contains("mpich") || PREFIXES.iter().any(|p| m.starts_with(p))
 }
 
 /// mpi4py's extension module (`MPI.cpython-311-x86_64-linux-gnu.so`,

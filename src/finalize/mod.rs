@@ -838,24 +838,28 @@ fn add_raw_profile(
         w.add_sample(stack, thread, event, count, value);
         count_stacks.insert(*key, stack);
     }
-    // Samples over time go to the stack their sample went to.
+    // Samples over time and counter-group counts go to the stack their sample went to.
+    let placed = |key: &process::SampleKey| {
+        let stack = *count_stacks.get(key)?;
+        Some((
+            stack,
+            thread_index.get(key.thread as usize).copied().unwrap_or(0),
+        ))
+    };
     let mut times: Vec<_> = p.times.iter().collect();
     times.sort_unstable_by_key(|((k, t), _)| (k.thread, k.leaf, k.python, k.event, *t));
     for ((key, t), &count) in times {
-        let Some(&stack) = count_stacks.get(key) else {
-            continue;
-        };
-        let thread = thread_index.get(key.thread as usize).copied().unwrap_or(0);
-        w.add_timeline(stack, thread, buckets.bucket(*t), count);
+        if let Some((stack, thread)) = placed(key) {
+            w.add_timeline(stack, thread, buckets.bucket(*t), count);
+        }
     }
     add_waits(w, p, &count_stacks, &thread_index);
     let mut counts: Vec<_> = p.counts.iter().collect();
     counts.sort_unstable_by_key(|((k, a), _)| (k.thread, k.leaf, k.python, k.event, *a));
     for ((key, attr), &value) in counts {
-        let Some(&stack) = count_stacks.get(key) else {
+        let Some((stack, thread)) = placed(key) else {
             continue;
         };
-        let thread = thread_index.get(key.thread as usize).copied().unwrap_or(0);
         let event = events.get(*attr as usize).copied().unwrap_or(0);
         w.add_count(stack, thread, event, value);
     }

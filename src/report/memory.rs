@@ -24,7 +24,7 @@ use std::collections::HashMap;
 use serde_json::{Value, json};
 
 use super::ReportFormat;
-use super::table::{pct, round2};
+use super::table::{binary_bytes, csv_line, pct, round2};
 use crate::profile::Profile;
 use crate::profile::stacks::FramesFilter;
 use crate::profile::stacks::apply_frames_filter;
@@ -154,27 +154,9 @@ fn byte_cells(total: u64, self_: u64, all: u64) -> String {
     )
 }
 
+/// Bytes with a binary unit and a space: `512 B`, `1.5 MiB`.
 fn bytes_h(b: u64) -> String {
-    const U: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = b as f64;
-    let mut i = 0;
-    while v >= 1024.0 && i + 1 < U.len() {
-        v /= 1024.0;
-        i += 1;
-    }
-    if i == 0 {
-        format!("{b} B")
-    } else {
-        format!("{v:.1} {}", U[i])
-    }
-}
-
-fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
-    }
+    binary_bytes(b, " ")
 }
 
 /// Samples of non-fault events (LLC misses) by leaf source line, most first.
@@ -405,19 +387,18 @@ pub fn memory_view(p: &Profile, format: ReportFormat, top: usize, frames: Frames
                 "function,module,file,line,self,self_pct,total,total_pct,minor_bytes,major_bytes\n",
             );
             for f in fns.iter().take(top) {
-                s.push_str(&format!(
-                    "{},{},{},{},{},{},{},{},{},{}\n",
-                    csv_field(&f.name),
-                    csv_field(&f.module),
-                    csv_field(f.file.as_deref().unwrap_or("")),
+                s.push_str(&csv_line(&[
+                    f.name.clone(),
+                    f.module.clone(),
+                    f.file.clone().unwrap_or_default(),
                     f.line.map(|l| l.to_string()).unwrap_or_default(),
-                    f.self_,
-                    round2(pct(f.self_, total)),
-                    f.total,
-                    round2(pct(f.total, total)),
-                    f.minor,
-                    f.major
-                ));
+                    f.self_.to_string(),
+                    round2(pct(f.self_, total)).to_string(),
+                    f.total.to_string(),
+                    round2(pct(f.total, total)).to_string(),
+                    f.minor.to_string(),
+                    f.major.to_string(),
+                ]));
             }
             s
         }

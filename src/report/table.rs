@@ -354,23 +354,27 @@ pub(crate) fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }
 
+/// Bytes with a binary unit (`B` to `TiB`, one decimal above bytes), `sep` between
+/// the number and the unit.
+pub(crate) fn binary_bytes(v: u64, sep: &str) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut x = v as f64;
+    let mut u = 0;
+    while x >= 1024.0 && u + 1 < UNITS.len() {
+        x /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{v}{sep}B")
+    } else {
+        format!("{x:.1}{sep}{}", UNITS[u])
+    }
+}
+
 /// A value in the metric's unit, short.
 pub fn human(v: u64, metric: &str) -> String {
     match metric {
-        "bytes" => {
-            let units = ["B", "KiB", "MiB", "GiB", "TiB"];
-            let mut x = v as f64;
-            let mut u = 0;
-            while x >= 1024.0 && u < units.len() - 1 {
-                x /= 1024.0;
-                u += 1;
-            }
-            if u == 0 {
-                format!("{v}B")
-            } else {
-                format!("{x:.1}{}", units[u])
-            }
-        }
+        "bytes" => binary_bytes(v, ""),
         "ns" => {
             let x = v as f64;
             if x >= 1e9 {

@@ -50,99 +50,101 @@ fn usage_errors_exit_2() {
     assert_eq!(out.status.code(), Some(2));
 }
 
-/// Each command line exits 2 with a message and no panic: a bad command line is a
-/// usage error whether clap sees it or only hwprof does (after parsing, before any
-/// data is read).
-fn assert_usage_errors(cases: &[&[&str]]) {
-    for args in cases {
-        let out = hwprof(args);
+/// `hwprof SUBCOMMAND ARGS...` exits 2 with a message and no panic for each case: a bad
+/// command line is a usage error whether clap sees it or only hwprof does (after
+/// parsing, before any data is read). `DIR` in a case stands for an empty directory
+/// (with an empty `parts/`), `NEW` for a path that does not exist yet.
+fn assert_usage_errors(subcommand: &str, cases: &[&[&str]]) {
+    let t = shared_tempdir();
+    std::fs::create_dir(t.path().join("parts")).unwrap();
+    let new = t.path().join("new");
+    for case in cases {
+        let mut args = vec![subcommand];
+        args.extend(case.iter().map(|&a| match a {
+            "DIR" => t.path().to_str().unwrap(),
+            "NEW" => new.to_str().unwrap(),
+            a => a,
+        }));
+        let out = hwprof(&args);
         let e = stderr_of(&out);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {e}");
         assert!(!e.trim().is_empty(), "{args:?}: no message");
     }
+    assert!(!new.exists(), "{subcommand}: {} left behind", new.display());
 }
 
 #[test]
 fn collect_usage_errors_exit_2() {
-    let t = shared_tempdir();
-    let r = t.path().join("r");
-    let r = r.to_str().unwrap();
-    assert_usage_errors(&[
-        &["collect", "-F", "many", "--", "true"],
-        &["collect", "--mode", "no-such-mode", "--", "true"],
-        &["collect", "-p", "1", "--", "true"],
-        // Seen by hwprof, not clap.
-        &["collect", "-r", r],
-        &["collect", "-r", r, "-F", "0", "--", "true"],
-        &["collect", "-r", r, "-d", "0", "--", "true"],
-        &["collect", "-r", r, "--fault-period", "0", "--", "true"],
-        &["collect", "-r", r, "--call-graph", "dwarf,0", "--", "true"],
-    ]);
-    assert!(!t.path().join("r").exists(), "no results dir left behind");
+    assert_usage_errors(
+        "collect",
+        &[
+            &["-F", "many", "--", "true"],
+            &["--mode", "no-such-mode", "--", "true"],
+            &["-p", "1", "--", "true"],
+            // Seen by hwprof, not clap.
+            &["-r", "NEW"],
+            &["-r", "NEW", "-F", "0", "--", "true"],
+            &["-r", "NEW", "-d", "0", "--", "true"],
+            &["-r", "NEW", "--fault-period", "0", "--", "true"],
+            &["-r", "NEW", "--call-graph", "dwarf,0", "--", "true"],
+        ],
+    );
 }
 
 #[test]
 fn finalize_usage_errors_exit_2() {
-    let t = shared_tempdir();
-    let d = t.path().to_str().unwrap();
-    assert_usage_errors(&[
-        &["finalize"],
-        &["finalize", d, "--jobs", "many"],
-        &["finalize", d, "--part", "0/2"],
-        &["finalize", d, "--part", "3/2"],
-        &["finalize", d, "--part", "half"],
-    ]);
+    let parts: [&[&str]; 3] = [
+        &["DIR", "--part", "0/2"],
+        &["DIR", "--part", "3/2"],
+        &["DIR", "--part", "half"],
+    ];
+    assert_usage_errors("finalize", &parts);
+    assert_usage_errors("finalize", &[&[], &["DIR", "--jobs", "many"]]);
 }
 
 #[test]
 fn merge_usage_errors_exit_2() {
-    let t = shared_tempdir();
-    std::fs::create_dir(t.path().join("parts")).unwrap();
-    let d = t.path().to_str().unwrap();
-    // No finalized part to merge: `finalize --part I/N` first.
-    assert_usage_errors(&[&["merge"], &["merge", d, "extra"], &["merge", d]]);
+    // `merge DIR`: no finalized part to merge (`finalize --part I/N` first).
+    assert_usage_errors("merge", &[&[], &["DIR", "extra"], &["DIR"]]);
 }
 
 #[test]
 fn report_usage_errors_exit_2() {
-    let t = shared_tempdir();
-    let d = t.path().to_str().unwrap();
-    assert_usage_errors(&[
-        &["report"],
-        &["report", d, "--view", "no-such-view"],
-        &["report", d, "--format", "xml"],
-        &["report", d, "--ranks", "3-1x"],
-        &["report", d, "--top", "-1"],
-    ]);
+    let bad_values: [&[&str]; 4] = [
+        &["DIR", "--view", "no-such-view"],
+        &["DIR", "--format", "xml"],
+        &["DIR", "--ranks", "3-1x"],
+        &["DIR", "--top", "-1"],
+    ];
+    assert_usage_errors("report", &bad_values);
+    assert_usage_errors("report", &[&[]]);
 }
 
 #[test]
 fn export_usage_errors_exit_2() {
-    let t = shared_tempdir();
-    let d = t.path().to_str().unwrap();
-    assert_usage_errors(&[
-        &["export"],
-        &["export", d],
-        &["export", d, "--format", "svg"],
-        &["export", "--diff", d],
-    ]);
+    let cases: [&[&str]; 4] = [
+        &[],
+        &["DIR"],
+        &["DIR", "--format", "svg"],
+        &["--diff", "DIR"],
+    ];
+    assert_usage_errors("export", &cases);
 }
 
 #[test]
 fn diff_usage_errors_exit_2() {
-    let t = shared_tempdir();
-    let d = t.path().to_str().unwrap();
-    assert_usage_errors(&[
-        &["diff"],
-        &["diff", d, d, "--view", "no-such-view"],
-        &["diff", d, d, "--function", "solve"],
-        // Seen by hwprof, not clap.
-        &["diff", d],
-        &["diff", d, d, "--fail-above", "lots"],
+    let by_clap: [&[&str]; 3] = [
+        &[],
+        &["DIR", "DIR", "--view", "no-such-view"],
+        &["DIR", "DIR", "--function", "solve"],
+    ];
+    assert_usage_errors("diff", &by_clap);
+    let by_hwprof: [&[&str]; 3] = [
+        &["DIR"],
+        &["DIR", "DIR", "--fail-above", "lots"],
         &[
-            "diff",
-            d,
-            d,
+            "DIR",
+            "DIR",
             "--fail-above",
             "5",
             "--function",
@@ -150,16 +152,15 @@ fn diff_usage_errors_exit_2() {
             "--view",
             "ranks",
         ],
-    ]);
+    ];
+    assert_usage_errors("diff", &by_hwprof);
 }
 
 #[test]
-fn list_events_and_doctor_usage_errors_exit_2() {
-    assert_usage_errors(&[
-        &["list-events", "extra"],
-        &["doctor", "extra"],
-        &["no-such-command"],
-    ]);
+fn list_events_doctor_and_unknown_subcommands_exit_2() {
+    assert_usage_errors("list-events", &[&["extra"]]);
+    assert_usage_errors("doctor", &[&["extra"]]);
+    assert_usage_errors("no-such-command", &[&[]]);
 }
 
 #[test]

@@ -236,12 +236,7 @@ fn waits_have_classes_objects_and_the_programs_functions_lead() {
     assert_eq!(&m[5], "1", "{m:?}");
     // JSON carries the same columns.
     let j = report_json(&dir, "waits", &[]);
-    let row = j["rows"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["function"] == "await_the_lock")
-        .expect("await_the_lock in JSON");
+    let row = json_row(&j, "rows", "function", "await_the_lock").expect("await_the_lock in JSON");
     assert_eq!(row["class"], "lock");
     assert_eq!(row["object"], mutex.as_str());
     assert_eq!(row["threads"], 1);

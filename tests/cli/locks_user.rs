@@ -26,13 +26,7 @@ fn truth(stderr: &str) -> Truth {
         .expect("the program printed its mutex")
         .trim()
         .to_string();
-    let w: Vec<f64> = stderr
-        .lines()
-        .find_map(|l| l.strip_prefix("waited "))
-        .expect("the program printed its waits")
-        .split_whitespace()
-        .filter_map(|x| x.parse().ok())
-        .collect();
+    let w = numbers_after(stderr, "waited ").expect("the program printed its waits");
     Truth {
         mutex,
         lock_s: w[0],
@@ -230,13 +224,7 @@ fn an_ordinary_user_gets_python_waits_at_their_lines() {
     let out = collect_locks(as_nobody(&hw), &dir, &[], &[py.as_ref(), script.as_ref()]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
-    let w: Vec<f64> = stderr
-        .lines()
-        .find_map(|l| l.strip_prefix("waited "))
-        .expect("the script printed its waits")
-        .split_whitespace()
-        .filter_map(|x| x.parse().ok())
-        .collect();
+    let w = numbers_after(&stderr, "waited ").expect("the script printed its waits");
     let p = Profile::load(&dir).unwrap();
     let sleep_line = source_line("py_waits.py", "# the sleep line");
     let get_line = source_line("py_waits.py", "# the get line");
@@ -320,13 +308,7 @@ fn five_sleeps_are_five_waits(hw: Command, t: &Path, python: &Path, what: &str) 
     let out = collect_locks(hw, &dir, &[], &[python.as_ref(), script.as_ref()]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{what}: {stderr}");
-    let slept: Vec<f64> = stderr
-        .lines()
-        .find_map(|l| l.strip_prefix("slept "))
-        .expect("the script printed its sleeps")
-        .split_whitespace()
-        .filter_map(|x| x.parse().ok())
-        .collect();
+    let slept = numbers_after(&stderr, "slept ").expect("the script printed its sleeps");
     assert_eq!(slept.len(), 5);
     let p = Profile::load(&dir).unwrap();
     let line = source_line("py_sleeps.py", "# the sleep line");
