@@ -95,24 +95,22 @@ for r in range(RUNS):
     print(f"round {r + 1}/{RUNS} done", file=sys.stderr)
 
 cfgs = list(configs([]).keys())
-print(f"Python {sys.version.split()[0]}, 999 Hz, {RUNS} alternating rounds, median wall time (ratio to bare)\n")
-print("| benchmark | " + " | ".join(cfgs) + " |")
-print("|---|" + "---|" * len(cfgs))
-for name in BENCHES:
-    bare = statistics.median(times[(name, "bare")])
-    cells = []
-    for cfg in cfgs:
-        m = statistics.median(times[(name, cfg)])
-        cells.append(f"{m:.3f} s ({m / bare:.3f})")
-    print(f"| {name} | " + " | ".join(cells) + " |")
-print(f"\nCPU time of the whole run (target + profiler, user + system), median (ratio to bare)\n")
-print("| benchmark | " + " | ".join(cfgs) + " |")
-print("|---|" + "---|" * len(cfgs))
-for name in BENCHES:
-    bare = statistics.median(cpu[(name, "bare")])
-    cells = []
-    for cfg in cfgs:
-        m = statistics.median(cpu[(name, cfg)])
-        cells.append(f"{m:.3f} s ({m / bare:.3f})")
-    print(f"| {name} | " + " | ".join(cells) + " |")
+
+
+def print_table(title, seconds):
+    """A markdown table of the medians of `seconds`, with the ratio to bare."""
+    print(title + "\n")
+    print("| benchmark | " + " | ".join(cfgs) + " |")
+    print("|---|" + "---|" * len(cfgs))
+    for name in BENCHES:
+        bare = statistics.median(seconds[(name, "bare")])
+        cells = []
+        for cfg in cfgs:
+            m = statistics.median(seconds[(name, cfg)])
+            cells.append(f"{m:.3f} s ({m / bare:.3f})")
+        print(f"| {name} | " + " | ".join(cells) + " |")
+
+
+print_table(f"Python {sys.version.split()[0]}, 999 Hz, {RUNS} alternating rounds, median wall time (ratio to bare)", times)
+print_table("\nCPU time of the whole run (target + profiler, user + system), median (ratio to bare)", cpu)
 shutil.rmtree(tmp, ignore_errors=True)

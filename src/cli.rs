@@ -1,10 +1,20 @@
 //! What the user typed: clap definitions (the command-line contract of DESIGN section 2),
-//! and their conversion into the stages' own option structs and enums: no stage sees a
-//! clap type (the two layers of ripgrep's lowargs/hiargs, STYLE.md 8).
+//! and their conversion into the stages' own option structs: no stage sees an argument
+//! struct (the two layers of ripgrep's lowargs/hiargs, STYLE.md 8). The value enums
+//! (`--mode`, `--view`, ...) are the stages' own and derive `clap::ValueEnum`.
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
+
+// The value enums are the stages' own (they derive `clap::ValueEnum`, whose variant docs
+// are the help text); the stages never see the argument structs below.
+use crate::diff::{DiffView, Normalize};
+use crate::events::Mode;
+use crate::export::ExportFormat;
+use crate::profile::stacks::FramesFilter;
+use crate::python::PythonCapture;
+use crate::report::{ImbalanceBy, ReportFormat, View};
 
 mod to_stages;
 
@@ -37,30 +47,6 @@ pub enum Command {
     ListEvents,
     /// Check this machine: paranoid level, PMUs, tracefs, ptrace scope, Pythons.
     Doctor,
-}
-
-/// Collection modes.
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Mode {
-    /// CPU time by code.
-    Hotspots,
-    /// Page faults, RSS, cache misses, bandwidth.
-    Memory,
-    /// Off-CPU time: waits on locks, I/O, sleeps.
-    Locks,
-}
-
-/// How Python frames are captured.
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PythonCapture {
-    /// In-process agent for launched Python programs, remote reads for -p.
-    Auto,
-    /// Remote reads of the frame chain (process_vm_readv).
-    Remote,
-    /// CPython 3.12+ perf trampolines (PYTHONPERFSUPPORT=1) and perf maps.
-    Perfmap,
-    /// Native frames only.
-    Off,
 }
 
 /// `hwprof collect`.
@@ -164,72 +150,6 @@ pub struct MergeArgs {
     pub dir: PathBuf,
 }
 
-/// Report views.
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum View {
-    /// Totals, events, duration, top functions.
-    Summary,
-    /// Functions by self and total.
-    Hotspots,
-    /// Callers and callees of the top functions.
-    Callers,
-    /// Source lines by self and total.
-    Lines,
-    /// Modules (ELF files, python) by self and total.
-    Modules,
-    /// Threads by total.
-    Threads,
-    /// MPI ranks: total, work (total less time in MPI libraries; launcher samples never
-    /// count), %mean (work over the mean work of all ranks), mpi%; idle: work under 10%
-    /// of the mean.
-    Ranks,
-    /// Per function across ranks: mean, min, max, std, CoV, imbalance (max - mean).
-    Imbalance,
-    /// Peak RSS, timeline, growth stacks, bandwidth.
-    Memory,
-    /// Off-CPU time by function, with the class and object of the waits.
-    Waits,
-    /// Sync objects (locks mode): wait time, waiters and waits per object.
-    Objects,
-}
-
-/// Output formats of `report`.
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ReportFormat {
-    /// Aligned table for a terminal.
-    Text,
-    /// CSV with a header row.
-    Csv,
-    /// JSON.
-    Json,
-}
-
-/// Rows of `--view imbalance`.
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum ImbalanceBy {
-    /// One row per function.
-    #[default]
-    Function,
-    /// One row per source line.
-    Line,
-}
-
-/// Which frames a view shows.
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum FramesFilter {
-    /// Merged native and Python stacks.
-    #[default]
-    All,
-    /// Python frames; native time below a Python frame is that frame's self time.
-    Python,
-    /// Native frames only (perf's view).
-    Native,
-    /// The program's frames: kernel, C library, Python interpreter and MPI library
-    /// frames at the leaf fold into the program's frame that called them (locks mode's
-    /// default: wait time where the program waited).
-    Program,
-}
-
 /// `hwprof report`.
 #[derive(Args, Debug)]
 pub struct ReportArgs {
@@ -265,27 +185,6 @@ pub struct ReportArgs {
     pub open: bool,
 }
 
-/// Export formats.
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ExportFormat {
-    /// Brendan Gregg's folded stacks.
-    Collapsed,
-    /// Flame graph SVG (inferno).
-    Flamegraph,
-    /// speedscope JSON.
-    Speedscope,
-    /// pprof protobuf (gzipped).
-    Pprof,
-    /// Python pstats (cProfile) file.
-    Pstats,
-    /// callgrind format for KCachegrind / callgrind_annotate.
-    Callgrind,
-    /// Firefox Profiler JSON.
-    Firefox,
-    /// One self-contained HTML report.
-    Html,
-}
-
 /// `hwprof export`.
 #[derive(Args, Debug)]
 pub struct ExportArgs {
@@ -316,31 +215,6 @@ pub struct ExportArgs {
     /// With --diff: how the two profiles are put on one scale.
     #[arg(long, value_enum, default_value = "time", requires = "diff")]
     pub normalize: Normalize,
-}
-
-/// What `diff` compares.
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DiffView {
-    /// Functions: native by (name, module), Python by (qualname, file).
-    Hotspots,
-    /// Source lines, by (file, line).
-    Lines,
-    /// Modules (ELF files, python), by name.
-    Modules,
-    /// MPI ranks, by rank number.
-    Ranks,
-}
-
-/// How `diff` puts two profiles on one scale.
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Normalize {
-    /// Samples as seconds of CPU time (samples / sampling frequency); bytes and ns as
-    /// they are.
-    Time,
-    /// Each profile's share of its own total, 0-100.
-    Percent,
-    /// The raw metric (samples, bytes, ns).
-    None,
 }
 
 /// `hwprof diff`.

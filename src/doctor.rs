@@ -442,18 +442,16 @@ mod tests {
             ..Default::default()
         };
         let t = render(&f);
-        assert!(
-            t.contains("kernel samples are excluded (fix: sysctl kernel.perf_event_paranoid=1"),
-            "{t}"
-        );
-        assert!(t.contains("(low: raise to 516"), "{t}");
-        assert!(t.contains("-p only on your descendants"), "{t}");
-        assert!(t.contains("hotspots: OK, samples cycles"), "{t}");
-        assert!(t.contains("CPU-wide counting is refused"), "{t}");
-        assert!(
-            t.contains("sched:sched_switch tracepoint: not available"),
-            "{t}"
-        );
-        assert!(t.contains("tracefs: not mounted"), "{t}");
+        for want in [
+            "kernel samples are excluded (fix: sysctl kernel.perf_event_paranoid=1",
+            "(low: raise to 516",
+            "-p only on your descendants",
+            "hotspots: OK, samples cycles",
+            "CPU-wide counting is refused",
+            "sched:sched_switch tracepoint: not available",
+            "tracefs: not mounted",
+        ] {
+            assert!(t.contains(want), "{want:?} missing: {t}");
+        }
     }
 }

@@ -226,31 +226,27 @@ pub fn profile_db(data: &[u8]) {
 
 /// Renders every view and export of a loaded profile, discarding the output.
 pub fn every_view(p: &crate::profile::Profile) {
-    // Every variant the command line offers, as the stages take it.
-    use crate::cli::{ExportFormat, FramesFilter, ImbalanceBy, ReportFormat, View};
+    // Every variant the command line offers (the stages' own value enums).
+    use crate::export::ExportFormat;
+    use crate::profile::stacks::FramesFilter;
+    use crate::report::{ImbalanceBy, ReportFormat, View};
     for &frames in FramesFilter::value_variants() {
         let filter = crate::profile::stacks::StackFilter {
-            frames: frames.into(),
+            frames,
             rank: None,
             ranks: None,
         };
         for &view in View::value_variants() {
             for &format in ReportFormat::value_variants() {
-                let _ = crate::report::render(p, view.into(), format.into(), 10, filter);
+                let _ = crate::report::render(p, view, format, 10, filter);
             }
         }
         for &by in ImbalanceBy::value_variants() {
-            let _ = crate::report::imbalance::imbalance(
-                p,
-                crate::report::ReportFormat::Csv,
-                10,
-                filter,
-                by.into(),
-            );
+            let _ = crate::report::imbalance::imbalance(p, ReportFormat::Csv, 10, filter, by);
         }
         for &format in ExportFormat::value_variants() {
             let mut out = Vec::new();
-            let _ = crate::export::export(p, format.into(), filter, &mut out);
+            let _ = crate::export::export(p, format, filter, &mut out);
         }
     }
     let _ = crate::report::warnings(p);

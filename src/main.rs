@@ -89,7 +89,11 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Report(args) => {
-            hwprof::report::run(&(&args).into())?;
+            let opts: hwprof::report::ReportOptions = (&args).into();
+            match opts.open {
+                true => hwprof::export::open::run(&opts)?,
+                false => hwprof::report::run(&opts)?,
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Export(args) => {

@@ -198,48 +198,26 @@ pub fn job_notices(dir: &std::path::Path, world: Option<u32>) -> Vec<JobNotice> 
     out
 }
 
-/// Name of a raw directory: `<host>.<rank>.<pid>`, rank `-` outside MPI.
-pub fn raw_dir_name(host: &str, rank: Option<u32>, pid: u32) -> String {
-    let rank = rank.map(|r| r.to_string()).unwrap_or_else(|| "-".into());
-    format!("{}.{rank}.{pid}", host_label(host))
-}
-
-/// A host name as it appears in raw directory names (no `.` or `/`).
-pub fn host_label(host: &str) -> String {
-    host.chars()
-        .map(|c| if c == '/' || c == '.' { '_' } else { c })
-        .collect()
-}
-
-/// Parse a raw directory name back into (host, rank, pid).
-pub fn parse_raw_dir_name(name: &str) -> Option<(String, Option<u32>, u32)> {
-    let mut parts = name.rsplitn(3, '.');
-    let pid = parts.next()?.parse().ok()?;
-    let rank = match parts.next()? {
-        "-" => None,
-        r => Some(r.parse().ok()?),
-    };
-    let host = parts.next()?.to_string();
-    Some((host, rank, pid))
-}
-
 /// Whether a module is an MPI library or its transport (Open MPI, MPICH, libfabric, UCX, PSM).
 pub fn is_mpi_module(m: &str) -> bool {
+    // Open MPI's components are mca_pml_ob1.so, mca_btl_vader.so ...; MPICH is matched
+    // anywhere in the name.
+    const PREFIXES: [&str; 12] = [
+        "libmpi",
+        "libpmpi",
+        "libopen-pal",
+        "libopen-rte",
+        "libfabric",
+        "libucp",
+        "libuct",
+        "libpsm",
+        "mca_",
+        "libmca_",
+        "libpmix",
+        "libucs",
+    ];
     let m = m.to_ascii_lowercase();
-    m.starts_with("libmpi")
-        || m.starts_with("libpmpi")
-        || m.contains("mpich")
-        || m.starts_with("libopen-pal")
-        || m.starts_with("libopen-rte")
-        || m.starts_with("libfabric")
-        || m.starts_with("libucp")
-        || m.starts_with("libuct")
-        || m.starts_with("libpsm")
-        // Open MPI's components (mca_pml_ob1.so, mca_btl_vader.so ...) and PMIx.
-        || m.starts_with("mca_")
-        || m.starts_with("libmca_")
-        || m.starts_with("libpmix")
-        || m.starts_with("libucs")
+    m.contains("mpich") || PREFIXES.iter().any(|p| m.starts_with(p))
 }
 
 /// mpi4py's extension module (`MPI.cpython-311-x86_64-linux-gnu.so`,
@@ -345,15 +323,5 @@ mod tests {
             notice_shape("python: 3.11.7, 1009 captures")
         );
         assert_ne!(notice_shape("a 1"), notice_shape("b 1"));
-    }
-
-    #[test]
-    fn raw_dir_names_round_trip() {
-        assert_eq!(raw_dir_name("n1", None, 42), "n1.-.42");
-        assert_eq!(parse_raw_dir_name("n1.-.42"), Some(("n1".into(), None, 42)));
-        assert_eq!(
-            parse_raw_dir_name(&raw_dir_name("a.b", Some(7), 9)),
-            Some(("a_b".into(), Some(7), 9))
-        );
     }
 }

@@ -121,3 +121,71 @@ pub fn page_size() -> u64 {
         .filter(|&p| p > 0)
         .map_or(4096, |p| p as u64)
 }
+
+/// Online CPUs, from sysfs (falls back to 0..nproc).
+pub fn online_cpus() -> Vec<u32> {
+    if let Ok(s) = std::fs::read_to_string("/sys/devices/system/cpu/online") {
+        let cpus = parse_cpu_list(&s);
+        if !cpus.is_empty() {
+            return cpus;
+        }
+    }
+    let n = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    (0..n as u32).collect()
+}
+
+/// Parse a cpumask/cpus list (`0,18`, `0-3,8`); a range is bounded to 4097 CPUs, parts
+/// that do not parse are skipped.
+pub fn parse_cpu_list(text: &str) -> Vec<u32> {
+    let mut out = Vec::new();
+    for part in text.trim().split(',').filter(|p| !p.is_empty()) {
+        match part.split_once('-') {
+            Some((a, b)) => {
+                if let (Ok(a), Ok(b)) = (a.trim().parse::<u32>(), b.trim().parse::<u32>()) {
+                    out.extend(a..=b.min(a.saturating_add(4096)));
+                }
+            }
+            None => {
+                if let Ok(a) = part.trim().parse() {
+                    out.push(a);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// dlopen `path` (RTLD_NOW: every symbol bound now) in this process; Err(dlerror text).
+/// The library stays loaded: meant for a child process that exits right after.
+pub fn dlopen_now(path: &std::path::Path) -> Result<(), String> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(|e| e.to_string())?;
+    // SAFETY: dlopen with a NUL-terminated path; it runs the library's constructors.
+    let h = unsafe { libc::dlopen(c.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL) };
+    if !h.is_null() {
+        return Ok(());
+    }
+    // SAFETY: dlerror returns null or a NUL-terminated message owned by libc.
+    let e = unsafe { libc::dlerror() };
+    if e.is_null() {
+        return Err("dlopen failed".into());
+    }
+    // SAFETY: non-null, NUL-terminated, valid until the next dl* call.
+    Err(unsafe { std::ffi::CStr::from_ptr(e) }
+        .to_string_lossy()
+        .into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_lists_skip_garbage_and_bound_ranges() {
+        assert_eq!(parse_cpu_list("0-3,5"), vec![0, 1, 2, 3, 5]);
+        assert_eq!(parse_cpu_list("x"), Vec::<u32>::new());
+        assert_eq!(parse_cpu_list("0-4294967295").len(), 4097);
+    }
+}

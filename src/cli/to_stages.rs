@@ -1,14 +1,12 @@
 //! From what the user typed to what the stages take: each stage's own option struct
-//! and enums (no clap in them). Checks and defaults a value needs on its way (the
-//! collect target, `-F`, `--call-graph`, `--part`) are made here, once.
+//! (the value enums need no conversion: they are the stages' own, deriving
+//! `clap::ValueEnum`). Checks and defaults a value needs on its way (the collect target,
+//! `-F`, `--call-graph`, `--part`) are made here, once.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::{
-    CollectArgs, DiffArgs, DiffView, ExportArgs, ExportFormat, FinalizeArgs, FramesFilter,
-    ImbalanceBy, Mode, Normalize, PythonCapture, ReportArgs, ReportFormat, View,
-};
+use super::{CollectArgs, DiffArgs, ExportArgs, FinalizeArgs, ReportArgs};
 use crate::collect::{
     CallGraph, CollectError, CollectOptions, DEFAULT_FAULT_PERIOD, MEMORY_STACK_BYTES, Target,
     local_timestamp,
@@ -25,7 +23,7 @@ impl TryFrom<&CollectArgs> for CollectOptions {
 
     /// Resolve defaults and check combinations.
     fn try_from(a: &CollectArgs) -> Result<Self, CollectError> {
-        let mode = events::Mode::from(a.mode);
+        let mode = a.mode;
         let target = match (a.pid, a.command.is_empty()) {
             (Some(pid), true) => Target::Attach(pid as i32),
             (None, false) => Target::Launch(a.command.clone()),
@@ -68,7 +66,7 @@ impl TryFrom<&CollectArgs> for CollectOptions {
                 (None, events::Mode::Memory) => CallGraph::Dwarf(MEMORY_STACK_BYTES),
                 (None, _) => CallGraph::Dwarf(8192),
             },
-            python: a.python.into(),
+            python: a.python,
             rss_interval: Duration::from_millis(a.rss_interval.max(1)),
             fault_period: match a.fault_period {
                 Some(0) => {
@@ -112,13 +110,13 @@ impl From<&ReportArgs> for ReportOptions {
     fn from(a: &ReportArgs) -> Self {
         ReportOptions {
             dir: a.dir.clone(),
-            view: a.view.into(),
-            format: a.format.into(),
+            view: a.view,
+            format: a.format,
             top: a.top,
             rank: a.rank,
             ranks: a.ranks,
-            frames: a.frames.map(Into::into),
-            by: a.by.into(),
+            frames: a.frames,
+            by: a.by,
             output: a.output.clone(),
             open: a.open,
         }
@@ -129,13 +127,13 @@ impl From<&ExportArgs> for ExportOptions {
     fn from(a: &ExportArgs) -> Self {
         ExportOptions {
             dir: a.dir.clone(),
-            format: a.format.into(),
+            format: a.format,
             rank: a.rank,
             ranks: a.ranks,
-            frames: a.frames.map(Into::into),
+            frames: a.frames,
             output: a.output.clone(),
             diff: a.diff.clone(),
-            normalize: a.normalize.into(),
+            normalize: a.normalize,
         }
     }
 }
@@ -145,10 +143,10 @@ impl From<&DiffArgs> for DiffCommandOptions {
         DiffCommandOptions {
             base: a.base.clone(),
             new: a.new.clone(),
-            view: a.view.into(),
-            normalize: a.normalize.into(),
-            format: a.format.into(),
-            frames: a.frames.into(),
+            view: a.view,
+            normalize: a.normalize,
+            format: a.format,
+            frames: a.frames,
             top: a.top,
             rank: a.rank,
             base_rank: a.base_rank,
@@ -159,31 +157,3 @@ impl From<&DiffArgs> for DiffCommandOptions {
         }
     }
 }
-
-/// `impl From<cli enum> for stage enum`, variant by variant of the same name.
-macro_rules! same_variants {
-    ($from:ident => $to:path { $($v:ident),+ $(,)? }) => {
-        impl From<$from> for $to {
-            fn from(v: $from) -> Self {
-                use $to as To;
-                match v {
-                    $($from::$v => To::$v,)+
-                }
-            }
-        }
-    };
-}
-
-same_variants!(Mode => events::Mode { Hotspots, Memory, Locks });
-same_variants!(PythonCapture => crate::python::PythonCapture { Auto, Remote, Perfmap, Off });
-same_variants!(View => crate::report::View {
-    Summary, Hotspots, Callers, Lines, Modules, Threads, Ranks, Imbalance, Memory, Waits, Objects,
-});
-same_variants!(ReportFormat => crate::report::ReportFormat { Text, Csv, Json });
-same_variants!(ImbalanceBy => crate::report::ImbalanceBy { Function, Line });
-same_variants!(FramesFilter => crate::profile::stacks::FramesFilter { All, Python, Native, Program });
-same_variants!(ExportFormat => crate::export::ExportFormat {
-    Collapsed, Flamegraph, Speedscope, Pprof, Pstats, Callgrind, Firefox, Html,
-});
-same_variants!(DiffView => crate::diff::DiffView { Hotspots, Lines, Modules, Ranks });
-same_variants!(Normalize => crate::diff::Normalize { Time, Percent, None });

@@ -67,6 +67,72 @@ pub struct DrainStats {
     pub execs: Vec<u32>,
 }
 
+/// The drain session of a collection over the rings of `opened`, writing into `writer`.
+/// `agent_path`: the agents sample (the collector only tracks), so the filler samples
+/// the processes they cannot enter; `agent_ring_pages`: the agents' ring size.
+pub(super) fn start_session(
+    opened: super::open::OpenedEvents,
+    writer: PerfDataWriter,
+    agent_path: Option<&std::path::Path>,
+    agent_ring_pages: usize,
+    memory_mode: bool,
+) -> Session {
+    let outputs: Vec<(u32, OwnedFd)> = opened
+        .rings
+        .iter()
+        .zip(&opened.ring_cpus)
+        .filter_map(|(r, &cpu)| Some((cpu, r.fd().try_clone().ok()?)))
+        .collect();
+    let filler = match (agent_path, opened.first_attr) {
+        (Some(path), Some(attr)) => Some(super::fill::Filler::new(&attr, outputs, path)),
+        _ => None,
+    };
+    // Memory mode: an agent samples major faults too, filed under our major-faults attr.
+    let major_faults = opened.file_attrs.iter().position(|f| {
+        // perf_event_attr bytes: type at 0, config at 8.
+        let ty = f.attr.get(0..4).and_then(|b| b.try_into().ok());
+        let config = f.attr.get(8..16).and_then(|b| b.try_into().ok());
+        ty.map(u32::from_le_bytes) == Some(perf_event_open_sys::bindings::PERF_TYPE_SOFTWARE)
+            && config.map(u64::from_le_bytes)
+                == Some(u64::from(
+                    perf_event_open_sys::bindings::PERF_COUNT_SW_PAGE_FAULTS_MAJ,
+                ))
+    });
+    let mut session = Session::new(opened.rings, opened.redirected, writer);
+    session.set_agent_ring_pages(agent_ring_pages);
+    if memory_mode && let Some(i) = major_faults {
+        session.set_agent_second_attr(i);
+    }
+    if let Some(f) = filler {
+        session.set_filler(f);
+    }
+    session
+}
+
+/// The notices a drain's statistics call for: lost, corrupt and throttled samples.
+pub(super) fn stats_notices(stats: &DrainStats) -> Vec<String> {
+    let mut notices = Vec::new();
+    if stats.lost > 0 {
+        notices.push(format!(
+            "{} samples lost: the ring buffer overflowed (lower -F or use --call-graph dwarf with fewer bytes)",
+            stats.lost
+        ));
+    }
+    if stats.corrupt_records > 0 {
+        notices.push(format!(
+            "{} corrupt ring records skipped ({} bytes of samples lost): a ring's memory was overwritten (an agent's ring is mapped in the target)",
+            stats.corrupt_records, stats.corrupt_bytes
+        ));
+    }
+    if stats.throttled > 0 {
+        notices.push(format!(
+            "the kernel throttled sampling {} times (kernel.perf_event_max_sample_rate)",
+            stats.throttled
+        ));
+    }
+    notices
+}
+
 /// A collection in progress.
 pub struct Session {
     rings: Vec<Ring>,
@@ -335,7 +401,7 @@ impl Session {
                 let seen = self.agent_cpus.entry(ev.pid).or_default();
                 let twin = seen.contains(&cpu) && self.agent_second_attr.is_some();
                 seen.push(cpu);
-                match super::map_ring(fd, self.agent_ring_pages) {
+                match super::open::map_ring(fd, self.agent_ring_pages) {
                     Ok(ring) => {
                         // The agent opens its events disabled; sampling starts now that
                         // the ring exists.

@@ -367,6 +367,25 @@ fn has_interp(f: &std::fs::File) -> Option<bool> {
     )
 }
 
+/// Write the filler's record and say which processes went unsampled, and why. A
+/// process that exited before its exec record was read is counted as too short (a
+/// launcher's helper, typically), not announced.
+pub(super) fn finish_notices(filler: Filler, raw_dir: &Path) -> Vec<String> {
+    match filler.finish(raw_dir) {
+        Ok(records) => records
+            .iter()
+            .filter(|r| !r.error.is_empty() && r.error != EXITED_FIRST)
+            .map(|r| {
+                format!(
+                    "process {} ({}) was not sampled: {}; {}",
+                    r.pid, r.exe, r.why, r.error
+                )
+            })
+            .collect(),
+        Err(e) => vec![format!("cannot write {FILE_NAME}: {e}")],
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

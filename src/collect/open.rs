@@ -1,14 +1,18 @@
 //! Opening the sampling events: one per CPU per event on the target (with `inherit`,
 //! so threads and forked children are followed), falling back from hardware events the
 //! machine lacks to their software replacement, and turning kernel errors into
-//! actionable messages.
+//! actionable messages. [`open_events`] opens a collection's whole set: counter-group
+//! members after their leader, one ring per CPU that the other events redirect into.
 
 use std::io;
 use std::os::fd::OwnedFd;
 
-use super::CallGraph;
+use super::perf_data::FileAttr;
+use super::plan::ChosenEventRequest;
 use super::sys::{self, PerfEventAttr};
+use super::{CallGraph, CollectError, io_err, notice};
 use crate::events::{EventKind, EventSpec};
+use crate::manifest::GroupRecord;
 
 /// Errors opening events.
 #[derive(Debug, thiserror::Error)]
@@ -398,6 +402,296 @@ fn errno_short(n: i32) -> String {
         libc::ENODEV => "ENODEV".into(),
         libc::EINVAL => "EINVAL".into(),
         n => std::io::Error::from_raw_os_error(n).to_string(),
+    }
+}
+
+/// "ENOENT" rather than "No such file or directory (os error 2)" in notices.
+fn errno_name(e: &std::io::Error) -> String {
+    match e.raw_os_error() {
+        Some(n) if n != libc::EINVAL => errno_short(n),
+        _ => e.to_string(),
+    }
+}
+
+/// An event with what it replaced.
+pub(super) struct ChosenEvent {
+    /// The event opened.
+    pub(super) spec: EventSpec,
+    /// As requested.
+    pub(super) requested: String,
+    /// What replaced what, and why (empty: as requested).
+    pub(super) note: String,
+    /// The precise_ip level opened, for events that asked for one.
+    pub(super) precise_ip: Option<u8>,
+}
+
+/// The events as opened: what perf.data and the manifest say of them, and their rings.
+pub(super) struct OpenedEvents {
+    /// Each event opened (members after their leader).
+    pub(super) chosen: Vec<ChosenEvent>,
+    /// perf.data's attrs, in the same order.
+    pub(super) file_attrs: Vec<FileAttr>,
+    /// One ring per CPU.
+    pub(super) rings: Vec<sys::RingBuffer>,
+    /// Events whose output goes to another ring: kept open for them to live.
+    pub(super) redirected: Vec<std::os::fd::OwnedFd>,
+    /// The id of the tracking event (mmap, comm, task records).
+    pub(super) tracking_id: u64,
+    /// Counter groups as opened.
+    pub(super) groups: Vec<GroupRecord>,
+    /// The same for perf.data's GROUP_DESC: (name, leader attr index, events).
+    pub(super) perf_groups: Vec<(String, u32, u32)>,
+    /// The CPU of each ring.
+    pub(super) ring_cpus: Vec<u32>,
+    /// The first event's sampling attr as opened.
+    pub(super) first_attr: Option<perf_event_open_sys::bindings::perf_event_attr>,
+}
+
+/// Opens the wanted events, the first one also tracking. `tracking_only`: the first
+/// event's kernel counterpart is a `dummy` event with the same attributes (mmap, comm and
+/// task records, no samples) while perf.data describes the sampling event the agents
+/// open with those attributes.
+pub(super) fn open_events(
+    wanted: &[ChosenEventRequest],
+    cfg: &OpenConfig,
+    threads: &[i32],
+    cpus: &[u32],
+    tracking_only: bool,
+    quiet: bool,
+    notices: &mut Vec<String>,
+) -> Result<OpenedEvents, CollectError> {
+    let mut chosen = Vec::new();
+    let mut file_attrs = Vec::new();
+    // One ring per CPU: the first fd opened on a CPU owns it, the others (other events,
+    // other threads when attaching) redirect their output into it.
+    let mut slot_leaders: Vec<(u32, std::os::fd::OwnedFd)> = Vec::new();
+    let mut others: Vec<std::os::fd::OwnedFd> = Vec::new();
+    let pages = super::plan::ring_pages(cfg.call_graph);
+    let mut rings = Vec::new();
+    let mut ring_cpus = Vec::new();
+    let mut first_attr = None;
+    let mut groups = Vec::new();
+    let mut perf_groups = Vec::new();
+    for (i, w) in wanted.iter().enumerate() {
+        let tracking = i == 0;
+        let mut spec = w.spec.clone();
+        let mut note = String::new();
+        let mut fds = Vec::new();
+        // Counter-group members read with each sample of this event.
+        let mut members = w.members.clone();
+        let mut group_note = String::new();
+        for &tid in threads {
+            let opened = match open_leader(&spec, cfg, tracking, !members.is_empty(), tid, cpus) {
+                Ok(o) => o,
+                Err(e) => {
+                    // The first thread tells whether the machine lacks the event.
+                    let fallback = w
+                        .fallback
+                        .clone()
+                        .filter(|_| fds.is_empty() && is_missing_hardware(&e));
+                    match fallback {
+                        Some(fb) => {
+                            note = format!(
+                                "{} is not available here (no hardware PMU: {}); sampling {} instead",
+                                spec.name,
+                                match &e {
+                                    OpenError::Unsupported { source, .. } => errno_name(source),
+                                    _ => String::new(),
+                                },
+                                fb.name
+                            );
+                            notice(quiet, notices, note.clone());
+                            spec = fb;
+                            // hotspots' default group needs the PMU; a user's group goes on.
+                            if !w.group_on_fallback {
+                                members.clear();
+                            }
+                            open_leader(&spec, cfg, tracking, !members.is_empty(), tid, cpus)?
+                        }
+                        // A thread ended while we opened the others.
+                        None if matches!(e, OpenError::NoProcess { .. }) && threads.len() > 1 => {
+                            continue;
+                        }
+                        None => return Err(e.into()),
+                    }
+                }
+            };
+            if let Some(why) = opened.group_refused {
+                group_note = why.clone();
+                notice(quiet, notices, format!("counter group: {why}"));
+                members.clear();
+            }
+            fds.push((tid, opened.attr, opened.fds));
+        }
+        let Some(attr) = fds.first().map(|f| f.1) else {
+            return Err(OpenError::NoProcess {
+                pid: threads.first().copied().unwrap_or(0),
+            }
+            .into());
+        };
+        if tracking {
+            first_attr = Some(attr);
+        }
+        if tracking && tracking_only {
+            // Opened above as the sampling event so that fallbacks apply; never enabled
+            // (enable_on_exec), these are replaced by the tracking-only twins.
+            let mut tracked = Vec::with_capacity(fds.len());
+            for (tid, attr, per_cpu) in fds {
+                drop(per_cpu);
+                let mut dummy = attr;
+                dummy.type_ = perf_event_open_sys::bindings::PERF_TYPE_SOFTWARE;
+                dummy.config = perf_event_open_sys::bindings::PERF_COUNT_SW_DUMMY as u64;
+                let f = open_per_cpu(&mut dummy, "dummy", tid, cpus)?;
+                tracked.push((tid, attr, f));
+            }
+            fds = tracked;
+        }
+        // Precise IPs: the level the kernel accepted.
+        let precise_ip = (spec.precise > 0).then(|| attr.precise_ip() as u8);
+        if let Some(got) = precise_ip
+            && got < spec.precise
+        {
+            let n = format!(
+                "{}: precise_ip {} refused; sampling with precise_ip {got}",
+                spec.name, spec.precise
+            );
+            notice(quiet, notices, n.clone());
+            note = if note.is_empty() {
+                n
+            } else {
+                format!("{note}; {n}")
+            };
+        }
+        // Members join each leader descriptor's group; the ones this machine lacks are
+        // dropped with a notice.
+        let (member_files, dropped) = if members.is_empty() {
+            (Vec::new(), Vec::new())
+        } else {
+            let leaders: Vec<(i32, &[(u32, std::os::fd::OwnedFd)])> =
+                fds.iter().map(|(t, _, f)| (*t, f.as_slice())).collect();
+            open_members(&members, &attr, &leaders)
+        };
+        for (name, why) in &dropped {
+            notice(
+                quiet,
+                notices,
+                format!("counter group: {name} dropped: {why}"),
+            );
+        }
+        let mut ids = Vec::new();
+        for (_, _, per_cpu) in fds {
+            for (cpu, fd) in per_cpu {
+                ids.push(sys::event_id(&fd).map_err(io_err("read event id"))?);
+                match slot_leaders.iter().find(|(k, _)| *k == cpu) {
+                    Some((_, leader)) => {
+                        sys::set_output(&fd, leader).map_err(io_err("redirect event output"))?;
+                        others.push(fd);
+                    }
+                    None => {
+                        // Map the leader's ring now: PERF_EVENT_IOC_SET_OUTPUT onto an
+                        // event without a ring fails with EINVAL (kernel
+                        // perf_event_set_output), which broke every run with two events.
+                        // Tracking-only rings also take the samples of the processes
+                        // no agent samples (see `fill`): 32 pages, half the ring at
+                        // most between two wake-ups.
+                        let pages = if tracking_only { pages.min(32) } else { pages };
+                        rings.push(map_ring(fd.try_clone().map_err(io_err("dup"))?, pages)?);
+                        ring_cpus.push(cpu);
+                        slot_leaders.push((cpu, fd));
+                    }
+                }
+            }
+        }
+        let in_group =
+            attr.sample_type & perf_event_open_sys::bindings::PERF_SAMPLE_READ as u64 != 0;
+        if !w.members.is_empty() && (in_group || !group_note.is_empty()) {
+            groups.push(GroupRecord {
+                leader: spec.name.clone(),
+                members: member_files.iter().map(|m| m.spec.name.clone()).collect(),
+                dropped: dropped
+                    .iter()
+                    .map(|(n, why)| format!("{n}: {why}"))
+                    .collect(),
+                read_per_sample: in_group,
+                note: group_note,
+            });
+        }
+        file_attrs.push(FileAttr {
+            attr: sys::attr_bytes(&attr),
+            name: spec.name.clone(),
+            ids,
+        });
+        let leader_name = spec.name.clone();
+        if in_group && !member_files.is_empty() {
+            // perf's name for a group without one of its own; it prints the members.
+            perf_groups.push((
+                "{anon_group}".to_string(),
+                file_attrs.len() as u32 - 1,
+                member_files.len() as u32 + 1,
+            ));
+        }
+        chosen.push(ChosenEvent {
+            spec,
+            requested: w.requested.clone(),
+            note,
+            precise_ip,
+        });
+        // Members follow their leader in perf.data (perf's group layout).
+        for m in member_files {
+            let mut ids = Vec::with_capacity(m.fds.len());
+            for fd in m.fds {
+                ids.push(sys::event_id(&fd).map_err(io_err("read event id"))?);
+                others.push(fd);
+            }
+            file_attrs.push(FileAttr {
+                attr: sys::attr_bytes(&m.attr),
+                name: m.spec.name.clone(),
+                ids,
+            });
+            chosen.push(ChosenEvent {
+                note: format!("counter group member: read with each sample of {leader_name}"),
+                spec: m.spec,
+                requested: m.requested,
+                precise_ip: None,
+            });
+        }
+    }
+    let tracking_id = file_attrs
+        .first()
+        .and_then(|a| a.ids.first().copied())
+        .unwrap_or(0);
+    drop(slot_leaders); // their rings hold their own descriptors
+    Ok(OpenedEvents {
+        chosen,
+        file_attrs,
+        rings,
+        redirected: others,
+        tracking_id,
+        groups,
+        perf_groups,
+        ring_cpus,
+        first_attr,
+    })
+}
+
+/// Map a ring, halving its size while the locked-memory budget refuses it.
+pub(super) fn map_ring(
+    fd: std::os::fd::OwnedFd,
+    mut pages: usize,
+) -> Result<sys::RingBuffer, CollectError> {
+    loop {
+        match sys::RingBuffer::map(fd.try_clone().map_err(io_err("dup"))?, pages) {
+            Ok(r) => return Ok(r),
+            Err(e) if e.raw_os_error() == Some(libc::EPERM) && pages > 4 => pages /= 2,
+            Err(e) => {
+                return Err(CollectError::Io {
+                    what:
+                        "map the perf ring buffer (raise kernel.perf_event_mlock_kb or `ulimit -l`)"
+                            .into(),
+                    source: e,
+                });
+            }
+        }
     }
 }
 

@@ -83,7 +83,7 @@ impl HostInfo {
         let n = std::thread::available_parallelism()
             .map(|n| n.get() as u32)
             .unwrap_or(1);
-        let online = crate::collect::sys::online_cpus().len() as u32;
+        let online = crate::util::online_cpus().len() as u32;
         HostInfo {
             hostname: crate::util::hostname(),
             osrelease: s(|u| u.release()),

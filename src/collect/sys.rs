@@ -96,31 +96,6 @@ pub fn disable(fd: &OwnedFd) -> io::Result<()> {
     check(unsafe { perf_event_open_sys::ioctls::DISABLE(fd.as_raw_fd(), 0) })
 }
 
-/// Online CPUs, from sysfs (falls back to 0..nproc).
-pub fn online_cpus() -> Vec<u32> {
-    if let Ok(s) = std::fs::read_to_string("/sys/devices/system/cpu/online")
-        && let Some(v) = parse_cpu_list(s.trim())
-    {
-        return v;
-    }
-    let n = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
-    (0..n as u32).collect()
-}
-
-/// Parse "0-3,5,7-8".
-pub fn parse_cpu_list(s: &str) -> Option<Vec<u32>> {
-    let mut out = Vec::new();
-    for part in s.split(',').filter(|p| !p.is_empty()) {
-        match part.split_once('-') {
-            Some((a, b)) => out.extend(a.trim().parse::<u32>().ok()?..=b.trim().parse().ok()?),
-            None => out.push(part.trim().parse().ok()?),
-        }
-    }
-    Some(out)
-}
-
 /// A perf ring buffer mapped from an event fd.
 pub struct RingBuffer {
     map: memmap2::MmapRaw,
@@ -610,27 +585,6 @@ pub fn install_stop_signals() -> StopSignals {
     StopSignals(())
 }
 
-/// dlopen `path` (RTLD_NOW: every symbol bound now) in this process; Err(dlerror text).
-/// The library stays loaded: meant for a child process that exits right after.
-pub fn dlopen_now(path: &std::path::Path) -> Result<(), String> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(|e| e.to_string())?;
-    // SAFETY: dlopen with a NUL-terminated path; it runs the library's constructors.
-    let h = unsafe { libc::dlopen(c.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL) };
-    if !h.is_null() {
-        return Ok(());
-    }
-    // SAFETY: dlerror returns null or a NUL-terminated message owned by libc.
-    let e = unsafe { libc::dlerror() };
-    if e.is_null() {
-        return Err("dlopen failed".into());
-    }
-    // SAFETY: non-null, NUL-terminated, valid until the next dl* call.
-    Err(unsafe { std::ffi::CStr::from_ptr(e) }
-        .to_string_lossy()
-        .into_owned())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -701,13 +655,6 @@ mod tests {
             (major, minor) >= (5, 13),
             "kernel {release}"
         );
-    }
-
-    #[test]
-    fn cpu_lists() {
-        assert_eq!(parse_cpu_list("0-3,5"), Some(vec![0, 1, 2, 3, 5]));
-        assert_eq!(parse_cpu_list("0"), Some(vec![0]));
-        assert_eq!(parse_cpu_list("x"), None);
     }
 
     #[test]

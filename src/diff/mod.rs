@@ -12,14 +12,14 @@
 //! | `ranks`    | MPI rank                                                   |
 //!
 //! Rows found on one side only are kept, marked [`Presence::BaseOnly`] or
-//! [`Presence::NewOnly`], never dropped. [`stack_pairs`] matches whole stacks by their
-//! frames' labels (the folded format's) for the differential flame graph and the HTML
-//! delta view. [`gate`] is the CI regression gate, [`render`] the text/CSV/JSON output.
+//! [`Presence::NewOnly`], never dropped. [`gate`] is the CI regression gate, [`render`]
+//! the text/CSV/JSON output. Whole stacks are matched by the differential exports
+//! (`crate::export::diff::stack_pairs`), which build on [`Side`] and [`Normalize`].
 
 pub mod gate;
 pub mod render;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -28,7 +28,7 @@ use crate::profile::stacks::{FramesFilter, StackFilter};
 use crate::report::ReportFormat;
 
 /// What `diff` compares: what a row is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DiffView {
     /// Functions: native by (name, module), Python by (qualname, file).
     Hotspots,
@@ -41,7 +41,7 @@ pub enum DiffView {
 }
 
 /// How two profiles are put on one scale.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Normalize {
     /// Samples as seconds of CPU time (samples / sampling frequency); bytes and ns as
     /// they are.
@@ -205,7 +205,8 @@ pub struct Side<'a> {
 }
 
 impl Side<'_> {
-    fn filter(&self, frames: FramesFilter) -> StackFilter {
+    /// The stack filter of this side with `frames`.
+    pub(crate) fn filter(&self, frames: FramesFilter) -> StackFilter {
         StackFilter {
             frames,
             rank: self.rank,
@@ -215,7 +216,7 @@ impl Side<'_> {
 
     /// The factor turning this side's metric into the unit of `normalize`, given
     /// its filtered total in the metric.
-    fn scale(&self, normalize: Normalize, total: u64) -> Result<f64, DiffError> {
+    pub(crate) fn scale(&self, normalize: Normalize, total: u64) -> Result<f64, DiffError> {
         Ok(match normalize {
             Normalize::None => 1.0,
             Normalize::Percent if total == 0 => 0.0,
@@ -616,76 +617,13 @@ fn sort_rows(rows: &mut [DiffRow]) {
     });
 }
 
-/// One stack of the union of both profiles with its value on each side, in the unit of
-/// the scale: what a differential flame graph or the HTML delta view draws.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct StackPair {
-    /// Frame labels, outermost first (the folded format's labels).
-    pub frames: Vec<String>,
-    /// BASE's value (0 when the stack is only in NEW).
-    pub base: f64,
-    /// NEW's value (0 when the stack is only in BASE).
-    pub new: f64,
-}
-
-/// Both profiles' stacks in one scale: what a differential flame graph or the HTML
-/// delta view draws.
-#[derive(Clone, Debug, Serialize)]
-pub struct StackDiff {
-    /// The unit of the values (see [`unit_of`]).
-    pub unit: String,
-    /// NEW's factor from its metric into the unit (1/frequency for time, 100/total for
-    /// percent, 1 for none): divide by it to express both sides in NEW's metric.
-    pub new_scale: f64,
-    /// The union of both profiles' stacks, sorted by stack.
-    pub stacks: Vec<StackPair>,
-}
-
-/// Both profiles' stacks matched by their frames' labels (the folded format's).
-pub fn stack_pairs(
-    base: &Side,
-    new: &Side,
-    normalize: Normalize,
-    frames: FramesFilter,
-) -> Result<StackDiff, DiffError> {
-    check_sides(base, new)?;
-    let folded = |s: &Side| {
-        let model = crate::export::Model::new(s.profile, s.filter(frames));
-        let total = model.total_value();
-        (crate::export::collapsed::folded(&model), total)
-    };
-    let (fa, ta) = folded(base);
-    let (fb, tb) = folded(new);
-    let sa = base.scale(normalize, ta)?;
-    let sb = new.scale(normalize, tb)?;
-    let mut merged: BTreeMap<String, (f64, f64)> = BTreeMap::new();
-    for (stack, v) in fa {
-        merged.entry(stack).or_default().0 += v as f64 * sa;
-    }
-    for (stack, v) in fb {
-        merged.entry(stack).or_default().1 += v as f64 * sb;
-    }
-    Ok(StackDiff {
-        unit: unit_of(base.profile.metric(), normalize),
-        new_scale: sb,
-        stacks: merged
-            .into_iter()
-            .map(|(stack, (base, new))| StackPair {
-                frames: stack.split(';').map(str::to_string).collect(),
-                base,
-                new,
-            })
-            .collect(),
-    })
-}
-
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::profile::{EventRow, Frame, Function, Process, ProfileWriter, Thread};
 
     /// A profile with `main` calling the given (name, module, kind, file, value) leaves.
-    fn profile(hz: &str, leaves: &[(&str, &str, FrameKind, &str, u64)]) -> Profile {
+    pub(crate) fn profile(hz: &str, leaves: &[(&str, &str, FrameKind, &str, u64)]) -> Profile {
         let mut w = ProfileWriter::default();
         w.profile.meta.insert("mode".into(), "hotspots".into());
         w.profile.meta.insert("metric".into(), "samples".into());
@@ -716,7 +654,7 @@ mod tests {
         w.profile
     }
 
-    fn side(p: &Profile) -> Side<'_> {
+    pub(crate) fn side(p: &Profile) -> Side<'_> {
         Side {
             profile: p,
             dir: Path::new("x"),
@@ -890,38 +828,5 @@ mod tests {
         )
         .unwrap_err();
         assert!(matches!(e, DiffError::ModeMismatch { .. }), "{e}");
-    }
-
-    #[test]
-    fn stacks_pair_by_frame_labels() {
-        use FrameKind::Native;
-        let base = profile(
-            "1000",
-            &[("a", "app", Native, "", 10), ("gone", "app", Native, "", 4)],
-        );
-        let new = profile(
-            "1000",
-            &[
-                ("a", "other_build", Native, "", 20),
-                ("b", "app", Native, "", 5),
-            ],
-        );
-        let pairs = stack_pairs(
-            &side(&base),
-            &side(&new),
-            Normalize::None,
-            FramesFilter::All,
-        )
-        .unwrap()
-        .stacks;
-        let get = |leaf: &str| {
-            pairs
-                .iter()
-                .find(|p| p.frames == ["main", leaf])
-                .map(|p| (p.base, p.new))
-        };
-        assert_eq!(get("a"), Some((10.0, 20.0)));
-        assert_eq!(get("gone"), Some((4.0, 0.0)));
-        assert_eq!(get("b"), Some((0.0, 5.0)));
     }
 }

@@ -6,7 +6,7 @@ use super::resolve::encode_perfmon;
 use super::{EventEnv, EventSpec, sysfs};
 
 /// Collection modes: what is sampled, and the metric profiles of the mode rank by.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
     /// CPU time by code.
     Hotspots,
@@ -78,32 +78,28 @@ pub fn mode_defaults(mode: Mode) -> Vec<ModeDefault> {
             precise: false,
             weight: SampleWeight::Samples,
         }],
-        Mode::Memory => vec![
-            ModeDefault {
-                primary: "minor-faults",
+        Mode::Memory => {
+            let faults = |primary| ModeDefault {
+                primary,
                 fallback: None,
                 period: Some(DEFAULT_FAULT_PERIOD),
                 optional: false,
                 precise: false,
                 weight: SampleWeight::PageBytes,
-            },
-            ModeDefault {
-                primary: "major-faults",
-                fallback: None,
-                period: Some(DEFAULT_FAULT_PERIOD),
-                optional: false,
-                precise: false,
-                weight: SampleWeight::PageBytes,
-            },
-            ModeDefault {
-                primary: "cache-misses",
-                fallback: None,
-                period: Some(LLC_MISS_PERIOD),
-                optional: true,
-                precise: true,
-                weight: SampleWeight::Events,
-            },
-        ],
+            };
+            vec![
+                faults("minor-faults"),
+                faults("major-faults"),
+                ModeDefault {
+                    primary: "cache-misses",
+                    fallback: None,
+                    period: Some(LLC_MISS_PERIOD),
+                    optional: true,
+                    precise: true,
+                    weight: SampleWeight::Events,
+                },
+            ]
+        }
         Mode::Locks => vec![ModeDefault {
             primary: "context-switches",
             fallback: None,

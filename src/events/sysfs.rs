@@ -224,26 +224,6 @@ pub fn pmu_boxes(sysfs: &Path, family: &str) -> Vec<String> {
         .collect()
 }
 
-/// Parse a cpumask/cpus list (`0,18`, `0-3,8`).
-pub fn parse_cpu_list(text: &str) -> Vec<u32> {
-    let mut out = Vec::new();
-    for part in text.trim().split(',').filter(|p| !p.is_empty()) {
-        match part.split_once('-') {
-            Some((a, b)) => {
-                if let (Ok(a), Ok(b)) = (a.trim().parse::<u32>(), b.trim().parse::<u32>()) {
-                    out.extend(a..=b.min(a.saturating_add(4096)));
-                }
-            }
-            None => {
-                if let Ok(a) = part.trim().parse() {
-                    out.push(a);
-                }
-            }
-        }
-    }
-    out
-}
-
 /// Parse `event=0x04,umask=0x03,edge` into terms.
 pub fn parse_terms(text: &str) -> Result<Vec<(String, Option<u64>)>, SysfsError> {
     let mut out = Vec::new();
@@ -337,7 +317,7 @@ impl Pmu {
             }
         }
         let cpus = std::fs::read_to_string(dir.join("cpumask"))
-            .map(|s| parse_cpu_list(&s))
+            .map(|s| crate::util::parse_cpu_list(&s))
             .unwrap_or_default();
         Ok(Pmu {
             name: name.to_string(),
@@ -409,7 +389,7 @@ mod tests {
             ]
         );
         assert!(parse_terms("event=zz").is_err());
-        assert_eq!(parse_cpu_list("0-2,8\n"), vec![0, 1, 2, 8]);
+        assert_eq!(crate::util::parse_cpu_list("0-2,8\n"), vec![0, 1, 2, 8]);
         assert_eq!(
             natural_cmp("uncore_imc_2", "uncore_imc_10"),
             std::cmp::Ordering::Less

@@ -1,6 +1,6 @@
 //! Differential exports: `hwprof export --diff BASE NEW --format flamegraph|collapsed`.
 //!
-//! Both profiles' stacks are matched by their frames' labels ([`crate::diff::stack_pairs`])
+//! Both profiles' stacks are matched by their frames' labels ([`stack_pairs`])
 //! and expressed in NEW's metric: with `--normalize time` BASE's samples are rescaled
 //! to NEW's sampling rate (× new_hz / base_hz, so equal rates leave them as they are),
 //! with `percent` to NEW's total (flamegraph.pl's `difffolded.pl -n`), with `none`
@@ -20,6 +20,8 @@
 //!   ns); with `--normalize percent` BASE's values are scaled to NEW's totals.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+
+use serde::Serialize;
 use std::io::Write;
 
 use inferno::flamegraph::{self, Options};
@@ -27,10 +29,73 @@ use inferno::flamegraph::{self, Options};
 use super::collapsed::sanitize;
 use super::pprof::{self as pb, PbProfile};
 use super::{ExportError, Model, html};
-use crate::diff::Normalize;
-use crate::diff::{StackDiff, StackPair};
+use crate::diff::{DiffError, Normalize, Side, check_sides, unit_of};
+use crate::profile::stacks::FramesFilter;
 use crate::profile::stacks::StackFilter;
 use serde_json::json;
+
+/// One stack of the union of both profiles with its value on each side, in the unit of
+/// the scale: what a differential flame graph or the HTML delta view draws.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct StackPair {
+    /// Frame labels, outermost first (the folded format's labels).
+    pub frames: Vec<String>,
+    /// BASE's value (0 when the stack is only in NEW).
+    pub base: f64,
+    /// NEW's value (0 when the stack is only in BASE).
+    pub new: f64,
+}
+
+/// Both profiles' stacks in one scale: what a differential flame graph or the HTML
+/// delta view draws.
+#[derive(Clone, Debug, Serialize)]
+pub struct StackDiff {
+    /// The unit of the values (see [`unit_of`]).
+    pub unit: String,
+    /// NEW's factor from its metric into the unit (1/frequency for time, 100/total for
+    /// percent, 1 for none): divide by it to express both sides in NEW's metric.
+    pub new_scale: f64,
+    /// The union of both profiles' stacks, sorted by stack.
+    pub stacks: Vec<StackPair>,
+}
+
+/// Both profiles' stacks matched by their frames' labels (the folded format's).
+pub fn stack_pairs(
+    base: &Side,
+    new: &Side,
+    normalize: Normalize,
+    frames: FramesFilter,
+) -> Result<StackDiff, DiffError> {
+    check_sides(base, new)?;
+    let folded = |s: &Side| {
+        let model = Model::new(s.profile, s.filter(frames));
+        let total = model.total_value();
+        (super::collapsed::folded(&model), total)
+    };
+    let (fa, ta) = folded(base);
+    let (fb, tb) = folded(new);
+    let sa = base.scale(normalize, ta)?;
+    let sb = new.scale(normalize, tb)?;
+    let mut merged: BTreeMap<String, (f64, f64)> = BTreeMap::new();
+    for (stack, v) in fa {
+        merged.entry(stack).or_default().0 += v as f64 * sa;
+    }
+    for (stack, v) in fb {
+        merged.entry(stack).or_default().1 += v as f64 * sb;
+    }
+    Ok(StackDiff {
+        unit: unit_of(base.profile.metric(), normalize),
+        new_scale: sb,
+        stacks: merged
+            .into_iter()
+            .map(|(stack, (base, new))| StackPair {
+                frames: stack.split(';').map(str::to_string).collect(),
+                base,
+                new,
+            })
+            .collect(),
+    })
+}
 
 /// One stack in whole units of NEW's metric.
 struct IntStack {
@@ -578,5 +643,38 @@ mod tests {
             "{svg}"
         );
         assert!(svg.contains("main — total: NEW 60 samples, BASE 60 samples (+0, ×1.00)"));
+    }
+
+    #[test]
+    fn stacks_pair_by_frame_labels() {
+        use crate::profile::FrameKind::Native;
+        let base = crate::diff::tests::profile(
+            "1000",
+            &[("a", "app", Native, "", 10), ("gone", "app", Native, "", 4)],
+        );
+        let new = crate::diff::tests::profile(
+            "1000",
+            &[
+                ("a", "other_build", Native, "", 20),
+                ("b", "app", Native, "", 5),
+            ],
+        );
+        let pairs = stack_pairs(
+            &crate::diff::tests::side(&base),
+            &crate::diff::tests::side(&new),
+            Normalize::None,
+            FramesFilter::All,
+        )
+        .unwrap()
+        .stacks;
+        let get = |leaf: &str| {
+            pairs
+                .iter()
+                .find(|p| p.frames == ["main", leaf])
+                .map(|p| (p.base, p.new))
+        };
+        assert_eq!(get("a"), Some((10.0, 20.0)));
+        assert_eq!(get("gone"), Some((4.0, 0.0)));
+        assert_eq!(get("b"), Some((0.0, 5.0)));
     }
 }

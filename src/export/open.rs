@@ -12,6 +12,12 @@ use super::{ExportError, Model};
 use crate::profile::Profile;
 use crate::profile::stacks::StackFilter;
 
+/// `hwprof report --open`: the report's profile and filter, as HTML in a browser.
+pub fn run(opts: &crate::report::ReportOptions) -> anyhow::Result<()> {
+    let (profile, filter) = opts.load()?;
+    write_and_open(&profile, &opts.dir, filter)
+}
+
 /// Write the report, open it, and say where it is.
 pub fn write_and_open(profile: &Profile, dir: &Path, filter: StackFilter) -> anyhow::Result<()> {
     let model = Model::new(profile, filter);

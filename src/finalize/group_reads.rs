@@ -153,10 +153,7 @@ mod tests {
     /// linux-perf-event-reader 0.10 would misplace) from the library.
     #[test]
     fn sample_with_read_keeps_the_fields_around_the_block() {
-        use linux_perf_data::linux_perf_event_reader::{
-            BranchSampleFormat, Endianness, ReadFormat, RecordIdParseInfo, RecordParseInfo,
-            SampleFormat,
-        };
+        use linux_perf_data::linux_perf_event_reader::{ReadFormat, SampleFormat};
         use perf_event_open_sys::bindings as b;
         let st = (b::PERF_SAMPLE_IDENTIFIER
             | b::PERF_SAMPLE_IP
@@ -167,23 +164,12 @@ mod tests {
             | b::PERF_SAMPLE_READ
             | b::PERF_SAMPLE_CALLCHAIN) as u64;
         let rf = crate::events::group::GROUP_READ_FORMAT;
-        let info = RecordParseInfo {
-            endian: Endianness::LittleEndian,
-            sample_format: SampleFormat::from_bits_truncate(st),
-            branch_sample_format: BranchSampleFormat::empty(),
-            read_format: ReadFormat::from_bits_truncate(rf),
-            common_data_offset_from_end: None,
-            sample_regs_user: 0,
-            user_regs_count: 0,
-            sample_regs_intr: 0,
-            intr_regs_count: 0,
-            id_parse_info: RecordIdParseInfo {
-                nonsample_record_id_offset_from_end: None,
-                sample_record_id_offset_from_start: Some(0),
-            },
-            nonsample_record_time_offset_from_end: None,
-            sample_record_time_offset_from_start: Some(24),
-        };
+        let mut info = crate::raw::records::test_parse_info(
+            SampleFormat::from_bits_truncate(st),
+            ReadFormat::from_bits_truncate(rf),
+        );
+        info.id_parse_info.sample_record_id_offset_from_start = Some(0);
+        info.sample_record_time_offset_from_start = Some(24);
         let words: Vec<u64> = vec![
             11,            // identifier
             0x401000,      // ip

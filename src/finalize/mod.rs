@@ -174,12 +174,20 @@ pub fn run(opts: &FinalizeOptions) -> Result<PathBuf, FinalizeError> {
                 };
                 // A reader bug on a damaged rank must not take the other ranks down:
                 // a panic is that rank's error (the fuzz targets find such panics).
+                let perf_data = r.path.join("perf.data");
                 let read = std::panic::AssertUnwindSafe(|| {
-                    process::process_raw_dir(r, &search, weighting, hook_ref, &pb)
+                    process::process_perf_data(
+                        || crate::raw::TolerantPerfFile::open(&perf_data),
+                        &perf_data,
+                        &search,
+                        weighting,
+                        hook_ref,
+                        &pb,
+                    )
                 });
                 let mut res = std::panic::catch_unwind(read).unwrap_or_else(|_| {
                     Err(process::ProcessError::Parse {
-                        path: r.path.join("perf.data"),
+                        path: perf_data.clone(),
                         why: "internal error while reading it (a bug in hwprof: please report it with this file)".into(),
                     })
                 });
@@ -718,38 +726,11 @@ fn add_raw_profile(
     // Memory mode: the kernel's high-water marks (peak.csv), per pid, kept in meta
     // `peak_rss_hwm` as {"pid": bytes} across raw directories.
     let hwm = crate::sidecars::rss::read_peak_csv(&raw.path.join("peak.csv"));
-    if !hwm.is_empty() {
-        let mut all: std::collections::BTreeMap<String, u64> = w
-            .profile
-            .meta
-            .get("peak_rss_hwm")
-            .and_then(|s| serde_json::from_str(s).ok())
-            .unwrap_or_default();
-        for (pid, bytes) in hwm {
-            all.insert(pid.to_string(), bytes);
-        }
-        if let Ok(j) = serde_json::to_string(&all) {
-            w.profile.meta.insert("peak_rss_hwm".into(), j);
-        }
-    }
+    merge_peaks(&mut w.profile.meta, "peak_rss_hwm", hwm, |_, new| new);
     // The RSS sampler's polled VmHWM per pid (a lower bound for processes the collector
     // did not reap), in meta `peak_rss_vmhwm`, same layout.
     let vmhwm = crate::sidecars::rss::read_peak_csv(&raw.path.join(crate::sidecars::rss::HWM_FILE));
-    if !vmhwm.is_empty() {
-        let mut all: std::collections::BTreeMap<String, u64> = w
-            .profile
-            .meta
-            .get("peak_rss_vmhwm")
-            .and_then(|s| serde_json::from_str(s).ok())
-            .unwrap_or_default();
-        for (pid, bytes) in vmhwm {
-            let e = all.entry(pid.to_string()).or_insert(0);
-            *e = (*e).max(bytes);
-        }
-        if let Ok(j) = serde_json::to_string(&all) {
-            w.profile.meta.insert("peak_rss_vmhwm".into(), j);
-        }
-    }
+    merge_peaks(&mut w.profile.meta, "peak_rss_vmhwm", vmhwm, u64::max);
     if let Ok(rows) = crate::sidecars::rss::read_rss_csv(&raw.path.join("rss.csv")) {
         for (time_ns, pid, rss_bytes) in rows {
             let process = *proc_index.entry(pid).or_insert_with(|| {
@@ -857,26 +838,57 @@ fn add_raw_profile(
         w.add_sample(stack, thread, event, count, value);
         count_stacks.insert(*key, stack);
     }
-    // Samples over time go to the stack their sample went to.
+    // Samples over time and counter-group counts go to the stack their sample went to.
+    let placed = |key: &process::SampleKey| {
+        let stack = *count_stacks.get(key)?;
+        Some((
+            stack,
+            thread_index.get(key.thread as usize).copied().unwrap_or(0),
+        ))
+    };
     let mut times: Vec<_> = p.times.iter().collect();
     times.sort_unstable_by_key(|((k, t), _)| (k.thread, k.leaf, k.python, k.event, *t));
     for ((key, t), &count) in times {
-        let Some(&stack) = count_stacks.get(key) else {
-            continue;
-        };
-        let thread = thread_index.get(key.thread as usize).copied().unwrap_or(0);
-        w.add_timeline(stack, thread, buckets.bucket(*t), count);
+        if let Some((stack, thread)) = placed(key) {
+            w.add_timeline(stack, thread, buckets.bucket(*t), count);
+        }
     }
     add_waits(w, p, &count_stacks, &thread_index);
     let mut counts: Vec<_> = p.counts.iter().collect();
     counts.sort_unstable_by_key(|((k, a), _)| (k.thread, k.leaf, k.python, k.event, *a));
     for ((key, attr), &value) in counts {
-        let Some(&stack) = count_stacks.get(key) else {
+        let Some((stack, thread)) = placed(key) else {
             continue;
         };
-        let thread = thread_index.get(key.thread as usize).copied().unwrap_or(0);
         let event = events.get(*attr as usize).copied().unwrap_or(0);
         w.add_count(stack, thread, event, value);
+    }
+}
+
+/// Merge per-pid peaks into meta `key` ({"pid": bytes}, kept across raw directories):
+/// `combine(old, new)` decides for a pid already there.
+fn merge_peaks(
+    meta: &mut HashMap<String, String>,
+    key: &str,
+    peaks: Vec<(u32, u64)>,
+    combine: impl Fn(u64, u64) -> u64,
+) {
+    if peaks.is_empty() {
+        return;
+    }
+    let mut all: std::collections::BTreeMap<String, u64> = meta
+        .get(key)
+        .and_then(|s| serde_json::from_str(s).ok())
+        .unwrap_or_default();
+    for (pid, bytes) in peaks {
+        let merged = match all.get(&pid.to_string()) {
+            Some(&old) => combine(old, bytes),
+            None => bytes,
+        };
+        all.insert(pid.to_string(), merged);
+    }
+    if let Ok(j) = serde_json::to_string(&all) {
+        meta.insert(key.into(), j);
     }
 }
 

@@ -21,7 +21,7 @@ use crate::events::group::GroupRead;
 
 use super::binaries::{LoadedElf, SearchPaths};
 use super::group_reads::{GroupTracker, ThreadGroupKey};
-use crate::raw::{RawDir, TolerantPerfFile};
+use crate::raw::TolerantPerfFile;
 
 /// Errors reading one raw directory.
 #[derive(Debug, thiserror::Error)]
@@ -297,25 +297,6 @@ pub struct SampleInfo {
     /// Same id and instant as the thread's previous sample (one fault the kernel wrote
     /// into two rings).
     pub paired: bool,
-}
-
-/// Read one raw directory.
-pub fn process_raw_dir<'a>(
-    raw: &RawDir,
-    search: &'a SearchPaths,
-    weighting: Weighting,
-    sample_hook: Option<&'a mut SampleHook>,
-    progress: &indicatif::ProgressBar,
-) -> Result<RawProfile, ProcessError> {
-    let path = raw.path.join("perf.data");
-    process_perf_data(
-        || TolerantPerfFile::open(&path),
-        &path,
-        search,
-        weighting,
-        sample_hook,
-        progress,
-    )
 }
 
 /// Read one perf.data, opened (twice: header and records) by `open`; `path` names it.

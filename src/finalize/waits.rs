@@ -228,13 +228,17 @@ fn kernel_hint(b: &str) -> Option<WaitClass> {
 /// Whether the innermost user-space frame makes the futex syscall itself, so that
 /// `rdi` at syscall entry is the futex word.
 fn is_futex_caller(b: &str) -> bool {
-    b.contains("lll_lock_wait")
-        || b.contains("futex")
-        || b.contains("mutex_lock")
-        || b.contains("cond_wait")
-        || b.contains("cond_timedwait")
-        || b.contains("sem_wait")
-        || b.contains("rwlock")
+    [
+        "lll_lock_wait",
+        "futex",
+        "mutex_lock",
+        "cond_wait",
+        "cond_timedwait",
+        "sem_wait",
+        "rwlock",
+    ]
+    .iter()
+    .any(|k| b.contains(k))
 }
 
 /// Classify an interval whose switch-out said the thread was still runnable: preempted,

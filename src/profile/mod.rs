@@ -939,58 +939,59 @@ impl ProfileWriter {
         count: u64,
         value: u64,
     ) {
-        let key = (stack, thread, event);
-        match self.sample_ids.get(&key) {
-            Some(&i) => {
-                let row = &mut self.profile.samples[i];
-                row.count += count;
-                row.value += value;
-            }
-            None => {
-                self.sample_ids.insert(key, self.profile.samples.len());
-                self.profile.samples.push(SampleRow {
-                    stack,
-                    thread,
-                    event,
-                    count,
-                    value,
-                });
-            }
-        }
+        let row = SampleRow {
+            stack,
+            thread,
+            event,
+            count,
+            value,
+        };
+        add_or_insert(
+            &mut self.sample_ids,
+            &mut self.profile.samples,
+            (stack, thread, event),
+            row,
+            |r, new| {
+                r.count += new.count;
+                r.value += new.value;
+            },
+        );
     }
 
     /// Add a counter-group count of `event` to (stack, thread).
     pub fn add_count(&mut self, stack: Option<usize>, thread: usize, event: usize, value: f64) {
+        let row = CountRow {
+            stack,
+            thread,
+            event,
+            value,
+        };
         let key = (stack, thread, event);
-        match self.count_ids.get(&key) {
-            Some(&i) => self.profile.counts[i].value += value,
-            None => {
-                self.count_ids.insert(key, self.profile.counts.len());
-                self.profile.counts.push(CountRow {
-                    stack,
-                    thread,
-                    event,
-                    value,
-                });
-            }
-        }
+        add_or_insert(
+            &mut self.count_ids,
+            &mut self.profile.counts,
+            key,
+            row,
+            |r, new| r.value += new.value,
+        );
     }
 
     /// Add `count` samples of (stack, thread) in time bucket `bucket`.
     pub fn add_timeline(&mut self, stack: Option<usize>, thread: usize, bucket: u32, count: u64) {
-        let key = (stack, thread, bucket);
-        match self.timeline_ids.get(&key) {
-            Some(&i) => self.profile.timeline[i].count += count,
-            None => {
-                self.timeline_ids.insert(key, self.profile.timeline.len());
-                self.profile.timeline.push(TimelineRow {
-                    stack,
-                    thread,
-                    bucket,
-                    count,
-                });
-            }
-        }
+        let row = TimelineRow {
+            stack,
+            thread,
+            bucket,
+            count,
+        };
+        let ids = &mut self.timeline_ids;
+        add_or_insert(
+            ids,
+            &mut self.profile.timeline,
+            (stack, thread, bucket),
+            row,
+            |r, new| r.count += new.count,
+        );
     }
 
     /// Add one off-CPU interval of `wait_ns` to (stack, thread, class, object).
@@ -1017,18 +1018,17 @@ impl ProfileWriter {
     /// object).
     pub fn merge_wait(&mut self, row: WaitRow) {
         let key = (row.stack, row.thread, row.class, row.object.clone());
-        match self.wait_ids.get(&key) {
-            Some(&i) => {
-                let w = &mut self.profile.waits[i];
-                w.count = w.count.saturating_add(row.count);
-                w.wait_ns = w.wait_ns.saturating_add(row.wait_ns);
-                w.max_ns = w.max_ns.max(row.max_ns);
-            }
-            None => {
-                self.wait_ids.insert(key, self.profile.waits.len());
-                self.profile.waits.push(row);
-            }
-        }
+        add_or_insert(
+            &mut self.wait_ids,
+            &mut self.profile.waits,
+            key,
+            row,
+            |w, new| {
+                w.count = w.count.saturating_add(new.count);
+                w.wait_ns = w.wait_ns.saturating_add(new.wait_ns);
+                w.max_ns = w.max_ns.max(new.max_ns);
+            },
+        );
     }
 
     /// Write `DIR/profile.db` atomically: a temporary file, then rename.
@@ -1075,6 +1075,24 @@ impl ProfileWriter {
         }
         written?;
         Ok(path)
+    }
+}
+
+/// Merge `row` into the row of `key` (`ids` maps keys to indices of `rows`) with `add`,
+/// or append it when the key is new: the aggregation of every table of the writer.
+fn add_or_insert<K: std::hash::Hash + Eq, R>(
+    ids: &mut HashMap<K, usize>,
+    rows: &mut Vec<R>,
+    key: K,
+    row: R,
+    add: impl FnOnce(&mut R, R),
+) {
+    match ids.entry(key) {
+        std::collections::hash_map::Entry::Occupied(e) => add(&mut rows[*e.get()], row),
+        std::collections::hash_map::Entry::Vacant(e) => {
+            e.insert(rows.len());
+            rows.push(row);
+        }
     }
 }
 

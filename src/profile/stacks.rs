@@ -4,7 +4,7 @@
 use super::{FrameKind, Profile, WaitClass, WaitRow};
 
 /// Which frames a view shows (`--frames`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum FramesFilter {
     /// Merged native and Python stacks.
     #[default]
@@ -14,7 +14,8 @@ pub enum FramesFilter {
     /// Native frames only (perf's view).
     Native,
     /// The program's frames: kernel, C library, Python interpreter and MPI library
-    /// frames at the leaf fold into the program's frame that called them.
+    /// frames at the leaf fold into the program's frame that called them (locks mode's
+    /// default: wait time where the program waited).
     Program,
 }
 
@@ -176,16 +177,20 @@ impl Profile {
             .fold((0, 0), |(c, v), s| (c + s.count, v + s.value))
     }
 
+    /// Whether `thread` is the program's (not a launcher's) and passes the rank filter.
+    fn program_thread_in(&self, thread: usize, filter: StackFilter) -> bool {
+        !self.is_launcher_thread(thread)
+            && (!filter.has_rank_filter() || filter.selects_rank(self.thread_rank(thread)))
+    }
+
     /// All samples of the program as stacks, filtered.
     pub fn weighted_stacks(&self, filter: StackFilter) -> Vec<WeightedStack> {
         let mut out = Vec::with_capacity(self.samples.len());
-        for s in &self.samples {
-            if self.is_launcher_thread(s.thread) {
-                continue;
-            }
-            if filter.has_rank_filter() && !filter.selects_rank(self.thread_rank(s.thread)) {
-                continue;
-            }
+        for s in self
+            .samples
+            .iter()
+            .filter(|s| self.program_thread_in(s.thread, filter))
+        {
             let frames = self.stack_frames(s.stack);
             let frames = apply_frames_filter(self, frames, filter.frames);
             out.push(WeightedStack {
@@ -202,13 +207,11 @@ impl Profile {
     /// (frames outermost first, event index, count).
     pub fn weighted_counts(&self, filter: StackFilter) -> Vec<(Vec<usize>, usize, f64)> {
         let mut out = Vec::with_capacity(self.counts.len());
-        for c in &self.counts {
-            if self.is_launcher_thread(c.thread) {
-                continue;
-            }
-            if filter.has_rank_filter() && !filter.selects_rank(self.thread_rank(c.thread)) {
-                continue;
-            }
+        for c in self
+            .counts
+            .iter()
+            .filter(|c| self.program_thread_in(c.thread, filter))
+        {
             let frames = apply_frames_filter(self, self.stack_frames(c.stack), filter.frames);
             out.push((frames, c.event, c.value));
         }
@@ -241,10 +244,7 @@ impl Profile {
             &self.waits
         };
         rows.iter()
-            .filter(|w| !self.is_launcher_thread(w.thread))
-            .filter(|w| {
-                !filter.has_rank_filter() || filter.selects_rank(self.thread_rank(w.thread))
-            })
+            .filter(|w| self.program_thread_in(w.thread, filter))
             .map(|w| {
                 let frames = apply_frames_filter(self, self.stack_frames(w.stack), filter.frames);
                 (frames, w.clone())

@@ -247,7 +247,7 @@ impl AgentLink {
             accept_paused_until: None,
             trusted: HashMap::new(),
             uid: nix::unistd::geteuid().as_raw(),
-            max_fds_per_conn: 8 * crate::collect::sys::online_cpus().len().max(1),
+            max_fds_per_conn: 8 * crate::util::online_cpus().len().max(1),
             last_prune: Instant::now(),
             wake: wake_rx,
             conns: Vec::new(),

@@ -243,7 +243,7 @@ pub fn dlopen_in_child(lib: &Path) -> Result<(), String> {
 
 /// The child's side of [`dlopen_in_child`]: load `lib`, exit 0, or print why and exit 1.
 pub fn dlopen_in_this_process(lib: &Path) -> std::process::ExitCode {
-    match crate::collect::sys::dlopen_now(lib) {
+    match crate::util::dlopen_now(lib) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("{e}");

@@ -3,7 +3,8 @@
 //! agent (`agent/`), the remote sampler for `-p`, and finalize's join and merge.
 //! The mechanism, its cost and the file formats are described in `docs/python.md`.
 //!
-//! Collector side (called from `collect::run`, marked `[python]` there):
+//! Collector side (called from `collect::run` and `collect/launch.rs`, marked `[python]`
+//! there):
 //! - [`plan_launch`]`(command, --python)` → [`LaunchPlan`] when the command is CPython;
 //! - [`AgentLink::bind_early`] before the fork (its [`AgentLink::env`] goes into the
 //!   target's environment), [`AgentLink::set_target`]`(raw_dir, sampling attr bytes)`
@@ -48,7 +49,7 @@ pub use stacks::{
 };
 
 /// How Python frames are captured (`collect --python`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PythonCapture {
     /// In-process agent for launched Python programs, remote reads for -p.
     Auto,

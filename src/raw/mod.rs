@@ -13,6 +13,31 @@ pub mod records;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
+/// Name of a raw directory: `<host>.<rank>.<pid>`, rank `-` outside MPI.
+pub fn raw_dir_name(host: &str, rank: Option<u32>, pid: u32) -> String {
+    let rank = rank.map(|r| r.to_string()).unwrap_or_else(|| "-".into());
+    format!("{}.{rank}.{pid}", host_label(host))
+}
+
+/// A host name as it appears in raw directory names (no `.` or `/`).
+pub fn host_label(host: &str) -> String {
+    host.chars()
+        .map(|c| if c == '/' || c == '.' { '_' } else { c })
+        .collect()
+}
+
+/// Parse a raw directory name back into (host, rank, pid).
+pub fn parse_raw_dir_name(name: &str) -> Option<(String, Option<u32>, u32)> {
+    let mut parts = name.rsplitn(3, '.');
+    let pid = parts.next()?.parse().ok()?;
+    let rank = match parts.next()? {
+        "-" => None,
+        r => Some(r.parse().ok()?),
+    };
+    let host = parts.next()?.to_string();
+    Some((host, rank, pid))
+}
+
 /// Errors reading raw data.
 #[derive(Debug, thiserror::Error)]
 pub enum RawError {
@@ -59,7 +84,7 @@ pub fn list_raw_dirs(dir: &Path) -> Result<Vec<RawDir>, RawError> {
     let mut out = Vec::new();
     for e in rd.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
-        let Some((host, rank, pid)) = crate::mpi::parse_raw_dir_name(&name) else {
+        let Some((host, rank, pid)) = parse_raw_dir_name(&name) else {
             continue;
         };
         if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
@@ -474,6 +499,16 @@ pub fn human_bytes(b: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn raw_dir_names_round_trip() {
+        assert_eq!(raw_dir_name("n1", None, 42), "n1.-.42");
+        assert_eq!(parse_raw_dir_name("n1.-.42"), Some(("n1".into(), None, 42)));
+        assert_eq!(
+            parse_raw_dir_name(&raw_dir_name("a.b", Some(7), 9)),
+            Some(("a_b".into(), Some(7), 9))
+        );
+    }
 
     #[test]
     fn garbage_is_refused() {

@@ -159,31 +159,40 @@ pub fn for_each_sorted<'a>(
     }
 }
 
+/// A little-endian parse info without ids or times in the records, for tests that
+/// build records by hand (set `id_parse_info` and the time offsets where they have them).
+#[cfg(test)]
+pub(crate) fn test_parse_info(
+    sample_format: SampleFormat,
+    read_format: linux_perf_data::linux_perf_event_reader::ReadFormat,
+) -> RecordParseInfo {
+    use linux_perf_data::linux_perf_event_reader::{BranchSampleFormat, RecordIdParseInfo};
+    RecordParseInfo {
+        endian: Endianness::LittleEndian,
+        sample_format,
+        branch_sample_format: BranchSampleFormat::empty(),
+        read_format,
+        common_data_offset_from_end: None,
+        sample_regs_user: 0,
+        user_regs_count: 0,
+        sample_regs_intr: 0,
+        intr_regs_count: 0,
+        id_parse_info: RecordIdParseInfo {
+            nonsample_record_id_offset_from_end: None,
+            sample_record_id_offset_from_start: None,
+        },
+        nonsample_record_time_offset_from_end: None,
+        sample_record_time_offset_from_start: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use linux_perf_data::linux_perf_event_reader::{
-        BranchSampleFormat, EventRecord, ReadFormat, RecordIdParseInfo,
-    };
+    use linux_perf_data::linux_perf_event_reader::{EventRecord, ReadFormat};
 
     fn info(sample_format: SampleFormat, read_format: ReadFormat) -> RecordParseInfo {
-        RecordParseInfo {
-            endian: Endianness::LittleEndian,
-            sample_format,
-            branch_sample_format: BranchSampleFormat::empty(),
-            read_format,
-            common_data_offset_from_end: None,
-            sample_regs_user: 0,
-            user_regs_count: 0,
-            sample_regs_intr: 0,
-            intr_regs_count: 0,
-            id_parse_info: RecordIdParseInfo {
-                nonsample_record_id_offset_from_end: None,
-                sample_record_id_offset_from_start: None,
-            },
-            nonsample_record_time_offset_from_end: None,
-            sample_record_time_offset_from_start: None,
-        }
+        test_parse_info(sample_format, read_format)
     }
 
     fn words(w: &[u64]) -> Vec<u8> {

@@ -59,33 +59,18 @@ pub fn callers(p: &Profile, format: ReportFormat, top: usize, filter: StackFilte
             pct(r.self_value, total),
             pct(r.total_value, total)
         ));
-        for (c, v) in &callers {
-            text.push_str(&format!(
-                "    <- {:>6.2}%  {}\n",
-                pct(*v, total),
-                name_of(*c)
-            ));
-            csv.push_str(&csv_line(&[
-                r.function.clone(),
-                "caller".into(),
-                name_of(*c),
-                v.to_string(),
-                format!("{:.2}", pct(*v, total)),
-            ]));
-        }
-        for (c, v) in &callees {
-            text.push_str(&format!(
-                "    -> {:>6.2}%  {}\n",
-                pct(*v, total),
-                name_of(*c)
-            ));
-            csv.push_str(&csv_line(&[
-                r.function.clone(),
-                "callee".into(),
-                name_of(*c),
-                v.to_string(),
-                format!("{:.2}", pct(*v, total)),
-            ]));
+        for (arrow, relation, edges) in [("<-", "caller", &callers), ("->", "callee", &callees)] {
+            for (c, v) in edges {
+                let share = pct(*v, total);
+                text.push_str(&format!("    {arrow} {share:>6.2}%  {}\n", name_of(*c)));
+                csv.push_str(&csv_line(&[
+                    r.function.clone(),
+                    relation.into(),
+                    name_of(*c),
+                    v.to_string(),
+                    format!("{share:.2}"),
+                ]));
+            }
         }
         out_json.push(json!({
             "function": r.function, "module": r.module, "self": r.self_value, "total": r.total_value,

@@ -17,7 +17,7 @@ use crate::profile::Profile;
 use crate::profile::stacks::StackFilter;
 
 /// Rows of `--view imbalance`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum ImbalanceBy {
     /// One row per function.
     #[default]

@@ -1,7 +1,7 @@
 //! `--view lines`: source lines by self and total.
 
 use super::ReportFormat;
-use super::table::{GroupColumns, Row, format_rows_with, rank_by, sort_rows, stacks_total};
+use super::table::{GroupColumns, Row, format_rows, rank_by, sort_rows, stacks_total};
 use crate::profile::Profile;
 use crate::profile::stacks::StackFilter;
 
@@ -33,5 +33,5 @@ pub fn lines(p: &Profile, format: ReportFormat, top: usize, filter: StackFilter)
         })
         .collect();
     sort_rows(&mut rows);
-    format_rows_with(p, &rows, stacks_total(&stacks), format, top, "Lines", &cols)
+    format_rows(p, &rows, stacks_total(&stacks), format, top, "Lines", &cols)
 }

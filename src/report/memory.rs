@@ -24,6 +24,7 @@ use std::collections::HashMap;
 use serde_json::{Value, json};
 
 use super::ReportFormat;
+use super::table::{binary_bytes, csv_line, pct, round2};
 use crate::profile::Profile;
 use crate::profile::stacks::FramesFilter;
 use crate::profile::stacks::apply_frames_filter;
@@ -142,46 +143,20 @@ fn aggregate(p: &Profile, frames: FramesFilter) -> (Vec<FnRow>, Vec<StackRow>, u
     (fns, stacks, total)
 }
 
-fn pct(v: u64, total: u64) -> f64 {
-    if total == 0 {
-        0.0
-    } else {
-        (v as f64 * 10000.0 / total as f64).round() / 100.0
-    }
-}
-
 /// `total total% self self%` columns of the text view.
 fn byte_cells(total: u64, self_: u64, all: u64) -> String {
     format!(
         "{:>11} {:>6.2}% {:>11} {:>6.2}%",
         bytes_h(total),
-        pct(total, all),
+        round2(pct(total, all)),
         bytes_h(self_),
-        pct(self_, all)
+        round2(pct(self_, all))
     )
 }
 
+/// Bytes with a binary unit and a space: `512 B`, `1.5 MiB`.
 fn bytes_h(b: u64) -> String {
-    const U: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = b as f64;
-    let mut i = 0;
-    while v >= 1024.0 && i + 1 < U.len() {
-        v /= 1024.0;
-        i += 1;
-    }
-    if i == 0 {
-        format!("{b} B")
-    } else {
-        format!("{v:.1} {}", U[i])
-    }
-}
-
-fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
-    }
+    binary_bytes(b, " ")
 }
 
 /// Samples of non-fault events (LLC misses) by leaf source line, most first.
@@ -412,19 +387,18 @@ pub fn memory_view(p: &Profile, format: ReportFormat, top: usize, frames: Frames
                 "function,module,file,line,self,self_pct,total,total_pct,minor_bytes,major_bytes\n",
             );
             for f in fns.iter().take(top) {
-                s.push_str(&format!(
-                    "{},{},{},{},{},{},{},{},{},{}\n",
-                    csv_field(&f.name),
-                    csv_field(&f.module),
-                    csv_field(f.file.as_deref().unwrap_or("")),
+                s.push_str(&csv_line(&[
+                    f.name.clone(),
+                    f.module.clone(),
+                    f.file.clone().unwrap_or_default(),
                     f.line.map(|l| l.to_string()).unwrap_or_default(),
-                    f.self_,
-                    pct(f.self_, total),
-                    f.total,
-                    pct(f.total, total),
-                    f.minor,
-                    f.major
-                ));
+                    f.self_.to_string(),
+                    round2(pct(f.self_, total)).to_string(),
+                    f.total.to_string(),
+                    round2(pct(f.total, total)).to_string(),
+                    f.minor.to_string(),
+                    f.major.to_string(),
+                ]));
             }
             s
         }
@@ -444,22 +418,22 @@ pub fn memory_view(p: &Profile, format: ReportFormat, top: usize, frames: Frames
                 })).collect::<Vec<Value>>(),
                 "lines": lines.iter().take(top).map(|l| json!({
                     "function": l.function, "file": l.file, "line": l.line,
-                    "self": l.self_, "self_pct": pct(l.self_, total),
-                    "total": l.total, "total_pct": pct(l.total, total)
+                    "self": l.self_, "self_pct": round2(pct(l.self_, total)),
+                    "total": l.total, "total_pct": round2(pct(l.total, total))
                 })).collect::<Vec<Value>>(),
                 "timeline": downsample(&timeline, 500).iter().map(|(t, b)| json!({
                     "t_s": secs(*t), "rss_bytes": b
                 })).collect::<Vec<Value>>(),
                 "functions": fns.iter().take(top).map(|f| json!({
                     "function": f.name, "module": f.module, "file": f.file, "line": f.line,
-                    "self": f.self_, "self_pct": pct(f.self_, total),
-                    "total": f.total, "total_pct": pct(f.total, total),
+                    "self": f.self_, "self_pct": round2(pct(f.self_, total)),
+                    "total": f.total, "total_pct": round2(pct(f.total, total)),
                     "minor_bytes": f.minor, "major_bytes": f.major
                 })).collect::<Vec<Value>>(),
                 "stacks": stacks.iter().take(top).map(|s| json!({
                     "frames": s.frames, "bytes": s.bytes, "minor_bytes": s.minor,
-                    "major_bytes": s.major, "pct": pct(s.bytes, total),
-                    "peak_pct": peak.map(|x| pct(s.bytes, x.0))
+                    "major_bytes": s.major, "pct": round2(pct(s.bytes, total)),
+                    "peak_pct": peak.map(|x| round2(pct(s.bytes, x.0)))
                 })).collect::<Vec<Value>>(),
                 "huge_page_bytes": huge_page_bytes(p),
                 "peak_rss_source": "timeline: summed over the processes alive at each reading; processes[].peak_rss_bytes is the kernel's high-water mark: ru_maxrss (exact) for the launched process, the last VmHWM read (a lower bound) for others; peak_source says which",
@@ -575,8 +549,8 @@ pub fn memory_view(p: &Profile, format: ReportFormat, top: usize, frames: Frames
                     s.push_str(&format!(
                         "{:>11} {:>6.2}%  {:>6.2}% of the peak  (minor {}, major {})\n      {}\n",
                         bytes_h(st.bytes),
-                        pct(st.bytes, total),
-                        pct(st.bytes, peak.map(|x| x.0).unwrap_or(0)),
+                        round2(pct(st.bytes, total)),
+                        round2(pct(st.bytes, peak.map(|x| x.0).unwrap_or(0))),
                         bytes_h(st.minor),
                         bytes_h(st.major),
                         if st.frames.is_empty() {

@@ -7,11 +7,11 @@
 
 pub mod callers;
 pub mod hotspots;
-pub mod imbalance; // --view imbalance (MPI worktree)
+pub mod imbalance; // --view imbalance
 pub mod lines;
 pub mod memory; // --view memory
 pub mod modules;
-pub mod pop; // POP efficiencies in the summary (MPI worktree)
+pub mod pop; // POP efficiencies in the summary
 pub mod ranks;
 pub mod summary;
 pub mod table;
@@ -26,7 +26,7 @@ use crate::profile::stacks::{FramesFilter, RankSet, StackFilter};
 pub use imbalance::ImbalanceBy;
 
 /// Report views.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum View {
     /// Totals, events, duration, top functions.
     Summary,
@@ -40,7 +40,9 @@ pub enum View {
     Modules,
     /// Threads by total.
     Threads,
-    /// MPI ranks: total, work, %mean, mpi%, idle.
+    /// MPI ranks: total, work (total less time in MPI libraries; launcher samples never
+    /// count), %mean (work over the mean work of all ranks), mpi%; idle: work under 10%
+    /// of the mean.
     Ranks,
     /// Per function across ranks: mean, min, max, std, CoV, imbalance (max - mean).
     Imbalance,
@@ -53,7 +55,7 @@ pub enum View {
 }
 
 /// Output formats of the views (`report`, `diff`, the HTML report's tables).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ReportFormat {
     /// Aligned table for a terminal.
     Text,
@@ -84,21 +86,27 @@ pub struct ReportOptions {
     pub by: ImbalanceBy,
     /// Write to this file instead of standard output.
     pub output: Option<PathBuf>,
-    /// Write the HTML report and open it in a browser.
+    /// Write the HTML report and open it in a browser instead (`main` hands such
+    /// options to `export::open::run`: the HTML page is an export, built on the views).
     pub open: bool,
 }
 
-/// `hwprof report`.
-pub fn run(args: &ReportOptions) -> anyhow::Result<()> {
-    let profile = Profile::load(&args.dir)?;
-    let filter = StackFilter {
-        frames: crate::profile::stacks::default_frames(&profile, args.frames),
-        rank: args.rank,
-        ranks: args.ranks,
-    };
-    if args.open {
-        return crate::export::open::write_and_open(&profile, &args.dir, filter);
+impl ReportOptions {
+    /// The profile of the results directory and the stack filter these options ask for.
+    pub fn load(&self) -> anyhow::Result<(Profile, StackFilter)> {
+        let profile = Profile::load(&self.dir)?;
+        let filter = StackFilter {
+            frames: crate::profile::stacks::default_frames(&profile, self.frames),
+            rank: self.rank,
+            ranks: self.ranks,
+        };
+        Ok((profile, filter))
     }
+}
+
+/// `hwprof report` (without `--open`).
+pub fn run(args: &ReportOptions) -> anyhow::Result<()> {
+    let (profile, filter) = args.load()?;
     let text = match args.view {
         View::Imbalance => imbalance::imbalance(&profile, args.format, args.top, filter, args.by),
         view => render(&profile, view, args.format, args.top, filter)?,

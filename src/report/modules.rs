@@ -1,7 +1,7 @@
 //! `--view modules`: modules (ELF files, python) by self and total.
 
 use super::ReportFormat;
-use super::table::{Row, format_rows, rank_by, sort_rows, stacks_total};
+use super::table::{GroupColumns, Row, format_rows, rank_by, sort_rows, stacks_total};
 use crate::profile::Profile;
 use crate::profile::stacks::StackFilter;
 
@@ -23,5 +23,13 @@ pub fn modules(p: &Profile, format: ReportFormat, top: usize, filter: StackFilte
         })
         .collect();
     sort_rows(&mut rows);
-    format_rows(p, &rows, stacks_total(&stacks), format, top, "Modules")
+    format_rows(
+        p,
+        &rows,
+        stacks_total(&stacks),
+        format,
+        top,
+        "Modules",
+        &GroupColumns::default(),
+    )
 }

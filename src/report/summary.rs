@@ -295,6 +295,7 @@ pub fn summary(p: &Profile, format: ReportFormat, top: usize, filter: StackFilte
                 ReportFormat::Text,
                 top,
                 "Top functions",
+                &super::table::GroupColumns::default(),
             ));
             s
         }

@@ -225,23 +225,14 @@ pub(crate) fn csv_line(fields: &[String]) -> String {
     String::from_utf8(w.into_inner().unwrap_or_default()).unwrap_or_default()
 }
 
-pub(super) fn format_rows(
-    p: &Profile,
-    rows: &[Row],
-    total: u64,
-    format: ReportFormat,
-    top: usize,
-    title: &str,
-) -> String {
-    format_rows_with(p, rows, total, format, top, title, &GroupColumns::default())
-}
-
 /// Sum of the metric over the stacks a view shows (its rank, the program's samples).
 pub(super) fn stacks_total(stacks: &[WeightedStack]) -> u64 {
     stacks.iter().map(|s| s.value).sum()
 }
 
-pub(super) fn format_rows_with(
+/// Rows as a text table, CSV or JSON, with the counter-group columns `cols` (none:
+/// `GroupColumns::default()`).
+pub(super) fn format_rows(
     p: &Profile,
     rows: &[Row],
     total: u64,
@@ -363,23 +354,27 @@ pub(crate) fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }
 
+/// Bytes with a binary unit (`B` to `TiB`, one decimal above bytes), `sep` between
+/// the number and the unit.
+pub(crate) fn binary_bytes(v: u64, sep: &str) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut x = v as f64;
+    let mut u = 0;
+    while x >= 1024.0 && u + 1 < UNITS.len() {
+        x /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{v}{sep}B")
+    } else {
+        format!("{x:.1}{sep}{}", UNITS[u])
+    }
+}
+
 /// A value in the metric's unit, short.
 pub fn human(v: u64, metric: &str) -> String {
     match metric {
-        "bytes" => {
-            let units = ["B", "KiB", "MiB", "GiB", "TiB"];
-            let mut x = v as f64;
-            let mut u = 0;
-            while x >= 1024.0 && u < units.len() - 1 {
-                x /= 1024.0;
-                u += 1;
-            }
-            if u == 0 {
-                format!("{v}B")
-            } else {
-                format!("{x:.1}{}", units[u])
-            }
-        }
+        "bytes" => binary_bytes(v, ""),
         "ns" => {
             let x = v as f64;
             if x >= 1e9 {

@@ -7,17 +7,9 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use serde_json::{Value, json};
 
 use super::ReportFormat;
-use super::table::{csv_line, human, round2};
+use super::table::{csv_line, human, pct, round2};
 use crate::profile::stacks::StackFilter;
 use crate::profile::{Profile, WaitClass, WaitRow};
-
-fn pct(v: u64, total: u64) -> f64 {
-    if total == 0 {
-        0.0
-    } else {
-        v as f64 * 100.0 / total as f64
-    }
-}
 
 /// Waits of one function or one object, summed.
 #[derive(Default)]

@@ -29,17 +29,24 @@ pub fn program_source(name: &str) -> PathBuf {
 /// Build `tests/programs/<name>` into `dir` with extra flags; returns the binary.
 pub fn build_c(dir: &Path, name: &str, out: &str, flags: &[&str]) -> PathBuf {
     let bin = dir.join(out);
-    let status = Command::new("cc")
-        .args(["-O2", "-g"])
-        .args(flags)
-        .arg(program_source(name))
-        .arg("-o")
-        .arg(&bin)
-        .arg("-lpthread")
-        .status()
-        .expect("run cc");
-    assert!(status.success(), "cc failed for {name}");
+    let mut args = vec!["-O2", "-g"];
+    args.extend_from_slice(flags);
+    compile("cc", &args, name, &bin, &["-lpthread"]);
     bin
+}
+
+/// `COMPILER BEFORE... tests/programs/SOURCE -o OUT AFTER...`, which must succeed (the
+/// compilers are installed by .ci/run).
+pub fn compile(compiler: &str, before: &[&str], source: &str, out: &Path, after: &[&str]) {
+    let status = Command::new(compiler)
+        .args(before)
+        .arg(program_source(source))
+        .arg("-o")
+        .arg(out)
+        .args(after)
+        .status()
+        .unwrap_or_else(|e| panic!("run {compiler} (.ci/run installs it): {e}"));
+    assert!(status.success(), "{compiler} failed for {source}");
 }
 
 /// A temporary directory that an unprivileged user can use too.
@@ -403,4 +410,25 @@ pub fn pyenv_or_skip(ver: &str) -> Option<PathBuf> {
         eprintln!("skip: pyenv python {ver} missing (~/.pyenv/versions/{ver})");
     }
     p
+}
+
+/// The numbers after `prefix` on the first line of `text` that starts with it (a
+/// workload's own measurement, printed as `waited 0.1 0.2 ...`); None without the line.
+pub fn numbers_after(text: &str, prefix: &str) -> Option<Vec<f64>> {
+    let line = text.lines().find_map(|l| l.strip_prefix(prefix))?;
+    Some(
+        line.split_whitespace()
+            .filter_map(|x| x.parse().ok())
+            .collect(),
+    )
+}
+
+/// The row of the JSON array `v[key]` whose `field` is `value` (None: no such row).
+pub fn json_row<'a>(
+    v: &'a serde_json::Value,
+    key: &str,
+    field: &str,
+    value: &str,
+) -> Option<&'a serde_json::Value> {
+    v[key].as_array()?.iter().find(|r| r[field] == value)
 }

@@ -50,32 +50,117 @@ fn usage_errors_exit_2() {
     assert_eq!(out.status.code(), Some(2));
 }
 
-/// Every subcommand maps a bad command line to exit 2, with a message and no panic:
-/// clap's own errors and the ones only hwprof can see (a bad `--part`, an export with
-/// nothing to read).
-#[test]
-fn every_subcommand_exits_2_on_a_usage_error() {
+/// `hwprof SUBCOMMAND ARGS...` exits 2 with a message and no panic for each case: a bad
+/// command line is a usage error whether clap sees it or only hwprof does (after
+/// parsing, before any data is read). `DIR` in a case stands for an empty directory
+/// (with an empty `parts/`), `NEW` for a path that does not exist yet.
+fn assert_usage_errors(subcommand: &str, cases: &[&[&str]]) {
     let t = shared_tempdir();
-    let d = t.path().to_str().unwrap();
-    let cases: [&[&str]; 11] = [
-        &["collect", "-F", "many", "--", "true"],
-        &["finalize"],
-        &["finalize", d, "--part", "0/2"],
-        &["finalize", d, "--part", "3/2"],
-        &["merge"],
-        &["report", d, "--view", "no-such-view"],
-        &["export"],
-        &["export", "--diff", d],
-        &["diff"],
-        &["list-events", "extra"],
-        &["doctor", "extra"],
-    ];
-    for args in cases {
-        let out = hwprof(args);
+    std::fs::create_dir(t.path().join("parts")).unwrap();
+    let new = t.path().join("new");
+    for case in cases {
+        let mut args = vec![subcommand];
+        args.extend(case.iter().map(|&a| match a {
+            "DIR" => t.path().to_str().unwrap(),
+            "NEW" => new.to_str().unwrap(),
+            a => a,
+        }));
+        let out = hwprof(&args);
         let e = stderr_of(&out);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {e}");
         assert!(!e.trim().is_empty(), "{args:?}: no message");
     }
+    assert!(!new.exists(), "{subcommand}: {} left behind", new.display());
+}
+
+#[test]
+fn collect_usage_errors_exit_2() {
+    assert_usage_errors(
+        "collect",
+        &[
+            &["-F", "many", "--", "true"],
+            &["--mode", "no-such-mode", "--", "true"],
+            &["-p", "1", "--", "true"],
+            // Seen by hwprof, not clap.
+            &["-r", "NEW"],
+            &["-r", "NEW", "-F", "0", "--", "true"],
+            &["-r", "NEW", "-d", "0", "--", "true"],
+            &["-r", "NEW", "--fault-period", "0", "--", "true"],
+            &["-r", "NEW", "--call-graph", "dwarf,0", "--", "true"],
+        ],
+    );
+}
+
+#[test]
+fn finalize_usage_errors_exit_2() {
+    let parts: [&[&str]; 3] = [
+        &["DIR", "--part", "0/2"],
+        &["DIR", "--part", "3/2"],
+        &["DIR", "--part", "half"],
+    ];
+    assert_usage_errors("finalize", &parts);
+    assert_usage_errors("finalize", &[&[], &["DIR", "--jobs", "many"]]);
+}
+
+#[test]
+fn merge_usage_errors_exit_2() {
+    // `merge DIR`: no finalized part to merge (`finalize --part I/N` first).
+    assert_usage_errors("merge", &[&[], &["DIR", "extra"], &["DIR"]]);
+}
+
+#[test]
+fn report_usage_errors_exit_2() {
+    let bad_values: [&[&str]; 4] = [
+        &["DIR", "--view", "no-such-view"],
+        &["DIR", "--format", "xml"],
+        &["DIR", "--ranks", "3-1x"],
+        &["DIR", "--top", "-1"],
+    ];
+    assert_usage_errors("report", &bad_values);
+    assert_usage_errors("report", &[&[]]);
+}
+
+#[test]
+fn export_usage_errors_exit_2() {
+    let cases: [&[&str]; 4] = [
+        &[],
+        &["DIR"],
+        &["DIR", "--format", "svg"],
+        &["--diff", "DIR"],
+    ];
+    assert_usage_errors("export", &cases);
+}
+
+#[test]
+fn diff_usage_errors_exit_2() {
+    let by_clap: [&[&str]; 3] = [
+        &[],
+        &["DIR", "DIR", "--view", "no-such-view"],
+        &["DIR", "DIR", "--function", "solve"],
+    ];
+    assert_usage_errors("diff", &by_clap);
+    let by_hwprof: [&[&str]; 3] = [
+        &["DIR"],
+        &["DIR", "DIR", "--fail-above", "lots"],
+        &[
+            "DIR",
+            "DIR",
+            "--fail-above",
+            "5",
+            "--function",
+            "f",
+            "--view",
+            "ranks",
+        ],
+    ];
+    assert_usage_errors("diff", &by_hwprof);
+}
+
+#[test]
+fn list_events_doctor_and_unknown_subcommands_exit_2() {
+    assert_usage_errors("list-events", &[&["extra"]]);
+    assert_usage_errors("doctor", &[&["extra"]]);
+    assert_usage_errors("no-such-command", &[&[]]);
 }
 
 #[test]

@@ -6,24 +6,22 @@
 //! tests/programs/heat.f90: self shares 50% / 30% / 20%, `relax` starts on line 8 and
 //! its hot line is 14, `smooth` starts on line 52.
 
-use std::process::Command;
-
 use crate::common::*;
 
 #[test]
 fn gfortran_names_and_shares() {
     let t = shared_tempdir();
     let bin = t.path().join("heat");
-    let status = Command::new("gfortran")
-        .args(["-O2", "-g", "-fno-inline", "-fno-ipa-icf"])
-        .arg(program_source("heat.f90"))
-        .arg("-J") // the .mod file goes to the scratch dir, not the cwd
-        .arg(t.path())
-        .arg("-o")
-        .arg(&bin)
-        .status()
-        .expect("gfortran is required: .ci/run installs it");
-    assert!(status.success(), "gfortran failed");
+    // -J: the .mod file goes to the scratch dir, not the cwd.
+    let flags = [
+        "-O2",
+        "-g",
+        "-fno-inline",
+        "-fno-ipa-icf",
+        "-J",
+        t.path().to_str().unwrap(),
+    ];
+    compile("gfortran", &flags, "heat.f90", &bin, &[]);
     let dir = t.path().join("run");
     ok(&collect(&dir, &[], &[bin.to_str().unwrap(), "3000"]));
     let csv = report_view(&dir, "hotspots", "csv", &["--top", "1000"]);

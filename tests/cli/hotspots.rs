@@ -393,12 +393,7 @@ fn summary_json_has_the_contract_fields() {
 fn callers_and_modules_views() {
     let Scratch { tmp: _t, bin, dir } = scratch_with("hot.c", "hot", &[]);
     let j = collect_report_json(&dir, &[], &[bin.to_str().unwrap(), "300"], "callers");
-    let hot_a = j["functions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|f| f["function"] == "hot_a")
-        .unwrap();
+    let hot_a = json_row(&j, "functions", "function", "hot_a").unwrap();
     assert_eq!(hot_a["callers"][0]["function"], "work");
     let m = report_view(&dir, "modules", "csv", &[]);
     let first = m.lines().nth(1).unwrap();

@@ -115,12 +115,7 @@ fn html_report_of_the_designed_c_program() {
     );
     // Search: the highlighted share is hot_a's total share in the report.
     let hot = report_json(&dir, "hotspots", &[]);
-    let hot_a = hot["rows"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["function"] == "hot_a")
-        .unwrap_or_else(|| panic!("{hot:#}"));
+    let hot_a = json_row(&hot, "rows", "function", "hot_a").unwrap_or_else(|| panic!("{hot:#}"));
     let want = hot_a["total_pct"].as_f64().unwrap() / 100.0;
     let got = v["search_share"].as_f64().unwrap();
     assert!(

@@ -55,11 +55,9 @@ fn off_cpu_time_of_known_sleeps() {
 
 #[test]
 fn an_ordinary_user_gets_the_known_sleeps_and_is_told_what_is_missing_without_the_agent() {
-    let t = shared_tempdir();
-    let bin = build_c(t.path(), "exits.c", "exits", &[]);
+    let Scratch { tmp: t, bin, dir } = scratch_with("exits.c", "exits", &[]);
     let hw = hwprof_for_nobody(t.path());
     // With the agent (the default): ten usleep(100 ms) at main, class sleep.
-    let dir = t.path().join("run");
     let out = collect_locks(
         as_nobody(&hw),
         &dir,
@@ -238,12 +236,7 @@ fn waits_have_classes_objects_and_the_programs_functions_lead() {
     assert_eq!(&m[5], "1", "{m:?}");
     // JSON carries the same columns.
     let j = report_json(&dir, "waits", &[]);
-    let row = j["rows"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["function"] == "await_the_lock")
-        .expect("await_the_lock in JSON");
+    let row = json_row(&j, "rows", "function", "await_the_lock").expect("await_the_lock in JSON");
     assert_eq!(row["class"], "lock");
     assert_eq!(row["object"], mutex.as_str());
     assert_eq!(row["threads"], 1);

@@ -26,13 +26,7 @@ fn truth(stderr: &str) -> Truth {
         .expect("the program printed its mutex")
         .trim()
         .to_string();
-    let w: Vec<f64> = stderr
-        .lines()
-        .find_map(|l| l.strip_prefix("waited "))
-        .expect("the program printed its waits")
-        .split_whitespace()
-        .filter_map(|x| x.parse().ok())
-        .collect();
+    let w = numbers_after(stderr, "waited ").expect("the program printed its waits");
     Truth {
         mutex,
         lock_s: w[0],
@@ -140,10 +134,8 @@ fn check_mutex_program(dir: &Path, out: &Output) {
 
 #[test]
 fn an_ordinary_user_gets_waits_at_the_line_with_class_and_object() {
-    let t = shared_tempdir();
-    let bin = build_c(t.path(), "mutex_waits.c", "mutex_waits", &[]);
+    let Scratch { tmp: t, bin, dir } = scratch_with("mutex_waits.c", "mutex_waits", &[]);
     let hw = hwprof_for_nobody(t.path());
-    let dir = t.path().join("run");
     let out = collect_locks(as_nobody(&hw), &dir, &[], &[bin.as_ref()]);
     check_mutex_program(&dir, &out);
 }
@@ -199,12 +191,10 @@ fn interposed_calls_keep_their_return_values_and_errno() {
 
 #[test]
 fn the_mutex_program_says_the_same_under_the_agent() {
-    let t = shared_tempdir();
-    let bin = build_c(t.path(), "mutex_waits.c", "mutex_waits", &[]);
+    let Scratch { tmp: t, bin, dir } = scratch_with("mutex_waits.c", "mutex_waits", &[]);
     let bare = as_nobody(&bin).output().unwrap();
     assert!(bare.status.success());
     let hw = hwprof_for_nobody(t.path());
-    let dir = t.path().join("run");
     let out = collect_locks(as_nobody(&hw), &dir, &[], &[bin.as_ref()]);
     assert_eq!(out.stdout, bare.stdout);
     assert_eq!(out.status.code(), bare.status.code());
@@ -234,13 +224,7 @@ fn an_ordinary_user_gets_python_waits_at_their_lines() {
     let out = collect_locks(as_nobody(&hw), &dir, &[], &[py.as_ref(), script.as_ref()]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
-    let w: Vec<f64> = stderr
-        .lines()
-        .find_map(|l| l.strip_prefix("waited "))
-        .expect("the script printed its waits")
-        .split_whitespace()
-        .filter_map(|x| x.parse().ok())
-        .collect();
+    let w = numbers_after(&stderr, "waited ").expect("the script printed its waits");
     let p = Profile::load(&dir).unwrap();
     let sleep_line = source_line("py_waits.py", "# the sleep line");
     let get_line = source_line("py_waits.py", "# the get line");
@@ -258,10 +242,8 @@ fn an_ordinary_user_gets_python_waits_at_their_lines() {
 /// step in a function of its name; the program prints what it timed and the object.
 #[test]
 fn every_blocking_call_is_a_wait_with_its_object() {
-    let t = shared_tempdir();
-    let bin = build_c(t.path(), "wait_calls.c", "wait_calls", &[]);
+    let Scratch { tmp: t, bin, dir } = scratch_with("wait_calls.c", "wait_calls", &[]);
     let hw = hwprof_for_nobody(t.path());
-    let dir = t.path().join("run");
     let out = collect_locks(
         as_nobody(&hw),
         &dir,
@@ -326,13 +308,7 @@ fn five_sleeps_are_five_waits(hw: Command, t: &Path, python: &Path, what: &str) 
     let out = collect_locks(hw, &dir, &[], &[python.as_ref(), script.as_ref()]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{what}: {stderr}");
-    let slept: Vec<f64> = stderr
-        .lines()
-        .find_map(|l| l.strip_prefix("slept "))
-        .expect("the script printed its sleeps")
-        .split_whitespace()
-        .filter_map(|x| x.parse().ok())
-        .collect();
+    let slept = numbers_after(&stderr, "slept ").expect("the script printed its sleeps");
     assert_eq!(slept.len(), 5);
     let p = Profile::load(&dir).unwrap();
     let line = source_line("py_sleeps.py", "# the sleep line");

@@ -69,12 +69,7 @@ fn line_row<'a>(v: &'a Value, file: &str, line: u64) -> Option<&'a Value> {
 
 /// The memory view's row of function NAME.
 fn find_function<'a>(v: &'a Value, name: &str) -> &'a Value {
-    v["functions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|f| f["function"] == name)
-        .unwrap_or_else(|| panic!("{name} not ranked: {v:#}"))
+    json_row(v, "functions", "function", name).unwrap_or_else(|| panic!("{name} not ranked: {v:#}"))
 }
 
 fn check_memory_profile(dir: &Path) {

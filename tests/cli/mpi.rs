@@ -80,11 +80,7 @@ fn json(dir: &Path, args: &[&str]) -> Value {
 
 /// The imbalance row of a function.
 fn imbalance_row(v: &Value, function: &str) -> Value {
-    v["rows"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["function"] == function)
+    json_row(v, "rows", "function", function)
         .unwrap_or_else(|| panic!("{function} not in {v:#}"))
         .clone()
 }
@@ -224,14 +220,7 @@ fn mpicc_program_with_an_idle_rank() {
     require_open_mpi();
     let t = shared_tempdir();
     let bin = t.path().join("mpi_idle");
-    let st = Command::new("mpicc")
-        .args(["-O2", "-g"])
-        .arg(program_source("mpi_idle.c"))
-        .arg("-o")
-        .arg(&bin)
-        .status()
-        .expect("run mpicc");
-    assert!(st.success(), "mpicc failed");
+    compile("mpicc", &["-O2", "-g"], "mpi_idle.c", &bin, &[]);
     let dir = t.path().join("run");
     let out = mpirun_collect(4, &dir, &[bin.to_str().unwrap(), "1.0"]);
     let ranks = json(&dir, &["--view", "ranks"]);

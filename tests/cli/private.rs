@@ -66,10 +66,8 @@ fn non_empty_symlinked_or_foreign_results_dirs_are_refused() {
 /// Every file hwprof writes is 0600 and every directory 0700, whatever the umask.
 #[test]
 fn results_are_private_whatever_the_umask() {
-    let t = shared_tempdir();
-    let bin = build_c(t.path(), "hot.c", "hot", &[]);
+    let Scratch { tmp: t, bin, dir } = scratch_with("hot.c", "hot", &[]);
     let hw = hwprof_for_nobody(t.path());
-    let dir = t.path().join("run");
     let out = as_nobody(Path::new("sh"))
         .arg("-c")
         .arg("umask 0; exec \"$@\"")

@@ -588,16 +588,16 @@ fn perfmap_mode_copies_the_interpreters_map() {
     );
     ok(&out);
     let raw = first_raw_dir(&dir);
+    let is_perf_map = |e: &std::fs::DirEntry| {
+        let name = e.file_name().to_string_lossy().into_owned();
+        name.starts_with("perf-") && name.ends_with(".map")
+    };
     let map = std::fs::read_dir(&raw)
         .expect("read raw")
         .flatten()
-        .map(|e| e.path())
-        .find(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("perf-") && n.ends_with(".map"))
-        })
-        .expect("perf-PID.map copied into the raw dir");
+        .find(is_perf_map)
+        .expect("perf-PID.map copied into the raw dir")
+        .path();
     let text = std::fs::read_to_string(&map).expect("read map");
     let m = hwprof::python::perfmap::PerfMap::parse(&text);
     let line = text

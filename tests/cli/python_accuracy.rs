@@ -427,6 +427,7 @@ def sort_work(x, n):
 
 
 def python_work(n):
+    """Pure Python: every sample of it is in this frame."""
     s = 0
     for i in range(n):
         s += i * i % 7
@@ -587,9 +588,11 @@ def worker_task(n):
 
 
 def parent_task(n):
-    s = 0
-    for i in range(n):
+    """The parent's own short work, after the pool's."""
+    s, i = 0, 0
+    while i < n:
         s += i * i % 7
+        i += 1
     return s
 
 
@@ -743,13 +746,7 @@ fn pstats_export_read_by_python_lists_the_hot_function_first() {
         "first pstats row: {first:?}\n{text}"
     );
     // Designed 3:1 between the two functions' own times.
-    let tt: Vec<f64> = text
-        .lines()
-        .find_map(|l| l.strip_prefix("TT "))
-        .unwrap_or("")
-        .split_whitespace()
-        .filter_map(|v| v.parse().ok())
-        .collect();
+    let tt = numbers_after(&text, "TT ").unwrap_or_default();
     assert_eq!(tt.len(), 2, "{text}");
     let share = 100.0 * tt[0] / (tt[0] + tt[1]).max(1e-9);
     eprintln!(

@@ -8,15 +8,7 @@ use hwprof::profile::Profile;
 
 fn build_cpp(dir: &std::path::Path) -> std::path::PathBuf {
     let bin = dir.join("inline");
-    let ok = Command::new("g++")
-        .args(["-O2", "-g"])
-        .arg(program_source("inline.cpp"))
-        .arg("-o")
-        .arg(&bin)
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    assert!(ok, "g++ failed");
+    compile("g++", &["-O2", "-g"], "inline.cpp", &bin, &[]);
     bin
 }
 
