@@ -257,7 +257,10 @@ pub fn run(opts: &CollectOptions) -> Result<CollectOutcome, CollectError> {
         Target::Launch(cmd) => crate::python::plan_launch(cmd, opts.python)
             .filter(|p| p.method != crate::python::LaunchMethod::Remote)
             .and_then(|plan| {
-                match crate::python::AgentLink::bind_early(&plan, &std::env::temp_dir()) {
+                match crate::python::AgentLink::bind_early(
+                    &plan,
+                    &crate::python::agent_link::socket_base(),
+                ) {
                     Ok(l) => Some(l),
                     Err(e) => {
                         notice(
@@ -708,11 +711,15 @@ pub fn run(opts: &CollectOptions) -> Result<CollectOutcome, CollectError> {
             .map_err(io_err("write the rank's manifest.json"))?;
     }
     let _ = crate::util::write_private_file(&raw_dir.join("complete"), b"");
-    write_manifest(&results, manifest.clone(), &opts.mpi).map_err(io_err("write manifest.json"))?;
-    // Stopped early (-d, or attached): the launched target runs on; results are written.
+    let launch = matches!(&opts.target, Target::Launch(_));
+    // The launched target exited: the manifest is written once, with its status.
     let exit_code = match (ended, child.as_ref()) {
         (drain::Ended::ChildExited(code), _) => code,
+        // Stopped early (-d, or attached): the launched target runs on; results are
+        // written before waiting for it.
         (drain::Ended::Stopped, Some(c)) => {
+            write_manifest(&results, manifest.clone(), &opts.mpi)
+                .map_err(io_err("write manifest.json"))?;
             if !opts.quiet {
                 eprintln!("hwprof: collection stopped; waiting for the target to exit");
             }
@@ -723,7 +730,7 @@ pub fn run(opts: &CollectOptions) -> Result<CollectOutcome, CollectError> {
     manifest.exit_status = Some(exit_code);
     if let Some(sig) = killed_by(exit_code)
         && manifest.complete
-        && matches!(&opts.target, Target::Launch(_))
+        && launch
     {
         manifest.complete = false;
         manifest.incomplete_reason = format!("the target was killed by {sig}");
@@ -1293,7 +1300,7 @@ fn write_manifest(dir: &PrivateDir, mut m: Manifest, mpi: &MpiContext) -> std::i
     m.hosts.sort();
     m.hosts.dedup();
     if mpi.rank.is_none_or(|r| r == 0) {
-        return m.save_in(dir);
+        return m.save_unsynced_in(dir);
     }
     dir.write_if_absent("manifest.json", m.to_json()?.as_bytes())
         .map(drop)
