@@ -18,6 +18,7 @@ fn main() {
     let agent_dir = manifest_dir.join("agent");
     for p in [
         "agent/Cargo.toml",
+        "agent/build.rs",
         "agent/src",
         "src/python/ring.rs",
         "src/python/wire.rs",

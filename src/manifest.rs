@@ -237,6 +237,12 @@ impl Manifest {
         dir.write_atomic("manifest.json", self.to_json()?.as_bytes())
     }
 
+    /// As [`Manifest::save_in`] without the `fsync` (collect's manifests, see
+    /// [`crate::private_dir::PrivateDir::write_atomic_unsynced`]).
+    pub fn save_unsynced_in(&self, dir: &crate::private_dir::PrivateDir) -> std::io::Result<()> {
+        dir.write_atomic_unsynced("manifest.json", self.to_json()?.as_bytes())
+    }
+
     /// The manifest's text.
     pub fn to_json(&self) -> std::io::Result<String> {
         let text = serde_json::to_string_pretty(self).map_err(std::io::Error::other)?;

@@ -34,6 +34,12 @@ const SET_ID: &str = "set-user/group-id program";
 const UNREADABLE: &str = "its executable is not readable by hwprof";
 /// Most records kept (a script that runs a static tool a million times).
 const MAX_RECORDS: usize = 10_000;
+/// Most executables whose Python test is remembered.
+const MAX_EXES: usize = 4096;
+
+/// An executable as the Python test saw it: its path (the test reads the name) and the
+/// file's identity (device, inode, modification time s and ns).
+type ExeKey = (PathBuf, u64, u64, i64, i64);
 
 /// Whether an agent will sample a freshly exec'd process.
 #[derive(Debug, PartialEq, Eq)]
@@ -67,6 +73,9 @@ pub struct Filler {
     records: Vec<FillRecord>,
     /// Pids already recorded as exited before their exec record was read.
     exited_first: HashSet<u32>,
+    /// Whether each executable seen is Python: a launcher execs the same few programs
+    /// (bash, pyenv's helpers) dozens of times, and the test parses the ELF's imports.
+    python_exes: HashMap<ExeKey, bool>,
 }
 
 impl Filler {
@@ -112,6 +121,7 @@ impl Filler {
             live: HashMap::new(),
             records: Vec::new(),
             exited_first: HashSet::new(),
+            python_exes: HashMap::new(),
         }
     }
 
@@ -128,7 +138,7 @@ impl Filler {
         if self.live.get(&pid).is_some_and(|fd| !hung_up(fd)) {
             return Vec::new();
         }
-        match verdict(pid, &self.agent_lib) {
+        match verdict(pid, &self.agent_lib, &mut self.python_exes) {
             Verdict::Gone => {
                 // Once per pid (a shim may exec twice before it is read).
                 if !self.exited_first.contains(&pid)
@@ -283,7 +293,7 @@ fn open_one(
     Ok((fd, id))
 }
 
-fn verdict(pid: u32, agent_lib: &[u8]) -> Verdict {
+fn verdict(pid: u32, agent_lib: &[u8], python_exes: &mut HashMap<ExeKey, bool>) -> Verdict {
     // The program is opened through the /proc link (the file the process runs, even
     // if its path was replaced since): its mode and ELF header are read below.
     let exe = PathBuf::from(format!("/proc/{pid}/exe"));
@@ -295,7 +305,8 @@ fn verdict(pid: u32, agent_lib: &[u8]) -> Verdict {
         }
         Err(_) => return Verdict::Gone,
     };
-    if let Ok(m) = f.metadata()
+    let meta = f.metadata().ok();
+    if let Some(m) = &meta
         && m.mode() & (libc::S_ISUID | libc::S_ISGID) != 0
     {
         return Verdict::NoAgent(format!("{SET_ID} (the loader ignores LD_PRELOAD)"));
@@ -328,7 +339,21 @@ fn verdict(pid: u32, agent_lib: &[u8]) -> Verdict {
         // The agent speaks only in processes with an interpreter linked in
         // (`HWPROF_AGENT_PYTHON_ONLY`); the same test from outside.
         let real = std::fs::read_link(&exe).unwrap_or(exe);
-        if crate::python::agent_link::looks_like_python(&real) {
+        let key = meta.map(|m| (real.clone(), m.dev(), m.ino(), m.mtime(), m.mtime_nsec()));
+        let python = match key.as_ref().and_then(|k| python_exes.get(k)) {
+            Some(&known) => known,
+            None => {
+                let python = crate::python::agent_link::looks_like_python(&real);
+                if let Some(k) = key {
+                    if python_exes.len() >= MAX_EXES {
+                        python_exes.clear();
+                    }
+                    python_exes.insert(k, python);
+                }
+                python
+            }
+        };
+        if python {
             Verdict::Agent
         } else {
             Verdict::NoAgent("not a Python program (its agent stays silent)".into())

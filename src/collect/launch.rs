@@ -41,8 +41,8 @@ pub(super) fn prepare(
     let py_link = match &opts.target {
         Target::Launch(cmd) => crate::python::plan_launch(cmd, opts.python)
             .filter(|p| p.method != crate::python::LaunchMethod::Remote)
-            .and_then(
-                |plan| match AgentLink::bind_early(&plan, &std::env::temp_dir()) {
+            .and_then(|plan| {
+                match AgentLink::bind_early(&plan, &crate::python::agent_link::socket_base()) {
                     Ok(l) => Some(l),
                     Err(e) => {
                         notice(
@@ -52,8 +52,8 @@ pub(super) fn prepare(
                         );
                         None
                     }
-                },
-            ),
+                }
+            }),
         Target::Attach(_) => None,
     };
     let mut py_env = py_link.as_ref().map(|l| l.env()).unwrap_or_default();

@@ -353,7 +353,12 @@ pub fn run(opts: &CollectOptions) -> Result<CollectOutcome, CollectError> {
             .map_err(io_err("write the rank's manifest.json"))?;
     }
     let _ = crate::util::write_private_file(&raw_dir.join("complete"), b"");
-    write_manifest(&results, manifest.clone(), &opts.mpi).map_err(io_err("write manifest.json"))?;
+    // The launched target exited: the manifest is written once, with its status.
+    // Stopped early (-d, or attached): the target runs on; written before waiting for it.
+    if matches!(ended, drain::Ended::Stopped) {
+        write_manifest(&results, manifest.clone(), &opts.mpi)
+            .map_err(io_err("write manifest.json"))?;
+    }
     let exit_code = launch::exit_code(ended, child.as_ref(), opts.quiet);
     manifest.exit_status = Some(exit_code);
     if let Some(sig) = launch::killed_by(exit_code)

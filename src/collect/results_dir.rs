@@ -173,7 +173,7 @@ pub(super) fn write_manifest(
     m.hosts.sort();
     m.hosts.dedup();
     if mpi.rank.is_none_or(|r| r == 0) {
-        return m.save_in(dir);
+        return m.save_unsynced_in(dir);
     }
     dir.write_if_absent("manifest.json", m.to_json()?.as_bytes())
         .map(drop)
