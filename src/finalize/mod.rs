@@ -277,7 +277,7 @@ pub fn run(opts: &FinalizeOptions) -> Result<PathBuf, FinalizeError> {
             crate::python::stacks::summary_json(py_summaries),
         );
         let lost: u64 = py_summaries.iter().map(|s| s.lost).sum();
-        let mut why = serde_json::to_value(&acc.py_why).unwrap_or_default();
+        let mut why = serde_json::to_value(acc.py_why).unwrap_or_default();
         why["captures_lost"] = serde_json::json!(lost);
         meta.insert("python_without_stack".into(), why.to_string());
     }
