@@ -7,6 +7,7 @@
 pub mod binaries;
 pub mod dwarf_decl;
 pub mod dwarf_file;
+pub mod dwarf_prefetch;
 pub mod fortran;
 pub mod group_reads;
 pub mod launchers;
@@ -105,7 +106,12 @@ fn weighting(manifest: &Manifest) -> (Weighting, &'static str) {
 /// the whole job. Small enough that 1,024 ranks stay flat, large enough to keep every
 /// worker busy.
 fn batch_size(threads: usize) -> usize {
-    (4 * threads).max(16)
+    // The tests set a small batch to take the streaming path with a few ranks.
+    std::env::var("HWPROF_FINALIZE_BATCH")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n: &usize| n > 0)
+        .unwrap_or((4 * threads).max(16))
 }
 
 /// Run finalize.
@@ -134,6 +140,7 @@ pub fn run(opts: &FinalizeOptions) -> Result<PathBuf, FinalizeError> {
         results_dir: opts.dir.clone(),
         debug_roots: vec![PathBuf::from("/usr/lib/debug")],
         elf_cache: Default::default(),
+        dwarf: Default::default(),
     };
     let (weighting, metric) = weighting(&manifest);
     let out_dir = match opts.part {
@@ -194,9 +201,22 @@ pub fn run(opts: &FinalizeOptions) -> Result<PathBuf, FinalizeError> {
                     }
                     let symbolized = symbolize_all(&profiles, &search, opts.quiet, &mut sym_cache);
                     clock.lap("symbolize");
+                    // One batch (a single process tree, a few ranks): its time range is
+                    // the run's, and the timeline is bucketed here, in memory.
+                    let buckets = (batches.len() == 1).then(|| {
+                        TimeBuckets::new(
+                            profiles
+                                .iter()
+                                .filter_map(|(_, p)| p.time_range)
+                                .reduce(|(a, b), (x, y)| (a.min(x), b.max(y))),
+                        )
+                    });
                     for (i, (raw, p)) in profiles.iter().enumerate() {
                         acc.add(raw, p, opts.quiet);
-                        let mut timeline = Vec::new();
+                        let mut timeline = Timeline::Units(Vec::new());
+                        if let Some(b) = buckets {
+                            timeline = Timeline::Buckets(b);
+                        }
                         add_raw_profile(
                             &mut w,
                             raw,
@@ -206,7 +226,9 @@ pub fn run(opts: &FinalizeOptions) -> Result<PathBuf, FinalizeError> {
                             &manifest,
                             &mut timeline,
                         );
-                        db.add_timeline_units(timeline.into_iter())?;
+                        if let Timeline::Units(rows) = timeline {
+                            db.add_timeline_units(rows.into_iter())?;
+                        }
                     }
                     acc.group.add_counts(&w);
                     acc.total += w.profile.samples.iter().map(|s| s.value).sum::<u64>();
@@ -336,11 +358,12 @@ pub fn run(opts: &FinalizeOptions) -> Result<PathBuf, FinalizeError> {
         meta.insert("timeline_buckets".into(), buckets.count.to_string());
     }
     clock.lap("aggregate");
-    let bucketing = (buckets.count > 0).then_some(crate::profile::stream::Bucketing {
-        start: buckets.start,
-        width: buckets.width,
-        count: buckets.count,
-    });
+    let bucketing =
+        (buckets.count > 0 && batches.len() > 1).then_some(crate::profile::stream::Bucketing {
+            start: buckets.start,
+            width: buckets.width,
+            count: buckets.count,
+        });
     let out = db.finish(&w, bucketing)?;
     if opts.part.is_none() {
         remove_space_reserves(&opts.dir);
@@ -733,8 +756,13 @@ fn symbolize_groups(
             let name = rec.name();
             let elf_path = rec.elf.as_ref().map(|e| e.path.clone());
             let debug = rec.elf.as_ref().and_then(|e| search.find_debug_file(e));
-            let frames =
-                symbols::symbolize_module(&name, elf_path.as_deref(), debug.as_deref(), addrs);
+            let frames = symbols::symbolize_module(
+                &name,
+                elf_path.as_deref(),
+                debug.as_deref(),
+                addrs,
+                &search.dwarf,
+            );
             pb.inc(1);
             addrs.iter().copied().zip(frames).collect()
         })
@@ -789,6 +817,15 @@ fn kernel_symbols(
         .collect()
 }
 
+/// Where a raw directory's samples over time go.
+enum Timeline {
+    /// The run's buckets are known: into the writer's timeline.
+    Buckets(TimeBuckets),
+    /// Not yet (ranks in several batches): (stack, thread, time unit, count) rows,
+    /// bucketed by `PendingDb::finish` once the last rank is read.
+    Units(Vec<(Option<usize>, usize, u64, u64)>),
+}
+
 fn add_raw_profile(
     w: &mut ProfileWriter,
     raw: &crate::raw::RawDir,
@@ -796,7 +833,7 @@ fn add_raw_profile(
     node_frames: &NodeFrames,
     event_index: &mut HashMap<String, usize>,
     manifest: &Manifest,
-    timeline: &mut Vec<(Option<usize>, usize, u64, u64)>,
+    timeline: &mut Timeline,
 ) {
     // Processes and threads.
     // One process row per process image (an exec starts a new one: a shim that exec'd
@@ -979,13 +1016,17 @@ fn add_raw_profile(
         count_stacks.insert(*key, stack);
     }
     // Samples over time go to the stack their sample went to.
-    for ((key, t), &count) in &p.times {
+    let mut times: Vec<_> = p.times.iter().collect();
+    times.sort_unstable_by_key(|((k, t), _)| (k.thread, k.leaf, k.python, k.event, *t));
+    for ((key, t), &count) in times {
         let Some(&stack) = count_stacks.get(key) else {
             continue;
         };
         let thread = thread_index.get(key.thread as usize).copied().unwrap_or(0);
-        // Bucketed once the whole run's time range is known (`PendingDb::finish`).
-        timeline.push((stack, thread, *t, count));
+        match timeline {
+            Timeline::Buckets(b) => w.add_timeline(stack, thread, b.bucket(*t), count),
+            Timeline::Units(rows) => rows.push((stack, thread, *t, count)),
+        }
     }
     add_waits(w, p, &count_stacks, &thread_index);
     let mut counts: Vec<_> = p.counts.iter().collect();
