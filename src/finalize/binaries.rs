@@ -19,8 +19,6 @@ pub struct SearchPaths {
     pub debug_roots: Vec<PathBuf>,
     /// ELF files loaded so far, shared by all raw directories.
     pub elf_cache: ElfCache,
-    /// DWARF files opened ahead, while perf.data is read.
-    pub dwarf: super::dwarf_prefetch::DwarfPrefetch,
 }
 
 /// The ELF files finalize has loaded, by path, size and modification time: the ranks of

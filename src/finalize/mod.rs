@@ -7,7 +7,6 @@
 pub mod binaries;
 pub mod dwarf_decl;
 pub mod dwarf_file;
-pub mod dwarf_prefetch;
 pub mod fortran;
 pub mod group_reads;
 pub mod launchers;
@@ -140,7 +139,6 @@ pub fn run(opts: &FinalizeOptions) -> Result<PathBuf, FinalizeError> {
         results_dir: opts.dir.clone(),
         debug_roots: vec![PathBuf::from("/usr/lib/debug")],
         elf_cache: Default::default(),
-        dwarf: Default::default(),
     };
     let (weighting, metric) = weighting(&manifest);
     let out_dir = match opts.part {
@@ -756,13 +754,8 @@ fn symbolize_groups(
             let name = rec.name();
             let elf_path = rec.elf.as_ref().map(|e| e.path.clone());
             let debug = rec.elf.as_ref().and_then(|e| search.find_debug_file(e));
-            let frames = symbols::symbolize_module(
-                &name,
-                elf_path.as_deref(),
-                debug.as_deref(),
-                addrs,
-                &search.dwarf,
-            );
+            let frames =
+                symbols::symbolize_module(&name, elf_path.as_deref(), debug.as_deref(), addrs);
             pb.inc(1);
             addrs.iter().copied().zip(frames).collect()
         })

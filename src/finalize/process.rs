@@ -242,8 +242,6 @@ struct Builder<'a> {
     search: &'a SearchPaths,
     procs: FxHashMap<u32, ProcState>,
     module_ids: FxHashMap<(String, Option<Vec<u8>>), u32>,
-    /// Modules whose DWARF was started ahead (see [`super::dwarf_prefetch`]).
-    prefetched: rustc_hash::FxHashSet<u32>,
     trie_ids: FxHashMap<(u32, Loc), u32>,
     /// Recent stacks: slot (by a hash of the whole stack) -> trie leaf, or NO_NODE.
     stack_cache: Vec<u32>,
@@ -351,7 +349,6 @@ pub fn process_perf_data<'a>(
         search,
         procs: FxHashMap::default(),
         module_ids: FxHashMap::default(),
-        prefetched: Default::default(),
         trie_ids: FxHashMap::default(),
         stack_cache: vec![NO_NODE; 1 << STACK_CACHE_BITS],
         thread_ids: FxHashMap::default(),
@@ -981,36 +978,12 @@ impl Builder<'_> {
                     let n = self.out.trie.len() as u32;
                     self.out.trie.push(key);
                     self.trie_ids.insert(key, n);
-                    if let Loc::Module { module, .. } = loc {
-                        self.prefetch_dwarf(module);
-                    }
                     n
                 }
             };
         }
         self.stack_cache[slot] = leaf;
         leaf
-    }
-
-    /// A module is sampled for the first time: its DWARF (the debug file symbolization
-    /// will open first, else the binary) starts loading while reading goes on.
-    fn prefetch_dwarf(&mut self, module: u32) {
-        if !self.prefetched.insert(module) {
-            return;
-        }
-        let Some(elf) = self
-            .out
-            .modules
-            .get(module as usize)
-            .and_then(|m| m.elf.as_ref())
-        else {
-            return;
-        };
-        let path = self
-            .search
-            .find_debug_file(elf)
-            .unwrap_or_else(|| elf.path.clone());
-        self.search.dwarf.start(path);
     }
 
     /// Whether the path from trie node `leaf` up to the root is `addrs` (leaf first).

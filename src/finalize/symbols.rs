@@ -8,7 +8,6 @@ use std::path::Path;
 
 use super::dwarf_decl::DeclIndex;
 use super::dwarf_file::DwarfFile;
-use super::dwarf_prefetch::DwarfPrefetch;
 use super::fortran;
 use crate::profile::{FrameInfo, FrameKind, Function};
 
@@ -50,15 +49,16 @@ pub fn symbolize_module(
     elf_file: Option<&Path>,
     debug_file: Option<&Path>,
     svmas: &[u64],
-    prefetched: &DwarfPrefetch,
 ) -> Vec<Vec<FrameInfo>> {
     // Opened as untrusted input (regular files only, never blocking on a FIFO),
     // split DWARF included: see `dwarf_file`. The binary only when its debug file
     // does not resolve an address (or there is none).
-    let open = |p: &Path| prefetched.take(p).or_else(|| DwarfFile::open(p).ok());
-    let debug = debug_file.and_then(open);
+    let debug = debug_file.and_then(|p| DwarfFile::open(p).ok());
     let main = OnceCell::new();
-    let main = || main.get_or_init(|| elf_file.and_then(open)).as_ref();
+    let main = || {
+        main.get_or_init(|| elf_file.and_then(|p| DwarfFile::open(p).ok()))
+            .as_ref()
+    };
     // Declaration lines and Fortran hosts, read on first use from the sections the
     // lookups already loaded, only from the units that cover these addresses.
     let mut sorted = svmas.to_vec();
