@@ -145,6 +145,8 @@ def main():
     ap.add_argument("--link", action="store_true",
                     help="hard-link perf.data too: the recorded pids (and times) in every rank")
     a = ap.parse_args()
+    if a.link and a.time_shift_us:
+        sys.exit("--link keeps perf.data as recorded: no --time-shift-us with it")
     raws = sorted(os.listdir(os.path.join(a.source, "raw")))
     if len(raws) != 1:
         sys.exit(f"{a.source}/raw has {len(raws)} raw directories; record one rank")
