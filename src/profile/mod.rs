@@ -1042,6 +1042,7 @@ impl ProfileWriter {
     /// still be the file we created (device and inode of our fd), so SQLite wrote into
     /// our file and nothing else; the rename is `renameat` in DIR's fd, which replaces
     /// whatever is at `profile.db` (a planted link included) without following it.
+    /// [`stream::PendingDb`] does all this; finalize uses it directly, in pieces.
     pub fn write(&self, dir: &Path) -> Result<PathBuf, ProfileError> {
         stream::PendingDb::create(dir)?.finish(self, None)
     }
