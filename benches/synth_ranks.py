@@ -1,18 +1,21 @@
 #!/usr/bin/env python3
 """Build a synthetic MPI results directory of N ranks from one recorded rank.
 
-    benches/synth_ranks.py SOURCE_DIR OUT_DIR N [--hosts H] [--time-shift-us US]
+    benches/synth_ranks.py SOURCE_DIR OUT_DIR N [--hosts H] [--time-shift-us US] [--link]
 
 SOURCE_DIR is a results directory with one raw directory (e.g. `PMI_RANK=0 PMI_SIZE=1
 hwprof collect --no-finalize -r SOURCE_DIR -- ./hot 60`). OUT_DIR gets a manifest
-(world size N) and N raw directories `node<h>.<rank>.<pid>` spread over H hosts, each
-with distinct (synthetic) pids in its name. The files of every raw directory are hard
-links to the recorded ones, so 1,024 ranks cost no disk space: the perf.data contents
-(pids inside, timestamps) are the same in every rank. finalize reads each raw
-directory on its own, so this measures the same work as N distinct recordings of the
-same size. With --time-shift-us, rank r's perf.data is a copy whose record times are
-moved r*US microseconds later (ranks that started at different instants); the pids
-inside stay those of the recorded rank.
+(world size N) and N raw directories `node<h>.<rank>.<pid>` spread over H hosts. Each
+rank's perf.data is a copy of the recorded one whose process and thread ids are
+rewritten to ids of its own (every pid/tid field of every record: samples, the
+sample_id trailers of the other records, COMM, MMAP, FORK/EXIT...), distinct across
+ranks, and named so in the directory name; with --time-shift-us, its record times are
+moved r*US microseconds later (ranks that started at different instants). The other
+files are hard links to the recorded ones: pids inside them (Python captures, rss.csv)
+are not rewritten, so record a native program. With --link, perf.data is a hard link
+too (no disk space for 1,024 ranks; every rank then has the recorded pids inside).
+finalize reads each raw directory on its own, so this measures the same work as N
+distinct recordings of the same size; `perf script` reads the rewritten copies.
 """
 
 import argparse
@@ -75,6 +78,62 @@ def shift_times(buf, shift_ns):
         off += size
 
 
+# Records whose body starts with u32 process/thread ids, and how many.
+IDS_AT_START = {1: 2, 3: 2, 4: 4, 7: 4, 8: 2, 10: 2, 12: 2, 16: 2}
+SWITCH_CPU_WIDE = 15  # next_prev_pid, next_prev_tid
+
+
+def id_fields(buf):
+    """Offsets of every u32 pid/tid field of a perf.data image: the record bodies'
+    own (COMM, MMAP, FORK/EXIT...), a sample's TID and the sample_id trailer's."""
+    attrs = attrs_of(buf)
+    by_id = {i: a for a in attrs for i in a[2]}
+    d_off, d_size = struct.unpack_from("<QQ", buf, 40)
+    off, end = d_off, d_off + d_size
+    out = []
+    while off + 8 <= end:
+        ty, _misc, size = struct.unpack_from("<IHH", buf, off)
+        if size < 8 or off + size > end:
+            break
+        body, body_len = off + 8, size - 8
+        st, id_all, _ = attrs[0]
+        if len(attrs) > 1 and st & IDENTIFIER and ty < 64 and body_len >= 8:
+            at = body if ty == SAMPLE else body + body_len - 8
+            st, id_all, _ = by_id.get(struct.unpack_from("<Q", buf, at)[0], attrs[0])
+        if ty == SAMPLE:
+            if st & TID:
+                t = 8 * sum(bool(st & b) for b in (IDENTIFIER, IP))
+                out += [body + t, body + t + 4]
+        elif ty < 64:
+            n = IDS_AT_START.get(ty, 2 if ty == SWITCH_CPU_WIDE else 0)
+            out += [body + 4 * i for i in range(n) if 4 * i + 4 <= body_len]
+            if id_all and st & TID:
+                tail = 8 * sum(bool(st & b) for b in (TIME, ID, STREAM_ID, CPU, IDENTIFIER)) + 8
+                if body_len >= tail + 4 * n:
+                    out += [body + body_len - tail, body + body_len - tail + 4]
+        off += size
+    return out
+
+
+def pid_map(buf, fields):
+    """The distinct process/thread ids of the image (0, the idle task, and -1 are not
+    ids), in order of first appearance."""
+    seen = {}
+    for f in fields:
+        v, = struct.unpack_from("<I", buf, f)
+        if v not in (0, 0xFFFFFFFF) and v not in seen:
+            seen[v] = len(seen)
+    return seen
+
+
+def rewrite_ids(buf, fields, ids, base):
+    """Replaces each id of the image (bytearray) by base + its index in ids."""
+    for f in fields:
+        v, = struct.unpack_from("<I", buf, f)
+        if v in ids:
+            struct.pack_into("<I", buf, f, base + ids[v])
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("source")
@@ -82,8 +141,12 @@ def main():
     ap.add_argument("n", type=int)
     ap.add_argument("--hosts", type=int, default=0, help="hosts (default: N/64, at least 1)")
     ap.add_argument("--time-shift-us", type=int, default=0,
-                    help="rank r's record times move r*US us later (copies perf.data)")
+                    help="rank r's record times move r*US us later")
+    ap.add_argument("--link", action="store_true",
+                    help="hard-link perf.data too: the recorded pids (and times) in every rank")
     a = ap.parse_args()
+    if a.link and a.time_shift_us:
+        sys.exit("--link keeps perf.data as recorded: no --time-shift-us with it")
     raws = sorted(os.listdir(os.path.join(a.source, "raw")))
     if len(raws) != 1:
         sys.exit(f"{a.source}/raw has {len(raws)} raw directories; record one rank")
@@ -102,24 +165,39 @@ def main():
     with open(os.path.join(a.out, "manifest.json"), "w") as f:
         json.dump(m, f, indent=2)
     files = [x for x in os.listdir(src) if os.path.isfile(os.path.join(src, x))]
-    data = None
-    if a.time_shift_us:
+    data = fields = None
+    ids = {}
+    root = int(raws[0].rsplit(".", 1)[-1])
+    if not a.link:
         with open(os.path.join(src, "perf.data"), "rb") as f:
             data = f.read()
+        fields = id_fields(data)
+        ids = pid_map(data, fields)
+        ids.setdefault(root, len(ids))
+    # Rank r's ids are FIRST + r * len(ids) + i: distinct across ranks, under pid_max.
+    first = 1000
+    if first + a.n * max(1, len(ids)) > 4_194_304:
+        sys.exit(f"{a.n} ranks x {len(ids)} ids do not fit under pid_max (4194304)")
     for rank in range(a.n):
-        d = os.path.join(a.out, "raw", f"node{rank // per_host}.{rank}.{100000 + rank}")
+        base = first + rank * len(ids)
+        pid = base + ids[root] if ids else 100000 + rank
+        d = os.path.join(a.out, "raw", f"node{rank // per_host}.{rank}.{pid}")
         os.makedirs(d)
         for x in files:
             if x == "perf.data" and data is not None:
                 buf = bytearray(data)
-                shift_times(buf, rank * a.time_shift_us * 1000)
+                rewrite_ids(buf, fields, ids, base)
+                if a.time_shift_us:
+                    shift_times(buf, rank * a.time_shift_us * 1000)
                 with open(os.path.join(d, x), "wb") as f:
                     f.write(buf)
             else:
                 os.link(os.path.join(src, x), os.path.join(d, x))
     size = sum(os.path.getsize(os.path.join(src, x)) for x in files)
-    how = "perf.data copied with time shifts, the rest" if data is not None else "all"
-    print(f"{a.out}: {a.n} ranks on {hosts} hosts, {size / 1e6:.1f} MB per rank ({how} hard links)")
+    how = ("all hard links" if data is None else
+           f"perf.data copied with {len(ids)} ids rewritten per rank"
+           + (" and time shifts" if a.time_shift_us else "") + ", the rest hard links")
+    print(f"{a.out}: {a.n} ranks on {hosts} hosts, {size / 1e6:.1f} MB per rank ({how})")
 
 
 if __name__ == "__main__":

@@ -100,6 +100,19 @@ fn weighting(manifest: &Manifest) -> (Weighting, &'static str) {
     }
 }
 
+/// Ranks read and symbolized together: their raw profiles are dropped once written, so
+/// memory is that of a batch (two: the next is read while this one is written), not of
+/// the whole job. Small enough that 1,024 ranks stay flat, large enough to keep every
+/// worker busy.
+fn batch_size(threads: usize) -> usize {
+    // The tests set a small batch to take the streaming path with a few ranks.
+    std::env::var("HWPROF_FINALIZE_BATCH")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n: &usize| n > 0)
+        .unwrap_or((4 * threads).max(16))
+}
+
 /// Run finalize.
 pub fn run(opts: &FinalizeOptions) -> Result<PathBuf, FinalizeError> {
     let mut clock = timings::StageClock::start(opts.timings);
@@ -128,6 +141,21 @@ pub fn run(opts: &FinalizeOptions) -> Result<PathBuf, FinalizeError> {
         elf_cache: Default::default(),
     };
     let (weighting, metric) = weighting(&manifest);
+    let out_dir = match opts.part {
+        Some((i, n)) => {
+            let parts = opts.dir.join("parts").join(format!("{i}-of-{n}"));
+            crate::private_dir::PrivateDir::open(&opts.dir)
+                .and_then(|d| d.subdir("parts", true))
+                .and_then(|d| d.subdir(&format!("{i}-of-{n}"), true))
+                .map_err(|source| crate::profile::ProfileError::Io {
+                    path: parts.clone(),
+                    source,
+                })?;
+            parts
+        }
+        None => opts.dir.clone(),
+    };
+    let mut db = crate::profile::stream::PendingDb::create(&out_dir)?;
     // Progress in bytes of perf.data read: one huge recording moves the bar too.
     let total_bytes: u64 = raws
         .iter()
@@ -140,158 +168,97 @@ pub fn run(opts: &FinalizeOptions) -> Result<PathBuf, FinalizeError> {
     ) {
         pb.set_style(style.progress_chars("=> "));
     }
-    let results: Vec<Result<RawProfile, process::ProcessError>> = pool.install(|| {
-        raws.par_iter()
-            .map(|r| {
-                // [python] Join each sample to the Python stack captured at its instant.
-                let py_stacks = crate::python::PythonStacks::load(&r.path).ok().flatten();
-                let agent_ids = py_stacks
-                    .as_ref()
-                    .map(|s| s.agent_ids().clone())
-                    .unwrap_or_default();
-                let joiner = py_stacks.map(crate::python::Joiner::new);
-                let has_py = joiner.is_some();
-                let joiner = std::rc::Rc::new(std::cell::RefCell::new(joiner));
-                let sink = joiner.clone();
-                let mut hook = move |s: &process::SampleInfo| -> Option<u32> {
-                    let mut j = sink.borrow_mut();
-                    let facts = crate::python::SampleFacts {
-                        pid: s.pid,
-                        tid: s.tid,
-                        time_ns: s.time,
-                        id: s.id,
-                        event: s.event,
-                        paired: s.paired,
-                    };
-                    match j.as_mut()?.sample(facts)? {
-                        crate::python::stacks::DROP => Some(process::DROP_SAMPLE),
-                        i => Some(i),
-                    }
-                };
-                let hook_ref: Option<&mut process::SampleHook> = match has_py {
-                    true => Some(&mut hook),
-                    false => None,
-                };
-                // A reader bug on a damaged rank must not take the other ranks down:
-                // a panic is that rank's error (the fuzz targets find such panics).
-                let perf_data = r.path.join("perf.data");
-                let read = std::panic::AssertUnwindSafe(|| {
-                    process::process_perf_data(
-                        || crate::raw::TolerantPerfFile::open(&perf_data),
-                        &perf_data,
-                        &search,
-                        weighting,
-                        hook_ref,
-                        &pb,
-                    )
-                });
-                let mut res = std::panic::catch_unwind(read).unwrap_or_else(|_| {
-                    Err(process::ProcessError::Parse {
-                        path: perf_data.clone(),
-                        why: "internal error while reading it (a bug in hwprof: please report it with this file)".into(),
-                    })
-                });
-                drop(hook);
-                let joiner = joiner.take();
-                let summary = joiner.as_ref().map(|j| j.summary());
-                let (stacks, counts) = joiner.map(|j| j.finish()).unwrap_or_default();
-                if let Ok(p) = res.as_mut() {
-                    p.python_summary = summary;
-                    p.python_join_counts = counts;
-                    dedup_python_stacks(p, stacks);
-                    p.sampled_by = SampledBy::of(p, &agent_ids, &r.path);
-                }
-                res
-            })
-            .collect()
-    });
-    pb.finish_and_clear();
-    let mut profiles = Vec::new();
-    for (raw, res) in raws.iter().zip(results) {
-        match res {
-            Ok(p) => profiles.push((raw.clone(), p)),
-            // One unreadable rank must not lose the others; a lone one is an error.
-            Err(e) if raws.len() > 1 => eprintln!("hwprof: skipping {}: {e}", raw.name),
-            Err(e) => return Err(e.into()),
-        }
-    }
-
-    clock.lap("read");
-    let symbolized = pool.install(|| symbolize_all(&profiles, &search, opts.quiet));
-    clock.lap("symbolize");
     let mut w = ProfileWriter::default();
-    let mut total_samples = 0u64;
-    let mut lost = 0u64;
-    let mut truncated = 0u64;
-    let mut skipped = 0u64;
-    let mut times: Option<(u64, u64)> = None;
+    let mut acc = RunTotals::default();
+    let mut sym_cache = SymbolCache::default();
     let mut event_index: HashMap<String, usize> = HashMap::new();
-    // [python] Join and capture counts, for the report.
-    let mut py_joined = (0u64, 0u64);
-    let mut py_agent = (0u64, 0u64);
-    let mut py_why = crate::python::stacks::NoStackCauses::default();
-    let mut py_summaries = Vec::new();
-    let mut sampled_by = SampledBy::default();
-    let paired_dropped: u64 = profiles.iter().map(|(_, p)| p.duplicate_samples).sum();
-    for (_, p) in &profiles {
-        sampled_by.add(&p.sampled_by);
-        py_agent.0 += p.python_join_counts.agent_samples;
-        py_agent.1 += p.python_join_counts.agent_with_capture;
-        py_why.add(&p.python_join_counts.without_stack);
-        py_joined.0 += p.python_joined.0;
-        py_joined.1 += p.python_joined.1;
-        if let Some(s) = &p.python_summary {
-            py_summaries.push(s.clone());
-        }
+    let batches: Vec<&[crate::raw::RawDir]> = raws
+        .chunks(batch_size(pool.current_num_threads()))
+        .collect();
+    let lone = raws.len() == 1;
+    // The next batch is read while this one is symbolized and written.
+    let mut current = batches
+        .first()
+        .map(|b| pool.install(|| read_batch(b, &search, weighting, &pb)));
+    let mut k = 0;
+    while let Some(batch) = current.take() {
+        clock.lap("read");
+        let next = batches.get(k + 1);
+        let (written, next) = pool.install(|| {
+            rayon::join(
+                || -> Result<(), FinalizeError> {
+                    let mut profiles = Vec::new();
+                    for (raw, res) in batches[k].iter().zip(batch) {
+                        match res {
+                            Ok(p) => profiles.push((raw.clone(), p)),
+                            // One unreadable rank must not lose the others; a lone one
+                            // is an error.
+                            Err(e) if !lone => eprintln!("hwprof: skipping {}: {e}", raw.name),
+                            Err(e) => return Err(e.into()),
+                        }
+                    }
+                    let symbolized = symbolize_all(&profiles, &search, opts.quiet, &mut sym_cache);
+                    clock.lap("symbolize");
+                    // One batch (a single process tree, a few ranks): its time range is
+                    // the run's, and the timeline is bucketed here, in memory.
+                    let buckets = (batches.len() == 1).then(|| {
+                        TimeBuckets::new(
+                            profiles
+                                .iter()
+                                .filter_map(|(_, p)| p.time_range)
+                                .reduce(|(a, b), (x, y)| (a.min(x), b.max(y))),
+                        )
+                    });
+                    for (i, (raw, p)) in profiles.iter().enumerate() {
+                        acc.add(raw, p, opts.quiet);
+                        let mut timeline = Timeline::Units(Vec::new());
+                        if let Some(b) = buckets {
+                            timeline = Timeline::Buckets(b);
+                        }
+                        add_raw_profile(
+                            &mut w,
+                            raw,
+                            p,
+                            &symbolized[i],
+                            &mut event_index,
+                            &manifest,
+                            &mut timeline,
+                        );
+                        if let Timeline::Units(rows) = timeline {
+                            db.add_timeline_units(rows.into_iter())?;
+                        }
+                    }
+                    acc.group.add_counts(&w);
+                    acc.total += w.profile.samples.iter().map(|s| s.value).sum::<u64>();
+                    db.flush_rows(&mut w)?;
+                    clock.lap("aggregate");
+                    Ok(())
+                },
+                || next.map(|b| read_batch(b, &search, weighting, &pb)),
+            )
+        });
+        written?;
+        current = next;
+        k += 1;
     }
-    let buckets = TimeBuckets::new(
-        profiles
-            .iter()
-            .filter_map(|(_, p)| p.time_range)
-            .reduce(|(a, b), (x, y)| (a.min(x), b.max(y))),
-    );
-    for (i, (raw, p)) in profiles.iter().enumerate() {
-        total_samples += p.sample_count;
-        lost += p.lost;
-        truncated += p.unwind_truncated;
-        skipped += p.skipped_bytes;
-        if let Some((a, b)) = p.time_range {
-            times = Some(times.map_or((a, b), |(x, y)| (x.min(a), y.max(b))));
-        }
-        if p.skipped_bytes > 0 && !opts.quiet {
-            eprintln!(
-                "hwprof: {}: perf.data is cut short; read up to its last complete record ({} samples), skipped the last {} bytes",
-                raw.name, p.sample_count, p.skipped_bytes
-            );
-        }
-        add_raw_profile(
-            &mut w,
-            raw,
-            p,
-            &symbolized[i],
-            &mut event_index,
-            &manifest,
-            &buckets,
-        );
-    }
-    if let Some(g) = group_meta(&mut w, &profiles) {
+    pb.finish_and_clear();
+    let buckets = TimeBuckets::new(acc.times);
+    if let Some(g) = acc.group.meta(&mut w) {
         w.profile.meta.insert("group".into(), g);
     }
-    let total: u64 = w.profile.samples.iter().map(|s| s.value).sum();
-    let huge: u64 = profiles.iter().map(|(_, p)| p.huge_page_bytes).sum();
     let meta = &mut w.profile.meta;
     if manifest.mode == "memory" {
-        meta.insert("huge_page_bytes".into(), huge.to_string());
+        meta.insert("huge_page_bytes".into(), acc.huge.to_string());
     }
     meta.insert("mode".into(), manifest.mode.clone());
     meta.insert("metric".into(), metric.into());
-    meta.insert("total".into(), total.to_string());
-    meta.insert("samples".into(), total_samples.to_string());
-    meta.insert("lost_samples".into(), lost.to_string());
-    meta.insert("unwind_truncated".into(), truncated.to_string());
-    meta.insert("skipped_bytes".into(), skipped.to_string());
+    meta.insert("total".into(), acc.total.to_string());
+    meta.insert("samples".into(), acc.total_samples.to_string());
+    meta.insert("lost_samples".into(), acc.lost.to_string());
+    meta.insert("unwind_truncated".into(), acc.truncated.to_string());
+    meta.insert("skipped_bytes".into(), acc.skipped.to_string());
     // A provisional manifest (hwprof killed) has no duration: the samples' span is it.
-    let duration_s = match times {
+    let duration_s = match acc.times {
         Some((a, b)) if manifest.duration_s == 0.0 && !manifest.complete => {
             b.saturating_sub(a) as f64 / 1e9
         }
@@ -304,31 +271,33 @@ pub fn run(opts: &FinalizeOptions) -> Result<PathBuf, FinalizeError> {
     meta.insert("kernel_samples".into(), manifest.kernel_samples.to_string());
     meta.insert("python".into(), manifest.python.clone());
     // Faults the kernel wrote into two rings (collector's and agent's), counted once.
-    meta.insert("paired_samples_dropped".into(), paired_dropped.to_string());
+    meta.insert(
+        "paired_samples_dropped".into(),
+        acc.paired_dropped.to_string(),
+    );
     if manifest.mode == "locks" {
         // How much off-CPU time had the stack where the thread blocked (docs/locks.md).
-        let exact: u64 = profiles.iter().map(|(_, p)| p.wait_ns_exact).sum();
-        let inferred: u64 = profiles.iter().map(|(_, p)| p.wait_ns_inferred).sum();
-        meta.insert("wait_ns_exact".into(), exact.to_string());
-        meta.insert("wait_ns_inferred".into(), inferred.to_string());
+        meta.insert("wait_ns_exact".into(), acc.wait_ns_exact.to_string());
+        meta.insert("wait_ns_inferred".into(), acc.wait_ns_inferred.to_string());
     }
+    let py_summaries = &acc.py_summaries;
     if !py_summaries.is_empty() {
-        meta.insert("python_samples_joined".into(), py_joined.0.to_string());
+        meta.insert("python_samples_joined".into(), acc.py_joined.0.to_string());
         meta.insert(
             "python_samples_without_stack".into(),
-            py_joined.1.to_string(),
+            acc.py_joined.1.to_string(),
         );
-        meta.insert("python_agent_samples".into(), py_agent.0.to_string());
+        meta.insert("python_agent_samples".into(), acc.py_agent.0.to_string());
         meta.insert(
             "python_agent_samples_with_capture".into(),
-            py_agent.1.to_string(),
+            acc.py_agent.1.to_string(),
         );
         meta.insert(
             "python_summary".into(),
-            crate::python::stacks::summary_json(&py_summaries),
+            crate::python::stacks::summary_json(py_summaries),
         );
         let lost: u64 = py_summaries.iter().map(|s| s.lost).sum();
-        let mut why = serde_json::to_value(py_why).unwrap_or_default();
+        let mut why = serde_json::to_value(acc.py_why).unwrap_or_default();
         why["captures_lost"] = serde_json::json!(lost);
         meta.insert("python_without_stack".into(), why.to_string());
     }
@@ -350,15 +319,15 @@ pub fn run(opts: &FinalizeOptions) -> Result<PathBuf, FinalizeError> {
     }
     meta.insert(
         "sampled_by".into(),
-        serde_json::to_string(&sampled_by).unwrap_or_default(),
+        serde_json::to_string(&acc.sampled_by).unwrap_or_default(),
     );
     // [python] Python frames were expected and none came: every report says so.
     let mut warnings = Vec::new();
-    if let Some(why) = python_missing(&manifest, py_joined.0, &py_summaries) {
+    if let Some(why) = python_missing(&manifest, acc.py_joined.0, py_summaries) {
         warnings.push(why);
     }
     // A run cut short (hwprof killed, disk full, target killed): every report says so.
-    if let Some(why) = incomplete_reason(&manifest, &profiles) {
+    if let Some(why) = incomplete_reason(&manifest, &acc.unfinished) {
         if !opts.quiet {
             eprintln!("hwprof: the run is incomplete: {why}");
         }
@@ -371,27 +340,13 @@ pub fn run(opts: &FinalizeOptions) -> Result<PathBuf, FinalizeError> {
             serde_json::to_string(&warnings).unwrap_or_default(),
         );
     }
-    // Memory mode: bandwidth from counters.csv, one raw dir per host
-    // (uncore counts are the node's, every rank on a node would repeat them).
-    let mut bw_hosts = std::collections::HashSet::new();
-    let mut bandwidth = Vec::new();
-    for (raw, _) in &profiles {
-        let path = raw.path.join("counters.csv");
-        if path.is_file() && bw_hosts.insert(raw.host.clone()) {
-            match crate::sidecars::counters::read_counters_csv(&path) {
-                Ok(rows) => bandwidth.extend(crate::sidecars::counters::bandwidth_summary(&rows)),
-                Err(e) if !opts.quiet => eprintln!("hwprof: {e}"),
-                Err(_) => {}
-            }
-        }
-    }
-    if !bandwidth.is_empty() {
+    if !acc.bandwidth.is_empty() {
         meta.insert(
             "bandwidth".into(),
-            serde_json::to_string(&bandwidth).unwrap_or_default(),
+            serde_json::to_string(&acc.bandwidth).unwrap_or_default(),
         );
     }
-    if let Some((a, b)) = times {
+    if let Some((a, b)) = acc.times {
         meta.insert("first_sample_ns".into(), a.to_string());
         meta.insert("last_sample_ns".into(), b.to_string());
     }
@@ -401,41 +356,189 @@ pub fn run(opts: &FinalizeOptions) -> Result<PathBuf, FinalizeError> {
         meta.insert("timeline_buckets".into(), buckets.count.to_string());
     }
     clock.lap("aggregate");
-    let out = match opts.part {
-        Some((i, n)) => {
-            let parts = opts.dir.join("parts").join(format!("{i}-of-{n}"));
-            crate::private_dir::PrivateDir::open(&opts.dir)
-                .and_then(|d| d.subdir("parts", true))
-                .and_then(|d| d.subdir(&format!("{i}-of-{n}"), true))
-                .map_err(|source| crate::profile::ProfileError::Io {
-                    path: parts.clone(),
-                    source,
-                })?;
-            w.write(&parts)?
-        }
-        None => {
-            let path = w.write(&opts.dir)?;
-            remove_space_reserves(&opts.dir);
-            let mut m = manifest;
-            m.finalized = true;
-            let _ = m.save(&opts.dir);
-            path
-        }
-    };
-    clock.lap("write");
-    let per_sample = profiles
-        .iter()
-        .fold(process::StageNs::default(), |a, (_, p)| process::StageNs {
-            unwind: a.unwind + p.stage_ns.unwind,
-            aggregate: a.aggregate + p.stage_ns.aggregate,
+    let bucketing =
+        (buckets.count > 0 && batches.len() > 1).then_some(crate::profile::stream::Bucketing {
+            start: buckets.start,
+            width: buckets.width,
+            count: buckets.count,
         });
+    let out = db.finish(&w, bucketing)?;
+    if opts.part.is_none() {
+        remove_space_reserves(&opts.dir);
+        let mut m = manifest;
+        m.finalized = true;
+        let _ = m.save(&opts.dir);
+    }
+    clock.lap("write");
     clock.print(
-        per_sample,
-        total_samples,
-        profiles.len(),
+        acc.stage_ns,
+        acc.total_samples,
+        acc.raw_dirs,
         pool.current_num_threads(),
     );
     Ok(out)
+}
+
+/// Read a batch of raw directories in parallel: each one's result.
+fn read_batch(
+    raws: &[crate::raw::RawDir],
+    search: &SearchPaths,
+    weighting: Weighting,
+    pb: &indicatif::ProgressBar,
+) -> Vec<Result<RawProfile, process::ProcessError>> {
+    raws.par_iter()
+        .map(|r| read_raw_dir(r, search, weighting, pb))
+        .collect()
+}
+
+/// Read one raw directory: its samples unwound and aggregated, joined to their Python
+/// stacks.
+fn read_raw_dir(
+    r: &crate::raw::RawDir,
+    search: &SearchPaths,
+    weighting: Weighting,
+    pb: &indicatif::ProgressBar,
+) -> Result<RawProfile, process::ProcessError> {
+    // [python] Join each sample to the Python stack captured at its instant.
+    let py_stacks = crate::python::PythonStacks::load(&r.path).ok().flatten();
+    let agent_ids = py_stacks
+        .as_ref()
+        .map(|s| s.agent_ids().clone())
+        .unwrap_or_default();
+    let joiner = py_stacks.map(crate::python::Joiner::new);
+    let has_py = joiner.is_some();
+    let joiner = std::rc::Rc::new(std::cell::RefCell::new(joiner));
+    let sink = joiner.clone();
+    let mut hook = move |s: &process::SampleInfo| -> Option<u32> {
+        let mut j = sink.borrow_mut();
+        let facts = crate::python::SampleFacts {
+            pid: s.pid,
+            tid: s.tid,
+            time_ns: s.time,
+            id: s.id,
+            event: s.event,
+            paired: s.paired,
+        };
+        match j.as_mut()?.sample(facts)? {
+            crate::python::stacks::DROP => Some(process::DROP_SAMPLE),
+            i => Some(i),
+        }
+    };
+    let hook_ref: Option<&mut process::SampleHook> = match has_py {
+        true => Some(&mut hook),
+        false => None,
+    };
+    // A reader bug on a damaged rank must not take the other ranks down:
+    // a panic is that rank's error (the fuzz targets find such panics).
+    let perf_data = r.path.join("perf.data");
+    let read = std::panic::AssertUnwindSafe(|| {
+        process::process_perf_data(
+            || crate::raw::TolerantPerfFile::open(&perf_data),
+            &perf_data,
+            search,
+            weighting,
+            hook_ref,
+            pb,
+        )
+    });
+    let mut res = std::panic::catch_unwind(read).unwrap_or_else(|_| {
+        Err(process::ProcessError::Parse {
+            path: perf_data.clone(),
+            why:
+                "internal error while reading it (a bug in hwprof: please report it with this file)"
+                    .into(),
+        })
+    });
+    drop(hook);
+    let joiner = joiner.take();
+    let summary = joiner.as_ref().map(|j| j.summary());
+    let (stacks, counts) = joiner.map(|j| j.finish()).unwrap_or_default();
+    if let Ok(p) = res.as_mut() {
+        p.python_summary = summary;
+        p.python_join_counts = counts;
+        dedup_python_stacks(p, stacks);
+        p.sampled_by = SampledBy::of(p, &agent_ids, &r.path);
+    }
+    res
+}
+
+/// What finalize keeps of each raw directory once its rows are written: totals for the
+/// profile's meta (a few numbers per rank, not its profile).
+#[derive(Default)]
+struct RunTotals {
+    raw_dirs: usize,
+    total: u64,
+    total_samples: u64,
+    lost: u64,
+    truncated: u64,
+    skipped: u64,
+    times: Option<(u64, u64)>,
+    huge: u64,
+    paired_dropped: u64,
+    wait_ns_exact: u64,
+    wait_ns_inferred: u64,
+    stage_ns: process::StageNs,
+    // [python] Join and capture counts, for the report.
+    py_joined: (u64, u64),
+    py_agent: (u64, u64),
+    py_why: crate::python::stacks::NoStackCauses,
+    py_summaries: Vec<crate::python::PythonSummary>,
+    sampled_by: SampledBy,
+    group: GroupTotals,
+    /// Raw directories whose collector did not end.
+    unfinished: Vec<String>,
+    /// Memory mode: bandwidth from counters.csv, one raw dir per host (uncore counts
+    /// are the node's, every rank on a node would repeat them).
+    bandwidth: Vec<crate::sidecars::counters::BandwidthSummary>,
+    bw_hosts: std::collections::HashSet<String>,
+}
+
+impl RunTotals {
+    fn add(&mut self, raw: &crate::raw::RawDir, p: &RawProfile, quiet: bool) {
+        self.raw_dirs += 1;
+        self.total_samples += p.sample_count;
+        self.lost += p.lost;
+        self.truncated += p.unwind_truncated;
+        self.skipped += p.skipped_bytes;
+        if let Some((a, b)) = p.time_range {
+            self.times = Some(self.times.map_or((a, b), |(x, y)| (x.min(a), y.max(b))));
+        }
+        if p.skipped_bytes > 0 && !quiet {
+            eprintln!(
+                "hwprof: {}: perf.data is cut short; read up to its last complete record ({} samples), skipped the last {} bytes",
+                raw.name, p.sample_count, p.skipped_bytes
+            );
+        }
+        self.huge += p.huge_page_bytes;
+        self.paired_dropped += p.duplicate_samples;
+        self.wait_ns_exact += p.wait_ns_exact;
+        self.wait_ns_inferred += p.wait_ns_inferred;
+        self.stage_ns.unwind += p.stage_ns.unwind;
+        self.stage_ns.aggregate += p.stage_ns.aggregate;
+        self.sampled_by.add(&p.sampled_by);
+        self.py_agent.0 += p.python_join_counts.agent_samples;
+        self.py_agent.1 += p.python_join_counts.agent_with_capture;
+        self.py_why.add(&p.python_join_counts.without_stack);
+        self.py_joined.0 += p.python_joined.0;
+        self.py_joined.1 += p.python_joined.1;
+        if let Some(s) = &p.python_summary {
+            self.py_summaries.push(s.clone());
+        }
+        self.group.add_profile(p);
+        if !raw.path.join("complete").exists() {
+            self.unfinished.push(raw.name.clone());
+        }
+        let path = raw.path.join("counters.csv");
+        if path.is_file() && self.bw_hosts.insert(raw.host.clone()) {
+            match crate::sidecars::counters::read_counters_csv(&path) {
+                Ok(rows) => self
+                    .bandwidth
+                    .extend(crate::sidecars::counters::bandwidth_summary(&rows)),
+                Err(e) if !quiet => eprintln!("hwprof: {e}"),
+                Err(_) => {}
+            }
+        }
+    }
 }
 
 /// The disk space that a collector killed mid-run kept back (`.hwprof-reserve.PID`,
@@ -459,16 +562,8 @@ fn remove_space_reserves(dir: &std::path::Path) {
 /// Why the run is incomplete, if it is: the manifest's reason (a provisional manifest
 /// means hwprof never ended), and the raw directories whose collector did not end
 /// (no `complete` marker: a rank killed while the others finished).
-fn incomplete_reason(
-    manifest: &Manifest,
-    profiles: &[(crate::raw::RawDir, RawProfile)],
-) -> Option<String> {
+fn incomplete_reason(manifest: &Manifest, unfinished: &[String]) -> Option<String> {
     let mut why: Vec<String> = manifest.incomplete_summary().into_iter().collect();
-    let unfinished: Vec<&str> = profiles
-        .iter()
-        .filter(|(r, _)| !r.path.join("complete").exists())
-        .map(|(r, _)| r.name.as_str())
-        .collect();
     if !unfinished.is_empty() && manifest.complete {
         why.push(format!(
             "collection did not end in {} (killed?); data kept up to its last flush",
@@ -478,94 +573,123 @@ fn incomplete_reason(
     (!why.is_empty()).then(|| why.join("; "))
 }
 
-/// The `group` meta value (JSON): samples that read a counter group, how many were
-/// multiplexed (scaled), and the total count per event; None without group reads.
-/// Flags the counted events' notes when multiplexed.
-fn group_meta(
-    w: &mut ProfileWriter,
-    profiles: &[(crate::raw::RawDir, RawProfile)],
-) -> Option<String> {
-    let with_read: u64 = profiles
-        .iter()
-        .map(|(_, p)| p.group.samples_with_read)
-        .sum();
-    if with_read == 0 {
-        return None;
-    }
-    let multiplexed: u64 = profiles
-        .iter()
-        .map(|(_, p)| p.group.multiplexed_samples)
-        .sum();
-    let bad: u64 = profiles.iter().map(|(_, p)| p.group.bad_reads).sum();
-    let mut totals: std::collections::BTreeMap<String, f64> = Default::default();
-    let mut counted = std::collections::BTreeSet::new();
-    for c in &w.profile.counts {
-        if let Some(e) = w.profile.events.get(c.event) {
-            *totals.entry(e.name.clone()).or_default() += c.value;
-            counted.insert(c.event);
-        }
-    }
-    let mut unattributed: std::collections::BTreeMap<String, u64> = Default::default();
-    for (_, p) in profiles {
+/// Counter-group facts summed over the raw directories as they are written.
+#[derive(Default)]
+struct GroupTotals {
+    with_read: u64,
+    multiplexed: u64,
+    bad: u64,
+    /// Total count per counted event name, and the events counted (writer ids).
+    totals: std::collections::BTreeMap<String, f64>,
+    counted: std::collections::BTreeSet<usize>,
+    unattributed: std::collections::BTreeMap<String, u64>,
+}
+
+impl GroupTotals {
+    fn add_profile(&mut self, p: &RawProfile) {
+        self.with_read += p.group.samples_with_read;
+        self.multiplexed += p.group.multiplexed_samples;
+        self.bad += p.group.bad_reads;
         for (a, v) in &p.group.unattributed {
             if let Some(name) = p.events.get(*a as usize) {
-                *unattributed.entry(name.clone()).or_default() += v;
+                *self.unattributed.entry(name.clone()).or_default() += v;
             }
         }
     }
-    if multiplexed > 0 {
-        for e in counted {
-            let note = &mut w.profile.events[e].note;
-            let flag = format!(
-                "multiplexed: counts of {multiplexed} samples scaled by time_enabled/time_running"
-            );
-            *note = if note.is_empty() {
-                flag
-            } else {
-                format!("{note}; {flag}")
-            };
+
+    /// The counts rows `w` holds (before they are flushed).
+    fn add_counts(&mut self, w: &ProfileWriter) {
+        for c in &w.profile.counts {
+            if let Some(e) = w.profile.events.get(c.event) {
+                *self.totals.entry(e.name.clone()).or_default() += c.value;
+                self.counted.insert(c.event);
+            }
         }
     }
-    let totals: serde_json::Map<String, serde_json::Value> = totals
-        .into_iter()
-        .map(|(k, v)| (k, serde_json::json!(v.round() as u64)))
-        .collect();
-    Some(
-        serde_json::json!({
-            "samples_with_read": with_read,
-            "multiplexed": multiplexed > 0,
-            "multiplexed_samples": multiplexed,
-            "unreadable_samples": bad,
-            "totals": totals,
-            "unattributed": unattributed,
-        })
-        .to_string(),
-    )
+
+    /// The `group` meta value (JSON): samples that read a counter group, how many were
+    /// multiplexed (scaled), and the total count per event; None without group reads.
+    /// Flags the counted events' notes when multiplexed.
+    fn meta(&self, w: &mut ProfileWriter) -> Option<String> {
+        if self.with_read == 0 {
+            return None;
+        }
+        let multiplexed = self.multiplexed;
+        if multiplexed > 0 {
+            for &e in &self.counted {
+                let note = &mut w.profile.events[e].note;
+                let flag = format!(
+                    "multiplexed: counts of {multiplexed} samples scaled by time_enabled/time_running"
+                );
+                *note = if note.is_empty() {
+                    flag
+                } else {
+                    format!("{note}; {flag}")
+                };
+            }
+        }
+        let totals: serde_json::Map<String, serde_json::Value> = self
+            .totals
+            .iter()
+            .map(|(k, v)| (k.clone(), serde_json::json!(v.round() as u64)))
+            .collect();
+        Some(
+            serde_json::json!({
+                "samples_with_read": self.with_read,
+                "multiplexed": multiplexed > 0,
+                "multiplexed_samples": multiplexed,
+                "unreadable_samples": self.bad,
+                "totals": totals,
+                "unattributed": self.unattributed,
+            })
+            .to_string(),
+        )
+    }
 }
 
 /// Per raw profile: frames (leaf first) for each trie node's location.
 type NodeFrames = Vec<Vec<FrameInfo>>;
 
+/// What symbolization found so far, kept across batches of ranks: the frames of each
+/// module file's addresses (the ranks of a job run the same binaries: most addresses
+/// are seen in the first batch), and each kallsyms copy parsed. It grows with the
+/// distinct code sampled, not with the ranks.
+#[derive(Default)]
+struct SymbolCache {
+    modules: HashMap<(Option<PathBuf>, String), HashMap<u64, Vec<FrameInfo>>>,
+    /// By the copy's identity (the collector hard-links one host's copies).
+    kernel_files: HashMap<(u64, u64, u64, i64), std::sync::Arc<symbols::KernelSymbols>>,
+    /// By content: copies made on different hosts.
+    kernel_contents: HashMap<(u64, usize), std::sync::Arc<symbols::KernelSymbols>>,
+}
+
 fn symbolize_all(
     profiles: &[(crate::raw::RawDir, RawProfile)],
     search: &SearchPaths,
     quiet: bool,
+    cache: &mut SymbolCache,
 ) -> Vec<NodeFrames> {
-    // Distinct addresses per module file: the ranks of an MPI job map the same binaries,
-    // which are symbolized once for all of them.
-    let mut group_of: HashMap<(Option<PathBuf>, &str), usize> = HashMap::new();
+    // Distinct addresses per module file not symbolized yet: the ranks of an MPI job map
+    // the same binaries, which are symbolized once for all of them.
+    type Key = (Option<PathBuf>, String);
+    let mut group_of: HashMap<Key, usize> = HashMap::new();
     let mut groups: Vec<((usize, u32), Vec<u64>)> = Vec::new();
-    let mut module_group: HashMap<(usize, u32), usize> = HashMap::new();
+    let mut keys: Vec<Key> = Vec::new();
+    let mut module_key: HashMap<(usize, u32), Key> = HashMap::new();
     for (pi, (_, p)) in profiles.iter().enumerate() {
         for (_, loc) in &p.trie {
             if let Loc::Module { module, svma } = loc {
-                let g = *module_group.entry((pi, *module)).or_insert_with(|| {
+                let key = module_key.entry((pi, *module)).or_insert_with(|| {
                     let rec = &p.modules[*module as usize];
-                    let key = (rec.elf.as_ref().map(|e| e.path.clone()), rec.path.as_str());
-                    *group_of.entry(key).or_insert_with(|| {
-                        groups.push(((pi, *module), Vec::new()));
-                        groups.len() - 1
-                    })
+                    (rec.elf.as_ref().map(|e| e.path.clone()), rec.path.clone())
+                });
+                if cache.modules.get(key).is_some_and(|m| m.contains_key(svma)) {
+                    continue;
+                }
+                let g = *group_of.entry(key.clone()).or_insert_with(|| {
+                    groups.push(((pi, *module), Vec::new()));
+                    keys.push(key.clone());
+                    groups.len() - 1
                 });
                 groups[g].1.push(*svma);
             }
@@ -577,12 +701,17 @@ fn symbolize_all(
     }
     let pb = crate::util::progress_bar(groups.len() as u64, "symbols", quiet);
     // The kallsyms copies are parsed beside the modules' DWARF.
+    let (kernel_files, kernel_contents) = (&mut cache.kernel_files, &mut cache.kernel_contents);
     let (resolved, kernels) = rayon::join(
         || symbolize_groups(profiles, search, &groups, &pb),
-        || kernel_symbols(profiles),
+        || kernel_symbols(profiles, kernel_files, kernel_contents),
     );
     pb.finish_and_clear();
-    let by_key = |pi: usize, m: u32| module_group.get(&(pi, m)).map(|&g| &resolved[g]);
+    for (key, frames) in keys.into_iter().zip(resolved) {
+        cache.modules.entry(key).or_default().extend(frames);
+    }
+    let cache = &*cache;
+    let by_key = |pi: usize, m: u32| module_key.get(&(pi, m)).and_then(|k| cache.modules.get(k));
 
     profiles
         .par_iter()
@@ -643,37 +772,59 @@ fn symbolize_groups(
 
 /// The kernel symbols of each raw directory with kernel samples. Ranks on one host copy
 /// the same kallsyms (megabytes, 100k+ lines): each distinct copy is parsed once, not
-/// once per rank (at 1,024 ranks that parse was most of finalize's time and memory).
+/// once per rank (at 1,024 ranks that parse was most of finalize's time and memory);
+/// a copy hard-linked to one seen before is not even read again.
 fn kernel_symbols(
     profiles: &[(crate::raw::RawDir, RawProfile)],
+    by_file: &mut HashMap<(u64, u64, u64, i64), std::sync::Arc<symbols::KernelSymbols>>,
+    by_content: &mut HashMap<(u64, usize), std::sync::Arc<symbols::KernelSymbols>>,
 ) -> Vec<std::sync::Arc<symbols::KernelSymbols>> {
     use std::hash::{Hash, Hasher};
-    let mut by_content: HashMap<(u64, usize), std::sync::Arc<symbols::KernelSymbols>> =
-        HashMap::new();
+    use std::os::unix::fs::MetadataExt;
     profiles
         .iter()
         .map(|(raw, p)| {
             if !p.trie.iter().any(|(_, l)| matches!(l, Loc::Kernel(_))) {
                 return Default::default();
             }
-            let Ok(bytes) = crate::raw::bounded::read_limited(
-                &raw.path.join("kallsyms"),
-                crate::raw::bounded::Kind::Kallsyms,
-            ) else {
+            let path = raw.path.join("kallsyms");
+            let id = std::fs::symlink_metadata(&path)
+                .ok()
+                .filter(|m| m.is_file())
+                .map(|m| (m.dev(), m.ino(), m.size(), m.mtime()));
+            if let Some(k) = id.and_then(|id| by_file.get(&id)) {
+                return k.clone();
+            }
+            let Ok(bytes) =
+                crate::raw::bounded::read_limited(&path, crate::raw::bounded::Kind::Kallsyms)
+            else {
                 return Default::default();
             };
             let mut h = std::collections::hash_map::DefaultHasher::new();
             bytes.hash(&mut h);
-            by_content
+            let k = by_content
                 .entry((h.finish(), bytes.len()))
                 .or_insert_with(|| {
                     std::sync::Arc::new(symbols::KernelSymbols::parse(&String::from_utf8_lossy(
                         &bytes,
                     )))
                 })
-                .clone()
+                .clone();
+            if let Some(id) = id {
+                by_file.insert(id, k.clone());
+            }
+            k
         })
         .collect()
+}
+
+/// Where a raw directory's samples over time go.
+enum Timeline {
+    /// The run's buckets are known: into the writer's timeline.
+    Buckets(TimeBuckets),
+    /// Not yet (ranks in several batches): (stack, thread, time unit, count) rows,
+    /// bucketed by `PendingDb::finish` once the last rank is read.
+    Units(Vec<(Option<usize>, usize, u64, u64)>),
 }
 
 fn add_raw_profile(
@@ -683,7 +834,7 @@ fn add_raw_profile(
     node_frames: &NodeFrames,
     event_index: &mut HashMap<String, usize>,
     manifest: &Manifest,
-    buckets: &TimeBuckets,
+    timeline: &mut Timeline,
 ) {
     // Processes and threads.
     // One process row per process image (an exec starts a new one: a shim that exec'd
@@ -849,8 +1000,12 @@ fn add_raw_profile(
     let mut times: Vec<_> = p.times.iter().collect();
     times.sort_unstable_by_key(|((k, t), _)| (k.thread, k.leaf, k.python, k.event, *t));
     for ((key, t), &count) in times {
-        if let Some((stack, thread)) = placed(key) {
-            w.add_timeline(stack, thread, buckets.bucket(*t), count);
+        let Some((stack, thread)) = placed(key) else {
+            continue;
+        };
+        match timeline {
+            Timeline::Buckets(b) => w.add_timeline(stack, thread, b.bucket(*t), count),
+            Timeline::Units(rows) => rows.push((stack, thread, *t, count)),
         }
     }
     add_waits(w, p, &count_stacks, &thread_index);

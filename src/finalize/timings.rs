@@ -1,7 +1,10 @@
 //! `hwprof finalize --timings`: the wall and CPU time (all threads) of each stage
 //! (read, symbolize, aggregate, write) and, within reading, the time of the per-sample
 //! stages (unwind, aggregate), printed to stderr at the end. On a loaded machine the
-//! CPU times are the steadier figures.
+//! CPU times are the steadier figures. Ranks are finalized in batches, the next read
+//! while this one is symbolized and aggregated: with more than one batch, `read` is
+//! the first batch's reading and the waits for the next ones, and the CPU of a stage
+//! includes that of the threads reading beside it.
 
 use std::time::{Duration, Instant};
 
@@ -34,12 +37,16 @@ impl StageClock {
         }
     }
 
-    /// The stage `name` ends now.
+    /// The stage `name` ends now. A stage seen before (ranks finalized in batches)
+    /// adds to its time.
     pub fn lap(&mut self, name: &'static str) {
         if self.on {
             let (now, cpu) = (Instant::now(), cpu_time());
-            self.laps
-                .push((name, now - self.last, cpu.saturating_sub(self.last_cpu)));
+            let (d, c) = (now - self.last, cpu.saturating_sub(self.last_cpu));
+            match self.laps.iter_mut().find(|l| l.0 == name) {
+                Some(l) => (l.1, l.2) = (l.1 + d, l.2 + c),
+                None => self.laps.push((name, d, c)),
+            }
             self.last = now;
             self.last_cpu = cpu;
         }

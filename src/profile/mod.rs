@@ -57,6 +57,7 @@
 //! half-written profile.
 
 pub mod stacks;
+pub mod stream;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -1041,40 +1042,9 @@ impl ProfileWriter {
     /// still be the file we created (device and inode of our fd), so SQLite wrote into
     /// our file and nothing else; the rename is `renameat` in DIR's fd, which replaces
     /// whatever is at `profile.db` (a planted link included) without following it.
+    /// [`stream::PendingDb`] does all this; finalize uses it directly, in pieces.
     pub fn write(&self, dir: &Path) -> Result<PathBuf, ProfileError> {
-        use crate::private_dir::PrivateDir;
-        let path = Profile::db_path(dir);
-        let io = |path: &Path| {
-            let path = path.to_path_buf();
-            move |source| ProfileError::Io { path, source }
-        };
-        let d = PrivateDir::open(dir).map_err(io(dir))?;
-        let tmp_name = PrivateDir::temp_name("profile.db");
-        let tmp = dir.join(&tmp_name);
-        let ours = d.create_file(&tmp_name).map_err(io(&tmp))?;
-        let written = (|| {
-            let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE
-                | rusqlite::OpenFlags::SQLITE_OPEN_NOFOLLOW
-                | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
-            let mut conn = Connection::open_with_flags(&tmp, flags).map_err(sql_err(&tmp))?;
-            write_all(&mut conn, &self.profile).map_err(sql_err(&tmp))?;
-            drop(conn);
-            let same = crate::private_dir::identity(&ours).map_err(io(&tmp))?
-                == d.identity_of(&tmp_name).map_err(io(&tmp))?;
-            if !same {
-                return Err(ProfileError::Io {
-                    path: tmp.clone(),
-                    source: std::io::Error::other("replaced while being written"),
-                });
-            }
-            ours.sync_all().map_err(io(&tmp))?;
-            d.rename(&tmp_name, "profile.db").map_err(io(&path))
-        })();
-        if written.is_err() {
-            let _ = d.remove(&tmp_name);
-        }
-        written?;
-        Ok(path)
+        stream::PendingDb::create(dir)?.finish(self, None)
     }
 }
 
@@ -1096,10 +1066,9 @@ fn add_or_insert<K: std::hash::Hash + Eq, R>(
     }
 }
 
-fn write_all(conn: &mut Connection, p: &Profile) -> rusqlite::Result<()> {
-    conn.execute_batch("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;")?;
-    let tx = conn.transaction()?;
-    tx.execute_batch(SCHEMA)?;
+/// The tables every rank shares (meta, events, processes, threads, functions, frames,
+/// stacks), written once at the end.
+fn write_tables(tx: &Connection, p: &Profile) -> rusqlite::Result<()> {
     {
         let mut st = tx.prepare("INSERT INTO meta VALUES (?1, ?2)")?;
         let mut keys: Vec<_> = p.meta.iter().collect();
@@ -1157,6 +1126,14 @@ fn write_all(conn: &mut Connection, p: &Profile) -> rusqlite::Result<()> {
                 s.frame as i64 + 1
             ])?;
         }
+    }
+    Ok(())
+}
+
+/// The per-thread rows (samples, rss, counts, timeline, waits), which a streaming
+/// finalize writes rank by rank.
+fn write_rows(tx: &Connection, p: &Profile) -> rusqlite::Result<()> {
+    {
         let mut st = tx.prepare("INSERT INTO samples VALUES (?1, ?2, ?3, ?4, ?5)")?;
         for s in &p.samples {
             st.execute(params![
@@ -1206,7 +1183,7 @@ fn write_all(conn: &mut Connection, p: &Profile) -> rusqlite::Result<()> {
             ])?;
         }
     }
-    tx.commit()
+    Ok(())
 }
 
 /// Why a results directory's profile.db cannot be read, named by its real cause:

@@ -360,7 +360,7 @@ fn copy_tree(from: &Path, to: &Path) {
 
 /// 16 synthetic ranks (one recorded rank's raw directory replicated under 16 rank
 /// numbers and pids): `--part 1/2`, `--part 2/2` and `merge` give the same profile as
-/// one finalize.
+/// one finalize, and so does a finalize that streams the ranks in batches of 3.
 #[test]
 fn parts_and_merge_equal_one_finalize_at_16_ranks() {
     let t = shared_tempdir();
@@ -397,7 +397,17 @@ fn parts_and_merge_equal_one_finalize_at_16_ranks() {
     }
     let parts = t.path().join("parts");
     copy_tree(&single, &parts);
+    let batched = t.path().join("batched");
+    copy_tree(&single, &batched);
     ok(&hwprof(&["finalize", "-q", single.to_str().unwrap()]));
+    // Ranks streamed in batches of 3 (rows written batch by batch, the timeline
+    // bucketed at the end) give the profile of one batch.
+    let out = Command::new(hwprof_bin())
+        .env("HWPROF_FINALIZE_BATCH", "3")
+        .args(["finalize", "-q", batched.to_str().unwrap()])
+        .output()
+        .unwrap();
+    ok(&out);
     ok(&hwprof(&[
         "finalize",
         "-q",
@@ -430,6 +440,37 @@ fn parts_and_merge_equal_one_finalize_at_16_ranks() {
             v
         };
         assert_eq!(sorted(&x), sorted(&y), "{view:?}");
+        let z = report(&batched, &a);
+        assert_eq!(sorted(&x), sorted(&z), "batched: {view:?}");
+    }
+    // The timeline (per thread and bucket), the samples (per thread and stack leaf's
+    // function) and the meta, read from the two profile.db files.
+    let rows = |dir: &Path, sql: &str| -> Vec<String> {
+        let db = rusqlite::Connection::open(dir.join("profile.db")).unwrap();
+        let mut st = db.prepare(sql).unwrap();
+        let mut out: Vec<String> = st
+            .query_map([], |r| {
+                Ok((0..r.as_ref().column_count())
+                    .map(|i| format!("{:?}", r.get_ref(i).unwrap()))
+                    .collect::<Vec<_>>()
+                    .join("|"))
+            })
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect();
+        out.sort();
+        out
+    };
+    for sql in [
+        "SELECT t.tid, l.bucket, SUM(l.count) FROM timeline l JOIN threads t ON t.id = l.thread GROUP BY 1, 2",
+        "SELECT t.tid, f.name, s.count, s.value FROM samples s JOIN threads t ON t.id = s.thread
+         LEFT JOIN stacks k ON k.id = s.stack LEFT JOIN frames r ON r.id = k.frame
+         LEFT JOIN functions f ON f.id = r.function",
+        "SELECT key, value FROM meta",
+    ] {
+        let (x, y) = (rows(&single, sql), rows(&batched, sql));
+        assert!(!x.is_empty(), "{sql}");
+        assert_eq!(x, y, "batched: {sql}");
     }
     let (x, y) = (json(&single, &[]), json(&parts, &[]));
     for k in ["samples", "total", "ranks", "processes", "threads", "pop"] {
