@@ -317,7 +317,11 @@ pub fn run(opts: &CollectOptions) -> Result<CollectOutcome, CollectError> {
         exclude_kernel,
         context_switch: opts.mode == Mode::Locks,
     };
-    let wanted = requested_events(opts, &mut notices)?;
+    let mut wanted = requested_events(opts, &mut notices)?;
+    // Locks mode with kernel samples (root): who woke each wait (docs/locks.md, "Wakers").
+    if opts.mode == Mode::Locks && !exclude_kernel && opts.events.is_empty() {
+        wanted.extend(waker_event(opts.quiet, &mut notices));
+    }
 
     // Launch: fork a child that waits for us, so events cover its first instruction.
     let (mut child, target_pid, command) = match (&opts.target, &exec) {
@@ -920,6 +924,33 @@ fn requested_events(
         })
         .collect()
 }
+
+/// Locks mode's `sched:sched_waking` sampler (every wakeup, with the waker's stack and
+/// the woken thread in its raw data), when the kernel lets us open it.
+fn waker_event(quiet: bool, notices: &mut Vec<String>) -> Option<ChosenEventRequest> {
+    let spec = events::resolve(WAKER_EVENT)
+        .ok()
+        .filter(|s| events::list::probe(s).is_ok());
+    if spec.is_none() {
+        notice(
+            quiet,
+            notices,
+            format!(
+                "locks: {WAKER_EVENT} cannot be opened here: waits are shown without their waker"
+            ),
+        );
+    }
+    Some(ChosenEventRequest {
+        requested: WAKER_EVENT.to_string(),
+        spec: spec?,
+        fallback: None,
+        members: Vec::new(),
+        group_on_fallback: false,
+    })
+}
+
+/// The tracepoint of a wakeup, sampled in the waker's context.
+pub const WAKER_EVENT: &str = "sched:sched_waking";
 
 struct ChosenEventRequest {
     requested: String,

@@ -303,6 +303,10 @@ pub fn run(opts: &FinalizeOptions) -> Result<PathBuf, FinalizeError> {
         let inferred: u64 = profiles.iter().map(|(_, p)| p.wait_ns_inferred).sum();
         meta.insert("wait_ns_exact".into(), exact.to_string());
         meta.insert("wait_ns_inferred".into(), inferred.to_string());
+        let on_cpu: u64 = profiles.iter().map(|(_, p)| p.wait_ns_on_cpu).sum();
+        if on_cpu > 0 {
+            meta.insert("wait_ns_mpi_on_cpu".into(), on_cpu.to_string());
+        }
     }
     if !py_summaries.is_empty() {
         meta.insert("python_samples_joined".into(), py_joined.0.to_string());
@@ -867,7 +871,7 @@ fn add_raw_profile(
         let thread = thread_index.get(key.thread as usize).copied().unwrap_or(0);
         w.add_timeline(stack, thread, buckets.bucket(*t), count);
     }
-    add_waits(w, p, &count_stacks, &thread_index);
+    add_waits(w, p, &count_stacks, &node_stack, &thread_index);
     let mut counts: Vec<_> = p.counts.iter().collect();
     counts.sort_unstable_by_key(|((k, a), _)| (k.thread, k.leaf, k.python, k.event, *a));
     for ((key, attr), &value) in counts {
@@ -888,6 +892,7 @@ fn add_waits(
     w: &mut ProfileWriter,
     p: &RawProfile,
     sample_stacks: &HashMap<process::SampleKey, Option<usize>>,
+    node_stack: &[Option<usize>],
     thread_index: &[usize],
 ) {
     // One root run has a wait per context switch (100k+) on a few hundred stacks: each
@@ -928,6 +933,24 @@ fn add_waits(
             Some(class) => (class, wait.object.clone()),
             None => (by_stack.class, by_stack.object),
         };
+        // Root: who woke it. A waker's stack is a sample's stack when the waker also
+        // waited there, else its native stack (a waker's Python frames are joined only
+        // to samples).
+        if let Some(k) = wait.waker {
+            let waker = sample_stacks
+                .get(&k)
+                .copied()
+                .unwrap_or_else(|| node_stack.get(k.leaf as usize).copied().flatten());
+            w.merge_waker(crate::profile::WakerRow {
+                stack,
+                thread,
+                class,
+                object: object.clone(),
+                waker,
+                count: u64::from(!wait.continued),
+                wait_ns: wait.ns,
+            });
+        }
         // The rest of a wait already counted (restarted after a signal) adds its time
         // to the wait's row, not a wait.
         w.merge_wait(crate::profile::WaitRow {
