@@ -761,8 +761,11 @@ impl Builder<'_> {
             (family, named)
         });
         // [python] Join the Python stack first: the hook may drop a duplicate sample.
+        // A wakeup sample (root, locks mode) is the waker's native stack only: joined to
+        // no Python capture, so that it takes none meant for the thread's next sample.
+        let waking = self.waking_event == Some(event);
         let python = match self.sample_hook.as_mut() {
-            Some(h) => h(&SampleInfo {
+            Some(h) if !waking => h(&SampleInfo {
                 pid,
                 tid,
                 time,
@@ -771,7 +774,7 @@ impl Builder<'_> {
                 paired,
             })
             .unwrap_or(NO_NODE),
-            None => NO_NODE,
+            _ => NO_NODE,
         };
         if python == DROP_SAMPLE {
             self.out.duplicate_samples += u64::from(paired);
@@ -879,7 +882,7 @@ impl Builder<'_> {
         // Root, locks mode: a wakeup, taken in the waker's context: its stack is the
         // waker's. It is not a wait nor a sample of the profile; it names who ended the
         // woken thread's wait.
-        if self.waking_event == Some(event) {
+        if waking {
             self.out.sample_count = self.out.sample_count.saturating_sub(1);
             let wakee = s
                 .raw

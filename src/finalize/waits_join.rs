@@ -229,13 +229,16 @@ pub struct WaitJoin {
     off_cpu: FxHashMap<u32, OffCpuLog>,
 }
 
-/// A thread's off-CPU time: per interval (most recent [`MAX_QUEUED`]), its switch-in
-/// time and the thread's total off-CPU ns after it.
+/// A thread's off-CPU time: per interval, its switch-in time and the thread's total
+/// off-CPU ns after it. Bounded: past [`MAX_QUEUED`] entries every other entry of the
+/// older half is dropped, so an old time is answered from the nearest kept entry
+/// before it (the total can only be under-read there: an MPI wait's on-CPU part is
+/// then under-, never over-counted). An MPI rank that yields while it polls is
+/// switched out thousands of times in one barrier: a log cut at a fixed length lost
+/// the call's start and counted its off-CPU intervals twice.
 #[derive(Default)]
 struct OffCpuLog {
     total: u64,
-    /// Total of the intervals dropped from the log.
-    dropped: u64,
     log: VecDeque<(u64, u64)>,
 }
 
@@ -243,10 +246,14 @@ impl OffCpuLog {
     fn add(&mut self, inn: u64, ns: u64) {
         self.total = self.total.saturating_add(ns);
         self.log.push_back((inn, self.total));
-        if self.log.len() > MAX_QUEUED
-            && let Some((_, t)) = self.log.pop_front()
-        {
-            self.dropped = t;
+        if self.log.len() > MAX_QUEUED {
+            let half = self.log.len() / 2;
+            let mut i = 0;
+            self.log.retain(|_| {
+                let keep = i >= half || i % 2 == 0;
+                i += 1;
+                keep
+            });
         }
     }
 
@@ -254,7 +261,7 @@ impl OffCpuLog {
     fn at(&self, t: u64) -> u64 {
         let n = self.log.partition_point(|&(inn, _)| inn <= t);
         match n {
-            0 => self.dropped,
+            0 => 0,
             n => self.log[n - 1].1,
         }
     }
@@ -684,6 +691,32 @@ mod tests {
         // An index past the table names nothing.
         let odd = Marker::decode(WAIT_MPI | (WAIT_OBJ_MPI_FN << 8), 999, 0, 10, 20).unwrap();
         assert_eq!(odd.object, None);
+    }
+
+    #[test]
+    fn an_mpi_wait_yielding_thousands_of_times_is_counted_once() {
+        let mut j = WaitJoin::default();
+        let mut out = RawProfile::default();
+        // 1 s in MPI_Barrier, switched out 10,000 times for 50 µs each (0.5 s off CPU).
+        let start = 1_000_000_000u64;
+        for i in 0..10_000u64 {
+            let out_t = start + 10_000 + i * 99_000;
+            j.switch_out(7, 0, out_t, true);
+            j.switch_in(7, out_t + 50_000, Some((key(9), None)), &mut out);
+        }
+        let barrier = Marker::decode(
+            WAIT_MPI | (WAIT_OBJ_MPI_FN << 8),
+            0,
+            start,
+            1_000_000_000,
+            start + 1_000_000_100,
+        )
+        .expect("valid");
+        j.marker(7, key(5), barrier, &mut out);
+        j.finish(&mut out);
+        let total: u64 = out.waits.iter().map(|w| w.ns).sum();
+        assert_eq!(total, 1_000_000_000, "the call's time, once");
+        assert_eq!(out.wait_ns_on_cpu, 500_000_000);
     }
 
     #[test]
