@@ -229,40 +229,41 @@ pub struct WaitJoin {
     off_cpu: FxHashMap<u32, OffCpuLog>,
 }
 
-/// A thread's off-CPU time: per interval, its switch-in time and the thread's total
-/// off-CPU ns after it. Bounded: past [`MAX_QUEUED`] entries every other entry of the
-/// older half is dropped, so an old time is answered from the nearest kept entry
-/// before it (the total can only be under-read there: an MPI wait's on-CPU part is
-/// then under-, never over-counted). An MPI rank that yields while it polls is
-/// switched out thousands of times in one barrier: a log cut at a fixed length lost
-/// the call's start and counted its off-CPU intervals twice.
+/// A thread's off-CPU time: per interval (the most recent [`MAX_OFF_CPU_LOG`]), its
+/// switch-in time and the thread's total off-CPU ns after it. An MPI rank that yields
+/// while it polls is switched out thousands of times in one barrier, so the log is
+/// long; a time older than the log is unknown (None), never guessed: a guess from a
+/// cut log counted the call's intervals twice, one from a thinned log missed some.
 #[derive(Default)]
 struct OffCpuLog {
     total: u64,
+    /// Intervals were dropped from the front: times before the first entry are unknown.
+    cut: bool,
     log: VecDeque<(u64, u64)>,
 }
+
+/// Entries an [`OffCpuLog`] keeps (16 bytes each: 1 MiB for a thread that switches
+/// that often).
+const MAX_OFF_CPU_LOG: usize = 65_536;
 
 impl OffCpuLog {
     fn add(&mut self, inn: u64, ns: u64) {
         self.total = self.total.saturating_add(ns);
         self.log.push_back((inn, self.total));
-        if self.log.len() > MAX_QUEUED {
-            let half = self.log.len() / 2;
-            let mut i = 0;
-            self.log.retain(|_| {
-                let keep = i >= half || i % 2 == 0;
-                i += 1;
-                keep
-            });
+        if self.log.len() > MAX_OFF_CPU_LOG {
+            self.log.pop_front();
+            self.cut = true;
         }
     }
 
-    /// The thread's off-CPU ns up to `t` (intervals that ended by then).
-    fn at(&self, t: u64) -> u64 {
+    /// The thread's off-CPU ns up to `t` (intervals that ended by then); None when
+    /// the log no longer reaches back to `t`.
+    fn at(&self, t: u64) -> Option<u64> {
         let n = self.log.partition_point(|&(inn, _)| inn <= t);
         match n {
-            0 => 0,
-            n => self.log[n - 1].1,
+            0 if self.cut => None,
+            0 => Some(0),
+            n => Some(self.log[n - 1].1),
         }
     }
 }
@@ -405,11 +406,15 @@ impl WaitJoin {
         // by waits inside it, such as a poll the library made) is added on the
         // marker's stack.
         if m.class == WaitClass::Mpi {
-            let off = self.off_cpu.get(&tid).map_or(0, |l| {
-                l.at(m.end.saturating_add(SLACK_NS))
-                    .saturating_sub(l.at(m.start.saturating_sub(SLACK_NS)))
-            });
-            let on_cpu = (m.end - m.start).saturating_sub(off);
+            // When the log no longer reaches the call's start, its off-CPU part is
+            // unknown and no on-CPU time is added (under- rather than double-counted).
+            let off = match self.off_cpu.get(&tid) {
+                None => Some(0),
+                Some(l) => l
+                    .at(m.start.saturating_sub(SLACK_NS))
+                    .and_then(|a| Some(l.at(m.end.saturating_add(SLACK_NS))?.saturating_sub(a))),
+            };
+            let on_cpu = off.map_or(0, |off| (m.end - m.start).saturating_sub(off));
             claimed = claimed.saturating_add(on_cpu);
             out.wait_ns_exact = out.wait_ns_exact.saturating_add(on_cpu);
             out.wait_ns_on_cpu = out.wait_ns_on_cpu.saturating_add(on_cpu);

@@ -524,11 +524,12 @@ fn mpi_barrier_waits_total_the_designed_imbalance() {
         .expect("run mpirun (.ci/run installs openmpi-bin)");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "mpirun failed: {stderr}");
-    // Each rank's barrier wait by its own clock.
+    // Each rank's barrier wait by its own clock (mpirun interleaves the ranks' lines:
+    // "rank 0 barrier 0.81rank 2 barrier 0.00").
     let mut timed = [0.0f64; 4];
-    for l in stderr.lines() {
-        let w: Vec<&str> = l.split_whitespace().collect();
-        if let ["rank", r, "barrier", s] = w.as_slice()
+    for chunk in stderr.split("rank ").skip(1) {
+        let w: Vec<&str> = chunk.split_whitespace().take(3).collect();
+        if let [r, "barrier", s] = w.as_slice()
             && let (Ok(r), Ok(s)) = (r.parse::<usize>(), s.parse::<f64>())
             && r < 4
         {
