@@ -51,6 +51,7 @@ mod wire;
 mod disposition;
 mod exit_check;
 mod fd_paths;
+mod mpi_waits;
 mod safe_load;
 mod scratch;
 mod self_ids;

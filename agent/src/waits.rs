@@ -17,7 +17,7 @@
 //! a plain function; the breakpoint sample does not signal the thread).
 
 use std::ffi::{CStr, c_int, c_uint, c_void};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use crate::wire::*;
 
@@ -31,6 +31,7 @@ pub(crate) fn configure() -> bool {
         return false;
     };
     resolve_all();
+    note_main_stack_end();
     THRESHOLD_NS.store(ns.min(u64::MAX - 1), Ordering::Release);
     true
 }
@@ -48,6 +49,88 @@ pub extern "C" fn hwprof_wait_marker(
     extra: u64,
 ) {
     std::hint::black_box((magic, what, object, start, dur, extra));
+}
+
+/// The marker of a wait whose whole stack fits in [`SHORT_STACK`] bytes: its breakpoint
+/// copies only that much (the other's copies the mode's full size, 8 KiB by default).
+/// Same record; a body of its own so that the linker never folds the two into one.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn hwprof_wait_marker_short(
+    magic: u64,
+    what: u64,
+    object: u64,
+    start: u64,
+    dur: u64,
+    extra: u64,
+) {
+    std::hint::black_box((magic, what, object, start, dur, extra, SHORT_STACK));
+}
+
+/// Bytes of stack the short marker's breakpoint copies (a multiple of 8). A thread's
+/// bound (below) includes glibc's static TLS block (1.8 KiB for a C program with
+/// glibc 2.36), so a thread's frames fit when they take up to ~2 KiB.
+const SHORT_STACK: u32 = 4096;
+/// Bytes above the main thread's outermost frame kept in a short copy all the same
+/// (what an unwinder may read past `_start`'s frame).
+const SHORT_SLACK: u64 = 512;
+/// The short marker's breakpoint is open on every CPU the full one is.
+static SHORT_READY: AtomicBool = AtomicBool::new(false);
+/// `__libc_stack_end`: the main thread's stack pointer at `_start` (0: unknown).
+static MAIN_STACK_END: AtomicU64 = AtomicU64::new(0);
+
+/// Calls the marker whose breakpoint copies the least stack that still holds every
+/// frame of this thread, so that finalize unwinds the same stack as from a full copy.
+///
+/// A thread's frames lie between its stack pointer and its TCB (`pthread_self()`:
+/// x86-64 glibc puts the TCB at the top of a thread's stack block, its static TLS
+/// below it and the stack below that: `clone3`'s frame, the outermost, starts under
+/// the TLS); the main thread's, below `__libc_stack_end` (the stack pointer `_start`
+/// got). A stack pointer outside both (a signal's alternate stack, a coroutine's) or
+/// deeper than the short copy takes the full one: the same stack as before.
+#[inline(never)]
+fn mark(what: u64, object: u64, start: u64, dur: u64, extra: u64) {
+    if SHORT_READY.load(Ordering::Relaxed) && fits_short(stack_pointer()) {
+        hwprof_wait_marker_short(WAIT_MAGIC, what, object, start, dur, extra);
+    } else {
+        hwprof_wait_marker(WAIT_MAGIC, what, object, start, dur, extra);
+    }
+}
+
+/// Whether the frames from `sp` up to the thread's outermost one (plus the slack) fit
+/// in the short copy.
+fn fits_short(sp: u64) -> bool {
+    let within = |top: u64, slack: u64| top > sp && top - sp + slack <= u64::from(SHORT_STACK);
+    // SAFETY: pthread_self reads the thread pointer; no side effect.
+    let tcb = unsafe { libc::pthread_self() } as u64;
+    within(tcb, 0) || within(MAIN_STACK_END.load(Ordering::Relaxed), SHORT_SLACK)
+}
+
+#[inline(always)]
+fn stack_pointer() -> u64 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let sp: u64;
+        // SAFETY: reads rsp into a register; no memory access.
+        unsafe { std::arch::asm!("mov {}, rsp", out(reg) sp, options(nomem, nostack)) };
+        sp
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        u64::MAX // never short
+    }
+}
+
+/// Reads `__libc_stack_end` (ld.so's), for [`fits_short`] on the main thread.
+fn note_main_stack_end() {
+    // SAFETY: dlsym with RTLD_DEFAULT and a NUL-terminated name; null when absent.
+    let p = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"__libc_stack_end".as_ptr()) };
+    if !p.is_null() {
+        // SAFETY: `__libc_stack_end` is a `void *` variable of ld.so, set before any
+        // constructor runs.
+        let end = unsafe { *(p as *const usize) } as u64;
+        MAIN_STACK_END.store(end, Ordering::Relaxed);
+    }
 }
 
 /// perf_event_attr offsets and bits used here (see `linux/perf_event.h`).
@@ -106,8 +189,36 @@ pub(crate) fn open_breakpoints(attr: &[u8], sigtrap_cookie: Option<u64>) -> Vec<
     put64(&mut a, 64, size_of::<libc::c_long>() as u64); // bp_len
     let size = (a.len() as u32).min(4096);
     put32(&mut a, 4, size);
-    crate::open_on_cpus(&a)
+    let mut fds = crate::open_on_cpus(&a);
+    // The short marker: same attr, the same record, a short stack copy (when the mode
+    // copies more than that at all).
+    let sample_type = u64::from_le_bytes(a[24..32].try_into().unwrap_or([0; 8]));
+    let stack = u32::from_le_bytes(a[88..92].try_into().unwrap_or([0; 4]));
+    if fds.is_empty() || sample_type & SAMPLE_STACK_USER == 0 || stack <= SHORT_STACK {
+        return fds;
+    }
+    put64(
+        &mut a,
+        56,
+        hwprof_wait_marker_short as *const () as usize as u64,
+    );
+    put32(&mut a, 88, SHORT_STACK);
+    let short = crate::open_on_cpus(&a);
+    // Only when it covers every CPU the full one does (a thread may run anywhere).
+    let ready = short.len() == fds.len();
+    SHORT_READY.store(ready, Ordering::Relaxed);
+    if ready {
+        fds.extend(short);
+    } else {
+        for (_, fd) in short {
+            crate::close(fd);
+        }
+    }
+    fds
 }
+
+/// `PERF_SAMPLE_STACK_USER`.
+const SAMPLE_STACK_USER: u64 = 1 << 13;
 
 #[inline(always)]
 fn threshold() -> u64 {
@@ -131,14 +242,7 @@ fn done_flagged(t0: u64, class: u64, kind: u64, object: u64, flags: u64, deadlin
         if kind == WAIT_OBJ_FD {
             mark_fd(class | flags, object, t0, dur);
         } else {
-            hwprof_wait_marker(
-                WAIT_MAGIC,
-                class | (kind << 8) | flags,
-                object,
-                t0,
-                dur,
-                deadline,
-            );
+            mark(class | (kind << 8) | flags, object, t0, dur, deadline);
         }
         // SAFETY: as above.
         unsafe { *libc::__errno_location() = errno };
@@ -154,8 +258,7 @@ fn done_flagged(t0: u64, class: u64, kind: u64, object: u64, flags: u64, deadlin
 fn mark_fd(class: u64, fd: u64, t0: u64, dur: u64) {
     let mut path = [0u8; crate::fd_paths::PATH_BYTES];
     let known = crate::fd_paths::path_of(fd as c_int, &mut path);
-    hwprof_wait_marker(
-        WAIT_MAGIC,
+    mark(
         class | (WAIT_OBJ_FD << 8),
         fd,
         t0,
@@ -175,6 +278,13 @@ fn timed<R>(class: u64, kind: u64, object: u64, f: impl FnOnce() -> R) -> R {
     let r = f();
     done(t0, class, kind, object);
     r
+}
+
+/// Runs an MPI call timed as a wait of class mpi on the function `index` of
+/// `wire::MPI_FUNCTIONS` (mpi_waits.rs); finalize counts its whole duration.
+#[inline(always)]
+pub(crate) fn timed_mpi<R>(index: u64, f: impl FnOnce() -> R) -> R {
+    timed(WAIT_MPI, WAIT_OBJ_MPI_FN, index, f)
 }
 
 /// `timed` for a call a signal handler can interrupt and its caller restart (sleeps,

@@ -144,7 +144,11 @@ pub fn run(opts: &CollectOptions) -> Result<CollectOutcome, CollectError> {
         exclude_kernel,
         context_switch: opts.mode == Mode::Locks,
     };
-    let wanted = plan::requested_events(opts, &mut notices)?;
+    let mut wanted = plan::requested_events(opts, &mut notices)?;
+    // Locks mode with kernel samples (root): who woke each wait (docs/locks.md, "Wakers").
+    if opts.mode == Mode::Locks && !exclude_kernel && opts.events.is_empty() {
+        wanted.extend(plan::waker_event(opts.quiet, &mut notices));
+    }
 
     let launch::Started {
         mut child,

@@ -96,6 +96,10 @@ pub fn build_attr(spec: &EventSpec, cfg: &OpenConfig, tracking: bool) -> PerfEve
         }
     }
     a.sample_type = st as u64;
+    // Locks mode's wakeups: the woken thread is in the tracepoint's raw data.
+    if spec.name == crate::events::WAKER_EVENT {
+        a.sample_type |= b::PERF_SAMPLE_RAW as u64;
+    }
     // Time and hardware events sample at a frequency; counts of discrete events (faults,
     // switches, tracepoints) sample every occurrence, so weights are exact. A hardware
     // event with its own period (LLC misses every 10007, a perfmon SampleAfterValue, a

@@ -137,6 +137,31 @@ pub(super) fn requested_events(
         .collect()
 }
 
+/// Locks mode's `sched:sched_waking` sampler (every wakeup, with the waker's stack and
+/// the woken thread in its raw data), when the kernel lets us open it.
+pub(super) fn waker_event(quiet: bool, notices: &mut Vec<String>) -> Option<ChosenEventRequest> {
+    let spec = events::resolve(events::WAKER_EVENT)
+        .ok()
+        .filter(|s| events::list::probe(s).is_ok());
+    if spec.is_none() {
+        notice(
+            quiet,
+            notices,
+            format!(
+                "locks: {} cannot be opened here: waits are shown without their waker",
+                events::WAKER_EVENT
+            ),
+        );
+    }
+    Some(ChosenEventRequest {
+        requested: events::WAKER_EVENT.to_string(),
+        spec: spec?,
+        fallback: None,
+        members: Vec::new(),
+        group_on_fallback: false,
+    })
+}
+
 /// An event to open, as planned: what was asked for, its spec, its replacement.
 pub(super) struct ChosenEventRequest {
     /// As requested (`-e` argument or the mode's default name).

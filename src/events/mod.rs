@@ -32,6 +32,10 @@ pub(crate) use generic::GENERIC;
 pub use resolve::{known_names, resolve, resolve_all, resolve_in};
 pub use suggest::close_matches;
 
+/// The tracepoint of a wakeup, sampled in the waker's context (locks mode at root: who
+/// woke each wait).
+pub const WAKER_EVENT: &str = "sched:sched_waking";
+
 /// Errors resolving an event name.
 #[derive(Debug, thiserror::Error)]
 pub enum EventError {

@@ -279,6 +279,9 @@ pub fn run(opts: &FinalizeOptions) -> Result<PathBuf, FinalizeError> {
         // How much off-CPU time had the stack where the thread blocked (docs/locks.md).
         meta.insert("wait_ns_exact".into(), acc.wait_ns_exact.to_string());
         meta.insert("wait_ns_inferred".into(), acc.wait_ns_inferred.to_string());
+        if acc.wait_ns_on_cpu > 0 {
+            meta.insert("wait_ns_mpi_on_cpu".into(), acc.wait_ns_on_cpu.to_string());
+        }
     }
     let py_summaries = &acc.py_summaries;
     if !py_summaries.is_empty() {
@@ -477,6 +480,7 @@ struct RunTotals {
     paired_dropped: u64,
     wait_ns_exact: u64,
     wait_ns_inferred: u64,
+    wait_ns_on_cpu: u64,
     stage_ns: process::StageNs,
     // [python] Join and capture counts, for the report.
     py_joined: (u64, u64),
@@ -513,6 +517,7 @@ impl RunTotals {
         self.paired_dropped += p.duplicate_samples;
         self.wait_ns_exact += p.wait_ns_exact;
         self.wait_ns_inferred += p.wait_ns_inferred;
+        self.wait_ns_on_cpu += p.wait_ns_on_cpu;
         self.stage_ns.unwind += p.stage_ns.unwind;
         self.stage_ns.aggregate += p.stage_ns.aggregate;
         self.sampled_by.add(&p.sampled_by);
@@ -1008,7 +1013,7 @@ fn add_raw_profile(
             Timeline::Units(rows) => rows.push((stack, thread, *t, count)),
         }
     }
-    add_waits(w, p, &count_stacks, &thread_index);
+    add_waits(w, p, &count_stacks, &node_stack, &thread_index);
     let mut counts: Vec<_> = p.counts.iter().collect();
     counts.sort_unstable_by_key(|((k, a), _)| (k.thread, k.leaf, k.python, k.event, *a));
     for ((key, attr), &value) in counts {
@@ -1055,6 +1060,7 @@ fn add_waits(
     w: &mut ProfileWriter,
     p: &RawProfile,
     sample_stacks: &HashMap<process::SampleKey, Option<usize>>,
+    node_stack: &[Option<usize>],
     thread_index: &[usize],
 ) {
     // One root run has a wait per context switch (100k+) on a few hundred stacks: each
@@ -1095,6 +1101,24 @@ fn add_waits(
             Some(class) => (class, wait.object.clone()),
             None => (by_stack.class, by_stack.object),
         };
+        // Root: who woke it. A waker's stack is a sample's stack when the waker also
+        // waited there, else its native stack (a waker's Python frames are joined only
+        // to samples).
+        if let Some(k) = wait.waker {
+            let waker = sample_stacks
+                .get(&k)
+                .copied()
+                .unwrap_or_else(|| node_stack.get(k.leaf as usize).copied().flatten());
+            w.merge_waker(crate::profile::WakerRow {
+                stack,
+                thread,
+                class,
+                object: object.clone(),
+                waker,
+                count: u64::from(!wait.continued),
+                wait_ns: wait.ns,
+            });
+        }
         // The rest of a wait already counted (restarted after a signal) adds its time
         // to the wait's row, not a wait.
         w.merge_wait(crate::profile::WaitRow {

@@ -164,6 +164,9 @@ pub struct RawProfile {
     /// Locks mode: off-CPU ns no recorded wait explains (stack at switch-out, or the
     /// thread's nearest one).
     pub wait_ns_inferred: u64,
+    /// Locks mode: ns inside recorded MPI calls spent on CPU (polling), counted as MPI
+    /// wait (part of `wait_ns_exact`).
+    pub wait_ns_on_cpu: u64,
 }
 
 /// A switch-out sample waiting for its thread's switch-in (root: the kernel samples
@@ -255,6 +258,8 @@ struct Builder<'a> {
     pending_off_cpu: FxHashMap<u32, PendingOffCpu>,
     /// Off-CPU: switch records and the agent's wait samples, joined per thread.
     waits: super::waits_join::WaitJoin,
+    /// Locks mode as root: the attr of `sched:sched_waking` (whose samples are wakers).
+    waking_event: Option<u32>,
     sample_hook: Option<&'a mut SampleHook>,
     /// Per attr: (sample_type, read_format) when its samples carry PERF_SAMPLE_READ.
     reads: Vec<Option<(u64, u64)>>,
@@ -342,6 +347,7 @@ pub fn process_perf_data<'a>(
         },
         pending_off_cpu: FxHashMap::default(),
         waits: Default::default(),
+        waking_event: None,
         sample_hook,
         reads: Vec::new(),
         attr_of_id: FxHashMap::default(),
@@ -353,6 +359,14 @@ pub fn process_perf_data<'a>(
         pending_counts: FxHashMap::default(),
         timed: TIME_STAGES.load(std::sync::atomic::Ordering::Relaxed),
     };
+    if b.weighting == Weighting::OffCpuNs {
+        b.waking_event = b
+            .out
+            .events
+            .iter()
+            .position(|n| n == crate::events::WAKER_EVENT)
+            .map(|i| i as u32);
+    }
     let data_file = open()?;
     let attrs: Vec<_> = perf_file
         .event_attributes()
@@ -728,8 +742,11 @@ impl Builder<'_> {
             (family, named)
         });
         // [python] Join the Python stack first: the hook may drop a duplicate sample.
+        // A wakeup sample (root, locks mode) is the waker's native stack only: joined to
+        // no Python capture, so that it takes none meant for the thread's next sample.
+        let waking = self.waking_event == Some(event);
         let python = match self.sample_hook.as_mut() {
-            Some(h) => h(&SampleInfo {
+            Some(h) if !waking => h(&SampleInfo {
                 pid,
                 tid,
                 time,
@@ -738,7 +755,7 @@ impl Builder<'_> {
                 paired,
             })
             .unwrap_or(NO_NODE),
-            None => NO_NODE,
+            _ => NO_NODE,
         };
         if python == DROP_SAMPLE {
             self.out.duplicate_samples += u64::from(paired);
@@ -843,6 +860,20 @@ impl Builder<'_> {
             thread,
             event,
         };
+        // Root, locks mode: a wakeup, taken in the waker's context: its stack is the
+        // waker's. It is not a wait nor a sample of the profile; it names who ended the
+        // woken thread's wait.
+        if waking {
+            self.out.sample_count = self.out.sample_count.saturating_sub(1);
+            let wakee = s
+                .raw
+                .as_ref()
+                .and_then(|r| super::waits_join::wakee_of(&r.as_slice()));
+            if let Some(wakee) = wakee {
+                self.waits.woken(wakee, key);
+            }
+            return;
+        }
         let mut count = 1;
         let value = match self.weighting {
             Weighting::Samples => 1,

@@ -61,6 +61,9 @@ pub struct RawWait {
     /// The rest of a wait already counted (a call restarted after a signal handler, or
     /// a later off-CPU interval of the same call): its time counts, not as a new wait.
     pub continued: bool,
+    /// Root: the stack of the thread that woke this one (its `sched:sched_waking`
+    /// sample), when one of the target's threads did.
+    pub waker: Option<SampleKey>,
 }
 
 /// A wait the agent recorded, from a marker sample's registers.
@@ -123,6 +126,7 @@ impl Marker {
             WAIT_SLEEP => WaitClass::Sleep,
             WAIT_IO => WaitClass::Io,
             WAIT_JOIN => WaitClass::Join,
+            WAIT_MPI => WaitClass::Mpi,
             _ => return None,
         };
         let end = start.checked_add(dur)?;
@@ -137,6 +141,10 @@ impl Marker {
             }),
             WAIT_OBJ_PID => Some(format!("pid {}", object as i64)),
             WAIT_OBJ_THREAD => Some(format!("thread {object:#x}")),
+            WAIT_OBJ_MPI_FN => usize::try_from(object)
+                .ok()
+                .and_then(|i| MPI_FUNCTIONS.get(i))
+                .map(|f| f.to_string()),
             _ => None,
         };
         Some(Marker {
@@ -192,6 +200,8 @@ struct Interval {
     thread: u32,
     /// Root: the switch-out sample's key and first syscall argument.
     at_out: Option<(SampleKey, Option<u64>)>,
+    /// Root: who woke the thread (the waker's `sched_waking` sample).
+    waker: Option<SampleKey>,
 }
 
 /// A thread's last wait that returned EINTR: key, class, object, end, deadline.
@@ -209,12 +219,64 @@ pub struct WaitJoin {
     /// The thread's last wait when it was interrupted (EINTR): its key, class, object
     /// and end, for its restart to continue it.
     interrupted: FxHashMap<u32, Interrupted>,
+    /// Root: the waker of each thread now off CPU (the last `sched_waking` of it).
+    woken_by: FxHashMap<u32, SampleKey>,
+    /// Per thread: its off-CPU time so far, for an MPI wait's on-CPU part.
+    off_cpu: FxHashMap<u32, OffCpuLog>,
+}
+
+/// A thread's off-CPU time: per interval (the most recent [`MAX_OFF_CPU_LOG`]), its
+/// switch-in time and the thread's total off-CPU ns after it. An MPI rank that yields
+/// while it polls is switched out thousands of times in one barrier, so the log is
+/// long; a time older than the log is unknown (None), never guessed: a guess from a
+/// cut log counted the call's intervals twice, one from a thinned log missed some.
+#[derive(Default)]
+struct OffCpuLog {
+    total: u64,
+    /// Intervals were dropped from the front: times before the first entry are unknown.
+    cut: bool,
+    log: VecDeque<(u64, u64)>,
+}
+
+/// Entries an [`OffCpuLog`] keeps (16 bytes each: 1 MiB for a thread that switches
+/// that often).
+const MAX_OFF_CPU_LOG: usize = 65_536;
+
+impl OffCpuLog {
+    fn add(&mut self, inn: u64, ns: u64) {
+        self.total = self.total.saturating_add(ns);
+        self.log.push_back((inn, self.total));
+        if self.log.len() > MAX_OFF_CPU_LOG {
+            self.log.pop_front();
+            self.cut = true;
+        }
+    }
+
+    /// The thread's off-CPU ns up to `t` (intervals that ended by then); None when
+    /// the log no longer reaches back to `t`.
+    fn at(&self, t: u64) -> Option<u64> {
+        let n = self.log.partition_point(|&(inn, _)| inn <= t);
+        match n {
+            0 if self.cut => None,
+            0 => Some(0),
+            n => Some(self.log[n - 1].1),
+        }
+    }
 }
 
 impl WaitJoin {
     /// A switch-out record of `tid` at `time`.
     pub fn switch_out(&mut self, tid: u32, thread: u32, time: u64, preempted: bool) {
         self.out.insert(tid, (time, preempted, thread));
+    }
+
+    /// Root: a `sched_waking` sample: the thread with key `waker` woke `wakee`. Kept for
+    /// the wakee's interval when it is off CPU (a wakeup of a running thread ends no
+    /// wait).
+    pub fn woken(&mut self, wakee: u32, waker: SampleKey) {
+        if self.out.contains_key(&wakee) {
+            self.woken_by.insert(wakee, waker);
+        }
     }
 
     /// A switch-in record: closes the thread's interval.
@@ -225,12 +287,14 @@ impl WaitJoin {
         at_out: Option<(SampleKey, Option<u64>)>,
         out: &mut RawProfile,
     ) {
+        let waker = self.woken_by.remove(&tid);
         let Some((t_out, preempted, thread)) = self.out.remove(&tid) else {
             return;
         };
         if time < t_out {
             return;
         }
+        self.off_cpu.entry(tid).or_default().add(time, time - t_out);
         let q = self.queued.entry(tid).or_default();
         q.push_back(Interval {
             out: t_out,
@@ -238,6 +302,7 @@ impl WaitJoin {
             preempted,
             thread,
             at_out,
+            waker,
         });
         if q.len() > MAX_QUEUED
             && let Some(iv) = q.pop_front()
@@ -291,6 +356,10 @@ impl WaitJoin {
         }
         let mut claimed = 0u64;
         let mut unsampled = 0u64;
+        let mut waker = None;
+        // Root: the call's intervals by switch-out stack, in order (usually one stack):
+        // one wait per stack, so that its max_ns is the whole wait, not a piece.
+        let mut pieces: Vec<(SampleKey, u64, Option<SampleKey>)> = Vec::new();
         if let Some(q) = self.queued.get_mut(&tid) {
             // Everything that ended by the wait's end: inside it, the wait's; before
             // (or straddling its start), nothing will claim it any more.
@@ -310,24 +379,53 @@ impl WaitJoin {
                     // frames, Python merged) with the wait's class and object.
                     Some((k, _)) => {
                         out.samples.entry(k).or_insert((0, 0)).1 += ns;
-                        out.waits.push(RawWait {
-                            key: k,
-                            class: Some(m.class),
-                            preempted: false,
-                            arg0: None,
-                            object: m.object.clone(),
-                            ns,
-                            continued,
-                        });
-                        // Later intervals of this call are the same wait.
-                        continued = true;
+                        match pieces.iter_mut().find(|(pk, ..)| *pk == k) {
+                            Some(p) => {
+                                p.1 = p.1.saturating_add(ns);
+                                p.2 = iv.waker.or(p.2);
+                            }
+                            None => pieces.push((k, ns, iv.waker)),
+                        }
                     }
                     None => {
                         claimed = claimed.saturating_add(ns);
                         unsampled += 1;
+                        waker = iv.waker.or(waker);
                     }
                 }
             }
+        }
+        // MPI: the call's whole time is the wait, polling on CPU included: the time in
+        // it that no off-CPU interval of the thread covers (intervals claimed above or
+        // by waits inside it, such as a poll the library made) is added on the
+        // marker's stack.
+        if m.class == WaitClass::Mpi {
+            // When the log no longer reaches the call's start, its off-CPU part is
+            // unknown and no on-CPU time is added (under- rather than double-counted).
+            let off = match self.off_cpu.get(&tid) {
+                None => Some(0),
+                Some(l) => l
+                    .at(m.start.saturating_sub(SLACK_NS))
+                    .and_then(|a| Some(l.at(m.end.saturating_add(SLACK_NS))?.saturating_sub(a))),
+            };
+            let on_cpu = off.map_or(0, |off| (m.end - m.start).saturating_sub(off));
+            claimed = claimed.saturating_add(on_cpu);
+            out.wait_ns_exact = out.wait_ns_exact.saturating_add(on_cpu);
+            out.wait_ns_on_cpu = out.wait_ns_on_cpu.saturating_add(on_cpu);
+        }
+        for (k, ns, waker) in pieces {
+            out.waits.push(RawWait {
+                key: k,
+                class: Some(m.class),
+                preempted: false,
+                arg0: None,
+                object: m.object.clone(),
+                ns,
+                continued,
+                waker,
+            });
+            // Later pieces of this call are the same wait.
+            continued = true;
         }
         if claimed > 0 {
             out.waits.push(RawWait {
@@ -338,6 +436,7 @@ impl WaitJoin {
                 object: m.object,
                 ns: claimed,
                 continued,
+                waker,
             });
         }
         (claimed, unsampled)
@@ -354,6 +453,21 @@ impl WaitJoin {
             }
         }
     }
+}
+
+/// The woken thread of a `sched:sched_waking` sample's raw data, None when the wakeup
+/// ran in interrupt context (a timer, an I/O completion: the thread the sample names
+/// was only interrupted, it woke nobody) or the data is short. Layout of the
+/// tracepoint (`events/sched/sched_waking/format`, stable since Linux 4.x):
+/// `common_flags` at 2 (TRACE_FLAG_HARDIRQ 0x08, SOFTIRQ 0x10, NMI 0x40), `pid` at 24.
+pub fn wakee_of(raw: &[u8]) -> Option<u32> {
+    const IN_INTERRUPT: u8 = 0x08 | 0x10 | 0x40;
+    let flags = *raw.get(2)?;
+    if flags & IN_INTERRUPT != 0 {
+        return None;
+    }
+    let pid = i32::from_le_bytes(raw.get(24..28)?.try_into().ok()?);
+    u32::try_from(pid).ok().filter(|&p| p != 0)
 }
 
 /// Counts an interval no recorded wait explains.
@@ -376,6 +490,7 @@ fn unexplained(iv: Interval, last: Option<SampleKey>, out: &mut RawProfile) {
         object: None,
         ns,
         continued: false,
+        waker: iv.waker,
     });
 }
 
@@ -555,5 +670,94 @@ mod tests {
         assert_eq!(out.waits[0].key, key(9));
         assert_eq!(out.waits[0].arg0, Some(3));
         assert_eq!(out.samples[&key(9)], (0, 1_000));
+    }
+
+    #[test]
+    fn root_one_call_woken_twice_is_one_wait_with_its_waker() {
+        let mut j = WaitJoin::default();
+        let mut out = RawProfile::default();
+        // Two off-CPU intervals of one call (switch-out stack 9); thread 8 (key 4)
+        // wakes it the second time; a wakeup of a running thread is no one's.
+        j.switch_out(7, 1, 1_000_000, false);
+        j.switch_in(7, 2_000_000, Some((key(9), None)), &mut out);
+        j.woken(7, key(3));
+        j.switch_out(7, 1, 2_100_000, false);
+        j.woken(7, key(4));
+        j.switch_in(7, 3_000_000, Some((key(9), None)), &mut out);
+        j.marker(7, key(5), marker(WAIT_LOCK, 900_000, 3_000_100), &mut out);
+        j.finish(&mut out);
+        assert_eq!(out.waits.len(), 1, "{:?}", out.waits);
+        assert_eq!(out.waits[0].ns, 1_900_000);
+        assert_eq!(out.waits[0].waker, Some(key(4)));
+        assert!(!out.waits[0].continued);
+    }
+
+    #[test]
+    fn an_mpi_wait_counts_its_polling_on_cpu() {
+        let mut j = WaitJoin::default();
+        let mut out = RawProfile::default();
+        // 10 ms in MPI_Barrier: 1 ms in a poll the library made (its own marker), 3 ms
+        // yielded (off CPU), the other 6 ms polling on CPU.
+        j.switch_out(7, 0, 1_000_000, false);
+        j.switch_in(7, 2_000_000, None, &mut out);
+        j.marker(7, key(4), marker(WAIT_IO, 990_000, 2_000_100), &mut out);
+        j.switch_out(7, 0, 5_000_000, false);
+        j.switch_in(7, 8_000_000, None, &mut out);
+        let barrier = Marker::decode(
+            WAIT_MPI | (WAIT_OBJ_MPI_FN << 8),
+            0,
+            500_000,
+            10_000_000,
+            10_600_000,
+        )
+        .expect("valid");
+        let (ns, _) = j.marker(7, key(5), barrier, &mut out);
+        assert_eq!(ns, 9_000_000);
+        let w = out.waits.last().expect("a wait");
+        assert_eq!(w.class, Some(WaitClass::Mpi));
+        assert_eq!(w.object.as_deref(), Some("MPI_Barrier"));
+        assert_eq!(out.wait_ns_on_cpu, 6_000_000);
+        // An index past the table names nothing.
+        let odd = Marker::decode(WAIT_MPI | (WAIT_OBJ_MPI_FN << 8), 999, 0, 10, 20).unwrap();
+        assert_eq!(odd.object, None);
+    }
+
+    #[test]
+    fn an_mpi_wait_yielding_thousands_of_times_is_counted_once() {
+        let mut j = WaitJoin::default();
+        let mut out = RawProfile::default();
+        // 1 s in MPI_Barrier, switched out 10,000 times for 50 µs each (0.5 s off CPU).
+        let start = 1_000_000_000u64;
+        for i in 0..10_000u64 {
+            let out_t = start + 10_000 + i * 99_000;
+            j.switch_out(7, 0, out_t, true);
+            j.switch_in(7, out_t + 50_000, Some((key(9), None)), &mut out);
+        }
+        let barrier = Marker::decode(
+            WAIT_MPI | (WAIT_OBJ_MPI_FN << 8),
+            0,
+            start,
+            1_000_000_000,
+            start + 1_000_000_100,
+        )
+        .expect("valid");
+        j.marker(7, key(5), barrier, &mut out);
+        j.finish(&mut out);
+        let total: u64 = out.waits.iter().map(|w| w.ns).sum();
+        assert_eq!(total, 1_000_000_000, "the call's time, once");
+        assert_eq!(out.wait_ns_on_cpu, 500_000_000);
+    }
+
+    #[test]
+    fn the_wakee_is_read_from_the_tracepoint_and_interrupts_wake_no_one() {
+        let mut raw = vec![0u8; 36];
+        raw[24..28].copy_from_slice(&1234i32.to_le_bytes());
+        assert_eq!(wakee_of(&raw), Some(1234));
+        raw[2] = 0x08; // hardirq
+        assert_eq!(wakee_of(&raw), None);
+        assert_eq!(wakee_of(&raw[..20]), None);
+        raw[2] = 0;
+        raw[24..28].copy_from_slice(&(-1i32).to_le_bytes());
+        assert_eq!(wakee_of(&raw), None);
     }
 }

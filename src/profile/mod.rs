@@ -42,6 +42,11 @@
 //!                                                  -- `timeline_bucket_ns`,
 //!                                                  -- `timeline_buckets` <= 500); absent
 //!                                                  -- in older profiles
+//! wakers(stack, thread, class, object, waker INTEGER, count, wait_ns)
+//!                                                  -- locks mode as root: the waits of
+//!                                                  -- a waits row ended by a wakeup from
+//!                                                  -- the stack `waker` (the waker's
+//!                                                  -- `sched_waking` sample)
 //! waits(stack INTEGER, thread INTEGER, class TEXT, object TEXT, count INTEGER,
 //!       wait_ns INTEGER, max_ns INTEGER)       -- locks mode: off-CPU intervals
 //!                                                  -- aggregated per (stack, thread,
@@ -125,6 +130,8 @@ CREATE TABLE timeline(stack INTEGER, thread INTEGER NOT NULL, bucket INTEGER NOT
                       count INTEGER NOT NULL);
 CREATE TABLE waits(stack INTEGER, thread INTEGER NOT NULL, class TEXT NOT NULL, object TEXT,
                    count INTEGER NOT NULL, wait_ns INTEGER NOT NULL, max_ns INTEGER NOT NULL);
+CREATE TABLE wakers(stack INTEGER, thread INTEGER NOT NULL, class TEXT NOT NULL, object TEXT,
+                    waker INTEGER, count INTEGER NOT NULL, wait_ns INTEGER NOT NULL);
 ";
 
 /// Most time buckets a profile's timeline has (finalize widens buckets to stay under).
@@ -429,6 +436,28 @@ pub struct Profile {
     /// Off-CPU intervals by class and object (locks mode; empty otherwise and in
     /// profiles written before them).
     pub waits: Vec<WaitRow>,
+    /// Who ended the waits (locks mode as root; empty otherwise).
+    pub wakers: Vec<WakerRow>,
+}
+
+/// Waits of one waits row (stack, thread, class, object) that a thread with stack
+/// `waker` woke.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WakerRow {
+    /// The wait's stack, as in its [`WaitRow`].
+    pub stack: Option<usize>,
+    /// The waiting thread.
+    pub thread: usize,
+    /// The wait's class.
+    pub class: WaitClass,
+    /// The wait's object.
+    pub object: Option<String>,
+    /// Leaf node of the waker's stack (kernel and user frames where it woke the thread).
+    pub waker: Option<usize>,
+    /// Waits it ended.
+    pub count: u64,
+    /// Their off-CPU ns.
+    pub wait_ns: u64,
 }
 
 fn sql_err(path: &Path) -> impl Fn(rusqlite::Error) -> ProfileError + '_ {
@@ -637,6 +666,11 @@ impl Profile {
                 r.max_ns = r.wait_ns;
             }
         }
+        for r in &mut self.wakers {
+            fix_opt(&mut r.stack, ns, &mut n);
+            fix_opt(&mut r.waker, ns, &mut n);
+            fix(&mut r.thread, nt, &mut thread, &mut add_thread, &mut n);
+        }
         if n > 0 {
             self.meta.insert("damaged_references".into(), n.to_string());
         }
@@ -825,6 +859,31 @@ impl Profile {
                 p.waits.push(r?);
             }
         }
+        let has_wakers: bool = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type='table' AND name='wakers'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n > 0)?;
+        if has_wakers {
+            let mut st = conn.prepare(
+                "SELECT stack, thread, class, object, waker, count, wait_ns FROM wakers",
+            )?;
+            for r in st.query_map([], |r| {
+                Ok(WakerRow {
+                    stack: r.get::<_, Option<i64>>(0)?.map(idx),
+                    thread: idx(r.get(1)?),
+                    class: WaitClass::parse(&r.get::<_, String>(2)?),
+                    object: r.get(3)?,
+                    waker: r.get::<_, Option<i64>>(4)?.map(idx),
+                    count: r.get::<_, i64>(5)?.max(0) as u64,
+                    wait_ns: r.get::<_, i64>(6)?.max(0) as u64,
+                })
+            })? {
+                p.wakers.push(r?);
+            }
+        }
         Ok(p)
     }
 
@@ -871,7 +930,17 @@ pub struct ProfileWriter {
     count_ids: HashMap<(Option<usize>, usize, usize), usize>,
     timeline_ids: HashMap<(Option<usize>, usize, u32), usize>,
     wait_ids: HashMap<(Option<usize>, usize, WaitClass, Option<String>), usize>,
+    waker_ids: HashMap<WakerKey, usize>,
 }
+
+/// A wakers row's identity: (stack, thread, class, object, waker stack).
+type WakerKey = (
+    Option<usize>,
+    usize,
+    WaitClass,
+    Option<String>,
+    Option<usize>,
+);
 
 impl ProfileWriter {
     /// Intern a function.
@@ -1032,6 +1101,28 @@ impl ProfileWriter {
         );
     }
 
+    /// Add waits a waker ended to (stack, thread, class, object, waker).
+    pub fn merge_waker(&mut self, row: WakerRow) {
+        let key = (
+            row.stack,
+            row.thread,
+            row.class,
+            row.object.clone(),
+            row.waker,
+        );
+        match self.waker_ids.get(&key) {
+            Some(&i) => {
+                let w = &mut self.profile.wakers[i];
+                w.count = w.count.saturating_add(row.count);
+                w.wait_ns = w.wait_ns.saturating_add(row.wait_ns);
+            }
+            None => {
+                self.waker_ids.insert(key, self.profile.wakers.len());
+                self.profile.wakers.push(row);
+            }
+        }
+    }
+
     /// Write `DIR/profile.db` atomically: a temporary file, then rename.
     ///
     /// rusqlite opens databases by path. The temporary file is therefore first created
@@ -1180,6 +1271,18 @@ fn write_rows(tx: &Connection, p: &Profile) -> rusqlite::Result<()> {
                 w.count.min(i64::MAX as u64) as i64,
                 w.wait_ns.min(i64::MAX as u64) as i64,
                 w.max_ns.min(i64::MAX as u64) as i64
+            ])?;
+        }
+        let mut st = tx.prepare("INSERT INTO wakers VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")?;
+        for w in &p.wakers {
+            st.execute(params![
+                w.stack.map(|x| x as i64 + 1),
+                w.thread as i64 + 1,
+                w.class.as_str(),
+                w.object,
+                w.waker.map(|x| x as i64 + 1),
+                w.count.min(i64::MAX as u64) as i64,
+                w.wait_ns.min(i64::MAX as u64) as i64
             ])?;
         }
     }

@@ -405,3 +405,27 @@ pub const WAIT_OBJ_FD: u64 = 2;
 pub const WAIT_OBJ_PID: u64 = 3;
 /// A `pthread_t` (pthread_join).
 pub const WAIT_OBJ_THREAD: u64 = 4;
+/// Blocked or polling in an MPI call (agent/src/mpi_waits.rs): its whole duration.
+pub const WAIT_MPI: u64 = 6;
+/// An index into [`MPI_FUNCTIONS`]: the MPI function the program called.
+pub const WAIT_OBJ_MPI_FN: u64 = 5;
+/// The MPI functions the agent times, by index (the order of agent/src/mpi_waits.rs).
+pub const MPI_FUNCTIONS: [&str; 17] = [
+    "MPI_Barrier",
+    "MPI_Bcast",
+    "MPI_Reduce",
+    "MPI_Allreduce",
+    "MPI_Gather",
+    "MPI_Allgather",
+    "MPI_Scatter",
+    "MPI_Alltoall",
+    "MPI_Recv",
+    "MPI_Send",
+    "MPI_Ssend",
+    "MPI_Sendrecv",
+    "MPI_Wait",
+    "MPI_Waitall",
+    "MPI_Waitany",
+    "MPI_Waitsome",
+    "MPI_Probe",
+];

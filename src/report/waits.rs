@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use super::ReportFormat;
 use super::table::{csv_line, human, pct, round2};
-use crate::profile::stacks::StackFilter;
+use crate::profile::stacks::{StackFilter, apply_frames_filter};
 use crate::profile::{Profile, WaitClass, WaitRow};
 
 /// Waits of one function or one object, summed.
@@ -20,6 +20,8 @@ struct Tally {
     threads: HashSet<usize>,
     /// Wait time per (class, object): the dominant one names the row.
     by_kind: HashMap<(WaitClass, Option<String>), u64>,
+    /// Root: wait time per waker (its program frame): the dominant one is shown.
+    wakers: HashMap<String, u64>,
 }
 
 impl Tally {
@@ -29,6 +31,20 @@ impl Tally {
         self.max_ns = self.max_ns.max(w.max_ns);
         self.threads.insert(w.thread);
         *self.by_kind.entry((w.class, w.object.clone())).or_default() += w.wait_ns;
+    }
+
+    fn add_wakers(&mut self, wakers: Option<&Vec<(String, u64)>>) {
+        for (label, ns) in wakers.into_iter().flatten() {
+            *self.wakers.entry(label.clone()).or_default() += ns;
+        }
+    }
+
+    /// The waker that ended most of the wait time (None: no waker known).
+    fn waker(&self) -> Option<String> {
+        self.wakers
+            .iter()
+            .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))
+            .map(|(l, _)| l.clone())
     }
 
     /// The class with the most wait time, and its object with the most wait time.
@@ -52,6 +68,38 @@ impl Tally {
     }
 }
 
+/// A waits row's key (stack, thread, class, object).
+type RowKey = (Option<usize>, usize, WaitClass, Option<String>);
+
+/// Root: per waits row, its wakers (`function file:line` of the waker's program frame,
+/// per `--frames`) with the wait time each ended.
+fn wakers_by_row(p: &Profile, filter: StackFilter) -> HashMap<RowKey, Vec<(String, u64)>> {
+    let mut out: HashMap<RowKey, Vec<(String, u64)>> = HashMap::new();
+    for k in &p.wakers {
+        let frames = apply_frames_filter(p, p.stack_frames(k.waker), filter.frames);
+        let Some(&leaf) = frames.last() else { continue };
+        out.entry((k.stack, k.thread, k.class, k.object.clone()))
+            .or_default()
+            .push((frame_label(p, leaf), k.wait_ns));
+    }
+    out
+}
+
+/// `function file:line` of a frame (`function (module)` without a file).
+fn frame_label(p: &Profile, f: usize) -> String {
+    let fr = &p.frames[f];
+    let func = &p.functions[fr.function];
+    match (fr.file.as_deref().or(func.file.as_deref()), fr.line) {
+        (Some(file), Some(l)) => format!("{} {file}:{l}", func.name),
+        (Some(file), None) => format!("{} {file}", func.name),
+        _ => format!("{} ({})", func.name, func.module),
+    }
+}
+
+fn row_key(w: &WaitRow) -> RowKey {
+    (w.stack, w.thread, w.class, w.object.clone())
+}
+
 fn finish(format: ReportFormat, text: String, csv: String, total: u64, rows: Vec<Value>) -> String {
     match format {
         ReportFormat::Text => text,
@@ -71,13 +119,17 @@ fn finish(format: ReportFormat, text: String, csv: String, total: u64, rows: Vec
 pub fn waits(p: &Profile, format: ReportFormat, top: usize, filter: StackFilter) -> String {
     let waits = p.weighted_waits(filter);
     let total: u64 = waits.iter().map(|(_, w)| w.wait_ns).sum();
+    let wakers = wakers_by_row(p, filter);
     let mut acc: HashMap<usize, Tally> = HashMap::new();
     for (frames, w) in &waits {
         let mut seen = HashSet::new();
+        let ws = wakers.get(&row_key(w));
         for &f in frames {
             let fi = p.frames[f].function;
             if seen.insert(fi) {
-                acc.entry(fi).or_default().add(w);
+                let t = acc.entry(fi).or_default();
+                t.add(w);
+                t.add_wakers(ws);
             }
         }
     }
@@ -130,8 +182,13 @@ pub fn waits(p: &Profile, format: ReportFormat, top: usize, filter: StackFilter)
             (false, None) => format!(" {file}"),
             _ => String::new(),
         };
+        let waker = t.waker();
+        let woken = waker
+            .as_deref()
+            .map(|w| format!("  woken by {w}"))
+            .unwrap_or_default();
         text.push_str(&format!(
-            "{:>10} {:>6.2}% {:>7} {:>10} {:>7}  {:<10} {:<16}  {} ({}){loc}\n",
+            "{:>10} {:>6.2}% {:>7} {:>10} {:>7}  {:<10} {:<16}  {} ({}){loc}{woken}\n",
             human(t.wait_ns, "ns"),
             pct(t.wait_ns, total),
             t.count,
@@ -145,7 +202,8 @@ pub fn waits(p: &Profile, format: ReportFormat, top: usize, filter: StackFilter)
         js.push(json!({"function": f.name, "module": f.module, "file": file,
             "line": f.start_line, "class": class.as_str(), "object": object,
             "wait_ns": t.wait_ns, "wait_pct": round2(pct(t.wait_ns, total)),
-            "count": t.count, "max_ns": t.max_ns, "threads": t.threads.len()}));
+            "count": t.count, "max_ns": t.max_ns, "threads": t.threads.len(),
+            "waker": waker}));
     }
     finish(format, text, csv, total, js)
 }
@@ -158,11 +216,13 @@ pub fn waits(p: &Profile, format: ReportFormat, top: usize, filter: StackFilter)
 pub fn objects(p: &Profile, format: ReportFormat, top: usize, filter: StackFilter) -> String {
     let waits = p.weighted_waits(filter);
     let total: u64 = waits.iter().map(|(_, w)| w.wait_ns).sum();
+    let wakers = wakers_by_row(p, filter);
     let mut acc: HashMap<(String, WaitClass), (Tally, HashMap<usize, u64>)> = HashMap::new();
     for (frames, w) in &waits {
         let Some(object) = &w.object else { continue };
         let e = acc.entry((object.clone(), w.class)).or_default();
         e.0.add(w);
+        e.0.add_wakers(wakers.get(&row_key(w)));
         if let Some(&leaf) = frames.last() {
             *e.1.entry(leaf).or_default() += w.wait_ns;
         }
@@ -171,13 +231,7 @@ pub fn objects(p: &Profile, format: ReportFormat, top: usize, filter: StackFilte
         let Some((&f, _)) = sites.iter().max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0))) else {
             return String::new();
         };
-        let fr = &p.frames[f];
-        let func = &p.functions[fr.function];
-        match (fr.file.as_deref().or(func.file.as_deref()), fr.line) {
-            (Some(file), Some(l)) => format!("{} {file}:{l}", func.name),
-            (Some(file), None) => format!("{} {file}", func.name),
-            _ => format!("{} ({})", func.name, func.module),
-        }
+        frame_label(p, f)
     };
     let mut rows: Vec<_> = acc.into_iter().collect();
     rows.sort_by(|a, b| b.1.0.wait_ns.cmp(&a.1.0.wait_ns).then(a.0.cmp(&b.0)));
@@ -202,6 +256,11 @@ pub fn objects(p: &Profile, format: ReportFormat, top: usize, filter: StackFilte
     let mut js = Vec::new();
     for ((object, class), (t, sites)) in rows {
         let site = site(&sites);
+        let waker = t.waker();
+        let woken = waker
+            .as_deref()
+            .map(|w| format!("  woken by {w}"))
+            .unwrap_or_default();
         csv.push_str(&csv_line(&[
             object.clone(),
             class.as_str().into(),
@@ -213,7 +272,7 @@ pub fn objects(p: &Profile, format: ReportFormat, top: usize, filter: StackFilte
             t.max_ns.to_string(),
         ]));
         text.push_str(&format!(
-            "{:>10} {:>6.2}% {:>7} {:>7} {:>10}  {:<10} {:<18}  {site}\n",
+            "{:>10} {:>6.2}% {:>7} {:>7} {:>10}  {:<10} {:<18}  {site}{woken}\n",
             human(t.wait_ns, "ns"),
             pct(t.wait_ns, total),
             t.threads.len(),
@@ -225,7 +284,8 @@ pub fn objects(p: &Profile, format: ReportFormat, top: usize, filter: StackFilte
         js.push(
             json!({"object": object, "class": class.as_str(), "site": site,
             "wait_ns": t.wait_ns, "wait_pct": round2(pct(t.wait_ns, total)),
-            "waiters": t.threads.len(), "count": t.count, "max_ns": t.max_ns}),
+            "waiters": t.threads.len(), "count": t.count, "max_ns": t.max_ns,
+            "waker": waker}),
         );
     }
     finish(format, text, csv, total, js)

@@ -478,3 +478,101 @@ fn mpi_barrier_waits_are_mpi_on_the_waiting_ranks() {
         "the waiting ranks wait in MPI_Barrier, the rank that works 3x longer hardly: {waits:?}"
     );
 }
+
+/// mpi_barrier_waits.py under `mpirun -n 4` with T = 0.4 s: rank 2 works 3T of wall
+/// time, the others T, then all meet at a barrier. Open MPI waits there by polling, on
+/// CPU: the agent times the `MPI_Barrier` mpi4py calls, so each other rank's wait is
+/// class mpi, object `MPI_Barrier`, at the barrier line, and the three total the
+/// designed imbalance (3 × 2T) ± 15%, and each rank's wait is within 15% of its own
+/// clock's (docs/locks.md, "MPI").
+#[test]
+fn mpi_barrier_waits_total_the_designed_imbalance() {
+    if skip_unless_root("mpirun as root (the pyenv python with mpi4py lives in /root)") {
+        return;
+    }
+    let py = std::process::Command::new("python3")
+        .args(["-c", "import sys, mpi4py; print(sys.executable)"])
+        .output()
+        .expect("run python3");
+    assert!(
+        py.status.success(),
+        "mpi4py is not installed for python3: pip install -r .ci/requirements.txt (.ci/run does)"
+    );
+    let py = String::from_utf8_lossy(&py.stdout).trim().to_string();
+    let t = shared_tempdir();
+    let dir = t.path().join("run");
+    let script = program_source("mpi_barrier_waits.py");
+    const T: f64 = 0.4;
+    let out = std::process::Command::new("mpirun")
+        .args(["--allow-run-as-root", "--oversubscribe", "-n", "4"])
+        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+        .env("HWPROF_AGENT_LIB", crate::python::agent_lib())
+        .arg(hwprof_bin())
+        .args(["collect", "-q", "-m", "locks", "-r"])
+        .arg(&dir)
+        .arg("--")
+        .args([py.as_str(), script.to_str().unwrap(), &T.to_string()])
+        .output()
+        .expect("run mpirun (.ci/run installs openmpi-bin)");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "mpirun failed: {stderr}");
+    // Each rank's barrier wait by its own clock (mpirun interleaves the ranks' lines:
+    // "rank 0 barrier 0.81rank 2 barrier 0.00").
+    let mut timed = [0.0f64; 4];
+    for chunk in stderr.split("rank ").skip(1) {
+        let w: Vec<&str> = chunk.split_whitespace().take(3).collect();
+        if let [r, "barrier", s] = w.as_slice()
+            && let (Ok(r), Ok(s)) = (r.parse::<usize>(), s.parse::<f64>())
+            && r < 4
+        {
+            timed[r] = s;
+        }
+    }
+    let p = hwprof::profile::Profile::load(&dir).unwrap();
+    let source = std::fs::read_to_string(&script).unwrap();
+    let line = 1 + source
+        .lines()
+        .position(|l| l.contains("# the barrier line"))
+        .unwrap() as u32;
+    let mut at_line = [0u64; 4];
+    for w in &p.waits {
+        if w.class != hwprof::profile::WaitClass::Mpi || w.object.as_deref() != Some("MPI_Barrier")
+        {
+            continue;
+        }
+        let mut node = w.stack;
+        let mut here = false;
+        while let Some(n) = node {
+            let f = &p.frames[p.stacks[n].frame];
+            let func = &p.functions[f.function];
+            here |= func.module == "python" && func.name == "main" && f.line == Some(line);
+            node = p.stacks[n].parent;
+        }
+        if let (true, Some(rank)) = (here, p.thread_rank(w.thread)) {
+            at_line[rank as usize] += w.wait_ns;
+        }
+    }
+    let at_line_s: Vec<f64> = at_line.iter().map(|&ns| ns as f64 / 1e9).collect();
+    eprintln!(
+        "MPI_Barrier waits at the barrier line per rank (s): {at_line_s:?}; by the ranks' clocks: {timed:?}"
+    );
+    let others: f64 = [0, 1, 3].iter().map(|&r| at_line_s[r]).sum();
+    let designed = 3.0 * 2.0 * T;
+    assert!(
+        (others - designed).abs() <= 0.15 * designed,
+        "the waiting ranks' MPI_Barrier waits total {others:.3} s, designed {designed:.3} s ±15%: {at_line_s:?} (their clocks: {timed:?})"
+    );
+    for r in [0, 1, 3] {
+        assert!(
+            (at_line_s[r] - timed[r]).abs() <= 0.15 * timed[r],
+            "rank {r}: {:.3} s of MPI_Barrier at the line, {:.3} s by its clock",
+            at_line_s[r],
+            timed[r]
+        );
+    }
+    assert!(
+        at_line_s[2] < 0.25 * T,
+        "rank 2, the last to arrive, hardly waits: {at_line_s:?}"
+    );
+}

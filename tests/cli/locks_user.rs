@@ -152,6 +152,82 @@ fn root_gets_the_same_waits() {
     check_mutex_program(&dir, &out);
 }
 
+/// Root: the waiter of mutex_waits.c is woken by the holder's unlock: its lock wait's
+/// waker stack (the holder's `sched:sched_waking` sample) holds `hold_the_lock`, and
+/// `--view waits` names it; the wait's max_ns is the whole wait.
+#[test]
+fn root_the_waiter_is_woken_by_the_holders_unlock() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: needs root (sched:sched_waking)");
+        return;
+    }
+    let Scratch { tmp: _t, bin, dir } = scratch_with("mutex_waits.c", "mutex_waits", &[]);
+    let out = collect_locks(Command::new(hwprof_bin()), &dir, &[], &[bin.as_ref()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let t = truth(&stderr);
+    let p = Profile::load(&dir).unwrap();
+    let names = |leaf: Option<usize>| -> Vec<String> {
+        p.stack_frames(leaf)
+            .iter()
+            .map(|&f| p.functions[p.frames[f].function].name.clone())
+            .collect()
+    };
+    let lock_waits: Vec<_> = p
+        .wakers
+        .iter()
+        .filter(|k| k.class == WaitClass::Lock && k.object.as_deref() == Some(t.mutex.as_str()))
+        .filter(|k| {
+            stack_of(&p, k.stack)
+                .first()
+                .is_some_and(|(f, _)| f == "await_the_lock")
+        })
+        .collect();
+    let woken_by_holder: u64 = lock_waits
+        .iter()
+        .filter(|k| names(k.waker).iter().any(|f| f == "hold_the_lock"))
+        .map(|k| k.wait_ns)
+        .sum();
+    let seen: Vec<_> = lock_waits
+        .iter()
+        .map(|k| (names(k.waker), k.wait_ns))
+        .collect();
+    within(
+        "the lock wait woken by hold_the_lock",
+        woken_by_holder,
+        t.lock_s,
+        0.10,
+    );
+    assert!(
+        !seen.is_empty(),
+        "no waker for the lock wait: {:?}",
+        p.wakers
+    );
+    // max_ns: the whole wait (one wait, however many times the thread was switched in).
+    let (ns, _) = waits_at(&p, WaitClass::Lock, Some(&t.mutex), "await_the_lock");
+    let max = p
+        .waits
+        .iter()
+        .filter(|w| w.class == WaitClass::Lock && w.object.as_deref() == Some(t.mutex.as_str()))
+        .map(|w| w.max_ns)
+        .max()
+        .unwrap_or(0);
+    within("the lock wait's max_ns", max, ns as f64 / 1e9, 0.02);
+    let j: serde_json::Value =
+        serde_json::from_str(&report_view(&dir, "waits", "json", &["--top", "50"])).unwrap();
+    let row = j["rows"]
+        .as_array()
+        .and_then(|r| r.iter().find(|r| r["function"] == "await_the_lock"))
+        .unwrap_or_else(|| panic!("no await_the_lock row: {j}"));
+    assert!(
+        row["waker"]
+            .as_str()
+            .is_some_and(|w| w.starts_with("hold_the_lock ")),
+        "await_the_lock is woken by hold_the_lock: {row}"
+    );
+}
+
 /// Runs `bin` bare and under `hwprof collect -m locks` (as uid 65534, with each wait
 /// threshold given) and compares stdout and exit status.
 fn same_with_and_without(t: &Path, bin: &Path, want_status: i32) {
@@ -217,25 +293,101 @@ fn an_ordinary_user_gets_python_waits_at_their_lines() {
     let py = Path::new("/usr/bin/python3");
     assert!(py.is_file(), "/usr/bin/python3 is required");
     let t = shared_tempdir();
-    let script = t.path().join("py_waits.py");
-    std::fs::copy(program_source("py_waits.py"), &script).unwrap();
     let hw = hwprof_for_nobody(t.path());
-    let dir = t.path().join("run");
-    let out = collect_locks(as_nobody(&hw), &dir, &[], &[py.as_ref(), script.as_ref()]);
+    python_waits_at_their_lines(as_nobody(&hw), t.path(), py, "uid 65534");
+}
+
+/// Runs tests/programs/py_waits.py with `python` under locks mode (`hw`: hwprof as the
+/// user to test): `time.sleep` and `queue.get` get their waits at their lines.
+fn python_waits_at_their_lines(hw: Command, t: &Path, py: &Path, what: &str) {
+    let script = t.join("py_waits.py");
+    std::fs::copy(program_source("py_waits.py"), &script).unwrap();
+    let dir = t.join(format!("run-waits-{what}"));
+    let out = collect_locks(hw, &dir, &[], &[py.as_ref(), script.as_ref()]);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
+    assert!(out.status.success(), "{what}: {stderr}");
     let w = numbers_after(&stderr, "waited ").expect("the script printed its waits");
     let p = Profile::load(&dir).unwrap();
     let sleep_line = source_line("py_waits.py", "# the sleep line");
     let get_line = source_line("py_waits.py", "# the get line");
     let nap = python_waits_at(&p, WaitClass::Sleep, "napper", sleep_line);
-    within("napper's time.sleep", nap, w[0], 0.10);
+    within(&format!("{what}: napper's time.sleep"), nap, w[0], 0.10);
     // queue.get waits on a lock (a semaphore in CPython) under its condition.
     let get: u64 = [WaitClass::Lock, WaitClass::Condition]
         .into_iter()
         .map(|c| python_waits_at(&p, c, "getter", get_line))
         .sum();
-    within("getter's queue.get", get, w[1], 0.10);
+    within(&format!("{what}: getter's queue.get"), get, w[1], 0.10);
+}
+
+/// tests/programs/gil_waits.py with `python`: the sleeper's 0.5 s `time.sleep` at its
+/// line, and both busy threads wait for the GIL (class gil) in `spin` or `busy`.
+fn gil_waits_at_their_lines(hw: Command, t: &Path, py: &Path, what: &str) {
+    let dir = t.join(format!("run-gil-{what}"));
+    let script = program_source("gil_waits.py");
+    let out = collect_locks(hw, &dir, &[], &[py.as_ref(), script.as_ref()]);
+    assert!(
+        out.status.success(),
+        "{what}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let p = Profile::load(&dir).unwrap();
+    let sleep_line = source_line("gil_waits.py", "# SLEEP");
+    let nap = python_waits_at(&p, WaitClass::Sleep, "nap", sleep_line);
+    within(&format!("{what}: nap's time.sleep"), nap, 0.5, 0.10);
+    let busy_threads: std::collections::BTreeSet<_> = p
+        .waits
+        .iter()
+        .filter(|w| w.class == WaitClass::Gil && w.wait_ns > 0)
+        .filter(|w| {
+            frames_of(&p, w.stack, "python")
+                .iter()
+                .any(|(f, _)| f == "spin" || f == "busy")
+        })
+        .map(|w| w.thread)
+        .collect();
+    let gil: u64 = p
+        .waits
+        .iter()
+        .filter(|w| w.class == WaitClass::Gil)
+        .map(|w| w.wait_ns)
+        .sum();
+    let rows: Vec<_> = p
+        .waits
+        .iter()
+        .map(|w| (w.class, w.thread, w.wait_ns))
+        .collect();
+    assert!(
+        busy_threads.len() >= 2,
+        "{what}: both busy threads wait for the GIL at their lines ({gil} ns of gil): {rows:?}"
+    );
+}
+
+/// The Python wait tests above on every CPython pyenv holds here (3.8-3.13; 3.11 is
+/// required, the others are skipped with a line when absent). As root: pyenv lives in
+/// /root, which uid 65534 cannot read (an ordinary user's runs are the system 3.11's,
+/// above).
+#[test]
+fn python_waits_on_every_pyenv_version() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: needs root (pyenv lives in /root)");
+        return;
+    }
+    let t = shared_tempdir();
+    for ver in ["3.8.18", "3.9.18", "3.10.13", "3.11.7", "3.12.1", "3.13.0"] {
+        let py = if ver == "3.11.7" {
+            Some(pyenv(ver).expect("pyenv 3.11.7 is required"))
+        } else {
+            pyenv_or_skip(ver)
+        };
+        let Some(py) = py else { continue };
+        let hw = || Command::new(hwprof_bin());
+        python_waits_at_their_lines(hw(), t.path(), &py, ver);
+        five_sleeps_are_five_waits(hw(), t.path(), &py, ver);
+        gil_waits_at_their_lines(hw(), t.path(), &py, ver);
+        eprintln!("python {ver}: waits at their lines, sleeps once each, GIL waits");
+    }
 }
 
 /// tests/programs/wait_calls.c: one designed wait (~150 ms) in each blocking call, each
