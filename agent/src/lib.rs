@@ -7,7 +7,7 @@
 //! 1. connects to the collector's socket and says hello (its pid);
 //! 2. receives a `Config`: whether this process is a CPython the collector understands,
 //!    the address of `_PyRuntime`, that version's struct layout, and a cookie;
-//! 3. if Python: maps the capture ring the collector sent (a memfd, see `ring.rs`) and
+//! 3. if Python: maps the capture ring the collector sent (a memfd, see `wire/src/ring.rs`) and
 //!    installs a SIGTRAP handler;
 //! 4. unless the config says the collector samples this process itself
 //!    (`Config::sampling`), opens one sampling event per CPU on itself (disabled until
@@ -33,20 +33,14 @@
 //! and flags (`disposition.rs`). Names, files and lines are resolved later, outside
 //! the process, by the collector.
 //!
-//! Record formats: `src/python/wire.rs` (included below), documented in `docs/python.md`.
+//! Record formats: the `hwprof-wire` crate (`wire/src/lib.rs`), documented in `docs/python.md`.
 //! Nothing here panics on purpose (and the embedded build is `panic = "abort"`, see
 //! build.rs); any failure leaves the target running unprofiled.
 #![warn(missing_docs)]
 
 mod bench_hook;
 mod code_identity;
-#[allow(dead_code)]
-#[path = "../../src/python/ring.rs"]
-mod ring;
 mod tstate_tls;
-#[allow(dead_code)]
-#[path = "../../src/python/wire.rs"]
-mod wire;
 
 mod disposition;
 mod exit_check;
@@ -63,6 +57,8 @@ use std::ffi::{c_int, c_void};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
+use hwprof_wire as wire;
+use hwprof_wire::ring;
 use wire::*;
 
 /// Set once at load, read by the handler.
@@ -412,10 +408,11 @@ fn connect(path: &str) -> Option<c_int> {
     Some(fd)
 }
 
-fn send_struct<T: Copy>(sock: c_int, v: &T, fds: &[c_int]) -> bool {
+fn send_struct<T: Plain>(sock: c_int, v: &T, fds: &[c_int]) -> bool {
+    let bytes = v.as_bytes();
     let mut iov = libc::iovec {
-        iov_base: (v as *const T).cast_mut().cast(),
-        iov_len: size_of::<T>(),
+        iov_base: bytes.as_ptr().cast_mut().cast(),
+        iov_len: bytes.len(),
     };
     let space = 64 * 4 + 64;
     let mut cbuf = vec![0u64; space / 8 + 1];
@@ -480,14 +477,12 @@ fn recv_config(sock: c_int) -> Option<(Config, c_int)> {
         }
         return None;
     }
-    // SAFETY: Config is repr(C) plain integers; any bytes are a valid value.
-    let cfg: Config = unsafe { std::ptr::read_unaligned(buf.as_ptr().cast()) };
-    if cfg.magic != CONFIG_MAGIC {
+    let Some(cfg) = Config::read_from(&buf).filter(|c| c.magic == CONFIG_MAGIC) else {
         if fd >= 0 {
             close(fd);
         }
         return None;
-    }
+    };
     Some((cfg, fd))
 }
 
@@ -592,12 +587,6 @@ fn map_ring(fd: c_int) -> Option<ring::Ring> {
         unsafe { libc::munmap(base, size) };
     }
     r
-}
-
-fn as_bytes<T: Copy>(v: &T) -> &[u8] {
-    // SAFETY: T is a repr(C) struct of integers without padding bytes that matter; we
-    // only copy its bytes out.
-    unsafe { std::slice::from_raw_parts((v as *const T).cast(), size_of::<T>()) }
 }
 
 fn online_cpus() -> Vec<u32> {
@@ -1263,10 +1252,7 @@ fn capture(st: &State, late: bool, now: u64) -> bool {
         Some(c) => c.buf().frames.get(..n).unwrap_or(&[]),
         None => &[],
     };
-    let frame_bytes = {
-        // SAFETY: CapFrame is repr(C) plain integers; viewing the used ones as bytes.
-        unsafe { std::slice::from_raw_parts(used.as_ptr().cast::<u8>(), size_of_val(used)) }
-    };
+    let frame_bytes = slice_as_bytes(used);
     let len = size_of::<RecordHeader>() + size_of::<Capture>() + frame_bytes.len();
     let h = RecordHeader {
         len: len as u32,
@@ -1279,5 +1265,5 @@ fn capture(st: &State, late: bool, now: u64) -> bool {
         flags,
         nframes: used.len() as u32,
     };
-    ring.write(&[as_bytes(&h), as_bytes(&c), frame_bytes])
+    ring.write(&[h.as_bytes(), c.as_bytes(), frame_bytes])
 }
