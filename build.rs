@@ -5,8 +5,8 @@
 //! The agent is built by a nested `cargo build --release` of `agent/Cargo.toml` into its
 //! own target directory under OUT_DIR, so it never waits on the lock of the outer build's
 //! target directory. It is built `--locked` against the workspace's Cargo.lock and first
-//! `--offline` (its one dependency, libc, is the version the outer build already
-//! fetched); only when that fails (an install that ignored the lock file) does it retry
+//! `--offline` (its dependencies, libc and the path crate `hwprof-wire`, are what the
+//! outer build already fetched); only when that fails (an install that ignored the lock file) does it retry
 //! with the network.
 
 use std::path::{Path, PathBuf};
@@ -20,8 +20,8 @@ fn main() {
         "agent/Cargo.toml",
         "agent/build.rs",
         "agent/src",
-        "src/python/ring.rs",
-        "src/python/wire.rs",
+        "wire/Cargo.toml",
+        "wire/src",
         "Cargo.lock",
     ] {
         println!("cargo:rerun-if-changed={p}");

@@ -31,8 +31,8 @@
 use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use crate::wire::{CODE_SELF_FIRST, CodeRecord, Layout, NONE, REC_CODE, RecordHeader};
-use crate::{as_bytes, read_mem, read_multi, word};
+use crate::wire::{CODE_SELF_FIRST, CodeRecord, Layout, NONE, Plain, REC_CODE, RecordHeader};
+use crate::{read_mem, read_multi, word};
 
 /// Slots of the seen-table (a power of two): 16 bytes each.
 const SLOTS: usize = 8192;
@@ -359,8 +359,8 @@ fn emit(l: &Layout, pid: u32, code: u64, token: u64, f: &CodeFields, budget: &mu
             if read_multi(pid as i32, &mut reqs) & want == want {
                 written(
                     ring.write(&[
-                        as_bytes(&h),
-                        as_bytes(&rec),
+                        h.as_bytes(),
+                        rec.as_bytes(),
                         &scratch[..used],
                         &pad[..len - body],
                     ]),

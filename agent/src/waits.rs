@@ -3,7 +3,7 @@
 //! When the collector sets `HWPROF_AGENT_WAITS` (the `--wait-threshold` in ns), the
 //! blocking calls below, interposed by symbol (this library is preloaded first), time
 //! themselves; one that took at least the threshold calls [`hwprof_wait_marker`] with
-//! its record (class, object, start, duration: `wire.rs`, "waits"). The agent opens an
+//! its record (class, object, start, duration: `wire/src/lib.rs`, "waits"). The agent opens an
 //! execute breakpoint on the marker's first instruction that samples with the mode's
 //! attr (user registers and a copy of the user stack): the kernel copies the stack at
 //! that point, for the same DWARF unwinding as every other sample, and the record
@@ -37,7 +37,7 @@ pub(crate) fn configure() -> bool {
 }
 
 /// The function the breakpoint is on. Its arguments are the wait record (see
-/// `wire.rs`); it does nothing, but must stay a real call (not inlined, not folded).
+/// `wire/src/lib.rs`); it does nothing, but must stay a real call (not inlined, not folded).
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub extern "C" fn hwprof_wait_marker(

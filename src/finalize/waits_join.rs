@@ -1,7 +1,7 @@
 //! Locks mode: joins each thread's off-CPU intervals (switch-out → switch-in records,
 //! exact, for ordinary users too) to the waits the agent recorded (its marker samples:
 //! class, object, start and duration in the sample's registers, the stack where the
-//! program blocked in the sample's stack copy; `python/wire.rs`, "waits").
+//! program blocked in the sample's stack copy; `wire/src/lib.rs`, "waits").
 //!
 //! An interval inside a recorded wait (`start ≤ out`, `in ≤ start + duration`) is that
 //! wait's: its class and object, on the marker's stack (as root, on the kernel's

@@ -34,7 +34,7 @@ use super::ring::{RING_DATA_BYTES, RING_HEADER_BYTES, Ring};
 use super::sidecar::{CodeLine, CodeWriter, parse_captures};
 use super::wire::{
     BYE_MAGIC, CONFIG_MAGIC, Config, EVENTS_MAGIC, FILE_MAGIC, FILE_VERSION, FR_SHIM, FileHeader,
-    HELLO_MAGIC, Layout, METHOD_AGENT, NONE,
+    HELLO_MAGIC, Layout, METHOD_AGENT, NONE, Plain,
 };
 
 /// How a launched Python program's frames are captured.
@@ -482,7 +482,7 @@ pub(crate) struct FileTail {
     pending: Vec<u8>,
 }
 
-/// A Python process's capture ring (shared memory, see `ring.rs`) and the capture file
+/// A Python process's capture ring (shared memory, see `wire/src/ring.rs`) and the capture file
 /// its records are copied to.
 struct CaptureRing {
     pid: u32,
@@ -543,10 +543,7 @@ impl CaptureRing {
             method: METHOD_AGENT,
             minor,
         };
-        // SAFETY: FileHeader is repr(C) integers; viewing its bytes.
-        file.write_all(unsafe {
-            std::slice::from_raw_parts((&raw const header).cast::<u8>(), size_of::<FileHeader>())
-        })?;
+        file.write_all(header.as_bytes())?;
         Ok((
             CaptureRing {
                 pid,
@@ -968,10 +965,7 @@ impl Server {
                     _ => None,
                 };
                 cfg.has_fd = u32::from(file.is_some());
-                // SAFETY: Config is repr(C) integers; viewing its bytes to send them.
-                let bytes = unsafe {
-                    std::slice::from_raw_parts((&raw const cfg).cast::<u8>(), size_of::<Config>())
-                };
+                let bytes = cfg.as_bytes();
                 let iov = [std::io::IoSlice::new(bytes)];
                 let raw: Vec<std::os::fd::RawFd> = file.iter().map(|f| f.as_raw_fd()).collect();
                 let cmsg: Vec<nix::sys::socket::ControlMessage> = if raw.is_empty() {
@@ -1359,17 +1353,14 @@ pub(crate) fn read_new(path: &Path, tail: &mut FileTail) -> super::sidecar::Capt
             return Default::default();
         };
         let _ = cf;
-        // SAFETY: FileHeader is repr(C) integers/bytes; length checked above.
-        tail.header = Some(unsafe { std::ptr::read_unaligned(tail.pending.as_ptr().cast()) });
+        tail.header = FileHeader::read_from(&tail.pending);
         tail.pending.drain(..hsize);
     }
     let Some(h) = tail.header else {
         return Default::default();
     };
     // Re-prefix the header so the shared parser can be used.
-    // SAFETY: viewing a repr(C) header's bytes.
-    let hb = unsafe { std::slice::from_raw_parts((&raw const h).cast::<u8>(), hsize) };
-    let mut all = hb.to_vec();
+    let mut all = h.as_bytes().to_vec();
     all.extend_from_slice(&tail.pending);
     let Some(cf) = parse_captures(&all) else {
         return Default::default();

@@ -31,11 +31,13 @@ pub mod memory;
 pub mod perfmap;
 pub mod process;
 pub mod remote;
-pub mod ring;
 pub mod sidecar;
 pub mod stacks;
 pub mod walker;
-pub mod wire;
+
+/// The wire formats, capture ring and layout tables shared with the agent (`wire/`).
+pub use hwprof_wire as wire;
+pub use hwprof_wire::ring;
 
 use std::path::PathBuf;
 

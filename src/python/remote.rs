@@ -22,7 +22,7 @@ use super::sidecar::{CodeLine, CodeWriter};
 use super::walker::{self, WalkEnd};
 use super::wire::{
     CAP_READ_FAILED, CAP_TRUNCATED, CapFrame, Capture, FILE_MAGIC, FILE_VERSION, FR_SHIM,
-    FileHeader, METHOD_REMOTE, REC_CAPTURE, RecordHeader,
+    FileHeader, METHOD_REMOTE, Plain, REC_CAPTURE, RecordHeader,
 };
 
 /// Most stacks read per second.
@@ -92,11 +92,6 @@ fn now_ns() -> u64 {
         .unwrap_or(0)
 }
 
-fn bytes_of<T: Copy>(v: &T) -> &[u8] {
-    // SAFETY: T is a repr(C) wire struct of integers; we only read its bytes.
-    unsafe { std::slice::from_raw_parts((v as *const T).cast::<u8>(), size_of::<T>()) }
-}
-
 /// One consistent stack of a thread, or None when torn (top changed during the walk).
 pub fn read_stack(
     m: &dyn ProcessMemory,
@@ -146,7 +141,7 @@ fn sample_loop(
         method: METHOD_REMOTE,
         minor: interp.version.1,
     };
-    let _ = out.write_all(bytes_of(&header));
+    let _ = out.write_all(header.as_bytes());
     let mut cache = CodeCache::default();
     let mut torn = 0u64;
     let mut next = Instant::now();
@@ -165,11 +160,11 @@ fn sample_loop(
                 + size_of::<Capture>()
                 + frames.len() * size_of::<CapFrame>();
             let mut rec = Vec::with_capacity(len);
-            rec.extend_from_slice(bytes_of(&RecordHeader {
+            rec.extend_from_slice(Plain::as_bytes(&RecordHeader {
                 len: len as u32,
                 kind: REC_CAPTURE,
             }));
-            rec.extend_from_slice(bytes_of(&Capture {
+            rec.extend_from_slice(Plain::as_bytes(&Capture {
                 pid,
                 tid,
                 time_ns,
@@ -177,7 +172,7 @@ fn sample_loop(
                 nframes: frames.len() as u32,
             }));
             for f in &frames {
-                rec.extend_from_slice(bytes_of(f));
+                rec.extend_from_slice(f.as_bytes());
             }
             if out.write_all(&rec).is_ok() {
                 captures.fetch_add(1, Ordering::Relaxed);

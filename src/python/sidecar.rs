@@ -26,8 +26,8 @@ use serde::{Deserialize, Serialize};
 
 use super::code::{CodeInfo, decode_unicode};
 use super::wire::{
-    CODE_SELF_FIRST, CapFrame, Capture, CodeRecord, FILE_MAGIC, FileHeader, REC_CAPTURE, REC_CODE,
-    RecordHeader,
+    CODE_SELF_FIRST, CapFrame, Capture, CodeRecord, FILE_MAGIC, FileHeader, Plain, REC_CAPTURE,
+    REC_CODE, RecordHeader,
 };
 
 /// One capture read back.
@@ -61,18 +61,9 @@ pub struct CaptureFile {
     pub skipped: usize,
 }
 
-fn pod<T: Copy>(b: &[u8]) -> Option<T> {
-    if b.len() < size_of::<T>() {
-        return None;
-    }
-    // SAFETY: T is one of the wire structs: repr(C), integers only, every bit pattern is
-    // valid; the length was checked and read_unaligned has no alignment requirement.
-    Some(unsafe { std::ptr::read_unaligned(b.as_ptr().cast::<T>()) })
-}
-
 /// Parses the bytes of a capture file.
 pub fn parse_captures(b: &[u8]) -> Option<CaptureFile> {
-    let h: FileHeader = pod(b)?;
+    let h = FileHeader::read_from(b)?;
     if h.magic != FILE_MAGIC {
         return None;
     }
@@ -84,7 +75,7 @@ pub fn parse_captures(b: &[u8]) -> Option<CaptureFile> {
     let mut i = size_of::<FileHeader>();
     let hl = size_of::<RecordHeader>();
     while i < b.len() {
-        let Some(r) = pod::<RecordHeader>(&b[i..]) else {
+        let Some(r) = RecordHeader::read_from(&b[i..]) else {
             break;
         };
         let len = r.len as usize;
@@ -93,12 +84,12 @@ pub fn parse_captures(b: &[u8]) -> Option<CaptureFile> {
         }
         let body = &b[i + hl..i + len];
         if r.kind == REC_CAPTURE
-            && let Some(c) = pod::<Capture>(body)
+            && let Some(c) = Capture::read_from(body)
         {
             let fs = &body[size_of::<Capture>()..];
             let n = (c.nframes as usize).min(fs.len() / size_of::<CapFrame>());
             let frames = (0..n)
-                .filter_map(|k| pod::<CapFrame>(&fs[k * size_of::<CapFrame>()..]))
+                .filter_map(|k| CapFrame::read_from(&fs[k * size_of::<CapFrame>()..]))
                 .collect();
             out.captures.push(CaptureRec {
                 pid: c.pid,
@@ -121,7 +112,7 @@ pub fn parse_captures(b: &[u8]) -> Option<CaptureFile> {
 
 /// A [`REC_CODE`] record's body; None when its lengths or character widths are wrong.
 fn parse_code(body: &[u8]) -> Option<(u32, u64, CodeInfo)> {
-    let c: CodeRecord = pod(body)?;
+    let c = CodeRecord::read_from(body)?;
     let mut rest = body.get(size_of::<CodeRecord>()..)?;
     let mut take = |n: u32| -> Option<&[u8]> {
         let (a, b) = rest.split_at_checked(n as usize)?;
@@ -317,11 +308,9 @@ fn yes() -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::python::wire::*;
 
-    fn bytes_of<T: Copy>(v: &T) -> Vec<u8> {
-        // SAFETY: test-only view of a repr(C) wire struct's bytes.
-        unsafe { std::slice::from_raw_parts((v as *const T).cast::<u8>(), size_of::<T>()) }.to_vec()
+    fn bytes_of<T: Plain>(v: &T) -> Vec<u8> {
+        v.as_bytes().to_vec()
     }
 
     #[test]

@@ -53,21 +53,13 @@ pub(crate) fn agent_lib() -> PathBuf {
     static LIB: OnceLock<PathBuf> = OnceLock::new();
     LIB.get_or_init(|| {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let newest_src = [
-            "agent/src/lib.rs",
-            "agent/src/code_identity.rs",
-            "agent/src/tstate_tls.rs",
-            "agent/src/spawn.rs",
-            "agent/src/safe_load.rs",
-            "src/python/wire.rs",
-        ]
-        .iter()
-        .filter_map(|s| {
-            std::fs::metadata(root.join(s))
-                .and_then(|m| m.modified())
-                .ok()
-        })
-        .max();
+        // Every source file of the agent and of the wire crate it compiles in.
+        let newest_src = ["agent/src", "wire/src", "wire/src/layouts"]
+            .iter()
+            .filter_map(|d| std::fs::read_dir(root.join(d)).ok())
+            .flatten()
+            .filter_map(|e| e.ok()?.metadata().ok()?.modified().ok())
+            .max();
         let beside = hwprof_bin().with_file_name("libhwprof_agent.so");
         let fresh = |p: &Path| {
             std::fs::metadata(p)

@@ -1,27 +1,10 @@
 //! Per-version CPython layouts, chosen in one place ([`for_version`]).
 //!
-//! 3.8-3.12: generated tables (`v3_*.rs`, see README.md beside them). 3.13 and later:
-//! [`from_debug_offsets`] reads the interpreter's own `_Py_DebugOffsets`.
+//! 3.8-3.12: generated tables in the `hwprof-wire` crate (`wire/src/layouts/`, shared
+//! with the agent). 3.13 and later: [`from_debug_offsets`] reads the interpreter's own
+//! `_Py_DebugOffsets` (here: it needs `thiserror`, and only the collector reads it).
 
-pub use super::wire::{Layout, NONE};
-
-mod v3_10;
-mod v3_11;
-mod v3_12;
-mod v3_8;
-mod v3_9;
-
-/// The table for a release build of CPython `major.minor`, for 3.8-3.12.
-pub fn for_version(major: u32, minor: u32) -> Option<Layout> {
-    match (major, minor) {
-        (3, 8) => Some(v3_8::LAYOUT),
-        (3, 9) => Some(v3_9::LAYOUT),
-        (3, 10) => Some(v3_10::LAYOUT),
-        (3, 11) => Some(v3_11::LAYOUT),
-        (3, 12) => Some(v3_12::LAYOUT),
-        _ => None,
-    }
-}
+pub use hwprof_wire::layouts::{Layout, NONE, for_version};
 
 /// Size of the 3.13 `_Py_DebugOffsets` this reader knows.
 pub const DEBUG_OFFSETS_SIZE: usize = 584;

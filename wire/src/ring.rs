@@ -22,7 +22,7 @@
 //! release. A producer that dies between reserving and committing (its process killed
 //! inside the handler) stops the ring there: what follows is lost with it.
 //!
-//! Included by the agent (`#[path]`), like `wire.rs`.
+//! Shared by the collector and the agent (crate `hwprof-wire`).
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
