@@ -93,10 +93,12 @@ impl PendingDb {
         p.rss = Vec::new();
         p.timeline = Vec::new();
         p.waits = Vec::new();
+        p.wakers = Vec::new();
         w.sample_ids = Default::default();
         w.count_ids = Default::default();
         w.timeline_ids = Default::default();
         w.wait_ids = Default::default();
+        w.waker_ids = Default::default();
         Ok(())
     }
 
