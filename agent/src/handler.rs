@@ -70,9 +70,9 @@ pub(crate) fn capture(st: &State, late: bool, now: u64) -> bool {
                 let (mut count, mut f) = walk_frames(st, pid, frame, s);
                 // Nothing but a shim frame before the failure (3.12 reads a stale entry
                 // frame there): the C frame was not set yet.
-                let nothing = s.frames[..count].iter().all(|f| f.flags & FR_SHIM != 0);
-                if nothing
-                    && f & CAP_READ_FAILED != 0
+                // (Checked only after a failed read: the common capture scans nothing.)
+                if f & CAP_READ_FAILED != 0
+                    && s.frames[..count].iter().all(|f| f.flags & FR_SHIM != 0)
                     && let Some(caller) = caller_frame(st, pid, cframe)
                 {
                     (count, f) = walk_frames(st, pid, caller, s);

@@ -407,6 +407,37 @@ fn python_gil_waits_and_sleeps_at_their_lines() {
     assert_eq!(&spin[10], "2", "both busy threads waited in spin: {spin:?}");
 }
 
+/// `mpirun -n 4 hwprof collect -q -m locks -r DIR -- python3 SCRIPT ARG` (oversubscribed:
+/// two cores), with the python3 that has mpi4py (a failure when it has not: `.ci/run`
+/// installs it).
+fn mpirun_locks(
+    dir: &std::path::Path,
+    script: &std::path::Path,
+    arg: &str,
+) -> std::process::Output {
+    let py = std::process::Command::new("python3")
+        .args(["-c", "import sys, mpi4py; print(sys.executable)"])
+        .output()
+        .expect("run python3");
+    assert!(
+        py.status.success(),
+        "mpi4py is not installed for python3: pip install -r .ci/requirements.txt (.ci/run does)"
+    );
+    let py = String::from_utf8_lossy(&py.stdout).trim().to_string();
+    std::process::Command::new("mpirun")
+        .args(["--allow-run-as-root", "--oversubscribe", "-n", "4"])
+        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+        .env("HWPROF_AGENT_LIB", crate::python::agent_lib())
+        .arg(hwprof_bin())
+        .args(["collect", "-q", "-m", "locks", "-r"])
+        .arg(dir)
+        .arg("--")
+        .args([py.as_str(), script.to_str().unwrap(), arg])
+        .output()
+        .expect("run mpirun (.ci/run installs openmpi-bin)")
+}
+
 /// mpi_imbalance.py under `mpirun -n 4` (oversubscribed: two cores): rank 2 works 3×
 /// longer, the others wait for it at the second `comm.Barrier()`. Their waits are class
 /// mpi, named `MPI_Barrier`; rank 2's are a small fraction of theirs. Open MPI polls
@@ -418,30 +449,10 @@ fn mpi_barrier_waits_are_mpi_on_the_waiting_ranks() {
     if skip_unless_root("locks mode's switch samples") {
         return;
     }
-    let py = std::process::Command::new("python3")
-        .args(["-c", "import sys, mpi4py; print(sys.executable)"])
-        .output()
-        .expect("run python3");
-    assert!(
-        py.status.success(),
-        "mpi4py is not installed for python3: pip install -r .ci/requirements.txt (.ci/run does)"
-    );
-    let py = String::from_utf8_lossy(&py.stdout).trim().to_string();
     let t = shared_tempdir();
     let dir = t.path().join("run");
     let script = program_source("mpi_imbalance.py");
-    let out = std::process::Command::new("mpirun")
-        .args(["--allow-run-as-root", "--oversubscribe", "-n", "4"])
-        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
-        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
-        .env("HWPROF_AGENT_LIB", crate::python::agent_lib())
-        .arg(hwprof_bin())
-        .args(["collect", "-q", "-m", "locks", "-r"])
-        .arg(&dir)
-        .arg("--")
-        .args([py.as_str(), script.to_str().unwrap(), "0.3"])
-        .output()
-        .expect("run mpirun (.ci/run installs openmpi-bin)");
+    let out = mpirun_locks(&dir, &script, "0.3");
     assert!(
         out.status.success(),
         "mpirun failed: {}",
@@ -490,31 +501,11 @@ fn mpi_barrier_waits_total_the_designed_imbalance() {
     if skip_unless_root("mpirun as root (the pyenv python with mpi4py lives in /root)") {
         return;
     }
-    let py = std::process::Command::new("python3")
-        .args(["-c", "import sys, mpi4py; print(sys.executable)"])
-        .output()
-        .expect("run python3");
-    assert!(
-        py.status.success(),
-        "mpi4py is not installed for python3: pip install -r .ci/requirements.txt (.ci/run does)"
-    );
-    let py = String::from_utf8_lossy(&py.stdout).trim().to_string();
     let t = shared_tempdir();
     let dir = t.path().join("run");
     let script = program_source("mpi_barrier_waits.py");
     const T: f64 = 0.4;
-    let out = std::process::Command::new("mpirun")
-        .args(["--allow-run-as-root", "--oversubscribe", "-n", "4"])
-        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
-        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
-        .env("HWPROF_AGENT_LIB", crate::python::agent_lib())
-        .arg(hwprof_bin())
-        .args(["collect", "-q", "-m", "locks", "-r"])
-        .arg(&dir)
-        .arg("--")
-        .args([py.as_str(), script.to_str().unwrap(), &T.to_string()])
-        .output()
-        .expect("run mpirun (.ci/run installs openmpi-bin)");
+    let out = mpirun_locks(&dir, &script, &T.to_string());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "mpirun failed: {stderr}");
     // Each rank's barrier wait by its own clock (mpirun interleaves the ranks' lines:
