@@ -31,6 +31,17 @@ pub mod util;
 #[error("{0}")]
 pub struct UsageError(pub String);
 
+/// Whether `e` comes from running out of file descriptors (EMFILE, ENFILE) without
+/// already saying which limit to raise: the edge then adds that line.
+pub fn needs_fd_limit_hint(e: &anyhow::Error) -> bool {
+    let out_of_fds = e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::raw_os_error)
+            .is_some_and(|n| n == libc::EMFILE || n == libc::ENFILE)
+    });
+    out_of_fds && !format!("{e:#}").contains("open-files limit")
+}
+
 /// Whether `e` (or anything in its chain) is a usage error: the binary's exit code 2.
 /// Each stage keeps its own `Usage` variant (typed errors per stage); this is the one
 /// place that knows them all.

@@ -18,6 +18,11 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("hwprof: error: {e:#}");
+            if hwprof::needs_fd_limit_hint(&e) {
+                eprintln!(
+                    "hwprof: out of file descriptors: raise the open-files limit (`ulimit -n` up to `ulimit -Hn`; the hard limit in /etc/security/limits.conf)"
+                );
+            }
             let usage = hwprof::is_usage_error(&e);
             ExitCode::from(if usage { 2 } else { 1 })
         }

@@ -70,8 +70,8 @@ pub enum CollectError {
     /// An event could not be opened.
     #[error(transparent)]
     Open(#[from] OpenError),
-    /// I/O on the results directory.
-    #[error("{what}: {source}")]
+    /// I/O on the results directory (the cause follows in the error chain).
+    #[error("{what}")]
     Io {
         /// What was being done.
         what: String,

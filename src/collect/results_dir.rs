@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use super::{CollectError, io_err};
 use crate::manifest::{FORMAT_VERSION, Manifest, OpenedEvent};
 use crate::mpi::MpiContext;
-use crate::private_dir::PrivateDir;
+use crate::private_dir::{PrivateDir, PrivateDirError};
 
 /// Create the results directory, or adopt an existing one that is the caller's, not
 /// group/other writable, and empty, except that the ranks of one MPI job share it (see
@@ -21,8 +21,11 @@ pub(super) fn prepare_result_dir(dir: &Path, mpi: &MpiContext) -> Result<Private
             dir.display()
         )));
     }
-    let results = PrivateDir::create_or_adopt(dir, mpi.job.is_some())
-        .map_err(|e| CollectError::ResultDir(e.to_string()))?;
+    let results = PrivateDir::create_or_adopt(dir, mpi.job.is_some()).map_err(|e| match e {
+        // I/O keeps its cause (out of fds: which limit to raise).
+        PrivateDirError::Io { path, source } => io_err(path.display().to_string())(source),
+        e => CollectError::ResultDir(e.to_string()),
+    })?;
     let empty = results.was_created()
         || results
             .is_empty()
@@ -33,7 +36,7 @@ pub(super) fn prepare_result_dir(dir: &Path, mpi: &MpiContext) -> Result<Private
         let sibling_rank = mpi.job.is_some() && mpi.rank.is_some() && !Manifest::path(dir).exists();
         if !(same_job || sibling_rank) {
             return Err(CollectError::ResultDir(
-                crate::private_dir::PrivateDirError::NotEmpty(dir.to_path_buf()).to_string(),
+                PrivateDirError::NotEmpty(dir.to_path_buf()).to_string(),
             ));
         }
     }

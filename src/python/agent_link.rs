@@ -36,6 +36,7 @@ use super::wire::{
     BYE_MAGIC, CONFIG_MAGIC, Config, EVENTS_MAGIC, FILE_MAGIC, FILE_VERSION, FR_SHIM, FileHeader,
     HELLO_MAGIC, Layout, METHOD_AGENT, NONE, Plain,
 };
+use crate::util::proc::Unreadable;
 
 /// How a launched Python program's frames are captured.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -789,9 +790,23 @@ impl Server {
                         self.refuse(format!("process {pid} runs as uid {uid}, not {}", self.uid));
                         continue;
                     }
-                    if !self.descends_from_root(pid) {
-                        self.refuse(format!("process {pid} is not of the target's process tree"));
-                        continue;
+                    match self.descends_from_root(pid) {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            self.refuse(format!(
+                                "process {pid} is not of the target's process tree"
+                            ));
+                            continue;
+                        }
+                        // Gone before it was accepted (a backlog outlives its peers
+                        // while the listener rests): nothing to sample.
+                        Err(Unreadable::Gone) => continue,
+                        // Out of fds to read /proc: the agent goes without (its process
+                        // keeps the collector's samples); the listener rests.
+                        Err(Unreadable::OutOfFds) => {
+                            self.out_of_fds("could not read /proc to check the peer (EMFILE?)");
+                            return;
+                        }
                     }
                     self.conns.push(Conn {
                         fd,
@@ -807,10 +822,7 @@ impl Server {
                     | nix::Error::ENOBUFS
                     | nix::Error::ENOMEM),
                 ) => {
-                    self.accept_paused_until = Some(Instant::now() + Duration::from_millis(100));
-                    self.note(format!(
-                        "python: agents' connections wait: accept failed ({e}); raise the open-files limit (ulimit -n)"
-                    ));
+                    self.out_of_fds(&format!("accept failed ({e})"));
                     return;
                 }
                 Err(_) => return,
@@ -818,21 +830,33 @@ impl Server {
         }
     }
 
+    /// Out of fds (or memory) for a new agent: the listener rests 100 ms, and the user
+    /// is told once.
+    fn out_of_fds(&mut self, what: &str) {
+        self.accept_paused_until = Some(Instant::now() + Duration::from_millis(100));
+        self.note(format!(
+            "python: agents' connections wait: out of open files: {what}; raise the open-files limit (ulimit -n)"
+        ));
+    }
+
     /// Whether `pid` is the launched target or one of its descendants (the `/proc`
-    /// parent chain; an orphan re-parented to init is not).
-    fn descends_from_root(&self, pid: u32) -> bool {
+    /// parent chain; an orphan re-parented to init is not). Not an answer: Err(Gone)
+    /// when `pid` itself is gone, Err(OutOfFds) when /proc cannot be read for lack of fds.
+    fn descends_from_root(&self, pid: u32) -> Result<bool, Unreadable> {
         let root = self.root.unwrap_or_else(std::process::id);
         let mut p = pid;
         for _ in 0..4096 {
             if p == root {
-                return true;
+                return Ok(true);
             }
             match parent_of(p) {
-                Some(pp) if pp > 1 && pp != p => p = pp,
-                _ => return false,
+                Ok(Some(pp)) if pp > 1 && pp != p => p = pp,
+                Err(Unreadable::Gone) if p == pid => return Err(Unreadable::Gone),
+                Err(Unreadable::OutOfFds) => return Err(Unreadable::OutOfFds),
+                _ => return Ok(false),
             }
         }
-        false
+        Ok(false)
     }
 
     /// Whether the collector may read `pid`'s memory for a capture naming it: of the
@@ -841,7 +865,11 @@ impl Server {
         if let Some(&v) = self.trusted.get(&pid) {
             return v;
         }
-        let v = effective_uid_of(pid) == Some(self.uid) && self.descends_from_root(pid);
+        let v = match self.descends_from_root(pid) {
+            Ok(tree) => tree && effective_uid_of(pid) == Some(self.uid),
+            // Gone (nothing to read) or out of fds: not decided, not remembered.
+            Err(_) => return false,
+        };
         if !v {
             self.refuse(format!(
                 "a capture names process {pid}, outside the target's tree"
@@ -1371,8 +1399,11 @@ pub(crate) fn read_new(path: &Path, tail: &mut FileTail) -> super::sidecar::Capt
 }
 
 /// The parent pid of `pid`.
-fn parent_of(pid: u32) -> Option<u32> {
-    u32::try_from(crate::util::proc::parent(i32::try_from(pid).ok()?)?).ok()
+fn parent_of(pid: u32) -> Result<Option<u32>, Unreadable> {
+    let Ok(pid) = i32::try_from(pid) else {
+        return Ok(None);
+    };
+    Ok(crate::util::proc::parent_checked(pid)?.and_then(|p| u32::try_from(p).ok()))
 }
 
 /// The effective uid of `pid`.

@@ -72,7 +72,7 @@ pub enum PyError {
     )]
     NoAgent(std::io::Error),
     /// The agent socket could not be set up.
-    #[error("agent socket {0}: {1}; check that the results directory is writable")]
+    #[error("agent socket {0}: {1}; {hint}", hint = socket_hint(.1))]
     Socket(PathBuf, std::io::Error),
     /// A file of the raw directory.
     #[error("{0}: {1}")]
@@ -80,4 +80,15 @@ pub enum PyError {
     /// A process could not be read.
     #[error("python: {0}")]
     Interp(#[from] process::InterpError),
+}
+
+/// What to do when the agent socket cannot be made: its directory is XDG_RUNTIME_DIR or
+/// /dev/shm (`agent_link::socket_base`), not the results directory.
+fn socket_hint(e: &std::io::Error) -> &'static str {
+    match e.raw_os_error() {
+        Some(libc::EMFILE | libc::ENFILE) => {
+            "out of file descriptors: raise the open-files limit (`ulimit -n` up to `ulimit -Hn`)"
+        }
+        _ => "check that XDG_RUNTIME_DIR (or /dev/shm) is a writable directory",
+    }
 }

@@ -19,7 +19,30 @@ pub fn alive(pid: i32) -> bool {
 
 /// The parent pid of `pid`.
 pub fn parent(pid: i32) -> Option<i32> {
-    Some(Process::new(pid).ok()?.stat().ok()?.ppid)
+    parent_checked(pid).ok().flatten()
+}
+
+/// Why /proc could not be read: the process is gone or hidden, or this process is out of
+/// file descriptors (or memory) and cannot tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unreadable {
+    /// No such process (or not ours to read).
+    Gone,
+    /// Any other error (EMFILE, ENFILE, ENOMEM while opening /proc): cannot tell now.
+    OutOfFds,
+}
+
+/// The parent pid of `pid`, telling "gone" from "cannot open /proc now" (EMFILE, ENFILE,
+/// ENOMEM: opening /proc needs fds, which a collector at its open-files limit lacks).
+pub fn parent_checked(pid: i32) -> Result<Option<i32>, Unreadable> {
+    // procfs may rebuild an I/O error without its errno: any error but "not found" or
+    // "permission denied" is taken as "cannot tell now".
+    let classify = |e: procfs::ProcError| match e {
+        procfs::ProcError::NotFound(_) | procfs::ProcError::PermissionDenied(_) => Unreadable::Gone,
+        _ => Unreadable::OutOfFds,
+    };
+    let stat = Process::new(pid).and_then(|p| p.stat()).map_err(classify)?;
+    Ok(Some(stat.ppid))
 }
 
 /// Real, effective and saved uid of `pid`.
