@@ -1472,12 +1472,13 @@ impl SampledBy {
     fn of(p: &RawProfile, agent_ids: &std::collections::HashSet<u64>, raw: &Path) -> SampledBy {
         let mut s = SampledBy::default();
         for pid in p.processes.keys() {
-            match p.pid_ids.get(pid) {
+            // A process is counted as what it became: its latest sample's events decide.
+            // A pyenv shim (bash, the collector's events) that exec'd Python is sampled by
+            // its agent; a child forked by a Python process carries its parent's agent
+            // events until its exec, and what it exec'd (a solver) is the collector's.
+            match p.pid_last_id.get(pid) {
                 None => s.without_samples += 1,
-                // A child forked by a Python process carries its parent's agent events
-                // until its exec; what it exec'd (a solver) is sampled by the collector's
-                // events, which decide.
-                Some(ids) if ids.iter().all(|i| agent_ids.contains(i)) => s.agent += 1,
+                Some((_, id)) if agent_ids.contains(id) => s.agent += 1,
                 Some(_) => s.collector += 1,
             }
         }

@@ -102,9 +102,9 @@ pub const NO_NODE: u32 = u32::MAX;
 pub struct RawProfile {
     /// Time spent unwinding and aggregating samples (with [`TIME_STAGES`] on).
     pub stage_ns: StageNs,
-    /// (python) Per process: the event ids of its kept samples (at most 64), to tell
-    /// the agents' samples from the collector's.
-    pub pid_ids: FxHashMap<u32, Vec<u64>>,
+    /// (python) Per process: (time, event id) of its latest kept sample, to tell the
+    /// agents' samples from the collector's by the events of what it last exec'd.
+    pub pid_last_id: FxHashMap<u32, (u64, u64)>,
     /// (python) How its processes were sampled (set by finalize).
     pub sampled_by: super::SampledBy,
     /// Mapped files.
@@ -770,9 +770,9 @@ impl Builder<'_> {
         }
         self.out.sample_count += 1;
         if let Some(id) = s.id {
-            let ids = self.out.pid_ids.entry(pid).or_default();
-            if ids.len() < 64 && !ids.contains(&id) {
-                ids.push(id);
+            let last = self.out.pid_last_id.entry(pid).or_insert((time, id));
+            if time >= last.0 {
+                *last = (time, id);
             }
         }
         self.out.time_range = Some(match self.out.time_range {

@@ -327,19 +327,29 @@ impl WaitJoin {
         // Other waits may come between (the GIL, taken back to run a Python handler).
         // The same call: the same native stack (the Python stack index of each capture
         // is its own, even at the same line).
-        let same_call = |k: &SampleKey| k.leaf == key.leaf && k.thread == key.thread;
+        // The marker's own frame may differ between the pieces of one call (the short
+        // or the full stack copy, `agent/src/waits.rs`): the call site is the leaf's
+        // caller.
+        let trie = &out.trie;
+        let site = |leaf: u32| trie.get(leaf as usize).map(|&(parent, _)| parent);
+        let same_call = |k: &SampleKey| {
+            k.thread == key.thread
+                && (k.leaf == key.leaf || site(k.leaf).is_some_and(|s| site(key.leaf) == Some(s)))
+        };
         // A sleep is restarted for the same deadline (a new one has its own), however
         // late the restart: the handler may wait long for the GIL and a CPU on a loaded
-        // machine. Without deadlines, a restart within RESTART_GAP_NS.
-        let restart = |end: u64, d: &Option<u64>| match (d, m.deadline) {
+        // machine. The deadline names the call, whatever stack the pieces unwound to.
+        // Without deadlines, the same call restarted within RESTART_GAP_NS.
+        let restart = |k: &SampleKey, end: u64, d: &Option<u64>| match (d, m.deadline) {
             (Some(a), Some(b)) => {
-                a.abs_diff(b) <= RESTART_GAP_NS && m.start <= a.saturating_add(SLACK_NS)
+                k.thread == key.thread
+                    && a.abs_diff(b) <= RESTART_GAP_NS
+                    && m.start <= a.saturating_add(SLACK_NS)
             }
-            _ => m.start <= end.saturating_add(RESTART_GAP_NS),
+            _ => same_call(k) && m.start <= end.saturating_add(RESTART_GAP_NS),
         };
         let mut continued = self.interrupted.get(&tid).is_some_and(|(k, c, o, end, d)| {
-            same_call(k)
-                && restart(*end, d)
+            restart(k, *end, d)
                 && *c == m.class
                 && *o == m.object
                 && m.start >= end.saturating_sub(SLACK_NS)
@@ -628,16 +638,48 @@ mod tests {
                 .unwrap()
         };
         // Interrupted at 30 ms, restarted 45 ms later (the handler waited for the GIL):
-        // the same sleep. Then a new sleep with its own deadline right after it.
+        // the same sleep, also when the restart's marker unwound to another stack (the
+        // short stack copy, say). Then a new sleep with its own deadline right after it.
         let pieces = [
-            (0, 30_000_000, true, deadline),
-            (75_000_000, deadline, false, deadline),
-            (deadline + 10_000, 2 * deadline, false, 2 * deadline),
+            (0, 30_000_000, true, deadline, 5),
+            (75_000_000, deadline, false, deadline, 6),
+            (deadline + 10_000, 2 * deadline, false, 2 * deadline, 5),
         ];
-        for (start, end, interrupted, d) in pieces {
+        for (start, end, interrupted, d, leaf) in pieces {
             j.switch_out(7, 0, start + 1_000, false);
             j.switch_in(7, end - 1_000, None, &mut out);
-            j.marker(7, key(5), sleep(start, end, interrupted, d), &mut out);
+            j.marker(7, key(leaf), sleep(start, end, interrupted, d), &mut out);
+        }
+        let continued: Vec<bool> = out.waits.iter().map(|w| w.continued).collect();
+        assert_eq!(continued, [false, true, false]);
+    }
+
+    #[test]
+    fn a_restart_whose_marker_frame_differs_is_the_same_call() {
+        use super::super::process::Loc;
+        let mut j = WaitJoin::default();
+        let mut out = RawProfile::default();
+        // Call site 0; leaves 1 and 2: the full and the short marker's frames under it;
+        // leaf 3 another call site's marker.
+        let at = |svma| Loc::Module { module: 0, svma };
+        out.trie = vec![
+            (NO_NODE, at(0x10)),
+            (0, at(0x20)),
+            (0, at(0x30)),
+            (NO_NODE, at(0x40)),
+        ];
+        let io = |start: u64, end: u64, interrupted: bool| {
+            let what = WAIT_IO | if interrupted { WAIT_INTERRUPTED } else { 0 };
+            Marker::decode(what, 0, start, end - start, end + 10).unwrap()
+        };
+        for (start, end, interrupted, leaf) in [
+            (1_000_000, 2_000_000, true, 1),
+            (2_020_000, 3_000_000, true, 2),
+            (3_020_000, 4_000_000, false, 3),
+        ] {
+            j.switch_out(7, 0, start + 1_000, false);
+            j.switch_in(7, end - 1_000, None, &mut out);
+            j.marker(7, key(leaf), io(start, end, interrupted), &mut out);
         }
         let continued: Vec<bool> = out.waits.iter().map(|w| w.continued).collect();
         assert_eq!(continued, [false, true, false]);

@@ -222,13 +222,13 @@ pub fn summary(p: &Profile, format: ReportFormat, top: usize, filter: StackFilte
         }
         ReportFormat::Text => {
             let mut s = format!(
-                "hwprof {} profile: {} — {} samples over {} s, {} processes, {} threads\n",
+                "hwprof {} profile: {} — {} samples over {} s, {}, {}\n",
                 p.meta_str("mode"),
                 p.meta_str("command"),
                 shown.samples,
                 p.meta_str("duration_s"),
-                shown.processes,
-                shown.threads
+                counted(shown.processes, "process", "processes"),
+                counted(shown.threads, "thread", "threads")
             );
             if let Some(r) = filter.rank {
                 s.push_str(&format!(
@@ -239,9 +239,9 @@ pub fn summary(p: &Profile, format: ReportFormat, top: usize, filter: StackFilte
             }
             if launcher.samples > 0 {
                 s.push_str(&format!(
-                    "  launcher overhead: {} samples in {} processes ({}), not in the percentages below\n",
+                    "  launcher overhead: {} samples in {} ({}), not in the percentages below\n",
                     launcher.samples,
-                    launcher.processes,
+                    counted(launcher.processes as usize, "process", "processes"),
                     launcher.names.join(", ")
                 ));
             }
@@ -380,4 +380,9 @@ fn python_without_stack_line(w: &Value) -> String {
         ));
     }
     s
+}
+
+/// "1 process", "3 processes".
+fn counted(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
 }

@@ -64,6 +64,12 @@ fn collect(dir: &Path, cmd: &[&str]) {
 fn assert_one_program(dir: &Path, expect_launcher: bool) {
     let s = summary(dir);
     assert_eq!(s["processes"], 1, "one program process: {s:#}");
+    // The interpreter is counted as sampled by its agent, whatever its pid ran before
+    // the exec (the shim's bash, sampled by the collector's events).
+    assert_eq!(
+        s["sampled_by"]["agent"], 1,
+        "the Python process is sampled by its agent: {s:#}"
+    );
     let launcher = s["launcher_samples"].as_u64().unwrap();
     if expect_launcher {
         assert!(
