@@ -241,7 +241,7 @@ pub fn summary(p: &Profile, format: ReportFormat, top: usize, filter: StackFilte
                 s.push_str(&format!(
                     "  launcher overhead: {} samples in {} ({}), not in the percentages below\n",
                     launcher.samples,
-                    counted(launcher.processes as usize, "process", "processes"),
+                    counted(launcher.processes, "process", "processes"),
                     launcher.names.join(", ")
                 ));
             }
