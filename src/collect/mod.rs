@@ -143,6 +143,7 @@ pub fn run(opts: &CollectOptions) -> Result<CollectOutcome, CollectError> {
         enable_on_exec: matches!(opts.target, Target::Launch(_)),
         exclude_kernel,
         context_switch: opts.mode == Mode::Locks,
+        switches_only: opts.mode == Mode::Locks && exclude_kernel && opts.events.is_empty(),
     };
     let mut wanted = plan::requested_events(opts, &mut notices)?;
     // Locks mode with kernel samples (root): who woke each wait (docs/locks.md, "Wakers").

@@ -68,6 +68,12 @@ pub struct OpenConfig {
     pub exclude_kernel: bool,
     /// Emit context-switch records (locks mode).
     pub context_switch: bool,
+    /// Locks mode without kernel samples: its `context-switches` event can never sample
+    /// (a switch happens in the kernel, excluded), so its kernel counterpart is a dummy
+    /// twin that carries the switch and tracking records alone, as with
+    /// `tracking_only` (the kernel then skips a software event's work at each switch:
+    /// docs/performance.md, "locks, 17o").
+    pub switches_only: bool,
 }
 
 /// The attr for one event. `tracking` adds mmap/comm/task records (set on exactly one
@@ -536,7 +542,7 @@ pub(super) fn open_events(
         if tracking {
             first_attr = Some(attr);
         }
-        if tracking && tracking_only {
+        if tracking && (tracking_only || cfg.switches_only) {
             // Opened above as the sampling event so that fallbacks apply; never enabled
             // (enable_on_exec), these are replaced by the tracking-only twins.
             let mut tracked = Vec::with_capacity(fds.len());
@@ -711,6 +717,7 @@ mod tests {
             enable_on_exec: true,
             exclude_kernel: true,
             context_switch: false,
+            switches_only: false,
         }
     }
 
