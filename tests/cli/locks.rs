@@ -643,6 +643,7 @@ fn mpi_waits_chain_through_another_pmpi_tool() {
         }
         let p = hwprof::profile::Profile::load(&dir).unwrap();
         let mut at_barrier = [0u64; 4];
+        let mut longest = [0u64; 4];
         for w in &p.waits {
             if w.class != hwprof::profile::WaitClass::Mpi
                 || w.object.as_deref() != Some("MPI_Barrier")
@@ -658,10 +659,23 @@ fn mpi_waits_chain_through_another_pmpi_tool() {
             }
             if let (true, Some(rank)) = (here, p.thread_rank(w.thread)) {
                 at_barrier[rank as usize] += w.wait_ns;
+                longest[rank as usize] = longest[rank as usize].max(w.max_ns);
             }
         }
         let s: Vec<f64> = at_barrier.iter().map(|&ns| ns as f64 / 1e9).collect();
-        eprintln!("{order}: MPI_Barrier waits in meet_at_barrier per rank (s): {s:?}");
+        let max: Vec<f64> = longest.iter().map(|&ns| ns as f64 / 1e9).collect();
+        eprintln!(
+            "{order}: MPI_Barrier waits in meet_at_barrier per rank (s): {s:?}, longest {max:?}"
+        );
+        // The agent timed each barrier whole: one wait of ~2T per waiting rank, not the
+        // thousands of off-CPU slices of a rank that yields while it polls (which are
+        // all finalize sees of a call the agent does not time).
+        for r in [0, 1, 3] {
+            assert!(
+                max[r] >= T,
+                "{order}: rank {r}'s barrier was timed whole by the agent (>= {T} s): {max:?}"
+            );
+        }
         let others: f64 = [0, 1, 3].iter().map(|&r| s[r]).sum();
         let designed = 3.0 * 2.0 * T;
         assert!(
