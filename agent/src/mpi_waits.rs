@@ -5,16 +5,32 @@
 //! a wait of class `mpi` named by that function (`wire::MPI_FUNCTIONS`), its whole
 //! duration counted (finalize adds the on-CPU part to the off-CPU intervals inside it).
 //!
-//! The wrappers are the MPI profiling interface's usual trick: this library, preloaded
-//! first, defines `MPI_Barrier` and calls the implementation's `PMPI_Barrier`. Every
-//! wrapped function takes integer and pointer arguments only and returns an `int`; on
-//! x86-64 those travel in the same registers and 8-byte stack slots whatever their C
-//! types, so each wrapper takes and passes on as many 64-bit words as the function has
-//! arguments (a 32-bit `int` is read by the callee from the low half, as it would be).
-//! Without `HWPROF_AGENT_WAITS` a wrapper is one relaxed load and an indirect call.
+//! The wrappers chain, so that another PMPI tool preloaded or linked with the program
+//! (mpiP, Score-P, a tracer, a library that wraps MPI) still sees every call, in either
+//! order, and hwprof still times each call once:
+//! - our `MPI_X` calls the next definition of `MPI_X` after this library
+//!   (`dlsym(RTLD_NEXT)`: a tool preloaded after us, else the MPI library), falling
+//!   back to the implementation's `PMPI_X` when there is none;
+//! - our `PMPI_X` calls the implementation's `PMPI_X`: a tool that comes first (its
+//!   `MPI_X` is the program's, and calls `PMPI_X` as the profiling interface says)
+//!   reaches it, so its calls are timed there;
+//! - a thread-local depth times only the outermost of the two (ours `MPI_X` → a tool's
+//!   `MPI_X` → ours `PMPI_X`, or an MPI library calling its own `PMPI_` functions).
+//!
+//! Each target is resolved on its first call (the MPI library may be dlopen'ed after
+//! start, by mpi4py), cached in an atomic (one relaxed load afterwards, async-signal
+//! safe), and never resolves into this library (which would recurse forever).
+//!
+//! Every wrapped function takes integer and pointer arguments only and returns an
+//! `int`; on x86-64 those travel in the same registers and 8-byte stack slots whatever
+//! their C types, so each wrapper takes and passes on as many 64-bit words as the
+//! function has arguments (a 32-bit `int` is read by the callee from the low half, as
+//! it would be). Without `HWPROF_AGENT_WAITS` a wrapper is one relaxed load, the
+//! thread-local depth and an indirect call.
 
 #![allow(non_snake_case)] // the MPI functions' names
 
+use std::cell::Cell;
 use std::ffi::{CStr, c_char, c_int, c_void};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -29,83 +45,173 @@ macro_rules! word {
     };
 }
 
-/// Declares each wrapper `$name` (index `$idx` of `wire::MPI_FUNCTIONS`, which lists
-/// the same names in the same order) calling `$pmpi` with its arguments.
+/// Declares each wrapper `$name` and `$pname` (index `$idx` of `wire::MPI_FUNCTIONS`,
+/// which lists the same names in the same order), calling the next `$name` (or the
+/// implementation's `$pmpi`) and the implementation's `$pmpi` with their arguments.
 macro_rules! mpi_wrappers {
-    ($($idx:literal $name:ident $pmpi:literal ($($a:ident),*);)*) => {
-        /// The implementation's functions, by index.
+    ($($idx:literal $name:ident $pname:ident $mpi:literal $pmpi:literal ($($a:ident),*);)*) => {
+        /// The MPI functions and the implementation's, by index.
+        const MPI_NAMES: &[&CStr] = &[$($mpi),*];
         const PMPI_NAMES: &[&CStr] = &[$($pmpi),*];
+        /// What our `MPI_X` calls, by index (0: not resolved yet).
+        static NEXT: [AtomicUsize; MPI_NAMES.len()] =
+            [const { AtomicUsize::new(0) }; MPI_NAMES.len()];
+        /// What our `PMPI_X` calls, by index (0: not resolved yet).
         static REAL: [AtomicUsize; PMPI_NAMES.len()] =
             [const { AtomicUsize::new(0) }; PMPI_NAMES.len()];
         $(
             #[doc = concat!("# Safety\nSame contract as `", stringify!($name), "`.")]
             #[unsafe(no_mangle)]
             pub unsafe extern "C" fn $name($($a: u64),*) -> c_int {
-                let p = real($idx);
+                let p = next($idx);
                 if p == 0 {
                     return MPI_ERR_OTHER;
                 }
-                // SAFETY: p is the implementation's function of this name, which takes
-                // these integer and pointer arguments (see the module's comment); they
-                // are our caller's, passed through unchanged.
+                // SAFETY: p is the next definition of this MPI function (a tool's or
+                // the implementation's), which takes these integer and pointer
+                // arguments (see the module's comment); they are our caller's,
+                // passed through unchanged.
                 let f = unsafe {
                     std::mem::transmute::<usize, unsafe extern "C" fn($(word!($a)),*) -> c_int>(p)
                 };
                 // SAFETY: as above.
-                crate::waits::timed_mpi($idx, || unsafe { f($($a),*) })
+                outermost_timed($idx, || unsafe { f($($a),*) })
+            }
+
+            #[doc = concat!("# Safety\nSame contract as `", stringify!($pname), "`.")]
+            #[unsafe(no_mangle)]
+            pub unsafe extern "C" fn $pname($($a: u64),*) -> c_int {
+                let p = real($idx);
+                if p == 0 {
+                    return MPI_ERR_OTHER;
+                }
+                // SAFETY: p is the implementation's function of this name, of the
+                // same type as above; our caller's arguments passed through.
+                let f = unsafe {
+                    std::mem::transmute::<usize, unsafe extern "C" fn($(word!($a)),*) -> c_int>(p)
+                };
+                // SAFETY: as above.
+                outermost_timed($idx, || unsafe { f($($a),*) })
             }
         )*
     };
 }
 
 mpi_wrappers! {
-    0 MPI_Barrier c"PMPI_Barrier" (comm);
-    1 MPI_Bcast c"PMPI_Bcast" (buf, count, dtype, root, comm);
-    2 MPI_Reduce c"PMPI_Reduce" (sbuf, rbuf, count, dtype, op, root, comm);
-    3 MPI_Allreduce c"PMPI_Allreduce" (sbuf, rbuf, count, dtype, op, comm);
-    4 MPI_Gather c"PMPI_Gather" (sbuf, scount, stype, rbuf, rcount, rtype, root, comm);
-    5 MPI_Allgather c"PMPI_Allgather" (sbuf, scount, stype, rbuf, rcount, rtype, comm);
-    6 MPI_Scatter c"PMPI_Scatter" (sbuf, scount, stype, rbuf, rcount, rtype, root, comm);
-    7 MPI_Alltoall c"PMPI_Alltoall" (sbuf, scount, stype, rbuf, rcount, rtype, comm);
-    8 MPI_Recv c"PMPI_Recv" (buf, count, dtype, src, tag, comm, status);
-    9 MPI_Send c"PMPI_Send" (buf, count, dtype, dest, tag, comm);
-    10 MPI_Ssend c"PMPI_Ssend" (buf, count, dtype, dest, tag, comm);
-    11 MPI_Sendrecv c"PMPI_Sendrecv"
+    0 MPI_Barrier PMPI_Barrier c"MPI_Barrier" c"PMPI_Barrier" (comm);
+    1 MPI_Bcast PMPI_Bcast c"MPI_Bcast" c"PMPI_Bcast" (buf, count, dtype, root, comm);
+    2 MPI_Reduce PMPI_Reduce c"MPI_Reduce" c"PMPI_Reduce"
+        (sbuf, rbuf, count, dtype, op, root, comm);
+    3 MPI_Allreduce PMPI_Allreduce c"MPI_Allreduce" c"PMPI_Allreduce"
+        (sbuf, rbuf, count, dtype, op, comm);
+    4 MPI_Gather PMPI_Gather c"MPI_Gather" c"PMPI_Gather"
+        (sbuf, scount, stype, rbuf, rcount, rtype, root, comm);
+    5 MPI_Allgather PMPI_Allgather c"MPI_Allgather" c"PMPI_Allgather"
+        (sbuf, scount, stype, rbuf, rcount, rtype, comm);
+    6 MPI_Scatter PMPI_Scatter c"MPI_Scatter" c"PMPI_Scatter"
+        (sbuf, scount, stype, rbuf, rcount, rtype, root, comm);
+    7 MPI_Alltoall PMPI_Alltoall c"MPI_Alltoall" c"PMPI_Alltoall"
+        (sbuf, scount, stype, rbuf, rcount, rtype, comm);
+    8 MPI_Recv PMPI_Recv c"MPI_Recv" c"PMPI_Recv" (buf, count, dtype, src, tag, comm, status);
+    9 MPI_Send PMPI_Send c"MPI_Send" c"PMPI_Send" (buf, count, dtype, dest, tag, comm);
+    10 MPI_Ssend PMPI_Ssend c"MPI_Ssend" c"PMPI_Ssend" (buf, count, dtype, dest, tag, comm);
+    11 MPI_Sendrecv PMPI_Sendrecv c"MPI_Sendrecv" c"PMPI_Sendrecv"
         (sbuf, scount, stype, dest, stag, rbuf, rcount, rtype, src, rtag, comm, status);
-    12 MPI_Wait c"PMPI_Wait" (req, status);
-    13 MPI_Waitall c"PMPI_Waitall" (count, reqs, statuses);
-    14 MPI_Waitany c"PMPI_Waitany" (count, reqs, index, status);
-    15 MPI_Waitsome c"PMPI_Waitsome" (count, reqs, outcount, indices, statuses);
-    16 MPI_Probe c"PMPI_Probe" (src, tag, comm, status);
+    12 MPI_Wait PMPI_Wait c"MPI_Wait" c"PMPI_Wait" (req, status);
+    13 MPI_Waitall PMPI_Waitall c"MPI_Waitall" c"PMPI_Waitall" (count, reqs, statuses);
+    14 MPI_Waitany PMPI_Waitany c"MPI_Waitany" c"PMPI_Waitany" (count, reqs, index, status);
+    15 MPI_Waitsome PMPI_Waitsome c"MPI_Waitsome" c"PMPI_Waitsome"
+        (count, reqs, outcount, indices, statuses);
+    16 MPI_Probe PMPI_Probe c"MPI_Probe" c"PMPI_Probe" (src, tag, comm, status);
+}
+
+thread_local! {
+    /// Whether this thread is inside one of our wrappers: an inner one (ours `PMPI_X`
+    /// under a tool under our `MPI_X`) passes through untimed.
+    static IN_MPI: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `f`, timed as the MPI wait of function `index` unless this thread is already
+/// inside a timed MPI call.
+#[inline(always)]
+fn outermost_timed(index: u64, f: impl FnOnce() -> c_int) -> c_int {
+    let Ok(outer) = IN_MPI.try_with(|c| c.replace(true)) else {
+        // The thread's TLS is being torn down: untimed.
+        return f();
+    };
+    if outer {
+        return f();
+    }
+    let r = crate::waits::timed_mpi(index, f);
+    let _ = IN_MPI.try_with(|c| c.set(false));
+    r
 }
 
 // The wrappers' indices are those of the names finalize shows.
 const _: () = assert!(PMPI_NAMES.len() == crate::wire::MPI_FUNCTIONS.len());
 
-/// The implementation's function `index`, resolved on first use.
+/// What our `MPI_X` of `index` calls: the next `MPI_X`, else the implementation's.
+#[inline(always)]
+fn next(index: usize) -> usize {
+    let v = NEXT[index].load(Ordering::Relaxed);
+    if v != 0 {
+        return v;
+    }
+    resolve_next(index)
+}
+
+/// The implementation's `PMPI_X` of `index`.
 #[inline(always)]
 fn real(index: usize) -> usize {
     let v = REAL[index].load(Ordering::Relaxed);
     if v != 0 {
         return v;
     }
-    resolve(index)
+    resolve_real(index)
 }
 
 #[cold]
-fn resolve(index: usize) -> usize {
+fn resolve_next(index: usize) -> usize {
+    // SAFETY: dlsym with RTLD_NEXT (from this library's code) and a NUL-terminated
+    // name; null when absent.
+    let p = unsafe { libc::dlsym(libc::RTLD_NEXT, MPI_NAMES[index].as_ptr()) } as usize;
+    let p = if p != 0 && !is_ours(p) {
+        p
+    } else {
+        real(index)
+    };
+    NEXT[index].store(p, Ordering::Relaxed);
+    p
+}
+
+#[cold]
+fn resolve_real(index: usize) -> usize {
     let name = PMPI_NAMES[index];
-    // SAFETY: dlsym with RTLD_DEFAULT and a NUL-terminated name; null when absent.
-    let mut p = unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) } as usize;
-    if p == 0 {
+    // SAFETY: dlsym with RTLD_NEXT and a NUL-terminated name; null when absent.
+    let mut p = unsafe { libc::dlsym(libc::RTLD_NEXT, name.as_ptr()) } as usize;
+    if p == 0 || is_ours(p) {
         p = find_in_loaded(name);
     }
     REAL[index].store(p, Ordering::Relaxed);
     p
 }
 
-/// `name` in any loaded object (an MPI library dlopen'ed with RTLD_LOCAL is not in the
-/// global scope RTLD_DEFAULT searches), 0 when none has it.
+/// Whether `addr` is in this library (the agent), by the object `dladdr` names.
+fn is_ours(addr: usize) -> bool {
+    let base = |a: usize| {
+        // SAFETY: Dl_info is plain data (pointers and integers): zero is valid.
+        let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
+        // SAFETY: dladdr only reads the loader's tables and fills info.
+        let found = unsafe { libc::dladdr(a as *const c_void, &mut info) } != 0;
+        found.then_some(info.dli_fbase as usize)
+    };
+    let ours = base(is_ours as *const () as usize);
+    ours.is_some() && base(addr) == ours
+}
+
+/// `name` in any loaded object but this library (an MPI library dlopen'ed with
+/// RTLD_LOCAL, as by mpi4py, is not in the global scope RTLD_NEXT searches), 0 when
+/// none has it.
 fn find_in_loaded(name: &CStr) -> usize {
     let mut paths: Vec<Vec<u8>> = Vec::new();
     unsafe extern "C" fn each(
@@ -142,7 +248,7 @@ fn find_in_loaded(name: &CStr) -> usize {
         let p = unsafe { libc::dlsym(h, name.as_ptr()) } as usize;
         // SAFETY: the reference taken above; the object stays loaded (it was before).
         unsafe { libc::dlclose(h) };
-        if p != 0 {
+        if p != 0 && !is_ours(p) {
             return p;
         }
     }

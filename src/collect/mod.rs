@@ -23,6 +23,7 @@ mod plan;
 mod results_dir;
 pub mod rss; // memory mode: RSS timeline
 pub mod sys;
+mod tracing_data; // perf.data's tracepoint formats
 pub mod uncore; // memory mode: uncore bandwidth counters
 
 use std::path::{Path, PathBuf};
@@ -214,6 +215,9 @@ pub fn run(opts: &CollectOptions) -> Result<CollectOutcome, CollectError> {
     let mut writer = PerfDataWriter::create(&raw_dir.join("perf.data"), opened.file_attrs.clone())
         .map_err(io_err("create perf.data"))?;
     writer.set_groups(opened.perf_groups.clone());
+    if let Some(t) = tracing_data::for_attrs(&opened.file_attrs, &events::tracefs_root()) {
+        writer.set_tracing_data(t);
+    }
     if let Target::Attach(pid) = opts.target {
         drain::synthesize_existing(
             &mut writer,

@@ -102,8 +102,9 @@ pub fn build_attr(spec: &EventSpec, cfg: &OpenConfig, tracking: bool) -> PerfEve
         }
     }
     a.sample_type = st as u64;
-    // Locks mode's wakeups: the woken thread is in the tracepoint's raw data.
-    if spec.name == crate::events::WAKER_EVENT {
+    // Tracepoints carry their fields (perf record sets it too, `perf script` prints
+    // them); locks mode's wakeups: the woken thread is in the raw data.
+    if spec.type_ == b::PERF_TYPE_TRACEPOINT {
         a.sample_type |= b::PERF_SAMPLE_RAW as u64;
     }
     // Time and hardware events sample at a frequency; counts of discrete events (faults,

@@ -12,7 +12,8 @@
 //!         PERF_RECORD_FINISHED_ROUND after each drain pass, so readers can sort by
 //!         time in bounded memory.
 //! end     feature sections (written by `finish`): an array of {offset,size} for each
-//!         bit set, then HOSTNAME, OSRELEASE, VERSION, ARCH, NRCPUS, CMDLINE, EVENT_DESC,
+//!         bit set, then TRACING_DATA when tracepoints were opened (their tracefs
+//!         formats, `tracing_data.rs`), HOSTNAME, OSRELEASE, VERSION, ARCH, NRCPUS, CMDLINE, EVENT_DESC,
 //!         and GROUP_DESC when events form counter groups (u32 nr_groups, then per
 //!         group: name as a perf string, u32 leader attr index, u32 nr_members counting
 //!         the leader; members are the attrs right after their leader).
@@ -34,6 +35,7 @@ const HEADER_SIZE: u64 = 104;
 /// `PERF_RECORD_FINISHED_ROUND`.
 const FINISHED_ROUND: u32 = 68;
 
+const FEAT_TRACING_DATA: usize = 1;
 const FEAT_HOSTNAME: usize = 3;
 const FEAT_OSRELEASE: usize = 4;
 const FEAT_VERSION: usize = 5;
@@ -102,6 +104,7 @@ pub struct PerfDataWriter {
     data_len: u64,
     records: u64,
     groups: Vec<(String, u32, u32)>,
+    tracing_data: Vec<u8>,
 }
 
 impl PerfDataWriter {
@@ -114,6 +117,7 @@ impl PerfDataWriter {
             data_len: 0,
             records: 0,
             groups: Vec::new(),
+            tracing_data: Vec::new(),
         };
         w.write_attrs()?;
         w.file.seek(SeekFrom::Start(HEADER_SIZE + ATTR_REGION))?;
@@ -125,6 +129,12 @@ impl PerfDataWriter {
     /// events counting the leader).
     pub fn set_groups(&mut self, groups: Vec<(String, u32, u32)>) {
         self.groups = groups;
+    }
+
+    /// The TRACING_DATA feature section (`tracing_data.rs`): the format files of the
+    /// tracepoints opened, which perf needs to read their samples.
+    pub fn set_tracing_data(&mut self, section: Vec<u8>) {
+        self.tracing_data = section;
     }
 
     /// The attrs as written.
@@ -249,6 +259,9 @@ impl PerfDataWriter {
                 v.extend_from_slice(&nr.to_le_bytes());
             }
             sections.push((FEAT_GROUP_DESC, v));
+        }
+        if !self.tracing_data.is_empty() {
+            sections.push((FEAT_TRACING_DATA, std::mem::take(&mut self.tracing_data)));
         }
         sections.sort_by_key(|s| s.0);
         let mut features = [0u64; 4];

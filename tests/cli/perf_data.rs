@@ -170,3 +170,63 @@ fn perf_data_writer_round_trips_through_perf_script() {
         );
     }
 }
+
+/// Tracepoint samples need their tracefs formats in perf.data (the TRACING_DATA
+/// feature): perf script reads root locks mode's `sched:sched_waking` and a
+/// `-e sched:sched_switch` collection with their fields, `perf report --stdio` exits 0,
+/// and finalize (linux-perf-data) still reads the files.
+#[test]
+fn perf_reads_tracepoint_samples_with_their_fields() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: tracepoints need root (tracefs, perf_event_paranoid 2)");
+        return;
+    }
+    need_perf();
+    let t = shared_tempdir();
+    for (args, event, field) in [
+        (["-m", "locks"], "sched:sched_waking", "target_cpu="),
+        (
+            ["-e", "sched:sched_switch"],
+            "sched:sched_switch",
+            "prev_state=",
+        ),
+    ] {
+        let dir = t.path().join(event.replace(':', "_"));
+        let out = collect(
+            &dir,
+            &[args[0], args[1], "--no-finalize"],
+            &["sleep", "0.2"],
+        );
+        assert_success(&out, "collect");
+        let data = first_perf_data(&dir);
+        let script = Command::new("perf")
+            .arg("script")
+            .arg("-i")
+            .arg(&data)
+            .output()
+            .expect("run perf script");
+        let text = String::from_utf8_lossy(&script.stdout);
+        assert!(
+            script.status.success(),
+            "perf script failed on {}: {}",
+            data.display(),
+            String::from_utf8_lossy(&script.stderr)
+        );
+        let line = text
+            .lines()
+            .find(|l| l.contains(&format!("{event}:")))
+            .unwrap_or_else(|| panic!("no {event} sample in perf script's output: {text}"));
+        assert!(line.contains(field), "{event} without its fields: {line}");
+        let report = Command::new("perf")
+            .args(["report", "--stdio", "-i"])
+            .arg(&data)
+            .output()
+            .expect("run perf report");
+        assert!(
+            report.status.success(),
+            "perf report failed: {}",
+            String::from_utf8_lossy(&report.stderr)
+        );
+        ok(&hwprof(&["finalize", "-q", dir.to_str().unwrap()]));
+    }
+}
