@@ -195,6 +195,10 @@ fn fd_kind(link: &str) -> &str {
 struct Interval {
     out: u64,
     inn: u64,
+    /// Off-CPU ns (`inn - out`, or the sum of the intervals merged into this one).
+    ns: u64,
+    /// Switch-outs merged into this interval (1 for one).
+    pieces: u64,
     preempted: bool,
     /// Thread index (for a key when nothing else gives one).
     thread: u32,
@@ -299,16 +303,35 @@ impl WaitJoin {
         q.push_back(Interval {
             out: t_out,
             inn: time,
+            ns: time - t_out,
+            pieces: 1,
             preempted,
             thread,
             at_out,
             waker,
         });
-        if q.len() > MAX_QUEUED
-            && let Some(iv) = q.pop_front()
-        {
-            let last = self.last_key.get(&tid).copied();
-            unexplained(iv, last, out);
+        if q.len() > MAX_QUEUED {
+            // A long call that yields the CPU thousands of times (an MPI library
+            // polling with sched_yield) before its marker arrives: its intervals are
+            // merged, oldest first, so that the marker still claims them all.
+            if let (Some(&a), Some(&b)) = (q.front(), q.get(1))
+                && a.preempted == b.preempted
+                && a.thread == b.thread
+                && a.at_out == b.at_out
+            {
+                let merged = Interval {
+                    inn: b.inn,
+                    ns: a.ns.saturating_add(b.ns),
+                    pieces: a.pieces.saturating_add(b.pieces),
+                    waker: b.waker.or(a.waker),
+                    ..a
+                };
+                q.pop_front();
+                q[0] = merged;
+            } else if let Some(iv) = q.pop_front() {
+                let last = self.last_key.get(&tid).copied();
+                unexplained(iv, last, out);
+            }
         }
     }
 
@@ -382,7 +405,7 @@ impl WaitJoin {
                     unexplained(iv, last, out);
                     continue;
                 }
-                let ns = iv.inn - iv.out;
+                let ns = iv.ns;
                 out.wait_ns_exact = out.wait_ns_exact.saturating_add(ns);
                 match iv.at_out {
                     // Root: the kernel's switch-out stack (kernel, libc and program
@@ -399,7 +422,7 @@ impl WaitJoin {
                     }
                     None => {
                         claimed = claimed.saturating_add(ns);
-                        unsampled += 1;
+                        unsampled += iv.pieces;
                         waker = iv.waker.or(waker);
                     }
                 }
@@ -482,7 +505,7 @@ pub fn wakee_of(raw: &[u8]) -> Option<u32> {
 
 /// Counts an interval no recorded wait explains.
 fn unexplained(iv: Interval, last: Option<SampleKey>, out: &mut RawProfile) {
-    let ns = iv.inn - iv.out;
+    let ns = iv.ns;
     let key = iv.at_out.map(|(k, _)| k).or(last).unwrap_or(SampleKey {
         leaf: NO_NODE,
         python: NO_NODE,
@@ -683,6 +706,31 @@ mod tests {
         }
         let continued: Vec<bool> = out.waits.iter().map(|w| w.continued).collect();
         assert_eq!(continued, [false, true, false]);
+    }
+
+    #[test]
+    fn a_call_yielding_more_often_than_the_queue_holds_is_one_wait() {
+        let mut j = WaitJoin::default();
+        let mut out = RawProfile::default();
+        // An MPI barrier polling with sched_yield: 3 * MAX_QUEUED off-CPU intervals of
+        // 20 µs, 50 µs apart, then its marker.
+        let n = 3 * MAX_QUEUED as u64;
+        for i in 0..n {
+            let t = 1_000_000 + i * 50_000;
+            j.switch_out(7, 0, t, false);
+            j.switch_in(7, t + 20_000, None, &mut out);
+        }
+        let end = 1_000_000 + n * 50_000;
+        let m = Marker::decode(WAIT_MPI, 0, 1_000_000, end - 1_000_000, end + 10).unwrap();
+        let (ns, unsampled) = j.marker(7, key(5), m, &mut out);
+        j.finish(&mut out);
+        assert_eq!(unsampled, n, "every switch-out claimed by the call");
+        assert!(ns >= n * 20_000, "{ns} ns claimed");
+        assert!(
+            out.waits.iter().all(|w| w.class.is_some()),
+            "no interval left unexplained: {:?}",
+            out.waits.len()
+        );
     }
 
     #[test]
