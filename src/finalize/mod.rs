@@ -951,7 +951,8 @@ fn add_raw_profile(
     let mut keys: Vec<_> = p.samples.iter().collect();
     keys.sort_unstable_by_key(|(k, _)| (k.thread, k.leaf, k.python, k.event));
     // Counter-group counts go to the stack their sample went to.
-    let mut count_stacks: HashMap<process::SampleKey, Option<usize>> = HashMap::new();
+    let mut count_stacks: rustc_hash::FxHashMap<process::SampleKey, Option<usize>> =
+        Default::default();
     for (key, &(count, value)) in keys {
         let stack = if key.python == NO_NODE {
             if key.leaf == NO_NODE {
@@ -1004,13 +1005,13 @@ fn add_raw_profile(
     };
     let mut times: Vec<_> = p.times.iter().collect();
     times.sort_unstable_by_key(|((k, t), _)| (k.thread, k.leaf, k.python, k.event, *t));
-    for ((key, t), &count) in times {
+    for ((key, t), count) in times {
         let Some((stack, thread)) = placed(key) else {
             continue;
         };
         match timeline {
-            Timeline::Buckets(b) => w.add_timeline(stack, thread, b.bucket(*t), count),
-            Timeline::Units(rows) => rows.push((stack, thread, *t, count)),
+            Timeline::Buckets(b) => w.add_timeline(stack, thread, b.bucket(*t), *count),
+            Timeline::Units(rows) => rows.push((stack, thread, *t, *count)),
         }
     }
     add_waits(w, p, &count_stacks, &node_stack, &thread_index);
@@ -1059,7 +1060,7 @@ fn merge_peaks(
 fn add_waits(
     w: &mut ProfileWriter,
     p: &RawProfile,
-    sample_stacks: &HashMap<process::SampleKey, Option<usize>>,
+    sample_stacks: &rustc_hash::FxHashMap<process::SampleKey, Option<usize>>,
     node_stack: &[Option<usize>],
     thread_index: &[usize],
 ) {
@@ -1215,13 +1216,12 @@ fn dedup_python_stacks(p: &mut RawProfile, slots: Vec<crate::python::PyStack>) {
         }
         *p.counts.entry((k, a)).or_default() += v;
     }
-    let old = std::mem::take(&mut p.times);
-    for ((mut k, t), c) in old {
+    for ((k, _), _) in &mut p.times {
         if k.python != NO_NODE {
             k.python = remap.get(k.python as usize).copied().unwrap_or(NO_NODE);
         }
-        *p.times.entry((k, t)).or_default() += c;
     }
+    process::sort_times(&mut p.times);
     for w in &mut p.waits {
         if w.key.python != NO_NODE {
             w.key.python = remap.get(w.key.python as usize).copied().unwrap_or(NO_NODE);

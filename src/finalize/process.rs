@@ -142,9 +142,10 @@ pub struct RawProfile {
     /// First and last sample time.
     pub time_range: Option<(u64, u64)>,
     /// Samples over time: per sample key and time in units of [`TIME_UNIT_SHIFT`]
-    /// (about a millisecond), the number of samples; finalize turns it into the
-    /// profile's bounded timeline once the run's time range is known.
-    pub times: FxHashMap<(SampleKey, u64), u64>,
+    /// (about a millisecond), the number of samples, sorted by [`sort_times`] (each key
+    /// once); finalize turns it into the profile's bounded timeline once the run's time
+    /// range is known.
+    pub times: Vec<((SampleKey, u64), u64)>,
     /// Counter-group values read with the samples (`PERF_SAMPLE_READ`): per sample key
     /// and counted event (attr index), the counts attributed to that key, scaled when
     /// the thread's group was multiplexed (see [`super::group_reads`]).
@@ -248,6 +249,12 @@ struct Builder<'a> {
     trie_ids: FxHashMap<(u32, Loc), u32>,
     /// Recent stacks: slot (by a hash of the whole stack) -> trie leaf, or NO_NODE.
     stack_cache: Vec<u32>,
+    /// Entries of `out.times` after its last merge (it is merged when it doubles).
+    times_merged: usize,
+    /// A sample's frames and unwound addresses, kept between samples (no allocation per
+    /// sample).
+    frames_buf: Vec<Loc>,
+    avmas_buf: Vec<u64>,
     thread_ids: FxHashMap<(u32, u32), u32>,
     /// Process images and who launched whom, for the launcher rule.
     lineage: super::launchers::Lineage,
@@ -337,6 +344,9 @@ pub fn process_perf_data<'a>(
         module_ids: FxHashMap::default(),
         trie_ids: FxHashMap::default(),
         stack_cache: vec![NO_NODE; 1 << STACK_CACHE_BITS],
+        times_merged: 0,
+        frames_buf: Vec::with_capacity(64),
+        avmas_buf: Vec::with_capacity(64),
         thread_ids: FxHashMap::default(),
         lineage: Default::default(),
         cache: CacheX86_64::new(),
@@ -404,6 +414,7 @@ pub fn process_perf_data<'a>(
         )
     });
     b.finish_counts();
+    sort_times(&mut b.out.times);
     b.waits.finish(&mut b.out);
     b.out.images = b.lineage.finish();
     Ok(b.out)
@@ -682,21 +693,7 @@ impl Builder<'_> {
     }
 
     fn loc(&self, pid: u32, avma: u64) -> Loc {
-        if avma >= 0xffff_8000_0000_0000 {
-            return Loc::Kernel(avma);
-        }
-        let Some(proc) = self.procs.get(&pid) else {
-            return Loc::Unknown(avma);
-        };
-        let maps = &proc.mappings;
-        let i = maps.partition_point(|m| m.0.start <= avma);
-        match i.checked_sub(1).map(|i| &maps[i].0) {
-            Some(m) if avma < m.end => Loc::Module {
-                module: m.module,
-                svma: (avma as i64).wrapping_sub(m.bias) as u64,
-            },
-            _ => Loc::Unknown(avma),
-        }
+        locate(self.procs.get(&pid).map(|p| &p.mappings[..]), avma)
     }
 
     fn sample(&mut self, s: &SampleRecord, event: u32, read: Option<GroupRead>) {
@@ -781,9 +778,11 @@ impl Builder<'_> {
         });
         let unwind_start = self.timed.then(std::time::Instant::now);
         // Leaf first.
-        let mut addrs: Vec<Loc> = Vec::with_capacity(32);
+        let mut addrs = std::mem::take(&mut self.frames_buf);
+        addrs.clear();
         let mut user_from_chain = false;
         if let Some(chain) = &s.callchain {
+            let maps = self.procs.get(&pid).map(|p| &p.mappings[..]);
             let mut in_user = false;
             let mut first_user = true;
             for i in 0..chain.len() {
@@ -796,7 +795,7 @@ impl Builder<'_> {
                     user_from_chain = true;
                     let lookup = if first_user { a } else { a.saturating_sub(1) };
                     first_user = false;
-                    addrs.push(self.loc(pid, lookup));
+                    addrs.push(locate(maps, lookup));
                 } else {
                     addrs.push(Loc::Kernel(a));
                 }
@@ -853,6 +852,7 @@ impl Builder<'_> {
             }
         }
         let leaf = self.stack_leaf(&addrs);
+        self.frames_buf = addrs;
         let thread = self.thread(pid, tid);
         let key = SampleKey {
             leaf,
@@ -928,11 +928,19 @@ impl Builder<'_> {
         let e = self.out.samples.entry(key).or_insert((0, 0));
         e.0 += count;
         e.1 += value;
-        *self
-            .out
-            .times
-            .entry((key, time >> TIME_UNIT_SHIFT))
-            .or_default() += 1;
+        // Appended, merged once at the end: a hash map of every (key, millisecond) was
+        // a cache miss per sample on large files.
+        let at = (key, time >> TIME_UNIT_SHIFT);
+        match self.out.times.last_mut() {
+            Some((k, n)) if *k == at => *n += 1,
+            _ => {
+                self.out.times.push((at, 1));
+                if self.out.times.len() >= self.times_merged.saturating_mul(2).max(TIMES_MERGE_AT) {
+                    sort_times(&mut self.out.times);
+                    self.times_merged = self.out.times.len();
+                }
+            }
+        }
         if let Some((family, named)) = deltas {
             for (a, d) in named {
                 *self.raw_counts.entry((key, a, family)).or_default() += d;
@@ -1026,7 +1034,8 @@ impl Builder<'_> {
             return;
         };
         let unwinder = &proc.unwinder;
-        let mut avmas = Vec::with_capacity(64);
+        let mut avmas = std::mem::take(&mut self.avmas_buf);
+        avmas.clear();
         let mut truncated = false;
         let mut read_stack = |addr: u64| -> Result<u64, ()> {
             let off = addr.checked_sub(sp).ok_or(())? as usize;
@@ -1055,8 +1064,44 @@ impl Builder<'_> {
             }
         }
         self.out.unwind_truncated += u64::from(truncated);
-        for a in avmas {
-            out.push(self.loc(pid, a));
+        let maps = Some(&proc.mappings[..]);
+        out.extend(avmas.iter().map(|&a| locate(maps, a)));
+        self.avmas_buf = avmas;
+    }
+}
+
+/// Entries of [`RawProfile::times`] appended before the first merge (2 Mi entries,
+/// 64 MiB); later merges come when the merged list has doubled.
+const TIMES_MERGE_AT: usize = 1 << 21;
+
+/// Sorts [`RawProfile::times`] by (thread, leaf, python, event, time) and adds up the
+/// counts of equal keys.
+pub fn sort_times(times: &mut Vec<((SampleKey, u64), u64)>) {
+    times.sort_unstable_by_key(|((k, t), _)| (k.thread, k.leaf, k.python, k.event, *t));
+    times.dedup_by(|next, kept| {
+        let same = next.0 == kept.0;
+        if same {
+            kept.1 += next.1;
         }
+        same
+    });
+}
+
+/// Where `avma` lives among a process's `maps` (sorted by start; None: an unknown
+/// process).
+fn locate(maps: Option<&[MappingShared]>, avma: u64) -> Loc {
+    if avma >= 0xffff_8000_0000_0000 {
+        return Loc::Kernel(avma);
+    }
+    let Some(maps) = maps else {
+        return Loc::Unknown(avma);
+    };
+    let i = maps.partition_point(|m| m.0.start <= avma);
+    match i.checked_sub(1).map(|i| &maps[i].0) {
+        Some(m) if avma < m.end => Loc::Module {
+            module: m.module,
+            svma: (avma as i64).wrapping_sub(m.bias) as u64,
+        },
+        _ => Loc::Unknown(avma),
     }
 }
