@@ -7,10 +7,10 @@ use super::*;
 //
 // Stack budget: the handler (on the program's alternate stack when the thread has one,
 // `SA_ONSTACK`) keeps its buffers in a `scratch` slot, not on the stack; its own frames
-// (`on_sigtrap` → `capture` → the decoder's walk → `read_multi`) use under 700 bytes of
-// stack; a capture that meets a new code object goes deeper (`code_identity::note` →
-// `self_first` → `str_data` → `read_multi`), about 1.35 KiB (measured from the binary,
-// docs/security.md), plus what a chained program handler uses.
+// (`on_sigtrap` → `capture` → the decoder's walk → `read_multi` → the safe copy) use
+// about 1.4 KiB of stack; a capture that meets a new code object goes deeper
+// (`code_identity::note` → `self_first` → `str_data` → `read_multi`), about 2 KiB
+// (measured from the binary, docs/security.md), plus what a chained program handler uses.
 //
 // Memory reads: every read of interpreter memory (thread states, frames, code objects,
 // the `self` object) is checked: an unmapped or protected address gives an error, never
