@@ -14,6 +14,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use hwprof::profile::{FrameInfo, FrameKind, Function};
 use hwprof::python::layouts::for_version;
 use hwprof::python::memory::MemoryImage;
+use hwprof::python::wire::frames::{Decoder, Top};
 use hwprof::python::{PyStack, merge, walker};
 
 fn chain(n: u64) -> (MemoryImage, hwprof::python::layouts::Layout) {
@@ -100,8 +101,13 @@ fn benches(c: &mut Criterion) {
         ),
     }
     let (img, l) = chain(20);
+    let dec = Decoder::new(l, 0).unwrap_or_else(|| unreachable!());
+    let top = Top {
+        frame: 0x10000,
+        cframe: 0,
+    };
     c.bench_function("python capture walk (20 frames, memory image)", |b| {
-        b.iter(|| walker::walk(&img, &l, 0x10000))
+        b.iter(|| walker::walk(&img, &dec, top))
     });
     let mut native = Vec::new();
     for i in 0..10 {

@@ -31,8 +31,9 @@
 use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+use crate::frames::CodeFields;
 use crate::wire::{CODE_SELF_FIRST, CodeRecord, Layout, NONE, Plain, REC_CODE, RecordHeader};
-use crate::{read_mem, read_multi, word};
+use crate::{read_mem, read_multi};
 
 /// Slots of the seen-table (a power of two): 16 bytes each.
 const SLOTS: usize = 8192;
@@ -43,10 +44,6 @@ const MAX_TABLE_BYTES: u64 = 32 << 10;
 /// Bytes of identity records one capture may write: bounds the handler's time on a stack
 /// of many new code objects (the rest are named by the next captures).
 pub const BUDGET_BYTES: usize = 64 << 10;
-/// Most bytes of a code object the walk reads for its identity fields (its scratch
-/// slot's code buffer).
-pub const MAX_WINDOW: usize = crate::scratch::CODE_WINDOW;
-
 static KEYS: [AtomicU64; SLOTS] = [const { AtomicU64::new(0) }; SLOTS];
 static CHECKS: [AtomicU64; SLOTS] = [const { AtomicU64::new(0) }; SLOTS];
 static TOKENS: [AtomicU64; SLOTS] = [const { AtomicU64::new(0) }; SLOTS];
@@ -54,58 +51,6 @@ static TOKENS: [AtomicU64; SLOTS] = [const { AtomicU64::new(0) }; SLOTS];
 /// (HWPROF_AGENT_STATS).
 pub static EMITTED: AtomicU64 = AtomicU64::new(0);
 pub static LEFT_TO_COLLECTOR: AtomicU64 = AtomicU64::new(0);
-
-/// The code-object fields the frame walk reads (one window per code object).
-#[derive(Clone, Copy, Default)]
-pub struct CodeFields {
-    pub name: u64,
-    pub file: u64,
-    /// 0 when the version has no `co_qualname`.
-    pub qualname: u64,
-    pub table: u64,
-    pub firstlineno: i32,
-}
-
-/// The window `[lo, lo + len)` of a code object covering name, filename, qualname, line
-/// table and first line, argcount when `with_argcount` and the object's type when
-/// `with_type`; None when the layout lacks one or it exceeds [`MAX_WINDOW`].
-pub fn window(l: &Layout, with_argcount: bool, with_type: bool) -> Option<(u64, usize)> {
-    let offs = [
-        l.code_name,
-        l.code_filename,
-        l.code_linetable,
-        l.code_firstlineno,
-        l.code_qualname,
-        if with_argcount { l.code_argcount } else { NONE },
-        if with_type { l.object_type } else { NONE },
-    ];
-    if offs[..4].contains(&NONE) {
-        return None;
-    }
-    let present = offs.iter().copied().filter(|&o| o != NONE);
-    let lo = present.clone().min()?;
-    let hi = present.max()?.checked_add(8)?;
-    let len = (hi - lo) as usize;
-    (len <= MAX_WINDOW).then_some((lo, len))
-}
-
-/// The fields out of a window read at `code + lo`.
-pub fn fields(l: &Layout, w: &[u8], lo: u64) -> CodeFields {
-    let at = |off: u64| if off == NONE { 0 } else { word(w, off - lo) };
-    let o = (l.code_firstlineno - lo) as usize;
-    let firstlineno = w
-        .get(o..o + 4)
-        .and_then(|s| s.try_into().ok())
-        .map(i32::from_le_bytes)
-        .unwrap_or(0);
-    CodeFields {
-        name: at(l.code_name),
-        file: at(l.code_filename),
-        qualname: at(l.code_qualname),
-        table: at(l.code_linetable),
-        firstlineno,
-    }
-}
 
 fn mix(mut h: u64, v: u64) -> u64 {
     h ^= v;
@@ -228,10 +173,10 @@ fn bytes_data(l: &Layout, pid: i32, b: u64) -> Option<(u64, usize)> {
     Some((b.wrapping_add(l.bytes_data), n as usize))
 }
 
-/// Before 3.11: whether the first parameter is named `self` (the reader then names the
-/// method `Class.name` from the captured type of the first local).
+/// Without `co_qualname` (before 3.11): whether the first parameter is named `self` (the
+/// reader then names the method `Class.name` from the captured type of the first local).
 fn self_first(l: &Layout, pid: i32, code: u64) -> bool {
-    if l.minor >= 11
+    if l.code_qualname != NONE
         || [
             l.code_argcount,
             l.code_varnames,

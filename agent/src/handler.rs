@@ -66,19 +66,20 @@ pub(crate) fn capture(st: &State, late: bool, now: u64) -> bool {
         None => flags |= CAP_READ_FAILED,
         Some(s) => match current_frame(st, pid, &mut s.tstate) {
             None => flags |= CAP_NO_TSTATE,
-            Some((frame, cframe)) => {
-                let (mut count, mut f) = walk_frames(st, pid, frame, s);
-                // Nothing but a shim frame before the failure (3.12 reads a stale entry
-                // frame there): the C frame was not set yet.
-                // (Checked only after a failed read: the common capture scans nothing.)
-                if f & CAP_READ_FAILED != 0
-                    && s.frames[..count].iter().all(|f| f.flags & FR_SHIM != 0)
-                    && let Some(caller) = caller_frame(st, pid, cframe)
-                {
-                    (count, f) = walk_frames(st, pid, caller, s);
-                }
-                n = count;
-                flags |= f;
+            Some(top) => {
+                let mut naming = Naming {
+                    layout: st.dec.layout(),
+                    pid: pid as u32,
+                    budget: code_identity::BUDGET_BYTES,
+                };
+                let bufs = frames::Buffers {
+                    frames: &mut s.frames,
+                    frame: &mut s.frame,
+                    code: &mut s.code,
+                };
+                let w = st.dec.walk_stack(&OwnMemory(pid), &mut naming, top, bufs);
+                n = w.frames;
+                flags |= w.flags;
             }
         },
     }

@@ -80,18 +80,16 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use hwprof_wire as wire;
+use hwprof_wire::frames::{self, CodeFields, Decoder, Top};
 use hwprof_wire::ring;
 use wire::*;
 
 /// Set once at load, read by the handler.
 struct State {
-    layout: Layout,
+    /// The interpreter's layout and `PyCode_Type`: the frame decoder.
+    dec: Decoder,
     runtime: u64,
-    /// `PyCode_Type` (0: unknown, no check): see `walk_frames`.
-    code_type: u64,
     cookie: u64,
-    /// Bytes of a frame struct to read (covers every field used).
-    frame_window: usize,
 }
 
 static STATE: OnceLock<State> = OnceLock::new();
@@ -210,28 +208,14 @@ fn init() {
 
 fn start_python(cfg: &Config, pid: u32, given_fd: c_int) -> bool {
     let l = cfg.layout;
-    let mut window = 0u64;
-    for off in [
-        l.frame_previous,
-        l.frame_code,
-        l.frame_instr,
-        l.frame_is_entry,
-        l.frame_owner,
-        l.frame_lasti,
-    ] {
-        if off != NONE {
-            window = window.max(off + 8);
-        }
-    }
-    if l.minor < 11 && l.frame_localsplus != NONE {
-        window = window.max(l.frame_localsplus + 8);
-    }
-    if window == 0 || window > scratch::FRAME_WINDOW as u64 {
+    // A layout the shared decoder cannot walk (a field missing, a window over the
+    // scratch buffers' size): no capture.
+    let Some(dec) = Decoder::new(l, cfg.code_type) else {
         if given_fd >= 0 {
             close(given_fd);
         }
         return false;
-    }
+    };
     // The collector's capture ring (a memfd): mapped, then the fd is not needed.
     if given_fd < 0 {
         return false;
@@ -256,11 +240,9 @@ fn start_python(cfg: &Config, pid: u32, given_fd: c_int) -> bool {
         return false;
     }
     let state = State {
-        layout: l,
+        dec,
         runtime: cfg.runtime,
-        code_type: cfg.code_type,
         cookie: cfg.cookie,
-        frame_window: window as usize,
     };
     disposition::store(libc::SIGTRAP, &prev);
     disposition::set_owner();

@@ -7,10 +7,10 @@ use super::*;
 //
 // Stack budget: the handler (on the program's alternate stack when the thread has one,
 // `SA_ONSTACK`) keeps its buffers in a `scratch` slot, not on the stack; its own frames
-// (`on_sigtrap` → `capture` → `walk_frames` → `read_multi`) use under 700 bytes of
-// stack; a capture that meets a new code object goes deeper (`code_identity::note` →
-// `self_first` → `str_data` → `read_multi`), about 1.35 KiB (measured from the binary,
-// docs/security.md), plus what a chained program handler uses.
+// (`on_sigtrap` → `capture` → the decoder's walk → `read_multi` → the safe copy) use
+// about 1.4 KiB of stack; a capture that meets a new code object goes deeper
+// (`code_identity::note` → `self_first` → `str_data` → `read_multi`), about 2 KiB
+// (measured from the binary, docs/security.md), plus what a chained program handler uses.
 //
 // Memory reads: every read of interpreter memory (thread states, frames, code objects,
 // the `self` object) is checked: an unmapped or protected address gives an error, never
@@ -52,17 +52,6 @@ pub(crate) fn word(b: &[u8], off: u64) -> u64 {
         .and_then(|s| s.try_into().ok())
         .map(u64::from_le_bytes)
         .unwrap_or(0)
-}
-
-/// The 4-byte int at `off` of `b` (-1 when outside).
-#[inline]
-pub(crate) fn int32(b: &[u8], off: u64) -> i32 {
-    let o = off as usize;
-    o.checked_add(4)
-        .and_then(|e| b.get(o..e))
-        .and_then(|s| s.try_into().ok())
-        .map(i32::from_le_bytes)
-        .unwrap_or(-1)
 }
 
 #[inline]

@@ -43,6 +43,9 @@ pub static FAULTS_RECOVERED: AtomicU64 = AtomicU64::new(0);
 #[cfg(target_arch = "x86_64")]
 core::arch::global_asm!(
     ".pushsection .text.hwprof_safe_copy,\"ax\",@progbits",
+    // The copy loop in one 64-byte line: where the binary's layout put it across one,
+    // a warm capture was 0.2-0.6 µs slower (docs/performance.md, issue 15).
+    ".p2align 6",
     ".globl hwprof_safe_copy",
     ".hidden hwprof_safe_copy",
     ".globl hwprof_safe_copy_load",

@@ -10,13 +10,14 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crate::wire::{CapFrame, MAX_FRAMES};
 
-/// Bytes of a frame struct the handler may read (`State::frame_window` is at most this).
-pub const FRAME_WINDOW: usize = 512;
+/// Bytes of a frame struct the handler may read (the decoder's frame window is at most
+/// this).
+pub const FRAME_WINDOW: usize = crate::frames::MAX_FRAME_WINDOW;
 /// Bytes of a thread state the handler may read (its `thread_id` to its frame field).
 pub const TSTATE_WINDOW: usize = 512;
-/// Bytes of a code object the handler may read (argcount, name, filename, qualname, line
-/// table, first line: code_identity.rs).
-pub const CODE_WINDOW: usize = 256;
+/// Bytes of a code object the handler may read (type, argcount, name, filename, qualname,
+/// line table, first line: the decoder's code window is at most this).
+pub const CODE_WINDOW: usize = crate::frames::MAX_CODE_WINDOW;
 
 /// One capture's working memory.
 pub struct Scratch {

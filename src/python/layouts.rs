@@ -66,8 +66,11 @@ pub fn from_debug_offsets(b: &[u8]) -> Result<Layout, DebugOffsetsError> {
         frame_instr: g(248),
         frame_is_entry: NONE,
         frame_owner: g(264),
+        // FRAME_OWNED_BY_CSTACK (3.13 pycore_frame.h; not in _Py_DebugOffsets).
+        owner_cstack: 3,
         frame_localsplus: g(256),
         frame_lasti: NONE,
+        lasti_unit: NONE,
         code_qualname: g(296),
         code_linetable: g(304),
         code_varnames: g(328),

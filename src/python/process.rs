@@ -9,6 +9,7 @@ use object::{Object, ObjectSection, ObjectSegment, ObjectSymbol};
 
 use super::layouts::{self, Layout};
 use super::memory::ProcessMemory;
+use super::wire::frames::Decoder;
 
 /// Why a process's interpreter cannot be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -39,6 +40,8 @@ pub struct Interpreter {
     pub code_type: u64,
     /// Struct offsets for this version.
     pub layout: Layout,
+    /// The frame decoder for `layout` and `code_type`.
+    pub decoder: Decoder,
     /// File holding the runtime (libpython or the executable).
     pub binary: PathBuf,
 }
@@ -250,11 +253,17 @@ pub fn find_interpreter(
             layouts::for_version(major, minor)
                 .ok_or_else(|| InterpError::Unsupported(vs.clone()))?
         };
+        let code_type = syms.code_type.map_or(0, |a| a.wrapping_add(bias));
+        // A layout the frame decoder cannot walk (a field missing: a 3.13 build whose
+        // _Py_DebugOffsets leaves one out).
+        let decoder =
+            Decoder::new(layout, code_type).ok_or_else(|| InterpError::Unsupported(vs.clone()))?;
         return Ok(Interpreter {
             version: (major, minor, micro),
             runtime,
-            code_type: syms.code_type.map_or(0, |a| a.wrapping_add(bias)),
+            code_type,
             layout,
+            decoder,
             binary: m.path.clone(),
         });
     }

@@ -19,10 +19,10 @@ use super::code::CodeCache;
 use super::memory::{LiveMemory, ProcessMemory};
 use super::process::{self, Interpreter};
 use super::sidecar::{CodeLine, CodeWriter};
-use super::walker::{self, WalkEnd};
+use super::walker;
 use super::wire::{
-    CAP_READ_FAILED, CAP_TRUNCATED, CapFrame, Capture, FILE_MAGIC, FILE_VERSION, FR_SHIM,
-    FileHeader, METHOD_REMOTE, Plain, REC_CAPTURE, RecordHeader,
+    CapFrame, Capture, FILE_MAGIC, FILE_VERSION, FR_SHIM, FileHeader, METHOD_REMOTE, Plain,
+    REC_CAPTURE, RecordHeader,
 };
 
 /// Most stacks read per second.
@@ -98,25 +98,20 @@ pub fn read_stack(
     interp: &Interpreter,
     tstate: u64,
 ) -> Option<(Vec<CapFrame>, u32)> {
-    let l = &interp.layout;
-    let top = walker::top_frame(m, l, tstate).ok()?;
-    let (frames, end) = walker::walk(m, l, top);
-    let top2 = walker::top_frame(m, l, tstate).ok()?;
+    let dec = &interp.decoder;
+    let top = walker::top_frame(m, dec, tstate).ok()?;
+    let (frames, walked) = walker::walk(m, dec, top);
+    let top2 = walker::top_frame(m, dec, tstate).ok()?;
     if top2 != top {
         return None;
     }
-    if top != 0 {
-        let (again, _) = walker::walk(m, l, top);
+    if top.frame != 0 {
+        let (again, _) = walker::walk(m, dec, top);
         if again.first() != frames.first() {
             return None;
         }
     }
-    let flags = match end {
-        WalkEnd::Complete => 0,
-        WalkEnd::TooDeep => CAP_TRUNCATED,
-        _ => CAP_READ_FAILED,
-    };
-    Some((frames, flags))
+    Some((frames, walked.flags))
 }
 
 fn sample_loop(

@@ -1,14 +1,16 @@
 //! Walking an interpreter's threads and frame chains through a [`ProcessMemory`]: the
-//! remote side of what the agent does in-process. Bounded: at most [`MAX_FRAMES`] frames
-//! per stack, [`MAX_THREADS`] threads, cycle detection on frame addresses.
+//! remote side of what the agent does in-process, with the same decoder
+//! (`hwprof_wire::frames`). Bounded: at most [`MAX_FRAMES`] frames per stack (cycles
+//! found), [`MAX_THREADS`] threads.
 
 use std::collections::HashSet;
 
 use super::layouts::{Layout, NONE};
 use super::memory::{ProcessMemory, ReadError};
-use super::wire::{
-    CapFrame, FR_ENTRY, FR_NO_OFFSET, FR_SHIM, MAX_FRAMES, code_token, unicode_hash_offset,
+use super::wire::frames::{
+    self, Buffers, Decoder, MAX_CODE_WINDOW, MAX_FRAME_WINDOW, NoCache, Top, Walked,
 };
+use super::wire::{CapFrame, MAX_FRAMES};
 
 /// Most threads listed per interpreter.
 pub const MAX_THREADS: usize = 4096;
@@ -22,19 +24,6 @@ pub struct PyThread {
     pub pthread: u64,
     /// Kernel tid, when known (3.11+ `native_thread_id`, else glibc's `struct pthread`).
     pub tid: Option<u32>,
-}
-
-/// Why a walk stopped early.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum WalkEnd {
-    /// Reached the outermost frame.
-    Complete,
-    /// A read failed.
-    ReadFailed,
-    /// A frame address repeated.
-    Cycle,
-    /// More than [`MAX_FRAMES`].
-    TooDeep,
 }
 
 fn at(a: u64, off: u64) -> u64 {
@@ -79,137 +68,42 @@ pub fn threads(m: &dyn ProcessMemory, l: &Layout, runtime: u64) -> Vec<PyThread>
     out
 }
 
-/// The current (innermost) frame of a thread.
-pub fn top_frame(m: &dyn ProcessMemory, l: &Layout, tstate: u64) -> Result<u64, ReadError> {
-    let mut f = m.read_u64(at(tstate, l.tstate_frame))?;
-    if l.cframe_current_frame != NONE && f != 0 {
-        f = m.read_u64(at(f, l.cframe_current_frame))?;
+/// The target's memory for the shared frame decoder.
+struct Remote<'a>(&'a dyn ProcessMemory);
+
+impl frames::Memory for Remote<'_> {
+    fn read_multi(&self, reqs: &mut [(u64, &mut [u8])]) -> u32 {
+        let mut mask = 0;
+        for (i, (addr, buf)) in reqs.iter_mut().enumerate() {
+            if *addr != 0 && *addr != NONE && self.0.read(*addr, buf).is_ok() {
+                mask |= 1 << i;
+            }
+        }
+        mask
     }
-    Ok(f)
 }
 
-/// Walks the frame chain from `frame`, leaf first, recording what the agent records.
-pub fn walk(m: &dyn ProcessMemory, l: &Layout, mut frame: u64) -> (Vec<CapFrame>, WalkEnd) {
-    let mut out = Vec::new();
-    let mut seen = HashSet::new();
-    while frame != 0 {
-        if out.len() >= MAX_FRAMES {
-            return (out, WalkEnd::TooDeep);
-        }
-        if !seen.insert(frame) {
-            return (out, WalkEnd::Cycle);
-        }
-        let Ok(code) = m.read_u64(at(frame, l.frame_code)) else {
-            return (out, WalkEnd::ReadFailed);
-        };
-        let Ok(prev) = m.read_u64(at(frame, l.frame_previous)) else {
-            return (out, WalkEnd::ReadFailed);
-        };
-        let mut f = CapFrame {
-            code,
-            ..CapFrame::default()
-        };
-        if l.frame_instr != NONE {
-            let ip = m.read_u64(at(frame, l.frame_instr)).unwrap_or(0);
-            let off = ip.wrapping_sub(code.wrapping_add(l.code_code_adaptive));
-            if ip == 0 || off >= 1 << 28 {
-                f.flags |= FR_NO_OFFSET;
-            } else {
-                f.offset = off as u32;
-            }
-        } else {
-            match m.read_i32(at(frame, l.frame_lasti)) {
-                Ok(v) if v >= 0 => {
-                    f.offset = if l.minor >= 10 {
-                        v as u32 * 2
-                    } else {
-                        v as u32
-                    }
-                }
-                _ => f.flags |= FR_NO_OFFSET,
-            }
-        }
-        let mut b = [0u8; 1];
-        if l.frame_is_entry != NONE
-            && m.read(at(frame, l.frame_is_entry), &mut b).is_ok()
-            && b[0] == 1
-        {
-            f.flags |= FR_ENTRY;
-        }
-        if l.minor >= 12 && m.read(at(frame, l.frame_owner), &mut b).is_ok() && b[0] == 3 {
-            f.flags |= FR_SHIM;
-        }
-        if l.minor < 11 {
-            let local0 = m.read_u64(at(frame, l.frame_localsplus)).unwrap_or(0);
-            if local0 != 0 {
-                f.self_type = m.read_u64(at(local0, l.object_type)).unwrap_or(0);
-            }
-        }
-        if f.flags & FR_SHIM == 0 {
-            let name = m.read_u64(at(code, l.code_name)).unwrap_or(0);
-            let file = m.read_u64(at(code, l.code_filename)).unwrap_or(0);
-            let first = m.read_i32(at(code, l.code_firstlineno)).unwrap_or(0);
-            let hash = m
-                .read_u64(name.wrapping_add(unicode_hash_offset(l.unicode_length)))
-                .unwrap_or(0);
-            f.token = code_token(name, file, first, hash);
-        }
-        out.push(f);
-        frame = prev;
-    }
-    (out, WalkEnd::Complete)
+/// The current (innermost) frame of a thread and its C frame.
+pub fn top_frame(m: &dyn ProcessMemory, dec: &Decoder, tstate: u64) -> Result<Top, ReadError> {
+    dec.top(&Remote(m), tstate).ok_or(ReadError {
+        addr: tstate,
+        len: 8,
+    })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::python::layouts::for_version;
-    use crate::python::memory::MemoryImage;
-
-    /// A synthetic 3.11 chain of `n` frames at 0x1000 + i*0x100, each pointing to the
-    /// next; `cycle_to` makes the last point back to an earlier one.
-    fn chain(n: u64, cycle_to: Option<u64>) -> (MemoryImage, Layout) {
-        let l = for_version(3, 11).unwrap_or_else(|| unreachable!());
-        let mut img = MemoryImage::new();
-        for i in 0..n {
-            let a = 0x1000 + i * 0x100;
-            img.insert(a, vec![0u8; 0x100]);
-            let next = if i + 1 < n {
-                a + 0x100
-            } else {
-                cycle_to.map_or(0, |c| 0x1000 + c * 0x100)
-            };
-            img.put_u64(a + l.frame_previous, next);
-            img.put_u64(a + l.frame_code, 0x9000);
-            img.put_u64(a + l.frame_instr, 0x9000 + l.code_code_adaptive + 2 * i);
-        }
-        (img, l)
-    }
-
-    #[test]
-    fn walks_a_recorded_chain() {
-        let (img, l) = chain(5, None);
-        let (frames, end) = walk(&img, &l, 0x1000);
-        assert_eq!(end, WalkEnd::Complete);
-        assert_eq!(frames.len(), 5);
-        assert_eq!(
-            frames.iter().map(|f| f.offset).collect::<Vec<_>>(),
-            vec![0, 2, 4, 6, 8]
-        );
-    }
-
-    #[test]
-    fn cycle_and_depth_are_bounded() {
-        let (img, l) = chain(4, Some(1));
-        let (frames, end) = walk(&img, &l, 0x1000);
-        assert_eq!((frames.len(), end), (4, WalkEnd::Cycle));
-        let (img, l) = chain(MAX_FRAMES as u64 + 10, None);
-        let (frames, end) = walk(&img, &l, 0x1000);
-        assert_eq!((frames.len(), end), (MAX_FRAMES, WalkEnd::TooDeep));
-        // A chain into unmapped memory stops with what it has.
-        let (mut img, l) = chain(3, None);
-        img.put_u64(0x1000 + 2 * 0x100 + l.frame_previous, 0xdead_0000);
-        let (frames, end) = walk(&img, &l, 0x1000);
-        assert_eq!((frames.len(), end), (3, WalkEnd::ReadFailed));
-    }
+/// Walks a thread's stack from `top`, leaf first, recording what the agent records
+/// (the shared decoder, `hwprof_wire::frames`: code objects checked against
+/// `PyCode_Type`, the caller's C frame walked after a prologue race).
+pub fn walk(m: &dyn ProcessMemory, dec: &Decoder, top: Top) -> (Vec<CapFrame>, Walked) {
+    let mut out = vec![CapFrame::default(); MAX_FRAMES];
+    let mut frame = [0u8; MAX_FRAME_WINDOW];
+    let mut code = [0u8; MAX_CODE_WINDOW];
+    let bufs = Buffers {
+        frames: &mut out,
+        frame: &mut frame,
+        code: &mut code,
+    };
+    let w = dec.walk_stack(&Remote(m), &mut NoCache, top, bufs);
+    out.truncate(w.frames);
+    (out, w)
 }

@@ -477,6 +477,14 @@ fn remote_reader_walks_live_interpreters_and_a_recorded_image() {
             if interp.version.1 != minor {
                 return Err(format!("version {:?}", interp.version));
             }
+            // 3.13: what its _Py_DebugOffsets gave is its headers' table.
+            if minor == 13 && interp.layout != hwprof::python::wire::layouts::V3_13_FROM_HEADERS {
+                return Err(format!(
+                    "3.13 layout from _Py_DebugOffsets {:?} differs from the headers' {:?}",
+                    interp.layout,
+                    hwprof::python::wire::layouts::V3_13_FROM_HEADERS
+                ));
+            }
             let threads = walker::threads(&mem, &interp.layout, interp.runtime);
             let main = threads.first().ok_or("no thread")?;
             if main.tid != Some(pid) {
@@ -485,9 +493,9 @@ fn remote_reader_walks_live_interpreters_and_a_recorded_image() {
             // Read until a consistent stack with the expected shape is seen.
             for _ in 0..200 {
                 let rec = Recorder::new(&mem);
-                let top = walker::top_frame(&rec, &interp.layout, main.tstate)
+                let top = walker::top_frame(&rec, &interp.decoder, main.tstate)
                     .map_err(|e| e.to_string())?;
-                let (frames, _) = walker::walk(&rec, &interp.layout, top);
+                let (frames, _) = walker::walk(&rec, &interp.decoder, top);
                 let mut names = Vec::new();
                 for f in frames
                     .iter()
@@ -521,7 +529,7 @@ fn remote_reader_walks_live_interpreters_and_a_recorded_image() {
                 }
                 // Replay: the recorded image gives the same frames.
                 let image: MemoryImage = rec.image.borrow().clone();
-                let (again, _) = walker::walk(&image, &interp.layout, top);
+                let (again, _) = walker::walk(&image, &interp.decoder, top);
                 if again != frames {
                     return Err("replay differs".into());
                 }

@@ -35,6 +35,7 @@
 
 #[macro_use]
 mod plain;
+pub mod frames;
 pub mod layouts;
 pub mod ring;
 
@@ -82,12 +83,18 @@ plain! {
         pub frame_instr: u64,
         /// `is_entry` (3.11 only).
         pub frame_is_entry: u64,
-        /// `owner` (3.11+; 3 = owned by the C stack, the shim frame of 3.12+).
+        /// `owner` (3.11+).
         pub frame_owner: u64,
+        /// The `owner` value of a frame owned by the C stack (`FRAME_OWNED_BY_CSTACK`, 3:
+        /// the shim frame of 3.12+); NONE when the version has none.
+        pub owner_cstack: u64,
         /// `f_localsplus` / `localsplus`.
         pub frame_localsplus: u64,
-        /// `f_lasti` (<3.11, an `int`; 3.10 counts code units).
+        /// `f_lasti` (<3.11, an `int`).
         pub frame_lasti: u64,
+        /// Bytes per unit of `f_lasti`: 1 (3.8, 3.9 count bytes), 2 (3.10 counts
+        /// `_Py_CODEUNIT`s); NONE without `f_lasti`.
+        pub lasti_unit: u64,
         /// `co_qualname` (3.11+).
         pub code_qualname: u64,
         /// `co_lnotab` (<3.10) / `co_linetable`.
