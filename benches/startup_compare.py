@@ -11,34 +11,17 @@ that the VM's drift and other load hit all three alike. Prints medians of wall t
 of the whole tree's CPU time (RUSAGE_CHILDREN) as a Markdown table, and the cost per
 non-Python child ((children - bare) - (direct - bare)) / CHILDREN.
 """
-import os, resource, shutil, statistics, subprocess, sys, tempfile, time
+import os, shutil, statistics, sys, tempfile
 
 if len(sys.argv) < 3:
     sys.exit(__doc__)
 BINS = {"old": sys.argv[1], "new": sys.argv[2]}
 RUNS = int(sys.argv[3]) if len(sys.argv) > 3 else 7
-PY311 = os.path.expanduser("~/.pyenv/versions/3.11.7/bin/python3.11")
-SHIM = os.path.expanduser("~/.pyenv/shims/python3")
-CHILDREN = int(os.environ.get("CHILDREN", "50"))
-CASES = {
-    "direct": [PY311, "-c", "pass"],
-    "shim": [SHIM, "-c", "pass"],
-    "children": [PY311, "-c",
-                 "import subprocess\nfor _ in range(%d): subprocess.run(['/bin/true'])" % CHILDREN],
-}
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from startup_cost import CASES, CHILDREN, timed  # noqa: E402
+
 if os.environ.get("CASES"):
     CASES = {k: v for k, v in CASES.items() if k in os.environ["CASES"].split(",")}
-ENV = {k: v for k, v in os.environ.items() if k != "HWPROF_AGENT_LIB"}
-
-
-def timed(cmd):
-    """Wall ms, and CPU ms of the whole process tree (user + system)."""
-    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    t = time.perf_counter()
-    subprocess.run(cmd, check=True, env=ENV, stdout=subprocess.DEVNULL)
-    wall = time.perf_counter() - t
-    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return wall * 1e3, ((r1.ru_utime + r1.ru_stime) - (r0.ru_utime + r0.ru_stime)) * 1e3
 
 
 def main():
@@ -55,8 +38,8 @@ def main():
                     out = os.path.join(tmp, "r%d" % n)
                     run = [BINS[mode], "collect", "-q", "--no-finalize", "-r", out, "--"] + cmd
                 w, c = timed(run)
-                wall.setdefault((case, mode), []).append(w)
-                cpu.setdefault((case, mode), []).append(c)
+                wall.setdefault((case, mode), []).append(w * 1e3)
+                cpu.setdefault((case, mode), []).append(c * 1e3)
                 if mode != "bare":
                     shutil.rmtree(out, ignore_errors=True)
     shutil.rmtree(tmp, ignore_errors=True)

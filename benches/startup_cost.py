@@ -25,12 +25,12 @@ import os, resource, shutil, statistics, subprocess, sys, tempfile, time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # HWPROF=path compares another build (e.g. main's) with the same loop.
 HW = os.environ.get("HWPROF") or os.path.join(ROOT, "target/release/hwprof")
-RUNS = int(sys.argv[1]) if len(sys.argv) > 1 else 9
 PY311 = os.path.expanduser("~/.pyenv/versions/3.11.7/bin/python3.11")
 # The shim itself: run through the shim, this script's PATH starts with the real
 # interpreter's directory (pyenv puts it first), so `which python3` would not find it.
 SHIM = os.path.expanduser("~/.pyenv/shims/python3")
-CHILDREN = 50
+# startup_compare.py imports CASES and timed(); CHILDREN=N sets the children case's count.
+CHILDREN = int(os.environ.get("CHILDREN", "50"))
 CASES = {
     "direct": [PY311, "-c", "pass"],
     "shim": [SHIM, "-c", "pass"],
@@ -52,11 +52,12 @@ def timed(cmd):
 
 
 def main():
+    runs = int(sys.argv[1]) if len(sys.argv) > 1 else 9
     tmp = tempfile.mkdtemp(prefix="hwprof-startup-")
     times = {(c, m): [] for c in CASES for m in ("bare", "hwprof")}
     cpus = {(c, m): [] for c in CASES for m in ("bare", "hwprof")}
     n = 0
-    for _ in range(RUNS):
+    for _ in range(runs):
         for case, cmd in CASES.items():
             w, c = timed(cmd)
             times[(case, "bare")].append(w)

@@ -54,9 +54,9 @@ def time_offset(ty, body_len, st, id_all):
     return body_len - tail if body_len >= tail else None
 
 
-def shift_times(buf, shift_ns):
-    """Moves every record time of a perf.data image (bytearray) by shift_ns, in place;
-    time 0 (records written before the start) stays 0."""
+def records(buf):
+    """(type, body offset, body length, sample_type, sample_id_all) of each record of a
+    perf.data image, with the attr of the record's own id where there are several."""
     attrs = attrs_of(buf)
     by_id = {i: a for a in attrs for i in a[2]}
     d_off, d_size = struct.unpack_from("<QQ", buf, 40)
@@ -70,12 +70,19 @@ def shift_times(buf, shift_ns):
         if len(attrs) > 1 and st & IDENTIFIER and ty < 64 and body_len >= 8:
             at = body if ty == SAMPLE else body + body_len - 8
             st, id_all, _ = by_id.get(struct.unpack_from("<Q", buf, at)[0], attrs[0])
+        yield ty, body, body_len, st, id_all
+        off += size
+
+
+def shift_times(buf, shift_ns):
+    """Moves every record time of a perf.data image (bytearray) by shift_ns, in place;
+    time 0 (records written before the start) stays 0."""
+    for ty, body, body_len, st, id_all in records(buf):
         t = time_offset(ty, body_len, st, id_all)
         if t is not None and t + 8 <= body_len:
             v, = struct.unpack_from("<Q", buf, body + t)
             if v:
                 struct.pack_into("<Q", buf, body + t, v + shift_ns)
-        off += size
 
 
 # Records whose body starts with u32 process/thread ids, and how many.
@@ -86,20 +93,8 @@ SWITCH_CPU_WIDE = 15  # next_prev_pid, next_prev_tid
 def id_fields(buf):
     """Offsets of every u32 pid/tid field of a perf.data image: the record bodies'
     own (COMM, MMAP, FORK/EXIT...), a sample's TID and the sample_id trailer's."""
-    attrs = attrs_of(buf)
-    by_id = {i: a for a in attrs for i in a[2]}
-    d_off, d_size = struct.unpack_from("<QQ", buf, 40)
-    off, end = d_off, d_off + d_size
     out = []
-    while off + 8 <= end:
-        ty, _misc, size = struct.unpack_from("<IHH", buf, off)
-        if size < 8 or off + size > end:
-            break
-        body, body_len = off + 8, size - 8
-        st, id_all, _ = attrs[0]
-        if len(attrs) > 1 and st & IDENTIFIER and ty < 64 and body_len >= 8:
-            at = body if ty == SAMPLE else body + body_len - 8
-            st, id_all, _ = by_id.get(struct.unpack_from("<Q", buf, at)[0], attrs[0])
+    for ty, body, body_len, st, id_all in records(buf):
         if ty == SAMPLE:
             if st & TID:
                 t = 8 * sum(bool(st & b) for b in (IDENTIFIER, IP))
@@ -111,7 +106,6 @@ def id_fields(buf):
                 tail = 8 * sum(bool(st & b) for b in (TIME, ID, STREAM_ID, CPU, IDENTIFIER)) + 8
                 if body_len >= tail + 4 * n:
                     out += [body + body_len - tail, body + body_len - tail + 4]
-        off += size
     return out
 
 

@@ -212,9 +212,11 @@ pub struct ExportArgs {
     /// with a delta view (html).
     #[arg(long, num_args = 2, value_names = ["BASE", "NEW"], conflicts_with = "dir")]
     pub diff: Vec<PathBuf>,
-    /// With --diff: how the two profiles are put on one scale.
-    #[arg(long, value_enum, default_value = "time", requires = "diff")]
-    pub normalize: Normalize,
+    /// With --diff: how the two profiles are put on one scale [default: time].
+    // No clap default: `export` refuses --normalize without --diff (a usage error),
+    // which a default value would hide.
+    #[arg(long, value_enum)]
+    pub normalize: Option<Normalize>,
 }
 
 /// `hwprof diff`.

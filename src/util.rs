@@ -1,16 +1,8 @@
 //! Small helpers shared by the stages: private file modes, progress bars, host name.
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 pub mod proc;
-
-/// Make a file 0600 (or a directory 0700): raw data holds user memory.
-pub fn set_private_mode(path: &Path) {
-    let mode = if path.is_dir() { 0o700 } else { 0o600 };
-    // Best effort: a file system without modes (e.g. some shared mounts) is not an error.
-    let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode));
-}
 
 /// Create a directory (and parents) with mode 0700.
 pub fn create_private_dir(path: &Path) -> std::io::Result<()> {

@@ -228,11 +228,6 @@ impl Session {
         Ok(())
     }
 
-    /// The perf.data writer (to register ids of events added later).
-    pub fn writer_mut(&mut self) -> &mut PerfDataWriter {
-        &mut self.writer
-    }
-
     /// The launched child's `ru_maxrss` and when it was reaped, once it was.
     pub fn child_exit(&self) -> Option<(u64, u64)> {
         Some((self.stats.child_maxrss?, self.stats.child_reaped_ns?))

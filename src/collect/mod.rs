@@ -38,6 +38,9 @@ use perf_data::{HostInfo, PerfDataWriter};
 pub use results_dir::should_finalize;
 use results_dir::write_manifest;
 
+use crate::manifest::Manifest;
+use crate::private_dir::PrivateDir;
+
 pub use crate::events::DEFAULT_FAULT_PERIOD;
 
 /// Errors of collection.
@@ -123,7 +126,8 @@ pub fn print_job_notices(dir: &Path, mpi: &MpiContext) {
     }
 }
 
-/// Run a collection.
+/// Run a collection: set up, start the target, open the events, write the provisional
+/// manifest, drain until the target ends, then write what describes the recording.
 pub fn run(opts: &CollectOptions) -> Result<CollectOutcome, CollectError> {
     // The first per-task perf event of a quiet system waits out an RCU grace period
     // (the kernel switches its scheduler hooks on: 10-20 ms here, see
@@ -132,12 +136,39 @@ pub fn run(opts: &CollectOptions) -> Result<CollectOutcome, CollectError> {
     // the events opened later find the hooks on.
     let sigtrap_probe = std::thread::spawn(sys::kernel_has_sigtrap_events);
     let mut notices = Vec::new();
-    let prepared = launch::prepare(opts, &mut notices)?;
-    let python_expected = prepared.python_expected;
+    let mut setup = set_up(opts, &mut notices)?;
+    let mut target = start_target(opts, &mut setup)?;
+    let has_sigtrap_events = sigtrap_probe.join().unwrap_or(false);
+    let recording = open_recording(opts, &setup, &target, has_sigtrap_events, &mut notices)?;
+    let manifest = write_provisional_manifest(opts, &setup, &target, &recording, &notices)?;
+    let drained = drain_target(opts, &setup, &mut target, recording, &mut notices)?;
+    let exit_code = write_results(opts, &setup, &target, drained, manifest, notices)?;
+    Ok(CollectOutcome {
+        dir: opts.dir.clone(),
+        exit_code,
+    })
+}
+
+/// What is decided before the target starts.
+struct Setup {
+    /// The launch prepared up to the fork (or the attach target checked).
+    prepared: launch::Prepared,
+    /// The results directory.
+    results: PrivateDir,
+    host: String,
+    cpus: Vec<u32>,
+    exclude_kernel: bool,
+    cfg: OpenConfig,
+    /// The events to open.
+    wanted: Vec<plan::ChosenEventRequest>,
+}
+
+/// Plan the Python capture and the launch, make the results directory, and choose the
+/// events and how they are opened.
+fn set_up(opts: &CollectOptions, notices: &mut Vec<String>) -> Result<Setup, CollectError> {
+    let prepared = launch::prepare(opts, notices)?;
     let results = results_dir::prepare_result_dir(&opts.dir, &opts.mpi)?;
-    let host = mpi::host_name();
-    let cpus = crate::util::online_cpus();
-    let exclude_kernel = plan::exclude_kernel(opts, prepared.py_link.is_some(), &mut notices);
+    let exclude_kernel = plan::exclude_kernel(opts, prepared.py_link.is_some(), notices);
     let cfg = OpenConfig {
         freq: opts.freq,
         call_graph: opts.call_graph,
@@ -146,73 +177,115 @@ pub fn run(opts: &CollectOptions) -> Result<CollectOutcome, CollectError> {
         context_switch: opts.mode == Mode::Locks,
         switches_only: opts.mode == Mode::Locks && exclude_kernel && opts.events.is_empty(),
     };
-    let mut wanted = plan::requested_events(opts, &mut notices)?;
+    let mut wanted = plan::requested_events(opts, notices)?;
     // Locks mode with kernel samples (root): who woke each wait (docs/locks.md, "Wakers").
     if opts.mode == Mode::Locks && !exclude_kernel && opts.events.is_empty() {
-        wanted.extend(plan::waker_event(opts.quiet, &mut notices));
+        wanted.extend(plan::waker_event(opts.quiet, notices));
     }
+    Ok(Setup {
+        prepared,
+        results,
+        host: mpi::host_name(),
+        cpus: crate::util::online_cpus(),
+        exclude_kernel,
+        cfg,
+        wanted,
+    })
+}
 
-    let launch::Started {
-        mut child,
-        pid: target_pid,
-        command,
-    } = launch::start(opts, &prepared)?;
-    let mut py_link = prepared.py_link;
+/// The target, started (a launch: stopped before its exec until the drain begins).
+struct Running {
+    started: launch::Started,
+    /// [python] The agents' socket.
+    py_link: Option<crate::python::AgentLink>,
+    /// This process's raw directory.
+    raw_dir: PathBuf,
+    /// The threads the events follow.
+    threads: Vec<i32>,
+}
+
+/// Fork the launch (or take the attach target) and make its raw directory.
+fn start_target(opts: &CollectOptions, setup: &mut Setup) -> Result<Running, CollectError> {
+    let started = launch::start(opts, &setup.prepared)?;
+    let py_link = setup.prepared.py_link.take();
     // [python] Only the target's tree may talk to the agents' socket.
     if let Some(link) = py_link.as_ref() {
-        link.set_tree_root(target_pid as u32);
+        link.set_tree_root(started.pid as u32);
     }
-    let raw_name = crate::raw::raw_dir_name(&host, opts.mpi.rank, target_pid as u32);
-    let raw_dir = results_dir::create_raw_dir(&results, &opts.dir, &raw_name)?;
-
+    let raw_name = crate::raw::raw_dir_name(&setup.host, opts.mpi.rank, started.pid as u32);
+    let raw_dir = results_dir::create_raw_dir(&setup.results, &opts.dir, &raw_name)?;
     let threads = match opts.target {
         Target::Attach(pid) => crate::util::proc::threads(pid),
-        Target::Launch(_) => vec![target_pid],
+        Target::Launch(_) => vec![started.pid],
     };
+    Ok(Running {
+        started,
+        py_link,
+        raw_dir,
+        threads,
+    })
+}
+
+/// The events open and perf.data created, before the drain.
+struct Recording {
+    opened: open::OpenedEvents,
+    writer: PerfDataWriter,
+    /// [python] The agents sample (the collector only tracks and fills in).
+    agents_sample: bool,
+    agent_ring_pages: usize,
+    /// [python] -p on a Python process: the remote sampler.
+    py_remote: Option<crate::python::RemoteSampler>,
+}
+
+/// Open the events on the target, hand the agents their sampling attr, and create
+/// perf.data (with the attach target's existing mappings).
+fn open_recording(
+    opts: &CollectOptions,
+    setup: &Setup,
+    target: &Running,
+    has_sigtrap_events: bool,
+    notices: &mut Vec<String>,
+) -> Result<Recording, CollectError> {
+    let py_link = target.py_link.as_ref();
     let fds_short = plan::fd_limit_short(
-        &wanted,
-        cpus.len(),
-        threads.len(),
+        &setup.wanted,
+        setup.cpus.len(),
+        target.threads.len(),
         py_link.is_some(),
         opts.quiet,
-        &mut notices,
+        notices,
     );
-    let has_sigtrap_events = sigtrap_probe.join().unwrap_or(false);
-    let agents_sample = plan::agents_sample(
-        opts,
-        py_link.as_ref(),
-        &wanted,
-        fds_short,
-        has_sigtrap_events,
-    );
+    let agents_sample =
+        plan::agents_sample(opts, py_link, &setup.wanted, fds_short, has_sigtrap_events);
     let opened = open::open_events(
-        &wanted,
-        &cfg,
-        &threads,
-        &cpus,
+        &setup.wanted,
+        &setup.cfg,
+        &target.threads,
+        &setup.cpus,
         agents_sample,
         opts.quiet,
-        &mut notices,
+        notices,
     )?;
     // [python] The agents write into this raw dir and sample with the first event's attr.
     let agent_ring_pages = plan::agent_ring_pages(opts, agents_sample);
-    if let (Some(link), Some(fa)) = (py_link.as_ref(), opened.file_attrs.first())
-        && let Err(e) = link.set_target(&raw_dir, &fa.attr, agents_sample, agent_ring_pages)
+    if let (Some(link), Some(fa)) = (py_link, opened.file_attrs.first())
+        && let Err(e) = link.set_target(&target.raw_dir, &fa.attr, agents_sample, agent_ring_pages)
     {
         notice(
             opts.quiet,
-            &mut notices,
+            notices,
             format!("python: {e}; native frames only"),
         );
     }
     // [python] -p on a Python process: the remote sampler (no agent in a running process).
     let py_remote = match (opts.target.clone(), opts.python) {
         (Target::Attach(pid), PythonCapture::Auto | PythonCapture::Remote) => {
-            crate::python::RemoteSampler::start(pid as u32, &raw_dir, opts.freq).ok()
+            crate::python::RemoteSampler::start(pid as u32, &target.raw_dir, opts.freq).ok()
         }
         _ => None,
     };
-    let mut writer = PerfDataWriter::create(&raw_dir.join("perf.data"), opened.file_attrs.clone())
+    let perf_data = target.raw_dir.join("perf.data");
+    let mut writer = PerfDataWriter::create(&perf_data, opened.file_attrs.clone())
         .map_err(io_err("create perf.data"))?;
     writer.set_groups(opened.perf_groups.clone());
     if let Some(t) = tracing_data::for_attrs(&opened.file_attrs, &events::tracefs_root()) {
@@ -227,27 +300,68 @@ pub fn run(opts: &CollectOptions) -> Result<CollectOutcome, CollectError> {
         )
         .map_err(io_err("write perf.data"))?;
     }
-    // Crash consistency: from here on the directory is finalizable. The provisional
-    // manifest says what is known at start; it is replaced atomically at the end.
-    // perf.data's header is rewritten after each drain pass, so a SIGKILL of hwprof
-    // loses at most the pass in flight.
+    Ok(Recording {
+        opened,
+        writer,
+        agents_sample,
+        agent_ring_pages,
+        py_remote,
+    })
+}
+
+/// Crash consistency: from here on the directory is finalizable. The provisional
+/// manifest says what is known at start; it is replaced atomically at the end.
+/// perf.data's header is rewritten after each drain pass, so a SIGKILL of hwprof loses
+/// at most the pass in flight.
+fn write_provisional_manifest(
+    opts: &CollectOptions,
+    setup: &Setup,
+    target: &Running,
+    recording: &Recording,
+    notices: &[String],
+) -> Result<Manifest, CollectError> {
     let mut manifest = results_dir::provisional_manifest(
         opts,
-        &command,
-        &host,
-        wanted.iter().map(|w| w.requested.clone()).collect(),
-        &opened,
-        exclude_kernel,
-        python_expected,
+        &target.started.command,
+        &setup.host,
+        setup.wanted.iter().map(|w| w.requested.clone()).collect(),
+        &recording.opened,
+        setup.exclude_kernel,
+        setup.prepared.python_expected,
     );
-    manifest.notices = notices.clone();
-    write_manifest(&results, manifest.clone(), &opts.mpi)
+    manifest.notices = notices.to_vec();
+    write_manifest(&setup.results, manifest.clone(), &opts.mpi)
         .map_err(io_err("write the provisional manifest.json"))?;
+    Ok(manifest)
+}
+
+/// How the drain ended and what it gathered.
+struct Drained {
+    ended: drain::Ended,
+    stats: drain::DrainStats,
+    /// The Python capture method, for the manifest.
+    python_method: String,
+    /// Why and after how many seconds writing stopped early (the disk filled).
+    write_error: Option<(String, f64)>,
+    started: Instant,
+}
+
+/// Release the target and drain the rings into perf.data until it ends (or -d, or a
+/// signal), with what runs beside: memory mode's samplers, the kallsyms copy.
+fn drain_target(
+    opts: &CollectOptions,
+    setup: &Setup,
+    target: &mut Running,
+    recording: Recording,
+    notices: &mut Vec<String>,
+) -> Result<Drained, CollectError> {
+    let raw_dir = &target.raw_dir;
+    let target_pid = target.started.pid as u32;
     // Space kept back so that, after a disk-full stop, modules.json and the final
     // manifest can still be written (released before they are).
-    let reserve = results_dir::SpaceReserve::take(&results);
+    let reserve = results_dir::SpaceReserve::take(&setup.results);
     // Reading /proc/kallsyms takes tens of milliseconds: do it beside the target.
-    let kallsyms = (!exclude_kernel).then(|| {
+    let kallsyms = (!setup.exclude_kernel).then(|| {
         let dir = raw_dir.clone();
         std::thread::spawn(move || results_dir::copy_kallsyms(&dir))
     });
@@ -257,42 +371,38 @@ pub fn run(opts: &CollectOptions) -> Result<CollectOutcome, CollectError> {
 
     // Memory mode: RSS timeline of the tree and uncore bandwidth.
     let memory_samplers = if opts.mode == Mode::Memory {
-        Some(memory::start(
-            opts,
-            target_pid as u32,
-            &raw_dir,
-            &mut notices,
-        )?)
+        Some(memory::start(opts, target_pid, raw_dir, notices)?)
     } else {
         None
     };
 
-    if let Some(c) = child.as_mut()
+    if let Some(c) = target.started.child.as_mut()
         && let Err(e) = c.release()
     {
         drop(reserve);
-        results_dir::remove_unstarted(&results, &opts.dir, &raw_dir);
+        results_dir::remove_unstarted(&setup.results, &opts.dir, raw_dir);
         return Err(CollectError::Command {
-            command: command.join(" "),
+            command: target.started.command.join(" "),
             why: e.to_string(),
         });
     }
 
     // [python] The agents sample: the collector samples the processes they cannot enter.
-    let agent_path = py_link
+    let agent_path = target
+        .py_link
         .as_ref()
-        .filter(|_| agents_sample)
+        .filter(|_| recording.agents_sample)
         .map(|l| l.agent_path());
     let mut session = drain::start_session(
-        opened,
-        writer,
+        recording.opened,
+        recording.writer,
         agent_path,
-        agent_ring_pages,
+        recording.agent_ring_pages,
         opts.mode == Mode::Memory,
     );
     let ended = session
         .run(drain::StopWhen {
-            child: child.as_ref().map(|c| c.pid),
+            child: target.started.child.as_ref().map(|c| c.pid),
             attach_pid: match opts.target {
                 Target::Attach(p) => Some(p),
                 _ => None,
@@ -300,10 +410,10 @@ pub fn run(opts: &CollectOptions) -> Result<CollectOutcome, CollectError> {
             deadline: opts.duration.map(|d| started + d),
             signals: &signals,
             quiet: opts.quiet,
-            agents: py_link.as_mut(),
+            agents: target.py_link.as_mut(),
         })
         .map_err(io_err("write perf.data"))?;
-    if let Some(c) = child.as_mut() {
+    if let Some(c) = target.started.child.as_mut() {
         c.mark_released();
     }
     let write_error = session
@@ -313,27 +423,48 @@ pub fn run(opts: &CollectOptions) -> Result<CollectOutcome, CollectError> {
     let beside = Beside {
         memory: memory_samplers,
         kallsyms,
-        py_link,
-        py_remote,
+        py_link: target.py_link.take(),
+        py_remote: recording.py_remote,
     };
-    let (stats, python_method) = end_of_drain(
-        opts,
-        session,
-        beside,
-        &raw_dir,
-        target_pid as u32,
-        &mut notices,
-    )?;
+    let (stats, python_method) = end_of_drain(opts, session, beside, raw_dir, target_pid, notices)?;
+    Ok(Drained {
+        ended,
+        stats,
+        python_method,
+        write_error,
+        started,
+    })
+}
+
+/// After the drain: memory mode's peak, modules.json, the rank's manifest and the
+/// `complete` mark, then the final manifest with the target's status (its exit code).
+fn write_results(
+    opts: &CollectOptions,
+    setup: &Setup,
+    target: &Running,
+    drained: Drained,
+    mut manifest: Manifest,
+    mut notices: Vec<String>,
+) -> Result<i32, CollectError> {
+    let Drained {
+        ended,
+        stats,
+        python_method,
+        write_error,
+        started,
+    } = drained;
+    let raw_dir = &target.raw_dir;
     // Memory mode: the launched process's exact peak RSS (the timeline is polled).
     if opts.mode == Mode::Memory
         && let Some(bytes) = stats.child_maxrss
     {
-        memory::write_peak(&raw_dir, target_pid as u32, bytes, opts.quiet, &mut notices);
+        let pid = target.started.pid as u32;
+        memory::write_peak(raw_dir, pid, bytes, opts.quiet, &mut notices);
     }
     // Archive copies are skipped after a write error (the disk is full, and the data
     // they would serve was cut anyway).
     let archive = opts.archive && write_error.is_none();
-    if let Err(e) = modules::write_modules(&raw_dir, &stats.mapped_files, archive, &opts.dir) {
+    if let Err(e) = modules::write_modules(raw_dir, &stats.mapped_files, archive, &opts.dir) {
         if write_error.is_none() {
             return Err(io_err("write modules.json")(e));
         }
@@ -358,17 +489,17 @@ pub fn run(opts: &CollectOptions) -> Result<CollectOutcome, CollectError> {
     // is complete: rank 0 may finalize it, so everything above is written first.
     if opts.mpi.rank.is_some() {
         manifest
-            .save(&raw_dir)
+            .save(raw_dir)
             .map_err(io_err("write the rank's manifest.json"))?;
     }
     let _ = crate::util::write_private_file(&raw_dir.join("complete"), b"");
     // The launched target exited: the manifest is written once, with its status.
     // Stopped early (-d, or attached): the target runs on; written before waiting for it.
     if matches!(ended, drain::Ended::Stopped) {
-        write_manifest(&results, manifest.clone(), &opts.mpi)
+        write_manifest(&setup.results, manifest.clone(), &opts.mpi)
             .map_err(io_err("write manifest.json"))?;
     }
-    let exit_code = launch::exit_code(ended, child.as_ref(), opts.quiet);
+    let exit_code = launch::exit_code(ended, target.started.child.as_ref(), opts.quiet);
     manifest.exit_status = Some(exit_code);
     if let Some(sig) = launch::killed_by(exit_code)
         && manifest.complete
@@ -377,11 +508,8 @@ pub fn run(opts: &CollectOptions) -> Result<CollectOutcome, CollectError> {
         manifest.complete = false;
         manifest.incomplete_reason = format!("the target was killed by {sig}");
     }
-    write_manifest(&results, manifest, &opts.mpi).map_err(io_err("write manifest.json"))?;
-    Ok(CollectOutcome {
-        dir: opts.dir.clone(),
-        exit_code,
-    })
+    write_manifest(&setup.results, manifest, &opts.mpi).map_err(io_err("write manifest.json"))?;
+    Ok(exit_code)
 }
 
 /// What runs beside the drain and ends after it: memory mode's samplers, the kallsyms

@@ -263,13 +263,6 @@ pub fn make_group_leader(attr: &mut PerfEventAttr) {
     attr.read_format = crate::events::group::GROUP_READ_FORMAT;
 }
 
-/// Undo [`make_group_leader`] (kernels before 6.12 refuse `inherit` with
-/// PERF_SAMPLE_READ).
-pub fn unmake_group_leader(attr: &mut PerfEventAttr) {
-    attr.sample_type &= !(perf_event_open_sys::bindings::PERF_SAMPLE_READ as u64);
-    attr.read_format = 0;
-}
-
 /// Turn an errno into the error a user can act on.
 pub fn classify(name: &str, pid: i32, e: io::Error) -> OpenError {
     match e.raw_os_error() {

@@ -170,36 +170,20 @@ impl Drop for RssSampler {
     }
 }
 
-/// One parsed `/proc/PID/stat`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ProcStat {
-    /// State letter (`R`, `S`, `Z`).
-    pub state: u8,
-    /// Parent pid.
-    pub ppid: u32,
-    /// Start time, clock ticks after boot (tells a reused pid apart).
-    pub starttime: u64,
-    /// Resident pages.
-    pub rss_pages: u64,
-}
-
-/// Parse `/proc/PID/stat` text (the command may hold spaces and parentheses: fields
-/// are counted after the last `)`).
-pub fn parse_stat(text: &str) -> Option<ProcStat> {
+/// The parent pid in `/proc/PID/stat` text (the command may hold spaces and
+/// parentheses: fields are counted after the last `)`).
+pub fn parse_stat_ppid(text: &str) -> Option<u32> {
     let after = &text[text.rfind(')')? + 1..];
-    let f: Vec<&str> = after.split_ascii_whitespace().collect();
-    // after ')' : [0]=state(3) [1]=ppid(4) ... [19]=starttime(22) [21]=rss(24)
-    Some(ProcStat {
-        state: *f.first()?.as_bytes().first()?,
-        ppid: f.get(1)?.parse().ok()?,
-        starttime: f.get(19)?.parse().ok()?,
-        rss_pages: f.get(21)?.parse::<i64>().ok()?.max(0) as u64,
-    })
+    // after ')' : [0]=state(3) [1]=ppid(4)
+    after.split_ascii_whitespace().nth(1)?.parse().ok()
 }
 
-fn read_stat(proc_root: &Path, pid: u32) -> Option<ProcStat> {
+/// The parent of a process seen for the first time. Read raw, not through `procfs`
+/// (which opens the process directory, then parses every field): a scan reads this for
+/// each new process on the machine, and this module is a measured hot path (module doc).
+fn read_ppid(proc_root: &Path, pid: u32) -> Option<u32> {
     let text = std::fs::read_to_string(proc_root.join(pid.to_string()).join("stat")).ok()?;
-    parse_stat(&text)
+    parse_stat_ppid(&text)
 }
 
 fn thread_cpu_ns() -> u64 {
@@ -364,7 +348,7 @@ impl Tree {
         let mut newcomers: Vec<(u32, u32)> = present
             .iter()
             .filter(|p| !self.ours.contains_key(p) && !self.foreign.contains(p))
-            .filter_map(|&pid| read_stat(&self.proc_root, pid).map(|st| (pid, st.ppid)))
+            .filter_map(|&pid| read_ppid(&self.proc_root, pid).map(|ppid| (pid, ppid)))
             .collect();
         loop {
             let before = newcomers.len();
@@ -555,18 +539,9 @@ mod tests {
     #[test]
     fn stat_with_spaces_and_parens_in_comm() {
         let s = "4242 (a) b (c)) S 4241 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 10000000 321 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0\n";
-        let st = parse_stat(s).unwrap();
-        assert_eq!(
-            st,
-            ProcStat {
-                state: b'S',
-                ppid: 4241,
-                starttime: 987654,
-                rss_pages: 321
-            }
-        );
-        assert!(parse_stat("garbage").is_none());
-        assert!(parse_stat("1 (x) S 0").is_none());
+        assert_eq!(parse_stat_ppid(s), Some(4241));
+        assert!(parse_stat_ppid("garbage").is_none());
+        assert!(parse_stat_ppid("1 (x) S").is_none());
     }
 
     fn build_touch256(dir: &Path) -> Option<PathBuf> {

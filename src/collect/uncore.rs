@@ -215,13 +215,9 @@ mod tests {
     use super::*;
     use crate::events::{EventEnv, sysfs};
 
-    fn fixture(name: &str) -> EventEnv {
-        EventEnv::sysfs_fixture(name)
-    }
-
     #[test]
     fn no_pmu_gives_one_notice_and_nothing_opened() {
-        let p = bandwidth_plan(&fixture("nopmu"));
+        let p = bandwidth_plan(&EventEnv::sysfs_fixture("nopmu"));
         assert!(p.counters.is_empty());
         assert_eq!(p.notices.len(), 1, "{:?}", p.notices);
         assert!(p.notices[0].contains("uncore_imc"), "{}", p.notices[0]);
@@ -245,7 +241,7 @@ mod tests {
     #[test]
     fn a_plan_whose_events_cannot_open_becomes_a_notice() {
         // HSX fixture specs on this machine: the PMU type numbers do not exist here.
-        let p = bandwidth_plan(&fixture("hsx"));
+        let p = bandwidth_plan(&EventEnv::sysfs_fixture("hsx"));
         let d = tempfile::tempdir().unwrap();
         let s =
             UncoreSampler::start(&p, Duration::from_millis(10), &d.path().join("c.csv")).unwrap();

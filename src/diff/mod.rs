@@ -662,12 +662,19 @@ pub(crate) mod tests {
         }
     }
 
-    fn opts(view: DiffView, normalize: Normalize) -> DiffOptions {
-        DiffOptions {
+    /// NEW against BASE by `view` on the `normalize` scale, all frames.
+    fn table(
+        base: &Profile,
+        new: &Profile,
+        view: DiffView,
+        normalize: Normalize,
+    ) -> Result<DiffTable, DiffError> {
+        let opts = DiffOptions {
             view,
             normalize,
             frames: FramesFilter::All,
-        }
+        };
+        diff_table(&side(base), &side(new), &opts)
     }
 
     fn row<'a>(t: &'a DiffTable, f: &str, module: &str) -> &'a DiffRow {
@@ -698,12 +705,7 @@ pub(crate) mod tests {
                 ("Solver.run", "python", Python, "b.py", 20),
             ],
         );
-        let t = diff_table(
-            &side(&base),
-            &side(&new),
-            &opts(DiffView::Hotspots, Normalize::None),
-        )
-        .unwrap();
+        let t = table(&base, &new, DiffView::Hotspots, Normalize::None).unwrap();
         let libm = row(&t, "solve", "libm.so");
         assert_eq!((libm.base_self, libm.new_self), (100.0, 200.0));
         assert_eq!(libm.ratio_self(), Some(2.0));
@@ -737,12 +739,7 @@ pub(crate) mod tests {
                 ("kept", "app", Native, "", 5),
             ],
         );
-        let t = diff_table(
-            &side(&base),
-            &side(&new),
-            &opts(DiffView::Hotspots, Normalize::None),
-        )
-        .unwrap();
+        let t = table(&base, &new, DiffView::Hotspots, Normalize::None).unwrap();
         let gone: Vec<_> = t.only_in_base().map(|r| r.module.as_str()).collect();
         let added: Vec<_> = t.only_in_new().map(|r| r.module.as_str()).collect();
         assert_eq!((gone, added), (vec!["app"], vec!["app2"]));
@@ -768,21 +765,11 @@ pub(crate) mod tests {
             "500",
             &[("f", "app", Native, "", 50), ("g", "app", Native, "", 150)],
         );
-        let t = diff_table(
-            &side(&base),
-            &side(&new),
-            &opts(DiffView::Hotspots, Normalize::Time),
-        )
-        .unwrap();
+        let t = table(&base, &new, DiffView::Hotspots, Normalize::Time).unwrap();
         assert_eq!(t.unit, "s");
         assert!((row(&t, "f", "app").delta_self()).abs() < 1e-12);
         assert!((row(&t, "g", "app").new_self - 0.3).abs() < 1e-12);
-        let t = diff_table(
-            &side(&base),
-            &side(&new),
-            &opts(DiffView::Hotspots, Normalize::Percent),
-        )
-        .unwrap();
+        let t = table(&base, &new, DiffView::Hotspots, Normalize::Percent).unwrap();
         assert_eq!(
             (row(&t, "f", "app").base_self, row(&t, "f", "app").new_self),
             (50.0, 25.0)
@@ -796,21 +783,11 @@ pub(crate) mod tests {
         let base = profile("1000", &[("f", "app", Native, "f.c", 10)]);
         // Renamed function, same file and line: the line matches.
         let new = profile("1000", &[("f_v2", "app", Native, "f.c", 30)]);
-        let t = diff_table(
-            &side(&base),
-            &side(&new),
-            &opts(DiffView::Lines, Normalize::None),
-        )
-        .unwrap();
+        let t = table(&base, &new, DiffView::Lines, Normalize::None).unwrap();
         let r = t.rows.iter().find(|r| r.file == "f.c").unwrap();
         assert_eq!((r.base_self, r.new_self, r.line), (10.0, 30.0, Some(2)));
         assert_eq!(r.function, "f_v2");
-        let t = diff_table(
-            &side(&base),
-            &side(&new),
-            &opts(DiffView::Modules, Normalize::None),
-        )
-        .unwrap();
+        let t = table(&base, &new, DiffView::Modules, Normalize::None).unwrap();
         assert_eq!(t.rows.len(), 1);
         assert_eq!((t.rows[0].base_total, t.rows[0].new_total), (10.0, 30.0));
     }
@@ -821,12 +798,7 @@ pub(crate) mod tests {
         let mut new = profile("1000", &[]);
         new.meta.insert("metric".into(), "bytes".into());
         new.meta.insert("mode".into(), "memory".into());
-        let e = diff_table(
-            &side(&base),
-            &side(&new),
-            &opts(DiffView::Hotspots, Normalize::None),
-        )
-        .unwrap_err();
+        let e = table(&base, &new, DiffView::Hotspots, Normalize::None).unwrap_err();
         assert!(matches!(e, DiffError::ModeMismatch { .. }), "{e}");
     }
 }

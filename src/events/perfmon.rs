@@ -359,24 +359,6 @@ impl Table {
         }
     }
 
-    /// The tables of a bundled folder (`HSX`), for tests and `list-events`.
-    pub fn for_arch(arch: &str) -> Option<Table> {
-        let mut table = Table {
-            arch: arch.to_string(),
-            ..Default::default()
-        };
-        for (p, text) in FILES {
-            if p.trim_start_matches('/').starts_with(&format!("{arch}/")) {
-                if p.ends_with("_uncore.json") {
-                    table.uncore = parse_events(text);
-                } else {
-                    table.core = parse_events(text);
-                }
-            }
-        }
-        (!table.core.is_empty()).then_some(table)
-    }
-
     /// Find an event by name, case-insensitively.
     pub fn find(&self, name: &str) -> Option<&PerfmonEvent> {
         self.core

@@ -78,8 +78,8 @@ pub struct ExportOptions {
     pub output: Option<PathBuf>,
     /// Differential export: BASE and NEW results directories (empty: a plain export).
     pub diff: Vec<PathBuf>,
-    /// With `diff`: how the two profiles are put on one scale.
-    pub normalize: Normalize,
+    /// With `diff`: how the two profiles are put on one scale (None: time).
+    pub normalize: Option<Normalize>,
 }
 use crate::profile::{FrameKind, Function, Profile};
 
@@ -196,6 +196,12 @@ pub fn run(args: &ExportOptions) -> anyhow::Result<()> {
     if !args.diff.is_empty() {
         return run_diff(args);
     }
+    if args.normalize.is_some() {
+        return Err(crate::UsageError(
+            "--normalize scales the two profiles of --diff BASE NEW; drop it, or add --diff".into(),
+        )
+        .into());
+    }
     let Some(dir) = args.dir.as_deref() else {
         return Err(crate::UsageError(
             "hwprof export needs a results directory (or --diff BASE NEW)".into(),
@@ -252,6 +258,7 @@ fn write_output(output: Option<&Path>, buf: &[u8]) -> Result<(), ExportError> {
 
 /// `hwprof export --diff BASE NEW`: see [`diff`].
 fn run_diff(args: &ExportOptions) -> anyhow::Result<()> {
+    let normalize = args.normalize.unwrap_or(Normalize::Time);
     let (Some(base_dir), Some(new_dir)) = (args.diff.first(), args.diff.get(1)) else {
         return Err(crate::UsageError(
             "--diff needs two results directories: --diff BASE NEW".into(),
@@ -268,7 +275,7 @@ fn run_diff(args: &ExportOptions) -> anyhow::Result<()> {
     let base = side(&base_profile, base_dir.as_path());
     let new = side(&new_profile, new_dir.as_path());
     let frames = crate::profile::stacks::default_frames(&new_profile, args.frames);
-    let pairs = diff::stack_pairs(&base, &new, args.normalize, frames)?;
+    let pairs = diff::stack_pairs(&base, &new, normalize, frames)?;
     let mut buf = Vec::new();
     match args.format {
         ExportFormat::Collapsed => diff::write_collapsed(&pairs, &mut buf)?,
@@ -277,7 +284,7 @@ fn run_diff(args: &ExportOptions) -> anyhow::Result<()> {
                 "hwprof differential flame graph: {} -> {} (normalize {})",
                 base_dir.display(),
                 new_dir.display(),
-                crate::diff::normalize_name(args.normalize)
+                crate::diff::normalize_name(normalize)
             );
             diff::write_flamegraph(&pairs, &title, new_profile.metric(), &mut buf)?
         }
@@ -292,7 +299,7 @@ fn run_diff(args: &ExportOptions) -> anyhow::Result<()> {
                     },
                 )
             };
-            diff::write_pprof(&model(&base), &model(&new), args.normalize, &mut buf)?
+            diff::write_pprof(&model(&base), &model(&new), normalize, &mut buf)?
         }
         ExportFormat::Html => diff::write_html(
             &pairs,
@@ -303,7 +310,7 @@ fn run_diff(args: &ExportOptions) -> anyhow::Result<()> {
                 rank: args.rank,
                 ranks: None,
             },
-            args.normalize,
+            normalize,
             &mut buf,
         )?,
         other => {

@@ -67,7 +67,7 @@ pub mod stream;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, params};
 
 /// Errors reading or writing profile.db.
 #[derive(Debug, thiserror::Error)]
@@ -467,6 +467,25 @@ fn sql_err(path: &Path) -> impl Fn(rusqlite::Error) -> ProfileError + '_ {
     }
 }
 
+/// Every row of a query, each made by `row`.
+fn rows<T>(
+    conn: &Connection,
+    sql: &str,
+    row: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> rusqlite::Result<Vec<T>> {
+    conn.prepare(sql)?.query_map([], row)?.collect()
+}
+
+/// Whether the profile has this table (older profiles lack the newer ones).
+fn has_table(conn: &Connection, name: &str) -> rusqlite::Result<bool> {
+    conn.query_row(
+        "SELECT count(*) FROM sqlite_master WHERE type='table' AND name=?1",
+        [name],
+        |r| r.get::<_, i64>(0),
+    )
+    .map(|n| n > 0)
+}
+
 fn idx(v: i64) -> usize {
     // Ids are written as index + 1 by ProfileWriter.
     (v.max(1) - 1) as usize
@@ -679,21 +698,21 @@ impl Profile {
 
     fn read(conn: &Connection) -> rusqlite::Result<Profile> {
         let mut p = Profile::default();
-        let mut st = conn.prepare("SELECT key, value FROM meta")?;
-        for r in st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))? {
-            let (k, v) = r?;
-            p.meta.insert(k, v);
-        }
-        let mut st = conn.prepare("SELECT name, requested, note FROM events ORDER BY id")?;
-        for r in st.query_map([], |r| {
-            Ok(EventRow {
-                name: r.get(0)?,
-                requested: r.get::<_, Option<String>>(1)?.unwrap_or_default(),
-                note: r.get::<_, Option<String>>(2)?.unwrap_or_default(),
-            })
-        })? {
-            p.events.push(r?);
-        }
+        let meta = rows(conn, "SELECT key, value FROM meta", |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+        })?;
+        p.meta.extend(meta);
+        p.events = rows(
+            conn,
+            "SELECT name, requested, note FROM events ORDER BY id",
+            |r| {
+                Ok(EventRow {
+                    name: r.get(0)?,
+                    requested: r.get::<_, Option<String>>(1)?.unwrap_or_default(),
+                    note: r.get::<_, Option<String>>(2)?.unwrap_or_default(),
+                })
+            },
+        )?;
         // Profiles written before launcher folding have no role column: all program.
         let has_role: bool = conn
             .query_row(
@@ -703,10 +722,10 @@ impl Profile {
             )
             .map(|n| n > 0)?;
         let role_col = if has_role { "role" } else { "NULL" };
-        let mut st = conn.prepare(&format!(
+        let sql = format!(
             "SELECT host, rank, pid, command, raw_dir, {role_col} FROM processes ORDER BY id"
-        ))?;
-        for r in st.query_map([], |r| {
+        );
+        p.processes = rows(conn, &sql, |r| {
             Ok(Process {
                 host: r.get::<_, Option<String>>(0)?.unwrap_or_default(),
                 rank: r.get(1)?,
@@ -718,22 +737,20 @@ impl Profile {
                     _ => ProcessRole::Program,
                 },
             })
-        })? {
-            p.processes.push(r?);
-        }
-        let mut st = conn.prepare("SELECT process, tid, name FROM threads ORDER BY id")?;
-        for r in st.query_map([], |r| {
-            Ok(Thread {
-                process: idx(r.get(0)?),
-                tid: r.get(1)?,
-                name: r.get::<_, Option<String>>(2)?.unwrap_or_default(),
-            })
-        })? {
-            p.threads.push(r?);
-        }
-        let mut st =
-            conn.prepare("SELECT name, module, file, start_line, kind FROM functions ORDER BY id")?;
-        for r in st.query_map([], |r| {
+        })?;
+        p.threads = rows(
+            conn,
+            "SELECT process, tid, name FROM threads ORDER BY id",
+            |r| {
+                Ok(Thread {
+                    process: idx(r.get(0)?),
+                    tid: r.get(1)?,
+                    name: r.get::<_, Option<String>>(2)?.unwrap_or_default(),
+                })
+            },
+        )?;
+        let sql = "SELECT name, module, file, start_line, kind FROM functions ORDER BY id";
+        p.functions = rows(conn, sql, |r| {
             Ok(Function {
                 name: r.get(0)?,
                 module: r.get(1)?,
@@ -741,12 +758,9 @@ impl Profile {
                 start_line: r.get(3)?,
                 kind: FrameKind::parse(&r.get::<_, String>(4)?),
             })
-        })? {
-            p.functions.push(r?);
-        }
-        let mut st =
-            conn.prepare("SELECT function, file, line, inlined FROM frames ORDER BY id")?;
-        for r in st.query_map([], |r| {
+        })?;
+        let sql = "SELECT function, file, line, inlined FROM frames ORDER BY id";
+        let frames = rows(conn, sql, |r| {
             Ok((
                 Frame {
                     function: idx(r.get(0)?),
@@ -755,22 +769,16 @@ impl Profile {
                 },
                 r.get::<_, i64>(3)? != 0,
             ))
-        })? {
-            let (f, inl) = r?;
-            p.frames.push(f);
-            p.frame_inlined.push(inl);
-        }
-        let mut st = conn.prepare("SELECT parent, frame FROM stacks ORDER BY id")?;
-        for r in st.query_map([], |r| {
+        })?;
+        (p.frames, p.frame_inlined) = frames.into_iter().unzip();
+        p.stacks = rows(conn, "SELECT parent, frame FROM stacks ORDER BY id", |r| {
             Ok(StackNode {
                 parent: r.get::<_, Option<i64>>(0)?.map(idx),
                 frame: idx(r.get(1)?),
             })
-        })? {
-            p.stacks.push(r?);
-        }
-        let mut st = conn.prepare("SELECT stack, thread, event, count, value FROM samples")?;
-        for r in st.query_map([], |r| {
+        })?;
+        let sql = "SELECT stack, thread, event, count, value FROM samples";
+        p.samples = rows(conn, sql, |r| {
             Ok(SampleRow {
                 stack: r.get::<_, Option<i64>>(0)?.map(idx),
                 thread: idx(r.get(1)?),
@@ -778,74 +786,42 @@ impl Profile {
                 count: r.get::<_, i64>(3)?.max(0) as u64,
                 value: r.get::<_, i64>(4)?.max(0) as u64,
             })
-        })? {
-            p.samples.push(r?);
-        }
-        let mut st =
-            conn.prepare("SELECT process, time_ns, rss_bytes FROM rss ORDER BY time_ns")?;
-        for r in st.query_map([], |r| {
+        })?;
+        let sql = "SELECT process, time_ns, rss_bytes FROM rss ORDER BY time_ns";
+        p.rss = rows(conn, sql, |r| {
             Ok(RssPoint {
                 process: idx(r.get(0)?),
                 time_ns: r.get::<_, i64>(1)?.max(0) as u64,
                 rss_bytes: r.get::<_, i64>(2)?.max(0) as u64,
             })
-        })? {
-            p.rss.push(r?);
-        }
+        })?;
         // Profiles written before counter groups have no counts table.
-        let has_counts: bool = conn
-            .query_row(
-                "SELECT count(*) FROM sqlite_master WHERE type='table' AND name='counts'",
-                [],
-                |r| r.get::<_, i64>(0),
-            )
-            .map(|n| n > 0)?;
-        if has_counts {
-            let mut st = conn.prepare("SELECT stack, thread, event, value FROM counts")?;
-            for r in st.query_map([], |r| {
+        if has_table(conn, "counts")? {
+            let sql = "SELECT stack, thread, event, value FROM counts";
+            p.counts = rows(conn, sql, |r| {
                 Ok(CountRow {
                     stack: r.get::<_, Option<i64>>(0)?.map(idx),
                     thread: idx(r.get(1)?),
                     event: idx(r.get(2)?),
                     value: r.get(3)?,
                 })
-            })? {
-                p.counts.push(r?);
-            }
+            })?;
         }
         // Profiles written before the timeline have no timeline table.
-        let has_timeline: bool = conn
-            .query_row(
-                "SELECT count(*) FROM sqlite_master WHERE type='table' AND name='timeline'",
-                [],
-                |r| r.get::<_, i64>(0),
-            )
-            .map(|n| n > 0)?;
-        if has_timeline {
-            let mut st = conn.prepare("SELECT stack, thread, bucket, count FROM timeline")?;
-            for r in st.query_map([], |r| {
+        if has_table(conn, "timeline")? {
+            let sql = "SELECT stack, thread, bucket, count FROM timeline";
+            p.timeline = rows(conn, sql, |r| {
                 Ok(TimelineRow {
                     stack: r.get::<_, Option<i64>>(0)?.map(idx),
                     thread: idx(r.get(1)?),
                     bucket: r.get::<_, i64>(2)?.clamp(0, u32::MAX as i64) as u32,
                     count: r.get::<_, i64>(3)?.max(0) as u64,
                 })
-            })? {
-                p.timeline.push(r?);
-            }
+            })?;
         }
-        let has_waits: bool = conn
-            .query_row(
-                "SELECT count(*) FROM sqlite_master WHERE type='table' AND name='waits'",
-                [],
-                |r| r.get::<_, i64>(0),
-            )
-            .map(|n| n > 0)?;
-        if has_waits {
-            let mut st = conn.prepare(
-                "SELECT stack, thread, class, object, count, wait_ns, max_ns FROM waits",
-            )?;
-            for r in st.query_map([], |r| {
+        if has_table(conn, "waits")? {
+            let sql = "SELECT stack, thread, class, object, count, wait_ns, max_ns FROM waits";
+            p.waits = rows(conn, sql, |r| {
                 Ok(WaitRow {
                     stack: r.get::<_, Option<i64>>(0)?.map(idx),
                     thread: idx(r.get(1)?),
@@ -855,22 +831,11 @@ impl Profile {
                     wait_ns: r.get::<_, i64>(5)?.max(0) as u64,
                     max_ns: r.get::<_, i64>(6)?.max(0) as u64,
                 })
-            })? {
-                p.waits.push(r?);
-            }
+            })?;
         }
-        let has_wakers: bool = conn
-            .query_row(
-                "SELECT count(*) FROM sqlite_master WHERE type='table' AND name='wakers'",
-                [],
-                |r| r.get::<_, i64>(0),
-            )
-            .map(|n| n > 0)?;
-        if has_wakers {
-            let mut st = conn.prepare(
-                "SELECT stack, thread, class, object, waker, count, wait_ns FROM wakers",
-            )?;
-            for r in st.query_map([], |r| {
+        if has_table(conn, "wakers")? {
+            let sql = "SELECT stack, thread, class, object, waker, count, wait_ns FROM wakers";
+            p.wakers = rows(conn, sql, |r| {
                 Ok(WakerRow {
                     stack: r.get::<_, Option<i64>>(0)?.map(idx),
                     thread: idx(r.get(1)?),
@@ -880,9 +845,7 @@ impl Profile {
                     count: r.get::<_, i64>(5)?.max(0) as u64,
                     wait_ns: r.get::<_, i64>(6)?.max(0) as u64,
                 })
-            })? {
-                p.wakers.push(r?);
-            }
+            })?;
         }
         Ok(p)
     }
@@ -1335,21 +1298,6 @@ fn check_readable(dir: &Path, db: &Path) -> Result<(), ProfileError> {
         }
         Err(_) => Err(ProfileError::NotFinalized(dir.to_path_buf())),
     }
-}
-
-/// True when DIR holds a profile.db.
-pub fn is_finalized(dir: &Path) -> bool {
-    Profile::db_path(dir).is_file()
-}
-
-/// Read one meta value without loading the whole profile.
-pub fn read_meta(dir: &Path, key: &str) -> Result<Option<String>, ProfileError> {
-    let path = Profile::db_path(dir);
-    let conn = Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .map_err(sql_err(&path))?;
-    conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
-        .optional()
-        .map_err(sql_err(&path))
 }
 
 #[cfg(test)]

@@ -168,15 +168,6 @@ impl Profile {
             .is_some_and(|p| p.role == super::ProcessRole::Launcher)
     }
 
-    /// Launcher overhead: (samples, value) of launcher images, for a rank or all.
-    pub fn launcher_totals(&self, rank: Option<u32>) -> (u64, u64) {
-        self.samples
-            .iter()
-            .filter(|s| self.is_launcher_thread(s.thread))
-            .filter(|s| rank.is_none() || self.thread_rank(s.thread) == rank)
-            .fold((0, 0), |(c, v), s| (c + s.count, v + s.value))
-    }
-
     /// Whether `thread` is the program's (not a launcher's) and passes the rank filter.
     fn program_thread_in(&self, thread: usize, filter: StackFilter) -> bool {
         !self.is_launcher_thread(thread)

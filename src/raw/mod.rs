@@ -247,11 +247,6 @@ impl TolerantPerfFile {
         })
     }
 
-    /// The readable part of the data section (records with their headers).
-    pub fn data_section(&self) -> &[u8] {
-        &self.map[self.data.clone()]
-    }
-
     /// Hands `read` the data section and a `reached(offset)` callback (no record
     /// before `offset` of the data section will be touched again). A helper thread maps
     /// the pages up to [`READ_AHEAD`] past that offset (`MADV_POPULATE_READ`: one call

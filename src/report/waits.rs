@@ -368,14 +368,18 @@ mod tests {
             .collect()
     }
 
+    /// All of the profile, these frames.
+    fn only(frames: FramesFilter) -> StackFilter {
+        StackFilter {
+            frames,
+            ..Default::default()
+        }
+    }
+
     #[test]
     fn waits_view_names_the_dominant_class_and_object() {
         let p = designed();
-        let filter = StackFilter {
-            frames: FramesFilter::Program,
-            ..Default::default()
-        };
-        let csv = waits(&p, ReportFormat::Csv, 10, filter);
+        let csv = waits(&p, ReportFormat::Csv, 10, only(FramesFilter::Program));
         let r = rows(&csv);
         let work = r.iter().find(|r| r[0] == "work").unwrap();
         assert_eq!(
@@ -396,26 +400,14 @@ mod tests {
             !csv.contains("schedule") && !csv.contains("__lll_lock_wait"),
             "{csv}"
         );
-        let all = waits(
-            &p,
-            ReportFormat::Csv,
-            10,
-            StackFilter {
-                frames: FramesFilter::All,
-                ..Default::default()
-            },
-        );
+        let all = waits(&p, ReportFormat::Csv, 10, only(FramesFilter::All));
         assert!(all.contains("schedule") && all.contains("__lll_lock_wait"));
     }
 
     #[test]
     fn objects_view_has_waiters_and_the_site() {
         let p = designed();
-        let filter = StackFilter {
-            frames: FramesFilter::Program,
-            ..Default::default()
-        };
-        let csv = objects(&p, ReportFormat::Csv, 10, filter);
+        let csv = objects(&p, ReportFormat::Csv, 10, only(FramesFilter::Program));
         assert_eq!(
             rows(&csv),
             [[
@@ -431,7 +423,7 @@ mod tests {
             "{csv}"
         );
         assert_eq!(
-            by_class(&p, filter),
+            by_class(&p, only(FramesFilter::Program)),
             [
                 (WaitClass::Lock, 300_000_000),
                 (WaitClass::Sleep, 100_000_000)

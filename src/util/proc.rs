@@ -1,6 +1,7 @@
 //! What hwprof reads of processes in /proc, through the `procfs` crate: existence,
 //! liveness, parent, uids, capabilities, threads, names. One place, so that no stage
-//! parses /proc text by hand. (The RSS sampler reads statm itself: a measured hot path,
+//! parses /proc text by hand. (The RSS sampler reads statm, status and a newcomer's
+//! parent itself: a measured hot path,
 //! see `collect::rss`; the Python agent, a preloaded library, cannot use procfs.)
 
 use std::path::PathBuf;

@@ -116,7 +116,7 @@ fn agent_segfault_as_bare_python_3_12() {
 /// program runs to its end with its own output.
 #[test]
 fn a_fault_handler_replaced_by_raw_rt_sigaction_stops_safe_loads() {
-    let py = pyenv("3.12.1").expect("pyenv 3.12.1 is required (.ci/run installs it)");
+    let py = pyenv_required("3.12.1");
     let tmp = shared_tempdir();
     let script = program_source("agent_raw_sigaction.py");
     let bare = Command::new(&py).arg(&script).output().expect("python");

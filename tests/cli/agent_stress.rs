@@ -120,7 +120,7 @@ fn agent_stress_python_3_12() {
 /// Under the agent: no failure, the output of a bare run, Python frames captured.
 #[test]
 fn system_and_popen_children_never_die_of_a_sample() {
-    let py = pyenv("3.12.1").expect("pyenv 3.12.1 is required (.ci/run installs it)");
+    let py = pyenv_required("3.12.1");
     let tmp = shared_tempdir();
     let script = program_source("system_popen.py");
     let (py_s, script_s) = (

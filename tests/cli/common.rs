@@ -62,14 +62,29 @@ pub fn shared_tempdir() -> tempfile::TempDir {
 
 /// Assert success and show stderr when not.
 pub fn ok(out: &Output) -> String {
+    assert_ran(out, "hwprof failed");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Assert that a run succeeded; else fail with `what`, its stdout and its stderr.
+pub fn assert_ran(out: &Output, what: &str) {
     assert!(
         out.status.success(),
-        "hwprof failed ({:?}):\nstdout:\n{}\nstderr:\n{}",
+        "{what} ({:?}):\nstdout:\n{}\nstderr:\n{}",
         out.status,
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Whether the test runs as root; when not, prints `skipped: WHY` (the test then
+/// returns: what it checks needs root).
+pub fn root_or_skip(why: &str) -> bool {
+    if nix::unistd::geteuid().is_root() {
+        return true;
+    }
+    eprintln!("skipped: {why}");
+    false
 }
 
 /// A hotspots CSV row.
@@ -143,7 +158,14 @@ pub fn need_perf() {
 
 /// `hwprof collect -q -r DIR EXTRA... -- CMD...`.
 pub fn collect(dir: &Path, extra: &[&str], cmd: &[&str]) -> Output {
-    let mut args = vec!["collect", "-q", "-r", dir.to_str().unwrap()];
+    let mut quiet = vec!["-q"];
+    quiet.extend_from_slice(extra);
+    collect_loud(dir, &quiet, cmd)
+}
+
+/// `hwprof collect -r DIR EXTRA... -- CMD...`, not quiet: what a user sees.
+pub fn collect_loud(dir: &Path, extra: &[&str], cmd: &[&str]) -> Output {
+    let mut args = vec!["collect", "-r", dir.to_str().unwrap()];
     args.extend_from_slice(extra);
     args.push("--");
     args.extend_from_slice(cmd);
@@ -202,6 +224,31 @@ pub fn pyenv(ver: &str) -> Option<PathBuf> {
         .join(ver)
         .join("bin/python3");
     p.is_file().then_some(p)
+}
+
+/// The CPython versions hwprof supports, as pyenv names them.
+pub const PYTHON_VERSIONS: [&str; 6] =
+    ["3.8.18", "3.9.18", "3.10.13", "3.11.7", "3.12.1", "3.13.0"];
+
+/// The interpreters of [`PYTHON_VERSIONS`] that pyenv has: 3.11.7 must be there, another
+/// one missing is said and skipped.
+pub fn installed_pythons() -> Vec<(&'static str, PathBuf)> {
+    PYTHON_VERSIONS
+        .into_iter()
+        .filter_map(|ver| {
+            let py = pyenv(ver);
+            if py.is_none() {
+                assert_ne!(ver, "3.11.7", "pyenv 3.11.7 is required");
+                eprintln!("skip {ver}: no interpreter at ~/.pyenv/versions/{ver}");
+            }
+            Some(ver).zip(py)
+        })
+        .collect()
+}
+
+/// pyenv's interpreter `ver`, which `.ci/run` installs: its absence fails the test.
+pub fn pyenv_required(ver: &str) -> PathBuf {
+    pyenv(ver).unwrap_or_else(|| panic!("pyenv {ver} is required (.ci/run installs it)"))
 }
 
 /// `hwprof collect -q -m locks -r DIR [OPTS] -- PROGRAM...` run through `hw` (the hwprof

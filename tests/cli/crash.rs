@@ -175,9 +175,7 @@ impl Drop for SmallFs {
 
 #[test]
 fn disk_full_stops_recording_and_keeps_a_valid_marked_dir() {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        println!("skipped: mounting a small tmpfs needs root");
+    if !root_or_skip("mounting a small tmpfs needs root") {
         return;
     }
     let t = shared_tempdir();

@@ -122,11 +122,14 @@ fn report_usage_errors_exit_2() {
 
 #[test]
 fn export_usage_errors_exit_2() {
-    let cases: [&[&str]; 4] = [
+    let cases: [&[&str]; 6] = [
         &[],
         &["DIR"],
         &["DIR", "--format", "svg"],
         &["--diff", "DIR"],
+        // --normalize only means something with --diff.
+        &["DIR", "--format", "collapsed", "--normalize", "percent"],
+        &["DIR", "--format", "collapsed", "--normalize", "time"],
     ];
     assert_usage_errors("export", &cases);
 }

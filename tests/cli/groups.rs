@@ -172,16 +172,8 @@ fn an_ordinary_user_gets_the_group_too() {
 #[test]
 fn group_members_the_machine_lacks_are_dropped_with_a_notice() {
     let Scratch { tmp: t, bin, dir } = scratch_with("hot.c", "hot", &[]);
-    let out = hwprof(&[
-        "collect",
-        "-r",
-        dir.to_str().unwrap(),
-        "-e",
-        "{cpu-clock,instructions,page-faults}",
-        "--",
-        bin.to_str().unwrap(),
-        "200",
-    ]);
+    let group = ["-e", "{cpu-clock,instructions,page-faults}"];
+    let out = collect_loud(&dir, &group, &[bin.to_str().unwrap(), "200"]);
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "{err}");
     let m: serde_json::Value = manifest_json(&dir);
@@ -212,15 +204,8 @@ fn group_members_the_machine_lacks_are_dropped_with_a_notice() {
         assert!(any.contains_key("page_faults") && !any.contains_key("instructions"));
     }
     // A malformed group is a usage error naming the fix.
-    let out = hwprof(&[
-        "collect",
-        "-r",
-        t.path().join("bad").to_str().unwrap(),
-        "-e",
-        "{cpu-clock,page-faults",
-        "--",
-        "true",
-    ]);
+    let bad = t.path().join("bad");
+    let out = collect_loud(&bad, &["-e", "{cpu-clock,page-faults"], &["true"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("closing '}'"));
 }

@@ -235,8 +235,7 @@ fn setid_case(
     uid: u32,
     why_root: &str,
 ) -> Option<(tempfile::TempDir, PathBuf, PathBuf)> {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipped: {why_root}");
+    if !root_or_skip(why_root) {
         return None;
     }
     let tmp = shared_tempdir();

@@ -104,11 +104,9 @@ fn an_ordinary_user_gets_the_known_sleeps_and_is_told_what_is_missing_without_th
 }
 
 fn skip_unless_root(what: &str) -> bool {
-    if nix::unistd::geteuid().is_root() {
-        return false;
-    }
-    eprintln!("skipped: {what} needs root (the tracepoint/switch path of locks mode)");
-    true
+    !root_or_skip(&format!(
+        "{what} needs root (the tracepoint/switch path of locks mode)"
+    ))
 }
 
 fn csv_row<'a>(rows: &'a [csv::StringRecord], function: &str) -> &'a csv::StringRecord {

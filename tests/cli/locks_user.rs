@@ -142,9 +142,7 @@ fn an_ordinary_user_gets_waits_at_the_line_with_class_and_object() {
 
 #[test]
 fn root_gets_the_same_waits() {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("skipped: needs root (the kernel's switch-out stacks)");
+    if !root_or_skip("needs root (the kernel's switch-out stacks)") {
         return;
     }
     let Scratch { tmp: _t, bin, dir } = scratch_with("mutex_waits.c", "mutex_waits", &[]);
@@ -157,9 +155,7 @@ fn root_gets_the_same_waits() {
 /// `--view waits` names it; the wait's max_ns is the whole wait.
 #[test]
 fn root_the_waiter_is_woken_by_the_holders_unlock() {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("skipped: needs root (sched:sched_waking)");
+    if !root_or_skip("needs root (sched:sched_waking)") {
         return;
     }
     let Scratch { tmp: _t, bin, dir } = scratch_with("mutex_waits.c", "mutex_waits", &[]);
@@ -369,9 +365,7 @@ fn gil_waits_at_their_lines(hw: Command, t: &Path, py: &Path, what: &str) {
 /// above).
 #[test]
 fn python_waits_on_every_pyenv_version() {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("skipped: needs root (pyenv lives in /root)");
+    if !root_or_skip("needs root (pyenv lives in /root)") {
         return;
     }
     let t = shared_tempdir();
@@ -500,9 +494,7 @@ fn python_sleeps_count_once_each() {
     let t = shared_tempdir();
     let hw = hwprof_for_nobody(t.path());
     five_sleeps_are_five_waits(as_nobody(&hw), t.path(), py, "uid 65534");
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("skipped the pyenv runs: needs root (pyenv lives in /root)");
+    if !root_or_skip("the pyenv runs need root (pyenv lives in /root)") {
         return;
     }
     // Through the pyenv shim (a bash script that execs the interpreter), and 3.8,

@@ -62,13 +62,7 @@ fn mpirun_collect(n: u32, dir: &Path, cmd: &[&str]) -> Output {
         .args(cmd)
         .env("HWPROF_AGENT_LIB", agent_lib());
     let out = c.output().expect("run mpirun");
-    assert!(
-        out.status.success(),
-        "mpirun failed ({:?}):\n{}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ran(&out, "mpirun failed");
     out
 }
 

@@ -148,7 +148,7 @@ fn names_written(dir: &Path, pid: u32) -> Vec<PathBuf> {
 #[test]
 fn links_planted_during_collect_and_finalize_are_never_followed() {
     let t = shared_tempdir();
-    let py = pyenv("3.12.1").expect("pyenv 3.12.1 is required (.ci/run installs it)");
+    let py = pyenv_required("3.12.1");
     let script = write_script(
         t.path(),
         "busy.py",

@@ -45,8 +45,6 @@ print(Worker().run(int(sys.argv[1]), 100000))
 const HEAVY_LINES: [u32; 2] = [5, 6];
 const LIGHT_LINES: [u32; 2] = [11, 12];
 
-const VERSIONS: [&str; 6] = ["3.8.18", "3.9.18", "3.10.13", "3.11.7", "3.12.1", "3.13.0"];
-
 /// The agent library: target/debug's when it is newer than its sources, else built into
 /// this test's own target dir (so no cargo lock is shared with the running `cargo test`).
 pub(crate) fn agent_lib() -> PathBuf {
@@ -280,12 +278,7 @@ fn assert_work_truth(dir: &Path, label: &str, agent_alone: bool) {
 fn agent_captures_designed_shares_names_and_lines_on_each_version() {
     let (tmp, script) = temp_script("work.py", WORK);
     let mut ran = 0;
-    for ver in VERSIONS {
-        let Some(py) = pyenv(ver) else {
-            assert_ne!(ver, "3.11.7", "pyenv 3.11.7 is required");
-            eprintln!("skip: pyenv python {ver} missing");
-            continue;
-        };
+    for (ver, py) in installed_pythons() {
         let dir = tmp.path().join(format!("r{ver}"));
         let out = collect(
             &dir,
@@ -313,15 +306,7 @@ fn pyenv_shim_and_ordinary_user() {
     // that exit before their exec record is read are counted as too short, not
     // announced one line each as "not sampled".
     let dir = tmp.path().join("shim");
-    let out = hwprof(&[
-        "collect",
-        "-r",
-        dir.to_str().unwrap(),
-        "--",
-        "python3",
-        script.to_str().unwrap_or(""),
-        "12",
-    ]);
+    let out = collect_loud(&dir, &[], &["python3", script.to_str().unwrap_or(""), "12"]);
     ok(&out);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!err.contains("was not sampled"), "{err}");
@@ -451,10 +436,7 @@ outer()
 fn remote_reader_walks_live_interpreters_and_a_recorded_image() {
     use std::io::BufRead;
     let (_tmp, script) = temp_script("deep.py", DEEP);
-    for ver in VERSIONS {
-        let Some(py) = pyenv_or_skip(ver) else {
-            continue;
-        };
+    for (ver, py) in installed_pythons() {
         let mut child = Command::new(&py)
             .arg(&script)
             .stdout(std::process::Stdio::piped())
@@ -851,10 +833,9 @@ const SLEEP_LINE: u32 = 6;
 
 #[test]
 fn blocked_thread_is_reported_at_its_sleep_line_with_its_os_tid() {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!(
-            "skipped: locks mode needs kernel context-switch samples (root or perf_event_paranoid <= 1)"
-        );
+    if !root_or_skip(
+        "locks mode needs kernel context-switch samples (root or perf_event_paranoid <= 1)",
+    ) {
         return;
     }
     let (tmp, script) = temp_script("sleeper.py", SLEEPER);

@@ -29,8 +29,6 @@ use serde_json::Value;
 
 use crate::common::*;
 
-const VERSIONS: [&str; 6] = ["3.8.18", "3.9.18", "3.10.13", "3.11.7", "3.12.1", "3.13.0"];
-
 const POOL: &str = r#"import multiprocessing as mp
 
 def hot(n):
@@ -213,12 +211,7 @@ fn assert_pool(dir: &Path, label: &str) {
 fn spawn_pool_every_frame_named_and_joined_on_each_version() {
     let tmp = shared_tempdir();
     let script = write_script(tmp.path(), "pool.py", POOL);
-    for ver in VERSIONS {
-        let Some(py) = pyenv(ver) else {
-            assert_ne!(ver, "3.11.7", "pyenv 3.11.7 is required");
-            eprintln!("skip {ver}: no interpreter at ~/.pyenv/versions/{ver}");
-            continue;
-        };
+    for (ver, py) in installed_pythons() {
         let dir = tmp.path().join(format!("pool-{ver}"));
         ok(&collect_with(&hwprof_bin(), false, &dir, &[&py, &script]));
         assert_pool(&dir, &format!("spawn pool, {ver}, root"));
@@ -229,12 +222,7 @@ fn spawn_pool_every_frame_named_and_joined_on_each_version() {
 fn calls_from_c_into_python_keep_named_stacks_on_each_version() {
     let tmp = shared_tempdir();
     let script = write_script(tmp.path(), "c_calls.py", C_CALLS);
-    for ver in VERSIONS {
-        let Some(py) = pyenv(ver) else {
-            assert_ne!(ver, "3.11.7", "pyenv 3.11.7 is required");
-            eprintln!("skip {ver}: no interpreter at ~/.pyenv/versions/{ver}");
-            continue;
-        };
+    for (ver, py) in installed_pythons() {
         let label = format!("C calls, {ver}");
         let dir = tmp.path().join(format!("c-calls-{ver}"));
         ok(&collect_with(&hwprof_bin(), false, &dir, &[&py, &script]));

@@ -235,7 +235,7 @@ fn cpu_ticks(pid: u32) -> Option<u64> {
 #[test]
 fn a_low_open_files_limit_keeps_samples_and_does_not_spin() {
     let tmp = shared_tempdir();
-    let py = pyenv("3.12.1").expect("pyenv 3.12.1 is required (.ci/run installs it)");
+    let py = pyenv_required("3.12.1");
     let script = tmp.path().join("spawns.py");
     std::fs::write(&script, CONCURRENT_SPAWNS).unwrap();
     let dir = tmp.path().join("r");
