@@ -43,21 +43,9 @@ pub(crate) fn read_u64(pid: libc::pid_t, addr: u64) -> Option<u64> {
     read_mem(pid, addr, &mut b).then(|| u64::from_le_bytes(b))
 }
 
-/// The 8-byte word at `off` of `b` (0 when outside).
-#[inline]
-pub(crate) fn word(b: &[u8], off: u64) -> u64 {
-    let o = off as usize;
-    o.checked_add(8)
-        .and_then(|e| b.get(o..e))
-        .and_then(|s| s.try_into().ok())
-        .map(u64::from_le_bytes)
-        .unwrap_or(0)
-}
-
-#[inline]
-pub(crate) fn add(a: u64, off: u64) -> u64 {
-    if off == NONE { 0 } else { a.wrapping_add(off) }
-}
+/// Field reads shared with the collector's walk (`hwprof-wire`): a word of a copied
+/// window, and `a + off` (0 when the field is absent).
+pub(crate) use crate::wire::frames::{at as add, word};
 
 /// Reads several regions (at most 4), skipping requests at address 0 or NONE; returns a
 /// bit mask of the requests read completely. With the safe copy each is read on its

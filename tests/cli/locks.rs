@@ -422,6 +422,12 @@ fn mpirun_locks(
         "mpi4py is not installed for python3: pip install -r .ci/requirements.txt (.ci/run does)"
     );
     let py = String::from_utf8_lossy(&py.stdout).trim().to_string();
+    mpirun_collect_locks(dir, &[py.as_str(), script.to_str().unwrap(), arg])
+}
+
+/// `mpirun -n 4 hwprof collect -q -m locks -r DIR -- PROGRAM...` (oversubscribed, root
+/// allowed), with the test's agent.
+fn mpirun_collect_locks(dir: &std::path::Path, program: &[&str]) -> std::process::Output {
     std::process::Command::new("mpirun")
         .args(["--allow-run-as-root", "--oversubscribe", "-n", "4"])
         .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
@@ -431,7 +437,7 @@ fn mpirun_locks(
         .args(["collect", "-q", "-m", "locks", "-r"])
         .arg(dir)
         .arg("--")
-        .args([py.as_str(), script.to_str().unwrap(), arg])
+        .args(program)
         .output()
         .expect("run mpirun (.ci/run installs openmpi-bin)")
 }
@@ -581,21 +587,8 @@ fn mpirun_locks_with_tool(
     } else {
         format!("$LD_PRELOAD:{}", tool.display())
     };
-    let out = Command::new("mpirun")
-        .args(["--allow-run-as-root", "--oversubscribe", "-n", "4"])
-        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
-        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
-        .env("HWPROF_AGENT_LIB", crate::python::agent_lib())
-        .arg(hwprof_bin())
-        .args(["collect", "-q", "-m", "locks", "-r"])
-        .arg(dir)
-        .args(["--", "sh", "-c"])
-        .arg(format!(
-            "LD_PRELOAD=\"{preload}\" exec {} 0.4",
-            prog.display()
-        ))
-        .output()
-        .expect("run mpirun (.ci/run installs openmpi-bin)");
+    let line = format!("LD_PRELOAD=\"{preload}\" exec {} 0.4", prog.display());
+    let out = mpirun_collect_locks(dir, &["sh", "-c", &line]);
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "mpirun failed: {stderr}");
     stderr

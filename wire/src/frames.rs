@@ -171,13 +171,13 @@ pub struct Decoder {
 
 /// `a + off`, 0 (never read) when the field is absent.
 #[inline]
-fn at(a: u64, off: u64) -> u64 {
+pub fn at(a: u64, off: u64) -> u64 {
     if off == NONE { 0 } else { a.wrapping_add(off) }
 }
 
 /// The little-endian word at `off` of `b` (0 when outside).
 #[inline]
-fn word(b: &[u8], off: u64) -> u64 {
+pub fn word(b: &[u8], off: u64) -> u64 {
     let o = off as usize;
     o.checked_add(8)
         .and_then(|e| b.get(o..e))
