@@ -86,16 +86,8 @@ pub enum CollectError {
 
 fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> CollectError {
     let what = what.into();
-    move |source| {
-        // Out of fds: say which limit, and how to raise it.
-        let what = match source.raw_os_error() {
-            Some(libc::EMFILE | libc::ENFILE) => format!(
-                "{what} (out of file descriptors: raise the open-files limit, `ulimit -n` up to `ulimit -Hn`)"
-            ),
-            _ => what,
-        };
-        CollectError::Io { what, source }
-    }
+    // Out of fds: the edge (`main.rs`, `needs_fd_limit_hint`) says which limit to raise.
+    move |source| CollectError::Io { what, source }
 }
 
 /// What collection produced.

@@ -411,7 +411,7 @@ fn python_gil_waits_and_sleeps_at_their_lines() {
 fn mpirun_locks(
     dir: &std::path::Path,
     script: &std::path::Path,
-    arg: &str,
+    args: &[&str],
 ) -> std::process::Output {
     let py = std::process::Command::new("python3")
         .args(["-c", "import sys, mpi4py; print(sys.executable)"])
@@ -422,7 +422,9 @@ fn mpirun_locks(
         "mpi4py is not installed for python3: pip install -r .ci/requirements.txt (.ci/run does)"
     );
     let py = String::from_utf8_lossy(&py.stdout).trim().to_string();
-    mpirun_collect_locks(dir, &[py.as_str(), script.to_str().unwrap(), arg])
+    let mut program = vec![py.as_str(), script.to_str().unwrap()];
+    program.extend(args);
+    mpirun_collect_locks(dir, &program)
 }
 
 /// `mpirun -n 4 hwprof collect -q -m locks -r DIR -- PROGRAM...` (oversubscribed, root
@@ -456,7 +458,7 @@ fn mpi_barrier_waits_are_mpi_on_the_waiting_ranks() {
     let t = shared_tempdir();
     let dir = t.path().join("run");
     let script = program_source("mpi_imbalance.py");
-    let out = mpirun_locks(&dir, &script, "0.3");
+    let out = mpirun_locks(&dir, &script, &["0.3"]);
     assert!(
         out.status.success(),
         "mpirun failed: {}",
@@ -494,7 +496,7 @@ fn mpi_barrier_waits_are_mpi_on_the_waiting_ranks() {
     );
 }
 
-/// mpi_barrier_waits.py under `mpirun -n 4` with T = 0.4 s: rank 2 works 3T of wall
+/// mpi_imbalance.py under `mpirun -n 4` with T = 0.4 s of wall time: rank 2 works 3T of wall
 /// time, the others T, then all meet at a barrier. Open MPI waits there by polling, on
 /// CPU: the agent times the `MPI_Barrier` mpi4py calls, so each other rank's wait is
 /// class mpi, object `MPI_Barrier`, at the barrier line, and the three total the
@@ -507,9 +509,9 @@ fn mpi_barrier_waits_total_the_designed_imbalance() {
     }
     let t = shared_tempdir();
     let dir = t.path().join("run");
-    let script = program_source("mpi_barrier_waits.py");
+    let script = program_source("mpi_imbalance.py");
     const T: f64 = 0.4;
-    let out = mpirun_locks(&dir, &script, &T.to_string());
+    let out = mpirun_locks(&dir, &script, &[&T.to_string(), "wall"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "mpirun failed: {stderr}");
     // Each rank's barrier wait by its own clock (mpirun interleaves the ranks' lines:
