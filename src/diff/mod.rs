@@ -654,6 +654,23 @@ pub(crate) mod tests {
         w.profile
     }
 
+    /// BASE and NEW, each a [`profile`] at its frequency (`hz`: base, new), from one
+    /// table of (name, module, kind, file, BASE value, NEW value) leaves; a leaf whose
+    /// value is 0 on a side is not in that side's profile.
+    pub(crate) fn profiles(
+        hz: (&str, &str),
+        leaves: &[(&str, &str, FrameKind, &str, u64, u64)],
+    ) -> (Profile, Profile) {
+        let side = |value: fn(&(&str, &str, FrameKind, &str, u64, u64)) -> u64| {
+            leaves
+                .iter()
+                .filter(|l| value(l) > 0)
+                .map(|l| (l.0, l.1, l.2, l.3, value(l)))
+                .collect::<Vec<_>>()
+        };
+        (profile(hz.0, &side(|l| l.4)), profile(hz.1, &side(|l| l.5)))
+    }
+
     pub(crate) fn side(p: &Profile) -> Side<'_> {
         Side {
             profile: p,
@@ -687,22 +704,13 @@ pub(crate) mod tests {
     #[test]
     fn native_functions_match_by_name_and_module_python_by_qualname_and_file() {
         use FrameKind::{Native, Python};
-        let base = profile(
-            "1000",
+        let (base, new) = profiles(
+            ("1000", "1000"),
             &[
-                ("solve", "libm.so", Native, "", 100),
-                ("solve", "app", Native, "", 50),
-                ("Solver.run", "python", Python, "a.py", 30),
-                ("Solver.run", "python", Python, "b.py", 20),
-            ],
-        );
-        let new = profile(
-            "1000",
-            &[
-                ("solve", "libm.so", Native, "", 200),
-                ("solve", "app", Native, "", 50),
-                ("Solver.run", "python", Python, "a.py", 60),
-                ("Solver.run", "python", Python, "b.py", 20),
+                ("solve", "libm.so", Native, "", 100, 200),
+                ("solve", "app", Native, "", 50, 50),
+                ("Solver.run", "python", Python, "a.py", 30, 60),
+                ("Solver.run", "python", Python, "b.py", 20, 20),
             ],
         );
         let t = table(&base, &new, DiffView::Hotspots, Normalize::None).unwrap();
@@ -724,19 +732,13 @@ pub(crate) mod tests {
     #[test]
     fn unmatched_rows_are_listed_not_dropped() {
         use FrameKind::Native;
-        let base = profile(
-            "1000",
-            &[
-                ("old_fn", "app", Native, "", 10),
-                ("kept", "app", Native, "", 5),
-            ],
-        );
         // Same name in another module does not match: it is a different function.
-        let new = profile(
-            "1000",
+        let (base, new) = profiles(
+            ("1000", "1000"),
             &[
-                ("old_fn", "app2", Native, "", 10),
-                ("kept", "app", Native, "", 5),
+                ("old_fn", "app", Native, "", 10, 0),
+                ("old_fn", "app2", Native, "", 0, 10),
+                ("kept", "app", Native, "", 5, 5),
             ],
         );
         let t = table(&base, &new, DiffView::Hotspots, Normalize::None).unwrap();
@@ -757,13 +759,12 @@ pub(crate) mod tests {
     fn time_uses_each_sides_frequency_percent_each_total() {
         use FrameKind::Native;
         // Same CPU time (0.1 s of f), sampled at 1000 Hz then at 500 Hz.
-        let base = profile(
-            "1000",
-            &[("f", "app", Native, "", 100), ("g", "app", Native, "", 100)],
-        );
-        let new = profile(
-            "500",
-            &[("f", "app", Native, "", 50), ("g", "app", Native, "", 150)],
+        let (base, new) = profiles(
+            ("1000", "500"),
+            &[
+                ("f", "app", Native, "", 100, 50),
+                ("g", "app", Native, "", 100, 150),
+            ],
         );
         let t = table(&base, &new, DiffView::Hotspots, Normalize::Time).unwrap();
         assert_eq!(t.unit, "s");
@@ -780,9 +781,14 @@ pub(crate) mod tests {
     #[test]
     fn lines_match_by_file_and_line_modules_by_name() {
         use FrameKind::Native;
-        let base = profile("1000", &[("f", "app", Native, "f.c", 10)]);
         // Renamed function, same file and line: the line matches.
-        let new = profile("1000", &[("f_v2", "app", Native, "f.c", 30)]);
+        let (base, new) = profiles(
+            ("1000", "1000"),
+            &[
+                ("f", "app", Native, "f.c", 10, 0),
+                ("f_v2", "app", Native, "f.c", 0, 30),
+            ],
+        );
         let t = table(&base, &new, DiffView::Lines, Normalize::None).unwrap();
         let r = t.rows.iter().find(|r| r.file == "f.c").unwrap();
         assert_eq!((r.base_self, r.new_self, r.line), (10.0, 30.0, Some(2)));
