@@ -620,15 +620,12 @@ fn sort_rows(rows: &mut [DiffRow]) {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::profile::{EventRow, Frame, Function, Process, ProfileWriter, Thread};
+    use crate::profile::{Frame, Function, Process, ProfileWriter, Thread};
 
     /// A profile with `main` calling the given (name, module, kind, file, value) leaves.
     pub(crate) fn profile(hz: &str, leaves: &[(&str, &str, FrameKind, &str, u64)]) -> Profile {
-        let mut w = ProfileWriter::default();
-        w.profile.meta.insert("mode".into(), "hotspots".into());
-        w.profile.meta.insert("metric".into(), "samples".into());
-        w.profile.meta.insert("frequency_hz".into(), hz.into());
-        w.profile.events.push(EventRow::default());
+        // One event, named "".
+        let mut w = ProfileWriter::hotspots_for_tests(hz, "");
         w.profile.processes.push(Process::default());
         w.profile.threads.push(Thread::default());
         let fun = |w: &mut ProfileWriter, name: &str, module: &str, kind, file: &str| {
