@@ -658,14 +658,15 @@ pub(crate) mod tests {
         hz: (&str, &str),
         leaves: &[(&str, &str, FrameKind, &str, u64, u64)],
     ) -> (Profile, Profile) {
-        let side = |value: fn(&(&str, &str, FrameKind, &str, u64, u64)) -> u64| {
+        let side = |new: bool| {
+            let value = |l: &(_, _, _, _, u64, u64)| if new { l.5 } else { l.4 };
             leaves
                 .iter()
                 .filter(|l| value(l) > 0)
                 .map(|l| (l.0, l.1, l.2, l.3, value(l)))
                 .collect::<Vec<_>>()
         };
-        (profile(hz.0, &side(|l| l.4)), profile(hz.1, &side(|l| l.5)))
+        (profile(hz.0, &side(false)), profile(hz.1, &side(true)))
     }
 
     pub(crate) fn side(p: &Profile) -> Side<'_> {
