@@ -170,6 +170,16 @@ pub fn dlopen_now(path: &std::path::Path) -> Result<(), String> {
         .into_owned())
 }
 
+/// What `read` makes of `text` written to a file `name` in a temporary directory: how
+/// the tests of the sidecar readers (rss.csv, counters.csv) feed them.
+#[cfg(test)]
+pub fn read_as_file<T>(name: &str, text: &str, read: impl FnOnce(&Path) -> T) -> T {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(name);
+    std::fs::write(&path, text).unwrap();
+    read(&path)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

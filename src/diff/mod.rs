@@ -620,15 +620,12 @@ fn sort_rows(rows: &mut [DiffRow]) {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::profile::{EventRow, Frame, Function, Process, ProfileWriter, Thread};
+    use crate::profile::{Frame, Function, Process, ProfileWriter, Thread};
 
     /// A profile with `main` calling the given (name, module, kind, file, value) leaves.
     pub(crate) fn profile(hz: &str, leaves: &[(&str, &str, FrameKind, &str, u64)]) -> Profile {
-        let mut w = ProfileWriter::default();
-        w.profile.meta.insert("mode".into(), "hotspots".into());
-        w.profile.meta.insert("metric".into(), "samples".into());
-        w.profile.meta.insert("frequency_hz".into(), hz.into());
-        w.profile.events.push(EventRow::default());
+        // One event, named "".
+        let mut w = ProfileWriter::hotspots_for_tests(hz, "");
         w.profile.processes.push(Process::default());
         w.profile.threads.push(Thread::default());
         let fun = |w: &mut ProfileWriter, name: &str, module: &str, kind, file: &str| {
@@ -652,6 +649,24 @@ pub(crate) mod tests {
             w.add_sample(s, 0, 0, value, value);
         }
         w.profile
+    }
+
+    /// BASE and NEW, each a [`profile`] at its frequency (`hz`: base, new), from one
+    /// table of (name, module, kind, file, BASE value, NEW value) leaves; a leaf whose
+    /// value is 0 on a side is not in that side's profile.
+    pub(crate) fn profiles(
+        hz: (&str, &str),
+        leaves: &[(&str, &str, FrameKind, &str, u64, u64)],
+    ) -> (Profile, Profile) {
+        let side = |new: bool| {
+            let value = |l: &(_, _, _, _, u64, u64)| if new { l.5 } else { l.4 };
+            leaves
+                .iter()
+                .filter(|l| value(l) > 0)
+                .map(|l| (l.0, l.1, l.2, l.3, value(l)))
+                .collect::<Vec<_>>()
+        };
+        (profile(hz.0, &side(false)), profile(hz.1, &side(true)))
     }
 
     pub(crate) fn side(p: &Profile) -> Side<'_> {
@@ -687,22 +702,13 @@ pub(crate) mod tests {
     #[test]
     fn native_functions_match_by_name_and_module_python_by_qualname_and_file() {
         use FrameKind::{Native, Python};
-        let base = profile(
-            "1000",
+        let (base, new) = profiles(
+            ("1000", "1000"),
             &[
-                ("solve", "libm.so", Native, "", 100),
-                ("solve", "app", Native, "", 50),
-                ("Solver.run", "python", Python, "a.py", 30),
-                ("Solver.run", "python", Python, "b.py", 20),
-            ],
-        );
-        let new = profile(
-            "1000",
-            &[
-                ("solve", "libm.so", Native, "", 200),
-                ("solve", "app", Native, "", 50),
-                ("Solver.run", "python", Python, "a.py", 60),
-                ("Solver.run", "python", Python, "b.py", 20),
+                ("solve", "libm.so", Native, "", 100, 200),
+                ("solve", "app", Native, "", 50, 50),
+                ("Solver.run", "python", Python, "a.py", 30, 60),
+                ("Solver.run", "python", Python, "b.py", 20, 20),
             ],
         );
         let t = table(&base, &new, DiffView::Hotspots, Normalize::None).unwrap();
@@ -724,19 +730,13 @@ pub(crate) mod tests {
     #[test]
     fn unmatched_rows_are_listed_not_dropped() {
         use FrameKind::Native;
-        let base = profile(
-            "1000",
-            &[
-                ("old_fn", "app", Native, "", 10),
-                ("kept", "app", Native, "", 5),
-            ],
-        );
         // Same name in another module does not match: it is a different function.
-        let new = profile(
-            "1000",
+        let (base, new) = profiles(
+            ("1000", "1000"),
             &[
-                ("old_fn", "app2", Native, "", 10),
-                ("kept", "app", Native, "", 5),
+                ("old_fn", "app", Native, "", 10, 0),
+                ("old_fn", "app2", Native, "", 0, 10),
+                ("kept", "app", Native, "", 5, 5),
             ],
         );
         let t = table(&base, &new, DiffView::Hotspots, Normalize::None).unwrap();
@@ -757,13 +757,12 @@ pub(crate) mod tests {
     fn time_uses_each_sides_frequency_percent_each_total() {
         use FrameKind::Native;
         // Same CPU time (0.1 s of f), sampled at 1000 Hz then at 500 Hz.
-        let base = profile(
-            "1000",
-            &[("f", "app", Native, "", 100), ("g", "app", Native, "", 100)],
-        );
-        let new = profile(
-            "500",
-            &[("f", "app", Native, "", 50), ("g", "app", Native, "", 150)],
+        let (base, new) = profiles(
+            ("1000", "500"),
+            &[
+                ("f", "app", Native, "", 100, 50),
+                ("g", "app", Native, "", 100, 150),
+            ],
         );
         let t = table(&base, &new, DiffView::Hotspots, Normalize::Time).unwrap();
         assert_eq!(t.unit, "s");
@@ -780,9 +779,14 @@ pub(crate) mod tests {
     #[test]
     fn lines_match_by_file_and_line_modules_by_name() {
         use FrameKind::Native;
-        let base = profile("1000", &[("f", "app", Native, "f.c", 10)]);
         // Renamed function, same file and line: the line matches.
-        let new = profile("1000", &[("f_v2", "app", Native, "f.c", 30)]);
+        let (base, new) = profiles(
+            ("1000", "1000"),
+            &[
+                ("f", "app", Native, "f.c", 10, 0),
+                ("f_v2", "app", Native, "f.c", 0, 30),
+            ],
+        );
         let t = table(&base, &new, DiffView::Lines, Normalize::None).unwrap();
         let r = t.rows.iter().find(|r| r.file == "f.c").unwrap();
         assert_eq!((r.base_self, r.new_self, r.line), (10.0, 30.0, Some(2)));

@@ -120,22 +120,22 @@ fn check_uncore(arch_fixture: &str, rel: &str) -> usize {
     checked
 }
 
-#[test]
-fn haswell_ep_core_and_uncore_encodings_match_perfmon() {
-    assert!(check_core("hsx", "HSX/events/haswellx_core.json") > 300);
-    assert!(check_uncore("hsx", "HSX/events/haswellx_uncore.json") > 1000);
-}
+/// Per fixture: its perfmon files (`{prefix}_core.json`, `{prefix}_uncore.json`) and the
+/// numbers of core and uncore events checked that each check must exceed.
+const PLATFORMS: [(&str, &str, usize, usize); 3] = [
+    ("hsx", "HSX/events/haswellx", 300, 1000),
+    ("knl", "KNL/events/knightslanding", 300, 400),
+    ("skx", "SKX/events/skylakex", 350, 120),
+];
 
 #[test]
-fn knl_core_and_uncore_encodings_match_perfmon() {
-    assert!(check_core("knl", "KNL/events/knightslanding_core.json") > 300);
-    assert!(check_uncore("knl", "KNL/events/knightslanding_uncore.json") > 400);
-}
-
-#[test]
-fn skylake_sp_core_and_uncore_encodings_match_perfmon() {
-    assert!(check_core("skx", "SKX/events/skylakex_core.json") > 350);
-    assert!(check_uncore("skx", "SKX/events/skylakex_uncore.json") > 120);
+fn haswell_ep_knl_and_skylake_sp_core_and_uncore_encodings_match_perfmon() {
+    for (arch, prefix, core_min, uncore_min) in PLATFORMS {
+        let n = check_core(arch, &format!("{prefix}_core.json"));
+        assert!(n > core_min, "{arch}: {n} core events checked");
+        let n = check_uncore(arch, &format!("{prefix}_uncore.json"));
+        assert!(n > uncore_min, "{arch}: {n} uncore events checked");
+    }
 }
 
 #[test]
@@ -203,26 +203,17 @@ fn knl_ddr_and_mcdram_events() {
 #[test]
 fn errors_name_the_problem_and_close_matches() {
     let env = fixture("hsx");
-    let e = resolve_all("UNC_M_CAS_COUNT.RDX", &env)
-        .unwrap_err()
-        .to_string();
+    let error = |name: &str| resolve_all(name, &env).unwrap_err().to_string();
+    let e = error("UNC_M_CAS_COUNT.RDX");
     assert!(e.contains("UNC_M_CAS_COUNT.RD"), "{e}");
-    let e = resolve_all("uncore_imc_0/evnt=1/", &env)
-        .unwrap_err()
-        .to_string();
+    let e = error("uncore_imc_0/evnt=1/");
     assert!(e.contains("no term 'evnt'") && e.contains("umask"), "{e}");
-    let e = resolve_all("uncore_foo/event=1/", &env)
-        .unwrap_err()
-        .to_string();
+    let e = error("uncore_foo/event=1/");
     assert!(e.contains("no PMU 'uncore_foo'"), "{e}");
-    let e = resolve_all("uncore_imc_0/event=0x1ff/", &env)
-        .unwrap_err()
-        .to_string();
+    let e = error("uncore_imc_0/event=0x1ff/");
     assert!(e.contains("does not fit"), "{e}");
     // A CBo event that needs a filter register is refused, not mis-encoded.
-    let e = resolve_all("UNC_C_TOR_INSERTS.MISS_OPCODE", &env)
-        .unwrap_err()
-        .to_string();
+    let e = error("UNC_C_TOR_INSERTS.MISS_OPCODE");
     assert!(e.contains("filter"), "{e}");
     // Perfmon names of another CPU are not offered on this one.
     let knl = fixture("knl");

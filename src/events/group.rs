@@ -573,9 +573,6 @@ mod tests {
         assert!(a.iter().all(|x| x.read_format == GROUP_READ_FORMAT));
     }
 
-    /// The group machinery for real: a cpu-clock leader with page-faults and
-    /// context-switches members, opened with perf-event2 on a child process that
-    /// faults in a known number of pages and sleeps a known number of times.
     /// python3 running `script`, which first waits for a byte on stdin (so events can
     /// be opened before it does anything). None, with a note, when python3 is missing.
     fn python_waiting_on_stdin(script: &str) -> Option<std::process::Child> {
@@ -592,6 +589,22 @@ mod tests {
         }
     }
 
+    /// The attrs of a cpu-clock leader with page-faults and context-switches members
+    /// (`opts`), and [`python_waiting_on_stdin`] running `script` with its pid, for the
+    /// group to be opened on. None when python3 is missing.
+    fn clock_group_and_child(
+        opts: &GroupOptions,
+        script: &str,
+    ) -> Option<(Vec<sys::perf_event_attr>, std::process::Child, i32)> {
+        let env = EventEnv::system();
+        let spec = |n: &str| resolve_all(n, &env).unwrap().remove(0);
+        let members = [spec("page-faults"), spec("context-switches")];
+        let attrs = group_attrs(&spec("cpu-clock"), &members, opts);
+        let child = python_waiting_on_stdin(script)?;
+        let pid = child.id() as i32;
+        Some((attrs, child, pid))
+    }
+
     /// A perf-event2 builder for exactly `attr`, on `pid`, any CPU.
     fn builder_for(attr: &sys::perf_event_attr, pid: i32) -> perf_event::Builder<'static> {
         let mut b = perf_event::Builder::new(perf_event::events::Software::DUMMY);
@@ -605,8 +618,9 @@ mod tests {
     fn software_group_on_a_child_counts_its_faults_and_switches() {
         use std::io::Read;
         use std::os::fd::AsRawFd;
-        let env = EventEnv::system();
-        let spec = |n: &str| resolve_all(n, &env).unwrap().remove(0);
+        // The group machinery for real: a cpu-clock leader with page-faults and
+        // context-switches members, opened with perf-event2 on a child process that
+        // faults in a known number of pages and sleeps a known number of times.
         // Context switches happen in the kernel: counting them needs exclude_kernel off,
         // which perf_event_paranoid 2 allows only to root/CAP_PERFMON.
         let root = nix::unistd::geteuid().is_root();
@@ -615,18 +629,12 @@ mod tests {
             exclude_kernel: !root,
             ..Default::default()
         };
-        let attrs = group_attrs(
-            &spec("cpu-clock"),
-            &[spec("page-faults"), spec("context-switches")],
-            &opts,
-        );
         // The child waits for a byte on stdin, touches 2000 fresh pages (python3 writes
         // into a bytearray), then sleeps 20 times.
         let script = "import sys,time\nsys.stdin.read(1)\nb=bytearray(2000*4096)\nfor i in range(0,len(b),4096): b[i]=1\nfor _ in range(20): time.sleep(0.002)\n";
-        let Some(mut child) = python_waiting_on_stdin(script) else {
+        let Some((attrs, mut child, pid)) = clock_group_and_child(&opts, script) else {
             return;
         };
-        let pid = child.id() as i32;
         let build = |a: &sys::perf_event_attr| builder_for(a, pid);
         // Open on the running child: enable_on_exec does not apply, enable by ioctl.
         let mut leader = match build(&attrs[0]).build() {
@@ -683,23 +691,15 @@ mod tests {
     #[test]
     fn each_sample_carries_the_group_values() {
         use std::io::Write;
-        let env = EventEnv::system();
-        let spec = |n: &str| resolve_all(n, &env).unwrap().remove(0);
         let opts = GroupOptions {
             sampling: Sampling::Period(2_000_000), // every 2 ms of CPU
             ..Default::default()
         };
-        let attrs = group_attrs(
-            &spec("cpu-clock"),
-            &[spec("page-faults"), spec("context-switches")],
-            &opts,
-        );
         // Busy for ~150 ms of CPU while faulting pages in, after a byte on stdin.
         let script = "import sys,time\nsys.stdin.read(1)\nb=bytearray(3000*4096)\nt=time.process_time()\ni=0\nwhile time.process_time()-t<0.15:\n    b[(i*4096)%len(b)]=1; i+=1\n";
-        let Some(mut child) = python_waiting_on_stdin(script) else {
+        let Some((attrs, mut child, pid)) = clock_group_and_child(&opts, script) else {
             return;
         };
-        let pid = child.id() as i32;
         let build = |a: &sys::perf_event_attr| builder_for(a, pid);
         let mut leader = build(&attrs[0]).build().unwrap();
         let m1 = build(&attrs[1]).build_with_group(&mut leader).unwrap();

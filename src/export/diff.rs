@@ -648,15 +648,13 @@ mod tests {
     #[test]
     fn stacks_pair_by_frame_labels() {
         use crate::profile::FrameKind::Native;
-        let base = crate::diff::tests::profile(
-            "1000",
-            &[("a", "app", Native, "", 10), ("gone", "app", Native, "", 4)],
-        );
-        let new = crate::diff::tests::profile(
-            "1000",
+        let (base, new) = crate::diff::tests::profiles(
+            ("1000", "1000"),
             &[
-                ("a", "other_build", Native, "", 20),
-                ("b", "app", Native, "", 5),
+                ("a", "app", Native, "", 10, 0),
+                ("a", "other_build", Native, "", 0, 20),
+                ("gone", "app", Native, "", 4, 0),
+                ("b", "app", Native, "", 0, 5),
             ],
         );
         let pairs = stack_pairs(

@@ -703,9 +703,7 @@ pub fn one_line(s: &str) -> String {
 #[cfg(test)]
 pub(crate) mod testutil {
     //! A small profile with designed ground truth, shared by the format tests.
-    use crate::profile::{
-        EventRow, Frame, FrameKind, Function, Process, Profile, ProfileWriter, Thread,
-    };
+    use crate::profile::{Frame, FrameKind, Function, Process, Profile, ProfileWriter, Thread};
 
     /// What a format's `write` makes of `sample_profile` with every frame.
     pub fn written_sample(
@@ -729,14 +727,7 @@ pub(crate) mod testutil {
     /// main→a→a (recursion, 2 samples, thread 0), py `run` → native `PyEval` (2 samples,
     /// thread 0); metric samples at 100 Hz.
     pub fn sample_profile() -> Profile {
-        let mut w = ProfileWriter::default();
-        w.profile.meta.insert("mode".into(), "hotspots".into());
-        w.profile.meta.insert("metric".into(), "samples".into());
-        w.profile.meta.insert("frequency_hz".into(), "100".into());
-        w.profile.events.push(EventRow {
-            name: "cpu-clock".into(),
-            ..Default::default()
-        });
+        let mut w = ProfileWriter::hotspots_for_tests("100", "cpu-clock");
         for (pid, rank) in [(10, 0), (20, 1)] {
             w.profile.processes.push(Process {
                 host: "h".into(),

@@ -354,6 +354,13 @@ mod tests {
         let refs: Vec<&Function> = stack.iter().collect();
         classify(&refs, arg0)
     }
+    /// The wait of `class` on `object`.
+    fn wait(class: WaitClass, object: &str) -> Wait {
+        Wait {
+            class,
+            object: Some(object.into()),
+        }
+    }
 
     #[test]
     fn names_lose_glibc_decorations() {
@@ -381,10 +388,7 @@ mod tests {
         ];
         assert_eq!(
             class_of(&stack, Some(0x5555_1234_5000)),
-            Wait {
-                class: WaitClass::Lock,
-                object: Some("0x555512345000".into())
-            }
+            wait(WaitClass::Lock, "0x555512345000")
         );
         // No registers: the class alone.
         assert_eq!(class_of(&stack, None).object, None);
@@ -432,10 +436,7 @@ mod tests {
         ];
         assert_eq!(
             class_of(&stack, Some(0x7f00_0000_1000)),
-            Wait {
-                class: WaitClass::Gil,
-                object: Some("GIL".into())
-            }
+            wait(WaitClass::Gil, "GIL")
         );
     }
 
@@ -453,10 +454,7 @@ mod tests {
         ];
         assert_eq!(
             class_of(&stack, Some(0x7f8e_5c00_0b70)),
-            Wait {
-                class: WaitClass::Lock,
-                object: Some("0x7f8e5c000b70".into())
-            }
+            wait(WaitClass::Lock, "0x7f8e5c000b70")
         );
     }
 
@@ -492,10 +490,7 @@ mod tests {
         ];
         assert_eq!(
             class_of(&stack, Some(4)),
-            Wait {
-                class: WaitClass::Mpi,
-                object: Some("MPI_Barrier".into())
-            }
+            wait(WaitClass::Mpi, "MPI_Barrier")
         );
         // Inside MPI_Wait called by MPI_Sendrecv's implementation: the outer call names it.
         let nested = [
@@ -531,10 +526,7 @@ mod tests {
         ];
         assert_eq!(
             classify_preempted(&stack.iter().collect::<Vec<_>>()),
-            Wait {
-                class: WaitClass::Mpi,
-                object: Some("MPI_Barrier".into())
-            }
+            wait(WaitClass::Mpi, "MPI_Barrier")
         );
         let spin = [native("spin", "app")];
         assert_eq!(

@@ -540,6 +540,28 @@ mod tests {
         }
     }
 
+    /// The marker of a wait of `class` (`WAIT_SLEEP`, ...) from `start` to `end`, which a
+    /// signal interrupted or not (then it may be restarted).
+    fn restartable(class: u64, start: u64, end: u64, interrupted: bool) -> Marker {
+        let what = class | if interrupted { WAIT_INTERRUPTED } else { 0 };
+        Marker::decode(what, 0, start, end - start, end + 10).unwrap()
+    }
+
+    /// Each (start, end, marker, leaf) piece on thread 7: off CPU from 1 µs after
+    /// `start` to 1 µs before `end`, then `marker` on stack `leaf`.
+    fn run_pieces(j: &mut WaitJoin, out: &mut RawProfile, pieces: &[(u64, u64, Marker, u32)]) {
+        for (start, end, marker, leaf) in pieces {
+            j.switch_out(7, 0, start + 1_000, false);
+            j.switch_in(7, end - 1_000, None, out);
+            j.marker(7, key(*leaf), marker.clone(), out);
+        }
+    }
+
+    /// Per wait: whether it continues the one before.
+    fn continued(out: &RawProfile) -> Vec<bool> {
+        out.waits.iter().map(|w| w.continued).collect()
+    }
+
     fn marker(class: u64, start: u64, end: u64) -> Marker {
         Marker::decode(
             class | (WAIT_OBJ_ADDR << 8),
@@ -620,30 +642,29 @@ mod tests {
         let mut j = WaitJoin::default();
         let mut out = RawProfile::default();
         let sleep = |start: u64, end: u64, interrupted: bool| {
-            let what = WAIT_SLEEP | if interrupted { WAIT_INTERRUPTED } else { 0 };
-            Marker::decode(what, 0, start, end - start, end + 10).unwrap()
+            (
+                start,
+                end,
+                restartable(WAIT_SLEEP, start, end, interrupted),
+                5,
+            )
         };
         // A sleep interrupted twice (restarted 20 µs later each time), then a new one.
         let pieces = [
-            (1_000_000, 2_000_000, true),
-            (2_020_000, 3_000_000, true),
-            (3_020_000, 4_000_000, false),
-            (4_010_000, 5_000_000, false),
+            sleep(1_000_000, 2_000_000, true),
+            sleep(2_020_000, 3_000_000, true),
+            sleep(3_020_000, 4_000_000, false),
+            sleep(4_010_000, 5_000_000, false),
         ];
-        for (start, end, interrupted) in pieces {
-            j.switch_out(7, 0, start + 1_000, false);
-            j.switch_in(7, end - 1_000, None, &mut out);
-            j.marker(7, key(5), sleep(start, end, interrupted), &mut out);
-        }
+        run_pieces(&mut j, &mut out, &pieces);
         // Not after a gap, nor on another stack.
         j.switch_out(7, 0, 5_001_000, false);
         j.switch_in(7, 5_999_000, None, &mut out);
-        j.marker(7, key(5), sleep(5_000_000, 6_000_000, true), &mut out);
+        j.marker(7, key(5), sleep(5_000_000, 6_000_000, true).2, &mut out);
         j.switch_out(7, 0, 6_021_000, false);
         j.switch_in(7, 6_999_000, None, &mut out);
-        j.marker(7, key(6), sleep(6_020_000, 7_000_000, false), &mut out);
-        let continued: Vec<bool> = out.waits.iter().map(|w| w.continued).collect();
-        assert_eq!(continued, [false, true, true, false, false, false]);
+        j.marker(7, key(6), sleep(6_020_000, 7_000_000, false).2, &mut out);
+        assert_eq!(continued(&out), [false, true, true, false, false, false]);
     }
 
     #[test]
@@ -651,30 +672,21 @@ mod tests {
         let mut j = WaitJoin::default();
         let mut out = RawProfile::default();
         let deadline = 200_000_000;
-        let sleep = |start: u64, end: u64, interrupted: bool, deadline: u64| {
-            let what = WAIT_SLEEP | if interrupted { WAIT_INTERRUPTED } else { 0 };
-            Marker::decode(what, 0, start, end - start, end + 10)
-                .map(|m| Marker {
-                    deadline: Some(deadline),
-                    ..m
-                })
-                .unwrap()
+        let sleep = |start: u64, end: u64, interrupted: bool, deadline: u64, leaf: u32| {
+            let m = restartable(WAIT_SLEEP, start, end, interrupted);
+            let deadline = Some(deadline);
+            (start, end, Marker { deadline, ..m }, leaf)
         };
         // Interrupted at 30 ms, restarted 45 ms later (the handler waited for the GIL):
         // the same sleep, also when the restart's marker unwound to another stack (the
         // short stack copy, say). Then a new sleep with its own deadline right after it.
         let pieces = [
-            (0, 30_000_000, true, deadline, 5),
-            (75_000_000, deadline, false, deadline, 6),
-            (deadline + 10_000, 2 * deadline, false, 2 * deadline, 5),
+            sleep(0, 30_000_000, true, deadline, 5),
+            sleep(75_000_000, deadline, false, deadline, 6),
+            sleep(deadline + 10_000, 2 * deadline, false, 2 * deadline, 5),
         ];
-        for (start, end, interrupted, d, leaf) in pieces {
-            j.switch_out(7, 0, start + 1_000, false);
-            j.switch_in(7, end - 1_000, None, &mut out);
-            j.marker(7, key(leaf), sleep(start, end, interrupted, d), &mut out);
-        }
-        let continued: Vec<bool> = out.waits.iter().map(|w| w.continued).collect();
-        assert_eq!(continued, [false, true, false]);
+        run_pieces(&mut j, &mut out, &pieces);
+        assert_eq!(continued(&out), [false, true, false]);
     }
 
     #[test]
@@ -691,21 +703,21 @@ mod tests {
             (0, at(0x30)),
             (NO_NODE, at(0x40)),
         ];
-        let io = |start: u64, end: u64, interrupted: bool| {
-            let what = WAIT_IO | if interrupted { WAIT_INTERRUPTED } else { 0 };
-            Marker::decode(what, 0, start, end - start, end + 10).unwrap()
+        let io = |start: u64, end: u64, interrupted: bool, leaf: u32| {
+            (
+                start,
+                end,
+                restartable(WAIT_IO, start, end, interrupted),
+                leaf,
+            )
         };
-        for (start, end, interrupted, leaf) in [
-            (1_000_000, 2_000_000, true, 1),
-            (2_020_000, 3_000_000, true, 2),
-            (3_020_000, 4_000_000, false, 3),
-        ] {
-            j.switch_out(7, 0, start + 1_000, false);
-            j.switch_in(7, end - 1_000, None, &mut out);
-            j.marker(7, key(leaf), io(start, end, interrupted), &mut out);
-        }
-        let continued: Vec<bool> = out.waits.iter().map(|w| w.continued).collect();
-        assert_eq!(continued, [false, true, false]);
+        let pieces = [
+            io(1_000_000, 2_000_000, true, 1),
+            io(2_020_000, 3_000_000, true, 2),
+            io(3_020_000, 4_000_000, false, 3),
+        ];
+        run_pieces(&mut j, &mut out, &pieces);
+        assert_eq!(continued(&out), [false, true, false]);
     }
 
     #[test]

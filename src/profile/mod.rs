@@ -1301,6 +1301,24 @@ fn check_readable(dir: &Path, db: &Path) -> Result<(), ProfileError> {
 }
 
 #[cfg(test)]
+impl ProfileWriter {
+    /// A hotspots profile (metric samples) sampled at `hz` with one event, `event`,
+    /// opened: where the unit tests of the readers (diff, export) start.
+    pub(crate) fn hotspots_for_tests(hz: &str, event: &str) -> ProfileWriter {
+        let mut w = ProfileWriter::default();
+        w.profile.meta.insert("mode".into(), "hotspots".into());
+        w.profile.meta.insert("metric".into(), "samples".into());
+        w.profile.meta.insert("frequency_hz".into(), hz.into());
+        let name = event.into();
+        w.profile.events.push(EventRow {
+            name,
+            ..Default::default()
+        });
+        w
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

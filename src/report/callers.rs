@@ -23,7 +23,7 @@ pub fn callers(p: &Profile, format: ReportFormat, top: usize, filter: StackFilte
         .collect();
     let mut out_json = Vec::new();
     let mut text = String::new();
-    let mut csv = csv_line(&["function", "relation", "other", "value", "pct"].map(String::from));
+    let mut csv = csv_line(&["function", "relation", "other", "value", "pct"]);
     for r in rows.iter().take(top) {
         let Some(&fi) = index.get(&r.function) else {
             continue;

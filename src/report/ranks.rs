@@ -59,19 +59,16 @@ pub fn ranks(p: &Profile, format: ReportFormat, filter: StackFilter) -> String {
     } else {
         works.iter().sum::<u64>() as f64 / works.len() as f64
     };
-    let mut csv = csv_line(
-        &[
-            "rank",
-            "host",
-            "pid",
-            "total",
-            "work",
-            "pct_of_mean",
-            "mpi_pct",
-            "idle",
-        ]
-        .map(String::from),
-    );
+    let mut csv = csv_line(&[
+        "rank",
+        "host",
+        "pid",
+        "total",
+        "work",
+        "pct_of_mean",
+        "mpi_pct",
+        "idle",
+    ]);
     let mut text = format!(
         "Ranks by {}\n{:>5} {:>12} {:>8} {:>10} {:>10} {:>8} {:>6}  idle\n",
         p.metric(),

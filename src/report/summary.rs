@@ -205,7 +205,7 @@ pub fn summary(p: &Profile, format: ReportFormat, top: usize, filter: StackFilte
                 v["rank_notices"] = n;
             }
             if format == ReportFormat::Csv {
-                let mut s = csv_line(&["key", "value"].map(String::from));
+                let mut s = csv_line(&["key", "value"]);
                 if let Some(o) = v.as_object() {
                     for (k, x) in o {
                         if k != "top" && k != "events" {

@@ -219,7 +219,8 @@ pub(super) fn sort_rows(rows: &mut [Row]) {
     });
 }
 
-pub(crate) fn csv_line(fields: &[String]) -> String {
+/// One CSV record (quoted where needed), with its newline.
+pub(crate) fn csv_line<S: AsRef<[u8]>>(fields: &[S]) -> String {
     let mut w = csv::WriterBuilder::new().from_writer(Vec::new());
     let _ = w.write_record(fields);
     String::from_utf8(w.into_inner().unwrap_or_default()).unwrap_or_default()

@@ -27,8 +27,7 @@ pub fn threads(p: &Profile, format: ReportFormat, top: usize, filter: StackFilte
     };
     match format {
         ReportFormat::Csv => {
-            let mut s =
-                csv_line(&["pid", "tid", "name", "rank", "total", "total_pct"].map(String::from));
+            let mut s = csv_line(&["pid", "tid", "name", "rank", "total", "total_pct"]);
             for (t, v) in rows {
                 let (pid, tid, name, rank) = info(t);
                 s.push_str(&csv_line(&[

@@ -85,6 +85,11 @@ fn wakers_by_row(p: &Profile, filter: StackFilter) -> HashMap<RowKey, Vec<(Strin
     out
 }
 
+/// `  woken by WAKER` after a text row, or "".
+fn woken_note(waker: Option<&str>) -> String {
+    waker.map(|w| format!("  woken by {w}")).unwrap_or_default()
+}
+
 /// `function file:line` of a frame (`function (module)` without a file).
 fn frame_label(p: &Profile, f: usize) -> String {
     let fr = &p.frames[f];
@@ -140,13 +145,10 @@ pub fn waits(p: &Profile, format: ReportFormat, top: usize, filter: StackFilter)
             .then_with(|| p.functions[a.0].name.cmp(&p.functions[b.0].name))
     });
     rows.truncate(top);
-    let mut csv = csv_line(
-        &[
-            "function", "module", "file", "line", "class", "object", "wait_ns", "wait_pct",
-            "count", "max_ns", "threads",
-        ]
-        .map(String::from),
-    );
+    let mut csv = csv_line(&[
+        "function", "module", "file", "line", "class", "object", "wait_ns", "wait_pct", "count",
+        "max_ns", "threads",
+    ]);
     let mut text = format!(
         "Waits (off-CPU time, inclusive; total {})\n{:>10} {:>7} {:>7} {:>10} {:>7}  {:<10} {:<16}  function (module) file:line\n",
         human(total, "ns"),
@@ -183,10 +185,7 @@ pub fn waits(p: &Profile, format: ReportFormat, top: usize, filter: StackFilter)
             _ => String::new(),
         };
         let waker = t.waker();
-        let woken = waker
-            .as_deref()
-            .map(|w| format!("  woken by {w}"))
-            .unwrap_or_default();
+        let woken = woken_note(waker.as_deref());
         text.push_str(&format!(
             "{:>10} {:>6.2}% {:>7} {:>10} {:>7}  {:<10} {:<16}  {} ({}){loc}{woken}\n",
             human(t.wait_ns, "ns"),
@@ -236,12 +235,9 @@ pub fn objects(p: &Profile, format: ReportFormat, top: usize, filter: StackFilte
     let mut rows: Vec<_> = acc.into_iter().collect();
     rows.sort_by(|a, b| b.1.0.wait_ns.cmp(&a.1.0.wait_ns).then(a.0.cmp(&b.0)));
     rows.truncate(top);
-    let mut csv = csv_line(
-        &[
-            "object", "class", "site", "wait_ns", "wait_pct", "waiters", "count", "max_ns",
-        ]
-        .map(String::from),
-    );
+    let mut csv = csv_line(&[
+        "object", "class", "site", "wait_ns", "wait_pct", "waiters", "count", "max_ns",
+    ]);
     let mut text = format!(
         "Sync objects by wait time (total {} of all waits)\n{:>10} {:>7} {:>7} {:>7} {:>10}  {:<10} {:<18}  site\n",
         human(total, "ns"),
@@ -257,10 +253,7 @@ pub fn objects(p: &Profile, format: ReportFormat, top: usize, filter: StackFilte
     for ((object, class), (t, sites)) in rows {
         let site = site(&sites);
         let waker = t.waker();
-        let woken = waker
-            .as_deref()
-            .map(|w| format!("  woken by {w}"))
-            .unwrap_or_default();
+        let woken = woken_note(waker.as_deref());
         csv.push_str(&csv_line(&[
             object.clone(),
             class.as_str().into(),

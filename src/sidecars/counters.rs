@@ -146,15 +146,12 @@ mod tests {
 
     #[test]
     fn gbs_timeline_from_cumulative_bytes() {
-        let d = tempfile::tempdir().unwrap();
-        let p = d.path().join("counters.csv");
+        let read = |text| crate::util::read_as_file("counters.csv", text, read_counters_csv);
         // 1 GB in the first 100 ms (10 GB/s), 0.5 GB in the next 100 ms (5 GB/s).
-        std::fs::write(
-            &p,
+        let rows = read(
             "time_ns,counter,value,multiplexed\n0,dram_read_bytes,0,0\n100000000,dram_read_bytes,1000000000,0\n200000000,dram_read_bytes,1500000000,1\n300000000,dram_read_b",
         )
         .unwrap();
-        let rows = read_counters_csv(&p).unwrap();
         assert_eq!(rows.len(), 3);
         let s = bandwidth_summary(&rows);
         assert_eq!(s.len(), 1);
@@ -163,7 +160,6 @@ mod tests {
         assert_eq!(s[0].mean_gbs, 7.5);
         assert_eq!(s[0].total_bytes, 1500000000);
         assert!(s[0].multiplexed);
-        std::fs::write(&p, "time_ns,counter,value,multiplexed\nx,y\n1,a,2,0\n").unwrap();
-        assert!(read_counters_csv(&p).is_err());
+        assert!(read("time_ns,counter,value,multiplexed\nx,y\n1,a,2,0\n").is_err());
     }
 }

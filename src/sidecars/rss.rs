@@ -156,18 +156,15 @@ mod tests {
 
     #[test]
     fn reader_drops_a_cut_last_line_only() {
-        let d = tempfile::tempdir().unwrap();
-        let p = d.path().join("rss.csv");
-        std::fs::write(&p, "time_ns,pid,rss_bytes\n10,1,4096\n20,1,8192\n30,1,81").unwrap();
+        let read = |text| crate::util::read_as_file("rss.csv", text, read_rss_csv);
         assert_eq!(
-            read_rss_csv(&p).unwrap(),
+            read("time_ns,pid,rss_bytes\n10,1,4096\n20,1,8192\n30,1,81").unwrap(),
             vec![(10, 1, 4096), (20, 1, 8192)]
         );
-        std::fs::write(&p, "time_ns,pid,rss_bytes\n10,1,4096\n20,1\n30,1,8192\n").unwrap();
-        let e = read_rss_csv(&p).unwrap_err().to_string();
-        assert!(e.contains("line 3"), "{e}");
-        std::fs::write(&p, "time_ns,pid,rss_bytes\n10,1,4096\n20,").unwrap();
-        assert_eq!(read_rss_csv(&p).unwrap(), vec![(10, 1, 4096)]);
+        let e = read("time_ns,pid,rss_bytes\n10,1,4096\n20,1\n30,1,8192\n").unwrap_err();
+        assert!(e.to_string().contains("line 3"), "{e}");
+        let rows = read("time_ns,pid,rss_bytes\n10,1,4096\n20,").unwrap();
+        assert_eq!(rows, vec![(10, 1, 4096)]);
     }
 
     #[test]
