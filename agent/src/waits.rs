@@ -48,7 +48,9 @@ macro_rules! markers {
         $(#[$doc])*
         #[unsafe(no_mangle)]
         #[inline(never)]
-        pub extern "C" fn $name(magic: u64, what: u64, object: u64, start: u64, dur: u64, extra: u64) {
+        pub extern "C" fn $name(
+            magic: u64, what: u64, object: u64, start: u64, dur: u64, extra: u64,
+        ) {
             std::hint::black_box((magic, what, object, start, dur, extra, $distinct));
         }
     )*};
@@ -350,7 +352,7 @@ type Socklen = *mut libc::socklen_t;
 type Sigset = *const libc::sigset_t;
 type FdSet = *mut libc::fd_set;
 
-/// A mutex, rwlock or semaphore call: a try first (an uncontended call reads no clock),
+/// A mutex or rwlock call: a try first (an uncontended call reads no clock),
 /// then (busy) the blocking call, timed as a wait on `o`. `try_`'s real function takes
 /// the object alone and returns 0 when it took it.
 #[inline(always)]
@@ -422,7 +424,7 @@ fn futex_blocks(op: libc::c_long) -> bool {
 }
 
 /// Declares each interposer from one entry: `$id`, the static [`Real`] of the function
-/// (by name, or by name and version with `@ "VERSION"`); its C signature; what it returns
+/// (by name, or by name and symbol version with `@ c"VERSION"`); its C signature; what it returns
 /// when libc lacks it (errno ENOSYS); and its body, in which `$real` is a closure that
 /// makes the real call with the caller's arguments unchanged. `resolve_all` resolves
 /// them all, and the `also` functions (called but not interposed), at once: at load,
@@ -462,6 +464,7 @@ macro_rules! interpose {
     };
 }
 
+/// `interpose!`'s optional symbol version, as an `Option`.
 macro_rules! version {
     () => {
         None
@@ -484,8 +487,9 @@ interpose! {
         real => try_then_timed(WAIT_LOCK, m.cast(), &MUTEX_TRYLOCK, real);
     MUTEX_TIMEDLOCK = fn pthread_mutex_timedlock(m: M, t: TS) -> c_int, else libc::EINVAL;
         real => try_then_timed(WAIT_LOCK, m.cast(), &MUTEX_TRYLOCK, real);
-    MUTEX_CLOCKLOCK = fn pthread_mutex_clocklock(m: M, clk: libc::clockid_t, t: TS) -> c_int,
-        else libc::EINVAL; real => try_then_timed(WAIT_LOCK, m.cast(), &MUTEX_TRYLOCK, real);
+    MUTEX_CLOCKLOCK = fn pthread_mutex_clocklock(m: M, clk: libc::clockid_t, t: TS)
+        -> c_int, else libc::EINVAL;
+        real => try_then_timed(WAIT_LOCK, m.cast(), &MUTEX_TRYLOCK, real);
     RW_RDLOCK = fn pthread_rwlock_rdlock(l: RW) -> c_int, else libc::EINVAL;
         real => try_then_timed(WAIT_LOCK, l.cast(), &RW_TRYRDLOCK, real);
     RW_TIMEDRDLOCK = fn pthread_rwlock_timedrdlock(l: RW, t: TS) -> c_int, else libc::EINVAL;
@@ -515,25 +519,28 @@ interpose! {
     // programs use.
     COND_WAIT @ c"GLIBC_2.3.2" = fn pthread_cond_wait(c: Cond, m: M) -> c_int, else libc::EINVAL;
         real => timed(WAIT_CONDITION, WAIT_OBJ_ADDR, c as u64, real);
-    COND_TIMEDWAIT @ c"GLIBC_2.3.2" = fn pthread_cond_timedwait(c: Cond, m: M, t: TS) -> c_int,
-        else libc::EINVAL; real => timed(WAIT_CONDITION, WAIT_OBJ_ADDR, c as u64, real);
+    COND_TIMEDWAIT @ c"GLIBC_2.3.2" = fn pthread_cond_timedwait(c: Cond, m: M, t: TS)
+        -> c_int, else libc::EINVAL;
+        real => timed(WAIT_CONDITION, WAIT_OBJ_ADDR, c as u64, real);
     COND_CLOCKWAIT = fn pthread_cond_clockwait(c: Cond, m: M, clk: libc::clockid_t, t: TS)
         -> c_int, else libc::EINVAL;
         real => timed(WAIT_CONDITION, WAIT_OBJ_ADDR, c as u64, real);
-    BARRIER_WAIT = fn pthread_barrier_wait(b: *mut libc::pthread_barrier_t) -> c_int,
-        else libc::EINVAL; real => timed(WAIT_CONDITION, WAIT_OBJ_ADDR, b as u64, real);
-    SEM_WAIT = fn sem_wait(s: Sem) -> c_int, else -1; real => {
-        if threshold() == u64::MAX {
-            return real();
-        }
-        // sem_trywait's EAGAIN must not leak.
-        let errno = errno();
-        if call!(SEM_TRYWAIT, unsafe extern "C" fn(Sem) -> c_int, -1, (s)) == 0 {
-            return 0;
-        }
-        set_errno(errno);
-        timed(WAIT_CONDITION, WAIT_OBJ_ADDR, s as u64, real)
-    };
+    BARRIER_WAIT = fn pthread_barrier_wait(b: *mut libc::pthread_barrier_t)
+        -> c_int, else libc::EINVAL;
+        real => timed(WAIT_CONDITION, WAIT_OBJ_ADDR, b as u64, real);
+    SEM_WAIT = fn sem_wait(s: Sem) -> c_int, else -1;
+        real => {
+            if threshold() == u64::MAX {
+                return real();
+            }
+            // sem_trywait's EAGAIN must not leak.
+            let errno = errno();
+            if call!(SEM_TRYWAIT, unsafe extern "C" fn(Sem) -> c_int, -1, (s)) == 0 {
+                return 0;
+            }
+            set_errno(errno);
+            timed(WAIT_CONDITION, WAIT_OBJ_ADDR, s as u64, real)
+        };
     SEM_TIMEDWAIT = fn sem_timedwait(s: Sem, t: TS) -> c_int, else -1;
         real => timed(WAIT_CONDITION, WAIT_OBJ_ADDR, s as u64, real);
     SEM_CLOCKWAIT = fn sem_clockwait(s: Sem, clk: libc::clockid_t, t: TS) -> c_int, else -1;
@@ -565,7 +572,8 @@ interpose! {
     RECV = fn recv(fd: c_int, buf: *mut c_void, n: usize, flags: c_int) -> isize, else -1;
         real => timed(WAIT_IO, WAIT_OBJ_FD, fd as u64, real);
     RECVFROM = fn recvfrom(fd: c_int, buf: *mut c_void, n: usize, flags: c_int, addr: Sockaddr,
-        len: Socklen) -> isize, else -1; real => timed(WAIT_IO, WAIT_OBJ_FD, fd as u64, real);
+        len: Socklen) -> isize, else -1;
+        real => timed(WAIT_IO, WAIT_OBJ_FD, fd as u64, real);
     RECVMSG = fn recvmsg(fd: c_int, msg: *mut libc::msghdr, flags: c_int) -> isize, else -1;
         real => timed(WAIT_IO, WAIT_OBJ_FD, fd as u64, real);
     SEND = fn send(fd: c_int, buf: *const c_void, n: usize, flags: c_int) -> isize, else -1;
@@ -577,10 +585,12 @@ interpose! {
         real => timed(WAIT_IO, WAIT_OBJ_FD, fd as u64, real);
     ACCEPT = fn accept(fd: c_int, addr: Sockaddr, len: Socklen) -> c_int, else -1;
         real => timed(WAIT_IO, WAIT_OBJ_FD, fd as u64, real);
-    ACCEPT4 = fn accept4(fd: c_int, addr: Sockaddr, len: Socklen, flags: c_int) -> c_int,
-        else -1; real => timed(WAIT_IO, WAIT_OBJ_FD, fd as u64, real);
-    CONNECT = fn connect(fd: c_int, addr: *const libc::sockaddr, len: libc::socklen_t) -> c_int,
-        else -1; real => timed(WAIT_IO, WAIT_OBJ_FD, fd as u64, real);
+    ACCEPT4 = fn accept4(fd: c_int, addr: Sockaddr, len: Socklen, flags: c_int)
+        -> c_int, else -1;
+        real => timed(WAIT_IO, WAIT_OBJ_FD, fd as u64, real);
+    CONNECT = fn connect(fd: c_int, addr: *const libc::sockaddr, len: libc::socklen_t)
+        -> c_int, else -1;
+        real => timed(WAIT_IO, WAIT_OBJ_FD, fd as u64, real);
 
     // Waits on several descriptors: the first (poll's) or the epoll fd; without
     // descriptors, a sleep (CPython 3.8-3.10's `time.sleep` is a select). A zero
@@ -595,14 +605,16 @@ interpose! {
             timed_restartable(WAIT_IO, WAIT_OBJ_FD, first_fd(fds, n), real, minus_one_eintr,
                 |_| 0)
         };
-    PPOLL = fn ppoll(fds: *mut libc::pollfd, n: libc::nfds_t, t: TS, mask: Sigset) -> c_int,
-        else -1; real => if threshold() == u64::MAX {
+    PPOLL = fn ppoll(fds: *mut libc::pollfd, n: libc::nfds_t, t: TS, mask: Sigset)
+        -> c_int, else -1;
+        real => if threshold() == u64::MAX {
             real()
         } else {
             timed(WAIT_IO, WAIT_OBJ_FD, first_fd(fds, n), real)
         };
-    SELECT = fn select(n: c_int, r: FdSet, w: FdSet, e: FdSet, t: *mut libc::timeval) -> c_int,
-        else -1; real => {
+    SELECT = fn select(n: c_int, r: FdSet, w: FdSet, e: FdSet, t: *mut libc::timeval)
+        -> c_int, else -1;
+        real => {
             let class = if r.is_null() && w.is_null() && e.is_null() {
                 WAIT_SLEEP
             } else {
@@ -614,10 +626,12 @@ interpose! {
             timed_restartable(class, WAIT_OBJ_NONE, 0, real, minus_one_eintr,
                 |t0| after_tv(t0, asked))
         };
-    PSELECT = fn pselect(n: c_int, r: FdSet, w: FdSet, e: FdSet, t: TS, mask: Sigset) -> c_int,
-        else -1; real => timed(WAIT_IO, WAIT_OBJ_NONE, 0, real);
+    PSELECT = fn pselect(n: c_int, r: FdSet, w: FdSet, e: FdSet, t: TS, mask: Sigset)
+        -> c_int, else -1;
+        real => timed(WAIT_IO, WAIT_OBJ_NONE, 0, real);
     EPOLL_WAIT = fn epoll_wait(ep: c_int, ev: *mut libc::epoll_event, max: c_int, timeout: c_int)
-        -> c_int, else -1; real => if threshold() == u64::MAX || timeout == 0 {
+        -> c_int, else -1;
+        real => if threshold() == u64::MAX || timeout == 0 {
             real()
         } else {
             timed(WAIT_IO, WAIT_OBJ_FD, ep as u64, real)
@@ -631,10 +645,12 @@ interpose! {
         };
 
     // Joins: a child process, a thread.
-    WAITPID = fn waitpid(pid: libc::pid_t, status: *mut c_int, opts: c_int) -> libc::pid_t,
-        else -1; real => timed(WAIT_JOIN, WAIT_OBJ_PID, pid as i64 as u64, real);
+    WAITPID = fn waitpid(pid: libc::pid_t, status: *mut c_int, opts: c_int)
+        -> libc::pid_t, else -1;
+        real => timed(WAIT_JOIN, WAIT_OBJ_PID, pid as i64 as u64, real);
     WAIT4 = fn wait4(pid: libc::pid_t, status: *mut c_int, opts: c_int, ru: *mut libc::rusage)
-        -> libc::pid_t, else -1; real => timed(WAIT_JOIN, WAIT_OBJ_PID, pid as i64 as u64, real);
+        -> libc::pid_t, else -1;
+        real => timed(WAIT_JOIN, WAIT_OBJ_PID, pid as i64 as u64, real);
     JOIN = fn pthread_join(t: libc::pthread_t, ret: *mut *mut c_void) -> c_int, else libc::ESRCH;
         real => timed(WAIT_JOIN, WAIT_OBJ_THREAD, t, real);
 }
