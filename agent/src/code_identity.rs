@@ -187,30 +187,39 @@ fn self_first(l: &Layout, pid: i32, code: u64) -> bool {
     {
         return false;
     }
-    let mut argc = [0u8; 4];
-    let mut names = [0u8; 8];
-    if !read_mem(pid, code.wrapping_add(l.code_argcount), &mut argc)
-        || i32::from_le_bytes(argc) < 1
-        || !read_mem(pid, code.wrapping_add(l.code_varnames), &mut names)
-    {
+    // co_argcount (an int) >= 1, then co_varnames; its ob_size >= 1, then its item 0.
+    let Some(names) = word_if_counted(pid, code, l.code_argcount, false, l.code_varnames) else {
         return false;
-    }
-    let names = u64::from_le_bytes(names);
-    let mut n = [0u8; 8];
-    let mut first = [0u8; 8];
-    if !read_mem(pid, names.wrapping_add(l.tuple_size), &mut n)
-        || u64::from_le_bytes(n) < 1
-        || !read_mem(pid, names.wrapping_add(l.tuple_items), &mut first)
-    {
+    };
+    let Some(first) = word_if_counted(pid, names, l.tuple_size, true, l.tuple_items) else {
         return false;
-    }
-    match str_data(l, pid, u64::from_le_bytes(first)) {
+    };
+    match str_data(l, pid, first) {
         Some((1, data, 4)) => {
             let mut b = [0u8; 4];
             read_mem(pid, data, &mut b) && &b == b"self"
         }
         _ => false,
     }
+}
+
+/// The word at `base + word` when the count at `base + count` (an `int`, or a
+/// `Py_ssize_t` when `ssize`) is at least 1; None when it is not, or a read fails.
+fn word_if_counted(pid: i32, base: u64, count: u64, ssize: bool, word: u64) -> Option<u64> {
+    let mut c = [0u8; 8];
+    let width = if ssize { 8 } else { 4 };
+    if !read_mem(pid, base.wrapping_add(count), &mut c[..width]) {
+        return None;
+    }
+    let n = if ssize {
+        i64::from_le_bytes(c)
+    } else {
+        i64::from(i32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+    };
+    if n < 1 {
+        return None;
+    }
+    crate::read_u64(pid, base.wrapping_add(word))
 }
 
 /// Writes the identity record of `code`.

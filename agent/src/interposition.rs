@@ -1,25 +1,94 @@
-//! Interposition of libc's `sigaction` and `signal`, so the program cannot remove the
-//! agent's SIGTRAP/SIGSEGV/SIGBUS handlers, and `dlsym(RTLD_NEXT)` for the real ones.
+//! Interposition: the real libc functions behind ours (`dlsym(RTLD_NEXT)`, cached), for
+//! every interposer of the agent (waits.rs, spawn.rs, this file); and libc's
+//! `sigaction` and `signal`, interposed so the program cannot remove the agent's
+//! SIGTRAP/SIGSEGV/SIGBUS handlers.
 
 use super::*;
+use std::ffi::CStr;
 
-pub(crate) static REAL_SIGACTION: AtomicUsize = AtomicUsize::new(0);
-pub(crate) static REAL_SIGNAL: AtomicUsize = AtomicUsize::new(0);
-
-pub(crate) type SigactionFn =
-    unsafe extern "C" fn(c_int, *const libc::sigaction, *mut libc::sigaction) -> c_int;
-pub(crate) type SignalFn = unsafe extern "C" fn(c_int, libc::sighandler_t) -> libc::sighandler_t;
-
-pub(crate) fn next_symbol(cache: &AtomicUsize, name: &std::ffi::CStr) -> usize {
-    let v = cache.load(Ordering::Acquire);
-    if v != 0 {
-        return v;
-    }
-    // SAFETY: dlsym with RTLD_NEXT and a NUL-terminated name; returns null if absent.
-    let p = unsafe { libc::dlsym(libc::RTLD_NEXT, name.as_ptr()) } as usize;
-    cache.store(p, Ordering::Release);
-    p
+/// A libc function found by `dlsym(RTLD_NEXT)` (or `dlvsym` for a versioned one),
+/// resolved on first use and cached: afterwards one relaxed load.
+pub(crate) struct Real {
+    cache: AtomicUsize,
+    name: &'static CStr,
+    version: Option<&'static CStr>,
 }
+
+impl Real {
+    pub(crate) const fn new(name: &'static CStr) -> Real {
+        Real::versioned(name, None)
+    }
+    pub(crate) const fn versioned(name: &'static CStr, version: Option<&'static CStr>) -> Real {
+        Real {
+            cache: AtomicUsize::new(0),
+            name,
+            version,
+        }
+    }
+    /// The function's address, 0 when no library after this one has it.
+    #[inline(always)]
+    pub(crate) fn get(&self) -> usize {
+        let v = self.cache.load(Ordering::Relaxed);
+        if v != 0 {
+            return v;
+        }
+        self.resolve()
+    }
+    #[cold]
+    fn resolve(&self) -> usize {
+        let p = match self.version {
+            // SAFETY: dlvsym with RTLD_NEXT and NUL-terminated strings; null if absent.
+            Some(v) => unsafe { libc::dlvsym(libc::RTLD_NEXT, self.name.as_ptr(), v.as_ptr()) },
+            None => std::ptr::null_mut(),
+        } as usize;
+        let p = if p == 0 { next_symbol(self.name) } else { p };
+        self.cache.store(p, Ordering::Relaxed);
+        p
+    }
+}
+
+/// `name` in the libraries loaded after this one (`dlsym(RTLD_NEXT)`), 0 when none has it.
+pub(crate) fn next_symbol(name: &CStr) -> usize {
+    // SAFETY: dlsym with RTLD_NEXT and a NUL-terminated name; returns null if absent.
+    unsafe { libc::dlsym(libc::RTLD_NEXT, name.as_ptr()) as usize }
+}
+
+/// Calls `$real` (a [`Real`]) as the C function type `$ty` with `$args`; evaluates
+/// `$missing` instead when libc lacks it.
+macro_rules! call_real {
+    ($real:expr, $ty:ty, ($($arg:expr),* $(,)?), else $missing:expr) => {{
+        let p = $real.get();
+        if p == 0 {
+            $missing
+        } else {
+            // SAFETY: p is libc's function of this name, whose C type is `$ty`; the
+            // arguments are our caller's, passed through unchanged.
+            unsafe { std::mem::transmute::<usize, $ty>(p)($($arg),*) }
+        }
+    }};
+}
+pub(crate) use call_real;
+
+/// This thread's `errno`.
+#[inline(always)]
+pub(crate) fn errno() -> c_int {
+    // SAFETY: __errno_location returns this thread's errno slot.
+    unsafe { *libc::__errno_location() }
+}
+
+/// Sets this thread's `errno`.
+#[inline(always)]
+pub(crate) fn set_errno(e: c_int) {
+    // SAFETY: __errno_location returns this thread's errno slot.
+    unsafe { *libc::__errno_location() = e };
+}
+
+static SIGACTION: Real = Real::new(c"sigaction");
+static SIGNAL: Real = Real::new(c"signal");
+
+type SigactionFn =
+    unsafe extern "C" fn(c_int, *const libc::sigaction, *mut libc::sigaction) -> c_int;
+type SignalFn = unsafe extern "C" fn(c_int, libc::sighandler_t) -> libc::sighandler_t;
 
 /// libc's `sigaction` (ours below interposes it).
 pub(crate) fn real_sigaction(
@@ -27,12 +96,7 @@ pub(crate) fn real_sigaction(
     act: *const libc::sigaction,
     old: *mut libc::sigaction,
 ) -> c_int {
-    let p = next_symbol(&REAL_SIGACTION, c"sigaction");
-    if p == 0 {
-        return -1;
-    }
-    // SAFETY: p is libc's sigaction, of this type; the pointers come from our caller.
-    unsafe { std::mem::transmute::<usize, SigactionFn>(p)(sig, act, old) }
+    call_real!(SIGACTION, SigactionFn, (sig, act, old), else -1)
 }
 
 /// Interposes libc's `sigaction` so that a target installing its own SIGTRAP, SIGSEGV
@@ -77,10 +141,5 @@ pub unsafe extern "C" fn signal(sig: c_int, handler: libc::sighandler_t) -> libc
         }
         return disposition::store_handler(sig, handler);
     }
-    let p = next_symbol(&REAL_SIGNAL, c"signal");
-    if p == 0 {
-        return libc::SIG_ERR;
-    }
-    // SAFETY: p is libc's signal, of this type.
-    unsafe { std::mem::transmute::<usize, SignalFn>(p)(sig, handler) }
+    call_real!(SIGNAL, SignalFn, (sig, handler), else libc::SIG_ERR)
 }

@@ -33,9 +33,9 @@
 //! and flags (`disposition.rs`). Names, files and lines are resolved later, outside
 //! the process, by the collector.
 //!
-//! Files, one job each: `interposition.rs` (our `sigaction`/`signal`, the real ones by
-//! `dlsym(RTLD_NEXT)`), `link.rs` (the collector's socket: hello, config, event fds,
-//! goodbye), `sampling.rs` (the sampling events' attrs, their rings mapped and enabled,
+//! Files, one job each: `interposition.rs` (our `sigaction`/`signal`; the real function
+//! behind every interposer, by `dlsym(RTLD_NEXT)`), `link.rs` (the collector's socket:
+//! hello, config, event fds, goodbye), `sampling.rs` (the sampling events' attrs, their rings mapped and enabled,
 //! the capture ring mapped), `reads.rs` (checked reads of interpreter memory), `walk.rs`
 //! (the thread state, the innermost frame, the frame chain), `handler.rs` (the SIGTRAP
 //! handler and one capture); this file: the load-time init and the shared statics.

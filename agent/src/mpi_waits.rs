@@ -60,40 +60,33 @@ macro_rules! mpi_wrappers {
         static REAL: [AtomicUsize; PMPI_NAMES.len()] =
             [const { AtomicUsize::new(0) }; PMPI_NAMES.len()];
         $(
-            #[doc = concat!("# Safety\nSame contract as `", stringify!($name), "`.")]
-            #[unsafe(no_mangle)]
-            pub unsafe extern "C" fn $name($($a: u64),*) -> c_int {
-                let p = next($idx);
-                if p == 0 {
-                    return MPI_ERR_OTHER;
-                }
-                // SAFETY: p is the next definition of this MPI function (a tool's or
-                // the implementation's), which takes these integer and pointer
-                // arguments (see the module's comment); they are our caller's,
-                // passed through unchanged.
-                let f = unsafe {
-                    std::mem::transmute::<usize, unsafe extern "C" fn($(word!($a)),*) -> c_int>(p)
-                };
-                // SAFETY: as above.
-                outermost_timed($idx, || unsafe { f($($a),*) })
-            }
-
-            #[doc = concat!("# Safety\nSame contract as `", stringify!($pname), "`.")]
-            #[unsafe(no_mangle)]
-            pub unsafe extern "C" fn $pname($($a: u64),*) -> c_int {
-                let p = real($idx);
-                if p == 0 {
-                    return MPI_ERR_OTHER;
-                }
-                // SAFETY: p is the implementation's function of this name, of the
-                // same type as above; our caller's arguments passed through.
-                let f = unsafe {
-                    std::mem::transmute::<usize, unsafe extern "C" fn($(word!($a)),*) -> c_int>(p)
-                };
-                // SAFETY: as above.
-                outermost_timed($idx, || unsafe { f($($a),*) })
-            }
+            mpi_wrapper!($name, next, $idx, ($($a),*));
+            mpi_wrapper!($pname, real, $idx, ($($a),*));
         )*
+    };
+}
+
+/// Declares the wrapper `$name` of the MPI function `$idx`: the function `$target($idx)`
+/// resolves ([`next`] or [`real`]) called with the caller's arguments, timed when
+/// outermost.
+macro_rules! mpi_wrapper {
+    ($name:ident, $target:ident, $idx:literal, ($($a:ident),*)) => {
+        #[doc = concat!("# Safety\nSame contract as `", stringify!($name), "`.")]
+        #[unsafe(no_mangle)]
+        pub unsafe extern "C" fn $name($($a: u64),*) -> c_int {
+            let p = $target($idx);
+            if p == 0 {
+                return MPI_ERR_OTHER;
+            }
+            // SAFETY: p is a definition of this MPI function (a tool's or the
+            // implementation's), which takes these integer and pointer arguments (see
+            // the module's comment); they are our caller's, passed through unchanged.
+            let f = unsafe {
+                std::mem::transmute::<usize, unsafe extern "C" fn($(word!($a)),*) -> c_int>(p)
+            };
+            // SAFETY: as above.
+            outermost_timed($idx, || unsafe { f($($a),*) })
+        }
     };
 }
 
@@ -153,28 +146,27 @@ const _: () = assert!(PMPI_NAMES.len() == crate::wire::MPI_FUNCTIONS.len());
 /// What our `MPI_X` of `index` calls: the next `MPI_X`, else the implementation's.
 #[inline(always)]
 fn next(index: usize) -> usize {
-    let v = NEXT[index].load(Ordering::Relaxed);
-    if v != 0 {
-        return v;
-    }
-    resolve_next(index)
+    cached(&NEXT[index], index, resolve_next)
 }
 
 /// The implementation's `PMPI_X` of `index`.
 #[inline(always)]
 fn real(index: usize) -> usize {
-    let v = REAL[index].load(Ordering::Relaxed);
-    if v != 0 {
-        return v;
+    cached(&REAL[index], index, resolve_real)
+}
+
+/// The address in `cache`, else `resolve(index)` (which stores it there).
+#[inline(always)]
+fn cached(cache: &AtomicUsize, index: usize, resolve: fn(usize) -> usize) -> usize {
+    match cache.load(Ordering::Relaxed) {
+        0 => resolve(index),
+        v => v,
     }
-    resolve_real(index)
 }
 
 #[cold]
 fn resolve_next(index: usize) -> usize {
-    // SAFETY: dlsym with RTLD_NEXT (from this library's code) and a NUL-terminated
-    // name; null when absent.
-    let p = unsafe { libc::dlsym(libc::RTLD_NEXT, MPI_NAMES[index].as_ptr()) } as usize;
+    let p = crate::next_symbol(MPI_NAMES[index]);
     let p = if p != 0 && !is_ours(p) {
         p
     } else {
@@ -187,8 +179,7 @@ fn resolve_next(index: usize) -> usize {
 #[cold]
 fn resolve_real(index: usize) -> usize {
     let name = PMPI_NAMES[index];
-    // SAFETY: dlsym with RTLD_NEXT and a NUL-terminated name; null when absent.
-    let mut p = unsafe { libc::dlsym(libc::RTLD_NEXT, name.as_ptr()) } as usize;
+    let mut p = crate::next_symbol(name);
     if p == 0 || is_ours(p) {
         p = find_in_loaded(name);
     }

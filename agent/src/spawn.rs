@@ -23,6 +23,8 @@
 use std::ffi::{c_char, c_int};
 use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
+use crate::{Real, call_real, set_errno};
+
 const MAX: usize = 512;
 static FDS: [AtomicI32; MAX] = [const { AtomicI32::new(-1) }; MAX];
 static IDS: [AtomicU64; MAX] = [const { AtomicU64::new(0) }; MAX];
@@ -77,9 +79,13 @@ type SpawnFn = unsafe extern "C" fn(
     *const *mut c_char,
     *const *mut c_char,
 ) -> c_int;
+type SystemFn = unsafe extern "C" fn(*const c_char) -> c_int;
+type PopenFn = unsafe extern "C" fn(*const c_char, *const c_char) -> *mut libc::FILE;
 
-static REAL_SPAWN: AtomicUsize = AtomicUsize::new(0);
-static REAL_SPAWNP: AtomicUsize = AtomicUsize::new(0);
+static SPAWN: Real = Real::new(c"posix_spawn");
+static SPAWNP: Real = Real::new(c"posix_spawnp");
+static SYSTEM: Real = Real::new(c"system");
+static POPEN: Real = Real::new(c"popen");
 
 /// Runs `spawn` with the events disabled around it.
 fn guarded<T>(spawn: impl FnOnce() -> T) -> T {
@@ -94,62 +100,39 @@ fn guarded<T>(spawn: impl FnOnce() -> T) -> T {
     r
 }
 
-/// libc's function `name` (posix_spawn or posix_spawnp), or None.
-fn real(cache: &AtomicUsize, name: &std::ffi::CStr) -> Option<SpawnFn> {
-    let p = crate::next_symbol(cache, name);
-    // SAFETY: p is libc's posix_spawn or posix_spawnp, both of this type.
-    (p != 0).then(|| unsafe { std::mem::transmute::<usize, SpawnFn>(p) })
+/// Declares the interposed `posix_spawn` and `posix_spawnp` (one C type): libc's,
+/// guarded (see the module doc).
+macro_rules! guarded_spawns {
+    ($($name:ident = $real:ident;)*) => {$(
+        #[doc = concat!("Interposes libc's `", stringify!($name), "` (see the module doc).")]
+        ///
+        /// # Safety
+        #[doc = concat!("As libc's `", stringify!($name), "`.")]
+        #[unsafe(no_mangle)]
+        pub unsafe extern "C" fn $name(
+            pid: *mut libc::pid_t,
+            path: *const c_char,
+            actions: *const libc::posix_spawn_file_actions_t,
+            attr: *const libc::posix_spawnattr_t,
+            argv: *const *mut c_char,
+            envp: *const *mut c_char,
+        ) -> c_int {
+            let f = $real.get();
+            if f == 0 {
+                return libc::ENOSYS;
+            }
+            // SAFETY: f is libc's function of this name, of type SpawnFn; the caller's
+            // arguments, passed on unchanged.
+            guarded(|| unsafe {
+                std::mem::transmute::<usize, SpawnFn>(f)(pid, path, actions, attr, argv, envp)
+            })
+        }
+    )*};
 }
 
-/// Interposes libc's `posix_spawn` (see the module doc).
-///
-/// # Safety
-/// As libc's `posix_spawn`.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn posix_spawn(
-    pid: *mut libc::pid_t,
-    path: *const c_char,
-    actions: *const libc::posix_spawn_file_actions_t,
-    attr: *const libc::posix_spawnattr_t,
-    argv: *const *mut c_char,
-    envp: *const *mut c_char,
-) -> c_int {
-    let Some(f) = real(&REAL_SPAWN, c"posix_spawn") else {
-        return libc::ENOSYS;
-    };
-    // SAFETY: the caller's arguments, passed on unchanged.
-    guarded(|| unsafe { f(pid, path, actions, attr, argv, envp) })
-}
-
-/// Interposes libc's `posix_spawnp` (see the module doc).
-///
-/// # Safety
-/// As libc's `posix_spawnp`.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn posix_spawnp(
-    pid: *mut libc::pid_t,
-    file: *const c_char,
-    actions: *const libc::posix_spawn_file_actions_t,
-    attr: *const libc::posix_spawnattr_t,
-    argv: *const *mut c_char,
-    envp: *const *mut c_char,
-) -> c_int {
-    let Some(f) = real(&REAL_SPAWNP, c"posix_spawnp") else {
-        return libc::ENOSYS;
-    };
-    // SAFETY: the caller's arguments, passed on unchanged.
-    guarded(|| unsafe { f(pid, file, actions, attr, argv, envp) })
-}
-
-type SystemFn = unsafe extern "C" fn(*const c_char) -> c_int;
-type PopenFn = unsafe extern "C" fn(*const c_char, *const c_char) -> *mut libc::FILE;
-
-static REAL_SYSTEM: AtomicUsize = AtomicUsize::new(0);
-static REAL_POPEN: AtomicUsize = AtomicUsize::new(0);
-
-fn set_errno(e: c_int) {
-    // SAFETY: __errno_location returns this thread's errno slot.
-    unsafe { *libc::__errno_location() = e };
+guarded_spawns! {
+    posix_spawn = SPAWN;
+    posix_spawnp = SPAWNP;
 }
 
 /// Interposes libc's `popen`: its spawn is guarded (see the module doc); it returns
@@ -159,15 +142,14 @@ fn set_errno(e: c_int) {
 /// As libc's `popen`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn popen(command: *const c_char, mode: *const c_char) -> *mut libc::FILE {
-    let p = crate::next_symbol(&REAL_POPEN, c"popen");
-    if p == 0 {
+    let f = POPEN.get();
+    if f == 0 {
         set_errno(libc::ENOSYS);
         return std::ptr::null_mut();
     }
-    // SAFETY: p is libc's popen, of this type.
-    let f = unsafe { std::mem::transmute::<usize, PopenFn>(p) };
-    // SAFETY: the caller's arguments, passed on unchanged.
-    guarded(|| unsafe { f(command, mode) })
+    // SAFETY: f is libc's popen, of this type; the caller's arguments, passed on
+    // unchanged.
+    guarded(|| unsafe { std::mem::transmute::<usize, PopenFn>(f)(command, mode) })
 }
 
 /// Interposes libc's `system` (see the module doc).
@@ -177,13 +159,10 @@ pub unsafe extern "C" fn popen(command: *const c_char, mode: *const c_char) -> *
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn system(line: *const c_char) -> c_int {
     if COUNT.load(Ordering::SeqCst) == 0 {
-        let p = crate::next_symbol(&REAL_SYSTEM, c"system");
-        if p == 0 {
+        return call_real!(SYSTEM, SystemFn, (line), else {
             set_errno(libc::ENOSYS);
-            return -1;
-        }
-        // SAFETY: p is libc's system, of this type; the caller's argument.
-        return unsafe { std::mem::transmute::<usize, SystemFn>(p)(line) };
+            -1
+        });
     }
     if line.is_null() {
         // Whether a shell is available: glibc runs `exit 0`.
@@ -261,19 +240,15 @@ fn do_system(line: *const c_char) -> c_int {
             std::ptr::null_mut(),
         ];
         let mut pid: libc::pid_t = 0;
-        let ret = match real(&REAL_SPAWN, c"posix_spawn") {
-            Some(f) => guarded(|| {
-                f(
-                    &mut pid,
-                    c"/bin/sh".as_ptr(),
-                    std::ptr::null(),
-                    &attr,
-                    argv.as_ptr(),
-                    environ,
-                )
-            }),
-            None => libc::ENOSYS,
-        };
+        // The interposed (guarded) posix_spawn above.
+        let ret = posix_spawn(
+            &mut pid,
+            c"/bin/sh".as_ptr(),
+            std::ptr::null(),
+            &attr,
+            argv.as_ptr(),
+            environ,
+        );
         libc::posix_spawnattr_destroy(&mut attr);
         let status = if ret == 0 {
             let mut st: c_int = 0;

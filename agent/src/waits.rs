@@ -15,11 +15,15 @@
 //! other calls read the vDSO clock twice. `errno` and return values are the real
 //! call's: nothing between the real call and our return writes `errno` (the marker is
 //! a plain function; the breakpoint sample does not signal the thread).
+//!
+//! The interposers are declared from one table (`interpose!`, at the end of this file):
+//! each is its C signature, its real function's fallback and what it times.
 
 use std::ffi::{CStr, c_int, c_uint, c_void};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crate::wire::*;
+use crate::{Real, call_real, errno, set_errno};
 
 /// Waits at least this long (ns) take a stack; `u64::MAX`: off (not in locks mode).
 static THRESHOLD_NS: AtomicU64 = AtomicU64::new(u64::MAX);
@@ -36,35 +40,29 @@ pub(crate) fn configure() -> bool {
     true
 }
 
-/// The function the breakpoint is on. Its arguments are the wait record (see
-/// `wire/src/lib.rs`); it does nothing, but must stay a real call (not inlined, not folded).
-#[unsafe(no_mangle)]
-#[inline(never)]
-pub extern "C" fn hwprof_wait_marker(
-    magic: u64,
-    what: u64,
-    object: u64,
-    start: u64,
-    dur: u64,
-    extra: u64,
-) {
-    std::hint::black_box((magic, what, object, start, dur, extra));
+/// Declares a marker: a function a breakpoint is on, whose arguments are the wait
+/// record (see `wire/src/lib.rs`); it does nothing, but must stay a real call (not
+/// inlined, not folded: each keeps `$distinct` in its body).
+macro_rules! markers {
+    ($($(#[$doc:meta])* $name:ident($distinct:expr);)*) => {$(
+        $(#[$doc])*
+        #[unsafe(no_mangle)]
+        #[inline(never)]
+        pub extern "C" fn $name(
+            magic: u64, what: u64, object: u64, start: u64, dur: u64, extra: u64,
+        ) {
+            std::hint::black_box((magic, what, object, start, dur, extra, $distinct));
+        }
+    )*};
 }
 
-/// The marker of a wait whose whole stack fits in [`SHORT_STACK`] bytes: its breakpoint
-/// copies only that much (the other's copies the mode's full size, 8 KiB by default).
-/// Same record; a body of its own so that the linker never folds the two into one.
-#[unsafe(no_mangle)]
-#[inline(never)]
-pub extern "C" fn hwprof_wait_marker_short(
-    magic: u64,
-    what: u64,
-    object: u64,
-    start: u64,
-    dur: u64,
-    extra: u64,
-) {
-    std::hint::black_box((magic, what, object, start, dur, extra, SHORT_STACK));
+markers! {
+    /// The marker of a wait with a full stack copy (the mode's size, 8 KiB by default).
+    hwprof_wait_marker(());
+    /// The marker of a wait whose whole stack fits in [`SHORT_STACK`] bytes: its
+    /// breakpoint copies only that much. Same record; a body of its own so that the
+    /// linker never folds the two into one.
+    hwprof_wait_marker_short(SHORT_STACK);
 }
 
 /// Bytes of stack the short marker's breakpoint copies (a multiple of 8). A thread's
@@ -329,530 +327,51 @@ fn minus_one_eintr<R: PartialEq + From<i8>>(r: &R) -> bool {
     *r == R::from(-1) && unsafe { *libc::__errno_location() } == libc::EINTR
 }
 
-/// A libc function found by `dlsym(RTLD_NEXT)` (or `dlvsym` for a versioned one).
-struct Real {
-    cache: AtomicUsize,
-    name: &'static CStr,
-    version: Option<&'static CStr>,
-}
-
-impl Real {
-    const fn new(name: &'static CStr) -> Real {
-        Real {
-            cache: AtomicUsize::new(0),
-            name,
-            version: None,
-        }
-    }
-    const fn versioned(name: &'static CStr, version: &'static CStr) -> Real {
-        Real {
-            cache: AtomicUsize::new(0),
-            name,
-            version: Some(version),
-        }
-    }
-    #[inline(always)]
-    fn get(&self) -> usize {
-        let v = self.cache.load(Ordering::Relaxed);
-        if v != 0 {
-            return v;
-        }
-        self.resolve()
-    }
-    #[cold]
-    fn resolve(&self) -> usize {
-        let p = match self.version {
-            // SAFETY: dlvsym with RTLD_NEXT and NUL-terminated strings; null if absent.
-            Some(v) => unsafe { libc::dlvsym(libc::RTLD_NEXT, self.name.as_ptr(), v.as_ptr()) },
-            None => std::ptr::null_mut(),
-        };
-        let p = if p.is_null() {
-            // SAFETY: as above.
-            unsafe { libc::dlsym(libc::RTLD_NEXT, self.name.as_ptr()) }
-        } else {
-            p
-        } as usize;
-        self.cache.store(p, Ordering::Relaxed);
-        p
-    }
-}
-
-/// Declares the real functions and resolves them all at once (at load, in locks
-/// mode, so no first call resolves inside a signal handler or a lock).
-macro_rules! reals {
-    ($($id:ident = $real:expr;)*) => {
-        $(static $id: Real = $real;)*
-        fn resolve_all() {
-            $( $id.get(); )*
-        }
-    };
-}
-
-reals! {
-    MUTEX_LOCK = Real::new(c"pthread_mutex_lock");
-    MUTEX_TRYLOCK = Real::new(c"pthread_mutex_trylock");
-    // dlsym alone gives the GLIBC_2.2.5 compatibility condvar, not the one programs use.
-    COND_WAIT = Real::versioned(c"pthread_cond_wait", c"GLIBC_2.3.2");
-    COND_TIMEDWAIT = Real::versioned(c"pthread_cond_timedwait", c"GLIBC_2.3.2");
-    RW_RDLOCK = Real::new(c"pthread_rwlock_rdlock");
-    RW_TRYRDLOCK = Real::new(c"pthread_rwlock_tryrdlock");
-    RW_WRLOCK = Real::new(c"pthread_rwlock_wrlock");
-    RW_TRYWRLOCK = Real::new(c"pthread_rwlock_trywrlock");
-    BARRIER_WAIT = Real::new(c"pthread_barrier_wait");
-    SEM_WAIT = Real::new(c"sem_wait");
-    SEM_TRYWAIT = Real::new(c"sem_trywait");
-    SEM_TIMEDWAIT = Real::new(c"sem_timedwait");
-    NANOSLEEP = Real::new(c"nanosleep");
-    CLOCK_NANOSLEEP = Real::new(c"clock_nanosleep");
-    USLEEP = Real::new(c"usleep");
-    SLEEP = Real::new(c"sleep");
-    READ = Real::new(c"read");
-    RECV = Real::new(c"recv");
-    RECVFROM = Real::new(c"recvfrom");
-    RECVMSG = Real::new(c"recvmsg");
-    ACCEPT = Real::new(c"accept");
-    ACCEPT4 = Real::new(c"accept4");
-    CONNECT = Real::new(c"connect");
-    POLL = Real::new(c"poll");
-    PPOLL = Real::new(c"ppoll");
-    SELECT = Real::new(c"select");
-    EPOLL_WAIT = Real::new(c"epoll_wait");
-    WAITPID = Real::new(c"waitpid");
-    WAIT4 = Real::new(c"wait4");
-    JOIN = Real::new(c"pthread_join");
-    MUTEX_TIMEDLOCK = Real::new(c"pthread_mutex_timedlock");
-    MUTEX_CLOCKLOCK = Real::new(c"pthread_mutex_clocklock");
-    COND_CLOCKWAIT = Real::new(c"pthread_cond_clockwait");
-    RW_TIMEDRDLOCK = Real::new(c"pthread_rwlock_timedrdlock");
-    RW_TIMEDWRLOCK = Real::new(c"pthread_rwlock_timedwrlock");
-    SEM_CLOCKWAIT = Real::new(c"sem_clockwait");
-    SYSCALL = Real::new(c"syscall");
-    WRITE = Real::new(c"write");
-    READV = Real::new(c"readv");
-    WRITEV = Real::new(c"writev");
-    SEND = Real::new(c"send");
-    SENDTO = Real::new(c"sendto");
-    SENDMSG = Real::new(c"sendmsg");
-    PSELECT = Real::new(c"pselect");
-    EPOLL_PWAIT = Real::new(c"epoll_pwait");
-}
-
 /// Calls the real function `$real` (a `Real`) as the fn type `$ty` with `$args`; when
 /// libc lacks it, fails as a missing function would (ENOSYS, `$fail`).
 macro_rules! call {
-    ($real:expr, $ty:ty, $fail:expr, ($($arg:expr),*)) => {{
-        let p = $real.get();
-        if p == 0 {
-            // SAFETY: errno is thread-local.
-            unsafe { *libc::__errno_location() = libc::ENOSYS };
-            $fail
-        } else {
-            // SAFETY: p is libc's function of this name, whose C type is `$ty`; the
-            // arguments are our caller's, passed through unchanged.
-            unsafe { std::mem::transmute::<usize, $ty>(p)($($arg),*) }
-        }
-    }};
+    ($real:expr, $ty:ty, $fail:expr, ($($arg:expr),* $(,)?)) => {
+        call_real!($real, $ty, ($($arg),*), else missing($fail))
+    };
+}
+
+/// What an interposer answers when libc lacks the real function: `fail`, errno ENOSYS.
+#[cold]
+fn missing<R>(fail: R) -> R {
+    set_errno(libc::ENOSYS);
+    fail
 }
 
 type M = *mut libc::pthread_mutex_t;
 type RW = *mut libc::pthread_rwlock_t;
 type TS = *const libc::timespec;
+type Cond = *mut libc::pthread_cond_t;
+type Sem = *mut libc::sem_t;
+type Sockaddr = *mut libc::sockaddr;
+type Socklen = *mut libc::socklen_t;
+type Sigset = *const libc::sigset_t;
+type FdSet = *mut libc::fd_set;
 
-/// A try-lock, then (busy) the timed lock. `try_` returns 0 when it took the lock.
+/// A mutex or rwlock call: a try first (an uncontended call reads no clock),
+/// then (busy) the blocking call, timed as a wait on `o`. `try_`'s real function takes
+/// the object alone and returns 0 when it took it.
 #[inline(always)]
-fn try_then_timed(
-    class: u64,
-    object: u64,
-    try_: impl FnOnce() -> c_int,
-    lock: impl FnOnce() -> c_int,
-) -> c_int {
+fn try_then_timed(class: u64, o: *mut c_void, try_: &Real, lock: impl FnOnce() -> c_int) -> c_int {
     if threshold() == u64::MAX {
         return lock();
     }
-    let r = try_();
+    let r = call!(
+        try_,
+        unsafe extern "C" fn(*mut c_void) -> c_int,
+        libc::EINVAL,
+        (o)
+    );
     // EBUSY: held; anything else (0, EOWNERDEAD, EAGAIN, EDEADLK...) is what the lock
     // call would have answered without blocking.
     if r != libc::EBUSY {
         return r;
     }
-    timed(class, WAIT_OBJ_ADDR, object, lock)
-}
-
-/// # Safety
-/// Same contract as libc's `pthread_mutex_lock`.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn pthread_mutex_lock(m: M) -> c_int {
-    try_then_timed(
-        WAIT_LOCK,
-        m as u64,
-        || {
-            call!(
-                MUTEX_TRYLOCK,
-                unsafe extern "C" fn(M) -> c_int,
-                libc::EINVAL,
-                (m)
-            )
-        },
-        || {
-            call!(
-                MUTEX_LOCK,
-                unsafe extern "C" fn(M) -> c_int,
-                libc::EINVAL,
-                (m)
-            )
-        },
-    )
-}
-
-/// # Safety
-/// Same contract as libc's `pthread_rwlock_rdlock`.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn pthread_rwlock_rdlock(l: RW) -> c_int {
-    try_then_timed(
-        WAIT_LOCK,
-        l as u64,
-        || {
-            call!(
-                RW_TRYRDLOCK,
-                unsafe extern "C" fn(RW) -> c_int,
-                libc::EINVAL,
-                (l)
-            )
-        },
-        || {
-            call!(
-                RW_RDLOCK,
-                unsafe extern "C" fn(RW) -> c_int,
-                libc::EINVAL,
-                (l)
-            )
-        },
-    )
-}
-
-/// # Safety
-/// Same contract as libc's `pthread_rwlock_wrlock`.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn pthread_rwlock_wrlock(l: RW) -> c_int {
-    try_then_timed(
-        WAIT_LOCK,
-        l as u64,
-        || {
-            call!(
-                RW_TRYWRLOCK,
-                unsafe extern "C" fn(RW) -> c_int,
-                libc::EINVAL,
-                (l)
-            )
-        },
-        || {
-            call!(
-                RW_WRLOCK,
-                unsafe extern "C" fn(RW) -> c_int,
-                libc::EINVAL,
-                (l)
-            )
-        },
-    )
-}
-
-/// # Safety
-/// Same contract as libc's `pthread_cond_wait`.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn pthread_cond_wait(c: *mut libc::pthread_cond_t, m: M) -> c_int {
-    timed(WAIT_CONDITION, WAIT_OBJ_ADDR, c as u64, || {
-        call!(
-            COND_WAIT,
-            unsafe extern "C" fn(*mut libc::pthread_cond_t, M) -> c_int,
-            libc::EINVAL,
-            (c, m)
-        )
-    })
-}
-
-/// # Safety
-/// Same contract as libc's `pthread_cond_timedwait`.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn pthread_cond_timedwait(
-    c: *mut libc::pthread_cond_t,
-    m: M,
-    t: TS,
-) -> c_int {
-    timed(WAIT_CONDITION, WAIT_OBJ_ADDR, c as u64, || {
-        call!(
-            COND_TIMEDWAIT,
-            unsafe extern "C" fn(*mut libc::pthread_cond_t, M, TS) -> c_int,
-            libc::EINVAL,
-            (c, m, t)
-        )
-    })
-}
-
-/// # Safety
-/// Same contract as libc's `pthread_barrier_wait`.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn pthread_barrier_wait(b: *mut libc::pthread_barrier_t) -> c_int {
-    timed(WAIT_CONDITION, WAIT_OBJ_ADDR, b as u64, || {
-        call!(
-            BARRIER_WAIT,
-            unsafe extern "C" fn(*mut libc::pthread_barrier_t) -> c_int,
-            libc::EINVAL,
-            (b)
-        )
-    })
-}
-
-/// # Safety
-/// Same contract as libc's `sem_wait`.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn sem_wait(s: *mut libc::sem_t) -> c_int {
-    let wait = || {
-        call!(
-            SEM_WAIT,
-            unsafe extern "C" fn(*mut libc::sem_t) -> c_int,
-            -1,
-            (s)
-        )
-    };
-    if threshold() == u64::MAX {
-        return wait();
-    }
-    // SAFETY: errno is thread-local; sem_trywait's EAGAIN must not leak.
-    let errno = unsafe { *libc::__errno_location() };
-    if call!(
-        SEM_TRYWAIT,
-        unsafe extern "C" fn(*mut libc::sem_t) -> c_int,
-        -1,
-        (s)
-    ) == 0
-    {
-        return 0;
-    }
-    // SAFETY: as above.
-    unsafe { *libc::__errno_location() = errno };
-    timed(WAIT_CONDITION, WAIT_OBJ_ADDR, s as u64, wait)
-}
-
-/// # Safety
-/// Same contract as libc's `sem_timedwait`.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn sem_timedwait(s: *mut libc::sem_t, t: TS) -> c_int {
-    timed(WAIT_CONDITION, WAIT_OBJ_ADDR, s as u64, || {
-        call!(
-            SEM_TIMEDWAIT,
-            unsafe extern "C" fn(*mut libc::sem_t, TS) -> c_int,
-            -1,
-            (s, t)
-        )
-    })
-}
-
-/// # Safety
-/// Same contract as libc's `nanosleep`.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn nanosleep(req: TS, rem: *mut libc::timespec) -> c_int {
-    timed_restartable(
-        WAIT_SLEEP,
-        WAIT_OBJ_NONE,
-        0,
-        || {
-            call!(
-                NANOSLEEP,
-                unsafe extern "C" fn(TS, *mut libc::timespec) -> c_int,
-                -1,
-                (req, rem)
-            )
-        },
-        minus_one_eintr,
-        |t0| after_ts(t0, req),
-    )
-}
-
-/// # Safety
-/// Same contract as libc's `clock_nanosleep`.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn clock_nanosleep(
-    clk: libc::clockid_t,
-    flags: c_int,
-    req: TS,
-    rem: *mut libc::timespec,
-) -> c_int {
-    // clock_nanosleep returns its error (it does not set errno).
-    timed_restartable(
-        WAIT_SLEEP,
-        WAIT_OBJ_NONE,
-        0,
-        || {
-            call!(
-                CLOCK_NANOSLEEP,
-                unsafe extern "C" fn(libc::clockid_t, c_int, TS, *mut libc::timespec) -> c_int,
-                libc::ENOSYS,
-                (clk, flags, req, rem)
-            )
-        },
-        |r| *r == libc::EINTR,
-        |t0| {
-            if flags & libc::TIMER_ABSTIME == 0 {
-                after_ts(t0, req)
-            } else if clk == libc::CLOCK_MONOTONIC && !req.is_null() {
-                // SAFETY: as in after_ts.
-                let t = unsafe { *req };
-                (t.tv_sec.max(0) as u64)
-                    .saturating_mul(1_000_000_000)
-                    .saturating_add(t.tv_nsec.max(0) as u64)
-            } else {
-                0
-            }
-        },
-    )
-}
-
-/// # Safety
-/// Same contract as libc's `usleep`.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn usleep(us: libc::useconds_t) -> c_int {
-    timed(WAIT_SLEEP, WAIT_OBJ_NONE, 0, || {
-        call!(
-            USLEEP,
-            unsafe extern "C" fn(libc::useconds_t) -> c_int,
-            -1,
-            (us)
-        )
-    })
-}
-
-/// # Safety
-/// Same contract as libc's `sleep`.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn sleep(s: c_uint) -> c_uint {
-    timed(WAIT_SLEEP, WAIT_OBJ_NONE, 0, || {
-        call!(SLEEP, unsafe extern "C" fn(c_uint) -> c_uint, s, (s))
-    })
-}
-
-/// # Safety
-/// Same contract as libc's `read`.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn read(fd: c_int, buf: *mut c_void, n: usize) -> isize {
-    timed(WAIT_IO, WAIT_OBJ_FD, fd as u64, || {
-        call!(
-            READ,
-            unsafe extern "C" fn(c_int, *mut c_void, usize) -> isize,
-            -1,
-            (fd, buf, n)
-        )
-    })
-}
-
-/// # Safety
-/// Same contract as libc's `recv`.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn recv(fd: c_int, buf: *mut c_void, n: usize, flags: c_int) -> isize {
-    timed(WAIT_IO, WAIT_OBJ_FD, fd as u64, || {
-        call!(
-            RECV,
-            unsafe extern "C" fn(c_int, *mut c_void, usize, c_int) -> isize,
-            -1,
-            (fd, buf, n, flags)
-        )
-    })
-}
-
-/// # Safety
-/// Same contract as libc's `recvfrom`.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn recvfrom(
-    fd: c_int,
-    buf: *mut c_void,
-    n: usize,
-    flags: c_int,
-    addr: *mut libc::sockaddr,
-    len: *mut libc::socklen_t,
-) -> isize {
-    timed(WAIT_IO, WAIT_OBJ_FD, fd as u64, || {
-        call!(
-            RECVFROM,
-            unsafe extern "C" fn(
-                c_int,
-                *mut c_void,
-                usize,
-                c_int,
-                *mut libc::sockaddr,
-                *mut libc::socklen_t,
-            ) -> isize,
-            -1,
-            (fd, buf, n, flags, addr, len)
-        )
-    })
-}
-
-/// # Safety
-/// Same contract as libc's `recvmsg`.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn recvmsg(fd: c_int, msg: *mut libc::msghdr, flags: c_int) -> isize {
-    timed(WAIT_IO, WAIT_OBJ_FD, fd as u64, || {
-        call!(
-            RECVMSG,
-            unsafe extern "C" fn(c_int, *mut libc::msghdr, c_int) -> isize,
-            -1,
-            (fd, msg, flags)
-        )
-    })
-}
-
-/// # Safety
-/// Same contract as libc's `accept`.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn accept(
-    fd: c_int,
-    addr: *mut libc::sockaddr,
-    len: *mut libc::socklen_t,
-) -> c_int {
-    timed(WAIT_IO, WAIT_OBJ_FD, fd as u64, || {
-        call!(
-            ACCEPT,
-            unsafe extern "C" fn(c_int, *mut libc::sockaddr, *mut libc::socklen_t) -> c_int,
-            -1,
-            (fd, addr, len)
-        )
-    })
-}
-
-/// # Safety
-/// Same contract as libc's `accept4`.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn accept4(
-    fd: c_int,
-    addr: *mut libc::sockaddr,
-    len: *mut libc::socklen_t,
-    flags: c_int,
-) -> c_int {
-    timed(WAIT_IO, WAIT_OBJ_FD, fd as u64, || {
-        call!(
-            ACCEPT4,
-            unsafe extern "C" fn(c_int, *mut libc::sockaddr, *mut libc::socklen_t, c_int) -> c_int,
-            -1,
-            (fd, addr, len, flags)
-        )
-    })
-}
-
-/// # Safety
-/// Same contract as libc's `connect`.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn connect(
-    fd: c_int,
-    addr: *const libc::sockaddr,
-    len: libc::socklen_t,
-) -> c_int {
-    timed(WAIT_IO, WAIT_OBJ_FD, fd as u64, || {
-        call!(
-            CONNECT,
-            unsafe extern "C" fn(c_int, *const libc::sockaddr, libc::socklen_t) -> c_int,
-            -1,
-            (fd, addr, len)
-        )
-    })
+    timed(class, WAIT_OBJ_ADDR, o as u64, lock)
 }
 
 /// The first fd of a poll set (the object a poll waits on), -1 when none.
@@ -865,256 +384,37 @@ fn first_fd(fds: *const libc::pollfd, n: libc::nfds_t) -> u64 {
     unsafe { (*fds).fd as i64 as u64 }
 }
 
-/// # Safety
-/// Same contract as libc's `poll`.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn poll(fds: *mut libc::pollfd, n: libc::nfds_t, timeout: c_int) -> c_int {
-    let real = || {
-        call!(
-            POLL,
-            unsafe extern "C" fn(*mut libc::pollfd, libc::nfds_t, c_int) -> c_int,
-            -1,
-            (fds, n, timeout)
-        )
-    };
-    if threshold() == u64::MAX || timeout == 0 {
-        return real();
-    }
-    if n == 0 {
-        // No descriptors: a sleep.
-        let ms = timeout;
-        return timed_restartable(WAIT_SLEEP, WAIT_OBJ_NONE, 0, real, minus_one_eintr, |t0| {
-            if ms < 0 {
-                0
-            } else {
-                t0.saturating_add(ms as u64 * 1_000_000)
-            }
-        });
-    }
-    timed_restartable(
-        WAIT_IO,
-        WAIT_OBJ_FD,
-        first_fd(fds, n),
-        real,
-        minus_one_eintr,
-        |_| 0,
-    )
-}
-
-/// # Safety
-/// Same contract as libc's `ppoll`.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn ppoll(
-    fds: *mut libc::pollfd,
-    n: libc::nfds_t,
-    t: TS,
-    mask: *const libc::sigset_t,
-) -> c_int {
-    let real = || {
-        call!(
-            PPOLL,
-            unsafe extern "C" fn(
-                *mut libc::pollfd,
-                libc::nfds_t,
-                TS,
-                *const libc::sigset_t,
-            ) -> c_int,
-            -1,
-            (fds, n, t, mask)
-        )
-    };
-    if threshold() == u64::MAX {
-        return real();
-    }
-    timed(WAIT_IO, WAIT_OBJ_FD, first_fd(fds, n), real)
-}
-
-/// # Safety
-/// Same contract as libc's `select`.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn select(
-    n: c_int,
-    r: *mut libc::fd_set,
-    w: *mut libc::fd_set,
-    e: *mut libc::fd_set,
-    t: *mut libc::timeval,
-) -> c_int {
-    // No descriptor sets: a sleep (CPython 3.8-3.10's `time.sleep` is one).
-    let class = if r.is_null() && w.is_null() && e.is_null() {
-        WAIT_SLEEP
+/// `t0` + `ms` (a poll timeout), 0 when it waits without end (negative).
+fn after_ms(t0: u64, ms: c_int) -> u64 {
+    if ms < 0 {
+        0
     } else {
-        WAIT_IO
-    };
-    let real = || {
-        call!(
-            SELECT,
-            unsafe extern "C" fn(
-                c_int,
-                *mut libc::fd_set,
-                *mut libc::fd_set,
-                *mut libc::fd_set,
-                *mut libc::timeval,
-            ) -> c_int,
-            -1,
-            (n, r, w, e, t)
-        )
-    };
-    // The timeout as asked (select updates it to the time left).
-    let asked = if t.is_null() {
-        None
-    } else {
-        // SAFETY: the caller's timeval, which select is about to read.
-        Some(unsafe { *t })
-    };
-    timed_restartable(class, WAIT_OBJ_NONE, 0, real, minus_one_eintr, |t0| {
-        asked.map_or(0, |tv| {
-            t0.saturating_add((tv.tv_sec.max(0) as u64).saturating_mul(1_000_000_000))
-                .saturating_add((tv.tv_usec.max(0) as u64).saturating_mul(1000))
-        })
-    })
-}
-
-/// # Safety
-/// Same contract as libc's `epoll_wait`.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn epoll_wait(
-    ep: c_int,
-    ev: *mut libc::epoll_event,
-    max: c_int,
-    timeout: c_int,
-) -> c_int {
-    let real = || {
-        call!(
-            EPOLL_WAIT,
-            unsafe extern "C" fn(c_int, *mut libc::epoll_event, c_int, c_int) -> c_int,
-            -1,
-            (ep, ev, max, timeout)
-        )
-    };
-    if threshold() == u64::MAX || timeout == 0 {
-        return real();
+        t0.saturating_add(ms as u64 * 1_000_000)
     }
-    timed(WAIT_IO, WAIT_OBJ_FD, ep as u64, real)
 }
 
-/// # Safety
-/// Same contract as libc's `waitpid`.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn waitpid(pid: libc::pid_t, status: *mut c_int, opts: c_int) -> libc::pid_t {
-    timed(WAIT_JOIN, WAIT_OBJ_PID, pid as i64 as u64, || {
-        call!(
-            WAITPID,
-            unsafe extern "C" fn(libc::pid_t, *mut c_int, c_int) -> libc::pid_t,
-            -1,
-            (pid, status, opts)
-        )
+/// `t0` + a timeval (select's, as asked), 0 when there is none.
+fn after_tv(t0: u64, tv: Option<libc::timeval>) -> u64 {
+    tv.map_or(0, |tv| {
+        t0.saturating_add((tv.tv_sec.max(0) as u64).saturating_mul(1_000_000_000))
+            .saturating_add((tv.tv_usec.max(0) as u64).saturating_mul(1000))
     })
 }
 
-/// # Safety
-/// Same contract as libc's `wait4`.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn wait4(
-    pid: libc::pid_t,
-    status: *mut c_int,
-    opts: c_int,
-    ru: *mut libc::rusage,
-) -> libc::pid_t {
-    timed(WAIT_JOIN, WAIT_OBJ_PID, pid as i64 as u64, || {
-        call!(
-            WAIT4,
-            unsafe extern "C" fn(libc::pid_t, *mut c_int, c_int, *mut libc::rusage) -> libc::pid_t,
-            -1,
-            (pid, status, opts, ru)
-        )
-    })
-}
-
-/// # Safety
-/// Same contract as libc's `pthread_join`.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn pthread_join(t: libc::pthread_t, ret: *mut *mut c_void) -> c_int {
-    timed(WAIT_JOIN, WAIT_OBJ_THREAD, t, || {
-        call!(
-            JOIN,
-            unsafe extern "C" fn(libc::pthread_t, *mut *mut c_void) -> c_int,
-            libc::ESRCH,
-            (t, ret)
-        )
-    })
-}
-
-/// A mutex, rwlock or semaphore call with a timeout: a try first (an uncontended call
-/// reads no clock), then the timed call.
-macro_rules! timed_lock {
-    ($name:ident, $doc:literal, $class:expr, $obj:ty, ($($arg:ident: $ty:ty),*),
-     $try_real:expr, $try_ty:ty, $real:expr, $real_ty:ty) => {
-        #[doc = concat!("# Safety\nSame contract as libc's `", $doc, "`.")]
-        #[unsafe(no_mangle)]
-        pub unsafe extern "C" fn $name(o: $obj, $($arg: $ty),*) -> c_int {
-            try_then_timed(
-                $class,
-                o as u64,
-                || call!($try_real, $try_ty, libc::EINVAL, (o)),
-                || call!($real, $real_ty, libc::EINVAL, (o, $($arg),*)),
-            )
-        }
-    };
-}
-
-timed_lock!(
-    pthread_mutex_timedlock, "pthread_mutex_timedlock", WAIT_LOCK, M, (t: TS),
-    MUTEX_TRYLOCK, unsafe extern "C" fn(M) -> c_int,
-    MUTEX_TIMEDLOCK, unsafe extern "C" fn(M, TS) -> c_int
-);
-timed_lock!(
-    pthread_mutex_clocklock, "pthread_mutex_clocklock", WAIT_LOCK, M,
-    (clk: libc::clockid_t, t: TS),
-    MUTEX_TRYLOCK, unsafe extern "C" fn(M) -> c_int,
-    MUTEX_CLOCKLOCK, unsafe extern "C" fn(M, libc::clockid_t, TS) -> c_int
-);
-timed_lock!(
-    pthread_rwlock_timedrdlock, "pthread_rwlock_timedrdlock", WAIT_LOCK, RW, (t: TS),
-    RW_TRYRDLOCK, unsafe extern "C" fn(RW) -> c_int,
-    RW_TIMEDRDLOCK, unsafe extern "C" fn(RW, TS) -> c_int
-);
-timed_lock!(
-    pthread_rwlock_timedwrlock, "pthread_rwlock_timedwrlock", WAIT_LOCK, RW, (t: TS),
-    RW_TRYWRLOCK, unsafe extern "C" fn(RW) -> c_int,
-    RW_TIMEDWRLOCK, unsafe extern "C" fn(RW, TS) -> c_int
-);
-
-/// # Safety
-/// Same contract as libc's `pthread_cond_clockwait`.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn pthread_cond_clockwait(
-    c: *mut libc::pthread_cond_t,
-    m: M,
-    clk: libc::clockid_t,
-    t: TS,
-) -> c_int {
-    timed(WAIT_CONDITION, WAIT_OBJ_ADDR, c as u64, || {
-        call!(
-            COND_CLOCKWAIT,
-            unsafe extern "C" fn(*mut libc::pthread_cond_t, M, libc::clockid_t, TS) -> c_int,
-            libc::EINVAL,
-            (c, m, clk, t)
-        )
-    })
-}
-
-/// # Safety
-/// Same contract as libc's `sem_clockwait`.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn sem_clockwait(s: *mut libc::sem_t, clk: libc::clockid_t, t: TS) -> c_int {
-    timed(WAIT_CONDITION, WAIT_OBJ_ADDR, s as u64, || {
-        call!(
-            SEM_CLOCKWAIT,
-            unsafe extern "C" fn(*mut libc::sem_t, libc::clockid_t, TS) -> c_int,
-            -1,
-            (s, clk, t)
-        )
-    })
+/// A `clock_nanosleep`'s end: `req` after `t0`, or `req` itself when absolute on the
+/// monotonic clock (the markers' clock); 0 when absolute on another clock.
+fn clock_deadline(t0: u64, clk: libc::clockid_t, flags: c_int, req: TS) -> u64 {
+    if flags & libc::TIMER_ABSTIME == 0 {
+        after_ts(t0, req)
+    } else if clk == libc::CLOCK_MONOTONIC && !req.is_null() {
+        // SAFETY: as in after_ts.
+        let t = unsafe { *req };
+        (t.tv_sec.max(0) as u64)
+            .saturating_mul(1_000_000_000)
+            .saturating_add(t.tv_nsec.max(0) as u64)
+    } else {
+        0
+    }
 }
 
 /// `futex(2)` operations that block (the command, without `FUTEX_PRIVATE_FLAG` and
@@ -1123,194 +423,234 @@ fn futex_blocks(op: libc::c_long) -> bool {
     matches!(op & 0x7f, 0 | 6 | 9 | 11 | 13)
 }
 
-/// `syscall(2)`: a futex wait made through it (Rust's std locks, Go, hand-written
-/// locks) is a `lock` wait on the futex word; every other call passes through.
-///
-/// # Safety
-/// Same contract as libc's `syscall`. The C function is variadic; on x86-64 its
-/// integer arguments travel in the same registers (and stack slot) as these six fixed
-/// ones, so all six are read and passed on whatever the caller gave (an argument the
-/// caller did not pass is whatever its register or stack slot held, unused by the
-/// kernel for that call, exactly as with libc's own `syscall`).
-#[cfg(target_arch = "x86_64")]
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn syscall(
-    n: libc::c_long,
-    a1: libc::c_long,
-    a2: libc::c_long,
-    a3: libc::c_long,
-    a4: libc::c_long,
-    a5: libc::c_long,
-    a6: libc::c_long,
-) -> libc::c_long {
-    type F = unsafe extern "C" fn(
-        libc::c_long,
-        libc::c_long,
-        libc::c_long,
-        libc::c_long,
-        libc::c_long,
-        libc::c_long,
-        libc::c_long,
-    ) -> libc::c_long;
-    let real = || call!(SYSCALL, F, -1, (n, a1, a2, a3, a4, a5, a6));
-    if n != libc::SYS_futex || threshold() == u64::MAX || !futex_blocks(a2) {
-        return real();
-    }
-    timed(WAIT_LOCK, WAIT_OBJ_ADDR, a1 as u64, real)
-}
-
-/// # Safety
-/// Same contract as libc's `write`.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn write(fd: c_int, buf: *const c_void, n: usize) -> isize {
-    timed(WAIT_IO, WAIT_OBJ_FD, fd as u64, || {
-        call!(
-            WRITE,
-            unsafe extern "C" fn(c_int, *const c_void, usize) -> isize,
-            -1,
-            (fd, buf, n)
-        )
-    })
-}
-
-/// # Safety
-/// Same contract as libc's `readv`.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn readv(fd: c_int, iov: *const libc::iovec, n: c_int) -> isize {
-    timed(WAIT_IO, WAIT_OBJ_FD, fd as u64, || {
-        call!(
-            READV,
-            unsafe extern "C" fn(c_int, *const libc::iovec, c_int) -> isize,
-            -1,
-            (fd, iov, n)
-        )
-    })
-}
-
-/// # Safety
-/// Same contract as libc's `writev`.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn writev(fd: c_int, iov: *const libc::iovec, n: c_int) -> isize {
-    timed(WAIT_IO, WAIT_OBJ_FD, fd as u64, || {
-        call!(
-            WRITEV,
-            unsafe extern "C" fn(c_int, *const libc::iovec, c_int) -> isize,
-            -1,
-            (fd, iov, n)
-        )
-    })
-}
-
-/// # Safety
-/// Same contract as libc's `send`.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn send(fd: c_int, buf: *const c_void, n: usize, flags: c_int) -> isize {
-    timed(WAIT_IO, WAIT_OBJ_FD, fd as u64, || {
-        call!(
-            SEND,
-            unsafe extern "C" fn(c_int, *const c_void, usize, c_int) -> isize,
-            -1,
-            (fd, buf, n, flags)
-        )
-    })
-}
-
-/// # Safety
-/// Same contract as libc's `sendto`.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn sendto(
-    fd: c_int,
-    buf: *const c_void,
-    n: usize,
-    flags: c_int,
-    addr: *const libc::sockaddr,
-    len: libc::socklen_t,
-) -> isize {
-    timed(WAIT_IO, WAIT_OBJ_FD, fd as u64, || {
-        call!(
-            SENDTO,
-            unsafe extern "C" fn(
-                c_int,
-                *const c_void,
-                usize,
-                c_int,
-                *const libc::sockaddr,
-                libc::socklen_t,
-            ) -> isize,
-            -1,
-            (fd, buf, n, flags, addr, len)
-        )
-    })
-}
-
-/// # Safety
-/// Same contract as libc's `sendmsg`.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn sendmsg(fd: c_int, msg: *const libc::msghdr, flags: c_int) -> isize {
-    timed(WAIT_IO, WAIT_OBJ_FD, fd as u64, || {
-        call!(
-            SENDMSG,
-            unsafe extern "C" fn(c_int, *const libc::msghdr, c_int) -> isize,
-            -1,
-            (fd, msg, flags)
-        )
-    })
-}
-
-/// # Safety
-/// Same contract as libc's `pselect`.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn pselect(
-    n: c_int,
-    r: *mut libc::fd_set,
-    w: *mut libc::fd_set,
-    e: *mut libc::fd_set,
-    t: TS,
-    mask: *const libc::sigset_t,
-) -> c_int {
-    timed(WAIT_IO, WAIT_OBJ_NONE, 0, || {
-        call!(
-            PSELECT,
-            unsafe extern "C" fn(
-                c_int,
-                *mut libc::fd_set,
-                *mut libc::fd_set,
-                *mut libc::fd_set,
-                TS,
-                *const libc::sigset_t,
-            ) -> c_int,
-            -1,
-            (n, r, w, e, t, mask)
-        )
-    })
-}
-
-/// # Safety
-/// Same contract as libc's `epoll_pwait`.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn epoll_pwait(
-    ep: c_int,
-    ev: *mut libc::epoll_event,
-    max: c_int,
-    timeout: c_int,
-    mask: *const libc::sigset_t,
-) -> c_int {
-    let real = || {
-        call!(
-            EPOLL_PWAIT,
-            unsafe extern "C" fn(
-                c_int,
-                *mut libc::epoll_event,
-                c_int,
-                c_int,
-                *const libc::sigset_t,
-            ) -> c_int,
-            -1,
-            (ep, ev, max, timeout, mask)
-        )
+/// Declares each interposer from one entry: `$id`, the static [`Real`] of the function
+/// (by name, or by name and symbol version with `@ c"VERSION"`); its C signature; what it returns
+/// when libc lacks it (errno ENOSYS); and its body, in which `$real` is a closure that
+/// makes the real call with the caller's arguments unchanged. `resolve_all` resolves
+/// them all, and the `also` functions (called but not interposed), at once: at load,
+/// in locks mode, so no first call resolves inside a signal handler or a lock.
+macro_rules! interpose {
+    (
+        also { $($aid:ident = $aname:literal;)* }
+        $(
+            $(#[$attr:meta])*
+            $id:ident $(@ $ver:literal)? = fn $name:ident($($a:ident: $t:ty),* $(,)?) -> $ret:ty,
+                else $fail:expr; $real:ident => $body:expr;
+        )*
+    ) => {
+        $(static $aid: Real = Real::new($aname);)*
+        $(
+            static $id: Real = Real::versioned(
+                match CStr::from_bytes_with_nul(concat!(stringify!($name), "\0").as_bytes()) {
+                    Ok(name) => name,
+                    Err(_) => panic!("a function name is a C string"),
+                },
+                version!($($ver)?),
+            );
+        )*
+        fn resolve_all() {
+            $($aid.get();)*
+            $($id.get();)*
+        }
+        $(
+            $(#[$attr])*
+            #[doc = concat!("# Safety\nSame contract as libc's `", stringify!($name), "`.")]
+            #[unsafe(no_mangle)]
+            pub unsafe extern "C" fn $name($($a: $t),*) -> $ret {
+                let $real = || call!($id, unsafe extern "C" fn($($t),*) -> $ret, $fail, ($($a),*));
+                $body
+            }
+        )*
     };
-    if threshold() == u64::MAX || timeout == 0 {
-        return real();
+}
+
+/// `interpose!`'s optional symbol version, as an `Option`.
+macro_rules! version {
+    () => {
+        None
+    };
+    ($v:literal) => {
+        Some($v)
+    };
+}
+
+interpose! {
+    also {
+        MUTEX_TRYLOCK = c"pthread_mutex_trylock";
+        RW_TRYRDLOCK = c"pthread_rwlock_tryrdlock";
+        RW_TRYWRLOCK = c"pthread_rwlock_trywrlock";
+        SEM_TRYWAIT = c"sem_trywait";
     }
-    timed(WAIT_IO, WAIT_OBJ_FD, ep as u64, real)
+
+    // Locks: a try first (see try_then_timed).
+    MUTEX_LOCK = fn pthread_mutex_lock(m: M) -> c_int, else libc::EINVAL;
+        real => try_then_timed(WAIT_LOCK, m.cast(), &MUTEX_TRYLOCK, real);
+    MUTEX_TIMEDLOCK = fn pthread_mutex_timedlock(m: M, t: TS) -> c_int, else libc::EINVAL;
+        real => try_then_timed(WAIT_LOCK, m.cast(), &MUTEX_TRYLOCK, real);
+    MUTEX_CLOCKLOCK = fn pthread_mutex_clocklock(m: M, clk: libc::clockid_t, t: TS)
+        -> c_int, else libc::EINVAL;
+        real => try_then_timed(WAIT_LOCK, m.cast(), &MUTEX_TRYLOCK, real);
+    RW_RDLOCK = fn pthread_rwlock_rdlock(l: RW) -> c_int, else libc::EINVAL;
+        real => try_then_timed(WAIT_LOCK, l.cast(), &RW_TRYRDLOCK, real);
+    RW_TIMEDRDLOCK = fn pthread_rwlock_timedrdlock(l: RW, t: TS) -> c_int, else libc::EINVAL;
+        real => try_then_timed(WAIT_LOCK, l.cast(), &RW_TRYRDLOCK, real);
+    RW_WRLOCK = fn pthread_rwlock_wrlock(l: RW) -> c_int, else libc::EINVAL;
+        real => try_then_timed(WAIT_LOCK, l.cast(), &RW_TRYWRLOCK, real);
+    RW_TIMEDWRLOCK = fn pthread_rwlock_timedwrlock(l: RW, t: TS) -> c_int, else libc::EINVAL;
+        real => try_then_timed(WAIT_LOCK, l.cast(), &RW_TRYWRLOCK, real);
+    /// `syscall(2)`: a futex wait made through it (Rust's std locks, Go, hand-written
+    /// locks) is a `lock` wait on the futex word; every other call passes through.
+    ///
+    /// The C function is variadic; on x86-64 its integer arguments travel in the same
+    /// registers (and stack slot) as these six fixed ones, so all six are read and
+    /// passed on whatever the caller gave (an argument the caller did not pass is
+    /// whatever its register or stack slot held, unused by the kernel for that call,
+    /// exactly as with libc's own `syscall`).
+    #[cfg(target_arch = "x86_64")]
+    SYSCALL = fn syscall(n: libc::c_long, a1: libc::c_long, a2: libc::c_long, a3: libc::c_long,
+        a4: libc::c_long, a5: libc::c_long, a6: libc::c_long) -> libc::c_long, else -1;
+        real => if n != libc::SYS_futex || threshold() == u64::MAX || !futex_blocks(a2) {
+            real()
+        } else {
+            timed(WAIT_LOCK, WAIT_OBJ_ADDR, a1 as u64, real)
+        };
+
+    // Conditions. dlsym alone gives the GLIBC_2.2.5 compatibility condvar, not the one
+    // programs use.
+    COND_WAIT @ c"GLIBC_2.3.2" = fn pthread_cond_wait(c: Cond, m: M) -> c_int, else libc::EINVAL;
+        real => timed(WAIT_CONDITION, WAIT_OBJ_ADDR, c as u64, real);
+    COND_TIMEDWAIT @ c"GLIBC_2.3.2" = fn pthread_cond_timedwait(c: Cond, m: M, t: TS)
+        -> c_int, else libc::EINVAL;
+        real => timed(WAIT_CONDITION, WAIT_OBJ_ADDR, c as u64, real);
+    COND_CLOCKWAIT = fn pthread_cond_clockwait(c: Cond, m: M, clk: libc::clockid_t, t: TS)
+        -> c_int, else libc::EINVAL;
+        real => timed(WAIT_CONDITION, WAIT_OBJ_ADDR, c as u64, real);
+    BARRIER_WAIT = fn pthread_barrier_wait(b: *mut libc::pthread_barrier_t)
+        -> c_int, else libc::EINVAL;
+        real => timed(WAIT_CONDITION, WAIT_OBJ_ADDR, b as u64, real);
+    SEM_WAIT = fn sem_wait(s: Sem) -> c_int, else -1;
+        real => {
+            if threshold() == u64::MAX {
+                return real();
+            }
+            // sem_trywait's EAGAIN must not leak.
+            let errno = errno();
+            if call!(SEM_TRYWAIT, unsafe extern "C" fn(Sem) -> c_int, -1, (s)) == 0 {
+                return 0;
+            }
+            set_errno(errno);
+            timed(WAIT_CONDITION, WAIT_OBJ_ADDR, s as u64, real)
+        };
+    SEM_TIMEDWAIT = fn sem_timedwait(s: Sem, t: TS) -> c_int, else -1;
+        real => timed(WAIT_CONDITION, WAIT_OBJ_ADDR, s as u64, real);
+    SEM_CLOCKWAIT = fn sem_clockwait(s: Sem, clk: libc::clockid_t, t: TS) -> c_int, else -1;
+        real => timed(WAIT_CONDITION, WAIT_OBJ_ADDR, s as u64, real);
+
+    // Sleeps: a restarted sleep is the same wait; the record has its deadline.
+    NANOSLEEP = fn nanosleep(req: TS, rem: *mut libc::timespec) -> c_int, else -1;
+        real => timed_restartable(WAIT_SLEEP, WAIT_OBJ_NONE, 0, real, minus_one_eintr,
+            |t0| after_ts(t0, req));
+    // clock_nanosleep returns its error (it does not set errno).
+    CLOCK_NANOSLEEP = fn clock_nanosleep(clk: libc::clockid_t, flags: c_int, req: TS,
+        rem: *mut libc::timespec) -> c_int, else libc::ENOSYS;
+        real => timed_restartable(WAIT_SLEEP, WAIT_OBJ_NONE, 0, real, |r| *r == libc::EINTR,
+            |t0| clock_deadline(t0, clk, flags, req));
+    USLEEP = fn usleep(us: libc::useconds_t) -> c_int, else -1;
+        real => timed(WAIT_SLEEP, WAIT_OBJ_NONE, 0, real);
+    SLEEP = fn sleep(s: c_uint) -> c_uint, else s;
+        real => timed(WAIT_SLEEP, WAIT_OBJ_NONE, 0, real);
+
+    // I/O on a descriptor (the object), with its path.
+    READ = fn read(fd: c_int, buf: *mut c_void, n: usize) -> isize, else -1;
+        real => timed(WAIT_IO, WAIT_OBJ_FD, fd as u64, real);
+    READV = fn readv(fd: c_int, iov: *const libc::iovec, n: c_int) -> isize, else -1;
+        real => timed(WAIT_IO, WAIT_OBJ_FD, fd as u64, real);
+    WRITE = fn write(fd: c_int, buf: *const c_void, n: usize) -> isize, else -1;
+        real => timed(WAIT_IO, WAIT_OBJ_FD, fd as u64, real);
+    WRITEV = fn writev(fd: c_int, iov: *const libc::iovec, n: c_int) -> isize, else -1;
+        real => timed(WAIT_IO, WAIT_OBJ_FD, fd as u64, real);
+    RECV = fn recv(fd: c_int, buf: *mut c_void, n: usize, flags: c_int) -> isize, else -1;
+        real => timed(WAIT_IO, WAIT_OBJ_FD, fd as u64, real);
+    RECVFROM = fn recvfrom(fd: c_int, buf: *mut c_void, n: usize, flags: c_int, addr: Sockaddr,
+        len: Socklen) -> isize, else -1;
+        real => timed(WAIT_IO, WAIT_OBJ_FD, fd as u64, real);
+    RECVMSG = fn recvmsg(fd: c_int, msg: *mut libc::msghdr, flags: c_int) -> isize, else -1;
+        real => timed(WAIT_IO, WAIT_OBJ_FD, fd as u64, real);
+    SEND = fn send(fd: c_int, buf: *const c_void, n: usize, flags: c_int) -> isize, else -1;
+        real => timed(WAIT_IO, WAIT_OBJ_FD, fd as u64, real);
+    SENDTO = fn sendto(fd: c_int, buf: *const c_void, n: usize, flags: c_int,
+        addr: *const libc::sockaddr, len: libc::socklen_t) -> isize, else -1;
+        real => timed(WAIT_IO, WAIT_OBJ_FD, fd as u64, real);
+    SENDMSG = fn sendmsg(fd: c_int, msg: *const libc::msghdr, flags: c_int) -> isize, else -1;
+        real => timed(WAIT_IO, WAIT_OBJ_FD, fd as u64, real);
+    ACCEPT = fn accept(fd: c_int, addr: Sockaddr, len: Socklen) -> c_int, else -1;
+        real => timed(WAIT_IO, WAIT_OBJ_FD, fd as u64, real);
+    ACCEPT4 = fn accept4(fd: c_int, addr: Sockaddr, len: Socklen, flags: c_int)
+        -> c_int, else -1;
+        real => timed(WAIT_IO, WAIT_OBJ_FD, fd as u64, real);
+    CONNECT = fn connect(fd: c_int, addr: *const libc::sockaddr, len: libc::socklen_t)
+        -> c_int, else -1;
+        real => timed(WAIT_IO, WAIT_OBJ_FD, fd as u64, real);
+
+    // Waits on several descriptors: the first (poll's) or the epoll fd; without
+    // descriptors, a sleep (CPython 3.8-3.10's `time.sleep` is a select). A zero
+    // timeout never blocks: untimed.
+    POLL = fn poll(fds: *mut libc::pollfd, n: libc::nfds_t, timeout: c_int) -> c_int, else -1;
+        real => if threshold() == u64::MAX || timeout == 0 {
+            real()
+        } else if n == 0 {
+            timed_restartable(WAIT_SLEEP, WAIT_OBJ_NONE, 0, real, minus_one_eintr,
+                |t0| after_ms(t0, timeout))
+        } else {
+            timed_restartable(WAIT_IO, WAIT_OBJ_FD, first_fd(fds, n), real, minus_one_eintr,
+                |_| 0)
+        };
+    PPOLL = fn ppoll(fds: *mut libc::pollfd, n: libc::nfds_t, t: TS, mask: Sigset)
+        -> c_int, else -1;
+        real => if threshold() == u64::MAX {
+            real()
+        } else {
+            timed(WAIT_IO, WAIT_OBJ_FD, first_fd(fds, n), real)
+        };
+    SELECT = fn select(n: c_int, r: FdSet, w: FdSet, e: FdSet, t: *mut libc::timeval)
+        -> c_int, else -1;
+        real => {
+            let class = if r.is_null() && w.is_null() && e.is_null() {
+                WAIT_SLEEP
+            } else {
+                WAIT_IO
+            };
+            // The timeout as asked (select updates it to the time left).
+            // SAFETY: the caller's timeval, which select is about to read.
+            let asked = (!t.is_null()).then(|| unsafe { *t });
+            timed_restartable(class, WAIT_OBJ_NONE, 0, real, minus_one_eintr,
+                |t0| after_tv(t0, asked))
+        };
+    PSELECT = fn pselect(n: c_int, r: FdSet, w: FdSet, e: FdSet, t: TS, mask: Sigset)
+        -> c_int, else -1;
+        real => timed(WAIT_IO, WAIT_OBJ_NONE, 0, real);
+    EPOLL_WAIT = fn epoll_wait(ep: c_int, ev: *mut libc::epoll_event, max: c_int, timeout: c_int)
+        -> c_int, else -1;
+        real => if threshold() == u64::MAX || timeout == 0 {
+            real()
+        } else {
+            timed(WAIT_IO, WAIT_OBJ_FD, ep as u64, real)
+        };
+    EPOLL_PWAIT = fn epoll_pwait(ep: c_int, ev: *mut libc::epoll_event, max: c_int,
+        timeout: c_int, mask: Sigset) -> c_int, else -1;
+        real => if threshold() == u64::MAX || timeout == 0 {
+            real()
+        } else {
+            timed(WAIT_IO, WAIT_OBJ_FD, ep as u64, real)
+        };
+
+    // Joins: a child process, a thread.
+    WAITPID = fn waitpid(pid: libc::pid_t, status: *mut c_int, opts: c_int)
+        -> libc::pid_t, else -1;
+        real => timed(WAIT_JOIN, WAIT_OBJ_PID, pid as i64 as u64, real);
+    WAIT4 = fn wait4(pid: libc::pid_t, status: *mut c_int, opts: c_int, ru: *mut libc::rusage)
+        -> libc::pid_t, else -1;
+        real => timed(WAIT_JOIN, WAIT_OBJ_PID, pid as i64 as u64, real);
+    JOIN = fn pthread_join(t: libc::pthread_t, ret: *mut *mut c_void) -> c_int, else libc::ESRCH;
+        real => timed(WAIT_JOIN, WAIT_OBJ_THREAD, t, real);
 }
