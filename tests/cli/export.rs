@@ -37,23 +37,23 @@ fn fixture() -> tempfile::TempDir {
         name: "cpu-clock".into(),
         ..Default::default()
     });
-    for (pid, rank) in [(100, 0), (200, 1)] {
-        w.profile.processes.push(Process {
+    // Two ranks on one node: (pid, rank); their threads: (process, tid, name).
+    w.profile.processes = [(100, 0), (200, 1)]
+        .map(|(pid, rank)| Process {
             host: "node1".into(),
             rank: Some(rank),
             pid,
             command: "./sim".into(),
-            raw_dir: String::new(),
-            role: Default::default(),
-        });
-    }
-    for (process, tid, name) in [(0, 100, "sim"), (0, 101, "worker"), (1, 200, "sim")] {
-        w.profile.threads.push(Thread {
+            ..Default::default()
+        })
+        .into();
+    w.profile.threads = [(0, 100, "sim"), (0, 101, "worker"), (1, 200, "sim")]
+        .map(|(process, tid, name)| Thread {
             process,
             tid,
             name: name.into(),
-        });
-    }
+        })
+        .into();
     let mut frame = |name: &str, module: &str, file: &str, line: u32, kind: FrameKind| {
         let function = w.function(Function {
             name: name.into(),
