@@ -116,24 +116,12 @@ fn agent_segfault_as_bare_python_3_12() {
 /// program runs to its end with its own output.
 #[test]
 fn a_fault_handler_replaced_by_raw_rt_sigaction_stops_safe_loads() {
-    let py = pyenv_required("3.12.1");
-    let tmp = shared_tempdir();
-    let script = program_source("agent_raw_sigaction.py");
-    let bare = Command::new(&py).arg(&script).output().expect("python");
-    assert!(bare.status.success(), "{bare:?}");
-    let out = Command::new(hwprof_bin())
-        .args(["collect", "-q", "-F", "10000", "-r"])
-        .arg(tmp.path().join("r"))
-        .arg("--")
-        .arg(&py)
-        .arg(&script)
-        .env("HWPROF_AGENT_STATS", "1")
-        .env("HWPROF_AGENT_LIB", crate::python::agent_lib())
-        .output()
-        .expect("run hwprof");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
-    assert_eq!(out.stdout, bare.stdout);
+    let (_tmp, stderr) = python_same_under_the_agent(
+        "3.12.1",
+        "agent_raw_sigaction.py",
+        &[],
+        &[("HWPROF_AGENT_STATS", "1")],
+    );
     let line = agent_stats_line(&stderr);
     eprintln!("{line}");
     let number_before = |tag: &str| number_before(line, tag);

@@ -47,18 +47,11 @@ fn stress(ver: &str) {
         script.to_str().unwrap_or_default(),
     );
     let bare_leak = tmp.path().join("leak-bare");
-    let bare = Command::new(&py)
-        .args(["-W", "ignore", script_s, ROUNDS])
-        .arg(&bare_leak)
-        .output()
-        .expect("run python");
-    assert!(
-        bare.status.success(),
-        "{ver} bare run failed ({:?}): {}",
-        bare.status,
-        String::from_utf8_lossy(&bare.stderr)
+    let expect = run_ok(
+        Command::new(&py)
+            .args(["-W", "ignore", script_s, ROUNDS])
+            .arg(&bare_leak),
     );
-    let expect = String::from_utf8_lossy(&bare.stdout).into_owned();
     assert!(expect.contains("traps 5"), "{expect}");
     assert_eq!(leaked_bytes(&bare_leak), "0");
 
@@ -120,31 +113,8 @@ fn agent_stress_python_3_12() {
 /// Under the agent: no failure, the output of a bare run, Python frames captured.
 #[test]
 fn system_and_popen_children_never_die_of_a_sample() {
-    let py = pyenv_required("3.12.1");
-    let tmp = shared_tempdir();
-    let script = program_source("system_popen.py");
-    let (py_s, script_s) = (
-        py.to_str().unwrap_or_default(),
-        script.to_str().unwrap_or_default(),
-    );
-    let rounds = "300";
-    let bare = Command::new(&py)
-        .args([script_s, rounds])
-        .output()
-        .expect("run python");
-    assert!(bare.status.success());
-    let expect = String::from_utf8_lossy(&bare.stdout).into_owned();
+    let (tmp, stderr) = python_same_under_the_agent("3.12.1", "system_popen.py", &["300"], &[]);
     let dir = tmp.path().join("r");
-    let out = Command::new(crate::common::hwprof_bin())
-        .args(["collect", "-q", "-F", "10000", "-r"])
-        .arg(&dir)
-        .args(["--", py_s, script_s, rounds])
-        .env("HWPROF_AGENT_LIB", crate::python::agent_lib())
-        .output()
-        .expect("hwprof");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
-    assert_eq!(String::from_utf8_lossy(&out.stdout), expect);
     let line = stderr
         .lines()
         .find(|l| l.starts_with("system failures:"))

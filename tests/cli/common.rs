@@ -479,3 +479,112 @@ pub fn json_row<'a>(
 ) -> Option<&'a serde_json::Value> {
     v[key].as_array()?.iter().find(|r| r[field] == value)
 }
+
+// Sequences several test files repeated (issue 15, item 7), here once.
+
+/// `hwprof collect -q -m locks -r DIR -- BIN ARGS...` of a scratch's program, run by the
+/// ordinary user 65534 (`nobody`: a copy of hwprof in the scratch) or by the test's user:
+/// its output, whatever its status.
+pub fn collect_locks_in(s: &Scratch, nobody: bool, args: &[&std::ffi::OsStr]) -> Output {
+    let mut program = vec![s.bin.as_os_str()];
+    program.extend_from_slice(args);
+    collect_locks(hwprof_command(nobody, s.tmp.path()), &s.dir, &[], &program)
+}
+
+/// A two-function workload's designed split in hotspots ROWS: the part (%) of `a` in
+/// what `a` and `b` hold together by MEASURE (self samples or self share), printed under
+/// LABEL, after asserting that together they hold more than `more_than` (else the split
+/// says nothing).
+pub fn split_pct(
+    rows: &HashMap<String, Hot>,
+    (a, b): (&str, &str),
+    measure: fn(&Hot) -> f64,
+    more_than: f64,
+    label: &str,
+) -> f64 {
+    let of = |f: &str| rows.get(f).map_or(0.0, measure);
+    let (x, y) = (of(a), of(b));
+    assert!(
+        x + y > more_than,
+        "{label}: too little in {a} and {b} ({x} + {y}, want > {more_than}); functions: {:?}",
+        rows.keys().collect::<Vec<_>>()
+    );
+    let share = 100.0 * x / (x + y);
+    eprintln!("{label}: {a} {x:.1}, {b} {y:.1}: {a} holds {share:.1}%");
+    share
+}
+
+/// The `field` strings of the rows of the JSON array V.
+pub fn json_strs<'a>(v: &'a serde_json::Value, field: &str) -> Vec<&'a str> {
+    v.as_array()
+        .unwrap_or_else(|| panic!("not a JSON array: {v}"))
+        .iter()
+        .map(|r| {
+            r[field]
+                .as_str()
+                .unwrap_or_else(|| panic!("no string {field}: {r}"))
+        })
+        .collect()
+}
+
+/// Assert that TEXT says each of NEEDLES; else fail with WHAT, the missing one and TEXT.
+pub fn assert_says(text: &str, needles: &[&str], what: &str) {
+    for needle in needles {
+        assert!(text.contains(needle), "{what} (no {needle:?}): {text}");
+    }
+}
+
+/// tests/programs/SCRIPT ARGS... run bare by pyenv's python VER (required), then under
+/// `hwprof collect -q -F 10000 -r T/r` with the test's agent (and ENV): both must succeed
+/// and print the same (the agent changes nothing the program sees). The new shared
+/// temporary directory T and hwprof's standard error.
+pub fn python_same_under_the_agent(
+    ver: &str,
+    script: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (tempfile::TempDir, String) {
+    let py = pyenv_required(ver);
+    let script = program_source(script);
+    let bare = run_ok(Command::new(&py).arg(&script).args(args));
+    let tmp = shared_tempdir();
+    let out = Command::new(hwprof_bin())
+        .args(["collect", "-q", "-F", "10000", "-r"])
+        .arg(tmp.path().join("r"))
+        .arg("--")
+        .arg(&py)
+        .arg(&script)
+        .args(args)
+        .envs(env.iter().copied())
+        .env("HWPROF_AGENT_LIB", crate::python::agent_lib())
+        .output()
+        .expect("run hwprof collect");
+    assert_success(&out, "hwprof collect under the agent");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        bare,
+        "the output changed under the agent"
+    );
+    (tmp, String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// `hwprof collect -q -r DIR OPTS... -- PROGRAM...` with the test's agent, started: its
+/// standard output goes to STDOUT, its standard error is piped.
+pub fn spawn_collect_with_agent(
+    dir: &Path,
+    opts: &[&str],
+    program: &[&std::ffi::OsStr],
+    stdout: std::process::Stdio,
+) -> std::process::Child {
+    Command::new(hwprof_bin())
+        .args(["collect", "-q", "-r"])
+        .arg(dir)
+        .args(opts)
+        .arg("--")
+        .args(program)
+        .env("HWPROF_AGENT_LIB", crate::python::agent_lib())
+        .stdout(stdout)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start hwprof collect")
+}

@@ -81,6 +81,18 @@ fn wait_gone(pid: i32) {
     }
 }
 
+/// hot.c (4000 rounds) built into a new scratch and collected by a running
+/// `hwprof collect --no-finalize`, once the target has run long enough to show the
+/// split: the scratch, its results dir, the collector and the target's pid.
+fn hot_running() -> (Scratch, PathBuf, Child, i32) {
+    let s = scratch_with("hot.c", "hot", &[]);
+    let dir = s.dir.clone();
+    let hw = start_collect(&dir, &s.bin, "4000");
+    let pid = target_pid(&dir);
+    wait_for_cpu(pid);
+    (s, dir, hw, pid)
+}
+
 /// Finalize, check it says the run is incomplete, and check the summary and the split.
 fn finalize_incomplete(dir: &Path, reason: &str) {
     let out = hwprof(&["finalize", dir.to_str().unwrap()]);
@@ -115,10 +127,7 @@ fn finalize_incomplete(dir: &Path, reason: &str) {
 /// ("no manifest.json"); now the provisional manifest makes it finalizable.
 #[test]
 fn sigkill_of_hwprof_keeps_what_was_flushed() {
-    let Scratch { tmp: _t, bin, dir } = scratch_with("hot.c", "hot", &[]);
-    let mut hw = start_collect(&dir, &bin, "4000");
-    let pid = target_pid(&dir);
-    wait_for_cpu(pid);
+    let (_s, dir, mut hw, pid) = hot_running();
     let _ = hw.kill();
     let _ = hw.wait();
     let m = manifest_json(&dir);
@@ -132,10 +141,7 @@ fn sigkill_of_hwprof_keeps_what_was_flushed() {
 
 #[test]
 fn sigkill_of_the_target_is_an_incomplete_run() {
-    let Scratch { tmp: _t, bin, dir } = scratch_with("hot.c", "hot", &[]);
-    let hw = start_collect(&dir, &bin, "4000");
-    let pid = target_pid(&dir);
-    wait_for_cpu(pid);
+    let (_s, dir, hw, pid) = hot_running();
     kill(pid, libc::SIGKILL);
     let out = hw.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(128 + 9));
@@ -148,10 +154,7 @@ fn sigkill_of_the_target_is_an_incomplete_run() {
 /// KillWait: hwprof passes SIGTERM on and writes its final manifest at once.
 #[test]
 fn sigterm_as_slurm_sends_it_ends_with_a_final_manifest() {
-    let Scratch { tmp: _t, bin, dir } = scratch_with("hot.c", "hot", &[]);
-    let hw = start_collect(&dir, &bin, "4000");
-    let pid = target_pid(&dir);
-    wait_for_cpu(pid);
+    let (_s, dir, hw, _pid) = hot_running();
     let sent = Instant::now();
     kill(hw.id() as i32, libc::SIGTERM);
     let out = hw.wait_with_output().unwrap();

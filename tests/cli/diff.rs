@@ -6,8 +6,9 @@
 //!   at 5% and passes at 100%. In shares (`--normalize percent`) `hot_a` shrinks
 //!   75% → 60% and `hot_b` grows 25% → 40%: the differential flame graph colors them
 //!   blue and red.
-//! - A Python script run twice, `Work.grow`'s loop count doubled in the second run,
-//!   `Work.steady`'s kept.
+//! - python.rs's script run twice, `Worker.heavy`'s loop count (as large as
+//!   `Worker.light`'s) doubled in the second run, `Worker.light`'s kept: below, "grow" is
+//!   heavy, "steady" light.
 //! - Two MPI ranks of one job in one results directory (the launcher's variables set
 //!   by hand, no mpirun needed), rank 1 doing twice rank 0's rounds.
 
@@ -16,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use crate::common::*;
-use crate::python::{agent_lib, python311};
+use crate::python::{WORK, agent_lib, python311};
 
 /// A diff CSV row.
 #[derive(Debug, Clone)]
@@ -432,32 +433,7 @@ fn pprof_leaf_samples(path: &Path, function: &str) -> (f64, f64) {
     (base, new)
 }
 
-const SCRIPT: &str = r#"import sys
-class Work:
-    def grow(self, n):
-        s = 0
-        for i in range(n):
-            s += (i & 1023) * 3
-        return s
-
-    def steady(self, n):
-        s = 0
-        for i in range(n):
-            s += (i & 1023) * 3
-        return s
-
-def main(rounds, grow_factor):
-    w = Work()
-    t = 0
-    for _ in range(rounds):
-        t += w.grow(grow_factor * 100000)
-        t += w.steady(200000)
-    print(t)
-
-main(int(sys.argv[1]), int(sys.argv[2]))
-"#;
-
-/// The lines of `Work.grow`'s loop (`for`, body) in SCRIPT.
+/// The lines of `Worker.heavy`'s loop (`for`, body) in python.rs's WORK.
 const GROW_LOOP_LINES: [&str; 2] = ["5", "6"];
 
 fn collect_python(t: &Path, name: &str, script: &Path, factor: &str) -> PathBuf {
@@ -465,7 +441,7 @@ fn collect_python(t: &Path, name: &str, script: &Path, factor: &str) -> PathBuf 
     let out = Command::new(hwprof_bin())
         .args(["collect", "-q", "-r", s(&dir), "--"])
         .arg(python311())
-        .args([s(script), "10", factor])
+        .args([s(script), "20", factor])
         .env("HWPROF_AGENT_LIB", agent_lib())
         .output()
         .expect("run hwprof collect");
@@ -476,18 +452,18 @@ fn collect_python(t: &Path, name: &str, script: &Path, factor: &str) -> PathBuf 
 #[test]
 fn python_function_with_a_doubled_loop_carries_the_delta_at_its_line() {
     let t = shared_tempdir();
-    let script = t.path().join("work.py");
-    std::fs::write(&script, SCRIPT).unwrap();
-    let base = collect_python(t.path(), "base", &script, "2");
-    let new = collect_python(t.path(), "new", &script, "4");
+    // Worker.heavy does as much as Worker.light (factor 1), then twice as much.
+    let script = write_script(t.path(), "work.py", WORK);
+    let base = collect_python(t.path(), "base", &script, "1");
+    let new = collect_python(t.path(), "new", &script, "2");
     let (b, n) = (s(&base), s(&new));
 
     let rows = diff_rows(&[b, n, "--frames", "python"]);
     let f = by_function(&rows);
-    let grow = &f["Work.grow"];
-    let steady = &f["Work.steady"];
+    let grow = &f["Worker.heavy"];
+    let steady = &f["Worker.light"];
     eprintln!(
-        "python: Work.grow ratio {:?}, Work.steady ratio {:?}",
+        "python: Worker.heavy ratio {:?}, Worker.light ratio {:?}",
         grow.ratio_self, steady.ratio_self
     );
     assert_eq!(grow.file, s(&script), "Python rows carry their file");
@@ -509,14 +485,19 @@ fn python_function_with_a_doubled_loop_carries_the_delta_at_its_line() {
     // In shares the changes sum to zero: grow's rise is steady's fall plus start-up's,
     // so the rows are sorted by a near tie. What grew most is grow.
     let rows = diff_rows(&[b, n, "--frames", "python", "--normalize", "percent"]);
-    assert_eq!(most_grown(&rows).function, "Work.grow", "{}", head(&rows));
+    assert_eq!(
+        most_grown(&rows).function,
+        "Worker.heavy",
+        "{}",
+        head(&rows)
+    );
     let f = by_function(&rows);
     let (g, st) = (
-        f["Work.grow"].ratio_self.unwrap(),
-        f["Work.steady"].ratio_self.unwrap(),
+        f["Worker.heavy"].ratio_self.unwrap(),
+        f["Worker.light"].ratio_self.unwrap(),
     );
     eprintln!(
-        "python percent: Work.grow ratio {g:.3}, Work.steady ratio {st:.3}, grow/steady {:.3}",
+        "python percent: Worker.heavy ratio {g:.3}, Worker.light ratio {st:.3}, grow/steady {:.3}",
         g / st
     );
     assert!(g > 1.2 && st < 0.85, "shares: grow x{g}, steady x{st}");
@@ -540,7 +521,7 @@ fn python_function_with_a_doubled_loop_carries_the_delta_at_its_line() {
     let top = most_grown(&rows);
     assert_eq!(
         (top.function.as_str(), top.file.as_str()),
-        ("Work.grow", s(&script)),
+        ("Worker.heavy", s(&script)),
         "{}",
         head(&rows)
     );
@@ -549,12 +530,12 @@ fn python_function_with_a_doubled_loop_carries_the_delta_at_its_line() {
     // on the rest of the run (interpreter start-up), so it is read against steady's.
     let steady_lines: f64 = rows
         .iter()
-        .filter(|r| r.function == "Work.steady")
+        .filter(|r| r.function == "Worker.light")
         .map(|r| r.new_self)
         .sum::<f64>()
         / rows
             .iter()
-            .filter(|r| r.function == "Work.steady")
+            .filter(|r| r.function == "Worker.light")
             .map(|r| r.base_self)
             .sum::<f64>();
     let line_ratio = top.new_self / top.base_self;
@@ -573,7 +554,7 @@ fn python_function_with_a_doubled_loop_carries_the_delta_at_its_line() {
         "--fail-above",
         "10",
         "--function",
-        "Work.grow",
+        "Worker.heavy",
     ]);
     assert_eq!(
         out.status.code(),

@@ -37,23 +37,23 @@ fn fixture() -> tempfile::TempDir {
         name: "cpu-clock".into(),
         ..Default::default()
     });
-    for (pid, rank) in [(100, 0), (200, 1)] {
-        w.profile.processes.push(Process {
+    // Two ranks on one node: (pid, rank); their threads: (process, tid, name).
+    w.profile.processes = [(100, 0), (200, 1)]
+        .map(|(pid, rank)| Process {
             host: "node1".into(),
             rank: Some(rank),
             pid,
             command: "./sim".into(),
-            raw_dir: String::new(),
-            role: Default::default(),
-        });
-    }
-    for (process, tid, name) in [(0, 100, "sim"), (0, 101, "worker"), (1, 200, "sim")] {
-        w.profile.threads.push(Thread {
+            ..Default::default()
+        })
+        .into();
+    w.profile.threads = [(0, 100, "sim"), (0, 101, "worker"), (1, 200, "sim")]
+        .map(|(process, tid, name)| Thread {
             process,
             tid,
             name: name.into(),
-        });
-    }
+        })
+        .into();
     let mut frame = |name: &str, module: &str, file: &str, line: u32, kind: FrameKind| {
         let function = w.function(Function {
             name: name.into(),
@@ -130,6 +130,12 @@ fn require(tool: &str, package: &str) {
         have(tool),
         "{tool} is not installed: install {package} (.ci/run does)"
     );
+}
+
+/// `python3 -c SCRIPT ARGS...` (python3 is required), asserted successful: its output.
+fn python(script: &str, args: &[&Path]) -> String {
+    require("python3", "python3");
+    run_ok(StdCommand::new("python3").arg("-c").arg(script).args(args))
 }
 
 /// Folded lines → weight per leaf label.
@@ -217,15 +223,13 @@ fn frames_filter_python_and_native() {
 fn flamegraph_is_xml_with_names_and_total() {
     let dir = fixture();
     let path = export_file(dir.path(), "flamegraph", "fg.svg");
-    require("python3", "python3");
     // Parse with a real XML parser and list the <title> tooltips.
-    let titles = run_ok(StdCommand::new("python3").args([
-        "-c",
+    let titles = python(
         "import sys, xml.etree.ElementTree as ET\n\
          root = ET.parse(sys.argv[1]).getroot()\n\
          for t in root.iter('{http://www.w3.org/2000/svg}title'): print(t.text)",
-        path.to_str().unwrap(),
-    ]));
+        &[&path],
+    );
     assert!(titles.contains("all (10 samples, 100%)"), "{titles}");
     assert!(titles.contains("a (5 samples, 50.00%)"), "{titles}");
     assert!(titles.contains("dgemm_ (4 samples, 40.00%)"), "{titles}");
@@ -266,14 +270,12 @@ fn speedscope_schema() -> PathBuf {
 
 fn validate_speedscope(path: &Path) {
     let schema = speedscope_schema();
-    run_ok(StdCommand::new("python3").args([
-        "-c",
+    python(
         "import json, sys, jsonschema\n\
          schema = json.load(open(sys.argv[1]))\n\
          jsonschema.validate(json.load(open(sys.argv[2])), schema)",
-        schema.to_str().unwrap(),
-        path.to_str().unwrap(),
-    ]));
+        &[&schema, path],
+    );
 }
 
 #[test]
@@ -342,14 +344,12 @@ fn pprof_decodes_with_protoc() {
 fn pstats_reads_in_python_and_gprof2dot() {
     let dir = fixture();
     let path = export_file(dir.path(), "pstats", "p.prof");
-    require("python3", "python3");
-    let rows = run_ok(StdCommand::new("python3").args([
-        "-c",
+    let rows = python(
         "import json, pstats, sys\n\
          s = pstats.Stats(sys.argv[1]); s.sort_stats('tottime')\n\
          print(json.dumps([[k[0], k[1], k[2], s.stats[k][0], s.stats[k][1], s.stats[k][2], s.stats[k][3], len(s.stats[k][4])] for k in s.fcn_list]))",
-        path.to_str().unwrap(),
-    ]));
+        &[&path],
+    );
     let rows: Vec<serde_json::Value> = serde_json::from_str(&rows).unwrap();
     let names: Vec<&str> = rows.iter().map(|r| r[2].as_str().unwrap()).collect();
     // hwprof's self ranking: a (5), dgemm_ (4), b (1).
@@ -530,35 +530,32 @@ fn html_renders_in_chromium() {
     assert!(dom.contains("class=\"box\" data-node=\"0\" data-name=\"all\""));
 }
 
-#[test]
-fn not_finalized_says_how_to_fix() {
+/// `hwprof export DIR --format FORMAT` on a DIR that holds only FILE (CONTENT): exit 1,
+/// an `hwprof: error: ` message, no panic. Its standard error.
+fn export_error(file: &str, content: &[u8], format: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
-    // A results directory (it has a manifest) without profile.db.
-    std::fs::write(dir.path().join("manifest.json"), "{}").unwrap();
+    std::fs::write(dir.path().join(file), content).unwrap();
     let out = Command::cargo_bin("hwprof")
         .unwrap()
-        .args(["export", dir.path().to_str().unwrap(), "--format", "pstats"])
+        .args(["export", dir.path().to_str().unwrap(), "--format", format])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    crate::common::assert_fails_with(&out, 1, "hwprof: error: ");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(err.starts_with("hwprof: error: "), "{err}");
+    err
+}
+
+#[test]
+fn not_finalized_says_how_to_fix() {
+    // A results directory (it has a manifest) without profile.db.
+    let err = export_error("manifest.json", b"{}", "pstats");
     assert!(err.contains("hwprof finalize"), "{err}");
 }
 
 #[test]
 fn corrupt_profile_db_is_an_error_not_a_panic() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("profile.db"), b"not a database").unwrap();
-    let out = Command::cargo_bin("hwprof")
-        .unwrap()
-        .args(["export", dir.path().to_str().unwrap(), "--format", "html"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.starts_with("hwprof: error: "), "{err}");
-    assert!(!err.contains("panicked"), "{err}");
+    export_error("profile.db", b"not a database", "html");
 }
 
 /// Collect a real C program (tests/programs/hot.c: hot_a does 3/4 of the work, hot_b
@@ -587,13 +584,12 @@ fn collect_then_export_pstats_and_speedscope() {
         .unwrap();
     assert_success(&out, "collect failed");
     let prof = export_file(&results, "pstats", "hot.prof");
-    let rows = run_ok(StdCommand::new("python3").args([
-        "-c",
+    let rows = python(
         "import json, pstats, sys\n\
          s = pstats.Stats(sys.argv[1]); s.sort_stats('tottime')\n\
          print(json.dumps([[k[2], s.stats[k][2]] for k in s.fcn_list]))",
-        prof.to_str().unwrap(),
-    ]));
+        &[&prof],
+    );
     let rows: Vec<(String, f64)> = serde_json::from_str(&rows).unwrap();
     assert_eq!(rows[0].0, "hot_a", "{rows:?}");
     assert_eq!(rows[1].0, "hot_b", "{rows:?}");
@@ -608,12 +604,7 @@ fn collect_then_export_pstats_and_speedscope() {
     let ss = export_file(&results, "speedscope", "hot.speedscope.json");
     validate_speedscope(&ss);
     let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&ss).unwrap()).unwrap();
-    let names: Vec<&str> = v["shared"]["frames"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["name"].as_str().unwrap())
-        .collect();
+    let names = crate::common::json_strs(&v["shared"]["frames"], "name");
     for n in ["main", "work", "hot_a", "hot_b"] {
         assert!(names.contains(&n), "{n} missing from {names:?}");
     }

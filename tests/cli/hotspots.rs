@@ -84,10 +84,7 @@ fn each_thread_gets_its_own_work() {
         csv.starts_with("pid,tid,name,rank,total,total_pct"),
         "{csv}"
     );
-    assert!(
-        csv.contains("worker_a") && csv.contains("worker_b"),
-        "{csv}"
-    );
+    assert_says(&csv, &["worker_a", "worker_b"], "the threads view");
 }
 
 #[test]
@@ -185,21 +182,12 @@ fn perf_reads_our_perf_data_and_agrees() {
         assert!((p - o).abs() <= 0.5, "{f}: perf {p}% hwprof {o}%");
     }
     // perf unwinds our DWARF stack copies too: `work` is on every stack.
-    let children = Command::new("perf")
-        .args([
-            "report",
-            "--stdio",
-            "--children",
-            "--sort",
-            "sym",
-            "-g",
-            "none",
-            "-i",
-        ])
-        .arg(&data)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&children.stdout);
+    let text = run_ok(
+        Command::new("perf")
+            .args(["report", "--stdio", "--children", "--sort", "sym"])
+            .args(["-g", "none", "-i"])
+            .arg(&data),
+    );
     let work_children = text
         .lines()
         .find(|l| l.trim_end().ends_with("[.] work"))

@@ -175,23 +175,24 @@ fn static_and_dynamic_solvers_of_a_python_driver_are_sampled() {
     assert_shares(&dir, "uid 65534", &stderr);
 }
 
+/// A Python script that only loops (3 million additions).
+const SUM_LOOP: &str = "s = 0\nfor i in range(3_000_000):\n    s += i\n";
+
 #[test]
 fn python_launch_without_python_frames_says_so_in_every_report() {
     let tmp = shared_tempdir();
-    let script = tmp.path().join("w.py");
-    std::fs::write(&script, "s = 0\nfor i in range(3_000_000):\n    s += i\n").unwrap();
+    let script = write_script(tmp.path(), "w.py", SUM_LOOP);
     let dir = tmp.path().join("r");
     // A library that is not the agent: nothing says hello, no Python frame is captured.
-    let out = Command::new(hwprof_bin())
-        .args(["collect", "-q", "-r"])
-        .arg(&dir)
-        .arg("--")
-        .arg(pyenv311())
-        .arg(&script)
-        .env("HWPROF_AGENT_LIB", "/lib/x86_64-linux-gnu/libm.so.6")
-        .output()
-        .expect("collect");
-    ok(&out);
+    let mut hw = Command::new(hwprof_bin());
+    hw.env("HWPROF_AGENT_LIB", "/lib/x86_64-linux-gnu/libm.so.6");
+    let py = pyenv311();
+    ok(&collect_through(
+        hw,
+        &dir,
+        &[],
+        &[py.as_os_str(), script.as_os_str()],
+    ));
     for view in ["summary", "hotspots", "lines", "threads"] {
         let text = report(&dir, &["--view", view]);
         assert!(

@@ -55,16 +55,14 @@ fn off_cpu_time_of_known_sleeps() {
 
 #[test]
 fn an_ordinary_user_gets_the_known_sleeps_and_is_told_what_is_missing_without_the_agent() {
-    let Scratch { tmp: t, bin, dir } = scratch_with("exits.c", "exits", &[]);
-    let hw = hwprof_for_nobody(t.path());
+    let s = scratch_with("exits.c", "exits", &[]);
     // With the agent (the default): ten usleep(100 ms) at main, class sleep.
-    let out = collect_locks(
-        as_nobody(&hw),
-        &dir,
-        &[],
-        &[bin.as_ref(), "sleep".as_ref(), "1".as_ref()],
-    );
-    ok(&out);
+    ok(&collect_locks_in(
+        &s,
+        true,
+        &["sleep".as_ref(), "1".as_ref()],
+    ));
+    let Scratch { tmp: t, bin, dir } = s;
     let rows = waits_csv(&dir, &[]);
     let main = rows.iter().find(|r| &r[0] == "main").expect("main waits");
     let wait_ns: f64 = main[6].parse().unwrap();
@@ -73,7 +71,7 @@ fn an_ordinary_user_gets_the_known_sleeps_and_is_told_what_is_missing_without_th
     // Without the agent the intervals are still counted, and the notice says what
     // is missing (the stacks) and how to get them.
     let dir = t.path().join("off");
-    let out = as_nobody(&hw)
+    let out = hwprof_command(true, t.path())
         .args([
             "collect",
             "-m",
@@ -405,14 +403,13 @@ fn python_gil_waits_and_sleeps_at_their_lines() {
     assert_eq!(&spin[10], "2", "both busy threads waited in spin: {spin:?}");
 }
 
-/// `mpirun -n 4 hwprof collect -q -m locks -r DIR -- python3 SCRIPT ARG` (oversubscribed:
-/// two cores), with the python3 that has mpi4py (a failure when it has not: `.ci/run`
-/// installs it).
-fn mpirun_locks(
-    dir: &std::path::Path,
-    script: &std::path::Path,
-    args: &[&str],
-) -> std::process::Output {
+/// `mpirun -n 4 hwprof collect -q -m locks -r T/run -- python3 mpi_imbalance.py ARGS...`
+/// (oversubscribed: two cores), with the python3 that has mpi4py (a failure when it has
+/// not: `.ci/run` installs it), asserted successful: the results dir and the ranks'
+/// standard error.
+fn mpirun_imbalance(t: &std::path::Path, args: &[&str]) -> (std::path::PathBuf, String) {
+    let dir = t.join("run");
+    let script = program_source("mpi_imbalance.py");
     let py = std::process::Command::new("python3")
         .args(["-c", "import sys, mpi4py; print(sys.executable)"])
         .output()
@@ -424,13 +421,14 @@ fn mpirun_locks(
     let py = String::from_utf8_lossy(&py.stdout).trim().to_string();
     let mut program = vec![py.as_str(), script.to_str().unwrap()];
     program.extend(args);
-    mpirun_collect_locks(dir, &program)
+    let stderr = mpirun_collect_locks(&dir, &program);
+    (dir, stderr)
 }
 
 /// `mpirun -n 4 hwprof collect -q -m locks -r DIR -- PROGRAM...` (oversubscribed, root
-/// allowed), with the test's agent.
-fn mpirun_collect_locks(dir: &std::path::Path, program: &[&str]) -> std::process::Output {
-    std::process::Command::new("mpirun")
+/// allowed), with the test's agent, asserted successful: the ranks' standard error.
+fn mpirun_collect_locks(dir: &std::path::Path, program: &[&str]) -> String {
+    let out = std::process::Command::new("mpirun")
         .args(["--allow-run-as-root", "--oversubscribe", "-n", "4"])
         .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
         .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
@@ -441,7 +439,10 @@ fn mpirun_collect_locks(dir: &std::path::Path, program: &[&str]) -> std::process
         .arg("--")
         .args(program)
         .output()
-        .expect("run mpirun (.ci/run installs openmpi-bin)")
+        .expect("run mpirun (.ci/run installs openmpi-bin)");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "mpirun failed: {stderr}");
+    stderr
 }
 
 /// mpi_imbalance.py under `mpirun -n 4` (oversubscribed: two cores): rank 2 works 3×
@@ -456,14 +457,7 @@ fn mpi_barrier_waits_are_mpi_on_the_waiting_ranks() {
         return;
     }
     let t = shared_tempdir();
-    let dir = t.path().join("run");
-    let script = program_source("mpi_imbalance.py");
-    let out = mpirun_locks(&dir, &script, &["0.3"]);
-    assert!(
-        out.status.success(),
-        "mpirun failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (dir, _) = mpirun_imbalance(t.path(), &["0.3"]);
     let barrier = |rank: u32| -> f64 {
         let rows = report_csv(
             &dir,
@@ -508,12 +502,8 @@ fn mpi_barrier_waits_total_the_designed_imbalance() {
         return;
     }
     let t = shared_tempdir();
-    let dir = t.path().join("run");
-    let script = program_source("mpi_imbalance.py");
     const T: f64 = 0.4;
-    let out = mpirun_locks(&dir, &script, &[&T.to_string(), "wall"]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "mpirun failed: {stderr}");
+    let (dir, stderr) = mpirun_imbalance(t.path(), &[&T.to_string(), "wall"]);
     // Each rank's barrier wait by its own clock (mpirun interleaves the ranks' lines:
     // "rank 0 barrier 0.81rank 2 barrier 0.00").
     let mut timed = [0.0f64; 4];
@@ -527,7 +517,7 @@ fn mpi_barrier_waits_total_the_designed_imbalance() {
         }
     }
     let p = hwprof::profile::Profile::load(&dir).unwrap();
-    let source = std::fs::read_to_string(&script).unwrap();
+    let source = std::fs::read_to_string(program_source("mpi_imbalance.py")).unwrap();
     let line = 1 + source
         .lines()
         .position(|l| l.contains("# the barrier line"))
@@ -554,12 +544,7 @@ fn mpi_barrier_waits_total_the_designed_imbalance() {
     eprintln!(
         "MPI_Barrier waits at the barrier line per rank (s): {at_line_s:?}; by the ranks' clocks: {timed:?}"
     );
-    let others: f64 = [0, 1, 3].iter().map(|&r| at_line_s[r]).sum();
-    let designed = 3.0 * 2.0 * T;
-    assert!(
-        (others - designed).abs() <= 0.15 * designed,
-        "the waiting ranks' MPI_Barrier waits total {others:.3} s, designed {designed:.3} s ±15%: {at_line_s:?} (their clocks: {timed:?})"
-    );
+    assert_designed_imbalance(&at_line_s, T, &format!("(their clocks: {timed:?})"));
     for r in [0, 1, 3] {
         assert!(
             (at_line_s[r] - timed[r]).abs() <= 0.15 * timed[r],
@@ -571,6 +556,17 @@ fn mpi_barrier_waits_total_the_designed_imbalance() {
     assert!(
         at_line_s[2] < 0.25 * T,
         "rank 2, the last to arrive, hardly waits: {at_line_s:?}"
+    );
+}
+
+/// The waiting ranks' (0, 1, 3) MPI_Barrier waits, seconds per rank in PER_RANK, total
+/// the designed imbalance of a run where rank 2 works 3T and the others T: 3 × 2T ± 15%.
+fn assert_designed_imbalance(per_rank: &[f64], t: f64, context: &str) {
+    let others: f64 = [0, 1, 3].iter().map(|&r| per_rank[r]).sum();
+    let designed = 3.0 * 2.0 * t;
+    assert!(
+        (others - designed).abs() <= 0.15 * designed,
+        "the waiting ranks' MPI_Barrier waits total {others:.3} s, designed {designed:.3} s ±15%: {per_rank:?} {context}"
     );
 }
 
@@ -590,10 +586,7 @@ fn mpirun_locks_with_tool(
         format!("$LD_PRELOAD:{}", tool.display())
     };
     let line = format!("LD_PRELOAD=\"{preload}\" exec {} 0.4", prog.display());
-    let out = mpirun_collect_locks(dir, &["sh", "-c", &line]);
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(out.status.success(), "mpirun failed: {stderr}");
-    stderr
+    mpirun_collect_locks(dir, &["sh", "-c", &line])
 }
 
 /// Another PMPI tool (a library defining `MPI_Barrier`/`MPI_Recv` that calls `PMPI_*`,
@@ -669,12 +662,7 @@ fn mpi_waits_chain_through_another_pmpi_tool() {
             longest_s >= T / 4.0,
             "{order}: the agent timed the waiting ranks' barriers: longest {max:?}"
         );
-        let others: f64 = [0, 1, 3].iter().map(|&r| s[r]).sum();
-        let designed = 3.0 * 2.0 * T;
-        assert!(
-            (others - designed).abs() <= 0.15 * designed,
-            "{order}: the waiting ranks' MPI_Barrier waits total {others:.3} s, designed {designed:.3} s ±15%: {s:?}\n{stderr}"
-        );
+        assert_designed_imbalance(&s, T, &format!("({order})\n{stderr}"));
         assert!(
             s[2] < 0.25 * T,
             "{order}: rank 2, the last to arrive, hardly waits: {s:?}"

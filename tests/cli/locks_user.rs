@@ -132,22 +132,32 @@ fn check_mutex_program(dir: &Path, out: &Output) {
     assert_eq!(samples, waits);
 }
 
+/// mutex_waits.c built into a new scratch and collected in locks mode, by the ordinary
+/// user 65534 (`nobody`) or by the test's user: the scratch and the run's output.
+fn mutex_program_run(nobody: bool) -> (Scratch, Output) {
+    let s = scratch_with("mutex_waits.c", "mutex_waits", &[]);
+    let out = collect_locks_in(&s, nobody, &[]);
+    (s, out)
+}
+
+/// [`mutex_program_run`] by root; None after printing `skipped: WHY` when the test does
+/// not run as root.
+fn mutex_program_run_by_root(why: &str) -> Option<(Scratch, Output)> {
+    root_or_skip(why).then(|| mutex_program_run(false))
+}
+
 #[test]
 fn an_ordinary_user_gets_waits_at_the_line_with_class_and_object() {
-    let Scratch { tmp: t, bin, dir } = scratch_with("mutex_waits.c", "mutex_waits", &[]);
-    let hw = hwprof_for_nobody(t.path());
-    let out = collect_locks(as_nobody(&hw), &dir, &[], &[bin.as_ref()]);
-    check_mutex_program(&dir, &out);
+    let (s, out) = mutex_program_run(true);
+    check_mutex_program(&s.dir, &out);
 }
 
 #[test]
 fn root_gets_the_same_waits() {
-    if !root_or_skip("needs root (the kernel's switch-out stacks)") {
-        return;
+    if let Some((s, out)) = mutex_program_run_by_root("needs root (the kernel's switch-out stacks)")
+    {
+        check_mutex_program(&s.dir, &out);
     }
-    let Scratch { tmp: _t, bin, dir } = scratch_with("mutex_waits.c", "mutex_waits", &[]);
-    let out = collect_locks(Command::new(hwprof_bin()), &dir, &[], &[bin.as_ref()]);
-    check_mutex_program(&dir, &out);
 }
 
 /// Root: the waiter of mutex_waits.c is woken by the holder's unlock: its lock wait's
@@ -155,11 +165,11 @@ fn root_gets_the_same_waits() {
 /// `--view waits` names it; the wait's max_ns is the whole wait.
 #[test]
 fn root_the_waiter_is_woken_by_the_holders_unlock() {
-    if !root_or_skip("needs root (sched:sched_waking)") {
+    let Some((Scratch { tmp: _t, dir, .. }, out)) =
+        mutex_program_run_by_root("needs root (sched:sched_waking)")
+    else {
         return;
-    }
-    let Scratch { tmp: _t, bin, dir } = scratch_with("mutex_waits.c", "mutex_waits", &[]);
-    let out = collect_locks(Command::new(hwprof_bin()), &dir, &[], &[bin.as_ref()]);
+    };
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     let t = truth(&stderr);
@@ -263,11 +273,9 @@ fn interposed_calls_keep_their_return_values_and_errno() {
 
 #[test]
 fn the_mutex_program_says_the_same_under_the_agent() {
-    let Scratch { tmp: t, bin, dir } = scratch_with("mutex_waits.c", "mutex_waits", &[]);
-    let bare = as_nobody(&bin).output().unwrap();
+    let (s, out) = mutex_program_run(true);
+    let bare = as_nobody(&s.bin).output().unwrap();
     assert!(bare.status.success());
-    let hw = hwprof_for_nobody(t.path());
-    let out = collect_locks(as_nobody(&hw), &dir, &[], &[bin.as_ref()]);
     assert_eq!(out.stdout, bare.stdout);
     assert_eq!(out.status.code(), bare.status.code());
 }
@@ -284,26 +292,46 @@ fn python_waits_at(p: &Profile, class: WaitClass, function: &str, line: u32) -> 
         .sum()
 }
 
-#[test]
-fn an_ordinary_user_gets_python_waits_at_their_lines() {
+/// The ordinary user's python, /usr/bin/python3 (required), a new shared temporary
+/// directory, and hwprof run as uid 65534 from a copy in it.
+fn system_python_as_nobody() -> (&'static Path, tempfile::TempDir, Command) {
     let py = Path::new("/usr/bin/python3");
     assert!(py.is_file(), "/usr/bin/python3 is required");
     let t = shared_tempdir();
-    let hw = hwprof_for_nobody(t.path());
-    python_waits_at_their_lines(as_nobody(&hw), t.path(), py, "uid 65534");
+    let hw = hwprof_command(true, t.path());
+    (py, t, hw)
+}
+
+#[test]
+fn an_ordinary_user_gets_python_waits_at_their_lines() {
+    let (py, t, hw) = system_python_as_nobody();
+    python_waits_at_their_lines(hw, t.path(), py, "uid 65534");
+}
+
+/// tests/programs/SCRIPT (copied into T, where the user to test can read it) run by PY
+/// under locks mode through HW (hwprof as that user) into T/run-SCRIPT-WHAT, asserted
+/// successful: its profile and standard error.
+fn python_locks_run(
+    hw: Command,
+    t: &Path,
+    py: &Path,
+    script: &str,
+    what: &str,
+) -> (Profile, String) {
+    let copy = t.join(script);
+    std::fs::copy(program_source(script), &copy).unwrap();
+    let dir = t.join(format!("run-{script}-{what}"));
+    let out = collect_locks(hw, &dir, &[], &[py.as_ref(), copy.as_ref()]);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{what}: {stderr}");
+    (Profile::load(&dir).unwrap(), stderr)
 }
 
 /// Runs tests/programs/py_waits.py with `python` under locks mode (`hw`: hwprof as the
 /// user to test): `time.sleep` and `queue.get` get their waits at their lines.
 fn python_waits_at_their_lines(hw: Command, t: &Path, py: &Path, what: &str) {
-    let script = t.join("py_waits.py");
-    std::fs::copy(program_source("py_waits.py"), &script).unwrap();
-    let dir = t.join(format!("run-waits-{what}"));
-    let out = collect_locks(hw, &dir, &[], &[py.as_ref(), script.as_ref()]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{what}: {stderr}");
+    let (p, stderr) = python_locks_run(hw, t, py, "py_waits.py", what);
     let w = numbers_after(&stderr, "waited ").expect("the script printed its waits");
-    let p = Profile::load(&dir).unwrap();
     let sleep_line = source_line("py_waits.py", "# the sleep line");
     let get_line = source_line("py_waits.py", "# the get line");
     let nap = python_waits_at(&p, WaitClass::Sleep, "napper", sleep_line);
@@ -319,15 +347,7 @@ fn python_waits_at_their_lines(hw: Command, t: &Path, py: &Path, what: &str) {
 /// tests/programs/gil_waits.py with `python`: the sleeper's 0.5 s `time.sleep` at its
 /// line, and both busy threads wait for the GIL (class gil) in `spin` or `busy`.
 fn gil_waits_at_their_lines(hw: Command, t: &Path, py: &Path, what: &str) {
-    let dir = t.join(format!("run-gil-{what}"));
-    let script = program_source("gil_waits.py");
-    let out = collect_locks(hw, &dir, &[], &[py.as_ref(), script.as_ref()]);
-    assert!(
-        out.status.success(),
-        "{what}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let p = Profile::load(&dir).unwrap();
+    let (p, _) = python_locks_run(hw, t, py, "gil_waits.py", what);
     let sleep_line = source_line("gil_waits.py", "# SLEEP");
     let nap = python_waits_at(&p, WaitClass::Sleep, "nap", sleep_line);
     within(&format!("{what}: nap's time.sleep"), nap, 0.5, 0.10);
@@ -388,17 +408,11 @@ fn python_waits_on_every_pyenv_version() {
 /// step in a function of its name; the program prints what it timed and the object.
 #[test]
 fn every_blocking_call_is_a_wait_with_its_object() {
-    let Scratch { tmp: t, bin, dir } = scratch_with("wait_calls.c", "wait_calls", &[]);
-    let hw = hwprof_for_nobody(t.path());
-    let out = collect_locks(
-        as_nobody(&hw),
-        &dir,
-        &[],
-        &[bin.as_ref(), t.path().as_os_str()],
-    );
+    let s = scratch_with("wait_calls.c", "wait_calls", &[]);
+    let out = collect_locks_in(&s, true, &[s.tmp.path().as_os_str()]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
-    let p = Profile::load(&dir).unwrap();
+    let p = Profile::load(&s.dir).unwrap();
     let steps: Vec<(&str, f64, &str)> = stderr
         .lines()
         .filter_map(|l| l.strip_prefix("step "))
@@ -448,15 +462,9 @@ fn every_blocking_call_is_a_wait_with_its_object() {
 /// user to test) and checks that its 5 sleeps are 5 sleep waits at their line, of their
 /// total length (a sleep interrupted and restarted would count more).
 fn five_sleeps_are_five_waits(hw: Command, t: &Path, python: &Path, what: &str) {
-    let script = t.join("py_sleeps.py");
-    std::fs::copy(program_source("py_sleeps.py"), &script).unwrap();
-    let dir = t.join(format!("run-{what}"));
-    let out = collect_locks(hw, &dir, &[], &[python.as_ref(), script.as_ref()]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{what}: {stderr}");
+    let (p, stderr) = python_locks_run(hw, t, python, "py_sleeps.py", what);
     let slept = numbers_after(&stderr, "slept ").expect("the script printed its sleeps");
     assert_eq!(slept.len(), 5);
-    let p = Profile::load(&dir).unwrap();
     let line = source_line("py_sleeps.py", "# the sleep line");
     let want = ("sleeper".to_string(), Some(line));
     let at_line: Vec<_> = p
@@ -489,11 +497,8 @@ fn five_sleeps_are_five_waits(hw: Command, t: &Path, python: &Path, what: &str) 
 
 #[test]
 fn python_sleeps_count_once_each() {
-    let py = Path::new("/usr/bin/python3");
-    assert!(py.is_file(), "/usr/bin/python3 is required");
-    let t = shared_tempdir();
-    let hw = hwprof_for_nobody(t.path());
-    five_sleeps_are_five_waits(as_nobody(&hw), t.path(), py, "uid 65534");
+    let (py, t, hw) = system_python_as_nobody();
+    five_sleeps_are_five_waits(hw, t.path(), py, "uid 65534");
     if !root_or_skip("the pyenv runs need root (pyenv lives in /root)") {
         return;
     }

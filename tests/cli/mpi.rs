@@ -321,20 +321,10 @@ fn srun_on_two_simulated_hosts_shares_one_directory() {
     assert_eq!(m["hosts"], serde_json::json!(["nodeA", "nodeB"]), "{m:#}");
     ok(&hwprof(&["finalize", "-q", dir.to_str().unwrap()]));
     let ranks = json(&dir, &["--view", "ranks"]);
-    let hosts: Vec<&str> = ranks["ranks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["host"].as_str().unwrap())
-        .collect();
+    let hosts = json_strs(&ranks["ranks"], "host");
     assert_eq!(hosts, ["nodeA", "nodeA", "nodeB", "nodeB"]);
     let summary = json(&dir, &["--view", "summary"]);
-    let nodes: Vec<&str> = summary["pop"]["nodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|n| n["host"].as_str().unwrap())
-        .collect();
+    let nodes = json_strs(&summary["pop"]["nodes"], "host");
     assert_eq!(nodes, ["nodeA", "nodeB"], "{summary:#}");
 }
 

@@ -199,33 +199,16 @@ fn perf_reads_tracepoint_samples_with_their_fields() {
         );
         assert_success(&out, "collect");
         let data = first_perf_data(&dir);
-        let script = Command::new("perf")
-            .arg("script")
-            .arg("-i")
-            .arg(&data)
-            .output()
-            .expect("run perf script");
-        let text = String::from_utf8_lossy(&script.stdout);
-        assert!(
-            script.status.success(),
-            "perf script failed on {}: {}",
-            data.display(),
-            String::from_utf8_lossy(&script.stderr)
-        );
+        let text = run_ok(Command::new("perf").arg("script").arg("-i").arg(&data));
         let line = text
             .lines()
             .find(|l| l.contains(&format!("{event}:")))
             .unwrap_or_else(|| panic!("no {event} sample in perf script's output: {text}"));
         assert!(line.contains(field), "{event} without its fields: {line}");
-        let report = Command::new("perf")
-            .args(["report", "--stdio", "-i"])
-            .arg(&data)
-            .output()
-            .expect("run perf report");
-        assert!(
-            report.status.success(),
-            "perf report failed: {}",
-            String::from_utf8_lossy(&report.stderr)
+        run_ok(
+            Command::new("perf")
+                .args(["report", "--stdio", "-i"])
+                .arg(&data),
         );
         ok(&hwprof(&["finalize", "-q", dir.to_str().unwrap()]));
     }

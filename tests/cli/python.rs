@@ -17,7 +17,8 @@ use crate::common::*;
 
 // Small integers in both loops: `i * i` grows past one 30-bit digit in the longer loop
 // only, making its iterations slower and the designed 3:1 split read as ~79:21.
-const WORK: &str = r#"import sys
+// `work.py ROUNDS [FACTOR]`: heavy does FACTOR (default 3) times light's work.
+pub(crate) const WORK: &str = r#"import sys
 class Worker:
     def heavy(self, n):
         s = 0
@@ -31,15 +32,22 @@ class Worker:
             s += (i & 1023) * 3
         return s
 
-    def run(self, rounds, n):
+    def run(self, rounds, n, factor):
         t = 0
         for _ in range(rounds):
-            t += self.heavy(3 * n)
+            t += self.heavy(factor * n)
             t += self.light(n)
         return t
 
-print(Worker().run(int(sys.argv[1]), 100000))
+factor = int(sys.argv[2]) if len(sys.argv) > 2 else 3
+print(Worker().run(int(sys.argv[1]), 100000, factor))
 "#;
+
+/// WORK's two functions, whose self time splits 3:1 by design.
+const HEAVY_LIGHT: (&str, &str) = ("Worker.heavy", "Worker.light");
+
+/// A hotspots row's measure for [`split_pct`]: its self samples.
+const SAMPLES: fn(&Hot) -> f64 = |h| h.self_value as f64;
 
 /// Lines of the two loops (`for`, body) in WORK.
 const HEAVY_LINES: [u32; 2] = [5, 6];
@@ -145,6 +153,27 @@ fn temp_script(name: &str, text: &str) -> (tempfile::TempDir, PathBuf) {
     (tmp, script)
 }
 
+/// `hwprof collect -r DIR OPTS... -- PY work.py 3` with the test's agent, in a new
+/// shared temporary directory (DIR is its `r`): the directory, DIR, and the run's
+/// output, whatever its status.
+fn collect_work(py: &Path, opts: &[&str]) -> (tempfile::TempDir, PathBuf, std::process::Output) {
+    let (tmp, script) = temp_script("work.py", WORK);
+    let dir = tmp.path().join("r");
+    let out = Command::new(hwprof_bin())
+        .arg("collect")
+        .arg("-r")
+        .arg(&dir)
+        .args(opts)
+        .arg("--")
+        .arg(py)
+        .arg(&script)
+        .arg("3")
+        .env("HWPROF_AGENT_LIB", agent_lib())
+        .output()
+        .expect("run hwprof collect");
+    (tmp, dir, out)
+}
+
 fn summary_json(dir: &Path) -> serde_json::Value {
     report_json(dir, "summary", &[])
 }
@@ -179,15 +208,8 @@ fn agent_event_ids(dir: &Path) -> std::collections::HashSet<u64> {
 /// `agent_alone`: a launch whose argv[0] is Python, sampled by its agent only.
 fn assert_work_truth(dir: &Path, label: &str, agent_alone: bool) {
     let rows = hotspots(dir, &["--frames", "python"]);
-    let heavy = rows.get("Worker.heavy").map_or(0, |h| h.self_value);
-    let light = rows.get("Worker.light").map_or(0, |h| h.self_value);
-    let names: Vec<&String> = rows.keys().collect();
-    assert!(
-        heavy + light >= 150,
-        "{label}: too few Python samples ({heavy}+{light}); functions: {names:?}"
-    );
-    let share = 100.0 * heavy as f64 / (heavy + light) as f64;
-    eprintln!("{label}: Worker.heavy {heavy}, Worker.light {light}: {share:.1}% (designed 75%)");
+    // At least 150 samples (designed 75%).
+    let share = split_pct(&rows, HEAVY_LIGHT, SAMPLES, 149.0, label);
     assert!(
         (70.0..=80.0).contains(&share),
         "{label}: heavy share {share:.1}% not 75±5"
@@ -541,11 +563,7 @@ fn remote_sampler_for_attach() {
     let s = summary_json(&dir);
     assert_eq!(s["python"], "remote");
     let rows = hotspots(&dir, &["--frames", "python"]);
-    let heavy = rows.get("Worker.heavy").map_or(0, |h| h.self_value);
-    let light = rows.get("Worker.light").map_or(0, |h| h.self_value);
-    assert!(heavy + light > 50, "{heavy} + {light}");
-    let share = 100.0 * heavy as f64 / (heavy + light) as f64;
-    eprintln!("remote: heavy {share:.1}%");
+    let share = split_pct(&rows, HEAVY_LIGHT, SAMPLES, 50.0, "remote");
     assert!(
         (60.0..=90.0).contains(&share),
         "remote heavy share {share:.1}%"
@@ -557,17 +575,7 @@ fn perfmap_mode_copies_the_interpreters_map() {
     let Some(py) = pyenv_or_skip("3.12.1") else {
         return;
     };
-    let (tmp, script) = temp_script("work.py", WORK);
-    let dir = tmp.path().join("r");
-    let out = collect(
-        &dir,
-        &["--python", "perfmap"],
-        &[
-            py.to_str().unwrap_or(""),
-            script.to_str().unwrap_or(""),
-            "3",
-        ],
-    );
+    let (_tmp, dir, out) = collect_work(&py, &["-q", "--python", "perfmap"]);
     ok(&out);
     let raw = first_raw_dir(&dir);
     let is_perf_map = |e: &std::fs::DirEntry| {
@@ -594,11 +602,8 @@ fn perfmap_mode_copies_the_interpreters_map() {
     // function: without frame pointers in the interpreter, perf too stops there): the
     // designed 3:1 split shows in `--frames python`.
     let rows = hotspots(&dir, &["--frames", "python"]);
-    let heavy = rows.get("Worker.heavy").map_or(0.0, |h| h.self_pct);
-    let light = rows.get("Worker.light").map_or(0.0, |h| h.self_pct);
-    eprintln!("perfmap: Worker.heavy {heavy:.1}%, Worker.light {light:.1}%");
-    assert!(heavy + light > 50.0, "trampolines not named: {rows:?}");
-    let share = 100.0 * heavy / (heavy + light);
+    // More than half of the samples: else the trampolines are not named.
+    let share = split_pct(&rows, HEAVY_LIGHT, |h| h.self_pct, 50.0, "perfmap");
     assert!(
         (70.0..=80.0).contains(&share),
         "perfmap: heavy share {share:.1}% not 75±5"
@@ -609,18 +614,8 @@ fn perfmap_mode_copies_the_interpreters_map() {
 /// Bad input: cut and corrupt sidecars never break finalize.
 #[test]
 fn corrupt_python_sidecars_do_not_break_finalize() {
-    let (tmp, script) = temp_script("work.py", WORK);
-    let py = python311();
-    let dir = tmp.path().join("r");
-    ok(&collect(
-        &dir,
-        &["--no-finalize"],
-        &[
-            py.to_str().unwrap_or(""),
-            script.to_str().unwrap_or(""),
-            "3",
-        ],
-    ));
+    let (_tmp, dir, out) = collect_work(&python311(), &["-q", "--no-finalize"]);
+    ok(&out);
     let raw = first_raw_dir(&dir);
     for e in std::fs::read_dir(&raw).expect("raw").flatten() {
         let p = e.path();
@@ -757,19 +752,8 @@ fn unsupported_version_gets_one_notice_and_a_native_profile() {
     let Some(py) = pyenv_or_skip("3.7.16") else {
         return;
     };
-    let (tmp, script) = temp_script("work.py", WORK);
-    let dir = tmp.path().join("r");
-    let out = Command::new(hwprof_bin())
-        .arg("collect")
-        .arg("-r")
-        .arg(&dir)
-        .arg("--")
-        .arg(&py)
-        .arg(&script)
-        .arg("3")
-        .env("HWPROF_AGENT_LIB", agent_lib())
-        .output()
-        .expect("collect");
+    // Not quiet: the notice is what a user sees.
+    let (_tmp, dir, out) = collect_work(&py, &[]);
     ok(&out);
     let err = String::from_utf8_lossy(&out.stderr);
     // One notice while collecting; the report after it names the cause in its warning.

@@ -3,12 +3,13 @@
 //! that names another process are refused; nothing they send makes the collector read
 //! another process or take their fds; the real agent's captures are unchanged.
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::common::*;
-use crate::python::{agent_lib, python311};
+use crate::python::python311;
 
 /// The target: tells the test its socket, runs the in-tree attacker (a child of the
 /// target, so of its tree, naming another process), then works 3:1 in `three`/`one`
@@ -109,12 +110,8 @@ fn lines(text: &str) -> Vec<(String, String)> {
 fn outsiders_and_impostors_are_refused_and_captures_hold() {
     let py = python311();
     let tmp = shared_tempdir();
-    let target = tmp.path().join("target.py");
-    let attacker = tmp.path().join("attacker.py");
-    std::fs::write(&target, TARGET).unwrap();
-    std::fs::write(&attacker, ATTACKER).unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&attacker, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let target = write_script(tmp.path(), "target.py", TARGET);
+    let attacker = write_script(tmp.path(), "attacker.py", ATTACKER);
     // A Python process that is none of the target's: the impostors name it.
     let mut victim = Command::new(&py)
         .args(["-c", "import time; time.sleep(60)"])
@@ -123,22 +120,15 @@ fn outsiders_and_impostors_are_refused_and_captures_hold() {
     let victim_pid = victim.id();
     let base = tmp.path().join("sig");
     let dir = tmp.path().join("r");
-    let hw = Command::new(hwprof_bin())
-        .arg("collect")
-        .arg("-r")
-        .arg(&dir)
-        .arg("-q")
-        .arg("--")
-        .arg(&py)
-        .arg(&target)
-        .arg(&base)
-        .arg(&attacker)
-        .arg(victim_pid.to_string())
-        .env("HWPROF_AGENT_LIB", agent_lib())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("hwprof collect");
+    let victim_arg = victim_pid.to_string();
+    let program = [
+        py.as_os_str(),
+        target.as_os_str(),
+        base.as_os_str(),
+        attacker.as_os_str(),
+        victim_arg.as_ref(),
+    ];
+    let hw = spawn_collect_with_agent(&dir, &[], &program, Stdio::piped());
     let sock_file = base.with_extension("sock");
     assert!(
         wait_for(&sock_file, Duration::from_secs(60)),
@@ -231,11 +221,8 @@ fn outsiders_and_impostors_are_refused_and_captures_hold() {
 
     // The real agent's captures: the designed 3:1 split.
     let rows = hotspots(&dir, &["--frames", "python"]);
-    let three = rows.get("three").map_or(0.0, |h| h.self_pct);
-    let one = rows.get("one").map_or(0.0, |h| h.self_pct);
-    eprintln!("three {three:.1}%, one {one:.1}%");
-    assert!(three + one > 60.0, "Python frames missing: {rows:?}");
-    let share = 100.0 * three / (three + one);
+    // More than 60% of the samples: else Python frames are missing.
+    let share = split_pct(&rows, ("three", "one"), |h| h.self_pct, 60.0, "captures");
     assert!(
         (69.0..=81.0).contains(&share),
         "three's share {share:.1}% not 75±6"

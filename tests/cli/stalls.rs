@@ -158,19 +158,9 @@ fn collector_peak_kib(tmp: &Path, n: u32) -> u64 {
     let script = tmp.join("forks.py");
     std::fs::write(&script, FORKS).unwrap();
     let dir = tmp.join(format!("r{n}"));
-    let mut child = Command::new(hwprof_bin())
-        .arg("collect")
-        .arg("-r")
-        .arg(&dir)
-        .args(["-q", "--no-finalize", "--"])
-        .arg(python311())
-        .arg(&script)
-        .arg(n.to_string())
-        .env("HWPROF_AGENT_LIB", agent_lib())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("hwprof");
+    let (py, n_arg) = (python311(), n.to_string());
+    let program = [py.as_os_str(), script.as_os_str(), n_arg.as_ref()];
+    let mut child = spawn_collect_with_agent(&dir, &["--no-finalize"], &program, Stdio::null());
     let status = format!("/proc/{}/status", child.id());
     let mut peak = 0u64;
     while child.try_wait().expect("wait").is_none() {
@@ -276,14 +266,18 @@ fn a_low_open_files_limit_keeps_samples_and_does_not_spin() {
         "program output changed: {}",
         String::from_utf8_lossy(&out.stdout)
     );
-    assert!(
-        stderr.contains("open-files limit 15 (hard limit 15)")
-            && stderr.contains("hwprof samples with its own events too"),
-        "no notice of the low limit: {stderr}"
+    assert_says(
+        &stderr,
+        &[
+            "open-files limit 15 (hard limit 15)",
+            "hwprof samples with its own events too",
+        ],
+        "no notice of the low limit",
     );
-    assert!(
-        stderr.contains("out of open files") && stderr.contains("EMFILE"),
-        "no agent connection failed (the limit no longer reaches EMFILE?): {stderr}"
+    assert_says(
+        &stderr,
+        &["out of open files", "EMFILE"],
+        "no agent connection failed (the limit no longer reaches EMFILE?)",
     );
     assert!(
         !stderr.contains("not of the target's process tree"),

@@ -141,12 +141,7 @@ fn debug_info_found_by_build_id_in_a_search_dir() {
     let bin = build_c(t.path(), "hot.c", "hot", &[]);
     let debug = split_debug(&bin);
     // Move the debug file into a .build-id tree, as distributions lay them out.
-    let out = Command::new("readelf")
-        .args(["-n"])
-        .arg(&bin)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = run_ok(Command::new("readelf").arg("-n").arg(&bin));
     let id = text
         .lines()
         .find_map(|l| l.trim().strip_prefix("Build ID: "))
