@@ -249,7 +249,7 @@ fn start_python(cfg: &Config, pid: u32, given_fd: c_int) -> bool {
     if STATE.set(state).is_err() || RING.set(ring).is_err() {
         return false;
     }
-    tstate_tls::init(l.minor);
+    tstate_tls::init(&l);
     self_ids::init();
     stats::init();
     thread_words::init();

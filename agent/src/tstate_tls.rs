@@ -20,6 +20,8 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::wire::Layout;
+
 /// `_Py_tss_tstate`'s offset from the thread pointer (wrapping), 0 when unknown.
 static OFFSET: AtomicU64 = AtomicU64::new(0);
 /// Largest distance below the thread pointer accepted as static TLS.
@@ -35,9 +37,10 @@ pub(crate) fn thread_pointer() -> u64 {
     tp
 }
 
-/// Finds `_Py_tss_tstate` (3.12+). Called once at start, outside any handler.
-pub fn init(minor: u64) {
-    if minor < 12 {
+/// Finds `_Py_tss_tstate` when the interpreter keeps the current thread state there
+/// (3.12+). Called once at start, outside any handler.
+pub fn init(layout: &Layout) {
+    if !layout.current_tstate_is_thread_local() {
         return;
     }
     // SAFETY: dlsym with RTLD_DEFAULT and a NUL-terminated name; for a TLS symbol it

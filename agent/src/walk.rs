@@ -4,27 +4,16 @@
 
 use super::*;
 
-/// The `PyThreadState` whose `thread_id` is this thread's `pthread_self()`.
+/// The `PyThreadState` whose `thread_id` is this thread's `pthread_self()`, 0 when none:
+/// the shared, bounded walk of the interpreters' thread lists (`hwprof_wire::threads`).
 #[inline]
 pub(crate) fn find_tstate(st: &State, pid: libc::pid_t) -> u64 {
     let l = st.dec.layout();
     let me = thread_words::pthread_self();
-    let mut interp = read_u64(pid, add(st.runtime, l.runtime_interpreters_head)).unwrap_or(0);
-    let mut ni = 0;
-    while interp != 0 && ni < 64 {
-        let mut t = read_u64(pid, add(interp, l.interp_threads_head)).unwrap_or(0);
-        let mut nt = 0;
-        while t != 0 && nt < 4096 {
-            if read_u64(pid, add(t, l.tstate_thread_id)) == Some(me) {
-                return t;
-            }
-            t = read_u64(pid, add(t, l.tstate_next)).unwrap_or(0);
-            nt += 1;
-        }
-        interp = read_u64(pid, add(interp, l.interp_next)).unwrap_or(0);
-        ni += 1;
-    }
-    0
+    let mem = OwnMemory(pid);
+    threads::thread_states(&mem, l, st.runtime)
+        .find(|&t| read_u64(pid, add(t, l.tstate_thread_id)) == Some(me))
+        .unwrap_or(0)
 }
 
 /// Per-thread cache of `PyThreadState` addresses, keyed by `pthread_self()`; validated

@@ -114,7 +114,7 @@ pub fn read_code(m: &dyn ProcessMemory, l: &Layout, addr: u64) -> Result<CodeInf
     let firstlineno = m.read_i32(field(addr, l.code_firstlineno)?)? as i64;
     let linetable = read_bytes(m, l, m.read_u64(field(addr, l.code_linetable)?)?)?;
     let mut self_first = false;
-    if l.minor < 11 && m.read_i32(field(addr, l.code_argcount)?)? >= 1 {
+    if l.class_from_first_arg() && m.read_i32(field(addr, l.code_argcount)?)? >= 1 {
         let names = m.read_u64(field(addr, l.code_varnames)?)?;
         if m.read_u64(field(names, l.tuple_size)?)? >= 1 {
             let first = m.read_u64(field(names, l.tuple_items)?)?;

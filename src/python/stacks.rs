@@ -74,7 +74,6 @@ struct Code {
 
 struct Cap {
     time_ns: u64,
-    minor: u32,
     rec: CaptureRec,
 }
 
@@ -141,7 +140,6 @@ impl PythonStacks {
                 summary.captures += 1;
                 by_tid.entry(rec.tid).or_default().push(Cap {
                     time_ns: rec.time_ns,
-                    minor: cf.minor,
                     rec,
                 });
             }
@@ -309,8 +307,10 @@ impl PythonStacks {
         let mut groups = Vec::new();
         let mut cur = 0usize;
         for f in &c.rec.frames {
+            // Eval-loop calls end at an entry frame (3.8-3.11: the decoder marks it) or
+            // are separated by shim frames (3.12+).
             if f.flags & FR_SHIM != 0 {
-                if c.minor >= 12 && cur > 0 {
+                if cur > 0 {
                     groups.push(cur);
                     cur = 0;
                 }
@@ -318,7 +318,7 @@ impl PythonStacks {
             }
             frames.push(self.frame(c.rec.pid, f));
             cur += 1;
-            if c.minor < 11 || (c.minor == 11 && f.flags & FR_ENTRY != 0) {
+            if f.flags & FR_ENTRY != 0 {
                 groups.push(cur);
                 cur = 0;
             }
@@ -334,8 +334,8 @@ impl PythonStacks {
             return named_python_frame(format!("<unresolved python code {:#x}>", f.code));
         };
         let mut name = code.qualname.clone();
-        if code.minor < 11
-            && code.self_first
+        // `self_first` only where the class is named from the first argument (3.8-3.10).
+        if code.self_first
             && let Some(t) = self.types.get(&(pid, f.self_type))
         {
             name = format!("{t}.{}", code.name);
@@ -760,6 +760,47 @@ mod tests {
         v.iter().map(|f| f.function.name.as_str()).collect()
     }
 
+    /// Eval-loop groups come from the frame flags alone: a group ends at each entry frame
+    /// (3.8-3.10: every frame; 3.11: `is_entry`) and at each shim frame (3.12+).
+    #[test]
+    fn groups_end_at_entry_frames_and_shims() {
+        let frame = |flags: u32| super::super::wire::CapFrame {
+            code: 0x1000,
+            flags,
+            ..Default::default()
+        };
+        let stacks = PythonStacks {
+            by_tid: HashMap::new(),
+            codes: HashMap::new(),
+            types: HashMap::new(),
+            summary: PythonSummary::default(),
+            agent_ids: Default::default(),
+            capture_ids: Default::default(),
+            agent_start: Default::default(),
+        };
+        let groups = |flags: &[u32]| {
+            let cap = Cap {
+                time_ns: 0,
+                rec: CaptureRec {
+                    pid: 7,
+                    tid: 7,
+                    time_ns: 0,
+                    flags: 0,
+                    frames: flags.iter().map(|&f| frame(f)).collect(),
+                },
+            };
+            stacks.build(&cap).groups
+        };
+        // 3.10: every frame an entry frame.
+        assert_eq!(groups(&[FR_ENTRY; 3]), vec![1, 1, 1]);
+        // 3.11: two calls of the eval loop, the outer frames of each marked.
+        assert_eq!(groups(&[0, FR_ENTRY, 0, 0, FR_ENTRY]), vec![2, 3]);
+        // 3.12: shims between the calls (and at the outermost end).
+        assert_eq!(groups(&[0, 0, FR_SHIM, 0, FR_SHIM]), vec![2, 1]);
+        // Outer frames of a cut stack: a last group all the same.
+        assert_eq!(groups(&[0, FR_ENTRY, 0]), vec![2, 1]);
+    }
+
     /// A 3.12 capture holding only a shim frame (the C stack's entry frame) builds an
     /// empty stack: its sample is counted as "no Python frame", not left uncounted.
     #[test]
@@ -773,7 +814,6 @@ mod tests {
         };
         let cap = |t: u64, frames: Vec<super::super::wire::CapFrame>| Cap {
             time_ns: t,
-            minor: 12,
             rec: CaptureRec {
                 pid: 7,
                 tid: 7,

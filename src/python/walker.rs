@@ -1,19 +1,18 @@
 //! Walking an interpreter's threads and frame chains through a [`ProcessMemory`]: the
 //! remote side of what the agent does in-process, with the same decoder
-//! (`hwprof_wire::frames`). Bounded: at most [`MAX_FRAMES`] frames per stack (cycles
-//! found), [`MAX_THREADS`] threads.
+//! (`hwprof_wire::frames`, `hwprof_wire::threads`). Bounded: at most [`MAX_FRAMES`]
+//! frames per stack (cycles found), [`MAX_THREADS`] threads.
 
 use std::collections::HashSet;
 
 use super::layouts::{Layout, NONE};
 use super::memory::{ProcessMemory, ReadError};
 use super::wire::frames::{
-    self, Buffers, Decoder, MAX_CODE_WINDOW, MAX_FRAME_WINDOW, NoCache, Top, Walked,
+    self, Buffers, Decoder, MAX_CODE_WINDOW, MAX_FRAME_WINDOW, NoCache, Top, Walked, at,
 };
+pub use super::wire::threads::MAX_THREADS;
+use super::wire::threads::thread_states;
 use super::wire::{CapFrame, MAX_FRAMES};
-
-/// Most threads listed per interpreter.
-pub const MAX_THREADS: usize = 4096;
 
 /// A Python thread of the target.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,24 +25,16 @@ pub struct PyThread {
     pub tid: Option<u32>,
 }
 
-fn at(a: u64, off: u64) -> u64 {
-    if off == NONE { 0 } else { a.wrapping_add(off) }
-}
-
 /// glibc x86-64: `struct pthread` holds the kernel tid at offset 0x2d0.
 const GLIBC_PTHREAD_TID: u64 = 0x2d0;
 
-/// Lists the threads of all interpreters.
+/// Lists the threads of all interpreters (the shared, bounded walk of their thread
+/// lists, `hwprof_wire::threads`; a state met again in a list that loops is listed once).
 pub fn threads(m: &dyn ProcessMemory, l: &Layout, runtime: u64) -> Vec<PyThread> {
-    let mut out = Vec::new();
     let mut seen = HashSet::new();
-    let mut interp = m
-        .read_u64(at(runtime, l.runtime_interpreters_head))
-        .unwrap_or(0);
-    let mut ni = 0;
-    while interp != 0 && ni < 64 && seen.insert(interp) {
-        let mut t = m.read_u64(at(interp, l.interp_threads_head)).unwrap_or(0);
-        while t != 0 && out.len() < MAX_THREADS && seen.insert(t) {
+    thread_states(&Remote(m), l, runtime)
+        .filter(|&t| seen.insert(t))
+        .map(|t| {
             let pthread = m.read_u64(at(t, l.tstate_thread_id)).unwrap_or(0);
             let tid = if l.tstate_native_thread_id != NONE {
                 m.read_u64(at(t, l.tstate_native_thread_id))
@@ -55,17 +46,13 @@ pub fn threads(m: &dyn ProcessMemory, l: &Layout, runtime: u64) -> Vec<PyThread>
                     .filter(|&v| v > 0)
                     .map(|v| v as u32)
             };
-            out.push(PyThread {
+            PyThread {
                 tstate: t,
                 pthread,
                 tid,
-            });
-            t = m.read_u64(at(t, l.tstate_next)).unwrap_or(0);
-        }
-        interp = m.read_u64(at(interp, l.interp_next)).unwrap_or(0);
-        ni += 1;
-    }
-    out
+            }
+        })
+        .collect()
 }
 
 /// The target's memory for the shared frame decoder.

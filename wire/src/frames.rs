@@ -17,9 +17,9 @@
 //! | the caller's C frame (prologue race) | `cframe_previous` | - | - | yes | yes | - |
 //! | where the instruction is | `frame_instr` / `frame_lasti` | lasti | lasti | prev_instr | prev_instr | instr_ptr |
 //! | bytes per `f_lasti` unit | `lasti_unit` | 1 | 2 | - | - | - |
-//! | entry frame marker | `frame_is_entry` | - | - | yes | - | - |
+//! | entry frame marker ([`FR_ENTRY`]) | `frame_is_entry`, [`Layout::frames_are_heap_objects`] | every frame | every frame | `is_entry` | - | - |
 //! | shim frame: `owner` value | `owner_cstack` | - | - | - | 3 | 3 |
-//! | first argument's type (`Class.method` without `co_qualname`) | `code_qualname` absent | yes | yes | - | - | - |
+//! | first argument's type (`Class.method` without `co_qualname`) | [`Layout::class_from_first_arg`] | yes | yes | - | - | - |
 //!
 //! The code object is `f_code` (3.8-3.12) or `f_executable` (3.13, a code object or
 //! `None` in a shim frame): `frame_code` either way. A shim frame's code object is never
@@ -41,6 +41,7 @@
 //! its first failing region (as `process_vm_readv` does): the walk then reads what an
 //! earlier frame needs on its own, so that frame's result never depends on a later one.
 
+use crate::cycle::Brent;
 use crate::{
     CAP_READ_FAILED, CAP_TRUNCATED, CapFrame, FR_ENTRY, FR_NO_OFFSET, FR_SHIM, Layout, MAX_FRAMES,
     NONE, code_token, unicode_hash_offset,
@@ -222,7 +223,7 @@ impl Decoder {
             return None;
         }
         let first_arg =
-            l.code_qualname == NONE && l.code_argcount != NONE && l.frame_localsplus != NONE;
+            l.class_from_first_arg() && l.code_argcount != NONE && l.frame_localsplus != NONE;
         let check_type = code_type != 0 && l.object_type != NONE;
         let frame_fields = [
             l.frame_previous,
@@ -423,7 +424,7 @@ impl Decoder {
                 f.offset = (lasti as u32).wrapping_mul(l.lasti_unit as u32);
             }
         }
-        if byte(w, l.frame_is_entry) == Some(1) {
+        if l.frames_are_heap_objects() || byte(w, l.frame_is_entry) == Some(1) {
             f.flags |= FR_ENTRY;
         }
         if l.owner_cstack != NONE && byte(w, l.frame_owner) == Some(l.owner_cstack) {
@@ -468,9 +469,7 @@ impl Decoder {
         let mut n = 0usize;
         let mut flags = 0;
         let mut stop = Stop::Outermost;
-        // Brent's cycle detection: `mark` is a frame met before, compared with each next
-        // frame; it moves forward after 1, 2, 4, ... steps.
-        let (mut mark, mut span, mut steps) = (frame, 1usize, 0usize);
+        let mut cycle = Brent::new(frame);
         // Pending reads: the code object and first local of frame n-1, the name hash the
         // token of frame `.0` (code object `.1`, fields `.2`) wants, and the object whose
         // type frame `.0` wants.
@@ -602,15 +601,11 @@ impl Decoder {
                 *slot = f;
             }
             n += 1;
-            if prev == mark {
+            if !cycle.step(prev) {
                 flags |= CAP_READ_FAILED;
                 stop = Stop::Cycle;
                 frame = 0;
                 continue;
-            }
-            steps += 1;
-            if steps == span {
-                (mark, span, steps) = (prev, span.saturating_mul(2), 0);
             }
             frame = prev;
         }
@@ -770,7 +765,12 @@ mod tests {
             } else {
                 i as u32 * l.lasti_unit as u32
             },
-            flags: 0,
+            // 3.8-3.10: each frame is run by its own call of the eval loop.
+            flags: if l.frames_are_heap_objects() {
+                FR_ENTRY
+            } else {
+                0
+            },
         }
     }
 
@@ -785,6 +785,14 @@ mod tests {
         top: u64,
         depth: usize,
     ) -> (Vec<CapFrame>, Walked) {
+        with_buffers(depth, |bufs| dec.walk(m, codes, top, bufs))
+    }
+
+    /// The frames `run` writes into buffers of `depth` frames (and the largest windows).
+    fn with_buffers(
+        depth: usize,
+        run: impl FnOnce(Buffers<'_>) -> Walked,
+    ) -> (Vec<CapFrame>, Walked) {
         let mut out = vec![CapFrame::default(); depth];
         let (mut fb, mut cb) = ([0u8; MAX_FRAME_WINDOW], [0u8; MAX_CODE_WINDOW]);
         let bufs = Buffers {
@@ -792,7 +800,7 @@ mod tests {
             frame: &mut fb,
             code: &mut cb,
         };
-        let w = dec.walk(m, codes, top, bufs);
+        let w = run(bufs);
         out.truncate(w.frames);
         (out, w)
     }
@@ -1041,17 +1049,12 @@ mod tests {
                     cframe
                 }
             );
-            let mut out = vec![CapFrame::default(); MAX_FRAMES];
-            let (mut fb, mut cb) = ([0u8; MAX_FRAME_WINDOW], [0u8; MAX_CODE_WINDOW]);
-            let bufs = Buffers {
-                frames: &mut out,
-                frame: &mut fb,
-                code: &mut cb,
-            };
-            let w = dec.walk_stack(&m, &mut NoCache, top, bufs);
+            let (frames, w) = with_buffers(MAX_FRAMES, |bufs| {
+                dec.walk_stack(&m, &mut NoCache, top, bufs)
+            });
             assert_eq!((w.frames, w.stop), (3, Stop::Outermost), "3.{}", l.minor);
             let want: Vec<_> = (0..3).map(|i| expected(&l, i)).collect();
-            assert_eq!(out[..3], want[..]);
+            assert_eq!(frames, want);
             tested += 1;
         }
         assert_eq!(tested, 2);

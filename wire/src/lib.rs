@@ -35,9 +35,11 @@
 
 #[macro_use]
 mod plain;
+mod cycle;
 pub mod frames;
 pub mod layouts;
 pub mod ring;
+pub mod threads;
 
 pub use plain::{Plain, slice_as_bytes};
 
@@ -134,6 +136,31 @@ plain! {
     }
 }
 
+/// What differs between CPython versions beyond offsets, read from the table's fields so
+/// that callers test behaviour, never version numbers.
+impl Layout {
+    /// Frames are `PyFrameObject`s (3.8-3.10, with `f_lasti`), each run by its own C call
+    /// of the eval loop: every frame is an entry frame ([`FR_ENTRY`]).
+    #[inline]
+    pub const fn frames_are_heap_objects(&self) -> bool {
+        self.frame_lasti != NONE
+    }
+
+    /// No `co_qualname` (3.8-3.10): a method's class is named from the type of its first
+    /// argument when that argument is `self` ([`CapFrame::self_type`], [`CODE_SELF_FIRST`]).
+    #[inline]
+    pub const fn class_from_first_arg(&self) -> bool {
+        self.code_qualname == NONE
+    }
+
+    /// The thread state attached to the running thread is CPython's thread-local
+    /// `_Py_tss_tstate` (3.12+), no longer `_PyRuntime.gilstate.tstate_current`.
+    #[inline]
+    pub const fn current_tstate_is_thread_local(&self) -> bool {
+        self.runtime_tstate_current == NONE
+    }
+}
+
 /// `Hello.magic`.
 pub const HELLO_MAGIC: u64 = u64::from_le_bytes(*b"HWPAHELO");
 /// `Config.magic`.
@@ -157,6 +184,9 @@ plain! {
         pub reserved: u32,
     }
 }
+
+/// Largest `perf_event_attr` carried in a [`Config`].
+pub const MAX_ATTR: usize = 256;
 
 plain! {
     /// Collector → agent.
@@ -209,9 +239,6 @@ pub const SAMPLE_IF_PYTHON: u32 = 1;
 /// Python, plain ones otherwise.
 pub const SAMPLE_ALWAYS: u32 = 2;
 
-/// Largest `perf_event_attr` carried in a [`Config`].
-pub const MAX_ATTR: usize = 256;
-
 plain! {
     /// Agent → collector: the CPUs of the attached fds, in order.
     #[derive(Clone, Copy, Debug)]
@@ -240,15 +267,6 @@ plain! {
     }
 }
 
-/// `FileHeader.magic`.
-pub const FILE_MAGIC: [u8; 8] = *b"HWPYCAP1";
-/// Format version in [`FileHeader`].
-pub const FILE_VERSION: u32 = 1;
-/// Captured in-process by the agent at the sample's instant.
-pub const METHOD_AGENT: u32 = 1;
-/// Read from outside by the remote sampler (torn stacks discarded).
-pub const METHOD_REMOTE: u32 = 2;
-
 plain! {
     /// Start of `python-<pid>.bin`.
     #[derive(Clone, Copy, Debug)]
@@ -265,6 +283,15 @@ plain! {
         pub minor: u32,
     }
 }
+
+/// Format version in [`FileHeader`].
+pub const FILE_VERSION: u32 = 1;
+/// Captured in-process by the agent at the sample's instant.
+pub const METHOD_AGENT: u32 = 1;
+/// Read from outside by the remote sampler (torn stacks discarded).
+pub const METHOD_REMOTE: u32 = 2;
+/// `FileHeader.magic`.
+pub const FILE_MAGIC: [u8; 8] = *b"HWPYCAP1";
 
 plain! {
     /// Precedes every record.
@@ -285,7 +312,8 @@ pub const REC_CAPTURE: u32 = 1;
 /// zero-padded to a multiple of 8.
 pub const REC_CODE: u32 = 2;
 
-/// [`CodeRecord::flags`]: the first parameter is named `self` (< 3.11).
+/// [`CodeRecord::flags`]: the first parameter is named `self` (only where
+/// [`Layout::class_from_first_arg`]).
 pub const CODE_SELF_FIRST: u32 = 1;
 
 plain! {
@@ -315,17 +343,6 @@ plain! {
     }
 }
 
-/// The signal arrived while SIGTRAP was blocked: captured later than the sample.
-pub const CAP_ASYNC: u32 = 1;
-/// Stack deeper than the limit, outer frames cut.
-pub const CAP_TRUNCATED: u32 = 2;
-/// The thread has no Python thread state (a native thread).
-pub const CAP_NO_TSTATE: u32 = 4;
-/// A memory read failed mid-walk (stack kept up to there).
-pub const CAP_READ_FAILED: u32 = 8;
-/// Remote sampler: the stack changed while being read and was discarded.
-pub const CAP_TORN: u32 = 16;
-
 plain! {
     /// Body of a [`REC_CAPTURE`] record, followed by `nframes` [`CapFrame`].
     #[derive(Clone, Copy, Debug)]
@@ -343,14 +360,26 @@ plain! {
     }
 }
 
-/// The frame is an entry frame (3.11 `is_entry`: the outermost frame of one C-level call
-/// of the eval loop).
-pub const FR_ENTRY: u32 = 1;
+/// The signal arrived while SIGTRAP was blocked: captured later than the sample.
+pub const CAP_ASYNC: u32 = 1 << 0;
+/// Stack deeper than the limit, outer frames cut.
+pub const CAP_TRUNCATED: u32 = 1 << 1;
+/// The thread has no Python thread state (a native thread).
+pub const CAP_NO_TSTATE: u32 = 1 << 2;
+/// A memory read failed mid-walk (stack kept up to there).
+pub const CAP_READ_FAILED: u32 = 1 << 3;
+/// Remote sampler: the stack changed while being read and was discarded.
+pub const CAP_TORN: u32 = 1 << 4;
+
+/// The frame is an entry frame: the outermost frame of one C-level call of the eval loop
+/// (3.11 `is_entry`; every frame where [`Layout::frames_are_heap_objects`]; never on 3.12+,
+/// where [`FR_SHIM`] frames separate the calls instead).
+pub const FR_ENTRY: u32 = 1 << 0;
 /// The frame is owned by the C stack (3.12+ shim frame): it separates eval-loop calls
 /// and is not a Python function.
-pub const FR_SHIM: u32 = 2;
+pub const FR_SHIM: u32 = 1 << 1;
 /// `offset` unknown.
-pub const FR_NO_OFFSET: u32 = 4;
+pub const FR_NO_OFFSET: u32 = 1 << 2;
 
 plain! {
     /// One captured frame.
