@@ -26,8 +26,8 @@ use serde::{Deserialize, Serialize};
 
 use super::code::{CodeInfo, decode_unicode};
 use super::wire::{
-    CODE_SELF_FIRST, CapFrame, Capture, CodeRecord, FILE_MAGIC, FileHeader, Plain, REC_CAPTURE,
-    REC_CODE, RecordHeader,
+    CODE_SELF_FIRST, CapFrame, Capture, CodeRecord, FILE_MAGIC, FR_ENTRY, FileHeader, Plain,
+    REC_CAPTURE, REC_CODE, RecordHeader,
 };
 
 /// One capture read back.
@@ -67,6 +67,10 @@ pub fn parse_captures(b: &[u8]) -> Option<CaptureFile> {
     if h.magic != FILE_MAGIC {
         return None;
     }
+    // Files of format 1 (before the decoder marked 3.8-3.10 frames as entry frames)
+    // get the mark here, so deferred finalize of an older recording still splits
+    // their stacks at each eval-loop call.
+    let mark_entries = h.version < 2 && (8..=10).contains(&h.minor);
     let mut out = CaptureFile {
         method: h.method,
         minor: h.minor,
@@ -90,6 +94,12 @@ pub fn parse_captures(b: &[u8]) -> Option<CaptureFile> {
             let n = (c.nframes as usize).min(fs.len() / size_of::<CapFrame>());
             let frames = (0..n)
                 .filter_map(|k| CapFrame::read_from(&fs[k * size_of::<CapFrame>()..]))
+                .map(|mut f| {
+                    if mark_entries {
+                        f.flags |= FR_ENTRY;
+                    }
+                    f
+                })
                 .collect();
             out.captures.push(CaptureRec {
                 pid: c.pid,
@@ -307,20 +317,21 @@ fn yes() -> bool {
 
 #[cfg(test)]
 mod tests {
+    use super::super::wire::FILE_VERSION;
     use super::*;
 
     fn bytes_of<T: Plain>(v: &T) -> Vec<u8> {
         v.as_bytes().to_vec()
     }
 
-    #[test]
-    fn captures_round_trip_and_torn_tail() {
+    /// A capture file of `version` for Python 3.`minor`: three one-frame captures.
+    fn file(version: u32, minor: u32) -> Vec<u8> {
         let mut b = bytes_of(&FileHeader {
             magic: FILE_MAGIC,
-            version: 1,
+            version,
             pid: 7,
             method: 1,
-            minor: 11,
+            minor,
         });
         for t in 0..3u64 {
             let f = CapFrame {
@@ -344,6 +355,12 @@ mod tests {
             }));
             b.extend(bytes_of(&f));
         }
+        b
+    }
+
+    #[test]
+    fn captures_round_trip_and_torn_tail() {
+        let b = file(FILE_VERSION, 11);
         let full = parse_captures(&b).unwrap_or_default();
         assert_eq!(full.captures.len(), 3);
         assert_eq!(full.captures[2].frames[0].code, 0x102);
@@ -354,5 +371,18 @@ mod tests {
         let mut g = b[..size_of::<FileHeader>()].to_vec();
         g.extend((0..999u32).map(|i| (i * 7919 % 251) as u8));
         let _ = parse_captures(&g);
+    }
+
+    #[test]
+    fn format_1_files_of_3_8_to_3_10_get_their_entry_marks() {
+        let entry = |version, minor| {
+            let f = parse_captures(&file(version, minor)).unwrap_or_default();
+            f.captures.iter().all(|c| c.frames[0].flags & FR_ENTRY != 0)
+        };
+        assert!(entry(1, 10));
+        assert!(entry(1, 8));
+        assert!(!entry(1, 11));
+        // Format 2 files carry the decoder's own marks: nothing is added.
+        assert!(!entry(FILE_VERSION, 10));
     }
 }

@@ -284,8 +284,8 @@ plain! {
     }
 }
 
-/// Format version in [`FileHeader`].
-pub const FILE_VERSION: u32 = 1;
+/// Format version in [`FileHeader`]. 2: frames of 3.8-3.10 carry [`FR_ENTRY`].
+pub const FILE_VERSION: u32 = 2;
 /// Captured in-process by the agent at the sample's instant.
 pub const METHOD_AGENT: u32 = 1;
 /// Read from outside by the remote sampler (torn stacks discarded).
