@@ -10,6 +10,7 @@ pub mod dwarf_file;
 pub mod fortran;
 pub mod group_reads;
 pub mod launchers;
+pub mod prepare;
 pub mod process;
 pub mod symbols;
 pub mod timings;
@@ -139,6 +140,7 @@ pub fn run(opts: &FinalizeOptions) -> Result<PathBuf, FinalizeError> {
         results_dir: opts.dir.clone(),
         debug_roots: vec![PathBuf::from("/usr/lib/debug")],
         elf_cache: Default::default(),
+        prepared: Some(Default::default()),
     };
     let (weighting, metric) = weighting(&manifest);
     let out_dir = match opts.part {
@@ -661,11 +663,7 @@ type NodeFrames = Vec<Vec<FrameInfo>>;
 /// distinct code sampled, not with the ranks.
 #[derive(Default)]
 struct SymbolCache {
-    modules: HashMap<(Option<PathBuf>, String), HashMap<u64, Vec<FrameInfo>>>,
-    /// By the copy's identity (the collector hard-links one host's copies).
-    kernel_files: HashMap<(u64, u64, u64, i64), std::sync::Arc<symbols::KernelSymbols>>,
-    /// By content: copies made on different hosts.
-    kernel_contents: HashMap<(u64, usize), std::sync::Arc<symbols::KernelSymbols>>,
+    modules: HashMap<prepare::ModuleKey, HashMap<u64, Vec<FrameInfo>>>,
 }
 
 fn symbolize_all(
@@ -676,7 +674,7 @@ fn symbolize_all(
 ) -> Vec<NodeFrames> {
     // Distinct addresses per module file not symbolized yet: the ranks of an MPI job map
     // the same binaries, which are symbolized once for all of them.
-    type Key = (Option<PathBuf>, String);
+    type Key = prepare::ModuleKey;
     let mut group_of: HashMap<Key, usize> = HashMap::new();
     let mut groups: Vec<((usize, u32), Vec<u64>)> = Vec::new();
     let mut keys: Vec<Key> = Vec::new();
@@ -705,11 +703,12 @@ fn symbolize_all(
         v.dedup();
     }
     let pb = crate::util::progress_bar(groups.len() as u64, "symbols", quiet);
-    // The kallsyms copies are parsed beside the modules' DWARF.
-    let (kernel_files, kernel_contents) = (&mut cache.kernel_files, &mut cache.kernel_contents);
+    // The kallsyms copies are parsed beside the modules' DWARF (when the reader did
+    // not start them).
+    let prepared = search.prepared.clone().unwrap_or_default();
     let (resolved, kernels) = rayon::join(
-        || symbolize_groups(profiles, search, &groups, &pb),
-        || kernel_symbols(profiles, kernel_files, kernel_contents),
+        || symbolize_groups(profiles, search, &prepared, &groups, &keys, &pb),
+        || kernel_symbols(profiles, &prepared),
     );
     pb.finish_and_clear();
     for (key, frames) in keys.into_iter().zip(resolved) {
@@ -757,68 +756,44 @@ fn symbolize_all(
 fn symbolize_groups(
     profiles: &[(crate::raw::RawDir, RawProfile)],
     search: &SearchPaths,
+    prepared: &prepare::Prepared,
     groups: &[((usize, u32), Vec<u64>)],
+    keys: &[prepare::ModuleKey],
     pb: &indicatif::ProgressBar,
 ) -> Vec<HashMap<u64, Vec<FrameInfo>>> {
     groups
         .par_iter()
-        .map(|((pi, m), addrs)| {
+        .zip(keys)
+        .map(|(((pi, m), addrs), key)| {
             let rec = &profiles[*pi].1.modules[*m as usize];
-            let name = rec.name();
-            let elf_path = rec.elf.as_ref().map(|e| e.path.clone());
-            let debug = rec.elf.as_ref().and_then(|e| search.find_debug_file(e));
-            let frames =
-                symbols::symbolize_module(&name, elf_path.as_deref(), debug.as_deref(), addrs);
+            let frames = prepared.symbolize(key, || module_files(search, rec), &rec.name(), addrs);
             pb.inc(1);
             addrs.iter().copied().zip(frames).collect()
         })
         .collect()
 }
 
-/// The kernel symbols of each raw directory with kernel samples. Ranks on one host copy
-/// the same kallsyms (megabytes, 100k+ lines): each distinct copy is parsed once, not
-/// once per rank (at 1,024 ranks that parse was most of finalize's time and memory);
-/// a copy hard-linked to one seen before is not even read again.
+/// The binary and debug file of a module.
+pub(crate) fn module_files(search: &SearchPaths, rec: &process::ModuleRec) -> prepare::ModuleFiles {
+    prepare::ModuleFiles {
+        elf: rec.elf.as_ref().map(|e| e.path.clone()),
+        debug: rec.elf.as_ref().and_then(|e| search.find_debug_file(e)),
+    }
+}
+
+/// The kernel symbols of each raw directory with kernel samples (each distinct
+/// kallsyms copy parsed once: [`prepare::Prepared::kernel`]).
 fn kernel_symbols(
     profiles: &[(crate::raw::RawDir, RawProfile)],
-    by_file: &mut HashMap<(u64, u64, u64, i64), std::sync::Arc<symbols::KernelSymbols>>,
-    by_content: &mut HashMap<(u64, usize), std::sync::Arc<symbols::KernelSymbols>>,
+    prepared: &prepare::Prepared,
 ) -> Vec<std::sync::Arc<symbols::KernelSymbols>> {
-    use std::hash::{Hash, Hasher};
-    use std::os::unix::fs::MetadataExt;
     profiles
         .iter()
         .map(|(raw, p)| {
             if !p.trie.iter().any(|(_, l)| matches!(l, Loc::Kernel(_))) {
                 return Default::default();
             }
-            let path = raw.path.join("kallsyms");
-            let id = std::fs::symlink_metadata(&path)
-                .ok()
-                .filter(|m| m.is_file())
-                .map(|m| (m.dev(), m.ino(), m.size(), m.mtime()));
-            if let Some(k) = id.and_then(|id| by_file.get(&id)) {
-                return k.clone();
-            }
-            let Ok(bytes) =
-                crate::raw::bounded::read_limited(&path, crate::raw::bounded::Kind::Kallsyms)
-            else {
-                return Default::default();
-            };
-            let mut h = std::collections::hash_map::DefaultHasher::new();
-            bytes.hash(&mut h);
-            let k = by_content
-                .entry((h.finish(), bytes.len()))
-                .or_insert_with(|| {
-                    std::sync::Arc::new(symbols::KernelSymbols::parse(&String::from_utf8_lossy(
-                        &bytes,
-                    )))
-                })
-                .clone();
-            if let Some(id) = id {
-                by_file.insert(id, k.clone());
-            }
-            k
+            prepared.kernel(&raw.path)
         })
         .collect()
 }

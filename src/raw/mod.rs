@@ -247,14 +247,43 @@ impl TolerantPerfFile {
         })
     }
 
+    /// Bytes in the data section.
+    pub fn data_len(&self) -> usize {
+        self.data.len()
+    }
+
     /// Hands `read` the data section and a `reached(offset)` callback (no record
     /// before `offset` of the data section will be touched again). A helper thread maps
     /// the pages up to [`READ_AHEAD`] past that offset (`MADV_POPULATE_READ`: one call
     /// per chunk, cheaper than a page fault per 64 KiB) and releases those behind it
     /// (`MADV_DONTNEED`), so this page-table work (a quarter of reading a large file)
     /// runs beside the parsing, and memory stays bounded whatever the file's size.
-    pub fn read_data<T>(&self, read: impl FnOnce(&[u8], &dyn Fn(usize)) -> T) -> T {
+    ///
+    /// Without `pager` the reader maps the pages itself as it touches them (the
+    /// kernel's fault-around maps 16 at a time) and releases those behind it: less
+    /// CPU in all, for a small file or when every core is busy reading.
+    pub fn read_data<T>(&self, pager: bool, read: impl FnOnce(&[u8], &dyn Fn(usize)) -> T) -> T {
         use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        if !pager {
+            let data = self.data.clone();
+            let released = std::cell::Cell::new(data.start / 4096 * 4096);
+            let release = |offset: usize| {
+                let behind = (data.start + offset.min(data.len())) / 4096 * 4096;
+                if behind >= released.get() + RELEASE_CHUNK {
+                    // SAFETY: a read-only file mapping: released pages read back the
+                    // same file contents if touched again.
+                    let _ = unsafe {
+                        self.map.unchecked_advise_range(
+                            memmap2::UncheckedAdvice::DontNeed,
+                            released.get(),
+                            behind - released.get(),
+                        )
+                    };
+                    released.set(behind);
+                }
+            };
+            return read(&self.map[data.clone()], &release);
+        }
         let reached = AtomicUsize::new(0);
         let done = AtomicBool::new(false);
         let data = self.data.clone();
