@@ -114,6 +114,11 @@ fn batch_size(threads: usize) -> usize {
         .unwrap_or((4 * threads).max(16))
 }
 
+/// At most this many batches are read ahead of the one being symbolized and written,
+/// holding at most this much perf.data: memory stays bounded whatever the ranks.
+const READ_AHEAD_BATCHES: usize = 8;
+const READ_AHEAD_BYTES: u64 = 256 << 20;
+
 /// Run finalize.
 pub fn run(opts: &FinalizeOptions) -> Result<PathBuf, FinalizeError> {
     let mut clock = timings::StageClock::start(opts.timings);
@@ -178,69 +183,108 @@ pub fn run(opts: &FinalizeOptions) -> Result<PathBuf, FinalizeError> {
         .chunks(batch_size(pool.current_num_threads()))
         .collect();
     let lone = raws.len() == 1;
-    // The next batch is read while this one is symbolized and written.
-    let mut current = batches
+    let batch_bytes: Vec<u64> = batches
+        .iter()
+        .map(|b| {
+            b.iter()
+                .filter_map(|r| std::fs::metadata(r.path.join("perf.data")).ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .collect();
+    // Batches read, waiting to be symbolized and written: the next one is read while
+    // this one is, and more while it still is (the first batch waits for the modules'
+    // DWARF, which the other workers would otherwise wait for too), within bounds.
+    let mut ready: std::collections::VecDeque<_> = batches
         .first()
-        .map(|b| pool.install(|| read_batch(b, &search, weighting, &pb)));
+        .map(|b| pool.install(|| read_batch(b, &search, weighting, &pb)))
+        .into_iter()
+        .collect();
     let mut k = 0;
-    while let Some(batch) = current.take() {
+    while let Some(batch) = ready.pop_front() {
         clock.lap("read");
-        let next = batches.get(k + 1);
-        let (written, next) = pool.install(|| {
+        let first_unread = k + 1 + ready.len();
+        let ahead_bytes: u64 = batch_bytes[k + 1..first_unread].iter().sum();
+        let processed = std::sync::atomic::AtomicBool::new(false);
+        // The batch is symbolized and written by another worker (taken at once when
+        // one is idle) while this one reads on: the first batch waits for the modules'
+        // DWARF being prepared, and the reading must not wait with it.
+        let (more, written) = pool.install(|| {
             rayon::join(
-                || -> Result<(), FinalizeError> {
-                    let mut profiles = Vec::new();
-                    for (raw, res) in batches[k].iter().zip(batch) {
-                        match res {
-                            Ok(p) => profiles.push((raw.clone(), p)),
-                            // One unreadable rank must not lose the others; a lone one
-                            // is an error.
-                            Err(e) if !lone => eprintln!("hwprof: skipping {}: {e}", raw.name),
-                            Err(e) => return Err(e.into()),
+                || {
+                    let mut more = Vec::new();
+                    let (mut i, mut bytes) = (first_unread, ahead_bytes);
+                    while let Some(b) = batches.get(i) {
+                        let waiting = first_unread - k - 1 + more.len();
+                        let busy = !processed.load(std::sync::atomic::Ordering::Acquire);
+                        if waiting > 0
+                            && !(busy && waiting < READ_AHEAD_BATCHES && bytes < READ_AHEAD_BYTES)
+                        {
+                            break;
                         }
+                        more.push(read_batch(b, &search, weighting, &pb));
+                        bytes += batch_bytes[i];
+                        i += 1;
                     }
-                    let symbolized = symbolize_all(&profiles, &search, opts.quiet, &mut sym_cache);
-                    clock.lap("symbolize");
-                    // One batch (a single process tree, a few ranks): its time range is
-                    // the run's, and the timeline is bucketed here, in memory.
-                    let buckets = (batches.len() == 1).then(|| {
-                        TimeBuckets::new(
-                            profiles
-                                .iter()
-                                .filter_map(|(_, p)| p.time_range)
-                                .reduce(|(a, b), (x, y)| (a.min(x), b.max(y))),
-                        )
-                    });
-                    for (i, (raw, p)) in profiles.iter().enumerate() {
-                        acc.add(raw, p, opts.quiet);
-                        let mut timeline = Timeline::Units(Vec::new());
-                        if let Some(b) = buckets {
-                            timeline = Timeline::Buckets(b);
-                        }
-                        add_raw_profile(
-                            &mut w,
-                            raw,
-                            p,
-                            &symbolized[i],
-                            &mut event_index,
-                            &manifest,
-                            &mut timeline,
-                        );
-                        if let Timeline::Units(rows) = timeline {
-                            db.add_timeline_units(rows.into_iter())?;
-                        }
-                    }
-                    acc.group.add_counts(&w);
-                    acc.total += w.profile.samples.iter().map(|s| s.value).sum::<u64>();
-                    db.flush_rows(&mut w)?;
-                    clock.lap("aggregate");
-                    Ok(())
+                    more
                 },
-                || next.map(|b| read_batch(b, &search, weighting, &pb)),
+                || {
+                    let written = (|| -> Result<(), FinalizeError> {
+                        let mut profiles = Vec::new();
+                        for (raw, res) in batches[k].iter().zip(batch) {
+                            match res {
+                                Ok(p) => profiles.push((raw.clone(), p)),
+                                // One unreadable rank must not lose the others; a lone one
+                                // is an error.
+                                Err(e) if !lone => eprintln!("hwprof: skipping {}: {e}", raw.name),
+                                Err(e) => return Err(e.into()),
+                            }
+                        }
+                        let symbolized =
+                            symbolize_all(&profiles, &search, opts.quiet, &mut sym_cache);
+                        clock.lap("symbolize");
+                        // One batch (a single process tree, a few ranks): its time range is
+                        // the run's, and the timeline is bucketed here, in memory.
+                        let buckets = (batches.len() == 1).then(|| {
+                            TimeBuckets::new(
+                                profiles
+                                    .iter()
+                                    .filter_map(|(_, p)| p.time_range)
+                                    .reduce(|(a, b), (x, y)| (a.min(x), b.max(y))),
+                            )
+                        });
+                        for (i, (raw, p)) in profiles.iter().enumerate() {
+                            acc.add(raw, p, opts.quiet);
+                            let mut timeline = Timeline::Units(Vec::new());
+                            if let Some(b) = buckets {
+                                timeline = Timeline::Buckets(b);
+                            }
+                            add_raw_profile(
+                                &mut w,
+                                raw,
+                                p,
+                                &symbolized[i],
+                                &mut event_index,
+                                &manifest,
+                                &mut timeline,
+                            );
+                            if let Timeline::Units(rows) = timeline {
+                                db.add_timeline_units(rows.into_iter())?;
+                            }
+                        }
+                        acc.group.add_counts(&w);
+                        acc.total += w.profile.samples.iter().map(|s| s.value).sum::<u64>();
+                        db.flush_rows(&mut w)?;
+                        clock.lap("aggregate");
+                        Ok(())
+                    })();
+                    processed.store(true, std::sync::atomic::Ordering::Release);
+                    written
+                },
             )
         });
         written?;
-        current = next;
+        ready.extend(more);
         k += 1;
     }
     pb.finish_and_clear();

@@ -465,14 +465,11 @@ pub fn sample_with_read<'b>(
     }
 }
 /// Whether a helper thread maps and releases the pages of a data section of `len`
-/// bytes beside the reader: only for a large file (a small one is read before the
-/// thread would have started), and for now also by `HWPROF_PAGER=0|1` (measurements).
+/// bytes beside the reader: only for a large file. A rank's small file is read before
+/// the thread would have started, and with many ranks every worker is reading: a pager
+/// per reader only added threads and CPU (docs/performance.md, round 5).
 fn use_pager(len: usize) -> bool {
-    match std::env::var("HWPROF_PAGER").as_deref() {
-        Ok("0") => false,
-        Ok("1") => true,
-        _ => len > PAGER_MIN_BYTES,
-    }
+    len > PAGER_MIN_BYTES
 }
 
 /// Data sections up to this size are read without the pager thread.

@@ -288,28 +288,37 @@ impl TolerantPerfFile {
         let done = AtomicBool::new(false);
         let data = self.data.clone();
         let map = &self.map;
+        // Pages before this offset are released; by the pager, or by the reader when
+        // the pager lags (it shares its core with other work): memory stays bounded.
+        let released = AtomicUsize::new(data.start / 4096 * 4096);
+        let release = |behind: usize, chunk: usize| {
+            let from = released.load(Ordering::Acquire);
+            if behind >= from + chunk
+                && released
+                    .compare_exchange(from, behind, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+            {
+                // SAFETY: a read-only file mapping: released pages read back the same
+                // file contents if touched again.
+                let _ = unsafe {
+                    map.unchecked_advise_range(
+                        memmap2::UncheckedAdvice::DontNeed,
+                        from,
+                        behind - from,
+                    )
+                };
+            }
+        };
+        let release = &release;
         std::thread::scope(|scope| {
             let pager = std::thread::Builder::new()
                 .name("hwprof-pager".into())
                 .spawn_scoped(scope, || {
                     let page = 4096;
                     let mut populated = data.start / page * page;
-                    let mut released = populated;
                     loop {
                         let at = data.start + reached.load(Ordering::Acquire).min(data.len());
-                        let behind = at / page * page;
-                        if behind >= released + RELEASE_CHUNK {
-                            // SAFETY: a read-only file mapping: released pages read
-                            // back the same file contents if touched again.
-                            let _ = unsafe {
-                                map.unchecked_advise_range(
-                                    memmap2::UncheckedAdvice::DontNeed,
-                                    released,
-                                    behind - released,
-                                )
-                            };
-                            released = behind;
-                        }
+                        release(at / page * page, RELEASE_CHUNK);
                         let target = (at + READ_AHEAD).min(data.end);
                         if populated < target {
                             let len = POPULATE_CHUNK.min(data.end - populated);
@@ -326,6 +335,8 @@ impl TolerantPerfFile {
             let pager = pager.ok().map(|p| p.thread().clone());
             let wake = |offset: usize| {
                 reached.store(offset, Ordering::Release);
+                let behind = (data.start + offset.min(data.len())) / 4096 * 4096;
+                release(behind, 4 * RELEASE_CHUNK);
                 if let Some(p) = &pager {
                     p.unpark();
                 }
