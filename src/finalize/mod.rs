@@ -206,28 +206,8 @@ pub fn run(opts: &FinalizeOptions) -> Result<PathBuf, FinalizeError> {
         let first_unread = k + 1 + ready.len();
         let ahead_bytes: u64 = batch_bytes[k + 1..first_unread].iter().sum();
         let processed = std::sync::atomic::AtomicBool::new(false);
-        // The batch is symbolized and written by another worker (taken at once when
-        // one is idle) while this one reads on: the first batch waits for the modules'
-        // DWARF being prepared, and the reading must not wait with it.
-        let (more, written) = pool.install(|| {
+        let (written, more) = pool.install(|| {
             rayon::join(
-                || {
-                    let mut more = Vec::new();
-                    let (mut i, mut bytes) = (first_unread, ahead_bytes);
-                    while let Some(b) = batches.get(i) {
-                        let waiting = first_unread - k - 1 + more.len();
-                        let busy = !processed.load(std::sync::atomic::Ordering::Acquire);
-                        if waiting > 0
-                            && !(busy && waiting < READ_AHEAD_BATCHES && bytes < READ_AHEAD_BYTES)
-                        {
-                            break;
-                        }
-                        more.push(read_batch(b, &search, weighting, &pb));
-                        bytes += batch_bytes[i];
-                        i += 1;
-                    }
-                    more
-                },
                 || {
                     let written = (|| -> Result<(), FinalizeError> {
                         let mut profiles = Vec::new();
@@ -280,6 +260,23 @@ pub fn run(opts: &FinalizeOptions) -> Result<PathBuf, FinalizeError> {
                     })();
                     processed.store(true, std::sync::atomic::Ordering::Release);
                     written
+                },
+                || {
+                    let mut more = Vec::new();
+                    let (mut i, mut bytes) = (first_unread, ahead_bytes);
+                    while let Some(b) = batches.get(i) {
+                        let waiting = first_unread - k - 1 + more.len();
+                        let busy = !processed.load(std::sync::atomic::Ordering::Acquire);
+                        if waiting > 0
+                            && !(busy && waiting < READ_AHEAD_BATCHES && bytes < READ_AHEAD_BYTES)
+                        {
+                            break;
+                        }
+                        more.push(read_batch(b, &search, weighting, &pb));
+                        bytes += batch_bytes[i];
+                        i += 1;
+                    }
+                    more
                 },
             )
         });

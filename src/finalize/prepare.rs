@@ -52,26 +52,6 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Lock `slot`; while a task holds it (the symbolizer being made), run the pool's
-/// other work (reading the next ranks) instead of blocking this worker, and look again
-/// every 0.2 ms when there is none (work may come later).
-fn wait_helping<T>(slot: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    loop {
-        match slot.try_lock() {
-            Ok(g) => return g,
-            Err(std::sync::TryLockError::Poisoned(e)) => return e.into_inner(),
-            Err(std::sync::TryLockError::WouldBlock) => match rayon::yield_now() {
-                Some(rayon::Yield::Executed) => {}
-                Some(rayon::Yield::Idle) => {
-                    std::thread::sleep(std::time::Duration::from_micros(200))
-                }
-                // Not on a pool's worker: nothing to help with.
-                None => return lock(slot),
-            },
-        }
-    }
-}
-
 impl Prepared {
     /// Whether `key` has a symbolizer made or being made.
     pub fn has_module(&self, key: &ModuleKey) -> bool {
@@ -111,7 +91,7 @@ impl Prepared {
         svmas: &[u64],
     ) -> Vec<Vec<FrameInfo>> {
         let slot = lock(&self.modules).entry(key.clone()).or_default().clone();
-        let mut s = wait_helping(&slot);
+        let mut s = lock(&slot);
         let symbolizer = s.get_or_insert_with(|| {
             let f = files();
             ModuleSymbolizer::new(f.elf.as_deref(), f.debug.as_deref())

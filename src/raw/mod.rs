@@ -336,7 +336,7 @@ impl TolerantPerfFile {
             let wake = |offset: usize| {
                 reached.store(offset, Ordering::Release);
                 let behind = (data.start + offset.min(data.len())) / 4096 * 4096;
-                release(behind, 4 * RELEASE_CHUNK);
+                release(behind, 2 * RELEASE_CHUNK);
                 if let Some(p) = &pager {
                     p.unpark();
                 }
