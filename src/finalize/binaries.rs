@@ -19,6 +19,8 @@ pub struct SearchPaths {
     pub debug_roots: Vec<PathBuf>,
     /// ELF files loaded so far, shared by all raw directories.
     pub elf_cache: ElfCache,
+    /// Symbolizers started while reading (finalize; None: symbolized after reading).
+    pub prepared: Option<std::sync::Arc<super::prepare::Prepared>>,
 }
 
 /// The ELF files finalize has loaded, by path, size and modification time: the ranks of

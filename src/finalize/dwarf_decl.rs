@@ -26,13 +26,20 @@ pub struct DeclIndex {
 /// Subprograms nested deeper than this are not followed (bounds the walk's stack).
 const MAX_DEPTH: usize = 64;
 
-impl DeclIndex {
-    /// Index what symbolizing `only` (sorted addresses) needs of `dwarf`, or all of it:
-    /// the units whose code covers one of them (walking every unit of a large library,
-    /// libc's 1,500, for the two addresses a profile has in it was most of a small
-    /// finalize; a file with Fortran units is walked whole: a contained procedure's
-    /// name is qualified only when no outer procedure anywhere has that name).
-    pub fn from_dwarf(dwarf: &gimli::Dwarf<R<'_>>, only: Option<&[u64]>) -> DeclIndex {
+/// A file's units, parsed once (headers, abbreviations) with the code ranges of each:
+/// what choosing the units to walk costs, and what needs no address.
+pub struct Units<'a> {
+    units: Vec<gimli::Unit<R<'a>>>,
+    /// Per unit: its code ranges, and whether it counts as covering every address (its
+    /// ranges could not all be read: it is walked, as before).
+    ranges: Vec<(Vec<(u64, u64)>, bool)>,
+    /// A unit is Fortran: the file is walked whole.
+    fortran: bool,
+}
+
+impl<'a> Units<'a> {
+    /// Parse every unit header of `dwarf` and read its ranges.
+    pub fn parse(dwarf: &gimli::Dwarf<R<'a>>) -> Units<'a> {
         let mut units = Vec::new();
         let mut headers = dwarf.units();
         while let Ok(Some(header)) = headers.next() {
@@ -40,11 +47,37 @@ impl DeclIndex {
                 units.push(unit);
             }
         }
-        let whole = only.is_none() || units.iter().any(is_fortran_unit);
+        let fortran = units.iter().any(is_fortran_unit);
+        let ranges = units.iter().map(|u| unit_ranges(dwarf, u)).collect();
+        Units {
+            units,
+            ranges,
+            fortran,
+        }
+    }
+}
+
+impl DeclIndex {
+    /// Index what symbolizing `only` (sorted addresses) needs of `dwarf`, or all of it:
+    /// the units whose code covers one of them (walking every unit of a large library,
+    /// libc's 1,500, for the two addresses a profile has in it was most of a small
+    /// finalize; a file with Fortran units is walked whole: a contained procedure's
+    /// name is qualified only when no outer procedure anywhere has that name).
+    pub fn from_dwarf(dwarf: &gimli::Dwarf<R<'_>>, only: Option<&[u64]>) -> DeclIndex {
+        Self::from_units(dwarf, &Units::parse(dwarf), only)
+    }
+
+    /// [`DeclIndex::from_dwarf`] over units parsed before.
+    pub fn from_units<'a>(
+        dwarf: &gimli::Dwarf<R<'a>>,
+        units: &Units<'a>,
+        only: Option<&[u64]>,
+    ) -> DeclIndex {
+        let whole = only.is_none() || units.fortran;
         let mut index = DeclIndex::default();
         let mut outer_names = std::collections::HashSet::new();
-        for unit in &units {
-            if whole || only.is_some_and(|a| covers_any(dwarf, unit, a)) {
+        for (unit, ranges) in units.units.iter().zip(&units.ranges) {
+            if whole || only.is_some_and(|a| covers_any(ranges, a)) {
                 index.add_unit(dwarf, unit, &mut outer_names);
             }
         }
@@ -137,24 +170,30 @@ fn is_fortran_unit(unit: &gimli::Unit<R<'_>>) -> bool {
     )
 }
 
-/// Whether one of `addrs` (sorted) lies in the unit's code; a unit whose ranges cannot
-/// be read counts as covering (it is walked, as before).
-fn covers_any(dwarf: &gimli::Dwarf<R<'_>>, unit: &gimli::Unit<R<'_>>, addrs: &[u64]) -> bool {
+/// A unit's code ranges, and whether reading them failed (then it counts as covering
+/// every address: it is walked, as before).
+fn unit_ranges(dwarf: &gimli::Dwarf<R<'_>>, unit: &gimli::Unit<R<'_>>) -> (Vec<(u64, u64)>, bool) {
+    let mut out = Vec::new();
     let Ok(mut ranges) = dwarf.unit_ranges(unit) else {
-        return true;
+        return (out, true);
     };
     loop {
         match ranges.next() {
-            Ok(Some(r)) => {
-                let i = addrs.partition_point(|&a| a < r.begin);
-                if addrs.get(i).is_some_and(|&a| a < r.end) {
-                    return true;
-                }
-            }
-            Ok(None) => return false,
-            Err(_) => return true,
+            Ok(Some(r)) => out.push((r.begin, r.end)),
+            Ok(None) => return (out, false),
+            Err(_) => return (out, true),
         }
     }
+}
+
+/// Whether one of `addrs` (sorted) lies in the unit's code (`ranges` from
+/// [`unit_ranges`]).
+fn covers_any((ranges, always): &(Vec<(u64, u64)>, bool), addrs: &[u64]) -> bool {
+    *always
+        || ranges.iter().any(|&(begin, end)| {
+            let i = addrs.partition_point(|&a| a < begin);
+            addrs.get(i).is_some_and(|&a| a < end)
+        })
 }
 
 /// DW_AT_name, here or on the DIE this one completes (abstract origin, specification).

@@ -21,7 +21,7 @@ use addr2line::gimli;
 use addr2line::{Context, FrameIter, Location, LookupContinuation, LookupResult, SplitDwarfLoad};
 use object::{Object, ObjectSection, SymbolMap, SymbolMapName};
 
-use super::dwarf_decl::DeclIndex;
+use super::dwarf_decl::{DeclIndex, Units};
 
 /// The reader of every section: a slice of a mapping (or of decompressed bytes) that
 /// this struct keeps alive.
@@ -84,6 +84,8 @@ pub struct DwarfFile {
     sections: gimli::DwarfSections<Reader>,
     symbols: SymbolMap<SymbolMapName<'static>>,
     package: Option<gimli::DwarfPackage<Reader>>,
+    /// The units' headers and ranges for the declaration index, parsed once.
+    units: std::cell::OnceCell<Units<'static>>,
     /// Every mapping and decompressed section the readers above point into, and the
     /// ones `.dwo` loads add later (hence the `RefCell`: only ever pushed to).
     bytes: RefCell<Vec<Owned>>,
@@ -111,6 +113,7 @@ impl DwarfFile {
             sections,
             symbols,
             package,
+            units: Default::default(),
             bytes,
         })
     }
@@ -118,7 +121,19 @@ impl DwarfFile {
     /// Declaration lines and Fortran hosts of the units that cover `addrs` (sorted),
     /// read from the sections already loaded for the lookups.
     pub fn decl_index(&self, addrs: &[u64]) -> DeclIndex {
-        DeclIndex::from_dwarf(&self.sections.borrow(|s| *s), Some(addrs))
+        let dwarf = self.sections.borrow(|s| *s);
+        DeclIndex::from_units(&dwarf, self.units(), Some(addrs))
+    }
+
+    /// Parse the unit headers and ranges the declaration index needs (no address
+    /// needed: done while perf.data is read).
+    pub fn prepare_units(&self) {
+        self.units();
+    }
+
+    fn units(&self) -> &Units<'static> {
+        self.units
+            .get_or_init(|| Units::parse(&self.sections.borrow(|s| *s)))
     }
 
     /// The frames (inlined first) at `probe`, loading split DWARF as needed.

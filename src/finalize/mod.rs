@@ -10,6 +10,7 @@ pub mod dwarf_file;
 pub mod fortran;
 pub mod group_reads;
 pub mod launchers;
+pub mod prepare;
 pub mod process;
 pub mod symbols;
 pub mod timings;
@@ -113,6 +114,11 @@ fn batch_size(threads: usize) -> usize {
         .unwrap_or((4 * threads).max(16))
 }
 
+/// At most this many batches are read ahead of the one being symbolized and written,
+/// holding at most this much perf.data: memory stays bounded whatever the ranks.
+const READ_AHEAD_BATCHES: usize = 8;
+const READ_AHEAD_BYTES: u64 = 256 << 20;
+
 /// Run finalize.
 pub fn run(opts: &FinalizeOptions) -> Result<PathBuf, FinalizeError> {
     let mut clock = timings::StageClock::start(opts.timings);
@@ -139,6 +145,7 @@ pub fn run(opts: &FinalizeOptions) -> Result<PathBuf, FinalizeError> {
         results_dir: opts.dir.clone(),
         debug_roots: vec![PathBuf::from("/usr/lib/debug")],
         elf_cache: Default::default(),
+        prepared: Some(Default::default()),
     };
     let (weighting, metric) = weighting(&manifest);
     let out_dir = match opts.part {
@@ -176,69 +183,105 @@ pub fn run(opts: &FinalizeOptions) -> Result<PathBuf, FinalizeError> {
         .chunks(batch_size(pool.current_num_threads()))
         .collect();
     let lone = raws.len() == 1;
-    // The next batch is read while this one is symbolized and written.
-    let mut current = batches
+    let batch_bytes: Vec<u64> = batches
+        .iter()
+        .map(|b| {
+            b.iter()
+                .filter_map(|r| std::fs::metadata(r.path.join("perf.data")).ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .collect();
+    // Batches read, waiting to be symbolized and written: the next one is read while
+    // this one is, and more while it still is (the first batch waits for the modules'
+    // DWARF, which the other workers would otherwise wait for too), within bounds.
+    let mut ready: std::collections::VecDeque<_> = batches
         .first()
-        .map(|b| pool.install(|| read_batch(b, &search, weighting, &pb)));
+        .map(|b| pool.install(|| read_batch(b, &search, weighting, &pb)))
+        .into_iter()
+        .collect();
     let mut k = 0;
-    while let Some(batch) = current.take() {
+    while let Some(batch) = ready.pop_front() {
         clock.lap("read");
-        let next = batches.get(k + 1);
-        let (written, next) = pool.install(|| {
+        let first_unread = k + 1 + ready.len();
+        let ahead_bytes: u64 = batch_bytes[k + 1..first_unread].iter().sum();
+        let processed = std::sync::atomic::AtomicBool::new(false);
+        let (written, more) = pool.install(|| {
             rayon::join(
-                || -> Result<(), FinalizeError> {
-                    let mut profiles = Vec::new();
-                    for (raw, res) in batches[k].iter().zip(batch) {
-                        match res {
-                            Ok(p) => profiles.push((raw.clone(), p)),
-                            // One unreadable rank must not lose the others; a lone one
-                            // is an error.
-                            Err(e) if !lone => eprintln!("hwprof: skipping {}: {e}", raw.name),
-                            Err(e) => return Err(e.into()),
+                || {
+                    let written = (|| -> Result<(), FinalizeError> {
+                        let mut profiles = Vec::new();
+                        for (raw, res) in batches[k].iter().zip(batch) {
+                            match res {
+                                Ok(p) => profiles.push((raw.clone(), p)),
+                                // One unreadable rank must not lose the others; a lone one
+                                // is an error.
+                                Err(e) if !lone => eprintln!("hwprof: skipping {}: {e}", raw.name),
+                                Err(e) => return Err(e.into()),
+                            }
                         }
-                    }
-                    let symbolized = symbolize_all(&profiles, &search, opts.quiet, &mut sym_cache);
-                    clock.lap("symbolize");
-                    // One batch (a single process tree, a few ranks): its time range is
-                    // the run's, and the timeline is bucketed here, in memory.
-                    let buckets = (batches.len() == 1).then(|| {
-                        TimeBuckets::new(
-                            profiles
-                                .iter()
-                                .filter_map(|(_, p)| p.time_range)
-                                .reduce(|(a, b), (x, y)| (a.min(x), b.max(y))),
-                        )
-                    });
-                    for (i, (raw, p)) in profiles.iter().enumerate() {
-                        acc.add(raw, p, opts.quiet);
-                        let mut timeline = Timeline::Units(Vec::new());
-                        if let Some(b) = buckets {
-                            timeline = Timeline::Buckets(b);
+                        let symbolized =
+                            symbolize_all(&profiles, &search, opts.quiet, &mut sym_cache);
+                        clock.lap("symbolize");
+                        // One batch (a single process tree, a few ranks): its time range is
+                        // the run's, and the timeline is bucketed here, in memory.
+                        let buckets = (batches.len() == 1).then(|| {
+                            TimeBuckets::new(
+                                profiles
+                                    .iter()
+                                    .filter_map(|(_, p)| p.time_range)
+                                    .reduce(|(a, b), (x, y)| (a.min(x), b.max(y))),
+                            )
+                        });
+                        for (i, (raw, p)) in profiles.iter().enumerate() {
+                            acc.add(raw, p, opts.quiet);
+                            let mut timeline = Timeline::Units(Vec::new());
+                            if let Some(b) = buckets {
+                                timeline = Timeline::Buckets(b);
+                            }
+                            add_raw_profile(
+                                &mut w,
+                                raw,
+                                p,
+                                &symbolized[i],
+                                &mut event_index,
+                                &manifest,
+                                &mut timeline,
+                            );
+                            if let Timeline::Units(rows) = timeline {
+                                db.add_timeline_units(rows.into_iter())?;
+                            }
                         }
-                        add_raw_profile(
-                            &mut w,
-                            raw,
-                            p,
-                            &symbolized[i],
-                            &mut event_index,
-                            &manifest,
-                            &mut timeline,
-                        );
-                        if let Timeline::Units(rows) = timeline {
-                            db.add_timeline_units(rows.into_iter())?;
-                        }
-                    }
-                    acc.group.add_counts(&w);
-                    acc.total += w.profile.samples.iter().map(|s| s.value).sum::<u64>();
-                    db.flush_rows(&mut w)?;
-                    clock.lap("aggregate");
-                    Ok(())
+                        acc.group.add_counts(&w);
+                        acc.total += w.profile.samples.iter().map(|s| s.value).sum::<u64>();
+                        db.flush_rows(&mut w)?;
+                        clock.lap("aggregate");
+                        Ok(())
+                    })();
+                    processed.store(true, std::sync::atomic::Ordering::Release);
+                    written
                 },
-                || next.map(|b| read_batch(b, &search, weighting, &pb)),
+                || {
+                    let mut more = Vec::new();
+                    let (mut i, mut bytes) = (first_unread, ahead_bytes);
+                    while let Some(b) = batches.get(i) {
+                        let waiting = first_unread - k - 1 + more.len();
+                        let busy = !processed.load(std::sync::atomic::Ordering::Acquire);
+                        if waiting > 0
+                            && !(busy && waiting < READ_AHEAD_BATCHES && bytes < READ_AHEAD_BYTES)
+                        {
+                            break;
+                        }
+                        more.push(read_batch(b, &search, weighting, &pb));
+                        bytes += batch_bytes[i];
+                        i += 1;
+                    }
+                    more
+                },
             )
         });
         written?;
-        current = next;
+        ready.extend(more);
         k += 1;
     }
     pb.finish_and_clear();
@@ -661,11 +704,7 @@ type NodeFrames = Vec<Vec<FrameInfo>>;
 /// distinct code sampled, not with the ranks.
 #[derive(Default)]
 struct SymbolCache {
-    modules: HashMap<(Option<PathBuf>, String), HashMap<u64, Vec<FrameInfo>>>,
-    /// By the copy's identity (the collector hard-links one host's copies).
-    kernel_files: HashMap<(u64, u64, u64, i64), std::sync::Arc<symbols::KernelSymbols>>,
-    /// By content: copies made on different hosts.
-    kernel_contents: HashMap<(u64, usize), std::sync::Arc<symbols::KernelSymbols>>,
+    modules: HashMap<prepare::ModuleKey, HashMap<u64, Vec<FrameInfo>>>,
 }
 
 fn symbolize_all(
@@ -676,7 +715,7 @@ fn symbolize_all(
 ) -> Vec<NodeFrames> {
     // Distinct addresses per module file not symbolized yet: the ranks of an MPI job map
     // the same binaries, which are symbolized once for all of them.
-    type Key = (Option<PathBuf>, String);
+    type Key = prepare::ModuleKey;
     let mut group_of: HashMap<Key, usize> = HashMap::new();
     let mut groups: Vec<((usize, u32), Vec<u64>)> = Vec::new();
     let mut keys: Vec<Key> = Vec::new();
@@ -705,11 +744,12 @@ fn symbolize_all(
         v.dedup();
     }
     let pb = crate::util::progress_bar(groups.len() as u64, "symbols", quiet);
-    // The kallsyms copies are parsed beside the modules' DWARF.
-    let (kernel_files, kernel_contents) = (&mut cache.kernel_files, &mut cache.kernel_contents);
+    // The kallsyms copies are parsed beside the modules' DWARF (when the reader did
+    // not start them).
+    let prepared = search.prepared.clone().unwrap_or_default();
     let (resolved, kernels) = rayon::join(
-        || symbolize_groups(profiles, search, &groups, &pb),
-        || kernel_symbols(profiles, kernel_files, kernel_contents),
+        || symbolize_groups(profiles, search, &prepared, &groups, &keys, &pb),
+        || kernel_symbols(profiles, &prepared),
     );
     pb.finish_and_clear();
     for (key, frames) in keys.into_iter().zip(resolved) {
@@ -757,68 +797,44 @@ fn symbolize_all(
 fn symbolize_groups(
     profiles: &[(crate::raw::RawDir, RawProfile)],
     search: &SearchPaths,
+    prepared: &prepare::Prepared,
     groups: &[((usize, u32), Vec<u64>)],
+    keys: &[prepare::ModuleKey],
     pb: &indicatif::ProgressBar,
 ) -> Vec<HashMap<u64, Vec<FrameInfo>>> {
     groups
         .par_iter()
-        .map(|((pi, m), addrs)| {
+        .zip(keys)
+        .map(|(((pi, m), addrs), key)| {
             let rec = &profiles[*pi].1.modules[*m as usize];
-            let name = rec.name();
-            let elf_path = rec.elf.as_ref().map(|e| e.path.clone());
-            let debug = rec.elf.as_ref().and_then(|e| search.find_debug_file(e));
-            let frames =
-                symbols::symbolize_module(&name, elf_path.as_deref(), debug.as_deref(), addrs);
+            let frames = prepared.symbolize(key, || module_files(search, rec), &rec.name(), addrs);
             pb.inc(1);
             addrs.iter().copied().zip(frames).collect()
         })
         .collect()
 }
 
-/// The kernel symbols of each raw directory with kernel samples. Ranks on one host copy
-/// the same kallsyms (megabytes, 100k+ lines): each distinct copy is parsed once, not
-/// once per rank (at 1,024 ranks that parse was most of finalize's time and memory);
-/// a copy hard-linked to one seen before is not even read again.
+/// The binary and debug file of a module.
+pub(crate) fn module_files(search: &SearchPaths, rec: &process::ModuleRec) -> prepare::ModuleFiles {
+    prepare::ModuleFiles {
+        elf: rec.elf.as_ref().map(|e| e.path.clone()),
+        debug: rec.elf.as_ref().and_then(|e| search.find_debug_file(e)),
+    }
+}
+
+/// The kernel symbols of each raw directory with kernel samples (each distinct
+/// kallsyms copy parsed once: [`prepare::Prepared::kernel`]).
 fn kernel_symbols(
     profiles: &[(crate::raw::RawDir, RawProfile)],
-    by_file: &mut HashMap<(u64, u64, u64, i64), std::sync::Arc<symbols::KernelSymbols>>,
-    by_content: &mut HashMap<(u64, usize), std::sync::Arc<symbols::KernelSymbols>>,
+    prepared: &prepare::Prepared,
 ) -> Vec<std::sync::Arc<symbols::KernelSymbols>> {
-    use std::hash::{Hash, Hasher};
-    use std::os::unix::fs::MetadataExt;
     profiles
         .iter()
         .map(|(raw, p)| {
             if !p.trie.iter().any(|(_, l)| matches!(l, Loc::Kernel(_))) {
                 return Default::default();
             }
-            let path = raw.path.join("kallsyms");
-            let id = std::fs::symlink_metadata(&path)
-                .ok()
-                .filter(|m| m.is_file())
-                .map(|m| (m.dev(), m.ino(), m.size(), m.mtime()));
-            if let Some(k) = id.and_then(|id| by_file.get(&id)) {
-                return k.clone();
-            }
-            let Ok(bytes) =
-                crate::raw::bounded::read_limited(&path, crate::raw::bounded::Kind::Kallsyms)
-            else {
-                return Default::default();
-            };
-            let mut h = std::collections::hash_map::DefaultHasher::new();
-            bytes.hash(&mut h);
-            let k = by_content
-                .entry((h.finish(), bytes.len()))
-                .or_insert_with(|| {
-                    std::sync::Arc::new(symbols::KernelSymbols::parse(&String::from_utf8_lossy(
-                        &bytes,
-                    )))
-                })
-                .clone();
-            if let Some(id) = id {
-                by_file.insert(id, k.clone());
-            }
-            k
+            prepared.kernel(&raw.path)
         })
         .collect()
 }

@@ -284,6 +284,14 @@ struct Builder<'a> {
     raw_counts: FxHashMap<(SampleKey, u32, ThreadGroupKey), u64>,
     /// (python) Per tid: counts of left-out samples waiting for the next kept sample.
     pending_counts: FxHashMap<u32, Vec<(ThreadGroupKey, u32, u64)>>,
+    /// The raw directory (its kallsyms copy).
+    raw_dir: std::path::PathBuf,
+    /// Per module: its symbolizer was started ([`Builder::prepare`]).
+    prepared: Vec<bool>,
+    /// The kallsyms parse was started.
+    kernel_prepared: bool,
+    /// Start symbolizers while reading ([`Builder::prepare`]).
+    prepare_early: bool,
 }
 
 /// Called per sample; returns the index of a Python stack joined to it, or
@@ -368,6 +376,10 @@ pub fn process_perf_data<'a>(
         raw_counts: FxHashMap::default(),
         pending_counts: FxHashMap::default(),
         timed: TIME_STAGES.load(std::sync::atomic::Ordering::Relaxed),
+        raw_dir: path.parent().map(Path::to_path_buf).unwrap_or_default(),
+        prepared: Vec::new(),
+        kernel_prepared: false,
+        prepare_early: true,
     };
     if b.weighting == Weighting::OffCpuNs {
         b.waking_event = b
@@ -402,7 +414,12 @@ pub fn process_perf_data<'a>(
         }
     }
     let reported = std::cell::Cell::new(0u64);
-    data_file.read_data(|data, reached| {
+    let pager = use_pager(data_file.data_len());
+    // A large file's pager already has the other core: symbolizers made beside it
+    // starved it, and the file stayed mapped (peak RSS 0.5-3.4 GB on the deep
+    // recording instead of 175 MB). They are made after reading, as before.
+    b.prepare_early = !pager;
+    data_file.read_data(pager, |data, reached| {
         crate::raw::records::for_each_sorted(
             data,
             &attrs,
@@ -454,6 +471,17 @@ pub fn sample_with_read<'b>(
         _ => None,
     }
 }
+/// Whether a helper thread maps and releases the pages of a data section of `len`
+/// bytes beside the reader: only for a large file. A rank's small file is read before
+/// the thread would have started, and with many ranks every worker is reading: a pager
+/// per reader only added threads and CPU (docs/performance.md, round 5).
+fn use_pager(len: usize) -> bool {
+    len > PAGER_MIN_BYTES
+}
+
+/// Data sections up to this size are read without the pager thread.
+const PAGER_MIN_BYTES: usize = 64 << 20;
+
 /// The largest page a fault can map (1 GiB); a larger data page size is not believed.
 const MAX_PAGE_SIZE: u64 = 1 << 30;
 const PERF_CONTEXT_MAX: u64 = (-4095i64) as u64;
@@ -998,12 +1026,47 @@ impl Builder<'_> {
                     let n = self.out.trie.len() as u32;
                     self.out.trie.push(key);
                     self.trie_ids.insert(key, n);
+                    self.prepare(loc);
                     n
                 }
             };
         }
         self.stack_cache[slot] = leaf;
         leaf
+    }
+
+    /// The first sample in a module (or in the kernel) starts making its symbolizer
+    /// (or parsing the kallsyms copy) on another worker, while reading goes on
+    /// ([`super::prepare`]).
+    fn prepare(&mut self, loc: Loc) {
+        let Some(prepared) = self.search.prepared.as_ref().filter(|_| self.prepare_early) else {
+            return;
+        };
+        match loc {
+            Loc::Module { module, .. } => {
+                let m = module as usize;
+                if self.prepared.get(m) == Some(&true) {
+                    return;
+                }
+                if self.prepared.len() <= m {
+                    self.prepared.resize(m + 1, false);
+                }
+                self.prepared[m] = true;
+                let Some(rec) = self.out.modules.get(m) else {
+                    return;
+                };
+                let key = (rec.elf.as_ref().map(|e| e.path.clone()), rec.path.clone());
+                if !prepared.has_module(&key) {
+                    let files = super::module_files(self.search, rec);
+                    prepared.start_module(key, files);
+                }
+            }
+            Loc::Kernel(_) if !self.kernel_prepared => {
+                self.kernel_prepared = true;
+                prepared.start_kernel(&self.raw_dir);
+            }
+            _ => {}
+        }
     }
 
     /// Whether the path from trie node `leaf` up to the root is `addrs` (leaf first).

@@ -4,7 +4,7 @@
 //! `module+0xoffset`: it never disappears.
 
 use std::cell::OnceCell;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::dwarf_decl::DeclIndex;
 use super::dwarf_file::DwarfFile;
@@ -50,69 +50,103 @@ pub fn symbolize_module(
     debug_file: Option<&Path>,
     svmas: &[u64],
 ) -> Vec<Vec<FrameInfo>> {
-    // Opened as untrusted input (regular files only, never blocking on a FIFO),
-    // split DWARF included: see `dwarf_file`. The binary only when its debug file
-    // does not resolve an address (or there is none).
-    let debug = debug_file.and_then(|p| DwarfFile::open(p).ok());
-    let main = OnceCell::new();
-    let main = || {
-        main.get_or_init(|| elf_file.and_then(|p| DwarfFile::open(p).ok()))
+    ModuleSymbolizer::new(elf_file, debug_file).symbolize(module, svmas)
+}
+
+/// One module file's DWARF and symbols, opened once and then asked for addresses: made
+/// while perf.data is still being read ([`super::prepare`]), so that what costs without
+/// knowing any address (decompressing the debug sections, addr2line's unit ranges, the
+/// unit headers the declaration index needs) overlaps the reading.
+pub struct ModuleSymbolizer {
+    elf_file: Option<PathBuf>,
+    debug: Option<DwarfFile>,
+    /// The binary itself: opened only when its debug file does not resolve an address.
+    main: OnceCell<Option<DwarfFile>>,
+}
+
+impl ModuleSymbolizer {
+    /// Opens `debug_file` (when found) and reads what every lookup needs.
+    pub fn new(elf_file: Option<&Path>, debug_file: Option<&Path>) -> Self {
+        // Opened as untrusted input (regular files only, never blocking on a FIFO),
+        // split DWARF included: see `dwarf_file`.
+        let debug = debug_file.and_then(|p| DwarfFile::open(p).ok());
+        if let Some(d) = &debug {
+            d.prepare_units();
+        }
+        ModuleSymbolizer {
+            elf_file: elf_file.map(Path::to_path_buf),
+            debug,
+            main: OnceCell::new(),
+        }
+    }
+
+    fn main(&self) -> Option<&DwarfFile> {
+        self.main
+            .get_or_init(|| {
+                self.elf_file
+                    .as_deref()
+                    .and_then(|p| DwarfFile::open(p).ok())
+            })
             .as_ref()
-    };
-    // Declaration lines and Fortran hosts, read on first use from the sections the
-    // lookups already loaded, only from the units that cover these addresses.
-    let mut sorted = svmas.to_vec();
-    sorted.sort_unstable();
-    let main_decl = OnceCell::new();
-    let debug_decl = OnceCell::new();
-    svmas
-        .iter()
-        .map(|&a| {
-            let frames = debug
-                .as_ref()
-                .map(|l| {
-                    dwarf_frames(
-                        l,
-                        debug_decl.get_or_init(|| l.decl_index(&sorted)),
-                        module,
-                        a,
-                    )
-                })
-                .filter(|f| !f.is_empty())
-                .or_else(|| {
-                    main().map(|l| {
+    }
+
+    /// The frames of `svmas`, each leaf first (inlined frames before the function
+    /// that contains them); `module` names the module in them.
+    pub fn symbolize(&self, module: &str, svmas: &[u64]) -> Vec<Vec<FrameInfo>> {
+        let debug = self.debug.as_ref();
+        // Declaration lines and Fortran hosts, read on first use from the sections the
+        // lookups already loaded, only from the units that cover these addresses.
+        let mut sorted = svmas.to_vec();
+        sorted.sort_unstable();
+        let main_decl = OnceCell::new();
+        let debug_decl = OnceCell::new();
+        svmas
+            .iter()
+            .map(|&a| {
+                let frames = debug
+                    .map(|l| {
                         dwarf_frames(
                             l,
-                            main_decl.get_or_init(|| l.decl_index(&sorted)),
+                            debug_decl.get_or_init(|| l.decl_index(&sorted)),
                             module,
                             a,
                         )
                     })
-                })
-                .unwrap_or_default();
-            if !frames.is_empty() {
-                return frames;
-            }
-            let sym = debug
-                .as_ref()
-                .and_then(|l| l.find_symbol(a))
-                .or_else(|| main().and_then(|l| l.find_symbol(a)));
-            match sym {
-                Some(name) => vec![FrameInfo {
-                    function: Function {
-                        name: demangle(name),
-                        module: module.to_string(),
+                    .filter(|f| !f.is_empty())
+                    .or_else(|| {
+                        self.main().map(|l| {
+                            dwarf_frames(
+                                l,
+                                main_decl.get_or_init(|| l.decl_index(&sorted)),
+                                module,
+                                a,
+                            )
+                        })
+                    })
+                    .unwrap_or_default();
+                if !frames.is_empty() {
+                    return frames;
+                }
+                let sym = debug
+                    .and_then(|l| l.find_symbol(a))
+                    .or_else(|| self.main().and_then(|l| l.find_symbol(a)));
+                match sym {
+                    Some(name) => vec![FrameInfo {
+                        function: Function {
+                            name: demangle(name),
+                            module: module.to_string(),
+                            file: None,
+                            start_line: None,
+                            kind: FrameKind::Native,
+                        },
                         file: None,
-                        start_line: None,
-                        kind: FrameKind::Native,
-                    },
-                    file: None,
-                    line: None,
-                }],
-                None => vec![unresolved(module, a, FrameKind::Native)],
-            }
-        })
-        .collect()
+                        line: None,
+                    }],
+                    None => vec![unresolved(module, a, FrameKind::Native)],
+                }
+            })
+            .collect()
+    }
 }
 
 fn dwarf_frames(loader: &DwarfFile, decl: &DeclIndex, module: &str, addr: u64) -> Vec<FrameInfo> {
