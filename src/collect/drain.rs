@@ -11,7 +11,8 @@ use super::sys::{self, RingBuffer, StopSignals};
 
 use perf_event_open_sys::bindings::{
     PERF_RECORD_COMM, PERF_RECORD_LOST, PERF_RECORD_MISC_COMM_EXEC, PERF_RECORD_MISC_MMAP_BUILD_ID,
-    PERF_RECORD_MISC_USER, PERF_RECORD_MMAP, PERF_RECORD_MMAP2, PERF_RECORD_THROTTLE,
+    PERF_RECORD_MISC_USER, PERF_RECORD_MMAP, PERF_RECORD_MMAP2, PERF_RECORD_SAMPLE,
+    PERF_RECORD_THROTTLE,
 };
 
 // The misc bits as the record header's u16 holds them.
@@ -65,6 +66,11 @@ pub struct DrainStats {
     pub child_reaped_ns: Option<u64>,
     /// (python) Pids that exec'd since the filler last looked.
     pub execs: Vec<u32>,
+    /// (locks) Wait samples the agents copied themselves (no breakpoint) written, and
+    /// those dropped (the collector fell behind, or no attr could hold them).
+    pub agent_wait_samples: (u64, u64),
+    /// (locks) Agents' wait samples dropped before the drain took them (too many held).
+    pub agent_wait_samples_unread: u64,
 }
 
 /// The drain session of a collection over the rings of `opened`, writing into `writer`.
@@ -415,6 +421,39 @@ impl Session {
             }
             link.note_event_ids(ev.pid, &ids, ev.captures);
         }
+        self.write_agent_wait_samples(link)
+    }
+
+    /// (locks) The agents' own wait samples, as samples of the mode's attr (attr 0,
+    /// under which the breakpoints' samples were filed) with one of its ids. Written
+    /// before this pass's rings: each was taken before this pass began, so after what
+    /// the previous rounds hold (perf's round order, `raw::records`).
+    fn write_agent_wait_samples(
+        &mut self,
+        link: &mut crate::python::AgentLink,
+    ) -> std::io::Result<()> {
+        let (samples, (_, dropped_by_link)) = link.take_wait_samples();
+        let mut written = 0;
+        let mut dropped = 0;
+        if let Some(attr) = self.writer.attrs().first().cloned()
+            && let Some(&id) = attr.ids.first()
+        {
+            for w in &samples {
+                match crate::python::wait_samples::sample_body(&attr.attr, id, w) {
+                    Some(body) => {
+                        self.writer
+                            .write_record(PERF_RECORD_SAMPLE, MISC_USER, &[&body])?;
+                        written += 1;
+                    }
+                    None => dropped += 1,
+                }
+            }
+        } else {
+            dropped += samples.len() as u64;
+        }
+        self.stats.agent_wait_samples.0 += written;
+        self.stats.agent_wait_samples.1 += dropped;
+        self.stats.agent_wait_samples_unread = dropped_by_link;
         Ok(())
     }
 

@@ -164,7 +164,16 @@ struct Shared {
     accepted: u32,
     /// The launched target (see [`AgentLink::set_tree_root`]).
     root: Option<u32>,
+    /// Agents' own wait samples not yet written (bounded by [`WAIT_SAMPLE_BYTES`]).
+    wait_samples: Vec<super::wait_samples::WaitSample>,
+    /// Their stack bytes.
+    wait_sample_bytes: usize,
+    /// Wait samples received, and dropped because the collector fell behind.
+    wait_samples_counted: (u64, u64),
 }
+
+/// Most stack bytes of agents' wait samples held between two drain passes.
+const WAIT_SAMPLE_BYTES: usize = 64 << 20;
 
 /// The per-process-tree link between the collector and the agents.
 pub struct AgentLink {
@@ -355,6 +364,18 @@ impl AgentLink {
         } else {
             "agent"
         }
+    }
+
+    /// Non-blocking: the agents' own wait samples received since the last call, in
+    /// time order; and (received, dropped) so far.
+    pub fn take_wait_samples(&mut self) -> (Vec<super::wait_samples::WaitSample>, (u64, u64)) {
+        let Ok(mut s) = self.shared.lock() else {
+            return (Vec::new(), (0, 0));
+        };
+        s.wait_sample_bytes = 0;
+        let mut v = std::mem::take(&mut s.wait_samples);
+        v.sort_by_key(|w| w.time);
+        (v, s.wait_samples_counted)
     }
 
     /// Non-blocking: sampling events opened by agents since the last call.
@@ -912,7 +933,8 @@ impl Server {
     fn handle(&mut self, i: usize) -> bool {
         let fd = self.conns[i].fd.as_raw_fd();
         let peer = self.conns[i].peer;
-        let mut buf = vec![0u8; 1024];
+        // Large enough for an agent's wait sample (a stack copy).
+        let mut buf = vec![0u8; super::wait_samples::MAX_MESSAGE];
         let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 64]);
         let (n, fds) = {
             let mut iov = [IoSliceMut::new(&mut buf)];
@@ -1041,6 +1063,28 @@ impl Server {
                     s.events.push(AgentEvents { pid, fds, captures });
                 }
             }
+            Some(hwprof_wire::WAIT_SAMPLE_MAGIC) => {
+                let now = crate::util::monotonic_ns();
+                let parsed =
+                    super::wait_samples::parse(msg, pid, now, |said| self.forked_from(said, pid));
+                match parsed {
+                    Ok(w) => {
+                        if let Ok(mut s) = self.shared.lock() {
+                            s.wait_samples_counted.0 += 1;
+                            if s.wait_sample_bytes + w.stack.len() <= WAIT_SAMPLE_BYTES {
+                                s.wait_sample_bytes += w.stack.len();
+                                s.wait_samples.push(w);
+                            } else {
+                                s.wait_samples_counted.1 += 1;
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        self.refuse(e.to_string());
+                        return false;
+                    }
+                }
+            }
             Some(BYE_MAGIC) => {
                 let _ = self.resolve(Some(pid));
                 self.copy_perf_maps();
@@ -1050,6 +1094,20 @@ impl Server {
             _ => {}
         }
         true
+    }
+
+    /// Whether `pid` is a process forked from `peer` (whose socket it shares): its
+    /// parent chain reaches `peer`.
+    fn forked_from(&self, pid: u32, peer: u32) -> bool {
+        let mut p = pid;
+        for _ in 0..64 {
+            match parent_of(p) {
+                Ok(Some(pp)) if pp == peer => return true,
+                Ok(Some(pp)) if pp > 1 && pp != p => p = pp,
+                _ => return false,
+            }
+        }
+        false
     }
 
     fn interp(&mut self, pid: u32) -> &mut ProcState {
