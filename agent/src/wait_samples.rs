@@ -7,7 +7,8 @@
 //! found at the marker's first instruction (the record in rdi...r9, sp at the return
 //! address, ip = `hwprof_wait_marker`), and sends them with a copy of the stack from sp
 //! up to the thread's stack end (at most the mode's copy size) to the collector in one
-//! message (`wire::WaitSampleMsg`). The collector writes it into perf.data as a sample of
+//! message (`wire::WaitSampleMsg`) on a socket of its own, which the collector reads at
+//! its drain passes without being woken. The collector writes it into perf.data as a sample of
 //! the mode's attr, so finalize unwinds and joins it like the kernel's.
 //!
 //! The stack bytes go from the stack to the socket by the kernel's own copy
@@ -57,7 +58,7 @@ const SAMPLE_IDENTIFIER: u64 = 1 << 16;
 /// then empty, as the collector writes it.
 const BIT_EXCLUDE_CALLCHAIN_USER: u64 = 1 << 22;
 
-/// Copies samples from now on, over `sock`, when the mode's `attr` is one the collector
+/// Copies samples from now on, over a socket handed to the collector on `sock`, when the mode's `attr` is one the collector
 /// can write (user registers, no user call chain); false: use the breakpoint.
 pub(crate) fn enable(sock: c_int, attr: &[u8]) -> bool {
     if !cfg!(target_arch = "x86_64") || attr.len() < 96 {
@@ -82,7 +83,34 @@ pub(crate) fn enable(sock: c_int, attr: &[u8]) -> bool {
     } else {
         0
     };
-    // Room for bursts of waits between the collector's reads (the kernel caps it).
+    // Our own socket pair: the collector reads the other end at its drain passes.
+    let mut pair = [-1 as c_int; 2];
+    // SAFETY: socketpair writes two fds into the array.
+    if unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
+            0,
+            pair.as_mut_ptr(),
+        )
+    } != 0
+    {
+        return false;
+    }
+    let [ours, theirs] = pair;
+    let msg = crate::wire::WaitSocketMsg {
+        magic: crate::wire::WAIT_SOCKET_MAGIC,
+        pid: std::process::id(),
+        reserved: 0,
+    };
+    let sent = crate::send_struct(sock, &msg, &[theirs]);
+    crate::close(theirs);
+    if !sent {
+        crate::close(ours);
+        return false;
+    }
+    let sock = ours;
+    // Room for the waits between two drain passes (the kernel caps it).
     let sndbuf: c_int = 4 << 20;
     // SAFETY: a socket option with an int of the stated size on our own socket.
     unsafe {

@@ -69,8 +69,6 @@ pub struct DrainStats {
     /// (locks) Wait samples the agents copied themselves (no breakpoint) written, and
     /// those dropped (the collector fell behind, or no attr could hold them).
     pub agent_wait_samples: (u64, u64),
-    /// (locks) Agents' wait samples dropped before the drain took them (too many held).
-    pub agent_wait_samples_unread: u64,
 }
 
 /// The drain session of a collection over the rings of `opened`, writing into `writer`.
@@ -153,6 +151,10 @@ pub struct Session {
     agent_second_attr: Option<usize>,
     /// (python) Per agent process, the CPUs it sent an event for.
     agent_cpus: std::collections::HashMap<u32, Vec<u32>>,
+    /// (locks) The agents' wait-sample sockets (pid, read end), read at each pass.
+    wait_sockets: Vec<(u32, OwnedFd)>,
+    /// The buffer they are read into.
+    wait_buf: Vec<u8>,
 
     /// Recording stopped because perf.data could not be written (disk full, EIO): why.
     stopped_by: Option<(String, Instant)>,
@@ -181,6 +183,8 @@ impl Session {
             filler: None,
             agent_second_attr: None,
             agent_cpus: std::collections::HashMap::new(),
+            wait_sockets: Vec::new(),
+            wait_buf: Vec::new(),
 
             stopped_by: None,
         }
@@ -425,16 +429,36 @@ impl Session {
     }
 
     /// (locks) The agents' own wait samples, as samples of the mode's attr (attr 0,
-    /// under which the breakpoints' samples were filed) with one of its ids. Written
-    /// before this pass's rings: each was taken before this pass began, so after what
-    /// the previous rounds hold (perf's round order, `raw::records`).
+    /// under which the breakpoints' samples were filed) with one of its ids, read from
+    /// their sockets at the start of the pass and written before this pass's rings:
+    /// each was sent before the pass began, so after what the previous rounds hold
+    /// (perf's round order, `raw::records`).
     fn write_agent_wait_samples(
         &mut self,
         link: &mut crate::python::AgentLink,
     ) -> std::io::Result<()> {
-        let (samples, (_, dropped_by_link)) = link.take_wait_samples();
+        self.wait_sockets.extend(link.take_wait_sockets());
+        let mut samples = Vec::new();
+        let mut refused = 0;
+        let Session {
+            wait_sockets,
+            wait_buf,
+            ..
+        } = self;
+        // Bounded per pass: a socket holds what its send buffer does (~100 samples).
+        wait_sockets.retain(|(peer, fd)| {
+            crate::python::wait_samples::read_socket(
+                fd,
+                *peer,
+                wait_buf,
+                4096,
+                &mut samples,
+                &mut refused,
+            )
+        });
+        samples.sort_by_key(|w| w.time);
         let mut written = 0;
-        let mut dropped = 0;
+        let mut dropped = refused;
         if let Some(attr) = self.writer.attrs().first().cloned()
             && let Some(&id) = attr.ids.first()
         {
@@ -453,7 +477,6 @@ impl Session {
         }
         self.stats.agent_wait_samples.0 += written;
         self.stats.agent_wait_samples.1 += dropped;
-        self.stats.agent_wait_samples_unread = dropped_by_link;
         Ok(())
     }
 

@@ -164,16 +164,9 @@ struct Shared {
     accepted: u32,
     /// The launched target (see [`AgentLink::set_tree_root`]).
     root: Option<u32>,
-    /// Agents' own wait samples not yet written (bounded by [`WAIT_SAMPLE_BYTES`]).
-    wait_samples: Vec<super::wait_samples::WaitSample>,
-    /// Their stack bytes.
-    wait_sample_bytes: usize,
-    /// Wait samples received, and dropped because the collector fell behind.
-    wait_samples_counted: (u64, u64),
+    /// Agents' wait-sample sockets (pid, read end) not yet taken by the drain.
+    wait_sockets: Vec<(u32, OwnedFd)>,
 }
-
-/// Most stack bytes of agents' wait samples held between two drain passes.
-const WAIT_SAMPLE_BYTES: usize = 64 << 20;
 
 /// The per-process-tree link between the collector and the agents.
 pub struct AgentLink {
@@ -366,16 +359,13 @@ impl AgentLink {
         }
     }
 
-    /// Non-blocking: the agents' own wait samples received since the last call, in
-    /// time order; and (received, dropped) so far.
-    pub fn take_wait_samples(&mut self) -> (Vec<super::wait_samples::WaitSample>, (u64, u64)) {
-        let Ok(mut s) = self.shared.lock() else {
-            return (Vec::new(), (0, 0));
-        };
-        s.wait_sample_bytes = 0;
-        let mut v = std::mem::take(&mut s.wait_samples);
-        v.sort_by_key(|w| w.time);
-        (v, s.wait_samples_counted)
+    /// Non-blocking: the agents' wait-sample sockets (pid, read end) handed over since
+    /// the last call (`wire::WaitSocketMsg`), for the drain to read.
+    pub fn take_wait_sockets(&mut self) -> Vec<(u32, OwnedFd)> {
+        self.shared
+            .lock()
+            .map(|mut s| std::mem::take(&mut s.wait_sockets))
+            .unwrap_or_default()
     }
 
     /// Non-blocking: sampling events opened by agents since the last call.
@@ -933,8 +923,7 @@ impl Server {
     fn handle(&mut self, i: usize) -> bool {
         let fd = self.conns[i].fd.as_raw_fd();
         let peer = self.conns[i].peer;
-        // Large enough for an agent's wait sample (a stack copy).
-        let mut buf = vec![0u8; super::wait_samples::MAX_MESSAGE];
+        let mut buf = vec![0u8; 1024];
         let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 64]);
         let (n, fds) = {
             let mut iov = [IoSliceMut::new(&mut buf)];
@@ -977,7 +966,11 @@ impl Server {
             .map(u32::from_le_bytes);
         // The pid is the kernel's; a message naming another process ends the connection.
         let pid = peer;
-        if matches!(magic, Some(HELLO_MAGIC | EVENTS_MAGIC | BYE_MAGIC)) && said_pid != Some(pid) {
+        if matches!(
+            magic,
+            Some(HELLO_MAGIC | EVENTS_MAGIC | BYE_MAGIC | hwprof_wire::WAIT_SOCKET_MAGIC)
+        ) && said_pid != Some(pid)
+        {
             self.refuse(format!(
                 "a message naming process {} on the connection of process {pid}",
                 said_pid.unwrap_or(0)
@@ -1063,26 +1056,20 @@ impl Server {
                     s.events.push(AgentEvents { pid, fds, captures });
                 }
             }
-            Some(hwprof_wire::WAIT_SAMPLE_MAGIC) => {
-                let now = crate::util::monotonic_ns();
-                let parsed =
-                    super::wait_samples::parse(msg, pid, now, |said| self.forked_from(said, pid));
-                match parsed {
-                    Ok(w) => {
+            Some(hwprof_wire::WAIT_SOCKET_MAGIC) => {
+                // One socket per process (per exec), counted with its event fds.
+                let room = self.conns[i].fds_taken < self.max_fds_per_conn;
+                let mut fds = fds.into_iter();
+                match (fds.next(), fds.next()) {
+                    (Some(f), None) if room && is_seqpacket_socket(&f) => {
+                        self.conns[i].fds_taken += 1;
                         if let Ok(mut s) = self.shared.lock() {
-                            s.wait_samples_counted.0 += 1;
-                            if s.wait_sample_bytes + w.stack.len() <= WAIT_SAMPLE_BYTES {
-                                s.wait_sample_bytes += w.stack.len();
-                                s.wait_samples.push(w);
-                            } else {
-                                s.wait_samples_counted.1 += 1;
-                            }
+                            s.wait_sockets.push((pid, f));
                         }
                     }
-                    Err(e) => {
-                        self.refuse(e.to_string());
-                        return false;
-                    }
+                    _ => self.refuse(format!(
+                        "process {pid} sent a wait-sample socket that is not one socket"
+                    )),
                 }
             }
             Some(BYE_MAGIC) => {
@@ -1094,20 +1081,6 @@ impl Server {
             _ => {}
         }
         true
-    }
-
-    /// Whether `pid` is a process forked from `peer` (whose socket it shares): its
-    /// parent chain reaches `peer`.
-    fn forked_from(&self, pid: u32, peer: u32) -> bool {
-        let mut p = pid;
-        for _ in 0..64 {
-            match parent_of(p) {
-                Ok(Some(pp)) if pp == peer => return true,
-                Ok(Some(pp)) if pp > 1 && pp != p => p = pp,
-                _ => return false,
-            }
-        }
-        false
     }
 
     fn interp(&mut self, pid: u32) -> &mut ProcState {
@@ -1476,6 +1449,12 @@ fn process_exists(pid: u32) -> bool {
 }
 
 /// Whether `fd` is a perf event (what an agent's EVENTS message must carry).
+/// A unix `SOCK_SEQPACKET` socket (an agent's wait-sample socket).
+fn is_seqpacket_socket(fd: &OwnedFd) -> bool {
+    use nix::sys::socket::{getsockopt, sockopt::SockType as Ty};
+    matches!(getsockopt(fd, Ty), Ok(SockType::SeqPacket))
+}
+
 fn is_perf_event_fd(fd: &OwnedFd) -> bool {
     std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
         .is_ok_and(|t| t.as_os_str() == "anon_inode:[perf_event]")

@@ -1,6 +1,7 @@
 //! The agents' own wait samples (locks mode, processes without Python capture): each
-//! marked wait's registers and stack copy, sent on the agent's socket
-//! (`wire::WaitSampleMsg`, `agent/src/wait_samples.rs`), checked here and written into
+//! marked wait's registers and stack copy, sent on the agent's wait-sample socket
+//! (`wire::WaitSampleMsg`, `agent/src/wait_samples.rs`), read by the drain at each pass
+//! ([`read_socket`]), checked here and written into
 //! perf.data as a `PERF_RECORD_SAMPLE` of the mode's sampling attr, laid out as the
 //! kernel lays out a sample of that attr, so that finalize (and `perf script`) read it
 //! like the breakpoint's sample it replaces.
@@ -89,6 +90,54 @@ pub fn parse(
         regs: h.regs,
         stack: msg[head..head + keep].to_vec(),
     })
+}
+
+/// Whether `pid` is a process forked from `peer` (sharing its socket): its parent
+/// chain reaches `peer`.
+pub fn forked_from(pid: u32, peer: u32) -> bool {
+    let Ok(mut p) = i32::try_from(pid) else {
+        return false;
+    };
+    for _ in 0..64 {
+        match crate::util::proc::parent_checked(p) {
+            Ok(Some(pp)) if pp as u32 == peer => return true,
+            Ok(Some(pp)) if pp > 1 && pp != p => p = pp,
+            _ => return false,
+        }
+    }
+    false
+}
+
+/// Reads what is pending on the wait-sample socket of agent `peer` (never waits), at
+/// most `most` messages, into `out`; `refused` counts messages that failed the checks.
+/// False when the socket is done (every sender gone, or an error).
+pub fn read_socket(
+    fd: &std::os::fd::OwnedFd,
+    peer: u32,
+    buf: &mut Vec<u8>,
+    most: usize,
+    out: &mut Vec<WaitSample>,
+    refused: &mut u64,
+) -> bool {
+    use std::os::fd::AsRawFd;
+    buf.resize(MAX_MESSAGE, 0);
+    let now = crate::util::monotonic_ns();
+    for _ in 0..most {
+        match nix::sys::socket::recv(
+            fd.as_raw_fd(),
+            buf,
+            nix::sys::socket::MsgFlags::MSG_DONTWAIT,
+        ) {
+            Ok(0) => return false,
+            Ok(n) => match parse(&buf[..n], peer, now, |pid| forked_from(pid, peer)) {
+                Ok(w) => out.push(w),
+                Err(_) => *refused += 1,
+            },
+            Err(nix::Error::EAGAIN | nix::Error::EINTR) => return true,
+            Err(_) => return false,
+        }
+    }
+    true
 }
 
 /// `perf_event_attr.sample_type` bits.

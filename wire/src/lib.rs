@@ -462,8 +462,28 @@ pub const MPI_FUNCTIONS: [&str; 17] = [
 // saves its own registers as the marker's breakpoint would have found them (ip at the
 // marker's first instruction, sp at its return address, the record in rdi...r9), copies
 // its stack from sp (bounded by the thread's stack end) and sends both in one
-// [`WaitSampleMsg`] followed by `stack_len` bytes of stack, on its socket. The collector
-// checks it and writes it into perf.data as a `PERF_RECORD_SAMPLE` of the mode's attr.
+// [`WaitSampleMsg`] followed by `stack_len` bytes of stack, on a socket of its own: one
+// end of a socketpair, whose other end it hands over once ([`WaitSocketMsg`], the fd
+// attached). The collector's drain reads that socket at each pass (never woken by it:
+// a wake-up would cost the waiting thread more than the copy), checks each message and
+// writes it into perf.data as a `PERF_RECORD_SAMPLE` of the mode's attr.
+
+/// `WaitSocketMsg.magic`.
+pub const WAIT_SOCKET_MAGIC: u64 = u64::from_le_bytes(*b"HWPWSOCK");
+
+plain! {
+    /// Agent → collector, on its connection: the read end of its wait-sample socket
+    /// attached (`SCM_RIGHTS`).
+    #[derive(Clone, Copy, Debug)]
+    pub struct WaitSocketMsg {
+        /// [`WAIT_SOCKET_MAGIC`].
+        pub magic: u64,
+        /// The agent's pid.
+        pub pid: u32,
+        /// Zero.
+        pub reserved: u32,
+    }
+}
 
 /// `WaitSampleMsg.magic`.
 pub const WAIT_SAMPLE_MAGIC: u64 = u64::from_le_bytes(*b"HWPWSMPL");
