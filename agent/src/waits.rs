@@ -3,7 +3,9 @@
 //! When the collector sets `HWPROF_AGENT_WAITS` (the `--wait-threshold` in ns), the
 //! blocking calls below, interposed by symbol (this library is preloaded first), time
 //! themselves; one that took at least the threshold calls [`hwprof_wait_marker`] with
-//! its record (class, object, start, duration: `wire/src/lib.rs`, "waits"). The agent opens an
+//! its record (class, object, start, duration: `wire/src/lib.rs`, "waits"). Without
+//! Python capture the agent copies that sample itself (`wait_samples.rs`); in a Python
+//! process it opens an
 //! execute breakpoint on the marker's first instruction that samples with the mode's
 //! attr (user registers and a copy of the user stack): the kernel copies the stack at
 //! that point, for the same DWARF unwinding as every other sample, and the record
