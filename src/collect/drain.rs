@@ -445,13 +445,14 @@ impl Session {
             wait_buf,
             ..
         } = self;
-        // Bounded per pass: a socket holds what its send buffer does (~100 samples).
+        // Bounded per pass (a socket holds what its send buffer does: ~100 samples of
+        // 4 KiB), so a peer that keeps sending cannot hold the drain.
         wait_sockets.retain(|(peer, fd)| {
             crate::python::wait_samples::read_socket(
                 fd,
                 *peer,
                 wait_buf,
-                4096,
+                512,
                 &mut samples,
                 &mut refused,
             )
