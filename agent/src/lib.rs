@@ -59,6 +59,7 @@ mod self_ids;
 mod spawn;
 mod stats;
 mod thread_words;
+mod wait_samples;
 mod waits;
 
 mod handler;
@@ -170,7 +171,11 @@ fn init() {
     if !python && cfg.python == 0 && out_fd >= 0 {
         close(out_fd);
     }
-    if waits {
+    // Without Python capture, the agent copies each marked wait's sample itself
+    // (wait_samples.rs); a Python process keeps the breakpoint, whose SIGTRAP captures
+    // the Python stack.
+    let self_copied = waits && !python && wait_samples::enable(sock, &attr);
+    if waits && !self_copied {
         // The wait marker's breakpoint: its samples carry each long wait's stack.
         let fds = waits::open_breakpoints(&attr, python.then_some(cfg.cookie));
         start_sampling(&fds, cfg.ring_pages);

@@ -44,6 +44,18 @@ pub(crate) extern "C" fn agent_exit() {
             stats::handler_quantile_us(0.5),
             stats::handler_quantile_us(0.9),
         );
+        let _ = writeln!(
+            std::io::stderr(),
+            "hwprof-agent: pid {}: wait markers: {}, {} samples copied, {} dropped",
+            std::process::id(),
+            if wait_samples::on() {
+                "self-copied"
+            } else {
+                "breakpoint"
+            },
+            wait_samples::SENT.load(Ordering::Relaxed),
+            wait_samples::DROPPED.load(Ordering::Relaxed),
+        );
     }
     let sock = SOCK_FD.load(Ordering::SeqCst);
     // The program may have closed our fd and reused its number (os.closerange, then a

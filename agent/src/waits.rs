@@ -3,7 +3,9 @@
 //! When the collector sets `HWPROF_AGENT_WAITS` (the `--wait-threshold` in ns), the
 //! blocking calls below, interposed by symbol (this library is preloaded first), time
 //! themselves; one that took at least the threshold calls [`hwprof_wait_marker`] with
-//! its record (class, object, start, duration: `wire/src/lib.rs`, "waits"). The agent opens an
+//! its record (class, object, start, duration: `wire/src/lib.rs`, "waits"). Without
+//! Python capture the agent copies that sample itself (`wait_samples.rs`); in a Python
+//! process it opens an
 //! execute breakpoint on the marker's first instruction that samples with the mode's
 //! attr (user registers and a copy of the user stack): the kernel copies the stack at
 //! that point, for the same DWARF unwinding as every other sample, and the record
@@ -88,7 +90,10 @@ static MAIN_STACK_END: AtomicU64 = AtomicU64::new(0);
 /// deeper than the short copy takes the full one: the same stack as before.
 #[inline(never)]
 fn mark(what: u64, object: u64, start: u64, dur: u64, extra: u64) {
-    if SHORT_READY.load(Ordering::Relaxed) && fits_short(stack_pointer()) {
+    // No breakpoint in this process: the agent copies the sample itself.
+    if crate::wait_samples::on() {
+        crate::wait_samples::capture(WAIT_MAGIC, what, object, start, dur, extra);
+    } else if SHORT_READY.load(Ordering::Relaxed) && fits_short(stack_pointer()) {
         hwprof_wait_marker_short(WAIT_MAGIC, what, object, start, dur, extra);
     } else {
         hwprof_wait_marker(WAIT_MAGIC, what, object, start, dur, extra);
@@ -98,10 +103,24 @@ fn mark(what: u64, object: u64, start: u64, dur: u64, extra: u64) {
 /// Whether the frames from `sp` up to the thread's outermost one (plus the slack) fit
 /// in the short copy.
 fn fits_short(sp: u64) -> bool {
-    let within = |top: u64, slack: u64| top > sp && top - sp + slack <= u64::from(SHORT_STACK);
+    bytes_to_stack_end(sp).is_some_and(|n| n <= u64::from(SHORT_STACK))
+}
+
+/// Bytes from `sp` to the end of this thread's frames (its TCB; the main thread's
+/// `__libc_stack_end` plus the slack), when `sp` is on the thread's own stack.
+pub(crate) fn bytes_to_stack_end(sp: u64) -> Option<u64> {
     // SAFETY: pthread_self reads the thread pointer; no side effect.
     let tcb = unsafe { libc::pthread_self() } as u64;
-    within(tcb, 0) || within(MAIN_STACK_END.load(Ordering::Relaxed), SHORT_SLACK)
+    let main = MAIN_STACK_END.load(Ordering::Relaxed);
+    // A thread's stack lies under its TCB, within the largest stack size glibc gives.
+    let near = |top: u64| top > sp && top - sp < (1 << 30);
+    if near(tcb) {
+        Some(tcb - sp)
+    } else if near(main) {
+        Some(main - sp + SHORT_SLACK)
+    } else {
+        None
+    }
 }
 
 #[inline(always)]

@@ -11,7 +11,8 @@ use super::sys::{self, RingBuffer, StopSignals};
 
 use perf_event_open_sys::bindings::{
     PERF_RECORD_COMM, PERF_RECORD_LOST, PERF_RECORD_MISC_COMM_EXEC, PERF_RECORD_MISC_MMAP_BUILD_ID,
-    PERF_RECORD_MISC_USER, PERF_RECORD_MMAP, PERF_RECORD_MMAP2, PERF_RECORD_THROTTLE,
+    PERF_RECORD_MISC_USER, PERF_RECORD_MMAP, PERF_RECORD_MMAP2, PERF_RECORD_SAMPLE,
+    PERF_RECORD_THROTTLE,
 };
 
 // The misc bits as the record header's u16 holds them.
@@ -65,6 +66,9 @@ pub struct DrainStats {
     pub child_reaped_ns: Option<u64>,
     /// (python) Pids that exec'd since the filler last looked.
     pub execs: Vec<u32>,
+    /// (locks) Wait samples the agents copied themselves (no breakpoint) written, and
+    /// those dropped (the collector fell behind, or no attr could hold them).
+    pub agent_wait_samples: (u64, u64),
 }
 
 /// The drain session of a collection over the rings of `opened`, writing into `writer`.
@@ -147,6 +151,10 @@ pub struct Session {
     agent_second_attr: Option<usize>,
     /// (python) Per agent process, the CPUs it sent an event for.
     agent_cpus: std::collections::HashMap<u32, Vec<u32>>,
+    /// (locks) The agents' wait-sample sockets (pid, read end), read at each pass.
+    wait_sockets: Vec<(u32, OwnedFd)>,
+    /// The buffer they are read into.
+    wait_buf: Vec<u8>,
 
     /// Recording stopped because perf.data could not be written (disk full, EIO): why.
     stopped_by: Option<(String, Instant)>,
@@ -175,6 +183,8 @@ impl Session {
             filler: None,
             agent_second_attr: None,
             agent_cpus: std::collections::HashMap::new(),
+            wait_sockets: Vec::new(),
+            wait_buf: Vec::new(),
 
             stopped_by: None,
         }
@@ -415,6 +425,59 @@ impl Session {
             }
             link.note_event_ids(ev.pid, &ids, ev.captures);
         }
+        self.write_agent_wait_samples(link)
+    }
+
+    /// (locks) The agents' own wait samples, as samples of the mode's attr (attr 0,
+    /// under which the breakpoints' samples were filed) with one of its ids, read from
+    /// their sockets at the start of the pass and written before this pass's rings:
+    /// each was sent before the pass began, so after what the previous rounds hold
+    /// (perf's round order, `raw::records`).
+    fn write_agent_wait_samples(
+        &mut self,
+        link: &mut crate::python::AgentLink,
+    ) -> std::io::Result<()> {
+        self.wait_sockets.extend(link.take_wait_sockets());
+        let mut samples = Vec::new();
+        let mut refused = 0;
+        let Session {
+            wait_sockets,
+            wait_buf,
+            ..
+        } = self;
+        // Bounded per pass (a socket holds what its send buffer does: ~100 samples of
+        // 4 KiB), so a peer that keeps sending cannot hold the drain.
+        wait_sockets.retain(|(peer, fd)| {
+            crate::python::wait_samples::read_socket(
+                fd,
+                *peer,
+                wait_buf,
+                512,
+                &mut samples,
+                &mut refused,
+            )
+        });
+        samples.sort_by_key(|w| w.time);
+        let mut written = 0;
+        let mut dropped = refused;
+        if let Some(attr) = self.writer.attrs().first().cloned()
+            && let Some(&id) = attr.ids.first()
+        {
+            for w in &samples {
+                match crate::python::wait_samples::sample_body(&attr.attr, id, w) {
+                    Some(body) => {
+                        self.writer
+                            .write_record(PERF_RECORD_SAMPLE, MISC_USER, &[&body])?;
+                        written += 1;
+                    }
+                    None => dropped += 1,
+                }
+            }
+        } else {
+            dropped += samples.len() as u64;
+        }
+        self.stats.agent_wait_samples.0 += written;
+        self.stats.agent_wait_samples.1 += dropped;
         Ok(())
     }
 

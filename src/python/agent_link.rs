@@ -164,6 +164,8 @@ struct Shared {
     accepted: u32,
     /// The launched target (see [`AgentLink::set_tree_root`]).
     root: Option<u32>,
+    /// Agents' wait-sample sockets (pid, read end) not yet taken by the drain.
+    wait_sockets: Vec<(u32, OwnedFd)>,
 }
 
 /// The per-process-tree link between the collector and the agents.
@@ -355,6 +357,15 @@ impl AgentLink {
         } else {
             "agent"
         }
+    }
+
+    /// Non-blocking: the agents' wait-sample sockets (pid, read end) handed over since
+    /// the last call (`wire::WaitSocketMsg`), for the drain to read.
+    pub fn take_wait_sockets(&mut self) -> Vec<(u32, OwnedFd)> {
+        self.shared
+            .lock()
+            .map(|mut s| std::mem::take(&mut s.wait_sockets))
+            .unwrap_or_default()
     }
 
     /// Non-blocking: sampling events opened by agents since the last call.
@@ -955,7 +966,11 @@ impl Server {
             .map(u32::from_le_bytes);
         // The pid is the kernel's; a message naming another process ends the connection.
         let pid = peer;
-        if matches!(magic, Some(HELLO_MAGIC | EVENTS_MAGIC | BYE_MAGIC)) && said_pid != Some(pid) {
+        if matches!(
+            magic,
+            Some(HELLO_MAGIC | EVENTS_MAGIC | BYE_MAGIC | hwprof_wire::WAIT_SOCKET_MAGIC)
+        ) && said_pid != Some(pid)
+        {
             self.refuse(format!(
                 "a message naming process {} on the connection of process {pid}",
                 said_pid.unwrap_or(0)
@@ -1039,6 +1054,22 @@ impl Server {
                     && let Ok(mut s) = self.shared.lock()
                 {
                     s.events.push(AgentEvents { pid, fds, captures });
+                }
+            }
+            Some(hwprof_wire::WAIT_SOCKET_MAGIC) => {
+                // One socket per process (per exec), counted with its event fds.
+                let room = self.conns[i].fds_taken < self.max_fds_per_conn;
+                let mut fds = fds.into_iter();
+                match (fds.next(), fds.next()) {
+                    (Some(f), None) if room && is_seqpacket_socket(&f) => {
+                        self.conns[i].fds_taken += 1;
+                        if let Ok(mut s) = self.shared.lock() {
+                            s.wait_sockets.push((pid, f));
+                        }
+                    }
+                    _ => self.refuse(format!(
+                        "process {pid} sent a wait-sample socket that is not one socket"
+                    )),
                 }
             }
             Some(BYE_MAGIC) => {
@@ -1418,6 +1449,12 @@ fn process_exists(pid: u32) -> bool {
 }
 
 /// Whether `fd` is a perf event (what an agent's EVENTS message must carry).
+/// A unix `SOCK_SEQPACKET` socket (an agent's wait-sample socket).
+fn is_seqpacket_socket(fd: &OwnedFd) -> bool {
+    use nix::sys::socket::{getsockopt, sockopt::SockType as Ty};
+    matches!(getsockopt(fd, Ty), Ok(SockType::SeqPacket))
+}
+
 fn is_perf_event_fd(fd: &OwnedFd) -> bool {
     std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
         .is_ok_and(|t| t.as_os_str() == "anon_inode:[perf_event]")

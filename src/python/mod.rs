@@ -33,6 +33,7 @@ pub mod process;
 pub mod remote;
 pub mod sidecar;
 pub mod stacks;
+pub mod wait_samples;
 pub mod walker;
 
 /// The wire formats, capture ring and layout tables shared with the agent (`wire/`).

@@ -146,6 +146,53 @@ fn mutex_program_run_by_root(why: &str) -> Option<(Scratch, Output)> {
     root_or_skip(why).then(|| mutex_program_run(false))
 }
 
+/// A process without Python opens no breakpoint: its agent copies each marked wait's
+/// registers and stack itself and the collector writes them as samples
+/// (agent/src/wait_samples.rs); the waits keep their lines, and perf's own reader
+/// reads those samples.
+#[test]
+fn a_non_python_process_copies_its_wait_samples_without_a_breakpoint() {
+    need_perf();
+    let Scratch { tmp: t, bin, dir } = scratch_with("mutex_waits.c", "mutex_waits", &[]);
+    let hw = hwprof_for_nobody(t.path());
+    let mut cmd = as_nobody(&hw);
+    cmd.env("HWPROF_AGENT_STATS", "1");
+    let out = collect_locks(cmd, &dir, &[], &[bin.as_ref()]);
+    check_mutex_program(&dir, &out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("wait markers: "))
+        .unwrap_or_else(|| panic!("no agent statistics: {stderr}"));
+    assert!(line.contains("wait markers: self-copied"), "{line}");
+    let copied: usize = line
+        .split("self-copied, ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next()?.parse().ok())
+        .expect("a count");
+    // The lock, the nap, the read, the join, the waiter's arrival: one sample each.
+    assert!(copied >= 4, "{line}");
+    assert!(line.ends_with(" 0 dropped"), "{line}");
+    // perf script reads them: as many samples as the agent copied (the mode's only
+    // samples for an ordinary user).
+    let script = Command::new("perf")
+        .args(["script", "-f", "-F", "tid,time,event,ip", "-i"])
+        .arg(first_perf_data(&dir))
+        .output()
+        .expect("run perf script");
+    let text = String::from_utf8_lossy(&script.stdout);
+    assert!(
+        script.status.success(),
+        "{}",
+        String::from_utf8_lossy(&script.stderr)
+    );
+    let samples = text
+        .lines()
+        .filter(|l| l.contains("context-switches:"))
+        .count();
+    assert_eq!(samples, copied, "{text}");
+}
+
 #[test]
 fn an_ordinary_user_gets_waits_at_the_line_with_class_and_object() {
     let (s, out) = mutex_program_run(true);

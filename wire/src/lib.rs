@@ -484,3 +484,61 @@ pub const MPI_FUNCTIONS: [&str; 17] = [
     "MPI_Waitsome",
     "MPI_Probe",
 ];
+
+// ------------------------------------------------------ a wait's sample, copied by the agent
+//
+// In a process without Python capture the agent opens no breakpoint: at a marked wait it
+// saves its own registers as the marker's breakpoint would have found them (ip at the
+// marker's first instruction, sp at its return address, the record in rdi...r9), copies
+// its stack from sp (bounded by the thread's stack end) and sends both in one
+// [`WaitSampleMsg`] followed by `stack_len` bytes of stack, on a socket of its own: one
+// end of a socketpair, whose other end it hands over once ([`WaitSocketMsg`], the fd
+// attached). The collector's drain reads that socket at each pass (never woken by it:
+// a wake-up would cost the waiting thread more than the copy), checks each message and
+// writes it into perf.data as a `PERF_RECORD_SAMPLE` of the mode's attr.
+
+/// `WaitSocketMsg.magic`.
+pub const WAIT_SOCKET_MAGIC: u64 = u64::from_le_bytes(*b"HWPWSOCK");
+
+plain! {
+    /// Agent → collector, on its connection: the read end of its wait-sample socket
+    /// attached (`SCM_RIGHTS`).
+    #[derive(Clone, Copy, Debug)]
+    pub struct WaitSocketMsg {
+        /// [`WAIT_SOCKET_MAGIC`].
+        pub magic: u64,
+        /// The agent's pid.
+        pub pid: u32,
+        /// Zero.
+        pub reserved: u32,
+    }
+}
+
+/// `WaitSampleMsg.magic`.
+pub const WAIT_SAMPLE_MAGIC: u64 = u64::from_le_bytes(*b"HWPWSMPL");
+/// Registers in a [`WaitSampleMsg`]: perf's x86-64 numbering (ax, bx, cx, dx, si, di,
+/// bp, sp, ip, flags, cs, ss, ds, es, fs, gs, r8-r15).
+pub const WAIT_SAMPLE_REGS: usize = 24;
+/// Most stack bytes a [`WaitSampleMsg`] may carry (perf's largest `sample_stack_user`).
+pub const WAIT_SAMPLE_MAX_STACK: usize = 65528;
+
+plain! {
+    /// Agent → collector: one marked wait's registers; its stack bytes follow.
+    #[derive(Clone, Copy, Debug)]
+    pub struct WaitSampleMsg {
+        /// [`WAIT_SAMPLE_MAGIC`].
+        pub magic: u64,
+        /// The sending process (the connection's peer, or a child forked from it).
+        pub pid: u32,
+        /// The waiting thread.
+        pub tid: u32,
+        /// CLOCK_MONOTONIC ns, after the wait (the clock of the collector's events).
+        pub time: u64,
+        /// The CPU the thread ran on.
+        pub cpu: u32,
+        /// Stack bytes after this header (at most [`WAIT_SAMPLE_MAX_STACK`]).
+        pub stack_len: u32,
+        /// Registers, [`WAIT_SAMPLE_REGS`] of them, perf's numbering.
+        pub regs: [u64; WAIT_SAMPLE_REGS],
+    }
+}
