@@ -100,14 +100,19 @@ pub(crate) fn set_timeout(sock: c_int, secs: i64) {
         tv_sec: secs,
         tv_usec: 0,
     };
-    // SAFETY: valid socket option with a timeval of the stated size.
+    set_socket_option(sock, libc::SO_RCVTIMEO, &tv);
+}
+
+/// A `SOL_SOCKET` option of our own socket; a failure leaves the default.
+pub(crate) fn set_socket_option<T>(sock: c_int, name: c_int, value: &T) {
+    // SAFETY: the option's value is a live `T` of the size passed.
     unsafe {
         libc::setsockopt(
             sock,
             libc::SOL_SOCKET,
-            libc::SO_RCVTIMEO,
-            (&raw const tv).cast(),
-            size_of::<libc::timeval>() as u32,
+            name,
+            (value as *const T).cast(),
+            size_of::<T>() as u32,
         )
     };
 }

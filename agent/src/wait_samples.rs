@@ -112,16 +112,7 @@ pub(crate) fn enable(sock: c_int, attr: &[u8]) -> bool {
     let sock = ours;
     // Room for the waits between two drain passes (the kernel caps it).
     let sndbuf: c_int = 4 << 20;
-    // SAFETY: a socket option with an int of the stated size on our own socket.
-    unsafe {
-        libc::setsockopt(
-            sock,
-            libc::SOL_SOCKET,
-            libc::SO_SNDBUF,
-            (&raw const sndbuf).cast(),
-            size_of::<c_int>() as u32,
-        )
-    };
+    crate::set_socket_option(sock, libc::SO_SNDBUF, &sndbuf);
     STACK_BYTES.store(
         stack.min(WAIT_SAMPLE_MAX_STACK as u32) & !7,
         Ordering::Relaxed,
