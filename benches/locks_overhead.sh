@@ -14,7 +14,7 @@ variants() { # $1: the target command
     rm -rf $OUT/rc; echo -n "$h-noagent "; $U $h collect -q -m locks --python off --no-finalize -r $OUT/rc -- $1 2>/dev/null
   done
   echo -n "perf-sched "; perf record -q -e sched:sched_switch -g -o $OUT/perf.data -- $1 2>/dev/null
-  echo -n "perf-trace "; perf trace -q -s -o $OUT/trace.txt -- $1 2>/dev/null
+  echo -n "perf-trace "; perf trace -s -o $OUT/trace.txt -- $1 2>/dev/null
 }
 for i in $(seq 1 ${RUNS:-5}); do
   echo "load $(cut -d' ' -f1 /proc/loadavg)"
