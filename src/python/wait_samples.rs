@@ -12,6 +12,7 @@
 //! future; the registers and stack bytes are the process's own to describe.
 
 use hwprof_wire::{WAIT_SAMPLE_MAGIC, WAIT_SAMPLE_MAX_STACK, WAIT_SAMPLE_REGS, WaitSampleMsg};
+use perf_event_open_sys::bindings as b;
 
 use super::wire::Plain;
 
@@ -141,18 +142,18 @@ pub fn read_socket(
 }
 
 /// `perf_event_attr.sample_type` bits.
-const IP: u64 = 1 << 0;
-const TID: u64 = 1 << 1;
-const TIME: u64 = 1 << 2;
-const ADDR: u64 = 1 << 3;
-const CALLCHAIN: u64 = 1 << 5;
-const ID: u64 = 1 << 6;
-const CPU: u64 = 1 << 7;
-const PERIOD: u64 = 1 << 8;
-const STREAM_ID: u64 = 1 << 9;
-const REGS_USER: u64 = 1 << 12;
-const STACK_USER: u64 = 1 << 13;
-const IDENTIFIER: u64 = 1 << 16;
+const IP: u64 = b::PERF_SAMPLE_IP as u64;
+const TID: u64 = b::PERF_SAMPLE_TID as u64;
+const TIME: u64 = b::PERF_SAMPLE_TIME as u64;
+const ADDR: u64 = b::PERF_SAMPLE_ADDR as u64;
+const CALLCHAIN: u64 = b::PERF_SAMPLE_CALLCHAIN as u64;
+const ID: u64 = b::PERF_SAMPLE_ID as u64;
+const CPU: u64 = b::PERF_SAMPLE_CPU as u64;
+const PERIOD: u64 = b::PERF_SAMPLE_PERIOD as u64;
+const STREAM_ID: u64 = b::PERF_SAMPLE_STREAM_ID as u64;
+const REGS_USER: u64 = b::PERF_SAMPLE_REGS_USER as u64;
+const STACK_USER: u64 = b::PERF_SAMPLE_STACK_USER as u64;
+const IDENTIFIER: u64 = b::PERF_SAMPLE_IDENTIFIER as u64;
 const WRITABLE: u64 = IP
     | TID
     | TIME
@@ -165,8 +166,7 @@ const WRITABLE: u64 = IP
     | REGS_USER
     | STACK_USER
     | IDENTIFIER;
-/// `PERF_SAMPLE_REGS_ABI_64`.
-const REGS_ABI_64: u64 = 2;
+const REGS_ABI_64: u64 = b::PERF_SAMPLE_REGS_ABI_64 as u64;
 
 /// The body of a `PERF_RECORD_SAMPLE` of `attr` (bytes of a `perf_event_attr`) with
 /// event id `id`, in the kernel's field order; None when the attr asks for a field an
