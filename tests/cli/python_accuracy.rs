@@ -291,8 +291,12 @@ fn accuracy_against_py_spy(bench: &str, values: u32) {
         .expect("run hwprof collect");
     let target = child_running(hwc.id(), "run_benchmark.py").expect("benchmark started");
     let raw = t.path().join("spy.txt");
+    // 400 reads a second, not 999: each stop is dear on this VM (a go run stopped 999
+    // times a second lasted 3-7x longer), and the more py-spy stopped it the lower its
+    // `Square.find` share fell (17.8% at 43,000-52,000 reads, 24.7% at 22,600; hwprof
+    // 23.8-24.7% in the same runs): docs/performance.md, "go's `Square.find`, later".
     let out = Command::new(&spy)
-        .args(["record", "--rate", "999", "--format", "raw", "-o"])
+        .args(["record", "--rate", "400", "--format", "raw", "-o"])
         .arg(&raw)
         .args(["--pid", &target.to_string()])
         .output()
@@ -339,16 +343,11 @@ fn accuracy_against_py_spy(bench: &str, values: u32) {
     for k in &keys {
         let a = hw.get(k).copied().unwrap_or(0.0);
         let b = spy_shares.get(k).copied().unwrap_or(0.0);
-        // 6 points. On go, hwprof reads Square.find higher than py-spy in every paired
-        // run: diffs +1.75 to +5.54 points over five runs (hwprof 21.8-24.7%, py-spy
-        // 18.0-22.4%). hwprof's own reading does not depend on the build (without
-        // py-spy, ASLR off: 23.8-26.1% with the binary of a6ab262, 24.7-25.3% with
-        // 0f808d7) and moves with the address-space layout from run to run, py-spy's
-        // more; which sampler is right on this function is open (docs/performance.md,
-        // "go's `Square.find`, later"). A misattributed frame moves shares far more.
+        // 5 points: at 400 reads a second the worst differences were 0.4-2.4 points
+        // (go's Square.find 0.75); at 999 they reached 6 on go (above).
         assert!(
-            (a - b).abs() <= 6.0,
-            "{bench}: {k:?} hwprof {a:.2}% vs py-spy {b:.2}% (> 6 points)"
+            (a - b).abs() <= 5.0,
+            "{bench}: {k:?} hwprof {a:.2}% vs py-spy {b:.2}% (> 5 points)"
         );
     }
 
@@ -393,17 +392,17 @@ fn accuracy_against_py_spy(bench: &str, values: u32) {
 
 #[test]
 fn pyperformance_chaos_matches_stopping_py_spy() {
-    accuracy_against_py_spy("chaos", 110);
+    accuracy_against_py_spy("chaos", 180);
 }
 
 #[test]
 fn pyperformance_go_matches_stopping_py_spy() {
-    accuracy_against_py_spy("go", 56);
+    accuracy_against_py_spy("go", 90);
 }
 
 #[test]
 fn pyperformance_richards_matches_stopping_py_spy() {
-    accuracy_against_py_spy("richards", 170);
+    accuracy_against_py_spy("richards", 260);
 }
 
 /// Ground truth: `matmul_work` calls `ndarray.dot` (OpenBLAS dgemm, one thread),
