@@ -19,6 +19,7 @@
 use std::ffi::c_int;
 use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
 
+use crate::wire::sample_type::{CALLCHAIN, REGS_USER, STACK_USER, WAIT_SAMPLE_FIELDS};
 use crate::wire::{WAIT_SAMPLE_MAGIC, WAIT_SAMPLE_MAX_STACK, WAIT_SAMPLE_REGS, WaitSampleMsg};
 
 /// The collector's socket, when the agent copies its own samples (-1: off).
@@ -28,32 +29,6 @@ static STACK_BYTES: AtomicU32 = AtomicU32::new(0);
 /// Samples sent, and dropped (socket full, or the stack unreadable).
 pub(crate) static SENT: AtomicU64 = AtomicU64::new(0);
 pub(crate) static DROPPED: AtomicU64 = AtomicU64::new(0);
-
-/// `perf_event_attr.sample_type` bits the collector can write for an agent's sample.
-const SUPPORTED: u64 = SAMPLE_IP
-    | SAMPLE_TID
-    | SAMPLE_TIME
-    | SAMPLE_ADDR
-    | SAMPLE_ID
-    | SAMPLE_CPU
-    | SAMPLE_PERIOD
-    | SAMPLE_STREAM_ID
-    | SAMPLE_CALLCHAIN
-    | SAMPLE_REGS_USER
-    | SAMPLE_STACK_USER
-    | SAMPLE_IDENTIFIER;
-const SAMPLE_IP: u64 = 1 << 0;
-const SAMPLE_TID: u64 = 1 << 1;
-const SAMPLE_TIME: u64 = 1 << 2;
-const SAMPLE_ADDR: u64 = 1 << 3;
-const SAMPLE_CALLCHAIN: u64 = 1 << 5;
-const SAMPLE_ID: u64 = 1 << 6;
-const SAMPLE_CPU: u64 = 1 << 7;
-const SAMPLE_PERIOD: u64 = 1 << 8;
-const SAMPLE_STREAM_ID: u64 = 1 << 9;
-const SAMPLE_REGS_USER: u64 = 1 << 12;
-const SAMPLE_STACK_USER: u64 = 1 << 13;
-const SAMPLE_IDENTIFIER: u64 = 1 << 16;
 /// `exclude_callchain_user` (flags bit 22): the kernel's chain of a user-mode sample is
 /// then empty, as the collector writes it.
 const BIT_EXCLUDE_CALLCHAIN_USER: u64 = 1 << 22;
@@ -72,13 +47,13 @@ pub(crate) fn enable(sock: c_int, attr: &[u8]) -> bool {
     };
     let sample_type = u64_at(24);
     let flags = u64_at(40);
-    if sample_type & !SUPPORTED != 0
-        || sample_type & SAMPLE_REGS_USER == 0
-        || (sample_type & SAMPLE_CALLCHAIN != 0 && flags & BIT_EXCLUDE_CALLCHAIN_USER == 0)
+    if sample_type & !WAIT_SAMPLE_FIELDS != 0
+        || sample_type & REGS_USER == 0
+        || (sample_type & CALLCHAIN != 0 && flags & BIT_EXCLUDE_CALLCHAIN_USER == 0)
     {
         return false;
     }
-    let stack = if sample_type & SAMPLE_STACK_USER != 0 {
+    let stack = if sample_type & STACK_USER != 0 {
         u32::from_le_bytes(attr[88..92].try_into().unwrap_or([0; 4]))
     } else {
         0

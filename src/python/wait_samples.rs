@@ -11,6 +11,7 @@
 //! peer or a process forked from it (which shares the socket), its time not in the
 //! future; the registers and stack bytes are the process's own to describe.
 
+use hwprof_wire::sample_type::*;
 use hwprof_wire::{WAIT_SAMPLE_MAGIC, WAIT_SAMPLE_MAX_STACK, WAIT_SAMPLE_REGS, WaitSampleMsg};
 use perf_event_open_sys::bindings as b;
 
@@ -141,31 +142,6 @@ pub fn read_socket(
     true
 }
 
-/// `perf_event_attr.sample_type` bits.
-const IP: u64 = b::PERF_SAMPLE_IP as u64;
-const TID: u64 = b::PERF_SAMPLE_TID as u64;
-const TIME: u64 = b::PERF_SAMPLE_TIME as u64;
-const ADDR: u64 = b::PERF_SAMPLE_ADDR as u64;
-const CALLCHAIN: u64 = b::PERF_SAMPLE_CALLCHAIN as u64;
-const ID: u64 = b::PERF_SAMPLE_ID as u64;
-const CPU: u64 = b::PERF_SAMPLE_CPU as u64;
-const PERIOD: u64 = b::PERF_SAMPLE_PERIOD as u64;
-const STREAM_ID: u64 = b::PERF_SAMPLE_STREAM_ID as u64;
-const REGS_USER: u64 = b::PERF_SAMPLE_REGS_USER as u64;
-const STACK_USER: u64 = b::PERF_SAMPLE_STACK_USER as u64;
-const IDENTIFIER: u64 = b::PERF_SAMPLE_IDENTIFIER as u64;
-const WRITABLE: u64 = IP
-    | TID
-    | TIME
-    | ADDR
-    | CALLCHAIN
-    | ID
-    | CPU
-    | PERIOD
-    | STREAM_ID
-    | REGS_USER
-    | STACK_USER
-    | IDENTIFIER;
 const REGS_ABI_64: u64 = b::PERF_SAMPLE_REGS_ABI_64 as u64;
 
 /// The body of a `PERF_RECORD_SAMPLE` of `attr` (bytes of a `perf_event_attr`) with
@@ -177,7 +153,7 @@ pub fn sample_body(attr: &[u8], id: u64, s: &WaitSample) -> Option<Vec<u8>> {
     };
     let sample_type = u64_at(24)?;
     let regs_mask = u64_at(80)?;
-    if sample_type & !WRITABLE != 0 {
+    if sample_type & !WAIT_SAMPLE_FIELDS != 0 {
         return None;
     }
     let mut b = Vec::with_capacity(512 + s.stack.len());

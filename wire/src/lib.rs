@@ -542,3 +542,35 @@ plain! {
         pub regs: [u64; WAIT_SAMPLE_REGS],
     }
 }
+
+/// `perf_event_attr.sample_type` bits (the kernel ABI's values), for the agent, which
+/// decides from the mode's attr whether it can copy its wait samples itself, and for the
+/// collector, which lays them out: both read the same list of fields.
+pub mod sample_type {
+    pub const IP: u64 = 1 << 0;
+    pub const TID: u64 = 1 << 1;
+    pub const TIME: u64 = 1 << 2;
+    pub const ADDR: u64 = 1 << 3;
+    pub const CALLCHAIN: u64 = 1 << 5;
+    pub const ID: u64 = 1 << 6;
+    pub const CPU: u64 = 1 << 7;
+    pub const PERIOD: u64 = 1 << 8;
+    pub const STREAM_ID: u64 = 1 << 9;
+    pub const REGS_USER: u64 = 1 << 12;
+    pub const STACK_USER: u64 = 1 << 13;
+    pub const IDENTIFIER: u64 = 1 << 16;
+    /// The fields a [`super::WaitSampleMsg`] can be written as (a user call chain only
+    /// when the attr excludes it, so that the kernel's would be empty too).
+    pub const WAIT_SAMPLE_FIELDS: u64 = IP
+        | TID
+        | TIME
+        | ADDR
+        | CALLCHAIN
+        | ID
+        | CPU
+        | PERIOD
+        | STREAM_ID
+        | REGS_USER
+        | STACK_USER
+        | IDENTIFIER;
+}
