@@ -254,12 +254,14 @@ fn python_functions_get_their_page_faults() {
     let t = shared_tempdir();
     // fault() touches 30000 fresh pages (THP off), spin() only computes. A member's
     // count goes to the sample that reads it (the delta since the previous one), and
-    // the agent samples user mode only: fault() computes a little between faults so
-    // that its faults are read by its own samples, not by spin()'s first one.
+    // the agent samples user mode only (a tick in the kernel's fault handler is no
+    // sample): fault() computes a little between faults, and ends with 300,000 steps
+    // without one, so that its last faults are read by its own samples, not by
+    // spin()'s first one (on a loaded machine, up to 2,000 of them were).
     let script = write_script(
         t.path(),
         "pyfaults.py",
-        "import mmap\nPAGES = 30000\ndef fault():\n    m = mmap.mmap(-1, PAGES * 4096)\n    m.madvise(mmap.MADV_NOHUGEPAGE)\n    s = 0\n    for i in range(0, PAGES * 4096, 4096):\n        m[i] = 1\n        for j in range(40):\n            s += j\n    return m\ndef spin():\n    s = 0\n    for i in range(2000000):\n        s += i\n    return s\nkeep = fault()\nspin()\n",
+        "import mmap\nPAGES = 30000\ndef fault():\n    m = mmap.mmap(-1, PAGES * 4096)\n    m.madvise(mmap.MADV_NOHUGEPAGE)\n    s = 0\n    for i in range(0, PAGES * 4096, 4096):\n        m[i] = 1\n        for j in range(40):\n            s += j\n    for j in range(300000):\n        s += j\n    return m\ndef spin():\n    s = 0\n    for i in range(2000000):\n        s += i\n    return s\nkeep = fault()\nspin()\n",
     );
     let dir = t.path().join("run");
     let mut hw = Command::new(hwprof_bin());

@@ -89,6 +89,7 @@ fn source_line(program: &str, needle: &str) -> u32 {
 
 fn within(what: &str, got_ns: u64, want_s: f64, tol: f64) {
     let got = got_ns as f64 / 1e9;
+    eprintln!("{what}: {got:.4} s recorded, {want_s:.4} s by the program's own clock");
     assert!(
         (got - want_s).abs() <= tol * want_s,
         "{what}: {got:.4} s recorded, {want_s:.4} s by the program's own clock (±{:.0}%)",
@@ -532,13 +533,18 @@ fn five_sleeps_are_five_waits(hw: Command, t: &Path, python: &Path, what: &str) 
     assert_eq!(count, 5, "{what}: sleep waits at the sleep line: {rows:?}");
     // Between the pieces of an interrupted sleep the thread takes the GIL back (class
     // gil, at the same line) and runs the handler: all the line's waits make up the
-    // sleeps' time, most of it as sleep.
+    // sleeps' time, and the sleep class is the part the script spent in the call (its
+    // time less the time from each signal to its handler, which grows with the load:
+    // the busy thread holds the GIL meanwhile).
     let all: u64 = at_line.iter().map(|w| w.wait_ns).sum();
     let total: f64 = slept.iter().sum();
     within(&format!("{what}: the sleep line's waits"), all, total, 0.10);
-    assert!(
-        ns as f64 >= 0.75 * total * 1e9,
-        "{what}: {ns} ns of sleep of {total} s: {rows:?}"
+    let outside = numbers_after(&stderr, "outside ").expect("the script printed its gaps")[0];
+    within(
+        &format!("{what}: sleep waits at the sleep line {rows:?}"),
+        ns,
+        total - outside,
+        0.10,
     );
 }
 
