@@ -845,8 +845,12 @@ impl Builder<'_> {
         });
         // Locks mode: the agent's wait marker. Its own frames (the marker, the
         // interposed call) are left out: the wait is where the program called.
+        // Only a sample taken at the marker's instruction is one: a switch-out sample
+        // (root) of a thread switched out right there, at its breakpoint, has the same
+        // user registers but was taken in the kernel (its ip is the kernel's); taken
+        // for a marker, it counted the wait a second time.
         let marker = match (self.weighting, &s.user_regs) {
-            (Weighting::OffCpuNs, Some(regs)) => {
+            (Weighting::OffCpuNs, Some(regs)) if s.ip.is_none_or(|ip| regs.get(8) == Some(ip)) => {
                 let stack = s.user_stack.as_ref().map(|(st, _)| st.as_slice());
                 super::waits_join::Marker::from_regs(regs, time, stack.as_deref())
             }

@@ -361,13 +361,24 @@ impl WaitJoin {
         };
         // A sleep is restarted for the same deadline (a new one has its own), however
         // late the restart: the handler may wait long for the GIL and a CPU on a loaded
-        // machine. The deadline names the call, whatever stack the pieces unwound to.
+        // machine. The deadline names the call, whatever stack the pieces unwound to:
+        // - an absolute one (clock_nanosleep TIMER_ABSTIME, CPython 3.11+) is the same
+        //   number in every piece, and is restarted even after it passed (the call then
+        //   returns at once, but a preempted one lasts long enough to be recorded);
+        // - a relative one (nanosleep, select: CPython 3.8-3.10) is recomputed by the
+        //   caller before the restart, which began before the deadline: both differ
+        //   by the time between the caller's clock read and ours (CPython drops the
+        //   GIL there, and waits for the thread that asked for it to take it), up to
+        //   RESTART_GAP_NS. A new sleep's deadline is later by its whole length: one
+        //   shorter than that, right after a sleep interrupted and not restarted,
+        //   would be taken for its restart.
         // Without deadlines, the same call restarted within RESTART_GAP_NS.
         let restart = |k: &SampleKey, end: u64, d: &Option<u64>| match (d, m.deadline) {
             (Some(a), Some(b)) => {
                 k.thread == key.thread
-                    && a.abs_diff(b) <= RESTART_GAP_NS
-                    && m.start <= a.saturating_add(SLACK_NS)
+                    && (*a == b
+                        || (a.abs_diff(b) <= RESTART_GAP_NS
+                            && m.start <= a.saturating_add(RESTART_GAP_NS)))
             }
             _ => same_call(k) && m.start <= end.saturating_add(RESTART_GAP_NS),
         };
@@ -687,6 +698,46 @@ mod tests {
         ];
         run_pieces(&mut j, &mut out, &pieces);
         assert_eq!(continued(&out), [false, true, false]);
+    }
+
+    #[test]
+    fn a_sleep_restarted_after_its_deadline_counts_once() {
+        let mut j = WaitJoin::default();
+        let mut out = RawProfile::default();
+        let sleep = |start: u64, end: u64, interrupted: bool, deadline: u64| {
+            let m = restartable(WAIT_SLEEP, start, end, interrupted);
+            let deadline = Some(deadline);
+            (start, end, Marker { deadline, ..m }, 5)
+        };
+        let d = 200_000_000;
+        let pieces = [
+            // Absolute (3.11+): interrupted 1 ms before its deadline, its handler got
+            // the GIL 4 ms after it, and the restart (which returns at once) was
+            // preempted for 2 ms: the same call.
+            sleep(0, d - 1_000_000, true, d),
+            sleep(d + 4_000_000, d + 6_000_000, false, d),
+            // Relative (3.8-3.10): the caller computed 300 µs left, then waited 5 ms
+            // to hand the GIL over before the restart, whose deadline is 5 ms later:
+            // the same call.
+            sleep(2 * d, 3 * d - 300_000, true, 3 * d),
+            sleep(
+                3 * d + 4_700_000,
+                3 * d + 5_000_000,
+                false,
+                3 * d + 5_000_000,
+            ),
+            // A new 30 ms sleep 1 ms after a relative one returned without a restart:
+            // its deadline is 31 ms later.
+            sleep(4 * d, 5 * d - 10_000, true, 5 * d),
+            sleep(
+                5 * d + 1_000_000,
+                5 * d + 31_000_000,
+                false,
+                5 * d + 31_000_000,
+            ),
+        ];
+        run_pieces(&mut j, &mut out, &pieces);
+        assert_eq!(continued(&out), [false, true, false, true, false, false]);
     }
 
     #[test]

@@ -533,18 +533,19 @@ fn five_sleeps_are_five_waits(hw: Command, t: &Path, python: &Path, what: &str) 
     assert_eq!(count, 5, "{what}: sleep waits at the sleep line: {rows:?}");
     // Between the pieces of an interrupted sleep the thread takes the GIL back (class
     // gil, at the same line) and runs the handler: all the line's waits make up the
-    // sleeps' time, and the sleep class is the part the script spent in the call (its
-    // time less the time from each signal to its handler, which grows with the load:
-    // the busy thread holds the GIL meanwhile).
+    // sleeps' time, and the sleep class at least the part the script surely spent in
+    // the call: its time less the time from each signal to its handler (which grows
+    // with the load: the busy thread holds the GIL meanwhile; the call itself lasts
+    // until the woken thread gets a CPU, which the script cannot see).
     let all: u64 = at_line.iter().map(|w| w.wait_ns).sum();
     let total: f64 = slept.iter().sum();
     within(&format!("{what}: the sleep line's waits"), all, total, 0.10);
     let outside = numbers_after(&stderr, "outside ").expect("the script printed its gaps")[0];
-    within(
-        &format!("{what}: sleep waits at the sleep line {rows:?}"),
-        ns,
-        total - outside,
-        0.10,
+    let in_call = total - outside;
+    eprintln!("{what}: {ns} ns of sleep, {in_call:.4} s surely in the call");
+    assert!(
+        ns as f64 >= 0.9 * in_call * 1e9,
+        "{what}: {ns} ns of sleep, {in_call:.4} s surely in the call (-10%): {rows:?}"
     );
 }
 

@@ -4,10 +4,11 @@
 # the sleep's system call return EINTR, and time.sleep calls again for the rest, PEP
 # 475). Each time.sleep must be one wait of its length. stderr: each sleep as timed
 # here (the truth on a loaded machine), how many signals were handled, and how long
-# the sleeps spent outside the sleep call: from each signal sent during a sleep to its
-# handler (waking up, taking the GIL back from the busy thread, the handler) and from
-# the sleep's deadline to its return (the GIL again), as a union of intervals; the rest
-# of each sleep was the sleep call itself.
+# the sleeps may have spent outside the sleep call: from each signal sent during a
+# sleep to its handler (waking up, taking the GIL back from the busy thread, the
+# handler) and from the sleep's deadline to its return (the GIL again), as a union of
+# intervals. The rest of each sleep was surely in the call (which also holds the
+# wake-ups, until the thread gets a CPU).
 import signal
 import sys
 import threading
