@@ -63,11 +63,14 @@
 
 pub mod stacks;
 pub mod stream;
+mod tables;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use rusqlite::{Connection, params};
+use rusqlite::Connection;
+
+use tables::{write_rows, write_tables};
 
 /// Errors reading or writing profile.db.
 #[derive(Debug, thiserror::Error)]
@@ -221,6 +224,13 @@ impl ProcessRole {
         match self {
             ProcessRole::Program => "program",
             ProcessRole::Launcher => "launcher",
+        }
+    }
+    /// Parses [`ProcessRole::as_str`]; anything else (NULL in older files) is `Program`.
+    fn parse(s: &str) -> Self {
+        match s {
+            "launcher" => ProcessRole::Launcher,
+            _ => ProcessRole::Program,
         }
     }
 }
@@ -467,30 +477,6 @@ fn sql_err(path: &Path) -> impl Fn(rusqlite::Error) -> ProfileError + '_ {
     }
 }
 
-/// Every row of a query, each made by `row`.
-fn rows<T>(
-    conn: &Connection,
-    sql: &str,
-    row: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
-) -> rusqlite::Result<Vec<T>> {
-    conn.prepare(sql)?.query_map([], row)?.collect()
-}
-
-/// Whether the profile has this table (older profiles lack the newer ones).
-fn has_table(conn: &Connection, name: &str) -> rusqlite::Result<bool> {
-    conn.query_row(
-        "SELECT count(*) FROM sqlite_master WHERE type='table' AND name=?1",
-        [name],
-        |r| r.get::<_, i64>(0),
-    )
-    .map(|n| n > 0)
-}
-
-fn idx(v: i64) -> usize {
-    // Ids are written as index + 1 by ProfileWriter.
-    (v.max(1) - 1) as usize
-}
-
 impl Profile {
     /// The database path inside a results directory.
     pub fn db_path(dir: &Path) -> PathBuf {
@@ -503,7 +489,7 @@ impl Profile {
         check_readable(dir, &path)?;
         let conn = Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
             .map_err(sql_err(&path))?;
-        let mut p = Self::read(&conn).map_err(sql_err(&path))?;
+        let mut p = tables::read(&conn).map_err(sql_err(&path))?;
         let damaged = p.repair();
         if damaged > 0 {
             eprintln!(
@@ -522,25 +508,6 @@ impl Profile {
     /// and counts that are not finite become 0. Returns the number of repairs, also
     /// kept in meta `damaged_references`.
     pub fn repair(&mut self) -> u64 {
-        let mut n = 0u64;
-        fn fix(
-            id: &mut usize,
-            len: usize,
-            placeholder: &mut Option<usize>,
-            add: impl FnOnce() -> usize,
-            n: &mut u64,
-        ) {
-            if *id >= len {
-                *n += 1;
-                *id = *placeholder.get_or_insert_with(add);
-            }
-        }
-        fn fix_opt(id: &mut Option<usize>, below: usize, n: &mut u64) {
-            if id.is_some_and(|i| i >= below) {
-                *n += 1;
-                *id = None;
-            }
-        }
         let damaged = || Function {
             name: "[damaged]".into(),
             module: "[damaged]".into(),
@@ -548,306 +515,127 @@ impl Profile {
             start_line: None,
             kind: FrameKind::Native,
         };
-        // Functions, then frames that refer to them.
-        let mut func = None;
-        let nf = self.functions.len();
-        for i in 0..self.frames.len() {
-            let functions = &mut self.functions;
-            fix(
-                &mut self.frames[i].function,
-                nf,
-                &mut func,
-                || {
-                    functions.push(damaged());
-                    functions.len() - 1
-                },
-                &mut n,
-            );
+        // Functions, then the frames that refer to them.
+        let mut function = Repoint::below(self.functions.len());
+        for f in &mut self.frames {
+            function.fix(&mut f.function, || push(&mut self.functions, damaged()));
         }
         self.frame_inlined.resize(self.frames.len(), false);
-        // Stack nodes: frames, then parents (must precede the node).
-        let mut frame = None;
-        let nfr = self.frames.len();
-        for i in 0..self.stacks.len() {
-            let (frames, functions, inl) = (
-                &mut self.frames,
-                &mut self.functions,
-                &mut self.frame_inlined,
-            );
-            fix(
-                &mut self.stacks[i].frame,
-                nfr,
-                &mut frame,
-                || {
-                    functions.push(damaged());
-                    frames.push(Frame {
-                        function: functions.len() - 1,
+        // Stack nodes: frames, then parents (which must precede the node).
+        let mut frame = Repoint::below(self.frames.len());
+        let mut orphans = 0;
+        for (i, s) in self.stacks.iter_mut().enumerate() {
+            frame.fix(&mut s.frame, || {
+                let function = push(&mut self.functions, damaged());
+                self.frame_inlined.push(false);
+                let line = None;
+                push(
+                    &mut self.frames,
+                    Frame {
+                        function,
                         file: None,
-                        line: None,
-                    });
-                    inl.push(false);
-                    frames.len() - 1
+                        line,
+                    },
+                )
+            });
+            orphans += drop_dangling(&mut s.parent, i);
+        }
+        // Threads and RSS points refer to processes.
+        let mut process = Repoint::below(self.processes.len());
+        let mut add_process = || {
+            let host = "[damaged]".to_string();
+            let command = host.clone();
+            push(
+                &mut self.processes,
+                Process {
+                    host,
+                    command,
+                    ..Default::default()
                 },
-                &mut n,
-            );
-            fix_opt(&mut self.stacks[i].parent, i, &mut n);
-        }
-        // Threads refer to processes; samples, counts and timeline to stacks,
-        // threads and events; rss to processes.
-        let mut process = None;
-        let np = self.processes.len();
-        let add_process = |ps: &mut Vec<Process>| {
-            ps.push(Process {
-                host: "[damaged]".into(),
-                rank: None,
-                pid: 0,
-                command: "[damaged]".into(),
-                raw_dir: String::new(),
-                role: ProcessRole::Program,
-            });
-            ps.len() - 1
+            )
         };
-        for i in 0..self.threads.len() {
-            let ps = &mut self.processes;
-            fix(
-                &mut self.threads[i].process,
-                np,
-                &mut process,
-                || add_process(ps),
-                &mut n,
-            );
+        let rss = self.rss.iter_mut().map(|r| &mut r.process);
+        for id in self.threads.iter_mut().map(|t| &mut t.process).chain(rss) {
+            process.fix(id, &mut add_process);
         }
-        for i in 0..self.rss.len() {
-            let ps = &mut self.processes;
-            fix(
-                &mut self.rss[i].process,
-                np,
-                &mut process,
-                || add_process(ps),
-                &mut n,
-            );
-        }
-        let mut thread = None;
-        let nt = self.threads.len();
-        let (ps, ts) = (&mut self.processes, &mut self.threads);
+        // The rows refer to stacks and threads, samples and counts to events too.
+        let mut thread = Repoint::below(self.threads.len());
         let mut add_thread = || {
-            let process = *process.get_or_insert_with(|| add_process(ps));
-            ts.push(Thread {
-                process,
-                tid: 0,
-                name: "[damaged]".into(),
-            });
-            ts.len() - 1
-        };
-        let mut event = None;
-        let ne = self.events.len();
-        let es = &mut self.events;
-        let mut add_event = || {
-            *event.get_or_insert_with(|| {
-                es.push(EventRow {
-                    name: "[damaged]".into(),
-                    requested: String::new(),
-                    note: String::new(),
-                });
-                es.len() - 1
-            })
+            let process = process.placeholder(&mut add_process);
+            let name = "[damaged]".into();
+            push(
+                &mut self.threads,
+                Thread {
+                    process,
+                    tid: 0,
+                    name,
+                },
+            )
         };
         let ns = self.stacks.len();
-        for r in &mut self.samples {
-            fix_opt(&mut r.stack, ns, &mut n);
-            fix(&mut r.thread, nt, &mut thread, &mut add_thread, &mut n);
-            if r.event >= ne {
-                n += 1;
-                r.event = add_event();
-            }
+        let stack_thread = (self
+            .samples
+            .iter_mut()
+            .map(|r| (&mut r.stack, &mut r.thread)))
+        .chain(
+            self.counts
+                .iter_mut()
+                .map(|r| (&mut r.stack, &mut r.thread)),
+        )
+        .chain(
+            self.timeline
+                .iter_mut()
+                .map(|r| (&mut r.stack, &mut r.thread)),
+        )
+        .chain(self.waits.iter_mut().map(|r| (&mut r.stack, &mut r.thread)))
+        .chain(
+            self.wakers
+                .iter_mut()
+                .map(|r| (&mut r.stack, &mut r.thread)),
+        );
+        for (stack, t) in stack_thread {
+            orphans += drop_dangling(stack, ns);
+            thread.fix(t, &mut add_thread);
         }
-        for r in &mut self.counts {
-            fix_opt(&mut r.stack, ns, &mut n);
-            fix(&mut r.thread, nt, &mut thread, &mut add_thread, &mut n);
-            if r.event >= ne {
-                n += 1;
-                r.event = add_event();
-            }
-            if !r.value.is_finite() {
-                n += 1;
-                r.value = 0.0;
-            }
+        for w in &mut self.wakers {
+            orphans += drop_dangling(&mut w.waker, ns);
         }
-        for r in &mut self.timeline {
-            fix_opt(&mut r.stack, ns, &mut n);
-            fix(&mut r.thread, nt, &mut thread, &mut add_thread, &mut n);
+        let mut event = Repoint::below(self.events.len());
+        let mut add_event = || {
+            let name = "[damaged]".into();
+            push(
+                &mut self.events,
+                EventRow {
+                    name,
+                    ..Default::default()
+                },
+            )
+        };
+        let counted = self.counts.iter_mut().map(|r| &mut r.event);
+        for id in self.samples.iter_mut().map(|r| &mut r.event).chain(counted) {
+            event.fix(id, &mut add_event);
         }
-        for r in &mut self.waits {
-            fix_opt(&mut r.stack, ns, &mut n);
-            fix(&mut r.thread, nt, &mut thread, &mut add_thread, &mut n);
-            if r.max_ns > r.wait_ns {
-                n += 1;
-                r.max_ns = r.wait_ns;
-            }
+        // Values no writer makes: a count that is not finite, a longest wait above
+        // the total.
+        let mut values = 0;
+        for c in self.counts.iter_mut().filter(|c| !c.value.is_finite()) {
+            values += 1;
+            c.value = 0.0;
         }
-        for r in &mut self.wakers {
-            fix_opt(&mut r.stack, ns, &mut n);
-            fix_opt(&mut r.waker, ns, &mut n);
-            fix(&mut r.thread, nt, &mut thread, &mut add_thread, &mut n);
+        for w in self.waits.iter_mut().filter(|w| w.max_ns > w.wait_ns) {
+            values += 1;
+            w.max_ns = w.wait_ns;
         }
+        let n = [function, frame, process, thread, event]
+            .iter()
+            .map(|r| r.repaired)
+            .sum::<u64>()
+            + orphans
+            + values;
         if n > 0 {
             self.meta.insert("damaged_references".into(), n.to_string());
         }
         n
-    }
-
-    fn read(conn: &Connection) -> rusqlite::Result<Profile> {
-        let mut p = Profile::default();
-        let meta = rows(conn, "SELECT key, value FROM meta", |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-        })?;
-        p.meta.extend(meta);
-        p.events = rows(
-            conn,
-            "SELECT name, requested, note FROM events ORDER BY id",
-            |r| {
-                Ok(EventRow {
-                    name: r.get(0)?,
-                    requested: r.get::<_, Option<String>>(1)?.unwrap_or_default(),
-                    note: r.get::<_, Option<String>>(2)?.unwrap_or_default(),
-                })
-            },
-        )?;
-        // Profiles written before launcher folding have no role column: all program.
-        let has_role: bool = conn
-            .query_row(
-                "SELECT count(*) FROM pragma_table_info('processes') WHERE name='role'",
-                [],
-                |r| r.get::<_, i64>(0),
-            )
-            .map(|n| n > 0)?;
-        let role_col = if has_role { "role" } else { "NULL" };
-        let sql = format!(
-            "SELECT host, rank, pid, command, raw_dir, {role_col} FROM processes ORDER BY id"
-        );
-        p.processes = rows(conn, &sql, |r| {
-            Ok(Process {
-                host: r.get::<_, Option<String>>(0)?.unwrap_or_default(),
-                rank: r.get(1)?,
-                pid: r.get(2)?,
-                command: r.get::<_, Option<String>>(3)?.unwrap_or_default(),
-                raw_dir: r.get::<_, Option<String>>(4)?.unwrap_or_default(),
-                role: match r.get::<_, Option<String>>(5)?.as_deref() {
-                    Some("launcher") => ProcessRole::Launcher,
-                    _ => ProcessRole::Program,
-                },
-            })
-        })?;
-        p.threads = rows(
-            conn,
-            "SELECT process, tid, name FROM threads ORDER BY id",
-            |r| {
-                Ok(Thread {
-                    process: idx(r.get(0)?),
-                    tid: r.get(1)?,
-                    name: r.get::<_, Option<String>>(2)?.unwrap_or_default(),
-                })
-            },
-        )?;
-        let sql = "SELECT name, module, file, start_line, kind FROM functions ORDER BY id";
-        p.functions = rows(conn, sql, |r| {
-            Ok(Function {
-                name: r.get(0)?,
-                module: r.get(1)?,
-                file: r.get(2)?,
-                start_line: r.get(3)?,
-                kind: FrameKind::parse(&r.get::<_, String>(4)?),
-            })
-        })?;
-        let sql = "SELECT function, file, line, inlined FROM frames ORDER BY id";
-        let frames = rows(conn, sql, |r| {
-            Ok((
-                Frame {
-                    function: idx(r.get(0)?),
-                    file: r.get(1)?,
-                    line: r.get(2)?,
-                },
-                r.get::<_, i64>(3)? != 0,
-            ))
-        })?;
-        (p.frames, p.frame_inlined) = frames.into_iter().unzip();
-        p.stacks = rows(conn, "SELECT parent, frame FROM stacks ORDER BY id", |r| {
-            Ok(StackNode {
-                parent: r.get::<_, Option<i64>>(0)?.map(idx),
-                frame: idx(r.get(1)?),
-            })
-        })?;
-        let sql = "SELECT stack, thread, event, count, value FROM samples";
-        p.samples = rows(conn, sql, |r| {
-            Ok(SampleRow {
-                stack: r.get::<_, Option<i64>>(0)?.map(idx),
-                thread: idx(r.get(1)?),
-                event: idx(r.get(2)?),
-                count: r.get::<_, i64>(3)?.max(0) as u64,
-                value: r.get::<_, i64>(4)?.max(0) as u64,
-            })
-        })?;
-        let sql = "SELECT process, time_ns, rss_bytes FROM rss ORDER BY time_ns";
-        p.rss = rows(conn, sql, |r| {
-            Ok(RssPoint {
-                process: idx(r.get(0)?),
-                time_ns: r.get::<_, i64>(1)?.max(0) as u64,
-                rss_bytes: r.get::<_, i64>(2)?.max(0) as u64,
-            })
-        })?;
-        // Profiles written before counter groups have no counts table.
-        if has_table(conn, "counts")? {
-            let sql = "SELECT stack, thread, event, value FROM counts";
-            p.counts = rows(conn, sql, |r| {
-                Ok(CountRow {
-                    stack: r.get::<_, Option<i64>>(0)?.map(idx),
-                    thread: idx(r.get(1)?),
-                    event: idx(r.get(2)?),
-                    value: r.get(3)?,
-                })
-            })?;
-        }
-        // Profiles written before the timeline have no timeline table.
-        if has_table(conn, "timeline")? {
-            let sql = "SELECT stack, thread, bucket, count FROM timeline";
-            p.timeline = rows(conn, sql, |r| {
-                Ok(TimelineRow {
-                    stack: r.get::<_, Option<i64>>(0)?.map(idx),
-                    thread: idx(r.get(1)?),
-                    bucket: r.get::<_, i64>(2)?.clamp(0, u32::MAX as i64) as u32,
-                    count: r.get::<_, i64>(3)?.max(0) as u64,
-                })
-            })?;
-        }
-        if has_table(conn, "waits")? {
-            let sql = "SELECT stack, thread, class, object, count, wait_ns, max_ns FROM waits";
-            p.waits = rows(conn, sql, |r| {
-                Ok(WaitRow {
-                    stack: r.get::<_, Option<i64>>(0)?.map(idx),
-                    thread: idx(r.get(1)?),
-                    class: WaitClass::parse(&r.get::<_, String>(2)?),
-                    object: r.get(3)?,
-                    count: r.get::<_, i64>(4)?.max(0) as u64,
-                    wait_ns: r.get::<_, i64>(5)?.max(0) as u64,
-                    max_ns: r.get::<_, i64>(6)?.max(0) as u64,
-                })
-            })?;
-        }
-        if has_table(conn, "wakers")? {
-            let sql = "SELECT stack, thread, class, object, waker, count, wait_ns FROM wakers";
-            p.wakers = rows(conn, sql, |r| {
-                Ok(WakerRow {
-                    stack: r.get::<_, Option<i64>>(0)?.map(idx),
-                    thread: idx(r.get(1)?),
-                    class: WaitClass::parse(&r.get::<_, String>(2)?),
-                    object: r.get(3)?,
-                    waker: r.get::<_, Option<i64>>(4)?.map(idx),
-                    count: r.get::<_, i64>(5)?.max(0) as u64,
-                    wait_ns: r.get::<_, i64>(6)?.max(0) as u64,
-                })
-            })?;
-        }
-        Ok(p)
     }
 
     /// The frames of a stack, outermost first.
@@ -878,6 +666,54 @@ impl Profile {
             m => m,
         }
     }
+}
+
+/// Repoints ids at or above `valid` (dangling in a damaged profile.db) at one
+/// placeholder row, added on first need.
+struct Repoint {
+    valid: usize,
+    placeholder: Option<usize>,
+    repaired: u64,
+}
+
+impl Repoint {
+    fn below(valid: usize) -> Repoint {
+        Repoint {
+            valid,
+            placeholder: None,
+            repaired: 0,
+        }
+    }
+
+    /// The placeholder's index, `add`ing it if it is not there yet.
+    fn placeholder(&mut self, add: impl FnOnce() -> usize) -> usize {
+        *self.placeholder.get_or_insert_with(add)
+    }
+
+    fn fix(&mut self, id: &mut usize, add: impl FnOnce() -> usize) {
+        if *id >= self.valid {
+            self.repaired += 1;
+            *id = self.placeholder(add);
+        }
+    }
+}
+
+/// Clears a stack id at or above `below` (dangling, or a parent that does not precede
+/// its child); 1 if it did.
+fn drop_dangling(id: &mut Option<usize>, below: usize) -> u64 {
+    match id.is_some_and(|i| i >= below) {
+        true => {
+            *id = None;
+            1
+        }
+        false => 0,
+    }
+}
+
+/// Appends `row`; its index.
+fn push<T>(rows: &mut Vec<T>, row: T) -> usize {
+    rows.push(row);
+    rows.len() - 1
 }
 
 /// Builds a profile in memory with interned functions, frames and stacks, then writes
@@ -1120,138 +956,6 @@ fn add_or_insert<K: std::hash::Hash + Eq, R>(
     }
 }
 
-/// The tables every rank shares (meta, events, processes, threads, functions, frames,
-/// stacks), written once at the end.
-fn write_tables(tx: &Connection, p: &Profile) -> rusqlite::Result<()> {
-    {
-        let mut st = tx.prepare("INSERT INTO meta VALUES (?1, ?2)")?;
-        let mut keys: Vec<_> = p.meta.iter().collect();
-        keys.sort();
-        for (k, v) in keys {
-            st.execute(params![k, v])?;
-        }
-        let mut st = tx.prepare("INSERT INTO events VALUES (?1, ?2, ?3, ?4)")?;
-        for (i, e) in p.events.iter().enumerate() {
-            st.execute(params![i as i64 + 1, e.name, e.requested, e.note])?;
-        }
-        let mut st = tx.prepare("INSERT INTO processes VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")?;
-        for (i, x) in p.processes.iter().enumerate() {
-            st.execute(params![
-                i as i64 + 1,
-                x.host,
-                x.rank,
-                x.pid,
-                x.command,
-                x.raw_dir,
-                x.role.as_str()
-            ])?;
-        }
-        let mut st = tx.prepare("INSERT INTO threads VALUES (?1, ?2, ?3, ?4)")?;
-        for (i, t) in p.threads.iter().enumerate() {
-            st.execute(params![i as i64 + 1, t.process as i64 + 1, t.tid, t.name])?;
-        }
-        let mut st = tx.prepare("INSERT INTO functions VALUES (?1, ?2, ?3, ?4, ?5, ?6)")?;
-        for (i, f) in p.functions.iter().enumerate() {
-            st.execute(params![
-                i as i64 + 1,
-                f.name,
-                f.module,
-                f.file,
-                f.start_line,
-                f.kind.as_str()
-            ])?;
-        }
-        let mut st = tx.prepare("INSERT INTO frames VALUES (?1, ?2, ?3, ?4, ?5)")?;
-        for (i, f) in p.frames.iter().enumerate() {
-            let inlined = p.frame_inlined.get(i).copied().unwrap_or(false);
-            st.execute(params![
-                i as i64 + 1,
-                f.function as i64 + 1,
-                f.file,
-                f.line,
-                inlined as i64
-            ])?;
-        }
-        let mut st = tx.prepare("INSERT INTO stacks VALUES (?1, ?2, ?3)")?;
-        for (i, s) in p.stacks.iter().enumerate() {
-            st.execute(params![
-                i as i64 + 1,
-                s.parent.map(|x| x as i64 + 1),
-                s.frame as i64 + 1
-            ])?;
-        }
-    }
-    Ok(())
-}
-
-/// The per-thread rows (samples, rss, counts, timeline, waits), which a streaming
-/// finalize writes rank by rank.
-fn write_rows(tx: &Connection, p: &Profile) -> rusqlite::Result<()> {
-    {
-        let mut st = tx.prepare("INSERT INTO samples VALUES (?1, ?2, ?3, ?4, ?5)")?;
-        for s in &p.samples {
-            st.execute(params![
-                s.stack.map(|x| x as i64 + 1),
-                s.thread as i64 + 1,
-                s.event as i64 + 1,
-                s.count as i64,
-                s.value as i64
-            ])?;
-        }
-        let mut st = tx.prepare("INSERT INTO rss VALUES (?1, ?2, ?3)")?;
-        for r in &p.rss {
-            st.execute(params![
-                r.process as i64 + 1,
-                r.time_ns as i64,
-                r.rss_bytes as i64
-            ])?;
-        }
-        let mut st = tx.prepare("INSERT INTO counts VALUES (?1, ?2, ?3, ?4)")?;
-        for c in &p.counts {
-            st.execute(params![
-                c.stack.map(|x| x as i64 + 1),
-                c.thread as i64 + 1,
-                c.event as i64 + 1,
-                c.value
-            ])?;
-        }
-        let mut st = tx.prepare("INSERT INTO timeline VALUES (?1, ?2, ?3, ?4)")?;
-        for t in &p.timeline {
-            st.execute(params![
-                t.stack.map(|x| x as i64 + 1),
-                t.thread as i64 + 1,
-                t.bucket as i64,
-                t.count as i64
-            ])?;
-        }
-        let mut st = tx.prepare("INSERT INTO waits VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")?;
-        for w in &p.waits {
-            st.execute(params![
-                w.stack.map(|x| x as i64 + 1),
-                w.thread as i64 + 1,
-                w.class.as_str(),
-                w.object,
-                w.count.min(i64::MAX as u64) as i64,
-                w.wait_ns.min(i64::MAX as u64) as i64,
-                w.max_ns.min(i64::MAX as u64) as i64
-            ])?;
-        }
-        let mut st = tx.prepare("INSERT INTO wakers VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")?;
-        for w in &p.wakers {
-            st.execute(params![
-                w.stack.map(|x| x as i64 + 1),
-                w.thread as i64 + 1,
-                w.class.as_str(),
-                w.object,
-                w.waker.map(|x| x as i64 + 1),
-                w.count.min(i64::MAX as u64) as i64,
-                w.wait_ns.min(i64::MAX as u64) as i64
-            ])?;
-        }
-    }
-    Ok(())
-}
-
 /// Why a results directory's profile.db cannot be read, named by its real cause:
 /// missing directory, permission denied, not an hwprof directory, or not finalized.
 fn check_readable(dir: &Path, db: &Path) -> Result<(), ProfileError> {
@@ -1374,8 +1078,9 @@ mod tests {
         assert_eq!(p.meta_str("mode"), "hotspots");
     }
 
+    /// Counts and timeline rows aggregate per key and come back as written.
     #[test]
-    fn counts_round_trip_and_older_databases_load_without_them() {
+    fn counts_and_timeline_round_trip() {
         let dir = tempfile::tempdir().unwrap();
         let mut w = ProfileWriter::default();
         w.profile.threads.push(Thread::default());
@@ -1384,20 +1089,21 @@ mod tests {
             ..Default::default()
         });
         w.add_count(None, 0, 0, 1.5);
+        w.add_timeline(None, 0, 7, 2);
         w.add_count(None, 0, 0, 2.0);
+        w.add_timeline(None, 0, 7, 3);
+        w.add_timeline(None, 0, 9, 1);
         w.write(dir.path()).unwrap();
         let p = Profile::load(dir.path()).unwrap();
         assert_eq!(p.counts.len(), 1);
         assert_eq!(p.counts[0].value, 3.5);
-        // A profile.db written before counter groups has no counts table.
-        let conn = Connection::open(Profile::db_path(dir.path())).unwrap();
-        conn.execute_batch("DROP TABLE counts").unwrap();
-        drop(conn);
-        assert!(Profile::load(dir.path()).unwrap().counts.is_empty());
+        assert_eq!(p.timeline.len(), 2);
+        assert_eq!(p.timeline[0].count, 5);
+        assert_eq!(p.timeline[1].bucket, 9);
     }
 
     #[test]
-    fn waits_round_trip_and_older_databases_load_without_them() {
+    fn waits_round_trip() {
         let dir = tempfile::tempdir().unwrap();
         let mut w = ProfileWriter::default();
         w.profile.processes.push(Process {
@@ -1433,28 +1139,33 @@ mod tests {
         );
         assert_eq!(p.waits[1].class, WaitClass::Sleep);
         assert_eq!(WaitClass::parse("bogus"), WaitClass::Other);
-        let conn = Connection::open(Profile::db_path(dir.path())).unwrap();
-        conn.execute_batch("DROP TABLE waits").unwrap();
-        drop(conn);
-        assert!(Profile::load(dir.path()).unwrap().waits.is_empty());
     }
 
+    /// Profiles written before counter groups, the timeline, waits, wakers and launcher
+    /// folding lack their tables and the processes' role column: they load without them.
     #[test]
-    fn timeline_round_trips_and_older_databases_load_without_it() {
+    fn older_databases_load_without_the_newer_tables_and_columns() {
         let dir = tempfile::tempdir().unwrap();
         let mut w = ProfileWriter::default();
+        w.profile.processes.push(Process {
+            role: ProcessRole::Launcher,
+            ..Default::default()
+        });
         w.profile.threads.push(Thread::default());
+        w.profile.events.push(EventRow::default());
+        w.add_count(None, 0, 0, 1.5);
         w.add_timeline(None, 0, 7, 2);
-        w.add_timeline(None, 0, 7, 3);
-        w.add_timeline(None, 0, 9, 1);
+        w.add_wait(None, 0, WaitClass::Sleep, None, 7);
         w.write(dir.path()).unwrap();
-        let p = Profile::load(dir.path()).unwrap();
-        assert_eq!(p.timeline.len(), 2);
-        assert_eq!(p.timeline[0].count, 5);
-        assert_eq!(p.timeline[1].bucket, 9);
         let conn = Connection::open(Profile::db_path(dir.path())).unwrap();
-        conn.execute_batch("DROP TABLE timeline").unwrap();
+        conn.execute_batch(
+            "DROP TABLE counts; DROP TABLE timeline; DROP TABLE waits; DROP TABLE wakers;
+             ALTER TABLE processes DROP COLUMN role",
+        )
+        .unwrap();
         drop(conn);
-        assert!(Profile::load(dir.path()).unwrap().timeline.is_empty());
+        let p = Profile::load(dir.path()).unwrap();
+        assert!(p.counts.is_empty() && p.timeline.is_empty() && p.waits.is_empty());
+        assert_eq!(p.processes[0].role, ProcessRole::Program);
     }
 }
