@@ -38,7 +38,8 @@ use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
 use crate::diff::Normalize;
-use crate::profile::stacks::{FramesFilter, RankSet, StackFilter};
+use crate::options::Selection;
+use crate::profile::stacks::{FramesFilter, StackFilter};
 
 /// Export formats.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -68,12 +69,8 @@ pub struct ExportOptions {
     pub dir: Option<PathBuf>,
     /// Output format.
     pub format: ExportFormat,
-    /// Only this MPI rank.
-    pub rank: Option<u32>,
-    /// Only these MPI ranks.
-    pub ranks: Option<RankSet>,
-    /// Which frames to export (None: the mode's default).
-    pub frames: Option<FramesFilter>,
+    /// Which samples to export.
+    pub selection: Selection,
     /// Output file (None: standard output).
     pub output: Option<PathBuf>,
     /// Differential export: BASE and NEW results directories (empty: a plain export).
@@ -209,14 +206,11 @@ pub fn run(args: &ExportOptions) -> anyhow::Result<()> {
         .into());
     };
     let profile = Profile::load(dir)?;
-    if let Some(rank) = args.rank {
-        check_rank(&profile, rank)?;
+    if let Some(rank) = args.selection.rank {
+        crate::options::check_rank(&profile, rank, "--rank")
+            .map_err(|hint| ExportError::NoSuchRank { rank, hint })?;
     }
-    let filter = StackFilter {
-        frames: crate::profile::stacks::default_frames(&profile, args.frames),
-        rank: args.rank,
-        ranks: args.ranks,
-    };
+    let filter = args.selection.filter(&profile);
     if args.output.is_none() {
         refuse_binary_on_terminal(args.format)?;
     }
@@ -270,11 +264,11 @@ fn run_diff(args: &ExportOptions) -> anyhow::Result<()> {
     let side = |profile, dir| crate::diff::Side {
         profile,
         dir,
-        rank: args.rank,
+        rank: args.selection.rank,
     };
     let base = side(&base_profile, base_dir.as_path());
     let new = side(&new_profile, new_dir.as_path());
-    let frames = crate::profile::stacks::default_frames(&new_profile, args.frames);
+    let frames = crate::profile::stacks::default_frames(&new_profile, args.selection.frames);
     let pairs = diff::stack_pairs(&base, &new, normalize, frames)?;
     let mut buf = Vec::new();
     match args.format {
@@ -307,7 +301,7 @@ fn run_diff(args: &ExportOptions) -> anyhow::Result<()> {
             &new,
             StackFilter {
                 frames,
-                rank: args.rank,
+                rank: args.selection.rank,
                 ranks: None,
             },
             normalize,
@@ -326,22 +320,6 @@ fn run_diff(args: &ExportOptions) -> anyhow::Result<()> {
     }
     write_output(args.output.as_deref(), &buf)?;
     Ok(())
-}
-
-fn check_rank(profile: &Profile, rank: u32) -> Result<(), ExportError> {
-    let mut ranks: Vec<u32> = profile.processes.iter().filter_map(|p| p.rank).collect();
-    ranks.sort_unstable();
-    ranks.dedup();
-    if ranks.contains(&rank) {
-        return Ok(());
-    }
-    let hint = if ranks.is_empty() {
-        "it is not an MPI run; drop --rank".to_string()
-    } else {
-        let list: Vec<String> = ranks.iter().map(u32::to_string).collect();
-        format!("ranks present: {}; pick one of those", list.join(", "))
-    };
-    Err(ExportError::NoSuchRank { rank, hint })
 }
 
 /// The mode's metric, as stored in meta `metric`.
