@@ -137,7 +137,11 @@ impl From<&ExportArgs> for ExportOptions {
                 frames: a.frames,
             },
             output: a.output.clone(),
-            diff: a.diff.clone(),
+            // clap takes --diff's values two by two (`num_args = 2`); the first two count.
+            diff: match a.diff.as_slice() {
+                [base, new, ..] => Some((base.clone(), new.clone())),
+                _ => None,
+            },
             normalize: a.normalize,
         }
     }

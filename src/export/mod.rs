@@ -73,8 +73,8 @@ pub struct ExportOptions {
     pub selection: Selection,
     /// Output file (None: standard output).
     pub output: Option<PathBuf>,
-    /// Differential export: BASE and NEW results directories (empty: a plain export).
-    pub diff: Vec<PathBuf>,
+    /// Differential export: BASE and NEW results directories (None: a plain export).
+    pub diff: Option<(PathBuf, PathBuf)>,
     /// With `diff`: how the two profiles are put on one scale (None: time).
     pub normalize: Option<Normalize>,
 }
@@ -190,8 +190,8 @@ pub fn export(
 
 /// `hwprof export`: load DIR's profile, filter, write to `-o FILE` or standard output.
 pub fn run(args: &ExportOptions) -> anyhow::Result<()> {
-    if !args.diff.is_empty() {
-        return run_diff(args);
+    if let Some((base_dir, new_dir)) = &args.diff {
+        return run_diff(args, base_dir, new_dir);
     }
     if args.normalize.is_some() {
         return Err(crate::UsageError(
@@ -251,14 +251,8 @@ fn write_output(output: Option<&Path>, buf: &[u8]) -> Result<(), ExportError> {
 }
 
 /// `hwprof export --diff BASE NEW`: see [`diff`].
-fn run_diff(args: &ExportOptions) -> anyhow::Result<()> {
+fn run_diff(args: &ExportOptions, base_dir: &Path, new_dir: &Path) -> anyhow::Result<()> {
     let normalize = args.normalize.unwrap_or(Normalize::Time);
-    let (Some(base_dir), Some(new_dir)) = (args.diff.first(), args.diff.get(1)) else {
-        return Err(crate::UsageError(
-            "--diff needs two results directories: --diff BASE NEW".into(),
-        )
-        .into());
-    };
     let base_profile = Profile::load(base_dir)?;
     let new_profile = Profile::load(new_dir)?;
     let side = |profile, dir| crate::diff::Side {
@@ -266,8 +260,8 @@ fn run_diff(args: &ExportOptions) -> anyhow::Result<()> {
         dir,
         rank: args.selection.rank,
     };
-    let base = side(&base_profile, base_dir.as_path());
-    let new = side(&new_profile, new_dir.as_path());
+    let base = side(&base_profile, base_dir);
+    let new = side(&new_profile, new_dir);
     let frames = crate::profile::stacks::default_frames(&new_profile, args.selection.frames);
     let pairs = diff::stack_pairs(&base, &new, normalize, frames)?;
     let mut buf = Vec::new();
