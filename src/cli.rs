@@ -164,12 +164,9 @@ pub struct ReportArgs {
     /// Rows to show.
     #[arg(long, default_value_t = 20)]
     pub top: usize,
-    /// Only this MPI rank.
-    #[arg(long)]
-    pub rank: Option<u32>,
-    /// Only these MPI ranks: `0-3,8`.
-    #[arg(long, value_parser = crate::profile::stacks::RankSet::parse)]
-    pub ranks: Option<crate::profile::stacks::RankSet>,
+    /// `--rank`, `--ranks`.
+    #[command(flatten)]
+    pub ranks: RankArgs,
     /// Which frames to show [default: program in locks mode, else all].
     #[arg(long, value_enum)]
     pub frames: Option<FramesFilter>,
@@ -185,6 +182,17 @@ pub struct ReportArgs {
     pub open: bool,
 }
 
+/// `--rank` and `--ranks`, alike in `report` and `export`.
+#[derive(Args, Debug)]
+pub struct RankArgs {
+    /// Only this MPI rank.
+    #[arg(long)]
+    pub rank: Option<u32>,
+    /// Only these MPI ranks: `0-3,8`.
+    #[arg(long, value_parser = crate::profile::stacks::RankSet::parse)]
+    pub ranks: Option<crate::profile::stacks::RankSet>,
+}
+
 /// `hwprof export`.
 #[derive(Args, Debug)]
 pub struct ExportArgs {
@@ -194,12 +202,9 @@ pub struct ExportArgs {
     /// Output format.
     #[arg(long, value_enum)]
     pub format: ExportFormat,
-    /// Only this MPI rank.
-    #[arg(long)]
-    pub rank: Option<u32>,
-    /// Only these MPI ranks: `0-3,8`.
-    #[arg(long, value_parser = crate::profile::stacks::RankSet::parse)]
-    pub ranks: Option<crate::profile::stacks::RankSet>,
+    /// `--rank`, `--ranks`.
+    #[command(flatten)]
+    pub ranks: RankArgs,
     /// Which frames to export [default: program in locks mode, else all].
     #[arg(long, value_enum)]
     pub frames: Option<FramesFilter>,

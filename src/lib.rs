@@ -17,6 +17,7 @@ pub mod finalize;
 pub mod fuzz_targets;
 pub mod manifest;
 pub mod mpi;
+pub mod options;
 pub mod private_dir;
 pub mod profile;
 pub mod python;

@@ -11,11 +11,12 @@ use crate::collect::{
     CallGraph, CollectError, CollectOptions, DEFAULT_FAULT_PERIOD, MEMORY_STACK_BYTES, Target,
     local_timestamp,
 };
-use crate::diff::DiffCommandOptions;
+use crate::diff::{DiffCommandOptions, DiffOptions, DiffRanks, GateOptions};
 use crate::events;
 use crate::export::ExportOptions;
 use crate::finalize::{FinalizeError, FinalizeOptions};
 use crate::mpi::MpiContext;
+use crate::options::Selection;
 use crate::report::ReportOptions;
 
 impl TryFrom<&CollectArgs> for CollectOptions {
@@ -113,9 +114,11 @@ impl From<&ReportArgs> for ReportOptions {
             view: a.view,
             format: a.format,
             top: a.top,
-            rank: a.rank,
-            ranks: a.ranks,
-            frames: a.frames,
+            selection: Selection {
+                rank: a.ranks.rank,
+                ranks: a.ranks.ranks,
+                frames: a.frames,
+            },
             by: a.by,
             output: a.output.clone(),
             open: a.open,
@@ -128,11 +131,17 @@ impl From<&ExportArgs> for ExportOptions {
         ExportOptions {
             dir: a.dir.clone(),
             format: a.format,
-            rank: a.rank,
-            ranks: a.ranks,
-            frames: a.frames,
+            selection: Selection {
+                rank: a.ranks.rank,
+                ranks: a.ranks.ranks,
+                frames: a.frames,
+            },
             output: a.output.clone(),
-            diff: a.diff.clone(),
+            // clap takes --diff's values two by two (`num_args = 2`); the first two count.
+            diff: match a.diff.as_slice() {
+                [base, new, ..] => Some((base.clone(), new.clone())),
+                _ => None,
+            },
             normalize: a.normalize,
         }
     }
@@ -143,16 +152,22 @@ impl From<&DiffArgs> for DiffCommandOptions {
         DiffCommandOptions {
             base: a.base.clone(),
             new: a.new.clone(),
-            view: a.view,
-            normalize: a.normalize,
+            compare: DiffOptions {
+                view: a.view,
+                normalize: a.normalize,
+                frames: a.frames,
+            },
             format: a.format,
-            frames: a.frames,
             top: a.top,
-            rank: a.rank,
-            base_rank: a.base_rank,
-            new_rank: a.new_rank,
-            fail_above: a.fail_above.clone(),
-            function: a.function.clone(),
+            ranks: DiffRanks {
+                both: a.rank,
+                base: a.base_rank,
+                new: a.new_rank,
+            },
+            gate: a.fail_above.as_ref().map(|threshold| GateOptions {
+                threshold: threshold.clone(),
+                function: a.function.clone(),
+            }),
             output: a.output.clone(),
         }
     }

@@ -59,30 +59,52 @@ pub struct DiffCommandOptions {
     pub base: PathBuf,
     /// The new results directory (None: BASE, to compare two of its ranks).
     pub new: Option<PathBuf>,
-    /// What to compare.
-    pub view: DiffView,
-    /// The common scale.
-    pub normalize: Normalize,
+    /// What to compare, on which scale, over which frames.
+    pub compare: DiffOptions,
     /// Output format.
     pub format: ReportFormat,
-    /// Which frames to compare.
-    pub frames: FramesFilter,
     /// Rows to show (None: 20 in text, all in CSV and JSON).
     pub top: Option<usize>,
-    /// Only this MPI rank, in both profiles.
-    pub rank: Option<u32>,
-    /// Only this MPI rank of BASE.
-    pub base_rank: Option<u32>,
-    /// Only this MPI rank of NEW.
-    pub new_rank: Option<u32>,
-    /// Regression gate threshold as typed (`5` or `5%`).
-    pub fail_above: Option<String>,
-    /// Gate on this function's inclusive value instead of the total.
-    pub function: Option<String>,
+    /// Which MPI rank of each profile.
+    pub ranks: DiffRanks,
+    /// The regression gate (`--fail-above`), if asked for.
+    pub gate: Option<GateOptions>,
     /// Write to this file instead of standard output.
     pub output: Option<PathBuf>,
 }
 use crate::profile::{FrameKind, Profile};
+
+/// Which MPI rank of each profile `hwprof diff` takes (None: all).
+#[derive(Clone, Copy, Debug)]
+pub struct DiffRanks {
+    /// Only this rank, in both profiles.
+    pub both: Option<u32>,
+    /// Only this rank of BASE.
+    pub base: Option<u32>,
+    /// Only this rank of NEW.
+    pub new: Option<u32>,
+}
+
+impl DiffRanks {
+    /// The rank taken from BASE.
+    pub fn of_base(&self) -> Option<u32> {
+        self.both.or(self.base)
+    }
+
+    /// The rank taken from NEW.
+    pub fn of_new(&self) -> Option<u32> {
+        self.both.or(self.new)
+    }
+}
+
+/// The regression gate of `hwprof diff --fail-above`.
+#[derive(Clone, Debug)]
+pub struct GateOptions {
+    /// Threshold as typed (`5` or `5%`).
+    pub threshold: String,
+    /// Gate on this function's inclusive value instead of the total.
+    pub function: Option<String>,
+}
 
 /// Errors comparing profiles.
 #[derive(Debug, thiserror::Error)]
@@ -126,18 +148,19 @@ pub enum DiffError {
 /// [`gate::GATE_FAILED_EXIT`] when the gate fails).
 pub fn run(args: &DiffCommandOptions) -> anyhow::Result<u8> {
     let threshold = args
-        .fail_above
-        .as_deref()
-        .map(gate::parse_threshold)
+        .gate
+        .as_ref()
+        .map(|g| gate::parse_threshold(&g.threshold))
         .transpose()?;
-    if args.function.is_some() && matches!(args.view, DiffView::Modules | DiffView::Ranks) {
+    let function = args.gate.as_ref().and_then(|g| g.function.as_deref());
+    if function.is_some() && matches!(args.compare.view, DiffView::Modules | DiffView::Ranks) {
         return Err(DiffError::Usage(
             "--function needs --view hotspots or lines, where functions are rows".into(),
         )
         .into());
     }
     let new_dir = args.new.as_deref().unwrap_or(&args.base);
-    if args.new.is_none() && args.base_rank.is_none() && args.new_rank.is_none() {
+    if args.new.is_none() && args.ranks.base.is_none() && args.ranks.new.is_none() {
         return Err(DiffError::Usage(format!(
             "hwprof diff needs two results directories (BASE NEW), or one with --base-rank A --new-rank B; got only {}",
             args.base.display()
@@ -153,26 +176,21 @@ pub fn run(args: &DiffCommandOptions) -> anyhow::Result<u8> {
     let base = Side {
         profile: &base_profile,
         dir: &args.base,
-        rank: args.rank.or(args.base_rank),
+        rank: args.ranks.of_base(),
     };
     let new = Side {
         profile: &new_profile,
         dir: new_dir,
-        rank: args.rank.or(args.new_rank),
+        rank: args.ranks.of_new(),
     };
-    let opts = DiffOptions {
-        view: args.view,
-        normalize: args.normalize,
-        frames: args.frames,
-    };
-    let table = diff_table(&base, &new, &opts)?;
+    let table = diff_table(&base, &new, &args.compare)?;
     let top = match (args.top, args.format) {
         (Some(n), _) => Some(n),
         (None, ReportFormat::Text) => Some(20),
         (None, _) => None,
     };
     let verdict = threshold
-        .map(|t| gate::check(&table, t, args.function.as_deref()))
+        .map(|t| gate::check(&table, t, function))
         .transpose()?;
     let text = render::render(&table, args.format, top);
     match &args.output {
@@ -238,27 +256,12 @@ impl Side<'_> {
 
     fn check_rank(&self) -> Result<(), DiffError> {
         let Some(rank) = self.rank else { return Ok(()) };
-        let mut ranks: Vec<u32> = self
-            .profile
-            .processes
-            .iter()
-            .filter_map(|p| p.rank)
-            .collect();
-        ranks.sort_unstable();
-        ranks.dedup();
-        if ranks.contains(&rank) {
-            return Ok(());
-        }
-        let hint = if ranks.is_empty() {
-            "it is not an MPI run; drop the rank option".to_string()
-        } else {
-            let list: Vec<String> = ranks.iter().map(u32::to_string).collect();
-            format!("ranks present: {}", list.join(", "))
-        };
-        Err(DiffError::NoSuchRank {
-            rank,
-            dir: self.dir.to_path_buf(),
-            hint,
+        crate::options::check_rank(self.profile, rank, "the rank option").map_err(|hint| {
+            DiffError::NoSuchRank {
+                rank,
+                dir: self.dir.to_path_buf(),
+                hint,
+            }
         })
     }
 }

@@ -38,7 +38,8 @@ use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
 use crate::diff::Normalize;
-use crate::profile::stacks::{FramesFilter, RankSet, StackFilter};
+use crate::options::Selection;
+use crate::profile::stacks::{FramesFilter, StackFilter};
 
 /// Export formats.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -68,16 +69,12 @@ pub struct ExportOptions {
     pub dir: Option<PathBuf>,
     /// Output format.
     pub format: ExportFormat,
-    /// Only this MPI rank.
-    pub rank: Option<u32>,
-    /// Only these MPI ranks.
-    pub ranks: Option<RankSet>,
-    /// Which frames to export (None: the mode's default).
-    pub frames: Option<FramesFilter>,
+    /// Which samples to export.
+    pub selection: Selection,
     /// Output file (None: standard output).
     pub output: Option<PathBuf>,
-    /// Differential export: BASE and NEW results directories (empty: a plain export).
-    pub diff: Vec<PathBuf>,
+    /// Differential export: BASE and NEW results directories (None: a plain export).
+    pub diff: Option<(PathBuf, PathBuf)>,
     /// With `diff`: how the two profiles are put on one scale (None: time).
     pub normalize: Option<Normalize>,
 }
@@ -193,8 +190,8 @@ pub fn export(
 
 /// `hwprof export`: load DIR's profile, filter, write to `-o FILE` or standard output.
 pub fn run(args: &ExportOptions) -> anyhow::Result<()> {
-    if !args.diff.is_empty() {
-        return run_diff(args);
+    if let Some((base_dir, new_dir)) = &args.diff {
+        return run_diff(args, base_dir, new_dir);
     }
     if args.normalize.is_some() {
         return Err(crate::UsageError(
@@ -209,14 +206,11 @@ pub fn run(args: &ExportOptions) -> anyhow::Result<()> {
         .into());
     };
     let profile = Profile::load(dir)?;
-    if let Some(rank) = args.rank {
-        check_rank(&profile, rank)?;
+    if let Some(rank) = args.selection.rank {
+        crate::options::check_rank(&profile, rank, "--rank")
+            .map_err(|hint| ExportError::NoSuchRank { rank, hint })?;
     }
-    let filter = StackFilter {
-        frames: crate::profile::stacks::default_frames(&profile, args.frames),
-        rank: args.rank,
-        ranks: args.ranks,
-    };
+    let filter = args.selection.filter(&profile);
     if args.output.is_none() {
         refuse_binary_on_terminal(args.format)?;
     }
@@ -257,24 +251,18 @@ fn write_output(output: Option<&Path>, buf: &[u8]) -> Result<(), ExportError> {
 }
 
 /// `hwprof export --diff BASE NEW`: see [`diff`].
-fn run_diff(args: &ExportOptions) -> anyhow::Result<()> {
+fn run_diff(args: &ExportOptions, base_dir: &Path, new_dir: &Path) -> anyhow::Result<()> {
     let normalize = args.normalize.unwrap_or(Normalize::Time);
-    let (Some(base_dir), Some(new_dir)) = (args.diff.first(), args.diff.get(1)) else {
-        return Err(crate::UsageError(
-            "--diff needs two results directories: --diff BASE NEW".into(),
-        )
-        .into());
-    };
     let base_profile = Profile::load(base_dir)?;
     let new_profile = Profile::load(new_dir)?;
     let side = |profile, dir| crate::diff::Side {
         profile,
         dir,
-        rank: args.rank,
+        rank: args.selection.rank,
     };
-    let base = side(&base_profile, base_dir.as_path());
-    let new = side(&new_profile, new_dir.as_path());
-    let frames = crate::profile::stacks::default_frames(&new_profile, args.frames);
+    let base = side(&base_profile, base_dir);
+    let new = side(&new_profile, new_dir);
+    let frames = crate::profile::stacks::default_frames(&new_profile, args.selection.frames);
     let pairs = diff::stack_pairs(&base, &new, normalize, frames)?;
     let mut buf = Vec::new();
     match args.format {
@@ -307,7 +295,7 @@ fn run_diff(args: &ExportOptions) -> anyhow::Result<()> {
             &new,
             StackFilter {
                 frames,
-                rank: args.rank,
+                rank: args.selection.rank,
                 ranks: None,
             },
             normalize,
@@ -326,22 +314,6 @@ fn run_diff(args: &ExportOptions) -> anyhow::Result<()> {
     }
     write_output(args.output.as_deref(), &buf)?;
     Ok(())
-}
-
-fn check_rank(profile: &Profile, rank: u32) -> Result<(), ExportError> {
-    let mut ranks: Vec<u32> = profile.processes.iter().filter_map(|p| p.rank).collect();
-    ranks.sort_unstable();
-    ranks.dedup();
-    if ranks.contains(&rank) {
-        return Ok(());
-    }
-    let hint = if ranks.is_empty() {
-        "it is not an MPI run; drop --rank".to_string()
-    } else {
-        let list: Vec<String> = ranks.iter().map(u32::to_string).collect();
-        format!("ranks present: {}; pick one of those", list.join(", "))
-    };
-    Err(ExportError::NoSuchRank { rank, hint })
 }
 
 /// The mode's metric, as stored in meta `metric`.

@@ -21,8 +21,9 @@ pub mod waits; // --view waits and objects (locks mode)
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use crate::options::Selection;
 use crate::profile::Profile;
-use crate::profile::stacks::{FramesFilter, RankSet, StackFilter};
+use crate::profile::stacks::StackFilter;
 pub use imbalance::ImbalanceBy;
 
 /// Report views.
@@ -76,12 +77,8 @@ pub struct ReportOptions {
     pub format: ReportFormat,
     /// Rows to show.
     pub top: usize,
-    /// Only this MPI rank.
-    pub rank: Option<u32>,
-    /// Only these MPI ranks.
-    pub ranks: Option<RankSet>,
-    /// Which frames to show (None: the mode's default, [`crate::profile::stacks::default_frames`]).
-    pub frames: Option<FramesFilter>,
+    /// Which samples to show.
+    pub selection: Selection,
     /// Rows of `--view imbalance`.
     pub by: ImbalanceBy,
     /// Write to this file instead of standard output.
@@ -95,11 +92,7 @@ impl ReportOptions {
     /// The profile of the results directory and the stack filter these options ask for.
     pub fn load(&self) -> anyhow::Result<(Profile, StackFilter)> {
         let profile = Profile::load(&self.dir)?;
-        let filter = StackFilter {
-            frames: crate::profile::stacks::default_frames(&profile, self.frames),
-            rank: self.rank,
-            ranks: self.ranks,
-        };
+        let filter = self.selection.filter(&profile);
         Ok((profile, filter))
     }
 }
@@ -209,6 +202,7 @@ mod tests {
     //! Snapshots of the text views on a small profile with designed numbers: a reviewer
     //! reads the diff when a view's layout changes.
     use super::*;
+    use crate::profile::stacks::FramesFilter;
     use crate::profile::{EventRow, Frame, FrameKind, Function, Process, ProfileWriter, Thread};
 
     fn designed_profile() -> Profile {

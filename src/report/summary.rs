@@ -121,9 +121,7 @@ pub fn summary(p: &Profile, format: ReportFormat, top: usize, filter: StackFilte
     let total: u64 = stacks.iter().map(|s| s.value).sum();
     let num = |k: &str| p.meta_str(k).parse::<u64>().unwrap_or(0);
     let events: Value = serde_json::from_str(p.meta_str("events")).unwrap_or(json!([]));
-    let mut ranks: Vec<u32> = p.processes.iter().filter_map(|x| x.rank).collect();
-    ranks.sort_unstable();
-    ranks.dedup();
+    let ranks = crate::options::ranks_present(p);
     let shown = Tally::of(p, filter.rank, ProcessRole::Program);
     let launcher = Tally::of(p, filter.rank, ProcessRole::Launcher);
     match format {
