@@ -43,9 +43,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use crate::sidecars::SidecarError;
 pub use crate::sidecars::rss::{
-    HWM_FILE, RssError, read_peak_csv, read_rss_csv, summed_peak, summed_timeline, write_hwm_csv,
-    write_peak_csv,
+    COLUMNS, HWM_FILE, RssError, read_peak_csv, read_rss_csv, summed_peak, summed_timeline,
+    write_hwm_csv, write_peak_csv,
 };
 
 /// What the sampler did, returned by [`RssSampler::stop`].
@@ -109,14 +110,7 @@ impl RssSampler {
         path: &Path,
         proc_root: &Path,
     ) -> Result<RssSampler, RssError> {
-        let io = |source| RssError::Io {
-            path: path.to_path_buf(),
-            source,
-        };
-        let file = crate::util::create_private_file(path).map_err(io)?;
-        let mut out = BufWriter::new(file);
-        out.write_all(b"time_ns,pid,rss_bytes\n").map_err(io)?;
-        out.flush().map_err(io)?;
+        let out = crate::sidecars::create_timeline_csv(path, COLUMNS)?;
         let stop = Arc::new(AtomicBool::new(false));
         let st = stop.clone();
         let exit = Arc::new(std::sync::Mutex::new(None));
@@ -127,10 +121,7 @@ impl RssSampler {
         let thread = std::thread::Builder::new()
             .name("hwprof-rss".into())
             .spawn(move || run(root, interval, out, &path, &proc_root, &st, &ex))
-            .map_err(|e| RssError::Io {
-                path: PathBuf::from("(thread)"),
-                source: e,
-            })?;
+            .map_err(SidecarError::write(Path::new("(thread)")))?;
         Ok(RssSampler {
             stop,
             exit,
@@ -383,10 +374,7 @@ fn run(
     stop: &AtomicBool,
     exit: &std::sync::Mutex<Option<ExitReading>>,
 ) -> Result<RssStats, RssError> {
-    let io = |source| RssError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
+    let io = SidecarError::write(path);
     let page = crate::util::page_size();
     let start = crate::util::monotonic_ns();
     let mut tree = Tree {
@@ -468,10 +456,8 @@ fn run(
             std::thread::park_timeout(Duration::from_nanos(next - now));
         }
     }
-    write_hwm_csv(&path.with_file_name(HWM_FILE), &tree.hwm).map_err(|source| RssError::Io {
-        path: path.with_file_name(HWM_FILE),
-        source,
-    })?;
+    let hwm_path = path.with_file_name(HWM_FILE);
+    write_hwm_csv(&hwm_path, &tree.hwm).map_err(SidecarError::write(&hwm_path))?;
     stats.processes = tree.seen.len() as u64;
     stats.scans = tree.scans;
     stats.cpu_ns = thread_cpu_ns();
