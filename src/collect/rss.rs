@@ -40,9 +40,9 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
+use super::sampler_thread::SamplerThread;
 use crate::sidecars::SidecarError;
 pub use crate::sidecars::rss::{
     COLUMNS, HWM_FILE, RssError, read_peak_csv, read_rss_csv, summed_peak, summed_timeline,
@@ -74,10 +74,9 @@ pub struct RssStats {
 /// Samples the RSS of a process tree every `interval` into a CSV file, on its own
 /// thread, until [`stop`](Self::stop).
 pub struct RssSampler {
-    stop: Arc<AtomicBool>,
     /// The launched process's exit, handed over by [`stop_at_exit`](Self::stop_at_exit).
     exit: Arc<std::sync::Mutex<Option<ExitReading>>>,
-    thread: Option<JoinHandle<Result<RssStats, RssError>>>,
+    thread: SamplerThread<Result<RssStats, RssError>>,
 }
 
 /// The kernel's account of a process the collector reaped: what the timeline's reading
@@ -111,22 +110,16 @@ impl RssSampler {
         proc_root: &Path,
     ) -> Result<RssSampler, RssError> {
         let out = crate::sidecars::create_timeline_csv(path, COLUMNS)?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let st = stop.clone();
         let exit = Arc::new(std::sync::Mutex::new(None));
         let ex = exit.clone();
         let path = path.to_path_buf();
         let proc_root = proc_root.to_path_buf();
         let interval = interval.max(Duration::from_millis(1));
-        let thread = std::thread::Builder::new()
-            .name("hwprof-rss".into())
-            .spawn(move || run(root, interval, out, &path, &proc_root, &st, &ex))
-            .map_err(SidecarError::write(Path::new("(thread)")))?;
-        Ok(RssSampler {
-            stop,
-            exit,
-            thread: Some(thread),
+        let thread = SamplerThread::spawn("hwprof-rss", move |stop| {
+            run(root, interval, out, &path, &proc_root, stop, &ex)
         })
+        .map_err(SidecarError::write(Path::new("(thread)")))?;
+        Ok(RssSampler { exit, thread })
     }
 
     /// [`stop`](Self::stop), ending the timeline of the reaped process `exit.pid` with a
@@ -139,25 +132,8 @@ impl RssSampler {
     }
 
     /// Take a last reading, flush and close the file, and return what was done.
-    pub fn stop(mut self) -> Result<RssStats, RssError> {
-        self.stop.store(true, Ordering::Release);
-        match self.thread.take() {
-            Some(t) => {
-                t.thread().unpark();
-                t.join().map_err(|_| RssError::Thread)?
-            }
-            None => Err(RssError::Thread),
-        }
-    }
-}
-
-impl Drop for RssSampler {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Release);
-        if let Some(t) = self.thread.take() {
-            t.thread().unpark();
-            let _ = t.join();
-        }
+    pub fn stop(self) -> Result<RssStats, RssError> {
+        self.thread.stop().ok_or(RssError::Thread)?
     }
 }
 
