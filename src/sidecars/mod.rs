@@ -2,7 +2,9 @@
 //! by `finalize` (and the fuzz targets). One module per format, its doc comment the
 //! format; neither side reaches into the other for them. (`modules.json` stays in
 //! `collect::modules`: finalize does not read it, only the fuzz targets do; the manifest
-//! is `crate::manifest`.)
+//! is `crate::manifest`.) The timeline CSVs (rss.csv, counters.csv) share one creator
+//! ([`create_timeline_csv`]), one bounded reader ([`read_timeline_csv`]: a regular file
+//! only, a cut last line dropped) and one error type ([`SidecarError`]).
 
 pub mod collector_sampled;
 pub mod counters;
