@@ -80,31 +80,6 @@ pub fn elf_build_id(path: &Path) -> Option<Vec<u8>> {
     obj.build_id().ok().flatten().map(|b| b.to_vec())
 }
 
-/// The rows of an append-only CSV file written as collection goes (rss.csv,
-/// counters.csv): a `time_ns...` header and blank lines are skipped, a cut last line
-/// (no newline, or not parsable: a crash mid-write) is dropped. A bad line elsewhere is
-/// `Err((line number, its first 80 characters))`.
-pub fn tolerant_csv_rows<T>(
-    text: &str,
-    parse: impl Fn(&str) -> Option<T>,
-) -> Result<Vec<T>, (usize, String)> {
-    let complete = text.ends_with('\n');
-    let lines: Vec<&str> = text.lines().collect();
-    let mut rows = Vec::with_capacity(lines.len());
-    for (i, l) in lines.iter().enumerate() {
-        if (i == 0 && l.starts_with("time_ns")) || l.trim().is_empty() {
-            continue;
-        }
-        let last = i + 1 == lines.len();
-        match parse(l) {
-            Some(r) if !last || complete => rows.push(r),
-            _ if last => {}
-            _ => return Err((i + 1, l.chars().take(80).collect())),
-        }
-    }
-    Ok(rows)
-}
-
 /// This node's base page size in bytes (4096 where sysconf does not say).
 pub fn page_size() -> u64 {
     nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)

@@ -22,6 +22,7 @@ pub mod perf_data;
 mod plan;
 mod results_dir;
 pub mod rss; // memory mode: RSS timeline
+mod sampler_thread;
 pub mod sys;
 mod tracing_data; // perf.data's tracepoint formats
 pub mod uncore; // memory mode: uncore bandwidth counters

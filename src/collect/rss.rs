@@ -40,12 +40,13 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
+use super::sampler_thread::SamplerThread;
+use crate::sidecars::SidecarError;
 pub use crate::sidecars::rss::{
-    HWM_FILE, RssError, read_peak_csv, read_rss_csv, summed_peak, summed_timeline, write_hwm_csv,
-    write_peak_csv,
+    COLUMNS, HWM_FILE, RssError, read_peak_csv, read_rss_csv, summed_peak, summed_timeline,
+    write_hwm_csv, write_peak_csv,
 };
 
 /// What the sampler did, returned by [`RssSampler::stop`].
@@ -73,10 +74,9 @@ pub struct RssStats {
 /// Samples the RSS of a process tree every `interval` into a CSV file, on its own
 /// thread, until [`stop`](Self::stop).
 pub struct RssSampler {
-    stop: Arc<AtomicBool>,
     /// The launched process's exit, handed over by [`stop_at_exit`](Self::stop_at_exit).
     exit: Arc<std::sync::Mutex<Option<ExitReading>>>,
-    thread: Option<JoinHandle<Result<RssStats, RssError>>>,
+    thread: SamplerThread<Result<RssStats, RssError>>,
 }
 
 /// The kernel's account of a process the collector reaped: what the timeline's reading
@@ -109,33 +109,17 @@ impl RssSampler {
         path: &Path,
         proc_root: &Path,
     ) -> Result<RssSampler, RssError> {
-        let io = |source| RssError::Io {
-            path: path.to_path_buf(),
-            source,
-        };
-        let file = crate::util::create_private_file(path).map_err(io)?;
-        let mut out = BufWriter::new(file);
-        out.write_all(b"time_ns,pid,rss_bytes\n").map_err(io)?;
-        out.flush().map_err(io)?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let st = stop.clone();
+        let out = crate::sidecars::create_timeline_csv(path, COLUMNS)?;
         let exit = Arc::new(std::sync::Mutex::new(None));
         let ex = exit.clone();
         let path = path.to_path_buf();
         let proc_root = proc_root.to_path_buf();
         let interval = interval.max(Duration::from_millis(1));
-        let thread = std::thread::Builder::new()
-            .name("hwprof-rss".into())
-            .spawn(move || run(root, interval, out, &path, &proc_root, &st, &ex))
-            .map_err(|e| RssError::Io {
-                path: PathBuf::from("(thread)"),
-                source: e,
-            })?;
-        Ok(RssSampler {
-            stop,
-            exit,
-            thread: Some(thread),
+        let thread = SamplerThread::spawn("hwprof-rss", move |stop| {
+            run(root, interval, out, &path, &proc_root, stop, &ex)
         })
+        .map_err(SidecarError::write(Path::new("(thread)")))?;
+        Ok(RssSampler { exit, thread })
     }
 
     /// [`stop`](Self::stop), ending the timeline of the reaped process `exit.pid` with a
@@ -148,25 +132,8 @@ impl RssSampler {
     }
 
     /// Take a last reading, flush and close the file, and return what was done.
-    pub fn stop(mut self) -> Result<RssStats, RssError> {
-        self.stop.store(true, Ordering::Release);
-        match self.thread.take() {
-            Some(t) => {
-                t.thread().unpark();
-                t.join().map_err(|_| RssError::Thread)?
-            }
-            None => Err(RssError::Thread),
-        }
-    }
-}
-
-impl Drop for RssSampler {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Release);
-        if let Some(t) = self.thread.take() {
-            t.thread().unpark();
-            let _ = t.join();
-        }
+    pub fn stop(self) -> Result<RssStats, RssError> {
+        self.thread.stop().ok_or(RssError::Thread)?
     }
 }
 
@@ -383,10 +350,7 @@ fn run(
     stop: &AtomicBool,
     exit: &std::sync::Mutex<Option<ExitReading>>,
 ) -> Result<RssStats, RssError> {
-    let io = |source| RssError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
+    let io = SidecarError::write(path);
     let page = crate::util::page_size();
     let start = crate::util::monotonic_ns();
     let mut tree = Tree {
@@ -468,10 +432,8 @@ fn run(
             std::thread::park_timeout(Duration::from_nanos(next - now));
         }
     }
-    write_hwm_csv(&path.with_file_name(HWM_FILE), &tree.hwm).map_err(|source| RssError::Io {
-        path: path.with_file_name(HWM_FILE),
-        source,
-    })?;
+    let hwm_path = path.with_file_name(HWM_FILE);
+    write_hwm_csv(&hwm_path, &tree.hwm).map_err(SidecarError::write(&hwm_path))?;
     stats.processes = tree.seen.len() as u64;
     stats.scans = tree.scans;
     stats.cpu_ns = thread_cpu_ns();

@@ -28,15 +28,16 @@
 //! scaled by time_enabled / time_running. GB/s between two rows is Δvalue / Δtime.
 
 use std::io::{BufWriter, Write};
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
+use super::sampler_thread::SamplerThread;
+
 pub use crate::events::bandwidth::{BandwidthCounter, BandwidthPlan, bandwidth_plan};
+pub use crate::sidecars::SidecarError;
 pub use crate::sidecars::counters::{
-    BandwidthSummary, CounterRow, UncoreError, bandwidth_summary, read_counters_csv,
+    BandwidthSummary, COLUMNS, CounterRow, bandwidth_summary, read_counters_csv,
 };
 
 struct OpenCounter {
@@ -47,8 +48,7 @@ struct OpenCounter {
 
 /// Reads the bandwidth counters every interval into counters.csv, on its own thread.
 pub struct UncoreSampler {
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<Result<u64, UncoreError>>>,
+    thread: Option<SamplerThread<Result<u64, SidecarError>>>,
     /// Notices: missing parts and events that could not be opened.
     pub notices: Vec<String>,
     /// Counters actually opened.
@@ -63,7 +63,7 @@ impl UncoreSampler {
         plan: &BandwidthPlan,
         interval: Duration,
         path: &Path,
-    ) -> Result<UncoreSampler, UncoreError> {
+    ) -> Result<UncoreSampler, SidecarError> {
         let mut notices = plan.notices.clone();
         let mut open = Vec::new();
         for c in &plan.counters {
@@ -107,35 +107,21 @@ impl UncoreSampler {
             }
         }
         let opened: Vec<String> = open.iter().map(|c| c.name.to_string()).collect();
-        let stop = Arc::new(AtomicBool::new(false));
         if open.is_empty() {
             return Ok(UncoreSampler {
-                stop,
                 thread: None,
                 notices,
                 opened,
             });
         }
-        let io = |source| UncoreError::Io {
-            path: path.to_path_buf(),
-            source,
-        };
-        let file = crate::util::create_private_file(path).map_err(io)?;
-        let mut out = BufWriter::new(file);
-        out.write_all(b"time_ns,counter,value,multiplexed\n")
-            .map_err(io)?;
-        let st = stop.clone();
+        let out = crate::sidecars::create_timeline_csv(path, COLUMNS)?;
         let path = path.to_path_buf();
         let interval = interval.max(Duration::from_millis(1));
-        let thread = std::thread::Builder::new()
-            .name("hwprof-uncore".into())
-            .spawn(move || run(open, interval, out, &path, &st))
-            .map_err(|source| UncoreError::Io {
-                path: PathBuf::from("(thread)"),
-                source,
-            })?;
+        let thread = SamplerThread::spawn("hwprof-uncore", move |stop| {
+            run(open, interval, out, &path, stop)
+        })
+        .map_err(SidecarError::write(Path::new("(thread)")))?;
         Ok(UncoreSampler {
-            stop,
             thread: Some(thread),
             notices,
             opened,
@@ -143,25 +129,9 @@ impl UncoreSampler {
     }
 
     /// Take a last reading, close the counters and the file; returns the ticks taken.
-    pub fn stop(mut self) -> Result<u64, UncoreError> {
-        self.stop.store(true, Ordering::Release);
-        match self.thread.take() {
-            Some(t) => {
-                t.thread().unpark();
-                t.join().unwrap_or(Ok(0))
-            }
-            None => Ok(0),
-        }
-    }
-}
-
-impl Drop for UncoreSampler {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Release);
-        if let Some(t) = self.thread.take() {
-            t.thread().unpark();
-            let _ = t.join();
-        }
+    pub fn stop(self) -> Result<u64, SidecarError> {
+        // A panicked thread (a bug) loses the ticks count, not the file.
+        self.thread.and_then(SamplerThread::stop).unwrap_or(Ok(0))
     }
 }
 
@@ -171,11 +141,8 @@ fn run(
     mut out: BufWriter<std::fs::File>,
     path: &Path,
     stop: &AtomicBool,
-) -> Result<u64, UncoreError> {
-    let io = |source| UncoreError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
+) -> Result<u64, SidecarError> {
+    let io = SidecarError::write(path);
     let mut ticks = 0;
     loop {
         let last = stop.load(Ordering::Acquire);

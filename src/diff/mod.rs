@@ -654,13 +654,30 @@ pub(crate) mod tests {
         w.profile
     }
 
-    /// BASE and NEW, each a [`profile`] at its frequency (`hz`: base, new), from one
-    /// table of (name, module, kind, file, BASE value, NEW value) leaves; a leaf whose
-    /// value is 0 on a side is not in that side's profile.
-    pub(crate) fn profiles(
-        hz: (&str, &str),
-        leaves: &[(&str, &str, FrameKind, &str, u64, u64)],
-    ) -> (Profile, Profile) {
+    /// BASE and NEW, each a [`profile`] at its frequency (`hz`: base, new), from a
+    /// table of leaves, one a line: `name module kind file base new`, where kind is
+    /// `native` or `python`, file `-` for none, and base and new the leaf's value on each
+    /// side (0: the leaf is not in that side's profile).
+    pub(crate) fn profiles(hz: (&str, &str), table: &str) -> (Profile, Profile) {
+        fn leaf(l: &str) -> (&str, &str, FrameKind, &str, u64, u64) {
+            let cols: Vec<&str> = l.split_whitespace().collect();
+            let [name, module, kind, file, base, new] = cols[..] else {
+                panic!("leaf '{l}': not name module kind file base new");
+            };
+            let kind = match kind {
+                "native" => FrameKind::Native,
+                "python" => FrameKind::Python,
+                _ => panic!("leaf '{l}': kind {kind} is not native or python"),
+            };
+            let file = if file == "-" { "" } else { file };
+            let value = |v: &str| v.parse::<u64>().expect("a count");
+            (name, module, kind, file, value(base), value(new))
+        }
+        let leaves: Vec<_> = table
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(leaf)
+            .collect();
         let side = |new: bool| {
             let value = |l: &(_, _, _, _, u64, u64)| if new { l.5 } else { l.4 };
             leaves
@@ -704,15 +721,13 @@ pub(crate) mod tests {
 
     #[test]
     fn native_functions_match_by_name_and_module_python_by_qualname_and_file() {
-        use FrameKind::{Native, Python};
         let (base, new) = profiles(
             ("1000", "1000"),
-            &[
-                ("solve", "libm.so", Native, "", 100, 200),
-                ("solve", "app", Native, "", 50, 50),
-                ("Solver.run", "python", Python, "a.py", 30, 60),
-                ("Solver.run", "python", Python, "b.py", 20, 20),
-            ],
+            "
+            solve       libm.so  native  -     100  200
+            solve       app      native  -     50   50
+            Solver.run  python   python  a.py  30   60
+            Solver.run  python   python  b.py  20   20",
         );
         let t = table(&base, &new, DiffView::Hotspots, Normalize::None).unwrap();
         let libm = row(&t, "solve", "libm.so");
@@ -732,15 +747,13 @@ pub(crate) mod tests {
 
     #[test]
     fn unmatched_rows_are_listed_not_dropped() {
-        use FrameKind::Native;
         // Same name in another module does not match: it is a different function.
         let (base, new) = profiles(
             ("1000", "1000"),
-            &[
-                ("old_fn", "app", Native, "", 10, 0),
-                ("old_fn", "app2", Native, "", 0, 10),
-                ("kept", "app", Native, "", 5, 5),
-            ],
+            "
+            old_fn  app   native  -  10  0
+            old_fn  app2  native  -  0   10
+            kept    app   native  -  5   5",
         );
         let t = table(&base, &new, DiffView::Hotspots, Normalize::None).unwrap();
         let gone: Vec<_> = t.only_in_base().map(|r| r.module.as_str()).collect();
@@ -758,14 +771,12 @@ pub(crate) mod tests {
 
     #[test]
     fn time_uses_each_sides_frequency_percent_each_total() {
-        use FrameKind::Native;
         // Same CPU time (0.1 s of f), sampled at 1000 Hz then at 500 Hz.
         let (base, new) = profiles(
             ("1000", "500"),
-            &[
-                ("f", "app", Native, "", 100, 50),
-                ("g", "app", Native, "", 100, 150),
-            ],
+            "
+            f  app  native  -  100  50
+            g  app  native  -  100  150",
         );
         let t = table(&base, &new, DiffView::Hotspots, Normalize::Time).unwrap();
         assert_eq!(t.unit, "s");
@@ -781,14 +792,12 @@ pub(crate) mod tests {
 
     #[test]
     fn lines_match_by_file_and_line_modules_by_name() {
-        use FrameKind::Native;
         // Renamed function, same file and line: the line matches.
         let (base, new) = profiles(
             ("1000", "1000"),
-            &[
-                ("f", "app", Native, "f.c", 10, 0),
-                ("f_v2", "app", Native, "f.c", 0, 30),
-            ],
+            "
+            f     app  native  f.c  10  0
+            f_v2  app  native  f.c  0   30",
         );
         let t = table(&base, &new, DiffView::Lines, Normalize::None).unwrap();
         let r = t.rows.iter().find(|r| r.file == "f.c").unwrap();

@@ -647,15 +647,13 @@ mod tests {
 
     #[test]
     fn stacks_pair_by_frame_labels() {
-        use crate::profile::FrameKind::Native;
         let (base, new) = crate::diff::tests::profiles(
             ("1000", "1000"),
-            &[
-                ("a", "app", Native, "", 10, 0),
-                ("a", "other_build", Native, "", 0, 20),
-                ("gone", "app", Native, "", 4, 0),
-                ("b", "app", Native, "", 0, 5),
-            ],
+            "
+            a     app          native  -  10  0
+            a     other_build  native  -  0   20
+            gone  app          native  -  4   0
+            b     app          native  -  0   5",
         );
         let pairs = stack_pairs(
             &crate::diff::tests::side(&base),

@@ -675,7 +675,7 @@ pub fn one_line(s: &str) -> String {
 #[cfg(test)]
 pub(crate) mod testutil {
     //! A small profile with designed ground truth, shared by the format tests.
-    use crate::profile::{Frame, FrameKind, Function, Process, Profile, ProfileWriter, Thread};
+    use crate::profile::{FrameKind, Function, Process, Profile, ProfileWriter, Thread};
 
     /// What a format's `write` makes of `sample_profile` with every frame.
     pub fn written_sample(
@@ -725,18 +725,7 @@ pub(crate) mod testutil {
                 FrameKind::Python => ("python", "app.py"),
                 _ => ("prog", "prog.c"),
             };
-            let fun = w.function(Function {
-                name: n.into(),
-                module: module.into(),
-                file: Some(file.into()),
-                start_line: Some(line),
-                kind,
-            });
-            w.frame(Frame {
-                function: fun,
-                file: Some(file.into()),
-                line: Some(line + 1),
-            })
+            w.frame_at(Function::in_file(n, module, kind, file, line), line + 1)
         };
         let main = f(&mut w, "main", FrameKind::Native, 10);
         let a = f(&mut w, "a", FrameKind::Native, 20);

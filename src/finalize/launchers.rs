@@ -175,6 +175,27 @@ mod tests {
         l.finish().into_iter().map(|(_, c, r)| (c, r)).collect()
     }
 
+    /// What a process does, for [`roles_after`]: exec (pid, command, time), fork (child,
+    /// parent), exit (pid, time).
+    enum Event {
+        Exec(u32, &'static str, u64),
+        Fork(u32, u32),
+        Exit(u32, u64),
+    }
+
+    /// The role of each image after the `events` of each phase, in order.
+    fn roles_after(phases: &[&[Event]]) -> Vec<ProcessRole> {
+        let mut l = Lineage::default();
+        for e in phases.iter().copied().flatten() {
+            match *e {
+                Event::Exec(pid, comm, time) => _ = l.exec(pid, comm, time),
+                Event::Fork(pid, ppid) => l.fork(pid, ppid),
+                Event::Exit(pid, time) => l.exit(pid, time),
+            }
+        }
+        roles(&l).into_iter().map(|x| x.1).collect()
+    }
+
     #[test]
     fn pyenv_shim_chain_is_launcher_and_python_is_program() {
         let mut l = Lineage::default();
@@ -200,32 +221,25 @@ mod tests {
 
     #[test]
     fn shell_that_forks_is_launcher_and_program_children_stay_program() {
-        let mut l = Lineage::default();
-        l.exec(20, "sh", 1);
-        l.fork(21, 20);
-        l.exec(21, "python3", 2);
-        l.fork(22, 21); // python's own worker (multiprocessing)
-        l.exit(22, 3);
-        l.exit(21, 4);
-        let r: Vec<_> = roles(&l).into_iter().map(|x| x.1).collect();
+        use Event::*;
         use ProcessRole::*;
+        let start = [Exec(20, "sh", 1), Fork(21, 20), Exec(21, "python3", 2)];
+        // python's own worker (multiprocessing), then both exit.
+        let worker = [Fork(22, 21), Exit(22, 3), Exit(21, 4)];
+        let r = roles_after(&[&start, &worker]);
         assert_eq!(r, [Launcher, Launcher, Program, Program]);
         // A lone shell doing its own work is the program.
-        let mut l = Lineage::default();
-        l.exec(30, "bash", 1);
-        assert_eq!(roles(&l)[0].1, Program);
+        assert_eq!(roles_after(&[&[Exec(30, "bash", 1)]])[0], Program);
     }
 
     #[test]
     fn child_outliving_the_exec_is_not_a_helper() {
-        let mut l = Lineage::default();
-        l.exec(40, "run.sh", 1);
-        l.fork(41, 40);
-        l.exec(41, "solver", 2);
-        l.exec(40, "monitor", 3);
-        l.exit(41, 9);
-        let r: Vec<_> = roles(&l).into_iter().map(|x| x.1).collect();
+        use Event::*;
         use ProcessRole::*;
+        let start = [Exec(40, "run.sh", 1), Fork(41, 40), Exec(41, "solver", 2)];
+        // The script goes on to another program while the solver runs.
+        let rest = [Exec(40, "monitor", 3), Exit(41, 9)];
+        let r = roles_after(&[&start, &rest]);
         assert_eq!(r, [Launcher, Launcher, Program, Program]);
     }
 }

@@ -354,6 +354,18 @@ mod tests {
         let refs: Vec<&Function> = stack.iter().collect();
         classify(&refs, arg0)
     }
+    /// A Python thread's stack in a wait, leaf first: the kernel's `schedule`, the
+    /// `libc` frames, the interpreter's frames (in module `interpreter`), the Python
+    /// function `py`.
+    fn python_wait(libc: &[&str], interpreter: (&str, &[&str]), py: &str) -> Vec<Function> {
+        let libc = libc.iter().map(|n| native(n, "libc.so.6"));
+        let interp = interpreter.1.iter().map(|n| native(n, interpreter.0));
+        std::iter::once(kernel("schedule"))
+            .chain(libc)
+            .chain(interp)
+            .chain([f(py, "python", FrameKind::Python)])
+            .collect()
+    }
     /// The wait of `class` on `object`.
     fn wait(class: WaitClass, object: &str) -> Wait {
         Wait {
@@ -425,37 +437,35 @@ mod tests {
 
     #[test]
     fn the_gil_wins_over_the_condition_variable_under_it() {
-        let stack = [
-            kernel("schedule"),
-            native("__futex_abstimed_wait_common", "libc.so.6"),
-            native("___pthread_cond_timedwait64", "libc.so.6"),
-            native("take_gil", "python3.11"),
-            native("PyEval_RestoreThread", "python3.11"),
-            native("time_sleep", "python3.11"),
-            f("busy", "python", FrameKind::Python),
+        let libc = [
+            "__futex_abstimed_wait_common",
+            "___pthread_cond_timedwait64",
         ];
-        assert_eq!(
-            class_of(&stack, Some(0x7f00_0000_1000)),
-            wait(WaitClass::Gil, "GIL")
-        );
+        let interp = ["take_gil", "PyEval_RestoreThread", "time_sleep"];
+        let stack = python_wait(&libc, ("python3.11", &interp), "busy");
+        let gil = wait(WaitClass::Gil, "GIL");
+        assert_eq!(class_of(&stack, Some(0x7f00_0000_1000)), gil);
     }
 
     #[test]
     fn a_python_lock_is_a_lock_not_the_semaphore_under_it() {
-        let stack = [
-            kernel("schedule"),
-            native("__futex_abstimed_wait_common64", "libc.so.6"),
-            native("do_futex_wait", "libc.so.6"),
-            native("__new_sem_wait_slow64", "libc.so.6"),
-            native("PyThread_acquire_lock_timed", "libpython3.11.so.1.0"),
-            native("acquire_timed", "libpython3.11.so.1.0"),
-            native("lock_PyThread_acquire_lock", "libpython3.11.so.1.0"),
-            f("Thread._wait_for_tstate_lock", "python", FrameKind::Python),
+        let libc = [
+            "__futex_abstimed_wait_common64",
+            "do_futex_wait",
+            "__new_sem_wait_slow64",
         ];
-        assert_eq!(
-            class_of(&stack, Some(0x7f8e_5c00_0b70)),
-            wait(WaitClass::Lock, "0x7f8e5c000b70")
+        let interp = [
+            "PyThread_acquire_lock_timed",
+            "acquire_timed",
+            "lock_PyThread_acquire_lock",
+        ];
+        let stack = python_wait(
+            &libc,
+            ("libpython3.11.so.1.0", &interp),
+            "Thread._wait_for_tstate_lock",
         );
+        let lock = wait(WaitClass::Lock, "0x7f8e5c000b70");
+        assert_eq!(class_of(&stack, Some(0x7f8e_5c00_0b70)), lock);
     }
 
     #[test]

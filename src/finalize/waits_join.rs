@@ -562,10 +562,38 @@ mod tests {
     /// `start` to 1 µs before `end`, then `marker` on stack `leaf`.
     fn run_pieces(j: &mut WaitJoin, out: &mut RawProfile, pieces: &[(u64, u64, Marker, u32)]) {
         for (start, end, marker, leaf) in pieces {
-            j.switch_out(7, 0, start + 1_000, false);
-            j.switch_in(7, end - 1_000, None, out);
+            off_cpu(j, out, start + 1_000, end - 1_000);
             j.marker(7, key(*leaf), marker.clone(), out);
         }
+    }
+
+    /// A (start, end, marker, leaf) piece for [`run_pieces`]: a wait of `class` that a
+    /// signal interrupted or not, on stack `leaf`.
+    fn restart_piece(
+        class: u64,
+        (start, end): (u64, u64),
+        interrupted: bool,
+        leaf: u32,
+    ) -> (u64, u64, Marker, u32) {
+        (
+            start,
+            end,
+            restartable(class, start, end, interrupted),
+            leaf,
+        )
+    }
+
+    /// Thread 7 off CPU (not preempted) from `from` to `to`, woken by nobody known.
+    fn off_cpu(j: &mut WaitJoin, out: &mut RawProfile, from: u64, to: u64) {
+        j.switch_out(7, 0, from, false);
+        j.switch_in(7, to, None, out);
+    }
+
+    /// [`run_pieces`] through a new join into `out`: per wait, whether it continues the
+    /// one before.
+    fn continued_after(mut out: RawProfile, pieces: &[(u64, u64, Marker, u32)]) -> Vec<bool> {
+        run_pieces(&mut WaitJoin::default(), &mut out, pieces);
+        continued(&out)
     }
 
     /// Per wait: whether it continues the one before.
@@ -591,14 +619,11 @@ mod tests {
         // Preempted before the wait; two intervals inside it; one after.
         j.switch_out(7, 0, 100, true);
         j.switch_in(7, 200, None, &mut out);
-        j.switch_out(7, 0, 1_000_000, false);
-        j.switch_in(7, 2_000_000, None, &mut out);
-        j.switch_out(7, 0, 2_100_000, false);
-        j.switch_in(7, 3_000_000, None, &mut out);
+        off_cpu(&mut j, &mut out, 1_000_000, 2_000_000);
+        off_cpu(&mut j, &mut out, 2_100_000, 3_000_000);
         let got = j.marker(7, key(5), marker(WAIT_LOCK, 900_000, 3_000_100), &mut out);
         assert_eq!(got, (1_900_000, 2));
-        j.switch_out(7, 0, 4_000_000, false);
-        j.switch_in(7, 4_000_500, None, &mut out);
+        off_cpu(&mut j, &mut out, 4_000_000, 4_000_500);
         j.finish(&mut out);
         assert_eq!(out.wait_ns_exact, 1_900_000);
         assert_eq!(out.wait_ns_inferred, 600);
@@ -652,14 +677,8 @@ mod tests {
     fn a_wait_restarted_after_a_signal_counts_once() {
         let mut j = WaitJoin::default();
         let mut out = RawProfile::default();
-        let sleep = |start: u64, end: u64, interrupted: bool| {
-            (
-                start,
-                end,
-                restartable(WAIT_SLEEP, start, end, interrupted),
-                5,
-            )
-        };
+        let sleep =
+            |start, end, interrupted| restart_piece(WAIT_SLEEP, (start, end), interrupted, 5);
         // A sleep interrupted twice (restarted 20 µs later each time), then a new one.
         let pieces = [
             sleep(1_000_000, 2_000_000, true),
@@ -669,19 +688,15 @@ mod tests {
         ];
         run_pieces(&mut j, &mut out, &pieces);
         // Not after a gap, nor on another stack.
-        j.switch_out(7, 0, 5_001_000, false);
-        j.switch_in(7, 5_999_000, None, &mut out);
+        off_cpu(&mut j, &mut out, 5_001_000, 5_999_000);
         j.marker(7, key(5), sleep(5_000_000, 6_000_000, true).2, &mut out);
-        j.switch_out(7, 0, 6_021_000, false);
-        j.switch_in(7, 6_999_000, None, &mut out);
+        off_cpu(&mut j, &mut out, 6_021_000, 6_999_000);
         j.marker(7, key(6), sleep(6_020_000, 7_000_000, false).2, &mut out);
         assert_eq!(continued(&out), [false, true, true, false, false, false]);
     }
 
     #[test]
     fn a_sleep_restarted_late_for_its_deadline_counts_once() {
-        let mut j = WaitJoin::default();
-        let mut out = RawProfile::default();
         let deadline = 200_000_000;
         let sleep = |start: u64, end: u64, interrupted: bool, deadline: u64, leaf: u32| {
             let m = restartable(WAIT_SLEEP, start, end, interrupted);
@@ -696,8 +711,8 @@ mod tests {
             sleep(75_000_000, deadline, false, deadline, 6),
             sleep(deadline + 10_000, 2 * deadline, false, 2 * deadline, 5),
         ];
-        run_pieces(&mut j, &mut out, &pieces);
-        assert_eq!(continued(&out), [false, true, false]);
+        let out = RawProfile::default();
+        assert_eq!(continued_after(out, &pieces), [false, true, false]);
     }
 
     #[test]
@@ -743,32 +758,25 @@ mod tests {
     #[test]
     fn a_restart_whose_marker_frame_differs_is_the_same_call() {
         use super::super::process::Loc;
-        let mut j = WaitJoin::default();
-        let mut out = RawProfile::default();
         // Call site 0; leaves 1 and 2: the full and the short marker's frames under it;
         // leaf 3 another call site's marker.
         let at = |svma| Loc::Module { module: 0, svma };
-        out.trie = vec![
+        let trie = vec![
             (NO_NODE, at(0x10)),
             (0, at(0x20)),
             (0, at(0x30)),
             (NO_NODE, at(0x40)),
         ];
-        let io = |start: u64, end: u64, interrupted: bool, leaf: u32| {
-            (
-                start,
-                end,
-                restartable(WAIT_IO, start, end, interrupted),
-                leaf,
-            )
-        };
         let pieces = [
-            io(1_000_000, 2_000_000, true, 1),
-            io(2_020_000, 3_000_000, true, 2),
-            io(3_020_000, 4_000_000, false, 3),
+            restart_piece(WAIT_IO, (1_000_000, 2_000_000), true, 1),
+            restart_piece(WAIT_IO, (2_020_000, 3_000_000), true, 2),
+            restart_piece(WAIT_IO, (3_020_000, 4_000_000), false, 3),
         ];
-        run_pieces(&mut j, &mut out, &pieces);
-        assert_eq!(continued(&out), [false, true, false]);
+        let out = RawProfile {
+            trie,
+            ..RawProfile::default()
+        };
+        assert_eq!(continued_after(out, &pieces), [false, true, false]);
     }
 
     #[test]
@@ -780,8 +788,7 @@ mod tests {
         let n = 3 * MAX_QUEUED as u64;
         for i in 0..n {
             let t = 1_000_000 + i * 50_000;
-            j.switch_out(7, 0, t, false);
-            j.switch_in(7, t + 20_000, None, &mut out);
+            off_cpu(&mut j, &mut out, t, t + 20_000);
         }
         let end = 1_000_000 + n * 50_000;
         let m = Marker::decode(WAIT_MPI, 0, 1_000_000, end - 1_000_000, end + 10).unwrap();
@@ -851,11 +858,9 @@ mod tests {
         let mut out = RawProfile::default();
         // 10 ms in MPI_Barrier: 1 ms in a poll the library made (its own marker), 3 ms
         // yielded (off CPU), the other 6 ms polling on CPU.
-        j.switch_out(7, 0, 1_000_000, false);
-        j.switch_in(7, 2_000_000, None, &mut out);
+        off_cpu(&mut j, &mut out, 1_000_000, 2_000_000);
         j.marker(7, key(4), marker(WAIT_IO, 990_000, 2_000_100), &mut out);
-        j.switch_out(7, 0, 5_000_000, false);
-        j.switch_in(7, 8_000_000, None, &mut out);
+        off_cpu(&mut j, &mut out, 5_000_000, 8_000_000);
         let barrier = Marker::decode(
             WAIT_MPI | (WAIT_OBJ_MPI_FN << 8),
             0,

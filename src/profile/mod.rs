@@ -1004,6 +1004,32 @@ fn check_readable(dir: &Path, db: &Path) -> Result<(), ProfileError> {
     }
 }
 
+impl Function {
+    /// A `kind` function of `module` that starts at `start_line` of `file`.
+    pub fn in_file(name: &str, module: &str, kind: FrameKind, file: &str, start_line: u32) -> Self {
+        Function {
+            name: name.into(),
+            module: module.into(),
+            file: Some(file.into()),
+            start_line: Some(start_line),
+            kind,
+        }
+    }
+}
+
+impl ProfileWriter {
+    /// Intern `function` and its frame at `line` of the function's file (fixtures).
+    pub fn frame_at(&mut self, function: Function, line: u32) -> usize {
+        let file = function.file.clone();
+        let function = self.function(function);
+        self.frame(Frame {
+            function,
+            file,
+            line: Some(line),
+        })
+    }
+}
+
 #[cfg(test)]
 impl ProfileWriter {
     /// A hotspots profile (metric samples) sampled at `hz` with one event, `event`,

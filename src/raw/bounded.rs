@@ -158,21 +158,28 @@ mod tests {
     #[test]
     fn refuses_devices_fifos_symlinks_and_big_files() {
         let d = tempfile::tempdir().unwrap();
-        let link = d.path().join("zero");
+        let (link, fifo, big) = (
+            d.path().join("zero"),
+            d.path().join("fifo"),
+            d.path().join("big"),
+        );
         std::os::unix::fs::symlink("/dev/zero", &link).unwrap();
-        let e = read_limited(&link, Kind::Manifest).unwrap_err();
-        assert!(e.to_string().contains("symbolic link"), "{e}");
-        let e = read_limited(Path::new("/dev/zero"), Kind::Manifest).unwrap_err();
-        assert!(e.to_string().contains("a device"), "{e}");
-        let fifo = d.path().join("fifo");
         nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
-        let e = read_limited(&fifo, Kind::Manifest).unwrap_err();
-        assert!(e.to_string().contains("a FIFO"), "{e}");
-        let big = d.path().join("big");
-        let f = std::fs::File::create(&big).unwrap();
-        f.set_len(Kind::Manifest.limit() + 1).unwrap();
-        let e = read_limited(&big, Kind::Manifest).unwrap_err();
-        assert!(e.to_string().contains("more than"), "{e}");
+        std::fs::File::create(&big)
+            .unwrap()
+            .set_len(Kind::Manifest.limit() + 1)
+            .unwrap();
+        // Each refused with a reason that names what it is.
+        let refused = [
+            (link.as_path(), "symbolic link"),
+            (Path::new("/dev/zero"), "a device"),
+            (fifo.as_path(), "a FIFO"),
+            (big.as_path(), "more than"),
+        ];
+        for (path, why) in refused {
+            let e = read_limited(path, Kind::Manifest).unwrap_err();
+            assert!(e.to_string().contains(why), "{}: {e}", path.display());
+        }
         let ok = d.path().join("ok");
         std::fs::write(&ok, b"{}").unwrap();
         assert_eq!(read_limited(&ok, Kind::Manifest).unwrap(), b"{}");

@@ -204,12 +204,8 @@ fn miss_rows(p: &Profile) -> Vec<MissRow> {
             }
         })
         .collect();
-    v.sort_by(|a, b| {
-        b.samples
-            .cmp(&a.samples)
-            .then(a.function.cmp(&b.function))
-            .then(a.line.cmp(&b.line))
-    });
+    // Most samples first, then by function and line.
+    v.sort_by(|a, b| (&b.samples, &a.function, &a.line).cmp(&(&a.samples, &b.function, &b.line)));
     v
 }
 
@@ -334,12 +330,9 @@ fn line_rows(p: &Profile, frames: FramesFilter) -> Vec<LineRow> {
             total,
         })
         .collect();
+    // Most samples first (inclusive, then self), then by file and line.
     v.sort_by(|a, b| {
-        b.total
-            .cmp(&a.total)
-            .then(b.self_.cmp(&a.self_))
-            .then(a.file.cmp(&b.file))
-            .then(a.line.cmp(&b.line))
+        (&b.total, &b.self_, &a.file, &a.line).cmp(&(&a.total, &a.self_, &b.file, &b.line))
     });
     v
 }

@@ -14,30 +14,11 @@
 //! `multiplexed` is 1 when some box ran less than it was enabled and its count was
 //! scaled by time_enabled / time_running. GB/s between two rows is Δvalue / Δtime.
 
-use std::path::{Path, PathBuf};
+use super::SidecarError;
+use std::path::Path;
 
-/// Errors of the uncore reader.
-#[derive(Debug, thiserror::Error)]
-pub enum UncoreError {
-    /// counters.csv could not be written or read.
-    #[error("counters file {path}: {source}; check that the results directory is writable")]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The cause.
-        source: std::io::Error,
-    },
-    /// A line in the middle of counters.csv is damaged.
-    #[error("counters file {path} line {line}: '{text}' is not time_ns,counter,value,multiplexed")]
-    Bad {
-        /// The file.
-        path: PathBuf,
-        /// 1-based line.
-        line: usize,
-        /// The text.
-        text: String,
-    },
-}
+/// The header line of counters.csv.
+pub const COLUMNS: &str = "time_ns,counter,value,multiplexed";
 
 /// One counters.csv row.
 #[derive(Clone, Debug, PartialEq)]
@@ -53,13 +34,8 @@ pub struct CounterRow {
 }
 
 /// Read counters.csv; a cut last line is dropped, a bad line elsewhere is an error.
-pub fn read_counters_csv(path: &Path) -> Result<Vec<CounterRow>, UncoreError> {
-    let bytes = crate::raw::bounded::read_limited(path, crate::raw::bounded::Kind::Timeline)
-        .map_err(|source| UncoreError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-    crate::util::tolerant_csv_rows(&String::from_utf8_lossy(&bytes), |l| {
+pub fn read_counters_csv(path: &Path) -> Result<Vec<CounterRow>, SidecarError> {
+    super::read_timeline_csv(path, COLUMNS, |l| {
         let f: Vec<&str> = l.split(',').collect();
         (f.len() == 4).then_some(())?;
         Some(CounterRow {
@@ -68,11 +44,6 @@ pub fn read_counters_csv(path: &Path) -> Result<Vec<CounterRow>, UncoreError> {
             value: f[2].parse().ok()?,
             multiplexed: f[3].trim() == "1",
         })
-    })
-    .map_err(|(line, text)| UncoreError::Bad {
-        path: path.to_path_buf(),
-        line,
-        text,
     })
 }
 

@@ -18,58 +18,33 @@
 //! (`pid,maxrss_bytes`) hold high-water marks. How the collector samples is in
 //! `collect/rss.rs`.
 
+use super::SidecarError;
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-/// Errors of the RSS sampler and reader.
+/// Errors of the RSS sampler.
 #[derive(Debug, thiserror::Error)]
 pub enum RssError {
-    /// The CSV file could not be created or written.
-    #[error(
-        "RSS timeline {path}: {source}; check that the results directory is writable and the disk not full"
-    )]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The cause.
-        source: std::io::Error,
-    },
-    /// A line in the middle of the file is not `time_ns,pid,rss_bytes`.
-    #[error(
-        "RSS timeline {path} line {line}: '{text}' is not time_ns,pid,rss_bytes; the file is damaged"
-    )]
-    Bad {
-        /// The file.
-        path: PathBuf,
-        /// 1-based line number.
-        line: usize,
-        /// The line.
-        text: String,
-    },
+    /// rss.csv or hwm.csv could not be written, or rss.csv read.
+    #[error("RSS timeline {0}")]
+    Sidecar(#[from] SidecarError),
     /// The sampler thread panicked (a bug).
     #[error("the RSS sampler thread stopped abnormally; the timeline may be incomplete")]
     Thread,
 }
 
+/// The header line of rss.csv.
+pub const COLUMNS: &str = "time_ns,pid,rss_bytes";
+
 /// Read an rss.csv: `(time_ns, pid, rss_bytes)` rows in file order. A cut last line
 /// (no newline, or not three numbers) is dropped; a bad line elsewhere is an error.
-pub fn read_rss_csv(path: &Path) -> Result<Vec<(u64, u32, u64)>, RssError> {
-    let bytes = crate::raw::bounded::read_limited(path, crate::raw::bounded::Kind::Timeline)
-        .map_err(|source| RssError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-    crate::util::tolerant_csv_rows(&String::from_utf8_lossy(&bytes), |l| {
+pub fn read_rss_csv(path: &Path) -> Result<Vec<(u64, u32, u64)>, SidecarError> {
+    super::read_timeline_csv(path, COLUMNS, |l| {
         let mut f = l.split(',');
         let t = f.next()?.trim().parse::<u64>().ok()?;
         let p = f.next()?.trim().parse::<u32>().ok()?;
         let r = f.next()?.trim().parse::<u64>().ok()?;
         Some((t, p, r))
-    })
-    .map_err(|(line, text)| RssError::Bad {
-        path: path.to_path_buf(),
-        line,
-        text,
     })
 }
 

@@ -19,7 +19,7 @@ use std::process::Command as StdCommand;
 use assert_cmd::Command;
 
 use crate::common::{assert_success, run_ok};
-use hwprof::profile::{EventRow, Frame, FrameKind, Function, Process, ProfileWriter, Thread};
+use hwprof::profile::{EventRow, FrameKind, Function, Process, ProfileWriter, Thread};
 
 const PY_EVAL: &str = "_PyEval_EvalFrameDefault";
 
@@ -55,18 +55,7 @@ fn fixture() -> tempfile::TempDir {
         })
         .into();
     let mut frame = |name: &str, module: &str, file: &str, line: u32, kind: FrameKind| {
-        let function = w.function(Function {
-            name: name.into(),
-            module: module.into(),
-            file: Some(file.into()),
-            start_line: Some(line),
-            kind,
-        });
-        w.frame(Frame {
-            function,
-            file: Some(file.into()),
-            line: Some(line + 2),
-        })
+        w.frame_at(Function::in_file(name, module, kind, file, line), line + 2)
     };
     let main = frame("main", "sim", "sim.c", 10, FrameKind::Native);
     let a = frame("a", "sim", "sim.c", 20, FrameKind::Native);

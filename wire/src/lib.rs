@@ -49,7 +49,7 @@ pub const NONE: u64 = u64::MAX;
 plain! {
     /// Struct offsets of one CPython version (x86-64), everything the frame walker needs.
     /// 3.8-3.12 come from generated tables, 3.13+ from `_Py_DebugOffsets`.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[derive(PartialEq, Eq)]
     pub struct Layout {
         /// Major version (3).
         pub major: u64,
@@ -174,7 +174,6 @@ pub const MAX_FDS_PER_MSG: usize = 64;
 
 plain! {
     /// Agent → collector, first message.
-    #[derive(Clone, Copy, Debug)]
     pub struct Hello {
         /// [`HELLO_MAGIC`].
         pub magic: u64,
@@ -190,7 +189,6 @@ pub const MAX_ATTR: usize = 256;
 
 plain! {
     /// Collector → agent.
-    #[derive(Clone, Copy, Debug)]
     pub struct Config {
         /// [`CONFIG_MAGIC`].
         pub magic: u64,
@@ -241,7 +239,6 @@ pub const SAMPLE_ALWAYS: u32 = 2;
 
 plain! {
     /// Agent → collector: the CPUs of the attached fds, in order.
-    #[derive(Clone, Copy, Debug)]
     pub struct EventsMsg {
         /// [`EVENTS_MAGIC`].
         pub magic: u64,
@@ -256,7 +253,6 @@ plain! {
 
 plain! {
     /// Agent → collector at exit.
-    #[derive(Clone, Copy, Debug)]
     pub struct Bye {
         /// [`BYE_MAGIC`].
         pub magic: u64,
@@ -269,7 +265,6 @@ plain! {
 
 plain! {
     /// Start of `python-<pid>.bin`.
-    #[derive(Clone, Copy, Debug)]
     pub struct FileHeader {
         /// [`FILE_MAGIC`].
         pub magic: [u8; 8],
@@ -295,7 +290,6 @@ pub const FILE_MAGIC: [u8; 8] = *b"HWPYCAP1";
 
 plain! {
     /// Precedes every record.
-    #[derive(Clone, Copy, Debug)]
     pub struct RecordHeader {
         /// Whole record length in bytes, header included.
         pub len: u32,
@@ -318,7 +312,7 @@ pub const CODE_SELF_FIRST: u32 = 1;
 
 plain! {
     /// Body of a [`REC_CODE`] record.
-    #[derive(Clone, Copy, Debug, Default)]
+    #[derive(Default)]
     pub struct CodeRecord {
         /// Process whose code object this is (forked children share the ring).
         pub pid: u32,
@@ -345,7 +339,6 @@ plain! {
 
 plain! {
     /// Body of a [`REC_CAPTURE`] record, followed by `nframes` [`CapFrame`].
-    #[derive(Clone, Copy, Debug)]
     pub struct Capture {
         /// Process id.
         pub pid: u32,
@@ -383,7 +376,7 @@ pub const FR_NO_OFFSET: u32 = 1 << 2;
 
 plain! {
     /// One captured frame.
-    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    #[derive(Default, PartialEq, Eq)]
     pub struct CapFrame {
         /// Address of the code object.
         pub code: u64,
@@ -503,7 +496,6 @@ pub const WAIT_SOCKET_MAGIC: u64 = u64::from_le_bytes(*b"HWPWSOCK");
 plain! {
     /// Agent → collector, on its connection: the read end of its wait-sample socket
     /// attached (`SCM_RIGHTS`).
-    #[derive(Clone, Copy, Debug)]
     pub struct WaitSocketMsg {
         /// [`WAIT_SOCKET_MAGIC`].
         pub magic: u64,
@@ -514,17 +506,16 @@ plain! {
     }
 }
 
-/// `WaitSampleMsg.magic`.
-pub const WAIT_SAMPLE_MAGIC: u64 = u64::from_le_bytes(*b"HWPWSMPL");
 /// Registers in a [`WaitSampleMsg`]: perf's x86-64 numbering (ax, bx, cx, dx, si, di,
 /// bp, sp, ip, flags, cs, ss, ds, es, fs, gs, r8-r15).
 pub const WAIT_SAMPLE_REGS: usize = 24;
 /// Most stack bytes a [`WaitSampleMsg`] may carry (perf's largest `sample_stack_user`).
 pub const WAIT_SAMPLE_MAX_STACK: usize = 65528;
+/// `WaitSampleMsg.magic`.
+pub const WAIT_SAMPLE_MAGIC: u64 = u64::from_le_bytes(*b"HWPWSMPL");
 
 plain! {
     /// Agent → collector: one marked wait's registers; its stack bytes follow.
-    #[derive(Clone, Copy, Debug)]
     pub struct WaitSampleMsg {
         /// [`WAIT_SAMPLE_MAGIC`].
         pub magic: u64,

@@ -58,12 +58,12 @@ unsafe impl Plain for i64 {}
 // its alignment) and no invalid bit patterns.
 unsafe impl<T: Plain, const N: usize> Plain for [T; N] {}
 
-/// Declares `repr(C)` structs and implements [`Plain`] for them, failing to compile when
-/// one has padding or a field that is not [`Plain`].
+/// Declares `repr(C)` structs (`Clone`, `Copy` and `Debug`, as every plain value is)
+/// and implements [`Plain`] for them, failing to compile when one has padding or a
+/// field that is not [`Plain`].
 ///
 /// ```
 /// hwprof_wire::plain! {
-///     #[derive(Clone, Copy)]
 ///     pub struct Pair { pub a: u32, pub b: u32 }
 /// }
 /// use hwprof_wire::Plain;
@@ -72,14 +72,12 @@ unsafe impl<T: Plain, const N: usize> Plain for [T; N] {}
 /// Padding (here 7 bytes after `a`) does not compile:
 /// ```compile_fail
 /// hwprof_wire::plain! {
-///     #[derive(Clone, Copy)]
 ///     pub struct Padded { pub a: u8, pub b: u64 }
 /// }
 /// ```
 /// Nor does a field that is not plain (a `bool` has invalid bit patterns):
 /// ```compile_fail
 /// hwprof_wire::plain! {
-///     #[derive(Clone, Copy)]
 ///     pub struct Flag { pub a: bool }
 /// }
 /// ```
@@ -92,6 +90,7 @@ macro_rules! plain {
         }
     )*) => {$(
         $(#[$meta])*
+        #[derive(Clone, Copy, Debug)]
         #[repr(C)]
         pub struct $name {
             $($(#[$fmeta])* pub $field: $ty),*
