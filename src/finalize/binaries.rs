@@ -31,7 +31,13 @@ pub struct SearchPaths {
 #[derive(Clone, Default)]
 pub struct ElfCache {
     loaded: Arc<std::sync::Mutex<ElfMap>>,
+    /// Build ids of the candidate files looked at: each rank's modules are looked up
+    /// again, and mapping a file to read its notes (then unmapping it) once per rank
+    /// and module cost a TLB shootdown on every other core at each unmap.
+    build_ids: Arc<std::sync::Mutex<BuildIdMap>>,
 }
+
+type BuildIdMap = std::collections::HashMap<(PathBuf, u64, i64), Option<Vec<u8>>>;
 
 type ElfMap = std::collections::HashMap<(PathBuf, u64, i64), Arc<LoadedElf>>;
 
@@ -56,6 +62,29 @@ impl ElfCache {
             m.insert(key, elf.clone());
         }
         Some(elf)
+    }
+
+    /// The GNU build id of `path` (None: none, or not an ELF file), read once while
+    /// the file is unchanged.
+    pub fn build_id(&self, path: &Path) -> Option<Vec<u8>> {
+        use std::os::unix::fs::MetadataExt;
+        let Ok(meta) = std::fs::metadata(path) else {
+            return crate::util::elf_build_id(path);
+        };
+        let key = (path.to_path_buf(), meta.len(), meta.mtime());
+        if let Some(b) = self
+            .build_ids
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&key).cloned())
+        {
+            return b;
+        }
+        let b = crate::util::elf_build_id(path);
+        if let Ok(mut m) = self.build_ids.lock() {
+            m.insert(key, b.clone());
+        }
+        b
     }
 }
 
@@ -232,7 +261,7 @@ impl SearchPaths {
         candidates.into_iter().find(|c| {
             c.is_file()
                 && match build_id {
-                    Some(want) => crate::util::elf_build_id(c).as_deref() == Some(want),
+                    Some(want) => self.elf_cache.build_id(c).as_deref() == Some(want),
                     None => true,
                 }
         })

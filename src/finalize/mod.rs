@@ -197,7 +197,7 @@ pub fn run(opts: &FinalizeOptions) -> Result<PathBuf, FinalizeError> {
     // DWARF, which the other workers would otherwise wait for too), within bounds.
     let mut ready: std::collections::VecDeque<_> = batches
         .first()
-        .map(|b| pool.install(|| read_batch(b, &search, weighting, &pb)))
+        .map(|b| read_batch(&pool, b, &search, weighting, &pb))
         .into_iter()
         .collect();
     let mut k = 0;
@@ -206,79 +206,87 @@ pub fn run(opts: &FinalizeOptions) -> Result<PathBuf, FinalizeError> {
         let first_unread = k + 1 + ready.len();
         let ahead_bytes: u64 = batch_bytes[k + 1..first_unread].iter().sum();
         let processed = std::sync::atomic::AtomicBool::new(false);
-        let (written, more) = pool.install(|| {
-            rayon::join(
-                || {
-                    let written = (|| -> Result<(), FinalizeError> {
-                        let mut profiles = Vec::new();
-                        for (raw, res) in batches[k].iter().zip(batch) {
-                            match res {
-                                Ok(p) => profiles.push((raw.clone(), p)),
-                                // One unreadable rank must not lose the others; a lone one
-                                // is an error.
-                                Err(e) if !lone => eprintln!("hwprof: skipping {}: {e}", raw.name),
-                                Err(e) => return Err(e.into()),
-                            }
-                        }
-                        let symbolized =
-                            symbolize_all(&profiles, &search, opts.quiet, &mut sym_cache);
-                        clock.lap("symbolize");
-                        // One batch (a single process tree, a few ranks): its time range is
-                        // the run's, and the timeline is bucketed here, in memory.
-                        let buckets = (batches.len() == 1).then(|| {
-                            TimeBuckets::new(
-                                profiles
-                                    .iter()
-                                    .filter_map(|(_, p)| p.time_range)
-                                    .reduce(|(a, b), (x, y)| (a.min(x), b.max(y))),
-                            )
-                        });
-                        for (i, (raw, p)) in profiles.iter().enumerate() {
-                            acc.add(raw, p, opts.quiet);
-                            let mut timeline = Timeline::Units(Vec::new());
-                            if let Some(b) = buckets {
-                                timeline = Timeline::Buckets(b);
-                            }
-                            add_raw_profile(
-                                &mut w,
-                                raw,
-                                p,
-                                &symbolized[i],
-                                &mut event_index,
-                                &manifest,
-                                &mut timeline,
-                            );
-                            if let Timeline::Units(rows) = timeline {
-                                db.add_timeline_units(rows.into_iter())?;
-                            }
-                        }
-                        acc.group.add_counts(&w);
-                        acc.total += w.profile.samples.iter().map(|s| s.value).sum::<u64>();
-                        db.flush_rows(&mut w)?;
-                        clock.lap("aggregate");
-                        Ok(())
-                    })();
-                    processed.store(true, std::sync::atomic::Ordering::Release);
-                    written
-                },
-                || {
-                    let mut more = Vec::new();
-                    let (mut i, mut bytes) = (first_unread, ahead_bytes);
-                    while let Some(b) = batches.get(i) {
-                        let waiting = first_unread - k - 1 + more.len();
-                        let busy = !processed.load(std::sync::atomic::Ordering::Acquire);
-                        if waiting > 0
-                            && !(busy && waiting < READ_AHEAD_BATCHES && bytes < READ_AHEAD_BYTES)
-                        {
-                            break;
-                        }
-                        more.push(read_batch(b, &search, weighting, &pb));
-                        bytes += batch_bytes[i];
-                        i += 1;
+        let (written, more) = std::thread::scope(|scope| {
+            // Batches are read ahead from a thread of their own, each raw directory a
+            // task (the pool takes this batch's work between them even at `-j 1`).
+            let ahead = scope.spawn(|| {
+                let mut more = Vec::new();
+                let (mut i, mut bytes) = (first_unread, ahead_bytes);
+                while let Some(b) = batches.get(i) {
+                    let waiting = first_unread - k - 1 + more.len();
+                    let busy = !processed.load(std::sync::atomic::Ordering::Acquire);
+                    if waiting > 0
+                        && !(busy && waiting < READ_AHEAD_BATCHES && bytes < READ_AHEAD_BYTES)
+                    {
+                        break;
                     }
-                    more
-                },
-            )
+                    more.push(read_batch(&pool, b, &search, weighting, &pb));
+                    bytes += batch_bytes[i];
+                    i += 1;
+                }
+                more
+            });
+            // The symbolizers the reader started are waited for here, not on a worker.
+            if let Some(prepared) = &search.prepared {
+                prepared.wait_until_made();
+            }
+            let written = pool.install(|| {
+                let written = (|| -> Result<(), FinalizeError> {
+                    let mut profiles = Vec::new();
+                    for (raw, res) in batches[k].iter().zip(batch) {
+                        match res {
+                            Ok(p) => profiles.push((raw.clone(), p)),
+                            // One unreadable rank must not lose the others; a lone one
+                            // is an error.
+                            Err(e) if !lone => eprintln!("hwprof: skipping {}: {e}", raw.name),
+                            Err(e) => return Err(e.into()),
+                        }
+                    }
+                    let symbolized = symbolize_all(&profiles, &search, opts.quiet, &mut sym_cache);
+                    clock.lap("symbolize");
+                    // One batch (a single process tree, a few ranks): its time range is
+                    // the run's, and the timeline is bucketed here, in memory.
+                    let buckets = (batches.len() == 1).then(|| {
+                        TimeBuckets::new(
+                            profiles
+                                .iter()
+                                .filter_map(|(_, p)| p.time_range)
+                                .reduce(|(a, b), (x, y)| (a.min(x), b.max(y))),
+                        )
+                    });
+                    for (i, (raw, p)) in profiles.iter().enumerate() {
+                        acc.add(raw, p, opts.quiet);
+                        let mut timeline = Timeline::Units(Vec::new());
+                        if let Some(b) = buckets {
+                            timeline = Timeline::Buckets(b);
+                        }
+                        add_raw_profile(
+                            &mut w,
+                            raw,
+                            p,
+                            &symbolized[i],
+                            &mut event_index,
+                            &manifest,
+                            &mut timeline,
+                        );
+                        if let Timeline::Units(rows) = timeline {
+                            db.add_timeline_units(rows.into_iter())?;
+                        }
+                    }
+                    acc.group.add_counts(&w);
+                    acc.total += w.profile.samples.iter().map(|s| s.value).sum::<u64>();
+                    db.flush_rows(&mut w)?;
+                    clock.lap("aggregate");
+                    Ok(())
+                })();
+                processed.store(true, std::sync::atomic::Ordering::Release);
+                written
+            });
+            // A panic in the reading thread is a bug: pass it on.
+            let more = ahead
+                .join()
+                .unwrap_or_else(|e| std::panic::resume_unwind(e));
+            (written, more)
         });
         written?;
         ready.extend(more);
@@ -425,16 +433,32 @@ pub fn run(opts: &FinalizeOptions) -> Result<PathBuf, FinalizeError> {
     Ok(out)
 }
 
-/// Read a batch of raw directories in parallel: each one's result.
+/// Read a batch of raw directories in parallel: each one's result. Called from a
+/// thread outside the pool, which only waits: each raw directory is a task of its own,
+/// so a worker that takes up a symbolizer started by the reader (libc's is ~0.1 s in
+/// one piece) holds up no other read (inside a `par_iter`, the worker that took it held
+/// the half of the batch on its stack, and the batch waited for it).
 fn read_batch(
+    pool: &rayon::ThreadPool,
     raws: &[crate::raw::RawDir],
     search: &SearchPaths,
     weighting: Weighting,
     pb: &indicatif::ProgressBar,
 ) -> Vec<Result<RawProfile, process::ProcessError>> {
-    raws.par_iter()
-        .map(|r| read_raw_dir(r, search, weighting, pb))
-        .collect()
+    let (tx, rx) = std::sync::mpsc::channel();
+    pool.in_place_scope(|scope| {
+        for (i, r) in raws.iter().enumerate() {
+            let tx = tx.clone();
+            scope.spawn(move |_| {
+                // The receiver lives until the scope ends.
+                let _ = tx.send((i, read_raw_dir(r, search, weighting, pb)));
+            });
+        }
+    });
+    drop(tx);
+    let mut read: Vec<_> = rx.into_iter().collect();
+    read.sort_unstable_by_key(|(i, _)| *i);
+    read.into_iter().map(|(_, r)| r).collect()
 }
 
 /// Read one raw directory: its samples unwound and aggregated, joined to their Python

@@ -99,6 +99,21 @@ impl Prepared {
         symbolizer.symbolize(module, svmas)
     }
 
+    /// Wait until no symbolizer or kallsyms parse is being made. Called from a thread
+    /// outside the pool before a batch is symbolized there: a worker that blocked on a
+    /// symbolizer being made (libc's, ~0.1 s in one piece) would leave the batches read
+    /// ahead without that worker, so the other cores idled.
+    pub fn wait_until_made(&self) {
+        let slots: Vec<Slot> = lock(&self.modules).values().cloned().collect();
+        for slot in slots {
+            drop(lock(&slot));
+        }
+        let kernels: Vec<_> = lock(&self.kernel_files).values().cloned().collect();
+        for cell in kernels {
+            cell.wait();
+        }
+    }
+
     /// Start parsing `raw_dir`'s kallsyms copy on another worker.
     pub fn start_kernel(self: &Arc<Self>, raw_dir: &Path) {
         let (this, dir) = (self.clone(), raw_dir.to_path_buf());

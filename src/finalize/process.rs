@@ -330,6 +330,7 @@ pub fn process_perf_data<'a>(
 ) -> Result<RawProfile, ProcessError> {
     let path = path.to_path_buf();
     let file = open()?;
+    let data_file = file.reopen();
     let skipped = file.skipped_bytes;
     let PerfFileReader { perf_file, .. } =
         PerfFileReader::parse_file(file).map_err(|e| ProcessError::Parse {
@@ -389,7 +390,6 @@ pub fn process_perf_data<'a>(
             .position(|n| n == crate::events::WAKER_EVENT)
             .map(|i| i as u32);
     }
-    let data_file = open()?;
     let attrs: Vec<_> = perf_file
         .event_attributes()
         .iter()

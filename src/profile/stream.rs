@@ -5,8 +5,8 @@
 //! in the same transaction, and the file is renamed into place only then.
 //!
 //! The timeline's buckets depend on the whole run's time range, known only after the
-//! last rank: its rows are kept in a temporary table by time unit and bucketed in SQL
-//! at the end.
+//! last rank: its rows are kept in a temporary table by time unit and bucketed at the
+//! end, a thread at a time.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -140,19 +140,7 @@ impl PendingDb {
             write_rows(&conn, &w.profile)?;
             write_tables(&conn, &w.profile)?;
             if let Some(b) = bucketing {
-                conn.execute(
-                    "INSERT INTO timeline
-                     SELECT stack, thread, bucket, SUM(count) FROM (
-                       SELECT stack, thread,
-                              MIN(MAX(unit - ?1, 0) / ?2, ?3) AS bucket, count
-                       FROM temp.timeline_units)
-                     GROUP BY stack, thread, bucket",
-                    params![
-                        b.start.min(i64::MAX as u64) as i64,
-                        b.width.clamp(1, i64::MAX as u64) as i64,
-                        b.count.saturating_sub(1).min(i64::MAX as u64) as i64
-                    ],
-                )?;
+                bucket_timeline(&conn, b)?;
             }
             conn.execute_batch("DROP TABLE temp.timeline_units; COMMIT;")
         })()
@@ -177,6 +165,67 @@ impl PendingDb {
         self.tmp_name.clear();
         Ok(self.path.clone())
     }
+}
+
+/// Bucket the timeline units into `timeline`. Each thread's units were added together
+/// (a raw directory at a time), so they are merged a thread at a time, in the order
+/// written, without sorting the whole table (a GROUP BY over it was most of the serial
+/// end of a finalize of many ranks). A thread met again after its turn (not expected)
+/// undoes this and takes the GROUP BY.
+fn bucket_timeline(conn: &Connection, b: Bucketing) -> rusqlite::Result<()> {
+    let start = b.start.min(i64::MAX as u64) as i64;
+    let width = b.width.clamp(1, i64::MAX as u64) as i64;
+    let last = b.count.saturating_sub(1).min(i64::MAX as u64) as i64;
+    conn.execute_batch("SAVEPOINT bucketing")?;
+    let merged = (|| -> rusqlite::Result<bool> {
+        let mut insert = conn.prepare("INSERT INTO timeline VALUES (?1, ?2, ?3, ?4)")?;
+        let mut scan =
+            conn.prepare("SELECT stack, thread, unit, count FROM temp.timeline_units")?;
+        let mut rows = scan.query([])?;
+        let mut done = std::collections::HashSet::new();
+        let mut thread = None;
+        let mut buckets = Buckets::new();
+        type Buckets = std::collections::BTreeMap<(Option<i64>, i64), i64>;
+        let mut flush = |t: i64, buckets: &mut Buckets| -> rusqlite::Result<()> {
+            for ((stack, bucket), count) in std::mem::take(buckets) {
+                insert.execute(params![stack, t, bucket, count])?;
+            }
+            Ok(())
+        };
+        while let Some(r) = rows.next()? {
+            let (stack, t, unit, count): (Option<i64>, i64, i64, i64) =
+                (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?);
+            if thread != Some(t) {
+                if let Some(prev) = thread {
+                    flush(prev, &mut buckets)?;
+                    done.insert(prev);
+                }
+                if done.contains(&t) {
+                    return Ok(false);
+                }
+                thread = Some(t);
+            }
+            let bucket = (unit.saturating_sub(start).max(0) / width).min(last);
+            let c = buckets.entry((stack, bucket)).or_default();
+            *c = c.saturating_add(count);
+        }
+        if let Some(t) = thread {
+            flush(t, &mut buckets)?;
+        }
+        Ok(true)
+    })()?;
+    if !merged {
+        conn.execute_batch("ROLLBACK TO bucketing")?;
+        conn.execute(
+            "INSERT INTO timeline
+             SELECT stack, thread, bucket, SUM(count) FROM (
+               SELECT stack, thread, MIN(MAX(unit - ?1, 0) / ?2, ?3) AS bucket, count
+               FROM temp.timeline_units)
+             GROUP BY stack, thread, bucket",
+            params![start, width, last],
+        )?;
+    }
+    conn.execute_batch("RELEASE bucketing")
 }
 
 impl Drop for PendingDb {

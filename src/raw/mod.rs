@@ -113,7 +113,8 @@ pub fn list_raw_dirs(dir: &Path) -> Result<Vec<RawDir>, RawError> {
 /// (`EVENT_DESC`: event names and ids) is handed over, and only when its counts and
 /// strings fit its section; the others are hidden by a rewritten feature table.
 pub struct TolerantPerfFile {
-    map: memmap2::Mmap,
+    /// Shared by [`TolerantPerfFile::reopen`]'s copies: mapped (and unmapped) once.
+    map: std::sync::Arc<memmap2::Mmap>,
     /// Bytes that replace the file's at their offset (patched header, feature table).
     patches: Vec<(usize, Vec<u8>)>,
     pos: u64,
@@ -238,13 +239,27 @@ impl TolerantPerfFile {
         header[48..56].copy_from_slice(&(end - data_off).to_le_bytes());
         patches.insert(0, (0, header));
         Ok(TolerantPerfFile {
-            map,
+            map: std::sync::Arc::new(map),
             patches,
             pos: 0,
             released: 0,
             data: data_off as usize..end as usize,
             skipped_bytes: declared_end - end,
         })
+    }
+
+    /// The same file read again from its start, sharing this one's mapping and
+    /// checks: finalize reads the header, then the data (each unmap of a mapping costs
+    /// a TLB shootdown on every other core running a thread of finalize).
+    pub fn reopen(&self) -> Self {
+        TolerantPerfFile {
+            map: self.map.clone(),
+            patches: self.patches.clone(),
+            pos: 0,
+            released: 0,
+            data: self.data.clone(),
+            skipped_bytes: self.skipped_bytes,
+        }
     }
 
     /// Bytes in the data section.
