@@ -347,7 +347,9 @@ fn rss_sampler_costs_under_one_percent_of_a_core_for_64_processes() {
         pct,
         st.cpu_ns as f64 * 100.0 / st.wall_ns as f64,
     );
-    assert!(st.ticks >= 50, "{} ticks", st.ticks);
+    // 60 at the nominal rate; a loaded machine delays some (48 seen at load 9): enough
+    // ticks for a mean, not a timing test.
+    assert!(st.ticks >= 30, "{} ticks", st.ticks);
     // The figure is for release builds (docs/performance.md); debug code is slower.
     let limit = if cfg!(debug_assertions) { 2.5 } else { 1.5 };
     assert!(pct < limit, "RSS sampler used {pct:.3}% of a core");
