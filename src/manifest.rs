@@ -47,26 +47,26 @@ pub struct OpenedEvent {
 
 /// A counter group: a sampling leader whose members are read with each sample.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
 pub struct GroupRecord {
     /// The sampling leader as opened.
     pub leader: String,
     /// Members opened (read with each sample).
-    #[serde(default)]
     pub members: Vec<String>,
     /// Members dropped, with the reason (`instructions: not available here (ENOENT)`).
-    #[serde(default)]
     pub dropped: Vec<String>,
     /// Whether samples carry the group's values (false: the kernel refused, the leader
     /// samples alone).
-    #[serde(default)]
     pub read_per_sample: bool,
     /// Why not, when not.
-    #[serde(default)]
     pub note: String,
 }
 
 /// The manifest.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
+// Older manifests lack newer fields: each missing one reads as its default. The first
+// four every manifest has ([`Manifest::check`]).
+#[serde(default)]
 pub struct Manifest {
     /// Results-directory format.
     pub format_version: u32,
@@ -77,55 +77,39 @@ pub struct Manifest {
     /// The command run, or `["-p", PID]`.
     pub command: Vec<String>,
     /// Hosts that added raw directories.
-    #[serde(default)]
     pub hosts: Vec<String>,
     /// Wall-clock start, seconds since the epoch.
-    #[serde(default)]
     pub start_time_unix: f64,
     /// Collection time.
-    #[serde(default)]
     pub duration_s: f64,
     /// Call-graph mode (`dwarf,8192`, `fp`, `none`).
-    #[serde(default)]
     pub call_graph: String,
     /// Sampling frequency.
-    #[serde(default)]
     pub frequency_hz: u64,
     /// Events named by the user or mode.
-    #[serde(default)]
     pub events_requested: Vec<String>,
     /// Events opened.
-    #[serde(default)]
     pub events: Vec<OpenedEvent>,
     /// Whether kernel samples were collected.
-    #[serde(default)]
     pub kernel_samples: bool,
     /// Why not, when not.
-    #[serde(default)]
     pub kernel_note: String,
     /// How Python stacks were captured ("off", "agent", "remote", "perfmap", "none found").
-    #[serde(default)]
     pub python: String,
     /// The MPI job id, when under a launcher.
-    #[serde(default)]
     pub mpi_job: Option<String>,
     /// World size from the launcher.
-    #[serde(default)]
     pub world_size: Option<u32>,
     /// Whether profile.db was written.
-    #[serde(default)]
     pub finalized: bool,
     /// The target's exit status as hwprof returns it.
-    #[serde(default)]
     pub exit_status: Option<i32>,
     /// Notices printed during collection, kept for the report.
-    #[serde(default)]
     pub notices: Vec<String>,
     /// Counter groups (hotspots with a PMU; `-e '{leader,member,...}'`).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub groups: Vec<GroupRecord>,
     /// A Python launch: Python frames were expected (reports warn when none came).
-    #[serde(default)]
     pub python_expected: bool,
     /// Whether collection ended as planned. `false` in the provisional manifest that
     /// collect writes before the target starts (replaced at the end), and when
@@ -135,12 +119,11 @@ pub struct Manifest {
     /// Why the run is incomplete ("" when complete): [`COLLECTING`] in the provisional
     /// manifest (still there after a crash or SIGKILL of hwprof), or what stopped
     /// recording (disk full, a write error, the target killed by a signal).
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub incomplete_reason: String,
     /// The recording node's base page size in bytes (a page fault weighs one page where
     /// the sample does not say); 0 in manifests older than this field (finalize then
     /// assumes the finalizing node's).
-    #[serde(default)]
     pub page_size: u64,
 }
 
@@ -220,10 +203,28 @@ impl Manifest {
                         }
                     }
                 })?;
-        serde_json::from_str(&text).map_err(|e| ManifestError::Bad {
-            path,
+        let m: Manifest = serde_json::from_str(&text).map_err(|e| ManifestError::Bad {
+            path: path.clone(),
             why: e.to_string(),
-        })
+        })?;
+        m.check().map_err(|why| ManifestError::Bad { path, why })?;
+        Ok(m)
+    }
+
+    /// What every manifest has, whatever its age: the fields that name the run, and
+    /// each counter group's leader.
+    fn check(&self) -> Result<(), String> {
+        let missing = [
+            ("format_version", self.format_version == 0),
+            ("hwprof_version", self.hwprof_version.is_empty()),
+            ("mode", self.mode.is_empty()),
+            ("command", self.command.is_empty()),
+            ("leader", self.groups.iter().any(|g| g.leader.is_empty())),
+        ];
+        match missing.iter().find(|(_, gone)| *gone) {
+            Some((field, _)) => Err(format!("missing field `{field}`")),
+            None => Ok(()),
+        }
     }
 
     /// Write DIR/manifest.json atomically, mode 0600 (through an fd of DIR: a temporary
@@ -247,5 +248,64 @@ impl Manifest {
     pub fn to_json(&self) -> std::io::Result<String> {
         let text = serde_json::to_string_pretty(self).map_err(std::io::Error::other)?;
         Ok(text + "\n")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_text(text: &str) -> Result<Manifest, ManifestError> {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(Manifest::path(d.path()), text).unwrap();
+        Manifest::load(d.path())
+    }
+
+    #[test]
+    fn an_old_manifest_reads_its_missing_fields_as_defaults() {
+        let m = load_text(
+            r#"{"format_version": 1, "hwprof_version": "0.1.0", "mode": "hotspots",
+                "command": ["./app"], "groups": [{"leader": "cycles"}]}"#,
+        )
+        .unwrap();
+        // Older than `complete`: complete.
+        assert!(m.complete);
+        assert_eq!(m.page_size, 0);
+        assert!(m.hosts.is_empty() && m.notices.is_empty());
+        assert_eq!(m.groups[0].leader, "cycles");
+        assert!(!m.groups[0].read_per_sample);
+    }
+
+    #[test]
+    fn a_manifest_without_what_names_the_run_is_damaged() {
+        for (text, field) in [
+            (
+                r#"{"hwprof_version": "0.1.0", "mode": "locks", "command": ["a"]}"#,
+                "format_version",
+            ),
+            (
+                r#"{"format_version": 1, "mode": "locks", "command": ["a"]}"#,
+                "hwprof_version",
+            ),
+            (
+                r#"{"format_version": 1, "hwprof_version": "0.1.0", "command": ["a"]}"#,
+                "mode",
+            ),
+            (
+                r#"{"format_version": 1, "hwprof_version": "0.1.0", "mode": "locks"}"#,
+                "command",
+            ),
+            (
+                r#"{"format_version": 1, "hwprof_version": "0.1.0", "mode": "locks",
+                    "command": ["a"], "groups": [{"members": ["instructions"]}]}"#,
+                "leader",
+            ),
+        ] {
+            let e = load_text(text).unwrap_err().to_string();
+            assert!(
+                e.contains(&format!("missing field `{field}`")) && e.contains("damaged"),
+                "{e}"
+            );
+        }
     }
 }
