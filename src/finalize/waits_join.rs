@@ -227,6 +227,8 @@ pub struct WaitJoin {
     woken_by: FxHashMap<u32, SampleKey>,
     /// Per thread: its off-CPU time so far, for an MPI wait's on-CPU part.
     off_cpu: FxHashMap<u32, OffCpuLog>,
+    /// Per thread: its last marker's (start, end), to know the same record again.
+    last_marker: FxHashMap<u32, (u64, u64)>,
 }
 
 /// A thread's off-CPU time: per interval (the most recent [`MAX_OFF_CPU_LOG`]), its
@@ -345,6 +347,12 @@ impl WaitJoin {
         m: Marker,
         out: &mut RawProfile,
     ) -> (u64, u64) {
+        // The same record twice (a call's start and end are its own): a second sample
+        // of one marker call, as when the breakpoint fires again on the instruction it
+        // stopped at once the thread returns to it. Counted once.
+        if self.last_marker.insert(tid, (m.start, m.end)) == Some((m.start, m.end)) {
+            return (0, 0);
+        }
         let last = self.last_key.insert(tid, key);
         // The restart of an interrupted call: the same wait, counted once.
         // Other waits may come between (the GIL, taken back to run a Python handler).
@@ -713,6 +721,29 @@ mod tests {
         ];
         let out = RawProfile::default();
         assert_eq!(continued_after(out, &pieces), [false, true, false]);
+    }
+
+    #[test]
+    fn a_marker_seen_twice_counts_once() {
+        let mut j = WaitJoin::default();
+        let mut out = RawProfile::default();
+        let d = 200_000_000;
+        let piece = |start: u64, end: u64, interrupted: bool| {
+            let m = restartable(WAIT_SLEEP, start, end, interrupted);
+            Marker {
+                deadline: Some(d),
+                ..m
+            }
+        };
+        j.switch_out(7, 0, 1_000, false);
+        j.switch_in(7, 99_000_000, None, &mut out);
+        let first = piece(0, 100_000_000, true);
+        assert!(j.marker(7, key(5), first.clone(), &mut out).0 > 0);
+        assert_eq!(j.marker(7, key(5), first, &mut out), (0, 0));
+        j.switch_out(7, 0, 101_000_000, false);
+        j.switch_in(7, d - 1_000, None, &mut out);
+        j.marker(7, key(5), piece(100_050_000, d, false), &mut out);
+        assert_eq!(continued(&out), [false, true]);
     }
 
     #[test]
