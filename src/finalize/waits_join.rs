@@ -229,6 +229,19 @@ pub struct WaitJoin {
     off_cpu: FxHashMap<u32, OffCpuLog>,
     /// Per thread: its last marker's (start, end), to know the same record again.
     last_marker: FxHashMap<u32, (u64, u64)>,
+    /// Root: the switch-out stack of the interrupted wait's last piece, and its end. A
+    /// restart too short for a marker (under the threshold) leaves an interval that no
+    /// marker claims, on that same stack: the rest of the same wait, not a new one.
+    interrupted_at: FxHashMap<u32, (SampleKey, u64)>,
+}
+
+impl WaitJoin {
+    /// Whether `iv`, claimed by no marker, continues the thread's interrupted wait.
+    fn resumes(&self, tid: u32, iv: &Interval) -> bool {
+        self.interrupted_at.get(&tid).is_some_and(|(k, end)| {
+            iv.at_out.map(|(a, _)| a) == Some(*k) && iv.out.saturating_add(SLACK_NS) >= *end
+        })
+    }
 }
 
 /// A thread's off-CPU time: per interval (the most recent [`MAX_OFF_CPU_LOG`]), its
@@ -332,7 +345,8 @@ impl WaitJoin {
                 q[0] = merged;
             } else if let Some(iv) = q.pop_front() {
                 let last = self.last_key.get(&tid).copied();
-                unexplained(iv, last, out);
+                let resumes = self.resumes(tid, &iv);
+                unexplained(iv, last, resumes, out);
             }
         }
     }
@@ -354,6 +368,8 @@ impl WaitJoin {
             return (0, 0);
         }
         let last = self.last_key.insert(tid, key);
+        // The interrupted wait as it was before this marker (for the intervals before it).
+        let resumed = self.interrupted_at.get(&tid).copied();
         // The restart of an interrupted call: the same wait, counted once.
         // Other waits may come between (the GIL, taken back to run a Python handler).
         // The same call: the same native stack (the Python stack index of each capture
@@ -405,6 +421,7 @@ impl WaitJoin {
             .is_some_and(|(k, ..)| same_call(k))
         {
             self.interrupted.remove(&tid);
+            self.interrupted_at.remove(&tid);
         }
         let mut claimed = 0u64;
         let mut unsampled = 0u64;
@@ -412,6 +429,11 @@ impl WaitJoin {
         // Root: the call's intervals by switch-out stack, in order (usually one stack):
         // one wait per stack, so that its max_ns is the whole wait, not a piece.
         let mut pieces: Vec<(SampleKey, u64, Option<SampleKey>)> = Vec::new();
+        let resumes = |iv: &Interval| {
+            resumed.is_some_and(|(k, end)| {
+                iv.at_out.map(|(a, _)| a) == Some(k) && iv.out.saturating_add(SLACK_NS) >= end
+            })
+        };
         if let Some(q) = self.queued.get_mut(&tid) {
             // Everything that ended by the wait's end: inside it, the wait's; before
             // (or straddling its start), nothing will claim it any more.
@@ -421,7 +443,8 @@ impl WaitJoin {
                 }
                 q.pop_front();
                 if iv.out.saturating_add(SLACK_NS) < m.start {
-                    unexplained(iv, last, out);
+                    let resumes = resumes(&iv);
+                    unexplained(iv, last, resumes, out);
                     continue;
                 }
                 let ns = iv.ns;
@@ -465,6 +488,12 @@ impl WaitJoin {
             out.wait_ns_exact = out.wait_ns_exact.saturating_add(on_cpu);
             out.wait_ns_on_cpu = out.wait_ns_on_cpu.saturating_add(on_cpu);
         }
+        if m.interrupted {
+            match pieces.last() {
+                Some(&(k, ..)) => self.interrupted_at.insert(tid, (k, m.end)),
+                None => self.interrupted_at.remove(&tid),
+            };
+        }
         for (k, ns, waker) in pieces {
             out.waits.push(RawWait {
                 key: k,
@@ -501,7 +530,8 @@ impl WaitJoin {
         for tid in tids {
             let last = self.last_key.get(&tid).copied();
             for iv in self.queued.remove(&tid).unwrap_or_default() {
-                unexplained(iv, last, out);
+                let resumes = self.resumes(tid, &iv);
+                unexplained(iv, last, resumes, out);
             }
         }
     }
@@ -523,7 +553,9 @@ pub fn wakee_of(raw: &[u8]) -> Option<u32> {
 }
 
 /// Counts an interval no recorded wait explains.
-fn unexplained(iv: Interval, last: Option<SampleKey>, out: &mut RawProfile) {
+/// `resumes`: the interval continues the thread's interrupted wait (its time counts, not
+/// as a new wait).
+fn unexplained(iv: Interval, last: Option<SampleKey>, resumes: bool, out: &mut RawProfile) {
     let ns = iv.ns;
     let key = iv.at_out.map(|(k, _)| k).or(last).unwrap_or(SampleKey {
         leaf: NO_NODE,
@@ -541,7 +573,7 @@ fn unexplained(iv: Interval, last: Option<SampleKey>, out: &mut RawProfile) {
         arg0: iv.at_out.and_then(|(_, a)| a),
         object: None,
         ns,
-        continued: false,
+        continued: resumes,
         waker: iv.waker,
     });
 }
@@ -744,6 +776,38 @@ mod tests {
         j.switch_in(7, d - 1_000, None, &mut out);
         j.marker(7, key(5), piece(100_050_000, d, false), &mut out);
         assert_eq!(continued(&out), [false, true]);
+    }
+
+    #[test]
+    fn root_a_restart_too_short_for_a_marker_is_the_same_wait() {
+        let mut j = WaitJoin::default();
+        let mut out = RawProfile::default();
+        let d = 200_000_000;
+        let piece = |start: u64, end: u64, interrupted: bool| Marker {
+            deadline: Some(d),
+            ..restartable(WAIT_SLEEP, start, end, interrupted)
+        };
+        // Root: each interval has its switch-out stack (9: in the sleep call). The
+        // sleep is interrupted at 100 ms; its restart is interrupted again after 30
+        // µs (under the threshold: no marker); the next restart runs to the deadline.
+        let at_sleep = Some((key(9), None));
+        j.switch_out(7, 0, 1_000, false);
+        j.switch_in(7, 99_000_000, at_sleep, &mut out);
+        j.marker(7, key(5), piece(0, 100_000_000, true), &mut out);
+        j.switch_out(7, 0, 100_050_000, false);
+        j.switch_in(7, 100_070_000, at_sleep, &mut out);
+        // Another stack off CPU in between (the GIL, say) is not the sleep's.
+        j.switch_out(7, 0, 100_200_000, false);
+        j.switch_in(7, 100_250_000, Some((key(4), None)), &mut out);
+        j.switch_out(7, 0, 101_000_000, false);
+        j.switch_in(7, d - 1_000, at_sleep, &mut out);
+        j.marker(7, key(5), piece(100_900_000, d, false), &mut out);
+        let waits: Vec<_> = out
+            .waits
+            .iter()
+            .map(|w| (w.key.leaf, w.continued))
+            .collect();
+        assert_eq!(waits, [(9, false), (9, true), (4, false), (9, true)]);
     }
 
     #[test]
