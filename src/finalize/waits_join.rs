@@ -235,13 +235,12 @@ pub struct WaitJoin {
     interrupted_at: FxHashMap<u32, (SampleKey, u64)>,
 }
 
-impl WaitJoin {
-    /// Whether `iv`, claimed by no marker, continues the thread's interrupted wait.
-    fn resumes(&self, tid: u32, iv: &Interval) -> bool {
-        self.interrupted_at.get(&tid).is_some_and(|(k, end)| {
-            iv.at_out.map(|(a, _)| a) == Some(*k) && iv.out.saturating_add(SLACK_NS) >= *end
-        })
-    }
+/// Whether `iv`, claimed by no marker, continues the interrupted wait whose last piece
+/// was switched out at `at` (key, end): on that stack, after it.
+fn resumes(at: Option<(SampleKey, u64)>, iv: &Interval) -> bool {
+    at.is_some_and(|(k, end)| {
+        iv.at_out.map(|(a, _)| a) == Some(k) && iv.out.saturating_add(SLACK_NS) >= end
+    })
 }
 
 /// A thread's off-CPU time: per interval (the most recent [`MAX_OFF_CPU_LOG`]), its
@@ -345,8 +344,8 @@ impl WaitJoin {
                 q[0] = merged;
             } else if let Some(iv) = q.pop_front() {
                 let last = self.last_key.get(&tid).copied();
-                let resumes = self.resumes(tid, &iv);
-                unexplained(iv, last, resumes, out);
+                let continues = resumes(self.interrupted_at.get(&tid).copied(), &iv);
+                unexplained(iv, last, continues, out);
             }
         }
     }
@@ -429,11 +428,6 @@ impl WaitJoin {
         // Root: the call's intervals by switch-out stack, in order (usually one stack):
         // one wait per stack, so that its max_ns is the whole wait, not a piece.
         let mut pieces: Vec<(SampleKey, u64, Option<SampleKey>)> = Vec::new();
-        let resumes = |iv: &Interval| {
-            resumed.is_some_and(|(k, end)| {
-                iv.at_out.map(|(a, _)| a) == Some(k) && iv.out.saturating_add(SLACK_NS) >= end
-            })
-        };
         if let Some(q) = self.queued.get_mut(&tid) {
             // Everything that ended by the wait's end: inside it, the wait's; before
             // (or straddling its start), nothing will claim it any more.
@@ -443,8 +437,8 @@ impl WaitJoin {
                 }
                 q.pop_front();
                 if iv.out.saturating_add(SLACK_NS) < m.start {
-                    let resumes = resumes(&iv);
-                    unexplained(iv, last, resumes, out);
+                    let continues = resumes(resumed, &iv);
+                    unexplained(iv, last, continues, out);
                     continue;
                 }
                 let ns = iv.ns;
@@ -530,8 +524,8 @@ impl WaitJoin {
         for tid in tids {
             let last = self.last_key.get(&tid).copied();
             for iv in self.queued.remove(&tid).unwrap_or_default() {
-                let resumes = self.resumes(tid, &iv);
-                unexplained(iv, last, resumes, out);
+                let continues = resumes(self.interrupted_at.get(&tid).copied(), &iv);
+                unexplained(iv, last, continues, out);
             }
         }
     }
