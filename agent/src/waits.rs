@@ -2,7 +2,8 @@
 //!
 //! When the collector sets `HWPROF_AGENT_WAITS` (the `--wait-threshold` in ns), the
 //! blocking calls below, interposed by symbol (this library is preloaded first), time
-//! themselves; one that took at least the threshold calls [`hwprof_wait_marker`] with
+//! themselves; one that took at least the threshold, or that a signal interrupted
+//! (EINTR: its restart must know where the wait began), calls [`hwprof_wait_marker`] with
 //! its record (class, object, start, duration: `wire/src/lib.rs`, "waits"). Without
 //! Python capture the agent copies that sample itself (`wait_samples.rs`); in a Python
 //! process it opens an
@@ -253,7 +254,10 @@ fn done(t0: u64, class: u64, kind: u64, object: u64) {
 /// `deadline`: when the call would have ended (a sleep's), in the record's `extra`.
 fn done_flagged(t0: u64, class: u64, kind: u64, object: u64, flags: u64, deadline: u64) {
     let dur = crate::now_ns().saturating_sub(t0);
-    if dur >= threshold() {
+    // An interrupted call is marked however short: its restart (PEP 475, or the
+    // caller's loop) continues the same wait, and finalize must know it began here
+    // (`finalize::waits_join`). Signals are rare next to waits, so this costs little.
+    if dur >= threshold() || flags & WAIT_INTERRUPTED != 0 {
         // SAFETY: errno is thread-local; kept as the real call left it.
         let errno = unsafe { *libc::__errno_location() };
         if kind == WAIT_OBJ_FD {

@@ -1107,6 +1107,10 @@ fn add_waits(
     // One root run has a wait per context switch (100k+) on a few hundred stacks: each
     // (stack, preempted, arg0) is classified once.
     let mut classified: HashMap<(Option<usize>, bool, Option<u64>), waits::Wait> = HashMap::new();
+    // Per row, the time of its latest wait so far: the pieces of a wait restarted
+    // after a signal add up to it, so that max_ns is the whole wait's.
+    let mut latest: HashMap<(Option<usize>, usize, WaitClass, Option<String>), u64> =
+        HashMap::new();
     for wait in &p.waits {
         let Some(&stack) = sample_stacks.get(&wait.key) else {
             continue;
@@ -1162,6 +1166,14 @@ fn add_waits(
         }
         // The rest of a wait already counted (restarted after a signal) adds its time
         // to the wait's row, not a wait.
+        let so_far = latest
+            .entry((stack, thread, class, object.clone()))
+            .or_default();
+        *so_far = if wait.continued {
+            so_far.saturating_add(wait.ns)
+        } else {
+            wait.ns
+        };
         w.merge_wait(crate::profile::WaitRow {
             stack,
             thread,
@@ -1169,7 +1181,7 @@ fn add_waits(
             object,
             count: u64::from(!wait.continued),
             wait_ns: wait.ns,
-            max_ns: wait.ns,
+            max_ns: *so_far,
         });
     }
 }

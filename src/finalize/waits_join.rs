@@ -208,8 +208,19 @@ struct Interval {
     waker: Option<SampleKey>,
 }
 
-/// A thread's last wait that returned EINTR: key, class, object, end, deadline.
-type Interrupted = (SampleKey, WaitClass, Option<String>, u64, Option<u64>);
+/// A thread's last wait that returned EINTR, for its restart to continue it.
+struct Interrupted {
+    key: SampleKey,
+    class: WaitClass,
+    object: Option<String>,
+    end: u64,
+    deadline: Option<u64>,
+    /// The wait has been counted. A call that a signal interrupted before it was
+    /// switched out claims no time, so it counts nothing; its restart is then the
+    /// piece that counts the wait (the agent marks every interrupted call, however
+    /// short, so that its restart is known).
+    counted: bool,
+}
 
 /// Per-thread state of the join.
 #[derive(Default)]
@@ -405,19 +416,18 @@ impl WaitJoin {
             }
             _ => same_call(k) && m.start <= end.saturating_add(RESTART_GAP_NS),
         };
-        let mut continued = self.interrupted.get(&tid).is_some_and(|(k, c, o, end, d)| {
-            restart(k, *end, d)
-                && *c == m.class
-                && *o == m.object
-                && m.start >= end.saturating_sub(SLACK_NS)
+        let mut continued = self.interrupted.get(&tid).is_some_and(|i| {
+            i.counted
+                && restart(&i.key, i.end, &i.deadline)
+                && i.class == m.class
+                && i.object == m.object
+                && m.start >= i.end.saturating_sub(SLACK_NS)
         });
-        if m.interrupted {
-            self.interrupted
-                .insert(tid, (key, m.class, m.object.clone(), m.end, m.deadline));
-        } else if self
-            .interrupted
-            .get(&tid)
-            .is_some_and(|(k, ..)| same_call(k))
+        if !m.interrupted
+            && self
+                .interrupted
+                .get(&tid)
+                .is_some_and(|i| same_call(&i.key))
         {
             self.interrupted.remove(&tid);
             self.interrupted_at.remove(&tid);
@@ -487,6 +497,18 @@ impl WaitJoin {
                 Some(&(k, ..)) => self.interrupted_at.insert(tid, (k, m.end)),
                 None => self.interrupted_at.remove(&tid),
             };
+            let counted = continued || !pieces.is_empty() || claimed > 0;
+            self.interrupted.insert(
+                tid,
+                Interrupted {
+                    key,
+                    class: m.class,
+                    object: m.object.clone(),
+                    end: m.end,
+                    deadline: m.deadline,
+                    counted,
+                },
+            );
         }
         for (k, ns, waker) in pieces {
             out.waits.push(RawWait {
@@ -769,6 +791,29 @@ mod tests {
         j.switch_out(7, 0, 101_000_000, false);
         j.switch_in(7, d - 1_000, None, &mut out);
         j.marker(7, key(5), piece(100_050_000, d, false), &mut out);
+        assert_eq!(continued(&out), [false, true]);
+    }
+
+    #[test]
+    fn a_sleep_interrupted_before_it_was_switched_out_counts_at_its_restart() {
+        let mut j = WaitJoin::default();
+        let mut out = RawProfile::default();
+        let d = 200_000_000;
+        let piece = |start: u64, end: u64, interrupted: bool| Marker {
+            deadline: Some(d),
+            ..restartable(WAIT_SLEEP, start, end, interrupted)
+        };
+        // The signal came 20 µs into the call, before any switch-out: the agent marks
+        // the interrupted call anyway; it claims nothing, and counts nothing.
+        assert_eq!(
+            j.marker(7, key(5), piece(0, 20_000, true), &mut out),
+            (0, 0)
+        );
+        // Its restart is the wait (counted), and a later interrupted piece continues it.
+        off_cpu(&mut j, &mut out, 40_000, 30_000_000);
+        j.marker(7, key(5), piece(30_000, 30_001_000, true), &mut out);
+        off_cpu(&mut j, &mut out, 30_050_000, d - 1_000);
+        j.marker(7, key(5), piece(30_040_000, d, false), &mut out);
         assert_eq!(continued(&out), [false, true]);
     }
 

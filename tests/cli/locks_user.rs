@@ -531,6 +531,14 @@ fn five_sleeps_are_five_waits(hw: Command, t: &Path, python: &Path, what: &str) 
         .map(|w| (w.class, w.count, w.wait_ns))
         .collect();
     assert_eq!(count, 5, "{what}: sleep waits at the sleep line: {rows:?}");
+    // max_ns is the longest whole wait, all its restarted pieces together: at least the
+    // mean of the five (a piece between two signals is ~30 ms of the 200).
+    let max = sleeps.iter().map(|w| w.max_ns).max().unwrap_or(0);
+    assert!(
+        max >= ns / count,
+        "{what}: the longest sleep wait is {max} ns, under their mean {} ns: {rows:?}",
+        ns / count
+    );
     // Between the pieces of an interrupted sleep the thread takes the GIL back (class
     // gil, at the same line) and runs the handler: all the line's waits make up the
     // sleeps' time, and the sleep class at least the part the script surely spent in
