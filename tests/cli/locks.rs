@@ -545,17 +545,22 @@ fn mpi_barrier_waits_total_the_designed_imbalance() {
         "MPI_Barrier waits at the barrier line per rank (s): {at_line_s:?}; by the ranks' clocks: {timed:?}"
     );
     assert_designed_imbalance(&at_line_s, T, &format!("(their clocks: {timed:?})"));
-    for r in [0, 1, 3] {
+    // Each rank's wait is its own clock's, ±15% (and 20 ms for rank 2's short one).
+    for r in 0..4 {
         assert!(
-            (at_line_s[r] - timed[r]).abs() <= 0.15 * timed[r],
+            (at_line_s[r] - timed[r]).abs() <= 0.15 * timed[r] + 0.02,
             "rank {r}: {:.3} s of MPI_Barrier at the line, {:.3} s by its clock",
             at_line_s[r],
             timed[r]
         );
     }
+    // Rank 2, the last to arrive, waits least (only for the barrier to complete, which
+    // takes longer when the other ranks polling in it share two cores with other
+    // tests; so no absolute bound).
+    let others = [at_line_s[0], at_line_s[1], at_line_s[3]];
     assert!(
-        at_line_s[2] < 0.25 * T,
-        "rank 2, the last to arrive, hardly waits: {at_line_s:?}"
+        others.iter().all(|&o| at_line_s[2] < 0.5 * o),
+        "rank 2, the last to arrive, waits least: {at_line_s:?}"
     );
 }
 
