@@ -1142,6 +1142,12 @@ fn add_waits(
             Some(class) => (class, wait.object.clone()),
             None => (by_stack.class, by_stack.object),
         };
+        let key = crate::profile::WaitKey {
+            stack,
+            thread,
+            class,
+            object,
+        };
         // Root: who woke it. A waker's stack is a sample's stack when the waker also
         // waited there, else its native stack (a waker's Python frames are joined only
         // to samples).
@@ -1151,10 +1157,7 @@ fn add_waits(
                 .copied()
                 .unwrap_or_else(|| node_stack.get(k.leaf as usize).copied().flatten());
             w.merge_waker(crate::profile::WakerRow {
-                stack,
-                thread,
-                class,
-                object: object.clone(),
+                key: key.clone(),
                 waker,
                 count: u64::from(!wait.continued),
                 wait_ns: wait.ns,
@@ -1163,10 +1166,7 @@ fn add_waits(
         // The rest of a wait already counted (restarted after a signal) adds its time
         // to the wait's row, not a wait.
         w.merge_wait(crate::profile::WaitRow {
-            stack,
-            thread,
-            class,
-            object,
+            key,
             count: u64::from(!wait.continued),
             wait_ns: wait.ns,
             max_ns: wait.ns,
@@ -1411,12 +1411,10 @@ pub fn merge(dir: &Path) -> Result<PathBuf, FinalizeError> {
             w.profile.rss.push(r);
         }
         for r in &p.waits {
-            let stack = copy_stack(&mut w, p, r.stack);
-            w.merge_wait(crate::profile::WaitRow {
-                stack,
-                thread: r.thread + thread_base,
-                ..r.clone()
-            });
+            let mut r = r.clone();
+            r.key.stack = copy_stack(&mut w, p, r.key.stack);
+            r.key.thread += thread_base;
+            w.merge_wait(r);
         }
         if let Some((start, width, _)) = part_buckets[pi] {
             for t in &p.timeline {

@@ -524,11 +524,12 @@ fn mpi_barrier_waits_total_the_designed_imbalance() {
         .unwrap() as u32;
     let mut at_line = [0u64; 4];
     for w in &p.waits {
-        if w.class != hwprof::profile::WaitClass::Mpi || w.object.as_deref() != Some("MPI_Barrier")
+        if w.key.class != hwprof::profile::WaitClass::Mpi
+            || w.key.object.as_deref() != Some("MPI_Barrier")
         {
             continue;
         }
-        let mut node = w.stack;
+        let mut node = w.key.stack;
         let mut here = false;
         while let Some(n) = node {
             let f = &p.frames[p.stacks[n].frame];
@@ -536,7 +537,7 @@ fn mpi_barrier_waits_total_the_designed_imbalance() {
             here |= func.module == "python" && func.name == "main" && f.line == Some(line);
             node = p.stacks[n].parent;
         }
-        if let (true, Some(rank)) = (here, p.thread_rank(w.thread)) {
+        if let (true, Some(rank)) = (here, p.thread_rank(w.key.thread)) {
             at_line[rank as usize] += w.wait_ns;
         }
     }
@@ -631,19 +632,19 @@ fn mpi_waits_chain_through_another_pmpi_tool() {
         let mut at_barrier = [0u64; 4];
         let mut longest = [0u64; 4];
         for w in &p.waits {
-            if w.class != hwprof::profile::WaitClass::Mpi
-                || w.object.as_deref() != Some("MPI_Barrier")
+            if w.key.class != hwprof::profile::WaitClass::Mpi
+                || w.key.object.as_deref() != Some("MPI_Barrier")
             {
                 continue;
             }
-            let mut node = w.stack;
+            let mut node = w.key.stack;
             let mut here = false;
             while let Some(n) = node {
                 let f = &p.frames[p.stacks[n].frame];
                 here |= p.functions[f.function].name == "meet_at_barrier";
                 node = p.stacks[n].parent;
             }
-            if let (true, Some(rank)) = (here, p.thread_rank(w.thread)) {
+            if let (true, Some(rank)) = (here, p.thread_rank(w.key.thread)) {
                 at_barrier[rank as usize] += w.wait_ns;
                 longest[rank as usize] = longest[rank as usize].max(w.max_ns);
             }
