@@ -56,46 +56,46 @@ pub struct CollectArgs {
     #[arg(short, long, value_enum, default_value = "hotspots")]
     pub mode: Mode,
     /// Results directory [default: hwprof-<mode>-<YYYYmmdd-HHMMSS>].
-    #[arg(short = 'r', long = "result-dir")]
+    #[arg(short, long)]
     pub result_dir: Option<PathBuf>,
     /// Stop at raw data; run `hwprof finalize DIR` later (e.g. on a faster node).
     #[arg(long)]
     pub no_finalize: bool,
     /// Sampling frequency in Hz.
-    #[arg(short = 'F', long = "freq", default_value_t = 999)]
+    #[arg(short = 'F', long, default_value_t = 999)]
     pub freq: u64,
     /// Event to sample (repeatable): perf names, pmu/event/, perfmon names, rUUEE, sys:name.
-    #[arg(short = 'e', long = "event")]
+    #[arg(short, long = "event")]
     pub events: Vec<String>,
     /// Call stacks: dwarf[,BYTES] (stack copy, unwound at finalize), fp or none
     /// [default: dwarf; fp in memory mode, where every page fault is a sample].
-    #[arg(long = "call-graph")]
+    #[arg(long)]
     pub call_graph: Option<String>,
     /// Python frame capture.
     #[arg(long, value_enum, default_value = "auto")]
     pub python: PythonCapture,
     /// RSS sampling interval in milliseconds.
-    #[arg(long = "rss-interval", default_value_t = 50)]
+    #[arg(long, default_value_t = 50)]
     pub rss_interval: u64,
     /// Memory mode: sample one page fault in N (each sample weighs N faults; see
     /// docs/memory.md). Default 4.
-    #[arg(long = "fault-period")]
+    #[arg(long)]
     pub fault_period: Option<u64>,
     /// Locks mode: waits at least this long (microseconds) take a stack where the
     /// program blocked (docs/locks.md). Default 100.
-    #[arg(long = "wait-threshold", value_name = "US")]
+    #[arg(long, value_name = "US")]
     pub wait_threshold: Option<u64>,
     /// Copy the ELF files needed for symbols into the results directory.
     #[arg(long)]
     pub archive: bool,
     /// Stop after this many seconds.
-    #[arg(short = 'd', long = "duration")]
+    #[arg(short, long)]
     pub duration: Option<f64>,
     /// Attach to a running process (all its threads).
-    #[arg(short = 'p', long = "pid", conflicts_with = "command")]
+    #[arg(short, long, conflicts_with = "command")]
     pub pid: Option<u32>,
     /// Finalize threads (with collect's own finalize).
-    #[arg(short = 'j', long = "jobs")]
+    #[arg(short, long)]
     pub jobs: Option<usize>,
     /// Print less.
     #[arg(short, long)]
@@ -130,7 +130,7 @@ pub struct FinalizeArgs {
     #[arg(long = "search-dir")]
     pub search_dirs: Vec<PathBuf>,
     /// Worker threads [default: all cores].
-    #[arg(short = 'j', long = "jobs")]
+    #[arg(short, long)]
     pub jobs: Option<usize>,
     /// Finalize only slice I of N of the raw directories (then `hwprof merge DIR`).
     #[arg(long)]
@@ -174,7 +174,7 @@ pub struct ReportArgs {
     #[arg(long, value_enum, default_value = "function")]
     pub by: ImbalanceBy,
     /// Write to FILE instead of standard output.
-    #[arg(short = 'o', long = "output")]
+    #[arg(short, long)]
     pub output: Option<PathBuf>,
     /// Write the HTML report (DIR/report.html, or a temporary file) and open it with
     /// $BROWSER or xdg-open; without a browser, print its path.
@@ -209,7 +209,7 @@ pub struct ExportArgs {
     #[arg(long, value_enum)]
     pub frames: Option<FramesFilter>,
     /// Output file [default: standard output, or DIR/profile.<ext> for binary formats].
-    #[arg(short = 'o', long = "output")]
+    #[arg(short, long)]
     pub output: Option<PathBuf>,
     /// Differential export of two results directories: NEW's stacks colored by the
     /// change from BASE (flamegraph), the two-column folded format (collapsed), or NEW
@@ -256,19 +256,19 @@ pub struct DiffArgs {
     #[arg(long, conflicts_with_all = ["base_rank", "new_rank"])]
     pub rank: Option<u32>,
     /// Only this MPI rank of BASE.
-    #[arg(long = "base-rank")]
+    #[arg(long)]
     pub base_rank: Option<u32>,
     /// Only this MPI rank of NEW.
-    #[arg(long = "new-rank")]
+    #[arg(long)]
     pub new_rank: Option<u32>,
     /// Regression gate: exit 3 when the total (or --function's total) grew by more
     /// than PCT percent (`5` or `5%`).
-    #[arg(long = "fail-above", value_name = "PCT")]
+    #[arg(long, value_name = "PCT")]
     pub fail_above: Option<String>,
     /// With --fail-above: gate on this function's inclusive value instead of the total.
     #[arg(long, requires = "fail_above")]
     pub function: Option<String>,
     /// Write to FILE instead of standard output.
-    #[arg(short = 'o', long = "output")]
+    #[arg(short, long)]
     pub output: Option<PathBuf>,
 }

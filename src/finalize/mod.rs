@@ -1146,6 +1146,12 @@ fn add_waits(
             Some(class) => (class, wait.object.clone()),
             None => (by_stack.class, by_stack.object),
         };
+        let key = crate::profile::WaitKey {
+            stack,
+            thread,
+            class,
+            object,
+        };
         // Root: who woke it. A waker's stack is a sample's stack when the waker also
         // waited there, else its native stack (a waker's Python frames are joined only
         // to samples).
@@ -1155,10 +1161,7 @@ fn add_waits(
                 .copied()
                 .unwrap_or_else(|| node_stack.get(k.leaf as usize).copied().flatten());
             w.merge_waker(crate::profile::WakerRow {
-                stack,
-                thread,
-                class,
-                object: object.clone(),
+                key: key.clone(),
                 waker,
                 count: u64::from(!wait.continued),
                 wait_ns: wait.ns,
@@ -1175,10 +1178,7 @@ fn add_waits(
             wait.ns
         };
         w.merge_wait(crate::profile::WaitRow {
-            stack,
-            thread,
-            class,
-            object,
+            key,
             count: u64::from(!wait.continued),
             wait_ns: wait.ns,
             max_ns: *so_far,
@@ -1423,12 +1423,10 @@ pub fn merge(dir: &Path) -> Result<PathBuf, FinalizeError> {
             w.profile.rss.push(r);
         }
         for r in &p.waits {
-            let stack = copy_stack(&mut w, p, r.stack);
-            w.merge_wait(crate::profile::WaitRow {
-                stack,
-                thread: r.thread + thread_base,
-                ..r.clone()
-            });
+            let mut r = r.clone();
+            r.key.stack = copy_stack(&mut w, p, r.key.stack);
+            r.key.thread += thread_base;
+            w.merge_wait(r);
         }
         if let Some((start, width, _)) = part_buckets[pi] {
             for t in &p.timeline {

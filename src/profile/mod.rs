@@ -365,9 +365,10 @@ impl WaitClass {
     }
 }
 
-/// Off-CPU intervals of one (stack, thread, class, object), aggregated.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct WaitRow {
+/// What a waits row aggregates over: where, who, why and on what a thread waited. A
+/// wakers row has the same key: the waits row whose waits it ended.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct WaitKey {
     /// Leaf node in [`Profile::stacks`]: where the thread blocked.
     pub stack: Option<usize>,
     /// Index into [`Profile::threads`].
@@ -377,6 +378,13 @@ pub struct WaitRow {
     /// The sync object waited on (`0x7ffd…`, `/path/of/fd`, `pipe:[123]`, `GIL`,
     /// `MPI_Barrier`), None when unknown.
     pub object: Option<String>,
+}
+
+/// Off-CPU intervals of one [`WaitKey`], aggregated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WaitRow {
+    /// The waits aggregated.
+    pub key: WaitKey,
     /// Number of waits.
     pub count: u64,
     /// Total time off CPU, ns.
@@ -450,18 +458,11 @@ pub struct Profile {
     pub wakers: Vec<WakerRow>,
 }
 
-/// Waits of one waits row (stack, thread, class, object) that a thread with stack
-/// `waker` woke.
+/// Waits of one waits row that a thread with stack `waker` woke.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WakerRow {
-    /// The wait's stack, as in its [`WaitRow`].
-    pub stack: Option<usize>,
-    /// The waiting thread.
-    pub thread: usize,
-    /// The wait's class.
-    pub class: WaitClass,
-    /// The wait's object.
-    pub object: Option<String>,
+    /// The key of the waits row.
+    pub key: WaitKey,
     /// Leaf node of the waker's stack (kernel and user frames where it woke the thread).
     pub waker: Option<usize>,
     /// Waits it ended.
@@ -587,11 +588,10 @@ impl Profile {
                 .iter_mut()
                 .map(|r| (&mut r.stack, &mut r.thread)),
         )
-        .chain(self.waits.iter_mut().map(|r| (&mut r.stack, &mut r.thread)))
         .chain(
-            self.wakers
-                .iter_mut()
-                .map(|r| (&mut r.stack, &mut r.thread)),
+            (self.waits.iter_mut().map(|r| &mut r.key))
+                .chain(self.wakers.iter_mut().map(|r| &mut r.key))
+                .map(|k| (&mut k.stack, &mut k.thread)),
         );
         for (stack, t) in stack_thread {
             orphans += drop_dangling(stack, ns);
@@ -728,18 +728,10 @@ pub struct ProfileWriter {
     sample_ids: HashMap<(Option<usize>, usize, usize), usize>,
     count_ids: HashMap<(Option<usize>, usize, usize), usize>,
     timeline_ids: HashMap<(Option<usize>, usize, u32), usize>,
-    wait_ids: HashMap<(Option<usize>, usize, WaitClass, Option<String>), usize>,
-    waker_ids: HashMap<WakerKey, usize>,
+    wait_ids: HashMap<WaitKey, usize>,
+    /// A wakers row's identity: its waits row's key and the waker's stack.
+    waker_ids: HashMap<(WaitKey, Option<usize>), usize>,
 }
-
-/// A wakers row's identity: (stack, thread, class, object, waker stack).
-type WakerKey = (
-    Option<usize>,
-    usize,
-    WaitClass,
-    Option<String>,
-    Option<usize>,
-);
 
 impl ProfileWriter {
     /// Intern a function.
@@ -873,24 +865,24 @@ impl ProfileWriter {
         wait_ns: u64,
     ) {
         self.merge_wait(WaitRow {
-            stack,
-            thread,
-            class,
-            object: object.map(str::to_owned),
+            key: WaitKey {
+                stack,
+                thread,
+                class,
+                object: object.map(str::to_owned),
+            },
             count: 1,
             wait_ns,
             max_ns: wait_ns,
         });
     }
 
-    /// Add an aggregated row (of another profile: merge) to its (stack, thread, class,
-    /// object).
+    /// Add an aggregated row (of another profile: merge) to its key.
     pub fn merge_wait(&mut self, row: WaitRow) {
-        let key = (row.stack, row.thread, row.class, row.object.clone());
         add_or_insert(
             &mut self.wait_ids,
             &mut self.profile.waits,
-            key,
+            row.key.clone(),
             row,
             |w, new| {
                 w.count = w.count.saturating_add(new.count);
@@ -900,15 +892,9 @@ impl ProfileWriter {
         );
     }
 
-    /// Add waits a waker ended to (stack, thread, class, object, waker).
+    /// Add waits a waker ended to (their waits row's key, waker).
     pub fn merge_waker(&mut self, row: WakerRow) {
-        let key = (
-            row.stack,
-            row.thread,
-            row.class,
-            row.object.clone(),
-            row.waker,
-        );
+        let key = (row.key.clone(), row.waker);
         match self.waker_ids.get(&key) {
             Some(&i) => {
                 let w = &mut self.profile.wakers[i];
@@ -1129,7 +1115,7 @@ mod tests {
     }
 
     #[test]
-    fn waits_round_trip() {
+    fn waits_and_wakers_round_trip() {
         let dir = tempfile::tempdir().unwrap();
         let mut w = ProfileWriter::default();
         w.profile.processes.push(Process {
@@ -1148,22 +1134,61 @@ mod tests {
         w.add_wait(None, 0, WaitClass::Lock, Some("0x1000"), 300);
         w.add_wait(None, 0, WaitClass::Lock, Some("0x1000"), 500);
         w.add_wait(None, 0, WaitClass::Sleep, None, 7);
+        let lock = w.profile.waits[0].key.clone();
+        for wait_ns in [300, 500] {
+            w.merge_waker(WakerRow {
+                key: lock.clone(),
+                waker: None,
+                count: 1,
+                wait_ns,
+            });
+        }
         w.write(dir.path()).unwrap();
+        // The key's fields are the first columns of both tables, in SCHEMA's order.
+        let conn = Connection::open(dir.path().join("profile.db")).unwrap();
+        let stored: (Option<i64>, i64, String, String, Option<i64>, i64, i64) = conn
+            .query_row("SELECT * FROM wakers", [], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                ))
+            })
+            .unwrap();
+        assert_eq!(
+            stored,
+            (None, 1, "lock".into(), "0x1000".into(), None, 2, 800)
+        );
         let p = Profile::load(dir.path()).unwrap();
+        assert_eq!(
+            p.wakers,
+            [WakerRow {
+                key: lock,
+                waker: None,
+                count: 2,
+                wait_ns: 800,
+            }]
+        );
         assert_eq!(p.waits.len(), 2);
         assert_eq!(
             p.waits[0],
             WaitRow {
-                stack: None,
-                thread: 0,
-                class: WaitClass::Lock,
-                object: Some("0x1000".into()),
+                key: WaitKey {
+                    stack: None,
+                    thread: 0,
+                    class: WaitClass::Lock,
+                    object: Some("0x1000".into()),
+                },
                 count: 2,
                 wait_ns: 800,
                 max_ns: 500,
             }
         );
-        assert_eq!(p.waits[1].class, WaitClass::Sleep);
+        assert_eq!(p.waits[1].key.class, WaitClass::Sleep);
         assert_eq!(WaitClass::parse("bogus"), WaitClass::Other);
     }
 

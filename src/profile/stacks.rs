@@ -1,7 +1,7 @@
 //! Weighted stacks out of a loaded profile, filtered the way report and export need:
 //! by rank, and by frame kind (`--frames all|python|native`, DESIGN section 2).
 
-use super::{FrameKind, Profile, WaitClass, WaitRow};
+use super::{FrameKind, Profile, WaitClass, WaitKey, WaitRow};
 
 /// Which frames a view shows (`--frames`).
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -221,10 +221,12 @@ impl Profile {
                 .iter()
                 .filter(|s| s.value > 0)
                 .map(|s| WaitRow {
-                    stack: s.stack,
-                    thread: s.thread,
-                    class: WaitClass::Other,
-                    object: None,
+                    key: WaitKey {
+                        stack: s.stack,
+                        thread: s.thread,
+                        class: WaitClass::Other,
+                        object: None,
+                    },
                     count: s.count,
                     wait_ns: s.value,
                     max_ns: s.value.checked_div(s.count).unwrap_or(0),
@@ -235,9 +237,10 @@ impl Profile {
             &self.waits
         };
         rows.iter()
-            .filter(|w| self.program_thread_in(w.thread, filter))
+            .filter(|w| self.program_thread_in(w.key.thread, filter))
             .map(|w| {
-                let frames = apply_frames_filter(self, self.stack_frames(w.stack), filter.frames);
+                let frames =
+                    apply_frames_filter(self, self.stack_frames(w.key.stack), filter.frames);
                 (frames, w.clone())
             })
             .collect()

@@ -12,7 +12,7 @@ use rusqlite::{Connection, Row, params};
 
 use super::{
     CountRow, EventRow, Frame, FrameKind, Function, Process, ProcessRole, Profile, RssPoint,
-    SampleRow, StackNode, Thread, TimelineRow, WaitClass, WaitRow, WakerRow,
+    SampleRow, StackNode, Thread, TimelineRow, WaitClass, WaitKey, WaitRow, WakerRow,
 };
 
 /// How a field of type `T` is stored in its column and read back.
@@ -169,7 +169,9 @@ pub(super) struct Table<R: 'static> {
 /// A [`Table`]: `table!(NAME of ROW [by id | by COLUMN | , may be absent]; FIELD: HOW, ...)`.
 /// `by id`: the rows have an id column first (index + 1) and read in its order; `by
 /// COLUMN`: they read in that column's order; `may be absent`: older profiles lack the
-/// table. The fields are the columns after the id, in order; HOW is a [`Column`].
+/// table. The fields are the columns after the id, in order; HOW is a [`Column`]. The
+/// first field may be a struct of columns, `FIELD: TYPE { FIELD: HOW, ... }`: its
+/// fields are the first columns.
 macro_rules! table {
     ($name:ident of $Row:ident by id; $($cols:tt)+) => {
         table!(@ $name, $Row, true, "", false; $($cols)+)
@@ -184,14 +186,24 @@ macro_rules! table {
         table!(@ $name, $Row, false, "", false; $($cols)+)
     };
     (@ $name:ident, $Row:ident, $with_id:literal, $order:expr, $absent:literal;
+     $key:ident: $Key:ident { $($kf:ident: $khow:ty),+ $(,)? }, $($field:ident: $how:ty),+ $(,)?) => {
+        table!(@@ $name, $Row, $with_id, $order, $absent;
+            [$key: $Key { $($kf: $khow),+ }] $($field: $how),+)
+    };
+    (@ $name:ident, $Row:ident, $with_id:literal, $order:expr, $absent:literal;
      $($field:ident: $how:ty),+ $(,)?) => {
+        table!(@@ $name, $Row, $with_id, $order, $absent; $($field: $how),+)
+    };
+    (@@ $name:ident, $Row:ident, $with_id:literal, $order:expr, $absent:literal;
+     $([$key:ident: $Key:ident { $($kf:ident: $khow:ty),+ }])? $($field:ident: $how:ty),+) => {
         Table::<$Row> {
             name: stringify!($name),
-            columns: &[$(stringify!($field)),+],
+            columns: &[$($(stringify!($kf),)+)? $(stringify!($field)),+],
             with_id: $with_id,
             order_by: $order,
             may_be_absent: $absent,
             put: |row, out| {
+                $($(out.push(<$khow as Column<_>>::put(&row.$key.$kf)?);)+)?
                 $(out.push(<$how as Column<_>>::put(&row.$field)?);)+
                 Ok(())
             },
@@ -201,7 +213,11 @@ macro_rules! table {
                     i += 1;
                     i - 1
                 };
-                Ok($Row { $($field: <$how as Column<_>>::get(r, next())?),+ })
+                // Fields are read in the order written: the key's columns first.
+                Ok($Row {
+                    $($key: $Key { $($kf: <$khow as Column<_>>::get(r, next())?),+ },)?
+                    $($field: <$how as Column<_>>::get(r, next())?),+
+                })
             },
         }
     };
@@ -239,11 +255,11 @@ mod declared {
     pub(super) const TIMELINE: Table<TimelineRow> = table!(timeline of TimelineRow, may be absent;
         stack: OptId, thread: Id, bucket: Bucket, count: Count);
     pub(super) const WAITS: Table<WaitRow> = table!(waits of WaitRow, may be absent;
-        stack: OptId, thread: Id, class: Named, object: Plain, count: Count, wait_ns: Count,
-        max_ns: Count);
+        key: WaitKey { stack: OptId, thread: Id, class: Named, object: Plain },
+        count: Count, wait_ns: Count, max_ns: Count);
     pub(super) const WAKERS: Table<WakerRow> = table!(wakers of WakerRow, may be absent;
-        stack: OptId, thread: Id, class: Named, object: Plain, waker: OptId, count: Count,
-        wait_ns: Count);
+        key: WaitKey { stack: OptId, thread: Id, class: Named, object: Plain },
+        waker: OptId, count: Count, wait_ns: Count);
 }
 use declared::*;
 

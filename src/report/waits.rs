@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use super::ReportFormat;
 use super::table::{csv_line, human, pct, round2};
 use crate::profile::stacks::{StackFilter, apply_frames_filter};
-use crate::profile::{Profile, WaitClass, WaitRow};
+use crate::profile::{Profile, WaitClass, WaitKey, WaitRow};
 
 /// Waits of one function or one object, summed.
 #[derive(Default)]
@@ -29,8 +29,10 @@ impl Tally {
         self.wait_ns += w.wait_ns;
         self.count += w.count;
         self.max_ns = self.max_ns.max(w.max_ns);
-        self.threads.insert(w.thread);
-        *self.by_kind.entry((w.class, w.object.clone())).or_default() += w.wait_ns;
+        self.threads.insert(w.key.thread);
+        *(self.by_kind)
+            .entry((w.key.class, w.key.object.clone()))
+            .or_default() += w.wait_ns;
     }
 
     fn add_wakers(&mut self, wakers: Option<&Vec<(String, u64)>>) {
@@ -68,17 +70,14 @@ impl Tally {
     }
 }
 
-/// A waits row's key (stack, thread, class, object).
-type RowKey = (Option<usize>, usize, WaitClass, Option<String>);
-
 /// Root: per waits row, its wakers (`function file:line` of the waker's program frame,
 /// per `--frames`) with the wait time each ended.
-fn wakers_by_row(p: &Profile, filter: StackFilter) -> HashMap<RowKey, Vec<(String, u64)>> {
-    let mut out: HashMap<RowKey, Vec<(String, u64)>> = HashMap::new();
+fn wakers_by_row(p: &Profile, filter: StackFilter) -> HashMap<&WaitKey, Vec<(String, u64)>> {
+    let mut out: HashMap<&WaitKey, Vec<(String, u64)>> = HashMap::new();
     for k in &p.wakers {
         let frames = apply_frames_filter(p, p.stack_frames(k.waker), filter.frames);
         let Some(&leaf) = frames.last() else { continue };
-        out.entry((k.stack, k.thread, k.class, k.object.clone()))
+        out.entry(&k.key)
             .or_default()
             .push((frame_label(p, leaf), k.wait_ns));
     }
@@ -99,10 +98,6 @@ fn frame_label(p: &Profile, f: usize) -> String {
         (Some(file), None) => format!("{} {file}", func.name),
         _ => format!("{} ({})", func.name, func.module),
     }
-}
-
-fn row_key(w: &WaitRow) -> RowKey {
-    (w.stack, w.thread, w.class, w.object.clone())
 }
 
 fn finish(format: ReportFormat, text: String, csv: String, total: u64, rows: Vec<Value>) -> String {
@@ -128,7 +123,7 @@ pub fn waits(p: &Profile, format: ReportFormat, top: usize, filter: StackFilter)
     let mut acc: HashMap<usize, Tally> = HashMap::new();
     for (frames, w) in &waits {
         let mut seen = HashSet::new();
-        let ws = wakers.get(&row_key(w));
+        let ws = wakers.get(&w.key);
         for &f in frames {
             let fi = p.frames[f].function;
             if seen.insert(fi) {
@@ -218,10 +213,12 @@ pub fn objects(p: &Profile, format: ReportFormat, top: usize, filter: StackFilte
     let wakers = wakers_by_row(p, filter);
     let mut acc: HashMap<(String, WaitClass), (Tally, HashMap<usize, u64>)> = HashMap::new();
     for (frames, w) in &waits {
-        let Some(object) = &w.object else { continue };
-        let e = acc.entry((object.clone(), w.class)).or_default();
+        let Some(object) = &w.key.object else {
+            continue;
+        };
+        let e = acc.entry((object.clone(), w.key.class)).or_default();
         e.0.add(w);
-        e.0.add_wakers(wakers.get(&row_key(w)));
+        e.0.add_wakers(wakers.get(&w.key));
         if let Some(&leaf) = frames.last() {
             *e.1.entry(leaf).or_default() += w.wait_ns;
         }
@@ -288,7 +285,7 @@ pub fn objects(p: &Profile, format: ReportFormat, top: usize, filter: StackFilte
 pub fn by_class(p: &Profile, filter: StackFilter) -> Vec<(WaitClass, u64)> {
     let mut acc: BTreeMap<WaitClass, u64> = BTreeMap::new();
     for (_, w) in p.weighted_waits(filter) {
-        *acc.entry(w.class).or_default() += w.wait_ns;
+        *acc.entry(w.key.class).or_default() += w.wait_ns;
     }
     let mut v: Vec<_> = acc.into_iter().filter(|(_, ns)| *ns > 0).collect();
     v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));

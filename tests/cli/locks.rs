@@ -522,25 +522,10 @@ fn mpi_barrier_waits_total_the_designed_imbalance() {
         .lines()
         .position(|l| l.contains("# the barrier line"))
         .unwrap() as u32;
-    let mut at_line = [0u64; 4];
-    for w in &p.waits {
-        if w.class != hwprof::profile::WaitClass::Mpi || w.object.as_deref() != Some("MPI_Barrier")
-        {
-            continue;
-        }
-        let mut node = w.stack;
-        let mut here = false;
-        while let Some(n) = node {
-            let f = &p.frames[p.stacks[n].frame];
-            let func = &p.functions[f.function];
-            here |= func.module == "python" && func.name == "main" && f.line == Some(line);
-            node = p.stacks[n].parent;
-        }
-        if let (true, Some(rank)) = (here, p.thread_rank(w.thread)) {
-            at_line[rank as usize] += w.wait_ns;
-        }
-    }
-    let at_line_s: Vec<f64> = at_line.iter().map(|&ns| ns as f64 / 1e9).collect();
+    let at_line = barrier_waits_per_rank(&p, |f, func| {
+        func.module == "python" && func.name == "main" && f.line == Some(line)
+    });
+    let at_line_s: Vec<f64> = at_line.iter().map(|&(ns, _)| ns as f64 / 1e9).collect();
     eprintln!(
         "MPI_Barrier waits at the barrier line per rank (s): {at_line_s:?}; by the ranks' clocks: {timed:?}"
     );
@@ -562,6 +547,31 @@ fn mpi_barrier_waits_total_the_designed_imbalance() {
         others.iter().all(|&o| at_line_s[2] < 0.5 * o),
         "rank 2, the last to arrive, waits least: {at_line_s:?}"
     );
+}
+
+/// Per rank of 4: the MPI_Barrier waits whose stack has a frame that `here` accepts, as
+/// (total ns, longest ns).
+fn barrier_waits_per_rank(
+    p: &hwprof::profile::Profile,
+    here: impl Fn(&hwprof::profile::Frame, &hwprof::profile::Function) -> bool,
+) -> [(u64, u64); 4] {
+    let mut out = [(0, 0); 4];
+    for w in &p.waits {
+        if w.key.class != hwprof::profile::WaitClass::Mpi
+            || w.key.object.as_deref() != Some("MPI_Barrier")
+        {
+            continue;
+        }
+        let found = (p.stack_frames(w.key.stack).iter())
+            .map(|&f| &p.frames[f])
+            .any(|f| here(f, &p.functions[f.function]));
+        if let (true, Some(rank)) = (found, p.thread_rank(w.key.thread)) {
+            let (total, longest) = &mut out[rank as usize];
+            *total += w.wait_ns;
+            *longest = (*longest).max(w.max_ns);
+        }
+    }
+    out
 }
 
 /// The waiting ranks' (0, 1, 3) MPI_Barrier waits, seconds per rank in PER_RANK, total
@@ -633,28 +643,9 @@ fn mpi_waits_chain_through_another_pmpi_tool() {
             );
         }
         let p = hwprof::profile::Profile::load(&dir).unwrap();
-        let mut at_barrier = [0u64; 4];
-        let mut longest = [0u64; 4];
-        for w in &p.waits {
-            if w.class != hwprof::profile::WaitClass::Mpi
-                || w.object.as_deref() != Some("MPI_Barrier")
-            {
-                continue;
-            }
-            let mut node = w.stack;
-            let mut here = false;
-            while let Some(n) = node {
-                let f = &p.frames[p.stacks[n].frame];
-                here |= p.functions[f.function].name == "meet_at_barrier";
-                node = p.stacks[n].parent;
-            }
-            if let (true, Some(rank)) = (here, p.thread_rank(w.thread)) {
-                at_barrier[rank as usize] += w.wait_ns;
-                longest[rank as usize] = longest[rank as usize].max(w.max_ns);
-            }
-        }
-        let s: Vec<f64> = at_barrier.iter().map(|&ns| ns as f64 / 1e9).collect();
-        let max: Vec<f64> = longest.iter().map(|&ns| ns as f64 / 1e9).collect();
+        let at_barrier = barrier_waits_per_rank(&p, |_, func| func.name == "meet_at_barrier");
+        let s: Vec<f64> = at_barrier.iter().map(|&(ns, _)| ns as f64 / 1e9).collect();
+        let max: Vec<f64> = at_barrier.iter().map(|&(_, ns)| ns as f64 / 1e9).collect();
         eprintln!(
             "{order}: MPI_Barrier waits in meet_at_barrier per rank (s): {s:?}, longest {max:?}"
         );

@@ -66,10 +66,10 @@ fn waits_at(
     let mut ns = 0;
     let mut lines = Vec::new();
     for w in &p.waits {
-        if w.class != class || object.is_some_and(|o| w.object.as_deref() != Some(o)) {
+        if w.key.class != class || object.is_some_and(|o| w.key.object.as_deref() != Some(o)) {
             continue;
         }
-        let s = stack_of(p, w.stack);
+        let s = stack_of(p, w.key.stack);
         if s.first().is_some_and(|(f, _)| f == function) {
             ns += w.wait_ns;
             lines.push(s[0].1);
@@ -231,9 +231,11 @@ fn root_the_waiter_is_woken_by_the_holders_unlock() {
     let lock_waits: Vec<_> = p
         .wakers
         .iter()
-        .filter(|k| k.class == WaitClass::Lock && k.object.as_deref() == Some(t.mutex.as_str()))
         .filter(|k| {
-            stack_of(&p, k.stack)
+            k.key.class == WaitClass::Lock && k.key.object.as_deref() == Some(t.mutex.as_str())
+        })
+        .filter(|k| {
+            stack_of(&p, k.key.stack)
                 .first()
                 .is_some_and(|(f, _)| f == "await_the_lock")
         })
@@ -263,7 +265,9 @@ fn root_the_waiter_is_woken_by_the_holders_unlock() {
     let max = p
         .waits
         .iter()
-        .filter(|w| w.class == WaitClass::Lock && w.object.as_deref() == Some(t.mutex.as_str()))
+        .filter(|w| {
+            w.key.class == WaitClass::Lock && w.key.object.as_deref() == Some(t.mutex.as_str())
+        })
         .map(|w| w.max_ns)
         .max()
         .unwrap_or(0);
@@ -306,7 +310,7 @@ fn same_with_and_without(t: &Path, bin: &Path, want_status: i32) {
         // The calls were interposed: recorded waits (threshold 0: every blocking call).
         let p = Profile::load(&dir).unwrap();
         assert!(
-            p.waits.iter().any(|w| w.class == WaitClass::Condition),
+            p.waits.iter().any(|w| w.key.class == WaitClass::Condition),
             "threshold {threshold}: no recorded wait"
         );
     }
@@ -334,8 +338,8 @@ fn python_waits_at(p: &Profile, class: WaitClass, function: &str, line: u32) -> 
     let want = (function.to_string(), Some(line));
     p.waits
         .iter()
-        .filter(|w| w.class == class)
-        .filter(|w| frames_of(p, w.stack, "python").contains(&want))
+        .filter(|w| w.key.class == class)
+        .filter(|w| frames_of(p, w.key.stack, "python").contains(&want))
         .map(|w| w.wait_ns)
         .sum()
 }
@@ -402,24 +406,24 @@ fn gil_waits_at_their_lines(hw: Command, t: &Path, py: &Path, what: &str) {
     let busy_threads: std::collections::BTreeSet<_> = p
         .waits
         .iter()
-        .filter(|w| w.class == WaitClass::Gil && w.wait_ns > 0)
+        .filter(|w| w.key.class == WaitClass::Gil && w.wait_ns > 0)
         .filter(|w| {
-            frames_of(&p, w.stack, "python")
+            frames_of(&p, w.key.stack, "python")
                 .iter()
                 .any(|(f, _)| f == "spin" || f == "busy")
         })
-        .map(|w| w.thread)
+        .map(|w| w.key.thread)
         .collect();
     let gil: u64 = p
         .waits
         .iter()
-        .filter(|w| w.class == WaitClass::Gil)
+        .filter(|w| w.key.class == WaitClass::Gil)
         .map(|w| w.wait_ns)
         .sum();
     let rows: Vec<_> = p
         .waits
         .iter()
-        .map(|w| (w.class, w.thread, w.wait_ns))
+        .map(|w| (w.key.class, w.key.thread, w.wait_ns))
         .collect();
     assert!(
         busy_threads.len() >= 2,
@@ -479,9 +483,9 @@ fn every_blocking_call_is_a_wait_with_its_object() {
         let ns: u64 = p
             .waits
             .iter()
-            .filter(|w| w.class == class && w.object.as_deref() == Some(object))
+            .filter(|w| w.key.class == class && w.key.object.as_deref() == Some(object))
             .filter(|w| {
-                frames_of(&p, w.stack, "wait_calls")
+                frames_of(&p, w.key.stack, "wait_calls")
                     .first()
                     .is_some_and(|(f, _)| f == step)
             })
@@ -491,11 +495,11 @@ fn every_blocking_call_is_a_wait_with_its_object() {
             .waits
             .iter()
             .filter(|w| {
-                frames_of(&p, w.stack, "wait_calls")
+                frames_of(&p, w.key.stack, "wait_calls")
                     .first()
                     .is_some_and(|(f, _)| f == step)
             })
-            .map(|w| (w.class, w.object.clone(), w.wait_ns))
+            .map(|w| (w.key.class, w.key.object.clone(), w.wait_ns))
             .collect();
         let got = ns as f64 / 1e9;
         assert!(
@@ -518,17 +522,17 @@ fn five_sleeps_are_five_waits(hw: Command, t: &Path, python: &Path, what: &str) 
     let at_line: Vec<_> = p
         .waits
         .iter()
-        .filter(|w| frames_of(&p, w.stack, "python").contains(&want))
+        .filter(|w| frames_of(&p, w.key.stack, "python").contains(&want))
         .collect();
     let sleeps: Vec<_> = at_line
         .iter()
-        .filter(|w| w.class == WaitClass::Sleep)
+        .filter(|w| w.key.class == WaitClass::Sleep)
         .collect();
     let count: u64 = sleeps.iter().map(|w| w.count).sum();
     let ns: u64 = sleeps.iter().map(|w| w.wait_ns).sum();
     let rows: Vec<_> = at_line
         .iter()
-        .map(|w| (w.class, w.count, w.wait_ns))
+        .map(|w| (w.key.class, w.count, w.wait_ns))
         .collect();
     assert_eq!(count, 5, "{what}: sleep waits at the sleep line: {rows:?}");
     // max_ns is the longest whole wait, all its restarted pieces together: at least the
