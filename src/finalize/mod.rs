@@ -1109,8 +1109,7 @@ fn add_waits(
     let mut classified: HashMap<(Option<usize>, bool, Option<u64>), waits::Wait> = HashMap::new();
     // Per row, the time of its latest wait so far: the pieces of a wait restarted
     // after a signal add up to it, so that max_ns is the whole wait's.
-    let mut latest: HashMap<(Option<usize>, usize, WaitClass, Option<String>), u64> =
-        HashMap::new();
+    let mut latest: HashMap<crate::profile::WaitKey, u64> = HashMap::new();
     for wait in &p.waits {
         let Some(&stack) = sample_stacks.get(&wait.key) else {
             continue;
@@ -1169,9 +1168,7 @@ fn add_waits(
         }
         // The rest of a wait already counted (restarted after a signal) adds its time
         // to the wait's row, not a wait.
-        let so_far = latest
-            .entry((stack, thread, class, object.clone()))
-            .or_default();
+        let so_far = latest.entry(key.clone()).or_default();
         *so_far = if wait.continued {
             so_far.saturating_add(wait.ns)
         } else {
