@@ -1425,6 +1425,13 @@ pub fn merge(dir: &Path) -> Result<PathBuf, FinalizeError> {
             r.key.thread += thread_base;
             w.merge_wait(r);
         }
+        for r in &p.wakers {
+            let mut r = r.clone();
+            r.key.stack = copy_stack(&mut w, p, r.key.stack);
+            r.key.thread += thread_base;
+            r.waker = copy_stack(&mut w, p, r.waker);
+            w.merge_waker(r);
+        }
         if let Some((start, width, _)) = part_buckets[pi] {
             for t in &p.timeline {
                 let stack = copy_stack(&mut w, p, t.stack);

@@ -48,7 +48,8 @@ pub fn callers(p: &Profile, format: ReportFormat, top: usize, filter: StackFilte
         }
         let sorted = |m: HashMap<usize, u64>| {
             let mut v: Vec<(usize, u64)> = m.into_iter().collect();
-            v.sort_by_key(|x| std::cmp::Reverse(x.1));
+            // Ties in the function table's order: the map's order is random.
+            v.sort_by_key(|x| (std::cmp::Reverse(x.1), x.0));
             v
         };
         let (callers, callees) = (sorted(callers), sorted(callees));

@@ -216,6 +216,8 @@ pub(super) fn sort_rows(rows: &mut [Row]) {
             .cmp(&a.self_value)
             .then(b.total_value.cmp(&a.total_value))
             .then(a.function.cmp(&b.function))
+            // The same name in two modules (`call_init` of libc and ld.so): stable output.
+            .then_with(|| (&a.module, &a.file, a.line).cmp(&(&b.module, &b.file, b.line)))
     });
 }
 

@@ -138,6 +138,8 @@ pub fn waits(p: &Profile, format: ReportFormat, top: usize, filter: StackFilter)
         b.1.wait_ns
             .cmp(&a.1.wait_ns)
             .then_with(|| p.functions[a.0].name.cmp(&p.functions[b.0].name))
+            // Same name in two modules: the table's order, so that output is stable.
+            .then(a.0.cmp(&b.0))
     });
     rows.truncate(top);
     let mut csv = csv_line(&[

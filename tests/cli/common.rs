@@ -588,3 +588,17 @@ pub fn spawn_collect_with_agent(
         .spawn()
         .expect("start hwprof collect")
 }
+
+/// Copy a directory tree (files only: raw data is small here).
+pub fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dst = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_tree(&e.path(), &dst);
+        } else {
+            std::fs::copy(e.path(), &dst).unwrap();
+        }
+    }
+}

@@ -272,6 +272,42 @@ fn root_the_waiter_is_woken_by_the_holders_unlock() {
         .max()
         .unwrap_or(0);
     within("the lock wait's max_ns", max, ns as f64 / 1e9, 0.02);
+    // The wakers survive a finalize in parts and their merge.
+    let parts = dir.with_file_name("parts");
+    copy_tree(&dir, &parts);
+    std::fs::remove_file(parts.join("profile.db")).unwrap();
+    let parts_arg = parts.to_str().unwrap();
+    ok(&hwprof(&["finalize", "-q", "--part", "1/1", parts_arg]));
+    ok(&hwprof(&["merge", parts_arg]));
+    let merged = Profile::load(&parts).unwrap();
+    let wakers = |p: &Profile| {
+        let names = |leaf: Option<usize>| -> Vec<String> {
+            p.stack_frames(leaf)
+                .iter()
+                .map(|&f| p.functions[p.frames[f].function].name.clone())
+                .collect()
+        };
+        let mut w: Vec<_> = p
+            .wakers
+            .iter()
+            .map(|k| {
+                (
+                    names(k.key.stack),
+                    k.key.class,
+                    names(k.waker),
+                    k.count,
+                    k.wait_ns,
+                )
+            })
+            .collect();
+        w.sort();
+        w
+    };
+    assert_eq!(
+        wakers(&merged),
+        wakers(&p),
+        "wakers after --part 1/1 and merge"
+    );
     let j: serde_json::Value =
         serde_json::from_str(&report_view(&dir, "waits", "json", &["--top", "50"])).unwrap();
     let row = j["rows"]

@@ -328,20 +328,6 @@ fn srun_on_two_simulated_hosts_shares_one_directory() {
     assert_eq!(nodes, ["nodeA", "nodeB"], "{summary:#}");
 }
 
-/// Copy a directory tree (files only: raw data is small here).
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let dst = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_tree(&e.path(), &dst);
-        } else {
-            std::fs::copy(e.path(), &dst).unwrap();
-        }
-    }
-}
-
 /// 16 synthetic ranks (one recorded rank's raw directory replicated under 16 rank
 /// numbers and pids): `--part 1/2`, `--part 2/2` and `merge` give the same profile as
 /// one finalize, and so does a finalize that streams the ranks in batches of 3.
