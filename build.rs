@@ -8,6 +8,9 @@
 //! `--offline` (its dependencies, libc and the path crate `hwprof-wire`, are what the
 //! outer build already fetched); only when that fails (an install that ignored the lock file) does it retry
 //! with the network.
+//!
+//! It also generates the pprof message types from third_party/pprof/profile.proto
+//! (`generate_pprof_types`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -23,10 +26,12 @@ fn main() {
         "wire/Cargo.toml",
         "wire/src",
         "Cargo.lock",
+        "third_party/pprof/profile.proto",
     ] {
         println!("cargo:rerun-if-changed={p}");
     }
     println!("cargo:rerun-if-env-changed=HWPROF_AGENT_PREBUILT");
+    generate_pprof_types(&manifest_dir, &out_dir);
     let dest = out_dir.join("libhwprof_agent.so");
     // A packager may hand over an agent built elsewhere.
     if let Some(pre) = std::env::var_os("HWPROF_AGENT_PREBUILT") {
@@ -50,6 +55,22 @@ fn main() {
     }
     lib.push("release/libhwprof_agent.so");
     copy(&lib, &dest);
+}
+
+/// The pprof message types (`perftools.profiles`, for src/export/pprof.rs), generated
+/// from google/pprof's schema as vendored in third_party/pprof/ rather than restated by
+/// hand. protox compiles the schema in Rust, so building needs no `protoc`.
+fn generate_pprof_types(manifest_dir: &Path, out_dir: &Path) {
+    let include = manifest_dir.join("third_party/pprof");
+    let schema = include.join("profile.proto");
+    let descriptors = protox::compile([&schema], [&include])
+        .unwrap_or_else(|e| panic!("compile {}: {e}", schema.display()));
+    if let Err(e) = prost_build::Config::new()
+        .out_dir(out_dir)
+        .compile_fds(descriptors)
+    {
+        panic!("generate the pprof types from {}: {e}", schema.display());
+    }
 }
 
 fn env(name: &str) -> String {

@@ -27,7 +27,7 @@ use std::io::Write;
 use inferno::flamegraph::{self, Options};
 
 use super::collapsed::sanitize;
-use super::pprof::{self as pb, PbProfile};
+use super::pprof::{self as pb, proto};
 use super::{ExportError, Model, html};
 use crate::diff::{DiffError, Normalize, Side, check_sides, unit_of};
 use crate::profile::stacks::FramesFilter;
@@ -314,7 +314,11 @@ pub fn write_pprof(
 }
 
 /// NEW plus BASE's samples negated, every id and string of BASE renumbered into NEW's.
-pub fn merge_pprof(base: PbProfile, mut new: PbProfile, normalize: Normalize) -> PbProfile {
+pub fn merge_pprof(
+    base: proto::Profile,
+    mut new: proto::Profile,
+    normalize: Normalize,
+) -> proto::Profile {
     let mut st = super::pprof::Strings::of(std::mem::take(&mut new.string_table));
     let remap = |st: &mut super::pprof::Strings, i: i64| {
         st.get(base.string_table.get(i as usize).map_or("", String::as_str))
@@ -326,23 +330,23 @@ pub fn merge_pprof(base: PbProfile, mut new: PbProfile, normalize: Normalize) ->
     );
     for f in &base.function {
         let name = remap(&mut st, f.name);
-        new.function.push(pb::PbFunction {
+        new.function.push(proto::Function {
             id: f.id + f_off,
             name,
             system_name: name,
             filename: remap(&mut st, f.filename),
-            start_line: f.start_line,
+            ..*f
         });
     }
     for m in &base.mapping {
-        new.mapping.push(pb::PbMapping {
+        new.mapping.push(proto::Mapping {
             id: m.id + m_off,
             filename: remap(&mut st, m.filename),
-            ..m.clone()
+            ..*m
         });
     }
     for l in &base.location {
-        new.location.push(pb::PbLocation {
+        new.location.push(proto::Location {
             id: l.id + l_off,
             mapping_id: if l.mapping_id == 0 {
                 0
@@ -352,15 +356,16 @@ pub fn merge_pprof(base: PbProfile, mut new: PbProfile, normalize: Normalize) ->
             line: l
                 .line
                 .iter()
-                .map(|x| pb::PbLine {
+                .map(|x| proto::Line {
                     function_id: x.function_id + f_off,
-                    line: x.line,
+                    ..*x
                 })
                 .collect(),
+            ..l.clone()
         });
     }
     // With percent, BASE's values are scaled to NEW's totals, per value type.
-    let total = |p: &PbProfile, i: usize| -> f64 {
+    let total = |p: &proto::Profile, i: usize| -> f64 {
         p.sample
             .iter()
             .filter_map(|s| s.value.get(i))
@@ -376,19 +381,20 @@ pub fn merge_pprof(base: PbProfile, mut new: PbProfile, normalize: Normalize) ->
     let key = st.get("pprof::base");
     let yes = st.get("true");
     for s in &base.sample {
-        let mut label: Vec<pb::PbLabel> = s
+        let mut label: Vec<proto::Label> = s
             .label
             .iter()
-            .map(|l| pb::PbLabel {
+            .map(|l| proto::Label {
                 key: remap(&mut st, l.key),
                 str: if l.str == 0 { 0 } else { remap(&mut st, l.str) },
                 num: l.num,
+                ..Default::default() // num_unit: hwprof writes none
             })
             .collect();
-        label.push(pb::PbLabel {
+        label.push(proto::Label {
             key,
             str: yes,
-            num: 0,
+            ..Default::default()
         });
         let value = s
             .value
@@ -399,7 +405,7 @@ pub fn merge_pprof(base: PbProfile, mut new: PbProfile, normalize: Normalize) ->
                 -((v as f64 * f).round() as i64)
             })
             .collect();
-        new.sample.push(pb::PbSample {
+        new.sample.push(proto::Sample {
             location_id: s.location_id.iter().map(|l| l + l_off).collect(),
             value,
             label,
@@ -569,7 +575,7 @@ mod tests {
         write_pprof(&m, &m, Normalize::Time, &mut out).unwrap();
         let mut raw = Vec::new();
         std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&out[..]), &mut raw).unwrap();
-        let d = PbProfile::decode(&raw[..]).unwrap();
+        let d = proto::Profile::decode(&raw[..]).unwrap();
         // The same profile against itself: every value cancels.
         let sum: i64 = d.sample.iter().map(|s| s.value[0]).sum();
         assert_eq!(sum, 0);

@@ -1,7 +1,7 @@
 //! pprof: a gzipped protobuf `perftools.profiles.Profile` (google/pprof's
 //! `proto/profile.proto`), read by `go tool pprof`, `pprof`, Pyroscope, Grafana, and
-//! anything that decodes the message (`src/export/profile.proto` is the subset of the
-//! schema written here, for `protoc --decode`).
+//! anything that decodes the message (the schema: third_party/pprof/profile.proto, also
+//! for `protoc --decode`).
 //!
 //! What hwprof puts in it:
 //! - `sample_type`: `[samples/count, cpu/nanoseconds]` for the samples metric (cpu
@@ -14,9 +14,6 @@
 //!   module (filename = module, `has_functions`), locations carry no addresses.
 //! - one `Sample` per aggregated stack row, leaf first, with labels `pid`, `tid`,
 //!   `thread` (name) and `rank` (MPI only).
-//!
-//! The message structs below are written by hand with `prost` derive (no protoc at
-//! build time); their field numbers are those of profile.proto.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -26,147 +23,13 @@ use flate2::write::GzEncoder;
 use prost::Message;
 
 use super::{ExportError, Metric, Model};
+use proto::{Function, Label, Line, Location, Mapping, Profile, Sample, ValueType};
 
-/// `perftools.profiles.Profile`.
-#[derive(Clone, PartialEq, Message)]
-pub struct PbProfile {
-    /// What each sample value means.
-    #[prost(message, repeated, tag = "1")]
-    pub sample_type: Vec<PbValueType>,
-    /// Samples.
-    #[prost(message, repeated, tag = "2")]
-    pub sample: Vec<PbSample>,
-    /// Mappings (modules).
-    #[prost(message, repeated, tag = "3")]
-    pub mapping: Vec<PbMapping>,
-    /// Locations.
-    #[prost(message, repeated, tag = "4")]
-    pub location: Vec<PbLocation>,
-    /// Functions.
-    #[prost(message, repeated, tag = "5")]
-    pub function: Vec<PbFunction>,
-    /// Strings, `""` first.
-    #[prost(string, repeated, tag = "6")]
-    pub string_table: Vec<String>,
-    /// Duration of the profile.
-    #[prost(int64, tag = "10")]
-    pub duration_nanos: i64,
-    /// What the period counts.
-    #[prost(message, optional, tag = "11")]
-    pub period_type: Option<PbValueType>,
-    /// Events between samples.
-    #[prost(int64, tag = "12")]
-    pub period: i64,
-    /// Comments (string indices).
-    #[prost(int64, repeated, tag = "13")]
-    pub comment: Vec<i64>,
-    /// The preferred sample type (string index of its `type`).
-    #[prost(int64, tag = "14")]
-    pub default_sample_type: i64,
-}
-
-/// `ValueType`.
-#[derive(Clone, PartialEq, Message)]
-pub struct PbValueType {
-    /// Type name (string index).
-    #[prost(int64, tag = "1")]
-    pub r#type: i64,
-    /// Unit (string index).
-    #[prost(int64, tag = "2")]
-    pub unit: i64,
-}
-
-/// `Sample`.
-#[derive(Clone, PartialEq, Message)]
-pub struct PbSample {
-    /// Location ids, leaf first.
-    #[prost(uint64, repeated, tag = "1")]
-    pub location_id: Vec<u64>,
-    /// One value per sample type.
-    #[prost(int64, repeated, tag = "2")]
-    pub value: Vec<i64>,
-    /// Labels.
-    #[prost(message, repeated, tag = "3")]
-    pub label: Vec<PbLabel>,
-}
-
-/// `Label`.
-#[derive(Clone, PartialEq, Message)]
-pub struct PbLabel {
-    /// Key (string index).
-    #[prost(int64, tag = "1")]
-    pub key: i64,
-    /// String value (string index).
-    #[prost(int64, tag = "2")]
-    pub str: i64,
-    /// Numeric value.
-    #[prost(int64, tag = "3")]
-    pub num: i64,
-}
-
-/// `Mapping`.
-#[derive(Clone, PartialEq, Message)]
-pub struct PbMapping {
-    /// Id, from 1.
-    #[prost(uint64, tag = "1")]
-    pub id: u64,
-    /// File name (string index).
-    #[prost(int64, tag = "5")]
-    pub filename: i64,
-    /// Symbols are resolved.
-    #[prost(bool, tag = "7")]
-    pub has_functions: bool,
-    /// Files are resolved.
-    #[prost(bool, tag = "8")]
-    pub has_filenames: bool,
-    /// Lines are resolved.
-    #[prost(bool, tag = "9")]
-    pub has_line_numbers: bool,
-}
-
-/// `Location`.
-#[derive(Clone, PartialEq, Message)]
-pub struct PbLocation {
-    /// Id, from 1.
-    #[prost(uint64, tag = "1")]
-    pub id: u64,
-    /// Mapping id (0: none).
-    #[prost(uint64, tag = "2")]
-    pub mapping_id: u64,
-    /// Lines (one: hwprof frames are already split per inlined function).
-    #[prost(message, repeated, tag = "4")]
-    pub line: Vec<PbLine>,
-}
-
-/// `Line`.
-#[derive(Clone, PartialEq, Message)]
-pub struct PbLine {
-    /// Function id.
-    #[prost(uint64, tag = "1")]
-    pub function_id: u64,
-    /// Source line.
-    #[prost(int64, tag = "2")]
-    pub line: i64,
-}
-
-/// `Function`.
-#[derive(Clone, PartialEq, Message)]
-pub struct PbFunction {
-    /// Id, from 1.
-    #[prost(uint64, tag = "1")]
-    pub id: u64,
-    /// Name (string index).
-    #[prost(int64, tag = "2")]
-    pub name: i64,
-    /// System name (string index).
-    #[prost(int64, tag = "3")]
-    pub system_name: i64,
-    /// Source file (string index).
-    #[prost(int64, tag = "4")]
-    pub filename: i64,
-    /// First line.
-    #[prost(int64, tag = "5")]
-    pub start_line: i64,
+/// The `perftools.profiles` messages, generated by build.rs from google/pprof's
+/// `profile.proto` (third_party/pprof/); hwprof fills only the fields listed above.
+#[allow(missing_docs)] // upstream documents some fields by a comment on their group
+pub mod proto {
+    include!(concat!(env!("OUT_DIR"), "/perftools.profiles.rs"));
 }
 
 /// A pprof string table being built: each string once, by index.
@@ -208,9 +71,9 @@ fn clamp(v: u64) -> i64 {
 }
 
 /// Build the pprof message for the model.
-pub fn build(model: &Model) -> PbProfile {
+pub fn build(model: &Model) -> Profile {
     let mut st = Strings::new();
-    let samples_vt = PbValueType {
+    let samples_vt = ValueType {
         r#type: st.get("samples"),
         unit: st.get("count"),
     };
@@ -219,14 +82,14 @@ pub fn build(model: &Model) -> PbProfile {
         Metric::Bytes => ("space", "bytes"),
         Metric::Ns => ("wait", "nanoseconds"),
     };
-    let metric_vt = PbValueType {
+    let metric_vt = ValueType {
         r#type: st.get(metric_type),
         unit: st.get(metric_unit),
     };
     let interval_ns = (model.interval_s * 1e9).round();
-    let mut p = PbProfile {
+    let mut p = Profile {
         default_sample_type: metric_vt.r#type,
-        sample_type: vec![samples_vt, metric_vt.clone()],
+        sample_type: vec![samples_vt, metric_vt],
         ..Default::default()
     };
     if model.metric == Metric::Samples {
@@ -241,7 +104,7 @@ pub fn build(model: &Model) -> PbProfile {
         let f = &mf.function;
         let id = p.function.len() as u64 + 1;
         let name = st.get(&super::one_line(&f.name));
-        p.function.push(PbFunction {
+        p.function.push(Function {
             id,
             name,
             system_name: name,
@@ -250,25 +113,28 @@ pub fn build(model: &Model) -> PbProfile {
         });
         if !mapping_ids.contains_key(&f.module) {
             let mid = p.mapping.len() as u64 + 1;
-            p.mapping.push(PbMapping {
+            p.mapping.push(Mapping {
                 id: mid,
                 filename: st.get(&f.module),
                 has_functions: true,
                 has_filenames: true,
                 has_line_numbers: true,
+                ..Default::default()
             });
             mapping_ids.insert(f.module.clone(), mid);
         }
     }
     for fr in &model.frames {
         let f = &model.functions[fr.function].function;
-        p.location.push(PbLocation {
+        p.location.push(Location {
             id: p.location.len() as u64 + 1,
             mapping_id: mapping_ids.get(&f.module).copied().unwrap_or(0),
-            line: vec![PbLine {
+            line: vec![Line {
                 function_id: fr.function as u64 + 1,
                 line: fr.line.map(i64::from).unwrap_or(0),
+                ..Default::default()
             }],
+            ..Default::default()
         });
     }
     let (k_pid, k_tid, k_thread, k_rank) = (
@@ -284,30 +150,30 @@ pub fn build(model: &Model) -> PbProfile {
         };
         let t = &model.threads[s.thread];
         let mut label = vec![
-            PbLabel {
+            Label {
                 key: k_pid,
                 num: i64::from(t.pid),
                 ..Default::default()
             },
-            PbLabel {
+            Label {
                 key: k_tid,
                 num: i64::from(t.tid),
                 ..Default::default()
             },
-            PbLabel {
+            Label {
                 key: k_thread,
                 str: st.get(&t.name),
                 ..Default::default()
             },
         ];
         if let Some(r) = t.rank {
-            label.push(PbLabel {
+            label.push(Label {
                 key: k_rank,
                 num: i64::from(r),
                 ..Default::default()
             });
         }
-        p.sample.push(PbSample {
+        p.sample.push(Sample {
             location_id: s.frames.iter().rev().map(|&f| f as u64 + 1).collect(),
             value: vec![clamp(s.count), metric_value],
             label,
@@ -336,7 +202,7 @@ mod tests {
         let out = written_sample(write);
         let mut raw = Vec::new();
         std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&out[..]), &mut raw).unwrap();
-        let back = PbProfile::decode(&raw[..]).unwrap();
+        let back = Profile::decode(&raw[..]).unwrap();
         assert_eq!(back.string_table[0], "");
         let total: i64 = back.sample.iter().map(|s| s.value[0]).sum();
         assert_eq!(total, 8);

@@ -405,12 +405,12 @@ fn hot_b_doubled_shows_as_twice_the_time_and_trips_the_gate() {
 /// (BASE, NEW) samples whose leaf is `function` in a differential pprof export: BASE's
 /// are the negative ones labelled `pprof::base`.
 fn pprof_leaf_samples(path: &Path, function: &str) -> (f64, f64) {
-    use hwprof::export::pprof::PbProfile;
+    use hwprof::export::pprof::proto::Profile;
     use prost::Message;
     let gz = std::fs::read(path).unwrap();
     let mut raw = Vec::new();
     std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gz[..]), &mut raw).unwrap();
-    let p = PbProfile::decode(&raw[..]).expect("a pprof protobuf");
+    let p = Profile::decode(&raw[..]).expect("a pprof protobuf");
     let key = p.string_table.iter().position(|s| s == "pprof::base");
     let (mut base, mut new) = (0.0, 0.0);
     for s in &p.sample {

@@ -291,7 +291,7 @@ fn pprof_decodes_with_protoc() {
     let dir = fixture();
     let path = export_file(dir.path(), "pprof", "p.pb.gz");
     require("protoc", "protobuf-compiler");
-    let proto_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/export");
+    let proto_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("third_party/pprof");
     let gz = std::fs::read(&path).unwrap();
     let mut raw = Vec::new();
     std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gz[..]), &mut raw)
