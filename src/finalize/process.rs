@@ -290,8 +290,6 @@ struct Builder<'a> {
     prepared: Vec<bool>,
     /// The kallsyms parse was started.
     kernel_prepared: bool,
-    /// Start symbolizers while reading ([`Builder::prepare`]).
-    prepare_early: bool,
 }
 
 /// Called per sample; returns the index of a Python stack joined to it, or
@@ -380,7 +378,6 @@ pub fn process_perf_data<'a>(
         raw_dir: path.parent().map(Path::to_path_buf).unwrap_or_default(),
         prepared: Vec::new(),
         kernel_prepared: false,
-        prepare_early: true,
     };
     if b.weighting == Weighting::OffCpuNs {
         b.waking_event = b
@@ -414,12 +411,7 @@ pub fn process_perf_data<'a>(
         }
     }
     let reported = std::cell::Cell::new(0u64);
-    let pager = use_pager(data_file.data_len());
-    // A large file's pager already has the other core: symbolizers made beside it
-    // starved it, and the file stayed mapped (peak RSS 0.5-3.4 GB on the deep
-    // recording instead of 175 MB). They are made after reading, as before.
-    b.prepare_early = !pager;
-    data_file.read_data(pager, |data, reached| {
+    data_file.read_data(|data, reached| {
         crate::raw::records::for_each_sorted(
             data,
             &attrs,
@@ -471,17 +463,6 @@ pub fn sample_with_read<'b>(
         _ => None,
     }
 }
-/// Whether a helper thread maps and releases the pages of a data section of `len`
-/// bytes beside the reader: only for a large file. A rank's small file is read before
-/// the thread would have started, and with many ranks every worker is reading: a pager
-/// per reader only added threads and CPU (docs/performance.md, round 5).
-fn use_pager(len: usize) -> bool {
-    len > PAGER_MIN_BYTES
-}
-
-/// Data sections up to this size are read without the pager thread.
-const PAGER_MIN_BYTES: usize = 64 << 20;
-
 /// The largest page a fault can map (1 GiB); a larger data page size is not believed.
 const MAX_PAGE_SIZE: u64 = 1 << 30;
 const PERF_CONTEXT_MAX: u64 = (-4095i64) as u64;
@@ -1043,7 +1024,7 @@ impl Builder<'_> {
     /// (or parsing the kallsyms copy) on another worker, while reading goes on
     /// ([`super::prepare`]).
     fn prepare(&mut self, loc: Loc) {
-        let Some(prepared) = self.search.prepared.as_ref().filter(|_| self.prepare_early) else {
+        let Some(prepared) = self.search.prepared.as_ref() else {
             return;
         };
         match loc {

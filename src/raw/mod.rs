@@ -139,9 +139,6 @@ fn u32_at(b: &[u8], off: usize) -> Option<u32> {
 
 /// Release mapped pages in chunks of this size.
 const RELEASE_CHUNK: usize = 64 << 20;
-/// How far past the reader the data section is mapped in advance, and in what steps.
-const READ_AHEAD: usize = 64 << 20;
-const POPULATE_CHUNK: usize = 8 << 20;
 
 /// perf.data header size (`struct perf_file_header`).
 const HEADER_SIZE: usize = 104;
@@ -268,107 +265,32 @@ impl TolerantPerfFile {
     }
 
     /// Hands `read` the data section and a `reached(offset)` callback (no record
-    /// before `offset` of the data section will be touched again). A helper thread maps
-    /// the pages up to [`READ_AHEAD`] past that offset (`MADV_POPULATE_READ`: one call
-    /// per chunk, cheaper than a page fault per 64 KiB) and releases those behind it
-    /// (`MADV_DONTNEED`), so this page-table work (a quarter of reading a large file)
-    /// runs beside the parsing, and memory stays bounded whatever the file's size.
-    ///
-    /// Without `pager` the reader maps the pages itself as it touches them (the
-    /// kernel's fault-around maps 16 at a time) and releases those behind it: less
-    /// CPU in all, for a small file or when every core is busy reading.
-    pub fn read_data<T>(&self, pager: bool, read: impl FnOnce(&[u8], &dyn Fn(usize)) -> T) -> T {
-        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-        if !pager {
-            let data = self.data.clone();
-            let released = std::cell::Cell::new(data.start / 4096 * 4096);
-            let release = |offset: usize| {
-                let behind = (data.start + offset.min(data.len())) / 4096 * 4096;
-                if behind >= released.get() + RELEASE_CHUNK {
-                    // SAFETY: a read-only file mapping: released pages read back the
-                    // same file contents if touched again.
-                    let _ = unsafe {
-                        self.map.unchecked_advise_range(
-                            memmap2::UncheckedAdvice::DontNeed,
-                            released.get(),
-                            behind - released.get(),
-                        )
-                    };
-                    released.set(behind);
-                }
-            };
-            return read(&self.map[data.clone()], &release);
-        }
-        let reached = AtomicUsize::new(0);
-        let done = AtomicBool::new(false);
+    /// before `offset` of the data section will be touched again). The reader maps the
+    /// pages as it touches them (the kernel's fault-around maps 16 at a time) and the
+    /// pages more than [`RELEASE_CHUNK`] behind it are released (`MADV_DONTNEED`), so
+    /// memory stays bounded whatever the file's size. A helper thread that mapped
+    /// ahead and released behind cost more CPU than it saved wall time once the
+    /// symbolizers are made while reading: a third thread on two cores (20% of the deep
+    /// recording's CPU; docs/performance.md, "finalize, round 7").
+    pub fn read_data<T>(&self, read: impl FnOnce(&[u8], &dyn Fn(usize)) -> T) -> T {
         let data = self.data.clone();
-        let map = &self.map;
-        // Pages before this offset are released; by the pager, or by the reader when
-        // the pager lags (it shares its core with other work): memory stays bounded.
-        let released = AtomicUsize::new(data.start / 4096 * 4096);
-        let release = |behind: usize, chunk: usize| {
-            let from = released.load(Ordering::Acquire);
-            if behind >= from + chunk
-                && released
-                    .compare_exchange(from, behind, Ordering::AcqRel, Ordering::Acquire)
-                    .is_ok()
-            {
+        let released = std::cell::Cell::new(data.start / 4096 * 4096);
+        let release = |offset: usize| {
+            let behind = (data.start + offset.min(data.len())) / 4096 * 4096;
+            if behind >= released.get() + RELEASE_CHUNK {
                 // SAFETY: a read-only file mapping: released pages read back the same
                 // file contents if touched again.
                 let _ = unsafe {
-                    map.unchecked_advise_range(
+                    self.map.unchecked_advise_range(
                         memmap2::UncheckedAdvice::DontNeed,
-                        from,
-                        behind - from,
+                        released.get(),
+                        behind - released.get(),
                     )
                 };
+                released.set(behind);
             }
         };
-        let release = &release;
-        std::thread::scope(|scope| {
-            let pager = std::thread::Builder::new()
-                .name("hwprof-pager".into())
-                .spawn_scoped(scope, || {
-                    let page = 4096;
-                    let mut populated = data.start / page * page;
-                    loop {
-                        let at = data.start + reached.load(Ordering::Acquire).min(data.len());
-                        release(at / page * page, RELEASE_CHUNK);
-                        let target = (at + READ_AHEAD).min(data.end);
-                        if populated < target {
-                            let len = POPULATE_CHUNK.min(data.end - populated);
-                            let _ = map.advise_range(memmap2::Advice::PopulateRead, populated, len);
-                            populated += len;
-                            continue;
-                        }
-                        if done.load(Ordering::Acquire) {
-                            return;
-                        }
-                        std::thread::park();
-                    }
-                });
-            let pager = pager.ok().map(|p| p.thread().clone());
-            let wake = |offset: usize| {
-                reached.store(offset, Ordering::Release);
-                let behind = (data.start + offset.min(data.len())) / 4096 * 4096;
-                release(behind, 2 * RELEASE_CHUNK);
-                if let Some(p) = &pager {
-                    p.unpark();
-                }
-            };
-            // Stop the pager however `read` ends (a panic too: the scope waits for it).
-            struct Stop<'a>(&'a AtomicBool, Option<std::thread::Thread>);
-            impl Drop for Stop<'_> {
-                fn drop(&mut self) {
-                    self.0.store(true, Ordering::Release);
-                    if let Some(p) = &self.1 {
-                        p.unpark();
-                    }
-                }
-            }
-            let _stop = Stop(&done, pager.clone());
-            read(&self.map[data.clone()], &wake)
-        })
+        read(&self.map[data.clone()], &release)
     }
 }
 
