@@ -107,9 +107,9 @@ impl DwarfFile {
 
     /// A large debug file (libc's: 1,500 units, 4 MB of compressed DWARF) takes ~0.1 s
     /// to open, the longest piece of work of a many-rank finalize: its parts that do
-    /// not depend on each other run on the pool's workers side by side (the sections
-    /// inflated each on its own, then addr2line's units, the declaration index's units
-    /// and the symbol map), so `-j 2` does not wait for one worker alone.
+    /// not depend on each other run side by side (the largest section inflated apart
+    /// from the others, then the declaration index's units apart from addr2line's and
+    /// the symbol map), so `-j 2` does not wait for one worker alone.
     fn open_with(path: &Path, with_units: bool) -> Result<DwarfFile, DwarfFileError> {
         let bytes = RefCell::new(Vec::new());
         let data = map(path, &bytes).map_err(|e| DwarfFileError::Io(path.to_path_buf(), e))?;
@@ -127,14 +127,14 @@ impl DwarfFile {
             Ok::<_, gimli::Error>(gimli::EndianSlice::new(data, endian))
         })
         .map_err(|e| DwarfFileError::Dwarf(path.to_path_buf(), e))?;
-        let ((ctx, units), symbols) = rayon::join(
+        let (units, (ctx, symbols)) = side_by_side(
+            || with_units.then(|| Units::parse(&sections.borrow(|s| *s))),
             || {
-                rayon::join(
-                    || Context::from_dwarf(sections.borrow(|s| *s)),
-                    || with_units.then(|| Units::parse(&sections.borrow(|s| *s))),
+                (
+                    Context::from_dwarf(sections.borrow(|s| *s)),
+                    object.symbol_map(),
                 )
             },
-            || object.symbol_map(),
         );
         let ctx = ctx.map_err(|e| DwarfFileError::Dwarf(path.to_path_buf(), e))?;
         let package = load_package(&package_path(path), &bytes);
@@ -227,11 +227,10 @@ impl DwarfFile {
 }
 
 /// The bytes of every DWARF section symbolizing reads (see [`looked_up`]), by name,
-/// each inflated on a worker of its own when compressed (libc's `.debug_info` alone is
-/// 2.3 MB compressed; the others together take about as long). A corrupt or absurdly
+/// inflated when compressed: the largest (libc's `.debug_info`, 2.3 MB compressed)
+/// apart from the others, which together take about as long. A corrupt or absurdly
 /// large compressed section reads as absent, as does a missing one.
 fn inflate_sections(object: &object::File<'static>) -> Vec<(&'static str, Cow<'static, [u8]>)> {
-    use rayon::prelude::*;
     let mut names = Vec::new();
     // gimli names the sections it loads: ask it for them without loading any.
     let _ = gimli::DwarfSections::load(|id| {
@@ -240,13 +239,40 @@ fn inflate_sections(object: &object::File<'static>) -> Vec<(&'static str, Cow<'s
         }
         Ok::<_, gimli::Error>(())
     });
-    names
-        .into_par_iter()
-        .filter_map(|name| {
-            let data = object.section_by_name(name)?.uncompressed_data().ok()?;
-            Some((name, data))
-        })
-        .collect()
+    let mut found: Vec<_> = names
+        .into_iter()
+        .filter_map(|name| Some((name, object.section_by_name(name)?)))
+        .collect();
+    found.sort_by_key(|(_, s)| std::cmp::Reverse(s.size()));
+    let inflate = |found: &[(&'static str, object::Section<'static, '_>)]| {
+        found
+            .iter()
+            .filter_map(|(name, s)| Some((*name, s.uncompressed_data().ok()?)))
+            .collect::<Vec<_>>()
+    };
+    let (largest, others) = found.split_at(found.len().min(1));
+    let (mut out, others) = side_by_side(|| inflate(largest), || inflate(others));
+    out.extend(others);
+    out
+}
+
+/// `a()` and `b()`, on two threads when finalize has more than one worker (`-j`). Not
+/// with `rayon::join`: the symbolizer being made is locked (`prepare`), and a worker
+/// waiting there for the other half runs other tasks meanwhile, one of which may wait
+/// for that lock: itself.
+fn side_by_side<A: Send, B: Send>(
+    a: impl FnOnce() -> A + Send,
+    b: impl FnOnce() -> B + Send,
+) -> (A, B) {
+    if rayon::current_num_threads() < 2 {
+        return (a(), b());
+    }
+    std::thread::scope(|scope| {
+        let b = scope.spawn(b);
+        let a = a();
+        // A panic on the other thread is a bug: pass it on.
+        (a, b.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+    })
 }
 
 /// Whether symbolizing reads section `id`: location lists and macros are never read
