@@ -12,6 +12,7 @@
 //! context that reads them, and never handed out longer than a borrow of the struct
 //! (the public methods return `'_` types), so the mappings outlive every reader.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -95,25 +96,54 @@ impl DwarfFile {
     /// Reads `path` (a regular file, opened without blocking) and the `.dwp` package
     /// beside it when there is one.
     pub fn open(path: &Path) -> Result<DwarfFile, DwarfFileError> {
+        Self::open_with(path, false)
+    }
+
+    /// [`DwarfFile::open`], and the unit headers and ranges the declaration index needs
+    /// parsed too (no address needed: done while perf.data is read).
+    pub fn open_prepared(path: &Path) -> Result<DwarfFile, DwarfFileError> {
+        Self::open_with(path, true)
+    }
+
+    /// A large debug file (libc's: 1,500 units, 4 MB of compressed DWARF) takes ~0.1 s
+    /// to open, the longest piece of work of a many-rank finalize: its parts that do
+    /// not depend on each other run side by side (the largest section inflated apart
+    /// from the others, then the declaration index's units apart from addr2line's and
+    /// the symbol map), so `-j 2` does not wait for one worker alone.
+    fn open_with(path: &Path, with_units: bool) -> Result<DwarfFile, DwarfFileError> {
         let bytes = RefCell::new(Vec::new());
         let data = map(path, &bytes).map_err(|e| DwarfFileError::Io(path.to_path_buf(), e))?;
         let object =
             object::File::parse(data).map_err(|e| DwarfFileError::Object(path.to_path_buf(), e))?;
         let endian = endian_of(&object);
+        let mut inflated = inflate_sections(&object);
         let sections = gimli::DwarfSections::load(|id| {
-            load_section(looked_up(id).then(|| id.name()), &object, endian, &bytes)
+            let found = inflated.iter_mut().find(|(name, _)| *name == id.name());
+            let data = match found.map(|(_, d)| std::mem::take(d)) {
+                Some(Cow::Borrowed(b)) => b,
+                Some(Cow::Owned(v)) => keep_bytes(&bytes, Owned::Heap(v.into_boxed_slice())),
+                None => &[],
+            };
+            Ok::<_, gimli::Error>(gimli::EndianSlice::new(data, endian))
         })
         .map_err(|e| DwarfFileError::Dwarf(path.to_path_buf(), e))?;
-        let ctx = Context::from_dwarf(sections.borrow(|s| *s))
-            .map_err(|e| DwarfFileError::Dwarf(path.to_path_buf(), e))?;
-        let symbols = object.symbol_map();
+        let (units, (ctx, symbols)) = side_by_side(
+            || with_units.then(|| Units::parse(&sections.borrow(|s| *s))),
+            || {
+                (
+                    Context::from_dwarf(sections.borrow(|s| *s)),
+                    object.symbol_map(),
+                )
+            },
+        );
+        let ctx = ctx.map_err(|e| DwarfFileError::Dwarf(path.to_path_buf(), e))?;
         let package = load_package(&package_path(path), &bytes);
         Ok(DwarfFile {
             ctx,
             sections,
             symbols,
             package,
-            units: Default::default(),
+            units: units.map(std::cell::OnceCell::from).unwrap_or_default(),
             bytes,
         })
     }
@@ -123,12 +153,6 @@ impl DwarfFile {
     pub fn decl_index(&self, addrs: &[u64]) -> DeclIndex {
         let dwarf = self.sections.borrow(|s| *s);
         DeclIndex::from_units(&dwarf, self.units(), Some(addrs))
-    }
-
-    /// Parse the unit headers and ranges the declaration index needs (no address
-    /// needed: done while perf.data is read).
-    pub fn prepare_units(&self) {
-        self.units();
     }
 
     fn units(&self) -> &Units<'static> {
@@ -200,6 +224,55 @@ impl DwarfFile {
         dwo.make_dwo(&load.parent);
         Some(Arc::new(dwo))
     }
+}
+
+/// The bytes of every DWARF section symbolizing reads (see [`looked_up`]), by name,
+/// inflated when compressed: the largest (libc's `.debug_info`, 2.3 MB compressed)
+/// apart from the others, which together take about as long. A corrupt or absurdly
+/// large compressed section reads as absent, as does a missing one.
+fn inflate_sections(object: &object::File<'static>) -> Vec<(&'static str, Cow<'static, [u8]>)> {
+    let mut names = Vec::new();
+    // gimli names the sections it loads: ask it for them without loading any.
+    let _ = gimli::DwarfSections::load(|id| {
+        if looked_up(id) {
+            names.push(id.name());
+        }
+        Ok::<_, gimli::Error>(())
+    });
+    let mut found: Vec<_> = names
+        .into_iter()
+        .filter_map(|name| Some((name, object.section_by_name(name)?)))
+        .collect();
+    found.sort_by_key(|(_, s)| std::cmp::Reverse(s.size()));
+    let inflate = |found: &[(&'static str, object::Section<'static, '_>)]| {
+        found
+            .iter()
+            .filter_map(|(name, s)| Some((*name, s.uncompressed_data().ok()?)))
+            .collect::<Vec<_>>()
+    };
+    let (largest, others) = found.split_at(found.len().min(1));
+    let (mut out, others) = side_by_side(|| inflate(largest), || inflate(others));
+    out.extend(others);
+    out
+}
+
+/// `a()` and `b()`, on two threads when finalize has more than one worker (`-j`). Not
+/// with `rayon::join`: the symbolizer being made is locked (`prepare`), and a worker
+/// waiting there for the other half runs other tasks meanwhile, one of which may wait
+/// for that lock: itself.
+fn side_by_side<A: Send, B: Send>(
+    a: impl FnOnce() -> A + Send,
+    b: impl FnOnce() -> B + Send,
+) -> (A, B) {
+    if rayon::current_num_threads() < 2 {
+        return (a(), b());
+    }
+    std::thread::scope(|scope| {
+        let b = scope.spawn(b);
+        let a = a();
+        // A panic on the other thread is a bug: pass it on.
+        (a, b.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+    })
 }
 
 /// Whether symbolizing reads section `id`: location lists and macros are never read

@@ -69,10 +69,7 @@ impl ModuleSymbolizer {
     pub fn new(elf_file: Option<&Path>, debug_file: Option<&Path>) -> Self {
         // Opened as untrusted input (regular files only, never blocking on a FIFO),
         // split DWARF included: see `dwarf_file`.
-        let debug = debug_file.and_then(|p| DwarfFile::open(p).ok());
-        if let Some(d) = &debug {
-            d.prepare_units();
-        }
+        let debug = debug_file.and_then(|p| DwarfFile::open_prepared(p).ok());
         ModuleSymbolizer {
             elf_file: elf_file.map(Path::to_path_buf),
             debug,
