@@ -657,6 +657,18 @@ mod tests {
         out.waits.iter().map(|w| w.continued).collect()
     }
 
+    /// The deadline of the sleeps of [`sleep_piece`].
+    const DEADLINE: u64 = 200_000_000;
+
+    /// A piece of a sleep until [`DEADLINE`]: its marker from `start` to `end`,
+    /// interrupted or not.
+    fn sleep_piece(start: u64, end: u64, interrupted: bool) -> Marker {
+        Marker {
+            deadline: Some(DEADLINE),
+            ..restartable(WAIT_SLEEP, start, end, interrupted)
+        }
+    }
+
     fn marker(class: u64, start: u64, end: u64) -> Marker {
         Marker::decode(
             class | (WAIT_OBJ_ADDR << 8),
@@ -775,14 +787,7 @@ mod tests {
     fn a_marker_seen_twice_counts_once() {
         let mut j = WaitJoin::default();
         let mut out = RawProfile::default();
-        let d = 200_000_000;
-        let piece = |start: u64, end: u64, interrupted: bool| {
-            let m = restartable(WAIT_SLEEP, start, end, interrupted);
-            Marker {
-                deadline: Some(d),
-                ..m
-            }
-        };
+        let (d, piece) = (DEADLINE, sleep_piece);
         j.switch_out(7, 0, 1_000, false);
         j.switch_in(7, 99_000_000, None, &mut out);
         let first = piece(0, 100_000_000, true);
@@ -798,11 +803,7 @@ mod tests {
     fn a_sleep_interrupted_before_it_was_switched_out_counts_at_its_restart() {
         let mut j = WaitJoin::default();
         let mut out = RawProfile::default();
-        let d = 200_000_000;
-        let piece = |start: u64, end: u64, interrupted: bool| Marker {
-            deadline: Some(d),
-            ..restartable(WAIT_SLEEP, start, end, interrupted)
-        };
+        let (d, piece) = (DEADLINE, sleep_piece);
         // The signal came 20 µs into the call, before any switch-out: the agent marks
         // the interrupted call anyway; it claims nothing, and counts nothing.
         assert_eq!(
@@ -821,11 +822,7 @@ mod tests {
     fn root_a_restart_too_short_for_a_marker_is_the_same_wait() {
         let mut j = WaitJoin::default();
         let mut out = RawProfile::default();
-        let d = 200_000_000;
-        let piece = |start: u64, end: u64, interrupted: bool| Marker {
-            deadline: Some(d),
-            ..restartable(WAIT_SLEEP, start, end, interrupted)
-        };
+        let (d, piece) = (DEADLINE, sleep_piece);
         // Root: each interval has its switch-out stack (9: in the sleep call). The
         // sleep is interrupted at 100 ms; its restart is interrupted again after 30
         // µs (under the threshold: no marker); the next restart runs to the deadline.
