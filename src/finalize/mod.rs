@@ -1144,8 +1144,13 @@ fn add_waits(
             .clone();
         let (class, object) = match wait.class {
             // The GIL and MPI are what the program waited for, whatever primitive the
-            // agent saw underneath (take_gil's condition variable, MPI's poll).
-            Some(_) if matches!(by_stack.class, WaitClass::Gil | WaitClass::Mpi) => {
+            // agent saw underneath (take_gil's condition variable, MPI's poll). Not
+            // for `other`: an interval the agent did not record, on the stack of the
+            // thread's last wait (`waits_join::unexplained`), whose cause is unknown.
+            Some(c)
+                if c != WaitClass::Other
+                    && matches!(by_stack.class, WaitClass::Gil | WaitClass::Mpi) =>
+            {
                 (by_stack.class, by_stack.object)
             }
             Some(class) => (class, wait.object.clone()),

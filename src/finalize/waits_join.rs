@@ -46,7 +46,8 @@ const MAX_QUEUED: usize = 4096;
 pub struct RawWait {
     /// Where (the stack of the marker or the switch-out sample).
     pub key: SampleKey,
-    /// Why, when the agent recorded it; None: classified by its stack at finalize
+    /// Why, when the agent recorded it (`other`: an interval nobody recorded, without
+    /// a stack of its own); None: classified by its stack at finalize
     /// (`finalize::waits`).
     pub class: Option<WaitClass>,
     /// The kernel's switch record said the thread was still runnable.
@@ -582,9 +583,14 @@ fn unexplained(iv: Interval, last: Option<SampleKey>, resumes: bool, out: &mut R
     out.samples.entry(key).or_insert((0, 0)).1 += ns;
     out.wait_ns_inferred = out.wait_ns_inferred.saturating_add(ns);
     // Classified by its stack at finalize (preempted, or what the stack blocked in).
+    // Without a switch-out stack (an ordinary user's switch records carry none) it goes
+    // to the nearest capture, the thread's last marker: that says where the thread
+    // was, not why it waited (a short GIL wait after an interrupted sleep is no sleep),
+    // so its class is `other`.
+    let class = (iv.at_out.is_none() && !iv.preempted).then_some(WaitClass::Other);
     out.waits.push(RawWait {
         key,
-        class: None,
+        class,
         preempted: iv.preempted,
         arg0: iv.at_out.and_then(|(_, a)| a),
         object: None,
@@ -705,7 +711,8 @@ mod tests {
             vec![
                 (None, true, 100, NO_NODE),
                 (Some(WaitClass::Lock), false, 1_900_000, 5),
-                (None, false, 500, 5),
+                // On the last marker's stack, but not for its reason.
+                (Some(WaitClass::Other), false, 500, 5),
             ]
         );
         assert_eq!(out.waits[1].object.as_deref(), Some("0x1000"));

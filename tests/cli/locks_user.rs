@@ -468,15 +468,16 @@ fn gil_waits_at_their_lines(hw: Command, t: &Path, py: &Path, what: &str) {
 }
 
 /// The Python wait tests above on every CPython pyenv holds here (3.8-3.13; 3.11 is
-/// required, the others are skipped with a line when absent). As root: pyenv lives in
-/// /root, which uid 65534 cannot read (an ordinary user's runs are the system 3.11's,
-/// above).
+/// required, the others are skipped with a line when absent), as root and as uid 65534
+/// (an ordinary user for perf events, given the right to read /root, where pyenv lives,
+/// by `CAP_DAC_READ_SEARCH`: it grants no perf privilege). Needs root to do both.
 #[test]
 fn python_waits_on_every_pyenv_version() {
     if !root_or_skip("needs root (pyenv lives in /root)") {
         return;
     }
     let t = shared_tempdir();
+    let nobody_hwprof = hwprof_for_nobody(t.path());
     for ver in ["3.8.18", "3.9.18", "3.10.13", "3.11.7", "3.12.1", "3.13.0"] {
         let py = if ver == "3.11.7" {
             Some(pyenv(ver).expect("pyenv 3.11.7 is required"))
@@ -488,7 +489,27 @@ fn python_waits_on_every_pyenv_version() {
         python_waits_at_their_lines(hw(), t.path(), &py, ver);
         five_sleeps_are_five_waits(hw(), t.path(), &py, ver);
         gil_waits_at_their_lines(hw(), t.path(), &py, ver);
-        eprintln!("python {ver}: waits at their lines, sleeps once each, GIL waits");
+        // The same as an ordinary user (uid 65534, perf_event_paranoid as it is, user
+        // space only), given only the right to read /root, where pyenv lives.
+        let hw = || {
+            let mut c = Command::new("setpriv");
+            c.args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                "--inh-caps=+dac_read_search",
+                "--ambient-caps=+dac_read_search",
+            ])
+            .arg(&nobody_hwprof);
+            c
+        };
+        let what = format!("{ver} as uid 65534");
+        python_waits_at_their_lines(hw(), t.path(), &py, &what);
+        five_sleeps_are_five_waits(hw(), t.path(), &py, &what);
+        gil_waits_at_their_lines(hw(), t.path(), &py, &what);
+        eprintln!(
+            "python {ver}, as root and as uid 65534: waits at their lines, sleeps once each, GIL waits"
+        );
     }
 }
 
