@@ -1179,17 +1179,26 @@ fn add_waits(
         }
         // The rest of a wait already counted (restarted after a signal) adds its time
         // to the wait's row, not a wait.
-        let so_far = latest.entry(key.clone()).or_default();
-        *so_far = if wait.continued {
-            so_far.saturating_add(wait.ns)
-        } else {
-            wait.ns
+        // The key is cloned once per row, not per wait (a root run has 100k+).
+        let so_far = match latest.get_mut(&key) {
+            Some(t) => {
+                *t = if wait.continued {
+                    t.saturating_add(wait.ns)
+                } else {
+                    wait.ns
+                };
+                *t
+            }
+            None => {
+                latest.insert(key.clone(), wait.ns);
+                wait.ns
+            }
         };
         w.merge_wait(crate::profile::WaitRow {
             key,
             count: u64::from(!wait.continued),
             wait_ns: wait.ns,
-            max_ns: *so_far,
+            max_ns: so_far,
         });
     }
 }

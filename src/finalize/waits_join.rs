@@ -221,6 +221,17 @@ struct Interrupted {
     /// piece that counts the wait (the agent marks every interrupted call, however
     /// short, so that its restart is known).
     counted: bool,
+    /// Root: the switch-out stack of its last piece. A restart too short for a marker
+    /// (under the threshold) leaves an interval that no marker claims, on that same
+    /// stack: the rest of the same wait, not a new one.
+    last_piece: Option<SampleKey>,
+}
+
+impl Interrupted {
+    /// Where and when its last piece was switched out, for [`resumes`].
+    fn last_piece_at(&self) -> Option<(SampleKey, u64)> {
+        self.last_piece.map(|k| (k, self.end))
+    }
 }
 
 /// Per-thread state of the join.
@@ -241,10 +252,6 @@ pub struct WaitJoin {
     off_cpu: FxHashMap<u32, OffCpuLog>,
     /// Per thread: its last marker's (start, end), to know the same record again.
     last_marker: FxHashMap<u32, (u64, u64)>,
-    /// Root: the switch-out stack of the interrupted wait's last piece, and its end. A
-    /// restart too short for a marker (under the threshold) leaves an interval that no
-    /// marker claims, on that same stack: the rest of the same wait, not a new one.
-    interrupted_at: FxHashMap<u32, (SampleKey, u64)>,
 }
 
 /// Whether `iv`, claimed by no marker, continues the interrupted wait whose last piece
@@ -295,6 +302,13 @@ impl OffCpuLog {
 }
 
 impl WaitJoin {
+    /// The thread's interrupted wait's last piece (switch-out stack, end), if any.
+    fn resumable(&self, tid: u32) -> Option<(SampleKey, u64)> {
+        self.interrupted
+            .get(&tid)
+            .and_then(Interrupted::last_piece_at)
+    }
+
     /// A switch-out record of `tid` at `time`.
     pub fn switch_out(&mut self, tid: u32, thread: u32, time: u64, preempted: bool) {
         self.out.insert(tid, (time, preempted, thread));
@@ -356,7 +370,7 @@ impl WaitJoin {
                 q[0] = merged;
             } else if let Some(iv) = q.pop_front() {
                 let last = self.last_key.get(&tid).copied();
-                let continues = resumes(self.interrupted_at.get(&tid).copied(), &iv);
+                let continues = resumes(self.resumable(tid), &iv);
                 unexplained(iv, last, continues, out);
             }
         }
@@ -380,7 +394,7 @@ impl WaitJoin {
         }
         let last = self.last_key.insert(tid, key);
         // The interrupted wait as it was before this marker (for the intervals before it).
-        let resumed = self.interrupted_at.get(&tid).copied();
+        let resumed = self.resumable(tid);
         // The restart of an interrupted call: the same wait, counted once.
         // Other waits may come between (the GIL, taken back to run a Python handler).
         // The same call: the same native stack (the Python stack index of each capture
@@ -431,7 +445,6 @@ impl WaitJoin {
                 .is_some_and(|i| same_call(&i.key))
         {
             self.interrupted.remove(&tid);
-            self.interrupted_at.remove(&tid);
         }
         let mut claimed = 0u64;
         let mut unsampled = 0u64;
@@ -494,10 +507,6 @@ impl WaitJoin {
             out.wait_ns_on_cpu = out.wait_ns_on_cpu.saturating_add(on_cpu);
         }
         if m.interrupted {
-            match pieces.last() {
-                Some(&(k, ..)) => self.interrupted_at.insert(tid, (k, m.end)),
-                None => self.interrupted_at.remove(&tid),
-            };
             let counted = continued || !pieces.is_empty() || claimed > 0;
             self.interrupted.insert(
                 tid,
@@ -508,6 +517,7 @@ impl WaitJoin {
                     end: m.end,
                     deadline: m.deadline,
                     counted,
+                    last_piece: pieces.last().map(|&(k, ..)| k),
                 },
             );
         }
@@ -547,7 +557,7 @@ impl WaitJoin {
         for tid in tids {
             let last = self.last_key.get(&tid).copied();
             for iv in self.queued.remove(&tid).unwrap_or_default() {
-                let continues = resumes(self.interrupted_at.get(&tid).copied(), &iv);
+                let continues = resumes(self.resumable(tid), &iv);
                 unexplained(iv, last, continues, out);
             }
         }
@@ -795,13 +805,11 @@ mod tests {
         let mut j = WaitJoin::default();
         let mut out = RawProfile::default();
         let (d, piece) = (DEADLINE, sleep_piece);
-        j.switch_out(7, 0, 1_000, false);
-        j.switch_in(7, 99_000_000, None, &mut out);
+        off_cpu(&mut j, &mut out, 1_000, 99_000_000);
         let first = piece(0, 100_000_000, true);
         assert!(j.marker(7, key(5), first.clone(), &mut out).0 > 0);
         assert_eq!(j.marker(7, key(5), first, &mut out), (0, 0));
-        j.switch_out(7, 0, 101_000_000, false);
-        j.switch_in(7, d - 1_000, None, &mut out);
+        off_cpu(&mut j, &mut out, 101_000_000, d - 1_000);
         j.marker(7, key(5), piece(100_050_000, d, false), &mut out);
         assert_eq!(continued(&out), [false, true]);
     }
