@@ -180,6 +180,17 @@ pub fn as_nobody(program: &Path) -> Command {
     c
 }
 
+/// [`as_nobody`] with one capability kept (inherited and ambient, so that the programs
+/// it runs have it too), e.g. `dac_read_search` to read /root.
+pub fn as_nobody_with(cap: &str, program: &Path) -> Command {
+    let mut c = Command::new("setpriv");
+    c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(format!("--inh-caps=+{cap}"))
+        .arg(format!("--ambient-caps=+{cap}"))
+        .arg(program);
+    c
+}
+
 /// A copy of the hwprof binary that uid 65534 can run, inside `dir`.
 pub fn hwprof_for_nobody(dir: &Path) -> PathBuf {
     let hw = dir.join("hwprof");

@@ -491,18 +491,7 @@ fn python_waits_on_every_pyenv_version() {
         gil_waits_at_their_lines(hw(), t.path(), &py, ver);
         // The same as an ordinary user (uid 65534, perf_event_paranoid as it is, user
         // space only), given only the right to read /root, where pyenv lives.
-        let hw = || {
-            let mut c = Command::new("setpriv");
-            c.args([
-                "--reuid=65534",
-                "--regid=65534",
-                "--clear-groups",
-                "--inh-caps=+dac_read_search",
-                "--ambient-caps=+dac_read_search",
-            ])
-            .arg(&nobody_hwprof);
-            c
-        };
+        let hw = || as_nobody_with("dac_read_search", &nobody_hwprof);
         let what = format!("{ver} as uid 65534");
         python_waits_at_their_lines(hw(), t.path(), &py, &what);
         five_sleeps_are_five_waits(hw(), t.path(), &py, &what);
