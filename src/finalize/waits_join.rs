@@ -661,6 +661,18 @@ mod tests {
         j.switch_in(7, to, None, out);
     }
 
+    /// Thread 7 off CPU from `from` to `to`, then `marker` on stack 5: what the join
+    /// returned for the marker (ns claimed, intervals claimed).
+    fn off_then_marker(
+        j: &mut WaitJoin,
+        out: &mut RawProfile,
+        (from, to): (u64, u64),
+        marker: Marker,
+    ) -> (u64, u64) {
+        off_cpu(j, out, from, to);
+        j.marker(7, key(5), marker, out)
+    }
+
     /// [`run_pieces`] through a new join into `out`: per wait, whether it continues the
     /// one before.
     fn continued_after(mut out: RawProfile, pieces: &[(u64, u64, Marker, u32)]) -> Vec<bool> {
@@ -804,13 +816,11 @@ mod tests {
     fn a_marker_seen_twice_counts_once() {
         let mut j = WaitJoin::default();
         let mut out = RawProfile::default();
-        let (d, piece) = (DEADLINE, sleep_piece);
-        off_cpu(&mut j, &mut out, 1_000, 99_000_000);
-        let first = piece(0, 100_000_000, true);
-        assert!(j.marker(7, key(5), first.clone(), &mut out).0 > 0);
+        let first = sleep_piece(0, 100_000_000, true);
+        assert!(off_then_marker(&mut j, &mut out, (1_000, 99_000_000), first.clone()).0 > 0);
         assert_eq!(j.marker(7, key(5), first, &mut out), (0, 0));
-        off_cpu(&mut j, &mut out, 101_000_000, d - 1_000);
-        j.marker(7, key(5), piece(100_050_000, d, false), &mut out);
+        let last = sleep_piece(100_050_000, DEADLINE, false);
+        off_then_marker(&mut j, &mut out, (101_000_000, DEADLINE - 1_000), last);
         assert_eq!(continued(&out), [false, true]);
     }
 
@@ -818,18 +828,21 @@ mod tests {
     fn a_sleep_interrupted_before_it_was_switched_out_counts_at_its_restart() {
         let mut j = WaitJoin::default();
         let mut out = RawProfile::default();
-        let (d, piece) = (DEADLINE, sleep_piece);
         // The signal came 20 µs into the call, before any switch-out: the agent marks
         // the interrupted call anyway; it claims nothing, and counts nothing.
         assert_eq!(
-            j.marker(7, key(5), piece(0, 20_000, true), &mut out),
+            j.marker(7, key(5), sleep_piece(0, 20_000, true), &mut out),
             (0, 0)
         );
         // Its restart is the wait (counted), and a later interrupted piece continues it.
-        off_cpu(&mut j, &mut out, 40_000, 30_000_000);
-        j.marker(7, key(5), piece(30_000, 30_001_000, true), &mut out);
-        off_cpu(&mut j, &mut out, 30_050_000, d - 1_000);
-        j.marker(7, key(5), piece(30_040_000, d, false), &mut out);
+        let restart = sleep_piece(30_000, 30_001_000, true);
+        off_then_marker(&mut j, &mut out, (40_000, 30_000_000), restart);
+        off_then_marker(
+            &mut j,
+            &mut out,
+            (30_050_000, DEADLINE - 1_000),
+            sleep_piece(30_040_000, DEADLINE, false),
+        );
         assert_eq!(continued(&out), [false, true]);
     }
 
@@ -837,22 +850,26 @@ mod tests {
     fn root_a_restart_too_short_for_a_marker_is_the_same_wait() {
         let mut j = WaitJoin::default();
         let mut out = RawProfile::default();
-        let (d, piece) = (DEADLINE, sleep_piece);
         // Root: each interval has its switch-out stack (9: in the sleep call). The
         // sleep is interrupted at 100 ms; its restart is interrupted again after 30
         // µs (under the threshold: no marker); the next restart runs to the deadline.
         let at_sleep = Some((key(9), None));
         j.switch_out(7, 0, 1_000, false);
         j.switch_in(7, 99_000_000, at_sleep, &mut out);
-        j.marker(7, key(5), piece(0, 100_000_000, true), &mut out);
+        j.marker(7, key(5), sleep_piece(0, 100_000_000, true), &mut out);
         j.switch_out(7, 0, 100_050_000, false);
         j.switch_in(7, 100_070_000, at_sleep, &mut out);
         // Another stack off CPU in between (the GIL, say) is not the sleep's.
         j.switch_out(7, 0, 100_200_000, false);
         j.switch_in(7, 100_250_000, Some((key(4), None)), &mut out);
         j.switch_out(7, 0, 101_000_000, false);
-        j.switch_in(7, d - 1_000, at_sleep, &mut out);
-        j.marker(7, key(5), piece(100_900_000, d, false), &mut out);
+        j.switch_in(7, DEADLINE - 1_000, at_sleep, &mut out);
+        j.marker(
+            7,
+            key(5),
+            sleep_piece(100_900_000, DEADLINE, false),
+            &mut out,
+        );
         let waits: Vec<_> = out
             .waits
             .iter()
