@@ -30,6 +30,7 @@ use crate::profile::{
 };
 use binaries::SearchPaths;
 use process::{Loc, NO_NODE, RawProfile, Weighting};
+use waits_join::Cause;
 
 /// Errors of finalize.
 #[derive(Debug, thiserror::Error)]
@@ -1124,8 +1125,13 @@ fn add_waits(
             .get(wait.key.thread as usize)
             .copied()
             .unwrap_or(0);
+        // A recorded wait's stack is classified too: its class may be the GIL's or MPI's.
+        let (preempted, arg0) = match wait.cause {
+            Cause::Stack { preempted, arg0 } => (preempted, arg0),
+            Cause::Recorded(..) => (false, None),
+        };
         let by_stack = classified
-            .entry((stack, wait.preempted, wait.arg0))
+            .entry((stack, preempted, arg0))
             .or_insert_with(|| {
                 // Innermost first.
                 let frames = w.profile.stack_frames(stack);
@@ -1135,26 +1141,26 @@ fn add_waits(
                     .filter_map(|&f| w.profile.frames.get(f))
                     .filter_map(|f| w.profile.functions.get(f.function))
                     .collect();
-                if wait.preempted {
+                if preempted {
                     waits::classify_preempted(&functions)
                 } else {
-                    waits::classify(&functions, wait.arg0)
+                    waits::classify(&functions, arg0)
                 }
             })
             .clone();
-        let (class, object) = match wait.class {
+        let (class, object) = match &wait.cause {
             // The GIL and MPI are what the program waited for, whatever primitive the
             // agent saw underneath (take_gil's condition variable, MPI's poll). Not
             // for `other`: an interval the agent did not record, on the stack of the
             // thread's last wait (`waits_join::unexplained`), whose cause is unknown.
-            Some(c)
-                if c != WaitClass::Other
+            Cause::Recorded(c, _)
+                if *c != WaitClass::Other
                     && matches!(by_stack.class, WaitClass::Gil | WaitClass::Mpi) =>
             {
                 (by_stack.class, by_stack.object)
             }
-            Some(class) => (class, wait.object.clone()),
-            None => (by_stack.class, by_stack.object),
+            Cause::Recorded(class, object) => (*class, object.clone()),
+            Cause::Stack { .. } => (by_stack.class, by_stack.object),
         };
         let key = crate::profile::WaitKey {
             stack,

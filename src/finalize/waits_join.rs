@@ -41,22 +41,13 @@ const RESTART_GAP_NS: u64 = 20_000_000;
 /// Intervals kept per thread before the oldest is resolved as unexplained.
 const MAX_QUEUED: usize = 4096;
 
-/// One wait for the profile: its sample key (stack, thread), class, object, off-CPU ns.
+/// One wait for the profile: its sample key (stack, thread), cause, off-CPU ns.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RawWait {
     /// Where (the stack of the marker or the switch-out sample).
     pub key: SampleKey,
-    /// Why, when the agent recorded it (`other`: an interval nobody recorded, without
-    /// a stack of its own); None: classified by its stack at finalize
-    /// (`finalize::waits`).
-    pub class: Option<WaitClass>,
-    /// The kernel's switch record said the thread was still runnable.
-    pub preempted: bool,
-    /// Root: the first syscall argument at switch-out (a futex word, an fd), for the
-    /// stack's classification to name the object.
-    pub arg0: Option<u64>,
-    /// On what (`0x…` address, `fd 3`, `pid 42`, `thread 0x…`).
-    pub object: Option<String>,
+    /// Why, as far as the join knows.
+    pub cause: Cause,
     /// Off-CPU nanoseconds.
     pub ns: u64,
     /// The rest of a wait already counted (a call restarted after a signal handler, or
@@ -65,6 +56,23 @@ pub struct RawWait {
     /// Root: the stack of the thread that woke this one (its `sched:sched_waking`
     /// sample), when one of the target's threads did.
     pub waker: Option<SampleKey>,
+}
+
+/// Why a thread waited: recorded by the agent, or left to its stack.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Cause {
+    /// The agent recorded the class and the object (`0x…` address, `fd 3`, `pid 42`,
+    /// `thread 0x…`); or `other`: an interval nobody recorded, without a stack of its
+    /// own.
+    Recorded(WaitClass, Option<String>),
+    /// Classified by its stack at finalize (`finalize::waits`).
+    Stack {
+        /// The kernel's switch record said the thread was still runnable.
+        preempted: bool,
+        /// Root: the first syscall argument at switch-out (a futex word, an fd), for
+        /// the stack's classification to name the object.
+        arg0: Option<u64>,
+    },
 }
 
 /// A wait the agent recorded, from a marker sample's registers.
@@ -524,10 +532,7 @@ impl WaitJoin {
         for (k, ns, waker) in pieces {
             out.waits.push(RawWait {
                 key: k,
-                class: Some(m.class),
-                preempted: false,
-                arg0: None,
-                object: m.object.clone(),
+                cause: Cause::Recorded(m.class, m.object.clone()),
                 ns,
                 continued,
                 waker,
@@ -538,10 +543,7 @@ impl WaitJoin {
         if claimed > 0 {
             out.waits.push(RawWait {
                 key,
-                class: Some(m.class),
-                preempted: false,
-                arg0: None,
-                object: m.object,
+                cause: Cause::Recorded(m.class, m.object),
                 ns: claimed,
                 continued,
                 waker,
@@ -597,13 +599,17 @@ fn unexplained(iv: Interval, last: Option<SampleKey>, resumes: bool, out: &mut R
     // to the nearest capture, the thread's last marker: that says where the thread
     // was, not why it waited (a short GIL wait after an interrupted sleep is no sleep),
     // so its class is `other`.
-    let class = (iv.at_out.is_none() && !iv.preempted).then_some(WaitClass::Other);
+    let cause = if iv.at_out.is_none() && !iv.preempted {
+        Cause::Recorded(WaitClass::Other, None)
+    } else {
+        Cause::Stack {
+            preempted: iv.preempted,
+            arg0: iv.at_out.and_then(|(_, a)| a),
+        }
+    };
     out.waits.push(RawWait {
         key,
-        class,
-        preempted: iv.preempted,
-        arg0: iv.at_out.and_then(|(_, a)| a),
-        object: None,
+        cause,
         ns,
         continued: resumes,
         waker: iv.waker,
@@ -723,21 +729,25 @@ mod tests {
         j.finish(&mut out);
         assert_eq!(out.wait_ns_exact, 1_900_000);
         assert_eq!(out.wait_ns_inferred, 600);
+        let preempted = Cause::Stack {
+            preempted: true,
+            arg0: None,
+        };
+        let lock = Cause::Recorded(WaitClass::Lock, Some("0x1000".into()));
         let classes: Vec<_> = out
             .waits
             .iter()
-            .map(|w| (w.class, w.preempted, w.ns, w.key.leaf))
+            .map(|w| (w.cause.clone(), w.ns, w.key.leaf))
             .collect();
         assert_eq!(
             classes,
             vec![
-                (None, true, 100, NO_NODE),
-                (Some(WaitClass::Lock), false, 1_900_000, 5),
+                (preempted, 100, NO_NODE),
+                (lock, 1_900_000, 5),
                 // On the last marker's stack, but not for its reason.
-                (Some(WaitClass::Other), false, 500, 5),
+                (Cause::Recorded(WaitClass::Other, None), 500, 5),
             ]
         );
-        assert_eq!(out.waits[1].object.as_deref(), Some("0x1000"));
     }
 
     #[test]
@@ -960,7 +970,9 @@ mod tests {
         assert_eq!(unsampled, n, "every switch-out claimed by the call");
         assert!(ns >= n * 20_000, "{ns} ns claimed");
         assert!(
-            out.waits.iter().all(|w| w.class.is_some()),
+            out.waits
+                .iter()
+                .all(|w| matches!(w.cause, Cause::Recorded(..))),
             "no interval left unexplained: {:?}",
             out.waits.len()
         );
@@ -991,7 +1003,11 @@ mod tests {
         j.switch_in(3, 1_010, Some((key(9), Some(3))), &mut out);
         j.finish(&mut out);
         assert_eq!(out.waits[0].key, key(9));
-        assert_eq!(out.waits[0].arg0, Some(3));
+        let by_stack = Cause::Stack {
+            preempted: false,
+            arg0: Some(3),
+        };
+        assert_eq!(out.waits[0].cause, by_stack);
         assert_eq!(out.samples[&key(9)], (0, 1_000));
     }
 
@@ -1035,8 +1051,8 @@ mod tests {
         let (ns, _) = j.marker(7, key(5), barrier, &mut out);
         assert_eq!(ns, 9_000_000);
         let w = out.waits.last().expect("a wait");
-        assert_eq!(w.class, Some(WaitClass::Mpi));
-        assert_eq!(w.object.as_deref(), Some("MPI_Barrier"));
+        let barrier = Some("MPI_Barrier".to_string());
+        assert_eq!(w.cause, Cause::Recorded(WaitClass::Mpi, barrier));
         assert_eq!(out.wait_ns_on_cpu, 6_000_000);
         // An index past the table names nothing.
         let odd = Marker::decode(WAIT_MPI | (WAIT_OBJ_MPI_FN << 8), 999, 0, 10, 20).unwrap();
