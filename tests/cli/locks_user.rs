@@ -433,12 +433,21 @@ fn python_waits_at_their_lines(hw: Command, t: &Path, py: &Path, what: &str) {
 }
 
 /// tests/programs/gil_waits.py with `python`: the sleeper's 0.5 s `time.sleep` at its
-/// line, and both busy threads wait for the GIL (class gil) in `spin` or `busy`.
+/// line (0.5 s, at most as long as the script timed it), and both busy threads wait for
+/// the GIL (class gil) in `spin` or `busy`.
 fn gil_waits_at_their_lines(hw: Command, t: &Path, py: &Path, what: &str) {
-    let (p, _) = python_locks_run(hw, t, py, "gil_waits.py", what);
+    let (p, stderr) = python_locks_run(hw, t, py, "gil_waits.py", what);
+    let napped = numbers_after(&stderr, "napped ").expect("the script printed its sleep");
     let sleep_line = source_line("gil_waits.py", "# SLEEP");
     let nap = python_waits_at(&p, WaitClass::Sleep, "nap", sleep_line);
-    within(&format!("{what}: nap's time.sleep"), nap, 0.5, 0.10);
+    // The call lasts its 0.5 s at least, and no longer than the script's time (which
+    // also holds taking the GIL back from the busy threads).
+    let got = nap as f64 / 1e9;
+    assert!(
+        (0.5 * 0.9..=napped[0] * 1.1).contains(&got),
+        "{what}: nap's time.sleep: {got:.4} s recorded; 0.5 s asked, {:.4} s by the script's clock",
+        napped[0]
+    );
     let busy_threads: std::collections::BTreeSet<_> = p
         .waits
         .iter()
@@ -578,17 +587,21 @@ fn five_sleeps_are_five_waits(hw: Command, t: &Path, python: &Path, what: &str) 
     let ns: u64 = sleeps.iter().map(|w| w.wait_ns).sum();
     let rows: Vec<_> = at_line
         .iter()
-        .map(|w| (w.key.class, w.count, w.wait_ns))
+        .map(|w| (w.key.class, w.count, w.wait_ns, w.max_ns))
         .collect();
     assert_eq!(count, 5, "{what}: sleep waits at the sleep line: {rows:?}");
-    // max_ns is the longest whole wait, all its restarted pieces together: at least the
-    // mean of the five (a piece between two signals is ~30 ms of the 200).
-    let max = sleeps.iter().map(|w| w.max_ns).max().unwrap_or(0);
-    assert!(
-        max >= ns / count,
-        "{what}: the longest sleep wait is {max} ns, under their mean {} ns: {rows:?}",
-        ns / count
-    );
+    // max_ns is a row's longest whole wait, all its restarted pieces on that stack
+    // together: at least the mean of the row's waits (a piece between two signals is
+    // ~30 ms of the 200). A piece on another stack (a restart's marker unwound
+    // differently) is that row's time, and shortens no mean here.
+    for w in sleeps.iter().filter(|w| w.count > 0) {
+        assert!(
+            w.max_ns >= w.wait_ns / w.count,
+            "{what}: the longest sleep wait of a row is {} ns, under its mean {} ns: {rows:?}",
+            w.max_ns,
+            w.wait_ns / w.count
+        );
+    }
     // Between the pieces of an interrupted sleep the thread takes the GIL back (class
     // gil, at the same line) and runs the handler: all the line's waits make up the
     // sleeps' time, and the sleep class at least the part the script surely spent in
