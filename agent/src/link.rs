@@ -56,6 +56,13 @@ pub(crate) extern "C" fn agent_exit() {
             wait_samples::SENT.load(Ordering::Relaxed),
             wait_samples::DROPPED.load(Ordering::Relaxed),
         );
+        let _ = writeln!(
+            std::io::stderr(),
+            "hwprof-agent: pid {}: {} waits marked, {} marker breakpoints open",
+            std::process::id(),
+            crate::waits::MARKED.load(Ordering::Relaxed),
+            crate::waits::BREAKPOINTS.load(Ordering::Relaxed),
+        );
     }
     let sock = SOCK_FD.load(Ordering::SeqCst);
     // The program may have closed our fd and reused its number (os.closerange, then a

@@ -77,6 +77,12 @@ const SHORT_STACK: u32 = 4096;
 const SHORT_SLACK: u64 = 512;
 /// The short marker's breakpoint is open on every CPU the full one is.
 static SHORT_READY: AtomicBool = AtomicBool::new(false);
+
+/// Waits marked (`HWPROF_AGENT_STATS`: set against the marker samples in perf.data).
+pub(crate) static MARKED: AtomicU64 = AtomicU64::new(0);
+
+/// Breakpoints opened (full and short, over the CPUs), for the same statistics.
+pub(crate) static BREAKPOINTS: AtomicU64 = AtomicU64::new(0);
 /// `__libc_stack_end`: the main thread's stack pointer at `_start` (0: unknown).
 static MAIN_STACK_END: AtomicU64 = AtomicU64::new(0);
 
@@ -91,6 +97,7 @@ static MAIN_STACK_END: AtomicU64 = AtomicU64::new(0);
 /// deeper than the short copy takes the full one: the same stack as before.
 #[inline(never)]
 fn mark(what: u64, object: u64, start: u64, dur: u64, extra: u64) {
+    MARKED.fetch_add(1, Ordering::Relaxed);
     // No breakpoint in this process: the agent copies the sample itself.
     if crate::wait_samples::on() {
         crate::wait_samples::capture(WAIT_MAGIC, what, object, start, dur, extra);
@@ -208,6 +215,7 @@ pub(crate) fn open_breakpoints(attr: &[u8], sigtrap_cookie: Option<u64>) -> Vec<
     let size = (a.len() as u32).min(4096);
     put32(&mut a, 4, size);
     let mut fds = crate::open_on_cpus(&a);
+    BREAKPOINTS.store(fds.len() as u64, Ordering::Relaxed);
     // The short marker: same attr, the same record, a short stack copy (when the mode
     // copies more than that at all).
     let sample_type = u64::from_le_bytes(a[24..32].try_into().unwrap_or([0; 8]));
@@ -227,6 +235,7 @@ pub(crate) fn open_breakpoints(attr: &[u8], sigtrap_cookie: Option<u64>) -> Vec<
     SHORT_READY.store(ready, Ordering::Relaxed);
     if ready {
         fds.extend(short);
+        BREAKPOINTS.store(fds.len() as u64, Ordering::Relaxed);
     } else {
         for (_, fd) in short {
             crate::close(fd);
