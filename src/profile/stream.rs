@@ -236,10 +236,10 @@ fn bucket_timeline(
         }
         add_unit(&mut buckets, b, stack, unit, count);
     }
-    match thread {
-        Some(t) => insert.all(t, buckets).map_err(sql_err(path)),
-        None => Ok(()),
+    if let Some(t) = thread {
+        insert.all(t, buckets).map_err(sql_err(path))?;
     }
+    insert.finish().map_err(sql_err(path))
 }
 
 /// [`bucket_timeline`] of rows in any order (a thread met again after another's rows,
@@ -259,16 +259,29 @@ fn bucket_all_at_once(
     for (t, buckets) in by_thread {
         insert.all(t, buckets).map_err(sql_err(path))?;
     }
-    Ok(())
+    insert.finish().map_err(sql_err(path))
 }
 
-/// Inserting a thread's buckets into `timeline`.
-struct TimelineInsert<'c>(rusqlite::Statement<'c>);
+/// Inserting buckets into `timeline`, [`ROWS_PER_INSERT`] rows a statement: one
+/// statement per row (bind, step, reset) was most of the serial end of a finalize of
+/// many ranks (docs/performance.md, "finalize, round 8").
+struct TimelineInsert<'c> {
+    many: rusqlite::Statement<'c>,
+    one: rusqlite::Statement<'c>,
+    pending: Vec<(Option<i64>, i64, i64, i64)>,
+}
+
+/// Rows inserted by one statement (4 parameters each, within SQLite's 32,766).
+const ROWS_PER_INSERT: usize = 128;
 
 impl<'c> TimelineInsert<'c> {
     fn new(conn: &'c Connection) -> rusqlite::Result<Self> {
-        conn.prepare("INSERT INTO timeline VALUES (?1, ?2, ?3, ?4)")
-            .map(TimelineInsert)
+        let values = vec!["(?, ?, ?, ?)"; ROWS_PER_INSERT].join(", ");
+        Ok(TimelineInsert {
+            many: conn.prepare(&format!("INSERT INTO timeline VALUES {values}"))?,
+            one: conn.prepare("INSERT INTO timeline VALUES (?1, ?2, ?3, ?4)")?,
+            pending: Vec::with_capacity(ROWS_PER_INSERT),
+        })
     }
 
     /// Thread `t`'s buckets (ids as stored). SQLite integers are i64: larger values
@@ -277,8 +290,24 @@ impl<'c> TimelineInsert<'c> {
         let int = |v: u64| v.min(i64::MAX as u64) as i64;
         for ((stack, bucket), count) in buckets {
             let stack = (stack > 0).then(|| int(stack));
-            self.0
-                .execute(params![stack, int(t), int(bucket), int(count)])?;
+            self.pending.push((stack, int(t), int(bucket), int(count)));
+            if self.pending.len() == ROWS_PER_INSERT {
+                for (i, (stack, t, bucket, count)) in self.pending.drain(..).enumerate() {
+                    self.many.raw_bind_parameter(4 * i + 1, stack)?;
+                    self.many.raw_bind_parameter(4 * i + 2, t)?;
+                    self.many.raw_bind_parameter(4 * i + 3, bucket)?;
+                    self.many.raw_bind_parameter(4 * i + 4, count)?;
+                }
+                self.many.raw_execute()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Inserts what is left (fewer than [`ROWS_PER_INSERT`] rows).
+    fn finish(mut self) -> rusqlite::Result<()> {
+        for row in self.pending.drain(..) {
+            self.one.execute(params![row.0, row.1, row.2, row.3])?;
         }
         Ok(())
     }
@@ -309,6 +338,7 @@ mod tests {
 
     fn timeline_of(
         units: &[(Option<usize>, usize, u64, u64)],
+        bucketing: Bucketing,
     ) -> Vec<(Option<i64>, i64, i64, i64)> {
         let d = tempfile::tempdir().unwrap();
         let mut db = PendingDb::create(d.path()).unwrap();
@@ -316,11 +346,6 @@ mod tests {
         let (a, b) = units.split_at(units.len() / 2);
         db.add_timeline_units(a.iter().copied()).unwrap();
         db.add_timeline_units(b.iter().copied()).unwrap();
-        let bucketing = Bucketing {
-            start: 10,
-            width: 2,
-            count: 3,
-        };
         let path = db
             .finish(&ProfileWriter::default(), Some(bucketing))
             .unwrap();
@@ -364,10 +389,34 @@ mod tests {
             (Some(2), 0, 99, 1),
             (None, 1, 10, 5),
         ];
-        assert_eq!(timeline_of(&in_order), want);
+        let bucketing = Bucketing {
+            start: 10,
+            width: 2,
+            count: 3,
+        };
+        assert_eq!(timeline_of(&in_order, bucketing), want);
         // Thread 0 again after thread 1.
         let mut met_again = in_order;
         met_again.swap(2, 6);
-        assert_eq!(timeline_of(&met_again), want);
+        assert_eq!(timeline_of(&met_again, bucketing), want);
+    }
+
+    /// More buckets than one INSERT statement takes: 3 threads of 100 units, one
+    /// sample each, in buckets of 2 units: 150 rows of count 2.
+    #[test]
+    fn many_buckets_are_all_inserted() {
+        let units: Vec<_> = (0..3)
+            .flat_map(|t| (0..100).map(move |u| (Some(t), t, 1000 + u, 1)))
+            .collect();
+        let bucketing = Bucketing {
+            start: 1000,
+            width: 2,
+            count: 50,
+        };
+        let want: Vec<_> = (1..=3)
+            .flat_map(|t| (0..50).map(move |b| (Some(t), t, b, 2)))
+            .collect();
+        assert!(want.len() > ROWS_PER_INSERT);
+        assert_eq!(timeline_of(&units, bucketing), want);
     }
 }
