@@ -277,6 +277,25 @@ impl PrivateDir {
         Ok(file)
     }
 
+    /// A scratch file for reading and writing, unlinked at once (a fresh temporary
+    /// name created exclusively, 0600, then removed): nothing is left behind if the
+    /// process dies, and its pages are the kernel's cache, not the process's memory.
+    pub fn scratch_file(&self, name: &str) -> std::io::Result<File> {
+        let name = Self::temp_name(name);
+        let flags =
+            OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_RDWR | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        let fd = openat(
+            &self.fd,
+            name.as_str(),
+            flags,
+            Mode::from_bits_truncate(0o600),
+        )
+        .map_err(io)?;
+        let file = File::from(fd);
+        self.remove(&name)?;
+        Ok(file)
+    }
+
     /// A fresh temporary name for `name` in this directory (`.NAME.PID.N`).
     pub fn temp_name(name: &str) -> String {
         static N: AtomicU64 = AtomicU64::new(0);

@@ -35,7 +35,13 @@ pub struct ElfCache {
     /// again, and mapping a file to read its notes (then unmapping it) once per rank
     /// and module cost a TLB shootdown on every other core at each unmap.
     build_ids: Arc<std::sync::Mutex<BuildIdMap>>,
+    /// [`SearchPaths::binary`]'s answers: every rank of an MPI job maps the same
+    /// binaries, and looking each up again cost ~8 path lookups per rank (the archive's
+    /// copy, the agent's, the original's size and time, twice).
+    found: Arc<std::sync::Mutex<FoundMap>>,
 }
+
+type FoundMap = std::collections::HashMap<(String, Option<Vec<u8>>), Option<Arc<LoadedElf>>>;
 
 type BuildIdMap = std::collections::HashMap<(PathBuf, u64, i64), Option<Vec<u8>>>;
 
@@ -240,6 +246,24 @@ fn parse_elf(path: &Path, data: &[u8]) -> Option<LoadedElf> {
 }
 
 impl SearchPaths {
+    /// The binary that was mapped at `path` with `build_id`, found
+    /// ([`SearchPaths::find_binary`]) and loaded once for all callers.
+    pub fn binary(&self, path: &str, build_id: Option<&[u8]>) -> Option<Arc<LoadedElf>> {
+        let key = (path.to_string(), build_id.map(<[u8]>::to_vec));
+        let found = &self.elf_cache.found;
+        if let Some(elf) = found.lock().ok().and_then(|m| m.get(&key).cloned()) {
+            return elf;
+        }
+        // Found outside the lock: two threads may look the same binary up once each.
+        let elf = self
+            .find_binary(path, build_id)
+            .and_then(|p| self.elf_cache.load(&p));
+        if let Ok(mut m) = found.lock() {
+            m.insert(key, elf.clone());
+        }
+        elf
+    }
+
     /// Find the binary that was mapped at `path` with `build_id`. A candidate whose
     /// build id differs from the recorded one is rejected.
     pub fn find_binary(&self, path: &str, build_id: Option<&[u8]>) -> Option<PathBuf> {

@@ -609,19 +609,16 @@ impl Builder<'_> {
             return i;
         }
         let elf = if path.starts_with('/') {
-            self.search
-                .find_binary(&path, build_id.as_deref())
-                .and_then(|p| self.search.elf_cache.load(&p))
-                .or_else(|| {
-                    // The agent's copy is gone after collection: the embedded one.
-                    let agent = Path::new(&path).file_name()
-                        == Some(std::ffi::OsStr::new(
-                            crate::python::embedded::AGENT_FILE_NAME,
-                        ));
-                    agent
-                        .then(|| super::binaries::embedded_agent(build_id.as_deref()))
-                        .flatten()
-                })
+            self.search.binary(&path, build_id.as_deref()).or_else(|| {
+                // The agent's copy is gone after collection: the embedded one.
+                let agent = Path::new(&path).file_name()
+                    == Some(std::ffi::OsStr::new(
+                        crate::python::embedded::AGENT_FILE_NAME,
+                    ));
+                agent
+                    .then(|| super::binaries::embedded_agent(build_id.as_deref()))
+                    .flatten()
+            })
         } else {
             None
         };
