@@ -127,14 +127,16 @@ impl DwarfFile {
             Ok::<_, gimli::Error>(gimli::EndianSlice::new(data, endian))
         })
         .map_err(|e| DwarfFileError::Dwarf(path.to_path_buf(), e))?;
+        let mut dwarf = sections.borrow(|s| *s);
+        if with_units {
+            // The declaration index and addr2line each parse every unit: each
+            // abbreviation table is parsed once for both.
+            dwarf.populate_abbreviations_cache(gimli::AbbreviationsCacheStrategy::All);
+        }
+        let dwarf = Arc::new(dwarf);
         let (units, (ctx, symbols)) = side_by_side(
-            || with_units.then(|| Units::parse(&sections.borrow(|s| *s))),
-            || {
-                (
-                    Context::from_dwarf(sections.borrow(|s| *s)),
-                    object.symbol_map(),
-                )
-            },
+            || with_units.then(|| Units::parse(&dwarf)),
+            || (Context::from_arc_dwarf(dwarf.clone()), object.symbol_map()),
         );
         let ctx = ctx.map_err(|e| DwarfFileError::Dwarf(path.to_path_buf(), e))?;
         let package = load_package(&package_path(path), &bytes);

@@ -410,7 +410,7 @@ pub fn process_perf_data<'a>(
             b.attr_of_id.insert(*id, i as u32);
         }
     }
-    let reported = std::cell::Cell::new(0u64);
+    let reported = std::sync::atomic::AtomicU64::new(0);
     data_file.read_data(|data, reached| {
         crate::raw::records::for_each_sorted(
             data,
@@ -418,7 +418,8 @@ pub fn process_perf_data<'a>(
             |attr_index, record| b.handle(attr_index, record),
             |offset| {
                 reached(offset);
-                progress.inc((offset as u64).saturating_sub(reported.replace(offset as u64)));
+                let before = reported.swap(offset as u64, std::sync::atomic::Ordering::Relaxed);
+                progress.inc((offset as u64).saturating_sub(before));
             },
         )
     });

@@ -272,22 +272,29 @@ impl TolerantPerfFile {
     /// ahead and released behind cost more CPU than it saved wall time once the
     /// symbolizers are made while reading: a third thread on two cores (20% of the deep
     /// recording's CPU; docs/performance.md, "finalize, round 7").
-    pub fn read_data<T>(&self, read: impl FnOnce(&[u8], &dyn Fn(usize)) -> T) -> T {
+    pub fn read_data<T>(&self, read: impl FnOnce(&[u8], &(dyn Fn(usize) + Sync)) -> T) -> T {
+        use std::sync::atomic::{AtomicUsize, Ordering};
         let data = self.data.clone();
-        let released = std::cell::Cell::new(data.start / 4096 * 4096);
+        // Atomic: the records' walker releases from its own thread
+        // (`records::for_each_sorted`).
+        let released = AtomicUsize::new(data.start / 4096 * 4096);
         let release = |offset: usize| {
             let behind = (data.start + offset.min(data.len())) / 4096 * 4096;
-            if behind >= released.get() + RELEASE_CHUNK {
+            let from = released.load(Ordering::Relaxed);
+            if behind >= from + RELEASE_CHUNK
+                && released
+                    .compare_exchange(from, behind, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_ok()
+            {
                 // SAFETY: a read-only file mapping: released pages read back the same
                 // file contents if touched again.
                 let _ = unsafe {
                     self.map.unchecked_advise_range(
                         memmap2::UncheckedAdvice::DontNeed,
-                        released.get(),
-                        behind - released.get(),
+                        from,
+                        behind - from,
                     )
                 };
-                released.set(behind);
             }
         };
         read(&self.map[data.clone()], &release)
