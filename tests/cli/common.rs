@@ -472,6 +472,30 @@ pub fn pyenv_or_skip(ver: &str) -> Option<PathBuf> {
 
 /// The numbers after `prefix` on the first line of `text` that starts with it (a
 /// workload's own measurement, printed as `waited 0.1 0.2 ...`); None without the line.
+/// Asserts that `got_ns` is `want_s` (the program's own clock) within `tol` (a fraction).
+pub fn within(what: &str, got_ns: u64, want_s: f64, tol: f64) {
+    let got = got_ns as f64 / 1e9;
+    eprintln!("{what}: {got:.4} s recorded, {want_s:.4} s by the program's own clock");
+    assert!(
+        (got - want_s).abs() <= tol * want_s,
+        "{what}: {got:.4} s recorded, {want_s:.4} s by the program's own clock (±{:.0}%)",
+        tol * 100.0
+    );
+}
+
+/// tests/programs/gil_waits.py's 0.5 s `time.sleep`, recorded as `got_ns`, against the
+/// script's `stderr` ("napped S"): the call lasts its 0.5 s at least (-10%), and no
+/// longer than the script's time (+10%), which also holds taking the GIL back from the
+/// busy threads.
+pub fn gil_waits_nap(what: &str, got_ns: f64, stderr: &str) {
+    let napped = numbers_after(stderr, "napped ").expect("the script printed its sleep")[0];
+    let got = got_ns / 1e9;
+    assert!(
+        (0.5 * 0.9..=napped * 1.1).contains(&got),
+        "{what}: {got:.4} s recorded; 0.5 s asked, {napped:.4} s by the script's clock"
+    );
+}
+
 pub fn numbers_after(text: &str, prefix: &str) -> Option<Vec<f64>> {
     let line = text.lines().find_map(|l| l.strip_prefix(prefix))?;
     Some(
