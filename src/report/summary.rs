@@ -70,6 +70,11 @@ struct Tally {
     threads: usize,
     /// Distinct process names, sorted.
     names: Vec<String>,
+    /// Every process of the role, sampled or not: a launcher's helpers often end
+    /// before a sample (1-3 ms each), and a shell that only forks and waits takes none.
+    seen: usize,
+    /// Their distinct names, in the order they started (the outermost launcher first).
+    seen_names: Vec<String>,
 }
 
 impl Tally {
@@ -100,6 +105,16 @@ impl Tally {
                 names.insert(x.command.clone());
             }
         }
+        let mut seen = HashSet::new();
+        let (mut seen_names, mut named) = (Vec::new(), HashSet::new());
+        for (pi, x) in p.processes.iter().enumerate() {
+            if wanted(pi) {
+                seen.insert((x.raw_dir.as_str(), x.pid));
+                if named.insert(x.command.as_str()) {
+                    seen_names.push(x.command.clone());
+                }
+            }
+        }
         let threads = match role {
             ProcessRole::Program => p.threads.iter().filter(|t| wanted(t.process)).count(),
             ProcessRole::Launcher => threads.len(),
@@ -110,8 +125,24 @@ impl Tally {
             processes: procs.len(),
             threads,
             names: names.into_iter().collect(),
+            seen: seen.len(),
+            seen_names,
         }
     }
+}
+
+/// The first `max` names, then how many more.
+fn names_upto(names: &[String], max: usize) -> String {
+    let mut s = names
+        .iter()
+        .take(max)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if names.len() > max {
+        s.push_str(&format!(" and {} more", names.len() - max));
+    }
+    s
 }
 
 /// `--view summary`.
@@ -143,6 +174,8 @@ pub fn summary(p: &Profile, format: ReportFormat, top: usize, filter: StackFilte
                 "launcher_value": launcher.value,
                 "launcher_processes": launcher.processes,
                 "launcher_names": launcher.names,
+                "launcher_processes_seen": launcher.seen,
+                "launcher_names_seen": launcher.seen_names,
                 "python": p.meta_str("python"),
                 "command": p.meta_str("command"),
                 "top": rows.iter().take(top).map(|r| json!({"function": r.function, "module": r.module,
@@ -235,12 +268,14 @@ pub fn summary(p: &Profile, format: ReportFormat, top: usize, filter: StackFilte
                     num("samples")
                 ));
             }
-            if launcher.samples > 0 {
+            if launcher.seen > 0 {
                 s.push_str(&format!(
-                    "  launcher overhead: {} samples in {} ({}), not in the percentages below\n",
+                    "  launcher overhead: {} samples in {} of {} launcher {} ({}), not in the percentages below\n",
                     launcher.samples,
-                    counted(launcher.processes, "process", "processes"),
-                    launcher.names.join(", ")
+                    launcher.processes,
+                    launcher.seen,
+                    if launcher.seen == 1 { "process" } else { "processes" },
+                    names_upto(&launcher.seen_names, 12)
                 ));
             }
             if let Some(arr) = events.as_array() {
