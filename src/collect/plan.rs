@@ -258,6 +258,14 @@ pub(super) fn ring_pages(call_graph: CallGraph) -> usize {
 pub(super) fn agent_ring_pages(opts: &CollectOptions, agents_sample: bool) -> usize {
     if agents_sample || opts.mode == Mode::Memory {
         (ring_pages(opts.call_graph) / 2).next_power_of_two().max(4)
+    } else if opts.mode == Mode::Locks {
+        // Each marked wait is a sample with a stack copy (8 KiB by default): 16 pages
+        // held 7, and a collector kept off the CPU ~60 ms at a time (a loaded machine)
+        // lost some, once a test's only sleep. An eighth of our own ring per CPU:
+        // an ordinary user's 64 pages hold ~30, root's 128 twice that.
+        (ring_pages(opts.call_graph) / 8)
+            .next_power_of_two()
+            .max(16)
     } else {
         16
     }
