@@ -57,7 +57,40 @@ impl<'a> Units<'a> {
     }
 }
 
+/// Whether one of `dwarf`'s units is Fortran, read from each unit's root DIE alone (no
+/// line program, no unit ranges: what [`Units::parse`] costs for every unit of a large
+/// library, libc's 1,500, is only needed when the whole file is walked).
+pub fn has_fortran_unit(dwarf: &gimli::Dwarf<R<'_>>) -> bool {
+    let mut headers = dwarf.units();
+    while let Ok(Some(header)) = headers.next() {
+        let Ok(abbreviations) = dwarf.abbreviations(&header) else {
+            continue;
+        };
+        let mut cursor = header.entries(&abbreviations);
+        if matches!(
+            cursor.next_dfs().ok().flatten().and_then(|e| e.attr_value(gimli::DW_AT_language)),
+            Some(AttributeValue::Language(l)) if super::fortran::is_fortran(l)
+        ) {
+            return true;
+        }
+    }
+    false
+}
+
 impl DeclIndex {
+    /// The declaration lines of `units` (each with the DWARF it belongs to), walked in
+    /// the order given: the units addr2line found the looked-up addresses in, for a
+    /// file without Fortran (a contained procedure needs the whole file, see
+    /// [`DeclIndex::from_units`]).
+    pub fn from_unit_refs<'a>(units: &[gimli::UnitRef<'_, R<'a>>]) -> DeclIndex {
+        let mut index = DeclIndex::default();
+        let mut outer_names = std::collections::HashSet::new();
+        for u in units {
+            index.add_unit(u.dwarf, u.unit, &mut outer_names);
+        }
+        index
+    }
+
     /// Index what symbolizing `only` (sorted addresses) needs of `dwarf`, or all of it:
     /// the units whose code covers one of them (walking every unit of a large library,
     /// libc's 1,500, for the two addresses a profile has in it was most of a small

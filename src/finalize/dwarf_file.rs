@@ -22,7 +22,7 @@ use addr2line::gimli;
 use addr2line::{Context, FrameIter, Location, LookupContinuation, LookupResult, SplitDwarfLoad};
 use object::{Object, ObjectSection, SymbolMap, SymbolMapName};
 
-use super::dwarf_decl::{DeclIndex, Units};
+use super::dwarf_decl::{DeclIndex, Units, has_fortran_unit};
 
 /// The reader of every section: a slice of a mapping (or of decompressed bytes) that
 /// this struct keeps alive.
@@ -80,12 +80,17 @@ impl<'a> Symbol<'a> {
 pub struct DwarfFile {
     // Field order is drop order: everything that reads the bytes goes before them.
     ctx: Context<Reader>,
+    /// The DWARF `ctx` reads (to tell its units from split units').
+    dwarf: Arc<gimli::Dwarf<Reader>>,
     /// The sections `ctx` reads, kept so that the declaration index reads the same
     /// decompressed bytes (a module's compressed DWARF is inflated once, not twice).
     sections: gimli::DwarfSections<Reader>,
     symbols: SymbolMap<SymbolMapName<'static>>,
     package: Option<gimli::DwarfPackage<Reader>>,
-    /// The units' headers and ranges for the declaration index, parsed once.
+    /// Whether a unit is Fortran (then the declaration index walks every unit).
+    fortran: std::cell::OnceCell<bool>,
+    /// The units' headers and ranges, for a declaration index of the whole file
+    /// (Fortran) or of split DWARF: parsed once, only then.
     units: std::cell::OnceCell<Units<'static>>,
     /// Every mapping and decompressed section the readers above point into, and the
     /// ones `.dwo` loads add later (hence the `RefCell`: only ever pushed to).
@@ -99,8 +104,8 @@ impl DwarfFile {
         Self::open_with(path, false)
     }
 
-    /// [`DwarfFile::open`], and the unit headers and ranges the declaration index needs
-    /// parsed too (no address needed: done while perf.data is read).
+    /// [`DwarfFile::open`], and whether a unit is Fortran read too (no address needed:
+    /// done while perf.data is read).
     pub fn open_prepared(path: &Path) -> Result<DwarfFile, DwarfFileError> {
         Self::open_with(path, true)
     }
@@ -108,8 +113,8 @@ impl DwarfFile {
     /// A large debug file (libc's: 1,500 units, 4 MB of compressed DWARF) takes ~0.1 s
     /// to open, the longest piece of work of a many-rank finalize: its parts that do
     /// not depend on each other run side by side (the largest section inflated apart
-    /// from the others, then the declaration index's units apart from addr2line's and
-    /// the symbol map), so `-j 2` does not wait for one worker alone.
+    /// from the others, then the units' languages apart from addr2line's units and the
+    /// symbol map), so `-j 2` does not wait for one worker alone.
     fn open_with(path: &Path, with_units: bool) -> Result<DwarfFile, DwarfFileError> {
         let bytes = RefCell::new(Vec::new());
         let data = map(path, &bytes).map_err(|e| DwarfFileError::Io(path.to_path_buf(), e))?;
@@ -129,32 +134,68 @@ impl DwarfFile {
         .map_err(|e| DwarfFileError::Dwarf(path.to_path_buf(), e))?;
         let mut dwarf = sections.borrow(|s| *s);
         if with_units {
-            // The declaration index and addr2line each parse every unit: each
+            // The units' languages and addr2line both read every unit's root DIE: each
             // abbreviation table is parsed once for both.
             dwarf.populate_abbreviations_cache(gimli::AbbreviationsCacheStrategy::All);
         }
         let dwarf = Arc::new(dwarf);
-        let (units, (ctx, symbols)) = side_by_side(
-            || with_units.then(|| Units::parse(&dwarf)),
+        let (fortran, (ctx, symbols)) = side_by_side(
+            || with_units.then(|| has_fortran_unit(&dwarf)),
             || (Context::from_arc_dwarf(dwarf.clone()), object.symbol_map()),
         );
         let ctx = ctx.map_err(|e| DwarfFileError::Dwarf(path.to_path_buf(), e))?;
         let package = load_package(&package_path(path), &bytes);
         Ok(DwarfFile {
             ctx,
+            dwarf,
             sections,
             symbols,
             package,
-            units: units.map(std::cell::OnceCell::from).unwrap_or_default(),
+            fortran: fortran.map(std::cell::OnceCell::from).unwrap_or_default(),
+            units: std::cell::OnceCell::new(),
             bytes,
         })
     }
 
     /// Declaration lines and Fortran hosts of the units that cover `addrs` (sorted),
-    /// read from the sections already loaded for the lookups.
+    /// read from the sections already loaded for the lookups: the units addr2line
+    /// finds them in, without parsing the others a second time (libc's 1,500, each
+    /// with its line program header, for the few addresses a profile has in it); the
+    /// whole file for Fortran, the units that cover them by their ranges for split
+    /// DWARF (whose skeletons addr2line does not hand out).
     pub fn decl_index(&self, addrs: &[u64]) -> DeclIndex {
+        let fortran = *self.fortran.get_or_init(|| has_fortran_unit(&self.dwarf));
+        if !fortran && let Some(units) = self.units_of(addrs) {
+            return DeclIndex::from_unit_refs(&units);
+        }
         let dwarf = self.sections.borrow(|s| *s);
         DeclIndex::from_units(&dwarf, self.units(), Some(addrs))
+    }
+
+    /// The units addr2line finds `addrs` in, each once, in file order; `None` when one
+    /// is a split unit.
+    fn units_of(&self, addrs: &[u64]) -> Option<Vec<gimli::UnitRef<'_, Reader>>> {
+        let mut found: Vec<gimli::UnitRef<'_, Reader>> = Vec::new();
+        for &a in addrs {
+            let mut lookup = self.ctx.find_dwarf_and_unit(a);
+            let unit = loop {
+                match lookup {
+                    LookupResult::Output(out) => break out,
+                    LookupResult::Load { load, continuation } => {
+                        lookup = continuation.resume(self.load_dwo(load));
+                    }
+                }
+            };
+            let Some(unit) = unit else { continue };
+            if !std::ptr::eq(unit.dwarf, &*self.dwarf) {
+                return None;
+            }
+            if !found.iter().any(|u| std::ptr::eq(u.unit, unit.unit)) {
+                found.push(unit);
+            }
+        }
+        found.sort_by_key(|u| u.unit.header.offset());
+        Some(found)
     }
 
     fn units(&self) -> &Units<'static> {

@@ -153,7 +153,7 @@ impl Prepared {
         if let Some(k) = lock(&self.kernel_contents).get(&key) {
             return k.clone();
         }
-        let k = Arc::new(KernelSymbols::parse(&String::from_utf8_lossy(&bytes)));
+        let k = Arc::new(KernelSymbols::parse(&bytes));
         lock(&self.kernel_contents).entry(key).or_insert(k).clone()
     }
 }
