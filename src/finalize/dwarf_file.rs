@@ -176,6 +176,7 @@ impl DwarfFile {
     /// is a split unit.
     fn units_of(&self, addrs: &[u64]) -> Option<Vec<gimli::UnitRef<'_, Reader>>> {
         let mut found: Vec<gimli::UnitRef<'_, Reader>> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
         for &a in addrs {
             let mut lookup = self.ctx.find_dwarf_and_unit(a);
             let unit = loop {
@@ -190,7 +191,8 @@ impl DwarfFile {
             if !std::ptr::eq(unit.dwarf, &*self.dwarf) {
                 return None;
             }
-            if !found.iter().any(|u| std::ptr::eq(u.unit, unit.unit)) {
+            // A large binary's profile has thousands of addresses in hundreds of units.
+            if seen.insert(std::ptr::from_ref(unit.unit)) {
                 found.push(unit);
             }
         }
