@@ -304,9 +304,18 @@ fn parse_hex(field: &[u8]) -> Option<u64> {
 mod tests {
     use super::*;
 
+    /// The function name `KernelSymbols::parse(kallsyms)` gives each address.
+    fn kernel_names(kallsyms: &[u8], want: &[(u64, &str)]) {
+        let k = KernelSymbols::parse(kallsyms);
+        for &(addr, name) in want {
+            assert_eq!(k.frame(addr).function.name, name, "{addr:#x}");
+        }
+    }
+
     #[test]
     fn kernel_addresses_take_the_text_symbol_at_or_below_them() {
-        let k = KernelSymbols::parse(
+        // Two symbols at one address: the last by name, as before.
+        kernel_names(
             b"ffffffff81000200 T second\n\
              ffffffff81000100 t first [mod]\n\
              ffffffff81000180 D data_not_text\n\
@@ -314,31 +323,32 @@ mod tests {
              ffffffff81000200 W also_second\n\
              garbage\n\
              ffffffff81000300 w last\n",
+            &[
+                (0xffffffff81000100, "first"),
+                (0xffffffff810001ff, "first"),
+                (0xffffffff81000250, "second"),
+                (0xffffffff81000300, "last"),
+                (0xffffffff810000ff, "[kernel]+0xffffffff810000ff"),
+            ],
         );
-        let name = |a: u64| k.frame(a).function.name;
-        assert_eq!(name(0xffffffff81000100), "first");
-        assert_eq!(name(0xffffffff810001ff), "first");
-        // Two symbols at one address: the last by name, as before.
-        assert_eq!(name(0xffffffff81000250), "second");
-        assert_eq!(name(0xffffffff81000300), "last");
-        assert_eq!(name(0xffffffff810000ff), "[kernel]+0xffffffff810000ff");
     }
 
     #[test]
     fn kallsyms_names_not_utf8_read_lossily_and_any_ascii_whitespace_separates() {
-        let k = KernelSymbols::parse(
+        // An invalid sequence ends at the whitespace after it; a line without a name
+        // is no symbol.
+        kernel_names(
             b"ffffffff81000400 T bad\xffname\r\n\
               ffffffff81000500\tt\ttabbed [mod]\r\n\
               ffffffff81000600 T \xe2\x82 split\n\
               ffffffff81000700 T",
+            &[
+                (0xffffffff81000400, "bad\u{fffd}name"),
+                (0xffffffff81000500, "tabbed"),
+                (0xffffffff81000600, "\u{fffd}"),
+                (0xffffffff81000700, "\u{fffd}"),
+            ],
         );
-        let name = |a: u64| k.frame(a).function.name;
-        assert_eq!(name(0xffffffff81000400), "bad\u{fffd}name");
-        assert_eq!(name(0xffffffff81000500), "tabbed");
-        // An invalid sequence ends at the whitespace after it.
-        assert_eq!(name(0xffffffff81000600), "\u{fffd}");
-        // A line without a name is no symbol.
-        assert_eq!(name(0xffffffff81000700), "\u{fffd}");
     }
 
     #[test]
