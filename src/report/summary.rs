@@ -270,11 +270,10 @@ pub fn summary(p: &Profile, format: ReportFormat, top: usize, filter: StackFilte
             }
             if launcher.seen > 0 {
                 s.push_str(&format!(
-                    "  launcher overhead: {} samples in {} of {} launcher {} ({}), not in the percentages below\n",
-                    launcher.samples,
+                    "  launcher overhead: {} in {} of {} ({}), not in the percentages below\n",
+                    counted(launcher.samples as usize, "sample", "samples"),
                     launcher.processes,
-                    launcher.seen,
-                    if launcher.seen == 1 { "process" } else { "processes" },
+                    counted(launcher.seen, "launcher process", "launcher processes"),
                     names_upto(&launcher.seen_names, 12)
                 ));
             }

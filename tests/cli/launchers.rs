@@ -91,9 +91,10 @@ fn assert_one_program(dir: &Path, expect_launcher: bool) {
             println!("the shim took no sample here ({seen} launcher processes seen)");
         }
         let text = report(dir, &["--view", "summary"]);
+        let samples = if launcher == 1 { "sample" } else { "samples" };
         assert!(
             text.contains(&format!(
-                "launcher overhead: {launcher} samples in {sampled} of {seen} launcher processes"
+                "launcher overhead: {launcher} {samples} in {sampled} of {seen} launcher processes"
             )),
             "{text}"
         );
