@@ -66,11 +66,7 @@ pub fn has_fortran_unit(dwarf: &gimli::Dwarf<R<'_>>) -> bool {
         let Ok(abbreviations) = dwarf.abbreviations(&header) else {
             continue;
         };
-        let mut cursor = header.entries(&abbreviations);
-        if matches!(
-            cursor.next_dfs().ok().flatten().and_then(|e| e.attr_value(gimli::DW_AT_language)),
-            Some(AttributeValue::Language(l)) if super::fortran::is_fortran(l)
-        ) {
+        if root_is_fortran(&mut header.entries(&abbreviations)) {
             return true;
         }
     }
@@ -141,10 +137,7 @@ impl DeclIndex {
             }
             let tag = entry.tag();
             if tag == gimli::DW_TAG_compile_unit {
-                fortran = matches!(
-                    entry.attr_value(gimli::DW_AT_language),
-                    Some(AttributeValue::Language(l)) if super::fortran::is_fortran(l)
-                );
+                fortran = is_fortran_die(entry);
                 continue;
             }
             if tag != gimli::DW_TAG_subprogram && tag != gimli::DW_TAG_module {
@@ -196,9 +189,18 @@ impl DeclIndex {
 
 /// Whether the unit's root DIE says Fortran.
 fn is_fortran_unit(unit: &gimli::Unit<R<'_>>) -> bool {
-    let mut cursor = unit.entries();
+    root_is_fortran(&mut unit.entries())
+}
+
+/// Whether the first DIE of `cursor` (a unit's root) says Fortran.
+fn root_is_fortran(cursor: &mut gimli::EntriesCursor<'_, R<'_>>) -> bool {
+    cursor.next_dfs().ok().flatten().is_some_and(is_fortran_die)
+}
+
+/// Whether a DIE's language (a unit's root DIE) is Fortran.
+fn is_fortran_die(entry: &gimli::DebuggingInformationEntry<R<'_>>) -> bool {
     matches!(
-        cursor.next_dfs().ok().flatten().and_then(|e| e.attr_value(gimli::DW_AT_language)),
+        entry.attr_value(gimli::DW_AT_language),
         Some(AttributeValue::Language(l)) if super::fortran::is_fortran(l)
     )
 }

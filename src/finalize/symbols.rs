@@ -254,10 +254,8 @@ impl KernelSymbols {
             }
             let Some(name) = it.next() else { continue };
             let start = names.len();
-            match std::str::from_utf8(name) {
-                Ok(name) => names.push_str(name),
-                Err(_) => names.push_str(&String::from_utf8_lossy(name)),
-            }
+            // Borrowed, no copy, when the name is UTF-8.
+            names.push_str(&String::from_utf8_lossy(name));
             syms.push((addr, start..names.len()));
         }
         syms.sort_unstable_by(|a, b| {

@@ -133,12 +133,7 @@ impl Tally {
 
 /// The first `max` names, then how many more.
 fn names_upto(names: &[String], max: usize) -> String {
-    let mut s = names
-        .iter()
-        .take(max)
-        .cloned()
-        .collect::<Vec<_>>()
-        .join(", ");
+    let mut s = names[..names.len().min(max)].join(", ");
     if names.len() > max {
         s.push_str(&format!(" and {} more", names.len() - max));
     }

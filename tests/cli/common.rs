@@ -470,8 +470,6 @@ pub fn pyenv_or_skip(ver: &str) -> Option<PathBuf> {
     p
 }
 
-/// The numbers after `prefix` on the first line of `text` that starts with it (a
-/// workload's own measurement, printed as `waited 0.1 0.2 ...`); None without the line.
 /// Asserts that `got_ns` is `want_s` (the program's own clock) within `tol` (a fraction).
 pub fn within(what: &str, got_ns: u64, want_s: f64, tol: f64) {
     let got = got_ns as f64 / 1e9;
@@ -496,6 +494,8 @@ pub fn gil_waits_nap(what: &str, got_ns: f64, stderr: &str) {
     );
 }
 
+/// The numbers after `prefix` on the first line of `text` that starts with it (a
+/// workload's own measurement, printed as `waited 0.1 0.2 ...`); None without the line.
 pub fn numbers_after(text: &str, prefix: &str) -> Option<Vec<f64>> {
     let line = text.lines().find_map(|l| l.strip_prefix(prefix))?;
     Some(

@@ -398,13 +398,18 @@ fn python_locks_run(
 ) -> (Profile, String) {
     let copy = t.join(script);
     std::fs::copy(program_source(script), &copy).unwrap();
-    let dir = t.join(format!("run-{script}-{what}"));
+    let dir = locks_run_dir(t, script, what);
     // The agent's count of marked waits, for a failure's message.
     hw.env("HWPROF_AGENT_STATS", "1");
     let out = collect_locks(hw, &dir, &[], &[py.as_ref(), copy.as_ref()]);
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "{what}: {stderr}");
     (Profile::load(&dir).unwrap(), stderr)
+}
+
+/// Where [`python_locks_run`] writes SCRIPT's run as WHAT.
+fn locks_run_dir(t: &Path, script: &str, what: &str) -> std::path::PathBuf {
+    t.join(format!("run-{script}-{what}"))
 }
 
 /// Runs tests/programs/py_waits.py with `python` under locks mode (`hw`: hwprof as the
@@ -434,7 +439,7 @@ fn gil_waits_at_their_lines(hw: Command, t: &Path, py: &Path, what: &str) {
     if nap < 450_000_000 {
         // Once in CI (3.8, uid 65534, under the suite's load) none of the nap was at
         // its line: say where the run's waits went.
-        let dir = t.join(format!("run-gil_waits.py-{what}"));
+        let dir = locks_run_dir(t, "gil_waits.py", what);
         let waits = report_view(&dir, "waits", "csv", &["--frames", "python", "--top", "60"]);
         eprintln!("{what}: nap at line {sleep_line}: {nap} ns; the waits:\n{waits}\n{stderr}");
     }
