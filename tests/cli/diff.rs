@@ -436,12 +436,19 @@ fn pprof_leaf_samples(path: &Path, function: &str) -> (f64, f64) {
 /// The lines of `Worker.heavy`'s loop (`for`, body) in python.rs's WORK.
 const GROW_LOOP_LINES: [&str; 2] = ["5", "6"];
 
+/// The two runs' sampling: ~0.2 s of each function at factor 1, at 4,999 Hz (~1,000
+/// samples each). Under load a cpu-clock count scatters like a Poisson one: at 999 Hz
+/// and 20 rounds (~100 samples each) equal functions took 100 and 87 samples in one CI
+/// run, and grow/steady came out x1.62 where the design says x2.
+const WORK_ROUNDS: &str = "40";
+const WORK_HZ: &str = "4999";
+
 fn collect_python(t: &Path, name: &str, script: &Path, factor: &str) -> PathBuf {
     let dir = t.join(name);
     let out = Command::new(hwprof_bin())
-        .args(["collect", "-q", "-r", s(&dir), "--"])
+        .args(["collect", "-q", "-F", WORK_HZ, "-r", s(&dir), "--"])
         .arg(python311())
-        .args([s(script), "20", factor])
+        .args([s(script), WORK_ROUNDS, factor])
         .env("HWPROF_AGENT_LIB", agent_lib())
         .output()
         .expect("run hwprof collect");
