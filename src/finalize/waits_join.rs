@@ -263,10 +263,16 @@ pub struct WaitJoin {
 }
 
 /// Whether `iv`, claimed by no marker, continues the interrupted wait whose last piece
-/// was switched out at `at` (key, end): on that stack, after it.
+/// was switched out at `at` (key, end): on that native stack, after it. The Python
+/// stack index of each switch-out sample is its own, even at the same line (as for
+/// [`WaitJoin::marker`]'s same call): a Python sleep's restart after its deadline,
+/// switched out for a few µs and too short for a marker, was counted as a sixth sleep
+/// of five under load (tests/cli/locks_user.rs).
 fn resumes(at: Option<(SampleKey, u64)>, iv: &Interval) -> bool {
+    let native = |k: SampleKey| (k.leaf, k.thread, k.event);
     at.is_some_and(|(k, end)| {
-        iv.at_out.map(|(a, _)| a) == Some(k) && iv.out.saturating_add(SLACK_NS) >= end
+        iv.at_out.is_some_and(|(a, _)| native(a) == native(k))
+            && iv.out.saturating_add(SLACK_NS) >= end
     })
 }
 
@@ -886,6 +892,28 @@ mod tests {
             .map(|w| (w.key.leaf, w.continued))
             .collect();
         assert_eq!(waits, [(9, false), (9, true), (4, false), (9, true)]);
+    }
+
+    #[test]
+    fn root_a_python_restart_without_a_marker_is_the_same_wait() {
+        let mut j = WaitJoin::default();
+        let mut out = RawProfile::default();
+        // As above, with Python: each switch-out sample has a Python capture of its own
+        // (index 1, then 2) at the same native stack (9). The last restart, after the
+        // deadline, is off CPU for 30 µs and leaves no marker.
+        let at_sleep = |python| Some((SampleKey { python, ..key(9) }, None));
+        j.switch_out(7, 0, 1_000, false);
+        j.switch_in(7, 99_000_000, at_sleep(1), &mut out);
+        j.marker(7, key(5), sleep_piece(0, 100_000_000, true), &mut out);
+        j.switch_out(7, 0, 100_050_000, false);
+        j.switch_in(7, 100_080_000, at_sleep(2), &mut out);
+        j.finish(&mut out);
+        let waits: Vec<_> = out
+            .waits
+            .iter()
+            .map(|w| (w.key.leaf, w.key.python, w.continued))
+            .collect();
+        assert_eq!(waits, [(9, 1, false), (9, 2, true)]);
     }
 
     #[test]
