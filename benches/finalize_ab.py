@@ -17,12 +17,11 @@ it is cached in 4 KiB folios than in 2 MiB ones (Linux 6.18, ext4):
          state a reader faulting pages in one by one leaves;
   cold   evict it before every run of every tool (a first read from disk).
 """
-import os, sys, time, statistics, subprocess
+import os, sys, time, statistics
+from compare import run_measured
 def run(cmd):
-    t=time.perf_counter(); p=subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    _, st, ru = os.wait4(p.pid, 0); w=time.perf_counter()-t
-    assert st==0, cmd
-    return w, ru.ru_utime+ru.ru_stime, ru.ru_maxrss/1024
+    w, cpu, rss_kib = run_measured(cmd)
+    return w, cpu, rss_kib / 1024
 args = sys.argv[1:]
 cache = "as-is"
 if args[:1] == ["--cache"]:

@@ -10,12 +10,11 @@ the loop runs every binary at `-j 1` and `-j 2` in turn.
 `-j 1` already uses the other core for a large rank's walker and for the symbolizers
 made while reading, so `-j 2` / `-j 1` understates what a second core gives.
 """
-import os, sys, time, statistics, subprocess
+import os, sys, time, statistics
+from compare import run_measured
 def run(cmd):
-    t=time.perf_counter(); p=subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    _, st, ru = os.wait4(p.pid, 0); w=time.perf_counter()-t
-    assert st==0, cmd
-    return w, ru.ru_utime+ru.ru_stime, ru.ru_maxrss/1024
+    w, cpu, rss_kib = run_measured(cmd)
+    return w, cpu, rss_kib / 1024
 args = sys.argv[1:]
 pin = args[:1] == ["--pin"]
 if pin: args = args[1:]
@@ -34,5 +33,5 @@ l1=os.getloadavg()[0]
 print(f"{d}: {runs} alternating runs{', -j N on N cores' if pin else ''}, load {l0:.1f} -> {l1:.1f}, {time.strftime('%H:%M:%S', time.gmtime())} UTC")
 med=lambda k,i: statistics.median(r[i] for r in res[k])
 for b in bins:
-    for j in (1,2): print(f"{b} -j {j}: wall {med((b,j),0):.2f} s cpu {med((b,j),1):.2f} s rss {med((b,j),2):.0f} MiB walls {[round(r[0],2) for r in res[(b,j)]]}")
+    for j in (1,2): print(f"{b} -j {j}: wall {med((b,j),0):.3f} s cpu {med((b,j),1):.3f} s rss {med((b,j),2):.0f} MiB walls {[round(r[0],3) for r in res[(b,j)]]}")
     print(f"{b} speed-up -j2/-j1 wall {med((b,1),0)/med((b,2),0):.2f}x")

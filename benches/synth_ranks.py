@@ -10,8 +10,8 @@ rank's perf.data is a copy of the recorded one whose process and thread ids are
 rewritten to ids of its own (every pid/tid field of every record: samples, the
 sample_id trailers of the other records, COMM, MMAP, FORK/EXIT...), distinct across
 ranks, and named so in the directory name; with --time-shift-us, its record times are
-moved r*US microseconds later (ranks that started at different instants). The other
-files are hard links to the recorded ones: pids inside them (Python captures, rss.csv)
+moved r*US microseconds later (ranks that started at different instants), and so is
+the sample time range its manifest declares. The other files are hard links to the recorded ones: pids inside them (Python captures, rss.csv)
 are not rewritten, so record a native program. With --link, perf.data is a hard link
 too (no disk space for 1,024 ranks; every rank then has the recorded pids inside).
 finalize reads each raw directory on its own, so this measures the same work as N
@@ -185,6 +185,15 @@ def main():
                     shift_times(buf, rank * a.time_shift_us * 1000)
                 with open(os.path.join(d, x), "wb") as f:
                     f.write(buf)
+            elif x == "manifest.json" and a.time_shift_us:
+                # The rank's declared sample time range moves with its records.
+                with open(os.path.join(src, x)) as f:
+                    rm = json.load(f)
+                if rm.get("sample_times_ns"):
+                    rm["sample_times_ns"] = [t + rank * a.time_shift_us * 1000
+                                             for t in rm["sample_times_ns"]]
+                with open(os.path.join(d, x), "w") as f:
+                    json.dump(rm, f, indent=2)
             else:
                 os.link(os.path.join(src, x), os.path.join(d, x))
     size = sum(os.path.getsize(os.path.join(src, x)) for x in files)

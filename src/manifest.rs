@@ -125,6 +125,11 @@ pub struct Manifest {
     /// the sample does not say); 0 in manifests older than this field (finalize then
     /// assumes the finalizing node's).
     pub page_size: u64,
+    /// First and last sample time in this raw directory's perf.data (the events'
+    /// clock, ns), in a rank's own manifest: finalize fixes the timeline's buckets from
+    /// every rank's before reading any (absent: after the last rank is read).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sample_times_ns: Option<[u64; 2]>,
 }
 
 /// `incomplete_reason` of the provisional manifest: collection had not ended.

@@ -152,21 +152,39 @@ fn notice_shape(n: &str) -> String {
     out
 }
 
-/// The distinct notices of the ranks' own manifests (`raw/*/manifest.json`), in the
-/// order first seen by rank, with how many ranks each applies to. `world` is the
-/// launcher's world size, when known, for the "of N ranks" part.
-pub fn job_notices(dir: &std::path::Path, world: Option<u32>) -> Vec<JobNotice> {
+/// Every rank's own manifest (`raw/*/manifest.json`) that reads, by rank (then pid).
+pub fn rank_manifests(
+    dir: &std::path::Path,
+) -> Vec<(crate::raw::RawDir, crate::manifest::Manifest)> {
     let raws = crate::raw::list_raw_dirs(dir).unwrap_or_default();
-    let mut ranked: Vec<_> = raws.iter().filter(|r| r.rank.is_some()).collect();
-    ranked.sort_by_key(|r| (r.rank, r.pid));
+    let mut ranked: Vec<_> = raws
+        .into_iter()
+        .filter(|r| r.rank.is_some())
+        .filter_map(|r| {
+            let m = crate::manifest::Manifest::load(&r.path).ok()?;
+            Some((r, m))
+        })
+        .collect();
+    ranked.sort_by_key(|(r, _)| (r.rank, r.pid));
+    ranked
+}
+
+/// The distinct notices of the ranks' own manifests, in the order first seen by rank,
+/// with how many ranks each applies to. `world` is the launcher's world size, when
+/// known, for the "of N ranks" part.
+pub fn job_notices(dir: &std::path::Path, world: Option<u32>) -> Vec<JobNotice> {
+    notices_of(&rank_manifests(dir), world)
+}
+
+/// [`job_notices`] of manifests already read ([`rank_manifests`]).
+pub fn notices_of(
+    ranks: &[(crate::raw::RawDir, crate::manifest::Manifest)],
+    world: Option<u32>,
+) -> Vec<JobNotice> {
     let mut out: Vec<JobNotice> = Vec::new();
     let mut shapes: Vec<String> = Vec::new();
-    let mut read = 0;
-    for r in ranked {
-        let Ok(m) = crate::manifest::Manifest::load(&r.path) else {
-            continue;
-        };
-        read += 1;
+    let read = ranks.len();
+    for (_, m) in ranks {
         let mut mine: Vec<(String, &String)> =
             m.notices.iter().map(|n| (notice_shape(n), n)).collect();
         mine.sort();

@@ -69,6 +69,9 @@ pub struct DrainStats {
     /// (locks) Wait samples the agents copied themselves (no breakpoint) written, and
     /// those dropped (the collector fell behind, or no attr could hold them).
     pub agent_wait_samples: (u64, u64),
+    /// The first and last sample time in perf.data (none after a write error: the
+    /// file holds less than was written).
+    pub sample_times: Option<(u64, u64)>,
 }
 
 /// The drain session of a collection over the rings of `opened`, writing into `writer`.
@@ -490,6 +493,7 @@ impl Session {
         }
         self.drain_once()?;
         self.stats.records = self.writer.records();
+        self.stats.sample_times = self.writer.sample_times();
         self.writer.finish(host)?;
         Ok(self.stats)
     }

@@ -481,8 +481,9 @@ fn write_results(
     // This rank's own manifest (its notices) beside its data; then the raw directory
     // is complete: rank 0 may finalize it, so everything above is written first.
     if opts.mpi.rank.is_some() {
-        manifest
-            .save(raw_dir)
+        let mut own = manifest.clone();
+        own.sample_times_ns = stats.sample_times.map(|(a, b)| [a, b]);
+        own.save(raw_dir)
             .map_err(io_err("write the rank's manifest.json"))?;
     }
     let _ = crate::util::write_private_file(&raw_dir.join("complete"), b"");

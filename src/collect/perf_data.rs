@@ -16,7 +16,8 @@
 //!         formats, `tracing_data.rs`), HOSTNAME, OSRELEASE, VERSION, ARCH, NRCPUS, CMDLINE, EVENT_DESC,
 //!         and GROUP_DESC when events form counter groups (u32 nr_groups, then per
 //!         group: name as a perf string, u32 leader attr index, u32 nr_members counting
-//!         the leader; members are the attrs right after their leader).
+//!         the leader; members are the attrs right after their leader), and
+//!         SAMPLE_TIME (u64 first, u64 last sample time) when samples were written.
 //! ```
 //!
 //! The header (with the current data size) is rewritten after every drain pass, so a
@@ -44,6 +45,9 @@ const FEAT_NRCPUS: usize = 7;
 const FEAT_CMDLINE: usize = 11;
 const FEAT_EVENT_DESC: usize = 12;
 const FEAT_GROUP_DESC: usize = 17;
+const FEAT_SAMPLE_TIME: usize = 21;
+/// `PERF_RECORD_SAMPLE`.
+const RECORD_SAMPLE: u32 = 9;
 
 /// One event as perf.data describes it.
 #[derive(Clone, Debug)]
@@ -105,12 +109,17 @@ pub struct PerfDataWriter {
     records: u64,
     groups: Vec<(String, u32, u32)>,
     tracing_data: Vec<u8>,
+    /// Where a sample's time is in its body, when every attr puts it at the same offset.
+    time_offset: Option<usize>,
+    /// First and last sample time written.
+    sample_times: Option<(u64, u64)>,
 }
 
 impl PerfDataWriter {
     /// Create `path` (mode 0600) with the given attrs.
     pub fn create(path: &Path, attrs: Vec<FileAttr>) -> std::io::Result<Self> {
         let file = crate::util::create_private_file(path)?;
+        let time_offset = sample_time_offset(&attrs);
         let mut w = PerfDataWriter {
             file: BufWriter::with_capacity(1 << 20, file),
             attrs,
@@ -118,6 +127,8 @@ impl PerfDataWriter {
             records: 0,
             groups: Vec::new(),
             tracing_data: Vec::new(),
+            time_offset,
+            sample_times: None,
         };
         w.write_attrs()?;
         w.file.seek(SeekFrom::Start(HEADER_SIZE + ATTR_REGION))?;
@@ -210,7 +221,21 @@ impl PerfDataWriter {
         }
         self.data_len += len as u64;
         self.records += 1;
+        if ty == RECORD_SAMPLE
+            && let Some(t) = self.time_offset.and_then(|off| u64_in(body, off))
+        {
+            self.sample_times = Some(
+                self.sample_times
+                    .map_or((t, t), |(a, b)| (a.min(t), b.max(t))),
+            );
+        }
         Ok(())
+    }
+
+    /// The first and last sample time written (the events' clock, ns); none when no
+    /// sample was, or the attrs place the time differently.
+    pub fn sample_times(&self) -> Option<(u64, u64)> {
+        self.sample_times
     }
 
     /// End of a drain pass: a FINISHED_ROUND record, flush, and a header that covers
@@ -263,6 +288,11 @@ impl PerfDataWriter {
         if !self.tracing_data.is_empty() {
             sections.push((FEAT_TRACING_DATA, std::mem::take(&mut self.tracing_data)));
         }
+        if let Some((first, last)) = self.sample_times {
+            let mut v = first.to_le_bytes().to_vec();
+            v.extend_from_slice(&last.to_le_bytes());
+            sections.push((FEAT_SAMPLE_TIME, v));
+        }
         sections.sort_by_key(|s| s.0);
         let mut features = [0u64; 4];
         for (bit, _) in &sections {
@@ -304,6 +334,54 @@ impl PerfDataWriter {
     }
 }
 
+/// The offset of the time in a sample's body, when every attr has `PERF_SAMPLE_TIME`
+/// after the same fields (IDENTIFIER, IP, TID come before it, 8 bytes each).
+fn sample_time_offset(attrs: &[FileAttr]) -> Option<usize> {
+    use perf_event_open_sys::bindings as b;
+    let offsets = attrs.iter().map(|a| {
+        let sample_type = u64::from_le_bytes(a.attr.get(24..32)?.try_into().ok()?);
+        (sample_type & b::PERF_SAMPLE_TIME as u64 != 0).then(|| {
+            [
+                b::PERF_SAMPLE_IDENTIFIER,
+                b::PERF_SAMPLE_IP,
+                b::PERF_SAMPLE_TID,
+            ]
+            .iter()
+            .filter(|&&bit| sample_type & bit as u64 != 0)
+            .count()
+                * 8
+        })
+    });
+    let mut first = None;
+    for off in offsets {
+        let off = off?;
+        if *first.get_or_insert(off) != off {
+            return None;
+        }
+    }
+    first
+}
+
+/// The u64 at `off` of a record body given in pieces (a ring's wrap splits it).
+fn u64_in(body: &[&[u8]], mut off: usize) -> Option<u64> {
+    let mut v = [0u8; 8];
+    let mut got = 0;
+    for part in body {
+        if off >= part.len() {
+            off -= part.len();
+            continue;
+        }
+        let take = (part.len() - off).min(8 - got);
+        v[got..got + take].copy_from_slice(&part[off..off + take]);
+        got += take;
+        off = 0;
+        if got == 8 {
+            return Some(u64::from_le_bytes(v));
+        }
+    }
+    None
+}
+
 /// perf's header string: u32 length (NUL-terminated, padded to 64), then the bytes.
 fn perf_string(s: &str) -> Vec<u8> {
     let len = (s.len() + 1).div_ceil(64) * 64;
@@ -324,5 +402,16 @@ mod tests {
         assert_eq!(&s[4..7], b"abc");
         assert_eq!(s.len(), 68);
         assert_eq!(s[7], 0);
+    }
+
+    #[test]
+    fn sample_times_are_read_across_a_ring_wrap() {
+        let body: Vec<u8> = (0u8..40).collect();
+        let want = u64::from_le_bytes(body[24..32].try_into().unwrap());
+        for cut in 0..=body.len() {
+            let (a, b) = body.split_at(cut);
+            assert_eq!(u64_in(&[a, b], 24), Some(want), "cut at {cut}");
+        }
+        assert_eq!(u64_in(&[&body[..30]], 24), None);
     }
 }

@@ -117,6 +117,7 @@ pub(super) fn provisional_manifest(
         exit_status: None,
         notices: Vec::new(),
         python_expected,
+        sample_times_ns: None,
         complete: false,
         incomplete_reason: crate::manifest::COLLECTING.into(),
     }

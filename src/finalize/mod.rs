@@ -192,11 +192,31 @@ pub fn run(opts: &FinalizeOptions) -> Result<PathBuf, FinalizeError> {
     // Batches read, waiting to be symbolized and written: the next one is read while
     // this one is, and more while it still is (the first batch waits for the modules'
     // DWARF, which the other workers would otherwise wait for too), within bounds.
+    // Every rank's own manifest, read beside the first batch: the job's notices, and
+    // the ranks' sample time ranges, which fix the timeline's buckets before any rank is
+    // added, so its rows are written batch by batch while the next is read, not all at
+    // the end on one thread (docs/performance.md, "finalize, round 11").
+    let ranks_read = {
+        let dir = opts.dir.clone();
+        let names: std::collections::HashSet<String> =
+            raws.iter().map(|r| r.name.clone()).collect();
+        let world = manifest.world_size;
+        std::thread::spawn(move || {
+            let ranks = crate::mpi::rank_manifests(&dir);
+            let declared = declared_time_range(&ranks, &names);
+            (crate::mpi::notices_of(&ranks, world), declared)
+        })
+    };
     let mut ready: std::collections::VecDeque<_> = batches
         .first()
         .map(|b| read_batch(&pool, b, &search, weighting, &pb))
         .into_iter()
         .collect();
+    // A panic in the reading thread is a bug: pass it on.
+    let (rank_notices, declared) = ranks_read
+        .join()
+        .unwrap_or_else(|e| std::panic::resume_unwind(e));
+    let declared = declared.map(|range| TimeBuckets::new(Some(range)));
     let mut k = 0;
     while let Some(batch) = ready.pop_front() {
         clock.lap("read");
@@ -241,15 +261,18 @@ pub fn run(opts: &FinalizeOptions) -> Result<PathBuf, FinalizeError> {
                     }
                     let symbolized = symbolize_all(&profiles, &search, opts.quiet, &mut sym_cache);
                     clock.lap("symbolize");
-                    // One batch (a single process tree, a few ranks): its time range is
-                    // the run's, and the timeline is bucketed here, in memory.
-                    let buckets = (batches.len() == 1).then(|| {
-                        TimeBuckets::new(
-                            profiles
-                                .iter()
-                                .filter_map(|(_, p)| p.time_range)
-                                .reduce(|(a, b), (x, y)| (a.min(x), b.max(y))),
-                        )
+                    // The ranks declared their time ranges, or there is one batch (a
+                    // single process tree, a few ranks: its time range is the run's):
+                    // the timeline is bucketed here, in memory.
+                    let buckets = declared.or_else(|| {
+                        (batches.len() == 1).then(|| {
+                            TimeBuckets::new(
+                                profiles
+                                    .iter()
+                                    .filter_map(|(_, p)| p.time_range)
+                                    .reduce(|(a, b), (x, y)| (a.min(x), b.max(y))),
+                            )
+                        })
                     });
                     for (i, (raw, p)) in profiles.iter().enumerate() {
                         acc.add(raw, p, opts.quiet);
@@ -294,7 +317,17 @@ pub fn run(opts: &FinalizeOptions) -> Result<PathBuf, FinalizeError> {
     // files: ~15 ms of frees and unmaps for libc's alone) is released on a thread of its
     // own while the profile is written, not after it on the main thread.
     let release = std::thread::spawn(move || drop((search, sym_cache)));
-    let buckets = TimeBuckets::new(acc.times);
+    let buckets = declared.unwrap_or_else(|| TimeBuckets::new(acc.times));
+    if let (Some(d), Some((a, b))) = (declared, acc.times)
+        && !opts.quiet
+        && (a < d.start_ns()
+            || b >> process::TIME_UNIT_SHIFT
+                >= d.start.saturating_add(d.width.saturating_mul(d.count)))
+    {
+        eprintln!(
+            "hwprof: samples lie outside the time range the ranks' manifests declare (sample_times_ns); the timeline's first and last buckets hold them"
+        );
+    }
     if let Some(g) = acc.group.meta(&mut w) {
         w.profile.meta.insert("group".into(), g);
     }
@@ -365,7 +398,6 @@ pub fn run(opts: &FinalizeOptions) -> Result<PathBuf, FinalizeError> {
         serde_json::to_string(&manifest.notices).unwrap_or_default(),
     );
     // MPI: every rank's notices (from its own manifest), each once with its rank count.
-    let rank_notices = crate::mpi::job_notices(&opts.dir, manifest.world_size);
     if !rank_notices.is_empty() {
         meta.insert(
             "rank_notices".into(),
@@ -411,12 +443,13 @@ pub fn run(opts: &FinalizeOptions) -> Result<PathBuf, FinalizeError> {
         meta.insert("timeline_buckets".into(), buckets.count.to_string());
     }
     clock.lap("aggregate");
-    let bucketing =
-        (buckets.count > 0 && batches.len() > 1).then_some(crate::profile::stream::Bucketing {
+    let bucketing = (buckets.count > 0 && batches.len() > 1 && declared.is_none()).then_some(
+        crate::profile::stream::Bucketing {
             start: buckets.start,
             width: buckets.width,
             count: buckets.count,
-        });
+        },
+    );
     let out = db.finish(&w, bucketing)?;
     if opts.part.is_none() {
         remove_space_reserves(&opts.dir);
@@ -1205,6 +1238,29 @@ fn add_waits(
     }
 }
 
+/// The union of the sample time ranges the ranks named in `names` declare in their own
+/// manifests; none unless every one of them does (a rank from an older hwprof, or cut
+/// short: the range is then found by reading).
+fn declared_time_range(
+    ranks: &[(crate::raw::RawDir, Manifest)],
+    names: &std::collections::HashSet<String>,
+) -> Option<(u64, u64)> {
+    let mut range: Option<(u64, u64)> = None;
+    let mut declared = 0;
+    for (r, m) in ranks {
+        if !names.contains(&r.name) {
+            continue;
+        }
+        let [a, b] = m.sample_times_ns?;
+        if a > b {
+            return None;
+        }
+        declared += 1;
+        range = Some(range.map_or((a, b), |(x, y)| (x.min(a), y.max(b))));
+    }
+    (declared == names.len()).then_some(range).flatten()
+}
+
 /// The profile's time buckets: at most [`TIMELINE_MAX_BUCKETS`] of equal width (a
 /// whole number of [`process::TIME_UNIT_SHIFT`] units) over the run's sample times.
 /// Times of different hosts' clocks are not aligned; an MPI run across hosts shows
@@ -1608,6 +1664,45 @@ fn python_missing(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The ranks' declared ranges fix the buckets only when every rank being read has
+    /// one, and a reversed one is not believed.
+    #[test]
+    fn a_declared_time_range_needs_every_rank() {
+        let rank = |name: &str, times: Option<[u64; 2]>| {
+            let raw = crate::raw::RawDir {
+                path: PathBuf::from(name),
+                name: name.to_string(),
+                host: "h".into(),
+                rank: Some(0),
+                pid: 1,
+            };
+            let m = Manifest {
+                sample_times_ns: times,
+                ..Default::default()
+            };
+            (raw, m)
+        };
+        let names = |n: &[&str]| n.iter().map(|s| s.to_string()).collect();
+        let ranks = [
+            rank("a", Some([10, 20])),
+            rank("b", Some([5, 15])),
+            rank("c", None),
+        ];
+        assert_eq!(
+            declared_time_range(&ranks, &names(&["a", "b"])),
+            Some((5, 20))
+        );
+        assert_eq!(
+            declared_time_range(&ranks[..1], &names(&["a"])),
+            Some((10, 20))
+        );
+        // c declares none; d has no manifest.
+        assert_eq!(declared_time_range(&ranks, &names(&["a", "c"])), None);
+        assert_eq!(declared_time_range(&ranks, &names(&["a", "d"])), None);
+        let reversed = [rank("a", Some([20, 10]))];
+        assert_eq!(declared_time_range(&reversed, &names(&["a"])), None);
+    }
 
     #[test]
     fn time_buckets_stay_bounded_and_cover_the_range() {

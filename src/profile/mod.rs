@@ -69,6 +69,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use rusqlite::Connection;
+use rustc_hash::FxHashMap;
 
 use tables::{write_rows, write_tables};
 
@@ -724,10 +725,12 @@ pub struct ProfileWriter {
     pub profile: Profile,
     function_ids: HashMap<Function, usize>,
     frame_ids: HashMap<(Frame, bool), usize>,
-    stack_ids: HashMap<(Option<usize>, usize), usize>,
-    sample_ids: HashMap<(Option<usize>, usize, usize), usize>,
-    count_ids: HashMap<(Option<usize>, usize, usize), usize>,
-    timeline_ids: HashMap<(Option<usize>, usize, u32), usize>,
+    // Keys of our own indices: FxHash (SipHash was a fifth of aggregating a rank's
+    // timeline; docs/performance.md, "finalize, round 11").
+    stack_ids: FxHashMap<(Option<usize>, usize), usize>,
+    sample_ids: FxHashMap<(Option<usize>, usize, usize), usize>,
+    count_ids: FxHashMap<(Option<usize>, usize, usize), usize>,
+    timeline_ids: FxHashMap<(Option<usize>, usize, u32), usize>,
     wait_ids: HashMap<WaitKey, usize>,
     /// A wakers row's identity: its waits row's key and the waker's stack.
     waker_ids: HashMap<(WaitKey, Option<usize>), usize>,
@@ -926,8 +929,8 @@ impl ProfileWriter {
 
 /// Merge `row` into the row of `key` (`ids` maps keys to indices of `rows`) with `add`,
 /// or append it when the key is new: the aggregation of every table of the writer.
-fn add_or_insert<K: std::hash::Hash + Eq, R>(
-    ids: &mut HashMap<K, usize>,
+fn add_or_insert<K: std::hash::Hash + Eq, R, S: std::hash::BuildHasher>(
+    ids: &mut HashMap<K, usize, S>,
     rows: &mut Vec<R>,
     key: K,
     row: R,

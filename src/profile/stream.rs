@@ -4,9 +4,11 @@
 //! tables (functions, frames, stacks, processes, threads, meta) are written at the end,
 //! in the same transaction, and the file is renamed into place only then.
 //!
-//! The timeline's buckets depend on the whole run's time range, known only after the
-//! last rank: its rows are kept by time unit in a temporary file (unlinked, fixed-size
-//! binary records) and bucketed at the end, a thread at a time.
+//! The timeline's buckets depend on the whole run's time range. When the ranks declare
+//! theirs (`sample_times_ns` in their manifests) finalize buckets each batch's rows
+//! before flushing them; otherwise the range is known only after the last rank, and
+//! the rows are kept by time unit in a temporary file (unlinked, fixed-size binary
+//! records) and bucketed at the end, a thread at a time.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Read, Seek, Write};

@@ -328,6 +328,60 @@ fn srun_on_two_simulated_hosts_shares_one_directory() {
     assert_eq!(nodes, ["nodeA", "nodeB"], "{summary:#}");
 }
 
+/// Ranks whose manifests declare a sample time range that misses their samples (a
+/// manifest from elsewhere, edited, or wrong): finalize believes the range for the
+/// timeline's buckets, says that samples fall outside it, and loses none of them.
+#[test]
+fn a_wrong_declared_time_range_loses_no_sample() {
+    let t = shared_tempdir();
+    let bin = build_c(t.path(), "hot.c", "hot", &[]);
+    let one = t.path().join("one");
+    let out = Command::new(hwprof_bin())
+        .env("PMI_RANK", "0")
+        .env("PMI_SIZE", "4")
+        .args([
+            "collect",
+            "-q",
+            "--no-finalize",
+            "-r",
+            one.to_str().unwrap(),
+            "--",
+        ])
+        .arg(&bin)
+        .arg("60")
+        .output()
+        .unwrap();
+    ok(&out);
+    let recorded = first_raw_dir(&one);
+    let dir = t.path().join("four");
+    std::fs::create_dir_all(dir.join("raw")).unwrap();
+    std::fs::copy(one.join("manifest.json"), dir.join("manifest.json")).unwrap();
+    for rank in 0..4u32 {
+        let raw = dir.join("raw").join(format!("n1.{rank}.{}", 1000 + rank));
+        copy_tree(&recorded, &raw);
+        let m = raw.join("manifest.json");
+        let mut v: Value = serde_json::from_slice(&std::fs::read(&m).unwrap()).unwrap();
+        v["sample_times_ns"] = serde_json::json!([1, 2]);
+        std::fs::remove_file(&m).unwrap();
+        std::fs::write(&m, serde_json::to_vec(&v).unwrap()).unwrap();
+    }
+    let out = Command::new(hwprof_bin())
+        .env("HWPROF_FINALIZE_BATCH", "2")
+        .args(["finalize", dir.to_str().unwrap()])
+        .output()
+        .unwrap();
+    ok(&out);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("samples lie outside the time range"), "{err}");
+    let db = rusqlite::Connection::open(dir.join("profile.db")).unwrap();
+    let sum = |sql: &str| -> i64 { db.query_row(sql, [], |r| r.get(0)).unwrap() };
+    let samples = sum("SELECT SUM(count) FROM samples");
+    assert!(samples > 0);
+    assert_eq!(sum("SELECT SUM(count) FROM timeline"), samples);
+    // The buckets are those of the declared range: every sample in the last one.
+    assert_eq!(sum("SELECT COUNT(DISTINCT bucket) FROM timeline"), 1);
+}
+
 /// 16 synthetic ranks (one recorded rank's raw directory replicated under 16 rank
 /// numbers and pids): `--part 1/2`, `--part 2/2` and `merge` give the same profile as
 /// one finalize, and so does a finalize that streams the ranks in batches of 3.
@@ -369,15 +423,34 @@ fn parts_and_merge_equal_one_finalize_at_16_ranks() {
     copy_tree(&single, &parts);
     let batched = t.path().join("batched");
     copy_tree(&single, &batched);
+    // Ranks of an hwprof that did not declare their sample time range: the timeline is
+    // bucketed at the end, after the last batch, to the same buckets.
+    let undeclared = t.path().join("undeclared");
+    copy_tree(&single, &undeclared);
+    let rank_manifests: Vec<PathBuf> = std::fs::read_dir(undeclared.join("raw"))
+        .unwrap()
+        .map(|e| e.unwrap().path().join("manifest.json"))
+        .collect();
+    assert_eq!(rank_manifests.len(), 16);
+    for m in &rank_manifests {
+        let mut v: Value = serde_json::from_slice(&std::fs::read(m).unwrap()).unwrap();
+        assert!(v["sample_times_ns"].is_array(), "{m:?}: {v:#}");
+        v.as_object_mut().unwrap().remove("sample_times_ns");
+        std::fs::remove_file(m).unwrap();
+        std::fs::write(m, serde_json::to_vec(&v).unwrap()).unwrap();
+    }
     ok(&hwprof(&["finalize", "-q", single.to_str().unwrap()]));
-    // Ranks streamed in batches of 3 (rows written batch by batch, the timeline
-    // bucketed at the end) give the profile of one batch.
-    let out = Command::new(hwprof_bin())
-        .env("HWPROF_FINALIZE_BATCH", "3")
-        .args(["finalize", "-q", batched.to_str().unwrap()])
-        .output()
-        .unwrap();
-    ok(&out);
+    // Ranks streamed in batches of 3 (rows written batch by batch; the timeline
+    // bucketed batch by batch, or at the end without declared ranges) give the profile
+    // of one batch.
+    for dir in [&batched, &undeclared] {
+        let out = Command::new(hwprof_bin())
+            .env("HWPROF_FINALIZE_BATCH", "3")
+            .args(["finalize", "-q", dir.to_str().unwrap()])
+            .output()
+            .unwrap();
+        ok(&out);
+    }
     ok(&hwprof(&[
         "finalize",
         "-q",
@@ -412,6 +485,8 @@ fn parts_and_merge_equal_one_finalize_at_16_ranks() {
         assert_eq!(sorted(&x), sorted(&y), "{view:?}");
         let z = report(&batched, &a);
         assert_eq!(sorted(&x), sorted(&z), "batched: {view:?}");
+        let u = report(&undeclared, &a);
+        assert_eq!(sorted(&x), sorted(&u), "undeclared: {view:?}");
     }
     // The timeline (per thread and bucket), the samples (per thread and stack leaf's
     // function) and the meta, read from the two profile.db files.
@@ -441,7 +516,24 @@ fn parts_and_merge_equal_one_finalize_at_16_ranks() {
         let (x, y) = (rows(&single, sql), rows(&batched, sql));
         assert!(!x.is_empty(), "{sql}");
         assert_eq!(x, y, "batched: {sql}");
+        assert_eq!(x, rows(&undeclared, sql), "undeclared: {sql}");
     }
+    // The range the collector declared is the one finalize found in the samples.
+    let declared: Value =
+        serde_json::from_slice(&std::fs::read(recorded.join("manifest.json")).unwrap()).unwrap();
+    let db = rusqlite::Connection::open(single.join("profile.db")).unwrap();
+    let meta = |k: &str| -> u64 {
+        let v: String = db
+            .query_row("SELECT value FROM meta WHERE key = ?1", [k], |r| r.get(0))
+            .unwrap();
+        v.parse().unwrap()
+    };
+    let want = [meta("first_sample_ns"), meta("last_sample_ns")];
+    assert_eq!(
+        declared["sample_times_ns"],
+        serde_json::json!(want),
+        "{declared:#}"
+    );
     let (x, y) = (json(&single, &[]), json(&parts, &[]));
     for k in ["samples", "total", "ranks", "processes", "threads", "pop"] {
         assert_eq!(x[k], y[k], "summary {k}");

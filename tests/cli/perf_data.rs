@@ -108,6 +108,12 @@ fn perf_data_writer_round_trips_through_linux_perf_data() {
         perf_file.cmdline().unwrap(),
         Some(vec!["hwprof", "collect", "--", COMM])
     );
+    // SAMPLE_TIME: the first and the last sample's time (finalize's timeline buckets).
+    let range = perf_file.sample_time_range().unwrap().expect("SAMPLE_TIME");
+    assert_eq!(
+        (range.first_sample_time, range.last_sample_time),
+        (2_000, 2_000 + (IPS.len() as u64 - 1) * 1_000_000)
+    );
     let attrs = perf_file.event_attributes();
     assert_eq!(attrs.len(), 1);
     assert_eq!(attrs[0].name.as_deref(), Some("cpu-clock"));
