@@ -189,9 +189,6 @@ pub fn run(opts: &FinalizeOptions) -> Result<PathBuf, FinalizeError> {
     let batches: Vec<&[crate::raw::RawDir]> = raws.chunks(per_batch).collect();
     let lone = raws.len() == 1;
     let batch_bytes: Vec<u64> = sizes.chunks(per_batch).map(|b| b.iter().sum()).collect();
-    // Batches read, waiting to be symbolized and written: the next one is read while
-    // this one is, and more while it still is (the first batch waits for the modules'
-    // DWARF, which the other workers would otherwise wait for too), within bounds.
     // Every rank's own manifest, read beside the first batch: the job's notices, and
     // the ranks' sample time ranges, which fix the timeline's buckets before any rank is
     // added, so its rows are written batch by batch while the next is read, not all at
@@ -207,12 +204,15 @@ pub fn run(opts: &FinalizeOptions) -> Result<PathBuf, FinalizeError> {
             (crate::mpi::notices_of(&ranks, world), declared)
         })
     };
+    // Batches read, waiting to be symbolized and written: the next one is read while
+    // this one is, and more while it still is (the first batch waits for the modules'
+    // DWARF, which the other workers would otherwise wait for too), within bounds.
     let mut ready: std::collections::VecDeque<_> = batches
         .first()
         .map(|b| read_batch(&pool, b, &search, weighting, &pb))
         .into_iter()
         .collect();
-    // A panic in the reading thread is a bug: pass it on.
+    // A panic in the manifests' thread is a bug: pass it on.
     let (rank_notices, declared) = ranks_read
         .join()
         .unwrap_or_else(|e| std::panic::resume_unwind(e));
