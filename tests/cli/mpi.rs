@@ -328,43 +328,59 @@ fn srun_on_two_simulated_hosts_shares_one_directory() {
     assert_eq!(nodes, ["nodeA", "nodeB"], "{summary:#}");
 }
 
-/// Ranks whose manifests declare a sample time range that misses their samples (a
-/// manifest from elsewhere, edited, or wrong): finalize believes the range for the
-/// timeline's buckets, says that samples fall outside it, and loses none of them.
-#[test]
-fn a_wrong_declared_time_range_loses_no_sample() {
-    let t = shared_tempdir();
-    let bin = build_c(t.path(), "hot.c", "hot", &[]);
-    let one = t.path().join("one");
+/// A synthetic job of `ranks` ranks in T/single: `hot 60` recorded once as rank 0
+/// (`--no-finalize`), its raw directory copied under each rank number and a pid of its
+/// own, the first half of the ranks on host n1, the others on n2. Returns the
+/// directory and the recorded raw directory.
+fn synthetic_job(t: &Path, ranks: u32) -> (PathBuf, PathBuf) {
+    let bin = build_c(t, "hot.c", "hot", &[]);
+    let one = t.join("one");
     let out = Command::new(hwprof_bin())
         .env("PMI_RANK", "0")
-        .env("PMI_SIZE", "4")
-        .args([
-            "collect",
-            "-q",
-            "--no-finalize",
-            "-r",
-            one.to_str().unwrap(),
-            "--",
-        ])
+        .env("PMI_SIZE", ranks.to_string())
+        .args(["collect", "-q", "--no-finalize", "-r"])
+        .arg(&one)
+        .arg("--")
         .arg(&bin)
         .arg("60")
         .output()
         .unwrap();
     ok(&out);
     let recorded = first_raw_dir(&one);
-    let dir = t.path().join("four");
-    std::fs::create_dir_all(dir.join("raw")).unwrap();
-    std::fs::copy(one.join("manifest.json"), dir.join("manifest.json")).unwrap();
-    for rank in 0..4u32 {
-        let raw = dir.join("raw").join(format!("n1.{rank}.{}", 1000 + rank));
-        copy_tree(&recorded, &raw);
-        let m = raw.join("manifest.json");
+    let job = t.join("single");
+    std::fs::create_dir_all(job.join("raw")).unwrap();
+    std::fs::copy(one.join("manifest.json"), job.join("manifest.json")).unwrap();
+    for rank in 0..ranks {
+        let host = if rank < ranks / 2 { "n1" } else { "n2" };
+        let raw = format!("{host}.{rank}.{}", 1000 + rank);
+        copy_tree(&recorded, &job.join("raw").join(raw));
+    }
+    (job, recorded)
+}
+
+/// Rewrites every rank's own manifest under DIR/raw with `edit`; returns how many.
+fn edit_rank_manifests(dir: &Path, edit: impl Fn(&mut Value)) -> usize {
+    let mut n = 0;
+    for e in std::fs::read_dir(dir.join("raw")).unwrap() {
+        let m = e.unwrap().path().join("manifest.json");
         let mut v: Value = serde_json::from_slice(&std::fs::read(&m).unwrap()).unwrap();
-        v["sample_times_ns"] = serde_json::json!([1, 2]);
+        edit(&mut v);
         std::fs::remove_file(&m).unwrap();
         std::fs::write(&m, serde_json::to_vec(&v).unwrap()).unwrap();
+        n += 1;
     }
+    n
+}
+
+/// Ranks whose manifests declare a sample time range that misses their samples (a
+/// manifest from elsewhere, edited, or wrong): finalize believes the range for the
+/// timeline's buckets, says that samples fall outside it, and loses none of them.
+#[test]
+fn a_wrong_declared_time_range_loses_no_sample() {
+    let t = shared_tempdir();
+    let (dir, _) = synthetic_job(t.path(), 4);
+    let edited = edit_rank_manifests(&dir, |v| v["sample_times_ns"] = serde_json::json!([1, 2]));
+    assert_eq!(edited, 4);
     let out = Command::new(hwprof_bin())
         .env("HWPROF_FINALIZE_BATCH", "2")
         .args(["finalize", dir.to_str().unwrap()])
@@ -388,37 +404,7 @@ fn a_wrong_declared_time_range_loses_no_sample() {
 #[test]
 fn parts_and_merge_equal_one_finalize_at_16_ranks() {
     let t = shared_tempdir();
-    let bin = build_c(t.path(), "hot.c", "hot", &[]);
-    let one = t.path().join("one");
-    let out = Command::new(hwprof_bin())
-        .env("PMI_RANK", "0")
-        .env("PMI_SIZE", "16")
-        .args([
-            "collect",
-            "-q",
-            "--no-finalize",
-            "-r",
-            one.to_str().unwrap(),
-            "--",
-        ])
-        .arg(&bin)
-        .arg("60")
-        .output()
-        .unwrap();
-    ok(&out);
-    let recorded = first_raw_dir(&one);
-    let single = t.path().join("single");
-    std::fs::create_dir_all(single.join("raw")).unwrap();
-    std::fs::copy(one.join("manifest.json"), single.join("manifest.json")).unwrap();
-    for rank in 0..16u32 {
-        let host = if rank < 8 { "n1" } else { "n2" };
-        copy_tree(
-            &recorded,
-            &single
-                .join("raw")
-                .join(format!("{host}.{rank}.{}", 1000 + rank)),
-        );
-    }
+    let (single, recorded) = synthetic_job(t.path(), 16);
     let parts = t.path().join("parts");
     copy_tree(&single, &parts);
     let batched = t.path().join("batched");
@@ -427,18 +413,11 @@ fn parts_and_merge_equal_one_finalize_at_16_ranks() {
     // bucketed at the end, after the last batch, to the same buckets.
     let undeclared = t.path().join("undeclared");
     copy_tree(&single, &undeclared);
-    let rank_manifests: Vec<PathBuf> = std::fs::read_dir(undeclared.join("raw"))
-        .unwrap()
-        .map(|e| e.unwrap().path().join("manifest.json"))
-        .collect();
-    assert_eq!(rank_manifests.len(), 16);
-    for m in &rank_manifests {
-        let mut v: Value = serde_json::from_slice(&std::fs::read(m).unwrap()).unwrap();
-        assert!(v["sample_times_ns"].is_array(), "{m:?}: {v:#}");
+    let edited = edit_rank_manifests(&undeclared, |v| {
+        assert!(v["sample_times_ns"].is_array(), "{v:#}");
         v.as_object_mut().unwrap().remove("sample_times_ns");
-        std::fs::remove_file(m).unwrap();
-        std::fs::write(m, serde_json::to_vec(&v).unwrap()).unwrap();
-    }
+    });
+    assert_eq!(edited, 16);
     ok(&hwprof(&["finalize", "-q", single.to_str().unwrap()]));
     // Ranks streamed in batches of 3 (rows written batch by batch; the timeline
     // bucketed batch by batch, or at the end without declared ranges) give the profile
