@@ -20,18 +20,35 @@ pub(crate) fn send_events(sock: c_int, pid: u32, fds: &[(u32, c_int)]) {
     }
 }
 
+/// Writes `b` to fd 2 with the system call, not libc's `write`: waits.rs interposes
+/// that, and the agent's own output timed as one of the program's waits was marked
+/// when a loaded machine preempted it, its sample sent after the count just printed
+/// (`locks_user::a_non_python_process_copies_its_wait_samples_without_a_breakpoint`
+/// once found 8 samples against "7 samples copied"). Not `eprintln!` either: it panics
+/// when stderr is closed.
+fn write_stderr(mut b: &[u8]) {
+    while !b.is_empty() {
+        // SAFETY: write(2) of a live slice; `syscall` passes it through untimed.
+        let r = unsafe { libc::syscall(libc::SYS_write, 2, b.as_ptr(), b.len()) };
+        match r {
+            n if n > 0 => b = b.get(n as usize..).unwrap_or_default(),
+            -1 if std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) => {}
+            _ => return,
+        }
+    }
+}
+
 /// At exit of the process that connected: tell the collector and wait (at most 1 s) for
 /// its ack, so code objects seen in the last moments are read while the process lives.
 pub(crate) extern "C" fn agent_exit() {
     if std::env::var_os("HWPROF_AGENT_STATS").is_some() {
         let n = stats::CAPTURES.load(Ordering::Relaxed);
         let ns = stats::CAPTURE_NS.load(Ordering::Relaxed);
-        // Not eprintln!: it panics when stderr is closed.
-        use std::io::Write;
-        let _ = writeln!(
-            std::io::stderr(),
-            "hwprof-agent: pid {}: {n} captures, {:.1} us each ({:.1} us in the handler); {} safe-load reads ({} faults recovered), {} reads through process_vm_readv, {} captures without a free scratch slot; {} code objects named, {} left to the collector; safe loads stopped {} times (a fault handler replaced by a raw rt_sigaction); handler median {:.2} us, p90 {:.2} us",
-            std::process::id(),
+        let pid = std::process::id();
+        let text = format!(
+            "hwprof-agent: pid {pid}: {n} captures, {:.1} us each ({:.1} us in the handler); {} safe-load reads ({} faults recovered), {} reads through process_vm_readv, {} captures without a free scratch slot; {} code objects named, {} left to the collector; safe loads stopped {} times (a fault handler replaced by a raw rt_sigaction); handler median {:.2} us, p90 {:.2} us\n\
+             hwprof-agent: pid {pid}: wait markers: {}, {} samples copied, {} dropped\n\
+             hwprof-agent: pid {pid}: {} waits marked, {} marker breakpoints open\n",
             ns as f64 / 1000.0 / n.max(1) as f64,
             stats::HANDLER_NS.load(Ordering::Relaxed) as f64 / 1000.0 / n.max(1) as f64,
             safe_load::SAFE_READS.load(Ordering::Relaxed),
@@ -43,11 +60,6 @@ pub(crate) extern "C" fn agent_exit() {
             safe_load::HANDLERS_REPLACED.load(Ordering::Relaxed),
             stats::handler_quantile_us(0.5),
             stats::handler_quantile_us(0.9),
-        );
-        let _ = writeln!(
-            std::io::stderr(),
-            "hwprof-agent: pid {}: wait markers: {}, {} samples copied, {} dropped",
-            std::process::id(),
             if wait_samples::on() {
                 "self-copied"
             } else {
@@ -55,14 +67,10 @@ pub(crate) extern "C" fn agent_exit() {
             },
             wait_samples::SENT.load(Ordering::Relaxed),
             wait_samples::DROPPED.load(Ordering::Relaxed),
-        );
-        let _ = writeln!(
-            std::io::stderr(),
-            "hwprof-agent: pid {}: {} waits marked, {} marker breakpoints open",
-            std::process::id(),
             crate::waits::MARKED.load(Ordering::Relaxed),
             crate::waits::BREAKPOINTS.load(Ordering::Relaxed),
         );
+        write_stderr(text.as_bytes());
     }
     let sock = SOCK_FD.load(Ordering::SeqCst);
     // The program may have closed our fd and reused its number (os.closerange, then a
@@ -207,8 +215,17 @@ pub(crate) fn recv_config(sock: c_int) -> Option<(Config, c_int)> {
     msg.msg_iovlen = 1;
     msg.msg_control = cbuf.as_mut_ptr().cast();
     msg.msg_controllen = size_of_val(&cbuf);
-    // SAFETY: msg points to live local buffers of the stated sizes.
-    let r = unsafe { libc::recvmsg(sock, &mut msg, libc::MSG_CMSG_CLOEXEC) };
+    // SAFETY: msg points to live local buffers of the stated sizes. The system call,
+    // not libc's recvmsg, which waits.rs interposes: waiting for the collector is not
+    // one of the program's waits.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_recvmsg,
+            sock,
+            &raw mut msg,
+            libc::MSG_CMSG_CLOEXEC,
+        )
+    } as isize;
     let mut fd = -1;
     // SAFETY: walking the control messages the kernel wrote into cbuf.
     unsafe {
