@@ -30,24 +30,14 @@ use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
+use linux_perf_data::Feature;
+use perf_event_open_sys::bindings::PERF_RECORD_SAMPLE;
+
 /// Bytes reserved after the header for attrs and their ids.
 pub const ATTR_REGION: u64 = 256 * 1024;
 const HEADER_SIZE: u64 = 104;
 /// `PERF_RECORD_FINISHED_ROUND`.
 const FINISHED_ROUND: u32 = 68;
-
-const FEAT_TRACING_DATA: usize = 1;
-const FEAT_HOSTNAME: usize = 3;
-const FEAT_OSRELEASE: usize = 4;
-const FEAT_VERSION: usize = 5;
-const FEAT_ARCH: usize = 6;
-const FEAT_NRCPUS: usize = 7;
-const FEAT_CMDLINE: usize = 11;
-const FEAT_EVENT_DESC: usize = 12;
-const FEAT_GROUP_DESC: usize = 17;
-const FEAT_SAMPLE_TIME: usize = 21;
-/// `PERF_RECORD_SAMPLE`.
-const RECORD_SAMPLE: u32 = 9;
 
 /// One event as perf.data describes it.
 #[derive(Clone, Debug)]
@@ -221,7 +211,7 @@ impl PerfDataWriter {
         }
         self.data_len += len as u64;
         self.records += 1;
-        if ty == RECORD_SAMPLE
+        if ty == PERF_RECORD_SAMPLE
             && let Some(t) = self.time_offset.and_then(|off| u64_in(body, off))
         {
             self.sample_times = Some(
@@ -254,27 +244,27 @@ impl PerfDataWriter {
     /// Write the feature sections and the final header.
     pub fn finish(mut self, host: &HostInfo) -> std::io::Result<()> {
         self.file.flush()?;
-        let mut sections: Vec<(usize, Vec<u8>)> = vec![
-            (FEAT_HOSTNAME, perf_string(&host.hostname)),
-            (FEAT_OSRELEASE, perf_string(&host.osrelease)),
+        let mut sections: Vec<(Feature, Vec<u8>)> = vec![
+            (Feature::HOSTNAME, perf_string(&host.hostname)),
+            (Feature::OSRELEASE, perf_string(&host.osrelease)),
             (
-                FEAT_VERSION,
+                Feature::VERSION,
                 perf_string(&format!("hwprof {}", env!("CARGO_PKG_VERSION"))),
             ),
-            (FEAT_ARCH, perf_string(&host.arch)),
-            (FEAT_NRCPUS, {
+            (Feature::ARCH, perf_string(&host.arch)),
+            (Feature::NRCPUS, {
                 let mut v = host.nr_cpus_avail.to_le_bytes().to_vec();
                 v.extend_from_slice(&host.nr_cpus_online.to_le_bytes());
                 v
             }),
-            (FEAT_CMDLINE, {
+            (Feature::CMDLINE, {
                 let mut v = (host.cmdline.len() as u32).to_le_bytes().to_vec();
                 for a in &host.cmdline {
                     v.extend_from_slice(&perf_string(a));
                 }
                 v
             }),
-            (FEAT_EVENT_DESC, self.event_desc()),
+            (Feature::EVENT_DESC, self.event_desc()),
         ];
         if !self.groups.is_empty() {
             let mut v = (self.groups.len() as u32).to_le_bytes().to_vec();
@@ -283,19 +273,23 @@ impl PerfDataWriter {
                 v.extend_from_slice(&leader.to_le_bytes());
                 v.extend_from_slice(&nr.to_le_bytes());
             }
-            sections.push((FEAT_GROUP_DESC, v));
+            sections.push((Feature::GROUP_DESC, v));
         }
         if !self.tracing_data.is_empty() {
-            sections.push((FEAT_TRACING_DATA, std::mem::take(&mut self.tracing_data)));
+            sections.push((
+                Feature::TRACING_DATA,
+                std::mem::take(&mut self.tracing_data),
+            ));
         }
         if let Some((first, last)) = self.sample_times {
             let mut v = first.to_le_bytes().to_vec();
             v.extend_from_slice(&last.to_le_bytes());
-            sections.push((FEAT_SAMPLE_TIME, v));
+            sections.push((Feature::SAMPLE_TIME, v));
         }
-        sections.sort_by_key(|s| s.0);
+        sections.sort_by_key(|s| s.0.0);
         let mut features = [0u64; 4];
-        for (bit, _) in &sections {
+        for (Feature(bit), _) in &sections {
+            let bit = *bit as usize;
             features[bit / 64] |= 1 << (bit % 64);
         }
         let start = HEADER_SIZE + ATTR_REGION + self.data_len;
