@@ -14,7 +14,7 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
-use rusqlite::{Connection, params};
+use rusqlite::Connection;
 
 use super::{ProfileError, ProfileWriter, SCHEMA, sql_err, write_rows, write_tables};
 use crate::private_dir::PrivateDir;
@@ -264,54 +264,46 @@ fn bucket_all_at_once(
     insert.finish().map_err(sql_err(path))
 }
 
-/// Inserting buckets into `timeline`, [`ROWS_PER_INSERT`] rows a statement: one
-/// statement per row (bind, step, reset) was most of the serial end of a finalize of
-/// many ranks (docs/performance.md, "finalize, round 8").
+/// Buckets on their way into `timeline`, through the table's own insert (many rows a
+/// statement, [`super::tables::insert_timeline`]) a few thousand rows at a time: so
+/// threads of a few buckets each do not cost a statement apiece.
 struct TimelineInsert<'c> {
-    many: rusqlite::Statement<'c>,
-    one: rusqlite::Statement<'c>,
-    pending: Vec<(Option<i64>, i64, i64, i64)>,
+    conn: &'c Connection,
+    pending: Vec<super::TimelineRow>,
 }
 
-/// Rows inserted by one statement (4 parameters each, within SQLite's 32,766).
-const ROWS_PER_INSERT: usize = 128;
+/// Rows held before they are inserted.
+const PENDING_ROWS: usize = 8192;
 
 impl<'c> TimelineInsert<'c> {
     fn new(conn: &'c Connection) -> rusqlite::Result<Self> {
-        let values = vec!["(?, ?, ?, ?)"; ROWS_PER_INSERT].join(", ");
         Ok(TimelineInsert {
-            many: conn.prepare(&format!("INSERT INTO timeline VALUES {values}"))?,
-            one: conn.prepare("INSERT INTO timeline VALUES (?1, ?2, ?3, ?4)")?,
-            pending: Vec::with_capacity(ROWS_PER_INSERT),
+            conn,
+            pending: Vec::with_capacity(PENDING_ROWS),
         })
     }
 
-    /// Thread `t`'s buckets (ids as stored). SQLite integers are i64: larger values
-    /// (no real profile has them) are clamped.
+    /// Thread `t`'s buckets (ids as stored: from 1, stack 0 for none).
     fn all(&mut self, t: u64, buckets: Buckets) -> rusqlite::Result<()> {
-        let int = |v: u64| v.min(i64::MAX as u64) as i64;
         for ((stack, bucket), count) in buckets {
-            let stack = (stack > 0).then(|| int(stack));
-            self.pending.push((stack, int(t), int(bucket), int(count)));
-            if self.pending.len() == ROWS_PER_INSERT {
-                for (i, (stack, t, bucket, count)) in self.pending.drain(..).enumerate() {
-                    self.many.raw_bind_parameter(4 * i + 1, stack)?;
-                    self.many.raw_bind_parameter(4 * i + 2, t)?;
-                    self.many.raw_bind_parameter(4 * i + 3, bucket)?;
-                    self.many.raw_bind_parameter(4 * i + 4, count)?;
-                }
-                self.many.raw_execute()?;
+            self.pending.push(super::TimelineRow {
+                stack: stack.checked_sub(1).map(|s| s as usize),
+                thread: t.saturating_sub(1) as usize,
+                // Below the bucket count (at most TIMELINE_MAX_BUCKETS).
+                bucket: bucket.min(u64::from(u32::MAX)) as u32,
+                count,
+            });
+            if self.pending.len() >= PENDING_ROWS {
+                super::tables::insert_timeline(self.conn, &self.pending)?;
+                self.pending.clear();
             }
         }
         Ok(())
     }
 
-    /// Inserts what is left (fewer than [`ROWS_PER_INSERT`] rows).
-    fn finish(mut self) -> rusqlite::Result<()> {
-        for row in self.pending.drain(..) {
-            self.one.execute(params![row.0, row.1, row.2, row.3])?;
-        }
-        Ok(())
+    /// Inserts what is left.
+    fn finish(self) -> rusqlite::Result<()> {
+        super::tables::insert_timeline(self.conn, &self.pending)
     }
 }
 
@@ -418,7 +410,7 @@ mod tests {
         let want: Vec<_> = (1..=3)
             .flat_map(|t| (0..50).map(move |b| (Some(t), t, b, 2)))
             .collect();
-        assert!(want.len() > ROWS_PER_INSERT);
+        assert!(want.len() > super::super::tables::ROWS_PER_INSERT);
         assert_eq!(timeline_of(&units, bucketing), want);
     }
 }

@@ -61,7 +61,7 @@ impl Column<usize> for Id {
 
 /// Rows inserted by one statement, and SQLite's bound on a statement's parameters
 /// (`SQLITE_MAX_VARIABLE_NUMBER`, 32,766 since 3.32).
-const ROWS_PER_INSERT: usize = 128;
+pub(super) const ROWS_PER_INSERT: usize = 128;
 const MAX_PARAMETERS: usize = 32_766;
 
 /// An optional index into another table (NULL: none).
@@ -288,6 +288,12 @@ impl<R> Table<R> {
             let rows = vec![row; k].join(", ");
             conn.prepare(&format!("INSERT INTO {} VALUES {rows}", self.name))
         };
+        // Cached: the batches of a finalize insert into each table again and again.
+        let full = || {
+            let row = format!("({})", vec!["?"; n].join(", "));
+            let rows = vec![row; per_statement].join(", ");
+            conn.prepare_cached(&format!("INSERT INTO {} VALUES {rows}", self.name))
+        };
         let mut many = None;
         let mut values = Vec::with_capacity(n * per_statement);
         let mut pending = 0;
@@ -299,7 +305,7 @@ impl<R> Table<R> {
             pending += 1;
             if pending == per_statement {
                 if many.is_none() {
-                    many = Some(statement(per_statement)?);
+                    many = Some(full()?);
                 }
                 if let Some(st) = many.as_mut() {
                     st.execute(rusqlite::params_from_iter(&values))?;
@@ -410,6 +416,11 @@ pub(super) fn write_tables(tx: &Connection, p: &Profile) -> rusqlite::Result<()>
 
 /// The per-thread rows (samples, rss, counts, timeline, waits, wakers), which a
 /// streaming finalize writes rank by rank.
+/// Insert timeline rows (the streamed finalize's buckets, `stream.rs`).
+pub(super) fn insert_timeline(conn: &Connection, rows: &[TimelineRow]) -> rusqlite::Result<()> {
+    TIMELINE.insert(conn, rows)
+}
+
 pub(super) fn write_rows(tx: &Connection, p: &Profile) -> rusqlite::Result<()> {
     SAMPLES.insert(tx, &p.samples)?;
     RSS.insert(tx, &p.rss)?;
