@@ -6,6 +6,8 @@
  * Prints wall, user and system time and minor faults of the process.
  *   mode 0: mmap + munmap per file (finalize)
  *   mode 1: read() into a reused buffer
+ *   mode 2: mmap (no advice) + munmap per file (finalize since round 10)
+ *   mode 3: mapped into a per-thread reserved region, unmapped ARENA bytes at a time
  * Thread i takes files i, i + THREADS, ...
  * cc -O2 benches/perf_data_many.c -o perf_data_many -lpthread
  * ./perf_data_many MODE THREADS FILE...   (e.g. D/raw/(every rank)/perf.data) */
@@ -25,6 +27,7 @@
 static int mode, nthreads, nfiles;
 static char **files;
 static volatile uint64_t sink;
+static size_t ARENA = 64 << 20;
 
 static double now(void) {
   struct timespec t;
@@ -56,16 +59,27 @@ static void walk(const uint8_t *b, size_t len) {
 static void *work(void *arg) {
   long id = (long)arg;
   size_t cap = 0;
-  uint8_t *buf = 0;
+  uint8_t *buf = 0, *arena = 0;
+  size_t used = 0;
   for (int i = id; i < nfiles; i += nthreads) {
     int fd = open(files[i], O_RDONLY);
     struct stat st;
     if (fd < 0 || fstat(fd, &st) != 0) continue;
     size_t len = st.st_size;
-    if (mode == 0) {
+    if (mode == 3) {
+      if (len > ARENA) { close(fd); continue; }
+      if (!arena) arena = mmap(0, ARENA, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+      if (used + len > ARENA) {
+        mmap(arena, used, PROT_NONE, MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        used = 0;
+      }
+      uint8_t *m = mmap(arena + used, len, PROT_READ, MAP_SHARED | MAP_FIXED, fd, 0);
+      if (m != MAP_FAILED) walk(m, len);
+      used += (len + 4095) & ~(size_t)4095;
+    } else if (mode == 0 || mode == 2) {
       uint8_t *m = mmap(0, len, PROT_READ, MAP_SHARED, fd, 0);
       if (m != MAP_FAILED) {
-        madvise(m, len, MADV_SEQUENTIAL);
+        if (mode == 0) madvise(m, len, MADV_SEQUENTIAL);
         walk(m, len);
         munmap(m, len);
       }
@@ -86,6 +100,7 @@ static void *work(void *arg) {
     close(fd);
   }
   free(buf);
+  if (arena) munmap(arena, ARENA);
   return 0;
 }
 
@@ -97,6 +112,7 @@ int main(int argc, char **argv) {
   mode = atoi(argv[1]);
   nthreads = atoi(argv[2]);
   if (nthreads < 1 || nthreads > 8) nthreads = 1;
+  if (getenv("ARENA_MIB")) ARENA = (size_t)atoi(getenv("ARENA_MIB")) << 20;
   files = argv + 3;
   nfiles = argc - 3;
   double t = now();
