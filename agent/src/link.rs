@@ -149,12 +149,15 @@ pub(crate) fn connect(path: &str) -> Option<c_int> {
     for (d, s) in addr.sun_path.iter_mut().zip(bytes) {
         *d = *s as libc::c_char;
     }
-    // SAFETY: addr is a valid sockaddr_un of the given size.
+    // SAFETY: addr is a valid sockaddr_un of the given size. The system call, not
+    // libc's connect, which waits.rs interposes (locks mode is on by now): our own
+    // connect is not one of the program's waits.
     let r = unsafe {
-        libc::connect(
+        libc::syscall(
+            libc::SYS_connect,
             fd,
-            (&raw const addr).cast(),
-            size_of::<libc::sockaddr_un>() as u32,
+            &raw const addr,
+            size_of::<libc::sockaddr_un>(),
         )
     };
     if r != 0 {

@@ -202,6 +202,21 @@ fn self_copied_samples(dir: &std::path::Path, out: &std::process::Output) -> usi
         .and_then(|r| r.split_whitespace().next()?.parse().ok())
         .expect("a count");
     assert!(line.ends_with(" 0 dropped"), "{line}");
+    // Every wait the agent marked was copied: none was marked before copying began
+    // (the agent's own connect to the collector, timed by its interposer, once was).
+    let marked: usize = stderr
+        .lines()
+        .find(|l| l.contains(" waits marked, "))
+        .and_then(|l| {
+            l.rsplit(": ")
+                .next()?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("no count of marked waits: {stderr}"));
+    assert_eq!(marked, copied, "{stderr}");
     let script = Command::new("perf")
         .args(["script", "-f", "-F", "tid,time,event,ip", "-i"])
         .arg(first_perf_data(dir))
