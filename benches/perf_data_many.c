@@ -1,13 +1,14 @@
 /* Reading many small perf.data files (one per rank), mapped or read, on one or two
- * threads (docs/performance.md, "finalize, round 8"): each file is opened, fstat'ed,
- * then either mapped (MADV_SEQUENTIAL, fault-around) and unmapped, or read whole into
+ * threads (docs/performance.md, "finalize, round 8" and "round 12"): each file is
+ * opened, fstat'ed, then either mapped (fault-around) and unmapped, or read whole into
  * a buffer the thread keeps; its records are walked touching what finalize's reader
  * touches (the first 1,536 bytes of each, one load per cache line, and its last byte).
  * Prints wall, user and system time and minor faults of the process.
- *   mode 0: mmap + munmap per file (finalize)
+ *   mode 0: mmap + MADV_SEQUENTIAL + munmap per file (finalize before round 10)
  *   mode 1: read() into a reused buffer
- *   mode 2: mmap (no advice) + munmap per file (finalize since round 10)
- *   mode 3: mapped into a per-thread reserved region, unmapped ARENA bytes at a time
+ *   mode 2: mmap + munmap per file, no advice (finalize since round 10)
+ *   mode 3: mapped into a per-thread reserved region (MAP_FIXED), the region replaced
+ *           once full: one unmap per ARENA_MIB (default 64) instead of one per file
  * Thread i takes files i, i + THREADS, ...
  * cc -O2 benches/perf_data_many.c -o perf_data_many -lpthread
  * ./perf_data_many MODE THREADS FILE...   (e.g. D/raw/(every rank)/perf.data) */
