@@ -23,6 +23,7 @@ use addr2line::{Context, FrameIter, Location, LookupContinuation, LookupResult, 
 use object::{Object, ObjectSection, SymbolMap, SymbolMapName};
 
 use super::dwarf_decl::{DeclIndex, Units, has_fortran_unit};
+use super::function_starts::FunctionStarts;
 
 /// The reader of every section: a slice of a mapping (or of decompressed bytes) that
 /// this struct keeps alive.
@@ -86,6 +87,8 @@ pub struct DwarfFile {
     /// decompressed bytes (a module's compressed DWARF is inflated once, not twice).
     sections: gimli::DwarfSections<Reader>,
     symbols: SymbolMap<SymbolMapName<'static>>,
+    /// Where unnamed functions start (the binary's unwind tables; none in a debug file).
+    function_starts: Option<FunctionStarts<'static>>,
     package: Option<gimli::DwarfPackage<Reader>>,
     /// Whether a unit is Fortran (then the declaration index walks every unit).
     fortran: std::cell::OnceCell<bool>,
@@ -144,12 +147,14 @@ impl DwarfFile {
             || (Context::from_arc_dwarf(dwarf.clone()), object.symbol_map()),
         );
         let ctx = ctx.map_err(|e| DwarfFileError::Dwarf(path.to_path_buf(), e))?;
+        let function_starts = FunctionStarts::of(&object);
         let package = load_package(&package_path(path), &bytes);
         Ok(DwarfFile {
             ctx,
             dwarf,
             sections,
             symbols,
+            function_starts,
             package,
             fortran: fortran.map(std::cell::OnceCell::from).unwrap_or_default(),
             units: std::cell::OnceCell::new(),
@@ -232,6 +237,12 @@ impl DwarfFile {
             name: s.name(),
             address: s.address(),
         })
+    }
+
+    /// The first address of the function containing `probe`, from the unwind tables
+    /// (for code without a symbol).
+    pub fn find_function_start(&self, probe: u64) -> Option<u64> {
+        self.function_starts.as_ref()?.containing(probe)
     }
 
     /// The name of the symbol containing `probe`.

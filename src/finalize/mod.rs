@@ -8,6 +8,7 @@ pub mod binaries;
 pub mod dwarf_decl;
 pub mod dwarf_file;
 pub mod fortran;
+pub mod function_starts;
 pub mod group_reads;
 pub mod launchers;
 pub mod prepare;

@@ -1,7 +1,9 @@
 //! Addresses to functions, files and lines: DWARF (with inlined frames) through
 //! addr2line, the ELF symbol table when there is no DWARF, demangled Rust, C++ and
-//! Fortran names ([`fortran`]), kernel symbols from the kallsyms copy. An address nothing resolves becomes
-//! `module+0xoffset`: it never disappears.
+//! Fortran names ([`fortran`]), kernel symbols from the kallsyms copy. Code without a
+//! symbol is named by where its unwind tables say its function starts (`func@0x...`,
+//! [`super::function_starts`]); an address nothing resolves becomes `module+0xoffset`:
+//! it never disappears.
 
 use std::cell::OnceCell;
 use std::path::{Path, PathBuf};
@@ -139,7 +141,22 @@ impl ModuleSymbolizer {
                         file: None,
                         line: None,
                     }],
-                    None => vec![unresolved(module, a, FrameKind::Native)],
+                    // No symbol: the function its unwind tables say holds it
+                    // (`func@0x...`, one row per function, not per address).
+                    None => match self.main().and_then(|l| l.find_function_start(a)) {
+                        Some(start) => vec![FrameInfo {
+                            function: Function {
+                                name: super::function_starts::unnamed(start),
+                                module: module.to_string(),
+                                file: None,
+                                start_line: None,
+                                kind: FrameKind::Native,
+                            },
+                            file: None,
+                            line: None,
+                        }],
+                        None => vec![unresolved(module, a, FrameKind::Native)],
+                    },
                 }
             })
             .collect()

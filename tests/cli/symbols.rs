@@ -387,3 +387,55 @@ fn finalize_timings_name_every_stage() {
     let (a, b) = (hot["hot_a"].self_value, hot["hot_b"].self_value);
     assert!(a > 2 * b, "hot_a {a} vs hot_b {b}");
 }
+
+/// The address of `symbol` in `bin`'s symbol table (`nm`).
+fn symbol_address(bin: &std::path::Path, symbol: &str) -> u64 {
+    let out = Command::new("nm")
+        .arg(bin)
+        .output()
+        .expect("run nm (binutils)");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| {
+            let mut f = l.split_whitespace();
+            let addr = f.next()?;
+            (f.nth(1)? == symbol).then(|| u64::from_str_radix(addr, 16).ok())?
+        })
+        .unwrap_or_else(|| panic!("{symbol} not in nm {}", bin.display()))
+}
+
+/// A stripped binary (no symbol table, no DWARF: a distribution's `python3.11`, a
+/// vendor library) keeps its unwind tables, and each unnamed function is one row,
+/// `func@0xSTART`, with the function's whole share: hot.c's 3:1 split, at the addresses
+/// the unstripped build's symbols give.
+#[test]
+fn functions_of_a_stripped_binary_are_named_by_their_start() {
+    let Scratch { tmp: t, bin, dir } = scratch_with("hot.c", "hot", &[]);
+    let stripped = t.path().join("hot-stripped");
+    std::fs::copy(&bin, &stripped).unwrap();
+    let status = Command::new("strip")
+        .arg("--strip-all")
+        .arg(&stripped)
+        .status()
+        .expect("run strip (binutils)");
+    assert!(status.success());
+    let name = |s: &str| format!("func@{:#x}", symbol_address(&bin, s));
+    let rows = collect_hotspots(&dir, &[], &[stripped.to_str().unwrap(), "600"]);
+    assert!(!rows.contains_key("hot_a"), "{rows:#?}");
+    let (a, b) = (
+        self_pct(&rows, &name("hot_a")),
+        self_pct(&rows, &name("hot_b")),
+    );
+    let share = 100.0 * a / (a + b).max(f64::MIN_POSITIVE);
+    assert!(
+        (share - 75.0).abs() <= 5.0 && a + b >= 80.0,
+        "hot_a {a}%, hot_b {b}%: {rows:#?}"
+    );
+    let work = rows.get(&name("work")).map_or(0.0, |h| h.total_pct);
+    assert!(work >= 95.0, "work total {work}%: {rows:#?}");
+    // Every row of the program is a function, none an address.
+    assert!(
+        !rows.keys().any(|k| k.starts_with("hot-stripped+0x")),
+        "{rows:#?}"
+    );
+}
