@@ -13,9 +13,12 @@
 //! `_PyEval_EvalFrameDefault` frame, and in the Python stack as one group of frames:
 //! one frame before 3.11; on 3.11 the frames up to and including an entry frame
 //! (`is_entry`); on 3.12+ the frames up to a shim frame (owned by the C stack). The i-th
-//! eval frame from the leaf is replaced by the i-th group. When the counts differ the
-//! sample keeps both halves (matched groups in place, the rest above the outermost native
-//! frame) and `merged` is false, to be counted and reported.
+//! group from the leaf goes just inside the i-th run of eval frames, as the code that
+//! eval call runs: the eval frames stay, so that `--frames native` is the native stack
+//! perf sees (the eval loop's own time is its own, not its caller's) and `--frames
+//! python` the Python one. When the counts differ the sample keeps both halves (matched
+//! groups in place, the rest above the outermost native frame) and `merged` is false,
+//! to be counted and reported.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -679,8 +682,8 @@ pub fn is_eval_frame(f: &FrameInfo) -> bool {
     f.function.kind == FrameKind::Native && f.function.name.starts_with("_PyEval_EvalFrameDefault")
 }
 
-/// Merges native leaf-first frames with the Python stack: each run of eval-loop frames is
-/// replaced by the Python frames it ran (see the module doc).
+/// Merges native leaf-first frames with the Python stack: inside each run of eval-loop
+/// frames, the Python frames it ran (see the module doc).
 pub fn merge(native_leaf_first: &[FrameInfo], py: &PyStack) -> MergedStack {
     if py.frames.is_empty() {
         return MergedStack {
@@ -721,9 +724,8 @@ pub fn merge(native_leaf_first: &[FrameInfo], py: &PyStack) -> MergedStack {
         if let Some(g) = groups.get(gi) {
             out.extend_from_slice(g);
             gi += 1;
-        } else {
-            out.extend_from_slice(&native_leaf_first[s..e]);
         }
+        out.extend_from_slice(&native_leaf_first[s..e]);
         last = e;
     }
     out.extend_from_slice(&native_leaf_first[last..]);
@@ -874,10 +876,12 @@ mod tests {
             vec![
                 "dgemm",
                 "c",
+                "_PyEval_EvalFrameDefault",
                 "_PyFunction_Vectorcall",
                 "ext_call",
                 "b",
                 "a",
+                "_PyEval_EvalFrameDefault",
                 "PyRun_SimpleFile",
                 "main"
             ]
@@ -894,12 +898,18 @@ mod tests {
         };
         let m = merge(&native, &stack);
         assert!(m.merged);
-        assert_eq!(names(&m.frames), vec!["leaf", "c", "b", "a"]);
+        assert_eq!(
+            names(&m.frames),
+            vec!["leaf", "c", "_PyEval_EvalFrameDefault", "b", "a"]
+        );
         // A complete native stack with a missing eval frame is a failure: both halves kept.
         let native = vec![nat("leaf"), nat("_PyEval_EvalFrameDefault"), nat("main")];
         let m = merge(&native, &stack);
         assert!(!m.merged);
-        assert_eq!(names(&m.frames), vec!["leaf", "c", "main", "b", "a"]);
+        assert_eq!(
+            names(&m.frames),
+            vec!["leaf", "c", "_PyEval_EvalFrameDefault", "main", "b", "a"]
+        );
         // No eval frame at all (native unwinding failed): Python above the native part.
         let m = merge(&[nat("x"), nat("main")], &stack);
         assert!(!m.merged);
@@ -921,7 +931,13 @@ mod tests {
         assert!(!m.merged);
         assert_eq!(
             names(&m.frames),
-            vec!["a", "f", "_PyEval_EvalFrameDefault", "main"]
+            vec![
+                "a",
+                "_PyEval_EvalFrameDefault",
+                "f",
+                "_PyEval_EvalFrameDefault",
+                "main"
+            ]
         );
     }
 }

@@ -236,6 +236,34 @@ fn assert_work_truth(dir: &Path, label: &str, agent_alone: bool) {
         h.total_pct > h.self_pct,
         "{label}: no native frames below Worker.heavy"
     );
+    // `--frames native` is perf's view: the eval loop keeps its own time. A sample whose
+    // leaf is a Python frame in the merged stack was in the eval loop itself; in the
+    // native view it is the eval loop's self time, not its C caller's (which had it
+    // when merging replaced the eval frames: `PyEval_EvalCode` at 52% self).
+    // (Rows, not `hotspots`' map by name: the eval loop can be two rows, its code in
+    // two files on 3.12+.)
+    let native = report_csv(dir, "hotspots", &["--frames", "native", "--top", "1000"]);
+    assert!(
+        native.iter().all(|r| r.get(1) != Some("python")),
+        "{label}: Python frames in --frames native"
+    );
+    let eval_self: f64 = native
+        .iter()
+        .filter(|r| {
+            r.get(0)
+                .is_some_and(|f| f.starts_with("_PyEval_EvalFrameDefault"))
+        })
+        .filter_map(|r| r.get(5)?.parse::<f64>().ok())
+        .sum();
+    let python_self: f64 = all
+        .values()
+        .filter(|h| h.module == "python")
+        .map(|h| h.self_pct)
+        .sum();
+    assert!(
+        python_self > 0.0 && (eval_self - python_self).abs() <= 2.0,
+        "{label}: eval loop self {eval_self:.1}% in --frames native, Python frames' self {python_self:.1}% in --frames all"
+    );
     let s = summary_json(dir);
     assert_eq!(s["python"], "agent", "{label}: summary python field");
     // One capture per agent sample, in that sample's window (same thread, before the
