@@ -129,35 +129,26 @@ impl ModuleSymbolizer {
                 let sym = debug
                     .and_then(|l| l.find_symbol(a))
                     .or_else(|| self.main().and_then(|l| l.find_symbol(a)));
-                match sym {
-                    Some(name) => vec![FrameInfo {
-                        function: Function {
-                            name: demangle(name),
-                            module: module.to_string(),
-                            file: None,
-                            start_line: None,
-                            kind: FrameKind::Native,
-                        },
-                        file: None,
-                        line: None,
-                    }],
-                    // No symbol: the function its unwind tables say holds it
-                    // (`func@0x...`, one row per function, not per address).
+                // No symbol: the function its unwind tables say holds it (`func@0x...`,
+                // one row per function, not per address).
+                let name = match sym {
+                    Some(name) => demangle(name),
                     None => match self.main().and_then(|l| l.find_function_start(a)) {
-                        Some(start) => vec![FrameInfo {
-                            function: Function {
-                                name: super::function_starts::unnamed(start),
-                                module: module.to_string(),
-                                file: None,
-                                start_line: None,
-                                kind: FrameKind::Native,
-                            },
-                            file: None,
-                            line: None,
-                        }],
-                        None => vec![unresolved(module, a, FrameKind::Native)],
+                        Some(start) => super::function_starts::unnamed(start),
+                        None => return vec![unresolved(module, a, FrameKind::Native)],
                     },
-                }
+                };
+                vec![FrameInfo {
+                    function: Function {
+                        name,
+                        module: module.to_string(),
+                        file: None,
+                        start_line: None,
+                        kind: FrameKind::Native,
+                    },
+                    file: None,
+                    line: None,
+                }]
             })
             .collect()
     }
