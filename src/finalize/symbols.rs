@@ -207,8 +207,18 @@ fn dwarf_frames(loader: &DwarfFile, decl: &DeclIndex, module: &str, addr: u64) -
     for f in &mut out {
         f.function.file = f.file.clone();
     }
-    // The outermost frame is the symbol's own function (the others are inlined into it).
+    // The outermost frame is the symbol's own function (the others are inlined into
+    // it). Its file is the one of its entry address: code it takes from another file
+    // (`#include`d into its body, or under a `#line`: Python 3.12's eval loop, Cython)
+    // must not make it a second function.
     if let Some(f) = out.last_mut() {
+        let entry_file = symbol_info.as_ref().and_then(|s| {
+            let at_entry = loader.find_location(s.address()).ok().flatten()?;
+            at_entry.file.map(str::to_string)
+        });
+        if entry_file.is_some() {
+            f.function.file = entry_file;
+        }
         f.function.start_line = start_line;
     }
     out

@@ -439,3 +439,38 @@ fn functions_of_a_stripped_binary_are_named_by_their_start() {
         "{rows:#?}"
     );
 }
+
+/// A function whose body is partly in an included file (Python 3.12's eval loop includes
+/// generated_cases.c.h; Cython points lines at its .pyx) is one function, filed under its
+/// own file, with every sample; its lines keep their files: the designed 3:1 split
+/// between the included file's loop and its own.
+#[test]
+fn a_function_with_an_included_body_is_one_function() {
+    let Scratch { tmp: _t, bin, dir } = scratch_with("included_body.c", "included_body", &[]);
+    ok(&collect(&dir, &[], &[bin.to_str().unwrap(), "600"]));
+    let rows = report_csv(&dir, "hotspots", &["--top", "1000"]);
+    let mixed: Vec<_> = rows.iter().filter(|r| r.get(0) == Some("mixed")).collect();
+    assert_eq!(mixed.len(), 1, "one function, not one per file: {rows:?}");
+    assert!(
+        mixed[0]
+            .get(2)
+            .is_some_and(|f| f.ends_with("included_body.c")),
+        "{rows:?}"
+    );
+    let self_pct: f64 = mixed[0].get(5).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    assert!(self_pct >= 95.0, "{rows:?}");
+    let lines = report_csv(&dir, "lines", &["--top", "1000"]);
+    let in_file = |suffix: &str| -> f64 {
+        lines
+            .iter()
+            .filter(|r| r.get(0) == Some("mixed") && r.get(2).is_some_and(|f| f.ends_with(suffix)))
+            .filter_map(|r| r.get(5)?.parse::<f64>().ok())
+            .sum()
+    };
+    let (part, own) = (in_file("included_body_part.h"), in_file("included_body.c"));
+    let share = 100.0 * part / (part + own).max(f64::MIN_POSITIVE);
+    assert!(
+        (share - 75.0).abs() <= 5.0 && part + own >= 95.0,
+        "included part {part}%, own lines {own}%: {lines:?}"
+    );
+}

@@ -1,0 +1,21 @@
+/* Ground truth: mixed() is one function whose body is partly in another file, included
+   into it (as Python 3.12's eval loop includes generated_cases.c.h; Cython's code does
+   the same with #line): one fourth of its work on this file's lines, three fourths on
+   included_body_part.h's. It must be one function with all its samples, its lines in
+   both files. */
+#include <stdio.h>
+#include <stdlib.h>
+
+static volatile double sink;
+
+__attribute__((noinline)) void mixed(long n) {
+    for (long i = 0; i < n; i++) sink += 1.0;
+#include "included_body_part.h"
+}
+
+int main(int argc, char **argv) {
+    long rounds = argc > 1 ? atol(argv[1]) : 1000;
+    for (long r = 0; r < rounds; r++) mixed(100000);
+    printf("%f\n", sink);
+    return 0;
+}
