@@ -240,8 +240,8 @@ fn assert_work_truth(dir: &Path, label: &str, agent_alone: bool) {
     // leaf is a Python frame in the merged stack was in the eval loop itself; in the
     // native view it is the eval loop's self time, not its C caller's (which had it
     // when merging replaced the eval frames: `PyEval_EvalCode` at 52% self).
-    // (Rows, not `hotspots`' map by name: the eval loop can be two rows, its code in
-    // two files on 3.12+.)
+    // (Summed over rows, not `hotspots`' map by name: one name can be several
+    // functions, one per module.)
     let native = report_csv(dir, "hotspots", &["--frames", "native", "--top", "1000"]);
     assert!(
         native.iter().all(|r| r.get(1) != Some("python")),
