@@ -161,16 +161,15 @@ fn dwarf_frames(loader: &DwarfFile, decl: &DeclIndex, module: &str, addr: u64) -
     };
     let symbol_info = loader.find_symbol_info(addr);
     let symbol = symbol_info.as_ref().map(|s| demangle(s.name()));
-    // The function's first line: its DW_AT_decl_line (a clone's comes from the function
-    // it was cloned from), else the line of its entry address.
+    // Where the function's entry address is (looked up once): its file, below. Its
+    // first line: its DW_AT_decl_line (a clone's comes from the function it was cloned
+    // from), else the entry address's line.
+    let entry = symbol_info
+        .as_ref()
+        .and_then(|s| loader.find_location(s.address()).ok().flatten());
     let start_line = symbol_info.as_ref().and_then(|s| {
-        decl.decl_line(s.address()).or_else(|| {
-            loader
-                .find_location(s.address())
-                .ok()
-                .flatten()
-                .and_then(|l| l.line)
-        })
+        decl.decl_line(s.address())
+            .or_else(|| entry.as_ref().and_then(|l| l.line))
     });
     while let Ok(Some(frame)) = iter.next() {
         let name = frame.function.as_ref().and_then(|f| {
@@ -212,12 +211,8 @@ fn dwarf_frames(loader: &DwarfFile, decl: &DeclIndex, module: &str, addr: u64) -
     // (`#include`d into its body, or under a `#line`: Python 3.12's eval loop, Cython)
     // must not make it a second function.
     if let Some(f) = out.last_mut() {
-        let entry_file = symbol_info.as_ref().and_then(|s| {
-            let at_entry = loader.find_location(s.address()).ok().flatten()?;
-            at_entry.file.map(str::to_string)
-        });
-        if entry_file.is_some() {
-            f.function.file = entry_file;
+        if let Some(file) = entry.as_ref().and_then(|l| l.file) {
+            f.function.file = Some(file.to_string());
         }
         f.function.start_line = start_line;
     }

@@ -283,16 +283,13 @@ impl<R> Table<R> {
     {
         let n = self.columns.len() + usize::from(self.with_id);
         let per_statement = ROWS_PER_INSERT.min(MAX_PARAMETERS / n.max(1)).max(1);
-        let statement = |k: usize| {
+        let sql = |k: usize| {
             let row = format!("({})", vec!["?"; n].join(", "));
-            let rows = vec![row; k].join(", ");
-            conn.prepare(&format!("INSERT INTO {} VALUES {rows}", self.name))
-        };
-        // Cached: the batches of a finalize insert into each table again and again.
-        let full = || {
-            let row = format!("({})", vec!["?"; n].join(", "));
-            let rows = vec![row; per_statement].join(", ");
-            conn.prepare_cached(&format!("INSERT INTO {} VALUES {rows}", self.name))
+            format!(
+                "INSERT INTO {} VALUES {}",
+                self.name,
+                vec![row; k].join(", ")
+            )
         };
         let mut many = None;
         let mut values = Vec::with_capacity(n * per_statement);
@@ -305,7 +302,9 @@ impl<R> Table<R> {
             pending += 1;
             if pending == per_statement {
                 if many.is_none() {
-                    many = Some(full()?);
+                    // Cached: the batches of a finalize insert into each table again
+                    // and again.
+                    many = Some(conn.prepare_cached(&sql(per_statement))?);
                 }
                 if let Some(st) = many.as_mut() {
                     st.execute(rusqlite::params_from_iter(&values))?;
@@ -315,7 +314,8 @@ impl<R> Table<R> {
             }
         }
         if pending > 0 {
-            statement(pending)?.execute(rusqlite::params_from_iter(&values))?;
+            conn.prepare(&sql(pending))?
+                .execute(rusqlite::params_from_iter(&values))?;
         }
         Ok(())
     }
@@ -414,13 +414,13 @@ pub(super) fn write_tables(tx: &Connection, p: &Profile) -> rusqlite::Result<()>
     STACKS.insert(tx, &p.stacks)
 }
 
-/// The per-thread rows (samples, rss, counts, timeline, waits, wakers), which a
-/// streaming finalize writes rank by rank.
 /// Insert timeline rows (the streamed finalize's buckets, `stream.rs`).
 pub(super) fn insert_timeline(conn: &Connection, rows: &[TimelineRow]) -> rusqlite::Result<()> {
     TIMELINE.insert(conn, rows)
 }
 
+/// The per-thread rows (samples, rss, counts, timeline, waits, wakers), which a
+/// streaming finalize writes rank by rank.
 pub(super) fn write_rows(tx: &Connection, p: &Profile) -> rusqlite::Result<()> {
     SAMPLES.insert(tx, &p.samples)?;
     RSS.insert(tx, &p.rss)?;
