@@ -249,7 +249,7 @@ fn name_of<'a>(
 }
 
 /// DW_AT_decl_line, here or on the DIE this one completes (a few links at most).
-fn decl_line<'a>(
+pub(super) fn decl_line<'a>(
     unit: &gimli::Unit<R<'a>>,
     entry: &gimli::DebuggingInformationEntry<R<'a>>,
 ) -> Option<u32> {

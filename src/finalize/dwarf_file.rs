@@ -183,16 +183,9 @@ impl DwarfFile {
         let mut found: Vec<gimli::UnitRef<'_, Reader>> = Vec::new();
         let mut seen = std::collections::HashSet::new();
         for &a in addrs {
-            let mut lookup = self.ctx.find_dwarf_and_unit(a);
-            let unit = loop {
-                match lookup {
-                    LookupResult::Output(out) => break out,
-                    LookupResult::Load { load, continuation } => {
-                        lookup = continuation.resume(self.load_dwo(load));
-                    }
-                }
+            let Some(unit) = self.unit_of(a) else {
+                continue;
             };
-            let Some(unit) = unit else { continue };
             if !std::ptr::eq(unit.dwarf, &*self.dwarf) {
                 return None;
             }
@@ -205,16 +198,35 @@ impl DwarfFile {
         Some(found)
     }
 
+    /// The unit addr2line finds `probe` in (a split unit's, loaded, for split DWARF).
+    fn unit_of(&self, probe: u64) -> Option<gimli::UnitRef<'_, Reader>> {
+        let mut lookup = self.ctx.find_dwarf_and_unit(probe);
+        loop {
+            match lookup {
+                LookupResult::Output(out) => return out,
+                LookupResult::Load { load, continuation } => {
+                    lookup = continuation.resume(self.load_dwo(load));
+                }
+            }
+        }
+    }
+
+    /// The declaration line of the function of a frame at `probe`, from its DIE (`die`,
+    /// the frame's `dw_die_offset`; an inlined call's leads to the function's): read
+    /// for the frames sampled only.
+    pub fn frame_decl_line(&self, probe: u64, die: gimli::UnitOffset) -> Option<u32> {
+        let unit = self.unit_of(probe)?;
+        let entry = unit.unit.entry(die).ok()?;
+        super::dwarf_decl::decl_line(unit.unit, &entry)
+    }
+
     fn units(&self) -> &Units<'static> {
         self.units
             .get_or_init(|| Units::parse(&self.sections.borrow(|s| *s)))
     }
 
     /// The frames (inlined first) at `probe`, loading split DWARF as needed.
-    pub fn find_frames(
-        &self,
-        probe: u64,
-    ) -> Result<FrameIter<'_, impl gimli::Reader + '_>, gimli::Error> {
+    pub fn find_frames(&self, probe: u64) -> Result<FrameIter<'_, Reader>, gimli::Error> {
         let mut lookup = self.ctx.find_frames(probe);
         loop {
             match lookup {

@@ -188,12 +188,18 @@ fn dwarf_frames(loader: &DwarfFile, decl: &DeclIndex, module: &str, addr: u64) -
             Some(l) => (l.file.map(str::to_string), l.line),
             None => (None, None),
         };
+        // The function's first line from the frame's DIE: an inlined function then is
+        // the same function as its out-of-line copy (the outermost frame's comes from
+        // its symbol first, below).
+        let decl_line = frame
+            .dw_die_offset
+            .and_then(|die| loader.frame_decl_line(addr, die));
         out.push(FrameInfo {
             function: Function {
                 name,
                 module: module.to_string(),
                 file: file.clone(),
-                start_line: None,
+                start_line: decl_line,
                 kind: FrameKind::Native,
             },
             file,
@@ -214,7 +220,7 @@ fn dwarf_frames(loader: &DwarfFile, decl: &DeclIndex, module: &str, addr: u64) -
         if let Some(file) = entry.as_ref().and_then(|l| l.file) {
             f.function.file = Some(file.to_string());
         }
-        f.function.start_line = start_line;
+        f.function.start_line = start_line.or(f.function.start_line);
     }
     out
 }

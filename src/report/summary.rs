@@ -350,8 +350,10 @@ fn waits_by_class_line(p: &Profile, filter: StackFilter) -> String {
     format!("  waits by class: {}\n", parts.join(", "))
 }
 
-/// "  processes: 3 sampled by their Python agent, 1 by hwprof's own events, ..." (empty
-/// for profiles finalized before this was recorded).
+/// "  processes: 3 sampled by their Python agent, 1 by hwprof's own events, ..." for a
+/// run with Python; without, "  processes: 4 sampled, 1 too short for a sample, ..."
+/// only when there is more than the one program sampled to say. Empty for profiles
+/// finalized before this was recorded.
 fn sampled_by_line(p: &Profile) -> String {
     let Ok(v) = serde_json::from_str::<Value>(p.meta_str("sampled_by")) else {
         return String::new();
@@ -361,13 +363,25 @@ fn sampled_by_line(p: &Profile) -> String {
         .as_array()
         .map(|a| a.iter().filter_map(|x| x.as_str()).collect())
         .unwrap_or_default();
-    let mut s = format!(
-        "  processes: {} sampled by their Python agent, {} by hwprof's own events, {} too short for a sample, {} not sampled\n",
-        n("agent"),
-        n("collector"),
-        n("without_samples"),
-        not.len()
-    );
+    let python = !matches!(p.meta_str("python"), "" | "off") || n("agent") > 0;
+    let mut s = if python {
+        format!(
+            "  processes: {} sampled by their Python agent, {} by hwprof's own events, {} too short for a sample, {} not sampled\n",
+            n("agent"),
+            n("collector"),
+            n("without_samples"),
+            not.len()
+        )
+    } else if n("collector") > 1 || n("without_samples") > 0 || !not.is_empty() {
+        format!(
+            "  processes: {} sampled, {} too short for a sample, {} not sampled\n",
+            n("collector"),
+            n("without_samples"),
+            not.len()
+        )
+    } else {
+        return String::new();
+    };
     for x in not.iter().take(10) {
         s.push_str(&format!("    not sampled: {x}\n"));
     }

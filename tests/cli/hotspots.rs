@@ -41,6 +41,9 @@ fn check_hot_shares_with(out: &str, flags: &[&str], call_graph: &str) {
         &[bin.to_str().unwrap(), "600"],
     ));
     assert_hot_shares(&dir);
+    // One native program: the summary has no process count to give.
+    let text = report(&dir, &["--view", "summary"]);
+    assert!(!text.contains("processes:"), "{text}");
 }
 
 #[test]
@@ -97,6 +100,13 @@ fn forked_child_is_followed() {
     let prof = Profile::load(&dir).unwrap();
     let pids: std::collections::HashSet<u32> = prof.processes.iter().map(|p| p.pid).collect();
     assert!(pids.len() >= 2, "child has its own process: {pids:?}");
+    // No Python here: the summary counts the processes without naming an agent.
+    let text = report(&dir, &["--view", "summary"]);
+    assert!(
+        text.contains("  processes: 2 sampled, 0 too short for a sample, 0 not sampled\n")
+            && !text.contains("Python"),
+        "{text}"
+    );
 }
 
 #[test]

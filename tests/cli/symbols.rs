@@ -474,3 +474,34 @@ fn a_function_with_an_included_body_is_one_function() {
         "included part {part}%, own lines {own}%: {lines:?}"
     );
 }
+
+/// A function inlined into one caller and called out of line by another is one function:
+/// one row with every sample, its first line the line of its declaration on both paths
+/// (an inlined frame had none, so it was a second row), and the designed 1:1 split
+/// between its callers.
+#[test]
+fn an_inlined_function_is_the_same_function_as_its_out_of_line_copy() {
+    let Scratch { tmp: _t, bin, dir } =
+        scratch_with("inlined_and_called.c", "inlined_and_called", &[]);
+    ok(&collect(&dir, &[], &[bin.to_str().unwrap(), "600"]));
+    let source = std::fs::read_to_string(program_source("inlined_and_called.c")).unwrap();
+    let decl = 1 + source
+        .lines()
+        .position(|l| l.contains("double kern(long n)"))
+        .expect("kern's declaration in the test program");
+    let rows = report_csv(&dir, "hotspots", &["--top", "1000"]);
+    let kern: Vec<_> = rows.iter().filter(|r| r.get(0) == Some("kern")).collect();
+    assert_eq!(kern.len(), 1, "one function, inlined or not: {rows:?}");
+    assert_eq!(kern[0].get(3), Some(decl.to_string().as_str()), "{rows:?}");
+    let total_pct = |name: &str| -> f64 {
+        rows.iter()
+            .find(|r| r.get(0) == Some(name))
+            .and_then(|r| r.get(7)?.parse().ok())
+            .unwrap_or(0.0)
+    };
+    assert!(total_pct("kern") >= 95.0, "{rows:?}");
+    assert!(
+        (total_pct("direct") - 50.0).abs() <= 6.0,
+        "the inlined half is under direct: {rows:?}"
+    );
+}
