@@ -14,6 +14,7 @@ pub mod launchers;
 pub mod prepare;
 pub mod process;
 pub mod symbols;
+pub mod system_demangler;
 pub mod timings;
 
 pub mod waits; // locks mode: classes and objects of off-CPU intervals

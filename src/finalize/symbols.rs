@@ -19,6 +19,12 @@ pub fn demangle(name: &str) -> String {
         return f;
     }
     let d = symbolic_demangle::demangle(name);
+    // A C++ name it could not read comes back as it was.
+    if d == name
+        && let Some(d) = super::system_demangler::demangle(name)
+    {
+        return d;
+    }
     // Rust legacy names end with a hash suffix `::h0123456789abcdef`: drop it.
     match d.rfind("::h") {
         Some(i) if d.len() - i == 19 && d[i + 3..].chars().all(|c| c.is_ascii_hexdigit()) => {

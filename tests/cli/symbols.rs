@@ -51,6 +51,33 @@ fn cpp_names_are_demangled_and_inlined_frames_kept() {
     );
 }
 
+/// A template constrained by `std::enable_if` (whose mangled name cpp_demangle cannot
+/// read; so is std::sort's `std::swap`) is named as c++filt and perf name it, with its
+/// designed half of the work; no function is left mangled.
+#[test]
+fn cpp_names_the_rust_demangler_rejects_are_demangled() {
+    let t = shared_tempdir();
+    let bin = t.path().join("sfinae");
+    compile("g++", &["-O2", "-g"], "sfinae.cpp", &bin, &[]);
+    let dir = t.path().join("run");
+    let rows = collect_hotspots(&dir, &[], &[bin.to_str().unwrap(), "1200"]);
+    let mangled: Vec<_> = rows.keys().filter(|k| k.starts_with("_Z")).collect();
+    assert!(mangled.is_empty(), "left mangled: {mangled:?}");
+    let sweep = rows
+        .keys()
+        .find(|k| k.contains("sweep<double>(double const*, long)") && k.contains("enable_if"))
+        .unwrap_or_else(|| panic!("sweep<double> by its demangled name: {rows:#?}"));
+    let (s, p) = (
+        rows[sweep].self_pct,
+        self_pct(&rows, "plain(double const*, long)"),
+    );
+    let share = 100.0 * s / (s + p).max(f64::MIN_POSITIVE);
+    assert!(
+        (share - 50.0).abs() <= 6.0 && s + p >= 90.0,
+        "sweep {s}%, plain {p}%: {rows:#?}"
+    );
+}
+
 /// The `ld.lld` that rustup ships (`gcc-ld/` of the toolchain), as a `cc -B` directory.
 fn rust_lld_dir() -> Option<std::path::PathBuf> {
     let out = Command::new("rustc")
