@@ -44,7 +44,15 @@ fn rank_notices_text(p: &Profile) -> String {
     let Ok(Value::Array(list)) = serde_json::from_str::<Value>(p.meta_str("rank_notices")) else {
         return String::new();
     };
+    // An event's note that every rank gave is on its `event:` line already.
+    let events: Value = serde_json::from_str(p.meta_str("events")).unwrap_or_default();
+    let event_note = |notice: &str| {
+        events
+            .as_array()
+            .is_some_and(|a| a.iter().any(|e| e["note"].as_str() == Some(notice)))
+    };
     list.iter()
+        .filter(|n| !(n["count"] == n["of"] && event_note(n["notice"].as_str().unwrap_or(""))))
         .map(|n| {
             format!(
                 "  notice ({} of {} ranks{}): {}\n",
