@@ -24,6 +24,7 @@ use object::{Object, ObjectSection, SymbolMap, SymbolMapName};
 
 use super::dwarf_decl::{DeclIndex, Units, has_fortran_unit};
 use super::function_starts::FunctionStarts;
+use super::plt::PltNames;
 
 /// The reader of every section: a slice of a mapping (or of decompressed bytes) that
 /// this struct keeps alive.
@@ -89,6 +90,8 @@ pub struct DwarfFile {
     symbols: SymbolMap<SymbolMapName<'static>>,
     /// Where unnamed functions start (the binary's unwind tables; none in a debug file).
     function_starts: Option<FunctionStarts<'static>>,
+    /// Names of the PLT's stubs (none in a debug file).
+    plt: Option<PltNames>,
     package: Option<gimli::DwarfPackage<Reader>>,
     /// Whether a unit is Fortran (then the declaration index walks every unit).
     fortran: std::cell::OnceCell<bool>,
@@ -148,6 +151,7 @@ impl DwarfFile {
         );
         let ctx = ctx.map_err(|e| DwarfFileError::Dwarf(path.to_path_buf(), e))?;
         let function_starts = FunctionStarts::of(&object);
+        let plt = PltNames::of(&object);
         let package = load_package(&package_path(path), &bytes);
         Ok(DwarfFile {
             ctx,
@@ -155,6 +159,7 @@ impl DwarfFile {
             sections,
             symbols,
             function_starts,
+            plt,
             package,
             fortran: fortran.map(std::cell::OnceCell::from).unwrap_or_default(),
             units: std::cell::OnceCell::new(),
@@ -255,6 +260,11 @@ impl DwarfFile {
     /// (for code without a symbol).
     pub fn find_function_start(&self, probe: u64) -> Option<u64> {
         self.function_starts.as_ref()?.containing(probe)
+    }
+
+    /// The name of the PLT stub holding `probe` (`free@plt`), when it is one.
+    pub fn find_plt_stub(&self, probe: u64) -> Option<&str> {
+        self.plt.as_ref()?.name(probe)
     }
 
     /// The name of the symbol containing `probe`.

@@ -11,6 +11,7 @@ pub mod fortran;
 pub mod function_starts;
 pub mod group_reads;
 pub mod launchers;
+pub mod plt;
 pub mod prepare;
 pub mod process;
 pub mod symbols;

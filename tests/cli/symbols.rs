@@ -78,6 +78,69 @@ fn cpp_names_the_rust_demangler_rejects_are_demangled() {
     );
 }
 
+/// A PLT stub is named `NAME@plt`, with the share of the samples perf script counts in
+/// it (it had no symbol: one `func@0x<.plt>` row, read as a function of the program);
+/// also with IBT, where calls go through `.plt.sec`.
+#[test]
+fn a_plt_stub_is_named_for_the_function_it_calls() {
+    let t = shared_tempdir();
+    let lib = t.path().join("libplt_lib.so");
+    compile(
+        "cc",
+        &["-O2", "-g", "-shared", "-fPIC"],
+        "plt_lib.c",
+        &lib,
+        &[],
+    );
+    let rpath = format!("-Wl,-rpath,{}", t.path().display());
+    let libdir = format!("-L{}", t.path().display());
+    for (out, flags) in [
+        ("plt_calls", &["-O2", "-g"][..]),
+        (
+            "plt_calls_ibt",
+            &["-O2", "-g", "-fcf-protection", "-Wl,-z,ibtplt"][..],
+        ),
+    ] {
+        let bin = t.path().join(out);
+        compile(
+            "cc",
+            flags,
+            "plt_calls.c",
+            &bin,
+            &[&libdir, "-lplt_lib", &rpath],
+        );
+        let dir = t.path().join(format!("run-{out}"));
+        let rows = collect_hotspots(&dir, &[], &[bin.to_str().unwrap(), "200000000"]);
+        let unnamed: Vec<_> = rows.keys().filter(|k| k.starts_with("func@")).collect();
+        assert!(unnamed.is_empty(), "{out}: {unnamed:?}: {rows:#?}");
+        let stub = self_pct(&rows, "tiny@plt");
+        let script = Command::new("perf")
+            .args(["script", "-f", "-G", "-F", "ip,sym,dso", "-i"])
+            .arg(first_perf_data(&dir))
+            .output()
+            .expect("run perf script (.ci/run installs it)");
+        assert_ran(&script, "perf script");
+        let text = String::from_utf8_lossy(&script.stdout);
+        let samples: Vec<&str> = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect();
+        let in_program = format!("/{out})");
+        let outside_main = samples
+            .iter()
+            .filter(|l| l.ends_with(&in_program) && !l.contains(" main ("))
+            .count();
+        let perf_pct = 100.0 * outside_main as f64 / samples.len().max(1) as f64;
+        eprintln!("{out}: tiny@plt {stub:.1}% here, {perf_pct:.1}% by perf script");
+        assert!(stub >= 5.0, "{out}: the stub's own share: {rows:#?}");
+        assert!(
+            (stub - perf_pct).abs() <= 1.0,
+            "{out}: {stub}% vs perf's {perf_pct}%"
+        );
+    }
+}
+
 /// The `ld.lld` that rustup ships (`gcc-ld/` of the toolchain), as a `cc -B` directory.
 fn rust_lld_dir() -> Option<std::path::PathBuf> {
     let out = Command::new("rustc")
