@@ -263,7 +263,7 @@ impl DwarfFile {
     }
 
     /// The name of the PLT stub holding `probe` (`free@plt`), when it is one.
-    pub fn find_plt_stub(&self, probe: u64) -> Option<&str> {
+    pub fn find_plt_stub(&self, probe: u64) -> Option<String> {
         self.plt.as_ref()?.name(probe)
     }
 

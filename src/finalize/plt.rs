@@ -25,8 +25,9 @@ const MAX_ENTRIES: usize = 1 << 20;
 pub struct PltNames {
     /// (first address, end, stubs before the first `.rela.plt` entry's).
     sections: Vec<(u64, u64, u64)>,
-    /// One per `.rela.plt` entry, in order.
-    names: Vec<String>,
+    /// One per `.rela.plt` entry, in order: the symbol's raw name (demangled when a
+    /// sample needs it: a C++ program has thousands), else the relocation's addend.
+    targets: Vec<Result<String, i64>>,
 }
 
 impl PltNames {
@@ -47,23 +48,18 @@ impl PltNames {
             return None;
         }
         let symbols = table.symbol_table_by_index(endian, file.data(), link).ok();
-        let names = relas
+        let targets = relas
             .iter()
             .map(|r| {
                 let index = r.r_sym(endian, false);
-                let name = symbols
+                symbols
                     .as_ref()
                     .filter(|_| index != 0)
                     .and_then(|s| s.symbol(object::SymbolIndex(index as usize)).ok())
                     .and_then(|sym| symbols.as_ref()?.symbol_name(endian, sym).ok())
-                    .filter(|n| !n.is_empty());
-                match name {
-                    Some(n) => format!(
-                        "{}@plt",
-                        super::symbols::demangle(&String::from_utf8_lossy(n))
-                    ),
-                    None => format!("*ABS*+{:#x}@plt", r.r_addend(endian)),
-                }
+                    .filter(|n| !n.is_empty())
+                    .map(|n| String::from_utf8_lossy(n).into_owned())
+                    .ok_or(r.r_addend(endian))
             })
             .collect();
         let mut sections = Vec::new();
@@ -74,21 +70,24 @@ impl PltNames {
                 sections.push((s.address(), end, before));
             }
         }
-        Some(PltNames { sections, names })
+        Some(PltNames { sections, targets })
     }
 
     /// The name of the stub holding `address` (a stated virtual address of the file),
     /// when it is in the PLT: `[plt]` for the lazy-binding resolver's own stub.
-    pub fn name(&self, address: u64) -> Option<&str> {
+    pub fn name(&self, address: u64) -> Option<String> {
         let &(start, _, before) = self
             .sections
             .iter()
             .find(|(start, end, _)| (*start..*end).contains(&address))?;
         let stub = (address - start) / STUB;
         if stub < before {
-            return Some("[plt]");
+            return Some("[plt]".into());
         }
         let entry = usize::try_from(stub - before).ok()?;
-        self.names.get(entry).map(String::as_str)
+        Some(match self.targets.get(entry)? {
+            Ok(symbol) => format!("{}@plt", super::symbols::demangle(symbol)),
+            Err(addend) => format!("*ABS*+{addend:#x}@plt"),
+        })
     }
 }

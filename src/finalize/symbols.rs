@@ -140,7 +140,7 @@ impl ModuleSymbolizer {
                 let name = match sym {
                     Some(name) => demangle(name),
                     None => match self.main().and_then(|l| l.find_plt_stub(a)) {
-                        Some(stub) => stub.to_string(),
+                        Some(stub) => stub,
                         None => match self.main().and_then(|l| l.find_function_start(a)) {
                             Some(start) => super::function_starts::unnamed(start),
                             None => return vec![unresolved(module, a, FrameKind::Native)],
