@@ -124,6 +124,21 @@ impl DwarfFile {
     fn open_with(path: &Path, with_units: bool) -> Result<DwarfFile, DwarfFileError> {
         let bytes = RefCell::new(Vec::new());
         let data = map(path, &bytes).map_err(|e| DwarfFileError::Io(path.to_path_buf(), e))?;
+        Self::parse(path, data, bytes, with_units)
+    }
+
+    /// A binary hwprof carries in itself (`name` names it in errors): its agent, whose
+    /// preloaded copy is removed when collection ends.
+    pub fn embedded(name: &Path, data: &'static [u8]) -> Result<DwarfFile, DwarfFileError> {
+        Self::parse(name, data, RefCell::new(Vec::new()), false)
+    }
+
+    fn parse(
+        path: &Path,
+        data: &'static [u8],
+        bytes: RefCell<Vec<Owned>>,
+        with_units: bool,
+    ) -> Result<DwarfFile, DwarfFileError> {
         let object =
             object::File::parse(data).map_err(|e| DwarfFileError::Object(path.to_path_buf(), e))?;
         let endian = endian_of(&object);

@@ -879,9 +879,20 @@ fn symbolize_groups(
 
 /// The binary and debug file of a module.
 pub(crate) fn module_files(search: &SearchPaths, rec: &process::ModuleRec) -> prepare::ModuleFiles {
+    // The embedded agent's ELF is named by its bare file name (`binaries::embedded_agent`).
+    if let Some(e) = &rec.elf
+        && e.path == Path::new(crate::python::embedded::AGENT_FILE_NAME)
+    {
+        return prepare::ModuleFiles {
+            elf: None,
+            debug: None,
+            embedded: Some(crate::python::embedded::AGENT_SO),
+        };
+    }
     prepare::ModuleFiles {
         elf: rec.elf.as_ref().map(|e| e.path.clone()),
         debug: rec.elf.as_ref().and_then(|e| search.find_debug_file(e)),
+        embedded: None,
     }
 }
 

@@ -45,6 +45,8 @@ pub struct ModuleFiles {
     pub elf: Option<PathBuf>,
     /// Its debug file, when there is one.
     pub debug: Option<PathBuf>,
+    /// The binary's bytes when hwprof carries it (its agent; `elf` is then `None`).
+    pub embedded: Option<&'static [u8]>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -73,10 +75,7 @@ impl Prepared {
         rayon::spawn(move || {
             let mut s = lock(&slot);
             if s.is_none() {
-                *s = Some(ModuleSymbolizer::new(
-                    files.elf.as_deref(),
-                    files.debug.as_deref(),
-                ));
+                *s = Some(ModuleSymbolizer::of(&files));
             }
         });
     }
@@ -92,10 +91,7 @@ impl Prepared {
     ) -> Vec<Vec<FrameInfo>> {
         let slot = lock(&self.modules).entry(key.clone()).or_default().clone();
         let mut s = lock(&slot);
-        let symbolizer = s.get_or_insert_with(|| {
-            let f = files();
-            ModuleSymbolizer::new(f.elf.as_deref(), f.debug.as_deref())
-        });
+        let symbolizer = s.get_or_insert_with(|| ModuleSymbolizer::of(&files()));
         symbolizer.symbolize(module, svmas)
     }
 

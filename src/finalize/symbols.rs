@@ -67,6 +67,8 @@ pub fn symbolize_module(
 /// unit headers the declaration index needs) overlaps the reading.
 pub struct ModuleSymbolizer {
     elf_file: Option<PathBuf>,
+    /// The binary's bytes, when hwprof carries it (its agent).
+    embedded: Option<&'static [u8]>,
     debug: Option<DwarfFile>,
     /// The binary itself: opened only when its debug file does not resolve an address.
     main: OnceCell<Option<DwarfFile>>,
@@ -80,17 +82,31 @@ impl ModuleSymbolizer {
         let debug = debug_file.and_then(|p| DwarfFile::open_prepared(p).ok());
         ModuleSymbolizer {
             elf_file: elf_file.map(Path::to_path_buf),
+            embedded: None,
             debug,
             main: OnceCell::new(),
         }
     }
 
+    /// The symbolizer of a module's files, or of the binary hwprof carries.
+    pub fn of(files: &super::prepare::ModuleFiles) -> Self {
+        ModuleSymbolizer {
+            embedded: files.embedded,
+            ..Self::new(files.elf.as_deref(), files.debug.as_deref())
+        }
+    }
+
     fn main(&self) -> Option<&DwarfFile> {
         self.main
-            .get_or_init(|| {
-                self.elf_file
+            .get_or_init(|| match self.embedded {
+                Some(bytes) => {
+                    let name = Path::new(crate::python::embedded::AGENT_FILE_NAME);
+                    DwarfFile::embedded(name, bytes).ok()
+                }
+                None => self
+                    .elf_file
                     .as_deref()
-                    .and_then(|p| DwarfFile::open(p).ok())
+                    .and_then(|p| DwarfFile::open(p).ok()),
             })
             .as_ref()
     }

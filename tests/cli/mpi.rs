@@ -46,8 +46,25 @@ fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
-/// `mpirun -n N hwprof collect -r DIR -- CMD...` (four ranks on two cores: oversubscribe).
+/// `mpirun -n N hwprof collect -r DIR -- CMD...` (four ranks on two cores: oversubscribe),
+/// with the agent the tests build.
 fn mpirun_collect(n: u32, dir: &Path, cmd: &[&str]) -> Output {
+    run_mpirun(mpirun_command(n, dir, cmd).env("HWPROF_AGENT_LIB", agent_lib()))
+}
+
+/// [`mpirun_collect`] with the agent hwprof carries, as installed: each rank's copy of
+/// it is removed when its collection ends.
+fn mpirun_collect_as_installed(n: u32, dir: &Path, cmd: &[&str]) -> Output {
+    run_mpirun(mpirun_command(n, dir, cmd).env_remove("HWPROF_AGENT_LIB"))
+}
+
+fn run_mpirun(c: &mut Command) -> Output {
+    let out = c.output().expect("run mpirun");
+    assert_ran(&out, "mpirun failed");
+    out
+}
+
+fn mpirun_command(n: u32, dir: &Path, cmd: &[&str]) -> Command {
     let mut c = Command::new("mpirun");
     if is_root() {
         c.arg("--allow-run-as-root")
@@ -59,11 +76,8 @@ fn mpirun_collect(n: u32, dir: &Path, cmd: &[&str]) -> Output {
         .args(["collect", "-r"])
         .arg(dir)
         .arg("--")
-        .args(cmd)
-        .env("HWPROF_AGENT_LIB", agent_lib());
-    let out = c.output().expect("run mpirun");
-    assert_ran(&out, "mpirun failed");
-    out
+        .args(cmd);
+    c
 }
 
 fn json(dir: &Path, args: &[&str]) -> Value {
@@ -221,7 +235,7 @@ fn mpicc_program_with_an_idle_rank() {
     let bin = t.path().join("mpi_idle");
     compile("mpicc", &["-O2", "-g"], "mpi_idle.c", &bin, &[]);
     let dir = t.path().join("run");
-    let out = mpirun_collect(4, &dir, &[bin.to_str().unwrap(), "1.0"]);
+    let out = mpirun_collect_as_installed(4, &dir, &[bin.to_str().unwrap(), "1.0"]);
     let ranks = json(&dir, &["--view", "ranks"]);
     let rows = ranks["ranks"].as_array().unwrap();
     assert_eq!(rows.len(), 4, "{ranks:#}");
@@ -257,6 +271,17 @@ fn mpicc_program_with_an_idle_rank() {
         "{csv}"
     );
     assert!(csv.contains("compute_kernel,mpi_idle,"), "{csv}");
+    // The barrier is waited in through the agent's interposer, named though the ranks'
+    // copies of it are gone (from the agent hwprof carries).
+    let p = hwprof::profile::Profile::load(&dir).unwrap();
+    let agent: Vec<&str> = p
+        .functions
+        .iter()
+        .filter(|f| f.module == "libhwprof_agent.so")
+        .map(|f| f.name.as_str())
+        .collect();
+    assert!(agent.contains(&"MPI_Barrier"), "{agent:?}");
+    assert!(!agent.iter().any(|n| n.contains("+0x")), "{agent:?}");
 }
 
 /// `srun` on two hosts sharing one results directory (simulated: Slurm's variables and
