@@ -100,8 +100,13 @@ pub struct CollectArgs {
     /// Print less.
     #[arg(short, long)]
     pub quiet: bool,
-    /// The program to run and its arguments.
-    #[arg(last = true)]
+    /// The program to run and its arguments (after `--`, or after hwprof's options:
+    /// everything from the program on is its own, as with `perf record`).
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "COMMAND"
+    )]
     pub command: Vec<String>,
 }
 

@@ -220,7 +220,14 @@ impl DwarfFile {
 
     /// The unit addr2line finds `probe` in (a split unit's, loaded, for split DWARF).
     fn unit_of(&self, probe: u64) -> Option<gimli::UnitRef<'_, Reader>> {
-        let mut lookup = self.ctx.find_dwarf_and_unit(probe);
+        self.run_lookup(self.ctx.find_dwarf_and_unit(probe))
+    }
+
+    /// An addr2line lookup run to its end, loading the split DWARF it asks for.
+    fn run_lookup<L: LookupContinuation<Buf = Reader>>(
+        &self,
+        mut lookup: LookupResult<L>,
+    ) -> L::Output {
         loop {
             match lookup {
                 LookupResult::Output(out) => return out,
@@ -247,15 +254,7 @@ impl DwarfFile {
 
     /// The frames (inlined first) at `probe`, loading split DWARF as needed.
     pub fn find_frames(&self, probe: u64) -> Result<FrameIter<'_, Reader>, gimli::Error> {
-        let mut lookup = self.ctx.find_frames(probe);
-        loop {
-            match lookup {
-                LookupResult::Output(out) => return out,
-                LookupResult::Load { load, continuation } => {
-                    lookup = continuation.resume(self.load_dwo(load));
-                }
-            }
-        }
+        self.run_lookup(self.ctx.find_frames(probe))
     }
 
     /// The source location of `probe` (from the skeleton's line table).

@@ -853,6 +853,14 @@ mod tests {
         assert_eq!(counts.without_stack.no_python_frame, 2);
     }
 
+    /// Python `a -> b` in one eval call, then `c` in another (leaf first: c | b, a).
+    fn c_then_b_a() -> PyStack {
+        PyStack {
+            frames: vec![py("c"), py("b"), py("a")],
+            groups: vec![1, 2],
+        }
+    }
+
     #[test]
     fn merges_groups_at_eval_frames() {
         // numpy-like: Python a -> b (one eval call, 3.11 style) -> C ext -> Python c.
@@ -865,10 +873,7 @@ mod tests {
             nat("PyRun_SimpleFile"),
             nat("main"),
         ];
-        let stack = PyStack {
-            frames: vec![py("c"), py("b"), py("a")],
-            groups: vec![1, 2],
-        };
+        let stack = c_then_b_a();
         let m = merge(&native, &stack);
         assert!(m.merged);
         assert_eq!(
@@ -892,10 +897,7 @@ mod tests {
     fn mismatch_keeps_both_halves() {
         // Cut native stack (no root): one eval frame for two groups is a correct merge.
         let native = vec![nat("leaf"), nat("_PyEval_EvalFrameDefault")];
-        let stack = PyStack {
-            frames: vec![py("c"), py("b"), py("a")],
-            groups: vec![1, 2],
-        };
+        let stack = c_then_b_a();
         let m = merge(&native, &stack);
         assert!(m.merged);
         assert_eq!(

@@ -35,6 +35,20 @@ pub fn build_c(dir: &Path, name: &str, out: &str, flags: &[&str]) -> PathBuf {
     bin
 }
 
+/// `tests/programs/SOURCE` built by COMPILER as the shared library DIR/NAME
+/// (`-O2 -g -shared -fPIC`); returns its path.
+pub fn build_shared_lib(compiler: &str, dir: &Path, source: &str, name: &str) -> PathBuf {
+    let lib = dir.join(name);
+    compile(
+        compiler,
+        &["-O2", "-g", "-shared", "-fPIC"],
+        source,
+        &lib,
+        &[],
+    );
+    lib
+}
+
 /// `COMPILER BEFORE... tests/programs/SOURCE -o OUT AFTER...`, which must succeed (the
 /// compilers are installed by .ci/run).
 pub fn compile(compiler: &str, before: &[&str], source: &str, out: &Path, after: &[&str]) {

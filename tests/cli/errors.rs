@@ -58,6 +58,7 @@ const USAGE_ERRORS: &[(&str, &str)] = &[
     ("collect", "-F many -- true"),
     ("collect", "--mode no-such-mode -- true"),
     ("collect", "-p 1 -- true"),
+    ("collect", "-p 1 true"),
     // Seen by hwprof, not clap.
     ("collect", "-r NEW"),
     ("collect", "-r NEW -F 0 -- true"),

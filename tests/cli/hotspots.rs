@@ -327,6 +327,25 @@ fn exit_status_is_the_targets() {
     );
     assert_eq!(out.status.code(), Some(128 + 15));
     assert!(t.path().join("b/profile.db").exists());
+    // Without `--`, as with `perf record`: everything from the program on is its own,
+    // options that hwprof also has included (`-q`, `-r`).
+    let c = t.path().join("c");
+    let out = hwprof(&[
+        "collect",
+        "-r",
+        c.to_str().unwrap(),
+        bin.to_str().unwrap(),
+        "4",
+        "-q",
+        "-r",
+        "x",
+    ]);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr_of(&out));
+    let command = manifest_json(&c)["command"].clone();
+    assert_eq!(
+        command,
+        serde_json::json!([bin.to_str().unwrap(), "4", "-q", "-r", "x"])
+    );
 }
 
 #[test]

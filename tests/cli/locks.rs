@@ -619,14 +619,7 @@ fn mpi_waits_chain_through_another_pmpi_tool() {
     let t = shared_tempdir();
     let prog = t.path().join("mpi_tool_imbalance");
     compile("mpicc", &["-O2", "-g"], "mpi_tool_imbalance.c", &prog, &[]);
-    let tool = t.path().join("libpmpi_count.so");
-    compile(
-        "mpicc",
-        &["-O2", "-g", "-shared", "-fPIC"],
-        "pmpi_count_tool.c",
-        &tool,
-        &[],
-    );
+    let tool = build_shared_lib("mpicc", t.path(), "pmpi_count_tool.c", "libpmpi_count.so");
     const T: f64 = 0.4;
     for tool_first in [false, true] {
         let order = if tool_first {

@@ -6,16 +6,17 @@ use std::process::Command;
 use crate::common::*;
 use hwprof::profile::Profile;
 
-fn build_cpp(dir: &std::path::Path) -> std::path::PathBuf {
-    let bin = dir.join("inline");
-    compile("g++", &["-O2", "-g"], "inline.cpp", &bin, &[]);
+/// `tests/programs/NAME.cpp` built `-O2 -g` into DIR/NAME.
+fn build_cpp(dir: &std::path::Path, name: &str) -> std::path::PathBuf {
+    let bin = dir.join(name);
+    compile("g++", &["-O2", "-g"], &format!("{name}.cpp"), &bin, &[]);
     bin
 }
 
 #[test]
 fn cpp_names_are_demangled_and_inlined_frames_kept() {
     let t = shared_tempdir();
-    let bin = build_cpp(t.path());
+    let bin = build_cpp(t.path(), "inline");
     let dir = t.path().join("run");
     let rows = collect_hotspots(&dir, &[], &[bin.to_str().unwrap(), "1500"]);
     let run = rows
@@ -57,25 +58,18 @@ fn cpp_names_are_demangled_and_inlined_frames_kept() {
 #[test]
 fn cpp_names_the_rust_demangler_rejects_are_demangled() {
     let t = shared_tempdir();
-    let bin = t.path().join("sfinae");
-    compile("g++", &["-O2", "-g"], "sfinae.cpp", &bin, &[]);
     let dir = t.path().join("run");
-    let rows = collect_hotspots(&dir, &[], &[bin.to_str().unwrap(), "1200"]);
+    let sfinae = build_cpp(t.path(), "sfinae");
+    let rows = collect_hotspots(&dir, &[], &[sfinae.to_str().unwrap(), "1200"]);
     let mangled: Vec<_> = rows.keys().filter(|k| k.starts_with("_Z")).collect();
     assert!(mangled.is_empty(), "left mangled: {mangled:?}");
     let sweep = rows
         .keys()
         .find(|k| k.contains("sweep<double>(double const*, long)") && k.contains("enable_if"))
         .unwrap_or_else(|| panic!("sweep<double> by its demangled name: {rows:#?}"));
-    let (s, p) = (
-        rows[sweep].self_pct,
-        self_pct(&rows, "plain(double const*, long)"),
-    );
-    let share = 100.0 * s / (s + p).max(f64::MIN_POSITIVE);
-    assert!(
-        (share - 50.0).abs() <= 6.0 && s + p >= 90.0,
-        "sweep {s}%, plain {p}%: {rows:#?}"
-    );
+    let plain = "plain(double const*, long)";
+    let share = split_pct(&rows, (sweep, plain), |h| h.self_pct, 90.0, "sfinae");
+    assert!((share - 50.0).abs() <= 6.0, "sweep {share}%: {rows:#?}");
 }
 
 /// A PLT stub is named `NAME@plt`, with the share of the samples perf script counts in
@@ -84,14 +78,7 @@ fn cpp_names_the_rust_demangler_rejects_are_demangled() {
 #[test]
 fn a_plt_stub_is_named_for_the_function_it_calls() {
     let t = shared_tempdir();
-    let lib = t.path().join("libplt_lib.so");
-    compile(
-        "cc",
-        &["-O2", "-g", "-shared", "-fPIC"],
-        "plt_lib.c",
-        &lib,
-        &[],
-    );
+    build_shared_lib("cc", t.path(), "plt_lib.c", "libplt_lib.so");
     let rpath = format!("-Wl,-rpath,{}", t.path().display());
     let libdir = format!("-L{}", t.path().display());
     for (out, flags) in [
