@@ -1,8 +1,10 @@
 //! What addr2line does not give: a function's declaration line (`DW_AT_decl_line` of
 //! its subprogram DIE, through `DW_AT_abstract_origin` / `DW_AT_specification`, so a
-//! `.constprop` or `.part` clone gets its source function's line), and the host of a
+//! `.constprop` or `.part` clone gets its source function's line), the host of a
 //! Fortran contained procedure (gfortran nests its DIE inside the host's subprogram,
-//! itself maybe inside a module): `solver::smooth`, `heat::relax::inner`.
+//! itself maybe inside a module): `solver::smooth`, `heat::relax::inner`, and the C++
+//! namespaces and classes around a subprogram (a function addr2line names by its
+//! DW_AT_name alone, with no linkage name to demangle, reads `std::__introsort_loop<...>`).
 //!
 //! Read once per file with DWARF, on first use, by walking its units with gimli, from
 //! the sections [`super::dwarf_file::DwarfFile`] loaded (decompressed once for both).
@@ -21,6 +23,13 @@ pub struct DeclIndex {
     /// Fortran: name of a contained procedure -> `host::name` (None when two hosts
     /// contain a procedure of that name, or an outer procedure has it too).
     contained: HashMap<String, Option<String>>,
+    /// C++: `.debug_info` offset of a subprogram DIE inside namespaces or classes -> the
+    /// index in `scopes` of their path (`std`, `ns::Solver<double>`). A function
+    /// without a linkage name (an inlined template instance's, usually) is named by
+    /// its DW_AT_name alone, which leaves that path out.
+    cpp_scope: HashMap<usize, u32>,
+    /// Distinct C++ scope paths.
+    scopes: Vec<String>,
 }
 
 /// Subprograms nested deeper than this are not followed (bounds the walk's stack).
@@ -129,16 +138,26 @@ impl DeclIndex {
         let mut cursor = unit.entries();
         // Enclosing modules and subprograms: (depth, name, is a subprogram).
         let mut scopes: Vec<(isize, String, bool)> = Vec::new();
+        // C++: enclosing namespaces and classes, (depth, index of their path).
+        let mut cpp_scopes: Vec<(isize, u32)> = Vec::new();
         let mut fortran = false;
+        let mut cpp = false;
         while let Ok(Some(entry)) = cursor.next_dfs() {
             let depth = entry.depth();
             while scopes.last().is_some_and(|s| s.0 >= depth) {
                 scopes.pop();
             }
+            while cpp_scopes.last().is_some_and(|s| s.0 >= depth) {
+                cpp_scopes.pop();
+            }
             let tag = entry.tag();
             if tag == gimli::DW_TAG_compile_unit {
                 fortran = is_fortran_die(entry);
+                cpp = is_cpp_die(entry);
                 continue;
+            }
+            if cpp && cpp_scopes.len() < MAX_DEPTH {
+                self.note_cpp_scope(dwarf, unit, entry, &mut cpp_scopes);
             }
             if tag != gimli::DW_TAG_subprogram && tag != gimli::DW_TAG_module {
                 continue;
@@ -176,6 +195,65 @@ impl DeclIndex {
         }
     }
 
+    /// C++: push the scope `entry` opens (a namespace, class, structure or union) on
+    /// `open`, or note the scope path of a subprogram inside one.
+    fn note_cpp_scope<'a>(
+        &mut self,
+        dwarf: &gimli::Dwarf<R<'a>>,
+        unit: &gimli::Unit<R<'a>>,
+        entry: &gimli::DebuggingInformationEntry<R<'a>>,
+        open: &mut Vec<(isize, u32)>,
+    ) {
+        let tag = entry.tag();
+        if tag == gimli::DW_TAG_subprogram {
+            if let Some(&(_, scope)) = open.last()
+                && let Some(at) = entry.offset().to_debug_info_offset(&unit.header)
+            {
+                self.cpp_scope.insert(at.0, scope);
+            }
+            return;
+        }
+        if !matches!(
+            tag,
+            gimli::DW_TAG_namespace
+                | gimli::DW_TAG_class_type
+                | gimli::DW_TAG_structure_type
+                | gimli::DW_TAG_union_type
+        ) {
+            return;
+        }
+        let name = name_of(dwarf, unit, entry).unwrap_or_else(|| {
+            if tag == gimli::DW_TAG_namespace {
+                "(anonymous namespace)".into()
+            } else {
+                "<anonymous>".into()
+            }
+        });
+        let path = match open.last() {
+            Some(&(_, outer)) => format!("{}::{name}", self.scopes[outer as usize]),
+            None => name,
+        };
+        // Scopes repeat (every `std` of a unit): the last one, or a new entry.
+        let index = match self.scopes.last() {
+            Some(last) if *last == path => self.scopes.len() - 1,
+            _ => {
+                self.scopes.push(path);
+                self.scopes.len() - 1
+            }
+        };
+        open.push((entry.depth(), index as u32));
+    }
+
+    /// C++: the namespaces and classes around the function of a frame, `std` or
+    /// `ns::Solver<double>`, from its DIE (`.debug_info` offset `die`) or the ones it
+    /// completes (`origin`: the DIEs its abstract origin and specification lead to).
+    pub fn cpp_scope(&self, dies: impl IntoIterator<Item = usize>) -> Option<&str> {
+        dies.into_iter()
+            .find_map(|d| self.cpp_scope.get(&d))
+            .and_then(|&i| self.scopes.get(i as usize))
+            .map(String::as_str)
+    }
+
     /// The declaration line of the function whose code starts at `entry`.
     pub fn decl_line(&self, entry: u64) -> Option<u32> {
         self.lines.get(&entry).copied()
@@ -195,6 +273,41 @@ fn is_fortran_unit(unit: &gimli::Unit<R<'_>>) -> bool {
 /// Whether the first DIE of `cursor` (a unit's root) says Fortran.
 fn root_is_fortran(cursor: &mut gimli::EntriesCursor<'_, R<'_>>) -> bool {
     cursor.next_dfs().ok().flatten().is_some_and(is_fortran_die)
+}
+
+/// Whether a DIE's language (a unit's root DIE) is C++.
+fn is_cpp_die(entry: &gimli::DebuggingInformationEntry<R<'_>>) -> bool {
+    matches!(
+        entry.attr_value(gimli::DW_AT_language),
+        Some(AttributeValue::Language(l)) if matches!(
+            l,
+            gimli::DW_LANG_C_plus_plus
+                | gimli::DW_LANG_C_plus_plus_03
+                | gimli::DW_LANG_C_plus_plus_11
+                | gimli::DW_LANG_C_plus_plus_14
+        ) || l.0 == 0x003a // DW_LANG_C_plus_plus_17 (DWARF 6)
+            || l.0 == 0x003b // DW_LANG_C_plus_plus_20
+    )
+}
+
+/// The DIEs that `entry` completes, itself first: its abstract origin and
+/// specification, followed a few links deep (their `.debug_info` offsets).
+pub(super) fn completed_dies<'a>(
+    unit: &gimli::Unit<R<'a>>,
+    entry: &gimli::DebuggingInformationEntry<R<'a>>,
+) -> Vec<usize> {
+    let mut out = Vec::new();
+    let mut e = entry.clone();
+    for _ in 0..4 {
+        if let Some(at) = e.offset().to_debug_info_offset(&unit.header) {
+            out.push(at.0);
+        }
+        let Some(next) = origin(&e).and_then(|o| unit.entry(o).ok()) else {
+            break;
+        };
+        e = next;
+    }
+    out
 }
 
 /// Whether a DIE's language (a unit's root DIE) is Fortran.

@@ -78,6 +78,16 @@ impl<'a> Symbol<'a> {
     }
 }
 
+/// What a frame's DIE says of its function.
+#[derive(Debug, Default)]
+pub struct FrameDie {
+    /// Its declaration line.
+    pub decl_line: Option<u32>,
+    /// The `.debug_info` offsets of the DIE and of those it completes (abstract origin,
+    /// specification), for [`DeclIndex::cpp_scope`].
+    pub dies: Vec<usize>,
+}
+
 /// An ELF file's DWARF context, symbol map and split DWARF.
 pub struct DwarfFile {
     // Field order is drop order: everything that reads the bytes goes before them.
@@ -238,13 +248,27 @@ impl DwarfFile {
         }
     }
 
-    /// The declaration line of the function of a frame at `probe`, from its DIE (`die`,
-    /// the frame's `dw_die_offset`; an inlined call's leads to the function's): read
-    /// for the frames sampled only.
-    pub fn frame_decl_line(&self, probe: u64, die: gimli::UnitOffset) -> Option<u32> {
-        let unit = self.unit_of(probe)?;
-        let entry = unit.unit.entry(die).ok()?;
-        super::dwarf_decl::decl_line(unit.unit, &entry)
+    /// What the DIE of a frame at `probe` says of its function (`die`, the frame's
+    /// `dw_die_offset`; an inlined call's leads to the function's): read for the frames
+    /// sampled only.
+    pub fn frame_die(&self, probe: u64, die: gimli::UnitOffset) -> FrameDie {
+        let Some(unit) = self.unit_of(probe) else {
+            return FrameDie::default();
+        };
+        let Ok(entry) = unit.unit.entry(die) else {
+            return FrameDie::default();
+        };
+        // The declaration index reads the file's own units, not split ones: a split
+        // unit's offsets would name other DIEs there.
+        let own = std::ptr::eq(unit.dwarf, &*self.dwarf);
+        FrameDie {
+            decl_line: super::dwarf_decl::decl_line(unit.unit, &entry),
+            dies: if own {
+                super::dwarf_decl::completed_dies(unit.unit, &entry)
+            } else {
+                Vec::new()
+            },
+        }
     }
 
     fn units(&self) -> &Units<'static> {

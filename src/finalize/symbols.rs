@@ -197,12 +197,24 @@ fn dwarf_frames(loader: &DwarfFile, decl: &DeclIndex, module: &str, addr: u64) -
             .or_else(|| entry.as_ref().and_then(|l| l.line))
     });
     while let Ok(Some(frame)) = iter.next() {
+        let die = frame
+            .dw_die_offset
+            .map(|d| loader.frame_die(addr, d))
+            .unwrap_or_default();
         let name = frame.function.as_ref().and_then(|f| {
             let raw = f.raw_name().ok()?;
             let is_fortran = f.language.is_some_and(fortran::is_fortran);
             // A contained procedure reads as its host's: `solver::smooth`.
             if let Some(q) = is_fortran.then(|| decl.qualified(&raw)).flatten() {
                 return Some(q.to_string());
+            }
+            // C++ named by DW_AT_name (no linkage name: an inlined template instance,
+            // usually): with its namespaces and classes, as its mangled name has them.
+            if !is_fortran
+                && !raw.starts_with("_Z")
+                && let Some(scope) = decl.cpp_scope(die.dies.iter().copied())
+            {
+                return Some(format!("{scope}::{raw}"));
             }
             Some(fortran::demangle(&raw, is_fortran).unwrap_or_else(|| demangle(&raw)))
         });
@@ -216,9 +228,7 @@ fn dwarf_frames(loader: &DwarfFile, decl: &DeclIndex, module: &str, addr: u64) -
         // The function's first line from the frame's DIE: an inlined function then is
         // the same function as its out-of-line copy (the outermost frame's comes from
         // its symbol first, below).
-        let decl_line = frame
-            .dw_die_offset
-            .and_then(|die| loader.frame_decl_line(addr, die));
+        let decl_line = die.decl_line;
         out.push(FrameInfo {
             function: Function {
                 name,
