@@ -225,16 +225,15 @@ fn dwarf_frames(loader: &DwarfFile, decl: &DeclIndex, module: &str, addr: u64) -
             Some(l) => (l.file.map(str::to_string), l.line),
             None => (None, None),
         };
-        // The function's first line from the frame's DIE: an inlined function then is
-        // the same function as its out-of-line copy (the outermost frame's comes from
-        // its symbol first, below).
-        let decl_line = die.decl_line;
         out.push(FrameInfo {
             function: Function {
                 name,
                 module: module.to_string(),
                 file: file.clone(),
-                start_line: decl_line,
+                // The first line from the frame's DIE: an inlined function then is the
+                // same function as its out-of-line copy (the outermost frame's comes
+                // from its symbol first, below).
+                start_line: die.decl_line,
                 kind: FrameKind::Native,
             },
             file,
