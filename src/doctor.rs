@@ -31,6 +31,8 @@ pub struct Facts {
     pub ptrace_scope: Option<i32>,
     /// tracefs events directory, if readable.
     pub tracefs: Option<PathBuf>,
+    /// Why it is not readable, with the fix ("": it is not mounted).
+    pub tracefs_unreadable: String,
     /// PMU names in sysfs.
     pub pmus: Vec<String>,
     /// Probe results: cycles, instructions, cache-misses, cpu-clock, page-faults,
@@ -123,7 +125,18 @@ impl Facts {
             probes.push((name.to_string(), r));
         }
         let plan = crate::events::bandwidth::bandwidth_plan(&env);
-        let tracefs = Some(env.tracefs.join("events")).filter(|p| std::fs::read_dir(p).is_ok());
+        let events = env.tracefs.join("events");
+        let (tracefs, tracefs_unreadable) = match std::fs::read_dir(&events) {
+            Ok(_) => (Some(events), String::new()),
+            Err(e) => (
+                None,
+                format!(
+                    "{} not readable ({e}): {}",
+                    events.display(),
+                    crate::events::tracefs_fix(&e)
+                ),
+            ),
+        };
         let python3 = which("python3").map(|p| {
             let v = python_version(&p).unwrap_or_else(|| "version unknown".into());
             (p.display().to_string(), v)
@@ -163,6 +176,7 @@ impl Facts {
             max_sample_rate: read_num("/proc/sys/kernel/perf_event_max_sample_rate"),
             ptrace_scope: read_num("/proc/sys/kernel/yama/ptrace_scope"),
             tracefs,
+            tracefs_unreadable,
             pmus: sysfs::pmu_names(&env.sysfs),
             probes,
             perfmon,
@@ -244,8 +258,19 @@ pub fn render(f: &Facts) -> String {
         Some(v) => { let _ = writeln!(s, "  kernel.yama.ptrace_scope = {v}: -p and remote Python reads need CAP_SYS_PTRACE{}", if v >= 3 { " and are disabled until reboot" } else { "" }); }
     }
     match &f.tracefs {
-        Some(p) => { let _ = writeln!(s, "  tracefs: {} readable (tracepoints available)", p.display()); }
-        None => s.push_str("  tracefs: not mounted or not readable (fix: mount -t tracefs nodev /sys/kernel/tracing; ordinary users need read access to its events/)\n"),
+        Some(p) => {
+            let _ = writeln!(
+                s,
+                "  tracefs: {} readable (tracepoints available)",
+                p.display()
+            );
+        }
+        None if f.tracefs_unreadable.is_empty() => s.push_str(
+            "  tracefs: not mounted (fix, as root: mount -t tracefs nodev /sys/kernel/tracing)\n",
+        ),
+        None => {
+            let _ = writeln!(s, "  tracefs: {}", f.tracefs_unreadable);
+        }
     }
     let _ = writeln!(
         s,
@@ -382,7 +407,7 @@ pub fn render(f: &Facts) -> String {
         Err(e) => {
             let _ = writeln!(
                 s,
-                "         sched:sched_switch tracepoint: not available ({e}); fix: mount tracefs and make events/ readable, or CAP_PERFMON"
+                "         sched:sched_switch tracepoint: not available ({e})"
             );
         }
     }
@@ -453,5 +478,19 @@ mod tests {
         ] {
             assert!(t.contains(want), "{want:?} missing: {t}");
         }
+        // Mounted, mode 0700: the cause and the fix, not "mount it".
+        let denied = std::io::Error::from(std::io::ErrorKind::PermissionDenied);
+        let f = Facts {
+            tracefs_unreadable: format!(
+                "/sys/kernel/tracing/events not readable ({denied}): {}",
+                crate::events::tracefs_fix(&denied)
+            ),
+            ..f
+        };
+        let t = render(&f);
+        assert!(
+            t.contains("tracefs is readable by root only here") && !t.contains("not mounted"),
+            "{t}"
+        );
     }
 }

@@ -172,8 +172,9 @@ pub fn list_events_text_in(env: &EventEnv, probe_generic: bool) -> String {
         Err(e) => {
             let _ = writeln!(
                 s,
-                "Tracepoints: {} not readable ({e}); mount tracefs: mount -t tracefs nodev /sys/kernel/tracing",
-                tp.display()
+                "Tracepoints: {} not readable ({e}): {}",
+                tp.display(),
+                super::tracefs_fix(&e)
             );
         }
     }

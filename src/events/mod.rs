@@ -48,16 +48,14 @@ pub enum EventError {
         close: Vec<String>,
     },
     /// A tracepoint could not be looked up.
-    #[error(
-        "tracepoint '{name}': cannot read {path}: {source}; tracefs must be mounted (mount -t tracefs nodev /sys/kernel/tracing) and readable (root or CAP_PERFMON)"
-    )]
+    #[error("tracepoint '{name}': cannot read {path}: {error}; {}", tracefs_fix(.error))]
     Tracepoint {
         /// The tracepoint.
         name: String,
         /// The id file.
         path: PathBuf,
-        /// The cause.
-        source: std::io::Error,
+        /// The cause (said in the message, so not a `source` the edge prints again).
+        error: std::io::Error,
     },
     /// A `pmu/terms/` event or a PMU needed by a perfmon name is wrong or missing.
     #[error("event '{name}': {source}")]
@@ -214,13 +212,28 @@ impl EventEnv {
     }
 }
 
-/// The tracefs root: /sys/kernel/tracing, else the debugfs path.
+/// The tracefs root: /sys/kernel/tracing, else the debugfs path. Where tracefs is
+/// mounted but this user may not look into it (mode 0700, the default), still
+/// /sys/kernel/tracing: what cannot be read there is the cause to report.
 pub fn tracefs_root() -> PathBuf {
     let t = PathBuf::from("/sys/kernel/tracing");
-    if t.join("events").exists() {
-        t
-    } else {
-        PathBuf::from("/sys/kernel/debug/tracing")
+    let debugfs = PathBuf::from("/sys/kernel/debug/tracing");
+    match std::fs::metadata(t.join("events")) {
+        Err(e) if e.kind() != std::io::ErrorKind::PermissionDenied && debugfs.is_dir() => debugfs,
+        _ => t,
+    }
+}
+
+/// What to do when a tracefs file could not be read with `error`.
+pub fn tracefs_fix(error: &std::io::Error) -> &'static str {
+    match error.kind() {
+        std::io::ErrorKind::PermissionDenied => {
+            "tracefs is readable by root only here: run as root, or have root open it (mount -o remount,mode=755 /sys/kernel/tracing)"
+        }
+        std::io::ErrorKind::NotFound => {
+            "no such tracepoint, or tracefs is not mounted (as root: mount -t tracefs nodev /sys/kernel/tracing)"
+        }
+        _ => "tracefs must be mounted (mount -t tracefs nodev /sys/kernel/tracing) and readable",
     }
 }
 

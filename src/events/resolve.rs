@@ -140,10 +140,10 @@ fn tracepoint(
     ev: &str,
     tracefs: &Path,
 ) -> Result<EventSpec, EventError> {
-    let bad = |path: PathBuf, source| EventError::Tracepoint {
+    let bad = |path: PathBuf, error| EventError::Tracepoint {
         name: name.to_string(),
         path,
-        source,
+        error,
     };
     if [sys_name, ev].iter().any(|p| p.contains('/') || *p == "..") {
         return Err(bad(

@@ -269,6 +269,39 @@ fn permission_denied_names_the_fix() {
     assert!(!e.contains("perf_event_paranoid"), "{e}");
 }
 
+/// A tracepoint an ordinary user cannot look up: the cause (tracefs readable by root
+/// only, its default mode 0700) and the fix, not "mount tracefs" (it is mounted). Where
+/// this machine's tracefs is open to everyone, the collection works instead.
+#[test]
+fn an_unreadable_tracefs_is_named_as_such() {
+    use std::os::unix::fs::PermissionsExt;
+    let t = shared_tempdir();
+    let hw = hwprof_for_nobody(t.path());
+    let out = as_nobody(&hw)
+        .args(["collect", "-q", "-e", "sched:sched_switch", "-r"])
+        .arg(t.path().join("r"))
+        .args(["--", "true"])
+        .output()
+        .unwrap();
+    let tracing = std::fs::metadata("/sys/kernel/tracing").expect("tracefs is mounted here");
+    let e = stderr_of(&out);
+    if tracing.permissions().mode() & 0o005 == 0o005 {
+        assert!(out.status.success(), "tracefs is open to everyone: {e}");
+        return;
+    }
+    assert_eq!(out.status.code(), Some(1), "{e}");
+    assert!(
+        e.contains("Permission denied") && e.contains("readable by root only"),
+        "{e}"
+    );
+    assert!(
+        !e.contains("debug/tracing") && !e.contains("mount -t"),
+        "{e}"
+    );
+    // Said once, not again as the error's source.
+    assert_eq!(e.matches("Permission denied").count(), 1, "{e}");
+}
+
 /// hot.c collected with `--no-finalize` into a new shared temporary directory.
 fn raw_run() -> (tempfile::TempDir, std::path::PathBuf) {
     let Scratch { tmp, bin, dir } = scratch_with("hot.c", "hot", &[]);
