@@ -1,9 +1,9 @@
 //! The remote sampler for `-p PID` (a process hwprof did not launch, so no agent): a
 //! thread that reads each Python thread's frame chain from outside with
 //! `process_vm_readv`, without stopping the target. A read races with the running
-//! interpreter, so each stack is checked: the top frame (pointer and instruction
-//! pointer / `f_lasti`) is read again after the walk, and a stack whose top changed is
-//! discarded and counted as torn. Captures go to `python-<pid>.bin` with method
+//! interpreter, so each stack is checked: the top frame (its pointer, then its code
+//! object) is read again after the walk, and a stack whose top changed is discarded
+//! and counted as torn. Captures go to `python-<pid>.bin` with method
 //! "remote", and code objects to `python-codes.jsonl`, as with the agent. These stacks are
 //! close to, not at, the instant of each perf sample; the report says which method
 //! was used.
@@ -105,9 +105,13 @@ pub fn read_stack(
     if top2 != top {
         return None;
     }
+    // The leaf read again must be the same code; its instruction may have moved on (in a
+    // hot loop it always has: comparing it too discarded three stacks in four), and
+    // the first read's is as near the instant as the second's.
     if top.frame != 0 {
         let (again, _) = walker::walk(m, dec, top);
-        if again.first() != frames.first() {
+        let leaf = |f: &[CapFrame]| f.first().map(|c| (c.code, c.token, c.self_type));
+        if leaf(&again) != leaf(&frames) {
             return None;
         }
     }

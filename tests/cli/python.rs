@@ -590,10 +590,18 @@ fn remote_sampler_for_attach() {
     ok(&out);
     let s = summary_json(&dir);
     assert_eq!(s["python"], "remote");
+    // A stack is discarded only when its frames changed during the read, not when the
+    // leaf's instruction moved on (it always does in a loop: three in four were).
+    let (captures, torn) = (
+        s["python_summary"]["captures"].as_u64().unwrap_or(0),
+        s["python_summary"]["torn"].as_u64().unwrap_or(u64::MAX),
+    );
+    eprintln!("remote: {captures} stacks, {torn} torn");
+    assert!(torn * 20 < captures, "{torn} torn of {captures}: {s:#}");
     let rows = hotspots(&dir, &["--frames", "python"]);
-    let share = split_pct(&rows, HEAVY_LIGHT, SAMPLES, 50.0, "remote");
+    let share = split_pct(&rows, HEAVY_LIGHT, SAMPLES, 80.0, "remote");
     assert!(
-        (60.0..=90.0).contains(&share),
+        (65.0..=85.0).contains(&share),
         "remote heavy share {share:.1}%"
     );
 }
