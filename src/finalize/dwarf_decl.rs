@@ -245,8 +245,9 @@ impl DeclIndex {
     }
 
     /// C++: the namespaces and classes around the function of a frame, `std` or
-    /// `ns::Solver<double>`, from its DIE (`.debug_info` offset `die`) or the ones it
-    /// completes (`origin`: the DIEs its abstract origin and specification lead to).
+    /// `ns::Solver<double>`, from the first of `dies` (`.debug_info` offsets: the
+    /// frame's DIE, then those its abstract origin and specification lead to, as
+    /// [`completed_dies`] gives them) that lies inside one.
     pub fn cpp_scope(&self, dies: impl IntoIterator<Item = usize>) -> Option<&str> {
         dies.into_iter()
             .find_map(|d| self.cpp_scope.get(&d))
