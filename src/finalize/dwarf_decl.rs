@@ -247,7 +247,7 @@ impl DeclIndex {
     /// C++: the namespaces and classes around the function of a frame, `std` or
     /// `ns::Solver<double>`, from the first of `dies` (`.debug_info` offsets: the
     /// frame's DIE, then those its abstract origin and specification lead to, as
-    /// [`completed_dies`] gives them) that lies inside one.
+    /// [`frame_facts`] gives them) that lies inside one.
     pub fn cpp_scope(&self, dies: impl IntoIterator<Item = usize>) -> Option<&str> {
         dies.into_iter()
             .find_map(|d| self.cpp_scope.get(&d))
@@ -278,45 +278,30 @@ fn root_is_fortran(cursor: &mut gimli::EntriesCursor<'_, R<'_>>) -> bool {
 
 /// Whether a DIE's language (a unit's root DIE) is C++.
 fn is_cpp_die(entry: &gimli::DebuggingInformationEntry<R<'_>>) -> bool {
-    matches!(
-        entry.attr_value(gimli::DW_AT_language),
-        Some(AttributeValue::Language(l)) if matches!(
+    language(entry).is_some_and(|l| {
+        matches!(
             l,
             gimli::DW_LANG_C_plus_plus
                 | gimli::DW_LANG_C_plus_plus_03
                 | gimli::DW_LANG_C_plus_plus_11
                 | gimli::DW_LANG_C_plus_plus_14
-        ) || l.0 == 0x003a // DW_LANG_C_plus_plus_17 (DWARF 6)
-            || l.0 == 0x003b // DW_LANG_C_plus_plus_20
-    )
-}
-
-/// The DIEs that `entry` completes, itself first: its abstract origin and
-/// specification, followed a few links deep (their `.debug_info` offsets).
-pub(super) fn completed_dies<'a>(
-    unit: &gimli::Unit<R<'a>>,
-    entry: &gimli::DebuggingInformationEntry<R<'a>>,
-) -> Vec<usize> {
-    let mut out = Vec::new();
-    let mut e = entry.clone();
-    for _ in 0..4 {
-        if let Some(at) = e.offset().to_debug_info_offset(&unit.header) {
-            out.push(at.0);
-        }
-        let Some(next) = origin(&e).and_then(|o| unit.entry(o).ok()) else {
-            break;
-        };
-        e = next;
-    }
-    out
+                | gimli::DW_LANG_C_plus_plus_17
+                | gimli::DW_LANG_C_plus_plus_20
+        )
+    })
 }
 
 /// Whether a DIE's language (a unit's root DIE) is Fortran.
 fn is_fortran_die(entry: &gimli::DebuggingInformationEntry<R<'_>>) -> bool {
-    matches!(
-        entry.attr_value(gimli::DW_AT_language),
-        Some(AttributeValue::Language(l)) if super::fortran::is_fortran(l)
-    )
+    language(entry).is_some_and(super::fortran::is_fortran)
+}
+
+/// A unit's root DIE's DW_AT_language.
+fn language(entry: &gimli::DebuggingInformationEntry<R<'_>>) -> Option<gimli::DwLang> {
+    match entry.attr_value(gimli::DW_AT_language)? {
+        AttributeValue::Language(l) => Some(l),
+        _ => None,
+    }
 }
 
 /// A unit's code ranges, and whether reading them failed (then it counts as covering
@@ -351,15 +336,9 @@ fn name_of<'a>(
     unit: &gimli::Unit<R<'a>>,
     entry: &gimli::DebuggingInformationEntry<R<'a>>,
 ) -> Option<String> {
-    let mut e = entry.clone();
-    for _ in 0..4 {
-        if let Some(v) = e.attr_value(gimli::DW_AT_name) {
-            let s = dwarf.attr_string(unit, v).ok()?;
-            return Some(s.to_string_lossy().into_owned());
-        }
-        e = unit.entry(origin(&e)?).ok()?;
-    }
-    None
+    let v = completing(unit, entry).find_map(|e| e.attr_value(gimli::DW_AT_name))?;
+    let s = dwarf.attr_string(unit, v).ok()?;
+    Some(s.to_string_lossy().into_owned())
 }
 
 /// DW_AT_decl_line, here or on the DIE this one completes (a few links at most).
@@ -367,17 +346,43 @@ pub(super) fn decl_line<'a>(
     unit: &gimli::Unit<R<'a>>,
     entry: &gimli::DebuggingInformationEntry<R<'a>>,
 ) -> Option<u32> {
-    let mut e = entry.clone();
-    for _ in 0..4 {
-        if let Some(l) = e
-            .attr_value(gimli::DW_AT_decl_line)
-            .and_then(|v| v.udata_value())
-        {
-            return u32::try_from(l).ok().filter(|&l| l > 0);
+    completing(unit, entry)
+        .find_map(|e| own_decl_line(&e))
+        .flatten()
+}
+
+/// What a frame's DIE and those it completes say: its function's declaration line,
+/// and the `.debug_info` offsets of those DIEs, itself first (for
+/// [`DeclIndex::cpp_scope`]). One walk of the chain for both.
+pub(super) fn frame_facts<'a>(
+    unit: &gimli::Unit<R<'a>>,
+    entry: &gimli::DebuggingInformationEntry<R<'a>>,
+) -> (Option<u32>, Vec<usize>) {
+    let mut line = None;
+    let mut dies = Vec::new();
+    for e in completing(unit, entry) {
+        if line.is_none() {
+            line = own_decl_line(&e);
         }
-        e = unit.entry(origin(&e)?).ok()?;
+        dies.extend(e.offset().to_debug_info_offset(&unit.header).map(|o| o.0));
     }
-    None
+    (line.flatten(), dies)
+}
+
+/// This DIE's own DW_AT_decl_line: `None` when it has none, `Some(None)` when it has
+/// one that is not a line (0, or past `u32`).
+fn own_decl_line(e: &gimli::DebuggingInformationEntry<R<'_>>) -> Option<Option<u32>> {
+    let l = e.attr_value(gimli::DW_AT_decl_line)?.udata_value()?;
+    Some(u32::try_from(l).ok().filter(|&l| l > 0))
+}
+
+/// `entry`, then the DIEs it completes (its abstract origin or specification, and
+/// theirs): four at most, in the same unit.
+fn completing<'a, 'u>(
+    unit: &'u gimli::Unit<R<'a>>,
+    entry: &gimli::DebuggingInformationEntry<R<'a>>,
+) -> impl Iterator<Item = gimli::DebuggingInformationEntry<R<'a>>> + 'u {
+    std::iter::successors(Some(entry.clone()), move |e| unit.entry(origin(e)?).ok()).take(4)
 }
 
 /// The DIE of the same unit this one refers to for its declaration.

@@ -228,8 +228,9 @@ impl DwarfFile {
         Some(found)
     }
 
-    /// The unit addr2line finds `probe` in (a split unit's, loaded, for split DWARF).
-    fn unit_of(&self, probe: u64) -> Option<gimli::UnitRef<'_, Reader>> {
+    /// The unit addr2line finds `probe` in (a split unit's, loaded, for split DWARF);
+    /// finalize looks it up once per address for [`DwarfFile::frame_die`].
+    pub fn unit_of(&self, probe: u64) -> Option<gimli::UnitRef<'_, Reader>> {
         self.run_lookup(self.ctx.find_dwarf_and_unit(probe))
     }
 
@@ -248,27 +249,20 @@ impl DwarfFile {
         }
     }
 
-    /// What the DIE of a frame at `probe` says of its function (`die`, the frame's
+    /// What the DIE of a frame in `unit` says of its function (`die`, the frame's
     /// `dw_die_offset`; an inlined call's leads to the function's): read for the frames
     /// sampled only.
-    pub fn frame_die(&self, probe: u64, die: gimli::UnitOffset) -> FrameDie {
-        let Some(unit) = self.unit_of(probe) else {
-            return FrameDie::default();
-        };
+    pub fn frame_die(&self, unit: gimli::UnitRef<'_, Reader>, die: gimli::UnitOffset) -> FrameDie {
         let Ok(entry) = unit.unit.entry(die) else {
             return FrameDie::default();
         };
+        let (decl_line, mut dies) = super::dwarf_decl::frame_facts(unit.unit, &entry);
         // The declaration index reads the file's own units, not split ones: a split
         // unit's offsets would name other DIEs there.
-        let own = std::ptr::eq(unit.dwarf, &*self.dwarf);
-        FrameDie {
-            decl_line: super::dwarf_decl::decl_line(unit.unit, &entry),
-            dies: if own {
-                super::dwarf_decl::completed_dies(unit.unit, &entry)
-            } else {
-                Vec::new()
-            },
+        if !std::ptr::eq(unit.dwarf, &*self.dwarf) {
+            dies.clear();
         }
+        FrameDie { decl_line, dies }
     }
 
     fn units(&self) -> &Units<'static> {

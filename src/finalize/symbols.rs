@@ -196,10 +196,11 @@ fn dwarf_frames(loader: &DwarfFile, decl: &DeclIndex, module: &str, addr: u64) -
         decl.decl_line(s.address())
             .or_else(|| entry.as_ref().and_then(|l| l.line))
     });
+    let unit = loader.unit_of(addr);
     while let Ok(Some(frame)) = iter.next() {
-        let die = frame
-            .dw_die_offset
-            .map(|d| loader.frame_die(addr, d))
+        let die = unit
+            .zip(frame.dw_die_offset)
+            .map(|(u, d)| loader.frame_die(u, d))
             .unwrap_or_default();
         let name = frame.function.as_ref().and_then(|f| {
             let raw = f.raw_name().ok()?;
