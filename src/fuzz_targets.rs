@@ -3,7 +3,7 @@
 //! a panic, an abort, an allocation failure or a hang is a bug.
 //!
 //! Run by `fuzz/` (cargo-fuzz, nightly) and by the stable fallback
-//! `tests/fuzz_corpus.rs` (the committed corpus plus seeded mutations); see
+//! `examples/fuzz_stable.rs` (the committed corpus plus seeded mutations); see
 //! docs/security.md, "Hostile input".
 
 use std::path::{Path, PathBuf};

@@ -152,6 +152,21 @@ const ATTR_SIZE_MAX: u64 = 4096;
 /// Largest `EVENT_DESC` section read (perf writes a few KiB per event).
 const EVENT_DESC_MAX: u64 = 64 << 20;
 
+/// True when linux-perf-event-reader reads exactly `own` bytes for an attr whose own
+/// size field says `own`: it reads whole versions (PERF_ATTR_SIZE_VER0..VER7) and
+/// skips what lies past VER7, so a size between two versions (say 70) leaves it a few
+/// bytes short, and every count it reads after the attr (ids, their section) comes
+/// from the wrong place: a fuzzed file made it reserve 0x68 << 56 bytes. perf writes
+/// only the kernel's sizes, which are all versions.
+fn attr_read_exactly(own: u64) -> bool {
+    matches!(own, 64 | 72 | 80 | 96 | 104 | 112 | 120) || own >= 128
+}
+
+/// True when an attr of own size `own` is read as such inside a slot of `slot` bytes.
+fn attr_fits_slot(own: u64, slot: u64) -> bool {
+    attr_read_exactly(own) && own <= slot
+}
+
 impl TolerantPerfFile {
     /// Open and validate `path` (a regular file, not a symlink).
     pub fn open(path: &Path) -> Result<Self, RawError> {
@@ -349,9 +364,9 @@ fn event_desc_fits(s: &[u8], _file_attr_size: u64) -> bool {
         }
         let mut at = 8usize;
         for _ in 0..nr {
-            // The attr's own size must not exceed the section's attr size.
-            let own = u32_at(s, at + 4)? as usize;
-            if own > attr_size {
+            // The attr's own size must be one read as such, within the section's.
+            let own = u32_at(s, at + 4)?;
+            if !attr_fits_slot(own.into(), attr_size as u64) {
                 return None;
             }
             at = at.checked_add(attr_size)?;
@@ -381,9 +396,11 @@ fn event_types_fit(map: &[u8], header: &[u8], attr_size: u64) -> bool {
     }
     let entry = attr_size + 16;
     (0..size / entry).all(|i| {
-        let ids = (off + i * entry + attr_size) as usize;
+        let attr = (off + i * entry) as usize;
+        let own = u32_at(map, attr + 4).unwrap_or(0);
+        let ids = attr + attr_size as usize;
         let (o, n) = (u64_at(map, ids), u64_at(map, ids + 8));
-        o.checked_add(n).is_some_and(|e| e <= len)
+        attr_fits_slot(own.into(), attr_size) && o.checked_add(n).is_some_and(|e| e <= len)
     })
 }
 
@@ -494,6 +511,21 @@ mod tests {
             parse_raw_dir_name(&raw_dir_name("a.b", Some(7), 9)),
             Some(("a_b".into(), Some(7), 9))
         );
+    }
+
+    /// fuzz/corpus/perf_data/attr-size-between-versions (found by CI's cargo-fuzz):
+    /// an old-style event-types entry whose attr says it is 70 bytes long. The
+    /// reader then took the id section from 6 bytes early and reserved 0x68 << 56
+    /// bytes for it (an abort).
+    #[test]
+    fn an_attr_size_between_versions_is_not_trusted() {
+        let bytes = include_bytes!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/fuzz/corpus/perf_data/attr-size-between-versions"
+        ));
+        crate::fuzz_targets::perf_data(bytes);
+        assert!(attr_read_exactly(64) && attr_read_exactly(136) && attr_read_exactly(200));
+        assert!(!attr_read_exactly(70) && !attr_read_exactly(127) && !attr_read_exactly(8));
     }
 
     #[test]
