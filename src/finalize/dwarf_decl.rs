@@ -351,22 +351,86 @@ pub(super) fn decl_line<'a>(
         .flatten()
 }
 
-/// What a frame's DIE and those it completes say: its function's declaration line,
-/// and the `.debug_info` offsets of those DIEs, itself first (for
-/// [`DeclIndex::cpp_scope`]). One walk of the chain for both.
+/// What a frame's DIE and those it completes say of its function.
+#[derive(Debug, Default)]
+pub(super) struct FrameFacts {
+    /// Its declaration line.
+    pub decl_line: Option<u32>,
+    /// Its declaration file: the file index (in its unit's line program) of the DIE
+    /// that gave the line, so that file and line are one place.
+    pub decl_file: Option<u64>,
+    /// The `.debug_info` offsets of those DIEs, the frame's first (for
+    /// [`DeclIndex::cpp_scope`]).
+    pub dies: Vec<usize>,
+}
+
+/// [`FrameFacts`] of a frame's DIE: one walk of the chain.
 pub(super) fn frame_facts<'a>(
     unit: &gimli::Unit<R<'a>>,
     entry: &gimli::DebuggingInformationEntry<R<'a>>,
-) -> (Option<u32>, Vec<usize>) {
+) -> FrameFacts {
+    let mut facts = FrameFacts::default();
     let mut line = None;
-    let mut dies = Vec::new();
     for e in completing(unit, entry) {
         if line.is_none() {
             line = own_decl_line(&e);
+            if line.is_some()
+                && let Some(AttributeValue::FileIndex(i)) = e.attr_value(gimli::DW_AT_decl_file)
+            {
+                facts.decl_file = Some(i);
+            }
         }
-        dies.extend(e.offset().to_debug_info_offset(&unit.header).map(|o| o.0));
+        facts
+            .dies
+            .extend(e.offset().to_debug_info_offset(&unit.header).map(|o| o.0));
     }
-    (line.flatten(), dies)
+    facts.decl_line = line.flatten();
+    facts
+}
+
+/// The path of file `index` of `unit`'s line program, written as addr2line writes a
+/// line's file (its `render_file` is private): the compilation directory, the
+/// file's directory, its name, each replacing what is before it when absolute. A
+/// function's file then is the same string as its lines' files.
+pub(super) fn file_path(unit: gimli::UnitRef<'_, R<'_>>, index: u64) -> Option<String> {
+    let header = unit.line_program.as_ref()?.header();
+    let file = header.file(index)?;
+    let text =
+        |v| -> Option<String> { Some(unit.attr_string(v).ok()?.to_string_lossy().into_owned()) };
+    let mut path = unit
+        .comp_dir
+        .map(|d| d.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if file.directory_index() != 0
+        && let Some(dir) = file.directory(header)
+    {
+        path_push(&mut path, &text(dir)?);
+    }
+    path_push(&mut path, &text(file.path_name())?);
+    Some(path)
+}
+
+/// addr2line's `path_push`: `p` replaces `path` when absolute, else is appended.
+fn path_push(path: &mut String, p: &str) {
+    let rooted = |s: &str| {
+        s.starts_with('/')
+            || s.starts_with('\\')
+            || s.get(1..3) == Some(":/")
+            || s.get(1..3) == Some(":\\")
+    };
+    if rooted(p) {
+        *path = p.to_string();
+        return;
+    }
+    let sep = if path.starts_with('\\') || path.get(1..3) == Some(":\\") {
+        '\\'
+    } else {
+        '/'
+    };
+    if !path.is_empty() && !path.ends_with(sep) {
+        path.push(sep);
+    }
+    path.push_str(p);
 }
 
 /// This DIE's own DW_AT_decl_line: `None` when it has none, `Some(None)` when it has

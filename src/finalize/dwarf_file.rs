@@ -83,6 +83,8 @@ impl<'a> Symbol<'a> {
 pub struct FrameDie {
     /// Its declaration line.
     pub decl_line: Option<u32>,
+    /// Its declaration file (the file of `decl_line`), as addr2line writes files.
+    pub decl_file: Option<String>,
     /// The `.debug_info` offsets of the DIE and of those it completes (abstract origin,
     /// specification), for [`DeclIndex::cpp_scope`].
     pub dies: Vec<usize>,
@@ -256,13 +258,19 @@ impl DwarfFile {
         let Ok(entry) = unit.unit.entry(die) else {
             return FrameDie::default();
         };
-        let (decl_line, mut dies) = super::dwarf_decl::frame_facts(unit.unit, &entry);
+        let mut facts = super::dwarf_decl::frame_facts(unit.unit, &entry);
         // The declaration index reads the file's own units, not split ones: a split
         // unit's offsets would name other DIEs there.
         if !std::ptr::eq(unit.dwarf, &*self.dwarf) {
-            dies.clear();
+            facts.dies.clear();
         }
-        FrameDie { decl_line, dies }
+        FrameDie {
+            decl_line: facts.decl_line,
+            decl_file: facts
+                .decl_file
+                .and_then(|i| super::dwarf_decl::file_path(unit, i)),
+            dies: facts.dies,
+        }
     }
 
     fn units(&self) -> &Units<'static> {

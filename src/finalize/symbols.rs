@@ -180,9 +180,10 @@ impl ModuleSymbolizer {
 }
 
 fn dwarf_frames(loader: &DwarfFile, decl: &DeclIndex, module: &str, addr: u64) -> Vec<FrameInfo> {
-    let mut out = Vec::new();
+    // Each frame, and whether its function's file is the declared one.
+    let mut out: Vec<(bool, FrameInfo)> = Vec::new();
     let Ok(mut iter) = loader.find_frames(addr) else {
-        return out;
+        return Vec::new();
     };
     let symbol_info = loader.find_symbol_info(addr);
     let symbol = symbol_info.as_ref().map(|s| demangle(s.name()));
@@ -226,38 +227,42 @@ fn dwarf_frames(loader: &DwarfFile, decl: &DeclIndex, module: &str, addr: u64) -
             Some(l) => (l.file.map(str::to_string), l.line),
             None => (None, None),
         };
-        out.push(FrameInfo {
-            function: Function {
-                name,
-                module: module.to_string(),
-                file: file.clone(),
-                // The first line from the frame's DIE: an inlined function then is the
-                // same function as its out-of-line copy (the outermost frame's comes
-                // from its symbol first, below).
-                start_line: die.decl_line,
-                kind: FrameKind::Native,
+        let declared = die.decl_file.is_some();
+        out.push((
+            declared,
+            FrameInfo {
+                function: Function {
+                    name,
+                    module: module.to_string(),
+                    // A function's file is where it is declared, the file of its first
+                    // line (DW_AT_decl_file beside DW_AT_decl_line): not the file of
+                    // whatever code was inlined at its first address (Rust's `for`
+                    // over a range begins in core's cmp.rs), so that its file and line
+                    // are one place and it is one function wherever it is sampled.
+                    // Without one: the file of its lines here.
+                    file: die.decl_file.or_else(|| file.clone()),
+                    // The first line from the frame's DIE: an inlined function then is
+                    // the same function as its out-of-line copy (the outermost frame's
+                    // comes from its symbol first, below).
+                    start_line: die.decl_line,
+                    kind: FrameKind::Native,
+                },
+                file,
+                line,
             },
-            file,
-            line,
-        });
-    }
-    // A function's "file" is where its own code is; for an inlined callee that is the
-    // callee's file, which the frame above carries. Keep function identity stable by
-    // not varying the function's file with each line's file.
-    for f in &mut out {
-        f.function.file = f.file.clone();
+        ));
     }
     // The outermost frame is the symbol's own function (the others are inlined into
-    // it). Its file is the one of its entry address: code it takes from another file
-    // (`#include`d into its body, or under a `#line`: Python 3.12's eval loop, Cython)
-    // must not make it a second function.
-    if let Some(f) = out.last_mut() {
-        if let Some(file) = entry.as_ref().and_then(|l| l.file) {
+    // it). Without a declared file, its file is the one of its entry address: code it
+    // takes from another file (`#include`d into its body, or under a `#line`: Python
+    // 3.12's eval loop, Cython) must not make it a second function.
+    if let Some((declared, f)) = out.last_mut() {
+        if !*declared && let Some(file) = entry.as_ref().and_then(|l| l.file) {
             f.function.file = Some(file.to_string());
         }
         f.function.start_line = start_line.or(f.function.start_line);
     }
-    out
+    out.into_iter().map(|(_, f)| f).collect()
 }
 
 /// Kernel symbols from a kallsyms copy, sorted by address.

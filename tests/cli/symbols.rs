@@ -582,3 +582,55 @@ fn an_inlined_function_is_the_same_function_as_its_out_of_line_copy() {
         "the inlined half is under direct: {rows:?}"
     );
 }
+
+/// A Rust function is named at its own file and first line: `for` over a range begins
+/// with core's inlined `cmp.rs`, whose file the function took (with its own line:
+/// `r::hot_a .../core/src/cmp.rs:1`, a place that does not exist); the designed 3:1
+/// split of totals.
+#[test]
+fn a_rust_function_is_at_its_own_file_and_line() {
+    let t = shared_tempdir();
+    let bin = t.path().join("two_loops");
+    compile("rustc", &["-O", "-g"], "two_loops.rs", &bin, &[]);
+    let dir = t.path().join("run");
+    ok(&collect(&dir, &[], &[bin.to_str().unwrap(), "150"]));
+    let rows = report_csv(&dir, "hotspots", &["--top", "1000"]);
+    let source = std::fs::read_to_string(program_source("two_loops.rs")).unwrap();
+    let decl = |f: &str| {
+        1 + source
+            .lines()
+            .position(|l| l.starts_with(&format!("fn {f}(")))
+            .expect("the function's declaration in the test program")
+    };
+    let mut totals = Vec::new();
+    for f in ["hot_a", "hot_b"] {
+        let name = format!("two_loops::{f}");
+        let row: Vec<_> = rows
+            .iter()
+            .filter(|r| r.get(0) == Some(name.as_str()))
+            .collect();
+        assert_eq!(row.len(), 1, "{name}: one row: {rows:?}");
+        assert!(
+            row[0].get(2).is_some_and(|p| p.ends_with("two_loops.rs")),
+            "{name} in its own file: {rows:?}"
+        );
+        assert_eq!(
+            row[0].get(3),
+            Some(decl(f).to_string().as_str()),
+            "{rows:?}"
+        );
+        totals.push(
+            row[0]
+                .get(7)
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0),
+        );
+    }
+    let share = 100.0 * totals[0] / (totals[0] + totals[1]).max(f64::MIN_POSITIVE);
+    assert!(
+        totals[0] + totals[1] > 90.0 && (70.0..=80.0).contains(&share),
+        "hot_a {}%, hot_b {}% (designed 3:1): {rows:?}",
+        totals[0],
+        totals[1]
+    );
+}
