@@ -160,16 +160,38 @@ fn prepare_exec(cmd: &[String], extra_env: &[(String, String)]) -> Result<Exec, 
     Ok((path_c, argv, envp))
 }
 
+/// Why the kernel refused to run the command, and what to do: execve's errno alone
+/// ("Exec format error") does not say that a script needs a `#!` line, which a shell
+/// makes up for by running it with `sh` itself.
+pub(super) fn exec_failure(e: &std::io::Error) -> String {
+    match e.raw_os_error() {
+        Some(libc::ENOEXEC) => format!(
+            "{e}: it is neither a program for this machine nor a script that starts with a `#!` line (a shell runs such a script with sh; here, add `#!/bin/sh` or name the interpreter: hwprof collect -- sh SCRIPT)"
+        ),
+        Some(libc::EACCES) => format!(
+            "{e}: execute permission is missing on it or on a directory of its path, or its file system is mounted noexec"
+        ),
+        _ => e.to_string(),
+    }
+}
+
 /// The command's path: as given when it has a `/`, else the first match on PATH.
 fn resolve_command(name: &str) -> Option<PathBuf> {
     if name.contains('/') {
         let p = PathBuf::from(name);
         return p.exists().then_some(p);
     }
+    // As a shell: the first executable file; else the first file, which is then
+    // refused as not executable.
+    use std::os::unix::fs::PermissionsExt;
     let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
+    let files: Vec<PathBuf> = std::env::split_paths(&path)
         .map(|d| d.join(name))
-        .find(|p| p.is_file())
+        .filter(|p| p.is_file())
+        .collect();
+    let executable =
+        |p: &&PathBuf| std::fs::metadata(p).is_ok_and(|m| m.permissions().mode() & 0o111 != 0);
+    files.iter().find(executable).or(files.first()).cloned()
 }
 
 /// Whether `-p PID` can be attached to: it exists, and we may ptrace it.

@@ -376,7 +376,7 @@ fn drain_target(
         results_dir::remove_unstarted(&setup.results, &opts.dir, raw_dir);
         return Err(CollectError::Command {
             command: target.started.command.join(" "),
-            why: e.to_string(),
+            why: launch::exec_failure(&e),
         });
     }
 
