@@ -355,7 +355,10 @@ pub fn run(opts: &FinalizeOptions) -> Result<PathBuf, FinalizeError> {
     meta.insert("duration_s".into(), format!("{duration_s:.3}"));
     meta.insert("frequency_hz".into(), manifest.frequency_hz.to_string());
     meta.insert("call_graph".into(), manifest.call_graph.clone());
-    meta.insert("command".into(), manifest.command.join(" "));
+    meta.insert(
+        "command".into(),
+        shown_command(&manifest.command, &w.profile.processes),
+    );
     meta.insert("kernel_samples".into(), manifest.kernel_samples.to_string());
     meta.insert("python".into(), manifest.python.clone());
     // Faults the kernel wrote into two rings (collector's and agent's), counted once.
@@ -1598,6 +1601,24 @@ pub fn merge(dir: &Path) -> Result<PathBuf, FinalizeError> {
         let _ = m.save(dir);
     }
     Ok(path)
+}
+
+/// The command a profile is of: as run, or `-p PID (name)` for an attached process
+/// (its name from the recording: `-p 8560` alone says nothing of what was profiled).
+fn shown_command(command: &[String], processes: &[Process]) -> String {
+    let joined = command.join(" ");
+    let [flag, pid] = command else { return joined };
+    let name = pid
+        .parse::<u32>()
+        .ok()
+        .filter(|_| flag == "-p")
+        .and_then(|pid| processes.iter().find(|p| p.pid == pid))
+        .map(|p| p.command.as_str())
+        .filter(|c| !c.is_empty());
+    match name {
+        Some(name) => format!("{joined} ({name})"),
+        None => joined,
+    }
 }
 
 /// How the processes of a run were sampled (`sampled_by` in the profile's meta).

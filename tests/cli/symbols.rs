@@ -344,6 +344,12 @@ fn an_ordinary_user_attaches_to_their_own_process() {
     ok(&out);
     let rows = hotspots(&dir, &[]);
     assert!(self_pct(&rows, "hot_a") > 60.0, "{rows:#?}");
+    // The summary names what was attached to, not the pid alone.
+    let summary = report(&dir, &[]);
+    assert!(
+        summary.starts_with(&format!("hwprof hotspots profile: -p {pid} (hot) — ")),
+        "{summary}"
+    );
 }
 
 /// `finalize --part I/N` on two ranks of one job, then `merge`: the merged profile has
