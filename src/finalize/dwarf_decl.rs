@@ -30,6 +30,13 @@ pub struct DeclIndex {
     cpp_scope: HashMap<usize, u32>,
     /// Distinct C++ scope paths.
     scopes: Vec<String>,
+    /// C++: `.debug_info` offset of a lambda's `operator()` DIE -> the lambda's file and
+    /// line. GCC gives that DIE (artificial) neither; its closure type, an unnamed
+    /// class in the enclosing function, has them. Without them every lambda of a
+    /// program was one function, at no line.
+    lambda_at: HashMap<usize, (Option<String>, u32)>,
+    /// C++: index in `scopes` of a lambda's closure type -> its file and line.
+    lambda_types: HashMap<u32, (Option<String>, u32)>,
 }
 
 /// Subprograms nested deeper than this are not followed (bounds the walk's stack).
@@ -138,8 +145,10 @@ impl DeclIndex {
         let mut cursor = unit.entries();
         // Enclosing modules and subprograms: (depth, name, is a subprogram).
         let mut scopes: Vec<(isize, String, bool)> = Vec::new();
-        // C++: enclosing namespaces and classes, (depth, index of their path).
+        // C++: enclosing namespaces and classes, (depth, index of their path), and
+        // functions (depth, their DIE), for the lambdas defined in them.
         let mut cpp_scopes: Vec<(isize, u32)> = Vec::new();
+        let mut cpp_functions: Vec<(isize, UnitOffset)> = Vec::new();
         let mut fortran = false;
         let mut cpp = false;
         while let Ok(Some(entry)) = cursor.next_dfs() {
@@ -150,14 +159,20 @@ impl DeclIndex {
             while cpp_scopes.last().is_some_and(|s| s.0 >= depth) {
                 cpp_scopes.pop();
             }
+            while cpp_functions.last().is_some_and(|s| s.0 >= depth) {
+                cpp_functions.pop();
+            }
             let tag = entry.tag();
             if tag == gimli::DW_TAG_compile_unit {
                 fortran = is_fortran_die(entry);
                 cpp = is_cpp_die(entry);
                 continue;
             }
-            if cpp && cpp_scopes.len() < MAX_DEPTH {
-                self.note_cpp_scope(dwarf, unit, entry, &mut cpp_scopes);
+            if cpp && cpp_scopes.len() < MAX_DEPTH && cpp_functions.len() < MAX_DEPTH {
+                self.note_cpp_scope(dwarf, unit, entry, &mut cpp_scopes, &cpp_functions);
+                if tag == gimli::DW_TAG_subprogram {
+                    cpp_functions.push((depth, entry.offset()));
+                }
             }
             if tag != gimli::DW_TAG_subprogram && tag != gimli::DW_TAG_module {
                 continue;
@@ -203,13 +218,23 @@ impl DeclIndex {
         unit: &gimli::Unit<R<'a>>,
         entry: &gimli::DebuggingInformationEntry<R<'a>>,
         open: &mut Vec<(isize, u32)>,
+        functions: &[(isize, UnitOffset)],
     ) {
         let tag = entry.tag();
+        let at = |e: &gimli::DebuggingInformationEntry<R<'a>>| {
+            e.offset().to_debug_info_offset(&unit.header).map(|o| o.0)
+        };
         if tag == gimli::DW_TAG_subprogram {
-            if let Some(&(_, scope)) = open.last()
-                && let Some(at) = entry.offset().to_debug_info_offset(&unit.header)
+            if let Some(&(depth, scope)) = open.last()
+                && let Some(at) = at(entry)
             {
-                self.cpp_scope.insert(at.0, scope);
+                self.cpp_scope.insert(at, scope);
+                // A lambda's operator(): directly in its closure type, in a function.
+                if functions.last().is_some_and(|f| f.0 < depth)
+                    && let Some(lambda) = self.lambda_types.get(&scope)
+                {
+                    self.lambda_at.insert(at, lambda.clone());
+                }
             }
             return;
         }
@@ -222,15 +247,37 @@ impl DeclIndex {
         ) {
             return;
         }
-        let name = name_of(dwarf, unit, entry).unwrap_or_else(|| {
-            if tag == gimli::DW_TAG_namespace {
-                "(anonymous namespace)".into()
-            } else {
-                "<anonymous>".into()
+        let name = name_of(dwarf, unit, entry);
+        // An unnamed class in a function is a lambda's closure type (GCC and clang
+        // name no other): `f::<lambda>`, in the function's own scope.
+        let function = functions
+            .last()
+            .filter(|_| name.is_none() && tag != gimli::DW_TAG_namespace)
+            .filter(|f| open.last().is_none_or(|o| o.0 < f.0));
+        let outer = match function {
+            Some(&(_, f)) => {
+                let f = unit.entry(f).ok();
+                let fname = f.as_ref().and_then(|f| name_of(dwarf, unit, f));
+                let scope = f
+                    .as_ref()
+                    .and_then(|f| self.scope_of_function(unit, f))
+                    .or_else(|| open.last().map(|o| self.scopes[o.1 as usize].clone()));
+                let fname = fname.unwrap_or_else(|| "<anonymous>".into());
+                Some(match scope {
+                    Some(s) => format!("{s}::{fname}"),
+                    None => fname,
+                })
             }
-        });
-        let path = match open.last() {
-            Some(&(_, outer)) => format!("{}::{name}", self.scopes[outer as usize]),
+            None => open.last().map(|&(_, o)| self.scopes[o as usize].clone()),
+        };
+        let name = match (name, function) {
+            (Some(n), _) => n,
+            (None, Some(_)) => "<lambda>".into(),
+            (None, None) if tag == gimli::DW_TAG_namespace => "(anonymous namespace)".into(),
+            (None, None) => "<anonymous>".into(),
+        };
+        let path = match outer {
+            Some(outer) => format!("{outer}::{name}"),
             None => name,
         };
         // Scopes repeat (every `std` of a unit): the last one, or a new entry.
@@ -242,6 +289,42 @@ impl DeclIndex {
             }
         };
         open.push((entry.depth(), index as u32));
+        if function.is_some()
+            && let Some(line) = own_decl_line(entry).flatten()
+        {
+            let file = match entry.attr_value(gimli::DW_AT_decl_file) {
+                Some(AttributeValue::FileIndex(i)) => {
+                    file_path(gimli::UnitRef::new(dwarf, unit), i)
+                }
+                _ => None,
+            };
+            self.lambda_types.insert(index as u32, (file, line));
+        }
+    }
+
+    /// The C++ scope of a function defined outside its class or namespace block: that of
+    /// the declaration its DW_AT_specification points to (seen before it in the unit).
+    fn scope_of_function<'a>(
+        &self,
+        unit: &gimli::Unit<R<'a>>,
+        f: &gimli::DebuggingInformationEntry<R<'a>>,
+    ) -> Option<String> {
+        completing(unit, f)
+            .skip(1)
+            .find_map(|e| {
+                let at = e.offset().to_debug_info_offset(&unit.header)?.0;
+                self.cpp_scope.get(&at)
+            })
+            .and_then(|&i| self.scopes.get(i as usize).cloned())
+    }
+
+    /// A lambda's file and line, for the first of `dies` (as [`DeclIndex::cpp_scope`]
+    /// takes them) that is a lambda's `operator()`.
+    pub fn lambda_at(
+        &self,
+        dies: impl IntoIterator<Item = usize>,
+    ) -> Option<&(Option<String>, u32)> {
+        dies.into_iter().find_map(|d| self.lambda_at.get(&d))
     }
 
     /// C++: the namespaces and classes around the function of a frame, `std` or

@@ -227,7 +227,13 @@ fn dwarf_frames(loader: &DwarfFile, decl: &DeclIndex, module: &str, addr: u64) -
             Some(l) => (l.file.map(str::to_string), l.line),
             None => (None, None),
         };
-        let declared = die.decl_file.is_some();
+        // A lambda's operator() has its line and file on its closure type.
+        let (decl_file, decl_line) =
+            match (&die.decl_line, decl.lambda_at(die.dies.iter().copied())) {
+                (None, Some((file, line))) => (file.clone(), Some(*line)),
+                _ => (die.decl_file, die.decl_line),
+            };
+        let declared = decl_file.is_some();
         out.push((
             declared,
             FrameInfo {
@@ -240,11 +246,11 @@ fn dwarf_frames(loader: &DwarfFile, decl: &DeclIndex, module: &str, addr: u64) -
                     // over a range begins in core's cmp.rs), so that its file and line
                     // are one place and it is one function wherever it is sampled.
                     // Without one: the file of its lines here.
-                    file: die.decl_file.or_else(|| file.clone()),
+                    file: decl_file.or_else(|| file.clone()),
                     // The first line from the frame's DIE: an inlined function then is
                     // the same function as its out-of-line copy (the outermost frame's
                     // comes from its symbol first, below).
-                    start_line: die.decl_line,
+                    start_line: decl_line,
                     kind: FrameKind::Native,
                 },
                 file,

@@ -640,3 +640,64 @@ fn a_rust_function_is_at_its_own_file_and_line() {
         totals[1]
     );
 }
+
+/// C++ lambdas, inlined: GCC gives their `operator()` no line, so every lambda of a
+/// program was one row `<anonymous>::operator()` at no line. Each is now its own row,
+/// named in the function it is defined in (a method defined outside its class keeps
+/// its class), at its line: the designed 3:1 split between the two threads' lambdas.
+#[test]
+fn cpp_lambdas_are_told_apart_at_their_lines() {
+    let t = shared_tempdir();
+    let bin = t.path().join("lambdas");
+    compile("g++", &["-O2", "-g", "-pthread"], "lambdas.cpp", &bin, &[]);
+    let dir = t.path().join("run");
+    ok(&collect(&dir, &[], &[bin.to_str().unwrap(), "20000"]));
+    let rows = report_csv(&dir, "hotspots", &["--top", "1000"]);
+    let source = std::fs::read_to_string(program_source("lambdas.cpp")).unwrap();
+    let line_of = |marker: &str| {
+        (1 + source
+            .lines()
+            .position(|l| l.ends_with(marker))
+            .expect("marker in the test program"))
+        .to_string()
+    };
+    let row = |name: &str, line: &str| {
+        let found: Vec<_> = rows
+            .iter()
+            .filter(|r| r.get(0) == Some(name) && r.get(3) == Some(line))
+            .collect();
+        assert_eq!(found.len(), 1, "{name} at line {line}: {rows:?}");
+        assert!(
+            found[0].get(2).is_some_and(|f| f.ends_with("lambdas.cpp")),
+            "{rows:?}"
+        );
+        let pct = |i| {
+            found[0]
+                .get(i)
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        (pct(5), pct(7))
+    };
+    let (relax_self, _) = row(
+        "sim::Grid::sweep::<lambda>::operator()",
+        &line_of("// RELAX"),
+    );
+    assert!(
+        relax_self > 90.0,
+        "the sweep's lambda does the work: {rows:?}"
+    );
+    let (_, a) = row("main::<lambda>::operator()", &line_of("// LAMBDA_A"));
+    let (_, b) = row("main::<lambda>::operator()", &line_of("// LAMBDA_B"));
+    let share = 100.0 * a / (a + b).max(f64::MIN_POSITIVE);
+    assert!(
+        a + b > 90.0 && (70.0..=80.0).contains(&share),
+        "thread A's lambda {a}%, B's {b}% (designed 3:1): {rows:?}"
+    );
+    assert!(
+        !rows
+            .iter()
+            .any(|r| r.get(0).is_some_and(|n| n.contains("<anonymous>"))),
+        "{rows:?}"
+    );
+}
