@@ -34,9 +34,18 @@ pub struct DeclIndex {
     /// line. GCC gives that DIE (artificial) neither; its closure type, an unnamed
     /// class in the enclosing function, has them. Without them every lambda of a
     /// program was one function, at no line.
-    lambda_at: HashMap<usize, (Option<String>, u32)>,
+    lambda_at: HashMap<usize, DeclSite>,
     /// C++: index in `scopes` of a lambda's closure type -> its file and line.
-    lambda_types: HashMap<u32, (Option<String>, u32)>,
+    lambda_types: HashMap<u32, DeclSite>,
+}
+
+/// Where something is declared: its file (as addr2line writes files) and line.
+#[derive(Clone, Debug)]
+pub struct DeclSite {
+    /// The file (None: its unit's line program does not name it).
+    pub file: Option<String>,
+    /// The line.
+    pub line: u32,
 }
 
 /// Subprograms nested deeper than this are not followed (bounds the walk's stack).
@@ -221,13 +230,11 @@ impl DeclIndex {
         functions: &[(isize, UnitOffset)],
     ) {
         let tag = entry.tag();
-        let at = |e: &gimli::DebuggingInformationEntry<R<'a>>| {
-            e.offset().to_debug_info_offset(&unit.header).map(|o| o.0)
-        };
         if tag == gimli::DW_TAG_subprogram {
             if let Some(&(depth, scope)) = open.last()
-                && let Some(at) = at(entry)
+                && let Some(at) = entry.offset().to_debug_info_offset(&unit.header)
             {
+                let at = at.0;
                 self.cpp_scope.insert(at, scope);
                 // A lambda's operator(): directly in its closure type, in a function.
                 if functions.last().is_some_and(|f| f.0 < depth)
@@ -298,7 +305,8 @@ impl DeclIndex {
                 }
                 _ => None,
             };
-            self.lambda_types.insert(index as u32, (file, line));
+            self.lambda_types
+                .insert(index as u32, DeclSite { file, line });
         }
     }
 
@@ -320,10 +328,7 @@ impl DeclIndex {
 
     /// A lambda's file and line, for the first of `dies` (as [`DeclIndex::cpp_scope`]
     /// takes them) that is a lambda's `operator()`.
-    pub fn lambda_at(
-        &self,
-        dies: impl IntoIterator<Item = usize>,
-    ) -> Option<&(Option<String>, u32)> {
+    pub fn lambda_at(&self, dies: impl IntoIterator<Item = usize>) -> Option<&DeclSite> {
         dies.into_iter().find_map(|d| self.lambda_at.get(&d))
     }
 

@@ -228,11 +228,13 @@ fn dwarf_frames(loader: &DwarfFile, decl: &DeclIndex, module: &str, addr: u64) -
             None => (None, None),
         };
         // A lambda's operator() has its line and file on its closure type.
-        let (decl_file, decl_line) =
-            match (&die.decl_line, decl.lambda_at(die.dies.iter().copied())) {
-                (None, Some((file, line))) => (file.clone(), Some(*line)),
-                _ => (die.decl_file, die.decl_line),
-            };
+        let lambda = (die.decl_line.is_none())
+            .then(|| decl.lambda_at(die.dies.iter().copied()))
+            .flatten();
+        let (decl_file, decl_line) = match lambda {
+            Some(site) => (site.file.clone(), Some(site.line)),
+            None => (die.decl_file, die.decl_line),
+        };
         let declared = decl_file.is_some();
         out.push((
             declared,
