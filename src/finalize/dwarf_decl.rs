@@ -197,7 +197,20 @@ impl DeclIndex {
                         }
                     }
                 }
-                if fortran && let Some(n) = &name {
+                // Outlined code (`relax._omp_fn.0`, an OpenMP region) lies inside its
+                // source procedure's DIE but is no contained procedure of it; the main
+                // program's is `MAIN__._omp_fn.0` whatever the program's name: it
+                // takes that name (`heat._omp_fn.0`), as the program itself does.
+                if fortran
+                    && let Some(n) = &name
+                    && let Some(suffix) = n.strip_prefix("MAIN__.")
+                    && let Some(host) = scopes.iter().rev().find(|s| s.2)
+                    && host.1 != "MAIN__"
+                {
+                    self.contained
+                        .insert(n.clone(), Some(format!("{}.{suffix}", host.1)));
+                }
+                if fortran && let Some(n) = name.as_ref().filter(|n| !n.contains('.')) {
                     let hosts: Vec<&str> = scopes.iter().map(|s| s.1.as_str()).collect();
                     if scopes.iter().any(|s| s.2) {
                         let q = format!("{}::{n}", hosts.join("::"));

@@ -8,6 +8,9 @@
 //! | ifort/ifx | `heat_mp_relax_` | `solver_IP_smooth_` | `sweep_` |
 //! | LLVM flang | `_QMheatPrelax` | `_QFsolverPsmooth` | `sweep_` (`_QPsweep` inside) |
 //!
+//! An OpenMP region or a clone keeps its procedure's name with gfortran's suffix:
+//! `__heat_MOD_relax._omp_fn.0` reads `heat::relax._omp_fn.0`.
+//!
 //! The trailing underscore of an external procedure is dropped only when DWARF says the
 //! function comes from a Fortran compilation unit: C symbols end in `_` too. The main
 //! program (`MAIN__` for gfortran, `_QQmain` for flang) carries the program's name in
@@ -24,6 +27,11 @@ pub fn is_fortran(lang: DwLang) -> bool {
 /// `is_fortran` (no DWARF language) only conventions that no C or C++ symbol has are
 /// read: gfortran's `_MOD_`, ifort's `_mp_`, flang's `_Q`.
 pub fn demangle(name: &str, is_fortran: bool) -> Option<String> {
+    // GCC's outlined and cloned code keeps its source function's name with a suffix
+    // (`__solver_MOD_relax._omp_fn.0`, `.constprop.0`): Fortran names have no dot.
+    if let Some((base, suffix)) = name.split_once('.') {
+        return demangle(base, is_fortran).map(|d| format!("{d}.{suffix}"));
+    }
     if let Some(rest) = name.strip_prefix("__")
         && let Some((module, proc)) = rest.split_once("_MOD_")
         && is_ident(module)
@@ -122,6 +130,12 @@ mod tests {
         assert_eq!(d("sweep_", true).as_deref(), Some("sweep"));
         assert_eq!(d("sweep_", false), None);
         assert_eq!(d("relax", true), None);
+        // Outlined OpenMP regions and clones keep their suffix.
+        assert_eq!(
+            d("__solver_MOD_relax._omp_fn.0", true).as_deref(),
+            Some("solver::relax._omp_fn.0")
+        );
+        assert_eq!(d("main._omp_fn.0", false), None);
     }
 
     #[test]

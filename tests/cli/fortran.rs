@@ -68,3 +68,62 @@ fn gfortran_names_and_shares() {
         .unwrap();
     assert_eq!(hot.split(',').nth(3), Some("14"), "{lines}");
 }
+
+/// OpenMP regions of Fortran code read as their source procedure's, as the compiler
+/// names them: `grid::relax._omp_fn.0` (it was `grid::relax::__grid_MOD_relax._omp_fn.0`,
+/// taken for a contained procedure), and the main program's by the program's name
+/// (`regions._omp_fn.0`, not `MAIN__._omp_fn.0`), each at its `!$omp parallel do`
+/// line, with the designed 3:1 split (tests/programs/omp_regions.f90, one thread).
+#[test]
+fn gfortran_openmp_regions_are_named_for_their_procedure() {
+    let t = shared_tempdir();
+    let bin = t.path().join("omp_regions");
+    let flags = ["-O2", "-g", "-fopenmp", "-J", t.path().to_str().unwrap()];
+    compile("gfortran", &flags, "omp_regions.f90", &bin, &[]);
+    let dir = t.path().join("run");
+    let mut hw = std::process::Command::new(hwprof_bin());
+    hw.env("OMP_NUM_THREADS", "1");
+    ok(&collect_through(
+        hw,
+        &dir,
+        &[],
+        &[bin.as_os_str(), "1500".as_ref()],
+    ));
+    let rows = report_csv(&dir, "hotspots", &["--top", "1000"]);
+    let source = std::fs::read_to_string(program_source("omp_regions.f90")).unwrap();
+    let regions: Vec<String> = source
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| l.trim() == "!$omp parallel do")
+        .map(|(i, _)| (i + 1).to_string())
+        .collect();
+    let mut shares = Vec::new();
+    for (name, line) in [
+        ("grid::relax._omp_fn.0", &regions[0]),
+        ("regions._omp_fn.0", &regions[1]),
+    ] {
+        let row = rows
+            .iter()
+            .find(|r| r.get(0) == Some(name))
+            .unwrap_or_else(|| panic!("{name}: {rows:?}"));
+        assert_eq!(row.get(3), Some(line.as_str()), "{name}: {rows:?}");
+        shares.push(
+            row.get(5)
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0),
+        );
+    }
+    assert!(
+        rows.iter().all(|r| r
+            .get(0)
+            .is_some_and(|n| !n.contains("_MOD_") && !n.contains("MAIN__"))),
+        "{rows:?}"
+    );
+    let share = 100.0 * shares[0] / (shares[0] + shares[1]).max(f64::MIN_POSITIVE);
+    assert!(
+        shares[0] + shares[1] > 90.0 && (70.0..=80.0).contains(&share),
+        "relax's region {}%, the program's {}% (designed 3:1): {rows:?}",
+        shares[0],
+        shares[1]
+    );
+}
