@@ -178,6 +178,10 @@ pub fn summary(p: &Profile, format: ReportFormat, top: usize, filter: StackFilte
                 "launcher_processes": launcher.processes,
                 "launcher_names": launcher.names,
                 "launcher_processes_seen": launcher.seen,
+                "without_symbols": without_symbols(&rows, total)
+                    .into_iter()
+                    .map(|(m, share)| json!({"module": m, "self_pct": round2(share)}))
+                    .collect::<Vec<_>>(),
                 "launcher_names_seen": launcher.seen_names,
                 "python": p.meta_str("python"),
                 "command": p.meta_str("command"),
@@ -322,6 +326,7 @@ pub fn summary(p: &Profile, format: ReportFormat, top: usize, filter: StackFilte
             s.push_str(&super::pop::pop_text(p, filter));
             s.push_str(&rank_notices_text(p));
             s.push_str(&sampled_by_line(p));
+            s.push_str(&without_symbols_line(&without_symbols(&rows, total)));
             s.push('\n');
             s.push_str(&format_rows(
                 p,
@@ -335,6 +340,50 @@ pub fn summary(p: &Profile, format: ReportFormat, top: usize, filter: StackFilte
             s
         }
     }
+}
+
+/// A module's share of self time below which its unnamed functions go unmentioned.
+const WITHOUT_SYMBOLS_SHOWN_PCT: f64 = 5.0;
+
+/// Modules much of whose self time is in functions with neither a symbol nor debug
+/// info here (a distribution's stripped library: libgomp's barrier spin reads
+/// `func@0x1f780`), with their share, largest first.
+fn without_symbols(rows: &[super::table::Row], total: u64) -> Vec<(String, f64)> {
+    let mut by_module: std::collections::BTreeMap<&str, u64> = Default::default();
+    for r in rows {
+        let unnamed = r.function.starts_with("func@0x")
+            || r.function.starts_with(&format!("{}+0x", r.module));
+        if unnamed && !r.module.starts_with('[') && r.module != "python" {
+            *by_module.entry(r.module.as_str()).or_default() += r.self_value;
+        }
+    }
+    let mut shown: Vec<(String, f64)> = by_module
+        .into_iter()
+        .map(|(m, v)| (m.to_string(), pct(v, total)))
+        .filter(|(_, share)| *share >= WITHOUT_SYMBOLS_SHOWN_PCT)
+        .collect();
+    shown.sort_by(|a, b| b.1.total_cmp(&a.1));
+    shown
+}
+
+/// "  no symbols: 43.5% in libgomp.so.1.0.0 (...); install its debug symbols ...".
+fn without_symbols_line(modules: &[(String, f64)]) -> String {
+    if modules.is_empty() {
+        return String::new();
+    }
+    let parts: Vec<String> = modules
+        .iter()
+        .map(|(m, share)| format!("{share:.1}% in {m}"))
+        .collect();
+    let (its, it) = if modules.len() == 1 {
+        ("its", "it")
+    } else {
+        ("their", "them")
+    };
+    format!(
+        "  no symbols: {} ({its} func@0x rows: stripped, no debug info found); install {its} debug symbols (Debian/Ubuntu: the -dbgsym package, Fedora/RHEL: debuginfo-install) and run hwprof finalize again, or give finalize --search-dir a copy of {it} with symbols\n",
+        parts.join(", ")
+    )
 }
 
 /// "  waits by class: lock 340.1ms (24.0%), sleep ..." (locks mode).

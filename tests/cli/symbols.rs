@@ -521,6 +521,33 @@ fn functions_of_a_stripped_binary_are_named_by_their_start() {
         !rows.keys().any(|k| k.starts_with("hot-stripped+0x")),
         "{rows:#?}"
     );
+    // The summary says how much is unnamed, where, and what to do; the unstripped
+    // build's says nothing of it.
+    let summary = report(&dir, &[]);
+    let line = summary
+        .lines()
+        .find(|l| l.starts_with("  no symbols: "))
+        .unwrap_or_else(|| panic!("{summary}"));
+    let share: f64 = line["  no symbols: ".len()..]
+        .split('%')
+        .next()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    assert!(
+        share >= a + b - 0.1
+            && line.contains("% in hot-stripped (its func@0x rows")
+            && line.contains("debug symbols"),
+        "{line}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&report(&dir, &["--format", "json"])).unwrap();
+    assert_eq!(
+        json["without_symbols"][0]["module"], "hot-stripped",
+        "{json}"
+    );
+    let plain = t.path().join("plain");
+    ok(&collect(&plain, &[], &[bin.to_str().unwrap(), "100"]));
+    assert!(!report(&plain, &[]).contains("no symbols"));
 }
 
 /// A function whose body is partly in an included file (Python 3.12's eval loop includes
