@@ -563,6 +563,16 @@ pub fn split_pct(
     share
 }
 
+/// Asserts the 3:1 split the test programs are built with: X and Y hold more than 90%
+/// together, X 70-80% of that. `what` says what they are (and the rows, for a failure).
+pub fn assert_three_to_one(x: f64, y: f64, what: &str) {
+    let share = 100.0 * x / (x + y).max(f64::MIN_POSITIVE);
+    assert!(
+        x + y > 90.0 && (70.0..=80.0).contains(&share),
+        "{x}% and {y}% (designed 3:1, {share:.1}%): {what}"
+    );
+}
+
 /// The `field` strings of the rows of the JSON array V.
 pub fn json_strs<'a>(v: &'a serde_json::Value, field: &str) -> Vec<&'a str> {
     v.as_array()

@@ -119,11 +119,9 @@ fn gfortran_openmp_regions_are_named_for_their_procedure() {
             .is_some_and(|n| !n.contains("_MOD_") && !n.contains("MAIN__"))),
         "{rows:?}"
     );
-    let share = 100.0 * shares[0] / (shares[0] + shares[1]).max(f64::MIN_POSITIVE);
-    assert!(
-        shares[0] + shares[1] > 90.0 && (70.0..=80.0).contains(&share),
-        "relax's region {}%, the program's {}% (designed 3:1): {rows:?}",
+    assert_three_to_one(
         shares[0],
-        shares[1]
+        shares[1],
+        &format!("relax's region, the program's: {rows:?}"),
     );
 }

@@ -161,11 +161,7 @@ fn lld_linked_binary_is_symbolized_and_unwound() {
     let rows = collect_hotspots(&dir, &[], &[bin.to_str().unwrap(), "300"]);
     let (a, b) = (self_pct(&rows, "hot_a"), self_pct(&rows, "hot_b"));
     eprintln!("lld: hot_a {a:.1}%, hot_b {b:.1}% (designed 3:1)");
-    let share = 100.0 * a / (a + b).max(1e-9);
-    assert!(
-        a + b > 90.0 && (70.0..=80.0).contains(&share),
-        "hot_a {a}, hot_b {b}: {rows:#?}"
-    );
+    assert_three_to_one(a, b, &format!("hot_a, hot_b: {rows:#?}"));
     // Unwound through the lld-linked frames up to main.
     let work = rows.get("work").map(|h| h.total_pct).unwrap_or(0.0);
     assert!(work > 90.0, "work total {work}: {rows:#?}");
@@ -659,13 +655,7 @@ fn a_rust_function_is_at_its_own_file_and_line() {
                 .unwrap_or(0.0),
         );
     }
-    let share = 100.0 * totals[0] / (totals[0] + totals[1]).max(f64::MIN_POSITIVE);
-    assert!(
-        totals[0] + totals[1] > 90.0 && (70.0..=80.0).contains(&share),
-        "hot_a {}%, hot_b {}% (designed 3:1): {rows:?}",
-        totals[0],
-        totals[1]
-    );
+    assert_three_to_one(totals[0], totals[1], &format!("hot_a, hot_b: {rows:?}"));
 }
 
 /// C++ lambdas, inlined: GCC gives their `operator()` no line, so every lambda of a
@@ -716,11 +706,7 @@ fn cpp_lambdas_are_told_apart_at_their_lines() {
     );
     let (_, a) = row("main::<lambda>::operator()", &line_of("// LAMBDA_A"));
     let (_, b) = row("main::<lambda>::operator()", &line_of("// LAMBDA_B"));
-    let share = 100.0 * a / (a + b).max(f64::MIN_POSITIVE);
-    assert!(
-        a + b > 90.0 && (70.0..=80.0).contains(&share),
-        "thread A's lambda {a}%, B's {b}% (designed 3:1): {rows:?}"
-    );
+    assert_three_to_one(a, b, &format!("thread A's lambda, B's: {rows:?}"));
     assert!(
         !rows
             .iter()
