@@ -570,7 +570,11 @@ impl StopSignals {
     }
 }
 
-/// Install the handlers (once per process).
+/// Install the handlers (once per process). A signal hwprof was started with ignored
+/// stays ignored, as the target (forked before, so it inherits that) ignores it: a
+/// shell starts a script's background job with SIGINT and SIGQUIT ignored, `nohup`
+/// ignores SIGHUP. Catching it would have hwprof wait for a target that never heeds
+/// it ("waiting for the target to exit"), where the bare program runs on.
 pub fn install_stop_signals() -> StopSignals {
     use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
     let act = SigAction::new(
@@ -579,8 +583,13 @@ pub fn install_stop_signals() -> StopSignals {
         SigSet::empty(),
     );
     for sig in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
-        // SAFETY: the handler only touches atomics (async-signal-safe).
-        let _ = unsafe { sigaction(sig, &act) };
+        // SAFETY: the handler only touches atomics (async-signal-safe); an ignored
+        // signal is put back as it was.
+        if let Ok(old) = unsafe { sigaction(sig, &act) }
+            && matches!(old.handler(), SigHandler::SigIgn)
+        {
+            let _ = unsafe { sigaction(sig, &old) };
+        }
     }
     StopSignals(())
 }

@@ -2,6 +2,7 @@
 //! deferred finalize after moving everything, perf as the reference reader, and an
 //! ordinary user.
 
+use std::os::unix::process::CommandExt;
 use std::process::Command;
 
 use crate::common::*;
@@ -351,19 +352,58 @@ fn exit_status_is_the_targets() {
 #[test]
 fn sigint_to_hwprof_reaches_the_target_and_results_are_complete() {
     let Scratch { tmp: _t, bin, dir } = scratch_with("exits.c", "exits", &[]);
-    let child = Command::new(hwprof_bin())
-        .args(["collect", "-q", "-r", dir.to_str().unwrap(), "--"])
+    let mut hw = Command::new(hwprof_bin());
+    hw.args(["collect", "-q", "-r", dir.to_str().unwrap(), "--"])
         .arg(&bin)
-        .args(["sleep", "30"])
-        .spawn()
-        .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(700));
+        .args(["sleep", "30"]);
+    // As from a terminal: SIGINT not ignored (a script's background job, which this
+    // test may run in, starts with it ignored; see the next test).
+    with_signal_default(&mut hw, libc::SIGINT);
+    let child = hw.spawn().unwrap();
+    wait_for_exec(child.id(), &bin);
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(130), "target killed by SIGINT");
     assert!(dir.join("profile.db").exists());
     let m: serde_json::Value = manifest_json(&dir);
     assert_eq!(m["exit_status"], 130);
+}
+
+/// hwprof started with SIGINT ignored (a script's background job: `cmd &`) keeps it
+/// ignored, as its target, which inherits that, does: the target runs to its end and
+/// hwprof reports its status (it caught SIGINT, passed it on to no effect, and a second
+/// one killed the target).
+#[test]
+fn sigint_ignored_at_start_stays_ignored() {
+    let Scratch { tmp: _t, bin, dir } = scratch_with("exits.c", "exits", &[]);
+    let mut hw = Command::new(hwprof_bin());
+    hw.args(["collect", "-q", "-r", dir.to_str().unwrap(), "--"])
+        .arg(&bin)
+        .args(["sleep", "1"])
+        .stderr(std::process::Stdio::piped());
+    // SAFETY: pre_exec runs in the forked child; signal() is async-signal-safe.
+    unsafe {
+        hw.pre_exec(|| {
+            libc::signal(libc::SIGINT, libc::SIG_IGN);
+            Ok(())
+        });
+    }
+    let child = hw.spawn().unwrap();
+    wait_for_exec(child.id(), &bin);
+    // Twice: a second stop signal that hwprof catches kills the target.
+    for _ in 0..2 {
+        unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "the target ran to its end: {err}"
+    );
+    assert!(err.contains("slept 1."), "{err}");
+    assert_eq!(manifest_json(&dir)["exit_status"], 0);
 }
 
 #[test]
