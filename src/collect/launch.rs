@@ -123,8 +123,7 @@ fn prepare_exec(cmd: &[String], extra_env: &[(String, String)]) -> Result<Exec, 
         command: first.clone(),
         why: e.to_string(),
     })?;
-    use std::os::unix::fs::PermissionsExt;
-    if meta.is_dir() || meta.permissions().mode() & 0o111 == 0 {
+    if meta.is_dir() || !is_executable(&meta) {
         return Err(CollectError::Command {
             command: first.clone(),
             why: format!("{} is not an executable file (chmod +x?)", path.display()),
@@ -183,15 +182,22 @@ fn resolve_command(name: &str) -> Option<PathBuf> {
     }
     // As a shell: the first executable file; else the first file, which is then
     // refused as not executable.
-    use std::os::unix::fs::PermissionsExt;
     let path = std::env::var_os("PATH")?;
-    let files: Vec<PathBuf> = std::env::split_paths(&path)
-        .map(|d| d.join(name))
-        .filter(|p| p.is_file())
-        .collect();
-    let executable =
-        |p: &&PathBuf| std::fs::metadata(p).is_ok_and(|m| m.permissions().mode() & 0o111 != 0);
-    files.iter().find(executable).or(files.first()).cloned()
+    let mut first_file = None;
+    for p in std::env::split_paths(&path).map(|d| d.join(name)) {
+        match std::fs::metadata(&p) {
+            Ok(m) if m.is_file() && is_executable(&m) => return Some(p),
+            Ok(m) if m.is_file() => first_file = first_file.or(Some(p)),
+            _ => {}
+        }
+    }
+    first_file
+}
+
+/// Whether any execute bit is set.
+fn is_executable(meta: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    meta.permissions().mode() & 0o111 != 0
 }
 
 /// Whether `-p PID` can be attached to: it exists, and we may ptrace it.

@@ -21,7 +21,8 @@ pub struct DeclIndex {
     /// First address of each range of a subprogram with code -> its declaration line.
     lines: HashMap<u64, u32>,
     /// Fortran: name of a contained procedure -> `host::name` (None when two hosts
-    /// contain a procedure of that name, or an outer procedure has it too).
+    /// contain a procedure of that name, or an outer procedure has it too); and the
+    /// main program's outlined code, `MAIN__._omp_fn.0` -> `PROGRAM._omp_fn.0`.
     contained: HashMap<String, Option<String>>,
     /// C++: `.debug_info` offset of a subprogram DIE inside namespaces or classes -> the
     /// index in `scopes` of their path (`std`, `ns::Solver<double>`). A function
@@ -41,11 +42,11 @@ pub struct DeclIndex {
 
 /// Where something is declared: its file (as addr2line writes files) and line.
 #[derive(Clone, Debug)]
-pub struct DeclSite {
+struct DeclSite {
     /// The file (None: its unit's line program does not name it).
-    pub file: Option<String>,
+    file: Option<String>,
     /// The line.
-    pub line: u32,
+    line: u32,
 }
 
 /// Subprograms nested deeper than this are not followed (bounds the walk's stack).
@@ -312,12 +313,7 @@ impl DeclIndex {
         if function.is_some()
             && let Some(line) = own_decl_line(entry).flatten()
         {
-            let file = match entry.attr_value(gimli::DW_AT_decl_file) {
-                Some(AttributeValue::FileIndex(i)) => {
-                    file_path(gimli::UnitRef::new(dwarf, unit), i)
-                }
-                _ => None,
-            };
+            let file = decl_file(gimli::UnitRef::new(dwarf, unit), entry);
             self.lambda_types
                 .insert(index as u32, DeclSite { file, line });
         }
@@ -339,16 +335,22 @@ impl DeclIndex {
             .and_then(|&i| self.scopes.get(i as usize).cloned())
     }
 
-    /// A lambda's file and line, for the first of `dies` (as [`DeclIndex::cpp_scope`]
-    /// takes them) that is a lambda's `operator()`.
-    pub fn lambda_at(&self, dies: impl IntoIterator<Item = usize>) -> Option<&DeclSite> {
-        dies.into_iter().find_map(|d| self.lambda_at.get(&d))
+    /// The file and first line of a frame's function: its DIE's, else (a lambda's
+    /// `operator()`, which has none) its closure type's.
+    pub fn declaration(&self, die: &FrameDie) -> (Option<String>, Option<u32>) {
+        if die.decl_line.is_some() {
+            return (die.decl_file.clone(), die.decl_line);
+        }
+        match die.dies.iter().find_map(|d| self.lambda_at.get(d)) {
+            Some(site) => (site.file.clone(), Some(site.line)),
+            None => (die.decl_file.clone(), None),
+        }
     }
 
     /// C++: the namespaces and classes around the function of a frame, `std` or
     /// `ns::Solver<double>`, from the first of `dies` (`.debug_info` offsets: the
     /// frame's DIE, then those its abstract origin and specification lead to, as
-    /// [`frame_facts`] gives them) that lies inside one.
+    /// [`FrameDie`] gives them) that lies inside one.
     pub fn cpp_scope(&self, dies: impl IntoIterator<Item = usize>) -> Option<&str> {
         dies.into_iter()
             .find_map(|d| self.cpp_scope.get(&d))
@@ -454,31 +456,29 @@ pub(super) fn decl_line<'a>(
 
 /// What a frame's DIE and those it completes say of its function.
 #[derive(Debug, Default)]
-pub(super) struct FrameFacts {
+pub struct FrameDie {
     /// Its declaration line.
     pub decl_line: Option<u32>,
-    /// Its declaration file: the file index (in its unit's line program) of the DIE
-    /// that gave the line, so that file and line are one place.
-    pub decl_file: Option<u64>,
+    /// Its declaration file, from the DIE that gave the line (so that file and line
+    /// are one place), as addr2line writes files.
+    pub decl_file: Option<String>,
     /// The `.debug_info` offsets of those DIEs, the frame's first (for
     /// [`DeclIndex::cpp_scope`]).
     pub dies: Vec<usize>,
 }
 
-/// [`FrameFacts`] of a frame's DIE: one walk of the chain.
+/// [`FrameDie`] of a frame's DIE: one walk of the chain.
 pub(super) fn frame_facts<'a>(
-    unit: &gimli::Unit<R<'a>>,
+    unit: gimli::UnitRef<'_, R<'a>>,
     entry: &gimli::DebuggingInformationEntry<R<'a>>,
-) -> FrameFacts {
-    let mut facts = FrameFacts::default();
+) -> FrameDie {
+    let mut facts = FrameDie::default();
     let mut line = None;
-    for e in completing(unit, entry) {
+    for e in completing(unit.unit, entry) {
         if line.is_none() {
             line = own_decl_line(&e);
-            if line.is_some()
-                && let Some(AttributeValue::FileIndex(i)) = e.attr_value(gimli::DW_AT_decl_file)
-            {
-                facts.decl_file = Some(i);
+            if line.is_some() {
+                facts.decl_file = decl_file(unit, &e);
             }
         }
         facts
@@ -489,11 +489,22 @@ pub(super) fn frame_facts<'a>(
     facts
 }
 
+/// This DIE's own DW_AT_decl_file, as addr2line writes files.
+fn decl_file<'a>(
+    unit: gimli::UnitRef<'_, R<'a>>,
+    e: &gimli::DebuggingInformationEntry<R<'a>>,
+) -> Option<String> {
+    match e.attr_value(gimli::DW_AT_decl_file)? {
+        AttributeValue::FileIndex(i) => file_path(unit, i),
+        _ => None,
+    }
+}
+
 /// The path of file `index` of `unit`'s line program, written as addr2line writes a
 /// line's file (its `render_file` is private): the compilation directory, the
 /// file's directory, its name, each replacing what is before it when absolute. A
 /// function's file then is the same string as its lines' files.
-pub(super) fn file_path(unit: gimli::UnitRef<'_, R<'_>>, index: u64) -> Option<String> {
+fn file_path(unit: gimli::UnitRef<'_, R<'_>>, index: u64) -> Option<String> {
     let header = unit.line_program.as_ref()?.header();
     let file = header.file(index)?;
     let text =

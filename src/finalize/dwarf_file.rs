@@ -78,17 +78,7 @@ impl<'a> Symbol<'a> {
     }
 }
 
-/// What a frame's DIE says of its function.
-#[derive(Debug, Default)]
-pub struct FrameDie {
-    /// Its declaration line.
-    pub decl_line: Option<u32>,
-    /// Its declaration file (the file of `decl_line`), as addr2line writes files.
-    pub decl_file: Option<String>,
-    /// The `.debug_info` offsets of the DIE and of those it completes (abstract origin,
-    /// specification), for [`DeclIndex::cpp_scope`].
-    pub dies: Vec<usize>,
-}
+pub use super::dwarf_decl::FrameDie;
 
 /// An ELF file's DWARF context, symbol map and split DWARF.
 pub struct DwarfFile {
@@ -258,19 +248,13 @@ impl DwarfFile {
         let Ok(entry) = unit.unit.entry(die) else {
             return FrameDie::default();
         };
-        let mut facts = super::dwarf_decl::frame_facts(unit.unit, &entry);
+        let mut facts = super::dwarf_decl::frame_facts(unit, &entry);
         // The declaration index reads the file's own units, not split ones: a split
         // unit's offsets would name other DIEs there.
         if !std::ptr::eq(unit.dwarf, &*self.dwarf) {
             facts.dies.clear();
         }
-        FrameDie {
-            decl_line: facts.decl_line,
-            decl_file: facts
-                .decl_file
-                .and_then(|i| super::dwarf_decl::file_path(unit, i)),
-            dies: facts.dies,
-        }
+        facts
     }
 
     fn units(&self) -> &Units<'static> {

@@ -180,10 +180,11 @@ impl ModuleSymbolizer {
 }
 
 fn dwarf_frames(loader: &DwarfFile, decl: &DeclIndex, module: &str, addr: u64) -> Vec<FrameInfo> {
-    // Each frame, and whether its function's file is the declared one.
-    let mut out: Vec<(bool, FrameInfo)> = Vec::new();
+    let mut out = Vec::new();
+    // Whether the last frame's function has a declared file.
+    let mut declared = false;
     let Ok(mut iter) = loader.find_frames(addr) else {
-        return Vec::new();
+        return out;
     };
     let symbol_info = loader.find_symbol_info(addr);
     let symbol = symbol_info.as_ref().map(|s| demangle(s.name()));
@@ -227,50 +228,40 @@ fn dwarf_frames(loader: &DwarfFile, decl: &DeclIndex, module: &str, addr: u64) -
             Some(l) => (l.file.map(str::to_string), l.line),
             None => (None, None),
         };
-        // A lambda's operator() has its line and file on its closure type.
-        let lambda = (die.decl_line.is_none())
-            .then(|| decl.lambda_at(die.dies.iter().copied()))
-            .flatten();
-        let (decl_file, decl_line) = match lambda {
-            Some(site) => (site.file.clone(), Some(site.line)),
-            None => (die.decl_file, die.decl_line),
-        };
-        let declared = decl_file.is_some();
-        out.push((
-            declared,
-            FrameInfo {
-                function: Function {
-                    name,
-                    module: module.to_string(),
-                    // A function's file is where it is declared, the file of its first
-                    // line (DW_AT_decl_file beside DW_AT_decl_line): not the file of
-                    // whatever code was inlined at its first address (Rust's `for`
-                    // over a range begins in core's cmp.rs), so that its file and line
-                    // are one place and it is one function wherever it is sampled.
-                    // Without one: the file of its lines here.
-                    file: decl_file.or_else(|| file.clone()),
-                    // The first line from the frame's DIE: an inlined function then is
-                    // the same function as its out-of-line copy (the outermost frame's
-                    // comes from its symbol first, below).
-                    start_line: decl_line,
-                    kind: FrameKind::Native,
-                },
-                file,
-                line,
+        let (decl_file, decl_line) = decl.declaration(&die);
+        declared = decl_file.is_some();
+        out.push(FrameInfo {
+            function: Function {
+                name,
+                module: module.to_string(),
+                // A function's file is where it is declared, the file of its first
+                // line (DW_AT_decl_file beside DW_AT_decl_line): not the file of
+                // whatever code was inlined at its first address (Rust's `for`
+                // over a range begins in core's cmp.rs), so that its file and line
+                // are one place and it is one function wherever it is sampled.
+                // Without one: the file of its lines here.
+                file: decl_file.or_else(|| file.clone()),
+                // The first line from the frame's DIE: an inlined function then is
+                // the same function as its out-of-line copy (the outermost frame's
+                // comes from its symbol first, below).
+                start_line: decl_line,
+                kind: FrameKind::Native,
             },
-        ));
+            file,
+            line,
+        });
     }
     // The outermost frame is the symbol's own function (the others are inlined into
     // it). Without a declared file, its file is the one of its entry address: code it
     // takes from another file (`#include`d into its body, or under a `#line`: Python
     // 3.12's eval loop, Cython) must not make it a second function.
-    if let Some((declared, f)) = out.last_mut() {
-        if !*declared && let Some(file) = entry.as_ref().and_then(|l| l.file) {
+    if let Some(f) = out.last_mut() {
+        if !declared && let Some(file) = entry.as_ref().and_then(|l| l.file) {
             f.function.file = Some(file.to_string());
         }
         f.function.start_line = start_line.or(f.function.start_line);
     }
-    out.into_iter().map(|(_, f)| f).collect()
+    out
 }
 
 /// Kernel symbols from a kallsyms copy, sorted by address.

@@ -352,7 +352,9 @@ fn without_symbols(rows: &[super::table::Row], total: u64) -> Vec<(String, f64)>
     let mut by_module: std::collections::BTreeMap<&str, u64> = Default::default();
     for r in rows {
         let unnamed = r.function.starts_with("func@0x")
-            || r.function.starts_with(&format!("{}+0x", r.module));
+            || r.function
+                .strip_prefix(r.module.as_str())
+                .is_some_and(|rest| rest.starts_with("+0x"));
         if unnamed && !r.module.starts_with('[') && r.module != "python" {
             *by_module.entry(r.module.as_str()).or_default() += r.self_value;
         }

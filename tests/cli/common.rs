@@ -563,39 +563,50 @@ pub fn split_pct(
     share
 }
 
-/// Has `cmd` start with signal `sig` at its default action, whatever the test
-/// runner was started with.
-pub fn with_signal_default(cmd: &mut Command, sig: libc::c_int) {
+/// Has `cmd` start with signal `sig` set to `disposition` (`SIG_DFL`, `SIG_IGN`),
+/// whatever the test runner was started with.
+pub fn with_signal(cmd: &mut Command, sig: libc::c_int, disposition: libc::sighandler_t) {
     use std::os::unix::process::CommandExt;
     // SAFETY: pre_exec runs in the forked child; signal() is async-signal-safe.
     unsafe {
         cmd.pre_exec(move || {
-            libc::signal(sig, libc::SIG_DFL);
+            libc::signal(sig, disposition);
             Ok(())
         });
     }
 }
 
-/// Waits (at most 60 s) until a child of `parent` runs `exe`, i.e. is past its
-/// execve: a launching hwprof handles its stop signals by then (a fixed sleep was too
-/// short on a loaded machine, and SIGINT then killed hwprof itself). Its pid.
-pub fn wait_for_exec(parent: u32, exe: &Path) -> u32 {
-    let exe = exe.canonicalize().unwrap_or_else(|_| exe.to_path_buf());
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+/// The first child of `parent` for which `is_it(pid)` holds, waiting up to `limit`
+/// for one.
+pub fn child_where(
+    parent: u32,
+    limit: std::time::Duration,
+    is_it: impl Fn(u32) -> bool,
+) -> Option<u32> {
+    let deadline = std::time::Instant::now() + limit;
     while std::time::Instant::now() < deadline {
         let kids = std::fs::read_to_string(format!("/proc/{parent}/task/{parent}/children"))
             .unwrap_or_default();
-        for pid in kids
+        if let Some(pid) = kids
             .split_whitespace()
             .filter_map(|p| p.parse::<u32>().ok())
+            .find(|&pid| is_it(pid))
         {
-            if std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|e| e == exe) {
-                return pid;
-            }
+            return Some(pid);
         }
-        std::thread::sleep(std::time::Duration::from_millis(5));
+        std::thread::sleep(std::time::Duration::from_millis(2));
     }
-    panic!("no child of {parent} ran {} within 60 s", exe.display());
+    None
+}
+
+/// Waits (at most 60 s) until a child of `parent` runs `exe`, i.e. is past its
+/// execve: a launching hwprof handles its stop signals by then. Its pid.
+pub fn wait_for_exec(parent: u32, exe: &Path) -> u32 {
+    let exe = exe.canonicalize().unwrap_or_else(|_| exe.to_path_buf());
+    let runs_exe =
+        |pid: u32| std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|e| e == exe);
+    child_where(parent, std::time::Duration::from_secs(60), runs_exe)
+        .unwrap_or_else(|| panic!("no child of {parent} ran {} within 60 s", exe.display()))
 }
 
 /// Asserts the 3:1 split the test programs are built with: X and Y hold more than 90%

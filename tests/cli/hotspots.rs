@@ -2,7 +2,6 @@
 //! deferred finalize after moving everything, perf as the reference reader, and an
 //! ordinary user.
 
-use std::os::unix::process::CommandExt;
 use std::process::Command;
 
 use crate::common::*;
@@ -349,18 +348,32 @@ fn exit_status_is_the_targets() {
     );
 }
 
+/// `hwprof collect -q -r DIR -- exits sleep SECS` started with SIGINT set to
+/// `disposition`, returned once the target has exec'd (hwprof handles its stop
+/// signals by then).
+fn collect_a_sleep(
+    dir: &std::path::Path,
+    bin: &std::path::Path,
+    secs: &str,
+    disposition: libc::sighandler_t,
+) -> std::process::Child {
+    let mut hw = Command::new(hwprof_bin());
+    hw.args(["collect", "-q", "-r", dir.to_str().unwrap(), "--"])
+        .arg(bin)
+        .args(["sleep", secs])
+        .stderr(std::process::Stdio::piped());
+    with_signal(&mut hw, libc::SIGINT, disposition);
+    let child = hw.spawn().unwrap();
+    wait_for_exec(child.id(), bin);
+    child
+}
+
 #[test]
 fn sigint_to_hwprof_reaches_the_target_and_results_are_complete() {
     let Scratch { tmp: _t, bin, dir } = scratch_with("exits.c", "exits", &[]);
-    let mut hw = Command::new(hwprof_bin());
-    hw.args(["collect", "-q", "-r", dir.to_str().unwrap(), "--"])
-        .arg(&bin)
-        .args(["sleep", "30"]);
     // As from a terminal: SIGINT not ignored (a script's background job, which this
     // test may run in, starts with it ignored; see the next test).
-    with_signal_default(&mut hw, libc::SIGINT);
-    let child = hw.spawn().unwrap();
-    wait_for_exec(child.id(), &bin);
+    let child = collect_a_sleep(&dir, &bin, "30", libc::SIG_DFL);
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(130), "target killed by SIGINT");
@@ -376,20 +389,7 @@ fn sigint_to_hwprof_reaches_the_target_and_results_are_complete() {
 #[test]
 fn sigint_ignored_at_start_stays_ignored() {
     let Scratch { tmp: _t, bin, dir } = scratch_with("exits.c", "exits", &[]);
-    let mut hw = Command::new(hwprof_bin());
-    hw.args(["collect", "-q", "-r", dir.to_str().unwrap(), "--"])
-        .arg(&bin)
-        .args(["sleep", "1"])
-        .stderr(std::process::Stdio::piped());
-    // SAFETY: pre_exec runs in the forked child; signal() is async-signal-safe.
-    unsafe {
-        hw.pre_exec(|| {
-            libc::signal(libc::SIGINT, libc::SIG_IGN);
-            Ok(())
-        });
-    }
-    let child = hw.spawn().unwrap();
-    wait_for_exec(child.id(), &bin);
+    let child = collect_a_sleep(&dir, &bin, "1", libc::SIG_IGN);
     // Twice: a second stop signal that hwprof catches kills the target.
     for _ in 0..2 {
         unsafe { libc::kill(child.id() as i32, libc::SIGINT) };

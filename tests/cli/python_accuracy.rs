@@ -231,22 +231,10 @@ fn meta_u64(p: &Profile, key: &str) -> u64 {
 
 /// The pid of `parent`'s child once it runs `marker` (the launched interpreter).
 fn child_running(parent: u32, marker: &str) -> Option<u32> {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while std::time::Instant::now() < deadline {
-        let kids = std::fs::read_to_string(format!("/proc/{parent}/task/{parent}/children"))
-            .unwrap_or_default();
-        for pid in kids
-            .split_whitespace()
-            .filter_map(|p| p.parse::<u32>().ok())
-        {
-            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            if String::from_utf8_lossy(&cmd).contains(marker) {
-                return Some(pid);
-            }
-        }
-        std::thread::sleep(std::time::Duration::from_millis(2));
-    }
-    None
+    child_where(parent, std::time::Duration::from_secs(20), |pid| {
+        let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        String::from_utf8_lossy(&cmd).contains(marker)
+    })
 }
 
 /// hwprof vs py-spy (stopping mode) on one pyperformance benchmark run for `values`
