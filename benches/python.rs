@@ -120,6 +120,7 @@ fn benches(c: &mut Criterion) {
             .map(|i| frame(&format!("p{i}"), FrameKind::Python))
             .collect(),
         groups: vec![2; 10],
+        cut: false,
     };
     c.bench_function("python merge (21 native, 20 Python frames)", |b| {
         b.iter(|| merge(&native, &py))

@@ -367,6 +367,17 @@ pub fn summary(p: &Profile, model: &Model) -> Value {
             num("lost_samples")
         ));
     }
+    notices.extend(summary::cut_short_lines(p));
+    let without_symbols: Vec<(String, f64)> = s["without_symbols"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| Some((m["module"].as_str()?.to_string(), m["self_pct"].as_f64()?)))
+        .collect();
+    let line = summary::without_symbols_line(&without_symbols);
+    if !line.is_empty() {
+        notices.push(line.trim().to_string());
+    }
     s["notices"] = json!(notices);
     s["filter"] = json!(model.filter_note.trim());
     s["frequency_hz"] = json!(p.meta_str("frequency_hz"));

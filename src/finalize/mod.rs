@@ -344,6 +344,14 @@ pub fn run(opts: &FinalizeOptions) -> Result<PathBuf, FinalizeError> {
     meta.insert("samples".into(), acc.total_samples.to_string());
     meta.insert("lost_samples".into(), acc.lost.to_string());
     meta.insert("unwind_truncated".into(), acc.truncated.to_string());
+    meta.insert(
+        "stacks_cut_at_copy_size".into(),
+        acc.cut_at_copy_size.to_string(),
+    );
+    meta.insert(
+        "stacks_cut_at_untouched_page".into(),
+        acc.cut_at_untouched_page.to_string(),
+    );
     meta.insert("skipped_bytes".into(), acc.skipped.to_string());
     // A provisional manifest (hwprof killed) has no duration: the samples' span is it.
     let duration_s = match acc.times {
@@ -583,6 +591,8 @@ struct RunTotals {
     total_samples: u64,
     lost: u64,
     truncated: u64,
+    cut_at_copy_size: u64,
+    cut_at_untouched_page: u64,
     skipped: u64,
     times: Option<(u64, u64)>,
     huge: u64,
@@ -612,6 +622,8 @@ impl RunTotals {
         self.total_samples += p.sample_count;
         self.lost += p.lost;
         self.truncated += p.unwind_truncated;
+        self.cut_at_copy_size += p.stacks_cut_at_copy_size;
+        self.cut_at_untouched_page += p.stacks_cut_at_untouched_page;
         self.skipped += p.skipped_bytes;
         if let Some((a, b)) = p.time_range {
             self.times = Some(self.times.map_or((a, b), |(x, y)| (x.min(a), y.max(b))));
@@ -1063,17 +1075,10 @@ fn add_raw_profile(
             // [python] Native and Python stacks meet at the eval-loop frames.
             let merged = crate::python::merge(&native, &py);
             if !merged.merged {
-                *w.profile
-                    .meta
-                    .entry("python_merge_failures".into())
-                    .or_insert_with(|| "0".into()) = (w
-                    .profile
-                    .meta
-                    .get("python_merge_failures")
-                    .and_then(|v| v.parse::<u64>().ok())
-                    .unwrap_or(0)
-                    + count)
-                    .to_string();
+                add_to_meta(&mut w.profile.meta, "python_merge_failures", count);
+            }
+            if py.cut {
+                add_to_meta(&mut w.profile.meta, "python_stacks_cut", count);
             }
             let ids: Vec<usize> = merged
                 .frames
@@ -1374,6 +1379,15 @@ fn dedup_python_stacks(p: &mut RawProfile, slots: Vec<crate::python::PyStack>) {
     p.python_stacks = unique;
 }
 
+/// Adds N to the count under KEY in profile.db's `meta`.
+fn add_to_meta(meta: &mut HashMap<String, String>, key: &str, n: u64) {
+    let old = meta
+        .get(key)
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
+    meta.insert(key.into(), (old + n).to_string());
+}
+
 fn native_leaf_first(p: &RawProfile, node_frames: &NodeFrames, leaf: u32) -> Vec<FrameInfo> {
     let mut out = Vec::new();
     let mut n = leaf;
@@ -1473,6 +1487,10 @@ pub fn merge(dir: &Path) -> Result<PathBuf, FinalizeError> {
             "samples",
             "lost_samples",
             "unwind_truncated",
+            "stacks_cut_at_copy_size",
+            "stacks_cut_at_untouched_page",
+            "python_stacks_cut",
+            "python_merge_failures",
             "skipped_bytes",
         ] {
             *sums.entry(k).or_default() += p.meta_str(k).parse::<u64>().unwrap_or(0);

@@ -94,6 +94,18 @@ pub struct SampleKey {
 /// Sample times are kept at 2^20 ns (about 1 ms) before finalize buckets them.
 pub const TIME_UNIT_SHIFT: u32 = 20;
 
+/// Why a sample's user stack unwound no further than its copy went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum StackCut {
+    /// Unwound to its root, or stopped for another reason.
+    No,
+    /// The copy was full (`--call-graph dwarf,N`): a large stack frame or deep recursion.
+    AtCopySize,
+    /// The kernel's copy stopped at a page it could not read without faulting it in: a
+    /// stack page the program never touched, inside a large stack frame.
+    AtUntouchedPage,
+}
+
 /// Marks "no node".
 pub const NO_NODE: u32 = u32::MAX;
 
@@ -133,8 +145,16 @@ pub struct RawProfile {
     pub python_summary: Option<crate::python::PythonSummary>,
     /// Samples read.
     pub sample_count: u64,
-    /// Samples whose user stack could not be unwound past the first frame.
+    /// Samples whose user stack could not be unwound past the first frame (for another
+    /// reason than the end of the stack copy).
     pub unwind_truncated: u64,
+    /// Samples whose callers are missing: their user stack went on past the end of its
+    /// copy, which was full ([`StackCut::AtCopySize`]; counted when no Python stack gives
+    /// the callers instead).
+    pub stacks_cut_at_copy_size: u64,
+    /// The same, where the copy stopped at a page never touched
+    /// ([`StackCut::AtUntouchedPage`]).
+    pub stacks_cut_at_untouched_page: u64,
     /// PERF_RECORD_LOST totals.
     pub lost: u64,
     /// Bytes skipped at the end of a cut perf.data.
@@ -788,6 +808,7 @@ impl Builder<'_> {
         let mut addrs = std::mem::take(&mut self.frames_buf);
         addrs.clear();
         let mut user_from_chain = false;
+        let mut cut = StackCut::No;
         if let Some(chain) = &s.callchain {
             let maps = self.procs.get(&pid).map(|p| &p.mappings[..]);
             let mut in_user = false;
@@ -809,8 +830,8 @@ impl Builder<'_> {
             }
         }
         if !user_from_chain {
-            if let (Some(regs), Some((stack, _dyn_size))) = (&s.user_regs, &s.user_stack) {
-                self.unwind_user(pid, regs, stack.as_slice().as_ref(), &mut addrs);
+            if let (Some(regs), Some((stack, dyn_size))) = (&s.user_regs, &s.user_stack) {
+                cut = self.unwind_user(pid, regs, stack.as_slice().as_ref(), *dyn_size, &mut addrs);
             } else if let Some(ip) = s.ip
                 && addrs.is_empty()
             {
@@ -884,6 +905,15 @@ impl Builder<'_> {
                 self.waits.woken(wakee, key);
             }
             return;
+        }
+        // A Python stack joined to the sample gives the callers a cut native stack lost
+        // (the merge puts its outer frames above the cut).
+        if python == NO_NODE {
+            match cut {
+                StackCut::No => {}
+                StackCut::AtCopySize => self.out.stacks_cut_at_copy_size += 1,
+                StackCut::AtUntouchedPage => self.out.stacks_cut_at_untouched_page += 1,
+            }
         }
         let mut count = 1;
         let value = match self.weighting {
@@ -1064,25 +1094,36 @@ impl Builder<'_> {
         node == NO_NODE
     }
 
+    /// Unwinds a sample's copied user stack into `out` (leaf first), and says whether it
+    /// went on past the end of the copy.
     fn unwind_user(
         &mut self,
         pid: u32,
         regs: &linux_perf_data::linux_perf_event_reader::Regs,
         stack: &[u8],
+        dyn_size: u64,
         out: &mut Vec<Loc>,
-    ) {
+    ) -> StackCut {
+        // Only the first `dyn_size` bytes were copied; the rest of the record's slot holds
+        // whatever the ring held before. The kernel copies without faulting pages in, so
+        // a copy short of its size ended at the stack's top or at a page never touched.
+        let copied = usize::try_from(dyn_size).map_or(stack.len(), |n| n.min(stack.len()));
+        let copy_full = copied > 0 && copied == stack.len();
+        let stack = &stack[..copied];
         // perf's x86-64 register numbers.
         let (Some(ip), Some(sp), Some(bp)) = (regs.get(8), regs.get(7), regs.get(6)) else {
-            return;
+            return StackCut::No;
         };
         let Some(proc) = self.procs.get(&pid) else {
             out.push(Loc::Unknown(ip));
-            return;
+            return StackCut::No;
         };
         let unwinder = &proc.unwinder;
         let mut avmas = std::mem::take(&mut self.avmas_buf);
         avmas.clear();
         let mut truncated = false;
+        let mut cut = StackCut::No;
+        let copy_end = sp.saturating_add(copied as u64);
         let mut read_stack = |addr: u64| -> Result<u64, ()> {
             let off = addr.checked_sub(sp).ok_or(())? as usize;
             let bytes = stack.get(off..off.checked_add(8).ok_or(())?).ok_or(())?;
@@ -1103,6 +1144,17 @@ impl Builder<'_> {
                     }
                 }
                 Ok(None) => break,
+                // The stack went on past the copy: the callers are not in it.
+                Err(framehop::Error::CouldNotReadStack(addr))
+                    if addr.saturating_add(8) > copy_end =>
+                {
+                    cut = if copy_full {
+                        StackCut::AtCopySize
+                    } else {
+                        StackCut::AtUntouchedPage
+                    };
+                    break;
+                }
                 Err(_) => {
                     truncated = avmas.len() <= 1;
                     break;
@@ -1113,6 +1165,7 @@ impl Builder<'_> {
         let maps = Some(&proc.mappings[..]);
         out.extend(avmas.iter().map(|&a| locate(maps, a)));
         self.avmas_buf = avmas;
+        cut
     }
 }
 

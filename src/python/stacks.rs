@@ -27,8 +27,8 @@ use super::PyError;
 use super::linetable::{TableKind, line_for_offset};
 use super::sidecar::{CaptureRec, CodeLine, read_captures, read_codes, unhex};
 use super::wire::{
-    CAP_ASYNC, CAP_NO_TSTATE, CAP_READ_FAILED, CAP_TORN, FR_ENTRY, FR_NO_OFFSET, FR_SHIM,
-    METHOD_REMOTE,
+    CAP_ASYNC, CAP_NO_TSTATE, CAP_READ_FAILED, CAP_TORN, CAP_TRUNCATED, FR_ENTRY, FR_NO_OFFSET,
+    FR_SHIM, METHOD_REMOTE,
 };
 use crate::profile::{FrameInfo, FrameKind, Function};
 
@@ -39,6 +39,9 @@ pub struct PyStack {
     pub frames: Vec<FrameInfo>,
     /// Sizes of the eval-loop groups, leaf first; they sum to `frames.len()`.
     pub groups: Vec<usize>,
+    /// Deeper than the capture limit ([`MAX_FRAMES`](super::wire::MAX_FRAMES) frames):
+    /// the outermost frames are missing.
+    pub cut: bool,
 }
 
 /// Longest delay from a sample to its capture when the next sample's time is unknown.
@@ -329,7 +332,11 @@ impl PythonStacks {
         if cur > 0 {
             groups.push(cur);
         }
-        PyStack { frames, groups }
+        PyStack {
+            frames,
+            groups,
+            cut: c.rec.flags & CAP_TRUNCATED != 0,
+        }
     }
 
     fn frame(&self, pid: u32, f: &super::wire::CapFrame) -> FrameInfo {
@@ -858,6 +865,7 @@ mod tests {
         PyStack {
             frames: vec![py("c"), py("b"), py("a")],
             groups: vec![1, 2],
+            cut: false,
         }
     }
 
@@ -928,6 +936,7 @@ mod tests {
             &PyStack {
                 frames: vec![py("a")],
                 groups: vec![1],
+                cut: false,
             },
         );
         assert!(!m.merged);

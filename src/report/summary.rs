@@ -167,6 +167,9 @@ pub fn summary(p: &Profile, format: ReportFormat, top: usize, filter: StackFilte
                 "samples": num("samples"),
                 "lost_samples": num("lost_samples"),
                 "unwind_truncated": num("unwind_truncated"),
+                "stacks_cut_at_copy_size": num("stacks_cut_at_copy_size"),
+                "stacks_cut_at_untouched_page": num("stacks_cut_at_untouched_page"),
+                "python_stacks_cut": num("python_stacks_cut"),
                 "duration_s": p.meta_str("duration_s").parse::<f64>().unwrap_or(0.0),
                 "events": events,
                 "ranks": ranks,
@@ -327,6 +330,9 @@ pub fn summary(p: &Profile, format: ReportFormat, top: usize, filter: StackFilte
             s.push_str(&rank_notices_text(p));
             s.push_str(&sampled_by_line(p));
             s.push_str(&without_symbols_line(&without_symbols(&rows, total)));
+            for line in cut_short_lines(p) {
+                s.push_str(&format!("  {line}\n"));
+            }
             s.push('\n');
             s.push_str(&format_rows(
                 p,
@@ -369,7 +375,7 @@ fn without_symbols(rows: &[super::table::Row], total: u64) -> Vec<(String, f64)>
 }
 
 /// "  no symbols: 43.5% in libgomp.so.1.0.0 (...); install its debug symbols ...".
-fn without_symbols_line(modules: &[(String, f64)]) -> String {
+pub fn without_symbols_line(modules: &[(String, f64)]) -> String {
     if modules.is_empty() {
         return String::new();
     }
@@ -386,6 +392,44 @@ fn without_symbols_line(modules: &[(String, f64)]) -> String {
         "  no symbols: {} ({its} func@0x rows: stripped, no debug info found); install {its} debug symbols (Debian/Ubuntu: the -dbgsym package, Fedora/RHEL: debuginfo-install) and run hwprof finalize again, or give finalize --search-dir a copy of {it} with symbols\n",
         parts.join(", ")
     )
+}
+
+/// A share of samples with cut stacks below which they go unmentioned (a few are cut
+/// at any program's start and end).
+const CUT_SHORT_SHOWN_PCT: f64 = 1.0;
+
+/// "stacks cut short: 74.5% of samples ...", one line per cause that cut 1% or more of
+/// the samples' stacks: they unwound only as far as their user-stack copy went, so their
+/// callers miss them (main's total% below 100). Each line says what to do about its
+/// cause. The summary, its JSON and the HTML report show them.
+pub fn cut_short_lines(p: &Profile) -> Vec<String> {
+    let num = |k: &str| p.meta_str(k).parse::<u64>().unwrap_or(0);
+    let share = |k: &str| pct(num(k), num("samples"));
+    let mut lines = Vec::new();
+    let at_size = share("stacks_cut_at_copy_size");
+    if at_size >= CUT_SHORT_SHOWN_PCT {
+        let copy = p.meta_str("call_graph").strip_prefix("dwarf,").map_or_else(
+            || "stack copy".to_string(),
+            |n| format!("{n}-byte stack copy"),
+        );
+        lines.push(format!(
+            "stacks cut short: {at_size:.1}% of samples unwound only as far as the {copy} reached (a large stack frame, such as a local or automatic array, or deep recursion): their callers miss them, so callers' total% is low; collect again with --call-graph dwarf,65528 to copy up to 8 times more"
+        ));
+    }
+    let at_page = share("stacks_cut_at_untouched_page");
+    if at_page >= CUT_SHORT_SHOWN_PCT {
+        lines.push(format!(
+            "stacks cut short: {at_page:.1}% of samples unwound only as far as the kernel could copy their stack, which stops at a stack page never touched (inside a large stack frame, such as a local array used in part): their callers miss them, so callers' total% is low; a larger copy does not help: build with -fno-omit-frame-pointer and collect with --call-graph fp"
+        ));
+    }
+    let python = share("python_stacks_cut");
+    if python >= CUT_SHORT_SHOWN_PCT {
+        lines.push(format!(
+            "python stacks cut short: {python:.1}% of samples had a Python stack deeper than the {} frames captured (deep recursion): its outermost frames are missing, so their callers' total% is low",
+            crate::python::wire::MAX_FRAMES
+        ));
+    }
+    lines
 }
 
 /// "  waits by class: lock 340.1ms (24.0%), sleep ..." (locks mode).

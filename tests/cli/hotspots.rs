@@ -456,3 +456,104 @@ fn callers_and_modules_views() {
     let first = m.lines().nth(1).unwrap();
     assert!(first.starts_with("hot,"), "{m}");
 }
+
+/// hot_a with a 32 KiB stack frame (hot.c `HOT_A_FRAME`): its samples' stacks go on past
+/// their copy, so their callers miss them. The summary (and the HTML report) says how
+/// many, why, and what to do, and what it says to do works. A frame written in full is
+/// cut at the 8 KiB copy, and `--call-graph dwarf,65528` reaches main; a frame written in
+/// part is cut at its first untouched page (the kernel copies without faulting pages
+/// in), where a larger copy does not help and frame pointers do.
+/// A way hot_a's stacks get cut, and what the summary says to do about it.
+struct Cut {
+    /// hot.c's build flags.
+    build: &'static [&'static str],
+    /// The summary JSON's count of such samples.
+    cause: &'static str,
+    /// What the summary says to do.
+    advice: &'static str,
+    /// Doing it: collect options and build flags added.
+    fix_collect: &'static [&'static str],
+    fix_build: &'static [&'static str],
+}
+
+#[test]
+fn stacks_cut_short_are_counted_and_the_advice_works() {
+    let cases = [
+        Cut {
+            build: &["-DHOT_A_FRAME=4096"],
+            cause: "stacks_cut_at_copy_size",
+            advice: "collect again with --call-graph dwarf,65528",
+            fix_collect: &["--call-graph", "dwarf,65528"],
+            fix_build: &[],
+        },
+        Cut {
+            build: &["-DHOT_A_FRAME=4096", "-DHOT_A_TOUCHED=1"],
+            cause: "stacks_cut_at_untouched_page",
+            advice: "build with -fno-omit-frame-pointer and collect with --call-graph fp",
+            fix_collect: &["--call-graph", "fp"],
+            fix_build: &["-fno-omit-frame-pointer"],
+        },
+    ];
+    for Cut {
+        build: flags,
+        cause,
+        advice,
+        fix_collect: fix_options,
+        fix_build: fix_flags,
+    } in cases
+    {
+        let Scratch { tmp, bin, dir } = scratch_with("hot.c", "bigframe", flags);
+        ok(&collect(&dir, &[], &[bin.to_str().unwrap(), "300"]));
+        let rows = hotspots(&dir, &[]);
+        let (a, b) = (self_pct(&rows, "hot_a"), self_pct(&rows, "hot_b"));
+        assert_three_to_one(a, b, cause);
+        let summary = report_json(&dir, "summary", &[]);
+        let count = |k: &str| summary[k].as_u64().unwrap_or(0) as f64;
+        let cut = 100.0 * count(cause) / count("samples").max(1.0);
+        let hot_a = rows.get("hot_a").map_or(0.0, |h| h.total_pct);
+        assert!(
+            (cut - hot_a).abs() <= 3.0,
+            "{cause}: {cut:.1}% of samples, hot_a's total {hot_a:.1}% (the cut ones): {summary:#}"
+        );
+        let main = rows.get("main").map_or(0.0, |h| h.total_pct);
+        assert!(
+            main <= 100.0 - hot_a + 3.0,
+            "{cause}: main total {main}% with hot_a's {hot_a}% cut off it"
+        );
+        let text = report(&dir, &["--view", "summary"]);
+        assert_says(
+            &text,
+            &[&format!("stacks cut short: {cut:.1}% "), advice],
+            cause,
+        );
+        assert_eq!(text.matches("stacks cut short").count(), 1, "{text}");
+        let html = tmp.path().join("report.html");
+        ok(&hwprof(&[
+            "export",
+            dir.to_str().unwrap(),
+            "--format",
+            "html",
+            "-o",
+            html.to_str().unwrap(),
+        ]));
+        let page = std::fs::read_to_string(&html).unwrap_or_default();
+        assert_says(
+            &page,
+            &["stacks cut short", advice],
+            "the HTML report's notices",
+        );
+
+        // Done as the summary says, the stacks reach main.
+        let fixed_flags: Vec<&str> = flags.iter().chain(fix_flags).copied().collect();
+        let fixed_bin = build_c(tmp.path(), "hot.c", "fixed", &fixed_flags);
+        let fixed = tmp.path().join("fixed-run");
+        ok(&collect(
+            &fixed,
+            fix_options,
+            &[fixed_bin.to_str().unwrap(), "300"],
+        ));
+        assert_hot_shares(&fixed);
+        let text = report(&fixed, &["--view", "summary"]);
+        assert!(!text.contains("stacks cut short"), "{cause} fixed: {text}");
+    }
+}

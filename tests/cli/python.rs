@@ -931,3 +931,82 @@ fn python_started_by_sh_c_or_env_gets_its_frames() {
     ));
     assert_work_truth(&dir, "env X=1", false);
 }
+
+/// `rec` recurses 300 deep and then loops; `shallow` runs the same loop at depth 1.
+const RECURSION: &str = r#"import sys
+def rec(n):
+    if n == 0:
+        s = 0
+        for i in range(200000):
+            s += i
+        return s
+    return rec(n - 1)
+def shallow():
+    s = 0
+    for i in range(200000):
+        s += i
+    return s
+for _ in range(int(sys.argv[1])):
+    rec(300)
+    shallow()
+"#;
+
+/// Recursion 300 deep on each version. On 3.8-3.10 every Python call is a C-level call
+/// of the eval loop, so the native stack is cut at its 8 KiB copy; the agent's Python
+/// stack gives the callers, so that is not said. The Python stack is deeper than the
+/// frames captured: the summary says so, for rec's share of the samples, and shallow's
+/// samples are whole.
+#[test]
+fn deep_recursion_says_which_stacks_are_cut_and_only_those() {
+    let (tmp, script) = temp_script("recursion.py", RECURSION);
+    for (ver, py) in installed_pythons() {
+        let dir = tmp.path().join(format!("r{ver}"));
+        ok(&collect(
+            &dir,
+            &[],
+            &[
+                py.to_str().unwrap_or(""),
+                script.to_str().unwrap_or(""),
+                "30",
+            ],
+        ));
+        let rows = hotspots(&dir, &["--frames", "python"]);
+        let (rec, shallow) = (self_pct(&rows, "rec"), self_pct(&rows, "shallow"));
+        assert!(rec > 25.0 && shallow > 25.0, "{ver}: {rows:#?}");
+        let summary = report_json(&dir, "summary", &[]);
+        let share = |k: &str| {
+            100.0 * summary[k].as_u64().unwrap_or(0) as f64
+                / summary["samples"].as_u64().unwrap_or(1).max(1) as f64
+        };
+        assert!(
+            share("stacks_cut_at_copy_size") < 1.0,
+            "{ver}: native stacks cut where the Python stack gives the callers: {summary:#}"
+        );
+        let cut = share("python_stacks_cut");
+        let rec_total = rows.get("rec").map_or(0.0, |h| h.total_pct);
+        assert!(
+            (cut - rec_total).abs() <= 5.0,
+            "{ver}: python stacks cut {cut:.1}%, rec's samples {rec_total:.1}%: {summary:#}"
+        );
+        let text = report(&dir, &["--view", "summary"]);
+        assert_says(
+            &text,
+            &[
+                &format!("python stacks cut short: {cut:.1}% "),
+                "deeper than the 128 frames",
+            ],
+            ver,
+        );
+        assert!(!text.contains("  stacks cut short"), "{ver}: {text}");
+        // shallow's stacks are whole: <module> holds them.
+        let module = report_csv(&dir, "hotspots", &["--frames", "python", "--top", "1000"])
+            .iter()
+            .find(|r| r.get(0) == Some("<module>") && r.get(2) == script.to_str())
+            .and_then(|r| r.get(7)?.parse::<f64>().ok())
+            .unwrap_or(0.0);
+        assert!(
+            module >= shallow - 2.0,
+            "{ver}: <module> total {module}%, shallow {shallow}%: {rows:#?}"
+        );
+    }
+}
