@@ -142,7 +142,7 @@ pub fn build_attr(spec: &EventSpec, cfg: &OpenConfig, tracking: bool) -> PerfEve
     a.set_exclude_hv(1);
     a.set_use_clockid(1);
     a.clockid = libc::CLOCK_MONOTONIC;
-    a.sample_max_stack = 127;
+    a.sample_max_stack = crate::raw::MAX_CALLCHAIN_FRAMES;
     a.set_watermark(1);
     if tracking {
         a.set_mmap(1);

@@ -352,6 +352,10 @@ pub fn run(opts: &FinalizeOptions) -> Result<PathBuf, FinalizeError> {
         "stacks_cut_at_untouched_page".into(),
         acc.cut_at_untouched_page.to_string(),
     );
+    meta.insert(
+        "stacks_cut_at_frame_limit".into(),
+        acc.cut_at_frame_limit.to_string(),
+    );
     meta.insert("skipped_bytes".into(), acc.skipped.to_string());
     // A provisional manifest (hwprof killed) has no duration: the samples' span is it.
     let duration_s = match acc.times {
@@ -593,6 +597,7 @@ struct RunTotals {
     truncated: u64,
     cut_at_copy_size: u64,
     cut_at_untouched_page: u64,
+    cut_at_frame_limit: u64,
     skipped: u64,
     times: Option<(u64, u64)>,
     huge: u64,
@@ -624,6 +629,7 @@ impl RunTotals {
         self.truncated += p.unwind_truncated;
         self.cut_at_copy_size += p.stacks_cut_at_copy_size;
         self.cut_at_untouched_page += p.stacks_cut_at_untouched_page;
+        self.cut_at_frame_limit += p.stacks_cut_at_frame_limit;
         self.skipped += p.skipped_bytes;
         if let Some((a, b)) = p.time_range {
             self.times = Some(self.times.map_or((a, b), |(x, y)| (x.min(a), y.max(b))));
@@ -1489,6 +1495,7 @@ pub fn merge(dir: &Path) -> Result<PathBuf, FinalizeError> {
             "unwind_truncated",
             "stacks_cut_at_copy_size",
             "stacks_cut_at_untouched_page",
+            "stacks_cut_at_frame_limit",
             "python_stacks_cut",
             "python_merge_failures",
             "skipped_bytes",

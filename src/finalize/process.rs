@@ -104,6 +104,9 @@ enum StackCut {
     /// The kernel's copy stopped at a page it could not read without faulting it in: a
     /// stack page the program never touched, inside a large stack frame.
     AtUntouchedPage,
+    /// A frame-pointer call chain of [`crate::raw::MAX_CALLCHAIN_FRAMES`] frames, the
+    /// most the kernel records (deep recursion).
+    AtFrameLimit,
 }
 
 /// Marks "no node".
@@ -155,6 +158,9 @@ pub struct RawProfile {
     /// The same, where the copy stopped at a page never touched
     /// ([`StackCut::AtUntouchedPage`]).
     pub stacks_cut_at_untouched_page: u64,
+    /// Samples whose frame-pointer call chain is as long as the kernel makes one
+    /// ([`StackCut::AtFrameLimit`]).
+    pub stacks_cut_at_frame_limit: u64,
     /// PERF_RECORD_LOST totals.
     pub lost: u64,
     /// Bytes skipped at the end of a cut perf.data.
@@ -813,12 +819,14 @@ impl Builder<'_> {
             let maps = self.procs.get(&pid).map(|p| &p.mappings[..]);
             let mut in_user = false;
             let mut first_user = true;
+            let mut frames = 0;
             for i in 0..chain.len() {
                 let Some(a) = chain.get(i) else { break };
                 if a >= PERF_CONTEXT_MAX {
                     in_user = a == PERF_CONTEXT_USER;
                     continue;
                 }
+                frames += 1;
                 if in_user {
                     user_from_chain = true;
                     let lookup = if first_user { a } else { a.saturating_sub(1) };
@@ -827,6 +835,9 @@ impl Builder<'_> {
                 } else {
                     addrs.push(Loc::Kernel(a));
                 }
+            }
+            if user_from_chain && frames >= usize::from(crate::raw::MAX_CALLCHAIN_FRAMES) {
+                cut = StackCut::AtFrameLimit;
             }
         }
         if !user_from_chain {
@@ -913,6 +924,7 @@ impl Builder<'_> {
                 StackCut::No => {}
                 StackCut::AtCopySize => self.out.stacks_cut_at_copy_size += 1,
                 StackCut::AtUntouchedPage => self.out.stacks_cut_at_untouched_page += 1,
+                StackCut::AtFrameLimit => self.out.stacks_cut_at_frame_limit += 1,
             }
         }
         let mut count = 1;

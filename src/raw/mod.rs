@@ -13,6 +13,11 @@ pub mod records;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
+/// Frames a call chain holds at most (`sample_max_stack`, the kernel's default
+/// `kernel.perf_event_max_stack`, which an ordinary user may not exceed): a frame-pointer
+/// stack that long was cut.
+pub const MAX_CALLCHAIN_FRAMES: u16 = 127;
+
 /// Name of a raw directory: `<host>.<rank>.<pid>`, rank `-` outside MPI.
 pub fn raw_dir_name(host: &str, rank: Option<u32>, pid: u32) -> String {
     let rank = rank.map(|r| r.to_string()).unwrap_or_else(|| "-".into());

@@ -169,6 +169,7 @@ pub fn summary(p: &Profile, format: ReportFormat, top: usize, filter: StackFilte
                 "unwind_truncated": num("unwind_truncated"),
                 "stacks_cut_at_copy_size": num("stacks_cut_at_copy_size"),
                 "stacks_cut_at_untouched_page": num("stacks_cut_at_untouched_page"),
+                "stacks_cut_at_frame_limit": num("stacks_cut_at_frame_limit"),
                 "python_stacks_cut": num("python_stacks_cut"),
                 "duration_s": p.meta_str("duration_s").parse::<f64>().unwrap_or(0.0),
                 "events": events,
@@ -420,6 +421,13 @@ pub fn cut_short_lines(p: &Profile) -> Vec<String> {
     if at_page >= CUT_SHORT_SHOWN_PCT {
         lines.push(format!(
             "stacks cut short: {at_page:.1}% of samples unwound only as far as the kernel could copy their stack, which stops at a stack page never touched (inside a large stack frame, such as a local array used in part): their callers miss them, so callers' total% is low; a larger copy does not help: build with -fno-omit-frame-pointer and collect with --call-graph fp"
+        ));
+    }
+    let at_limit = share("stacks_cut_at_frame_limit");
+    if at_limit >= CUT_SHORT_SHOWN_PCT {
+        lines.push(format!(
+            "stacks cut short: {at_limit:.1}% of samples had a frame-pointer stack as long as the kernel records ({} frames; deep recursion): their callers miss them, so callers' total% is low; collect with --call-graph dwarf,65528 to unwind deeper",
+            crate::raw::MAX_CALLCHAIN_FRAMES
         ));
     }
     let python = share("python_stacks_cut");

@@ -457,16 +457,16 @@ fn callers_and_modules_views() {
     assert!(first.starts_with("hot,"), "{m}");
 }
 
-/// hot_a with a 32 KiB stack frame (hot.c `HOT_A_FRAME`): its samples' stacks go on past
-/// their copy, so their callers miss them. The summary (and the HTML report) says how
-/// many, why, and what to do, and what it says to do works. A frame written in full is
-/// cut at the 8 KiB copy, and `--call-graph dwarf,65528` reaches main; a frame written in
-/// part is cut at its first untouched page (the kernel copies without faulting pages
-/// in), where a larger copy does not help and frame pointers do.
-/// A way hot_a's stacks get cut, and what the summary says to do about it.
+/// A program whose stacks get cut, and what the summary says to do about it.
 struct Cut {
-    /// hot.c's build flags.
+    /// `tests/programs/SOURCE`, its build flags and arguments.
+    source: &'static str,
     build: &'static [&'static str],
+    args: &'static [&'static str],
+    /// Collect options of the run whose stacks are cut.
+    collect: &'static [&'static str],
+    /// The function whose samples are the cut ones.
+    cut_function: &'static str,
     /// The summary JSON's count of such samples.
     cause: &'static str,
     /// What the summary says to do.
@@ -476,84 +476,124 @@ struct Cut {
     fix_build: &'static [&'static str],
 }
 
-#[test]
-fn stacks_cut_short_are_counted_and_the_advice_works() {
-    let cases = [
-        Cut {
-            build: &["-DHOT_A_FRAME=4096"],
-            cause: "stacks_cut_at_copy_size",
-            advice: "collect again with --call-graph dwarf,65528",
-            fix_collect: &["--call-graph", "dwarf,65528"],
-            fix_build: &[],
-        },
-        Cut {
-            build: &["-DHOT_A_FRAME=4096", "-DHOT_A_TOUCHED=1"],
-            cause: "stacks_cut_at_untouched_page",
-            advice: "build with -fno-omit-frame-pointer and collect with --call-graph fp",
-            fix_collect: &["--call-graph", "fp"],
-            fix_build: &["-fno-omit-frame-pointer"],
-        },
-    ];
-    for Cut {
-        build: flags,
-        cause,
-        advice,
-        fix_collect: fix_options,
-        fix_build: fix_flags,
-    } in cases
-    {
-        let Scratch { tmp, bin, dir } = scratch_with("hot.c", "bigframe", flags);
-        ok(&collect(&dir, &[], &[bin.to_str().unwrap(), "300"]));
-        let rows = hotspots(&dir, &[]);
-        let (a, b) = (self_pct(&rows, "hot_a"), self_pct(&rows, "hot_b"));
-        assert_three_to_one(a, b, cause);
-        let summary = report_json(&dir, "summary", &[]);
-        let count = |k: &str| summary[k].as_u64().unwrap_or(0) as f64;
-        let cut = 100.0 * count(cause) / count("samples").max(1.0);
-        let hot_a = rows.get("hot_a").map_or(0.0, |h| h.total_pct);
-        assert!(
-            (cut - hot_a).abs() <= 3.0,
-            "{cause}: {cut:.1}% of samples, hot_a's total {hot_a:.1}% (the cut ones): {summary:#}"
-        );
-        let main = rows.get("main").map_or(0.0, |h| h.total_pct);
-        assert!(
-            main <= 100.0 - hot_a + 3.0,
-            "{cause}: main total {main}% with hot_a's {hot_a}% cut off it"
-        );
-        let text = report(&dir, &["--view", "summary"]);
-        assert_says(
-            &text,
-            &[&format!("stacks cut short: {cut:.1}% "), advice],
-            cause,
-        );
-        assert_eq!(text.matches("stacks cut short").count(), 1, "{text}");
-        let html = tmp.path().join("report.html");
-        ok(&hwprof(&[
-            "export",
-            dir.to_str().unwrap(),
-            "--format",
-            "html",
-            "-o",
-            html.to_str().unwrap(),
-        ]));
-        let page = std::fs::read_to_string(&html).unwrap_or_default();
-        assert_says(
-            &page,
-            &["stacks cut short", advice],
-            "the HTML report's notices",
-        );
+/// Collects `cut`'s program: the summary counts the cut stacks (those of the cut
+/// function, and main's total% lacks them) and says what to do, once, also in the HTML
+/// report; done as it says, the stacks reach main and it says nothing.
+fn check_cut_and_advice(cut: &Cut) {
+    let what = cut.cause;
+    let Scratch { tmp, bin, dir } = scratch_with(cut.source, "program", cut.build);
+    let command: Vec<&str> = std::iter::once(bin.to_str().unwrap())
+        .chain(cut.args.iter().copied())
+        .collect();
+    ok(&collect(&dir, cut.collect, &command));
+    let rows = hotspots(&dir, &[]);
+    let summary = report_json(&dir, "summary", &[]);
+    let count = |k: &str| summary[k].as_u64().unwrap_or(0) as f64;
+    let share = 100.0 * count(what) / count("samples").max(1.0);
+    let cut_total = rows.get(cut.cut_function).map_or(0.0, |h| h.total_pct);
+    assert!(
+        cut_total > 20.0 && (share - cut_total).abs() <= 3.0,
+        "{what}: {share:.1}% of samples, {}'s total {cut_total:.1}% (the cut ones): {summary:#}",
+        cut.cut_function
+    );
+    let main = rows.get("main").map_or(0.0, |h| h.total_pct);
+    assert!(
+        main <= 100.0 - cut_total + 3.0,
+        "{what}: main total {main}% with {cut_total}% cut off it"
+    );
+    let text = report(&dir, &["--view", "summary"]);
+    assert_says(
+        &text,
+        &[&format!("stacks cut short: {share:.1}% "), cut.advice],
+        what,
+    );
+    assert_eq!(text.matches("stacks cut short").count(), 1, "{text}");
+    let html = tmp.path().join("report.html");
+    ok(&hwprof(&[
+        "export",
+        dir.to_str().unwrap(),
+        "--format",
+        "html",
+        "-o",
+        html.to_str().unwrap(),
+    ]));
+    let page = std::fs::read_to_string(&html).unwrap_or_default();
+    assert_says(
+        &page,
+        &["stacks cut short", cut.advice],
+        "the HTML report's notices",
+    );
 
-        // Done as the summary says, the stacks reach main.
-        let fixed_flags: Vec<&str> = flags.iter().chain(fix_flags).copied().collect();
-        let fixed_bin = build_c(tmp.path(), "hot.c", "fixed", &fixed_flags);
-        let fixed = tmp.path().join("fixed-run");
-        ok(&collect(
-            &fixed,
-            fix_options,
-            &[fixed_bin.to_str().unwrap(), "300"],
-        ));
-        assert_hot_shares(&fixed);
-        let text = report(&fixed, &["--view", "summary"]);
-        assert!(!text.contains("stacks cut short"), "{cause} fixed: {text}");
-    }
+    // Done as the summary says, the stacks reach main; the cut function's share is the
+    // same.
+    let flags: Vec<&str> = cut.build.iter().chain(cut.fix_build).copied().collect();
+    let fixed_bin = build_c(tmp.path(), cut.source, "fixed", &flags);
+    let fixed = tmp.path().join("fixed-run");
+    let command: Vec<&str> = std::iter::once(fixed_bin.to_str().unwrap())
+        .chain(cut.args.iter().copied())
+        .collect();
+    ok(&collect(&fixed, cut.fix_collect, &command));
+    let rows = hotspots(&fixed, &[]);
+    let main = rows.get("main").map_or(0.0, |h| h.total_pct);
+    assert!(main >= 95.0, "{what} fixed: main total {main}%: {rows:#?}");
+    let fixed_total = rows.get(cut.cut_function).map_or(0.0, |h| h.total_pct);
+    assert!(
+        (fixed_total - cut_total).abs() <= 5.0,
+        "{what} fixed: {} {fixed_total}%, was {cut_total}%",
+        cut.cut_function
+    );
+    let text = report(&fixed, &["--view", "summary"]);
+    assert!(!text.contains("stacks cut short"), "{what} fixed: {text}");
+}
+
+/// hot_a with a 32 KiB stack frame written in full (hot.c `HOT_A_FRAME`): its samples'
+/// stacks go on past the 8 KiB copy; `--call-graph dwarf,65528` copies enough.
+#[test]
+fn stacks_cut_at_the_stack_copy_are_counted_and_the_advice_works() {
+    check_cut_and_advice(&Cut {
+        source: "hot.c",
+        build: &["-DHOT_A_FRAME=4096"],
+        args: &["300"],
+        collect: &[],
+        cut_function: "hot_a",
+        cause: "stacks_cut_at_copy_size",
+        advice: "collect again with --call-graph dwarf,65528",
+        fix_collect: &["--call-graph", "dwarf,65528"],
+        fix_build: &[],
+    });
+}
+
+/// The same frame written in part: the kernel copies the stack without faulting pages
+/// in, so the copy stops at the frame's first untouched page. A larger copy does not
+/// help; frame pointers do.
+#[test]
+fn stacks_cut_at_an_untouched_page_are_counted_and_the_advice_works() {
+    check_cut_and_advice(&Cut {
+        source: "hot.c",
+        build: &["-DHOT_A_FRAME=4096", "-DHOT_A_TOUCHED=1"],
+        args: &["300"],
+        collect: &[],
+        cut_function: "hot_a",
+        cause: "stacks_cut_at_untouched_page",
+        advice: "build with -fno-omit-frame-pointer and collect with --call-graph fp",
+        fix_collect: &["--call-graph", "fp"],
+        fix_build: &["-fno-omit-frame-pointer"],
+    });
+}
+
+/// Recursion 200 deep with frame pointers: the kernel records 127 frames of a call
+/// chain; the DWARF unwinder over a large copy reaches main.
+#[test]
+fn frame_pointer_stacks_cut_at_the_frame_limit_are_counted_and_the_advice_works() {
+    check_cut_and_advice(&Cut {
+        source: "recursion.c",
+        build: &["-fno-omit-frame-pointer"],
+        args: &["300"],
+        collect: &["--call-graph", "fp"],
+        cut_function: "rec",
+        cause: "stacks_cut_at_frame_limit",
+        advice: "collect with --call-graph dwarf,65528",
+        fix_collect: &["--call-graph", "dwarf,65528"],
+        fix_build: &[],
+    });
 }
