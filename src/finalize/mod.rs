@@ -344,18 +344,12 @@ pub fn run(opts: &FinalizeOptions) -> Result<PathBuf, FinalizeError> {
     meta.insert("samples".into(), acc.total_samples.to_string());
     meta.insert("lost_samples".into(), acc.lost.to_string());
     meta.insert("unwind_truncated".into(), acc.truncated.to_string());
-    meta.insert(
-        "stacks_cut_at_copy_size".into(),
-        acc.cut_at_copy_size.to_string(),
-    );
-    meta.insert(
-        "stacks_cut_at_untouched_page".into(),
-        acc.cut_at_untouched_page.to_string(),
-    );
-    meta.insert(
-        "stacks_cut_at_frame_limit".into(),
-        acc.cut_at_frame_limit.to_string(),
-    );
+    for (key, n) in process::StackCuts::META_KEYS
+        .into_iter()
+        .zip(acc.stack_cuts.counts())
+    {
+        meta.insert(key.into(), n.to_string());
+    }
     meta.insert("skipped_bytes".into(), acc.skipped.to_string());
     // A provisional manifest (hwprof killed) has no duration: the samples' span is it.
     let duration_s = match acc.times {
@@ -595,9 +589,7 @@ struct RunTotals {
     total_samples: u64,
     lost: u64,
     truncated: u64,
-    cut_at_copy_size: u64,
-    cut_at_untouched_page: u64,
-    cut_at_frame_limit: u64,
+    stack_cuts: process::StackCuts,
     skipped: u64,
     times: Option<(u64, u64)>,
     huge: u64,
@@ -627,9 +619,7 @@ impl RunTotals {
         self.total_samples += p.sample_count;
         self.lost += p.lost;
         self.truncated += p.unwind_truncated;
-        self.cut_at_copy_size += p.stacks_cut_at_copy_size;
-        self.cut_at_untouched_page += p.stacks_cut_at_untouched_page;
-        self.cut_at_frame_limit += p.stacks_cut_at_frame_limit;
+        self.stack_cuts.add(&p.stack_cuts);
         self.skipped += p.skipped_bytes;
         if let Some((a, b)) = p.time_range {
             self.times = Some(self.times.map_or((a, b), |(x, y)| (x.min(a), y.max(b))));
@@ -1489,17 +1479,15 @@ pub fn merge(dir: &Path) -> Result<PathBuf, FinalizeError> {
             .reduce(|(a, b), (x, y)| (a.min(x), b.max(y))),
     );
     for (pi, p) in loaded.iter().enumerate() {
-        for k in [
+        let counts = [
             "samples",
             "lost_samples",
             "unwind_truncated",
-            "stacks_cut_at_copy_size",
-            "stacks_cut_at_untouched_page",
-            "stacks_cut_at_frame_limit",
             "python_stacks_cut",
             "python_merge_failures",
             "skipped_bytes",
-        ] {
+        ];
+        for k in counts.into_iter().chain(process::StackCuts::META_KEYS) {
             *sums.entry(k).or_default() += p.meta_str(k).parse::<u64>().unwrap_or(0);
         }
         for (k, v) in &p.meta {

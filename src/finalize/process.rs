@@ -109,6 +109,53 @@ enum StackCut {
     AtFrameLimit,
 }
 
+/// Samples whose callers are missing, by [`StackCut`]. A sample with a Python stack is
+/// not counted: the Python stack gives its callers (the merge puts its outer frames
+/// above the cut).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct StackCuts {
+    /// [`StackCut::AtCopySize`].
+    pub at_copy_size: u64,
+    /// [`StackCut::AtUntouchedPage`].
+    pub at_untouched_page: u64,
+    /// [`StackCut::AtFrameLimit`].
+    pub at_frame_limit: u64,
+}
+
+impl StackCuts {
+    /// Their keys in profile.db's `meta`, in [`StackCuts::counts`] order.
+    pub const META_KEYS: [&str; 3] = [
+        "stacks_cut_at_copy_size",
+        "stacks_cut_at_untouched_page",
+        "stacks_cut_at_frame_limit",
+    ];
+
+    fn count(&mut self, cut: StackCut) {
+        match cut {
+            StackCut::No => {}
+            StackCut::AtCopySize => self.at_copy_size += 1,
+            StackCut::AtUntouchedPage => self.at_untouched_page += 1,
+            StackCut::AtFrameLimit => self.at_frame_limit += 1,
+        }
+    }
+
+    /// The counts, in [`StackCuts::META_KEYS`] order.
+    pub fn counts(&self) -> [u64; 3] {
+        [
+            self.at_copy_size,
+            self.at_untouched_page,
+            self.at_frame_limit,
+        ]
+    }
+
+    /// Adds another raw directory's counts.
+    pub fn add(&mut self, other: &StackCuts) {
+        self.at_copy_size += other.at_copy_size;
+        self.at_untouched_page += other.at_untouched_page;
+        self.at_frame_limit += other.at_frame_limit;
+    }
+}
+
 /// Marks "no node".
 pub const NO_NODE: u32 = u32::MAX;
 
@@ -151,16 +198,8 @@ pub struct RawProfile {
     /// Samples whose user stack could not be unwound past the first frame (for another
     /// reason than the end of the stack copy).
     pub unwind_truncated: u64,
-    /// Samples whose callers are missing: their user stack went on past the end of its
-    /// copy, which was full ([`StackCut::AtCopySize`]; counted when no Python stack gives
-    /// the callers instead).
-    pub stacks_cut_at_copy_size: u64,
-    /// The same, where the copy stopped at a page never touched
-    /// ([`StackCut::AtUntouchedPage`]).
-    pub stacks_cut_at_untouched_page: u64,
-    /// Samples whose frame-pointer call chain is as long as the kernel makes one
-    /// ([`StackCut::AtFrameLimit`]).
-    pub stacks_cut_at_frame_limit: u64,
+    /// Samples whose callers are missing, by why their stack was cut.
+    pub stack_cuts: StackCuts,
     /// PERF_RECORD_LOST totals.
     pub lost: u64,
     /// Bytes skipped at the end of a cut perf.data.
@@ -917,15 +956,8 @@ impl Builder<'_> {
             }
             return;
         }
-        // A Python stack joined to the sample gives the callers a cut native stack lost
-        // (the merge puts its outer frames above the cut).
         if python == NO_NODE {
-            match cut {
-                StackCut::No => {}
-                StackCut::AtCopySize => self.out.stacks_cut_at_copy_size += 1,
-                StackCut::AtUntouchedPage => self.out.stacks_cut_at_untouched_page += 1,
-                StackCut::AtFrameLimit => self.out.stacks_cut_at_frame_limit += 1,
-            }
+            self.out.stack_cuts.count(cut);
         }
         let mut count = 1;
         let value = match self.weighting {
