@@ -707,3 +707,17 @@ pub fn copy_tree(from: &Path, to: &Path) {
         }
     }
 }
+
+/// `hwprof export DIR --format html -o DIR/report.html`.
+pub fn export_html(dir: &Path) -> PathBuf {
+    let page = dir.join("report.html");
+    ok(&hwprof(&[
+        "export",
+        dir.to_str().unwrap(),
+        "--format",
+        "html",
+        "-o",
+        page.to_str().unwrap(),
+    ]));
+    page
+}

@@ -508,16 +508,7 @@ fn check_cut_and_advice(cut: &Cut) {
         what,
     );
     assert_eq!(text.matches("stacks cut short").count(), 1, "{text}");
-    let html = tmp.path().join("report.html");
-    ok(&hwprof(&[
-        "export",
-        dir.to_str().unwrap(),
-        "--format",
-        "html",
-        "-o",
-        html.to_str().unwrap(),
-    ]));
-    let page = std::fs::read_to_string(&html).unwrap_or_default();
+    let page = std::fs::read_to_string(export_html(&dir)).unwrap_or_default();
     assert_says(
         &page,
         &["stacks cut short", cut.advice],

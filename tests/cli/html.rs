@@ -24,20 +24,6 @@ fn screenshot_dir() -> PathBuf {
     d
 }
 
-/// `hwprof export DIR --format html -o DIR/report.html`.
-fn export_html(dir: &Path) -> PathBuf {
-    let page = dir.join("report.html");
-    ok(&hwprof(&[
-        "export",
-        dir.to_str().unwrap(),
-        "--format",
-        "html",
-        "-o",
-        page.to_str().unwrap(),
-    ]));
-    page
-}
-
 /// Open the page in Chromium and measure it (see tests/browser/check_report.py).
 pub fn check_page(page: &Path, name: &str, extra: &[&str]) -> Value {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/check_report.py");
