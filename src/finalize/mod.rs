@@ -344,7 +344,7 @@ pub fn run(opts: &FinalizeOptions) -> Result<PathBuf, FinalizeError> {
     meta.insert("samples".into(), acc.total_samples.to_string());
     meta.insert("lost_samples".into(), acc.lost.to_string());
     meta.insert("unwind_truncated".into(), acc.truncated.to_string());
-    for (key, n) in process::StackCuts::META_KEYS
+    for (key, n) in crate::profile::STACK_CUT_KEYS
         .into_iter()
         .zip(acc.stack_cuts.counts())
     {
@@ -1054,6 +1054,7 @@ fn add_raw_profile(
     // Counter-group counts go to the stack their sample went to.
     let mut count_stacks: rustc_hash::FxHashMap<process::SampleKey, Option<usize>> =
         Default::default();
+    let (mut merge_failures, mut python_cut) = (0, 0);
     for (key, &(count, value)) in keys {
         let stack = if key.python == NO_NODE {
             if key.leaf == NO_NODE {
@@ -1071,10 +1072,10 @@ fn add_raw_profile(
             // [python] Native and Python stacks meet at the eval-loop frames.
             let merged = crate::python::merge(&native, &py);
             if !merged.merged {
-                add_to_meta(&mut w.profile.meta, "python_merge_failures", count);
+                merge_failures += count;
             }
             if py.cut {
-                add_to_meta(&mut w.profile.meta, "python_stacks_cut", count);
+                python_cut += count;
             }
             let ids: Vec<usize> = merged
                 .frames
@@ -1088,6 +1089,15 @@ fn add_raw_profile(
         let event = events.get(key.event as usize).copied().unwrap_or(0);
         w.add_sample(stack, thread, event, count, value);
         count_stacks.insert(*key, stack);
+    }
+    // Summed over the raw directories; a key is there only when something was counted.
+    for (key, n) in [
+        ("python_merge_failures", merge_failures),
+        ("python_stacks_cut", python_cut),
+    ] {
+        if n > 0 {
+            add_to_meta(&mut w.profile.meta, key, n);
+        }
     }
     // Samples over time and counter-group counts go to the stack their sample went to.
     let placed = |key: &process::SampleKey| {
@@ -1487,7 +1497,7 @@ pub fn merge(dir: &Path) -> Result<PathBuf, FinalizeError> {
             "python_merge_failures",
             "skipped_bytes",
         ];
-        for k in counts.into_iter().chain(process::StackCuts::META_KEYS) {
+        for k in counts.into_iter().chain(crate::profile::STACK_CUT_KEYS) {
             *sums.entry(k).or_default() += p.meta_str(k).parse::<u64>().unwrap_or(0);
         }
         for (k, v) in &p.meta {

@@ -123,13 +123,6 @@ pub struct StackCuts {
 }
 
 impl StackCuts {
-    /// Their keys in profile.db's `meta`, in [`StackCuts::counts`] order.
-    pub const META_KEYS: [&str; 3] = [
-        "stacks_cut_at_copy_size",
-        "stacks_cut_at_untouched_page",
-        "stacks_cut_at_frame_limit",
-    ];
-
     fn count(&mut self, cut: StackCut) {
         match cut {
             StackCut::No => {}
@@ -139,7 +132,7 @@ impl StackCuts {
         }
     }
 
-    /// The counts, in [`StackCuts::META_KEYS`] order.
+    /// The counts, in [`crate::profile::STACK_CUT_KEYS`] order.
     pub fn counts(&self) -> [u64; 3] {
         [
             self.at_copy_size,

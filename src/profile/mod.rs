@@ -138,6 +138,15 @@ CREATE TABLE wakers(stack INTEGER, thread INTEGER NOT NULL, class TEXT NOT NULL,
                     waker INTEGER, count INTEGER NOT NULL, wait_ns INTEGER NOT NULL);
 ";
 
+/// `meta` keys of the samples whose native stack was cut, by cause: past a full stack
+/// copy, past a copy stopped at a never-touched page, at the kernel's call-chain limit
+/// (docs/notices.md, "stacks cut short").
+pub const STACK_CUT_KEYS: [&str; 3] = [
+    "stacks_cut_at_copy_size",
+    "stacks_cut_at_untouched_page",
+    "stacks_cut_at_frame_limit",
+];
+
 /// Most time buckets a profile's timeline has (finalize widens buckets to stay under).
 pub const TIMELINE_MAX_BUCKETS: u64 = 500;
 

@@ -167,9 +167,6 @@ pub fn summary(p: &Profile, format: ReportFormat, top: usize, filter: StackFilte
                 "samples": num("samples"),
                 "lost_samples": num("lost_samples"),
                 "unwind_truncated": num("unwind_truncated"),
-                "stacks_cut_at_copy_size": num("stacks_cut_at_copy_size"),
-                "stacks_cut_at_untouched_page": num("stacks_cut_at_untouched_page"),
-                "stacks_cut_at_frame_limit": num("stacks_cut_at_frame_limit"),
                 "python_stacks_cut": num("python_stacks_cut"),
                 "duration_s": p.meta_str("duration_s").parse::<f64>().unwrap_or(0.0),
                 "events": events,
@@ -195,6 +192,9 @@ pub fn summary(p: &Profile, format: ReportFormat, top: usize, filter: StackFilte
             });
             if p.meta_str("mode") == "memory" {
                 v["peak_rss_bytes"] = json!(peak_rss(p).map(|x| x.0));
+            }
+            for key in crate::profile::STACK_CUT_KEYS {
+                v[key] = json!(num(key));
             }
             // A run cut short (docs/security.md "Crash consistency"): why.
             v["complete"] = json!(p.meta_str("incomplete").is_empty());
@@ -407,7 +407,7 @@ pub fn cut_short_lines(p: &Profile) -> Vec<String> {
     let num = |k: &str| p.meta_str(k).parse::<u64>().unwrap_or(0);
     let share = |k: &str| pct(num(k), num("samples"));
     let mut lines = Vec::new();
-    let at_size = share("stacks_cut_at_copy_size");
+    let [at_size, at_page, at_limit] = crate::profile::STACK_CUT_KEYS.map(share);
     if at_size >= CUT_SHORT_SHOWN_PCT {
         let copy = p.meta_str("call_graph").strip_prefix("dwarf,").map_or_else(
             || "stack copy".to_string(),
@@ -417,13 +417,11 @@ pub fn cut_short_lines(p: &Profile) -> Vec<String> {
             "stacks cut short: {at_size:.1}% of samples unwound only as far as the {copy} reached (a large stack frame, such as a local or automatic array, or deep recursion): their callers miss them, so callers' total% is low; collect again with --call-graph dwarf,65528 to copy up to 8 times more"
         ));
     }
-    let at_page = share("stacks_cut_at_untouched_page");
     if at_page >= CUT_SHORT_SHOWN_PCT {
         lines.push(format!(
             "stacks cut short: {at_page:.1}% of samples unwound only as far as the kernel could copy their stack, which stops at a stack page never touched (inside a large stack frame, such as a local array used in part): their callers miss them, so callers' total% is low; a larger copy does not help: build with -fno-omit-frame-pointer and collect with --call-graph fp"
         ));
     }
-    let at_limit = share("stacks_cut_at_frame_limit");
     if at_limit >= CUT_SHORT_SHOWN_PCT {
         lines.push(format!(
             "stacks cut short: {at_limit:.1}% of samples had a frame-pointer stack as long as the kernel records ({} frames; deep recursion): their callers miss them, so callers' total% is low; collect with --call-graph dwarf,65528 to unwind deeper",
