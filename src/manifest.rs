@@ -68,7 +68,7 @@ pub struct GroupRecord {
 // four every manifest has ([`Manifest::check`]).
 #[serde(default)]
 pub struct Manifest {
-    /// Results-directory format.
+    /// Results-directory format ([`FORMAT_VERSION`] when written by this hwprof).
     pub format_version: u32,
     /// hwprof that wrote it.
     pub hwprof_version: String,
@@ -76,23 +76,25 @@ pub struct Manifest {
     pub mode: String,
     /// The command run, or `["-p", PID]`.
     pub command: Vec<String>,
-    /// Hosts that added raw directories.
+    /// Hosts that added raw directories (one per node under MPI).
     pub hosts: Vec<String>,
     /// Wall-clock start, seconds since the epoch.
     pub start_time_unix: f64,
-    /// Collection time.
+    /// Collection time, seconds: from the events' start to the end of recording.
     pub duration_s: f64,
     /// Call-graph mode (`dwarf,8192`, `fp`, `none`).
     pub call_graph: String,
-    /// Sampling frequency.
+    /// Sampling frequency, Hz, of the time-based events.
     pub frequency_hz: u64,
-    /// Events named by the user or mode.
+    /// Events named by the user or mode, as written.
     pub events_requested: Vec<String>,
-    /// Events opened.
+    /// Events opened: each with what was asked for, and a note where a fallback
+    /// replaced it.
     pub events: Vec<OpenedEvent>,
-    /// Whether kernel samples were collected.
+    /// Whether kernel samples were collected, and why not when not (`kernel_note`).
     pub kernel_samples: bool,
-    /// Why not, when not.
+    /// Why kernel samples were not collected (`perf_event_paranoid` without
+    /// CAP_PERFMON), or "".
     pub kernel_note: String,
     /// How Python stacks were captured ("off", "agent", "remote", "perfmap", "none found").
     pub python: String,

@@ -439,23 +439,25 @@ pub struct RssPoint {
 pub struct Profile {
     /// Key/value facts: mode, metric, total, samples, lost_samples, duration_s, ...
     pub meta: HashMap<String, String>,
-    /// Events opened.
+    /// The events opened, as the kernel took them; samples and counts index them.
     pub events: Vec<EventRow>,
-    /// Processes.
+    /// Every process seen, with its host and rank, launchers among them.
     pub processes: Vec<Process>,
-    /// Threads.
+    /// Every thread seen; each names its process.
     pub threads: Vec<Thread>,
-    /// Functions.
+    /// One row per distinct function (name, module, file, first line, kind): the
+    /// rows reports rank.
     pub functions: Vec<Function>,
-    /// Frames.
+    /// One row per distinct (function, file, line) the stacks pass through.
     pub frames: Vec<Frame>,
     /// Per frame: inlined into its caller (the frame above it on every stack it is on).
     pub frame_inlined: Vec<bool>,
-    /// Stack trie nodes.
+    /// The stack trie: each node is a frame and names its caller's node; a sample
+    /// names its leaf.
     pub stacks: Vec<StackNode>,
-    /// Aggregated samples.
+    /// Samples summed per (stack, thread, event).
     pub samples: Vec<SampleRow>,
-    /// RSS timeline.
+    /// RSS readings over time, per process (memory mode).
     pub rss: Vec<RssPoint>,
     /// Counter-group values read with the samples (empty without a group).
     pub counts: Vec<CountRow>,
