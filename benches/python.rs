@@ -107,7 +107,7 @@ fn benches(c: &mut Criterion) {
         cframe: 0,
     };
     c.bench_function("python capture walk (20 frames, memory image)", |b| {
-        b.iter(|| walker::walk(&img, &dec, top))
+        b.iter(|| walker::walk(&img, &dec, top, hwprof::python::wire::MAX_FRAMES))
     });
     let mut native = Vec::new();
     for i in 0..10 {

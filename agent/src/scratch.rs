@@ -1,9 +1,9 @@
 //! Preallocated working memory for the SIGTRAP handler, so that its own stack use stays
-//! small (it may run on a program's small alternate stack): the captured frames (4 KiB)
+//! small (it may run on a program's small alternate stack): the captured frames (32 KiB)
 //! and the read buffers live in one of [`SLOTS`] static slots, claimed with a
 //! compare-and-swap for the duration of one capture (lock-free, so async-signal-safe
 //! and re-entrant: a nested handler claims another slot). Untouched slots cost no
-//! memory (zero pages of `.bss`).
+//! memory (zero pages of `.bss`), and a capture touches only the frame entries it fills.
 
 use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -368,6 +368,9 @@ pub fn summary(p: &Profile, model: &Model) -> Value {
         ));
     }
     notices.extend(summary::cut_short_lines(p));
+    if let Some((line, true)) = summary::remote_python_line(p) {
+        notices.push(line);
+    }
     let without_symbols: Vec<(String, f64)> = s["without_symbols"]
         .as_array()
         .into_iter()

@@ -20,6 +20,7 @@ use super::memory::{LiveMemory, ProcessMemory};
 use super::process::{self, Interpreter};
 use super::sidecar::{CodeLine, CodeWriter};
 use super::walker;
+use super::wire::MAX_FRAMES;
 use super::wire::{
     CapFrame, Capture, FILE_MAGIC, FILE_VERSION, FR_SHIM, FileHeader, METHOD_REMOTE, Plain,
     REC_CAPTURE, RecordHeader,
@@ -100,7 +101,7 @@ pub fn read_stack(
 ) -> Option<(Vec<CapFrame>, u32)> {
     let dec = &interp.decoder;
     let top = walker::top_frame(m, dec, tstate).ok()?;
-    let (frames, walked) = walker::walk(m, dec, top);
+    let (frames, walked) = walker::walk(m, dec, top, MAX_FRAMES);
     let top2 = walker::top_frame(m, dec, tstate).ok()?;
     if top2 != top {
         return None;
@@ -109,7 +110,7 @@ pub fn read_stack(
     // hot loop it always has: comparing it too discarded three stacks in four), and
     // the first read's is as near the instant as the second's.
     if top.frame != 0 {
-        let (again, _) = walker::walk(m, dec, top);
+        let (again, _) = walker::walk(m, dec, top, 1);
         let leaf = |f: &[CapFrame]| f.first().map(|c| (c.code, c.token, c.self_type));
         if leaf(&again) != leaf(&frames) {
             return None;

@@ -60,13 +60,20 @@ struct Remote<'a>(&'a dyn ProcessMemory);
 
 impl frames::Memory for Remote<'_> {
     fn read_multi(&self, reqs: &mut [(u64, &mut [u8])]) -> u32 {
-        let mut mask = 0;
+        // The requests to read (not 0 or NONE) in one batch, and where each came from.
+        let mut from = Vec::with_capacity(reqs.len());
+        let mut batch: Vec<(u64, &mut [u8])> = Vec::with_capacity(reqs.len());
         for (i, (addr, buf)) in reqs.iter_mut().enumerate() {
-            if *addr != 0 && *addr != NONE && self.0.read(*addr, buf).is_ok() {
-                mask |= 1 << i;
+            if *addr != 0 && *addr != NONE {
+                from.push(i);
+                batch.push((*addr, &mut **buf));
             }
         }
-        mask
+        let read = self.0.read_each(&mut batch);
+        from.iter()
+            .enumerate()
+            .filter(|&(j, _)| read & (1 << j) != 0)
+            .fold(0, |mask, (_, &i)| mask | 1 << i)
     }
 }
 
@@ -80,9 +87,15 @@ pub fn top_frame(m: &dyn ProcessMemory, dec: &Decoder, tstate: u64) -> Result<To
 
 /// Walks a thread's stack from `top`, leaf first, recording what the agent records
 /// (the shared decoder, `hwprof_wire::frames`: code objects checked against
-/// `PyCode_Type`, the caller's C frame walked after a prologue race).
-pub fn walk(m: &dyn ProcessMemory, dec: &Decoder, top: Top) -> (Vec<CapFrame>, Walked) {
-    let mut out = vec![CapFrame::default(); MAX_FRAMES];
+/// `PyCode_Type`, the caller's C frame walked after a prologue race), at most `depth`
+/// frames deep (at most [`MAX_FRAMES`]).
+pub fn walk(
+    m: &dyn ProcessMemory,
+    dec: &Decoder,
+    top: Top,
+    depth: usize,
+) -> (Vec<CapFrame>, Walked) {
+    let mut out = vec![CapFrame::default(); depth.min(MAX_FRAMES)];
     let mut frame = [0u8; MAX_FRAME_WINDOW];
     let mut code = [0u8; MAX_CODE_WINDOW];
     let bufs = Buffers {

@@ -316,6 +316,9 @@ pub fn summary(p: &Profile, format: ReportFormat, top: usize, filter: StackFilte
                     num("python_merge_failures")
                 ));
             }
+            if let Some((line, _)) = remote_python_line(p) {
+                s.push_str(&format!("  {line}\n"));
+            }
             if let Ok(w) = serde_json::from_str::<Value>(p.meta_str("python_without_stack")) {
                 s.push_str(&python_without_stack_line(&w));
             }
@@ -499,6 +502,39 @@ fn sampled_by_line(p: &Profile) -> String {
 
 /// The summary line that explains, per cause, the agent samples without their Python
 /// stack (empty when there are none).
+/// Below this share of samples with a Python stack, the remote line says what to do.
+const REMOTE_JOINED_LOW_PCT: f64 = 50.0;
+
+/// `-p` on a Python process (remote reads, no agent): how many samples found a stack read
+/// in their period. A read walks the stack from outside, a system call per frame, so a
+/// deep stack takes longer to read than a sampling period at 999 Hz (~7 ms at 1,000
+/// frames); the samples between reads keep only their native frames. The line, and
+/// whether the share is low (the line then says what to do).
+pub fn remote_python_line(p: &Profile) -> Option<(String, bool)> {
+    let summary: Value = serde_json::from_str(p.meta_str("python_summary")).unwrap_or_default();
+    let remote_only = summary["method"]
+        .as_array()
+        .is_some_and(|m| !m.is_empty() && m.iter().all(|m| m == "remote"));
+    let num = |k: &str| p.meta_str(k).parse::<u64>().unwrap_or(0);
+    let joined = num("python_samples_joined");
+    let samples = joined + num("python_samples_without_stack");
+    if !remote_only || samples == 0 {
+        return None;
+    }
+    let pct = 100.0 * joined as f64 / samples as f64;
+    let mut line = format!(
+        "python: {joined} of {samples} samples ({pct:.1}%) with a Python stack read from outside in their sampling period ({} reads)",
+        summary["captures"].as_u64().unwrap_or(0)
+    );
+    let low = pct < REMOTE_JOINED_LOW_PCT;
+    if low {
+        line.push_str(
+            "; the others have native frames only: the reads took longer than a period (deep stacks); collect with a lower -F (e.g. -F 99) for a read in every period",
+        );
+    }
+    Some((line, low))
+}
+
 fn python_without_stack_line(w: &Value) -> String {
     let n = |k: &str| w[k].as_u64().unwrap_or(0);
     let causes = [

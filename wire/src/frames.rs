@@ -696,17 +696,19 @@ mod tests {
     const SELF_OBJ: u64 = 0x30_0000;
     const FRAME_SIZE: u64 = 0x400;
 
+    // The regions of frame i, its code object and strings: apart for up to 4,096 frames
+    // (more than MAX_FRAMES), so a deep chain never overlaps itself.
     fn frame_at(i: u64) -> u64 {
-        0x1_0000 + i * FRAME_SIZE
+        0x100_0000 + i * FRAME_SIZE
     }
     fn code_at(i: u64) -> u64 {
-        0x10_0000 + i * 0x1000
+        0x200_0000 + i * 0x1000
     }
     fn name_at(i: u64) -> u64 {
-        0x20_0000 + i * 0x100
+        0x300_0000 + i * 0x100
     }
     fn file_at(i: u64) -> u64 {
-        0x28_0000 + i * 0x100
+        0x380_0000 + i * 0x100
     }
     fn hash_of(i: u64) -> u64 {
         0xabc0_0000 + i

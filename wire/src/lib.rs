@@ -392,7 +392,7 @@ plain! {
 }
 
 /// Most frames captured per stack.
-pub const MAX_FRAMES: usize = 128;
+pub const MAX_FRAMES: usize = 1024;
 
 /// The token of a code object from its name and filename pointers, its first line and
 /// the name string's cached hash (`PyASCIIObject.hash`, at `unicode_length + 8`): a freed
