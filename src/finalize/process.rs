@@ -527,6 +527,12 @@ const MAX_PAGE_SIZE: u64 = 1 << 30;
 const PERF_CONTEXT_MAX: u64 = (-4095i64) as u64;
 const PERF_CONTEXT_USER: u64 = (-512i64) as u64;
 
+/// Most frames one DWARF unwind yields: a frame takes at least its 8-byte return address,
+/// so the largest stack copy (65,528 bytes) holds at most 8,191; only an unwinder that
+/// does not advance could go on past this, and the copy, not this bound, ends a deep
+/// stack (counted as cut at the copy).
+const MAX_UNWIND_FRAMES: usize = 8192;
+
 impl Builder<'_> {
     fn handle(&mut self, attr_index: usize, record: RawEventRecord) {
         // Samples with group values: linux-perf-event-reader 0.10 misreads a
@@ -1176,7 +1182,7 @@ impl Builder<'_> {
             match iter.next() {
                 Ok(Some(f)) => {
                     avmas.push(f.address_for_lookup());
-                    if avmas.len() >= 512 {
+                    if avmas.len() >= MAX_UNWIND_FRAMES {
                         break;
                     }
                 }

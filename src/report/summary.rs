@@ -500,14 +500,12 @@ fn sampled_by_line(p: &Profile) -> String {
     s
 }
 
-/// The summary line that explains, per cause, the agent samples without their Python
-/// stack (empty when there are none).
 /// Below this share of samples with a Python stack, the remote line says what to do.
 const REMOTE_JOINED_LOW_PCT: f64 = 50.0;
 
 /// `-p` on a Python process (remote reads, no agent): how many samples found a stack read
 /// in their period. A read walks the stack from outside, a system call per frame, so a
-/// deep stack takes longer to read than a sampling period at 999 Hz (~7 ms at 1,000
+/// deep stack takes longer to read than a sampling period at 999 Hz (~3.4 ms at 1,000
 /// frames); the samples between reads keep only their native frames. The line, and
 /// whether the share is low (the line then says what to do).
 pub fn remote_python_line(p: &Profile) -> Option<(String, bool)> {
@@ -535,6 +533,8 @@ pub fn remote_python_line(p: &Profile) -> Option<(String, bool)> {
     Some((line, low))
 }
 
+/// The summary line that explains, per cause, the agent samples without their Python
+/// stack (empty when there are none).
 fn python_without_stack_line(w: &Value) -> String {
     let n = |k: &str| w[k].as_u64().unwrap_or(0);
     let causes = [

@@ -613,7 +613,7 @@ fn pprof_diff_base_reads_in_go_tool_pprof() {
         crate::common::ok(&crate::common::collect(
             &dir,
             &[],
-            &[bin.to_str().unwrap(), "400"],
+            &[bin.to_str().unwrap(), "1200"],
         ));
         dir
     };

@@ -572,6 +572,34 @@ fn stacks_cut_at_an_untouched_page_are_counted_and_the_advice_works() {
     });
 }
 
+/// Recursion 1,500 deep, half the work, unwound by DWARF over the largest copy (16 bytes
+/// a frame: 24 KB): every stack reaches main, and none is said to be cut. (The unwinder
+/// stopped at 512 frames, and said nothing.)
+#[test]
+fn dwarf_unwinds_a_recursion_1500_deep_to_main() {
+    let t = shared_tempdir();
+    let bin = build_c(t.path(), "recursion.c", "rec1500", &["-DREC_DEPTH=1500"]);
+    let dir = t.path().join("r");
+    ok(&collect(
+        &dir,
+        &["--call-graph", "dwarf,65528"],
+        &[bin.to_str().unwrap(), "150"],
+    ));
+    let rows = hotspots(&dir, &[]);
+    let total = |f: &str| rows.get(f).map_or(0.0, |h| h.total_pct);
+    assert!(total("main") >= 99.0, "main {}%: {rows:#?}", total("main"));
+    // (flat's call of leaf is a tail call: its half is main -> leaf.)
+    assert!(
+        (total("rec") - 50.0).abs() <= 5.0,
+        "rec {}%, designed 50",
+        total("rec")
+    );
+    let summary = report_json(&dir, "summary", &[]);
+    for key in hwprof::profile::STACK_CUT_KEYS {
+        assert_eq!(summary[key].as_u64(), Some(0), "{key}: {summary:#}");
+    }
+}
+
 /// Recursion 200 deep with frame pointers: the kernel records 127 frames of a call
 /// chain; the DWARF unwinder over a large copy reaches main.
 #[test]
