@@ -177,6 +177,16 @@ fn collect_work(py: &Path, opts: &[&str]) -> (tempfile::TempDir, PathBuf, std::p
     (tmp, dir, out)
 }
 
+/// The total% of SCRIPT's `<module>` in `--frames python` (0 when absent): the share of
+/// samples whose Python stack reaches the script's top level.
+fn module_total(dir: &Path, script: &Path) -> f64 {
+    report_csv(dir, "hotspots", &["--frames", "python", "--top", "1000"])
+        .iter()
+        .find(|r| r.get(0) == Some("<module>") && r.get(2) == script.to_str())
+        .and_then(|r| r.get(7)?.parse::<f64>().ok())
+        .unwrap_or(0.0)
+}
+
 fn summary_json(dir: &Path) -> serde_json::Value {
     report_json(dir, "summary", &[])
 }
@@ -696,11 +706,7 @@ fn remote_reads_of_a_deep_stack_say_what_they_missed_and_the_advice_works() {
         "{pct_99:.1}% at 99 Hz, {pct_999:.1}% at 999"
     );
     // Whole stacks: every read reaches <module>, 1,002 frames out.
-    let module = report_csv(&dir, "hotspots", &["--frames", "python", "--top", "1000"])
-        .iter()
-        .find(|r| r.get(0) == Some("<module>") && r.get(2) == script.to_str())
-        .and_then(|r| r.get(7)?.parse::<f64>().ok())
-        .unwrap_or(0.0);
+    let module = module_total(&dir, &script);
     assert!(
         module >= pct_99 - 2.0,
         "<module> total {module}%, {pct_99:.1}% joined"
@@ -1106,11 +1112,7 @@ fn deep_recursion_says_which_stacks_are_cut_and_only_those() {
         assert!(!text.contains("  stacks cut short"), "{ver}: {text}");
         // The 1,000-deep stacks and shallow's are whole: <module> holds them, and not
         // the cut ones.
-        let module = report_csv(&dir, "hotspots", &["--frames", "python", "--top", "1000"])
-            .iter()
-            .find(|r| r.get(0) == Some("<module>") && r.get(2) == script.to_str())
-            .and_then(|r| r.get(7)?.parse::<f64>().ok())
-            .unwrap_or(0.0);
+        let module = module_total(&dir, &script);
         assert!(
             (module - (whole + shallow)).abs() <= 3.0,
             "{ver}: <module> total {module}%, whole {whole}% + shallow {shallow}%: {rows:#?}"
