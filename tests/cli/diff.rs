@@ -166,18 +166,19 @@ fn frame_fill(frames: &[(String, (u32, u32, u32))], f: &str) -> (u32, u32, u32) 
 #[test]
 fn hot_b_doubled_shows_as_twice_the_time_and_trips_the_gate() {
     let t = shared_tempdir();
-    let base = collect_hot(t.path(), "base", &[], "600");
-    let new = collect_hot(t.path(), "new", &["-DHOT_B_FACTOR=2"], "600");
+    let base = collect_hot(t.path(), "base", &[], "1000");
+    let new = collect_hot(t.path(), "new", &["-DHOT_B_FACTOR=2"], "1000");
     let (b, n) = (s(&base), s(&new));
 
-    // CPU seconds: hot_b doubles, hot_a stays.
+    // CPU seconds: hot_b doubles, hot_a stays. Alone, hot_b's ratio is 1.96-1.98; beside
+    // other tests on two vCPUs it was 1.82-2.25 (hot_a's 0.997-1.026): hence ±15%.
     let rows = diff_rows(&[b, n, "--normalize", "time"]);
     let f = by_function(&rows);
     let hb = f["hot_b"].ratio_self.unwrap();
     let ha = f["hot_a"].ratio_self.unwrap();
     eprintln!("time: hot_b ratio {hb:.3}, hot_a ratio {ha:.3}");
     assert!(
-        (1.8..=2.2).contains(&hb),
+        (1.7..=2.3).contains(&hb),
         "hot_b ratio {hb}: {}",
         head(&rows)
     );
@@ -197,8 +198,8 @@ fn hot_b_doubled_shows_as_twice_the_time_and_trips_the_gate() {
         f["hot_b"].ratio_self.unwrap(),
     );
     eprintln!("percent: hot_b ratio {hb:.3}, hot_a ratio {ha:.3}");
-    assert!((0.72..=0.88).contains(&ha), "hot_a share ratio {ha}");
-    assert!((1.44..=1.76).contains(&hb), "hot_b share ratio {hb}");
+    assert!((0.70..=0.90).contains(&ha), "hot_a share ratio {ha}");
+    assert!((1.36..=1.84).contains(&hb), "hot_b share ratio {hb}");
 
     // The gate: the run grew by ~25%.
     let out = diff(&[b, n, "--fail-above", "5%"]);
