@@ -112,9 +112,9 @@ impl ProcessMemory for LiveMemory {
 
     /// One `process_vm_readv` for all the requests: a stack walk asks for a frame's
     /// fields, its code object and a name's hash at once, and a system call each (with
-    /// a second walk to check the leaf) made a read of 1,000 frames take ~13 ms. The kernel stops at the first
-    /// request it cannot read; the ones after it are read by another call, so a failure
-    /// costs a call and changes nothing else.
+    /// a second walk to check the leaf) made a read of 1,000 frames take ~13 ms. The
+    /// kernel stops at the first request it cannot read; the ones after it are read by
+    /// another call, so a failure costs a call and changes nothing else.
     fn read_each(&self, reqs: &mut [(u64, &mut [u8])]) -> u32 {
         use nix::sys::uio::{RemoteIoVec, process_vm_readv};
         let pid = nix::unistd::Pid::from_raw(self.pid as i32);
@@ -122,13 +122,11 @@ impl ProcessMemory for LiveMemory {
         let mut mask = 0u32;
         let mut first = 0;
         while first < n {
-            let lens: Vec<usize> = reqs[first..n].iter().map(|(_, b)| b.len()).collect();
             let remote: Vec<RemoteIoVec> = reqs[first..n]
                 .iter()
-                .zip(&lens)
-                .map(|((addr, _), &len)| RemoteIoVec {
+                .map(|(addr, buf)| RemoteIoVec {
                     base: *addr as usize,
-                    len,
+                    len: buf.len(),
                 })
                 .collect();
             let mut local: Vec<std::io::IoSliceMut> = reqs[first..n]
@@ -138,8 +136,8 @@ impl ProcessMemory for LiveMemory {
             let mut got = process_vm_readv(pid, &mut local, &remote).unwrap_or(0);
             // The requests read in full, in order; the first short one failed.
             let mut i = first;
-            while i < n && got >= lens[i - first] {
-                got -= lens[i - first];
+            while i < n && got >= remote[i - first].len {
+                got -= remote[i - first].len;
                 mask |= 1 << i;
                 i += 1;
             }

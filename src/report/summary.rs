@@ -519,12 +519,12 @@ pub fn remote_python_line(p: &Profile) -> Option<(String, bool)> {
     if !remote_only || samples == 0 {
         return None;
     }
-    let pct = 100.0 * joined as f64 / samples as f64;
+    let share = pct(joined, samples);
     let mut line = format!(
-        "python: {joined} of {samples} samples ({pct:.1}%) with a Python stack read from outside in their sampling period ({} reads)",
+        "python: {joined} of {samples} samples ({share:.1}%) with a Python stack read from outside in their sampling period ({} reads)",
         summary["captures"].as_u64().unwrap_or(0)
     );
-    let low = pct < REMOTE_JOINED_LOW_PCT;
+    let low = share < REMOTE_JOINED_LOW_PCT;
     if low {
         line.push_str(
             "; the others have native frames only: the reads took longer than a period (deep stacks); collect with a lower -F (e.g. -F 99) for a read in every period",
