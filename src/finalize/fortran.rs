@@ -14,9 +14,14 @@
 //! The trailing underscore of an external procedure is dropped only when DWARF says the
 //! function comes from a Fortran compilation unit: C symbols end in `_` too. The main
 //! program (`MAIN__` for gfortran, `_QQmain` for flang) carries the program's name in
-//! DWARF (`DW_AT_main_subprogram`), which addr2line gives.
+//! DWARF (`DW_AT_main_subprogram`), which addr2line gives; without one (no DWARF, no
+//! `program` statement, or `program main`, which gfortran leaves `MAIN__`) it reads
+//! `main program`.
 
 use addr2line::gimli::DwLang;
+
+/// The name of a main program whose own name is not known.
+const MAIN_PROGRAM: &str = "main program";
 
 /// True for the DWARF Fortran languages (77, 90, 95, 2003, 2008, 2018).
 pub fn is_fortran(lang: DwLang) -> bool {
@@ -42,6 +47,13 @@ pub fn demangle(name: &str, is_fortran: bool) -> Option<String> {
     if let Some(f) = flang(name) {
         return Some(f);
     }
+    // gfortran's main program is `MAIN__`, and DWARF gives the program's name instead,
+    // except when there is none to give: the program has no `program` statement, or
+    // is named `main` (the C entry's name, so gfortran keeps `MAIN__` for it). Read as
+    // flang's `_QQmain` reads.
+    if name == "MAIN__" {
+        return Some(MAIN_PROGRAM.to_string());
+    }
     if let Some(base) = name.strip_suffix('_') {
         for sep in ["_mp_", "_IP_"] {
             if let Some((scope, proc)) = base.split_once(sep)
@@ -64,7 +76,7 @@ pub fn demangle(name: &str, is_fortran: bool) -> Option<String> {
 fn flang(name: &str) -> Option<String> {
     let rest = name.strip_prefix("_Q")?;
     if rest == "Qmain" {
-        return Some("main program".to_string());
+        return Some(MAIN_PROGRAM.to_string());
     }
     let mut parts = Vec::new();
     let mut chars = rest.char_indices().peekable();
@@ -126,6 +138,11 @@ mod tests {
         );
         assert_eq!(d("_QPsweep", false).as_deref(), Some("sweep"));
         assert_eq!(d("_QQmain", false).as_deref(), Some("main program"));
+        assert_eq!(d("MAIN__", true).as_deref(), Some("main program"));
+        assert_eq!(
+            d("MAIN__._omp_fn.0", true).as_deref(),
+            Some("main program._omp_fn.0")
+        );
         // External procedures: only from a Fortran unit.
         assert_eq!(d("sweep_", true).as_deref(), Some("sweep"));
         assert_eq!(d("sweep_", false), None);

@@ -125,3 +125,42 @@ fn gfortran_openmp_regions_are_named_for_their_procedure() {
         &format!("relax's region, the program's: {rows:?}"),
     );
 }
+
+/// `program main` (gfortran leaves it `MAIN__`: `main` is the C entry's name) and a
+/// program without a `program` statement read `main program`, holding the program's
+/// time: it calls nothing, so nearly all samples are its own.
+#[test]
+fn gfortran_program_named_main_or_unnamed_reads_main_program() {
+    let t = shared_tempdir();
+    let body = "  implicit none\n  integer :: i\n  real(8) :: s\n  s = 0\n  \
+                do i = 1, 300000000\n    s = s + sqrt(dble(i))\n  end do\n  print *, s\n";
+    for (name, src) in [
+        (
+            "named_main",
+            format!("program main\n{body}end program main\n"),
+        ),
+        ("unnamed", format!("{body}end\n")),
+    ] {
+        let f90 = t.path().join(format!("{name}.f90"));
+        std::fs::write(&f90, src).unwrap();
+        let bin = t.path().join(name);
+        let out = std::process::Command::new("gfortran")
+            .args(["-O2", "-g", "-o"])
+            .arg(&bin)
+            .arg(&f90)
+            .output()
+            .expect("gfortran (.ci/run installs it)");
+        assert_ran(&out, "gfortran failed");
+        let dir = t.path().join(format!("run-{name}"));
+        ok(&collect(&dir, &[], &[bin.to_str().unwrap()]));
+        let csv = report_view(&dir, "hotspots", "csv", &["--top", "1000"]);
+        assert!(!csv.contains("MAIN__"), "{name}: MAIN__ shown:\n{csv}");
+        let rows = hotspots(&dir, &[]);
+        let main = rows.get("main program");
+        let self_pct = main.map(|h| h.self_pct).unwrap_or(0.0);
+        assert!(
+            self_pct > 90.0,
+            "{name}: main program self {self_pct}%\n{csv}"
+        );
+    }
+}
