@@ -1206,15 +1206,17 @@ fn add_waits(
             })
             .clone();
         let (class, object) = match &wait.cause {
-            // The GIL and MPI are what the program waited for, whatever primitive the
-            // agent saw underneath (take_gil's condition variable, MPI's poll). Not
-            // for `other`: an interval the agent did not record, on the stack of the
-            // thread's last wait (`waits_join::unexplained`), whose cause is unknown.
-            Cause::Recorded(c, _)
-                if *c != WaitClass::Other
-                    && matches!(by_stack.class, WaitClass::Gil | WaitClass::Mpi) =>
-            {
-                (by_stack.class, by_stack.object)
+            // The GIL, a Python lock, a join or condition of `threading` and MPI are
+            // what the program waited for, whatever primitive the agent saw underneath
+            // (take_gil's condition variable, a Python lock's semaphore, MPI's poll);
+            // the recorded object (the semaphore's address) stays when the stack names
+            // none. Not for `other`: an interval the agent did not record, on the stack
+            // of the thread's last wait (`waits_join::unexplained`), whose cause is
+            // unknown.
+            Cause::Recorded(c, object) if *c != WaitClass::Other && by_stack.scope => {
+                let keep = matches!(by_stack.class, WaitClass::Lock | WaitClass::Condition);
+                let object = by_stack.object.or_else(|| object.clone().filter(|_| keep));
+                (by_stack.class, object)
             }
             Cause::Recorded(class, object) => (*class, object.clone()),
             Cause::Stack { .. } => (by_stack.class, by_stack.object),

@@ -23,6 +23,30 @@ pub struct Wait {
     pub class: WaitClass,
     /// The sync object, when the stack or the registers tell it.
     pub object: Option<String>,
+    /// Decided by what the program waited for (the GIL, a Python lock, a join or
+    /// condition of `threading`, MPI), not by the primitive underneath: this class
+    /// stands over the one the agent recorded for that primitive.
+    pub scope: bool,
+}
+
+impl Wait {
+    /// A wait classified by its primitive (or by nothing).
+    fn primitive(class: WaitClass, object: Option<String>) -> Wait {
+        Wait {
+            class,
+            object,
+            scope: false,
+        }
+    }
+
+    /// A wait classified by what the program waited for.
+    fn scope(class: WaitClass, object: Option<String>) -> Wait {
+        Wait {
+            class,
+            object,
+            scope: true,
+        }
+    }
 }
 
 /// A function name without glibc's decorations: `__GI___clock_nanosleep_time64` →
@@ -69,6 +93,26 @@ fn is_python_lock(b: &str) -> bool {
             | "lock_PyThread_acquire_lock"
             | "rlock_acquire"
     )
+}
+
+/// What a wait inside Python's `threading` module is, by the function of that module
+/// it is in (`Thread.join`, `Condition.wait`; on 3.8-3.10 a method is named by its
+/// object's class, which may be a subclass: only the method's name counts): a join, a
+/// condition wait (`Event.wait`, `Semaphore.acquire`, `Barrier.wait` and `queue.get`
+/// wait in `Condition.wait`), or None for any other.
+fn threading_wait(f: &Function) -> Option<WaitClass> {
+    let in_threading = f.kind == FrameKind::Python
+        && f.file
+            .as_deref()
+            .is_some_and(|p| p == "threading.py" || p.ends_with("/threading.py"));
+    if !in_threading {
+        return None;
+    }
+    match f.name.rsplit('.').next().unwrap_or("") {
+        "join" | "_wait_for_tstate_lock" => Some(WaitClass::Join),
+        "wait" | "wait_for" => Some(WaitClass::Condition),
+        _ => None,
+    }
 }
 
 /// A frame of an MPI library (or mpi4py), or an MPI function linked statically.
@@ -247,48 +291,47 @@ fn is_futex_caller(b: &str) -> bool {
 pub fn classify_preempted(frames: &[&Function]) -> Wait {
     match classify(frames, None) {
         w if w.class == WaitClass::Mpi => w,
-        _ => Wait {
-            class: WaitClass::Preempted,
-            object: None,
-        },
+        _ => Wait::primitive(WaitClass::Preempted, None),
     }
 }
 
 /// Classify a wait by its stack, innermost frame first. `arg0` is the first syscall
 /// argument (`rdi` at kernel entry) when the sample carried user registers.
 pub fn classify(frames: &[&Function], arg0: Option<u64>) -> Wait {
-    // Scopes first: whatever a thread does inside take_gil or an MPI library, it waits
-    // for the GIL or for MPI; the innermost scope wins (a thread taking the GIL back
-    // after an MPI call waits for the GIL).
+    // Scopes first: whatever a thread does inside take_gil, a Python lock, a join or
+    // condition wait of `threading`, or an MPI library, it waits for that; the innermost
+    // scope wins (a thread taking the GIL back after an MPI call waits for the GIL).
+    let leaf = frames
+        .iter()
+        .find(|f| f.kind != FrameKind::Kernel)
+        .map(|l| base(&l.name))
+        .unwrap_or("");
     for (i, f) in frames.iter().enumerate() {
         if f.kind == FrameKind::Native && is_gil(base(&f.name)) {
-            return Wait {
-                class: WaitClass::Gil,
-                object: Some("GIL".into()),
-            };
+            return Wait::scope(WaitClass::Gil, Some("GIL".into()));
         }
-        // Python's locks are semaphores underneath: the lock is what the program waits on.
+        // Python's locks are semaphores underneath: the lock is what the program waits
+        // on, and the Python code that takes it says for what: `with lock:` in the
+        // program's code is a lock; `Thread.join` a join; `Condition.wait` a condition.
         if f.kind == FrameKind::Native && is_python_lock(base(&f.name)) {
-            let leaf = frames
+            let class = frames[i..]
                 .iter()
-                .find(|f| f.kind != FrameKind::Kernel)
-                .map(|l| base(&l.name))
-                .unwrap_or("");
-            return Wait {
-                class: WaitClass::Lock,
-                object: object_of(WaitClass::Lock, leaf, arg0),
-            };
+                .find(|f| f.kind == FrameKind::Python)
+                .and_then(|f| threading_wait(f))
+                .unwrap_or(WaitClass::Lock);
+            return Wait::scope(class, object_of(class, leaf, arg0));
+        }
+        // A join or condition wait of `threading` over no Python lock (3.13 joins a
+        // thread through its handle, on a parking lot).
+        if let Some(class) = threading_wait(f) {
+            return Wait::scope(class, object_of(class, leaf, arg0));
         }
         if f.kind == FrameKind::Native && is_mpi(f) {
             // Named by the outermost MPI function: the one the program called.
-            return Wait {
-                class: WaitClass::Mpi,
-                object: mpi_object(&frames[i..]),
-            };
+            return Wait::scope(WaitClass::Mpi, mpi_object(&frames[i..]));
         }
     }
     // The innermost user-space primitive.
-    let user_leaf = frames.iter().find(|f| f.kind != FrameKind::Kernel);
     for f in frames.iter().filter(|f| f.kind != FrameKind::Kernel) {
         let b = base(&f.name);
         let class = match f.kind {
@@ -297,25 +340,15 @@ pub fn classify(frames: &[&Function], arg0: Option<u64>) -> Wait {
             _ => primitive(b),
         };
         if let Some(class) = class {
-            let leaf = user_leaf.map(|l| base(&l.name)).unwrap_or("");
-            return Wait {
-                class,
-                object: object_of(class, leaf, arg0),
-            };
+            return Wait::primitive(class, object_of(class, leaf, arg0));
         }
     }
     for f in frames.iter().filter(|f| f.kind == FrameKind::Kernel) {
         if let Some(class) = kernel_hint(base(&f.name)) {
-            return Wait {
-                class,
-                object: None,
-            };
+            return Wait::primitive(class, None);
         }
     }
-    Wait {
-        class: WaitClass::Other,
-        object: None,
-    }
+    Wait::primitive(WaitClass::Other, None)
 }
 
 /// The object a syscall's first argument names, when the innermost user-space frame
@@ -368,10 +401,11 @@ mod tests {
     }
     /// The wait of `class` on `object`.
     fn wait(class: WaitClass, object: &str) -> Wait {
-        Wait {
-            class,
-            object: Some(object.into()),
-        }
+        Wait::primitive(class, Some(object.into()))
+    }
+    /// The wait of `class` on `object`, decided by what the program waited for.
+    fn scoped(class: WaitClass, object: &str) -> Wait {
+        Wait::scope(class, Some(object.into()))
     }
 
     #[test]
@@ -443,12 +477,12 @@ mod tests {
         ];
         let interp = ["take_gil", "PyEval_RestoreThread", "time_sleep"];
         let stack = python_wait(&libc, ("python3.11", &interp), "busy");
-        let gil = wait(WaitClass::Gil, "GIL");
+        let gil = scoped(WaitClass::Gil, "GIL");
         assert_eq!(class_of(&stack, Some(0x7f00_0000_1000)), gil);
     }
 
     #[test]
-    fn a_python_lock_is_a_lock_not_the_semaphore_under_it() {
+    fn a_python_lock_is_what_the_python_code_around_it_waits_for() {
         let libc = [
             "__futex_abstimed_wait_common64",
             "do_futex_wait",
@@ -459,13 +493,71 @@ mod tests {
             "acquire_timed",
             "lock_PyThread_acquire_lock",
         ];
-        let stack = python_wait(
-            &libc,
-            ("libpython3.11.so.1.0", &interp),
-            "Thread._wait_for_tstate_lock",
+        let threading = "/usr/lib/python3.11/threading.py";
+        // Leaf first: the Python frames around the lock's acquisition.
+        let cases: &[(&[(&str, &str)], Wait)] = &[
+            // `with lock:` in the program: a lock, on the semaphore's futex word.
+            (
+                &[("worker", "/home/u/job.py")],
+                scoped(WaitClass::Lock, "0x7f8e5c000b70"),
+            ),
+            // Thread.join: a join (3.8-3.10 name a method by its object's class).
+            (
+                &[
+                    ("Thread._wait_for_tstate_lock", threading),
+                    ("Thread.join", threading),
+                ],
+                Wait::scope(WaitClass::Join, None),
+            ),
+            (
+                &[("Pool._wait_for_tstate_lock", threading)],
+                Wait::scope(WaitClass::Join, None),
+            ),
+            // queue.get, Event.wait: a condition.
+            (
+                &[
+                    ("Condition.wait", threading),
+                    ("Queue.get", "/usr/lib/python3.11/queue.py"),
+                ],
+                scoped(WaitClass::Condition, "0x7f8e5c000b70"),
+            ),
+            // A `wait` of the program's own is no `threading` condition.
+            (
+                &[("Condition.wait", "/home/u/job.py")],
+                scoped(WaitClass::Lock, "0x7f8e5c000b70"),
+            ),
+        ];
+        for (python, want) in cases {
+            let stack: Vec<Function> = std::iter::once(kernel("schedule"))
+                .chain(libc.iter().map(|n| native(n, "libc.so.6")))
+                .chain(interp.iter().map(|n| native(n, "libpython3.11.so.1.0")))
+                .chain(python.iter().map(|(name, file)| Function {
+                    file: Some(file.to_string()),
+                    ..f(name, "python", FrameKind::Python)
+                }))
+                .collect();
+            assert_eq!(
+                class_of(&stack, Some(0x7f8e_5c00_0b70)),
+                *want,
+                "{python:?}"
+            );
+        }
+        // 3.13 joins a thread through its handle, on a parking lot: no lock frame.
+        let join = [
+            kernel("schedule"),
+            native("__new_sem_wait_slow64", "libc.so.6"),
+            native("_PySemaphore_PlatformWait", "libpython3.13.so.1.0"),
+            native("_PyParkingLot_Park", "libpython3.13.so.1.0"),
+            native("PyEvent_WaitTimed", "libpython3.13.so.1.0"),
+            Function {
+                file: Some("/usr/lib/python3.13/threading.py".into()),
+                ..f("Thread.join", "python", FrameKind::Python)
+            },
+        ];
+        assert_eq!(
+            class_of(&join, Some(0x7f8e_5c00_0b70)),
+            Wait::scope(WaitClass::Join, None)
         );
-        let lock = wait(WaitClass::Lock, "0x7f8e5c000b70");
-        assert_eq!(class_of(&stack, Some(0x7f8e_5c00_0b70)), lock);
     }
 
     #[test]
@@ -500,7 +592,7 @@ mod tests {
         ];
         assert_eq!(
             class_of(&stack, Some(4)),
-            wait(WaitClass::Mpi, "MPI_Barrier")
+            scoped(WaitClass::Mpi, "MPI_Barrier")
         );
         // Inside MPI_Wait called by MPI_Sendrecv's implementation: the outer call names it.
         let nested = [
@@ -536,7 +628,7 @@ mod tests {
         ];
         assert_eq!(
             classify_preempted(&stack.iter().collect::<Vec<_>>()),
-            wait(WaitClass::Mpi, "MPI_Barrier")
+            scoped(WaitClass::Mpi, "MPI_Barrier")
         );
         let spin = [native("spin", "app")];
         assert_eq!(

@@ -465,20 +465,24 @@ fn locks_run_dir(t: &Path, script: &str, what: &str) -> std::path::PathBuf {
 }
 
 /// Runs tests/programs/py_waits.py with `python` under locks mode (`hw`: hwprof as the
-/// user to test): `time.sleep` and `queue.get` get their waits at their lines.
+/// user to test): each wait at its line, of its class, as long as the script timed it:
+/// `time.sleep` a sleep, `with lock:` a lock, `queue.get` a condition (it waits in
+/// `Condition.wait`), `Thread.join` a join, though all but the sleep wait on a Python
+/// lock's semaphore underneath.
 fn python_waits_at_their_lines(hw: Command, t: &Path, py: &Path, what: &str) {
     let (p, stderr) = python_locks_run(hw, t, py, "py_waits.py", what);
     let w = numbers_after(&stderr, "waited ").expect("the script printed its waits");
-    let sleep_line = source_line("py_waits.py", "# the sleep line");
-    let get_line = source_line("py_waits.py", "# the get line");
-    let nap = python_waits_at(&p, WaitClass::Sleep, "napper", sleep_line);
+    let at = |class, function, marker| {
+        python_waits_at(&p, class, function, source_line("py_waits.py", marker))
+    };
+    let nap = at(WaitClass::Sleep, "napper", "# the sleep line");
     within(&format!("{what}: napper's time.sleep"), nap, w[0], 0.10);
-    // queue.get waits on a lock (a semaphore in CPython) under its condition.
-    let get: u64 = [WaitClass::Lock, WaitClass::Condition]
-        .into_iter()
-        .map(|c| python_waits_at(&p, c, "getter", get_line))
-        .sum();
+    let get = at(WaitClass::Condition, "getter", "# the get line");
     within(&format!("{what}: getter's queue.get"), get, w[1], 0.10);
+    let lock = at(WaitClass::Lock, "blocked", "# the lock line");
+    within(&format!("{what}: blocked's `with lock:`"), lock, w[2], 0.10);
+    let join = at(WaitClass::Join, "<module>", "# the join line");
+    within(&format!("{what}: the main thread's join"), join, w[3], 0.10);
 }
 
 /// tests/programs/gil_waits.py with `python`: the sleeper's 0.5 s `time.sleep` at its
