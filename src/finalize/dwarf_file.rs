@@ -280,10 +280,10 @@ impl DwarfFile {
         })
     }
 
-    /// The first address of the function containing `probe`, from the unwind tables
-    /// (for code without a symbol).
-    pub fn find_function_start(&self, probe: u64) -> Option<u64> {
-        self.function_starts.as_ref()?.containing(probe)
+    /// The name of the function containing `probe` by the unwind tables, for code
+    /// without a symbol (`func@0xSTART`, or the signal trampoline's name).
+    pub fn find_unnamed_function(&self, probe: u64) -> Option<String> {
+        self.function_starts.as_ref()?.name(probe)
     }
 
     /// The name of the PLT stub holding `probe` (`free@plt`), when it is one.

@@ -56,6 +56,23 @@ impl<'a> FunctionStarts<'a> {
     /// The first address of the function whose FDE covers `address` (a stated virtual
     /// address of the file), when one does.
     pub fn containing(&self, address: u64) -> Option<u64> {
+        self.fde(address).map(|fde| fde.initial_address())
+    }
+
+    /// The name of the function without a symbol whose FDE covers `address`: the
+    /// signal trampoline (its CIE's `S` augmentation: glibc's and musl's
+    /// `__restore_rt`, local symbols a stripped libc does not keep) by its name,
+    /// any other `func@0xSTART`.
+    pub fn name(&self, address: u64) -> Option<String> {
+        let fde = self.fde(address)?;
+        Some(if fde.cie().is_signal_trampoline() {
+            SIGNAL_TRAMPOLINE.to_string()
+        } else {
+            unnamed(fde.initial_address())
+        })
+    }
+
+    fn fde(&self, address: u64) -> Option<gimli::FrameDescriptionEntry<Reader<'a>>> {
         let table = self.hdr.table()?;
         table
             .fde_for_address(
@@ -65,9 +82,12 @@ impl<'a> FunctionStarts<'a> {
                 gimli::EhFrame::cie_from_offset,
             )
             .ok()
-            .map(|fde| fde.initial_address())
     }
 }
+
+/// The name of the kernel's return path from a signal handler, the frame between a
+/// handler and the code the signal interrupted (as perf names it).
+pub const SIGNAL_TRAMPOLINE: &str = "__restore_rt";
 
 /// The name of an unnamed function that starts at `start`.
 pub fn unnamed(start: u64) -> String {

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use framehop::x86_64::{CacheX86_64, UnwindRegsX86_64, UnwinderX86_64};
-use framehop::{ExplicitModuleSectionInfo, Module, Unwinder};
+use framehop::{ExplicitModuleSectionInfo, FrameAddress, Module, Unwinder};
 use linux_perf_data::PerfFileReader;
 use linux_perf_data::linux_perf_event_reader::{
     EventRecord, RawData, RawEventRecord, SampleFormat, SampleRecord,
@@ -929,7 +929,15 @@ impl Builder<'_> {
             } else if program_left {
                 // A switch-out stack (root) that passed through an interposed call: the
                 // agent's wrapper frames sit between the C library and the program.
-                addrs.retain(|l| !is_agent(l));
+                // Or through the agent's SIGTRAP handler (a Python stack captured at a
+                // switch-out): the signal frame under it is the agent's doing too.
+                let mut under_agent = false;
+                addrs.retain(|l| {
+                    let sigreturn = matches!(l, Loc::Module { module, svma }
+                        if under_agent && is_sigreturn_at(&self.out.modules, *module, *svma));
+                    under_agent = is_agent(l);
+                    !under_agent && !sigreturn
+                });
             }
         }
         let leaf = self.stack_leaf(&addrs);
@@ -1167,25 +1175,42 @@ impl Builder<'_> {
         let mut truncated = false;
         let mut cut = StackCut::No;
         let copy_end = sp.saturating_add(copied as u64);
+        // Copy (it holds only references): for framehop, and for a signal frame.
         let mut read_stack = |addr: u64| -> Result<u64, ()> {
             let off = addr.checked_sub(sp).ok_or(())? as usize;
             let bytes = stack.get(off..off.checked_add(8).ok_or(())?).ok_or(())?;
             Ok(u64::from_le_bytes(bytes.try_into().map_err(|_| ())?))
         };
-        let mut iter = unwinder.iter_frames(
-            ip,
-            UnwindRegsX86_64::new(ip, sp, bp),
-            &mut self.cache,
-            &mut read_stack,
-        );
+        // framehop's iterator, with one step it does not take: through a signal frame.
+        let mut regs = UnwindRegsX86_64::new(ip, sp, bp);
+        let mut address = FrameAddress::InstructionPointer(ip);
         loop {
-            match iter.next() {
-                Ok(Some(f)) => {
-                    avmas.push(f.address_for_lookup());
-                    if avmas.len() >= MAX_UNWIND_FRAMES {
-                        break;
+            avmas.push(address.address_for_lookup());
+            if avmas.len() >= MAX_UNWIND_FRAMES {
+                break;
+            }
+            let step =
+                match unwinder.unwind_frame(address, &mut regs, &mut self.cache, &mut read_stack) {
+                    // A signal handler returns into the sigreturn trampoline, whose unwind
+                    // rules (DWARF expressions over the signal frame) framehop does not
+                    // evaluate: the interrupted registers are read from the signal frame,
+                    // and the interrupted frame is unwound as a first frame (its address is
+                    // where it was, not a return address).
+                    Ok(Some(ra)) if is_sigreturn(&proc.mappings, &self.out.modules, ra) => {
+                        avmas.push(ra);
+                        interrupted_regs(regs.sp(), read_stack).map(|(ip, interrupted)| {
+                            regs = interrupted;
+                            Some(FrameAddress::InstructionPointer(ip))
+                        })
                     }
-                }
+                    Ok(Some(ra)) => FrameAddress::from_return_address(ra)
+                        .map(Some)
+                        .ok_or(framehop::Error::ReturnAddressIsNull),
+                    Ok(None) => Ok(None),
+                    Err(e) => Err(e),
+                };
+            match step {
+                Ok(Some(next)) => address = next,
                 Ok(None) => break,
                 // The stack went on past the copy: the callers are not in it.
                 Err(framehop::Error::CouldNotReadStack(addr))
@@ -1231,6 +1256,55 @@ pub fn sort_times(times: &mut Vec<((SampleKey, u64), u64)>) {
 
 /// Where `avma` lives among a process's `maps` (sorted by start; None: an unknown
 /// process).
+/// x86-64 Linux's `rt_sigreturn` trampoline, `mov $15, %rax; syscall`: glibc's and
+/// musl's `__restore_rt`, where every signal handler returns.
+const SIGRETURN: [u8; 9] = [0x48, 0xc7, 0xc0, 0x0f, 0x00, 0x00, 0x00, 0x0f, 0x05];
+
+/// Whether the code at `avma` is the sigreturn trampoline (read from its module's
+/// `.text`).
+fn is_sigreturn(maps: &[MappingShared], modules: &[ModuleRec], avma: u64) -> bool {
+    match locate(Some(maps), avma) {
+        Loc::Module { module, svma } => is_sigreturn_at(modules, module, svma),
+        _ => false,
+    }
+}
+
+/// Whether the code at `svma` of `module` is the sigreturn trampoline.
+fn is_sigreturn_at(modules: &[ModuleRec], module: u32, svma: u64) -> bool {
+    let text = modules
+        .get(module as usize)
+        .and_then(|m| m.elf.as_ref())
+        .and_then(|e| e.unwind.text.as_ref());
+    text.is_some_and(|(range, bytes)| {
+        svma.checked_sub(range.start)
+            .and_then(|off| usize::try_from(off).ok())
+            .and_then(|off| bytes.get(off..off.checked_add(SIGRETURN.len())?))
+            == Some(&SIGRETURN[..])
+    })
+}
+
+/// The registers a signal interrupted, from the signal frame whose `ucontext_t` is at
+/// `uc` (the trampoline frame's stack pointer: the handler's return address, the
+/// frame's `pretcode`, is just below it): `uc_mcontext` begins after `uc_flags`,
+/// `uc_link` and `uc_stack` (40 bytes), and holds r8-r15, rdi, rsi, rbp, rbx, rdx,
+/// rax, rcx, rsp, rip (the kernel's `struct sigcontext`, x86-64 ABI).
+fn interrupted_regs(
+    uc: u64,
+    mut read_stack: impl FnMut(u64) -> Result<u64, ()>,
+) -> Result<(u64, UnwindRegsX86_64), framehop::Error> {
+    let greg = |i: u64| uc.checked_add(40 + 8 * i);
+    let mut read = |i| {
+        let at = greg(i).ok_or(framehop::Error::IntegerOverflow)?;
+        read_stack(at).map_err(|()| framehop::Error::CouldNotReadStack(at))
+    };
+    let (bp, sp, ip) = (read(10)?, read(15)?, read(16)?);
+    // The interrupted stack is above the signal frame: anything else is not one.
+    if sp <= uc || ip == 0 {
+        return Err(framehop::Error::ReturnAddressIsNull);
+    }
+    Ok((ip, UnwindRegsX86_64::new(ip, sp, bp)))
+}
+
 fn locate(maps: Option<&[MappingShared]>, avma: u64) -> Loc {
     if avma >= 0xffff_8000_0000_0000 {
         return Loc::Kernel(avma);

@@ -157,8 +157,8 @@ impl ModuleSymbolizer {
                     Some(name) => demangle(name),
                     None => match self.main().and_then(|l| l.find_plt_stub(a)) {
                         Some(stub) => stub,
-                        None => match self.main().and_then(|l| l.find_function_start(a)) {
-                            Some(start) => super::function_starts::unnamed(start),
+                        None => match self.main().and_then(|l| l.find_unnamed_function(a)) {
+                            Some(name) => name,
                             None => return vec![unresolved(module, a, FrameKind::Native)],
                         },
                     },

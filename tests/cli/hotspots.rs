@@ -600,6 +600,35 @@ fn dwarf_unwinds_a_recursion_1500_deep_to_main() {
     }
 }
 
+/// Samples in a signal handler (tests/programs/signal_frames.c: SIGPROF's handler
+/// spins about a third of the time) unwind through the signal frame, named
+/// `__restore_rt` as perf names it, to the code the signal interrupted: every stack
+/// reaches main through compute. (framehop cannot evaluate the trampoline's unwind
+/// rules and guessed from rbp, which -O2 code keeps no frame in: those stacks ended at
+/// the handler, and main had 74%.)
+#[test]
+fn a_signal_handler_unwinds_through_the_signal_frame_to_the_interrupted_code() {
+    let t = shared_tempdir();
+    let bin = build_c(t.path(), "signal_frames.c", "signal_frames", &[]);
+    let dir = t.path().join("r");
+    ok(&collect(&dir, &[], &[bin.to_str().unwrap(), "2"]));
+    let rows = hotspots(&dir, &[]);
+    let total = |f: &str| rows.get(f).map_or(0.0, |h| h.total_pct);
+    let handler = total("on_tick");
+    assert!(
+        (10.0..=50.0).contains(&handler),
+        "on_tick {handler}%, designed about 33: {rows:#?}"
+    );
+    assert!(
+        (total("__restore_rt") - handler).abs() <= 1.0,
+        "__restore_rt {}% for the handler's {handler}%: {rows:#?}",
+        total("__restore_rt")
+    );
+    for f in ["main", "compute"] {
+        assert!(total(f) >= 98.5, "{f} {}%: {rows:#?}", total(f));
+    }
+}
+
 /// Recursion 200 deep with frame pointers: the kernel records 127 frames of a call
 /// chain; the DWARF unwinder over a large copy reaches main.
 #[test]
