@@ -128,6 +128,7 @@ const SIDECARS: &[&str] = &[
     "perf-1.map",
     "python-codes.jsonl",
     "python-1.bin",
+    crate::sidecars::VDSO_FILE,
 ];
 
 /// Every sidecar reader of finalize, through the files it reads: the first byte picks
@@ -168,6 +169,8 @@ pub fn read_sidecars(dir: &Path, raw: &Path) {
     }
     let _ = crate::collect::modules::read_modules(raw);
     let _ = crate::sidecars::collector_sampled::load(raw);
+    // The vdso copy is read as any binary is (finalize's ELF loader).
+    let _ = crate::finalize::binaries::load_elf(&raw.join(crate::sidecars::VDSO_FILE));
     let k = crate::finalize::symbols::KernelSymbols::load(raw);
     let _ = k.frame(0xffff_ffff_8100_0000);
     if let Some(m) = crate::python::perfmap::PerfMap::load_all(raw) {

@@ -457,6 +457,7 @@ fn write_results(
     // Archive copies are skipped after a write error (the disk is full, and the data
     // they would serve was cut anyway).
     let archive = opts.archive && write_error.is_none();
+    results_dir::copy_vdso(raw_dir);
     if let Err(e) = modules::write_modules(raw_dir, &stats.mapped_files, archive, &opts.dir) {
         if write_error.is_none() {
             return Err(io_err("write modules.json")(e));

@@ -231,6 +231,35 @@ fn copy_private(from: &Path, to: &Path) -> bool {
 
 /// Copy the kernel's symbols into the raw directory (from the per-boot cache when it
 /// has them).
+/// The vdso this process maps (the one the target maps: same kernel), into
+/// [`crate::sidecars::VDSO_FILE`]. Nothing is written when it cannot be read.
+pub(super) fn copy_vdso(raw_dir: &Path) {
+    use procfs::process::{MMapPath, Process};
+    use std::os::unix::fs::FileExt;
+    // A vdso is two pages or so; a larger mapping is not one.
+    const MAX_VDSO: u64 = 1 << 20;
+    let Some((start, end)) = Process::myself()
+        .and_then(|p| p.maps())
+        .ok()
+        .and_then(|m| m.0.into_iter().find(|m| m.pathname == MMapPath::Vdso))
+        .map(|m| m.address)
+    else {
+        return;
+    };
+    let len = end.saturating_sub(start);
+    if len == 0 || len > MAX_VDSO {
+        return;
+    }
+    // Our own memory, read through /proc/self/mem: no unsafe slice over a mapping.
+    let mut image = vec![0u8; len as usize];
+    if std::fs::File::open("/proc/self/mem")
+        .and_then(|f| f.read_exact_at(&mut image, start))
+        .is_ok()
+    {
+        let _ = crate::util::write_private_file(&raw_dir.join(crate::sidecars::VDSO_FILE), &image);
+    }
+}
+
 pub(super) fn copy_kallsyms(raw_dir: &Path) {
     // Kernel symbols for finalize on another machine; only meaningful when readable.
     // Reading /proc/kallsyms costs 50-300 ms of kernel time (5 MB generated), longer

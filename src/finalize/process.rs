@@ -684,6 +684,14 @@ impl Builder<'_> {
                     .then(|| super::binaries::embedded_agent(build_id.as_deref()))
                     .flatten()
             })
+        } else if path == "[vdso]" {
+            // The recording kernel's vdso, copied beside perf.data (a regular file
+            // there, not whatever a link points at).
+            let copy = self.raw_dir.join(crate::sidecars::VDSO_FILE);
+            std::fs::symlink_metadata(&copy)
+                .is_ok_and(|m| m.is_file())
+                .then(|| self.search.elf_cache.load(&copy))
+                .flatten()
         } else {
             None
         };

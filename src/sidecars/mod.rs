@@ -6,6 +6,12 @@
 //! ([`create_timeline_csv`]), one bounded reader ([`read_timeline_csv`]: a regular file
 //! only, a cut last line dropped) and one error type ([`SidecarError`]).
 
+/// The recording kernel's vdso (`vdso.so`), an ELF image copied byte for byte from the
+/// collector's own mapping (every 64-bit process on one kernel maps the same one): the
+/// kernel's code in user space (`clock_gettime`, `gettimeofday`), which no file on disk
+/// holds. Finalize names the vdso's functions and unwinds through them with it.
+pub const VDSO_FILE: &str = "vdso.so";
+
 pub mod collector_sampled;
 pub mod counters;
 pub mod rss;

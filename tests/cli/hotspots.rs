@@ -629,6 +629,28 @@ fn a_signal_handler_unwinds_through_the_signal_frame_to_the_interrupted_code() {
     }
 }
 
+/// Time in the vdso (tests/programs/vdso_clock.c: a loop of `clock_gettime`) is one
+/// named function of module `[vdso]`, from the copy of the vdso collect keeps beside
+/// perf.data, and its stacks reach main. (Without the copy every sampled address of the
+/// vdso was a row of its own, `[vdso]+0xb46`, ..., and its frames were unwound by
+/// guessing from rbp.)
+#[test]
+fn time_in_the_vdso_is_a_named_function_under_its_caller() {
+    let t = shared_tempdir();
+    let bin = build_c(t.path(), "vdso_clock.c", "vdso_clock", &[]);
+    let dir = t.path().join("r");
+    ok(&collect(&dir, &[], &[bin.to_str().unwrap(), "40000000"]));
+    let csv = report_view(&dir, "hotspots", "csv", &["--top", "1000"]);
+    assert!(!csv.contains("[vdso]+"), "a vdso address unnamed:\n{csv}");
+    let rows = hotspots(&dir, &[]);
+    let vdso = rows.get("__vdso_clock_gettime").map_or(0.0, |h| h.self_pct);
+    assert!(vdso >= 50.0, "__vdso_clock_gettime self {vdso}%\n{csv}");
+    let total = |f: &str| rows.get(f).map_or(0.0, |h| h.total_pct);
+    for f in ["main", "timed"] {
+        assert!(total(f) >= 99.0, "{f} {}%\n{csv}", total(f));
+    }
+}
+
 /// Recursion 200 deep with frame pointers: the kernel records 127 frames of a call
 /// chain; the DWARF unwinder over a large copy reaches main.
 #[test]
