@@ -40,7 +40,7 @@ use serde_json::{Value, json};
 use super::{ExportError, Model};
 use crate::profile::stacks::FramesFilter;
 use crate::profile::stacks::StackFilter;
-use crate::profile::{FrameKind, Profile};
+use crate::profile::{FrameKind, Profile, WaitClass};
 use crate::report::ReportFormat;
 use crate::report::{hotspots, lines, ranks, summary};
 
@@ -313,9 +313,18 @@ pub fn data(profile: &Profile, model: &Model, filter: StackFilter) -> Value {
         // The waits panel's breakdowns: by class, and by sync object.
         let classes = w::by_class(p, filter);
         let all: u64 = classes.iter().map(|c| c.1).sum();
+        let service = w::mpi_service_ns(p, filter);
+        let note = |c: &WaitClass| match c {
+            WaitClass::Mpi if service > 0 => format!(
+                "of it {} in the MPI library's own threads, which wait by design",
+                crate::report::table::human(service, "ns")
+            ),
+            _ => String::new(),
+        };
         v["wait_classes"] = json!({"rows": classes.iter().map(|(c, ns)| json!({
             "class": c.as_str(), "wait_ns": ns,
             "wait_pct": if all == 0 { 0.0 } else { (*ns as f64 * 10000.0 / all as f64).round() / 100.0 },
+            "note": note(c),
         })).collect::<Vec<_>>()});
         v["wait_objects"] = report_json(w::objects(p, ReportFormat::Json, 30, filter));
     }

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use super::ReportFormat;
 use super::table::{csv_line, format_rows, function_rows, human, pct, round2};
 use crate::profile::stacks::StackFilter;
-use crate::profile::{ProcessRole, Profile};
+use crate::profile::{ProcessRole, Profile, WaitClass};
 
 /// Peak of the summed RSS of all processes, and when.
 pub fn peak_rss(p: &Profile) -> Option<(u64, u64)> {
@@ -234,6 +234,7 @@ pub fn summary(p: &Profile, format: ReportFormat, top: usize, filter: StackFilte
                     .map(|(c, ns)| (c.as_str().to_string(), json!(ns)))
                     .collect();
                 v["waits_by_class"] = Value::Object(classes);
+                v["mpi_service_threads_ns"] = json!(super::waits::mpi_service_ns(p, filter));
             }
             // Counter group read with the samples: totals per event, multiplexing.
             if let Ok(g) = serde_json::from_str::<Value>(p.meta_str("group")) {
@@ -448,11 +449,20 @@ fn waits_by_class_line(p: &Profile, filter: StackFilter) -> String {
     if classes.is_empty() {
         return String::new();
     }
+    let service = super::waits::mpi_service_ns(p, filter);
     let parts: Vec<String> = classes
         .iter()
         .map(|(c, ns)| {
+            let of_it = if *c == WaitClass::Mpi && service > 0 {
+                format!(
+                    ", of it {} in the MPI library's own threads, which wait by design",
+                    human(service, "ns")
+                )
+            } else {
+                String::new()
+            };
             format!(
-                "{} {} ({:.1}%)",
+                "{} {} ({:.1}%{of_it})",
                 c.as_str(),
                 human(*ns, "ns"),
                 pct(*ns, total)

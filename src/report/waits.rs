@@ -294,6 +294,56 @@ pub fn by_class(p: &Profile, filter: StackFilter) -> Vec<(WaitClass, u64)> {
     v
 }
 
+/// Of the MPI waits, the time of the MPI library's own threads (Open MPI's progress
+/// and PMIx threads, in `poll`/`epoll_wait` for the whole run): threads other than
+/// their process's main thread none of whose waits has a frame of the program, only
+/// the C runtime's, MPI libraries' and the kernel's. They wait by design, not for the
+/// program, and would otherwise read as the program's time in MPI.
+pub fn mpi_service_ns(p: &Profile, filter: StackFilter) -> u64 {
+    let waits = p.weighted_waits(filter);
+    let mut program: HashMap<Option<usize>, bool> = HashMap::new();
+    let mut threads_with_program: HashSet<usize> = HashSet::new();
+    for (_, w) in &waits {
+        if *program
+            .entry(w.key.stack)
+            .or_insert_with(|| has_program_frame(p, w.key.stack))
+        {
+            threads_with_program.insert(w.key.thread);
+        }
+    }
+    let is_service = |t: usize| {
+        let main = p.threads.get(t).is_none_or(|th| {
+            p.processes
+                .get(th.process)
+                .is_none_or(|pr| pr.pid == th.tid)
+        });
+        !main && !threads_with_program.contains(&t)
+    };
+    waits
+        .iter()
+        .filter(|(_, w)| w.key.class == WaitClass::Mpi && is_service(w.key.thread))
+        .map(|(_, w)| w.wait_ns)
+        .sum()
+}
+
+/// Whether the stack ending at `leaf` holds a frame of the program: a Python frame, or
+/// a native one outside the kernel, the runtimes and MPI libraries.
+fn has_program_frame(p: &Profile, leaf: Option<usize>) -> bool {
+    use crate::profile::FrameKind;
+    p.stack_frames(leaf)
+        .into_iter()
+        .filter_map(|f| p.frames.get(f))
+        .filter_map(|f| p.functions.get(f.function))
+        .any(|f| match f.kind {
+            FrameKind::Kernel => false,
+            FrameKind::Native => {
+                !crate::profile::stacks::is_runtime_module(&f.module)
+                    && !crate::mpi::is_mpi_module(&f.module)
+            }
+            _ => true,
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

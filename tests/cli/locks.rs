@@ -551,6 +551,29 @@ fn mpi_barrier_waits_total_the_designed_imbalance() {
         others.iter().all(|&o| at_line_s[2] < 0.5 * o),
         "rank 2, the last to arrive, waits least: {at_line_s:?}"
     );
+    // The script has one thread: every other thread of a rank is Open MPI's own
+    // (progress, PMIx), off CPU all along. The summary says how much of the MPI time is
+    // theirs, and none of the program's barrier waits is counted in it.
+    let main_thread = |t: usize| p.processes[p.threads[t].process].pid == p.threads[t].tid;
+    let library_threads: u64 = (p.waits.iter())
+        .filter(|w| w.key.class == hwprof::profile::WaitClass::Mpi && !main_thread(w.key.thread))
+        .map(|w| w.wait_ns)
+        .sum();
+    let summary = report_json(&dir, "summary", &[]);
+    let service = summary["mpi_service_threads_ns"].as_u64().unwrap_or(0);
+    eprintln!(
+        "MPI waits of the library's own threads: {library_threads} ns; the summary: {service} ns"
+    );
+    assert!(
+        library_threads > 0,
+        "Open MPI's service threads wait: {summary:#}"
+    );
+    assert_eq!(service, library_threads, "{summary:#}");
+    let text = report_view(&dir, "summary", "text", &[]);
+    assert!(
+        text.contains("in the MPI library's own threads, which wait by design"),
+        "{text}"
+    );
 }
 
 /// Per rank of 4: the MPI_Barrier waits whose stack has a frame that `here` accepts, as
