@@ -2,6 +2,8 @@
 //! deferred finalize after moving everything, perf as the reference reader, and an
 //! ordinary user.
 
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::common::*;
@@ -600,6 +602,18 @@ fn dwarf_unwinds_a_recursion_1500_deep_to_main() {
     }
 }
 
+/// tests/programs/SOURCE built (`-O2 -g`) into T and run with ARGS under a default
+/// collect into T/r: the results directory and its hotspots rows.
+fn collect_c_program(t: &Path, source: &str, args: &[&str]) -> (PathBuf, HashMap<String, Hot>) {
+    let bin = build_c(t, source, source.trim_end_matches(".c"), &[]);
+    let dir = t.join("r");
+    let mut command = vec![bin.to_str().unwrap()];
+    command.extend_from_slice(args);
+    ok(&collect(&dir, &[], &command));
+    let rows = hotspots(&dir, &[]);
+    (dir, rows)
+}
+
 /// Samples in a signal handler (tests/programs/signal_frames.c: SIGPROF's handler
 /// spins about a third of the time) unwind through the signal frame, named
 /// `__restore_rt` as perf names it, to the code the signal interrupted: every stack
@@ -609,10 +623,7 @@ fn dwarf_unwinds_a_recursion_1500_deep_to_main() {
 #[test]
 fn a_signal_handler_unwinds_through_the_signal_frame_to_the_interrupted_code() {
     let t = shared_tempdir();
-    let bin = build_c(t.path(), "signal_frames.c", "signal_frames", &[]);
-    let dir = t.path().join("r");
-    ok(&collect(&dir, &[], &[bin.to_str().unwrap(), "2"]));
-    let rows = hotspots(&dir, &[]);
+    let (_, rows) = collect_c_program(t.path(), "signal_frames.c", &["2"]);
     let total = |f: &str| rows.get(f).map_or(0.0, |h| h.total_pct);
     let handler = total("on_tick");
     assert!(
@@ -637,12 +648,9 @@ fn a_signal_handler_unwinds_through_the_signal_frame_to_the_interrupted_code() {
 #[test]
 fn time_in_the_vdso_is_a_named_function_under_its_caller() {
     let t = shared_tempdir();
-    let bin = build_c(t.path(), "vdso_clock.c", "vdso_clock", &[]);
-    let dir = t.path().join("r");
-    ok(&collect(&dir, &[], &[bin.to_str().unwrap(), "40000000"]));
+    let (dir, rows) = collect_c_program(t.path(), "vdso_clock.c", &["40000000"]);
     let csv = report_view(&dir, "hotspots", "csv", &["--top", "1000"]);
     assert!(!csv.contains("[vdso]+"), "a vdso address unnamed:\n{csv}");
-    let rows = hotspots(&dir, &[]);
     let vdso = rows.get("__vdso_clock_gettime").map_or(0.0, |h| h.self_pct);
     assert!(vdso >= 50.0, "__vdso_clock_gettime self {vdso}%\n{csv}");
     let total = |f: &str| rows.get(f).map_or(0.0, |h| h.total_pct);
