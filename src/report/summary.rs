@@ -399,6 +399,10 @@ pub fn without_symbols_line(modules: &[(String, f64)]) -> String {
     )
 }
 
+/// The largest user-stack copy the kernel takes (`sample_stack_user` is a u16 rounded
+/// down to 8 bytes).
+const MAX_STACK_COPY: u64 = 65528;
+
 /// A share of samples with cut stacks below which they go unmentioned (a few are cut
 /// at any program's start and end).
 const CUT_SHORT_SHOWN_PCT: f64 = 1.0;
@@ -413,12 +417,21 @@ pub fn cut_short_lines(p: &Profile) -> Vec<String> {
     let mut lines = Vec::new();
     let [at_size, at_page, at_limit] = crate::profile::STACK_CUT_KEYS.map(share);
     if at_size >= CUT_SHORT_SHOWN_PCT {
-        let copy = p.meta_str("call_graph").strip_prefix("dwarf,").map_or_else(
+        let size = p.meta_str("call_graph").strip_prefix("dwarf,");
+        let copy = size.map_or_else(
             || "stack copy".to_string(),
             |n| format!("{n}-byte stack copy"),
         );
+        let advice = match size.and_then(|n| n.parse::<u64>().ok()) {
+            Some(n) if n >= MAX_STACK_COPY => "the copy is already the largest the kernel takes: build with -fno-omit-frame-pointer and collect with --call-graph fp".to_string(),
+            Some(n) if n > 0 => format!(
+                "collect again with --call-graph dwarf,{MAX_STACK_COPY} to copy up to {:.0} times more",
+                MAX_STACK_COPY as f64 / n as f64
+            ),
+            _ => format!("collect again with --call-graph dwarf,{MAX_STACK_COPY}, the largest copy the kernel takes"),
+        };
         lines.push(format!(
-            "stacks cut short: {at_size:.1}% of samples unwound only as far as the {copy} reached (a large stack frame, such as a local or automatic array, or deep recursion): their callers miss them, so callers' total% is low; collect again with --call-graph dwarf,65528 to copy up to 8 times more"
+            "stacks cut short: {at_size:.1}% of samples unwound only as far as the {copy} reached (a large stack frame, such as a local or automatic array, or deep recursion): their callers miss them, so callers' total% is low; {advice}"
         ));
     }
     if at_page >= CUT_SHORT_SHOWN_PCT {
