@@ -595,3 +595,28 @@ fn python_without_stack_line(w: &Value) -> String {
 fn counted(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The advice of the copy-size cut line fits the copy the run had.
+    #[test]
+    fn the_copy_size_advice_fits_the_copy() {
+        let line = |call_graph: &str| {
+            let mut p = Profile::default();
+            for (k, v) in [
+                ("call_graph", call_graph),
+                ("samples", "100"),
+                ("stacks_cut_at_copy_size", "30"),
+            ] {
+                p.meta.insert(k.into(), v.into());
+            }
+            cut_short_lines(&p).join("\n")
+        };
+        assert!(line("dwarf,8192").ends_with("dwarf,65528 to copy up to 8 times more"));
+        assert!(line("dwarf,1024").ends_with("dwarf,65528 to copy up to 64 times more"));
+        assert!(line("dwarf,65528").contains("build with -fno-omit-frame-pointer"));
+        assert!(line("dwarf,1024").starts_with("stacks cut short: 30.0% of samples"));
+    }
+}
