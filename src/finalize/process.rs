@@ -1262,8 +1262,6 @@ pub fn sort_times(times: &mut Vec<((SampleKey, u64), u64)>) {
     });
 }
 
-/// Where `avma` lives among a process's `maps` (sorted by start; None: an unknown
-/// process).
 /// x86-64 Linux's `rt_sigreturn` trampoline, `mov $15, %rax; syscall`: glibc's and
 /// musl's `__restore_rt`, where every signal handler returns.
 const SIGRETURN: [u8; 9] = [0x48, 0xc7, 0xc0, 0x0f, 0x00, 0x00, 0x00, 0x0f, 0x05];
@@ -1313,6 +1311,8 @@ fn interrupted_regs(
     Ok((ip, UnwindRegsX86_64::new(ip, sp, bp)))
 }
 
+/// Where `avma` lives among a process's `maps` (sorted by start; None: an unknown
+/// process).
 fn locate(maps: Option<&[MappingShared]>, avma: u64) -> Loc {
     if avma >= 0xffff_8000_0000_0000 {
         return Loc::Kernel(avma);
