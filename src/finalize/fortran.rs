@@ -120,39 +120,33 @@ mod tests {
 
     #[test]
     fn conventions_of_each_compiler() {
-        let d = |n, f| demangle(n, f);
-        assert_eq!(d("__heat_MOD_relax", false).as_deref(), Some("heat::relax"));
-        assert_eq!(d("heat_mp_relax_", false).as_deref(), Some("heat::relax"));
-        assert_eq!(
-            d("solver_IP_smooth_", false).as_deref(),
-            Some("solver::smooth")
-        );
-        assert_eq!(d("_QMheatPrelax", false).as_deref(), Some("heat::relax"));
-        assert_eq!(
-            d("_QFsolverPsmooth", false).as_deref(),
-            Some("solver::smooth")
-        );
-        assert_eq!(
-            d("_QMheatFrelaxPinner", false).as_deref(),
-            Some("heat::relax::inner")
-        );
-        assert_eq!(d("_QPsweep", false).as_deref(), Some("sweep"));
-        assert_eq!(d("_QQmain", false).as_deref(), Some("main program"));
-        assert_eq!(d("MAIN__", true).as_deref(), Some("main program"));
-        assert_eq!(
-            d("MAIN__._omp_fn.0", true).as_deref(),
-            Some("main program._omp_fn.0")
-        );
-        // External procedures: only from a Fortran unit.
-        assert_eq!(d("sweep_", true).as_deref(), Some("sweep"));
-        assert_eq!(d("sweep_", false), None);
-        assert_eq!(d("relax", true), None);
-        // Outlined OpenMP regions and clones keep their suffix.
-        assert_eq!(
-            d("__solver_MOD_relax._omp_fn.0", true).as_deref(),
-            Some("solver::relax._omp_fn.0")
-        );
-        assert_eq!(d("main._omp_fn.0", false), None);
+        // (symbol, from a Fortran unit, name)
+        let cases: &[(&str, bool, Option<&str>)] = &[
+            ("__heat_MOD_relax", false, Some("heat::relax")),
+            ("heat_mp_relax_", false, Some("heat::relax")),
+            ("solver_IP_smooth_", false, Some("solver::smooth")),
+            ("_QMheatPrelax", false, Some("heat::relax")),
+            ("_QFsolverPsmooth", false, Some("solver::smooth")),
+            ("_QMheatFrelaxPinner", false, Some("heat::relax::inner")),
+            ("_QPsweep", false, Some("sweep")),
+            ("_QQmain", false, Some("main program")),
+            ("MAIN__", true, Some("main program")),
+            ("MAIN__._omp_fn.0", true, Some("main program._omp_fn.0")),
+            // External procedures: only from a Fortran unit.
+            ("sweep_", true, Some("sweep")),
+            ("sweep_", false, None),
+            ("relax", true, None),
+            // Outlined OpenMP regions and clones keep their suffix.
+            (
+                "__solver_MOD_relax._omp_fn.0",
+                true,
+                Some("solver::relax._omp_fn.0"),
+            ),
+            ("main._omp_fn.0", false, None),
+        ];
+        for &(symbol, fortran, want) in cases {
+            assert_eq!(demangle(symbol, fortran).as_deref(), want, "{symbol}");
+        }
     }
 
     #[test]
