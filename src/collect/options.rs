@@ -34,9 +34,10 @@ impl CallGraph {
             None if s == "none" => Ok(CallGraph::None),
             Some(("dwarf", n)) => {
                 let n: u32 = n.trim().parse().map_err(|_| bad())?;
-                if n == 0 || n > 65528 {
+                let max = crate::events::MAX_STACK_COPY;
+                if n == 0 || n > max {
                     return Err(CollectError::Usage(format!(
-                        "--call-graph dwarf,{n}: the stack copy must be 8..65528 bytes"
+                        "--call-graph dwarf,{n}: the stack copy must be 8..{max} bytes"
                     )));
                 }
                 Ok(CallGraph::Dwarf(n.div_ceil(8) * 8))

@@ -229,8 +229,6 @@ fn copy_private(from: &Path, to: &Path) -> bool {
         .is_ok_and(|mut dst| std::io::copy(&mut src, &mut dst).is_ok())
 }
 
-/// Copy the kernel's symbols into the raw directory (from the per-boot cache when it
-/// has them).
 /// The vdso this process maps (the one the target maps: same kernel), into
 /// [`crate::sidecars::VDSO_FILE`]. Nothing is written when it cannot be read.
 pub(super) fn copy_vdso(raw_dir: &Path) {
@@ -260,6 +258,8 @@ pub(super) fn copy_vdso(raw_dir: &Path) {
     }
 }
 
+/// Copy the kernel's symbols into the raw directory (from the per-boot cache when it
+/// has them).
 pub(super) fn copy_kallsyms(raw_dir: &Path) {
     // Kernel symbols for finalize on another machine; only meaningful when readable.
     // Reading /proc/kallsyms costs 50-300 ms of kernel time (5 MB generated), longer

@@ -36,6 +36,10 @@ pub use suggest::close_matches;
 /// woke each wait).
 pub const WAKER_EVENT: &str = "sched:sched_waking";
 
+/// The largest user-stack copy a sample can take (`--call-graph dwarf,N`): the kernel's
+/// `sample_stack_user` is a u16, rounded down to 8 bytes.
+pub const MAX_STACK_COPY: u32 = 65528;
+
 /// Errors resolving an event name.
 #[derive(Debug, thiserror::Error)]
 pub enum EventError {

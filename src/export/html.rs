@@ -313,12 +313,9 @@ pub fn data(profile: &Profile, model: &Model, filter: StackFilter) -> Value {
         // The waits panel's breakdowns: by class, and by sync object.
         let classes = w::by_class(p, filter);
         let all: u64 = classes.iter().map(|c| c.1).sum();
-        let service = w::mpi_service_ns(p, filter);
-        let note = |c: &WaitClass| match c {
-            WaitClass::Mpi if service > 0 => format!(
-                "of it {} in the MPI library's own threads, which wait by design",
-                crate::report::table::human(service, "ns")
-            ),
+        let service = w::mpi_service_note(p, filter);
+        let note = |c: &WaitClass| match &service {
+            Some(note) if *c == WaitClass::Mpi => note.clone(),
             _ => String::new(),
         };
         v["wait_classes"] = json!({"rows": classes.iter().map(|(c, ns)| json!({

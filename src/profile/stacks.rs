@@ -301,19 +301,22 @@ pub fn is_runtime_module(module: &str) -> bool {
         || crate::mpi::is_mpi_module(&m)
 }
 
+/// Whether frame `f` is the program's: a Python frame, or a native one outside the
+/// kernel and the runtimes ([`is_runtime_module`]).
+pub fn is_program_frame(p: &Profile, f: usize) -> bool {
+    let function = p.frames.get(f).and_then(|fr| p.functions.get(fr.function));
+    function.is_some_and(|func| match func.kind {
+        FrameKind::Kernel => false,
+        FrameKind::Python => true,
+        FrameKind::Native => !is_runtime_module(&func.module),
+    })
+}
+
 /// `--frames program`: drop the innermost run of kernel and runtime frames (see
 /// [`is_runtime_module`]), so the leaf is the program's frame that called into them.
 /// A stack of runtime frames only loses its kernel frames.
 fn program_frames(p: &Profile, mut frames: Vec<usize>) -> Vec<usize> {
-    let function = |f: usize| p.frames.get(f).and_then(|fr| p.functions.get(fr.function));
-    let is_program = |f: usize| {
-        function(f).is_some_and(|func| match func.kind {
-            FrameKind::Kernel => false,
-            FrameKind::Python => true,
-            FrameKind::Native => !is_runtime_module(&func.module),
-        })
-    };
-    if let Some(i) = frames.iter().rposition(|&f| is_program(f)) {
+    if let Some(i) = frames.iter().rposition(|&f| is_program_frame(p, f)) {
         frames.truncate(i + 1);
     } else if let Some(i) = frames
         .iter()

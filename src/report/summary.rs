@@ -399,10 +399,6 @@ pub fn without_symbols_line(modules: &[(String, f64)]) -> String {
     )
 }
 
-/// The largest user-stack copy the kernel takes (`sample_stack_user` is a u16 rounded
-/// down to 8 bytes).
-const MAX_STACK_COPY: u64 = 65528;
-
 /// A share of samples with cut stacks below which they go unmentioned (a few are cut
 /// at any program's start and end).
 const CUT_SHORT_SHOWN_PCT: f64 = 1.0;
@@ -422,7 +418,8 @@ pub fn cut_short_lines(p: &Profile) -> Vec<String> {
             || "stack copy".to_string(),
             |n| format!("{n}-byte stack copy"),
         );
-        let advice = match size.and_then(|n| n.parse::<u64>().ok()) {
+        const MAX_STACK_COPY: u32 = crate::events::MAX_STACK_COPY;
+        let advice = match size.and_then(|n| n.parse::<u32>().ok()) {
             Some(n) if n >= MAX_STACK_COPY => "the copy is already the largest the kernel takes: build with -fno-omit-frame-pointer and collect with --call-graph fp".to_string(),
             Some(n) if n > 0 => format!(
                 "collect again with --call-graph dwarf,{MAX_STACK_COPY} to copy up to {:.0} times more",
@@ -462,17 +459,13 @@ fn waits_by_class_line(p: &Profile, filter: StackFilter) -> String {
     if classes.is_empty() {
         return String::new();
     }
-    let service = super::waits::mpi_service_ns(p, filter);
+    let service = super::waits::mpi_service_note(p, filter);
     let parts: Vec<String> = classes
         .iter()
         .map(|(c, ns)| {
-            let of_it = if *c == WaitClass::Mpi && service > 0 {
-                format!(
-                    ", of it {} in the MPI library's own threads, which wait by design",
-                    human(service, "ns")
-                )
-            } else {
-                String::new()
+            let of_it = match &service {
+                Some(note) if *c == WaitClass::Mpi => format!(", {note}"),
+                _ => String::new(),
             };
             format!(
                 "{} {} ({:.1}%{of_it})",

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use super::ReportFormat;
 use super::table::{csv_line, human, pct, round2};
-use crate::profile::stacks::{StackFilter, apply_frames_filter};
+use crate::profile::stacks::{StackFilter, apply_frames_filter, is_program_frame};
 use crate::profile::{Profile, WaitClass, WaitKey, WaitRow};
 
 /// Waits of one function or one object, summed.
@@ -296,18 +296,19 @@ pub fn by_class(p: &Profile, filter: StackFilter) -> Vec<(WaitClass, u64)> {
 
 /// Of the MPI waits, the time of the MPI library's own threads (Open MPI's progress
 /// and PMIx threads, in `poll`/`epoll_wait` for the whole run): threads other than
-/// their process's main thread none of whose waits has a frame of the program, only
-/// the C runtime's, MPI libraries' and the kernel's. They wait by design, not for the
+/// their process's main thread none of whose waits has a frame of the program
+/// ([`is_program_frame`]: only the C runtime's, MPI libraries' and the kernel's). They wait by design, not for the
 /// program, and would otherwise read as the program's time in MPI.
 pub fn mpi_service_ns(p: &Profile, filter: StackFilter) -> u64 {
     let waits = p.weighted_waits(filter);
     let mut program: HashMap<Option<usize>, bool> = HashMap::new();
     let mut threads_with_program: HashSet<usize> = HashSet::new();
     for (_, w) in &waits {
-        if *program
-            .entry(w.key.stack)
-            .or_insert_with(|| has_program_frame(p, w.key.stack))
-        {
+        if *program.entry(w.key.stack).or_insert_with(|| {
+            p.stack_frames(w.key.stack)
+                .into_iter()
+                .any(|f| is_program_frame(p, f))
+        }) {
             threads_with_program.insert(w.key.thread);
         }
     }
@@ -326,22 +327,16 @@ pub fn mpi_service_ns(p: &Profile, filter: StackFilter) -> u64 {
         .sum()
 }
 
-/// Whether the stack ending at `leaf` holds a frame of the program: a Python frame, or
-/// a native one outside the kernel, the runtimes and MPI libraries.
-fn has_program_frame(p: &Profile, leaf: Option<usize>) -> bool {
-    use crate::profile::FrameKind;
-    p.stack_frames(leaf)
-        .into_iter()
-        .filter_map(|f| p.frames.get(f))
-        .filter_map(|f| p.functions.get(f.function))
-        .any(|f| match f.kind {
-            FrameKind::Kernel => false,
-            FrameKind::Native => {
-                !crate::profile::stacks::is_runtime_module(&f.module)
-                    && !crate::mpi::is_mpi_module(&f.module)
-            }
-            _ => true,
-        })
+/// The summary's words for [`mpi_service_ns`] beside the `mpi` class (text, HTML),
+/// when there is any.
+pub fn mpi_service_note(p: &Profile, filter: StackFilter) -> Option<String> {
+    let ns = mpi_service_ns(p, filter);
+    (ns > 0).then(|| {
+        format!(
+            "of it {} in the MPI library's own threads, which wait by design",
+            human(ns, "ns")
+        )
+    })
 }
 
 #[cfg(test)]
