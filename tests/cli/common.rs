@@ -156,7 +156,6 @@ pub fn self_pct(rows: &HashMap<String, Hot>, f: &str) -> f64 {
     rows.get(f).map(|h| h.self_pct).unwrap_or(0.0)
 }
 
-/// Whether `perf` is installed.
 /// Fails the test when perf is missing: `.ci/run` installs it (linux-perf), so its
 /// absence is a broken setup, never a reason to skip.
 pub fn need_perf() {
@@ -184,6 +183,21 @@ pub fn collect_loud(dir: &Path, extra: &[&str], cmd: &[&str]) -> Output {
     args.push("--");
     args.extend_from_slice(cmd);
     hwprof(&args)
+}
+
+/// The system python that uid 65534 runs, after checking that it and `setpriv` are
+/// there: `.ci/run` installs both, so their absence fails the test, never skips it.
+pub fn system_python_for_nobody() -> &'static Path {
+    let sys_py = Path::new("/usr/bin/python3");
+    assert!(
+        sys_py.exists(),
+        "/usr/bin/python3 is not installed: apt-get install python3 (.ci/run does)"
+    );
+    assert!(
+        Command::new("setpriv").arg("--help").output().is_ok(),
+        "setpriv is not installed: apt-get install util-linux (.ci/run does)"
+    );
+    sys_py
 }
 
 /// A command that runs as the ordinary user 65534 (as our users live).

@@ -163,8 +163,7 @@ fn static_and_dynamic_solvers_of_a_python_driver_are_sampled() {
     assert_shares(&dir, "root", &stderr);
 
     // An ordinary user (uid 65534, paranoid 2) with the system python.
-    let sys_py = Path::new("/usr/bin/python3");
-    assert!(sys_py.is_file(), "/usr/bin/python3 is required");
+    let sys_py = system_python_for_nobody();
     let dir = tmp.path().join("user");
     let program = [
         sys_py.as_os_str(),
@@ -300,8 +299,7 @@ fn setuid_root_program_under_an_ordinary_user_is_named_not_sampled() {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&driver, std::fs::Permissions::from_mode(0o755)).unwrap();
     let dir = tmp.path().join("user");
-    let sys_py = Path::new("/usr/bin/python3");
-    assert!(sys_py.is_file(), "/usr/bin/python3 is required");
+    let sys_py = system_python_for_nobody();
     let program = [sys_py.as_os_str(), driver.as_os_str(), solver.as_os_str()];
     collect_with_embedded_agent(hwprof_command(true, tmp.path()), &dir, &program);
     let by = &summary_json(&dir)["sampled_by"];

@@ -425,8 +425,7 @@ fn python_waits_at(p: &Profile, class: WaitClass, function: &str, line: u32) -> 
 /// The ordinary user's python, /usr/bin/python3 (required), a new shared temporary
 /// directory, and hwprof run as uid 65534 from a copy in it.
 fn system_python_as_nobody() -> (&'static Path, tempfile::TempDir, Command) {
-    let py = Path::new("/usr/bin/python3");
-    assert!(py.is_file(), "/usr/bin/python3 is required");
+    let py = system_python_for_nobody();
     let t = shared_tempdir();
     let hw = hwprof_command(true, t.path());
     (py, t, hw)

@@ -376,15 +376,7 @@ fn pyenv_shim_and_ordinary_user() {
     assert_work_truth(&dir, "python3 on PATH", true);
 
     // An ordinary user (uid 65534, paranoid 2, no capabilities) with the system python.
-    let sys_py = Path::new("/usr/bin/python3");
-    assert!(
-        sys_py.exists(),
-        "/usr/bin/python3 is not installed: apt-get install python3 (.ci/run does)"
-    );
-    assert!(
-        Command::new("setpriv").arg("--help").output().is_ok(),
-        "setpriv is not installed: apt-get install util-linux (.ci/run does)"
-    );
+    let sys_py = system_python_for_nobody();
     let dir = tmp.path().join("user");
     let out = Command::new("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups"])

@@ -27,8 +27,9 @@
 //! the Python stack into eval-loop calls at it. A frame not yet started (3.11+
 //! "incomplete": its instruction pointer before its code) gets [`FR_NO_OFFSET`].
 //!
-//! Every other frame's code object is validated: read whole (the window of the fields
-//! the walk uses) and, when the type `PyCode_Type` is known, its `ob_type` checked.
+//! Every other frame's code object is validated: present (not 0), read whole (the window
+//! of the fields the walk uses) and, when the type `PyCode_Type` is known, its `ob_type`
+//! checked.
 //! 3.11 and 3.12 publish a new C frame (`tstate->cframe`) before setting its
 //! `current_frame`, so a capture in between follows a stale slot to memory that is no
 //! longer a frame; the walk stops there ([`Stop::NotCode`], [`CAP_READ_FAILED`], the
@@ -594,6 +595,14 @@ impl Decoder {
             }
             let (f, prev, local0) = self.decode_frame(fb);
             if f.flags & FR_SHIM == 0 {
+                // Every frame but a shim has a code object: none is not a frame (a
+                // stale slot read as one), and the walk stops before it.
+                if f.code == 0 {
+                    flags |= CAP_READ_FAILED;
+                    stop = Stop::NotCode;
+                    frame = 0;
+                    continue;
+                }
                 pend_code = f.code;
                 pend_local = local0;
             }
@@ -1031,35 +1040,39 @@ mod tests {
         let mut tested = 0;
         for l in layouts().into_iter().filter(|l| l.cframe_previous != NONE) {
             let dec = decoder(&l);
-            // The caller's C frame points to a chain of 3; the new one to a stale slot
-            // (a frame whose code object is freed: not of the code type).
-            let mut m = chain(&l, 3);
-            let (cframe, caller, stale) = (0x40_0000, 0x40_1000, 0x40_2000);
-            m.region(cframe, 64);
-            m.region(caller, 64);
-            m.put(cframe, l.cframe_previous, caller);
-            m.put(caller, l.cframe_current_frame, frame_at(0));
-            m.region(stale, FRAME_SIZE as usize);
-            m.region(0x50_0000, 0x400);
-            m.put(stale, l.frame_code, 0x50_0000);
-            m.put(cframe, l.cframe_current_frame, stale);
-            let top = dec.top_from(&m, cframe).unwrap();
-            assert_eq!(
-                top,
-                Top {
-                    frame: stale,
-                    cframe
-                }
-            );
-            let (frames, w) = with_buffers(MAX_FRAMES, |bufs| {
-                dec.walk_stack(&m, &mut NoCache, top, bufs)
-            });
-            assert_eq!((w.frames, w.stop), (3, Stop::Outermost), "3.{}", l.minor);
-            let want: Vec<_> = (0..3).map(|i| expected(&l, i)).collect();
-            assert_eq!(frames, want);
-            tested += 1;
+            // The caller's C frame points to a chain of 3; the new one to a stale slot:
+            // a frame whose code object is freed (not of the code type), or stack memory
+            // with no code pointer at all (seen in a class body's first instant, 3.12).
+            for stale_code in [0x50_0000, 0] {
+                let mut m = chain(&l, 3);
+                let (cframe, caller, stale) = (0x40_0000, 0x40_1000, 0x40_2000);
+                m.region(cframe, 64);
+                m.region(caller, 64);
+                m.put(cframe, l.cframe_previous, caller);
+                m.put(caller, l.cframe_current_frame, frame_at(0));
+                m.region(stale, FRAME_SIZE as usize);
+                m.region(0x50_0000, 0x400);
+                m.put(stale, l.frame_code, stale_code);
+                m.put(cframe, l.cframe_current_frame, stale);
+                let top = dec.top_from(&m, cframe).unwrap();
+                assert_eq!(
+                    top,
+                    Top {
+                        frame: stale,
+                        cframe
+                    }
+                );
+                let (frames, w) = with_buffers(MAX_FRAMES, |bufs| {
+                    dec.walk_stack(&m, &mut NoCache, top, bufs)
+                });
+                let label = format!("3.{}, stale code {stale_code:#x}", l.minor);
+                assert_eq!((w.frames, w.stop), (3, Stop::Outermost), "{label}");
+                let want: Vec<_> = (0..3).map(|i| expected(&l, i)).collect();
+                assert_eq!(frames, want, "{label}");
+                tested += 1;
+            }
         }
-        assert_eq!(tested, 2);
+        assert_eq!(tested, 4);
     }
 
     #[test]
