@@ -141,21 +141,23 @@ pub(super) fn requested_events(
 /// the woken thread in its raw data), when the kernel lets us open it.
 pub(super) fn waker_event(quiet: bool, notices: &mut Vec<String>) -> Option<ChosenEventRequest> {
     let spec = events::resolve(events::WAKER_EVENT)
-        .ok()
-        .filter(|s| events::list::probe(s).is_ok());
-    if spec.is_none() {
-        notice(
-            quiet,
-            notices,
-            format!(
-                "locks: {} cannot be opened here: waits are shown without their waker",
-                events::WAKER_EVENT
-            ),
-        );
-    }
+        .map_err(|e| e.to_string())
+        .and_then(|s| events::list::probe(&s).map(|()| s));
+    let spec = match spec {
+        Ok(s) => s,
+        Err(why) => {
+            // The cause and its fix (tracefs not mounted, paranoid) are in `why`.
+            notice(
+                quiet,
+                notices,
+                format!("locks: waits are shown without their waker: {why}"),
+            );
+            return None;
+        }
+    };
     Some(ChosenEventRequest {
         requested: events::WAKER_EVENT.to_string(),
-        spec: spec?,
+        spec,
         fallback: None,
         members: Vec::new(),
         group_on_fallback: false,
