@@ -350,6 +350,10 @@ pub fn run(opts: &FinalizeOptions) -> Result<PathBuf, FinalizeError> {
     {
         meta.insert(key.into(), n.to_string());
     }
+    meta.insert(
+        crate::profile::STACK_CUT_BASE_KEY.into(),
+        acc.stack_cuts.samples.to_string(),
+    );
     meta.insert("skipped_bytes".into(), acc.skipped.to_string());
     // A provisional manifest (hwprof killed) has no duration: the samples' span is it.
     let duration_s = match acc.times {
@@ -619,7 +623,17 @@ impl RunTotals {
         self.total_samples += p.sample_count;
         self.lost += p.lost;
         self.truncated += p.unwind_truncated;
-        self.stack_cuts.add(&p.stack_cuts);
+        // The program's threads only: a launcher's samples are not in the percentages.
+        for (&thread, cuts) in &p.stack_cuts {
+            let role = p
+                .thread_image
+                .get(thread as usize)
+                .and_then(|&i| p.images.get(i as usize))
+                .map(|image| image.2);
+            if role.unwrap_or_default() == crate::profile::ProcessRole::Program {
+                self.stack_cuts.add(cuts);
+            }
+        }
         self.skipped += p.skipped_bytes;
         if let Some((a, b)) = p.time_range {
             self.times = Some(self.times.map_or((a, b), |(x, y)| (x.min(a), y.max(b))));

@@ -109,11 +109,13 @@ enum StackCut {
     AtFrameLimit,
 }
 
-/// Samples whose callers are missing, by [`StackCut`]. A sample with a Python stack is
-/// not counted: the Python stack gives its callers (the merge puts its outer frames
-/// above the cut).
+/// Samples whose callers are missing, by [`StackCut`], of how many samples. A sample
+/// with a Python stack is not counted as cut: the Python stack gives its callers (the
+/// merge puts its outer frames above the cut).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct StackCuts {
+    /// Samples counted (cut or not).
+    pub samples: u64,
     /// [`StackCut::AtCopySize`].
     pub at_copy_size: u64,
     /// [`StackCut::AtUntouchedPage`].
@@ -124,6 +126,7 @@ pub struct StackCuts {
 
 impl StackCuts {
     fn count(&mut self, cut: StackCut) {
+        self.samples += 1;
         match cut {
             StackCut::No => {}
             StackCut::AtCopySize => self.at_copy_size += 1,
@@ -143,6 +146,7 @@ impl StackCuts {
 
     /// Adds another raw directory's counts.
     pub fn add(&mut self, other: &StackCuts) {
+        self.samples += other.samples;
         self.at_copy_size += other.at_copy_size;
         self.at_untouched_page += other.at_untouched_page;
         self.at_frame_limit += other.at_frame_limit;
@@ -191,8 +195,9 @@ pub struct RawProfile {
     /// Samples whose user stack could not be unwound past the first frame (for another
     /// reason than the end of the stack copy).
     pub unwind_truncated: u64,
-    /// Samples whose callers are missing, by why their stack was cut.
-    pub stack_cuts: StackCuts,
+    /// Samples whose callers are missing, by why their stack was cut, per thread
+    /// index (a launcher's are not the program's).
+    pub stack_cuts: FxHashMap<u32, StackCuts>,
     /// PERF_RECORD_LOST totals.
     pub lost: u64,
     /// Bytes skipped at the end of a cut perf.data.
@@ -971,9 +976,8 @@ impl Builder<'_> {
             }
             return;
         }
-        if python == NO_NODE {
-            self.out.stack_cuts.count(cut);
-        }
+        let cuts = self.out.stack_cuts.entry(thread).or_default();
+        cuts.count(if python == NO_NODE { cut } else { StackCut::No });
         let mut count = 1;
         let value = match self.weighting {
             Weighting::Samples => 1,

@@ -147,6 +147,10 @@ pub const STACK_CUT_KEYS: [&str; 3] = [
     "stacks_cut_at_frame_limit",
 ];
 
+/// `meta` key of the samples the [`STACK_CUT_KEYS`] counts are of: the program's (not
+/// its launchers'). Absent in profiles written before it: then `samples`.
+pub const STACK_CUT_BASE_KEY: &str = "stacks_cut_of_samples";
+
 /// Most time buckets a profile's timeline has (finalize widens buckets to stay under).
 pub const TIMELINE_MAX_BUCKETS: u64 = 500;
 

@@ -196,6 +196,7 @@ pub fn summary(p: &Profile, format: ReportFormat, top: usize, filter: StackFilte
             for key in crate::profile::STACK_CUT_KEYS {
                 v[key] = json!(num(key));
             }
+            v[crate::profile::STACK_CUT_BASE_KEY] = json!(stack_cut_base(p));
             // A run cut short (docs/security.md "Crash consistency"): why.
             v["complete"] = json!(p.meta_str("incomplete").is_empty());
             if !p.meta_str("incomplete").is_empty() {
@@ -403,13 +404,24 @@ pub fn without_symbols_line(modules: &[(String, f64)]) -> String {
 /// at any program's start and end).
 const CUT_SHORT_SHOWN_PCT: f64 = 1.0;
 
+/// The samples the stack-cut counts are of: the program's (profiles written before
+/// that was recorded: all samples).
+fn stack_cut_base(p: &Profile) -> u64 {
+    let key = match p.meta_str(crate::profile::STACK_CUT_BASE_KEY) {
+        "" => "samples",
+        _ => crate::profile::STACK_CUT_BASE_KEY,
+    };
+    p.meta_str(key).parse().unwrap_or(0)
+}
+
 /// "stacks cut short: 74.5% of samples ...", one line per cause that cut 1% or more of
 /// the samples' stacks: they unwound only as far as their user-stack copy went, so their
 /// callers miss them (main's total% below 100). Each line says what to do about its
 /// cause. The summary, its JSON and the HTML report show them.
 pub fn cut_short_lines(p: &Profile) -> Vec<String> {
     let num = |k: &str| p.meta_str(k).parse::<u64>().unwrap_or(0);
-    let share = |k: &str| pct(num(k), num("samples"));
+    let base = stack_cut_base(p);
+    let share = |k: &str| pct(num(k), base);
     let mut lines = Vec::new();
     let [at_size, at_page, at_limit] = crate::profile::STACK_CUT_KEYS.map(share);
     if at_size >= CUT_SHORT_SHOWN_PCT {

@@ -127,6 +127,66 @@ fn python_through_the_pyenv_shim_is_one_program() {
     assert_one_program(&dir, is_script);
 }
 
+/// Locks mode through the shim (root: the kernel's switch-out stacks): the shim's bash
+/// processes switch out with stacks past their 8 KiB copy (~40 of them here), the
+/// program's Python stacks are shallow. The "stacks cut short" figures are the
+/// program's: before, the launchers' cuts made it "15.8% of samples" and the advice to
+/// collect again with a larger copy, for a program none of whose stacks was cut.
+#[test]
+fn a_launchers_cut_stacks_are_not_the_programs() {
+    if !root_or_skip("locks mode's switch-out stacks of the shim need root") {
+        return;
+    }
+    let t = shared_tempdir();
+    let app = t.path().join("app.py");
+    std::fs::write(&app, APP).unwrap();
+    let python3 = python3_on_path();
+    let dir = t.path().join("locks");
+    let out = Command::new(hwprof_bin())
+        .args([
+            "collect",
+            "-q",
+            "-m",
+            "locks",
+            "-r",
+            dir.to_str().unwrap(),
+            "--",
+        ])
+        .args([python3.as_str(), app.to_str().unwrap(), "3000000"])
+        .env("HWPROF_AGENT_LIB", crate::python::agent_lib())
+        .output()
+        .expect("run hwprof");
+    ok(&out);
+    let s = summary(&dir);
+    println!(
+        "launcher samples {}, program samples {}, cut {} of {}",
+        s["launcher_samples"],
+        s["program_samples"],
+        s["stacks_cut_at_copy_size"],
+        s["stacks_cut_of_samples"]
+    );
+    let n = |k: &str| s[k].as_u64().unwrap_or(0);
+    assert!(
+        n("launcher_samples") > 0 && n("program_samples") > 0,
+        "{s:#}"
+    );
+    // Of the program's samples: the launchers' are not in the base.
+    let base = n("stacks_cut_of_samples");
+    assert!(
+        base > 0 && base + n("launcher_samples") <= n("samples"),
+        "{s:#}"
+    );
+    for key in [
+        "stacks_cut_at_copy_size",
+        "stacks_cut_at_untouched_page",
+        "stacks_cut_at_frame_limit",
+    ] {
+        assert_eq!(s[key], 0, "{key}: {s:#}");
+    }
+    let text = report(&dir, &["--view", "summary"]);
+    assert!(!text.contains("stacks cut short"), "{text}");
+}
+
 #[test]
 fn python_through_sh_c_is_one_program() {
     let t = shared_tempdir();
