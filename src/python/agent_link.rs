@@ -1381,9 +1381,10 @@ impl Server {
             _ => "agent, captured at each sample's instant",
         };
         let line = format!(
-            "python: {}, {method}, {} captures; code objects: {named} named by the agent, {read} read from outside, {unresolved} reads failed",
+            "python: {}, {method}, {} capture{}; code objects: {named} named by the agent, {read} read from outside, {unresolved} reads failed",
             versions.join(", "),
             self.captures,
+            if self.captures == 1 { "" } else { "s" },
         );
         if let Ok(mut s) = self.shared.lock() {
             s.notices.push(line);

@@ -266,10 +266,10 @@ pub fn summary(p: &Profile, format: ReportFormat, top: usize, filter: StackFilte
         }
         ReportFormat::Text => {
             let mut s = format!(
-                "hwprof {} profile: {} — {} samples over {} s, {}, {}\n",
+                "hwprof {} profile: {} — {} over {} s, {}, {}\n",
                 p.meta_str("mode"),
                 p.meta_str("command"),
-                shown.samples,
+                counted(shown.samples as usize, "sample", "samples"),
                 p.meta_str("duration_s"),
                 counted(shown.processes, "process", "processes"),
                 counted(shown.threads, "thread", "threads")
