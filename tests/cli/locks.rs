@@ -631,6 +631,68 @@ fn mpirun_locks_with_tool(
     mpirun_collect_locks(dir, &["sh", "-c", &line])
 }
 
+/// An ordinary user's MPI job on an oversubscribed node: mpi_tool_imbalance.c, 4 ranks
+/// on two cores, all run as uid 65534 (no kernel stacks). Each waiting rank's
+/// `MPI_Barrier` wait in `meet_at_barrier` is its own clock's, ±10%. A rank yields some
+/// 75,000 times a second while it polls: before, its queue of off-CPU intervals
+/// overflowed and a barrier kept 20 ms of its 600, the rest counted "preempted" at an
+/// `MPI_Recv` line; and the log of its off-CPU time dropped the barrier's start, which
+/// left others without their on-CPU part (450 of 600 ms).
+#[test]
+fn an_ordinary_users_oversubscribed_ranks_wait_their_own_clocks_at_the_barrier() {
+    if !root_or_skip("setpriv to uid 65534 needs root") {
+        return;
+    }
+    let t = shared_tempdir();
+    let prog = t.path().join("mpi_tool_imbalance");
+    compile("mpicc", &["-O2", "-g"], "mpi_tool_imbalance.c", &prog, &[]);
+    let hw = hwprof_for_nobody(t.path());
+    let dir = t.path().join("run");
+    let out = as_nobody(std::path::Path::new("/usr/bin/mpirun"))
+        .args(["--oversubscribe", "-n", "4"])
+        .env("HOME", t.path())
+        .arg(&hw)
+        .args(["collect", "-q", "-m", "locks", "-r"])
+        .arg(&dir)
+        .arg("--")
+        .arg(&prog)
+        .arg("0.3")
+        .output()
+        .expect("run mpirun (.ci/run installs openmpi-bin)");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "mpirun failed: {stderr}");
+    // Each rank's barrier wait by its own clock (lines may interleave).
+    let mut timed = [0.0f64; 4];
+    for chunk in stderr.split("rank ").skip(1) {
+        let w: Vec<&str> = chunk.split_whitespace().take(3).collect();
+        if let [r, "barrier", s] = w.as_slice()
+            && let (Ok(r), Ok(s)) = (r.parse::<usize>(), s.parse::<f64>())
+            && r < 4
+        {
+            timed[r] = s;
+        }
+    }
+    let p = hwprof::profile::Profile::load(&dir).unwrap();
+    let at = barrier_waits_per_rank(&p, |_, func| func.name == "meet_at_barrier");
+    let recorded: Vec<f64> = at.iter().map(|&(ns, _)| ns as f64 / 1e9).collect();
+    eprintln!(
+        "MPI_Barrier in meet_at_barrier per rank (s): {recorded:?}; by their clocks: {timed:?}"
+    );
+    for r in [0, 1, 3] {
+        assert!(
+            timed[r] > 0.3,
+            "rank {r} waited {} s by its clock: {stderr}",
+            timed[r]
+        );
+        assert!(
+            (recorded[r] - timed[r]).abs() <= 0.10 * timed[r],
+            "rank {r}: {:.3} s recorded, {:.3} s by its clock",
+            recorded[r],
+            timed[r]
+        );
+    }
+}
+
 /// Another PMPI tool (a library defining `MPI_Barrier`/`MPI_Recv` that calls `PMPI_*`,
 /// as mpiP or Score-P) preloaded with hwprof's agent, in both orders: the tool counts
 /// every call the program makes (2 barriers, 3 receives per rank: the agent chains to
