@@ -508,18 +508,7 @@ fn mpi_barrier_waits_total_the_designed_imbalance() {
     let t = shared_tempdir();
     const T: f64 = 0.4;
     let (dir, stderr) = mpirun_imbalance(t.path(), &[&T.to_string(), "wall"]);
-    // Each rank's barrier wait by its own clock (mpirun interleaves the ranks' lines:
-    // "rank 0 barrier 0.81rank 2 barrier 0.00").
-    let mut timed = [0.0f64; 4];
-    for chunk in stderr.split("rank ").skip(1) {
-        let w: Vec<&str> = chunk.split_whitespace().take(3).collect();
-        if let [r, "barrier", s] = w.as_slice()
-            && let (Ok(r), Ok(s)) = (r.parse::<usize>(), s.parse::<f64>())
-            && r < 4
-        {
-            timed[r] = s;
-        }
-    }
+    let timed = barrier_clocks(&stderr);
     let p = hwprof::profile::Profile::load(&dir).unwrap();
     let source = std::fs::read_to_string(program_source("mpi_imbalance.py")).unwrap();
     let line = 1 + source
@@ -574,6 +563,22 @@ fn mpi_barrier_waits_total_the_designed_imbalance() {
         text.contains("in the MPI library's own threads, which wait by design"),
         "{text}"
     );
+}
+
+/// Each rank's barrier wait by its own clock, from the programs' "rank R barrier S"
+/// lines (mpirun interleaves them: "rank 0 barrier 0.81rank 2 barrier 0.00").
+fn barrier_clocks(stderr: &str) -> [f64; 4] {
+    let mut timed = [0.0f64; 4];
+    for chunk in stderr.split("rank ").skip(1) {
+        let w: Vec<&str> = chunk.split_whitespace().take(3).collect();
+        if let [r, "barrier", s] = w.as_slice()
+            && let (Ok(r), Ok(s)) = (r.parse::<usize>(), s.parse::<f64>())
+            && r < 4
+        {
+            timed[r] = s;
+        }
+    }
+    timed
 }
 
 /// Per rank of 4: the MPI_Barrier waits whose stack has a frame that `here` accepts, as
@@ -661,17 +666,7 @@ fn an_ordinary_users_oversubscribed_ranks_wait_their_own_clocks_at_the_barrier()
         .expect("run mpirun (.ci/run installs openmpi-bin)");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "mpirun failed: {stderr}");
-    // Each rank's barrier wait by its own clock (lines may interleave).
-    let mut timed = [0.0f64; 4];
-    for chunk in stderr.split("rank ").skip(1) {
-        let w: Vec<&str> = chunk.split_whitespace().take(3).collect();
-        if let [r, "barrier", s] = w.as_slice()
-            && let (Ok(r), Ok(s)) = (r.parse::<usize>(), s.parse::<f64>())
-            && r < 4
-        {
-            timed[r] = s;
-        }
-    }
+    let timed = barrier_clocks(&stderr);
     let p = hwprof::profile::Profile::load(&dir).unwrap();
     let at = barrier_waits_per_rank(&p, |_, func| func.name == "meet_at_barrier");
     let recorded: Vec<f64> = at.iter().map(|&(ns, _)| ns as f64 / 1e9).collect();
