@@ -19,6 +19,14 @@ use std::process::{Command, Output};
 use crate::common::*;
 use crate::python::{WORK, agent_lib, python311};
 
+/// hot_b's ratio of CPU seconds, new over base, designed 2: every view of the same two
+/// runs is held to one band. At 4,999 Hz it measured 1.96-2.11 (hot_a's 0.99-1.06: the
+/// two runs' speeds differ), alone and with both cores loaded; in shares, 1.58-1.61 for
+/// 1.6. (At 999 Hz a CI run measured 1.78 with hot_a 1.09.)
+const HOT_B_DOUBLED: std::ops::RangeInclusive<f64> = 1.7..=2.3;
+/// hot_a's ratio of CPU seconds, designed 1.
+const HOT_A_SAME: std::ops::RangeInclusive<f64> = 0.9..=1.1;
+
 /// A diff CSV row.
 #[derive(Debug, Clone)]
 struct Row {
@@ -102,7 +110,9 @@ fn collect_hot(t: &Path, sub: &str, flags: &[&str], rounds: &str) -> PathBuf {
     std::fs::create_dir_all(&bdir).unwrap();
     let bin = build_c(&bdir, "hot.c", "hot", flags);
     let dir = t.join(format!("{sub}.run"));
-    ok(&collect(&dir, &[], &[s(&bin), rounds]));
+    // At 4,999 Hz: hot_b's ~1,600 samples a run put the ratio's sampling noise near 3%
+    // (at 999 Hz, ~330 samples: 7%, and a ratio of 1.78 beside other tests).
+    ok(&collect(&dir, &["-F", "4999"], &[s(&bin), rounds]));
     dir
 }
 
@@ -170,20 +180,19 @@ fn hot_b_doubled_shows_as_twice_the_time_and_trips_the_gate() {
     let new = collect_hot(t.path(), "new", &["-DHOT_B_FACTOR=2"], "1000");
     let (b, n) = (s(&base), s(&new));
 
-    // CPU seconds: hot_b doubles, hot_a stays. Alone, hot_b's ratio is 1.96-1.98; beside
-    // other tests on two vCPUs it was 1.82-2.25 (hot_a's 0.997-1.026): hence ±15%.
+    // CPU seconds: hot_b doubles, hot_a stays.
     let rows = diff_rows(&[b, n, "--normalize", "time"]);
     let f = by_function(&rows);
     let hb = f["hot_b"].ratio_self.unwrap();
     let ha = f["hot_a"].ratio_self.unwrap();
     eprintln!("time: hot_b ratio {hb:.3}, hot_a ratio {ha:.3}");
     assert!(
-        (1.7..=2.3).contains(&hb),
+        HOT_B_DOUBLED.contains(&hb),
         "hot_b ratio {hb}: {}",
         head(&rows)
     );
     assert!(
-        (0.9..=1.1).contains(&ha),
+        HOT_A_SAME.contains(&ha),
         "hot_a ratio {ha}: {}",
         head(&rows)
     );
@@ -345,7 +354,7 @@ fn hot_b_doubled_shows_as_twice_the_time_and_trips_the_gate() {
         };
         let (base_v, new_v) = (number_after("total: base "), number_after(", new "));
         assert!(
-            (1.7..=2.3).contains(&(new_v / base_v)),
+            HOT_B_DOUBLED.contains(&(new_v / base_v)),
             "hot_b {key}: new ≈ 2 × base: {text}"
         );
     }
@@ -373,11 +382,11 @@ fn hot_b_doubled_shows_as_twice_the_time_and_trips_the_gate() {
     let (base_a, new_a) = pprof_leaf_samples(&pb_path, "hot_a");
     eprintln!("pprof: hot_b {base_b} -> {new_b}, hot_a {base_a} -> {new_a}");
     assert!(
-        (1.8..=2.2).contains(&(new_b / base_b)),
+        HOT_B_DOUBLED.contains(&(new_b / base_b)),
         "pprof hot_b {base_b} -> {new_b}"
     );
     assert!(
-        (0.9..=1.1).contains(&(new_a / base_a)),
+        HOT_A_SAME.contains(&(new_a / base_a)),
         "pprof hot_a {base_a} -> {new_a}"
     );
 
@@ -400,7 +409,7 @@ fn hot_b_doubled_shows_as_twice_the_time_and_trips_the_gate() {
         .map(|x| x.parse().unwrap())
         .collect();
     let (new_v, base_v) = (nums[0], nums[1]);
-    assert!((1.8..=2.2).contains(&(new_v / base_v)), "{line}");
+    assert!(HOT_B_DOUBLED.contains(&(new_v / base_v)), "{line}");
 }
 
 /// (BASE, NEW) samples whose leaf is `function` in a differential pprof export: BASE's
