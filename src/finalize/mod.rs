@@ -29,7 +29,8 @@ use rayon::prelude::*;
 
 use crate::manifest::Manifest;
 use crate::profile::{
-    EventRow, FrameInfo, FrameKind, Process, ProfileWriter, TIMELINE_MAX_BUCKETS, Thread, WaitClass,
+    AGENT_OWN_SAMPLES_KEY, AGENT_OWN_VALUE_KEY, EventRow, FrameInfo, FrameKind, Process,
+    ProfileWriter, TIMELINE_MAX_BUCKETS, Thread, WaitClass,
 };
 use binaries::SearchPaths;
 use process::{Loc, NO_NODE, RawProfile, Weighting};
@@ -376,6 +377,10 @@ pub fn run(opts: &FinalizeOptions) -> Result<PathBuf, FinalizeError> {
         "paired_samples_dropped".into(),
         acc.paired_dropped.to_string(),
     );
+    // hwprof's agent's own samples (its start-up in the processes it was preloaded
+    // into), left out of the profile.
+    meta.insert(AGENT_OWN_SAMPLES_KEY.into(), acc.agent_own.0.to_string());
+    meta.insert(AGENT_OWN_VALUE_KEY.into(), acc.agent_own.1.to_string());
     if manifest.mode == "locks" {
         // How much off-CPU time had the stack where the thread blocked (docs/locks.md).
         meta.insert("wait_ns_exact".into(), acc.wait_ns_exact.to_string());
@@ -598,6 +603,7 @@ struct RunTotals {
     times: Option<(u64, u64)>,
     huge: u64,
     paired_dropped: u64,
+    agent_own: (u64, u64),
     wait_ns_exact: u64,
     wait_ns_inferred: u64,
     wait_ns_on_cpu: u64,
@@ -646,6 +652,8 @@ impl RunTotals {
         }
         self.huge += p.huge_page_bytes;
         self.paired_dropped += p.duplicate_samples;
+        self.agent_own.0 += p.agent_own.0;
+        self.agent_own.1 += p.agent_own.1;
         self.wait_ns_exact += p.wait_ns_exact;
         self.wait_ns_inferred += p.wait_ns_inferred;
         self.wait_ns_on_cpu += p.wait_ns_on_cpu;

@@ -221,6 +221,10 @@ pub struct RawProfile {
     /// Samples found twice in perf.data (same id, thread, instant: one fault written
     /// into two rings by the kernel), counted once.
     pub duplicate_samples: u64,
+    /// Samples of hwprof's agent's own code, left out of the profile (its start-up in a
+    /// process it was preloaded into, its exit, its threads; see [`is_agents_own`]):
+    /// how many, and their value (bytes in memory mode).
+    pub agent_own: (u64, u64),
     /// Locks mode: waits, one per agent-recorded wait or unexplained off-CPU interval.
     pub waits: Vec<super::waits_join::RawWait>,
     /// Locks mode: off-CPU ns inside an agent-recorded wait (stack where it blocked).
@@ -905,6 +909,24 @@ impl Builder<'_> {
             self.out.stage_ns.unwind += (now - t).as_nanos() as u64;
             now
         });
+        // hwprof's agent at work on its own (its start-up in a C program it was
+        // preloaded into, in case a Python is exec'd): not the program's time or memory.
+        // (Locks mode keeps them: its waits are joined to the agent's markers.)
+        if self.weighting != Weighting::OffCpuNs
+            && python == NO_NODE
+            && !waking
+            && is_agents_own(&self.out.modules, &addrs)
+        {
+            let value = match self.weighting {
+                Weighting::FaultBytes { .. } => self.fault_bytes(s, event),
+                _ => 1,
+            };
+            self.out.agent_own.0 += 1;
+            self.out.agent_own.1 += value;
+            self.out.sample_count = self.out.sample_count.saturating_sub(1);
+            self.frames_buf = addrs;
+            return;
+        }
         // Locks mode: the agent's wait marker. Its own frames (the marker, the
         // interposed call) are left out: the wait is where the program called.
         // Only a sample taken at the marker's instruction is one: a switch-out sample
@@ -919,15 +941,7 @@ impl Builder<'_> {
             _ => None,
         };
         if self.weighting == Weighting::OffCpuNs {
-            let agent = |m: u32| {
-                self.out.modules.get(m as usize).is_some_and(|r| {
-                    Path::new(&r.path).file_name()
-                        == Some(std::ffi::OsStr::new(
-                            crate::python::embedded::AGENT_FILE_NAME,
-                        ))
-                })
-            };
-            let is_agent = |l: &Loc| matches!(l, Loc::Module { module, .. } if agent(*module));
+            let is_agent = |l: &Loc| is_agent_frame(&self.out.modules, l);
             // Only when a program frame is left (an unwind that stopped inside the
             // agent keeps what it has).
             let program_left = addrs
@@ -981,36 +995,7 @@ impl Builder<'_> {
         let mut count = 1;
         let value = match self.weighting {
             Weighting::Samples => 1,
-            // Memory mode: faults weigh bytes; other events sampled
-            // alongside (LLC misses) weigh nothing in bytes, their `count` ranks them.
-            Weighting::FaultBytes { .. }
-                if !self
-                    .out
-                    .events
-                    .get(event as usize)
-                    .is_none_or(|n| n.contains("fault")) =>
-            {
-                0
-            }
-            // Each sample stands for `period` faults (the sample's own period, else its
-            // attr's: page faults sampled one in N carry none), each of the size of the
-            // page it mapped.
-            Weighting::FaultBytes { .. } => {
-                let period = s
-                    .period
-                    .or_else(|| self.attr_period.get(event as usize).copied())
-                    .unwrap_or(1)
-                    .max(1);
-                let page = s
-                    .data_page_size
-                    .filter(|&p| p >= self.page_size && p <= MAX_PAGE_SIZE)
-                    .unwrap_or(self.page_size);
-                let bytes = period.saturating_mul(page);
-                if page > self.page_size {
-                    self.out.huge_page_bytes += bytes;
-                }
-                bytes
-            }
+            Weighting::FaultBytes { .. } => self.fault_bytes(s, event),
             Weighting::OffCpuNs => match marker {
                 Some(m) => {
                     // Counted once per interval, whoever samples it: a switch-out
@@ -1058,6 +1043,35 @@ impl Builder<'_> {
         if let Some(t) = aggregate_start {
             self.out.stage_ns.aggregate += t.elapsed().as_nanos() as u64;
         }
+    }
+
+    /// Memory mode: a sample's bytes. Each fault sample stands for `period` faults (the
+    /// sample's own period, else its attr's: page faults sampled one in N carry none),
+    /// each of the size of the page it mapped; other events sampled alongside (LLC
+    /// misses) weigh nothing in bytes, their `count` ranks them.
+    fn fault_bytes(&mut self, s: &SampleRecord, event: u32) -> u64 {
+        let is_fault = self
+            .out
+            .events
+            .get(event as usize)
+            .is_none_or(|n| n.contains("fault"));
+        if !is_fault {
+            return 0;
+        }
+        let period = s
+            .period
+            .or_else(|| self.attr_period.get(event as usize).copied())
+            .unwrap_or(1)
+            .max(1);
+        let page = s
+            .data_page_size
+            .filter(|&p| p >= self.page_size && p <= MAX_PAGE_SIZE)
+            .unwrap_or(self.page_size);
+        let bytes = period.saturating_mul(page);
+        if page > self.page_size {
+            self.out.huge_page_bytes += bytes;
+        }
+        bytes
     }
 
     /// Scale the group counts of multiplexed threads and flag their samples.
@@ -1272,6 +1286,44 @@ const SIGRETURN: [u8; 9] = [0x48, 0xc7, 0xc0, 0x0f, 0x00, 0x00, 0x00, 0x0f, 0x05
 
 /// Whether the code at `avma` is the sigreturn trampoline (read from its module's
 /// `.text`).
+/// Whether `l` is in hwprof's agent.
+fn is_agent_frame(modules: &[ModuleRec], l: &Loc) -> bool {
+    module_file_name(modules, l) == Some(crate::python::embedded::AGENT_FILE_NAME)
+}
+
+/// The file name of the module `l` is in.
+fn module_file_name<'m>(modules: &'m [ModuleRec], l: &Loc) -> Option<&'m str> {
+    let Loc::Module { module, .. } = l else {
+        return None;
+    };
+    let path = &modules.get(*module as usize)?.path;
+    Some(path.rsplit('/').next().unwrap_or(path))
+}
+
+/// Whether a stack (leaf first) is hwprof's agent's own: its constructor or destructor
+/// (the outermost agent frame called by the loader, whoever called the loader: `exit`
+/// under the program's `_start`), or its threads (no user frame but the agent's and the
+/// loader's and the C library's). A call the program made into the agent (an
+/// interposed function, the signal handler that takes a Python stack) has the program's
+/// frames, or the interpreter's, under the agent's, and no loader frame right under.
+fn is_agents_own(modules: &[ModuleRec], addrs: &[Loc]) -> bool {
+    let Some(outermost) = addrs.iter().rposition(|l| is_agent_frame(modules, l)) else {
+        return false;
+    };
+    let name = |l: &Loc| module_file_name(modules, l).unwrap_or("");
+    let loader = |l: &Loc| name(l).starts_with("ld-linux") || name(l).starts_with("ld64.so");
+    if addrs.get(outermost + 1).is_some_and(loader) {
+        return true;
+    }
+    addrs.iter().all(|l| match l {
+        Loc::Kernel(_) => true,
+        Loc::Unknown(_) => false,
+        Loc::Module { .. } => {
+            is_agent_frame(modules, l) || loader(l) || name(l).starts_with("libc.so")
+        }
+    })
+}
+
 fn is_sigreturn(maps: &[MappingShared], modules: &[ModuleRec], avma: u64) -> bool {
     match locate(Some(maps), avma) {
         Loc::Module { module, svma } => is_sigreturn_at(modules, module, svma),

@@ -151,6 +151,12 @@ pub const STACK_CUT_KEYS: [&str; 3] = [
 /// its launchers'). Absent in profiles written before it: then `samples`.
 pub const STACK_CUT_BASE_KEY: &str = "stacks_cut_of_samples";
 
+/// Meta keys: samples of hwprof's agent's own code (its start-up in a process it was
+/// preloaded into), left out of the profile, and their value in the profile's metric.
+pub const AGENT_OWN_SAMPLES_KEY: &str = "agent_own_samples";
+/// See [`AGENT_OWN_SAMPLES_KEY`].
+pub const AGENT_OWN_VALUE_KEY: &str = "agent_own_value";
+
 /// Most time buckets a profile's timeline has (finalize widens buckets to stay under).
 pub const TIMELINE_MAX_BUCKETS: u64 = 500;
 

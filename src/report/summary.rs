@@ -197,6 +197,12 @@ pub fn summary(p: &Profile, format: ReportFormat, top: usize, filter: StackFilte
                 v[key] = json!(num(key));
             }
             v[crate::profile::STACK_CUT_BASE_KEY] = json!(stack_cut_base(p));
+            for key in [
+                crate::profile::AGENT_OWN_SAMPLES_KEY,
+                crate::profile::AGENT_OWN_VALUE_KEY,
+            ] {
+                v[key] = json!(num(key));
+            }
             // A run cut short (docs/security.md "Crash consistency"): why.
             v["complete"] = json!(p.meta_str("incomplete").is_empty());
             if !p.meta_str("incomplete").is_empty() {
@@ -290,6 +296,7 @@ pub fn summary(p: &Profile, format: ReportFormat, top: usize, filter: StackFilte
                     names_upto(&launcher.seen_names, 12)
                 ));
             }
+            s.push_str(&agent_own_line(p));
             if let Some(arr) = events.as_array() {
                 for e in arr {
                     let note = e["note"].as_str().unwrap_or("");
@@ -352,6 +359,31 @@ pub fn summary(p: &Profile, format: ReportFormat, top: usize, filter: StackFilte
             s
         }
     }
+}
+
+/// "  hwprof's agent: 32.0 KiB faulted in by its own code ...": what finalize left out
+/// as the agent's own (its start-up in the processes it was preloaded into, in case one
+/// runs Python), when anything.
+fn agent_own_line(p: &Profile) -> String {
+    let num = |k: &str| p.meta_str(k).parse::<u64>().unwrap_or(0);
+    let samples = num(crate::profile::AGENT_OWN_SAMPLES_KEY);
+    if samples == 0 {
+        return String::new();
+    }
+    let what = match p.metric() {
+        "bytes" => format!(
+            "{} faulted in by its own code ({})",
+            human(num(crate::profile::AGENT_OWN_VALUE_KEY), "bytes"),
+            counted(samples as usize, "sample", "samples")
+        ),
+        _ => format!(
+            "{} in its own code",
+            counted(samples as usize, "sample", "samples")
+        ),
+    };
+    format!(
+        "  hwprof's agent: {what}, its start-up in the processes it was preloaded into (in case one runs Python); not in the profile\n"
+    )
 }
 
 /// A module's share of self time below which its unnamed functions go unmentioned.
