@@ -1229,6 +1229,11 @@ impl Builder<'_> {
                             Some(FrameAddress::InstructionPointer(ip))
                         })
                     }
+                    // A return address in the first page is no code's: at a program's
+                    // entry point (the loader's `_start`, its first fault), before
+                    // the CFI marks the outermost frame, the unwinder reads argc as
+                    // the return address. The stack ends here.
+                    Ok(Some(ra)) if ra < FIRST_CODE_ADDRESS => Ok(None),
                     Ok(Some(ra)) => FrameAddress::from_return_address(ra)
                         .map(Some)
                         .ok_or(framehop::Error::ReturnAddressIsNull),
@@ -1262,6 +1267,10 @@ impl Builder<'_> {
         cut
     }
 }
+
+/// No code lies below this address: the first page is never mapped (the kernel's
+/// `vm.mmap_min_addr` is 4 KiB or more, 64 KiB by default).
+const FIRST_CODE_ADDRESS: u64 = 4096;
 
 /// Entries of [`RawProfile::times`] appended before the first merge (2 Mi entries,
 /// 64 MiB); later merges come when the merged list has doubled.

@@ -686,7 +686,8 @@ fn the_timeline_ends_at_the_exit_with_the_peak() {
 /// `libhwprof_agent.so` row led the modules view). Those faults are left out of the
 /// profile and counted in the summary, and only those: against perf's reading of the
 /// same perf.data, the samples with an agent frame are the ones left out, and the
-/// profile holds every other. As root and as uid 65534.
+/// profile holds every other. No stack has a frame in the first page. As root and as
+/// uid 65534.
 #[test]
 fn the_agents_own_start_up_is_not_the_programs_memory() {
     let t = shared_tempdir();
@@ -734,6 +735,28 @@ fn the_agents_own_start_up_is_not_the_programs_memory() {
         );
         assert_eq!(agent, perf_agent, "nobody={nobody}: {s:#}");
         assert_eq!(kept + agent, perf_all, "nobody={nobody}: {s:#}");
+        // The loader's entry point (the first fault a sample may catch): its stack is
+        // `_start` alone (the unwinder read argc as a return address: `[unknown]+0x1`
+        // under every such stack).
+        let folded = ok(&hwprof(&[
+            "export",
+            dir.to_str().unwrap(),
+            "--format",
+            "collapsed",
+        ]));
+        let in_first_page = |frame: &str| {
+            frame
+                .strip_prefix("[unknown]+0x")
+                .and_then(|hex| u64::from_str_radix(hex, 16).ok())
+                .is_some_and(|a| a < 4096)
+        };
+        assert!(
+            !folded
+                .lines()
+                .filter_map(|l| l.rsplit_once(' '))
+                .any(|(stack, _)| stack.split(';').any(in_first_page)),
+            "nobody={nobody}: {folded}"
+        );
         let modules = report_view(&dir, "modules", "csv", &[]);
         assert!(
             !modules.contains("libhwprof_agent"),
