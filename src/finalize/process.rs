@@ -66,6 +66,37 @@ pub struct ModuleRec {
     pub build_id: Option<Vec<u8>>,
     /// The file found for it (None: not found or build id mismatch).
     pub elf: Option<Arc<LoadedElf>>,
+    /// What it is to the per-sample checks, known from its file name once.
+    pub kind: ModuleKind,
+}
+
+/// The modules finalize's per-sample checks tell apart ([`is_agents_own`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ModuleKind {
+    /// hwprof's agent.
+    Agent,
+    /// The dynamic loader (`ld-linux*`, `ld64.so*`).
+    Loader,
+    /// The C library (`libc.so*`).
+    Libc,
+    /// Anything else.
+    Other,
+}
+
+impl ModuleKind {
+    /// The kind of the module mapped from `path`.
+    fn of(path: &str) -> Self {
+        let name = path.rsplit('/').next().unwrap_or(path);
+        if name == crate::python::embedded::AGENT_FILE_NAME {
+            ModuleKind::Agent
+        } else if name.starts_with("ld-linux") || name.starts_with("ld64.so") {
+            ModuleKind::Loader
+        } else if name.starts_with("libc.so") {
+            ModuleKind::Libc
+        } else {
+            ModuleKind::Other
+        }
+    }
 }
 
 impl ModuleRec {
@@ -682,14 +713,11 @@ impl Builder<'_> {
         if let Some(&i) = self.module_ids.get(&key) {
             return i;
         }
+        let kind = ModuleKind::of(&path);
         let elf = if path.starts_with('/') {
             self.search.binary(&path, build_id.as_deref()).or_else(|| {
                 // The agent's copy is gone after collection: the embedded one.
-                let agent = Path::new(&path).file_name()
-                    == Some(std::ffi::OsStr::new(
-                        crate::python::embedded::AGENT_FILE_NAME,
-                    ));
-                agent
+                (kind == ModuleKind::Agent)
                     .then(|| super::binaries::embedded_agent(build_id.as_deref()))
                     .flatten()
             })
@@ -709,6 +737,7 @@ impl Builder<'_> {
             path,
             build_id,
             elf,
+            kind,
         });
         self.module_ids.insert(key, i);
         i
@@ -1293,20 +1322,17 @@ pub fn sort_times(times: &mut Vec<((SampleKey, u64), u64)>) {
 /// musl's `__restore_rt`, where every signal handler returns.
 const SIGRETURN: [u8; 9] = [0x48, 0xc7, 0xc0, 0x0f, 0x00, 0x00, 0x00, 0x0f, 0x05];
 
-/// Whether the code at `avma` is the sigreturn trampoline (read from its module's
-/// `.text`).
-/// Whether `l` is in hwprof's agent.
-fn is_agent_frame(modules: &[ModuleRec], l: &Loc) -> bool {
-    module_file_name(modules, l) == Some(crate::python::embedded::AGENT_FILE_NAME)
-}
-
-/// The file name of the module `l` is in.
-fn module_file_name<'m>(modules: &'m [ModuleRec], l: &Loc) -> Option<&'m str> {
+/// The kind of the module `l` is in (none for the kernel and unmapped addresses).
+fn module_kind(modules: &[ModuleRec], l: &Loc) -> Option<ModuleKind> {
     let Loc::Module { module, .. } = l else {
         return None;
     };
-    let path = &modules.get(*module as usize)?.path;
-    Some(path.rsplit('/').next().unwrap_or(path))
+    Some(modules.get(*module as usize)?.kind)
+}
+
+/// Whether `l` is in hwprof's agent.
+fn is_agent_frame(modules: &[ModuleRec], l: &Loc) -> bool {
+    module_kind(modules, l) == Some(ModuleKind::Agent)
 }
 
 /// Whether a stack (leaf first) is hwprof's agent's own: its constructor or destructor
@@ -1319,20 +1345,24 @@ fn is_agents_own(modules: &[ModuleRec], addrs: &[Loc]) -> bool {
     let Some(outermost) = addrs.iter().rposition(|l| is_agent_frame(modules, l)) else {
         return false;
     };
-    let name = |l: &Loc| module_file_name(modules, l).unwrap_or("");
-    let loader = |l: &Loc| name(l).starts_with("ld-linux") || name(l).starts_with("ld64.so");
-    if addrs.get(outermost + 1).is_some_and(loader) {
+    if addrs
+        .get(outermost + 1)
+        .is_some_and(|l| module_kind(modules, l) == Some(ModuleKind::Loader))
+    {
         return true;
     }
     addrs.iter().all(|l| match l {
         Loc::Kernel(_) => true,
         Loc::Unknown(_) => false,
-        Loc::Module { .. } => {
-            is_agent_frame(modules, l) || loader(l) || name(l).starts_with("libc.so")
-        }
+        Loc::Module { .. } => matches!(
+            module_kind(modules, l),
+            Some(ModuleKind::Agent | ModuleKind::Loader | ModuleKind::Libc)
+        ),
     })
 }
 
+/// Whether the code at `avma` is the sigreturn trampoline (read from its module's
+/// `.text`).
 fn is_sigreturn(maps: &[MappingShared], modules: &[ModuleRec], avma: u64) -> bool {
     match locate(Some(maps), avma) {
         Loc::Module { module, svma } => is_sigreturn_at(modules, module, svma),
@@ -1392,5 +1422,68 @@ fn locate(maps: Option<&[MappingShared]>, avma: u64) -> Loc {
             svma: (avma as i64).wrapping_sub(m.bias) as u64,
         },
         _ => Loc::Unknown(avma),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Which stacks are the agent's own: the loader calling it (constructor, or
+    /// destructor under the program's `_start`), its threads; not the program calling
+    /// an interposed function, nor the interpreter under its signal handler.
+    #[test]
+    fn the_agents_own_stacks_are_those_the_loader_or_its_threads_run() {
+        let modules: Vec<ModuleRec> = [
+            "/dev/shm/hwprof-agent-x/libhwprof_agent.so",
+            "/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2",
+            "/usr/lib/x86_64-linux-gnu/libc.so.6",
+            "/tmp/hot",
+            "/usr/bin/python3.11",
+        ]
+        .into_iter()
+        .map(|path| ModuleRec {
+            path: path.into(),
+            build_id: None,
+            elf: None,
+            kind: ModuleKind::of(path),
+        })
+        .collect();
+        let [agent, loader, libc, program, python] =
+            [0, 1, 2, 3, 4].map(|module| Loc::Module { module, svma: 0 });
+        let kernel = Loc::Kernel(0xffff_ffff_8100_0000);
+        let cases: &[(&str, Vec<Loc>, bool)] = &[
+            (
+                "constructor",
+                vec![kernel, agent, agent, loader, loader],
+                true,
+            ),
+            (
+                "fault in libc under the constructor",
+                vec![libc, agent, loader],
+                true,
+            ),
+            (
+                "destructor under exit",
+                vec![agent, loader, libc, libc, program],
+                true,
+            ),
+            ("agent thread", vec![agent, libc, libc], true),
+            (
+                "interposed call",
+                vec![libc, agent, program, program],
+                false,
+            ),
+            ("signal handler", vec![agent, libc, python, python], false),
+            ("no agent frame", vec![loader, libc, program], false),
+            (
+                "unmapped under the agent",
+                vec![agent, Loc::Unknown(0x10)],
+                false,
+            ),
+        ];
+        for (what, stack, own) in cases {
+            assert_eq!(is_agents_own(&modules, stack), *own, "{what}");
+        }
     }
 }
