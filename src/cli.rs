@@ -169,9 +169,9 @@ pub struct ReportArgs {
     /// Rows to show.
     #[arg(long, default_value_t = 20)]
     pub top: usize,
-    /// `--rank`, `--ranks`.
+    /// `--rank`, `--ranks`, `--mpi-threads`.
     #[command(flatten)]
-    pub ranks: RankArgs,
+    pub mpi: MpiArgs,
     /// Which frames to show [default: program in locks mode, else all].
     #[arg(long, value_enum)]
     pub frames: Option<FramesFilter>,
@@ -187,15 +187,19 @@ pub struct ReportArgs {
     pub open: bool,
 }
 
-/// `--rank` and `--ranks`, alike in `report` and `export`.
+/// `--rank`, `--ranks` and `--mpi-threads`, alike in `report` and `export`.
 #[derive(Args, Debug)]
-pub struct RankArgs {
+pub struct MpiArgs {
     /// Only this MPI rank.
     #[arg(long)]
     pub rank: Option<u32>,
     /// Only these MPI ranks: `0-3,8`.
     #[arg(long, value_parser = crate::profile::stacks::RankSet::parse)]
     pub ranks: Option<crate::profile::stacks::RankSet>,
+    /// Count the MPI library's own service threads (Open MPI's progress and PMIx
+    /// threads, which wait by design), which locks mode's views leave out.
+    #[arg(long)]
+    pub mpi_threads: bool,
 }
 
 /// `hwprof export`.
@@ -207,9 +211,9 @@ pub struct ExportArgs {
     /// Output format.
     #[arg(long, value_enum)]
     pub format: ExportFormat,
-    /// `--rank`, `--ranks`.
+    /// `--rank`, `--ranks`, `--mpi-threads`.
     #[command(flatten)]
-    pub ranks: RankArgs,
+    pub mpi: MpiArgs,
     /// Which frames to export [default: program in locks mode, else all].
     #[arg(long, value_enum)]
     pub frames: Option<FramesFilter>,

@@ -233,11 +233,13 @@ pub fn every_view(p: &crate::profile::Profile) {
     use crate::export::ExportFormat;
     use crate::profile::stacks::FramesFilter;
     use crate::report::{ImbalanceBy, ReportFormat, View};
-    for &frames in FramesFilter::value_variants() {
+    for (i, &frames) in FramesFilter::value_variants().iter().enumerate() {
         let filter = crate::profile::stacks::StackFilter {
             frames,
             rank: None,
             ranks: None,
+            // Both values, without doubling the work per input.
+            mpi_threads: i % 2 == 1,
         };
         for &view in View::value_variants() {
             for &format in ReportFormat::value_variants() {

@@ -4,8 +4,8 @@
 use crate::profile::Profile;
 use crate::profile::stacks::{FramesFilter, RankSet, StackFilter, default_frames};
 
-/// Which samples of a profile to take (`--rank`, `--ranks`, `--frames` of `report` and
-/// `export`).
+/// Which samples of a profile to take (`--rank`, `--ranks`, `--mpi-threads`, `--frames`
+/// of `report` and `export`).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Selection {
     /// Only this MPI rank.
@@ -14,6 +14,8 @@ pub struct Selection {
     pub ranks: Option<RankSet>,
     /// Which frames to keep (None: the mode's default, [`default_frames`]).
     pub frames: Option<FramesFilter>,
+    /// Keep the MPI library's own service threads (`--mpi-threads`).
+    pub mpi_threads: bool,
 }
 
 impl Selection {
@@ -24,6 +26,7 @@ impl Selection {
             frames: default_frames(profile, self.frames),
             rank: self.rank,
             ranks: self.ranks,
+            mpi_threads: self.mpi_threads,
         }
     }
 }

@@ -115,9 +115,10 @@ impl From<&ReportArgs> for ReportOptions {
             format: a.format,
             top: a.top,
             selection: Selection {
-                rank: a.ranks.rank,
-                ranks: a.ranks.ranks,
+                rank: a.mpi.rank,
+                ranks: a.mpi.ranks,
                 frames: a.frames,
+                mpi_threads: a.mpi.mpi_threads,
             },
             by: a.by,
             output: a.output.clone(),
@@ -132,9 +133,10 @@ impl From<&ExportArgs> for ExportOptions {
             dir: a.dir.clone(),
             format: a.format,
             selection: Selection {
-                rank: a.ranks.rank,
-                ranks: a.ranks.ranks,
+                rank: a.mpi.rank,
+                ranks: a.mpi.ranks,
                 frames: a.frames,
+                mpi_threads: a.mpi.mpi_threads,
             },
             output: a.output.clone(),
             // clap takes --diff's values two by two (`num_args = 2`); the first two count.

@@ -229,6 +229,7 @@ impl Side<'_> {
             frames,
             rank: self.rank,
             ranks: None,
+            mpi_threads: false,
         }
     }
 

@@ -284,6 +284,7 @@ fn run_diff(args: &ExportOptions, base_dir: &Path, new_dir: &Path) -> anyhow::Re
                         frames,
                         rank: s.rank,
                         ranks: None,
+                        mpi_threads: args.selection.mpi_threads,
                     },
                 )
             };
@@ -297,6 +298,7 @@ fn run_diff(args: &ExportOptions, base_dir: &Path, new_dir: &Path) -> anyhow::Re
                 frames,
                 rank: args.selection.rank,
                 ranks: None,
+                mpi_threads: args.selection.mpi_threads,
             },
             normalize,
             &mut buf,

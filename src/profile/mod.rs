@@ -478,6 +478,9 @@ pub struct Profile {
     pub waits: Vec<WaitRow>,
     /// Who ended the waits (locks mode as root; empty otherwise).
     pub wakers: Vec<WakerRow>,
+    /// Derived when loaded, not a table: the MPI library's own service threads
+    /// ([`Profile::find_mpi_service_threads`]), which views set apart.
+    pub mpi_service_threads: std::collections::HashSet<usize>,
 }
 
 /// Waits of one waits row that a thread with stack `waker` woke.
@@ -520,6 +523,7 @@ impl Profile {
                 path.display()
             );
         }
+        p.mpi_service_threads = p.find_mpi_service_threads();
         Ok(p)
     }
 

@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use serde_json::{Value, json};
 
 use super::ReportFormat;
-use super::table::{csv_line, format_rows, function_rows, human, pct, round2};
+use super::table::{counted, csv_line, format_rows, function_rows, human, pct, round2};
 use crate::profile::stacks::StackFilter;
 use crate::profile::{ProcessRole, Profile, WaitClass};
 
@@ -241,7 +241,10 @@ pub fn summary(p: &Profile, format: ReportFormat, top: usize, filter: StackFilte
                     .map(|(c, ns)| (c.as_str().to_string(), json!(ns)))
                     .collect();
                 v["waits_by_class"] = Value::Object(classes);
-                v["mpi_service_threads_ns"] = json!(super::waits::mpi_service_ns(p, filter));
+                let (threads, ns) = super::waits::mpi_service(p, filter);
+                v["mpi_service_threads"] = json!(threads);
+                v["mpi_service_threads_ns"] = json!(ns);
+                v["mpi_service_threads_counted"] = json!(filter.mpi_threads);
             }
             // Counter group read with the samples: totals per event, multiplexing.
             if let Ok(g) = serde_json::from_str::<Value>(p.meta_str("group")) {
@@ -500,15 +503,14 @@ pub fn cut_short_lines(p: &Profile) -> Vec<String> {
 fn waits_by_class_line(p: &Profile, filter: StackFilter) -> String {
     let classes = super::waits::by_class(p, filter);
     let total: u64 = classes.iter().map(|c| c.1).sum();
-    if classes.is_empty() {
-        return String::new();
-    }
+    // With --mpi-threads the MPI library's own threads are in the mpi class: say how
+    // much of it is theirs. Without, they are left out: a line says what.
     let service = super::waits::mpi_service_note(p, filter);
     let parts: Vec<String> = classes
         .iter()
         .map(|(c, ns)| {
             let of_it = match &service {
-                Some(note) if *c == WaitClass::Mpi => format!(", {note}"),
+                Some(note) if *c == WaitClass::Mpi && filter.mpi_threads => format!(", {note}"),
                 _ => String::new(),
             };
             format!(
@@ -519,7 +521,19 @@ fn waits_by_class_line(p: &Profile, filter: StackFilter) -> String {
             )
         })
         .collect();
-    format!("  waits by class: {}\n", parts.join(", "))
+    let mut s = String::new();
+    if !classes.is_empty() {
+        s = format!("  waits by class: {}\n", parts.join(", "));
+    }
+    let (threads, ns) = super::waits::mpi_service(p, filter);
+    if ns > 0 && !filter.mpi_threads {
+        s.push_str(&format!(
+            "  MPI library's own threads: {} waited {} by design (Open MPI's progress and PMIx threads), not in the figures below; --mpi-threads counts them\n",
+            counted(threads, "thread", "threads"),
+            human(ns, "ns")
+        ));
+    }
+    s
 }
 
 /// "  processes: 3 sampled by their Python agent, 1 by hwprof's own events, ..." for a
@@ -626,11 +640,6 @@ fn python_without_stack_line(w: &Value) -> String {
         ));
     }
     s
-}
-
-/// "1 process", "3 processes".
-fn counted(n: usize, one: &str, many: &str) -> String {
-    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 #[cfg(test)]

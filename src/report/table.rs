@@ -353,6 +353,11 @@ fn rows_total(rows: &[Row]) -> u64 {
     rows.iter().map(|r| r.self_value).sum()
 }
 
+/// "1 process", "3 processes".
+pub(crate) fn counted(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 pub(crate) fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }

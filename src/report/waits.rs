@@ -7,8 +7,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use serde_json::{Value, json};
 
 use super::ReportFormat;
-use super::table::{csv_line, human, pct, round2};
-use crate::profile::stacks::{StackFilter, apply_frames_filter, is_program_frame};
+use super::table::{counted, csv_line, human, pct, round2};
+use crate::profile::stacks::{StackFilter, apply_frames_filter};
 use crate::profile::{Profile, WaitClass, WaitKey, WaitRow};
 
 /// Waits of one function or one object, summed.
@@ -294,48 +294,46 @@ pub fn by_class(p: &Profile, filter: StackFilter) -> Vec<(WaitClass, u64)> {
     v
 }
 
-/// Of the MPI waits, the time of the MPI library's own threads (Open MPI's progress
-/// and PMIx threads, in `poll`/`epoll_wait` for the whole run): threads other than
-/// their process's main thread none of whose waits has a frame of the program
-/// ([`is_program_frame`]: only the C runtime's, MPI libraries' and the kernel's). They wait by design, not for the
-/// program, and would otherwise read as the program's time in MPI.
-pub fn mpi_service_ns(p: &Profile, filter: StackFilter) -> u64 {
-    let waits = p.weighted_waits(filter);
-    let mut program: HashMap<Option<usize>, bool> = HashMap::new();
-    let mut threads_with_program: HashSet<usize> = HashSet::new();
-    for (_, w) in &waits {
-        if *program.entry(w.key.stack).or_insert_with(|| {
-            p.stack_frames(w.key.stack)
-                .into_iter()
-                .any(|f| is_program_frame(p, f))
-        }) {
-            threads_with_program.insert(w.key.thread);
-        }
+/// The MPI library's own service threads ([`Profile::mpi_service_threads`]) that pass
+/// the rank filter, and their wait time: (threads, ns). Views leave them out unless
+/// `--mpi-threads`; the summary says what was left out.
+pub fn mpi_service(p: &Profile, filter: StackFilter) -> (usize, u64) {
+    if p.mpi_service_threads.is_empty() {
+        return (0, 0);
     }
-    let is_service = |t: usize| {
-        let main = p.threads.get(t).is_none_or(|th| {
-            p.processes
-                .get(th.process)
-                .is_none_or(|pr| pr.pid == th.tid)
-        });
-        !main && !threads_with_program.contains(&t)
-    };
-    waits
+    let waits = p.weighted_waits(StackFilter {
+        mpi_threads: true,
+        ..filter
+    });
+    let mut threads = HashSet::new();
+    let mut ns = 0;
+    for (_, w) in waits
         .iter()
-        .filter(|(_, w)| w.key.class == WaitClass::Mpi && is_service(w.key.thread))
-        .map(|(_, w)| w.wait_ns)
-        .sum()
+        .filter(|(_, w)| p.mpi_service_threads.contains(&w.key.thread))
+    {
+        threads.insert(w.key.thread);
+        ns += w.wait_ns;
+    }
+    (threads.len(), ns)
 }
 
-/// The summary's words for [`mpi_service_ns`] beside the `mpi` class (text, HTML),
-/// when there is any.
+/// The words for [`mpi_service`] beside the `mpi` class (summary, HTML), when there is
+/// any: with `--mpi-threads` how much of the class is theirs, else what was set apart.
 pub fn mpi_service_note(p: &Profile, filter: StackFilter) -> Option<String> {
-    let ns = mpi_service_ns(p, filter);
+    let (threads, ns) = mpi_service(p, filter);
     (ns > 0).then(|| {
-        format!(
-            "of it {} in the MPI library's own threads, which wait by design",
-            human(ns, "ns")
-        )
+        if filter.mpi_threads {
+            format!(
+                "of it {} in the MPI library's own threads, which wait by design",
+                human(ns, "ns")
+            )
+        } else {
+            format!(
+                "not counted: {} in {} of the MPI library's own, which wait by design (--mpi-threads counts them)",
+                human(ns, "ns"),
+                counted(threads, "thread", "threads")
+            )
+        }
     })
 }
 
@@ -348,6 +346,11 @@ mod tests {
     /// `work` waits 300 ms on mutex 0x1000 (two threads, longest 200 ms) and sleeps
     /// 100 ms; every stack ends in libc and the kernel.
     fn designed() -> Profile {
+        designed_writer().profile
+    }
+
+    /// [`designed`] with the writer, to add to it.
+    fn designed_writer() -> ProfileWriter {
         let mut w = ProfileWriter::default();
         w.profile.meta.insert("mode".into(), "locks".into());
         w.profile.meta.insert("metric".into(), "ns".into());
@@ -395,7 +398,7 @@ mod tests {
         }
         w.add_sample(s_sleep, 0, 0, 1, 100_000_000);
         w.add_wait(s_sleep, 0, WaitClass::Sleep, None, 100_000_000);
-        w.profile.clone()
+        w
     }
 
     fn rows(csv: &str) -> Vec<Vec<String>> {
@@ -465,6 +468,77 @@ mod tests {
                 (WaitClass::Lock, 300_000_000),
                 (WaitClass::Sleep, 100_000_000)
             ]
+        );
+    }
+
+    /// A thread of the MPI library's own (not the process's main thread, waiting in MPI
+    /// with no frame of the program) is set apart from every figure unless
+    /// `--mpi-threads`; a thread that waits in MPI from the program's code is not.
+    #[test]
+    fn the_mpi_librarys_own_threads_are_set_apart() {
+        let mut w = designed_writer();
+        let mut frame = |name: &str, module: &str| {
+            let function = w.function(Function {
+                name: name.into(),
+                module: module.into(),
+                file: None,
+                start_line: None,
+                kind: FrameKind::Native,
+            });
+            w.frame(Frame {
+                function,
+                file: None,
+                line: None,
+            })
+        };
+        let (start, lib_loop, epoll) = (
+            frame("start_thread", "libc.so.6"),
+            frame("event_base_loop", "libevent_core-2.1.so.7"),
+            frame("epoll_wait", "libc.so.6"),
+        );
+        let (solve, barrier) = (frame("solve", "app"), frame("PMPI_Barrier", "libmpi.so.40"));
+        let service = w.stack(&[start, lib_loop, epoll]);
+        let programs = w.stack(&[start, solve, barrier]);
+        for (tid, stack, ns) in [(3, service, 900), (4, programs, 50)] {
+            w.profile.threads.push(Thread {
+                process: 0,
+                tid,
+                name: "t".into(),
+            });
+            let thread = w.profile.threads.len() - 1;
+            w.add_sample(stack, thread, 0, 1, ns * 1_000_000);
+            w.add_wait(stack, thread, WaitClass::Mpi, None, ns * 1_000_000);
+        }
+        let mut p = w.profile.clone();
+        p.mpi_service_threads = p.find_mpi_service_threads();
+        assert_eq!(p.mpi_service_threads, HashSet::from([2]));
+        let program = only(FramesFilter::Program);
+        assert_eq!(mpi_service(&p, program), (1, 900_000_000));
+        assert_eq!(
+            by_class(&p, program),
+            [
+                (WaitClass::Lock, 300_000_000),
+                (WaitClass::Sleep, 100_000_000),
+                (WaitClass::Mpi, 50_000_000)
+            ]
+        );
+        let csv = waits(&p, ReportFormat::Csv, 10, program);
+        assert!(
+            csv.contains("solve") && !csv.contains("event_base_loop"),
+            "{csv}"
+        );
+        let counted = StackFilter {
+            mpi_threads: true,
+            ..program
+        };
+        assert_eq!(by_class(&p, counted)[0], (WaitClass::Mpi, 950_000_000));
+        let csv = waits(&p, ReportFormat::Csv, 10, counted);
+        assert!(csv.contains("event_base_loop"), "{csv}");
+        assert!(
+            mpi_service_note(&p, program).is_some_and(|n| n.contains("--mpi-threads"))
+                && mpi_service_note(&p, counted).is_some_and(|n| n.starts_with("of it 900.0ms")),
+            "{:?}",
+            mpi_service_note(&p, counted)
         );
     }
 }

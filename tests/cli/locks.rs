@@ -541,28 +541,75 @@ fn mpi_barrier_waits_total_the_designed_imbalance() {
         "rank 2, the last to arrive, waits least: {at_line_s:?}"
     );
     // The script has one thread: every other thread of a rank is Open MPI's own
-    // (progress, PMIx), off CPU all along. The summary says how much of the MPI time is
-    // theirs, and none of the program's barrier waits is counted in it.
+    // (progress, PMIx), off CPU all along. Views leave them out by default, and the
+    // summary says what was left out: their waits, to the nanosecond.
     let main_thread = |t: usize| p.processes[p.threads[t].process].pid == p.threads[t].tid;
-    let library_threads: u64 = (p.waits.iter())
-        .filter(|w| w.key.class == hwprof::profile::WaitClass::Mpi && !main_thread(w.key.thread))
-        .map(|w| w.wait_ns)
-        .sum();
+    let of_program = |w: &&hwprof::profile::WaitRow| {
+        p.processes[p.threads[w.key.thread].process].role == hwprof::profile::ProcessRole::Program
+    };
+    let (library_waits, program_waits): (Vec<_>, Vec<_>) = (p.waits.iter())
+        .filter(of_program)
+        .partition(|w| !main_thread(w.key.thread));
+    let library_ns: u64 = library_waits.iter().map(|w| w.wait_ns).sum();
+    let program_ns: u64 = program_waits.iter().map(|w| w.wait_ns).sum();
+    let library_threads: std::collections::HashSet<usize> =
+        library_waits.iter().map(|w| w.key.thread).collect();
     let summary = report_json(&dir, "summary", &[]);
     let service = summary["mpi_service_threads_ns"].as_u64().unwrap_or(0);
     eprintln!(
-        "MPI waits of the library's own threads: {library_threads} ns; the summary: {service} ns"
+        "waits of the library's own {} threads: {library_ns} ns; the summary: {service} ns; the program's: {program_ns} ns",
+        library_threads.len()
     );
     assert!(
-        library_threads > 0,
+        library_ns > 0,
         "Open MPI's service threads wait: {summary:#}"
     );
-    assert_eq!(service, library_threads, "{summary:#}");
+    assert_eq!(service, library_ns, "{summary:#}");
+    assert_eq!(
+        summary["mpi_service_threads"].as_u64(),
+        Some(library_threads.len() as u64),
+        "{summary:#}"
+    );
+    let by_class = |s: &serde_json::Value| -> u64 {
+        (s["waits_by_class"].as_object().unwrap().values())
+            .map(|v| v.as_u64().unwrap())
+            .sum()
+    };
+    assert_eq!(by_class(&summary), program_ns, "{summary:#}");
     let text = report_view(&dir, "summary", "text", &[]);
+    assert_says(
+        &text,
+        &[
+            "  MPI library's own threads: ",
+            &format!(
+                "waited {} by design",
+                hwprof::report::table::human(library_ns, "ns")
+            ),
+            "not in the figures below; --mpi-threads counts them",
+        ],
+        "the summary",
+    );
+    // The waits view is the program's: no row of `start_thread`, where every thread
+    // but a process's main thread starts (it led the view with the service threads'
+    // 70% of the wait time before).
+    let start_thread = |extra: &[&str]| -> Option<Vec<String>> {
+        let mut args = vec!["--top", "100000"];
+        args.extend_from_slice(extra);
+        let rows = parse_csv(&report_view(&dir, "waits", "csv", &args));
+        let row = rows.into_iter().find(|r| &r[0] == "start_thread")?;
+        Some(row.iter().map(String::from).collect())
+    };
+    assert_eq!(start_thread(&[]), None);
+    // --mpi-threads counts them again, and says how much of mpi is theirs.
+    let all = report_json(&dir, "summary", &["--mpi-threads"]);
+    assert_eq!(by_class(&all), program_ns + library_ns, "{all:#}");
+    let text = report_view(&dir, "summary", "text", &["--mpi-threads"]);
     assert!(
         text.contains("in the MPI library's own threads, which wait by design"),
         "{text}"
     );
+    let row = start_thread(&["--mpi-threads"]).expect("a start_thread row with --mpi-threads");
+    assert_eq!(row[10], library_threads.len().to_string(), "{row:?}");
 }
 
 /// Each rank's barrier wait by its own clock, from the programs' "rank R barrier S"

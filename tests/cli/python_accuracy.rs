@@ -450,8 +450,7 @@ fn numpy_native_frames_sit_under_their_python_caller() {
     let prof = Profile::load(&dir).expect("load profile.db");
     let stacks = prof.weighted_stacks(StackFilter {
         frames: FramesFilter::All,
-        rank: None,
-        ranks: None,
+        ..Default::default()
     });
     let fname = |f: usize| -> (&str, &str, bool) {
         let func = prof
