@@ -49,6 +49,12 @@ const HEAVY_LIGHT: (&str, &str) = ("Worker.heavy", "Worker.light");
 /// A hotspots row's measure for [`split_pct`]: its self samples.
 const SAMPLES: fn(&Hot) -> f64 = |h| h.self_value as f64;
 
+/// The sampling frequency of the runs [`assert_work_truth`] checks: WORK's 12 rounds
+/// give ~200 samples at 999 Hz, where a 75±5% band was under two standard deviations of
+/// the split and an ordinary user's run fell 1 sample short of the 150 asked for; at
+/// 4,999 Hz, ~1,000.
+const WORK_HZ: &str = "4999";
+
 /// Lines of the two loops (`for`, body) in WORK.
 const HEAVY_LINES: [u32; 2] = [5, 6];
 const LIGHT_LINES: [u32; 2] = [11, 12];
@@ -345,7 +351,7 @@ fn agent_captures_designed_shares_names_and_lines_on_each_version() {
         let dir = tmp.path().join(format!("r{ver}"));
         let out = collect(
             &dir,
-            &[],
+            &["-F", WORK_HZ],
             &[
                 py.to_str().unwrap_or(""),
                 script.to_str().unwrap_or(""),
@@ -369,7 +375,11 @@ fn pyenv_shim_and_ordinary_user() {
     // that exit before their exec record is read are counted as too short, not
     // announced one line each as "not sampled".
     let dir = tmp.path().join("shim");
-    let out = collect_loud(&dir, &[], &["python3", script.to_str().unwrap_or(""), "12"]);
+    let out = collect_loud(
+        &dir,
+        &["-F", WORK_HZ],
+        &["python3", script.to_str().unwrap_or(""), "12"],
+    );
     ok(&out);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!err.contains("was not sampled"), "{err}");
@@ -384,8 +394,7 @@ fn pyenv_shim_and_ordinary_user() {
         .arg("collect")
         .arg("-r")
         .arg(&dir)
-        .arg("-q")
-        .arg("--")
+        .args(["-q", "-F", WORK_HZ, "--"])
         .arg(sys_py)
         .arg(&script)
         .arg("12")
@@ -527,8 +536,12 @@ fn remote_reader_walks_live_interpreters_and_a_recorded_image() {
             if main.tid != Some(pid) {
                 return Err(format!("main thread tid {:?} != pid {pid}", main.tid));
             }
-            // Read until a consistent stack with the expected shape is seen.
-            for _ in 0..200 {
+            // Read until a consistent stack with the expected shape is seen, for up to
+            // 10 s: reads 1 ms apart, so that a child descheduled mid-call (two loaded
+            // cores) runs on between them instead of showing 200 reads one torn stack.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(1));
                 let rec = Recorder::new(&mem);
                 let top = walker::top_frame(&rec, &interp.decoder, main.tstate)
                     .map_err(|e| e.to_string())?;
@@ -1014,12 +1027,12 @@ fn python_started_by_sh_c_or_env_gets_its_frames() {
     let py = python311();
     let line = format!("{} {} 12", py.display(), script.display());
     let dir = tmp.path().join("sh");
-    ok(&collect(&dir, &[], &["sh", "-c", &line]));
+    ok(&collect(&dir, &["-F", WORK_HZ], &["sh", "-c", &line]));
     assert_work_truth(&dir, "sh -c", false);
     let dir = tmp.path().join("env");
     ok(&collect(
         &dir,
-        &[],
+        &["-F", WORK_HZ],
         &[
             "env",
             "HWPROF_TEST=1",

@@ -158,7 +158,9 @@ fn lld_linked_binary_is_symbolized_and_unwound() {
     let b = format!("-B{}", lld.display());
     let bin = build_c(t.path(), "hot.c", "hot_lld", &[&b, "-fuse-ld=lld"]);
     let dir = t.path().join("run");
-    let rows = collect_hotspots(&dir, &[], &[bin.to_str().unwrap(), "300"]);
+    // At 4,999 Hz: ~1,200 samples, so that the 3:1 band is several times the noise (at
+    // 999 Hz, ~240 samples, a CI run read 69.0%).
+    let rows = collect_hotspots(&dir, &["-F", "4999"], &[bin.to_str().unwrap(), "300"]);
     let (a, b) = (self_pct(&rows, "hot_a"), self_pct(&rows, "hot_b"));
     eprintln!("lld: hot_a {a:.1}%, hot_b {b:.1}% (designed 3:1)");
     assert_three_to_one(a, b, &format!("hot_a, hot_b: {rows:#?}"));
