@@ -56,6 +56,9 @@ pub enum Loc {
     Kernel(u64),
     /// Outside every known mapping.
     Unknown(u64),
+    /// The kernel starting a new program image (execve writing the new stack): the
+    /// user registers are still the old image's (see `Builder::sample`).
+    Exec,
 }
 
 /// A mapped file.
@@ -303,6 +306,9 @@ struct Mapping {
 
 #[derive(Clone, Default)]
 struct ProcState {
+    /// An image exec'd in this recording that has not run yet: no sample of it had its
+    /// user frame in one of its mappings.
+    exec_not_run: bool,
     mappings: Arc<Vec<MappingShared>>,
     unwinder: UnwinderX86_64<Arc<[u8]>>,
 }
@@ -629,7 +635,13 @@ impl Builder<'_> {
                 let name = String::from_utf8_lossy(&c.name.as_slice()).into_owned();
                 let (pid, tid) = (c.pid as u32, c.tid as u32);
                 if c.is_execve {
-                    self.procs.insert(pid, ProcState::default());
+                    self.procs.insert(
+                        pid,
+                        ProcState {
+                            exec_not_run: true,
+                            ..Default::default()
+                        },
+                    );
                     // The new image's threads are new threads of a new process row.
                     self.thread_ids.retain(|&(p, _), _| p != pid);
                     let time = record.common_data().ok().and_then(|c| c.timestamp);
@@ -931,6 +943,23 @@ impl Builder<'_> {
                 && addrs.is_empty()
             {
                 addrs.push(self.loc(pid, ip));
+            }
+        }
+        // Samples of an image before it ran, taken in the kernel, whose user frame is
+        // in no mapping: the kernel writing the new image's stack (argv, environment
+        // and their pointers, auxv) in execve. The user registers are still the old
+        // image's. (`hot.c` started with 20,000 environment variables: 144 KiB of its
+        // 416 KiB were one `[unknown]+0x7f…` root.)
+        if let Some(p) = self.procs.get_mut(&pid)
+            && p.exec_not_run
+        {
+            match addrs.iter().find(|l| !matches!(l, Loc::Kernel(_))) {
+                Some(Loc::Unknown(_)) if s.ip.is_some_and(is_kernel_address) => {
+                    addrs.retain(|l| matches!(l, Loc::Kernel(_)));
+                    addrs.push(Loc::Exec);
+                }
+                Some(Loc::Module { .. }) => p.exec_not_run = false,
+                _ => {}
             }
         }
         let aggregate_start = unwind_start.map(|t| {
@@ -1353,7 +1382,7 @@ fn is_agents_own(modules: &[ModuleRec], addrs: &[Loc]) -> bool {
     }
     addrs.iter().all(|l| match l {
         Loc::Kernel(_) => true,
-        Loc::Unknown(_) => false,
+        Loc::Unknown(_) | Loc::Exec => false,
         Loc::Module { .. } => matches!(
             module_kind(modules, l),
             Some(ModuleKind::Agent | ModuleKind::Loader | ModuleKind::Libc)
@@ -1408,8 +1437,13 @@ fn interrupted_regs(
 
 /// Where `avma` lives among a process's `maps` (sorted by start; None: an unknown
 /// process).
+/// Whether `a` is in the kernel's half of the x86-64 address space.
+fn is_kernel_address(a: u64) -> bool {
+    a >= 0xffff_8000_0000_0000
+}
+
 fn locate(maps: Option<&[MappingShared]>, avma: u64) -> Loc {
-    if avma >= 0xffff_8000_0000_0000 {
+    if is_kernel_address(avma) {
         return Loc::Kernel(avma);
     }
     let Some(maps) = maps else {

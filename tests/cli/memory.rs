@@ -773,3 +773,70 @@ fn the_agents_own_start_up_is_not_the_programs_memory() {
         );
     }
 }
+
+/// A program started with 20,000 environment variables: in execve the kernel writes
+/// their pointers (8 bytes each: 156 KiB) onto the new image's stack, faults taken in
+/// the kernel while the user registers are still the old image's. They are one
+/// `[exec]` frame of the kernel's, their designed size, not an `[unknown]+0x7f…` root
+/// (which held 144 KiB of the 416 KiB). An ordinary user's events leave out faults
+/// taken in the kernel: none is sampled.
+#[test]
+fn the_kernels_writes_at_exec_are_exec_not_unknown() {
+    let t = shared_tempdir();
+    let bin = build_c(t.path(), "hot.c", "hot", &[]);
+    executable_by_all(&bin);
+    const VARS: u64 = 20_000;
+    let users: &[bool] = if nix::unistd::geteuid().is_root() {
+        &[false, true]
+    } else {
+        eprintln!("skipped: the run as uid 65534 needs root (setpriv)");
+        &[false]
+    };
+    for &nobody in users {
+        let dir = t.path().join(format!("run-{nobody}"));
+        let mut hw = hwprof_command(nobody, t.path());
+        hw.envs((0..VARS).map(|i| (format!("V{i}"), "1")));
+        collect_memory(hw, &dir, &[], &[bin.as_os_str(), OsStr::new("100")]);
+        let folded = ok(&hwprof(&[
+            "export",
+            dir.to_str().unwrap(),
+            "--format",
+            "collapsed",
+        ]));
+        let stacks: Vec<(&str, u64)> = folded
+            .lines()
+            .filter_map(|l| l.rsplit_once(' '))
+            .map(|(stack, v)| (stack, v.parse().unwrap_or(0)))
+            .collect();
+        assert!(
+            !stacks
+                .iter()
+                .any(|(s, _)| s.split(';').any(|f| f.starts_with("[unknown]"))),
+            "nobody={nobody}: {folded}"
+        );
+        let exec: u64 = (stacks.iter())
+            .filter(|(s, _)| *s == "[exec]")
+            .map(|(_, v)| v)
+            .sum();
+        eprintln!(
+            "nobody={nobody}: [exec] {exec} bytes, designed {}",
+            VARS * 8
+        );
+        if nobody {
+            assert_eq!(exec, 0, "{folded}");
+        } else {
+            // One sample in 4 faults: a sample weighs 16 KiB; within two of them.
+            assert!(
+                (exec as f64 - (VARS * 8) as f64).abs() <= 2.0 * 16384.0,
+                "[exec] {exec} bytes, designed {}: {folded}",
+                VARS * 8
+            );
+            let rows = report_csv(&dir, "hotspots", &["--top", "1000"]);
+            assert!(
+                rows.iter()
+                    .any(|r| &r[0] == "[exec]" && &r[1] == "[kernel]"),
+                "{rows:?}"
+            );
+        }
+    }
+}

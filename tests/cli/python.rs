@@ -1089,7 +1089,7 @@ fn deep_recursion_says_which_stacks_are_cut_and_only_those() {
         let (whole, cut, shallow) = (total("whole"), total("cut"), total("shallow"));
         assert!(
             whole > 20.0 && cut > 20.0 && shallow > 20.0,
-            "{ver}: {rows:#?}"
+            "{ver}: whole {whole}%, cut {cut}%, shallow {shallow}%"
         );
         let summary = report_json(&dir, "summary", &[]);
         let share = |k: &str| {
@@ -1099,14 +1099,24 @@ fn deep_recursion_says_which_stacks_are_cut_and_only_those() {
                     .unwrap_or(1)
                     .max(1) as f64
         };
+        // What a failure needs, in a line (CI logs keep only part of long messages).
+        let facts = format!(
+            "{ver}: whole {whole}%, cut {cut}%, shallow {shallow}%; summary: samples {}, base {}, cut at copy {}, python cut {}, python {}, without stack {}",
+            summary["samples"],
+            summary[hwprof::profile::STACK_CUT_BASE_KEY],
+            summary["stacks_cut_at_copy_size"],
+            summary["python_stacks_cut"],
+            summary["python_summary"],
+            summary["python_without_stack"]
+        );
         assert!(
             share("stacks_cut_at_copy_size") < 1.0,
-            "{ver}: native stacks cut where the Python stack gives the callers: {summary:#}"
+            "native stacks cut where the Python stack gives the callers: {facts}"
         );
         let cut_share = share("python_stacks_cut");
         assert!(
             (cut_share - cut).abs() <= 5.0,
-            "{ver}: python stacks cut {cut_share:.1}%, cut's samples {cut:.1}%: {summary:#}"
+            "python stacks cut {cut_share:.1}%, cut's samples {cut:.1}%: {facts}"
         );
         let text = report(&dir, &["--view", "summary"]);
         assert_says(
@@ -1117,13 +1127,13 @@ fn deep_recursion_says_which_stacks_are_cut_and_only_those() {
             ],
             ver,
         );
-        assert!(!text.contains("  stacks cut short"), "{ver}: {text}");
+        assert!(!text.contains("  stacks cut short"), "{facts}: {text}");
         // The 1,000-deep stacks and shallow's are whole: <module> holds them, and not
         // the cut ones.
         let module = module_total(&dir, &script);
         assert!(
             (module - (whole + shallow)).abs() <= 3.0,
-            "{ver}: <module> total {module}%, whole {whole}% + shallow {shallow}%: {rows:#?}"
+            "<module> total {module}%, whole {whole}% + shallow {shallow}%: {facts}"
         );
     }
 }
