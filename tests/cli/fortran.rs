@@ -86,7 +86,7 @@ fn gfortran_openmp_regions_are_named_for_their_procedure() {
     ok(&collect_through(
         hw,
         &dir,
-        &[],
+        &SHARES_HZ,
         &[bin.as_os_str(), "1500".as_ref()],
     ));
     let rows = report_csv(&dir, "hotspots", &["--top", "1000"]);

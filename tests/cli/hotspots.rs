@@ -39,7 +39,7 @@ fn check_hot_shares_with(out: &str, flags: &[&str], call_graph: &str) {
     let Scratch { tmp: _t, bin, dir } = scratch_with("hot.c", out, flags);
     ok(&collect(
         &dir,
-        &["--call-graph", call_graph],
+        &["--call-graph", call_graph, SHARES_HZ[0], SHARES_HZ[1]],
         &[bin.to_str().unwrap(), "600"],
     ));
     assert_hot_shares(&dir);
@@ -65,7 +65,7 @@ fn frame_pointer_stacks_give_designed_shares() {
 #[test]
 fn each_thread_gets_its_own_work() {
     let Scratch { tmp: _t, bin, dir } = scratch_with("threads.c", "threads", &[]);
-    ok(&collect(&dir, &[], &[bin.to_str().unwrap(), "300"]));
+    ok(&collect(&dir, &SHARES_HZ, &[bin.to_str().unwrap(), "300"]));
     let p = Profile::load(&dir).unwrap();
     let mut by_thread: std::collections::HashMap<(String, String), u64> = Default::default();
     for s in &p.samples {

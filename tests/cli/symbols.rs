@@ -160,7 +160,7 @@ fn lld_linked_binary_is_symbolized_and_unwound() {
     let dir = t.path().join("run");
     // At 4,999 Hz: ~1,200 samples, so that the 3:1 band is several times the noise (at
     // 999 Hz, ~240 samples, a CI run read 69.0%).
-    let rows = collect_hotspots(&dir, &["-F", "4999"], &[bin.to_str().unwrap(), "300"]);
+    let rows = collect_hotspots(&dir, &SHARES_HZ, &[bin.to_str().unwrap(), "300"]);
     let (a, b) = (self_pct(&rows, "hot_a"), self_pct(&rows, "hot_b"));
     eprintln!("lld: hot_a {a:.1}%, hot_b {b:.1}% (designed 3:1)");
     assert_three_to_one(a, b, &format!("hot_a, hot_b: {rows:#?}"));
@@ -501,7 +501,7 @@ fn functions_of_a_stripped_binary_are_named_by_their_start() {
         .expect("run strip (binutils)");
     assert!(status.success());
     let name = |s: &str| format!("func@{:#x}", symbol_address(&bin, s));
-    let rows = collect_hotspots(&dir, &[], &[stripped.to_str().unwrap(), "600"]);
+    let rows = collect_hotspots(&dir, &SHARES_HZ, &[stripped.to_str().unwrap(), "600"]);
     assert!(!rows.contains_key("hot_a"), "{rows:#?}");
     let (a, b) = (
         self_pct(&rows, &name("hot_a")),
@@ -555,7 +555,7 @@ fn functions_of_a_stripped_binary_are_named_by_their_start() {
 #[test]
 fn a_function_with_an_included_body_is_one_function() {
     let Scratch { tmp: _t, bin, dir } = scratch_with("included_body.c", "included_body", &[]);
-    ok(&collect(&dir, &[], &[bin.to_str().unwrap(), "600"]));
+    ok(&collect(&dir, &SHARES_HZ, &[bin.to_str().unwrap(), "600"]));
     let rows = report_csv(&dir, "hotspots", &["--top", "1000"]);
     let mixed: Vec<_> = rows.iter().filter(|r| r.get(0) == Some("mixed")).collect();
     assert_eq!(mixed.len(), 1, "one function, not one per file: {rows:?}");
@@ -624,7 +624,7 @@ fn a_rust_function_is_at_its_own_file_and_line() {
     let bin = t.path().join("two_loops");
     compile("rustc", &["-O", "-g"], "two_loops.rs", &bin, &[]);
     let dir = t.path().join("run");
-    ok(&collect(&dir, &[], &[bin.to_str().unwrap(), "150"]));
+    ok(&collect(&dir, &SHARES_HZ, &[bin.to_str().unwrap(), "150"]));
     let rows = report_csv(&dir, "hotspots", &["--top", "1000"]);
     let source = std::fs::read_to_string(program_source("two_loops.rs")).unwrap();
     let decl = |f: &str| {
@@ -670,7 +670,11 @@ fn cpp_lambdas_are_told_apart_at_their_lines() {
     let bin = t.path().join("lambdas");
     compile("g++", &["-O2", "-g", "-pthread"], "lambdas.cpp", &bin, &[]);
     let dir = t.path().join("run");
-    ok(&collect(&dir, &[], &[bin.to_str().unwrap(), "20000"]));
+    ok(&collect(
+        &dir,
+        &SHARES_HZ,
+        &[bin.to_str().unwrap(), "20000"],
+    ));
     let rows = report_csv(&dir, "hotspots", &["--top", "1000"]);
     let source = std::fs::read_to_string(program_source("lambdas.cpp")).unwrap();
     let line_of = |marker: &str| {
