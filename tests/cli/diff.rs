@@ -589,8 +589,20 @@ fn rank_against_rank_of_one_job() {
     // Rank 1 first (it never finalizes), then rank 0, which finalizes once both are
     // complete. Rank 1 runs twice rank 0's rounds.
     for (rank, rounds) in [("1", "600"), ("0", "300")] {
+        // At 4,999 Hz (WORK_HZ): at 999 Hz rank 0's hot_b has ~60 samples, and a CI
+        // run read its ratio as 2.404.
         let out = Command::new(hwprof_bin())
-            .args(["collect", "-q", "-r", s(&dir), "--", s(&bin), rounds])
+            .args([
+                "collect",
+                "-q",
+                "-F",
+                WORK_HZ,
+                "-r",
+                s(&dir),
+                "--",
+                s(&bin),
+                rounds,
+            ])
             .env("OMPI_COMM_WORLD_RANK", rank)
             .env("OMPI_COMM_WORLD_SIZE", "2")
             .env("OMPI_MCA_orte_ess_jobid", "diff-test-job")
