@@ -875,17 +875,7 @@ fn symbolize_all(
                             )]
                         }),
                     Loc::Kernel(a) => vec![kernel.frame(*a)],
-                    Loc::Exec => vec![FrameInfo {
-                        function: crate::profile::Function {
-                            name: "[exec]".into(),
-                            module: "[kernel]".into(),
-                            file: None,
-                            start_line: None,
-                            kind: FrameKind::Kernel,
-                        },
-                        file: None,
-                        line: None,
-                    }],
+                    Loc::Exec => vec![symbols::kernel_function("[exec]")],
                     Loc::Unknown(a) => vec![
                         perfmap
                             .as_ref()

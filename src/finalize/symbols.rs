@@ -326,19 +326,24 @@ impl KernelSymbols {
     pub fn frame(&self, addr: u64) -> FrameInfo {
         let i = self.syms.partition_point(|s| s.0 <= addr);
         match i.checked_sub(1).and_then(|i| self.syms.get(i)) {
-            Some((_, name)) => FrameInfo {
-                function: Function {
-                    name: self.names[name.clone()].to_string(),
-                    module: "[kernel]".into(),
-                    file: None,
-                    start_line: None,
-                    kind: FrameKind::Kernel,
-                },
-                file: None,
-                line: None,
-            },
+            Some((_, name)) => kernel_function(&self.names[name.clone()]),
             None => unresolved("[kernel]", addr, FrameKind::Kernel),
         }
+    }
+}
+
+/// The frame of the kernel's function `name` (module `[kernel]`, no source line).
+pub fn kernel_function(name: &str) -> FrameInfo {
+    FrameInfo {
+        function: Function {
+            name: name.to_string(),
+            module: "[kernel]".into(),
+            file: None,
+            start_line: None,
+            kind: FrameKind::Kernel,
+        },
+        file: None,
+        line: None,
     }
 }
 

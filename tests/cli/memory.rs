@@ -30,6 +30,17 @@ pub(crate) fn build_touch256(dir: &Path) -> PathBuf {
     bin
 }
 
+/// Whether to run as uid 65534 too: as root, both (`false`, then `true`); otherwise
+/// the test's user alone, said with a line.
+fn test_users() -> &'static [bool] {
+    if nix::unistd::geteuid().is_root() {
+        &[false, true]
+    } else {
+        eprintln!("skipped: the run as uid 65534 needs root (setpriv)");
+        &[false]
+    }
+}
+
 /// `HW collect -m memory -r DIR EXTRA... -- PROGRAM...` (HW: the hwprof binary, or
 /// `as_nobody` of a copy; with any environment the program needs), asserted
 /// successful: the program's standard output.
@@ -693,13 +704,7 @@ fn the_agents_own_start_up_is_not_the_programs_memory() {
     let t = shared_tempdir();
     let bin = build_c(t.path(), "hot.c", "hot", &[]);
     executable_by_all(&bin);
-    let users: &[bool] = if nix::unistd::geteuid().is_root() {
-        &[false, true]
-    } else {
-        eprintln!("skipped: the run as uid 65534 needs root (setpriv)");
-        &[false]
-    };
-    for &nobody in users {
+    for &nobody in test_users() {
         let dir = t.path().join(format!("run-{nobody}"));
         collect_memory(
             hwprof_command(nobody, t.path()),
@@ -786,13 +791,7 @@ fn the_kernels_writes_at_exec_are_exec_not_unknown() {
     let bin = build_c(t.path(), "hot.c", "hot", &[]);
     executable_by_all(&bin);
     const VARS: u64 = 20_000;
-    let users: &[bool] = if nix::unistd::geteuid().is_root() {
-        &[false, true]
-    } else {
-        eprintln!("skipped: the run as uid 65534 needs root (setpriv)");
-        &[false]
-    };
-    for &nobody in users {
+    for &nobody in test_users() {
         let dir = t.path().join(format!("run-{nobody}"));
         let mut hw = hwprof_command(nobody, t.path());
         hw.envs((0..VARS).map(|i| (format!("V{i}"), "1")));
