@@ -49,11 +49,12 @@ const HEAVY_LIGHT: (&str, &str) = ("Worker.heavy", "Worker.light");
 /// A hotspots row's measure for [`split_pct`]: its self samples.
 const SAMPLES: fn(&Hot) -> f64 = |h| h.self_value as f64;
 
-/// The sampling frequency of the runs [`assert_work_truth`] checks: WORK's 12 rounds
-/// give ~200 samples at 999 Hz, where a 75±5% band was under two standard deviations of
-/// the split and an ordinary user's run fell 1 sample short of the 150 asked for; at
-/// 4,999 Hz, ~1,000.
-const WORK_HZ: &str = "4999";
+/// WORK's rounds in the runs [`assert_work_truth`] checks: 12 rounds gave ~200 samples
+/// at 999 Hz, where a 75±5% band was under two standard deviations of the split and an
+/// ordinary user's run fell 1 sample short of the 150 asked for. 36 rounds give ~600.
+/// (Sampling at 4,999 Hz instead overran the agents' rings on a loaded machine: 89
+/// samples lost in a `sh -c` run.)
+const WORK_ROUNDS: &str = "36";
 
 /// Lines of the two loops (`for`, body) in WORK.
 const HEAVY_LINES: [u32; 2] = [5, 6];
@@ -351,11 +352,11 @@ fn agent_captures_designed_shares_names_and_lines_on_each_version() {
         let dir = tmp.path().join(format!("r{ver}"));
         let out = collect(
             &dir,
-            &["-F", WORK_HZ],
+            &[],
             &[
                 py.to_str().unwrap_or(""),
                 script.to_str().unwrap_or(""),
-                "12",
+                WORK_ROUNDS,
             ],
         );
         ok(&out);
@@ -377,8 +378,8 @@ fn pyenv_shim_and_ordinary_user() {
     let dir = tmp.path().join("shim");
     let out = collect_loud(
         &dir,
-        &["-F", WORK_HZ],
-        &["python3", script.to_str().unwrap_or(""), "12"],
+        &[],
+        &["python3", script.to_str().unwrap_or(""), WORK_ROUNDS],
     );
     ok(&out);
     let err = String::from_utf8_lossy(&out.stderr);
@@ -394,10 +395,10 @@ fn pyenv_shim_and_ordinary_user() {
         .arg("collect")
         .arg("-r")
         .arg(&dir)
-        .args(["-q", "-F", WORK_HZ, "--"])
+        .args(["-q", "--"])
         .arg(sys_py)
         .arg(&script)
-        .arg("12")
+        .arg(WORK_ROUNDS)
         .env("HWPROF_AGENT_LIB", agent_lib())
         .output()
         .expect("setpriv");
@@ -1025,20 +1026,20 @@ fn blocked_thread_is_reported_at_its_sleep_line_with_its_os_tid() {
 fn python_started_by_sh_c_or_env_gets_its_frames() {
     let (tmp, script) = temp_script("work.py", WORK);
     let py = python311();
-    let line = format!("{} {} 12", py.display(), script.display());
+    let line = format!("{} {} {WORK_ROUNDS}", py.display(), script.display());
     let dir = tmp.path().join("sh");
-    ok(&collect(&dir, &["-F", WORK_HZ], &["sh", "-c", &line]));
+    ok(&collect(&dir, &[], &["sh", "-c", &line]));
     assert_work_truth(&dir, "sh -c", false);
     let dir = tmp.path().join("env");
     ok(&collect(
         &dir,
-        &["-F", WORK_HZ],
+        &[],
         &[
             "env",
             "HWPROF_TEST=1",
             py.to_str().unwrap_or(""),
             script.to_str().unwrap_or(""),
-            "12",
+            WORK_ROUNDS,
         ],
     ));
     assert_work_truth(&dir, "env X=1", false);
