@@ -31,10 +31,16 @@ pub(super) fn prepare_result_dir(dir: &Path, mpi: &MpiContext) -> Result<Private
             .is_empty()
             .map_err(io_err(format!("read {}", dir.display())))?;
     if !empty {
-        let same_job =
-            mpi.job.is_some() && Manifest::load(dir).ok().and_then(|m| m.mpi_job) == mpi.job;
-        let sibling_rank = mpi.job.is_some() && mpi.rank.is_some() && !Manifest::path(dir).exists();
-        if !(same_job || sibling_rank) {
+        // One read of the manifest decides: this job's, or none yet while a sibling
+        // rank is setting up (two reads raced: a manifest missing at the first and
+        // written before the second refused a rank of a 4-rank job).
+        let shared = mpi.job.is_some()
+            && match Manifest::load(dir) {
+                Ok(m) => m.mpi_job == mpi.job,
+                Err(crate::manifest::ManifestError::Missing(_)) => mpi.rank.is_some(),
+                Err(_) => false,
+            };
+        if !shared {
             return Err(CollectError::ResultDir(
                 PrivateDirError::NotEmpty(dir.to_path_buf()).to_string(),
             ));
