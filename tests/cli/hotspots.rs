@@ -139,7 +139,11 @@ fn deferred_finalize_after_moving_results_and_binary() {
     std::fs::create_dir(&build).unwrap();
     let bin = build_c(&build, "hot.c", "hot", &[]);
     let dir = t.path().join("run1");
-    let out = collect(&dir, &["--no-finalize"], &[bin.to_str().unwrap(), "500"]);
+    let out = collect(
+        &dir,
+        &["--no-finalize", SHARES_HZ[0], SHARES_HZ[1]],
+        &[bin.to_str().unwrap(), "500"],
+    );
     ok(&out);
     assert!(
         !dir.join("profile.db").exists(),
@@ -175,7 +179,7 @@ fn archive_makes_results_self_contained() {
     let Scratch { tmp: _t, bin, dir } = scratch_with("hot.c", "hot", &[]);
     ok(&collect(
         &dir,
-        &["--no-finalize", "--archive"],
+        &["--no-finalize", "--archive", SHARES_HZ[0], SHARES_HZ[1]],
         &[bin.to_str().unwrap(), "500"],
     ));
     std::fs::remove_file(&bin).unwrap();
@@ -303,7 +307,9 @@ fn an_ordinary_user_gets_the_same_hot_functions() {
     executable_by_all(&bin);
     let hw = hwprof_for_nobody(t.path());
     let out = as_nobody(&hw)
-        .args(["collect", "-r", dir.to_str().unwrap(), "--"])
+        .args(["collect", "-r", dir.to_str().unwrap()])
+        .args(SHARES_HZ)
+        .arg("--")
         .arg(&bin)
         .arg("600")
         .output()
