@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -306,9 +306,6 @@ struct Mapping {
 
 #[derive(Clone, Default)]
 struct ProcState {
-    /// An image exec'd in this recording that has not run yet: no sample of it had its
-    /// user frame in one of its mappings.
-    exec_not_run: bool,
     mappings: Arc<Vec<MappingShared>>,
     unwinder: UnwinderX86_64<Arc<[u8]>>,
 }
@@ -349,6 +346,10 @@ struct Builder<'a> {
     timed: bool,
     search: &'a SearchPaths,
     procs: FxHashMap<u32, ProcState>,
+    /// Processes whose image was exec'd in this recording and has not run yet (no
+    /// sample of it had its user frame in one of its mappings): empty nearly always, so
+    /// the per-sample check is an `is_empty`.
+    exec_not_run: FxHashSet<u32>,
     module_ids: FxHashMap<(String, Option<Vec<u8>>), u32>,
     trie_ids: FxHashMap<(u32, Loc), u32>,
     /// Recent stacks: slot (by a hash of the whole stack) -> trie leaf, or NO_NODE.
@@ -452,6 +453,7 @@ pub fn process_perf_data<'a>(
         },
         search,
         procs: FxHashMap::default(),
+        exec_not_run: FxHashSet::default(),
         module_ids: FxHashMap::default(),
         trie_ids: FxHashMap::default(),
         stack_cache: vec![NO_NODE; 1 << STACK_CACHE_BITS],
@@ -635,13 +637,8 @@ impl Builder<'_> {
                 let name = String::from_utf8_lossy(&c.name.as_slice()).into_owned();
                 let (pid, tid) = (c.pid as u32, c.tid as u32);
                 if c.is_execve {
-                    self.procs.insert(
-                        pid,
-                        ProcState {
-                            exec_not_run: true,
-                            ..Default::default()
-                        },
-                    );
+                    self.procs.insert(pid, ProcState::default());
+                    self.exec_not_run.insert(pid);
                     // The new image's threads are new threads of a new process row.
                     self.thread_ids.retain(|&(p, _), _| p != pid);
                     let time = record.common_data().ok().and_then(|c| c.timestamp);
@@ -658,6 +655,7 @@ impl Builder<'_> {
             EventRecord::Fork(f) => {
                 let (pid, ppid) = (f.pid as u32, f.ppid as u32);
                 if pid != ppid {
+                    self.exec_not_run.remove(&pid);
                     self.lineage.fork(pid, ppid);
                     let parent = self.procs.get(&ppid).cloned().unwrap_or_default();
                     self.procs.insert(pid, parent);
@@ -676,6 +674,7 @@ impl Builder<'_> {
                 }
             }
             EventRecord::Exit(e) if e.pid == e.tid => {
+                self.exec_not_run.remove(&(e.pid as u32));
                 let time = record.common_data().ok().and_then(|c| c.timestamp);
                 self.lineage.exit(e.pid as u32, time.unwrap_or(0));
             }
@@ -950,15 +949,15 @@ impl Builder<'_> {
         // and their pointers, auxv) in execve. The user registers are still the old
         // image's. (`hot.c` started with 20,000 environment variables: 144 KiB of its
         // 416 KiB were one `[unknown]+0x7f…` root.)
-        if let Some(p) = self.procs.get_mut(&pid)
-            && p.exec_not_run
-        {
+        if !self.exec_not_run.is_empty() && self.exec_not_run.contains(&pid) {
             match addrs.iter().find(|l| !matches!(l, Loc::Kernel(_))) {
                 Some(Loc::Unknown(_)) if s.ip.is_some_and(is_kernel_address) => {
                     addrs.retain(|l| matches!(l, Loc::Kernel(_)));
                     addrs.push(Loc::Exec);
                 }
-                Some(Loc::Module { .. }) => p.exec_not_run = false,
+                Some(Loc::Module { .. }) => {
+                    self.exec_not_run.remove(&pid);
+                }
                 _ => {}
             }
         }
@@ -1435,13 +1434,13 @@ fn interrupted_regs(
     Ok((ip, UnwindRegsX86_64::new(ip, sp, bp)))
 }
 
-/// Where `avma` lives among a process's `maps` (sorted by start; None: an unknown
-/// process).
 /// Whether `a` is in the kernel's half of the x86-64 address space.
 fn is_kernel_address(a: u64) -> bool {
     a >= 0xffff_8000_0000_0000
 }
 
+/// Where `avma` lives among a process's `maps` (sorted by start; None: an unknown
+/// process).
 fn locate(maps: Option<&[MappingShared]>, avma: u64) -> Loc {
     if is_kernel_address(avma) {
         return Loc::Kernel(avma);

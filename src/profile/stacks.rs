@@ -180,8 +180,9 @@ impl Profile {
     }
 
     /// The MPI library's own service threads (Open MPI's progress and PMIx threads, in
-    /// `poll`/`epoll_wait` for the whole run): threads other than their process's main
-    /// thread that wait in MPI and none of whose waits has a frame of the program
+    /// `poll`/`epoll_wait` for the whole run): threads of the program's processes (a
+    /// launcher's are left out already) other than their process's main thread that
+    /// wait in MPI and none of whose waits has a frame of the program
     /// ([`is_program_frame`]: only the C runtime's, MPI libraries' and the kernel's).
     /// They wait by design, not for the program: in locks mode they would lead every
     /// table (70% of the wait time of a 4-rank job), so views set them apart.
@@ -210,7 +211,7 @@ impl Profile {
         };
         waits_in_mpi
             .into_iter()
-            .filter(|&t| !is_main(t) && !program.contains(&t))
+            .filter(|&t| !is_main(t) && !program.contains(&t) && !self.is_launcher_thread(t))
             .collect()
     }
 

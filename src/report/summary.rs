@@ -505,7 +505,8 @@ fn waits_by_class_line(p: &Profile, filter: StackFilter) -> String {
     let total: u64 = classes.iter().map(|c| c.1).sum();
     // With --mpi-threads the MPI library's own threads are in the mpi class: say how
     // much of it is theirs. Without, they are left out: a line says what.
-    let service = super::waits::mpi_service_note(p, filter);
+    let (threads, ns) = super::waits::mpi_service(p, filter);
+    let service = super::waits::service_note((threads, ns), filter.mpi_threads);
     let parts: Vec<String> = classes
         .iter()
         .map(|(c, ns)| {
@@ -525,7 +526,6 @@ fn waits_by_class_line(p: &Profile, filter: StackFilter) -> String {
     if !classes.is_empty() {
         s = format!("  waits by class: {}\n", parts.join(", "));
     }
-    let (threads, ns) = super::waits::mpi_service(p, filter);
     if ns > 0 && !filter.mpi_threads {
         s.push_str(&format!(
             "  MPI library's own threads: {} waited {} by design (Open MPI's progress and PMIx threads), not in the figures below; --mpi-threads counts them\n",

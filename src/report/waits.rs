@@ -298,21 +298,16 @@ pub fn by_class(p: &Profile, filter: StackFilter) -> Vec<(WaitClass, u64)> {
 /// the rank filter, and their wait time: (threads, ns). Views leave them out unless
 /// `--mpi-threads`; the summary says what was left out.
 pub fn mpi_service(p: &Profile, filter: StackFilter) -> (usize, u64) {
-    if p.mpi_service_threads.is_empty() {
-        return (0, 0);
-    }
-    let waits = p.weighted_waits(StackFilter {
-        mpi_threads: true,
-        ..filter
-    });
+    // Straight over the waits table: only threads and times are needed, not the
+    // filtered frames of every wait.
     let mut threads = HashSet::new();
-    let mut ns = 0;
-    for (_, w) in waits
-        .iter()
-        .filter(|(_, w)| p.mpi_service_threads.contains(&w.key.thread))
-    {
+    let mut ns = 0u64;
+    for w in p.waits.iter().filter(|w| {
+        p.mpi_service_threads.contains(&w.key.thread)
+            && (!filter.has_rank_filter() || filter.selects_rank(p.thread_rank(w.key.thread)))
+    }) {
         threads.insert(w.key.thread);
-        ns += w.wait_ns;
+        ns = ns.saturating_add(w.wait_ns);
     }
     (threads.len(), ns)
 }
@@ -320,9 +315,14 @@ pub fn mpi_service(p: &Profile, filter: StackFilter) -> (usize, u64) {
 /// The words for [`mpi_service`] beside the `mpi` class (summary, HTML), when there is
 /// any: with `--mpi-threads` how much of the class is theirs, else what was set apart.
 pub fn mpi_service_note(p: &Profile, filter: StackFilter) -> Option<String> {
-    let (threads, ns) = mpi_service(p, filter);
+    service_note(mpi_service(p, filter), filter.mpi_threads)
+}
+
+/// [`mpi_service_note`] of figures already taken: (threads, ns), and whether they are
+/// counted (`--mpi-threads`).
+pub fn service_note((threads, ns): (usize, u64), counted_in: bool) -> Option<String> {
     (ns > 0).then(|| {
-        if filter.mpi_threads {
+        if counted_in {
             format!(
                 "of it {} in the MPI library's own threads, which wait by design",
                 human(ns, "ns")
