@@ -60,7 +60,7 @@ fn cpp_names_the_rust_demangler_rejects_are_demangled() {
     let t = shared_tempdir();
     let dir = t.path().join("run");
     let sfinae = build_cpp(t.path(), "sfinae");
-    let rows = collect_hotspots(&dir, &[], &[sfinae.to_str().unwrap(), "1200"]);
+    let rows = collect_hotspots(&dir, &SHARES_HZ, &[sfinae.to_str().unwrap(), "1200"]);
     let mangled: Vec<_> = rows.keys().filter(|k| k.starts_with("_Z")).collect();
     assert!(mangled.is_empty(), "left mangled: {mangled:?}");
     let sweep = rows
@@ -591,7 +591,7 @@ fn a_function_with_an_included_body_is_one_function() {
 fn an_inlined_function_is_the_same_function_as_its_out_of_line_copy() {
     let Scratch { tmp: _t, bin, dir } =
         scratch_with("inlined_and_called.c", "inlined_and_called", &[]);
-    ok(&collect(&dir, &[], &[bin.to_str().unwrap(), "600"]));
+    ok(&collect(&dir, &SHARES_HZ, &[bin.to_str().unwrap(), "600"]));
     let source = std::fs::read_to_string(program_source("inlined_and_called.c")).unwrap();
     let decl = 1 + source
         .lines()
