@@ -236,10 +236,23 @@ struct Interrupted {
 }
 
 impl Interrupted {
-    /// Where and when its last piece was switched out, for [`resumes`].
-    fn last_piece_at(&self) -> Option<(SampleKey, u64)> {
-        self.last_piece.map(|k| (k, self.end))
+    /// Where and when its last piece was switched out, and its deadline, for
+    /// [`resumes`].
+    fn last_piece_at(&self) -> Option<LastPiece> {
+        self.last_piece.map(|key| LastPiece {
+            key,
+            end: self.end,
+            deadline: self.deadline,
+        })
     }
+}
+
+/// The last piece of an interrupted wait: its switch-out key, its end, its deadline.
+#[derive(Clone, Copy)]
+struct LastPiece {
+    key: SampleKey,
+    end: u64,
+    deadline: Option<u64>,
 }
 
 /// Per-thread state of the join.
@@ -263,16 +276,28 @@ pub struct WaitJoin {
 }
 
 /// Whether `iv`, claimed by no marker, continues the interrupted wait whose last piece
-/// was switched out at `at` (key, end): on that native stack, after it. The Python
+/// is `at`: on that native stack, after it, and within the call's reach. The Python
 /// stack index of each switch-out sample is its own, even at the same line (as for
 /// [`WaitJoin::marker`]'s same call): a Python sleep's restart after its deadline,
 /// switched out for a few µs and too short for a marker, was counted as a sixth sleep
 /// of five under load (tests/cli/locks_user.rs).
-fn resumes(at: Option<(SampleKey, u64)>, iv: &Interval) -> bool {
+///
+/// The call's reach: a sleep's restart ends by its deadline (+ RESTART_GAP_NS for the
+/// wake-up), unless it was preempted (a restart after the deadline returns at once, but
+/// a preempted one is off CPU for as long as the CPU is taken); a call without a
+/// deadline restarts within RESTART_GAP_NS, as for a marker. Without the reach, the
+/// next sleep at the same line, whose marker was lost, was a continuation: two of
+/// five sleeps were one wait of 373 ms (a fresh-clone run, CPython 3.9 as root).
+fn resumes(at: Option<LastPiece>, iv: &Interval) -> bool {
     let native = |k: SampleKey| (k.leaf, k.thread, k.event);
-    at.is_some_and(|(k, end)| {
-        iv.at_out.is_some_and(|(a, _)| native(a) == native(k))
-            && iv.out.saturating_add(SLACK_NS) >= end
+    at.is_some_and(|p| {
+        let within_reach = match p.deadline {
+            Some(d) => iv.preempted || iv.inn <= d.saturating_add(RESTART_GAP_NS),
+            None => iv.out <= p.end.saturating_add(RESTART_GAP_NS),
+        };
+        iv.at_out.is_some_and(|(a, _)| native(a) == native(p.key))
+            && iv.out.saturating_add(SLACK_NS) >= p.end
+            && within_reach
     })
 }
 
@@ -369,8 +394,8 @@ impl OffCpuLog {
 }
 
 impl WaitJoin {
-    /// The thread's interrupted wait's last piece (switch-out stack, end), if any.
-    fn resumable(&self, tid: u32) -> Option<(SampleKey, u64)> {
+    /// The thread's interrupted wait's last piece, if any.
+    fn resumable(&self, tid: u32) -> Option<LastPiece> {
         self.interrupted
             .get(&tid)
             .and_then(Interrupted::last_piece_at)
@@ -953,6 +978,34 @@ mod tests {
             .map(|w| (w.key.leaf, w.key.python, w.continued))
             .collect();
         assert_eq!(waits, [(9, 1, false), (9, 2, true)]);
+    }
+
+    #[test]
+    fn root_the_next_sleep_without_its_marker_is_a_new_wait() {
+        let mut j = WaitJoin::default();
+        let mut out = RawProfile::default();
+        // Interrupted at 100 ms; its restart, preempted after the deadline (the handler
+        // waited 30 ms for the GIL), leaves no marker: the same wait. The next sleep at
+        // the same line (deadline 400 ms) lost its marker: its 199 ms off CPU, voluntary,
+        // are a wait of their own, not the first sleep's rest.
+        let at_sleep = Some((key(9), None));
+        j.switch_out(7, 0, 1_000, false);
+        j.switch_in(7, 99_000_000, at_sleep, &mut out);
+        j.marker(7, key(5), sleep_piece(0, 100_000_000, true), &mut out);
+        j.switch_out(7, 0, DEADLINE + 30_000_000, true);
+        j.switch_in(7, DEADLINE + 32_000_000, at_sleep, &mut out);
+        j.switch_out(7, 0, DEADLINE + 33_000_000, false);
+        j.switch_in(7, 2 * DEADLINE - 1_000, at_sleep, &mut out);
+        j.finish(&mut out);
+        let waits: Vec<_> = out.waits.iter().map(|w| (w.ns, w.continued)).collect();
+        assert_eq!(
+            waits,
+            [
+                (98_999_000, false),
+                (2_000_000, true),
+                (DEADLINE - 33_001_000, false)
+            ]
+        );
     }
 
     #[test]
