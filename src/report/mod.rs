@@ -355,5 +355,6 @@ mod tests {
         insta::assert_snapshot!("callers", view(View::Callers, FramesFilter::All));
         insta::assert_snapshot!("threads", view(View::Threads, FramesFilter::All));
         insta::assert_snapshot!("lines", view(View::Lines, FramesFilter::All));
+        insta::assert_snapshot!("modules", view(View::Modules, FramesFilter::All));
     }
 }

@@ -1,7 +1,7 @@
 //! `--view modules`: modules (ELF files, python) by self and total.
 
 use super::ReportFormat;
-use super::table::{GroupColumns, Row, format_rows, rank_by, sort_rows, stacks_total};
+use super::table::{GroupColumns, MODULES, Row, format_rows, rank_by, sort_rows, stacks_total};
 use crate::profile::Profile;
 use crate::profile::stacks::StackFilter;
 
@@ -18,7 +18,6 @@ pub fn modules(p: &Profile, format: ReportFormat, top: usize, filter: StackFilte
             module: m,
             self_value: s,
             total_value: t,
-
             ..Default::default()
         })
         .collect();
@@ -29,7 +28,7 @@ pub fn modules(p: &Profile, format: ReportFormat, top: usize, filter: StackFilte
         stacks_total(&stacks),
         format,
         top,
-        "Modules",
+        MODULES,
         &GroupColumns::default(),
     )
 }

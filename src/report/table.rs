@@ -233,6 +233,11 @@ pub(super) fn stacks_total(stacks: &[WeightedStack]) -> u64 {
     stacks.iter().map(|s| s.value).sum()
 }
 
+/// The title of the modules view, whose rows are modules: its text table names each
+/// once (CSV and JSON keep the functions' columns, `function` and `module` both the
+/// module, docs/results-format.md).
+pub(super) const MODULES: &str = "Modules";
+
 /// Rows as a text table, CSV or JSON, with the counter-group columns `cols` (none:
 /// `GroupColumns::default()`).
 pub(super) fn format_rows(
@@ -316,7 +321,11 @@ pub(super) fn format_rows(
                 "self%",
                 "total",
                 "total%",
-                "function (module) file:line"
+                if title == MODULES {
+                    "module"
+                } else {
+                    "function (module) file:line"
+                }
             );
             for r in rows {
                 let loc = match (&r.file, r.line) {
@@ -333,15 +342,17 @@ pub(super) fn format_rows(
                         format!(" {:>w$}", cols.format(i, *v))
                     })
                     .collect();
+                let what = if title == MODULES {
+                    r.module.clone()
+                } else {
+                    format!("{} ({}){loc}", r.function, r.module)
+                };
                 s.push_str(&format!(
-                    "{:>8} {:>6.2}% {:>8} {:>6.2}%{extra}  {} ({}){}\n",
+                    "{:>8} {:>6.2}% {:>8} {:>6.2}%{extra}  {what}\n",
                     human(r.self_value, metric_label(p)),
                     pct(r.self_value, total),
                     human(r.total_value, metric_label(p)),
                     pct(r.total_value, total),
-                    r.function,
-                    r.module,
-                    loc
                 ));
             }
             s
