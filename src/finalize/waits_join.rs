@@ -926,17 +926,25 @@ mod tests {
         assert_eq!(continued(&out), [false, true]);
     }
 
+    /// Root: a join that has seen a sleep until [`DEADLINE`], off CPU on `at` (its
+    /// switch-out stack) from 1 µs, interrupted at 100 ms (its marker's stack: 5).
+    fn root_sleep_interrupted_at_100_ms(
+        at: Option<(SampleKey, Option<u64>)>,
+    ) -> (WaitJoin, RawProfile) {
+        let (mut j, mut out) = (WaitJoin::default(), RawProfile::default());
+        j.switch_out(7, 0, 1_000, false);
+        j.switch_in(7, 99_000_000, at, &mut out);
+        j.marker(7, key(5), sleep_piece(0, 100_000_000, true), &mut out);
+        (j, out)
+    }
+
     #[test]
     fn root_a_restart_too_short_for_a_marker_is_the_same_wait() {
-        let mut j = WaitJoin::default();
-        let mut out = RawProfile::default();
         // Root: each interval has its switch-out stack (9: in the sleep call). The
         // sleep is interrupted at 100 ms; its restart is interrupted again after 30
         // µs (under the threshold: no marker); the next restart runs to the deadline.
         let at_sleep = Some((key(9), None));
-        j.switch_out(7, 0, 1_000, false);
-        j.switch_in(7, 99_000_000, at_sleep, &mut out);
-        j.marker(7, key(5), sleep_piece(0, 100_000_000, true), &mut out);
+        let (mut j, mut out) = root_sleep_interrupted_at_100_ms(at_sleep);
         j.switch_out(7, 0, 100_050_000, false);
         j.switch_in(7, 100_070_000, at_sleep, &mut out);
         // Another stack off CPU in between (the GIL, say) is not the sleep's.
@@ -960,15 +968,11 @@ mod tests {
 
     #[test]
     fn root_a_python_restart_without_a_marker_is_the_same_wait() {
-        let mut j = WaitJoin::default();
-        let mut out = RawProfile::default();
         // As above, with Python: each switch-out sample has a Python capture of its own
         // (index 1, then 2) at the same native stack (9). The last restart, after the
         // deadline, is off CPU for 30 µs and leaves no marker.
         let at_sleep = |python| Some((SampleKey { python, ..key(9) }, None));
-        j.switch_out(7, 0, 1_000, false);
-        j.switch_in(7, 99_000_000, at_sleep(1), &mut out);
-        j.marker(7, key(5), sleep_piece(0, 100_000_000, true), &mut out);
+        let (mut j, mut out) = root_sleep_interrupted_at_100_ms(at_sleep(1));
         j.switch_out(7, 0, 100_050_000, false);
         j.switch_in(7, 100_080_000, at_sleep(2), &mut out);
         j.finish(&mut out);
@@ -982,16 +986,12 @@ mod tests {
 
     #[test]
     fn root_the_next_sleep_without_its_marker_is_a_new_wait() {
-        let mut j = WaitJoin::default();
-        let mut out = RawProfile::default();
         // Interrupted at 100 ms; its restart, preempted after the deadline (the handler
         // waited 30 ms for the GIL), leaves no marker: the same wait. The next sleep at
         // the same line (deadline 400 ms) lost its marker: its 199 ms off CPU, voluntary,
         // are a wait of their own, not the first sleep's rest.
         let at_sleep = Some((key(9), None));
-        j.switch_out(7, 0, 1_000, false);
-        j.switch_in(7, 99_000_000, at_sleep, &mut out);
-        j.marker(7, key(5), sleep_piece(0, 100_000_000, true), &mut out);
+        let (mut j, mut out) = root_sleep_interrupted_at_100_ms(at_sleep);
         j.switch_out(7, 0, DEADLINE + 30_000_000, true);
         j.switch_in(7, DEADLINE + 32_000_000, at_sleep, &mut out);
         j.switch_out(7, 0, DEADLINE + 33_000_000, false);

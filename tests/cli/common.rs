@@ -91,6 +91,23 @@ pub fn assert_ran(out: &Output, what: &str) {
     );
 }
 
+/// The line (from 1) of tests/programs/PROGRAM that holds `needle`: the ground truth
+/// of a line is read from the program, not written twice.
+pub fn source_line(program: &str, needle: &str) -> u32 {
+    let text = std::fs::read_to_string(program_source(program)).unwrap();
+    let at = text.lines().position(|l| l.contains(needle));
+    1 + at.unwrap_or_else(|| panic!("{needle:?} in {program}")) as u32
+}
+
+/// Returns from the test, with `skipped: WHY`, unless it runs as root.
+macro_rules! require_root {
+    ($why:expr) => {
+        if !$crate::common::root_or_skip($why) {
+            return;
+        }
+    };
+}
+
 /// Whether the test runs as root; when not, prints `skipped: WHY` (the test then
 /// returns: what it checks needs root).
 pub fn root_or_skip(why: &str) -> bool {

@@ -178,9 +178,7 @@ impl Drop for SmallFs {
 
 #[test]
 fn disk_full_stops_recording_and_keeps_a_valid_marked_dir() {
-    if !root_or_skip("mounting a small tmpfs needs root") {
-        return;
-    }
+    require_root!("mounting a small tmpfs needs root");
     let t = shared_tempdir();
     let bin = build_c(t.path(), "hot.c", "hot", &[]);
     let mnt = t.path().join("small");

@@ -134,9 +134,7 @@ fn python_through_the_pyenv_shim_is_one_program() {
 /// collect again with a larger copy, for a program none of whose stacks was cut.
 #[test]
 fn a_launchers_cut_stacks_are_not_the_programs() {
-    if !root_or_skip("locks mode's switch-out stacks of the shim need root") {
-        return;
-    }
+    require_root!("locks mode's switch-out stacks of the shim need root");
     let t = shared_tempdir();
     let app = t.path().join("app.py");
     std::fs::write(&app, APP).unwrap();

@@ -510,11 +510,7 @@ fn mpi_barrier_waits_total_the_designed_imbalance() {
     let (dir, stderr) = mpirun_imbalance(t.path(), &[&T.to_string(), "wall"]);
     let timed = barrier_clocks(&stderr);
     let p = hwprof::profile::Profile::load(&dir).unwrap();
-    let source = std::fs::read_to_string(program_source("mpi_imbalance.py")).unwrap();
-    let line = 1 + source
-        .lines()
-        .position(|l| l.contains("# the barrier line"))
-        .unwrap() as u32;
+    let line = source_line("mpi_imbalance.py", "# the barrier line");
     let at_line = barrier_waits_per_rank(&p, |f, func| {
         func.module == "python" && func.name == "main" && f.line == Some(line)
     });
@@ -692,9 +688,7 @@ fn mpirun_locks_with_tool(
 /// left others without their on-CPU part (450 of 600 ms).
 #[test]
 fn an_ordinary_users_oversubscribed_ranks_wait_their_own_clocks_at_the_barrier() {
-    if !root_or_skip("setpriv to uid 65534 needs root") {
-        return;
-    }
+    require_root!("setpriv to uid 65534 needs root");
     let t = shared_tempdir();
     let prog = t.path().join("mpi_tool_imbalance");
     compile("mpicc", &["-O2", "-g"], "mpi_tool_imbalance.c", &prog, &[]);

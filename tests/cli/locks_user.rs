@@ -78,15 +78,6 @@ fn waits_at(
     (ns, lines)
 }
 
-/// The line of `needle` in a test program's source (1-based).
-fn source_line(program: &str, needle: &str) -> u32 {
-    let text = std::fs::read_to_string(program_source(program)).unwrap();
-    text.lines()
-        .position(|l| l.contains(needle))
-        .expect("needle") as u32
-        + 1
-}
-
 fn check_mutex_program(dir: &Path, out: &Output) {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
@@ -533,9 +524,7 @@ fn gil_waits_at_their_lines(hw: Command, t: &Path, py: &Path, what: &str) {
 /// by `CAP_DAC_READ_SEARCH`: it grants no perf privilege). Needs root to do both.
 #[test]
 fn python_waits_on_every_pyenv_version() {
-    if !root_or_skip("needs root (pyenv lives in /root)") {
-        return;
-    }
+    require_root!("needs root (pyenv lives in /root)");
     let t = shared_tempdir();
     let nobody_hwprof = hwprof_for_nobody(t.path());
     for ver in ["3.8.18", "3.9.18", "3.10.13", "3.11.7", "3.12.1", "3.13.0"] {
@@ -675,9 +664,7 @@ fn five_sleeps_are_five_waits(hw: Command, t: &Path, python: &Path, what: &str) 
 fn python_sleeps_count_once_each() {
     let (py, t, hw) = system_python_as_nobody();
     five_sleeps_are_five_waits(hw, t.path(), py, "uid 65534");
-    if !root_or_skip("the pyenv runs need root (pyenv lives in /root)") {
-        return;
-    }
+    require_root!("the pyenv runs need root (pyenv lives in /root)");
     // Through the pyenv shim (a bash script that execs the interpreter), and 3.8,
     // whose time.sleep is a select() without descriptors.
     let shim = std::env::var_os("HOME")

@@ -1,9 +1,10 @@
 //! End-to-end tests: real programs under real perf events, asserted against the ground
 //! truth designed into them. One test binary, one module per topic.
 
+#[macro_use]
+mod common;
 mod agent_faults;
 mod agent_stress;
-mod common;
 mod crash;
 mod diff;
 mod errors;

@@ -484,23 +484,17 @@ fn non_python_target_gets_a_native_profile() {
     assert!(s["samples"].as_u64().unwrap_or(0) > 20);
 }
 
-const DEEP: &str = r#"import sys, time
-class Inner:
-    def spin(self):
-        while True:
-            x = sum(range(1000))
-def outer():
-    Inner().spin()
-sys.stdout.write("ready\n"); sys.stdout.flush()
-outer()
-"#;
-
 /// Reads a live interpreter from outside (each version), then replays the same walk on
 /// the recorded memory image.
 #[test]
 fn remote_reader_walks_live_interpreters_and_a_recorded_image() {
     use std::io::BufRead;
-    let (_tmp, script) = temp_script("deep.py", DEEP);
+    let script = program_source("py_method_spin.py");
+    // The loop's lines: `while True:` and its body.
+    let loop_lines = [
+        source_line("py_method_spin.py", "while True:"),
+        source_line("py_method_spin.py", "x = sum(range(1000))"),
+    ];
     for (ver, py) in installed_pythons() {
         let mut child = Command::new(&py)
             .arg(&script)
@@ -573,7 +567,7 @@ fn remote_reader_walks_live_interpreters_and_a_recorded_image() {
                 let idx = names.iter().position(|n| n.0 == "Inner.spin");
                 let Some(i) = idx else { continue };
                 if names.get(i + 1).map(|n| n.0.as_str()) != Some("outer")
-                    || !matches!(names[i].1, Some(4) | Some(5))
+                    || !names[i].1.is_some_and(|l| loop_lines.contains(&l))
                     || names.last().map(|n| n.0.as_str()) != Some("<module>")
                 {
                     continue;
@@ -966,11 +960,9 @@ const SLEEP_LINE: u32 = 6;
 
 #[test]
 fn blocked_thread_is_reported_at_its_sleep_line_with_its_os_tid() {
-    if !root_or_skip(
-        "locks mode needs kernel context-switch samples (root or perf_event_paranoid <= 1)",
-    ) {
-        return;
-    }
+    require_root!(
+        "locks mode needs kernel context-switch samples (root or perf_event_paranoid <= 1)"
+    );
     let (tmp, script) = temp_script("sleeper.py", SLEEPER);
     let tid_file = tmp.path().join("sleeper.tid");
     let py = python311();

@@ -266,9 +266,7 @@ fn calls_from_c_into_python_keep_named_stacks_on_each_version() {
 
 #[test]
 fn spawn_pool_as_an_ordinary_user() {
-    if !root_or_skip("setpriv to uid 65534 needs root") {
-        return;
-    }
+    require_root!("setpriv to uid 65534 needs root");
     let sys_py = system_python_for_nobody();
     let tmp = shared_tempdir();
     let script = write_script(tmp.path(), "pool.py", POOL);
