@@ -239,8 +239,27 @@ pub fn as_nobody_with(cap: &str, program: &Path) -> Command {
 /// A copy of the hwprof binary that uid 65534 can run, inside `dir`.
 pub fn hwprof_for_nobody(dir: &Path) -> PathBuf {
     let hw = dir.join("hwprof");
-    std::fs::copy(hwprof_bin(), &hw).unwrap();
+    copy_executable(&hwprof_bin(), &hw);
     hw
+}
+
+/// Copies `from` to `to`, mode 0755, by a child process (`cp`). A file this process
+/// holds open for writing is also open in every child another test thread forks
+/// meanwhile, until that child execs, and running the file fails with ETXTBSY until
+/// then (setpriv's exit 126 in a fresh-clone run): the test process never opens a file
+/// it will run for writing.
+pub fn copy_executable(from: &Path, to: &Path) {
+    let st = Command::new("cp").arg(from).arg(to).status().expect("cp");
+    assert!(st.success(), "cp {} {}", from.display(), to.display());
+    executable_by_all(to);
+}
+
+/// Writes `text` to an executable file `to` (mode 0755), through [`copy_executable`].
+pub fn write_executable(to: &Path, text: &str) {
+    let draft = to.with_extension("draft");
+    std::fs::write(&draft, text).expect("write");
+    copy_executable(&draft, to);
+    std::fs::remove_file(&draft).expect("remove the draft");
 }
 
 /// The event id (PERF_SAMPLE_IDENTIFIER, the first word) of every SAMPLE record in the

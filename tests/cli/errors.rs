@@ -35,11 +35,9 @@ fn non_executable_command() {
 /// to do, not as a bare "Exec format error"; no results directory is left.
 #[test]
 fn a_script_without_a_shebang_says_what_to_do() {
-    use std::os::unix::fs::PermissionsExt;
     let t = shared_tempdir();
     let f = t.path().join("no_shebang.sh");
-    std::fs::write(&f, "echo hi\n").unwrap();
-    std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o755)).unwrap();
+    write_executable(&f, "echo hi\n");
     let out = collect_into_r(t.path(), &["--", f.to_str().unwrap()]);
     assert_fails_with(&out, 1, "a script that starts with a `#!` line");
     assert_fails_with(&out, 1, "hwprof collect -- sh SCRIPT");
@@ -50,15 +48,13 @@ fn a_script_without_a_shebang_says_what_to_do() {
 /// it: a data file of the same name earlier on PATH is passed over.
 #[test]
 fn a_command_on_path_is_the_first_executable_one() {
-    use std::os::unix::fs::PermissionsExt;
     let t = shared_tempdir();
     let (data, bin) = (t.path().join("data"), t.path().join("bin"));
     std::fs::create_dir_all(&data).unwrap();
     std::fs::create_dir_all(&bin).unwrap();
     std::fs::write(data.join("hwprof-say-hi"), "not a program").unwrap();
     let script = bin.join("hwprof-say-hi");
-    std::fs::write(&script, "#!/bin/sh\necho hi-from-path\n").unwrap();
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    write_executable(&script, "#!/bin/sh\necho hi-from-path\n");
     let path = format!(
         "{}:{}:{}",
         data.display(),

@@ -278,17 +278,14 @@ fn report_open_writes_the_page_and_starts_the_browser() {
     // A "browser" that records the file it was given.
     let got = t.path().join("opened");
     let browser = t.path().join("browser.sh");
-    std::fs::write(
+    write_executable(
         &browser,
         // Written whole, then renamed: the test polls for the file.
-        format!(
+        &format!(
             "#!/bin/sh\necho \"$1\" > {0}.part && mv {0}.part {0}\n",
             got.display()
         ),
-    )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&browser, std::fs::Permissions::from_mode(0o755)).unwrap();
+    );
     let out = Command::new(hwprof_bin())
         .args(["report", dir.to_str().unwrap(), "--open"])
         .env("BROWSER", &browser)

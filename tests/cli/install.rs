@@ -8,7 +8,9 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::common::{as_nobody, assert_success, ok, parse_hotspots_csv, shared_tempdir};
+use crate::common::{
+    as_nobody, assert_success, copy_executable, ok, parse_hotspots_csv, shared_tempdir,
+};
 
 #[test]
 fn installed_binary_alone_profiles_python_as_an_ordinary_user() {
@@ -36,7 +38,7 @@ fn installed_binary_alone_profiles_python_as_an_ordinary_user() {
     let fresh = tmp.path().join("elsewhere");
     std::fs::create_dir(&fresh).unwrap();
     let hw = fresh.join("hwprof");
-    std::fs::copy(prefix.join("bin/hwprof"), &hw).unwrap();
+    copy_executable(&prefix.join("bin/hwprof"), &hw);
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&fresh, std::fs::Permissions::from_mode(0o755)).unwrap();
     let script = tmp.path().join("work.py");

@@ -58,9 +58,9 @@ fn setup(dir: &Path) -> PathBuf {
         &["-DSOLVER_FN=dynamic_solve"],
     );
     let driver = dir.join("driver.py");
-    std::fs::write(&driver, DRIVER).expect("write driver");
+    write_executable(&driver, DRIVER);
     use std::os::unix::fs::PermissionsExt;
-    for f in ["static_solver", "dynamic_solver", "driver.py"] {
+    for f in ["static_solver", "dynamic_solver"] {
         std::fs::set_permissions(dir.join(f), std::fs::Permissions::from_mode(0o755))
             .expect("chmod");
     }
@@ -241,7 +241,7 @@ fn setid_case(
     let tmp = shared_tempdir();
     let solver = setid_solver(tmp.path(), name, uid);
     let driver = tmp.path().join("driver.py");
-    std::fs::write(&driver, SETID_DRIVER).unwrap();
+    write_executable(&driver, SETID_DRIVER);
     Some((tmp, solver, driver))
 }
 
@@ -296,8 +296,6 @@ fn setuid_root_program_under_an_ordinary_user_is_named_not_sampled() {
     let Some((tmp, solver, driver)) = setid_case("setuid_root_solver", 0, why) else {
         return;
     };
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&driver, std::fs::Permissions::from_mode(0o755)).unwrap();
     let dir = tmp.path().join("user");
     let sys_py = system_python_for_nobody();
     let program = [sys_py.as_os_str(), driver.as_os_str(), solver.as_os_str()];
