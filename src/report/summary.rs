@@ -315,7 +315,11 @@ pub fn summary(p: &Profile, format: ReportFormat, top: usize, filter: StackFilte
                 }
             }
             if num("lost_samples") > 0 {
-                s.push_str(&format!("  lost samples: {}\n", num("lost_samples")));
+                s.push_str(&lost_samples_line(
+                    num("lost_samples"),
+                    num("samples"),
+                    p.meta_str("mode") == "locks",
+                ));
             }
             if let Ok(g) = serde_json::from_str::<Value>(p.meta_str("group")) {
                 s.push_str(&group_summary_line(&g));
@@ -642,6 +646,20 @@ fn python_without_stack_line(w: &Value) -> String {
     s
 }
 
+/// The summary's line on samples the kernel dropped: how many, of how many taken,
+/// why, and what to do (the collect-time notice says the same).
+fn lost_samples_line(lost: u64, kept: u64, locks: bool) -> String {
+    let share = 100.0 * lost as f64 / (lost + kept).max(1) as f64;
+    format!(
+        "  lost samples: {lost} ({share:.1}% of those taken, not in the figures: the kernel's ring buffers were full before hwprof read them; lower -F, or fewer --call-graph dwarf bytes{})\n",
+        if locks {
+            "; a wait whose marker sample was lost has no class or line"
+        } else {
+            ""
+        }
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -664,5 +682,19 @@ mod tests {
         assert!(line("dwarf,1024").ends_with("dwarf,65528 to copy up to 64 times more"));
         assert!(line("dwarf,65528").contains("build with -fno-omit-frame-pointer"));
         assert!(line("dwarf,1024").starts_with("stacks cut short: 30.0% of samples"));
+    }
+
+    /// Lost samples are given with their share of those taken, why and what to do; in
+    /// locks mode, what a lost marker does to a wait.
+    #[test]
+    fn lost_samples_say_how_many_why_and_what_to_do() {
+        let hotspots = lost_samples_line(25, 75, false);
+        assert!(
+            hotspots.starts_with("  lost samples: 25 (25.0% of those taken")
+                && hotspots.contains("lower -F")
+                && !hotspots.contains("marker"),
+            "{hotspots}"
+        );
+        assert!(lost_samples_line(1, 999, true).contains("marker sample was lost"));
     }
 }
