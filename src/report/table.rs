@@ -313,26 +313,23 @@ pub(super) fn format_rows(
                 .iter()
                 .map(|n| format!(" {n:>w$}", w = n.len().max(12)))
                 .collect();
+            // A row's name: a module alone in the modules view, else the function with
+            // its module and place.
+            let (name_head, name_of): (&str, fn(&Row) -> String) = if title == MODULES {
+                ("module", |r| r.module.clone())
+            } else {
+                ("function (module) file:line", function_label)
+            };
             let mut s = format!(
-                "{title} by self {} (total {})\n{:>8} {:>7} {:>8} {:>7}{extra_head}  {}\n",
+                "{title} by self {} (total {})\n{:>8} {:>7} {:>8} {:>7}{extra_head}  {name_head}\n",
                 metric_label(p),
                 human(total, metric_label(p)),
                 "self",
                 "self%",
                 "total",
                 "total%",
-                if title == MODULES {
-                    "module"
-                } else {
-                    "function (module) file:line"
-                }
             );
             for r in rows {
-                let loc = match (&r.file, r.line) {
-                    (f, Some(l)) if !f.is_empty() => format!(" {f}:{l}"),
-                    (f, None) if !f.is_empty() => format!(" {f}"),
-                    _ => String::new(),
-                };
                 let extra: String = r
                     .extra
                     .iter()
@@ -342,22 +339,29 @@ pub(super) fn format_rows(
                         format!(" {:>w$}", cols.format(i, *v))
                     })
                     .collect();
-                let what = if title == MODULES {
-                    r.module.clone()
-                } else {
-                    format!("{} ({}){loc}", r.function, r.module)
-                };
                 s.push_str(&format!(
-                    "{:>8} {:>6.2}% {:>8} {:>6.2}%{extra}  {what}\n",
+                    "{:>8} {:>6.2}% {:>8} {:>6.2}%{extra}  {}\n",
                     human(r.self_value, metric_label(p)),
                     pct(r.self_value, total),
                     human(r.total_value, metric_label(p)),
                     pct(r.total_value, total),
+                    name_of(r),
                 ));
             }
             s
         }
     }
+}
+
+/// `function (module) file:line` of a row (the file alone without a line, nothing
+/// without a file).
+fn function_label(r: &Row) -> String {
+    let place = match (&r.file, r.line) {
+        (f, Some(l)) if !f.is_empty() => format!(" {f}:{l}"),
+        (f, None) if !f.is_empty() => format!(" {f}"),
+        _ => String::new(),
+    };
+    format!("{} ({}){place}", r.function, r.module)
 }
 
 fn rows_total(rows: &[Row]) -> u64 {
